@@ -1,0 +1,266 @@
+//! The audit log: a typed stream of security events, each entry chained to the one before
+//! by a SHA-256 over the previous entry's hash and this entry's fields, so any edit,
+//! deletion or reordering breaks the chain at the first entry it touches.
+
+use portcullis_crypto::sha256;
+
+use crate::clock::UnixTime;
+
+/// The kinds of security event. Their names are stable: they are stored and shown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuditKind {
+    AccountCreated,
+    SignIn,
+    SignInFailed,
+    SignInLocked,
+    AccountLocked,
+    AccountUnlocked,
+    SignOut,
+    SessionEnded,
+    PasswordChanged,
+    CardVerificationFailed,
+    SupportAction,
+}
+
+impl AuditKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::AccountCreated => "account.created",
+            Self::SignIn => "signin.succeeded",
+            Self::SignInFailed => "signin.failed",
+            Self::SignInLocked => "signin.locked",
+            Self::AccountLocked => "account.locked",
+            Self::AccountUnlocked => "account.unlocked",
+            Self::SignOut => "session.signed_out",
+            Self::SessionEnded => "session.ended",
+            Self::PasswordChanged => "password.changed",
+            Self::CardVerificationFailed => "registration.card_failed",
+            Self::SupportAction => "support.action",
+        }
+    }
+
+    /// A sentence for the person's own activity list.
+    pub fn describe(kind: &str) -> &'static str {
+        match kind {
+            "account.created" => "Online account created",
+            "signin.succeeded" => "Signed in",
+            "signin.failed" => "Failed sign-in attempt",
+            "signin.locked" => "Sign-in attempt while locked",
+            "account.locked" => "Account locked after failed attempts",
+            "account.unlocked" => "Account unlocked",
+            "session.signed_out" => "Signed out",
+            "session.ended" => "Session ended",
+            "password.changed" => "Password changed",
+            "support.action" => "Action by customer support",
+            _ => "Security event",
+        }
+    }
+}
+
+/// An event to append. `detail` must never hold a secret.
+#[derive(Clone, Debug)]
+pub struct AuditEvent {
+    pub kind: AuditKind,
+    pub account_id: Option<i64>,
+    pub actor: String,
+    pub client_ip: Option<String>,
+    pub detail: String,
+}
+
+impl AuditEvent {
+    pub fn new(kind: AuditKind, account_id: Option<i64>) -> Self {
+        Self {
+            kind,
+            account_id,
+            actor: "self".into(),
+            client_ip: None,
+            detail: String::new(),
+        }
+    }
+
+    pub fn ip(mut self, ip: Option<&str>) -> Self {
+        self.client_ip = ip.map(str::to_owned);
+        self
+    }
+
+    pub fn detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = detail.into();
+        self
+    }
+
+    pub fn actor(mut self, actor: impl Into<String>) -> Self {
+        self.actor = actor.into();
+        self
+    }
+}
+
+/// A stored entry, as read back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditEntry {
+    pub seq: i64,
+    pub at: UnixTime,
+    pub kind: String,
+    pub account_id: Option<i64>,
+    pub actor: String,
+    pub client_ip: Option<String>,
+    pub detail: String,
+    pub prev_hash: Vec<u8>,
+    pub hash: Vec<u8>,
+}
+
+pub const GENESIS_HASH: [u8; 32] = [0u8; 32];
+
+/// The fields an entry's hash covers.
+#[derive(Clone, Copy, Debug)]
+pub struct ChainInput<'a> {
+    pub prev: &'a [u8],
+    pub seq: i64,
+    pub at: UnixTime,
+    pub kind: &'a str,
+    pub account_id: Option<i64>,
+    pub actor: &'a str,
+    pub client_ip: Option<&'a str>,
+    pub detail: &'a str,
+}
+
+/// The chain hash of an entry: SHA-256 over the previous hash and every field, each
+/// length-prefixed.
+pub fn chain_hash(entry: &ChainInput<'_>) -> [u8; 32] {
+    let ChainInput {
+        prev,
+        seq,
+        at,
+        kind,
+        account_id,
+        actor,
+        client_ip,
+        detail,
+    } = *entry;
+    let mut buf = Vec::with_capacity(128 + detail.len());
+    let mut put = |bytes: &[u8]| {
+        buf.extend_from_slice(&(bytes.len() as u64).to_be_bytes());
+        buf.extend_from_slice(bytes);
+    };
+    put(prev);
+    put(&seq.to_be_bytes());
+    put(&at.0.to_be_bytes());
+    put(kind.as_bytes());
+    put(&account_id.map_or(-1, |a| a).to_be_bytes());
+    put(actor.as_bytes());
+    put(client_ip.unwrap_or("").as_bytes());
+    put(detail.as_bytes());
+    sha256(&buf)
+}
+
+/// Why verification stopped.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ChainBreak {
+    /// The entry's stored hash does not match its contents.
+    Altered { seq: i64 },
+    /// The entry does not follow the one before it (deleted, inserted or reordered).
+    Broken { seq: i64 },
+}
+
+impl std::fmt::Display for ChainBreak {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ChainBreak::Altered { seq } => write!(f, "entry {seq}: its contents do not match its hash (edited)"),
+            ChainBreak::Broken { seq } => write!(f, "entry {seq}: it does not follow the entry before it (deleted, inserted or reordered)"),
+        }
+    }
+}
+
+/// Checks a run of entries in order, continuing from `prev` (hash) and `prev_seq`.
+pub fn verify_run(
+    entries: &[AuditEntry],
+    prev: &mut Vec<u8>,
+    prev_seq: &mut i64,
+) -> Result<(), ChainBreak> {
+    for e in entries {
+        if e.seq != *prev_seq + 1 || e.prev_hash != *prev {
+            return Err(ChainBreak::Broken { seq: e.seq });
+        }
+        let expected = chain_hash(&ChainInput {
+            prev: &e.prev_hash,
+            seq: e.seq,
+            at: e.at,
+            kind: &e.kind,
+            account_id: e.account_id,
+            actor: &e.actor,
+            client_ip: e.client_ip.as_deref(),
+            detail: &e.detail,
+        });
+        if expected.as_slice() != e.hash.as_slice() {
+            return Err(ChainBreak::Altered { seq: e.seq });
+        }
+        *prev = e.hash.clone();
+        *prev_seq = e.seq;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chain(n: i64) -> Vec<AuditEntry> {
+        let mut prev = GENESIS_HASH.to_vec();
+        (1..=n)
+            .map(|seq| {
+                let hash = chain_hash(&ChainInput {
+                    prev: &prev,
+                    seq,
+                    at: UnixTime(seq),
+                    kind: "signin.succeeded",
+                    account_id: Some(1),
+                    actor: "self",
+                    client_ip: None,
+                    detail: "",
+                });
+                let e = AuditEntry {
+                    seq,
+                    at: UnixTime(seq),
+                    kind: "signin.succeeded".into(),
+                    account_id: Some(1),
+                    actor: "self".into(),
+                    client_ip: None,
+                    detail: String::new(),
+                    prev_hash: prev.clone(),
+                    hash: hash.to_vec(),
+                };
+                prev = hash.to_vec();
+                e
+            })
+            .collect()
+    }
+
+    fn verify(entries: &[AuditEntry]) -> Result<(), ChainBreak> {
+        verify_run(entries, &mut GENESIS_HASH.to_vec(), &mut 0)
+    }
+
+    #[test]
+    fn a_clean_chain_verifies() {
+        assert_eq!(verify(&chain(5)), Ok(()));
+    }
+
+    #[test]
+    fn an_edit_is_found() {
+        let mut c = chain(5);
+        c[2].detail = "changed".into();
+        assert_eq!(verify(&c), Err(ChainBreak::Altered { seq: 3 }));
+    }
+
+    #[test]
+    fn a_deletion_is_found() {
+        let mut c = chain(5);
+        c.remove(1);
+        assert_eq!(verify(&c), Err(ChainBreak::Broken { seq: 3 }));
+    }
+
+    #[test]
+    fn a_reordering_is_found() {
+        let mut c = chain(5);
+        c.swap(1, 2);
+        assert_eq!(verify(&c), Err(ChainBreak::Broken { seq: 3 }));
+    }
+}

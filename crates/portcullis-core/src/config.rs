@@ -1,0 +1,32 @@
+//! The domain's settings, gathered from configuration by the binary.
+
+use crate::lockout::LockoutPolicy;
+use crate::password::PasswordPolicy;
+use crate::session::SessionPolicy;
+
+#[derive(Clone, Debug)]
+pub struct Policies {
+    pub issuer_name: String,
+    pub support_phone: String,
+    pub password: PasswordPolicy,
+    pub lockout: LockoutPolicy,
+    pub session: SessionPolicy,
+    /// How long a verified card may wait for step 2 of registration.
+    pub registration_step_secs: i64,
+    /// Whether security questions are offered at all.
+    pub security_questions_enabled: bool,
+}
+
+impl Default for Policies {
+    fn default() -> Self {
+        Self {
+            issuer_name: "Portcullis Bank".into(),
+            support_phone: "1-800-555-0199".into(),
+            password: PasswordPolicy::default(),
+            lockout: LockoutPolicy::default(),
+            session: SessionPolicy::default(),
+            registration_step_secs: 20 * 60,
+            security_questions_enabled: true,
+        }
+    }
+}

@@ -1,0 +1,95 @@
+//! The use cases, one file each, over the ports.
+
+mod account;
+mod registration;
+mod signin;
+mod support;
+
+use std::sync::Arc;
+
+use portcullis_crypto::{HashPool, KeyedHasher};
+
+use crate::audit::AuditEvent;
+use crate::clock::Clock;
+use crate::config::Policies;
+use crate::ports::{Message, Notifier, Store};
+
+pub use account::{AccountHome, SessionInfo};
+pub use registration::{CardVerified, Registration};
+pub use signin::{SessionContext, SignedIn};
+pub use support::{SupportAuthority, SupportView};
+
+/// Who is asking: used for audit, throttling and the sessions list. Never trusted for
+/// authorisation.
+#[derive(Clone, Debug, Default)]
+pub struct ClientInfo {
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+/// The application: the use cases over their ports. Cheap to clone.
+#[derive(Clone)]
+pub struct Portcullis {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) hasher: HashPool,
+    pub(crate) keys: KeyedHasher,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) notifier: Arc<dyn Notifier>,
+    pub(crate) policies: Arc<Policies>,
+}
+
+impl Portcullis {
+    pub fn new(
+        store: Arc<dyn Store>,
+        hasher: HashPool,
+        keys: KeyedHasher,
+        clock: Arc<dyn Clock>,
+        notifier: Arc<dyn Notifier>,
+        policies: Policies,
+    ) -> Self {
+        Self {
+            store,
+            hasher,
+            keys,
+            clock,
+            notifier,
+            policies: Arc::new(policies),
+        }
+    }
+
+    pub fn policies(&self) -> &Policies {
+        &self.policies
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn hasher(&self) -> &HashPool {
+        &self.hasher
+    }
+
+    pub fn keys(&self) -> &KeyedHasher {
+        &self.keys
+    }
+
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// Writes an audit event. A failure to audit is logged loudly but does not undo the
+    /// action it records (the action has already been committed).
+    pub(crate) async fn audit(&self, event: AuditEvent) {
+        if let Err(e) = self.store.append_audit(&event, self.clock.now()).await {
+            tracing::error!(kind = event.kind.as_str(), error = %e, "audit append failed");
+        }
+    }
+
+    /// Sends a message; a failure is logged, not returned, because the state change that
+    /// caused it has been committed.
+    pub(crate) async fn notify(&self, message: Message) {
+        if let Err(e) = self.notifier.send(message).await {
+            tracing::error!(error = %e, "notification failed");
+        }
+    }
+}

@@ -1,0 +1,90 @@
+//! Flow 9 and 8: the account home and the sessions list.
+
+use super::{Portcullis, SessionContext};
+use crate::audit::AuditEntry;
+use crate::clock::UnixTime;
+use crate::ids::AccountType;
+use crate::ports::CardSummary;
+use crate::ServiceError;
+
+pub struct AccountHome {
+    pub user_id: String,
+    pub account_type: AccountType,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub cards: Vec<CardSummary>,
+}
+
+pub struct SessionInfo {
+    pub id: i64,
+    pub created_at: UnixTime,
+    pub last_seen_at: UnixTime,
+    pub user_agent: Option<String>,
+    pub client_ip: Option<String>,
+    pub current: bool,
+}
+
+impl Portcullis {
+    pub async fn account_home(&self, ctx: &SessionContext) -> Result<AccountHome, ServiceError> {
+        let account = self
+            .store
+            .account_by_id(ctx.account_id)
+            .await?
+            .ok_or(ServiceError::Unauthenticated)?;
+        let cards = self.store.cards_for_account(ctx.account_id).await?;
+        Ok(AccountHome {
+            user_id: account.user_id,
+            account_type: account.account_type,
+            email: account.email,
+            phone: account.phone,
+            cards,
+        })
+    }
+
+    pub async fn sessions(&self, ctx: &SessionContext) -> Result<Vec<SessionInfo>, ServiceError> {
+        let now = self.clock.now();
+        let policy = self.policies.session;
+        Ok(self
+            .store
+            .list_sessions(ctx.account_id)
+            .await?
+            .into_iter()
+            .filter(|s| policy.state(s.created_at, s.last_seen_at, now) == crate::session::SessionState::Active)
+            .map(|s| SessionInfo {
+                current: s.id == ctx.session_id,
+                id: s.id,
+                created_at: s.created_at,
+                last_seen_at: s.last_seen_at,
+                user_agent: s.user_agent,
+                client_ip: s.client_ip,
+            })
+            .collect())
+    }
+
+    /// Ends one of the account's own sessions; false when no such session.
+    pub async fn end_session(&self, ctx: &SessionContext, id: i64) -> Result<bool, ServiceError> {
+        let mine = self
+            .store
+            .list_sessions(ctx.account_id)
+            .await?
+            .iter()
+            .any(|s| s.id == id);
+        if !mine {
+            return Ok(false);
+        }
+        let ended = self.store.delete_session(id).await?;
+        if ended {
+            self.audit(
+                crate::audit::AuditEvent::new(crate::audit::AuditKind::SessionEnded, Some(ctx.account_id))
+                    .detail(format!("session {id}")),
+            )
+            .await;
+        }
+        Ok(ended)
+    }
+
+    /// The person's own recent security events.
+    pub async fn recent_activity(&self, ctx: &SessionContext, limit: i64) -> Result<Vec<AuditEntry>, ServiceError> {
+        Ok(self.store.account_audit(ctx.account_id, limit).await?)
+    }
+}

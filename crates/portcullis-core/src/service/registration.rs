@@ -1,0 +1,241 @@
+//! Flow 1: create an online account by proving you hold the card (or merchant account).
+
+use portcullis_crypto::{ct_eq, Token};
+use secrecy::SecretString;
+
+use super::{ClientInfo, Portcullis};
+use crate::audit::{AuditEvent, AuditKind};
+use crate::card::Credential;
+use crate::contact::CodeChannel;
+use crate::ids::{AccountType, UserId};
+use crate::password::Password;
+use crate::ports::{CreateAccountError, Message, NewAccount};
+use crate::registry::credential_hashes;
+use crate::security_questions::{check_answer, question, REQUIRED_ANSWERS};
+use crate::{FieldError, ServiceError};
+
+const STEP_KIND: &str = "registration";
+
+/// Step 1 passed: the token to carry into step 2, and what the form can show.
+pub struct CardVerified {
+    pub token: SecretString,
+    pub account_type: AccountType,
+    pub has_email: bool,
+    pub has_phone: bool,
+}
+
+/// Step 2's input.
+pub struct Registration<'a> {
+    pub token: &'a str,
+    pub user_id: &'a str,
+    pub password: &'a str,
+    pub security_answers: &'a [(i64, String)],
+    pub code_channel: &'a str,
+}
+
+impl Portcullis {
+    /// Step 1: card number + card ID (or merchant number + code) against the registry.
+    pub async fn verify_card(
+        &self,
+        account_type: &str,
+        number: &str,
+        verification: &str,
+        client: &ClientInfo,
+    ) -> Result<CardVerified, ServiceError> {
+        let account_type = AccountType::parse(account_type).ok_or_else(|| {
+            ServiceError::field("account_type", "Choose personal, merchant or corporate.")
+        })?;
+        let credential = Credential::parse(account_type, number, verification)
+            .map_err(ServiceError::Invalid)?;
+        let (number_hash, verification_hash) = credential_hashes(&self.keys, &credential);
+        let record = self.store.find_record(&number_hash).await?;
+        let record = match record {
+            Some(r)
+                if ct_eq(&r.verification_hash, &verification_hash)
+                    && r.account_type == account_type =>
+            {
+                r
+            }
+            _ => {
+                self.audit(
+                    AuditEvent::new(AuditKind::CardVerificationFailed, None)
+                        .ip(client.ip.as_deref()),
+                )
+                .await;
+                return Err(ServiceError::CardNotRecognised);
+            }
+        };
+        if record.account_id.is_some() {
+            return Err(ServiceError::CardAlreadyRegistered);
+        }
+        let token = Token::generate();
+        let expires = self
+            .clock
+            .now()
+            .plus_secs(self.policies.registration_step_secs);
+        self.store
+            .create_step(&token.hash, STEP_KIND, record.id, "", expires)
+            .await?;
+        Ok(CardVerified {
+            token: token.secret,
+            account_type,
+            has_email: record.email.is_some(),
+            has_phone: record.phone.is_some(),
+        })
+    }
+
+    /// Step 2: choose a User ID, a password, security answers and the code channel.
+    pub async fn complete_registration(
+        &self,
+        input: Registration<'_>,
+        client: &ClientInfo,
+    ) -> Result<UserId, ServiceError> {
+        let token_hash = portcullis_crypto::sha256(input.token.as_bytes());
+        let now = self.clock.now();
+        let step = self
+            .store
+            .find_step(&token_hash, STEP_KIND, now)
+            .await?
+            .ok_or(ServiceError::StepExpired)?;
+        let record = self
+            .store
+            .record_by_id(step.subject_id)
+            .await?
+            .ok_or(ServiceError::StepExpired)?;
+
+        let mut errors = Vec::new();
+        let user_id = UserId::parse(input.user_id)
+            .map_err(|m| errors.push(FieldError::new("user_id", m)))
+            .ok();
+        let password = Password::new(input.password);
+        for rule in self
+            .policies
+            .password
+            .check(&password, user_id.as_ref(), false)
+        {
+            errors.push(FieldError::new("password", rule.message()));
+        }
+        let answers = if self.policies.security_questions_enabled {
+            check_answers(input.security_answers, &mut errors)
+        } else {
+            Vec::new()
+        };
+        let channel = match CodeChannel::parse(input.code_channel) {
+            Some(CodeChannel::Sms) if record.phone.is_none() => {
+                errors.push(FieldError::new(
+                    "code_channel",
+                    "We have no mobile number for this card; choose email.",
+                ));
+                None
+            }
+            Some(CodeChannel::Email) if record.email.is_none() => {
+                errors.push(FieldError::new(
+                    "code_channel",
+                    "We have no email address for this card; choose text message.",
+                ));
+                None
+            }
+            Some(c) => Some(c),
+            None => {
+                errors.push(FieldError::new(
+                    "code_channel",
+                    "Choose email or text message for your one-time codes.",
+                ));
+                None
+            }
+        };
+        let (Some(user_id), Some(channel), true) = (user_id, channel, errors.is_empty()) else {
+            return Err(ServiceError::Invalid(errors));
+        };
+
+        let password_hash = self.hasher.hash(password.expose().as_bytes()).await?;
+        let mut answer_hashes = Vec::with_capacity(answers.len());
+        for (qid, answer) in &answers {
+            answer_hashes.push((*qid, self.hasher.hash(answer.as_bytes()).await?));
+        }
+        let created = self
+            .store
+            .create_account(NewAccount {
+                user_id: user_id.as_str().to_owned(),
+                user_id_canonical: user_id.canonical().to_owned(),
+                account_type: record.account_type,
+                password_hash,
+                security_answers: answer_hashes,
+                code_channel: channel,
+                email: record.email.clone(),
+                phone: record.phone.clone(),
+                registry_record_id: record.id,
+                step_token_hash: token_hash,
+                now,
+            })
+            .await;
+        let account_id = match created {
+            Ok(id) => id,
+            Err(CreateAccountError::UserIdTaken) => return Err(ServiceError::UserIdTaken),
+            Err(CreateAccountError::CardAlreadyRegistered) => {
+                return Err(ServiceError::CardAlreadyRegistered)
+            }
+            Err(CreateAccountError::StepGone) => return Err(ServiceError::StepExpired),
+            Err(CreateAccountError::Store(e)) => return Err(e.into()),
+        };
+        self.audit(
+            AuditEvent::new(AuditKind::AccountCreated, Some(account_id))
+                .ip(client.ip.as_deref())
+                .detail(format!("type={} card=••••{}", record.account_type.as_str(), record.last4)),
+        )
+        .await;
+        let issuer = &self.policies.issuer_name;
+        let (to, channel) = match (channel, &record.email, &record.phone) {
+            (CodeChannel::Sms, _, Some(phone)) => (phone.clone(), CodeChannel::Sms),
+            (_, Some(email), _) => (email.clone(), CodeChannel::Email),
+            (_, None, Some(phone)) => (phone.clone(), CodeChannel::Sms),
+            (_, None, None) => return Ok(user_id),
+        };
+        self.notify(Message {
+            channel,
+            to,
+            subject: format!("Your {issuer} online account is ready"),
+            body: format!(
+                "You created an online account for the card ending {} with the User ID {}. \
+                 If this was not you, call {} at once.",
+                record.last4,
+                user_id.as_str(),
+                self.policies.support_phone
+            ),
+        })
+        .await;
+        Ok(user_id)
+    }
+}
+
+fn check_answers(
+    answers: &[(i64, String)],
+    errors: &mut Vec<FieldError>,
+) -> Vec<(i64, zeroize::Zeroizing<String>)> {
+    let mut out = Vec::new();
+    if answers.len() != REQUIRED_ANSWERS {
+        errors.push(FieldError::new(
+            "security_answers",
+            "Choose three different security questions and answer each.",
+        ));
+        return out;
+    }
+    let mut seen = Vec::new();
+    for (i, (qid, answer)) in answers.iter().enumerate() {
+        let field = format!("security_answers[{i}]");
+        if question(*qid).is_none() {
+            errors.push(FieldError::new(&field, "Choose a question from the list."));
+            continue;
+        }
+        if seen.contains(qid) {
+            errors.push(FieldError::new(&field, "Choose three different questions."));
+            continue;
+        }
+        seen.push(*qid);
+        match check_answer(answer) {
+            Ok(a) => out.push((*qid, a)),
+            Err(m) => errors.push(FieldError::new(&field, m)),
+        }
+    }
+    out
+}

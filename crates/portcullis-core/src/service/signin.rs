@@ -1,0 +1,264 @@
+//! Flow 2 and 3: sign in, with the lockout rule, and the session that follows.
+//!
+//! Every failure — unknown User ID, wrong password, wrong account type, a refused attempt —
+//! ends in the same [`ServiceError::SignInFailed`] after the same work: one argon2id
+//! evaluation (against a dummy for unknown users), so neither the answer nor its timing
+//! tells them apart.
+
+use portcullis_crypto::{sha256, Token, Verification};
+use secrecy::SecretString;
+
+use super::{ClientInfo, Portcullis};
+use crate::audit::{AuditEvent, AuditKind};
+use crate::clock::UnixTime;
+use crate::ids::{AccountType, UserId};
+use crate::lockout::Claim;
+use crate::password::{Password, PASSWORD_MAX};
+use crate::ports::{AccountRow, Message, NewSession};
+use crate::session::SessionState;
+use crate::ServiceError;
+
+/// A started session: the token is shown to the client once.
+pub struct SignedIn {
+    pub token: SecretString,
+    pub expires_at: UnixTime,
+    pub account_id: i64,
+    pub user_id: String,
+}
+
+/// An authenticated request's session.
+#[derive(Clone, Debug)]
+pub struct SessionContext {
+    pub session_id: i64,
+    pub account_id: i64,
+    pub token_hash: [u8; 32],
+    pub expires_at: UnixTime,
+}
+
+impl Portcullis {
+    pub async fn sign_in(
+        &self,
+        user_id: &str,
+        password: &str,
+        account_type: &str,
+        client: &ClientInfo,
+    ) -> Result<SignedIn, ServiceError> {
+        let password = Password::new(password);
+        // Bound the work an attacker can make us do before hashing.
+        let usable = !password.is_empty() && password.char_count() <= PASSWORD_MAX * 4;
+        let account = match UserId::parse(user_id) {
+            Ok(id) => self.store.find_account(id.canonical()).await?,
+            Err(_) => None,
+        };
+        let account_type = AccountType::parse(account_type);
+        let Some(account) = account.filter(|_| usable) else {
+            self.hasher.verify(password.expose().as_bytes(), None).await?;
+            return Err(ServiceError::SignInFailed);
+        };
+        let now = self.clock.now();
+        let policy = self.policies.lockout;
+
+        let claimed = match self
+            .store
+            .claim_attempt(account.id, now, policy.lock_after_failures)
+            .await?
+        {
+            Claim::Granted(n) => n,
+            Claim::Locked(until) => return self.locked_attempt(&account, &password, until, client).await,
+            Claim::Exhausted => {
+                self.hasher.verify(password.expose().as_bytes(), None).await?;
+                self.audit(
+                    AuditEvent::new(AuditKind::SignInFailed, Some(account.id))
+                        .ip(client.ip.as_deref())
+                        .detail("attempt refused: too many in flight"),
+                )
+                .await;
+                return Err(ServiceError::SignInFailed);
+            }
+        };
+
+        let verification = match self
+            .hasher
+            .verify(password.expose().as_bytes(), Some(&account.password_hash))
+            .await
+        {
+            Ok(v) => v,
+            Err(e) => {
+                // Not evaluated (pool full or failed): the slot goes back.
+                self.store.release_attempt(account.id).await?;
+                return Err(e.into());
+            }
+        };
+        match verification {
+            Verification::Match { needs_rehash } if Some(account.account_type) == account_type => {
+                self.store.record_sign_in(account.id, now).await?;
+                if needs_rehash {
+                    if let Ok(hash) = self.hasher.hash(password.expose().as_bytes()).await {
+                        self.store.set_password_hash(account.id, &hash).await?;
+                    }
+                }
+                self.start_session(&account, client).await
+            }
+            Verification::Match { .. } => {
+                // The right password with the wrong account type: not a password failure,
+                // so the slot goes back, but the answer is the same as any failure.
+                self.store.release_attempt(account.id).await?;
+                self.audit(
+                    AuditEvent::new(AuditKind::SignInFailed, Some(account.id))
+                        .ip(client.ip.as_deref())
+                        .detail("wrong account type"),
+                )
+                .await;
+                Err(ServiceError::SignInFailed)
+            }
+            Verification::Mismatch => {
+                self.audit(
+                    AuditEvent::new(AuditKind::SignInFailed, Some(account.id))
+                        .ip(client.ip.as_deref())
+                        .detail(format!("wrong password ({claimed} of {})", policy.lock_after_failures)),
+                )
+                .await;
+                if claimed >= policy.lock_after_failures {
+                    let until = now.plus_secs(policy.lock_for_secs);
+                    if self.store.lock_account(account.id, until).await? {
+                        self.on_locked(&account, until, client).await;
+                    }
+                }
+                Err(ServiceError::SignInFailed)
+            }
+        }
+    }
+
+    /// A sign-in attempt on a locked account: only the correct password learns of the lock.
+    async fn locked_attempt(
+        &self,
+        account: &AccountRow,
+        password: &Password,
+        until: UnixTime,
+        client: &ClientInfo,
+    ) -> Result<SignedIn, ServiceError> {
+        let v = self
+            .hasher
+            .verify(password.expose().as_bytes(), Some(&account.password_hash))
+            .await?;
+        self.audit(
+            AuditEvent::new(AuditKind::SignInLocked, Some(account.id))
+                .ip(client.ip.as_deref())
+                .detail(if v.is_match() { "correct password" } else { "wrong password" }),
+        )
+        .await;
+        if v.is_match() {
+            Err(ServiceError::Locked { until })
+        } else {
+            Err(ServiceError::SignInFailed)
+        }
+    }
+
+    async fn on_locked(&self, account: &AccountRow, until: UnixTime, client: &ClientInfo) {
+        self.audit(
+            AuditEvent::new(AuditKind::AccountLocked, Some(account.id))
+                .ip(client.ip.as_deref())
+                .detail(format!("locked until {}", until.to_rfc3339())),
+        )
+        .await;
+        let issuer = &self.policies.issuer_name;
+        let body = format!(
+            "Your {issuer} online account was locked after {} failed sign-in attempts. \
+             To unlock it, use \"Forgot your password?\" on the sign-in page with your card \
+             and a one-time code, or call {}. If these attempts were not you, your account \
+             is safe: nobody can sign in while it is locked.",
+            self.policies.lockout.lock_after_failures, self.policies.support_phone
+        );
+        if let Some(message) = contact_message(account, format!("Your {issuer} account is locked"), body) {
+            self.notify(message).await;
+        }
+    }
+
+    async fn start_session(
+        &self,
+        account: &AccountRow,
+        client: &ClientInfo,
+    ) -> Result<SignedIn, ServiceError> {
+        let now = self.clock.now();
+        let token = Token::generate();
+        self.store
+            .create_session(NewSession {
+                token_hash: token.hash,
+                account_id: account.id,
+                now,
+                user_agent: client.user_agent.clone(),
+                client_ip: client.ip.clone(),
+            })
+            .await?;
+        self.audit(
+            AuditEvent::new(AuditKind::SignIn, Some(account.id)).ip(client.ip.as_deref()),
+        )
+        .await;
+        Ok(SignedIn {
+            token: token.secret,
+            expires_at: self.policies.session.expires_at(now, now),
+            account_id: account.id,
+            user_id: account.user_id.clone(),
+        })
+    }
+
+    /// The session a bearer token or cookie names, if it is still active.
+    pub async fn authenticate(&self, token: &str) -> Result<SessionContext, ServiceError> {
+        if token.is_empty() || token.len() > 128 {
+            return Err(ServiceError::Unauthenticated);
+        }
+        let token_hash = sha256(token.as_bytes());
+        let session = self
+            .store
+            .session_by_token(&token_hash)
+            .await?
+            .ok_or(ServiceError::Unauthenticated)?;
+        let now = self.clock.now();
+        let policy = self.policies.session;
+        match policy.state(session.created_at, session.last_seen_at, now) {
+            SessionState::Active => {}
+            SessionState::IdleExpired | SessionState::Expired => {
+                self.store.delete_session(session.id).await?;
+                return Err(ServiceError::Unauthenticated);
+            }
+        }
+        let last_seen = if policy.needs_touch(session.last_seen_at, now) {
+            self.store.touch_session(session.id, now).await?;
+            now
+        } else {
+            session.last_seen_at
+        };
+        Ok(SessionContext {
+            session_id: session.id,
+            account_id: session.account_id,
+            token_hash,
+            expires_at: policy.expires_at(session.created_at, last_seen),
+        })
+    }
+
+    pub async fn sign_out(&self, ctx: &SessionContext, client: &ClientInfo) -> Result<(), ServiceError> {
+        self.store.delete_session(ctx.session_id).await?;
+        self.audit(
+            AuditEvent::new(AuditKind::SignOut, Some(ctx.account_id)).ip(client.ip.as_deref()),
+        )
+        .await;
+        Ok(())
+    }
+}
+
+/// A message to the account's preferred channel, falling back to whichever it has.
+pub(crate) fn contact_message(account: &AccountRow, subject: String, body: String) -> Option<Message> {
+    use crate::contact::CodeChannel;
+    let (channel, to) = match (account.code_channel, &account.email, &account.phone) {
+        (CodeChannel::Sms, _, Some(p)) => (CodeChannel::Sms, p.clone()),
+        (_, Some(e), _) => (CodeChannel::Email, e.clone()),
+        (_, None, Some(p)) => (CodeChannel::Sms, p.clone()),
+        (_, None, None) => return None,
+    };
+    Some(Message {
+        channel,
+        to,
+        subject,
+        body,
+    })
+}

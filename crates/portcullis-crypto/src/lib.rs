@@ -1,0 +1,14 @@
+//! Cryptographic building blocks for Portcullis: password hashing on a bounded pool of
+//! workers, keyed hashes for card data, random tokens, constant-time comparison and the
+//! secrets directory. Nothing here knows about HTTP, SQL or the product's rules.
+
+pub mod ct;
+pub mod hashing;
+pub mod keyed;
+pub mod secrets;
+pub mod token;
+
+pub use ct::ct_eq;
+pub use hashing::{HashError, HashParams, HashPool, Verification};
+pub use keyed::KeyedHasher;
+pub use token::{sha256, Token};

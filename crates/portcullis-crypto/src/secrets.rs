@@ -1,0 +1,119 @@
+//! The secrets directory: 256-bit keys kept in files outside the database, created on first
+//! start with owner-only permissions.
+
+use std::fs;
+use std::io::Write;
+use std::path::Path;
+
+use zeroize::Zeroizing;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SecretsError {
+    #[error("secrets directory {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("secret file {path} is not 64 hexadecimal characters")]
+    Malformed { path: String },
+}
+
+/// Reads the key `name` from `dir`, creating the directory (0700) and the key (0600) when
+/// they are missing.
+pub fn load_or_create_key(dir: &Path, name: &str) -> Result<Zeroizing<[u8; 32]>, SecretsError> {
+    let io = |path: &Path| {
+        let path = path.display().to_string();
+        move |source| SecretsError::Io { path, source }
+    };
+    create_private_dir(dir).map_err(io(dir))?;
+    let path = dir.join(name);
+    match fs::read_to_string(&path) {
+        Ok(text) => parse_key(text.trim()).ok_or_else(|| SecretsError::Malformed {
+            path: path.display().to_string(),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key = Zeroizing::new(crate::token::random_bytes::<32>());
+            let hexed = Zeroizing::new(hex::encode(key.as_ref()));
+            write_private_file(&path, hexed.as_bytes()).map_err(io(&path))?;
+            // Another process may have won the race to create it: read back what is there.
+            let text = fs::read_to_string(&path).map_err(io(&path))?;
+            parse_key(text.trim()).ok_or_else(|| SecretsError::Malformed {
+                path: path.display().to_string(),
+            })
+        }
+        Err(e) => Err(io(&path)(e)),
+    }
+}
+
+fn parse_key(text: &str) -> Option<Zeroizing<[u8; 32]>> {
+    let mut key = Zeroizing::new([0u8; 32]);
+    hex::decode_to_slice(text, key.as_mut()).ok()?;
+    Some(key)
+}
+
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        match fs::DirBuilder::new().recursive(true).mode(0o700).create(dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        fs::create_dir_all(dir)
+    }
+}
+
+fn write_private_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    match options.open(path) {
+        Ok(mut file) => {
+            file.write_all(contents)?;
+            file.sync_all()
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn creates_once_then_reads_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let secrets = dir.path().join("secrets");
+        let a = load_or_create_key(&secrets, "registry.key").unwrap();
+        let b = load_or_create_key(&secrets, "registry.key").unwrap();
+        assert_eq!(*a, *b);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(secrets.join("registry.key")).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+            let mode = fs::metadata(&secrets).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o700);
+        }
+    }
+
+    #[test]
+    fn malformed_key_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("k"), "not hex").unwrap();
+        assert!(matches!(
+            load_or_create_key(dir.path(), "k"),
+            Err(SecretsError::Malformed { .. })
+        ));
+    }
+}

@@ -1,0 +1,269 @@
+//! Online accounts: creation in one transaction, lookups, and the lockout counter, each
+//! transition one atomic statement (see `portcullis_core::lockout`).
+
+use async_trait::async_trait;
+use portcullis_core::clock::UnixTime;
+use portcullis_core::contact::CodeChannel;
+use portcullis_core::lockout::Claim;
+use portcullis_core::ports::{
+    AccountRow, AccountStore, CardSummary, CreateAccountError, NewAccount, StoreError,
+    StoreResult,
+};
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use crate::error::is_unique_violation;
+use crate::registry::account_type;
+use crate::{db_err, SqlStore};
+
+const SELECT_ACCOUNT: &str = "SELECT id, user_id, account_type, password_hash, code_channel, \
+     email, phone, failed_count, locked_until, created_at, last_sign_in_at FROM online_accounts";
+
+fn account_row(row: &AnyRow) -> StoreResult<AccountRow> {
+    let get = |e: sqlx::Error| db_err(e);
+    let kind: String = row.try_get("account_type").map_err(get)?;
+    let channel: String = row.try_get("code_channel").map_err(get)?;
+    let failed: i64 = row.try_get("failed_count").map_err(get)?;
+    Ok(AccountRow {
+        id: row.try_get("id").map_err(get)?,
+        user_id: row.try_get("user_id").map_err(get)?,
+        account_type: account_type(&kind)?,
+        password_hash: row.try_get("password_hash").map_err(get)?,
+        code_channel: CodeChannel::parse(&channel)
+            .ok_or_else(|| StoreError::Internal(format!("unknown code channel {channel:?}")))?,
+        email: row.try_get("email").map_err(get)?,
+        phone: row.try_get("phone").map_err(get)?,
+        failed_count: u32::try_from(failed).unwrap_or(u32::MAX),
+        locked_until: row
+            .try_get::<Option<i64>, _>("locked_until")
+            .map_err(get)?
+            .map(UnixTime),
+        created_at: UnixTime(row.try_get("created_at").map_err(get)?),
+        last_sign_in_at: row
+            .try_get::<Option<i64>, _>("last_sign_in_at")
+            .map_err(get)?
+            .map(UnixTime),
+    })
+}
+
+#[async_trait]
+impl AccountStore for SqlStore {
+    async fn create_account(&self, new: NewAccount) -> Result<i64, CreateAccountError> {
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        // Consuming the step first takes the write lock on SQLite and makes the step
+        // single-use on both backends.
+        let consumed = sqlx::query("DELETE FROM steps WHERE token_hash = $1 AND kind = 'registration'")
+            .bind(new.step_token_hash.to_vec())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        if consumed.rows_affected() != 1 {
+            return Err(CreateAccountError::StepGone);
+        }
+        let taken = sqlx::query("SELECT account_id FROM account_cards WHERE registry_record_id = $1")
+            .bind(new.registry_record_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        if taken.is_some() {
+            return Err(CreateAccountError::CardAlreadyRegistered);
+        }
+        let inserted = sqlx::query(
+            "INSERT INTO online_accounts (user_id, user_id_canonical, account_type, password_hash, \
+             code_channel, email, phone, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+             RETURNING id",
+        )
+        .bind(new.user_id)
+        .bind(new.user_id_canonical)
+        .bind(new.account_type.as_str())
+        .bind(new.password_hash)
+        .bind(new.code_channel.as_str())
+        .bind(new.email)
+        .bind(new.phone)
+        .bind(new.now.0)
+        .fetch_one(&mut *tx)
+        .await;
+        let account_id: i64 = match inserted {
+            Ok(row) => row.try_get("id").map_err(db_err)?,
+            Err(e) if is_unique_violation(&e, "user_id_canonical") => {
+                return Err(CreateAccountError::UserIdTaken)
+            }
+            Err(e) => return Err(db_err(e).into()),
+        };
+        let linked = sqlx::query(
+            "INSERT INTO account_cards (registry_record_id, account_id, linked_at) VALUES ($1, $2, $3)",
+        )
+        .bind(new.registry_record_id)
+        .bind(account_id)
+        .bind(new.now.0)
+        .execute(&mut *tx)
+        .await;
+        match linked {
+            Ok(_) => {}
+            Err(e) if is_unique_violation(&e, "account_cards") || is_unique_violation(&e, "registry_record_id") => {
+                return Err(CreateAccountError::CardAlreadyRegistered)
+            }
+            Err(e) => return Err(db_err(e).into()),
+        }
+        for (question_id, hash) in new.security_answers {
+            sqlx::query(
+                "INSERT INTO security_answers (account_id, question_id, answer_hash) VALUES ($1, $2, $3)",
+            )
+            .bind(account_id)
+            .bind(question_id)
+            .bind(hash)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        }
+        tx.commit().await.map_err(|e| {
+            if is_unique_violation(&e, "registry_record_id") {
+                CreateAccountError::CardAlreadyRegistered
+            } else {
+                db_err(e).into()
+            }
+        })?;
+        Ok(account_id)
+    }
+
+    async fn find_account(&self, user_id_canonical: &str) -> StoreResult<Option<AccountRow>> {
+        let sql = format!("{SELECT_ACCOUNT} WHERE user_id_canonical = $1");
+        let row = sqlx::query(&sql)
+            .bind(user_id_canonical)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+        row.as_ref().map(account_row).transpose()
+    }
+
+    async fn account_by_id(&self, id: i64) -> StoreResult<Option<AccountRow>> {
+        let sql = format!("{SELECT_ACCOUNT} WHERE id = $1");
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+        row.as_ref().map(account_row).transpose()
+    }
+
+    async fn cards_for_account(&self, account_id: i64) -> StoreResult<Vec<CardSummary>> {
+        let rows = sqlx::query(
+            "SELECT r.last4, r.product, r.balance, r.credit_limit, r.payment_due_date, r.minimum_due \
+             FROM account_cards c JOIN registry_records r ON r.id = c.registry_record_id \
+             WHERE c.account_id = $1 ORDER BY c.linked_at, r.id",
+        )
+        .bind(account_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        rows.iter()
+            .map(|r| -> Result<CardSummary, sqlx::Error> {
+                Ok(CardSummary {
+                    last4: r.try_get("last4")?,
+                    product: r.try_get("product")?,
+                    balance: r.try_get("balance")?,
+                    credit_limit: r.try_get("credit_limit")?,
+                    payment_due_date: r.try_get("payment_due_date")?,
+                    minimum_due: r.try_get("minimum_due")?,
+                })
+            })
+            .collect::<Result<_, _>>()
+            .map_err(db_err)
+    }
+
+    async fn claim_attempt(
+        &self,
+        account_id: i64,
+        now: UnixTime,
+        lock_after_failures: u32,
+    ) -> StoreResult<Claim> {
+        let claimed = sqlx::query(
+            "UPDATE online_accounts SET \
+               failed_count = CASE WHEN locked_until IS NOT NULL THEN 1 ELSE failed_count + 1 END, \
+               locked_until = NULL \
+             WHERE id = $1 \
+               AND (locked_until IS NULL OR locked_until <= $2) \
+               AND (failed_count < $3 OR locked_until IS NOT NULL) \
+             RETURNING failed_count",
+        )
+        .bind(account_id)
+        .bind(now.0)
+        .bind(i64::from(lock_after_failures))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?;
+        if let Some(row) = claimed {
+            let n: i64 = row.try_get("failed_count").map_err(db_err)?;
+            return Ok(Claim::Granted(u32::try_from(n).unwrap_or(u32::MAX)));
+        }
+        let row = sqlx::query("SELECT locked_until FROM online_accounts WHERE id = $1")
+            .bind(account_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+        let until = match row {
+            Some(r) => r.try_get::<Option<i64>, _>("locked_until").map_err(db_err)?,
+            None => None,
+        };
+        Ok(match until {
+            Some(t) if t > now.0 => Claim::Locked(UnixTime(t)),
+            _ => Claim::Exhausted,
+        })
+    }
+
+    async fn lock_account(&self, account_id: i64, until: UnixTime) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE online_accounts SET locked_until = $2 WHERE id = $1 AND locked_until IS NULL",
+        )
+        .bind(account_id)
+        .bind(until.0)
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn release_attempt(&self, account_id: i64) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE online_accounts SET failed_count = CASE WHEN failed_count > 0 \
+             THEN failed_count - 1 ELSE 0 END WHERE id = $1",
+        )
+        .bind(account_id)
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn record_sign_in(&self, account_id: i64, now: UnixTime) -> StoreResult<()> {
+        sqlx::query("UPDATE online_accounts SET failed_count = 0, last_sign_in_at = $2 WHERE id = $1")
+            .bind(account_id)
+            .bind(now.0)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn unlock_account(&self, account_id: i64) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE online_accounts SET failed_count = 0, locked_until = NULL \
+             WHERE id = $1 AND (locked_until IS NOT NULL OR failed_count > 0)",
+        )
+        .bind(account_id)
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn set_password_hash(&self, account_id: i64, hash: &str) -> StoreResult<()> {
+        sqlx::query("UPDATE online_accounts SET password_hash = $2 WHERE id = $1")
+            .bind(account_id)
+            .bind(hash)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,59 @@
+//! The JSON API under `/api/v1`, with its OpenAPI 3.1 document generated from the same
+//! handlers (utoipa), so the document cannot drift from the code.
+
+pub mod extract;
+pub mod health;
+pub mod me;
+pub mod registration;
+pub mod sessions;
+
+use axum::Router;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::OpenApi as OpenApiDoc;
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::AppState;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Portcullis API",
+        description = "Online-account access for card issuers: registration, sign-in, sessions, \
+                       the account summary. Errors are application/problem+json (RFC 9457).",
+        version = "1"
+    ),
+    servers((url = "/api/v1")),
+    modifiers(&BearerAuth),
+    components(schemas(crate::error::Problem, crate::error::FieldErrorDoc))
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut OpenApiDoc) {
+        if let Some(components) = openapi.components.as_mut() {
+            components.add_security_scheme(
+                "bearer",
+                SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+            );
+        }
+    }
+}
+
+/// The API routes (relative to `/api/v1`) and their OpenAPI document.
+pub fn router() -> (Router<AppState>, OpenApiDoc) {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(registration::security_questions))
+        .routes(routes!(registration::verify_card))
+        .routes(routes!(registration::complete))
+        .routes(routes!(sessions::create_session))
+        .routes(routes!(sessions::delete_current))
+        .routes(routes!(me::me))
+        .routes(routes!(me::list_sessions))
+        .routes(routes!(me::delete_session))
+        .fallback(|| async { crate::error::ApiError::not_found() })
+        .split_for_parts()
+}

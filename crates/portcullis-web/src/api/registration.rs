@@ -1,0 +1,157 @@
+//! Flow 1 over JSON: the security questions, card verification, and account creation.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use portcullis_core::security_questions::QUESTIONS;
+use portcullis_core::service::Registration;
+use secrecy::ExposeSecret;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::extract::{service_error, ApiJson};
+use crate::client::Client;
+use crate::error::{ApiError, Problem};
+use crate::AppState;
+
+#[derive(Serialize, ToSchema)]
+pub struct QuestionOut {
+    pub id: i64,
+    pub text: String,
+}
+
+/// The security questions a person may choose from.
+#[utoipa::path(get, path = "/security-questions", tag = "registration",
+    responses((status = 200, body = Vec<QuestionOut>)))]
+pub async fn security_questions() -> Json<Vec<QuestionOut>> {
+    Json(
+        QUESTIONS
+            .iter()
+            .map(|q| QuestionOut {
+                id: q.id,
+                text: q.text.to_owned(),
+            })
+            .collect(),
+    )
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyCardIn {
+    /// `personal`, `merchant` or `corporate`.
+    pub account_type: String,
+    /// Card number (13–19 digits) or merchant number.
+    pub number: String,
+    /// Card ID (3 or 4 digits) or merchant verification code.
+    pub verification: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct VerifyCardOut {
+    /// Carries the verified card into step 2; valid for 20 minutes, single use.
+    pub registration_token: String,
+    pub account_type: String,
+    /// The channels the registry holds for this card: `email`, `sms`.
+    pub code_channels: Vec<String>,
+}
+
+/// Step 1: prove you hold the card.
+#[utoipa::path(post, path = "/registration/verify-card", tag = "registration",
+    request_body = VerifyCardIn,
+    responses(
+        (status = 200, body = VerifyCardOut),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The card already has an online account", body = Problem, content_type = "application/problem+json"),
+        (status = 429, body = Problem, content_type = "application/problem+json"),
+        (status = 503, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn verify_card(
+    State(state): State<AppState>,
+    Client(client): Client,
+    ApiJson(body): ApiJson<VerifyCardIn>,
+) -> Result<Json<VerifyCardOut>, ApiError> {
+    let verified = state
+        .app
+        .verify_card(&body.account_type, &body.number, &body.verification, &client)
+        .await
+        .map_err(|e| service_error(&state, e))?;
+    let mut code_channels = Vec::new();
+    if verified.has_email {
+        code_channels.push("email".to_owned());
+    }
+    if verified.has_phone {
+        code_channels.push("sms".to_owned());
+    }
+    Ok(Json(VerifyCardOut {
+        registration_token: verified.token.expose_secret().to_owned(),
+        account_type: verified.account_type.as_str().to_owned(),
+        code_channels,
+    }))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AnswerIn {
+    pub question_id: i64,
+    pub answer: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CompleteIn {
+    pub registration_token: String,
+    /// 6–32 letters, digits, `.` `_` `-` `@`; case-insensitive.
+    pub user_id: String,
+    pub password: String,
+    /// Three answers to three different questions.
+    pub security_answers: Vec<AnswerIn>,
+    /// `email` or `sms`.
+    pub code_channel: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CompleteOut {
+    pub user_id: String,
+}
+
+/// Step 2: choose a User ID, a password and security questions.
+#[utoipa::path(post, path = "/registration/complete", tag = "registration",
+    request_body = CompleteIn,
+    responses(
+        (status = 201, body = CompleteOut),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "User ID taken, or the card already has an account", body = Problem, content_type = "application/problem+json"),
+        (status = 410, description = "The registration token expired or was used", body = Problem, content_type = "application/problem+json"),
+        (status = 503, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn complete(
+    State(state): State<AppState>,
+    Client(client): Client,
+    ApiJson(body): ApiJson<CompleteIn>,
+) -> Result<(StatusCode, Json<CompleteOut>), ApiError> {
+    let answers: Vec<(i64, String)> = body
+        .security_answers
+        .into_iter()
+        .map(|a| (a.question_id, a.answer))
+        .collect();
+    let user_id = state
+        .app
+        .complete_registration(
+            Registration {
+                token: &body.registration_token,
+                user_id: &body.user_id,
+                password: &body.password,
+                security_answers: &answers,
+                code_channel: &body.code_channel,
+            },
+            &client,
+        )
+        .await
+        .map_err(|e| service_error(&state, e))?;
+    Ok((
+        StatusCode::CREATED,
+        Json(CompleteOut {
+            user_id: user_id.as_str().to_owned(),
+        }),
+    ))
+}

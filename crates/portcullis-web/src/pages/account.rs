@@ -1,0 +1,201 @@
+//! The account home (`/account`), the security page (`/security`) and signing out.
+
+use askama::Template;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::Form;
+use portcullis_core::audit::AuditKind;
+use portcullis_core::money::Money;
+use serde::Deserialize;
+
+use super::{chrome, error_page, render, Chrome, CsrfCookie, PageSession};
+use crate::client::Client;
+use crate::cookies::{self, SameSite};
+use crate::AppState;
+
+pub struct CardView {
+    pub last4: String,
+    pub product: String,
+    pub balance: String,
+    pub credit_limit: String,
+    pub payment_due_date: String,
+    pub minimum_due: String,
+}
+
+#[derive(Template)]
+#[template(path = "account.html")]
+pub struct AccountPage {
+    pub chrome: Chrome,
+    pub user_id: String,
+    pub account_label: String,
+    pub email: String,
+    pub phone: String,
+    pub cards: Vec<CardView>,
+}
+
+fn money(m: Option<i64>) -> String {
+    m.map_or_else(|| "—".to_owned(), |c| format!("${}", Money(c)))
+}
+
+pub async fn home(State(state): State<AppState>, csrf: CsrfCookie, PageSession(ctx): PageSession) -> Response {
+    let home = match state.app.account_home(&ctx).await {
+        Ok(h) => h,
+        Err(e) => return error_page(&state, &csrf, e),
+    };
+    let page = AccountPage {
+        chrome: chrome(&state, &csrf, true),
+        user_id: home.user_id,
+        account_label: home.account_type.label().to_owned(),
+        email: home.email.as_deref().map(mask_email).unwrap_or_else(|| "—".into()),
+        phone: home.phone.as_deref().map(mask_phone).unwrap_or_else(|| "—".into()),
+        cards: home
+            .cards
+            .into_iter()
+            .map(|c| CardView {
+                last4: c.last4,
+                product: c.product,
+                balance: money(c.balance),
+                credit_limit: money(c.credit_limit),
+                payment_due_date: c.payment_due_date.unwrap_or_else(|| "—".into()),
+                minimum_due: money(c.minimum_due),
+            })
+            .collect(),
+    };
+    csrf.apply(render(StatusCode::OK, &page))
+}
+
+fn mask_email(e: &str) -> String {
+    portcullis_core::contact::Email::parse(e).map_or_else(|_| "•••".into(), |e| e.masked())
+}
+
+fn mask_phone(p: &str) -> String {
+    portcullis_core::contact::Phone::parse(p).map_or_else(|_| "•••".into(), |p| p.masked())
+}
+
+pub struct SessionView {
+    pub id: i64,
+    pub device: String,
+    pub place: String,
+    pub started: String,
+    pub last_active: String,
+    pub current: bool,
+}
+
+pub struct EventView {
+    pub at: String,
+    pub what: String,
+    pub place: String,
+}
+
+#[derive(Template)]
+#[template(path = "security.html")]
+pub struct SecurityPage {
+    pub chrome: Chrome,
+    pub sessions: Vec<SessionView>,
+    pub events: Vec<EventView>,
+}
+
+pub async fn security(State(state): State<AppState>, csrf: CsrfCookie, PageSession(ctx): PageSession) -> Response {
+    let sessions = match state.app.sessions(&ctx).await {
+        Ok(s) => s,
+        Err(e) => return error_page(&state, &csrf, e),
+    };
+    let events = match state.app.recent_activity(&ctx, 20).await {
+        Ok(e) => e,
+        Err(e) => return error_page(&state, &csrf, e),
+    };
+    let page = SecurityPage {
+        chrome: chrome(&state, &csrf, true),
+        sessions: sessions
+            .into_iter()
+            .map(|s| SessionView {
+                id: s.id,
+                device: s.user_agent.map(|ua| describe_agent(&ua)).unwrap_or_else(|| "Unknown device".into()),
+                place: s.client_ip.unwrap_or_else(|| "unknown".into()),
+                started: s.created_at.to_rfc3339(),
+                last_active: s.last_seen_at.to_rfc3339(),
+                current: s.current,
+            })
+            .collect(),
+        events: events
+            .into_iter()
+            .map(|e| EventView {
+                at: e.at.to_rfc3339(),
+                what: AuditKind::describe(&e.kind).to_owned(),
+                place: e.client_ip.unwrap_or_default(),
+            })
+            .collect(),
+    };
+    csrf.apply(render(StatusCode::OK, &page))
+}
+
+/// A short, readable device name from a user agent.
+fn describe_agent(ua: &str) -> String {
+    let browser = ["Edg/", "Firefox/", "Chrome/", "Safari/"]
+        .iter()
+        .find(|b| ua.contains(*b))
+        .map(|b| match *b {
+            "Edg/" => "Edge",
+            "Firefox/" => "Firefox",
+            "Chrome/" => "Chrome",
+            _ => "Safari",
+        });
+    let os = ["iPhone", "Android", "Windows", "Mac OS", "Linux"]
+        .iter()
+        .find(|o| ua.contains(*o))
+        .map(|o| if *o == "Mac OS" { "Mac" } else { o });
+    match (browser, os) {
+        (Some(b), Some(o)) => format!("{b} on {o}"),
+        (Some(b), None) => b.to_owned(),
+        (None, Some(o)) => o.to_string(),
+        (None, None) => ua.chars().take(60).collect(),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct CsrfForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+pub async fn end_session(
+    State(state): State<AppState>,
+    csrf: CsrfCookie,
+    headers: HeaderMap,
+    PageSession(ctx): PageSession,
+    Path(id): Path<i64>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    if !csrf.check(&state, &headers, &form.csrf) {
+        return Redirect::to("/security").into_response();
+    }
+    if let Err(e) = state.app.end_session(&ctx, id).await {
+        return error_page(&state, &csrf, e);
+    }
+    Redirect::to("/security").into_response()
+}
+
+pub async fn sign_out(
+    State(state): State<AppState>,
+    mut csrf: CsrfCookie,
+    Client(client): Client,
+    headers: HeaderMap,
+    PageSession(ctx): PageSession,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    if !csrf.check(&state, &headers, &form.csrf) {
+        return Redirect::to("/account").into_response();
+    }
+    if let Err(e) = state.app.sign_out(&ctx, &client).await {
+        return error_page(&state, &csrf, e);
+    }
+    csrf.rotate();
+    let secure = state.web.secure_cookies;
+    let mut response = Redirect::to("/?signed_out=1").into_response();
+    let name = cookies::name(cookies::SESSION, secure);
+    response
+        .headers_mut()
+        .append(header::SET_COOKIE, cookies::set(&name, "", Some(0), SameSite::Lax, secure));
+    csrf.apply(response)
+}

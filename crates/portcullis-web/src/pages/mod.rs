@@ -1,0 +1,322 @@
+//! The server-rendered pages: plain HTML forms that work without JavaScript, each protected
+//! by the CSRF token of [`crate::csrf`], each answer carrying the security headers.
+
+pub mod account;
+pub mod register;
+pub mod signin;
+
+use askama::Template;
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use portcullis_core::service::SessionContext;
+use portcullis_core::{FieldError, ServiceError};
+
+use crate::cookies::{self, SameSite};
+use crate::csrf;
+use crate::AppState;
+
+pub const STYLESHEET: &str = include_str!("../../static/style.css");
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/", get(signin::show).post(signin::submit))
+        .route("/signout", post(account::sign_out))
+        .route("/register", get(register::show).post(register::verify))
+        .route("/register/account", post(register::complete))
+        .route("/account", get(account::home))
+        .route("/security", get(account::security))
+        .route("/security/sessions/{id}/end", post(account::end_session))
+        .route("/demo/outbox", get(demo_outbox))
+        .route("/static/style.css", get(stylesheet))
+        .fallback(not_found)
+}
+
+/// What every page's layout needs.
+pub struct Chrome {
+    pub issuer: String,
+    pub support_phone: String,
+    pub demo: bool,
+    pub signed_in: bool,
+    pub csrf: String,
+}
+
+/// Field errors for a form, looked up by field name in templates.
+#[derive(Default)]
+pub struct Errors(pub Vec<FieldError>);
+
+impl Errors {
+    pub fn get(&self, field: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|e| e.field == field)
+            .map(|e| e.message.as_str())
+    }
+
+    pub fn any(&self) -> bool {
+        !self.0.is_empty()
+    }
+
+    pub fn all(&self) -> &[FieldError] {
+        &self.0
+    }
+}
+
+/// The CSRF cookie of this browser; a new one is made when it has none.
+pub struct CsrfCookie {
+    anchor: String,
+    fresh: bool,
+    secure: bool,
+}
+
+impl FromRequestParts<AppState> for CsrfCookie {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let secure = state.web.secure_cookies;
+        let name = cookies::name(cookies::CSRF, secure);
+        Ok(match cookies::get(&parts.headers, &name).filter(|v| v.len() >= 32) {
+            Some(anchor) => CsrfCookie {
+                anchor,
+                fresh: false,
+                secure,
+            },
+            None => CsrfCookie {
+                anchor: csrf::new_anchor(),
+                fresh: true,
+                secure,
+            },
+        })
+    }
+}
+
+impl CsrfCookie {
+    pub fn token(&self, state: &AppState) -> String {
+        csrf::token_for(&state.csrf, &self.anchor)
+    }
+
+    /// Whether a submitted form is genuine: same site, and the token matches the cookie.
+    pub fn check(&self, state: &AppState, headers: &HeaderMap, submitted: &str) -> bool {
+        !self.fresh && !csrf::cross_site(headers) && csrf::verify(&state.csrf, Some(&self.anchor), submitted)
+    }
+
+    /// A new cookie (at sign-in and sign-out), so no token from before remains valid.
+    pub fn rotate(&mut self) {
+        self.anchor = csrf::new_anchor();
+        self.fresh = true;
+    }
+
+    /// Adds the Set-Cookie header when the cookie is new.
+    pub fn apply(&self, mut response: Response) -> Response {
+        if self.fresh {
+            let name = cookies::name(cookies::CSRF, self.secure);
+            response.headers_mut().append(
+                header::SET_COOKIE,
+                cookies::set(&name, &self.anchor, None, SameSite::Strict, self.secure),
+            );
+        }
+        response
+    }
+}
+
+/// A signed-in page's session, from the session cookie.
+pub struct PageSession(pub SessionContext);
+
+/// Where a page without a valid session sends the browser.
+pub struct SignInRedirect {
+    had_cookie: bool,
+    secure: bool,
+}
+
+impl IntoResponse for SignInRedirect {
+    fn into_response(self) -> Response {
+        let target = if self.had_cookie { "/?ended=1" } else { "/" };
+        let mut response = Redirect::to(target).into_response();
+        if self.had_cookie {
+            let name = cookies::name(cookies::SESSION, self.secure);
+            response
+                .headers_mut()
+                .append(header::SET_COOKIE, cookies::set(&name, "", Some(0), SameSite::Lax, self.secure));
+        }
+        response
+    }
+}
+
+impl FromRequestParts<AppState> for PageSession {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let secure = state.web.secure_cookies;
+        let name = cookies::name(cookies::SESSION, secure);
+        let token = cookies::get(&parts.headers, &name);
+        let had_cookie = token.is_some();
+        match state.app.authenticate(token.as_deref().unwrap_or("")).await {
+            Ok(ctx) => Ok(PageSession(ctx)),
+            Err(ServiceError::Unavailable(_)) => Err(unavailable_page(state)),
+            Err(_) => Err(SignInRedirect { had_cookie, secure }.into_response()),
+        }
+    }
+}
+
+pub fn chrome(state: &AppState, csrf: &CsrfCookie, signed_in: bool) -> Chrome {
+    let policies = state.app.policies();
+    Chrome {
+        issuer: policies.issuer_name.clone(),
+        support_phone: policies.support_phone.clone(),
+        demo: state.web.demo,
+        signed_in,
+        csrf: csrf.token(state),
+    }
+}
+
+/// Renders a template with a status; a rendering failure is a plain 500 page.
+pub fn render<T: Template>(status: StatusCode, page: &T) -> Response {
+    match page.render() {
+        Ok(html) => (status, Html(html)).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "template rendering failed");
+            (StatusCode::INTERNAL_SERVER_ERROR, Html("<h1>Something went wrong</h1>")).into_response()
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "message.html")]
+pub struct MessagePage {
+    pub chrome: Chrome,
+    pub title: String,
+    pub message: String,
+    pub next_href: String,
+    pub next_label: String,
+}
+
+pub fn unavailable_page(state: &AppState) -> Response {
+    let policies = state.app.policies();
+    let page = MessagePage {
+        chrome: Chrome {
+            issuer: policies.issuer_name.clone(),
+            support_phone: policies.support_phone.clone(),
+            demo: state.web.demo,
+            signed_in: false,
+            csrf: String::new(),
+        },
+        title: "We are very busy right now".into(),
+        message: "Please wait a moment and try again. Nothing you entered has been lost or changed.".into(),
+        next_href: "/".into(),
+        next_label: "Try again".into(),
+    };
+    let mut response = render(StatusCode::SERVICE_UNAVAILABLE, &page);
+    response.headers_mut().insert(
+        header::RETRY_AFTER,
+        HeaderValue::from_static("2"),
+    );
+    response
+}
+
+/// The page for an error no form can show next to a field.
+pub fn error_page(state: &AppState, csrf: &CsrfCookie, e: ServiceError) -> Response {
+    match e {
+        ServiceError::Unavailable(_) => unavailable_page(state),
+        ServiceError::TooManyRequests { retry_after } => {
+            let page = MessagePage {
+                chrome: chrome(state, csrf, false),
+                title: "Too many attempts".into(),
+                message: format!(
+                    "For your security we have paused attempts from this connection. Try again in {} minutes.",
+                    retry_after.div_ceil(60).max(1)
+                ),
+                next_href: "/".into(),
+                next_label: "Back to sign in".into(),
+            };
+            let mut response = render(StatusCode::TOO_MANY_REQUESTS, &page);
+            if let Ok(v) = HeaderValue::from_str(&retry_after.max(1).to_string()) {
+                response.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            csrf.apply(response)
+        }
+        other => {
+            if let ServiceError::Internal(reason) = &other {
+                tracing::error!(%reason, "internal error on a page");
+            }
+            let page = MessagePage {
+                chrome: chrome(state, csrf, false),
+                title: "Something went wrong".into(),
+                message: "Something went wrong on our side. Please try again.".into(),
+                next_href: "/".into(),
+                next_label: "Back to sign in".into(),
+            };
+            csrf.apply(render(StatusCode::INTERNAL_SERVER_ERROR, &page))
+        }
+    }
+}
+
+/// A form that arrived without a valid CSRF token (often: cookies cleared, or the form sat
+/// open for a long time).
+pub const CSRF_FAILED: &str =
+    "For your security this form expired. We have refreshed it: please submit it again.";
+
+async fn stylesheet() -> Response {
+    (
+        [(header::CONTENT_TYPE, HeaderValue::from_static("text/css; charset=utf-8"))],
+        STYLESHEET,
+    )
+        .into_response()
+}
+
+#[derive(Template)]
+#[template(path = "outbox.html")]
+struct OutboxPage {
+    chrome: Chrome,
+    messages: Vec<OutboxMessage>,
+}
+
+struct OutboxMessage {
+    channel: String,
+    to: String,
+    subject: String,
+    body: String,
+    created_at: String,
+}
+
+async fn demo_outbox(State(state): State<AppState>, csrf: CsrfCookie) -> Response {
+    let Some(outbox) = state.outbox.clone().filter(|_| state.web.demo) else {
+        return not_found_page(&state, &csrf);
+    };
+    let field = |v: &serde_json::Value, k: &str| v.get(k).and_then(|s| s.as_str()).unwrap_or("").to_owned();
+    let mut messages: Vec<OutboxMessage> = outbox
+        .messages()
+        .await
+        .iter()
+        .map(|m| OutboxMessage {
+            channel: field(m, "channel"),
+            to: field(m, "to"),
+            subject: field(m, "subject"),
+            body: field(m, "body"),
+            created_at: field(m, "created_at"),
+        })
+        .collect();
+    messages.reverse();
+    let page = OutboxPage {
+        chrome: chrome(&state, &csrf, false),
+        messages,
+    };
+    csrf.apply(render(StatusCode::OK, &page))
+}
+
+fn not_found_page(state: &AppState, csrf: &CsrfCookie) -> Response {
+    let page = MessagePage {
+        chrome: chrome(state, csrf, false),
+        title: "Page not found".into(),
+        message: "We could not find that page. It may have moved.".into(),
+        next_href: "/".into(),
+        next_label: "Go to sign in".into(),
+    };
+    csrf.apply(render(StatusCode::NOT_FOUND, &page))
+}
+
+async fn not_found(State(state): State<AppState>, csrf: CsrfCookie) -> Response {
+    not_found_page(&state, &csrf)
+}

@@ -1,0 +1,267 @@
+//! Creating an online account (`/register`): step 1 proves the card, step 2 chooses the
+//! User ID, password, security questions and code channel.
+
+use askama::Template;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use axum::Form;
+use portcullis_core::ids::AccountType;
+use portcullis_core::password::RuleDescription;
+use portcullis_core::security_questions::{SecurityQuestion, QUESTIONS};
+use portcullis_core::service::Registration;
+use portcullis_core::{FieldError, ServiceError};
+use secrecy::ExposeSecret;
+use serde::Deserialize;
+
+use super::{chrome, error_page, render, Chrome, CsrfCookie, Errors, MessagePage, CSRF_FAILED};
+use crate::client::Client;
+use crate::AppState;
+
+#[derive(Template)]
+#[template(path = "register_card.html")]
+pub struct CardStepPage {
+    pub chrome: Chrome,
+    pub account_type: String,
+    pub account_types: Vec<(&'static str, &'static str, bool)>,
+    pub errors: Errors,
+    pub error: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "register_account.html")]
+pub struct AccountStepPage {
+    pub chrome: Chrome,
+    pub token: String,
+    pub user_id: String,
+    pub chosen: Vec<i64>,
+    pub questions: Vec<SecurityQuestion>,
+    pub ask_questions: bool,
+    pub has_email: bool,
+    pub has_phone: bool,
+    pub channel: String,
+    pub rules: Vec<RuleDescription>,
+    pub errors: Errors,
+}
+
+impl AccountStepPage {
+    /// Whether question `id` is the `slot`th choice (for keeping choices on error).
+    pub fn is_chosen(&self, slot: &usize, id: &i64) -> bool {
+        self.chosen.get(*slot) == Some(id)
+    }
+
+    pub fn answer_error(&self, slot: &usize) -> Option<&str> {
+        self.errors.get(&format!("security_answers[{slot}]"))
+    }
+}
+
+fn account_types(selected: &str) -> Vec<(&'static str, &'static str, bool)> {
+    AccountType::ALL
+        .iter()
+        .map(|t| (t.as_str(), t.label(), t.as_str() == selected))
+        .collect()
+}
+
+fn card_step(state: &AppState, csrf: &CsrfCookie, status: StatusCode, account_type: &str, errors: Vec<FieldError>, error: Option<String>) -> Response {
+    let page = CardStepPage {
+        chrome: chrome(state, csrf, false),
+        account_type: account_type.to_owned(),
+        account_types: account_types(account_type),
+        errors: Errors(errors),
+        error,
+    };
+    csrf.apply(render(status, &page))
+}
+
+pub async fn show(State(state): State<AppState>, csrf: CsrfCookie) -> Response {
+    card_step(&state, &csrf, StatusCode::OK, "personal", Vec::new(), None)
+}
+
+#[derive(Deserialize)]
+pub struct CardForm {
+    #[serde(default)]
+    account_type: String,
+    #[serde(default)]
+    number: String,
+    #[serde(default)]
+    verification: String,
+    #[serde(default)]
+    csrf: String,
+}
+
+pub async fn verify(
+    State(state): State<AppState>,
+    mut csrf: CsrfCookie,
+    Client(client): Client,
+    headers: HeaderMap,
+    Form(form): Form<CardForm>,
+) -> Response {
+    if !csrf.check(&state, &headers, &form.csrf) {
+        csrf.rotate();
+        return card_step(&state, &csrf, StatusCode::FORBIDDEN, &form.account_type, Vec::new(), Some(CSRF_FAILED.into()));
+    }
+    match state
+        .app
+        .verify_card(&form.account_type, &form.number, &form.verification, &client)
+        .await
+    {
+        Ok(verified) => {
+            let page = AccountStepPage {
+                chrome: chrome(&state, &csrf, false),
+                token: verified.token.expose_secret().to_owned(),
+                user_id: String::new(),
+                chosen: Vec::new(),
+                questions: QUESTIONS.to_vec(),
+                ask_questions: state.app.policies().security_questions_enabled,
+                has_email: verified.has_email,
+                has_phone: verified.has_phone,
+                channel: if verified.has_email { "email".into() } else { "sms".into() },
+                rules: state.app.policies().password.describe(false),
+                errors: Errors::default(),
+            };
+            csrf.apply(render(StatusCode::OK, &page))
+        }
+        Err(ServiceError::Invalid(errors)) => {
+            card_step(&state, &csrf, StatusCode::BAD_REQUEST, &form.account_type, errors, None)
+        }
+        Err(ServiceError::CardNotRecognised) => card_step(
+            &state,
+            &csrf,
+            StatusCode::BAD_REQUEST,
+            &form.account_type,
+            Vec::new(),
+            Some("We could not verify these card details. Check the card number and the card ID on your card, and the account type, then try again.".into()),
+        ),
+        Err(ServiceError::CardAlreadyRegistered) => card_step(
+            &state,
+            &csrf,
+            StatusCode::CONFLICT,
+            &form.account_type,
+            Vec::new(),
+            Some("This card already has an online account. Sign in with its User ID, or use \"Forgot your User ID?\" on the sign-in page.".into()),
+        ),
+        Err(e) => error_page(&state, &csrf, e),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct AccountForm {
+    #[serde(default)]
+    token: String,
+    #[serde(default)]
+    user_id: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    question_0: String,
+    #[serde(default)]
+    answer_0: String,
+    #[serde(default)]
+    question_1: String,
+    #[serde(default)]
+    answer_1: String,
+    #[serde(default)]
+    question_2: String,
+    #[serde(default)]
+    answer_2: String,
+    #[serde(default)]
+    code_channel: String,
+    #[serde(default)]
+    csrf: String,
+}
+
+pub async fn complete(
+    State(state): State<AppState>,
+    mut csrf: CsrfCookie,
+    Client(client): Client,
+    headers: HeaderMap,
+    Form(form): Form<AccountForm>,
+) -> Response {
+    let chosen: Vec<i64> = [&form.question_0, &form.question_1, &form.question_2]
+        .iter()
+        .map(|q| q.parse().unwrap_or(0))
+        .collect();
+    let ask_questions = state.app.policies().security_questions_enabled;
+    let step = |csrf: &CsrfCookie, status: StatusCode, errors: Vec<FieldError>| {
+        // The card's channels are not known here without another lookup; offer both and let
+        // the service name the one the card lacks.
+        let page = AccountStepPage {
+            chrome: chrome(&state, csrf, false),
+            token: form.token.clone(),
+            user_id: form.user_id.trim().to_owned(),
+            chosen: chosen.clone(),
+            questions: QUESTIONS.to_vec(),
+            ask_questions,
+            has_email: true,
+            has_phone: true,
+            channel: form.code_channel.clone(),
+            rules: state.app.policies().password.describe(false),
+            errors: Errors(errors),
+        };
+        csrf.apply(render(status, &page))
+    };
+    if !csrf.check(&state, &headers, &form.csrf) {
+        csrf.rotate();
+        return step(&csrf, StatusCode::FORBIDDEN, vec![FieldError::new("form", CSRF_FAILED)]);
+    }
+    let answers: Vec<(i64, String)> = if ask_questions {
+        chosen
+            .iter()
+            .zip([&form.answer_0, &form.answer_1, &form.answer_2])
+            .map(|(q, a)| (*q, a.clone()))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let result = state
+        .app
+        .complete_registration(
+            Registration {
+                token: &form.token,
+                user_id: &form.user_id,
+                password: &form.password,
+                security_answers: &answers,
+                code_channel: &form.code_channel,
+            },
+            &client,
+        )
+        .await;
+    match result {
+        Ok(user_id) => {
+            let page = MessagePage {
+                chrome: chrome(&state, &csrf, false),
+                title: "Your online account is ready".into(),
+                message: format!(
+                    "You can now sign in with the User ID {}. We have sent a confirmation to the contact details on file for your card.",
+                    user_id.as_str()
+                ),
+                next_href: "/".into(),
+                next_label: "Sign in".into(),
+            };
+            csrf.apply(render(StatusCode::CREATED, &page))
+        }
+        Err(ServiceError::Invalid(errors)) => step(&csrf, StatusCode::BAD_REQUEST, errors),
+        Err(ServiceError::UserIdTaken) => step(
+            &csrf,
+            StatusCode::CONFLICT,
+            vec![FieldError::new("user_id", "That User ID is taken. Choose another.")],
+        ),
+        Err(ServiceError::CardAlreadyRegistered) => card_step(
+            &state,
+            &csrf,
+            StatusCode::CONFLICT,
+            "personal",
+            Vec::new(),
+            Some("This card already has an online account. Sign in with its User ID.".into()),
+        ),
+        Err(ServiceError::StepExpired) => card_step(
+            &state,
+            &csrf,
+            StatusCode::GONE,
+            "personal",
+            Vec::new(),
+            Some("For your security, this registration expired after 20 minutes. Please enter your card details again.".into()),
+        ),
+        Err(e) => error_page(&state, &csrf, e),
+    }
+}

@@ -1,0 +1,422 @@
+//! Configuration: defaults → TOML file → `PORTCULLIS_*` environment → command-line flags.
+//! Unknown keys are refused. Every key below has an environment variable
+//! `PORTCULLIS_<SECTION>_<KEY>` (top-level keys: `PORTCULLIS_<KEY>`).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use portcullis_core::config::Policies;
+use portcullis_core::lockout::LockoutPolicy;
+use portcullis_core::password::{PasswordPolicy, PasswordProfile};
+use portcullis_core::session::SessionPolicy;
+use portcullis_crypto::HashParams;
+use serde::Deserialize;
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub database_url: String,
+    pub secrets_dir: PathBuf,
+    pub listen: String,
+    pub issuer_name: String,
+    pub support_phone: String,
+    /// Whether cookies carry `Secure` and the `__Host-` prefix. Only a local demo over
+    /// plain HTTP on a non-localhost name would turn this off.
+    pub secure_cookies: bool,
+    pub hashing: HashingConfig,
+    pub password: PasswordConfig,
+    pub lockout: LockoutConfig,
+    pub session: SessionConfig,
+    pub registration: RegistrationConfig,
+    pub notify: NotifyConfig,
+    pub risk: RiskConfig,
+    pub limits: LimitsConfig,
+    pub database: DatabaseConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            database_url: "sqlite://./portcullis-data/portcullis.db".into(),
+            secrets_dir: PathBuf::from("./portcullis-data/secrets/"),
+            listen: "127.0.0.1:8080".into(),
+            issuer_name: "Portcullis Bank".into(),
+            support_phone: "1-800-555-0199".into(),
+            secure_cookies: true,
+            hashing: HashingConfig::default(),
+            password: PasswordConfig::default(),
+            lockout: LockoutConfig::default(),
+            session: SessionConfig::default(),
+            registration: RegistrationConfig::default(),
+            notify: NotifyConfig::default(),
+            risk: RiskConfig::default(),
+            limits: LimitsConfig::default(),
+            database: DatabaseConfig::default(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HashingConfig {
+    pub memory_kib: u32,
+    pub iterations: u32,
+    pub parallelism: u32,
+    /// Hashing threads; 0 means one per core.
+    pub workers: usize,
+    /// Jobs that may wait per worker before requests are refused with 503.
+    pub queue_per_worker: usize,
+}
+
+impl Default for HashingConfig {
+    fn default() -> Self {
+        let p = HashParams::default();
+        Self {
+            memory_kib: p.memory_kib,
+            iterations: p.iterations,
+            parallelism: p.parallelism,
+            workers: 0,
+            queue_per_worker: 4,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PasswordConfig {
+    /// `issuer`, `nist-800-63b` or `pci-dss-4`.
+    pub profile: String,
+}
+
+impl Default for PasswordConfig {
+    fn default() -> Self {
+        Self {
+            profile: "issuer".into(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LockoutConfig {
+    pub lock_after_failures: u32,
+    pub lock_for_secs: i64,
+}
+
+impl Default for LockoutConfig {
+    fn default() -> Self {
+        let p = LockoutPolicy::default();
+        Self {
+            lock_after_failures: p.lock_after_failures,
+            lock_for_secs: p.lock_for_secs,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionConfig {
+    pub idle_secs: i64,
+    pub absolute_secs: i64,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        let p = SessionPolicy::default();
+        Self {
+            idle_secs: p.idle_secs,
+            absolute_secs: p.absolute_secs,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistrationConfig {
+    pub step_secs: i64,
+    pub security_questions: bool,
+}
+
+impl Default for RegistrationConfig {
+    fn default() -> Self {
+        Self {
+            step_secs: 20 * 60,
+            security_questions: true,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotifyConfig {
+    /// When set, every message is appended to this JSON Lines file.
+    pub outbox_file: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RiskConfig {
+    pub new_device_step_up: bool,
+}
+
+impl Default for RiskConfig {
+    fn default() -> Self {
+        Self {
+            new_device_step_up: true,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    pub enabled: bool,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self { enabled: true }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    pub max_connections: u32,
+    pub acquire_timeout_secs: u64,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            max_connections: 16,
+            acquire_timeout_secs: 3,
+        }
+    }
+}
+
+/// Every key, as (section, key); "" for top-level keys. The environment overlay and the
+/// reference in `docs/configuration.md` follow this list.
+pub const KEYS: &[(&str, &str)] = &[
+    ("", "database_url"),
+    ("", "secrets_dir"),
+    ("", "listen"),
+    ("", "issuer_name"),
+    ("", "support_phone"),
+    ("", "secure_cookies"),
+    ("hashing", "memory_kib"),
+    ("hashing", "iterations"),
+    ("hashing", "parallelism"),
+    ("hashing", "workers"),
+    ("hashing", "queue_per_worker"),
+    ("password", "profile"),
+    ("lockout", "lock_after_failures"),
+    ("lockout", "lock_for_secs"),
+    ("session", "idle_secs"),
+    ("session", "absolute_secs"),
+    ("registration", "step_secs"),
+    ("registration", "security_questions"),
+    ("notify", "outbox_file"),
+    ("risk", "new_device_step_up"),
+    ("limits", "enabled"),
+    ("database", "max_connections"),
+    ("database", "acquire_timeout_secs"),
+];
+
+pub fn env_name(section: &str, key: &str) -> String {
+    if section.is_empty() {
+        format!("PORTCULLIS_{}", key.to_ascii_uppercase())
+    } else {
+        format!(
+            "PORTCULLIS_{}_{}",
+            section.to_ascii_uppercase(),
+            key.to_ascii_uppercase()
+        )
+    }
+}
+
+impl Config {
+    /// Loads the file (if any) and the environment.
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
+        let mut table = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading config file {}", path.display()))?;
+                text.parse::<toml::Table>()
+                    .with_context(|| format!("parsing config file {}", path.display()))?
+            }
+            None => toml::Table::new(),
+        };
+        overlay_env(&mut table, |name| std::env::var(name).ok());
+        let config: Config = toml::Value::Table(table)
+            .try_into()
+            .context("invalid configuration")?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if PasswordProfile::parse(&self.password.profile).is_none() {
+            bail!(
+                "password.profile must be issuer, nist-800-63b or pci-dss-4, not {:?}",
+                self.password.profile
+            );
+        }
+        if self.lockout.lock_after_failures == 0 || self.lockout.lock_after_failures > 100 {
+            bail!("lockout.lock_after_failures must be 1 to 100 (NIST SP 800-63B §3.2.2)");
+        }
+        if self.lockout.lock_for_secs < 1 {
+            bail!("lockout.lock_for_secs must be positive");
+        }
+        if self.session.idle_secs < 1 || self.session.absolute_secs < self.session.idle_secs {
+            bail!("session.idle_secs must be positive and at most session.absolute_secs");
+        }
+        if self.hashing.memory_kib < 8 || self.hashing.iterations < 1 || self.hashing.parallelism < 1 {
+            bail!("hashing parameters are out of range");
+        }
+        if self.hashing.queue_per_worker == 0 {
+            bail!("hashing.queue_per_worker must be at least 1");
+        }
+        Ok(())
+    }
+
+    pub fn hash_params(&self) -> HashParams {
+        HashParams {
+            memory_kib: self.hashing.memory_kib,
+            iterations: self.hashing.iterations,
+            parallelism: self.hashing.parallelism,
+        }
+    }
+
+    pub fn hash_workers(&self) -> usize {
+        if self.hashing.workers == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            self.hashing.workers
+        }
+    }
+
+    pub fn policies(&self) -> Policies {
+        Policies {
+            issuer_name: self.issuer_name.clone(),
+            support_phone: self.support_phone.clone(),
+            password: PasswordPolicy::new(
+                PasswordProfile::parse(&self.password.profile).unwrap_or(PasswordProfile::Issuer),
+            ),
+            lockout: LockoutPolicy {
+                lock_after_failures: self.lockout.lock_after_failures,
+                lock_for_secs: self.lockout.lock_for_secs,
+            },
+            session: SessionPolicy {
+                idle_secs: self.session.idle_secs,
+                absolute_secs: self.session.absolute_secs,
+            },
+            registration_step_secs: self.registration.step_secs,
+            security_questions_enabled: self.registration.security_questions,
+        }
+    }
+}
+
+/// Applies `PORTCULLIS_*` variables over the file's table. Values are read as TOML literals
+/// (so `true`, `6` and `"x"` work) and otherwise as plain strings.
+fn overlay_env(table: &mut toml::Table, get: impl Fn(&str) -> Option<String>) {
+    for (section, key) in KEYS {
+        let Some(raw) = get(&env_name(section, key)) else {
+            continue;
+        };
+        let value = parse_literal(&raw);
+        let target = if section.is_empty() {
+            &mut *table
+        } else {
+            let entry = table
+                .entry(section.to_string())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            match entry {
+                toml::Value::Table(t) => t,
+                _ => continue,
+            }
+        };
+        target.insert(key.to_string(), value);
+    }
+}
+
+fn parse_literal(raw: &str) -> toml::Value {
+    format!("v = {raw}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .filter(|v| !matches!(v, toml::Value::Table(_)))
+        .unwrap_or_else(|| toml::Value::String(raw.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn load_with(file: &str, env: &[(&str, &str)]) -> anyhow::Result<Config> {
+        let mut table: toml::Table = file.parse()?;
+        let env: HashMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        overlay_env(&mut table, |n| env.get(n).cloned());
+        let c: Config = toml::Value::Table(table).try_into()?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    #[test]
+    fn defaults_are_the_contract() {
+        let c = load_with("", &[]).unwrap();
+        assert_eq!(c.database_url, "sqlite://./portcullis-data/portcullis.db");
+        assert_eq!(c.listen, "127.0.0.1:8080");
+        assert_eq!(c.secrets_dir, PathBuf::from("./portcullis-data/secrets/"));
+        assert!(c.notify.outbox_file.is_none());
+        assert!(c.risk.new_device_step_up);
+        assert!(c.limits.enabled);
+        assert_eq!(c.lockout.lock_after_failures, 6);
+        assert_eq!(c.lockout.lock_for_secs, 7 * 86_400);
+        assert_eq!(c.session.idle_secs, 900);
+        assert_eq!(c.session.absolute_secs, 43_200);
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let c = load_with(
+            "database_url = \"sqlite://a.db\"\n[lockout]\nlock_after_failures = 3\n",
+            &[
+                ("PORTCULLIS_DATABASE_URL", "postgres://x/y"),
+                ("PORTCULLIS_NOTIFY_OUTBOX_FILE", "/tmp/o.jsonl"),
+                ("PORTCULLIS_RISK_NEW_DEVICE_STEP_UP", "false"),
+                ("PORTCULLIS_LIMITS_ENABLED", "false"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.database_url, "postgres://x/y");
+        assert_eq!(c.lockout.lock_after_failures, 3);
+        assert_eq!(c.notify.outbox_file, Some(PathBuf::from("/tmp/o.jsonl")));
+        assert!(!c.risk.new_device_step_up);
+        assert!(!c.limits.enabled);
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        assert!(load_with("databse_url = \"x\"", &[]).is_err());
+        assert!(load_with("[lockout]\nlock_after = 3", &[]).is_err());
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        assert!(load_with("[password]\nprofile = \"weak\"", &[]).is_err());
+        assert!(load_with("[lockout]\nlock_after_failures = 0", &[]).is_err());
+        assert!(load_with("[lockout]\nlock_after_failures = 101", &[]).is_err());
+    }
+
+    #[test]
+    fn every_key_has_an_environment_variable() {
+        for (section, key) in KEYS {
+            let name = env_name(section, key);
+            assert!(name.starts_with("PORTCULLIS_"));
+        }
+        assert_eq!(env_name("notify", "outbox_file"), "PORTCULLIS_NOTIFY_OUTBOX_FILE");
+        assert_eq!(env_name("", "database_url"), "PORTCULLIS_DATABASE_URL");
+    }
+}

@@ -1,0 +1,862 @@
+//! `portcullis registry import FILE`: loading issuer registry records from CSV (with a header
+//! row) or JSON Lines (`.jsonl`, `.ndjson`), all or nothing.
+//!
+//! This module owns the file side of an import: choosing the format, mapping columns to
+//! [`RawRecord`]s, numbering lines, collecting every bad line's errors, refusing a number that
+//! appears twice, and handing hashed records to the store in batches inside one transaction.
+//! What makes a record valid is the core's ([`RegistryRecord::parse`]); the SQL is the
+//! store's.
+//!
+//! The file is streamed. A blocking thread reads, validates and hashes rows and sends batches
+//! through a short bounded channel while this task writes the previous batch, so parsing and
+//! the database work on both cores at once; only the keyed number hashes (for the duplicate
+//! check) grow with the file.
+//!
+//! No card number, card ID or merchant code reaches an error message or a log line: messages
+//! come from the core's field errors (which never echo values), from fixed texts here, or from
+//! header names that [`printable_name`] has judged safe to echo.
+
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
+use std::fmt;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use portcullis_core::ids::AccountType;
+use portcullis_core::ports::{Store, StoreError};
+use portcullis_core::registry::{HashedRecord, RawRecord, RegistryRecord, COLUMNS};
+use portcullis_crypto::KeyedHasher;
+use tokio::sync::mpsc;
+
+/// Records per `upsert` call: the store writes this many in one statement.
+const BATCH_ROWS: usize = 1_000;
+/// Batches parsed ahead of the database; a few are enough to keep both sides busy while
+/// bounding memory.
+const QUEUED_BATCHES: usize = 4;
+/// After this many errors the operator has enough to fix; reading on would only take time.
+pub const MAX_ERRORS: usize = 100;
+
+/// What a successful import did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImportReport {
+    /// Records inserted or updated.
+    pub records: u64,
+    pub elapsed: Duration,
+}
+
+/// One problem on one line of the file. `column` is a contract column name, or empty when
+/// the problem is the line as a whole.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LineError {
+    /// The 1-based physical line of the file (the CSV header is line 1).
+    pub line: u64,
+    pub column: String,
+    pub message: String,
+}
+
+impl fmt::Display for LineError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.column.is_empty() {
+            write!(f, "line {}: {}", self.line, self.message)
+        } else {
+            write!(f, "line {}, column {}: {}", self.line, self.column, self.message)
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    #[error("cannot read {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file's structure is wrong (header, JSON syntax, cell count); nothing was imported.
+    #[error("line {line}: {message}")]
+    Format { line: u64, message: String },
+    /// Lines with bad values, in file order, at most [`MAX_ERRORS`]; nothing was imported.
+    #[error("{}", invalid_summary(.0))]
+    Invalid(Vec<LineError>),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The parsing thread ended without an answer (the runtime is shutting down).
+    #[error("the import was interrupted: {0}")]
+    Interrupted(String),
+}
+
+fn invalid_summary(errors: &[LineError]) -> String {
+    let mut out = format!(
+        "{} error{} in the file; nothing was imported",
+        errors.len(),
+        if errors.len() == 1 { "" } else { "s" }
+    );
+    for e in errors {
+        out.push('\n');
+        out.push_str(&e.to_string());
+    }
+    if errors.len() >= MAX_ERRORS {
+        out.push_str(&format!("\n(stopped reading after {MAX_ERRORS} errors)"));
+    }
+    out
+}
+
+/// Imports the registry file at `path` in one transaction: every record is inserted or, when
+/// its number is already known, updated; any bad line and nothing is imported.
+pub async fn import_file(
+    store: &dyn Store,
+    keys: &KeyedHasher,
+    path: &Path,
+) -> Result<ImportReport, ImportError> {
+    // A duration for the operator's report, not a point in time the rules depend on.
+    let started = Instant::now();
+    let (sender, mut batches) = mpsc::channel::<Vec<HashedRecord>>(QUEUED_BATCHES);
+    let parser = {
+        let keys = keys.clone();
+        let path = path.to_owned();
+        tokio::task::spawn_blocking(move || parse_file(&path, &keys, &sender))
+    };
+
+    let mut import = store.begin_import().await?;
+    while let Some(batch) = batches.recv().await {
+        if let Err(e) = import.upsert(&batch).await {
+            // Closing the channel makes the parser stop at its next batch.
+            drop(batches);
+            let _ = parser.await;
+            return Err(e.into());
+        }
+    }
+    let records = parser
+        .await
+        .map_err(|e| ImportError::Interrupted(e.to_string()))??;
+    import.commit().await?;
+
+    let elapsed = started.elapsed();
+    tracing::info!(records, elapsed_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX), "registry imported");
+    Ok(ImportReport { records, elapsed })
+}
+
+/// Reads, validates and hashes the whole file on the calling (blocking) thread, sending
+/// batches while it is clean; the number of records when every line was good.
+fn parse_file(
+    path: &Path,
+    keys: &KeyedHasher,
+    sender: &mpsc::Sender<Vec<HashedRecord>>,
+) -> Result<u64, ImportError> {
+    let file = File::open(path).map_err(|source| ImportError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    let mut rows: Box<dyn Rows> = if is_json_lines(path) {
+        Box::new(JsonRows::new(BufReader::with_capacity(1 << 16, file), path))
+    } else {
+        match CsvRows::open(file, path)? {
+            Some(rows) => Box::new(rows),
+            None => return Ok(0),
+        }
+    };
+    let mut checker = Checker::new(keys);
+    loop {
+        match rows.next_row()? {
+            Next::End => break,
+            Next::Row { line, raw } => checker.check(line, &raw),
+            Next::Rejected(errors) => checker.reject(errors),
+        }
+        if checker.errors.len() >= MAX_ERRORS {
+            break;
+        }
+        if checker.batch.len() >= BATCH_ROWS && !send(sender, &mut checker.batch) {
+            return Err(ImportError::Interrupted("the database side stopped".into()));
+        }
+    }
+    if !checker.errors.is_empty() {
+        checker.errors.truncate(MAX_ERRORS);
+        return Err(ImportError::Invalid(checker.errors));
+    }
+    if !checker.batch.is_empty() && !send(sender, &mut checker.batch) {
+        return Err(ImportError::Interrupted("the database side stopped".into()));
+    }
+    Ok(checker.records)
+}
+
+/// False when the receiving side has gone (it failed and will report why).
+fn send(sender: &mpsc::Sender<Vec<HashedRecord>>, batch: &mut Vec<HashedRecord>) -> bool {
+    let full = std::mem::replace(batch, Vec::with_capacity(BATCH_ROWS));
+    sender.blocking_send(full).is_ok()
+}
+
+fn is_json_lines(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case("jsonl") || e.eq_ignore_ascii_case("ndjson"))
+}
+
+/// Validation, hashing and the duplicate check, row by row, in file order.
+struct Checker<'k> {
+    keys: &'k KeyedHasher,
+    /// Where each number was first seen. The keys are keyed hashes, never numbers.
+    first_line: HashMap<[u8; 32], u64>,
+    batch: Vec<HashedRecord>,
+    errors: Vec<LineError>,
+    records: u64,
+}
+
+impl<'k> Checker<'k> {
+    fn new(keys: &'k KeyedHasher) -> Self {
+        Self {
+            keys,
+            first_line: HashMap::new(),
+            batch: Vec::with_capacity(BATCH_ROWS),
+            errors: Vec::new(),
+            records: 0,
+        }
+    }
+
+    fn check(&mut self, line: u64, raw: &RawRecord) {
+        let record = match RegistryRecord::parse(raw) {
+            Ok(record) => record,
+            Err(fields) => {
+                self.reject(fields.into_iter().map(|f| LineError {
+                    line,
+                    column: f.field,
+                    message: f.message,
+                }));
+                return;
+            }
+        };
+        let hashed = record.hashed(self.keys);
+        match self.first_line.entry(hashed.number_hash) {
+            Entry::Occupied(first) => self.reject([LineError {
+                line,
+                column: "number".into(),
+                message: format!("the same number as line {}", first.get()),
+            }]),
+            Entry::Vacant(slot) => {
+                slot.insert(line);
+                // Once a line is bad nothing will be committed, so stop collecting records.
+                if self.errors.is_empty() {
+                    self.batch.push(hashed);
+                    self.records += 1;
+                }
+            }
+        }
+    }
+
+    fn reject(&mut self, errors: impl IntoIterator<Item = LineError>) {
+        if self.errors.is_empty() {
+            self.batch = Vec::new();
+        }
+        self.errors.extend(errors);
+    }
+}
+
+enum Next {
+    Row { line: u64, raw: RawRecord },
+    /// A line that could not become a [`RawRecord`] but leaves the file readable.
+    Rejected(Vec<LineError>),
+    End,
+}
+
+/// A source of data rows; structural faults that make the rest of the file unreadable are
+/// errors, problems confined to one line are [`Next::Rejected`].
+trait Rows {
+    fn next_row(&mut self) -> Result<Next, ImportError>;
+}
+
+/// Builds a record from cells in [`COLUMNS`] order.
+fn raw_record(cells: [String; 12]) -> RawRecord {
+    let [account_type, number, verification, expiry, holder_name, email, phone, product, balance, credit_limit, payment_due_date, minimum_due] =
+        cells;
+    RawRecord {
+        account_type,
+        number,
+        verification,
+        expiry,
+        holder_name,
+        email,
+        phone,
+        product,
+        balance,
+        credit_limit,
+        payment_due_date,
+        minimum_due,
+    }
+}
+
+fn column_index(name: &str) -> Option<usize> {
+    COLUMNS.iter().position(|c| c.eq_ignore_ascii_case(name))
+}
+
+/// `name` when it is safe and useful to echo in a message. A header or key written by
+/// mistake could be a card number, a card ID or a merchant code (a file without its header
+/// row, say); those have several digits or are not word-like, so only short names with at
+/// most two digits are shown.
+fn printable_name(name: &str) -> Option<&str> {
+    let word_like = name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | ' ' | '.'));
+    let digits = name.chars().filter(char::is_ascii_digit).count();
+    (!name.is_empty() && name.len() <= 40 && word_like && digits <= 2).then_some(name)
+}
+
+/// How a message refers to a column or key the contract does not know.
+fn describe_name(name: &str, position: Option<usize>) -> String {
+    match (printable_name(name), position) {
+        (Some(n), _) => format!("\"{n}\""),
+        (None, Some(p)) if name.is_empty() => format!("with no name (number {p})"),
+        (None, Some(p)) => format!("number {p} (name not shown)"),
+        (None, None) => "(name not shown)".to_owned(),
+    }
+}
+
+struct CsvRows<R> {
+    reader: csv::Reader<R>,
+    /// For each contract column, its position in the file's rows.
+    positions: [usize; 12],
+    record: csv::StringRecord,
+    path: PathBuf,
+}
+
+impl<R: Read> CsvRows<R> {
+    /// Reads and checks the header row; `None` for a file without one (an empty file).
+    fn open(input: R, path: &Path) -> Result<Option<Self>, ImportError> {
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(true)
+            .trim(csv::Trim::All)
+            .flexible(false)
+            .buffer_capacity(1 << 16)
+            .from_reader(input);
+        let headers = reader.headers().map_err(|e| csv_error(e, path))?;
+        if headers.iter().all(str::is_empty) {
+            return Ok(None);
+        }
+        let line = headers.position().map_or(1, csv::Position::line);
+        let positions = header_positions(headers).map_err(|message| ImportError::Format { line, message })?;
+        Ok(Some(Self {
+            reader,
+            positions,
+            record: csv::StringRecord::new(),
+            path: path.to_owned(),
+        }))
+    }
+}
+
+/// Maps the header row to the contract's columns, or says everything wrong with it.
+fn header_positions(headers: &csv::StringRecord) -> Result<[usize; 12], String> {
+    let looks_like_data = headers.iter().any(|cell| {
+        AccountType::parse(cell).is_some() || cell.chars().filter(char::is_ascii_digit).count() >= 3
+    });
+    if looks_like_data {
+        return Err(format!(
+            "the first line must be the header row naming the columns: {}",
+            COLUMNS.join(",")
+        ));
+    }
+    let mut positions: [Option<usize>; 12] = [None; 12];
+    let mut problems = Vec::new();
+    for (position, name) in headers.iter().enumerate() {
+        match column_index(name) {
+            Some(i) => match positions.get_mut(i) {
+                Some(slot) if slot.is_none() => *slot = Some(position),
+                _ => problems.push(format!(
+                    "column {} appears twice",
+                    COLUMNS.get(i).copied().unwrap_or_default()
+                )),
+            },
+            None => problems.push(format!(
+                "unknown column {} (the columns are {})",
+                describe_name(name, Some(position + 1)),
+                COLUMNS.join(",")
+            )),
+        }
+    }
+    let missing: Vec<&str> = COLUMNS
+        .iter()
+        .zip(positions.iter())
+        .filter(|(_, p)| p.is_none())
+        .map(|(c, _)| *c)
+        .collect();
+    if !missing.is_empty() {
+        problems.push(format!("missing column{} {}", if missing.len() == 1 { "" } else { "s" }, missing.join(", ")));
+    }
+    if !problems.is_empty() {
+        return Err(problems.join("; "));
+    }
+    Ok(positions.map(|p| p.unwrap_or_default()))
+}
+
+fn csv_error(e: csv::Error, path: &Path) -> ImportError {
+    let line = e.position().map_or(0, csv::Position::line);
+    match e.into_kind() {
+        csv::ErrorKind::Io(source) => ImportError::Io {
+            path: path.to_owned(),
+            source,
+        },
+        csv::ErrorKind::Utf8 { .. } => ImportError::Format {
+            line,
+            message: "is not UTF-8 text".into(),
+        },
+        csv::ErrorKind::UnequalLengths {
+            expected_len, len, ..
+        } => ImportError::Format {
+            line,
+            message: format!("has {len} cells but the header row has {expected_len}"),
+        },
+        // The reader raises no other kind; say nothing that could echo the data.
+        _ => ImportError::Format {
+            line,
+            message: "cannot be read as CSV".into(),
+        },
+    }
+}
+
+impl<R: Read> Rows for CsvRows<R> {
+    fn next_row(&mut self) -> Result<Next, ImportError> {
+        match self.reader.read_record(&mut self.record) {
+            Ok(false) => Ok(Next::End),
+            Ok(true) => {
+                let line = self.record.position().map_or(0, csv::Position::line);
+                let record = &self.record;
+                let cells = self
+                    .positions
+                    .map(|p| record.get(p).unwrap_or_default().to_owned());
+                Ok(Next::Row {
+                    line,
+                    raw: raw_record(cells),
+                })
+            }
+            Err(e) => Err(csv_error(e, &self.path)),
+        }
+    }
+}
+
+struct JsonRows<R> {
+    reader: R,
+    buffer: Vec<u8>,
+    line: u64,
+    path: PathBuf,
+}
+
+impl<R: BufRead> JsonRows<R> {
+    fn new(reader: R, path: &Path) -> Self {
+        Self {
+            reader,
+            buffer: Vec::with_capacity(512),
+            line: 0,
+            path: path.to_owned(),
+        }
+    }
+
+    fn format(&self, message: impl Into<String>) -> ImportError {
+        ImportError::Format {
+            line: self.line,
+            message: message.into(),
+        }
+    }
+}
+
+impl<R: BufRead> Rows for JsonRows<R> {
+    fn next_row(&mut self) -> Result<Next, ImportError> {
+        loop {
+            self.buffer.clear();
+            let read = self
+                .reader
+                .read_until(b'\n', &mut self.buffer)
+                .map_err(|source| ImportError::Io {
+                    path: self.path.clone(),
+                    source,
+                })?;
+            if read == 0 {
+                return Ok(Next::End);
+            }
+            self.line += 1;
+            let mut text = self.buffer.as_slice();
+            if self.line == 1 {
+                text = text.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(text);
+            }
+            let text = text.trim_ascii();
+            if text.is_empty() {
+                continue;
+            }
+            // Parsed as a `Value` first: serde_json's messages for a typed target quote the
+            // offending string, which could be a card number.
+            let value: serde_json::Value = serde_json::from_slice(text).map_err(|e| {
+                self.format(match e.classify() {
+                    serde_json::error::Category::Eof => "is not valid JSON (it ends too early)".to_owned(),
+                    _ => format!("is not valid JSON (error at character {})", e.column()),
+                })
+            })?;
+            let serde_json::Value::Object(object) = value else {
+                return Err(self.format("must be a JSON object with the registry columns as keys"));
+            };
+            return Ok(json_row(self.line, object));
+        }
+    }
+}
+
+fn json_row(line: u64, object: serde_json::Map<String, serde_json::Value>) -> Next {
+    let mut cells: [String; 12] = Default::default();
+    let mut errors = Vec::new();
+    for (key, value) in object {
+        let Some((column, cell)) = column_index(&key)
+            .and_then(|i| COLUMNS.get(i).copied().zip(cells.get_mut(i)))
+        else {
+            errors.push(LineError {
+                line,
+                column: String::new(),
+                message: format!(
+                    "unknown key {} (the keys are {})",
+                    describe_name(&key, None),
+                    COLUMNS.join(", ")
+                ),
+            });
+            continue;
+        };
+        match value {
+            serde_json::Value::String(s) => *cell = s,
+            serde_json::Value::Number(n) => *cell = n.to_string(),
+            serde_json::Value::Null => {}
+            _ => errors.push(LineError {
+                line,
+                column: column.to_owned(),
+                message: "must be a string or a number".into(),
+            }),
+        }
+    }
+    if errors.is_empty() {
+        Next::Row {
+            line,
+            raw: raw_record(cells),
+        }
+    } else {
+        Next::Rejected(errors)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write as _;
+
+    use portcullis_core::registry::credential_hashes;
+    use portcullis_core::card::Credential;
+    use portcullis_core::ids::AccountType;
+    use portcullis_core::ports::RegistryStore;
+    use portcullis_crypto::secrets::load_or_create_key;
+    use portcullis_store::{SqlStore, StoreOptions};
+
+    use super::*;
+
+    const HEADER: &str = "account_type,number,verification,expiry,holder_name,email,phone,product,balance,credit_limit,payment_due_date,minimum_due";
+    const ANN: &str = "personal,378282246310005,8642,2029-08,Ann Example,ann@example.com,+15550100100,Gold Card,1234.56,10000,2026-12-20,35";
+    const BEN: &str = "corporate,371449635398431,7531,2030-01,Ben Sample,ben@example.com,,Corporate Green,0,5000,,";
+    const SHOP: &str = "merchant,1234567890,AB12CD,,Corner Shop,shop@example.com,,,,,,";
+
+    struct Fixture {
+        dir: tempfile::TempDir,
+        store: SqlStore,
+        keys: KeyedHasher,
+    }
+
+    impl Fixture {
+        async fn new() -> Self {
+            let dir = tempfile::tempdir().unwrap();
+            let url = format!("sqlite://{}", dir.path().join("registry.db").display());
+            let store = SqlStore::connect(&url, StoreOptions::default()).await.unwrap();
+            let key = load_or_create_key(&dir.path().join("secrets"), "registry.key").unwrap();
+            Self {
+                dir,
+                store,
+                keys: KeyedHasher::new(key),
+            }
+        }
+
+        fn file(&self, name: &str, lines: &[&str]) -> PathBuf {
+            let path = self.dir.path().join(name);
+            let mut f = File::create(&path).unwrap();
+            for line in lines {
+                writeln!(f, "{line}").unwrap();
+            }
+            path
+        }
+
+        async fn import(&self, path: &Path) -> Result<ImportReport, ImportError> {
+            import_file(&self.store, &self.keys, path).await
+        }
+
+        async fn count(&self) -> i64 {
+            self.store.count_records().await.unwrap()
+        }
+
+        async fn product_of(&self, kind: AccountType, number: &str, verification: &str) -> Option<String> {
+            let credential = Credential::parse(kind, number, verification).unwrap();
+            let (number_hash, _) = credential_hashes(&self.keys, &credential);
+            self.store.find_record(&number_hash).await.unwrap().map(|r| r.product)
+        }
+    }
+
+    fn invalid(result: Result<ImportReport, ImportError>) -> Vec<LineError> {
+        match result {
+            Err(ImportError::Invalid(errors)) => errors,
+            other => panic!("expected Invalid, got {other:?}"),
+        }
+    }
+
+    fn format_error(result: Result<ImportReport, ImportError>) -> (u64, String) {
+        match result {
+            Err(ImportError::Format { line, message }) => (line, message),
+            other => panic!("expected Format, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_good_csv_file_is_imported_and_counted() {
+        let fx = Fixture::new().await;
+        let path = fx.file("registry.csv", &[HEADER, ANN, BEN, SHOP]);
+        let report = fx.import(&path).await.unwrap();
+        assert_eq!(report.records, 3);
+        assert_eq!(fx.count().await, 3);
+        assert_eq!(
+            fx.product_of(AccountType::Personal, "378282246310005", "8642").await.as_deref(),
+            Some("Gold Card")
+        );
+    }
+
+    #[tokio::test]
+    async fn header_columns_may_come_in_any_order_with_spaces_and_quotes() {
+        let fx = Fixture::new().await;
+        let path = fx.file(
+            "registry.csv",
+            &[
+                " number , Account_Type ,verification,expiry,holder_name,email,phone,product,balance,credit_limit,payment_due_date,minimum_due",
+                "\"3782 822463 10005\", personal ,8642,2029-08,\"Example, Ann\",ann@example.com,,Gold Card,,,,",
+            ],
+        );
+        assert_eq!(fx.import(&path).await.unwrap().records, 1);
+        assert_eq!(fx.count().await, 1);
+    }
+
+    #[tokio::test]
+    async fn json_lines_are_imported_with_numbers_nulls_and_missing_keys() {
+        let fx = Fixture::new().await;
+        let path = fx.file(
+            "registry.jsonl",
+            &[
+                r#"{"account_type":"personal","number":378282246310005,"verification":8642,"expiry":"2029-08","holder_name":"Ann Example","email":"ann@example.com","phone":null,"product":"Gold Card","balance":1234.5,"credit_limit":10000}"#,
+                "",
+                r#"{"account_type":"merchant","number":"1234567890","verification":"AB12CD","holder_name":"Corner Shop","email":"shop@example.com"}"#,
+            ],
+        );
+        assert_eq!(fx.import(&path).await.unwrap().records, 2);
+        assert_eq!(fx.count().await, 2);
+        assert_eq!(
+            fx.product_of(AccountType::Merchant, "1234567890", "AB12CD").await.as_deref(),
+            Some("")
+        );
+    }
+
+    #[tokio::test]
+    async fn ndjson_is_json_lines_too() {
+        let fx = Fixture::new().await;
+        let path = fx.file(
+            "registry.NDJSON",
+            &[r#"{"account_type":"merchant","number":"1234567890","verification":"AB12CD","holder_name":"Corner Shop","email":"shop@example.com"}"#],
+        );
+        assert_eq!(fx.import(&path).await.unwrap().records, 1);
+    }
+
+    #[tokio::test]
+    async fn reimporting_updates_a_record_in_place() {
+        let fx = Fixture::new().await;
+        fx.import(&fx.file("first.csv", &[HEADER, ANN, BEN])).await.unwrap();
+        let changed = ANN.replace("Gold Card", "Platinum Card");
+        fx.import(&fx.file("second.csv", &[HEADER, &changed])).await.unwrap();
+        assert_eq!(fx.count().await, 2);
+        assert_eq!(
+            fx.product_of(AccountType::Personal, "378282246310005", "8642").await.as_deref(),
+            Some("Platinum Card")
+        );
+    }
+
+    #[tokio::test]
+    async fn one_bad_line_imports_nothing_and_is_named() {
+        let fx = Fixture::new().await;
+        let bad = BEN.replace("2030-01", "2030-13");
+        let errors = invalid(fx.import(&fx.file("registry.csv", &[HEADER, ANN, &bad, SHOP])).await);
+        assert_eq!(
+            errors,
+            [LineError {
+                line: 3,
+                column: "expiry".into(),
+                message: "must be YYYY-MM".into()
+            }]
+        );
+        assert_eq!(errors[0].to_string(), "line 3, column expiry: must be YYYY-MM");
+        assert_eq!(fx.count().await, 0);
+    }
+
+    #[tokio::test]
+    async fn every_bad_line_is_reported_not_just_the_first() {
+        let fx = Fixture::new().await;
+        let bad_expiry = ANN.replace("2029-08", "08/29");
+        let bad_type = BEN.replace("corporate", "premium");
+        let errors = invalid(fx.import(&fx.file("registry.csv", &[HEADER, &bad_expiry, SHOP, &bad_type])).await);
+        let named: Vec<(u64, &str)> = errors.iter().map(|e| (e.line, e.column.as_str())).collect();
+        assert_eq!(named, [(2, "expiry"), (4, "account_type")]);
+    }
+
+    #[tokio::test]
+    async fn a_bad_line_after_several_batches_rolls_back_the_written_ones() {
+        let fx = Fixture::new().await;
+        let path = fx.dir.path().join("big.csv");
+        crate::gen::write_demo_registry(&path, 2_500, 5).unwrap();
+        let mut f = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
+        writeln!(f, "{}", ANN.replace("ann@example.com", "not-an-email")).unwrap();
+        drop(f);
+        let errors = invalid(fx.import(&path).await);
+        assert_eq!((errors[0].line, errors[0].column.as_str()), (2_502, "email"));
+        assert_eq!(fx.count().await, 0);
+
+        crate::gen::write_demo_registry(&path, 2_500, 5).unwrap();
+        assert_eq!(fx.import(&path).await.unwrap().records, 2_500);
+        assert_eq!(fx.count().await, 2_500);
+    }
+
+    #[tokio::test]
+    async fn errors_stop_at_the_cap() {
+        let fx = Fixture::new().await;
+        let bad = ANN.replace("2029-08", "soon");
+        let mut lines = vec![HEADER];
+        lines.extend(std::iter::repeat_n(bad.as_str(), MAX_ERRORS + 50));
+        let errors = invalid(fx.import(&fx.file("registry.csv", &lines)).await);
+        assert_eq!(errors.len(), MAX_ERRORS);
+        let text = ImportError::Invalid(errors).to_string();
+        assert!(text.starts_with("100 errors in the file; nothing was imported\nline 2, column expiry"));
+        assert!(text.ends_with("(stopped reading after 100 errors)"));
+    }
+
+    #[tokio::test]
+    async fn an_unknown_csv_column_is_refused() {
+        let fx = Fixture::new().await;
+        let header = format!("{HEADER},nickname");
+        let row = format!("{ANN},Annie");
+        let (line, message) = format_error(fx.import(&fx.file("registry.csv", &[&header, &row])).await);
+        assert_eq!(line, 1);
+        assert!(message.contains("unknown column \"nickname\""), "{message}");
+        assert_eq!(fx.count().await, 0);
+    }
+
+    #[tokio::test]
+    async fn a_missing_or_repeated_csv_column_is_refused() {
+        let fx = Fixture::new().await;
+        let header = HEADER.replace(",phone", "").replace("minimum_due", "balance");
+        let (line, message) = format_error(fx.import(&fx.file("registry.csv", &[&header])).await);
+        assert_eq!(line, 1);
+        assert!(message.contains("column balance appears twice"), "{message}");
+        assert!(message.contains("missing columns phone, minimum_due"), "{message}");
+    }
+
+    #[tokio::test]
+    async fn a_row_with_the_wrong_number_of_cells_names_its_line() {
+        let fx = Fixture::new().await;
+        let short = "personal,378282246310005,8642";
+        let (line, message) = format_error(fx.import(&fx.file("registry.csv", &[HEADER, ANN, short])).await);
+        assert_eq!((line, message.as_str()), (3, "has 3 cells but the header row has 12"));
+        assert_eq!(fx.count().await, 0);
+    }
+
+    #[tokio::test]
+    async fn an_unknown_jsonl_key_names_the_line_and_the_key() {
+        let fx = Fixture::new().await;
+        let path = fx.file(
+            "registry.jsonl",
+            &[
+                r#"{"account_type":"merchant","number":"1234567890","verification":"AB12CD","holder_name":"Corner Shop","email":"shop@example.com"}"#,
+                r#"{"account_type":"merchant","number":"1234567891","verification":"AB12CD","holder_name":"Corner Shop","email":"shop@example.com","nickname":"x"}"#,
+            ],
+        );
+        let errors = invalid(fx.import(&path).await);
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].line, 2);
+        assert!(errors[0].to_string().starts_with("line 2: unknown key \"nickname\""), "{}", errors[0]);
+        assert_eq!(fx.count().await, 0);
+    }
+
+    #[tokio::test]
+    async fn json_that_does_not_parse_names_the_line() {
+        let fx = Fixture::new().await;
+        let path = fx.file(
+            "registry.jsonl",
+            &[
+                r#"{"account_type":"merchant","number":"1234567890","verification":"AB12CD","holder_name":"Corner Shop","email":"shop@example.com"}"#,
+                r#"{"account_type":"personal","number":"378282246310005""#,
+            ],
+        );
+        let (line, message) = format_error(fx.import(&path).await);
+        assert_eq!(line, 2);
+        assert!(message.starts_with("is not valid JSON"), "{message}");
+        let (line, _) = format_error(fx.import(&fx.file("array.jsonl", &["[1,2]"])).await);
+        assert_eq!(line, 1);
+    }
+
+    #[tokio::test]
+    async fn a_number_twice_in_one_file_names_both_lines() {
+        let fx = Fixture::new().await;
+        let again = ANN.replace("378282246310005", "3782-822463-10005").replace("8642", "1111");
+        let errors = invalid(fx.import(&fx.file("registry.csv", &[HEADER, ANN, BEN, SHOP, &again])).await);
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].to_string(), "line 5, column number: the same number as line 2");
+        assert_eq!(fx.count().await, 0);
+    }
+
+    #[tokio::test]
+    async fn an_empty_file_or_a_header_alone_imports_nothing() {
+        let fx = Fixture::new().await;
+        let empty = fx.dir.path().join("empty.csv");
+        File::create(&empty).unwrap();
+        assert_eq!(fx.import(&empty).await.unwrap().records, 0);
+        assert_eq!(fx.import(&fx.file("header.csv", &[HEADER])).await.unwrap().records, 0);
+        assert_eq!(fx.import(&fx.file("blank.jsonl", &["", "  "])).await.unwrap().records, 0);
+        assert_eq!(fx.count().await, 0);
+    }
+
+    #[tokio::test]
+    async fn a_missing_file_is_an_io_error_naming_it() {
+        let fx = Fixture::new().await;
+        let path = fx.dir.path().join("nope.csv");
+        let err = fx.import(&path).await.unwrap_err();
+        assert!(matches!(err, ImportError::Io { .. }));
+        assert!(err.to_string().contains("nope.csv"));
+    }
+
+    /// Every way a card number or card ID could end up in the wrong place, and no message
+    /// that quotes it.
+    #[tokio::test]
+    async fn error_messages_never_contain_card_numbers_or_ids() {
+        let fx = Fixture::new().await;
+        let secrets = ["378282246310005", "3782822463", "378282246310006", "8642", "AB12CD"];
+        let bad_luhn = ANN.replace("378282246310005", "378282246310006");
+        let number_as_email = ANN.replace("ann@example.com", "378282246310005");
+        let id_as_expiry = ANN.replace("2029-08", "8642");
+        let files: Vec<PathBuf> = vec![
+            // No header row: the first data row is read as the header.
+            fx.file("no-header.csv", &[ANN, BEN]),
+            fx.file("no-header-merchant.csv", &[SHOP]),
+            fx.file("header-of-numbers.csv", &[&HEADER.replace("holder_name", "378282246310005")]),
+            fx.file("values.csv", &[HEADER, &bad_luhn, &number_as_email, &id_as_expiry]),
+            fx.file("dup.csv", &[HEADER, ANN, ANN]),
+            fx.file("key.jsonl", &[r#"{"378282246310005":"8642"}"#]),
+            fx.file("string.jsonl", &[r#""378282246310005""#]),
+            fx.file("broken.jsonl", &[r#"{"number":"378282246310005" "verification":"8642"}"#]),
+            fx.file("typed.jsonl", &[r#"{"number":["378282246310005"],"verification":{"v":"8642"}}"#]),
+        ];
+        for path in files {
+            let message = fx.import(&path).await.unwrap_err().to_string();
+            for secret in secrets {
+                assert!(!message.contains(secret), "{} leaks {secret}: {message}", path.display());
+            }
+        }
+        assert_eq!(fx.count().await, 0);
+    }
+}

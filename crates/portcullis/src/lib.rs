@@ -1,0 +1,8 @@
+//! The Portcullis binary's library: configuration, wiring and the commands, so that tests
+//! can build the same application the binary runs.
+
+pub mod admin;
+pub mod app;
+pub mod config;
+pub mod demo;
+pub mod import;

@@ -1,0 +1,238 @@
+//! `portcullis`: the command line. Thin: each command loads the configuration and calls
+//! the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use portcullis::config::Config;
+use portcullis::{admin, app, demo, import};
+use portcullis_core::clock::SystemClock;
+use tokio::net::TcpListener;
+
+#[derive(Parser)]
+#[command(name = "portcullis", version, about = "Online-account access for card issuers")]
+struct Cli {
+    /// A TOML configuration file.
+    #[arg(long, global = true, env = "PORTCULLIS_CONFIG")]
+    config: Option<PathBuf>,
+    /// The database (overrides the configuration): sqlite://path or postgres://…
+    #[arg(long, global = true)]
+    database_url: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the service.
+    Serve {
+        /// Load demo registry records, send notifications to the outbox, print demo cards.
+        #[arg(long)]
+        demo: bool,
+        /// The address to listen on (default 127.0.0.1:8080).
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// The issuer registry.
+    Registry {
+        #[command(subcommand)]
+        command: RegistryCommand,
+    },
+    /// Support actions.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+    /// The audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+    /// Check the configuration and print it (secrets are files and are not printed).
+    ValidateConfig,
+}
+
+#[derive(Subcommand)]
+enum RegistryCommand {
+    /// Load records from CSV (header row) or JSON Lines (.jsonl); all or nothing.
+    Import { file: PathBuf },
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Unlock a locked account.
+    Unlock {
+        user_id: String,
+        /// Why (kept in the audit log).
+        #[arg(long)]
+        reason: String,
+    },
+    /// Show an account's state, lock and recent audit events.
+    Show { user_id: String },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check the audit chain; exit status 1 naming the first bad entry.
+    Verify,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load_config(cli: &Cli) -> anyhow::Result<Config> {
+    let mut config = Config::load(cli.config.as_deref())?;
+    if let Some(url) = &cli.database_url {
+        config.database_url = url.clone();
+    }
+    Ok(config)
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match &cli.command {
+        Command::Serve { demo, listen } => {
+            init_tracing();
+            let mut config = load_config(&cli)?;
+            if let Some(listen) = listen {
+                config.listen = listen.clone();
+            }
+            if *demo {
+                if config.database_url == Config::default().database_url && cli.database_url.is_none() {
+                    config.database_url = "sqlite://./portcullis-data/demo.db".into();
+                }
+                if config.notify.outbox_file.is_none() {
+                    config.notify.outbox_file = Some(PathBuf::from("./portcullis-data/outbox.jsonl"));
+                }
+            }
+            serve(config, *demo).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Registry {
+            command: RegistryCommand::Import { file },
+        } => {
+            let config = load_config(&cli)?;
+            let built = app::build(&config, Arc::new(SystemClock), false).await?;
+            match import::import_file(built.store.as_ref(), built.app.keys(), file).await {
+                Ok(report) => {
+                    println!(
+                        "imported {} records in {:.2}s",
+                        report.records,
+                        report.elapsed.as_secs_f64()
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("nothing was imported:\n{e}");
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+        Command::Admin { command } => {
+            let config = load_config(&cli)?;
+            let built = app::build(&config, Arc::new(SystemClock), false).await?;
+            let actor = admin::cli_actor();
+            match command {
+                AdminCommand::Unlock { user_id, reason } => {
+                    admin::unlock(&built.app, user_id, reason, &actor).await
+                }
+                AdminCommand::Show { user_id } => admin::show(&built.app, user_id).await,
+            }
+        }
+        Command::Audit {
+            command: AuditCommand::Verify,
+        } => {
+            let config = load_config(&cli)?;
+            let built = app::build(&config, Arc::new(SystemClock), false).await?;
+            admin::verify_audit(&built.app).await
+        }
+        Command::ValidateConfig => {
+            let config = load_config(&cli)?;
+            println!("configuration is valid");
+            println!("database_url = {}", app::redact_url(&config.database_url));
+            println!("listen = {}", config.listen);
+            println!("secrets_dir = {}", config.secrets_dir.display());
+            println!("password.profile = {}", config.password.profile);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
+    let built = app::build(&config, Arc::new(SystemClock), demo).await?;
+    if demo {
+        demo::load(built.store.as_ref(), built.app.keys())
+            .await
+            .context("loading the demo registry")?;
+    }
+    let listener = TcpListener::bind(&config.listen)
+        .await
+        .with_context(|| format!("listening on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    println!("Portcullis is running at http://{addr}/");
+    if demo {
+        println!("Demo mode: notifications go to the outbox at http://{addr}/demo/outbox");
+        println!("Demo cards (create an online account at http://{addr}/register):");
+        for card in demo::DEMO_CARDS.iter().take(2) {
+            println!(
+                "  {:<9} card number {}  card ID {}  ({}, {})",
+                card.account_type, card.number, card.verification, card.holder, card.product
+            );
+        }
+    }
+    app::serve(listener, built.state, shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_current_span(true)
+        .with_span_list(false)
+        .with_writer(std::io::stderr)
+        .init();
+}
