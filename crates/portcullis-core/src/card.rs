@@ -131,8 +131,14 @@ impl fmt::Debug for MerchantCode {
 /// What a person presents to prove they hold a registry record.
 #[derive(Clone, Debug)]
 pub enum Credential {
-    Card { number: CardNumber, card_id: CardId },
-    Merchant { number: MerchantNumber, code: MerchantCode },
+    Card {
+        number: CardNumber,
+        card_id: CardId,
+    },
+    Merchant {
+        number: MerchantNumber,
+        code: MerchantCode,
+    },
 }
 
 impl Credential {
@@ -151,7 +157,8 @@ impl Credential {
             let v = CardId::parse(verification)
                 .map_err(|m| errors.push(crate::FieldError::new("verification", m)))
                 .ok();
-            n.zip(v).map(|(number, card_id)| Credential::Card { number, card_id })
+            n.zip(v)
+                .map(|(number, card_id)| Credential::Card { number, card_id })
         } else {
             let n = MerchantNumber::parse(number)
                 .map_err(|m| errors.push(crate::FieldError::new("number", m)))
@@ -159,7 +166,8 @@ impl Credential {
             let v = MerchantCode::parse(verification)
                 .map_err(|m| errors.push(crate::FieldError::new("verification", m)))
                 .ok();
-            n.zip(v).map(|(number, code)| Credential::Merchant { number, code })
+            n.zip(v)
+                .map(|(number, code)| Credential::Merchant { number, code })
         };
         cred.ok_or(errors)
     }
@@ -225,7 +233,12 @@ mod tests {
 
     #[test]
     fn well_known_test_numbers_pass_luhn() {
-        for n in ["378282246310005", "371449635398431", "4111111111111111", "5555555555554444"] {
+        for n in [
+            "378282246310005",
+            "371449635398431",
+            "4111111111111111",
+            "5555555555554444",
+        ] {
             assert!(luhn_valid(n), "{n}");
             assert!(CardNumber::parse(n).is_ok());
         }
@@ -237,9 +250,15 @@ mod tests {
     #[test]
     fn card_number_errors_are_specific() {
         assert_eq!(CardNumber::parse("").unwrap_err(), "Enter the card number.");
-        assert!(CardNumber::parse("37828224631000x").unwrap_err().contains("only digits"));
-        assert!(CardNumber::parse("123456789012").unwrap_err().contains("13 to 19"));
-        assert!(CardNumber::parse("378282246310006").unwrap_err().contains("not valid"));
+        assert!(CardNumber::parse("37828224631000x")
+            .unwrap_err()
+            .contains("only digits"));
+        assert!(CardNumber::parse("123456789012")
+            .unwrap_err()
+            .contains("13 to 19"));
+        assert!(CardNumber::parse("378282246310006")
+            .unwrap_err()
+            .contains("not valid"));
     }
 
     #[test]

@@ -68,14 +68,16 @@ impl Phone {
         if compact.is_empty() {
             return Err("Enter a mobile number.");
         }
-        let digits = compact
-            .strip_prefix('+')
-            .ok_or("Enter the number in international form, starting with + and the country code.")?;
+        let digits = compact.strip_prefix('+').ok_or(
+            "Enter the number in international form, starting with + and the country code.",
+        )?;
         if !(8..=15).contains(&digits.len())
             || !digits.bytes().all(|b| b.is_ascii_digit())
             || digits.starts_with('0')
         {
-            return Err("Enter the number in international form, starting with + and the country code.");
+            return Err(
+                "Enter the number in international form, starting with + and the country code.",
+            );
         }
         Ok(Self(compact))
     }
@@ -129,16 +131,25 @@ mod tests {
 
     #[test]
     fn emails() {
-        assert_eq!(Email::parse(" Ann@Example.COM ").unwrap().as_str(), "ann@example.com");
+        assert_eq!(
+            Email::parse(" Ann@Example.COM ").unwrap().as_str(),
+            "ann@example.com"
+        );
         assert!(Email::parse("ann@example").is_err());
         assert!(Email::parse("ann example.com").is_err());
         assert!(Email::parse("@example.com").is_err());
-        assert_eq!(Email::parse("ann@example.com").unwrap().masked(), "a•••@example.com");
+        assert_eq!(
+            Email::parse("ann@example.com").unwrap().masked(),
+            "a•••@example.com"
+        );
     }
 
     #[test]
     fn phones() {
-        assert_eq!(Phone::parse("+1 (555) 010-0100").unwrap().as_str(), "+15550100100");
+        assert_eq!(
+            Phone::parse("+1 (555) 010-0100").unwrap().as_str(),
+            "+15550100100"
+        );
         assert!(Phone::parse("5550100100").is_err());
         assert!(Phone::parse("+0123456789").is_err());
         assert!(Phone::parse("+1234567").is_err());

@@ -127,9 +127,7 @@ impl PasswordRule {
             Self::NeedsCapital => "Include at least one capital letter.".into(),
             Self::NeedsSymbol => "Include at least one symbol, like ! or #.".into(),
             Self::NeedsDigit => "Include at least one number.".into(),
-            Self::Common => {
-                "This password is too common and easy to guess. Choose another.".into()
-            }
+            Self::Common => "This password is too common and easy to guess. Choose another.".into(),
             Self::ContainsUserId => "Your password must not contain your User ID.".into(),
             Self::RecentlyUsed { count } => {
                 format!("Choose a password you have not used for your last {count} passwords.")
@@ -295,7 +293,9 @@ mod tests {
     #[test]
     fn issuer_profile_rules() {
         let p = issuer();
-        assert!(p.check(&Password::new("Tr0ub4dor&3"), Some(&uid()), false).is_empty());
+        assert!(p
+            .check(&Password::new("Tr0ub4dor&3"), Some(&uid()), false)
+            .is_empty());
         assert_eq!(
             p.check(&Password::new("Ab!1"), None, false),
             [PasswordRule::TooShort { min: 8 }]
@@ -340,18 +340,24 @@ mod tests {
     #[test]
     fn nist_profile_has_no_composition_rules() {
         let p = PasswordPolicy::new(PasswordProfile::Nist80063b);
-        assert!(p.check(&Password::new("correct horse battery"), None, false).is_empty());
+        assert!(p
+            .check(&Password::new("correct horse battery"), None, false)
+            .is_empty());
         assert_eq!(
             p.check(&Password::new("short words"), None, false),
             [PasswordRule::TooShort { min: 15 }]
         );
-        assert!(p.check(&Password::new("short words"), None, true).is_empty());
+        assert!(p
+            .check(&Password::new("short words"), None, true)
+            .is_empty());
     }
 
     #[test]
     fn pci_profile_needs_twelve_letters_and_digits() {
         let p = PasswordPolicy::new(PasswordProfile::PciDss4);
-        assert!(p.check(&Password::new("plum-harbor-77"), None, false).is_empty());
+        assert!(p
+            .check(&Password::new("plum-harbor-77"), None, false)
+            .is_empty());
         assert_eq!(
             p.check(&Password::new("plum-harbor-xy"), None, false),
             [PasswordRule::NeedsDigit]
@@ -369,7 +375,10 @@ mod tests {
         assert_eq!(Password::new("Ｐａｓｓ").expose(), "Pass");
         assert_eq!(Password::new("ﬁne").expose(), "fine");
         // Case is preserved.
-        assert_ne!(Password::new("Secret").expose(), Password::new("secret").expose());
+        assert_ne!(
+            Password::new("Secret").expose(),
+            Password::new("secret").expose()
+        );
     }
 
     #[test]
@@ -379,7 +388,11 @@ mod tests {
 
     #[test]
     fn profiles_parse() {
-        for p in [PasswordProfile::Issuer, PasswordProfile::Nist80063b, PasswordProfile::PciDss4] {
+        for p in [
+            PasswordProfile::Issuer,
+            PasswordProfile::Nist80063b,
+            PasswordProfile::PciDss4,
+        ] {
             assert_eq!(PasswordProfile::parse(p.as_str()), Some(p));
         }
     }

@@ -186,7 +186,11 @@ pub trait SessionStore: Send + Sync {
     async fn session_by_token(&self, token_hash: &[u8; 32]) -> StoreResult<Option<SessionRow>>;
     async fn touch_session(&self, id: i64, now: UnixTime) -> StoreResult<()>;
     async fn delete_session(&self, id: i64) -> StoreResult<bool>;
-    async fn delete_account_sessions(&self, account_id: i64, except: Option<i64>) -> StoreResult<u64>;
+    async fn delete_account_sessions(
+        &self,
+        account_id: i64,
+        except: Option<i64>,
+    ) -> StoreResult<u64>;
     async fn list_sessions(&self, account_id: i64) -> StoreResult<Vec<SessionRow>>;
 }
 

@@ -204,8 +204,16 @@ fn valid_expiry(s: &str) -> bool {
         return false;
     }
     let (year, month) = (s.get(0..4), s.get(5..7));
-    match (year.and_then(|y| y.parse::<u16>().ok()), month.and_then(|m| m.parse::<u8>().ok())) {
-        (Some(y), Some(m)) => (2000..=2099).contains(&y) && (1..=12).contains(&m) && s.get(0..4).is_some_and(|y| y.bytes().all(|c| c.is_ascii_digit())),
+    match (
+        year.and_then(|y| y.parse::<u16>().ok()),
+        month.and_then(|m| m.parse::<u8>().ok()),
+    ) {
+        (Some(y), Some(m)) => {
+            (2000..=2099).contains(&y)
+                && (1..=12).contains(&m)
+                && s.get(0..4)
+                    .is_some_and(|y| y.bytes().all(|c| c.is_ascii_digit()))
+        }
         _ => false,
     }
 }
@@ -257,7 +265,10 @@ mod tests {
             .into_iter()
             .map(|e| e.field)
             .collect();
-        assert_eq!(fields, ["number", "expiry", "phone", "balance", "payment_due_date"]);
+        assert_eq!(
+            fields,
+            ["number", "expiry", "phone", "balance", "payment_due_date"]
+        );
     }
 
     #[test]

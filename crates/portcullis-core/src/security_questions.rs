@@ -17,16 +17,46 @@ pub struct SecurityQuestion {
 /// The questions offered, chosen to have answers that are memorable, stable and not
 /// published on a social profile.
 pub const QUESTIONS: [SecurityQuestion; 10] = [
-    SecurityQuestion { id: 1, text: "What was the name of your first pet?" },
-    SecurityQuestion { id: 2, text: "What was the make and model of your first car?" },
-    SecurityQuestion { id: 3, text: "What is the middle name of your oldest sibling?" },
-    SecurityQuestion { id: 4, text: "What was the name of the first school you attended?" },
-    SecurityQuestion { id: 5, text: "What street did you live on when you were ten?" },
-    SecurityQuestion { id: 6, text: "What was your childhood nickname?" },
-    SecurityQuestion { id: 7, text: "In what city did your parents meet?" },
-    SecurityQuestion { id: 8, text: "What was the first concert you attended?" },
-    SecurityQuestion { id: 9, text: "What was the surname of your favourite teacher?" },
-    SecurityQuestion { id: 10, text: "What was the name of your first employer?" },
+    SecurityQuestion {
+        id: 1,
+        text: "What was the name of your first pet?",
+    },
+    SecurityQuestion {
+        id: 2,
+        text: "What was the make and model of your first car?",
+    },
+    SecurityQuestion {
+        id: 3,
+        text: "What is the middle name of your oldest sibling?",
+    },
+    SecurityQuestion {
+        id: 4,
+        text: "What was the name of the first school you attended?",
+    },
+    SecurityQuestion {
+        id: 5,
+        text: "What street did you live on when you were ten?",
+    },
+    SecurityQuestion {
+        id: 6,
+        text: "What was your childhood nickname?",
+    },
+    SecurityQuestion {
+        id: 7,
+        text: "In what city did your parents meet?",
+    },
+    SecurityQuestion {
+        id: 8,
+        text: "What was the first concert you attended?",
+    },
+    SecurityQuestion {
+        id: 9,
+        text: "What was the surname of your favourite teacher?",
+    },
+    SecurityQuestion {
+        id: 10,
+        text: "What was the name of your first employer?",
+    },
 ];
 
 pub const REQUIRED_ANSWERS: usize = 3;

@@ -32,7 +32,12 @@ pub enum SessionState {
 }
 
 impl SessionPolicy {
-    pub fn state(&self, created_at: UnixTime, last_seen_at: UnixTime, now: UnixTime) -> SessionState {
+    pub fn state(
+        &self,
+        created_at: UnixTime,
+        last_seen_at: UnixTime,
+        now: UnixTime,
+    ) -> SessionState {
         if now.0 >= created_at.0.saturating_add(self.absolute_secs) {
             SessionState::Expired
         } else if now.0 >= last_seen_at.0.saturating_add(self.idle_secs) {
@@ -66,12 +71,24 @@ mod tests {
     fn idle_then_absolute() {
         let p = SessionPolicy::default();
         let start = UnixTime(1_000_000);
-        assert_eq!(p.state(start, start, start.plus_secs(899)), SessionState::Active);
-        assert_eq!(p.state(start, start, start.plus_secs(900)), SessionState::IdleExpired);
+        assert_eq!(
+            p.state(start, start, start.plus_secs(899)),
+            SessionState::Active
+        );
+        assert_eq!(
+            p.state(start, start, start.plus_secs(900)),
+            SessionState::IdleExpired
+        );
         // Kept alive by activity every 10 minutes, it still ends at 12 hours.
         let last = start.plus_secs(12 * 3600 - 60);
-        assert_eq!(p.state(start, last, start.plus_secs(12 * 3600 - 1)), SessionState::Active);
-        assert_eq!(p.state(start, last, start.plus_secs(12 * 3600)), SessionState::Expired);
+        assert_eq!(
+            p.state(start, last, start.plus_secs(12 * 3600 - 1)),
+            SessionState::Active
+        );
+        assert_eq!(
+            p.state(start, last, start.plus_secs(12 * 3600)),
+            SessionState::Expired
+        );
     }
 
     #[test]

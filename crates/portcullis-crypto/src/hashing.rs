@@ -89,9 +89,11 @@ pub enum HashError {
 }
 
 enum Job {
+    /// Several secrets hashed by one worker in one turn (a registration's password and
+    /// security answers take one place in the queue, not four).
     Hash {
-        secret: Zeroizing<Vec<u8>>,
-        reply: oneshot::Sender<Result<String, HashError>>,
+        secrets: Vec<Zeroizing<Vec<u8>>>,
+        reply: oneshot::Sender<Result<Vec<String>, HashError>>,
     },
     /// `stored: None` hashes the secret anyway and answers `Mismatch`: the cost of checking
     /// an unknown user is the cost of checking a known one.
@@ -177,9 +179,17 @@ impl HashPool {
 
     /// Hashes `secret` with a fresh random salt, returning a PHC string.
     pub async fn hash(&self, secret: &[u8]) -> Result<String, HashError> {
+        self.hash_many(&[secret])
+            .await?
+            .pop()
+            .ok_or_else(|| HashError::Internal("no hash returned".into()))
+    }
+
+    /// Hashes several secrets as one job, each with its own salt, in order.
+    pub async fn hash_many(&self, secrets: &[&[u8]]) -> Result<Vec<String>, HashError> {
         let (reply, rx) = oneshot::channel();
         self.submit(Job::Hash {
-            secret: Zeroizing::new(secret.to_vec()),
+            secrets: secrets.iter().map(|s| Zeroizing::new(s.to_vec())).collect(),
             reply,
         })?;
         rx.await.map_err(|_| HashError::Stopped)?
@@ -216,10 +226,15 @@ fn worker(rx: Receiver<Job>, params: HashParams, argon_params: Params, busy: Arc
     while let Ok(job) = rx.recv() {
         busy.fetch_add(1, Ordering::Relaxed);
         match job {
-            Job::Hash { secret, reply } => {
-                let salt = random_bytes::<SALT_LEN>();
-                let result = compute(&argon_params, &secret, &salt, &mut memory)
-                    .map(|out| encode_phc(params, &salt, out.as_ref()));
+            Job::Hash { secrets, reply } => {
+                let result = secrets
+                    .iter()
+                    .map(|secret| {
+                        let salt = random_bytes::<SALT_LEN>();
+                        compute(&argon_params, secret, &salt, &mut memory)
+                            .map(|out| encode_phc(params, &salt, out.as_ref()))
+                    })
+                    .collect();
                 let _ = reply.send(result);
             }
             Job::Verify {
@@ -227,7 +242,13 @@ fn worker(rx: Receiver<Job>, params: HashParams, argon_params: Params, busy: Arc
                 stored,
                 reply,
             } => {
-                let result = verify_one(params, &argon_params, &secret, stored.as_deref(), &mut memory);
+                let result = verify_one(
+                    params,
+                    &argon_params,
+                    &secret,
+                    stored.as_deref(),
+                    &mut memory,
+                );
                 let _ = reply.send(result);
             }
         }
@@ -251,7 +272,9 @@ fn verify_one(
         // A malformed stored hash must not be a way in; still spend the effort.
         let salt = random_bytes::<SALT_LEN>();
         compute(current_argon, secret, &salt, memory)?;
-        return Err(HashError::Internal("stored hash is not a valid argon2id PHC string".into()));
+        return Err(HashError::Internal(
+            "stored hash is not a valid argon2id PHC string".into(),
+        ));
     };
     let argon_params = phc.params.to_argon2()?;
     let out = compute(&argon_params, secret, &phc.salt, memory)?;
@@ -345,19 +368,44 @@ mod tests {
         assert!(phc.starts_with("$argon2id$v=19$m=64,t=1,p=1$"));
         assert_eq!(
             pool.verify(b"correct horse", Some(&phc)).await.unwrap(),
-            Verification::Match { needs_rehash: false }
+            Verification::Match {
+                needs_rehash: false
+            }
         );
         assert_eq!(
             pool.verify(b"Correct horse", Some(&phc)).await.unwrap(),
             Verification::Mismatch
         );
-        assert_eq!(pool.verify(b"x", None).await.unwrap(), Verification::Mismatch);
+        assert_eq!(
+            pool.verify(b"x", None).await.unwrap(),
+            Verification::Mismatch
+        );
+    }
+
+    #[tokio::test]
+    async fn hash_many_keeps_order() {
+        let pool = pool();
+        let hashes = pool.hash_many(&[b"one", b"two", b"three"]).await.unwrap();
+        assert_eq!(hashes.len(), 3);
+        assert!(pool
+            .verify(b"two", Some(&hashes[1]))
+            .await
+            .unwrap()
+            .is_match());
+        assert!(!pool
+            .verify(b"two", Some(&hashes[0]))
+            .await
+            .unwrap()
+            .is_match());
     }
 
     #[tokio::test]
     async fn salts_differ() {
         let pool = pool();
-        assert_ne!(pool.hash(b"a").await.unwrap(), pool.hash(b"a").await.unwrap());
+        assert_ne!(
+            pool.hash(b"a").await.unwrap(),
+            pool.hash(b"a").await.unwrap()
+        );
     }
 
     #[tokio::test]
@@ -385,12 +433,17 @@ mod tests {
         use argon2::password_hash::{PasswordHash, PasswordVerifier};
         let phc = pool().hash(b"interop").await.unwrap();
         let parsed = PasswordHash::new(&phc).unwrap();
-        assert!(Argon2::default().verify_password(b"interop", &parsed).is_ok());
+        assert!(Argon2::default()
+            .verify_password(b"interop", &parsed)
+            .is_ok());
     }
 
     #[tokio::test]
     async fn malformed_hash_is_an_error_not_a_match() {
-        assert!(pool().verify(b"pw", Some("$argon2id$v=19$m=64$zz")).await.is_err());
+        assert!(pool()
+            .verify(b"pw", Some("$argon2id$v=19$m=64$zz"))
+            .await
+            .is_err());
     }
 
     #[tokio::test]
@@ -431,10 +484,12 @@ mod tests {
             .data(argon2::AssociatedData::new(&[4u8; 12]).unwrap())
             .build()
             .unwrap();
-        let argon =
-            Argon2::new_with_secret(&[3u8; 8], Algorithm::Argon2id, Version::V0x13, params).unwrap();
+        let argon = Argon2::new_with_secret(&[3u8; 8], Algorithm::Argon2id, Version::V0x13, params)
+            .unwrap();
         let mut out = [0u8; 32];
-        argon.hash_password_into(&[1u8; 32], &[2u8; 16], &mut out).unwrap();
+        argon
+            .hash_password_into(&[1u8; 32], &[2u8; 16], &mut out)
+            .unwrap();
         assert_eq!(
             hex::encode(out),
             "0d640df58d78766c08c037a34a8b53c9d01ef0452d75b65eb52520e96b01e659"

@@ -103,7 +103,10 @@ mod tests {
     #[tokio::test]
     async fn appends_json_lines() {
         let dir = tempfile::tempdir().unwrap();
-        let outbox = OutboxFile::new(dir.path().join("o/outbox.jsonl"), Arc::new(FakeClock::new(0)));
+        let outbox = OutboxFile::new(
+            dir.path().join("o/outbox.jsonl"),
+            Arc::new(FakeClock::new(0)),
+        );
         for i in 0..3 {
             outbox
                 .send(Message {

@@ -6,8 +6,7 @@ use portcullis_core::clock::UnixTime;
 use portcullis_core::contact::CodeChannel;
 use portcullis_core::lockout::Claim;
 use portcullis_core::ports::{
-    AccountRow, AccountStore, CardSummary, CreateAccountError, NewAccount, StoreError,
-    StoreResult,
+    AccountRow, AccountStore, CardSummary, CreateAccountError, NewAccount, StoreError, StoreResult,
 };
 use sqlx::any::AnyRow;
 use sqlx::Row;
@@ -52,19 +51,21 @@ impl AccountStore for SqlStore {
         let mut tx = self.pool.begin().await.map_err(db_err)?;
         // Consuming the step first takes the write lock on SQLite and makes the step
         // single-use on both backends.
-        let consumed = sqlx::query("DELETE FROM steps WHERE token_hash = $1 AND kind = 'registration'")
-            .bind(new.step_token_hash.to_vec())
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
+        let consumed =
+            sqlx::query("DELETE FROM steps WHERE token_hash = $1 AND kind = 'registration'")
+                .bind(new.step_token_hash.to_vec())
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
         if consumed.rows_affected() != 1 {
             return Err(CreateAccountError::StepGone);
         }
-        let taken = sqlx::query("SELECT account_id FROM account_cards WHERE registry_record_id = $1")
-            .bind(new.registry_record_id)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db_err)?;
+        let taken =
+            sqlx::query("SELECT account_id FROM account_cards WHERE registry_record_id = $1")
+                .bind(new.registry_record_id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_err)?;
         if taken.is_some() {
             return Err(CreateAccountError::CardAlreadyRegistered);
         }
@@ -100,7 +101,10 @@ impl AccountStore for SqlStore {
         .await;
         match linked {
             Ok(_) => {}
-            Err(e) if is_unique_violation(&e, "account_cards") || is_unique_violation(&e, "registry_record_id") => {
+            Err(e)
+                if is_unique_violation(&e, "account_cards")
+                    || is_unique_violation(&e, "registry_record_id") =>
+            {
                 return Err(CreateAccountError::CardAlreadyRegistered)
             }
             Err(e) => return Err(db_err(e).into()),
@@ -202,7 +206,9 @@ impl AccountStore for SqlStore {
             .await
             .map_err(db_err)?;
         let until = match row {
-            Some(r) => r.try_get::<Option<i64>, _>("locked_until").map_err(db_err)?,
+            Some(r) => r
+                .try_get::<Option<i64>, _>("locked_until")
+                .map_err(db_err)?,
             None => None,
         };
         Ok(match until {
@@ -236,12 +242,14 @@ impl AccountStore for SqlStore {
     }
 
     async fn record_sign_in(&self, account_id: i64, now: UnixTime) -> StoreResult<()> {
-        sqlx::query("UPDATE online_accounts SET failed_count = 0, last_sign_in_at = $2 WHERE id = $1")
-            .bind(account_id)
-            .bind(now.0)
-            .execute(&self.pool)
-            .await
-            .map_err(db_err)?;
+        sqlx::query(
+            "UPDATE online_accounts SET failed_count = 0, last_sign_in_at = $2 WHERE id = $1",
+        )
+        .bind(account_id)
+        .bind(now.0)
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
         Ok(())
     }
 

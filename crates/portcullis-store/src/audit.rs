@@ -31,10 +31,11 @@ fn entry_row(r: &AnyRow) -> Result<AuditEntry, sqlx::Error> {
 impl AuditStore for SqlStore {
     async fn append_audit(&self, event: &AuditEvent, now: UnixTime) -> StoreResult<()> {
         let mut tx = self.pool.begin().await.map_err(db_err)?;
-        let head = sqlx::query("UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash")
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(db_err)?;
+        let head =
+            sqlx::query("UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash")
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db_err)?;
         let seq: i64 = head.try_get("seq").map_err(db_err)?;
         let prev: Vec<u8> = head.try_get("hash").map_err(db_err)?;
         let kind = event.kind.as_str();
@@ -80,7 +81,10 @@ impl AuditStore for SqlStore {
             .fetch_all(&self.pool)
             .await
             .map_err(db_err)?;
-        rows.iter().map(entry_row).collect::<Result<_, _>>().map_err(db_err)
+        rows.iter()
+            .map(entry_row)
+            .collect::<Result<_, _>>()
+            .map_err(db_err)
     }
 
     async fn account_audit(&self, account_id: i64, limit: i64) -> StoreResult<Vec<AuditEntry>> {
@@ -91,6 +95,9 @@ impl AuditStore for SqlStore {
             .fetch_all(&self.pool)
             .await
             .map_err(db_err)?;
-        rows.iter().map(entry_row).collect::<Result<_, _>>().map_err(db_err)
+        rows.iter()
+            .map(entry_row)
+            .collect::<Result<_, _>>()
+            .map_err(db_err)
     }
 }

@@ -16,7 +16,9 @@ pub fn db_err(e: sqlx::Error) -> StoreError {
             // (connection), 53 (resources), 57P0x (shutdown), 40001/40P01 (serialisation).
             let busy = code == "5"
                 || code == "6"
-                || code.parse::<i32>().is_ok_and(|c| c & 0xff == 5 || c & 0xff == 6)
+                || code
+                    .parse::<i32>()
+                    .is_ok_and(|c| c & 0xff == 5 || c & 0xff == 6)
                 || code.starts_with("08")
                 || code.starts_with("53")
                 || code.starts_with("57P0")

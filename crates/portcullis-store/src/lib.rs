@@ -103,9 +103,15 @@ impl SqlStore {
     async fn migrate(&self) -> StoreResult<()> {
         let result = match self.backend {
             Backend::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&self.pool).await,
-            Backend::Postgres => sqlx::migrate!("./migrations/postgres").run(&self.pool).await,
+            Backend::Postgres => {
+                sqlx::migrate!("./migrations/postgres")
+                    .run(&self.pool)
+                    .await
+            }
         };
-        result.map_err(|e| portcullis_core::ports::StoreError::Internal(format!("migration failed: {e}")))
+        result.map_err(|e| {
+            portcullis_core::ports::StoreError::Internal(format!("migration failed: {e}"))
+        })
     }
 
     pub fn pool(&self) -> &AnyPool {
@@ -153,7 +159,10 @@ fn prepare_sqlite_url(url: &str) -> StoreResult<String> {
 #[async_trait]
 impl Store for SqlStore {
     async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(db_err)?;
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
         Ok(())
     }
 

@@ -2,9 +2,7 @@
 
 use async_trait::async_trait;
 use portcullis_core::ids::AccountType;
-use portcullis_core::ports::{
-    RegistryImport, RegistryRow, RegistryStore, StoreError, StoreResult,
-};
+use portcullis_core::ports::{RegistryImport, RegistryRow, RegistryStore, StoreError, StoreResult};
 use portcullis_core::registry::HashedRecord;
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
@@ -20,14 +18,16 @@ const SELECT_RECORD: &str = "SELECT r.id, r.account_type, r.verification_hash, r
      FROM registry_records r LEFT JOIN account_cards c ON c.registry_record_id = r.id";
 
 pub(crate) fn account_type(s: &str) -> Result<AccountType, StoreError> {
-    AccountType::parse(s).ok_or_else(|| StoreError::Internal(format!("unknown account type {s:?} in database")))
+    AccountType::parse(s)
+        .ok_or_else(|| StoreError::Internal(format!("unknown account type {s:?} in database")))
 }
 
 fn record_row(row: &AnyRow) -> Result<RegistryRow, sqlx::Error> {
     let kind: String = row.try_get("account_type")?;
     Ok(RegistryRow {
         id: row.try_get("id")?,
-        account_type: AccountType::parse(&kind).ok_or_else(|| sqlx::Error::Decode(format!("account type {kind:?}").into()))?,
+        account_type: AccountType::parse(&kind)
+            .ok_or_else(|| sqlx::Error::Decode(format!("account type {kind:?}").into()))?,
         verification_hash: row.try_get("verification_hash")?,
         last4: row.try_get("last4")?,
         holder_name: row.try_get("holder_name")?,

@@ -69,7 +69,11 @@ impl SessionStore for SqlStore {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn delete_account_sessions(&self, account_id: i64, except: Option<i64>) -> StoreResult<u64> {
+    async fn delete_account_sessions(
+        &self,
+        account_id: i64,
+        except: Option<i64>,
+    ) -> StoreResult<u64> {
         let done = sqlx::query("DELETE FROM sessions WHERE account_id = $1 AND id <> $2")
             .bind(account_id)
             .bind(except.unwrap_or(-1))
@@ -80,12 +84,16 @@ impl SessionStore for SqlStore {
     }
 
     async fn list_sessions(&self, account_id: i64) -> StoreResult<Vec<SessionRow>> {
-        let sql = format!("{SELECT_SESSION} WHERE account_id = $1 ORDER BY last_seen_at DESC, id DESC");
+        let sql =
+            format!("{SELECT_SESSION} WHERE account_id = $1 ORDER BY last_seen_at DESC, id DESC");
         let rows = sqlx::query(&sql)
             .bind(account_id)
             .fetch_all(&self.pool)
             .await
             .map_err(db_err)?;
-        rows.iter().map(session_row).collect::<Result<_, _>>().map_err(db_err)
+        rows.iter()
+            .map(session_row)
+            .collect::<Result<_, _>>()
+            .map_err(db_err)
     }
 }

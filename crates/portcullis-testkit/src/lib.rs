@@ -2,7 +2,12 @@
 //! on a random port, with a fresh database (a temporary SQLite file, or a new PostgreSQL
 //! database when `PORTCULLIS_TEST_POSTGRES` is set), a fake clock, cheap hashing parameters
 //! and an outbox file that captures every notification.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -25,7 +30,9 @@ pub enum Backend {
 
 /// The PostgreSQL server tests use, if any.
 pub fn postgres_url() -> Option<String> {
-    std::env::var("PORTCULLIS_TEST_POSTGRES").ok().filter(|s| !s.is_empty())
+    std::env::var("PORTCULLIS_TEST_POSTGRES")
+        .ok()
+        .filter(|s| !s.is_empty())
 }
 
 /// A fresh database for one test.
@@ -109,7 +116,9 @@ async fn drop_stale_databases(conn: &mut sqlx::PgConnection) {
 }
 
 fn replace_db(url: &str, name: &str) -> String {
-    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
     let scheme_end = base.find("://").map_or(0, |i| i + 3);
     let base = match base[scheme_end..].find('/') {
         Some(slash) => &base[..scheme_end + slash],
@@ -151,6 +160,8 @@ pub fn test_config(db: &TestDb, dir: &TempDir) -> Config {
     config.hashing.iterations = cheap.iterations;
     config.hashing.parallelism = cheap.parallelism;
     config.database.max_connections = 8;
+    // Logic tests, not overload tests: room for every request a test fires at once.
+    config.hashing.queue_per_worker = 64;
     config
 }
 
@@ -284,7 +295,12 @@ impl TestApp {
     /// Registers `card` with `user_id`; panics unless it succeeds.
     pub async fn register(&self, card: &Card, user_id: &str, password: &str) {
         let res = self.verify_card(card).await;
-        assert_eq!(res.status(), 200, "verify-card: {}", res.text().await.unwrap());
+        assert_eq!(
+            res.status(),
+            200,
+            "verify-card: {}",
+            res.text().await.unwrap()
+        );
         let token = res.json::<Value>().await.unwrap()["registration_token"]
             .as_str()
             .unwrap()
@@ -304,7 +320,12 @@ impl TestApp {
         assert_eq!(res.status(), 201, "complete: {}", res.text().await.unwrap());
     }
 
-    pub async fn sign_in(&self, user_id: &str, password: &str, account_type: &str) -> reqwest::Response {
+    pub async fn sign_in(
+        &self,
+        user_id: &str,
+        password: &str,
+        account_type: &str,
+    ) -> reqwest::Response {
         self.post_json(
             "/api/v1/sessions",
             &json!({"user_id": user_id, "password": password, "account_type": account_type}),
@@ -344,19 +365,22 @@ pub fn is_problem(headers: &HeaderMap) -> bool {
 /// `name_sqlite` and `name_postgres`, where `body` is an `async fn(Backend)`.
 #[macro_export]
 macro_rules! both {
-    ($name:ident, $body:path) => {
+    ($name:ident, $body:ident) => {
         mod $name {
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn sqlite() {
-                $body($crate::Backend::Sqlite).await;
+                super::$body($crate::Backend::Sqlite).await;
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn postgres() {
                 if $crate::postgres_url().is_none() {
-                    eprintln!("SKIPPED {} on PostgreSQL: PORTCULLIS_TEST_POSTGRES is not set", stringify!($name));
+                    eprintln!(
+                        "SKIPPED {} on PostgreSQL: PORTCULLIS_TEST_POSTGRES is not set",
+                        stringify!($name)
+                    );
                     return;
                 }
-                $body($crate::Backend::Postgres).await;
+                super::$body($crate::Backend::Postgres).await;
             }
         }
     };
@@ -368,9 +392,18 @@ mod tests {
 
     #[test]
     fn database_names_are_replaced() {
-        assert_eq!(replace_db("postgres://postgres@127.0.0.1:5432/test", "x"), "postgres://postgres@127.0.0.1:5432/x");
-        assert_eq!(replace_db("postgres://p@h:5432/test?sslmode=disable", "x"), "postgres://p@h:5432/x?sslmode=disable");
-        assert_eq!(replace_db("postgres://p@h:5432", "x"), "postgres://p@h:5432/x");
+        assert_eq!(
+            replace_db("postgres://postgres@127.0.0.1:5432/test", "x"),
+            "postgres://postgres@127.0.0.1:5432/x"
+        );
+        assert_eq!(
+            replace_db("postgres://p@h:5432/test?sslmode=disable", "x"),
+            "postgres://p@h:5432/x?sslmode=disable"
+        );
+        assert_eq!(
+            replace_db("postgres://p@h:5432", "x"),
+            "postgres://p@h:5432/x"
+        );
     }
 }
 
@@ -394,9 +427,18 @@ impl RealServer {
         let mut cmd = std::process::Command::new(bin);
         cmd.args(["serve", "--demo", "--listen", "127.0.0.1:0"])
             .current_dir(dir.path())
-            .env("PORTCULLIS_DATABASE_URL", format!("sqlite://{}", dir.path().join("data/portcullis.db").display()))
+            .env(
+                "PORTCULLIS_DATABASE_URL",
+                format!(
+                    "sqlite://{}",
+                    dir.path().join("data/portcullis.db").display()
+                ),
+            )
             .env("PORTCULLIS_SECRETS_DIR", dir.path().join("secrets"))
-            .env("PORTCULLIS_NOTIFY_OUTBOX_FILE", dir.path().join("outbox.jsonl"))
+            .env(
+                "PORTCULLIS_NOTIFY_OUTBOX_FILE",
+                dir.path().join("outbox.jsonl"),
+            )
             .stdout(std::fs::File::create(&stdout).unwrap())
             .stderr(std::fs::File::create(&stderr).unwrap());
         for (k, v) in env {
@@ -406,7 +448,10 @@ impl RealServer {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         let base = loop {
             let out = std::fs::read_to_string(&stdout).unwrap_or_default();
-            if let Some(line) = out.lines().find(|l| l.starts_with("Portcullis is running at ")) {
+            if let Some(line) = out
+                .lines()
+                .find(|l| l.starts_with("Portcullis is running at "))
+            {
                 break line
                     .trim_start_matches("Portcullis is running at ")
                     .trim_end_matches('/')
@@ -434,7 +479,8 @@ impl RealServer {
 
     /// Peak resident memory so far (VmHWM), in KiB.
     pub fn peak_rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
         status
             .lines()
             .find(|l| l.starts_with("VmHWM:"))
@@ -508,10 +554,17 @@ impl Jar {
     }
 
     pub fn header(&self) -> String {
-        self.0.iter().map(|(n, v)| format!("{n}={v}")).collect::<Vec<_>>().join("; ")
+        self.0
+            .iter()
+            .map(|(n, v)| format!("{n}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+        self.0
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
     }
 }

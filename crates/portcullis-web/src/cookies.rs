@@ -34,7 +34,13 @@ pub enum SameSite {
 }
 
 /// A `Set-Cookie` value. `max_age: None` is a browser-session cookie; `Some(0)` deletes.
-pub fn set(name: &str, value: &str, max_age: Option<i64>, same_site: SameSite, secure: bool) -> HeaderValue {
+pub fn set(
+    name: &str,
+    value: &str,
+    max_age: Option<i64>,
+    same_site: SameSite,
+    secure: bool,
+) -> HeaderValue {
     let mut s = format!("{name}={value}; Path=/; HttpOnly");
     s.push_str(match same_site {
         SameSite::Lax => "; SameSite=Lax",
@@ -56,7 +62,10 @@ mod tests {
     #[test]
     fn reads_the_named_cookie() {
         let mut h = HeaderMap::new();
-        h.insert(header::COOKIE, "a=1; __Host-portcullis_session=tok; b=2".parse().unwrap());
+        h.insert(
+            header::COOKIE,
+            "a=1; __Host-portcullis_session=tok; b=2".parse().unwrap(),
+        );
         assert_eq!(get(&h, "__Host-portcullis_session").as_deref(), Some("tok"));
         assert_eq!(get(&h, "portcullis_session"), None);
     }
@@ -64,6 +73,9 @@ mod tests {
     #[test]
     fn strict_attributes() {
         let v = set("__Host-x", "v", Some(60), SameSite::Lax, true);
-        assert_eq!(v.to_str().unwrap(), "__Host-x=v; Path=/; HttpOnly; SameSite=Lax; Secure; Max-Age=60");
+        assert_eq!(
+            v.to_str().unwrap(),
+            "__Host-x=v; Path=/; HttpOnly; SameSite=Lax; Secure; Max-Age=60"
+        );
     }
 }

@@ -14,7 +14,12 @@ pub fn cli_actor() -> String {
     format!("cli:{user}")
 }
 
-pub async fn unlock(app: &Portcullis, user_id: &str, reason: &str, actor: &str) -> anyhow::Result<ExitCode> {
+pub async fn unlock(
+    app: &Portcullis,
+    user_id: &str,
+    reason: &str,
+    actor: &str,
+) -> anyhow::Result<ExitCode> {
     if reason.trim().len() < 3 {
         bail!("give a reason (--reason) of at least 3 characters: it is kept in the audit log");
     }

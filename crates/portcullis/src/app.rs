@@ -35,7 +35,8 @@ struct OutboxAdapter(Arc<OutboxFile>);
 impl DemoOutbox for OutboxAdapter {
     fn messages(
         &self,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Vec<serde_json::Value>> + Send + '_>> {
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Vec<serde_json::Value>> + Send + '_>>
+    {
         Box::pin(async move { self.0.read_all().await.unwrap_or_default() })
     }
 }
@@ -44,17 +45,25 @@ impl DemoOutbox for OutboxAdapter {
 pub async fn build(config: &Config, clock: Arc<dyn Clock>, demo: bool) -> anyhow::Result<Built> {
     let registry_key = load_or_create_key(&config.secrets_dir, REGISTRY_KEY)
         .context("loading the registry key")?;
-    let csrf_key = load_or_create_key(&config.secrets_dir, CSRF_KEY).context("loading the CSRF key")?;
+    let csrf_key =
+        load_or_create_key(&config.secrets_dir, CSRF_KEY).context("loading the CSRF key")?;
     let store = Arc::new(
         SqlStore::connect(
             &config.database_url,
             StoreOptions {
                 max_connections: config.database.max_connections,
-                acquire_timeout: std::time::Duration::from_secs(config.database.acquire_timeout_secs),
+                acquire_timeout: std::time::Duration::from_secs(
+                    config.database.acquire_timeout_secs,
+                ),
             },
         )
         .await
-        .with_context(|| format!("opening the database ({})", redact_url(&config.database_url)))?,
+        .with_context(|| {
+            format!(
+                "opening the database ({})",
+                redact_url(&config.database_url)
+            )
+        })?,
     );
     let workers = config.hash_workers();
     let hasher = HashPool::start(
@@ -122,7 +131,12 @@ pub fn redact_url(url: &str) -> String {
         (Some(scheme), Some(at)) if at > scheme => {
             let creds = url.get(scheme + 3..at).unwrap_or("");
             let user = creds.split(':').next().unwrap_or("");
-            format!("{}{}@{}", url.get(..scheme + 3).unwrap_or(""), user, url.get(at + 1..).unwrap_or(""))
+            format!(
+                "{}{}@{}",
+                url.get(..scheme + 3).unwrap_or(""),
+                user,
+                url.get(at + 1..).unwrap_or("")
+            )
         }
         _ => url.to_owned(),
     }

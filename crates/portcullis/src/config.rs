@@ -271,7 +271,10 @@ impl Config {
         if self.session.idle_secs < 1 || self.session.absolute_secs < self.session.idle_secs {
             bail!("session.idle_secs must be positive and at most session.absolute_secs");
         }
-        if self.hashing.memory_kib < 8 || self.hashing.iterations < 1 || self.hashing.parallelism < 1 {
+        if self.hashing.memory_kib < 8
+            || self.hashing.iterations < 1
+            || self.hashing.parallelism < 1
+        {
             bail!("hashing parameters are out of range");
         }
         if self.hashing.queue_per_worker == 0 {
@@ -356,7 +359,10 @@ mod tests {
 
     fn load_with(file: &str, env: &[(&str, &str)]) -> anyhow::Result<Config> {
         let mut table: toml::Table = file.parse()?;
-        let env: HashMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let env: HashMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         overlay_env(&mut table, |n| env.get(n).cloned());
         let c: Config = toml::Value::Table(table).try_into()?;
         c.validate()?;
@@ -416,7 +422,10 @@ mod tests {
             let name = env_name(section, key);
             assert!(name.starts_with("PORTCULLIS_"));
         }
-        assert_eq!(env_name("notify", "outbox_file"), "PORTCULLIS_NOTIFY_OUTBOX_FILE");
+        assert_eq!(
+            env_name("notify", "outbox_file"),
+            "PORTCULLIS_NOTIFY_OUTBOX_FILE"
+        );
         assert_eq!(env_name("", "database_url"), "PORTCULLIS_DATABASE_URL");
     }
 }

@@ -1,8 +1,8 @@
 //! Demo registry records: well-known test card numbers (published by card networks for
 //! testing; they can never be charged) with made-up holders.
 
-use portcullis_core::ports::StoreResult;
 use portcullis_core::ports::Store;
+use portcullis_core::ports::StoreResult;
 use portcullis_core::registry::{RawRecord, RegistryRecord};
 use portcullis_crypto::KeyedHasher;
 
@@ -16,10 +16,34 @@ pub struct DemoCard {
 }
 
 pub const DEMO_CARDS: [DemoCard; 4] = [
-    DemoCard { account_type: "personal", number: "378282246310005", verification: "1234", holder: "Ann Example", product: "Platinum Card" },
-    DemoCard { account_type: "personal", number: "371449635398431", verification: "5678", holder: "Ben Sample", product: "Gold Card" },
-    DemoCard { account_type: "corporate", number: "378734493671000", verification: "2468", holder: "Cara Corporate", product: "Corporate Green Card" },
-    DemoCard { account_type: "merchant", number: "1234567890", verification: "SHOP42", holder: "Corner Coffee Ltd", product: "Merchant Services" },
+    DemoCard {
+        account_type: "personal",
+        number: "378282246310005",
+        verification: "1234",
+        holder: "Ann Example",
+        product: "Platinum Card",
+    },
+    DemoCard {
+        account_type: "personal",
+        number: "371449635398431",
+        verification: "5678",
+        holder: "Ben Sample",
+        product: "Gold Card",
+    },
+    DemoCard {
+        account_type: "corporate",
+        number: "378734493671000",
+        verification: "2468",
+        holder: "Cara Corporate",
+        product: "Corporate Green Card",
+    },
+    DemoCard {
+        account_type: "merchant",
+        number: "1234567890",
+        verification: "SHOP42",
+        holder: "Corner Coffee Ltd",
+        product: "Merchant Services",
+    },
 ];
 
 fn raw(card: &DemoCard, index: usize) -> RawRecord {
@@ -28,15 +52,42 @@ fn raw(card: &DemoCard, index: usize) -> RawRecord {
         account_type: card.account_type.into(),
         number: card.number.into(),
         verification: card.verification.into(),
-        expiry: if uses_card { "2029-08".into() } else { String::new() },
+        expiry: if uses_card {
+            "2029-08".into()
+        } else {
+            String::new()
+        },
         holder_name: card.holder.into(),
-        email: format!("{}@example.com", card.holder.split(' ').next().unwrap_or("demo").to_lowercase()),
+        email: format!(
+            "{}@example.com",
+            card.holder
+                .split(' ')
+                .next()
+                .unwrap_or("demo")
+                .to_lowercase()
+        ),
         phone: format!("+1555010010{index}"),
         product: card.product.into(),
-        balance: if uses_card { format!("{}.{:02}", 1234 + index * 311, (index * 37) % 100) } else { String::new() },
-        credit_limit: if uses_card { "15000.00".into() } else { String::new() },
-        payment_due_date: if uses_card { "2026-12-20".into() } else { String::new() },
-        minimum_due: if uses_card { "35.00".into() } else { String::new() },
+        balance: if uses_card {
+            format!("{}.{:02}", 1234 + index * 311, (index * 37) % 100)
+        } else {
+            String::new()
+        },
+        credit_limit: if uses_card {
+            "15000.00".into()
+        } else {
+            String::new()
+        },
+        payment_due_date: if uses_card {
+            "2026-12-20".into()
+        } else {
+            String::new()
+        },
+        minimum_due: if uses_card {
+            "35.00".into()
+        } else {
+            String::new()
+        },
     }
 }
 

@@ -61,7 +61,11 @@ impl fmt::Display for LineError {
         if self.column.is_empty() {
             write!(f, "line {}: {}", self.line, self.message)
         } else {
-            write!(f, "line {}, column {}: {}", self.line, self.column, self.message)
+            write!(
+                f,
+                "line {}, column {}: {}",
+                self.line, self.column, self.message
+            )
         }
     }
 }
@@ -134,7 +138,11 @@ pub async fn import_file(
     import.commit().await?;
 
     let elapsed = started.elapsed();
-    tracing::info!(records, elapsed_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX), "registry imported");
+    tracing::info!(
+        records,
+        elapsed_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
+        "registry imported"
+    );
     Ok(ImportReport { records, elapsed })
 }
 
@@ -228,11 +236,14 @@ impl<'k> Checker<'k> {
         };
         let hashed = record.hashed(self.keys);
         match self.first_line.entry(hashed.number_hash) {
-            Entry::Occupied(first) => self.reject([LineError {
-                line,
-                column: "number".into(),
-                message: format!("the same number as line {}", first.get()),
-            }]),
+            Entry::Occupied(first) => {
+                let message = format!("the same number as line {}", first.get());
+                self.reject([LineError {
+                    line,
+                    column: "number".into(),
+                    message,
+                }]);
+            }
             Entry::Vacant(slot) => {
                 slot.insert(line);
                 // Once a line is bad nothing will be committed, so stop collecting records.
@@ -253,7 +264,10 @@ impl<'k> Checker<'k> {
 }
 
 enum Next {
-    Row { line: u64, raw: RawRecord },
+    Row {
+        line: u64,
+        raw: RawRecord,
+    },
     /// A line that could not become a [`RawRecord`] but leaves the file readable.
     Rejected(Vec<LineError>),
     End,
@@ -333,7 +347,8 @@ impl<R: Read> CsvRows<R> {
             return Ok(None);
         }
         let line = headers.position().map_or(1, csv::Position::line);
-        let positions = header_positions(headers).map_err(|message| ImportError::Format { line, message })?;
+        let positions =
+            header_positions(headers).map_err(|message| ImportError::Format { line, message })?;
         Ok(Some(Self {
             reader,
             positions,
@@ -379,7 +394,11 @@ fn header_positions(headers: &csv::StringRecord) -> Result<[usize; 12], String> 
         .map(|(c, _)| *c)
         .collect();
     if !missing.is_empty() {
-        problems.push(format!("missing column{} {}", if missing.len() == 1 { "" } else { "s" }, missing.join(", ")));
+        problems.push(format!(
+            "missing column{} {}",
+            if missing.len() == 1 { "" } else { "s" },
+            missing.join(", ")
+        ));
     }
     if !problems.is_empty() {
         return Err(problems.join("; "));
@@ -484,7 +503,9 @@ impl<R: BufRead> Rows for JsonRows<R> {
             // offending string, which could be a card number.
             let value: serde_json::Value = serde_json::from_slice(text).map_err(|e| {
                 self.format(match e.classify() {
-                    serde_json::error::Category::Eof => "is not valid JSON (it ends too early)".to_owned(),
+                    serde_json::error::Category::Eof => {
+                        "is not valid JSON (it ends too early)".to_owned()
+                    }
                     _ => format!("is not valid JSON (error at character {})", e.column()),
                 })
             })?;
@@ -500,8 +521,8 @@ fn json_row(line: u64, object: serde_json::Map<String, serde_json::Value>) -> Ne
     let mut cells: [String; 12] = Default::default();
     let mut errors = Vec::new();
     for (key, value) in object {
-        let Some((column, cell)) = column_index(&key)
-            .and_then(|i| COLUMNS.get(i).copied().zip(cells.get_mut(i)))
+        let Some((column, cell)) =
+            column_index(&key).and_then(|i| COLUMNS.get(i).copied().zip(cells.get_mut(i)))
         else {
             errors.push(LineError {
                 line,
@@ -539,10 +560,10 @@ fn json_row(line: u64, object: serde_json::Map<String, serde_json::Value>) -> Ne
 mod tests {
     use std::io::Write as _;
 
-    use portcullis_core::registry::credential_hashes;
     use portcullis_core::card::Credential;
     use portcullis_core::ids::AccountType;
     use portcullis_core::ports::RegistryStore;
+    use portcullis_core::registry::credential_hashes;
     use portcullis_crypto::secrets::load_or_create_key;
     use portcullis_store::{SqlStore, StoreOptions};
 
@@ -563,7 +584,9 @@ mod tests {
         async fn new() -> Self {
             let dir = tempfile::tempdir().unwrap();
             let url = format!("sqlite://{}", dir.path().join("registry.db").display());
-            let store = SqlStore::connect(&url, StoreOptions::default()).await.unwrap();
+            let store = SqlStore::connect(&url, StoreOptions::default())
+                .await
+                .unwrap();
             let key = load_or_create_key(&dir.path().join("secrets"), "registry.key").unwrap();
             Self {
                 dir,
@@ -589,10 +612,19 @@ mod tests {
             self.store.count_records().await.unwrap()
         }
 
-        async fn product_of(&self, kind: AccountType, number: &str, verification: &str) -> Option<String> {
+        async fn product_of(
+            &self,
+            kind: AccountType,
+            number: &str,
+            verification: &str,
+        ) -> Option<String> {
             let credential = Credential::parse(kind, number, verification).unwrap();
             let (number_hash, _) = credential_hashes(&self.keys, &credential);
-            self.store.find_record(&number_hash).await.unwrap().map(|r| r.product)
+            self.store
+                .find_record(&number_hash)
+                .await
+                .unwrap()
+                .map(|r| r.product)
         }
     }
 
@@ -618,7 +650,9 @@ mod tests {
         assert_eq!(report.records, 3);
         assert_eq!(fx.count().await, 3);
         assert_eq!(
-            fx.product_of(AccountType::Personal, "378282246310005", "8642").await.as_deref(),
+            fx.product_of(AccountType::Personal, "378282246310005", "8642")
+                .await
+                .as_deref(),
             Some("Gold Card")
         );
     }
@@ -651,7 +685,9 @@ mod tests {
         assert_eq!(fx.import(&path).await.unwrap().records, 2);
         assert_eq!(fx.count().await, 2);
         assert_eq!(
-            fx.product_of(AccountType::Merchant, "1234567890", "AB12CD").await.as_deref(),
+            fx.product_of(AccountType::Merchant, "1234567890", "AB12CD")
+                .await
+                .as_deref(),
             Some("")
         );
     }
@@ -669,12 +705,18 @@ mod tests {
     #[tokio::test]
     async fn reimporting_updates_a_record_in_place() {
         let fx = Fixture::new().await;
-        fx.import(&fx.file("first.csv", &[HEADER, ANN, BEN])).await.unwrap();
+        fx.import(&fx.file("first.csv", &[HEADER, ANN, BEN]))
+            .await
+            .unwrap();
         let changed = ANN.replace("Gold Card", "Platinum Card");
-        fx.import(&fx.file("second.csv", &[HEADER, &changed])).await.unwrap();
+        fx.import(&fx.file("second.csv", &[HEADER, &changed]))
+            .await
+            .unwrap();
         assert_eq!(fx.count().await, 2);
         assert_eq!(
-            fx.product_of(AccountType::Personal, "378282246310005", "8642").await.as_deref(),
+            fx.product_of(AccountType::Personal, "378282246310005", "8642")
+                .await
+                .as_deref(),
             Some("Platinum Card")
         );
     }
@@ -683,7 +725,10 @@ mod tests {
     async fn one_bad_line_imports_nothing_and_is_named() {
         let fx = Fixture::new().await;
         let bad = BEN.replace("2030-01", "2030-13");
-        let errors = invalid(fx.import(&fx.file("registry.csv", &[HEADER, ANN, &bad, SHOP])).await);
+        let errors = invalid(
+            fx.import(&fx.file("registry.csv", &[HEADER, ANN, &bad, SHOP]))
+                .await,
+        );
         assert_eq!(
             errors,
             [LineError {
@@ -692,7 +737,10 @@ mod tests {
                 message: "must be YYYY-MM".into()
             }]
         );
-        assert_eq!(errors[0].to_string(), "line 3, column expiry: must be YYYY-MM");
+        assert_eq!(
+            errors[0].to_string(),
+            "line 3, column expiry: must be YYYY-MM"
+        );
         assert_eq!(fx.count().await, 0);
     }
 
@@ -701,7 +749,10 @@ mod tests {
         let fx = Fixture::new().await;
         let bad_expiry = ANN.replace("2029-08", "08/29");
         let bad_type = BEN.replace("corporate", "premium");
-        let errors = invalid(fx.import(&fx.file("registry.csv", &[HEADER, &bad_expiry, SHOP, &bad_type])).await);
+        let errors = invalid(
+            fx.import(&fx.file("registry.csv", &[HEADER, &bad_expiry, SHOP, &bad_type]))
+                .await,
+        );
         let named: Vec<(u64, &str)> = errors.iter().map(|e| (e.line, e.column.as_str())).collect();
         assert_eq!(named, [(2, "expiry"), (4, "account_type")]);
     }
@@ -711,11 +762,17 @@ mod tests {
         let fx = Fixture::new().await;
         let path = fx.dir.path().join("big.csv");
         crate::gen::write_demo_registry(&path, 2_500, 5).unwrap();
-        let mut f = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
         writeln!(f, "{}", ANN.replace("ann@example.com", "not-an-email")).unwrap();
         drop(f);
         let errors = invalid(fx.import(&path).await);
-        assert_eq!((errors[0].line, errors[0].column.as_str()), (2_502, "email"));
+        assert_eq!(
+            (errors[0].line, errors[0].column.as_str()),
+            (2_502, "email")
+        );
         assert_eq!(fx.count().await, 0);
 
         crate::gen::write_demo_registry(&path, 2_500, 5).unwrap();
@@ -732,7 +789,9 @@ mod tests {
         let errors = invalid(fx.import(&fx.file("registry.csv", &lines)).await);
         assert_eq!(errors.len(), MAX_ERRORS);
         let text = ImportError::Invalid(errors).to_string();
-        assert!(text.starts_with("100 errors in the file; nothing was imported\nline 2, column expiry"));
+        assert!(
+            text.starts_with("100 errors in the file; nothing was imported\nline 2, column expiry")
+        );
         assert!(text.ends_with("(stopped reading after 100 errors)"));
     }
 
@@ -741,7 +800,8 @@ mod tests {
         let fx = Fixture::new().await;
         let header = format!("{HEADER},nickname");
         let row = format!("{ANN},Annie");
-        let (line, message) = format_error(fx.import(&fx.file("registry.csv", &[&header, &row])).await);
+        let (line, message) =
+            format_error(fx.import(&fx.file("registry.csv", &[&header, &row])).await);
         assert_eq!(line, 1);
         assert!(message.contains("unknown column \"nickname\""), "{message}");
         assert_eq!(fx.count().await, 0);
@@ -750,19 +810,33 @@ mod tests {
     #[tokio::test]
     async fn a_missing_or_repeated_csv_column_is_refused() {
         let fx = Fixture::new().await;
-        let header = HEADER.replace(",phone", "").replace("minimum_due", "balance");
+        let header = HEADER
+            .replace(",phone", "")
+            .replace("minimum_due", "balance");
         let (line, message) = format_error(fx.import(&fx.file("registry.csv", &[&header])).await);
         assert_eq!(line, 1);
-        assert!(message.contains("column balance appears twice"), "{message}");
-        assert!(message.contains("missing columns phone, minimum_due"), "{message}");
+        assert!(
+            message.contains("column balance appears twice"),
+            "{message}"
+        );
+        assert!(
+            message.contains("missing columns phone, minimum_due"),
+            "{message}"
+        );
     }
 
     #[tokio::test]
     async fn a_row_with_the_wrong_number_of_cells_names_its_line() {
         let fx = Fixture::new().await;
         let short = "personal,378282246310005,8642";
-        let (line, message) = format_error(fx.import(&fx.file("registry.csv", &[HEADER, ANN, short])).await);
-        assert_eq!((line, message.as_str()), (3, "has 3 cells but the header row has 12"));
+        let (line, message) = format_error(
+            fx.import(&fx.file("registry.csv", &[HEADER, ANN, short]))
+                .await,
+        );
+        assert_eq!(
+            (line, message.as_str()),
+            (3, "has 3 cells but the header row has 12")
+        );
         assert_eq!(fx.count().await, 0);
     }
 
@@ -779,7 +853,13 @@ mod tests {
         let errors = invalid(fx.import(&path).await);
         assert_eq!(errors.len(), 1);
         assert_eq!(errors[0].line, 2);
-        assert!(errors[0].to_string().starts_with("line 2: unknown key \"nickname\""), "{}", errors[0]);
+        assert!(
+            errors[0]
+                .to_string()
+                .starts_with("line 2: unknown key \"nickname\""),
+            "{}",
+            errors[0]
+        );
         assert_eq!(fx.count().await, 0);
     }
 
@@ -803,10 +883,18 @@ mod tests {
     #[tokio::test]
     async fn a_number_twice_in_one_file_names_both_lines() {
         let fx = Fixture::new().await;
-        let again = ANN.replace("378282246310005", "3782-822463-10005").replace("8642", "1111");
-        let errors = invalid(fx.import(&fx.file("registry.csv", &[HEADER, ANN, BEN, SHOP, &again])).await);
+        let again = ANN
+            .replace("378282246310005", "3782-822463-10005")
+            .replace("8642", "1111");
+        let errors = invalid(
+            fx.import(&fx.file("registry.csv", &[HEADER, ANN, BEN, SHOP, &again]))
+                .await,
+        );
         assert_eq!(errors.len(), 1);
-        assert_eq!(errors[0].to_string(), "line 5, column number: the same number as line 2");
+        assert_eq!(
+            errors[0].to_string(),
+            "line 5, column number: the same number as line 2"
+        );
         assert_eq!(fx.count().await, 0);
     }
 
@@ -816,8 +904,20 @@ mod tests {
         let empty = fx.dir.path().join("empty.csv");
         File::create(&empty).unwrap();
         assert_eq!(fx.import(&empty).await.unwrap().records, 0);
-        assert_eq!(fx.import(&fx.file("header.csv", &[HEADER])).await.unwrap().records, 0);
-        assert_eq!(fx.import(&fx.file("blank.jsonl", &["", "  "])).await.unwrap().records, 0);
+        assert_eq!(
+            fx.import(&fx.file("header.csv", &[HEADER]))
+                .await
+                .unwrap()
+                .records,
+            0
+        );
+        assert_eq!(
+            fx.import(&fx.file("blank.jsonl", &["", "  "]))
+                .await
+                .unwrap()
+                .records,
+            0
+        );
         assert_eq!(fx.count().await, 0);
     }
 
@@ -835,7 +935,13 @@ mod tests {
     #[tokio::test]
     async fn error_messages_never_contain_card_numbers_or_ids() {
         let fx = Fixture::new().await;
-        let secrets = ["378282246310005", "3782822463", "378282246310006", "8642", "AB12CD"];
+        let secrets = [
+            "378282246310005",
+            "3782822463",
+            "378282246310006",
+            "8642",
+            "AB12CD",
+        ];
         let bad_luhn = ANN.replace("378282246310005", "378282246310006");
         let number_as_email = ANN.replace("ann@example.com", "378282246310005");
         let id_as_expiry = ANN.replace("2029-08", "8642");
@@ -843,18 +949,34 @@ mod tests {
             // No header row: the first data row is read as the header.
             fx.file("no-header.csv", &[ANN, BEN]),
             fx.file("no-header-merchant.csv", &[SHOP]),
-            fx.file("header-of-numbers.csv", &[&HEADER.replace("holder_name", "378282246310005")]),
-            fx.file("values.csv", &[HEADER, &bad_luhn, &number_as_email, &id_as_expiry]),
+            fx.file(
+                "header-of-numbers.csv",
+                &[&HEADER.replace("holder_name", "378282246310005")],
+            ),
+            fx.file(
+                "values.csv",
+                &[HEADER, &bad_luhn, &number_as_email, &id_as_expiry],
+            ),
             fx.file("dup.csv", &[HEADER, ANN, ANN]),
             fx.file("key.jsonl", &[r#"{"378282246310005":"8642"}"#]),
             fx.file("string.jsonl", &[r#""378282246310005""#]),
-            fx.file("broken.jsonl", &[r#"{"number":"378282246310005" "verification":"8642"}"#]),
-            fx.file("typed.jsonl", &[r#"{"number":["378282246310005"],"verification":{"v":"8642"}}"#]),
+            fx.file(
+                "broken.jsonl",
+                &[r#"{"number":"378282246310005" "verification":"8642"}"#],
+            ),
+            fx.file(
+                "typed.jsonl",
+                &[r#"{"number":["378282246310005"],"verification":{"v":"8642"}}"#],
+            ),
         ];
         for path in files {
             let message = fx.import(&path).await.unwrap_err().to_string();
             for secret in secrets {
-                assert!(!message.contains(secret), "{} leaks {secret}: {message}", path.display());
+                assert!(
+                    !message.contains(secret),
+                    "{} leaks {secret}: {message}",
+                    path.display()
+                );
             }
         }
         assert_eq!(fx.count().await, 0);

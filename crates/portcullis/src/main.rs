@@ -13,7 +13,11 @@ use portcullis_core::clock::SystemClock;
 use tokio::net::TcpListener;
 
 #[derive(Parser)]
-#[command(name = "portcullis", version, about = "Online-account access for card issuers")]
+#[command(
+    name = "portcullis",
+    version,
+    about = "Online-account access for card issuers"
+)]
 struct Cli {
     /// A TOML configuration file.
     #[arg(long, global = true, env = "PORTCULLIS_CONFIG")]
@@ -82,7 +86,10 @@ enum AuditCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
@@ -115,11 +122,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 config.listen = listen.clone();
             }
             if *demo {
-                if config.database_url == Config::default().database_url && cli.database_url.is_none() {
+                if config.database_url == Config::default().database_url
+                    && cli.database_url.is_none()
+                {
                     config.database_url = "sqlite://./portcullis-data/demo.db".into();
                 }
                 if config.notify.outbox_file.is_none() {
-                    config.notify.outbox_file = Some(PathBuf::from("./portcullis-data/outbox.jsonl"));
+                    config.notify.outbox_file =
+                        Some(PathBuf::from("./portcullis-data/outbox.jsonl"));
                 }
             }
             serve(config, *demo).await?;
@@ -226,8 +236,8 @@ async fn shutdown_signal() {
 
 fn init_tracing() {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
     tracing_subscriber::fmt()
         .json()
         .with_env_filter(filter)

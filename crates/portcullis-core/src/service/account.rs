@@ -49,7 +49,10 @@ impl Portcullis {
             .list_sessions(ctx.account_id)
             .await?
             .into_iter()
-            .filter(|s| policy.state(s.created_at, s.last_seen_at, now) == crate::session::SessionState::Active)
+            .filter(|s| {
+                policy.state(s.created_at, s.last_seen_at, now)
+                    == crate::session::SessionState::Active
+            })
             .map(|s| SessionInfo {
                 current: s.id == ctx.session_id,
                 id: s.id,
@@ -75,8 +78,11 @@ impl Portcullis {
         let ended = self.store.delete_session(id).await?;
         if ended {
             self.audit(
-                crate::audit::AuditEvent::new(crate::audit::AuditKind::SessionEnded, Some(ctx.account_id))
-                    .detail(format!("session {id}")),
+                crate::audit::AuditEvent::new(
+                    crate::audit::AuditKind::SessionEnded,
+                    Some(ctx.account_id),
+                )
+                .detail(format!("session {id}")),
             )
             .await;
         }
@@ -84,7 +90,11 @@ impl Portcullis {
     }
 
     /// The person's own recent security events.
-    pub async fn recent_activity(&self, ctx: &SessionContext, limit: i64) -> Result<Vec<AuditEntry>, ServiceError> {
+    pub async fn recent_activity(
+        &self,
+        ctx: &SessionContext,
+        limit: i64,
+    ) -> Result<Vec<AuditEntry>, ServiceError> {
         Ok(self.store.account_audit(ctx.account_id, limit).await?)
     }
 }

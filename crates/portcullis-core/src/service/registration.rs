@@ -45,8 +45,8 @@ impl Portcullis {
         let account_type = AccountType::parse(account_type).ok_or_else(|| {
             ServiceError::field("account_type", "Choose personal, merchant or corporate.")
         })?;
-        let credential = Credential::parse(account_type, number, verification)
-            .map_err(ServiceError::Invalid)?;
+        let credential =
+            Credential::parse(account_type, number, verification).map_err(ServiceError::Invalid)?;
         let (number_hash, verification_hash) = credential_hashes(&self.keys, &credential);
         let record = self.store.find_record(&number_hash).await?;
         let record = match record {
@@ -102,6 +102,10 @@ impl Portcullis {
             .record_by_id(step.subject_id)
             .await?
             .ok_or(ServiceError::StepExpired)?;
+        // Cheap check before the slow hashing; the database enforces it again on insert.
+        if record.account_id.is_some() {
+            return Err(ServiceError::CardAlreadyRegistered);
+        }
 
         let mut errors = Vec::new();
         let user_id = UserId::parse(input.user_id)
@@ -148,11 +152,14 @@ impl Portcullis {
             return Err(ServiceError::Invalid(errors));
         };
 
-        let password_hash = self.hasher.hash(password.expose().as_bytes()).await?;
-        let mut answer_hashes = Vec::with_capacity(answers.len());
-        for (qid, answer) in &answers {
-            answer_hashes.push((*qid, self.hasher.hash(answer.as_bytes()).await?));
-        }
+        let mut secrets: Vec<&[u8]> = vec![password.expose().as_bytes()];
+        secrets.extend(answers.iter().map(|(_, a)| a.as_bytes()));
+        let mut hashes = self.hasher.hash_many(&secrets).await?.into_iter();
+        let password_hash = hashes
+            .next()
+            .ok_or_else(|| ServiceError::Internal("no password hash".into()))?;
+        let answer_hashes: Vec<(i64, String)> =
+            answers.iter().map(|(q, _)| *q).zip(hashes).collect();
         let created = self
             .store
             .create_account(NewAccount {
@@ -181,7 +188,11 @@ impl Portcullis {
         self.audit(
             AuditEvent::new(AuditKind::AccountCreated, Some(account_id))
                 .ip(client.ip.as_deref())
-                .detail(format!("type={} card=••••{}", record.account_type.as_str(), record.last4)),
+                .detail(format!(
+                    "type={} card=••••{}",
+                    record.account_type.as_str(),
+                    record.last4
+                )),
         )
         .await;
         let issuer = &self.policies.issuer_name;

@@ -52,7 +52,9 @@ impl Portcullis {
         };
         let account_type = AccountType::parse(account_type);
         let Some(account) = account.filter(|_| usable) else {
-            self.hasher.verify(password.expose().as_bytes(), None).await?;
+            self.hasher
+                .verify(password.expose().as_bytes(), None)
+                .await?;
             return Err(ServiceError::SignInFailed);
         };
         let now = self.clock.now();
@@ -64,9 +66,15 @@ impl Portcullis {
             .await?
         {
             Claim::Granted(n) => n,
-            Claim::Locked(until) => return self.locked_attempt(&account, &password, until, client).await,
+            Claim::Locked(until) => {
+                return self
+                    .locked_attempt(&account, &password, until, client)
+                    .await
+            }
             Claim::Exhausted => {
-                self.hasher.verify(password.expose().as_bytes(), None).await?;
+                self.hasher
+                    .verify(password.expose().as_bytes(), None)
+                    .await?;
                 self.audit(
                     AuditEvent::new(AuditKind::SignInFailed, Some(account.id))
                         .ip(client.ip.as_deref())
@@ -115,7 +123,10 @@ impl Portcullis {
                 self.audit(
                     AuditEvent::new(AuditKind::SignInFailed, Some(account.id))
                         .ip(client.ip.as_deref())
-                        .detail(format!("wrong password ({claimed} of {})", policy.lock_after_failures)),
+                        .detail(format!(
+                            "wrong password ({claimed} of {})",
+                            policy.lock_after_failures
+                        )),
                 )
                 .await;
                 if claimed >= policy.lock_after_failures {
@@ -144,7 +155,11 @@ impl Portcullis {
         self.audit(
             AuditEvent::new(AuditKind::SignInLocked, Some(account.id))
                 .ip(client.ip.as_deref())
-                .detail(if v.is_match() { "correct password" } else { "wrong password" }),
+                .detail(if v.is_match() {
+                    "correct password"
+                } else {
+                    "wrong password"
+                }),
         )
         .await;
         if v.is_match() {
@@ -169,7 +184,9 @@ impl Portcullis {
              is safe: nobody can sign in while it is locked.",
             self.policies.lockout.lock_after_failures, self.policies.support_phone
         );
-        if let Some(message) = contact_message(account, format!("Your {issuer} account is locked"), body) {
+        if let Some(message) =
+            contact_message(account, format!("Your {issuer} account is locked"), body)
+        {
             self.notify(message).await;
         }
     }
@@ -190,10 +207,8 @@ impl Portcullis {
                 client_ip: client.ip.clone(),
             })
             .await?;
-        self.audit(
-            AuditEvent::new(AuditKind::SignIn, Some(account.id)).ip(client.ip.as_deref()),
-        )
-        .await;
+        self.audit(AuditEvent::new(AuditKind::SignIn, Some(account.id)).ip(client.ip.as_deref()))
+            .await;
         Ok(SignedIn {
             token: token.secret,
             expires_at: self.policies.session.expires_at(now, now),
@@ -236,7 +251,11 @@ impl Portcullis {
         })
     }
 
-    pub async fn sign_out(&self, ctx: &SessionContext, client: &ClientInfo) -> Result<(), ServiceError> {
+    pub async fn sign_out(
+        &self,
+        ctx: &SessionContext,
+        client: &ClientInfo,
+    ) -> Result<(), ServiceError> {
         self.store.delete_session(ctx.session_id).await?;
         self.audit(
             AuditEvent::new(AuditKind::SignOut, Some(ctx.account_id)).ip(client.ip.as_deref()),
@@ -247,7 +266,11 @@ impl Portcullis {
 }
 
 /// A message to the account's preferred channel, falling back to whichever it has.
-pub(crate) fn contact_message(account: &AccountRow, subject: String, body: String) -> Option<Message> {
+pub(crate) fn contact_message(
+    account: &AccountRow,
+    subject: String,
+    body: String,
+) -> Option<Message> {
     use crate::contact::CodeChannel;
     let (channel, to) = match (account.code_channel, &account.email, &account.phone) {
         (CodeChannel::Sms, _, Some(p)) => (CodeChannel::Sms, p.clone()),

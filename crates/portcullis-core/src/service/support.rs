@@ -50,8 +50,16 @@ impl fmt::Display for SupportView {
         writeln!(f, "User ID:        {}", self.user_id)?;
         writeln!(f, "Account type:   {}", self.account_type)?;
         writeln!(f, "Code channel:   {}", self.code_channel)?;
-        writeln!(f, "Email:          {}", self.email.as_deref().unwrap_or("-"))?;
-        writeln!(f, "Phone:          {}", self.phone.as_deref().unwrap_or("-"))?;
+        writeln!(
+            f,
+            "Email:          {}",
+            self.email.as_deref().unwrap_or("-")
+        )?;
+        writeln!(
+            f,
+            "Phone:          {}",
+            self.phone.as_deref().unwrap_or("-")
+        )?;
         writeln!(
             f,
             "Lock:           {}",
@@ -61,7 +69,11 @@ impl fmt::Display for SupportView {
         )?;
         writeln!(f, "Failed attempts in a row: {}", self.failed_count)?;
         writeln!(f, "Created:        {}", self.created_at)?;
-        writeln!(f, "Last sign-in:   {}", self.last_sign_in_at.as_deref().unwrap_or("never"))?;
+        writeln!(
+            f,
+            "Last sign-in:   {}",
+            self.last_sign_in_at.as_deref().unwrap_or("never")
+        )?;
         writeln!(f, "Cards:          {}", self.cards.join(", "))?;
         writeln!(f, "Active sessions: {}", self.sessions)?;
         writeln!(f, "Recent audit events:")?;
@@ -82,7 +94,10 @@ impl Portcullis {
     ) -> Result<bool, ServiceError> {
         let reason = reason.trim();
         if reason.len() < 3 {
-            return Err(ServiceError::field("reason", "Give a reason of at least 3 characters."));
+            return Err(ServiceError::field(
+                "reason",
+                "Give a reason of at least 3 characters.",
+            ));
         }
         let id = UserId::parse(user_id).map_err(|m| ServiceError::field("user_id", m))?;
         let account = self
@@ -94,12 +109,20 @@ impl Portcullis {
         self.audit(
             AuditEvent::new(AuditKind::SupportAction, Some(account.id))
                 .actor(authority.actor())
-                .detail(format!("unlock ({}): {reason}", if unlocked { "was locked" } else { "was not locked" })),
+                .detail(format!(
+                    "unlock ({}): {reason}",
+                    if unlocked {
+                        "was locked"
+                    } else {
+                        "was not locked"
+                    }
+                )),
         )
         .await;
         if unlocked {
             self.audit(
-                AuditEvent::new(AuditKind::AccountUnlocked, Some(account.id)).actor(authority.actor()),
+                AuditEvent::new(AuditKind::AccountUnlocked, Some(account.id))
+                    .actor(authority.actor()),
             )
             .await;
         }
@@ -129,11 +152,16 @@ impl Portcullis {
             locked_until: a.locked_until.filter(|t| *t > now).map(|t| t.to_rfc3339()),
             created_at: a.created_at.to_rfc3339(),
             last_sign_in_at: a.last_sign_in_at.map(|t| t.to_rfc3339()),
-            cards: cards.iter().map(|c| format!("{} ••••{}", c.product, c.last4)).collect(),
+            cards: cards
+                .iter()
+                .map(|c| format!("{} ••••{}", c.product, c.last4))
+                .collect(),
             sessions: sessions
                 .iter()
                 .filter(|s| {
-                    self.policies.session.state(s.created_at, s.last_seen_at, now)
+                    self.policies
+                        .session
+                        .state(s.created_at, s.last_seen_at, now)
                         == crate::session::SessionState::Active
                 })
                 .count(),
@@ -146,8 +174,15 @@ impl Portcullis {
                         e.at.to_rfc3339(),
                         e.kind,
                         e.actor,
-                        e.client_ip.as_ref().map(|ip| format!(" from {ip}")).unwrap_or_default(),
-                        if e.detail.is_empty() { String::new() } else { format!(": {}", e.detail) }
+                        e.client_ip
+                            .as_ref()
+                            .map(|ip| format!(" from {ip}"))
+                            .unwrap_or_default(),
+                        if e.detail.is_empty() {
+                            String::new()
+                        } else {
+                            format!(": {}", e.detail)
+                        }
                     )
                 })
                 .collect(),

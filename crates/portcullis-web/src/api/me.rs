@@ -41,7 +41,10 @@ fn money(m: Option<i64>) -> Option<String> {
         (status = 200, body = MeOut),
         (status = 401, body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn me(State(state): State<AppState>, Bearer(ctx): Bearer) -> Result<Json<MeOut>, ApiError> {
+pub async fn me(
+    State(state): State<AppState>,
+    Bearer(ctx): Bearer,
+) -> Result<Json<MeOut>, ApiError> {
     let home = state
         .app
         .account_home(&ctx)

@@ -72,7 +72,12 @@ pub async fn verify_card(
 ) -> Result<Json<VerifyCardOut>, ApiError> {
     let verified = state
         .app
-        .verify_card(&body.account_type, &body.number, &body.verification, &client)
+        .verify_card(
+            &body.account_type,
+            &body.number,
+            &body.verification,
+            &client,
+        )
         .await
         .map_err(|e| service_error(&state, e))?;
     let mut code_channels = Vec::new();

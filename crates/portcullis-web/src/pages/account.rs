@@ -38,7 +38,11 @@ fn money(m: Option<i64>) -> String {
     m.map_or_else(|| "—".to_owned(), |c| format!("${}", Money(c)))
 }
 
-pub async fn home(State(state): State<AppState>, csrf: CsrfCookie, PageSession(ctx): PageSession) -> Response {
+pub async fn home(
+    State(state): State<AppState>,
+    csrf: CsrfCookie,
+    PageSession(ctx): PageSession,
+) -> Response {
     let home = match state.app.account_home(&ctx).await {
         Ok(h) => h,
         Err(e) => return error_page(&state, &csrf, e),
@@ -47,8 +51,16 @@ pub async fn home(State(state): State<AppState>, csrf: CsrfCookie, PageSession(c
         chrome: chrome(&state, &csrf, true),
         user_id: home.user_id,
         account_label: home.account_type.label().to_owned(),
-        email: home.email.as_deref().map(mask_email).unwrap_or_else(|| "—".into()),
-        phone: home.phone.as_deref().map(mask_phone).unwrap_or_else(|| "—".into()),
+        email: home
+            .email
+            .as_deref()
+            .map(mask_email)
+            .unwrap_or_else(|| "—".into()),
+        phone: home
+            .phone
+            .as_deref()
+            .map(mask_phone)
+            .unwrap_or_else(|| "—".into()),
         cards: home
             .cards
             .into_iter()
@@ -96,7 +108,11 @@ pub struct SecurityPage {
     pub events: Vec<EventView>,
 }
 
-pub async fn security(State(state): State<AppState>, csrf: CsrfCookie, PageSession(ctx): PageSession) -> Response {
+pub async fn security(
+    State(state): State<AppState>,
+    csrf: CsrfCookie,
+    PageSession(ctx): PageSession,
+) -> Response {
     let sessions = match state.app.sessions(&ctx).await {
         Ok(s) => s,
         Err(e) => return error_page(&state, &csrf, e),
@@ -111,7 +127,10 @@ pub async fn security(State(state): State<AppState>, csrf: CsrfCookie, PageSessi
             .into_iter()
             .map(|s| SessionView {
                 id: s.id,
-                device: s.user_agent.map(|ua| describe_agent(&ua)).unwrap_or_else(|| "Unknown device".into()),
+                device: s
+                    .user_agent
+                    .map(|ua| describe_agent(&ua))
+                    .unwrap_or_else(|| "Unknown device".into()),
                 place: s.client_ip.unwrap_or_else(|| "unknown".into()),
                 started: s.created_at.to_rfc3339(),
                 last_active: s.last_seen_at.to_rfc3339(),
@@ -194,8 +213,9 @@ pub async fn sign_out(
     let secure = state.web.secure_cookies;
     let mut response = Redirect::to("/?signed_out=1").into_response();
     let name = cookies::name(cookies::SESSION, secure);
-    response
-        .headers_mut()
-        .append(header::SET_COOKIE, cookies::set(&name, "", Some(0), SameSite::Lax, secure));
+    response.headers_mut().append(
+        header::SET_COOKIE,
+        cookies::set(&name, "", Some(0), SameSite::Lax, secure),
+    );
     csrf.apply(response)
 }

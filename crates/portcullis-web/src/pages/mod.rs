@@ -75,21 +75,26 @@ pub struct CsrfCookie {
 impl FromRequestParts<AppState> for CsrfCookie {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let secure = state.web.secure_cookies;
         let name = cookies::name(cookies::CSRF, secure);
-        Ok(match cookies::get(&parts.headers, &name).filter(|v| v.len() >= 32) {
-            Some(anchor) => CsrfCookie {
-                anchor,
-                fresh: false,
-                secure,
+        Ok(
+            match cookies::get(&parts.headers, &name).filter(|v| v.len() >= 32) {
+                Some(anchor) => CsrfCookie {
+                    anchor,
+                    fresh: false,
+                    secure,
+                },
+                None => CsrfCookie {
+                    anchor: csrf::new_anchor(),
+                    fresh: true,
+                    secure,
+                },
             },
-            None => CsrfCookie {
-                anchor: csrf::new_anchor(),
-                fresh: true,
-                secure,
-            },
-        })
+        )
     }
 }
 
@@ -100,7 +105,9 @@ impl CsrfCookie {
 
     /// Whether a submitted form is genuine: same site, and the token matches the cookie.
     pub fn check(&self, state: &AppState, headers: &HeaderMap, submitted: &str) -> bool {
-        !self.fresh && !csrf::cross_site(headers) && csrf::verify(&state.csrf, Some(&self.anchor), submitted)
+        !self.fresh
+            && !csrf::cross_site(headers)
+            && csrf::verify(&state.csrf, Some(&self.anchor), submitted)
     }
 
     /// A new cookie (at sign-in and sign-out), so no token from before remains valid.
@@ -137,9 +144,10 @@ impl IntoResponse for SignInRedirect {
         let mut response = Redirect::to(target).into_response();
         if self.had_cookie {
             let name = cookies::name(cookies::SESSION, self.secure);
-            response
-                .headers_mut()
-                .append(header::SET_COOKIE, cookies::set(&name, "", Some(0), SameSite::Lax, self.secure));
+            response.headers_mut().append(
+                header::SET_COOKIE,
+                cookies::set(&name, "", Some(0), SameSite::Lax, self.secure),
+            );
         }
         response
     }
@@ -148,7 +156,10 @@ impl IntoResponse for SignInRedirect {
 impl FromRequestParts<AppState> for PageSession {
     type Rejection = Response;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let secure = state.web.secure_cookies;
         let name = cookies::name(cookies::SESSION, secure);
         let token = cookies::get(&parts.headers, &name);
@@ -178,7 +189,11 @@ pub fn render<T: Template>(status: StatusCode, page: &T) -> Response {
         Ok(html) => (status, Html(html)).into_response(),
         Err(e) => {
             tracing::error!(error = %e, "template rendering failed");
-            (StatusCode::INTERNAL_SERVER_ERROR, Html("<h1>Something went wrong</h1>")).into_response()
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Html("<h1>Something went wrong</h1>"),
+            )
+                .into_response()
         }
     }
 }
@@ -204,15 +219,16 @@ pub fn unavailable_page(state: &AppState) -> Response {
             csrf: String::new(),
         },
         title: "We are very busy right now".into(),
-        message: "Please wait a moment and try again. Nothing you entered has been lost or changed.".into(),
+        message:
+            "Please wait a moment and try again. Nothing you entered has been lost or changed."
+                .into(),
         next_href: "/".into(),
         next_label: "Try again".into(),
     };
     let mut response = render(StatusCode::SERVICE_UNAVAILABLE, &page);
-    response.headers_mut().insert(
-        header::RETRY_AFTER,
-        HeaderValue::from_static("2"),
-    );
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
     response
 }
 
@@ -260,7 +276,10 @@ pub const CSRF_FAILED: &str =
 
 async fn stylesheet() -> Response {
     (
-        [(header::CONTENT_TYPE, HeaderValue::from_static("text/css; charset=utf-8"))],
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/css; charset=utf-8"),
+        )],
         STYLESHEET,
     )
         .into_response()
@@ -285,7 +304,8 @@ async fn demo_outbox(State(state): State<AppState>, csrf: CsrfCookie) -> Respons
     let Some(outbox) = state.outbox.clone().filter(|_| state.web.demo) else {
         return not_found_page(&state, &csrf);
     };
-    let field = |v: &serde_json::Value, k: &str| v.get(k).and_then(|s| s.as_str()).unwrap_or("").to_owned();
+    let field =
+        |v: &serde_json::Value, k: &str| v.get(k).and_then(|s| s.as_str()).unwrap_or("").to_owned();
     let mut messages: Vec<OutboxMessage> = outbox
         .messages()
         .await

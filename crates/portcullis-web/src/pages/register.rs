@@ -62,7 +62,14 @@ fn account_types(selected: &str) -> Vec<(&'static str, &'static str, bool)> {
         .collect()
 }
 
-fn card_step(state: &AppState, csrf: &CsrfCookie, status: StatusCode, account_type: &str, errors: Vec<FieldError>, error: Option<String>) -> Response {
+fn card_step(
+    state: &AppState,
+    csrf: &CsrfCookie,
+    status: StatusCode,
+    account_type: &str,
+    errors: Vec<FieldError>,
+    error: Option<String>,
+) -> Response {
     let page = CardStepPage {
         chrome: chrome(state, csrf, false),
         account_type: account_type.to_owned(),
@@ -98,7 +105,14 @@ pub async fn verify(
 ) -> Response {
     if !csrf.check(&state, &headers, &form.csrf) {
         csrf.rotate();
-        return card_step(&state, &csrf, StatusCode::FORBIDDEN, &form.account_type, Vec::new(), Some(CSRF_FAILED.into()));
+        return card_step(
+            &state,
+            &csrf,
+            StatusCode::FORBIDDEN,
+            &form.account_type,
+            Vec::new(),
+            Some(CSRF_FAILED.into()),
+        );
     }
     match state
         .app
@@ -202,7 +216,11 @@ pub async fn complete(
     };
     if !csrf.check(&state, &headers, &form.csrf) {
         csrf.rotate();
-        return step(&csrf, StatusCode::FORBIDDEN, vec![FieldError::new("form", CSRF_FAILED)]);
+        return step(
+            &csrf,
+            StatusCode::FORBIDDEN,
+            vec![FieldError::new("form", CSRF_FAILED)],
+        );
     }
     let answers: Vec<(i64, String)> = if ask_questions {
         chosen

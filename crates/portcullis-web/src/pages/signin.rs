@@ -96,17 +96,18 @@ pub async fn submit(
     headers: HeaderMap,
     Form(form): Form<SignInForm>,
 ) -> Response {
-    let again = |csrf: &CsrfCookie, status: StatusCode, error: Option<String>, notice: Option<String>| {
-        let page = SignInPage {
-            chrome: chrome(&state, csrf, false),
-            user_id: form.user_id.trim().to_owned(),
-            account_type: form.account_type.clone(),
-            notice,
-            error,
-            account_types: account_types(&form.account_type),
+    let again =
+        |csrf: &CsrfCookie, status: StatusCode, error: Option<String>, notice: Option<String>| {
+            let page = SignInPage {
+                chrome: chrome(&state, csrf, false),
+                user_id: form.user_id.trim().to_owned(),
+                account_type: form.account_type.clone(),
+                notice,
+                error,
+                account_types: account_types(&form.account_type),
+            };
+            csrf.apply(render(status, &page))
         };
-        csrf.apply(render(status, &page))
-    };
     if !csrf.check(&state, &headers, &form.csrf) {
         csrf.rotate();
         return again(&csrf, StatusCode::FORBIDDEN, None, Some(CSRF_FAILED.into()));
@@ -133,9 +134,12 @@ pub async fn submit(
             );
             csrf.apply(response)
         }
-        Err(ServiceError::SignInFailed) => {
-            again(&csrf, StatusCode::UNAUTHORIZED, Some(SIGN_IN_FAILED.into()), None)
-        }
+        Err(ServiceError::SignInFailed) => again(
+            &csrf,
+            StatusCode::UNAUTHORIZED,
+            Some(SIGN_IN_FAILED.into()),
+            None,
+        ),
         Err(ServiceError::Locked { until }) => {
             let page = LockedPage {
                 chrome: chrome(&state, &csrf, false),

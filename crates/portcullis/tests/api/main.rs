@@ -1,6 +1,11 @@
 //! The one integration-test binary of the `portcullis` crate: the real application over
 //! HTTP, on SQLite and (when `PORTCULLIS_TEST_POSTGRES` is set) PostgreSQL.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 mod overload;
 mod pages;

@@ -17,14 +17,20 @@ async fn excess_sign_ins_get_fast_503s_and_memory_stays_bounded() {
             ("PORTCULLIS_HASHING_QUEUE_PER_WORKER", "4".into()),
         ],
     );
-    let client = reqwest::Client::builder().pool_max_idle_per_host(300).build().unwrap();
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(300)
+        .build()
+        .unwrap();
     let res = client
         .post(server.url("/api/v1/registration/verify-card"))
         .json(&json!({"account_type": "personal", "number": "378282246310005", "verification": "1234"}))
         .send()
         .await
         .unwrap();
-    let token = res.json::<Value>().await.unwrap()["registration_token"].as_str().unwrap().to_owned();
+    let token = res.json::<Value>().await.unwrap()["registration_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let res = client
         .post(server.url("/api/v1/registration/complete"))
         .json(&json!({"registration_token": token, "user_id": "ann.example", "password": "Correct-Horse-42",
@@ -36,16 +42,18 @@ async fn excess_sign_ins_get_fast_503s_and_memory_stays_bounded() {
     assert_eq!(res.status(), 201);
     let baseline_kib = server.peak_rss_kib();
 
+    // Sign-ins for many different User IDs (unknown ones cost the same hash as known ones;
+    // one account would be capped by its own lockout claims instead).
     let concurrency = 200; // 20× the 10 places (2 hashing + 8 waiting)
     let mut handles = Vec::new();
-    for _ in 0..concurrency {
+    for i in 0..concurrency {
         let client = client.clone();
         let url = server.url("/api/v1/sessions");
         handles.push(tokio::spawn(async move {
             let started = Instant::now();
             let res = client
                 .post(url)
-                .json(&json!({"user_id": "ann.example", "password": "Correct-Horse-42", "account_type": "personal"}))
+                .json(&json!({"user_id": format!("storm.user{i}"), "password": "Correct-Horse-42", "account_type": "personal"}))
                 .timeout(Duration::from_secs(60))
                 .send()
                 .await
@@ -59,7 +67,7 @@ async fn excess_sign_ins_get_fast_503s_and_memory_stays_bounded() {
     for h in handles {
         let (status, retry_after, elapsed) = h.await.unwrap();
         match status {
-            201 => ok += 1,
+            401 => ok += 1,
             503 => {
                 assert!(retry_after, "503 without Retry-After");
                 refused.push(elapsed);
@@ -69,16 +77,31 @@ async fn excess_sign_ins_get_fast_503s_and_memory_stays_bounded() {
     }
     let peak_kib = server.peak_rss_kib();
     eprintln!(
-        "overload: {ok} signed in, {} refused; baseline RSS {} MiB, peak {} MiB",
+        "overload: {ok} evaluated, {} refused; baseline RSS {} MiB, peak {} MiB",
         refused.len(),
         baseline_kib / 1024,
         peak_kib / 1024
     );
-    assert!(ok >= 10, "the pool kept working: {ok} sign-ins");
-    assert!(refused.len() >= concurrency / 2, "most of the excess was refused: {}", refused.len());
+    assert!(ok >= 10, "the pool kept working: {ok} evaluated");
+    // After the storm the owner signs in as usual.
+    let res = client
+        .post(server.url("/api/v1/sessions"))
+        .json(&json!({"user_id": "ann.example", "password": "Correct-Horse-42", "account_type": "personal"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    assert!(
+        refused.len() >= concurrency / 2,
+        "most of the excess was refused: {}",
+        refused.len()
+    );
     refused.sort();
     let median = refused[refused.len() / 2];
-    assert!(median < Duration::from_millis(1000), "refusals came back fast (median {median:?})");
+    assert!(
+        median < Duration::from_millis(1000),
+        "refusals came back fast (median {median:?})"
+    );
     // Two workers × 19 MiB of argon2 memory plus the process itself; unbounded hashing of
     // 200 requests would need about 3.8 GiB.
     assert!(peak_kib < 160 * 1024, "peak RSS {} MiB", peak_kib / 1024);

@@ -4,13 +4,24 @@
 use portcullis_testkit::{both, input_value, spawn_app, Backend, Jar, TestApp, ANN, PASSWORD};
 
 async fn get(app: &TestApp, jar: &mut Jar, path: &str) -> (u16, String) {
-    let res = app.client.get(app.url(path)).header("cookie", jar.header()).send().await.unwrap();
+    let res = app
+        .client
+        .get(app.url(path))
+        .header("cookie", jar.header())
+        .send()
+        .await
+        .unwrap();
     jar.absorb(&res);
     let status = res.status().as_u16();
     (status, res.text().await.unwrap())
 }
 
-async fn post(app: &TestApp, jar: &mut Jar, path: &str, form: &[(&str, &str)]) -> reqwest::Response {
+async fn post(
+    app: &TestApp,
+    jar: &mut Jar,
+    path: &str,
+    form: &[(&str, &str)],
+) -> reqwest::Response {
     let res = app
         .client
         .post(app.url(path))
@@ -24,7 +35,9 @@ async fn post(app: &TestApp, jar: &mut Jar, path: &str, form: &[(&str, &str)]) -
 }
 
 async fn register_and_sign_in(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else { return };
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
     let mut jar = Jar::default();
     let (status, html) = get(&app, &mut jar, "/register").await;
     assert_eq!(status, 200);
@@ -33,7 +46,12 @@ async fn register_and_sign_in(backend: Backend) {
         &app,
         &mut jar,
         "/register",
-        &[("csrf", &csrf), ("account_type", "personal"), ("number", "3782 822463 10005"), ("verification", "1234")],
+        &[
+            ("csrf", &csrf),
+            ("account_type", "personal"),
+            ("number", "3782 822463 10005"),
+            ("verification", "1234"),
+        ],
     )
     .await;
     assert_eq!(res.status(), 200);
@@ -67,13 +85,21 @@ async fn register_and_sign_in(backend: Backend) {
         &app,
         &mut jar,
         "/",
-        &[("csrf", &csrf_before), ("user_id", "ANN.EXAMPLE"), ("password", PASSWORD), ("account_type", "personal")],
+        &[
+            ("csrf", &csrf_before),
+            ("user_id", "ANN.EXAMPLE"),
+            ("password", PASSWORD),
+            ("account_type", "personal"),
+        ],
     )
     .await;
     assert_eq!(res.status(), 303);
     assert_eq!(res.headers()["location"], "/account");
     let set = portcullis_testkit::set_cookies(&res);
-    let session = set.iter().find(|c| c.starts_with("__Host-portcullis_session=")).expect("session cookie");
+    let session = set
+        .iter()
+        .find(|c| c.starts_with("__Host-portcullis_session="))
+        .expect("session cookie");
     for attr in ["Path=/", "HttpOnly", "Secure", "SameSite=Lax"] {
         assert!(session.contains(attr), "{session} lacks {attr}");
     }
@@ -94,7 +120,10 @@ async fn register_and_sign_in(backend: Backend) {
     let (status, _) = get(&app, &mut jar, "/account").await;
     assert_eq!(status, 303, "signed out: /account redirects to sign in");
 }
-both!(register_sign_in_and_account_home_through_the_pages, register_and_sign_in);
+both!(
+    register_sign_in_and_account_home_through_the_pages,
+    register_and_sign_in
+);
 
 #[tokio::test]
 async fn forms_refuse_missing_or_wrong_csrf() {
@@ -118,7 +147,11 @@ async fn forms_refuse_missing_or_wrong_csrf() {
         (csrf.as_str(), String::new(), None),
         (csrf.as_str(), jar.header(), Some("https://evil.example")),
     ] {
-        let mut req = app.client.post(app.url("/")).header("cookie", cookie).form(&form(token));
+        let mut req = app
+            .client
+            .post(app.url("/"))
+            .header("cookie", cookie)
+            .form(&form(token));
         if let Some(o) = origin {
             req = req.header("origin", o);
         }
@@ -126,19 +159,38 @@ async fn forms_refuse_missing_or_wrong_csrf() {
         assert_eq!(res.status(), 403, "token {token:?}");
         assert!(res.text().await.unwrap().contains("this form expired"));
     }
-    let res = app.client.post(app.url("/")).header("cookie", jar.header()).form(&form(&csrf)).send().await.unwrap();
+    let res = app
+        .client
+        .post(app.url("/"))
+        .header("cookie", jar.header())
+        .form(&form(&csrf))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 303);
 }
 
 #[tokio::test]
 async fn every_response_carries_the_security_headers() {
     let app = spawn_app(Backend::Sqlite).await.unwrap();
-    for path in ["/", "/register", "/account", "/nowhere", "/healthz", "/api/v1/me", "/api/v1/security-questions", "/static/style.css"] {
+    for path in [
+        "/",
+        "/register",
+        "/account",
+        "/nowhere",
+        "/healthz",
+        "/api/v1/me",
+        "/api/v1/security-questions",
+        "/static/style.css",
+    ] {
         let res = app.client.get(app.url(path)).send().await.unwrap();
         let h = res.headers();
         let csp = h["content-security-policy"].to_str().unwrap();
         assert!(csp.contains("frame-ancestors 'none'"), "{path}");
-        assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"), "{path}");
+        assert!(
+            csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
+            "{path}"
+        );
         assert_eq!(h["x-content-type-options"], "nosniff", "{path}");
         assert_eq!(h["referrer-policy"], "no-referrer", "{path}");
         assert_eq!(h["x-frame-options"], "DENY", "{path}");
@@ -152,14 +204,43 @@ async fn every_response_carries_the_security_headers() {
 #[tokio::test]
 async fn pages_are_small_and_have_no_inline_script_or_style() {
     let app = spawn_app(Backend::Sqlite).await.unwrap();
-    let css = app.client.get(app.url("/static/style.css")).send().await.unwrap().text().await.unwrap();
+    let css = app
+        .client
+        .get(app.url("/static/style.css"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     for path in ["/", "/register", "/demo/outbox"] {
-        let html = app.client.get(app.url(path)).send().await.unwrap().text().await.unwrap();
-        assert!(html.len() + css.len() < 50_000, "{path}: {} bytes with its stylesheet", html.len() + css.len());
-        assert!(!html.contains("<script>") && !html.contains("<script "), "{path}");
+        let html = app
+            .client
+            .get(app.url(path))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            html.len() + css.len() < 50_000,
+            "{path}: {} bytes with its stylesheet",
+            html.len() + css.len()
+        );
+        assert!(
+            !html.contains("<script>") && !html.contains("<script "),
+            "{path}"
+        );
         assert!(!html.contains(" style=\""), "{path}");
-        assert!(!html.contains(" on") || !html.contains("onclick="), "{path}");
-        assert!(!html.contains("http://") && !html.contains("https://"), "{path}: no third-party requests");
+        assert!(
+            !html.contains(" on") || !html.contains("onclick="),
+            "{path}"
+        );
+        assert!(
+            !html.contains("http://") && !html.contains("https://"),
+            "{path}: no third-party requests"
+        );
     }
 }
 
@@ -173,7 +254,12 @@ async fn the_sign_in_page_keeps_the_user_id_but_never_the_password() {
         &app,
         &mut jar,
         "/",
-        &[("csrf", &csrf), ("user_id", "ann.example"), ("password", "Secret-Guess-1"), ("account_type", "personal")],
+        &[
+            ("csrf", &csrf),
+            ("user_id", "ann.example"),
+            ("password", "Secret-Guess-1"),
+            ("account_type", "personal"),
+        ],
     )
     .await;
     assert_eq!(res.status(), 401);

@@ -4,10 +4,17 @@ use portcullis_testkit::{both, is_problem, spawn_app, Backend, TestApp, ANN, BEN
 use serde_json::{json, Value};
 
 async fn create_then_sign_in(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else { return };
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
     app.register(&ANN, "ann.example", PASSWORD).await;
     let token = app.token("ann.example", PASSWORD, "personal").await;
-    let me: Value = app.get_bearer("/api/v1/me", &token).await.json().await.unwrap();
+    let me: Value = app
+        .get_bearer("/api/v1/me", &token)
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(me["user_id"], "ann.example");
     assert_eq!(me["account_type"], "personal");
     assert_eq!(me["cards"][0]["last4"], "0005");
@@ -21,22 +28,37 @@ async fn create_then_sign_in(backend: Backend) {
     assert_eq!(messages.len(), 1);
     assert_eq!(messages[0]["to"], "ann@example.com");
     assert_eq!(messages[0]["channel"], "email");
-    assert!(messages[0]["body"].as_str().unwrap().contains("ending 0005"));
+    assert!(messages[0]["body"]
+        .as_str()
+        .unwrap()
+        .contains("ending 0005"));
 }
 both!(create_then_sign_in_works, create_then_sign_in);
 
 async fn merchant_registration(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else { return };
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
     app.register(&SHOP, "corner.coffee", PASSWORD).await;
     let token = app.token("corner.coffee", PASSWORD, "merchant").await;
-    let me: Value = app.get_bearer("/api/v1/me", &token).await.json().await.unwrap();
+    let me: Value = app
+        .get_bearer("/api/v1/me", &token)
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(me["account_type"], "merchant");
     assert_eq!(me["cards"][0]["last4"], "7890");
 }
-both!(merchant_accounts_register_with_merchant_number, merchant_registration);
+both!(
+    merchant_accounts_register_with_merchant_number,
+    merchant_registration
+);
 
 async fn luhn_invalid(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else { return };
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
     let res = app
         .post_json(
             "/api/v1/registration/verify-card",
@@ -48,13 +70,18 @@ async fn luhn_invalid(backend: Backend) {
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["code"], "invalid-input");
     assert_eq!(body["errors"][0]["field"], "number");
-    assert!(body["errors"][0]["message"].as_str().unwrap().contains("not valid"));
+    assert!(body["errors"][0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("not valid"));
     assert!(!body.to_string().contains("378282246310006"));
 }
 both!(luhn_invalid_card_number_is_a_field_error, luhn_invalid);
 
 async fn wrong_card_id(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else { return };
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
     let res = app
         .post_json(
             "/api/v1/registration/verify-card",
@@ -78,18 +105,25 @@ async fn wrong_card_id(backend: Backend) {
 both!(wrong_card_id_and_unknown_card_answer_alike, wrong_card_id);
 
 async fn second_account_refused(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else { return };
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
     app.register(&ANN, "ann.example", PASSWORD).await;
     let res = app.verify_card(&ANN).await;
     assert_eq!(res.status(), 409);
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["code"], "card-already-registered");
 }
-both!(a_second_account_for_the_same_card_is_refused, second_account_refused);
+both!(
+    a_second_account_for_the_same_card_is_refused,
+    second_account_refused
+);
 
 /// 20 registrations of one card race, each with its own verified step: exactly one wins.
 async fn racing_registrations(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else { return };
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
     let mut tokens = Vec::new();
     for _ in 0..20 {
         let res = app.verify_card(&BEN).await;
@@ -121,12 +155,18 @@ async fn racing_registrations(backend: Backend) {
     for h in handles {
         statuses.push(h.await.unwrap());
     }
-    assert_eq!(statuses.iter().filter(|s| **s == 201).count(), 1, "{statuses:?}");
-    assert_eq!(statuses.iter().filter(|s| **s == 409).count(), 19, "{statuses:?}");
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 201).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 409).count(),
+        19,
+        "{statuses:?}"
+    );
     // And the database holds exactly one account for the card.
-    let winners: Vec<_> = (0..20)
-        .map(|i| format!("racer{i:02}"))
-        .collect();
+    let winners: Vec<_> = (0..20).map(|i| format!("racer{i:02}")).collect();
     let mut signed_in = 0;
     for w in winners {
         if app.sign_in(&w, PASSWORD, "personal").await.status() == 201 {
@@ -135,12 +175,20 @@ async fn racing_registrations(backend: Backend) {
     }
     assert_eq!(signed_in, 1);
 }
-both!(twenty_racing_registrations_of_one_card_make_one_account, racing_registrations);
+both!(
+    twenty_racing_registrations_of_one_card_make_one_account,
+    racing_registrations
+);
 
 async fn step_two_rules(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else { return };
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
     let res = app.verify_card(&ANN).await;
-    let token = res.json::<Value>().await.unwrap()["registration_token"].as_str().unwrap().to_owned();
+    let token = res.json::<Value>().await.unwrap()["registration_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let res = app
         .post_json(
             "/api/v1/registration/complete",
@@ -155,7 +203,12 @@ async fn step_two_rules(backend: Backend) {
         .await;
     assert_eq!(res.status(), 400);
     let body: Value = res.json().await.unwrap();
-    let fields: Vec<&str> = body["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
+    let fields: Vec<&str> = body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
     assert!(fields.contains(&"user_id"), "{fields:?}");
     assert!(fields.contains(&"password"), "{fields:?}");
     assert!(fields.contains(&"security_answers[1]"), "{fields:?}");
@@ -192,13 +245,21 @@ async fn step_two_rules(backend: Backend) {
     // The text-message channel was honoured for the registration message.
     assert_eq!(app.outbox_messages()[0]["channel"], "sms");
 }
-both!(step_two_names_every_broken_rule_and_the_step_is_single_use, step_two_rules);
+both!(
+    step_two_names_every_broken_rule_and_the_step_is_single_use,
+    step_two_rules
+);
 
 async fn user_ids_unique_across_types(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else { return };
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
     app.register(&ANN, "same.person", PASSWORD).await;
     let res = app.verify_card(&SHOP).await;
-    let token = res.json::<Value>().await.unwrap()["registration_token"].as_str().unwrap().to_owned();
+    let token = res.json::<Value>().await.unwrap()["registration_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let res = app
         .post_json(
             "/api/v1/registration/complete",
@@ -215,12 +276,20 @@ async fn user_ids_unique_across_types(backend: Backend) {
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["errors"][0]["field"], "user_id");
 }
-both!(user_ids_are_unique_across_account_types_and_case, user_ids_unique_across_types);
+both!(
+    user_ids_are_unique_across_account_types_and_case,
+    user_ids_unique_across_types
+);
 
 #[tokio::test]
 async fn security_questions_are_listed() {
     let app = spawn_app(Backend::Sqlite).await.unwrap();
-    let res = app.client.get(app.url("/api/v1/security-questions")).send().await.unwrap();
+    let res = app
+        .client
+        .get(app.url("/api/v1/security-questions"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 200);
     let qs: Vec<Value> = res.json().await.unwrap();
     assert!(qs.len() >= 3);

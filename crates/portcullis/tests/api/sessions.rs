@@ -4,7 +4,9 @@ use portcullis_testkit::{both, spawn_app, spawn_app_with, Backend, ANN, PASSWORD
 use serde_json::Value;
 
 async fn sign_out(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else { return };
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
     app.register(&ANN, "ann.example", PASSWORD).await;
     let token = app.token("ann.example", PASSWORD, "personal").await;
     assert_eq!(app.get_bearer("/api/v1/me", &token).await.status(), 200);
@@ -22,7 +24,9 @@ async fn sign_out(backend: Backend) {
 both!(sign_out_ends_the_session_on_the_server, sign_out);
 
 async fn idle_expiry(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else { return };
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
     app.register(&ANN, "ann.example", PASSWORD).await;
     let token = app.token("ann.example", PASSWORD, "personal").await;
     // Activity within 15 minutes keeps it alive.
@@ -37,7 +41,9 @@ async fn idle_expiry(backend: Backend) {
 both!(an_idle_session_expires_after_fifteen_minutes, idle_expiry);
 
 async fn absolute_expiry(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else { return };
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
     app.register(&ANN, "ann.example", PASSWORD).await;
     let token = app.token("ann.example", PASSWORD, "personal").await;
     for _ in 0..(12 * 6 - 1) {
@@ -66,14 +72,23 @@ async fn configurable(backend: Backend) {
 both!(timeouts_are_configurable, configurable);
 
 async fn list_and_end(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else { return };
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
     app.register(&ANN, "ann.example", PASSWORD).await;
     let phone = app.token("ann.example", PASSWORD, "personal").await;
     let laptop = app.token("ann.example", PASSWORD, "personal").await;
     assert_ne!(phone, laptop, "a new token at every sign-in");
-    let list: Vec<Value> = app.get_bearer("/api/v1/me/sessions", &laptop).await.json().await.unwrap();
+    let list: Vec<Value> = app
+        .get_bearer("/api/v1/me/sessions", &laptop)
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(list.len(), 2);
-    let other = list.iter().find(|s| s["current"] == false).unwrap()["id"].as_i64().unwrap();
+    let other = list.iter().find(|s| s["current"] == false).unwrap()["id"]
+        .as_i64()
+        .unwrap();
     assert_eq!(list.iter().filter(|s| s["current"] == true).count(), 1);
     let res = app
         .client

@@ -1,0 +1,392 @@
+//! The conformance suite both storage backends must pass: each port's contract, including
+//! the atomicity the domain relies on, run against SQLite and (when
+//! `PORTCULLIS_TEST_POSTGRES` is set) PostgreSQL.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::sync::Arc;
+
+use portcullis_core::audit::{AuditEvent, AuditKind, GENESIS_HASH};
+use portcullis_core::clock::UnixTime;
+use portcullis_core::contact::CodeChannel;
+use portcullis_core::ids::AccountType;
+use portcullis_core::lockout::Claim;
+use portcullis_core::ports::{
+    AccountStore, AuditStore, CreateAccountError, NewAccount, NewSession, RegistryStore,
+    SessionStore, StepStore, Store,
+};
+use portcullis_core::registry::{HashedRecord, RawRecord, RegistryRecord};
+use portcullis_crypto::KeyedHasher;
+use portcullis_store::{SqlStore, StoreOptions};
+use portcullis_testkit::{both, Backend, TestDb};
+use zeroize::Zeroizing;
+
+const T: UnixTime = UnixTime(1_800_000_000);
+
+async fn store(backend: Backend) -> Option<(SqlStore, TestDb)> {
+    let db = TestDb::new(backend).await?;
+    let s = SqlStore::connect(&db.url, StoreOptions::default())
+        .await
+        .unwrap();
+    Some((s, db))
+}
+
+fn keys() -> KeyedHasher {
+    KeyedHasher::new(Zeroizing::new([7; 32]))
+}
+
+fn record(number: &str, product: &str) -> HashedRecord {
+    RegistryRecord::parse(&RawRecord {
+        account_type: "personal".into(),
+        number: number.into(),
+        verification: "1234".into(),
+        expiry: "2030-01".into(),
+        holder_name: "Test Holder".into(),
+        email: "holder@example.com".into(),
+        product: product.into(),
+        balance: "10.00".into(),
+        ..Default::default()
+    })
+    .unwrap()
+    .hashed(&keys())
+}
+
+async fn seed_record(s: &SqlStore, number: &str) -> i64 {
+    let r = record(number, "Gold");
+    let mut import = s.begin_import().await.unwrap();
+    import.upsert(std::slice::from_ref(&r)).await.unwrap();
+    import.commit().await.unwrap();
+    s.find_record(&r.number_hash).await.unwrap().unwrap().id
+}
+
+fn new_account(user: &str, record_id: i64, step: [u8; 32]) -> NewAccount {
+    NewAccount {
+        user_id: user.into(),
+        user_id_canonical: user.to_lowercase(),
+        account_type: AccountType::Personal,
+        password_hash:
+            "$argon2id$v=19$m=64,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g"
+                .into(),
+        security_answers: vec![(1, "h1".into()), (2, "h2".into()), (3, "h3".into())],
+        code_channel: CodeChannel::Email,
+        email: Some("holder@example.com".into()),
+        phone: None,
+        registry_record_id: record_id,
+        step_token_hash: step,
+        now: T,
+    }
+}
+
+async fn account(s: &SqlStore, user: &str, number: &str) -> i64 {
+    let rid = seed_record(s, number).await;
+    let step = portcullis_crypto::sha256(user.as_bytes());
+    s.create_step(&step, "registration", rid, "", T.plus_secs(600))
+        .await
+        .unwrap();
+    s.create_account(new_account(user, rid, step))
+        .await
+        .unwrap()
+}
+
+async fn import_is_all_or_nothing_and_upserts(backend: Backend) {
+    let Some((s, _db)) = store(backend).await else {
+        return;
+    };
+    let mut import = s.begin_import().await.unwrap();
+    import
+        .upsert(&[
+            record("378282246310005", "A"),
+            record("371449635398431", "B"),
+        ])
+        .await
+        .unwrap();
+    drop(import); // never committed
+    assert_eq!(s.count_records().await.unwrap(), 0);
+    let mut import = s.begin_import().await.unwrap();
+    import
+        .upsert(&[
+            record("378282246310005", "A"),
+            record("371449635398431", "B"),
+        ])
+        .await
+        .unwrap();
+    import.commit().await.unwrap();
+    let mut import = s.begin_import().await.unwrap();
+    import
+        .upsert(&[record("378282246310005", "A2")])
+        .await
+        .unwrap();
+    import.commit().await.unwrap();
+    assert_eq!(s.count_records().await.unwrap(), 2);
+    let r = s
+        .find_record(&record("378282246310005", "x").number_hash)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(r.product, "A2");
+    assert_eq!(r.last4, "0005");
+    assert_eq!(r.account_id, None);
+}
+both!(
+    import_is_all_or_nothing_and_upserts_conformance,
+    import_is_all_or_nothing_and_upserts
+);
+
+async fn account_creation_rules(backend: Backend) {
+    let Some((s, _db)) = store(backend).await else {
+        return;
+    };
+    let rid = seed_record(&s, "378282246310005").await;
+    let step = [1u8; 32];
+    // No step, no account.
+    assert!(matches!(
+        s.create_account(new_account("alice1", rid, step)).await,
+        Err(CreateAccountError::StepGone)
+    ));
+    s.create_step(&step, "registration", rid, "", T.plus_secs(600))
+        .await
+        .unwrap();
+    let id = s
+        .create_account(new_account("Alice1", rid, step))
+        .await
+        .unwrap();
+    assert_eq!(s.find_account("alice1").await.unwrap().unwrap().id, id);
+    assert_eq!(s.cards_for_account(id).await.unwrap()[0].last4, "0005");
+    // The step was consumed with the creation.
+    assert!(s
+        .find_step(&step, "registration", T)
+        .await
+        .unwrap()
+        .is_none());
+    // A second account on the same record is refused, as is a taken User ID.
+    let step2 = [2u8; 32];
+    s.create_step(&step2, "registration", rid, "", T.plus_secs(600))
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.create_account(new_account("bob123", rid, step2)).await,
+        Err(CreateAccountError::CardAlreadyRegistered)
+    ));
+    let rid2 = seed_record(&s, "371449635398431").await;
+    let step3 = [3u8; 32];
+    s.create_step(&step3, "registration", rid2, "", T.plus_secs(600))
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.create_account(new_account("ALICE1", rid2, step3)).await,
+        Err(CreateAccountError::UserIdTaken)
+    ));
+    // Nothing half-written by the refused attempts.
+    assert!(s.find_account("bob123").await.unwrap().is_none());
+}
+both!(account_creation_rules_conformance, account_creation_rules);
+
+async fn racing_creations(backend: Backend) {
+    let Some((s, _db)) = store(backend).await else {
+        return;
+    };
+    let s = Arc::new(s);
+    let rid = seed_record(&s, "378282246310005").await;
+    let mut handles = Vec::new();
+    for i in 0..20u8 {
+        let step = [i + 10; 32];
+        s.create_step(&step, "registration", rid, "", T.plus_secs(600))
+            .await
+            .unwrap();
+        let s = s.clone();
+        handles.push(tokio::spawn(async move {
+            s.create_account(new_account(&format!("user{i:03}"), rid, step))
+                .await
+        }));
+    }
+    let mut ok = 0;
+    for h in handles {
+        match h.await.unwrap() {
+            Ok(_) => ok += 1,
+            Err(CreateAccountError::CardAlreadyRegistered) => {}
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+    }
+    assert_eq!(ok, 1);
+}
+both!(
+    racing_creations_make_one_account_conformance,
+    racing_creations
+);
+
+async fn claims_are_atomic(backend: Backend) {
+    let Some((s, _db)) = store(backend).await else {
+        return;
+    };
+    let s = Arc::new(s);
+    let id = account(&s, "alice1", "378282246310005").await;
+    let mut handles = Vec::new();
+    for _ in 0..40 {
+        let s = s.clone();
+        handles.push(tokio::spawn(async move {
+            s.claim_attempt(id, T, 6).await.unwrap()
+        }));
+    }
+    let mut granted = Vec::new();
+    for h in handles {
+        if let Claim::Granted(n) = h.await.unwrap() {
+            granted.push(n);
+        }
+    }
+    granted.sort_unstable();
+    assert_eq!(granted, [1, 2, 3, 4, 5, 6]);
+    assert_eq!(s.claim_attempt(id, T, 6).await.unwrap(), Claim::Exhausted);
+    // The sixth failure locks; only one locker wins.
+    assert!(s.lock_account(id, T.plus_secs(100)).await.unwrap());
+    assert!(!s.lock_account(id, T.plus_secs(200)).await.unwrap());
+    assert_eq!(
+        s.claim_attempt(id, T.plus_secs(1), 6).await.unwrap(),
+        Claim::Locked(T.plus_secs(100))
+    );
+    // When the lock runs out the count starts afresh.
+    assert_eq!(
+        s.claim_attempt(id, T.plus_secs(100), 6).await.unwrap(),
+        Claim::Granted(1)
+    );
+    s.release_attempt(id).await.unwrap();
+    assert_eq!(s.account_by_id(id).await.unwrap().unwrap().failed_count, 0);
+    s.claim_attempt(id, T, 6).await.unwrap();
+    s.record_sign_in(id, T).await.unwrap();
+    let a = s.account_by_id(id).await.unwrap().unwrap();
+    assert_eq!(a.failed_count, 0);
+    assert_eq!(a.last_sign_in_at, Some(T));
+    s.lock_account(id, T.plus_secs(100)).await.unwrap();
+    assert!(s.unlock_account(id).await.unwrap());
+    assert!(!s.unlock_account(id).await.unwrap());
+}
+both!(claims_are_atomic_conformance, claims_are_atomic);
+
+async fn steps_are_single_use(backend: Backend) {
+    let Some((s, _db)) = store(backend).await else {
+        return;
+    };
+    let s = Arc::new(s);
+    let h = [9u8; 32];
+    s.create_step(&h, "recovery", 42, "data", T.plus_secs(60))
+        .await
+        .unwrap();
+    assert!(
+        s.find_step(&h, "registration", T).await.unwrap().is_none(),
+        "kind matters"
+    );
+    assert_eq!(
+        s.find_step(&h, "recovery", T)
+            .await
+            .unwrap()
+            .unwrap()
+            .subject_id,
+        42
+    );
+    assert!(
+        s.find_step(&h, "recovery", T.plus_secs(60))
+            .await
+            .unwrap()
+            .is_none(),
+        "expired"
+    );
+    let mut handles = Vec::new();
+    for _ in 0..10 {
+        let s = s.clone();
+        handles.push(tokio::spawn(async move {
+            s.consume_step(&h, "recovery").await.unwrap()
+        }));
+    }
+    let mut winners = 0;
+    for handle in handles {
+        if handle.await.unwrap() {
+            winners += 1;
+        }
+    }
+    assert_eq!(winners, 1);
+}
+both!(steps_are_single_use_conformance, steps_are_single_use);
+
+async fn sessions(backend: Backend) {
+    let Some((s, _db)) = store(backend).await else {
+        return;
+    };
+    let id = account(&s, "alice1", "378282246310005").await;
+    let new = |h: u8| NewSession {
+        token_hash: [h; 32],
+        account_id: id,
+        now: T,
+        user_agent: Some("Test".into()),
+        client_ip: Some("127.0.0.1".into()),
+    };
+    let a = s.create_session(new(1)).await.unwrap();
+    let b = s.create_session(new(2)).await.unwrap();
+    assert_eq!(s.session_by_token(&[1; 32]).await.unwrap().unwrap().id, a);
+    s.touch_session(a, T.plus_secs(50)).await.unwrap();
+    s.touch_session(a, T.plus_secs(10)).await.unwrap(); // never goes backwards
+    assert_eq!(
+        s.session_by_token(&[1; 32])
+            .await
+            .unwrap()
+            .unwrap()
+            .last_seen_at,
+        T.plus_secs(50)
+    );
+    assert_eq!(s.list_sessions(id).await.unwrap().len(), 2);
+    assert_eq!(s.delete_account_sessions(id, Some(a)).await.unwrap(), 1);
+    assert!(s.session_by_token(&[2; 32]).await.unwrap().is_none());
+    assert!(s.delete_session(a).await.unwrap());
+    assert!(!s.delete_session(b).await.unwrap());
+}
+both!(sessions_conformance, sessions);
+
+async fn audit_chain(backend: Backend) {
+    let Some((s, _db)) = store(backend).await else {
+        return;
+    };
+    let s = Arc::new(s);
+    let mut handles = Vec::new();
+    for i in 0..30 {
+        let s = s.clone();
+        handles.push(tokio::spawn(async move {
+            s.append_audit(
+                &AuditEvent::new(AuditKind::SignIn, Some(i)).ip(Some("127.0.0.1")),
+                T,
+            )
+            .await
+            .unwrap();
+        }));
+    }
+    for h in handles {
+        h.await.unwrap();
+    }
+    let entries = s.audit_entries(0, 100).await.unwrap();
+    assert_eq!(entries.len(), 30);
+    let mut prev = GENESIS_HASH.to_vec();
+    let mut seq = 0;
+    portcullis_core::audit::verify_run(&entries, &mut prev, &mut seq).unwrap();
+    assert_eq!(s.account_audit(3, 10).await.unwrap().len(), 1);
+    // The table refuses edits and deletions.
+    assert!(
+        sqlx::query("UPDATE audit_log SET detail = 'x' WHERE seq = 1")
+            .execute(s.pool())
+            .await
+            .is_err()
+    );
+    assert!(sqlx::query("DELETE FROM audit_log WHERE seq = 1")
+        .execute(s.pool())
+        .await
+        .is_err());
+    assert_eq!(
+        s.backend(),
+        match backend {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    );
+    s.ping().await.unwrap();
+}
+both!(audit_chain_conformance, audit_chain);
