@@ -95,6 +95,8 @@ export async function openSession(t, vp, { firstShot }) {
   const shot = async (name) => {
     const file = path.join(dir, `${String(n++).padStart(2, '0')}-${name}.png`);
     await page.screenshot({ path: file, fullPage: true });
+    const overflow = await findOverflow(page);
+    if (overflow.length) t.diagnostic(`layout warning [${vp.name}] ${pathOf(page)} (${path.basename(file)}):\n  ${overflow.join('\n  ')}`);
     return file;
   };
 
@@ -109,13 +111,30 @@ export async function openSession(t, vp, { firstShot }) {
   return { server, browser, context, page, shot, seen, url: (p) => server.url + p };
 }
 
-/** Submits a form by clicking, and returns the response of the navigation it caused. */
-export async function submit(page, locator) {
-  const [response] = await Promise.all([page.waitForNavigation(), locator.click()]);
-  return response;
+function pathOf(page) {
+  const u = new URL(page.url());
+  return u.pathname + u.search;
 }
 
-/** The final response status of a navigation, following redirects. */
-export function finalStatus(response) {
-  return response?.status();
+/** What does not fit across the viewport: the page wider than the window, and text that
+ * runs out of its own box (so it overlaps what is beside it). A warning, not a failure:
+ * the screenshots show how it looks. */
+function findOverflow(page) {
+  return page.evaluate(() => {
+    const found = [];
+    const doc = document.documentElement;
+    if (doc.scrollWidth > window.innerWidth) {
+      found.push(`the page is ${doc.scrollWidth}px wide in a ${window.innerWidth}px window`);
+    }
+    for (const el of document.body.querySelectorAll('*')) {
+      if (el.children.length || ['INPUT', 'SELECT', 'OPTION', 'TEXTAREA', 'BUTTON'].includes(el.tagName)) continue;
+      const style = getComputedStyle(el);
+      if (style.display === 'inline' || style.display === 'none' || style.overflowX !== 'visible') continue;
+      if (el.clientWidth > 0 && el.scrollWidth > el.clientWidth + 1) {
+        const text = el.textContent.trim().replace(/\s+/g, ' ').slice(0, 50);
+        found.push(`${el.tagName.toLowerCase()}${el.className ? '.' + el.className : ''} "${text}" needs ${el.scrollWidth}px, has ${el.clientWidth}px`);
+      }
+    }
+    return found;
+  });
 }

@@ -56,6 +56,16 @@ export async function registerViaApi(baseUrl, card, userId, password = PASSWORD)
 /** Navigation helper: clicks (or presses) and returns the response of the page it led to. */
 export async function navigate(page, action) {
   const [response] = await Promise.all([page.waitForNavigation(), action()]);
+  if (response?.request().method() === 'POST' && response.status() === 403) {
+    const text = await page.locator('main').innerText();
+    if (/this form expired/i.test(text)) {
+      assert.fail(
+        `the server refused a same-origin form POST to ${response.url()} as a CSRF failure (403). ` +
+          'Chromium sends "Origin: null" on form POSTs from pages whose Referrer-Policy is no-referrer; ' +
+          'the check must trust Sec-Fetch-Site: same-origin (see e2e/README.md).',
+      );
+    }
+  }
   return response;
 }
 

@@ -3,6 +3,7 @@
 use crate::lockout::LockoutPolicy;
 use crate::password::PasswordPolicy;
 use crate::session::SessionPolicy;
+use crate::throttle::ThrottlePolicy;
 
 #[derive(Clone, Debug)]
 pub struct Policies {
@@ -11,6 +12,7 @@ pub struct Policies {
     pub password: PasswordPolicy,
     pub lockout: LockoutPolicy,
     pub session: SessionPolicy,
+    pub throttle: ThrottlePolicy,
     /// How long a verified card may wait for step 2 of registration.
     pub registration_step_secs: i64,
     /// Whether security questions are offered at all.
@@ -25,6 +27,7 @@ impl Default for Policies {
             password: PasswordPolicy::default(),
             lockout: LockoutPolicy::default(),
             session: SessionPolicy::default(),
+            throttle: ThrottlePolicy::default(),
             registration_step_secs: 20 * 60,
             security_questions_enabled: true,
         }

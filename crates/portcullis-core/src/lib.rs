@@ -22,5 +22,6 @@ pub mod registry;
 pub mod security_questions;
 pub mod service;
 pub mod session;
+pub mod throttle;
 
 pub use error::{FieldError, ServiceError};

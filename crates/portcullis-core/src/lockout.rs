@@ -27,6 +27,9 @@ use crate::clock::UnixTime;
 pub struct LockoutPolicy {
     pub lock_after_failures: u32,
     pub lock_for_secs: i64,
+    /// A known device's own allowance: failures from it count here, not on the account, and
+    /// at this many it is locked out itself (for `lock_for_secs`).
+    pub device_allowance: u32,
 }
 
 impl Default for LockoutPolicy {
@@ -34,6 +37,7 @@ impl Default for LockoutPolicy {
         Self {
             lock_after_failures: 6,
             lock_for_secs: 7 * 24 * 60 * 60,
+            device_allowance: 4,
         }
     }
 }

@@ -129,6 +129,9 @@ impl PasswordRule {
             Self::NeedsDigit => "Include at least one number.".into(),
             Self::Common => "This password is too common and easy to guess. Choose another.".into(),
             Self::ContainsUserId => "Your password must not contain your User ID.".into(),
+            Self::RecentlyUsed { count } if count <= 1 => {
+                "Choose a password different from your current one.".into()
+            }
             Self::RecentlyUsed { count } => {
                 format!("Choose a password you have not used for your last {count} passwords.")
             }

@@ -113,21 +113,84 @@ pub trait AccountStore: Send + Sync {
     async fn find_account(&self, user_id_canonical: &str) -> StoreResult<Option<AccountRow>>;
     async fn account_by_id(&self, id: i64) -> StoreResult<Option<AccountRow>>;
     async fn cards_for_account(&self, account_id: i64) -> StoreResult<Vec<CardSummary>>;
-    /// Takes an attempt slot atomically (see [`crate::lockout`]).
-    async fn claim_attempt(
-        &self,
-        account_id: i64,
-        now: UnixTime,
-        lock_after_failures: u32,
-    ) -> StoreResult<Claim>;
-    /// Sets the lock if it is not set; true when this call set it.
-    async fn lock_account(&self, account_id: i64, until: UnixTime) -> StoreResult<bool>;
-    /// Gives back a claimed slot.
-    async fn release_attempt(&self, account_id: i64) -> StoreResult<()>;
-    /// A successful sign-in: resets the count, records the time.
+    /// A successful sign-in: records the time (the counter is reset through
+    /// [`LockoutStore::reset_failures`]).
     async fn record_sign_in(&self, account_id: i64, now: UnixTime) -> StoreResult<()>;
     async fn unlock_account(&self, account_id: i64) -> StoreResult<bool>;
+    /// Replaces the hash in place (a rehash at new parameters: same password).
     async fn set_password_hash(&self, account_id: i64, hash: &str) -> StoreResult<()>;
+    /// A new password: the old hash moves to the history (keeping the newest `keep`), all in
+    /// one transaction.
+    async fn change_password(
+        &self,
+        account_id: i64,
+        new_hash: &str,
+        now: UnixTime,
+        keep: usize,
+    ) -> StoreResult<()>;
+    /// The newest `limit` earlier password hashes.
+    async fn password_history(&self, account_id: i64, limit: usize) -> StoreResult<Vec<String>>;
+}
+
+/// Whose failure counter an attempt uses: the account's, or a known device's own allowance.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Counter {
+    Account(i64),
+    Device(i64),
+}
+
+/// The lockout counters, each transition one atomic statement (see [`crate::lockout`]).
+#[async_trait]
+pub trait LockoutStore: Send + Sync {
+    /// Takes an attempt slot.
+    async fn claim_attempt(&self, counter: Counter, now: UnixTime, limit: u32) -> StoreResult<Claim>;
+    /// Sets the lock if it is not set; true when this call set it.
+    async fn lock(&self, counter: Counter, until: UnixTime) -> StoreResult<bool>;
+    /// Gives back a claimed slot.
+    async fn release_attempt(&self, counter: Counter) -> StoreResult<()>;
+    /// A success: the count starts again from zero.
+    async fn reset_failures(&self, counter: Counter) -> StoreResult<()>;
+}
+
+/// A device that has signed in successfully to an account.
+#[derive(Clone, Debug)]
+pub struct DeviceRow {
+    pub id: i64,
+    pub account_id: i64,
+    pub created_at: UnixTime,
+    pub last_seen_at: UnixTime,
+    pub user_agent: Option<String>,
+    pub failed_count: u32,
+    pub locked_until: Option<UnixTime>,
+}
+
+#[async_trait]
+pub trait DeviceStore: Send + Sync {
+    async fn create_device(
+        &self,
+        account_id: i64,
+        token_hash: &[u8; 32],
+        now: UnixTime,
+        user_agent: Option<&str>,
+    ) -> StoreResult<i64>;
+    async fn device_by_token(&self, token_hash: &[u8; 32]) -> StoreResult<Option<DeviceRow>>;
+    async fn touch_device(&self, id: i64, now: UnixTime) -> StoreResult<()>;
+    async fn list_devices(&self, account_id: i64) -> StoreResult<Vec<DeviceRow>>;
+}
+
+#[async_trait]
+pub trait ThrottleStore: Send + Sync {
+    /// Claims a place in `bucket`'s window of `window_secs` holding `limit` places. `None`
+    /// when granted; `Some(window_start)` when the bucket is full.
+    async fn throttle_claim(
+        &self,
+        bucket: &str,
+        now: UnixTime,
+        window_secs: i64,
+        limit: u32,
+    ) -> StoreResult<Option<i64>>;
+    /// Gives a place back (the attempt succeeded).
+    async fn throttle_release(&self, bucket: &str) -> StoreResult<()>;
 }
 
 /// Short-lived steps of a flow (registration, a second-factor challenge, recovery), held by
@@ -206,7 +269,9 @@ pub trait AuditStore: Send + Sync {
 
 /// Everything the use cases need from storage.
 #[async_trait]
-pub trait Store: RegistryStore + AccountStore + StepStore + SessionStore + AuditStore {
+pub trait Store:
+    RegistryStore + AccountStore + LockoutStore + DeviceStore + ThrottleStore + StepStore + SessionStore + AuditStore
+ {
     /// A cheap round trip, for readiness.
     async fn ping(&self) -> StoreResult<()>;
     /// "sqlite" or "postgres".

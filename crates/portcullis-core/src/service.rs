@@ -1,6 +1,7 @@
 //! The use cases, one file each, over the ports.
 
 mod account;
+mod password_change;
 mod registration;
 mod signin;
 mod support;
@@ -16,7 +17,7 @@ use crate::ports::{Message, Notifier, Store};
 
 pub use account::{AccountHome, SessionInfo};
 pub use registration::{CardVerified, Registration};
-pub use signin::{SessionContext, SignedIn};
+pub use signin::{SessionContext, SignInRequest, SignedIn};
 pub use support::{SupportAuthority, SupportView};
 
 /// Who is asking: used for audit, throttling and the sessions list. Never trusted for

@@ -4,7 +4,6 @@
 use async_trait::async_trait;
 use portcullis_core::clock::UnixTime;
 use portcullis_core::contact::CodeChannel;
-use portcullis_core::lockout::Claim;
 use portcullis_core::ports::{
     AccountRow, AccountStore, CardSummary, CreateAccountError, NewAccount, StoreError, StoreResult,
 };
@@ -175,72 +174,6 @@ impl AccountStore for SqlStore {
             .map_err(db_err)
     }
 
-    async fn claim_attempt(
-        &self,
-        account_id: i64,
-        now: UnixTime,
-        lock_after_failures: u32,
-    ) -> StoreResult<Claim> {
-        let claimed = sqlx::query(
-            "UPDATE online_accounts SET \
-               failed_count = CASE WHEN locked_until IS NOT NULL THEN 1 ELSE failed_count + 1 END, \
-               locked_until = NULL \
-             WHERE id = $1 \
-               AND (locked_until IS NULL OR locked_until <= $2) \
-               AND (failed_count < $3 OR locked_until IS NOT NULL) \
-             RETURNING failed_count",
-        )
-        .bind(account_id)
-        .bind(now.0)
-        .bind(i64::from(lock_after_failures))
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db_err)?;
-        if let Some(row) = claimed {
-            let n: i64 = row.try_get("failed_count").map_err(db_err)?;
-            return Ok(Claim::Granted(u32::try_from(n).unwrap_or(u32::MAX)));
-        }
-        let row = sqlx::query("SELECT locked_until FROM online_accounts WHERE id = $1")
-            .bind(account_id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db_err)?;
-        let until = match row {
-            Some(r) => r
-                .try_get::<Option<i64>, _>("locked_until")
-                .map_err(db_err)?,
-            None => None,
-        };
-        Ok(match until {
-            Some(t) if t > now.0 => Claim::Locked(UnixTime(t)),
-            _ => Claim::Exhausted,
-        })
-    }
-
-    async fn lock_account(&self, account_id: i64, until: UnixTime) -> StoreResult<bool> {
-        let done = sqlx::query(
-            "UPDATE online_accounts SET locked_until = $2 WHERE id = $1 AND locked_until IS NULL",
-        )
-        .bind(account_id)
-        .bind(until.0)
-        .execute(&self.pool)
-        .await
-        .map_err(db_err)?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    async fn release_attempt(&self, account_id: i64) -> StoreResult<()> {
-        sqlx::query(
-            "UPDATE online_accounts SET failed_count = CASE WHEN failed_count > 0 \
-             THEN failed_count - 1 ELSE 0 END WHERE id = $1",
-        )
-        .bind(account_id)
-        .execute(&self.pool)
-        .await
-        .map_err(db_err)?;
-        Ok(())
-    }
-
     async fn record_sign_in(&self, account_id: i64, now: UnixTime) -> StoreResult<()> {
         sqlx::query(
             "UPDATE online_accounts SET failed_count = 0, last_sign_in_at = $2 WHERE id = $1",
@@ -273,5 +206,60 @@ impl AccountStore for SqlStore {
             .await
             .map_err(db_err)?;
         Ok(())
+    }
+
+    async fn change_password(
+        &self,
+        account_id: i64,
+        new_hash: &str,
+        now: UnixTime,
+        keep: usize,
+    ) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        // Copying the old hash is the first statement and a write, so it takes the row lock
+        // (PostgreSQL) or the write lock (SQLite) before anything is read.
+        sqlx::query(
+            "INSERT INTO password_history (account_id, password_hash, created_at) \
+             SELECT id, password_hash, $2 FROM online_accounts WHERE id = $1",
+        )
+        .bind(account_id)
+        .bind(now.0)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        let updated = sqlx::query("UPDATE online_accounts SET password_hash = $2 WHERE id = $1")
+            .bind(account_id)
+            .bind(new_hash)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        if updated.rows_affected() != 1 {
+            return Err(StoreError::Internal(format!("no account {account_id}")));
+        }
+        sqlx::query(
+            "DELETE FROM password_history WHERE account_id = $1 AND id NOT IN \
+             (SELECT id FROM password_history WHERE account_id = $1 ORDER BY id DESC LIMIT $2)",
+        )
+        .bind(account_id)
+        .bind(i64::try_from(keep).unwrap_or(i64::MAX))
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn password_history(&self, account_id: i64, limit: usize) -> StoreResult<Vec<String>> {
+        let rows = sqlx::query(
+            "SELECT password_hash FROM password_history WHERE account_id = $1 ORDER BY id DESC LIMIT $2",
+        )
+        .bind(account_id)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        rows.iter()
+            .map(|r| r.try_get::<String, _>("password_hash"))
+            .collect::<Result<_, _>>()
+            .map_err(db_err)
     }
 }

@@ -8,6 +8,9 @@
 
 mod accounts;
 mod audit;
+mod devices;
+mod lockout;
+mod throttle;
 mod error;
 mod registry;
 mod sessions;

@@ -16,8 +16,8 @@ use portcullis_core::contact::CodeChannel;
 use portcullis_core::ids::AccountType;
 use portcullis_core::lockout::Claim;
 use portcullis_core::ports::{
-    AccountStore, AuditStore, CreateAccountError, NewAccount, NewSession, RegistryStore,
-    SessionStore, StepStore, Store,
+    AccountStore, AuditStore, Counter, CreateAccountError, DeviceStore, LockoutStore, NewAccount,
+    NewSession, RegistryStore, SessionStore, StepStore, Store, ThrottleStore,
 };
 use portcullis_core::registry::{HashedRecord, RawRecord, RegistryRecord};
 use portcullis_crypto::KeyedHasher;
@@ -228,7 +228,7 @@ async fn claims_are_atomic(backend: Backend) {
     for _ in 0..40 {
         let s = s.clone();
         handles.push(tokio::spawn(async move {
-            s.claim_attempt(id, T, 6).await.unwrap()
+            s.claim_attempt(Counter::Account(id), T, 6).await.unwrap()
         }));
     }
     let mut granted = Vec::new();
@@ -239,27 +239,28 @@ async fn claims_are_atomic(backend: Backend) {
     }
     granted.sort_unstable();
     assert_eq!(granted, [1, 2, 3, 4, 5, 6]);
-    assert_eq!(s.claim_attempt(id, T, 6).await.unwrap(), Claim::Exhausted);
+    assert_eq!(s.claim_attempt(Counter::Account(id), T, 6).await.unwrap(), Claim::Exhausted);
     // The sixth failure locks; only one locker wins.
-    assert!(s.lock_account(id, T.plus_secs(100)).await.unwrap());
-    assert!(!s.lock_account(id, T.plus_secs(200)).await.unwrap());
+    assert!(s.lock(Counter::Account(id), T.plus_secs(100)).await.unwrap());
+    assert!(!s.lock(Counter::Account(id), T.plus_secs(200)).await.unwrap());
     assert_eq!(
-        s.claim_attempt(id, T.plus_secs(1), 6).await.unwrap(),
+        s.claim_attempt(Counter::Account(id), T.plus_secs(1), 6).await.unwrap(),
         Claim::Locked(T.plus_secs(100))
     );
     // When the lock runs out the count starts afresh.
     assert_eq!(
-        s.claim_attempt(id, T.plus_secs(100), 6).await.unwrap(),
+        s.claim_attempt(Counter::Account(id), T.plus_secs(100), 6).await.unwrap(),
         Claim::Granted(1)
     );
-    s.release_attempt(id).await.unwrap();
+    s.release_attempt(Counter::Account(id)).await.unwrap();
     assert_eq!(s.account_by_id(id).await.unwrap().unwrap().failed_count, 0);
-    s.claim_attempt(id, T, 6).await.unwrap();
+    s.claim_attempt(Counter::Account(id), T, 6).await.unwrap();
+    s.reset_failures(Counter::Account(id)).await.unwrap();
     s.record_sign_in(id, T).await.unwrap();
     let a = s.account_by_id(id).await.unwrap().unwrap();
     assert_eq!(a.failed_count, 0);
     assert_eq!(a.last_sign_in_at, Some(T));
-    s.lock_account(id, T.plus_secs(100)).await.unwrap();
+    s.lock(Counter::Account(id), T.plus_secs(100)).await.unwrap();
     assert!(s.unlock_account(id).await.unwrap());
     assert!(!s.unlock_account(id).await.unwrap());
 }
@@ -390,3 +391,67 @@ async fn audit_chain(backend: Backend) {
     s.ping().await.unwrap();
 }
 both!(audit_chain_conformance, audit_chain);
+
+async fn device_counters_are_separate(backend: Backend) {
+    let Some((s, _db)) = store(backend).await else { return };
+    let account_id = account(&s, "alice1", "378282246310005").await;
+    let device = s.create_device(account_id, &[5; 32], T, Some("Phone")).await.unwrap();
+    let found = s.device_by_token(&[5; 32]).await.unwrap().unwrap();
+    assert_eq!((found.id, found.account_id, found.failed_count), (device, account_id, 0));
+    // Locking the account leaves the device's own allowance untouched, and back.
+    for _ in 0..6 {
+        s.claim_attempt(Counter::Account(account_id), T, 6).await.unwrap();
+    }
+    s.lock(Counter::Account(account_id), T.plus_secs(60)).await.unwrap();
+    assert_eq!(s.claim_attempt(Counter::Device(device), T, 4).await.unwrap(), Claim::Granted(1));
+    for n in 2..=4 {
+        assert_eq!(s.claim_attempt(Counter::Device(device), T, 4).await.unwrap(), Claim::Granted(n));
+    }
+    assert!(s.lock(Counter::Device(device), T.plus_secs(30)).await.unwrap());
+    assert_eq!(s.claim_attempt(Counter::Device(device), T, 4).await.unwrap(), Claim::Locked(T.plus_secs(30)));
+    s.touch_device(device, T.plus_secs(5)).await.unwrap();
+    assert_eq!(s.list_devices(account_id).await.unwrap()[0].last_seen_at, T.plus_secs(5));
+}
+both!(device_counters_are_separate_conformance, device_counters_are_separate);
+
+async fn throttle_buckets(backend: Backend) {
+    let Some((s, _db)) = store(backend).await else { return };
+    let s = Arc::new(s);
+    let mut handles = Vec::new();
+    for _ in 0..30 {
+        let s = s.clone();
+        handles.push(tokio::spawn(async move { s.throttle_claim("signin:198.51.100.7", T, 600, 10).await.unwrap() }));
+    }
+    let mut granted = 0;
+    for h in handles {
+        if h.await.unwrap().is_none() {
+            granted += 1;
+        }
+    }
+    assert_eq!(granted, 10, "no parallel claim slips past the limit");
+    assert_eq!(s.throttle_claim("signin:198.51.100.7", T.plus_secs(10), 600, 10).await.unwrap(), Some(T.0));
+    // Another address has its own bucket.
+    assert_eq!(s.throttle_claim("signin:198.51.100.8", T, 600, 10).await.unwrap(), None);
+    // A success gives its place back.
+    s.throttle_release("signin:198.51.100.7").await.unwrap();
+    assert_eq!(s.throttle_claim("signin:198.51.100.7", T.plus_secs(10), 600, 10).await.unwrap(), None);
+    // When the window closes the bucket starts again.
+    assert_eq!(s.throttle_claim("signin:198.51.100.7", T.plus_secs(600), 600, 10).await.unwrap(), None);
+}
+both!(throttle_buckets_conformance, throttle_buckets);
+
+async fn password_history(backend: Backend) {
+    let Some((s, _db)) = store(backend).await else { return };
+    let id = account(&s, "alice1", "378282246310005").await;
+    let first = s.account_by_id(id).await.unwrap().unwrap().password_hash;
+    for i in 0..6 {
+        s.change_password(id, &format!("hash-{i}"), T, 4).await.unwrap();
+    }
+    assert_eq!(s.account_by_id(id).await.unwrap().unwrap().password_hash, "hash-5");
+    let history = s.password_history(id, 10).await.unwrap();
+    assert_eq!(history, ["hash-4", "hash-3", "hash-2", "hash-1"]);
+    assert!(!history.contains(&first));
+    s.change_password(id, "hash-6", T, 0).await.unwrap();
+    assert!(s.password_history(id, 10).await.unwrap().is_empty());
+}
+both!(password_history_conformance, password_history);

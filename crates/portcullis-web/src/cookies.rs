@@ -5,6 +5,10 @@ use axum::http::{header, HeaderMap, HeaderValue};
 
 pub const SESSION: &str = "portcullis_session";
 pub const CSRF: &str = "portcullis_csrf";
+/// The device token: lets a device that signed in before keep its own failure allowance.
+pub const DEVICE: &str = "portcullis_device";
+/// Browsers cap cookie lifetimes at 400 days.
+pub const DEVICE_MAX_AGE: i64 = 400 * 86_400;
 
 /// The cookie's name on the wire.
 pub fn name(base: &str, secure: bool) -> String {

@@ -54,7 +54,6 @@ fn options() -> anyhow::Result<Options> {
 
 fn print_pass(name: &str, report: &ImportReport) {
     let seconds = report.elapsed.as_secs_f64();
-    #[allow(clippy::cast_precision_loss)] // a rate for people to read
     let rate = report.records as f64 / seconds.max(f64::EPSILON);
     println!(
         "{name:<10} {:>9} records  {seconds:>7.2} s  {rate:>10.0} records/s",

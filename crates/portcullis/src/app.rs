@@ -94,7 +94,7 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>, demo: bool) -> anyhow
         web: Arc::new(WebConfig {
             secure_cookies: config.secure_cookies,
             demo,
-            trusted_proxies: Vec::new(),
+            trusted_proxies: config.trusted_proxies(),
         }),
         csrf: KeyedHasher::new(csrf_key),
         outbox: outbox

@@ -9,6 +9,7 @@ use portcullis_core::config::Policies;
 use portcullis_core::lockout::LockoutPolicy;
 use portcullis_core::password::{PasswordPolicy, PasswordProfile};
 use portcullis_core::session::SessionPolicy;
+use portcullis_core::throttle::ThrottlePolicy;
 use portcullis_crypto::HashParams;
 use serde::Deserialize;
 
@@ -101,6 +102,8 @@ impl Default for PasswordConfig {
 pub struct LockoutConfig {
     pub lock_after_failures: u32,
     pub lock_for_secs: i64,
+    /// A known device's own failure allowance.
+    pub device_allowance: u32,
 }
 
 impl Default for LockoutConfig {
@@ -109,6 +112,7 @@ impl Default for LockoutConfig {
         Self {
             lock_after_failures: p.lock_after_failures,
             lock_for_secs: p.lock_for_secs,
+            device_allowance: p.device_allowance,
         }
     }
 }
@@ -170,12 +174,24 @@ impl Default for RiskConfig {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
+    /// Throttling per client address (lockout stays on regardless).
     pub enabled: bool,
+    /// Failed attempts allowed from one address per window, per action.
+    pub failures_per_window: u32,
+    pub window_secs: i64,
+    /// Client addresses (reverse proxies) whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for LimitsConfig {
     fn default() -> Self {
-        Self { enabled: true }
+        let p = ThrottlePolicy::default();
+        Self {
+            enabled: p.enabled,
+            failures_per_window: p.failures_per_window,
+            window_secs: p.window_secs,
+            trusted_proxies: Vec::new(),
+        }
     }
 }
 
@@ -212,6 +228,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("password", "profile"),
     ("lockout", "lock_after_failures"),
     ("lockout", "lock_for_secs"),
+    ("lockout", "device_allowance"),
     ("session", "idle_secs"),
     ("session", "absolute_secs"),
     ("registration", "step_secs"),
@@ -219,6 +236,9 @@ pub const KEYS: &[(&str, &str)] = &[
     ("notify", "outbox_file"),
     ("risk", "new_device_step_up"),
     ("limits", "enabled"),
+    ("limits", "failures_per_window"),
+    ("limits", "window_secs"),
+    ("limits", "trusted_proxies"),
     ("database", "max_connections"),
     ("database", "acquire_timeout_secs"),
 ];
@@ -265,6 +285,17 @@ impl Config {
         if self.lockout.lock_after_failures == 0 || self.lockout.lock_after_failures > 100 {
             bail!("lockout.lock_after_failures must be 1 to 100 (NIST SP 800-63B §3.2.2)");
         }
+        if self.lockout.device_allowance == 0 || self.lockout.device_allowance > 100 {
+            bail!("lockout.device_allowance must be 1 to 100");
+        }
+        if self.limits.failures_per_window == 0 || self.limits.window_secs < 1 {
+            bail!("limits.failures_per_window and limits.window_secs must be positive");
+        }
+        for proxy in &self.limits.trusted_proxies {
+            if proxy.parse::<std::net::IpAddr>().is_err() {
+                bail!("limits.trusted_proxies: {proxy:?} is not an IP address");
+            }
+        }
         if self.lockout.lock_for_secs < 1 {
             bail!("lockout.lock_for_secs must be positive");
         }
@@ -281,6 +312,14 @@ impl Config {
             bail!("hashing.queue_per_worker must be at least 1");
         }
         Ok(())
+    }
+
+    pub fn trusted_proxies(&self) -> Vec<std::net::IpAddr> {
+        self.limits
+            .trusted_proxies
+            .iter()
+            .filter_map(|p| p.parse().ok())
+            .collect()
     }
 
     pub fn hash_params(&self) -> HashParams {
@@ -309,6 +348,12 @@ impl Config {
             lockout: LockoutPolicy {
                 lock_after_failures: self.lockout.lock_after_failures,
                 lock_for_secs: self.lockout.lock_for_secs,
+                device_allowance: self.lockout.device_allowance,
+            },
+            throttle: ThrottlePolicy {
+                enabled: self.limits.enabled,
+                failures_per_window: self.limits.failures_per_window,
+                window_secs: self.limits.window_secs,
             },
             session: SessionPolicy {
                 idle_secs: self.session.idle_secs,

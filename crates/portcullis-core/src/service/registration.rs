@@ -12,6 +12,7 @@ use crate::password::Password;
 use crate::ports::{CreateAccountError, Message, NewAccount};
 use crate::registry::credential_hashes;
 use crate::security_questions::{check_answer, question, REQUIRED_ANSWERS};
+use crate::throttle::ThrottleAction;
 use crate::{FieldError, ServiceError};
 
 const STEP_KIND: &str = "registration";
@@ -47,6 +48,8 @@ impl Portcullis {
         })?;
         let credential =
             Credential::parse(account_type, number, verification).map_err(ServiceError::Invalid)?;
+        // Failed card checks are throttled like failed sign-ins.
+        let throttle = self.throttle_claim(ThrottleAction::CardCheck, client).await?;
         let (number_hash, verification_hash) = credential_hashes(&self.keys, &credential);
         let record = self.store.find_record(&number_hash).await?;
         let record = match record {
@@ -65,6 +68,7 @@ impl Portcullis {
                 return Err(ServiceError::CardNotRecognised);
             }
         };
+        self.throttle_release(throttle).await;
         if record.account_id.is_some() {
             return Err(ServiceError::CardAlreadyRegistered);
         }

@@ -13,14 +13,17 @@ use crate::audit::{AuditEvent, AuditKind};
 use crate::clock::UnixTime;
 use crate::ids::{AccountType, UserId};
 use crate::lockout::Claim;
+use crate::throttle::{self, ThrottleAction};
 use crate::password::{Password, PASSWORD_MAX};
-use crate::ports::{AccountRow, Message, NewSession};
+use crate::ports::{AccountRow, Counter, Message, NewSession};
 use crate::session::SessionState;
 use crate::ServiceError;
 
 /// A started session: the token is shown to the client once.
 pub struct SignedIn {
     pub token: SecretString,
+    /// A new device token, when this device was not yet known to the account.
+    pub device_token: Option<SecretString>,
     pub expires_at: UnixTime,
     pub account_id: i64,
     pub user_id: String,
@@ -35,46 +38,77 @@ pub struct SessionContext {
     pub expires_at: UnixTime,
 }
 
+/// What a sign-in presents.
+pub struct SignInRequest<'a> {
+    pub user_id: &'a str,
+    pub password: &'a str,
+    pub account_type: &'a str,
+    /// The device token this browser or app was given at an earlier successful sign-in.
+    pub device_token: Option<&'a str>,
+}
+
 impl Portcullis {
     pub async fn sign_in(
         &self,
-        user_id: &str,
-        password: &str,
-        account_type: &str,
+        req: SignInRequest<'_>,
         client: &ClientInfo,
     ) -> Result<SignedIn, ServiceError> {
-        let password = Password::new(password);
+        let throttle = self.throttle_claim(ThrottleAction::SignIn, client).await?;
+        let result = self.sign_in_inner(req, client).await;
+        if result.is_ok() {
+            self.throttle_release(throttle).await;
+        }
+        result
+    }
+
+    async fn sign_in_inner(
+        &self,
+        req: SignInRequest<'_>,
+        client: &ClientInfo,
+    ) -> Result<SignedIn, ServiceError> {
+        let password = Password::new(req.password);
         // Bound the work an attacker can make us do before hashing.
         let usable = !password.is_empty() && password.char_count() <= PASSWORD_MAX * 4;
-        let account = match UserId::parse(user_id) {
+        let account = match UserId::parse(req.user_id) {
             Ok(id) => self.store.find_account(id.canonical()).await?,
             Err(_) => None,
         };
-        let account_type = AccountType::parse(account_type);
+        let account_type = AccountType::parse(req.account_type);
         let Some(account) = account.filter(|_| usable) else {
-            self.hasher
-                .verify(password.expose().as_bytes(), None)
-                .await?;
+            self.hasher.verify(password.expose().as_bytes(), None).await?;
+            self.audit(
+                AuditEvent::new(AuditKind::SignInFailed, None)
+                    .ip(client.ip.as_deref())
+                    .detail("unknown user id"),
+            )
+            .await;
             return Err(ServiceError::SignInFailed);
         };
         let now = self.clock.now();
         let policy = self.policies.lockout;
 
-        let claimed = match self
-            .store
-            .claim_attempt(account.id, now, policy.lock_after_failures)
-            .await?
-        {
+        // A device that has signed in to this account before uses its own allowance, so a
+        // stranger's failures (which lock the account) do not lock its owner out here.
+        let device = match req.device_token.filter(|t| !t.is_empty() && t.len() <= 128) {
+            Some(token) => self
+                .store
+                .device_by_token(&sha256(token.as_bytes()))
+                .await?
+                .filter(|d| d.account_id == account.id),
+            None => None,
+        };
+        let (counter, limit) = match &device {
+            Some(d) => (Counter::Device(d.id), policy.device_allowance),
+            None => (Counter::Account(account.id), policy.lock_after_failures),
+        };
+
+        let claimed = match self.store.claim_attempt(counter, now, limit).await? {
             Claim::Granted(n) => n,
             Claim::Locked(until) => {
-                return self
-                    .locked_attempt(&account, &password, until, client)
-                    .await
+                return self.locked_attempt(&account, &password, until, client).await
             }
             Claim::Exhausted => {
-                self.hasher
-                    .verify(password.expose().as_bytes(), None)
-                    .await?;
+                self.hasher.verify(password.expose().as_bytes(), None).await?;
                 self.audit(
                     AuditEvent::new(AuditKind::SignInFailed, Some(account.id))
                         .ip(client.ip.as_deref())
@@ -93,24 +127,29 @@ impl Portcullis {
             Ok(v) => v,
             Err(e) => {
                 // Not evaluated (pool full or failed): the slot goes back.
-                self.store.release_attempt(account.id).await?;
+                self.store.release_attempt(counter).await?;
                 return Err(e.into());
             }
         };
         match verification {
             Verification::Match { needs_rehash } if Some(account.account_type) == account_type => {
+                self.store.reset_failures(counter).await?;
+                if device.is_none() {
+                    // The account's own count restarts too when its owner gets in.
+                    self.store.reset_failures(Counter::Account(account.id)).await?;
+                }
                 self.store.record_sign_in(account.id, now).await?;
                 if needs_rehash {
                     if let Ok(hash) = self.hasher.hash(password.expose().as_bytes()).await {
                         self.store.set_password_hash(account.id, &hash).await?;
                     }
                 }
-                self.start_session(&account, client).await
+                self.start_session(&account, device.as_ref().map(|d| d.id), client).await
             }
             Verification::Match { .. } => {
                 // The right password with the wrong account type: not a password failure,
                 // so the slot goes back, but the answer is the same as any failure.
-                self.store.release_attempt(account.id).await?;
+                self.store.release_attempt(counter).await?;
                 self.audit(
                     AuditEvent::new(AuditKind::SignInFailed, Some(account.id))
                         .ip(client.ip.as_deref())
@@ -120,22 +159,63 @@ impl Portcullis {
                 Err(ServiceError::SignInFailed)
             }
             Verification::Mismatch => {
+                let scope = if device.is_some() { "known device" } else { "account" };
                 self.audit(
                     AuditEvent::new(AuditKind::SignInFailed, Some(account.id))
                         .ip(client.ip.as_deref())
-                        .detail(format!(
-                            "wrong password ({claimed} of {})",
-                            policy.lock_after_failures
-                        )),
+                        .detail(format!("wrong password ({claimed} of {limit}, {scope})")),
                 )
                 .await;
-                if claimed >= policy.lock_after_failures {
+                if claimed >= limit {
                     let until = now.plus_secs(policy.lock_for_secs);
-                    if self.store.lock_account(account.id, until).await? {
-                        self.on_locked(&account, until, client).await;
+                    if self.store.lock(counter, until).await? {
+                        match counter {
+                            Counter::Account(_) => self.on_locked(&account, until, client).await,
+                            Counter::Device(id) => {
+                                self.audit(
+                                    AuditEvent::new(AuditKind::AccountLocked, Some(account.id))
+                                        .ip(client.ip.as_deref())
+                                        .detail(format!("device {id} locked out until {}", until.to_rfc3339())),
+                                )
+                                .await;
+                            }
+                        }
                     }
                 }
                 Err(ServiceError::SignInFailed)
+            }
+        }
+    }
+
+    /// Claims a place in this client's bucket for `action`; the bucket to release on
+    /// success, or 429 when it is full.
+    pub(crate) async fn throttle_claim(
+        &self,
+        action: ThrottleAction,
+        client: &ClientInfo,
+    ) -> Result<Option<String>, ServiceError> {
+        let policy = self.policies.throttle;
+        let Some(ip) = client.ip.as_deref().filter(|_| policy.enabled) else {
+            return Ok(None);
+        };
+        let bucket = throttle::bucket(action, ip);
+        let now = self.clock.now();
+        match self
+            .store
+            .throttle_claim(&bucket, now, policy.window_secs, policy.failures_per_window)
+            .await?
+        {
+            None => Ok(Some(bucket)),
+            Some(window_start) => Err(ServiceError::TooManyRequests {
+                retry_after: throttle::retry_after(window_start, policy.window_secs, now.0),
+            }),
+        }
+    }
+
+    pub(crate) async fn throttle_release(&self, bucket: Option<String>) {
+        if let Some(bucket) = bucket {
+            if let Err(e) = self.store.throttle_release(&bucket).await {
+                tracing::warn!(error = %e, "throttle release failed");
             }
         }
     }
@@ -194,9 +274,24 @@ impl Portcullis {
     async fn start_session(
         &self,
         account: &AccountRow,
+        known_device: Option<i64>,
         client: &ClientInfo,
     ) -> Result<SignedIn, ServiceError> {
         let now = self.clock.now();
+        // A device seen for the first time gets its token now; a known one is refreshed.
+        let device_token = match known_device {
+            Some(id) => {
+                self.store.touch_device(id, now).await?;
+                None
+            }
+            None => {
+                let device = Token::generate();
+                self.store
+                    .create_device(account.id, &device.hash, now, client.user_agent.as_deref())
+                    .await?;
+                Some(device.secret)
+            }
+        };
         let token = Token::generate();
         self.store
             .create_session(NewSession {
@@ -211,6 +306,7 @@ impl Portcullis {
             .await;
         Ok(SignedIn {
             token: token.secret,
+            device_token,
             expires_at: self.policies.session.expires_at(now, now),
             account_id: account.id,
             user_id: account.user_id.clone(),

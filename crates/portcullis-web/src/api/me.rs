@@ -136,3 +136,34 @@ pub async fn delete_session(
         Err(ApiError::not_found())
     }
 }
+
+#[derive(serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChangePasswordIn {
+    pub current_password: String,
+    pub new_password: String,
+}
+
+/// Change the password. Every other session ends and the owner is notified.
+#[utoipa::path(post, path = "/me/password", tag = "account",
+    security(("bearer" = [])),
+    request_body = ChangePasswordIn,
+    responses(
+        (status = 204, description = "Changed"),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 503, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn change_password(
+    State(state): State<AppState>,
+    crate::client::Client(client): crate::client::Client,
+    Bearer(ctx): Bearer,
+    super::extract::ApiJson(body): super::extract::ApiJson<ChangePasswordIn>,
+) -> Result<StatusCode, ApiError> {
+    state
+        .app
+        .change_password(&ctx, &body.current_password, &body.new_password, &client)
+        .await
+        .map_err(|e| service_error(&state, e))?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -54,6 +54,7 @@ pub fn router() -> (Router<AppState>, OpenApiDoc) {
         .routes(routes!(me::me))
         .routes(routes!(me::list_sessions))
         .routes(routes!(me::delete_session))
+        .routes(routes!(me::change_password))
         .fallback(|| async { crate::error::ApiError::not_found() })
         .split_for_parts()
 }

@@ -3,6 +3,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
+use portcullis_core::service::SignInRequest;
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -22,6 +23,10 @@ pub struct SignInIn {
     /// Remembers the User ID on this device (pages only; accepted and ignored by the API).
     #[serde(default)]
     pub remember_me: bool,
+    /// The device token from an earlier successful sign-in on this device: failures from
+    /// other devices then do not lock this one out.
+    #[serde(default)]
+    pub device_token: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -30,6 +35,10 @@ pub struct SessionOut {
     pub session_token: String,
     /// When the session ends if unused (RFC 3339); activity extends it up to 12 hours.
     pub expires_at: String,
+    /// Given when this device was new to the account: keep it (secure storage) and send it
+    /// with later sign-ins.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device_token: Option<String>,
 }
 
 /// Sign in.
@@ -53,7 +62,15 @@ pub async fn create_session(
 ) -> Result<(StatusCode, Json<SessionOut>), ApiError> {
     let signed_in = state
         .app
-        .sign_in(&body.user_id, &body.password, &body.account_type, &client)
+        .sign_in(
+            SignInRequest {
+                user_id: &body.user_id,
+                password: &body.password,
+                account_type: &body.account_type,
+                device_token: body.device_token.as_deref(),
+            },
+            &client,
+        )
         .await
         .map_err(|e| service_error(&state, e))?;
     Ok((
@@ -61,6 +78,7 @@ pub async fn create_session(
         Json(SessionOut {
             session_token: signed_in.token.expose_secret().to_owned(),
             expires_at: signed_in.expires_at.to_rfc3339(),
+            device_token: signed_in.device_token.map(|t| t.expose_secret().to_owned()),
         }),
     ))
 }

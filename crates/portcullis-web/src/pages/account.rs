@@ -106,6 +106,9 @@ pub struct SecurityPage {
     pub chrome: Chrome,
     pub sessions: Vec<SessionView>,
     pub events: Vec<EventView>,
+    pub rules: Vec<portcullis_core::password::RuleDescription>,
+    pub errors: super::Errors,
+    pub notice: Option<String>,
 }
 
 pub async fn security(
@@ -113,16 +116,30 @@ pub async fn security(
     csrf: CsrfCookie,
     PageSession(ctx): PageSession,
 ) -> Response {
-    let sessions = match state.app.sessions(&ctx).await {
+    security_page(&state, &csrf, &ctx, StatusCode::OK, super::Errors::default(), None).await
+}
+
+async fn security_page(
+    state: &AppState,
+    csrf: &CsrfCookie,
+    ctx: &portcullis_core::service::SessionContext,
+    status: StatusCode,
+    errors: super::Errors,
+    notice: Option<String>,
+) -> Response {
+    let sessions = match state.app.sessions(ctx).await {
         Ok(s) => s,
-        Err(e) => return error_page(&state, &csrf, e),
+        Err(e) => return error_page(state, csrf, e),
     };
-    let events = match state.app.recent_activity(&ctx, 20).await {
+    let events = match state.app.recent_activity(ctx, 20).await {
         Ok(e) => e,
-        Err(e) => return error_page(&state, &csrf, e),
+        Err(e) => return error_page(state, csrf, e),
     };
     let page = SecurityPage {
-        chrome: chrome(&state, &csrf, true),
+        chrome: chrome(state, csrf, true),
+        rules: state.app.policies().password.describe(false),
+        errors,
+        notice,
         sessions: sessions
             .into_iter()
             .map(|s| SessionView {
@@ -146,7 +163,45 @@ pub async fn security(
             })
             .collect(),
     };
-    csrf.apply(render(StatusCode::OK, &page))
+    csrf.apply(render(status, &page))
+}
+
+#[derive(Deserialize)]
+pub struct PasswordForm {
+    #[serde(default)]
+    current_password: String,
+    #[serde(default)]
+    new_password: String,
+    #[serde(default)]
+    csrf: String,
+}
+
+pub async fn change_password(
+    State(state): State<AppState>,
+    csrf: CsrfCookie,
+    Client(client): Client,
+    headers: HeaderMap,
+    PageSession(ctx): PageSession,
+    Form(form): Form<PasswordForm>,
+) -> Response {
+    if !csrf.check(&state, &headers, &form.csrf) {
+        let errors = super::Errors(vec![portcullis_core::FieldError::new("form", super::CSRF_FAILED)]);
+        return security_page(&state, &csrf, &ctx, StatusCode::FORBIDDEN, errors, None).await;
+    }
+    match state
+        .app
+        .change_password(&ctx, &form.current_password, &form.new_password, &client)
+        .await
+    {
+        Ok(()) => {
+            let notice = Some("Your password is changed. Every other device was signed out.".to_owned());
+            security_page(&state, &csrf, &ctx, StatusCode::OK, super::Errors::default(), notice).await
+        }
+        Err(portcullis_core::ServiceError::Invalid(errors)) => {
+            security_page(&state, &csrf, &ctx, StatusCode::BAD_REQUEST, super::Errors(errors), None).await
+        }
+        Err(e) => error_page(&state, &csrf, e),
+    }
 }
 
 /// A short, readable device name from a user agent.

@@ -30,6 +30,7 @@ pub fn router() -> Router<AppState> {
         .route("/account", get(account::home))
         .route("/security", get(account::security))
         .route("/security/sessions/{id}/end", post(account::end_session))
+        .route("/security/password", post(account::change_password))
         .route("/demo/outbox", get(demo_outbox))
         .route("/static/style.css", get(stylesheet))
         .fallback(not_found)

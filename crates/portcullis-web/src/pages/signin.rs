@@ -6,6 +6,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
 use portcullis_core::ids::AccountType;
+use portcullis_core::service::SignInRequest;
 use portcullis_core::ServiceError;
 use secrecy::ExposeSecret;
 use serde::Deserialize;
@@ -112,9 +113,19 @@ pub async fn submit(
         csrf.rotate();
         return again(&csrf, StatusCode::FORBIDDEN, None, Some(CSRF_FAILED.into()));
     }
+    let device_cookie = cookies::name(cookies::DEVICE, state.web.secure_cookies);
+    let device = cookies::get(&headers, &device_cookie);
     match state
         .app
-        .sign_in(&form.user_id, &form.password, &form.account_type, &client)
+        .sign_in(
+            SignInRequest {
+                user_id: &form.user_id,
+                password: &form.password,
+                account_type: &form.account_type,
+                device_token: device.as_deref(),
+            },
+            &client,
+        )
         .await
     {
         Ok(signed_in) => {

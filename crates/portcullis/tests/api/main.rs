@@ -7,6 +7,7 @@
     clippy::indexing_slicing
 )]
 
+mod defences;
 mod overload;
 mod pages;
 mod registration;
