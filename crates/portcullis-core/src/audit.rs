@@ -20,6 +20,16 @@ pub enum AuditKind {
     PasswordChanged,
     CardVerificationFailed,
     SupportAction,
+    /// A support request refused: a revoked admin token, or one without the scope needed.
+    SupportDenied,
+    AdminTokenCreated,
+    AdminTokenRevoked,
+    RecoveryStarted,
+    RecoveryVerified,
+    RecoveryFailed,
+    RecoveryCodeFailed,
+    PasswordReset,
+    UserIdRecovered,
 }
 
 impl AuditKind {
@@ -36,6 +46,15 @@ impl AuditKind {
             Self::PasswordChanged => "password.changed",
             Self::CardVerificationFailed => "registration.card_failed",
             Self::SupportAction => "support.action",
+            Self::SupportDenied => "support.denied",
+            Self::AdminTokenCreated => "admin_token.created",
+            Self::AdminTokenRevoked => "admin_token.revoked",
+            Self::RecoveryStarted => "recovery.started",
+            Self::RecoveryVerified => "recovery.verified",
+            Self::RecoveryFailed => "recovery.failed",
+            Self::RecoveryCodeFailed => "recovery.code_failed",
+            Self::PasswordReset => "password.reset",
+            Self::UserIdRecovered => "recovery.user_id",
         }
     }
 
@@ -52,6 +71,14 @@ impl AuditKind {
             "session.ended" => "Session ended",
             "password.changed" => "Password changed",
             "support.action" => "Action by customer support",
+            "support.denied" => "Customer support request refused",
+            "admin_token.created" => "Support token created",
+            "admin_token.revoked" => "Support token revoked",
+            "recovery.verified" => "Identity checked to recover the account",
+            "recovery.failed" => "Failed attempt to recover the account",
+            "recovery.code_failed" => "Wrong security code entered",
+            "password.reset" => "Password reset with a security code",
+            "recovery.user_id" => "User ID looked up with a security code",
             _ => "Security event",
         }
     }
@@ -159,6 +186,33 @@ pub enum ChainBreak {
     Altered { seq: i64 },
     /// The entry does not follow the one before it (deleted, inserted or reordered).
     Broken { seq: i64 },
+    /// The log ends before the chain's head: this entry and any after it were deleted.
+    Truncated { seq: i64 },
+    /// The last entry is not the one the chain's head recorded: the chain was rewritten
+    /// from some point on.
+    Rewritten { seq: i64 },
+}
+
+impl ChainBreak {
+    /// The first bad entry's sequence number.
+    pub fn seq(&self) -> i64 {
+        match *self {
+            ChainBreak::Altered { seq }
+            | ChainBreak::Broken { seq }
+            | ChainBreak::Truncated { seq }
+            | ChainBreak::Rewritten { seq } => seq,
+        }
+    }
+
+    /// A stable one-word name for the problem.
+    pub fn problem(&self) -> &'static str {
+        match self {
+            ChainBreak::Altered { .. } => "altered",
+            ChainBreak::Broken { .. } => "broken",
+            ChainBreak::Truncated { .. } => "truncated",
+            ChainBreak::Rewritten { .. } => "rewritten",
+        }
+    }
 }
 
 impl std::fmt::Display for ChainBreak {
@@ -166,8 +220,28 @@ impl std::fmt::Display for ChainBreak {
         match self {
             ChainBreak::Altered { seq } => write!(f, "entry {seq}: its contents do not match its hash (edited)"),
             ChainBreak::Broken { seq } => write!(f, "entry {seq}: it does not follow the entry before it (deleted, inserted or reordered)"),
+            ChainBreak::Truncated { seq } => write!(f, "entry {seq}: missing, and so is every entry after it, up to the chain's head (deleted from the end)"),
+            ChainBreak::Rewritten { seq } => write!(f, "entry {seq}: it is not the entry the chain's head recorded (the chain was rewritten)"),
         }
     }
+}
+
+/// Checks that a verified run ended where the chain's head says it ends: `last_seq` and
+/// `last_hash` are where [`verify_run`] stopped, `head_seq` and `head_hash` what the head
+/// row holds. Catches deletions from the end, which leave a shorter chain that is intact.
+pub fn verify_head(
+    last_seq: i64,
+    last_hash: &[u8],
+    head_seq: i64,
+    head_hash: &[u8],
+) -> Result<(), ChainBreak> {
+    if last_seq < head_seq {
+        return Err(ChainBreak::Truncated { seq: last_seq + 1 });
+    }
+    if last_seq == head_seq && last_hash != head_hash {
+        return Err(ChainBreak::Rewritten { seq: last_seq });
+    }
+    Ok(())
 }
 
 /// Checks a run of entries in order, continuing from `prev` (hash) and `prev_seq`.
@@ -255,6 +329,26 @@ mod tests {
         let mut c = chain(5);
         c.remove(1);
         assert_eq!(verify(&c), Err(ChainBreak::Broken { seq: 3 }));
+    }
+
+    #[test]
+    fn a_deletion_from_the_end_is_found_by_the_head() {
+        let c = chain(5);
+        let head = c[4].hash.clone();
+        let mut prev = GENESIS_HASH.to_vec();
+        let mut seq = 0;
+        verify_run(&c[..3], &mut prev, &mut seq).unwrap();
+        assert_eq!(
+            verify_head(seq, &prev, 5, &head),
+            Err(ChainBreak::Truncated { seq: 4 })
+        );
+        assert_eq!(
+            verify_head(3, &prev, 3, &head),
+            Err(ChainBreak::Rewritten { seq: 3 })
+        );
+        assert_eq!(verify_head(5, &head, 5, &head), Ok(()));
+        assert_eq!(ChainBreak::Truncated { seq: 4 }.seq(), 4);
+        assert_eq!(ChainBreak::Altered { seq: 2 }.problem(), "altered");
     }
 
     #[test]

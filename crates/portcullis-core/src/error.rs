@@ -42,9 +42,21 @@ pub enum ServiceError {
     /// A registration, recovery or challenge step whose token is unknown or expired.
     #[error("step expired")]
     StepExpired,
+    /// Recovery details (card ID or security answers) did not match; no detail on purpose.
+    #[error("recovery details did not match")]
+    RecoveryFailed { tries_left: u32 },
+    /// A one-time code was wrong.
+    #[error("code rejected")]
+    CodeRejected { tries_left: u32 },
+    /// The code expired, was used, or ran out of tries: a new one is needed.
+    #[error("code spent")]
+    CodeSpent,
     /// No valid session.
     #[error("not signed in")]
     Unauthenticated,
+    /// Authenticated, but not allowed to do this (an admin token without the scope needed).
+    #[error("forbidden")]
+    Forbidden,
     /// Too many attempts from this client; try again after `retry_after` seconds.
     #[error("too many requests")]
     TooManyRequests { retry_after: u64 },

@@ -16,6 +16,7 @@ pub mod error;
 pub mod ids;
 pub mod lockout;
 pub mod money;
+pub mod otp;
 pub mod password;
 pub mod ports;
 pub mod registry;

@@ -119,6 +119,22 @@ impl PasswordRule {
         }
     }
 
+    /// The rule as a checklist item, before anything is typed.
+    pub fn hint(self) -> String {
+        match self {
+            Self::TooShort { min } => format!("At least {min} characters"),
+            Self::TooLong => format!("At most {PASSWORD_MAX} characters"),
+            Self::NeedsLetter => "A letter".into(),
+            Self::NeedsCapital => "A capital letter".into(),
+            Self::NeedsSymbol => "A symbol, like ! or #".into(),
+            Self::NeedsDigit => "A number".into(),
+            Self::Common => "Not a common or easily guessed password".into(),
+            Self::ContainsUserId => "Not containing your User ID".into(),
+            Self::RecentlyUsed { count } if count <= 1 => "Not your current password".into(),
+            Self::RecentlyUsed { count } => format!("Not one of your last {count} passwords"),
+        }
+    }
+
     pub fn message(self) -> String {
         match self {
             Self::TooShort { min } => format!("Use at least {min} characters."),
@@ -251,7 +267,7 @@ impl PasswordPolicy {
             .into_iter()
             .map(|r| RuleDescription {
                 code: r.code(),
-                text: r.message(),
+                text: r.hint(),
             })
             .collect()
     }

@@ -9,6 +9,7 @@ use crate::contact::CodeChannel;
 use crate::ids::AccountType;
 use crate::lockout::Claim;
 use crate::registry::HashedRecord;
+use crate::service::SupportScope;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -113,6 +114,12 @@ pub trait AccountStore: Send + Sync {
     async fn find_account(&self, user_id_canonical: &str) -> StoreResult<Option<AccountRow>>;
     async fn account_by_id(&self, id: i64) -> StoreResult<Option<AccountRow>>;
     async fn cards_for_account(&self, account_id: i64) -> StoreResult<Vec<CardSummary>>;
+    /// The keyed hashes (number, verification) of the account's linked cards.
+    async fn card_hashes(&self, account_id: i64) -> StoreResult<Vec<(Vec<u8>, Vec<u8>)>>;
+    /// The account's security answers: (question id, answer hash).
+    async fn security_answers(&self, account_id: i64) -> StoreResult<Vec<(i64, String)>>;
+    /// Accounts whose contact email is `email` (lower-cased), oldest first.
+    async fn accounts_by_email(&self, email: &str) -> StoreResult<Vec<AccountRow>>;
     /// A successful sign-in: records the time (the counter is reset through
     /// [`LockoutStore::reset_failures`]).
     async fn record_sign_in(&self, account_id: i64, now: UnixTime) -> StoreResult<()>;
@@ -143,7 +150,12 @@ pub enum Counter {
 #[async_trait]
 pub trait LockoutStore: Send + Sync {
     /// Takes an attempt slot.
-    async fn claim_attempt(&self, counter: Counter, now: UnixTime, limit: u32) -> StoreResult<Claim>;
+    async fn claim_attempt(
+        &self,
+        counter: Counter,
+        now: UnixTime,
+        limit: u32,
+    ) -> StoreResult<Claim>;
     /// Sets the lock if it is not set; true when this call set it.
     async fn lock(&self, counter: Counter, until: UnixTime) -> StoreResult<bool>;
     /// Gives back a claimed slot.
@@ -203,6 +215,55 @@ pub struct StepRow {
     pub expires_at: UnixTime,
 }
 
+/// A one-time code to store.
+#[derive(Clone, Debug)]
+pub struct NewCode {
+    pub step_hash: [u8; 32],
+    pub account_id: i64,
+    pub purpose: String,
+    pub code_hash: [u8; 32],
+    pub channel: CodeChannel,
+    pub now: UnixTime,
+    pub expires_at: UnixTime,
+}
+
+/// A code's state after an attempt was counted against it.
+#[derive(Clone, Debug)]
+pub struct CodeAttempt {
+    pub code_hash: Vec<u8>,
+    pub purpose: String,
+    pub account_id: i64,
+    pub attempts: u32,
+}
+
+#[async_trait]
+pub trait CodeStore: Send + Sync {
+    /// Stores a code (replacing an unused one for the same step).
+    async fn create_code(&self, code: NewCode) -> StoreResult<()>;
+    /// Counts one try against the step's live code atomically; `None` when there is no live
+    /// code (expired, used, or out of `max_tries`).
+    async fn try_code(
+        &self,
+        step_hash: &[u8; 32],
+        now: UnixTime,
+        max_tries: u32,
+    ) -> StoreResult<Option<CodeAttempt>>;
+    /// Marks the code used; true for the one caller that did.
+    async fn use_code(&self, step_hash: &[u8; 32], now: UnixTime) -> StoreResult<bool>;
+    /// Replaces the code with a new one if the last was sent at least `resend_after` ago and
+    /// fewer than `max_sends` were sent. Tries already made still count (NIST: a new code
+    /// does not reset the failure count). `Err`-free outcomes: see [`crate::otp::Resend`].
+    async fn resend_code(
+        &self,
+        step_hash: &[u8; 32],
+        new_hash: &[u8; 32],
+        now: UnixTime,
+        ttl_secs: i64,
+        resend_after_secs: i64,
+        max_sends: u32,
+    ) -> StoreResult<crate::otp::Resend>;
+}
+
 #[async_trait]
 pub trait StepStore: Send + Sync {
     async fn create_step(
@@ -222,6 +283,14 @@ pub trait StepStore: Send + Sync {
     ) -> StoreResult<Option<StepRow>>;
     /// Removes the step; true for the one caller that removed it.
     async fn consume_step(&self, token_hash: &[u8; 32], kind: &str) -> StoreResult<bool>;
+    /// Counts a wrong answer on the step atomically: the new count, or `None` when the step
+    /// is gone or already has `max` wrong answers.
+    async fn step_attempt(
+        &self,
+        token_hash: &[u8; 32],
+        kind: &str,
+        max: u32,
+    ) -> StoreResult<Option<u32>>;
 }
 
 #[derive(Clone, Debug)]
@@ -265,13 +334,85 @@ pub trait AuditStore: Send + Sync {
     async fn audit_entries(&self, after: i64, limit: i64) -> StoreResult<Vec<AuditEntry>>;
     /// The newest entries for one account, newest first.
     async fn account_audit(&self, account_id: i64, limit: i64) -> StoreResult<Vec<AuditEntry>>;
+    /// The chain's head: the last appended `seq` and its hash (`0` and the genesis hash
+    /// before the first append).
+    async fn audit_head(&self) -> StoreResult<(i64, Vec<u8>)>;
+}
+
+/// A new admin token: its SHA-256, never the token itself.
+#[derive(Clone, Debug)]
+pub struct NewAdminToken {
+    /// The support agent it belongs to (audited as `support:<name>`).
+    pub name: String,
+    pub token_hash: [u8; 32],
+    pub scopes: Vec<SupportScope>,
+    pub now: UnixTime,
+}
+
+/// An admin token as stored (no hash: nothing that reads these needs it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AdminTokenRow {
+    pub id: i64,
+    pub name: String,
+    pub scopes: Vec<SupportScope>,
+    pub created_at: UnixTime,
+    pub revoked_at: Option<UnixTime>,
+    pub last_used_at: Option<UnixTime>,
+}
+
+/// Which admin token to revoke.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AdminTokenRef {
+    Id(i64),
+    Name(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CreateAdminTokenError {
+    /// An active (not revoked) token already has this name.
+    #[error("an active admin token has this name")]
+    NameTaken,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Admin tokens for the support console, held by their SHA-256.
+#[async_trait]
+pub trait AdminTokenStore: Send + Sync {
+    async fn create_admin_token(&self, new: NewAdminToken) -> Result<i64, CreateAdminTokenError>;
+    /// The token with this hash, revoked or not.
+    async fn admin_token_by_hash(
+        &self,
+        token_hash: &[u8; 32],
+    ) -> StoreResult<Option<AdminTokenRow>>;
+    /// Records a use; `last_used_at` never moves backwards.
+    async fn touch_admin_token(&self, id: i64, now: UnixTime) -> StoreResult<()>;
+    /// Every token, revoked ones included, oldest first.
+    async fn list_admin_tokens(&self) -> StoreResult<Vec<AdminTokenRow>>;
+    /// Revokes the active token `which` names; the token as revoked, or `None` when no
+    /// active token matched.
+    async fn revoke_admin_token(
+        &self,
+        which: &AdminTokenRef,
+        now: UnixTime,
+    ) -> StoreResult<Option<AdminTokenRow>>;
 }
 
 /// Everything the use cases need from storage.
 #[async_trait]
 pub trait Store:
-    RegistryStore + AccountStore + LockoutStore + DeviceStore + ThrottleStore + StepStore + SessionStore + AuditStore
- {
+    RegistryStore
+    + AccountStore
+    + CodeStore
+    + LockoutStore
+    + DeviceStore
+    + ThrottleStore
+    + StepStore
+    + SessionStore
+    + AuditStore
+    + OutboxStore
+    + AdminTokenStore
+{
     /// A cheap round trip, for readiness.
     async fn ping(&self) -> StoreResult<()>;
     /// "sqlite" or "postgres".
@@ -285,6 +426,8 @@ pub struct Message {
     pub to: String,
     pub subject: String,
     pub body: String,
+    /// The body carries a one-time code: blanked once delivered.
+    pub sensitive: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -294,4 +437,128 @@ pub struct NotifyError(pub String);
 #[async_trait]
 pub trait Notifier: Send + Sync {
     async fn send(&self, message: Message) -> Result<(), NotifyError>;
+    /// Messages were queued in the outbox by a store transaction (not through `send`):
+    /// a durable notifier wakes its delivery worker. Nothing to do for the others.
+    fn wake(&self) {}
+}
+
+// ---------------------------------------------------------------------------------------
+// The durable outbox: messages committed with the state change that caused them, then
+// delivered by a worker that claims rows under a lease (see `portcullis_notify::worker`).
+
+/// A message as queued for delivery: a text message may name an email address to fall back
+/// to when the SMS cost controls refuse it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outgoing {
+    pub message: Message,
+    pub fallback_email: Option<String>,
+}
+
+impl From<Message> for Outgoing {
+    fn from(message: Message) -> Self {
+        Self {
+            message,
+            fallback_email: None,
+        }
+    }
+}
+
+/// Where an outbox row is in its life: `pending` until the worker sends it (`sent`) or gives
+/// up (`failed`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutboxState {
+    Pending,
+    Sent,
+    Failed,
+}
+
+impl OutboxState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Sent => "sent",
+            Self::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "pending" => Some(Self::Pending),
+            "sent" => Some(Self::Sent),
+            "failed" => Some(Self::Failed),
+            _ => None,
+        }
+    }
+}
+
+/// A row a node has claimed: it alone may send it until `claimed_until`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutboxRow {
+    pub id: i64,
+    pub channel: CodeChannel,
+    pub recipient: String,
+    pub subject: String,
+    pub body: String,
+    pub fallback_email: Option<String>,
+    pub sensitive: bool,
+    /// Attempts so far, this one included (a claim counts as an attempt).
+    pub attempts: u32,
+    pub created_at: UnixTime,
+    pub claimed_until: UnixTime,
+    pub last_error: Option<String>,
+}
+
+/// The outbox at a glance, for `/metrics`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OutboxStats {
+    pub pending: i64,
+    /// Age of the oldest pending message; 0 when none is pending.
+    pub oldest_pending_age_secs: i64,
+}
+
+/// One daily SMS counter to claim a place in: `key` names it (a number, a country prefix,
+/// or the whole service), `limit` is the day's allowance.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QuotaClaim {
+    pub key: String,
+    pub limit: u32,
+}
+
+#[async_trait]
+pub trait OutboxStore: Send + Sync {
+    /// Queues messages, all in one transaction.
+    async fn enqueue(&self, messages: &[Outgoing], now: UnixTime) -> StoreResult<Vec<i64>>;
+    /// Claims up to `limit` pending rows due at `now` whose lease (if any) has run out,
+    /// leasing them to `node` until `now + lease_secs` and counting an attempt. Two nodes
+    /// never get the same row while a lease is live.
+    async fn claim(
+        &self,
+        node: &str,
+        now: UnixTime,
+        lease_secs: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<OutboxRow>>;
+    /// Marks the row sent (blanking a sensitive body), if `node` still holds it. False when
+    /// the row is no longer this node's.
+    async fn mark_sent(&self, id: i64, node: &str, now: UnixTime) -> StoreResult<bool>;
+    /// Gives the row back for another attempt at `next_attempt_at`.
+    async fn mark_retry(
+        &self,
+        id: i64,
+        node: &str,
+        error: &str,
+        next_attempt_at: UnixTime,
+    ) -> StoreResult<bool>;
+    /// Gives up on the row (blanking a sensitive body).
+    async fn mark_failed(&self, id: i64, node: &str, error: &str) -> StoreResult<bool>;
+    /// Turns a text message the cost controls refused into an email to its fallback address.
+    async fn fall_back_to_email(&self, id: i64, node: &str, reason: &str) -> StoreResult<bool>;
+    /// Releases every lease `node` holds without counting the attempt (graceful shutdown).
+    async fn release_claims(&self, node: &str) -> StoreResult<u64>;
+    async fn outbox_stats(&self, now: UnixTime) -> StoreResult<OutboxStats>;
+    /// Takes one place in each counter for `day` (days since the epoch, UTC), all or
+    /// nothing: `None` when granted, `Some(i)` naming the first counter that is full.
+    async fn claim_sms_quota(&self, claims: &[QuotaClaim], day: i64) -> StoreResult<Option<usize>>;
+    /// Gives back places taken by [`Self::claim_sms_quota`] (the message was not sent).
+    async fn release_sms_quota(&self, keys: &[String], day: i64) -> StoreResult<()>;
 }

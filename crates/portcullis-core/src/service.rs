@@ -2,6 +2,7 @@
 
 mod account;
 mod password_change;
+mod recovery;
 mod registration;
 mod signin;
 mod support;
@@ -16,9 +17,12 @@ use crate::config::Policies;
 use crate::ports::{Message, Notifier, Store};
 
 pub use account::{AccountHome, SessionInfo};
+pub use recovery::{CodeAccepted, CodeSent, Proof, RecoveryStart};
 pub use registration::{CardVerified, Registration};
 pub use signin::{SessionContext, SignInRequest, SignedIn};
-pub use support::{SupportAuthority, SupportView};
+pub use support::{
+    AuditCheck, IssuedAdminToken, SupportAuthority, SupportScope, SupportView, UnlockOutcome,
+};
 
 /// Who is asking: used for audit, throttling and the sessions list. Never trusted for
 /// authorisation.

@@ -52,7 +52,9 @@ pub fn bucket(action: ThrottleAction, client_ip: &str) -> String {
 
 /// Seconds until a window that opened at `window_start` closes.
 pub fn retry_after(window_start: i64, window_secs: i64, now: i64) -> u64 {
-    u64::try_from(window_start.saturating_add(window_secs).saturating_sub(now)).unwrap_or(0).max(1)
+    u64::try_from(window_start.saturating_add(window_secs).saturating_sub(now))
+        .unwrap_or(0)
+        .max(1)
 }
 
 #[cfg(test)]
@@ -61,8 +63,14 @@ mod tests {
 
     #[test]
     fn buckets_are_per_action_and_address() {
-        assert_eq!(bucket(ThrottleAction::SignIn, "203.0.113.9"), "signin:203.0.113.9");
-        assert_ne!(bucket(ThrottleAction::SignIn, "a"), bucket(ThrottleAction::CardCheck, "a"));
+        assert_eq!(
+            bucket(ThrottleAction::SignIn, "203.0.113.9"),
+            "signin:203.0.113.9"
+        );
+        assert_ne!(
+            bucket(ThrottleAction::SignIn, "a"),
+            bucket(ThrottleAction::CardCheck, "a")
+        );
     }
 
     #[test]

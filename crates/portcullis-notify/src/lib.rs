@@ -1,15 +1,81 @@
-//! Notifications: where messages to people go. This crate holds the outbox file (demo mode
-//! and tests: one JSON line per message, as the contract fixes) and the notifier that
-//! writes to it.
+//! Notifications: where messages to people go, durably.
+//!
+//! The core's [`Notifier`] is implemented by [`OutboxNotifier`], which only queues the
+//! message in the outbox table; the [`DeliveryWorker`] then claims due rows under a lease and
+//! sends them through a [`Transport`]: [`SmtpMailer`] for email, [`SmsGateway`] for text
+//! messages (behind the SMS cost controls), or the [`OutboxFile`] of the contract (demo mode
+//! and tests: one JSON line per message) for both.
+
+pub mod sms;
+pub mod smtp;
+pub mod stats;
+pub mod transport;
+pub mod worker;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use portcullis_core::clock::Clock;
-use portcullis_core::ports::{Message, Notifier, NotifyError};
+use portcullis_core::clock::{Clock, UnixTime};
+use portcullis_core::ports::{Message, Notifier, NotifyError, OutboxStore, Outgoing};
 use tokio::io::AsyncWriteExt;
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, Notify};
+
+pub use sms::{SmsFormat, SmsGateway, SmsGatewaySettings, SmsPolicy};
+pub use smtp::{SmtpMailer, SmtpMode, SmtpServer, SmtpSettings};
+pub use stats::{SmsBlock, Stats, StatsSnapshot};
+pub use transport::{Outbound, SendError, Transport, Transports};
+pub use worker::{DeliveryConfig, DeliveryHandle, DeliveryWorker};
+
+/// Queues every message in the outbox table (committed before `send` returns) and wakes this
+/// node's delivery worker.
+pub struct OutboxNotifier {
+    store: Arc<dyn OutboxStore>,
+    clock: Arc<dyn Clock>,
+    wake: Arc<Notify>,
+    stats: Stats,
+}
+
+impl OutboxNotifier {
+    /// A notifier on its own (no worker on this node to wake).
+    pub fn new(store: Arc<dyn OutboxStore>, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            store,
+            clock,
+            wake: Arc::new(Notify::new()),
+            stats: Stats::default(),
+        }
+    }
+
+    pub(crate) fn with_worker(mut self, wake: Arc<Notify>, stats: Stats) -> Self {
+        self.wake = wake;
+        self.stats = stats;
+        self
+    }
+
+    /// Queues messages that may name an email fallback for text messages.
+    pub async fn send_all(&self, messages: &[Outgoing]) -> Result<Vec<i64>, NotifyError> {
+        let ids = self
+            .store
+            .enqueue(messages, self.clock.now())
+            .await
+            .map_err(|e| NotifyError(format!("queueing in the outbox: {e}")))?;
+        self.stats.enqueued(ids.len());
+        self.wake.notify_one();
+        Ok(ids)
+    }
+}
+
+#[async_trait]
+impl Notifier for OutboxNotifier {
+    async fn send(&self, message: Message) -> Result<(), NotifyError> {
+        self.send_all(&[Outgoing::from(message)]).await.map(|_| ())
+    }
+
+    fn wake(&self) {
+        self.wake.notify_one();
+    }
+}
 
 /// Appends every message as one JSON line `{"channel","to","subject","body","created_at"}`.
 pub struct OutboxFile {
@@ -42,17 +108,21 @@ impl OutboxFile {
             Err(e) => Err(NotifyError(e.to_string())),
         }
     }
-}
 
-#[async_trait]
-impl Notifier for OutboxFile {
-    async fn send(&self, message: Message) -> Result<(), NotifyError> {
+    async fn append(
+        &self,
+        channel: &str,
+        to: &str,
+        subject: &str,
+        body: &str,
+        created_at: UnixTime,
+    ) -> Result<(), NotifyError> {
         let line = serde_json::json!({
-            "channel": message.channel.as_str(),
-            "to": message.to,
-            "subject": message.subject,
-            "body": message.body,
-            "created_at": self.clock.now().to_rfc3339(),
+            "channel": channel,
+            "to": to,
+            "subject": subject,
+            "body": body,
+            "created_at": created_at.to_rfc3339(),
         });
         let mut bytes = serde_json::to_vec(&line).map_err(|e| NotifyError(e.to_string()))?;
         bytes.push(b'\n');
@@ -70,11 +140,48 @@ impl Notifier for OutboxFile {
             .open(&self.path)
             .await
             .map_err(|e| NotifyError(format!("outbox {}: {e}", self.path.display())))?;
+        // One write of the whole line: a reader never sees half of one.
         file.write_all(&bytes)
             .await
             .map_err(|e| NotifyError(e.to_string()))?;
         file.flush().await.map_err(|e| NotifyError(e.to_string()))?;
         Ok(())
+    }
+}
+
+/// Writing straight to the file (no outbox table): kept for tools and tests.
+#[async_trait]
+impl Notifier for OutboxFile {
+    async fn send(&self, message: Message) -> Result<(), NotifyError> {
+        self.append(
+            message.channel.as_str(),
+            &message.to,
+            &message.subject,
+            &message.body,
+            self.clock.now(),
+        )
+        .await
+    }
+}
+
+/// The file as the delivery worker's transport for both channels; `created_at` is when the
+/// message was queued.
+#[async_trait]
+impl Transport for OutboxFile {
+    async fn send(&self, message: &Outbound) -> Result<(), SendError> {
+        self.append(
+            message.channel.as_str(),
+            &message.to,
+            &message.subject,
+            &message.body,
+            message.created_at,
+        )
+        .await
+        .map_err(|e| SendError::Retry(e.0))
+    }
+
+    fn name(&self) -> &'static str {
+        "outbox-file"
     }
 }
 
@@ -107,13 +214,15 @@ mod tests {
             dir.path().join("o/outbox.jsonl"),
             Arc::new(FakeClock::new(0)),
         );
+        let notifier: &dyn Notifier = &outbox;
         for i in 0..3 {
-            outbox
+            notifier
                 .send(Message {
                     channel: CodeChannel::Email,
                     to: "ann@example.com".into(),
                     subject: format!("s{i}"),
                     body: "b".into(),
+                    sensitive: false,
                 })
                 .await
                 .unwrap();
@@ -123,5 +232,26 @@ mod tests {
         assert_eq!(all[2]["subject"], "s2");
         assert_eq!(all[0]["channel"], "email");
         assert_eq!(all[0]["created_at"], "1970-01-01T00:00:00Z");
+    }
+
+    #[tokio::test]
+    async fn as_a_transport_it_keeps_the_queue_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = OutboxFile::new(dir.path().join("outbox.jsonl"), Arc::new(FakeClock::new(0)));
+        let t: &dyn Transport = &outbox;
+        t.send(&Outbound {
+            id: 1,
+            channel: CodeChannel::Sms,
+            to: "+15555550100".into(),
+            subject: "s".into(),
+            body: "b".into(),
+            created_at: UnixTime(60),
+            now: UnixTime(120),
+        })
+        .await
+        .unwrap();
+        let all = outbox.read_all().await.unwrap();
+        assert_eq!(all[0]["channel"], "sms");
+        assert_eq!(all[0]["created_at"], "1970-01-01T00:01:00Z");
     }
 }

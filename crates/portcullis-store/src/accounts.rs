@@ -262,4 +262,43 @@ impl AccountStore for SqlStore {
             .collect::<Result<_, _>>()
             .map_err(db_err)
     }
+
+    async fn card_hashes(&self, account_id: i64) -> StoreResult<Vec<(Vec<u8>, Vec<u8>)>> {
+        let rows = sqlx::query(
+            "SELECT r.number_hash, r.verification_hash FROM account_cards c \
+             JOIN registry_records r ON r.id = c.registry_record_id WHERE c.account_id = $1",
+        )
+        .bind(account_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("number_hash")?, r.try_get("verification_hash")?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(db_err)
+    }
+
+    async fn security_answers(&self, account_id: i64) -> StoreResult<Vec<(i64, String)>> {
+        let rows = sqlx::query(
+            "SELECT question_id, answer_hash FROM security_answers WHERE account_id = $1 ORDER BY question_id",
+        )
+        .bind(account_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("question_id")?, r.try_get("answer_hash")?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(db_err)
+    }
+
+    async fn accounts_by_email(&self, email: &str) -> StoreResult<Vec<AccountRow>> {
+        let sql = format!("{SELECT_ACCOUNT} WHERE email = $1 ORDER BY id");
+        let rows = sqlx::query(&sql)
+            .bind(email)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?;
+        rows.iter().map(account_row).collect()
+    }
 }

@@ -87,6 +87,17 @@ impl AuditStore for SqlStore {
             .map_err(db_err)
     }
 
+    async fn audit_head(&self) -> StoreResult<(i64, Vec<u8>)> {
+        let head = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok((
+            head.try_get("seq").map_err(db_err)?,
+            head.try_get("hash").map_err(db_err)?,
+        ))
+    }
+
     async fn account_audit(&self, account_id: i64, limit: i64) -> StoreResult<Vec<AuditEntry>> {
         let sql = format!("{SELECT_ENTRY} WHERE account_id = $1 ORDER BY seq DESC LIMIT $2");
         let rows = sqlx::query(&sql)

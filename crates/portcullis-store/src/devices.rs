@@ -67,11 +67,16 @@ impl DeviceStore for SqlStore {
     }
 
     async fn list_devices(&self, account_id: i64) -> StoreResult<Vec<DeviceRow>> {
-        let rows = sqlx::query(&format!("{SELECT_DEVICE} WHERE account_id = $1 ORDER BY last_seen_at DESC"))
-            .bind(account_id)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db_err)?;
-        rows.iter().map(device_row).collect::<Result<_, _>>().map_err(db_err)
+        let rows = sqlx::query(&format!(
+            "{SELECT_DEVICE} WHERE account_id = $1 ORDER BY last_seen_at DESC"
+        ))
+        .bind(account_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        rows.iter()
+            .map(device_row)
+            .collect::<Result<_, _>>()
+            .map_err(db_err)
     }
 }

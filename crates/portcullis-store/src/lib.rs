@@ -7,14 +7,17 @@
 //! stay inside this crate. The conformance suite in `tests/` runs against both databases.
 
 mod accounts;
+mod admin;
 mod audit;
+mod codes;
 mod devices;
-mod lockout;
-mod throttle;
 mod error;
+mod lockout;
+mod outbox;
 mod registry;
 mod sessions;
 mod steps;
+mod throttle;
 
 use std::path::Path;
 use std::str::FromStr;

@@ -18,7 +18,12 @@ fn target(counter: Counter) -> (&'static str, i64) {
 
 #[async_trait]
 impl LockoutStore for SqlStore {
-    async fn claim_attempt(&self, counter: Counter, now: UnixTime, limit: u32) -> StoreResult<Claim> {
+    async fn claim_attempt(
+        &self,
+        counter: Counter,
+        now: UnixTime,
+        limit: u32,
+    ) -> StoreResult<Claim> {
         let (table, id) = target(counter);
         // An expired lock starts a fresh count; otherwise a slot is taken only below the limit.
         let sql = format!(
@@ -47,7 +52,9 @@ impl LockoutStore for SqlStore {
             .await
             .map_err(db_err)?;
         let until = match row {
-            Some(r) => r.try_get::<Option<i64>, _>("locked_until").map_err(db_err)?,
+            Some(r) => r
+                .try_get::<Option<i64>, _>("locked_until")
+                .map_err(db_err)?,
             None => None,
         };
         Ok(match until {
@@ -84,11 +91,13 @@ impl LockoutStore for SqlStore {
 
     async fn reset_failures(&self, counter: Counter) -> StoreResult<()> {
         let (table, id) = target(counter);
-        sqlx::query(&format!("UPDATE {table} SET failed_count = 0 WHERE id = $1 AND failed_count <> 0"))
-            .bind(id)
-            .execute(&self.pool)
-            .await
-            .map_err(db_err)?;
+        sqlx::query(&format!(
+            "UPDATE {table} SET failed_count = 0 WHERE id = $1 AND failed_count <> 0"
+        ))
+        .bind(id)
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
         Ok(())
     }
 }

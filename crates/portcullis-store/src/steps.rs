@@ -69,4 +69,29 @@ impl StepStore for SqlStore {
             .map_err(db_err)?;
         Ok(done.rows_affected() == 1)
     }
+
+    async fn step_attempt(
+        &self,
+        token_hash: &[u8; 32],
+        kind: &str,
+        max: u32,
+    ) -> StoreResult<Option<u32>> {
+        let row = sqlx::query(
+            "UPDATE steps SET attempts = attempts + 1 WHERE token_hash = $1 AND kind = $2 AND attempts < $3 \
+             RETURNING attempts",
+        )
+        .bind(token_hash.to_vec())
+        .bind(kind)
+        .bind(i64::from(max))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?;
+        match row {
+            Some(r) => {
+                let n: i64 = r.try_get("attempts").map_err(db_err)?;
+                Ok(Some(u32::try_from(n).unwrap_or(u32::MAX)))
+            }
+            None => Ok(None),
+        }
+    }
 }

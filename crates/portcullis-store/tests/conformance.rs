@@ -239,17 +239,30 @@ async fn claims_are_atomic(backend: Backend) {
     }
     granted.sort_unstable();
     assert_eq!(granted, [1, 2, 3, 4, 5, 6]);
-    assert_eq!(s.claim_attempt(Counter::Account(id), T, 6).await.unwrap(), Claim::Exhausted);
-    // The sixth failure locks; only one locker wins.
-    assert!(s.lock(Counter::Account(id), T.plus_secs(100)).await.unwrap());
-    assert!(!s.lock(Counter::Account(id), T.plus_secs(200)).await.unwrap());
     assert_eq!(
-        s.claim_attempt(Counter::Account(id), T.plus_secs(1), 6).await.unwrap(),
+        s.claim_attempt(Counter::Account(id), T, 6).await.unwrap(),
+        Claim::Exhausted
+    );
+    // The sixth failure locks; only one locker wins.
+    assert!(s
+        .lock(Counter::Account(id), T.plus_secs(100))
+        .await
+        .unwrap());
+    assert!(!s
+        .lock(Counter::Account(id), T.plus_secs(200))
+        .await
+        .unwrap());
+    assert_eq!(
+        s.claim_attempt(Counter::Account(id), T.plus_secs(1), 6)
+            .await
+            .unwrap(),
         Claim::Locked(T.plus_secs(100))
     );
     // When the lock runs out the count starts afresh.
     assert_eq!(
-        s.claim_attempt(Counter::Account(id), T.plus_secs(100), 6).await.unwrap(),
+        s.claim_attempt(Counter::Account(id), T.plus_secs(100), 6)
+            .await
+            .unwrap(),
         Claim::Granted(1)
     );
     s.release_attempt(Counter::Account(id)).await.unwrap();
@@ -260,7 +273,9 @@ async fn claims_are_atomic(backend: Backend) {
     let a = s.account_by_id(id).await.unwrap().unwrap();
     assert_eq!(a.failed_count, 0);
     assert_eq!(a.last_sign_in_at, Some(T));
-    s.lock(Counter::Account(id), T.plus_secs(100)).await.unwrap();
+    s.lock(Counter::Account(id), T.plus_secs(100))
+        .await
+        .unwrap();
     assert!(s.unlock_account(id).await.unwrap());
     assert!(!s.unlock_account(id).await.unwrap());
 }
@@ -393,34 +408,76 @@ async fn audit_chain(backend: Backend) {
 both!(audit_chain_conformance, audit_chain);
 
 async fn device_counters_are_separate(backend: Backend) {
-    let Some((s, _db)) = store(backend).await else { return };
+    let Some((s, _db)) = store(backend).await else {
+        return;
+    };
     let account_id = account(&s, "alice1", "378282246310005").await;
-    let device = s.create_device(account_id, &[5; 32], T, Some("Phone")).await.unwrap();
+    let device = s
+        .create_device(account_id, &[5; 32], T, Some("Phone"))
+        .await
+        .unwrap();
     let found = s.device_by_token(&[5; 32]).await.unwrap().unwrap();
-    assert_eq!((found.id, found.account_id, found.failed_count), (device, account_id, 0));
+    assert_eq!(
+        (found.id, found.account_id, found.failed_count),
+        (device, account_id, 0)
+    );
     // Locking the account leaves the device's own allowance untouched, and back.
     for _ in 0..6 {
-        s.claim_attempt(Counter::Account(account_id), T, 6).await.unwrap();
+        s.claim_attempt(Counter::Account(account_id), T, 6)
+            .await
+            .unwrap();
     }
-    s.lock(Counter::Account(account_id), T.plus_secs(60)).await.unwrap();
-    assert_eq!(s.claim_attempt(Counter::Device(device), T, 4).await.unwrap(), Claim::Granted(1));
+    s.lock(Counter::Account(account_id), T.plus_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.claim_attempt(Counter::Device(device), T, 4)
+            .await
+            .unwrap(),
+        Claim::Granted(1)
+    );
     for n in 2..=4 {
-        assert_eq!(s.claim_attempt(Counter::Device(device), T, 4).await.unwrap(), Claim::Granted(n));
+        assert_eq!(
+            s.claim_attempt(Counter::Device(device), T, 4)
+                .await
+                .unwrap(),
+            Claim::Granted(n)
+        );
     }
-    assert!(s.lock(Counter::Device(device), T.plus_secs(30)).await.unwrap());
-    assert_eq!(s.claim_attempt(Counter::Device(device), T, 4).await.unwrap(), Claim::Locked(T.plus_secs(30)));
+    assert!(s
+        .lock(Counter::Device(device), T.plus_secs(30))
+        .await
+        .unwrap());
+    assert_eq!(
+        s.claim_attempt(Counter::Device(device), T, 4)
+            .await
+            .unwrap(),
+        Claim::Locked(T.plus_secs(30))
+    );
     s.touch_device(device, T.plus_secs(5)).await.unwrap();
-    assert_eq!(s.list_devices(account_id).await.unwrap()[0].last_seen_at, T.plus_secs(5));
+    assert_eq!(
+        s.list_devices(account_id).await.unwrap()[0].last_seen_at,
+        T.plus_secs(5)
+    );
 }
-both!(device_counters_are_separate_conformance, device_counters_are_separate);
+both!(
+    device_counters_are_separate_conformance,
+    device_counters_are_separate
+);
 
 async fn throttle_buckets(backend: Backend) {
-    let Some((s, _db)) = store(backend).await else { return };
+    let Some((s, _db)) = store(backend).await else {
+        return;
+    };
     let s = Arc::new(s);
     let mut handles = Vec::new();
     for _ in 0..30 {
         let s = s.clone();
-        handles.push(tokio::spawn(async move { s.throttle_claim("signin:198.51.100.7", T, 600, 10).await.unwrap() }));
+        handles.push(tokio::spawn(async move {
+            s.throttle_claim("signin:198.51.100.7", T, 600, 10)
+                .await
+                .unwrap()
+        }));
     }
     let mut granted = 0;
     for h in handles {
@@ -429,25 +486,52 @@ async fn throttle_buckets(backend: Backend) {
         }
     }
     assert_eq!(granted, 10, "no parallel claim slips past the limit");
-    assert_eq!(s.throttle_claim("signin:198.51.100.7", T.plus_secs(10), 600, 10).await.unwrap(), Some(T.0));
+    assert_eq!(
+        s.throttle_claim("signin:198.51.100.7", T.plus_secs(10), 600, 10)
+            .await
+            .unwrap(),
+        Some(T.0)
+    );
     // Another address has its own bucket.
-    assert_eq!(s.throttle_claim("signin:198.51.100.8", T, 600, 10).await.unwrap(), None);
+    assert_eq!(
+        s.throttle_claim("signin:198.51.100.8", T, 600, 10)
+            .await
+            .unwrap(),
+        None
+    );
     // A success gives its place back.
     s.throttle_release("signin:198.51.100.7").await.unwrap();
-    assert_eq!(s.throttle_claim("signin:198.51.100.7", T.plus_secs(10), 600, 10).await.unwrap(), None);
+    assert_eq!(
+        s.throttle_claim("signin:198.51.100.7", T.plus_secs(10), 600, 10)
+            .await
+            .unwrap(),
+        None
+    );
     // When the window closes the bucket starts again.
-    assert_eq!(s.throttle_claim("signin:198.51.100.7", T.plus_secs(600), 600, 10).await.unwrap(), None);
+    assert_eq!(
+        s.throttle_claim("signin:198.51.100.7", T.plus_secs(600), 600, 10)
+            .await
+            .unwrap(),
+        None
+    );
 }
 both!(throttle_buckets_conformance, throttle_buckets);
 
 async fn password_history(backend: Backend) {
-    let Some((s, _db)) = store(backend).await else { return };
+    let Some((s, _db)) = store(backend).await else {
+        return;
+    };
     let id = account(&s, "alice1", "378282246310005").await;
     let first = s.account_by_id(id).await.unwrap().unwrap().password_hash;
     for i in 0..6 {
-        s.change_password(id, &format!("hash-{i}"), T, 4).await.unwrap();
+        s.change_password(id, &format!("hash-{i}"), T, 4)
+            .await
+            .unwrap();
     }
-    assert_eq!(s.account_by_id(id).await.unwrap().unwrap().password_hash, "hash-5");
+    assert_eq!(
+        s.account_by_id(id).await.unwrap().unwrap().password_hash,
+        "hash-5"
+    );
     let history = s.password_history(id, 10).await.unwrap();
     assert_eq!(history, ["hash-4", "hash-3", "hash-2", "hash-1"]);
     assert!(!history.contains(&first));
@@ -455,3 +539,140 @@ async fn password_history(backend: Backend) {
     assert!(s.password_history(id, 10).await.unwrap().is_empty());
 }
 both!(password_history_conformance, password_history);
+
+async fn admin_tokens(backend: Backend) {
+    use portcullis_core::ports::{
+        AdminTokenRef, AdminTokenRow, AdminTokenStore, CreateAdminTokenError, NewAdminToken,
+    };
+    use portcullis_core::service::SupportScope::{AccountsRead, AccountsUnlock, AuditRead};
+
+    let Some((s, _db)) = store(backend).await else {
+        return;
+    };
+    let s = Arc::new(s);
+    let new =
+        |name: &str, hash: u8, scopes: Vec<portcullis_core::service::SupportScope>| NewAdminToken {
+            name: name.into(),
+            token_hash: [hash; 32],
+            scopes,
+            now: T,
+        };
+    let alice = s
+        .create_admin_token(new("alice", 1, vec![AccountsRead, AuditRead]))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.admin_token_by_hash(&[1; 32]).await.unwrap(),
+        Some(AdminTokenRow {
+            id: alice,
+            name: "alice".into(),
+            scopes: vec![AccountsRead, AuditRead],
+            created_at: T,
+            revoked_at: None,
+            last_used_at: None,
+        })
+    );
+    assert!(s.admin_token_by_hash(&[2; 32]).await.unwrap().is_none());
+    // One active token per name, even when creations race.
+    assert!(matches!(
+        s.create_admin_token(new("alice", 2, vec![AccountsUnlock]))
+            .await,
+        Err(CreateAdminTokenError::NameTaken)
+    ));
+    let mut handles = Vec::new();
+    for i in 0..10u8 {
+        let s = s.clone();
+        let token = new("bob", 100 + i, vec![AccountsUnlock]);
+        handles.push(tokio::spawn(
+            async move { s.create_admin_token(token).await },
+        ));
+    }
+    let mut created = 0;
+    for h in handles {
+        match h.await.unwrap() {
+            Ok(_) => created += 1,
+            Err(CreateAdminTokenError::NameTaken) => {}
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+    }
+    assert_eq!(created, 1);
+    // Uses are recorded; the time never goes backwards.
+    s.touch_admin_token(alice, T.plus_secs(50)).await.unwrap();
+    s.touch_admin_token(alice, T.plus_secs(10)).await.unwrap();
+    let row = s.admin_token_by_hash(&[1; 32]).await.unwrap().unwrap();
+    assert_eq!(row.last_used_at, Some(T.plus_secs(50)));
+    // Revoking by name: the token stays findable, marked revoked, and the name is free.
+    let revoked = s
+        .revoke_admin_token(&AdminTokenRef::Name("alice".into()), T.plus_secs(60))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(revoked.id, alice);
+    assert_eq!(revoked.revoked_at, Some(T.plus_secs(60)));
+    assert_eq!(
+        s.admin_token_by_hash(&[1; 32])
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at,
+        Some(T.plus_secs(60))
+    );
+    assert!(s
+        .revoke_admin_token(&AdminTokenRef::Name("alice".into()), T.plus_secs(61))
+        .await
+        .unwrap()
+        .is_none());
+    let alice2 = s
+        .create_admin_token(new("alice", 3, vec![AccountsUnlock]))
+        .await
+        .unwrap();
+    // Revoking by id.
+    assert_eq!(
+        s.revoke_admin_token(&AdminTokenRef::Id(alice2), T.plus_secs(70))
+            .await
+            .unwrap()
+            .map(|r| r.name),
+        Some("alice".into())
+    );
+    assert!(s
+        .revoke_admin_token(&AdminTokenRef::Id(alice2), T.plus_secs(71))
+        .await
+        .unwrap()
+        .is_none());
+    assert!(s
+        .revoke_admin_token(&AdminTokenRef::Id(9_999), T)
+        .await
+        .unwrap()
+        .is_none());
+    // The list holds every token, oldest first, revoked ones too.
+    let list = s.list_admin_tokens().await.unwrap();
+    assert_eq!(
+        list.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(),
+        ["alice", "bob", "alice"]
+    );
+    assert_eq!(
+        list.iter().filter(|t| t.revoked_at.is_none()).count(),
+        1,
+        "only bob's is active"
+    );
+    assert_eq!(list[1].scopes, vec![AccountsUnlock]);
+}
+both!(admin_tokens_conformance, admin_tokens);
+
+async fn audit_head(backend: Backend) {
+    let Some((s, _db)) = store(backend).await else {
+        return;
+    };
+    assert_eq!(s.audit_head().await.unwrap(), (0, GENESIS_HASH.to_vec()));
+    for i in 0..3 {
+        s.append_audit(&AuditEvent::new(AuditKind::SignIn, Some(i)), T)
+            .await
+            .unwrap();
+    }
+    let entries = s.audit_entries(0, 10).await.unwrap();
+    assert_eq!(
+        s.audit_head().await.unwrap(),
+        (3, entries.last().unwrap().hash.clone())
+    );
+}
+both!(audit_head_is_the_last_entry_conformance, audit_head);

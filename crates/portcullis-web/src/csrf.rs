@@ -29,12 +29,14 @@ pub fn verify(key: &KeyedHasher, anchor: Option<&str>, submitted: &str) -> bool 
     }
 }
 
-/// Whether the browser says the request came from another site.
+/// Whether the browser says the request came from another site. `Sec-Fetch-Site`, sent by
+/// every current browser, decides when present (`same-origin` and `none` — a typed URL or a
+/// bookmark — pass); only without it is `Origin` compared with `Host`. (`Origin: null` is what
+/// a browser sends for a same-origin form under a strict referrer policy, so it is judged by
+/// `Sec-Fetch-Site` when that is present, and refused only when it is not.)
 pub fn cross_site(headers: &HeaderMap) -> bool {
     if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
-        if site == "cross-site" || site == "same-site" {
-            return true;
-        }
+        return !matches!(site, "same-origin" | "none");
     }
     let origin = headers.get("origin").and_then(|v| v.to_str().ok());
     let host = headers.get("host").and_then(|v| v.to_str().ok());
@@ -77,6 +79,15 @@ mod tests {
         assert!(cross_site(&h));
         let mut h = HeaderMap::new();
         h.insert("sec-fetch-site", "cross-site".parse().unwrap());
+        assert!(cross_site(&h));
+        // What Chromium sends for a same-origin form under Referrer-Policy: no-referrer.
+        let mut h = HeaderMap::new();
+        h.insert("sec-fetch-site", "same-origin".parse().unwrap());
+        h.insert("origin", "null".parse().unwrap());
+        assert!(!cross_site(&h));
+        // Without Sec-Fetch-Site, a null origin is refused.
+        let mut h = HeaderMap::new();
+        h.insert("origin", "null".parse().unwrap());
         assert!(cross_site(&h));
     }
 }

@@ -28,6 +28,9 @@ pub struct Problem {
     /// For 423: when the lock ends (RFC 3339).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub locked_until: Option<String>,
+    /// For a wrong code or recovery answer: tries left on this request.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tries_left: Option<u32>,
 }
 
 /// One field that failed a rule.
@@ -46,6 +49,7 @@ pub struct ApiError {
     errors: Vec<FieldError>,
     retry_after: Option<u64>,
     locked_until: Option<String>,
+    tries_left: Option<u32>,
     www_authenticate: bool,
 }
 
@@ -64,6 +68,7 @@ impl ApiError {
             errors: Vec::new(),
             retry_after: None,
             locked_until: None,
+            tries_left: None,
             www_authenticate: false,
         }
     }
@@ -95,6 +100,11 @@ impl ApiError {
             "Not found",
             "There is nothing here.",
         )
+    }
+
+    /// A 404 that says what is missing.
+    pub fn not_found_because(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not-found", "Not found", detail)
     }
 
     pub fn status(&self) -> StatusCode {
@@ -168,6 +178,39 @@ impl ApiError {
                 "This step has expired",
                 "This step has expired or was already used. Start again.",
             ),
+            ServiceError::RecoveryFailed { tries_left } => {
+                let mut err = Self::new(
+                    StatusCode::BAD_REQUEST,
+                    "recovery-failed",
+                    "Details not recognised",
+                    format!(
+                        "The details you entered do not match our records. You have {tries_left} more {} on this request.",
+                        if tries_left == 1 { "try" } else { "tries" }
+                    ),
+                );
+                err.tries_left = Some(tries_left);
+                err
+            }
+            ServiceError::CodeRejected { tries_left } => {
+                let mut err = Self::new(
+                    StatusCode::BAD_REQUEST,
+                    "code-rejected",
+                    "That code is not right",
+                    format!(
+                        "That code is not right. Check the latest message we sent. You have {tries_left} more {}.",
+                        if tries_left == 1 { "try" } else { "tries" }
+                    ),
+                );
+                err.errors = vec![FieldError::new("code", "That code is not right.")];
+                err.tries_left = Some(tries_left);
+                err
+            }
+            ServiceError::CodeSpent => Self::new(
+                StatusCode::GONE,
+                "code-spent",
+                "This code can no longer be used",
+                "This code has expired, was already used, or had too many wrong tries. Ask for a new code.",
+            ),
             ServiceError::Unauthenticated => {
                 let mut err = Self::new(
                     StatusCode::UNAUTHORIZED,
@@ -178,6 +221,13 @@ impl ApiError {
                 err.www_authenticate = true;
                 err
             }
+            ServiceError::Forbidden => Self::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "Not allowed",
+                "This token does not allow this action. Ask for a token with the scope it \
+                 needs (see the API document).",
+            ),
             ServiceError::TooManyRequests { retry_after } => {
                 let mut err = Self::new(
                     StatusCode::TOO_MANY_REQUESTS,
@@ -222,6 +272,7 @@ impl IntoResponse for ApiError {
             code: self.code.to_owned(),
             errors: self.errors,
             locked_until: self.locked_until,
+            tries_left: self.tries_left,
         };
         let json = serde_json::to_vec(&body).unwrap_or_else(|_| b"{}".to_vec());
         let mut response = (self.status, json).into_response();

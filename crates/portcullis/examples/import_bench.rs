@@ -64,7 +64,7 @@ fn print_pass(name: &str, report: &ImportReport) {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let options = options()?;
-    let dir = tempfile::tempdir()?;
+    let dir = tempfile::Builder::new().prefix("import-bench-").tempdir()?;
     let file: PathBuf = dir.path().join(if options.jsonl {
         "registry.jsonl"
     } else {

@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 use portcullis::config::Config;
 use portcullis::{admin, app, demo, import};
 use portcullis_core::clock::SystemClock;
+use portcullis_core::service::SupportScope;
 use tokio::net::TcpListener;
 
 #[derive(Parser)]
@@ -76,6 +77,31 @@ enum AdminCommand {
     },
     /// Show an account's state, lock and recent audit events.
     Show { user_id: String },
+    /// Admin tokens for the support console's API (/api/v1/admin/).
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create a token and print it once; only its hash is kept.
+    Create {
+        /// The support agent the token belongs to (audited as support:NAME).
+        #[arg(long)]
+        name: String,
+        /// What the token may do: accounts:read, accounts:unlock, audit:read (repeatable).
+        #[arg(long = "scope", required = true, value_name = "SCOPE")]
+        scopes: Vec<SupportScope>,
+    },
+    /// List the tokens (never the tokens themselves).
+    List,
+    /// Revoke the active token with this name or id.
+    Revoke {
+        #[arg(value_name = "NAME_OR_ID")]
+        name_or_id: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -163,7 +189,16 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 AdminCommand::Unlock { user_id, reason } => {
                     admin::unlock(&built.app, user_id, reason, &actor).await
                 }
-                AdminCommand::Show { user_id } => admin::show(&built.app, user_id).await,
+                AdminCommand::Show { user_id } => admin::show(&built.app, user_id, &actor).await,
+                AdminCommand::Token { command } => match command {
+                    TokenCommand::Create { name, scopes } => {
+                        admin::token_create(&built.app, name, scopes, &actor).await
+                    }
+                    TokenCommand::List => admin::token_list(&built.app, &actor).await,
+                    TokenCommand::Revoke { name_or_id } => {
+                        admin::token_revoke(&built.app, name_or_id, &actor).await
+                    }
+                },
             }
         }
         Command::Audit {
@@ -171,7 +206,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             let config = load_config(&cli)?;
             let built = app::build(&config, Arc::new(SystemClock), false).await?;
-            admin::verify_audit(&built.app).await
+            admin::verify_audit(&built.app, &admin::cli_actor()).await
         }
         Command::ValidateConfig => {
             let config = load_config(&cli)?;

@@ -34,7 +34,10 @@ impl Portcullis {
             .map(|r| FieldError::new("new_password", r.message()))
             .collect();
         if current.is_empty() {
-            errors.push(FieldError::new("current_password", "Enter your current password."));
+            errors.push(FieldError::new(
+                "current_password",
+                "Enter your current password.",
+            ));
         }
         if !errors.is_empty() {
             return Err(ServiceError::Invalid(errors));
@@ -44,7 +47,10 @@ impl Portcullis {
         let now = self.clock.now();
         let counter = Counter::Account(account.id);
         let limit = self.policies.lockout.lock_after_failures;
-        if !matches!(self.store.claim_attempt(counter, now, limit).await?, Claim::Granted(_)) {
+        if !matches!(
+            self.store.claim_attempt(counter, now, limit).await?,
+            Claim::Granted(_)
+        ) {
             return Err(ServiceError::field(
                 "current_password",
                 "Too many wrong attempts. Your account is locked for your protection.",
@@ -87,12 +93,16 @@ impl Portcullis {
                 .await?
                 .is_match()
             {
-                let rule = PasswordRule::RecentlyUsed { count: last_n.max(1) };
+                let rule = PasswordRule::RecentlyUsed {
+                    count: last_n.max(1),
+                };
                 return Err(ServiceError::field("new_password", rule.message()));
             }
         }
         let hash = self.hasher.hash(new_password.expose().as_bytes()).await?;
-        self.store.change_password(account.id, &hash, now, older).await?;
+        self.store
+            .change_password(account.id, &hash, now, older)
+            .await?;
         let ended = self
             .store
             .delete_account_sessions(account.id, Some(ctx.session_id))

@@ -49,7 +49,9 @@ impl Portcullis {
         let credential =
             Credential::parse(account_type, number, verification).map_err(ServiceError::Invalid)?;
         // Failed card checks are throttled like failed sign-ins.
-        let throttle = self.throttle_claim(ThrottleAction::CardCheck, client).await?;
+        let throttle = self
+            .throttle_claim(ThrottleAction::CardCheck, client)
+            .await?;
         let (number_hash, verification_hash) = credential_hashes(&self.keys, &credential);
         let record = self.store.find_record(&number_hash).await?;
         let record = match record {
@@ -217,6 +219,7 @@ impl Portcullis {
                 user_id.as_str(),
                 self.policies.support_phone
             ),
+            sensitive: false,
         })
         .await;
         Ok(user_id)

@@ -13,10 +13,10 @@ use crate::audit::{AuditEvent, AuditKind};
 use crate::clock::UnixTime;
 use crate::ids::{AccountType, UserId};
 use crate::lockout::Claim;
-use crate::throttle::{self, ThrottleAction};
 use crate::password::{Password, PASSWORD_MAX};
 use crate::ports::{AccountRow, Counter, Message, NewSession};
 use crate::session::SessionState;
+use crate::throttle::{self, ThrottleAction};
 use crate::ServiceError;
 
 /// A started session: the token is shown to the client once.
@@ -75,7 +75,9 @@ impl Portcullis {
         };
         let account_type = AccountType::parse(req.account_type);
         let Some(account) = account.filter(|_| usable) else {
-            self.hasher.verify(password.expose().as_bytes(), None).await?;
+            self.hasher
+                .verify(password.expose().as_bytes(), None)
+                .await?;
             self.audit(
                 AuditEvent::new(AuditKind::SignInFailed, None)
                     .ip(client.ip.as_deref())
@@ -105,10 +107,14 @@ impl Portcullis {
         let claimed = match self.store.claim_attempt(counter, now, limit).await? {
             Claim::Granted(n) => n,
             Claim::Locked(until) => {
-                return self.locked_attempt(&account, &password, until, client).await
+                return self
+                    .locked_attempt(&account, &password, until, client)
+                    .await
             }
             Claim::Exhausted => {
-                self.hasher.verify(password.expose().as_bytes(), None).await?;
+                self.hasher
+                    .verify(password.expose().as_bytes(), None)
+                    .await?;
                 self.audit(
                     AuditEvent::new(AuditKind::SignInFailed, Some(account.id))
                         .ip(client.ip.as_deref())
@@ -136,7 +142,9 @@ impl Portcullis {
                 self.store.reset_failures(counter).await?;
                 if device.is_none() {
                     // The account's own count restarts too when its owner gets in.
-                    self.store.reset_failures(Counter::Account(account.id)).await?;
+                    self.store
+                        .reset_failures(Counter::Account(account.id))
+                        .await?;
                 }
                 self.store.record_sign_in(account.id, now).await?;
                 if needs_rehash {
@@ -144,7 +152,8 @@ impl Portcullis {
                         self.store.set_password_hash(account.id, &hash).await?;
                     }
                 }
-                self.start_session(&account, device.as_ref().map(|d| d.id), client).await
+                self.start_session(&account, device.as_ref().map(|d| d.id), client)
+                    .await
             }
             Verification::Match { .. } => {
                 // The right password with the wrong account type: not a password failure,
@@ -159,7 +168,11 @@ impl Portcullis {
                 Err(ServiceError::SignInFailed)
             }
             Verification::Mismatch => {
-                let scope = if device.is_some() { "known device" } else { "account" };
+                let scope = if device.is_some() {
+                    "known device"
+                } else {
+                    "account"
+                };
                 self.audit(
                     AuditEvent::new(AuditKind::SignInFailed, Some(account.id))
                         .ip(client.ip.as_deref())
@@ -175,7 +188,10 @@ impl Portcullis {
                                 self.audit(
                                     AuditEvent::new(AuditKind::AccountLocked, Some(account.id))
                                         .ip(client.ip.as_deref())
-                                        .detail(format!("device {id} locked out until {}", until.to_rfc3339())),
+                                        .detail(format!(
+                                            "device {id} locked out until {}",
+                                            until.to_rfc3339()
+                                        )),
                                 )
                                 .await;
                             }
@@ -379,5 +395,6 @@ pub(crate) fn contact_message(
         to,
         subject,
         body,
+        sensitive: false,
     })
 }

@@ -1,35 +1,161 @@
-//! Support actions: unlocking, looking at an account, verifying the audit chain.
+//! Support actions: unlocking, looking at an account and its audit events, verifying the
+//! audit chain, and the admin tokens support agents act through.
 //!
 //! Authority is a type: every support action takes a [`SupportAuthority`], and the only ways
-//! to get one are the constructors here, which record who is acting.
+//! to get one are [`SupportAuthority::operator`] (the command line, all scopes) and
+//! [`Portcullis::support_authority_from_token`] (an admin token, its own scopes). Each
+//! authority records who is acting, and each action checks the [`SupportScope`] it needs, so
+//! a handler cannot reach an action its token was not given. Managing admin tokens needs the
+//! operator: a token can never mint or revoke tokens.
+//!
+//! Admin tokens are 256-bit random values shown once and stored only as their SHA-256, so a
+//! lookup by hash compares nothing secret in variable time and a copy of the database holds
+//! nothing that can be replayed.
 
 use std::fmt;
+use std::str::FromStr;
 
-use super::Portcullis;
-use crate::audit::{verify_run, AuditEvent, AuditKind, ChainBreak, GENESIS_HASH};
+use portcullis_crypto::{sha256, Token};
+use secrecy::SecretString;
+
+use super::signin::contact_message;
+use super::{ClientInfo, Portcullis};
+use crate::audit::{
+    verify_head, verify_run, AuditEntry, AuditEvent, AuditKind, ChainBreak, GENESIS_HASH,
+};
 use crate::ids::UserId;
+use crate::ports::{AdminTokenRef, AdminTokenRow, CreateAdminTokenError, NewAdminToken};
 use crate::ServiceError;
 
-/// Proof that the caller may act as support, and who they are.
-pub struct SupportAuthority {
-    actor: String,
+/// The shortest reason a support action accepts.
+pub const REASON_MIN_CHARS: usize = 3;
+/// The longest reason a support action accepts.
+pub const REASON_MAX_CHARS: usize = 500;
+/// The most audit entries one read returns.
+pub const AUDIT_READ_MAX: i64 = 500;
+/// The longest admin token name.
+pub const TOKEN_NAME_MAX_CHARS: usize = 64;
+
+/// What an admin token may be used for. The names are stable: they are stored, typed on the
+/// command line and shown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum SupportScope {
+    /// Show an account and read its audit events.
+    AccountsRead,
+    /// Unlock a locked account.
+    AccountsUnlock,
+    /// Verify the audit chain and read its entries.
+    AuditRead,
 }
 
-impl SupportAuthority {
-    /// An operator on the command line: whoever can run the binary against the database
-    /// already holds its credentials and the secrets directory.
-    pub fn operator(actor: &str) -> Self {
-        Self {
-            actor: actor.to_owned(),
+impl SupportScope {
+    pub const ALL: [SupportScope; 3] = [
+        SupportScope::AccountsRead,
+        SupportScope::AccountsUnlock,
+        SupportScope::AuditRead,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SupportScope::AccountsRead => "accounts:read",
+            SupportScope::AccountsUnlock => "accounts:unlock",
+            SupportScope::AuditRead => "audit:read",
         }
     }
 
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|scope| scope.as_str() == s.trim())
+    }
+}
+
+impl fmt::Display for SupportScope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for SupportScope {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s).ok_or_else(|| {
+            format!(
+                "unknown scope {s:?}: use one of {}",
+                Self::ALL.map(Self::as_str).join(", ")
+            )
+        })
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Origin {
+    /// Whoever runs the binary against the database.
+    Operator,
+    /// An admin token, by id.
+    Token(i64),
+}
+
+/// Proof that the caller may act as support: who they are and what they may do.
+#[derive(Debug)]
+pub struct SupportAuthority {
+    actor: String,
+    scopes: Vec<SupportScope>,
+    origin: Origin,
+    client_ip: Option<String>,
+}
+
+impl SupportAuthority {
+    /// An operator on the command line, with every scope: whoever can run the binary against
+    /// the database already holds its credentials and the secrets directory. `actor` is how
+    /// the audit log names them (`cli:<user>`). Never called by the web layer, whose only
+    /// way in is [`Portcullis::support_authority_from_token`].
+    pub fn operator(actor: &str) -> Self {
+        Self {
+            actor: actor.to_owned(),
+            scopes: SupportScope::ALL.to_vec(),
+            origin: Origin::Operator,
+            client_ip: None,
+        }
+    }
+
+    /// How the audit log names this actor: `cli:<user>` or `support:<token name>`.
     pub fn actor(&self) -> &str {
         &self.actor
+    }
+
+    pub fn scopes(&self) -> &[SupportScope] {
+        &self.scopes
+    }
+
+    pub fn allows(&self, scope: SupportScope) -> bool {
+        self.scopes.contains(&scope)
+    }
+
+    /// The admin token behind this authority, if it came from one.
+    pub fn token_id(&self) -> Option<i64> {
+        match self.origin {
+            Origin::Operator => None,
+            Origin::Token(id) => Some(id),
+        }
+    }
+
+    /// Records the address a request came from, for the audit log. Grants nothing.
+    pub fn from_ip(mut self, ip: Option<String>) -> Self {
+        self.client_ip = ip;
+        self
+    }
+
+    fn event(&self, kind: AuditKind, account_id: Option<i64>) -> AuditEvent {
+        AuditEvent::new(kind, account_id)
+            .actor(self.actor.as_str())
+            .ip(self.client_ip.as_deref())
     }
 }
 
 /// What support sees of an account (no secrets, no hashes).
+#[derive(Clone, Debug)]
 pub struct SupportView {
     pub user_id: String,
     pub account_type: String,
@@ -84,31 +210,190 @@ impl fmt::Display for SupportView {
     }
 }
 
+/// What a support unlock did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UnlockOutcome {
+    Unlocked,
+    /// The account was not locked and had no failures to clear; nothing changed.
+    NotLocked,
+    NoSuchAccount,
+}
+
+/// The result of walking the audit chain.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditCheck {
+    /// Entries that verified before the walk stopped (all of them when intact).
+    pub entries: i64,
+    /// The first bad entry, if any.
+    pub first_bad: Option<ChainBreak>,
+}
+
+impl AuditCheck {
+    pub fn intact(&self) -> bool {
+        self.first_bad.is_none()
+    }
+}
+
+/// A freshly created admin token. `secret` is shown once and kept nowhere.
+pub struct IssuedAdminToken {
+    pub id: i64,
+    pub name: String,
+    pub scopes: Vec<SupportScope>,
+    pub secret: SecretString,
+}
+
+/// A reason for a support action: trimmed, whitespace runs (newlines too) made one space.
+fn reason(input: &str) -> Result<String, ServiceError> {
+    let reason = input.split_whitespace().collect::<Vec<_>>().join(" ");
+    let len = reason.chars().count();
+    if len < REASON_MIN_CHARS {
+        return Err(ServiceError::field(
+            "reason",
+            "Give a reason of at least 3 characters: it is kept in the audit log.",
+        ));
+    }
+    if len > REASON_MAX_CHARS {
+        return Err(ServiceError::field(
+            "reason",
+            "Keep the reason to at most 500 characters.",
+        ));
+    }
+    Ok(reason)
+}
+
+/// An admin token's name: the support agent it belongs to. Never all digits, so that
+/// `revoke NAME_OR_ID` is never ambiguous.
+fn token_name(input: &str) -> Result<&str, ServiceError> {
+    let name = input.trim();
+    let len = name.chars().count();
+    if len == 0 || len > TOKEN_NAME_MAX_CHARS {
+        return Err(ServiceError::field(
+            "name",
+            "Give the token a name of 1 to 64 characters (the support agent it belongs to).",
+        ));
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'))
+    {
+        return Err(ServiceError::field(
+            "name",
+            "A token name may use only letters, digits, and . _ - @",
+        ));
+    }
+    if name.chars().all(|c| c.is_ascii_digit()) {
+        return Err(ServiceError::field(
+            "name",
+            "A token name needs at least one letter or symbol: digits alone would read as a token id.",
+        ));
+    }
+    Ok(name)
+}
+
+fn user_id(input: &str) -> Result<UserId, ServiceError> {
+    UserId::parse(input).map_err(|m| ServiceError::field("user_id", m))
+}
+
 impl Portcullis {
-    /// Unlocks `user_id`; false when it was not locked.
+    /// Checks an admin token (from `Authorization: Bearer …`) and that it carries
+    /// `required`. Unknown and revoked tokens are [`ServiceError::Unauthenticated`]; a token
+    /// without the scope is [`ServiceError::Forbidden`]. Every valid use updates the token's
+    /// `last_used_at`.
+    pub async fn support_authority_from_token(
+        &self,
+        token: &str,
+        required: SupportScope,
+    ) -> Result<SupportAuthority, ServiceError> {
+        self.support_authority_from_token_for(token, required, &ClientInfo::default())
+            .await
+    }
+
+    /// [`Self::support_authority_from_token`] for a request from `client`, whose address the
+    /// audit log keeps with every action and refusal.
+    pub async fn support_authority_from_token_for(
+        &self,
+        token: &str,
+        required: SupportScope,
+        client: &ClientInfo,
+    ) -> Result<SupportAuthority, ServiceError> {
+        if token.is_empty() || token.len() > 128 {
+            return Err(ServiceError::Unauthenticated);
+        }
+        // Looking up by hash: nothing secret is compared in variable time.
+        let Some(row) = self
+            .store
+            .admin_token_by_hash(&sha256(token.as_bytes()))
+            .await?
+        else {
+            return Err(ServiceError::Unauthenticated);
+        };
+        let authority = SupportAuthority {
+            actor: format!("support:{}", row.name),
+            scopes: row.scopes,
+            origin: Origin::Token(row.id),
+            client_ip: client.ip.clone(),
+        };
+        if row.revoked_at.is_some() {
+            self.audit(
+                authority
+                    .event(AuditKind::SupportDenied, None)
+                    .detail(format!("revoked admin token #{} presented", row.id)),
+            )
+            .await;
+            return Err(ServiceError::Unauthenticated);
+        }
+        self.store
+            .touch_admin_token(row.id, self.clock.now())
+            .await?;
+        self.require(&authority, required).await?;
+        Ok(authority)
+    }
+
+    /// Refuses (and audits the refusal) unless `authority` carries `scope`.
+    async fn require(
+        &self,
+        authority: &SupportAuthority,
+        scope: SupportScope,
+    ) -> Result<(), ServiceError> {
+        if authority.allows(scope) {
+            return Ok(());
+        }
+        self.audit(
+            authority
+                .event(AuditKind::SupportDenied, None)
+                .detail(format!("needs scope {scope}")),
+        )
+        .await;
+        Err(ServiceError::Forbidden)
+    }
+
+    /// Refuses unless `authority` is the operator: tokens cannot manage tokens.
+    fn require_operator(authority: &SupportAuthority) -> Result<(), ServiceError> {
+        match authority.origin {
+            Origin::Operator => Ok(()),
+            Origin::Token(_) => Err(ServiceError::Forbidden),
+        }
+    }
+
+    /// Unlocks `user_id` (scope `accounts:unlock`), clearing its failure count, and tells
+    /// the person on their channel. `reason` is required and kept in the audit log.
     pub async fn support_unlock(
         &self,
         authority: &SupportAuthority,
-        user_id: &str,
-        reason: &str,
-    ) -> Result<bool, ServiceError> {
-        let reason = reason.trim();
-        if reason.len() < 3 {
-            return Err(ServiceError::field(
-                "reason",
-                "Give a reason of at least 3 characters.",
-            ));
-        }
-        let id = UserId::parse(user_id).map_err(|m| ServiceError::field("user_id", m))?;
-        let account = self
-            .store
-            .find_account(id.canonical())
-            .await?
-            .ok_or_else(|| ServiceError::field("user_id", "No online account has this User ID."))?;
+        user_id_input: &str,
+        reason_input: &str,
+    ) -> Result<UnlockOutcome, ServiceError> {
+        self.require(authority, SupportScope::AccountsUnlock)
+            .await?;
+        let reason = reason(reason_input)?;
+        let id = user_id(user_id_input)?;
+        let Some(account) = self.store.find_account(id.canonical()).await? else {
+            return Ok(UnlockOutcome::NoSuchAccount);
+        };
         let unlocked = self.store.unlock_account(account.id).await?;
         self.audit(
-            AuditEvent::new(AuditKind::SupportAction, Some(account.id))
-                .actor(authority.actor())
+            authority
+                .event(AuditKind::SupportAction, Some(account.id))
                 .detail(format!(
                     "unlock ({}): {reason}",
                     if unlocked {
@@ -119,22 +404,38 @@ impl Portcullis {
                 )),
         )
         .await;
-        if unlocked {
-            self.audit(
-                AuditEvent::new(AuditKind::AccountUnlocked, Some(account.id))
-                    .actor(authority.actor()),
-            )
-            .await;
+        if !unlocked {
+            return Ok(UnlockOutcome::NotLocked);
         }
-        Ok(unlocked)
+        self.audit(
+            authority
+                .event(AuditKind::AccountUnlocked, Some(account.id))
+                .detail(format!("by {}", authority.actor())),
+        )
+        .await;
+        let issuer = &self.policies.issuer_name;
+        let body = format!(
+            "Your {issuer} online account was unlocked by our customer support team, and you \
+             can sign in again. If you did not ask for this, call {} at once.",
+            self.policies.support_phone
+        );
+        if let Some(message) =
+            contact_message(&account, format!("Your {issuer} account is unlocked"), body)
+        {
+            self.notify(message).await;
+        }
+        Ok(UnlockOutcome::Unlocked)
     }
 
+    /// What support sees of `user_id` (scope `accounts:read`); `None` when there is no such
+    /// account. The look is audited: support sees contact details.
     pub async fn support_view(
         &self,
-        _authority: &SupportAuthority,
-        user_id: &str,
+        authority: &SupportAuthority,
+        user_id_input: &str,
     ) -> Result<Option<SupportView>, ServiceError> {
-        let id = UserId::parse(user_id).map_err(|m| ServiceError::field("user_id", m))?;
+        self.require(authority, SupportScope::AccountsRead).await?;
+        let id = user_id(user_id_input)?;
         let Some(a) = self.store.find_account(id.canonical()).await? else {
             return Ok(None);
         };
@@ -142,6 +443,12 @@ impl Portcullis {
         let cards = self.store.cards_for_account(a.id).await?;
         let sessions = self.store.list_sessions(a.id).await?;
         let recent = self.store.account_audit(a.id, 15).await?;
+        self.audit(
+            authority
+                .event(AuditKind::SupportAction, Some(a.id))
+                .detail("viewed the account"),
+        )
+        .await;
         Ok(Some(SupportView {
             user_id: a.user_id,
             account_type: a.account_type.as_str().to_owned(),
@@ -165,43 +472,262 @@ impl Portcullis {
                         == crate::session::SessionState::Active
                 })
                 .count(),
-            recent: recent
-                .iter()
-                .map(|e| {
-                    format!(
-                        "#{} {} {} by {}{}{}",
-                        e.seq,
-                        e.at.to_rfc3339(),
-                        e.kind,
-                        e.actor,
-                        e.client_ip
-                            .as_ref()
-                            .map(|ip| format!(" from {ip}"))
-                            .unwrap_or_default(),
-                        if e.detail.is_empty() {
-                            String::new()
-                        } else {
-                            format!(": {}", e.detail)
-                        }
-                    )
-                })
-                .collect(),
+            recent: recent.iter().map(describe_entry).collect(),
         }))
     }
 
-    /// Walks the whole audit chain: `Ok(Ok(n))` when intact with `n` entries, `Ok(Err(…))`
-    /// naming the first bad entry.
-    pub async fn verify_audit(&self) -> Result<Result<i64, ChainBreak>, ServiceError> {
+    /// The newest `limit` audit entries of `user_id`, newest first (scope `accounts:read`);
+    /// `None` when there is no such account. Audited like [`Self::support_view`].
+    pub async fn support_account_audit(
+        &self,
+        authority: &SupportAuthority,
+        user_id_input: &str,
+        limit: i64,
+    ) -> Result<Option<Vec<AuditEntry>>, ServiceError> {
+        self.require(authority, SupportScope::AccountsRead).await?;
+        let limit = audit_limit(limit)?;
+        let id = user_id(user_id_input)?;
+        let Some(a) = self.store.find_account(id.canonical()).await? else {
+            return Ok(None);
+        };
+        let entries = self.store.account_audit(a.id, limit).await?;
+        self.audit(
+            authority
+                .event(AuditKind::SupportAction, Some(a.id))
+                .detail("read the account's audit events"),
+        )
+        .await;
+        Ok(Some(entries))
+    }
+
+    /// Audit entries with `seq > after`, oldest first, at most `limit` (scope `audit:read`).
+    /// Not itself audited: monitoring reads the log often, and a read that wrote to the log
+    /// would never see its end.
+    pub async fn support_audit_entries(
+        &self,
+        authority: &SupportAuthority,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<AuditEntry>, ServiceError> {
+        self.require(authority, SupportScope::AuditRead).await?;
+        let limit = audit_limit(limit)?;
+        Ok(self.store.audit_entries(after.max(0), limit).await?)
+    }
+
+    /// Walks the whole audit chain up to its head (scope `audit:read`), naming the first bad
+    /// entry. Entries appended while the walk runs lie beyond the head it read and are left
+    /// for the next walk. Not audited, for the reason given at
+    /// [`Self::support_audit_entries`].
+    pub async fn verify_audit(
+        &self,
+        authority: &SupportAuthority,
+    ) -> Result<AuditCheck, ServiceError> {
+        self.require(authority, SupportScope::AuditRead).await?;
+        let (head_seq, head_hash) = self.store.audit_head().await?;
         let mut prev = GENESIS_HASH.to_vec();
         let mut prev_seq = 0i64;
-        loop {
-            let batch = self.store.audit_entries(prev_seq, 1000).await?;
+        while prev_seq < head_seq {
+            let mut batch = self.store.audit_entries(prev_seq, 1000).await?;
+            batch.retain(|e| e.seq <= head_seq);
             if batch.is_empty() {
-                return Ok(Ok(prev_seq));
+                break;
             }
             if let Err(bad) = verify_run(&batch, &mut prev, &mut prev_seq) {
-                return Ok(Err(bad));
+                return Ok(AuditCheck {
+                    entries: prev_seq,
+                    first_bad: Some(bad),
+                });
             }
         }
+        Ok(AuditCheck {
+            entries: prev_seq,
+            first_bad: verify_head(prev_seq, &prev, head_seq, &head_hash).err(),
+        })
+    }
+
+    /// Creates an admin token for the support agent `name` with `scopes` (operator only).
+    /// Only its hash is stored; the secret is returned once.
+    pub async fn create_admin_token(
+        &self,
+        authority: &SupportAuthority,
+        name_input: &str,
+        scopes: &[SupportScope],
+    ) -> Result<IssuedAdminToken, ServiceError> {
+        Self::require_operator(authority)?;
+        let name = token_name(name_input)?;
+        let mut scopes = scopes.to_vec();
+        scopes.sort_unstable();
+        scopes.dedup();
+        if scopes.is_empty() {
+            return Err(ServiceError::field(
+                "scope",
+                "Give the token at least one scope: accounts:read, accounts:unlock or audit:read.",
+            ));
+        }
+        let token = Token::generate();
+        let id = self
+            .store
+            .create_admin_token(NewAdminToken {
+                name: name.to_owned(),
+                token_hash: token.hash,
+                scopes: scopes.clone(),
+                now: self.clock.now(),
+            })
+            .await
+            .map_err(|e| match e {
+                CreateAdminTokenError::NameTaken => ServiceError::field(
+                    "name",
+                    "An active token already has this name: revoke it first, or choose another.",
+                ),
+                CreateAdminTokenError::Store(e) => e.into(),
+            })?;
+        self.audit(
+            authority
+                .event(AuditKind::AdminTokenCreated, None)
+                .detail(format!(
+                    "admin token #{id} for {name}, scopes {}",
+                    scopes_text(&scopes)
+                )),
+        )
+        .await;
+        Ok(IssuedAdminToken {
+            id,
+            name: name.to_owned(),
+            scopes,
+            secret: token.secret,
+        })
+    }
+
+    /// Every admin token, revoked ones included (operator only). Never the tokens.
+    pub async fn list_admin_tokens(
+        &self,
+        authority: &SupportAuthority,
+    ) -> Result<Vec<AdminTokenRow>, ServiceError> {
+        Self::require_operator(authority)?;
+        Ok(self.store.list_admin_tokens().await?)
+    }
+
+    /// Revokes the active token with this id, or the active token with this name (operator
+    /// only); `None` when no active token matches.
+    pub async fn revoke_admin_token(
+        &self,
+        authority: &SupportAuthority,
+        name_or_id: &str,
+    ) -> Result<Option<AdminTokenRow>, ServiceError> {
+        Self::require_operator(authority)?;
+        let which = match name_or_id.trim().parse::<i64>() {
+            Ok(id) => AdminTokenRef::Id(id),
+            Err(_) => AdminTokenRef::Name(token_name(name_or_id)?.to_owned()),
+        };
+        let revoked = self
+            .store
+            .revoke_admin_token(&which, self.clock.now())
+            .await?;
+        if let Some(row) = &revoked {
+            self.audit(
+                authority
+                    .event(AuditKind::AdminTokenRevoked, None)
+                    .detail(format!(
+                        "admin token #{} for {}, scopes {}",
+                        row.id,
+                        row.name,
+                        scopes_text(&row.scopes)
+                    )),
+            )
+            .await;
+        }
+        Ok(revoked)
+    }
+}
+
+fn audit_limit(limit: i64) -> Result<i64, ServiceError> {
+    if (1..=AUDIT_READ_MAX).contains(&limit) {
+        Ok(limit)
+    } else {
+        Err(ServiceError::field(
+            "limit",
+            "Ask for 1 to 500 entries at a time.",
+        ))
+    }
+}
+
+/// Scopes as written on the command line: `accounts:read,audit:read`.
+fn scopes_text(scopes: &[SupportScope]) -> String {
+    scopes
+        .iter()
+        .map(|s| s.as_str())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// One audit entry on one line, for people.
+fn describe_entry(e: &AuditEntry) -> String {
+    format!(
+        "#{} {} {} by {}{}{}",
+        e.seq,
+        e.at.to_rfc3339(),
+        e.kind,
+        e.actor,
+        e.client_ip
+            .as_ref()
+            .map(|ip| format!(" from {ip}"))
+            .unwrap_or_default(),
+        if e.detail.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", e.detail)
+        }
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scopes_round_trip_and_unknown_ones_are_named() {
+        for scope in SupportScope::ALL {
+            assert_eq!(scope.as_str().parse::<SupportScope>(), Ok(scope));
+        }
+        let err = "accounts:write".parse::<SupportScope>().unwrap_err();
+        assert!(
+            err.contains("accounts:read, accounts:unlock, audit:read"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_operator_has_every_scope_and_no_token() {
+        let op = SupportAuthority::operator("cli:alice");
+        assert!(SupportScope::ALL.iter().all(|s| op.allows(*s)));
+        assert_eq!(op.actor(), "cli:alice");
+        assert_eq!(op.token_id(), None);
+    }
+
+    #[test]
+    fn reasons_are_trimmed_and_bounded() {
+        assert_eq!(
+            reason("  called in,\n  verified  ").unwrap(),
+            "called in, verified"
+        );
+        assert!(reason(" ab ").is_err());
+        assert!(reason("é€😀").is_ok(), "characters, not bytes");
+        assert!(reason(&"x".repeat(501)).is_err());
+    }
+
+    #[test]
+    fn token_names_cannot_pass_for_ids() {
+        assert_eq!(token_name(" alice.smith ").unwrap(), "alice.smith");
+        assert!(token_name("42").is_err());
+        assert!(token_name("").is_err());
+        assert!(token_name("alice smith").is_err());
+        assert!(token_name(&"a".repeat(65)).is_err());
+    }
+
+    #[test]
+    fn audit_reads_are_bounded() {
+        assert!(audit_limit(0).is_err());
+        assert!(audit_limit(501).is_err());
+        assert_eq!(audit_limit(500).unwrap(), 500);
     }
 }

@@ -1,9 +1,11 @@
 //! The JSON API under `/api/v1`, with its OpenAPI 3.1 document generated from the same
 //! handlers (utoipa), so the document cannot drift from the code.
 
+pub mod admin;
 pub mod extract;
 pub mod health;
 pub mod me;
+pub mod recovery;
 pub mod registration;
 pub mod sessions;
 
@@ -14,6 +16,7 @@ use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use self::admin::AdminBearerAuth;
 use crate::AppState;
 
 #[derive(OpenApi)]
@@ -25,7 +28,7 @@ use crate::AppState;
         version = "1"
     ),
     servers((url = "/api/v1")),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &AdminBearerAuth),
     components(schemas(crate::error::Problem, crate::error::FieldErrorDoc))
 )]
 struct ApiDoc;
@@ -55,6 +58,18 @@ pub fn router() -> (Router<AppState>, OpenApiDoc) {
         .routes(routes!(me::list_sessions))
         .routes(routes!(me::delete_session))
         .routes(routes!(me::change_password))
+        .routes(routes!(recovery::password_start))
+        .routes(routes!(recovery::password_verify))
+        .routes(routes!(recovery::password_resend))
+        .routes(routes!(recovery::password_reset))
+        .routes(routes!(recovery::user_id_start))
+        .routes(routes!(recovery::user_id_verify))
+        .routes(routes!(recovery::user_id_resend))
+        .routes(routes!(admin::show_account))
+        .routes(routes!(admin::unlock_account))
+        .routes(routes!(admin::account_audit))
+        .routes(routes!(admin::audit_entries))
+        .routes(routes!(admin::verify_audit))
         .fallback(|| async { crate::error::ApiError::not_found() })
         .split_for_parts()
 }

@@ -116,7 +116,15 @@ pub async fn security(
     csrf: CsrfCookie,
     PageSession(ctx): PageSession,
 ) -> Response {
-    security_page(&state, &csrf, &ctx, StatusCode::OK, super::Errors::default(), None).await
+    security_page(
+        &state,
+        &csrf,
+        &ctx,
+        StatusCode::OK,
+        super::Errors::default(),
+        None,
+    )
+    .await
 }
 
 async fn security_page(
@@ -185,7 +193,10 @@ pub async fn change_password(
     Form(form): Form<PasswordForm>,
 ) -> Response {
     if !csrf.check(&state, &headers, &form.csrf) {
-        let errors = super::Errors(vec![portcullis_core::FieldError::new("form", super::CSRF_FAILED)]);
+        let errors = super::Errors(vec![portcullis_core::FieldError::new(
+            "form",
+            super::CSRF_FAILED,
+        )]);
         return security_page(&state, &csrf, &ctx, StatusCode::FORBIDDEN, errors, None).await;
     }
     match state
@@ -194,11 +205,28 @@ pub async fn change_password(
         .await
     {
         Ok(()) => {
-            let notice = Some("Your password is changed. Every other device was signed out.".to_owned());
-            security_page(&state, &csrf, &ctx, StatusCode::OK, super::Errors::default(), notice).await
+            let notice =
+                Some("Your password is changed. Every other device was signed out.".to_owned());
+            security_page(
+                &state,
+                &csrf,
+                &ctx,
+                StatusCode::OK,
+                super::Errors::default(),
+                notice,
+            )
+            .await
         }
         Err(portcullis_core::ServiceError::Invalid(errors)) => {
-            security_page(&state, &csrf, &ctx, StatusCode::BAD_REQUEST, super::Errors(errors), None).await
+            security_page(
+                &state,
+                &csrf,
+                &ctx,
+                StatusCode::BAD_REQUEST,
+                super::Errors(errors),
+                None,
+            )
+            .await
         }
         Err(e) => error_page(&state, &csrf, e),
     }

@@ -6,7 +6,11 @@ use std::time::Instant;
 use portcullis_testkit::{both, spawn_app, spawn_app_with, Backend, TestApp, ANN, BEN, PASSWORD};
 use serde_json::{json, Value};
 
-async fn sign_in_with_device(app: &TestApp, password: &str, device: Option<&str>) -> reqwest::Response {
+async fn sign_in_with_device(
+    app: &TestApp,
+    password: &str,
+    device: Option<&str>,
+) -> reqwest::Response {
     app.post_json(
         "/api/v1/sessions",
         &json!({"user_id": "ann.example", "password": password, "account_type": "personal", "device_token": device}),
@@ -15,7 +19,9 @@ async fn sign_in_with_device(app: &TestApp, password: &str, device: Option<&str>
 }
 
 async fn known_device(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else { return };
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
     app.register(&ANN, "ann.example", PASSWORD).await;
     // The owner's phone signs in once and keeps its device token.
     let res = sign_in_with_device(&app, PASSWORD, None).await;
@@ -24,28 +30,70 @@ async fn known_device(backend: Backend) {
     let device = body["device_token"].as_str().unwrap().to_owned();
     // Signing in again with it issues no new token.
     let res = sign_in_with_device(&app, PASSWORD, Some(&device)).await;
-    assert!(res.json::<Value>().await.unwrap().get("device_token").is_none());
+    assert!(res
+        .json::<Value>()
+        .await
+        .unwrap()
+        .get("device_token")
+        .is_none());
     // A stranger who knows the User ID locks the account...
     for _ in 0..6 {
-        assert_eq!(sign_in_with_device(&app, "Guess-Guess-1", None).await.status(), 401);
+        assert_eq!(
+            sign_in_with_device(&app, "Guess-Guess-1", None)
+                .await
+                .status(),
+            401
+        );
     }
-    assert_eq!(sign_in_with_device(&app, PASSWORD, None).await.status(), 423);
+    assert_eq!(
+        sign_in_with_device(&app, PASSWORD, None).await.status(),
+        423
+    );
     // ...but the owner's known device still gets in.
-    assert_eq!(sign_in_with_device(&app, PASSWORD, Some(&device)).await.status(), 201);
+    assert_eq!(
+        sign_in_with_device(&app, PASSWORD, Some(&device))
+            .await
+            .status(),
+        201
+    );
     // Another account's device token is no key to this one.
     app.register(&BEN, "ben.sample", PASSWORD).await;
     let res = app
-        .post_json("/api/v1/sessions", &json!({"user_id": "ben.sample", "password": PASSWORD, "account_type": "personal"}))
+        .post_json(
+            "/api/v1/sessions",
+            &json!({"user_id": "ben.sample", "password": PASSWORD, "account_type": "personal"}),
+        )
         .await;
-    let bens_device = res.json::<Value>().await.unwrap()["device_token"].as_str().unwrap().to_owned();
-    assert_eq!(sign_in_with_device(&app, PASSWORD, Some(&bens_device)).await.status(), 423);
+    let bens_device = res.json::<Value>().await.unwrap()["device_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        sign_in_with_device(&app, PASSWORD, Some(&bens_device))
+            .await
+            .status(),
+        423
+    );
     // The known device has its own small allowance: four failures lock it out too.
     for _ in 0..4 {
-        assert_eq!(sign_in_with_device(&app, "Guess-Guess-1", Some(&device)).await.status(), 401);
+        assert_eq!(
+            sign_in_with_device(&app, "Guess-Guess-1", Some(&device))
+                .await
+                .status(),
+            401
+        );
     }
-    assert_eq!(sign_in_with_device(&app, PASSWORD, Some(&device)).await.status(), 423);
+    assert_eq!(
+        sign_in_with_device(&app, PASSWORD, Some(&device))
+            .await
+            .status(),
+        423
+    );
 }
-both!(a_known_device_still_signs_in_while_strangers_have_locked_the_account, known_device);
+both!(
+    a_known_device_still_signs_in_while_strangers_have_locked_the_account,
+    known_device
+);
 
 async fn throttling(backend: Backend) {
     let Some(app) = spawn_app_with(backend, |c| {
@@ -59,20 +107,39 @@ async fn throttling(backend: Backend) {
     app.register(&ANN, "ann.example", PASSWORD).await;
     // Successes do not fill the bucket.
     for _ in 0..6 {
-        assert_eq!(app.sign_in("ann.example", PASSWORD, "personal").await.status(), 201);
+        assert_eq!(
+            app.sign_in("ann.example", PASSWORD, "personal")
+                .await
+                .status(),
+            201
+        );
     }
     // Failures across many User IDs do.
     for i in 0..5 {
-        assert_eq!(app.sign_in(&format!("sprayed{i:02}"), PASSWORD, "personal").await.status(), 401);
+        assert_eq!(
+            app.sign_in(&format!("sprayed{i:02}"), PASSWORD, "personal")
+                .await
+                .status(),
+            401
+        );
     }
     let res = app.sign_in("sprayed99", PASSWORD, "personal").await;
     assert_eq!(res.status(), 429);
-    let retry: u64 = res.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    let retry: u64 = res.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!((1..=600).contains(&retry), "{retry}");
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["code"], "too-many-requests");
     // Even the right password waits: the limit is on the address.
-    assert_eq!(app.sign_in("ann.example", PASSWORD, "personal").await.status(), 429);
+    assert_eq!(
+        app.sign_in("ann.example", PASSWORD, "personal")
+            .await
+            .status(),
+        429
+    );
     // Card checks from the same address have their own bucket, limited the same way.
     for _ in 0..5 {
         let res = app
@@ -87,9 +154,17 @@ async fn throttling(backend: Backend) {
     assert!(res.headers().contains_key("retry-after"));
     // When the window has passed, sign-in works again.
     app.clock.advance(601);
-    assert_eq!(app.sign_in("ann.example", PASSWORD, "personal").await.status(), 201);
+    assert_eq!(
+        app.sign_in("ann.example", PASSWORD, "personal")
+            .await
+            .status(),
+        201
+    );
 }
-both!(throttling_per_address_answers_429_with_retry_after, throttling);
+both!(
+    throttling_per_address_answers_429_with_retry_after,
+    throttling
+);
 
 #[tokio::test]
 async fn throttling_can_be_switched_off_but_lockout_stays() {
@@ -101,12 +176,23 @@ async fn throttling_can_be_switched_off_but_lockout_stays() {
     .unwrap();
     app.register(&ANN, "ann.example", PASSWORD).await;
     for i in 0..10 {
-        assert_eq!(app.sign_in(&format!("nobody{i:02}"), PASSWORD, "personal").await.status(), 401);
+        assert_eq!(
+            app.sign_in(&format!("nobody{i:02}"), PASSWORD, "personal")
+                .await
+                .status(),
+            401
+        );
     }
     for _ in 0..6 {
-        app.sign_in("ann.example", "Wrong-Horse-1", "personal").await;
+        app.sign_in("ann.example", "Wrong-Horse-1", "personal")
+            .await;
     }
-    assert_eq!(app.sign_in("ann.example", PASSWORD, "personal").await.status(), 423);
+    assert_eq!(
+        app.sign_in("ann.example", PASSWORD, "personal")
+            .await
+            .status(),
+        423
+    );
 }
 
 async fn change(app: &TestApp, token: &str, current: &str, new: &str) -> reqwest::Response {
@@ -120,7 +206,9 @@ async fn change(app: &TestApp, token: &str, current: &str, new: &str) -> reqwest
 }
 
 async fn password_change(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else { return };
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
     app.register(&ANN, "ann.example", PASSWORD).await;
     let other = app.token("ann.example", PASSWORD, "personal").await;
     let token = app.token("ann.example", PASSWORD, "personal").await;
@@ -131,40 +219,81 @@ async fn password_change(backend: Backend) {
     let res = change(&app, &token, PASSWORD, "password1").await;
     assert_eq!(res.status(), 400);
     let body: Value = res.json().await.unwrap();
-    let messages: Vec<&str> = body["errors"].as_array().unwrap().iter().map(|e| e["message"].as_str().unwrap()).collect();
-    assert!(messages.iter().any(|m| m.contains("too common")), "{messages:?}");
-    assert!(messages.iter().any(|m| m.contains("capital")), "{messages:?}");
+    let messages: Vec<&str> = body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["message"].as_str().unwrap())
+        .collect();
+    assert!(
+        messages.iter().any(|m| m.contains("too common")),
+        "{messages:?}"
+    );
+    assert!(
+        messages.iter().any(|m| m.contains("capital")),
+        "{messages:?}"
+    );
     let res = change(&app, &token, PASSWORD, "My-ann.example-1").await;
     assert_eq!(res.status(), 400);
     assert_eq!(change(&app, &token, PASSWORD, PASSWORD).await.status(), 400);
-    assert_eq!(change(&app, &token, PASSWORD, "Fresh-Start-77!").await.status(), 204);
+    assert_eq!(
+        change(&app, &token, PASSWORD, "Fresh-Start-77!")
+            .await
+            .status(),
+        204
+    );
     // This session stays; every other one ended; the new password works, the old does not.
     assert_eq!(app.get_bearer("/api/v1/me", &token).await.status(), 200);
     assert_eq!(app.get_bearer("/api/v1/me", &other).await.status(), 401);
-    assert_eq!(app.sign_in("ann.example", PASSWORD, "personal").await.status(), 401);
-    assert_eq!(app.sign_in("ann.example", "Fresh-Start-77!", "personal").await.status(), 201);
+    assert_eq!(
+        app.sign_in("ann.example", PASSWORD, "personal")
+            .await
+            .status(),
+        401
+    );
+    assert_eq!(
+        app.sign_in("ann.example", "Fresh-Start-77!", "personal")
+            .await
+            .status(),
+        201
+    );
     let msgs = app.outbox_messages();
-    assert!(msgs.iter().any(|m| m["subject"].as_str().unwrap().contains("password was changed")));
+    assert!(msgs.iter().any(|m| m["subject"]
+        .as_str()
+        .unwrap()
+        .contains("password was changed")));
 }
-both!(password_change_needs_the_current_password_and_ends_other_sessions, password_change);
+both!(
+    password_change_needs_the_current_password_and_ends_other_sessions,
+    password_change
+);
 
 #[tokio::test]
 async fn pci_profile_refuses_the_last_four_passwords() {
-    let app = spawn_app_with(Backend::Sqlite, |c| c.password.profile = "pci-dss-4".into()).await.unwrap();
+    let app = spawn_app_with(Backend::Sqlite, |c| c.password.profile = "pci-dss-4".into())
+        .await
+        .unwrap();
     let first = "Harbor-Lights-2031";
     app.register(&ANN, "ann.example", first).await;
     let token = app.token("ann.example", first, "personal").await;
     let mut current = first.to_owned();
     for i in 1..=4 {
         let next = format!("Harbor-Lights-20{i:02}x");
-        assert_eq!(change(&app, &token, &current, &next).await.status(), 204, "{next}");
+        assert_eq!(
+            change(&app, &token, &current, &next).await.status(),
+            204,
+            "{next}"
+        );
         current = next;
     }
     // The first password is now five back: allowed again. The one before current is not.
     let res = change(&app, &token, &current, "Harbor-Lights-2003x").await;
     assert_eq!(res.status(), 400);
     let body: Value = res.json().await.unwrap();
-    assert!(body["errors"][0]["message"].as_str().unwrap().contains("last 4"));
+    assert!(body["errors"][0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("last 4"));
     assert_eq!(change(&app, &token, &current, first).await.status(), 204);
     // And the profile's own rules: 12 characters with letters and digits.
     let res = change(&app, &token, first, "short1").await;
@@ -175,7 +304,10 @@ async fn pci_profile_refuses_the_last_four_passwords() {
 async fn registration_refuses_a_common_password_naming_the_rule() {
     let app = spawn_app(Backend::Sqlite).await.unwrap();
     let res = app.verify_card(&ANN).await;
-    let token = res.json::<Value>().await.unwrap()["registration_token"].as_str().unwrap().to_owned();
+    let token = res.json::<Value>().await.unwrap()["registration_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let res = app
         .post_json(
             "/api/v1/registration/complete",
@@ -186,7 +318,10 @@ async fn registration_refuses_a_common_password_naming_the_rule() {
     assert_eq!(res.status(), 400);
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["errors"][0]["field"], "password");
-    assert!(body["errors"][0]["message"].as_str().unwrap().contains("too common"));
+    assert!(body["errors"][0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("too common"));
 }
 
 /// Failed sign-ins for unknown and known User IDs, interleaved, at the production hashing
@@ -204,8 +339,10 @@ async fn unknown_and_known_user_ids_take_the_same_time_to_fail() {
     .unwrap();
     app.register(&ANN, "ann.example", PASSWORD).await;
     // Warm up connections and caches.
-    app.sign_in("ann.example", "Wrong-Horse-1", "personal").await;
-    app.sign_in("nobody.here", "Wrong-Horse-1", "personal").await;
+    app.sign_in("ann.example", "Wrong-Horse-1", "personal")
+        .await;
+    app.sign_in("nobody.here", "Wrong-Horse-1", "personal")
+        .await;
     // Adjacent pairs, in alternating order, so a change in the machine's load affects both
     // sides of a pair alike; the figure is the median of the pairs' ratios.
     let mut ratios = Vec::new();

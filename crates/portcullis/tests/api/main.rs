@@ -10,7 +10,9 @@
 mod defences;
 mod overload;
 mod pages;
+mod recovery;
 mod registration;
 mod secrets;
 mod sessions;
 mod signin;
+mod support;

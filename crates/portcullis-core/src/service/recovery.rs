@@ -1,0 +1,735 @@
+//! Flows 3 (self-service unlock), 4 (forgot password) and 5 (forgot User ID).
+//!
+//! Forgot password: User ID → card ID *or* the three security answers → a one-time code to
+//! the registered channel → a new password. Security answers are never enough on their own:
+//! the code is always required. Card ID + code also unlocks a locked account.
+//!
+//! Nothing here tells a stranger whether a User ID or an email address exists: the first
+//! step answers the same (an unknown User ID gets decoy questions that stay the same for that
+//! User ID), later steps fail the same way after the same work, and wrong answers count on
+//! the step whether or not there is an account behind it.
+
+use portcullis_crypto::{ct_eq, sha256, Token};
+use secrecy::{ExposeSecret, SecretString};
+
+use super::{ClientInfo, Portcullis};
+use crate::audit::{AuditEvent, AuditKind};
+use crate::card::{CardId, VERIFICATION_DOMAIN};
+use crate::clock::UnixTime;
+use crate::contact::{CodeChannel, Email, Phone};
+use crate::ids::UserId;
+use crate::otp::{self, CodePolicy, Resend};
+use crate::password::{Password, PasswordRule};
+use crate::ports::{AccountRow, Message, NewCode, StepRow};
+use crate::security_questions::{
+    check_answer, question, SecurityQuestion, QUESTIONS, REQUIRED_ANSWERS,
+};
+use crate::throttle::ThrottleAction;
+use crate::{FieldError, ServiceError};
+
+const PASSWORD_STEP: &str = "recovery.password";
+/// The password step once the card ID or answers were right: the same token, a fresh count
+/// of tries for the code.
+const CODE_STEP: &str = "recovery.code";
+const RESET_STEP: &str = "recovery.reset";
+const USER_ID_STEP: &str = "recovery.user_id";
+/// Wrong card IDs or answers allowed on one recovery step.
+const MAX_PROOF_TRIES: u32 = 5;
+const STEP_SECS: i64 = 20 * 60;
+const RESET_SECS: i64 = 15 * 60;
+const PURPOSE_CARD: &str = "recovery.card";
+const PURPOSE_ANSWERS: &str = "recovery.answers";
+const PURPOSE_USER_ID: &str = "recovery.user_id";
+
+/// The answer to the first step of forgot-password.
+pub struct RecoveryStart {
+    pub token: SecretString,
+    pub methods: Vec<&'static str>,
+    pub questions: Vec<SecurityQuestion>,
+}
+
+/// How the person proves it is them.
+pub enum Proof<'a> {
+    CardId(&'a str),
+    Answers(&'a [(i64, String)]),
+}
+
+/// A code went out: where to, masked.
+pub struct CodeSent {
+    pub channel: CodeChannel,
+    pub destination: String,
+}
+
+/// The code was right.
+pub struct CodeAccepted {
+    pub reset_token: SecretString,
+    /// The account was locked and card ID + code unlocked it.
+    pub unlocked: bool,
+}
+
+impl Portcullis {
+    /// Forgot password, step 1.
+    pub async fn start_password_recovery(
+        &self,
+        user_id: &str,
+        client: &ClientInfo,
+    ) -> Result<RecoveryStart, ServiceError> {
+        let id = UserId::parse(user_id).map_err(|m| ServiceError::field("user_id", m))?;
+        let account = self.store.find_account(id.canonical()).await?;
+        let questions = match &account {
+            Some(a) => {
+                let mut q: Vec<SecurityQuestion> = self
+                    .store
+                    .security_answers(a.id)
+                    .await?
+                    .iter()
+                    .filter_map(|(qid, _)| question(*qid))
+                    .collect();
+                if q.len() != REQUIRED_ANSWERS {
+                    q = decoy_questions(self, id.canonical());
+                }
+                q
+            }
+            None => decoy_questions(self, id.canonical()),
+        };
+        let token = Token::generate();
+        let data = questions
+            .iter()
+            .map(|q| q.id.to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        let now = self.clock.now();
+        self.store
+            .create_step(
+                &token.hash,
+                PASSWORD_STEP,
+                account.as_ref().map_or(-1, |a| a.id),
+                &data,
+                now.plus_secs(STEP_SECS),
+            )
+            .await?;
+        if let Some(a) = &account {
+            self.audit(
+                AuditEvent::new(AuditKind::RecoveryStarted, Some(a.id)).ip(client.ip.as_deref()),
+            )
+            .await;
+        }
+        let mut methods = vec!["card_id"];
+        if self.policies.security_questions_enabled {
+            methods.push("security_questions");
+        }
+        Ok(RecoveryStart {
+            token: token.secret,
+            methods,
+            questions: if self.policies.security_questions_enabled {
+                questions
+            } else {
+                Vec::new()
+            },
+        })
+    }
+
+    /// Forgot password, step 2: the card ID or the answers; on success a code goes out.
+    pub async fn verify_recovery(
+        &self,
+        token: &str,
+        proof: Proof<'_>,
+        client: &ClientInfo,
+    ) -> Result<CodeSent, ServiceError> {
+        let step_hash = sha256(token.as_bytes());
+        let now = self.clock.now();
+        let step = self
+            .store
+            .find_step(&step_hash, PASSWORD_STEP, now)
+            .await?
+            .ok_or(ServiceError::StepExpired)?;
+        // Shape errors first: they cost no try.
+        let card_id = match proof {
+            Proof::CardId(c) => {
+                Some(CardId::parse(c).map_err(|m| ServiceError::field("card_id", m))?)
+            }
+            Proof::Answers(_) if !self.policies.security_questions_enabled => {
+                return Err(ServiceError::field(
+                    "security_answers",
+                    "Use your card ID instead.",
+                ));
+            }
+            Proof::Answers(a) => {
+                check_answer_shapes(a, &step)?;
+                None
+            }
+        };
+        let throttle = self
+            .throttle_claim(ThrottleAction::Recovery, client)
+            .await?;
+        let account = if step.subject_id > 0 {
+            self.store.account_by_id(step.subject_id).await?
+        } else {
+            None
+        };
+        let matched = match (&proof, &card_id) {
+            (Proof::CardId(_), Some(cid)) => self.card_id_matches(account.as_ref(), cid).await?,
+            (Proof::Answers(answers), _) => self.answers_match(account.as_ref(), answers).await?,
+            (Proof::CardId(_), None) => false,
+        };
+        let Some(account) = account.filter(|_| matched) else {
+            let tries = self
+                .store
+                .step_attempt(&step_hash, PASSWORD_STEP, MAX_PROOF_TRIES)
+                .await?;
+            if step.subject_id > 0 {
+                self.audit(
+                    AuditEvent::new(AuditKind::RecoveryFailed, Some(step.subject_id))
+                        .ip(client.ip.as_deref())
+                        .detail(if card_id.is_some() {
+                            "wrong card ID"
+                        } else {
+                            "wrong security answers"
+                        }),
+                )
+                .await;
+            }
+            return match tries {
+                Some(n) if n < MAX_PROOF_TRIES => Err(ServiceError::RecoveryFailed {
+                    tries_left: MAX_PROOF_TRIES - n,
+                }),
+                _ => {
+                    self.store.consume_step(&step_hash, PASSWORD_STEP).await?;
+                    Err(ServiceError::StepExpired)
+                }
+            };
+        };
+        self.throttle_release(throttle).await;
+        if !self.store.consume_step(&step_hash, PASSWORD_STEP).await? {
+            return Err(ServiceError::StepExpired);
+        }
+        self.store
+            .create_step(
+                &step_hash,
+                CODE_STEP,
+                account.id,
+                "",
+                now.plus_secs(STEP_SECS),
+            )
+            .await?;
+        let purpose = if card_id.is_some() {
+            PURPOSE_CARD
+        } else {
+            PURPOSE_ANSWERS
+        };
+        self.audit(
+            AuditEvent::new(AuditKind::RecoveryVerified, Some(account.id))
+                .ip(client.ip.as_deref())
+                .detail(if card_id.is_some() {
+                    "card ID"
+                } else {
+                    "security answers"
+                }),
+        )
+        .await;
+        self.send_code(&step_hash, &account, purpose, None, now)
+            .await
+    }
+
+    /// Forgot password, step 3: the code. Card ID + code also unlocks a locked account.
+    pub async fn verify_recovery_code(
+        &self,
+        token: &str,
+        code: &str,
+        client: &ClientInfo,
+    ) -> Result<CodeAccepted, ServiceError> {
+        let step_hash = sha256(token.as_bytes());
+        let now = self.clock.now();
+        let step = self
+            .store
+            .find_step(&step_hash, CODE_STEP, now)
+            .await?
+            .ok_or(ServiceError::StepExpired)?;
+        let (account_id, purpose) = self
+            .check_code(&step_hash, &step, CODE_STEP, code, client)
+            .await?;
+        self.store.consume_step(&step_hash, CODE_STEP).await?;
+        let mut unlocked = false;
+        if purpose == PURPOSE_CARD {
+            if let Some(account) = self.store.account_by_id(account_id).await? {
+                if account.locked_until.is_some_and(|t| t > now)
+                    && self.store.unlock_account(account_id).await?
+                {
+                    unlocked = true;
+                    self.audit(
+                        AuditEvent::new(AuditKind::AccountUnlocked, Some(account_id))
+                            .ip(client.ip.as_deref())
+                            .detail("self-service: card ID and one-time code"),
+                    )
+                    .await;
+                    let issuer = &self.policies.issuer_name;
+                    if let Some(m) = super::signin::contact_message(
+                        &account,
+                        format!("Your {issuer} account is unlocked"),
+                        "Your online account was unlocked with your card and a one-time code. If this was not you, call us at once.".into(),
+                    ) {
+                        self.notify(m).await;
+                    }
+                }
+            }
+        }
+        let reset = Token::generate();
+        self.store
+            .create_step(
+                &reset.hash,
+                RESET_STEP,
+                account_id,
+                "",
+                now.plus_secs(RESET_SECS),
+            )
+            .await?;
+        Ok(CodeAccepted {
+            reset_token: reset.secret,
+            unlocked,
+        })
+    }
+
+    /// Sends a fresh code for a recovery step (at most once a minute, five times in all).
+    pub async fn resend_recovery_code(
+        &self,
+        token: &str,
+        for_user_id: bool,
+    ) -> Result<(), ServiceError> {
+        let step_hash = sha256(token.as_bytes());
+        let now = self.clock.now();
+        let kind = if for_user_id { USER_ID_STEP } else { CODE_STEP };
+        let step = self
+            .store
+            .find_step(&step_hash, kind, now)
+            .await?
+            .ok_or(ServiceError::StepExpired)?;
+        let policy = CodePolicy::default();
+        let code = otp::generate();
+        let hash = otp::code_hash(&self.keys, &step_hash, code.expose_secret());
+        let outcome = self
+            .store
+            .resend_code(
+                &step_hash,
+                &hash,
+                now,
+                policy.ttl_secs,
+                policy.resend_after_secs,
+                policy.max_sends,
+            )
+            .await?;
+        match outcome {
+            Resend::Sent => {
+                if let Some(account) = self.store.account_by_id(step.subject_id).await? {
+                    let preferred = if for_user_id {
+                        CodeChannel::parse(&step.data)
+                    } else {
+                        None
+                    };
+                    if let Some((channel, to)) = code_destination(&account, preferred) {
+                        self.notify(self.code_message(channel, to, &code)).await;
+                    }
+                }
+                Ok(())
+            }
+            Resend::TooSoon { retry_after } => Err(ServiceError::TooManyRequests { retry_after }),
+            Resend::TooMany => Err(ServiceError::TooManyRequests {
+                retry_after: u64::try_from(step.expires_at.0 - now.0)
+                    .unwrap_or(60)
+                    .max(1),
+            }),
+            // No code behind the step (an unknown address, or not verified yet): answer as
+            // if one was sent, so the answer tells nothing.
+            Resend::NoCode => Ok(()),
+        }
+    }
+
+    /// Forgot password, step 4: the new password. Every session ends, the lock is lifted
+    /// and the owner is told.
+    pub async fn reset_password(
+        &self,
+        reset_token: &str,
+        new_password: &str,
+        client: &ClientInfo,
+    ) -> Result<(), ServiceError> {
+        let step_hash = sha256(reset_token.as_bytes());
+        let now = self.clock.now();
+        let step = self
+            .store
+            .find_step(&step_hash, RESET_STEP, now)
+            .await?
+            .ok_or(ServiceError::StepExpired)?;
+        let account = self
+            .store
+            .account_by_id(step.subject_id)
+            .await?
+            .ok_or(ServiceError::StepExpired)?;
+        let password = Password::new(new_password);
+        let user_id = UserId::parse(&account.user_id).ok();
+        let broken: Vec<FieldError> = self
+            .policies
+            .password
+            .check(&password, user_id.as_ref(), false)
+            .into_iter()
+            .map(|r| FieldError::new("new_password", r.message()))
+            .collect();
+        if !broken.is_empty() {
+            return Err(ServiceError::Invalid(broken));
+        }
+        let last_n = self.policies.password.profile.history();
+        let older = last_n.saturating_sub(1);
+        if last_n > 0 {
+            let mut earlier = vec![account.password_hash.clone()];
+            earlier.extend(self.store.password_history(account.id, older).await?);
+            for hash in &earlier {
+                if self
+                    .hasher
+                    .verify(password.expose().as_bytes(), Some(hash))
+                    .await?
+                    .is_match()
+                {
+                    return Err(ServiceError::field(
+                        "new_password",
+                        PasswordRule::RecentlyUsed { count: last_n }.message(),
+                    ));
+                }
+            }
+        }
+        let hash = self.hasher.hash(password.expose().as_bytes()).await?;
+        if !self.store.consume_step(&step_hash, RESET_STEP).await? {
+            return Err(ServiceError::StepExpired);
+        }
+        self.store
+            .change_password(account.id, &hash, now, older)
+            .await?;
+        self.store.unlock_account(account.id).await?;
+        let ended = self.store.delete_account_sessions(account.id, None).await?;
+        self.audit(
+            AuditEvent::new(AuditKind::PasswordReset, Some(account.id))
+                .ip(client.ip.as_deref())
+                .detail(format!("{ended} sessions ended")),
+        )
+        .await;
+        let issuer = &self.policies.issuer_name;
+        if let Some(m) = super::signin::contact_message(
+            &account,
+            format!("Your {issuer} password was reset"),
+            format!(
+                "The password for your online account {} was reset with a security code, and \
+                 you were signed out everywhere. If this was not you, call {} at once.",
+                account.user_id, self.policies.support_phone
+            ),
+        ) {
+            self.notify(m).await;
+        }
+        Ok(())
+    }
+
+    /// Forgot User ID, step 1: a code goes to the email or the phone on file. The answer is
+    /// the same whether or not the address is known.
+    pub async fn start_user_id_recovery(
+        &self,
+        email: &str,
+        channel: &str,
+        client: &ClientInfo,
+    ) -> Result<SecretString, ServiceError> {
+        let email = Email::parse(email).map_err(|m| ServiceError::field("email", m))?;
+        let preferred = CodeChannel::parse(channel)
+            .ok_or_else(|| ServiceError::field("channel", "Choose email or text message."))?;
+        // Every start counts: it can send a message.
+        let _ = self
+            .throttle_claim(ThrottleAction::Recovery, client)
+            .await?;
+        let accounts = self.store.accounts_by_email(email.as_str()).await?;
+        let token = Token::generate();
+        let now = self.clock.now();
+        let subject = accounts.first().map_or(-1, |a| a.id);
+        self.store
+            .create_step(
+                &token.hash,
+                USER_ID_STEP,
+                subject,
+                preferred.as_str(),
+                now.plus_secs(STEP_SECS),
+            )
+            .await?;
+        if let Some(account) = accounts.first() {
+            self.audit(
+                AuditEvent::new(AuditKind::RecoveryStarted, Some(account.id))
+                    .ip(client.ip.as_deref())
+                    .detail("forgot User ID"),
+            )
+            .await;
+            self.send_code(&token.hash, account, PURPOSE_USER_ID, Some(preferred), now)
+                .await?;
+        }
+        Ok(token.secret)
+    }
+
+    /// Forgot User ID, step 2: the code shows the User ID(s) registered with the address.
+    pub async fn verify_user_id_code(
+        &self,
+        token: &str,
+        code: &str,
+        client: &ClientInfo,
+    ) -> Result<Vec<String>, ServiceError> {
+        let step_hash = sha256(token.as_bytes());
+        let now = self.clock.now();
+        let step = self
+            .store
+            .find_step(&step_hash, USER_ID_STEP, now)
+            .await?
+            .ok_or(ServiceError::StepExpired)?;
+        let (account_id, _) = self
+            .check_code(&step_hash, &step, USER_ID_STEP, code, client)
+            .await?;
+        self.store.consume_step(&step_hash, USER_ID_STEP).await?;
+        let Some(account) = self.store.account_by_id(account_id).await? else {
+            return Err(ServiceError::StepExpired);
+        };
+        let user_ids: Vec<String> = match &account.email {
+            Some(email) => self
+                .store
+                .accounts_by_email(email)
+                .await?
+                .into_iter()
+                .map(|a| a.user_id)
+                .collect(),
+            None => vec![account.user_id.clone()],
+        };
+        self.audit(
+            AuditEvent::new(AuditKind::UserIdRecovered, Some(account.id)).ip(client.ip.as_deref()),
+        )
+        .await;
+        Ok(user_ids)
+    }
+
+    /// Checks a code for a step. Every try is counted on the step first, whether or not a
+    /// code stands behind it (an unknown address has none), so both answer alike.
+    async fn check_code(
+        &self,
+        step_hash: &[u8; 32],
+        step: &StepRow,
+        kind: &str,
+        code: &str,
+        client: &ClientInfo,
+    ) -> Result<(i64, String), ServiceError> {
+        let code = otp::normalise(code)
+            .ok_or_else(|| ServiceError::field("code", "The code is the 6 digits we sent you."))?;
+        let throttle = self
+            .throttle_claim(ThrottleAction::Recovery, client)
+            .await?;
+        let policy = CodePolicy::default();
+        let now = self.clock.now();
+        let Some(tries) = self
+            .store
+            .step_attempt(step_hash, kind, policy.max_tries)
+            .await?
+        else {
+            return Err(ServiceError::CodeSpent);
+        };
+        let wrong = |tries: u32| {
+            let left = policy.max_tries.saturating_sub(tries);
+            if left == 0 {
+                ServiceError::CodeSpent
+            } else {
+                ServiceError::CodeRejected { tries_left: left }
+            }
+        };
+        let Some(attempt) = self
+            .store
+            .try_code(step_hash, now, policy.max_tries)
+            .await?
+        else {
+            // No live code. Past the password step there always was one (so it expired, was
+            // used, or ran out of tries). A User ID step may have none at all (an unknown
+            // address): it answers like a wrong code until a real code would have expired.
+            let code_would_expire = step.expires_at.0 - STEP_SECS + policy.ttl_secs;
+            return Err(if kind == USER_ID_STEP && now.0 < code_would_expire {
+                wrong(tries)
+            } else {
+                ServiceError::CodeSpent
+            });
+        };
+        let expected = otp::code_hash(&self.keys, step_hash, &code);
+        if !ct_eq(&expected, &attempt.code_hash) {
+            self.audit(
+                AuditEvent::new(AuditKind::RecoveryCodeFailed, Some(attempt.account_id))
+                    .ip(client.ip.as_deref()),
+            )
+            .await;
+            return Err(wrong(tries.max(attempt.attempts)));
+        }
+        if !self.store.use_code(step_hash, now).await? {
+            return Err(ServiceError::CodeSpent);
+        }
+        self.throttle_release(throttle).await;
+        Ok((attempt.account_id, attempt.purpose))
+    }
+
+    async fn send_code(
+        &self,
+        step_hash: &[u8; 32],
+        account: &AccountRow,
+        purpose: &str,
+        preferred: Option<CodeChannel>,
+        now: UnixTime,
+    ) -> Result<CodeSent, ServiceError> {
+        let (channel, to) = code_destination(account, preferred)
+            .ok_or_else(|| ServiceError::Internal("account has no contact channel".into()))?;
+        let code = otp::generate();
+        let policy = CodePolicy::default();
+        self.store
+            .create_code(NewCode {
+                step_hash: *step_hash,
+                account_id: account.id,
+                purpose: purpose.to_owned(),
+                code_hash: otp::code_hash(&self.keys, step_hash, code.expose_secret()),
+                channel,
+                now,
+                expires_at: now.plus_secs(policy.ttl_secs),
+            })
+            .await?;
+        let destination = mask(channel, &to);
+        self.notify(self.code_message(channel, to, &code)).await;
+        Ok(CodeSent {
+            channel,
+            destination,
+        })
+    }
+
+    fn code_message(&self, channel: CodeChannel, to: String, code: &SecretString) -> Message {
+        let issuer = &self.policies.issuer_name;
+        Message {
+            channel,
+            to,
+            subject: format!("Your {issuer} security code"),
+            body: format!(
+                "Your {issuer} security code is {}. It expires in 10 minutes. Never share it: \
+                 we will never ask you for it.",
+                code.expose_secret()
+            ),
+            sensitive: true,
+        }
+    }
+
+    async fn card_id_matches(
+        &self,
+        account: Option<&AccountRow>,
+        cid: &CardId,
+    ) -> Result<bool, ServiceError> {
+        let Some(account) = account else {
+            // The same keyed hash as a real check, so the timing is alike.
+            let _ = self
+                .keys
+                .hash(VERIFICATION_DOMAIN, &[&[0u8; 32], cid.digits().as_bytes()]);
+            return Ok(false);
+        };
+        let mut matched = false;
+        for (number_hash, verification_hash) in self.store.card_hashes(account.id).await? {
+            let candidate = self.keys.hash(
+                VERIFICATION_DOMAIN,
+                &[&number_hash, cid.digits().as_bytes()],
+            );
+            matched |= ct_eq(&candidate, &verification_hash);
+        }
+        Ok(matched)
+    }
+
+    async fn answers_match(
+        &self,
+        account: Option<&AccountRow>,
+        answers: &[(i64, String)],
+    ) -> Result<bool, ServiceError> {
+        let stored = match account {
+            Some(a) => self.store.security_answers(a.id).await?,
+            None => Vec::new(),
+        };
+        let mut all = true;
+        for (qid, answer) in answers {
+            let normalised = crate::security_questions::normalise_answer(answer);
+            let hash = stored
+                .iter()
+                .find(|(q, _)| q == qid)
+                .map(|(_, h)| h.as_str());
+            // Every answer is checked (no early exit), so the work does not depend on which
+            // one is wrong, or on whether there is an account at all.
+            let ok = self
+                .hasher
+                .verify(normalised.as_bytes(), hash)
+                .await?
+                .is_match();
+            all &= ok;
+        }
+        Ok(all && account.is_some())
+    }
+}
+
+/// Three questions for a User ID that has no account, chosen by a keyed hash of the User ID
+/// so they are the same every time someone asks.
+fn decoy_questions(app: &Portcullis, canonical_user_id: &str) -> Vec<SecurityQuestion> {
+    let digest = app.keys.hash(
+        "portcullis/decoy-questions/v1",
+        &[canonical_user_id.as_bytes()],
+    );
+    let mut pool: Vec<SecurityQuestion> = QUESTIONS.to_vec();
+    let mut chosen = Vec::with_capacity(REQUIRED_ANSWERS);
+    for byte in digest.iter().take(REQUIRED_ANSWERS) {
+        if pool.is_empty() {
+            break;
+        }
+        let i = usize::from(*byte) % pool.len();
+        chosen.push(pool.remove(i));
+    }
+    chosen.sort_by_key(|q| q.id);
+    chosen
+}
+
+fn check_answer_shapes(answers: &[(i64, String)], step: &StepRow) -> Result<(), ServiceError> {
+    let asked: Vec<i64> = step
+        .data
+        .split(',')
+        .filter_map(|s| s.parse().ok())
+        .collect();
+    let mut errors = Vec::new();
+    if answers.len() != REQUIRED_ANSWERS {
+        errors.push(FieldError::new(
+            "security_answers",
+            "Answer all three questions.",
+        ));
+    }
+    for (i, (qid, answer)) in answers.iter().enumerate() {
+        let field = format!("security_answers[{i}]");
+        if !asked.contains(qid) {
+            errors.push(FieldError::new(&field, "Answer the questions shown."));
+        } else if let Err(m) = check_answer(answer) {
+            errors.push(FieldError::new(&field, m));
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ServiceError::Invalid(errors))
+    }
+}
+
+/// Where a code goes: the preferred channel when the account has it, else the registered
+/// channel, else whatever it has.
+fn code_destination(
+    account: &AccountRow,
+    preferred: Option<CodeChannel>,
+) -> Option<(CodeChannel, String)> {
+    let want = preferred.unwrap_or(account.code_channel);
+    match (want, &account.email, &account.phone) {
+        (CodeChannel::Sms, _, Some(p)) => Some((CodeChannel::Sms, p.clone())),
+        (_, Some(e), _) => Some((CodeChannel::Email, e.clone())),
+        (_, None, Some(p)) => Some((CodeChannel::Sms, p.clone())),
+        (_, None, None) => None,
+    }
+}
+
+fn mask(channel: CodeChannel, to: &str) -> String {
+    match channel {
+        CodeChannel::Email => Email::parse(to).map_or_else(|_| "•••".into(), |e| e.masked()),
+        CodeChannel::Sms => Phone::parse(to).map_or_else(|_| "•••".into(), |p| p.masked()),
+    }
+}

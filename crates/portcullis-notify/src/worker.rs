@@ -1,0 +1,480 @@
+//! The delivery worker: claims due outbox rows under a lease, sends each through its
+//! channel's transport, and records the outcome.
+//!
+//! ```text
+//!   enqueue ──► pending ──claim (lease)──► sending ──2xx/250──► sent
+//!                  ▲                          │
+//!                  └── retry at now+backoff ◄─┤ (timeout, 4xx SMTP, 5xx gateway)
+//!                                             └── rejected, or 24 h old ──► failed
+//! ```
+//!
+//! Exactly once across nodes: a row is sent only by the node holding its lease, a send is
+//! started only while the lease has at least `send_timeout` plus a margin left (so a send
+//! never outlives the lease it started under), and `mark_sent` applies only while the row is
+//! still this node's. What no protocol can close is a crash between the server's "accepted"
+//! and `mark_sent`'s commit: that message is sent again when its lease runs out
+//! (at-least-once for that window of milliseconds). Its `Message-ID` is the row's, so a
+//! receiving system can recognise the resend.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use portcullis_core::clock::{Clock, UnixTime};
+use portcullis_core::contact::CodeChannel;
+use portcullis_core::ports::{OutboxRow, OutboxStore};
+use rand::Rng;
+use tokio::sync::{watch, Notify};
+
+use crate::sms::SmsPolicy;
+use crate::stats::{SmsBlock, Stats};
+use crate::transport::{Outbound, SendError, Transports};
+use crate::OutboxNotifier;
+
+/// How the worker paces itself.
+#[derive(Clone, Debug)]
+pub struct DeliveryConfig {
+    /// How often to look for due rows when nothing wakes the worker (retries, and messages
+    /// queued by other nodes or by store transactions).
+    pub poll_interval: Duration,
+    /// How long a claim holds a row.
+    pub lease_secs: i64,
+    /// Rows claimed at once.
+    pub batch_size: u32,
+    /// The longest one send may take (each transport is built with it).
+    pub send_timeout: Duration,
+    /// The first retry waits this long; each later one twice the one before.
+    pub backoff_base_secs: i64,
+    pub backoff_max_secs: i64,
+    /// A message still unsent this long after it was queued is given up.
+    pub give_up_after_secs: i64,
+    pub sms: SmsPolicy,
+    /// The start of this node's id (a random part is added per worker started).
+    pub node_name: String,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        Self {
+            poll_interval: Duration::from_secs(2),
+            lease_secs: 60,
+            batch_size: 10,
+            send_timeout: Duration::from_secs(15),
+            backoff_base_secs: 5,
+            backoff_max_secs: 3600,
+            give_up_after_secs: 24 * 3600,
+            sms: SmsPolicy::default(),
+            node_name: default_node_name(),
+        }
+    }
+}
+
+/// The host's name, or `node`.
+pub fn default_node_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "node".into())
+}
+
+/// The delay before attempt `attempts + 1`: `base · 2^(attempts-1)` capped at `max`, plus up
+/// to a quarter more at random so that many rows failed together do not retry together.
+pub fn backoff_secs(attempts: u32, base: i64, max: i64, rng: &mut impl Rng) -> i64 {
+    let exponent = attempts.saturating_sub(1).min(30);
+    let delay = base.saturating_mul(1_i64 << exponent).min(max).max(1);
+    let jitter = rng.gen_range(0..=delay / 4);
+    delay.saturating_add(jitter).min(max)
+}
+
+/// Everything a worker needs; cheap to clone. [`Self::spawn`] starts one worker task (one
+/// node); calling it twice gives two nodes.
+#[derive(Clone)]
+pub struct DeliveryWorker {
+    store: Arc<dyn OutboxStore>,
+    clock: Arc<dyn Clock>,
+    transports: Transports,
+    config: Arc<DeliveryConfig>,
+    stats: Stats,
+    wake: Arc<Notify>,
+}
+
+/// A running worker.
+pub struct DeliveryHandle {
+    node: String,
+    shutdown: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl DeliveryHandle {
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// Asks the worker to stop: it finishes the message in hand, releases its other claims
+    /// and ends.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        if let Err(e) = self.task.await {
+            tracing::error!(error = %e, "delivery worker ended abnormally");
+        }
+    }
+
+    /// Stops the task at once, without releasing claims (their leases run out).
+    pub fn abort(&self) {
+        self.task.abort();
+    }
+}
+
+impl DeliveryWorker {
+    pub fn new(
+        store: Arc<dyn OutboxStore>,
+        clock: Arc<dyn Clock>,
+        transports: Transports,
+        config: DeliveryConfig,
+    ) -> Self {
+        Self {
+            store,
+            clock,
+            transports,
+            config: Arc::new(config),
+            stats: Stats::default(),
+            wake: Arc::new(Notify::new()),
+        }
+    }
+
+    /// The notifier that queues into this worker's outbox and wakes it.
+    pub fn notifier(&self) -> OutboxNotifier {
+        OutboxNotifier::new(self.store.clone(), self.clock.clone())
+            .with_worker(self.wake.clone(), self.stats.clone())
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.stats.clone()
+    }
+
+    pub fn config(&self) -> &DeliveryConfig {
+        &self.config
+    }
+
+    /// Wakes the worker (something was queued).
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Starts a worker task under a fresh node id.
+    pub fn spawn(&self) -> DeliveryHandle {
+        let node = format!(
+            "{}-{}-{:08x}",
+            self.config.node_name,
+            std::process::id(),
+            rand::thread_rng().gen::<u32>()
+        );
+        let (shutdown, rx) = watch::channel(false);
+        let worker = self.clone();
+        let task_node = node.clone();
+        let task = tokio::spawn(async move { worker.run(task_node, rx).await });
+        tracing::info!(node = %node, "delivery worker started");
+        DeliveryHandle {
+            node,
+            shutdown,
+            task,
+        }
+    }
+
+    async fn run(self, node: String, mut shutdown: watch::Receiver<bool>) {
+        let mut failures: u32 = 0;
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            let busy = match self.pass(&node, &shutdown).await {
+                Ok(claimed) => {
+                    failures = 0;
+                    claimed >= self.config.batch_size as usize
+                }
+                Err(e) => {
+                    failures = failures.saturating_add(1);
+                    if failures == 1 || failures % 30 == 0 {
+                        tracing::warn!(node = %node, error = %e, "outbox claim failed");
+                    }
+                    false
+                }
+            };
+            if busy {
+                continue;
+            }
+            tokio::select! {
+                () = self.wake.notified() => {}
+                () = tokio::time::sleep(self.config.poll_interval) => {}
+                changed = shutdown.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        match self.store.release_claims(&node).await {
+            Ok(n) => tracing::info!(node = %node, released = n, "delivery worker stopped"),
+            Err(e) => {
+                tracing::warn!(node = %node, error = %e, "delivery worker stopped; claims not released (their leases will run out)")
+            }
+        }
+    }
+
+    /// One round: claims a batch and settles each row. Returns how many rows were claimed.
+    /// Public for tests that drive a worker step by step.
+    pub async fn run_once(&self, node: &str) -> Result<usize, String> {
+        let (_tx, rx) = watch::channel(false);
+        self.pass(node, &rx).await
+    }
+
+    async fn pass(&self, node: &str, shutdown: &watch::Receiver<bool>) -> Result<usize, String> {
+        let now = self.clock.now();
+        let rows = self
+            .store
+            .claim(
+                node,
+                now,
+                self.config.lease_secs,
+                self.config.batch_size.max(1),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        let claimed = rows.len();
+        let mut left_unsent = false;
+        let needed = i64::try_from(self.config.send_timeout.as_secs())
+            .unwrap_or(i64::MAX)
+            .saturating_add(2);
+        for row in rows {
+            if *shutdown.borrow() {
+                left_unsent = true;
+                break;
+            }
+            // Never start a send that could outlive the lease: another node may take the row
+            // the moment it runs out.
+            if row.claimed_until.0.saturating_sub(self.clock.now().0) < needed {
+                left_unsent = true;
+                continue;
+            }
+            self.deliver(node, row).await;
+        }
+        if left_unsent {
+            if let Err(e) = self.store.release_claims(node).await {
+                tracing::warn!(node = %node, error = %e, "releasing unsent claims failed");
+            }
+        }
+        Ok(claimed)
+    }
+
+    async fn deliver(&self, node: &str, row: OutboxRow) {
+        let id = row.id;
+        let outcome = match row.channel {
+            CodeChannel::Email => self
+                .send(&row, CodeChannel::Email, &row.recipient)
+                .await
+                .map(|()| CodeChannel::Email),
+            CodeChannel::Sms => self.deliver_sms(node, &row).await,
+        };
+        let now = self.clock.now();
+        let recorded = match outcome {
+            Ok(channel) => {
+                let marked = self.store.mark_sent(id, node, now).await;
+                if let Ok(true) = marked {
+                    self.stats.sent(channel);
+                    tracing::info!(
+                        outbox_id = id,
+                        channel = channel.as_str(),
+                        attempt = row.attempts,
+                        "message sent"
+                    );
+                }
+                marked
+            }
+            Err(SendError::Rejected(error)) => {
+                tracing::warn!(outbox_id = id, attempt = row.attempts, error = %error, "message failed");
+                let marked = self.store.mark_failed(id, node, &error).await;
+                if let Ok(true) = marked {
+                    self.stats.failed();
+                }
+                marked
+            }
+            Err(SendError::Retry(error)) => self.retry_or_give_up(node, &row, now, &error).await,
+        };
+        match recorded {
+            Ok(true) => {}
+            Ok(false) => tracing::error!(
+                outbox_id = id,
+                node = %node,
+                "outbox row was no longer this node's when its outcome was recorded"
+            ),
+            Err(e) => {
+                tracing::error!(outbox_id = id, error = %e, "recording a delivery outcome failed")
+            }
+        }
+    }
+
+    async fn retry_or_give_up(
+        &self,
+        node: &str,
+        row: &OutboxRow,
+        now: UnixTime,
+        error: &str,
+    ) -> Result<bool, portcullis_core::ports::StoreError> {
+        let give_up_at = row.created_at.plus_secs(self.config.give_up_after_secs);
+        if now >= give_up_at {
+            tracing::warn!(outbox_id = row.id, attempt = row.attempts, error = %error, "message given up");
+            let marked = self
+                .store
+                .mark_failed(
+                    row.id,
+                    node,
+                    &format!(
+                        "gave up after {} attempts over {} h: {error}",
+                        row.attempts,
+                        self.config.give_up_after_secs / 3600
+                    ),
+                )
+                .await;
+            if let Ok(true) = marked {
+                self.stats.failed();
+            }
+            return marked;
+        }
+        let delay = backoff_secs(
+            row.attempts,
+            self.config.backoff_base_secs,
+            self.config.backoff_max_secs,
+            &mut rand::thread_rng(),
+        );
+        // The last try is made at the give-up time itself.
+        let next = now.plus_secs(delay).min(give_up_at);
+        tracing::info!(outbox_id = row.id, attempt = row.attempts, retry_in_secs = next.0 - now.0, error = %error, "message will be retried");
+        let marked = self.store.mark_retry(row.id, node, error, next).await;
+        if let Ok(true) = marked {
+            self.stats.retried();
+        }
+        marked
+    }
+
+    async fn send(&self, row: &OutboxRow, channel: CodeChannel, to: &str) -> Result<(), SendError> {
+        let Some(transport) = self.transports.for_channel(channel) else {
+            return Err(SendError::Rejected(format!(
+                "no {} transport is configured",
+                match channel {
+                    CodeChannel::Email => "email (SMTP)",
+                    CodeChannel::Sms => "SMS gateway",
+                }
+            )));
+        };
+        let outbound = Outbound {
+            id: row.id,
+            channel,
+            to: to.to_owned(),
+            subject: row.subject.clone(),
+            body: row.body.clone(),
+            created_at: row.created_at,
+            now: self.clock.now(),
+        };
+        // The transports have their own timeouts; this one is the backstop that keeps a
+        // send inside its lease.
+        match tokio::time::timeout(self.config.send_timeout, transport.send(&outbound)).await {
+            Ok(result) => result,
+            Err(_) => Err(SendError::Retry(format!(
+                "{} timed out after {} s",
+                transport.name(),
+                self.config.send_timeout.as_secs()
+            ))),
+        }
+    }
+
+    /// A text message through the cost controls: sent as SMS, sent by email instead, or
+    /// refused.
+    async fn deliver_sms(&self, node: &str, row: &OutboxRow) -> Result<CodeChannel, SendError> {
+        if self.transports.sms.is_none() {
+            return Err(SendError::Rejected("no SMS gateway is configured".into()));
+        }
+        let policy = &self.config.sms;
+        let blocked = if policy.prefix_allowed(&row.recipient) {
+            let claims = policy.quota_claims(&row.recipient);
+            let day = self.clock.now().0.div_euclid(86_400);
+            if claims.is_empty() {
+                None
+            } else {
+                let quota: Vec<_> = claims.iter().map(|(c, _)| c.clone()).collect();
+                match self.store.claim_sms_quota(&quota, day).await {
+                    Ok(None) => {
+                        let result = self.send(row, CodeChannel::Sms, &row.recipient).await;
+                        if result.is_err() {
+                            // Not sent, so not spent: an outage must not eat the day's quota.
+                            let keys: Vec<String> = quota.into_iter().map(|c| c.key).collect();
+                            if let Err(e) = self.store.release_sms_quota(&keys, day).await {
+                                tracing::warn!(outbox_id = row.id, error = %e, "releasing SMS quota failed");
+                            }
+                        }
+                        return result.map(|()| CodeChannel::Sms);
+                    }
+                    Ok(Some(i)) => Some(claims.get(i).map_or(SmsBlock::DailyQuota, |(_, b)| *b)),
+                    Err(e) => return Err(SendError::Retry(format!("SMS quota: {e}"))),
+                }
+            }
+        } else {
+            Some(SmsBlock::PrefixNotAllowed)
+        };
+        let Some(reason) = blocked else {
+            return self
+                .send(row, CodeChannel::Sms, &row.recipient)
+                .await
+                .map(|()| CodeChannel::Sms);
+        };
+        self.stats.blocked(reason);
+        tracing::warn!(
+            outbox_id = row.id,
+            reason = reason.as_str(),
+            "text message refused by the SMS cost controls"
+        );
+        let Some(fallback) = row.fallback_email.as_deref() else {
+            return Err(SendError::Rejected(format!(
+                "{}, and there is no email address to fall back to",
+                reason.describe()
+            )));
+        };
+        let moved = self
+            .store
+            .fall_back_to_email(
+                row.id,
+                node,
+                &format!("{}; sent by email", reason.describe()),
+            )
+            .await
+            .map_err(|e| SendError::Retry(format!("falling back to email: {e}")))?;
+        if !moved {
+            return Err(SendError::Retry(
+                "the row changed while falling back to email".into(),
+            ));
+        }
+        self.stats.fallback();
+        self.send(row, CodeChannel::Email, fallback)
+            .await
+            .map(|()| CodeChannel::Email)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_from_five_seconds_to_an_hour() {
+        let mut rng = rand::thread_rng();
+        for _ in 0..200 {
+            let first = backoff_secs(1, 5, 3600, &mut rng);
+            assert!((5..=6).contains(&first), "{first}");
+            let third = backoff_secs(3, 5, 3600, &mut rng);
+            assert!((20..=25).contains(&third), "{third}");
+            assert_eq!(backoff_secs(20, 5, 3600, &mut rng), 3600);
+            assert_eq!(backoff_secs(u32::MAX, 5, 3600, &mut rng), 3600);
+        }
+        // A row never claimed (0 attempts) waits like a first failure.
+        assert!((5..=6).contains(&backoff_secs(0, 5, 3600, &mut rng)));
+    }
+}

@@ -1,0 +1,317 @@
+//! Flows 3–5 over JSON: forgot password (which also unlocks with card ID + code) and
+//! forgot User ID.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use portcullis_core::service::Proof;
+use secrecy::ExposeSecret;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::extract::{service_error, ApiJson};
+use super::registration::QuestionOut;
+use crate::client::Client;
+use crate::error::{ApiError, Problem};
+use crate::AppState;
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StartIn {
+    pub user_id: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct StartOut {
+    pub recovery_token: String,
+    /// `card_id`, and `security_questions` unless the issuer switched them off.
+    pub methods: Vec<String>,
+    pub questions: Vec<QuestionOut>,
+}
+
+/// Forgot password, step 1. The answer is the same for an unknown User ID.
+#[utoipa::path(post, path = "/recovery/password/start", tag = "recovery",
+    request_body = StartIn,
+    responses(
+        (status = 200, body = StartOut),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 503, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn password_start(
+    State(state): State<AppState>,
+    Client(client): Client,
+    ApiJson(body): ApiJson<StartIn>,
+) -> Result<Json<StartOut>, ApiError> {
+    let start = state
+        .app
+        .start_password_recovery(&body.user_id, &client)
+        .await
+        .map_err(|e| service_error(&state, e))?;
+    Ok(Json(StartOut {
+        recovery_token: start.token.expose_secret().to_owned(),
+        methods: start.methods.iter().map(|m| (*m).to_owned()).collect(),
+        questions: start
+            .questions
+            .iter()
+            .map(|q| QuestionOut {
+                id: q.id,
+                text: q.text.to_owned(),
+            })
+            .collect(),
+    }))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AnswerIn {
+    pub question_id: i64,
+    pub answer: String,
+}
+
+/// One of three shapes: `{recovery_token, card_id}`, `{recovery_token, security_answers}`,
+/// or (after either) `{recovery_token, code}`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyIn {
+    pub recovery_token: String,
+    #[serde(default)]
+    pub card_id: Option<String>,
+    #[serde(default)]
+    pub security_answers: Option<Vec<AnswerIn>>,
+    #[serde(default)]
+    pub code: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct VerifyOut {
+    /// Present after card ID or answers: a code went to the registered channel.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code_required: Option<bool>,
+    /// `email` or `sms`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
+    /// Where, masked: `a•••@example.com`, `•••• 0100`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub destination: Option<String>,
+    /// Present after the code: carries the person to the new password.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reset_token: Option<String>,
+    /// After card ID + code: the account was locked and is now unlocked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unlocked: Option<bool>,
+}
+
+/// Forgot password, steps 2 and 3: prove it is you, then enter the code.
+#[utoipa::path(post, path = "/recovery/password/verify", tag = "recovery",
+    request_body = VerifyIn,
+    responses(
+        (status = 200, body = VerifyOut),
+        (status = 400, description = "Bad input, details not recognised, or a wrong code", body = Problem, content_type = "application/problem+json"),
+        (status = 410, description = "The step or the code expired", body = Problem, content_type = "application/problem+json"),
+        (status = 429, body = Problem, content_type = "application/problem+json"),
+        (status = 503, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn password_verify(
+    State(state): State<AppState>,
+    Client(client): Client,
+    ApiJson(body): ApiJson<VerifyIn>,
+) -> Result<Json<VerifyOut>, ApiError> {
+    let shapes = [
+        body.card_id.is_some(),
+        body.security_answers.is_some(),
+        body.code.is_some(),
+    ];
+    if shapes.iter().filter(|s| **s).count() != 1 {
+        return Err(ApiError::bad_request(
+            "Send exactly one of card_id, security_answers or code with the recovery_token.",
+        ));
+    }
+    if let Some(code) = &body.code {
+        let accepted = state
+            .app
+            .verify_recovery_code(&body.recovery_token, code, &client)
+            .await
+            .map_err(|e| service_error(&state, e))?;
+        return Ok(Json(VerifyOut {
+            code_required: None,
+            channel: None,
+            destination: None,
+            reset_token: Some(accepted.reset_token.expose_secret().to_owned()),
+            unlocked: Some(accepted.unlocked),
+        }));
+    }
+    let answers: Vec<(i64, String)> = body
+        .security_answers
+        .unwrap_or_default()
+        .into_iter()
+        .map(|a| (a.question_id, a.answer))
+        .collect();
+    let proof = match &body.card_id {
+        Some(c) => Proof::CardId(c),
+        None => Proof::Answers(&answers),
+    };
+    let sent = state
+        .app
+        .verify_recovery(&body.recovery_token, proof, &client)
+        .await
+        .map_err(|e| service_error(&state, e))?;
+    Ok(Json(VerifyOut {
+        code_required: Some(true),
+        channel: Some(sent.channel.as_str().to_owned()),
+        destination: Some(sent.destination),
+        reset_token: None,
+        unlocked: None,
+    }))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResendIn {
+    pub recovery_token: String,
+}
+
+/// Send the code again (at most once a minute, five times in all).
+#[utoipa::path(post, path = "/recovery/password/resend", tag = "recovery",
+    request_body = ResendIn,
+    responses(
+        (status = 202, description = "A new code is on its way"),
+        (status = 410, body = Problem, content_type = "application/problem+json"),
+        (status = 429, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn password_resend(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<ResendIn>,
+) -> Result<StatusCode, ApiError> {
+    state
+        .app
+        .resend_recovery_code(&body.recovery_token, false)
+        .await
+        .map_err(|e| service_error(&state, e))?;
+    Ok(StatusCode::ACCEPTED)
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResetIn {
+    pub reset_token: String,
+    pub new_password: String,
+}
+
+/// Forgot password, step 4: the new password. Every session ends; the owner is told.
+#[utoipa::path(post, path = "/recovery/password/reset", tag = "recovery",
+    request_body = ResetIn,
+    responses(
+        (status = 204, description = "Password changed"),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 410, body = Problem, content_type = "application/problem+json"),
+        (status = 503, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn password_reset(
+    State(state): State<AppState>,
+    Client(client): Client,
+    ApiJson(body): ApiJson<ResetIn>,
+) -> Result<StatusCode, ApiError> {
+    state
+        .app
+        .reset_password(&body.reset_token, &body.new_password, &client)
+        .await
+        .map_err(|e| service_error(&state, e))?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UserIdStartIn {
+    pub email: String,
+    /// `email` or `sms`: where the code should go (the phone on file for `sms`).
+    pub channel: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct UserIdStartOut {
+    pub recovery_token: String,
+}
+
+/// Forgot User ID, step 1: the same answer whether or not the address is known.
+#[utoipa::path(post, path = "/recovery/user-id/start", tag = "recovery",
+    request_body = UserIdStartIn,
+    responses(
+        (status = 202, body = UserIdStartOut),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 429, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn user_id_start(
+    State(state): State<AppState>,
+    Client(client): Client,
+    ApiJson(body): ApiJson<UserIdStartIn>,
+) -> Result<(StatusCode, Json<UserIdStartOut>), ApiError> {
+    let token = state
+        .app
+        .start_user_id_recovery(&body.email, &body.channel, &client)
+        .await
+        .map_err(|e| service_error(&state, e))?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(UserIdStartOut {
+            recovery_token: token.expose_secret().to_owned(),
+        }),
+    ))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UserIdVerifyIn {
+    pub recovery_token: String,
+    pub code: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct UserIdVerifyOut {
+    /// The (first) User ID registered with the address.
+    pub user_id: String,
+    /// Every User ID registered with the address (a person may have several account types).
+    pub user_ids: Vec<String>,
+}
+
+/// Forgot User ID, step 2: the code shows the User ID.
+#[utoipa::path(post, path = "/recovery/user-id/verify", tag = "recovery",
+    request_body = UserIdVerifyIn,
+    responses(
+        (status = 200, body = UserIdVerifyOut),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 410, body = Problem, content_type = "application/problem+json"),
+        (status = 429, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn user_id_verify(
+    State(state): State<AppState>,
+    Client(client): Client,
+    ApiJson(body): ApiJson<UserIdVerifyIn>,
+) -> Result<Json<UserIdVerifyOut>, ApiError> {
+    let user_ids = state
+        .app
+        .verify_user_id_code(&body.recovery_token, &body.code, &client)
+        .await
+        .map_err(|e| service_error(&state, e))?;
+    let user_id = user_ids.first().cloned().unwrap_or_default();
+    Ok(Json(UserIdVerifyOut { user_id, user_ids }))
+}
+
+/// Send the User ID code again.
+#[utoipa::path(post, path = "/recovery/user-id/resend", tag = "recovery",
+    request_body = ResendIn,
+    responses(
+        (status = 202, description = "A new code is on its way"),
+        (status = 410, body = Problem, content_type = "application/problem+json"),
+        (status = 429, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn user_id_resend(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<ResendIn>,
+) -> Result<StatusCode, ApiError> {
+    state
+        .app
+        .resend_recovery_code(&body.recovery_token, true)
+        .await
+        .map_err(|e| service_error(&state, e))?;
+    Ok(StatusCode::ACCEPTED)
+}
