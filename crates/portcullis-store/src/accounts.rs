@@ -187,6 +187,16 @@ impl AccountStore for SqlStore {
     }
 
     async fn unlock_account(&self, account_id: i64) -> StoreResult<bool> {
+        // An unlock by support or by card ID + code also lifts the locks of the account's
+        // known devices: the person proved who they are.
+        sqlx::query(
+            "UPDATE devices SET failed_count = 0, locked_until = NULL \
+             WHERE account_id = $1 AND (locked_until IS NOT NULL OR failed_count > 0)",
+        )
+        .bind(account_id)
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
         let done = sqlx::query(
             "UPDATE online_accounts SET failed_count = 0, locked_until = NULL \
              WHERE id = $1 AND (locked_until IS NOT NULL OR failed_count > 0)",

@@ -9,6 +9,8 @@
     clippy::indexing_slicing
 )]
 
+pub mod smtp;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -145,15 +147,19 @@ pub struct TestApp {
     pub config: Config,
     pub built: Built,
     pub dir: TempDir,
+    /// This app's delivery worker (one node), started like `serve` starts it.
+    pub delivery: Option<portcullis_notify::DeliveryHandle>,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// A test configuration: cheap hashing, temporary secrets and outbox.
 pub fn test_config(db: &TestDb, dir: &TempDir) -> Config {
-    let mut config = Config::default();
-    config.database_url = db.url.clone();
-    config.secrets_dir = dir.path().join("secrets");
+    let mut config = Config {
+        database_url: db.url.clone(),
+        secrets_dir: dir.path().join("secrets"),
+        ..Config::default()
+    };
     config.notify.outbox_file = Some(dir.path().join("outbox.jsonl"));
     let cheap = portcullis_crypto::HashParams::insecure_for_tests();
     config.hashing.memory_kib = cheap.memory_kib;
@@ -162,6 +168,8 @@ pub fn test_config(db: &TestDb, dir: &TempDir) -> Config {
     config.database.max_connections = 8;
     // Logic tests, not overload tests: room for every request a test fires at once.
     config.hashing.queue_per_worker = 64;
+    // The worker is woken as soon as a message is queued; polling only paces retries.
+    config.notify.poll_secs = 0.05;
     config
 }
 
@@ -182,6 +190,7 @@ pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -
     portcullis::demo::load(built.store.as_ref(), built.app.keys())
         .await
         .expect("loading demo cards");
+    let delivery = built.delivery.spawn();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = oneshot::channel::<()>();
@@ -201,12 +210,13 @@ pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -
         addr,
         base: format!("http://{addr}"),
         client,
-        outbox: config.notify.outbox_file.clone().unwrap(),
+        outbox: config.notify.outbox_file.clone().unwrap_or_default(),
         db,
         clock,
         config,
         built,
         dir,
+        delivery: Some(delivery),
         shutdown: Some(tx),
         server: Some(server),
     })
@@ -219,6 +229,9 @@ impl Drop for TestApp {
         }
         if let Some(server) = self.server.take() {
             server.abort();
+        }
+        if let Some(delivery) = self.delivery.take() {
+            delivery.abort();
         }
     }
 }
@@ -343,8 +356,51 @@ impl TestApp {
             .to_owned()
     }
 
-    /// Every message in the outbox so far.
+    /// Every message in the outbox file so far, once the delivery worker has settled every
+    /// message this app queued (up to 10 s). Waiting needs a multi-threaded runtime (as
+    /// `both!` gives); on a current-thread runtime use [`Self::wait_for_messages`].
     pub fn outbox_messages(&self) -> Vec<Value> {
+        self.settle_delivery(std::time::Duration::from_secs(10));
+        self.read_outbox()
+    }
+
+    /// Waits (up to 10 s) until the outbox file holds at least `n` messages, and returns all.
+    pub async fn wait_for_messages(&self, n: usize) -> Vec<Value> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let all = self.read_outbox();
+            if all.len() >= n || std::time::Instant::now() >= deadline {
+                return all;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Blocks until every message this app queued was sent or given up on.
+    #[allow(clippy::disallowed_methods)] // test support: a short poll
+    fn settle_delivery(&self, timeout: std::time::Duration) {
+        if self.delivery.is_none() {
+            return;
+        }
+        let multi_thread = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        if !multi_thread {
+            return;
+        }
+        let stats = self.built.delivery.stats();
+        tokio::task::block_in_place(|| {
+            let deadline = std::time::Instant::now() + timeout;
+            while std::time::Instant::now() < deadline {
+                let s = stats.snapshot();
+                if s.settled() >= s.enqueued {
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+        });
+    }
+
+    fn read_outbox(&self) -> Vec<Value> {
         std::fs::read_to_string(&self.outbox)
             .unwrap_or_default()
             .lines()
@@ -421,11 +477,27 @@ impl RealServer {
     /// Starts `bin serve --demo --listen 127.0.0.1:0` with a database, secrets and outbox in
     /// a fresh folder, plus `env`.
     pub fn start(bin: &str, env: &[(&str, String)]) -> RealServer {
+        Self::launch(bin, true, env)
+    }
+
+    /// Starts `bin serve --listen 127.0.0.1:0` without `--demo` and without an outbox file
+    /// (so notifications go to the transports `env` configures), with a database and secrets
+    /// in a fresh folder unless `env` names others.
+    pub fn start_plain(bin: &str, env: &[(&str, String)]) -> RealServer {
+        Self::launch(bin, false, env)
+    }
+
+    fn launch(bin: &str, demo: bool, env: &[(&str, String)]) -> RealServer {
         let dir = tempfile::tempdir().unwrap();
         let stdout = dir.path().join("stdout.log");
         let stderr = dir.path().join("stderr.log");
         let mut cmd = std::process::Command::new(bin);
-        cmd.args(["serve", "--demo", "--listen", "127.0.0.1:0"])
+        let args: &[&str] = if demo {
+            &["serve", "--demo", "--listen", "127.0.0.1:0"]
+        } else {
+            &["serve", "--listen", "127.0.0.1:0"]
+        };
+        cmd.args(args)
             .current_dir(dir.path())
             .env(
                 "PORTCULLIS_DATABASE_URL",
@@ -435,12 +507,16 @@ impl RealServer {
                 ),
             )
             .env("PORTCULLIS_SECRETS_DIR", dir.path().join("secrets"))
-            .env(
-                "PORTCULLIS_NOTIFY_OUTBOX_FILE",
-                dir.path().join("outbox.jsonl"),
-            )
             .stdout(std::fs::File::create(&stdout).unwrap())
             .stderr(std::fs::File::create(&stderr).unwrap());
+        if demo {
+            cmd.env(
+                "PORTCULLIS_NOTIFY_OUTBOX_FILE",
+                dir.path().join("outbox.jsonl"),
+            );
+        } else {
+            cmd.env_remove("PORTCULLIS_NOTIFY_OUTBOX_FILE");
+        }
         for (k, v) in env {
             cmd.env(k, v);
         }

@@ -10,6 +10,7 @@ pub mod client;
 pub mod cookies;
 pub mod csrf;
 pub mod error;
+pub mod format;
 pub mod middleware;
 pub mod pages;
 

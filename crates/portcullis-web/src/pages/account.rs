@@ -35,7 +35,7 @@ pub struct AccountPage {
 }
 
 fn money(m: Option<i64>) -> String {
-    m.map_or_else(|| "—".to_owned(), |c| format!("${}", Money(c)))
+    m.map_or_else(|| "—".to_owned(), |c| crate::format::money(Money(c)))
 }
 
 pub async fn home(
@@ -69,7 +69,9 @@ pub async fn home(
                 product: c.product,
                 balance: money(c.balance),
                 credit_limit: money(c.credit_limit),
-                payment_due_date: c.payment_due_date.unwrap_or_else(|| "—".into()),
+                payment_due_date: c
+                    .payment_due_date
+                    .map_or_else(|| "—".into(), |d| crate::format::date(&d)),
                 minimum_due: money(c.minimum_due),
             })
             .collect(),
@@ -90,12 +92,15 @@ pub struct SessionView {
     pub device: String,
     pub place: String,
     pub started: String,
+    pub started_iso: String,
     pub last_active: String,
+    pub last_active_iso: String,
     pub current: bool,
 }
 
 pub struct EventView {
     pub at: String,
+    pub at_iso: String,
     pub what: String,
     pub place: String,
 }
@@ -157,15 +162,18 @@ async fn security_page(
                     .map(|ua| describe_agent(&ua))
                     .unwrap_or_else(|| "Unknown device".into()),
                 place: s.client_ip.unwrap_or_else(|| "unknown".into()),
-                started: s.created_at.to_rfc3339(),
-                last_active: s.last_seen_at.to_rfc3339(),
+                started: crate::format::when(s.created_at),
+                started_iso: s.created_at.to_rfc3339(),
+                last_active: crate::format::when(s.last_seen_at),
+                last_active_iso: s.last_seen_at.to_rfc3339(),
                 current: s.current,
             })
             .collect(),
         events: events
             .into_iter()
             .map(|e| EventView {
-                at: e.at.to_rfc3339(),
+                at: crate::format::when(e.at),
+                at_iso: e.at.to_rfc3339(),
                 what: AuditKind::describe(&e.kind).to_owned(),
                 place: e.client_ip.unwrap_or_default(),
             })

@@ -55,6 +55,20 @@ impl AccountStepPage {
     }
 }
 
+/// Askama filters for the registration pages.
+mod filters {
+    /// The id of the input that a field error's name points at (`security_answers[1]` →
+    /// `answer_1`).
+    #[allow(clippy::unnecessary_wraps)]
+    pub fn anchor(field: &str, _: &dyn askama::Values) -> askama::Result<String> {
+        Ok(match field.strip_prefix("security_answers[").and_then(|r| r.strip_suffix(']')) {
+            Some(i) => format!("answer_{i}"),
+            None if field == "security_answers" => "question_0".to_owned(),
+            None => field.to_owned(),
+        })
+    }
+}
+
 fn account_types(selected: &str) -> Vec<(&'static str, &'static str, bool)> {
     AccountType::ALL
         .iter()
@@ -180,6 +194,12 @@ pub struct AccountForm {
     answer_2: String,
     #[serde(default)]
     code_channel: String,
+    /// Which channels the card has (from step 1), only to redraw the form after an error:
+    /// the service checks the channel against the registry itself.
+    #[serde(default)]
+    has_email: String,
+    #[serde(default)]
+    has_phone: String,
     #[serde(default)]
     csrf: String,
 }
@@ -197,8 +217,6 @@ pub async fn complete(
         .collect();
     let ask_questions = state.app.policies().security_questions_enabled;
     let step = |csrf: &CsrfCookie, status: StatusCode, errors: Vec<FieldError>| {
-        // The card's channels are not known here without another lookup; offer both and let
-        // the service name the one the card lacks.
         let page = AccountStepPage {
             chrome: chrome(&state, csrf, false),
             token: form.token.clone(),
@@ -206,8 +224,8 @@ pub async fn complete(
             chosen: chosen.clone(),
             questions: QUESTIONS.to_vec(),
             ask_questions,
-            has_email: true,
-            has_phone: true,
+            has_email: form.has_email != "false",
+            has_phone: form.has_phone != "false",
             channel: form.code_channel.clone(),
             rules: state.app.policies().password.describe(false),
             errors: Errors(errors),

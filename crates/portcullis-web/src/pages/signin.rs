@@ -34,6 +34,7 @@ pub struct LockedPage {
     pub chrome: Chrome,
     pub detail: String,
     pub until: String,
+    pub until_iso: String,
 }
 
 #[derive(Deserialize)]
@@ -155,7 +156,8 @@ pub async fn submit(
             let page = LockedPage {
                 chrome: chrome(&state, &csrf, false),
                 detail: lock_detail(&state.app.policies().support_phone),
-                until: until.to_rfc3339(),
+                until: crate::format::when(until),
+                until_iso: until.to_rfc3339(),
             };
             csrf.apply(render(StatusCode::LOCKED, &page))
         }

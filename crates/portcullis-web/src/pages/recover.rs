@@ -1,0 +1,471 @@
+//! Getting back in: forgot password (which also unlocks a locked account with the card ID
+//! and a code) at `/recover/password`, and forgot User ID at `/recover/user-id`. Each step
+//! carries its token in a hidden field, never in the URL.
+
+use askama::Template;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use axum::Form;
+use portcullis_core::password::RuleDescription;
+use portcullis_core::security_questions::SecurityQuestion;
+use portcullis_core::service::Proof;
+use portcullis_core::{FieldError, ServiceError};
+use secrecy::ExposeSecret;
+use serde::Deserialize;
+
+use super::{chrome, error_page, render, Chrome, CsrfCookie, Errors, MessagePage, CSRF_FAILED};
+use crate::client::Client;
+use crate::AppState;
+
+#[derive(Template)]
+#[template(path = "recover_start.html")]
+pub struct StartPage {
+    pub chrome: Chrome,
+    pub user_id: String,
+    pub errors: Errors,
+}
+
+#[derive(Template)]
+#[template(path = "recover_verify.html")]
+pub struct VerifyPage {
+    pub chrome: Chrome,
+    pub token: String,
+    pub questions: Vec<SecurityQuestion>,
+    pub error: Option<String>,
+    pub errors: Errors,
+}
+
+#[derive(Template)]
+#[template(path = "recover_code.html")]
+pub struct CodePage {
+    pub chrome: Chrome,
+    pub action: &'static str,
+    pub resend_action: &'static str,
+    pub token: String,
+    pub destination: String,
+    pub notice: Option<String>,
+    pub error: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "recover_reset.html")]
+pub struct ResetPage {
+    pub chrome: Chrome,
+    pub token: String,
+    pub unlocked: bool,
+    pub rules: Vec<RuleDescription>,
+    pub errors: Errors,
+}
+
+#[derive(Template)]
+#[template(path = "recover_user_id.html")]
+pub struct UserIdPage {
+    pub chrome: Chrome,
+    pub email: String,
+    pub errors: Errors,
+}
+
+#[derive(Template)]
+#[template(path = "recover_user_id_done.html")]
+pub struct UserIdDonePage {
+    pub chrome: Chrome,
+    pub user_ids: Vec<String>,
+}
+
+fn start_page(state: &AppState, csrf: &CsrfCookie, status: StatusCode, user_id: &str, errors: Vec<FieldError>) -> Response {
+    let page = StartPage {
+        chrome: chrome(state, csrf, false),
+        user_id: user_id.to_owned(),
+        errors: Errors(errors),
+    };
+    csrf.apply(render(status, &page))
+}
+
+fn expired(state: &AppState, csrf: &CsrfCookie, href: &str) -> Response {
+    let page = MessagePage {
+        chrome: chrome(state, csrf, false),
+        title: "This request has expired".into(),
+        message: "For your security, each step has a time limit and a number of tries. Nothing was changed. Please start again.".into(),
+        next_href: href.into(),
+        next_label: "Start again".into(),
+    };
+    csrf.apply(render(StatusCode::GONE, &page))
+}
+
+pub async fn password_start_form(State(state): State<AppState>, csrf: CsrfCookie) -> Response {
+    start_page(&state, &csrf, StatusCode::OK, "", Vec::new())
+}
+
+#[derive(Deserialize)]
+pub struct StartForm {
+    #[serde(default)]
+    user_id: String,
+    #[serde(default)]
+    csrf: String,
+}
+
+pub async fn password_start(
+    State(state): State<AppState>,
+    mut csrf: CsrfCookie,
+    Client(client): Client,
+    headers: HeaderMap,
+    Form(form): Form<StartForm>,
+) -> Response {
+    if !csrf.check(&state, &headers, &form.csrf) {
+        csrf.rotate();
+        return start_page(&state, &csrf, StatusCode::FORBIDDEN, &form.user_id, vec![FieldError::new("form", CSRF_FAILED)]);
+    }
+    match state.app.start_password_recovery(&form.user_id, &client).await {
+        Ok(start) => {
+            let page = VerifyPage {
+                chrome: chrome(&state, &csrf, false),
+                token: start.token.expose_secret().to_owned(),
+                questions: start.questions,
+                error: None,
+                errors: Errors::default(),
+            };
+            csrf.apply(render(StatusCode::OK, &page))
+        }
+        Err(ServiceError::Invalid(errors)) => start_page(&state, &csrf, StatusCode::BAD_REQUEST, &form.user_id, errors),
+        Err(e) => error_page(&state, &csrf, e),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct VerifyForm {
+    #[serde(default)]
+    token: String,
+    #[serde(default)]
+    method: String,
+    #[serde(default)]
+    card_id: String,
+    #[serde(default)]
+    question_0: String,
+    #[serde(default)]
+    answer_0: String,
+    #[serde(default)]
+    question_1: String,
+    #[serde(default)]
+    answer_1: String,
+    #[serde(default)]
+    question_2: String,
+    #[serde(default)]
+    answer_2: String,
+    #[serde(default)]
+    csrf: String,
+}
+
+pub async fn password_verify(
+    State(state): State<AppState>,
+    csrf: CsrfCookie,
+    Client(client): Client,
+    headers: HeaderMap,
+    Form(form): Form<VerifyForm>,
+) -> Response {
+    let questions: Vec<SecurityQuestion> = [&form.question_0, &form.question_1, &form.question_2]
+        .iter()
+        .filter_map(|q| q.parse().ok())
+        .filter_map(portcullis_core::security_questions::question)
+        .collect();
+    let again = |status: StatusCode, error: Option<String>, errors: Vec<FieldError>| {
+        let page = VerifyPage {
+            chrome: chrome(&state, &csrf, false),
+            token: form.token.clone(),
+            questions: questions.clone(),
+            error,
+            errors: Errors(errors),
+        };
+        csrf.apply(render(status, &page))
+    };
+    if !csrf.check(&state, &headers, &form.csrf) {
+        return again(StatusCode::FORBIDDEN, Some(CSRF_FAILED.into()), Vec::new());
+    }
+    let answers: Vec<(i64, String)> = questions
+        .iter()
+        .zip([&form.answer_0, &form.answer_1, &form.answer_2])
+        .map(|(q, a)| (q.id, a.clone()))
+        .collect();
+    let proof = if form.method == "answers" {
+        Proof::Answers(&answers)
+    } else {
+        Proof::CardId(&form.card_id)
+    };
+    match state.app.verify_recovery(&form.token, proof, &client).await {
+        Ok(sent) => {
+            let page = CodePage {
+                chrome: chrome(&state, &csrf, false),
+                action: "/recover/password/code",
+                resend_action: "/recover/password/resend",
+                token: form.token.clone(),
+                destination: sent.destination,
+                notice: None,
+                error: None,
+            };
+            csrf.apply(render(StatusCode::OK, &page))
+        }
+        Err(ServiceError::Invalid(errors)) => again(StatusCode::BAD_REQUEST, None, errors),
+        Err(ServiceError::RecoveryFailed { tries_left }) => again(
+            StatusCode::BAD_REQUEST,
+            Some(format!(
+                "The details you entered do not match our records. Check them and try again ({tries_left} {} left).",
+                if tries_left == 1 { "try" } else { "tries" }
+            )),
+            Vec::new(),
+        ),
+        Err(ServiceError::StepExpired) => expired(&state, &csrf, "/recover/password"),
+        Err(e) => error_page(&state, &csrf, e),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct CodeForm {
+    #[serde(default)]
+    token: String,
+    #[serde(default)]
+    code: String,
+    #[serde(default)]
+    csrf: String,
+}
+
+fn code_page(
+    state: &AppState,
+    csrf: &CsrfCookie,
+    status: StatusCode,
+    user_id_flow: bool,
+    token: &str,
+    notice: Option<String>,
+    error: Option<String>,
+) -> Response {
+    let page = CodePage {
+        chrome: chrome(state, csrf, false),
+        action: if user_id_flow { "/recover/user-id/code" } else { "/recover/password/code" },
+        resend_action: if user_id_flow { "/recover/user-id/resend" } else { "/recover/password/resend" },
+        token: token.to_owned(),
+        destination: String::new(),
+        notice,
+        error,
+    };
+    csrf.apply(render(status, &page))
+}
+
+fn code_error(state: &AppState, csrf: &CsrfCookie, user_id_flow: bool, token: &str, e: ServiceError) -> Response {
+    let restart = if user_id_flow { "/recover/user-id" } else { "/recover/password" };
+    match e {
+        ServiceError::Invalid(_) => code_page(state, csrf, StatusCode::BAD_REQUEST, user_id_flow, token, None, Some("Enter the 6-digit code from the message we sent.".into())),
+        ServiceError::CodeRejected { tries_left } => code_page(
+            state,
+            csrf,
+            StatusCode::BAD_REQUEST,
+            user_id_flow,
+            token,
+            None,
+            Some(format!(
+                "That code is not right. Check the latest message we sent ({tries_left} {} left).",
+                if tries_left == 1 { "try" } else { "tries" }
+            )),
+        ),
+        ServiceError::CodeSpent => code_page(
+            state,
+            csrf,
+            StatusCode::GONE,
+            user_id_flow,
+            token,
+            None,
+            Some("This code has expired or has had too many tries. Ask for a new code below.".into()),
+        ),
+        ServiceError::StepExpired => expired(state, csrf, restart),
+        ServiceError::TooManyRequests { retry_after } => code_page(
+            state,
+            csrf,
+            StatusCode::TOO_MANY_REQUESTS,
+            user_id_flow,
+            token,
+            None,
+            Some(format!("Please wait {retry_after} seconds before asking for another code.")),
+        ),
+        other => error_page(state, csrf, other),
+    }
+}
+
+pub async fn password_code(
+    State(state): State<AppState>,
+    csrf: CsrfCookie,
+    Client(client): Client,
+    headers: HeaderMap,
+    Form(form): Form<CodeForm>,
+) -> Response {
+    if !csrf.check(&state, &headers, &form.csrf) {
+        return code_page(&state, &csrf, StatusCode::FORBIDDEN, false, &form.token, None, Some(CSRF_FAILED.into()));
+    }
+    match state.app.verify_recovery_code(&form.token, &form.code, &client).await {
+        Ok(accepted) => {
+            let page = ResetPage {
+                chrome: chrome(&state, &csrf, false),
+                token: accepted.reset_token.expose_secret().to_owned(),
+                unlocked: accepted.unlocked,
+                rules: state.app.policies().password.describe(false),
+                errors: Errors::default(),
+            };
+            csrf.apply(render(StatusCode::OK, &page))
+        }
+        Err(e) => code_error(&state, &csrf, false, &form.token, e),
+    }
+}
+
+pub async fn password_resend(
+    State(state): State<AppState>,
+    csrf: CsrfCookie,
+    headers: HeaderMap,
+    Form(form): Form<CodeForm>,
+) -> Response {
+    resend(state, csrf, headers, form, false).await
+}
+
+pub async fn user_id_resend(
+    State(state): State<AppState>,
+    csrf: CsrfCookie,
+    headers: HeaderMap,
+    Form(form): Form<CodeForm>,
+) -> Response {
+    resend(state, csrf, headers, form, true).await
+}
+
+async fn resend(state: AppState, csrf: CsrfCookie, headers: HeaderMap, form: CodeForm, user_id_flow: bool) -> Response {
+    if !csrf.check(&state, &headers, &form.csrf) {
+        return code_page(&state, &csrf, StatusCode::FORBIDDEN, user_id_flow, &form.token, None, Some(CSRF_FAILED.into()));
+    }
+    match state.app.resend_recovery_code(&form.token, user_id_flow).await {
+        Ok(()) => code_page(
+            &state,
+            &csrf,
+            StatusCode::OK,
+            user_id_flow,
+            &form.token,
+            Some("We sent a new code. Use the newest message: earlier codes no longer work.".into()),
+            None,
+        ),
+        Err(e) => code_error(&state, &csrf, user_id_flow, &form.token, e),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct ResetForm {
+    #[serde(default)]
+    token: String,
+    #[serde(default)]
+    new_password: String,
+    #[serde(default)]
+    csrf: String,
+}
+
+pub async fn password_reset(
+    State(state): State<AppState>,
+    csrf: CsrfCookie,
+    Client(client): Client,
+    headers: HeaderMap,
+    Form(form): Form<ResetForm>,
+) -> Response {
+    let again = |status: StatusCode, errors: Vec<FieldError>| {
+        let page = ResetPage {
+            chrome: chrome(&state, &csrf, false),
+            token: form.token.clone(),
+            unlocked: false,
+            rules: state.app.policies().password.describe(false),
+            errors: Errors(errors),
+        };
+        csrf.apply(render(status, &page))
+    };
+    if !csrf.check(&state, &headers, &form.csrf) {
+        return again(StatusCode::FORBIDDEN, vec![FieldError::new("form", CSRF_FAILED)]);
+    }
+    match state.app.reset_password(&form.token, &form.new_password, &client).await {
+        Ok(()) => {
+            let page = MessagePage {
+                chrome: chrome(&state, &csrf, false),
+                title: "Your password is changed".into(),
+                message: "You can sign in with your new password now. For your security we signed you out on every device, and sent a confirmation to your contact details.".into(),
+                next_href: "/".into(),
+                next_label: "Sign in".into(),
+            };
+            csrf.apply(render(StatusCode::OK, &page))
+        }
+        Err(ServiceError::Invalid(errors)) => again(StatusCode::BAD_REQUEST, errors),
+        Err(ServiceError::StepExpired) => expired(&state, &csrf, "/recover/password"),
+        Err(e) => error_page(&state, &csrf, e),
+    }
+}
+
+fn user_id_page(state: &AppState, csrf: &CsrfCookie, status: StatusCode, email: &str, errors: Vec<FieldError>) -> Response {
+    let page = UserIdPage {
+        chrome: chrome(state, csrf, false),
+        email: email.to_owned(),
+        errors: Errors(errors),
+    };
+    csrf.apply(render(status, &page))
+}
+
+pub async fn user_id_form(State(state): State<AppState>, csrf: CsrfCookie) -> Response {
+    user_id_page(&state, &csrf, StatusCode::OK, "", Vec::new())
+}
+
+#[derive(Deserialize)]
+pub struct UserIdForm {
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    channel: String,
+    #[serde(default)]
+    csrf: String,
+}
+
+pub async fn user_id_start(
+    State(state): State<AppState>,
+    mut csrf: CsrfCookie,
+    Client(client): Client,
+    headers: HeaderMap,
+    Form(form): Form<UserIdForm>,
+) -> Response {
+    if !csrf.check(&state, &headers, &form.csrf) {
+        csrf.rotate();
+        return user_id_page(&state, &csrf, StatusCode::FORBIDDEN, &form.email, vec![FieldError::new("form", CSRF_FAILED)]);
+    }
+    match state.app.start_user_id_recovery(&form.email, &form.channel, &client).await {
+        Ok(token) => code_page(
+            &state,
+            &csrf,
+            StatusCode::OK,
+            true,
+            token.expose_secret(),
+            Some(
+                "If this address belongs to an online account, we have sent a 6-digit code to it (or to the mobile number on file). It can take a minute to arrive."
+                    .into(),
+            ),
+            None,
+        ),
+        Err(ServiceError::Invalid(errors)) => user_id_page(&state, &csrf, StatusCode::BAD_REQUEST, &form.email, errors),
+        Err(e) => error_page(&state, &csrf, e),
+    }
+}
+
+pub async fn user_id_code(
+    State(state): State<AppState>,
+    csrf: CsrfCookie,
+    Client(client): Client,
+    headers: HeaderMap,
+    Form(form): Form<CodeForm>,
+) -> Response {
+    if !csrf.check(&state, &headers, &form.csrf) {
+        return code_page(&state, &csrf, StatusCode::FORBIDDEN, true, &form.token, None, Some(CSRF_FAILED.into()));
+    }
+    match state.app.verify_user_id_code(&form.token, &form.code, &client).await {
+        Ok(user_ids) => {
+            let page = UserIdDonePage {
+                chrome: chrome(&state, &csrf, false),
+                user_ids,
+            };
+            csrf.apply(render(StatusCode::OK, &page))
+        }
+        Err(e) => code_error(&state, &csrf, true, &form.token, e),
+    }
+}
