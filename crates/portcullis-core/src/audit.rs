@@ -2,7 +2,7 @@
 //! by a SHA-256 over the previous entry's hash and this entry's fields, so any edit,
 //! deletion or reordering breaks the chain at the first entry it touches.
 
-use portcullis_crypto::sha256;
+use portcullis_crypto::KeyedHasher;
 
 use crate::clock::UnixTime;
 
@@ -150,9 +150,19 @@ pub struct ChainInput<'a> {
     pub detail: &'a str,
 }
 
+/// The audit key's domain. The chain is keyed (HMAC-SHA-256 under a key derived from the
+/// registry key, which lives outside the database), so someone who can write to the database
+/// cannot recompute a consistent chain after an edit.
+const CHAIN_DOMAIN: &str = "portcullis/audit-chain/v1";
+
+/// The key the chain is computed under, derived from the registry key.
+pub fn audit_key(registry_key: &KeyedHasher) -> KeyedHasher {
+    KeyedHasher::new(zeroize::Zeroizing::new(registry_key.hash("portcullis/audit-key/v1", &[])))
+}
+
 /// The chain hash of an entry: SHA-256 over the previous hash and every field, each
 /// length-prefixed.
-pub fn chain_hash(entry: &ChainInput<'_>) -> [u8; 32] {
+pub fn chain_hash(key: &KeyedHasher, entry: &ChainInput<'_>) -> [u8; 32] {
     let ChainInput {
         prev,
         seq,
@@ -176,7 +186,7 @@ pub fn chain_hash(entry: &ChainInput<'_>) -> [u8; 32] {
     put(actor.as_bytes());
     put(client_ip.unwrap_or("").as_bytes());
     put(detail.as_bytes());
-    sha256(&buf)
+    key.hash(CHAIN_DOMAIN, &[&buf])
 }
 
 /// Why verification stopped.
@@ -246,6 +256,7 @@ pub fn verify_head(
 
 /// Checks a run of entries in order, continuing from `prev` (hash) and `prev_seq`.
 pub fn verify_run(
+    key: &KeyedHasher,
     entries: &[AuditEntry],
     prev: &mut Vec<u8>,
     prev_seq: &mut i64,
@@ -254,7 +265,7 @@ pub fn verify_run(
         if e.seq != *prev_seq + 1 || e.prev_hash != *prev {
             return Err(ChainBreak::Broken { seq: e.seq });
         }
-        let expected = chain_hash(&ChainInput {
+        let expected = chain_hash(key, &ChainInput {
             prev: &e.prev_hash,
             seq: e.seq,
             at: e.at,
@@ -281,7 +292,7 @@ mod tests {
         let mut prev = GENESIS_HASH.to_vec();
         (1..=n)
             .map(|seq| {
-                let hash = chain_hash(&ChainInput {
+                let hash = chain_hash(&key(), &ChainInput {
                     prev: &prev,
                     seq,
                     at: UnixTime(seq),
@@ -308,8 +319,24 @@ mod tests {
             .collect()
     }
 
+    fn key() -> KeyedHasher {
+        KeyedHasher::new(zeroize::Zeroizing::new([5; 32]))
+    }
+
     fn verify(entries: &[AuditEntry]) -> Result<(), ChainBreak> {
-        verify_run(entries, &mut GENESIS_HASH.to_vec(), &mut 0)
+        verify_run(&key(), entries, &mut GENESIS_HASH.to_vec(), &mut 0)
+    }
+
+    #[test]
+    fn the_chain_is_keyed() {
+        // The same entries under another key do not verify: recomputing the chain needs the
+        // key, which is not in the database.
+        let c = chain(3);
+        let other = KeyedHasher::new(zeroize::Zeroizing::new([6; 32]));
+        assert_eq!(
+            verify_run(&other, &c, &mut GENESIS_HASH.to_vec(), &mut 0),
+            Err(ChainBreak::Altered { seq: 1 })
+        );
     }
 
     #[test]
@@ -337,7 +364,7 @@ mod tests {
         let head = c[4].hash.clone();
         let mut prev = GENESIS_HASH.to_vec();
         let mut seq = 0;
-        verify_run(&c[..3], &mut prev, &mut seq).unwrap();
+        verify_run(&key(), &c[..3], &mut prev, &mut seq).unwrap();
         assert_eq!(
             verify_head(seq, &prev, 5, &head),
             Err(ChainBreak::Truncated { seq: 4 })

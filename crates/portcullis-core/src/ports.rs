@@ -329,7 +329,12 @@ pub trait SessionStore: Send + Sync {
 #[async_trait]
 pub trait AuditStore: Send + Sync {
     /// Appends an event to the chain atomically.
-    async fn append_audit(&self, event: &AuditEvent, now: UnixTime) -> StoreResult<()>;
+    async fn append_audit(
+        &self,
+        event: &AuditEvent,
+        now: UnixTime,
+        key: &portcullis_crypto::KeyedHasher,
+    ) -> StoreResult<()>;
     /// Entries with `seq > after`, in order, at most `limit`.
     async fn audit_entries(&self, after: i64, limit: i64) -> StoreResult<Vec<AuditEntry>>;
     /// The newest entries for one account, newest first.

@@ -41,6 +41,7 @@ pub struct Portcullis {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) notifier: Arc<dyn Notifier>,
     pub(crate) policies: Arc<Policies>,
+    pub(crate) audit_key: KeyedHasher,
 }
 
 impl Portcullis {
@@ -55,6 +56,7 @@ impl Portcullis {
         Self {
             store,
             hasher,
+            audit_key: crate::audit::audit_key(&keys),
             keys,
             clock,
             notifier,
@@ -85,7 +87,10 @@ impl Portcullis {
     /// Writes an audit event. A failure to audit is logged loudly but does not undo the
     /// action it records (the action has already been committed).
     pub(crate) async fn audit(&self, event: AuditEvent) {
-        if let Err(e) = self.store.append_audit(&event, self.clock.now()).await {
+        if let Err(e) = self
+            .store
+            .append_audit(&event, self.clock.now(), &self.audit_key)
+            .await {
             tracing::error!(kind = event.kind.as_str(), error = %e, "audit append failed");
         }
     }

@@ -29,7 +29,12 @@ fn entry_row(r: &AnyRow) -> Result<AuditEntry, sqlx::Error> {
 
 #[async_trait]
 impl AuditStore for SqlStore {
-    async fn append_audit(&self, event: &AuditEvent, now: UnixTime) -> StoreResult<()> {
+    async fn append_audit(
+        &self,
+        event: &AuditEvent,
+        now: UnixTime,
+        key: &portcullis_crypto::KeyedHasher,
+    ) -> StoreResult<()> {
         let mut tx = self.pool.begin().await.map_err(db_err)?;
         let head =
             sqlx::query("UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash")
@@ -39,7 +44,7 @@ impl AuditStore for SqlStore {
         let seq: i64 = head.try_get("seq").map_err(db_err)?;
         let prev: Vec<u8> = head.try_get("hash").map_err(db_err)?;
         let kind = event.kind.as_str();
-        let hash = chain_hash(&ChainInput {
+        let hash = chain_hash(key, &ChainInput {
             prev: &prev,
             seq,
             at: now,

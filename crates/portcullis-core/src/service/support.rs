@@ -532,7 +532,7 @@ impl Portcullis {
             if batch.is_empty() {
                 break;
             }
-            if let Err(bad) = verify_run(&batch, &mut prev, &mut prev_seq) {
+            if let Err(bad) = verify_run(&self.audit_key, &batch, &mut prev, &mut prev_seq) {
                 return Ok(AuditCheck {
                     entries: prev_seq,
                     first_bad: Some(bad),
