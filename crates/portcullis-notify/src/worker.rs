@@ -194,7 +194,7 @@ impl DeliveryWorker {
                 }
                 Err(e) => {
                     failures = failures.saturating_add(1);
-                    if failures == 1 || failures % 30 == 0 {
+                    if failures % 30 == 1 {
                         tracing::warn!(node = %node, error = %e, "outbox claim failed");
                     }
                     false
@@ -219,6 +219,38 @@ impl DeliveryWorker {
                 tracing::warn!(node = %node, error = %e, "delivery worker stopped; claims not released (their leases will run out)")
             }
         }
+    }
+
+    /// For one-shot commands (an operator's unlock, say): delivers what is due now, round
+    /// after round until nothing is due or `budget` is spent, then gives back its claims.
+    /// Serving nodes would deliver the same messages within a poll; leases keep the two
+    /// from sending one message twice. Returns how many rows were handled.
+    pub async fn deliver_due(&self, budget: Duration) -> usize {
+        let node = format!(
+            "{}-cli-{}-{:08x}",
+            self.config.node_name,
+            std::process::id(),
+            rand::thread_rng().gen::<u32>()
+        );
+        let (_tx, rx) = watch::channel(false);
+        let mut handled = 0;
+        let rounds = async {
+            loop {
+                match self.pass(&node, &rx).await {
+                    Ok(0) => break,
+                    Ok(n) => handled += n,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "outbox claim failed");
+                        break;
+                    }
+                }
+            }
+        };
+        let _ = tokio::time::timeout(budget, rounds).await;
+        if let Err(e) = self.store.release_claims(&node).await {
+            tracing::warn!(error = %e, "releasing claims failed (their leases will run out)");
+        }
+        handled
     }
 
     /// One round: claims a batch and settles each row. Returns how many rows were claimed.

@@ -41,6 +41,8 @@ pub enum Backend {
 pub struct SqlStore {
     pool: AnyPool,
     backend: Backend,
+    /// Seals outbox bodies that carry a one-time code (see `outbox.rs`).
+    outbox_seal: Option<outbox::OutboxSeal>,
 }
 
 /// Connection settings.
@@ -101,7 +103,11 @@ impl SqlStore {
             });
         }
         let pool = pool.connect_with(connect_options).await.map_err(db_err)?;
-        let store = Self { pool, backend };
+        let store = Self {
+            pool,
+            backend,
+            outbox_seal: None,
+        };
         store.migrate().await?;
         Ok(store)
     }

@@ -10,13 +10,23 @@
 //!   them, so concurrent claimers skip each other's rows instead of waiting or sharing them.
 //! - SQLite: one `UPDATE … WHERE id IN (SELECT … LIMIT n) … RETURNING`. SQLite serialises
 //!   writers, so the select and the update cannot interleave with another claim.
+//!
+//! A body that carries a one-time code is sealed at rest (ChaCha20-Poly1305 under the
+//! outbox key, a random nonce per row) when the store has a key, so neither the database
+//! nor its write-ahead log nor a backup ever holds a live code in clear; it is opened when
+//! claimed and blanked once the row is settled.
+
+use std::sync::Arc;
 
 use async_trait::async_trait;
+use base64::Engine;
 use portcullis_core::clock::UnixTime;
 use portcullis_core::contact::CodeChannel;
 use portcullis_core::ports::{
     OutboxRow, OutboxStats, OutboxStore, Outgoing, QuotaClaim, StoreError, StoreResult,
 };
+use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305, NONCE_LEN};
+use ring::rand::{SecureRandom, SystemRandom};
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
@@ -25,16 +35,111 @@ use crate::{db_err, Backend, SqlStore};
 const ROW_COLUMNS: &str = "id, channel, recipient, subject, body, fallback_email, sensitive, \
      attempts, created_at, claimed_until, last_error";
 
-/// Queues `messages` inside the caller's transaction, so a message commits (or not) with the
-/// state change that caused it. Returns the new rows' ids, in order.
-pub(crate) async fn enqueue_tx(
+const SEALED: &str = "sealed:v1:";
+const SEAL_AAD: &[u8] = b"portcullis outbox body v1";
+
+/// The outbox key, for bodies that carry a code.
+#[derive(Clone)]
+pub(crate) struct OutboxSeal(Arc<LessSafeKey>);
+
+impl std::fmt::Debug for OutboxSeal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OutboxSeal(..)")
+    }
+}
+
+impl OutboxSeal {
+    fn new(key: &[u8; 32]) -> Option<Self> {
+        let key = UnboundKey::new(&CHACHA20_POLY1305, key).ok()?;
+        Some(Self(Arc::new(LessSafeKey::new(key))))
+    }
+
+    fn seal(&self, body: &str) -> Option<String> {
+        let mut nonce = [0u8; NONCE_LEN];
+        SystemRandom::new().fill(&mut nonce).ok()?;
+        let mut data = body.as_bytes().to_vec();
+        self.0
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(SEAL_AAD),
+                &mut data,
+            )
+            .ok()?;
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&data);
+        Some(format!(
+            "{SEALED}{}",
+            base64::engine::general_purpose::STANDARD_NO_PAD.encode(out)
+        ))
+    }
+
+    fn open(&self, stored: &str) -> Option<String> {
+        let raw = base64::engine::general_purpose::STANDARD_NO_PAD
+            .decode(stored.strip_prefix(SEALED)?)
+            .ok()?;
+        let (nonce, sealed) = raw.split_at_checked(NONCE_LEN)?;
+        let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
+        let mut data = sealed.to_vec();
+        let plain = self
+            .0
+            .open_in_place(nonce, Aad::from(SEAL_AAD), &mut data)
+            .ok()?;
+        String::from_utf8(plain.to_vec()).ok()
+    }
+}
+
+impl SqlStore {
+    /// Seals outbox bodies that carry a one-time code under `key` (every node and command
+    /// sharing the database must use the same key: `outbox.key` in the secrets folder).
+    /// Without a key such bodies are stored in clear until the row is settled.
+    pub fn with_outbox_key(mut self, key: &[u8; 32]) -> Self {
+        self.outbox_seal = OutboxSeal::new(key);
+        self
+    }
+
+    /// Queues `messages` inside the caller's transaction, so a message commits (or not) with
+    /// the state change that caused it. Returns the new rows' ids, in order.
+    #[allow(dead_code)] // for the store methods that queue with their state change
+    pub(crate) async fn enqueue_tx(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        messages: &[Outgoing],
+        now: UnixTime,
+    ) -> Result<Vec<i64>, sqlx::Error> {
+        enqueue_tx(tx, self.outbox_seal.as_ref(), messages, now).await
+    }
+
+    /// Opens a claimed row's sealed body; false when it cannot be opened (the key changed
+    /// or is missing).
+    fn open_body(&self, row: &mut OutboxRow) -> bool {
+        if !(row.sensitive && row.body.starts_with(SEALED)) {
+            return true;
+        }
+        match self.outbox_seal.as_ref().and_then(|s| s.open(&row.body)) {
+            Some(plain) => {
+                row.body = plain;
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+async fn enqueue_tx(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    seal: Option<&OutboxSeal>,
     messages: &[Outgoing],
     now: UnixTime,
 ) -> Result<Vec<i64>, sqlx::Error> {
     let mut ids = Vec::with_capacity(messages.len());
     for out in messages {
         let m = &out.message;
+        let body = match seal.filter(|_| m.sensitive) {
+            Some(seal) => seal
+                .seal(&m.body)
+                .ok_or_else(|| sqlx::Error::Protocol("sealing an outbox body failed".into()))?,
+            None => m.body.clone(),
+        };
         let row = sqlx::query(
             "INSERT INTO outbox (channel, recipient, subject, body, fallback_email, sensitive, \
              state, attempts, next_attempt_at, created_at) \
@@ -43,7 +148,7 @@ pub(crate) async fn enqueue_tx(
         .bind(m.channel.as_str())
         .bind(m.to.as_str())
         .bind(m.subject.as_str())
-        .bind(m.body.as_str())
+        .bind(body)
         .bind(out.fallback_email.as_deref())
         .bind(i64::from(m.sensitive))
         .bind(now.0)
@@ -90,7 +195,9 @@ fn clip(error: &str) -> &str {
 impl OutboxStore for SqlStore {
     async fn enqueue(&self, messages: &[Outgoing], now: UnixTime) -> StoreResult<Vec<i64>> {
         let mut tx = self.pool.begin().await.map_err(db_err)?;
-        let ids = enqueue_tx(&mut tx, messages, now).await.map_err(db_err)?;
+        let ids = enqueue_tx(&mut tx, self.outbox_seal.as_ref(), messages, now)
+            .await
+            .map_err(db_err)?;
         tx.commit().await.map_err(db_err)?;
         Ok(ids)
     }
@@ -143,7 +250,25 @@ impl OutboxStore for SqlStore {
             .map(outbox_row)
             .collect::<StoreResult<Vec<_>>>()?;
         rows.sort_by_key(|r| r.id);
-        Ok(rows)
+        let mut readable = Vec::with_capacity(rows.len());
+        for mut row in rows {
+            if self.open_body(&mut row) {
+                readable.push(row);
+            } else {
+                // Never send a sealed blob: this row cannot be delivered with this key.
+                tracing::error!(
+                    outbox_id = row.id,
+                    "outbox body cannot be opened with this node's outbox key"
+                );
+                self.mark_failed(
+                    row.id,
+                    node,
+                    "the sealed body cannot be opened: outbox.key differs between nodes or changed",
+                )
+                .await?;
+            }
+        }
+        Ok(readable)
     }
 
     async fn mark_sent(&self, id: i64, node: &str, now: UnixTime) -> StoreResult<bool> {

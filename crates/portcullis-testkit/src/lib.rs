@@ -487,6 +487,7 @@ impl RealServer {
         Self::launch(bin, false, env)
     }
 
+    #[allow(clippy::disallowed_methods)] // test support: polls the child's output
     fn launch(bin: &str, demo: bool, env: &[(&str, String)]) -> RealServer {
         let dir = tempfile::tempdir().unwrap();
         let stdout = dir.path().join("stdout.log");
@@ -566,6 +567,7 @@ impl RealServer {
     }
 
     /// Asks the server to stop (SIGTERM) and waits for it.
+    #[allow(clippy::disallowed_methods)] // test support: polls the child
     pub fn stop(&mut self) {
         let _ = std::process::Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])

@@ -6,11 +6,14 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use portcullis_core::clock::Clock;
-use portcullis_core::ports::{Notifier, Store};
+use portcullis_core::ports::{Notifier, OutboxStore, Store};
 use portcullis_core::service::Portcullis;
 use portcullis_crypto::secrets::load_or_create_key;
 use portcullis_crypto::{HashPool, KeyedHasher};
-use portcullis_notify::{LogOnly, OutboxFile};
+use portcullis_notify::{
+    DeliveryConfig, DeliveryWorker, OutboxFile, SmsFormat, SmsGateway, SmsGatewaySettings,
+    SmsPolicy, SmtpMailer, SmtpMode, SmtpServer, SmtpSettings, Transport, Transports,
+};
 use portcullis_store::{SqlStore, StoreOptions};
 use portcullis_web::{AppState, DemoOutbox, WebConfig};
 use tokio::net::TcpListener;
@@ -21,6 +24,8 @@ use crate::config::Config;
 pub const REGISTRY_KEY: &str = "registry.key";
 /// Keys CSRF tokens.
 pub const CSRF_KEY: &str = "csrf.key";
+/// Seals outbox bodies that carry a one-time code (shared by every node, like the others).
+pub const OUTBOX_KEY: &str = "outbox.key";
 
 /// A built application.
 pub struct Built {
@@ -28,6 +33,9 @@ pub struct Built {
     pub store: Arc<SqlStore>,
     pub state: AppState,
     pub outbox: Option<Arc<OutboxFile>>,
+    /// The delivery worker, not started: `serve` starts it (one per serving process) and
+    /// stops it on shutdown; the other commands only queue.
+    pub delivery: DeliveryWorker,
 }
 
 struct OutboxAdapter(Arc<OutboxFile>);
@@ -47,6 +55,8 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>, demo: bool) -> anyhow
         .context("loading the registry key")?;
     let csrf_key =
         load_or_create_key(&config.secrets_dir, CSRF_KEY).context("loading the CSRF key")?;
+    let outbox_key =
+        load_or_create_key(&config.secrets_dir, OUTBOX_KEY).context("loading the outbox key")?;
     let store = Arc::new(
         SqlStore::connect(
             &config.database_url,
@@ -63,7 +73,8 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>, demo: bool) -> anyhow
                 "opening the database ({})",
                 redact_url(&config.database_url)
             )
-        })?,
+        })?
+        .with_outbox_key(&outbox_key),
     );
     let workers = config.hash_workers();
     let hasher = HashPool::start(
@@ -77,10 +88,14 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>, demo: bool) -> anyhow
         .outbox_file
         .as_ref()
         .map(|path| Arc::new(OutboxFile::new(path.clone(), clock.clone())));
-    let notifier: Arc<dyn Notifier> = match &outbox {
-        Some(o) => o.clone(),
-        None => Arc::new(LogOnly),
-    };
+    let delivery = DeliveryWorker::new(
+        store.clone() as Arc<dyn OutboxStore>,
+        clock.clone(),
+        transports(config, outbox.as_ref())?,
+        delivery_config(config),
+    );
+    // Always durable: a message is a row in the outbox before `send` returns.
+    let notifier: Arc<dyn Notifier> = Arc::new(delivery.notifier());
     let app = Portcullis::new(
         store.clone() as Arc<dyn Store>,
         hasher,
@@ -106,7 +121,102 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>, demo: bool) -> anyhow
         store,
         state,
         outbox,
+        delivery,
     })
+}
+
+fn delivery_config(config: &Config) -> DeliveryConfig {
+    let n = &config.notify;
+    DeliveryConfig {
+        poll_interval: std::time::Duration::try_from_secs_f64(n.poll_secs)
+            .unwrap_or(std::time::Duration::from_secs(2)),
+        lease_secs: n.lease_secs,
+        send_timeout: n.send_timeout(),
+        sms: SmsPolicy {
+            allowed_prefixes: n.sms_allowed_prefixes.clone(),
+            per_number_per_day: n.sms_per_number_per_day,
+            per_prefix_per_day: n.sms_per_prefix_per_day,
+            per_day: n.sms_per_day,
+        },
+        ..DeliveryConfig::default()
+    }
+}
+
+/// The transport for each channel: the outbox file for both when it is set (demo mode,
+/// tests), else SMTP and the SMS gateway as configured.
+fn transports(config: &Config, outbox: Option<&Arc<OutboxFile>>) -> anyhow::Result<Transports> {
+    if let Some(file) = outbox {
+        return Ok(Transports::both(file.clone()));
+    }
+    let n = &config.notify;
+    let server = match (&n.smtp_url, &n.smtp_host) {
+        (Some(url), _) => Some(SmtpServer::Url(url.clone())),
+        (None, Some(host)) => Some(SmtpServer::Host {
+            host: host.clone(),
+            port: n.smtp_port,
+            mode: SmtpMode::parse(&n.smtp_mode).unwrap_or(SmtpMode::StartTls),
+        }),
+        (None, None) => None,
+    };
+    let email = match server {
+        Some(server) => {
+            let password = n
+                .smtp_password_file
+                .as_deref()
+                .map(read_secret_file)
+                .transpose()
+                .context("reading notify.smtp_password_file")?;
+            let mailer = SmtpMailer::new(SmtpSettings {
+                server,
+                username: n.smtp_username.clone(),
+                password,
+                from: n.from.clone(),
+                issuer_name: config.issuer_name.clone(),
+                timeout: n.send_timeout(),
+            })?;
+            Some(Arc::new(mailer) as Arc<dyn Transport>)
+        }
+        None => None,
+    };
+    let sms = match &n.sms_url {
+        Some(url) => {
+            let auth_header = n
+                .sms_auth_header_file
+                .as_deref()
+                .map(read_secret_file)
+                .transpose()
+                .context("reading notify.sms_auth_header_file")?;
+            let gateway = SmsGateway::new(SmsGatewaySettings {
+                url: url.clone(),
+                auth_header,
+                format: match n.sms_format.as_str() {
+                    "twilio" => SmsFormat::Twilio,
+                    _ => SmsFormat::Json {
+                        template: n.sms_json_template.clone(),
+                    },
+                },
+                from: n.sms_from.clone(),
+                timeout: n.send_timeout(),
+            })?;
+            Some(Arc::new(gateway) as Arc<dyn Transport>)
+        }
+        None => None,
+    };
+    if email.is_none() {
+        tracing::warn!(
+            "no email transport (notify.smtp_url or notify.smtp_host): email messages will fail"
+        );
+    }
+    if sms.is_none() {
+        tracing::warn!("no SMS gateway (notify.sms_url): text messages will fail");
+    }
+    Ok(Transports { email, sms })
+}
+
+/// A secret kept in a file, without its trailing newline.
+fn read_secret_file(path: &std::path::Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(path).with_context(|| path.display().to_string())?;
+    Ok(text.trim_end_matches(['\r', '\n']).to_owned())
 }
 
 /// Serves until `shutdown` resolves, then finishes the requests in flight.

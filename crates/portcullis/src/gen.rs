@@ -27,13 +27,28 @@ const FIRST_NAMES: [&str; 12] = [
     "Liam",
 ];
 const LAST_NAMES: [&str; 10] = [
-    "Example", "Sample", "Tester", "Demo", "Placeholder", "Fictive", "Model", "Mock", "Trial",
+    "Example",
+    "Sample",
+    "Tester",
+    "Demo",
+    "Placeholder",
+    "Fictive",
+    "Model",
+    "Mock",
+    "Trial",
     "Specimen",
 ];
 const PERSONAL_PRODUCTS: [&str; 4] = ["Green Card", "Gold Card", "Platinum Card", "Blue Cash"];
 const CORPORATE_PRODUCTS: [&str; 3] = ["Corporate Green", "Corporate Gold", "Business Platinum"];
 const SHOP_WORDS: [&str; 8] = [
-    "Corner", "Harbour", "Maple", "Station", "Riverside", "Summit", "Old Town", "Market",
+    "Corner",
+    "Harbour",
+    "Maple",
+    "Station",
+    "Riverside",
+    "Summit",
+    "Old Town",
+    "Market",
 ];
 const SHOP_KINDS: [&str; 6] = ["Shop", "Bakery", "Books", "Garage", "Cafe", "Pharmacy"];
 const CODE_ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
@@ -82,12 +97,22 @@ pub fn write_demo_registry(path: &Path, count: u64, seed: u64) -> io::Result<()>
     out.flush()
 }
 
-fn card_row(rng: &mut SplitMix64, account: u64, corporate: bool, row: u64, cells: &mut Vec<String>) {
+fn card_row(
+    rng: &mut SplitMix64,
+    account: u64,
+    corporate: bool,
+    row: u64,
+    cells: &mut Vec<String>,
+) {
     let prefix = if rng.below(2) == 0 { "34" } else { "37" };
     let payload = format!("{prefix}{account:012}");
     let number = format!("{payload}{}", luhn_check_digit(&payload));
     let (first, last) = (pick(rng, &FIRST_NAMES), pick(rng, &LAST_NAMES));
-    let products: &[&str] = if corporate { &CORPORATE_PRODUCTS } else { &PERSONAL_PRODUCTS };
+    let products: &[&str] = if corporate {
+        &CORPORATE_PRODUCTS
+    } else {
+        &PERSONAL_PRODUCTS
+    };
     let credit_limit = (rng.below(60) + 1) * 500;
     let balance_cents = rng.below(credit_limit * 100);
     let minimum_cents = balance_cents / 50;
@@ -97,7 +122,11 @@ fn card_row(rng: &mut SplitMix64, account: u64, corporate: bool, row: u64, cells
         format!("{:04}", rng.below(10_000)),
         format!("{}-{:02}", 2027 + rng.below(6), 1 + rng.below(12)),
         format!("{first} {last}"),
-        format!("{}.{}{row}@example.com", first.to_ascii_lowercase(), last.to_ascii_lowercase()),
+        format!(
+            "{}.{}{row}@example.com",
+            first.to_ascii_lowercase(),
+            last.to_ascii_lowercase()
+        ),
         format!("+1555{:07}", rng.below(10_000_000)),
         pick(rng, products).to_owned(),
         cents(balance_cents),
@@ -153,25 +182,18 @@ fn pick<'a>(rng: &mut SplitMix64, items: &[&'a str]) -> &'a str {
 
 /// The digit that makes `payload` followed by it pass the Luhn check.
 fn luhn_check_digit(payload: &str) -> u32 {
-    let sum: u32 = payload
-        .bytes()
-        .rev()
-        .enumerate()
-        .map(|(i, b)| {
-            let d = u32::from(b.wrapping_sub(b'0'));
-            // The check digit will take position 0, so the payload's last digit is doubled.
-            if i % 2 == 0 {
-                let doubled = d * 2;
-                if doubled > 9 {
-                    doubled - 9
-                } else {
-                    doubled
-                }
-            } else {
-                d
-            }
-        })
-        .sum();
+    // The check digit will take the last place, so doubling starts at the payload's last digit.
+    let mut double = true;
+    let mut sum = 0u32;
+    for b in payload.bytes().rev() {
+        let d = u32::from(b.wrapping_sub(b'0'));
+        sum += match (double, d * 2) {
+            (true, doubled) if doubled > 9 => doubled - 9,
+            (true, doubled) => doubled,
+            (false, _) => d,
+        };
+        double = !double;
+    }
     (10 - sum % 10) % 10
 }
 
@@ -185,10 +207,14 @@ struct Permutation {
 
 impl Permutation {
     fn new(rng: &mut SplitMix64, space: u64) -> Self {
-        let mut a = rng.below(space) | 1;
-        if a % 5 == 0 {
-            a = (a + 2) % space;
-        }
+        // Ending in 1, 3, 7 or 9 makes `a` coprime to every power of ten.
+        let last_digit = match rng.below(4) {
+            0 => 1,
+            1 => 3,
+            2 => 7,
+            _ => 9,
+        };
+        let a = rng.below(space / 10) * 10 + last_digit;
         Self {
             a,
             b: rng.below(space),
@@ -197,7 +223,8 @@ impl Permutation {
     }
 
     fn at(&self, index: u64) -> u64 {
-        let value = (u128::from(index) * u128::from(self.a) + u128::from(self.b)) % u128::from(self.space);
+        let value =
+            (u128::from(index) * u128::from(self.a) + u128::from(self.b)) % u128::from(self.space);
         u64::try_from(value).unwrap_or_default()
     }
 }
@@ -232,7 +259,10 @@ mod tests {
 
     fn read_csv(path: &Path) -> Vec<RawRecord> {
         let mut reader = csv::Reader::from_path(path).unwrap();
-        assert_eq!(reader.headers().unwrap().iter().collect::<Vec<_>>(), COLUMNS);
+        assert_eq!(
+            reader.headers().unwrap().iter().collect::<Vec<_>>(),
+            COLUMNS
+        );
         reader
             .records()
             .map(|r| {
@@ -283,7 +313,11 @@ mod tests {
     #[test]
     fn a_seed_always_gives_the_same_file() {
         let dir = tempfile::tempdir().unwrap();
-        let (a, b, c) = (dir.path().join("a.csv"), dir.path().join("b.csv"), dir.path().join("c.csv"));
+        let (a, b, c) = (
+            dir.path().join("a.csv"),
+            dir.path().join("b.csv"),
+            dir.path().join("c.csv"),
+        );
         write_demo_registry(&a, 300, 42).unwrap();
         write_demo_registry(&b, 300, 42).unwrap();
         write_demo_registry(&c, 300, 43).unwrap();
@@ -299,7 +333,10 @@ mod tests {
         write_demo_registry(&json_path, 50, 1).unwrap();
         let rows = read_csv(&csv_path);
         let text = std::fs::read_to_string(&json_path).unwrap();
-        let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
         assert_eq!(lines.len(), 50);
         for (row, line) in rows.iter().zip(&lines) {
             assert_eq!(line["number"], row.number.as_str());
@@ -312,7 +349,10 @@ mod tests {
         let mut rng = SplitMix64(3);
         for _ in 0..1_000 {
             let payload = format!("37{:012}", rng.below(CARD_ACCOUNT_SPACE));
-            assert!(luhn_valid(&format!("{payload}{}", luhn_check_digit(&payload))));
+            assert!(luhn_valid(&format!(
+                "{payload}{}",
+                luhn_check_digit(&payload)
+            )));
         }
         assert_eq!(luhn_check_digit("37828224631000"), 5);
     }

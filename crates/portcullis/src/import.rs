@@ -14,7 +14,7 @@
 //!
 //! No card number, card ID or merchant code reaches an error message or a log line: messages
 //! come from the core's field errors (which never echo values), from fixed texts here, or from
-//! header names that [`printable_name`] has judged safe to echo.
+//! header names and keys that `printable_name` judges safe to echo.
 
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
@@ -102,13 +102,13 @@ fn invalid_summary(errors: &[LineError]) -> String {
         out.push_str(&e.to_string());
     }
     if errors.len() >= MAX_ERRORS {
-        out.push_str(&format!("\n(stopped reading after {MAX_ERRORS} errors)"));
+        out.push_str(&format!("\n(the list stops at {MAX_ERRORS} errors)"));
     }
     out
 }
 
 /// Imports the registry file at `path` in one transaction: every record is inserted or, when
-/// its number is already known, updated; any bad line and nothing is imported.
+/// its number is already known, updated. With any bad line, nothing is imported.
 pub async fn import_file(
     store: &dyn Store,
     keys: &KeyedHasher,
@@ -166,10 +166,11 @@ fn parse_file(
         }
     };
     let mut checker = Checker::new(keys);
+    let mut raw = RawRecord::default();
     loop {
-        match rows.next_row()? {
+        match rows.next_row(&mut raw)? {
             Next::End => break,
-            Next::Row { line, raw } => checker.check(line, &raw),
+            Next::Row { line } => checker.check(line, &raw),
             Next::Rejected(errors) => checker.reject(errors),
         }
         if checker.errors.len() >= MAX_ERRORS {
@@ -264,9 +265,9 @@ impl<'k> Checker<'k> {
 }
 
 enum Next {
+    /// The row on `line` is in the caller's [`RawRecord`].
     Row {
         line: u64,
-        raw: RawRecord,
     },
     /// A line that could not become a [`RawRecord`] but leaves the file readable.
     Rejected(Vec<LineError>),
@@ -276,26 +277,27 @@ enum Next {
 /// A source of data rows; structural faults that make the rest of the file unreadable are
 /// errors, problems confined to one line are [`Next::Rejected`].
 trait Rows {
-    fn next_row(&mut self) -> Result<Next, ImportError>;
+    fn next_row(&mut self, raw: &mut RawRecord) -> Result<Next, ImportError>;
 }
 
 /// Builds a record from cells in [`COLUMNS`] order.
 fn raw_record(cells: [String; 12]) -> RawRecord {
-    let [account_type, number, verification, expiry, holder_name, email, phone, product, balance, credit_limit, payment_due_date, minimum_due] =
-        cells;
+    let mut cells = cells.into_iter();
+    // Struct fields are evaluated in the order written, which is the order of `COLUMNS`.
+    let mut next = || cells.next().unwrap_or_default();
     RawRecord {
-        account_type,
-        number,
-        verification,
-        expiry,
-        holder_name,
-        email,
-        phone,
-        product,
-        balance,
-        credit_limit,
-        payment_due_date,
-        minimum_due,
+        account_type: next(),
+        number: next(),
+        verification: next(),
+        expiry: next(),
+        holder_name: next(),
+        email: next(),
+        phone: next(),
+        product: next(),
+        balance: next(),
+        credit_limit: next(),
+        payment_due_date: next(),
+        minimum_due: next(),
     }
 }
 
@@ -432,7 +434,7 @@ fn csv_error(e: csv::Error, path: &Path) -> ImportError {
 }
 
 impl<R: Read> Rows for CsvRows<R> {
-    fn next_row(&mut self) -> Result<Next, ImportError> {
+    fn next_row(&mut self, raw: &mut RawRecord) -> Result<Next, ImportError> {
         match self.reader.read_record(&mut self.record) {
             Ok(false) => Ok(Next::End),
             Ok(true) => {
@@ -441,10 +443,8 @@ impl<R: Read> Rows for CsvRows<R> {
                 let cells = self
                     .positions
                     .map(|p| record.get(p).unwrap_or_default().to_owned());
-                Ok(Next::Row {
-                    line,
-                    raw: raw_record(cells),
-                })
+                *raw = raw_record(cells);
+                Ok(Next::Row { line })
             }
             Err(e) => Err(csv_error(e, &self.path)),
         }
@@ -477,7 +477,7 @@ impl<R: BufRead> JsonRows<R> {
 }
 
 impl<R: BufRead> Rows for JsonRows<R> {
-    fn next_row(&mut self) -> Result<Next, ImportError> {
+    fn next_row(&mut self, raw: &mut RawRecord) -> Result<Next, ImportError> {
         loop {
             self.buffer.clear();
             let read = self
@@ -512,12 +512,16 @@ impl<R: BufRead> Rows for JsonRows<R> {
             let serde_json::Value::Object(object) = value else {
                 return Err(self.format("must be a JSON object with the registry columns as keys"));
             };
-            return Ok(json_row(self.line, object));
+            return Ok(json_row(self.line, object, raw));
         }
     }
 }
 
-fn json_row(line: u64, object: serde_json::Map<String, serde_json::Value>) -> Next {
+fn json_row(
+    line: u64,
+    object: serde_json::Map<String, serde_json::Value>,
+    raw: &mut RawRecord,
+) -> Next {
     let mut cells: [String; 12] = Default::default();
     let mut errors = Vec::new();
     for (key, value) in object {
@@ -547,10 +551,8 @@ fn json_row(line: u64, object: serde_json::Map<String, serde_json::Value>) -> Ne
         }
     }
     if errors.is_empty() {
-        Next::Row {
-            line,
-            raw: raw_record(cells),
-        }
+        *raw = raw_record(cells);
+        Next::Row { line }
     } else {
         Next::Rejected(errors)
     }
@@ -792,7 +794,7 @@ mod tests {
         assert!(
             text.starts_with("100 errors in the file; nothing was imported\nline 2, column expiry")
         );
-        assert!(text.ends_with("(stopped reading after 100 errors)"));
+        assert!(text.ends_with("(the list stops at 100 errors)"));
     }
 
     #[tokio::test]

@@ -5,4 +5,5 @@ pub mod admin;
 pub mod app;
 pub mod config;
 pub mod demo;
+pub mod gen;
 pub mod import;

@@ -185,7 +185,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let config = load_config(&cli)?;
             let built = app::build(&config, Arc::new(SystemClock), false).await?;
             let actor = admin::cli_actor();
-            match command {
+            let result = match command {
                 AdminCommand::Unlock { user_id, reason } => {
                     admin::unlock(&built.app, user_id, reason, &actor).await
                 }
@@ -199,7 +199,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         admin::token_revoke(&built.app, name_or_id, &actor).await
                     }
                 },
-            }
+            };
+            // A one-shot command delivers the messages it queued (an unlock tells the
+            // person) rather than leave them to the next serving node's poll.
+            built
+                .delivery
+                .deliver_due(std::time::Duration::from_secs(10))
+                .await;
+            result
         }
         Command::Audit {
             command: AuditCommand::Verify,
@@ -242,7 +249,11 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
             );
         }
     }
-    app::serve(listener, built.state, shutdown_signal()).await?;
+    let delivery = built.delivery.spawn();
+    let served = app::serve(listener, built.state, shutdown_signal()).await;
+    // After the last request: finish the message in hand and release the other claims.
+    delivery.stop().await;
+    served?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -8,9 +8,10 @@
 )]
 
 mod defences;
+mod delivery;
 mod overload;
 mod pages;
-mod recovery;
+pub mod recovery;
 mod registration;
 mod secrets;
 mod sessions;

@@ -10,18 +10,10 @@ use serde_json::{json, Value};
 pub async fn latest_code(app: &TestApp, to: &str, after: usize) -> String {
     for _ in 0..200 {
         let msgs = app.outbox_messages();
-        if let Some(m) = msgs
-            .iter()
-            .skip(after)
-            .filter(|m| {
-                m["to"] == to
-                    && m["subject"]
-                        .as_str()
-                        .unwrap_or("")
-                        .contains("security code")
-            })
-            .last()
-        {
+        let wanted = |m: &&Value| {
+            m["to"] == to && m["subject"].as_str().unwrap_or("").contains("security code")
+        };
+        if let Some(m) = msgs.iter().skip(after).rfind(wanted) {
             let body = m["body"].as_str().unwrap();
             let code: String = body
                 .split(|c: char| !c.is_ascii_digit())
