@@ -157,7 +157,9 @@ const CHAIN_DOMAIN: &str = "portcullis/audit-chain/v1";
 
 /// The key the chain is computed under, derived from the registry key.
 pub fn audit_key(registry_key: &KeyedHasher) -> KeyedHasher {
-    KeyedHasher::new(zeroize::Zeroizing::new(registry_key.hash("portcullis/audit-key/v1", &[])))
+    KeyedHasher::new(zeroize::Zeroizing::new(
+        registry_key.hash("portcullis/audit-key/v1", &[]),
+    ))
 }
 
 /// The chain hash of an entry: SHA-256 over the previous hash and every field, each
@@ -265,16 +267,19 @@ pub fn verify_run(
         if e.seq != *prev_seq + 1 || e.prev_hash != *prev {
             return Err(ChainBreak::Broken { seq: e.seq });
         }
-        let expected = chain_hash(key, &ChainInput {
-            prev: &e.prev_hash,
-            seq: e.seq,
-            at: e.at,
-            kind: &e.kind,
-            account_id: e.account_id,
-            actor: &e.actor,
-            client_ip: e.client_ip.as_deref(),
-            detail: &e.detail,
-        });
+        let expected = chain_hash(
+            key,
+            &ChainInput {
+                prev: &e.prev_hash,
+                seq: e.seq,
+                at: e.at,
+                kind: &e.kind,
+                account_id: e.account_id,
+                actor: &e.actor,
+                client_ip: e.client_ip.as_deref(),
+                detail: &e.detail,
+            },
+        );
         if expected.as_slice() != e.hash.as_slice() {
             return Err(ChainBreak::Altered { seq: e.seq });
         }
@@ -292,16 +297,19 @@ mod tests {
         let mut prev = GENESIS_HASH.to_vec();
         (1..=n)
             .map(|seq| {
-                let hash = chain_hash(&key(), &ChainInput {
-                    prev: &prev,
-                    seq,
-                    at: UnixTime(seq),
-                    kind: "signin.succeeded",
-                    account_id: Some(1),
-                    actor: "self",
-                    client_ip: None,
-                    detail: "",
-                });
+                let hash = chain_hash(
+                    &key(),
+                    &ChainInput {
+                        prev: &prev,
+                        seq,
+                        at: UnixTime(seq),
+                        kind: "signin.succeeded",
+                        account_id: Some(1),
+                        actor: "self",
+                        client_ip: None,
+                        detail: "",
+                    },
+                );
                 let e = AuditEntry {
                     seq,
                     at: UnixTime(seq),

@@ -90,7 +90,8 @@ impl Portcullis {
         if let Err(e) = self
             .store
             .append_audit(&event, self.clock.now(), &self.audit_key)
-            .await {
+            .await
+        {
             tracing::error!(kind = event.kind.as_str(), error = %e, "audit append failed");
         }
     }

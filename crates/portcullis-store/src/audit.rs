@@ -44,16 +44,19 @@ impl AuditStore for SqlStore {
         let seq: i64 = head.try_get("seq").map_err(db_err)?;
         let prev: Vec<u8> = head.try_get("hash").map_err(db_err)?;
         let kind = event.kind.as_str();
-        let hash = chain_hash(key, &ChainInput {
-            prev: &prev,
-            seq,
-            at: now,
-            kind,
-            account_id: event.account_id,
-            actor: &event.actor,
-            client_ip: event.client_ip.as_deref(),
-            detail: &event.detail,
-        });
+        let hash = chain_hash(
+            key,
+            &ChainInput {
+                prev: &prev,
+                seq,
+                at: now,
+                kind,
+                account_id: event.account_id,
+                actor: &event.actor,
+                client_ip: event.client_ip.as_deref(),
+                detail: &event.detail,
+            },
+        );
         sqlx::query(
             "INSERT INTO audit_log (seq, at, kind, account_id, actor, client_ip, detail, prev_hash, hash) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",

@@ -16,7 +16,14 @@ pub fn when(t: UnixTime) -> String {
                 .get(usize::from(u8::from(d.month())).saturating_sub(1))
                 .copied()
                 .unwrap_or("");
-            format!("{} {} {}, {:02}:{:02} UTC", d.day(), month, d.year(), d.hour(), d.minute())
+            format!(
+                "{} {} {}, {:02}:{:02} UTC",
+                d.day(),
+                month,
+                d.year(),
+                d.hour(),
+                d.minute()
+            )
         }
         Err(_) => t.to_rfc3339(),
     }

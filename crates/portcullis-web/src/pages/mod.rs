@@ -28,12 +28,18 @@ pub fn router() -> Router<AppState> {
         .route("/signout", post(account::sign_out))
         .route("/register", get(register::show).post(register::verify))
         .route("/register/account", post(register::complete))
-        .route("/recover/password", get(recover::password_start_form).post(recover::password_start))
+        .route(
+            "/recover/password",
+            get(recover::password_start_form).post(recover::password_start),
+        )
         .route("/recover/password/verify", post(recover::password_verify))
         .route("/recover/password/code", post(recover::password_code))
         .route("/recover/password/resend", post(recover::password_resend))
         .route("/recover/password/reset", post(recover::password_reset))
-        .route("/recover/user-id", get(recover::user_id_form).post(recover::user_id_start))
+        .route(
+            "/recover/user-id",
+            get(recover::user_id_form).post(recover::user_id_start),
+        )
         .route("/recover/user-id/code", post(recover::user_id_code))
         .route("/recover/user-id/resend", post(recover::user_id_resend))
         .route("/account", get(account::home))

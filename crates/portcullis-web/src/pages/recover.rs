@@ -73,7 +73,13 @@ pub struct UserIdDonePage {
     pub user_ids: Vec<String>,
 }
 
-fn start_page(state: &AppState, csrf: &CsrfCookie, status: StatusCode, user_id: &str, errors: Vec<FieldError>) -> Response {
+fn start_page(
+    state: &AppState,
+    csrf: &CsrfCookie,
+    status: StatusCode,
+    user_id: &str,
+    errors: Vec<FieldError>,
+) -> Response {
     let page = StartPage {
         chrome: chrome(state, csrf, false),
         user_id: user_id.to_owned(),
@@ -114,9 +120,19 @@ pub async fn password_start(
 ) -> Response {
     if !csrf.check(&state, &headers, &form.csrf) {
         csrf.rotate();
-        return start_page(&state, &csrf, StatusCode::FORBIDDEN, &form.user_id, vec![FieldError::new("form", CSRF_FAILED)]);
+        return start_page(
+            &state,
+            &csrf,
+            StatusCode::FORBIDDEN,
+            &form.user_id,
+            vec![FieldError::new("form", CSRF_FAILED)],
+        );
     }
-    match state.app.start_password_recovery(&form.user_id, &client).await {
+    match state
+        .app
+        .start_password_recovery(&form.user_id, &client)
+        .await
+    {
         Ok(start) => {
             let page = VerifyPage {
                 chrome: chrome(&state, &csrf, false),
@@ -127,7 +143,13 @@ pub async fn password_start(
             };
             csrf.apply(render(StatusCode::OK, &page))
         }
-        Err(ServiceError::Invalid(errors)) => start_page(&state, &csrf, StatusCode::BAD_REQUEST, &form.user_id, errors),
+        Err(ServiceError::Invalid(errors)) => start_page(
+            &state,
+            &csrf,
+            StatusCode::BAD_REQUEST,
+            &form.user_id,
+            errors,
+        ),
         Err(e) => error_page(&state, &csrf, e),
     }
 }
@@ -239,8 +261,16 @@ fn code_page(
 ) -> Response {
     let page = CodePage {
         chrome: chrome(state, csrf, false),
-        action: if user_id_flow { "/recover/user-id/code" } else { "/recover/password/code" },
-        resend_action: if user_id_flow { "/recover/user-id/resend" } else { "/recover/password/resend" },
+        action: if user_id_flow {
+            "/recover/user-id/code"
+        } else {
+            "/recover/password/code"
+        },
+        resend_action: if user_id_flow {
+            "/recover/user-id/resend"
+        } else {
+            "/recover/password/resend"
+        },
         token: token.to_owned(),
         destination: String::new(),
         notice,
@@ -249,10 +279,28 @@ fn code_page(
     csrf.apply(render(status, &page))
 }
 
-fn code_error(state: &AppState, csrf: &CsrfCookie, user_id_flow: bool, token: &str, e: ServiceError) -> Response {
-    let restart = if user_id_flow { "/recover/user-id" } else { "/recover/password" };
+fn code_error(
+    state: &AppState,
+    csrf: &CsrfCookie,
+    user_id_flow: bool,
+    token: &str,
+    e: ServiceError,
+) -> Response {
+    let restart = if user_id_flow {
+        "/recover/user-id"
+    } else {
+        "/recover/password"
+    };
     match e {
-        ServiceError::Invalid(_) => code_page(state, csrf, StatusCode::BAD_REQUEST, user_id_flow, token, None, Some("Enter the 6-digit code from the message we sent.".into())),
+        ServiceError::Invalid(_) => code_page(
+            state,
+            csrf,
+            StatusCode::BAD_REQUEST,
+            user_id_flow,
+            token,
+            None,
+            Some("Enter the 6-digit code from the message we sent.".into()),
+        ),
         ServiceError::CodeRejected { tries_left } => code_page(
             state,
             csrf,
@@ -272,7 +320,9 @@ fn code_error(state: &AppState, csrf: &CsrfCookie, user_id_flow: bool, token: &s
             user_id_flow,
             token,
             None,
-            Some("This code has expired or has had too many tries. Ask for a new code below.".into()),
+            Some(
+                "This code has expired or has had too many tries. Ask for a new code below.".into(),
+            ),
         ),
         ServiceError::StepExpired => expired(state, csrf, restart),
         ServiceError::TooManyRequests { retry_after } => code_page(
@@ -282,7 +332,9 @@ fn code_error(state: &AppState, csrf: &CsrfCookie, user_id_flow: bool, token: &s
             user_id_flow,
             token,
             None,
-            Some(format!("Please wait {retry_after} seconds before asking for another code.")),
+            Some(format!(
+                "Please wait {retry_after} seconds before asking for another code."
+            )),
         ),
         other => error_page(state, csrf, other),
     }
@@ -296,9 +348,21 @@ pub async fn password_code(
     Form(form): Form<CodeForm>,
 ) -> Response {
     if !csrf.check(&state, &headers, &form.csrf) {
-        return code_page(&state, &csrf, StatusCode::FORBIDDEN, false, &form.token, None, Some(CSRF_FAILED.into()));
+        return code_page(
+            &state,
+            &csrf,
+            StatusCode::FORBIDDEN,
+            false,
+            &form.token,
+            None,
+            Some(CSRF_FAILED.into()),
+        );
     }
-    match state.app.verify_recovery_code(&form.token, &form.code, &client).await {
+    match state
+        .app
+        .verify_recovery_code(&form.token, &form.code, &client)
+        .await
+    {
         Ok(accepted) => {
             let page = ResetPage {
                 chrome: chrome(&state, &csrf, false),
@@ -331,18 +395,38 @@ pub async fn user_id_resend(
     resend(state, csrf, headers, form, true).await
 }
 
-async fn resend(state: AppState, csrf: CsrfCookie, headers: HeaderMap, form: CodeForm, user_id_flow: bool) -> Response {
+async fn resend(
+    state: AppState,
+    csrf: CsrfCookie,
+    headers: HeaderMap,
+    form: CodeForm,
+    user_id_flow: bool,
+) -> Response {
     if !csrf.check(&state, &headers, &form.csrf) {
-        return code_page(&state, &csrf, StatusCode::FORBIDDEN, user_id_flow, &form.token, None, Some(CSRF_FAILED.into()));
+        return code_page(
+            &state,
+            &csrf,
+            StatusCode::FORBIDDEN,
+            user_id_flow,
+            &form.token,
+            None,
+            Some(CSRF_FAILED.into()),
+        );
     }
-    match state.app.resend_recovery_code(&form.token, user_id_flow).await {
+    match state
+        .app
+        .resend_recovery_code(&form.token, user_id_flow)
+        .await
+    {
         Ok(()) => code_page(
             &state,
             &csrf,
             StatusCode::OK,
             user_id_flow,
             &form.token,
-            Some("We sent a new code. Use the newest message: earlier codes no longer work.".into()),
+            Some(
+                "We sent a new code. Use the newest message: earlier codes no longer work.".into(),
+            ),
             None,
         ),
         Err(e) => code_error(&state, &csrf, user_id_flow, &form.token, e),
@@ -377,9 +461,16 @@ pub async fn password_reset(
         csrf.apply(render(status, &page))
     };
     if !csrf.check(&state, &headers, &form.csrf) {
-        return again(StatusCode::FORBIDDEN, vec![FieldError::new("form", CSRF_FAILED)]);
+        return again(
+            StatusCode::FORBIDDEN,
+            vec![FieldError::new("form", CSRF_FAILED)],
+        );
     }
-    match state.app.reset_password(&form.token, &form.new_password, &client).await {
+    match state
+        .app
+        .reset_password(&form.token, &form.new_password, &client)
+        .await
+    {
         Ok(()) => {
             let page = MessagePage {
                 chrome: chrome(&state, &csrf, false),
@@ -396,7 +487,13 @@ pub async fn password_reset(
     }
 }
 
-fn user_id_page(state: &AppState, csrf: &CsrfCookie, status: StatusCode, email: &str, errors: Vec<FieldError>) -> Response {
+fn user_id_page(
+    state: &AppState,
+    csrf: &CsrfCookie,
+    status: StatusCode,
+    email: &str,
+    errors: Vec<FieldError>,
+) -> Response {
     let page = UserIdPage {
         chrome: chrome(state, csrf, false),
         email: email.to_owned(),
@@ -428,7 +525,13 @@ pub async fn user_id_start(
 ) -> Response {
     if !csrf.check(&state, &headers, &form.csrf) {
         csrf.rotate();
-        return user_id_page(&state, &csrf, StatusCode::FORBIDDEN, &form.email, vec![FieldError::new("form", CSRF_FAILED)]);
+        return user_id_page(
+            &state,
+            &csrf,
+            StatusCode::FORBIDDEN,
+            &form.email,
+            vec![FieldError::new("form", CSRF_FAILED)],
+        );
     }
     match state.app.start_user_id_recovery(&form.email, &form.channel, &client).await {
         Ok(token) => code_page(
@@ -456,9 +559,21 @@ pub async fn user_id_code(
     Form(form): Form<CodeForm>,
 ) -> Response {
     if !csrf.check(&state, &headers, &form.csrf) {
-        return code_page(&state, &csrf, StatusCode::FORBIDDEN, true, &form.token, None, Some(CSRF_FAILED.into()));
+        return code_page(
+            &state,
+            &csrf,
+            StatusCode::FORBIDDEN,
+            true,
+            &form.token,
+            None,
+            Some(CSRF_FAILED.into()),
+        );
     }
-    match state.app.verify_user_id_code(&form.token, &form.code, &client).await {
+    match state
+        .app
+        .verify_user_id_code(&form.token, &form.code, &client)
+        .await
+    {
         Ok(user_ids) => {
             let page = UserIdDonePage {
                 chrome: chrome(&state, &csrf, false),

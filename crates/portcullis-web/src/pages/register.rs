@@ -61,11 +61,16 @@ mod filters {
     /// `answer_1`).
     #[allow(clippy::unnecessary_wraps)]
     pub fn anchor(field: &str, _: &dyn askama::Values) -> askama::Result<String> {
-        Ok(match field.strip_prefix("security_answers[").and_then(|r| r.strip_suffix(']')) {
-            Some(i) => format!("answer_{i}"),
-            None if field == "security_answers" => "question_0".to_owned(),
-            None => field.to_owned(),
-        })
+        Ok(
+            match field
+                .strip_prefix("security_answers[")
+                .and_then(|r| r.strip_suffix(']'))
+            {
+                Some(i) => format!("answer_{i}"),
+                None if field == "security_answers" => "question_0".to_owned(),
+                None => field.to_owned(),
+            },
+        )
     }
 }
 

@@ -270,46 +270,120 @@ async fn the_sign_in_page_keeps_the_user_id_but_never_the_password() {
 }
 
 async fn recover_through_pages(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else { return };
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
     app.register(&ANN, "ann.example", PASSWORD).await;
     for _ in 0..6 {
-        app.sign_in("ann.example", "Wrong-Horse-1", "personal").await;
+        app.sign_in("ann.example", "Wrong-Horse-1", "personal")
+            .await;
     }
     let mut jar = Jar::default();
     let (status, html) = get(&app, &mut jar, "/recover/password").await;
     assert_eq!(status, 200);
     let csrf = input_value(&html, "csrf").unwrap();
-    let res = post(&app, &mut jar, "/recover/password", &[("csrf", &csrf), ("user_id", "ann.example")]).await;
+    let res = post(
+        &app,
+        &mut jar,
+        "/recover/password",
+        &[("csrf", &csrf), ("user_id", "ann.example")],
+    )
+    .await;
     let html = res.text().await.unwrap();
     assert!(html.contains("Confirm it is you"));
     assert!(html.contains("What was the name of your first pet?"));
     let token = input_value(&html, "token").unwrap();
     let seen = app.outbox_messages().len();
-    let res = post(&app, &mut jar, "/recover/password/verify", &[("csrf", &csrf), ("token", &token), ("method", "card"), ("card_id", "1234")]).await;
+    let res = post(
+        &app,
+        &mut jar,
+        "/recover/password/verify",
+        &[
+            ("csrf", &csrf),
+            ("token", &token),
+            ("method", "card"),
+            ("card_id", "1234"),
+        ],
+    )
+    .await;
     let html = res.text().await.unwrap();
     assert!(html.contains("a•••@example.com"), "{html}");
     let code = super::recovery::latest_code(&app, "ann@example.com", seen).await;
-    let res = post(&app, &mut jar, "/recover/password/code", &[("csrf", &csrf), ("token", &token), ("code", "000000")]).await;
+    let res = post(
+        &app,
+        &mut jar,
+        "/recover/password/code",
+        &[("csrf", &csrf), ("token", &token), ("code", "000000")],
+    )
+    .await;
     assert_eq!(res.status(), 400);
-    let res = post(&app, &mut jar, "/recover/password/code", &[("csrf", &csrf), ("token", &token), ("code", &code)]).await;
+    let res = post(
+        &app,
+        &mut jar,
+        "/recover/password/code",
+        &[("csrf", &csrf), ("token", &token), ("code", &code)],
+    )
+    .await;
     let html = res.text().await.unwrap();
     assert!(html.contains("Your account is unlocked"), "{html}");
     let reset = input_value(&html, "token").unwrap();
-    let res = post(&app, &mut jar, "/recover/password/reset", &[("csrf", &csrf), ("token", &reset), ("new_password", "Brand-New-Day-9")]).await;
+    let res = post(
+        &app,
+        &mut jar,
+        "/recover/password/reset",
+        &[
+            ("csrf", &csrf),
+            ("token", &reset),
+            ("new_password", "Brand-New-Day-9"),
+        ],
+    )
+    .await;
     assert_eq!(res.status(), 200);
-    assert!(res.text().await.unwrap().contains("Your password is changed"));
-    assert_eq!(app.sign_in("ann.example", "Brand-New-Day-9", "personal").await.status(), 201);
+    assert!(res
+        .text()
+        .await
+        .unwrap()
+        .contains("Your password is changed"));
+    assert_eq!(
+        app.sign_in("ann.example", "Brand-New-Day-9", "personal")
+            .await
+            .status(),
+        201
+    );
 
     // Forgot User ID through the pages.
     let (_, html) = get(&app, &mut jar, "/recover/user-id").await;
     let csrf = input_value(&html, "csrf").unwrap();
     let seen = app.outbox_messages().len();
-    let res = post(&app, &mut jar, "/recover/user-id", &[("csrf", &csrf), ("email", "ann@example.com"), ("channel", "email")]).await;
+    let res = post(
+        &app,
+        &mut jar,
+        "/recover/user-id",
+        &[
+            ("csrf", &csrf),
+            ("email", "ann@example.com"),
+            ("channel", "email"),
+        ],
+    )
+    .await;
     let html = res.text().await.unwrap();
     let token = input_value(&html, "token").unwrap();
     let code = super::recovery::latest_code(&app, "ann@example.com", seen).await;
-    let res = post(&app, &mut jar, "/recover/user-id/code", &[("csrf", &csrf), ("token", &token), ("code", &code)]).await;
+    let res = post(
+        &app,
+        &mut jar,
+        "/recover/user-id/code",
+        &[("csrf", &csrf), ("token", &token), ("code", &code)],
+    )
+    .await;
     assert_eq!(res.status(), 200);
-    assert!(res.text().await.unwrap().contains("<strong>ann.example</strong>"));
+    assert!(res
+        .text()
+        .await
+        .unwrap()
+        .contains("<strong>ann.example</strong>"));
 }
-both!(forgot_password_unlock_and_forgot_user_id_through_the_pages, recover_through_pages);
+both!(
+    forgot_password_unlock_and_forgot_user_id_through_the_pages,
+    recover_through_pages
+);

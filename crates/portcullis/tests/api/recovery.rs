@@ -11,7 +11,11 @@ pub async fn latest_code(app: &TestApp, to: &str, after: usize) -> String {
     for _ in 0..200 {
         let msgs = app.outbox_messages();
         let wanted = |m: &&Value| {
-            m["to"] == to && m["subject"].as_str().unwrap_or("").contains("security code")
+            m["to"] == to
+                && m["subject"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("security code")
         };
         if let Some(m) = msgs.iter().skip(after).rfind(wanted) {
             let body = m["body"].as_str().unwrap();
