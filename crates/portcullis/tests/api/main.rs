@@ -9,6 +9,7 @@
 
 mod defences;
 mod delivery;
+mod import;
 mod overload;
 mod pages;
 pub mod recovery;
