@@ -175,6 +175,7 @@ pub struct ResendIn {
     request_body = ResendIn,
     responses(
         (status = 202, description = "A new code is on its way"),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 410, body = Problem, content_type = "application/problem+json"),
         (status = 429, body = Problem, content_type = "application/problem+json"),
     ))]
@@ -301,6 +302,7 @@ pub async fn user_id_verify(
     request_body = ResendIn,
     responses(
         (status = 202, description = "A new code is on its way"),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 410, body = Problem, content_type = "application/problem+json"),
         (status = 429, body = Problem, content_type = "application/problem+json"),
     ))]
