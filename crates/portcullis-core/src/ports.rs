@@ -79,6 +79,8 @@ pub struct NewAccount {
     /// The registration step consumed by this creation.
     pub step_token_hash: [u8; 32],
     pub now: UnixTime,
+    /// Queued in the same transaction (the registration message).
+    pub messages: Vec<Outgoing>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -134,6 +136,7 @@ pub trait AccountStore: Send + Sync {
         new_hash: &str,
         now: UnixTime,
         keep: usize,
+        messages: &[Outgoing],
     ) -> StoreResult<()>;
     /// The newest `limit` earlier password hashes.
     async fn password_history(&self, account_id: i64, limit: usize) -> StoreResult<Vec<String>>;
@@ -157,7 +160,15 @@ pub trait LockoutStore: Send + Sync {
         limit: u32,
     ) -> StoreResult<Claim>;
     /// Sets the lock if it is not set; true when this call set it.
-    async fn lock(&self, counter: Counter, until: UnixTime) -> StoreResult<bool>;
+    /// `messages` (the owner's notice) are queued in the same transaction, only when this
+    /// call set the lock.
+    async fn lock(
+        &self,
+        counter: Counter,
+        now: UnixTime,
+        until: UnixTime,
+        messages: &[Outgoing],
+    ) -> StoreResult<bool>;
     /// Gives back a claimed slot.
     async fn release_attempt(&self, counter: Counter) -> StoreResult<()>;
     /// A success: the count starts again from zero.
@@ -225,6 +236,9 @@ pub struct NewCode {
     pub channel: CodeChannel,
     pub now: UnixTime,
     pub expires_at: UnixTime,
+    /// The message carrying the code, queued in the same transaction: no code without its
+    /// message, no message without its code.
+    pub messages: Vec<Outgoing>,
 }
 
 /// A code's state after an attempt was counted against it.
@@ -253,6 +267,7 @@ pub trait CodeStore: Send + Sync {
     /// Replaces the code with a new one if the last was sent at least `resend_after` ago and
     /// fewer than `max_sends` were sent. Tries already made still count (NIST: a new code
     /// does not reset the failure count). `Err`-free outcomes: see [`crate::otp::Resend`].
+    #[allow(clippy::too_many_arguments)]
     async fn resend_code(
         &self,
         step_hash: &[u8; 32],
@@ -261,6 +276,7 @@ pub trait CodeStore: Send + Sync {
         ttl_secs: i64,
         resend_after_secs: i64,
         max_sends: u32,
+        messages: &[Outgoing],
     ) -> StoreResult<crate::otp::Resend>;
 }
 
@@ -417,6 +433,7 @@ pub trait Store:
     + AuditStore
     + OutboxStore
     + AdminTokenStore
+    + StatusStore
 {
     /// A cheap round trip, for readiness.
     async fn ping(&self) -> StoreResult<()>;
@@ -566,4 +583,74 @@ pub trait OutboxStore: Send + Sync {
     async fn claim_sms_quota(&self, claims: &[QuotaClaim], day: i64) -> StoreResult<Option<usize>>;
     /// Gives back places taken by [`Self::claim_sms_quota`] (the message was not sent).
     async fn release_sms_quota(&self, keys: &[String], day: i64) -> StoreResult<()>;
+}
+
+// ---------------------------------------------------------------------------------------
+// Service status: operators' incidents and planned maintenance, the history of each part's
+// state, and the maintenance-mode row every node reads (see `crate::service::status`).
+
+/// An incident or planned maintenance to store (kind and state already checked by core).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewIncident {
+    pub kind: String,
+    pub title: String,
+    pub message: String,
+    pub state: String,
+    pub starts_at: Option<UnixTime>,
+    pub ends_at: Option<UnixTime>,
+    pub now: UnixTime,
+}
+
+/// An incident as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IncidentRow {
+    pub id: i64,
+    pub kind: String,
+    pub title: String,
+    pub message: String,
+    pub state: String,
+    pub starts_at: Option<UnixTime>,
+    pub ends_at: Option<UnixTime>,
+    pub created_at: UnixTime,
+    pub updated_at: UnixTime,
+}
+
+/// One recorded change of a part's state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StatusChange {
+    pub component: String,
+    pub state: String,
+    pub changed_at: UnixTime,
+}
+
+/// Maintenance mode, as stored: on while the row exists and `until` is ahead.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MaintenanceRow {
+    pub until: UnixTime,
+    pub message: String,
+    pub set_at: UnixTime,
+}
+
+#[async_trait]
+pub trait StatusStore: Send + Sync {
+    async fn create_incident(&self, new: &NewIncident) -> StoreResult<i64>;
+    /// Moves an incident to `state` (and replaces its message when given); `None` when no
+    /// incident has this id.
+    async fn update_incident(
+        &self,
+        id: i64,
+        state: &str,
+        message: Option<&str>,
+        now: UnixTime,
+    ) -> StoreResult<Option<IncidentRow>>;
+    async fn incident_by_id(&self, id: i64) -> StoreResult<Option<IncidentRow>>;
+    /// Incidents updated at or after `since`, plus every one not yet settled, newest first.
+    async fn list_incidents(&self, since: UnixTime, limit: i64) -> StoreResult<Vec<IncidentRow>>;
+    async fn record_status_change(&self, change: &StatusChange) -> StoreResult<()>;
+    /// Changes at or after `since`, oldest first; also the newest change of each part
+    /// before `since`, so the state at `since` is known.
+    async fn status_changes(&self, since: UnixTime) -> StoreResult<Vec<StatusChange>>;
+    /// Sets (`Some`) or clears (`None`) maintenance mode for every node.
+    async fn set_maintenance(&self, maintenance: Option<&MaintenanceRow>) -> StoreResult<()>;
+    async fn maintenance(&self) -> StoreResult<Option<MaintenanceRow>>;
 }

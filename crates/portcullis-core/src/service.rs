@@ -5,6 +5,7 @@ mod password_change;
 mod recovery;
 mod registration;
 mod signin;
+pub mod status;
 mod support;
 
 use std::sync::Arc;
@@ -14,12 +15,12 @@ use portcullis_crypto::{HashPool, KeyedHasher};
 use crate::audit::AuditEvent;
 use crate::clock::Clock;
 use crate::config::Policies;
-use crate::ports::{Message, Notifier, Store};
+use crate::ports::{Message, Notifier, Outgoing, Store};
 
 pub use account::{AccountHome, SessionInfo};
 pub use recovery::{CodeAccepted, CodeSent, Proof, RecoveryStart};
 pub use registration::{CardVerified, Registration};
-pub use signin::{SessionContext, SignInRequest, SignedIn};
+pub use signin::{describe_device, SessionContext, SignInRequest, SignedIn};
 pub use support::{
     AuditCheck, IssuedAdminToken, SupportAuthority, SupportScope, SupportView, UnlockOutcome,
 };
@@ -93,6 +94,19 @@ impl Portcullis {
             .await
         {
             tracing::error!(kind = event.kind.as_str(), error = %e, "audit append failed");
+        }
+    }
+
+    /// A message to an account, with its email as the fall-back for a text message the
+    /// SMS quotas refuse.
+    pub(crate) fn outgoing(account: &crate::ports::AccountRow, message: Message) -> Outgoing {
+        let fallback_email = match message.channel {
+            crate::contact::CodeChannel::Sms => account.email.clone(),
+            crate::contact::CodeChannel::Email => None,
+        };
+        Outgoing {
+            message,
+            fallback_email,
         }
     }
 

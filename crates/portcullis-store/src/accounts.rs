@@ -5,7 +5,8 @@ use async_trait::async_trait;
 use portcullis_core::clock::UnixTime;
 use portcullis_core::contact::CodeChannel;
 use portcullis_core::ports::{
-    AccountRow, AccountStore, CardSummary, CreateAccountError, NewAccount, StoreError, StoreResult,
+    AccountRow, AccountStore, CardSummary, CreateAccountError, NewAccount, Outgoing, StoreError,
+    StoreResult,
 };
 use sqlx::any::AnyRow;
 use sqlx::Row;
@@ -108,6 +109,9 @@ impl AccountStore for SqlStore {
             }
             Err(e) => return Err(db_err(e).into()),
         }
+        self.enqueue_tx(&mut tx, &new.messages, new.now)
+            .await
+            .map_err(db_err)?;
         for (question_id, hash) in new.security_answers {
             sqlx::query(
                 "INSERT INTO security_answers (account_id, question_id, answer_hash) VALUES ($1, $2, $3)",
@@ -224,6 +228,7 @@ impl AccountStore for SqlStore {
         new_hash: &str,
         now: UnixTime,
         keep: usize,
+        messages: &[Outgoing],
     ) -> StoreResult<()> {
         let mut tx = self.pool.begin().await.map_err(db_err)?;
         // Copying the old hash is the first statement and a write, so it takes the row lock
@@ -255,6 +260,9 @@ impl AccountStore for SqlStore {
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;
+        self.enqueue_tx(&mut tx, messages, now)
+            .await
+            .map_err(db_err)?;
         tx.commit().await.map_err(db_err)
     }
 

@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 use portcullis_core::clock::UnixTime;
 use portcullis_core::otp::Resend;
-use portcullis_core::ports::{CodeAttempt, CodeStore, NewCode, StoreResult};
+use portcullis_core::ports::{CodeAttempt, CodeStore, NewCode, Outgoing, StoreResult};
 use sqlx::Row;
 
 use crate::{db_err, SqlStore};
@@ -13,6 +13,7 @@ use crate::{db_err, SqlStore};
 #[async_trait]
 impl CodeStore for SqlStore {
     async fn create_code(&self, code: NewCode) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
         sqlx::query(
             "INSERT INTO one_time_codes (step_hash, account_id, purpose, code_hash, channel, \
              created_at, expires_at, last_sent_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $6) \
@@ -28,10 +29,13 @@ impl CodeStore for SqlStore {
         .bind(code.channel.as_str())
         .bind(code.now.0)
         .bind(code.expires_at.0)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(db_err)?;
-        Ok(())
+        self.enqueue_tx(&mut tx, &code.messages, code.now)
+            .await
+            .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)
     }
 
     async fn try_code(
@@ -84,7 +88,9 @@ impl CodeStore for SqlStore {
         ttl_secs: i64,
         resend_after_secs: i64,
         max_sends: u32,
+        messages: &[Outgoing],
     ) -> StoreResult<Resend> {
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
         let done = sqlx::query(
             "UPDATE one_time_codes SET code_hash = $2, expires_at = $3, last_sent_at = $4, \
              sends = sends + 1 \
@@ -96,12 +102,17 @@ impl CodeStore for SqlStore {
         .bind(now.0)
         .bind(now.0 - resend_after_secs)
         .bind(i64::from(max_sends))
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(db_err)?;
         if done.rows_affected() == 1 {
+            self.enqueue_tx(&mut tx, messages, now)
+                .await
+                .map_err(db_err)?;
+            tx.commit().await.map_err(db_err)?;
             return Ok(Resend::Sent);
         }
+        drop(tx);
         let row = sqlx::query(
             "SELECT last_sent_at, sends, used_at FROM one_time_codes WHERE step_hash = $1",
         )

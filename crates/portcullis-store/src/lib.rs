@@ -16,6 +16,7 @@ mod lockout;
 mod outbox;
 mod registry;
 mod sessions;
+mod status;
 mod steps;
 mod throttle;
 

@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use portcullis_core::clock::UnixTime;
 use portcullis_core::lockout::Claim;
-use portcullis_core::ports::{Counter, LockoutStore, StoreResult};
+use portcullis_core::ports::{Counter, LockoutStore, Outgoing, StoreResult};
 use sqlx::Row;
 
 use crate::{db_err, SqlStore};
@@ -63,17 +63,32 @@ impl LockoutStore for SqlStore {
         })
     }
 
-    async fn lock(&self, counter: Counter, until: UnixTime) -> StoreResult<bool> {
+    async fn lock(
+        &self,
+        counter: Counter,
+        now: UnixTime,
+        until: UnixTime,
+        messages: &[Outgoing],
+    ) -> StoreResult<bool> {
         let (table, id) = target(counter);
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
         let done = sqlx::query(&format!(
             "UPDATE {table} SET locked_until = $2 WHERE id = $1 AND locked_until IS NULL"
         ))
         .bind(id)
         .bind(until.0)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(db_err)?;
-        Ok(done.rows_affected() == 1)
+        let locked = done.rows_affected() == 1;
+        if locked {
+            // The lock and the owner's notice commit together.
+            self.enqueue_tx(&mut tx, messages, now)
+                .await
+                .map_err(db_err)?;
+        }
+        tx.commit().await.map_err(db_err)?;
+        Ok(locked)
     }
 
     async fn release_attempt(&self, counter: Counter) -> StoreResult<()> {

@@ -78,6 +78,7 @@ fn new_account(user: &str, record_id: i64, step: [u8; 32]) -> NewAccount {
         registry_record_id: record_id,
         step_token_hash: step,
         now: T,
+        messages: Vec::new(),
     }
 }
 
@@ -245,11 +246,11 @@ async fn claims_are_atomic(backend: Backend) {
     );
     // The sixth failure locks; only one locker wins.
     assert!(s
-        .lock(Counter::Account(id), T.plus_secs(100))
+        .lock(Counter::Account(id), T, T.plus_secs(100), &[])
         .await
         .unwrap());
     assert!(!s
-        .lock(Counter::Account(id), T.plus_secs(200))
+        .lock(Counter::Account(id), T, T.plus_secs(200), &[])
         .await
         .unwrap());
     assert_eq!(
@@ -273,7 +274,7 @@ async fn claims_are_atomic(backend: Backend) {
     let a = s.account_by_id(id).await.unwrap().unwrap();
     assert_eq!(a.failed_count, 0);
     assert_eq!(a.last_sign_in_at, Some(T));
-    s.lock(Counter::Account(id), T.plus_secs(100))
+    s.lock(Counter::Account(id), T, T.plus_secs(100), &[])
         .await
         .unwrap();
     assert!(s.unlock_account(id).await.unwrap());
@@ -428,7 +429,7 @@ async fn device_counters_are_separate(backend: Backend) {
             .await
             .unwrap();
     }
-    s.lock(Counter::Account(account_id), T.plus_secs(60))
+    s.lock(Counter::Account(account_id), T, T.plus_secs(60), &[])
         .await
         .unwrap();
     assert_eq!(
@@ -446,7 +447,7 @@ async fn device_counters_are_separate(backend: Backend) {
         );
     }
     assert!(s
-        .lock(Counter::Device(device), T.plus_secs(30))
+        .lock(Counter::Device(device), T, T.plus_secs(30), &[])
         .await
         .unwrap());
     assert_eq!(
@@ -525,7 +526,7 @@ async fn password_history(backend: Backend) {
     let id = account(&s, "alice1", "378282246310005").await;
     let first = s.account_by_id(id).await.unwrap().unwrap().password_hash;
     for i in 0..6 {
-        s.change_password(id, &format!("hash-{i}"), T, 4)
+        s.change_password(id, &format!("hash-{i}"), T, 4, &[])
             .await
             .unwrap();
     }
@@ -536,7 +537,7 @@ async fn password_history(backend: Backend) {
     let history = s.password_history(id, 10).await.unwrap();
     assert_eq!(history, ["hash-4", "hash-3", "hash-2", "hash-1"]);
     assert!(!history.contains(&first));
-    s.change_password(id, "hash-6", T, 0).await.unwrap();
+    s.change_password(id, "hash-6", T, 0, &[]).await.unwrap();
     assert!(s.password_history(id, 10).await.unwrap().is_empty());
 }
 both!(password_history_conformance, password_history);
@@ -974,3 +975,67 @@ mod outbox {
     }
     both!(outbox_code_bodies_are_sealed_conformance, sealed_bodies);
 }
+
+/// A state change and the message it causes commit together, or neither does.
+async fn messages_commit_with_their_state_change(backend: Backend) {
+    use portcullis_core::ports::{Message, OutboxStore, Outgoing};
+    let Some((s, _db)) = store(backend).await else {
+        return;
+    };
+    let msg = |to: &str| -> Outgoing {
+        Message {
+            channel: CodeChannel::Email,
+            to: to.into(),
+            subject: "s".into(),
+            body: "b".into(),
+            sensitive: false,
+        }
+        .into()
+    };
+    let rid = seed_record(&s, "378282246310005").await;
+    let step = [42u8; 32];
+    s.create_step(&step, "registration", rid, "", T.plus_secs(600))
+        .await
+        .unwrap();
+    let mut new = new_account("alice1", rid, step);
+    new.messages = vec![msg("holder@example.com")];
+    let id = s.create_account(new).await.unwrap();
+    assert_eq!(s.outbox_stats(T).await.unwrap().pending, 1);
+    // A refused creation queues nothing.
+    let step2 = [43u8; 32];
+    s.create_step(&step2, "registration", rid, "", T.plus_secs(600))
+        .await
+        .unwrap();
+    let mut again = new_account("bob123", rid, step2);
+    again.messages = vec![msg("holder@example.com")];
+    assert!(s.create_account(again).await.is_err());
+    assert_eq!(s.outbox_stats(T).await.unwrap().pending, 1);
+    // The lock's notice is queued only by the call that set the lock.
+    assert!(s
+        .lock(
+            Counter::Account(id),
+            T,
+            T.plus_secs(60),
+            &[msg("a@example.com")]
+        )
+        .await
+        .unwrap());
+    assert!(!s
+        .lock(
+            Counter::Account(id),
+            T,
+            T.plus_secs(60),
+            &[msg("a@example.com")]
+        )
+        .await
+        .unwrap());
+    assert_eq!(s.outbox_stats(T).await.unwrap().pending, 2);
+    s.change_password(id, "hash-1", T, 0, &[msg("a@example.com")])
+        .await
+        .unwrap();
+    assert_eq!(s.outbox_stats(T).await.unwrap().pending, 3);
+}
+both!(
+    messages_commit_with_their_state_change_conformance,
+    messages_commit_with_their_state_change
+);

@@ -387,12 +387,21 @@ impl TestApp {
         if !multi_thread {
             return;
         }
-        let stats = self.built.delivery.stats();
+        // Messages are queued by store transactions as well as through the notifier, so the
+        // outbox table, not the worker's counters, says when everything was handled.
+        let store = self.built.store.clone();
+        let clock = self.clock.clone();
+        let handle = tokio::runtime::Handle::current();
         tokio::task::block_in_place(|| {
+            use portcullis_core::clock::Clock;
+            use portcullis_core::ports::OutboxStore;
             let deadline = std::time::Instant::now() + timeout;
             while std::time::Instant::now() < deadline {
-                let s = stats.snapshot();
-                if s.settled() >= s.enqueued {
+                let pending = handle
+                    .block_on(store.outbox_stats(clock.now()))
+                    .map(|s| s.pending)
+                    .unwrap_or(0);
+                if pending == 0 {
                     return;
                 }
                 std::thread::sleep(std::time::Duration::from_millis(5));

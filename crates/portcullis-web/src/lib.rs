@@ -11,6 +11,8 @@ pub mod cookies;
 pub mod csrf;
 pub mod error;
 pub mod format;
+pub mod maintenance;
+pub mod metrics;
 pub mod middleware;
 pub mod pages;
 
@@ -36,6 +38,8 @@ pub struct WebConfig {
     pub demo: bool,
     /// Client addresses whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// How often the status prober runs (`status.probe_secs`).
+    pub status_probe: std::time::Duration,
 }
 
 impl Default for WebConfig {
@@ -44,6 +48,7 @@ impl Default for WebConfig {
             secure_cookies: true,
             demo: false,
             trusted_proxies: Vec::new(),
+            status_probe: std::time::Duration::from_secs(15),
         }
     }
 }
@@ -55,6 +60,14 @@ pub struct AppState {
     /// Keys the CSRF tokens.
     pub csrf: KeyedHasher,
     pub outbox: Option<Arc<dyn DemoOutbox>>,
+    /// This node's latest view of each part, written by the background prober.
+    pub status: portcullis_core::service::status::StatusBoard,
+    /// This node's counters for `/metrics`.
+    pub metrics: Arc<metrics::Metrics>,
+    /// This node's copy of the maintenance row.
+    pub maintenance: maintenance::MaintenanceCache,
+    /// This node's delivery counters (the delivery worker's), for `/metrics` and the prober.
+    pub delivery: Option<portcullis_core::service::status::DeliverySource>,
 }
 
 /// The whole HTTP surface.
@@ -72,7 +85,13 @@ pub fn router(state: AppState) -> Router {
         )
         .merge(pages::router())
         .merge(api::health::router())
-        .with_state(state)
+        .route("/metrics", axum::routing::get(metrics::metrics))
+        .with_state(state.clone())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            maintenance::guard,
+        ))
+        .layer(axum::middleware::from_fn_with_state(state, metrics::track))
         .layer(axum::middleware::from_fn(middleware::security_headers))
         .layer(axum::middleware::from_fn(middleware::request_span))
 }

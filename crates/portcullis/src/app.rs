@@ -110,11 +110,17 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>, demo: bool) -> anyhow
             secure_cookies: config.secure_cookies,
             demo,
             trusted_proxies: config.trusted_proxies(),
+            status_probe: std::time::Duration::try_from_secs_f64(config.status.probe_secs)
+                .unwrap_or(std::time::Duration::from_secs(15)),
         }),
         csrf: KeyedHasher::new(csrf_key),
         outbox: outbox
             .clone()
             .map(|o| Arc::new(OutboxAdapter(o)) as Arc<dyn DemoOutbox>),
+        status: Default::default(),
+        metrics: Default::default(),
+        maintenance: Default::default(),
+        delivery: Some(delivery_source(delivery.stats())),
     };
     Ok(Built {
         app,
@@ -122,6 +128,22 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>, demo: bool) -> anyhow
         state,
         outbox,
         delivery,
+    })
+}
+
+/// The delivery worker's counters, as the status prober and `/metrics` read them.
+fn delivery_source(
+    stats: portcullis_notify::Stats,
+) -> portcullis_core::service::status::DeliverySource {
+    Arc::new(move || {
+        let s = stats.snapshot();
+        portcullis_core::service::status::DeliverySignals {
+            enqueued: s.enqueued,
+            sent_email: s.sent_email,
+            sent_sms: s.sent_sms,
+            retried: s.retried,
+            failed: s.failed,
+        }
     })
 }
 
@@ -225,14 +247,18 @@ pub async fn serve(
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    // The status prober runs for as long as this node serves.
+    let prober = crate::status::spawn_prober(state.clone());
     let router = portcullis_web::router(state);
-    axum::serve(
+    let served = axum::serve(
         listener,
         router.into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown)
     .await
-    .context("serving HTTP")
+    .context("serving HTTP");
+    prober.abort();
+    served
 }
 
 /// A database URL without its password, for messages.

@@ -33,6 +33,7 @@ pub struct Config {
     pub risk: RiskConfig,
     pub limits: LimitsConfig,
     pub database: DatabaseConfig,
+    pub status: StatusConfig,
 }
 
 impl Default for Config {
@@ -53,6 +54,7 @@ impl Default for Config {
             risk: RiskConfig::default(),
             limits: LimitsConfig::default(),
             database: DatabaseConfig::default(),
+            status: StatusConfig::default(),
         }
     }
 }
@@ -368,6 +370,20 @@ impl Default for DatabaseConfig {
     }
 }
 
+/// The service status prober.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StatusConfig {
+    /// Seconds between two background probes of each part.
+    pub probe_secs: f64,
+}
+
+impl Default for StatusConfig {
+    fn default() -> Self {
+        Self { probe_secs: 15.0 }
+    }
+}
+
 /// Every key, as (section, key); "" for top-level keys. The environment overlay and the
 /// reference in `docs/configuration.md` follow this list.
 pub const KEYS: &[(&str, &str)] = &[
@@ -416,6 +432,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("limits", "trusted_proxies"),
     ("database", "max_connections"),
     ("database", "acquire_timeout_secs"),
+    ("status", "probe_secs"),
 ];
 
 pub fn env_name(section: &str, key: &str) -> String {
@@ -451,6 +468,12 @@ impl Config {
     }
 
     pub fn validate(&self) -> anyhow::Result<()> {
+        if !(self.status.probe_secs.is_finite()
+            && self.status.probe_secs >= 0.05
+            && self.status.probe_secs <= 3600.0)
+        {
+            bail!("status.probe_secs must be between 0.05 and 3600");
+        }
         if PasswordProfile::parse(&self.password.profile).is_none() {
             bail!(
                 "password.profile must be issuer, nist-800-63b or pci-dss-4, not {:?}",

@@ -20,7 +20,7 @@ use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::fmt;
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -327,36 +327,132 @@ fn describe_name(name: &str, position: Option<usize>) -> String {
     }
 }
 
-struct CsvRows<R> {
-    reader: csv::Reader<R>,
+struct CsvRows {
+    reader: csv::Reader<File>,
+    lines: LineCounter<BufReader<File>>,
     /// For each contract column, its position in the file's rows.
     positions: [usize; 12],
     record: csv::StringRecord,
     path: PathBuf,
 }
 
-impl<R: Read> CsvRows<R> {
+impl CsvRows {
     /// Reads and checks the header row; `None` for a file without one (an empty file).
-    fn open(input: R, path: &Path) -> Result<Option<Self>, ImportError> {
-        let mut reader = csv::ReaderBuilder::new()
-            .has_headers(true)
-            .trim(csv::Trim::All)
-            .flexible(false)
-            .buffer_capacity(1 << 16)
-            .from_reader(input);
-        let headers = reader.headers().map_err(|e| csv_error(e, path))?;
+    fn open(file: File, path: &Path) -> Result<Option<Self>, ImportError> {
+        let io = |source| ImportError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        let second = File::open(path).map_err(io)?;
+        let mut rows = Self {
+            reader: csv::ReaderBuilder::new()
+                .has_headers(true)
+                .trim(csv::Trim::All)
+                .flexible(false)
+                .buffer_capacity(1 << 16)
+                .from_reader(file),
+            lines: LineCounter::new(BufReader::with_capacity(1 << 16, second)),
+            positions: [0; 12],
+            record: csv::StringRecord::new(),
+            path: path.to_owned(),
+        };
+        let headers = match rows.reader.headers() {
+            Ok(headers) => headers.clone(),
+            Err(e) => return Err(rows.error(e)),
+        };
         if headers.iter().all(str::is_empty) {
             return Ok(None);
         }
-        let line = headers.position().map_or(1, csv::Position::line);
-        let positions =
-            header_positions(headers).map_err(|message| ImportError::Format { line, message })?;
-        Ok(Some(Self {
+        let line = rows.line_of(headers.position())?;
+        rows.positions =
+            header_positions(&headers).map_err(|message| ImportError::Format { line, message })?;
+        Ok(Some(rows))
+    }
+
+    fn line_of(&mut self, position: Option<&csv::Position>) -> Result<u64, ImportError> {
+        let offset = position.map_or(0, csv::Position::byte);
+        self.lines
+            .line_at(offset)
+            .map_err(|source| ImportError::Io {
+                path: self.path.clone(),
+                source,
+            })
+    }
+
+    fn error(&mut self, e: csv::Error) -> ImportError {
+        let line = match self.line_of(e.position()) {
+            Ok(line) => line,
+            Err(io) => return io,
+        };
+        match e.into_kind() {
+            csv::ErrorKind::Io(source) => ImportError::Io {
+                path: self.path.clone(),
+                source,
+            },
+            csv::ErrorKind::Utf8 { .. } => ImportError::Format {
+                line,
+                message: "is not UTF-8 text".into(),
+            },
+            csv::ErrorKind::UnequalLengths {
+                expected_len, len, ..
+            } => ImportError::Format {
+                line,
+                message: format!("has {len} cells but the header row has {expected_len}"),
+            },
+            // The reader raises no other kind; say nothing that could echo the data.
+            _ => ImportError::Format {
+                line,
+                message: "cannot be read as CSV".into(),
+            },
+        }
+    }
+}
+
+/// Physical line numbers for CSV records, counted over a second read of the file. The csv
+/// crate's own count is one short after CRLF line ends and after blank lines
+/// (BurntSushi/rust-csv#395 and #208), and registry files often come from Windows
+/// spreadsheets; the record's byte offset is right, so lines are counted up to it.
+struct LineCounter<R> {
+    reader: R,
+    offset: u64,
+    newlines: u64,
+}
+
+impl<R: BufRead> LineCounter<R> {
+    fn new(reader: R) -> Self {
+        Self {
             reader,
-            positions,
-            record: csv::StringRecord::new(),
-            path: path.to_owned(),
-        }))
+            offset: 0,
+            newlines: 0,
+        }
+    }
+
+    /// The line of the record the csv reader placed at `record_offset`; offsets must not
+    /// decrease from call to call.
+    fn line_at(&mut self, record_offset: u64) -> std::io::Result<u64> {
+        while self.offset < record_offset {
+            let buffer = self.reader.fill_buf()?;
+            if buffer.is_empty() {
+                break;
+            }
+            let wanted = usize::try_from(record_offset - self.offset).unwrap_or(usize::MAX);
+            let chunk = buffer.get(..wanted.min(buffer.len())).unwrap_or_default();
+            self.newlines += chunk.iter().filter(|&&b| b == b'\n').count() as u64;
+            let taken = chunk.len();
+            self.reader.consume(taken);
+            self.offset += taken as u64;
+        }
+        // The offset can point at the LF of a CRLF, or at blank lines the reader skipped.
+        loop {
+            match self.reader.fill_buf()?.first() {
+                Some(b'\n') => self.newlines += 1,
+                Some(b'\r') => {}
+                _ => break,
+            }
+            self.reader.consume(1);
+            self.offset += 1;
+        }
+        Ok(self.newlines + 1)
     }
 }
 
@@ -408,37 +504,13 @@ fn header_positions(headers: &csv::StringRecord) -> Result<[usize; 12], String> 
     Ok(positions.map(|p| p.unwrap_or_default()))
 }
 
-fn csv_error(e: csv::Error, path: &Path) -> ImportError {
-    let line = e.position().map_or(0, csv::Position::line);
-    match e.into_kind() {
-        csv::ErrorKind::Io(source) => ImportError::Io {
-            path: path.to_owned(),
-            source,
-        },
-        csv::ErrorKind::Utf8 { .. } => ImportError::Format {
-            line,
-            message: "is not UTF-8 text".into(),
-        },
-        csv::ErrorKind::UnequalLengths {
-            expected_len, len, ..
-        } => ImportError::Format {
-            line,
-            message: format!("has {len} cells but the header row has {expected_len}"),
-        },
-        // The reader raises no other kind; say nothing that could echo the data.
-        _ => ImportError::Format {
-            line,
-            message: "cannot be read as CSV".into(),
-        },
-    }
-}
-
-impl<R: Read> Rows for CsvRows<R> {
+impl Rows for CsvRows {
     fn next_row(&mut self, raw: &mut RawRecord) -> Result<Next, ImportError> {
         match self.reader.read_record(&mut self.record) {
             Ok(false) => Ok(Next::End),
             Ok(true) => {
-                let line = self.record.position().map_or(0, csv::Position::line);
+                let offset = self.record.position().cloned();
+                let line = self.line_of(offset.as_ref())?;
                 let record = &self.record;
                 let cells = self
                     .positions
@@ -446,7 +518,7 @@ impl<R: Read> Rows for CsvRows<R> {
                 *raw = raw_record(cells);
                 Ok(Next::Row { line })
             }
-            Err(e) => Err(csv_error(e, &self.path)),
+            Err(e) => Err(self.error(e)),
         }
     }
 }
@@ -702,6 +774,34 @@ mod tests {
             &[r#"{"account_type":"merchant","number":"1234567890","verification":"AB12CD","holder_name":"Corner Shop","email":"shop@example.com"}"#],
         );
         assert_eq!(fx.import(&path).await.unwrap().records, 1);
+    }
+
+    #[tokio::test]
+    async fn a_byte_order_mark_and_windows_line_ends_are_accepted() {
+        let fx = Fixture::new().await;
+        let csv = fx.dir.path().join("excel.csv");
+        let bad = BEN.replace("2030-01", "2030-1");
+        std::fs::write(&csv, format!("\u{feff}{HEADER}\r\n{ANN}\r\n{bad}\r\n")).unwrap();
+        let errors = invalid(fx.import(&csv).await);
+        assert_eq!((errors[0].line, errors[0].column.as_str()), (3, "expiry"));
+        std::fs::write(&csv, format!("\u{feff}{HEADER}\r\n{ANN}\r\n{BEN}\r\n")).unwrap();
+        assert_eq!(fx.import(&csv).await.unwrap().records, 2);
+
+        let jsonl = fx.dir.path().join("export.jsonl");
+        let row = r#"{"account_type":"merchant","number":"1234567890","verification":"AB12CD","holder_name":"Corner Shop","email":"shop@example.com"}"#;
+        std::fs::write(&jsonl, format!("\u{feff}{row}\r\n")).unwrap();
+        assert_eq!(fx.import(&jsonl).await.unwrap().records, 1);
+        assert_eq!(fx.count().await, 3);
+    }
+
+    #[tokio::test]
+    async fn line_numbers_count_blank_lines_and_line_breaks_inside_quotes() {
+        let fx = Fixture::new().await;
+        let quoted = ANN.replace("Ann Example", "\"Ann\nExample\"");
+        let bad = BEN.replace("2030-01", "2030-1");
+        let path = fx.file("registry.csv", &["", HEADER, "", &quoted, "", "", &bad]);
+        let errors = invalid(fx.import(&path).await);
+        assert_eq!((errors[0].line, errors[0].column.as_str()), (8, "expiry"));
     }
 
     #[tokio::test]

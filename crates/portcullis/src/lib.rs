@@ -7,3 +7,4 @@ pub mod config;
 pub mod demo;
 pub mod gen;
 pub mod import;
+pub mod status;

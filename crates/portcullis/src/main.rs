@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use portcullis::config::Config;
-use portcullis::{admin, app, demo, import};
+use portcullis::{admin, app, demo, import, status};
 use portcullis_core::clock::SystemClock;
 use portcullis_core::service::SupportScope;
 use tokio::net::TcpListener;
@@ -58,6 +58,70 @@ enum Command {
     },
     /// Check the configuration and print it (secrets are files and are not printed).
     ValidateConfig,
+    /// The status page: incidents, planned maintenance and maintenance mode.
+    Status {
+        #[command(subcommand)]
+        command: StatusCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum StatusCommand {
+    /// Incidents and planned maintenance shown on /status.
+    Incident {
+        #[command(subcommand)]
+        command: IncidentCommand,
+    },
+    /// Maintenance mode: every page and API call (but health, status and admin) answers 503.
+    Maintenance {
+        #[command(subcommand)]
+        command: MaintenanceCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum IncidentCommand {
+    /// Post an incident (or, with --kind maintenance, planned maintenance).
+    Create {
+        #[arg(long)]
+        title: String,
+        #[arg(long)]
+        message: String,
+        /// incident or maintenance.
+        #[arg(long, default_value = "incident")]
+        kind: String,
+        /// When it starts (RFC 3339).
+        #[arg(long)]
+        starts: Option<String>,
+        /// When it ends (RFC 3339).
+        #[arg(long)]
+        ends: Option<String>,
+    },
+    /// Move an incident on: investigating, identified, monitoring, resolved (or scheduled,
+    /// in_progress, completed for maintenance).
+    Update {
+        id: i64,
+        #[arg(long)]
+        state: String,
+        #[arg(long)]
+        message: Option<String>,
+    },
+    /// Open incidents and those of the last 90 days.
+    List,
+}
+
+#[derive(Subcommand)]
+enum MaintenanceCommand {
+    /// Switch maintenance mode on for every node.
+    On {
+        /// When it ends (RFC 3339); Retry-After counts down to it.
+        #[arg(long)]
+        until: String,
+        #[arg(long)]
+        message: Option<String>,
+    },
+    /// Switch maintenance mode off.
+    Off,
 }
 
 #[derive(Subcommand)]
@@ -214,6 +278,44 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let config = load_config(&cli)?;
             let built = app::build(&config, Arc::new(SystemClock), false).await?;
             admin::verify_audit(&built.app, &admin::cli_actor()).await
+        }
+        Command::Status { command } => {
+            let config = load_config(&cli)?;
+            let built = app::build(&config, Arc::new(SystemClock), false).await?;
+            let actor = admin::cli_actor();
+            let app = &built.app;
+            match command {
+                StatusCommand::Incident { command } => match command {
+                    IncidentCommand::Create {
+                        title,
+                        message,
+                        kind,
+                        starts,
+                        ends,
+                    } => {
+                        status::incident_create(
+                            app,
+                            &actor,
+                            kind,
+                            title,
+                            message,
+                            starts.as_deref(),
+                            ends.as_deref(),
+                        )
+                        .await
+                    }
+                    IncidentCommand::Update { id, state, message } => {
+                        status::incident_update(app, &actor, *id, state, message.as_deref()).await
+                    }
+                    IncidentCommand::List => status::incident_list(app, &actor).await,
+                },
+                StatusCommand::Maintenance { command } => match command {
+                    MaintenanceCommand::On { until, message } => {
+                        status::maintenance(app, &actor, Some((until, message.as_deref()))).await
+                    }
+                    MaintenanceCommand::Off => status::maintenance(app, &actor, None).await,
+                },
+            }
         }
         Command::ValidateConfig => {
             let config = load_config(&cli)?;

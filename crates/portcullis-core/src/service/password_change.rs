@@ -100,9 +100,24 @@ impl Portcullis {
             }
         }
         let hash = self.hasher.hash(new_password.expose().as_bytes()).await?;
+        let issuer = &self.policies.issuer_name;
+        let notice: Vec<_> = contact_message(
+            &account,
+            format!("Your {issuer} password was changed"),
+            format!(
+                "The password for your online account {} was just changed, and every other \
+                 session was signed out. If this was not you, call {} at once.",
+                account.user_id, self.policies.support_phone
+            ),
+        )
+        .map(|m| Self::outgoing(&account, m))
+        .into_iter()
+        .collect();
+        // The new password and the owner's notice commit together.
         self.store
-            .change_password(account.id, &hash, now, older)
+            .change_password(account.id, &hash, now, older, &notice)
             .await?;
+        self.notifier.wake();
         let ended = self
             .store
             .delete_account_sessions(account.id, Some(ctx.session_id))
@@ -113,18 +128,6 @@ impl Portcullis {
                 .detail(format!("{ended} other sessions ended")),
         )
         .await;
-        let issuer = &self.policies.issuer_name;
-        if let Some(m) = contact_message(
-            &account,
-            format!("Your {issuer} password was changed"),
-            format!(
-                "The password for your online account {} was just changed, and every other \
-                 session was signed out. If this was not you, call {} at once.",
-                account.user_id, self.policies.support_phone
-            ),
-        ) {
-            self.notify(m).await;
-        }
         Ok(())
     }
 }

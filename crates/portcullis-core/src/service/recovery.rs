@@ -20,7 +20,7 @@ use crate::contact::{CodeChannel, Email, Phone};
 use crate::ids::UserId;
 use crate::otp::{self, CodePolicy, Resend};
 use crate::password::{Password, PasswordRule};
-use crate::ports::{AccountRow, Message, NewCode, StepRow};
+use crate::ports::{AccountRow, Message, NewCode, Outgoing, StepRow};
 use crate::security_questions::{
     check_answer, question, SecurityQuestion, QUESTIONS, REQUIRED_ANSWERS,
 };
@@ -306,6 +306,21 @@ impl Portcullis {
         let policy = CodePolicy::default();
         let code = otp::generate();
         let hash = otp::code_hash(&self.keys, &step_hash, code.expose_secret());
+        // The new code's message is queued in the same transaction as the new code.
+        let mut messages = Vec::new();
+        if let Some(account) = self.store.account_by_id(step.subject_id).await? {
+            let preferred = if for_user_id {
+                CodeChannel::parse(&step.data)
+            } else {
+                None
+            };
+            if let Some((channel, to)) = code_destination(&account, preferred) {
+                messages.push(Self::outgoing(
+                    &account,
+                    self.code_message(channel, to, &code),
+                ));
+            }
+        }
         let outcome = self
             .store
             .resend_code(
@@ -315,20 +330,12 @@ impl Portcullis {
                 policy.ttl_secs,
                 policy.resend_after_secs,
                 policy.max_sends,
+                &messages,
             )
             .await?;
         match outcome {
             Resend::Sent => {
-                if let Some(account) = self.store.account_by_id(step.subject_id).await? {
-                    let preferred = if for_user_id {
-                        CodeChannel::parse(&step.data)
-                    } else {
-                        None
-                    };
-                    if let Some((channel, to)) = code_destination(&account, preferred) {
-                        self.notify(self.code_message(channel, to, &code)).await;
-                    }
-                }
+                self.notifier.wake();
                 Ok(())
             }
             Resend::TooSoon { retry_after } => Err(ServiceError::TooManyRequests { retry_after }),
@@ -398,9 +405,24 @@ impl Portcullis {
         if !self.store.consume_step(&step_hash, RESET_STEP).await? {
             return Err(ServiceError::StepExpired);
         }
+        let issuer = &self.policies.issuer_name;
+        let notice: Vec<Outgoing> = super::signin::contact_message(
+            &account,
+            format!("Your {issuer} password was reset"),
+            format!(
+                "The password for your online account {} was reset with a security code, and \
+                 you were signed out everywhere. If this was not you, call {} at once.",
+                account.user_id, self.policies.support_phone
+            ),
+        )
+        .map(|m| Self::outgoing(&account, m))
+        .into_iter()
+        .collect();
+        // The new password and the owner's notice commit together.
         self.store
-            .change_password(account.id, &hash, now, older)
+            .change_password(account.id, &hash, now, older, &notice)
             .await?;
+        self.notifier.wake();
         self.store.unlock_account(account.id).await?;
         let ended = self.store.delete_account_sessions(account.id, None).await?;
         self.audit(
@@ -409,18 +431,6 @@ impl Portcullis {
                 .detail(format!("{ended} sessions ended")),
         )
         .await;
-        let issuer = &self.policies.issuer_name;
-        if let Some(m) = super::signin::contact_message(
-            &account,
-            format!("Your {issuer} password was reset"),
-            format!(
-                "The password for your online account {} was reset with a security code, and \
-                 you were signed out everywhere. If this was not you, call {} at once.",
-                account.user_id, self.policies.support_phone
-            ),
-        ) {
-            self.notify(m).await;
-        }
         Ok(())
     }
 
@@ -578,6 +588,9 @@ impl Portcullis {
             .ok_or_else(|| ServiceError::Internal("account has no contact channel".into()))?;
         let code = otp::generate();
         let policy = CodePolicy::default();
+        let destination = mask(channel, &to);
+        // The code and its message commit together: no code without its message.
+        let message = Self::outgoing(account, self.code_message(channel, to, &code));
         self.store
             .create_code(NewCode {
                 step_hash: *step_hash,
@@ -587,10 +600,10 @@ impl Portcullis {
                 channel,
                 now,
                 expires_at: now.plus_secs(policy.ttl_secs),
+                messages: vec![message],
             })
             .await?;
-        let destination = mask(channel, &to);
-        self.notify(self.code_message(channel, to, &code)).await;
+        self.notifier.wake();
         Ok(CodeSent {
             channel,
             destination,

@@ -9,7 +9,7 @@ use crate::card::Credential;
 use crate::contact::CodeChannel;
 use crate::ids::{AccountType, UserId};
 use crate::password::Password;
-use crate::ports::{CreateAccountError, Message, NewAccount};
+use crate::ports::{CreateAccountError, Message, NewAccount, Outgoing};
 use crate::registry::credential_hashes;
 use crate::security_questions::{check_answer, question, REQUIRED_ANSWERS};
 use crate::throttle::ThrottleAction;
@@ -166,6 +166,37 @@ impl Portcullis {
             .ok_or_else(|| ServiceError::Internal("no password hash".into()))?;
         let answer_hashes: Vec<(i64, String)> =
             answers.iter().map(|(q, _)| *q).zip(hashes).collect();
+        // The registration message goes to the holder's email or phone from the registry,
+        // committed with the account itself.
+        let issuer = &self.policies.issuer_name;
+        let destination = match (channel, &record.email, &record.phone) {
+            (CodeChannel::Sms, _, Some(phone)) => Some((phone.clone(), CodeChannel::Sms)),
+            (_, Some(email), _) => Some((email.clone(), CodeChannel::Email)),
+            (_, None, Some(phone)) => Some((phone.clone(), CodeChannel::Sms)),
+            (_, None, None) => None,
+        };
+        let messages: Vec<Outgoing> = destination
+            .map(|(to, channel)| Outgoing {
+                fallback_email: match channel {
+                    CodeChannel::Sms => record.email.clone(),
+                    CodeChannel::Email => None,
+                },
+                message: Message {
+                    channel,
+                    to,
+                    subject: format!("Your {issuer} online account is ready"),
+                    body: format!(
+                        "You created an online account for the card ending {} with the User ID {}. \
+                         If this was not you, call {} at once.",
+                        record.last4,
+                        user_id.as_str(),
+                        self.policies.support_phone
+                    ),
+                    sensitive: false,
+                },
+            })
+            .into_iter()
+            .collect();
         let created = self
             .store
             .create_account(NewAccount {
@@ -180,6 +211,7 @@ impl Portcullis {
                 registry_record_id: record.id,
                 step_token_hash: token_hash,
                 now,
+                messages,
             })
             .await;
         let account_id = match created {
@@ -191,6 +223,7 @@ impl Portcullis {
             Err(CreateAccountError::StepGone) => return Err(ServiceError::StepExpired),
             Err(CreateAccountError::Store(e)) => return Err(e.into()),
         };
+        self.notifier.wake();
         self.audit(
             AuditEvent::new(AuditKind::AccountCreated, Some(account_id))
                 .ip(client.ip.as_deref())
@@ -200,27 +233,6 @@ impl Portcullis {
                     record.last4
                 )),
         )
-        .await;
-        let issuer = &self.policies.issuer_name;
-        let (to, channel) = match (channel, &record.email, &record.phone) {
-            (CodeChannel::Sms, _, Some(phone)) => (phone.clone(), CodeChannel::Sms),
-            (_, Some(email), _) => (email.clone(), CodeChannel::Email),
-            (_, None, Some(phone)) => (phone.clone(), CodeChannel::Sms),
-            (_, None, None) => return Ok(user_id),
-        };
-        self.notify(Message {
-            channel,
-            to,
-            subject: format!("Your {issuer} online account is ready"),
-            body: format!(
-                "You created an online account for the card ending {} with the User ID {}. \
-                 If this was not you, call {} at once.",
-                record.last4,
-                user_id.as_str(),
-                self.policies.support_phone
-            ),
-            sensitive: false,
-        })
         .await;
         Ok(user_id)
     }

@@ -14,7 +14,7 @@ use crate::clock::UnixTime;
 use crate::ids::{AccountType, UserId};
 use crate::lockout::Claim;
 use crate::password::{Password, PASSWORD_MAX};
-use crate::ports::{AccountRow, Counter, Message, NewSession};
+use crate::ports::{AccountRow, Counter, Message, NewSession, Outgoing};
 use crate::session::SessionState;
 use crate::throttle::{self, ThrottleAction};
 use crate::ServiceError;
@@ -181,7 +181,12 @@ impl Portcullis {
                 .await;
                 if claimed >= limit {
                     let until = now.plus_secs(policy.lock_for_secs);
-                    if self.store.lock(counter, until).await? {
+                    let notice = match counter {
+                        Counter::Account(_) => self.lock_notice(&account),
+                        Counter::Device(_) => Vec::new(),
+                    };
+                    if self.store.lock(counter, now, until, &notice).await? {
+                        self.notifier.wake();
                         match counter {
                             Counter::Account(_) => self.on_locked(&account, until, client).await,
                             Counter::Device(id) => {
@@ -272,6 +277,38 @@ impl Portcullis {
                 .detail(format!("locked until {}", until.to_rfc3339())),
         )
         .await;
+    }
+
+    async fn new_device_notice(&self, account: &AccountRow, client: &ClientInfo) {
+        let issuer = &self.policies.issuer_name;
+        let device = client
+            .user_agent
+            .as_deref()
+            .map(describe_device)
+            .unwrap_or_else(|| "an unknown device".into());
+        let body = format!(
+            "Your {issuer} online account {} was just signed in to from {device}{}. If this \
+             was you, there is nothing to do. If it was not, reset your password with \
+             \"Forgot your password?\" at once, or call {}.",
+            account.user_id,
+            client
+                .ip
+                .as_deref()
+                .map(|ip| format!(" (address {ip})"))
+                .unwrap_or_default(),
+            self.policies.support_phone
+        );
+        if let Some(m) = contact_message(
+            account,
+            format!("New sign-in to your {issuer} account"),
+            body,
+        ) {
+            self.notify(m).await;
+        }
+    }
+
+    /// The owner's notice of a lock, committed with the lock itself.
+    fn lock_notice(&self, account: &AccountRow) -> Vec<Outgoing> {
         let issuer = &self.policies.issuer_name;
         let body = format!(
             "Your {issuer} online account was locked after {} failed sign-in attempts. \
@@ -280,11 +317,10 @@ impl Portcullis {
              is safe: nobody can sign in while it is locked.",
             self.policies.lockout.lock_after_failures, self.policies.support_phone
         );
-        if let Some(message) =
-            contact_message(account, format!("Your {issuer} account is locked"), body)
-        {
-            self.notify(message).await;
-        }
+        contact_message(account, format!("Your {issuer} account is locked"), body)
+            .map(|m| Self::outgoing(account, m))
+            .into_iter()
+            .collect()
     }
 
     async fn start_session(
@@ -302,9 +338,15 @@ impl Portcullis {
             }
             None => {
                 let device = Token::generate();
+                let known_before = self.store.list_devices(account.id).await?.len();
                 self.store
                     .create_device(account.id, &device.hash, now, client.user_agent.as_deref())
                     .await?;
+                // Tell the owner of a sign-in from a device the account has not seen (not for
+                // the very first device, right after registration).
+                if known_before > 0 {
+                    self.new_device_notice(account, client).await;
+                }
                 Some(device.secret)
             }
         };
@@ -397,4 +439,33 @@ pub(crate) fn contact_message(
         body,
         sensitive: false,
     })
+}
+
+/// A short device name from a user agent: "Chrome on Android".
+pub fn describe_device(ua: &str) -> String {
+    let browser = [
+        ("Edg/", "Edge"),
+        ("Firefox/", "Firefox"),
+        ("Chrome/", "Chrome"),
+        ("Safari/", "Safari"),
+    ]
+    .iter()
+    .find(|(needle, _)| ua.contains(needle))
+    .map(|(_, name)| *name);
+    let os = [
+        ("iPhone", "iPhone"),
+        ("Android", "Android"),
+        ("Windows", "Windows"),
+        ("Mac OS", "Mac"),
+        ("Linux", "Linux"),
+    ]
+    .iter()
+    .find(|(needle, _)| ua.contains(needle))
+    .map(|(_, name)| *name);
+    match (browser, os) {
+        (Some(b), Some(o)) => format!("{b} on {o}"),
+        (Some(b), None) => b.to_owned(),
+        (None, Some(o)) => o.to_owned(),
+        (None, None) => ua.chars().take(60).collect(),
+    }
 }

@@ -46,13 +46,16 @@ pub enum SupportScope {
     AccountsUnlock,
     /// Verify the audit chain and read its entries.
     AuditRead,
+    /// Post and update incidents and planned maintenance on the status page.
+    StatusWrite,
 }
 
 impl SupportScope {
-    pub const ALL: [SupportScope; 3] = [
+    pub const ALL: [SupportScope; 4] = [
         SupportScope::AccountsRead,
         SupportScope::AccountsUnlock,
         SupportScope::AuditRead,
+        SupportScope::StatusWrite,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -60,6 +63,7 @@ impl SupportScope {
             SupportScope::AccountsRead => "accounts:read",
             SupportScope::AccountsUnlock => "accounts:unlock",
             SupportScope::AuditRead => "audit:read",
+            SupportScope::StatusWrite => "status:write",
         }
     }
 

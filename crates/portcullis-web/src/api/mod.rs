@@ -8,6 +8,7 @@ pub mod me;
 pub mod recovery;
 pub mod registration;
 pub mod sessions;
+pub mod status;
 
 use axum::Router;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -70,6 +71,9 @@ pub fn router() -> (Router<AppState>, OpenApiDoc) {
         .routes(routes!(admin::account_audit))
         .routes(routes!(admin::audit_entries))
         .routes(routes!(admin::verify_audit))
+        .routes(routes!(status::status))
+        .routes(routes!(status::create_incident))
+        .routes(routes!(status::update_incident))
         .fallback(|| async { crate::error::ApiError::not_found() })
         .split_for_parts()
 }

@@ -159,7 +159,7 @@ async fn security_page(
                 id: s.id,
                 device: s
                     .user_agent
-                    .map(|ua| describe_agent(&ua))
+                    .map(|ua| portcullis_core::service::describe_device(&ua))
                     .unwrap_or_else(|| "Unknown device".into()),
                 place: s.client_ip.unwrap_or_else(|| "unknown".into()),
                 started: crate::format::when(s.created_at),
@@ -237,29 +237,6 @@ pub async fn change_password(
             .await
         }
         Err(e) => error_page(&state, &csrf, e),
-    }
-}
-
-/// A short, readable device name from a user agent.
-fn describe_agent(ua: &str) -> String {
-    let browser = ["Edg/", "Firefox/", "Chrome/", "Safari/"]
-        .iter()
-        .find(|b| ua.contains(*b))
-        .map(|b| match *b {
-            "Edg/" => "Edge",
-            "Firefox/" => "Firefox",
-            "Chrome/" => "Chrome",
-            _ => "Safari",
-        });
-    let os = ["iPhone", "Android", "Windows", "Mac OS", "Linux"]
-        .iter()
-        .find(|o| ua.contains(*o))
-        .map(|o| if *o == "Mac OS" { "Mac" } else { o });
-    match (browser, os) {
-        (Some(b), Some(o)) => format!("{b} on {o}"),
-        (Some(b), None) => b.to_owned(),
-        (None, Some(o)) => o.to_string(),
-        (None, None) => ua.chars().take(60).collect(),
     }
 }
 

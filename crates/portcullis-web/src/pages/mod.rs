@@ -5,6 +5,7 @@ pub mod account;
 pub mod recover;
 pub mod register;
 pub mod signin;
+pub mod status;
 
 use askama::Template;
 use axum::extract::{FromRequestParts, State};
@@ -47,6 +48,7 @@ pub fn router() -> Router<AppState> {
         .route("/security/sessions/{id}/end", post(account::end_session))
         .route("/security/password", post(account::change_password))
         .route("/demo/outbox", get(demo_outbox))
+        .route("/status", get(status::show))
         .route("/static/style.css", get(stylesheet))
         .fallback(not_found)
 }

@@ -381,3 +381,28 @@ async fn unknown_and_known_user_ids_take_the_same_time_to_fail() {
     );
     assert!((0.8..1.25).contains(&ratio), "unknown/known = {ratio:.3}");
 }
+
+#[tokio::test]
+async fn a_sign_in_from_a_new_device_tells_the_owner() {
+    let app = spawn_app(Backend::Sqlite).await.unwrap();
+    app.register(&ANN, "ann.example", PASSWORD).await;
+    let new_device_notices = |app: &TestApp| {
+        app.outbox_messages()
+            .iter()
+            .filter(|m| m["subject"].as_str().unwrap().contains("New sign-in"))
+            .count()
+    };
+    // The first device after registration is expected: no notice.
+    let res = sign_in_with_device(&app, PASSWORD, None).await;
+    let device = res.json::<Value>().await.unwrap()["device_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(new_device_notices(&app), 0);
+    // The same device again: no notice.
+    sign_in_with_device(&app, PASSWORD, Some(&device)).await;
+    assert_eq!(new_device_notices(&app), 0);
+    // Another device: the owner is told.
+    sign_in_with_device(&app, PASSWORD, None).await;
+    assert_eq!(new_device_notices(&app), 1);
+}

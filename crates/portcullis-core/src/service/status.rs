@@ -1,0 +1,703 @@
+//! Service status: "is there a problem today?".
+//!
+//! Owns the state of each part of the service (judged from signals a background prober
+//! gathers — never per request — by the pure [`assess`]), the in-memory [`StatusBoard`]
+//! every request reads, the history of changes kept for the 90-day view, the incidents and
+//! planned maintenance operators post, and maintenance mode (one row shared by all nodes).
+
+use std::sync::{Arc, RwLock};
+
+use super::support::{SupportAuthority, SupportScope};
+use super::Portcullis;
+use crate::audit::{AuditEvent, AuditKind};
+use crate::clock::UnixTime;
+use crate::ports::{IncidentRow, MaintenanceRow, NewIncident, StatusChange};
+use crate::ServiceError;
+
+/// The parts of the service, in the order they are shown.
+pub const COMPONENTS: [&str; 6] = [
+    "sign-in",
+    "registration",
+    "recovery",
+    "email",
+    "text messages",
+    "database",
+];
+
+/// Days of history shown.
+pub const HISTORY_DAYS: i64 = 90;
+/// An incident settled longer ago than this is no longer listed.
+pub const INCIDENT_SHOWN_SECS: i64 = 7 * 86_400;
+/// A pending message older than this makes its channel degraded …
+pub const OUTBOX_DEGRADED_AGE_SECS: i64 = 300;
+/// … and older than this, an outage.
+pub const OUTBOX_OUTAGE_AGE_SECS: i64 = 1_800;
+/// A database round trip slower than this is degraded.
+pub const DATABASE_SLOW_MS: u64 = 1_000;
+pub const TITLE_MAX_CHARS: usize = 200;
+pub const MESSAGE_MAX_CHARS: usize = 4_000;
+
+/// A part's state, ordered from best to worst.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ComponentState {
+    Operational,
+    Degraded,
+    Outage,
+}
+
+impl ComponentState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Operational => "operational",
+            Self::Degraded => "degraded",
+            Self::Outage => "outage",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Operational, Self::Degraded, Self::Outage]
+            .into_iter()
+            .find(|v| v.as_str() == s)
+    }
+}
+
+/// What the prober saw of the database.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DatabaseProbe {
+    Answered { millis: u64 },
+    Failed,
+}
+
+/// Delivery counters of this node (from the delivery worker), for the prober and `/metrics`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DeliverySignals {
+    pub enqueued: u64,
+    pub sent_email: u64,
+    pub sent_sms: u64,
+    pub retried: u64,
+    pub failed: u64,
+}
+
+/// Reads this node's delivery counters.
+pub type DeliverySource = Arc<dyn Fn() -> DeliverySignals + Send + Sync>;
+
+/// Everything one probe gathered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProbeSignals {
+    pub database: DatabaseProbe,
+    /// Waiting hash jobs and the pool's waiting room.
+    pub hash_queue: usize,
+    pub hash_capacity: usize,
+    /// `None` when the outbox could not be read.
+    pub oldest_pending_age_secs: Option<i64>,
+    /// Deliveries retried or given up on since the previous probe.
+    pub recent_delivery_failures: u64,
+}
+
+/// The state of every part, from one probe's signals. Pure: tested step by step.
+pub fn assess(s: &ProbeSignals) -> Vec<(&'static str, ComponentState)> {
+    use ComponentState::{Degraded, Operational, Outage};
+    let database = match s.database {
+        DatabaseProbe::Failed => Outage,
+        DatabaseProbe::Answered { millis } if millis > DATABASE_SLOW_MS => Degraded,
+        DatabaseProbe::Answered { .. } => Operational,
+    };
+    // The pool refuses work when its waiting room is full; three quarters full is a warning.
+    let hashing = if s.hash_capacity > 0 && s.hash_queue * 4 >= s.hash_capacity * 3 {
+        Degraded
+    } else {
+        Operational
+    };
+    let outbox = match s.oldest_pending_age_secs {
+        None => Outage,
+        Some(age) if age > OUTBOX_OUTAGE_AGE_SECS => Outage,
+        Some(age) if age > OUTBOX_DEGRADED_AGE_SECS => Degraded,
+        Some(_) if s.recent_delivery_failures > 0 => Degraded,
+        Some(_) => Operational,
+    };
+    let messages = outbox.max(database);
+    // Recovery needs the database and a code on its way: a slow channel makes it degraded.
+    let recovery = database.max(messages.min(Degraded));
+    vec![
+        ("sign-in", database.max(hashing)),
+        ("registration", database.max(hashing)),
+        ("recovery", recovery),
+        ("email", messages),
+        ("text messages", messages),
+        ("database", database),
+    ]
+}
+
+/// The latest probe, held in memory and read by every status request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StatusSnapshot {
+    pub components: Vec<(&'static str, ComponentState)>,
+    /// `None` before the first probe.
+    pub probed_at: Option<UnixTime>,
+}
+
+impl StatusSnapshot {
+    pub fn overall(&self) -> ComponentState {
+        self.components
+            .iter()
+            .map(|(_, s)| *s)
+            .max()
+            .unwrap_or(ComponentState::Operational)
+    }
+}
+
+/// The node's latest view of each part; clones share it.
+#[derive(Clone, Debug)]
+pub struct StatusBoard(Arc<RwLock<StatusSnapshot>>);
+
+impl Default for StatusBoard {
+    fn default() -> Self {
+        Self(Arc::new(RwLock::new(StatusSnapshot {
+            components: COMPONENTS
+                .into_iter()
+                .map(|c| (c, ComponentState::Operational))
+                .collect(),
+            probed_at: None,
+        })))
+    }
+}
+
+impl StatusBoard {
+    pub fn snapshot(&self) -> StatusSnapshot {
+        match self.0.read() {
+            Ok(g) => g.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Replaces the view; returns the parts whose state changed (all of them on the first
+    /// probe, so a restarted node records where it stands).
+    fn replace(&self, next: StatusSnapshot) -> Vec<(&'static str, ComponentState)> {
+        let mut guard = match self.0.write() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let first = guard.probed_at.is_none();
+        let changed = next
+            .components
+            .iter()
+            .filter(|(name, state)| {
+                first
+                    || !guard
+                        .components
+                        .iter()
+                        .any(|(n, s)| n == name && s == state)
+            })
+            .copied()
+            .collect();
+        *guard = next;
+        changed
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IncidentKind {
+    Incident,
+    Maintenance,
+}
+
+impl IncidentKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Incident => "incident",
+            Self::Maintenance => "maintenance",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Incident, Self::Maintenance]
+            .into_iter()
+            .find(|v| v.as_str() == s.trim())
+    }
+
+    /// The states an entry of this kind moves through.
+    pub fn states(self) -> &'static [&'static str] {
+        match self {
+            Self::Incident => &["investigating", "identified", "monitoring", "resolved"],
+            Self::Maintenance => &["scheduled", "in_progress", "completed"],
+        }
+    }
+
+    /// The state it is settled in.
+    fn settled(self) -> &'static str {
+        match self {
+            Self::Incident => "resolved",
+            Self::Maintenance => "completed",
+        }
+    }
+}
+
+/// Whether an incident's state means it is over.
+pub fn is_settled(state: &str) -> bool {
+    state == "resolved" || state == "completed"
+}
+
+/// An incident or planned maintenance as posted.
+#[derive(Clone, Debug)]
+pub struct IncidentInput {
+    pub kind: String,
+    pub title: String,
+    pub message: String,
+    /// Defaults to the kind's first state.
+    pub state: Option<String>,
+    pub starts_at: Option<UnixTime>,
+    pub ends_at: Option<UnixTime>,
+}
+
+/// One day of the history: the worst state any part was in.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HistoryDay {
+    /// `YYYY-MM-DD`, UTC.
+    pub date: String,
+    pub worst: ComponentState,
+}
+
+/// The whole public answer.
+#[derive(Clone, Debug)]
+pub struct StatusReport {
+    pub snapshot: StatusSnapshot,
+    pub incidents: Vec<IncidentRow>,
+    pub history: Vec<HistoryDay>,
+    pub maintenance: Option<MaintenanceRow>,
+}
+
+impl StatusReport {
+    /// The one sentence at the top of the page.
+    pub fn headline(&self) -> String {
+        if let Some(m) = &self.maintenance {
+            return format!(
+                "Planned maintenance is under way until {}: {}",
+                m.until.to_rfc3339(),
+                m.message
+            );
+        }
+        let open = self
+            .incidents
+            .iter()
+            .filter(|i| i.kind == "incident" && !is_settled(&i.state))
+            .count();
+        let troubled: Vec<&str> = self
+            .snapshot
+            .components
+            .iter()
+            .filter(|(_, s)| *s != ComponentState::Operational)
+            .map(|(n, _)| *n)
+            .collect();
+        match (troubled.is_empty(), open) {
+            (true, 0) => "No problems today: every part of the service is working normally.".into(),
+            (true, _) => "Every part is working, and we are following up an incident below.".into(),
+            (false, _) => format!(
+                "There is a problem today: {} {} not working normally.",
+                troubled.join(", "),
+                if troubled.len() == 1 { "is" } else { "are" }
+            ),
+        }
+    }
+}
+
+fn day_of(t: UnixTime) -> i64 {
+    t.0.div_euclid(86_400)
+}
+
+fn date_of_day(day: i64) -> String {
+    UnixTime(day * 86_400)
+        .to_rfc3339()
+        .get(..10)
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// The worst state of any part on each day from the first recorded change (at most
+/// [`HISTORY_DAYS`] ago) to today, oldest first. Pure.
+pub fn history(changes: &[StatusChange], now: UnixTime) -> Vec<HistoryDay> {
+    let today = day_of(now);
+    let first_day = today - (HISTORY_DAYS - 1);
+    let Some(start) = changes
+        .iter()
+        .map(|c| day_of(c.changed_at).max(first_day))
+        .min()
+    else {
+        return Vec::new();
+    };
+    let mut current: Vec<(&str, ComponentState)> = Vec::new();
+    let mut out = Vec::new();
+    let mut i = 0;
+    for day in start..=today {
+        // The state carried in from the day before …
+        let mut worst = current
+            .iter()
+            .map(|(_, s)| *s)
+            .max()
+            .unwrap_or(ComponentState::Operational);
+        // … and every change during the day.
+        while let Some(c) = changes.get(i) {
+            if day_of(c.changed_at) > day {
+                break;
+            }
+            let state = ComponentState::parse(&c.state).unwrap_or(ComponentState::Degraded);
+            current.retain(|(n, _)| *n != c.component.as_str());
+            current.push((c.component.as_str(), state));
+            worst = worst.max(state);
+            i += 1;
+        }
+        out.push(HistoryDay {
+            date: date_of_day(day),
+            worst,
+        });
+    }
+    out
+}
+
+fn text(field: &str, value: &str, max: usize) -> Result<String, ServiceError> {
+    let v = value.trim();
+    if v.is_empty() {
+        return Err(ServiceError::field(field, "Enter some text."));
+    }
+    if v.chars().count() > max {
+        return Err(ServiceError::field(
+            field,
+            format!("Use at most {max} characters."),
+        ));
+    }
+    Ok(v.to_owned())
+}
+
+impl Portcullis {
+    /// Publishes one probe's result on `board` and records the parts whose state changed.
+    pub async fn record_probe(&self, board: &StatusBoard, signals: &ProbeSignals) {
+        let now = self.clock.now();
+        let changed = board.replace(StatusSnapshot {
+            components: assess(signals),
+            probed_at: Some(now),
+        });
+        for (component, state) in changed {
+            let change = StatusChange {
+                component: component.to_owned(),
+                state: state.as_str().to_owned(),
+                changed_at: now,
+            };
+            if let Err(e) = self.store.record_status_change(&change).await {
+                // The database may be the part that is down: the board still tells.
+                tracing::warn!(error = %e, component, "status change not recorded");
+            }
+        }
+    }
+
+    /// The public answer: the board, plus incidents and history when the database answers
+    /// (the page must still load, from memory, when it does not).
+    pub async fn status_report(&self, board: &StatusBoard) -> StatusReport {
+        let now = self.clock.now();
+        let incidents = self
+            .store
+            .list_incidents(now.plus_secs(-INCIDENT_SHOWN_SECS), 50)
+            .await
+            .unwrap_or_default();
+        let changes = self
+            .store
+            .status_changes(now.plus_secs(-HISTORY_DAYS * 86_400))
+            .await
+            .unwrap_or_default();
+        StatusReport {
+            snapshot: board.snapshot(),
+            incidents,
+            history: history(&changes, now),
+            maintenance: self.maintenance_now().await.unwrap_or_default(),
+        }
+    }
+
+    /// Posts an incident or planned maintenance (scope `status:write`).
+    pub async fn create_incident(
+        &self,
+        authority: &SupportAuthority,
+        input: IncidentInput,
+    ) -> Result<IncidentRow, ServiceError> {
+        require_status_write(authority)?;
+        let kind = IncidentKind::parse(&input.kind)
+            .ok_or_else(|| ServiceError::field("kind", "Use incident or maintenance."))?;
+        let title = text("title", &input.title, TITLE_MAX_CHARS)?;
+        let message = text("message", &input.message, MESSAGE_MAX_CHARS)?;
+        let state = match input.state.as_deref().map(str::trim) {
+            None | Some("") => kind.states().first().copied().unwrap_or("investigating"),
+            Some(s) => *kind
+                .states()
+                .iter()
+                .find(|k| **k == s)
+                .ok_or_else(|| invalid_state(kind))?,
+        };
+        if let (Some(a), Some(b)) = (input.starts_at, input.ends_at) {
+            if b < a {
+                return Err(ServiceError::field(
+                    "ends",
+                    "The end must come after the start.",
+                ));
+            }
+        }
+        let now = self.clock.now();
+        let id = self
+            .store
+            .create_incident(&NewIncident {
+                kind: kind.as_str().to_owned(),
+                title,
+                message,
+                state: state.to_owned(),
+                starts_at: input.starts_at,
+                ends_at: input.ends_at,
+                now,
+            })
+            .await?;
+        self.audit_status(authority, format!("status {} #{id} posted", kind.as_str()))
+            .await;
+        self.store
+            .incident_by_id(id)
+            .await?
+            .ok_or_else(|| ServiceError::Internal("incident vanished".into()))
+    }
+
+    /// Moves an incident on (scope `status:write`); `None` when there is no such incident.
+    pub async fn update_incident(
+        &self,
+        authority: &SupportAuthority,
+        id: i64,
+        state: &str,
+        message: Option<&str>,
+    ) -> Result<Option<IncidentRow>, ServiceError> {
+        require_status_write(authority)?;
+        let Some(existing) = self.store.incident_by_id(id).await? else {
+            return Ok(None);
+        };
+        let kind = IncidentKind::parse(&existing.kind)
+            .ok_or_else(|| ServiceError::Internal("unknown incident kind".into()))?;
+        let state = state.trim();
+        if !kind.states().contains(&state) {
+            return Err(invalid_state(kind));
+        }
+        let message = message
+            .map(|m| text("message", m, MESSAGE_MAX_CHARS))
+            .transpose()?;
+        let row = self
+            .store
+            .update_incident(id, state, message.as_deref(), self.clock.now())
+            .await?;
+        self.audit_status(authority, format!("status incident #{id} now {state}"))
+            .await;
+        Ok(row)
+    }
+
+    /// Recent and open incidents (scope `status:write`, for the command line).
+    pub async fn list_incidents(
+        &self,
+        authority: &SupportAuthority,
+    ) -> Result<Vec<IncidentRow>, ServiceError> {
+        require_status_write(authority)?;
+        Ok(self
+            .store
+            .list_incidents(self.clock.now().plus_secs(-HISTORY_DAYS * 86_400), 500)
+            .await?)
+    }
+
+    /// Switches maintenance mode on for every node until `until` (scope `status:write`).
+    pub async fn maintenance_on(
+        &self,
+        authority: &SupportAuthority,
+        until: UnixTime,
+        message: Option<&str>,
+    ) -> Result<MaintenanceRow, ServiceError> {
+        require_status_write(authority)?;
+        let now = self.clock.now();
+        if until <= now {
+            return Err(ServiceError::field("until", "Choose a time in the future."));
+        }
+        let message = match message {
+            Some(m) => text("message", m, MESSAGE_MAX_CHARS)?,
+            None => "We are carrying out planned maintenance and will be back shortly.".into(),
+        };
+        let row = MaintenanceRow {
+            until,
+            message,
+            set_at: now,
+        };
+        self.store.set_maintenance(Some(&row)).await?;
+        self.audit_status(
+            authority,
+            format!("maintenance mode on until {}", until.to_rfc3339()),
+        )
+        .await;
+        Ok(row)
+    }
+
+    /// Switches maintenance mode off (scope `status:write`).
+    pub async fn maintenance_off(&self, authority: &SupportAuthority) -> Result<(), ServiceError> {
+        require_status_write(authority)?;
+        self.store.set_maintenance(None).await?;
+        self.audit_status(authority, "maintenance mode off".into())
+            .await;
+        Ok(())
+    }
+
+    /// Maintenance mode if it is on now (a row whose end has passed is off).
+    pub async fn maintenance_now(&self) -> Result<Option<MaintenanceRow>, ServiceError> {
+        let now = self.clock.now();
+        Ok(self.store.maintenance().await?.filter(|m| m.until > now))
+    }
+
+    async fn audit_status(&self, authority: &SupportAuthority, detail: String) {
+        self.audit(
+            AuditEvent::new(AuditKind::SupportAction, None)
+                .actor(authority.actor())
+                .detail(detail),
+        )
+        .await;
+    }
+}
+
+fn invalid_state(kind: IncidentKind) -> ServiceError {
+    ServiceError::field(
+        "state",
+        format!(
+            "Use one of {} for {} ({} settles it).",
+            kind.states().join(", "),
+            kind.as_str(),
+            kind.settled()
+        ),
+    )
+}
+
+fn require_status_write(authority: &SupportAuthority) -> Result<(), ServiceError> {
+    if authority.allows(SupportScope::StatusWrite) {
+        Ok(())
+    } else {
+        Err(ServiceError::Forbidden)
+    }
+}
+
+/// Reads an RFC 3339 time typed by an operator (`2030-01-02T03:04:05Z`).
+pub fn parse_time(field: &str, input: &str) -> Result<UnixTime, ServiceError> {
+    time::OffsetDateTime::parse(input.trim(), &time::format_description::well_known::Rfc3339)
+        .map(|t| UnixTime(t.unix_timestamp()))
+        .map_err(|_| ServiceError::field(field, "Use an RFC 3339 time, e.g. 2030-01-02T03:00:00Z."))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn signals() -> ProbeSignals {
+        ProbeSignals {
+            database: DatabaseProbe::Answered { millis: 3 },
+            hash_queue: 0,
+            hash_capacity: 16,
+            oldest_pending_age_secs: Some(0),
+            recent_delivery_failures: 0,
+        }
+    }
+
+    fn state(parts: &[(&str, ComponentState)], name: &str) -> ComponentState {
+        parts.iter().find(|(n, _)| *n == name).unwrap().1
+    }
+
+    #[test]
+    fn all_well_is_operational() {
+        let parts = assess(&signals());
+        assert_eq!(parts.len(), COMPONENTS.len());
+        assert!(parts.iter().all(|(_, s)| *s == ComponentState::Operational));
+    }
+
+    #[test]
+    fn a_database_outage_takes_down_what_needs_it() {
+        let parts = assess(&ProbeSignals {
+            database: DatabaseProbe::Failed,
+            oldest_pending_age_secs: None,
+            ..signals()
+        });
+        for name in COMPONENTS {
+            assert_eq!(state(&parts, name), ComponentState::Outage, "{name}");
+        }
+    }
+
+    #[test]
+    fn a_full_hashing_pool_degrades_sign_in_and_registration_only() {
+        let parts = assess(&ProbeSignals {
+            hash_queue: 12,
+            ..signals()
+        });
+        assert_eq!(state(&parts, "sign-in"), ComponentState::Degraded);
+        assert_eq!(state(&parts, "registration"), ComponentState::Degraded);
+        assert_eq!(state(&parts, "database"), ComponentState::Operational);
+        assert_eq!(state(&parts, "email"), ComponentState::Operational);
+    }
+
+    #[test]
+    fn an_old_outbox_or_failures_degrade_messages_and_recovery() {
+        let parts = assess(&ProbeSignals {
+            oldest_pending_age_secs: Some(OUTBOX_DEGRADED_AGE_SECS + 1),
+            ..signals()
+        });
+        assert_eq!(state(&parts, "email"), ComponentState::Degraded);
+        assert_eq!(state(&parts, "recovery"), ComponentState::Degraded);
+        let parts = assess(&ProbeSignals {
+            oldest_pending_age_secs: Some(OUTBOX_OUTAGE_AGE_SECS + 1),
+            ..signals()
+        });
+        assert_eq!(state(&parts, "text messages"), ComponentState::Outage);
+        assert_eq!(state(&parts, "recovery"), ComponentState::Degraded);
+        let parts = assess(&ProbeSignals {
+            recent_delivery_failures: 2,
+            ..signals()
+        });
+        assert_eq!(state(&parts, "email"), ComponentState::Degraded);
+        assert_eq!(state(&parts, "sign-in"), ComponentState::Operational);
+    }
+
+    #[test]
+    fn history_carries_states_across_days_and_keeps_the_worst() {
+        let day = 86_400;
+        let now = UnixTime(20_000 * day + 100);
+        let ch = |c: &str, s: &str, t: i64| StatusChange {
+            component: c.into(),
+            state: s.into(),
+            changed_at: UnixTime(t),
+        };
+        let changes = vec![
+            ch("database", "operational", 19_998 * day),
+            ch("database", "outage", 19_998 * day + 50),
+            ch("database", "operational", 19_998 * day + 60),
+            ch("email", "degraded", 19_999 * day + 10),
+        ];
+        let h = history(&changes, now);
+        assert_eq!(h.len(), 3);
+        assert_eq!(h[0].worst, ComponentState::Outage);
+        assert_eq!(h[1].worst, ComponentState::Degraded);
+        // Email is still degraded: carried into today.
+        assert_eq!(h[2].worst, ComponentState::Degraded);
+        assert_eq!(h[2].date.len(), 10);
+        assert!(history(&[], now).is_empty());
+    }
+
+    #[test]
+    fn the_board_reports_every_part_first_then_only_changes() {
+        let board = StatusBoard::default();
+        let first = board.replace(StatusSnapshot {
+            components: assess(&signals()),
+            probed_at: Some(UnixTime(1)),
+        });
+        assert_eq!(first.len(), COMPONENTS.len());
+        let again = board.replace(StatusSnapshot {
+            components: assess(&signals()),
+            probed_at: Some(UnixTime(2)),
+        });
+        assert!(again.is_empty());
+        let down = board.replace(StatusSnapshot {
+            components: assess(&ProbeSignals {
+                hash_queue: 16,
+                ..signals()
+            }),
+            probed_at: Some(UnixTime(3)),
+        });
+        assert_eq!(down.len(), 2);
+    }
+}

@@ -1,0 +1,364 @@
+//! `/metrics` in the Prometheus text format (written by hand: a few counters and one
+//! histogram family do not need a registry), and the middleware that counts what the web
+//! layer knows: sign-in answers by outcome and request latency by route.
+//!
+//! The route label is axum's [`MatchedPath`] (the route template, e.g.
+//! `/api/v1/admin/accounts/{user_id}`), never the raw path, so the label set stays small
+//! and no User ID or token ever becomes a label.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use crate::AppState;
+
+/// Sign-in outcomes, in label order.
+pub const SIGN_IN_OUTCOMES: [&str; 5] = ["success", "failed", "locked", "throttled", "unavailable"];
+
+/// Upper bounds of the latency buckets, in seconds.
+pub const LATENCY_BUCKETS: [f64; 11] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+#[derive(Debug, Default, Clone)]
+struct Histogram {
+    buckets: [u64; LATENCY_BUCKETS.len()],
+    count: u64,
+    sum: f64,
+}
+
+/// This node's counters; held in [`AppState`], shared by clones of it.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    sign_ins: [AtomicU64; 5],
+    locks: AtomicU64,
+    latency: Mutex<BTreeMap<(String, String), Histogram>>,
+}
+
+impl Metrics {
+    /// Counts one sign-in answer; `outcome` is one of [`SIGN_IN_OUTCOMES`].
+    pub fn sign_in(&self, outcome: &str) {
+        if let Some(i) = SIGN_IN_OUTCOMES.iter().position(|o| *o == outcome) {
+            if let Some(c) = self.sign_ins.get(i) {
+                c.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        if outcome == "locked" {
+            self.locks.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn sign_ins(&self, outcome: &str) -> u64 {
+        SIGN_IN_OUTCOMES
+            .iter()
+            .position(|o| *o == outcome)
+            .and_then(|i| self.sign_ins.get(i))
+            .map_or(0, |c| c.load(Ordering::Relaxed))
+    }
+
+    fn observe(&self, method: &str, route: &str, secs: f64) {
+        let mut map = match self.latency.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        let h = map
+            .entry((method.to_owned(), route.to_owned()))
+            .or_default();
+        for (slot, bound) in h.buckets.iter_mut().zip(LATENCY_BUCKETS) {
+            if secs <= bound {
+                *slot += 1;
+            }
+        }
+        h.count += 1;
+        h.sum += secs;
+    }
+}
+
+/// What a sign-in answer's status means, for the two sign-in routes.
+fn sign_in_outcome(method: &Method, route: &str, status: StatusCode) -> Option<&'static str> {
+    let api = route == "/api/v1/sessions";
+    let page = route == "/";
+    if method != Method::POST || !(api || page) {
+        return None;
+    }
+    match status {
+        StatusCode::CREATED if api => Some("success"),
+        StatusCode::SEE_OTHER if page => Some("success"),
+        StatusCode::UNAUTHORIZED => Some("failed"),
+        StatusCode::LOCKED => Some("locked"),
+        StatusCode::TOO_MANY_REQUESTS => Some("throttled"),
+        StatusCode::SERVICE_UNAVAILABLE => Some("unavailable"),
+        _ => None,
+    }
+}
+
+/// Times every request by route and counts sign-in answers.
+pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
+    let method = request.method().clone();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let secs = started.elapsed().as_secs_f64();
+    if let Some(outcome) = sign_in_outcome(&method, &route, response.status()) {
+        state.metrics.sign_in(outcome);
+    }
+    state.metrics.observe(method.as_str(), &route, secs);
+    response
+}
+
+fn escape(label: &str) -> String {
+    label
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+/// `GET /metrics`.
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    let mut out = String::new();
+    let m = &state.metrics;
+
+    family(
+        &mut out,
+        "portcullis_sign_ins_total",
+        "counter",
+        "Sign-in answers by outcome.",
+    );
+    for outcome in SIGN_IN_OUTCOMES {
+        let _ = writeln!(
+            out,
+            "portcullis_sign_ins_total{{outcome=\"{outcome}\"}} {}",
+            m.sign_ins(outcome)
+        );
+    }
+    family(
+        &mut out,
+        "portcullis_sign_in_locks_total",
+        "counter",
+        "Sign-ins answered with a locked account.",
+    );
+    let _ = writeln!(
+        out,
+        "portcullis_sign_in_locks_total {}",
+        m.locks.load(Ordering::Relaxed)
+    );
+
+    let d = state.delivery.as_ref().map(|f| f()).unwrap_or_default();
+    family(
+        &mut out,
+        "portcullis_messages_sent_total",
+        "counter",
+        "Messages (codes and notices) delivered by this node, by channel.",
+    );
+    let _ = writeln!(
+        out,
+        "portcullis_messages_sent_total{{channel=\"email\"}} {}",
+        d.sent_email
+    );
+    let _ = writeln!(
+        out,
+        "portcullis_messages_sent_total{{channel=\"sms\"}} {}",
+        d.sent_sms
+    );
+    family(
+        &mut out,
+        "portcullis_messages_enqueued_total",
+        "counter",
+        "Messages queued through this node.",
+    );
+    let _ = writeln!(out, "portcullis_messages_enqueued_total {}", d.enqueued);
+    family(
+        &mut out,
+        "portcullis_delivery_retries_total",
+        "counter",
+        "Delivery attempts that failed and were put back.",
+    );
+    let _ = writeln!(out, "portcullis_delivery_retries_total {}", d.retried);
+    family(
+        &mut out,
+        "portcullis_delivery_failures_total",
+        "counter",
+        "Messages given up on.",
+    );
+    let _ = writeln!(out, "portcullis_delivery_failures_total {}", d.failed);
+
+    let now = state.app.clock().now();
+    let outbox = state.app.store().outbox_stats(now).await;
+    let up = i32::from(outbox.is_ok());
+    let stats = outbox.unwrap_or_default();
+    family(
+        &mut out,
+        "portcullis_outbox_pending",
+        "gauge",
+        "Messages waiting in the outbox (all nodes).",
+    );
+    let _ = writeln!(out, "portcullis_outbox_pending {}", stats.pending);
+    family(
+        &mut out,
+        "portcullis_outbox_oldest_pending_age_seconds",
+        "gauge",
+        "Age of the oldest waiting message.",
+    );
+    let _ = writeln!(
+        out,
+        "portcullis_outbox_oldest_pending_age_seconds {}",
+        stats.oldest_pending_age_secs
+    );
+    family(
+        &mut out,
+        "portcullis_database_up",
+        "gauge",
+        "Whether the last read of the outbox succeeded.",
+    );
+    let _ = writeln!(out, "portcullis_database_up {up}");
+
+    let pool = state.app.hasher();
+    family(
+        &mut out,
+        "portcullis_hash_queue_depth",
+        "gauge",
+        "Password hashes waiting for a worker.",
+    );
+    let _ = writeln!(out, "portcullis_hash_queue_depth {}", pool.queue_depth());
+    family(
+        &mut out,
+        "portcullis_hash_queue_capacity",
+        "gauge",
+        "Waiting places in the hashing pool.",
+    );
+    let _ = writeln!(
+        out,
+        "portcullis_hash_queue_capacity {}",
+        pool.queue_capacity()
+    );
+    family(
+        &mut out,
+        "portcullis_hash_workers_busy",
+        "gauge",
+        "Hashing workers at work.",
+    );
+    let _ = writeln!(out, "portcullis_hash_workers_busy {}", pool.busy_workers());
+    family(
+        &mut out,
+        "portcullis_hash_workers",
+        "gauge",
+        "Hashing workers.",
+    );
+    let _ = writeln!(out, "portcullis_hash_workers {}", pool.workers());
+
+    let snapshot = state.status.snapshot();
+    family(
+        &mut out,
+        "portcullis_component_state",
+        "gauge",
+        "Each part's state from the last probe: 0 operational, 1 degraded, 2 outage.",
+    );
+    for (name, s) in &snapshot.components {
+        let _ = writeln!(
+            out,
+            "portcullis_component_state{{component=\"{}\"}} {}",
+            escape(name),
+            *s as u8
+        );
+    }
+
+    family(
+        &mut out,
+        "portcullis_http_request_duration_seconds",
+        "histogram",
+        "Request latency by route.",
+    );
+    let hist = match m.latency.lock() {
+        Ok(g) => g.clone(),
+        Err(p) => p.into_inner().clone(),
+    };
+    for ((method, route), h) in &hist {
+        let labels = format!("method=\"{}\",route=\"{}\"", escape(method), escape(route));
+        for (bound, n) in LATENCY_BUCKETS.iter().zip(h.buckets) {
+            let _ = writeln!(
+                out,
+                "portcullis_http_request_duration_seconds_bucket{{{labels},le=\"{bound}\"}} {n}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "portcullis_http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}",
+            h.count
+        );
+        let _ = writeln!(
+            out,
+            "portcullis_http_request_duration_seconds_sum{{{labels}}} {}",
+            h.sum
+        );
+        let _ = writeln!(
+            out,
+            "portcullis_http_request_duration_seconds_count{{{labels}}} {}",
+            h.count
+        );
+    }
+
+    let mut response = (StatusCode::OK, out).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sign_in_outcomes_follow_the_answer() {
+        let api = "/api/v1/sessions";
+        assert_eq!(
+            sign_in_outcome(&Method::POST, api, StatusCode::CREATED),
+            Some("success")
+        );
+        assert_eq!(
+            sign_in_outcome(&Method::POST, api, StatusCode::UNAUTHORIZED),
+            Some("failed")
+        );
+        assert_eq!(
+            sign_in_outcome(&Method::POST, "/", StatusCode::SEE_OTHER),
+            Some("success")
+        );
+        assert_eq!(sign_in_outcome(&Method::POST, "/", StatusCode::OK), None);
+        assert_eq!(
+            sign_in_outcome(&Method::GET, api, StatusCode::CREATED),
+            None
+        );
+        assert_eq!(
+            sign_in_outcome(&Method::POST, api, StatusCode::LOCKED),
+            Some("locked")
+        );
+    }
+
+    #[test]
+    fn latency_is_bucketed_cumulatively() {
+        let m = Metrics::default();
+        m.observe("GET", "/x", 0.02);
+        let map = m.latency.lock().unwrap();
+        let h = map.get(&("GET".into(), "/x".into())).unwrap();
+        assert_eq!(h.buckets[0], 0);
+        assert_eq!(h.buckets[2], 1);
+        assert_eq!(h.buckets[10], 1);
+        assert_eq!(h.count, 1);
+    }
+}
