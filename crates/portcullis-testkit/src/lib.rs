@@ -655,3 +655,55 @@ impl Jar {
             .map(|(_, v)| v.as_str())
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// A second node on the same database (service status: maintenance mode across nodes).
+
+/// Starts another app (a second node) on `first`'s database and secrets, with its own
+/// port, clock, outbox and delivery worker; `tweak` adjusts its configuration.
+pub async fn spawn_app_on(first: &TestApp, tweak: impl FnOnce(&mut Config)) -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let db = TestDb {
+        url: first.db.url.clone(),
+        backend: first.db.backend,
+        sqlite_path: first.db.sqlite_path.clone(),
+        _dir: tempfile::tempdir().unwrap(),
+    };
+    let mut config = test_config(&db, &dir);
+    config.secrets_dir = first.config.secrets_dir.clone();
+    tweak(&mut config);
+    let clock = FakeClock::new(SystemClock.now().0);
+    let built = app::build(&config, Arc::new(clock.clone()), true)
+        .await
+        .expect("building the second node");
+    let delivery = built.delivery.spawn();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = oneshot::channel::<()>();
+    let state = built.state.clone();
+    let server = tokio::spawn(async move {
+        app::serve(listener, state, async {
+            let _ = rx.await;
+        })
+        .await
+        .expect("server failed");
+    });
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    TestApp {
+        addr,
+        base: format!("http://{addr}"),
+        client,
+        outbox: config.notify.outbox_file.clone().unwrap_or_default(),
+        db,
+        clock,
+        config,
+        built,
+        dir,
+        delivery: Some(delivery),
+        shutdown: Some(tx),
+        server: Some(server),
+    }
+}

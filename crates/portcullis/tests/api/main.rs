@@ -17,4 +17,5 @@ mod registration;
 mod secrets;
 mod sessions;
 mod signin;
+mod status;
 mod support;
