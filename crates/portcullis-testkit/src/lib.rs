@@ -37,10 +37,11 @@ pub fn postgres_url() -> Option<String> {
         .filter(|s| !s.is_empty())
 }
 
-/// A fresh database for one test.
+/// A fresh database for one test; a PostgreSQL one is dropped again when the test ends.
 pub struct TestDb {
     pub url: String,
     pub backend: Backend,
+    pg_name: Option<(String, String)>,
     /// The SQLite file, for tests that read it directly.
     pub sqlite_path: Option<PathBuf>,
     _dir: TempDir,
@@ -56,6 +57,7 @@ impl TestDb {
                 Some(Self {
                     url: format!("sqlite://{}", path.display()),
                     backend,
+                    pg_name: None,
                     sqlite_path: Some(path),
                     _dir: dir,
                 })
@@ -79,11 +81,39 @@ impl TestDb {
                 Some(Self {
                     url: replace_db(&server, &name),
                     backend,
+                    pg_name: Some((server, name)),
                     sqlite_path: None,
                     _dir: dir,
                 })
             }
         }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let Some((server, name)) = self.pg_name.take() else {
+            return;
+        };
+        // Drop from a thread of its own: Drop cannot await, and the test's runtime may be
+        // shutting down. FORCE ends the app's remaining connections.
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async {
+                use sqlx::Connection;
+                if let Ok(mut conn) = sqlx::PgConnection::connect(&server).await {
+                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .execute(&mut conn)
+                        .await;
+                }
+            });
+        })
+        .join();
     }
 }
 
@@ -94,10 +124,10 @@ async fn connect_pg(url: &str) -> sqlx::PgConnection {
         .expect("connecting to PORTCULLIS_TEST_POSTGRES")
 }
 
-/// Test databases older than two hours are leftovers of killed runs.
+/// Test databases older than an hour are leftovers of killed runs.
 async fn drop_stale_databases(conn: &mut sqlx::PgConnection) {
     use sqlx::Row;
-    let cutoff = SystemClock.now().0 - 7200;
+    let cutoff = SystemClock.now().0 - 3600;
     let rows = sqlx::query("SELECT datname FROM pg_database WHERE datname LIKE 'pc_test_%'")
         .fetch_all(&mut *conn)
         .await
@@ -666,6 +696,8 @@ pub async fn spawn_app_on(first: &TestApp, tweak: impl FnOnce(&mut Config)) -> T
     let db = TestDb {
         url: first.db.url.clone(),
         backend: first.db.backend,
+        // The first node owns the database and drops it.
+        pg_name: None,
         sqlite_path: first.db.sqlite_path.clone(),
         _dir: tempfile::tempdir().unwrap(),
     };
