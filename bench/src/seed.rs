@@ -31,11 +31,29 @@ pub struct Card {
 pub struct Account {
     pub user_id: String,
     pub account_type: String,
+    /// The bearer token of the first sign-in.
     pub token: String,
+    /// The device token the first sign-in gave: a returning browser or app sends it back.
+    pub device_token: Option<String>,
 }
 
 impl Account {
+    /// A sign-in from the account's own, known device (the usual case: a returning customer).
     pub fn sign_in(&self, password: &str) -> Req {
+        let mut body = json!({
+            "user_id": self.user_id,
+            "password": password,
+            "account_type": self.account_type,
+        });
+        if let (Some(token), Some(map)) = (&self.device_token, body.as_object_mut()) {
+            map.insert("device_token".into(), Value::String(token.clone()));
+        }
+        Req::post_json("/api/v1/sessions", &body)
+    }
+
+    /// A sign-in from a device the account has not seen (a stranger, or a new browser): it
+    /// counts failures on the account, and a success adds a device and notifies the owner.
+    pub fn sign_in_from_new_device(&self, password: &str) -> Req {
         sign_in_req(&self.user_id, password, &self.account_type)
     }
 
@@ -146,6 +164,7 @@ async fn register_one(conn: &mut Conn, index: usize, card: &Card) -> anyhow::Res
         user_id,
         account_type: card.account_type.clone(),
         token: text(&session, "session_token")?,
+        device_token: text(&session, "device_token").ok(),
     })
 }
 

@@ -1,22 +1,24 @@
 //! The sign-in figures: throughput against raw argon2id (1), latency at concurrency 2 (5),
 //! and issue 3's timing figure, unknown against known User IDs (8).
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context};
 
 use crate::hash::Rate;
-use crate::load::{self, Conn, Latency, Loop};
+use crate::load::{self, Conn, Latency, Loop, Outcome};
 use crate::report::ms;
 use crate::seed::{self, Account, PASSWORD, WRONG_PASSWORD};
 use crate::server::Server;
-use crate::suite::{progress, round_robin, switches_per_request, Ctx, MAX_PER_CONNECTION};
+use crate::suite::{mean_cpu, progress, round_robin, Ctx, MAX_PER_CONNECTION};
 use crate::sys::{CpuMark, CpuUse};
 
 /// Failures after which an account locks: the server's default (`lockout.lock_after_failures`).
 const LOCK_AFTER_FAILURES: u32 = 6;
 
 /// Figure 1: successful sign-ins per second at 2× cores, over raw argon2id per second.
+/// Raw and sign-in chunks alternate (raw, sign-ins, raw, …, raw) so that drift in what the
+/// machine gives (other tenants of the host, other engineers' builds) falls on both alike.
 pub async fn throughput(
     ctx: &mut Ctx,
     server: &Server,
@@ -29,28 +31,58 @@ pub async fn throughput(
         "{label}: figure {fig}: sign-in throughput against raw argon2id"
     ));
     let conns = 2 * ctx.cores;
-    let (before, cpu_before) = ctx.raw_hashing().await?;
-    let reqs = accounts.iter().map(|a| a.sign_in(PASSWORD)).collect();
-    let mark = CpuMark::now(Some(server.pid));
-    let out = load::run(
-        server.addr,
-        Loop {
-            connections: conns,
-            run_for: ctx.sizes.sign_ins,
-            max_per_connection: MAX_PER_CONNECTION,
-            pace: None,
-        },
-        round_robin(reqs, conns)?,
-    )
-    .await?;
-    let cpu = mark.used_since(Some(server.pid), ctx.ticks);
-    let (after, cpu_after) = ctx.raw_hashing().await?;
-    let raw = Rate {
-        hashes: before.hashes + after.hashes,
-        elapsed: before.elapsed + after.elapsed,
+    let make = round_robin(
+        accounts.iter().map(|a| a.sign_in(PASSWORD)).collect(),
+        conns,
+    )?;
+    let mut raw = Rate {
+        hashes: 0,
+        elapsed: Duration::ZERO,
     };
+    let (mut raw_cpu_seconds, mut raw_cpu) = (0.0, Vec::new());
+    let (mut out, mut cpu) = (Outcome::default(), Vec::new());
+    let (mut sign_in_cpu_seconds, mut switches) = (0.0, 0);
+    let mut raw_rates = Vec::new();
+    let mut round_ratios = Vec::new();
+    let (first, first_cpu) = ctx.raw_hashing().await?;
+    let mut previous = first;
+    let mut add_raw = |rate: Rate, c: CpuUse| {
+        raw.hashes += rate.hashes;
+        raw.elapsed += rate.elapsed;
+        raw_cpu_seconds += c.bench * rate.elapsed.as_secs_f64();
+        raw_cpu.push(c);
+        raw_rates.push(format!("{:.1}", rate.per_second()));
+    };
+    add_raw(first, first_cpu);
+    for _ in 0..ctx.sizes.rounds {
+        let mark = CpuMark::now(Some(server.pid));
+        let chunk = load::run(
+            server.addr,
+            Loop {
+                connections: conns,
+                run_for: ctx.sizes.sign_ins,
+                max_per_connection: MAX_PER_CONNECTION,
+                pace: None,
+            },
+            make.clone(),
+        )
+        .await?;
+        let used = mark.used_since(Some(server.pid), ctx.ticks);
+        // On PostgreSQL the database's backends do part of each sign-in's work.
+        let db = if postgres { used.postgres } else { 0.0 };
+        sign_in_cpu_seconds += (used.server + db) * chunk.elapsed.as_secs_f64();
+        switches += used.server_switches;
+        cpu.push(used);
+        let (next, next_cpu) = ctx.raw_hashing().await?;
+        let around = (previous.per_second() + next.per_second()) / 2.0;
+        round_ratios.push(format!("{:.3}", chunk.rate(201) / around.max(1e-9)));
+        add_raw(next, next_cpu);
+        previous = next;
+        out.merge(chunk);
+    }
     let sign_ins = out.rate(201);
     let ratio = sign_ins / raw.per_second().max(1e-9);
+    let sign_in_cpu = mean_cpu(&cpu);
     ctx.report.info(
         fig,
         format!(
@@ -59,7 +91,7 @@ pub async fn throughput(
         ),
         format!("{sign_ins:.1}/s"),
     );
-    ctx.report.cpu(cpu);
+    ctx.report.cpu(sign_in_cpu);
     ctx.report.info(
         fig,
         format!("raw argon2id hashes/s ({} threads, in-process)", ctx.cores),
@@ -67,10 +99,7 @@ pub async fn throughput(
     );
     ctx.report.cpu(CpuUse {
         server: 0.0,
-        bench: (cpu_before.bench + cpu_after.bench) / 2.0,
-        postgres: (cpu_before.postgres + cpu_after.postgres) / 2.0,
-        others: (cpu_before.others + cpu_after.others) / 2.0,
-        server_switches: 0,
+        ..mean_cpu(&raw_cpu)
     });
     ctx.report.check(
         fig,
@@ -81,11 +110,6 @@ pub async fn throughput(
     );
     // The same comparison per CPU-second (server CPU per sign-in against this process's CPU
     // per raw hash): it holds when other work on the machine takes cores from either phase.
-    let raw_cpu_seconds = (cpu_before.bench * before.elapsed.as_secs_f64())
-        + (cpu_after.bench * after.elapsed.as_secs_f64());
-    // On PostgreSQL the database's backends do part of each sign-in's work.
-    let db = if postgres { cpu.postgres } else { 0.0 };
-    let sign_in_cpu_seconds = (cpu.server + db) * out.elapsed.as_secs_f64();
     let per_cpu = (out.count(201) as f64 / sign_in_cpu_seconds.max(1e-9))
         / (raw.hashes as f64 / raw_cpu_seconds.max(1e-9));
     ctx.report.info(
@@ -96,14 +120,16 @@ pub async fn throughput(
     ctx.report.note(
         fig,
         format!(
-            "{label}: sign-in answers {} in {:.1} s ({:.0} server context switches each); raw \
-             argon2id {:.1}/s before and {:.1}/s after ({:.1} ms per hash per core)",
+            "{label}: sign-in answers {} in {:.1} s ({:.0} server context switches each, \
+             {:.1} ms server CPU each); raw argon2id per chunk {}/s ({:.1} ms CPU per hash); \
+             ratio per round {}",
             out.status_summary(),
             out.elapsed.as_secs_f64(),
-            switches_per_request(cpu, &out),
-            before.per_second(),
-            after.per_second(),
-            1000.0 * ctx.cores as f64 / raw.per_second().max(1e-9)
+            switches as f64 / out.samples.len().max(1) as f64,
+            1000.0 * sign_in_cpu_seconds / out.count(201).max(1) as f64,
+            raw_rates.join(", "),
+            1000.0 * raw_cpu_seconds / raw.hashes.max(1) as f64,
+            round_ratios.join(", ")
         ),
     );
     Ok(())
@@ -185,14 +211,18 @@ pub async fn timing(
         // Lockout stays on: before an account would lock, its owner signs in (untimed),
         // which resets its count.
         if *count + 1 >= LOCK_AFTER_FAILURES {
-            let (status, _) = conn.send(&account.sign_in(PASSWORD)).await?;
+            // Without the device token, so that the account's own count is the one reset.
+            let (status, _) = conn
+                .send(&account.sign_in_from_new_device(PASSWORD))
+                .await?;
             ensure!(status == 201, "the resetting sign-in answered {status}");
             *count = 0;
         }
         // Same length as the registered IDs ("bench.user00001"), so requests match in size.
         let stranger = format!("bench.none{:05}", k % 100_000);
         let unknown_req = seed::sign_in_req(&stranger, WRONG_PASSWORD, &account.account_type);
-        let known_req = account.sign_in(WRONG_PASSWORD);
+        // Both as a stranger would send them: no device token.
+        let known_req = account.sign_in_from_new_device(WRONG_PASSWORD);
         let unknown_first = k % 2 == 0;
         for first in [true, false] {
             let is_unknown = first == unknown_first;

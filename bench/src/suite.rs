@@ -27,8 +27,10 @@ pub const MAX_PER_CONNECTION: u64 = 1_000_000;
 pub struct Sizes {
     pub accounts: usize,
     pub registry_rows: u64,
+    /// Figure 1: each raw argon2id chunk and each sign-in chunk, and how many sign-in chunks.
     pub raw_hashing: Duration,
     pub sign_ins: Duration,
+    pub rounds: usize,
     pub latency: Duration,
     pub timing_pairs: usize,
     pub timing_limit: Duration,
@@ -45,8 +47,9 @@ impl Sizes {
         Self {
             accounts: 64,
             registry_rows: 5_000,
-            raw_hashing: Duration::from_secs(5),
-            sign_ins: Duration::from_secs(15),
+            raw_hashing: Duration::from_secs(2),
+            sign_ins: Duration::from_secs(5),
+            rounds: 3,
             latency: Duration::from_secs(15),
             timing_pairs: 200,
             timing_limit: Duration::from_secs(30),
@@ -62,8 +65,9 @@ impl Sizes {
         Self {
             accounts: 16,
             registry_rows: 200,
-            raw_hashing: Duration::from_millis(300),
-            sign_ins: Duration::from_millis(500),
+            raw_hashing: Duration::from_millis(200),
+            sign_ins: Duration::from_millis(400),
+            rounds: 1,
             latency: Duration::from_millis(500),
             timing_pairs: 6,
             timing_limit: Duration::from_secs(2),
@@ -312,6 +316,18 @@ pub async fn backend(
         server.check_alive()?;
     }
     server.stop().await
+}
+
+/// The mean of several phases' CPU use (equal lengths); context switches are summed.
+pub fn mean_cpu(all: &[CpuUse]) -> CpuUse {
+    let n = all.len().max(1) as f64;
+    CpuUse {
+        server: all.iter().map(|c| c.server).sum::<f64>() / n,
+        bench: all.iter().map(|c| c.bench).sum::<f64>() / n,
+        postgres: all.iter().map(|c| c.postgres).sum::<f64>() / n,
+        others: all.iter().map(|c| c.others).sum::<f64>() / n,
+        server_switches: all.iter().map(|c| c.server_switches).sum(),
+    }
 }
 
 /// Server context switches per answered request.

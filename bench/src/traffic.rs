@@ -10,7 +10,9 @@ use crate::load::{self, Latency, Loop, MakeReq, Outcome, Req};
 use crate::report::{ms, thousands};
 use crate::seed::{Account, PASSWORD};
 use crate::server::Server;
-use crate::suite::{mb, progress, round_robin, switches_per_request, Ctx, MAX_PER_CONNECTION};
+use crate::suite::{
+    mb, mean_cpu, progress, round_robin, switches_per_request, Ctx, MAX_PER_CONNECTION,
+};
 use crate::sys::{CpuMark, CpuUse};
 
 /// Figure 2: GET /api/v1/me with a bearer token against GET /healthz, 64 connections each,
@@ -112,17 +114,6 @@ pub async fn me_vs_healthz(
     Ok(())
 }
 
-fn mean_cpu(all: &[CpuUse]) -> CpuUse {
-    let n = all.len().max(1) as f64;
-    CpuUse {
-        server: all.iter().map(|c| c.server).sum::<f64>() / n,
-        bench: all.iter().map(|c| c.bench).sum::<f64>() / n,
-        postgres: all.iter().map(|c| c.postgres).sum::<f64>() / n,
-        others: all.iter().map(|c| c.others).sum::<f64>() / n,
-        server_switches: all.iter().map(|c| c.server_switches).sum(),
-    }
-}
-
 /// Figure 3: 20× more concurrent sign-ins than the hashing pool holds, with signed-in people
 /// reading /me meanwhile (4 connections, one request each per 20 ms).
 pub async fn overload(
@@ -138,8 +129,9 @@ pub async fn overload(
         "{label}: figure {fig}: overload, {conns} concurrent sign-ins for {:.0} s",
         ctx.sizes.overload.as_secs_f64()
     ));
-    // Connection c always signs in as account c mod n: with 64 accounts no account has more
-    // attempts in flight than its lockout claims allow (6).
+    // Connection c always signs in as account c mod n, from the account's known device: with
+    // 64 accounts no device has more attempts in flight than its own allowance (4) lets it
+    // claim at once.
     let sign_ins: Vec<Req> = accounts.iter().map(|a| a.sign_in(PASSWORD)).collect();
     let n = sign_ins.len();
     ensure!(n > 0, "no accounts");
