@@ -90,7 +90,10 @@ impl SqlStore {
                 Backend::Postgres => options.max_connections,
             })
             .min_connections(1)
-            .acquire_timeout(options.acquire_timeout);
+            .acquire_timeout(options.acquire_timeout)
+            // No ping before every query (it doubled the round trips of each request); a
+            // broken connection fails its query, which answers 503, and is then dropped.
+            .test_before_acquire(false);
         if backend == Backend::Sqlite {
             pool = pool.after_connect(|conn, _meta| {
                 Box::pin(async move {

@@ -414,9 +414,11 @@ impl TestApp {
         }
         let multi_thread = tokio::runtime::Handle::try_current()
             .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-        if !multi_thread {
-            return;
-        }
+        assert!(
+            multi_thread,
+            "outbox_messages() waits for the delivery worker, which needs a multi-threaded \
+             runtime: use #[tokio::test(flavor = \"multi_thread\")] or wait_for_messages(n)"
+        );
         // Messages are queued by store transactions as well as through the notifier, so the
         // outbox table, not the worker's counters, says when everything was handled.
         let store = self.built.store.clone();

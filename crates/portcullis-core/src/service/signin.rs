@@ -140,8 +140,9 @@ impl Portcullis {
         match verification {
             Verification::Match { needs_rehash } if Some(account.account_type) == account_type => {
                 self.store.reset_failures(counter).await?;
-                if device.is_none() {
-                    // The account's own count restarts too when its owner gets in.
+                if device.is_some() {
+                    // Signed in on a known device: the account's own count restarts too (a
+                    // lock already set stays until it runs out or is unlocked).
                     self.store
                         .reset_failures(Counter::Account(account.id))
                         .await?;

@@ -382,7 +382,8 @@ async fn unknown_and_known_user_ids_take_the_same_time_to_fail() {
     assert!((0.8..1.25).contains(&ratio), "unknown/known = {ratio:.3}");
 }
 
-#[tokio::test]
+// Multi-threaded: the testkit waits for delivery only on a multi-threaded runtime.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sign_in_from_a_new_device_tells_the_owner() {
     let app = spawn_app(Backend::Sqlite).await.unwrap();
     app.register(&ANN, "ann.example", PASSWORD).await;

@@ -460,7 +460,7 @@ async fn forgot_user_id(backend: Backend) {
 }
 both!(forgot_user_id_by_email_or_text, forgot_user_id);
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recovery_codes_are_stored_only_hashed() {
     let app = spawn_app(Backend::Sqlite).await.unwrap();
     app.register(&ANN, "ann.example", PASSWORD).await;
