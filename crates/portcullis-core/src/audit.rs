@@ -30,6 +30,16 @@ pub enum AuditKind {
     RecoveryCodeFailed,
     PasswordReset,
     UserIdRecovered,
+    MfaChallenged,
+    MfaFailed,
+    FactorAdded,
+    FactorRemoved,
+    RecoveryCodesIssued,
+    RecoveryCodeUsed,
+    DeviceTrusted,
+    DeviceUntrusted,
+    Reauthenticated,
+    NotMe,
 }
 
 impl AuditKind {
@@ -55,6 +65,16 @@ impl AuditKind {
             Self::RecoveryCodeFailed => "recovery.code_failed",
             Self::PasswordReset => "password.reset",
             Self::UserIdRecovered => "recovery.user_id",
+            Self::MfaChallenged => "mfa.challenged",
+            Self::MfaFailed => "mfa.failed",
+            Self::FactorAdded => "factor.added",
+            Self::FactorRemoved => "factor.removed",
+            Self::RecoveryCodesIssued => "recovery_codes.issued",
+            Self::RecoveryCodeUsed => "recovery_codes.used",
+            Self::DeviceTrusted => "device.trusted",
+            Self::DeviceUntrusted => "device.untrusted",
+            Self::Reauthenticated => "session.reauthenticated",
+            Self::NotMe => "account.not_me",
         }
     }
 
@@ -79,6 +99,16 @@ impl AuditKind {
             "recovery.code_failed" => "Wrong security code entered",
             "password.reset" => "Password reset with a security code",
             "recovery.user_id" => "User ID looked up with a security code",
+            "mfa.challenged" => "Second step asked at sign-in",
+            "mfa.failed" => "Wrong second-step code at sign-in",
+            "factor.added" => "Second factor added",
+            "factor.removed" => "Second factor removed",
+            "recovery_codes.issued" => "New recovery codes made",
+            "recovery_codes.used" => "Recovery code used to sign in",
+            "device.trusted" => "Device trusted for 30 days",
+            "device.untrusted" => "Device no longer trusted",
+            "session.reauthenticated" => "Password entered again",
+            "account.not_me" => "\"This was not me\": sessions ended and account locked",
             _ => "Security event",
         }
     }

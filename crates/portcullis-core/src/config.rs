@@ -17,6 +17,33 @@ pub struct Policies {
     pub registration_step_secs: i64,
     /// Whether security questions are offered at all.
     pub security_questions_enabled: bool,
+    pub mfa: MfaPolicy,
+    /// Where people reach the service, for links in messages ("This was not me").
+    pub public_url: String,
+}
+
+/// Second factors, step-up and re-authentication.
+#[derive(Clone, Copy, Debug)]
+pub struct MfaPolicy {
+    /// Ask a device the account has not seen for a code even without a second factor.
+    pub step_up_new_devices: bool,
+    /// How long "Trust this device" skips the second factor.
+    pub trust_device_secs: i64,
+    /// How recently the password must have been entered to add or remove a factor.
+    pub reauth_secs: i64,
+    /// How long the "This was not me" link in a new-device notice works.
+    pub not_me_secs: i64,
+}
+
+impl Default for MfaPolicy {
+    fn default() -> Self {
+        Self {
+            step_up_new_devices: true,
+            trust_device_secs: 30 * 24 * 3600,
+            reauth_secs: 5 * 60,
+            not_me_secs: 7 * 24 * 3600,
+        }
+    }
 }
 
 impl Default for Policies {
@@ -30,6 +57,8 @@ impl Default for Policies {
             throttle: ThrottlePolicy::default(),
             registration_step_secs: 20 * 60,
             security_questions_enabled: true,
+            mfa: MfaPolicy::default(),
+            public_url: "http://127.0.0.1:8080".into(),
         }
     }
 }

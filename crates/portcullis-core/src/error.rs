@@ -57,6 +57,12 @@ pub enum ServiceError {
     /// Authenticated, but not allowed to do this (an admin token without the scope needed).
     #[error("forbidden")]
     Forbidden,
+    /// The action needs the password re-entered (within the last few minutes).
+    #[error("re-authentication required")]
+    ReauthRequired,
+    /// The thing named does not exist for this account.
+    #[error("not found")]
+    NotFound,
     /// Too many attempts from this client; try again after `retry_after` seconds.
     #[error("too many requests")]
     TooManyRequests { retry_after: u64 },

@@ -185,6 +185,8 @@ pub struct DeviceRow {
     pub user_agent: Option<String>,
     pub failed_count: u32,
     pub locked_until: Option<UnixTime>,
+    /// "Trust this device": no second factor asked here until then.
+    pub trusted_until: Option<UnixTime>,
 }
 
 #[async_trait]
@@ -199,6 +201,107 @@ pub trait DeviceStore: Send + Sync {
     async fn device_by_token(&self, token_hash: &[u8; 32]) -> StoreResult<Option<DeviceRow>>;
     async fn touch_device(&self, id: i64, now: UnixTime) -> StoreResult<()>;
     async fn list_devices(&self, account_id: i64) -> StoreResult<Vec<DeviceRow>>;
+    /// Trusts the account's device until `until`, or revokes the trust (`None`); false when
+    /// the device is not the account's.
+    async fn set_device_trust(
+        &self,
+        id: i64,
+        account_id: i64,
+        until: Option<UnixTime>,
+    ) -> StoreResult<bool>;
+    /// Forgets every device of the account: each must sign in as a new device again (and so
+    /// meets the account's lock rather than its own allowance).
+    async fn forget_devices(&self, account_id: i64) -> StoreResult<()>;
+}
+
+/// What a second factor is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FactorKind {
+    /// An authenticator app (RFC 6238).
+    Totp,
+    /// Codes by email.
+    Email,
+    /// Codes by text message.
+    Sms,
+}
+
+impl FactorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Totp => "totp",
+            Self::Email => "email",
+            Self::Sms => "sms",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "totp" => Some(Self::Totp),
+            "email" => Some(Self::Email),
+            "sms" => Some(Self::Sms),
+            _ => None,
+        }
+    }
+}
+
+/// A second factor of an account.
+#[derive(Clone, Debug)]
+pub struct FactorRow {
+    pub id: i64,
+    pub account_id: i64,
+    pub kind: FactorKind,
+    pub name: String,
+    /// The sealed secret (authenticator apps).
+    pub secret: Option<String>,
+    pub confirmed: bool,
+    pub last_step: Option<i64>,
+    pub created_at: UnixTime,
+    pub last_used_at: Option<UnixTime>,
+}
+
+/// A factor to store.
+#[derive(Clone, Debug)]
+pub struct NewFactor {
+    pub account_id: i64,
+    pub kind: FactorKind,
+    pub name: String,
+    pub secret: Option<String>,
+    pub confirmed: bool,
+    pub now: UnixTime,
+}
+
+#[async_trait]
+pub trait FactorStore: Send + Sync {
+    /// Stores a factor. An unconfirmed authenticator replaces any earlier unconfirmed one.
+    async fn create_factor(&self, new: NewFactor) -> StoreResult<i64>;
+    async fn list_factors(&self, account_id: i64) -> StoreResult<Vec<FactorRow>>;
+    /// Confirms an authenticator with the step its first code was for; any other
+    /// authenticator of the account is replaced by it. False when it is gone or confirmed.
+    async fn confirm_factor(&self, id: i64, account_id: i64, step: i64) -> StoreResult<bool>;
+    /// Takes a TOTP code's step: true only for a step later than any taken before, for the
+    /// one caller that took it (never the same code twice).
+    async fn take_totp_step(&self, id: i64, step: i64, now: UnixTime) -> StoreResult<bool>;
+    /// Marks a factor used.
+    async fn touch_factor(&self, id: i64, now: UnixTime) -> StoreResult<()>;
+    /// Removes the account's factor; false when there was none.
+    async fn delete_factor(&self, id: i64, account_id: i64) -> StoreResult<bool>;
+    /// Replaces every recovery code of the account with `codes` (hint, argon2id hash).
+    async fn replace_recovery_codes(
+        &self,
+        account_id: i64,
+        codes: &[(i64, String)],
+        now: UnixTime,
+    ) -> StoreResult<()>;
+    /// Unused recovery codes with this hint: (id, hash).
+    async fn recovery_code_candidates(
+        &self,
+        account_id: i64,
+        hint: i64,
+    ) -> StoreResult<Vec<(i64, String)>>;
+    /// Marks a recovery code used; true for the one caller that did.
+    async fn use_recovery_code(&self, id: i64, now: UnixTime) -> StoreResult<bool>;
+    /// How many unused recovery codes the account has.
+    async fn recovery_codes_left(&self, account_id: i64) -> StoreResult<i64>;
 }
 
 #[async_trait]
@@ -326,6 +429,8 @@ pub struct SessionRow {
     pub last_seen_at: UnixTime,
     pub user_agent: Option<String>,
     pub client_ip: Option<String>,
+    /// When the password was last re-entered in this session.
+    pub reauth_at: Option<UnixTime>,
 }
 
 #[async_trait]
@@ -333,6 +438,8 @@ pub trait SessionStore: Send + Sync {
     async fn create_session(&self, new: NewSession) -> StoreResult<i64>;
     async fn session_by_token(&self, token_hash: &[u8; 32]) -> StoreResult<Option<SessionRow>>;
     async fn touch_session(&self, id: i64, now: UnixTime) -> StoreResult<()>;
+    /// Records that the password was re-entered in this session.
+    async fn mark_reauth(&self, id: i64, now: UnixTime) -> StoreResult<()>;
     async fn delete_session(&self, id: i64) -> StoreResult<bool>;
     async fn delete_account_sessions(
         &self,
@@ -427,6 +534,7 @@ pub trait Store:
     + CodeStore
     + LockoutStore
     + DeviceStore
+    + FactorStore
     + ThrottleStore
     + StepStore
     + SessionStore

@@ -1,6 +1,7 @@
 //! The use cases, one file each, over the ports.
 
 mod account;
+mod mfa;
 mod password_change;
 mod recovery;
 mod registration;
@@ -10,7 +11,7 @@ mod support;
 
 use std::sync::Arc;
 
-use portcullis_crypto::{HashPool, KeyedHasher};
+use portcullis_crypto::{HashPool, KeyedHasher, Sealer};
 
 use crate::audit::AuditEvent;
 use crate::clock::Clock;
@@ -18,6 +19,10 @@ use crate::config::Policies;
 use crate::ports::{Message, Notifier, Outgoing, Store};
 
 pub use account::{AccountHome, SessionInfo};
+pub use mfa::{
+    FactorInfo, MfaChallenge, MfaMethod, SecuritySettings, SignInOutcome, TotpEnrolment,
+    TrustedDevice,
+};
 pub use recovery::{CodeAccepted, CodeSent, Proof, RecoveryStart};
 pub use registration::{CardVerified, Registration};
 pub use signin::{describe_device, SessionContext, SignInRequest, SignedIn};
@@ -43,7 +48,12 @@ pub struct Portcullis {
     pub(crate) notifier: Arc<dyn Notifier>,
     pub(crate) policies: Arc<Policies>,
     pub(crate) audit_key: KeyedHasher,
+    /// Seals authenticator-app secrets at rest.
+    pub(crate) factor_seal: Sealer,
 }
+
+/// The label sealed factor secrets carry.
+const FACTOR_SEAL_AAD: &[u8] = b"portcullis factor secret v1";
 
 impl Portcullis {
     pub fn new(
@@ -58,11 +68,20 @@ impl Portcullis {
             store,
             hasher,
             audit_key: crate::audit::audit_key(&keys),
+            // Until `with_factor_key` is called, a key derived from the registry key.
+            factor_seal: Sealer::new(&keys.hash("portcullis/factor-key/v1", &[]), FACTOR_SEAL_AAD),
             keys,
             clock,
             notifier,
             policies: Arc::new(policies),
         }
+    }
+
+    /// Seals authenticator-app secrets under `key` (`factor.key` in the secrets folder;
+    /// every node must share it).
+    pub fn with_factor_key(mut self, key: &[u8; 32]) -> Self {
+        self.factor_seal = Sealer::new(key, FACTOR_SEAL_AAD);
+        self
     }
 
     pub fn policies(&self) -> &Policies {

@@ -5,10 +5,13 @@
 pub mod ct;
 pub mod hashing;
 pub mod keyed;
+pub mod seal;
 pub mod secrets;
 pub mod token;
+pub mod totp;
 
 pub use ct::ct_eq;
 pub use hashing::{HashError, HashParams, HashPool, Verification};
 pub use keyed::KeyedHasher;
+pub use seal::Sealer;
 pub use token::{sha256, Token};

@@ -46,6 +46,16 @@ pub fn random_digits(n: usize) -> SecretString {
     SecretString::from(s)
 }
 
+/// `n` characters drawn uniformly from `alphabet` (recovery codes).
+pub fn random_from(alphabet: &[u8], n: usize) -> SecretString {
+    let mut rng = OsRng;
+    let s: String = (0..n)
+        .filter_map(|_| alphabet.get(rng.gen_range(0..alphabet.len())))
+        .map(|b| char::from(*b))
+        .collect();
+    SecretString::from(s)
+}
+
 /// `n` random bytes from the OS CSPRNG.
 pub fn random_bytes<const N: usize>() -> [u8; N] {
     let mut out = [0u8; N];

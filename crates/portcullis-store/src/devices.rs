@@ -9,7 +9,7 @@ use sqlx::Row;
 use crate::{db_err, SqlStore};
 
 const SELECT_DEVICE: &str = "SELECT id, account_id, created_at, last_seen_at, user_agent, \
-     failed_count, locked_until FROM devices";
+     failed_count, locked_until, trusted_until FROM devices";
 
 fn device_row(r: &AnyRow) -> Result<DeviceRow, sqlx::Error> {
     let failed: i64 = r.try_get("failed_count")?;
@@ -21,6 +21,7 @@ fn device_row(r: &AnyRow) -> Result<DeviceRow, sqlx::Error> {
         user_agent: r.try_get("user_agent")?,
         failed_count: u32::try_from(failed).unwrap_or(u32::MAX),
         locked_until: r.try_get::<Option<i64>, _>("locked_until")?.map(UnixTime),
+        trusted_until: r.try_get::<Option<i64>, _>("trusted_until")?.map(UnixTime),
     })
 }
 
@@ -78,5 +79,31 @@ impl DeviceStore for SqlStore {
             .map(device_row)
             .collect::<Result<_, _>>()
             .map_err(db_err)
+    }
+
+    async fn set_device_trust(
+        &self,
+        id: i64,
+        account_id: i64,
+        until: Option<UnixTime>,
+    ) -> StoreResult<bool> {
+        let done =
+            sqlx::query("UPDATE devices SET trusted_until = $3 WHERE id = $1 AND account_id = $2")
+                .bind(id)
+                .bind(account_id)
+                .bind(until.map(|t| t.0))
+                .execute(&self.pool)
+                .await
+                .map_err(db_err)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn forget_devices(&self, account_id: i64) -> StoreResult<()> {
+        sqlx::query("DELETE FROM devices WHERE account_id = $1")
+            .bind(account_id)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(())
     }
 }

@@ -16,17 +16,13 @@
 //! nor its write-ahead log nor a backup ever holds a live code in clear; it is opened when
 //! claimed and blanked once the row is settled.
 
-use std::sync::Arc;
-
 use async_trait::async_trait;
-use base64::Engine;
 use portcullis_core::clock::UnixTime;
 use portcullis_core::contact::CodeChannel;
 use portcullis_core::ports::{
     OutboxRow, OutboxStats, OutboxStore, Outgoing, QuotaClaim, StoreError, StoreResult,
 };
-use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305, NONCE_LEN};
-use ring::rand::{SecureRandom, SystemRandom};
+use portcullis_crypto::Sealer;
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
@@ -35,56 +31,23 @@ use crate::{db_err, Backend, SqlStore};
 const ROW_COLUMNS: &str = "id, channel, recipient, subject, body, fallback_email, sensitive, \
      attempts, created_at, claimed_until, last_error";
 
-const SEALED: &str = "sealed:v1:";
 const SEAL_AAD: &[u8] = b"portcullis outbox body v1";
 
 /// The outbox key, for bodies that carry a code.
-#[derive(Clone)]
-pub(crate) struct OutboxSeal(Arc<LessSafeKey>);
-
-impl std::fmt::Debug for OutboxSeal {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("OutboxSeal(..)")
-    }
-}
+#[derive(Clone, Debug)]
+pub(crate) struct OutboxSeal(Sealer);
 
 impl OutboxSeal {
     fn new(key: &[u8; 32]) -> Option<Self> {
-        let key = UnboundKey::new(&CHACHA20_POLY1305, key).ok()?;
-        Some(Self(Arc::new(LessSafeKey::new(key))))
+        Some(Self(Sealer::new(key, SEAL_AAD)))
     }
 
     fn seal(&self, body: &str) -> Option<String> {
-        let mut nonce = [0u8; NONCE_LEN];
-        SystemRandom::new().fill(&mut nonce).ok()?;
-        let mut data = body.as_bytes().to_vec();
-        self.0
-            .seal_in_place_append_tag(
-                Nonce::assume_unique_for_key(nonce),
-                Aad::from(SEAL_AAD),
-                &mut data,
-            )
-            .ok()?;
-        let mut out = nonce.to_vec();
-        out.extend_from_slice(&data);
-        Some(format!(
-            "{SEALED}{}",
-            base64::engine::general_purpose::STANDARD_NO_PAD.encode(out)
-        ))
+        self.0.seal(body.as_bytes())
     }
 
     fn open(&self, stored: &str) -> Option<String> {
-        let raw = base64::engine::general_purpose::STANDARD_NO_PAD
-            .decode(stored.strip_prefix(SEALED)?)
-            .ok()?;
-        let (nonce, sealed) = raw.split_at_checked(NONCE_LEN)?;
-        let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
-        let mut data = sealed.to_vec();
-        let plain = self
-            .0
-            .open_in_place(nonce, Aad::from(SEAL_AAD), &mut data)
-            .ok()?;
-        String::from_utf8(plain.to_vec()).ok()
+        String::from_utf8(self.0.open(stored)?.to_vec()).ok()
     }
 }
 
@@ -112,7 +75,7 @@ impl SqlStore {
     /// Opens a claimed row's sealed body; false when it cannot be opened (the key changed
     /// or is missing).
     fn open_body(&self, row: &mut OutboxRow) -> bool {
-        if !(row.sensitive && row.body.starts_with(SEALED)) {
+        if !(row.sensitive && Sealer::is_sealed(&row.body)) {
             return true;
         }
         match self.outbox_seal.as_ref().and_then(|s| s.open(&row.body)) {

@@ -9,7 +9,7 @@ use sqlx::Row;
 use crate::{db_err, SqlStore};
 
 const SELECT_SESSION: &str =
-    "SELECT id, account_id, created_at, last_seen_at, user_agent, client_ip FROM sessions";
+    "SELECT id, account_id, created_at, last_seen_at, user_agent, client_ip, reauth_at FROM sessions";
 
 fn session_row(r: &AnyRow) -> Result<SessionRow, sqlx::Error> {
     Ok(SessionRow {
@@ -19,6 +19,7 @@ fn session_row(r: &AnyRow) -> Result<SessionRow, sqlx::Error> {
         last_seen_at: UnixTime(r.try_get("last_seen_at")?),
         user_agent: r.try_get("user_agent")?,
         client_ip: r.try_get("client_ip")?,
+        reauth_at: r.try_get::<Option<i64>, _>("reauth_at")?.map(UnixTime),
     })
 }
 
@@ -52,6 +53,16 @@ impl SessionStore for SqlStore {
 
     async fn touch_session(&self, id: i64, now: UnixTime) -> StoreResult<()> {
         sqlx::query("UPDATE sessions SET last_seen_at = $2 WHERE id = $1 AND last_seen_at < $2")
+            .bind(id)
+            .bind(now.0)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn mark_reauth(&self, id: i64, now: UnixTime) -> StoreResult<()> {
+        sqlx::query("UPDATE sessions SET reauth_at = $2 WHERE id = $1")
             .bind(id)
             .bind(now.0)
             .execute(&self.pool)

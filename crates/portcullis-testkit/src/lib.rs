@@ -200,6 +200,9 @@ pub fn test_config(db: &TestDb, dir: &TempDir) -> Config {
     config.hashing.queue_per_worker = 64;
     // The worker is woken as soon as a message is queued; polling only paces retries.
     config.notify.poll_secs = 0.05;
+    // Most tests sign in from many fresh clients; the step-up tests (tests/api/mfa.rs) turn
+    // it back on, as it is by default.
+    config.risk.new_device_step_up = false;
     config
 }
 

@@ -228,6 +228,14 @@ impl ApiError {
                 "This token does not allow this action. Ask for a token with the scope it \
                  needs (see the API document).",
             ),
+            ServiceError::ReauthRequired => Self::new(
+                StatusCode::FORBIDDEN,
+                "reauthentication-required",
+                "Enter your password again",
+                "For your security, enter your password again to change your sign-in \
+                 settings (POST /api/v1/me/reauthenticate), then repeat this request.",
+            ),
+            ServiceError::NotFound => Self::not_found_because("There is no such item on this account."),
             ServiceError::TooManyRequests { retry_after } => {
                 let mut err = Self::new(
                     StatusCode::TOO_MANY_REQUESTS,

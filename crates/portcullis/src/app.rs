@@ -26,6 +26,8 @@ pub const REGISTRY_KEY: &str = "registry.key";
 pub const CSRF_KEY: &str = "csrf.key";
 /// Seals outbox bodies that carry a one-time code (shared by every node, like the others).
 pub const OUTBOX_KEY: &str = "outbox.key";
+/// Seals authenticator-app secrets at rest.
+pub const FACTOR_KEY: &str = "factor.key";
 
 /// A built application.
 pub struct Built {
@@ -57,6 +59,8 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>, demo: bool) -> anyhow
         load_or_create_key(&config.secrets_dir, CSRF_KEY).context("loading the CSRF key")?;
     let outbox_key =
         load_or_create_key(&config.secrets_dir, OUTBOX_KEY).context("loading the outbox key")?;
+    let factor_key =
+        load_or_create_key(&config.secrets_dir, FACTOR_KEY).context("loading the factor key")?;
     let store = Arc::new(
         SqlStore::connect(
             &config.database_url,
@@ -103,7 +107,8 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>, demo: bool) -> anyhow
         clock,
         notifier,
         config.policies(),
-    );
+    )
+    .with_factor_key(&factor_key);
     let state = AppState {
         app: app.clone(),
         web: Arc::new(WebConfig {

@@ -19,6 +19,9 @@ pub struct Config {
     pub database_url: String,
     pub secrets_dir: PathBuf,
     pub listen: String,
+    /// The address people reach the service at, for links in messages (default:
+    /// `http://` + `listen`).
+    pub public_url: Option<String>,
     pub issuer_name: String,
     pub support_phone: String,
     /// Whether cookies carry `Secure` and the `__Host-` prefix. Only a local demo over
@@ -42,6 +45,7 @@ impl Default for Config {
             database_url: "sqlite://./portcullis-data/portcullis.db".into(),
             secrets_dir: PathBuf::from("./portcullis-data/secrets/"),
             listen: "127.0.0.1:8080".into(),
+            public_url: None,
             issuer_name: "Portcullis Bank".into(),
             support_phone: "1-800-555-0199".into(),
             secure_cookies: true,
@@ -319,13 +323,20 @@ fn prefix_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D:
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RiskConfig {
+    /// Ask a device the account has not seen for a code, even without a second factor.
     pub new_device_step_up: bool,
+    /// How long "Trust this device" skips the second factor.
+    pub trust_device_days: i64,
+    /// How recently the password must have been entered to add or remove a factor.
+    pub reauth_secs: i64,
 }
 
 impl Default for RiskConfig {
     fn default() -> Self {
         Self {
             new_device_step_up: true,
+            trust_device_days: 30,
+            reauth_secs: 300,
         }
     }
 }
@@ -390,6 +401,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("", "database_url"),
     ("", "secrets_dir"),
     ("", "listen"),
+    ("", "public_url"),
     ("", "issuer_name"),
     ("", "support_phone"),
     ("", "secure_cookies"),
@@ -426,6 +438,8 @@ pub const KEYS: &[(&str, &str)] = &[
     ("notify", "poll_secs"),
     ("notify", "lease_secs"),
     ("risk", "new_device_step_up"),
+    ("risk", "trust_device_days"),
+    ("risk", "reauth_secs"),
     ("limits", "enabled"),
     ("limits", "failures_per_window"),
     ("limits", "window_secs"),
@@ -560,6 +574,18 @@ impl Config {
             },
             registration_step_secs: self.registration.step_secs,
             security_questions_enabled: self.registration.security_questions,
+            mfa: portcullis_core::config::MfaPolicy {
+                step_up_new_devices: self.risk.new_device_step_up,
+                trust_device_secs: self.risk.trust_device_days.max(0) * 24 * 3600,
+                reauth_secs: self.risk.reauth_secs.max(0),
+                ..Default::default()
+            },
+            public_url: self
+                .public_url
+                .clone()
+                .unwrap_or_else(|| format!("http://{}", self.listen))
+                .trim_end_matches('/')
+                .to_owned(),
         }
     }
 }

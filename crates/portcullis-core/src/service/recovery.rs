@@ -610,7 +610,12 @@ impl Portcullis {
         })
     }
 
-    fn code_message(&self, channel: CodeChannel, to: String, code: &SecretString) -> Message {
+    pub(super) fn code_message(
+        &self,
+        channel: CodeChannel,
+        to: String,
+        code: &SecretString,
+    ) -> Message {
         let issuer = &self.policies.issuer_name;
         Message {
             channel,
@@ -727,7 +732,7 @@ fn check_answer_shapes(answers: &[(i64, String)], step: &StepRow) -> Result<(), 
 
 /// Where a code goes: the preferred channel when the account has it, else the registered
 /// channel, else whatever it has.
-fn code_destination(
+pub(super) fn code_destination(
     account: &AccountRow,
     preferred: Option<CodeChannel>,
 ) -> Option<(CodeChannel, String)> {
@@ -740,7 +745,7 @@ fn code_destination(
     }
 }
 
-fn mask(channel: CodeChannel, to: &str) -> String {
+pub(super) fn mask(channel: CodeChannel, to: &str) -> String {
     match channel {
         CodeChannel::Email => Email::parse(to).map_or_else(|_| "•••".into(), |e| e.masked()),
         CodeChannel::Sms => Phone::parse(to).map_or_else(|_| "•••".into(), |p| p.masked()),

@@ -8,6 +8,7 @@
 use portcullis_crypto::{sha256, Token, Verification};
 use secrecy::SecretString;
 
+use super::mfa::SignInOutcome;
 use super::{ClientInfo, Portcullis};
 use crate::audit::{AuditEvent, AuditKind};
 use crate::clock::UnixTime;
@@ -27,6 +28,8 @@ pub struct SignedIn {
     pub expires_at: UnixTime,
     pub account_id: i64,
     pub user_id: String,
+    /// The device this session is on.
+    pub device_id: i64,
 }
 
 /// An authenticated request's session.
@@ -36,6 +39,8 @@ pub struct SessionContext {
     pub account_id: i64,
     pub token_hash: [u8; 32],
     pub expires_at: UnixTime,
+    /// When the password was last presented in this session (sign-in or re-entry).
+    pub auth_at: UnixTime,
 }
 
 /// What a sign-in presents.
@@ -52,7 +57,7 @@ impl Portcullis {
         &self,
         req: SignInRequest<'_>,
         client: &ClientInfo,
-    ) -> Result<SignedIn, ServiceError> {
+    ) -> Result<SignInOutcome, ServiceError> {
         let throttle = self.throttle_claim(ThrottleAction::SignIn, client).await?;
         let result = self.sign_in_inner(req, client).await;
         if result.is_ok() {
@@ -65,7 +70,7 @@ impl Portcullis {
         &self,
         req: SignInRequest<'_>,
         client: &ClientInfo,
-    ) -> Result<SignedIn, ServiceError> {
+    ) -> Result<SignInOutcome, ServiceError> {
         let password = Password::new(req.password);
         // Bound the work an attacker can make us do before hashing.
         let usable = !password.is_empty() && password.char_count() <= PASSWORD_MAX * 4;
@@ -110,6 +115,7 @@ impl Portcullis {
                 return self
                     .locked_attempt(&account, &password, until, client)
                     .await
+                    .map(SignInOutcome::SignedIn)
             }
             Claim::Exhausted => {
                 self.hasher
@@ -139,6 +145,27 @@ impl Portcullis {
         };
         match verification {
             Verification::Match { needs_rehash } if Some(account.account_type) == account_type => {
+                if needs_rehash {
+                    if let Ok(hash) = self.hasher.hash(password.expose().as_bytes()).await {
+                        self.store.set_password_hash(account.id, &hash).await?;
+                    }
+                }
+                if let Some(challenge) = self.second_step(&account, device.as_ref()).await? {
+                    // The password was right, so its slot goes back; earlier failures stand
+                    // until the second step is passed (its wrong answers count too).
+                    self.store.release_attempt(counter).await?;
+                    self.audit(
+                        AuditEvent::new(AuditKind::MfaChallenged, Some(account.id))
+                            .ip(client.ip.as_deref())
+                            .detail(if challenge.step_up {
+                                "new device"
+                            } else {
+                                "second factor"
+                            }),
+                    )
+                    .await;
+                    return Ok(SignInOutcome::MfaRequired(challenge));
+                }
                 self.store.reset_failures(counter).await?;
                 if device.is_some() {
                     // Signed in on a known device: the account's own count restarts too (a
@@ -148,13 +175,9 @@ impl Portcullis {
                         .await?;
                 }
                 self.store.record_sign_in(account.id, now).await?;
-                if needs_rehash {
-                    if let Ok(hash) = self.hasher.hash(password.expose().as_bytes()).await {
-                        self.store.set_password_hash(account.id, &hash).await?;
-                    }
-                }
                 self.start_session(&account, device.as_ref().map(|d| d.id), client)
                     .await
+                    .map(SignInOutcome::SignedIn)
             }
             Verification::Match { .. } => {
                 // The right password with the wrong account type: not a password failure,
@@ -181,32 +204,45 @@ impl Portcullis {
                 )
                 .await;
                 if claimed >= limit {
-                    let until = now.plus_secs(policy.lock_for_secs);
-                    let notice = match counter {
-                        Counter::Account(_) => self.lock_notice(&account),
-                        Counter::Device(_) => Vec::new(),
-                    };
-                    if self.store.lock(counter, now, until, &notice).await? {
-                        self.notifier.wake();
-                        match counter {
-                            Counter::Account(_) => self.on_locked(&account, until, client).await,
-                            Counter::Device(id) => {
-                                self.audit(
-                                    AuditEvent::new(AuditKind::AccountLocked, Some(account.id))
-                                        .ip(client.ip.as_deref())
-                                        .detail(format!(
-                                            "device {id} locked out until {}",
-                                            until.to_rfc3339()
-                                        )),
-                                )
-                                .await;
-                            }
-                        }
-                    }
+                    self.lock_counter(&account, counter, client).await?;
                 }
                 Err(ServiceError::SignInFailed)
             }
         }
+    }
+
+    /// Locks `counter` (the account, or one device's allowance) at its threshold, with the
+    /// owner's notice committed with the lock.
+    pub(crate) async fn lock_counter(
+        &self,
+        account: &AccountRow,
+        counter: Counter,
+        client: &ClientInfo,
+    ) -> Result<(), ServiceError> {
+        let now = self.clock.now();
+        let until = now.plus_secs(self.policies.lockout.lock_for_secs);
+        let notice = match counter {
+            Counter::Account(_) => self.lock_notice(account),
+            Counter::Device(_) => Vec::new(),
+        };
+        if self.store.lock(counter, now, until, &notice).await? {
+            self.notifier.wake();
+            match counter {
+                Counter::Account(_) => self.on_locked(account, until, client).await,
+                Counter::Device(id) => {
+                    self.audit(
+                        AuditEvent::new(AuditKind::AccountLocked, Some(account.id))
+                            .ip(client.ip.as_deref())
+                            .detail(format!(
+                                "device {id} locked out until {}",
+                                until.to_rfc3339()
+                            )),
+                    )
+                    .await;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Claims a place in this client's bucket for `action`; the bucket to release on
@@ -287,17 +323,28 @@ impl Portcullis {
             .as_deref()
             .map(describe_device)
             .unwrap_or_else(|| "an unknown device".into());
+        let not_me = match self.not_me_link(account).await {
+            Some(link) => format!(
+                " If it was not you, open this link to sign out every device and lock your \
+                 account at once: {link} . Then reset your password with \"Forgot your \
+                 password?\", or call {}.",
+                self.policies.support_phone
+            ),
+            None => format!(
+                " If it was not you, reset your password with \"Forgot your password?\" at \
+                 once, or call {}.",
+                self.policies.support_phone
+            ),
+        };
         let body = format!(
             "Your {issuer} online account {} was just signed in to from {device}{}. If this \
-             was you, there is nothing to do. If it was not, reset your password with \
-             \"Forgot your password?\" at once, or call {}.",
+             was you, there is nothing to do.{not_me}",
             account.user_id,
             client
                 .ip
                 .as_deref()
                 .map(|ip| format!(" (address {ip})"))
                 .unwrap_or_default(),
-            self.policies.support_phone
         );
         if let Some(m) = contact_message(
             account,
@@ -324,7 +371,7 @@ impl Portcullis {
             .collect()
     }
 
-    async fn start_session(
+    pub(crate) async fn start_session(
         &self,
         account: &AccountRow,
         known_device: Option<i64>,
@@ -332,15 +379,16 @@ impl Portcullis {
     ) -> Result<SignedIn, ServiceError> {
         let now = self.clock.now();
         // A device seen for the first time gets its token now; a known one is refreshed.
-        let device_token = match known_device {
+        let (device_id, device_token) = match known_device {
             Some(id) => {
                 self.store.touch_device(id, now).await?;
-                None
+                (id, None)
             }
             None => {
                 let device = Token::generate();
                 let known_before = self.store.list_devices(account.id).await?.len();
-                self.store
+                let id = self
+                    .store
                     .create_device(account.id, &device.hash, now, client.user_agent.as_deref())
                     .await?;
                 // Tell the owner of a sign-in from a device the account has not seen (not for
@@ -348,7 +396,7 @@ impl Portcullis {
                 if known_before > 0 {
                     self.new_device_notice(account, client).await;
                 }
-                Some(device.secret)
+                (id, Some(device.secret))
             }
         };
         let token = Token::generate();
@@ -369,6 +417,7 @@ impl Portcullis {
             expires_at: self.policies.session.expires_at(now, now),
             account_id: account.id,
             user_id: account.user_id.clone(),
+            device_id,
         })
     }
 
@@ -403,6 +452,9 @@ impl Portcullis {
             account_id: session.account_id,
             token_hash,
             expires_at: policy.expires_at(session.created_at, last_seen),
+            auth_at: session
+                .reauth_at
+                .map_or(session.created_at, |r| r.max(session.created_at)),
         })
     }
 

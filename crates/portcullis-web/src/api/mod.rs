@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod extract;
+pub mod factors;
 pub mod health;
 pub mod me;
 pub mod recovery;
@@ -55,6 +56,17 @@ pub fn router() -> (Router<AppState>, OpenApiDoc) {
         .routes(routes!(registration::complete))
         .routes(routes!(sessions::create_session))
         .routes(routes!(sessions::delete_current))
+        .routes(routes!(sessions::mfa_send))
+        .routes(routes!(sessions::mfa_verify))
+        .routes(routes!(factors::reauthenticate))
+        .routes(routes!(factors::list_factors))
+        .routes(routes!(factors::begin_totp))
+        .routes(routes!(factors::confirm_totp))
+        .routes(routes!(factors::enable_code_factor))
+        .routes(routes!(factors::remove_factor))
+        .routes(routes!(factors::recovery_codes))
+        .routes(routes!(factors::untrust_device))
+        .routes(routes!(factors::not_me))
         .routes(routes!(me::me))
         .routes(routes!(me::list_sessions))
         .routes(routes!(me::delete_session))

@@ -2,8 +2,9 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
-use portcullis_core::service::SignInRequest;
+use portcullis_core::service::{MfaChallenge, MfaMethod, SignInOutcome, SignInRequest, SignedIn};
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -41,14 +42,77 @@ pub struct SessionOut {
     pub device_token: Option<String>,
 }
 
+impl SessionOut {
+    pub(crate) fn from_signed_in(signed_in: SignedIn) -> Self {
+        Self {
+            session_token: signed_in.token.expose_secret().to_owned(),
+            expires_at: signed_in.expires_at.to_rfc3339(),
+            device_token: signed_in.device_token.map(|t| t.expose_secret().to_owned()),
+        }
+    }
+}
+
+/// One way to pass the second step.
+#[derive(Serialize, ToSchema)]
+pub struct MfaMethodOut {
+    /// `totp`, `email`, `sms` or `recovery_code`.
+    pub method: String,
+    /// Where a code would go, masked (`email` and `sms` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub destination: Option<String>,
+}
+
+/// The password was right; a second step is needed before the session starts.
+#[derive(Serialize, ToSchema)]
+pub struct MfaRequiredOut {
+    pub mfa_required: bool,
+    /// For `POST /sessions/mfa/send` and `POST /sessions/mfa`; valid 10 minutes.
+    pub challenge_token: String,
+    /// The method names, e.g. `["totp","recovery_code"]`.
+    pub methods: Vec<String>,
+    /// The methods with where codes go.
+    pub method_details: Vec<MfaMethodOut>,
+    /// True when asked because this device is new to the account (no factor set up).
+    pub new_device: bool,
+    pub expires_at: String,
+}
+
+impl MfaRequiredOut {
+    pub(crate) fn from_challenge(c: &MfaChallenge) -> Self {
+        Self {
+            mfa_required: true,
+            challenge_token: c.token.expose_secret().to_owned(),
+            methods: c.methods.iter().map(|m| m.as_str().to_owned()).collect(),
+            method_details: c
+                .methods
+                .iter()
+                .map(|m| MfaMethodOut {
+                    method: m.as_str().to_owned(),
+                    destination: match m {
+                        MfaMethod::Email { destination } | MfaMethod::Sms { destination } => {
+                            Some(destination.clone())
+                        }
+                        _ => None,
+                    },
+                })
+                .collect(),
+            new_device: c.step_up,
+            expires_at: c.expires_at.to_rfc3339(),
+        }
+    }
+}
+
 /// Sign in.
 ///
 /// Every failure (unknown User ID, wrong password, wrong account type) answers the same 401.
-/// A locked account answers 423 only when the correct password is presented.
+/// A locked account answers 423 only when the correct password is presented. When a second
+/// factor is set up, or the device is new to the account, the answer is 200 with a
+/// challenge for `POST /sessions/mfa`.
 #[utoipa::path(post, path = "/sessions", tag = "sessions",
     request_body = SignInIn,
     responses(
         (status = 201, body = SessionOut),
+        (status = 200, description = "A second step is needed", body = MfaRequiredOut),
         (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Sign-in failed (one answer for every cause)", body = Problem, content_type = "application/problem+json"),
         (status = 423, description = "Locked; only for the correct password", body = Problem, content_type = "application/problem+json"),
@@ -59,8 +123,8 @@ pub async fn create_session(
     State(state): State<AppState>,
     Client(client): Client,
     ApiJson(body): ApiJson<SignInIn>,
-) -> Result<(StatusCode, Json<SessionOut>), ApiError> {
-    let signed_in = state
+) -> Result<Response, ApiError> {
+    let outcome = state
         .app
         .sign_in(
             SignInRequest {
@@ -73,13 +137,100 @@ pub async fn create_session(
         )
         .await
         .map_err(|e| service_error(&state, e))?;
+    Ok(match outcome {
+        SignInOutcome::SignedIn(signed_in) => (
+            StatusCode::CREATED,
+            Json(SessionOut::from_signed_in(signed_in)),
+        )
+            .into_response(),
+        SignInOutcome::MfaRequired(challenge) => (
+            StatusCode::OK,
+            Json(MfaRequiredOut::from_challenge(&challenge)),
+        )
+            .into_response(),
+    })
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MfaSendIn {
+    pub challenge_token: String,
+    /// `email` or `sms`, one of the challenge's methods.
+    pub method: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct MfaSentOut {
+    /// Where the code went, masked.
+    pub destination: String,
+}
+
+/// Send a code for a sign-in challenge by email or text (again at most once a minute).
+#[utoipa::path(post, path = "/sessions/mfa/send", tag = "sessions",
+    request_body = MfaSendIn,
+    responses(
+        (status = 202, body = MfaSentOut),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 410, description = "The challenge expired or was used", body = Problem, content_type = "application/problem+json"),
+        (status = 429, body = Problem, content_type = "application/problem+json"),
+        (status = 503, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn mfa_send(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<MfaSendIn>,
+) -> Result<(StatusCode, Json<MfaSentOut>), ApiError> {
+    let destination = state
+        .app
+        .send_mfa_code(&body.challenge_token, &body.method)
+        .await
+        .map_err(|e| service_error(&state, e))?;
+    Ok((StatusCode::ACCEPTED, Json(MfaSentOut { destination })))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MfaIn {
+    pub challenge_token: String,
+    /// `totp`, `email`, `sms` or `recovery_code`.
+    pub method: String,
+    /// The 6-digit code, or a recovery code (`abcde-fghjk`).
+    pub code: String,
+    /// Skip the second step on this device for 30 days (configurable).
+    #[serde(default)]
+    pub trust_device: bool,
+}
+
+/// The second step of sign-in: a code from the authenticator app, by email or text, or a
+/// recovery code. Every wrong answer also counts towards the account's lock.
+#[utoipa::path(post, path = "/sessions/mfa", tag = "sessions",
+    request_body = MfaIn,
+    responses(
+        (status = 201, body = SessionOut),
+        (status = 400, description = "Wrong code (`tries_left` says how many remain)", body = Problem, content_type = "application/problem+json"),
+        (status = 410, description = "The challenge expired, was used or ran out of tries", body = Problem, content_type = "application/problem+json"),
+        (status = 423, description = "The account was locked", body = Problem, content_type = "application/problem+json"),
+        (status = 429, body = Problem, content_type = "application/problem+json"),
+        (status = 503, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn mfa_verify(
+    State(state): State<AppState>,
+    Client(client): Client,
+    ApiJson(body): ApiJson<MfaIn>,
+) -> Result<(StatusCode, Json<SessionOut>), ApiError> {
+    let signed_in = state
+        .app
+        .verify_mfa(
+            &body.challenge_token,
+            &body.method,
+            &body.code,
+            body.trust_device,
+            &client,
+        )
+        .await
+        .map_err(|e| service_error(&state, e))?;
     Ok((
         StatusCode::CREATED,
-        Json(SessionOut {
-            session_token: signed_in.token.expose_secret().to_owned(),
-            expires_at: signed_in.expires_at.to_rfc3339(),
-            device_token: signed_in.device_token.map(|t| t.expose_secret().to_owned()),
-        }),
+        Json(SessionOut::from_signed_in(signed_in)),
     ))
 }
 

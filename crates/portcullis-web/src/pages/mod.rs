@@ -2,6 +2,7 @@
 //! by the CSRF token of [`crate::csrf`], each answer carrying the security headers.
 
 pub mod account;
+pub mod factors;
 pub mod recover;
 pub mod register;
 pub mod signin;
@@ -26,6 +27,24 @@ pub const STYLESHEET: &str = include_str!("../../static/style.css");
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/", get(signin::show).post(signin::submit))
+        .route("/sign-in/mfa", post(signin::mfa))
+        .route("/forget-me", post(signin::forget_me))
+        .route("/not-me/{token}", get(factors::not_me_show))
+        .route("/not-me", post(factors::not_me_submit))
+        .route("/security/factors", get(factors::show))
+        .route("/security/reauthenticate", post(factors::reauthenticate))
+        .route("/security/factors/totp", post(factors::begin_totp))
+        .route(
+            "/security/factors/totp/confirm",
+            post(factors::confirm_totp),
+        )
+        .route("/security/factors/code", post(factors::enable_code))
+        .route("/security/factors/{id}/remove", post(factors::remove))
+        .route(
+            "/security/factors/recovery-codes",
+            post(factors::recovery_codes),
+        )
+        .route("/security/devices/{id}/untrust", post(factors::untrust))
         .route("/signout", post(account::sign_out))
         .route("/register", get(register::show).post(register::verify))
         .route("/register/account", post(register::complete))

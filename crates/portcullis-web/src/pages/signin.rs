@@ -6,7 +6,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
 use portcullis_core::ids::AccountType;
-use portcullis_core::service::SignInRequest;
+use portcullis_core::service::{MfaChallenge, MfaMethod, SignInOutcome, SignInRequest, SignedIn};
 use portcullis_core::ServiceError;
 use secrecy::ExposeSecret;
 use serde::Deserialize;
@@ -26,7 +26,31 @@ pub struct SignInPage {
     pub notice: Option<String>,
     pub error: Option<String>,
     pub account_types: Vec<(&'static str, &'static str, bool)>,
+    /// The User ID was remembered on this device ("Remember me").
+    pub remembered: bool,
 }
+
+#[derive(Template)]
+#[template(path = "mfa.html")]
+pub struct MfaPage {
+    pub chrome: Chrome,
+    pub challenge: String,
+    pub step_up: bool,
+    /// (method, label) for the choice.
+    pub methods: Vec<(String, String)>,
+    /// (method, button label) for the "send me a code" buttons.
+    pub send_methods: Vec<(String, String)>,
+    pub selected: String,
+    pub notice: Option<String>,
+    pub error: Option<String>,
+    pub trust_days: i64,
+    pub remember: bool,
+    pub user_id: String,
+}
+
+/// Remembers the User ID only ("Remember me"): never the password.
+pub const REMEMBER: &str = "portcullis_remember";
+const REMEMBER_MAX_AGE: i64 = 180 * 86_400;
 
 #[derive(Template)]
 #[template(path = "locked.html")]
@@ -62,9 +86,12 @@ pub async fn show(
             return Redirect::to("/account").into_response();
         }
     }
+    let remembered = cookies::get(&headers, &cookies::name(REMEMBER, state.web.secure_cookies))
+        .filter(|v| !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_graphic()));
     let page = SignInPage {
         chrome: chrome(&state, &csrf, false),
-        user_id: String::new(),
+        remembered: remembered.is_some(),
+        user_id: remembered.unwrap_or_default(),
         account_type: "personal".into(),
         account_types: account_types("personal"),
         notice: if q.ended.is_some() {
@@ -88,6 +115,8 @@ pub struct SignInForm {
     #[serde(default)]
     account_type: String,
     #[serde(default)]
+    remember: Option<String>,
+    #[serde(default)]
     csrf: String,
 }
 
@@ -107,6 +136,7 @@ pub async fn submit(
                 notice,
                 error,
                 account_types: account_types(&form.account_type),
+                remembered: form.remember.is_some(),
             };
             csrf.apply(render(status, &page))
         };
@@ -129,22 +159,23 @@ pub async fn submit(
         )
         .await
     {
-        Ok(signed_in) => {
+        Ok(SignInOutcome::SignedIn(signed_in)) => {
             csrf.rotate();
-            let secure = state.web.secure_cookies;
-            let mut response = Redirect::to("/account").into_response();
-            let name = cookies::name(cookies::SESSION, secure);
-            response.headers_mut().append(
-                header::SET_COOKIE,
-                cookies::set(
-                    &name,
-                    signed_in.token.expose_secret(),
-                    Some(state.app.policies().session.absolute_secs),
-                    SameSite::Lax,
-                    secure,
-                ),
-            );
+            let remember = form.remember.is_some().then_some(form.user_id.trim());
+            let response = signed_in_response(&state, signed_in, remember);
             csrf.apply(response)
+        }
+        Ok(SignInOutcome::MfaRequired(challenge)) => {
+            let page = mfa_page(
+                &state,
+                &csrf,
+                &challenge_view(&challenge),
+                form.remember.is_some(),
+                form.user_id.trim(),
+                None,
+                None,
+            );
+            csrf.apply(render(StatusCode::OK, &page))
         }
         Err(ServiceError::SignInFailed) => again(
             &csrf,
@@ -163,4 +194,285 @@ pub async fn submit(
         }
         Err(e) => error_page(&state, &csrf, e),
     }
+}
+
+/// Where a signed-in browser goes: the session cookie, the device cookie when the device is
+/// new, and the remembered User ID (or its removal).
+fn signed_in_response(state: &AppState, signed_in: SignedIn, remember: Option<&str>) -> Response {
+    let secure = state.web.secure_cookies;
+    let mut response = Redirect::to("/account").into_response();
+    let headers = response.headers_mut();
+    headers.append(
+        header::SET_COOKIE,
+        cookies::set(
+            &cookies::name(cookies::SESSION, secure),
+            signed_in.token.expose_secret(),
+            Some(state.app.policies().session.absolute_secs),
+            SameSite::Lax,
+            secure,
+        ),
+    );
+    if let Some(device) = &signed_in.device_token {
+        headers.append(
+            header::SET_COOKIE,
+            cookies::set(
+                &cookies::name(cookies::DEVICE, secure),
+                device.expose_secret(),
+                Some(cookies::DEVICE_MAX_AGE),
+                SameSite::Strict,
+                secure,
+            ),
+        );
+    }
+    let remember_name = cookies::name(REMEMBER, secure);
+    match remember.filter(|u| {
+        !u.is_empty()
+            && u.len() <= 64
+            && u.bytes()
+                .all(|b| b.is_ascii_graphic() && b != b';' && b != b',')
+    }) {
+        Some(user_id) => headers.append(
+            header::SET_COOKIE,
+            cookies::set(
+                &remember_name,
+                user_id,
+                Some(REMEMBER_MAX_AGE),
+                SameSite::Strict,
+                secure,
+            ),
+        ),
+        None => headers.append(
+            header::SET_COOKIE,
+            cookies::set(&remember_name, "", Some(0), SameSite::Strict, secure),
+        ),
+    };
+    response
+}
+
+/// "Forget me": removes the remembered User ID from this device.
+pub async fn forget_me(
+    State(state): State<AppState>,
+    mut csrf: CsrfCookie,
+    headers: HeaderMap,
+    Form(form): Form<CsrfOnly>,
+) -> Response {
+    if !csrf.check(&state, &headers, &form.csrf) {
+        csrf.rotate();
+        return csrf.apply(Redirect::to("/").into_response());
+    }
+    let secure = state.web.secure_cookies;
+    let mut response = Redirect::to("/").into_response();
+    response.headers_mut().append(
+        header::SET_COOKIE,
+        cookies::set(
+            &cookies::name(REMEMBER, secure),
+            "",
+            Some(0),
+            SameSite::Strict,
+            secure,
+        ),
+    );
+    csrf.apply(response)
+}
+
+#[derive(Deserialize)]
+pub struct CsrfOnly {
+    #[serde(default)]
+    csrf: String,
+}
+
+/// What the second-step page needs of a challenge.
+pub struct ChallengeView {
+    token: String,
+    step_up: bool,
+    methods: Vec<MfaMethod>,
+}
+
+fn challenge_view(c: &MfaChallenge) -> ChallengeView {
+    ChallengeView {
+        token: c.token.expose_secret().to_owned(),
+        step_up: c.step_up,
+        methods: c.methods.clone(),
+    }
+}
+
+fn mfa_page(
+    state: &AppState,
+    csrf: &CsrfCookie,
+    c: &ChallengeView,
+    remember: bool,
+    user_id: &str,
+    notice: Option<String>,
+    error: Option<String>,
+) -> MfaPage {
+    let label = |m: &MfaMethod| match m {
+        MfaMethod::Totp => "The code from my authenticator app".to_owned(),
+        MfaMethod::Email { destination } => format!("A code sent by email to {destination}"),
+        MfaMethod::Sms { destination } => format!("A code sent by text message to {destination}"),
+        MfaMethod::RecoveryCode => "One of my recovery codes".to_owned(),
+    };
+    let send_methods = c
+        .methods
+        .iter()
+        .filter_map(|m| match m {
+            MfaMethod::Email { destination } => {
+                Some(("email".to_owned(), format!("Email a code to {destination}")))
+            }
+            MfaMethod::Sms { destination } => {
+                Some(("sms".to_owned(), format!("Text a code to {destination}")))
+            }
+            _ => None,
+        })
+        .collect();
+    MfaPage {
+        chrome: chrome(state, csrf, false),
+        challenge: c.token.clone(),
+        step_up: c.step_up,
+        selected: c
+            .methods
+            .first()
+            .map(|m| m.as_str().to_owned())
+            .unwrap_or_default(),
+        methods: c
+            .methods
+            .iter()
+            .map(|m| (m.as_str().to_owned(), label(m)))
+            .collect(),
+        send_methods,
+        notice,
+        error,
+        trust_days: state.app.policies().mfa.trust_device_secs / 86_400,
+        remember,
+        user_id: user_id.to_owned(),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct MfaForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    challenge: String,
+    #[serde(default)]
+    method: String,
+    #[serde(default)]
+    code: String,
+    #[serde(default)]
+    trust: Option<String>,
+    #[serde(default)]
+    action: String,
+    #[serde(default)]
+    remember: String,
+    #[serde(default)]
+    user_id: String,
+}
+
+/// The second step's form: send a code, or check one.
+pub async fn mfa(
+    State(state): State<AppState>,
+    mut csrf: CsrfCookie,
+    Client(client): Client,
+    headers: HeaderMap,
+    Form(form): Form<MfaForm>,
+) -> Response {
+    let remember = form.remember == "true";
+    // The methods are shown again from what the challenge offered.
+    let view = ChallengeView {
+        token: form.challenge.clone(),
+        step_up: false,
+        methods: state
+            .app
+            .challenge_methods(&form.challenge)
+            .await
+            .unwrap_or_default(),
+    };
+    let again =
+        |csrf: &CsrfCookie, status: StatusCode, notice: Option<String>, error: Option<String>| {
+            let mut page = mfa_page(&state, csrf, &view, remember, &form.user_id, notice, error);
+            if !form.method.is_empty() {
+                page.selected = form.method.clone();
+            }
+            csrf.apply(render(status, &page))
+        };
+    if !csrf.check(&state, &headers, &form.csrf) {
+        csrf.rotate();
+        return again(&csrf, StatusCode::FORBIDDEN, Some(CSRF_FAILED.into()), None);
+    }
+    if view.methods.is_empty() {
+        return start_again(&state, &csrf);
+    }
+    if form.action == "send" {
+        return match state.app.send_mfa_code(&form.challenge, &form.method).await {
+            Ok(destination) => again(
+                &csrf,
+                StatusCode::OK,
+                Some(format!("We sent a 6-digit code to {destination}. It works for 10 minutes.")),
+                None,
+            ),
+            Err(ServiceError::TooManyRequests { retry_after }) => again(
+                &csrf,
+                StatusCode::TOO_MANY_REQUESTS,
+                None,
+                Some(format!("We sent a code a moment ago. Wait {retry_after} seconds before asking for another.")),
+            ),
+            Err(e) => error_page(&state, &csrf, e),
+        };
+    }
+    match state
+        .app
+        .verify_mfa(
+            &form.challenge,
+            &form.method,
+            &form.code,
+            form.trust.is_some(),
+            &client,
+        )
+        .await
+    {
+        Ok(signed_in) => {
+            csrf.rotate();
+            let response =
+                signed_in_response(&state, signed_in, remember.then_some(form.user_id.trim()));
+            csrf.apply(response)
+        }
+        Err(ServiceError::CodeRejected { tries_left }) => again(
+            &csrf,
+            StatusCode::BAD_REQUEST,
+            None,
+            Some(format!(
+                "That code is not right. You have {tries_left} more {}.",
+                if tries_left == 1 { "try" } else { "tries" }
+            )),
+        ),
+        Err(ServiceError::Invalid(errors)) => again(
+            &csrf,
+            StatusCode::BAD_REQUEST,
+            None,
+            errors.first().map(|e| e.message.clone()),
+        ),
+        Err(ServiceError::Locked { until }) => {
+            let page = LockedPage {
+                chrome: chrome(&state, &csrf, false),
+                detail: lock_detail(&state.app.policies().support_phone),
+                until: crate::format::when(until),
+                until_iso: until.to_rfc3339(),
+            };
+            csrf.apply(render(StatusCode::LOCKED, &page))
+        }
+        Err(ServiceError::StepExpired | ServiceError::CodeSpent) => start_again(&state, &csrf),
+        Err(e) => error_page(&state, &csrf, e),
+    }
+}
+
+fn start_again(state: &AppState, csrf: &CsrfCookie) -> Response {
+    let page = super::MessagePage {
+        chrome: chrome(state, csrf, false),
+        title: "Sign in again".into(),
+        message: "This sign-in took too long, was already used or had too many wrong codes. \
+                  Sign in again to get a new code."
+            .into(),
+        next_href: "/".into(),
+        next_label: "Sign in".into(),
+    };
+    csrf.apply(render(StatusCode::GONE, &page))
 }

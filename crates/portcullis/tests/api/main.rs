@@ -10,6 +10,7 @@
 mod defences;
 mod delivery;
 mod import;
+mod mfa;
 mod overload;
 mod pages;
 pub mod recovery;

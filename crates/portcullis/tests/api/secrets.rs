@@ -59,10 +59,31 @@ async fn no_secret_in_clear_in_database_logs_or_outbox() {
     .await
     .unwrap();
     assert_eq!(res.status(), 201);
-    let session = res.json::<Value>().await.unwrap()["session_token"]
-        .as_str()
+    let signed_in = res.json::<Value>().await.unwrap();
+    let session = signed_in["session_token"].as_str().unwrap().to_owned();
+    // The same device signs in on the pages below (a new one would be asked for a code).
+    let device = signed_in["device_token"].as_str().unwrap().to_owned();
+    // An authenticator secret and recovery codes are shown once and kept only sealed or hashed.
+    let enrol: Value = client
+        .post(server.url("/api/v1/me/factors/totp"))
+        .bearer_auth(&session)
+        .send()
+        .await
         .unwrap()
-        .to_owned();
+        .json()
+        .await
+        .unwrap();
+    let totp_secret = enrol["secret"].as_str().unwrap().to_owned();
+    let codes: Value = client
+        .post(server.url("/api/v1/me/factors/recovery-codes"))
+        .bearer_auth(&session)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let recovery_code = codes["codes"][0].as_str().unwrap().replace('-', "");
     assert_eq!(
         client
             .get(server.url("/api/v1/me"))
@@ -93,7 +114,7 @@ async fn no_secret_in_clear_in_database_logs_or_outbox() {
         .await
         .unwrap();
     // ...and through the pages, with a cookie session.
-    let mut jar = Jar::default();
+    let mut jar = Jar(vec![("__Host-portcullis_device".into(), device.clone())]);
     let res = client.get(server.url("/")).send().await.unwrap();
     jar.absorb(&res);
     let csrf = input_value(&res.text().await.unwrap(), "csrf").unwrap();
@@ -142,6 +163,9 @@ async fn no_secret_in_clear_in_database_logs_or_outbox() {
         &session,
         &cookie_token,
         &reg_token,
+        &device,
+        &totp_secret,
+        &recovery_code,
     ];
     let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(server.dir.path().join("data"))
         .unwrap()

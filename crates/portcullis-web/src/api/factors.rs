@@ -1,0 +1,321 @@
+//! Flow 6 over JSON: second factors, recovery codes, trusted devices, re-authentication and
+//! the "This was not me" link. Adding or removing a factor needs the password entered
+//! within the last 5 minutes (at sign-in, or with `POST /me/reauthenticate`).
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use secrecy::ExposeSecret;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::extract::{service_error, ApiJson, Bearer};
+use crate::client::Client;
+use crate::error::{ApiError, Problem};
+use crate::AppState;
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReauthIn {
+    pub password: String,
+}
+
+/// Enter the password again, so sign-in settings can be changed for the next 5 minutes.
+#[utoipa::path(post, path = "/me/reauthenticate", tag = "factors",
+    security(("bearer" = [])),
+    request_body = ReauthIn,
+    responses(
+        (status = 204, description = "Accepted"),
+        (status = 400, description = "Wrong password (counts towards the lock)", body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 423, body = Problem, content_type = "application/problem+json"),
+        (status = 429, body = Problem, content_type = "application/problem+json"),
+        (status = 503, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn reauthenticate(
+    State(state): State<AppState>,
+    Client(client): Client,
+    Bearer(ctx): Bearer,
+    ApiJson(body): ApiJson<ReauthIn>,
+) -> Result<StatusCode, ApiError> {
+    state
+        .app
+        .reauthenticate(&ctx, &body.password, &client)
+        .await
+        .map_err(|e| service_error(&state, e))?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct FactorOut {
+    pub id: i64,
+    /// `totp`, `email` or `sms`.
+    pub kind: String,
+    pub name: String,
+    pub created_at: String,
+    pub last_used_at: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TrustedDeviceOut {
+    pub id: i64,
+    pub device: String,
+    pub trusted_until: String,
+    pub last_seen_at: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct FactorsOut {
+    pub factors: Vec<FactorOut>,
+    pub recovery_codes_left: i64,
+    pub trusted_devices: Vec<TrustedDeviceOut>,
+    /// Whether factors can be changed now without entering the password again.
+    pub recently_authenticated: bool,
+}
+
+/// The account's second factors, recovery codes left and trusted devices.
+#[utoipa::path(get, path = "/me/factors", tag = "factors",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = FactorsOut),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn list_factors(
+    State(state): State<AppState>,
+    Bearer(ctx): Bearer,
+) -> Result<Json<FactorsOut>, ApiError> {
+    let s = state
+        .app
+        .security_settings(&ctx)
+        .await
+        .map_err(|e| service_error(&state, e))?;
+    Ok(Json(FactorsOut {
+        factors: s
+            .factors
+            .into_iter()
+            .map(|f| FactorOut {
+                id: f.id,
+                kind: f.kind.as_str().to_owned(),
+                name: f.name,
+                created_at: f.created_at.to_rfc3339(),
+                last_used_at: f.last_used_at.map(|t| t.to_rfc3339()),
+            })
+            .collect(),
+        recovery_codes_left: s.recovery_codes_left,
+        trusted_devices: s
+            .trusted_devices
+            .into_iter()
+            .map(|d| TrustedDeviceOut {
+                id: d.id,
+                device: d.description,
+                trusted_until: d.trusted_until.to_rfc3339(),
+                last_seen_at: d.last_seen_at.to_rfc3339(),
+            })
+            .collect(),
+        recently_authenticated: s.recently_authenticated,
+    }))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TotpOut {
+    /// Base32, for typing into the app.
+    pub secret: String,
+    pub otpauth_uri: String,
+}
+
+/// Start setting up an authenticator app; it is active after `POST /me/factors/totp/confirm`.
+#[utoipa::path(post, path = "/me/factors/totp", tag = "factors",
+    security(("bearer" = [])),
+    responses(
+        (status = 201, body = TotpOut),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Enter the password again first", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn begin_totp(
+    State(state): State<AppState>,
+    Bearer(ctx): Bearer,
+) -> Result<(StatusCode, Json<TotpOut>), ApiError> {
+    let e = state
+        .app
+        .begin_totp(&ctx)
+        .await
+        .map_err(|e| service_error(&state, e))?;
+    Ok((
+        StatusCode::CREATED,
+        Json(TotpOut {
+            secret: e.secret.expose_secret().to_owned(),
+            otpauth_uri: e.otpauth_uri.expose_secret().to_owned(),
+        }),
+    ))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CodeIn {
+    pub code: String,
+}
+
+/// Activate the authenticator app with the code it shows now.
+#[utoipa::path(post, path = "/me/factors/totp/confirm", tag = "factors",
+    security(("bearer" = [])),
+    request_body = CodeIn,
+    responses(
+        (status = 204, description = "Active"),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 410, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn confirm_totp(
+    State(state): State<AppState>,
+    Client(client): Client,
+    Bearer(ctx): Bearer,
+    ApiJson(body): ApiJson<CodeIn>,
+) -> Result<StatusCode, ApiError> {
+    state
+        .app
+        .confirm_totp(&ctx, &body.code, &client)
+        .await
+        .map_err(|e| service_error(&state, e))?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CodeFactorIn {
+    /// `email` or `sms`.
+    pub channel: String,
+}
+
+/// Turn on codes by email or text message as a second factor.
+#[utoipa::path(post, path = "/me/factors/code", tag = "factors",
+    security(("bearer" = [])),
+    request_body = CodeFactorIn,
+    responses(
+        (status = 204, description = "On"),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn enable_code_factor(
+    State(state): State<AppState>,
+    Client(client): Client,
+    Bearer(ctx): Bearer,
+    ApiJson(body): ApiJson<CodeFactorIn>,
+) -> Result<StatusCode, ApiError> {
+    state
+        .app
+        .enable_code_factor(&ctx, &body.channel, &client)
+        .await
+        .map_err(|e| service_error(&state, e))?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Remove a second factor.
+#[utoipa::path(delete, path = "/me/factors/{id}", tag = "factors",
+    security(("bearer" = [])),
+    params(("id" = i64, Path, description = "The factor's id from GET /me/factors")),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn remove_factor(
+    State(state): State<AppState>,
+    Client(client): Client,
+    Bearer(ctx): Bearer,
+    Path(id): Path<i64>,
+) -> Result<StatusCode, ApiError> {
+    state
+        .app
+        .remove_factor(&ctx, id, &client)
+        .await
+        .map_err(|e| service_error(&state, e))?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RecoveryCodesOut {
+    /// Ten single-use codes, shown this once. Earlier codes no longer work.
+    pub codes: Vec<String>,
+}
+
+/// Make ten new recovery codes (replacing earlier ones).
+#[utoipa::path(post, path = "/me/factors/recovery-codes", tag = "factors",
+    security(("bearer" = [])),
+    responses(
+        (status = 201, body = RecoveryCodesOut),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 503, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn recovery_codes(
+    State(state): State<AppState>,
+    Client(client): Client,
+    Bearer(ctx): Bearer,
+) -> Result<(StatusCode, Json<RecoveryCodesOut>), ApiError> {
+    let codes = state
+        .app
+        .issue_recovery_codes(&ctx, &client)
+        .await
+        .map_err(|e| service_error(&state, e))?;
+    Ok((
+        StatusCode::CREATED,
+        Json(RecoveryCodesOut {
+            codes: codes.iter().map(|c| c.expose_secret().to_owned()).collect(),
+        }),
+    ))
+}
+
+/// Stop trusting a device (it will be asked for the second step again).
+#[utoipa::path(delete, path = "/me/devices/{id}/trust", tag = "factors",
+    security(("bearer" = [])),
+    params(("id" = i64, Path, description = "The device's id from GET /me/factors")),
+    responses(
+        (status = 204, description = "No longer trusted"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn untrust_device(
+    State(state): State<AppState>,
+    Client(client): Client,
+    Bearer(ctx): Bearer,
+    Path(id): Path<i64>,
+) -> Result<StatusCode, ApiError> {
+    state
+        .app
+        .untrust_device(&ctx, id, &client)
+        .await
+        .map_err(|e| service_error(&state, e))?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NotMeIn {
+    /// The token from the link in the new-device message.
+    pub token: String,
+}
+
+/// "This was not me": ends every session of the account and locks it.
+#[utoipa::path(post, path = "/not-me", tag = "factors",
+    request_body = NotMeIn,
+    responses(
+        (status = 204, description = "Every session ended; the account is locked"),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 410, description = "The link expired or was used", body = Problem, content_type = "application/problem+json"),
+        (status = 503, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn not_me(
+    State(state): State<AppState>,
+    Client(client): Client,
+    ApiJson(body): ApiJson<NotMeIn>,
+) -> Result<StatusCode, ApiError> {
+    state
+        .app
+        .not_me(&body.token, &client)
+        .await
+        .map_err(|e| service_error(&state, e))?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,410 @@
+//! `/security/factors`: second factors, recovery codes, trusted devices; and the "This was
+//! not me" page of the new-device message.
+
+use askama::Template;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::Form;
+use portcullis_core::ServiceError;
+use secrecy::ExposeSecret;
+use serde::Deserialize;
+
+use super::{chrome, error_page, render, Chrome, CsrfCookie, PageSession, CSRF_FAILED};
+use crate::client::Client;
+use crate::AppState;
+
+pub struct FactorView {
+    pub id: i64,
+    pub name: String,
+    pub added: String,
+}
+
+pub struct TrustedView {
+    pub id: i64,
+    pub description: String,
+    pub until: String,
+}
+
+pub struct TotpView {
+    pub secret: String,
+    pub qr_svg: String,
+}
+
+#[derive(Template)]
+#[template(path = "factors.html")]
+pub struct FactorsPage {
+    pub chrome: Chrome,
+    pub notice: Option<String>,
+    pub error: Option<String>,
+    pub factors: Vec<FactorView>,
+    pub trusted: Vec<TrustedView>,
+    pub codes_left: i64,
+    pub recent: bool,
+    pub has_email: bool,
+    pub has_phone: bool,
+    /// New recovery codes, shown this once.
+    pub codes: Vec<String>,
+    /// An authenticator being set up.
+    pub totp: Option<TotpView>,
+}
+
+#[derive(Template)]
+#[template(path = "not_me.html")]
+pub struct NotMePage {
+    pub chrome: Chrome,
+    pub token: String,
+}
+
+#[derive(Default)]
+struct Extra {
+    notice: Option<String>,
+    error: Option<String>,
+    codes: Vec<String>,
+    totp: Option<TotpView>,
+}
+
+async fn page(
+    state: &AppState,
+    csrf: &CsrfCookie,
+    ctx: &portcullis_core::service::SessionContext,
+    status: StatusCode,
+    extra: Extra,
+) -> Response {
+    let s = match state.app.security_settings(ctx).await {
+        Ok(s) => s,
+        Err(e) => return error_page(state, csrf, e),
+    };
+    let page = FactorsPage {
+        chrome: chrome(state, csrf, true),
+        notice: extra.notice,
+        error: extra.error,
+        factors: s
+            .factors
+            .into_iter()
+            .map(|f| FactorView {
+                id: f.id,
+                name: f.name,
+                added: crate::format::when(f.created_at),
+            })
+            .collect(),
+        trusted: s
+            .trusted_devices
+            .into_iter()
+            .map(|d| TrustedView {
+                id: d.id,
+                description: d.description,
+                until: crate::format::when(d.trusted_until),
+            })
+            .collect(),
+        codes_left: s.recovery_codes_left,
+        recent: s.recently_authenticated,
+        has_email: s.has_email,
+        has_phone: s.has_phone,
+        codes: extra.codes,
+        totp: extra.totp,
+    };
+    render(status, &page)
+}
+
+pub async fn show(
+    State(state): State<AppState>,
+    csrf: CsrfCookie,
+    PageSession(ctx): PageSession,
+) -> Response {
+    csrf.apply(page(&state, &csrf, &ctx, StatusCode::OK, Extra::default()).await)
+}
+
+#[derive(Deserialize)]
+pub struct FactorForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    code: String,
+    #[serde(default)]
+    channel: String,
+}
+
+/// The outcome of an action, as the page shows it.
+async fn after(
+    state: &AppState,
+    csrf: &CsrfCookie,
+    ctx: &portcullis_core::service::SessionContext,
+    result: Result<Extra, ServiceError>,
+) -> Response {
+    let (status, extra) = match result {
+        Ok(extra) => (StatusCode::OK, extra),
+        Err(ServiceError::ReauthRequired) => (
+            StatusCode::FORBIDDEN,
+            Extra {
+                error: Some("Enter your password again to make this change.".into()),
+                ..Default::default()
+            },
+        ),
+        Err(ServiceError::Invalid(errors)) => (
+            StatusCode::BAD_REQUEST,
+            Extra {
+                error: errors.first().map(|e| e.message.clone()),
+                ..Default::default()
+            },
+        ),
+        Err(ServiceError::NotFound) => (
+            StatusCode::NOT_FOUND,
+            Extra {
+                error: Some("That item is no longer on your account.".into()),
+                ..Default::default()
+            },
+        ),
+        Err(
+            e @ (ServiceError::Locked { .. }
+            | ServiceError::Unavailable(_)
+            | ServiceError::TooManyRequests { .. }
+            | ServiceError::Internal(_)),
+        ) => return error_page(state, csrf, e),
+        Err(_) => (
+            StatusCode::BAD_REQUEST,
+            Extra {
+                error: Some("That did not work. Start again.".into()),
+                ..Default::default()
+            },
+        ),
+    };
+    csrf.apply(page(state, csrf, ctx, status, extra).await)
+}
+
+macro_rules! checked {
+    ($state:expr, $csrf:expr, $headers:expr, $ctx:expr, $form_csrf:expr) => {
+        if !$csrf.check(&$state, &$headers, $form_csrf) {
+            return after(
+                &$state,
+                &$csrf,
+                &$ctx,
+                Ok(Extra {
+                    error: Some(CSRF_FAILED.into()),
+                    ..Default::default()
+                }),
+            )
+            .await;
+        }
+    };
+}
+
+pub async fn reauthenticate(
+    State(state): State<AppState>,
+    csrf: CsrfCookie,
+    Client(client): Client,
+    headers: HeaderMap,
+    PageSession(ctx): PageSession,
+    Form(form): Form<FactorForm>,
+) -> Response {
+    checked!(state, csrf, headers, ctx, &form.csrf);
+    let result = state
+        .app
+        .reauthenticate(&ctx, &form.password, &client)
+        .await
+        .map(|()| Extra {
+            notice: Some(
+                "Thank you. You can change your two-step sign-in for the next 5 minutes.".into(),
+            ),
+            ..Default::default()
+        });
+    // The session's re-authentication time is read again on the next request.
+    match result {
+        Ok(_) => Redirect::to("/security/factors").into_response(),
+        Err(e) => after(&state, &csrf, &ctx, Err(e)).await,
+    }
+}
+
+pub async fn begin_totp(
+    State(state): State<AppState>,
+    csrf: CsrfCookie,
+    headers: HeaderMap,
+    PageSession(ctx): PageSession,
+    Form(form): Form<FactorForm>,
+) -> Response {
+    checked!(state, csrf, headers, ctx, &form.csrf);
+    let result = state.app.begin_totp(&ctx).await.map(|e| Extra {
+        totp: Some(TotpView {
+            secret: e.secret.expose_secret().to_owned(),
+            qr_svg: qr_svg(e.otpauth_uri.expose_secret()),
+        }),
+        ..Default::default()
+    });
+    after(&state, &csrf, &ctx, result).await
+}
+
+/// The otpauth URI as an SVG QR code, drawn on the server.
+fn qr_svg(uri: &str) -> String {
+    match qrcode::QrCode::new(uri.as_bytes()) {
+        Ok(code) => code
+            .render::<qrcode::render::svg::Color<'_>>()
+            .min_dimensions(200, 200)
+            .quiet_zone(true)
+            .build(),
+        Err(_) => String::new(),
+    }
+}
+
+pub async fn confirm_totp(
+    State(state): State<AppState>,
+    csrf: CsrfCookie,
+    Client(client): Client,
+    headers: HeaderMap,
+    PageSession(ctx): PageSession,
+    Form(form): Form<FactorForm>,
+) -> Response {
+    checked!(state, csrf, headers, ctx, &form.csrf);
+    let result = state
+        .app
+        .confirm_totp(&ctx, &form.code, &client)
+        .await
+        .map(|()| Extra {
+            notice: Some(
+                "Your authenticator app is on. You will be asked for its code when you sign in."
+                    .into(),
+            ),
+            ..Default::default()
+        });
+    after(&state, &csrf, &ctx, result).await
+}
+
+pub async fn enable_code(
+    State(state): State<AppState>,
+    csrf: CsrfCookie,
+    Client(client): Client,
+    headers: HeaderMap,
+    PageSession(ctx): PageSession,
+    Form(form): Form<FactorForm>,
+) -> Response {
+    checked!(state, csrf, headers, ctx, &form.csrf);
+    let result = state
+        .app
+        .enable_code_factor(&ctx, &form.channel, &client)
+        .await
+        .map(|()| Extra {
+            notice: Some("Done. We will send you a code when you sign in.".into()),
+            ..Default::default()
+        });
+    after(&state, &csrf, &ctx, result).await
+}
+
+pub async fn remove(
+    State(state): State<AppState>,
+    csrf: CsrfCookie,
+    Client(client): Client,
+    headers: HeaderMap,
+    PageSession(ctx): PageSession,
+    Path(id): Path<i64>,
+    Form(form): Form<FactorForm>,
+) -> Response {
+    checked!(state, csrf, headers, ctx, &form.csrf);
+    let result = state
+        .app
+        .remove_factor(&ctx, id, &client)
+        .await
+        .map(|()| Extra {
+            notice: Some("Removed.".into()),
+            ..Default::default()
+        });
+    after(&state, &csrf, &ctx, result).await
+}
+
+pub async fn recovery_codes(
+    State(state): State<AppState>,
+    csrf: CsrfCookie,
+    Client(client): Client,
+    headers: HeaderMap,
+    PageSession(ctx): PageSession,
+    Form(form): Form<FactorForm>,
+) -> Response {
+    checked!(state, csrf, headers, ctx, &form.csrf);
+    let result = state
+        .app
+        .issue_recovery_codes(&ctx, &client)
+        .await
+        .map(|codes| Extra {
+            codes: codes.iter().map(|c| c.expose_secret().to_owned()).collect(),
+            ..Default::default()
+        });
+    after(&state, &csrf, &ctx, result).await
+}
+
+pub async fn untrust(
+    State(state): State<AppState>,
+    csrf: CsrfCookie,
+    Client(client): Client,
+    headers: HeaderMap,
+    PageSession(ctx): PageSession,
+    Path(id): Path<i64>,
+    Form(form): Form<FactorForm>,
+) -> Response {
+    checked!(state, csrf, headers, ctx, &form.csrf);
+    let result = state
+        .app
+        .untrust_device(&ctx, id, &client)
+        .await
+        .map(|()| Extra {
+            notice: Some("That device will be asked for the second step again.".into()),
+            ..Default::default()
+        });
+    after(&state, &csrf, &ctx, result).await
+}
+
+/// The "This was not me" link: a page with a button (a link opened by a mail scanner must
+/// not lock anyone out).
+pub async fn not_me_show(
+    State(state): State<AppState>,
+    csrf: CsrfCookie,
+    Path(token): Path<String>,
+) -> Response {
+    let page = NotMePage {
+        chrome: chrome(&state, &csrf, false),
+        token,
+    };
+    csrf.apply(render(StatusCode::OK, &page))
+}
+
+#[derive(Deserialize)]
+pub struct NotMeForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    token: String,
+}
+
+pub async fn not_me_submit(
+    State(state): State<AppState>,
+    csrf: CsrfCookie,
+    Client(client): Client,
+    headers: HeaderMap,
+    Form(form): Form<NotMeForm>,
+) -> Response {
+    let message = |title: &str, message: &str, status: StatusCode| {
+        let page = super::MessagePage {
+            chrome: chrome(&state, &csrf, false),
+            title: title.into(),
+            message: message.into(),
+            next_href: "/recover/password".into(),
+            next_label: "Unlock with your card".into(),
+        };
+        csrf.apply(render(status, &page))
+    };
+    if !csrf.check(&state, &headers, &form.csrf) {
+        return message("Try again", CSRF_FAILED, StatusCode::FORBIDDEN);
+    }
+    match state.app.not_me(&form.token, &client).await {
+        Ok(()) => message(
+            "Your account is locked",
+            "We signed out every device and locked your account. To get back in, use \"Forgot your password?\" with your card and a one-time code, and choose a new password.",
+            StatusCode::OK,
+        ),
+        Err(ServiceError::StepExpired) => message(
+            "This link no longer works",
+            "The link expired or was already used. If you are worried about your account, reset your password now or call us.",
+            StatusCode::GONE,
+        ),
+        Err(e) => error_page(&state, &csrf, e),
+    }
+}
