@@ -37,6 +37,7 @@ for (const vp of VIEWPORTS) {
     f = await tabTo(page, 'the password field again', byId('password'), { key: 'Shift+Tab', max: 1 });
     assert.equal(f.value, PASSWORD);
     await tabTo(page, 'the account type again', byId('account_type'), { max: 1 });
+    await tabTo(page, 'the Remember my User ID box', (f) => f.name === 'remember', { max: 1 });
     await tabTo(page, 'the Sign in button', byText('button', 'Sign in'), { max: 1 });
     await s.shot('c-signin-filled');
     // Space presses the focused button.
