@@ -74,7 +74,7 @@ export async function signIn(page, userId, password, accountType = 'personal') {
   await page.locator('#user_id').fill(userId);
   await page.locator('#password').fill(password);
   await page.locator('#account_type').selectOption(accountType);
-  return navigate(page, () => page.getByRole('button', { name: 'Sign in' }).click());
+  return navigate(page, () => page.getByRole('button', { name: 'Sign in', exact: true }).click());
 }
 
 /** The text of the page's one <h1>. */

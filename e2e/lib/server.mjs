@@ -33,6 +33,9 @@ function serverEnv() {
   }
   env.PORTCULLIS_HASHING_MEMORY_KIB = '64';
   env.PORTCULLIS_HASHING_ITERATIONS = '1';
+  // Passkeys need a host name (browsers refuse IP addresses as relying parties); any port
+  // of localhost is accepted.
+  env.PORTCULLIS_PUBLIC_URL = 'http://localhost:8080';
   return env;
 }
 

@@ -223,6 +223,8 @@ pub enum FactorKind {
     Email,
     /// Codes by text message.
     Sms,
+    /// A passkey (WebAuthn).
+    Passkey,
 }
 
 impl FactorKind {
@@ -231,6 +233,7 @@ impl FactorKind {
             Self::Totp => "totp",
             Self::Email => "email",
             Self::Sms => "sms",
+            Self::Passkey => "passkey",
         }
     }
 
@@ -239,6 +242,7 @@ impl FactorKind {
             "totp" => Some(Self::Totp),
             "email" => Some(Self::Email),
             "sms" => Some(Self::Sms),
+            "passkey" => Some(Self::Passkey),
             _ => None,
         }
     }
@@ -251,8 +255,10 @@ pub struct FactorRow {
     pub account_id: i64,
     pub kind: FactorKind,
     pub name: String,
-    /// The sealed secret (authenticator apps).
+    /// The sealed secret (authenticator apps) or credential (passkeys).
     pub secret: Option<String>,
+    /// A passkey's credential ID (base64url).
+    pub credential_id: Option<String>,
     pub confirmed: bool,
     pub last_step: Option<i64>,
     pub created_at: UnixTime,
@@ -266,6 +272,7 @@ pub struct NewFactor {
     pub kind: FactorKind,
     pub name: String,
     pub secret: Option<String>,
+    pub credential_id: Option<String>,
     pub confirmed: bool,
     pub now: UnixTime,
 }
@@ -281,8 +288,12 @@ pub trait FactorStore: Send + Sync {
     /// Takes a TOTP code's step: true only for a step later than any taken before, for the
     /// one caller that took it (never the same code twice).
     async fn take_totp_step(&self, id: i64, step: i64, now: UnixTime) -> StoreResult<bool>;
-    /// Marks a factor used.
-    async fn touch_factor(&self, id: i64, now: UnixTime) -> StoreResult<()>;
+    /// Marks a factor used, storing its new secret when given (a passkey's counter moved).
+    async fn touch_factor(&self, id: i64, secret: Option<&str>, now: UnixTime) -> StoreResult<()>;
+    /// The factor holding this passkey credential.
+    async fn factor_by_credential(&self, credential_id: &str) -> StoreResult<Option<FactorRow>>;
+    /// Renames the account's factor; false when there is none.
+    async fn rename_factor(&self, id: i64, account_id: i64, name: &str) -> StoreResult<bool>;
     /// Removes the account's factor; false when there was none.
     async fn delete_factor(&self, id: i64, account_id: i64) -> StoreResult<bool>;
     /// Replaces every recovery code of the account with `codes` (hint, argon2id hash).

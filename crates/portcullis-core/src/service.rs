@@ -2,6 +2,7 @@
 
 mod account;
 mod mfa;
+mod passkeys;
 mod password_change;
 mod recovery;
 mod registration;
@@ -23,6 +24,7 @@ pub use mfa::{
     FactorInfo, MfaChallenge, MfaMethod, SecuritySettings, SignInOutcome, TotpEnrolment,
     TrustedDevice,
 };
+pub use passkeys::PasskeyOptions;
 pub use recovery::{CodeAccepted, CodeSent, Proof, RecoveryStart};
 pub use registration::{CardVerified, Registration};
 pub use signin::{describe_device, SessionContext, SignInRequest, SignedIn};
@@ -50,6 +52,27 @@ pub struct Portcullis {
     pub(crate) audit_key: KeyedHasher,
     /// Seals authenticator-app secrets at rest.
     pub(crate) factor_seal: Sealer,
+    /// The WebAuthn relying party; `None` when the public URL cannot be one (an IP address).
+    pub(crate) passkeys: Option<Arc<portcullis_crypto::passkey::PasskeyRp>>,
+}
+
+/// The relying party for passkeys at the public URL (any port on localhost, for
+/// development and tests).
+fn passkey_rp(policies: &Policies) -> Option<Arc<portcullis_crypto::passkey::PasskeyRp>> {
+    let local = ["http://localhost", "http://127.0.0.1", "https://localhost"]
+        .iter()
+        .any(|p| policies.public_url.starts_with(p));
+    match portcullis_crypto::passkey::PasskeyRp::new(
+        &policies.public_url,
+        &policies.issuer_name,
+        local,
+    ) {
+        Ok(rp) => Some(Arc::new(rp)),
+        Err(e) => {
+            tracing::warn!(error = %e, "passkeys are off: the public URL cannot be a relying party");
+            None
+        }
+    }
 }
 
 /// The label sealed factor secrets carry.
@@ -73,6 +96,7 @@ impl Portcullis {
             keys,
             clock,
             notifier,
+            passkeys: passkey_rp(&policies),
             policies: Arc::new(policies),
         }
     }

@@ -9,8 +9,8 @@ use sqlx::Row;
 
 use crate::{db_err, SqlStore};
 
-const SELECT_FACTOR: &str = "SELECT id, account_id, kind, name, secret, confirmed, last_step, \
-     created_at, last_used_at FROM factors";
+const SELECT_FACTOR: &str = "SELECT id, account_id, kind, name, secret, credential_id, \
+     confirmed, last_step, created_at, last_used_at FROM factors";
 
 fn factor_row(r: &AnyRow) -> Result<FactorRow, sqlx::Error> {
     let kind: String = r.try_get("kind")?;
@@ -22,6 +22,7 @@ fn factor_row(r: &AnyRow) -> Result<FactorRow, sqlx::Error> {
             .ok_or_else(|| sqlx::Error::Decode(format!("unknown factor kind {kind:?}").into()))?,
         name: r.try_get("name")?,
         secret: r.try_get("secret")?,
+        credential_id: r.try_get("credential_id")?,
         confirmed: confirmed != 0,
         last_step: r.try_get("last_step")?,
         created_at: UnixTime(r.try_get("created_at")?),
@@ -33,7 +34,9 @@ fn factor_row(r: &AnyRow) -> Result<FactorRow, sqlx::Error> {
 impl FactorStore for SqlStore {
     async fn create_factor(&self, new: NewFactor) -> StoreResult<i64> {
         let mut tx = self.pool.begin().await.map_err(db_err)?;
-        if !new.confirmed {
+        if new.kind == FactorKind::Passkey {
+            // Several passkeys per account.
+        } else if !new.confirmed {
             sqlx::query(
                 "DELETE FROM factors WHERE account_id = $1 AND kind = $2 AND confirmed = 0",
             )
@@ -52,13 +55,14 @@ impl FactorStore for SqlStore {
                 .map_err(db_err)?;
         }
         let row = sqlx::query(
-            "INSERT INTO factors (account_id, kind, name, secret, confirmed, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+            "INSERT INTO factors (account_id, kind, name, secret, credential_id, confirmed, \
+             created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
         )
         .bind(new.account_id)
         .bind(new.kind.as_str())
         .bind(new.name)
         .bind(new.secret)
+        .bind(new.credential_id)
         .bind(i64::from(new.confirmed))
         .bind(new.now.0)
         .fetch_one(&mut *tx)
@@ -122,14 +126,37 @@ impl FactorStore for SqlStore {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn touch_factor(&self, id: i64, now: UnixTime) -> StoreResult<()> {
-        sqlx::query("UPDATE factors SET last_used_at = $2 WHERE id = $1")
+    async fn touch_factor(&self, id: i64, secret: Option<&str>, now: UnixTime) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE factors SET last_used_at = $2, secret = COALESCE($3, secret) WHERE id = $1",
+        )
+        .bind(id)
+        .bind(now.0)
+        .bind(secret)
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn factor_by_credential(&self, credential_id: &str) -> StoreResult<Option<FactorRow>> {
+        let row = sqlx::query(&format!("{SELECT_FACTOR} WHERE credential_id = $1"))
+            .bind(credential_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+        row.as_ref().map(factor_row).transpose().map_err(db_err)
+    }
+
+    async fn rename_factor(&self, id: i64, account_id: i64, name: &str) -> StoreResult<bool> {
+        let done = sqlx::query("UPDATE factors SET name = $3 WHERE id = $1 AND account_id = $2")
             .bind(id)
-            .bind(now.0)
+            .bind(account_id)
+            .bind(name)
             .execute(&self.pool)
             .await
             .map_err(db_err)?;
-        Ok(())
+        Ok(done.rows_affected() == 1)
     }
 
     async fn delete_factor(&self, id: i64, account_id: i64) -> StoreResult<bool> {

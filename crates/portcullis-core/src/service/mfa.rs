@@ -48,6 +48,8 @@ pub enum SignInOutcome {
 /// A way to pass the second step.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum MfaMethod {
+    /// A passkey on this or another device.
+    Passkey,
     Totp,
     /// A code by email to the (masked) address.
     Email {
@@ -63,6 +65,7 @@ pub enum MfaMethod {
 impl MfaMethod {
     pub fn as_str(&self) -> &'static str {
         match self {
+            Self::Passkey => "passkey",
             Self::Totp => "totp",
             Self::Email { .. } => "email",
             Self::Sms { .. } => "sms",
@@ -218,6 +221,9 @@ impl Portcullis {
         codes_left: i64,
     ) -> Vec<MfaMethod> {
         let mut methods = Vec::new();
+        if self.passkeys.is_some() && factors.iter().any(|f| f.kind == FactorKind::Passkey) {
+            methods.push(MfaMethod::Passkey);
+        }
         if factors.iter().any(|f| f.kind == FactorKind::Totp) {
             methods.push(MfaMethod::Totp);
         }
@@ -249,6 +255,24 @@ impl Portcullis {
             .collect())
     }
 
+    /// A live challenge's account and the method names it offers.
+    pub(crate) async fn live_challenge(
+        &self,
+        challenge_token: &str,
+    ) -> Result<(i64, Vec<String>), ServiceError> {
+        let step = self
+            .store
+            .find_step(
+                &sha256(challenge_token.as_bytes()),
+                MFA_STEP,
+                self.clock.now(),
+            )
+            .await?
+            .ok_or(ServiceError::StepExpired)?;
+        let data = ChallengeData::decode(&step.data).ok_or(ServiceError::StepExpired)?;
+        Ok((step.subject_id, data.methods))
+    }
+
     /// The methods a live challenge offers (for showing its page again); empty when it has
     /// expired or was used.
     pub async fn challenge_methods(
@@ -276,6 +300,7 @@ impl Portcullis {
             .methods
             .iter()
             .filter_map(|m| match m.as_str() {
+                "passkey" => Some(MfaMethod::Passkey),
                 "totp" => Some(MfaMethod::Totp),
                 "recovery_code" => Some(MfaMethod::RecoveryCode),
                 other => {
@@ -410,6 +435,7 @@ impl Portcullis {
             return Err(ServiceError::CodeSpent);
         };
         let accepted = match method {
+            "passkey" => self.take_passkey(account.id, challenge_token, code).await?,
             "totp" => self.take_totp_code(account.id, code).await?,
             "email" | "sms" => self.take_mfa_code(&step_hash, code).await?,
             "recovery_code" => self.take_recovery_code(&account, code, client).await?,
@@ -661,7 +687,7 @@ impl Portcullis {
         }
     }
 
-    fn require_recent_auth(&self, ctx: &SessionContext) -> Result<(), ServiceError> {
+    pub(crate) fn require_recent_auth(&self, ctx: &SessionContext) -> Result<(), ServiceError> {
         if self.clock.now().0 - ctx.auth_at.0 > self.policies.mfa.reauth_secs {
             Err(ServiceError::ReauthRequired)
         } else {
@@ -669,7 +695,10 @@ impl Portcullis {
         }
     }
 
-    async fn session_account(&self, ctx: &SessionContext) -> Result<AccountRow, ServiceError> {
+    pub(crate) async fn session_account(
+        &self,
+        ctx: &SessionContext,
+    ) -> Result<AccountRow, ServiceError> {
         self.store
             .account_by_id(ctx.account_id)
             .await?
@@ -739,6 +768,7 @@ impl Portcullis {
                 kind: FactorKind::Totp,
                 name: "Authenticator app".into(),
                 secret: Some(sealed),
+                credential_id: None,
                 confirmed: false,
                 now: self.clock.now(),
             })
@@ -821,6 +851,7 @@ impl Portcullis {
                 kind,
                 name: format!("{what} to {}", mask(channel, &to)),
                 secret: None,
+                credential_id: None,
                 confirmed: true,
                 now: self.clock.now(),
             })
@@ -1006,7 +1037,12 @@ impl Portcullis {
         Ok(())
     }
 
-    async fn factor_changed(&self, account: &AccountRow, what: &str, client: &ClientInfo) {
+    pub(crate) async fn factor_changed(
+        &self,
+        account: &AccountRow,
+        what: &str,
+        client: &ClientInfo,
+    ) {
         self.audit(
             AuditEvent::new(AuditKind::FactorAdded, Some(account.id))
                 .ip(client.ip.as_deref())

@@ -1,11 +1,12 @@
--- Second factors (flow 6). An authenticator app's secret is sealed under factor.key from
--- the secrets folder; email and text codes need no secret (the code mechanism of recovery).
+-- Second factors (flow 6). An authenticator app's secret and a passkey's credential are
+-- sealed under factor.key from the secrets folder; email and text codes need no secret (the code mechanism of recovery).
 CREATE TABLE factors (
     id           INTEGER PRIMARY KEY,
     account_id   BIGINT NOT NULL REFERENCES online_accounts (id),
-    kind         TEXT   NOT NULL,            -- 'totp', 'email' or 'sms'
+    kind         TEXT   NOT NULL,            -- 'totp', 'email', 'sms' or 'passkey'
     name         TEXT   NOT NULL,
-    secret       TEXT,                        -- sealed:v1:… (totp)
+    secret       TEXT,                        -- sealed:v1:… (totp secret; passkey credential)
+    credential_id TEXT  UNIQUE,               -- passkeys: base64url credential ID
     confirmed    BIGINT NOT NULL DEFAULT 0,
     -- The last time step a TOTP code was accepted for: a code is never taken twice.
     last_step    BIGINT,

@@ -319,3 +319,110 @@ pub async fn not_me(
         .map_err(|e| service_error(&state, e))?;
     Ok(StatusCode::NO_CONTENT)
 }
+
+#[derive(Serialize, ToSchema)]
+pub struct PasskeyRegistrationOut {
+    /// Names this registration for `POST /me/factors/passkeys` (5 minutes, used once).
+    pub registration_token: String,
+    /// `{"publicKey": …}` for `navigator.credentials.create` (binary fields base64url).
+    #[schema(value_type = Object)]
+    pub options: serde_json::Value,
+}
+
+/// Start adding a passkey (needs the password within the last 5 minutes).
+#[utoipa::path(post, path = "/me/factors/passkeys/options", tag = "factors",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = PasskeyRegistrationOut),
+        (status = 400, description = "Passkeys are not available at this address", body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn passkey_options(
+    State(state): State<AppState>,
+    Bearer(ctx): Bearer,
+) -> Result<Json<PasskeyRegistrationOut>, ApiError> {
+    let o = state
+        .app
+        .begin_passkey(&ctx)
+        .await
+        .map_err(|e| service_error(&state, e))?;
+    Ok(Json(PasskeyRegistrationOut {
+        registration_token: o.token.expose_secret().to_owned(),
+        options: serde_json::from_str(&o.options_json).unwrap_or_default(),
+    }))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PasskeyIn {
+    pub registration_token: String,
+    /// The `PublicKeyCredential` from `navigator.credentials.create`, binary fields base64url.
+    #[schema(value_type = Object)]
+    pub credential: serde_json::Value,
+    /// A name to tell it apart ("My phone"); up to 60 characters.
+    #[serde(default)]
+    pub name: String,
+}
+
+/// Finish adding a passkey.
+#[utoipa::path(post, path = "/me/factors/passkeys", tag = "factors",
+    security(("bearer" = [])),
+    request_body = PasskeyIn,
+    responses(
+        (status = 201, description = "Added"),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 410, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn add_passkey(
+    State(state): State<AppState>,
+    Client(client): Client,
+    Bearer(ctx): Bearer,
+    ApiJson(body): ApiJson<PasskeyIn>,
+) -> Result<StatusCode, ApiError> {
+    state
+        .app
+        .finish_passkey(
+            &ctx,
+            &body.registration_token,
+            &body.credential.to_string(),
+            &body.name,
+            &client,
+        )
+        .await
+        .map_err(|e| service_error(&state, e))?;
+    Ok(StatusCode::CREATED)
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NameIn {
+    pub name: String,
+}
+
+/// Rename a factor (a passkey: "Work laptop").
+#[utoipa::path(post, path = "/me/factors/{id}/name", tag = "factors",
+    security(("bearer" = [])),
+    params(("id" = i64, Path, description = "The factor's id from GET /me/factors")),
+    request_body = NameIn,
+    responses(
+        (status = 204, description = "Renamed"),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn rename_factor(
+    State(state): State<AppState>,
+    Bearer(ctx): Bearer,
+    Path(id): Path<i64>,
+    ApiJson(body): ApiJson<NameIn>,
+) -> Result<StatusCode, ApiError> {
+    state
+        .app
+        .rename_factor(&ctx, id, &body.name)
+        .await
+        .map_err(|e| service_error(&state, e))?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -253,3 +253,113 @@ pub async fn delete_current(
         .map_err(|e| service_error(&state, e))?;
     Ok(StatusCode::NO_CONTENT)
 }
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChallengeIn {
+    pub challenge_token: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PasskeyRequestOut {
+    /// `{"publicKey": …}` for `navigator.credentials.get` (binary fields base64url).
+    #[schema(value_type = Object)]
+    pub options: serde_json::Value,
+}
+
+/// Options for a passkey as the second step of a sign-in challenge (then `POST /sessions/mfa`
+/// with `method: "passkey"` and the credential, as JSON text, in `code`).
+#[utoipa::path(post, path = "/sessions/mfa/passkey-options", tag = "sessions",
+    request_body = ChallengeIn,
+    responses(
+        (status = 200, body = PasskeyRequestOut),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 410, body = Problem, content_type = "application/problem+json"),
+        (status = 503, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn mfa_passkey_options(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<ChallengeIn>,
+) -> Result<Json<PasskeyRequestOut>, ApiError> {
+    let options = state
+        .app
+        .mfa_passkey_options(&body.challenge_token)
+        .await
+        .map_err(|e| service_error(&state, e))?;
+    Ok(Json(PasskeyRequestOut {
+        options: serde_json::from_str(&options).unwrap_or_default(),
+    }))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PasskeySignInOptionsOut {
+    /// Names this sign-in for `POST /sessions/passkey` (5 minutes, used once).
+    pub passkey_token: String,
+    #[schema(value_type = Object)]
+    pub options: serde_json::Value,
+}
+
+/// Start a sign-in with a passkey alone (a discoverable credential: no User ID typed).
+#[utoipa::path(post, path = "/sessions/passkey/options", tag = "sessions",
+    responses(
+        (status = 200, body = PasskeySignInOptionsOut),
+        (status = 400, description = "Passkeys are not available at this address", body = Problem, content_type = "application/problem+json"),
+        (status = 503, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn passkey_options(
+    State(state): State<AppState>,
+) -> Result<Json<PasskeySignInOptionsOut>, ApiError> {
+    let o = state
+        .app
+        .passkey_sign_in_options()
+        .await
+        .map_err(|e| service_error(&state, e))?;
+    Ok(Json(PasskeySignInOptionsOut {
+        passkey_token: o.token.expose_secret().to_owned(),
+        options: serde_json::from_str(&o.options_json).unwrap_or_default(),
+    }))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PasskeySignInIn {
+    pub passkey_token: String,
+    /// The `PublicKeyCredential` from `navigator.credentials.get`, binary fields base64url.
+    #[schema(value_type = Object)]
+    pub credential: serde_json::Value,
+    #[serde(default)]
+    pub device_token: Option<String>,
+}
+
+/// Sign in with a passkey alone. Every failure answers the same 401.
+#[utoipa::path(post, path = "/sessions/passkey", tag = "sessions",
+    request_body = PasskeySignInIn,
+    responses(
+        (status = 201, body = SessionOut),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 410, body = Problem, content_type = "application/problem+json"),
+        (status = 423, body = Problem, content_type = "application/problem+json"),
+        (status = 429, body = Problem, content_type = "application/problem+json"),
+        (status = 503, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn passkey_sign_in(
+    State(state): State<AppState>,
+    Client(client): Client,
+    ApiJson(body): ApiJson<PasskeySignInIn>,
+) -> Result<(StatusCode, Json<SessionOut>), ApiError> {
+    let signed_in = state
+        .app
+        .passkey_sign_in(
+            &body.passkey_token,
+            &body.credential.to_string(),
+            body.device_token.as_deref(),
+            &client,
+        )
+        .await
+        .map_err(|e| service_error(&state, e))?;
+    Ok((
+        StatusCode::CREATED,
+        Json(SessionOut::from_signed_in(signed_in)),
+    ))
+}

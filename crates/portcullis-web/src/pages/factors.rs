@@ -18,6 +18,7 @@ pub struct FactorView {
     pub id: i64,
     pub name: String,
     pub added: String,
+    pub passkey: bool,
 }
 
 pub struct TrustedView {
@@ -84,6 +85,7 @@ async fn page(
             .into_iter()
             .map(|f| FactorView {
                 id: f.id,
+                passkey: f.kind == portcullis_core::ports::FactorKind::Passkey,
                 name: f.name,
                 added: crate::format::when(f.created_at),
             })
@@ -119,6 +121,12 @@ pub async fn show(
 pub struct FactorForm {
     #[serde(default)]
     csrf: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    token: String,
+    #[serde(default)]
+    credential: String,
     #[serde(default)]
     password: String,
     #[serde(default)]
@@ -404,6 +412,184 @@ pub async fn not_me_submit(
             "This link no longer works",
             "The link expired or was already used. If you are worried about your account, reset your password now or call us.",
             StatusCode::GONE,
+        ),
+        Err(e) => error_page(&state, &csrf, e),
+    }
+}
+
+/// A JSON answer for the passkey script (it reads `token` and `options`).
+fn options_json(token: Option<&str>, options_json: &str) -> Response {
+    let options: serde_json::Value = serde_json::from_str(options_json).unwrap_or_default();
+    let mut body = serde_json::json!({ "options": options });
+    if let Some(t) = token {
+        body["token"] = serde_json::Value::String(t.to_owned());
+    }
+    axum::Json(body).into_response()
+}
+
+fn options_error(status: StatusCode, detail: &str) -> Response {
+    (status, axum::Json(serde_json::json!({ "detail": detail }))).into_response()
+}
+
+fn options_failed(e: ServiceError) -> Response {
+    match e {
+        ServiceError::ReauthRequired => {
+            options_error(StatusCode::FORBIDDEN, "Enter your password again first.")
+        }
+        ServiceError::StepExpired => {
+            options_error(StatusCode::GONE, "This sign-in took too long. Start again.")
+        }
+        ServiceError::TooManyRequests { .. } => options_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many attempts. Wait a little.",
+        ),
+        ServiceError::Invalid(errors) => options_error(
+            StatusCode::BAD_REQUEST,
+            errors
+                .first()
+                .map_or("Passkeys are not available here.", |e| e.message.as_str()),
+        ),
+        ServiceError::Internal(reason) => {
+            tracing::error!(%reason, "passkey options failed");
+            options_error(StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong.")
+        }
+        _ => options_error(StatusCode::SERVICE_UNAVAILABLE, "Try again in a moment."),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct OptionsForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    challenge: String,
+}
+
+pub async fn passkey_options(
+    State(state): State<AppState>,
+    csrf: CsrfCookie,
+    headers: HeaderMap,
+    PageSession(ctx): PageSession,
+    Form(form): Form<OptionsForm>,
+) -> Response {
+    if !csrf.check(&state, &headers, &form.csrf) {
+        return options_error(StatusCode::FORBIDDEN, CSRF_FAILED);
+    }
+    match state.app.begin_passkey(&ctx).await {
+        Ok(o) => options_json(Some(o.token.expose_secret()), &o.options_json),
+        Err(e) => options_failed(e),
+    }
+}
+
+pub async fn add_passkey(
+    State(state): State<AppState>,
+    csrf: CsrfCookie,
+    Client(client): Client,
+    headers: HeaderMap,
+    PageSession(ctx): PageSession,
+    Form(form): Form<FactorForm>,
+) -> Response {
+    checked!(state, csrf, headers, ctx, &form.csrf);
+    let result = state
+        .app
+        .finish_passkey(&ctx, &form.token, &form.credential, &form.name, &client)
+        .await
+        .map(|()| Extra {
+            notice: Some("Your passkey is added. You can use it to sign in.".into()),
+            ..Default::default()
+        });
+    after(&state, &csrf, &ctx, result).await
+}
+
+pub async fn rename(
+    State(state): State<AppState>,
+    csrf: CsrfCookie,
+    headers: HeaderMap,
+    PageSession(ctx): PageSession,
+    Path(id): Path<i64>,
+    Form(form): Form<FactorForm>,
+) -> Response {
+    checked!(state, csrf, headers, ctx, &form.csrf);
+    let result = state
+        .app
+        .rename_factor(&ctx, id, &form.name)
+        .await
+        .map(|()| Extra {
+            notice: Some("Renamed.".into()),
+            ..Default::default()
+        });
+    after(&state, &csrf, &ctx, result).await
+}
+
+pub async fn sign_in_passkey_options(
+    State(state): State<AppState>,
+    csrf: CsrfCookie,
+    headers: HeaderMap,
+    Form(form): Form<OptionsForm>,
+) -> Response {
+    if !csrf.check(&state, &headers, &form.csrf) {
+        return options_error(StatusCode::FORBIDDEN, CSRF_FAILED);
+    }
+    match state.app.passkey_sign_in_options().await {
+        Ok(o) => options_json(Some(o.token.expose_secret()), &o.options_json),
+        Err(e) => options_failed(e),
+    }
+}
+
+pub async fn mfa_passkey_options(
+    State(state): State<AppState>,
+    csrf: CsrfCookie,
+    headers: HeaderMap,
+    Form(form): Form<OptionsForm>,
+) -> Response {
+    if !csrf.check(&state, &headers, &form.csrf) {
+        return options_error(StatusCode::FORBIDDEN, CSRF_FAILED);
+    }
+    match state.app.mfa_passkey_options(&form.challenge).await {
+        Ok(options) => options_json(None, &options),
+        Err(e) => options_failed(e),
+    }
+}
+
+pub async fn sign_in_passkey(
+    State(state): State<AppState>,
+    mut csrf: CsrfCookie,
+    Client(client): Client,
+    headers: HeaderMap,
+    Form(form): Form<FactorForm>,
+) -> Response {
+    let back = |csrf: &CsrfCookie, status: StatusCode, text: &str| {
+        let page = super::MessagePage {
+            chrome: chrome(&state, csrf, false),
+            title: "Sign-in failed".into(),
+            message: text.into(),
+            next_href: "/".into(),
+            next_label: "Back to sign in".into(),
+        };
+        csrf.apply(render(status, &page))
+    };
+    if !csrf.check(&state, &headers, &form.csrf) {
+        csrf.rotate();
+        return back(&csrf, StatusCode::FORBIDDEN, CSRF_FAILED);
+    }
+    let device = crate::cookies::get(
+        &headers,
+        &crate::cookies::name(crate::cookies::DEVICE, state.web.secure_cookies),
+    );
+    match state
+        .app
+        .passkey_sign_in(&form.token, &form.credential, device.as_deref(), &client)
+        .await
+    {
+        Ok(signed_in) => {
+            csrf.rotate();
+            let response = super::signin::signed_in_response(&state, signed_in, None);
+            csrf.apply(response)
+        }
+        Err(ServiceError::SignInFailed | ServiceError::StepExpired) => back(
+            &csrf,
+            StatusCode::UNAUTHORIZED,
+            "We could not sign you in with that passkey. Try again, or sign in with your User ID and password.",
         ),
         Err(e) => error_page(&state, &csrf, e),
     }

@@ -69,6 +69,19 @@ pub fn router() -> Router<AppState> {
         .route("/demo/outbox", get(demo_outbox))
         .route("/status", get(status::show))
         .route("/static/style.css", get(stylesheet))
+        .route("/static/passkeys.js", get(passkeys_script))
+        .route(
+            "/sign-in/passkey/options",
+            post(factors::sign_in_passkey_options),
+        )
+        .route("/sign-in/passkey", post(factors::sign_in_passkey))
+        .route(
+            "/sign-in/mfa/passkey-options",
+            post(factors::mfa_passkey_options),
+        )
+        .route("/security/passkeys/options", post(factors::passkey_options))
+        .route("/security/passkeys", post(factors::add_passkey))
+        .route("/security/factors/{id}/name", post(factors::rename))
         .fallback(not_found)
 }
 
@@ -310,6 +323,20 @@ pub fn error_page(state: &AppState, csrf: &CsrfCookie, e: ServiceError) -> Respo
 /// open for a long time).
 pub const CSRF_FAILED: &str =
     "For your security this form expired. We have refreshed it: please submit it again.";
+
+/// The one script: passkeys, as progressive enhancement.
+const PASSKEYS_JS: &str = include_str!("../../static/passkeys.js");
+
+async fn passkeys_script() -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/javascript; charset=utf-8"),
+        )],
+        PASSKEYS_JS,
+    )
+        .into_response()
+}
 
 async fn stylesheet() -> Response {
     (

@@ -46,6 +46,8 @@ pub struct MfaPage {
     pub trust_days: i64,
     pub remember: bool,
     pub user_id: String,
+    /// A passkey is one of the ways (a button, with JavaScript).
+    pub passkey: bool,
 }
 
 /// Remembers the User ID only ("Remember me"): never the password.
@@ -162,7 +164,7 @@ pub async fn submit(
         Ok(SignInOutcome::SignedIn(signed_in)) => {
             csrf.rotate();
             let remember = form.remember.is_some().then_some(form.user_id.trim());
-            let response = signed_in_response(&state, signed_in, remember);
+            let response = signed_in_response(&state, signed_in, Some(remember));
             csrf.apply(response)
         }
         Ok(SignInOutcome::MfaRequired(challenge)) => {
@@ -197,8 +199,13 @@ pub async fn submit(
 }
 
 /// Where a signed-in browser goes: the session cookie, the device cookie when the device is
-/// new, and the remembered User ID (or its removal).
-fn signed_in_response(state: &AppState, signed_in: SignedIn, remember: Option<&str>) -> Response {
+/// new, and the remembered User ID: `Some(Some(id))` sets it, `Some(None)` removes it, `None`
+/// leaves it as it is.
+pub(crate) fn signed_in_response(
+    state: &AppState,
+    signed_in: SignedIn,
+    remember: Option<Option<&str>>,
+) -> Response {
     let secure = state.web.secure_cookies;
     let mut response = Redirect::to("/account").into_response();
     let headers = response.headers_mut();
@@ -224,6 +231,9 @@ fn signed_in_response(state: &AppState, signed_in: SignedIn, remember: Option<&s
             ),
         );
     }
+    let Some(remember) = remember else {
+        return response;
+    };
     let remember_name = cookies::name(REMEMBER, secure);
     match remember.filter(|u| {
         !u.is_empty()
@@ -306,6 +316,7 @@ fn mfa_page(
     error: Option<String>,
 ) -> MfaPage {
     let label = |m: &MfaMethod| match m {
+        MfaMethod::Passkey => "A passkey".to_owned(),
         MfaMethod::Totp => "The code from my authenticator app".to_owned(),
         MfaMethod::Email { destination } => format!("A code sent by email to {destination}"),
         MfaMethod::Sms { destination } => format!("A code sent by text message to {destination}"),
@@ -330,12 +341,15 @@ fn mfa_page(
         step_up: c.step_up,
         selected: c
             .methods
-            .first()
+            .iter()
+            .find(|m| **m != MfaMethod::Passkey)
             .map(|m| m.as_str().to_owned())
             .unwrap_or_default(),
+        passkey: c.methods.contains(&MfaMethod::Passkey),
         methods: c
             .methods
             .iter()
+            .filter(|m| **m != MfaMethod::Passkey)
             .map(|m| (m.as_str().to_owned(), label(m)))
             .collect(),
         send_methods,
@@ -431,8 +445,11 @@ pub async fn mfa(
     {
         Ok(signed_in) => {
             csrf.rotate();
-            let response =
-                signed_in_response(&state, signed_in, remember.then_some(form.user_id.trim()));
+            let response = signed_in_response(
+                &state,
+                signed_in,
+                Some(remember.then_some(form.user_id.trim())),
+            );
             csrf.apply(response)
         }
         Err(ServiceError::CodeRejected { tries_left }) => again(
