@@ -420,10 +420,10 @@ pub async fn not_me_submit(
 /// A JSON answer for the passkey script (it reads `token` and `options`).
 fn options_json(token: Option<&str>, options_json: &str) -> Response {
     let options: serde_json::Value = serde_json::from_str(options_json).unwrap_or_default();
-    let mut body = serde_json::json!({ "options": options });
-    if let Some(t) = token {
-        body["token"] = serde_json::Value::String(t.to_owned());
-    }
+    let body = match token {
+        Some(t) => serde_json::json!({ "options": options, "token": t }),
+        None => serde_json::json!({ "options": options }),
+    };
     axum::Json(body).into_response()
 }
 
