@@ -30,6 +30,14 @@ pub enum AuditKind {
     RecoveryCodeFailed,
     PasswordReset,
     UserIdRecovered,
+    /// A change of email or phone was asked for (password right, code sent to the new one).
+    ContactChangeStarted,
+    ContactChanged,
+    CardLinked,
+    CardUnlinked,
+    InactivityWarned,
+    AccountDeactivated,
+    AccountReactivated,
 }
 
 impl AuditKind {
@@ -55,6 +63,13 @@ impl AuditKind {
             Self::RecoveryCodeFailed => "recovery.code_failed",
             Self::PasswordReset => "password.reset",
             Self::UserIdRecovered => "recovery.user_id",
+            Self::ContactChangeStarted => "contact.change_started",
+            Self::ContactChanged => "contact.changed",
+            Self::CardLinked => "card.linked",
+            Self::CardUnlinked => "card.unlinked",
+            Self::InactivityWarned => "account.inactivity_warned",
+            Self::AccountDeactivated => "account.deactivated",
+            Self::AccountReactivated => "account.reactivated",
         }
     }
 
@@ -79,6 +94,13 @@ impl AuditKind {
             "recovery.code_failed" => "Wrong security code entered",
             "password.reset" => "Password reset with a security code",
             "recovery.user_id" => "User ID looked up with a security code",
+            "contact.change_started" => "Contact details change asked for",
+            "contact.changed" => "Contact details changed",
+            "card.linked" => "Card linked",
+            "card.unlinked" => "Card unlinked",
+            "account.inactivity_warned" => "Inactivity warning sent",
+            "account.deactivated" => "Account deactivated after inactivity",
+            "account.reactivated" => "Account reactivated",
             _ => "Security event",
         }
     }

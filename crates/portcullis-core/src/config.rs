@@ -1,5 +1,6 @@
 //! The domain's settings, gathered from configuration by the binary.
 
+use crate::inactivity::InactivityPolicy;
 use crate::lockout::LockoutPolicy;
 use crate::password::PasswordPolicy;
 use crate::session::SessionPolicy;
@@ -17,6 +18,8 @@ pub struct Policies {
     pub registration_step_secs: i64,
     /// Whether security questions are offered at all.
     pub security_questions_enabled: bool,
+    /// Flow 10: when inactive accounts are warned and deactivated.
+    pub inactivity: InactivityPolicy,
 }
 
 impl Default for Policies {
@@ -30,6 +33,7 @@ impl Default for Policies {
             throttle: ThrottlePolicy::default(),
             registration_step_secs: 20 * 60,
             security_questions_enabled: true,
+            inactivity: InactivityPolicy::default(),
         }
     }
 }

@@ -1,6 +1,9 @@
 //! The use cases, one file each, over the ports.
 
 mod account;
+mod cards;
+mod contact_change;
+mod inactivity;
 mod password_change;
 mod recovery;
 mod registration;
@@ -18,11 +21,14 @@ use crate::config::Policies;
 use crate::ports::{Message, Notifier, Outgoing, Store};
 
 pub use account::{AccountHome, SessionInfo};
+pub use contact_change::ContactChangeStarted;
+pub use inactivity::InactivityRun;
 pub use recovery::{CodeAccepted, CodeSent, Proof, RecoveryStart};
 pub use registration::{CardVerified, Registration};
 pub use signin::{describe_device, SessionContext, SignInRequest, SignedIn};
 pub use support::{
-    AuditCheck, IssuedAdminToken, SupportAuthority, SupportScope, SupportView, UnlockOutcome,
+    AuditCheck, IssuedAdminToken, ReactivateOutcome, SupportAuthority, SupportScope, SupportView,
+    UnlockOutcome,
 };
 
 /// Who is asking: used for audit, throttling and the sessions list. Never trusted for
@@ -43,6 +49,7 @@ pub struct Portcullis {
     pub(crate) notifier: Arc<dyn Notifier>,
     pub(crate) policies: Arc<Policies>,
     pub(crate) audit_key: KeyedHasher,
+    pub(crate) counters: Arc<crate::counters::EventCounters>,
 }
 
 impl Portcullis {
@@ -62,7 +69,13 @@ impl Portcullis {
             clock,
             notifier,
             policies: Arc::new(policies),
+            counters: Arc::default(),
         }
+    }
+
+    /// This node's counts of locks and codes, for `/metrics`.
+    pub fn counters(&self) -> crate::counters::CountersSnapshot {
+        self.counters.snapshot()
     }
 
     pub fn policies(&self) -> &Policies {

@@ -12,6 +12,7 @@ mod audit;
 mod codes;
 mod devices;
 mod error;
+mod lifecycle;
 mod lockout;
 mod outbox;
 mod registry;

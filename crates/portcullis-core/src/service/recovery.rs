@@ -336,6 +336,9 @@ impl Portcullis {
         match outcome {
             Resend::Sent => {
                 self.notifier.wake();
+                if let Some(m) = messages.first() {
+                    self.counters.code_sent(m.message.channel);
+                }
                 Ok(())
             }
             Resend::TooSoon { retry_after } => Err(ServiceError::TooManyRequests { retry_after }),
@@ -515,7 +518,7 @@ impl Portcullis {
 
     /// Checks a code for a step. Every try is counted on the step first, whether or not a
     /// code stands behind it (an unknown address has none), so both answer alike.
-    async fn check_code(
+    pub(super) async fn check_code(
         &self,
         step_hash: &[u8; 32],
         step: &StepRow,
@@ -604,13 +607,19 @@ impl Portcullis {
             })
             .await?;
         self.notifier.wake();
+        self.counters.code_sent(channel);
         Ok(CodeSent {
             channel,
             destination,
         })
     }
 
-    fn code_message(&self, channel: CodeChannel, to: String, code: &SecretString) -> Message {
+    pub(super) fn code_message(
+        &self,
+        channel: CodeChannel,
+        to: String,
+        code: &SecretString,
+    ) -> Message {
         let issuer = &self.policies.issuer_name;
         Message {
             channel,
@@ -740,7 +749,7 @@ fn code_destination(
     }
 }
 
-fn mask(channel: CodeChannel, to: &str) -> String {
+pub(super) fn mask(channel: CodeChannel, to: &str) -> String {
     match channel {
         CodeChannel::Email => Email::parse(to).map_or_else(|_| "•••".into(), |e| e.masked()),
         CodeChannel::Sms => Phone::parse(to).map_or_else(|_| "•••".into(), |p| p.masked()),

@@ -138,7 +138,9 @@ impl Portcullis {
             }
         };
         match verification {
-            Verification::Match { needs_rehash } if Some(account.account_type) == account_type => {
+            Verification::Match { needs_rehash }
+                if Some(account.account_type) == account_type && !account.is_deactivated() =>
+            {
                 self.store.reset_failures(counter).await?;
                 if device.is_some() {
                     // Signed in on a known device: the account's own count restarts too (a
@@ -160,10 +162,16 @@ impl Portcullis {
                 // The right password with the wrong account type: not a password failure,
                 // so the slot goes back, but the answer is the same as any failure.
                 self.store.release_attempt(counter).await?;
+                // A deactivated account (flow 10) is refused like any failure, so the
+                // answer tells a stranger nothing; its owner was told how to come back.
                 self.audit(
                     AuditEvent::new(AuditKind::SignInFailed, Some(account.id))
                         .ip(client.ip.as_deref())
-                        .detail("wrong account type"),
+                        .detail(if account.is_deactivated() {
+                            "account deactivated after inactivity"
+                        } else {
+                            "wrong account type"
+                        }),
                 )
                 .await;
                 Err(ServiceError::SignInFailed)
@@ -188,6 +196,10 @@ impl Portcullis {
                     };
                     if self.store.lock(counter, now, until, &notice).await? {
                         self.notifier.wake();
+                        match counter {
+                            Counter::Account(_) => self.counters.account_locked(),
+                            Counter::Device(_) => self.counters.device_locked(),
+                        }
                         match counter {
                             Counter::Account(_) => self.on_locked(&account, until, client).await,
                             Counter::Device(id) => {
