@@ -10,6 +10,8 @@
 mod defences;
 mod delivery;
 mod import;
+mod lifecycle;
+mod metrics;
 mod overload;
 mod pages;
 pub mod recovery;

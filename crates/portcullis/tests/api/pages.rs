@@ -3,7 +3,7 @@
 
 use portcullis_testkit::{both, input_value, spawn_app, Backend, Jar, TestApp, ANN, PASSWORD};
 
-async fn get(app: &TestApp, jar: &mut Jar, path: &str) -> (u16, String) {
+pub(crate) async fn get(app: &TestApp, jar: &mut Jar, path: &str) -> (u16, String) {
     let res = app
         .client
         .get(app.url(path))
@@ -16,7 +16,7 @@ async fn get(app: &TestApp, jar: &mut Jar, path: &str) -> (u16, String) {
     (status, res.text().await.unwrap())
 }
 
-async fn post(
+pub(crate) async fn post(
     app: &TestApp,
     jar: &mut Jar,
     path: &str,
