@@ -8,6 +8,8 @@ import { randomBytes } from 'node:crypto';
 export const CARDS = {
   ann: { accountType: 'personal', number: '378282246310005', verification: '1234', product: 'Platinum Card', last4: '0005' },
   ben: { accountType: 'personal', number: '371449635398431', verification: '5678', product: 'Gold Card', last4: '8431' },
+  // Ann's second card (same holder): for "link another card".
+  annBlue: { accountType: 'personal', number: '5555555555554444', verification: '321', product: 'Blue Cash Card', last4: '4444' },
   shop: { accountType: 'merchant', number: '1234567890', verification: 'SHOP42' },
 };
 

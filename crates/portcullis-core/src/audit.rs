@@ -40,6 +40,14 @@ pub enum AuditKind {
     DeviceUntrusted,
     Reauthenticated,
     NotMe,
+    /// A change of email or phone was asked for (password right, code sent to the new one).
+    ContactChangeStarted,
+    ContactChanged,
+    CardLinked,
+    CardUnlinked,
+    InactivityWarned,
+    AccountDeactivated,
+    AccountReactivated,
 }
 
 impl AuditKind {
@@ -75,6 +83,13 @@ impl AuditKind {
             Self::DeviceUntrusted => "device.untrusted",
             Self::Reauthenticated => "session.reauthenticated",
             Self::NotMe => "account.not_me",
+            Self::ContactChangeStarted => "contact.change_started",
+            Self::ContactChanged => "contact.changed",
+            Self::CardLinked => "card.linked",
+            Self::CardUnlinked => "card.unlinked",
+            Self::InactivityWarned => "account.inactivity_warned",
+            Self::AccountDeactivated => "account.deactivated",
+            Self::AccountReactivated => "account.reactivated",
         }
     }
 
@@ -109,6 +124,13 @@ impl AuditKind {
             "device.untrusted" => "Device no longer trusted",
             "session.reauthenticated" => "Password entered again",
             "account.not_me" => "\"This was not me\": sessions ended and account locked",
+            "contact.change_started" => "Contact details change asked for",
+            "contact.changed" => "Contact details changed",
+            "card.linked" => "Card linked",
+            "card.unlinked" => "Card unlinked",
+            "account.inactivity_warned" => "Inactivity warning sent",
+            "account.deactivated" => "Account deactivated after inactivity",
+            "account.reactivated" => "Account reactivated",
             _ => "Security event",
         }
     }

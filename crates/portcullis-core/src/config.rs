@@ -1,5 +1,6 @@
 //! The domain's settings, gathered from configuration by the binary.
 
+use crate::inactivity::InactivityPolicy;
 use crate::lockout::LockoutPolicy;
 use crate::password::PasswordPolicy;
 use crate::session::SessionPolicy;
@@ -20,6 +21,8 @@ pub struct Policies {
     pub mfa: MfaPolicy,
     /// Where people reach the service, for links in messages ("This was not me").
     pub public_url: String,
+    /// Flow 10: when inactive accounts are warned and deactivated.
+    pub inactivity: InactivityPolicy,
 }
 
 /// Second factors, step-up and re-authentication.
@@ -59,6 +62,7 @@ impl Default for Policies {
             security_questions_enabled: true,
             mfa: MfaPolicy::default(),
             public_url: "http://127.0.0.1:8080".into(),
+            inactivity: InactivityPolicy::default(),
         }
     }
 }

@@ -40,6 +40,8 @@ pub struct RegistryRow {
 /// The figures shown on the account home for one linked card.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CardSummary {
+    /// The registry record behind the card (names it for unlinking; not a secret).
+    pub id: i64,
     pub last4: String,
     pub product: String,
     pub balance: Option<i64>,
@@ -108,6 +110,18 @@ pub struct AccountRow {
     pub locked_until: Option<UnixTime>,
     pub created_at: UnixTime,
     pub last_sign_in_at: Option<UnixTime>,
+    /// What inactivity counts from: creation, the last sign-in or the reactivation.
+    pub last_active_at: UnixTime,
+    /// When the inactivity warning went out (cleared by a sign-in or a reactivation).
+    pub inactivity_warned_at: Option<UnixTime>,
+    /// Set while the account is deactivated (flow 10).
+    pub deactivated_at: Option<UnixTime>,
+}
+
+impl AccountRow {
+    pub fn is_deactivated(&self) -> bool {
+        self.deactivated_at.is_some()
+    }
 }
 
 #[async_trait]
@@ -553,6 +567,7 @@ pub trait Store:
     + OutboxStore
     + AdminTokenStore
     + StatusStore
+    + LifecycleStore
 {
     /// A cheap round trip, for readiness.
     async fn ping(&self) -> StoreResult<()>;
@@ -772,4 +787,139 @@ pub trait StatusStore: Send + Sync {
     /// Sets (`Some`) or clears (`None`) maintenance mode for every node.
     async fn set_maintenance(&self, maintenance: Option<&MaintenanceRow>) -> StoreResult<()>;
     async fn maintenance(&self) -> StoreResult<Option<MaintenanceRow>>;
+}
+
+// ---------------------------------------------------------------------------------------
+// The account's lifecycle: contact details, linked cards, inactivity (flows 9 and 10).
+
+/// Which contact detail a change replaces.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ContactField {
+    Email,
+    Phone,
+}
+
+impl ContactField {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Email => "email",
+            Self::Phone => "phone",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "email" => Some(Self::Email),
+            "phone" => Some(Self::Phone),
+            _ => None,
+        }
+    }
+}
+
+/// What unlinking a card did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unlink {
+    Unlinked,
+    /// The account has no such card.
+    NotLinked,
+    /// The card is the account's last: an account always keeps one.
+    LastCard,
+}
+
+/// A deactivated account coming back through the registration path (card number + card
+/// ID): new sign-in details on the same account, all in one transaction.
+#[derive(Clone, Debug)]
+pub struct Reregistration {
+    pub account_id: i64,
+    pub user_id: String,
+    pub user_id_canonical: String,
+    pub password_hash: String,
+    pub security_answers: Vec<(i64, String)>,
+    pub code_channel: crate::contact::CodeChannel,
+    /// The registration step consumed by it.
+    pub step_token_hash: [u8; 32],
+    pub now: UnixTime,
+    pub messages: Vec<Outgoing>,
+}
+
+#[async_trait]
+pub trait LifecycleStore: Send + Sync {
+    /// Replaces the account's email or phone, with `messages` (the notice to the old
+    /// address) queued in the same transaction.
+    async fn change_contact(
+        &self,
+        account_id: i64,
+        field: ContactField,
+        value: &str,
+        now: UnixTime,
+        messages: &[Outgoing],
+    ) -> StoreResult<bool>;
+    /// Every registry record linked to the account, oldest link first.
+    async fn linked_records(&self, account_id: i64) -> StoreResult<Vec<RegistryRow>>;
+    /// Links a record to the account; false when the record already backs an account
+    /// (this one or another): the record's primary key decides, atomically.
+    async fn link_card(
+        &self,
+        account_id: i64,
+        record_id: i64,
+        now: UnixTime,
+        messages: &[Outgoing],
+    ) -> StoreResult<bool>;
+    /// Unlinks a card unless it is the account's last (checked under the account's row
+    /// lock, so two parallel unlinks cannot leave it with none).
+    async fn unlink_card(
+        &self,
+        account_id: i64,
+        record_id: i64,
+        now: UnixTime,
+        messages: &[Outgoing],
+    ) -> StoreResult<Unlink>;
+    /// Claims the lease of the scheduled job `job` for `node` until `until`, if no lease is
+    /// live at `now`: one conditional UPDATE, so one node wins.
+    async fn claim_job(
+        &self,
+        job: &str,
+        node: &str,
+        now: UnixTime,
+        until: UnixTime,
+    ) -> StoreResult<bool>;
+    /// Active, not yet warned accounts last active at or before `inactive_since`.
+    async fn accounts_to_warn(
+        &self,
+        inactive_since: UnixTime,
+        limit: i64,
+    ) -> StoreResult<Vec<AccountRow>>;
+    /// Active accounts warned at or before `warned_before`.
+    async fn accounts_to_deactivate(
+        &self,
+        warned_before: UnixTime,
+        limit: i64,
+    ) -> StoreResult<Vec<AccountRow>>;
+    /// Records the warning (and queues it) if the account is still active, unwarned and
+    /// inactive since `inactive_since`; true for the one caller that did.
+    async fn mark_inactivity_warned(
+        &self,
+        account_id: i64,
+        inactive_since: UnixTime,
+        now: UnixTime,
+        messages: &[Outgoing],
+    ) -> StoreResult<bool>;
+    /// Deactivates the account (ending its sessions) if it is still active and was warned
+    /// at or before `warned_before`; true for the one caller that did.
+    async fn deactivate_account(
+        &self,
+        account_id: i64,
+        warned_before: UnixTime,
+        now: UnixTime,
+        messages: &[Outgoing],
+    ) -> StoreResult<bool>;
+    /// Reactivates a deactivated account (support); true when it was deactivated.
+    async fn reactivate_account(
+        &self,
+        account_id: i64,
+        now: UnixTime,
+        messages: &[Outgoing],
+    ) -> StoreResult<bool>;
+    /// Reactivates a deactivated account with new sign-in details (the registration path).
+    async fn reregister_account(&self, r: Reregistration) -> Result<(), CreateAccountError>;
 }

@@ -1,6 +1,9 @@
 //! The use cases, one file each, over the ports.
 
 mod account;
+mod cards;
+mod contact_change;
+mod inactivity;
 mod mfa;
 mod passkeys;
 mod password_change;
@@ -20,6 +23,8 @@ use crate::config::Policies;
 use crate::ports::{Message, Notifier, Outgoing, Store};
 
 pub use account::{AccountHome, SessionInfo};
+pub use contact_change::ContactChangeStarted;
+pub use inactivity::InactivityRun;
 pub use mfa::{
     FactorInfo, MfaChallenge, MfaMethod, SecuritySettings, SignInOutcome, TotpEnrolment,
     TrustedDevice,
@@ -29,7 +34,8 @@ pub use recovery::{CodeAccepted, CodeSent, Proof, RecoveryStart};
 pub use registration::{CardVerified, Registration};
 pub use signin::{describe_device, SessionContext, SignInRequest, SignedIn};
 pub use support::{
-    AuditCheck, IssuedAdminToken, SupportAuthority, SupportScope, SupportView, UnlockOutcome,
+    AuditCheck, IssuedAdminToken, ReactivateOutcome, SupportAuthority, SupportScope, SupportView,
+    UnlockOutcome,
 };
 
 /// Who is asking: used for audit, throttling and the sessions list. Never trusted for
@@ -54,6 +60,7 @@ pub struct Portcullis {
     pub(crate) factor_seal: Sealer,
     /// The WebAuthn relying party; `None` when the public URL cannot be one (an IP address).
     pub(crate) passkeys: Option<Arc<portcullis_crypto::passkey::PasskeyRp>>,
+    pub(crate) counters: Arc<crate::counters::EventCounters>,
 }
 
 /// The relying party for passkeys at the public URL (any port on localhost, for
@@ -98,6 +105,7 @@ impl Portcullis {
             notifier,
             passkeys: passkey_rp(&policies),
             policies: Arc::new(policies),
+            counters: Arc::default(),
         }
     }
 
@@ -106,6 +114,11 @@ impl Portcullis {
     pub fn with_factor_key(mut self, key: &[u8; 32]) -> Self {
         self.factor_seal = Sealer::new(key, FACTOR_SEAL_AAD);
         self
+    }
+
+    /// This node's counts of locks and codes, for `/metrics`.
+    pub fn counters(&self) -> crate::counters::CountersSnapshot {
+        self.counters.snapshot()
     }
 
     pub fn policies(&self) -> &Policies {

@@ -15,14 +15,16 @@ use crate::error::is_unique_violation;
 use crate::registry::account_type;
 use crate::{db_err, SqlStore};
 
-const SELECT_ACCOUNT: &str = "SELECT id, user_id, account_type, password_hash, code_channel, \
-     email, phone, failed_count, locked_until, created_at, last_sign_in_at FROM online_accounts";
+pub(crate) const SELECT_ACCOUNT: &str = "SELECT id, user_id, account_type, password_hash, \
+     code_channel, email, phone, failed_count, locked_until, created_at, last_sign_in_at, \
+     last_active_at, inactivity_warned_at, deactivated_at FROM online_accounts";
 
-fn account_row(row: &AnyRow) -> StoreResult<AccountRow> {
+pub(crate) fn account_row(row: &AnyRow) -> StoreResult<AccountRow> {
     let get = |e: sqlx::Error| db_err(e);
     let kind: String = row.try_get("account_type").map_err(get)?;
     let channel: String = row.try_get("code_channel").map_err(get)?;
     let failed: i64 = row.try_get("failed_count").map_err(get)?;
+    let created_at: i64 = row.try_get("created_at").map_err(get)?;
     Ok(AccountRow {
         id: row.try_get("id").map_err(get)?,
         user_id: row.try_get("user_id").map_err(get)?,
@@ -37,9 +39,21 @@ fn account_row(row: &AnyRow) -> StoreResult<AccountRow> {
             .try_get::<Option<i64>, _>("locked_until")
             .map_err(get)?
             .map(UnixTime),
-        created_at: UnixTime(row.try_get("created_at").map_err(get)?),
+        created_at: UnixTime(created_at),
         last_sign_in_at: row
             .try_get::<Option<i64>, _>("last_sign_in_at")
+            .map_err(get)?
+            .map(UnixTime),
+        last_active_at: row
+            .try_get::<Option<i64>, _>("last_active_at")
+            .map_err(get)?
+            .map_or(UnixTime(created_at), UnixTime),
+        inactivity_warned_at: row
+            .try_get::<Option<i64>, _>("inactivity_warned_at")
+            .map_err(get)?
+            .map(UnixTime),
+        deactivated_at: row
+            .try_get::<Option<i64>, _>("deactivated_at")
             .map_err(get)?
             .map(UnixTime),
     })
@@ -71,7 +85,8 @@ impl AccountStore for SqlStore {
         }
         let inserted = sqlx::query(
             "INSERT INTO online_accounts (user_id, user_id_canonical, account_type, password_hash, \
-             code_channel, email, phone, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+             code_channel, email, phone, created_at, last_active_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) \
              RETURNING id",
         )
         .bind(new.user_id)
@@ -155,7 +170,7 @@ impl AccountStore for SqlStore {
 
     async fn cards_for_account(&self, account_id: i64) -> StoreResult<Vec<CardSummary>> {
         let rows = sqlx::query(
-            "SELECT r.last4, r.product, r.balance, r.credit_limit, r.payment_due_date, r.minimum_due \
+            "SELECT r.id, r.last4, r.product, r.balance, r.credit_limit, r.payment_due_date, r.minimum_due \
              FROM account_cards c JOIN registry_records r ON r.id = c.registry_record_id \
              WHERE c.account_id = $1 ORDER BY c.linked_at, r.id",
         )
@@ -166,6 +181,7 @@ impl AccountStore for SqlStore {
         rows.iter()
             .map(|r| -> Result<CardSummary, sqlx::Error> {
                 Ok(CardSummary {
+                    id: r.try_get("id")?,
                     last4: r.try_get("last4")?,
                     product: r.try_get("product")?,
                     balance: r.try_get("balance")?,
@@ -180,7 +196,8 @@ impl AccountStore for SqlStore {
 
     async fn record_sign_in(&self, account_id: i64, now: UnixTime) -> StoreResult<()> {
         sqlx::query(
-            "UPDATE online_accounts SET failed_count = 0, last_sign_in_at = $2 WHERE id = $1",
+            "UPDATE online_accounts SET failed_count = 0, last_sign_in_at = $2, last_active_at = $2, \
+             inactivity_warned_at = NULL WHERE id = $1",
         )
         .bind(account_id)
         .bind(now.0)

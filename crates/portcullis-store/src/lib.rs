@@ -13,6 +13,7 @@ mod codes;
 mod devices;
 mod error;
 mod factors;
+mod lifecycle;
 mod lockout;
 mod outbox;
 mod registry;

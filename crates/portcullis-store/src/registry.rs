@@ -13,7 +13,8 @@ const COLUMNS: usize = 13;
 /// Rows per INSERT: 13 parameters each keeps us well under both backends' limits.
 pub const IMPORT_BATCH: usize = 1_000;
 
-const SELECT_RECORD: &str = "SELECT r.id, r.account_type, r.verification_hash, r.last4, \
+pub(crate) const SELECT_RECORD: &str =
+    "SELECT r.id, r.account_type, r.verification_hash, r.last4, \
      r.holder_name, r.email, r.phone, r.product, c.account_id \
      FROM registry_records r LEFT JOIN account_cards c ON c.registry_record_id = r.id";
 
@@ -22,7 +23,7 @@ pub(crate) fn account_type(s: &str) -> Result<AccountType, StoreError> {
         .ok_or_else(|| StoreError::Internal(format!("unknown account type {s:?} in database")))
 }
 
-fn record_row(row: &AnyRow) -> Result<RegistryRow, sqlx::Error> {
+pub(crate) fn record_row(row: &AnyRow) -> Result<RegistryRow, sqlx::Error> {
     let kind: String = row.try_get("account_type")?;
     Ok(RegistryRow {
         id: row.try_get("id")?,

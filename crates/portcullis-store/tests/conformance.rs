@@ -1039,3 +1039,127 @@ both!(
     messages_commit_with_their_state_change_conformance,
     messages_commit_with_their_state_change
 );
+
+mod lifecycle {
+    use super::*;
+    use portcullis_core::ports::{LifecycleStore, Unlink};
+
+    async fn job_leases_have_one_winner(backend: Backend) {
+        let Some((s, _db)) = store(backend).await else {
+            return;
+        };
+        let s = Arc::new(s);
+        let mut tasks = Vec::new();
+        for i in 0..20 {
+            let s = s.clone();
+            tasks.push(tokio::spawn(async move {
+                s.claim_job("inactivity", &format!("node-{i}"), T, T.plus_secs(3600))
+                    .await
+                    .unwrap()
+            }));
+        }
+        let mut won = 0;
+        for t in tasks {
+            won += usize::from(t.await.unwrap());
+        }
+        assert_eq!(won, 1, "one node claims the lease");
+        assert!(!s
+            .claim_job("inactivity", "late", T.plus_secs(3599), T.plus_secs(7200))
+            .await
+            .unwrap());
+        assert!(s
+            .claim_job("inactivity", "late", T.plus_secs(3600), T.plus_secs(7200))
+            .await
+            .unwrap());
+        assert!(!s
+            .claim_job("no-such-job", "x", T, T.plus_secs(1))
+            .await
+            .unwrap());
+    }
+    both!(
+        job_leases_have_one_winner_conformance,
+        job_leases_have_one_winner
+    );
+
+    async fn warn_and_deactivate_once(backend: Backend) {
+        let Some((s, _db)) = store(backend).await else {
+            return;
+        };
+        let id = account(&s, "old.timer", "378282246310005").await;
+        let later = T.plus_secs(1000);
+        // Not inactive enough: nothing.
+        assert!(s
+            .accounts_to_warn(T.plus_secs(-1), 10)
+            .await
+            .unwrap()
+            .is_empty());
+        assert_eq!(s.accounts_to_warn(T, 10).await.unwrap().len(), 1);
+        assert!(s.mark_inactivity_warned(id, T, later, &[]).await.unwrap());
+        assert!(
+            !s.mark_inactivity_warned(id, T, later, &[]).await.unwrap(),
+            "once"
+        );
+        assert!(s.accounts_to_warn(T, 10).await.unwrap().is_empty());
+        // Deactivation needs the warning old enough.
+        assert!(!s
+            .deactivate_account(id, later.plus_secs(-1), later, &[])
+            .await
+            .unwrap());
+        assert_eq!(s.accounts_to_deactivate(later, 10).await.unwrap().len(), 1);
+        assert!(s.deactivate_account(id, later, later, &[]).await.unwrap());
+        assert!(
+            !s.deactivate_account(id, later, later, &[]).await.unwrap(),
+            "once"
+        );
+        let a = s.account_by_id(id).await.unwrap().unwrap();
+        assert!(a.is_deactivated());
+        assert!(s.reactivate_account(id, later, &[]).await.unwrap());
+        assert!(!s.reactivate_account(id, later, &[]).await.unwrap());
+        let a = s.account_by_id(id).await.unwrap().unwrap();
+        assert!(!a.is_deactivated());
+        assert_eq!(
+            a.last_active_at, later,
+            "inactivity counts from the reactivation"
+        );
+        assert!(a.inactivity_warned_at.is_none());
+    }
+    both!(
+        warn_and_deactivate_once_conformance,
+        warn_and_deactivate_once
+    );
+
+    async fn the_last_card_stays(backend: Backend) {
+        let Some((s, _db)) = store(backend).await else {
+            return;
+        };
+        let id = account(&s, "two.cards", "378282246310005").await;
+        let second = seed_record(&s, "5555555555554444").await;
+        assert!(s.link_card(id, second, T, &[]).await.unwrap());
+        assert!(
+            !s.link_card(id, second, T, &[]).await.unwrap(),
+            "one account per card"
+        );
+        let cards: Vec<i64> = s
+            .linked_records(id)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(cards.len(), 2);
+        let s = Arc::new(s);
+        let (a, b) = tokio::join!(
+            s.unlink_card(id, cards[0], T, &[]),
+            s.unlink_card(id, cards[1], T, &[])
+        );
+        let mut outcomes = [a.unwrap(), b.unwrap()];
+        outcomes.sort_by_key(|o| *o == Unlink::Unlinked);
+        assert_eq!(outcomes, [Unlink::LastCard, Unlink::Unlinked]);
+        assert_eq!(s.linked_records(id).await.unwrap().len(), 1);
+        assert_eq!(
+            s.unlink_card(id, 999_999, T, &[]).await.unwrap(),
+            Unlink::NotLinked
+        );
+    }
+    both!(the_last_card_stays_conformance, the_last_card_stays);
+}

@@ -297,6 +297,13 @@ pub const SHOP: Card = Card {
     verification: "SHOP42",
 };
 
+/// Ann's second card (same holder as [`ANN`]), for linking.
+pub const ANN_BLUE: Card = Card {
+    account_type: "personal",
+    number: "5555555555554444",
+    verification: "321",
+};
+
 pub const PASSWORD: &str = "Correct-Horse-42";
 
 impl TestApp {

@@ -102,6 +102,21 @@ impl ApiError {
         )
     }
 
+    /// 409: the account's last card cannot be unlinked.
+    pub fn last_card() -> Self {
+        let mut e = Self::new(
+            StatusCode::CONFLICT,
+            "last-card",
+            "This is your only card",
+            "An online account keeps at least one card. Link another card before unlinking this one.",
+        );
+        e.errors = vec![FieldError::new(
+            "card",
+            "An online account keeps at least one card.",
+        )];
+        e
+    }
+
     /// A 404 that says what is missing.
     pub fn not_found_because(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "not-found", "Not found", detail)

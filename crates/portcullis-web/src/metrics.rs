@@ -1,6 +1,7 @@
 //! `/metrics` in the Prometheus text format (written by hand: a few counters and one
 //! histogram family do not need a registry), and the middleware that counts what the web
-//! layer knows: sign-in answers by outcome and request latency by route.
+//! layer knows: sign-in answers by outcome and request latency by route. Locks and one-time
+//! codes are counted by the use cases as they happen (`portcullis_core::counters`).
 //!
 //! The route label is axum's [`MatchedPath`] (the route template, e.g.
 //! `/api/v1/admin/accounts/{user_id}`), never the raw path, so the label set stays small
@@ -38,7 +39,6 @@ struct Histogram {
 #[derive(Debug, Default)]
 pub struct Metrics {
     sign_ins: [AtomicU64; 5],
-    locks: AtomicU64,
     latency: Mutex<BTreeMap<(String, String), Histogram>>,
 }
 
@@ -49,9 +49,6 @@ impl Metrics {
             if let Some(c) = self.sign_ins.get(i) {
                 c.fetch_add(1, Ordering::Relaxed);
             }
-        }
-        if outcome == "locked" {
-            self.locks.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -146,16 +143,39 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
             m.sign_ins(outcome)
         );
     }
+    // Counted by the use cases when the event happens (not inferred from HTTP answers).
+    let events = state.app.counters();
     family(
         &mut out,
         "portcullis_sign_in_locks_total",
         "counter",
-        "Sign-ins answered with a locked account.",
+        "Locks set after failed sign-ins: an account, or a known device's own allowance.",
     );
     let _ = writeln!(
         out,
-        "portcullis_sign_in_locks_total {}",
-        m.locks.load(Ordering::Relaxed)
+        "portcullis_sign_in_locks_total{{scope=\"account\"}} {}",
+        events.account_locks
+    );
+    let _ = writeln!(
+        out,
+        "portcullis_sign_in_locks_total{{scope=\"device\"}} {}",
+        events.device_locks
+    );
+    family(
+        &mut out,
+        "portcullis_codes_sent_total",
+        "counter",
+        "One-time codes issued (committed with their message to the outbox), by channel.",
+    );
+    let _ = writeln!(
+        out,
+        "portcullis_codes_sent_total{{channel=\"email\"}} {}",
+        events.codes_email
+    );
+    let _ = writeln!(
+        out,
+        "portcullis_codes_sent_total{{channel=\"sms\"}} {}",
+        events.codes_sms
     );
 
     let d = state.delivery.as_ref().map(|f| f()).unwrap_or_default();

@@ -5,7 +5,9 @@
 use std::process::ExitCode;
 
 use portcullis_core::clock::UnixTime;
-use portcullis_core::service::{Portcullis, SupportAuthority, SupportScope, UnlockOutcome};
+use portcullis_core::service::{
+    Portcullis, ReactivateOutcome, SupportAuthority, SupportScope, UnlockOutcome,
+};
 use portcullis_core::ServiceError;
 use secrecy::ExposeSecret;
 
@@ -54,6 +56,35 @@ pub async fn unlock(
             Ok(ExitCode::SUCCESS)
         }
         UnlockOutcome::NoSuchAccount => {
+            eprintln!("no online account with User ID {user_id}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+pub async fn reactivate(
+    app: &Portcullis,
+    user_id: &str,
+    reason: &str,
+    actor: &str,
+) -> anyhow::Result<ExitCode> {
+    let outcome = match app
+        .support_reactivate(&SupportAuthority::operator(actor), user_id, reason)
+        .await
+    {
+        Ok(outcome) => outcome,
+        Err(e) => return refused(e),
+    };
+    match outcome {
+        ReactivateOutcome::Reactivated => {
+            println!("reactivated {user_id}");
+            Ok(ExitCode::SUCCESS)
+        }
+        ReactivateOutcome::NotDeactivated => {
+            println!("{user_id} was not deactivated; nothing changed");
+            Ok(ExitCode::SUCCESS)
+        }
+        ReactivateOutcome::NoSuchAccount => {
             eprintln!("no online account with User ID {user_id}");
             Ok(ExitCode::FAILURE)
         }

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use portcullis_core::config::Policies;
+use portcullis_core::inactivity::InactivityPolicy;
 use portcullis_core::lockout::LockoutPolicy;
 use portcullis_core::password::{PasswordPolicy, PasswordProfile};
 use portcullis_core::session::SessionPolicy;
@@ -37,6 +38,7 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub database: DatabaseConfig,
     pub status: StatusConfig,
+    pub inactivity: InactivityConfig,
 }
 
 impl Default for Config {
@@ -59,6 +61,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             database: DatabaseConfig::default(),
             status: StatusConfig::default(),
+            inactivity: InactivityConfig::default(),
         }
     }
 }
@@ -395,6 +398,32 @@ impl Default for StatusConfig {
     }
 }
 
+/// Flow 10: the inactivity job.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InactivityConfig {
+    /// Whether `serve` runs the job (every node may; a lease row lets one run per interval).
+    pub enabled: bool,
+    /// No sign-in this long earns a warning (default 730 days: 24 months).
+    pub warn_after_secs: i64,
+    /// This long after the warning, still without a sign-in, the account is deactivated.
+    pub deactivate_after_secs: i64,
+    /// How often the job runs (across all nodes).
+    pub interval_secs: i64,
+}
+
+impl Default for InactivityConfig {
+    fn default() -> Self {
+        let p = InactivityPolicy::default();
+        Self {
+            enabled: true,
+            warn_after_secs: p.warn_after_secs,
+            deactivate_after_secs: p.deactivate_after_secs,
+            interval_secs: 3600,
+        }
+    }
+}
+
 /// Every key, as (section, key); "" for top-level keys. The environment overlay and the
 /// reference in `docs/configuration.md` follow this list.
 pub const KEYS: &[(&str, &str)] = &[
@@ -447,6 +476,10 @@ pub const KEYS: &[(&str, &str)] = &[
     ("database", "max_connections"),
     ("database", "acquire_timeout_secs"),
     ("status", "probe_secs"),
+    ("inactivity", "enabled"),
+    ("inactivity", "warn_after_secs"),
+    ("inactivity", "deactivate_after_secs"),
+    ("inactivity", "interval_secs"),
 ];
 
 pub fn env_name(section: &str, key: &str) -> String {
@@ -523,6 +556,14 @@ impl Config {
         if self.hashing.queue_per_worker == 0 {
             bail!("hashing.queue_per_worker must be at least 1");
         }
+        if self.inactivity.warn_after_secs < 1 || self.inactivity.deactivate_after_secs < 1 {
+            bail!(
+                "inactivity.warn_after_secs and inactivity.deactivate_after_secs must be positive"
+            );
+        }
+        if self.inactivity.interval_secs < 1 {
+            bail!("inactivity.interval_secs must be positive");
+        }
         self.notify.validate()?;
         Ok(())
     }
@@ -586,6 +627,10 @@ impl Config {
                 .unwrap_or_else(|| format!("http://{}", self.listen))
                 .trim_end_matches('/')
                 .to_owned(),
+            inactivity: InactivityPolicy {
+                warn_after_secs: self.inactivity.warn_after_secs,
+                deactivate_after_secs: self.inactivity.deactivate_after_secs,
+            },
         }
     }
 }
@@ -652,6 +697,21 @@ mod tests {
         assert_eq!(c.lockout.lock_for_secs, 7 * 86_400);
         assert_eq!(c.session.idle_secs, 900);
         assert_eq!(c.session.absolute_secs, 43_200);
+        assert_eq!(c.inactivity.warn_after_secs, 730 * 86_400);
+        assert_eq!(c.inactivity.deactivate_after_secs, 30 * 86_400);
+    }
+
+    #[test]
+    fn inactivity_durations_are_configurable() {
+        let c = load_with(
+            "[inactivity]\nwarn_after_secs = 100\n",
+            &[("PORTCULLIS_INACTIVITY_DEACTIVATE_AFTER_SECS", "50")],
+        )
+        .unwrap();
+        let p = c.policies().inactivity;
+        assert_eq!(p.warn_after_secs, 100);
+        assert_eq!(p.deactivate_after_secs, 50);
+        assert!(load_with("[inactivity]\nwarn_after_secs = 0", &[]).is_err());
     }
 
     #[test]

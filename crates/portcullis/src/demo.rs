@@ -15,7 +15,7 @@ pub struct DemoCard {
     pub product: &'static str,
 }
 
-pub const DEMO_CARDS: [DemoCard; 4] = [
+pub const DEMO_CARDS: [DemoCard; 5] = [
     DemoCard {
         account_type: "personal",
         number: "378282246310005",
@@ -43,6 +43,14 @@ pub const DEMO_CARDS: [DemoCard; 4] = [
         verification: "SHOP42",
         holder: "Corner Coffee Ltd",
         product: "Merchant Services",
+    },
+    // Ann's second card: "link another card" (flow 9) needs one of the same holder.
+    DemoCard {
+        account_type: "personal",
+        number: "5555555555554444",
+        verification: "321",
+        holder: "Ann Example",
+        product: "Blue Cash Card",
     },
 ];
 

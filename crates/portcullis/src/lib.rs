@@ -7,4 +7,5 @@ pub mod config;
 pub mod demo;
 pub mod gen;
 pub mod import;
+pub mod inactivity;
 pub mod status;

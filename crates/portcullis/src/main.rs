@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use portcullis::config::Config;
-use portcullis::{admin, app, demo, import, status};
+use portcullis::{admin, app, demo, import, inactivity, status};
 use portcullis_core::clock::SystemClock;
 use portcullis_core::service::SupportScope;
 use tokio::net::TcpListener;
@@ -141,6 +141,20 @@ enum AdminCommand {
     },
     /// Show an account's state, lock and recent audit events.
     Show { user_id: String },
+    /// Reactivate an account deactivated after inactivity.
+    Reactivate {
+        user_id: String,
+        /// Why (kept in the audit log).
+        #[arg(long)]
+        reason: String,
+    },
+    /// Warn accounts inactive for inactivity.warn_after_secs and deactivate those warned
+    /// inactivity.deactivate_after_secs ago (what the scheduled job does).
+    RunInactivity {
+        /// List what would be done; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Admin tokens for the support console's API (/api/v1/admin/).
     Token {
         #[command(subcommand)]
@@ -255,6 +269,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     admin::unlock(&built.app, user_id, reason, &actor).await
                 }
                 AdminCommand::Show { user_id } => admin::show(&built.app, user_id, &actor).await,
+                AdminCommand::Reactivate { user_id, reason } => {
+                    admin::reactivate(&built.app, user_id, reason, &actor).await
+                }
+                AdminCommand::RunInactivity { dry_run } => {
+                    inactivity::run_cli(&built.app, *dry_run, &actor).await
+                }
                 AdminCommand::Token { command } => match command {
                     TokenCommand::Create { name, scopes } => {
                         admin::token_create(&built.app, name, scopes, &actor).await
@@ -353,7 +373,18 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
         }
     }
     let delivery = built.delivery.spawn();
+    let job = config.inactivity.enabled.then(|| {
+        inactivity::spawn_job(
+            built.app.clone(),
+            std::time::Duration::from_secs(
+                u64::try_from(config.inactivity.interval_secs).unwrap_or(3600),
+            ),
+        )
+    });
     let served = app::serve(listener, built.state, shutdown_signal()).await;
+    if let Some(job) = job {
+        job.abort();
+    }
     // After the last request: finish the message in hand and release the other claims.
     delivery.stop().await;
     served?;

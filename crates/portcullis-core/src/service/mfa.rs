@@ -418,6 +418,9 @@ impl Portcullis {
             .account_by_id(step.subject_id)
             .await?
             .ok_or(ServiceError::StepExpired)?;
+        if account.is_deactivated() {
+            return Err(ServiceError::SignInFailed);
+        }
         if let Some(until) = account.locked_until.filter(|t| *t > now) {
             // The password was right, so the lock may be told.
             return Err(ServiceError::Locked { until });
@@ -1023,6 +1026,7 @@ impl Portcullis {
             .lock(Counter::Account(account.id), now, until, &notice)
             .await?
         {
+            self.counters.account_locked();
             self.notifier.wake();
         }
         self.audit(

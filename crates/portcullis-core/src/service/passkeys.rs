@@ -348,8 +348,17 @@ impl Portcullis {
         if !ct_eq(&handle, &self.user_handle(factor.account_id)) {
             return Err(failed("passkey: user handle mismatch", Some(factor.account_id)).await);
         }
-        let Some(account) = self.store.account_by_id(factor.account_id).await? else {
-            return Err(failed("passkey: no account", None).await);
+        let Some(account) = self
+            .store
+            .account_by_id(factor.account_id)
+            .await?
+            .filter(|a| !a.is_deactivated())
+        else {
+            return Err(failed(
+                "passkey: no account, or deactivated",
+                Some(factor.account_id),
+            )
+            .await);
         };
         let passkey = self.open_passkey(&factor)?;
         let verified = match rp.finish_discoverable(response_json, &step.data, &passkey) {

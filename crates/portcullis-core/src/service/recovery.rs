@@ -336,6 +336,9 @@ impl Portcullis {
         match outcome {
             Resend::Sent => {
                 self.notifier.wake();
+                if let Some(m) = messages.first() {
+                    self.counters.code_sent(m.message.channel);
+                }
                 Ok(())
             }
             Resend::TooSoon { retry_after } => Err(ServiceError::TooManyRequests { retry_after }),
@@ -515,7 +518,7 @@ impl Portcullis {
 
     /// Checks a code for a step. Every try is counted on the step first, whether or not a
     /// code stands behind it (an unknown address has none), so both answer alike.
-    async fn check_code(
+    pub(super) async fn check_code(
         &self,
         step_hash: &[u8; 32],
         step: &StepRow,
@@ -604,6 +607,7 @@ impl Portcullis {
             })
             .await?;
         self.notifier.wake();
+        self.counters.code_sent(channel);
         Ok(CodeSent {
             channel,
             destination,

@@ -9,7 +9,7 @@ use crate::card::Credential;
 use crate::contact::CodeChannel;
 use crate::ids::{AccountType, UserId};
 use crate::password::Password;
-use crate::ports::{CreateAccountError, Message, NewAccount, Outgoing};
+use crate::ports::{CreateAccountError, Message, NewAccount, Outgoing, Reregistration};
 use crate::registry::credential_hashes;
 use crate::security_questions::{check_answer, question, REQUIRED_ANSWERS};
 use crate::throttle::ThrottleAction;
@@ -23,6 +23,9 @@ pub struct CardVerified {
     pub account_type: AccountType,
     pub has_email: bool,
     pub has_phone: bool,
+    /// The card backs an online account that was deactivated after inactivity: step 2
+    /// brings that account back with the new details (flow 10).
+    pub reactivation: bool,
 }
 
 /// Step 2's input.
@@ -71,9 +74,15 @@ impl Portcullis {
             }
         };
         self.throttle_release(throttle).await;
-        if record.account_id.is_some() {
-            return Err(ServiceError::CardAlreadyRegistered);
-        }
+        let reactivation = match record.account_id {
+            None => false,
+            Some(id) => {
+                if !self.deactivated(id).await? {
+                    return Err(ServiceError::CardAlreadyRegistered);
+                }
+                true
+            }
+        };
         let token = Token::generate();
         let expires = self
             .clock
@@ -87,6 +96,7 @@ impl Portcullis {
             account_type,
             has_email: record.email.is_some(),
             has_phone: record.phone.is_some(),
+            reactivation,
         })
     }
 
@@ -109,9 +119,11 @@ impl Portcullis {
             .await?
             .ok_or(ServiceError::StepExpired)?;
         // Cheap check before the slow hashing; the database enforces it again on insert.
-        if record.account_id.is_some() {
-            return Err(ServiceError::CardAlreadyRegistered);
-        }
+        let reactivate = match record.account_id {
+            None => None,
+            Some(id) if self.deactivated(id).await? => Some(id),
+            Some(_) => return Err(ServiceError::CardAlreadyRegistered),
+        };
 
         let mut errors = Vec::new();
         let user_id = UserId::parse(input.user_id)
@@ -197,6 +209,26 @@ impl Portcullis {
             })
             .into_iter()
             .collect();
+        if let Some(account_id) = reactivate {
+            return self
+                .reregister(
+                    account_id,
+                    Reregistration {
+                        account_id,
+                        user_id: user_id.as_str().to_owned(),
+                        user_id_canonical: user_id.canonical().to_owned(),
+                        password_hash,
+                        security_answers: answer_hashes,
+                        code_channel: channel,
+                        step_token_hash: token_hash,
+                        now,
+                        messages: reactivated_notice(self, &messages),
+                    },
+                    client,
+                )
+                .await
+                .map(|()| user_id);
+        }
         let created = self
             .store
             .create_account(NewAccount {
@@ -236,6 +268,60 @@ impl Portcullis {
         .await;
         Ok(user_id)
     }
+}
+
+impl Portcullis {
+    async fn deactivated(&self, account_id: i64) -> Result<bool, ServiceError> {
+        Ok(self
+            .store
+            .account_by_id(account_id)
+            .await?
+            .is_some_and(|a| a.is_deactivated()))
+    }
+
+    /// A deactivated account comes back with the new sign-in details.
+    async fn reregister(
+        &self,
+        account_id: i64,
+        r: Reregistration,
+        client: &ClientInfo,
+    ) -> Result<(), ServiceError> {
+        match self.store.reregister_account(r).await {
+            Ok(()) => {}
+            Err(CreateAccountError::UserIdTaken) => return Err(ServiceError::UserIdTaken),
+            Err(CreateAccountError::CardAlreadyRegistered) => {
+                return Err(ServiceError::CardAlreadyRegistered)
+            }
+            Err(CreateAccountError::StepGone) => return Err(ServiceError::StepExpired),
+            Err(CreateAccountError::Store(e)) => return Err(e.into()),
+        }
+        self.notifier.wake();
+        self.audit(
+            AuditEvent::new(AuditKind::AccountReactivated, Some(account_id))
+                .ip(client.ip.as_deref())
+                .detail("by card verification and new sign-in details"),
+        )
+        .await;
+        Ok(())
+    }
+}
+
+/// The registration message, reworded for an account that came back.
+fn reactivated_notice(app: &Portcullis, messages: &[Outgoing]) -> Vec<Outgoing> {
+    let issuer = &app.policies.issuer_name;
+    messages
+        .iter()
+        .cloned()
+        .map(|mut m| {
+            m.message.subject = format!("Your {issuer} online account is active again");
+            m.message.body = format!(
+                "Your deactivated online account was brought back with your card and new \
+                 sign-in details. If this was not you, call {} at once.",
+                app.policies.support_phone
+            );
+            m
+        })
+        .collect()
 }
 
 fn check_answers(

@@ -144,7 +144,9 @@ impl Portcullis {
             }
         };
         match verification {
-            Verification::Match { needs_rehash } if Some(account.account_type) == account_type => {
+            Verification::Match { needs_rehash }
+                if Some(account.account_type) == account_type && !account.is_deactivated() =>
+            {
                 if needs_rehash {
                     if let Ok(hash) = self.hasher.hash(password.expose().as_bytes()).await {
                         self.store.set_password_hash(account.id, &hash).await?;
@@ -183,10 +185,16 @@ impl Portcullis {
                 // The right password with the wrong account type: not a password failure,
                 // so the slot goes back, but the answer is the same as any failure.
                 self.store.release_attempt(counter).await?;
+                // A deactivated account (flow 10) is refused like any failure, so the
+                // answer tells a stranger nothing; its owner was told how to come back.
                 self.audit(
                     AuditEvent::new(AuditKind::SignInFailed, Some(account.id))
                         .ip(client.ip.as_deref())
-                        .detail("wrong account type"),
+                        .detail(if account.is_deactivated() {
+                            "account deactivated after inactivity"
+                        } else {
+                            "wrong account type"
+                        }),
                 )
                 .await;
                 Err(ServiceError::SignInFailed)
@@ -227,6 +235,10 @@ impl Portcullis {
         };
         if self.store.lock(counter, now, until, &notice).await? {
             self.notifier.wake();
+            match counter {
+                Counter::Account(_) => self.counters.account_locked(),
+                Counter::Device(_) => self.counters.device_locked(),
+            }
             match counter {
                 Counter::Account(_) => self.on_locked(account, until, client).await,
                 Counter::Device(id) => {

@@ -170,6 +170,10 @@ pub struct SupportView {
     pub locked_until: Option<String>,
     pub created_at: String,
     pub last_sign_in_at: Option<String>,
+    /// When the account was deactivated after inactivity, if it is.
+    pub deactivated_at: Option<String>,
+    /// When the inactivity warning went out, if one is pending.
+    pub inactivity_warned_at: Option<String>,
     pub cards: Vec<String>,
     pub sessions: usize,
     pub recent: Vec<String>,
@@ -197,6 +201,15 @@ impl fmt::Display for SupportView {
                 .as_ref()
                 .map_or_else(|| "not locked".to_owned(), |u| format!("LOCKED until {u}"))
         )?;
+        writeln!(
+            f,
+            "Status:         {}",
+            match (&self.deactivated_at, &self.inactivity_warned_at) {
+                (Some(at), _) => format!("DEACTIVATED {at} (inactivity)"),
+                (None, Some(at)) => format!("active, inactivity warning sent {at}"),
+                (None, None) => "active".to_owned(),
+            }
+        )?;
         writeln!(f, "Failed attempts in a row: {}", self.failed_count)?;
         writeln!(f, "Created:        {}", self.created_at)?;
         writeln!(
@@ -220,6 +233,15 @@ pub enum UnlockOutcome {
     Unlocked,
     /// The account was not locked and had no failures to clear; nothing changed.
     NotLocked,
+    NoSuchAccount,
+}
+
+/// What a support reactivation did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReactivateOutcome {
+    Reactivated,
+    /// The account was not deactivated; nothing changed.
+    NotDeactivated,
     NoSuchAccount,
 }
 
@@ -431,6 +453,65 @@ impl Portcullis {
         Ok(UnlockOutcome::Unlocked)
     }
 
+    /// Reactivates `user_id` after it was deactivated for inactivity (scope
+    /// `accounts:unlock`: like an unlock, it lets a person back in), and tells the person.
+    /// `reason` is required and kept in the audit log.
+    pub async fn support_reactivate(
+        &self,
+        authority: &SupportAuthority,
+        user_id_input: &str,
+        reason_input: &str,
+    ) -> Result<ReactivateOutcome, ServiceError> {
+        self.require(authority, SupportScope::AccountsUnlock)
+            .await?;
+        let reason = reason(reason_input)?;
+        let id = user_id(user_id_input)?;
+        let Some(account) = self.store.find_account(id.canonical()).await? else {
+            return Ok(ReactivateOutcome::NoSuchAccount);
+        };
+        let issuer = &self.policies.issuer_name;
+        let notice: Vec<_> = contact_message(
+            &account,
+            format!("Your {issuer} online account is active again"),
+            format!(
+                "Our customer support team brought your online account {} back, and you can \
+                 sign in again. If you did not ask for this, call {} at once.",
+                account.user_id, self.policies.support_phone
+            ),
+        )
+        .map(|m| Self::outgoing(&account, m))
+        .into_iter()
+        .collect();
+        let reactivated = self
+            .store
+            .reactivate_account(account.id, self.clock.now(), &notice)
+            .await?;
+        self.audit(
+            authority
+                .event(AuditKind::SupportAction, Some(account.id))
+                .detail(format!(
+                    "reactivate ({}): {reason}",
+                    if reactivated {
+                        "was deactivated"
+                    } else {
+                        "was not deactivated"
+                    }
+                )),
+        )
+        .await;
+        if !reactivated {
+            return Ok(ReactivateOutcome::NotDeactivated);
+        }
+        self.notifier.wake();
+        self.audit(
+            authority
+                .event(AuditKind::AccountReactivated, Some(account.id))
+                .detail(format!("by {}", authority.actor())),
+        )
+        .await;
+        Ok(ReactivateOutcome::Reactivated)
+    }
+
     /// What support sees of `user_id` (scope `accounts:read`); `None` when there is no such
     /// account. The look is audited: support sees contact details.
     pub async fn support_view(
@@ -463,6 +544,8 @@ impl Portcullis {
             locked_until: a.locked_until.filter(|t| *t > now).map(|t| t.to_rfc3339()),
             created_at: a.created_at.to_rfc3339(),
             last_sign_in_at: a.last_sign_in_at.map(|t| t.to_rfc3339()),
+            deactivated_at: a.deactivated_at.map(|t| t.to_rfc3339()),
+            inactivity_warned_at: a.inactivity_warned_at.map(|t| t.to_rfc3339()),
             cards: cards
                 .iter()
                 .map(|c| format!("{} ••••{}", c.product, c.last4))

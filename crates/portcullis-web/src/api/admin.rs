@@ -15,7 +15,7 @@ use axum::http::header;
 use axum::http::request::Parts;
 use axum::Json;
 use portcullis_core::audit::{AuditEntry, AuditKind};
-use portcullis_core::service::{SupportAuthority, SupportScope, UnlockOutcome};
+use portcullis_core::service::{ReactivateOutcome, SupportAuthority, SupportScope, UnlockOutcome};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -140,6 +140,10 @@ pub struct SupportViewOut {
     pub locked_until: Option<String>,
     pub created_at: String,
     pub last_sign_in_at: Option<String>,
+    /// When the account was deactivated after inactivity (RFC 3339); null while active.
+    pub deactivated_at: Option<String>,
+    /// When the inactivity warning went out; null when none is pending.
+    pub inactivity_warned_at: Option<String>,
     /// Linked cards: product and last four digits.
     pub cards: Vec<String>,
     /// Active sessions.
@@ -181,6 +185,8 @@ pub async fn show_account(
         locked_until: view.locked_until,
         created_at: view.created_at,
         last_sign_in_at: view.last_sign_in_at,
+        deactivated_at: view.deactivated_at,
+        inactivity_warned_at: view.inactivity_warned_at,
         cards: view.cards,
         sessions: view.sessions,
         recent: view.recent,
@@ -229,6 +235,44 @@ pub async fn unlock_account(
         UnlockOutcome::Unlocked => Ok(Json(UnlockOut { unlocked: true })),
         UnlockOutcome::NotLocked => Ok(Json(UnlockOut { unlocked: false })),
         UnlockOutcome::NoSuchAccount => Err(no_such_account()),
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ReactivateOut {
+    /// True when the account was deactivated and is now active again; false when it was
+    /// not deactivated (nothing changed).
+    pub reactivated: bool,
+}
+
+/// Reactivate an account deactivated after inactivity (scope `accounts:unlock`). Audited
+/// with the token's name and the reason; the person is told on their channel.
+#[utoipa::path(post, path = "/admin/accounts/{user_id}/reactivate", tag = "admin",
+    security(("admin_bearer" = [])),
+    params(("user_id" = String, Path, description = "The account's User ID (any case)")),
+    request_body = UnlockIn,
+    responses(
+        (status = 200, body = ReactivateOut),
+        (status = 400, description = "No reason, or a malformed User ID", body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The token lacks accounts:unlock", body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn reactivate_account(
+    State(state): State<AppState>,
+    admin: Admin<AccountsUnlock>,
+    Path(user_id): Path<String>,
+    ApiJson(body): ApiJson<UnlockIn>,
+) -> Result<Json<ReactivateOut>, ApiError> {
+    let outcome = state
+        .app
+        .support_reactivate(admin.authority(), &user_id, &body.reason)
+        .await
+        .map_err(|e| service_error(&state, e))?;
+    match outcome {
+        ReactivateOutcome::Reactivated => Ok(Json(ReactivateOut { reactivated: true })),
+        ReactivateOutcome::NotDeactivated => Ok(Json(ReactivateOut { reactivated: false })),
+        ReactivateOutcome::NoSuchAccount => Err(no_such_account()),
     }
 }
 

@@ -4,6 +4,8 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use portcullis_core::money::Money;
+use portcullis_core::ports::{CardSummary, Unlink};
+use secrecy::ExposeSecret;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -13,6 +15,8 @@ use crate::AppState;
 
 #[derive(Serialize, ToSchema)]
 pub struct CardOut {
+    /// Names the card for `DELETE /me/cards/{id}`.
+    pub id: i64,
     pub last4: String,
     pub product: String,
     /// Decimal strings, e.g. "1234.56"; null when the issuer holds no figure.
@@ -27,11 +31,26 @@ pub struct CardOut {
 pub struct MeOut {
     pub user_id: String,
     pub account_type: String,
+    /// Where messages go (changed through `POST /me/contact`).
+    pub email: Option<String>,
+    pub phone: Option<String>,
     pub cards: Vec<CardOut>,
 }
 
 fn money(m: Option<i64>) -> Option<String> {
     m.map(|c| Money(c).to_string())
+}
+
+fn card_out(c: CardSummary) -> CardOut {
+    CardOut {
+        id: c.id,
+        last4: c.last4,
+        product: c.product,
+        balance: money(c.balance),
+        credit_limit: money(c.credit_limit),
+        payment_due_date: c.payment_due_date,
+        minimum_due: money(c.minimum_due),
+    }
 }
 
 /// The signed-in person's account summary.
@@ -53,18 +72,9 @@ pub async fn me(
     Ok(Json(MeOut {
         user_id: home.user_id,
         account_type: home.account_type.as_str().to_owned(),
-        cards: home
-            .cards
-            .into_iter()
-            .map(|c| CardOut {
-                last4: c.last4,
-                product: c.product,
-                balance: money(c.balance),
-                credit_limit: money(c.credit_limit),
-                payment_due_date: c.payment_due_date,
-                minimum_due: money(c.minimum_due),
-            })
-            .collect(),
+        email: home.email,
+        phone: home.phone,
+        cards: home.cards.into_iter().map(card_out).collect(),
     }))
 }
 
@@ -166,4 +176,188 @@ pub async fn change_password(
         .await
         .map_err(|e| service_error(&state, e))?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ContactChangeIn {
+    pub current_password: String,
+    /// What to change: `email` or `phone`.
+    pub field: String,
+    /// The new email address, or the new mobile number in E.164 (`+15550100123`).
+    pub value: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ContactChangeOut {
+    /// Carries the change to `POST /me/contact/confirm`; valid for 20 minutes, single use.
+    pub change_token: String,
+    /// `email` or `phone`.
+    pub field: String,
+    /// The new address the code went to, masked.
+    pub sent_to: String,
+}
+
+/// Change the email address or mobile number, step 1: the current password and the new
+/// address. A one-time code goes to the new address.
+#[utoipa::path(post, path = "/me/contact", tag = "account",
+    security(("bearer" = [])),
+    request_body = ContactChangeIn,
+    responses(
+        (status = 202, description = "A code was sent to the new address", body = ContactChangeOut),
+        (status = 400, description = "A bad address, or the wrong current password", body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 503, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn start_contact_change(
+    State(state): State<AppState>,
+    crate::client::Client(client): crate::client::Client,
+    Bearer(ctx): Bearer,
+    super::extract::ApiJson(body): super::extract::ApiJson<ContactChangeIn>,
+) -> Result<(StatusCode, Json<ContactChangeOut>), ApiError> {
+    let started = state
+        .app
+        .start_contact_change(
+            &ctx,
+            &body.current_password,
+            &body.field,
+            &body.value,
+            &client,
+        )
+        .await
+        .map_err(|e| service_error(&state, e))?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(ContactChangeOut {
+            change_token: started.token.expose_secret().to_owned(),
+            field: started.field.as_str().to_owned(),
+            sent_to: started.destination,
+        }),
+    ))
+}
+
+#[derive(serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ContactConfirmIn {
+    pub change_token: String,
+    /// The 6-digit code sent to the new address.
+    pub code: String,
+}
+
+/// Change the email address or mobile number, step 2: the code from the new address. The
+/// change is applied and the old address is told.
+#[utoipa::path(post, path = "/me/contact/confirm", tag = "account",
+    security(("bearer" = [])),
+    request_body = ContactConfirmIn,
+    responses(
+        (status = 204, description = "Changed"),
+        (status = 400, description = "A wrong code (with tries_left)", body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 410, description = "The change expired, or the code was used or ran out of tries", body = Problem, content_type = "application/problem+json"),
+        (status = 429, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn confirm_contact_change(
+    State(state): State<AppState>,
+    crate::client::Client(client): crate::client::Client,
+    Bearer(ctx): Bearer,
+    super::extract::ApiJson(body): super::extract::ApiJson<ContactConfirmIn>,
+) -> Result<StatusCode, ApiError> {
+    state
+        .app
+        .confirm_contact_change(&ctx, &body.change_token, &body.code, &client)
+        .await
+        .map_err(|e| service_error(&state, e))?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ContactResendIn {
+    pub change_token: String,
+}
+
+/// Send a new code to the new address (at most once a minute, five times per change).
+#[utoipa::path(post, path = "/me/contact/resend", tag = "account",
+    security(("bearer" = [])),
+    request_body = ContactResendIn,
+    responses(
+        (status = 202, description = "A new code was sent"),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 410, body = Problem, content_type = "application/problem+json"),
+        (status = 429, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn resend_contact_code(
+    State(state): State<AppState>,
+    Bearer(ctx): Bearer,
+    super::extract::ApiJson(body): super::extract::ApiJson<ContactResendIn>,
+) -> Result<StatusCode, ApiError> {
+    state
+        .app
+        .resend_contact_code(&ctx, &body.change_token)
+        .await
+        .map_err(|e| service_error(&state, e))?;
+    Ok(StatusCode::ACCEPTED)
+}
+
+#[derive(serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LinkCardIn {
+    /// The card number (or, for a merchant account, the merchant number).
+    pub number: String,
+    /// The card ID (3 or 4 digits) or the merchant verification code.
+    pub verification: String,
+}
+
+/// Link another card of the same holder to the account.
+#[utoipa::path(post, path = "/me/cards", tag = "account",
+    security(("bearer" = [])),
+    request_body = LinkCardIn,
+    responses(
+        (status = 201, body = CardOut),
+        (status = 400, description = "Not recognised, or another holder's card", body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The card already backs an online account", body = Problem, content_type = "application/problem+json"),
+        (status = 429, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn link_card(
+    State(state): State<AppState>,
+    crate::client::Client(client): crate::client::Client,
+    Bearer(ctx): Bearer,
+    super::extract::ApiJson(body): super::extract::ApiJson<LinkCardIn>,
+) -> Result<(StatusCode, Json<CardOut>), ApiError> {
+    let card = state
+        .app
+        .link_card(&ctx, &body.number, &body.verification, &client)
+        .await
+        .map_err(|e| service_error(&state, e))?;
+    Ok((StatusCode::CREATED, Json(card_out(card))))
+}
+
+/// Unlink one of the account's cards. The last card cannot be unlinked.
+#[utoipa::path(delete, path = "/me/cards/{id}", tag = "account",
+    security(("bearer" = [])),
+    params(("id" = i64, Path, description = "The card's id from GET /me")),
+    responses(
+        (status = 204, description = "Unlinked"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The account's last card", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn unlink_card(
+    State(state): State<AppState>,
+    crate::client::Client(client): crate::client::Client,
+    Bearer(ctx): Bearer,
+    Path(id): Path<i64>,
+) -> Result<StatusCode, ApiError> {
+    match state
+        .app
+        .unlink_card(&ctx, id, &client)
+        .await
+        .map_err(|e| service_error(&state, e))?
+    {
+        Unlink::Unlinked => Ok(StatusCode::NO_CONTENT),
+        Unlink::NotLinked => Err(ApiError::not_found()),
+        Unlink::LastCard => Err(ApiError::last_card()),
+    }
 }

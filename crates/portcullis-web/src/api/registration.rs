@@ -53,6 +53,9 @@ pub struct VerifyCardOut {
     pub account_type: String,
     /// The channels the registry holds for this card: `email`, `sms`.
     pub code_channels: Vec<String>,
+    /// True when the card backs an online account deactivated after inactivity: step 2
+    /// brings that account back (with the User ID, password and answers chosen there).
+    pub reactivation: bool,
 }
 
 /// Step 1: prove you hold the card.
@@ -91,6 +94,7 @@ pub async fn verify_card(
         registration_token: verified.token.expose_secret().to_owned(),
         account_type: verified.account_type.as_str().to_owned(),
         code_channels,
+        reactivation: verified.reactivation,
     }))
 }
 

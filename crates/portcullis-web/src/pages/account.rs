@@ -105,10 +105,19 @@ pub struct EventView {
     pub place: String,
 }
 
+pub struct LinkedCardView {
+    pub id: i64,
+    pub last4: String,
+    pub product: String,
+}
+
 #[derive(Template)]
 #[template(path = "security.html")]
 pub struct SecurityPage {
     pub chrome: Chrome,
+    pub email: String,
+    pub phone: String,
+    pub cards: Vec<LinkedCardView>,
     pub sessions: Vec<SessionView>,
     pub events: Vec<EventView>,
     pub rules: Vec<portcullis_core::password::RuleDescription>,
@@ -132,7 +141,7 @@ pub async fn security(
     .await
 }
 
-async fn security_page(
+pub(super) async fn security_page(
     state: &AppState,
     csrf: &CsrfCookie,
     ctx: &portcullis_core::service::SessionContext,
@@ -148,8 +157,31 @@ async fn security_page(
         Ok(e) => e,
         Err(e) => return error_page(state, csrf, e),
     };
+    let home = match state.app.account_home(ctx).await {
+        Ok(h) => h,
+        Err(e) => return error_page(state, csrf, e),
+    };
     let page = SecurityPage {
         chrome: chrome(state, csrf, true),
+        email: home
+            .email
+            .as_deref()
+            .map(mask_email)
+            .unwrap_or_else(|| "—".into()),
+        phone: home
+            .phone
+            .as_deref()
+            .map(mask_phone)
+            .unwrap_or_else(|| "—".into()),
+        cards: home
+            .cards
+            .into_iter()
+            .map(|c| LinkedCardView {
+                id: c.id,
+                last4: c.last4,
+                product: c.product,
+            })
+            .collect(),
         rules: state.app.policies().password.describe(false),
         errors,
         notice,

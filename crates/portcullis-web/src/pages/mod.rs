@@ -3,6 +3,7 @@
 
 pub mod account;
 pub mod factors;
+pub mod lifecycle;
 pub mod recover;
 pub mod register;
 pub mod signin;
@@ -66,6 +67,14 @@ pub fn router() -> Router<AppState> {
         .route("/security", get(account::security))
         .route("/security/sessions/{id}/end", post(account::end_session))
         .route("/security/password", post(account::change_password))
+        .route("/security/contact", post(lifecycle::contact_start))
+        .route(
+            "/security/contact/confirm",
+            post(lifecycle::contact_confirm),
+        )
+        .route("/security/contact/resend", post(lifecycle::contact_resend))
+        .route("/security/cards", post(lifecycle::link_card))
+        .route("/security/cards/{id}/unlink", post(lifecycle::unlink_card))
         .route("/demo/outbox", get(demo_outbox))
         .route("/status", get(status::show))
         .route("/static/style.css", get(stylesheet))

@@ -10,6 +10,8 @@
 mod defences;
 mod delivery;
 mod import;
+mod lifecycle;
+mod metrics;
 mod mfa;
 mod overload;
 mod pages;

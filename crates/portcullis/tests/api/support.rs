@@ -8,15 +8,15 @@ use portcullis_testkit::{both, is_problem, spawn_app, Backend, TestApp, ANN, PAS
 use serde_json::{json, Value};
 
 /// What the command line prints and how it ends.
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
+pub(crate) struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
 }
 
 /// Runs the real binary against the test app's database, secrets and outbox, as the
 /// operating-system user `operator.one`.
-async fn cli(app: &TestApp, args: &[&str]) -> Run {
+pub(crate) async fn cli(app: &TestApp, args: &[&str]) -> Run {
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
         .arg("--database-url")
         .arg(&app.db.url)
@@ -40,7 +40,7 @@ async fn cli(app: &TestApp, args: &[&str]) -> Run {
 }
 
 /// Creates an admin token through the command line; returns the token it printed.
-async fn admin_token(app: &TestApp, name: &str, scopes: &[&str]) -> String {
+pub(crate) async fn admin_token(app: &TestApp, name: &str, scopes: &[&str]) -> String {
     let mut args = vec!["admin", "token", "create", "--name", name];
     for scope in scopes {
         args.extend(["--scope", scope]);
