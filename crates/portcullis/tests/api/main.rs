@@ -11,6 +11,7 @@ mod defences;
 mod delivery;
 mod import;
 mod overload;
+mod races;
 mod pages;
 pub mod recovery;
 mod registration;
