@@ -8,6 +8,7 @@
 )]
 
 mod defences;
+mod crash;
 mod delivery;
 mod import;
 mod overload;
