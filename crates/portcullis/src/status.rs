@@ -38,9 +38,7 @@ pub async fn gather(state: &AppState, last_failures: &mut Option<u64>) -> ProbeS
     let oldest = match database {
         DatabaseProbe::Failed => None,
         DatabaseProbe::Answered { .. } => {
-            match tokio::time::timeout(timeout, app.store().outbox_stats(app.clock().now()))
-            .await
-            {
+            match tokio::time::timeout(timeout, app.store().outbox_stats(app.clock().now())).await {
                 Ok(Ok(s)) => Some(s.oldest_pending_age_secs),
                 _ => None,
             }

@@ -135,7 +135,12 @@ fn client() -> reqwest::Client {
         .unwrap()
 }
 
-async fn post(client: &reqwest::Client, t: &Target, path: &str, body: Value) -> Option<(u16, Value)> {
+async fn post(
+    client: &reqwest::Client,
+    t: &Target,
+    path: &str,
+    body: Value,
+) -> Option<(u16, Value)> {
     let res = client
         .post(format!("{}{path}", t.base))
         .json(&body)
@@ -367,7 +372,11 @@ async fn check_acknowledged(t: &Target, ledger: &Ledger) -> usize {
                 .send()
                 .await
                 .unwrap();
-            assert_eq!(res.status(), 200, "crash{i}: an acknowledged session was lost");
+            assert_eq!(
+                res.status(),
+                200,
+                "crash{i}: an acknowledged session was lost"
+            );
             checked += 1;
         }
         let Some(password) = password else {
@@ -391,7 +400,10 @@ async fn check_acknowledged(t: &Target, ledger: &Ledger) -> usize {
             }
         }
         let landed = landed.unwrap_or_else(|| {
-            panic!("crash{i}: an acknowledged account cannot sign in ({} candidates)", candidates.len())
+            panic!(
+                "crash{i}: an acknowledged account cannot sign in ({} candidates)",
+                candidates.len()
+            )
         });
         let mut users = ledger.users.lock().unwrap();
         let user = users.entry(i).or_default();
@@ -423,15 +435,31 @@ async fn check_database(url: &str, backend: Backend) {
                 .get(0);
             assert_eq!(ok, "ok", "SQLite integrity check");
             (
-                sqlx::query(HALF_WRITTEN_ACCOUNTS).fetch_one(&mut conn).await.unwrap().get("n"),
-                sqlx::query(CODES_WITHOUT_MESSAGE).fetch_one(&mut conn).await.unwrap().get("n"),
+                sqlx::query(HALF_WRITTEN_ACCOUNTS)
+                    .fetch_one(&mut conn)
+                    .await
+                    .unwrap()
+                    .get("n"),
+                sqlx::query(CODES_WITHOUT_MESSAGE)
+                    .fetch_one(&mut conn)
+                    .await
+                    .unwrap()
+                    .get("n"),
             )
         }
         Backend::Postgres => {
             let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
             (
-                sqlx::query(HALF_WRITTEN_ACCOUNTS).fetch_one(&mut conn).await.unwrap().get("n"),
-                sqlx::query(CODES_WITHOUT_MESSAGE).fetch_one(&mut conn).await.unwrap().get("n"),
+                sqlx::query(HALF_WRITTEN_ACCOUNTS)
+                    .fetch_one(&mut conn)
+                    .await
+                    .unwrap()
+                    .get("n"),
+                sqlx::query(CODES_WITHOUT_MESSAGE)
+                    .fetch_one(&mut conn)
+                    .await
+                    .unwrap()
+                    .get("n"),
             )
         }
     };
@@ -458,7 +486,10 @@ fn server_env(url: &str, secrets: &Path, outbox: &Path) -> Vec<(&'static str, St
     vec![
         ("PORTCULLIS_DATABASE_URL", url.to_owned()),
         ("PORTCULLIS_SECRETS_DIR", secrets.display().to_string()),
-        ("PORTCULLIS_NOTIFY_OUTBOX_FILE", outbox.display().to_string()),
+        (
+            "PORTCULLIS_NOTIFY_OUTBOX_FILE",
+            outbox.display().to_string(),
+        ),
         ("PORTCULLIS_NOTIFY_POLL_SECS", "0.05".into()),
         ("PORTCULLIS_HASHING_MEMORY_KIB", "64".into()),
         ("PORTCULLIS_HASHING_ITERATIONS", "1".into()),
@@ -689,7 +720,10 @@ async fn crash_postgres_outage_answers_503_and_recovers_without_restart() {
             .await
             .unwrap()
     };
-    assert_eq!(database_state(&status(c.clone(), t.base.clone()).await), "operational");
+    assert_eq!(
+        database_state(&status(c.clone(), t.base.clone()).await),
+        "operational"
+    );
 
     // The outage. One task watches the status API; this one keeps signing in.
     pg.down();
@@ -745,7 +779,11 @@ async fn crash_postgres_outage_answers_503_and_recovers_without_restart() {
     pg.up().unwrap();
     let back = Instant::now();
     loop {
-        let res = c.get(format!("{}/api/v1/status", t.base)).send().await.unwrap();
+        let res = c
+            .get(format!("{}/api/v1/status", t.base))
+            .send()
+            .await
+            .unwrap();
         let s: Value = res.json().await.unwrap();
         if database_state(&s) == "operational" {
             let res = c

@@ -7,13 +7,13 @@
     clippy::indexing_slicing
 )]
 
-mod defences;
 mod crash;
+mod defences;
 mod delivery;
 mod import;
 mod overload;
-mod races;
 mod pages;
+mod races;
 pub mod recovery;
 mod registration;
 mod secrets;

@@ -204,7 +204,10 @@ async fn every_response_carries_the_security_headers() {
             .find_map(|d| d.trim().strip_prefix("max-age="))
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
-        assert!(max_age >= 31_536_000, "{path}: HSTS for at least a year: {hsts}");
+        assert!(
+            max_age >= 31_536_000,
+            "{path}: HSTS for at least a year: {hsts}"
+        );
     }
 }
 
@@ -246,7 +249,10 @@ async fn fixation(backend: Backend) {
         let (status, _) = get(&app, &mut jar, "/account").await;
         assert_eq!(status, 200);
     }
-    assert_ne!(sessions[0], sessions[1], "a second sign-in gets a new session value");
+    assert_ne!(
+        sessions[0], sessions[1],
+        "a second sign-in gets a new session value"
+    );
     // The planted value opens nothing.
     let mut attacker = Jar::default();
     attacker.0.push((SESSION.to_owned(), planted.to_owned()));

@@ -48,17 +48,30 @@ async fn two_registrations(backend: Backend) {
         let mut statuses = [a, b];
         statuses.sort_unstable();
         assert_eq!(statuses, [201, 409], "round {round}");
-        let one = app.sign_in("racer.one", PASSWORD, "personal").await.status();
-        let two = app.sign_in("racer.two", PASSWORD, "personal").await.status();
+        let one = app
+            .sign_in("racer.one", PASSWORD, "personal")
+            .await
+            .status();
+        let two = app
+            .sign_in("racer.two", PASSWORD, "personal")
+            .await
+            .status();
         assert_eq!(
             (one == 201) as u8 + (two == 201) as u8,
             1,
             "round {round}: exactly the winner can sign in ({one}, {two})"
         );
-        assert_eq!(one == 201, a == 201, "round {round}: the 201 is the account");
+        assert_eq!(
+            one == 201,
+            a == 201,
+            "round {round}: the 201 is the account"
+        );
     }
 }
-both!(races_two_registrations_of_one_card_make_one_account, two_registrations);
+both!(
+    races_two_registrations_of_one_card_make_one_account,
+    two_registrations
+);
 
 async fn recovery_token_with_code(app: &TestApp, user_id: &str) -> (String, String) {
     let res = app
@@ -222,7 +235,10 @@ async fn reset_and_sign_in(backend: Backend) {
                     .to_owned();
                 let me = app.get_bearer("/api/v1/me", &session).await.status();
                 if label == "old" {
-                    assert_eq!(me, 401, "round {round}: a session of the old password outlived the reset");
+                    assert_eq!(
+                        me, 401,
+                        "round {round}: a session of the old password outlived the reset"
+                    );
                 } else {
                     assert_eq!(me, 200, "round {round}");
                 }
