@@ -26,6 +26,7 @@ fn bin() -> &'static str {
 
 /// A cheap pseudo-random number (kill moments, operation choice): no seed to pin, and a
 /// failing run prints what it did.
+#[allow(clippy::disallowed_methods)] // randomness from the wall clock, not a rule's time
 fn random(below: u64) -> u64 {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -356,7 +357,8 @@ async fn worker(t: Arc<Target>, ledger: Arc<Ledger>, stop: Arc<AtomicBool>, roun
 /// was sending when the server died), and every acknowledged session still works.
 async fn check_acknowledged(t: &Target, ledger: &Ledger) -> usize {
     let c = client();
-    let users: Vec<(usize, Option<String>, Option<String>, Vec<String>)> = ledger
+    type Known = (usize, Option<String>, Option<String>, Vec<String>);
+    let users: Vec<Known> = ledger
         .users
         .lock()
         .unwrap()
