@@ -19,21 +19,12 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
-        let json_type = req
+        let content_type = req
             .headers()
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .is_some_and(|ct| {
-                let ct = ct
-                    .split(';')
-                    .next()
-                    .unwrap_or("")
-                    .trim()
-                    .to_ascii_lowercase();
-                ct == "application/json"
-                    || (ct.starts_with("application/") && ct.ends_with("+json"))
-            });
-        if !json_type {
+            .map(str::to_owned);
+        if !is_json_type(content_type.as_deref()) {
             return Err(ApiError::bad_request(
                 "Send the body as JSON with Content-Type: application/json.",
             ));
@@ -41,10 +32,40 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
         let bytes = Bytes::from_request(req, state)
             .await
             .map_err(|_| ApiError::bad_request("The request body could not be read."))?;
-        serde_json::from_slice(&bytes)
+        decode_json(&bytes)
             .map(ApiJson)
-            .map_err(|e| ApiError::bad_request(describe(&e)))
+            .map_err(ApiError::bad_request)
     }
+}
+
+/// Whether a `Content-Type` names JSON (`application/json` or `application/*+json`).
+pub fn is_json_type(content_type: Option<&str>) -> bool {
+    content_type.is_some_and(|ct| {
+        let ct = ct
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        ct == "application/json" || (ct.starts_with("application/") && ct.ends_with("+json"))
+    })
+}
+
+/// A JSON body decoded as `T`, or the 400's detail: it names the problem without echoing a
+/// value. Pure, so the fuzz targets call it as the extractor does.
+pub fn decode_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    serde_json::from_slice(bytes).map_err(|e| describe(&e))
+}
+
+/// The token of an `Authorization: Bearer …` header value ("" when there is none).
+pub fn bearer_token(authorization: Option<&str>) -> &str {
+    authorization
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+        .unwrap_or("")
 }
 
 fn describe(e: &serde_json::Error) -> String {
@@ -75,16 +96,12 @@ impl FromRequestParts<AppState> for Bearer {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let token = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            })
-            .map(str::trim)
-            .unwrap_or("");
+        let token = bearer_token(
+            parts
+                .headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok()),
+        );
         state
             .app
             .authenticate(token)
