@@ -193,7 +193,8 @@ both!(
 
 /// A password reset and sign-ins with the old and new passwords at once. Whatever order
 /// the server saw: the reset succeeds, the new password works afterwards, the old one does
-/// not, and a session the old password won is ended by the reset (no session outlives it).
+/// not, and a session the old password won is ended by the reset (no session outlives it);
+/// a session the new password won in the moment before the reset's sweep may be ended too.
 async fn reset_and_sign_in(backend: Backend) {
     let Some(app) = spawn_app(backend).await else {
         return;
@@ -240,7 +241,10 @@ async fn reset_and_sign_in(backend: Backend) {
                         "round {round}: a session of the old password outlived the reset"
                     );
                 } else {
-                    assert_eq!(me, 200, "round {round}");
+                    // The new password can win a session in the moment between the reset's
+                    // new hash and its sweep of every session; the sweep then ends it too.
+                    // Failing closed is legal; anything but 200 or 401 is not.
+                    assert!(me == 200 || me == 401, "round {round}: {me}");
                 }
             }
         }
