@@ -351,6 +351,8 @@ mod tests {
     fn common_passwords_are_refused() {
         assert!(is_common("password1"));
         assert!(is_common("PASSWORD1"));
+        // ASVS 6.2.4: at least the top 3000.
+        assert!(blocklist_len() >= 3000, "{}", blocklist_len());
         assert!(issuer()
             .check(&Password::new("Password1!"), None, false)
             .contains(&PasswordRule::Common));

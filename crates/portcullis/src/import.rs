@@ -146,6 +146,18 @@ pub async fn import_file(
     Ok(ImportReport { records, elapsed })
 }
 
+/// Reads and validates the file at `path` exactly as [`import_file`] does, but writes
+/// nothing: the number of records when every line is good. Synchronous and free of the
+/// database, so the fuzz targets (`fuzz/`) drive the real parser through it.
+pub fn validate_file(path: &Path, keys: &KeyedHasher) -> Result<u64, ImportError> {
+    let (sender, mut batches) = mpsc::channel::<Vec<HashedRecord>>(QUEUED_BATCHES);
+    let drain = std::thread::spawn(move || while batches.blocking_recv().is_some() {});
+    let result = parse_file(path, keys, &sender);
+    drop(sender);
+    let _ = drain.join();
+    result
+}
+
 /// Reads, validates and hashes the whole file on the calling (blocking) thread, sending
 /// batches while it is clean; the number of records when every line was good.
 fn parse_file(

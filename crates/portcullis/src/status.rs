@@ -17,7 +17,10 @@ pub const PING_TIMEOUT: Duration = Duration::from_secs(2);
 pub async fn gather(state: &AppState, last_failures: &mut Option<u64>) -> ProbeSignals {
     let app = &state.app;
     let started = Instant::now();
-    let database = match tokio::time::timeout(PING_TIMEOUT, app.store().ping()).await {
+    // A probe never outlasts its interval, so the first probe after an outage begins reports
+    // it: the status lags an outage by at most two intervals (the wait, then the probe).
+    let timeout = PING_TIMEOUT.min(state.web.status_probe);
+    let database = match tokio::time::timeout(timeout, app.store().ping()).await {
         Ok(Ok(())) => DatabaseProbe::Answered {
             millis: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
         },
@@ -30,12 +33,17 @@ pub async fn gather(state: &AppState, last_failures: &mut Option<u64>) -> ProbeS
             DatabaseProbe::Failed
         }
     };
-    let oldest =
-        match tokio::time::timeout(PING_TIMEOUT, app.store().outbox_stats(app.clock().now())).await
-        {
-            Ok(Ok(s)) => Some(s.oldest_pending_age_secs),
-            _ => None,
-        };
+    // With the database down the outbox cannot be read either: asking would only hold the
+    // probe (and the status it reports) back by another timeout.
+    let oldest = match database {
+        DatabaseProbe::Failed => None,
+        DatabaseProbe::Answered { .. } => {
+            match tokio::time::timeout(timeout, app.store().outbox_stats(app.clock().now())).await {
+                Ok(Ok(s)) => Some(s.oldest_pending_age_secs),
+                _ => None,
+            }
+        }
+    };
     let delivery = state.delivery.as_ref().map(|f| f()).unwrap_or_default();
     let failures = delivery.failed + delivery.retried;
     let recent = last_failures.map_or(0, |before| failures.saturating_sub(before));

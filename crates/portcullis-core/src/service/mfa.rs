@@ -122,25 +122,44 @@ pub struct SecuritySettings {
     pub has_phone: bool,
 }
 
-/// A challenge's stored state: the device it came from (0: none) and the methods offered.
+/// A challenge's stored state: the device it came from (0: none), the methods offered, and
+/// a fingerprint of the password hash that was checked (a reset in between voids it).
 struct ChallengeData {
     device_id: Option<i64>,
     methods: Vec<String>,
+    password: String,
 }
 
 impl ChallengeData {
     fn encode(&self) -> String {
-        format!("{}|{}", self.device_id.unwrap_or(0), self.methods.join(","))
+        format!(
+            "{}|{}|{}",
+            self.device_id.unwrap_or(0),
+            self.methods.join(","),
+            self.password
+        )
     }
 
     fn decode(s: &str) -> Option<Self> {
-        let (device, methods) = s.split_once('|')?;
-        let device: i64 = device.parse().ok()?;
+        let mut parts = s.splitn(3, '|');
+        let device: i64 = parts.next()?.parse().ok()?;
+        let methods = parts.next()?;
+        let password = parts.next()?.to_owned();
         Some(Self {
             device_id: (device > 0).then_some(device),
             methods: methods.split(',').map(str::to_owned).collect(),
+            password,
         })
     }
+}
+
+/// A short fingerprint of a password hash (not secret: the hash is salted and slow).
+fn password_fingerprint(hash: &str) -> String {
+    sha256(hash.as_bytes())
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// A recovery code as typed: lower case, without spaces or dashes.
@@ -159,6 +178,7 @@ impl Portcullis {
         &self,
         account: &AccountRow,
         device: Option<&DeviceRow>,
+        verified_hash: &str,
     ) -> Result<Option<MfaChallenge>, ServiceError> {
         let now = self.clock.now();
         let factors = self.confirmed_factors(account.id).await?;
@@ -196,6 +216,7 @@ impl Portcullis {
         let data = ChallengeData {
             device_id: device.map(|d| d.id),
             methods: methods.iter().map(|m| m.as_str().to_owned()).collect(),
+            password: password_fingerprint(verified_hash),
         };
         self.store
             .create_step(
@@ -421,6 +442,13 @@ impl Portcullis {
         if account.is_deactivated() {
             return Err(ServiceError::SignInFailed);
         }
+        if !portcullis_crypto::ct_eq(
+            data.password.as_bytes(),
+            password_fingerprint(&account.password_hash).as_bytes(),
+        ) {
+            // The password changed (a reset) since it was checked: start again.
+            return Err(ServiceError::StepExpired);
+        }
         if let Some(until) = account.locked_until.filter(|t| *t > now) {
             // The password was right, so the lock may be told.
             return Err(ServiceError::Locked { until });
@@ -468,7 +496,9 @@ impl Portcullis {
             .reset_failures(Counter::Account(account.id))
             .await?;
         self.store.record_sign_in(account.id, now).await?;
-        let signed = self.start_session(&account, data.device_id, client).await?;
+        let signed = self
+            .start_session(&account, data.device_id, client, &account.password_hash)
+            .await?;
         if trust_device && self.policies.mfa.trust_device_secs > 0 {
             let until = now.plus_secs(self.policies.mfa.trust_device_secs);
             if self
@@ -1107,11 +1137,13 @@ mod tests {
         let d = ChallengeData {
             device_id: Some(12),
             methods: vec!["totp".into(), "recovery_code".into()],
+            password: password_fingerprint("$argon2id$x"),
         };
         let back = ChallengeData::decode(&d.encode()).unwrap();
         assert_eq!(back.device_id, Some(12));
         assert_eq!(back.methods, ["totp", "recovery_code"]);
-        let none = ChallengeData::decode("0|email").unwrap();
+        assert_eq!(back.password.len(), 16);
+        let none = ChallengeData::decode("0|email|00").unwrap();
         assert_eq!(none.device_id, None);
     }
 

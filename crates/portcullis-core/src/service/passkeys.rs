@@ -392,8 +392,13 @@ impl Portcullis {
             .reset_failures(Counter::Account(account.id))
             .await?;
         self.store.record_sign_in(account.id, now).await?;
-        self.start_session(&account, device.map(|d| d.id), client)
-            .await
+        self.start_session(
+            &account,
+            device.map(|d| d.id),
+            client,
+            &account.password_hash,
+        )
+        .await
     }
 }
 

@@ -147,12 +147,18 @@ impl Portcullis {
             Verification::Match { needs_rehash }
                 if Some(account.account_type) == account_type && !account.is_deactivated() =>
             {
+                let mut rehashed = None;
                 if needs_rehash {
                     if let Ok(hash) = self.hasher.hash(password.expose().as_bytes()).await {
                         self.store.set_password_hash(account.id, &hash).await?;
+                        rehashed = Some(hash);
                     }
                 }
-                if let Some(challenge) = self.second_step(&account, device.as_ref()).await? {
+                let current_hash = rehashed.as_deref().unwrap_or(&account.password_hash);
+                if let Some(challenge) = self
+                    .second_step(&account, device.as_ref(), current_hash)
+                    .await?
+                {
                     // The password was right, so its slot goes back; earlier failures stand
                     // until the second step is passed (its wrong answers count too).
                     self.store.release_attempt(counter).await?;
@@ -177,9 +183,18 @@ impl Portcullis {
                         .await?;
                 }
                 self.store.record_sign_in(account.id, now).await?;
-                self.start_session(&account, device.as_ref().map(|d| d.id), client)
-                    .await
-                    .map(SignInOutcome::SignedIn)
+                let verified_hash = match &rehashed {
+                    Some(h) => h.clone(),
+                    None => account.password_hash.clone(),
+                };
+                self.start_session(
+                    &account,
+                    device.as_ref().map(|d| d.id),
+                    client,
+                    &verified_hash,
+                )
+                .await
+                .map(SignInOutcome::SignedIn)
             }
             Verification::Match { .. } => {
                 // The right password with the wrong account type: not a password failure,
@@ -383,11 +398,18 @@ impl Portcullis {
             .collect()
     }
 
+    /// Starts a session for a password that matched `verified_hash`. A reset or change
+    /// that lands while the password is being checked must not leave this session behind:
+    /// the reset commits the new hash and then ends every session, so the hash is read again
+    /// after the session exists. Either the reset's sweep comes later and ends this session,
+    /// or this check sees the new hash and ends it here (races.rs,
+    /// `races_password_reset_and_sign_in_leave_no_old_session`).
     pub(crate) async fn start_session(
         &self,
         account: &AccountRow,
         known_device: Option<i64>,
         client: &ClientInfo,
+        verified_hash: &str,
     ) -> Result<SignedIn, ServiceError> {
         let now = self.clock.now();
         // A device seen for the first time gets its token now; a known one is refreshed.
@@ -412,7 +434,8 @@ impl Portcullis {
             }
         };
         let token = Token::generate();
-        self.store
+        let session_id = self
+            .store
             .create_session(NewSession {
                 token_hash: token.hash,
                 account_id: account.id,
@@ -421,6 +444,21 @@ impl Portcullis {
                 client_ip: client.ip.clone(),
             })
             .await?;
+        let unchanged = self
+            .store
+            .account_by_id(account.id)
+            .await?
+            .is_some_and(|current| current.password_hash == verified_hash);
+        if !unchanged {
+            self.store.delete_session(session_id).await?;
+            self.audit(
+                AuditEvent::new(AuditKind::SignInFailed, Some(account.id))
+                    .ip(client.ip.as_deref())
+                    .detail("password changed while signing in"),
+            )
+            .await;
+            return Err(ServiceError::SignInFailed);
+        }
         self.audit(AuditEvent::new(AuditKind::SignIn, Some(account.id)).ip(client.ip.as_deref()))
             .await;
         Ok(SignedIn {

@@ -390,8 +390,30 @@ impl Portcullis {
 
     /// The public answer: the board, plus incidents and history when the database answers
     /// (the page must still load, from memory, when it does not).
+    /// The board alone, without incidents, history or maintenance (which live in the
+    /// database): what the status answers while the database cannot.
+    pub fn status_from_memory(&self, board: &StatusBoard) -> StatusReport {
+        StatusReport {
+            snapshot: board.snapshot(),
+            incidents: Vec::new(),
+            history: history(&[], self.clock.now()),
+            maintenance: Default::default(),
+        }
+    }
+
     pub async fn status_report(&self, board: &StatusBoard) -> StatusReport {
         let now = self.clock.now();
+        // When the last probe found the database down, answer from memory at once: the
+        // queries below would each wait out the pool's acquire timeout, just when people
+        // look at the page (crash.rs, `crash_postgres_outage_answers_503_and_recovers_without_restart`).
+        let database_down = board
+            .snapshot()
+            .components
+            .iter()
+            .any(|(name, state)| *name == "database" && *state == ComponentState::Outage);
+        if database_down {
+            return self.status_from_memory(board);
+        }
         let incidents = self
             .store
             .list_incidents(now.plus_secs(-INCIDENT_SHOWN_SECS), 50)

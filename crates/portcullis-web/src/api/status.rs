@@ -131,7 +131,20 @@ impl From<StatusReport> for StatusOut {
 #[utoipa::path(get, path = "/status", tag = "status",
     responses((status = 200, body = StatusOut)))]
 pub async fn status(State(state): State<AppState>) -> Json<StatusOut> {
-    Json(state.app.status_report(&state.status).await.into())
+    Json(report(&state).await.into())
+}
+
+/// How long the status waits for the database's part (incidents, history, maintenance)
+/// before answering from memory: the page must answer quickly during an outage, the moment
+/// people look at it, even before the prober has noticed.
+pub const DATABASE_BUDGET: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// The status report, from memory when the database is slow to answer.
+pub async fn report(state: &AppState) -> portcullis_core::service::status::StatusReport {
+    match tokio::time::timeout(DATABASE_BUDGET, state.app.status_report(&state.status)).await {
+        Ok(report) => report,
+        Err(_) => state.app.status_from_memory(&state.status),
+    }
 }
 
 #[derive(Deserialize, ToSchema)]

@@ -50,7 +50,7 @@ fn words(state: &str) -> &'static str {
 }
 
 pub async fn show(State(state): State<AppState>) -> Response {
-    let report = state.app.status_report(&state.status).await;
+    let report = crate::api::status::report(&state).await;
     let policies = state.app.policies();
     let ok = report.maintenance.is_none()
         && report.snapshot.overall()

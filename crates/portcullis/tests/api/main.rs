@@ -7,6 +7,7 @@
     clippy::indexing_slicing
 )]
 
+mod crash;
 mod defences;
 mod delivery;
 mod import;
@@ -15,6 +16,7 @@ mod metrics;
 mod mfa;
 mod overload;
 mod pages;
+mod races;
 pub mod recovery;
 mod registration;
 mod secrets;

@@ -198,8 +198,75 @@ async fn every_response_carries_the_security_headers() {
             assert_eq!(h["cache-control"], "no-store", "{path}");
         }
         assert!(h.contains_key("x-request-id"), "{path}");
+        let hsts = h["strict-transport-security"].to_str().unwrap();
+        let max_age: u64 = hsts
+            .split(';')
+            .find_map(|d| d.trim().strip_prefix("max-age="))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        assert!(
+            max_age >= 31_536_000,
+            "{path}: HSTS for at least a year: {hsts}"
+        );
     }
 }
+
+/// No session fixation: a session cookie the browser already holds (planted by an attacker,
+/// or left from an earlier session) never becomes the signed-in session. Sign-in always
+/// issues a new random value, and signing in again issues another.
+async fn fixation(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    app.register(&ANN, "ann.example", PASSWORD).await;
+    const SESSION: &str = "__Host-portcullis_session";
+    let planted = "attacker-chosen-value-0123456789abcdefghijklmnop";
+    let mut sessions = Vec::new();
+    for _ in 0..2 {
+        // A browser holding the planted value (the signed-in page redirects away from the
+        // sign-in form, so each round starts from a fresh jar).
+        let mut jar = Jar::default();
+        jar.0.push((SESSION.to_owned(), planted.to_owned()));
+        let (_, html) = get(&app, &mut jar, "/").await;
+        let csrf = input_value(&html, "csrf").unwrap();
+        let res = post(
+            &app,
+            &mut jar,
+            "/",
+            &[
+                ("csrf", &csrf),
+                ("user_id", "ann.example"),
+                ("password", PASSWORD),
+                ("account_type", "personal"),
+            ],
+        )
+        .await;
+        assert_eq!(res.status(), 303);
+        let value = jar.get(SESSION).unwrap().to_owned();
+        assert_ne!(value, planted, "the planted value became the session");
+        assert!(value.len() >= 43, "at least 256 bits: {value}");
+        sessions.push(value);
+        let (status, _) = get(&app, &mut jar, "/account").await;
+        assert_eq!(status, 200);
+    }
+    assert_ne!(
+        sessions[0], sessions[1],
+        "a second sign-in gets a new session value"
+    );
+    // The planted value opens nothing.
+    let mut attacker = Jar::default();
+    attacker.0.push((SESSION.to_owned(), planted.to_owned()));
+    let (status, _) = get(&app, &mut attacker, "/account").await;
+    assert_eq!(status, 303);
+    // Through the API, each sign-in gets its own token too.
+    let a = app.token("ann.example", PASSWORD, "personal").await;
+    let b = app.token("ann.example", PASSWORD, "personal").await;
+    assert_ne!(a, b);
+}
+both!(
+    sign_in_issues_a_new_session_value_and_ignores_a_planted_one,
+    fixation
+);
 
 #[tokio::test]
 async fn pages_are_small_and_have_no_inline_script_or_style() {

@@ -131,7 +131,10 @@ async fn status_api_and_page_show_every_part(backend: Backend) {
         );
     }
     let rest = html.replace(r#"<script src="/static/passkeys.js" defer></script>"#, "");
-    assert!(!rest.contains("<script"), "no inline script on the status page");
+    assert!(
+        !rest.contains("<script"),
+        "no inline script on the status page"
+    );
 }
 both!(
     status_api_and_page_show_every_part,
