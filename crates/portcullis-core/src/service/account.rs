@@ -89,6 +89,23 @@ impl Portcullis {
         Ok(ended)
     }
 
+    /// "Sign out everywhere else": ends every session of the account but this one; how many.
+    pub async fn end_other_sessions(&self, ctx: &SessionContext) -> Result<u64, ServiceError> {
+        let ended = self
+            .store
+            .delete_account_sessions(ctx.account_id, Some(ctx.session_id))
+            .await?;
+        self.audit(
+            crate::audit::AuditEvent::new(
+                crate::audit::AuditKind::SessionEnded,
+                Some(ctx.account_id),
+            )
+            .detail(format!("signed out everywhere else: {ended} sessions")),
+        )
+        .await;
+        Ok(ended)
+    }
+
     /// The person's own recent security events.
     pub async fn recent_activity(
         &self,

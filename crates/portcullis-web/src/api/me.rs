@@ -147,6 +147,31 @@ pub async fn delete_session(
     }
 }
 
+#[derive(Serialize, ToSchema)]
+pub struct EndedOut {
+    /// How many sessions were ended.
+    pub ended: u64,
+}
+
+/// Sign out everywhere else: end every session of the account but this one.
+#[utoipa::path(delete, path = "/me/sessions", tag = "account",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = EndedOut),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn end_other_sessions(
+    State(state): State<AppState>,
+    Bearer(ctx): Bearer,
+) -> Result<Json<EndedOut>, ApiError> {
+    let ended = state
+        .app
+        .end_other_sessions(&ctx)
+        .await
+        .map_err(|e| service_error(&state, e))?;
+    Ok(Json(EndedOut { ended }))
+}
+
 #[derive(serde::Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChangePasswordIn {

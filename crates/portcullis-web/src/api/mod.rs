@@ -74,7 +74,7 @@ pub fn router() -> (Router<AppState>, OpenApiDoc) {
         .routes(routes!(sessions::passkey_options))
         .routes(routes!(sessions::passkey_sign_in))
         .routes(routes!(me::me))
-        .routes(routes!(me::list_sessions))
+        .routes(routes!(me::list_sessions, me::end_other_sessions))
         .routes(routes!(me::delete_session))
         .routes(routes!(me::change_password))
         .routes(routes!(me::start_contact_change))

@@ -295,6 +295,22 @@ pub async fn end_session(
     Redirect::to("/security").into_response()
 }
 
+pub async fn end_other_sessions(
+    State(state): State<AppState>,
+    csrf: CsrfCookie,
+    headers: HeaderMap,
+    PageSession(ctx): PageSession,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    if !csrf.check(&state, &headers, &form.csrf) {
+        return Redirect::to("/security").into_response();
+    }
+    if let Err(e) = state.app.end_other_sessions(&ctx).await {
+        return error_page(&state, &csrf, e);
+    }
+    Redirect::to("/security").into_response()
+}
+
 pub async fn sign_out(
     State(state): State<AppState>,
     mut csrf: CsrfCookie,

@@ -66,6 +66,10 @@ pub fn router() -> Router<AppState> {
         .route("/account", get(account::home))
         .route("/security", get(account::security))
         .route("/security/sessions/{id}/end", post(account::end_session))
+        .route(
+            "/security/sessions/end-others",
+            post(account::end_other_sessions),
+        )
         .route("/security/password", post(account::change_password))
         .route("/security/contact", post(lifecycle::contact_start))
         .route(

@@ -126,3 +126,39 @@ async fn garbage_tokens_are_refused() {
         assert_eq!(res.status(), 401, "{token}");
     }
 }
+
+async fn everywhere_else(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    app.register(&ANN, "ann.example", PASSWORD).await;
+    let keep = app.token("ann.example", PASSWORD, "personal").await;
+    let others = [
+        app.token("ann.example", PASSWORD, "personal").await,
+        app.token("ann.example", PASSWORD, "personal").await,
+    ];
+    let res = app
+        .client
+        .delete(app.url("/api/v1/me/sessions"))
+        .bearer_auth(&keep)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.json::<Value>().await.unwrap()["ended"], 2);
+    assert_eq!(app.get_bearer("/api/v1/me", &keep).await.status(), 200);
+    for t in &others {
+        assert_eq!(app.get_bearer("/api/v1/me", t).await.status(), 401);
+    }
+    let list: Value = app
+        .get_bearer("/api/v1/me/sessions", &keep)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 1);
+}
+both!(
+    sign_out_everywhere_else_keeps_only_this_session,
+    everywhere_else
+);
