@@ -225,8 +225,10 @@ pub async fn remove_factor(
     State(state): State<AppState>,
     Client(client): Client,
     Bearer(ctx): Bearer,
-    Path(id): Path<i64>,
+    Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
+    // A malformed id names nothing: 404, like an id of another account's.
+    let id: i64 = id.parse().map_err(|_| ApiError::not_found())?;
     state
         .app
         .remove_factor(&ctx, id, &client)
@@ -281,8 +283,10 @@ pub async fn untrust_device(
     State(state): State<AppState>,
     Client(client): Client,
     Bearer(ctx): Bearer,
-    Path(id): Path<i64>,
+    Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
+    // A malformed id names nothing: 404, like an id of another account's.
+    let id: i64 = id.parse().map_err(|_| ApiError::not_found())?;
     state
         .app
         .untrust_device(&ctx, id, &client)
@@ -359,7 +363,7 @@ pub struct PasskeyIn {
     pub registration_token: String,
     /// The `PublicKeyCredential` from `navigator.credentials.create`, binary fields base64url.
     #[schema(value_type = Object)]
-    pub credential: serde_json::Value,
+    pub credential: serde_json::Map<String, serde_json::Value>,
     /// A name to tell it apart ("My phone"); up to 60 characters.
     #[serde(default)]
     pub name: String,
@@ -387,7 +391,7 @@ pub async fn add_passkey(
         .finish_passkey(
             &ctx,
             &body.registration_token,
-            &body.credential.to_string(),
+            &serde_json::Value::Object(body.credential).to_string(),
             &body.name,
             &client,
         )
@@ -416,9 +420,11 @@ pub struct NameIn {
 pub async fn rename_factor(
     State(state): State<AppState>,
     Bearer(ctx): Bearer,
-    Path(id): Path<i64>,
+    Path(id): Path<String>,
     ApiJson(body): ApiJson<NameIn>,
 ) -> Result<StatusCode, ApiError> {
+    // A malformed id names nothing: 404, like an id of another account's.
+    let id: i64 = id.parse().map_err(|_| ApiError::not_found())?;
     state
         .app
         .rename_factor(&ctx, id, &body.name)

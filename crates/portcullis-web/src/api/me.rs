@@ -133,8 +133,10 @@ pub async fn list_sessions(
 pub async fn delete_session(
     State(state): State<AppState>,
     Bearer(ctx): Bearer,
-    Path(id): Path<i64>,
+    Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
+    // A malformed id names nothing: 404, like an id of another account's.
+    let id: i64 = id.parse().map_err(|_| ApiError::not_found())?;
     let ended = state
         .app
         .end_session(&ctx, id)
@@ -373,8 +375,10 @@ pub async fn unlink_card(
     State(state): State<AppState>,
     crate::client::Client(client): crate::client::Client,
     Bearer(ctx): Bearer,
-    Path(id): Path<i64>,
+    Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
+    // A malformed id names nothing: 404, like an id of another account's.
+    let id: i64 = id.parse().map_err(|_| ApiError::not_found())?;
     match state
         .app
         .unlink_card(&ctx, id, &client)

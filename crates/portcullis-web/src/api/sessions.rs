@@ -326,7 +326,7 @@ pub struct PasskeySignInIn {
     pub passkey_token: String,
     /// The `PublicKeyCredential` from `navigator.credentials.get`, binary fields base64url.
     #[schema(value_type = Object)]
-    pub credential: serde_json::Value,
+    pub credential: serde_json::Map<String, serde_json::Value>,
     #[serde(default)]
     pub device_token: Option<String>,
 }
@@ -352,7 +352,7 @@ pub async fn passkey_sign_in(
         .app
         .passkey_sign_in(
             &body.passkey_token,
-            &body.credential.to_string(),
+            &serde_json::Value::Object(body.credential).to_string(),
             body.device_token.as_deref(),
             &client,
         )
