@@ -130,6 +130,12 @@ pub trait AccountStore: Send + Sync {
     async fn find_account(&self, user_id_canonical: &str) -> StoreResult<Option<AccountRow>>;
     async fn account_by_id(&self, id: i64) -> StoreResult<Option<AccountRow>>;
     async fn cards_for_account(&self, account_id: i64) -> StoreResult<Vec<CardSummary>>;
+    /// The account and its cards in one read (the account home and `GET /me`, the most
+    /// frequent authenticated request).
+    async fn account_home(
+        &self,
+        account_id: i64,
+    ) -> StoreResult<Option<(AccountRow, Vec<CardSummary>)>>;
     /// The keyed hashes (number, verification) of the account's linked cards.
     async fn card_hashes(&self, account_id: i64) -> StoreResult<Vec<(Vec<u8>, Vec<u8>)>>;
     /// The account's security answers: (question id, answer hash).
@@ -140,8 +146,10 @@ pub trait AccountStore: Send + Sync {
     /// [`LockoutStore::reset_failures`]).
     async fn record_sign_in(&self, account_id: i64, now: UnixTime) -> StoreResult<()>;
     async fn unlock_account(&self, account_id: i64) -> StoreResult<bool>;
-    /// Replaces the hash in place (a rehash at new parameters: same password).
-    async fn set_password_hash(&self, account_id: i64, hash: &str) -> StoreResult<()>;
+    /// Replaces the hash in place (a rehash at new parameters: same password), only while the
+    /// stored hash is still `old`: a password reset or change that landed meanwhile wins.
+    /// Answers whether the hash was replaced.
+    async fn rehash_password(&self, account_id: i64, old: &str, new: &str) -> StoreResult<bool>;
     /// A new password: the old hash moves to the history (keeping the newest `keep`), all in
     /// one transaction.
     async fn change_password(

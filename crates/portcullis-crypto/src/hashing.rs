@@ -7,6 +7,12 @@
 //! `queue` jobs wait; beyond that [`HashError::Overloaded`] comes back at once, so memory stays
 //! near `workers × m` under any load and the caller can answer 503 with Retry-After quickly.
 //!
+//! A caller that must do other work before it hashes (a sign-in looks up the account first)
+//! [`HashPool::reserve`]s a place first: when the pool is full it learns so before spending
+//! anything else, and the place it holds cannot be taken by someone else meanwhile. Every job
+//! holds its place until a worker has finished it, so `workers + queue` bounds the work in
+//! flight exactly, even when the caller stops waiting.
+//!
 //! Hashes are PHC strings (`$argon2id$v=19$m=…,t=…,p=…$salt$hash`), so a change of parameters
 //! is detected on verification (`needs_rehash`) and old hashes keep working.
 
@@ -88,7 +94,7 @@ pub enum HashError {
     Internal(String),
 }
 
-enum Job {
+enum Work {
     /// Several secrets hashed by one worker in one turn (a registration's password and
     /// security answers take one place in the queue, not four).
     Hash {
@@ -104,6 +110,66 @@ enum Job {
     },
 }
 
+/// A job and the place it holds, given back when the worker drops the job.
+struct Job {
+    work: Work,
+    _slot: Slot,
+}
+
+/// A place in the pool (a worker or a queue position), reserved by [`HashPool::reserve`]
+/// and given back when dropped: unused, or when the job it was spent on is finished.
+#[must_use = "a reserved place is given back when dropped"]
+pub struct Slot {
+    pool: HashPool,
+}
+
+impl std::fmt::Debug for Slot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Slot")
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.pool.inner.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Slot {
+    /// Hashes several secrets as one job (see [`HashPool::hash_many`]), in this place.
+    pub async fn hash_many(self, secrets: &[&[u8]]) -> Result<Vec<String>, HashError> {
+        let (reply, rx) = oneshot::channel();
+        let pool = self.pool.clone();
+        pool.submit(Job {
+            work: Work::Hash {
+                secrets: secrets.iter().map(|s| Zeroizing::new(s.to_vec())).collect(),
+                reply,
+            },
+            _slot: self,
+        })?;
+        rx.await.map_err(|_| HashError::Stopped)?
+    }
+
+    /// Checks a secret (see [`HashPool::verify`]), in this place.
+    pub async fn verify(
+        self,
+        secret: &[u8],
+        stored: Option<&str>,
+    ) -> Result<Verification, HashError> {
+        let (reply, rx) = oneshot::channel();
+        let pool = self.pool.clone();
+        pool.submit(Job {
+            work: Work::Verify {
+                secret: Zeroizing::new(secret.to_vec()),
+                stored: stored.map(str::to_owned),
+                reply,
+            },
+            _slot: self,
+        })?;
+        rx.await.map_err(|_| HashError::Stopped)?
+    }
+}
+
 /// A handle on the hashing workers; cheap to clone.
 #[derive(Clone)]
 pub struct HashPool {
@@ -116,6 +182,8 @@ struct Inner {
     workers: usize,
     queue: usize,
     busy: Arc<AtomicUsize>,
+    /// Places reserved: jobs queued or being hashed, and places held for a job to come.
+    in_flight: AtomicUsize,
 }
 
 impl std::fmt::Debug for HashPool {
@@ -129,11 +197,26 @@ impl std::fmt::Debug for HashPool {
 }
 
 impl HashPool {
-    /// Starts `workers` hashing threads (at least one) with room for `queue` waiting jobs.
+    /// Starts `workers` hashing threads (at least one) with room for `queue` waiting jobs,
+    /// at normal priority.
     pub fn start(params: HashParams, workers: usize, queue: usize) -> Result<Self, HashError> {
+        Self::start_with_nice(params, workers, queue, 0)
+    }
+
+    /// Like [`HashPool::start`], with the hashing threads at scheduling niceness `nice`
+    /// (0–19, Linux; elsewhere ignored). Above 0, request handling (normal priority) gets a
+    /// core whenever it needs one while the hashing threads still use every idle cycle: under
+    /// a flood of sign-ins, pages and `/me` stay fast and refusals stay cheap.
+    pub fn start_with_nice(
+        params: HashParams,
+        workers: usize,
+        queue: usize,
+        nice: i32,
+    ) -> Result<Self, HashError> {
         let argon_params = params.to_argon2()?;
         let workers = workers.max(1);
-        let (tx, rx) = crossbeam_channel::bounded::<Job>(queue);
+        // The places (`in_flight`) bound the jobs; the channel only needs room for them all.
+        let (tx, rx) = crossbeam_channel::bounded::<Job>(workers + queue);
         let busy = Arc::new(AtomicUsize::new(0));
         for index in 0..workers {
             let rx = rx.clone();
@@ -141,7 +224,10 @@ impl HashPool {
             let argon_params = argon_params.clone();
             std::thread::Builder::new()
                 .name(format!("argon2-{index}"))
-                .spawn(move || worker(rx, params, argon_params, busy))
+                .spawn(move || {
+                    lower_priority(nice);
+                    worker(rx, params, argon_params, busy)
+                })
                 .map_err(|e| HashError::Internal(format!("cannot start hashing worker: {e}")))?;
         }
         Ok(Self {
@@ -151,6 +237,7 @@ impl HashPool {
                 workers,
                 queue,
                 busy,
+                in_flight: AtomicUsize::new(0),
             }),
         })
     }
@@ -177,6 +264,25 @@ impl HashPool {
         self.inner.busy.load(Ordering::Relaxed)
     }
 
+    /// Places taken: jobs waiting or hashing, and places reserved for a job to come.
+    pub fn in_flight(&self) -> usize {
+        self.inner.in_flight.load(Ordering::Acquire)
+    }
+
+    /// Reserves a place for one job, or answers [`HashError::Overloaded`] at once when all
+    /// `workers + queue` places are taken. Costs two atomic operations: call it before any
+    /// other work a refused request would waste.
+    pub fn reserve(&self) -> Result<Slot, HashError> {
+        let capacity = self.inner.workers + self.inner.queue;
+        self.inner
+            .in_flight
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < capacity).then_some(n + 1)
+            })
+            .map_err(|_| HashError::Overloaded)?;
+        Ok(Slot { pool: self.clone() })
+    }
+
     /// Hashes `secret` with a fresh random salt, returning a PHC string.
     pub async fn hash(&self, secret: &[u8]) -> Result<String, HashError> {
         self.hash_many(&[secret])
@@ -187,12 +293,7 @@ impl HashPool {
 
     /// Hashes several secrets as one job, each with its own salt, in order.
     pub async fn hash_many(&self, secrets: &[&[u8]]) -> Result<Vec<String>, HashError> {
-        let (reply, rx) = oneshot::channel();
-        self.submit(Job::Hash {
-            secrets: secrets.iter().map(|s| Zeroizing::new(s.to_vec())).collect(),
-            reply,
-        })?;
-        rx.await.map_err(|_| HashError::Stopped)?
+        self.reserve()?.hash_many(secrets).await
     }
 
     /// Checks `secret` against `stored`; with `None` it spends the same effort and answers
@@ -202,13 +303,7 @@ impl HashPool {
         secret: &[u8],
         stored: Option<&str>,
     ) -> Result<Verification, HashError> {
-        let (reply, rx) = oneshot::channel();
-        self.submit(Job::Verify {
-            secret: Zeroizing::new(secret.to_vec()),
-            stored: stored.map(str::to_owned),
-            reply,
-        })?;
-        rx.await.map_err(|_| HashError::Stopped)?
+        self.reserve()?.verify(secret, stored).await
     }
 
     fn submit(&self, job: Job) -> Result<(), HashError> {
@@ -220,13 +315,29 @@ impl HashPool {
     }
 }
 
+/// Sets this thread's niceness (Linux: `setpriority` on the thread's own id changes only this
+/// thread). A failure leaves the thread at normal priority, which is only slower under load.
+fn lower_priority(nice: i32) {
+    if nice <= 0 {
+        return;
+    }
+    #[cfg(target_os = "linux")]
+    if let Err(e) =
+        rustix::process::setpriority_process(Some(rustix::thread::gettid()), nice.min(19))
+    {
+        tracing::warn!(error = %e, "could not lower the hashing threads' priority");
+    }
+}
+
 /// One worker: owns its argon2 memory and reuses it for every job.
 fn worker(rx: Receiver<Job>, params: HashParams, argon_params: Params, busy: Arc<AtomicUsize>) {
     let mut memory: Vec<Block> = Vec::new();
-    while let Ok(job) = rx.recv() {
+    while let Ok(Job { work, _slot: slot }) = rx.recv() {
         busy.fetch_add(1, Ordering::Relaxed);
-        match job {
-            Job::Hash { secrets, reply } => {
+        // The place is given back once the work is done and before the answer goes out, so a
+        // caller that has its answer never finds its own job still counted.
+        match work {
+            Work::Hash { secrets, reply } => {
                 let result = secrets
                     .iter()
                     .map(|secret| {
@@ -235,9 +346,11 @@ fn worker(rx: Receiver<Job>, params: HashParams, argon_params: Params, busy: Arc
                             .map(|out| encode_phc(params, &salt, out.as_ref()))
                     })
                     .collect();
+                busy.fetch_sub(1, Ordering::Relaxed);
+                drop(slot);
                 let _ = reply.send(result);
             }
-            Job::Verify {
+            Work::Verify {
                 secret,
                 stored,
                 reply,
@@ -249,10 +362,11 @@ fn worker(rx: Receiver<Job>, params: HashParams, argon_params: Params, busy: Arc
                     stored.as_deref(),
                     &mut memory,
                 );
+                busy.fetch_sub(1, Ordering::Relaxed);
+                drop(slot);
                 let _ = reply.send(result);
             }
         }
-        busy.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -444,6 +558,45 @@ mod tests {
             .verify(b"pw", Some("$argon2id$v=19$m=64$zz"))
             .await
             .is_err());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn places_are_reserved_before_the_work_and_held_until_it_is_done() {
+        let slow = HashParams {
+            memory_kib: 65_536,
+            iterations: 3,
+            parallelism: 1,
+        };
+        // One worker and one queue place: two places in all.
+        let pool = HashPool::start(slow, 1, 1).unwrap();
+        let a = pool.reserve().unwrap();
+        let b = pool.reserve().unwrap();
+        assert_eq!(pool.in_flight(), 2);
+        // Full: refused at once, before any hashing, and so is a job that did not reserve.
+        assert!(matches!(pool.reserve(), Err(HashError::Overloaded)));
+        assert!(matches!(pool.hash(b"x").await, Err(HashError::Overloaded)));
+        // An unused place is given back when dropped.
+        drop(b);
+        assert_eq!(pool.in_flight(), 1);
+        // A job whose caller stops waiting keeps its place until the worker has done it.
+        let job = tokio::spawn(async move { a.hash_many(&[b"secret"]).await });
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        job.abort();
+        let _ = job.await;
+        assert_eq!(
+            pool.in_flight(),
+            1,
+            "the abandoned job still holds its place"
+        );
+        // A second job can still be queued behind it, then the pool is full again.
+        let c = pool.reserve().unwrap();
+        assert!(matches!(pool.reserve(), Err(HashError::Overloaded)));
+        assert!(matches!(
+            c.verify(b"x", None).await,
+            Ok(Verification::Mismatch)
+        ));
+        // Both jobs are done: every place is free.
+        assert_eq!(pool.in_flight(), 0);
     }
 
     #[tokio::test]

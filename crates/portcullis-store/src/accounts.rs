@@ -194,6 +194,49 @@ impl AccountStore for SqlStore {
             .map_err(db_err)
     }
 
+    async fn account_home(
+        &self,
+        account_id: i64,
+    ) -> StoreResult<Option<(AccountRow, Vec<CardSummary>)>> {
+        // One statement: the account row repeated beside each linked card (or once, with
+        // NULL card columns, when it has none).
+        let rows = sqlx::query(
+            "SELECT a.id, a.user_id, a.account_type, a.password_hash, a.code_channel, a.email, \
+             a.phone, a.failed_count, a.locked_until, a.created_at, a.last_sign_in_at, \
+             a.last_active_at, a.inactivity_warned_at, a.deactivated_at, \
+             r.id AS card_id, r.last4, r.product, r.balance, r.credit_limit, \
+             r.payment_due_date, r.minimum_due \
+             FROM online_accounts a \
+             LEFT JOIN account_cards c ON c.account_id = a.id \
+             LEFT JOIN registry_records r ON r.id = c.registry_record_id \
+             WHERE a.id = $1 ORDER BY c.linked_at, r.id",
+        )
+        .bind(account_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        let Some(first) = rows.first() else {
+            return Ok(None);
+        };
+        let account = account_row(first)?;
+        let mut cards = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let Some(id) = r.try_get::<Option<i64>, _>("card_id").map_err(db_err)? else {
+                continue;
+            };
+            cards.push(CardSummary {
+                id,
+                last4: r.try_get("last4").map_err(db_err)?,
+                product: r.try_get("product").map_err(db_err)?,
+                balance: r.try_get("balance").map_err(db_err)?,
+                credit_limit: r.try_get("credit_limit").map_err(db_err)?,
+                payment_due_date: r.try_get("payment_due_date").map_err(db_err)?,
+                minimum_due: r.try_get("minimum_due").map_err(db_err)?,
+            });
+        }
+        Ok(Some((account, cards)))
+    }
+
     async fn record_sign_in(&self, account_id: i64, now: UnixTime) -> StoreResult<()> {
         sqlx::query(
             "UPDATE online_accounts SET failed_count = 0, last_sign_in_at = $2, last_active_at = $2, \
@@ -229,14 +272,17 @@ impl AccountStore for SqlStore {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn set_password_hash(&self, account_id: i64, hash: &str) -> StoreResult<()> {
-        sqlx::query("UPDATE online_accounts SET password_hash = $2 WHERE id = $1")
-            .bind(account_id)
-            .bind(hash)
-            .execute(&self.pool)
-            .await
-            .map_err(db_err)?;
-        Ok(())
+    async fn rehash_password(&self, account_id: i64, old: &str, new: &str) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE online_accounts SET password_hash = $2 WHERE id = $1 AND password_hash = $3",
+        )
+        .bind(account_id)
+        .bind(new)
+        .bind(old)
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(done.rows_affected() == 1)
     }
 
     async fn change_password(

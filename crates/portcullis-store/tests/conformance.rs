@@ -157,6 +157,30 @@ async fn account_creation_rules(backend: Backend) {
         .unwrap();
     assert_eq!(s.find_account("alice1").await.unwrap().unwrap().id, id);
     assert_eq!(s.cards_for_account(id).await.unwrap()[0].last4, "0005");
+    // The account home reads the same account and cards in one statement.
+    let (home, cards) = s.account_home(id).await.unwrap().unwrap();
+    assert_eq!(home.id, id);
+    assert_eq!(home.user_id, "Alice1");
+    assert_eq!(
+        cards.iter().map(|c| c.last4.as_str()).collect::<Vec<_>>(),
+        ["0005"]
+    );
+    assert!(s.account_home(id + 1000).await.unwrap().is_none());
+    // A rehash replaces only the hash it was computed over: after a reset it changes nothing.
+    let old = home.password_hash.clone();
+    assert!(!s
+        .rehash_password(id, "$argon2id$other", "$argon2id$new")
+        .await
+        .unwrap());
+    assert_eq!(
+        s.account_by_id(id).await.unwrap().unwrap().password_hash,
+        old
+    );
+    assert!(s.rehash_password(id, &old, "$argon2id$new").await.unwrap());
+    assert_eq!(
+        s.account_by_id(id).await.unwrap().unwrap().password_hash,
+        "$argon2id$new"
+    );
     // The step was consumed with the creation.
     assert!(s
         .find_step(&step, "registration", T)
@@ -1147,6 +1171,9 @@ mod lifecycle {
             .map(|r| r.id)
             .collect();
         assert_eq!(cards.len(), 2);
+        // The account home lists both, once each, in the order they were linked.
+        let (_, home_cards) = s.account_home(id).await.unwrap().unwrap();
+        assert_eq!(home_cards.iter().map(|c| c.id).collect::<Vec<_>>(), cards);
         let s = Arc::new(s);
         let (a, b) = tokio::join!(
             s.unlink_card(id, cards[0], T, &[]),

@@ -81,10 +81,11 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>, demo: bool) -> anyhow
         .with_outbox_key(&outbox_key),
     );
     let workers = config.hash_workers();
-    let hasher = HashPool::start(
+    let hasher = HashPool::start_with_nice(
         config.hash_params(),
         workers,
         workers * config.hashing.queue_per_worker,
+        config.hashing.nice,
     )
     .context("starting the hashing pool")?;
     let outbox = config

@@ -76,6 +76,9 @@ pub struct HashingConfig {
     pub workers: usize,
     /// Jobs that may wait per worker before requests are refused with 503.
     pub queue_per_worker: usize,
+    /// Scheduling niceness of the hashing threads (0–19; Linux). Request handling keeps
+    /// normal priority, so it gets a core at once while hashing uses every idle cycle.
+    pub nice: i32,
 }
 
 impl Default for HashingConfig {
@@ -87,6 +90,7 @@ impl Default for HashingConfig {
             parallelism: p.parallelism,
             workers: 0,
             queue_per_worker: 4,
+            nice: 10,
         }
     }
 }
@@ -439,6 +443,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("hashing", "parallelism"),
     ("hashing", "workers"),
     ("hashing", "queue_per_worker"),
+    ("hashing", "nice"),
     ("password", "profile"),
     ("lockout", "lock_after_failures"),
     ("lockout", "lock_for_secs"),
@@ -555,6 +560,9 @@ impl Config {
         }
         if self.hashing.queue_per_worker == 0 {
             bail!("hashing.queue_per_worker must be at least 1");
+        }
+        if !(0..=19).contains(&self.hashing.nice) {
+            bail!("hashing.nice must be between 0 and 19");
         }
         if self.inactivity.warn_after_secs < 1 || self.inactivity.deactivate_after_secs < 1 {
             bail!(

@@ -26,12 +26,11 @@ pub struct SessionInfo {
 
 impl Portcullis {
     pub async fn account_home(&self, ctx: &SessionContext) -> Result<AccountHome, ServiceError> {
-        let account = self
+        let (account, cards) = self
             .store
-            .account_by_id(ctx.account_id)
+            .account_home(ctx.account_id)
             .await?
             .ok_or(ServiceError::Unauthenticated)?;
-        let cards = self.store.cards_for_account(ctx.account_id).await?;
         Ok(AccountHome {
             user_id: account.user_id,
             account_type: account.account_type,

@@ -5,6 +5,7 @@
 //! evaluation (against a dummy for unknown users), so neither the answer nor its timing
 //! tells them apart.
 
+use portcullis_crypto::hashing::Slot;
 use portcullis_crypto::{sha256, Token, Verification};
 use secrecy::SecretString;
 
@@ -58,18 +59,23 @@ impl Portcullis {
         req: SignInRequest<'_>,
         client: &ClientInfo,
     ) -> Result<SignInOutcome, ServiceError> {
+        // A place in the hashing pool first: when it is full the answer (503) costs nothing
+        // else — no throttle claim, no lookup, no attempt claimed and given back.
+        let slot = self.hasher.reserve()?;
         let throttle = self.throttle_claim(ThrottleAction::SignIn, client).await?;
-        let result = self.sign_in_inner(req, client).await;
+        let result = self.sign_in_inner(req, client, slot).await;
         if result.is_ok() {
             self.throttle_release(throttle).await;
         }
         result
     }
 
+    /// `slot` is the hashing pool's place this attempt spends its one hash in.
     async fn sign_in_inner(
         &self,
         req: SignInRequest<'_>,
         client: &ClientInfo,
+        slot: Slot,
     ) -> Result<SignInOutcome, ServiceError> {
         let password = Password::new(req.password);
         // Bound the work an attacker can make us do before hashing.
@@ -80,9 +86,7 @@ impl Portcullis {
         };
         let account_type = AccountType::parse(req.account_type);
         let Some(account) = account.filter(|_| usable) else {
-            self.hasher
-                .verify(password.expose().as_bytes(), None)
-                .await?;
+            slot.verify(password.expose().as_bytes(), None).await?;
             self.audit(
                 AuditEvent::new(AuditKind::SignInFailed, None)
                     .ip(client.ip.as_deref())
@@ -113,14 +117,12 @@ impl Portcullis {
             Claim::Granted(n) => n,
             Claim::Locked(until) => {
                 return self
-                    .locked_attempt(&account, &password, until, client)
+                    .locked_attempt(&account, &password, until, client, slot)
                     .await
                     .map(SignInOutcome::SignedIn)
             }
             Claim::Exhausted => {
-                self.hasher
-                    .verify(password.expose().as_bytes(), None)
-                    .await?;
+                slot.verify(password.expose().as_bytes(), None).await?;
                 self.audit(
                     AuditEvent::new(AuditKind::SignInFailed, Some(account.id))
                         .ip(client.ip.as_deref())
@@ -131,14 +133,13 @@ impl Portcullis {
             }
         };
 
-        let verification = match self
-            .hasher
+        let verification = match slot
             .verify(password.expose().as_bytes(), Some(&account.password_hash))
             .await
         {
             Ok(v) => v,
             Err(e) => {
-                // Not evaluated (pool full or failed): the slot goes back.
+                // Not evaluated (the pool stopped or failed): the attempt goes back.
                 self.store.release_attempt(counter).await?;
                 return Err(e.into());
             }
@@ -150,8 +151,15 @@ impl Portcullis {
                 let mut rehashed = None;
                 if needs_rehash {
                     if let Ok(hash) = self.hasher.hash(password.expose().as_bytes()).await {
-                        self.store.set_password_hash(account.id, &hash).await?;
-                        rehashed = Some(hash);
+                        // Only over the hash just verified: if a reset landed meanwhile it
+                        // stands, and `start_session` below sees the change and refuses.
+                        if self
+                            .store
+                            .rehash_password(account.id, &account.password_hash, &hash)
+                            .await?
+                        {
+                            rehashed = Some(hash);
+                        }
                     }
                 }
                 let current_hash = rehashed.as_deref().unwrap_or(&account.password_hash);
@@ -312,9 +320,9 @@ impl Portcullis {
         password: &Password,
         until: UnixTime,
         client: &ClientInfo,
+        slot: Slot,
     ) -> Result<SignedIn, ServiceError> {
-        let v = self
-            .hasher
+        let v = slot
             .verify(password.expose().as_bytes(), Some(&account.password_hash))
             .await?;
         self.audit(
