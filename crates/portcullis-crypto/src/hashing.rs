@@ -560,6 +560,53 @@ mod tests {
             .is_err());
     }
 
+    /// The hashing threads really run at the niceness asked for (read back from /proc), and
+    /// the caller's own thread keeps its priority.
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn hashing_threads_run_at_the_niceness_asked_for() {
+        fn nice_of(stat: &str) -> Option<i64> {
+            // Fields after the ")" that ends the thread name: state is field 3, nice is 19.
+            stat.rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .nth(16)?
+                .parse()
+                .ok()
+        }
+        let own = || nice_of(&std::fs::read_to_string("/proc/thread-self/stat").unwrap());
+        let before = own();
+        let pool = HashPool::start_with_nice(HashParams::insecure_for_tests(), 2, 1, 7).unwrap();
+        pool.hash(b"x").await.unwrap();
+        let argon_threads = || {
+            let mut found = Vec::new();
+            for task in std::fs::read_dir("/proc/thread-self/..").unwrap() {
+                let dir = task.unwrap().path();
+                let name = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+                if name.trim().starts_with("argon2-") {
+                    let stat = std::fs::read_to_string(dir.join("stat")).unwrap_or_default();
+                    found.extend(nice_of(&stat));
+                }
+            }
+            found
+        };
+        // The second thread may not have run yet: give it up to two seconds.
+        let mut found = argon_threads();
+        for _ in 0..200 {
+            if found.iter().filter(|&&n| n == 7).count() >= 2 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            found = argon_threads();
+        }
+        // Other tests' pools (at 0) may share this process under `cargo test`.
+        assert!(
+            found.iter().filter(|&&n| n == 7).count() >= 2,
+            "this pool's two threads at niceness 7, found {found:?}"
+        );
+        assert_eq!(own(), before, "the caller's thread was changed");
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn places_are_reserved_before_the_work_and_held_until_it_is_done() {
         let slow = HashParams {

@@ -77,7 +77,7 @@ pub struct HashingConfig {
     /// Jobs that may wait per worker before requests are refused with 503.
     pub queue_per_worker: usize,
     /// Scheduling niceness of the hashing threads (0–19; Linux). Request handling keeps
-    /// normal priority, so it gets a core at once while hashing uses every idle cycle.
+    /// normal priority, so it gets a core first while hashing uses every idle cycle.
     pub nice: i32,
 }
 
@@ -90,7 +90,7 @@ impl Default for HashingConfig {
             parallelism: p.parallelism,
             workers: 0,
             queue_per_worker: 4,
-            nice: 10,
+            nice: 5,
         }
     }
 }
