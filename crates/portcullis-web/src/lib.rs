@@ -15,6 +15,7 @@ pub mod maintenance;
 pub mod metrics;
 pub mod middleware;
 pub mod pages;
+pub mod text;
 
 use std::future::Future;
 use std::pin::Pin;

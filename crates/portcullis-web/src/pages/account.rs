@@ -9,6 +9,7 @@ use portcullis_core::audit::AuditKind;
 use portcullis_core::money::Money;
 use serde::Deserialize;
 
+use super::checklist::{Checklist, UserIdSource};
 use super::{chrome, error_page, render, Chrome, CsrfCookie, PageSession};
 use crate::client::Client;
 use crate::cookies::{self, SameSite};
@@ -120,7 +121,7 @@ pub struct SecurityPage {
     pub cards: Vec<LinkedCardView>,
     pub sessions: Vec<SessionView>,
     pub events: Vec<EventView>,
-    pub rules: Vec<portcullis_core::password::RuleDescription>,
+    pub checklist: Checklist,
     pub errors: super::Errors,
     pub notice: Option<String>,
 }
@@ -182,7 +183,11 @@ pub(super) async fn security_page(
                 product: c.product,
             })
             .collect(),
-        rules: state.app.policies().password.describe(false),
+        checklist: Checklist::new(
+            &state.app.policies().password,
+            "new-password-rules",
+            UserIdSource::Known(home.user_id.clone()),
+        ),
         errors,
         notice,
         sessions: sessions

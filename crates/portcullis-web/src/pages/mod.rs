@@ -2,6 +2,7 @@
 //! by the CSRF token of [`crate::csrf`], each answer carrying the security headers.
 
 pub mod account;
+pub mod checklist;
 pub mod factors;
 pub mod lifecycle;
 pub mod recover;
@@ -21,6 +22,7 @@ use portcullis_core::{FieldError, ServiceError};
 
 use crate::cookies::{self, SameSite};
 use crate::csrf;
+use crate::text::{self, Catalogue};
 use crate::AppState;
 
 pub const STYLESHEET: &str = include_str!("../../static/style.css");
@@ -83,6 +85,7 @@ pub fn router() -> Router<AppState> {
         .route("/status", get(status::show))
         .route("/static/style.css", get(stylesheet))
         .route("/static/passkeys.js", get(passkeys_script))
+        .route("/static/password.js", get(password_script))
         .route(
             "/sign-in/passkey/options",
             post(factors::sign_in_passkey_options),
@@ -98,13 +101,38 @@ pub fn router() -> Router<AppState> {
         .fallback(not_found)
 }
 
-/// What every page's layout needs.
+/// What every page's layout needs, and the words of the page (`chrome.t("key")`).
 pub struct Chrome {
+    pub text: &'static Catalogue,
     pub issuer: String,
     pub support_phone: String,
     pub demo: bool,
     pub signed_in: bool,
     pub csrf: String,
+}
+
+impl Chrome {
+    /// The text for `key` from the page's catalogue.
+    pub fn t<'a>(&self, key: &'a str) -> &'a str {
+        self.text.t(key)
+    }
+
+    /// The text for `key` with its one placeholder `{name}` filled.
+    pub fn t1(&self, key: &str, name: &str, value: impl std::fmt::Display) -> String {
+        self.text.fill(key, &[(name, &value)])
+    }
+
+    /// The text for `key` with two placeholders filled.
+    pub fn t2(
+        &self,
+        key: &str,
+        name: &str,
+        value: impl std::fmt::Display,
+        name2: &str,
+        value2: impl std::fmt::Display,
+    ) -> String {
+        self.text.fill(key, &[(name, &value), (name2, &value2)])
+    }
 }
 
 /// Field errors for a form, looked up by field name in templates.
@@ -238,11 +266,26 @@ impl FromRequestParts<AppState> for PageSession {
 pub fn chrome(state: &AppState, csrf: &CsrfCookie, signed_in: bool) -> Chrome {
     let policies = state.app.policies();
     Chrome {
+        text: text::en(),
         issuer: policies.issuer_name.clone(),
         support_phone: policies.support_phone.clone(),
         demo: state.web.demo,
         signed_in,
         csrf: csrf.token(state),
+    }
+}
+
+/// The chrome of a page with no form on it (no CSRF token), for answers that have no cookie
+/// to hand: maintenance, overload, the status page.
+pub fn chrome_without_form(state: &AppState) -> Chrome {
+    let policies = state.app.policies();
+    Chrome {
+        text: text::en(),
+        issuer: policies.issuer_name.clone(),
+        support_phone: policies.support_phone.clone(),
+        demo: state.web.demo,
+        signed_in: false,
+        csrf: String::new(),
     }
 }
 
@@ -272,15 +315,8 @@ pub struct MessagePage {
 }
 
 pub fn unavailable_page(state: &AppState) -> Response {
-    let policies = state.app.policies();
     let page = MessagePage {
-        chrome: Chrome {
-            issuer: policies.issuer_name.clone(),
-            support_phone: policies.support_phone.clone(),
-            demo: state.web.demo,
-            signed_in: false,
-            csrf: String::new(),
-        },
+        chrome: crate::pages::chrome_without_form(state),
         title: "We are very busy right now".into(),
         message:
             "Please wait a moment and try again. Nothing you entered has been lost or changed."
@@ -337,29 +373,29 @@ pub fn error_page(state: &AppState, csrf: &CsrfCookie, e: ServiceError) -> Respo
 pub const CSRF_FAILED: &str =
     "For your security this form expired. We have refreshed it: please submit it again.";
 
-/// The one script: passkeys, as progressive enhancement.
+/// The scripts, both progressive enhancement: passkeys, and the password fields (show and
+/// hide, the live checklist of rules).
 const PASSKEYS_JS: &str = include_str!("../../static/passkeys.js");
+const PASSWORD_JS: &str = include_str!("../../static/password.js");
 
-async fn passkeys_script() -> Response {
+fn asset(content_type: &'static str, body: impl IntoResponse) -> Response {
     (
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/javascript; charset=utf-8"),
-        )],
-        PASSKEYS_JS,
+        [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))],
+        body,
     )
         .into_response()
 }
 
+async fn passkeys_script() -> Response {
+    asset("text/javascript; charset=utf-8", PASSKEYS_JS)
+}
+
+async fn password_script() -> Response {
+    asset("text/javascript; charset=utf-8", PASSWORD_JS)
+}
+
 async fn stylesheet() -> Response {
-    (
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/css; charset=utf-8"),
-        )],
-        STYLESHEET,
-    )
-        .into_response()
+    asset("text/css; charset=utf-8", STYLESHEET)
 }
 
 #[derive(Template)]

@@ -7,13 +7,13 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::Form;
-use portcullis_core::password::RuleDescription;
 use portcullis_core::security_questions::SecurityQuestion;
 use portcullis_core::service::Proof;
 use portcullis_core::{FieldError, ServiceError};
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 
+use super::checklist::{Checklist, UserIdSource};
 use super::{chrome, error_page, render, Chrome, CsrfCookie, Errors, MessagePage, CSRF_FAILED};
 use crate::client::Client;
 use crate::AppState;
@@ -54,7 +54,7 @@ pub struct ResetPage {
     pub chrome: Chrome,
     pub token: String,
     pub unlocked: bool,
-    pub rules: Vec<RuleDescription>,
+    pub checklist: Checklist,
     pub errors: Errors,
 }
 
@@ -368,7 +368,11 @@ pub async fn password_code(
                 chrome: chrome(&state, &csrf, false),
                 token: accepted.reset_token.expose_secret().to_owned(),
                 unlocked: accepted.unlocked,
-                rules: state.app.policies().password.describe(false),
+                checklist: Checklist::new(
+                    &state.app.policies().password,
+                    "new-password-rules",
+                    UserIdSource::Unknown,
+                ),
                 errors: Errors::default(),
             };
             csrf.apply(render(StatusCode::OK, &page))
@@ -455,7 +459,11 @@ pub async fn password_reset(
             chrome: chrome(&state, &csrf, false),
             token: form.token.clone(),
             unlocked: false,
-            rules: state.app.policies().password.describe(false),
+            checklist: Checklist::new(
+                &state.app.policies().password,
+                "new-password-rules",
+                UserIdSource::Unknown,
+            ),
             errors: Errors(errors),
         };
         csrf.apply(render(status, &page))

@@ -7,13 +7,13 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::Form;
 use portcullis_core::ids::AccountType;
-use portcullis_core::password::RuleDescription;
 use portcullis_core::security_questions::{SecurityQuestion, QUESTIONS};
 use portcullis_core::service::Registration;
 use portcullis_core::{FieldError, ServiceError};
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 
+use super::checklist::{Checklist, UserIdSource};
 use super::{chrome, error_page, render, Chrome, CsrfCookie, Errors, MessagePage, CSRF_FAILED};
 use crate::client::Client;
 use crate::AppState;
@@ -40,7 +40,7 @@ pub struct AccountStepPage {
     pub has_email: bool,
     pub has_phone: bool,
     pub channel: String,
-    pub rules: Vec<RuleDescription>,
+    pub checklist: Checklist,
     pub errors: Errors,
 }
 
@@ -149,7 +149,11 @@ pub async fn verify(
                 has_email: verified.has_email,
                 has_phone: verified.has_phone,
                 channel: if verified.has_email { "email".into() } else { "sms".into() },
-                rules: state.app.policies().password.describe(false),
+                checklist: Checklist::new(
+                &state.app.policies().password,
+                "password-rules",
+                UserIdSource::Field("user_id"),
+            ),
                 errors: Errors::default(),
             };
             csrf.apply(render(StatusCode::OK, &page))
@@ -232,7 +236,11 @@ pub async fn complete(
             has_email: form.has_email != "false",
             has_phone: form.has_phone != "false",
             channel: form.code_channel.clone(),
-            rules: state.app.policies().password.describe(false),
+            checklist: Checklist::new(
+                &state.app.policies().password,
+                "password-rules",
+                UserIdSource::Field("user_id"),
+            ),
             errors: Errors(errors),
         };
         csrf.apply(render(status, &page))

@@ -51,18 +51,11 @@ fn words(state: &str) -> &'static str {
 
 pub async fn show(State(state): State<AppState>) -> Response {
     let report = crate::api::status::report(&state).await;
-    let policies = state.app.policies();
     let ok = report.maintenance.is_none()
         && report.snapshot.overall()
             == portcullis_core::service::status::ComponentState::Operational;
     let page = StatusPage {
-        chrome: Chrome {
-            issuer: policies.issuer_name.clone(),
-            support_phone: policies.support_phone.clone(),
-            demo: state.web.demo,
-            signed_in: false,
-            csrf: String::new(),
-        },
+        chrome: crate::pages::chrome_without_form(&state),
         headline: report.headline(),
         ok,
         parts: report

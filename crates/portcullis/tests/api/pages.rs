@@ -1,7 +1,9 @@
 //! The pages over plain HTTP, as a browser without JavaScript would use them: forms, CSRF,
 //! cookies and headers. (The browser tests in e2e/ drive the same pages in Chromium.)
 
-use portcullis_testkit::{both, input_value, spawn_app, Backend, Jar, TestApp, ANN, PASSWORD};
+use portcullis_testkit::{
+    both, input_value, spawn_app, Backend, Jar, TestApp, ANN, PASSWORD,
+};
 
 pub(crate) async fn get(app: &TestApp, jar: &mut Jar, path: &str) -> (u16, String) {
     let res = app
@@ -271,15 +273,17 @@ both!(
 #[tokio::test]
 async fn pages_are_small_and_have_no_inline_script_or_style() {
     let app = spawn_app(Backend::Sqlite).await.unwrap();
-    let css = app
-        .client
-        .get(app.url("/static/style.css"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    // Everything a page loads: the stylesheet and both scripts.
+    let mut css = String::new();
+    for asset in [
+        "/static/style.css",
+        "/static/passkeys.js",
+        "/static/password.js",
+    ] {
+        let res = app.client.get(app.url(asset)).send().await.unwrap();
+        assert_eq!(res.status(), 200, "{asset}");
+        css.push_str(&res.text().await.unwrap());
+    }
     for path in ["/", "/register", "/demo/outbox"] {
         let html = app
             .client
@@ -292,11 +296,13 @@ async fn pages_are_small_and_have_no_inline_script_or_style() {
             .unwrap();
         assert!(
             html.len() + css.len() < 50_000,
-            "{path}: {} bytes with its stylesheet",
+            "{path}: {} bytes with its stylesheets and scripts",
             html.len() + css.len()
         );
-        // The one script is the external passkeys file; nothing inline.
-        let rest = html.replace(r#"<script src="/static/passkeys.js" defer></script>"#, "");
+        // The scripts are the external passkeys and password files; nothing inline.
+        let rest = html
+            .replace(r#"<script src="/static/passkeys.js" defer></script>"#, "")
+            .replace(r#"<script src="/static/password.js" defer></script>"#, "");
         assert!(!rest.contains("<script"), "{path}");
         assert!(!html.contains(" style=\""), "{path}");
         assert!(
@@ -453,3 +459,4 @@ both!(
     forgot_password_unlock_and_forgot_user_id_through_the_pages,
     recover_through_pages
 );
+
