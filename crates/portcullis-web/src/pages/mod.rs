@@ -86,6 +86,7 @@ pub fn router() -> Router<AppState> {
         .route("/static/style.css", get(stylesheet))
         .route("/static/passkeys.js", get(passkeys_script))
         .route("/static/password.js", get(password_script))
+        .route("/static/theme.css", get(theme_stylesheet))
         .route(
             "/sign-in/passkey/options",
             post(factors::sign_in_passkey_options),
@@ -396,6 +397,11 @@ async fn password_script() -> Response {
 
 async fn stylesheet() -> Response {
     asset("text/css; charset=utf-8", STYLESHEET)
+}
+
+/// The issuer's colours (see [`crate::theme`]), made once at start-up from the configuration.
+async fn theme_stylesheet(State(state): State<AppState>) -> Response {
+    asset("text/css; charset=utf-8", state.web.theme.css())
 }
 
 #[derive(Template)]
