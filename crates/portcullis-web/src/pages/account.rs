@@ -13,6 +13,7 @@ use super::checklist::{Checklist, UserIdSource};
 use super::{chrome, error_page, render, Chrome, CsrfCookie, PageSession};
 use crate::client::Client;
 use crate::cookies::{self, SameSite};
+use crate::text;
 use crate::AppState;
 
 pub struct CardView {
@@ -197,8 +198,10 @@ pub(super) async fn security_page(
                 device: s
                     .user_agent
                     .map(|ua| portcullis_core::service::describe_device(&ua))
-                    .unwrap_or_else(|| "Unknown device".into()),
-                place: s.client_ip.unwrap_or_else(|| "unknown".into()),
+                    .unwrap_or_else(|| text::t("security.unknown_device").into()),
+                place: s
+                    .client_ip
+                    .unwrap_or_else(|| text::t("security.unknown_place").into()),
                 started: crate::format::when(s.created_at),
                 started_iso: s.created_at.to_rfc3339(),
                 last_active: crate::format::when(s.last_seen_at),
@@ -240,7 +243,7 @@ pub async fn change_password(
     if !csrf.check(&state, &headers, &form.csrf) {
         let errors = super::Errors(vec![portcullis_core::FieldError::new(
             "form",
-            super::CSRF_FAILED,
+            super::csrf_failed(),
         )]);
         return security_page(&state, &csrf, &ctx, StatusCode::FORBIDDEN, errors, None).await;
     }
@@ -250,8 +253,7 @@ pub async fn change_password(
         .await
     {
         Ok(()) => {
-            let notice =
-                Some("Your password is changed. Every other device was signed out.".to_owned());
+            let notice = Some(text::t("security.password_changed").to_owned());
             security_page(
                 &state,
                 &csrf,

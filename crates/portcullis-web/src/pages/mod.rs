@@ -102,7 +102,7 @@ pub fn router() -> Router<AppState> {
         .fallback(not_found)
 }
 
-/// What every page's layout needs, and the words of the page (`chrome.t("key")`).
+/// What every page's layout needs, and the words of the page (`chrome.t` with a key).
 pub struct Chrome {
     pub text: &'static Catalogue,
     pub issuer: String,
@@ -298,7 +298,7 @@ pub fn render<T: Template>(status: StatusCode, page: &T) -> Response {
             tracing::error!(error = %e, "template rendering failed");
             (
                 StatusCode::INTERNAL_SERVER_ERROR,
-                Html("<h1>Something went wrong</h1>"),
+                Html(format!("<h1>{}</h1>", text::t("page.failed_title"))),
             )
                 .into_response()
         }
@@ -318,12 +318,10 @@ pub struct MessagePage {
 pub fn unavailable_page(state: &AppState) -> Response {
     let page = MessagePage {
         chrome: crate::pages::chrome_without_form(state),
-        title: "We are very busy right now".into(),
-        message:
-            "Please wait a moment and try again. Nothing you entered has been lost or changed."
-                .into(),
+        title: text::t("page.busy_title").into(),
+        message: text::t("page.busy").into(),
         next_href: "/".into(),
-        next_label: "Try again".into(),
+        next_label: text::t("page.try_again").into(),
     };
     let mut response = render(StatusCode::SERVICE_UNAVAILABLE, &page);
     response
@@ -339,13 +337,13 @@ pub fn error_page(state: &AppState, csrf: &CsrfCookie, e: ServiceError) -> Respo
         ServiceError::TooManyRequests { retry_after } => {
             let page = MessagePage {
                 chrome: chrome(state, csrf, false),
-                title: "Too many attempts".into(),
-                message: format!(
-                    "For your security we have paused attempts from this connection. Try again in {} minutes.",
-                    retry_after.div_ceil(60).max(1)
+                title: text::t("page.too_many_title").into(),
+                message: text::fill(
+                    "page.too_many",
+                    &[("minutes", &retry_after.div_ceil(60).max(1))],
                 ),
                 next_href: "/".into(),
-                next_label: "Back to sign in".into(),
+                next_label: text::t("common.back_to_sign_in").into(),
             };
             let mut response = render(StatusCode::TOO_MANY_REQUESTS, &page);
             if let Ok(v) = HeaderValue::from_str(&retry_after.max(1).to_string()) {
@@ -359,20 +357,31 @@ pub fn error_page(state: &AppState, csrf: &CsrfCookie, e: ServiceError) -> Respo
             }
             let page = MessagePage {
                 chrome: chrome(state, csrf, false),
-                title: "Something went wrong".into(),
-                message: "Something went wrong on our side. Please try again.".into(),
+                title: text::t("page.failed_title").into(),
+                message: text::t("page.failed").into(),
                 next_href: "/".into(),
-                next_label: "Back to sign in".into(),
+                next_label: text::t("common.back_to_sign_in").into(),
             };
             csrf.apply(render(StatusCode::INTERNAL_SERVER_ERROR, &page))
         }
     }
 }
 
-/// A form that arrived without a valid CSRF token (often: cookies cleared, or the form sat
-/// open for a long time).
-pub const CSRF_FAILED: &str =
-    "For your security this form expired. We have refreshed it: please submit it again.";
+/// What a form that arrived without a valid CSRF token says (often: cookies cleared, or the
+/// form sat open for a long time).
+pub fn csrf_failed() -> &'static str {
+    text::t("page.csrf_failed")
+}
+
+/// A text that counts something: `one` when `count` is 1, else `many` with `{count}` filled.
+pub fn plural(one: &'static str, many: &'static str, count: impl std::fmt::Display) -> String {
+    let count = count.to_string();
+    if count == "1" {
+        text::fill(one, &[("count", &count)])
+    } else {
+        text::fill(many, &[("count", &count)])
+    }
+}
 
 /// The scripts, both progressive enhancement: passkeys, and the password fields (show and
 /// hide, the live checklist of rules).
@@ -448,10 +457,10 @@ async fn demo_outbox(State(state): State<AppState>, csrf: CsrfCookie) -> Respons
 fn not_found_page(state: &AppState, csrf: &CsrfCookie) -> Response {
     let page = MessagePage {
         chrome: chrome(state, csrf, false),
-        title: "Page not found".into(),
-        message: "We could not find that page. It may have moved.".into(),
+        title: text::t("page.not_found_title").into(),
+        message: text::t("page.not_found").into(),
         next_href: "/".into(),
-        next_label: "Go to sign in".into(),
+        next_label: text::t("page.go_to_sign_in").into(),
     };
     csrf.apply(render(StatusCode::NOT_FOUND, &page))
 }
