@@ -52,7 +52,7 @@ pub async fn home(
     let page = AccountPage {
         chrome: chrome(&state, &csrf, true),
         user_id: home.user_id,
-        account_label: home.account_type.label().to_owned(),
+        account_label: super::account_type_name(home.account_type).to_owned(),
         email: home
             .email
             .as_deref()

@@ -17,6 +17,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use portcullis_core::ids::AccountType;
 use portcullis_core::service::SessionContext;
 use portcullis_core::{FieldError, ServiceError};
 
@@ -287,6 +288,23 @@ pub fn chrome_without_form(state: &AppState) -> Chrome {
         demo: state.web.demo,
         signed_in: false,
         csrf: String::new(),
+    }
+}
+
+/// The account types for a select: value, name, and whether it is the chosen one.
+pub fn account_types(selected: &str) -> Vec<(&'static str, &'static str, bool)> {
+    AccountType::ALL
+        .iter()
+        .map(|t| (t.as_str(), account_type_name(*t), t.as_str() == selected))
+        .collect()
+}
+
+/// The name people know an account type by.
+pub fn account_type_name(t: AccountType) -> &'static str {
+    match t {
+        AccountType::Personal => text::t("account_type.personal"),
+        AccountType::Merchant => text::t("account_type.merchant"),
+        AccountType::Corporate => text::t("account_type.corporate"),
     }
 }
 

@@ -6,7 +6,6 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::Form;
-use portcullis_core::ids::AccountType;
 use portcullis_core::security_questions::{SecurityQuestion, QUESTIONS};
 use portcullis_core::service::Registration;
 use portcullis_core::{FieldError, ServiceError};
@@ -14,7 +13,9 @@ use secrecy::ExposeSecret;
 use serde::Deserialize;
 
 use super::checklist::{Checklist, UserIdSource};
-use super::{chrome, csrf_failed, error_page, render, Chrome, CsrfCookie, Errors, MessagePage};
+use super::{
+    account_types, chrome, csrf_failed, error_page, render, Chrome, CsrfCookie, Errors, MessagePage,
+};
 use crate::client::Client;
 use crate::text;
 use crate::AppState;
@@ -73,13 +74,6 @@ mod filters {
             },
         )
     }
-}
-
-fn account_types(selected: &str) -> Vec<(&'static str, &'static str, bool)> {
-    AccountType::ALL
-        .iter()
-        .map(|t| (t.as_str(), t.label(), t.as_str() == selected))
-        .collect()
 }
 
 fn card_step(

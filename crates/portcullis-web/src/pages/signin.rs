@@ -5,13 +5,12 @@ use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
-use portcullis_core::ids::AccountType;
 use portcullis_core::service::{MfaChallenge, MfaMethod, SignInOutcome, SignInRequest, SignedIn};
 use portcullis_core::ServiceError;
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 
-use super::{chrome, csrf_failed, error_page, plural, render, Chrome, CsrfCookie};
+use super::{account_types, chrome, csrf_failed, error_page, plural, render, Chrome, CsrfCookie};
 use crate::client::Client;
 use crate::cookies::{self, SameSite};
 use crate::text;
@@ -67,13 +66,6 @@ pub struct LockedPage {
 pub struct SignInQuery {
     ended: Option<String>,
     signed_out: Option<String>,
-}
-
-fn account_types(selected: &str) -> Vec<(&'static str, &'static str, bool)> {
-    AccountType::ALL
-        .iter()
-        .map(|t| (t.as_str(), t.label(), t.as_str() == selected))
-        .collect()
 }
 
 pub async fn show(
