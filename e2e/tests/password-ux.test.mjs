@@ -1,4 +1,4 @@
-// (h) The password fields: the live checklist of the policy's rules beside a new password, and
+// (j) The password fields: the live checklist of the policy's rules beside a new password, and
 // the Show password button on every password field (both from static/password.js), on the
 // registration account step and the security page; and that without JavaScript the rules stay
 // a plain list and no button appears.
@@ -61,7 +61,7 @@ function recordTypesAtSubmit(page) {
 }
 
 for (const vp of VIEWPORTS) {
-  test(`h. registration: the checklist follows what is typed; show and hide by keyboard and by click; submit after showing [${vp.name}]`, async (t) => {
+  test(`j. registration: the checklist follows what is typed; show and hide by keyboard and by click; submit after showing [${vp.name}]`, async (t) => {
     const s = await openSession(t, vp, { firstShot: 140 });
     const { page } = s;
     const userId = uniqueUserId(`pux-${vp.name}`);
@@ -96,7 +96,7 @@ for (const vp of VIEWPORTS) {
     assert.equal(await letter.locator('.rule-mark').textContent(), '✓');
     assert.match(await letter.innerText(), /\(done\)/);
     assert.match(await list.locator('li[data-check=capital]').innerText(), /\(not yet\)/);
-    await s.shot('h-register-typing');
+    await s.shot('j-register-typing');
 
     // The announcement waits for a pause in typing, then says what is still needed, once.
     const first = await announced(page, /password rules met/);
@@ -137,7 +137,7 @@ for (const vp of VIEWPORTS) {
     assert.ok(f.focusVisible && f.outline, 'the button keeps a visible focus ring');
     assert.equal(await page.locator('button.reveal').getAttribute('aria-pressed'), 'true');
     assert.equal(await page.locator('#password').inputValue(), PASSWORD);
-    await s.shot('h-register-shown');
+    await s.shot('j-register-shown');
     await page.keyboard.press('Enter');
     assert.equal(await page.locator('#password').getAttribute('type'), 'password');
     f = await focused(page);
@@ -169,7 +169,7 @@ for (const vp of VIEWPORTS) {
     assert.equal(await heading(page), `Welcome, ${userId}`);
   });
 
-  test(`h. security page: the checklist knows the User ID; change the password after showing it [${vp.name}]`, async (t) => {
+  test(`j. security page: the checklist knows the User ID; change the password after showing it [${vp.name}]`, async (t) => {
     const s = await openSession(t, vp, { firstShot: 150 });
     const { page } = s;
     const userId = await registerViaApi(s.server.url, CARDS.ben, uniqueUserId(`puxs-${vp.name}`));
@@ -198,16 +198,16 @@ for (const vp of VIEWPORTS) {
     await announced(page, /^6 of 6 password rules met/);
     await noSeriousAxe(page, 'security, new password shown');
     await page.locator('#new-password-rules').scrollIntoViewIfNeeded();
-    await s.shot('h-security-shown');
+    await s.shot('j-security-shown');
 
     await recordTypesAtSubmit(page);
     await navigate(page, () => page.getByRole('button', { name: 'Change password', exact: true }).click());
     assert.match(await page.locator('main').innerText(), /password (is|has been) changed/i);
     assert.equal(await page.evaluate(() => sessionStorage.getItem('typesAtSubmit')), 'current_password=password new_password=password');
-    await s.shot('h-security-changed');
+    await s.shot('j-security-changed');
   });
 
-  test(`h. without JavaScript the rules are a plain list and there is no Show password button [${vp.name}]`, async (t) => {
+  test(`j. without JavaScript the rules are a plain list and there is no Show password button [${vp.name}]`, async (t) => {
     const s = await openSession(t, vp, { firstShot: 160 });
     const context = await s.browser.newContext({ viewport: vp.viewport, isMobile: vp.isMobile, hasTouch: vp.hasTouch, javaScriptEnabled: false });
     t.after(() => context.close().catch(() => {}));
