@@ -266,14 +266,10 @@ impl FromRequestParts<AppState> for PageSession {
 }
 
 pub fn chrome(state: &AppState, csrf: &CsrfCookie, signed_in: bool) -> Chrome {
-    let policies = state.app.policies();
     Chrome {
-        text: text::en(),
-        issuer: policies.issuer_name.clone(),
-        support_phone: policies.support_phone.clone(),
-        demo: state.web.demo,
         signed_in,
         csrf: csrf.token(state),
+        ..chrome_without_form(state)
     }
 }
 

@@ -505,15 +505,7 @@ async fn the_theme_stylesheet_carries_the_configured_colours() {
         "{css}"
     );
 
-    let html = app
-        .client
-        .get(app.url("/"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let (_, html) = get(&app, &mut Jar::default(), "/").await;
     let main = html.find(r#"<link rel="stylesheet" href="/static/style.css">"#);
     let theme = html.find(r#"<link rel="stylesheet" href="/static/theme.css">"#);
     assert!(
