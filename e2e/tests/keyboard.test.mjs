@@ -26,6 +26,8 @@ for (const vp of VIEWPORTS) {
     await page.keyboard.type(userId);
     await tabTo(page, 'the password field', byId('password'), { max: 1 });
     await page.keyboard.type(PASSWORD);
+    // The next stop is the password's own Show password button (added by password.js).
+    await tabTo(page, 'the Show password button', byText('button', 'Show password'), { max: 1 });
     f = await tabTo(page, 'the account type', byId('account_type'), { max: 1 });
     assert.equal(f.value, 'personal');
     // Arrow keys change a closed select on Linux; go down to the next type and back.
@@ -34,9 +36,9 @@ for (const vp of VIEWPORTS) {
     await page.keyboard.press('ArrowUp');
     assert.equal((await focused(page)).value, 'personal', 'ArrowUp changes it back');
     // Shift+Tab goes back to the password, which still holds what was typed.
-    f = await tabTo(page, 'the password field again', byId('password'), { key: 'Shift+Tab', max: 1 });
+    f = await tabTo(page, 'the password field again', byId('password'), { key: 'Shift+Tab', max: 2 });
     assert.equal(f.value, PASSWORD);
-    await tabTo(page, 'the account type again', byId('account_type'), { max: 1 });
+    await tabTo(page, 'the account type again', byId('account_type'), { max: 2 });
     await tabTo(page, 'the Remember my User ID box', (f) => f.name === 'remember', { max: 1 });
     await tabTo(page, 'the Sign in button', byText('button', 'Sign in'), { max: 1 });
     await s.shot('c-signin-filled');
@@ -87,6 +89,7 @@ for (const vp of VIEWPORTS) {
     await page.keyboard.type(userId);
     await tabTo(page, 'the password field', byId('password'), { max: 1 });
     await page.keyboard.type(PASSWORD);
+    await tabTo(page, 'the Show password button', byText('button', 'Show password'), { max: 1 });
     for (let slot = 0; slot < 3; slot++) {
       await tabTo(page, `question ${slot + 1}`, byId(`question_${slot}`), { max: 1 });
       // Three different questions: the first, second and third in the list.

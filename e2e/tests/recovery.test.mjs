@@ -73,6 +73,16 @@ for (const vp of VIEWPORTS) {
     await page.getByRole('button', { name: 'Continue' }).click();
     assert.equal(await heading(page), 'Choose a new password');
     assert.match(await page.getByRole('status').first().innerText(), /unlocked/);
+    // The reset page has the live checklist and the Show password button too. It does not know
+    // the User ID, so that rule, like the common-password one, is checked when submitted.
+    await page.locator('#new_password').pressSequentially('quiet');
+    const rules = page.locator('#new-password-rules li');
+    assert.deepEqual(
+      await rules.evaluateAll((li) => li.map((x) => `${x.dataset.check}=${x.dataset.state}`)),
+      ['min-length=unmet', 'max-length=met', 'letter=met', 'capital=unmet', 'symbol=unmet', 'on-submit=later', 'on-submit=later'],
+    );
+    assert.match(await rules.nth(5).innerText(), /User ID \(we check this when you submit\)/);
+    assert.equal(await page.locator('button.reveal[aria-controls=new_password]').getAttribute('aria-pressed'), 'false');
     await noSeriousAxe(page, 'recover reset');
     await s.shot('f-reset');
 

@@ -56,6 +56,9 @@ for (const vp of VIEWPORTS) {
     const kinds = new Set(ours.map((x) => `${x.method} ${x.status}`));
     t.diagnostic(`${ours.length} responses from the server: ${[...kinds].sort().join(', ')}`);
     assert.ok(ours.some((x) => x.url.endsWith('/static/style.css')), 'the stylesheet was among them');
+    for (const asset of ['/static/theme.css', '/static/password.js', '/static/passkeys.js']) {
+      assert.ok(ours.some((x) => x.url.endsWith(asset) && x.status === 200), `${asset} was among them`);
+    }
     assert.ok(ours.some((x) => x.status >= 300 && x.status < 400), 'redirects were among them');
     assert.ok(ours.some((x) => x.status === 404), 'a not-found answer was among them');
     const missing = ours.filter((x) => !/frame-ancestors 'none'/.test(x.csp ?? ''));

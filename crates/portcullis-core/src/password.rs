@@ -160,6 +160,10 @@ impl PasswordRule {
 pub struct RuleDescription {
     pub code: &'static str,
     pub text: String,
+    /// The rule itself, with its numbers, so a page can describe it to a script that checks
+    /// it as the person types (and so cannot drift from the policy).
+    #[serde(skip)]
+    pub rule: PasswordRule,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -243,9 +247,12 @@ impl PasswordPolicy {
 
     /// The checklist shown beside the password field.
     pub fn describe(&self, has_second_factor: bool) -> Vec<RuleDescription> {
-        let mut rules = vec![PasswordRule::TooShort {
-            min: self.min_length(has_second_factor),
-        }];
+        let mut rules = vec![
+            PasswordRule::TooShort {
+                min: self.min_length(has_second_factor),
+            },
+            PasswordRule::TooLong,
+        ];
         match self.profile {
             PasswordProfile::Issuer => rules.extend([
                 PasswordRule::NeedsLetter,
@@ -268,6 +275,7 @@ impl PasswordPolicy {
             .map(|r| RuleDescription {
                 code: r.code(),
                 text: r.hint(),
+                rule: r,
             })
             .collect()
     }

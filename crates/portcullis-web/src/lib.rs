@@ -15,6 +15,8 @@ pub mod maintenance;
 pub mod metrics;
 pub mod middleware;
 pub mod pages;
+pub mod text;
+pub mod theme;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -40,6 +42,8 @@ pub struct WebConfig {
     pub trusted_proxies: Vec<std::net::IpAddr>,
     /// How often the status prober runs (`status.probe_secs`).
     pub status_probe: std::time::Duration,
+    /// The issuer's colours, served as `/static/theme.css`.
+    pub theme: theme::Theme,
 }
 
 impl Default for WebConfig {
@@ -49,6 +53,7 @@ impl Default for WebConfig {
             demo: false,
             trusted_proxies: Vec::new(),
             status_probe: std::time::Duration::from_secs(15),
+            theme: theme::Theme::default(),
         }
     }
 }

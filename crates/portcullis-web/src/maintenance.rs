@@ -119,15 +119,8 @@ pub async fn guard(State(state): State<AppState>, request: Request, next: Next) 
         );
         r
     } else {
-        let policies = state.app.policies();
         let page = MaintenancePage {
-            chrome: Chrome {
-                issuer: policies.issuer_name.clone(),
-                support_phone: policies.support_phone.clone(),
-                demo: state.web.demo,
-                signed_in: false,
-                csrf: String::new(),
-            },
+            chrome: crate::pages::chrome_without_form(&state),
             message: row.message,
             until,
         };

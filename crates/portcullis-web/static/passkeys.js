@@ -80,7 +80,10 @@
           form.submit();
         })
         .catch(function (err) {
-          if (status) status.textContent = 'The passkey did not work (' + (err && err.message ? err.message : err) + '). Try again, or use another way.';
+          if (!status) return;
+          // The words come from the page (the server's text catalogue); {reason} is the browser's.
+          var reason = String(err && err.message ? err.message : err);
+          status.textContent = (status.getAttribute('data-says-failed') || '{reason}').replace('{reason}', reason);
         });
     });
   });

@@ -118,6 +118,7 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>, demo: bool) -> anyhow
             trusted_proxies: config.trusted_proxies(),
             status_probe: std::time::Duration::try_from_secs_f64(config.status.probe_secs)
                 .unwrap_or(std::time::Duration::from_secs(15)),
+            theme: config.theme.theme()?,
         }),
         csrf: KeyedHasher::new(csrf_key),
         outbox: outbox

@@ -12,6 +12,7 @@ use portcullis_core::password::{PasswordPolicy, PasswordProfile};
 use portcullis_core::session::SessionPolicy;
 use portcullis_core::throttle::ThrottlePolicy;
 use portcullis_crypto::HashParams;
+use portcullis_web::theme::{Colour, Theme};
 use serde::Deserialize;
 
 #[derive(Clone, Debug, Deserialize)]
@@ -39,6 +40,7 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub status: StatusConfig,
     pub inactivity: InactivityConfig,
+    pub theme: ThemeConfig,
 }
 
 impl Default for Config {
@@ -62,6 +64,7 @@ impl Default for Config {
             database: DatabaseConfig::default(),
             status: StatusConfig::default(),
             inactivity: InactivityConfig::default(),
+            theme: ThemeConfig::default(),
         }
     }
 }
@@ -402,6 +405,56 @@ impl Default for StatusConfig {
     }
 }
 
+/// The issuer's colours on the pages, each `#rrggbb`. The defaults are the stylesheet's own.
+/// A scheme whose text would be hard to read (below 4.5:1) is refused at start-up.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ThemeConfig {
+    /// The brand colour: the header, main buttons and links (light mode).
+    pub brand: String,
+    /// Text on the brand colour (light mode).
+    pub brand_ink: String,
+    /// The brand colour in dark mode.
+    pub brand_dark: String,
+    /// Text on the brand colour in dark mode.
+    pub brand_ink_dark: String,
+}
+
+impl Default for ThemeConfig {
+    fn default() -> Self {
+        let t = Theme::default();
+        Self {
+            brand: t.brand.to_string(),
+            brand_ink: t.brand_ink.to_string(),
+            brand_dark: t.brand_dark.to_string(),
+            brand_ink_dark: t.brand_ink_dark.to_string(),
+        }
+    }
+}
+
+impl ThemeConfig {
+    /// The colours, parsed and checked for contrast.
+    pub fn theme(&self) -> anyhow::Result<Theme> {
+        let colour = |key: &str, value: &str| {
+            Colour::parse(value).map_err(|e| anyhow::anyhow!("theme.{key}: {e}"))
+        };
+        let theme = Theme {
+            brand: colour("brand", &self.brand)?,
+            brand_ink: colour("brand_ink", &self.brand_ink)?,
+            brand_dark: colour("brand_dark", &self.brand_dark)?,
+            brand_ink_dark: colour("brand_ink_dark", &self.brand_ink_dark)?,
+        };
+        let problems = theme.contrast_problems();
+        if !problems.is_empty() {
+            bail!(
+                "the theme colours would be hard to read:\n  - {}",
+                problems.join("\n  - ")
+            );
+        }
+        Ok(theme)
+    }
+}
+
 /// Flow 10: the inactivity job.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -485,6 +538,10 @@ pub const KEYS: &[(&str, &str)] = &[
     ("inactivity", "warn_after_secs"),
     ("inactivity", "deactivate_after_secs"),
     ("inactivity", "interval_secs"),
+    ("theme", "brand"),
+    ("theme", "brand_ink"),
+    ("theme", "brand_dark"),
+    ("theme", "brand_ink_dark"),
 ];
 
 pub fn env_name(section: &str, key: &str) -> String {
@@ -573,6 +630,7 @@ impl Config {
             bail!("inactivity.interval_secs must be positive");
         }
         self.notify.validate()?;
+        self.theme.theme()?;
         Ok(())
     }
 
@@ -739,6 +797,56 @@ mod tests {
         assert_eq!(c.notify.outbox_file, Some(PathBuf::from("/tmp/o.jsonl")));
         assert!(!c.risk.new_device_step_up);
         assert!(!c.limits.enabled);
+    }
+
+    #[test]
+    fn theme_colours_read_from_file_and_environment() {
+        let c = load_with("", &[]).unwrap();
+        assert_eq!(c.theme.theme().unwrap(), Theme::default());
+        let c = load_with(
+            "[theme]\nbrand = \"#1a4d2e\"\nbrand_ink_dark = \"#000000\"\n",
+            &[("PORTCULLIS_THEME_BRAND_DARK", "#8fd6a8")],
+        )
+        .unwrap();
+        let theme = c.theme.theme().unwrap();
+        assert_eq!(theme.brand.to_string(), "#1a4d2e");
+        assert_eq!(theme.brand_ink.to_string(), "#ffffff");
+        assert_eq!(theme.brand_dark.to_string(), "#8fd6a8");
+        assert_eq!(theme.brand_ink_dark.to_string(), "#000000");
+    }
+
+    #[test]
+    fn unreadable_or_malformed_theme_colours_are_refused() {
+        for (file, expected) in [
+            (
+                "[theme]\nbrand = \"blue\"",
+                "theme.brand: \"blue\" is not a colour",
+            ),
+            (
+                "[theme]\nbrand_ink = \"#fff\"",
+                "theme.brand_ink: \"#fff\" is not",
+            ),
+            // Yellow with white text: unreadable, and yellow links on a light page too.
+            (
+                "[theme]\nbrand = \"#ffd700\"",
+                "theme.brand_ink #ffffff on theme.brand #ffd700",
+            ),
+            // Dark ink on a dark brand colour in dark mode.
+            (
+                "[theme]\nbrand_dark = \"#1d3557\"",
+                "theme.brand_ink_dark #0b1420 on theme.brand_dark #1d3557",
+            ),
+            // Readable on the header, but a pale link on the page.
+            (
+                "[theme]\nbrand = \"#7fb8ff\"\nbrand_ink = \"#000000\"",
+                "theme.brand #7fb8ff as link text on the page background",
+            ),
+        ] {
+            let err = format!("{:#}", load_with(file, &[]).unwrap_err());
+            assert!(err.contains(expected), "{file:?}: {err}");
+        }
+        let err = load_with("", &[("PORTCULLIS_THEME_BRAND", "#ffd700")]).unwrap_err();
+        assert!(format!("{err:#}").contains("hard to read"), "{err:#}");
     }
 
     #[test]

@@ -9,9 +9,11 @@ use portcullis_core::audit::AuditKind;
 use portcullis_core::money::Money;
 use serde::Deserialize;
 
+use super::checklist::{Checklist, UserIdSource};
 use super::{chrome, error_page, render, Chrome, CsrfCookie, PageSession};
 use crate::client::Client;
 use crate::cookies::{self, SameSite};
+use crate::text;
 use crate::AppState;
 
 pub struct CardView {
@@ -50,7 +52,7 @@ pub async fn home(
     let page = AccountPage {
         chrome: chrome(&state, &csrf, true),
         user_id: home.user_id,
-        account_label: home.account_type.label().to_owned(),
+        account_label: super::account_type_name(home.account_type).to_owned(),
         email: home
             .email
             .as_deref()
@@ -120,7 +122,7 @@ pub struct SecurityPage {
     pub cards: Vec<LinkedCardView>,
     pub sessions: Vec<SessionView>,
     pub events: Vec<EventView>,
-    pub rules: Vec<portcullis_core::password::RuleDescription>,
+    pub checklist: Checklist,
     pub errors: super::Errors,
     pub notice: Option<String>,
 }
@@ -182,7 +184,11 @@ pub(super) async fn security_page(
                 product: c.product,
             })
             .collect(),
-        rules: state.app.policies().password.describe(false),
+        checklist: Checklist::new(
+            &state.app.policies().password,
+            "new-password-rules",
+            UserIdSource::Known(home.user_id.clone()),
+        ),
         errors,
         notice,
         sessions: sessions
@@ -192,8 +198,10 @@ pub(super) async fn security_page(
                 device: s
                     .user_agent
                     .map(|ua| portcullis_core::service::describe_device(&ua))
-                    .unwrap_or_else(|| "Unknown device".into()),
-                place: s.client_ip.unwrap_or_else(|| "unknown".into()),
+                    .unwrap_or_else(|| text::t("security.unknown_device").into()),
+                place: s
+                    .client_ip
+                    .unwrap_or_else(|| text::t("security.unknown_place").into()),
                 started: crate::format::when(s.created_at),
                 started_iso: s.created_at.to_rfc3339(),
                 last_active: crate::format::when(s.last_seen_at),
@@ -235,7 +243,7 @@ pub async fn change_password(
     if !csrf.check(&state, &headers, &form.csrf) {
         let errors = super::Errors(vec![portcullis_core::FieldError::new(
             "form",
-            super::CSRF_FAILED,
+            super::csrf_failed(),
         )]);
         return security_page(&state, &csrf, &ctx, StatusCode::FORBIDDEN, errors, None).await;
     }
@@ -245,8 +253,7 @@ pub async fn change_password(
         .await
     {
         Ok(()) => {
-            let notice =
-                Some("Your password is changed. Every other device was signed out.".to_owned());
+            let notice = Some(text::t("security.password_changed").to_owned());
             security_page(
                 &state,
                 &csrf,

@@ -10,8 +10,9 @@ use portcullis_core::ServiceError;
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 
-use super::{chrome, error_page, render, Chrome, CsrfCookie, PageSession, CSRF_FAILED};
+use super::{chrome, csrf_failed, error_page, render, Chrome, CsrfCookie, PageSession};
 use crate::client::Client;
+use crate::text;
 use crate::AppState;
 
 pub struct FactorView {
@@ -147,7 +148,7 @@ async fn after(
         Err(ServiceError::ReauthRequired) => (
             StatusCode::FORBIDDEN,
             Extra {
-                error: Some("Enter your password again to make this change.".into()),
+                error: Some(text::t("factors.reauth_needed").into()),
                 ..Default::default()
             },
         ),
@@ -161,7 +162,7 @@ async fn after(
         Err(ServiceError::NotFound) => (
             StatusCode::NOT_FOUND,
             Extra {
-                error: Some("That item is no longer on your account.".into()),
+                error: Some(text::t("factors.gone").into()),
                 ..Default::default()
             },
         ),
@@ -174,7 +175,7 @@ async fn after(
         Err(_) => (
             StatusCode::BAD_REQUEST,
             Extra {
-                error: Some("That did not work. Start again.".into()),
+                error: Some(text::t("factors.start_again").into()),
                 ..Default::default()
             },
         ),
@@ -190,7 +191,7 @@ macro_rules! checked {
                 &$csrf,
                 &$ctx,
                 Ok(Extra {
-                    error: Some(CSRF_FAILED.into()),
+                    error: Some(csrf_failed().into()),
                     ..Default::default()
                 }),
             )
@@ -213,9 +214,7 @@ pub async fn reauthenticate(
         .reauthenticate(&ctx, &form.password, &client)
         .await
         .map(|()| Extra {
-            notice: Some(
-                "Thank you. You can change your two-step sign-in for the next 5 minutes.".into(),
-            ),
+            notice: Some(text::t("factors.reauth_done").into()),
             ..Default::default()
         });
     // The session's re-authentication time is read again on the next request.
@@ -269,10 +268,7 @@ pub async fn confirm_totp(
         .confirm_totp(&ctx, &form.code, &client)
         .await
         .map(|()| Extra {
-            notice: Some(
-                "Your authenticator app is on. You will be asked for its code when you sign in."
-                    .into(),
-            ),
+            notice: Some(text::t("factors.totp_on").into()),
             ..Default::default()
         });
     after(&state, &csrf, &ctx, result).await
@@ -292,7 +288,7 @@ pub async fn enable_code(
         .enable_code_factor(&ctx, &form.channel, &client)
         .await
         .map(|()| Extra {
-            notice: Some("Done. We will send you a code when you sign in.".into()),
+            notice: Some(text::t("factors.code_on").into()),
             ..Default::default()
         });
     after(&state, &csrf, &ctx, result).await
@@ -313,7 +309,7 @@ pub async fn remove(
         .remove_factor(&ctx, id, &client)
         .await
         .map(|()| Extra {
-            notice: Some("Removed.".into()),
+            notice: Some(text::t("factors.removed").into()),
             ..Default::default()
         });
     after(&state, &csrf, &ctx, result).await
@@ -354,7 +350,7 @@ pub async fn untrust(
         .untrust_device(&ctx, id, &client)
         .await
         .map(|()| Extra {
-            notice: Some("That device will be asked for the second step again.".into()),
+            notice: Some(text::t("factors.untrusted").into()),
             ..Default::default()
         });
     after(&state, &csrf, &ctx, result).await
@@ -395,22 +391,26 @@ pub async fn not_me_submit(
             title: title.into(),
             message: message.into(),
             next_href: "/recover/password".into(),
-            next_label: "Unlock with your card".into(),
+            next_label: text::t("not_me.unlock").into(),
         };
         csrf.apply(render(status, &page))
     };
     if !csrf.check(&state, &headers, &form.csrf) {
-        return message("Try again", CSRF_FAILED, StatusCode::FORBIDDEN);
+        return message(
+            text::t("page.try_again"),
+            csrf_failed(),
+            StatusCode::FORBIDDEN,
+        );
     }
     match state.app.not_me(&form.token, &client).await {
         Ok(()) => message(
-            "Your account is locked",
-            "We signed out every device and locked your account. To get back in, use \"Forgot your password?\" with your card and a one-time code, and choose a new password.",
+            text::t("locked.heading"),
+            text::t("not_me.done"),
             StatusCode::OK,
         ),
         Err(ServiceError::StepExpired) => message(
-            "This link no longer works",
-            "The link expired or was already used. If you are worried about your account, reset your password now or call us.",
+            text::t("not_me.gone_title"),
+            text::t("not_me.gone"),
             StatusCode::GONE,
         ),
         Err(e) => error_page(&state, &csrf, e),
@@ -434,26 +434,34 @@ fn options_error(status: StatusCode, detail: &str) -> Response {
 fn options_failed(e: ServiceError) -> Response {
     match e {
         ServiceError::ReauthRequired => {
-            options_error(StatusCode::FORBIDDEN, "Enter your password again first.")
+            options_error(StatusCode::FORBIDDEN, text::t("passkey.options_reauth"))
         }
         ServiceError::StepExpired => {
-            options_error(StatusCode::GONE, "This sign-in took too long. Start again.")
+            options_error(StatusCode::GONE, text::t("passkey.options_expired"))
         }
         ServiceError::TooManyRequests { .. } => options_error(
             StatusCode::TOO_MANY_REQUESTS,
-            "Too many attempts. Wait a little.",
+            text::t("passkey.options_too_many"),
         ),
         ServiceError::Invalid(errors) => options_error(
             StatusCode::BAD_REQUEST,
             errors
                 .first()
-                .map_or("Passkeys are not available here.", |e| e.message.as_str()),
+                .map_or(text::t("passkey.options_unavailable"), |e| {
+                    e.message.as_str()
+                }),
         ),
         ServiceError::Internal(reason) => {
             tracing::error!(%reason, "passkey options failed");
-            options_error(StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong.")
+            options_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                text::t("passkey.options_failed"),
+            )
         }
-        _ => options_error(StatusCode::SERVICE_UNAVAILABLE, "Try again in a moment."),
+        _ => options_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            text::t("passkey.options_busy"),
+        ),
     }
 }
 
@@ -473,7 +481,7 @@ pub async fn passkey_options(
     Form(form): Form<OptionsForm>,
 ) -> Response {
     if !csrf.check(&state, &headers, &form.csrf) {
-        return options_error(StatusCode::FORBIDDEN, CSRF_FAILED);
+        return options_error(StatusCode::FORBIDDEN, csrf_failed());
     }
     match state.app.begin_passkey(&ctx).await {
         Ok(o) => options_json(Some(o.token.expose_secret()), &o.options_json),
@@ -495,7 +503,7 @@ pub async fn add_passkey(
         .finish_passkey(&ctx, &form.token, &form.credential, &form.name, &client)
         .await
         .map(|()| Extra {
-            notice: Some("Your passkey is added. You can use it to sign in.".into()),
+            notice: Some(text::t("factors.passkey_added").into()),
             ..Default::default()
         });
     after(&state, &csrf, &ctx, result).await
@@ -515,7 +523,7 @@ pub async fn rename(
         .rename_factor(&ctx, id, &form.name)
         .await
         .map(|()| Extra {
-            notice: Some("Renamed.".into()),
+            notice: Some(text::t("factors.renamed").into()),
             ..Default::default()
         });
     after(&state, &csrf, &ctx, result).await
@@ -528,7 +536,7 @@ pub async fn sign_in_passkey_options(
     Form(form): Form<OptionsForm>,
 ) -> Response {
     if !csrf.check(&state, &headers, &form.csrf) {
-        return options_error(StatusCode::FORBIDDEN, CSRF_FAILED);
+        return options_error(StatusCode::FORBIDDEN, csrf_failed());
     }
     match state.app.passkey_sign_in_options().await {
         Ok(o) => options_json(Some(o.token.expose_secret()), &o.options_json),
@@ -543,7 +551,7 @@ pub async fn mfa_passkey_options(
     Form(form): Form<OptionsForm>,
 ) -> Response {
     if !csrf.check(&state, &headers, &form.csrf) {
-        return options_error(StatusCode::FORBIDDEN, CSRF_FAILED);
+        return options_error(StatusCode::FORBIDDEN, csrf_failed());
     }
     match state.app.mfa_passkey_options(&form.challenge).await {
         Ok(options) => options_json(None, &options),
@@ -561,16 +569,16 @@ pub async fn sign_in_passkey(
     let back = |csrf: &CsrfCookie, status: StatusCode, text: &str| {
         let page = super::MessagePage {
             chrome: chrome(&state, csrf, false),
-            title: "Sign-in failed".into(),
+            title: text::t("passkey.sign_in_failed_title").into(),
             message: text.into(),
             next_href: "/".into(),
-            next_label: "Back to sign in".into(),
+            next_label: text::t("common.back_to_sign_in").into(),
         };
         csrf.apply(render(status, &page))
     };
     if !csrf.check(&state, &headers, &form.csrf) {
         csrf.rotate();
-        return back(&csrf, StatusCode::FORBIDDEN, CSRF_FAILED);
+        return back(&csrf, StatusCode::FORBIDDEN, csrf_failed());
     }
     let device = crate::cookies::get(
         &headers,
@@ -589,7 +597,7 @@ pub async fn sign_in_passkey(
         Err(ServiceError::SignInFailed | ServiceError::StepExpired) => back(
             &csrf,
             StatusCode::UNAUTHORIZED,
-            "We could not sign you in with that passkey. Try again, or sign in with your User ID and password.",
+            text::t("passkey.sign_in_failed"),
         ),
         Err(e) => error_page(&state, &csrf, e),
     }

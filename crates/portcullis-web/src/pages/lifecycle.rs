@@ -12,8 +12,9 @@ use serde::Deserialize;
 
 use super::account::security_page;
 use super::recover::CodePage;
-use super::{chrome, error_page, render, CsrfCookie, Errors, PageSession, CSRF_FAILED};
+use super::{chrome, csrf_failed, error_page, plural, render, CsrfCookie, Errors, PageSession};
 use crate::client::Client;
+use crate::text;
 use crate::AppState;
 
 /// The contact and card forms share the page with the password form: their field errors
@@ -50,7 +51,7 @@ async fn csrf_refused(
     csrf: &CsrfCookie,
     ctx: &portcullis_core::service::SessionContext,
 ) -> Response {
-    let errors = Errors(vec![FieldError::new("form", CSRF_FAILED)]);
+    let errors = Errors(vec![FieldError::new("form", csrf_failed())]);
     security_page(state, csrf, ctx, StatusCode::FORBIDDEN, errors, None).await
 }
 
@@ -152,7 +153,7 @@ pub async fn contact_confirm(
             form.token,
             String::new(),
             None,
-            Some(CSRF_FAILED.into()),
+            Some(csrf_failed().into()),
         );
     }
     match state
@@ -162,8 +163,8 @@ pub async fn contact_confirm(
     {
         Ok(field) => {
             let notice = match field {
-                ContactField::Email => "Your email address is changed. We told your old address.",
-                ContactField::Phone => "Your mobile number is changed. We told your old number.",
+                ContactField::Email => text::t("security.email_changed"),
+                ContactField::Phone => text::t("security.phone_changed"),
             };
             security_page(
                 &state,
@@ -191,15 +192,12 @@ pub async fn contact_confirm(
             form.token,
             String::new(),
             None,
-            Some(format!(
-                "That code is not right. You have {tries_left} more {}.",
-                if tries_left == 1 { "try" } else { "tries" }
-            )),
+            Some(plural("code.wrong_one", "code.wrong", tries_left)),
         ),
         Err(ServiceError::CodeSpent | ServiceError::StepExpired) => {
             let errors = Errors(vec![FieldError::new(
                 "contact_form",
-                "That change expired or its code ran out of tries. Start again.",
+                text::t("security.contact_spent"),
             )]);
             security_page(&state, &csrf, &ctx, StatusCode::GONE, errors, None).await
         }
@@ -222,7 +220,7 @@ pub async fn contact_resend(
             form.token,
             String::new(),
             None,
-            Some(CSRF_FAILED.into()),
+            Some(csrf_failed().into()),
         );
     }
     match state.app.resend_contact_code(&ctx, &form.token).await {
@@ -232,7 +230,7 @@ pub async fn contact_resend(
             StatusCode::OK,
             form.token,
             String::new(),
-            Some("We sent a new code. Only the newest code works.".into()),
+            Some(text::t("security.contact_resent").into()),
             None,
         ),
         Err(ServiceError::TooManyRequests { retry_after }) => contact_code_page(
@@ -242,15 +240,12 @@ pub async fn contact_resend(
             form.token,
             String::new(),
             None,
-            Some(format!(
-                "Please wait {} seconds before asking for another code.",
-                retry_after
-            )),
+            Some(text::fill("code.wait", &[("seconds", &retry_after)])),
         ),
         Err(ServiceError::StepExpired) => {
             let errors = Errors(vec![FieldError::new(
                 "contact_form",
-                "That change expired. Start again.",
+                text::t("security.contact_expired"),
             )]);
             security_page(&state, &csrf, &ctx, StatusCode::GONE, errors, None).await
         }
@@ -291,9 +286,9 @@ pub async fn link_card(
         .await
     {
         Ok(card) => {
-            let notice = format!(
-                "The {} ending {} is now linked to your account.",
-                card.product, card.last4
+            let notice = text::fill(
+                "security.card_linked",
+                &[("product", &card.product), ("last4", &card.last4)],
             );
             return security_page(
                 &state,
@@ -308,14 +303,12 @@ pub async fn link_card(
         Err(ServiceError::Invalid(errors)) => {
             (StatusCode::BAD_REQUEST, rename(errors, CARD_FIELDS))
         }
-        Err(ServiceError::CardNotRecognised) => refused(
-            StatusCode::BAD_REQUEST,
-            "We could not verify this card. Check the card number and the card ID.",
-        ),
-        Err(ServiceError::CardAlreadyRegistered) => refused(
-            StatusCode::CONFLICT,
-            "This card is already linked to an online account.",
-        ),
+        Err(ServiceError::CardNotRecognised) => {
+            refused(StatusCode::BAD_REQUEST, text::t("security.card_unverified"))
+        }
+        Err(ServiceError::CardAlreadyRegistered) => {
+            refused(StatusCode::CONFLICT, text::t("security.card_taken"))
+        }
         Err(e) => return error_page(&state, &csrf, e),
     };
     security_page(&state, &csrf, &ctx, status, errors, None).await
@@ -343,22 +336,19 @@ pub async fn unlink_card(
         Ok(Unlink::Unlinked) => (
             StatusCode::OK,
             Errors::default(),
-            Some("The card is unlinked from your account.".to_owned()),
+            Some(text::t("security.card_unlinked").to_owned()),
         ),
         Ok(Unlink::NotLinked) => (
             StatusCode::NOT_FOUND,
             Errors(vec![FieldError::new(
                 "card",
-                "That card is not linked to your account.",
+                text::t("security.card_not_linked"),
             )]),
             None,
         ),
         Ok(Unlink::LastCard) => (
             StatusCode::CONFLICT,
-            Errors(vec![FieldError::new(
-                "card",
-                "An online account keeps at least one card. Link another card before unlinking this one.",
-            )]),
+            Errors(vec![FieldError::new("card", text::t("security.card_last"))]),
             None,
         ),
         Err(e) => return error_page(&state, &csrf, e),

@@ -2,6 +2,7 @@
 //! by the CSRF token of [`crate::csrf`], each answer carrying the security headers.
 
 pub mod account;
+pub mod checklist;
 pub mod factors;
 pub mod lifecycle;
 pub mod recover;
@@ -16,11 +17,13 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use portcullis_core::ids::AccountType;
 use portcullis_core::service::SessionContext;
 use portcullis_core::{FieldError, ServiceError};
 
 use crate::cookies::{self, SameSite};
 use crate::csrf;
+use crate::text::{self, Catalogue};
 use crate::AppState;
 
 pub const STYLESHEET: &str = include_str!("../../static/style.css");
@@ -83,6 +86,8 @@ pub fn router() -> Router<AppState> {
         .route("/status", get(status::show))
         .route("/static/style.css", get(stylesheet))
         .route("/static/passkeys.js", get(passkeys_script))
+        .route("/static/password.js", get(password_script))
+        .route("/static/theme.css", get(theme_stylesheet))
         .route(
             "/sign-in/passkey/options",
             post(factors::sign_in_passkey_options),
@@ -98,13 +103,38 @@ pub fn router() -> Router<AppState> {
         .fallback(not_found)
 }
 
-/// What every page's layout needs.
+/// What every page's layout needs, and the words of the page (`chrome.t` with a key).
 pub struct Chrome {
+    pub text: &'static Catalogue,
     pub issuer: String,
     pub support_phone: String,
     pub demo: bool,
     pub signed_in: bool,
     pub csrf: String,
+}
+
+impl Chrome {
+    /// The text for `key` from the page's catalogue.
+    pub fn t<'a>(&self, key: &'a str) -> &'a str {
+        self.text.t(key)
+    }
+
+    /// The text for `key` with its one placeholder `{name}` filled.
+    pub fn t1(&self, key: &str, name: &str, value: impl std::fmt::Display) -> String {
+        self.text.fill(key, &[(name, &value)])
+    }
+
+    /// The text for `key` with two placeholders filled.
+    pub fn t2(
+        &self,
+        key: &str,
+        name: &str,
+        value: impl std::fmt::Display,
+        name2: &str,
+        value2: impl std::fmt::Display,
+    ) -> String {
+        self.text.fill(key, &[(name, &value), (name2, &value2)])
+    }
 }
 
 /// Field errors for a form, looked up by field name in templates.
@@ -236,13 +266,41 @@ impl FromRequestParts<AppState> for PageSession {
 }
 
 pub fn chrome(state: &AppState, csrf: &CsrfCookie, signed_in: bool) -> Chrome {
+    Chrome {
+        signed_in,
+        csrf: csrf.token(state),
+        ..chrome_without_form(state)
+    }
+}
+
+/// The chrome of a page with no form on it (no CSRF token), for answers that have no cookie
+/// to hand: maintenance, overload, the status page.
+pub fn chrome_without_form(state: &AppState) -> Chrome {
     let policies = state.app.policies();
     Chrome {
+        text: text::en(),
         issuer: policies.issuer_name.clone(),
         support_phone: policies.support_phone.clone(),
         demo: state.web.demo,
-        signed_in,
-        csrf: csrf.token(state),
+        signed_in: false,
+        csrf: String::new(),
+    }
+}
+
+/// The account types for a select: value, name, and whether it is the chosen one.
+pub fn account_types(selected: &str) -> Vec<(&'static str, &'static str, bool)> {
+    AccountType::ALL
+        .iter()
+        .map(|t| (t.as_str(), account_type_name(*t), t.as_str() == selected))
+        .collect()
+}
+
+/// The name people know an account type by.
+pub fn account_type_name(t: AccountType) -> &'static str {
+    match t {
+        AccountType::Personal => text::t("account_type.personal"),
+        AccountType::Merchant => text::t("account_type.merchant"),
+        AccountType::Corporate => text::t("account_type.corporate"),
     }
 }
 
@@ -254,7 +312,7 @@ pub fn render<T: Template>(status: StatusCode, page: &T) -> Response {
             tracing::error!(error = %e, "template rendering failed");
             (
                 StatusCode::INTERNAL_SERVER_ERROR,
-                Html("<h1>Something went wrong</h1>"),
+                Html(format!("<h1>{}</h1>", text::t("page.failed_title"))),
             )
                 .into_response()
         }
@@ -272,21 +330,12 @@ pub struct MessagePage {
 }
 
 pub fn unavailable_page(state: &AppState) -> Response {
-    let policies = state.app.policies();
     let page = MessagePage {
-        chrome: Chrome {
-            issuer: policies.issuer_name.clone(),
-            support_phone: policies.support_phone.clone(),
-            demo: state.web.demo,
-            signed_in: false,
-            csrf: String::new(),
-        },
-        title: "We are very busy right now".into(),
-        message:
-            "Please wait a moment and try again. Nothing you entered has been lost or changed."
-                .into(),
+        chrome: crate::pages::chrome_without_form(state),
+        title: text::t("page.busy_title").into(),
+        message: text::t("page.busy").into(),
         next_href: "/".into(),
-        next_label: "Try again".into(),
+        next_label: text::t("page.try_again").into(),
     };
     let mut response = render(StatusCode::SERVICE_UNAVAILABLE, &page);
     response
@@ -302,13 +351,13 @@ pub fn error_page(state: &AppState, csrf: &CsrfCookie, e: ServiceError) -> Respo
         ServiceError::TooManyRequests { retry_after } => {
             let page = MessagePage {
                 chrome: chrome(state, csrf, false),
-                title: "Too many attempts".into(),
-                message: format!(
-                    "For your security we have paused attempts from this connection. Try again in {} minutes.",
-                    retry_after.div_ceil(60).max(1)
+                title: text::t("page.too_many_title").into(),
+                message: text::fill(
+                    "page.too_many",
+                    &[("minutes", &retry_after.div_ceil(60).max(1))],
                 ),
                 next_href: "/".into(),
-                next_label: "Back to sign in".into(),
+                next_label: text::t("common.back_to_sign_in").into(),
             };
             let mut response = render(StatusCode::TOO_MANY_REQUESTS, &page);
             if let Ok(v) = HeaderValue::from_str(&retry_after.max(1).to_string()) {
@@ -322,44 +371,60 @@ pub fn error_page(state: &AppState, csrf: &CsrfCookie, e: ServiceError) -> Respo
             }
             let page = MessagePage {
                 chrome: chrome(state, csrf, false),
-                title: "Something went wrong".into(),
-                message: "Something went wrong on our side. Please try again.".into(),
+                title: text::t("page.failed_title").into(),
+                message: text::t("page.failed").into(),
                 next_href: "/".into(),
-                next_label: "Back to sign in".into(),
+                next_label: text::t("common.back_to_sign_in").into(),
             };
             csrf.apply(render(StatusCode::INTERNAL_SERVER_ERROR, &page))
         }
     }
 }
 
-/// A form that arrived without a valid CSRF token (often: cookies cleared, or the form sat
-/// open for a long time).
-pub const CSRF_FAILED: &str =
-    "For your security this form expired. We have refreshed it: please submit it again.";
+/// What a form that arrived without a valid CSRF token says (often: cookies cleared, or the
+/// form sat open for a long time).
+pub fn csrf_failed() -> &'static str {
+    text::t("page.csrf_failed")
+}
 
-/// The one script: passkeys, as progressive enhancement.
+/// A text that counts something: `one` when `count` is 1, else `many` with `{count}` filled.
+pub fn plural(one: &'static str, many: &'static str, count: impl std::fmt::Display) -> String {
+    let count = count.to_string();
+    if count == "1" {
+        text::fill(one, &[("count", &count)])
+    } else {
+        text::fill(many, &[("count", &count)])
+    }
+}
+
+/// The scripts, both progressive enhancement: passkeys, and the password fields (show and
+/// hide, the live checklist of rules).
 const PASSKEYS_JS: &str = include_str!("../../static/passkeys.js");
+const PASSWORD_JS: &str = include_str!("../../static/password.js");
 
-async fn passkeys_script() -> Response {
+fn asset(content_type: &'static str, body: impl IntoResponse) -> Response {
     (
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/javascript; charset=utf-8"),
-        )],
-        PASSKEYS_JS,
+        [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))],
+        body,
     )
         .into_response()
 }
 
+async fn passkeys_script() -> Response {
+    asset("text/javascript; charset=utf-8", PASSKEYS_JS)
+}
+
+async fn password_script() -> Response {
+    asset("text/javascript; charset=utf-8", PASSWORD_JS)
+}
+
 async fn stylesheet() -> Response {
-    (
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/css; charset=utf-8"),
-        )],
-        STYLESHEET,
-    )
-        .into_response()
+    asset("text/css; charset=utf-8", STYLESHEET)
+}
+
+/// The issuer's colours (see [`crate::theme`]), made once at start-up from the configuration.
+async fn theme_stylesheet(State(state): State<AppState>) -> Response {
+    asset("text/css; charset=utf-8", state.web.theme.css())
 }
 
 #[derive(Template)]
@@ -406,10 +471,10 @@ async fn demo_outbox(State(state): State<AppState>, csrf: CsrfCookie) -> Respons
 fn not_found_page(state: &AppState, csrf: &CsrfCookie) -> Response {
     let page = MessagePage {
         chrome: chrome(state, csrf, false),
-        title: "Page not found".into(),
-        message: "We could not find that page. It may have moved.".into(),
+        title: text::t("page.not_found_title").into(),
+        message: text::t("page.not_found").into(),
         next_href: "/".into(),
-        next_label: "Go to sign in".into(),
+        next_label: text::t("page.go_to_sign_in").into(),
     };
     csrf.apply(render(StatusCode::NOT_FOUND, &page))
 }

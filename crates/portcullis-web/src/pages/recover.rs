@@ -7,15 +7,18 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::Form;
-use portcullis_core::password::RuleDescription;
 use portcullis_core::security_questions::SecurityQuestion;
 use portcullis_core::service::Proof;
 use portcullis_core::{FieldError, ServiceError};
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 
-use super::{chrome, error_page, render, Chrome, CsrfCookie, Errors, MessagePage, CSRF_FAILED};
+use super::checklist::{Checklist, UserIdSource};
+use super::{
+    chrome, csrf_failed, error_page, plural, render, Chrome, CsrfCookie, Errors, MessagePage,
+};
 use crate::client::Client;
+use crate::text;
 use crate::AppState;
 
 #[derive(Template)]
@@ -54,7 +57,7 @@ pub struct ResetPage {
     pub chrome: Chrome,
     pub token: String,
     pub unlocked: bool,
-    pub rules: Vec<RuleDescription>,
+    pub checklist: Checklist,
     pub errors: Errors,
 }
 
@@ -91,10 +94,10 @@ fn start_page(
 fn expired(state: &AppState, csrf: &CsrfCookie, href: &str) -> Response {
     let page = MessagePage {
         chrome: chrome(state, csrf, false),
-        title: "This request has expired".into(),
-        message: "For your security, each step has a time limit and a number of tries. Nothing was changed. Please start again.".into(),
+        title: text::t("recover.expired_title").into(),
+        message: text::t("recover.expired").into(),
         next_href: href.into(),
-        next_label: "Start again".into(),
+        next_label: text::t("recover.start_again").into(),
     };
     csrf.apply(render(StatusCode::GONE, &page))
 }
@@ -125,7 +128,7 @@ pub async fn password_start(
             &csrf,
             StatusCode::FORBIDDEN,
             &form.user_id,
-            vec![FieldError::new("form", CSRF_FAILED)],
+            vec![FieldError::new("form", csrf_failed())],
         );
     }
     match state
@@ -201,7 +204,11 @@ pub async fn password_verify(
         csrf.apply(render(status, &page))
     };
     if !csrf.check(&state, &headers, &form.csrf) {
-        return again(StatusCode::FORBIDDEN, Some(CSRF_FAILED.into()), Vec::new());
+        return again(
+            StatusCode::FORBIDDEN,
+            Some(csrf_failed().into()),
+            Vec::new(),
+        );
     }
     let answers: Vec<(i64, String)> = questions
         .iter()
@@ -229,9 +236,10 @@ pub async fn password_verify(
         Err(ServiceError::Invalid(errors)) => again(StatusCode::BAD_REQUEST, None, errors),
         Err(ServiceError::RecoveryFailed { tries_left }) => again(
             StatusCode::BAD_REQUEST,
-            Some(format!(
-                "The details you entered do not match our records. Check them and try again ({tries_left} {} left).",
-                if tries_left == 1 { "try" } else { "tries" }
+            Some(plural(
+                "recover.no_match_one",
+                "recover.no_match",
+                tries_left,
             )),
             Vec::new(),
         ),
@@ -299,7 +307,7 @@ fn code_error(
             user_id_flow,
             token,
             None,
-            Some("Enter the 6-digit code from the message we sent.".into()),
+            Some(text::t("code.enter").into()),
         ),
         ServiceError::CodeRejected { tries_left } => code_page(
             state,
@@ -308,9 +316,10 @@ fn code_error(
             user_id_flow,
             token,
             None,
-            Some(format!(
-                "That code is not right. Check the latest message we sent ({tries_left} {} left).",
-                if tries_left == 1 { "try" } else { "tries" }
+            Some(plural(
+                "code.wrong_latest_one",
+                "code.wrong_latest",
+                tries_left,
             )),
         ),
         ServiceError::CodeSpent => code_page(
@@ -320,9 +329,7 @@ fn code_error(
             user_id_flow,
             token,
             None,
-            Some(
-                "This code has expired or has had too many tries. Ask for a new code below.".into(),
-            ),
+            Some(text::t("code.spent").into()),
         ),
         ServiceError::StepExpired => expired(state, csrf, restart),
         ServiceError::TooManyRequests { retry_after } => code_page(
@@ -332,9 +339,7 @@ fn code_error(
             user_id_flow,
             token,
             None,
-            Some(format!(
-                "Please wait {retry_after} seconds before asking for another code."
-            )),
+            Some(text::fill("code.wait", &[("seconds", &retry_after)])),
         ),
         other => error_page(state, csrf, other),
     }
@@ -355,7 +360,7 @@ pub async fn password_code(
             false,
             &form.token,
             None,
-            Some(CSRF_FAILED.into()),
+            Some(csrf_failed().into()),
         );
     }
     match state
@@ -368,7 +373,11 @@ pub async fn password_code(
                 chrome: chrome(&state, &csrf, false),
                 token: accepted.reset_token.expose_secret().to_owned(),
                 unlocked: accepted.unlocked,
-                rules: state.app.policies().password.describe(false),
+                checklist: Checklist::new(
+                    &state.app.policies().password,
+                    "new-password-rules",
+                    UserIdSource::Unknown,
+                ),
                 errors: Errors::default(),
             };
             csrf.apply(render(StatusCode::OK, &page))
@@ -410,7 +419,7 @@ async fn resend(
             user_id_flow,
             &form.token,
             None,
-            Some(CSRF_FAILED.into()),
+            Some(csrf_failed().into()),
         );
     }
     match state
@@ -424,9 +433,7 @@ async fn resend(
             StatusCode::OK,
             user_id_flow,
             &form.token,
-            Some(
-                "We sent a new code. Use the newest message: earlier codes no longer work.".into(),
-            ),
+            Some(text::t("code.resent").into()),
             None,
         ),
         Err(e) => code_error(&state, &csrf, user_id_flow, &form.token, e),
@@ -455,7 +462,11 @@ pub async fn password_reset(
             chrome: chrome(&state, &csrf, false),
             token: form.token.clone(),
             unlocked: false,
-            rules: state.app.policies().password.describe(false),
+            checklist: Checklist::new(
+                &state.app.policies().password,
+                "new-password-rules",
+                UserIdSource::Unknown,
+            ),
             errors: Errors(errors),
         };
         csrf.apply(render(status, &page))
@@ -463,7 +474,7 @@ pub async fn password_reset(
     if !csrf.check(&state, &headers, &form.csrf) {
         return again(
             StatusCode::FORBIDDEN,
-            vec![FieldError::new("form", CSRF_FAILED)],
+            vec![FieldError::new("form", csrf_failed())],
         );
     }
     match state
@@ -474,10 +485,10 @@ pub async fn password_reset(
         Ok(()) => {
             let page = MessagePage {
                 chrome: chrome(&state, &csrf, false),
-                title: "Your password is changed".into(),
-                message: "You can sign in with your new password now. For your security we signed you out on every device, and sent a confirmation to your contact details.".into(),
+                title: text::t("reset.done_title").into(),
+                message: text::t("reset.done").into(),
                 next_href: "/".into(),
-                next_label: "Sign in".into(),
+                next_label: text::t("common.sign_in").into(),
             };
             csrf.apply(render(StatusCode::OK, &page))
         }
@@ -530,23 +541,26 @@ pub async fn user_id_start(
             &csrf,
             StatusCode::FORBIDDEN,
             &form.email,
-            vec![FieldError::new("form", CSRF_FAILED)],
+            vec![FieldError::new("form", csrf_failed())],
         );
     }
-    match state.app.start_user_id_recovery(&form.email, &form.channel, &client).await {
+    match state
+        .app
+        .start_user_id_recovery(&form.email, &form.channel, &client)
+        .await
+    {
         Ok(token) => code_page(
             &state,
             &csrf,
             StatusCode::OK,
             true,
             token.expose_secret(),
-            Some(
-                "If this address belongs to an online account, we have sent a 6-digit code to it (or to the mobile number on file). It can take a minute to arrive."
-                    .into(),
-            ),
+            Some(text::t("recover_user_id.sent").into()),
             None,
         ),
-        Err(ServiceError::Invalid(errors)) => user_id_page(&state, &csrf, StatusCode::BAD_REQUEST, &form.email, errors),
+        Err(ServiceError::Invalid(errors)) => {
+            user_id_page(&state, &csrf, StatusCode::BAD_REQUEST, &form.email, errors)
+        }
         Err(e) => error_page(&state, &csrf, e),
     }
 }
@@ -566,7 +580,7 @@ pub async fn user_id_code(
             true,
             &form.token,
             None,
-            Some(CSRF_FAILED.into()),
+            Some(csrf_failed().into()),
         );
     }
     match state

@@ -6,16 +6,18 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::Form;
-use portcullis_core::ids::AccountType;
-use portcullis_core::password::RuleDescription;
 use portcullis_core::security_questions::{SecurityQuestion, QUESTIONS};
 use portcullis_core::service::Registration;
 use portcullis_core::{FieldError, ServiceError};
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 
-use super::{chrome, error_page, render, Chrome, CsrfCookie, Errors, MessagePage, CSRF_FAILED};
+use super::checklist::{Checklist, UserIdSource};
+use super::{
+    account_types, chrome, csrf_failed, error_page, render, Chrome, CsrfCookie, Errors, MessagePage,
+};
 use crate::client::Client;
+use crate::text;
 use crate::AppState;
 
 #[derive(Template)]
@@ -40,7 +42,7 @@ pub struct AccountStepPage {
     pub has_email: bool,
     pub has_phone: bool,
     pub channel: String,
-    pub rules: Vec<RuleDescription>,
+    pub checklist: Checklist,
     pub errors: Errors,
 }
 
@@ -72,13 +74,6 @@ mod filters {
             },
         )
     }
-}
-
-fn account_types(selected: &str) -> Vec<(&'static str, &'static str, bool)> {
-    AccountType::ALL
-        .iter()
-        .map(|t| (t.as_str(), t.label(), t.as_str() == selected))
-        .collect()
 }
 
 fn card_step(
@@ -130,12 +125,17 @@ pub async fn verify(
             StatusCode::FORBIDDEN,
             &form.account_type,
             Vec::new(),
-            Some(CSRF_FAILED.into()),
+            Some(csrf_failed().into()),
         );
     }
     match state
         .app
-        .verify_card(&form.account_type, &form.number, &form.verification, &client)
+        .verify_card(
+            &form.account_type,
+            &form.number,
+            &form.verification,
+            &client,
+        )
         .await
     {
         Ok(verified) => {
@@ -148,22 +148,35 @@ pub async fn verify(
                 ask_questions: state.app.policies().security_questions_enabled,
                 has_email: verified.has_email,
                 has_phone: verified.has_phone,
-                channel: if verified.has_email { "email".into() } else { "sms".into() },
-                rules: state.app.policies().password.describe(false),
+                channel: if verified.has_email {
+                    "email".into()
+                } else {
+                    "sms".into()
+                },
+                checklist: Checklist::new(
+                    &state.app.policies().password,
+                    "password-rules",
+                    UserIdSource::Field("user_id"),
+                ),
                 errors: Errors::default(),
             };
             csrf.apply(render(StatusCode::OK, &page))
         }
-        Err(ServiceError::Invalid(errors)) => {
-            card_step(&state, &csrf, StatusCode::BAD_REQUEST, &form.account_type, errors, None)
-        }
+        Err(ServiceError::Invalid(errors)) => card_step(
+            &state,
+            &csrf,
+            StatusCode::BAD_REQUEST,
+            &form.account_type,
+            errors,
+            None,
+        ),
         Err(ServiceError::CardNotRecognised) => card_step(
             &state,
             &csrf,
             StatusCode::BAD_REQUEST,
             &form.account_type,
             Vec::new(),
-            Some("We could not verify these card details. Check the card number and the card ID on your card, and the account type, then try again.".into()),
+            Some(text::t("register.card_unverified").into()),
         ),
         Err(ServiceError::CardAlreadyRegistered) => card_step(
             &state,
@@ -171,7 +184,7 @@ pub async fn verify(
             StatusCode::CONFLICT,
             &form.account_type,
             Vec::new(),
-            Some("This card already has an online account. Sign in with its User ID, or use \"Forgot your User ID?\" on the sign-in page.".into()),
+            Some(text::t("register.card_taken_step_1").into()),
         ),
         Err(e) => error_page(&state, &csrf, e),
     }
@@ -232,7 +245,11 @@ pub async fn complete(
             has_email: form.has_email != "false",
             has_phone: form.has_phone != "false",
             channel: form.code_channel.clone(),
-            rules: state.app.policies().password.describe(false),
+            checklist: Checklist::new(
+                &state.app.policies().password,
+                "password-rules",
+                UserIdSource::Field("user_id"),
+            ),
             errors: Errors(errors),
         };
         csrf.apply(render(status, &page))
@@ -242,7 +259,7 @@ pub async fn complete(
         return step(
             &csrf,
             StatusCode::FORBIDDEN,
-            vec![FieldError::new("form", CSRF_FAILED)],
+            vec![FieldError::new("form", csrf_failed())],
         );
     }
     let answers: Vec<(i64, String)> = if ask_questions {
@@ -271,13 +288,10 @@ pub async fn complete(
         Ok(user_id) => {
             let page = MessagePage {
                 chrome: chrome(&state, &csrf, false),
-                title: "Your online account is ready".into(),
-                message: format!(
-                    "You can now sign in with the User ID {}. We have sent a confirmation to the contact details on file for your card.",
-                    user_id.as_str()
-                ),
+                title: text::t("register.done_title").into(),
+                message: text::fill("register.done", &[("user_id", &user_id.as_str())]),
                 next_href: "/".into(),
-                next_label: "Sign in".into(),
+                next_label: text::t("common.sign_in").into(),
             };
             csrf.apply(render(StatusCode::CREATED, &page))
         }
@@ -285,7 +299,10 @@ pub async fn complete(
         Err(ServiceError::UserIdTaken) => step(
             &csrf,
             StatusCode::CONFLICT,
-            vec![FieldError::new("user_id", "That User ID is taken. Choose another.")],
+            vec![FieldError::new(
+                "user_id",
+                text::t("register.user_id_taken"),
+            )],
         ),
         Err(ServiceError::CardAlreadyRegistered) => card_step(
             &state,
@@ -293,7 +310,7 @@ pub async fn complete(
             StatusCode::CONFLICT,
             "personal",
             Vec::new(),
-            Some("This card already has an online account. Sign in with its User ID.".into()),
+            Some(text::t("register.card_taken").into()),
         ),
         Err(ServiceError::StepExpired) => card_step(
             &state,
@@ -301,7 +318,7 @@ pub async fn complete(
             StatusCode::GONE,
             "personal",
             Vec::new(),
-            Some("For your security, this registration expired after 20 minutes. Please enter your card details again.".into()),
+            Some(text::t("register.expired").into()),
         ),
         Err(e) => error_page(&state, &csrf, e),
     }

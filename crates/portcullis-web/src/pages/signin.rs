@@ -5,16 +5,15 @@ use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
-use portcullis_core::ids::AccountType;
 use portcullis_core::service::{MfaChallenge, MfaMethod, SignInOutcome, SignInRequest, SignedIn};
 use portcullis_core::ServiceError;
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 
-use super::{chrome, error_page, render, Chrome, CsrfCookie, CSRF_FAILED};
+use super::{account_types, chrome, csrf_failed, error_page, plural, render, Chrome, CsrfCookie};
 use crate::client::Client;
 use crate::cookies::{self, SameSite};
-use crate::error::{lock_detail, SIGN_IN_FAILED};
+use crate::text;
 use crate::AppState;
 
 #[derive(Template)]
@@ -69,13 +68,6 @@ pub struct SignInQuery {
     signed_out: Option<String>,
 }
 
-fn account_types(selected: &str) -> Vec<(&'static str, &'static str, bool)> {
-    AccountType::ALL
-        .iter()
-        .map(|t| (t.as_str(), t.label(), t.as_str() == selected))
-        .collect()
-}
-
 pub async fn show(
     State(state): State<AppState>,
     csrf: CsrfCookie,
@@ -97,9 +89,9 @@ pub async fn show(
         account_type: "personal".into(),
         account_types: account_types("personal"),
         notice: if q.ended.is_some() {
-            Some("Your session ended, so we signed you out to keep your account safe. Sign in again to continue.".into())
+            Some(text::t("signin.session_ended").into())
         } else if q.signed_out.is_some() {
-            Some("You have signed out. See you soon.".into())
+            Some(text::t("signin.signed_out").into())
         } else {
             None
         },
@@ -144,7 +136,12 @@ pub async fn submit(
         };
     if !csrf.check(&state, &headers, &form.csrf) {
         csrf.rotate();
-        return again(&csrf, StatusCode::FORBIDDEN, None, Some(CSRF_FAILED.into()));
+        return again(
+            &csrf,
+            StatusCode::FORBIDDEN,
+            None,
+            Some(csrf_failed().into()),
+        );
     }
     let device_cookie = cookies::name(cookies::DEVICE, state.web.secure_cookies);
     let device = cookies::get(&headers, &device_cookie);
@@ -182,13 +179,16 @@ pub async fn submit(
         Err(ServiceError::SignInFailed) => again(
             &csrf,
             StatusCode::UNAUTHORIZED,
-            Some(SIGN_IN_FAILED.into()),
+            Some(text::t("signin.failed").into()),
             None,
         ),
         Err(ServiceError::Locked { until }) => {
             let page = LockedPage {
                 chrome: chrome(&state, &csrf, false),
-                detail: lock_detail(&state.app.policies().support_phone),
+                detail: text::fill(
+                    "locked.detail",
+                    &[("phone", &state.app.policies().support_phone)],
+                ),
                 until: crate::format::when(until),
                 until_iso: until.to_rfc3339(),
             };
@@ -316,22 +316,28 @@ fn mfa_page(
     error: Option<String>,
 ) -> MfaPage {
     let label = |m: &MfaMethod| match m {
-        MfaMethod::Passkey => "A passkey".to_owned(),
-        MfaMethod::Totp => "The code from my authenticator app".to_owned(),
-        MfaMethod::Email { destination } => format!("A code sent by email to {destination}"),
-        MfaMethod::Sms { destination } => format!("A code sent by text message to {destination}"),
-        MfaMethod::RecoveryCode => "One of my recovery codes".to_owned(),
+        MfaMethod::Passkey => text::t("mfa.method_passkey").to_owned(),
+        MfaMethod::Totp => text::t("mfa.method_totp").to_owned(),
+        MfaMethod::Email { destination } => {
+            text::fill("mfa.method_email", &[("destination", destination)])
+        }
+        MfaMethod::Sms { destination } => {
+            text::fill("mfa.method_sms", &[("destination", destination)])
+        }
+        MfaMethod::RecoveryCode => text::t("mfa.method_recovery_code").to_owned(),
     };
     let send_methods = c
         .methods
         .iter()
         .filter_map(|m| match m {
-            MfaMethod::Email { destination } => {
-                Some(("email".to_owned(), format!("Email a code to {destination}")))
-            }
-            MfaMethod::Sms { destination } => {
-                Some(("sms".to_owned(), format!("Text a code to {destination}")))
-            }
+            MfaMethod::Email { destination } => Some((
+                "email".to_owned(),
+                text::fill("mfa.send_email", &[("destination", destination)]),
+            )),
+            MfaMethod::Sms { destination } => Some((
+                "sms".to_owned(),
+                text::fill("mfa.send_sms", &[("destination", destination)]),
+            )),
             _ => None,
         })
         .collect();
@@ -410,7 +416,12 @@ pub async fn mfa(
         };
     if !csrf.check(&state, &headers, &form.csrf) {
         csrf.rotate();
-        return again(&csrf, StatusCode::FORBIDDEN, Some(CSRF_FAILED.into()), None);
+        return again(
+            &csrf,
+            StatusCode::FORBIDDEN,
+            Some(csrf_failed().into()),
+            None,
+        );
     }
     if view.methods.is_empty() {
         return start_again(&state, &csrf);
@@ -420,14 +431,14 @@ pub async fn mfa(
             Ok(destination) => again(
                 &csrf,
                 StatusCode::OK,
-                Some(format!("We sent a 6-digit code to {destination}. It works for 10 minutes.")),
+                Some(text::fill("mfa.sent", &[("destination", &destination)])),
                 None,
             ),
             Err(ServiceError::TooManyRequests { retry_after }) => again(
                 &csrf,
                 StatusCode::TOO_MANY_REQUESTS,
                 None,
-                Some(format!("We sent a code a moment ago. Wait {retry_after} seconds before asking for another.")),
+                Some(text::fill("mfa.wait", &[("seconds", &retry_after)])),
             ),
             Err(e) => error_page(&state, &csrf, e),
         };
@@ -456,10 +467,7 @@ pub async fn mfa(
             &csrf,
             StatusCode::BAD_REQUEST,
             None,
-            Some(format!(
-                "That code is not right. You have {tries_left} more {}.",
-                if tries_left == 1 { "try" } else { "tries" }
-            )),
+            Some(plural("code.wrong_one", "code.wrong", tries_left)),
         ),
         Err(ServiceError::Invalid(errors)) => again(
             &csrf,
@@ -470,7 +478,10 @@ pub async fn mfa(
         Err(ServiceError::Locked { until }) => {
             let page = LockedPage {
                 chrome: chrome(&state, &csrf, false),
-                detail: lock_detail(&state.app.policies().support_phone),
+                detail: text::fill(
+                    "locked.detail",
+                    &[("phone", &state.app.policies().support_phone)],
+                ),
                 until: crate::format::when(until),
                 until_iso: until.to_rfc3339(),
             };
@@ -484,12 +495,10 @@ pub async fn mfa(
 fn start_again(state: &AppState, csrf: &CsrfCookie) -> Response {
     let page = super::MessagePage {
         chrome: chrome(state, csrf, false),
-        title: "Sign in again".into(),
-        message: "This sign-in took too long, was already used or had too many wrong codes. \
-                  Sign in again to get a new code."
-            .into(),
+        title: text::t("signin.again_title").into(),
+        message: text::t("signin.again").into(),
         next_href: "/".into(),
-        next_label: "Sign in".into(),
+        next_label: text::t("common.sign_in").into(),
     };
     csrf.apply(render(StatusCode::GONE, &page))
 }

@@ -7,11 +7,14 @@ use axum::http::StatusCode;
 use axum::response::Response;
 
 use super::{render, Chrome};
+use crate::text;
 use crate::AppState;
 
 pub struct Part {
     pub name: String,
+    /// The machine state (`operational`, `degraded`, `outage`), for `data-state`.
     pub state: String,
+    pub tag: &'static str,
     pub words: &'static str,
 }
 
@@ -43,26 +46,41 @@ pub struct StatusPage {
 
 fn words(state: &str) -> &'static str {
     match state {
-        "operational" => "Working normally",
-        "degraded" => "Slow or partly working",
-        _ => "Not working",
+        "operational" => text::t("status.operational"),
+        "degraded" => text::t("status.degraded"),
+        _ => text::t("status.outage"),
+    }
+}
+
+fn tag(state: &str) -> &'static str {
+    match state {
+        "operational" => text::t("status.tag_operational"),
+        "degraded" => text::t("status.tag_degraded"),
+        _ => text::t("status.tag_outage"),
+    }
+}
+
+/// An incident's or a maintenance's state, in words (the states of `IncidentKind`).
+fn incident_state(state: &str) -> String {
+    match state {
+        "investigating" => text::t("status.investigating").into(),
+        "identified" => text::t("status.identified").into(),
+        "monitoring" => text::t("status.monitoring").into(),
+        "resolved" => text::t("status.resolved").into(),
+        "scheduled" => text::t("status.scheduled").into(),
+        "in_progress" => text::t("status.in_progress").into(),
+        "completed" => text::t("status.completed").into(),
+        other => other.replace('_', " "),
     }
 }
 
 pub async fn show(State(state): State<AppState>) -> Response {
     let report = crate::api::status::report(&state).await;
-    let policies = state.app.policies();
     let ok = report.maintenance.is_none()
         && report.snapshot.overall()
             == portcullis_core::service::status::ComponentState::Operational;
     let page = StatusPage {
-        chrome: Chrome {
-            issuer: policies.issuer_name.clone(),
-            support_phone: policies.support_phone.clone(),
-            demo: state.web.demo,
-            signed_in: false,
-            csrf: String::new(),
-        },
+        chrome: crate::pages::chrome_without_form(&state),
         headline: report.headline(),
         ok,
         parts: report
@@ -72,6 +90,7 @@ pub async fn show(State(state): State<AppState>) -> Response {
             .map(|(n, s)| Part {
                 name: (*n).to_owned(),
                 state: s.as_str().to_owned(),
+                tag: tag(s.as_str()),
                 words: words(s.as_str()),
             })
             .collect(),
@@ -80,17 +99,24 @@ pub async fn show(State(state): State<AppState>) -> Response {
             .iter()
             .map(|i| Entry {
                 kind: if i.kind == "maintenance" {
-                    "Planned maintenance".into()
+                    text::t("status.kind_maintenance").into()
                 } else {
-                    "Incident".into()
+                    text::t("status.kind_incident").into()
                 },
                 title: i.title.clone(),
                 message: i.message.clone(),
-                state: i.state.replace('_', " "),
+                state: incident_state(&i.state),
                 window: match (i.starts_at, i.ends_at) {
-                    (Some(a), Some(b)) => format!("{} to {}", a.to_rfc3339(), b.to_rfc3339()),
-                    (Some(a), None) => format!("from {}", a.to_rfc3339()),
-                    (None, Some(b)) => format!("until {}", b.to_rfc3339()),
+                    (Some(a), Some(b)) => text::fill(
+                        "status.window",
+                        &[("from", &a.to_rfc3339()), ("until", &b.to_rfc3339())],
+                    ),
+                    (Some(a), None) => {
+                        text::fill("status.window_from", &[("from", &a.to_rfc3339())])
+                    }
+                    (None, Some(b)) => {
+                        text::fill("status.window_until", &[("until", &b.to_rfc3339())])
+                    }
                     (None, None) => String::new(),
                 },
                 updated: i.updated_at.to_rfc3339(),
@@ -102,13 +128,13 @@ pub async fn show(State(state): State<AppState>) -> Response {
             .rev()
             .map(|d| Day {
                 date: d.date.clone(),
-                worst: d.worst.as_str().to_owned(),
+                worst: words(d.worst.as_str()).to_owned(),
             })
             .collect(),
-        probed_at: report
-            .snapshot
-            .probed_at
-            .map_or_else(|| "not yet".into(), |t| t.to_rfc3339()),
+        probed_at: report.snapshot.probed_at.map_or_else(
+            || text::t("status.not_checked_yet").into(),
+            |t| t.to_rfc3339(),
+        ),
     };
     render(StatusCode::OK, &page)
 }

@@ -1,7 +1,9 @@
 //! The pages over plain HTTP, as a browser without JavaScript would use them: forms, CSRF,
 //! cookies and headers. (The browser tests in e2e/ drive the same pages in Chromium.)
 
-use portcullis_testkit::{both, input_value, spawn_app, Backend, Jar, TestApp, ANN, PASSWORD};
+use portcullis_testkit::{
+    both, input_value, spawn_app, spawn_app_with, Backend, Jar, TestApp, ANN, PASSWORD,
+};
 
 pub(crate) async fn get(app: &TestApp, jar: &mut Jar, path: &str) -> (u16, String) {
     let res = app
@@ -271,15 +273,18 @@ both!(
 #[tokio::test]
 async fn pages_are_small_and_have_no_inline_script_or_style() {
     let app = spawn_app(Backend::Sqlite).await.unwrap();
-    let css = app
-        .client
-        .get(app.url("/static/style.css"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    // Everything a page loads: both stylesheets and both scripts.
+    let mut css = String::new();
+    for asset in [
+        "/static/style.css",
+        "/static/theme.css",
+        "/static/passkeys.js",
+        "/static/password.js",
+    ] {
+        let res = app.client.get(app.url(asset)).send().await.unwrap();
+        assert_eq!(res.status(), 200, "{asset}");
+        css.push_str(&res.text().await.unwrap());
+    }
     for path in ["/", "/register", "/demo/outbox"] {
         let html = app
             .client
@@ -292,11 +297,13 @@ async fn pages_are_small_and_have_no_inline_script_or_style() {
             .unwrap();
         assert!(
             html.len() + css.len() < 50_000,
-            "{path}: {} bytes with its stylesheet",
+            "{path}: {} bytes with its stylesheets and scripts",
             html.len() + css.len()
         );
-        // The one script is the external passkeys file; nothing inline.
-        let rest = html.replace(r#"<script src="/static/passkeys.js" defer></script>"#, "");
+        // The scripts are the external passkeys and password files; nothing inline.
+        let rest = html
+            .replace(r#"<script src="/static/passkeys.js" defer></script>"#, "")
+            .replace(r#"<script src="/static/password.js" defer></script>"#, "");
         assert!(!rest.contains("<script"), "{path}");
         assert!(!html.contains(" style=\""), "{path}");
         assert!(
@@ -453,3 +460,57 @@ both!(
     forgot_password_unlock_and_forgot_user_id_through_the_pages,
     recover_through_pages
 );
+
+/// The issuer's colours come from the configuration as a stylesheet of their own, linked after
+/// the main one, with the same security headers as every answer and a cache lifetime.
+#[tokio::test]
+async fn the_theme_stylesheet_carries_the_configured_colours() {
+    let app = spawn_app_with(Backend::Sqlite, |c| {
+        c.theme.brand = "#1a4d2e".into();
+        c.theme.brand_ink = "#fffdf5".into();
+        c.theme.brand_dark = "#8fd6a8".into();
+        c.theme.brand_ink_dark = "#04140a".into();
+    })
+    .await
+    .unwrap();
+    let res = app
+        .client
+        .get(app.url("/static/theme.css"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let header = |name: &str| {
+        res.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned()
+    };
+    assert_eq!(header("content-type"), "text/css; charset=utf-8");
+    assert!(header("content-security-policy").contains("style-src 'self'"));
+    assert!(header("content-security-policy").contains("frame-ancestors 'none'"));
+    assert_eq!(header("x-content-type-options"), "nosniff");
+    assert_eq!(header("cache-control"), "public, max-age=3600");
+    let css = res.text().await.unwrap();
+    let (light, dark) = css
+        .split_once("@media (prefers-color-scheme: dark)")
+        .unwrap();
+    assert!(
+        light.contains("--brand: #1a4d2e; --brand-ink: #fffdf5;"),
+        "{css}"
+    );
+    assert!(
+        dark.contains("--brand: #8fd6a8; --brand-ink: #04140a;"),
+        "{css}"
+    );
+
+    let (_, html) = get(&app, &mut Jar::default(), "/").await;
+    let main = html.find(r#"<link rel="stylesheet" href="/static/style.css">"#);
+    let theme = html.find(r#"<link rel="stylesheet" href="/static/theme.css">"#);
+    assert!(
+        matches!((main, theme), (Some(m), Some(t)) if m < t),
+        "theme.css is linked after style.css, so it wins"
+    );
+    assert!(html.starts_with("<!doctype html>\n<html lang=\"en\">"));
+}

@@ -130,7 +130,9 @@ async fn status_api_and_page_show_every_part(backend: Backend) {
             "{part}"
         );
     }
-    let rest = html.replace(r#"<script src="/static/passkeys.js" defer></script>"#, "");
+    let rest = html
+        .replace(r#"<script src="/static/passkeys.js" defer></script>"#, "")
+        .replace(r#"<script src="/static/password.js" defer></script>"#, "");
     assert!(
         !rest.contains("<script"),
         "no inline script on the status page"
