@@ -1,6 +1,8 @@
 // Password fields, as progressive enhancement. Without this script every form works the same;
 // with it:
-//  - every password field gets a "Show password" button (type=button, aria-pressed), and a
+//  - every password field gets a "Show password" button (type=button; its words say what it
+//    will do, as GOV.UK's password input does, so it has no aria-pressed: a pressed button
+//    whose name changes is announced as "Hide password, pressed"), and a
 //    shown password goes back to type=password before its form is submitted, so password
 //    managers see a password field;
 //  - a list of rules marked data-checklist becomes a checklist that follows what is typed.
@@ -25,7 +27,6 @@
     button.setAttribute('aria-controls', input.id);
     function set(visible) {
       input.type = visible ? 'text' : 'password';
-      button.setAttribute('aria-pressed', visible ? 'true' : 'false');
       button.textContent = visible ? hide : show;
     }
     set(false);
