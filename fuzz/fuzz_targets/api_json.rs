@@ -4,7 +4,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use portcullis_web::api::extract::{bearer_token, decode_json, is_json_type};
-use portcullis_web::api::{admin, me, recovery, registration, sessions};
+use portcullis_web::api::{admin, factors, me, recovery, registration, sessions, status};
 
 fn check<T: serde::de::DeserializeOwned>(data: &[u8]) {
     if let Err(detail) = decode_json::<T>(data) {
@@ -16,7 +16,7 @@ fuzz_target!(|input: &[u8]| {
     let Some((&which, data)) = input.split_first() else {
         return;
     };
-    match which % 11 {
+    match which % 27 {
         0 => check::<registration::VerifyCardIn>(data),
         1 => check::<registration::CompleteIn>(data),
         2 => check::<recovery::StartIn>(data),
@@ -26,7 +26,23 @@ fuzz_target!(|input: &[u8]| {
         6 => check::<recovery::UserIdStartIn>(data),
         7 => check::<recovery::UserIdVerifyIn>(data),
         8 => check::<me::ChangePasswordIn>(data),
-        9 => check::<admin::UnlockIn>(data),
+        9 => check::<me::ContactChangeIn>(data),
+        10 => check::<me::ContactConfirmIn>(data),
+        11 => check::<me::ContactResendIn>(data),
+        12 => check::<me::LinkCardIn>(data),
+        13 => check::<admin::UnlockIn>(data),
+        14 => check::<sessions::MfaSendIn>(data),
+        15 => check::<sessions::MfaIn>(data),
+        16 => check::<sessions::ChallengeIn>(data),
+        17 => check::<sessions::PasskeySignInIn>(data),
+        18 => check::<factors::ReauthIn>(data),
+        19 => check::<factors::CodeIn>(data),
+        20 => check::<factors::CodeFactorIn>(data),
+        21 => check::<factors::NotMeIn>(data),
+        22 => check::<factors::PasskeyIn>(data),
+        23 => check::<factors::NameIn>(data),
+        24 => check::<status::IncidentIn>(data),
+        25 => check::<status::IncidentUpdateIn>(data),
         _ => check::<sessions::SignInIn>(data),
     }
     if let Ok(s) = std::str::from_utf8(data) {

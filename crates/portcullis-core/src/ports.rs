@@ -142,8 +142,8 @@ pub trait AccountStore: Send + Sync {
     async fn security_answers(&self, account_id: i64) -> StoreResult<Vec<(i64, String)>>;
     /// Accounts whose contact email is `email` (lower-cased), oldest first.
     async fn accounts_by_email(&self, email: &str) -> StoreResult<Vec<AccountRow>>;
-    /// A successful sign-in: records the time (the counter is reset through
-    /// [`LockoutStore::reset_failures`]).
+    /// A successful sign-in: records the time and restarts the account's failure count (as
+    /// [`LockoutStore::reset_failures`] on the account would; a lock already set stays).
     async fn record_sign_in(&self, account_id: i64, now: UnixTime) -> StoreResult<()>;
     async fn unlock_account(&self, account_id: i64) -> StoreResult<bool>;
     /// Replaces the hash in place (a rehash at new parameters: same password), only while the

@@ -182,14 +182,12 @@ impl Portcullis {
                     .await;
                     return Ok(SignInOutcome::MfaRequired(challenge));
                 }
-                self.store.reset_failures(counter).await?;
-                if device.is_some() {
-                    // Signed in on a known device: the account's own count restarts too (a
-                    // lock already set stays until it runs out or is unlocked).
-                    self.store
-                        .reset_failures(Counter::Account(account.id))
-                        .await?;
+                if let Counter::Device(_) = counter {
+                    self.store.reset_failures(counter).await?;
                 }
+                // Also restarts the account's own count, on a known device too (a lock
+                // already set stays until it runs out or is unlocked): one statement for
+                // both, as `record_sign_in` zeroes `failed_count`.
                 self.store.record_sign_in(account.id, now).await?;
                 let verified_hash = match &rehashed {
                     Some(h) => h.clone(),
