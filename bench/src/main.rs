@@ -168,12 +168,14 @@ fn print_header(ctx: &Ctx, smoke: bool, postgres: Option<&str>, load_at_start: &
     println!(
         "argon2id m={} t={} p={} (the production defaults) in the server and in the raw \
          baseline; hashing pool {} workers + {} waiting ({QUEUE_PER_WORKER} per worker, the \
-         defaults)",
+         defaults), hashing threads at nice {}",
         c.memory_kib,
         c.iterations,
         c.parallelism,
         ctx.cores,
-        ctx.cores * QUEUE_PER_WORKER
+        ctx.cores * QUEUE_PER_WORKER,
+        // The server inherits this program's environment.
+        std::env::var("PORTCULLIS_HASHING_NICE").unwrap_or_else(|_| "5 (the default)".into())
     );
     println!(
         "server: serve --listen 127.0.0.1:0, PORTCULLIS_LIMITS_ENABLED=false (lockout on), \
