@@ -138,16 +138,8 @@ impl Drop for Slot {
 impl Slot {
     /// Hashes several secrets as one job (see [`HashPool::hash_many`]), in this place.
     pub async fn hash_many(self, secrets: &[&[u8]]) -> Result<Vec<String>, HashError> {
-        let (reply, rx) = oneshot::channel();
-        let pool = self.pool.clone();
-        pool.submit(Job {
-            work: Work::Hash {
-                secrets: secrets.iter().map(|s| Zeroizing::new(s.to_vec())).collect(),
-                reply,
-            },
-            _slot: self,
-        })?;
-        rx.await.map_err(|_| HashError::Stopped)?
+        let secrets = secrets.iter().map(|s| Zeroizing::new(s.to_vec())).collect();
+        self.run(|reply| Work::Hash { secrets, reply }).await
     }
 
     /// Checks a secret (see [`HashPool::verify`]), in this place.
@@ -156,14 +148,25 @@ impl Slot {
         secret: &[u8],
         stored: Option<&str>,
     ) -> Result<Verification, HashError> {
+        let secret = Zeroizing::new(secret.to_vec());
+        let stored = stored.map(str::to_owned);
+        self.run(|reply| Work::Verify {
+            secret,
+            stored,
+            reply,
+        })
+        .await
+    }
+
+    /// Queues `work` with this place and waits for its answer.
+    async fn run<T>(
+        self,
+        work: impl FnOnce(oneshot::Sender<Result<T, HashError>>) -> Work,
+    ) -> Result<T, HashError> {
         let (reply, rx) = oneshot::channel();
         let pool = self.pool.clone();
         pool.submit(Job {
-            work: Work::Verify {
-                secret: Zeroizing::new(secret.to_vec()),
-                stored: stored.map(str::to_owned),
-                reply,
-            },
+            work: work(reply),
             _slot: self,
         })?;
         rx.await.map_err(|_| HashError::Stopped)?

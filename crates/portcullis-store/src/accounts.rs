@@ -19,6 +19,24 @@ pub(crate) const SELECT_ACCOUNT: &str = "SELECT id, user_id, account_type, passw
      code_channel, email, phone, failed_count, locked_until, created_at, last_sign_in_at, \
      last_active_at, inactivity_warned_at, deactivated_at FROM online_accounts";
 
+/// A card's summary from a row whose card columns are `card_id`, `last4`, `product`,
+/// `balance`, `credit_limit`, `payment_due_date`, `minimum_due`; `None` when `card_id` is NULL
+/// (an account without cards, in a LEFT JOIN).
+fn card_summary(r: &AnyRow) -> StoreResult<Option<CardSummary>> {
+    let Some(id) = r.try_get::<Option<i64>, _>("card_id").map_err(db_err)? else {
+        return Ok(None);
+    };
+    Ok(Some(CardSummary {
+        id,
+        last4: r.try_get("last4").map_err(db_err)?,
+        product: r.try_get("product").map_err(db_err)?,
+        balance: r.try_get("balance").map_err(db_err)?,
+        credit_limit: r.try_get("credit_limit").map_err(db_err)?,
+        payment_due_date: r.try_get("payment_due_date").map_err(db_err)?,
+        minimum_due: r.try_get("minimum_due").map_err(db_err)?,
+    }))
+}
+
 pub(crate) fn account_row(row: &AnyRow) -> StoreResult<AccountRow> {
     let get = |e: sqlx::Error| db_err(e);
     let kind: String = row.try_get("account_type").map_err(get)?;
@@ -170,7 +188,8 @@ impl AccountStore for SqlStore {
 
     async fn cards_for_account(&self, account_id: i64) -> StoreResult<Vec<CardSummary>> {
         let rows = sqlx::query(
-            "SELECT r.id, r.last4, r.product, r.balance, r.credit_limit, r.payment_due_date, r.minimum_due \
+            "SELECT r.id AS card_id, r.last4, r.product, r.balance, r.credit_limit, \
+             r.payment_due_date, r.minimum_due \
              FROM account_cards c JOIN registry_records r ON r.id = c.registry_record_id \
              WHERE c.account_id = $1 ORDER BY c.linked_at, r.id",
         )
@@ -179,19 +198,8 @@ impl AccountStore for SqlStore {
         .await
         .map_err(db_err)?;
         rows.iter()
-            .map(|r| -> Result<CardSummary, sqlx::Error> {
-                Ok(CardSummary {
-                    id: r.try_get("id")?,
-                    last4: r.try_get("last4")?,
-                    product: r.try_get("product")?,
-                    balance: r.try_get("balance")?,
-                    credit_limit: r.try_get("credit_limit")?,
-                    payment_due_date: r.try_get("payment_due_date")?,
-                    minimum_due: r.try_get("minimum_due")?,
-                })
-            })
-            .collect::<Result<_, _>>()
-            .map_err(db_err)
+            .filter_map(|r| card_summary(r).transpose())
+            .collect()
     }
 
     async fn account_home(
@@ -219,21 +227,10 @@ impl AccountStore for SqlStore {
             return Ok(None);
         };
         let account = account_row(first)?;
-        let mut cards = Vec::with_capacity(rows.len());
-        for r in &rows {
-            let Some(id) = r.try_get::<Option<i64>, _>("card_id").map_err(db_err)? else {
-                continue;
-            };
-            cards.push(CardSummary {
-                id,
-                last4: r.try_get("last4").map_err(db_err)?,
-                product: r.try_get("product").map_err(db_err)?,
-                balance: r.try_get("balance").map_err(db_err)?,
-                credit_limit: r.try_get("credit_limit").map_err(db_err)?,
-                payment_due_date: r.try_get("payment_due_date").map_err(db_err)?,
-                minimum_due: r.try_get("minimum_due").map_err(db_err)?,
-            });
-        }
+        let cards = rows
+            .iter()
+            .filter_map(|r| card_summary(r).transpose())
+            .collect::<StoreResult<_>>()?;
         Ok(Some((account, cards)))
     }
 

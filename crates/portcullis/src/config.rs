@@ -860,6 +860,16 @@ mod tests {
         assert!(load_with("[password]\nprofile = \"weak\"", &[]).is_err());
         assert!(load_with("[lockout]\nlock_after_failures = 0", &[]).is_err());
         assert!(load_with("[lockout]\nlock_after_failures = 101", &[]).is_err());
+        assert!(load_with("[hashing]\nnice = 20", &[]).is_err());
+        assert!(load_with("", &[("PORTCULLIS_HASHING_NICE", "-1")]).is_err());
+        assert_eq!(load_with("", &[]).unwrap().hashing.nice, 5);
+        assert_eq!(
+            load_with("", &[("PORTCULLIS_HASHING_NICE", "0")])
+                .unwrap()
+                .hashing
+                .nice,
+            0
+        );
     }
 
     #[test]
