@@ -124,6 +124,31 @@ impl CodeChannel {
     }
 }
 
+/// An address, masked for showing (`a•••@example.com`, `•••• 0100`); `•••` when it does not
+/// parse. The one masking rule: the pages, the API answers and the audit details all use it.
+pub fn mask(channel: CodeChannel, to: &str) -> String {
+    match channel {
+        CodeChannel::Email => Email::parse(to).map_or_else(|_| "•••".into(), |e| e.masked()),
+        CodeChannel::Sms => Phone::parse(to).map_or_else(|_| "•••".into(), |p| p.masked()),
+    }
+}
+
+/// Where a message to a holder goes: a text to the phone when text is `preferred` and there
+/// is a phone, else an email when there is an address, else a text to the phone; `None`
+/// when there is neither. The one channel choice: registration, codes and notices use it.
+pub fn destination(
+    preferred: CodeChannel,
+    email: Option<&str>,
+    phone: Option<&str>,
+) -> Option<(CodeChannel, String)> {
+    match (preferred, email, phone) {
+        (CodeChannel::Sms, _, Some(p)) => Some((CodeChannel::Sms, p.to_owned())),
+        (_, Some(e), _) => Some((CodeChannel::Email, e.to_owned())),
+        (_, None, Some(p)) => Some((CodeChannel::Sms, p.to_owned())),
+        (_, None, None) => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,6 +179,34 @@ mod tests {
         assert!(Phone::parse("+0123456789").is_err());
         assert!(Phone::parse("+1234567").is_err());
         assert_eq!(Phone::parse("+15550100100").unwrap().masked(), "•••• 0100");
+    }
+
+    #[test]
+    fn masking_and_channel_choice() {
+        assert_eq!(
+            mask(CodeChannel::Email, "ann@example.com"),
+            "a•••@example.com"
+        );
+        assert_eq!(mask(CodeChannel::Sms, "+15550100100"), "•••• 0100");
+        assert_eq!(mask(CodeChannel::Email, "not an address"), "•••");
+        let (e, p) = (Some("ann@example.com"), Some("+15550100100"));
+        assert_eq!(
+            destination(CodeChannel::Sms, e, p),
+            Some((CodeChannel::Sms, "+15550100100".into()))
+        );
+        assert_eq!(
+            destination(CodeChannel::Email, e, p),
+            Some((CodeChannel::Email, "ann@example.com".into()))
+        );
+        assert_eq!(
+            destination(CodeChannel::Sms, e, None),
+            Some((CodeChannel::Email, "ann@example.com".into()))
+        );
+        assert_eq!(
+            destination(CodeChannel::Email, None, p),
+            Some((CodeChannel::Sms, "+15550100100".into()))
+        );
+        assert_eq!(destination(CodeChannel::Email, None, None), None);
     }
 
     proptest! {

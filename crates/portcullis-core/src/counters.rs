@@ -27,7 +27,23 @@ pub struct CountersSnapshot {
     pub codes_sms: u64,
 }
 
+/// One event to count, recorded when the unit of work that caused it commits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CountedEvent {
+    AccountLocked,
+    DeviceLocked,
+    CodeSent(CodeChannel),
+}
+
 impl EventCounters {
+    pub fn record(&self, event: CountedEvent) {
+        match event {
+            CountedEvent::AccountLocked => self.account_locked(),
+            CountedEvent::DeviceLocked => self.device_locked(),
+            CountedEvent::CodeSent(channel) => self.code_sent(channel),
+        }
+    }
+
     pub fn account_locked(&self) {
         self.account_locks.fetch_add(1, Ordering::Relaxed);
     }

@@ -2,6 +2,7 @@
 //! crate that maps it to HTTP.
 
 use crate::clock::UnixTime;
+use crate::ports::{CreateAccountError, StoreError};
 
 /// One field that failed one rule, with words a person can act on.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -80,11 +81,23 @@ impl ServiceError {
     }
 }
 
-impl From<crate::ports::StoreError> for ServiceError {
-    fn from(e: crate::ports::StoreError) -> Self {
+impl From<StoreError> for ServiceError {
+    fn from(e: StoreError) -> Self {
         match e {
-            crate::ports::StoreError::Unavailable(m) => ServiceError::Unavailable(m),
-            crate::ports::StoreError::Internal(m) => ServiceError::Internal(m),
+            StoreError::Unavailable(m) => ServiceError::Unavailable(m),
+            StoreError::Internal(m) => ServiceError::Internal(m),
+        }
+    }
+}
+
+/// A registration the database refused: each race has its own answer.
+impl From<CreateAccountError> for ServiceError {
+    fn from(e: CreateAccountError) -> Self {
+        match e {
+            CreateAccountError::UserIdTaken => ServiceError::UserIdTaken,
+            CreateAccountError::CardAlreadyRegistered => ServiceError::CardAlreadyRegistered,
+            CreateAccountError::StepGone => ServiceError::StepExpired,
+            CreateAccountError::Store(e) => e.into(),
         }
     }
 }

@@ -1,27 +1,53 @@
-//! The use cases, one file each, over the ports.
+//! The use cases, one file per flow, over the ports.
+//!
+//! Every use case has the same shape:
+//!
+//! 1. `now` is taken once from the clock;
+//! 2. limits are **claimed** first ([`crate::ports::Claims`], `limits.rs`): each claim is
+//!    one short atomic statement, committed at once, so parallel attempts never evaluate
+//!    more than the limit;
+//! 3. what the decision needs is **read** through the narrow read traits of [`Ports`];
+//! 4. the slow work (argon2, WebAuthn) runs with no transaction open;
+//! 5. the state change goes through one **unit of work** ([`Portcullis::begin`]): its
+//!    writes, the messages they cause and the audit events, committed together; the commit
+//!    wakes the delivery worker. Nothing is sent after a commit, and nothing is written
+//!    outside one.
 
 mod account;
 mod cards;
+mod codes;
 mod contact_change;
 mod inactivity;
+mod limits;
 mod mfa;
 mod passkeys;
 mod password_change;
 mod recovery;
 mod registration;
+mod sessions;
 mod signin;
 pub mod status;
 mod support;
 
+use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 
 use portcullis_crypto::{HashPool, KeyedHasher, Sealer};
 
 use crate::audit::AuditEvent;
-use crate::clock::Clock;
+use crate::clock::{Clock, UnixTime};
 use crate::config::Policies;
-use crate::ports::{Message, Notifier, Outgoing, Store};
+use crate::counters::CountedEvent;
+use crate::ports::{
+    AccountReads, AdminTokenReads, AuditReads, Claims, Committed, DeviceReads, FactorReads,
+    Notifier, OutboxReads, OutboxStats, RegistryReads, SessionReads, StatusReads, StepReads, Store,
+    Transactions, UnitOfWork,
+};
+use crate::steps::StepKind;
+use crate::ServiceError;
 
+pub use crate::device::describe_device;
+pub use crate::support::{SupportAuthority, SupportScope};
 pub use account::{AccountHome, SessionInfo};
 pub use contact_change::ContactChangeStarted;
 pub use inactivity::InactivityRun;
@@ -32,11 +58,9 @@ pub use mfa::{
 pub use passkeys::PasskeyOptions;
 pub use recovery::{CodeAccepted, CodeSent, Proof, RecoveryStart};
 pub use registration::{CardVerified, Registration};
-pub use signin::{describe_device, SessionContext, SignInRequest, SignedIn};
-pub use support::{
-    AuditCheck, IssuedAdminToken, ReactivateOutcome, SupportAuthority, SupportScope, SupportView,
-    UnlockOutcome,
-};
+pub use sessions::{SessionContext, SignedIn};
+pub use signin::SignInRequest;
+pub use support::{AuditCheck, IssuedAdminToken, ReactivateOutcome, SupportView, UnlockOutcome};
 
 /// Who is asking: used for audit, throttling and the sessions list. Never trusted for
 /// authorisation.
@@ -46,16 +70,58 @@ pub struct ClientInfo {
     pub user_agent: Option<String>,
 }
 
+/// The store as the use cases reach it: one narrow trait per area, so a use case names
+/// what it reads (`self.ports.accounts`, `self.ports.steps`, …), claims
+/// (`self.ports.claims`) and changes (`self.begin(now)`, a unit of work), and never holds
+/// the whole store.
+#[derive(Clone)]
+pub(crate) struct Ports {
+    pub(crate) accounts: Arc<dyn AccountReads>,
+    pub(crate) registry: Arc<dyn RegistryReads>,
+    pub(crate) devices: Arc<dyn DeviceReads>,
+    pub(crate) factors: Arc<dyn FactorReads>,
+    pub(crate) steps: Arc<dyn StepReads>,
+    pub(crate) sessions: Arc<dyn SessionReads>,
+    pub(crate) audit: Arc<dyn AuditReads>,
+    pub(crate) admin_tokens: Arc<dyn AdminTokenReads>,
+    pub(crate) status: Arc<dyn StatusReads>,
+    pub(crate) outbox: Arc<dyn OutboxReads>,
+    pub(crate) claims: Arc<dyn Claims>,
+    pub(crate) work: Arc<dyn Transactions>,
+    /// For readiness only (`ping`).
+    health: Arc<dyn Store>,
+}
+
+impl Ports {
+    fn new<S: Store + 'static>(store: Arc<S>) -> Self {
+        Self {
+            accounts: store.clone(),
+            registry: store.clone(),
+            devices: store.clone(),
+            factors: store.clone(),
+            steps: store.clone(),
+            sessions: store.clone(),
+            audit: store.clone(),
+            admin_tokens: store.clone(),
+            status: store.clone(),
+            outbox: store.clone(),
+            claims: store.clone(),
+            work: store.clone(),
+            health: store,
+        }
+    }
+}
+
 /// The application: the use cases over their ports. Cheap to clone.
 #[derive(Clone)]
 pub struct Portcullis {
-    pub(crate) store: Arc<dyn Store>,
+    pub(crate) ports: Ports,
     pub(crate) hasher: HashPool,
     pub(crate) keys: KeyedHasher,
     pub(crate) clock: Arc<dyn Clock>,
-    pub(crate) notifier: Arc<dyn Notifier>,
+    notifier: Arc<dyn Notifier>,
     pub(crate) policies: Arc<Policies>,
-    pub(crate) audit_key: KeyedHasher,
+    audit_key: KeyedHasher,
     /// Seals authenticator-app secrets at rest.
     pub(crate) factor_seal: Sealer,
     /// The WebAuthn relying party; `None` when the public URL cannot be one (an IP address).
@@ -86,8 +152,8 @@ fn passkey_rp(policies: &Policies) -> Option<Arc<portcullis_crypto::passkey::Pas
 const FACTOR_SEAL_AAD: &[u8] = b"portcullis factor secret v1";
 
 impl Portcullis {
-    pub fn new(
-        store: Arc<dyn Store>,
+    pub fn new<S: Store + 'static>(
+        store: Arc<S>,
         hasher: HashPool,
         keys: KeyedHasher,
         clock: Arc<dyn Clock>,
@@ -95,7 +161,7 @@ impl Portcullis {
         policies: Policies,
     ) -> Self {
         Self {
-            store,
+            ports: Ports::new(store),
             hasher,
             audit_key: crate::audit::audit_key(&keys),
             // Until `with_factor_key` is called, a key derived from the registry key.
@@ -125,10 +191,6 @@ impl Portcullis {
         &self.policies
     }
 
-    pub fn store(&self) -> &Arc<dyn Store> {
-        &self.store
-    }
-
     pub fn hasher(&self) -> &HashPool {
         &self.hasher
     }
@@ -141,36 +203,96 @@ impl Portcullis {
         &self.clock
     }
 
-    /// Writes an audit event. A failure to audit is logged loudly but does not undo the
-    /// action it records (the action has already been committed).
-    pub(crate) async fn audit(&self, event: AuditEvent) {
-        if let Err(e) = self
-            .store
-            .append_audit(&event, self.clock.now(), &self.audit_key)
-            .await
-        {
-            tracing::error!(kind = event.kind.as_str(), error = %e, "audit append failed");
+    /// One round trip to the database, for readiness and the status prober.
+    pub async fn ping(&self) -> Result<(), ServiceError> {
+        Ok(self.ports.health.ping().await?)
+    }
+
+    /// The outbox at a glance, for `/metrics` and the status prober.
+    pub async fn outbox_stats(&self) -> Result<OutboxStats, ServiceError> {
+        Ok(self.ports.outbox.outbox_stats(self.clock.now()).await?)
+    }
+
+    /// Opens the unit of work of a use case that took `now` from the clock (see
+    /// [`crate::ports::work`]).
+    pub(crate) fn begin(&self, now: UnixTime) -> Work<'_> {
+        Work {
+            uow: self.ports.work.begin(now),
+            app: self,
+            counted: Vec::new(),
         }
     }
 
-    /// A message to an account, with its email as the fall-back for a text message the
-    /// SMS quotas refuse.
-    pub(crate) fn outgoing(account: &crate::ports::AccountRow, message: Message) -> Outgoing {
-        let fallback_email = match message.channel {
-            crate::contact::CodeChannel::Sms => account.email.clone(),
-            crate::contact::CodeChannel::Email => None,
-        };
-        Outgoing {
-            message,
-            fallback_email,
-        }
+    /// Uses up a step on its own unit of work, before the work it admits (a passkey
+    /// ceremony's state is good for one answer, right or wrong): true for the one caller
+    /// that did.
+    pub(crate) async fn consume_alone(
+        &self,
+        now: UnixTime,
+        token_hash: &[u8; 32],
+        kind: StepKind,
+    ) -> Result<bool, ServiceError> {
+        let mut work = self.begin(now);
+        let consumed = work.consume_step(token_hash, kind).await?;
+        work.commit().await?;
+        Ok(consumed)
     }
 
-    /// Sends a message; a failure is logged, not returned, because the state change that
-    /// caused it has been committed.
-    pub(crate) async fn notify(&self, message: Message) {
-        if let Err(e) = self.notifier.send(message).await {
-            tracing::error!(error = %e, "notification failed");
+    /// Records an event that comes with no state change (a refused attempt, a failed check,
+    /// a look at an account) in a unit of work of its own. The answer is already decided by
+    /// then, so a failure to write it is logged loudly, not returned.
+    pub(crate) async fn audit_alone(&self, now: UnixTime, event: AuditEvent) {
+        let kind = event.kind.as_str();
+        let mut work = self.begin(now);
+        work.audit(event);
+        if let Err(e) = work.commit().await {
+            tracing::error!(kind, error = %e, "audit append failed");
         }
+    }
+}
+
+/// A use case's unit of work: the store's [`UnitOfWork`] (its writes, `send` and `audit`
+/// are reached through it), committed by [`Work::commit`], which also wakes this node's
+/// delivery worker when messages were queued. Dropped without a commit, it leaves nothing.
+#[must_use = "a unit of work does nothing until it is committed"]
+pub(crate) struct Work<'a> {
+    uow: Box<dyn UnitOfWork>,
+    app: &'a Portcullis,
+    /// Counted for `/metrics` once the commit succeeds.
+    counted: Vec<CountedEvent>,
+}
+
+impl Work<'_> {
+    /// Counts `event` for `/metrics`, if (and when) this unit of work commits.
+    pub(crate) fn count(&mut self, event: CountedEvent) {
+        self.counted.push(event);
+    }
+
+    /// Commits the writes, the messages and the audit events together, then tells the
+    /// delivery worker about the messages and counts what happened.
+    pub(crate) async fn commit(self) -> Result<Committed, ServiceError> {
+        let Work { uow, app, counted } = self;
+        let done = uow.commit(&app.audit_key).await?;
+        if done.messages > 0 {
+            app.notifier.queued(done.messages);
+        }
+        for event in counted {
+            app.counters.record(event);
+        }
+        Ok(done)
+    }
+}
+
+impl Deref for Work<'_> {
+    type Target = dyn UnitOfWork;
+
+    fn deref(&self) -> &Self::Target {
+        &*self.uow
+    }
+}
+
+impl DerefMut for Work<'_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut *self.uow
     }
 }

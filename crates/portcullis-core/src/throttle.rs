@@ -50,6 +50,53 @@ pub fn bucket(action: ThrottleAction, client_ip: &str) -> String {
     format!("{}:{}", action.as_str(), client_ip)
 }
 
+/// One bucket as a pure state machine: the same transitions the store makes in one atomic
+/// statement each (`store/src/throttle.rs`), for the reader and for the model-based test
+/// that proves the two equal on both databases (`tests/conformance/limits.rs`).
+///
+/// ```text
+///   (none) ──claim──► Open(start = now, count = 1)
+///   Open(count < limit) ──claim──► Open(count + 1)
+///   Open(count = limit) ──claim──► refused: Some(start)   (answered 429 until start + window)
+///   Open(start ≤ now − window) ──claim──► Open(start = now, count = 1)
+///   Open(count) ──release──► Open(count − 1, never below 0)
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Bucket {
+    /// `None` before the first claim.
+    pub window_start: Option<i64>,
+    pub count: u32,
+}
+
+impl Bucket {
+    /// Claims a place at `now`: `None` when granted, `Some(window_start)` when full.
+    pub fn claim(&mut self, now: i64, window_secs: i64, limit: u32) -> Option<i64> {
+        match self.window_start {
+            Some(start) if start > now - window_secs => {
+                if self.count < limit {
+                    self.count += 1;
+                    None
+                } else {
+                    Some(start)
+                }
+            }
+            // No window yet, or it has closed: a new one opens with this claim.
+            _ => {
+                *self = Bucket {
+                    window_start: Some(now),
+                    count: 1,
+                };
+                None
+            }
+        }
+    }
+
+    /// Gives a place back (the attempt succeeded).
+    pub fn release(&mut self) {
+        self.count = self.count.saturating_sub(1);
+    }
+}
+
 /// Seconds until a window that opened at `window_start` closes.
 pub fn retry_after(window_start: i64, window_secs: i64, now: i64) -> u64 {
     u64::try_from(window_start.saturating_add(window_secs).saturating_sub(now))
@@ -71,6 +118,20 @@ mod tests {
             bucket(ThrottleAction::SignIn, "a"),
             bucket(ThrottleAction::CardCheck, "a")
         );
+    }
+
+    #[test]
+    fn a_bucket_fills_refuses_and_opens_again() {
+        let mut b = Bucket::default();
+        assert_eq!(b.claim(1000, 600, 2), None);
+        assert_eq!(b.claim(1001, 600, 2), None);
+        assert_eq!(b.claim(1002, 600, 2), Some(1000), "full");
+        b.release();
+        assert_eq!(b.claim(1003, 600, 2), None, "a success gave its place back");
+        assert_eq!(b.claim(1599, 600, 2), Some(1000));
+        assert_eq!(b.claim(1600, 600, 2), None, "the window closed");
+        assert_eq!(b.window_start, Some(1600));
+        assert_eq!(b.count, 1);
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! Notifications: where messages to people go, durably.
 //!
-//! The core's [`Notifier`] is implemented by [`OutboxNotifier`], which only queues the
-//! message in the outbox table; the [`DeliveryWorker`] then claims due rows under a lease and
+//! Messages reach the outbox table with the state change that caused them, committed by the
+//! use case's unit of work; the core's [`Notifier`] is implemented by [`OutboxNotifier`],
+//! which only counts them and wakes this node's [`DeliveryWorker`]. The worker claims due
+//! rows under a lease and
 //! sends them through a [`Transport`]: [`SmtpMailer`] for email, [`SmsGateway`] for text
 //! messages (behind the SMS cost controls), or the [`OutboxFile`] of the contract (demo mode
 //! and tests: one JSON line per message) for both.
@@ -16,8 +18,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use portcullis_core::clock::{Clock, UnixTime};
-use portcullis_core::ports::{Message, Notifier, NotifyError, OutboxStore, Outgoing};
+use portcullis_core::clock::UnixTime;
+use portcullis_core::ports::{Notifier, NotifyError};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{Mutex, Notify};
 
@@ -27,21 +29,17 @@ pub use stats::{SmsBlock, Stats, StatsSnapshot};
 pub use transport::{Outbound, SendError, Transport, Transports};
 pub use worker::{DeliveryConfig, DeliveryHandle, DeliveryWorker};
 
-/// Queues every message in the outbox table (committed before `send` returns) and wakes this
-/// node's delivery worker.
+/// Told by the use cases' units of work how many messages they committed: counts them and
+/// wakes this node's delivery worker.
 pub struct OutboxNotifier {
-    store: Arc<dyn OutboxStore>,
-    clock: Arc<dyn Clock>,
     wake: Arc<Notify>,
     stats: Stats,
 }
 
 impl OutboxNotifier {
     /// A notifier on its own (no worker on this node to wake).
-    pub fn new(store: Arc<dyn OutboxStore>, clock: Arc<dyn Clock>) -> Self {
+    pub fn new() -> Self {
         Self {
-            store,
-            clock,
             wake: Arc::new(Notify::new()),
             stats: Stats::default(),
         }
@@ -52,27 +50,17 @@ impl OutboxNotifier {
         self.stats = stats;
         self
     }
+}
 
-    /// Queues messages that may name an email fallback for text messages.
-    pub async fn send_all(&self, messages: &[Outgoing]) -> Result<Vec<i64>, NotifyError> {
-        let ids = self
-            .store
-            .enqueue(messages, self.clock.now())
-            .await
-            .map_err(|e| NotifyError(format!("queueing in the outbox: {e}")))?;
-        self.stats.enqueued(ids.len());
-        self.wake.notify_one();
-        Ok(ids)
+impl Default for OutboxNotifier {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
-#[async_trait]
 impl Notifier for OutboxNotifier {
-    async fn send(&self, message: Message) -> Result<(), NotifyError> {
-        self.send_all(&[Outgoing::from(message)]).await.map(|_| ())
-    }
-
-    fn wake(&self) {
+    fn queued(&self, count: usize) {
+        self.stats.enqueued(count);
         self.wake.notify_one();
     }
 }
@@ -80,15 +68,13 @@ impl Notifier for OutboxNotifier {
 /// Appends every message as one JSON line `{"channel","to","subject","body","created_at"}`.
 pub struct OutboxFile {
     path: PathBuf,
-    clock: Arc<dyn Clock>,
     lock: Mutex<()>,
 }
 
 impl OutboxFile {
-    pub fn new(path: impl Into<PathBuf>, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(path: impl Into<PathBuf>) -> Self {
         Self {
             path: path.into(),
-            clock,
             lock: Mutex::new(()),
         }
     }
@@ -149,21 +135,6 @@ impl OutboxFile {
     }
 }
 
-/// Writing straight to the file (no outbox table): kept for tools and tests.
-#[async_trait]
-impl Notifier for OutboxFile {
-    async fn send(&self, message: Message) -> Result<(), NotifyError> {
-        self.append(
-            message.channel.as_str(),
-            &message.to,
-            &message.subject,
-            &message.body,
-            self.clock.now(),
-        )
-        .await
-    }
-}
-
 /// The file as the delivery worker's transport for both channels; `created_at` is when the
 /// message was queued.
 #[async_trait]
@@ -185,45 +156,24 @@ impl Transport for OutboxFile {
     }
 }
 
-/// Used when no channel is configured: the message is logged (without its body, which may
-/// hold a code) and dropped.
-pub struct LogOnly;
-
-#[async_trait]
-impl Notifier for LogOnly {
-    async fn send(&self, message: Message) -> Result<(), NotifyError> {
-        tracing::warn!(
-            channel = message.channel.as_str(),
-            subject = %message.subject,
-            "no notification channel configured; message not delivered"
-        );
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use portcullis_core::clock::FakeClock;
     use portcullis_core::contact::CodeChannel;
 
     #[tokio::test]
     async fn appends_json_lines() {
         let dir = tempfile::tempdir().unwrap();
-        let outbox = OutboxFile::new(
-            dir.path().join("o/outbox.jsonl"),
-            Arc::new(FakeClock::new(0)),
-        );
-        let notifier: &dyn Notifier = &outbox;
+        let outbox = OutboxFile::new(dir.path().join("o/outbox.jsonl"));
         for i in 0..3 {
-            notifier
-                .send(Message {
-                    channel: CodeChannel::Email,
-                    to: "ann@example.com".into(),
-                    subject: format!("s{i}"),
-                    body: "b".into(),
-                    sensitive: false,
-                })
+            outbox
+                .append(
+                    "email",
+                    "ann@example.com",
+                    &format!("s{i}"),
+                    "b",
+                    UnixTime(0),
+                )
                 .await
                 .unwrap();
         }
@@ -237,7 +187,7 @@ mod tests {
     #[tokio::test]
     async fn as_a_transport_it_keeps_the_queue_time() {
         let dir = tempfile::tempdir().unwrap();
-        let outbox = OutboxFile::new(dir.path().join("outbox.jsonl"), Arc::new(FakeClock::new(0)));
+        let outbox = OutboxFile::new(dir.path().join("outbox.jsonl"));
         let t: &dyn Transport = &outbox;
         t.send(&Outbound {
             id: 1,

@@ -66,7 +66,7 @@ pub struct Stats(Arc<Counters>);
 /// The counters at one moment.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct StatsSnapshot {
-    /// Queued through this node's notifier.
+    /// Committed to the outbox by this node's units of work.
     pub enqueued: u64,
     pub sent_email: u64,
     pub sent_sms: u64,

@@ -142,10 +142,9 @@ impl DeliveryWorker {
         }
     }
 
-    /// The notifier that queues into this worker's outbox and wakes it.
+    /// The notifier the use cases tell of the messages they commit: it wakes this worker.
     pub fn notifier(&self) -> OutboxNotifier {
-        OutboxNotifier::new(self.store.clone(), self.clock.clone())
-            .with_worker(self.wake.clone(), self.stats.clone())
+        OutboxNotifier::new().with_worker(self.wake.clone(), self.stats.clone())
     }
 
     pub fn stats(&self) -> Stats {

@@ -5,41 +5,65 @@
 use async_trait::async_trait;
 use portcullis_core::clock::UnixTime;
 use portcullis_core::ports::{
-    AdminTokenRef, AdminTokenRow, AdminTokenStore, CreateAdminTokenError, NewAdminToken,
-    StoreError, StoreResult,
+    AdminTokenReads, AdminTokenRef, AdminTokenRow, AdminTokenWrites, CreateAdminTokenError,
+    NewAdminToken, StoreError, StoreResult,
 };
-use portcullis_core::service::SupportScope;
-use sqlx::any::AnyRow;
-use sqlx::Row;
+use portcullis_core::support::SupportScope;
 
 use crate::error::is_unique_violation;
-use crate::{db_err, SqlStore};
+use crate::sql::statements;
+use crate::{db_err, SqlStore, SqlWork};
 
-const COLUMNS: &str = "id, name, scopes, created_at, revoked_at, last_used_at";
+macro_rules! columns {
+    () => {
+        "id, name, scopes, created_at, revoked_at, last_used_at"
+    };
+}
 
-fn token_row(row: &AnyRow) -> StoreResult<AdminTokenRow> {
-    let scopes: String = row.try_get("scopes").map_err(db_err)?;
-    let scopes = scopes
-        .split_whitespace()
-        .map(|s| {
-            SupportScope::parse(s)
-                .ok_or_else(|| StoreError::Internal(format!("unknown admin token scope {s:?}")))
+statements! {
+    CREATE_TOKEN = "INSERT INTO admin_tokens (name, token_hash, scopes, created_at) \
+        VALUES ($1, $2, $3, $4) RETURNING id";
+    TOKEN_BY_HASH = concat!("SELECT ", columns!(), " FROM admin_tokens WHERE token_hash = $1");
+    TOUCH_TOKEN = "UPDATE admin_tokens SET last_used_at = $2 \
+        WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < $2)";
+    LIST_TOKENS = concat!("SELECT ", columns!(), " FROM admin_tokens ORDER BY id");
+    REVOKE_BY_ID = concat!("UPDATE admin_tokens SET revoked_at = $2 \
+        WHERE id = $1 AND revoked_at IS NULL RETURNING ", columns!());
+    REVOKE_BY_NAME = concat!("UPDATE admin_tokens SET revoked_at = $2 \
+        WHERE name = $1 AND revoked_at IS NULL RETURNING ", columns!());
+}
+
+#[derive(sqlx::FromRow)]
+struct TokenRecord {
+    id: i64,
+    name: String,
+    scopes: String,
+    created_at: i64,
+    revoked_at: Option<i64>,
+    last_used_at: Option<i64>,
+}
+
+impl TryFrom<TokenRecord> for AdminTokenRow {
+    type Error = StoreError;
+
+    fn try_from(r: TokenRecord) -> StoreResult<Self> {
+        let scopes = r
+            .scopes
+            .split_whitespace()
+            .map(|s| {
+                SupportScope::parse(s)
+                    .ok_or_else(|| StoreError::Internal(format!("unknown admin token scope {s:?}")))
+            })
+            .collect::<StoreResult<Vec<_>>>()?;
+        Ok(AdminTokenRow {
+            id: r.id,
+            name: r.name,
+            scopes,
+            created_at: UnixTime(r.created_at),
+            revoked_at: r.revoked_at.map(UnixTime),
+            last_used_at: r.last_used_at.map(UnixTime),
         })
-        .collect::<StoreResult<Vec<_>>>()?;
-    Ok(AdminTokenRow {
-        id: row.try_get("id").map_err(db_err)?,
-        name: row.try_get("name").map_err(db_err)?,
-        scopes,
-        created_at: UnixTime(row.try_get("created_at").map_err(db_err)?),
-        revoked_at: row
-            .try_get::<Option<i64>, _>("revoked_at")
-            .map_err(db_err)?
-            .map(UnixTime),
-        last_used_at: row
-            .try_get::<Option<i64>, _>("last_used_at")
-            .map_err(db_err)?
-            .map(UnixTime),
-    })
+    }
 }
 
 fn scopes_column(scopes: &[SupportScope]) -> String {
@@ -51,20 +75,44 @@ fn scopes_column(scopes: &[SupportScope]) -> String {
 }
 
 #[async_trait]
-impl AdminTokenStore for SqlStore {
-    async fn create_admin_token(&self, new: NewAdminToken) -> Result<i64, CreateAdminTokenError> {
-        let inserted = sqlx::query(
-            "INSERT INTO admin_tokens (name, token_hash, scopes, created_at) \
-             VALUES ($1, $2, $3, $4) RETURNING id",
-        )
-        .bind(new.name)
-        .bind(new.token_hash.to_vec())
-        .bind(scopes_column(&new.scopes))
-        .bind(new.now.0)
-        .fetch_one(&self.pool)
-        .await;
+impl AdminTokenReads for SqlStore {
+    async fn admin_token_by_hash(
+        &self,
+        token_hash: &[u8; 32],
+    ) -> StoreResult<Option<AdminTokenRow>> {
+        let row: Option<TokenRecord> = sqlx::query_as(TOKEN_BY_HASH)
+            .bind(token_hash.to_vec())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+        row.map(AdminTokenRow::try_from).transpose()
+    }
+
+    async fn list_admin_tokens(&self) -> StoreResult<Vec<AdminTokenRow>> {
+        let rows: Vec<TokenRecord> = sqlx::query_as(LIST_TOKENS)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?;
+        rows.into_iter().map(AdminTokenRow::try_from).collect()
+    }
+}
+
+#[async_trait]
+impl AdminTokenWrites for SqlWork {
+    async fn create_admin_token(
+        &mut self,
+        new: NewAdminToken,
+    ) -> Result<i64, CreateAdminTokenError> {
+        let now = self.stamp();
+        let inserted = sqlx::query_scalar(CREATE_TOKEN)
+            .bind(new.name)
+            .bind(new.token_hash.to_vec())
+            .bind(scopes_column(&new.scopes))
+            .bind(now)
+            .fetch_one(self.conn().await?)
+            .await;
         match inserted {
-            Ok(row) => Ok(row.try_get("id").map_err(db_err)?),
+            Ok(id) => Ok(id),
             // The partial index on active names (`admin_tokens_active_name`, or
             // `admin_tokens.name` in SQLite's words).
             Err(e) if is_unique_violation(&e, "name") => Err(CreateAdminTokenError::NameTaken),
@@ -72,63 +120,31 @@ impl AdminTokenStore for SqlStore {
         }
     }
 
-    async fn admin_token_by_hash(
-        &self,
-        token_hash: &[u8; 32],
-    ) -> StoreResult<Option<AdminTokenRow>> {
-        let sql = format!("SELECT {COLUMNS} FROM admin_tokens WHERE token_hash = $1");
-        let row = sqlx::query(&sql)
-            .bind(token_hash.to_vec())
-            .fetch_optional(&self.pool)
+    async fn touch_admin_token(&mut self, id: i64) -> StoreResult<()> {
+        let now = self.stamp();
+        sqlx::query(TOUCH_TOKEN)
+            .bind(id)
+            .bind(now)
+            .execute(self.conn().await?)
             .await
             .map_err(db_err)?;
-        row.as_ref().map(token_row).transpose()
-    }
-
-    async fn touch_admin_token(&self, id: i64, now: UnixTime) -> StoreResult<()> {
-        sqlx::query(
-            "UPDATE admin_tokens SET last_used_at = $2 \
-             WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < $2)",
-        )
-        .bind(id)
-        .bind(now.0)
-        .execute(&self.pool)
-        .await
-        .map_err(db_err)?;
         Ok(())
     }
 
-    async fn list_admin_tokens(&self) -> StoreResult<Vec<AdminTokenRow>> {
-        let sql = format!("SELECT {COLUMNS} FROM admin_tokens ORDER BY id");
-        let rows = sqlx::query(&sql)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db_err)?;
-        rows.iter().map(token_row).collect()
-    }
-
     async fn revoke_admin_token(
-        &self,
+        &mut self,
         which: &AdminTokenRef,
-        now: UnixTime,
     ) -> StoreResult<Option<AdminTokenRow>> {
+        let now = self.stamp();
         let query = match which {
-            AdminTokenRef::Id(id) => sqlx::query(
-                "UPDATE admin_tokens SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL \
-                 RETURNING id, name, scopes, created_at, revoked_at, last_used_at",
-            )
-            .bind(*id),
-            AdminTokenRef::Name(name) => sqlx::query(
-                "UPDATE admin_tokens SET revoked_at = $2 WHERE name = $1 AND revoked_at IS NULL \
-                 RETURNING id, name, scopes, created_at, revoked_at, last_used_at",
-            )
-            .bind(name.as_str()),
+            AdminTokenRef::Id(id) => sqlx::query_as(REVOKE_BY_ID).bind(*id),
+            AdminTokenRef::Name(name) => sqlx::query_as(REVOKE_BY_NAME).bind(name.as_str()),
         };
-        let row = query
-            .bind(now.0)
-            .fetch_optional(&self.pool)
+        let row: Option<TokenRecord> = query
+            .bind(now)
+            .fetch_optional(self.conn().await?)
             .await
             .map_err(db_err)?;
-        row.as_ref().map(token_row).transpose()
+        row.map(AdminTokenRow::try_from).transpose()
     }
 }

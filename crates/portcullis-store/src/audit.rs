@@ -1,48 +1,84 @@
-//! The audit chain. Appends are serialised by the head row: `UPDATE … RETURNING` takes the
-//! row lock on PostgreSQL and the write lock on SQLite, so two appends never share a `seq`.
+//! The audit chain. A unit of work appends its events last, just before COMMIT: one
+//! `UPDATE audit_head … RETURNING` takes the head row's lock on PostgreSQL (SQLite's
+//! transaction already holds the write lock) and reserves the events' sequence numbers, so
+//! two units of work never share a `seq` or a previous hash, and the head is held for the
+//! few statements that follow.
 
 use async_trait::async_trait;
 use portcullis_core::audit::{chain_hash, AuditEntry, AuditEvent, ChainInput};
 use portcullis_core::clock::UnixTime;
-use portcullis_core::ports::{AuditStore, StoreResult};
-use sqlx::any::AnyRow;
-use sqlx::Row;
+use portcullis_core::ports::{AuditReads, StoreResult};
+use portcullis_crypto::KeyedHasher;
+use sqlx::AnyConnection;
 
+use crate::sql::statements;
 use crate::{db_err, SqlStore};
 
-const SELECT_ENTRY: &str =
-    "SELECT seq, at, kind, account_id, actor, client_ip, detail, prev_hash, hash FROM audit_log";
-
-fn entry_row(r: &AnyRow) -> Result<AuditEntry, sqlx::Error> {
-    Ok(AuditEntry {
-        seq: r.try_get("seq")?,
-        at: UnixTime(r.try_get("at")?),
-        kind: r.try_get("kind")?,
-        account_id: r.try_get("account_id")?,
-        actor: r.try_get("actor")?,
-        client_ip: r.try_get("client_ip")?,
-        detail: r.try_get("detail")?,
-        prev_hash: r.try_get("prev_hash")?,
-        hash: r.try_get("hash")?,
-    })
+macro_rules! entry_select {
+    () => {
+        "SELECT seq, at, kind, account_id, actor, client_ip, detail, prev_hash, hash FROM audit_log"
+    };
 }
 
-#[async_trait]
-impl AuditStore for SqlStore {
-    async fn append_audit(
-        &self,
-        event: &AuditEvent,
-        now: UnixTime,
-        key: &portcullis_crypto::KeyedHasher,
-    ) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await.map_err(db_err)?;
-        let head =
-            sqlx::query("UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash")
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(db_err)?;
-        let seq: i64 = head.try_get("seq").map_err(db_err)?;
-        let prev: Vec<u8> = head.try_get("hash").map_err(db_err)?;
+statements! {
+    AUDIT_ENTRIES = concat!(entry_select!(), " WHERE seq > $1 ORDER BY seq LIMIT $2");
+    ACCOUNT_AUDIT = concat!(entry_select!(), " WHERE account_id = $1 ORDER BY seq DESC LIMIT $2");
+    AUDIT_HEAD = "SELECT seq, hash FROM audit_head WHERE id = 1";
+    /// Reserves `$1` sequence numbers: the head's new `seq` is the last of them.
+    RESERVE = "UPDATE audit_head SET seq = seq + $1 WHERE id = 1 RETURNING seq, hash";
+    APPEND = "INSERT INTO audit_log (seq, at, kind, account_id, actor, client_ip, detail, \
+        prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+    SET_HEAD_HASH = "UPDATE audit_head SET hash = $1 WHERE id = 1";
+}
+
+#[derive(sqlx::FromRow)]
+struct EntryRecord {
+    seq: i64,
+    at: i64,
+    kind: String,
+    account_id: Option<i64>,
+    actor: String,
+    client_ip: Option<String>,
+    detail: String,
+    prev_hash: Vec<u8>,
+    hash: Vec<u8>,
+}
+
+impl From<EntryRecord> for AuditEntry {
+    fn from(r: EntryRecord) -> Self {
+        AuditEntry {
+            seq: r.seq,
+            at: UnixTime(r.at),
+            kind: r.kind,
+            account_id: r.account_id,
+            actor: r.actor,
+            client_ip: r.client_ip,
+            detail: r.detail,
+            prev_hash: r.prev_hash,
+            hash: r.hash,
+        }
+    }
+}
+
+/// Appends `events`, in order, to the chain inside the caller's transaction.
+pub(crate) async fn append(
+    conn: &mut AnyConnection,
+    events: &[AuditEvent],
+    now: UnixTime,
+    key: &KeyedHasher,
+) -> StoreResult<()> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let count = i64::try_from(events.len()).unwrap_or(i64::MAX);
+    let (last, mut prev): (i64, Vec<u8>) = sqlx::query_as(RESERVE)
+        .bind(count)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(db_err)?;
+    let mut seq = last - count;
+    for event in events {
+        seq += 1;
         let kind = event.kind.as_str();
         let hash = chain_hash(
             key,
@@ -57,66 +93,55 @@ impl AuditStore for SqlStore {
                 detail: &event.detail,
             },
         );
-        sqlx::query(
-            "INSERT INTO audit_log (seq, at, kind, account_id, actor, client_ip, detail, prev_hash, hash) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
-        .bind(seq)
-        .bind(now.0)
-        .bind(kind)
-        .bind(event.account_id)
-        .bind(event.actor.as_str())
-        .bind(event.client_ip.as_deref())
-        .bind(event.detail.as_str())
-        .bind(prev)
-        .bind(hash.to_vec())
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err)?;
-        sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1")
+        sqlx::query(APPEND)
+            .bind(seq)
+            .bind(now.0)
+            .bind(kind)
+            .bind(event.account_id)
+            .bind(event.actor.as_str())
+            .bind(event.client_ip.as_deref())
+            .bind(event.detail.as_str())
+            .bind(prev)
             .bind(hash.to_vec())
-            .execute(&mut *tx)
+            .execute(&mut *conn)
             .await
             .map_err(db_err)?;
-        tx.commit().await.map_err(db_err)
+        prev = hash.to_vec();
     }
+    sqlx::query(SET_HEAD_HASH)
+        .bind(prev)
+        .execute(&mut *conn)
+        .await
+        .map_err(db_err)?;
+    Ok(())
+}
 
+#[async_trait]
+impl AuditReads for SqlStore {
     async fn audit_entries(&self, after: i64, limit: i64) -> StoreResult<Vec<AuditEntry>> {
-        let sql = format!("{SELECT_ENTRY} WHERE seq > $1 ORDER BY seq LIMIT $2");
-        let rows = sqlx::query(&sql)
+        let rows: Vec<EntryRecord> = sqlx::query_as(AUDIT_ENTRIES)
             .bind(after)
             .bind(limit)
             .fetch_all(&self.pool)
             .await
             .map_err(db_err)?;
-        rows.iter()
-            .map(entry_row)
-            .collect::<Result<_, _>>()
-            .map_err(db_err)
-    }
-
-    async fn audit_head(&self) -> StoreResult<(i64, Vec<u8>)> {
-        let head = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
-            .fetch_one(&self.pool)
-            .await
-            .map_err(db_err)?;
-        Ok((
-            head.try_get("seq").map_err(db_err)?,
-            head.try_get("hash").map_err(db_err)?,
-        ))
+        Ok(rows.into_iter().map(AuditEntry::from).collect())
     }
 
     async fn account_audit(&self, account_id: i64, limit: i64) -> StoreResult<Vec<AuditEntry>> {
-        let sql = format!("{SELECT_ENTRY} WHERE account_id = $1 ORDER BY seq DESC LIMIT $2");
-        let rows = sqlx::query(&sql)
+        let rows: Vec<EntryRecord> = sqlx::query_as(ACCOUNT_AUDIT)
             .bind(account_id)
             .bind(limit)
             .fetch_all(&self.pool)
             .await
             .map_err(db_err)?;
-        rows.iter()
-            .map(entry_row)
-            .collect::<Result<_, _>>()
+        Ok(rows.into_iter().map(AuditEntry::from).collect())
+    }
+
+    async fn audit_head(&self) -> StoreResult<(i64, Vec<u8>)> {
+        sqlx::query_as(AUDIT_HEAD)
+            .fetch_one(&self.pool)
+            .await
             .map_err(db_err)
     }
 }

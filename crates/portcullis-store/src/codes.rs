@@ -1,141 +1,137 @@
-//! One-time codes. Each check counts a try in the same statement that reads the hash, so
-//! parallel guesses cannot exceed the limit, and marking a code used is a conditional update
-//! that exactly one caller wins.
+//! One-time codes. Each check counts a try in the same statement that reads the hash (a
+//! claim), so parallel guesses cannot exceed the limit, and marking a code used is a
+//! conditional update that exactly one caller wins.
 
 use async_trait::async_trait;
 use portcullis_core::clock::UnixTime;
-use portcullis_core::otp::Resend;
-use portcullis_core::ports::{CodeAttempt, CodeStore, NewCode, Outgoing, StoreResult};
-use sqlx::Row;
+use portcullis_core::otp::{CodePolicy, Resend};
+use portcullis_core::ports::{CodeAttempt, CodeWrites, NewCode, StoreResult};
+use sqlx::AnyPool;
 
-use crate::{db_err, SqlStore};
+use crate::sql::statements;
+use crate::{db_err, SqlWork};
 
-#[async_trait]
-impl CodeStore for SqlStore {
-    async fn create_code(&self, code: NewCode) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await.map_err(db_err)?;
-        sqlx::query(
-            "INSERT INTO one_time_codes (step_hash, account_id, purpose, code_hash, channel, \
-             created_at, expires_at, last_sent_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $6) \
-             ON CONFLICT (step_hash) DO UPDATE SET code_hash = excluded.code_hash, \
-             expires_at = excluded.expires_at, last_sent_at = excluded.last_sent_at, \
-             sends = one_time_codes.sends + 1 \
-             WHERE one_time_codes.used_at IS NULL",
-        )
-        .bind(code.step_hash.to_vec())
-        .bind(code.account_id)
-        .bind(code.purpose)
-        .bind(code.code_hash.to_vec())
-        .bind(code.channel.as_str())
-        .bind(code.now.0)
-        .bind(code.expires_at.0)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err)?;
-        self.enqueue_tx(&mut tx, &code.messages, code.now)
-            .await
-            .map_err(db_err)?;
-        tx.commit().await.map_err(db_err)
-    }
+statements! {
+    /// A new code for the step, replacing an unused one.
+    CREATE_CODE = "INSERT INTO one_time_codes (step_hash, account_id, purpose, code_hash, \
+        channel, created_at, expires_at, last_sent_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $6) \
+        ON CONFLICT (step_hash) DO UPDATE SET code_hash = excluded.code_hash, \
+        expires_at = excluded.expires_at, last_sent_at = excluded.last_sent_at, \
+        sends = one_time_codes.sends + 1 \
+        WHERE one_time_codes.used_at IS NULL";
+    /// One try counted, in the statement that reads the hash (a claim).
+    TRY_CODE = "UPDATE one_time_codes SET attempts = attempts + 1 \
+        WHERE step_hash = $1 AND used_at IS NULL AND expires_at > $2 AND attempts < $3 \
+        RETURNING code_hash, purpose, account_id, attempts";
+    USE_CODE = "UPDATE one_time_codes SET used_at = $2 \
+        WHERE step_hash = $1 AND used_at IS NULL AND expires_at > $2";
+    RESEND_CODE = "UPDATE one_time_codes SET code_hash = $2, expires_at = $3, last_sent_at = $4, \
+        sends = sends + 1 \
+        WHERE step_hash = $1 AND used_at IS NULL AND last_sent_at <= $5 AND sends < $6";
+    CODE_STATE = "SELECT last_sent_at, sends, used_at FROM one_time_codes WHERE step_hash = $1";
+}
 
-    async fn try_code(
-        &self,
-        step_hash: &[u8; 32],
-        now: UnixTime,
-        max_tries: u32,
-    ) -> StoreResult<Option<CodeAttempt>> {
-        let row = sqlx::query(
-            "UPDATE one_time_codes SET attempts = attempts + 1 \
-             WHERE step_hash = $1 AND used_at IS NULL AND expires_at > $2 AND attempts < $3 \
-             RETURNING code_hash, purpose, account_id, attempts",
-        )
+#[derive(sqlx::FromRow)]
+struct AttemptRecord {
+    code_hash: Vec<u8>,
+    purpose: String,
+    account_id: i64,
+    attempts: i64,
+}
+
+#[derive(sqlx::FromRow)]
+struct CodeState {
+    last_sent_at: i64,
+    sends: i64,
+    used_at: Option<i64>,
+}
+
+/// Counts one try against the step's live code; `None` when there is none.
+pub(crate) async fn try_code(
+    pool: &AnyPool,
+    step_hash: &[u8; 32],
+    now: UnixTime,
+    max_tries: u32,
+) -> StoreResult<Option<CodeAttempt>> {
+    let row: Option<AttemptRecord> = sqlx::query_as(TRY_CODE)
         .bind(step_hash.to_vec())
         .bind(now.0)
         .bind(i64::from(max_tries))
-        .fetch_optional(&self.pool)
+        .fetch_optional(pool)
         .await
         .map_err(db_err)?;
-        row.map(|r| -> Result<CodeAttempt, sqlx::Error> {
-            let attempts: i64 = r.try_get("attempts")?;
-            Ok(CodeAttempt {
-                code_hash: r.try_get("code_hash")?,
-                purpose: r.try_get("purpose")?,
-                account_id: r.try_get("account_id")?,
-                attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
-            })
-        })
-        .transpose()
-        .map_err(db_err)
+    Ok(row.map(|r| CodeAttempt {
+        code_hash: r.code_hash,
+        purpose: r.purpose,
+        account_id: r.account_id,
+        attempts: u32::try_from(r.attempts).unwrap_or(u32::MAX),
+    }))
+}
+
+#[async_trait]
+impl CodeWrites for SqlWork {
+    async fn create_code(&mut self, code: NewCode) -> StoreResult<()> {
+        let now = self.stamp();
+        sqlx::query(CREATE_CODE)
+            .bind(code.step_hash.to_vec())
+            .bind(code.account_id)
+            .bind(code.purpose.as_str())
+            .bind(code.code_hash.to_vec())
+            .bind(code.channel.as_str())
+            .bind(now)
+            .bind(code.expires_at.0)
+            .execute(self.conn().await?)
+            .await
+            .map_err(db_err)?;
+        Ok(())
     }
 
-    async fn use_code(&self, step_hash: &[u8; 32], now: UnixTime) -> StoreResult<bool> {
-        let done = sqlx::query(
-            "UPDATE one_time_codes SET used_at = $2 WHERE step_hash = $1 AND used_at IS NULL AND expires_at > $2",
-        )
-        .bind(step_hash.to_vec())
-        .bind(now.0)
-        .execute(&self.pool)
-        .await
-        .map_err(db_err)?;
+    async fn use_code(&mut self, step_hash: &[u8; 32]) -> StoreResult<bool> {
+        let now = self.stamp();
+        let done = sqlx::query(USE_CODE)
+            .bind(step_hash.to_vec())
+            .bind(now)
+            .execute(self.conn().await?)
+            .await
+            .map_err(db_err)?;
         Ok(done.rows_affected() == 1)
     }
 
     async fn resend_code(
-        &self,
+        &mut self,
         step_hash: &[u8; 32],
         new_hash: &[u8; 32],
-        now: UnixTime,
-        ttl_secs: i64,
-        resend_after_secs: i64,
-        max_sends: u32,
-        messages: &[Outgoing],
+        policy: &CodePolicy,
     ) -> StoreResult<Resend> {
-        let mut tx = self.pool.begin().await.map_err(db_err)?;
-        let done = sqlx::query(
-            "UPDATE one_time_codes SET code_hash = $2, expires_at = $3, last_sent_at = $4, \
-             sends = sends + 1 \
-             WHERE step_hash = $1 AND used_at IS NULL AND last_sent_at <= $5 AND sends < $6",
-        )
-        .bind(step_hash.to_vec())
-        .bind(new_hash.to_vec())
-        .bind(now.0 + ttl_secs)
-        .bind(now.0)
-        .bind(now.0 - resend_after_secs)
-        .bind(i64::from(max_sends))
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err)?;
+        let now = self.stamp();
+        let conn = self.conn().await?;
+        let done = sqlx::query(RESEND_CODE)
+            .bind(step_hash.to_vec())
+            .bind(new_hash.to_vec())
+            .bind(now + policy.ttl_secs)
+            .bind(now)
+            .bind(now - policy.resend_after_secs)
+            .bind(i64::from(policy.max_sends))
+            .execute(&mut *conn)
+            .await
+            .map_err(db_err)?;
         if done.rows_affected() == 1 {
-            self.enqueue_tx(&mut tx, messages, now)
-                .await
-                .map_err(db_err)?;
-            tx.commit().await.map_err(db_err)?;
             return Ok(Resend::Sent);
         }
-        drop(tx);
-        let row = sqlx::query(
-            "SELECT last_sent_at, sends, used_at FROM one_time_codes WHERE step_hash = $1",
-        )
-        .bind(step_hash.to_vec())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db_err)?;
-        let Some(row) = row else {
-            return Ok(Resend::NoCode);
-        };
-        let used: Option<i64> = row.try_get("used_at").map_err(db_err)?;
-        let sends: i64 = row.try_get("sends").map_err(db_err)?;
-        let last: i64 = row.try_get("last_sent_at").map_err(db_err)?;
-        Ok(if used.is_some() {
-            Resend::NoCode
-        } else if sends >= i64::from(max_sends) {
-            Resend::TooMany
-        } else {
-            Resend::TooSoon {
-                retry_after: u64::try_from(last + resend_after_secs - now.0)
+        let state: Option<CodeState> = sqlx::query_as(CODE_STATE)
+            .bind(step_hash.to_vec())
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(db_err)?;
+        Ok(match state {
+            None => Resend::NoCode,
+            Some(s) if s.used_at.is_some() => Resend::NoCode,
+            Some(s) if s.sends >= i64::from(policy.max_sends) => Resend::TooMany,
+            Some(s) => Resend::TooSoon {
+                retry_after: u64::try_from(s.last_sent_at + policy.resend_after_secs - now)
                     .unwrap_or(1)
                     .max(1),
-            }
+            },
         })
     }
 }

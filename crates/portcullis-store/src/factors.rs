@@ -3,198 +3,103 @@
 
 use async_trait::async_trait;
 use portcullis_core::clock::UnixTime;
-use portcullis_core::ports::{FactorKind, FactorRow, FactorStore, NewFactor, StoreResult};
-use sqlx::any::AnyRow;
-use sqlx::Row;
+use portcullis_core::ports::{
+    FactorKind, FactorReads, FactorRow, FactorWrites, NewFactor, StoreError, StoreResult,
+};
 
-use crate::{db_err, SqlStore};
+use crate::sql::statements;
+use crate::{db_err, SqlStore, SqlWork};
 
-const SELECT_FACTOR: &str = "SELECT id, account_id, kind, name, secret, credential_id, \
-     confirmed, last_step, created_at, last_used_at FROM factors";
+macro_rules! factor_select {
+    () => {
+        "SELECT id, account_id, kind, name, secret, credential_id, confirmed, last_step, \
+         created_at, last_used_at FROM factors"
+    };
+}
 
-fn factor_row(r: &AnyRow) -> Result<FactorRow, sqlx::Error> {
-    let kind: String = r.try_get("kind")?;
-    let confirmed: i64 = r.try_get("confirmed")?;
-    Ok(FactorRow {
-        id: r.try_get("id")?,
-        account_id: r.try_get("account_id")?,
-        kind: FactorKind::parse(&kind)
-            .ok_or_else(|| sqlx::Error::Decode(format!("unknown factor kind {kind:?}").into()))?,
-        name: r.try_get("name")?,
-        secret: r.try_get("secret")?,
-        credential_id: r.try_get("credential_id")?,
-        confirmed: confirmed != 0,
-        last_step: r.try_get("last_step")?,
-        created_at: UnixTime(r.try_get("created_at")?),
-        last_used_at: r.try_get::<Option<i64>, _>("last_used_at")?.map(UnixTime),
-    })
+statements! {
+    LIST_FACTORS = concat!(factor_select!(), " WHERE account_id = $1 ORDER BY id");
+    FACTOR_BY_CREDENTIAL = concat!(factor_select!(), " WHERE credential_id = $1");
+    RECOVERY_CODE_CANDIDATES = "SELECT id, code_hash FROM recovery_codes \
+        WHERE account_id = $1 AND hint = $2 AND used_at IS NULL ORDER BY id";
+    RECOVERY_CODES_LEFT = "SELECT COUNT(*) FROM recovery_codes \
+        WHERE account_id = $1 AND used_at IS NULL";
+    /// An unconfirmed authenticator replaces an earlier unconfirmed one.
+    DELETE_UNCONFIRMED = "DELETE FROM factors WHERE account_id = $1 AND kind = $2 \
+        AND confirmed = 0";
+    /// One factor of each code channel: enabling it again changes nothing.
+    DELETE_OF_KIND = "DELETE FROM factors WHERE account_id = $1 AND kind = $2";
+    CREATE_FACTOR = "INSERT INTO factors (account_id, kind, name, secret, credential_id, \
+        confirmed, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id";
+    CONFIRM_FACTOR = "UPDATE factors SET confirmed = 1, last_step = $3 \
+        WHERE id = $1 AND account_id = $2 AND confirmed = 0";
+    /// `kind` is bound: `$3` is always 'totp'.
+    DELETE_OTHER_OF_KIND = "DELETE FROM factors WHERE account_id = $1 AND kind = $3 AND id <> $2";
+    TAKE_TOTP_STEP = "UPDATE factors SET last_step = $2, last_used_at = $3 \
+        WHERE id = $1 AND confirmed = 1 AND (last_step IS NULL OR last_step < $2)";
+    TOUCH_FACTOR = "UPDATE factors SET last_used_at = $2, secret = COALESCE($3, secret) \
+        WHERE id = $1";
+    RENAME_FACTOR = "UPDATE factors SET name = $3 WHERE id = $1 AND account_id = $2";
+    DELETE_FACTOR = "DELETE FROM factors WHERE id = $1 AND account_id = $2";
+    DELETE_RECOVERY_CODES = "DELETE FROM recovery_codes WHERE account_id = $1";
+    INSERT_RECOVERY_CODE = "INSERT INTO recovery_codes (account_id, hint, code_hash, created_at) \
+        VALUES ($1, $2, $3, $4)";
+    USE_RECOVERY_CODE = "UPDATE recovery_codes SET used_at = $3 \
+        WHERE id = $1 AND account_id = $2 AND used_at IS NULL";
+}
+
+#[derive(sqlx::FromRow)]
+struct FactorRecord {
+    id: i64,
+    account_id: i64,
+    kind: String,
+    name: String,
+    secret: Option<String>,
+    credential_id: Option<String>,
+    confirmed: i64,
+    last_step: Option<i64>,
+    created_at: i64,
+    last_used_at: Option<i64>,
+}
+
+impl TryFrom<FactorRecord> for FactorRow {
+    type Error = StoreError;
+
+    fn try_from(r: FactorRecord) -> StoreResult<Self> {
+        Ok(FactorRow {
+            id: r.id,
+            account_id: r.account_id,
+            kind: FactorKind::parse(&r.kind)
+                .ok_or_else(|| StoreError::Internal(format!("unknown factor kind {:?}", r.kind)))?,
+            name: r.name,
+            secret: r.secret,
+            credential_id: r.credential_id,
+            confirmed: r.confirmed != 0,
+            last_step: r.last_step,
+            created_at: UnixTime(r.created_at),
+            last_used_at: r.last_used_at.map(UnixTime),
+        })
+    }
 }
 
 #[async_trait]
-impl FactorStore for SqlStore {
-    async fn create_factor(&self, new: NewFactor) -> StoreResult<i64> {
-        let mut tx = self.pool.begin().await.map_err(db_err)?;
-        if new.kind == FactorKind::Passkey {
-            // Several passkeys per account.
-        } else if !new.confirmed {
-            sqlx::query(
-                "DELETE FROM factors WHERE account_id = $1 AND kind = $2 AND confirmed = 0",
-            )
-            .bind(new.account_id)
-            .bind(new.kind.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
-        } else {
-            // One factor of each code channel: enabling it again changes nothing.
-            sqlx::query("DELETE FROM factors WHERE account_id = $1 AND kind = $2")
-                .bind(new.account_id)
-                .bind(new.kind.as_str())
-                .execute(&mut *tx)
-                .await
-                .map_err(db_err)?;
-        }
-        let row = sqlx::query(
-            "INSERT INTO factors (account_id, kind, name, secret, credential_id, confirmed, \
-             created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
-        )
-        .bind(new.account_id)
-        .bind(new.kind.as_str())
-        .bind(new.name)
-        .bind(new.secret)
-        .bind(new.credential_id)
-        .bind(i64::from(new.confirmed))
-        .bind(new.now.0)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(db_err)?;
-        let id: i64 = row.try_get("id").map_err(db_err)?;
-        tx.commit().await.map_err(db_err)?;
-        Ok(id)
-    }
-
+impl FactorReads for SqlStore {
     async fn list_factors(&self, account_id: i64) -> StoreResult<Vec<FactorRow>> {
-        let rows = sqlx::query(&format!(
-            "{SELECT_FACTOR} WHERE account_id = $1 ORDER BY id"
-        ))
-        .bind(account_id)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db_err)?;
-        rows.iter()
-            .map(factor_row)
-            .collect::<Result<_, _>>()
-            .map_err(db_err)
-    }
-
-    async fn confirm_factor(&self, id: i64, account_id: i64, step: i64) -> StoreResult<bool> {
-        let mut tx = self.pool.begin().await.map_err(db_err)?;
-        let done = sqlx::query(
-            "UPDATE factors SET confirmed = 1, last_step = $3 \
-             WHERE id = $1 AND account_id = $2 AND confirmed = 0",
-        )
-        .bind(id)
-        .bind(account_id)
-        .bind(step)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err)?;
-        if done.rows_affected() != 1 {
-            return Ok(false);
-        }
-        sqlx::query("DELETE FROM factors WHERE account_id = $1 AND kind = 'totp' AND id <> $2")
+        let rows: Vec<FactorRecord> = sqlx::query_as(LIST_FACTORS)
             .bind(account_id)
-            .bind(id)
-            .execute(&mut *tx)
+            .fetch_all(&self.pool)
             .await
             .map_err(db_err)?;
-        tx.commit().await.map_err(db_err)?;
-        Ok(true)
-    }
-
-    async fn take_totp_step(&self, id: i64, step: i64, now: UnixTime) -> StoreResult<bool> {
-        let done = sqlx::query(
-            "UPDATE factors SET last_step = $2, last_used_at = $3 \
-             WHERE id = $1 AND confirmed = 1 AND (last_step IS NULL OR last_step < $2)",
-        )
-        .bind(id)
-        .bind(step)
-        .bind(now.0)
-        .execute(&self.pool)
-        .await
-        .map_err(db_err)?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    async fn touch_factor(&self, id: i64, secret: Option<&str>, now: UnixTime) -> StoreResult<()> {
-        sqlx::query(
-            "UPDATE factors SET last_used_at = $2, secret = COALESCE($3, secret) WHERE id = $1",
-        )
-        .bind(id)
-        .bind(now.0)
-        .bind(secret)
-        .execute(&self.pool)
-        .await
-        .map_err(db_err)?;
-        Ok(())
+        rows.into_iter().map(FactorRow::try_from).collect()
     }
 
     async fn factor_by_credential(&self, credential_id: &str) -> StoreResult<Option<FactorRow>> {
-        let row = sqlx::query(&format!("{SELECT_FACTOR} WHERE credential_id = $1"))
+        let row: Option<FactorRecord> = sqlx::query_as(FACTOR_BY_CREDENTIAL)
             .bind(credential_id)
             .fetch_optional(&self.pool)
             .await
             .map_err(db_err)?;
-        row.as_ref().map(factor_row).transpose().map_err(db_err)
-    }
-
-    async fn rename_factor(&self, id: i64, account_id: i64, name: &str) -> StoreResult<bool> {
-        let done = sqlx::query("UPDATE factors SET name = $3 WHERE id = $1 AND account_id = $2")
-            .bind(id)
-            .bind(account_id)
-            .bind(name)
-            .execute(&self.pool)
-            .await
-            .map_err(db_err)?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    async fn delete_factor(&self, id: i64, account_id: i64) -> StoreResult<bool> {
-        let done = sqlx::query("DELETE FROM factors WHERE id = $1 AND account_id = $2")
-            .bind(id)
-            .bind(account_id)
-            .execute(&self.pool)
-            .await
-            .map_err(db_err)?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    async fn replace_recovery_codes(
-        &self,
-        account_id: i64,
-        codes: &[(i64, String)],
-        now: UnixTime,
-    ) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await.map_err(db_err)?;
-        sqlx::query("DELETE FROM recovery_codes WHERE account_id = $1")
-            .bind(account_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
-        for (hint, hash) in codes {
-            sqlx::query(
-                "INSERT INTO recovery_codes (account_id, hint, code_hash, created_at) \
-                 VALUES ($1, $2, $3, $4)",
-            )
-            .bind(account_id)
-            .bind(*hint)
-            .bind(hash.as_str())
-            .bind(now.0)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
-        }
-        tx.commit().await.map_err(db_err)
+        row.map(FactorRow::try_from).transpose()
     }
 
     async fn recovery_code_candidates(
@@ -202,40 +107,166 @@ impl FactorStore for SqlStore {
         account_id: i64,
         hint: i64,
     ) -> StoreResult<Vec<(i64, String)>> {
-        let rows = sqlx::query(
-            "SELECT id, code_hash FROM recovery_codes \
-             WHERE account_id = $1 AND hint = $2 AND used_at IS NULL ORDER BY id",
-        )
-        .bind(account_id)
-        .bind(hint)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db_err)?;
-        rows.iter()
-            .map(|r| Ok((r.try_get("id")?, r.try_get("code_hash")?)))
-            .collect::<Result<_, sqlx::Error>>()
+        sqlx::query_as(RECOVERY_CODE_CANDIDATES)
+            .bind(account_id)
+            .bind(hint)
+            .fetch_all(&self.pool)
+            .await
             .map_err(db_err)
     }
 
-    async fn use_recovery_code(&self, id: i64, now: UnixTime) -> StoreResult<bool> {
-        let done =
-            sqlx::query("UPDATE recovery_codes SET used_at = $2 WHERE id = $1 AND used_at IS NULL")
-                .bind(id)
-                .bind(now.0)
-                .execute(&self.pool)
+    async fn recovery_codes_left(&self, account_id: i64) -> StoreResult<i64> {
+        sqlx::query_scalar(RECOVERY_CODES_LEFT)
+            .bind(account_id)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db_err)
+    }
+}
+
+#[async_trait]
+impl FactorWrites for SqlWork {
+    async fn create_factor(&mut self, new: NewFactor) -> StoreResult<i64> {
+        let now = self.stamp();
+        let conn = self.conn().await?;
+        // Several passkeys per account; one of every other kind.
+        let replaced = match (new.kind, new.confirmed) {
+            (FactorKind::Passkey, _) => None,
+            (_, false) => Some(DELETE_UNCONFIRMED),
+            (_, true) => Some(DELETE_OF_KIND),
+        };
+        if let Some(sql) = replaced {
+            sqlx::query(sql)
+                .bind(new.account_id)
+                .bind(new.kind.as_str())
+                .execute(&mut *conn)
                 .await
                 .map_err(db_err)?;
+        }
+        sqlx::query_scalar(CREATE_FACTOR)
+            .bind(new.account_id)
+            .bind(new.kind.as_str())
+            .bind(new.name)
+            .bind(new.secret)
+            .bind(new.credential_id)
+            .bind(i64::from(new.confirmed))
+            .bind(now)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(db_err)
+    }
+
+    async fn confirm_factor(&mut self, id: i64, account_id: i64, step: i64) -> StoreResult<bool> {
+        let conn = self.conn().await?;
+        let done = sqlx::query(CONFIRM_FACTOR)
+            .bind(id)
+            .bind(account_id)
+            .bind(step)
+            .execute(&mut *conn)
+            .await
+            .map_err(db_err)?;
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        // The confirmed authenticator replaces any other of the account.
+        sqlx::query(DELETE_OTHER_OF_KIND)
+            .bind(account_id)
+            .bind(id)
+            .bind(FactorKind::Totp.as_str())
+            .execute(&mut *conn)
+            .await
+            .map_err(db_err)?;
+        Ok(true)
+    }
+
+    async fn take_totp_step(&mut self, id: i64, step: i64) -> StoreResult<bool> {
+        let now = self.stamp();
+        let done = sqlx::query(TAKE_TOTP_STEP)
+            .bind(id)
+            .bind(step)
+            .bind(now)
+            .execute(self.conn().await?)
+            .await
+            .map_err(db_err)?;
         Ok(done.rows_affected() == 1)
     }
 
-    async fn recovery_codes_left(&self, account_id: i64) -> StoreResult<i64> {
-        let row = sqlx::query(
-            "SELECT COUNT(*) AS n FROM recovery_codes WHERE account_id = $1 AND used_at IS NULL",
-        )
-        .bind(account_id)
-        .fetch_one(&self.pool)
-        .await
-        .map_err(db_err)?;
-        row.try_get("n").map_err(db_err)
+    async fn touch_factor(&mut self, id: i64, secret: Option<&str>) -> StoreResult<()> {
+        let now = self.stamp();
+        sqlx::query(TOUCH_FACTOR)
+            .bind(id)
+            .bind(now)
+            .bind(secret)
+            .execute(self.conn().await?)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn rename_factor(&mut self, id: i64, account_id: i64, name: &str) -> StoreResult<bool> {
+        let done = sqlx::query(RENAME_FACTOR)
+            .bind(id)
+            .bind(account_id)
+            .bind(name)
+            .execute(self.conn().await?)
+            .await
+            .map_err(db_err)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn delete_factor(&mut self, id: i64, account_id: i64) -> StoreResult<bool> {
+        let done = sqlx::query(DELETE_FACTOR)
+            .bind(id)
+            .bind(account_id)
+            .execute(self.conn().await?)
+            .await
+            .map_err(db_err)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn replace_recovery_codes(
+        &mut self,
+        account_id: i64,
+        codes: &[(i64, String)],
+    ) -> StoreResult<()> {
+        let now = self.stamp();
+        let conn = self.conn().await?;
+        sqlx::query(DELETE_RECOVERY_CODES)
+            .bind(account_id)
+            .execute(&mut *conn)
+            .await
+            .map_err(db_err)?;
+        for (hint, hash) in codes {
+            sqlx::query(INSERT_RECOVERY_CODE)
+                .bind(account_id)
+                .bind(*hint)
+                .bind(hash.as_str())
+                .bind(now)
+                .execute(&mut *conn)
+                .await
+                .map_err(db_err)?;
+        }
+        Ok(())
+    }
+
+    async fn use_recovery_code(&mut self, account_id: i64, id: i64) -> StoreResult<Option<i64>> {
+        let now = self.stamp();
+        let conn = self.conn().await?;
+        let done = sqlx::query(USE_RECOVERY_CODE)
+            .bind(id)
+            .bind(account_id)
+            .bind(now)
+            .execute(&mut *conn)
+            .await
+            .map_err(db_err)?;
+        if done.rows_affected() != 1 {
+            return Ok(None);
+        }
+        let left: i64 = sqlx::query_scalar(RECOVERY_CODES_LEFT)
+            .bind(account_id)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(db_err)?;
+        Ok(Some(left))
     }
 }

@@ -1,37 +1,66 @@
 //! Storage for Portcullis: the core's ports over SQLite and PostgreSQL.
 //!
-//! One implementation, [`SqlStore`], runs the same runtime-checked SQL on both databases
-//! through sqlx's `Any` driver: every query uses `$n` placeholders, integer seconds for time
-//! and `BIGINT`/`TEXT`/`BLOB|BYTEA` columns, which both backends read alike. The few places
-//! where the dialects differ (migrations, claiming outbox rows) are named in [`Backend`] and
-//! stay inside this crate. The conformance suite in `tests/` runs against both databases.
+//! One implementation, [`SqlStore`] (reads and claims) with its [`SqlWork`] (the unit of
+//! work), runs the same runtime-checked SQL on both databases through sqlx's `Any` driver:
+//! every query uses `$n` placeholders, integer seconds for time and
+//! `BIGINT`/`TEXT`/`BLOB|BYTEA` columns, which both backends read alike, into row types that
+//! derive `sqlx::FromRow`. Every statement is a named constant (see [`sql`]), prepared on
+//! both databases by the conformance suite. The few places where the dialects differ are
+//! inside this crate, each named by [`sql::Dialect`] or [`Backend`]: the migrations
+//! (`migrations/{sqlite,postgres}`, kept equal by the schema-parity test), how a
+//! transaction begins (`tx.rs`), claiming outbox rows (`outbox.rs`) and the registry
+//! import's placeholders and page cache (`registry.rs`).
+//!
+//! One file per area: its statements, its row types, its reads (on [`SqlStore`]) and its
+//! writes (on [`SqlWork`]).
 
 mod accounts;
 mod admin;
 mod audit;
+mod claims;
 mod codes;
 mod devices;
 mod error;
 mod factors;
-mod lifecycle;
+mod jobs;
 mod lockout;
 mod outbox;
 mod registry;
 mod sessions;
+pub mod sql;
 mod status;
 mod steps;
 mod throttle;
+mod tx;
+mod work;
 
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use portcullis_core::ports::{Store, StoreResult};
+use portcullis_core::clock::UnixTime;
+use portcullis_core::ports::{Store, StoreResult, Transactions, UnitOfWork};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, ConnectOptions, Executor};
 
 pub use error::db_err;
+pub use registry::IMPORT_BATCH;
+pub use work::SqlWork;
+
+use crate::sql::{statements, Dialect, Statement};
+
+statements! {
+    /// Each SQLite connection: the write-ahead log, …
+    SQLITE_WAL: sqlite = "PRAGMA journal_mode = WAL";
+    SQLITE_SYNCHRONOUS: sqlite = "PRAGMA synchronous = NORMAL";
+    /// … a wait of up to 5 s for the write lock, …
+    SQLITE_BUSY_TIMEOUT: sqlite = "PRAGMA busy_timeout = 5000";
+    /// … and foreign keys enforced.
+    SQLITE_FOREIGN_KEYS: sqlite = "PRAGMA foreign_keys = ON";
+    /// Readiness.
+    PING = "SELECT 1";
+}
 
 /// Which database is behind the pool.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -99,11 +128,14 @@ impl SqlStore {
         if backend == Backend::Sqlite {
             pool = pool.after_connect(|conn, _meta| {
                 Box::pin(async move {
-                    conn.execute(
-                        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                         PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;",
-                    )
-                    .await?;
+                    for pragma in [
+                        SQLITE_WAL,
+                        SQLITE_SYNCHRONOUS,
+                        SQLITE_BUSY_TIMEOUT,
+                        SQLITE_FOREIGN_KEYS,
+                    ] {
+                        conn.execute(pragma).await?;
+                    }
                     Ok(())
                 })
             });
@@ -174,10 +206,21 @@ fn prepare_sqlite_url(url: &str) -> StoreResult<String> {
     Ok(format!("sqlite://{path}?{query}"))
 }
 
+impl Transactions for SqlStore {
+    fn begin(&self, now: UnixTime) -> Box<dyn UnitOfWork> {
+        Box::new(SqlWork::new(
+            self.pool.clone(),
+            self.backend,
+            self.outbox_seal.clone(),
+            now,
+        ))
+    }
+}
+
 #[async_trait]
 impl Store for SqlStore {
     async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1")
+        sqlx::query(PING)
             .execute(&self.pool)
             .await
             .map_err(db_err)?;
@@ -190,4 +233,45 @@ impl Store for SqlStore {
             Backend::Postgres => "postgres",
         }
     }
+}
+
+/// Every statement the store runs on `backend`, by name: the named constants of every
+/// module, and the registry import's upsert at one row and at a full batch (the one
+/// statement built at run time, by its row count).
+pub fn statements(backend: Backend) -> Vec<(String, String)> {
+    let all: &[&[Statement]] = &[
+        STATEMENTS,
+        accounts::STATEMENTS,
+        admin::STATEMENTS,
+        audit::STATEMENTS,
+        codes::STATEMENTS,
+        devices::STATEMENTS,
+        factors::STATEMENTS,
+        jobs::STATEMENTS,
+        lockout::STATEMENTS,
+        outbox::STATEMENTS,
+        registry::STATEMENTS,
+        sessions::STATEMENTS,
+        status::STATEMENTS,
+        steps::STATEMENTS,
+        throttle::STATEMENTS,
+        tx::STATEMENTS,
+    ];
+    let wanted = match backend {
+        Backend::Sqlite => Dialect::Sqlite,
+        Backend::Postgres => Dialect::Postgres,
+    };
+    let mut out: Vec<(String, String)> = all
+        .iter()
+        .flat_map(|s| s.iter())
+        .filter(|s| s.dialect == Dialect::Both || s.dialect == wanted)
+        .map(|s| (s.name.to_owned(), s.sql.to_owned()))
+        .collect();
+    for rows in [1, IMPORT_BATCH] {
+        out.push((
+            format!("registry::upsert_sql({rows})"),
+            registry::upsert_sql(rows, backend),
+        ));
+    }
+    out
 }

@@ -1,118 +1,138 @@
 //! The lockout counters of accounts and known devices. Both tables carry `failed_count` and
-//! `locked_until`, and each transition of `portcullis_core::lockout` is one statement here.
+//! `locked_until`, and each transition of `portcullis_core::lockout::LockState` is one
+//! statement here: the claim and its release are claims (their own statements, taken before
+//! the password is checked); setting the lock and the reset after a success are state
+//! changes, inside a unit of work. `tests/conformance/lockout.rs` proves the statements and
+//! the pure machine equal, step by step, on both databases.
 
 use async_trait::async_trait;
 use portcullis_core::clock::UnixTime;
 use portcullis_core::lockout::Claim;
-use portcullis_core::ports::{Counter, LockoutStore, Outgoing, StoreResult};
-use sqlx::Row;
+use portcullis_core::ports::{Counter, LockWrites, StoreResult};
+use sqlx::AnyPool;
 
-use crate::{db_err, SqlStore};
+use crate::sql::statements;
+use crate::{db_err, SqlWork};
 
-fn target(counter: Counter) -> (&'static str, i64) {
-    match counter {
-        Counter::Account(id) => ("online_accounts", id),
-        Counter::Device(id) => ("devices", id),
-    }
-}
-
-#[async_trait]
-impl LockoutStore for SqlStore {
-    async fn claim_attempt(
-        &self,
-        counter: Counter,
-        now: UnixTime,
-        limit: u32,
-    ) -> StoreResult<Claim> {
-        let (table, id) = target(counter);
-        // An expired lock starts a fresh count; otherwise a slot is taken only below the limit.
-        let sql = format!(
-            "UPDATE {table} SET \
+/// An attempt slot, for `$table`: an expired lock starts a fresh count; otherwise a slot is
+/// taken only below the limit.
+macro_rules! claim {
+    ($table:literal) => {
+        concat!(
+            "UPDATE ", $table, " SET \
                failed_count = CASE WHEN locked_until IS NOT NULL THEN 1 ELSE failed_count + 1 END, \
                locked_until = NULL \
              WHERE id = $1 \
                AND (locked_until IS NULL OR locked_until <= $2) \
                AND (failed_count < $3 OR locked_until IS NOT NULL) \
              RETURNING failed_count"
-        );
-        let claimed = sqlx::query(&sql)
+        )
+    };
+}
+
+statements! {
+    CLAIM_ACCOUNT = claim!("online_accounts");
+    CLAIM_DEVICE = claim!("devices");
+    LOCKED_UNTIL_ACCOUNT = "SELECT locked_until FROM online_accounts WHERE id = $1";
+    LOCKED_UNTIL_DEVICE = "SELECT locked_until FROM devices WHERE id = $1";
+    LOCK_ACCOUNT = "UPDATE online_accounts SET locked_until = $2 \
+        WHERE id = $1 AND locked_until IS NULL";
+    LOCK_DEVICE = "UPDATE devices SET locked_until = $2 WHERE id = $1 AND locked_until IS NULL";
+    RELEASE_ACCOUNT = "UPDATE online_accounts SET failed_count = CASE WHEN failed_count > 0 \
+        THEN failed_count - 1 ELSE 0 END WHERE id = $1";
+    RELEASE_DEVICE = "UPDATE devices SET failed_count = CASE WHEN failed_count > 0 \
+        THEN failed_count - 1 ELSE 0 END WHERE id = $1";
+    RESET_ACCOUNT = "UPDATE online_accounts SET failed_count = 0 \
+        WHERE id = $1 AND failed_count <> 0";
+    RESET_DEVICE = "UPDATE devices SET failed_count = 0 WHERE id = $1 AND failed_count <> 0";
+}
+
+/// The counter's id and its statements: (claim, locked until, lock, release, reset).
+fn on(counter: Counter) -> (i64, [&'static str; 5]) {
+    match counter {
+        Counter::Account(id) => (
+            id,
+            [
+                CLAIM_ACCOUNT,
+                LOCKED_UNTIL_ACCOUNT,
+                LOCK_ACCOUNT,
+                RELEASE_ACCOUNT,
+                RESET_ACCOUNT,
+            ],
+        ),
+        Counter::Device(id) => (
+            id,
+            [
+                CLAIM_DEVICE,
+                LOCKED_UNTIL_DEVICE,
+                LOCK_DEVICE,
+                RELEASE_DEVICE,
+                RESET_DEVICE,
+            ],
+        ),
+    }
+}
+
+/// Takes an attempt slot ([`Claim`]); when none is taken, reads why.
+pub(crate) async fn claim(
+    pool: &AnyPool,
+    counter: Counter,
+    now: UnixTime,
+    limit: u32,
+) -> StoreResult<Claim> {
+    let (id, [claim, locked_until, ..]) = on(counter);
+    let claimed: Option<i64> = sqlx::query_scalar(claim)
+        .bind(id)
+        .bind(now.0)
+        .bind(i64::from(limit))
+        .fetch_optional(pool)
+        .await
+        .map_err(db_err)?;
+    if let Some(n) = claimed {
+        return Ok(Claim::Granted(u32::try_from(n).unwrap_or(u32::MAX)));
+    }
+    let until: Option<Option<i64>> = sqlx::query_scalar(locked_until)
+        .bind(id)
+        .fetch_optional(pool)
+        .await
+        .map_err(db_err)?;
+    Ok(match until.flatten() {
+        Some(t) if t > now.0 => Claim::Locked(UnixTime(t)),
+        _ => Claim::Exhausted,
+    })
+}
+
+/// Gives back a claimed slot.
+pub(crate) async fn release(pool: &AnyPool, counter: Counter) -> StoreResult<()> {
+    let (id, [.., release, _]) = on(counter);
+    sqlx::query(release)
+        .bind(id)
+        .execute(pool)
+        .await
+        .map_err(db_err)?;
+    Ok(())
+}
+
+#[async_trait]
+impl LockWrites for SqlWork {
+    async fn lock(&mut self, counter: Counter, until: UnixTime) -> StoreResult<bool> {
+        let (id, [_, _, lock, ..]) = on(counter);
+        let done = sqlx::query(lock)
             .bind(id)
-            .bind(now.0)
-            .bind(i64::from(limit))
-            .fetch_optional(&self.pool)
+            .bind(until.0)
+            .execute(self.conn().await?)
             .await
             .map_err(db_err)?;
-        if let Some(row) = claimed {
-            let n: i64 = row.try_get("failed_count").map_err(db_err)?;
-            return Ok(Claim::Granted(u32::try_from(n).unwrap_or(u32::MAX)));
-        }
-        let row = sqlx::query(&format!("SELECT locked_until FROM {table} WHERE id = $1"))
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn reset_failures(&mut self, counter: Counter) -> StoreResult<()> {
+        let (id, [.., reset]) = on(counter);
+        sqlx::query(reset)
             .bind(id)
-            .fetch_optional(&self.pool)
+            .execute(self.conn().await?)
             .await
             .map_err(db_err)?;
-        let until = match row {
-            Some(r) => r
-                .try_get::<Option<i64>, _>("locked_until")
-                .map_err(db_err)?,
-            None => None,
-        };
-        Ok(match until {
-            Some(t) if t > now.0 => Claim::Locked(UnixTime(t)),
-            _ => Claim::Exhausted,
-        })
-    }
-
-    async fn lock(
-        &self,
-        counter: Counter,
-        now: UnixTime,
-        until: UnixTime,
-        messages: &[Outgoing],
-    ) -> StoreResult<bool> {
-        let (table, id) = target(counter);
-        let mut tx = self.pool.begin().await.map_err(db_err)?;
-        let done = sqlx::query(&format!(
-            "UPDATE {table} SET locked_until = $2 WHERE id = $1 AND locked_until IS NULL"
-        ))
-        .bind(id)
-        .bind(until.0)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err)?;
-        let locked = done.rows_affected() == 1;
-        if locked {
-            // The lock and the owner's notice commit together.
-            self.enqueue_tx(&mut tx, messages, now)
-                .await
-                .map_err(db_err)?;
-        }
-        tx.commit().await.map_err(db_err)?;
-        Ok(locked)
-    }
-
-    async fn release_attempt(&self, counter: Counter) -> StoreResult<()> {
-        let (table, id) = target(counter);
-        sqlx::query(&format!(
-            "UPDATE {table} SET failed_count = CASE WHEN failed_count > 0 \
-             THEN failed_count - 1 ELSE 0 END WHERE id = $1"
-        ))
-        .bind(id)
-        .execute(&self.pool)
-        .await
-        .map_err(db_err)?;
-        Ok(())
-    }
-
-    async fn reset_failures(&self, counter: Counter) -> StoreResult<()> {
-        let (table, id) = target(counter);
-        sqlx::query(&format!(
-            "UPDATE {table} SET failed_count = 0 WHERE id = $1 AND failed_count <> 0"
-        ))
-        .bind(id)
-        .execute(&self.pool)
-        .await
-        .map_err(db_err)?;
         Ok(())
     }
 }

@@ -20,16 +20,93 @@ use async_trait::async_trait;
 use portcullis_core::clock::UnixTime;
 use portcullis_core::contact::CodeChannel;
 use portcullis_core::ports::{
-    OutboxRow, OutboxStats, OutboxStore, Outgoing, QuotaClaim, StoreError, StoreResult,
+    OutboxReads, OutboxRow, OutboxStats, OutboxStore, Outgoing, QuotaClaim, StoreError, StoreResult,
 };
 use portcullis_crypto::Sealer;
-use sqlx::any::AnyRow;
-use sqlx::Row;
+use sqlx::AnyConnection;
 
-use crate::{db_err, Backend, SqlStore};
+use crate::sql::statements;
+use crate::{db_err, tx, Backend, SqlStore};
 
-const ROW_COLUMNS: &str = "id, channel, recipient, subject, body, fallback_email, sensitive, \
-     attempts, created_at, claimed_until, last_error";
+/// The columns of a claimed row, with a table prefix (`""` or `"outbox."`).
+macro_rules! row_columns {
+    ($p:literal) => {
+        concat!(
+            $p,
+            "id, ",
+            $p,
+            "channel, ",
+            $p,
+            "recipient, ",
+            $p,
+            "subject, ",
+            $p,
+            "body, ",
+            $p,
+            "fallback_email, ",
+            $p,
+            "sensitive, ",
+            $p,
+            "attempts, ",
+            $p,
+            "created_at, ",
+            $p,
+            "claimed_until, ",
+            $p,
+            "last_error"
+        )
+    };
+}
+
+/// Due rows: pending, due at `$1`, with no live lease.
+macro_rules! due {
+    () => {
+        "SELECT id FROM outbox WHERE state = 'pending' AND next_attempt_at <= $1 \
+         AND (claimed_until IS NULL OR claimed_until < $1) ORDER BY next_attempt_at, id LIMIT $2"
+    };
+}
+
+statements! {
+    ENQUEUE = "INSERT INTO outbox (channel, recipient, subject, body, fallback_email, \
+        sensitive, state, attempts, next_attempt_at, created_at) \
+        VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $7, $7) RETURNING id";
+    /// PostgreSQL: concurrent claimers skip each other's rows instead of waiting on them.
+    CLAIM_POSTGRES: postgres = concat!("WITH due AS (", due!(), " FOR UPDATE SKIP LOCKED) \
+        UPDATE outbox SET claimed_by = $3, claimed_until = $4, attempts = outbox.attempts + 1 \
+        FROM due WHERE outbox.id = due.id RETURNING ", row_columns!("outbox."));
+    /// SQLite: one statement under the single writer's lock, so the select and the update
+    /// cannot interleave with another claim.
+    CLAIM_SQLITE: sqlite = concat!("UPDATE outbox SET claimed_by = $3, claimed_until = $4, \
+        attempts = attempts + 1 WHERE id IN (", due!(), ") \
+        AND state = 'pending' AND (claimed_until IS NULL OR claimed_until < $1) RETURNING ",
+        row_columns!(""));
+    MARK_SENT = "UPDATE outbox SET state = 'sent', sent_at = $3, claimed_by = NULL, \
+        claimed_until = NULL, body = CASE WHEN sensitive <> 0 THEN '' ELSE body END \
+        WHERE id = $1 AND claimed_by = $2 AND state = 'pending'";
+    MARK_RETRY = "UPDATE outbox SET next_attempt_at = $3, last_error = $4, claimed_by = NULL, \
+        claimed_until = NULL WHERE id = $1 AND claimed_by = $2 AND state = 'pending'";
+    MARK_FAILED = "UPDATE outbox SET state = 'failed', last_error = $3, claimed_by = NULL, \
+        claimed_until = NULL, body = CASE WHEN sensitive <> 0 THEN '' ELSE body END \
+        WHERE id = $1 AND claimed_by = $2 AND state = 'pending'";
+    FALL_BACK = "UPDATE outbox SET channel = 'email', recipient = fallback_email, \
+        fallback_email = NULL, last_error = $3 \
+        WHERE id = $1 AND claimed_by = $2 AND state = 'pending' \
+        AND channel = 'sms' AND fallback_email IS NOT NULL";
+    /// A released row was claimed but not attempted: the claim's count is taken back.
+    RELEASE_CLAIMS = "UPDATE outbox SET claimed_by = NULL, claimed_until = NULL, \
+        attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END \
+        WHERE claimed_by = $1 AND state = 'pending'";
+    STATS = "SELECT COUNT(*) AS pending, MIN(created_at) AS oldest FROM outbox \
+        WHERE state = 'pending'";
+    CLAIM_QUOTA = "INSERT INTO sms_quota (counter, day, count) VALUES ($1, $2, 1) \
+        ON CONFLICT (counter) DO UPDATE SET \
+          count = CASE WHEN sms_quota.day <> $2 THEN 1 ELSE sms_quota.count + 1 END, \
+          day = $2 \
+        WHERE sms_quota.day <> $2 OR sms_quota.count < $3 \
+        RETURNING count";
+    RELEASE_QUOTA = "UPDATE sms_quota SET count = count - 1 \
+        WHERE counter = $1 AND day = $2 AND count > 0";
+}
 
 const SEAL_AAD: &[u8] = b"portcullis outbox body v1";
 
@@ -60,18 +137,6 @@ impl SqlStore {
         self
     }
 
-    /// Queues `messages` inside the caller's transaction, so a message commits (or not) with
-    /// the state change that caused it. Returns the new rows' ids, in order.
-    #[allow(dead_code)] // for the store methods that queue with their state change
-    pub(crate) async fn enqueue_tx(
-        &self,
-        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-        messages: &[Outgoing],
-        now: UnixTime,
-    ) -> Result<Vec<i64>, sqlx::Error> {
-        enqueue_tx(tx, self.outbox_seal.as_ref(), messages, now).await
-    }
-
     /// Opens a claimed row's sealed body; false when it cannot be opened (the key changed
     /// or is missing).
     fn open_body(&self, row: &mut OutboxRow) -> bool {
@@ -88,62 +153,75 @@ impl SqlStore {
     }
 }
 
-async fn enqueue_tx(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+/// Queues `messages` inside the caller's transaction (a unit of work's commit), so a
+/// message commits (or not) with the state change that caused it. The new rows' ids, in
+/// order.
+pub(crate) async fn enqueue(
+    conn: &mut AnyConnection,
     seal: Option<&OutboxSeal>,
     messages: &[Outgoing],
     now: UnixTime,
-) -> Result<Vec<i64>, sqlx::Error> {
+) -> StoreResult<Vec<i64>> {
     let mut ids = Vec::with_capacity(messages.len());
     for out in messages {
         let m = &out.message;
         let body = match seal.filter(|_| m.sensitive) {
             Some(seal) => seal
                 .seal(&m.body)
-                .ok_or_else(|| sqlx::Error::Protocol("sealing an outbox body failed".into()))?,
+                .ok_or_else(|| StoreError::Internal("sealing an outbox body failed".into()))?,
             None => m.body.clone(),
         };
-        let row = sqlx::query(
-            "INSERT INTO outbox (channel, recipient, subject, body, fallback_email, sensitive, \
-             state, attempts, next_attempt_at, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $7, $7) RETURNING id",
-        )
-        .bind(m.channel.as_str())
-        .bind(m.to.as_str())
-        .bind(m.subject.as_str())
-        .bind(body)
-        .bind(out.fallback_email.as_deref())
-        .bind(i64::from(m.sensitive))
-        .bind(now.0)
-        .fetch_one(&mut **tx)
-        .await?;
-        ids.push(row.try_get("id")?);
+        let id: i64 = sqlx::query_scalar(ENQUEUE)
+            .bind(m.channel.as_str())
+            .bind(m.to.as_str())
+            .bind(m.subject.as_str())
+            .bind(body)
+            .bind(out.fallback_email.as_deref())
+            .bind(i64::from(m.sensitive))
+            .bind(now.0)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(db_err)?;
+        ids.push(id);
     }
     Ok(ids)
 }
 
-fn outbox_row(r: &AnyRow) -> StoreResult<OutboxRow> {
-    let channel: String = r.try_get("channel").map_err(db_err)?;
-    let attempts: i64 = r.try_get("attempts").map_err(db_err)?;
-    let sensitive: i64 = r.try_get("sensitive").map_err(db_err)?;
-    Ok(OutboxRow {
-        id: r.try_get("id").map_err(db_err)?,
-        channel: CodeChannel::parse(&channel)
-            .ok_or_else(|| StoreError::Internal(format!("unknown outbox channel {channel:?}")))?,
-        recipient: r.try_get("recipient").map_err(db_err)?,
-        subject: r.try_get("subject").map_err(db_err)?,
-        body: r.try_get("body").map_err(db_err)?,
-        fallback_email: r.try_get("fallback_email").map_err(db_err)?,
-        sensitive: sensitive != 0,
-        attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
-        created_at: UnixTime(r.try_get("created_at").map_err(db_err)?),
-        claimed_until: UnixTime(
-            r.try_get::<Option<i64>, _>("claimed_until")
-                .map_err(db_err)?
-                .unwrap_or(0),
-        ),
-        last_error: r.try_get("last_error").map_err(db_err)?,
-    })
+#[derive(sqlx::FromRow)]
+struct OutboxRecord {
+    id: i64,
+    channel: String,
+    recipient: String,
+    subject: String,
+    body: String,
+    fallback_email: Option<String>,
+    sensitive: i64,
+    attempts: i64,
+    created_at: i64,
+    claimed_until: Option<i64>,
+    last_error: Option<String>,
+}
+
+impl TryFrom<OutboxRecord> for OutboxRow {
+    type Error = StoreError;
+
+    fn try_from(r: OutboxRecord) -> StoreResult<Self> {
+        Ok(OutboxRow {
+            id: r.id,
+            channel: CodeChannel::parse(&r.channel).ok_or_else(|| {
+                StoreError::Internal(format!("unknown outbox channel {:?}", r.channel))
+            })?,
+            recipient: r.recipient,
+            subject: r.subject,
+            body: r.body,
+            fallback_email: r.fallback_email,
+            sensitive: r.sensitive != 0,
+            attempts: u32::try_from(r.attempts).unwrap_or(u32::MAX),
+            created_at: UnixTime(r.created_at),
+            claimed_until: UnixTime(r.claimed_until.unwrap_or(0)),
+            last_error: r.last_error,
+        })
+    }
 }
 
 /// Error texts are stored for operators; keep them short.
@@ -155,13 +233,25 @@ fn clip(error: &str) -> &str {
 }
 
 #[async_trait]
-impl OutboxStore for SqlStore {
-    async fn enqueue(&self, messages: &[Outgoing], now: UnixTime) -> StoreResult<Vec<i64>> {
-        let mut tx = self.pool.begin().await.map_err(db_err)?;
-        let ids = enqueue_tx(&mut tx, self.outbox_seal.as_ref(), messages, now)
+impl OutboxReads for SqlStore {
+    async fn outbox_stats(&self, now: UnixTime) -> StoreResult<OutboxStats> {
+        let (pending, oldest): (i64, Option<i64>) = sqlx::query_as(STATS)
+            .fetch_one(&self.pool)
             .await
             .map_err(db_err)?;
-        tx.commit().await.map_err(db_err)?;
+        Ok(OutboxStats {
+            pending,
+            oldest_pending_age_secs: oldest.map_or(0, |t| now.0.saturating_sub(t).max(0)),
+        })
+    }
+}
+
+#[async_trait]
+impl OutboxStore for SqlStore {
+    async fn enqueue(&self, messages: &[Outgoing], now: UnixTime) -> StoreResult<Vec<i64>> {
+        let mut tx = tx::begin(&self.pool, self.backend).await?;
+        let ids = enqueue(&mut tx, self.outbox_seal.as_ref(), messages, now).await?;
+        tx::commit(tx).await?;
         Ok(ids)
     }
 
@@ -173,34 +263,10 @@ impl OutboxStore for SqlStore {
         limit: u32,
     ) -> StoreResult<Vec<OutboxRow>> {
         let sql = match self.backend {
-            Backend::Postgres => format!(
-                "WITH due AS ( \
-                   SELECT id FROM outbox \
-                   WHERE state = 'pending' AND next_attempt_at <= $1 \
-                     AND (claimed_until IS NULL OR claimed_until < $1) \
-                   ORDER BY next_attempt_at, id LIMIT $2 \
-                   FOR UPDATE SKIP LOCKED) \
-                 UPDATE outbox SET claimed_by = $3, claimed_until = $4, attempts = outbox.attempts + 1 \
-                 FROM due WHERE outbox.id = due.id \
-                 RETURNING {}",
-                ROW_COLUMNS
-                    .split(", ")
-                    .map(|c| format!("outbox.{c}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-            Backend::Sqlite => format!(
-                "UPDATE outbox SET claimed_by = $3, claimed_until = $4, attempts = attempts + 1 \
-                 WHERE id IN ( \
-                   SELECT id FROM outbox \
-                   WHERE state = 'pending' AND next_attempt_at <= $1 \
-                     AND (claimed_until IS NULL OR claimed_until < $1) \
-                   ORDER BY next_attempt_at, id LIMIT $2) \
-                 AND state = 'pending' AND (claimed_until IS NULL OR claimed_until < $1) \
-                 RETURNING {ROW_COLUMNS}"
-            ),
+            Backend::Postgres => CLAIM_POSTGRES,
+            Backend::Sqlite => CLAIM_SQLITE,
         };
-        let rows = sqlx::query(&sql)
+        let records: Vec<OutboxRecord> = sqlx::query_as(sql)
             .bind(now.0)
             .bind(i64::from(limit))
             .bind(node)
@@ -208,9 +274,9 @@ impl OutboxStore for SqlStore {
             .fetch_all(&self.pool)
             .await
             .map_err(db_err)?;
-        let mut rows = rows
-            .iter()
-            .map(outbox_row)
+        let mut rows = records
+            .into_iter()
+            .map(OutboxRow::try_from)
             .collect::<StoreResult<Vec<_>>>()?;
         rows.sort_by_key(|r| r.id);
         let mut readable = Vec::with_capacity(rows.len());
@@ -235,17 +301,13 @@ impl OutboxStore for SqlStore {
     }
 
     async fn mark_sent(&self, id: i64, node: &str, now: UnixTime) -> StoreResult<bool> {
-        let done = sqlx::query(
-            "UPDATE outbox SET state = 'sent', sent_at = $3, claimed_by = NULL, \
-             claimed_until = NULL, body = CASE WHEN sensitive <> 0 THEN '' ELSE body END \
-             WHERE id = $1 AND claimed_by = $2 AND state = 'pending'",
-        )
-        .bind(id)
-        .bind(node)
-        .bind(now.0)
-        .execute(&self.pool)
-        .await
-        .map_err(db_err)?;
+        let done = sqlx::query(MARK_SENT)
+            .bind(id)
+            .bind(node)
+            .bind(now.0)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -256,122 +318,79 @@ impl OutboxStore for SqlStore {
         error: &str,
         next_attempt_at: UnixTime,
     ) -> StoreResult<bool> {
-        let done = sqlx::query(
-            "UPDATE outbox SET next_attempt_at = $3, last_error = $4, claimed_by = NULL, \
-             claimed_until = NULL WHERE id = $1 AND claimed_by = $2 AND state = 'pending'",
-        )
-        .bind(id)
-        .bind(node)
-        .bind(next_attempt_at.0)
-        .bind(clip(error))
-        .execute(&self.pool)
-        .await
-        .map_err(db_err)?;
+        let done = sqlx::query(MARK_RETRY)
+            .bind(id)
+            .bind(node)
+            .bind(next_attempt_at.0)
+            .bind(clip(error))
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
         Ok(done.rows_affected() == 1)
     }
 
     async fn mark_failed(&self, id: i64, node: &str, error: &str) -> StoreResult<bool> {
-        let done = sqlx::query(
-            "UPDATE outbox SET state = 'failed', last_error = $3, claimed_by = NULL, \
-             claimed_until = NULL, body = CASE WHEN sensitive <> 0 THEN '' ELSE body END \
-             WHERE id = $1 AND claimed_by = $2 AND state = 'pending'",
-        )
-        .bind(id)
-        .bind(node)
-        .bind(clip(error))
-        .execute(&self.pool)
-        .await
-        .map_err(db_err)?;
+        let done = sqlx::query(MARK_FAILED)
+            .bind(id)
+            .bind(node)
+            .bind(clip(error))
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
         Ok(done.rows_affected() == 1)
     }
 
     async fn fall_back_to_email(&self, id: i64, node: &str, reason: &str) -> StoreResult<bool> {
-        let done = sqlx::query(
-            "UPDATE outbox SET channel = 'email', recipient = fallback_email, \
-             fallback_email = NULL, last_error = $3 \
-             WHERE id = $1 AND claimed_by = $2 AND state = 'pending' \
-             AND channel = 'sms' AND fallback_email IS NOT NULL",
-        )
-        .bind(id)
-        .bind(node)
-        .bind(clip(reason))
-        .execute(&self.pool)
-        .await
-        .map_err(db_err)?;
+        let done = sqlx::query(FALL_BACK)
+            .bind(id)
+            .bind(node)
+            .bind(clip(reason))
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
         Ok(done.rows_affected() == 1)
     }
 
     async fn release_claims(&self, node: &str) -> StoreResult<u64> {
-        // A released row was claimed but not attempted: the claim's count is taken back.
-        let done = sqlx::query(
-            "UPDATE outbox SET claimed_by = NULL, claimed_until = NULL, \
-             attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END \
-             WHERE claimed_by = $1 AND state = 'pending'",
-        )
-        .bind(node)
-        .execute(&self.pool)
-        .await
-        .map_err(db_err)?;
+        let done = sqlx::query(RELEASE_CLAIMS)
+            .bind(node)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
         Ok(done.rows_affected())
-    }
-
-    async fn outbox_stats(&self, now: UnixTime) -> StoreResult<OutboxStats> {
-        let row = sqlx::query(
-            "SELECT COUNT(*) AS pending, MIN(created_at) AS oldest FROM outbox \
-             WHERE state = 'pending'",
-        )
-        .fetch_one(&self.pool)
-        .await
-        .map_err(db_err)?;
-        let pending: i64 = row.try_get("pending").map_err(db_err)?;
-        let oldest: Option<i64> = row.try_get("oldest").map_err(db_err)?;
-        Ok(OutboxStats {
-            pending,
-            oldest_pending_age_secs: oldest.map_or(0, |t| now.0.saturating_sub(t).max(0)),
-        })
     }
 
     async fn claim_sms_quota(&self, claims: &[QuotaClaim], day: i64) -> StoreResult<Option<usize>> {
         // All counters in one transaction, always in the caller's order (number, prefix,
-        // service), so two claimers cannot deadlock and a refused claim takes nothing.
-        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        // service), so two claimers cannot deadlock and a refused claim takes nothing (its
+        // transaction is dropped, so rolled back).
+        let mut tx = tx::begin(&self.pool, self.backend).await?;
         for (i, claim) in claims.iter().enumerate() {
-            let granted = sqlx::query(
-                "INSERT INTO sms_quota (counter, day, count) VALUES ($1, $2, 1) \
-                 ON CONFLICT (counter) DO UPDATE SET \
-                   count = CASE WHEN sms_quota.day <> $2 THEN 1 ELSE sms_quota.count + 1 END, \
-                   day = $2 \
-                 WHERE sms_quota.day <> $2 OR sms_quota.count < $3 \
-                 RETURNING count",
-            )
-            .bind(claim.key.as_str())
-            .bind(day)
-            .bind(i64::from(claim.limit))
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db_err)?;
+            let granted: Option<i64> = sqlx::query_scalar(CLAIM_QUOTA)
+                .bind(claim.key.as_str())
+                .bind(day)
+                .bind(i64::from(claim.limit))
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_err)?;
             if granted.is_none() || claim.limit == 0 {
-                tx.rollback().await.map_err(db_err)?;
                 return Ok(Some(i));
             }
         }
-        tx.commit().await.map_err(db_err)?;
+        tx::commit(tx).await?;
         Ok(None)
     }
 
     async fn release_sms_quota(&self, keys: &[String], day: i64) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let mut tx = tx::begin(&self.pool, self.backend).await?;
         for key in keys {
-            sqlx::query(
-                "UPDATE sms_quota SET count = count - 1 \
-                 WHERE counter = $1 AND day = $2 AND count > 0",
-            )
-            .bind(key.as_str())
-            .bind(day)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
+            sqlx::query(RELEASE_QUOTA)
+                .bind(key.as_str())
+                .bind(day)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
         }
-        tx.commit().await.map_err(db_err)
+        tx::commit(tx).await
     }
 }

@@ -1,46 +1,79 @@
-//! The issuer registry's storage: imports in one transaction, lookups by keyed hash.
+//! The issuer registry's storage: imports in one transaction of their own, lookups by keyed
+//! hash. The import's multi-row upsert is the one statement built at run time (its row
+//! count varies), and the one place besides the outbox claim where the dialects differ:
+//! SQLite gets anonymous `?` placeholders and a larger page cache (see [`upsert_sql`]).
 
 use async_trait::async_trait;
 use portcullis_core::ids::AccountType;
-use portcullis_core::ports::{RegistryImport, RegistryRow, RegistryStore, StoreError, StoreResult};
+use portcullis_core::ports::{
+    RegistryImport, RegistryImports, RegistryReads, RegistryRow, StoreError, StoreResult,
+};
 use portcullis_core::registry::HashedRecord;
-use sqlx::any::AnyRow;
-use sqlx::{Any, Row, Transaction};
 
+use crate::sql::statements;
+use crate::tx::{self, Tx};
 use crate::{db_err, Backend, SqlStore};
 
 const COLUMNS: usize = 13;
 /// Rows per INSERT: 13 parameters each keeps us well under both backends' limits.
 pub const IMPORT_BATCH: usize = 1_000;
 
-pub(crate) const SELECT_RECORD: &str =
-    "SELECT r.id, r.account_type, r.verification_hash, r.last4, \
-     r.holder_name, r.email, r.phone, r.product, c.account_id \
-     FROM registry_records r LEFT JOIN account_cards c ON c.registry_record_id = r.id";
+macro_rules! record_select {
+    () => {
+        "SELECT r.id, r.account_type, r.verification_hash, r.last4, r.holder_name, r.email, \
+         r.phone, r.product, c.account_id \
+         FROM registry_records r LEFT JOIN account_cards c ON c.registry_record_id = r.id"
+    };
+}
+
+statements! {
+    FIND_RECORD = concat!(record_select!(), " WHERE r.number_hash = $1");
+    RECORD_BY_ID = concat!(record_select!(), " WHERE r.id = $1");
+    LINKED_RECORDS = concat!(record_select!(), " WHERE c.account_id = $1 ORDER BY c.linked_at, r.id");
+    COUNT_RECORDS = "SELECT COUNT(*) FROM registry_records";
+    /// A large page cache for the bulk upsert into the keyed-hash index (256 MiB at most,
+    /// for the importing connection only).
+    IMPORT_CACHE: sqlite = "PRAGMA cache_size = -262144";
+}
 
 pub(crate) fn account_type(s: &str) -> Result<AccountType, StoreError> {
     AccountType::parse(s)
         .ok_or_else(|| StoreError::Internal(format!("unknown account type {s:?} in database")))
 }
 
-pub(crate) fn record_row(row: &AnyRow) -> Result<RegistryRow, sqlx::Error> {
-    let kind: String = row.try_get("account_type")?;
-    Ok(RegistryRow {
-        id: row.try_get("id")?,
-        account_type: AccountType::parse(&kind)
-            .ok_or_else(|| sqlx::Error::Decode(format!("account type {kind:?}").into()))?,
-        verification_hash: row.try_get("verification_hash")?,
-        last4: row.try_get("last4")?,
-        holder_name: row.try_get("holder_name")?,
-        email: row.try_get("email")?,
-        phone: row.try_get("phone")?,
-        product: row.try_get("product")?,
-        account_id: row.try_get("account_id")?,
-    })
+#[derive(sqlx::FromRow)]
+struct RecordRow {
+    id: i64,
+    account_type: String,
+    verification_hash: Vec<u8>,
+    last4: String,
+    holder_name: String,
+    email: Option<String>,
+    phone: Option<String>,
+    product: String,
+    account_id: Option<i64>,
+}
+
+impl TryFrom<RecordRow> for RegistryRow {
+    type Error = StoreError;
+
+    fn try_from(r: RecordRow) -> StoreResult<Self> {
+        Ok(RegistryRow {
+            id: r.id,
+            account_type: account_type(&r.account_type)?,
+            verification_hash: r.verification_hash,
+            last4: r.last4,
+            holder_name: r.holder_name,
+            email: r.email,
+            phone: r.phone,
+            product: r.product,
+            account_id: r.account_id,
+        })
+    }
 }
 
 pub struct SqlImport {
-    tx: Transaction<'static, Any>,
+    tx: Tx,
     backend: Backend,
 }
 
@@ -48,8 +81,9 @@ pub struct SqlImport {
 impl RegistryImport for SqlImport {
     async fn upsert(&mut self, batch: &[HashedRecord]) -> StoreResult<()> {
         for chunk in batch.chunks(IMPORT_BATCH) {
-            let sql = upsert_sql(chunk.len(), self.backend);
-            let mut q = sqlx::query(&sql);
+            // The one statement built at run time (see `upsert_sql`).
+            let upsert = upsert_sql(chunk.len(), self.backend);
+            let mut q = sqlx::query(&upsert);
             for r in chunk {
                 q = q
                     .bind(r.account_type.as_str())
@@ -72,14 +106,15 @@ impl RegistryImport for SqlImport {
     }
 
     async fn commit(self: Box<Self>) -> StoreResult<()> {
-        self.tx.commit().await.map_err(db_err)
+        tx::commit(self.tx).await
     }
 }
 
-/// The multi-row upsert. SQLite gets anonymous `?` placeholders: sqlx looks each numbered
-/// parameter up by name, which SQLite does by a linear scan, so 13,000 `$n` parameters cost
-/// ~10^8 steps per statement (measured: 3,000 records/s instead of tens of thousands).
-fn upsert_sql(rows: usize, backend: Backend) -> String {
+/// The multi-row upsert of `rows` records. SQLite gets anonymous `?` placeholders: sqlx
+/// looks each numbered parameter up by name, which SQLite does by a linear scan, so 13,000
+/// `$n` parameters cost ~10^8 steps per statement (measured: 3,000 records/s instead of
+/// tens of thousands).
+pub(crate) fn upsert_sql(rows: usize, backend: Backend) -> String {
     let mut sql = String::with_capacity(200 + rows * 80);
     sql.push_str(
         "INSERT INTO registry_records (account_type, number_hash, verification_hash, last4, \
@@ -117,14 +152,11 @@ fn upsert_sql(rows: usize, backend: Backend) -> String {
 }
 
 #[async_trait]
-impl RegistryStore for SqlStore {
+impl RegistryImports for SqlStore {
     async fn begin_import(&self) -> StoreResult<Box<dyn RegistryImport>> {
-        let tx = self.pool.begin().await.map_err(db_err)?;
-        let mut tx = tx;
+        let mut tx = tx::begin(&self.pool, self.backend).await?;
         if self.backend == Backend::Sqlite {
-            // A large page cache for the bulk upsert into the keyed-hash index (256 MiB at
-            // most, for this connection only while it imports).
-            sqlx::query("PRAGMA cache_size = -262144")
+            sqlx::query(IMPORT_CACHE)
                 .execute(&mut *tx)
                 .await
                 .map_err(db_err)?;
@@ -134,32 +166,41 @@ impl RegistryStore for SqlStore {
             backend: self.backend,
         }))
     }
+}
 
+#[async_trait]
+impl RegistryReads for SqlStore {
     async fn find_record(&self, number_hash: &[u8; 32]) -> StoreResult<Option<RegistryRow>> {
-        let sql = format!("{SELECT_RECORD} WHERE r.number_hash = $1");
-        let row = sqlx::query(&sql)
+        let row: Option<RecordRow> = sqlx::query_as(FIND_RECORD)
             .bind(number_hash.to_vec())
             .fetch_optional(&self.pool)
             .await
             .map_err(db_err)?;
-        row.as_ref().map(record_row).transpose().map_err(db_err)
+        row.map(RegistryRow::try_from).transpose()
     }
 
     async fn record_by_id(&self, id: i64) -> StoreResult<Option<RegistryRow>> {
-        let sql = format!("{SELECT_RECORD} WHERE r.id = $1");
-        let row = sqlx::query(&sql)
+        let row: Option<RecordRow> = sqlx::query_as(RECORD_BY_ID)
             .bind(id)
             .fetch_optional(&self.pool)
             .await
             .map_err(db_err)?;
-        row.as_ref().map(record_row).transpose().map_err(db_err)
+        row.map(RegistryRow::try_from).transpose()
     }
 
     async fn count_records(&self) -> StoreResult<i64> {
-        let row = sqlx::query("SELECT COUNT(*) AS n FROM registry_records")
+        sqlx::query_scalar(COUNT_RECORDS)
             .fetch_one(&self.pool)
             .await
+            .map_err(db_err)
+    }
+
+    async fn linked_records(&self, account_id: i64) -> StoreResult<Vec<RegistryRow>> {
+        let rows: Vec<RecordRow> = sqlx::query_as(LINKED_RECORDS)
+            .bind(account_id)
+            .fetch_all(&self.pool)
+            .await
             .map_err(db_err)?;
-        row.try_get::<i64, _>("n").map_err(db_err)
+        rows.into_iter().map(RegistryRow::try_from).collect()
     }
 }

@@ -4,179 +4,201 @@
 use async_trait::async_trait;
 use portcullis_core::clock::UnixTime;
 use portcullis_core::ports::{
-    IncidentRow, MaintenanceRow, NewIncident, StatusChange, StatusStore, StoreResult,
+    IncidentRow, MaintenanceRow, NewIncident, StatusChange, StatusReads, StatusWrites, StoreResult,
 };
-use sqlx::any::AnyRow;
-use sqlx::Row;
 
-use crate::{db_err, SqlStore};
+use crate::sql::statements;
+use crate::{db_err, SqlStore, SqlWork};
 
-const COLUMNS: &str = "id, kind, title, message, state, starts_at, ends_at, created_at, updated_at";
-
-fn incident_row(row: &AnyRow) -> StoreResult<IncidentRow> {
-    let opt = |name: &str| -> StoreResult<Option<UnixTime>> {
-        Ok(row
-            .try_get::<Option<i64>, _>(name)
-            .map_err(db_err)?
-            .map(UnixTime))
+macro_rules! columns {
+    () => {
+        "id, kind, title, message, state, starts_at, ends_at, created_at, updated_at"
     };
-    Ok(IncidentRow {
-        id: row.try_get("id").map_err(db_err)?,
-        kind: row.try_get("kind").map_err(db_err)?,
-        title: row.try_get("title").map_err(db_err)?,
-        message: row.try_get("message").map_err(db_err)?,
-        state: row.try_get("state").map_err(db_err)?,
-        starts_at: opt("starts_at")?,
-        ends_at: opt("ends_at")?,
-        created_at: UnixTime(row.try_get("created_at").map_err(db_err)?),
-        updated_at: UnixTime(row.try_get("updated_at").map_err(db_err)?),
-    })
 }
 
-fn change_row(row: &AnyRow) -> StoreResult<StatusChange> {
-    Ok(StatusChange {
-        component: row.try_get("component").map_err(db_err)?,
-        state: row.try_get("state").map_err(db_err)?,
-        changed_at: UnixTime(row.try_get("changed_at").map_err(db_err)?),
-    })
+statements! {
+    CREATE_INCIDENT = concat!("INSERT INTO status_incidents \
+        (kind, title, message, state, starts_at, ends_at, created_at, updated_at) \
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $7) RETURNING ", columns!());
+    UPDATE_INCIDENT = concat!("UPDATE status_incidents SET state = $1, \
+        message = COALESCE($2, message), updated_at = $3 WHERE id = $4 RETURNING ", columns!());
+    INCIDENT_BY_ID = concat!("SELECT ", columns!(), " FROM status_incidents WHERE id = $1");
+    LIST_INCIDENTS = concat!("SELECT ", columns!(), " FROM status_incidents \
+        WHERE updated_at >= $1 OR state NOT IN ('resolved', 'completed') \
+        ORDER BY updated_at DESC, id DESC LIMIT $2");
+    RECORD_CHANGE = "INSERT INTO status_history (component, state, changed_at) \
+        VALUES ($1, $2, $3)";
+    /// The newest change of each part before `since` (its state at `since`), then every
+    /// change after it.
+    STATUS_CHANGES = "SELECT component, state, changed_at FROM status_history h \
+        WHERE changed_at >= $1 \
+           OR id = (SELECT MAX(id) FROM status_history p \
+                    WHERE p.component = h.component AND p.changed_at < $1) \
+        ORDER BY changed_at, id";
+    SET_MAINTENANCE = "INSERT INTO maintenance (id, until_at, message, set_at) \
+        VALUES (1, $1, $2, $3) \
+        ON CONFLICT (id) DO UPDATE SET until_at = excluded.until_at, \
+        message = excluded.message, set_at = excluded.set_at";
+    CLEAR_MAINTENANCE = "DELETE FROM maintenance WHERE id = 1";
+    MAINTENANCE = "SELECT until_at, message, set_at FROM maintenance WHERE id = 1";
+}
+
+#[derive(sqlx::FromRow)]
+struct IncidentRecord {
+    id: i64,
+    kind: String,
+    title: String,
+    message: String,
+    state: String,
+    starts_at: Option<i64>,
+    ends_at: Option<i64>,
+    created_at: i64,
+    updated_at: i64,
+}
+
+impl From<IncidentRecord> for IncidentRow {
+    fn from(r: IncidentRecord) -> Self {
+        IncidentRow {
+            id: r.id,
+            kind: r.kind,
+            title: r.title,
+            message: r.message,
+            state: r.state,
+            starts_at: r.starts_at.map(UnixTime),
+            ends_at: r.ends_at.map(UnixTime),
+            created_at: UnixTime(r.created_at),
+            updated_at: UnixTime(r.updated_at),
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct ChangeRecord {
+    component: String,
+    state: String,
+    changed_at: i64,
+}
+
+#[derive(sqlx::FromRow)]
+struct MaintenanceRecord {
+    until_at: i64,
+    message: String,
+    set_at: i64,
 }
 
 #[async_trait]
-impl StatusStore for SqlStore {
-    async fn create_incident(&self, new: &NewIncident) -> StoreResult<i64> {
-        let row = sqlx::query(
-            "INSERT INTO status_incidents \
-             (kind, title, message, state, starts_at, ends_at, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $7) RETURNING id",
-        )
-        .bind(new.kind.as_str())
-        .bind(new.title.as_str())
-        .bind(new.message.as_str())
-        .bind(new.state.as_str())
-        .bind(new.starts_at.map(|t| t.0))
-        .bind(new.ends_at.map(|t| t.0))
-        .bind(new.now.0)
-        .fetch_one(&self.pool)
-        .await
-        .map_err(db_err)?;
-        row.try_get("id").map_err(db_err)
-    }
-
-    async fn update_incident(
-        &self,
-        id: i64,
-        state: &str,
-        message: Option<&str>,
-        now: UnixTime,
-    ) -> StoreResult<Option<IncidentRow>> {
-        let sql = format!(
-            "UPDATE status_incidents SET state = $1, message = COALESCE($2, message), \
-             updated_at = $3 WHERE id = $4 RETURNING {COLUMNS}"
-        );
-        let row = sqlx::query(&sql)
-            .bind(state)
-            .bind(message)
-            .bind(now.0)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db_err)?;
-        row.as_ref().map(incident_row).transpose()
-    }
-
+impl StatusReads for SqlStore {
     async fn incident_by_id(&self, id: i64) -> StoreResult<Option<IncidentRow>> {
-        let sql = format!("SELECT {COLUMNS} FROM status_incidents WHERE id = $1");
-        let row = sqlx::query(&sql)
+        let row: Option<IncidentRecord> = sqlx::query_as(INCIDENT_BY_ID)
             .bind(id)
             .fetch_optional(&self.pool)
             .await
             .map_err(db_err)?;
-        row.as_ref().map(incident_row).transpose()
+        Ok(row.map(IncidentRow::from))
     }
 
     async fn list_incidents(&self, since: UnixTime, limit: i64) -> StoreResult<Vec<IncidentRow>> {
-        let sql = format!(
-            "SELECT {COLUMNS} FROM status_incidents \
-             WHERE updated_at >= $1 OR state NOT IN ('resolved', 'completed') \
-             ORDER BY updated_at DESC, id DESC LIMIT $2"
-        );
-        let rows = sqlx::query(&sql)
+        let rows: Vec<IncidentRecord> = sqlx::query_as(LIST_INCIDENTS)
             .bind(since.0)
             .bind(limit)
             .fetch_all(&self.pool)
             .await
             .map_err(db_err)?;
-        rows.iter().map(incident_row).collect()
-    }
-
-    async fn record_status_change(&self, change: &StatusChange) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO status_history (component, state, changed_at) VALUES ($1, $2, $3)",
-        )
-        .bind(change.component.as_str())
-        .bind(change.state.as_str())
-        .bind(change.changed_at.0)
-        .execute(&self.pool)
-        .await
-        .map_err(db_err)?;
-        Ok(())
+        Ok(rows.into_iter().map(IncidentRow::from).collect())
     }
 
     async fn status_changes(&self, since: UnixTime) -> StoreResult<Vec<StatusChange>> {
-        // The newest change of each part before `since` (its state at `since`), then every
-        // change after it.
-        let rows = sqlx::query(
-            "SELECT component, state, changed_at FROM status_history h \
-             WHERE changed_at >= $1 \
-                OR id = (SELECT MAX(id) FROM status_history p \
-                         WHERE p.component = h.component AND p.changed_at < $1) \
-             ORDER BY changed_at, id",
-        )
-        .bind(since.0)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db_err)?;
-        rows.iter().map(change_row).collect()
-    }
-
-    async fn set_maintenance(&self, maintenance: Option<&MaintenanceRow>) -> StoreResult<()> {
-        match maintenance {
-            Some(m) => {
-                sqlx::query(
-                    "INSERT INTO maintenance (id, until_at, message, set_at) \
-                     VALUES (1, $1, $2, $3) \
-                     ON CONFLICT (id) DO UPDATE SET until_at = excluded.until_at, \
-                     message = excluded.message, set_at = excluded.set_at",
-                )
-                .bind(m.until.0)
-                .bind(m.message.as_str())
-                .bind(m.set_at.0)
-                .execute(&self.pool)
-                .await
-                .map_err(db_err)?;
-            }
-            None => {
-                sqlx::query("DELETE FROM maintenance WHERE id = 1")
-                    .execute(&self.pool)
-                    .await
-                    .map_err(db_err)?;
-            }
-        }
-        Ok(())
+        let rows: Vec<ChangeRecord> = sqlx::query_as(STATUS_CHANGES)
+            .bind(since.0)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(rows
+            .into_iter()
+            .map(|r| StatusChange {
+                component: r.component,
+                state: r.state,
+                changed_at: UnixTime(r.changed_at),
+            })
+            .collect())
     }
 
     async fn maintenance(&self) -> StoreResult<Option<MaintenanceRow>> {
-        let row = sqlx::query("SELECT until_at, message, set_at FROM maintenance WHERE id = 1")
+        let row: Option<MaintenanceRecord> = sqlx::query_as(MAINTENANCE)
             .fetch_optional(&self.pool)
             .await
             .map_err(db_err)?;
-        row.map(|r| {
-            Ok(MaintenanceRow {
-                until: UnixTime(r.try_get("until_at").map_err(db_err)?),
-                message: r.try_get("message").map_err(db_err)?,
-                set_at: UnixTime(r.try_get("set_at").map_err(db_err)?),
-            })
-        })
-        .transpose()
+        Ok(row.map(|r| MaintenanceRow {
+            until: UnixTime(r.until_at),
+            message: r.message,
+            set_at: UnixTime(r.set_at),
+        }))
+    }
+}
+
+#[async_trait]
+impl StatusWrites for SqlWork {
+    async fn create_incident(&mut self, new: &NewIncident) -> StoreResult<IncidentRow> {
+        let now = self.stamp();
+        let row: IncidentRecord = sqlx::query_as(CREATE_INCIDENT)
+            .bind(new.kind.as_str())
+            .bind(new.title.as_str())
+            .bind(new.message.as_str())
+            .bind(new.state.as_str())
+            .bind(new.starts_at.map(|t| t.0))
+            .bind(new.ends_at.map(|t| t.0))
+            .bind(now)
+            .fetch_one(self.conn().await?)
+            .await
+            .map_err(db_err)?;
+        Ok(row.into())
+    }
+
+    async fn update_incident(
+        &mut self,
+        id: i64,
+        state: &str,
+        message: Option<&str>,
+    ) -> StoreResult<Option<IncidentRow>> {
+        let now = self.stamp();
+        let row: Option<IncidentRecord> = sqlx::query_as(UPDATE_INCIDENT)
+            .bind(state)
+            .bind(message)
+            .bind(now)
+            .bind(id)
+            .fetch_optional(self.conn().await?)
+            .await
+            .map_err(db_err)?;
+        Ok(row.map(IncidentRow::from))
+    }
+
+    async fn record_status_change(&mut self, component: &str, state: &str) -> StoreResult<()> {
+        let now = self.stamp();
+        sqlx::query(RECORD_CHANGE)
+            .bind(component)
+            .bind(state)
+            .bind(now)
+            .execute(self.conn().await?)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn set_maintenance(&mut self, maintenance: Option<&MaintenanceRow>) -> StoreResult<()> {
+        let conn = self.conn().await?;
+        match maintenance {
+            Some(m) => sqlx::query(SET_MAINTENANCE)
+                .bind(m.until.0)
+                .bind(m.message.as_str())
+                .bind(m.set_at.0)
+                .execute(conn)
+                .await
+                .map_err(db_err)?,
+            None => sqlx::query(CLEAR_MAINTENANCE)
+                .execute(conn)
+                .await
+                .map_err(db_err)?,
+        };
+        Ok(())
     }
 }

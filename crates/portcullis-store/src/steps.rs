@@ -1,97 +1,114 @@
-//! Short-lived flow steps, held by token hash.
+//! Short-lived flow steps, held by token hash and found only under their own kind
+//! (`portcullis_core::steps::StepKind`, bound as a parameter: the store never spells a kind).
 
 use async_trait::async_trait;
 use portcullis_core::clock::UnixTime;
-use portcullis_core::ports::{StepRow, StepStore, StoreResult};
-use sqlx::Row;
+use portcullis_core::ports::{StepReads, StepRow, StepWrites, StoreError, StoreResult};
+use portcullis_core::steps::StepKind;
+use sqlx::AnyPool;
 
-use crate::{db_err, SqlStore};
+use crate::sql::statements;
+use crate::{db_err, SqlStore, SqlWork};
+
+statements! {
+    FIND_STEP = "SELECT kind, subject_id, data, expires_at FROM steps \
+        WHERE token_hash = $1 AND kind = $2 AND expires_at > $3";
+    CREATE_STEP = "INSERT INTO steps (token_hash, kind, subject_id, data, expires_at) \
+        VALUES ($1, $2, $3, $4, $5)";
+    CONSUME_STEP = "DELETE FROM steps WHERE token_hash = $1 AND kind = $2";
+    /// A wrong answer counted on the step, only below `max` (a claim).
+    STEP_ATTEMPT = "UPDATE steps SET attempts = attempts + 1 \
+        WHERE token_hash = $1 AND kind = $2 AND attempts < $3 RETURNING attempts";
+}
+
+#[derive(sqlx::FromRow)]
+struct StepRecord {
+    kind: String,
+    subject_id: i64,
+    data: String,
+    expires_at: i64,
+}
+
+impl TryFrom<StepRecord> for StepRow {
+    type Error = StoreError;
+
+    fn try_from(r: StepRecord) -> StoreResult<Self> {
+        Ok(StepRow {
+            kind: StepKind::parse(&r.kind)
+                .ok_or_else(|| StoreError::Internal(format!("unknown step kind {:?}", r.kind)))?,
+            subject_id: r.subject_id,
+            data: r.data,
+            expires_at: UnixTime(r.expires_at),
+        })
+    }
+}
+
+/// Counts a wrong answer on the step: the new count, or `None` when the step is gone or
+/// out of tries.
+pub(crate) async fn attempt(
+    pool: &AnyPool,
+    token_hash: &[u8; 32],
+    kind: StepKind,
+    max: u32,
+) -> StoreResult<Option<u32>> {
+    let n: Option<i64> = sqlx::query_scalar(STEP_ATTEMPT)
+        .bind(token_hash.to_vec())
+        .bind(kind.as_str())
+        .bind(i64::from(max))
+        .fetch_optional(pool)
+        .await
+        .map_err(db_err)?;
+    Ok(n.map(|n| u32::try_from(n).unwrap_or(u32::MAX)))
+}
 
 #[async_trait]
-impl StepStore for SqlStore {
-    async fn create_step(
+impl StepReads for SqlStore {
+    async fn find_step(
         &self,
         token_hash: &[u8; 32],
-        kind: &str,
+        kind: StepKind,
+        now: UnixTime,
+    ) -> StoreResult<Option<StepRow>> {
+        let row: Option<StepRecord> = sqlx::query_as(FIND_STEP)
+            .bind(token_hash.to_vec())
+            .bind(kind.as_str())
+            .bind(now.0)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+        row.map(StepRow::try_from).transpose()
+    }
+}
+
+#[async_trait]
+impl StepWrites for SqlWork {
+    async fn create_step(
+        &mut self,
+        token_hash: &[u8; 32],
+        kind: StepKind,
         subject_id: i64,
         data: &str,
         expires_at: UnixTime,
     ) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO steps (token_hash, kind, subject_id, data, expires_at) \
-             VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(token_hash.to_vec())
-        .bind(kind)
-        .bind(subject_id)
-        .bind(data)
-        .bind(expires_at.0)
-        .execute(&self.pool)
-        .await
-        .map_err(db_err)?;
+        sqlx::query(CREATE_STEP)
+            .bind(token_hash.to_vec())
+            .bind(kind.as_str())
+            .bind(subject_id)
+            .bind(data)
+            .bind(expires_at.0)
+            .execute(self.conn().await?)
+            .await
+            .map_err(db_err)?;
         Ok(())
     }
 
-    async fn find_step(
-        &self,
-        token_hash: &[u8; 32],
-        kind: &str,
-        now: UnixTime,
-    ) -> StoreResult<Option<StepRow>> {
-        let row = sqlx::query(
-            "SELECT kind, subject_id, data, expires_at FROM steps \
-             WHERE token_hash = $1 AND kind = $2 AND expires_at > $3",
-        )
-        .bind(token_hash.to_vec())
-        .bind(kind)
-        .bind(now.0)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db_err)?;
-        row.map(|r| -> Result<StepRow, sqlx::Error> {
-            Ok(StepRow {
-                kind: r.try_get("kind")?,
-                subject_id: r.try_get("subject_id")?,
-                data: r.try_get("data")?,
-                expires_at: UnixTime(r.try_get("expires_at")?),
-            })
-        })
-        .transpose()
-        .map_err(db_err)
-    }
-
-    async fn consume_step(&self, token_hash: &[u8; 32], kind: &str) -> StoreResult<bool> {
-        let done = sqlx::query("DELETE FROM steps WHERE token_hash = $1 AND kind = $2")
+    async fn consume_step(&mut self, token_hash: &[u8; 32], kind: StepKind) -> StoreResult<bool> {
+        let done = sqlx::query(CONSUME_STEP)
             .bind(token_hash.to_vec())
-            .bind(kind)
-            .execute(&self.pool)
+            .bind(kind.as_str())
+            .execute(self.conn().await?)
             .await
             .map_err(db_err)?;
         Ok(done.rows_affected() == 1)
-    }
-
-    async fn step_attempt(
-        &self,
-        token_hash: &[u8; 32],
-        kind: &str,
-        max: u32,
-    ) -> StoreResult<Option<u32>> {
-        let row = sqlx::query(
-            "UPDATE steps SET attempts = attempts + 1 WHERE token_hash = $1 AND kind = $2 AND attempts < $3 \
-             RETURNING attempts",
-        )
-        .bind(token_hash.to_vec())
-        .bind(kind)
-        .bind(i64::from(max))
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db_err)?;
-        match row {
-            Some(r) => {
-                let n: i64 = r.try_get("attempts").map_err(db_err)?;
-                Ok(Some(u32::try_from(n).unwrap_or(u32::MAX)))
-            }
-            None => Ok(None),
-        }
     }
 }

@@ -59,7 +59,7 @@ impl MaintenanceCache {
                 return row.clone();
             }
         }
-        let row = match state.app.store().maintenance().await {
+        let row = match state.app.maintenance_now().await {
             Ok(row) => row,
             Err(e) => {
                 tracing::warn!(error = %e, "maintenance row not readable; keeping the last answer");

@@ -217,8 +217,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     );
     let _ = writeln!(out, "portcullis_delivery_failures_total {}", d.failed);
 
-    let now = state.app.clock().now();
-    let outbox = state.app.store().outbox_stats(now).await;
+    let outbox = state.app.outbox_stats().await;
     let up = i32::from(outbox.is_ok());
     let stats = outbox.unwrap_or_default();
     family(

@@ -13,7 +13,7 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 use portcullis::gen::write_demo_registry;
 use portcullis::import::{import_file, ImportReport};
-use portcullis_core::ports::RegistryStore;
+use portcullis_core::ports::RegistryReads;
 use portcullis_crypto::secrets::load_or_create_key;
 use portcullis_crypto::KeyedHasher;
 use portcullis_store::{SqlStore, StoreOptions};

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use portcullis_core::clock::Clock;
-use portcullis_core::ports::{Notifier, OutboxStore, Store};
+use portcullis_core::ports::{Notifier, OutboxStore};
 use portcullis_core::service::Portcullis;
 use portcullis_crypto::secrets::load_or_create_key;
 use portcullis_crypto::{HashPool, KeyedHasher};
@@ -92,17 +92,18 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>, demo: bool) -> anyhow
         .notify
         .outbox_file
         .as_ref()
-        .map(|path| Arc::new(OutboxFile::new(path.clone(), clock.clone())));
+        .map(|path| Arc::new(OutboxFile::new(path.clone())));
     let delivery = DeliveryWorker::new(
         store.clone() as Arc<dyn OutboxStore>,
         clock.clone(),
         transports(config, outbox.as_ref())?,
         delivery_config(config),
     );
-    // Always durable: a message is a row in the outbox before `send` returns.
+    // Messages are committed to the outbox by the use cases' units of work; the notifier
+    // only wakes this process's delivery worker when one commits some.
     let notifier: Arc<dyn Notifier> = Arc::new(delivery.notifier());
     let app = Portcullis::new(
-        store.clone() as Arc<dyn Store>,
+        store.clone(),
         hasher,
         KeyedHasher::new(registry_key),
         clock,

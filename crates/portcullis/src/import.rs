@@ -648,7 +648,7 @@ mod tests {
 
     use portcullis_core::card::Credential;
     use portcullis_core::ids::AccountType;
-    use portcullis_core::ports::RegistryStore;
+    use portcullis_core::ports::RegistryReads;
     use portcullis_core::registry::credential_hashes;
     use portcullis_crypto::secrets::load_or_create_key;
     use portcullis_store::{SqlStore, StoreOptions};

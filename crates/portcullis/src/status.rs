@@ -20,7 +20,7 @@ pub async fn gather(state: &AppState, last_failures: &mut Option<u64>) -> ProbeS
     // A probe never outlasts its interval, so the first probe after an outage begins reports
     // it: the status lags an outage by at most two intervals (the wait, then the probe).
     let timeout = PING_TIMEOUT.min(state.web.status_probe);
-    let database = match tokio::time::timeout(timeout, app.store().ping()).await {
+    let database = match tokio::time::timeout(timeout, app.ping()).await {
         Ok(Ok(())) => DatabaseProbe::Answered {
             millis: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
         },
@@ -38,7 +38,7 @@ pub async fn gather(state: &AppState, last_failures: &mut Option<u64>) -> ProbeS
     let oldest = match database {
         DatabaseProbe::Failed => None,
         DatabaseProbe::Answered { .. } => {
-            match tokio::time::timeout(timeout, app.store().outbox_stats(app.clock().now())).await {
+            match tokio::time::timeout(timeout, app.outbox_stats()).await {
                 Ok(Ok(s)) => Some(s.oldest_pending_age_secs),
                 _ => None,
             }

@@ -1,10 +1,12 @@
 //! Flow 9 and 8: the account home and the sessions list.
 
-use super::{Portcullis, SessionContext};
-use crate::audit::AuditEntry;
+use super::sessions::SessionContext;
+use super::Portcullis;
+use crate::audit::{AuditEntry, AuditEvent, AuditKind};
 use crate::clock::UnixTime;
 use crate::ids::AccountType;
 use crate::ports::CardSummary;
+use crate::session::SessionState;
 use crate::ServiceError;
 
 pub struct AccountHome {
@@ -27,7 +29,8 @@ pub struct SessionInfo {
 impl Portcullis {
     pub async fn account_home(&self, ctx: &SessionContext) -> Result<AccountHome, ServiceError> {
         let (account, cards) = self
-            .store
+            .ports
+            .accounts
             .account_home(ctx.account_id)
             .await?
             .ok_or(ServiceError::Unauthenticated)?;
@@ -44,14 +47,12 @@ impl Portcullis {
         let now = self.clock.now();
         let policy = self.policies.session;
         Ok(self
-            .store
+            .ports
+            .sessions
             .list_sessions(ctx.account_id)
             .await?
             .into_iter()
-            .filter(|s| {
-                policy.state(s.created_at, s.last_seen_at, now)
-                    == crate::session::SessionState::Active
-            })
+            .filter(|s| policy.state(s.created_at, s.last_seen_at, now) == SessionState::Active)
             .map(|s| SessionInfo {
                 current: s.id == ctx.session_id,
                 id: s.id,
@@ -65,8 +66,10 @@ impl Portcullis {
 
     /// Ends one of the account's own sessions; false when no such session.
     pub async fn end_session(&self, ctx: &SessionContext, id: i64) -> Result<bool, ServiceError> {
+        let now = self.clock.now();
         let mine = self
-            .store
+            .ports
+            .sessions
             .list_sessions(ctx.account_id)
             .await?
             .iter()
@@ -74,34 +77,29 @@ impl Portcullis {
         if !mine {
             return Ok(false);
         }
-        let ended = self.store.delete_session(id).await?;
-        if ended {
-            self.audit(
-                crate::audit::AuditEvent::new(
-                    crate::audit::AuditKind::SessionEnded,
-                    Some(ctx.account_id),
-                )
-                .detail(format!("session {id}")),
-            )
-            .await;
+        let mut work = self.begin(now);
+        if !work.delete_session(id).await? {
+            return Ok(false);
         }
-        Ok(ended)
+        work.audit(
+            AuditEvent::new(AuditKind::SessionEnded, Some(ctx.account_id))
+                .detail(format!("session {id}")),
+        );
+        work.commit().await?;
+        Ok(true)
     }
 
     /// "Sign out everywhere else": ends every session of the account but this one; how many.
     pub async fn end_other_sessions(&self, ctx: &SessionContext) -> Result<u64, ServiceError> {
-        let ended = self
-            .store
+        let mut work = self.begin(self.clock.now());
+        let ended = work
             .delete_account_sessions(ctx.account_id, Some(ctx.session_id))
             .await?;
-        self.audit(
-            crate::audit::AuditEvent::new(
-                crate::audit::AuditKind::SessionEnded,
-                Some(ctx.account_id),
-            )
-            .detail(format!("signed out everywhere else: {ended} sessions")),
-        )
-        .await;
+        work.audit(
+            AuditEvent::new(AuditKind::SessionEnded, Some(ctx.account_id))
+                .detail(format!("signed out everywhere else: {ended} sessions")),
+        );
+        work.commit().await?;
         Ok(ended)
     }
 
@@ -111,6 +109,10 @@ impl Portcullis {
         ctx: &SessionContext,
         limit: i64,
     ) -> Result<Vec<AuditEntry>, ServiceError> {
-        Ok(self.store.account_audit(ctx.account_id, limit).await?)
+        Ok(self
+            .ports
+            .audit
+            .account_audit(ctx.account_id, limit)
+            .await?)
     }
 }

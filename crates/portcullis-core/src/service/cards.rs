@@ -4,8 +4,8 @@
 
 use portcullis_crypto::ct_eq;
 
-use super::signin::contact_message;
-use super::{ClientInfo, Portcullis, SessionContext};
+use super::sessions::SessionContext;
+use super::{ClientInfo, Portcullis};
 use crate::audit::{AuditEvent, AuditKind};
 use crate::card::Credential;
 use crate::ports::{AccountRow, CardSummary, Outgoing, Unlink};
@@ -32,19 +32,16 @@ impl Portcullis {
         verification: &str,
         client: &ClientInfo,
     ) -> Result<CardSummary, ServiceError> {
-        let account = self
-            .store
-            .account_by_id(ctx.account_id)
-            .await?
-            .ok_or(ServiceError::Unauthenticated)?;
+        let now = self.clock.now();
+        let account = self.session_account(ctx).await?;
         let credential = Credential::parse(account.account_type, number, verification)
             .map_err(ServiceError::Invalid)?;
         // Failed card checks are throttled like registration's (the same bucket).
         let throttle = self
-            .throttle_claim(ThrottleAction::CardCheck, client)
+            .throttle_claim(ThrottleAction::CardCheck, client, now)
             .await?;
         let (number_hash, verification_hash) = credential_hashes(&self.keys, &credential);
-        let record = match self.store.find_record(&number_hash).await? {
+        let record = match self.ports.registry.find_record(&number_hash).await? {
             Some(r)
                 if ct_eq(&r.verification_hash, &verification_hash)
                     && r.account_type == account.account_type =>
@@ -52,7 +49,8 @@ impl Portcullis {
                 r
             }
             _ => {
-                self.audit(
+                self.audit_alone(
+                    now,
                     AuditEvent::new(AuditKind::CardVerificationFailed, Some(account.id))
                         .ip(client.ip.as_deref())
                         .detail("linking a card: details not recognised"),
@@ -61,11 +59,12 @@ impl Portcullis {
                 return Err(ServiceError::CardNotRecognised);
             }
         };
-        let linked = self.store.linked_records(account.id).await?;
+        let linked = self.ports.registry.linked_records(account.id).await?;
         let holder = holder_key(&record.holder_name);
         if !linked.iter().any(|r| holder_key(&r.holder_name) == holder) {
             // Counts as a failed check: the bucket place is not given back.
-            self.audit(
+            self.audit_alone(
+                now,
                 AuditEvent::new(AuditKind::CardVerificationFailed, Some(account.id))
                     .ip(client.ip.as_deref())
                     .detail(format!(
@@ -84,29 +83,27 @@ impl Portcullis {
         if record.account_id.is_some() {
             return Err(ServiceError::CardAlreadyRegistered);
         }
-        let now = self.clock.now();
-        let notice = self.card_notice(
+        let mut work = self.begin(now);
+        if !work.link_card(account.id, record.id).await? {
+            return Err(ServiceError::CardAlreadyRegistered);
+        }
+        if let Some(notice) = self.card_notice(
             &account,
             format!(
                 "The card ending {} was linked to your online account {}.",
                 record.last4, account.user_id
             ),
-        );
-        if !self
-            .store
-            .link_card(account.id, record.id, now, &notice)
-            .await?
-        {
-            return Err(ServiceError::CardAlreadyRegistered);
+        ) {
+            work.send(notice);
         }
-        self.notifier.wake();
-        self.audit(
+        work.audit(
             AuditEvent::new(AuditKind::CardLinked, Some(account.id))
                 .ip(client.ip.as_deref())
                 .detail(format!("card ••••{}", record.last4)),
-        )
-        .await;
-        self.store
+        );
+        work.commit().await?;
+        self.ports
+            .accounts
             .cards_for_account(account.id)
             .await?
             .into_iter()
@@ -121,13 +118,11 @@ impl Portcullis {
         card: i64,
         client: &ClientInfo,
     ) -> Result<Unlink, ServiceError> {
-        let account = self
-            .store
-            .account_by_id(ctx.account_id)
-            .await?
-            .ok_or(ServiceError::Unauthenticated)?;
+        let now = self.clock.now();
+        let account = self.session_account(ctx).await?;
         let Some(record) = self
-            .store
+            .ports
+            .registry
             .linked_records(account.id)
             .await?
             .into_iter()
@@ -135,42 +130,38 @@ impl Portcullis {
         else {
             return Ok(Unlink::NotLinked);
         };
-        let notice = self.card_notice(
+        let mut work = self.begin(now);
+        let outcome = work.unlink_card(account.id, card).await?;
+        if outcome != Unlink::Unlinked {
+            return Ok(outcome);
+        }
+        if let Some(notice) = self.card_notice(
             &account,
             format!(
                 "The card ending {} was unlinked from your online account {}.",
                 record.last4, account.user_id
             ),
-        );
-        let outcome = self
-            .store
-            .unlink_card(account.id, card, self.clock.now(), &notice)
-            .await?;
-        if outcome == Unlink::Unlinked {
-            self.notifier.wake();
-            self.audit(
-                AuditEvent::new(AuditKind::CardUnlinked, Some(account.id))
-                    .ip(client.ip.as_deref())
-                    .detail(format!("card ••••{}", record.last4)),
-            )
-            .await;
+        ) {
+            work.send(notice);
         }
+        work.audit(
+            AuditEvent::new(AuditKind::CardUnlinked, Some(account.id))
+                .ip(client.ip.as_deref())
+                .detail(format!("card ••••{}", record.last4)),
+        );
+        work.commit().await?;
         Ok(outcome)
     }
 
-    fn card_notice(&self, account: &AccountRow, what: String) -> Vec<Outgoing> {
+    fn card_notice(&self, account: &AccountRow, what: String) -> Option<Outgoing> {
         let issuer = &self.policies.issuer_name;
-        contact_message(
-            account,
+        account.notice(
             format!("Your {issuer} cards changed"),
             format!(
                 "{what} If this was not you, call {} at once.",
                 self.policies.support_phone
             ),
         )
-        .map(|m| Self::outgoing(account, m))
-        .into_iter()
-        .collect()
     }
 }
 

@@ -5,23 +5,20 @@
 //!    address, proving the person receives messages there.
 //! 2. The code (6 digits, 10 minutes, 5 tries, stored as a keyed hash, used once): the
 //!    change is applied and the *old* address is told, the notice committed in the same
-//!    transaction as the change.
+//!    unit of work as the change.
 
 use portcullis_crypto::{sha256, Token};
 use secrecy::{ExposeSecret, SecretString};
 
-use super::recovery::mask;
-use super::signin::contact_message;
-use super::{ClientInfo, Portcullis, SessionContext};
+use super::sessions::SessionContext;
+use super::{ClientInfo, Portcullis};
 use crate::audit::{AuditEvent, AuditKind};
-use crate::contact::{CodeChannel, Email, Phone};
-use crate::lockout::Claim;
+use crate::contact::{mask, Email, Phone};
 use crate::otp::{self, CodePolicy, Resend};
-use crate::password::Password;
-use crate::ports::{AccountRow, ContactField, Counter, Message, NewCode, Outgoing};
+use crate::ports::{AccountRow, ContactField, Message, NewCode, Outgoing, StepRow};
+use crate::steps::{CodePurpose, StepKind};
 use crate::{FieldError, ServiceError};
 
-const CONTACT_STEP: &str = "contact.change";
 /// The step outlives its code so that a resend stays possible.
 const STEP_SECS: i64 = 20 * 60;
 
@@ -31,6 +28,13 @@ pub struct ContactChangeStarted {
     pub field: ContactField,
     /// The new address, masked.
     pub destination: String,
+}
+
+/// A live contact-change step of this session's account: the field and the new value.
+fn change_of(step: &StepRow) -> Option<(ContactField, String)> {
+    step.data
+        .split_once(':')
+        .and_then(|(f, v)| Some((ContactField::parse(f)?, v.to_owned())))
 }
 
 impl Portcullis {
@@ -43,11 +47,8 @@ impl Portcullis {
         value: &str,
         client: &ClientInfo,
     ) -> Result<ContactChangeStarted, ServiceError> {
-        let account = self
-            .store
-            .account_by_id(ctx.account_id)
-            .await?
-            .ok_or(ServiceError::Unauthenticated)?;
+        let now = self.clock.now();
+        let account = self.session_account(ctx).await?;
         let mut errors = Vec::new();
         let field = ContactField::parse(field);
         let new_value = match field {
@@ -92,51 +93,48 @@ impl Portcullis {
         let (Some(field), Some(new_value), true) = (field, new_value, errors.is_empty()) else {
             return Err(ServiceError::Invalid(errors));
         };
-        self.check_current_password(&account, current_password, client)
+        self.check_current_password(&account, current_password, "a contact change", client, now)
             .await?;
 
-        let now = self.clock.now();
         let step = Token::generate();
-        let data = format!("{}:{new_value}", field.as_str());
-        self.store
-            .create_step(
-                &step.hash,
-                CONTACT_STEP,
-                account.id,
-                &data,
-                now.plus_secs(STEP_SECS),
-            )
-            .await?;
-        let channel = match field {
-            ContactField::Email => CodeChannel::Email,
-            ContactField::Phone => CodeChannel::Sms,
-        };
+        let channel = field.channel();
         let destination = mask(channel, &new_value);
         let code = otp::generate();
         let policy = CodePolicy::default();
+        let purpose = match field {
+            ContactField::Email => CodePurpose::ContactEmail,
+            ContactField::Phone => CodePurpose::ContactPhone,
+        };
+        let mut work = self.begin(now);
+        work.create_step(
+            &step.hash,
+            StepKind::ContactChange,
+            account.id,
+            &format!("{}:{new_value}", field.as_str()),
+            now.plus_secs(STEP_SECS),
+        )
+        .await?;
+        work.create_code(NewCode {
+            step_hash: step.hash,
+            account_id: account.id,
+            purpose,
+            code_hash: otp::code_hash(&self.keys, &step.hash, code.expose_secret()),
+            channel,
+            expires_at: now.plus_secs(policy.ttl_secs),
+        })
+        .await?;
         // A code to the new address only: no fall-back to the old one, which would prove
         // nothing about the new.
-        let message = Outgoing::from(self.code_message(channel, new_value, &code));
-        self.store
-            .create_code(NewCode {
-                step_hash: step.hash,
-                account_id: account.id,
-                purpose: format!("contact.{}", field.as_str()),
-                code_hash: otp::code_hash(&self.keys, &step.hash, code.expose_secret()),
-                channel,
-                now,
-                expires_at: now.plus_secs(policy.ttl_secs),
-                messages: vec![message],
-            })
-            .await?;
-        self.notifier.wake();
-        self.counters.code_sent(channel);
-        self.audit(
+        self.queue_code(
+            &mut work,
+            Outgoing::from(self.code_message(channel, new_value, &code)),
+        );
+        work.audit(
             AuditEvent::new(AuditKind::ContactChangeStarted, Some(account.id))
                 .ip(client.ip.as_deref())
                 .detail(format!("{} → {destination}", field.as_str())),
-        )
-        .await;
+        );
+        work.commit().await?;
         Ok(ContactChangeStarted {
             token: step.secret,
             field,
@@ -145,7 +143,7 @@ impl Portcullis {
     }
 
     /// Step 2: the code from the new address. The change is applied and the old address is
-    /// told, in one transaction. Returns the field that changed.
+    /// told, in one unit of work. Returns the field that changed.
     pub async fn confirm_contact_change(
         &self,
         ctx: &SessionContext,
@@ -156,52 +154,45 @@ impl Portcullis {
         let step_hash = sha256(token.as_bytes());
         let now = self.clock.now();
         let step = self
-            .store
-            .find_step(&step_hash, CONTACT_STEP, now)
+            .ports
+            .steps
+            .find_step(&step_hash, StepKind::ContactChange, now)
             .await?
             .filter(|s| s.subject_id == ctx.account_id)
             .ok_or(ServiceError::StepExpired)?;
-        let (field, new_value) = step
-            .data
-            .split_once(':')
-            .and_then(|(f, v)| Some((ContactField::parse(f)?, v.to_owned())))
-            .ok_or(ServiceError::StepExpired)?;
-        let (account_id, _) = self
-            .check_code(&step_hash, &step, CONTACT_STEP, code, client)
+        let (field, new_value) = change_of(&step).ok_or(ServiceError::StepExpired)?;
+        let checked = self
+            .check_code(&step_hash, &step, code, client, now)
             .await?;
-        if account_id != ctx.account_id
-            || !self.store.consume_step(&step_hash, CONTACT_STEP).await?
+        if checked.account_id != ctx.account_id {
+            return Err(ServiceError::StepExpired);
+        }
+        let account = self.session_account(ctx).await?;
+        let mut work = self.begin(now);
+        self.take_code(&mut work, &step_hash).await?;
+        if !work
+            .consume_step(&step_hash, StepKind::ContactChange)
+            .await?
         {
             return Err(ServiceError::StepExpired);
         }
-        let account = self
-            .store
-            .account_by_id(account_id)
-            .await?
-            .ok_or(ServiceError::Unauthenticated)?;
-        let notice = self.contact_changed_notice(&account, field);
-        if !self
-            .store
-            .change_contact(account.id, field, &new_value, now, &notice)
-            .await?
-        {
+        if !work.change_contact(account.id, field, &new_value).await? {
             return Err(ServiceError::Unauthenticated);
         }
-        self.notifier.wake();
-        let channel = match field {
-            ContactField::Email => CodeChannel::Email,
-            ContactField::Phone => CodeChannel::Sms,
-        };
-        self.audit(
+        if let Some(notice) = self.contact_changed_notice(&account, field) {
+            work.send(notice);
+        }
+        work.audit(
             AuditEvent::new(AuditKind::ContactChanged, Some(account.id))
                 .ip(client.ip.as_deref())
                 .detail(format!(
                     "{} → {}",
                     field.as_str(),
-                    mask(channel, &new_value)
+                    mask(field.channel(), &new_value)
                 )),
-        )
-        .await;
+        );
+        work.commit().await?;
+        self.throttle_release(checked.throttle).await;
         Ok(field)
     }
 
@@ -214,40 +205,25 @@ impl Portcullis {
         let step_hash = sha256(token.as_bytes());
         let now = self.clock.now();
         let step = self
-            .store
-            .find_step(&step_hash, CONTACT_STEP, now)
+            .ports
+            .steps
+            .find_step(&step_hash, StepKind::ContactChange, now)
             .await?
             .filter(|s| s.subject_id == ctx.account_id)
             .ok_or(ServiceError::StepExpired)?;
-        let (field, new_value) = step
-            .data
-            .split_once(':')
-            .and_then(|(f, v)| Some((ContactField::parse(f)?, v.to_owned())))
-            .ok_or(ServiceError::StepExpired)?;
-        let channel = match field {
-            ContactField::Email => CodeChannel::Email,
-            ContactField::Phone => CodeChannel::Sms,
-        };
+        let (field, new_value) = change_of(&step).ok_or(ServiceError::StepExpired)?;
+        let channel = field.channel();
         let policy = CodePolicy::default();
         let code = otp::generate();
         let hash = otp::code_hash(&self.keys, &step_hash, code.expose_secret());
-        let messages = [Outgoing::from(self.code_message(channel, new_value, &code))];
-        match self
-            .store
-            .resend_code(
-                &step_hash,
-                &hash,
-                now,
-                policy.ttl_secs,
-                policy.resend_after_secs,
-                policy.max_sends,
-                &messages,
-            )
-            .await?
-        {
+        let mut work = self.begin(now);
+        match work.resend_code(&step_hash, &hash, &policy).await? {
             Resend::Sent => {
-                self.notifier.wake();
-                self.counters.code_sent(channel);
+                self.queue_code(
+                    &mut work,
+                    Outgoing::from(self.code_message(channel, new_value, &code)),
+                );
+                work.commit().await?;
                 Ok(())
             }
             Resend::TooSoon { retry_after } => Err(ServiceError::TooManyRequests { retry_after }),
@@ -262,7 +238,11 @@ impl Portcullis {
 
     /// The notice of a change, to the old address of that kind (else to the account's
     /// usual channel).
-    fn contact_changed_notice(&self, account: &AccountRow, field: ContactField) -> Vec<Outgoing> {
+    fn contact_changed_notice(
+        &self,
+        account: &AccountRow,
+        field: ContactField,
+    ) -> Option<Outgoing> {
         let issuer = &self.policies.issuer_name;
         let what = match field {
             ContactField::Email => "email address",
@@ -275,73 +255,18 @@ impl Portcullis {
             account.user_id, self.policies.support_phone
         );
         let old = match field {
-            ContactField::Email => account.email.clone().map(|to| Message {
-                channel: CodeChannel::Email,
-                to,
-                subject: subject.clone(),
-                body: body.clone(),
-                sensitive: false,
-            }),
-            ContactField::Phone => account.phone.clone().map(|to| Message {
-                channel: CodeChannel::Sms,
-                to,
-                subject: subject.clone(),
-                body: body.clone(),
-                sensitive: false,
-            }),
+            ContactField::Email => account.email.clone(),
+            ContactField::Phone => account.phone.clone(),
         };
-        old.or_else(|| contact_message(account, subject, body))
-            .map(|m| Self::outgoing(account, m))
-            .into_iter()
-            .collect()
-    }
-
-    /// The current password, for a change made while signed in: counted on the account's
-    /// failure counter like a sign-in, so a stolen session cannot guess it freely.
-    pub(super) async fn check_current_password(
-        &self,
-        account: &AccountRow,
-        current: &str,
-        client: &ClientInfo,
-    ) -> Result<(), ServiceError> {
-        let now = self.clock.now();
-        let counter = Counter::Account(account.id);
-        let limit = self.policies.lockout.lock_after_failures;
-        if !matches!(
-            self.store.claim_attempt(counter, now, limit).await?,
-            Claim::Granted(_)
-        ) {
-            return Err(ServiceError::field(
-                "current_password",
-                "Too many wrong attempts. Your account is locked for your protection.",
-            ));
-        }
-        let current = Password::new(current);
-        match self
-            .hasher
-            .verify(current.expose().as_bytes(), Some(&account.password_hash))
-            .await
-        {
-            Ok(v) if v.is_match() => {
-                self.store.reset_failures(counter).await?;
-                Ok(())
-            }
-            Ok(_) => {
-                self.audit(
-                    AuditEvent::new(AuditKind::SignInFailed, Some(account.id))
-                        .ip(client.ip.as_deref())
-                        .detail("wrong current password on a contact change"),
-                )
-                .await;
-                Err(ServiceError::field(
-                    "current_password",
-                    "That is not your current password.",
-                ))
-            }
-            Err(e) => {
-                self.store.release_attempt(counter).await?;
-                Err(e.into())
-            }
+        match old {
+            Some(to) => Some(account.outgoing(Message {
+                channel: field.channel(),
+                to,
+                subject,
+                body,
+                sensitive: false,
+            })),
+            None => account.notice(subject, body),
         }
     }
 }

@@ -3,22 +3,23 @@
 //! biometric, so it is a multi-factor sign-in by itself).
 //!
 //! Each ceremony's state is a step held by the hash of a random token for 5 minutes and used
-//! once; the credential is stored sealed, found again by its credential ID.
+//! once (used up before the browser's answer is checked, right or wrong); the credential is
+//! stored sealed, found again by its credential ID.
 
 use portcullis_crypto::passkey::PasskeyRp;
 use portcullis_crypto::{ct_eq, sha256, Token};
 use secrecy::SecretString;
 
-use super::signin::{SessionContext, SignedIn};
+use super::mfa::challenge::Answer;
+use super::sessions::{SessionContext, SessionStart, SignedIn};
 use super::{ClientInfo, Portcullis};
 use crate::audit::{AuditEvent, AuditKind};
-use crate::ports::{Counter, FactorKind, FactorRow, NewFactor};
+use crate::clock::UnixTime;
+use crate::ports::{FactorKind, FactorRow, NewFactor};
+use crate::steps::StepKind;
 use crate::throttle::ThrottleAction;
 use crate::ServiceError;
 
-const REGISTER_STEP: &str = "passkey.register";
-const MFA_STEP: &str = "passkey.mfa";
-const SIGN_IN_STEP: &str = "passkey.signin";
 const CEREMONY_SECS: i64 = 5 * 60;
 /// Browsers' answers are a few kilobytes; anything far larger is refused unread.
 const MAX_RESPONSE: usize = 64 * 1024;
@@ -58,16 +59,12 @@ impl Portcullis {
         out
     }
 
-    pub(crate) async fn passkey_factors(
-        &self,
-        account_id: i64,
-    ) -> Result<Vec<FactorRow>, ServiceError> {
+    async fn passkey_factors(&self, account_id: i64) -> Result<Vec<FactorRow>, ServiceError> {
         Ok(self
-            .store
-            .list_factors(account_id)
+            .confirmed_factors(account_id)
             .await?
             .into_iter()
-            .filter(|f| f.kind == FactorKind::Passkey && f.confirmed)
+            .filter(|f| f.kind == FactorKind::Passkey)
             .collect())
     }
 
@@ -82,12 +79,18 @@ impl Portcullis {
             })
     }
 
+    /// A passkey's updated credential, sealed for storage (its signature counter moved).
+    fn seal_updated(&self, json: Option<String>) -> Option<String> {
+        json.and_then(|json| self.factor_seal.seal(json.as_bytes()))
+    }
+
     /// Starts adding a passkey (needs the password within the last few minutes).
     pub async fn begin_passkey(
         &self,
         ctx: &SessionContext,
     ) -> Result<PasskeyOptions, ServiceError> {
-        self.require_recent_auth(ctx)?;
+        let now = self.clock.now();
+        self.require_recent_auth(ctx, now)?;
         let account = self.session_account(ctx).await?;
         let existing = self
             .passkey_factors(account.id)
@@ -100,15 +103,16 @@ impl Portcullis {
             .start_registration(self.user_handle(account.id), &account.user_id, &existing)
             .map_err(|e| ServiceError::Internal(e.to_string()))?;
         let token = Token::generate();
-        self.store
-            .create_step(
-                &token.hash,
-                REGISTER_STEP,
-                account.id,
-                &started.state_json,
-                self.clock.now().plus_secs(CEREMONY_SECS),
-            )
-            .await?;
+        let mut work = self.begin(now);
+        work.create_step(
+            &token.hash,
+            StepKind::PasskeyRegister,
+            account.id,
+            &started.state_json,
+            now.plus_secs(CEREMONY_SECS),
+        )
+        .await?;
+        work.commit().await?;
         Ok(PasskeyOptions {
             token: token.secret,
             options_json: started.options_json,
@@ -124,17 +128,22 @@ impl Portcullis {
         name: &str,
         client: &ClientInfo,
     ) -> Result<(), ServiceError> {
-        self.require_recent_auth(ctx)?;
+        let now = self.clock.now();
+        self.require_recent_auth(ctx, now)?;
         let account = self.session_account(ctx).await?;
         let name = passkey_name(name)?;
         let hash = sha256(token.as_bytes());
         let step = self
-            .store
-            .find_step(&hash, REGISTER_STEP, self.clock.now())
+            .ports
+            .steps
+            .find_step(&hash, StepKind::PasskeyRegister, now)
             .await?
             .filter(|s| s.subject_id == account.id)
             .ok_or(ServiceError::StepExpired)?;
-        if !self.store.consume_step(&hash, REGISTER_STEP).await? {
+        if !self
+            .consume_alone(now, &hash, StepKind::PasskeyRegister)
+            .await?
+        {
             return Err(ServiceError::StepExpired);
         }
         if response_json.len() > MAX_RESPONSE {
@@ -148,7 +157,8 @@ impl Portcullis {
                 rejected()
             })?;
         if self
-            .store
+            .ports
+            .factors
             .factor_by_credential(&registered.credential_id)
             .await?
             .is_some()
@@ -162,19 +172,18 @@ impl Portcullis {
             .factor_seal
             .seal(registered.passkey_json.as_bytes())
             .ok_or_else(|| ServiceError::Internal("sealing failed".into()))?;
-        self.store
-            .create_factor(NewFactor {
-                account_id: account.id,
-                kind: FactorKind::Passkey,
-                name,
-                secret: Some(sealed),
-                credential_id: Some(registered.credential_id),
-                confirmed: true,
-                now: self.clock.now(),
-            })
-            .await?;
-        self.factor_changed(&account, "A passkey was added", client)
-            .await;
+        let mut work = self.begin(now);
+        work.create_factor(NewFactor {
+            account_id: account.id,
+            kind: FactorKind::Passkey,
+            name,
+            secret: Some(sealed),
+            credential_id: Some(registered.credential_id),
+            confirmed: true,
+        })
+        .await?;
+        self.factor_changed(&mut work, &account, "A passkey was added", client);
+        work.commit().await?;
         Ok(())
     }
 
@@ -186,20 +195,18 @@ impl Portcullis {
         name: &str,
     ) -> Result<(), ServiceError> {
         let name = passkey_name(name)?;
-        if self
-            .store
-            .rename_factor(factor_id, ctx.account_id, &name)
-            .await?
-        {
-            Ok(())
-        } else {
-            Err(ServiceError::NotFound)
+        let mut work = self.begin(self.clock.now());
+        if !work.rename_factor(factor_id, ctx.account_id, &name).await? {
+            return Err(ServiceError::NotFound);
         }
+        work.commit().await?;
+        Ok(())
     }
 
     /// Options for a passkey as the second step of a sign-in challenge.
     pub async fn mfa_passkey_options(&self, challenge_token: &str) -> Result<String, ServiceError> {
-        let (account_id, methods) = self.live_challenge(challenge_token).await?;
+        let now = self.clock.now();
+        let (account_id, methods) = self.live_challenge(challenge_token, now).await?;
         if !methods.iter().any(|m| m == "passkey") {
             return Err(unavailable());
         }
@@ -214,88 +221,91 @@ impl Portcullis {
             .start_authentication(&passkeys)
             .map_err(|e| ServiceError::Internal(e.to_string()))?;
         let hash = mfa_state_hash(challenge_token);
+        let mut work = self.begin(now);
         // A new request replaces the last one's state.
-        self.store.consume_step(&hash, MFA_STEP).await?;
-        self.store
-            .create_step(
-                &hash,
-                MFA_STEP,
-                account_id,
-                &started.state_json,
-                self.clock.now().plus_secs(CEREMONY_SECS),
-            )
-            .await?;
+        work.consume_step(&hash, StepKind::PasskeyMfa).await?;
+        work.create_step(
+            &hash,
+            StepKind::PasskeyMfa,
+            account_id,
+            &started.state_json,
+            now.plus_secs(CEREMONY_SECS),
+        )
+        .await?;
+        work.commit().await?;
         Ok(started.options_json)
     }
 
-    /// Checks a passkey answer for a sign-in challenge (used once).
-    pub(crate) async fn take_passkey(
+    /// Checks a passkey answer for a sign-in challenge: the answer to take when it
+    /// verifies. Its state is used up first, whatever the answer.
+    pub(crate) async fn check_passkey(
         &self,
         account_id: i64,
         challenge_token: &str,
         response_json: &str,
-    ) -> Result<bool, ServiceError> {
+        now: UnixTime,
+    ) -> Result<Option<Answer>, ServiceError> {
         let Ok(rp) = self.rp() else {
-            return Ok(false);
+            return Ok(None);
         };
         let hash = mfa_state_hash(challenge_token);
         let Some(step) = self
-            .store
-            .find_step(&hash, MFA_STEP, self.clock.now())
+            .ports
+            .steps
+            .find_step(&hash, StepKind::PasskeyMfa, now)
             .await?
             .filter(|s| s.subject_id == account_id)
         else {
-            return Ok(false);
+            return Ok(None);
         };
-        if !self.store.consume_step(&hash, MFA_STEP).await? || response_json.len() > MAX_RESPONSE {
-            return Ok(false);
+        if !self.consume_alone(now, &hash, StepKind::PasskeyMfa).await?
+            || response_json.len() > MAX_RESPONSE
+        {
+            return Ok(None);
         }
         let Some(credential_id) = serde_json_id(response_json) else {
-            return Ok(false);
+            return Ok(None);
         };
         let Some(factor) = self
-            .store
+            .ports
+            .factors
             .factor_by_credential(&credential_id)
             .await?
             .filter(|f| f.account_id == account_id && f.confirmed)
         else {
-            return Ok(false);
+            return Ok(None);
         };
         let passkey = self.open_passkey(&factor)?;
         match rp.finish_authentication(response_json, &step.data, &passkey) {
-            Ok(verified) => {
-                let updated = match verified.updated_passkey_json {
-                    Some(json) => self.factor_seal.seal(json.as_bytes()),
-                    None => None,
-                };
-                self.store
-                    .touch_factor(factor.id, updated.as_deref(), self.clock.now())
-                    .await?;
-                Ok(true)
-            }
+            Ok(verified) => Ok(Some(Answer::Passkey {
+                factor: factor.id,
+                updated_secret: self.seal_updated(verified.updated_passkey_json),
+            })),
             Err(e) => {
                 tracing::info!(error = %e, "passkey assertion refused");
-                Ok(false)
+                Ok(None)
             }
         }
     }
 
     /// Starts a sign-in with a passkey alone.
     pub async fn passkey_sign_in_options(&self) -> Result<PasskeyOptions, ServiceError> {
+        let now = self.clock.now();
         let started = self
             .rp()?
             .start_discoverable()
             .map_err(|e| ServiceError::Internal(e.to_string()))?;
         let token = Token::generate();
-        self.store
-            .create_step(
-                &token.hash,
-                SIGN_IN_STEP,
-                0,
-                &started.state_json,
-                self.clock.now().plus_secs(CEREMONY_SECS),
-            )
-            .await?;
+        let mut work = self.begin(now);
+        work.create_step(
+            &token.hash,
+            StepKind::PasskeySignIn,
+            0,
+            &started.state_json,
+            now.plus_secs(CEREMONY_SECS),
+        )
+        .await?;
+        work.commit().await?;
         Ok(PasskeyOptions {
             token: token.secret,
             options_json: started.options_json,
@@ -310,20 +320,27 @@ impl Portcullis {
         device_token: Option<&str>,
         client: &ClientInfo,
     ) -> Result<SignedIn, ServiceError> {
-        let throttle = self.throttle_claim(ThrottleAction::SignIn, client).await?;
+        let now = self.clock.now();
+        let throttle = self
+            .throttle_claim(ThrottleAction::SignIn, client, now)
+            .await?;
         let rp = self.rp()?;
         let hash = sha256(token.as_bytes());
-        let now = self.clock.now();
         let step = self
-            .store
-            .find_step(&hash, SIGN_IN_STEP, now)
+            .ports
+            .steps
+            .find_step(&hash, StepKind::PasskeySignIn, now)
             .await?
             .ok_or(ServiceError::StepExpired)?;
-        if !self.store.consume_step(&hash, SIGN_IN_STEP).await? {
+        if !self
+            .consume_alone(now, &hash, StepKind::PasskeySignIn)
+            .await?
+        {
             return Err(ServiceError::StepExpired);
         }
         let failed = |detail: &'static str, account: Option<i64>| async move {
-            self.audit(
+            self.audit_alone(
+                now,
                 AuditEvent::new(AuditKind::SignInFailed, account)
                     .ip(client.ip.as_deref())
                     .detail(detail),
@@ -338,7 +355,8 @@ impl Portcullis {
             return Err(failed("passkey: unreadable answer", None).await);
         };
         let Some(factor) = self
-            .store
+            .ports
+            .factors
             .factor_by_credential(&credential_id)
             .await?
             .filter(|f| f.confirmed && f.kind == FactorKind::Passkey)
@@ -349,7 +367,8 @@ impl Portcullis {
             return Err(failed("passkey: user handle mismatch", Some(factor.account_id)).await);
         }
         let Some(account) = self
-            .store
+            .ports
+            .accounts
             .account_by_id(factor.account_id)
             .await?
             .filter(|a| !a.is_deactivated())
@@ -372,33 +391,38 @@ impl Portcullis {
             // The passkey proved who this is, so the lock may be told.
             return Err(ServiceError::Locked { until });
         }
-        let updated = match verified.updated_passkey_json {
-            Some(json) => self.factor_seal.seal(json.as_bytes()),
-            None => None,
-        };
-        self.store
-            .touch_factor(factor.id, updated.as_deref(), now)
-            .await?;
         let device = match device_token.filter(|t| !t.is_empty() && t.len() <= 128) {
             Some(t) => self
-                .store
+                .ports
+                .devices
                 .device_by_token(&sha256(t.as_bytes()))
                 .await?
                 .filter(|d| d.account_id == account.id),
             None => None,
         };
-        self.throttle_release(throttle).await;
-        self.store
-            .reset_failures(Counter::Account(account.id))
-            .await?;
-        self.store.record_sign_in(account.id, now).await?;
-        self.start_session(
-            &account,
-            device.map(|d| d.id),
-            client,
-            &account.password_hash,
+        let has_devices = device.is_some() || self.has_devices(account.id).await?;
+        let mut work = self.begin(now);
+        work.touch_factor(
+            factor.id,
+            self.seal_updated(verified.updated_passkey_json).as_deref(),
         )
-        .await
+        .await?;
+        // Recording the sign-in restarts the account's failure count.
+        let signed = self
+            .start_session(
+                work,
+                SessionStart {
+                    account: &account,
+                    device: device.map(|d| d.id),
+                    has_devices,
+                    verified_hash: &account.password_hash,
+                    trust_until: None,
+                },
+                client,
+            )
+            .await?;
+        self.throttle_release(throttle).await;
+        Ok(signed)
     }
 }
 

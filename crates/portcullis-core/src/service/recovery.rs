@@ -15,31 +15,25 @@ use secrecy::{ExposeSecret, SecretString};
 use super::{ClientInfo, Portcullis};
 use crate::audit::{AuditEvent, AuditKind};
 use crate::card::{CardId, VERIFICATION_DOMAIN};
-use crate::clock::UnixTime;
-use crate::contact::{CodeChannel, Email, Phone};
+use crate::contact::{CodeChannel, Email};
 use crate::ids::UserId;
 use crate::otp::{self, CodePolicy, Resend};
 use crate::password::{Password, PasswordRule};
-use crate::ports::{AccountRow, Message, NewCode, Outgoing, StepRow};
+use crate::ports::{AccountRow, StepRow};
 use crate::security_questions::{
     check_answer, question, SecurityQuestion, QUESTIONS, REQUIRED_ANSWERS,
 };
+use crate::steps::{CodePurpose, StepKind};
 use crate::throttle::ThrottleAction;
 use crate::{FieldError, ServiceError};
 
-const PASSWORD_STEP: &str = "recovery.password";
-/// The password step once the card ID or answers were right: the same token, a fresh count
-/// of tries for the code.
-const CODE_STEP: &str = "recovery.code";
-const RESET_STEP: &str = "recovery.reset";
-const USER_ID_STEP: &str = "recovery.user_id";
+pub use super::codes::CodeSent;
+
 /// Wrong card IDs or answers allowed on one recovery step.
 const MAX_PROOF_TRIES: u32 = 5;
-const STEP_SECS: i64 = 20 * 60;
+/// How long a recovery step lives (it outlives its code, so a resend stays possible).
+pub(crate) const STEP_SECS: i64 = 20 * 60;
 const RESET_SECS: i64 = 15 * 60;
-const PURPOSE_CARD: &str = "recovery.card";
-const PURPOSE_ANSWERS: &str = "recovery.answers";
-const PURPOSE_USER_ID: &str = "recovery.user_id";
 
 /// The answer to the first step of forgot-password.
 pub struct RecoveryStart {
@@ -52,12 +46,6 @@ pub struct RecoveryStart {
 pub enum Proof<'a> {
     CardId(&'a str),
     Answers(&'a [(i64, String)]),
-}
-
-/// A code went out: where to, masked.
-pub struct CodeSent {
-    pub channel: CodeChannel,
-    pub destination: String,
 }
 
 /// The code was right.
@@ -74,12 +62,14 @@ impl Portcullis {
         user_id: &str,
         client: &ClientInfo,
     ) -> Result<RecoveryStart, ServiceError> {
+        let now = self.clock.now();
         let id = UserId::parse(user_id).map_err(|m| ServiceError::field("user_id", m))?;
-        let account = self.store.find_account(id.canonical()).await?;
+        let account = self.ports.accounts.find_account(id.canonical()).await?;
         let questions = match &account {
             Some(a) => {
                 let mut q: Vec<SecurityQuestion> = self
-                    .store
+                    .ports
+                    .accounts
                     .security_answers(a.id)
                     .await?
                     .iter()
@@ -98,22 +88,21 @@ impl Portcullis {
             .map(|q| q.id.to_string())
             .collect::<Vec<_>>()
             .join(",");
-        let now = self.clock.now();
-        self.store
-            .create_step(
-                &token.hash,
-                PASSWORD_STEP,
-                account.as_ref().map_or(-1, |a| a.id),
-                &data,
-                now.plus_secs(STEP_SECS),
-            )
-            .await?;
+        let mut work = self.begin(now);
+        work.create_step(
+            &token.hash,
+            StepKind::RecoveryPassword,
+            account.as_ref().map_or(-1, |a| a.id),
+            &data,
+            now.plus_secs(STEP_SECS),
+        )
+        .await?;
         if let Some(a) = &account {
-            self.audit(
+            work.audit(
                 AuditEvent::new(AuditKind::RecoveryStarted, Some(a.id)).ip(client.ip.as_deref()),
-            )
-            .await;
+            );
         }
+        work.commit().await?;
         let mut methods = vec!["card_id"];
         if self.policies.security_questions_enabled {
             methods.push("security_questions");
@@ -139,8 +128,9 @@ impl Portcullis {
         let step_hash = sha256(token.as_bytes());
         let now = self.clock.now();
         let step = self
-            .store
-            .find_step(&step_hash, PASSWORD_STEP, now)
+            .ports
+            .steps
+            .find_step(&step_hash, StepKind::RecoveryPassword, now)
             .await?
             .ok_or(ServiceError::StepExpired)?;
         // Shape errors first: they cost no try.
@@ -160,10 +150,10 @@ impl Portcullis {
             }
         };
         let throttle = self
-            .throttle_claim(ThrottleAction::Recovery, client)
+            .throttle_claim(ThrottleAction::Recovery, client, now)
             .await?;
         let account = if step.subject_id > 0 {
-            self.store.account_by_id(step.subject_id).await?
+            self.ports.accounts.account_by_id(step.subject_id).await?
         } else {
             None
         };
@@ -174,11 +164,13 @@ impl Portcullis {
         };
         let Some(account) = account.filter(|_| matched) else {
             let tries = self
-                .store
-                .step_attempt(&step_hash, PASSWORD_STEP, MAX_PROOF_TRIES)
+                .ports
+                .claims
+                .step_attempt(&step_hash, StepKind::RecoveryPassword, MAX_PROOF_TRIES)
                 .await?;
+            let mut work = self.begin(now);
             if step.subject_id > 0 {
-                self.audit(
+                work.audit(
                     AuditEvent::new(AuditKind::RecoveryFailed, Some(step.subject_id))
                         .ip(client.ip.as_deref())
                         .detail(if card_id.is_some() {
@@ -186,38 +178,43 @@ impl Portcullis {
                         } else {
                             "wrong security answers"
                         }),
-                )
-                .await;
+                );
             }
-            return match tries {
-                Some(n) if n < MAX_PROOF_TRIES => Err(ServiceError::RecoveryFailed {
+            let refused = match tries {
+                Some(n) if n < MAX_PROOF_TRIES => ServiceError::RecoveryFailed {
                     tries_left: MAX_PROOF_TRIES - n,
-                }),
+                },
                 _ => {
-                    self.store.consume_step(&step_hash, PASSWORD_STEP).await?;
-                    Err(ServiceError::StepExpired)
+                    work.consume_step(&step_hash, StepKind::RecoveryPassword)
+                        .await?;
+                    ServiceError::StepExpired
                 }
             };
+            work.commit().await?;
+            return Err(refused);
         };
-        self.throttle_release(throttle).await;
-        if !self.store.consume_step(&step_hash, PASSWORD_STEP).await? {
+        let purpose = if card_id.is_some() {
+            CodePurpose::RecoveryByCard
+        } else {
+            CodePurpose::RecoveryByAnswers
+        };
+        let mut work = self.begin(now);
+        if !work
+            .consume_step(&step_hash, StepKind::RecoveryPassword)
+            .await?
+        {
             return Err(ServiceError::StepExpired);
         }
-        self.store
-            .create_step(
-                &step_hash,
-                CODE_STEP,
-                account.id,
-                "",
-                now.plus_secs(STEP_SECS),
-            )
-            .await?;
-        let purpose = if card_id.is_some() {
-            PURPOSE_CARD
-        } else {
-            PURPOSE_ANSWERS
-        };
-        self.audit(
+        // The same token moves on to the code step, with a fresh count of tries.
+        work.create_step(
+            &step_hash,
+            StepKind::RecoveryCode,
+            account.id,
+            "",
+            now.plus_secs(STEP_SECS),
+        )
+        .await?;
+        work.audit(
             AuditEvent::new(AuditKind::RecoveryVerified, Some(account.id))
                 .ip(client.ip.as_deref())
                 .detail(if card_id.is_some() {
@@ -225,10 +222,13 @@ impl Portcullis {
                 } else {
                     "security answers"
                 }),
-        )
-        .await;
-        self.send_code(&step_hash, &account, purpose, None, now)
-            .await
+        );
+        let sent = self
+            .send_code(&mut work, &step_hash, &account, purpose, None)
+            .await?;
+        work.commit().await?;
+        self.throttle_release(throttle).await;
+        Ok(sent)
     }
 
     /// Forgot password, step 3: the code. Card ID + code also unlocks a locked account.
@@ -241,48 +241,57 @@ impl Portcullis {
         let step_hash = sha256(token.as_bytes());
         let now = self.clock.now();
         let step = self
-            .store
-            .find_step(&step_hash, CODE_STEP, now)
+            .ports
+            .steps
+            .find_step(&step_hash, StepKind::RecoveryCode, now)
             .await?
             .ok_or(ServiceError::StepExpired)?;
-        let (account_id, purpose) = self
-            .check_code(&step_hash, &step, CODE_STEP, code, client)
+        let checked = self
+            .check_code(&step_hash, &step, code, client, now)
             .await?;
-        self.store.consume_step(&step_hash, CODE_STEP).await?;
+        let account = if checked.purpose == Some(CodePurpose::RecoveryByCard) {
+            self.ports
+                .accounts
+                .account_by_id(checked.account_id)
+                .await?
+        } else {
+            None
+        };
+        let mut work = self.begin(now);
+        self.take_code(&mut work, &step_hash).await?;
+        work.consume_step(&step_hash, StepKind::RecoveryCode)
+            .await?;
         let mut unlocked = false;
-        if purpose == PURPOSE_CARD {
-            if let Some(account) = self.store.account_by_id(account_id).await? {
-                if account.locked_until.is_some_and(|t| t > now)
-                    && self.store.unlock_account(account_id).await?
-                {
-                    unlocked = true;
-                    self.audit(
-                        AuditEvent::new(AuditKind::AccountUnlocked, Some(account_id))
-                            .ip(client.ip.as_deref())
-                            .detail("self-service: card ID and one-time code"),
-                    )
-                    .await;
-                    let issuer = &self.policies.issuer_name;
-                    if let Some(m) = super::signin::contact_message(
-                        &account,
-                        format!("Your {issuer} account is unlocked"),
-                        "Your online account was unlocked with your card and a one-time code. If this was not you, call us at once.".into(),
-                    ) {
-                        self.notify(m).await;
-                    }
+        if let Some(account) = account.filter(|a| a.locked_until.is_some_and(|t| t > now)) {
+            if work.unlock_account(account.id).await? {
+                unlocked = true;
+                work.audit(
+                    AuditEvent::new(AuditKind::AccountUnlocked, Some(account.id))
+                        .ip(client.ip.as_deref())
+                        .detail("self-service: card ID and one-time code"),
+                );
+                let issuer = &self.policies.issuer_name;
+                if let Some(notice) = account.notice(
+                    format!("Your {issuer} account is unlocked"),
+                    "Your online account was unlocked with your card and a one-time code. If \
+                     this was not you, call us at once."
+                        .into(),
+                ) {
+                    work.send(notice);
                 }
             }
         }
         let reset = Token::generate();
-        self.store
-            .create_step(
-                &reset.hash,
-                RESET_STEP,
-                account_id,
-                "",
-                now.plus_secs(RESET_SECS),
-            )
-            .await?;
+        work.create_step(
+            &reset.hash,
+            StepKind::RecoveryReset,
+            checked.account_id,
+            "",
+            now.plus_secs(RESET_SECS),
+        )
+        .await?;
+        work.commit().await?;
+        self.throttle_release(checked.throttle).await;
         Ok(CodeAccepted {
             reset_token: reset.secret,
             unlocked,
@@ -297,48 +306,42 @@ impl Portcullis {
     ) -> Result<(), ServiceError> {
         let step_hash = sha256(token.as_bytes());
         let now = self.clock.now();
-        let kind = if for_user_id { USER_ID_STEP } else { CODE_STEP };
+        let kind = if for_user_id {
+            StepKind::RecoveryUserId
+        } else {
+            StepKind::RecoveryCode
+        };
         let step = self
-            .store
+            .ports
+            .steps
             .find_step(&step_hash, kind, now)
             .await?
             .ok_or(ServiceError::StepExpired)?;
         let policy = CodePolicy::default();
         let code = otp::generate();
         let hash = otp::code_hash(&self.keys, &step_hash, code.expose_secret());
-        // The new code's message is queued in the same transaction as the new code.
-        let mut messages = Vec::new();
-        if let Some(account) = self.store.account_by_id(step.subject_id).await? {
-            let preferred = if for_user_id {
-                CodeChannel::parse(&step.data)
-            } else {
-                None
-            };
-            if let Some((channel, to)) = code_destination(&account, preferred) {
-                messages.push(Self::outgoing(
-                    &account,
-                    self.code_message(channel, to, &code),
-                ));
-            }
-        }
-        let outcome = self
-            .store
-            .resend_code(
-                &step_hash,
-                &hash,
-                now,
-                policy.ttl_secs,
-                policy.resend_after_secs,
-                policy.max_sends,
-                &messages,
-            )
-            .await?;
-        match outcome {
+        let preferred = if for_user_id {
+            CodeChannel::parse(&step.data)
+        } else {
+            None
+        };
+        let message = self
+            .ports
+            .accounts
+            .account_by_id(step.subject_id)
+            .await?
+            .and_then(|account| {
+                let (channel, to) = account.destination(preferred)?;
+                Some(account.outgoing(self.code_message(channel, to, &code)))
+            });
+        let mut work = self.begin(now);
+        match work.resend_code(&step_hash, &hash, &policy).await? {
             Resend::Sent => {
-                self.notifier.wake();
-                if let Some(m) = messages.first() {
-                    self.counters.code_sent(m.message.channel);
+                // The new code's message commits with the new code.
+                if let Some(message) = message {
+                    self.queue_code(&mut work, message);
                 }
+                work.commit().await?;
                 Ok(())
             }
             Resend::TooSoon { retry_after } => Err(ServiceError::TooManyRequests { retry_after }),
@@ -354,7 +357,7 @@ impl Portcullis {
     }
 
     /// Forgot password, step 4: the new password. Every session ends, the lock is lifted
-    /// and the owner is told.
+    /// and the owner is told, all in one unit of work.
     pub async fn reset_password(
         &self,
         reset_token: &str,
@@ -364,12 +367,14 @@ impl Portcullis {
         let step_hash = sha256(reset_token.as_bytes());
         let now = self.clock.now();
         let step = self
-            .store
-            .find_step(&step_hash, RESET_STEP, now)
+            .ports
+            .steps
+            .find_step(&step_hash, StepKind::RecoveryReset, now)
             .await?
             .ok_or(ServiceError::StepExpired)?;
         let account = self
-            .store
+            .ports
+            .accounts
             .account_by_id(step.subject_id)
             .await?
             .ok_or(ServiceError::StepExpired)?;
@@ -389,7 +394,12 @@ impl Portcullis {
         let older = last_n.saturating_sub(1);
         if last_n > 0 {
             let mut earlier = vec![account.password_hash.clone()];
-            earlier.extend(self.store.password_history(account.id, older).await?);
+            earlier.extend(
+                self.ports
+                    .accounts
+                    .password_history(account.id, older)
+                    .await?,
+            );
             for hash in &earlier {
                 if self
                     .hasher
@@ -405,35 +415,33 @@ impl Portcullis {
             }
         }
         let hash = self.hasher.hash(password.expose().as_bytes()).await?;
-        if !self.store.consume_step(&step_hash, RESET_STEP).await? {
+        let mut work = self.begin(now);
+        if !work
+            .consume_step(&step_hash, StepKind::RecoveryReset)
+            .await?
+        {
             return Err(ServiceError::StepExpired);
         }
+        work.change_password(account.id, &hash, older).await?;
+        work.unlock_account(account.id).await?;
+        let ended = work.delete_account_sessions(account.id, None).await?;
         let issuer = &self.policies.issuer_name;
-        let notice: Vec<Outgoing> = super::signin::contact_message(
-            &account,
+        if let Some(notice) = account.notice(
             format!("Your {issuer} password was reset"),
             format!(
                 "The password for your online account {} was reset with a security code, and \
                  you were signed out everywhere. If this was not you, call {} at once.",
                 account.user_id, self.policies.support_phone
             ),
-        )
-        .map(|m| Self::outgoing(&account, m))
-        .into_iter()
-        .collect();
-        // The new password and the owner's notice commit together.
-        self.store
-            .change_password(account.id, &hash, now, older, &notice)
-            .await?;
-        self.notifier.wake();
-        self.store.unlock_account(account.id).await?;
-        let ended = self.store.delete_account_sessions(account.id, None).await?;
-        self.audit(
+        ) {
+            work.send(notice);
+        }
+        work.audit(
             AuditEvent::new(AuditKind::PasswordReset, Some(account.id))
                 .ip(client.ip.as_deref())
                 .detail(format!("{ended} sessions ended")),
-        )
-        .await;
+        );
+        work.commit().await?;
         Ok(())
     }
 
@@ -445,36 +453,46 @@ impl Portcullis {
         channel: &str,
         client: &ClientInfo,
     ) -> Result<SecretString, ServiceError> {
+        let now = self.clock.now();
         let email = Email::parse(email).map_err(|m| ServiceError::field("email", m))?;
         let preferred = CodeChannel::parse(channel)
             .ok_or_else(|| ServiceError::field("channel", "Choose email or text message."))?;
         // Every start counts: it can send a message.
         let _ = self
-            .throttle_claim(ThrottleAction::Recovery, client)
+            .throttle_claim(ThrottleAction::Recovery, client, now)
             .await?;
-        let accounts = self.store.accounts_by_email(email.as_str()).await?;
+        let accounts = self
+            .ports
+            .accounts
+            .accounts_by_email(email.as_str())
+            .await?;
         let token = Token::generate();
-        let now = self.clock.now();
         let subject = accounts.first().map_or(-1, |a| a.id);
-        self.store
-            .create_step(
-                &token.hash,
-                USER_ID_STEP,
-                subject,
-                preferred.as_str(),
-                now.plus_secs(STEP_SECS),
-            )
-            .await?;
+        let mut work = self.begin(now);
+        work.create_step(
+            &token.hash,
+            StepKind::RecoveryUserId,
+            subject,
+            preferred.as_str(),
+            now.plus_secs(STEP_SECS),
+        )
+        .await?;
         if let Some(account) = accounts.first() {
-            self.audit(
+            work.audit(
                 AuditEvent::new(AuditKind::RecoveryStarted, Some(account.id))
                     .ip(client.ip.as_deref())
                     .detail("forgot User ID"),
+            );
+            self.send_code(
+                &mut work,
+                &token.hash,
+                account,
+                CodePurpose::RecoveryUserId,
+                Some(preferred),
             )
-            .await;
-            self.send_code(&token.hash, account, PURPOSE_USER_ID, Some(preferred), now)
-                .await?;
+            .await?;
         }
+        work.commit().await?;
         Ok(token.secret)
     }
 
@@ -488,20 +506,26 @@ impl Portcullis {
         let step_hash = sha256(token.as_bytes());
         let now = self.clock.now();
         let step = self
-            .store
-            .find_step(&step_hash, USER_ID_STEP, now)
+            .ports
+            .steps
+            .find_step(&step_hash, StepKind::RecoveryUserId, now)
             .await?
             .ok_or(ServiceError::StepExpired)?;
-        let (account_id, _) = self
-            .check_code(&step_hash, &step, USER_ID_STEP, code, client)
+        let checked = self
+            .check_code(&step_hash, &step, code, client, now)
             .await?;
-        self.store.consume_step(&step_hash, USER_ID_STEP).await?;
-        let Some(account) = self.store.account_by_id(account_id).await? else {
+        let Some(account) = self
+            .ports
+            .accounts
+            .account_by_id(checked.account_id)
+            .await?
+        else {
             return Err(ServiceError::StepExpired);
         };
         let user_ids: Vec<String> = match &account.email {
             Some(email) => self
-                .store
+                .ports
+                .accounts
                 .accounts_by_email(email)
                 .await?
                 .into_iter()
@@ -509,129 +533,16 @@ impl Portcullis {
                 .collect(),
             None => vec![account.user_id.clone()],
         };
-        self.audit(
+        let mut work = self.begin(now);
+        self.take_code(&mut work, &step_hash).await?;
+        work.consume_step(&step_hash, StepKind::RecoveryUserId)
+            .await?;
+        work.audit(
             AuditEvent::new(AuditKind::UserIdRecovered, Some(account.id)).ip(client.ip.as_deref()),
-        )
-        .await;
+        );
+        work.commit().await?;
+        self.throttle_release(checked.throttle).await;
         Ok(user_ids)
-    }
-
-    /// Checks a code for a step. Every try is counted on the step first, whether or not a
-    /// code stands behind it (an unknown address has none), so both answer alike.
-    pub(super) async fn check_code(
-        &self,
-        step_hash: &[u8; 32],
-        step: &StepRow,
-        kind: &str,
-        code: &str,
-        client: &ClientInfo,
-    ) -> Result<(i64, String), ServiceError> {
-        let code = otp::normalise(code)
-            .ok_or_else(|| ServiceError::field("code", "The code is the 6 digits we sent you."))?;
-        let throttle = self
-            .throttle_claim(ThrottleAction::Recovery, client)
-            .await?;
-        let policy = CodePolicy::default();
-        let now = self.clock.now();
-        let Some(tries) = self
-            .store
-            .step_attempt(step_hash, kind, policy.max_tries)
-            .await?
-        else {
-            return Err(ServiceError::CodeSpent);
-        };
-        let wrong = |tries: u32| {
-            let left = policy.max_tries.saturating_sub(tries);
-            if left == 0 {
-                ServiceError::CodeSpent
-            } else {
-                ServiceError::CodeRejected { tries_left: left }
-            }
-        };
-        let Some(attempt) = self
-            .store
-            .try_code(step_hash, now, policy.max_tries)
-            .await?
-        else {
-            // No live code. Past the password step there always was one (so it expired, was
-            // used, or ran out of tries). A User ID step may have none at all (an unknown
-            // address): it answers like a wrong code until a real code would have expired.
-            let code_would_expire = step.expires_at.0 - STEP_SECS + policy.ttl_secs;
-            return Err(if kind == USER_ID_STEP && now.0 < code_would_expire {
-                wrong(tries)
-            } else {
-                ServiceError::CodeSpent
-            });
-        };
-        let expected = otp::code_hash(&self.keys, step_hash, &code);
-        if !ct_eq(&expected, &attempt.code_hash) {
-            self.audit(
-                AuditEvent::new(AuditKind::RecoveryCodeFailed, Some(attempt.account_id))
-                    .ip(client.ip.as_deref()),
-            )
-            .await;
-            return Err(wrong(tries.max(attempt.attempts)));
-        }
-        if !self.store.use_code(step_hash, now).await? {
-            return Err(ServiceError::CodeSpent);
-        }
-        self.throttle_release(throttle).await;
-        Ok((attempt.account_id, attempt.purpose))
-    }
-
-    async fn send_code(
-        &self,
-        step_hash: &[u8; 32],
-        account: &AccountRow,
-        purpose: &str,
-        preferred: Option<CodeChannel>,
-        now: UnixTime,
-    ) -> Result<CodeSent, ServiceError> {
-        let (channel, to) = code_destination(account, preferred)
-            .ok_or_else(|| ServiceError::Internal("account has no contact channel".into()))?;
-        let code = otp::generate();
-        let policy = CodePolicy::default();
-        let destination = mask(channel, &to);
-        // The code and its message commit together: no code without its message.
-        let message = Self::outgoing(account, self.code_message(channel, to, &code));
-        self.store
-            .create_code(NewCode {
-                step_hash: *step_hash,
-                account_id: account.id,
-                purpose: purpose.to_owned(),
-                code_hash: otp::code_hash(&self.keys, step_hash, code.expose_secret()),
-                channel,
-                now,
-                expires_at: now.plus_secs(policy.ttl_secs),
-                messages: vec![message],
-            })
-            .await?;
-        self.notifier.wake();
-        self.counters.code_sent(channel);
-        Ok(CodeSent {
-            channel,
-            destination,
-        })
-    }
-
-    pub(super) fn code_message(
-        &self,
-        channel: CodeChannel,
-        to: String,
-        code: &SecretString,
-    ) -> Message {
-        let issuer = &self.policies.issuer_name;
-        Message {
-            channel,
-            to,
-            subject: format!("Your {issuer} security code"),
-            body: format!(
-                "Your {issuer} security code is {}. It expires in 10 minutes. Never share it: \
-                 we will never ask you for it.",
-                code.expose_secret()
-            ),
-            sensitive: true,
-        }
     }
 
     async fn card_id_matches(
@@ -647,7 +558,7 @@ impl Portcullis {
             return Ok(false);
         };
         let mut matched = false;
-        for (number_hash, verification_hash) in self.store.card_hashes(account.id).await? {
+        for (number_hash, verification_hash) in self.ports.accounts.card_hashes(account.id).await? {
             let candidate = self.keys.hash(
                 VERIFICATION_DOMAIN,
                 &[&number_hash, cid.digits().as_bytes()],
@@ -663,7 +574,7 @@ impl Portcullis {
         answers: &[(i64, String)],
     ) -> Result<bool, ServiceError> {
         let stored = match account {
-            Some(a) => self.store.security_answers(a.id).await?,
+            Some(a) => self.ports.accounts.security_answers(a.id).await?,
             None => Vec::new(),
         };
         let mut all = true;
@@ -731,27 +642,5 @@ fn check_answer_shapes(answers: &[(i64, String)], step: &StepRow) -> Result<(), 
         Ok(())
     } else {
         Err(ServiceError::Invalid(errors))
-    }
-}
-
-/// Where a code goes: the preferred channel when the account has it, else the registered
-/// channel, else whatever it has.
-pub(super) fn code_destination(
-    account: &AccountRow,
-    preferred: Option<CodeChannel>,
-) -> Option<(CodeChannel, String)> {
-    let want = preferred.unwrap_or(account.code_channel);
-    match (want, &account.email, &account.phone) {
-        (CodeChannel::Sms, _, Some(p)) => Some((CodeChannel::Sms, p.clone())),
-        (_, Some(e), _) => Some((CodeChannel::Email, e.clone())),
-        (_, None, Some(p)) => Some((CodeChannel::Sms, p.clone())),
-        (_, None, None) => None,
-    }
-}
-
-pub(super) fn mask(channel: CodeChannel, to: &str) -> String {
-    match channel {
-        CodeChannel::Email => Email::parse(to).map_or_else(|_| "•••".into(), |e| e.masked()),
-        CodeChannel::Sms => Phone::parse(to).map_or_else(|_| "•••".into(), |p| p.masked()),
     }
 }

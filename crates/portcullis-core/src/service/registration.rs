@@ -6,16 +6,15 @@ use secrecy::SecretString;
 use super::{ClientInfo, Portcullis};
 use crate::audit::{AuditEvent, AuditKind};
 use crate::card::Credential;
-use crate::contact::CodeChannel;
+use crate::contact::{self, CodeChannel};
 use crate::ids::{AccountType, UserId};
 use crate::password::Password;
-use crate::ports::{CreateAccountError, Message, NewAccount, Outgoing, Reregistration};
+use crate::ports::{Message, NewAccount, Outgoing, RegistryRow, Reregistration};
 use crate::registry::credential_hashes;
 use crate::security_questions::{check_answer, question, REQUIRED_ANSWERS};
+use crate::steps::StepKind;
 use crate::throttle::ThrottleAction;
 use crate::{FieldError, ServiceError};
-
-const STEP_KIND: &str = "registration";
 
 /// Step 1 passed: the token to carry into step 2, and what the form can show.
 pub struct CardVerified {
@@ -46,6 +45,7 @@ impl Portcullis {
         verification: &str,
         client: &ClientInfo,
     ) -> Result<CardVerified, ServiceError> {
+        let now = self.clock.now();
         let account_type = AccountType::parse(account_type).ok_or_else(|| {
             ServiceError::field("account_type", "Choose personal, merchant or corporate.")
         })?;
@@ -53,11 +53,10 @@ impl Portcullis {
             Credential::parse(account_type, number, verification).map_err(ServiceError::Invalid)?;
         // Failed card checks are throttled like failed sign-ins.
         let throttle = self
-            .throttle_claim(ThrottleAction::CardCheck, client)
+            .throttle_claim(ThrottleAction::CardCheck, client, now)
             .await?;
         let (number_hash, verification_hash) = credential_hashes(&self.keys, &credential);
-        let record = self.store.find_record(&number_hash).await?;
-        let record = match record {
+        let record = match self.ports.registry.find_record(&number_hash).await? {
             Some(r)
                 if ct_eq(&r.verification_hash, &verification_hash)
                     && r.account_type == account_type =>
@@ -65,7 +64,8 @@ impl Portcullis {
                 r
             }
             _ => {
-                self.audit(
+                self.audit_alone(
+                    now,
                     AuditEvent::new(AuditKind::CardVerificationFailed, None)
                         .ip(client.ip.as_deref()),
                 )
@@ -84,13 +84,16 @@ impl Portcullis {
             }
         };
         let token = Token::generate();
-        let expires = self
-            .clock
-            .now()
-            .plus_secs(self.policies.registration_step_secs);
-        self.store
-            .create_step(&token.hash, STEP_KIND, record.id, "", expires)
-            .await?;
+        let mut work = self.begin(now);
+        work.create_step(
+            &token.hash,
+            StepKind::Registration,
+            record.id,
+            "",
+            now.plus_secs(self.policies.registration_step_secs),
+        )
+        .await?;
+        work.commit().await?;
         Ok(CardVerified {
             token: token.secret,
             account_type,
@@ -100,7 +103,9 @@ impl Portcullis {
         })
     }
 
-    /// Step 2: choose a User ID, a password, security answers and the code channel.
+    /// Step 2: choose a User ID, a password, security answers and the code channel. The
+    /// account, its card, its answers, the consumed step, the holder's message and the audit
+    /// event commit in one unit of work.
     pub async fn complete_registration(
         &self,
         input: Registration<'_>,
@@ -109,12 +114,14 @@ impl Portcullis {
         let token_hash = portcullis_crypto::sha256(input.token.as_bytes());
         let now = self.clock.now();
         let step = self
-            .store
-            .find_step(&token_hash, STEP_KIND, now)
+            .ports
+            .steps
+            .find_step(&token_hash, StepKind::Registration, now)
             .await?
             .ok_or(ServiceError::StepExpired)?;
         let record = self
-            .store
+            .ports
+            .registry
             .record_by_id(step.subject_id)
             .await?
             .ok_or(ServiceError::StepExpired)?;
@@ -178,150 +185,112 @@ impl Portcullis {
             .ok_or_else(|| ServiceError::Internal("no password hash".into()))?;
         let answer_hashes: Vec<(i64, String)> =
             answers.iter().map(|(q, _)| *q).zip(hashes).collect();
-        // The registration message goes to the holder's email or phone from the registry,
-        // committed with the account itself.
-        let issuer = &self.policies.issuer_name;
-        let destination = match (channel, &record.email, &record.phone) {
-            (CodeChannel::Sms, _, Some(phone)) => Some((phone.clone(), CodeChannel::Sms)),
-            (_, Some(email), _) => Some((email.clone(), CodeChannel::Email)),
-            (_, None, Some(phone)) => Some((phone.clone(), CodeChannel::Sms)),
-            (_, None, None) => None,
-        };
-        let messages: Vec<Outgoing> = destination
-            .map(|(to, channel)| Outgoing {
-                fallback_email: match channel {
-                    CodeChannel::Sms => record.email.clone(),
-                    CodeChannel::Email => None,
-                },
-                message: Message {
-                    channel,
-                    to,
-                    subject: format!("Your {issuer} online account is ready"),
-                    body: format!(
-                        "You created an online account for the card ending {} with the User ID {}. \
-                         If this was not you, call {} at once.",
-                        record.last4,
-                        user_id.as_str(),
-                        self.policies.support_phone
-                    ),
-                    sensitive: false,
-                },
-            })
-            .into_iter()
-            .collect();
-        if let Some(account_id) = reactivate {
-            return self
-                .reregister(
+        let mut work = self.begin(now);
+        let event = match reactivate {
+            Some(account_id) => {
+                work.reregister_account(Reregistration {
                     account_id,
-                    Reregistration {
-                        account_id,
+                    user_id: user_id.as_str().to_owned(),
+                    user_id_canonical: user_id.canonical().to_owned(),
+                    password_hash,
+                    security_answers: answer_hashes,
+                    code_channel: channel,
+                    step_token_hash: token_hash,
+                })
+                .await?;
+                AuditEvent::new(AuditKind::AccountReactivated, Some(account_id))
+                    .detail("by card verification and new sign-in details")
+            }
+            None => {
+                let account_id = work
+                    .create_account(NewAccount {
                         user_id: user_id.as_str().to_owned(),
                         user_id_canonical: user_id.canonical().to_owned(),
+                        account_type: record.account_type,
                         password_hash,
                         security_answers: answer_hashes,
                         code_channel: channel,
+                        email: record.email.clone(),
+                        phone: record.phone.clone(),
+                        registry_record_id: record.id,
                         step_token_hash: token_hash,
-                        now,
-                        messages: reactivated_notice(self, &messages),
-                    },
-                    client,
-                )
-                .await
-                .map(|()| user_id);
-        }
-        let created = self
-            .store
-            .create_account(NewAccount {
-                user_id: user_id.as_str().to_owned(),
-                user_id_canonical: user_id.canonical().to_owned(),
-                account_type: record.account_type,
-                password_hash,
-                security_answers: answer_hashes,
-                code_channel: channel,
-                email: record.email.clone(),
-                phone: record.phone.clone(),
-                registry_record_id: record.id,
-                step_token_hash: token_hash,
-                now,
-                messages,
-            })
-            .await;
-        let account_id = match created {
-            Ok(id) => id,
-            Err(CreateAccountError::UserIdTaken) => return Err(ServiceError::UserIdTaken),
-            Err(CreateAccountError::CardAlreadyRegistered) => {
-                return Err(ServiceError::CardAlreadyRegistered)
-            }
-            Err(CreateAccountError::StepGone) => return Err(ServiceError::StepExpired),
-            Err(CreateAccountError::Store(e)) => return Err(e.into()),
-        };
-        self.notifier.wake();
-        self.audit(
-            AuditEvent::new(AuditKind::AccountCreated, Some(account_id))
-                .ip(client.ip.as_deref())
-                .detail(format!(
+                    })
+                    .await?;
+                AuditEvent::new(AuditKind::AccountCreated, Some(account_id)).detail(format!(
                     "type={} card=••••{}",
                     record.account_type.as_str(),
                     record.last4
-                )),
-        )
-        .await;
+                ))
+            }
+        };
+        // The message goes to the holder's email or phone from the registry, committed with
+        // the account itself.
+        if let Some(message) =
+            self.registration_message(&record, channel, &user_id, reactivate.is_some())
+        {
+            work.send(message);
+        }
+        work.audit(event.ip(client.ip.as_deref()));
+        work.commit().await?;
         Ok(user_id)
     }
-}
 
-impl Portcullis {
     async fn deactivated(&self, account_id: i64) -> Result<bool, ServiceError> {
         Ok(self
-            .store
+            .ports
+            .accounts
             .account_by_id(account_id)
             .await?
             .is_some_and(|a| a.is_deactivated()))
     }
 
-    /// A deactivated account comes back with the new sign-in details.
-    async fn reregister(
+    /// "Your online account is ready" (or, for an account that came back, "active again"),
+    /// to the channel chosen, from the registry record's addresses.
+    fn registration_message(
         &self,
-        account_id: i64,
-        r: Reregistration,
-        client: &ClientInfo,
-    ) -> Result<(), ServiceError> {
-        match self.store.reregister_account(r).await {
-            Ok(()) => {}
-            Err(CreateAccountError::UserIdTaken) => return Err(ServiceError::UserIdTaken),
-            Err(CreateAccountError::CardAlreadyRegistered) => {
-                return Err(ServiceError::CardAlreadyRegistered)
-            }
-            Err(CreateAccountError::StepGone) => return Err(ServiceError::StepExpired),
-            Err(CreateAccountError::Store(e)) => return Err(e.into()),
-        }
-        self.notifier.wake();
-        self.audit(
-            AuditEvent::new(AuditKind::AccountReactivated, Some(account_id))
-                .ip(client.ip.as_deref())
-                .detail("by card verification and new sign-in details"),
-        )
-        .await;
-        Ok(())
-    }
-}
-
-/// The registration message, reworded for an account that came back.
-fn reactivated_notice(app: &Portcullis, messages: &[Outgoing]) -> Vec<Outgoing> {
-    let issuer = &app.policies.issuer_name;
-    messages
-        .iter()
-        .cloned()
-        .map(|mut m| {
-            m.message.subject = format!("Your {issuer} online account is active again");
-            m.message.body = format!(
-                "Your deactivated online account was brought back with your card and new \
-                 sign-in details. If this was not you, call {} at once.",
-                app.policies.support_phone
-            );
-            m
+        record: &RegistryRow,
+        channel: CodeChannel,
+        user_id: &UserId,
+        reactivated: bool,
+    ) -> Option<Outgoing> {
+        let issuer = &self.policies.issuer_name;
+        let (channel, to) =
+            contact::destination(channel, record.email.as_deref(), record.phone.as_deref())?;
+        let (subject, body) = if reactivated {
+            (
+                format!("Your {issuer} online account is active again"),
+                format!(
+                    "Your deactivated online account was brought back with your card and new \
+                     sign-in details. If this was not you, call {} at once.",
+                    self.policies.support_phone
+                ),
+            )
+        } else {
+            (
+                format!("Your {issuer} online account is ready"),
+                format!(
+                    "You created an online account for the card ending {} with the User ID {}. \
+                     If this was not you, call {} at once.",
+                    record.last4,
+                    user_id.as_str(),
+                    self.policies.support_phone
+                ),
+            )
+        };
+        Some(Outgoing {
+            fallback_email: match channel {
+                CodeChannel::Sms => record.email.clone(),
+                CodeChannel::Email => None,
+            },
+            message: Message {
+                channel,
+                to,
+                subject,
+                body,
+                sensitive: false,
+            },
         })
-        .collect()
+    }
 }
 
 fn check_answers(

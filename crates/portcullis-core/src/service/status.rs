@@ -7,11 +7,11 @@
 
 use std::sync::{Arc, RwLock};
 
-use super::support::{SupportAuthority, SupportScope};
-use super::Portcullis;
+use super::{Portcullis, Work};
 use crate::audit::{AuditEvent, AuditKind};
 use crate::clock::UnixTime;
 use crate::ports::{IncidentRow, MaintenanceRow, NewIncident, StatusChange};
+use crate::support::{SupportAuthority, SupportScope};
 use crate::ServiceError;
 
 /// The parts of the service, in the order they are shown.
@@ -375,16 +375,24 @@ impl Portcullis {
             components: assess(signals),
             probed_at: Some(now),
         });
-        for (component, state) in changed {
-            let change = StatusChange {
-                component: component.to_owned(),
-                state: state.as_str().to_owned(),
-                changed_at: now,
-            };
-            if let Err(e) = self.store.record_status_change(&change).await {
-                // The database may be the part that is down: the board still tells.
-                tracing::warn!(error = %e, component, "status change not recorded");
+        if changed.is_empty() {
+            return;
+        }
+        let mut work = self.begin(now);
+        let mut recorded = Ok(());
+        for (component, state) in &changed {
+            recorded = work.record_status_change(component, state.as_str()).await;
+            if recorded.is_err() {
+                break;
             }
+        }
+        let recorded = match recorded {
+            Ok(()) => work.commit().await.map(|_| ()),
+            Err(e) => Err(e.into()),
+        };
+        if let Err(e) = recorded {
+            // The database may be the part that is down: the board still tells.
+            tracing::warn!(error = %e, "status changes not recorded");
         }
     }
 
@@ -415,12 +423,14 @@ impl Portcullis {
             return self.status_from_memory(board);
         }
         let incidents = self
-            .store
+            .ports
+            .status
             .list_incidents(now.plus_secs(-INCIDENT_SHOWN_SECS), 50)
             .await
             .unwrap_or_default();
         let changes = self
-            .store
+            .ports
+            .status
             .status_changes(now.plus_secs(-HISTORY_DAYS * 86_400))
             .await
             .unwrap_or_default();
@@ -428,7 +438,7 @@ impl Portcullis {
             snapshot: board.snapshot(),
             incidents,
             history: history(&changes, now),
-            maintenance: self.maintenance_now().await.unwrap_or_default(),
+            maintenance: self.maintenance_at(now).await.unwrap_or_default(),
         }
     }
 
@@ -460,8 +470,8 @@ impl Portcullis {
             }
         }
         let now = self.clock.now();
-        let id = self
-            .store
+        let mut work = self.begin(now);
+        let row = work
             .create_incident(&NewIncident {
                 kind: kind.as_str().to_owned(),
                 title,
@@ -469,15 +479,15 @@ impl Portcullis {
                 state: state.to_owned(),
                 starts_at: input.starts_at,
                 ends_at: input.ends_at,
-                now,
             })
             .await?;
-        self.audit_status(authority, format!("status {} #{id} posted", kind.as_str()))
-            .await;
-        self.store
-            .incident_by_id(id)
-            .await?
-            .ok_or_else(|| ServiceError::Internal("incident vanished".into()))
+        audit_status(
+            &mut work,
+            authority,
+            format!("status {} #{} posted", kind.as_str(), row.id),
+        );
+        work.commit().await?;
+        Ok(row)
     }
 
     /// Moves an incident on (scope `status:write`); `None` when there is no such incident.
@@ -489,7 +499,7 @@ impl Portcullis {
         message: Option<&str>,
     ) -> Result<Option<IncidentRow>, ServiceError> {
         require_status_write(authority)?;
-        let Some(existing) = self.store.incident_by_id(id).await? else {
+        let Some(existing) = self.ports.status.incident_by_id(id).await? else {
             return Ok(None);
         };
         let kind = IncidentKind::parse(&existing.kind)
@@ -501,12 +511,17 @@ impl Portcullis {
         let message = message
             .map(|m| text("message", m, MESSAGE_MAX_CHARS))
             .transpose()?;
-        let row = self
-            .store
-            .update_incident(id, state, message.as_deref(), self.clock.now())
-            .await?;
-        self.audit_status(authority, format!("status incident #{id} now {state}"))
-            .await;
+        let mut work = self.begin(self.clock.now());
+        let row = work.update_incident(id, state, message.as_deref()).await?;
+        if row.is_none() {
+            return Ok(None);
+        }
+        audit_status(
+            &mut work,
+            authority,
+            format!("status incident #{id} now {state}"),
+        );
+        work.commit().await?;
         Ok(row)
     }
 
@@ -517,7 +532,8 @@ impl Portcullis {
     ) -> Result<Vec<IncidentRow>, ServiceError> {
         require_status_write(authority)?;
         Ok(self
-            .store
+            .ports
+            .status
             .list_incidents(self.clock.now().plus_secs(-HISTORY_DAYS * 86_400), 500)
             .await?)
     }
@@ -543,38 +559,49 @@ impl Portcullis {
             message,
             set_at: now,
         };
-        self.store.set_maintenance(Some(&row)).await?;
-        self.audit_status(
+        let mut work = self.begin(now);
+        work.set_maintenance(Some(&row)).await?;
+        audit_status(
+            &mut work,
             authority,
             format!("maintenance mode on until {}", until.to_rfc3339()),
-        )
-        .await;
+        );
+        work.commit().await?;
         Ok(row)
     }
 
     /// Switches maintenance mode off (scope `status:write`).
     pub async fn maintenance_off(&self, authority: &SupportAuthority) -> Result<(), ServiceError> {
         require_status_write(authority)?;
-        self.store.set_maintenance(None).await?;
-        self.audit_status(authority, "maintenance mode off".into())
-            .await;
+        let mut work = self.begin(self.clock.now());
+        work.set_maintenance(None).await?;
+        audit_status(&mut work, authority, "maintenance mode off".into());
+        work.commit().await?;
         Ok(())
     }
 
     /// Maintenance mode if it is on now (a row whose end has passed is off).
     pub async fn maintenance_now(&self) -> Result<Option<MaintenanceRow>, ServiceError> {
-        let now = self.clock.now();
-        Ok(self.store.maintenance().await?.filter(|m| m.until > now))
+        self.maintenance_at(self.clock.now()).await
     }
 
-    async fn audit_status(&self, authority: &SupportAuthority, detail: String) {
-        self.audit(
-            AuditEvent::new(AuditKind::SupportAction, None)
-                .actor(authority.actor())
-                .detail(detail),
-        )
-        .await;
+    async fn maintenance_at(&self, now: UnixTime) -> Result<Option<MaintenanceRow>, ServiceError> {
+        Ok(self
+            .ports
+            .status
+            .maintenance()
+            .await?
+            .filter(|m| m.until > now))
     }
+}
+
+/// An operator's change to the status page, audited in its unit of work.
+fn audit_status(work: &mut Work<'_>, authority: &SupportAuthority, detail: String) {
+    work.audit(
+        AuditEvent::new(AuditKind::SupportAction, None)
+            .actor(authority.actor())
+            .detail(detail),
+    );
 }
 
 fn invalid_state(kind: IncidentKind) -> ServiceError {

@@ -1,30 +1,26 @@
 //! Support actions: unlocking, looking at an account and its audit events, verifying the
 //! audit chain, and the admin tokens support agents act through.
 //!
-//! Authority is a type: every support action takes a [`SupportAuthority`], and the only ways
-//! to get one are [`SupportAuthority::operator`] (the command line, all scopes) and
-//! [`Portcullis::support_authority_from_token`] (an admin token, its own scopes). Each
-//! authority records who is acting, and each action checks the [`SupportScope`] it needs, so
-//! a handler cannot reach an action its token was not given. Managing admin tokens needs the
-//! operator: a token can never mint or revoke tokens.
+//! Every action takes a [`SupportAuthority`] (see [`crate::support`]: authority is a type)
+//! and checks the [`SupportScope`] it needs. Managing admin tokens needs the operator: a
+//! token can never mint or revoke tokens.
 //!
 //! Admin tokens are 256-bit random values shown once and stored only as their SHA-256, so a
 //! lookup by hash compares nothing secret in variable time and a copy of the database holds
 //! nothing that can be replayed.
 
 use std::fmt;
-use std::str::FromStr;
 
 use portcullis_crypto::{sha256, Token};
 use secrecy::SecretString;
 
-use super::signin::contact_message;
 use super::{ClientInfo, Portcullis};
-use crate::audit::{
-    verify_head, verify_run, AuditEntry, AuditEvent, AuditKind, ChainBreak, GENESIS_HASH,
-};
+use crate::audit::{verify_head, verify_run, AuditEntry, AuditKind, ChainBreak, GENESIS_HASH};
+use crate::clock::UnixTime;
 use crate::ids::UserId;
 use crate::ports::{AdminTokenRef, AdminTokenRow, CreateAdminTokenError, NewAdminToken};
+use crate::session::SessionState;
+use crate::support::{SupportAuthority, SupportScope};
 use crate::ServiceError;
 
 /// The shortest reason a support action accepts.
@@ -35,128 +31,6 @@ pub const REASON_MAX_CHARS: usize = 500;
 pub const AUDIT_READ_MAX: i64 = 500;
 /// The longest admin token name.
 pub const TOKEN_NAME_MAX_CHARS: usize = 64;
-
-/// What an admin token may be used for. The names are stable: they are stored, typed on the
-/// command line and shown.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum SupportScope {
-    /// Show an account and read its audit events.
-    AccountsRead,
-    /// Unlock a locked account.
-    AccountsUnlock,
-    /// Verify the audit chain and read its entries.
-    AuditRead,
-    /// Post and update incidents and planned maintenance on the status page.
-    StatusWrite,
-}
-
-impl SupportScope {
-    pub const ALL: [SupportScope; 4] = [
-        SupportScope::AccountsRead,
-        SupportScope::AccountsUnlock,
-        SupportScope::AuditRead,
-        SupportScope::StatusWrite,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SupportScope::AccountsRead => "accounts:read",
-            SupportScope::AccountsUnlock => "accounts:unlock",
-            SupportScope::AuditRead => "audit:read",
-            SupportScope::StatusWrite => "status:write",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL
-            .into_iter()
-            .find(|scope| scope.as_str() == s.trim())
-    }
-}
-
-impl fmt::Display for SupportScope {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for SupportScope {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::parse(s).ok_or_else(|| {
-            format!(
-                "unknown scope {s:?}: use one of {}",
-                Self::ALL.map(Self::as_str).join(", ")
-            )
-        })
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Origin {
-    /// Whoever runs the binary against the database.
-    Operator,
-    /// An admin token, by id.
-    Token(i64),
-}
-
-/// Proof that the caller may act as support: who they are and what they may do.
-#[derive(Debug)]
-pub struct SupportAuthority {
-    actor: String,
-    scopes: Vec<SupportScope>,
-    origin: Origin,
-    client_ip: Option<String>,
-}
-
-impl SupportAuthority {
-    /// An operator on the command line, with every scope: whoever can run the binary against
-    /// the database already holds its credentials and the secrets directory. `actor` is how
-    /// the audit log names them (`cli:<user>`). Never called by the web layer, whose only
-    /// way in is [`Portcullis::support_authority_from_token`].
-    pub fn operator(actor: &str) -> Self {
-        Self {
-            actor: actor.to_owned(),
-            scopes: SupportScope::ALL.to_vec(),
-            origin: Origin::Operator,
-            client_ip: None,
-        }
-    }
-
-    /// How the audit log names this actor: `cli:<user>` or `support:<token name>`.
-    pub fn actor(&self) -> &str {
-        &self.actor
-    }
-
-    pub fn scopes(&self) -> &[SupportScope] {
-        &self.scopes
-    }
-
-    pub fn allows(&self, scope: SupportScope) -> bool {
-        self.scopes.contains(&scope)
-    }
-
-    /// The admin token behind this authority, if it came from one.
-    pub fn token_id(&self) -> Option<i64> {
-        match self.origin {
-            Origin::Operator => None,
-            Origin::Token(id) => Some(id),
-        }
-    }
-
-    /// Records the address a request came from, for the audit log. Grants nothing.
-    pub fn from_ip(mut self, ip: Option<String>) -> Self {
-        self.client_ip = ip;
-        self
-    }
-
-    fn event(&self, kind: AuditKind, account_id: Option<i64>) -> AuditEvent {
-        AuditEvent::new(kind, account_id)
-            .actor(self.actor.as_str())
-            .ip(self.client_ip.as_deref())
-    }
-}
 
 /// What support sees of an account (no secrets, no hashes).
 #[derive(Clone, Debug)]
@@ -345,22 +219,21 @@ impl Portcullis {
         if token.is_empty() || token.len() > 128 {
             return Err(ServiceError::Unauthenticated);
         }
+        let now = self.clock.now();
         // Looking up by hash: nothing secret is compared in variable time.
         let Some(row) = self
-            .store
+            .ports
+            .admin_tokens
             .admin_token_by_hash(&sha256(token.as_bytes()))
             .await?
         else {
             return Err(ServiceError::Unauthenticated);
         };
-        let authority = SupportAuthority {
-            actor: format!("support:{}", row.name),
-            scopes: row.scopes,
-            origin: Origin::Token(row.id),
-            client_ip: client.ip.clone(),
-        };
+        let authority =
+            SupportAuthority::from_token(row.id, &row.name, row.scopes, client.ip.clone());
         if row.revoked_at.is_some() {
-            self.audit(
+            self.audit_alone(
+                now,
                 authority
                     .event(AuditKind::SupportDenied, None)
                     .detail(format!("revoked admin token #{} presented", row.id)),
@@ -368,10 +241,10 @@ impl Portcullis {
             .await;
             return Err(ServiceError::Unauthenticated);
         }
-        self.store
-            .touch_admin_token(row.id, self.clock.now())
-            .await?;
-        self.require(&authority, required).await?;
+        let mut work = self.begin(now);
+        work.touch_admin_token(row.id).await?;
+        work.commit().await?;
+        self.require(&authority, required, now).await?;
         Ok(authority)
     }
 
@@ -380,11 +253,13 @@ impl Portcullis {
         &self,
         authority: &SupportAuthority,
         scope: SupportScope,
+        now: UnixTime,
     ) -> Result<(), ServiceError> {
         if authority.allows(scope) {
             return Ok(());
         }
-        self.audit(
+        self.audit_alone(
+            now,
             authority
                 .event(AuditKind::SupportDenied, None)
                 .detail(format!("needs scope {scope}")),
@@ -395,29 +270,33 @@ impl Portcullis {
 
     /// Refuses unless `authority` is the operator: tokens cannot manage tokens.
     fn require_operator(authority: &SupportAuthority) -> Result<(), ServiceError> {
-        match authority.origin {
-            Origin::Operator => Ok(()),
-            Origin::Token(_) => Err(ServiceError::Forbidden),
+        if authority.is_operator() {
+            Ok(())
+        } else {
+            Err(ServiceError::Forbidden)
         }
     }
 
     /// Unlocks `user_id` (scope `accounts:unlock`), clearing its failure count, and tells
-    /// the person on their channel. `reason` is required and kept in the audit log.
+    /// the person on their channel. `reason` is required and kept in the audit log. The
+    /// unlock, the notice and both audit events commit together.
     pub async fn support_unlock(
         &self,
         authority: &SupportAuthority,
         user_id_input: &str,
         reason_input: &str,
     ) -> Result<UnlockOutcome, ServiceError> {
-        self.require(authority, SupportScope::AccountsUnlock)
+        let now = self.clock.now();
+        self.require(authority, SupportScope::AccountsUnlock, now)
             .await?;
         let reason = reason(reason_input)?;
         let id = user_id(user_id_input)?;
-        let Some(account) = self.store.find_account(id.canonical()).await? else {
+        let Some(account) = self.ports.accounts.find_account(id.canonical()).await? else {
             return Ok(UnlockOutcome::NoSuchAccount);
         };
-        let unlocked = self.store.unlock_account(account.id).await?;
-        self.audit(
+        let mut work = self.begin(now);
+        let unlocked = work.unlock_account(account.id).await?;
+        work.audit(
             authority
                 .event(AuditKind::SupportAction, Some(account.id))
                 .detail(format!(
@@ -428,29 +307,31 @@ impl Portcullis {
                         "was not locked"
                     }
                 )),
-        )
-        .await;
-        if !unlocked {
-            return Ok(UnlockOutcome::NotLocked);
-        }
-        self.audit(
-            authority
-                .event(AuditKind::AccountUnlocked, Some(account.id))
-                .detail(format!("by {}", authority.actor())),
-        )
-        .await;
-        let issuer = &self.policies.issuer_name;
-        let body = format!(
-            "Your {issuer} online account was unlocked by our customer support team, and you \
-             can sign in again. If you did not ask for this, call {} at once.",
-            self.policies.support_phone
         );
-        if let Some(message) =
-            contact_message(&account, format!("Your {issuer} account is unlocked"), body)
-        {
-            self.notify(message).await;
+        if unlocked {
+            work.audit(
+                authority
+                    .event(AuditKind::AccountUnlocked, Some(account.id))
+                    .detail(format!("by {}", authority.actor())),
+            );
+            let issuer = &self.policies.issuer_name;
+            if let Some(notice) = account.notice(
+                format!("Your {issuer} account is unlocked"),
+                format!(
+                    "Your {issuer} online account was unlocked by our customer support team, \
+                     and you can sign in again. If you did not ask for this, call {} at once.",
+                    self.policies.support_phone
+                ),
+            ) {
+                work.send(notice);
+            }
         }
-        Ok(UnlockOutcome::Unlocked)
+        work.commit().await?;
+        Ok(if unlocked {
+            UnlockOutcome::Unlocked
+        } else {
+            UnlockOutcome::NotLocked
+        })
     }
 
     /// Reactivates `user_id` after it was deactivated for inactivity (scope
@@ -462,31 +343,17 @@ impl Portcullis {
         user_id_input: &str,
         reason_input: &str,
     ) -> Result<ReactivateOutcome, ServiceError> {
-        self.require(authority, SupportScope::AccountsUnlock)
+        let now = self.clock.now();
+        self.require(authority, SupportScope::AccountsUnlock, now)
             .await?;
         let reason = reason(reason_input)?;
         let id = user_id(user_id_input)?;
-        let Some(account) = self.store.find_account(id.canonical()).await? else {
+        let Some(account) = self.ports.accounts.find_account(id.canonical()).await? else {
             return Ok(ReactivateOutcome::NoSuchAccount);
         };
-        let issuer = &self.policies.issuer_name;
-        let notice: Vec<_> = contact_message(
-            &account,
-            format!("Your {issuer} online account is active again"),
-            format!(
-                "Our customer support team brought your online account {} back, and you can \
-                 sign in again. If you did not ask for this, call {} at once.",
-                account.user_id, self.policies.support_phone
-            ),
-        )
-        .map(|m| Self::outgoing(&account, m))
-        .into_iter()
-        .collect();
-        let reactivated = self
-            .store
-            .reactivate_account(account.id, self.clock.now(), &notice)
-            .await?;
-        self.audit(
+        let mut work = self.begin(now);
+        let reactivated = work.reactivate_account(account.id).await?;
+        work.audit(
             authority
                 .event(AuditKind::SupportAction, Some(account.id))
                 .detail(format!(
@@ -497,19 +364,31 @@ impl Portcullis {
                         "was not deactivated"
                     }
                 )),
-        )
-        .await;
-        if !reactivated {
-            return Ok(ReactivateOutcome::NotDeactivated);
+        );
+        if reactivated {
+            let issuer = &self.policies.issuer_name;
+            if let Some(notice) = account.notice(
+                format!("Your {issuer} online account is active again"),
+                format!(
+                    "Our customer support team brought your online account {} back, and you \
+                     can sign in again. If you did not ask for this, call {} at once.",
+                    account.user_id, self.policies.support_phone
+                ),
+            ) {
+                work.send(notice);
+            }
+            work.audit(
+                authority
+                    .event(AuditKind::AccountReactivated, Some(account.id))
+                    .detail(format!("by {}", authority.actor())),
+            );
         }
-        self.notifier.wake();
-        self.audit(
-            authority
-                .event(AuditKind::AccountReactivated, Some(account.id))
-                .detail(format!("by {}", authority.actor())),
-        )
-        .await;
-        Ok(ReactivateOutcome::Reactivated)
+        work.commit().await?;
+        Ok(if reactivated {
+            ReactivateOutcome::Reactivated
+        } else {
+            ReactivateOutcome::NotDeactivated
+        })
     }
 
     /// What support sees of `user_id` (scope `accounts:read`); `None` when there is no such
@@ -519,16 +398,18 @@ impl Portcullis {
         authority: &SupportAuthority,
         user_id_input: &str,
     ) -> Result<Option<SupportView>, ServiceError> {
-        self.require(authority, SupportScope::AccountsRead).await?;
+        let now = self.clock.now();
+        self.require(authority, SupportScope::AccountsRead, now)
+            .await?;
         let id = user_id(user_id_input)?;
-        let Some(a) = self.store.find_account(id.canonical()).await? else {
+        let Some(a) = self.ports.accounts.find_account(id.canonical()).await? else {
             return Ok(None);
         };
-        let now = self.clock.now();
-        let cards = self.store.cards_for_account(a.id).await?;
-        let sessions = self.store.list_sessions(a.id).await?;
-        let recent = self.store.account_audit(a.id, 15).await?;
-        self.audit(
+        let cards = self.ports.accounts.cards_for_account(a.id).await?;
+        let sessions = self.ports.sessions.list_sessions(a.id).await?;
+        let recent = self.ports.audit.account_audit(a.id, 15).await?;
+        self.audit_alone(
+            now,
             authority
                 .event(AuditKind::SupportAction, Some(a.id))
                 .detail("viewed the account"),
@@ -556,7 +437,7 @@ impl Portcullis {
                     self.policies
                         .session
                         .state(s.created_at, s.last_seen_at, now)
-                        == crate::session::SessionState::Active
+                        == SessionState::Active
                 })
                 .count(),
             recent: recent.iter().map(describe_entry).collect(),
@@ -571,14 +452,17 @@ impl Portcullis {
         user_id_input: &str,
         limit: i64,
     ) -> Result<Option<Vec<AuditEntry>>, ServiceError> {
-        self.require(authority, SupportScope::AccountsRead).await?;
+        let now = self.clock.now();
+        self.require(authority, SupportScope::AccountsRead, now)
+            .await?;
         let limit = audit_limit(limit)?;
         let id = user_id(user_id_input)?;
-        let Some(a) = self.store.find_account(id.canonical()).await? else {
+        let Some(a) = self.ports.accounts.find_account(id.canonical()).await? else {
             return Ok(None);
         };
-        let entries = self.store.account_audit(a.id, limit).await?;
-        self.audit(
+        let entries = self.ports.audit.account_audit(a.id, limit).await?;
+        self.audit_alone(
+            now,
             authority
                 .event(AuditKind::SupportAction, Some(a.id))
                 .detail("read the account's audit events"),
@@ -596,9 +480,10 @@ impl Portcullis {
         after: i64,
         limit: i64,
     ) -> Result<Vec<AuditEntry>, ServiceError> {
-        self.require(authority, SupportScope::AuditRead).await?;
+        self.require(authority, SupportScope::AuditRead, self.clock.now())
+            .await?;
         let limit = audit_limit(limit)?;
-        Ok(self.store.audit_entries(after.max(0), limit).await?)
+        Ok(self.ports.audit.audit_entries(after.max(0), limit).await?)
     }
 
     /// Walks the whole audit chain up to its head (scope `audit:read`), naming the first bad
@@ -609,12 +494,13 @@ impl Portcullis {
         &self,
         authority: &SupportAuthority,
     ) -> Result<AuditCheck, ServiceError> {
-        self.require(authority, SupportScope::AuditRead).await?;
-        let (head_seq, head_hash) = self.store.audit_head().await?;
+        self.require(authority, SupportScope::AuditRead, self.clock.now())
+            .await?;
+        let (head_seq, head_hash) = self.ports.audit.audit_head().await?;
         let mut prev = GENESIS_HASH.to_vec();
         let mut prev_seq = 0i64;
         while prev_seq < head_seq {
-            let mut batch = self.store.audit_entries(prev_seq, 1000).await?;
+            let mut batch = self.ports.audit.audit_entries(prev_seq, 1000).await?;
             batch.retain(|e| e.seq <= head_seq);
             if batch.is_empty() {
                 break;
@@ -652,13 +538,12 @@ impl Portcullis {
             ));
         }
         let token = Token::generate();
-        let id = self
-            .store
+        let mut work = self.begin(self.clock.now());
+        let id = work
             .create_admin_token(NewAdminToken {
                 name: name.to_owned(),
                 token_hash: token.hash,
                 scopes: scopes.clone(),
-                now: self.clock.now(),
             })
             .await
             .map_err(|e| match e {
@@ -668,15 +553,15 @@ impl Portcullis {
                 ),
                 CreateAdminTokenError::Store(e) => e.into(),
             })?;
-        self.audit(
+        work.audit(
             authority
                 .event(AuditKind::AdminTokenCreated, None)
                 .detail(format!(
                     "admin token #{id} for {name}, scopes {}",
                     scopes_text(&scopes)
                 )),
-        )
-        .await;
+        );
+        work.commit().await?;
         Ok(IssuedAdminToken {
             id,
             name: name.to_owned(),
@@ -691,7 +576,7 @@ impl Portcullis {
         authority: &SupportAuthority,
     ) -> Result<Vec<AdminTokenRow>, ServiceError> {
         Self::require_operator(authority)?;
-        Ok(self.store.list_admin_tokens().await?)
+        Ok(self.ports.admin_tokens.list_admin_tokens().await?)
     }
 
     /// Revokes the active token with this id, or the active token with this name (operator
@@ -706,12 +591,10 @@ impl Portcullis {
             Ok(id) => AdminTokenRef::Id(id),
             Err(_) => AdminTokenRef::Name(token_name(name_or_id)?.to_owned()),
         };
-        let revoked = self
-            .store
-            .revoke_admin_token(&which, self.clock.now())
-            .await?;
+        let mut work = self.begin(self.clock.now());
+        let revoked = work.revoke_admin_token(&which).await?;
         if let Some(row) = &revoked {
-            self.audit(
+            work.audit(
                 authority
                     .event(AuditKind::AdminTokenRevoked, None)
                     .detail(format!(
@@ -720,8 +603,8 @@ impl Portcullis {
                         row.name,
                         scopes_text(&row.scopes)
                     )),
-            )
-            .await;
+            );
+            work.commit().await?;
         }
         Ok(revoked)
     }
@@ -770,26 +653,6 @@ fn describe_entry(e: &AuditEntry) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn scopes_round_trip_and_unknown_ones_are_named() {
-        for scope in SupportScope::ALL {
-            assert_eq!(scope.as_str().parse::<SupportScope>(), Ok(scope));
-        }
-        let err = "accounts:write".parse::<SupportScope>().unwrap_err();
-        assert!(
-            err.contains("accounts:read, accounts:unlock, audit:read"),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn the_operator_has_every_scope_and_no_token() {
-        let op = SupportAuthority::operator("cli:alice");
-        assert!(SupportScope::ALL.iter().all(|s| op.allows(*s)));
-        assert_eq!(op.actor(), "cli:alice");
-        assert_eq!(op.token_id(), None);
-    }
 
     #[test]
     fn reasons_are_trimmed_and_bounded() {

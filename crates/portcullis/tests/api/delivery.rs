@@ -138,9 +138,7 @@ async fn every_message_arrives_once(backend: Backend) {
     let Some(sink) = SmtpSink::start(0).await else {
         return;
     };
-    let Some(app) = spawn_app_with(backend, |c| use_smtp(c, &sink)).await else {
-        return;
-    };
+    let app = spawn_app_with(backend, |c| use_smtp(c, &sink)).await;
     app.register(&ANN, "ann.example", PASSWORD).await;
     app.register(&BEN, "ben.example", PASSWORD).await;
     let batch: Vec<Outgoing> = (0..20).map(email).collect();
@@ -194,9 +192,7 @@ async fn outage(backend: Backend) {
         return;
     };
     sink.stop();
-    let Some(app) = spawn_app_with(backend, |c| use_smtp(c, &sink)).await else {
-        return;
-    };
+    let app = spawn_app_with(backend, |c| use_smtp(c, &sink)).await;
     let pool = app.built.store.pool().clone();
     app.register(&ANN, "ann.example", PASSWORD).await;
     // The first attempt fails; the message waits.
@@ -246,9 +242,7 @@ async fn sigkill(backend: Backend) {
     let Some(sink) = SmtpSink::start(150).await else {
         return;
     };
-    let Some(db) = TestDb::new(backend).await else {
-        return;
-    };
+    let db = TestDb::new(backend).await;
     const N: usize = 24;
     let store = SqlStore::connect(&db.url, StoreOptions::default())
         .await
@@ -308,9 +302,7 @@ async fn two_nodes(backend: Backend) {
     let Some(sink) = SmtpSink::start(20).await else {
         return;
     };
-    let Some(db) = TestDb::new(backend).await else {
-        return;
-    };
+    let db = TestDb::new(backend).await;
     const N: usize = 40;
     let mut workers = Vec::new();
     for _ in 0..2 {
@@ -427,10 +419,10 @@ async fn sms_app(
     sink: &SmtpSink,
     gw: &Gateway,
     tweak: impl FnOnce(&mut Config),
-) -> Option<TestApp> {
+) -> TestApp {
     let auth = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(auth.path(), "X-Api-Key: k-123\n").unwrap();
-    let app = spawn_app_with(backend, |c| {
+    spawn_app_with(backend, |c| {
         use_smtp(c, sink);
         c.notify.sms_url = Some(gw.url.clone());
         c.notify.sms_auth_header_file = Some(auth.path().to_path_buf());
@@ -439,8 +431,7 @@ async fn sms_app(
             r#"{"message":{"to":"{to}","text":"{body}","sender":"{from}"}}"#.into();
         tweak(c);
     })
-    .await;
-    app
+    .await
 }
 
 async fn quota_fallback(backend: Backend) {
@@ -448,14 +439,11 @@ async fn quota_fallback(backend: Backend) {
         return;
     };
     let gw = gateway().await;
-    let Some(app) = sms_app(backend, &sink, &gw, |c| {
+    let app = sms_app(backend, &sink, &gw, |c| {
         c.notify.sms_per_number_per_day = 2;
         c.notify.sms_allowed_prefixes = vec!["+1".into(), "+44".into()];
     })
-    .await
-    else {
-        return;
-    };
+    .await;
     let pool = app.built.store.pool().clone();
     let texts = vec![sms("+15555550100", Some("ann@example.com")); 3];
     for t in texts {
@@ -521,14 +509,11 @@ async fn prefixes_and_answers(backend: Backend) {
         return;
     };
     let gw = gateway().await;
-    let Some(app) = sms_app(backend, &sink, &gw, |c| {
+    let app = sms_app(backend, &sink, &gw, |c| {
         c.notify.sms_allowed_prefixes = vec!["+1".into()];
         c.notify.sms_format = "twilio".into();
     })
-    .await
-    else {
-        return;
-    };
+    .await;
     let pool = app.built.store.pool().clone();
     let ids = app
         .built

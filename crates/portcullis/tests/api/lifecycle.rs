@@ -2,7 +2,7 @@
 //! a notice to the old one), linking and unlinking cards, and the inactivity job (warning,
 //! deactivation, reactivation by support or by card), through HTTP on both databases.
 
-use portcullis_core::ports::AuditStore;
+use portcullis_core::ports::AuditReads;
 use portcullis_testkit::{
     both, input_value, is_problem, spawn_app, spawn_app_on, spawn_app_with, Backend, Jar, TestApp,
     ANN, ANN_BLUE, BEN, PASSWORD,
@@ -67,9 +67,7 @@ async fn me(app: &TestApp, token: &str) -> Value {
 }
 
 async fn contact_change_by_email(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else {
-        return;
-    };
+    let app = spawn_app(backend).await;
     app.register(&ANN, "ann.example", PASSWORD).await;
     let token = app.token("ann.example", PASSWORD, "personal").await;
     assert_eq!(me(&app, &token).await["email"], "ann@example.com");
@@ -163,9 +161,7 @@ both!(
 );
 
 async fn contact_change_by_phone(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else {
-        return;
-    };
+    let app = spawn_app(backend).await;
     app.register(&ANN, "ann.example", PASSWORD).await;
     app.register(&BEN, "ben.sample", PASSWORD).await;
     let ann = app.token("ann.example", PASSWORD, "personal").await;
@@ -226,9 +222,7 @@ both!(
 );
 
 async fn contact_change_page(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else {
-        return;
-    };
+    let app = spawn_app(backend).await;
     app.register(&ANN, "ann.example", PASSWORD).await;
     let mut jar = signed_in_browser(&app).await;
     let (status, html) = get(&app, &mut jar, "/security").await;
@@ -327,9 +321,7 @@ fn link_body(card: &portcullis_testkit::Card) -> Value {
 }
 
 async fn link_and_unlink(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else {
-        return;
-    };
+    let app = spawn_app(backend).await;
     app.register(&ANN, "ann.example", PASSWORD).await;
     app.register(&BEN, "ben.sample", PASSWORD).await;
     let token = app.token("ann.example", PASSWORD, "personal").await;
@@ -396,9 +388,7 @@ both!(
 );
 
 async fn parallel_unlinks(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else {
-        return;
-    };
+    let app = spawn_app(backend).await;
     app.register(&ANN, "ann.example", PASSWORD).await;
     let token = app.token("ann.example", PASSWORD, "personal").await;
     let res = post_bearer(&app, "/api/v1/me/cards", &token, &link_body(&ANN_BLUE)).await;
@@ -425,9 +415,7 @@ async fn parallel_unlinks(backend: Backend) {
 both!(two_parallel_unlinks_leave_one_card, parallel_unlinks);
 
 async fn link_throttled(backend: Backend) {
-    let Some(app) = spawn_app_with(backend, |c| c.limits.failures_per_window = 2).await else {
-        return;
-    };
+    let app = spawn_app_with(backend, |c| c.limits.failures_per_window = 2).await;
     app.register(&ANN, "ann.example", PASSWORD).await;
     let token = app.token("ann.example", PASSWORD, "personal").await;
     let bad = json!({"number": ANN_BLUE.number, "verification": "999"});
@@ -449,9 +437,7 @@ both!(
 );
 
 async fn link_page(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else {
-        return;
-    };
+    let app = spawn_app(backend).await;
     app.register(&ANN, "ann.example", PASSWORD).await;
     let mut jar = signed_in_browser(&app).await;
     let (_, html) = get(&app, &mut jar, "/security").await;
@@ -513,9 +499,7 @@ both!(the_security_page_links_and_unlinks_cards, link_page);
 // Inactivity.
 
 async fn warn_then_deactivate(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else {
-        return;
-    };
+    let app = spawn_app(backend).await;
     app.register(&ANN, "ann.example", PASSWORD).await;
     app.register(&BEN, "ben.sample", PASSWORD).await;
     let old_session = app.token("ann.example", PASSWORD, "personal").await;
@@ -598,14 +582,11 @@ both!(
 );
 
 async fn sign_in_clears_warning(backend: Backend) {
-    let Some(app) = spawn_app_with(backend, |c| {
+    let app = spawn_app_with(backend, |c| {
         c.inactivity.warn_after_secs = 10 * DAY;
         c.inactivity.deactivate_after_secs = 2 * DAY;
     })
-    .await
-    else {
-        return;
-    };
+    .await;
     app.register(&ANN, "ann.example", PASSWORD).await;
     let core = &app.built.app;
     app.clock.advance(10 * DAY);
@@ -634,12 +615,12 @@ both!(
 );
 
 /// Ann, deactivated after inactivity (with short, configured durations).
-async fn deactivated_ann(backend: Backend) -> Option<TestApp> {
+async fn deactivated_ann(backend: Backend) -> TestApp {
     let app = spawn_app_with(backend, |c| {
         c.inactivity.warn_after_secs = 10 * DAY;
         c.inactivity.deactivate_after_secs = 2 * DAY;
     })
-    .await?;
+    .await;
     app.register(&ANN, "ann.example", PASSWORD).await;
     let core = &app.built.app;
     app.clock.advance(10 * DAY);
@@ -658,13 +639,11 @@ async fn deactivated_ann(backend: Backend) -> Option<TestApp> {
             .status(),
         401
     );
-    Some(app)
+    app
 }
 
 async fn support_reactivates(backend: Backend) {
-    let Some(app) = deactivated_ann(backend).await else {
-        return;
-    };
+    let app = deactivated_ann(backend).await;
     let token = admin_token(&app, "agent.smith", &["accounts:read", "accounts:unlock"]).await;
     let shown: Value = app
         .get_bearer("/api/v1/admin/accounts/ann.example", &token)
@@ -720,9 +699,7 @@ both!(
 );
 
 async fn card_reactivates(backend: Backend) {
-    let Some(app) = deactivated_ann(backend).await else {
-        return;
-    };
+    let app = deactivated_ann(backend).await;
     // The registration path: the card verifies again, and step 2 brings the account back.
     let res = app.verify_card(&ANN).await;
     assert_eq!(res.status(), 200);
@@ -764,9 +741,7 @@ both!(
 );
 
 async fn cli_runs_inactivity(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else {
-        return;
-    };
+    let app = spawn_app(backend).await;
     app.register(&ANN, "ann.example", PASSWORD).await;
     // The binary uses the real clock: nobody is 24 months inactive yet.
     let run = cli(&app, &["admin", "run-inactivity", "--dry-run"]).await;
@@ -808,9 +783,7 @@ async fn sqlx_exec(app: &TestApp, sql: &str) {
 }
 
 async fn one_node_runs_the_job(backend: Backend) {
-    let Some(first) = spawn_app(backend).await else {
-        return;
-    };
+    let first = spawn_app(backend).await;
     let second = spawn_app_on(&first, |_| {}).await;
     first.register(&ANN, "ann.example", PASSWORD).await;
     let later = portcullis_core::clock::Clock::now(&first.clock).0 + 800 * DAY;

@@ -116,9 +116,7 @@ async fn enable_email_codes(app: &TestApp, token: &str) {
 }
 
 async fn totp(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else {
-        return;
-    };
+    let app = spawn_app(backend).await;
     app.register(&ANN, "ann.example", PASSWORD).await;
     let token = app.token("ann.example", PASSWORD, "personal").await;
     let res = post_bearer(&app, "/api/v1/me/factors/totp", &token, &json!({})).await;
@@ -185,9 +183,7 @@ async fn totp(backend: Backend) {
 both!(totp_codes_from_pyotp_are_accepted_once, totp);
 
 async fn reauth(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else {
-        return;
-    };
+    let app = spawn_app(backend).await;
     app.register(&ANN, "ann.example", PASSWORD).await;
     let token = app.token("ann.example", PASSWORD, "personal").await;
     app.clock.advance(6 * 60);
@@ -235,9 +231,7 @@ async fn reauth(backend: Backend) {
 both!(factor_changes_need_the_password_within_five_minutes, reauth);
 
 async fn recovery_codes(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else {
-        return;
-    };
+    let app = spawn_app(backend).await;
     app.register(&ANN, "ann.example", PASSWORD).await;
     let token = app.token("ann.example", PASSWORD, "personal").await;
     enable_email_codes(&app, &token).await;
@@ -307,9 +301,7 @@ both!(
 );
 
 async fn email_codes(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else {
-        return;
-    };
+    let app = spawn_app(backend).await;
     app.register(&ANN, "ann.example", PASSWORD).await;
     let token = app.token("ann.example", PASSWORD, "personal").await;
     enable_email_codes(&app, &token).await;
@@ -359,9 +351,7 @@ async fn email_codes(backend: Backend) {
 both!(email_codes_as_a_second_factor, email_codes);
 
 async fn trusted(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else {
-        return;
-    };
+    let app = spawn_app(backend).await;
     app.register(&ANN, "ann.example", PASSWORD).await;
     let token = app.token("ann.example", PASSWORD, "personal").await;
     enable_email_codes(&app, &token).await;
@@ -422,9 +412,7 @@ both!(
 );
 
 async fn step_up(backend: Backend) {
-    let Some(app) = spawn_app_with(backend, |c| c.risk.new_device_step_up = true).await else {
-        return;
-    };
+    let app = spawn_app_with(backend, |c| c.risk.new_device_step_up = true).await;
     app.register(&ANN, "ann.example", PASSWORD).await;
     // The first device after registration is not asked.
     let (status, first) = sign_in_device(&app, None).await;
@@ -490,7 +478,7 @@ both!(a_new_device_steps_up_and_not_me_locks_the_account, step_up);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_second_step_codes_count_towards_the_lock() {
-    let app = spawn_app(Backend::Sqlite).await.unwrap();
+    let app = spawn_app(Backend::Sqlite).await;
     app.register(&ANN, "ann.example", PASSWORD).await;
     let token = app.token("ann.example", PASSWORD, "personal").await;
     enable_email_codes(&app, &token).await;
@@ -520,7 +508,7 @@ async fn wrong_second_step_codes_count_towards_the_lock() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn remember_me_keeps_only_the_user_id_and_forget_me_removes_it() {
-    let app = spawn_app(Backend::Sqlite).await.unwrap();
+    let app = spawn_app(Backend::Sqlite).await;
     app.register(&ANN, "ann.example", PASSWORD).await;
     let mut jar = Jar::default();
     let get = |jar: &Jar| {

@@ -37,9 +37,7 @@ pub(crate) async fn post(
 }
 
 async fn register_and_sign_in(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else {
-        return;
-    };
+    let app = spawn_app(backend).await;
     let mut jar = Jar::default();
     let (status, html) = get(&app, &mut jar, "/register").await;
     assert_eq!(status, 200);
@@ -129,7 +127,7 @@ both!(
 
 #[tokio::test]
 async fn forms_refuse_missing_or_wrong_csrf() {
-    let app = spawn_app(Backend::Sqlite).await.unwrap();
+    let app = spawn_app(Backend::Sqlite).await;
     app.register(&ANN, "ann.example", PASSWORD).await;
     let mut jar = Jar::default();
     let (_, html) = get(&app, &mut jar, "/").await;
@@ -174,7 +172,7 @@ async fn forms_refuse_missing_or_wrong_csrf() {
 
 #[tokio::test]
 async fn every_response_carries_the_security_headers() {
-    let app = spawn_app(Backend::Sqlite).await.unwrap();
+    let app = spawn_app(Backend::Sqlite).await;
     for path in [
         "/",
         "/register",
@@ -217,9 +215,7 @@ async fn every_response_carries_the_security_headers() {
 /// or left from an earlier session) never becomes the signed-in session. Sign-in always
 /// issues a new random value, and signing in again issues another.
 async fn fixation(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else {
-        return;
-    };
+    let app = spawn_app(backend).await;
     app.register(&ANN, "ann.example", PASSWORD).await;
     const SESSION: &str = "__Host-portcullis_session";
     let planted = "attacker-chosen-value-0123456789abcdefghijklmnop";
@@ -272,7 +268,7 @@ both!(
 
 #[tokio::test]
 async fn pages_are_small_and_have_no_inline_script_or_style() {
-    let app = spawn_app(Backend::Sqlite).await.unwrap();
+    let app = spawn_app(Backend::Sqlite).await;
     // Everything a page loads: both stylesheets and both scripts.
     let mut css = String::new();
     for asset in [
@@ -319,7 +315,7 @@ async fn pages_are_small_and_have_no_inline_script_or_style() {
 
 #[tokio::test]
 async fn the_sign_in_page_keeps_the_user_id_but_never_the_password() {
-    let app = spawn_app(Backend::Sqlite).await.unwrap();
+    let app = spawn_app(Backend::Sqlite).await;
     let mut jar = Jar::default();
     let (_, html) = get(&app, &mut jar, "/").await;
     let csrf = input_value(&html, "csrf").unwrap();
@@ -343,9 +339,7 @@ async fn the_sign_in_page_keeps_the_user_id_but_never_the_password() {
 }
 
 async fn recover_through_pages(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else {
-        return;
-    };
+    let app = spawn_app(backend).await;
     app.register(&ANN, "ann.example", PASSWORD).await;
     for _ in 0..6 {
         app.sign_in("ann.example", "Wrong-Horse-1", "personal")
@@ -471,8 +465,7 @@ async fn the_theme_stylesheet_carries_the_configured_colours() {
         c.theme.brand_dark = "#8fd6a8".into();
         c.theme.brand_ink_dark = "#04140a".into();
     })
-    .await
-    .unwrap();
+    .await;
     let res = app
         .client
         .get(app.url("/static/theme.css"))

@@ -4,9 +4,7 @@ use portcullis_testkit::{both, is_problem, spawn_app, Backend, TestApp, ANN, BEN
 use serde_json::{json, Value};
 
 async fn create_then_sign_in(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else {
-        return;
-    };
+    let app = spawn_app(backend).await;
     app.register(&ANN, "ann.example", PASSWORD).await;
     let token = app.token("ann.example", PASSWORD, "personal").await;
     let me: Value = app
@@ -36,9 +34,7 @@ async fn create_then_sign_in(backend: Backend) {
 both!(create_then_sign_in_works, create_then_sign_in);
 
 async fn merchant_registration(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else {
-        return;
-    };
+    let app = spawn_app(backend).await;
     app.register(&SHOP, "corner.coffee", PASSWORD).await;
     let token = app.token("corner.coffee", PASSWORD, "merchant").await;
     let me: Value = app
@@ -56,9 +52,7 @@ both!(
 );
 
 async fn luhn_invalid(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else {
-        return;
-    };
+    let app = spawn_app(backend).await;
     let res = app
         .post_json(
             "/api/v1/registration/verify-card",
@@ -79,9 +73,7 @@ async fn luhn_invalid(backend: Backend) {
 both!(luhn_invalid_card_number_is_a_field_error, luhn_invalid);
 
 async fn wrong_card_id(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else {
-        return;
-    };
+    let app = spawn_app(backend).await;
     let res = app
         .post_json(
             "/api/v1/registration/verify-card",
@@ -105,9 +97,7 @@ async fn wrong_card_id(backend: Backend) {
 both!(wrong_card_id_and_unknown_card_answer_alike, wrong_card_id);
 
 async fn second_account_refused(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else {
-        return;
-    };
+    let app = spawn_app(backend).await;
     app.register(&ANN, "ann.example", PASSWORD).await;
     let res = app.verify_card(&ANN).await;
     assert_eq!(res.status(), 409);
@@ -121,9 +111,7 @@ both!(
 
 /// 20 registrations of one card race, each with its own verified step: exactly one wins.
 async fn racing_registrations(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else {
-        return;
-    };
+    let app = spawn_app(backend).await;
     let mut tokens = Vec::new();
     for _ in 0..20 {
         let res = app.verify_card(&BEN).await;
@@ -181,9 +169,7 @@ both!(
 );
 
 async fn step_two_rules(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else {
-        return;
-    };
+    let app = spawn_app(backend).await;
     let res = app.verify_card(&ANN).await;
     let token = res.json::<Value>().await.unwrap()["registration_token"]
         .as_str()
@@ -251,9 +237,7 @@ both!(
 );
 
 async fn user_ids_unique_across_types(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else {
-        return;
-    };
+    let app = spawn_app(backend).await;
     app.register(&ANN, "same.person", PASSWORD).await;
     let res = app.verify_card(&SHOP).await;
     let token = res.json::<Value>().await.unwrap()["registration_token"]
@@ -283,7 +267,7 @@ both!(
 
 #[tokio::test]
 async fn security_questions_are_listed() {
-    let app = spawn_app(Backend::Sqlite).await.unwrap();
+    let app = spawn_app(Backend::Sqlite).await;
     let res = app
         .client
         .get(app.url("/api/v1/security-questions"))

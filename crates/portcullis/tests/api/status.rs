@@ -92,14 +92,12 @@ async fn wait_for_status(app: &TestApp, check: impl Fn(&Value) -> bool) -> Value
     }
 }
 
-async fn fast_probe_app(backend: Backend) -> Option<TestApp> {
+async fn fast_probe_app(backend: Backend) -> TestApp {
     spawn_app_with(backend, |c| c.status.probe_secs = 0.1).await
 }
 
 async fn status_api_and_page_show_every_part(backend: Backend) {
-    let Some(app) = fast_probe_app(backend).await else {
-        return;
-    };
+    let app = fast_probe_app(backend).await;
     let status = wait_for_status(&app, |s| !s["probed_at"].is_null()).await;
     let keys: Vec<&str> = status
         .as_object()
@@ -144,9 +142,7 @@ both!(
 );
 
 async fn incidents_from_cli_and_admin_api_show_on_both(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else {
-        return;
-    };
+    let app = spawn_app(backend).await;
     let run = cli(
         &app,
         &[
@@ -359,9 +355,7 @@ async fn wait_until_maintenance(app: &TestApp, on: bool) {
 }
 
 async fn maintenance_mode_answers_503_but_not_health_status_or_admin(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else {
-        return;
-    };
+    let app = spawn_app(backend).await;
     app.register(&ANN, "annsmith", PASSWORD).await;
     let token = admin_token(&app, "status:write").await;
     let until = until_in(&app, 600);
@@ -409,9 +403,7 @@ both!(
 );
 
 async fn two_nodes_sharing_a_database_both_honour_maintenance(backend: Backend) {
-    let Some(first) = spawn_app(backend).await else {
-        return;
-    };
+    let first = spawn_app(backend).await;
     let second = spawn_app_on(&first, |_| {}).await;
     first.register(&ANN, "annsmith", PASSWORD).await;
     let token = admin_token(&first, "status:write").await;
@@ -562,9 +554,7 @@ fn value(samples: &[Sample], name: &str, label: Option<(&str, &str)>) -> f64 {
 }
 
 async fn metrics_are_prometheus_text_and_count_sign_ins(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else {
-        return;
-    };
+    let app = spawn_app(backend).await;
     app.register(&ANN, "annsmith", PASSWORD).await;
     let before = scrape(&app).await;
     for name in [
@@ -626,9 +616,7 @@ both!(
 );
 
 async fn the_prober_marks_an_unreachable_database(backend: Backend) {
-    let Some(app) = fast_probe_app(backend).await else {
-        return;
-    };
+    let app = fast_probe_app(backend).await;
     let up = wait_for_status(&app, |s| !s["probed_at"].is_null()).await;
     assert_eq!(state_of(&up, "database"), "operational");
     // The database goes away (the pool is closed): within a probe or two the status says so,

@@ -1,0 +1,262 @@
+//! Online accounts: the account row, its cards and answers, and the account's life
+//! (creation, sign-ins, passwords, contact details, linked cards, inactivity).
+
+use async_trait::async_trait;
+
+use super::outbox::{Message, Outgoing};
+use super::{StoreError, StoreResult};
+use crate::clock::UnixTime;
+use crate::contact::{self, CodeChannel};
+use crate::ids::AccountType;
+
+/// The figures shown on the account home for one linked card.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CardSummary {
+    /// The registry record behind the card (names it for unlinking; not a secret).
+    pub id: i64,
+    pub last4: String,
+    pub product: String,
+    pub balance: Option<i64>,
+    pub credit_limit: Option<i64>,
+    pub payment_due_date: Option<String>,
+    pub minimum_due: Option<i64>,
+}
+
+#[derive(Clone, Debug)]
+pub struct AccountRow {
+    pub id: i64,
+    pub user_id: String,
+    pub account_type: AccountType,
+    pub password_hash: String,
+    pub code_channel: CodeChannel,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub failed_count: u32,
+    pub locked_until: Option<UnixTime>,
+    pub created_at: UnixTime,
+    pub last_sign_in_at: Option<UnixTime>,
+    /// What inactivity counts from: creation, the last sign-in or the reactivation.
+    pub last_active_at: UnixTime,
+    /// When the inactivity warning went out (cleared by a sign-in or a reactivation).
+    pub inactivity_warned_at: Option<UnixTime>,
+    /// Set while the account is deactivated (flow 10).
+    pub deactivated_at: Option<UnixTime>,
+}
+
+impl AccountRow {
+    pub fn is_deactivated(&self) -> bool {
+        self.deactivated_at.is_some()
+    }
+
+    /// Where a code or notice goes: `preferred` when the account has it, else its
+    /// registered channel's rule (see [`contact::destination`]).
+    pub fn destination(&self, preferred: Option<CodeChannel>) -> Option<(CodeChannel, String)> {
+        contact::destination(
+            preferred.unwrap_or(self.code_channel),
+            self.email.as_deref(),
+            self.phone.as_deref(),
+        )
+    }
+
+    /// A message to this account, with its email as the fall-back for a text message the
+    /// SMS quotas refuse.
+    pub fn outgoing(&self, message: Message) -> Outgoing {
+        let fallback_email = match message.channel {
+            CodeChannel::Sms => self.email.clone(),
+            CodeChannel::Email => None,
+        };
+        Outgoing {
+            message,
+            fallback_email,
+        }
+    }
+
+    /// A notice to the account's usual channel (none when it has no address at all).
+    pub fn notice(&self, subject: String, body: String) -> Option<Outgoing> {
+        let (channel, to) = self.destination(None)?;
+        Some(self.outgoing(Message {
+            channel,
+            to,
+            subject,
+            body,
+            sensitive: false,
+        }))
+    }
+}
+
+/// What registration writes, all in the one unit of work.
+#[derive(Clone, Debug)]
+pub struct NewAccount {
+    pub user_id: String,
+    pub user_id_canonical: String,
+    pub account_type: AccountType,
+    pub password_hash: String,
+    pub security_answers: Vec<(i64, String)>,
+    pub code_channel: CodeChannel,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub registry_record_id: i64,
+    /// The registration step consumed by this creation.
+    pub step_token_hash: [u8; 32],
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CreateAccountError {
+    #[error("user id taken")]
+    UserIdTaken,
+    #[error("card already registered")]
+    CardAlreadyRegistered,
+    #[error("registration step expired or already used")]
+    StepGone,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A deactivated account coming back through the registration path (card number + card
+/// ID): new sign-in details on the same account.
+#[derive(Clone, Debug)]
+pub struct Reregistration {
+    pub account_id: i64,
+    pub user_id: String,
+    pub user_id_canonical: String,
+    pub password_hash: String,
+    pub security_answers: Vec<(i64, String)>,
+    pub code_channel: CodeChannel,
+    /// The registration step consumed by it.
+    pub step_token_hash: [u8; 32],
+}
+
+/// Which contact detail a change replaces.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ContactField {
+    Email,
+    Phone,
+}
+
+impl ContactField {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Email => "email",
+            Self::Phone => "phone",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "email" => Some(Self::Email),
+            "phone" => Some(Self::Phone),
+            _ => None,
+        }
+    }
+
+    /// The channel messages to this detail use.
+    pub fn channel(self) -> CodeChannel {
+        match self {
+            Self::Email => CodeChannel::Email,
+            Self::Phone => CodeChannel::Sms,
+        }
+    }
+}
+
+/// What unlinking a card did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unlink {
+    Unlinked,
+    /// The account has no such card.
+    NotLinked,
+    /// The card is the account's last: an account always keeps one.
+    LastCard,
+}
+
+#[async_trait]
+pub trait AccountReads: Send + Sync {
+    async fn find_account(&self, user_id_canonical: &str) -> StoreResult<Option<AccountRow>>;
+    async fn account_by_id(&self, id: i64) -> StoreResult<Option<AccountRow>>;
+    async fn cards_for_account(&self, account_id: i64) -> StoreResult<Vec<CardSummary>>;
+    /// The account and its cards in one read (the account home and `GET /me`, the most
+    /// frequent authenticated request).
+    async fn account_home(
+        &self,
+        account_id: i64,
+    ) -> StoreResult<Option<(AccountRow, Vec<CardSummary>)>>;
+    /// The keyed hashes (number, verification) of the account's linked cards.
+    async fn card_hashes(&self, account_id: i64) -> StoreResult<Vec<(Vec<u8>, Vec<u8>)>>;
+    /// The account's security answers: (question id, answer hash).
+    async fn security_answers(&self, account_id: i64) -> StoreResult<Vec<(i64, String)>>;
+    /// Accounts whose contact email is `email` (lower-cased), oldest first.
+    async fn accounts_by_email(&self, email: &str) -> StoreResult<Vec<AccountRow>>;
+    /// The newest `limit` earlier password hashes.
+    async fn password_history(&self, account_id: i64, limit: usize) -> StoreResult<Vec<String>>;
+    /// Active, not yet warned accounts last active at or before `inactive_since`.
+    async fn accounts_to_warn(
+        &self,
+        inactive_since: UnixTime,
+        limit: i64,
+    ) -> StoreResult<Vec<AccountRow>>;
+    /// Active accounts warned at or before `warned_before`.
+    async fn accounts_to_deactivate(
+        &self,
+        warned_before: UnixTime,
+        limit: i64,
+    ) -> StoreResult<Vec<AccountRow>>;
+}
+
+/// An account's state changes, inside a unit of work (stamped with its `now`). Each is one
+/// conditional statement (or a few, the first of which takes the account's row): the
+/// answer says whether this caller made the change, so of two racing callers one wins.
+#[async_trait]
+pub trait AccountWrites: Send {
+    /// Consumes the registration step, creates the account, links its card and stores its
+    /// answers.
+    async fn create_account(&mut self, new: NewAccount) -> Result<i64, CreateAccountError>;
+    /// A deactivated account back with new sign-in details, consuming the registration step.
+    async fn reregister_account(&mut self, r: Reregistration) -> Result<(), CreateAccountError>;
+    /// A successful sign-in: records the time and restarts the account's failure count (a
+    /// lock already set stays), only while the stored hash is still `verified_hash`: false
+    /// when a reset or change landed since the password was checked (the sign-in is then
+    /// refused, and its unit of work dropped).
+    async fn record_sign_in(&mut self, account_id: i64, verified_hash: &str) -> StoreResult<bool>;
+    /// Replaces the hash in place (a rehash at new parameters: same password), only while the
+    /// stored hash is still `old`: a password reset or change that landed meanwhile wins.
+    async fn rehash_password(&mut self, account_id: i64, old: &str, new: &str)
+        -> StoreResult<bool>;
+    /// A new password: the old hash moves to the history, keeping the newest `keep`.
+    async fn change_password(
+        &mut self,
+        account_id: i64,
+        new_hash: &str,
+        keep: usize,
+    ) -> StoreResult<()>;
+    /// Clears the account's lock and count, and those of its known devices; true when there
+    /// was something to clear.
+    async fn unlock_account(&mut self, account_id: i64) -> StoreResult<bool>;
+    /// Replaces the account's email or phone.
+    async fn change_contact(
+        &mut self,
+        account_id: i64,
+        field: ContactField,
+        value: &str,
+    ) -> StoreResult<bool>;
+    /// Links a record to the account; false when the record already backs an account
+    /// (this one or another): the record's primary key decides, atomically.
+    async fn link_card(&mut self, account_id: i64, record_id: i64) -> StoreResult<bool>;
+    /// Unlinks a card unless it is the account's last (checked under the account's row
+    /// lock, so two parallel unlinks cannot leave it with none).
+    async fn unlink_card(&mut self, account_id: i64, record_id: i64) -> StoreResult<Unlink>;
+    /// Records the warning if the account is still active, unwarned and inactive since
+    /// `inactive_since`; true for the one caller that did.
+    async fn mark_inactivity_warned(
+        &mut self,
+        account_id: i64,
+        inactive_since: UnixTime,
+    ) -> StoreResult<bool>;
+    /// Deactivates the account (ending its sessions) if it is still active and was warned
+    /// at or before `warned_before`; true for the one caller that did.
+    async fn deactivate_account(
+        &mut self,
+        account_id: i64,
+        warned_before: UnixTime,
+    ) -> StoreResult<bool>;
+    /// Reactivates a deactivated account (support); true when it was deactivated.
+    async fn reactivate_account(&mut self, account_id: i64) -> StoreResult<bool>;
+}

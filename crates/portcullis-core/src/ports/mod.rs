@@ -1,0 +1,93 @@
+//! The ports the use cases need, implemented by adapters (the store over SQLite and
+//! PostgreSQL, the delivery worker). One file per area; each area has
+//!
+//! - a **reads** trait (`AccountReads`, `StepReads`, …): what a use case looks up before it
+//!   decides;
+//! - a **writes** trait (`AccountWrites`, …), reachable only inside a [`UnitOfWork`]: every
+//!   state change of a use case goes through one unit of work, which also carries the
+//!   messages ([`Outgoing`]) and audit events the change causes and commits them all in one
+//!   database transaction (see [`work`]);
+//!
+//! and, apart from those, [`Claims`]: the short atomic statements that enforce limits
+//! (throttle buckets, lockout counters, tries on a step or a code, job leases), each its own
+//! statement, taken *before* the slow work so parallel attempts never evaluate more than the
+//! limit. [`Store`] gathers everything one database offers; the use cases reach it through
+//! the narrow traits only (see `service::Ports`).
+
+mod accounts;
+mod admin;
+mod audit;
+mod claims;
+mod devices;
+mod factors;
+mod lockout;
+mod outbox;
+mod registry;
+mod sessions;
+mod status;
+mod steps;
+pub mod work;
+
+pub use accounts::{
+    AccountReads, AccountRow, AccountWrites, CardSummary, ContactField, CreateAccountError,
+    NewAccount, Reregistration, Unlink,
+};
+pub use admin::{
+    AdminTokenReads, AdminTokenRef, AdminTokenRow, AdminTokenWrites, CreateAdminTokenError,
+    NewAdminToken,
+};
+pub use audit::AuditReads;
+pub use claims::{Claims, CodeAttempt};
+pub use devices::{DeviceReads, DeviceRow, DeviceWrites};
+pub use factors::{FactorKind, FactorReads, FactorRow, FactorWrites, NewFactor};
+pub use lockout::{Counter, LockWrites};
+pub use outbox::{
+    Message, Notifier, NotifyError, OutboxReads, OutboxRow, OutboxState, OutboxStats, OutboxStore,
+    Outgoing, QuotaClaim,
+};
+pub use registry::{RegistryImport, RegistryImports, RegistryReads, RegistryRow};
+pub use sessions::{NewSession, SessionReads, SessionRow, SessionWrites};
+pub use status::{
+    IncidentRow, MaintenanceRow, NewIncident, StatusChange, StatusReads, StatusWrites,
+};
+pub use steps::{CodeWrites, NewCode, StepReads, StepRow, StepWrites};
+pub use work::{Committed, Transactions, UnitOfWork};
+
+use async_trait::async_trait;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database cannot be reached or is saturated: worth retrying.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    #[error("database error: {0}")]
+    Internal(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Everything one database offers the application: the reads, the claims, units of work
+/// and registry imports. `Portcullis` holds one and hands each use case the narrow traits
+/// it needs. The delivery worker's [`OutboxStore`] is apart: no use case queues a message
+/// except through its unit of work.
+#[async_trait]
+pub trait Store:
+    RegistryReads
+    + RegistryImports
+    + AccountReads
+    + DeviceReads
+    + FactorReads
+    + StepReads
+    + SessionReads
+    + AuditReads
+    + AdminTokenReads
+    + StatusReads
+    + OutboxReads
+    + Claims
+    + Transactions
+{
+    /// A cheap round trip, for readiness.
+    async fn ping(&self) -> StoreResult<()>;
+    /// "sqlite" or "postgres".
+    fn backend(&self) -> &'static str;
+}

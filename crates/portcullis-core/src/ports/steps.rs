@@ -1,0 +1,73 @@
+//! Flow steps held by the hash of a random token, and the one-time codes bound to them.
+
+use async_trait::async_trait;
+
+use super::StoreResult;
+use crate::clock::UnixTime;
+use crate::contact::CodeChannel;
+use crate::otp::{CodePolicy, Resend};
+use crate::steps::{CodePurpose, StepKind};
+
+/// A live step.
+#[derive(Clone, Debug)]
+pub struct StepRow {
+    pub kind: StepKind,
+    pub subject_id: i64,
+    pub data: String,
+    pub expires_at: UnixTime,
+}
+
+/// A one-time code to store. Its message is sent through the same unit of work: no code
+/// without its message, no message without its code.
+#[derive(Clone, Debug)]
+pub struct NewCode {
+    pub step_hash: [u8; 32],
+    pub account_id: i64,
+    pub purpose: CodePurpose,
+    pub code_hash: [u8; 32],
+    pub channel: CodeChannel,
+    pub expires_at: UnixTime,
+}
+
+#[async_trait]
+pub trait StepReads: Send + Sync {
+    /// The step if it exists, is of `kind` and has not expired at `now`.
+    async fn find_step(
+        &self,
+        token_hash: &[u8; 32],
+        kind: StepKind,
+        now: UnixTime,
+    ) -> StoreResult<Option<StepRow>>;
+}
+
+#[async_trait]
+pub trait StepWrites: Send {
+    async fn create_step(
+        &mut self,
+        token_hash: &[u8; 32],
+        kind: StepKind,
+        subject_id: i64,
+        data: &str,
+        expires_at: UnixTime,
+    ) -> StoreResult<()>;
+    /// Removes the step; true for the one caller that removed it.
+    async fn consume_step(&mut self, token_hash: &[u8; 32], kind: StepKind) -> StoreResult<bool>;
+}
+
+#[async_trait]
+pub trait CodeWrites: Send {
+    /// Stores a code (replacing an unused one for the same step).
+    async fn create_code(&mut self, code: NewCode) -> StoreResult<()>;
+    /// Marks the code used; true for the one caller that did.
+    async fn use_code(&mut self, step_hash: &[u8; 32]) -> StoreResult<bool>;
+    /// Replaces the code with `new_hash` if the last was sent at least
+    /// `policy.resend_after_secs` ago and fewer than `policy.max_sends` were sent. Tries
+    /// already made still count (NIST: a new code does not reset the failure count). Only
+    /// on [`Resend::Sent`] does the caller add the new code's message and commit.
+    async fn resend_code(
+        &mut self,
+        step_hash: &[u8; 32],
+        new_hash: &[u8; 32],
+        policy: &CodePolicy,
+    ) -> StoreResult<Resend>;
+}

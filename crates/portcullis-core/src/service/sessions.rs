@@ -1,0 +1,234 @@
+//! Sessions: starting one after a successful sign-in (by password, second step or passkey),
+//! recognising it on later requests, and ending it.
+
+use portcullis_crypto::{sha256, Token};
+use secrecy::SecretString;
+
+use super::{ClientInfo, Portcullis, Work};
+use crate::audit::{AuditEvent, AuditKind};
+use crate::clock::UnixTime;
+use crate::device::describe_or;
+use crate::ports::{AccountRow, NewSession};
+use crate::session::SessionState;
+use crate::steps::StepKind;
+use crate::ServiceError;
+
+/// A started session: the token is shown to the client once.
+pub struct SignedIn {
+    pub token: SecretString,
+    /// A new device token, when this device was not yet known to the account.
+    pub device_token: Option<SecretString>,
+    pub expires_at: UnixTime,
+    pub account_id: i64,
+    pub user_id: String,
+    /// The device this session is on.
+    pub device_id: i64,
+}
+
+/// An authenticated request's session.
+#[derive(Clone, Debug)]
+pub struct SessionContext {
+    pub session_id: i64,
+    pub account_id: i64,
+    pub token_hash: [u8; 32],
+    pub expires_at: UnixTime,
+    /// When the password was last presented in this session (sign-in or re-entry).
+    pub auth_at: UnixTime,
+}
+
+/// What a session start needs, all read before its unit of work opens.
+pub(crate) struct SessionStart<'a> {
+    pub account: &'a AccountRow,
+    /// The known device signing in, if it is one.
+    pub device: Option<i64>,
+    /// Whether the account has signed in from any device before (the first device, right
+    /// after registration, gets no new-device notice).
+    pub has_devices: bool,
+    /// The password hash the sign-in was checked against.
+    pub verified_hash: &'a str,
+    /// "Trust this device" until then (a passed second step that asked for it).
+    pub trust_until: Option<UnixTime>,
+}
+
+impl Portcullis {
+    /// Whether `account` has any known device (read before a session's unit of work).
+    pub(crate) async fn has_devices(&self, account_id: i64) -> Result<bool, ServiceError> {
+        Ok(!self
+            .ports
+            .devices
+            .list_devices(account_id)
+            .await?
+            .is_empty())
+    }
+
+    /// Finishes a sign-in in `work` (which may already hold the caller's writes: a consumed
+    /// step, a used code) and commits it: the sign-in is recorded and the failure count
+    /// restarts, the device is created or refreshed, the session is created, the owner is
+    /// told of a new device, and the sign-in is audited.
+    ///
+    /// A reset or change that lands while the password was being checked must not leave a
+    /// session behind. The sign-in is recorded only while the stored hash is still the one
+    /// verified, in the statement that takes the account's row; a reset takes the same row
+    /// first and ends every session in its own unit of work. So either the reset comes later
+    /// and its sweep ends this session, or this check sees the new hash and nothing of this
+    /// sign-in is committed (races.rs,
+    /// `races_password_reset_and_sign_in_leave_no_old_session`).
+    pub(crate) async fn start_session(
+        &self,
+        mut work: Work<'_>,
+        start: SessionStart<'_>,
+        client: &ClientInfo,
+    ) -> Result<SignedIn, ServiceError> {
+        let now = work.now();
+        let account = start.account;
+        if !work.record_sign_in(account.id, start.verified_hash).await? {
+            drop(work);
+            self.audit_alone(
+                now,
+                AuditEvent::new(AuditKind::SignInFailed, Some(account.id))
+                    .ip(client.ip.as_deref())
+                    .detail("password changed while signing in"),
+            )
+            .await;
+            return Err(ServiceError::SignInFailed);
+        }
+        // A device seen for the first time gets its token now; a known one is refreshed.
+        let (device_id, device_token) = match start.device {
+            Some(id) => {
+                work.touch_device(id).await?;
+                (id, None)
+            }
+            None => {
+                let device = Token::generate();
+                let id = work
+                    .create_device(account.id, &device.hash, client.user_agent.as_deref())
+                    .await?;
+                if start.has_devices {
+                    self.new_device_notice(&mut work, account, client).await?;
+                }
+                (id, Some(device.secret))
+            }
+        };
+        let token = Token::generate();
+        work.create_session(NewSession {
+            token_hash: token.hash,
+            account_id: account.id,
+            user_agent: client.user_agent.clone(),
+            client_ip: client.ip.clone(),
+        })
+        .await?;
+        if let Some(until) = start.trust_until {
+            if work
+                .set_device_trust(device_id, account.id, Some(until))
+                .await?
+            {
+                work.audit(
+                    AuditEvent::new(AuditKind::DeviceTrusted, Some(account.id))
+                        .ip(client.ip.as_deref())
+                        .detail(format!("device {device_id} until {}", until.to_rfc3339())),
+                );
+            }
+        }
+        work.audit(AuditEvent::new(AuditKind::SignIn, Some(account.id)).ip(client.ip.as_deref()));
+        work.commit().await?;
+        Ok(SignedIn {
+            token: token.secret,
+            device_token,
+            expires_at: self.policies.session.expires_at(now, now),
+            account_id: account.id,
+            user_id: account.user_id.clone(),
+            device_id,
+        })
+    }
+
+    /// Tells the owner of a sign-in from a device the account has not seen, with a "This
+    /// was not me" link (a step written in the same unit of work).
+    async fn new_device_notice(
+        &self,
+        work: &mut Work<'_>,
+        account: &AccountRow,
+        client: &ClientInfo,
+    ) -> Result<(), ServiceError> {
+        let issuer = &self.policies.issuer_name;
+        let device = describe_or(client.user_agent.as_deref(), "an unknown device");
+        let token = Token::generate();
+        let until = work.now().plus_secs(self.policies.mfa.not_me_secs);
+        work.create_step(&token.hash, StepKind::NotMe, account.id, "", until)
+            .await?;
+        let link = format!("{}/not-me/{}", self.policies.public_url, token.expose());
+        let body = format!(
+            "Your {issuer} online account {} was just signed in to from {device}{}. If this \
+             was you, there is nothing to do. If it was not you, open this link to sign out \
+             every device and lock your account at once: {link} . Then reset your password \
+             with \"Forgot your password?\", or call {}.",
+            account.user_id,
+            client
+                .ip
+                .as_deref()
+                .map(|ip| format!(" (address {ip})"))
+                .unwrap_or_default(),
+            self.policies.support_phone
+        );
+        if let Some(notice) = account.notice(format!("New sign-in to your {issuer} account"), body)
+        {
+            work.send(notice);
+        }
+        Ok(())
+    }
+
+    /// The session a bearer token or cookie names, if it is still active.
+    pub async fn authenticate(&self, token: &str) -> Result<SessionContext, ServiceError> {
+        if token.is_empty() || token.len() > 128 {
+            return Err(ServiceError::Unauthenticated);
+        }
+        let now = self.clock.now();
+        let token_hash = sha256(token.as_bytes());
+        let session = self
+            .ports
+            .sessions
+            .session_by_token(&token_hash)
+            .await?
+            .ok_or(ServiceError::Unauthenticated)?;
+        let policy = self.policies.session;
+        match policy.state(session.created_at, session.last_seen_at, now) {
+            SessionState::Active => {}
+            SessionState::IdleExpired | SessionState::Expired => {
+                let mut work = self.begin(now);
+                work.delete_session(session.id).await?;
+                work.commit().await?;
+                return Err(ServiceError::Unauthenticated);
+            }
+        }
+        let last_seen = if policy.needs_touch(session.last_seen_at, now) {
+            let mut work = self.begin(now);
+            work.touch_session(session.id).await?;
+            work.commit().await?;
+            now
+        } else {
+            session.last_seen_at
+        };
+        Ok(SessionContext {
+            session_id: session.id,
+            account_id: session.account_id,
+            token_hash,
+            expires_at: policy.expires_at(session.created_at, last_seen),
+            auth_at: session
+                .reauth_at
+                .map_or(session.created_at, |r| r.max(session.created_at)),
+        })
+    }
+
+    pub async fn sign_out(
+        &self,
+        ctx: &SessionContext,
+        client: &ClientInfo,
+    ) -> Result<(), ServiceError> {
+        let mut work = self.begin(self.clock.now());
+        work.delete_session(ctx.session_id).await?;
+        work.audit(
+            AuditEvent::new(AuditKind::SignOut, Some(ctx.account_id)).ip(client.ip.as_deref()),
+        );
+        work.commit().await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,44 @@
+//! How the store writes SQL: every statement is a named constant declared with
+//! [`statements!`], which also lists it in its module's `STATEMENTS`. The crate gathers them
+//! all in [`crate::statements`], and the conformance suite prepares every one on both
+//! databases (`statements_prepare_on_both_databases`), so a typo or a dialect slip fails at
+//! test time, as `sqlx::query!` would at compile time. A source test
+//! (`no_sql_outside_named_statements`) refuses any statement written inline.
+
+/// Which databases a statement is for. Almost all are for both; the few dialect
+/// differences stay inside this crate and are named here.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dialect {
+    Both,
+    Sqlite,
+    Postgres,
+}
+
+/// One named statement.
+#[derive(Clone, Copy, Debug)]
+pub struct Statement {
+    pub name: &'static str,
+    pub sql: &'static str,
+    pub dialect: Dialect,
+}
+
+/// `statements! { NAME = "SQL"; NAME2: postgres = "SQL"; … }` declares each as a
+/// `pub(crate) const NAME: &str` and lists them all in `pub(crate) const STATEMENTS`.
+macro_rules! statements {
+    ($( $(#[doc = $doc:literal])* $name:ident $(: $dialect:ident)? = $sql:expr; )*) => {
+        $( $(#[doc = $doc])* pub(crate) const $name: &str = $sql; )*
+        /// Every statement of this module, for the test that prepares them all.
+        pub(crate) const STATEMENTS: &[$crate::sql::Statement] = &[$(
+            $crate::sql::Statement {
+                name: concat!(module_path!(), "::", stringify!($name)),
+                sql: $name,
+                dialect: statements!(@dialect $($dialect)?),
+            },
+        )*];
+    };
+    (@dialect) => { $crate::sql::Dialect::Both };
+    (@dialect sqlite) => { $crate::sql::Dialect::Sqlite };
+    (@dialect postgres) => { $crate::sql::Dialect::Postgres };
+}
+
+pub(crate) use statements;

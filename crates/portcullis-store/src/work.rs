@@ -1,0 +1,102 @@
+//! The unit of work over one database transaction (see `portcullis_core::ports::work`).
+//!
+//! The transaction begins at the first statement (so opening a unit of work costs nothing
+//! and a read-only use case never takes a connection for it), every write of the use case
+//! runs in it, and the commit writes the queued messages to the outbox, then appends the
+//! queued audit events to the chain — last, because the chain's head row serialises
+//! appends and should be held as briefly as possible — then COMMITs through [`crate::tx`].
+//! Dropped without a commit, the transaction rolls back when its connection returns to the
+//! pool. Each area's writes are implemented on [`SqlWork`] in that area's module.
+
+use async_trait::async_trait;
+use portcullis_core::audit::AuditEvent;
+use portcullis_core::clock::UnixTime;
+use portcullis_core::ports::{Committed, Outgoing, StoreError, StoreResult, UnitOfWork};
+use portcullis_crypto::KeyedHasher;
+use sqlx::{AnyConnection, AnyPool};
+
+use crate::outbox::OutboxSeal;
+use crate::tx::{self, Tx};
+use crate::Backend;
+
+pub struct SqlWork {
+    pool: AnyPool,
+    backend: Backend,
+    seal: Option<OutboxSeal>,
+    now: UnixTime,
+    tx: Option<Tx>,
+    outgoing: Vec<Outgoing>,
+    events: Vec<AuditEvent>,
+}
+
+impl SqlWork {
+    pub(crate) fn new(
+        pool: AnyPool,
+        backend: Backend,
+        seal: Option<OutboxSeal>,
+        now: UnixTime,
+    ) -> Self {
+        Self {
+            pool,
+            backend,
+            seal,
+            now,
+            tx: None,
+            outgoing: Vec::new(),
+            events: Vec::new(),
+        }
+    }
+
+    /// The transaction's connection, beginning the transaction at the first statement.
+    pub(crate) async fn conn(&mut self) -> StoreResult<&mut AnyConnection> {
+        if self.tx.is_none() {
+            self.tx = Some(tx::begin(&self.pool, self.backend).await?);
+        }
+        match self.tx.as_mut() {
+            Some(tx) => Ok(&mut **tx),
+            None => Err(StoreError::Internal("no transaction".into())),
+        }
+    }
+
+    /// The unit of work's time, for the statements that stamp rows.
+    pub(crate) fn stamp(&self) -> i64 {
+        self.now.0
+    }
+}
+
+#[async_trait]
+impl UnitOfWork for SqlWork {
+    fn now(&self) -> UnixTime {
+        self.now
+    }
+
+    fn send(&mut self, message: Outgoing) {
+        self.outgoing.push(message);
+    }
+
+    fn audit(&mut self, event: AuditEvent) {
+        self.events.push(event);
+    }
+
+    async fn commit(mut self: Box<Self>, audit_key: &KeyedHasher) -> StoreResult<Committed> {
+        let messages = std::mem::take(&mut self.outgoing);
+        let events = std::mem::take(&mut self.events);
+        if self.tx.is_none() && messages.is_empty() && events.is_empty() {
+            return Ok(Committed::default());
+        }
+        let now = self.now;
+        let seal = self.seal.clone();
+        let conn = self.conn().await?;
+        crate::outbox::enqueue(conn, seal.as_ref(), &messages, now).await?;
+        crate::audit::append(conn, &events, now, audit_key).await?;
+        let tx = self
+            .tx
+            .take()
+            .ok_or_else(|| StoreError::Internal("no transaction".into()))?;
+        tx::commit(tx).await?;
+        Ok(Committed {
+            messages: messages.len(),
+            audited: events.len(),
+        })
+    }
+}

@@ -1,0 +1,83 @@
+//! The audit chain, appended by units of work: parallel units never share a sequence
+//! number, a unit's events are consecutive, a dropped unit appends nothing, and the table
+//! refuses edits.
+
+use std::sync::Arc;
+
+use portcullis_core::audit::{AuditEvent, AuditKind, GENESIS_HASH};
+use portcullis_core::ports::{AuditReads, Store, Transactions};
+use portcullis_testkit::{both, Backend};
+
+use crate::support::{commit, keys, store, T};
+
+async fn audit_chain(backend: Backend) {
+    let (s, _db) = store(backend).await;
+    let s = Arc::new(s);
+    assert_eq!(s.audit_head().await.unwrap(), (0, GENESIS_HASH.to_vec()));
+    let mut handles = Vec::new();
+    for i in 0..30i64 {
+        let s = s.clone();
+        handles.push(tokio::spawn(async move {
+            let mut w = s.begin(T);
+            // One to three events per unit.
+            for n in 0..=(i % 3) {
+                w.audit(
+                    AuditEvent::new(AuditKind::SignIn, Some(i))
+                        .ip(Some("127.0.0.1"))
+                        .detail(format!("{n}")),
+                );
+            }
+            commit(w).await
+        }));
+    }
+    let mut audited = 0;
+    for h in handles {
+        audited += h.await.unwrap().audited;
+    }
+    assert_eq!(audited, 60);
+    let entries = s.audit_entries(0, 100).await.unwrap();
+    assert_eq!(entries.len(), 60);
+    let mut prev = GENESIS_HASH.to_vec();
+    let mut seq = 0;
+    portcullis_core::audit::verify_run(&keys(), &entries, &mut prev, &mut seq).unwrap();
+    assert_eq!(s.audit_head().await.unwrap(), (60, prev));
+    // A unit's events are consecutive in the chain.
+    for account in 0..30 {
+        let seqs: Vec<i64> = entries
+            .iter()
+            .filter(|e| e.account_id == Some(account))
+            .map(|e| e.seq)
+            .collect();
+        assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
+    }
+    assert_eq!(s.account_audit(3, 10).await.unwrap().len(), 1);
+    let newest = s.account_audit(5, 10).await.unwrap();
+    assert_eq!(newest.len(), 3);
+    assert!(newest[0].seq > newest[1].seq, "newest first");
+    assert_eq!(s.audit_entries(58, 10).await.unwrap().len(), 2);
+    // A dropped unit appends nothing.
+    let mut w = s.begin(T);
+    w.audit(AuditEvent::new(AuditKind::SignOut, None));
+    drop(w);
+    assert_eq!(s.audit_head().await.unwrap().0, 60);
+    // The table refuses edits and deletions.
+    assert!(
+        sqlx::query("UPDATE audit_log SET detail = 'x' WHERE seq = 1")
+            .execute(s.pool())
+            .await
+            .is_err()
+    );
+    assert!(sqlx::query("DELETE FROM audit_log WHERE seq = 1")
+        .execute(s.pool())
+        .await
+        .is_err());
+    assert_eq!(
+        s.backend(),
+        match backend {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    );
+    s.ping().await.unwrap();
+}
+both!(audit_chain_conformance, audit_chain);

@@ -1,0 +1,212 @@
+//! The other limits: throttle buckets (and the pure `Bucket` machine they are), tries on a
+//! step, and the leases of scheduled jobs. Each is one claim statement; parallel claims
+//! never get past the limit.
+
+use std::sync::Arc;
+
+use portcullis_core::ports::Claims;
+use portcullis_core::steps::StepKind;
+use portcullis_core::throttle::Bucket;
+use portcullis_store::SqlStore;
+use portcullis_testkit::{both, Backend};
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestCaseError, TestRunner};
+
+use crate::support::{step, store, T};
+
+async fn throttle_buckets(backend: Backend) {
+    let (s, _db) = store(backend).await;
+    let s = Arc::new(s);
+    let mut handles = Vec::new();
+    for _ in 0..30 {
+        let s = s.clone();
+        handles.push(tokio::spawn(async move {
+            s.throttle_claim("signin:198.51.100.7", T, 600, 10)
+                .await
+                .unwrap()
+        }));
+    }
+    let mut granted = 0;
+    for h in handles {
+        if h.await.unwrap().is_none() {
+            granted += 1;
+        }
+    }
+    assert_eq!(granted, 10, "no parallel claim slips past the limit");
+    assert_eq!(
+        s.throttle_claim("signin:198.51.100.7", T.plus_secs(10), 600, 10)
+            .await
+            .unwrap(),
+        Some(T.0)
+    );
+    // Another address has its own bucket.
+    assert_eq!(
+        s.throttle_claim("signin:198.51.100.8", T, 600, 10)
+            .await
+            .unwrap(),
+        None
+    );
+    // A success gives its place back.
+    s.throttle_release("signin:198.51.100.7").await.unwrap();
+    assert_eq!(
+        s.throttle_claim("signin:198.51.100.7", T.plus_secs(10), 600, 10)
+            .await
+            .unwrap(),
+        None
+    );
+    // When the window closes the bucket starts again.
+    assert_eq!(
+        s.throttle_claim("signin:198.51.100.7", T.plus_secs(600), 600, 10)
+            .await
+            .unwrap(),
+        None
+    );
+}
+both!(throttle_buckets_conformance, throttle_buckets);
+
+#[derive(Clone, Debug)]
+enum BucketOp {
+    Claim,
+    Release,
+    Advance(i64),
+}
+
+fn bucket_op() -> impl Strategy<Value = BucketOp> {
+    prop_oneof![
+        5 => Just(BucketOp::Claim),
+        2 => Just(BucketOp::Release),
+        2 => (0i64..40).prop_map(BucketOp::Advance),
+    ]
+}
+
+async fn run_bucket(s: &SqlStore, case: u64, ops: &[BucketOp]) -> Result<(), TestCaseError> {
+    const WINDOW: i64 = 60;
+    const LIMIT: u32 = 3;
+    let bucket = format!("model:{case}");
+    let mut model = Bucket::default();
+    let mut now = T.0;
+    for op in ops {
+        match op {
+            BucketOp::Claim => {
+                let expected = model.claim(now, WINDOW, LIMIT);
+                let got = s
+                    .throttle_claim(
+                        &bucket,
+                        portcullis_core::clock::UnixTime(now),
+                        WINDOW,
+                        LIMIT,
+                    )
+                    .await
+                    .unwrap();
+                prop_assert_eq!(got, expected, "claim at {}", now);
+            }
+            BucketOp::Release => {
+                model.release();
+                s.throttle_release(&bucket).await.unwrap();
+            }
+            BucketOp::Advance(secs) => now += secs,
+        }
+    }
+    Ok(())
+}
+
+/// The pure `Bucket` of `portcullis_core::throttle` and the upsert of
+/// `store/src/throttle.rs` give the same answer to every claim, for random sequences of
+/// claims, releases and time, on both databases.
+async fn throttle_machine_is_the_sql(backend: Backend) {
+    let (s, _db) = store(backend).await;
+    let handle = tokio::runtime::Handle::current();
+    let mut runner = TestRunner::new(Config {
+        cases: 40,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let case = std::cell::Cell::new(0u64);
+    let result = tokio::task::block_in_place(|| {
+        runner.run(&proptest::collection::vec(bucket_op(), 1..30), |ops| {
+            case.set(case.get() + 1);
+            handle.block_on(run_bucket(&s, case.get(), &ops))
+        })
+    });
+    if let Err(e) = result {
+        panic!("the SQL and the throttle machine disagree: {e}");
+    }
+}
+both!(
+    throttle_machine_is_the_sql_conformance,
+    throttle_machine_is_the_sql
+);
+
+async fn step_tries_are_bounded(backend: Backend) {
+    let (s, _db) = store(backend).await;
+    let s = Arc::new(s);
+    step(&s, [4; 32], StepKind::RecoveryPassword, 1, "").await;
+    let mut handles = Vec::new();
+    for _ in 0..15 {
+        let s = s.clone();
+        handles.push(tokio::spawn(async move {
+            s.step_attempt(&[4; 32], StepKind::RecoveryPassword, 5)
+                .await
+                .unwrap()
+        }));
+    }
+    let mut counts: Vec<u32> = Vec::new();
+    for h in handles {
+        counts.extend(h.await.unwrap());
+    }
+    counts.sort_unstable();
+    assert_eq!(
+        counts,
+        [1, 2, 3, 4, 5],
+        "five tries, whatever the parallelism"
+    );
+    // Only under its own kind, and not for a step that is not there.
+    assert_eq!(
+        s.step_attempt(&[4; 32], StepKind::RecoveryCode, 5)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        s.step_attempt(&[5; 32], StepKind::RecoveryPassword, 5)
+            .await
+            .unwrap(),
+        None
+    );
+}
+both!(step_tries_are_bounded_conformance, step_tries_are_bounded);
+
+async fn job_leases_have_one_winner(backend: Backend) {
+    let (s, _db) = store(backend).await;
+    let s = Arc::new(s);
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            s.claim_job("inactivity", &format!("node-{i}"), T, T.plus_secs(3600))
+                .await
+                .unwrap()
+        }));
+    }
+    let mut won = 0;
+    for t in tasks {
+        won += usize::from(t.await.unwrap());
+    }
+    assert_eq!(won, 1, "one node claims the lease");
+    assert!(!s
+        .claim_job("inactivity", "late", T.plus_secs(3599), T.plus_secs(7200))
+        .await
+        .unwrap());
+    assert!(s
+        .claim_job("inactivity", "late", T.plus_secs(3600), T.plus_secs(7200))
+        .await
+        .unwrap());
+    assert!(!s
+        .claim_job("no-such-job", "x", T, T.plus_secs(1))
+        .await
+        .unwrap());
+}
+both!(
+    job_leases_have_one_winner_conformance,
+    job_leases_have_one_winner
+);

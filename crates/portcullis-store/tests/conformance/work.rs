@@ -1,0 +1,161 @@
+//! The unit of work: its writes, its messages and its audit events commit together, or —
+//! dropped, or refused part-way — nothing of it is left.
+
+use portcullis_core::audit::{AuditEvent, AuditKind};
+use portcullis_core::contact::CodeChannel;
+use portcullis_core::ports::{
+    Committed, Counter, Message, Outgoing, StepReads, Transactions, UnitOfWork,
+};
+use portcullis_core::steps::StepKind;
+use portcullis_testkit::{both, Backend};
+
+use crate::support::{account, audited, commit, new_account, pending, seed_record, step, store, T};
+
+fn msg(to: &str) -> Outgoing {
+    Message {
+        channel: CodeChannel::Email,
+        to: to.into(),
+        subject: "s".into(),
+        body: "b".into(),
+        sensitive: false,
+    }
+    .into()
+}
+
+fn event() -> AuditEvent {
+    AuditEvent::new(AuditKind::SupportAction, None).detail("test")
+}
+
+async fn a_dropped_unit_leaves_nothing(backend: Backend) {
+    let (s, _db) = store(backend).await;
+    let mut w = s.begin(T);
+    w.create_step(&[1; 32], StepKind::NotMe, 1, "", T.plus_secs(60))
+        .await
+        .unwrap();
+    w.send(msg("a@example.com"));
+    w.audit(event());
+    drop(w);
+    assert!(s
+        .find_step(&[1; 32], StepKind::NotMe, T)
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!((pending(&s).await, audited(&s).await), (0, 0));
+    // The same, committed: all three.
+    let mut w = s.begin(T);
+    w.create_step(&[1; 32], StepKind::NotMe, 1, "", T.plus_secs(60))
+        .await
+        .unwrap();
+    w.send(msg("a@example.com"));
+    w.send(msg("b@example.com"));
+    w.audit(event());
+    assert_eq!(w.now(), T);
+    assert_eq!(
+        commit(w).await,
+        Committed {
+            messages: 2,
+            audited: 1
+        }
+    );
+    assert!(s
+        .find_step(&[1; 32], StepKind::NotMe, T)
+        .await
+        .unwrap()
+        .is_some());
+    assert_eq!((pending(&s).await, audited(&s).await), (2, 1));
+}
+both!(
+    a_dropped_unit_leaves_nothing_conformance,
+    a_dropped_unit_leaves_nothing
+);
+
+async fn an_empty_unit_commits_nothing(backend: Backend) {
+    let (s, _db) = store(backend).await;
+    let w: Box<dyn UnitOfWork> = s.begin(T);
+    assert_eq!(commit(w).await, Committed::default());
+    // Messages alone, or an audit event alone, are committed all the same.
+    let mut w = s.begin(T);
+    w.audit(event());
+    assert_eq!(commit(w).await.audited, 1);
+    let mut w = s.begin(T);
+    w.send(msg("a@example.com"));
+    assert_eq!(commit(w).await.messages, 1);
+}
+both!(
+    an_empty_unit_commits_nothing_conformance,
+    an_empty_unit_commits_nothing
+);
+
+/// A state change and the message it causes commit together, or neither does.
+async fn messages_commit_with_their_state_change(backend: Backend) {
+    let (s, _db) = store(backend).await;
+    let rid = seed_record(&s, "378282246310005").await;
+    step(&s, [42; 32], StepKind::Registration, rid, "").await;
+    let mut w = s.begin(T);
+    let id = w
+        .create_account(new_account("alice1", rid, [42; 32]))
+        .await
+        .unwrap();
+    w.send(msg("holder@example.com"));
+    commit(w).await;
+    assert_eq!(pending(&s).await, 1);
+    // A refused creation (its unit dropped) queues nothing.
+    step(&s, [43; 32], StepKind::Registration, rid, "").await;
+    let mut w = s.begin(T);
+    w.send(msg("holder@example.com"));
+    assert!(w
+        .create_account(new_account("bob123", rid, [43; 32]))
+        .await
+        .is_err());
+    drop(w);
+    assert_eq!(pending(&s).await, 1);
+    // The lock's notice goes with the unit that set the lock; the other drops its own.
+    for expect_set in [true, false] {
+        let mut w = s.begin(T);
+        let set = w.lock(Counter::Account(id), T.plus_secs(60)).await.unwrap();
+        assert_eq!(set, expect_set);
+        if set {
+            w.send(msg("a@example.com"));
+            commit(w).await;
+        }
+    }
+    assert_eq!(pending(&s).await, 2);
+    let mut w = s.begin(T);
+    w.change_password(id, "hash-1", 0).await.unwrap();
+    w.send(msg("a@example.com"));
+    w.audit(event());
+    commit(w).await;
+    assert_eq!((pending(&s).await, audited(&s).await), (3, 1));
+}
+both!(
+    messages_commit_with_their_state_change_conformance,
+    messages_commit_with_their_state_change
+);
+
+/// A code's message is sealed at rest when sent through a unit of work too.
+async fn sealed_in_a_unit(backend: Backend) {
+    use portcullis_core::ports::OutboxStore;
+    let (s, _db) = store(backend).await;
+    let s = s.with_outbox_key(&[9; 32]);
+    let _ = account(&s, "alice1", "378282246310005").await;
+    let mut w = s.begin(T);
+    w.send(
+        Message {
+            channel: CodeChannel::Email,
+            to: "ann@example.com".into(),
+            subject: "Your code".into(),
+            body: "Your code is 493817.".into(),
+            sensitive: true,
+        }
+        .into(),
+    );
+    commit(w).await;
+    let stored: String = sqlx::query_scalar("SELECT body FROM outbox")
+        .fetch_one(s.pool())
+        .await
+        .unwrap();
+    assert!(stored.starts_with("sealed:v1:") && !stored.contains("493817"));
+    let rows = s.claim("a", T, 60, 10).await.unwrap();
+    assert_eq!(rows[0].body, "Your code is 493817.");
+}
+both!(sealed_in_a_unit_conformance, sealed_in_a_unit);
