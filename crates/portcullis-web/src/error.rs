@@ -138,150 +138,208 @@ pub fn lock_detail(support_phone: &str) -> String {
     )
 }
 
-impl ApiError {
-    pub fn from_service(e: ServiceError, support_phone: &str) -> Self {
-        match e {
-            ServiceError::Invalid(errors) => Self::invalid(errors),
-            ServiceError::SignInFailed => Self::new(
-                StatusCode::UNAUTHORIZED,
-                "sign-in-failed",
-                "Sign-in failed",
-                SIGN_IN_FAILED,
-            ),
-            ServiceError::Locked { until } => {
-                let mut err = Self::new(
-                    StatusCode::LOCKED,
-                    "account-locked",
-                    "Account locked",
-                    lock_detail(support_phone),
-                );
-                err.locked_until = Some(until.to_rfc3339());
-                err
+tokio::task_local! {
+    /// The configured support number, for the one answer that names it (a lock's detail).
+    /// Set around every request by [`crate::middleware::request_context`] from the
+    /// application's policies, so `?` can turn a [`ServiceError`] into an [`ApiError`]
+    /// without the handler passing configuration along.
+    pub(crate) static SUPPORT_PHONE: std::sync::Arc<str>;
+}
+
+/// The support number of the request being answered ("customer support" outside one).
+fn support_phone() -> String {
+    SUPPORT_PHONE
+        .try_with(|p| p.to_string())
+        .unwrap_or_else(|_| "customer support".to_owned())
+}
+
+/// The one table: every service error's HTTP status, stable code and title. The API's
+/// problem documents ([`ApiError`]) and the pages' error pages (`pages::PageError`) both
+/// answer from it, so a page and an API call never disagree about what an error is. Every
+/// variant is listed: a new one does not compile until it has its row.
+pub fn status_of(e: &ServiceError) -> (StatusCode, &'static str, &'static str) {
+    match e {
+        ServiceError::Invalid(_) => (
+            StatusCode::BAD_REQUEST,
+            "invalid-input",
+            "Some fields need attention",
+        ),
+        ServiceError::SignInFailed => {
+            (StatusCode::UNAUTHORIZED, "sign-in-failed", "Sign-in failed")
+        }
+        ServiceError::Locked { .. } => (StatusCode::LOCKED, "account-locked", "Account locked"),
+        ServiceError::CardNotRecognised => (
+            StatusCode::BAD_REQUEST,
+            "card-not-recognised",
+            "Card not recognised",
+        ),
+        ServiceError::CardAlreadyRegistered => (
+            StatusCode::CONFLICT,
+            "card-already-registered",
+            "Card already registered",
+        ),
+        ServiceError::UserIdTaken => (StatusCode::CONFLICT, "user-id-taken", "User ID taken"),
+        ServiceError::StepExpired => (StatusCode::GONE, "step-expired", "This step has expired"),
+        ServiceError::RecoveryFailed { .. } => (
+            StatusCode::BAD_REQUEST,
+            "recovery-failed",
+            "Details not recognised",
+        ),
+        ServiceError::CodeRejected { .. } => (
+            StatusCode::BAD_REQUEST,
+            "code-rejected",
+            "That code is not right",
+        ),
+        ServiceError::CodeSpent => (
+            StatusCode::GONE,
+            "code-spent",
+            "This code can no longer be used",
+        ),
+        ServiceError::Unauthenticated => (
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "Sign in required",
+        ),
+        ServiceError::Forbidden => (StatusCode::FORBIDDEN, "forbidden", "Not allowed"),
+        ServiceError::ReauthRequired => (
+            StatusCode::FORBIDDEN,
+            "reauthentication-required",
+            "Enter your password again",
+        ),
+        ServiceError::NotFound => (StatusCode::NOT_FOUND, "not-found", "Not found"),
+        ServiceError::TooManyRequests { .. } => (
+            StatusCode::TOO_MANY_REQUESTS,
+            "too-many-requests",
+            "Too many attempts",
+        ),
+        ServiceError::Unavailable(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "Temporarily unavailable",
+        ),
+        ServiceError::Internal(_) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "Something went wrong",
+        ),
+    }
+}
+
+/// Logs what an answer hides: the reason of a 503 or a 500, in the request's span.
+pub(crate) fn log_hidden(e: &ServiceError) {
+    match e {
+        ServiceError::Unavailable(reason) => tracing::warn!(%reason, "answering 503"),
+        ServiceError::Internal(reason) => tracing::error!(%reason, "internal error"),
+        _ => {}
+    }
+}
+
+/// Every service error as a problem document, from [`status_of`], with what each variant
+/// adds (field errors, the lock's end, tries left, `Retry-After`). Handlers use `?`.
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        log_hidden(&e);
+        let (status, code, title) = status_of(&e);
+        let plural = |n: u32| if n == 1 { "try" } else { "tries" };
+        let detail = match &e {
+            ServiceError::Invalid(_) => "Check the fields listed in errors and try again.".into(),
+            ServiceError::SignInFailed => SIGN_IN_FAILED.to_owned(),
+            ServiceError::Locked { .. } => lock_detail(&support_phone()),
+            ServiceError::CardNotRecognised => "We could not verify these card details. Check \
+                the card number and the card ID and try again."
+                .into(),
+            ServiceError::CardAlreadyRegistered => "This card already has an online account. \
+                Sign in, or use \"Forgot your User ID?\" to find it."
+                .into(),
+            ServiceError::UserIdTaken => "That User ID is taken. Choose another.".into(),
+            ServiceError::StepExpired => {
+                "This step has expired or was already used. Start again.".into()
             }
+            ServiceError::RecoveryFailed { tries_left } => format!(
+                "The details you entered do not match our records. You have {tries_left} more \
+                 {} on this request.",
+                plural(*tries_left)
+            ),
+            ServiceError::CodeRejected { tries_left } => format!(
+                "That code is not right. Check the latest message we sent. You have \
+                 {tries_left} more {}.",
+                plural(*tries_left)
+            ),
+            ServiceError::CodeSpent => "This code has expired, was already used, or had too \
+                many wrong tries. Ask for a new code."
+                .into(),
+            ServiceError::Unauthenticated => {
+                "Your session has ended or the token is not valid. Sign in again.".into()
+            }
+            ServiceError::Forbidden => "This token does not allow this action. Ask for a \
+                token with the scope it needs (see the API document)."
+                .into(),
+            ServiceError::ReauthRequired => "For your security, enter your password again to \
+                change your sign-in settings (POST /api/v1/me/reauthenticate), then repeat \
+                this request."
+                .into(),
+            ServiceError::NotFound => "There is no such item on this account.".into(),
+            ServiceError::TooManyRequests { .. } => {
+                "Too many attempts from this connection. Wait a little and try again.".into()
+            }
+            ServiceError::Unavailable(_) => {
+                "We are very busy right now. Please try again in a moment.".into()
+            }
+            ServiceError::Internal(_) => {
+                "Something went wrong on our side. Please try again.".into()
+            }
+        };
+        let mut err = Self::new(status, code, title, detail);
+        match e {
+            ServiceError::Invalid(errors) => err.errors = errors,
+            ServiceError::Locked { until } => err.locked_until = Some(until.to_rfc3339()),
             ServiceError::CardNotRecognised => {
-                let mut err = Self::new(
-                    StatusCode::BAD_REQUEST,
-                    "card-not-recognised",
-                    "Card not recognised",
-                    "We could not verify these card details. Check the card number and the card ID and try again.",
-                );
                 err.errors = vec![FieldError::new(
                     "number",
                     "We could not verify this card. Check the card number and the card ID.",
-                )];
-                err
+                )]
             }
-            ServiceError::CardAlreadyRegistered => Self::new(
-                StatusCode::CONFLICT,
-                "card-already-registered",
-                "Card already registered",
-                "This card already has an online account. Sign in, or use \"Forgot your User ID?\" to find it.",
-            ),
             ServiceError::UserIdTaken => {
-                let mut err = Self::new(
-                    StatusCode::CONFLICT,
-                    "user-id-taken",
-                    "User ID taken",
+                err.errors = vec![FieldError::new(
+                    "user_id",
                     "That User ID is taken. Choose another.",
-                );
-                err.errors = vec![FieldError::new("user_id", "That User ID is taken. Choose another.")];
-                err
+                )]
             }
-            ServiceError::StepExpired => Self::new(
-                StatusCode::GONE,
-                "step-expired",
-                "This step has expired",
-                "This step has expired or was already used. Start again.",
-            ),
-            ServiceError::RecoveryFailed { tries_left } => {
-                let mut err = Self::new(
-                    StatusCode::BAD_REQUEST,
-                    "recovery-failed",
-                    "Details not recognised",
-                    format!(
-                        "The details you entered do not match our records. You have {tries_left} more {} on this request.",
-                        if tries_left == 1 { "try" } else { "tries" }
-                    ),
-                );
-                err.tries_left = Some(tries_left);
-                err
-            }
+            ServiceError::RecoveryFailed { tries_left } => err.tries_left = Some(tries_left),
             ServiceError::CodeRejected { tries_left } => {
-                let mut err = Self::new(
-                    StatusCode::BAD_REQUEST,
-                    "code-rejected",
-                    "That code is not right",
-                    format!(
-                        "That code is not right. Check the latest message we sent. You have {tries_left} more {}.",
-                        if tries_left == 1 { "try" } else { "tries" }
-                    ),
-                );
                 err.errors = vec![FieldError::new("code", "That code is not right.")];
                 err.tries_left = Some(tries_left);
-                err
             }
-            ServiceError::CodeSpent => Self::new(
-                StatusCode::GONE,
-                "code-spent",
-                "This code can no longer be used",
-                "This code has expired, was already used, or had too many wrong tries. Ask for a new code.",
-            ),
-            ServiceError::Unauthenticated => {
-                let mut err = Self::new(
-                    StatusCode::UNAUTHORIZED,
-                    "unauthenticated",
-                    "Sign in required",
-                    "Your session has ended or the token is not valid. Sign in again.",
-                );
-                err.www_authenticate = true;
-                err
-            }
-            ServiceError::Forbidden => Self::new(
-                StatusCode::FORBIDDEN,
-                "forbidden",
-                "Not allowed",
-                "This token does not allow this action. Ask for a token with the scope it \
-                 needs (see the API document).",
-            ),
-            ServiceError::ReauthRequired => Self::new(
-                StatusCode::FORBIDDEN,
-                "reauthentication-required",
-                "Enter your password again",
-                "For your security, enter your password again to change your sign-in \
-                 settings (POST /api/v1/me/reauthenticate), then repeat this request.",
-            ),
-            ServiceError::NotFound => Self::not_found_because("There is no such item on this account."),
+            ServiceError::Unauthenticated => err.www_authenticate = true,
             ServiceError::TooManyRequests { retry_after } => {
-                let mut err = Self::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "too-many-requests",
-                    "Too many attempts",
-                    "Too many attempts from this connection. Wait a little and try again.",
-                );
-                err.retry_after = Some(retry_after.max(1));
-                err
+                err.retry_after = Some(retry_after.max(1))
             }
-            ServiceError::Unavailable(reason) => {
-                tracing::warn!(%reason, "answering 503");
-                let mut err = Self::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "unavailable",
-                    "Temporarily unavailable",
-                    "We are very busy right now. Please try again in a moment.",
-                );
-                err.retry_after = Some(RETRY_AFTER_UNAVAILABLE);
-                err
-            }
-            ServiceError::Internal(reason) => {
-                tracing::error!(%reason, "internal error");
-                Self::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    "Something went wrong",
-                    "Something went wrong on our side. Please try again.",
-                )
-            }
+            ServiceError::Unavailable(_) => err.retry_after = Some(RETRY_AFTER_UNAVAILABLE),
+            ServiceError::SignInFailed
+            | ServiceError::CardAlreadyRegistered
+            | ServiceError::StepExpired
+            | ServiceError::CodeSpent
+            | ServiceError::Forbidden
+            | ServiceError::ReauthRequired
+            | ServiceError::NotFound
+            | ServiceError::Internal(_) => {}
         }
+        err
+    }
+}
+
+impl ApiError {
+    /// 503 while maintenance mode is on: the operator's message, when it should end, and
+    /// `Retry-After` in seconds.
+    pub fn maintenance(message: &str, until_rfc3339: &str, retry_after: u64) -> Self {
+        let mut err = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "maintenance",
+            "Down for maintenance",
+            format!("{message} We expect to be back by {until_rfc3339}."),
+        );
+        err.retry_after = Some(retry_after.max(1));
+        err
     }
 }
 

@@ -96,7 +96,14 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             maintenance::guard,
         ))
-        .layer(axum::middleware::from_fn_with_state(state, metrics::track))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state,
+            middleware::request_context,
+        ))
         .layer(axum::middleware::from_fn(middleware::security_headers))
         .layer(axum::middleware::from_fn(middleware::request_span))
 }

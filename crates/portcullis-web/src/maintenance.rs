@@ -17,7 +17,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use portcullis_core::ports::MaintenanceRow;
 
-use crate::error::Problem;
+use crate::error::ApiError;
 use crate::pages::{render, Chrome};
 use crate::AppState;
 
@@ -99,33 +99,17 @@ pub async fn guard(State(state): State<AppState>, request: Request, next: Next) 
     }
     let retry_after = (row.until.0 - now.0).max(1);
     let until = row.until.to_rfc3339();
-    let api = request.uri().path().starts_with("/api/");
-    let mut response = if api {
-        let body = Problem {
-            kind: "/problems/maintenance".into(),
-            title: "Down for maintenance".into(),
-            status: 503,
-            detail: format!("{} We expect to be back by {until}.", row.message),
-            code: "maintenance".into(),
-            errors: Vec::new(),
-            locked_until: None,
-            tries_left: None,
-        };
-        let json = serde_json::to_vec(&body).unwrap_or_else(|_| b"{}".to_vec());
-        let mut r = (StatusCode::SERVICE_UNAVAILABLE, json).into_response();
-        r.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/problem+json"),
-        );
-        r
-    } else {
-        let page = MaintenancePage {
-            chrome: crate::pages::chrome_without_form(&state),
-            message: row.message,
-            until,
-        };
-        render(StatusCode::SERVICE_UNAVAILABLE, &page)
+    if request.uri().path().starts_with("/api/") {
+        // The API answers through its one error type, like every other refusal.
+        let retry = u64::try_from(retry_after).unwrap_or(1);
+        return ApiError::maintenance(&row.message, &until, retry).into_response();
+    }
+    let page = MaintenancePage {
+        chrome: crate::pages::chrome_without_form(&state),
+        message: row.message,
+        until,
     };
+    let mut response = render(StatusCode::SERVICE_UNAVAILABLE, &page);
     if let Ok(v) = HeaderValue::from_str(&retry_after.to_string()) {
         response.headers_mut().insert(header::RETRY_AFTER, v);
     }

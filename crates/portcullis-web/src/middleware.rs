@@ -3,11 +3,13 @@
 
 use std::time::Instant;
 
-use axum::extract::Request;
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue};
 use axum::middleware::Next;
 use axum::response::Response;
 use tracing::Instrument;
+
+use crate::AppState;
 
 /// The Content-Security-Policy: no inline script or style, nothing from elsewhere.
 pub const CSP: &str =
@@ -60,6 +62,19 @@ fn loggable_path(path: &str) -> &str {
     } else {
         path
     }
+}
+
+/// What an answer may need from the configuration that an error cannot carry (the support
+/// number a lock's detail names): set around the request, see [`crate::error::SUPPORT_PHONE`].
+pub async fn request_context(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let phone: std::sync::Arc<str> = state.app.policies().support_phone.as_str().into();
+    crate::error::SUPPORT_PHONE
+        .scope(phone, next.run(request))
+        .await
 }
 
 pub async fn request_span(request: Request, next: Next) -> Response {

@@ -28,14 +28,17 @@ struct Column {
     identity: bool,
 }
 
+/// (name for an index made by CREATE INDEX, columns, unique, predicate words)
+type Index = (Option<String>, Vec<String>, bool, Vec<String>);
+/// (columns, referenced table, referenced columns, on delete)
+type ForeignKey = (Vec<String>, String, Vec<String>, String);
+
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 struct Table {
     columns: BTreeMap<String, Column>,
     primary_key: Vec<String>,
-    /// (name for an index made by CREATE INDEX, columns, unique, predicate words)
-    indexes: BTreeSet<(Option<String>, Vec<String>, bool, Vec<String>)>,
-    /// (columns, referenced table, referenced columns, on delete)
-    foreign_keys: BTreeSet<(Vec<String>, String, Vec<String>, String)>,
+    indexes: BTreeSet<Index>,
+    foreign_keys: BTreeSet<ForeignKey>,
     /// The words of each CHECK, sorted.
     checks: BTreeSet<Vec<String>>,
     /// (timing, event)
@@ -228,8 +231,7 @@ async fn sqlite_schema(url: &str) -> Schema {
         .fetch_all(&mut conn)
         .await
         .unwrap();
-        let mut grouped: BTreeMap<i64, (Vec<String>, String, Vec<String>, String)> =
-            BTreeMap::new();
+        let mut grouped: BTreeMap<i64, ForeignKey> = BTreeMap::new();
         for fk in fks {
             let e = grouped
                 .entry(fk.get("id"))

@@ -22,7 +22,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::OpenApi as OpenApiDoc;
 use utoipa::{IntoParams, Modify, ToSchema};
 
-use super::extract::{service_error, ApiJson};
+use super::extract::ApiJson;
 use crate::client::Client;
 use crate::error::{ApiError, Problem};
 use crate::AppState;
@@ -109,8 +109,7 @@ impl<S: Scope> FromRequestParts<AppState> for Admin<S> {
         let authority = state
             .app
             .support_authority_from_token_for(token.expose_secret(), S::SCOPE, &client)
-            .await
-            .map_err(|e| service_error(state, e))?;
+            .await?;
         Ok(Admin {
             authority: authority.from_ip(client.ip),
             scope: PhantomData,
@@ -171,8 +170,7 @@ pub async fn show_account(
     let view = state
         .app
         .support_view(admin.authority(), &user_id)
-        .await
-        .map_err(|e| service_error(&state, e))?
+        .await?
         .ok_or_else(no_such_account)?;
     Ok(Json(SupportViewOut {
         user_id: view.user_id,
@@ -229,8 +227,7 @@ pub async fn unlock_account(
     let outcome = state
         .app
         .support_unlock(admin.authority(), &user_id, &body.reason)
-        .await
-        .map_err(|e| service_error(&state, e))?;
+        .await?;
     match outcome {
         UnlockOutcome::Unlocked => Ok(Json(UnlockOut { unlocked: true })),
         UnlockOutcome::NotLocked => Ok(Json(UnlockOut { unlocked: false })),
@@ -267,8 +264,7 @@ pub async fn reactivate_account(
     let outcome = state
         .app
         .support_reactivate(admin.authority(), &user_id, &body.reason)
-        .await
-        .map_err(|e| service_error(&state, e))?;
+        .await?;
     match outcome {
         ReactivateOutcome::Reactivated => Ok(Json(ReactivateOut { reactivated: true })),
         ReactivateOutcome::NotDeactivated => Ok(Json(ReactivateOut { reactivated: false })),
@@ -340,8 +336,7 @@ pub async fn account_audit(
     let entries = state
         .app
         .support_account_audit(admin.authority(), &user_id, query.limit.unwrap_or(50))
-        .await
-        .map_err(|e| service_error(&state, e))?
+        .await?
         .ok_or_else(no_such_account)?;
     Ok(Json(entries.into_iter().map(AuditEntryOut::from).collect()))
 }
@@ -379,8 +374,7 @@ pub async fn audit_entries(
             query.after.unwrap_or(0),
             query.limit.unwrap_or(100),
         )
-        .await
-        .map_err(|e| service_error(&state, e))?;
+        .await?;
     Ok(Json(entries.into_iter().map(AuditEntryOut::from).collect()))
 }
 
@@ -417,11 +411,7 @@ pub async fn verify_audit(
     State(state): State<AppState>,
     admin: Admin<AuditRead>,
 ) -> Result<Json<VerifyOut>, ApiError> {
-    let check = state
-        .app
-        .verify_audit(admin.authority())
-        .await
-        .map_err(|e| service_error(&state, e))?;
+    let check = state.app.verify_audit(admin.authority()).await?;
     Ok(Json(VerifyOut {
         intact: check.intact(),
         entries: check.entries,

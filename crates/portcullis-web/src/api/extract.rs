@@ -5,7 +5,6 @@ use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::header;
 use axum::http::request::Parts;
 use portcullis_core::service::SessionContext;
-use portcullis_core::ServiceError;
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
@@ -120,13 +119,8 @@ impl FromRequestParts<AppState> for Bearer {
             .authenticate(token)
             .await
             .map(Bearer)
-            .map_err(|e| ApiError::from_service(e, &state.app.policies().support_phone))
+            .map_err(ApiError::from)
     }
-}
-
-/// Maps a service error with the configured support number.
-pub fn service_error(state: &AppState, e: ServiceError) -> ApiError {
-    ApiError::from_service(e, &state.app.policies().support_phone)
 }
 
 #[cfg(test)]

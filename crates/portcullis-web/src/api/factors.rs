@@ -9,7 +9,7 @@ use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::extract::{service_error, ApiJson, Bearer};
+use super::extract::{ApiJson, Bearer};
 use crate::client::Client;
 use crate::error::{ApiError, Problem};
 use crate::AppState;
@@ -41,8 +41,7 @@ pub async fn reauthenticate(
     state
         .app
         .reauthenticate(&ctx, &body.password, &client)
-        .await
-        .map_err(|e| service_error(&state, e))?;
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -84,11 +83,7 @@ pub async fn list_factors(
     State(state): State<AppState>,
     Bearer(ctx): Bearer,
 ) -> Result<Json<FactorsOut>, ApiError> {
-    let s = state
-        .app
-        .security_settings(&ctx)
-        .await
-        .map_err(|e| service_error(&state, e))?;
+    let s = state.app.security_settings(&ctx).await?;
     Ok(Json(FactorsOut {
         factors: s
             .factors
@@ -135,11 +130,7 @@ pub async fn begin_totp(
     State(state): State<AppState>,
     Bearer(ctx): Bearer,
 ) -> Result<(StatusCode, Json<TotpOut>), ApiError> {
-    let e = state
-        .app
-        .begin_totp(&ctx)
-        .await
-        .map_err(|e| service_error(&state, e))?;
+    let e = state.app.begin_totp(&ctx).await?;
     Ok((
         StatusCode::CREATED,
         Json(TotpOut {
@@ -172,11 +163,7 @@ pub async fn confirm_totp(
     Bearer(ctx): Bearer,
     ApiJson(body): ApiJson<CodeIn>,
 ) -> Result<StatusCode, ApiError> {
-    state
-        .app
-        .confirm_totp(&ctx, &body.code, &client)
-        .await
-        .map_err(|e| service_error(&state, e))?;
+    state.app.confirm_totp(&ctx, &body.code, &client).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -206,8 +193,7 @@ pub async fn enable_code_factor(
     state
         .app
         .enable_code_factor(&ctx, &body.channel, &client)
-        .await
-        .map_err(|e| service_error(&state, e))?;
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -229,11 +215,7 @@ pub async fn remove_factor(
 ) -> Result<StatusCode, ApiError> {
     // A malformed id names nothing: 404, like an id of another account's.
     let id: i64 = id.parse().map_err(|_| ApiError::not_found())?;
-    state
-        .app
-        .remove_factor(&ctx, id, &client)
-        .await
-        .map_err(|e| service_error(&state, e))?;
+    state.app.remove_factor(&ctx, id, &client).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -257,11 +239,7 @@ pub async fn recovery_codes(
     Client(client): Client,
     Bearer(ctx): Bearer,
 ) -> Result<(StatusCode, Json<RecoveryCodesOut>), ApiError> {
-    let codes = state
-        .app
-        .issue_recovery_codes(&ctx, &client)
-        .await
-        .map_err(|e| service_error(&state, e))?;
+    let codes = state.app.issue_recovery_codes(&ctx, &client).await?;
     Ok((
         StatusCode::CREATED,
         Json(RecoveryCodesOut {
@@ -287,11 +265,7 @@ pub async fn untrust_device(
 ) -> Result<StatusCode, ApiError> {
     // A malformed id names nothing: 404, like an id of another account's.
     let id: i64 = id.parse().map_err(|_| ApiError::not_found())?;
-    state
-        .app
-        .untrust_device(&ctx, id, &client)
-        .await
-        .map_err(|e| service_error(&state, e))?;
+    state.app.untrust_device(&ctx, id, &client).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -316,11 +290,7 @@ pub async fn not_me(
     Client(client): Client,
     ApiJson(body): ApiJson<NotMeIn>,
 ) -> Result<StatusCode, ApiError> {
-    state
-        .app
-        .not_me(&body.token, &client)
-        .await
-        .map_err(|e| service_error(&state, e))?;
+    state.app.not_me(&body.token, &client).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -346,11 +316,7 @@ pub async fn passkey_options(
     State(state): State<AppState>,
     Bearer(ctx): Bearer,
 ) -> Result<Json<PasskeyRegistrationOut>, ApiError> {
-    let o = state
-        .app
-        .begin_passkey(&ctx)
-        .await
-        .map_err(|e| service_error(&state, e))?;
+    let o = state.app.begin_passkey(&ctx).await?;
     Ok(Json(PasskeyRegistrationOut {
         registration_token: o.token.expose_secret().to_owned(),
         options: serde_json::from_str(&o.options_json).unwrap_or_default(),
@@ -395,8 +361,7 @@ pub async fn add_passkey(
             &body.name,
             &client,
         )
-        .await
-        .map_err(|e| service_error(&state, e))?;
+        .await?;
     Ok(StatusCode::CREATED)
 }
 
@@ -425,10 +390,6 @@ pub async fn rename_factor(
 ) -> Result<StatusCode, ApiError> {
     // A malformed id names nothing: 404, like an id of another account's.
     let id: i64 = id.parse().map_err(|_| ApiError::not_found())?;
-    state
-        .app
-        .rename_factor(&ctx, id, &body.name)
-        .await
-        .map_err(|e| service_error(&state, e))?;
+    state.app.rename_factor(&ctx, id, &body.name).await?;
     Ok(StatusCode::NO_CONTENT)
 }

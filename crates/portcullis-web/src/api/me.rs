@@ -9,7 +9,7 @@ use secrecy::ExposeSecret;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::extract::{service_error, Bearer};
+use super::extract::Bearer;
 use crate::error::{ApiError, Problem};
 use crate::AppState;
 
@@ -64,11 +64,7 @@ pub async fn me(
     State(state): State<AppState>,
     Bearer(ctx): Bearer,
 ) -> Result<Json<MeOut>, ApiError> {
-    let home = state
-        .app
-        .account_home(&ctx)
-        .await
-        .map_err(|e| service_error(&state, e))?;
+    let home = state.app.account_home(&ctx).await?;
     Ok(Json(MeOut {
         user_id: home.user_id,
         account_type: home.account_type.as_str().to_owned(),
@@ -101,11 +97,7 @@ pub async fn list_sessions(
     State(state): State<AppState>,
     Bearer(ctx): Bearer,
 ) -> Result<Json<Vec<SessionInfoOut>>, ApiError> {
-    let sessions = state
-        .app
-        .sessions(&ctx)
-        .await
-        .map_err(|e| service_error(&state, e))?;
+    let sessions = state.app.sessions(&ctx).await?;
     Ok(Json(
         sessions
             .into_iter()
@@ -137,11 +129,7 @@ pub async fn delete_session(
 ) -> Result<StatusCode, ApiError> {
     // A malformed id names nothing: 404, like an id of another account's.
     let id: i64 = id.parse().map_err(|_| ApiError::not_found())?;
-    let ended = state
-        .app
-        .end_session(&ctx, id)
-        .await
-        .map_err(|e| service_error(&state, e))?;
+    let ended = state.app.end_session(&ctx, id).await?;
     if ended {
         Ok(StatusCode::NO_CONTENT)
     } else {
@@ -166,11 +154,7 @@ pub async fn end_other_sessions(
     State(state): State<AppState>,
     Bearer(ctx): Bearer,
 ) -> Result<Json<EndedOut>, ApiError> {
-    let ended = state
-        .app
-        .end_other_sessions(&ctx)
-        .await
-        .map_err(|e| service_error(&state, e))?;
+    let ended = state.app.end_other_sessions(&ctx).await?;
     Ok(Json(EndedOut { ended }))
 }
 
@@ -200,8 +184,7 @@ pub async fn change_password(
     state
         .app
         .change_password(&ctx, &body.current_password, &body.new_password, &client)
-        .await
-        .map_err(|e| service_error(&state, e))?;
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -251,8 +234,7 @@ pub async fn start_contact_change(
             &body.value,
             &client,
         )
-        .await
-        .map_err(|e| service_error(&state, e))?;
+        .await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(ContactChangeOut {
@@ -292,8 +274,7 @@ pub async fn confirm_contact_change(
     state
         .app
         .confirm_contact_change(&ctx, &body.change_token, &body.code, &client)
-        .await
-        .map_err(|e| service_error(&state, e))?;
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -322,8 +303,7 @@ pub async fn resend_contact_code(
     state
         .app
         .resend_contact_code(&ctx, &body.change_token)
-        .await
-        .map_err(|e| service_error(&state, e))?;
+        .await?;
     Ok(StatusCode::ACCEPTED)
 }
 
@@ -356,8 +336,7 @@ pub async fn link_card(
     let card = state
         .app
         .link_card(&ctx, &body.number, &body.verification, &client)
-        .await
-        .map_err(|e| service_error(&state, e))?;
+        .await?;
     Ok((StatusCode::CREATED, Json(card_out(card))))
 }
 
@@ -379,12 +358,7 @@ pub async fn unlink_card(
 ) -> Result<StatusCode, ApiError> {
     // A malformed id names nothing: 404, like an id of another account's.
     let id: i64 = id.parse().map_err(|_| ApiError::not_found())?;
-    match state
-        .app
-        .unlink_card(&ctx, id, &client)
-        .await
-        .map_err(|e| service_error(&state, e))?
-    {
+    match state.app.unlink_card(&ctx, id, &client).await? {
         Unlink::Unlinked => Ok(StatusCode::NO_CONTENT),
         Unlink::NotLinked => Err(ApiError::not_found()),
         Unlink::LastCard => Err(ApiError::last_card()),

@@ -9,7 +9,7 @@ use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::extract::{service_error, ApiJson};
+use super::extract::ApiJson;
 use super::registration::QuestionOut;
 use crate::client::Client;
 use crate::error::{ApiError, Problem};
@@ -45,8 +45,7 @@ pub async fn password_start(
     let start = state
         .app
         .start_password_recovery(&body.user_id, &client)
-        .await
-        .map_err(|e| service_error(&state, e))?;
+        .await?;
     Ok(Json(StartOut {
         recovery_token: start.token.expose_secret().to_owned(),
         methods: start.methods.iter().map(|m| (*m).to_owned()).collect(),
@@ -130,8 +129,7 @@ pub async fn password_verify(
         let accepted = state
             .app
             .verify_recovery_code(&body.recovery_token, code, &client)
-            .await
-            .map_err(|e| service_error(&state, e))?;
+            .await?;
         return Ok(Json(VerifyOut {
             code_required: None,
             channel: None,
@@ -153,8 +151,7 @@ pub async fn password_verify(
     let sent = state
         .app
         .verify_recovery(&body.recovery_token, proof, &client)
-        .await
-        .map_err(|e| service_error(&state, e))?;
+        .await?;
     Ok(Json(VerifyOut {
         code_required: Some(true),
         channel: Some(sent.channel.as_str().to_owned()),
@@ -186,8 +183,7 @@ pub async fn password_resend(
     state
         .app
         .resend_recovery_code(&body.recovery_token, false)
-        .await
-        .map_err(|e| service_error(&state, e))?;
+        .await?;
     Ok(StatusCode::ACCEPTED)
 }
 
@@ -215,8 +211,7 @@ pub async fn password_reset(
     state
         .app
         .reset_password(&body.reset_token, &body.new_password, &client)
-        .await
-        .map_err(|e| service_error(&state, e))?;
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -249,8 +244,7 @@ pub async fn user_id_start(
     let token = state
         .app
         .start_user_id_recovery(&body.email, &body.channel, &client)
-        .await
-        .map_err(|e| service_error(&state, e))?;
+        .await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(UserIdStartOut {
@@ -291,8 +285,7 @@ pub async fn user_id_verify(
     let user_ids = state
         .app
         .verify_user_id_code(&body.recovery_token, &body.code, &client)
-        .await
-        .map_err(|e| service_error(&state, e))?;
+        .await?;
     let user_id = user_ids.first().cloned().unwrap_or_default();
     Ok(Json(UserIdVerifyOut { user_id, user_ids }))
 }
@@ -313,7 +306,6 @@ pub async fn user_id_resend(
     state
         .app
         .resend_recovery_code(&body.recovery_token, true)
-        .await
-        .map_err(|e| service_error(&state, e))?;
+        .await?;
     Ok(StatusCode::ACCEPTED)
 }

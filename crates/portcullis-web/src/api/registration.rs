@@ -9,7 +9,7 @@ use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::extract::{service_error, ApiJson};
+use super::extract::ApiJson;
 use crate::client::Client;
 use crate::error::{ApiError, Problem};
 use crate::AppState;
@@ -81,8 +81,7 @@ pub async fn verify_card(
             &body.verification,
             &client,
         )
-        .await
-        .map_err(|e| service_error(&state, e))?;
+        .await?;
     let mut code_channels = Vec::new();
     if verified.has_email {
         code_channels.push("email".to_owned());
@@ -155,8 +154,7 @@ pub async fn complete(
             },
             &client,
         )
-        .await
-        .map_err(|e| service_error(&state, e))?;
+        .await?;
     Ok((
         StatusCode::CREATED,
         Json(CompleteOut {

@@ -9,7 +9,7 @@ use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::extract::{service_error, ApiJson, Bearer};
+use super::extract::{ApiJson, Bearer};
 use crate::client::Client;
 use crate::error::{ApiError, Problem};
 use crate::AppState;
@@ -135,8 +135,7 @@ pub async fn create_session(
             },
             &client,
         )
-        .await
-        .map_err(|e| service_error(&state, e))?;
+        .await?;
     Ok(match outcome {
         SignInOutcome::SignedIn(signed_in) => (
             StatusCode::CREATED,
@@ -182,8 +181,7 @@ pub async fn mfa_send(
     let destination = state
         .app
         .send_mfa_code(&body.challenge_token, &body.method)
-        .await
-        .map_err(|e| service_error(&state, e))?;
+        .await?;
     Ok((StatusCode::ACCEPTED, Json(MfaSentOut { destination })))
 }
 
@@ -226,8 +224,7 @@ pub async fn mfa_verify(
             body.trust_device,
             &client,
         )
-        .await
-        .map_err(|e| service_error(&state, e))?;
+        .await?;
     Ok((
         StatusCode::CREATED,
         Json(SessionOut::from_signed_in(signed_in)),
@@ -246,11 +243,7 @@ pub async fn delete_current(
     Client(client): Client,
     Bearer(ctx): Bearer,
 ) -> Result<StatusCode, ApiError> {
-    state
-        .app
-        .sign_out(&ctx, &client)
-        .await
-        .map_err(|e| service_error(&state, e))?;
+    state.app.sign_out(&ctx, &client).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -281,11 +274,7 @@ pub async fn mfa_passkey_options(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<ChallengeIn>,
 ) -> Result<Json<PasskeyRequestOut>, ApiError> {
-    let options = state
-        .app
-        .mfa_passkey_options(&body.challenge_token)
-        .await
-        .map_err(|e| service_error(&state, e))?;
+    let options = state.app.mfa_passkey_options(&body.challenge_token).await?;
     Ok(Json(PasskeyRequestOut {
         options: serde_json::from_str(&options).unwrap_or_default(),
     }))
@@ -309,11 +298,7 @@ pub struct PasskeySignInOptionsOut {
 pub async fn passkey_options(
     State(state): State<AppState>,
 ) -> Result<Json<PasskeySignInOptionsOut>, ApiError> {
-    let o = state
-        .app
-        .passkey_sign_in_options()
-        .await
-        .map_err(|e| service_error(&state, e))?;
+    let o = state.app.passkey_sign_in_options().await?;
     Ok(Json(PasskeySignInOptionsOut {
         passkey_token: o.token.expose_secret().to_owned(),
         options: serde_json::from_str(&o.options_json).unwrap_or_default(),
@@ -356,8 +341,7 @@ pub async fn passkey_sign_in(
             body.device_token.as_deref(),
             &client,
         )
-        .await
-        .map_err(|e| service_error(&state, e))?;
+        .await?;
     Ok((
         StatusCode::CREATED,
         Json(SessionOut::from_signed_in(signed_in)),

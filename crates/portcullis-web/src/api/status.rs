@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::admin::{Admin, Scope};
-use super::extract::{service_error, ApiJson};
+use super::extract::ApiJson;
 use crate::error::{ApiError, Problem};
 use crate::AppState;
 
@@ -186,9 +186,8 @@ pub async fn create_incident(
     ApiJson(body): ApiJson<IncidentIn>,
 ) -> Result<(StatusCode, Json<IncidentOut>), ApiError> {
     let time = |field: &str, v: Option<String>| v.map(|v| parse_time(field, &v)).transpose();
-    let times = time("starts_at", body.starts_at)
-        .and_then(|a| Ok((a, time("ends_at", body.ends_at)?)))
-        .map_err(|e| service_error(&state, e))?;
+    let times =
+        time("starts_at", body.starts_at).and_then(|a| Ok((a, time("ends_at", body.ends_at)?)))?;
     let input = IncidentInput {
         kind: body.kind.unwrap_or_else(|| "incident".into()),
         title: body.title,
@@ -197,11 +196,7 @@ pub async fn create_incident(
         starts_at: times.0,
         ends_at: times.1,
     };
-    let row = state
-        .app
-        .create_incident(admin.authority(), input)
-        .await
-        .map_err(|e| service_error(&state, e))?;
+    let row = state.app.create_incident(admin.authority(), input).await?;
     Ok((StatusCode::CREATED, Json(row.into())))
 }
 
@@ -226,8 +221,7 @@ pub async fn update_incident(
     state
         .app
         .update_incident(admin.authority(), id, &body.state, body.message.as_deref())
-        .await
-        .map_err(|e| service_error(&state, e))?
+        .await?
         .map(|r| Json(r.into()))
         .ok_or_else(|| ApiError::not_found_because("No incident has this id."))
 }

@@ -344,10 +344,14 @@ pub fn unavailable_page(state: &AppState) -> Response {
     response
 }
 
-/// The page for an error no form can show next to a field.
+/// The page for an error no form can show next to a field: the status from the one table
+/// the API answers from too ([`crate::error::status_of`]) and words from the catalogue for
+/// each kind of error. Only an internal error is a 500.
 pub fn error_page(state: &AppState, csrf: &CsrfCookie, e: ServiceError) -> Response {
-    match e {
-        ServiceError::Unavailable(_) => unavailable_page(state),
+    crate::error::log_hidden(&e);
+    let (status, _, _) = crate::error::status_of(&e);
+    let (title, message) = match &e {
+        ServiceError::Unavailable(_) => return unavailable_page(state),
         ServiceError::TooManyRequests { retry_after } => {
             let page = MessagePage {
                 chrome: chrome(state, csrf, false),
@@ -359,26 +363,84 @@ pub fn error_page(state: &AppState, csrf: &CsrfCookie, e: ServiceError) -> Respo
                 next_href: "/".into(),
                 next_label: text::t("common.back_to_sign_in").into(),
             };
-            let mut response = render(StatusCode::TOO_MANY_REQUESTS, &page);
-            if let Ok(v) = HeaderValue::from_str(&retry_after.max(1).to_string()) {
+            let mut response = render(status, &page);
+            if let Ok(v) = HeaderValue::from_str(&(*retry_after).max(1).to_string()) {
                 response.headers_mut().insert(header::RETRY_AFTER, v);
             }
-            csrf.apply(response)
+            return csrf.apply(response);
         }
-        other => {
-            if let ServiceError::Internal(reason) = &other {
-                tracing::error!(%reason, "internal error on a page");
-            }
-            let page = MessagePage {
-                chrome: chrome(state, csrf, false),
-                title: text::t("page.failed_title").into(),
-                message: text::t("page.failed").into(),
-                next_href: "/".into(),
-                next_label: text::t("common.back_to_sign_in").into(),
-            };
-            csrf.apply(render(StatusCode::INTERNAL_SERVER_ERROR, &page))
-        }
-    }
+        ServiceError::Locked { .. } => (
+            text::t("locked.title"),
+            text::fill(
+                "locked.detail",
+                &[("phone", &state.app.policies().support_phone)],
+            ),
+        ),
+        ServiceError::Invalid(_) => (
+            text::t("problem.invalid_title"),
+            text::t("problem.invalid").to_owned(),
+        ),
+        ServiceError::SignInFailed => (
+            text::t("problem.sign_in_failed_title"),
+            text::t("signin.failed").to_owned(),
+        ),
+        ServiceError::CardNotRecognised => (
+            text::t("problem.card_not_recognised_title"),
+            text::t("problem.card_not_recognised").to_owned(),
+        ),
+        ServiceError::CardAlreadyRegistered => (
+            text::t("problem.card_already_registered_title"),
+            text::t("problem.card_already_registered").to_owned(),
+        ),
+        ServiceError::UserIdTaken => (
+            text::t("problem.user_id_taken_title"),
+            text::t("problem.user_id_taken").to_owned(),
+        ),
+        ServiceError::StepExpired => (
+            text::t("problem.step_expired_title"),
+            text::t("problem.step_expired").to_owned(),
+        ),
+        ServiceError::RecoveryFailed { .. } => (
+            text::t("problem.recovery_failed_title"),
+            text::t("problem.recovery_failed").to_owned(),
+        ),
+        ServiceError::CodeRejected { .. } => (
+            text::t("problem.code_rejected_title"),
+            text::t("problem.code_rejected").to_owned(),
+        ),
+        ServiceError::CodeSpent => (
+            text::t("problem.code_spent_title"),
+            text::t("problem.code_spent").to_owned(),
+        ),
+        ServiceError::Unauthenticated => (
+            text::t("problem.unauthenticated_title"),
+            text::t("problem.unauthenticated").to_owned(),
+        ),
+        ServiceError::Forbidden => (
+            text::t("problem.forbidden_title"),
+            text::t("problem.forbidden").to_owned(),
+        ),
+        ServiceError::ReauthRequired => (
+            text::t("problem.reauth_title"),
+            text::t("problem.reauth").to_owned(),
+        ),
+        ServiceError::NotFound => (
+            text::t("page.not_found_title"),
+            text::t("problem.not_found").to_owned(),
+        ),
+        ServiceError::Internal(_) => (
+            text::t("page.failed_title"),
+            text::t("page.failed").to_owned(),
+        ),
+    };
+    let page = MessagePage {
+        chrome: chrome(state, csrf, false),
+        title: title.into(),
+        message,
+        next_href: "/".into(),
+        next_label: text::t("common.back_to_sign_in").into(),
+    };
+    csrf.apply(render(status, &page))
 }
 
 /// What a form that arrived without a valid CSRF token says (often: cookies cleared, or the
