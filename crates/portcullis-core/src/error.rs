@@ -2,7 +2,6 @@
 //! crate that maps it to HTTP.
 
 use crate::clock::UnixTime;
-use crate::ports::{CreateAccountError, StoreError};
 
 /// One field that failed one rule, with words a person can act on.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -78,27 +77,6 @@ pub enum ServiceError {
 impl ServiceError {
     pub fn field(field: &str, message: impl Into<String>) -> Self {
         ServiceError::Invalid(vec![FieldError::new(field, message)])
-    }
-}
-
-impl From<StoreError> for ServiceError {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::Unavailable(m) => ServiceError::Unavailable(m),
-            StoreError::Internal(m) => ServiceError::Internal(m),
-        }
-    }
-}
-
-/// A registration the database refused: each race has its own answer.
-impl From<CreateAccountError> for ServiceError {
-    fn from(e: CreateAccountError) -> Self {
-        match e {
-            CreateAccountError::UserIdTaken => ServiceError::UserIdTaken,
-            CreateAccountError::CardAlreadyRegistered => ServiceError::CardAlreadyRegistered,
-            CreateAccountError::StepGone => ServiceError::StepExpired,
-            CreateAccountError::Store(e) => e.into(),
-        }
     }
 }
 

@@ -49,6 +49,7 @@ use crate::ServiceError;
 pub use crate::device::describe_device;
 pub use crate::support::{SupportAuthority, SupportScope};
 pub use account::{AccountHome, SessionInfo};
+pub use codes::CodeSent;
 pub use contact_change::ContactChangeStarted;
 pub use inactivity::InactivityRun;
 pub use mfa::{
@@ -56,7 +57,7 @@ pub use mfa::{
     TrustedDevice,
 };
 pub use passkeys::PasskeyOptions;
-pub use recovery::{CodeAccepted, CodeSent, Proof, RecoveryStart};
+pub use recovery::{CodeAccepted, Proof, RecoveryStart};
 pub use registration::{CardVerified, Registration};
 pub use sessions::{SessionContext, SignedIn};
 pub use signin::SignInRequest;

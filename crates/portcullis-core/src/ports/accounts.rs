@@ -8,6 +8,7 @@ use super::{StoreError, StoreResult};
 use crate::clock::UnixTime;
 use crate::contact::{self, CodeChannel};
 use crate::ids::AccountType;
+use crate::ServiceError;
 
 /// The figures shown on the account home for one linked card.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -110,6 +111,18 @@ pub enum CreateAccountError {
     StepGone,
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// A registration the database refused: each race has its own answer.
+impl From<CreateAccountError> for ServiceError {
+    fn from(e: CreateAccountError) -> Self {
+        match e {
+            CreateAccountError::UserIdTaken => ServiceError::UserIdTaken,
+            CreateAccountError::CardAlreadyRegistered => ServiceError::CardAlreadyRegistered,
+            CreateAccountError::StepGone => ServiceError::StepExpired,
+            CreateAccountError::Store(e) => e.into(),
+        }
+    }
 }
 
 /// A deactivated account coming back through the registration path (card number + card

@@ -55,6 +55,8 @@ pub use work::{Committed, Transactions, UnitOfWork};
 
 use async_trait::async_trait;
 
+use crate::ServiceError;
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The database cannot be reached or is saturated: worth retrying.
@@ -65,6 +67,16 @@ pub enum StoreError {
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
+
+/// An unreachable or saturated database is worth a retry (503); anything else is internal.
+impl From<StoreError> for ServiceError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(m) => ServiceError::Unavailable(m),
+            StoreError::Internal(m) => ServiceError::Internal(m),
+        }
+    }
+}
 
 /// Everything one database offers the application: the reads, the claims, units of work
 /// and registry imports. `Portcullis` holds one and hands each use case the narrow traits

@@ -16,6 +16,9 @@ use crate::steps::{CodePurpose, StepKind};
 use crate::throttle::ThrottleAction;
 use crate::ServiceError;
 
+/// How long a recovery step lives (it outlives its code, so a resend stays possible).
+pub(crate) const STEP_SECS: i64 = 20 * 60;
+
 /// A code went out: where to, masked.
 pub struct CodeSent {
     pub channel: CodeChannel,
@@ -135,8 +138,7 @@ impl Portcullis {
             // No live code. Past the password step there always was one (so it expired, was
             // used, or ran out of tries). A User ID step may have none at all (an unknown
             // address): it answers like a wrong code until a real code would have expired.
-            let code_would_expire =
-                step.expires_at.0 - super::recovery::STEP_SECS + policy.ttl_secs;
+            let code_would_expire = step.expires_at.0 - STEP_SECS + policy.ttl_secs;
             return Err(
                 if step.kind == StepKind::RecoveryUserId && now.0 < code_would_expire {
                     wrong(tries)

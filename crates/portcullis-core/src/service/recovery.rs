@@ -27,12 +27,10 @@ use crate::steps::{CodePurpose, StepKind};
 use crate::throttle::ThrottleAction;
 use crate::{FieldError, ServiceError};
 
-pub use super::codes::CodeSent;
+use super::codes::{CodeSent, STEP_SECS};
 
 /// Wrong card IDs or answers allowed on one recovery step.
 const MAX_PROOF_TRIES: u32 = 5;
-/// How long a recovery step lives (it outlives its code, so a resend stays possible).
-pub(crate) const STEP_SECS: i64 = 20 * 60;
 const RESET_SECS: i64 = 15 * 60;
 
 /// The answer to the first step of forgot-password.
