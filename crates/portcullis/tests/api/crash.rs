@@ -16,6 +16,8 @@ use portcullis_testkit::{Backend, RealServer, TestDb};
 use serde_json::{json, Value};
 use sqlx::{Connection, Row};
 
+mod notices;
+
 const KILLS: usize = 10;
 const CARDS: usize = 400;
 const WORKERS: usize = 6;
