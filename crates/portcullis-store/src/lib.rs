@@ -151,15 +151,7 @@ impl SqlStore {
     }
 
     async fn migrate(&self) -> StoreResult<()> {
-        let result = match self.backend {
-            Backend::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&self.pool).await,
-            Backend::Postgres => {
-                sqlx::migrate!("./migrations/postgres")
-                    .run(&self.pool)
-                    .await
-            }
-        };
-        result.map_err(|e| {
+        migrator(self.backend).run(&self.pool).await.map_err(|e| {
             portcullis_core::ports::StoreError::Internal(format!("migration failed: {e}"))
         })
     }
@@ -175,6 +167,31 @@ impl SqlStore {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// The migrations this build runs on `backend` (embedded at compile time).
+fn migrator(backend: Backend) -> sqlx::migrate::Migrator {
+    match backend {
+        Backend::Sqlite => sqlx::migrate!("./migrations/sqlite"),
+        Backend::Postgres => sqlx::migrate!("./migrations/postgres"),
+    }
+}
+
+/// A short fingerprint of the migrations this build runs on `backend` (their versions and
+/// checksums): test tooling keys a migrated template database with it, so a changed
+/// migration never meets a database migrated by the old one.
+pub fn migrations_fingerprint(backend: Backend) -> String {
+    let mut parts: Vec<Vec<u8>> = Vec::new();
+    for m in migrator(backend).iter() {
+        parts.push(m.version.to_be_bytes().to_vec());
+        parts.push(m.checksum.to_vec());
+    }
+    let joined: Vec<u8> = parts.concat();
+    portcullis_crypto::sha256(&joined)
+        .iter()
+        .take(6)
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Makes sure the SQLite file's folder exists and the file is created when missing.

@@ -15,7 +15,10 @@
     clippy::indexing_slicing
 )]
 
+mod db;
 pub mod smtp;
+
+pub use db::{postgres_url, require_postgres_url, Backend, TestDb};
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -28,159 +31,6 @@ use reqwest::header::{HeaderMap, CONTENT_TYPE};
 use serde_json::{json, Value};
 use tempfile::TempDir;
 use tokio::sync::oneshot;
-
-/// Which database a test runs on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Backend {
-    Sqlite,
-    Postgres,
-}
-
-/// The PostgreSQL server tests use, if any.
-pub fn postgres_url() -> Option<String> {
-    std::env::var("PORTCULLIS_TEST_POSTGRES")
-        .ok()
-        .filter(|s| !s.is_empty())
-}
-
-/// A fresh database for one test; a PostgreSQL one is dropped again when the test ends.
-pub struct TestDb {
-    pub url: String,
-    pub backend: Backend,
-    pg_name: Option<(String, String)>,
-    /// The SQLite file, for tests that read it directly.
-    pub sqlite_path: Option<PathBuf>,
-    _dir: TempDir,
-}
-
-/// The PostgreSQL server to use; panics with what to do when there is none (a PostgreSQL
-/// variant runs only when the variable was set at build time, see [`both!`]).
-pub fn require_postgres_url() -> String {
-    postgres_url().unwrap_or_else(|| {
-        panic!(
-            "this test runs on PostgreSQL, but PORTCULLIS_TEST_POSTGRES is not set. It was set \
-             when the tests were built (or the variant would be ignored): set it again, e.g. \
-             PORTCULLIS_TEST_POSTGRES=postgres://postgres@127.0.0.1:5432/test"
-        )
-    })
-}
-
-impl TestDb {
-    /// A fresh database on `backend`. PostgreSQL needs `PORTCULLIS_TEST_POSTGRES` (panics
-    /// with a clear message without it).
-    pub async fn new(backend: Backend) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        match backend {
-            Backend::Sqlite => {
-                let path = dir.path().join("portcullis.db");
-                Self {
-                    url: format!("sqlite://{}", path.display()),
-                    backend,
-                    pg_name: None,
-                    sqlite_path: Some(path),
-                    _dir: dir,
-                }
-            }
-            Backend::Postgres => {
-                let server = require_postgres_url();
-                let name = format!(
-                    "pc_test_{}_{}",
-                    SystemClock.now().0,
-                    hex(&portcullis_crypto::token::random_bytes::<6>())
-                );
-                let mut conn = connect_pg(&server).await;
-                sqlx::query(&format!("CREATE DATABASE {name}"))
-                    .execute(&mut conn)
-                    .await
-                    .expect("creating a test database");
-                drop_stale_databases(&mut conn).await;
-                Self {
-                    url: replace_db(&server, &name),
-                    backend,
-                    pg_name: Some((server, name)),
-                    sqlite_path: None,
-                    _dir: dir,
-                }
-            }
-        }
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        let Some((server, name)) = self.pg_name.take() else {
-            return;
-        };
-        // Drop from a thread of its own: Drop cannot await, and the test's runtime may be
-        // shutting down. FORCE ends the app's remaining connections.
-        let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            rt.block_on(async {
-                use sqlx::Connection;
-                if let Ok(mut conn) = sqlx::PgConnection::connect(&server).await {
-                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                        .execute(&mut conn)
-                        .await;
-                }
-            });
-        })
-        .join();
-    }
-}
-
-async fn connect_pg(url: &str) -> sqlx::PgConnection {
-    use sqlx::Connection;
-    sqlx::PgConnection::connect(url)
-        .await
-        .expect("connecting to PORTCULLIS_TEST_POSTGRES")
-}
-
-/// Test databases older than an hour are leftovers of killed runs.
-async fn drop_stale_databases(conn: &mut sqlx::PgConnection) {
-    use sqlx::Row;
-    let cutoff = SystemClock.now().0 - 3600;
-    let rows = sqlx::query("SELECT datname FROM pg_database WHERE datname LIKE 'pc_test_%'")
-        .fetch_all(&mut *conn)
-        .await
-        .unwrap_or_default();
-    for row in rows {
-        let name: String = row.get("datname");
-        let stamp: i64 = name
-            .split('_')
-            .nth(2)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(i64::MAX);
-        if stamp < cutoff {
-            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                .execute(&mut *conn)
-                .await;
-        }
-    }
-}
-
-fn replace_db(url: &str, name: &str) -> String {
-    let (base, query) = url
-        .split_once('?')
-        .map_or((url, None), |(b, q)| (b, Some(q)));
-    let scheme_end = base.find("://").map_or(0, |i| i + 3);
-    let base = match base[scheme_end..].find('/') {
-        Some(slash) => &base[..scheme_end + slash],
-        None => base,
-    };
-    match query {
-        Some(q) => format!("{base}/{name}?{q}"),
-        None => format!("{base}/{name}"),
-    }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
 
 /// The running application.
 pub struct TestApp {
@@ -512,27 +362,6 @@ macro_rules! both {
     };
 }
 
-#[cfg(test)]
-mod tests {
-    use super::replace_db;
-
-    #[test]
-    fn database_names_are_replaced() {
-        assert_eq!(
-            replace_db("postgres://postgres@127.0.0.1:5432/test", "x"),
-            "postgres://postgres@127.0.0.1:5432/x"
-        );
-        assert_eq!(
-            replace_db("postgres://p@h:5432/test?sslmode=disable", "x"),
-            "postgres://p@h:5432/x?sslmode=disable"
-        );
-        assert_eq!(
-            replace_db("postgres://p@h:5432", "x"),
-            "postgres://p@h:5432/x"
-        );
-    }
-}
-
 /// The real `portcullis` binary, started as a child process (for tests of logs, memory and
 /// signals). Stdout and stderr go to files in its temporary folder.
 pub struct RealServer {
@@ -724,14 +553,7 @@ impl Jar {
 /// port, clock, outbox and delivery worker; `tweak` adjusts its configuration.
 pub async fn spawn_app_on(first: &TestApp, tweak: impl FnOnce(&mut Config)) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
-    let db = TestDb {
-        url: first.db.url.clone(),
-        backend: first.db.backend,
-        // The first node owns the database and drops it.
-        pg_name: None,
-        sqlite_path: first.db.sqlite_path.clone(),
-        _dir: tempfile::tempdir().unwrap(),
-    };
+    let db = first.db.shared();
     let mut config = test_config(&db, &dir);
     config.secrets_dir = first.config.secrets_dir.clone();
     tweak(&mut config);

@@ -2,27 +2,27 @@
 //! while the database's maintenance row is on — except health, metrics, the status page and
 //! its JSON, static files and the admin API (so operators can still see and act).
 //!
-//! Each node reads the row at most every [`REFRESH`] and keeps it in memory, so a busy node
-//! adds one small query every two seconds, not one per request, and every node follows an
-//! operator's switch within [`REFRESH`]. When the row cannot be read the node keeps serving
+//! Each node reads the row at most every [`REFRESH_SECS`] (by the application's clock) and
+//! keeps it in memory, so a busy node adds one small query every two seconds, not one per
+//! request, and every node follows an operator's switch within [`REFRESH_SECS`]. When the row cannot be read the node keeps serving
 //! (the last known answer, or off): a database outage is the status page's business.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use askama::Template;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use portcullis_core::clock::UnixTime;
 use portcullis_core::ports::MaintenanceRow;
 
 use crate::error::ApiError;
 use crate::pages::{render, Chrome};
 use crate::AppState;
 
-/// How long a node trusts its copy of the maintenance row.
-pub const REFRESH: Duration = Duration::from_secs(2);
+/// How long (seconds) a node trusts its copy of the maintenance row.
+pub const REFRESH_SECS: i64 = 2;
 
 /// Paths that answer during maintenance (prefix matches end at a `/`).
 const EXEMPT: [&str; 5] = [
@@ -39,7 +39,7 @@ const EXEMPT_PREFIXES: [&str; 2] = ["/static/", "/api/v1/admin/"];
 pub struct MaintenanceCache(Arc<Mutex<Option<Cached>>>);
 
 /// When the row was read, and what it held.
-type Cached = (Instant, Option<MaintenanceRow>);
+type Cached = (UnixTime, Option<MaintenanceRow>);
 
 impl MaintenanceCache {
     /// Forgets the copy (the next request reads the row again).
@@ -54,8 +54,9 @@ impl MaintenanceCache {
             Ok(g) => g.clone(),
             Err(p) => p.into_inner().clone(),
         };
+        let now = state.app.clock().now();
         if let Some((at, row)) = &cached {
-            if at.elapsed() < REFRESH {
+            if now.0 - at.0 < REFRESH_SECS {
                 return row.clone();
             }
         }
@@ -67,7 +68,7 @@ impl MaintenanceCache {
             }
         };
         if let Ok(mut g) = self.0.lock() {
-            *g = Some((Instant::now(), row.clone()));
+            *g = Some((now, row.clone()));
         }
         row
     }
