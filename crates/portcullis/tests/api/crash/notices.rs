@@ -751,11 +751,36 @@ async fn a_crash_after_the_commit_loses_no_notice(backend: Backend) {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // Marked sent too before the next crash: a crash between a message's write and its mark
+    // sends it again after the restart (the one gap an outbox leaves, docs/ARCHITECTURE.md),
+    // which is not what the next step is about.
+    loop {
+        let rows = outbox_rows(&url, backend).await;
+        let unsent: Vec<_> = rows
+            .iter()
+            .filter(|(to, subject, state)| {
+                state != "sent"
+                    && expected
+                        .iter()
+                        .any(|n| *to == n.to && subject.contains(&n.subject))
+            })
+            .cloned()
+            .collect();
+        if unsent.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "delivered but never marked sent: {unsent:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     server.child.kill().unwrap();
     server.child.wait().unwrap();
-    // 4. Once more, after another crash: nothing is sent twice.
+    // 4. Once more, after another crash: nothing is sent twice (the worker's first pass
+    // runs as the node starts; give it time to send anything it wrongly thought due).
     let _server = RealServer::start(bin(), &env(&url, &secrets, &after));
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
     for n in &expected {
         let wanted = expected
             .iter()
