@@ -103,6 +103,7 @@ pub struct DeliveryHandle {
     node: String,
     shutdown: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
+    store: Arc<dyn OutboxStore>,
 }
 
 impl DeliveryHandle {
@@ -116,6 +117,32 @@ impl DeliveryHandle {
         let _ = self.shutdown.send(true);
         if let Err(e) = self.task.await {
             tracing::error!(error = %e, "delivery worker ended abnormally");
+        }
+    }
+
+    /// [`Self::stop`], but within `budget`: a send still hanging then is abandoned and every
+    /// claim released, so another node (or this one, restarted) sends at once instead of
+    /// after the lease. A message the provider accepted in that instant may go twice.
+    pub async fn stop_within(mut self, budget: Duration) {
+        let _ = self.shutdown.send(true);
+        match tokio::time::timeout(budget, &mut self.task).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "delivery worker ended abnormally"),
+            Err(_) => {
+                self.task.abort();
+                match self.store.release_claims(&self.node).await {
+                    Ok(n) => tracing::warn!(
+                        node = %self.node,
+                        released = n,
+                        "delivery worker stopped mid-send at the end of the drain; claims released"
+                    ),
+                    Err(e) => tracing::warn!(
+                        node = %self.node,
+                        error = %e,
+                        "delivery worker stopped; claims not released (their leases will run out)"
+                    ),
+                }
+            }
         }
     }
 
@@ -178,6 +205,7 @@ impl DeliveryWorker {
             node,
             shutdown,
             task,
+            store: self.store.clone(),
         }
     }
 

@@ -160,7 +160,7 @@ impl AccountStore for SqlStore {
             if is_unique_violation(&e, "registry_record_id") {
                 CreateAccountError::CardAlreadyRegistered
             } else {
-                db_err(e).into()
+                crate::health::failed_commit(e).into()
             }
         })?;
         Ok(account_id)
@@ -323,7 +323,7 @@ impl AccountStore for SqlStore {
         self.enqueue_tx(&mut tx, messages, now)
             .await
             .map_err(db_err)?;
-        tx.commit().await.map_err(db_err)
+        crate::health::commit(tx).await
     }
 
     async fn password_history(&self, account_id: i64, limit: usize) -> StoreResult<Vec<String>> {

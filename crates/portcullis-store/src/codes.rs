@@ -35,7 +35,7 @@ impl CodeStore for SqlStore {
         self.enqueue_tx(&mut tx, &code.messages, code.now)
             .await
             .map_err(db_err)?;
-        tx.commit().await.map_err(db_err)
+        crate::health::commit(tx).await
     }
 
     async fn try_code(
@@ -109,7 +109,7 @@ impl CodeStore for SqlStore {
             self.enqueue_tx(&mut tx, messages, now)
                 .await
                 .map_err(db_err)?;
-            tx.commit().await.map_err(db_err)?;
+            crate::health::commit(tx).await?;
             return Ok(Resend::Sent);
         }
         drop(tx);

@@ -69,7 +69,7 @@ impl FactorStore for SqlStore {
         .await
         .map_err(db_err)?;
         let id: i64 = row.try_get("id").map_err(db_err)?;
-        tx.commit().await.map_err(db_err)?;
+        crate::health::commit(tx).await?;
         Ok(id)
     }
 
@@ -108,7 +108,7 @@ impl FactorStore for SqlStore {
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
-        tx.commit().await.map_err(db_err)?;
+        crate::health::commit(tx).await?;
         Ok(true)
     }
 
@@ -194,7 +194,7 @@ impl FactorStore for SqlStore {
             .await
             .map_err(db_err)?;
         }
-        tx.commit().await.map_err(db_err)
+        crate::health::commit(tx).await
     }
 
     async fn recovery_code_candidates(

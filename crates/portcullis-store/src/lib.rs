@@ -13,6 +13,7 @@ mod codes;
 mod devices;
 mod error;
 mod factors;
+mod health;
 mod lifecycle;
 mod lockout;
 mod outbox;
@@ -32,6 +33,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, ConnectOptions, Executor};
 
 pub use error::db_err;
+pub use health::SessionTimeouts;
 
 /// Which database is behind the pool.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,6 +55,8 @@ pub struct SqlStore {
 pub struct StoreOptions {
     pub max_connections: u32,
     pub acquire_timeout: Duration,
+    /// PostgreSQL: statement, lock and idle-in-transaction timeouts per connection.
+    pub session_timeouts: SessionTimeouts,
 }
 
 impl Default for StoreOptions {
@@ -60,6 +64,7 @@ impl Default for StoreOptions {
         Self {
             max_connections: 16,
             acquire_timeout: Duration::from_secs(3),
+            session_timeouts: SessionTimeouts::default(),
         }
     }
 }
@@ -95,7 +100,21 @@ impl SqlStore {
             .acquire_timeout(options.acquire_timeout)
             // No ping before every query (it doubled the round trips of each request); a
             // broken connection fails its query, which answers 503, and is then dropped.
-            .test_before_acquire(false);
+            .test_before_acquire(false)
+            // Never hand out a connection again that is still inside a transaction.
+            .after_release(move |conn, _meta| {
+                Box::pin(async move { Ok(health::clean_for_reuse(conn, backend).await) })
+            });
+        if backend == Backend::Postgres {
+            let set = options.session_timeouts.sql();
+            pool = pool.after_connect(move |conn, _meta| {
+                let set = set.clone();
+                Box::pin(async move {
+                    conn.execute(set.as_str()).await?;
+                    Ok(())
+                })
+            });
+        }
         if backend == Backend::Sqlite {
             pool = pool.after_connect(|conn, _meta| {
                 Box::pin(async move {
@@ -182,6 +201,14 @@ impl Store for SqlStore {
             .await
             .map_err(db_err)?;
         Ok(())
+    }
+
+    async fn probe_write(
+        &self,
+        node: &str,
+        now: portcullis_core::clock::UnixTime,
+    ) -> StoreResult<()> {
+        self.write_probe(node, now).await
     }
 
     fn backend(&self) -> &'static str {

@@ -45,7 +45,7 @@ impl LifecycleStore for SqlStore {
         self.enqueue_tx(&mut tx, messages, now)
             .await
             .map_err(db_err)?;
-        tx.commit().await.map_err(db_err)?;
+        crate::health::commit(tx).await?;
         Ok(true)
     }
 
@@ -91,7 +91,7 @@ impl LifecycleStore for SqlStore {
         self.enqueue_tx(&mut tx, messages, now)
             .await
             .map_err(db_err)?;
-        tx.commit().await.map_err(db_err)?;
+        crate::health::commit(tx).await?;
         Ok(true)
     }
 
@@ -135,7 +135,7 @@ impl LifecycleStore for SqlStore {
         self.enqueue_tx(&mut tx, messages, now)
             .await
             .map_err(db_err)?;
-        tx.commit().await.map_err(db_err)?;
+        crate::health::commit(tx).await?;
         Ok(Unlink::Unlinked)
     }
 
@@ -222,7 +222,7 @@ impl LifecycleStore for SqlStore {
         self.enqueue_tx(&mut tx, messages, now)
             .await
             .map_err(db_err)?;
-        tx.commit().await.map_err(db_err)?;
+        crate::health::commit(tx).await?;
         Ok(true)
     }
 
@@ -256,7 +256,7 @@ impl LifecycleStore for SqlStore {
         self.enqueue_tx(&mut tx, messages, now)
             .await
             .map_err(db_err)?;
-        tx.commit().await.map_err(db_err)?;
+        crate::health::commit(tx).await?;
         Ok(true)
     }
 
@@ -283,7 +283,7 @@ impl LifecycleStore for SqlStore {
         self.enqueue_tx(&mut tx, messages, now)
             .await
             .map_err(db_err)?;
-        tx.commit().await.map_err(db_err)?;
+        crate::health::commit(tx).await?;
         Ok(true)
     }
 
@@ -348,7 +348,7 @@ impl LifecycleStore for SqlStore {
         self.enqueue_tx(&mut tx, &r.messages, r.now)
             .await
             .map_err(db_err)?;
-        tx.commit().await.map_err(db_err)?;
+        crate::health::commit(tx).await?;
         Ok(())
     }
 }

@@ -87,7 +87,7 @@ impl LockoutStore for SqlStore {
                 .await
                 .map_err(db_err)?;
         }
-        tx.commit().await.map_err(db_err)?;
+        crate::health::commit(tx).await?;
         Ok(locked)
     }
 

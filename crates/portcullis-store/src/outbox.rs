@@ -161,7 +161,7 @@ impl OutboxStore for SqlStore {
         let ids = enqueue_tx(&mut tx, self.outbox_seal.as_ref(), messages, now)
             .await
             .map_err(db_err)?;
-        tx.commit().await.map_err(db_err)?;
+        crate::health::commit(tx).await?;
         Ok(ids)
     }
 
@@ -355,7 +355,7 @@ impl OutboxStore for SqlStore {
                 return Ok(Some(i));
             }
         }
-        tx.commit().await.map_err(db_err)?;
+        crate::health::commit(tx).await?;
         Ok(None)
     }
 
@@ -372,6 +372,6 @@ impl OutboxStore for SqlStore {
             .await
             .map_err(db_err)?;
         }
-        tx.commit().await.map_err(db_err)
+        crate::health::commit(tx).await
     }
 }

@@ -72,7 +72,7 @@ impl RegistryImport for SqlImport {
     }
 
     async fn commit(self: Box<Self>) -> StoreResult<()> {
-        self.tx.commit().await.map_err(db_err)
+        crate::health::commit(self.tx).await
     }
 }
 

@@ -344,6 +344,23 @@ pub fn unavailable_page(state: &AppState) -> Response {
     response
 }
 
+/// A message page with a status: `title` and `message` are catalogue keys.
+pub fn message_page(
+    state: &AppState,
+    status: StatusCode,
+    title: &'static str,
+    message: &'static str,
+) -> Response {
+    let page = MessagePage {
+        chrome: crate::pages::chrome_without_form(state),
+        title: text::t(title).into(),
+        message: text::t(message).into(),
+        next_href: "/".into(),
+        next_label: text::t("common.back_to_sign_in").into(),
+    };
+    render(status, &page)
+}
+
 /// The page for an error no form can show next to a field.
 pub fn error_page(state: &AppState, csrf: &CsrfCookie, e: ServiceError) -> Response {
     match e {
