@@ -681,6 +681,9 @@ pub struct OutboxStats {
     pub pending: i64,
     /// Age of the oldest pending message; 0 when none is pending.
     pub oldest_pending_age_secs: i64,
+    /// The same, by channel (each channel has its own provider and its own state).
+    pub oldest_email_age_secs: i64,
+    pub oldest_sms_age_secs: i64,
 }
 
 /// One daily SMS counter to claim a place in: `key` names it (a number, a country prefix,

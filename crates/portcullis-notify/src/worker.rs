@@ -354,7 +354,7 @@ impl DeliveryWorker {
                 tracing::warn!(outbox_id = id, attempt = row.attempts, error = %error, "message failed");
                 let marked = self.store.mark_failed(id, node, &error).await;
                 if let Ok(true) = marked {
-                    self.stats.failed();
+                    self.stats.failed(row.channel);
                 }
                 marked
             }
@@ -396,7 +396,7 @@ impl DeliveryWorker {
                 )
                 .await;
             if let Ok(true) = marked {
-                self.stats.failed();
+                self.stats.failed(row.channel);
             }
             return marked;
         }
@@ -411,7 +411,7 @@ impl DeliveryWorker {
         tracing::info!(outbox_id = row.id, attempt = row.attempts, retry_in_secs = next.0 - now.0, error = %error, "message will be retried");
         let marked = self.store.mark_retry(row.id, node, error, next).await;
         if let Ok(true) = marked {
-            self.stats.retried();
+            self.stats.retried(row.channel);
         }
         marked
     }

@@ -316,19 +316,27 @@ impl OutboxStore for SqlStore {
     }
 
     async fn outbox_stats(&self, now: UnixTime) -> StoreResult<OutboxStats> {
-        let row = sqlx::query(
-            "SELECT COUNT(*) AS pending, MIN(created_at) AS oldest FROM outbox \
-             WHERE state = 'pending'",
+        let rows = sqlx::query(
+            "SELECT channel, COUNT(*) AS pending, MIN(created_at) AS oldest FROM outbox \
+             WHERE state = 'pending' GROUP BY channel",
         )
-        .fetch_one(&self.pool)
+        .fetch_all(&self.pool)
         .await
         .map_err(db_err)?;
-        let pending: i64 = row.try_get("pending").map_err(db_err)?;
-        let oldest: Option<i64> = row.try_get("oldest").map_err(db_err)?;
-        Ok(OutboxStats {
-            pending,
-            oldest_pending_age_secs: oldest.map_or(0, |t| now.0.saturating_sub(t).max(0)),
-        })
+        let age = |oldest: Option<i64>| oldest.map_or(0, |t| now.0.saturating_sub(t).max(0));
+        let mut stats = OutboxStats::default();
+        for row in rows {
+            let channel: String = row.try_get("channel").map_err(db_err)?;
+            let pending: i64 = row.try_get("pending").map_err(db_err)?;
+            let oldest = age(row.try_get("oldest").map_err(db_err)?);
+            stats.pending += pending;
+            stats.oldest_pending_age_secs = stats.oldest_pending_age_secs.max(oldest);
+            match channel.as_str() {
+                "sms" => stats.oldest_sms_age_secs = oldest,
+                _ => stats.oldest_email_age_secs = oldest,
+            }
+        }
+        Ok(stats)
     }
 
     async fn claim_sms_quota(&self, claims: &[QuotaClaim], day: i64) -> StoreResult<Option<usize>> {

@@ -155,6 +155,10 @@ fn delivery_source(
             sent_sms: s.sent_sms,
             retried: s.retried,
             failed: s.failed,
+            failures_email: s.failures_email,
+            failures_sms: s.failures_sms,
+            email_provider_down: s.email_provider_down,
+            sms_provider_down: s.sms_provider_down,
         }
     })
 }

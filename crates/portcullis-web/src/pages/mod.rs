@@ -344,6 +344,60 @@ pub fn unavailable_page(state: &AppState) -> Response {
     response
 }
 
+/// A form body as axum's `Form` reads it; but a body it cannot read (a duplicated field, a
+/// value of the wrong type, the wrong content type) gets the pages' own error page, 400 (or
+/// 413 when too large), never axum's plain-text 422.
+pub struct PageForm<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned + Send> axum::extract::FromRequest<AppState> for PageForm<T> {
+    type Rejection = Response;
+
+    async fn from_request(
+        request: axum::extract::Request,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        match axum::Form::<T>::from_request(request, state).await {
+            Ok(axum::Form(value)) => Ok(Self(value)),
+            Err(rejection) => {
+                let too_large = rejection.status() == StatusCode::PAYLOAD_TOO_LARGE;
+                tracing::info!(status = %rejection.status(), "a form could not be read");
+                Err(if too_large {
+                    message_page(
+                        state,
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "page.too_large_title",
+                        "page.too_large",
+                    )
+                } else {
+                    message_page(
+                        state,
+                        StatusCode::BAD_REQUEST,
+                        "page.form_unreadable_title",
+                        "page.form_unreadable",
+                    )
+                })
+            }
+        }
+    }
+}
+
+/// What a page may echo back of a field the person typed: the text, trimmed, unless it is
+/// longer than any valid value could be (a 2 MB "User ID" is not put back into the page).
+pub fn echo(raw: &str, max_chars: usize) -> String {
+    let trimmed = raw.trim();
+    if trimmed.chars().count() > max_chars {
+        String::new()
+    } else {
+        trimmed.to_owned()
+    }
+}
+
+/// [`echo`] for a User ID: twice the longest valid one, so a near miss is still shown for
+/// correcting.
+pub fn echo_user_id(raw: &str) -> String {
+    echo(raw, portcullis_core::ids::USER_ID_MAX * 2)
+}
+
 /// A message page with a status: `title` and `message` are catalogue keys.
 pub fn message_page(
     state: &AppState,
