@@ -700,14 +700,31 @@ pub trait OutboxStore: Send + Sync {
     async fn enqueue(&self, messages: &[Outgoing], now: UnixTime) -> StoreResult<Vec<i64>>;
     /// Claims up to `limit` pending rows due at `now` whose lease (if any) has run out,
     /// leasing them to `node` until `now + lease_secs` and counting an attempt. Two nodes
-    /// never get the same row while a lease is live.
+    /// never get the same row while a lease is live. One-time codes come first. A row never
+    /// attempted is due whatever its time says (a wall clock that jumped forward when it was
+    /// queued must not hold it back).
     async fn claim(
         &self,
         node: &str,
         now: UnixTime,
         lease_secs: i64,
         limit: u32,
+    ) -> StoreResult<Vec<OutboxRow>> {
+        self.claim_channel(node, now, lease_secs, limit, None).await
+    }
+    /// [`Self::claim`], for one channel only (each channel has its own worker, so a slow
+    /// provider holds up only its own messages).
+    async fn claim_channel(
+        &self,
+        node: &str,
+        now: UnixTime,
+        lease_secs: i64,
+        limit: u32,
+        channel: Option<CodeChannel>,
     ) -> StoreResult<Vec<OutboxRow>>;
+    /// The database's own clock (PostgreSQL), which every node shares and no node's wall
+    /// clock moves; `None` when the database is in this process (SQLite).
+    async fn database_time(&self) -> StoreResult<Option<UnixTime>>;
     /// Marks the row sent (blanking a sensitive body), if `node` still holds it. False when
     /// the row is no longer this node's.
     async fn mark_sent(&self, id: i64, node: &str, now: UnixTime) -> StoreResult<bool>;

@@ -6,6 +6,7 @@
 //! messages (behind the SMS cost controls), or the [`OutboxFile`] of the contract (demo mode
 //! and tests: one JSON line per message) for both.
 
+pub mod breaker;
 pub mod sms;
 pub mod smtp;
 pub mod stats;
@@ -17,6 +18,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use portcullis_core::clock::{Clock, UnixTime};
+use portcullis_core::contact::CodeChannel;
 use portcullis_core::ports::{Message, Notifier, NotifyError, OutboxStore, Outgoing};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{Mutex, Notify};
@@ -27,12 +29,35 @@ pub use stats::{SmsBlock, Stats, StatsSnapshot};
 pub use transport::{Outbound, SendError, Transport, Transports};
 pub use worker::{DeliveryConfig, DeliveryHandle, DeliveryWorker};
 
+/// Wakes this node's delivery workers (one per channel) when something was queued. Each
+/// worker has its own `Notify`, so a wake-up is kept for a worker that is busy.
+#[derive(Clone, Debug, Default)]
+pub struct Wake(Arc<[Notify; 2]>);
+
+impl Wake {
+    pub fn notify(&self) {
+        for n in self.0.iter() {
+            n.notify_one();
+        }
+    }
+
+    pub(crate) async fn notified(&self, channel: CodeChannel) {
+        let i = match channel {
+            CodeChannel::Email => 0,
+            CodeChannel::Sms => 1,
+        };
+        if let Some(n) = self.0.get(i) {
+            n.notified().await;
+        }
+    }
+}
+
 /// Queues every message in the outbox table (committed before `send` returns) and wakes this
 /// node's delivery worker.
 pub struct OutboxNotifier {
     store: Arc<dyn OutboxStore>,
     clock: Arc<dyn Clock>,
-    wake: Arc<Notify>,
+    wake: Wake,
     stats: Stats,
 }
 
@@ -42,12 +67,12 @@ impl OutboxNotifier {
         Self {
             store,
             clock,
-            wake: Arc::new(Notify::new()),
+            wake: Wake::default(),
             stats: Stats::default(),
         }
     }
 
-    pub(crate) fn with_worker(mut self, wake: Arc<Notify>, stats: Stats) -> Self {
+    pub(crate) fn with_worker(mut self, wake: Wake, stats: Stats) -> Self {
         self.wake = wake;
         self.stats = stats;
         self
@@ -61,7 +86,7 @@ impl OutboxNotifier {
             .await
             .map_err(|e| NotifyError(format!("queueing in the outbox: {e}")))?;
         self.stats.enqueued(ids.len());
-        self.wake.notify_one();
+        self.wake.notify();
         Ok(ids)
     }
 }
@@ -73,7 +98,7 @@ impl Notifier for OutboxNotifier {
     }
 
     fn wake(&self) {
-        self.wake.notify_one();
+        self.wake.notify();
     }
 }
 

@@ -165,20 +165,38 @@ impl OutboxStore for SqlStore {
         Ok(ids)
     }
 
-    async fn claim(
+    async fn database_time(&self) -> StoreResult<Option<UnixTime>> {
+        match self.backend {
+            Backend::Sqlite => Ok(None),
+            Backend::Postgres => {
+                let row = sqlx::query(
+                    "SELECT CAST(FLOOR(EXTRACT(EPOCH FROM clock_timestamp())) AS BIGINT) AS now",
+                )
+                .fetch_one(&self.pool)
+                .await
+                .map_err(db_err)?;
+                Ok(Some(UnixTime(row.try_get("now").map_err(db_err)?)))
+            }
+        }
+    }
+
+    async fn claim_channel(
         &self,
         node: &str,
         now: UnixTime,
         lease_secs: i64,
         limit: u32,
+        channel: Option<CodeChannel>,
     ) -> StoreResult<Vec<OutboxRow>> {
+        // $5 is the channel, or '' for both.
         let sql = match self.backend {
             Backend::Postgres => format!(
                 "WITH due AS ( \
                    SELECT id FROM outbox \
-                   WHERE state = 'pending' AND next_attempt_at <= $1 \
+                   WHERE state = 'pending' AND (next_attempt_at <= $1 OR attempts = 0) \
                      AND (claimed_until IS NULL OR claimed_until < $1) \
-                   ORDER BY next_attempt_at, id LIMIT $2 \
+                     AND ($5 = '' OR channel = $5) \
+                   ORDER BY sensitive DESC, next_attempt_at, id LIMIT $2 \
                    FOR UPDATE SKIP LOCKED) \
                  UPDATE outbox SET claimed_by = $3, claimed_until = $4, attempts = outbox.attempts + 1 \
                  FROM due WHERE outbox.id = due.id \
@@ -193,9 +211,10 @@ impl OutboxStore for SqlStore {
                 "UPDATE outbox SET claimed_by = $3, claimed_until = $4, attempts = attempts + 1 \
                  WHERE id IN ( \
                    SELECT id FROM outbox \
-                   WHERE state = 'pending' AND next_attempt_at <= $1 \
+                   WHERE state = 'pending' AND (next_attempt_at <= $1 OR attempts = 0) \
                      AND (claimed_until IS NULL OR claimed_until < $1) \
-                   ORDER BY next_attempt_at, id LIMIT $2) \
+                     AND ($5 = '' OR channel = $5) \
+                   ORDER BY sensitive DESC, next_attempt_at, id LIMIT $2) \
                  AND state = 'pending' AND (claimed_until IS NULL OR claimed_until < $1) \
                  RETURNING {ROW_COLUMNS}"
             ),
@@ -205,6 +224,7 @@ impl OutboxStore for SqlStore {
             .bind(i64::from(limit))
             .bind(node)
             .bind(now.0.saturating_add(lease_secs))
+            .bind(channel.map_or("", CodeChannel::as_str))
             .fetch_all(&self.pool)
             .await
             .map_err(db_err)?;
@@ -212,7 +232,8 @@ impl OutboxStore for SqlStore {
             .iter()
             .map(outbox_row)
             .collect::<StoreResult<Vec<_>>>()?;
-        rows.sort_by_key(|r| r.id);
+        // Codes first, then in the order they were queued.
+        rows.sort_by_key(|r| (!r.sensitive, r.id));
         let mut readable = Vec::with_capacity(rows.len());
         for mut row in rows {
             if self.open_body(&mut row) {

@@ -764,12 +764,25 @@ mod outbox {
         let stats = s.outbox_stats(UnixTime(T.0 + 30)).await.unwrap();
         assert_eq!((stats.pending, stats.oldest_pending_age_secs), (3, 30));
 
-        // Node a leases all three; node b gets nothing while the lease is live.
+        // Each channel's worker sees its own rows only; one that found none leaves the rest.
+        let sms_only = s
+            .claim_channel("x", T, 60, 10, Some(CodeChannel::Sms))
+            .await
+            .unwrap();
+        assert_eq!(sms_only.len(), 1);
+        assert_eq!(sms_only[0].channel, CodeChannel::Sms);
+        assert_eq!(s.release_claims("x").await.unwrap(), 1);
+        // Node a leases all three, the code first; node b gets nothing while the lease is
+        // live.
         let rows = s.claim("a", T, 60, 10).await.unwrap();
-        assert_eq!(rows.iter().map(|r| r.id).collect::<Vec<_>>(), ids);
+        assert_eq!(
+            rows.iter().map(|r| r.id).collect::<Vec<_>>(),
+            vec![ids[1], ids[0], ids[2]]
+        );
         assert!(rows.iter().all(|r| r.attempts == 1));
         assert_eq!(rows[0].claimed_until, UnixTime(T.0 + 60));
-        assert!(rows[1].sensitive && !rows[0].sensitive);
+        assert!(rows[0].sensitive && !rows[1].sensitive);
+        let rows = vec![rows[1].clone(), rows[0].clone(), rows[2].clone()];
         assert_eq!(rows[2].channel, CodeChannel::Sms);
         assert_eq!(
             rows[2].fallback_email.as_deref(),

@@ -372,7 +372,9 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
             );
         }
     }
-    let delivery = built.delivery.spawn();
+    // Retries, leases and give-up decisions on a steady clock: a wall clock set back or
+    // forward neither holds messages nor gives them up early.
+    let delivery = built.delivery.clone().with_steady_time().spawn();
     let job = config.inactivity.enabled.then(|| {
         inactivity::spawn_job(
             built.app.clone(),
