@@ -19,6 +19,7 @@ pub const PING_TIMEOUT: Duration = Duration::from_secs(2);
 pub struct ProbeMemory {
     node: String,
     last_failures: Option<(u64, u64)>,
+    last_unavailable: Option<u64>,
 }
 
 impl ProbeMemory {
@@ -30,6 +31,7 @@ impl ProbeMemory {
                 std::process::id()
             ),
             last_failures: None,
+            last_unavailable: None,
         }
     }
 }
@@ -97,6 +99,12 @@ pub async fn gather(state: &AppState, memory: &mut ProbeMemory) -> ProbeSignals 
     });
     memory.last_failures = Some(failures);
     let load = state.load.snapshot();
+    let unavailable =
+        load.refused_requests + load.deadline_exceeded + state.metrics.sign_ins("unavailable");
+    let recent_unavailable = memory
+        .last_unavailable
+        .map_or(0, |before| unavailable.saturating_sub(before));
+    memory.last_unavailable = Some(unavailable);
     ProbeSignals {
         database,
         hash_queue: app.hasher().queue_depth(),
@@ -116,6 +124,7 @@ pub async fn gather(state: &AppState, memory: &mut ProbeMemory) -> ProbeSignals 
             connection_cap: load.connection_cap,
             in_flight: load.in_flight,
             max_in_flight: load.max_in_flight,
+            recent_unavailable,
         },
     }
 }

@@ -122,13 +122,19 @@ pub struct NodeLoad {
     pub connection_cap: usize,
     pub in_flight: usize,
     pub max_in_flight: usize,
+    /// Requests answered 503 since the previous probe (the in-flight cap, the deadline, a
+    /// sign-in the database could not serve): people are being turned away.
+    pub recent_unavailable: u64,
 }
 
 impl NodeLoad {
-    /// Nine tenths of the connection cap or of the requests in flight is close to refusing.
+    /// Nine tenths of the connection cap or of the requests in flight is close to refusing;
+    /// a 503 since the last probe is refusing.
     pub fn saturated(&self) -> bool {
         let near = |n: usize, cap: usize| cap > 0 && n.saturating_mul(10) >= cap.saturating_mul(9);
-        near(self.open_connections, self.connection_cap) || near(self.in_flight, self.max_in_flight)
+        near(self.open_connections, self.connection_cap)
+            || near(self.in_flight, self.max_in_flight)
+            || self.recent_unavailable > 0
     }
 }
 
@@ -706,6 +712,7 @@ mod tests {
                 connection_cap: 100,
                 in_flight: 0,
                 max_in_flight: 50,
+                recent_unavailable: 0,
             },
         }
     }
@@ -819,6 +826,7 @@ mod tests {
                 connection_cap: 100,
                 in_flight: 0,
                 max_in_flight: 50,
+                recent_unavailable: 0,
             },
             ..signals()
         });
