@@ -424,8 +424,9 @@ async fn connection<A: Acceptor>(
             changed = drain.changed(), if closing.is_none() => {
                 if changed.is_ok() {
                     conn.as_mut().graceful_shutdown();
-                    // The serve loop's drain bounds this connection from here.
-                    closing = Some(Instant::now() + limits.drain);
+                    // The serve loop closes this connection when the drain is up (and says
+                    // so); this is only a backstop.
+                    closing = Some(Instant::now() + limits.drain + Duration::from_secs(5));
                 }
             }
             () = tokio::time::sleep_until(wake) => {
