@@ -958,3 +958,159 @@ async fn faults_relay_refusing_with_554_then_recovering_delivers_each_message_on
     assert_eq!(ids.len(), emails.len());
     wait_state(&server.base, "email", "operational", 90).await;
 }
+
+// ---------------------------------------------------------------------------------------
+// A wall clock that jumps.
+
+/// Debian's libfaketime (package `faketime`, installed by `scripts/faults`): the offset is
+/// read from a file on every call, and the monotonic clock is left alone, as when an
+/// operator or NTP steps the wall clock.
+fn libfaketime() -> Option<PathBuf> {
+    [
+        "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1",
+        "/usr/lib/aarch64-linux-gnu/faketime/libfaketimeMT.so.1",
+    ]
+    .into_iter()
+    .map(PathBuf::from)
+    .find(|p| p.exists())
+}
+
+async fn email_rows(db: &str) -> Vec<(String, i64)> {
+    let mut conn = sqlx::SqliteConnection::connect(db).await.unwrap();
+    sqlx::query("SELECT state, attempts FROM outbox WHERE channel = 'email' ORDER BY id")
+        .fetch_all(&mut conn)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get::<String, _>(0), r.get::<i64, _>(1)))
+        .collect()
+}
+
+/// Waits until every email row satisfies `ok`.
+async fn wait_rows(db: &str, secs: u64, what: &str, ok: impl Fn(&(String, i64)) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let rows = email_rows(db).await;
+        if !rows.is_empty() && rows.iter().all(&ok) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what} after {secs} s: {rows:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn faults_clock_jumps_back_and_forward_and_codes_are_delivered() {
+    let Some(lib) = libfaketime() else {
+        eprintln!("SKIPPED faults_clock_jumps: Debian's faketime is not installed (scripts/faults installs it)");
+        return;
+    };
+    let relay = Relay::start(true).await;
+    let (sms_port, _gateway) = hanging_gateway().await;
+    let dir = tempfile::tempdir().unwrap();
+    let offset = dir.path().join("faketime");
+    std::fs::write(&offset, "+0\n").unwrap();
+    // provider_server with the clock under the file's control.
+    let db = format!("sqlite://{}", dir.path().join("portcullis.db").display());
+    let secrets = dir.path().join("secrets").display().to_string();
+    let out = std::process::Command::new(bin())
+        .args(["registry", "import"])
+        .arg(registry_csv(dir.path()))
+        .env("PORTCULLIS_DATABASE_URL", &db)
+        .env("PORTCULLIS_SECRETS_DIR", &secrets)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let env = with(
+        base_env(),
+        &[
+            ("PORTCULLIS_DATABASE_URL", db.as_str()),
+            ("PORTCULLIS_SECRETS_DIR", secrets.as_str()),
+            ("PORTCULLIS_NOTIFY_SMTP_HOST", "127.0.0.1"),
+            ("PORTCULLIS_NOTIFY_SMTP_PORT", &relay.port.to_string()),
+            ("PORTCULLIS_NOTIFY_SMTP_MODE", "plain"),
+            ("PORTCULLIS_NOTIFY_FROM", "Bank <no-reply@bank.example>"),
+            (
+                "PORTCULLIS_NOTIFY_SMS_URL",
+                &format!("http://127.0.0.1:{sms_port}/send"),
+            ),
+            ("PORTCULLIS_NOTIFY_LEASE_SECS", "9"),
+            ("PORTCULLIS_NOTIFY_POLL_SECS", "0.2"),
+            ("LD_PRELOAD", lib.to_str().unwrap()),
+            ("FAKETIME_TIMESTAMP_FILE", offset.to_str().unwrap()),
+            ("FAKETIME_NO_CACHE", "1"),
+            ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
+        ],
+    );
+    let server = RealServer::start_plain(bin(), &env_refs(&env));
+    register_ann(&server.base).await;
+
+    // Back ten minutes, with codes waiting on a retry.
+    reset_code_requested(&server.base).await;
+    reset_code_requested(&server.base).await;
+    wait_rows(&db, 15, "every email tried once", |(s, a)| {
+        s == "pending" && *a >= 1
+    })
+    .await;
+    wait_state(&server.base, "email", "outage", 15).await;
+    std::fs::write(&offset, "-10m\n").unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    relay.refusing.store(false, Ordering::SeqCst);
+    let back = Instant::now();
+    wait_rows(
+        &db,
+        60,
+        "codes undelivered after the clock went back",
+        |(s, _)| s == "sent",
+    )
+    .await;
+    eprintln!(
+        "clock set back 10 min: every code delivered {:?} after the relay came back",
+        back.elapsed()
+    );
+    let sent_before = relay.message_ids().len();
+
+    // Forward 25 hours, with codes waiting on a retry: none is given up after an attempt or
+    // two, and all go when the relay is back.
+    relay.refusing.store(true, Ordering::SeqCst);
+    reset_code_requested(&server.base).await;
+    reset_code_requested(&server.base).await;
+    wait_rows(&db, 15, "the new codes tried once", |(s, a)| {
+        s == "sent" || *a >= 1
+    })
+    .await;
+    std::fs::write(&offset, "+25h\n").unwrap();
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    // The jump reached the process: its log's wall clock is a day ahead of ours.
+    let today = SystemClock.now().to_rfc3339();
+    let log = std::fs::read_to_string(&server.stderr).unwrap();
+    let last = log
+        .lines()
+        .rev()
+        .find_map(|l| l.split("\"timestamp\":\"").nth(1))
+        .unwrap_or_default();
+    assert!(
+        !last.starts_with(today.get(..10).unwrap()),
+        "faketime had no effect: the log says {last}, today is {today}"
+    );
+    let rows = email_rows(&db).await;
+    assert!(
+        rows.iter().all(|(s, _)| s != "failed"),
+        "a code was given up after the clock jumped forward: {rows:?}"
+    );
+    relay.refusing.store(false, Ordering::SeqCst);
+    let back = Instant::now();
+    wait_rows(
+        &db,
+        60,
+        "codes undelivered after the clock went forward",
+        |(s, _)| s == "sent",
+    )
+    .await;
+    eprintln!(
+        "clock set forward 25 h: every code delivered {:?} after the relay came back",
+        back.elapsed()
+    );
+    assert_eq!(relay.message_ids().len(), sent_before + 2);
+    wait_state(&server.base, "email", "operational", 30).await;
+}
