@@ -111,6 +111,9 @@ pub struct Chrome {
     pub demo: bool,
     pub signed_in: bool,
     pub csrf: String,
+    /// Email or text messages are not working normally (the status board): a page that
+    /// says a code is on its way also says it may be late.
+    pub messages_late: bool,
 }
 
 impl Chrome {
@@ -284,6 +287,10 @@ pub fn chrome_without_form(state: &AppState) -> Chrome {
         demo: state.web.demo,
         signed_in: false,
         csrf: String::new(),
+        messages_late: state.status.snapshot().components.iter().any(|(name, st)| {
+            matches!(*name, "email" | "text messages")
+                && *st != portcullis_core::service::status::ComponentState::Operational
+        }),
     }
 }
 

@@ -179,3 +179,72 @@ async fn limits_pages_never_echo_an_oversized_user_id() {
         assert!(html.len() < 50_000, "{path}: {} bytes", html.len());
     }
 }
+
+/// A page that says a code is on its way also says it may be late while the status board
+/// has email or text messages in trouble (issue 20: the person is told).
+#[tokio::test]
+async fn limits_code_pages_say_the_message_may_be_late_while_a_channel_is_failing() {
+    use portcullis_core::service::status::{ChannelSignals, DatabaseProbe, NodeLoad, ProbeSignals};
+    let app = spawn_app(Backend::Sqlite).await.unwrap();
+    app.register(
+        &portcullis_testkit::ANN,
+        "ann.example",
+        portcullis_testkit::PASSWORD,
+    )
+    .await;
+    let html = code_page(&app).await;
+    assert!(html.contains("We sent a 6-digit code to"), "{html}");
+    assert!(!html.contains("may take a few minutes"));
+    let ok = ChannelSignals {
+        oldest_pending_age_secs: Some(0),
+        recent_failures: 0,
+        provider_down: false,
+    };
+    let signals = ProbeSignals {
+        database: DatabaseProbe::Answered { millis: 1 },
+        hash_queue: 0,
+        hash_capacity: 16,
+        email: ok,
+        sms: ChannelSignals {
+            provider_down: true,
+            ..ok
+        },
+        load: NodeLoad::default(),
+    };
+    app.built
+        .app
+        .record_probe(&app.built.state.status, &signals)
+        .await;
+    let html = code_page(&app).await;
+    assert!(html.contains("may take a few minutes"), "{html}");
+}
+
+/// Starts a password reset through the pages and proves the card: the code page's HTML.
+async fn code_page(app: &portcullis_testkit::TestApp) -> String {
+    let mut jar = Jar::default();
+    let (_, html) = get(app, &mut jar, "/recover/password").await;
+    let csrf = input_value(&html, "csrf").unwrap();
+    let res = post(
+        app,
+        &mut jar,
+        "/recover/password",
+        &[("csrf", &csrf), ("user_id", "ann.example")],
+    )
+    .await;
+    let token = input_value(&res.text().await.unwrap(), "token").unwrap();
+    post(
+        app,
+        &mut jar,
+        "/recover/password/verify",
+        &[
+            ("csrf", &csrf),
+            ("token", &token),
+            ("method", "card"),
+            ("card_id", "1234"),
+        ],
+    )
+    .await
+    .text()
+    .await
+    .unwrap()
+}
