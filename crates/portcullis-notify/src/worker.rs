@@ -504,11 +504,9 @@ impl DeliveryWorker {
                 breaker.success();
                 self.stats.breaker(row.channel, false);
             }
-            Err(SendError::Retry(error)) if !fall_back => {
-                if breaker.failure(Instant::now()) {
-                    tracing::warn!(channel = row.channel.as_str(), error = %error, "provider failing: breaker open, next trial after a cooldown");
-                    self.stats.breaker(row.channel, true);
-                }
+            Err(SendError::Retry(error)) if !fall_back && breaker.failure(Instant::now()) => {
+                tracing::warn!(channel = row.channel.as_str(), error = %error, "provider failing: breaker open, next trial after a cooldown");
+                self.stats.breaker(row.channel, true);
             }
             _ => {}
         }

@@ -42,6 +42,17 @@ pub(crate) fn is_transient(code: &str) -> bool {
         || matches!(code, "57014" | "55P03" | "25P03" | "40001" | "40P01")
 }
 
+/// Whether `e` is a unique-constraint violation mentioning `needle` (a column or
+/// constraint name).
+pub(crate) fn is_unique_violation(e: &sqlx::Error, needle: &str) -> bool {
+    match e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => {
+            db.message().contains(needle) || db.constraint().is_some_and(|c| c.contains(needle))
+        }
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::is_transient;
@@ -62,16 +73,5 @@ mod tests {
         for code in ["19", "2067", "23505", "42601", "1"] {
             assert!(!is_transient(code), "{code}");
         }
-    }
-}
-
-/// Whether `e` is a unique-constraint violation mentioning `needle` (a column or
-/// constraint name).
-pub(crate) fn is_unique_violation(e: &sqlx::Error, needle: &str) -> bool {
-    match e {
-        sqlx::Error::Database(db) if db.is_unique_violation() => {
-            db.message().contains(needle) || db.constraint().is_some_and(|c| c.contains(needle))
-        }
-        _ => false,
     }
 }

@@ -782,7 +782,7 @@ mod outbox {
         assert!(rows.iter().all(|r| r.attempts == 1));
         assert_eq!(rows[0].claimed_until, UnixTime(T.0 + 60));
         assert!(rows[0].sensitive && !rows[1].sensitive);
-        let rows = vec![rows[1].clone(), rows[0].clone(), rows[2].clone()];
+        let rows = [rows[1].clone(), rows[0].clone(), rows[2].clone()];
         assert_eq!(rows[2].channel, CodeChannel::Sms);
         assert_eq!(
             rows[2].fallback_email.as_deref(),

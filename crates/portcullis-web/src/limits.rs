@@ -222,7 +222,7 @@ pub async fn guard(State(state): State<AppState>, request: Request, next: Next) 
     }
 }
 
-fn find_source<'a, E: std::error::Error + 'static>(e: &'a axum::Error) -> Option<&'a E> {
+fn find_source<E: std::error::Error + 'static>(e: &axum::Error) -> Option<&E> {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = source {
         if let Some(found) = err.downcast_ref::<E>() {
