@@ -289,9 +289,15 @@ impl DeliveryWorker {
                 break;
             }
             let gate = breaker.gate(Instant::now());
-            let outcome = self
-                .pass(&node, Some(channel), &clock, &mut breaker, gate, &shutdown)
-                .await;
+            // With the provider's breaker open only text-message codes have somewhere else to
+            // go (email); an email worker then has nothing to do until its trial.
+            let outcome = match (gate, channel) {
+                (Gate::OpenUntil(_), CodeChannel::Email) => Ok(0),
+                _ => {
+                    self.pass(&node, Some(channel), &clock, &mut breaker, gate, &shutdown)
+                        .await
+                }
+            };
             let busy = match outcome {
                 Ok(claimed) => {
                     failures = 0;

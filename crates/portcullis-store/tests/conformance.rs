@@ -862,6 +862,47 @@ mod outbox {
     }
     both!(outbox_lifecycle_conformance, lifecycle);
 
+    /// Issue 20: a row queued under a wall clock that had jumped forward is still due (it
+    /// was never attempted), the database tells its own time on PostgreSQL, and a committed
+    /// write probe is possible.
+    async fn time_and_probe(backend: Backend) {
+        let Some((s, _db)) = store(backend).await else {
+            return;
+        };
+        let ahead = UnixTime(T.0 + 25 * 3600);
+        s.enqueue(&[msg(0, CodeChannel::Email, true)], ahead)
+            .await
+            .unwrap();
+        let rows = s.claim("a", T, 60, 10).await.unwrap();
+        assert_eq!(rows.len(), 1, "a never-attempted row is due");
+        assert!(s
+            .mark_retry(rows[0].id, "a", "refused", UnixTime(ahead.0 + 5))
+            .await
+            .unwrap());
+        // Once attempted, its retry time holds.
+        assert!(s.claim("b", T, 60, 10).await.unwrap().is_empty());
+        match backend {
+            Backend::Sqlite => assert_eq!(s.database_time().await.unwrap(), None),
+            Backend::Postgres => {
+                let t = s.database_time().await.unwrap().unwrap();
+                use portcullis_core::clock::Clock;
+                let here = portcullis_core::clock::SystemClock.now();
+                assert!((t.0 - here.0).abs() < 60, "{t:?} vs {here:?}");
+            }
+        }
+        s.write_probe("node-a", T).await.unwrap();
+        s.write_probe("node-a", UnixTime(T.0 + 1)).await.unwrap();
+        s.write_probe("node-b", T).await.unwrap();
+        let n: i64 = sqlx::query("SELECT COUNT(*) AS n FROM write_probe")
+            .fetch_one(s.pool())
+            .await
+            .unwrap()
+            .try_get("n")
+            .unwrap();
+        assert_eq!(n, 2);
+    }
+    both!(outbox_time_and_write_probe_conformance, time_and_probe);
+
     async fn concurrent_claims(backend: Backend) {
         let Some((s, _db)) = store(backend).await else {
             return;

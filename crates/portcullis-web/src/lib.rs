@@ -102,6 +102,9 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             maintenance::guard,
         ))
+        // `limits::guard` enforces `server.body_limit_bytes` for every route; axum's own
+        // default (2 MB, per extractor) must not undercut a larger setting.
+        .layer(axum::extract::DefaultBodyLimit::disable())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             limits::guard,
