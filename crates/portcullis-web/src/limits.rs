@@ -253,12 +253,7 @@ fn too_large(state: &AppState, path: &str) -> Response {
     let mut response = if is_api(path) {
         ApiError::too_large().into_response()
     } else {
-        crate::pages::message_page(
-            state,
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "page.too_large_title",
-            "page.too_large",
-        )
+        crate::pages::too_large_page(state)
     };
     close_connection(&mut response);
     response
@@ -269,12 +264,7 @@ fn too_slow(state: &AppState, path: &str) -> Response {
     let mut response = if is_api(path) {
         ApiError::request_timeout().into_response()
     } else {
-        crate::pages::message_page(
-            state,
-            StatusCode::REQUEST_TIMEOUT,
-            "page.too_slow_title",
-            "page.too_slow",
-        )
+        crate::pages::too_slow_page(state)
     };
     close_connection(&mut response);
     response
@@ -368,8 +358,8 @@ pub type SharedLoad = Arc<Load>;
 mod tests {
     use super::*;
 
-    #[test]
-    fn the_deadline_grows_with_what_arrived() {
+    #[tokio::test]
+    async fn the_deadline_grows_with_what_arrived() {
         let body = TimedBody::new(Body::empty(), Duration::from_secs(10), 1024);
         let start = body.started;
         assert_eq!(body.deadline(), start + Duration::from_secs(10));

@@ -222,6 +222,13 @@ pub struct StatusSnapshot {
 }
 
 impl StatusSnapshot {
+    /// Email or text messages are not working normally: a code sent now may be late.
+    pub fn messages_late(&self) -> bool {
+        self.components.iter().any(|(name, state)| {
+            matches!(*name, "email" | "text messages") && *state != ComponentState::Operational
+        })
+    }
+
     pub fn overall(&self) -> ComponentState {
         self.components
             .iter()

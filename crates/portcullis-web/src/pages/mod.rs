@@ -287,10 +287,7 @@ pub fn chrome_without_form(state: &AppState) -> Chrome {
         demo: state.web.demo,
         signed_in: false,
         csrf: String::new(),
-        messages_late: state.status.snapshot().components.iter().any(|(name, st)| {
-            matches!(*name, "email" | "text messages")
-                && *st != portcullis_core::service::status::ComponentState::Operational
-        }),
+        messages_late: state.status.snapshot().messages_late(),
     }
 }
 
@@ -369,18 +366,13 @@ impl<T: serde::de::DeserializeOwned + Send> axum::extract::FromRequest<AppState>
                 let too_large = rejection.status() == StatusCode::PAYLOAD_TOO_LARGE;
                 tracing::info!(status = %rejection.status(), "a form could not be read");
                 Err(if too_large {
-                    message_page(
-                        state,
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        "page.too_large_title",
-                        "page.too_large",
-                    )
+                    too_large_page(state)
                 } else {
                     message_page(
                         state,
                         StatusCode::BAD_REQUEST,
-                        "page.form_unreadable_title",
-                        "page.form_unreadable",
+                        text::t("page.form_unreadable_title"),
+                        text::t("page.form_unreadable"),
                     )
                 })
             }
@@ -405,17 +397,32 @@ pub fn echo_user_id(raw: &str) -> String {
     echo(raw, portcullis_core::ids::USER_ID_MAX * 2)
 }
 
-/// A message page with a status: `title` and `message` are catalogue keys.
-pub fn message_page(
-    state: &AppState,
-    status: StatusCode,
-    title: &'static str,
-    message: &'static str,
-) -> Response {
+/// 413 as a page: the form was larger than `server.body_limit_bytes`.
+pub fn too_large_page(state: &AppState) -> Response {
+    message_page(
+        state,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        text::t("page.too_large_title"),
+        text::t("page.too_large"),
+    )
+}
+
+/// 408 as a page: the form arrived more slowly than the service accepts.
+pub fn too_slow_page(state: &AppState) -> Response {
+    message_page(
+        state,
+        StatusCode::REQUEST_TIMEOUT,
+        text::t("page.too_slow_title"),
+        text::t("page.too_slow"),
+    )
+}
+
+/// A message page with a status: `title` and `message` from the catalogue.
+pub fn message_page(state: &AppState, status: StatusCode, title: &str, message: &str) -> Response {
     let page = MessagePage {
         chrome: crate::pages::chrome_without_form(state),
-        title: text::t(title).into(),
-        message: text::t(message).into(),
+        title: title.into(),
+        message: message.into(),
         next_href: "/".into(),
         next_label: text::t("common.back_to_sign_in").into(),
     };
