@@ -65,6 +65,8 @@ impl Setup {
         }
         cmd.env("PORTCULLIS_DATABASE_URL", &self.database_url)
             .env("PORTCULLIS_SECRETS_DIR", self.dir.join("secrets"))
+            // Each run's own management port: runs may overlap.
+            .env("PORTCULLIS_MANAGEMENT_LISTEN", "127.0.0.1:0")
             // Messages (registration) go to a file instead of failing and being retried.
             .env(
                 "PORTCULLIS_NOTIFY_OUTBOX_FILE",

@@ -31,6 +31,8 @@ function serverEnv() {
   for (const [k, v] of Object.entries(process.env)) {
     if (!k.startsWith('PORTCULLIS_')) env[k] = v;
   }
+  // Every server its own management port (tests run servers side by side).
+  env.PORTCULLIS_MANAGEMENT_LISTEN = '127.0.0.1:0';
   env.PORTCULLIS_HASHING_MEMORY_KIB = '64';
   env.PORTCULLIS_HASHING_ITERATIONS = '1';
   // Passkeys need a host name (browsers refuse IP addresses as relying parties); any port

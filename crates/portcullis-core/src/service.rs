@@ -209,6 +209,12 @@ impl Portcullis {
         Ok(self.ports.health.ping().await?)
     }
 
+    /// A real committed write (this node's row of the write probe), for the status prober:
+    /// a full disk or a held lock shows here, not in a ping.
+    pub async fn probe_write(&self, node: &str) -> Result<(), ServiceError> {
+        Ok(self.ports.health.probe_write(node, self.clock.now()).await?)
+    }
+
     /// The outbox at a glance, for `/metrics` and the status prober.
     pub async fn outbox_stats(&self) -> Result<OutboxStats, ServiceError> {
         Ok(self.ports.outbox.outbox_stats(self.clock.now()).await?)

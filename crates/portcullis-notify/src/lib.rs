@@ -8,6 +8,7 @@
 //! messages (behind the SMS cost controls), or the [`OutboxFile`] of the contract (demo mode
 //! and tests: one JSON line per message) for both.
 
+pub mod breaker;
 pub mod sms;
 pub mod smtp;
 pub mod stats;
@@ -19,6 +20,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use portcullis_core::clock::UnixTime;
+use portcullis_core::contact::CodeChannel;
 use portcullis_core::ports::{Notifier, NotifyError};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{Mutex, Notify};
@@ -29,10 +31,33 @@ pub use stats::{SmsBlock, Stats, StatsSnapshot};
 pub use transport::{Outbound, SendError, Transport, Transports};
 pub use worker::{DeliveryConfig, DeliveryHandle, DeliveryWorker};
 
+/// Wakes this node's delivery workers (one per channel) when something was queued. Each
+/// worker has its own `Notify`, so a wake-up is kept for a worker that is busy.
+#[derive(Clone, Debug, Default)]
+pub struct Wake(Arc<[Notify; 2]>);
+
+impl Wake {
+    pub fn notify(&self) {
+        for n in self.0.iter() {
+            n.notify_one();
+        }
+    }
+
+    pub(crate) async fn notified(&self, channel: CodeChannel) {
+        let i = match channel {
+            CodeChannel::Email => 0,
+            CodeChannel::Sms => 1,
+        };
+        if let Some(n) = self.0.get(i) {
+            n.notified().await;
+        }
+    }
+}
+
 /// Told by the use cases' units of work how many messages they committed: counts them and
-/// wakes this node's delivery worker.
+/// wakes this node's delivery workers.
 pub struct OutboxNotifier {
-    wake: Arc<Notify>,
+    wake: Wake,
     stats: Stats,
 }
 
@@ -40,12 +65,12 @@ impl OutboxNotifier {
     /// A notifier on its own (no worker on this node to wake).
     pub fn new() -> Self {
         Self {
-            wake: Arc::new(Notify::new()),
+            wake: Wake::default(),
             stats: Stats::default(),
         }
     }
 
-    pub(crate) fn with_worker(mut self, wake: Arc<Notify>, stats: Stats) -> Self {
+    pub(crate) fn with_worker(mut self, wake: Wake, stats: Stats) -> Self {
         self.wake = wake;
         self.stats = stats;
         self
@@ -61,7 +86,7 @@ impl Default for OutboxNotifier {
 impl Notifier for OutboxNotifier {
     fn queued(&self, count: usize) {
         self.stats.enqueued(count);
-        self.wake.notify_one();
+        self.wake.notify();
     }
 }
 

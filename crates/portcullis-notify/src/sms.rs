@@ -218,11 +218,12 @@ fn json_escape(v: &str) -> String {
         .to_owned()
 }
 
-/// What an answer from the gateway means.
+/// What an answer from the gateway means. Refused credentials (401, 403) are the service's
+/// account trouble, not the message's: retried, like SMTP's AUTH.
 pub fn classify_status(status: u16) -> Result<(), SendError> {
     match status {
         200..=299 => Ok(()),
-        408 | 429 => Err(SendError::Retry(format!("SMS gateway answered {status}"))),
+        401 | 403 | 408 | 429 => Err(SendError::Retry(format!("SMS gateway answered {status}"))),
         500..=599 => Err(SendError::Retry(format!("SMS gateway answered {status}"))),
         _ => Err(SendError::Rejected(format!(
             "SMS gateway answered {status}"
@@ -334,6 +335,7 @@ mod tests {
         assert_eq!(classify_status(201), Ok(()));
         assert!(matches!(classify_status(400), Err(SendError::Rejected(_))));
         assert!(matches!(classify_status(429), Err(SendError::Retry(_))));
+        assert!(matches!(classify_status(401), Err(SendError::Retry(_))));
         assert!(matches!(classify_status(503), Err(SendError::Retry(_))));
         assert!(matches!(classify_status(302), Err(SendError::Rejected(_))));
     }

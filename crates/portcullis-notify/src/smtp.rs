@@ -162,6 +162,47 @@ pub fn message_id(message: &Outbound, domain: &str) -> String {
     )
 }
 
+/// A 5xx is final only when it is about this message's recipient or content; otherwise it
+/// is the relay's own trouble (a relay refusing every connection with `554 5.3.2`, refused
+/// credentials, a refused sender) and the message waits for the relay to recover.
+///
+/// By the enhanced status code (RFC 3463) when the reply has one: `5.1.x` (addressing) and
+/// `5.2.x` (the mailbox) and `5.6.x` (the content) are final, every other class is the
+/// relay's. Without one, by the reply code (RFC 5321 §4.2.2): 550, 551, 552 and 553 name the
+/// mailbox; 554 (no service, transaction failed), 530/535 (authentication) and the rest are
+/// the relay's.
+pub fn classify_permanent(code: Option<&str>, text: &str) -> SendError {
+    let message = format!("SMTP: {text}");
+    if let Some(class) = enhanced_subject(text) {
+        return match class {
+            1 | 2 | 6 => SendError::Rejected(message),
+            _ => SendError::Retry(message),
+        };
+    }
+    match code {
+        Some("550" | "551" | "552" | "553") => SendError::Rejected(message),
+        _ => SendError::Retry(message),
+    }
+}
+
+/// The subject digit of the first `5.X.Y` enhanced status code in `text`.
+fn enhanced_subject(text: &str) -> Option<u32> {
+    text.split(|c: char| c.is_whitespace() || c == ':' || c == '(' || c == ')' || c == ',')
+        .find_map(|word| {
+            let mut parts = word.split('.');
+            let (class, subject, detail) = (parts.next()?, parts.next()?, parts.next()?);
+            let ok = class == "5"
+                && parts.next().is_none()
+                && !subject.is_empty()
+                && subject.len() <= 3
+                && subject.bytes().all(|b| b.is_ascii_digit())
+                && !detail.is_empty()
+                && detail.len() <= 3
+                && detail.bytes().all(|b| b.is_ascii_digit());
+            ok.then(|| subject.parse().ok()).flatten()
+        })
+}
+
 fn url_has_password(url: &str) -> bool {
     let Some((_, rest)) = url.split_once("://") else {
         return false;
@@ -178,8 +219,10 @@ impl Transport for SmtpMailer {
         let email = self.build_email(message)?;
         match self.transport.send(email).await {
             Ok(_) => Ok(()),
-            // 5xx: the server will never take this message as it is.
-            Err(e) if e.is_permanent() => Err(SendError::Rejected(format!("SMTP: {e}"))),
+            Err(e) if e.is_permanent() => {
+                let code = e.status().map(|c| c.to_string());
+                Err(classify_permanent(code.as_deref(), &e.to_string()))
+            }
             Err(e) => Err(SendError::Retry(format!("SMTP: {e}"))),
         }
     }
@@ -291,6 +334,40 @@ mod tests {
         assert!(matches!(
             mailer.build_email(&bad),
             Err(SendError::Rejected(_))
+        ));
+    }
+
+    #[test]
+    fn only_a_recipients_5xx_is_final() {
+        let retry = |code: &str, text: &str| {
+            matches!(classify_permanent(Some(code), text), SendError::Retry(_))
+        };
+        // The relay's trouble: at connection, authentication, the sender, policy.
+        assert!(retry(
+            "554",
+            "permanent error (554): 5.3.2 service not available"
+        ));
+        assert!(retry("554", "permanent error (554): no SMTP service here"));
+        assert!(retry(
+            "535",
+            "permanent error (535): 5.7.8 authentication failed"
+        ));
+        assert!(retry(
+            "530",
+            "permanent error (530): authentication required"
+        ));
+        assert!(retry("550", "permanent error (550): 5.7.1 relaying denied"));
+        // The recipient's: no such mailbox, a bad address, a full mailbox, content refused.
+        assert!(!retry("550", "permanent error (550): 5.1.1 user unknown"));
+        assert!(!retry("550", "permanent error (550): no such user"));
+        assert!(!retry(
+            "553",
+            "permanent error (553): mailbox name not allowed"
+        ));
+        assert!(!retry("552", "permanent error (552): 5.2.2 mailbox full"));
+        assert!(!retry(
+            "554",
+            "permanent error (554): 5.6.0 message content refused"
         ));
     }
 

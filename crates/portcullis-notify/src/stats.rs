@@ -1,7 +1,7 @@
 //! Delivery counters for `/metrics`: cheap atomics shared by the notifier and the worker of
 //! one node (each node counts its own; the outbox table holds the truth for all of them).
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use portcullis_core::contact::CodeChannel;
@@ -57,6 +57,12 @@ struct Counters {
     failed: AtomicU64,
     blocked: [AtomicU64; 4],
     fallbacks: AtomicU64,
+    failures_email: AtomicU64,
+    failures_sms: AtomicU64,
+    breaker_email: AtomicBool,
+    breaker_sms: AtomicBool,
+    breaker_trips: AtomicU64,
+    code_fallbacks: AtomicU64,
 }
 
 /// The counters; clones share them.
@@ -78,6 +84,16 @@ pub struct StatsSnapshot {
     pub sms_blocked: [u64; 4],
     /// Refused text messages sent by email instead.
     pub sms_fallbacks: u64,
+    /// Failed attempts (retried or given up), by channel.
+    pub failures_email: u64,
+    pub failures_sms: u64,
+    /// Whether each provider's circuit breaker is open now.
+    pub email_provider_down: bool,
+    pub sms_provider_down: bool,
+    /// Times a breaker opened.
+    pub breaker_trips: u64,
+    /// One-time codes moved to the other channel because theirs could not deliver in time.
+    pub code_fallbacks: u64,
 }
 
 impl StatsSnapshot {
@@ -131,6 +147,12 @@ impl Stats {
                 load(&c.blocked[3]),
             ],
             sms_fallbacks: load(&c.fallbacks),
+            failures_email: load(&c.failures_email),
+            failures_sms: load(&c.failures_sms),
+            email_provider_down: c.breaker_email.load(Ordering::Relaxed),
+            sms_provider_down: c.breaker_sms.load(Ordering::Relaxed),
+            breaker_trips: load(&c.breaker_trips),
+            code_fallbacks: load(&c.code_fallbacks),
         }
     }
 
@@ -147,12 +169,38 @@ impl Stats {
         }
     }
 
-    pub(crate) fn retried(&self) {
+    pub(crate) fn retried(&self, channel: CodeChannel) {
         bump(&self.0.retried);
+        self.failure(channel);
     }
 
-    pub(crate) fn failed(&self) {
+    pub(crate) fn failed(&self, channel: CodeChannel) {
         bump(&self.0.failed);
+        self.failure(channel);
+    }
+
+    fn failure(&self, channel: CodeChannel) {
+        match channel {
+            CodeChannel::Email => bump(&self.0.failures_email),
+            CodeChannel::Sms => bump(&self.0.failures_sms),
+        }
+    }
+
+    /// A provider's breaker opened (`true`) or closed.
+    pub(crate) fn breaker(&self, channel: CodeChannel, open: bool) {
+        let flag = match channel {
+            CodeChannel::Email => &self.0.breaker_email,
+            CodeChannel::Sms => &self.0.breaker_sms,
+        };
+        if open && !flag.swap(true, Ordering::Relaxed) {
+            bump(&self.0.breaker_trips);
+        } else if !open {
+            flag.store(false, Ordering::Relaxed);
+        }
+    }
+
+    pub(crate) fn code_fallback(&self) {
+        bump(&self.0.code_fallbacks);
     }
 
     pub(crate) fn blocked(&self, reason: SmsBlock) {

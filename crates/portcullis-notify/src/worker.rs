@@ -1,12 +1,23 @@
-//! The delivery worker: claims due outbox rows under a lease, sends each through its
-//! channel's transport, and records the outcome.
+//! The delivery workers: one per channel (email, text messages) on each node, so a slow
+//! provider holds up only its own messages. Each claims due outbox rows under a lease
+//! (one-time codes first), sends each through its channel's transport, and records the
+//! outcome (again and again while the database is briefly away, so a message is not sent
+//! twice for want of a recorded "sent").
 //!
 //! ```text
 //!   enqueue ──► pending ──claim (lease)──► sending ──2xx/250──► sent
 //!                  ▲                          │
-//!                  └── retry at now+backoff ◄─┤ (timeout, 4xx SMTP, 5xx gateway)
-//!                                             └── rejected, or 24 h old ──► failed
+//!                  └── retry at now+backoff ◄─┤ (timeout, refused connection, 4xx, a relay's
+//!                                             │  5xx at connection, MAIL or AUTH, gateway 5xx)
+//!                                             └── rejected (a recipient's 5xx), or at least
+//!                                                 `min_attempts` made and 24 h old ──► failed
 //! ```
+//!
+//! A provider that keeps failing opens its breaker (`breaker.rs`): its worker stops
+//! claiming, tries one message after a cooldown, and meanwhile sends text-message codes that
+//! have an email address by email. Time: a steady clock (the database's on PostgreSQL, so
+//! every node agrees; this host's, read once and then advanced monotonically, on SQLite), so
+//! a wall clock set back or forward neither holds messages nor gives them up early.
 //!
 //! Exactly once across nodes: a row is sent only by the node holding its lease, a send is
 //! started only while the lease has at least `send_timeout` plus a margin left (so a send
@@ -21,14 +32,16 @@ use std::time::Duration;
 
 use portcullis_core::clock::{Clock, UnixTime};
 use portcullis_core::contact::CodeChannel;
-use portcullis_core::ports::{OutboxRow, OutboxStore};
+use portcullis_core::ports::{OutboxRow, OutboxStore, StoreError};
 use rand::Rng;
-use tokio::sync::{watch, Notify};
+use tokio::sync::watch;
+use tokio::time::Instant;
 
+use crate::breaker::{Breaker, BreakerPolicy, Gate, SteadyClock};
 use crate::sms::SmsPolicy;
 use crate::stats::{SmsBlock, Stats};
 use crate::transport::{Outbound, SendError, Transports};
-use crate::OutboxNotifier;
+use crate::{OutboxNotifier, Wake};
 
 /// How the worker paces itself.
 #[derive(Clone, Debug)]
@@ -45,8 +58,17 @@ pub struct DeliveryConfig {
     /// The first retry waits this long; each later one twice the one before.
     pub backoff_base_secs: i64,
     pub backoff_max_secs: i64,
-    /// A message still unsent this long after it was queued is given up.
+    /// A message still unsent this long after it was queued is given up …
     pub give_up_after_secs: i64,
+    /// … once at least this many attempts were made (so a jump of the clock, or a short
+    /// outage, never gives a message up after an attempt or two).
+    pub min_attempts: u32,
+    /// Each provider's circuit breaker.
+    pub breaker: BreakerPolicy,
+    /// Time retries, leases and give-up decisions with a steady clock (the database's on
+    /// PostgreSQL) instead of the injected one. On in `serve`; tests that drive a fake clock
+    /// leave it off.
+    pub steady_time: bool,
     pub sms: SmsPolicy,
     /// The start of this node's id (a random part is added per worker started).
     pub node_name: String,
@@ -62,6 +84,9 @@ impl Default for DeliveryConfig {
             backoff_base_secs: 5,
             backoff_max_secs: 3600,
             give_up_after_secs: 24 * 3600,
+            min_attempts: 5,
+            breaker: BreakerPolicy::default(),
+            steady_time: false,
             sms: SmsPolicy::default(),
             node_name: default_node_name(),
         }
@@ -95,14 +120,16 @@ pub struct DeliveryWorker {
     transports: Transports,
     config: Arc<DeliveryConfig>,
     stats: Stats,
-    wake: Arc<Notify>,
+    wake: Wake,
 }
 
-/// A running worker.
+/// A node's running workers (one per channel).
 pub struct DeliveryHandle {
     node: String,
     shutdown: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<()>,
+    /// Each channel's worker and the node id its claims carry.
+    tasks: Vec<(String, tokio::task::JoinHandle<()>)>,
+    store: Arc<dyn OutboxStore>,
 }
 
 impl DeliveryHandle {
@@ -110,18 +137,52 @@ impl DeliveryHandle {
         &self.node
     }
 
-    /// Asks the worker to stop: it finishes the message in hand, releases its other claims
-    /// and ends.
+    /// Asks the workers to stop: each finishes the message in hand, releases its other
+    /// claims and ends.
     pub async fn stop(self) {
         let _ = self.shutdown.send(true);
-        if let Err(e) = self.task.await {
-            tracing::error!(error = %e, "delivery worker ended abnormally");
+        for (_, task) in self.tasks {
+            if let Err(e) = task.await {
+                tracing::error!(error = %e, "delivery worker ended abnormally");
+            }
         }
     }
 
-    /// Stops the task at once, without releasing claims (their leases run out).
+    /// [`Self::stop`], but within `budget`: a send still hanging then is abandoned and its
+    /// worker's claims released, so another node (or this one, restarted) sends at once
+    /// instead of after the lease. A message the provider accepted in that instant may go
+    /// twice.
+    pub async fn stop_within(mut self, budget: Duration) {
+        let _ = self.shutdown.send(true);
+        let deadline = Instant::now() + budget;
+        for (node, task) in &mut self.tasks {
+            match tokio::time::timeout_at(deadline, &mut *task).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::error!(error = %e, "delivery worker ended abnormally"),
+                Err(_) => {
+                    task.abort();
+                    match self.store.release_claims(node).await {
+                        Ok(n) => tracing::warn!(
+                            node = %node,
+                            released = n,
+                            "delivery worker stopped mid-send at the end of the drain; claims released"
+                        ),
+                        Err(e) => tracing::warn!(
+                            node = %node,
+                            error = %e,
+                            "delivery worker stopped; claims not released (their leases will run out)"
+                        ),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Stops the tasks at once, without releasing claims (their leases run out).
     pub fn abort(&self) {
-        self.task.abort();
+        for (_, task) in &self.tasks {
+            task.abort();
+        }
     }
 }
 
@@ -138,7 +199,7 @@ impl DeliveryWorker {
             transports,
             config: Arc::new(config),
             stats: Stats::default(),
-            wake: Arc::new(Notify::new()),
+            wake: Wake::default(),
         }
     }
 
@@ -151,16 +212,22 @@ impl DeliveryWorker {
         self.stats.clone()
     }
 
+    /// This worker with `steady_time` on: what `serve` runs (see the module's note on time).
+    pub fn with_steady_time(mut self) -> Self {
+        Arc::make_mut(&mut self.config).steady_time = true;
+        self
+    }
+
     pub fn config(&self) -> &DeliveryConfig {
         &self.config
     }
 
-    /// Wakes the worker (something was queued).
+    /// Wakes the workers (something was queued).
     pub fn wake(&self) {
-        self.wake.notify_one();
+        self.wake.notify();
     }
 
-    /// Starts a worker task under a fresh node id.
+    /// Starts this node's workers, one per channel, each under a fresh node id.
     pub fn spawn(&self) -> DeliveryHandle {
         let node = format!(
             "{}-{}-{:08x}",
@@ -169,27 +236,71 @@ impl DeliveryWorker {
             rand::thread_rng().gen::<u32>()
         );
         let (shutdown, rx) = watch::channel(false);
-        let worker = self.clone();
-        let task_node = node.clone();
-        let task = tokio::spawn(async move { worker.run(task_node, rx).await });
-        tracing::info!(node = %node, "delivery worker started");
+        let tasks = [CodeChannel::Email, CodeChannel::Sms]
+            .into_iter()
+            .map(|channel| {
+                let worker = self.clone();
+                let task_node = format!("{node}-{}", channel.as_str());
+                let rx = rx.clone();
+                let id = task_node.clone();
+                let task = tokio::spawn(async move { worker.run(task_node, channel, rx).await });
+                (id, task)
+            })
+            .collect();
+        tracing::info!(node = %node, "delivery workers started (email, sms)");
         DeliveryHandle {
             node,
             shutdown,
-            task,
+            tasks,
+            store: self.store.clone(),
         }
     }
 
-    async fn run(self, node: String, mut shutdown: watch::Receiver<bool>) {
+    /// The clock a worker times its decisions with (see the module's note on time).
+    async fn worker_clock(&self) -> Arc<dyn Clock> {
+        if !self.config.steady_time {
+            return self.clock.clone();
+        }
+        let anchor = match self.store.database_time().await {
+            Ok(Some(t)) => t,
+            _ => self.clock.now(),
+        };
+        Arc::new(SteadyClock::new(anchor))
+    }
+
+    /// Now, by the database's clock when it has one (PostgreSQL, in steady mode) or else by
+    /// the worker's clock.
+    async fn pass_now(&self, clock: &Arc<dyn Clock>) -> UnixTime {
+        if self.config.steady_time {
+            if let Ok(Some(t)) = self.store.database_time().await {
+                return t;
+            }
+        }
+        clock.now()
+    }
+
+    async fn run(self, node: String, channel: CodeChannel, mut shutdown: watch::Receiver<bool>) {
+        let clock = self.worker_clock().await;
+        let mut breaker = Breaker::new(self.config.breaker);
         let mut failures: u32 = 0;
         loop {
             if *shutdown.borrow() {
                 break;
             }
-            let busy = match self.pass(&node, &shutdown).await {
+            let gate = breaker.gate(Instant::now());
+            // With the provider's breaker open only text-message codes have somewhere else to
+            // go (email); an email worker then has nothing to do until its trial.
+            let outcome = match (gate, channel) {
+                (Gate::OpenUntil(_), CodeChannel::Email) => Ok(0),
+                _ => {
+                    self.pass(&node, Some(channel), &clock, &mut breaker, gate, &shutdown)
+                        .await
+                }
+            };
+            let busy = match outcome {
                 Ok(claimed) => {
                     failures = 0;
-                    claimed >= self.config.batch_size as usize
+                    gate == Gate::Closed && claimed >= self.config.batch_size as usize
                 }
                 Err(e) => {
                     failures = failures.saturating_add(1);
@@ -202,9 +313,13 @@ impl DeliveryWorker {
             if busy {
                 continue;
             }
+            let wait = match breaker.gate(Instant::now()) {
+                Gate::OpenUntil(until) => until.min(Instant::now() + self.config.poll_interval),
+                _ => Instant::now() + self.config.poll_interval,
+            };
             tokio::select! {
-                () = self.wake.notified() => {}
-                () = tokio::time::sleep(self.config.poll_interval) => {}
+                () = self.wake.notified(channel) => {}
+                () = tokio::time::sleep_until(wait) => {}
                 changed = shutdown.changed() => {
                     if changed.is_err() {
                         break;
@@ -233,9 +348,14 @@ impl DeliveryWorker {
         );
         let (_tx, rx) = watch::channel(false);
         let mut handled = 0;
+        let clock = self.worker_clock().await;
+        let mut breaker = Breaker::new(self.config.breaker);
         let rounds = async {
             loop {
-                match self.pass(&node, &rx).await {
+                match self
+                    .pass(&node, None, &clock, &mut breaker, Gate::Closed, &rx)
+                    .await
+                {
                     Ok(0) => break,
                     Ok(n) => handled += n,
                     Err(e) => {
@@ -256,19 +376,41 @@ impl DeliveryWorker {
     /// Public for tests that drive a worker step by step.
     pub async fn run_once(&self, node: &str) -> Result<usize, String> {
         let (_tx, rx) = watch::channel(false);
-        self.pass(node, &rx).await
+        let mut breaker = Breaker::new(self.config.breaker);
+        self.pass(
+            node,
+            None,
+            &self.clock.clone(),
+            &mut breaker,
+            Gate::Closed,
+            &rx,
+        )
+        .await
     }
 
-    async fn pass(&self, node: &str, shutdown: &watch::Receiver<bool>) -> Result<usize, String> {
-        let now = self.clock.now();
+    /// One round: claims a batch (one message for a breaker's trial; while it is open,
+    /// only what can go by the other channel) and settles each row. Returns how many rows
+    /// were claimed.
+    async fn pass(
+        &self,
+        node: &str,
+        channel: Option<CodeChannel>,
+        clock: &Arc<dyn Clock>,
+        breaker: &mut Breaker,
+        gate: Gate,
+        shutdown: &watch::Receiver<bool>,
+    ) -> Result<usize, String> {
+        let now = self.pass_now(clock).await;
+        let started = Instant::now();
+        let elapsed =
+            move || now.plus_secs(i64::try_from(started.elapsed().as_secs()).unwrap_or(i64::MAX));
+        let limit = match gate {
+            Gate::Trial => 1,
+            _ => self.config.batch_size.max(1),
+        };
         let rows = self
             .store
-            .claim(
-                node,
-                now,
-                self.config.lease_secs,
-                self.config.batch_size.max(1),
-            )
+            .claim_channel(node, now, self.config.lease_secs, limit, channel)
             .await
             .map_err(|e| e.to_string())?;
         let claimed = rows.len();
@@ -283,11 +425,22 @@ impl DeliveryWorker {
             }
             // Never start a send that could outlive the lease: another node may take the row
             // the moment it runs out.
-            if row.claimed_until.0.saturating_sub(self.clock.now().0) < needed {
+            if row.claimed_until.0.saturating_sub(elapsed().0) < needed {
                 left_unsent = true;
                 continue;
             }
-            self.deliver(node, row).await;
+            // An open breaker (opened before this pass or during it): a code with another
+            // way to go takes it; everything else waits, its attempt given back.
+            if let Gate::OpenUntil(_) = breaker.gate(Instant::now()) {
+                if row.channel == CodeChannel::Sms && row.sensitive && row.fallback_email.is_some()
+                {
+                    self.deliver(node, row, elapsed(), breaker, true).await;
+                } else {
+                    left_unsent = true;
+                }
+                continue;
+            }
+            self.deliver(node, row, elapsed(), breaker, false).await;
         }
         if left_unsent {
             if let Err(e) = self.store.release_claims(node).await {
@@ -297,19 +450,90 @@ impl DeliveryWorker {
         Ok(claimed)
     }
 
-    async fn deliver(&self, node: &str, row: OutboxRow) {
+    /// Records an outcome, trying again while the database is briefly unavailable (a few
+    /// seconds, within the lease): a "sent" that is not recorded would send the message
+    /// again when the lease runs out.
+    async fn record<F, Fut>(&self, what: &str, id: i64, mut attempt: F) -> Result<bool, StoreError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<bool, StoreError>>,
+    {
+        let mut delay = Duration::from_millis(100);
+        let give_up = Instant::now()
+            + Duration::from_secs(
+                u64::try_from(self.config.lease_secs / 2)
+                    .unwrap_or(1)
+                    .max(1),
+            );
+        loop {
+            match attempt().await {
+                Err(StoreError::Unavailable(e)) if Instant::now() + delay < give_up => {
+                    tracing::warn!(outbox_id = id, error = %e, outcome = what, "recording a delivery outcome failed; trying again");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(2));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn deliver(
+        &self,
+        node: &str,
+        row: OutboxRow,
+        now: UnixTime,
+        breaker: &mut Breaker,
+        fall_back: bool,
+    ) {
         let id = row.id;
-        let outcome = match row.channel {
-            CodeChannel::Email => self
-                .send(&row, CodeChannel::Email, &row.recipient)
-                .await
-                .map(|()| CodeChannel::Email),
-            CodeChannel::Sms => self.deliver_sms(node, &row).await,
+        let outcome = if fall_back {
+            self.code_by_email(node, &row).await
+        } else {
+            match row.channel {
+                CodeChannel::Email => self
+                    .send(&row, CodeChannel::Email, &row.recipient)
+                    .await
+                    .map(|()| CodeChannel::Email),
+                CodeChannel::Sms => self.deliver_sms(node, &row).await,
+            }
         };
-        let now = self.clock.now();
+        // The provider's health, for its breaker: only its own failures count.
+        match &outcome {
+            Ok(channel) if *channel == row.channel => {
+                if breaker.is_open() {
+                    tracing::info!(
+                        channel = row.channel.as_str(),
+                        "provider answers again: breaker closed"
+                    );
+                }
+                breaker.success();
+                self.stats.breaker(row.channel, false);
+            }
+            Err(SendError::Retry(error)) if !fall_back && breaker.failure(Instant::now()) => {
+                tracing::warn!(channel = row.channel.as_str(), error = %error, "provider failing: breaker open, next trial after a cooldown");
+                self.stats.breaker(row.channel, true);
+            }
+            _ => {}
+        }
+        // A code that failed by text goes by email at once when it can: a retry in a few
+        // minutes may be past its ten-minute life.
+        let outcome = match outcome {
+            Err(SendError::Retry(error))
+                if !fall_back
+                    && row.channel == CodeChannel::Sms
+                    && row.sensitive
+                    && row.fallback_email.is_some() =>
+            {
+                tracing::warn!(outbox_id = id, error = %error, "a code could not go by text: sending it by email");
+                self.code_by_email(node, &row).await
+            }
+            other => other,
+        };
         let recorded = match outcome {
             Ok(channel) => {
-                let marked = self.store.mark_sent(id, node, now).await;
+                let marked = self
+                    .record("sent", id, || self.store.mark_sent(id, node, now))
+                    .await;
                 if let Ok(true) = marked {
                     self.stats.sent(channel);
                     tracing::info!(
@@ -323,9 +547,11 @@ impl DeliveryWorker {
             }
             Err(SendError::Rejected(error)) => {
                 tracing::warn!(outbox_id = id, attempt = row.attempts, error = %error, "message failed");
-                let marked = self.store.mark_failed(id, node, &error).await;
+                let marked = self
+                    .record("failed", id, || self.store.mark_failed(id, node, &error))
+                    .await;
                 if let Ok(true) = marked {
-                    self.stats.failed();
+                    self.stats.failed(row.channel);
                 }
                 marked
             }
@@ -344,6 +570,31 @@ impl DeliveryWorker {
         }
     }
 
+    /// Moves a text-message code to its email fallback and sends it there.
+    async fn code_by_email(&self, node: &str, row: &OutboxRow) -> Result<CodeChannel, SendError> {
+        let Some(fallback) = row.fallback_email.as_deref() else {
+            return Err(SendError::Retry("no email address to fall back to".into()));
+        };
+        let moved = self
+            .store
+            .fall_back_to_email(
+                row.id,
+                node,
+                "the SMS gateway is failing; the code was sent by email",
+            )
+            .await
+            .map_err(|e| SendError::Retry(format!("falling back to email: {e}")))?;
+        if !moved {
+            return Err(SendError::Retry(
+                "the row changed while falling back to email".into(),
+            ));
+        }
+        self.stats.code_fallback();
+        self.send(row, CodeChannel::Email, fallback)
+            .await
+            .map(|()| CodeChannel::Email)
+    }
+
     async fn retry_or_give_up(
         &self,
         node: &str,
@@ -352,22 +603,20 @@ impl DeliveryWorker {
         error: &str,
     ) -> Result<bool, portcullis_core::ports::StoreError> {
         let give_up_at = row.created_at.plus_secs(self.config.give_up_after_secs);
-        if now >= give_up_at {
+        if now >= give_up_at && row.attempts >= self.config.min_attempts {
             tracing::warn!(outbox_id = row.id, attempt = row.attempts, error = %error, "message given up");
+            let reason = format!(
+                "gave up after {} attempts over {} h: {error}",
+                row.attempts,
+                self.config.give_up_after_secs / 3600
+            );
             let marked = self
-                .store
-                .mark_failed(
-                    row.id,
-                    node,
-                    &format!(
-                        "gave up after {} attempts over {} h: {error}",
-                        row.attempts,
-                        self.config.give_up_after_secs / 3600
-                    ),
-                )
+                .record("failed", row.id, || {
+                    self.store.mark_failed(row.id, node, &reason)
+                })
                 .await;
             if let Ok(true) = marked {
-                self.stats.failed();
+                self.stats.failed(row.channel);
             }
             return marked;
         }
@@ -377,12 +626,21 @@ impl DeliveryWorker {
             self.config.backoff_max_secs,
             &mut rand::thread_rng(),
         );
-        // The last try is made at the give-up time itself.
-        let next = now.plus_secs(delay).min(give_up_at);
+        // The last try is made at the give-up time itself; attempts still owed after it keep
+        // their usual spacing.
+        let next = if now >= give_up_at {
+            now.plus_secs(delay)
+        } else {
+            now.plus_secs(delay).min(give_up_at)
+        };
         tracing::info!(outbox_id = row.id, attempt = row.attempts, retry_in_secs = next.0 - now.0, error = %error, "message will be retried");
-        let marked = self.store.mark_retry(row.id, node, error, next).await;
+        let marked = self
+            .record("retry", row.id, || {
+                self.store.mark_retry(row.id, node, error, next)
+            })
+            .await;
         if let Ok(true) = marked {
-            self.stats.retried();
+            self.stats.retried(row.channel);
         }
         marked
     }

@@ -22,6 +22,7 @@ mod codes;
 mod devices;
 mod error;
 mod factors;
+mod health;
 mod jobs;
 mod lockout;
 mod outbox;
@@ -45,6 +46,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, ConnectOptions, Executor};
 
 pub use error::db_err;
+pub use health::SessionTimeouts;
 pub use registry::IMPORT_BATCH;
 pub use work::SqlWork;
 
@@ -82,6 +84,8 @@ pub struct SqlStore {
 pub struct StoreOptions {
     pub max_connections: u32,
     pub acquire_timeout: Duration,
+    /// PostgreSQL: statement, lock and idle-in-transaction timeouts per connection.
+    pub session_timeouts: SessionTimeouts,
 }
 
 impl Default for StoreOptions {
@@ -89,6 +93,7 @@ impl Default for StoreOptions {
         Self {
             max_connections: 16,
             acquire_timeout: Duration::from_secs(3),
+            session_timeouts: SessionTimeouts::default(),
         }
     }
 }
@@ -124,7 +129,17 @@ impl SqlStore {
             .acquire_timeout(options.acquire_timeout)
             // No ping before every query (it doubled the round trips of each request); a
             // broken connection fails its query, which answers 503, and is then dropped.
-            .test_before_acquire(false);
+            .test_before_acquire(false)
+            // Never hand out a connection again that is still inside a transaction.
+            .after_release(move |conn, _meta| {
+                Box::pin(async move { Ok(health::clean_for_reuse(conn, backend).await) })
+            });
+        if backend == Backend::Postgres {
+            let timeouts = options.session_timeouts;
+            pool = pool.after_connect(move |conn, _meta| {
+                Box::pin(async move { timeouts.apply(conn).await })
+            });
+        }
         if backend == Backend::Sqlite {
             pool = pool.after_connect(|conn, _meta| {
                 Box::pin(async move {
@@ -244,6 +259,14 @@ impl Store for SqlStore {
         Ok(())
     }
 
+    async fn probe_write(
+        &self,
+        node: &str,
+        now: portcullis_core::clock::UnixTime,
+    ) -> StoreResult<()> {
+        self.write_probe(node, now).await
+    }
+
     fn backend(&self) -> &'static str {
         match self.backend {
             Backend::Sqlite => "sqlite",
@@ -264,6 +287,7 @@ pub fn statements(backend: Backend) -> Vec<(String, String)> {
         codes::STATEMENTS,
         devices::STATEMENTS,
         factors::STATEMENTS,
+        health::STATEMENTS,
         jobs::STATEMENTS,
         lockout::STATEMENTS,
         outbox::STATEMENTS,

@@ -58,11 +58,15 @@ macro_rules! row_columns {
     };
 }
 
-/// Due rows: pending, due at `$1`, with no live lease.
+/// Due rows: pending, due at `$1` (or never attempted: a wall clock that jumped forward
+/// when the row was queued must not hold it back), with no live lease, of channel `$5`
+/// (`''` for both); one-time codes first.
 macro_rules! due {
     () => {
-        "SELECT id FROM outbox WHERE state = 'pending' AND next_attempt_at <= $1 \
-         AND (claimed_until IS NULL OR claimed_until < $1) ORDER BY next_attempt_at, id LIMIT $2"
+        "SELECT id FROM outbox WHERE state = 'pending' \
+         AND (next_attempt_at <= $1 OR attempts = 0) \
+         AND (claimed_until IS NULL OR claimed_until < $1) AND ($5 = '' OR channel = $5) \
+         ORDER BY sensitive DESC, next_attempt_at, id LIMIT $2"
     };
 }
 
@@ -96,8 +100,11 @@ statements! {
     RELEASE_CLAIMS = "UPDATE outbox SET claimed_by = NULL, claimed_until = NULL, \
         attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END \
         WHERE claimed_by = $1 AND state = 'pending'";
-    STATS = "SELECT COUNT(*) AS pending, MIN(created_at) AS oldest FROM outbox \
-        WHERE state = 'pending'";
+    STATS = "SELECT channel, COUNT(*) AS pending, MIN(created_at) AS oldest FROM outbox \
+        WHERE state = 'pending' GROUP BY channel";
+    /// PostgreSQL's own clock, shared by every node.
+    DATABASE_TIME: postgres =
+        "SELECT CAST(FLOOR(EXTRACT(EPOCH FROM clock_timestamp())) AS BIGINT) AS now";
     CLAIM_QUOTA = "INSERT INTO sms_quota (counter, day, count) VALUES ($1, $2, 1) \
         ON CONFLICT (counter) DO UPDATE SET \
           count = CASE WHEN sms_quota.day <> $2 THEN 1 ELSE sms_quota.count + 1 END, \
@@ -235,14 +242,22 @@ fn clip(error: &str) -> &str {
 #[async_trait]
 impl OutboxReads for SqlStore {
     async fn outbox_stats(&self, now: UnixTime) -> StoreResult<OutboxStats> {
-        let (pending, oldest): (i64, Option<i64>) = sqlx::query_as(STATS)
-            .fetch_one(&self.pool)
+        let rows: Vec<(String, i64, Option<i64>)> = sqlx::query_as(STATS)
+            .fetch_all(&self.pool)
             .await
             .map_err(db_err)?;
-        Ok(OutboxStats {
-            pending,
-            oldest_pending_age_secs: oldest.map_or(0, |t| now.0.saturating_sub(t).max(0)),
-        })
+        let age = |oldest: Option<i64>| oldest.map_or(0, |t| now.0.saturating_sub(t).max(0));
+        let mut stats = OutboxStats::default();
+        for (channel, pending, oldest) in rows {
+            let oldest = age(oldest);
+            stats.pending += pending;
+            stats.oldest_pending_age_secs = stats.oldest_pending_age_secs.max(oldest);
+            match channel.as_str() {
+                "sms" => stats.oldest_sms_age_secs = oldest,
+                _ => stats.oldest_email_age_secs = oldest,
+            }
+        }
+        Ok(stats)
     }
 }
 
@@ -255,12 +270,26 @@ impl OutboxStore for SqlStore {
         Ok(ids)
     }
 
-    async fn claim(
+    async fn database_time(&self) -> StoreResult<Option<UnixTime>> {
+        match self.backend {
+            Backend::Sqlite => Ok(None),
+            Backend::Postgres => {
+                let now: i64 = sqlx::query_scalar(DATABASE_TIME)
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(db_err)?;
+                Ok(Some(UnixTime(now)))
+            }
+        }
+    }
+
+    async fn claim_channel(
         &self,
         node: &str,
         now: UnixTime,
         lease_secs: i64,
         limit: u32,
+        channel: Option<CodeChannel>,
     ) -> StoreResult<Vec<OutboxRow>> {
         let sql = match self.backend {
             Backend::Postgres => CLAIM_POSTGRES,
@@ -271,6 +300,7 @@ impl OutboxStore for SqlStore {
             .bind(i64::from(limit))
             .bind(node)
             .bind(now.0.saturating_add(lease_secs))
+            .bind(channel.map_or("", CodeChannel::as_str))
             .fetch_all(&self.pool)
             .await
             .map_err(db_err)?;
@@ -278,7 +308,8 @@ impl OutboxStore for SqlStore {
             .into_iter()
             .map(OutboxRow::try_from)
             .collect::<StoreResult<Vec<_>>>()?;
-        rows.sort_by_key(|r| r.id);
+        // Codes first, then in the order they were queued.
+        rows.sort_by_key(|r| (!r.sensitive, r.id));
         let mut readable = Vec::with_capacity(rows.len());
         for mut row in rows {
             if self.open_body(&mut row) {

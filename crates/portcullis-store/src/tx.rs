@@ -33,7 +33,11 @@ pub(crate) async fn begin(pool: &AnyPool, backend: Backend) -> StoreResult<Tx> {
     .map_err(db_err)
 }
 
-/// Commits `tx`: the one COMMIT of the store.
+/// Commits `tx`: the one COMMIT of the store. A failed commit (disk full, I/O error, a
+/// lock, a lost connection) is `Unavailable`: nothing was acknowledged, and the client may
+/// try again. The transaction is rolled back as it drops, and the pool's release check
+/// (`health::clean_for_reuse`) closes its connection unless the rollback left it clean, so
+/// it never returns to the pool inside a transaction.
 pub(crate) async fn commit(tx: Tx) -> StoreResult<()> {
-    tx.commit().await.map_err(db_err)
+    tx.commit().await.map_err(crate::health::failed_commit)
 }

@@ -36,6 +36,8 @@ use tokio::sync::oneshot;
 pub struct TestApp {
     pub addr: SocketAddr,
     pub base: String,
+    /// The management listener (`/metrics`, `/healthz`, `/readyz`).
+    pub management: SocketAddr,
     pub client: reqwest::Client,
     pub db: TestDb,
     pub clock: FakeClock,
@@ -92,17 +94,7 @@ pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -
         .await
         .expect("loading demo cards");
     let delivery = built.delivery.spawn();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (tx, rx) = oneshot::channel::<()>();
-    let state = built.state.clone();
-    let server = tokio::spawn(async move {
-        app::serve(listener, state, async {
-            let _ = rx.await;
-        })
-        .await
-        .expect("server failed");
-    });
+    let (addr, management, tx, server) = start_serving(&config, &built).await;
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -110,6 +102,7 @@ pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -
     TestApp {
         addr,
         base: format!("http://{addr}"),
+        management,
         client,
         outbox: config.notify.outbox_file.clone().unwrap_or_default(),
         db,
@@ -121,6 +114,36 @@ pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -
         shutdown: Some(tx),
         server: Some(server),
     }
+}
+
+/// Binds both listeners on port 0 and serves `built` as `serve` does, until the sender is
+/// used or dropped.
+async fn start_serving(
+    config: &Config,
+    built: &Built,
+) -> (
+    SocketAddr,
+    SocketAddr,
+    oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    let listeners = app::Listeners {
+        public: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        management: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+    };
+    let addr = listeners.public.local_addr().unwrap();
+    let management = listeners.management.local_addr().unwrap();
+    let (tx, rx) = oneshot::channel::<()>();
+    let state = built.state.clone();
+    let limits = config.server.connection_limits();
+    let server = tokio::spawn(async move {
+        app::serve(listeners, state, limits, async {
+            let _ = rx.await;
+        })
+        .await
+        .expect("server failed");
+    });
+    (addr, management, tx, server)
 }
 
 impl Drop for TestApp {
@@ -177,6 +200,11 @@ pub const PASSWORD: &str = "Correct-Horse-42";
 impl TestApp {
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
+    }
+
+    /// A URL on the management listener (`/metrics`, `/healthz`, `/readyz`).
+    pub fn management_url(&self, path: &str) -> String {
+        format!("http://{}{}", self.management, path)
     }
 
     pub async fn post_json(&self, path: &str, body: &Value) -> reqwest::Response {
@@ -367,6 +395,8 @@ macro_rules! both {
 pub struct RealServer {
     pub child: std::process::Child,
     pub base: String,
+    /// The management listener's base URL (`/metrics`, `/healthz`, `/readyz`).
+    pub management: String,
     pub dir: TempDir,
     pub stdout: PathBuf,
     pub stderr: PathBuf,
@@ -407,6 +437,7 @@ impl RealServer {
                 ),
             )
             .env("PORTCULLIS_SECRETS_DIR", dir.path().join("secrets"))
+            .env("PORTCULLIS_MANAGEMENT_LISTEN", "127.0.0.1:0")
             .stdout(std::fs::File::create(&stdout).unwrap())
             .stderr(std::fs::File::create(&stderr).unwrap());
         if demo {
@@ -422,16 +453,20 @@ impl RealServer {
         }
         let child = cmd.spawn().expect("starting the portcullis binary");
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        let base = loop {
+        let (base, management) = loop {
             let out = std::fs::read_to_string(&stdout).unwrap_or_default();
-            if let Some(line) = out
-                .lines()
-                .find(|l| l.starts_with("Portcullis is running at "))
-            {
-                break line
-                    .trim_start_matches("Portcullis is running at ")
-                    .trim_end_matches('/')
-                    .to_owned();
+            let line_after = |prefix: &str| {
+                out.lines().find(|l| l.starts_with(prefix)).map(|l| {
+                    l.trim_start_matches(prefix)
+                        .trim_end_matches('/')
+                        .to_owned()
+                })
+            };
+            if let (Some(base), Some(management)) = (
+                line_after("Portcullis is running at "),
+                line_after("Management (metrics, health) at "),
+            ) {
+                break (base, management);
             }
             assert!(
                 std::time::Instant::now() < deadline,
@@ -443,6 +478,7 @@ impl RealServer {
         RealServer {
             child,
             base,
+            management,
             dir,
             stdout,
             stderr,
@@ -562,17 +598,7 @@ pub async fn spawn_app_on(first: &TestApp, tweak: impl FnOnce(&mut Config)) -> T
         .await
         .expect("building the second node");
     let delivery = built.delivery.spawn();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (tx, rx) = oneshot::channel::<()>();
-    let state = built.state.clone();
-    let server = tokio::spawn(async move {
-        app::serve(listener, state, async {
-            let _ = rx.await;
-        })
-        .await
-        .expect("server failed");
-    });
+    let (addr, management, tx, server) = start_serving(&config, &built).await;
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -580,6 +606,7 @@ pub async fn spawn_app_on(first: &TestApp, tweak: impl FnOnce(&mut Config)) -> T
     TestApp {
         addr,
         base: format!("http://{addr}"),
+        management,
         client,
         outbox: config.notify.outbox_file.clone().unwrap_or_default(),
         db,

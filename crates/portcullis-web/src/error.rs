@@ -122,6 +122,39 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, "not-found", "Not found", detail)
     }
 
+    /// 503: this node is at its limit of requests in flight, or the answer took longer than
+    /// the request deadline.
+    pub fn overloaded() -> Self {
+        let mut e = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "Service unavailable",
+            "The service is busy. Try again in a moment; nothing was changed unless you are told so.",
+        );
+        e.retry_after = Some(RETRY_AFTER_UNAVAILABLE);
+        e
+    }
+
+    /// 413: the body is larger than `server.body_limit_bytes`.
+    pub fn too_large() -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body-too-large",
+            "Request body too large",
+            "The request body is larger than this service accepts.",
+        )
+    }
+
+    /// 408: the body arrived more slowly than the service accepts.
+    pub fn request_timeout() -> Self {
+        Self::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "body-too-slow",
+            "Request body too slow",
+            "The request body arrived too slowly. Send it again.",
+        )
+    }
+
     pub fn status(&self) -> StatusCode {
         self.status
     }

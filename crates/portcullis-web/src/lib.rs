@@ -11,6 +11,7 @@ pub mod cookies;
 pub mod csrf;
 pub mod error;
 pub mod format;
+pub mod limits;
 pub mod maintenance;
 pub mod metrics;
 pub mod middleware;
@@ -44,6 +45,8 @@ pub struct WebConfig {
     pub status_probe: std::time::Duration,
     /// The issuer's colours, served as `/static/theme.css`.
     pub theme: theme::Theme,
+    /// What one request may cost (`server.*`).
+    pub requests: limits::RequestLimits,
 }
 
 impl Default for WebConfig {
@@ -54,6 +57,7 @@ impl Default for WebConfig {
             trusted_proxies: Vec::new(),
             status_probe: std::time::Duration::from_secs(15),
             theme: theme::Theme::default(),
+            requests: limits::RequestLimits::default(),
         }
     }
 }
@@ -73,9 +77,12 @@ pub struct AppState {
     pub maintenance: maintenance::MaintenanceCache,
     /// This node's delivery counters (the delivery worker's), for `/metrics` and the prober.
     pub delivery: Option<portcullis_core::service::status::DeliverySource>,
+    /// This node's load: requests in flight, connections, what the limits refused.
+    pub load: limits::SharedLoad,
 }
 
-/// The whole HTTP surface.
+/// The public HTTP surface: pages, API, health. `/metrics` is not here: it names which
+/// accounts and addresses are real, so it is served on the management listener only.
 pub fn router(state: AppState) -> Router {
     let (api, openapi) = api::router();
     let openapi = Arc::new(openapi);
@@ -90,11 +97,17 @@ pub fn router(state: AppState) -> Router {
         )
         .merge(pages::router())
         .merge(api::health::router())
-        .route("/metrics", axum::routing::get(metrics::metrics))
         .with_state(state.clone())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             maintenance::guard,
+        ))
+        // `limits::guard` enforces `server.body_limit_bytes` for every route; axum's own
+        // default (2 MB, per extractor) must not undercut a larger setting.
+        .layer(axum::extract::DefaultBodyLimit::disable())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            limits::guard,
         ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -106,4 +119,15 @@ pub fn router(state: AppState) -> Router {
         ))
         .layer(axum::middleware::from_fn(middleware::security_headers))
         .layer(axum::middleware::from_fn(middleware::request_span))
+}
+
+/// The management surface (`management_listen`): `/metrics`, `/healthz` and `/readyz`. On its
+/// own listener, so health is answered even when the public connection cap is reached, and
+/// metrics never reach the public.
+pub fn management_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", axum::routing::get(metrics::metrics))
+        .merge(api::health::router())
+        .with_state(state)
+        .layer(axum::middleware::from_fn(middleware::security_headers))
 }

@@ -229,6 +229,75 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     let _ = writeln!(out, "portcullis_outbox_pending {}", stats.pending);
     family(
         &mut out,
+        "portcullis_delivery_provider_down",
+        "gauge",
+        "1 while a provider's circuit breaker is open (it failed repeatedly), by channel.",
+    );
+    for (channel, down) in [
+        ("email", d.email_provider_down),
+        ("sms", d.sms_provider_down),
+    ] {
+        let _ = writeln!(
+            out,
+            "portcullis_delivery_provider_down{{channel=\"{channel}\"}} {}",
+            u8::from(down)
+        );
+    }
+    let load = state.load.snapshot();
+    for (name, kind, help, value) in [
+        (
+            "portcullis_connections_open",
+            "gauge",
+            "Open connections on the public listener.",
+            load.open_connections as u64,
+        ),
+        (
+            "portcullis_connection_cap",
+            "gauge",
+            "The public listener's connection cap in force (server.max_connections, fitted to the open-files limit).",
+            load.connection_cap as u64,
+        ),
+        (
+            "portcullis_connections_refused_total",
+            "counter",
+            "Connections answered 503 because the cap was reached.",
+            load.refused_connections,
+        ),
+        (
+            "portcullis_connections_timed_out_total",
+            "counter",
+            "Connections closed for a missing or slow request head.",
+            load.timed_out_connections,
+        ),
+        (
+            "portcullis_requests_in_flight",
+            "gauge",
+            "Requests being handled now.",
+            load.in_flight as u64,
+        ),
+    ] {
+        family(&mut out, name, kind, help);
+        let _ = writeln!(out, "{name} {value}");
+    }
+    family(
+        &mut out,
+        "portcullis_requests_refused_total",
+        "counter",
+        "Requests refused by the limits: in_flight (503), deadline (503), too_large (413), too_slow (408).",
+    );
+    for (reason, value) in [
+        ("in_flight", load.refused_requests),
+        ("deadline", load.deadline_exceeded),
+        ("too_large", load.too_large),
+        ("too_slow", load.slow_bodies),
+    ] {
+        let _ = writeln!(
+            out,
+            "portcullis_requests_refused_total{{reason=\"{reason}\"}} {value}"
+        );
+    }
+    family(
+        &mut out,
         "portcullis_outbox_oldest_pending_age_seconds",
         "gauge",
         "Age of the oldest waiting message.",

@@ -1,7 +1,6 @@
 //! Wiring: builds the application from a [`Config`] and serves it on an already-bound
 //! listener (so tests can bind port 0), with graceful shutdown.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -19,6 +18,7 @@ use portcullis_web::{AppState, DemoOutbox, WebConfig};
 use tokio::net::TcpListener;
 
 use crate::config::Config;
+use crate::serve::{ConnectionLimits, PlainTcp};
 
 /// The registry key: HMAC-SHA-256 of card numbers and card IDs.
 pub const REGISTRY_KEY: &str = "registry.key";
@@ -69,6 +69,7 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>, demo: bool) -> anyhow
                 acquire_timeout: std::time::Duration::from_secs(
                     config.database.acquire_timeout_secs,
                 ),
+                session_timeouts: config.database.session_timeouts(),
             },
         )
         .await
@@ -120,6 +121,7 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>, demo: bool) -> anyhow
             status_probe: std::time::Duration::try_from_secs_f64(config.status.probe_secs)
                 .unwrap_or(std::time::Duration::from_secs(15)),
             theme: config.theme.theme()?,
+            requests: config.server.request_limits(),
         }),
         csrf: KeyedHasher::new(csrf_key),
         outbox: outbox
@@ -129,6 +131,9 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>, demo: bool) -> anyhow
         metrics: Default::default(),
         maintenance: Default::default(),
         delivery: Some(delivery_source(delivery.stats())),
+        load: Arc::new(portcullis_web::limits::Load::new(
+            config.server.max_requests_in_flight,
+        )),
     };
     Ok(Built {
         app,
@@ -151,6 +156,10 @@ fn delivery_source(
             sent_sms: s.sent_sms,
             retried: s.retried,
             failed: s.failed,
+            failures_email: s.failures_email,
+            failures_sms: s.failures_sms,
+            email_provider_down: s.email_provider_down,
+            sms_provider_down: s.sms_provider_down,
         }
     })
 }
@@ -249,22 +258,78 @@ fn read_secret_file(path: &std::path::Path) -> anyhow::Result<String> {
     Ok(text.trim_end_matches(['\r', '\n']).to_owned())
 }
 
-/// Serves until `shutdown` resolves, then finishes the requests in flight.
+/// The two listeners a serving node binds.
+pub struct Listeners {
+    /// Pages, API, health.
+    pub public: TcpListener,
+    /// `/metrics`, `/healthz`, `/readyz` (`management_listen`).
+    pub management: TcpListener,
+}
+
+impl Listeners {
+    /// Binds `listen` and `management_listen`.
+    pub async fn bind(config: &Config) -> anyhow::Result<Self> {
+        let public = TcpListener::bind(&config.listen)
+            .await
+            .with_context(|| format!("listening on {}", config.listen))?;
+        let management = TcpListener::bind(&config.management_listen)
+            .await
+            .with_context(|| {
+                format!(
+                    "listening on {} (management_listen)",
+                    config.management_listen
+                )
+            })?;
+        Ok(Self { public, management })
+    }
+}
+
+/// Connections the management listener keeps open at once: a few scrapers and probes.
+const MANAGEMENT_CONNECTIONS: usize = 32;
+
+/// Serves both listeners until `shutdown` resolves, then drains (bounded by
+/// `limits.drain`): stops accepting, lets requests in flight finish, closes the rest.
 pub async fn serve(
-    listener: TcpListener,
+    listeners: Listeners,
     state: AppState,
+    limits: ConnectionLimits,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     // The status prober runs for as long as this node serves.
     let prober = crate::status::spawn_prober(state.clone());
-    let router = portcullis_web::router(state);
-    let served = axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
-    .context("serving HTTP");
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let management_limits = ConnectionLimits {
+        max_connections: MANAGEMENT_CONNECTIONS,
+        ..limits.clone()
+    };
+    let management = tokio::spawn(crate::serve::serve(
+        listeners.management,
+        Arc::new(PlainTcp),
+        portcullis_web::management_router(state.clone()),
+        Arc::new(portcullis_web::limits::Load::new(MANAGEMENT_CONNECTIONS)),
+        management_limits,
+        stopped(stop_rx.clone()),
+    ));
+    let load = state.load.clone();
+    let public = crate::serve::serve(
+        listeners.public,
+        Arc::new(PlainTcp),
+        portcullis_web::router(state.clone()),
+        state.load.clone(),
+        limits,
+        async move {
+            shutdown.await;
+            load.draining
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        },
+    );
+    let served = public.await.context("serving HTTP");
+    // Health and metrics stay answered through the drain, and end with it.
+    let _ = stop_tx.send(true);
+    let _ = management.await;
     prober.abort();
     served
 }

@@ -21,6 +21,8 @@ pub struct Config {
     pub database_url: String,
     pub secrets_dir: PathBuf,
     pub listen: String,
+    /// The management listener: `/metrics`, `/healthz`, `/readyz` (never on the public one).
+    pub management_listen: String,
     /// The address people reach the service at, for links in messages (default:
     /// `http://` + `listen`).
     pub public_url: Option<String>,
@@ -41,6 +43,7 @@ pub struct Config {
     pub status: StatusConfig,
     pub inactivity: InactivityConfig,
     pub theme: ThemeConfig,
+    pub server: ServerConfig,
 }
 
 impl Default for Config {
@@ -49,6 +52,7 @@ impl Default for Config {
             database_url: "sqlite://./portcullis-data/portcullis.db".into(),
             secrets_dir: PathBuf::from("./portcullis-data/secrets/"),
             listen: "127.0.0.1:8080".into(),
+            management_listen: "127.0.0.1:9464".into(),
             public_url: None,
             issuer_name: "Portcullis Bank".into(),
             support_phone: "1-800-555-0199".into(),
@@ -65,6 +69,115 @@ impl Default for Config {
             status: StatusConfig::default(),
             inactivity: InactivityConfig::default(),
             theme: ThemeConfig::default(),
+            server: ServerConfig::default(),
+        }
+    }
+}
+
+/// Connections and requests: every wait bounded, every count capped (see
+/// `docs/configuration.md` and the `## Faults` section of `docs/operations.md`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Seconds a client has to send a whole request head (from connecting, or from the
+    /// first byte of a later request on the connection).
+    pub header_read_timeout_secs: f64,
+    /// Seconds a request body may take before `body_min_bytes_per_sec` applies.
+    pub body_read_timeout_secs: f64,
+    /// The slowest a body may arrive after that, in bytes per second.
+    pub body_min_bytes_per_sec: u64,
+    /// The largest request body, pages and API alike (413 beyond it).
+    pub body_limit_bytes: usize,
+    /// Seconds a connection may sit without a request before it is closed.
+    pub idle_timeout_secs: f64,
+    /// Open connections on the public listener (lowered to fit the open-files limit).
+    pub max_connections: usize,
+    /// Requests handled at once (503 with Retry-After beyond it).
+    pub max_requests_in_flight: usize,
+    /// Seconds a request may take once its body has arrived (503 with Retry-After after it).
+    pub request_deadline_secs: f64,
+    /// Seconds shutdown waits for requests in flight before closing connections.
+    pub drain_secs: f64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            header_read_timeout_secs: 10.0,
+            body_read_timeout_secs: 10.0,
+            body_min_bytes_per_sec: 1024,
+            body_limit_bytes: 1024 * 1024,
+            idle_timeout_secs: 30.0,
+            max_connections: 1024,
+            max_requests_in_flight: 256,
+            request_deadline_secs: 10.0,
+            drain_secs: 20.0,
+        }
+    }
+}
+
+fn secs(v: f64) -> std::time::Duration {
+    std::time::Duration::try_from_secs_f64(v).unwrap_or(std::time::Duration::from_secs(10))
+}
+
+impl ServerConfig {
+    fn validate(&self) -> anyhow::Result<()> {
+        for (key, v, min, max) in [
+            (
+                "header_read_timeout_secs",
+                self.header_read_timeout_secs,
+                0.1,
+                300.0,
+            ),
+            (
+                "body_read_timeout_secs",
+                self.body_read_timeout_secs,
+                0.1,
+                600.0,
+            ),
+            ("idle_timeout_secs", self.idle_timeout_secs, 0.1, 3600.0),
+            (
+                "request_deadline_secs",
+                self.request_deadline_secs,
+                0.1,
+                600.0,
+            ),
+            ("drain_secs", self.drain_secs, 0.0, 3600.0),
+        ] {
+            if !(v.is_finite() && v >= min && v <= max) {
+                bail!("server.{key} must be between {min} and {max}");
+            }
+        }
+        if self.body_min_bytes_per_sec == 0 {
+            bail!("server.body_min_bytes_per_sec must be at least 1");
+        }
+        if self.body_limit_bytes < 1024 {
+            bail!("server.body_limit_bytes must be at least 1024");
+        }
+        if self.max_connections == 0 || self.max_requests_in_flight == 0 {
+            bail!("server.max_connections and server.max_requests_in_flight must be positive");
+        }
+        Ok(())
+    }
+
+    pub fn request_limits(&self) -> portcullis_web::limits::RequestLimits {
+        portcullis_web::limits::RequestLimits {
+            body_limit: self.body_limit_bytes,
+            body_grace: secs(self.body_read_timeout_secs),
+            body_min_bytes_per_sec: self.body_min_bytes_per_sec,
+            deadline: secs(self.request_deadline_secs),
+            max_in_flight: self.max_requests_in_flight,
+        }
+    }
+
+    /// The connection limits, with the cap as configured (the serve command lowers it to
+    /// fit the open-files limit).
+    pub fn connection_limits(&self) -> crate::serve::ConnectionLimits {
+        crate::serve::ConnectionLimits {
+            header_read_timeout: secs(self.header_read_timeout_secs),
+            idle_timeout: secs(self.idle_timeout_secs),
+            max_connections: self.max_connections,
+            drain: secs(self.drain_secs),
         }
     }
 }
@@ -380,6 +493,12 @@ impl Default for LimitsConfig {
 pub struct DatabaseConfig {
     pub max_connections: u32,
     pub acquire_timeout_secs: u64,
+    /// PostgreSQL, set on every connection: the longest one statement may run.
+    pub statement_timeout_secs: f64,
+    /// PostgreSQL: the longest a statement waits for a lock.
+    pub lock_timeout_secs: f64,
+    /// PostgreSQL: the longest a transaction may sit idle (a stalled node's locks go).
+    pub idle_in_transaction_timeout_secs: f64,
 }
 
 impl Default for DatabaseConfig {
@@ -387,6 +506,37 @@ impl Default for DatabaseConfig {
         Self {
             max_connections: 16,
             acquire_timeout_secs: 3,
+            statement_timeout_secs: 5.0,
+            lock_timeout_secs: 3.0,
+            idle_in_transaction_timeout_secs: 10.0,
+        }
+    }
+}
+
+impl DatabaseConfig {
+    fn validate(&self) -> anyhow::Result<()> {
+        for (key, v) in [
+            ("statement_timeout_secs", self.statement_timeout_secs),
+            ("lock_timeout_secs", self.lock_timeout_secs),
+            (
+                "idle_in_transaction_timeout_secs",
+                self.idle_in_transaction_timeout_secs,
+            ),
+        ] {
+            if !(v.is_finite() && (0.001..=3600.0).contains(&v)) {
+                bail!("database.{key} must be between 0.001 and 3600");
+            }
+        }
+        Ok(())
+    }
+
+    /// The PostgreSQL session timeouts, in milliseconds.
+    pub fn session_timeouts(&self) -> portcullis_store::SessionTimeouts {
+        let ms = |v: f64| (v * 1000.0).round().max(1.0) as u64;
+        portcullis_store::SessionTimeouts {
+            statement_ms: ms(self.statement_timeout_secs),
+            lock_ms: ms(self.lock_timeout_secs),
+            idle_in_transaction_ms: ms(self.idle_in_transaction_timeout_secs),
         }
     }
 }
@@ -487,6 +637,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("", "database_url"),
     ("", "secrets_dir"),
     ("", "listen"),
+    ("", "management_listen"),
     ("", "public_url"),
     ("", "issuer_name"),
     ("", "support_phone"),
@@ -533,6 +684,9 @@ pub const KEYS: &[(&str, &str)] = &[
     ("limits", "trusted_proxies"),
     ("database", "max_connections"),
     ("database", "acquire_timeout_secs"),
+    ("database", "statement_timeout_secs"),
+    ("database", "lock_timeout_secs"),
+    ("database", "idle_in_transaction_timeout_secs"),
     ("status", "probe_secs"),
     ("inactivity", "enabled"),
     ("inactivity", "warn_after_secs"),
@@ -542,6 +696,15 @@ pub const KEYS: &[(&str, &str)] = &[
     ("theme", "brand_ink"),
     ("theme", "brand_dark"),
     ("theme", "brand_ink_dark"),
+    ("server", "header_read_timeout_secs"),
+    ("server", "body_read_timeout_secs"),
+    ("server", "body_min_bytes_per_sec"),
+    ("server", "body_limit_bytes"),
+    ("server", "idle_timeout_secs"),
+    ("server", "max_connections"),
+    ("server", "max_requests_in_flight"),
+    ("server", "request_deadline_secs"),
+    ("server", "drain_secs"),
 ];
 
 pub fn env_name(section: &str, key: &str) -> String {
@@ -630,6 +793,8 @@ impl Config {
             bail!("inactivity.interval_secs must be positive");
         }
         self.notify.validate()?;
+        self.server.validate()?;
+        self.database.validate()?;
         self.theme.theme()?;
         Ok(())
     }
@@ -755,6 +920,9 @@ mod tests {
         let c = load_with("", &[]).unwrap();
         assert_eq!(c.database_url, "sqlite://./portcullis-data/portcullis.db");
         assert_eq!(c.listen, "127.0.0.1:8080");
+        assert_eq!(c.management_listen, "127.0.0.1:9464");
+        assert_eq!(c.server.drain_secs, 20.0);
+        assert_eq!(c.database.lock_timeout_secs, 3.0);
         assert_eq!(c.secrets_dir, PathBuf::from("./portcullis-data/secrets/"));
         assert!(c.notify.outbox_file.is_none());
         assert!(c.risk.new_device_step_up);

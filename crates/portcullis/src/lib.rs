@@ -8,4 +8,5 @@ pub mod demo;
 pub mod gen;
 pub mod import;
 pub mod inactivity;
+pub mod serve;
 pub mod status;

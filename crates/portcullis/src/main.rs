@@ -8,10 +8,9 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use portcullis::config::Config;
-use portcullis::{admin, app, demo, import, inactivity, status};
+use portcullis::{admin, app, demo, import, inactivity, serve, status};
 use portcullis_core::clock::SystemClock;
 use portcullis_core::service::SupportScope;
-use tokio::net::TcpListener;
 
 #[derive(Parser)]
 #[command(
@@ -343,6 +342,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("configuration is valid");
             println!("database_url = {}", app::redact_url(&config.database_url));
             println!("listen = {}", config.listen);
+            println!("management_listen = {}", config.management_listen);
             println!("secrets_dir = {}", config.secrets_dir.display());
             println!("password.profile = {}", config.password.profile);
             Ok(ExitCode::SUCCESS)
@@ -357,11 +357,11 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
             .await
             .context("loading the demo registry")?;
     }
-    let listener = TcpListener::bind(&config.listen)
-        .await
-        .with_context(|| format!("listening on {}", config.listen))?;
-    let addr = listener.local_addr()?;
+    let listeners = app::Listeners::bind(&config).await?;
+    let addr = listeners.public.local_addr()?;
+    let management = listeners.management.local_addr()?;
     println!("Portcullis is running at http://{addr}/");
+    println!("Management (metrics, health) at http://{management}/");
     if demo {
         println!("Demo mode: notifications go to the outbox at http://{addr}/demo/outbox");
         println!("Demo cards (create an online account at http://{addr}/register):");
@@ -372,7 +372,9 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
             );
         }
     }
-    let delivery = built.delivery.spawn();
+    // Retries, leases and give-up decisions on a steady clock: a wall clock set back or
+    // forward neither holds messages nor gives them up early.
+    let delivery = built.delivery.clone().with_steady_time().spawn();
     let job = config.inactivity.enabled.then(|| {
         inactivity::spawn_job(
             built.app.clone(),
@@ -381,12 +383,31 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
             ),
         )
     });
-    let served = app::serve(listener, built.state, shutdown_signal()).await;
+    let mut limits = config.server.connection_limits();
+    // A full house of connections must leave descriptors for the database, the management
+    // listener and files: three per SQLite connection (database, WAL, shared memory).
+    let reserve = 64 + 3 * u64::from(config.database.max_connections);
+    let open_files = serve::open_files_limit();
+    let cap = serve::effective_cap(limits.max_connections, open_files, reserve);
+    if cap < limits.max_connections {
+        tracing::warn!(
+            configured = limits.max_connections,
+            cap,
+            open_files = open_files.unwrap_or(0),
+            "server.max_connections lowered to fit the open-files limit (raise `ulimit -n`)"
+        );
+    }
+    limits.max_connections = cap;
+    let drain = limits.drain;
+    let served = app::serve(listeners, built.state, limits, shutdown_signal()).await;
     if let Some(job) = job {
         job.abort();
     }
-    // After the last request: finish the message in hand and release the other claims.
-    delivery.stop().await;
+    // After the last request: finish the message in hand and release the other claims, but
+    // never wait on a hanging provider for longer than the drain allows.
+    delivery
+        .stop_within(drain.min(std::time::Duration::from_secs(5)))
+        .await;
     served?;
     tracing::info!("stopped");
     Ok(())

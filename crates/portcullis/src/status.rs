@@ -4,7 +4,9 @@
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use portcullis_core::service::status::{parse_time, DatabaseProbe, IncidentInput, ProbeSignals};
+use portcullis_core::service::status::{
+    parse_time, ChannelSignals, DatabaseProbe, IncidentInput, NodeLoad, ProbeSignals,
+};
 use portcullis_core::service::{Portcullis, SupportAuthority};
 use portcullis_core::ServiceError;
 use portcullis_web::AppState;
@@ -12,18 +14,62 @@ use portcullis_web::AppState;
 /// How long the database gets to answer a probe.
 pub const PING_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Gathers one probe's signals. `last_failures` carries the delivery failure count between
-/// probes, so only new failures count.
-pub async fn gather(state: &AppState, last_failures: &mut Option<u64>) -> ProbeSignals {
+/// What the prober carries from one probe to the next: delivery failure counts (only new
+/// failures count) and this node's name in the write probe.
+pub struct ProbeMemory {
+    node: String,
+    last_failures: Option<(u64, u64)>,
+    last_unavailable: Option<u64>,
+}
+
+impl ProbeMemory {
+    pub fn new() -> Self {
+        Self {
+            node: format!(
+                "{}-{}",
+                portcullis_notify::worker::default_node_name(),
+                std::process::id()
+            ),
+            last_failures: None,
+            last_unavailable: None,
+        }
+    }
+}
+
+impl Default for ProbeMemory {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Gathers one probe's signals.
+pub async fn gather(state: &AppState, memory: &mut ProbeMemory) -> ProbeSignals {
     let app = &state.app;
     let started = Instant::now();
     // A probe never outlasts its interval, so the first probe after an outage begins reports
     // it: the status lags an outage by at most two intervals (the wait, then the probe).
     let timeout = PING_TIMEOUT.min(state.web.status_probe);
     let database = match tokio::time::timeout(timeout, app.ping()).await {
-        Ok(Ok(())) => DatabaseProbe::Answered {
-            millis: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-        },
+        Ok(Ok(())) => {
+            let millis = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+            // A real committed write: a full disk or a held lock shows here, not in a ping.
+            let write = tokio::time::timeout(
+                timeout,
+                app.probe_write(&memory.node),
+            )
+            .await;
+            match write {
+                Ok(Ok(())) => DatabaseProbe::Answered { millis },
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "status probe: the database takes no writes");
+                    DatabaseProbe::WritesFailing { millis }
+                }
+                Err(_) => {
+                    tracing::warn!("status probe: a write did not finish in time");
+                    DatabaseProbe::WritesFailing { millis }
+                }
+            }
+        }
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "status probe: database unavailable");
             DatabaseProbe::Failed
@@ -35,37 +81,62 @@ pub async fn gather(state: &AppState, last_failures: &mut Option<u64>) -> ProbeS
     };
     // With the database down the outbox cannot be read either: asking would only hold the
     // probe (and the status it reports) back by another timeout.
-    let oldest = match database {
+    let stats = match database {
         DatabaseProbe::Failed => None,
-        DatabaseProbe::Answered { .. } => {
-            match tokio::time::timeout(timeout, app.outbox_stats()).await {
-                Ok(Ok(s)) => Some(s.oldest_pending_age_secs),
-                _ => None,
-            }
-        }
+        _ => match tokio::time::timeout(timeout, app.outbox_stats()).await {
+            Ok(Ok(s)) => Some(s),
+            _ => None,
+        },
     };
     let delivery = state.delivery.as_ref().map(|f| f()).unwrap_or_default();
-    let failures = delivery.failed + delivery.retried;
-    let recent = last_failures.map_or(0, |before| failures.saturating_sub(before));
-    *last_failures = Some(failures);
+    let failures = (delivery.failures_email, delivery.failures_sms);
+    let (recent_email, recent_sms) = memory.last_failures.map_or((0, 0), |before| {
+        (
+            failures.0.saturating_sub(before.0),
+            failures.1.saturating_sub(before.1),
+        )
+    });
+    memory.last_failures = Some(failures);
+    let load = state.load.snapshot();
+    let unavailable =
+        load.refused_requests + load.deadline_exceeded + state.metrics.sign_ins("unavailable");
+    let recent_unavailable = memory
+        .last_unavailable
+        .map_or(0, |before| unavailable.saturating_sub(before));
+    memory.last_unavailable = Some(unavailable);
     ProbeSignals {
         database,
         hash_queue: app.hasher().queue_depth(),
         hash_capacity: app.hasher().queue_capacity(),
-        oldest_pending_age_secs: oldest,
-        recent_delivery_failures: recent,
+        email: ChannelSignals {
+            oldest_pending_age_secs: stats.map(|s| s.oldest_email_age_secs),
+            recent_failures: recent_email,
+            provider_down: delivery.email_provider_down,
+        },
+        sms: ChannelSignals {
+            oldest_pending_age_secs: stats.map(|s| s.oldest_sms_age_secs),
+            recent_failures: recent_sms,
+            provider_down: delivery.sms_provider_down,
+        },
+        load: NodeLoad {
+            open_connections: load.open_connections,
+            connection_cap: load.connection_cap,
+            in_flight: load.in_flight,
+            max_in_flight: load.max_in_flight,
+            recent_unavailable,
+        },
     }
 }
 
 /// Starts the prober: one probe at once, then one every `state.web.status_probe`.
 pub fn spawn_prober(state: AppState) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let mut last_failures = None;
+        let mut memory = ProbeMemory::new();
         let mut tick = tokio::time::interval(state.web.status_probe);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            let signals = gather(&state, &mut last_failures).await;
+            let signals = gather(&state, &mut memory).await;
             state.app.record_probe(&state.status, &signals).await;
         }
     })

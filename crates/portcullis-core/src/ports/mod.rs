@@ -100,6 +100,9 @@ pub trait Store:
 {
     /// A cheap round trip, for readiness.
     async fn ping(&self) -> StoreResult<()>;
+    /// A real committed write (this node's row of the write probe): fails while the
+    /// database takes no writes, which a `ping` does not show.
+    async fn probe_write(&self, node: &str, now: crate::clock::UnixTime) -> StoreResult<()>;
     /// "sqlite" or "postgres".
     fn backend(&self) -> &'static str;
 }

@@ -99,6 +99,9 @@ pub struct OutboxStats {
     pub pending: i64,
     /// Age of the oldest pending message; 0 when none is pending.
     pub oldest_pending_age_secs: i64,
+    /// The same, by channel (each channel has its own provider and its own state).
+    pub oldest_email_age_secs: i64,
+    pub oldest_sms_age_secs: i64,
 }
 
 /// One daily SMS counter to claim a place in: `key` names it (a number, a country prefix,
@@ -122,14 +125,31 @@ pub trait OutboxStore: OutboxReads {
     async fn enqueue(&self, messages: &[Outgoing], now: UnixTime) -> StoreResult<Vec<i64>>;
     /// Claims up to `limit` pending rows due at `now` whose lease (if any) has run out,
     /// leasing them to `node` until `now + lease_secs` and counting an attempt. Two nodes
-    /// never get the same row while a lease is live.
+    /// never get the same row while a lease is live. One-time codes come first. A row never
+    /// attempted is due whatever its time says (a wall clock that jumped forward when it was
+    /// queued must not hold it back).
     async fn claim(
         &self,
         node: &str,
         now: UnixTime,
         lease_secs: i64,
         limit: u32,
+    ) -> StoreResult<Vec<OutboxRow>> {
+        self.claim_channel(node, now, lease_secs, limit, None).await
+    }
+    /// [`Self::claim`], for one channel only (each channel has its own worker, so a slow
+    /// provider holds up only its own messages).
+    async fn claim_channel(
+        &self,
+        node: &str,
+        now: UnixTime,
+        lease_secs: i64,
+        limit: u32,
+        channel: Option<CodeChannel>,
     ) -> StoreResult<Vec<OutboxRow>>;
+    /// The database's own clock (PostgreSQL), which every node shares and no node's wall
+    /// clock moves; `None` when the database is in this process (SQLite).
+    async fn database_time(&self) -> StoreResult<Option<UnixTime>>;
     /// Marks the row sent (blanking a sensitive body), if `node` still holds it. False when
     /// the row is no longer this node's.
     async fn mark_sent(&self, id: i64, node: &str, now: UnixTime) -> StoreResult<bool>;

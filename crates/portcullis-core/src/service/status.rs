@@ -64,8 +64,23 @@ impl ComponentState {
 /// What the prober saw of the database.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DatabaseProbe {
-    Answered { millis: u64 },
+    /// It answered and took the probe's write.
+    Answered {
+        millis: u64,
+    },
+    /// It answered, but the probe's write failed (a full disk, a read-only file system, a
+    /// lock held too long): reads work, nothing that writes does.
+    WritesFailing {
+        millis: u64,
+    },
     Failed,
+}
+
+impl DatabaseProbe {
+    /// Whether the database takes writes.
+    pub fn writes(&self) -> bool {
+        matches!(self, Self::Answered { .. })
+    }
 }
 
 /// Delivery counters of this node (from the delivery worker), for the prober and `/metrics`.
@@ -76,10 +91,52 @@ pub struct DeliverySignals {
     pub sent_sms: u64,
     pub retried: u64,
     pub failed: u64,
+    /// Attempts that failed (retried or given up), by channel.
+    pub failures_email: u64,
+    pub failures_sms: u64,
+    /// Whether the provider's circuit breaker is open (it failed repeatedly and is left
+    /// alone until its next trial).
+    pub email_provider_down: bool,
+    pub sms_provider_down: bool,
 }
 
 /// Reads this node's delivery counters.
 pub type DeliverySource = Arc<dyn Fn() -> DeliverySignals + Send + Sync>;
+
+/// One channel's signals (email, or text messages).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ChannelSignals {
+    /// Age of this channel's oldest pending message; `None` when the outbox could not be
+    /// read.
+    pub oldest_pending_age_secs: Option<i64>,
+    /// Attempts on this channel that failed since the previous probe.
+    pub recent_failures: u64,
+    /// The provider's circuit breaker is open.
+    pub provider_down: bool,
+}
+
+/// This node's own saturation.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NodeLoad {
+    pub open_connections: usize,
+    pub connection_cap: usize,
+    pub in_flight: usize,
+    pub max_in_flight: usize,
+    /// Requests answered 503 since the previous probe (the in-flight cap, the deadline, a
+    /// sign-in the database could not serve): people are being turned away.
+    pub recent_unavailable: u64,
+}
+
+impl NodeLoad {
+    /// Nine tenths of the connection cap or of the requests in flight is close to refusing;
+    /// a 503 since the last probe is refusing.
+    pub fn saturated(&self) -> bool {
+        let near = |n: usize, cap: usize| cap > 0 && n.saturating_mul(10) >= cap.saturating_mul(9);
+        near(self.open_connections, self.connection_cap)
+            || near(self.in_flight, self.max_in_flight)
+            || self.recent_unavailable > 0
+    }
+}
 
 /// Everything one probe gathered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -88,10 +145,28 @@ pub struct ProbeSignals {
     /// Waiting hash jobs and the pool's waiting room.
     pub hash_queue: usize,
     pub hash_capacity: usize,
-    /// `None` when the outbox could not be read.
-    pub oldest_pending_age_secs: Option<i64>,
-    /// Deliveries retried or given up on since the previous probe.
-    pub recent_delivery_failures: u64,
+    pub email: ChannelSignals,
+    pub sms: ChannelSignals,
+    pub load: NodeLoad,
+}
+
+/// One channel's state: its queue's age, its recent failures, its provider's breaker.
+fn channel_state(c: &ChannelSignals) -> ComponentState {
+    use ComponentState::{Degraded, Operational, Outage};
+    let queue = match c.oldest_pending_age_secs {
+        None => Outage,
+        Some(age) if age > OUTBOX_OUTAGE_AGE_SECS => Outage,
+        Some(age) if age > OUTBOX_DEGRADED_AGE_SECS => Degraded,
+        Some(_) => Operational,
+    };
+    let provider = if c.provider_down {
+        Outage
+    } else if c.recent_failures > 0 {
+        Degraded
+    } else {
+        Operational
+    };
+    queue.max(provider)
 }
 
 /// The state of every part, from one probe's signals. Pure: tested step by step.
@@ -99,8 +174,15 @@ pub fn assess(s: &ProbeSignals) -> Vec<(&'static str, ComponentState)> {
     use ComponentState::{Degraded, Operational, Outage};
     let database = match s.database {
         DatabaseProbe::Failed => Outage,
+        DatabaseProbe::WritesFailing { .. } => Degraded,
         DatabaseProbe::Answered { millis } if millis > DATABASE_SLOW_MS => Degraded,
         DatabaseProbe::Answered { .. } => Operational,
+    };
+    // Everything people do writes (sessions, attempts, audit): without writes it is down.
+    let writes = if s.database.writes() {
+        database
+    } else {
+        Outage
     };
     // The pool refuses work when its waiting room is full; three quarters full is a warning.
     let hashing = if s.hash_capacity > 0 && s.hash_queue * 4 >= s.hash_capacity * 3 {
@@ -108,22 +190,23 @@ pub fn assess(s: &ProbeSignals) -> Vec<(&'static str, ComponentState)> {
     } else {
         Operational
     };
-    let outbox = match s.oldest_pending_age_secs {
-        None => Outage,
-        Some(age) if age > OUTBOX_OUTAGE_AGE_SECS => Outage,
-        Some(age) if age > OUTBOX_DEGRADED_AGE_SECS => Degraded,
-        Some(_) if s.recent_delivery_failures > 0 => Degraded,
-        Some(_) => Operational,
+    let saturation = if s.load.saturated() {
+        Degraded
+    } else {
+        Operational
     };
-    let messages = outbox.max(database);
-    // Recovery needs the database and a code on its way: a slow channel makes it degraded.
-    let recovery = database.max(messages.min(Degraded));
+    let email = channel_state(&s.email).max(writes);
+    let sms = channel_state(&s.sms).max(writes);
+    // Recovery needs writes and a code on its way by either channel: a slow channel makes
+    // it degraded.
+    let recovery = writes.max(saturation).max(email.min(sms).min(Degraded));
+    let interactive = writes.max(hashing).max(saturation);
     vec![
-        ("sign-in", database.max(hashing)),
-        ("registration", database.max(hashing)),
+        ("sign-in", interactive),
+        ("registration", interactive),
         ("recovery", recovery),
-        ("email", messages),
-        ("text messages", messages),
+        ("email", email),
+        ("text messages", sms),
         ("database", database),
     ]
 }
@@ -132,11 +215,20 @@ pub fn assess(s: &ProbeSignals) -> Vec<(&'static str, ComponentState)> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StatusSnapshot {
     pub components: Vec<(&'static str, ComponentState)>,
+    /// The last probe's write failed (`/readyz` answers 503 while it does).
+    pub writes_failing: bool,
     /// `None` before the first probe.
     pub probed_at: Option<UnixTime>,
 }
 
 impl StatusSnapshot {
+    /// Email or text messages are not working normally: a code sent now may be late.
+    pub fn messages_late(&self) -> bool {
+        self.components.iter().any(|(name, state)| {
+            matches!(*name, "email" | "text messages") && *state != ComponentState::Operational
+        })
+    }
+
     pub fn overall(&self) -> ComponentState {
         self.components
             .iter()
@@ -157,6 +249,7 @@ impl Default for StatusBoard {
                 .into_iter()
                 .map(|c| (c, ComponentState::Operational))
                 .collect(),
+            writes_failing: false,
             probed_at: None,
         })))
     }
@@ -373,6 +466,7 @@ impl Portcullis {
         let now = self.clock.now();
         let changed = board.replace(StatusSnapshot {
             components: assess(signals),
+            writes_failing: !signals.database.writes() && signals.database != DatabaseProbe::Failed,
             probed_at: Some(now),
         });
         if changed.is_empty() {
@@ -636,12 +730,24 @@ mod tests {
     use super::*;
 
     fn signals() -> ProbeSignals {
+        let channel = ChannelSignals {
+            oldest_pending_age_secs: Some(0),
+            recent_failures: 0,
+            provider_down: false,
+        };
         ProbeSignals {
             database: DatabaseProbe::Answered { millis: 3 },
             hash_queue: 0,
             hash_capacity: 16,
-            oldest_pending_age_secs: Some(0),
-            recent_delivery_failures: 0,
+            email: channel,
+            sms: channel,
+            load: NodeLoad {
+                open_connections: 1,
+                connection_cap: 100,
+                in_flight: 0,
+                max_in_flight: 50,
+                recent_unavailable: 0,
+            },
         }
     }
 
@@ -658,9 +764,14 @@ mod tests {
 
     #[test]
     fn a_database_outage_takes_down_what_needs_it() {
+        let unread = ChannelSignals {
+            oldest_pending_age_secs: None,
+            ..signals().email
+        };
         let parts = assess(&ProbeSignals {
             database: DatabaseProbe::Failed,
-            oldest_pending_age_secs: None,
+            email: unread,
+            sms: unread,
             ..signals()
         });
         for name in COMPONENTS {
@@ -681,25 +792,81 @@ mod tests {
     }
 
     #[test]
-    fn an_old_outbox_or_failures_degrade_messages_and_recovery() {
+    fn an_old_outbox_or_failures_degrade_their_own_channel_and_recovery() {
+        let old = |age| ChannelSignals {
+            oldest_pending_age_secs: Some(age),
+            ..signals().email
+        };
         let parts = assess(&ProbeSignals {
-            oldest_pending_age_secs: Some(OUTBOX_DEGRADED_AGE_SECS + 1),
+            email: old(OUTBOX_DEGRADED_AGE_SECS + 1),
+            sms: old(OUTBOX_DEGRADED_AGE_SECS + 1),
             ..signals()
         });
         assert_eq!(state(&parts, "email"), ComponentState::Degraded);
         assert_eq!(state(&parts, "recovery"), ComponentState::Degraded);
         let parts = assess(&ProbeSignals {
-            oldest_pending_age_secs: Some(OUTBOX_OUTAGE_AGE_SECS + 1),
+            sms: old(OUTBOX_OUTAGE_AGE_SECS + 1),
             ..signals()
         });
         assert_eq!(state(&parts, "text messages"), ComponentState::Outage);
-        assert_eq!(state(&parts, "recovery"), ComponentState::Degraded);
+        assert_eq!(state(&parts, "email"), ComponentState::Operational);
+        // Codes still go by email: recovery works.
+        assert_eq!(state(&parts, "recovery"), ComponentState::Operational);
         let parts = assess(&ProbeSignals {
-            recent_delivery_failures: 2,
+            email: ChannelSignals {
+                recent_failures: 2,
+                ..signals().email
+            },
             ..signals()
         });
         assert_eq!(state(&parts, "email"), ComponentState::Degraded);
+        assert_eq!(state(&parts, "text messages"), ComponentState::Operational);
         assert_eq!(state(&parts, "sign-in"), ComponentState::Operational);
+        // A provider whose breaker is open is an outage of its channel alone.
+        let parts = assess(&ProbeSignals {
+            sms: ChannelSignals {
+                provider_down: true,
+                ..signals().sms
+            },
+            ..signals()
+        });
+        assert_eq!(state(&parts, "text messages"), ComponentState::Outage);
+        assert_eq!(state(&parts, "email"), ComponentState::Operational);
+    }
+
+    #[test]
+    fn failing_writes_take_down_what_writes_and_degrade_the_database() {
+        let parts = assess(&ProbeSignals {
+            database: DatabaseProbe::WritesFailing { millis: 2 },
+            ..signals()
+        });
+        assert_eq!(state(&parts, "database"), ComponentState::Degraded);
+        for name in [
+            "sign-in",
+            "registration",
+            "recovery",
+            "email",
+            "text messages",
+        ] {
+            assert_eq!(state(&parts, name), ComponentState::Outage, "{name}");
+        }
+    }
+
+    #[test]
+    fn a_saturated_node_degrades_what_people_use() {
+        let parts = assess(&ProbeSignals {
+            load: NodeLoad {
+                open_connections: 95,
+                connection_cap: 100,
+                in_flight: 0,
+                max_in_flight: 50,
+                recent_unavailable: 0,
+            },
+            ..signals()
+        });
+        assert_eq!(state(&parts, "sign-in"), ComponentState::Degraded);
+        assert_eq!(state(&parts, "recovery"), ComponentState::Degraded);
+        assert_eq!(state(&parts, "database"), ComponentState::Operational);
     }
 
     #[test]
@@ -732,11 +899,15 @@ mod tests {
         let board = StatusBoard::default();
         let first = board.replace(StatusSnapshot {
             components: assess(&signals()),
+
+            writes_failing: false,
             probed_at: Some(UnixTime(1)),
         });
         assert_eq!(first.len(), COMPONENTS.len());
         let again = board.replace(StatusSnapshot {
             components: assess(&signals()),
+
+            writes_failing: false,
             probed_at: Some(UnixTime(2)),
         });
         assert!(again.is_empty());
@@ -745,6 +916,7 @@ mod tests {
                 hash_queue: 16,
                 ..signals()
             }),
+            writes_failing: false,
             probed_at: Some(UnixTime(3)),
         });
         assert_eq!(down.len(), 2);

@@ -54,12 +54,25 @@ async fn lifecycle(backend: Backend) {
     let stats = s.outbox_stats(UnixTime(T.0 + 30)).await.unwrap();
     assert_eq!((stats.pending, stats.oldest_pending_age_secs), (3, 30));
 
-    // Node a leases all three; node b gets nothing while the lease is live.
+    // Each channel's worker sees its own rows only; one that found none leaves the rest.
+    let sms_only = s
+        .claim_channel("x", T, 60, 10, Some(CodeChannel::Sms))
+        .await
+        .unwrap();
+    assert_eq!(sms_only.len(), 1);
+    assert_eq!(sms_only[0].channel, CodeChannel::Sms);
+    assert_eq!(s.release_claims("x").await.unwrap(), 1);
+    // Node a leases all three, the code first; node b gets nothing while the lease is
+    // live.
     let rows = s.claim("a", T, 60, 10).await.unwrap();
-    assert_eq!(rows.iter().map(|r| r.id).collect::<Vec<_>>(), ids);
+    assert_eq!(
+        rows.iter().map(|r| r.id).collect::<Vec<_>>(),
+        vec![ids[1], ids[0], ids[2]]
+    );
     assert!(rows.iter().all(|r| r.attempts == 1));
     assert_eq!(rows[0].claimed_until, UnixTime(T.0 + 60));
-    assert!(rows[1].sensitive && !rows[0].sensitive);
+    assert!(rows[0].sensitive && !rows[1].sensitive);
+    let rows = [rows[1].clone(), rows[0].clone(), rows[2].clone()];
     assert_eq!(rows[2].channel, CodeChannel::Sms);
     assert_eq!(
         rows[2].fallback_email.as_deref(),
@@ -138,6 +151,47 @@ async fn lifecycle(backend: Backend) {
     assert_eq!((stats.pending, stats.oldest_pending_age_secs), (0, 0));
 }
 both!(outbox_lifecycle_conformance, lifecycle);
+
+/// Issue 20: a row queued under a wall clock that had jumped forward is still due (it was
+/// never attempted), the database tells its own time on PostgreSQL, and a committed write
+/// probe is possible.
+async fn time_and_probe(backend: Backend) {
+    let (s, _db) = store(backend).await;
+    let ahead = UnixTime(T.0 + 25 * 3600);
+    s.enqueue(&[msg(0, CodeChannel::Email, true)], ahead)
+        .await
+        .unwrap();
+    let rows = s.claim("a", T, 60, 10).await.unwrap();
+    assert_eq!(rows.len(), 1, "a never-attempted row is due");
+    assert!(s
+        .mark_retry(rows[0].id, "a", "refused", UnixTime(ahead.0 + 5))
+        .await
+        .unwrap());
+    // Once attempted, its retry time holds.
+    assert!(s.claim("b", T, 60, 10).await.unwrap().is_empty());
+    match backend {
+        Backend::Sqlite => assert_eq!(s.database_time().await.unwrap(), None),
+        Backend::Postgres => {
+            let t = s.database_time().await.unwrap().unwrap();
+            use portcullis_core::clock::Clock;
+            let here = portcullis_core::clock::SystemClock.now();
+            assert!((t.0 - here.0).abs() < 60, "{t:?} vs {here:?}");
+        }
+    }
+    s.write_probe("node-a", T).await.unwrap();
+    s.write_probe("node-a", UnixTime(T.0 + 1)).await.unwrap();
+    portcullis_core::ports::Store::probe_write(&s, "node-b", T)
+        .await
+        .unwrap();
+    let n: i64 = sqlx::query("SELECT COUNT(*) AS n FROM write_probe")
+        .fetch_one(s.pool())
+        .await
+        .unwrap()
+        .try_get("n")
+        .unwrap();
+    assert_eq!(n, 2);
+}
+both!(outbox_time_and_write_probe_conformance, time_and_probe);
 
 async fn concurrent_claims(backend: Backend) {
     let (s, _db) = store(backend).await;

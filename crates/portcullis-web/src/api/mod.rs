@@ -26,7 +26,13 @@ use crate::AppState;
     info(
         title = "Portcullis API",
         description = "Online-account access for card issuers: registration, sign-in, sessions, \
-                       the account summary. Errors are application/problem+json (RFC 9457).",
+                       the account summary. Errors are application/problem+json (RFC 9457). \
+                       Any operation may also answer 413 (`body-too-large`: the body is larger \
+                       than server.body_limit_bytes, 1 MiB by default), 408 (`body-too-slow`: \
+                       the body arrived more slowly than the service accepts; the connection is \
+                       closed) or 503 with Retry-After (`unavailable`: the node is at its limit \
+                       of requests in flight, the answer passed the request deadline, or the \
+                       database cannot take the request; nothing was changed).",
         version = "1"
     ),
     servers((url = "/api/v1")),

@@ -1,10 +1,10 @@
 //! The account home (`/account`), the security page (`/security`) and signing out.
 
+use super::PageForm;
 use askama::Template;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::Form;
 use portcullis_core::audit::AuditKind;
 use portcullis_core::money::Money;
 use serde::Deserialize;
@@ -238,7 +238,7 @@ pub async fn change_password(
     Client(client): Client,
     headers: HeaderMap,
     PageSession(ctx): PageSession,
-    Form(form): Form<PasswordForm>,
+    PageForm(form): PageForm<PasswordForm>,
 ) -> Response {
     if !csrf.check(&state, &headers, &form.csrf) {
         let errors = super::Errors(vec![portcullis_core::FieldError::new(
@@ -291,7 +291,7 @@ pub async fn end_session(
     headers: HeaderMap,
     PageSession(ctx): PageSession,
     Path(id): Path<i64>,
-    Form(form): Form<CsrfForm>,
+    PageForm(form): PageForm<CsrfForm>,
 ) -> Response {
     if !csrf.check(&state, &headers, &form.csrf) {
         return Redirect::to("/security").into_response();
@@ -307,7 +307,7 @@ pub async fn end_other_sessions(
     csrf: CsrfCookie,
     headers: HeaderMap,
     PageSession(ctx): PageSession,
-    Form(form): Form<CsrfForm>,
+    PageForm(form): PageForm<CsrfForm>,
 ) -> Response {
     if !csrf.check(&state, &headers, &form.csrf) {
         return Redirect::to("/security").into_response();
@@ -324,7 +324,7 @@ pub async fn sign_out(
     Client(client): Client,
     headers: HeaderMap,
     PageSession(ctx): PageSession,
-    Form(form): Form<CsrfForm>,
+    PageForm(form): PageForm<CsrfForm>,
 ) -> Response {
     if !csrf.check(&state, &headers, &form.csrf) {
         return Redirect::to("/account").into_response();

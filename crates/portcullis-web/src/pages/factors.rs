@@ -1,11 +1,11 @@
 //! `/security/factors`: second factors, recovery codes, trusted devices; and the "This was
 //! not me" page of the new-device message.
 
+use super::PageForm;
 use askama::Template;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::Form;
 use portcullis_core::ServiceError;
 use secrecy::ExposeSecret;
 use serde::Deserialize;
@@ -206,7 +206,7 @@ pub async fn reauthenticate(
     Client(client): Client,
     headers: HeaderMap,
     PageSession(ctx): PageSession,
-    Form(form): Form<FactorForm>,
+    PageForm(form): PageForm<FactorForm>,
 ) -> Response {
     checked!(state, csrf, headers, ctx, &form.csrf);
     let result = state
@@ -229,7 +229,7 @@ pub async fn begin_totp(
     csrf: CsrfCookie,
     headers: HeaderMap,
     PageSession(ctx): PageSession,
-    Form(form): Form<FactorForm>,
+    PageForm(form): PageForm<FactorForm>,
 ) -> Response {
     checked!(state, csrf, headers, ctx, &form.csrf);
     let result = state.app.begin_totp(&ctx).await.map(|e| Extra {
@@ -260,7 +260,7 @@ pub async fn confirm_totp(
     Client(client): Client,
     headers: HeaderMap,
     PageSession(ctx): PageSession,
-    Form(form): Form<FactorForm>,
+    PageForm(form): PageForm<FactorForm>,
 ) -> Response {
     checked!(state, csrf, headers, ctx, &form.csrf);
     let result = state
@@ -280,7 +280,7 @@ pub async fn enable_code(
     Client(client): Client,
     headers: HeaderMap,
     PageSession(ctx): PageSession,
-    Form(form): Form<FactorForm>,
+    PageForm(form): PageForm<FactorForm>,
 ) -> Response {
     checked!(state, csrf, headers, ctx, &form.csrf);
     let result = state
@@ -301,7 +301,7 @@ pub async fn remove(
     headers: HeaderMap,
     PageSession(ctx): PageSession,
     Path(id): Path<i64>,
-    Form(form): Form<FactorForm>,
+    PageForm(form): PageForm<FactorForm>,
 ) -> Response {
     checked!(state, csrf, headers, ctx, &form.csrf);
     let result = state
@@ -321,7 +321,7 @@ pub async fn recovery_codes(
     Client(client): Client,
     headers: HeaderMap,
     PageSession(ctx): PageSession,
-    Form(form): Form<FactorForm>,
+    PageForm(form): PageForm<FactorForm>,
 ) -> Response {
     checked!(state, csrf, headers, ctx, &form.csrf);
     let result = state
@@ -342,7 +342,7 @@ pub async fn untrust(
     headers: HeaderMap,
     PageSession(ctx): PageSession,
     Path(id): Path<i64>,
-    Form(form): Form<FactorForm>,
+    PageForm(form): PageForm<FactorForm>,
 ) -> Response {
     checked!(state, csrf, headers, ctx, &form.csrf);
     let result = state
@@ -383,7 +383,7 @@ pub async fn not_me_submit(
     csrf: CsrfCookie,
     Client(client): Client,
     headers: HeaderMap,
-    Form(form): Form<NotMeForm>,
+    PageForm(form): PageForm<NotMeForm>,
 ) -> Response {
     let message = |title: &str, message: &str, status: StatusCode| {
         let page = super::MessagePage {
@@ -478,7 +478,7 @@ pub async fn passkey_options(
     csrf: CsrfCookie,
     headers: HeaderMap,
     PageSession(ctx): PageSession,
-    Form(form): Form<OptionsForm>,
+    PageForm(form): PageForm<OptionsForm>,
 ) -> Response {
     if !csrf.check(&state, &headers, &form.csrf) {
         return options_error(StatusCode::FORBIDDEN, csrf_failed());
@@ -495,7 +495,7 @@ pub async fn add_passkey(
     Client(client): Client,
     headers: HeaderMap,
     PageSession(ctx): PageSession,
-    Form(form): Form<FactorForm>,
+    PageForm(form): PageForm<FactorForm>,
 ) -> Response {
     checked!(state, csrf, headers, ctx, &form.csrf);
     let result = state
@@ -515,7 +515,7 @@ pub async fn rename(
     headers: HeaderMap,
     PageSession(ctx): PageSession,
     Path(id): Path<i64>,
-    Form(form): Form<FactorForm>,
+    PageForm(form): PageForm<FactorForm>,
 ) -> Response {
     checked!(state, csrf, headers, ctx, &form.csrf);
     let result = state
@@ -533,7 +533,7 @@ pub async fn sign_in_passkey_options(
     State(state): State<AppState>,
     csrf: CsrfCookie,
     headers: HeaderMap,
-    Form(form): Form<OptionsForm>,
+    PageForm(form): PageForm<OptionsForm>,
 ) -> Response {
     if !csrf.check(&state, &headers, &form.csrf) {
         return options_error(StatusCode::FORBIDDEN, csrf_failed());
@@ -548,7 +548,7 @@ pub async fn mfa_passkey_options(
     State(state): State<AppState>,
     csrf: CsrfCookie,
     headers: HeaderMap,
-    Form(form): Form<OptionsForm>,
+    PageForm(form): PageForm<OptionsForm>,
 ) -> Response {
     if !csrf.check(&state, &headers, &form.csrf) {
         return options_error(StatusCode::FORBIDDEN, csrf_failed());
@@ -564,7 +564,7 @@ pub async fn sign_in_passkey(
     mut csrf: CsrfCookie,
     Client(client): Client,
     headers: HeaderMap,
-    Form(form): Form<FactorForm>,
+    PageForm(form): PageForm<FactorForm>,
 ) -> Response {
     let back = |csrf: &CsrfCookie, status: StatusCode, text: &str| {
         let page = super::MessagePage {

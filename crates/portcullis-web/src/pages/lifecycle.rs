@@ -1,10 +1,10 @@
 //! The forms of `/security` that change the account: contact details (password, then a
 //! code to the new address) and linked cards (link with card number + card ID, unlink).
 
+use super::PageForm;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use axum::Form;
 use portcullis_core::ports::{ContactField, Unlink};
 use portcullis_core::{FieldError, ServiceError};
 use secrecy::ExposeSecret;
@@ -73,7 +73,7 @@ pub async fn contact_start(
     Client(client): Client,
     headers: HeaderMap,
     PageSession(ctx): PageSession,
-    Form(form): Form<ContactForm>,
+    PageForm(form): PageForm<ContactForm>,
 ) -> Response {
     if !csrf.check(&state, &headers, &form.csrf) {
         return csrf_refused(&state, &csrf, &ctx).await;
@@ -143,7 +143,7 @@ pub async fn contact_confirm(
     Client(client): Client,
     headers: HeaderMap,
     PageSession(ctx): PageSession,
-    Form(form): Form<CodeForm>,
+    PageForm(form): PageForm<CodeForm>,
 ) -> Response {
     if !csrf.check(&state, &headers, &form.csrf) {
         return contact_code_page(
@@ -210,7 +210,7 @@ pub async fn contact_resend(
     csrf: CsrfCookie,
     headers: HeaderMap,
     PageSession(ctx): PageSession,
-    Form(form): Form<CodeForm>,
+    PageForm(form): PageForm<CodeForm>,
 ) -> Response {
     if !csrf.check(&state, &headers, &form.csrf) {
         return contact_code_page(
@@ -269,7 +269,7 @@ pub async fn link_card(
     Client(client): Client,
     headers: HeaderMap,
     PageSession(ctx): PageSession,
-    Form(form): Form<LinkForm>,
+    PageForm(form): PageForm<LinkForm>,
 ) -> Response {
     if !csrf.check(&state, &headers, &form.csrf) {
         return csrf_refused(&state, &csrf, &ctx).await;
@@ -327,7 +327,7 @@ pub async fn unlink_card(
     headers: HeaderMap,
     PageSession(ctx): PageSession,
     Path(id): Path<i64>,
-    Form(form): Form<CsrfOnly>,
+    PageForm(form): PageForm<CsrfOnly>,
 ) -> Response {
     if !csrf.check(&state, &headers, &form.csrf) {
         return csrf_refused(&state, &csrf, &ctx).await;

@@ -111,6 +111,9 @@ pub struct Chrome {
     pub demo: bool,
     pub signed_in: bool,
     pub csrf: String,
+    /// Email or text messages are not working normally (the status board): a page that
+    /// says a code is on its way also says it may be late.
+    pub messages_late: bool,
 }
 
 impl Chrome {
@@ -284,6 +287,7 @@ pub fn chrome_without_form(state: &AppState) -> Chrome {
         demo: state.web.demo,
         signed_in: false,
         csrf: String::new(),
+        messages_late: state.status.snapshot().messages_late(),
     }
 }
 
@@ -342,6 +346,87 @@ pub fn unavailable_page(state: &AppState) -> Response {
         .headers_mut()
         .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
     response
+}
+
+/// A form body as axum's `Form` reads it; but a body it cannot read (a duplicated field, a
+/// value of the wrong type, the wrong content type) gets the pages' own error page, 400 (or
+/// 413 when too large), never axum's plain-text 422.
+pub struct PageForm<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned + Send> axum::extract::FromRequest<AppState> for PageForm<T> {
+    type Rejection = Response;
+
+    async fn from_request(
+        request: axum::extract::Request,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        match axum::Form::<T>::from_request(request, state).await {
+            Ok(axum::Form(value)) => Ok(Self(value)),
+            Err(rejection) => {
+                let too_large = rejection.status() == StatusCode::PAYLOAD_TOO_LARGE;
+                tracing::info!(status = %rejection.status(), "a form could not be read");
+                Err(if too_large {
+                    too_large_page(state)
+                } else {
+                    message_page(
+                        state,
+                        StatusCode::BAD_REQUEST,
+                        text::t("page.form_unreadable_title"),
+                        text::t("page.form_unreadable"),
+                    )
+                })
+            }
+        }
+    }
+}
+
+/// What a page may echo back of a field the person typed: the text, trimmed, unless it is
+/// longer than any valid value could be (a 2 MB "User ID" is not put back into the page).
+pub fn echo(raw: &str, max_chars: usize) -> String {
+    let trimmed = raw.trim();
+    if trimmed.chars().count() > max_chars {
+        String::new()
+    } else {
+        trimmed.to_owned()
+    }
+}
+
+/// [`echo`] for a User ID: twice the longest valid one, so a near miss is still shown for
+/// correcting.
+pub fn echo_user_id(raw: &str) -> String {
+    echo(raw, portcullis_core::ids::USER_ID_MAX * 2)
+}
+
+/// 413 as a page: the form was larger than `server.body_limit_bytes`.
+pub fn too_large_page(state: &AppState) -> Response {
+    message_page(
+        state,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        text::t("page.too_large_title"),
+        text::t("page.too_large"),
+    )
+}
+
+/// 408 as a page: the form arrived more slowly than the service accepts.
+pub fn too_slow_page(state: &AppState) -> Response {
+    message_page(
+        state,
+        StatusCode::REQUEST_TIMEOUT,
+        text::t("page.too_slow_title"),
+        text::t("page.too_slow"),
+    )
+}
+
+/// A message page with a status: `title` and `message` from the catalogue.
+pub fn message_page(state: &AppState, status: StatusCode, title: &str, message: &str) -> Response {
+    let page = MessagePage {
+        chrome: crate::pages::chrome_without_form(state),
+        title: title.into(),
+        message: message.into(),
+        next_href: "/".into(),
+        next_label: text::t("common.back_to_sign_in").into(),
+    };
+    render(status, &page)
 }
 
 /// The page for an error no form can show next to a field: the status from the one table

@@ -2,11 +2,11 @@
 //! and a code) at `/recover/password`, and forgot User ID at `/recover/user-id`. Each step
 //! carries its token in a hidden field, never in the URL.
 
+use super::PageForm;
 use askama::Template;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use axum::Form;
 use portcullis_core::security_questions::SecurityQuestion;
 use portcullis_core::service::Proof;
 use portcullis_core::{FieldError, ServiceError};
@@ -85,7 +85,7 @@ fn start_page(
 ) -> Response {
     let page = StartPage {
         chrome: chrome(state, csrf, false),
-        user_id: user_id.to_owned(),
+        user_id: super::echo_user_id(user_id),
         errors: Errors(errors),
     };
     csrf.apply(render(status, &page))
@@ -119,7 +119,7 @@ pub async fn password_start(
     mut csrf: CsrfCookie,
     Client(client): Client,
     headers: HeaderMap,
-    Form(form): Form<StartForm>,
+    PageForm(form): PageForm<StartForm>,
 ) -> Response {
     if !csrf.check(&state, &headers, &form.csrf) {
         csrf.rotate();
@@ -186,7 +186,7 @@ pub async fn password_verify(
     csrf: CsrfCookie,
     Client(client): Client,
     headers: HeaderMap,
-    Form(form): Form<VerifyForm>,
+    PageForm(form): PageForm<VerifyForm>,
 ) -> Response {
     let questions: Vec<SecurityQuestion> = [&form.question_0, &form.question_1, &form.question_2]
         .iter()
@@ -350,7 +350,7 @@ pub async fn password_code(
     csrf: CsrfCookie,
     Client(client): Client,
     headers: HeaderMap,
-    Form(form): Form<CodeForm>,
+    PageForm(form): PageForm<CodeForm>,
 ) -> Response {
     if !csrf.check(&state, &headers, &form.csrf) {
         return code_page(
@@ -390,7 +390,7 @@ pub async fn password_resend(
     State(state): State<AppState>,
     csrf: CsrfCookie,
     headers: HeaderMap,
-    Form(form): Form<CodeForm>,
+    PageForm(form): PageForm<CodeForm>,
 ) -> Response {
     resend(state, csrf, headers, form, false).await
 }
@@ -399,7 +399,7 @@ pub async fn user_id_resend(
     State(state): State<AppState>,
     csrf: CsrfCookie,
     headers: HeaderMap,
-    Form(form): Form<CodeForm>,
+    PageForm(form): PageForm<CodeForm>,
 ) -> Response {
     resend(state, csrf, headers, form, true).await
 }
@@ -455,7 +455,7 @@ pub async fn password_reset(
     csrf: CsrfCookie,
     Client(client): Client,
     headers: HeaderMap,
-    Form(form): Form<ResetForm>,
+    PageForm(form): PageForm<ResetForm>,
 ) -> Response {
     let again = |status: StatusCode, errors: Vec<FieldError>| {
         let page = ResetPage {
@@ -507,7 +507,8 @@ fn user_id_page(
 ) -> Response {
     let page = UserIdPage {
         chrome: chrome(state, csrf, false),
-        email: email.to_owned(),
+        // RFC 5321 caps an address at 254 characters.
+        email: super::echo(email, 254),
         errors: Errors(errors),
     };
     csrf.apply(render(status, &page))
@@ -532,7 +533,7 @@ pub async fn user_id_start(
     mut csrf: CsrfCookie,
     Client(client): Client,
     headers: HeaderMap,
-    Form(form): Form<UserIdForm>,
+    PageForm(form): PageForm<UserIdForm>,
 ) -> Response {
     if !csrf.check(&state, &headers, &form.csrf) {
         csrf.rotate();
@@ -570,7 +571,7 @@ pub async fn user_id_code(
     csrf: CsrfCookie,
     Client(client): Client,
     headers: HeaderMap,
-    Form(form): Form<CodeForm>,
+    PageForm(form): PageForm<CodeForm>,
 ) -> Response {
     if !csrf.check(&state, &headers, &form.csrf) {
         return code_page(

@@ -1,11 +1,11 @@
 //! Creating an online account (`/register`): step 1 proves the card, step 2 chooses the
 //! User ID, password, security questions and code channel.
 
+use super::PageForm;
 use askama::Template;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use axum::Form;
 use portcullis_core::security_questions::{SecurityQuestion, QUESTIONS};
 use portcullis_core::service::Registration;
 use portcullis_core::{FieldError, ServiceError};
@@ -115,7 +115,7 @@ pub async fn verify(
     mut csrf: CsrfCookie,
     Client(client): Client,
     headers: HeaderMap,
-    Form(form): Form<CardForm>,
+    PageForm(form): PageForm<CardForm>,
 ) -> Response {
     if !csrf.check(&state, &headers, &form.csrf) {
         csrf.rotate();
@@ -227,7 +227,7 @@ pub async fn complete(
     mut csrf: CsrfCookie,
     Client(client): Client,
     headers: HeaderMap,
-    Form(form): Form<AccountForm>,
+    PageForm(form): PageForm<AccountForm>,
 ) -> Response {
     let chosen: Vec<i64> = [&form.question_0, &form.question_1, &form.question_2]
         .iter()

@@ -1,10 +1,10 @@
 //! The sign-in page (`/`).
 
+use super::PageForm;
 use askama::Template;
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::Form;
 use portcullis_core::service::{MfaChallenge, MfaMethod, SignInOutcome, SignInRequest, SignedIn};
 use portcullis_core::ServiceError;
 use secrecy::ExposeSecret;
@@ -119,13 +119,13 @@ pub async fn submit(
     mut csrf: CsrfCookie,
     Client(client): Client,
     headers: HeaderMap,
-    Form(form): Form<SignInForm>,
+    PageForm(form): PageForm<SignInForm>,
 ) -> Response {
     let again =
         |csrf: &CsrfCookie, status: StatusCode, error: Option<String>, notice: Option<String>| {
             let page = SignInPage {
                 chrome: chrome(&state, csrf, false),
-                user_id: form.user_id.trim().to_owned(),
+                user_id: super::echo_user_id(&form.user_id),
                 account_type: form.account_type.clone(),
                 notice,
                 error,
@@ -264,7 +264,7 @@ pub async fn forget_me(
     State(state): State<AppState>,
     mut csrf: CsrfCookie,
     headers: HeaderMap,
-    Form(form): Form<CsrfOnly>,
+    PageForm(form): PageForm<CsrfOnly>,
 ) -> Response {
     if !csrf.check(&state, &headers, &form.csrf) {
         csrf.rotate();
@@ -393,7 +393,7 @@ pub async fn mfa(
     mut csrf: CsrfCookie,
     Client(client): Client,
     headers: HeaderMap,
-    Form(form): Form<MfaForm>,
+    PageForm(form): PageForm<MfaForm>,
 ) -> Response {
     let remember = form.remember == "true";
     // The methods are shown again from what the challenge offered.
@@ -408,7 +408,15 @@ pub async fn mfa(
     };
     let again =
         |csrf: &CsrfCookie, status: StatusCode, notice: Option<String>, error: Option<String>| {
-            let mut page = mfa_page(&state, csrf, &view, remember, &form.user_id, notice, error);
+            let mut page = mfa_page(
+                &state,
+                csrf,
+                &view,
+                remember,
+                &super::echo_user_id(&form.user_id),
+                notice,
+                error,
+            );
             if !form.method.is_empty() {
                 page.selected = form.method.clone();
             }

@@ -10,8 +10,10 @@
 mod crash;
 mod defences;
 mod delivery;
+mod faults;
 mod import;
 mod lifecycle;
+mod limits;
 mod metrics;
 mod mfa;
 mod overload;

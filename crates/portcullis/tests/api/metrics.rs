@@ -6,7 +6,12 @@ use prometheus_parse::{Scrape, Value as Metric};
 use serde_json::{json, Value};
 
 async fn scrape(app: &TestApp) -> Scrape {
-    let res = app.client.get(app.url("/metrics")).send().await.unwrap();
+    let res = app
+        .client
+        .get(app.management_url("/metrics"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 200);
     let text = res.text().await.unwrap();
     Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).expect("valid Prometheus text")
@@ -108,3 +113,34 @@ both!(
     metrics_count_locks_and_codes_by_channel_as_they_happen,
     locks_and_codes
 );
+
+/// `/metrics` names which accounts and addresses are real: it is on the management listener
+/// only, which also answers health (so health is answered when the public cap is reached).
+#[tokio::test]
+async fn metrics_are_served_on_the_management_listener_only() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let public = app.client.get(app.url("/metrics")).send().await.unwrap();
+    assert_eq!(public.status(), 404);
+    for path in ["/metrics", "/healthz", "/readyz"] {
+        let res = app
+            .client
+            .get(app.management_url(path))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200, "{path}");
+    }
+    // The contract keeps health on the public listener too.
+    for path in ["/healthz", "/readyz"] {
+        let res = app.client.get(app.url(path)).send().await.unwrap();
+        assert_eq!(res.status(), 200, "{path}");
+    }
+    // Pages and the API are not on the management listener.
+    let res = app
+        .client
+        .get(app.management_url("/api/v1/status"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+}

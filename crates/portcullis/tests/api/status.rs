@@ -306,10 +306,16 @@ async fn assert_in_maintenance(app: &TestApp, token: &str) {
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["code"], "maintenance");
 
+    let res = app
+        .client
+        .get(app.management_url("/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "/metrics on the management listener");
     for path in [
         "/healthz",
         "/readyz",
-        "/metrics",
         "/status",
         "/api/v1/status",
         "/static/style.css",
@@ -532,7 +538,12 @@ fn check_line(line: &str) -> Option<Sample> {
 }
 
 async fn scrape(app: &TestApp) -> Vec<Sample> {
-    let res = app.client.get(app.url("/metrics")).send().await.unwrap();
+    let res = app
+        .client
+        .get(app.management_url("/metrics"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 200);
     assert!(res.headers()["content-type"]
         .to_str()

@@ -1,0 +1,111 @@
+//! Staying healthy through storage faults: the commit path, the check every connection
+//! passes before the pool hands it out again, the PostgreSQL session timeouts, and the
+//! write probe.
+//!
+//! Why the release check exists (issue 20, a full disk under SQLite): a statement that fails
+//! with `SQLITE_FULL` rolls SQLite's transaction back by itself, while sqlx still counts
+//! the connection as inside one. Its `ROLLBACK` then fails, the count stays at 1, and the
+//! next `BEGIN` on that connection becomes a `SAVEPOINT` that opens a real transaction which
+//! no `COMMIT` ever ends: the connection keeps the write lock ("database is locked" for every
+//! other writer, 5 s each) and its own writes are acknowledged but never committed. So no
+//! connection goes back to the pool unless both sqlx and the database agree it is outside a
+//! transaction; any other is closed and the pool opens a fresh one.
+
+use portcullis_core::clock::UnixTime;
+use portcullis_core::ports::{StoreError, StoreResult};
+use sqlx::{AnyConnection, Connection, Executor};
+
+use crate::sql::statements;
+use crate::{db_err, tx, Backend, SqlStore};
+
+statements! {
+    /// PostgreSQL: this connection's statement, lock and idle-in-transaction timeouts (ms).
+    SET_TIMEOUTS: postgres = "SELECT set_config('statement_timeout', $1, false), \
+        set_config('lock_timeout', $2, false), \
+        set_config('idle_in_transaction_session_timeout', $3, false)";
+    /// SQLite: fails inside a transaction; outside one it and `ROLLBACK` touch nothing.
+    SQLITE_BEGIN: sqlite = "BEGIN";
+    SQLITE_ROLLBACK: sqlite = "ROLLBACK";
+    /// This node's row of the write probe.
+    WRITE_PROBE = "INSERT INTO write_probe (node, probed_at) VALUES ($1, $2) \
+        ON CONFLICT (node) DO UPDATE SET probed_at = excluded.probed_at";
+}
+
+/// PostgreSQL timeouts set on every connection when it is made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SessionTimeouts {
+    pub statement_ms: u64,
+    pub lock_ms: u64,
+    pub idle_in_transaction_ms: u64,
+}
+
+impl Default for SessionTimeouts {
+    fn default() -> Self {
+        Self {
+            statement_ms: 5_000,
+            lock_ms: 3_000,
+            idle_in_transaction_ms: 10_000,
+        }
+    }
+}
+
+impl SessionTimeouts {
+    /// Sets the timeouts on a new PostgreSQL connection.
+    pub(crate) async fn apply(&self, conn: &mut AnyConnection) -> Result<(), sqlx::Error> {
+        sqlx::query(SET_TIMEOUTS)
+            .bind(self.statement_ms.to_string())
+            .bind(self.lock_ms.to_string())
+            .bind(self.idle_in_transaction_ms.to_string())
+            .execute(conn)
+            .await?;
+        Ok(())
+    }
+}
+
+/// What a failed commit answers: `Unavailable`, unless a constraint checked at commit time
+/// refused the write (the statement's fault, mapped as any other statement error).
+pub(crate) fn failed_commit(e: sqlx::Error) -> StoreError {
+    if let sqlx::Error::Database(db) = &e {
+        if !matches!(db.kind(), sqlx::error::ErrorKind::Other) {
+            return db_err(e);
+        }
+    }
+    tracing::warn!(error = %e, "commit failed: rolled back; the write was not made");
+    StoreError::Unavailable(format!("commit failed: {e}"))
+}
+
+/// Whether a connection may go back to the pool: it answers, and it is outside any
+/// transaction by sqlx's count and (SQLite) by the database's own state.
+pub(crate) async fn clean_for_reuse(conn: &mut AnyConnection, backend: Backend) -> bool {
+    // Runs the rollback a dropped transaction queued, then checks the count.
+    if conn.ping().await.is_err() || conn.is_in_transaction() {
+        tracing::warn!("a connection left inside a transaction was closed, not reused");
+        return false;
+    }
+    if backend == Backend::Sqlite {
+        // `BEGIN` fails inside a transaction; outside one it and `ROLLBACK` touch nothing.
+        if conn.execute(SQLITE_BEGIN).await.is_err() {
+            tracing::warn!("a SQLite connection left inside a transaction was closed, not reused");
+            return false;
+        }
+        if conn.execute(SQLITE_ROLLBACK).await.is_err() {
+            return false;
+        }
+    }
+    true
+}
+
+impl SqlStore {
+    /// A real committed write: this node's row in `write_probe`. Fails while the database
+    /// takes no writes (a full disk, a read-only file system, a lock held too long).
+    pub async fn write_probe(&self, node: &str, now: UnixTime) -> StoreResult<()> {
+        let mut tx = tx::begin(&self.pool, self.backend).await?;
+        sqlx::query(WRITE_PROBE)
+        .bind(node)
+        .bind(now.0)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        tx::commit(tx).await
+    }
+}
