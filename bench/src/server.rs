@@ -64,6 +64,8 @@ impl Setup {
             }
         }
         cmd.env("PORTCULLIS_DATABASE_URL", &self.database_url)
+            // The outbox and the throttle switched off below are not production settings.
+            .env("PORTCULLIS_MODE", "development")
             .env("PORTCULLIS_SECRETS_DIR", self.dir.join("secrets"))
             // Messages (registration) go to a file instead of failing and being retried.
             .env(

@@ -20,7 +20,7 @@ pub(crate) const SELECT_ACCOUNT: &str = "SELECT id, user_id, account_type, passw
      last_active_at, inactivity_warned_at, deactivated_at FROM online_accounts";
 
 /// A card's summary from a row whose card columns are `card_id`, `last4`, `product`,
-/// `balance`, `credit_limit`, `payment_due_date`, `minimum_due`; `None` when `card_id` is NULL
+/// `holder_name`, `balance`, `credit_limit`, `payment_due_date`, `minimum_due`; `None` when `card_id` is NULL
 /// (an account without cards, in a LEFT JOIN).
 fn card_summary(r: &AnyRow) -> StoreResult<Option<CardSummary>> {
     let Some(id) = r.try_get::<Option<i64>, _>("card_id").map_err(db_err)? else {
@@ -30,6 +30,7 @@ fn card_summary(r: &AnyRow) -> StoreResult<Option<CardSummary>> {
         id,
         last4: r.try_get("last4").map_err(db_err)?,
         product: r.try_get("product").map_err(db_err)?,
+        holder_name: r.try_get("holder_name").map_err(db_err)?,
         balance: r.try_get("balance").map_err(db_err)?,
         credit_limit: r.try_get("credit_limit").map_err(db_err)?,
         payment_due_date: r.try_get("payment_due_date").map_err(db_err)?,
@@ -188,8 +189,8 @@ impl AccountStore for SqlStore {
 
     async fn cards_for_account(&self, account_id: i64) -> StoreResult<Vec<CardSummary>> {
         let rows = sqlx::query(
-            "SELECT r.id AS card_id, r.last4, r.product, r.balance, r.credit_limit, \
-             r.payment_due_date, r.minimum_due \
+            "SELECT r.id AS card_id, r.last4, r.product, r.holder_name, r.balance, \
+             r.credit_limit, r.payment_due_date, r.minimum_due \
              FROM account_cards c JOIN registry_records r ON r.id = c.registry_record_id \
              WHERE c.account_id = $1 ORDER BY c.linked_at, r.id",
         )
@@ -212,8 +213,8 @@ impl AccountStore for SqlStore {
             "SELECT a.id, a.user_id, a.account_type, a.password_hash, a.code_channel, a.email, \
              a.phone, a.failed_count, a.locked_until, a.created_at, a.last_sign_in_at, \
              a.last_active_at, a.inactivity_warned_at, a.deactivated_at, \
-             r.id AS card_id, r.last4, r.product, r.balance, r.credit_limit, \
-             r.payment_due_date, r.minimum_due \
+             r.id AS card_id, r.last4, r.product, r.holder_name, r.balance, \
+             r.credit_limit, r.payment_due_date, r.minimum_due \
              FROM online_accounts a \
              LEFT JOIN account_cards c ON c.account_id = a.id \
              LEFT JOIN registry_records r ON r.id = c.registry_record_id \

@@ -15,6 +15,7 @@ mod error;
 mod factors;
 mod lifecycle;
 mod lockout;
+mod ops;
 mod outbox;
 mod registry;
 mod sessions;
@@ -32,6 +33,10 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, ConnectOptions, Executor};
 
 pub use error::db_err;
+pub use ops::{
+    check_sqlite_file, restrict_to_owner, sqlite_file_in_use, sync_dir, FileCheck, Holdings,
+    PoolUsage, SchemaStatus,
+};
 
 /// Which database is behind the pool.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -68,6 +73,14 @@ impl SqlStore {
     /// Connects to `url` (`sqlite://path` or `postgres://…`), creating a SQLite file and its
     /// folder when missing, and applies the migrations.
     pub async fn connect(url: &str, options: StoreOptions) -> StoreResult<Self> {
+        let store = Self::open(url, options).await?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Connects without applying migrations (checks and backups, which must not change
+    /// the database they look at).
+    pub async fn open(url: &str, options: StoreOptions) -> StoreResult<Self> {
         sqlx::any::install_default_drivers();
         let backend = if url.starts_with("sqlite:") {
             Backend::Sqlite
@@ -109,24 +122,15 @@ impl SqlStore {
             });
         }
         let pool = pool.connect_with(connect_options).await.map_err(db_err)?;
-        let store = Self {
+        Ok(Self {
             pool,
             backend,
             outbox_seal: None,
-        };
-        store.migrate().await?;
-        Ok(store)
+        })
     }
 
     async fn migrate(&self) -> StoreResult<()> {
-        let result = match self.backend {
-            Backend::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&self.pool).await,
-            Backend::Postgres => {
-                sqlx::migrate!("./migrations/postgres")
-                    .run(&self.pool)
-                    .await
-            }
-        };
+        let result = ops::migrator(self.backend).run(&self.pool).await;
         result.map_err(|e| {
             portcullis_core::ports::StoreError::Internal(format!("migration failed: {e}"))
         })

@@ -567,7 +567,9 @@ impl RealServer {
                 dir.path().join("outbox.jsonl"),
             );
         } else {
-            cmd.env_remove("PORTCULLIS_NOTIFY_OUTBOX_FILE");
+            // Production mode (the default without --demo) needs a public URL.
+            cmd.env_remove("PORTCULLIS_NOTIFY_OUTBOX_FILE")
+                .env("PORTCULLIS_PUBLIC_URL", "http://localhost");
         }
         for (k, v) in env {
             cmd.env(k, v);

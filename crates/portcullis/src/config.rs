@@ -41,6 +41,11 @@ pub struct Config {
     pub status: StatusConfig,
     pub inactivity: InactivityConfig,
     pub theme: ThemeConfig,
+    // Operating it (issue 18): the mode's start-up checks and the log format.
+    /// `production` (the default without `--demo`), `development` or `demo` (what `--demo`
+    /// turns on); unset means "production, or demo with `--demo`". See [`crate::mode`].
+    pub mode: Option<Mode>,
+    pub log: LogConfig,
 }
 
 impl Default for Config {
@@ -65,6 +70,45 @@ impl Default for Config {
             status: StatusConfig::default(),
             inactivity: InactivityConfig::default(),
             theme: ThemeConfig::default(),
+            mode: None,
+            log: LogConfig::default(),
+        }
+    }
+}
+
+/// What the service is run for; production refuses settings that are only safe in a demo
+/// or on a developer's machine (see [`crate::mode`]).
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    Production,
+    Development,
+    Demo,
+}
+
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Production => "production",
+            Self::Development => "development",
+            Self::Demo => "demo",
+        })
+    }
+}
+
+/// How log lines are written on standard error.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `auto` (readable lines when standard error is a terminal, JSON lines otherwise),
+    /// `json` or `text`. `RUST_LOG` still chooses what is logged.
+    pub format: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: "auto".into(),
         }
     }
 }
@@ -542,6 +586,8 @@ pub const KEYS: &[(&str, &str)] = &[
     ("theme", "brand_ink"),
     ("theme", "brand_dark"),
     ("theme", "brand_ink_dark"),
+    ("", "mode"),
+    ("log", "format"),
 ];
 
 pub fn env_name(section: &str, key: &str) -> String {
@@ -631,6 +677,12 @@ impl Config {
         }
         self.notify.validate()?;
         self.theme.theme()?;
+        if !matches!(self.log.format.as_str(), "auto" | "json" | "text") {
+            bail!(
+                "log.format must be auto, json or text, not {:?}",
+                self.log.format
+            );
+        }
         Ok(())
     }
 

@@ -4,8 +4,11 @@
 pub mod admin;
 pub mod app;
 pub mod config;
+pub mod db;
 pub mod demo;
 pub mod gen;
 pub mod import;
 pub mod inactivity;
+pub mod mode;
 pub mod status;
+pub mod telemetry;

@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use portcullis::config::Config;
-use portcullis::{admin, app, demo, import, inactivity, status};
+use portcullis::config::{Config, Mode};
+use portcullis::{admin, app, db, demo, import, inactivity, mode, status, telemetry};
 use portcullis_core::clock::SystemClock;
 use portcullis_core::service::SupportScope;
 use tokio::net::TcpListener;
@@ -63,6 +63,28 @@ enum Command {
         #[command(subcommand)]
         command: StatusCommand,
     },
+    /// Backups, restores and checks of the database.
+    Db {
+        #[command(subcommand)]
+        command: DbCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum DbCommand {
+    /// Copy a SQLite database to FILE while the service runs (consistent: one moment);
+    /// for PostgreSQL, print the pg_dump and base-backup commands.
+    Backup { file: PathBuf },
+    /// Restore a SQLite backup into database_url, with the service stopped; checks it first.
+    Restore {
+        file: PathBuf,
+        /// Move an existing database aside (never deleted) and restore in its place.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Check the database: schema version against this binary, integrity and foreign keys,
+    /// the audit chain under the registry key, the keys in secrets_dir. Changes nothing.
+    Check,
 }
 
 #[derive(Subcommand)]
@@ -218,32 +240,62 @@ fn load_config(cli: &Cli) -> anyhow::Result<Config> {
     Ok(config)
 }
 
+/// The configuration for a one-shot command, with logging at `error` (its answer is on
+/// standard output and its refusals on standard error; the service's warnings about its
+/// configuration belong to `serve` and `validate-config`).
+fn command_config(cli: &Cli) -> anyhow::Result<Config> {
+    let config = load_config(cli)?;
+    telemetry::init(&config.log.format, "error");
+    Ok(config)
+}
+
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
         Command::Serve { demo, listen } => {
-            init_tracing();
             let mut config = load_config(&cli)?;
+            telemetry::init(&config.log.format, "info,sqlx=warn");
             if let Some(listen) = listen {
                 config.listen = listen.clone();
             }
-            if *demo {
-                if config.database_url == Config::default().database_url
-                    && cli.database_url.is_none()
-                {
-                    config.database_url = "sqlite://./portcullis-data/demo.db".into();
+            let mode = mode::effective(&config, *demo)?;
+            match mode {
+                Mode::Production => {
+                    let problems = mode::production_problems(&config);
+                    if !problems.is_empty() {
+                        eprintln!(
+                            "error: production mode refuses this configuration \
+                             (`portcullis validate-config` lists the same):"
+                        );
+                        for problem in &problems {
+                            eprintln!("  - {problem}");
+                        }
+                        eprintln!(
+                            "For a demo run `portcullis serve --demo`; for tests and \
+                             benchmarks set mode = \"development\" (docs/operations.md)."
+                        );
+                        return Ok(ExitCode::FAILURE);
+                    }
                 }
-                if config.notify.outbox_file.is_none() {
-                    config.notify.outbox_file =
-                        Some(PathBuf::from("./portcullis-data/outbox.jsonl"));
+                Mode::Demo => {
+                    if config.database_url == Config::default().database_url
+                        && cli.database_url.is_none()
+                    {
+                        config.database_url = "sqlite://./portcullis-data/demo.db".into();
+                    }
+                    if config.notify.outbox_file.is_none() {
+                        config.notify.outbox_file =
+                            Some(PathBuf::from("./portcullis-data/outbox.jsonl"));
+                    }
                 }
+                Mode::Development => {}
             }
-            serve(config, *demo).await?;
+            serve(config, mode).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Registry {
             command: RegistryCommand::Import { file },
         } => {
-            let config = load_config(&cli)?;
+            let config = command_config(&cli)?;
             let built = app::build(&config, Arc::new(SystemClock), false).await?;
             match import::import_file(built.store.as_ref(), built.app.keys(), file).await {
                 Ok(report) => {
@@ -261,7 +313,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Admin { command } => {
-            let config = load_config(&cli)?;
+            let config = command_config(&cli)?;
             let built = app::build(&config, Arc::new(SystemClock), false).await?;
             let actor = admin::cli_actor();
             let result = match command {
@@ -296,12 +348,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Audit {
             command: AuditCommand::Verify,
         } => {
-            let config = load_config(&cli)?;
+            let config = command_config(&cli)?;
             let built = app::build(&config, Arc::new(SystemClock), false).await?;
             admin::verify_audit(&built.app, &admin::cli_actor()).await
         }
         Command::Status { command } => {
-            let config = load_config(&cli)?;
+            let config = command_config(&cli)?;
             let built = app::build(&config, Arc::new(SystemClock), false).await?;
             let actor = admin::cli_actor();
             let app = &built.app;
@@ -338,8 +390,16 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 },
             }
         }
+        Command::Db { command } => {
+            let config = command_config(&cli)?;
+            match command {
+                DbCommand::Backup { file } => db::backup(&config, file).await,
+                DbCommand::Restore { file, force } => db::restore(&config, file, *force).await,
+                DbCommand::Check => db::check_database(&config).await,
+            }
+        }
         Command::ValidateConfig => {
-            let config = load_config(&cli)?;
+            let config = command_config(&cli)?;
             println!("configuration is valid");
             println!("database_url = {}", app::redact_url(&config.database_url));
             println!("listen = {}", config.listen);
@@ -350,27 +410,52 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
+async fn serve(mut config: Config, mode: Mode) -> anyhow::Result<()> {
+    let demo = mode == Mode::Demo;
+    // Bound first, so the demo's public URL carries the real port (`--listen …:0` too).
+    let listener = TcpListener::bind(&config.listen)
+        .await
+        .with_context(|| format!("listening on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    // Browsers offer passkeys only on a host name, never on an IP address: the demo is
+    // `http://localhost:PORT`, whatever address it listens on.
+    let local = format!("http://localhost:{}", addr.port());
+    if demo && config.public_url.is_none() {
+        config.public_url = Some(local.clone());
+    }
     let built = app::build(&config, Arc::new(SystemClock), demo).await?;
     if demo {
         demo::load(built.store.as_ref(), built.app.keys())
             .await
             .context("loading the demo registry")?;
-    }
-    let listener = TcpListener::bind(&config.listen)
-        .await
-        .with_context(|| format!("listening on {}", config.listen))?;
-    let addr = listener.local_addr()?;
-    println!("Portcullis is running at http://{addr}/");
-    if demo {
-        println!("Demo mode: notifications go to the outbox at http://{addr}/demo/outbox");
-        println!("Demo cards (create an online account at http://{addr}/register):");
-        for card in demo::DEMO_CARDS.iter().take(2) {
-            println!(
-                "  {:<9} card number {}  card ID {}  ({}, {})",
-                card.account_type, card.number, card.verification, card.holder, card.product
-            );
+        println!("Portcullis is running at {local}/");
+        let public = config.policies().public_url;
+        if public != local {
+            println!("(public URL {public}, set in the configuration)");
         }
+        if !addr.ip().is_loopback() {
+            println!("(listening on {addr})");
+        }
+        let outbox = config
+            .notify
+            .outbox_file
+            .as_deref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        println!(
+            "Demo mode: every email and text message goes to the outbox, at \
+             {local}/demo/outbox and in {outbox}"
+        );
+        println!(
+            "Demo cards, one of each account type (create an online account at \
+             {local}/register):"
+        );
+        for card in demo::one_of_each_type() {
+            println!("  {}", card.describe());
+        }
+    } else {
+        println!("Portcullis is running at http://{addr}/");
+        tracing::info!(%mode, public_url = %config.policies().public_url, "serving");
     }
     let delivery = built.delivery.spawn();
     let job = config.inactivity.enabled.then(|| {
@@ -412,17 +497,4 @@ async fn shutdown_signal() {
         () = term => {},
     }
     tracing::info!("shutting down: finishing requests in flight");
-}
-
-fn init_tracing() {
-    use tracing_subscriber::EnvFilter;
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(filter)
-        .with_current_span(true)
-        .with_span_list(false)
-        .with_writer(std::io::stderr)
-        .init();
 }
