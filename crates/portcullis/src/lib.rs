@@ -12,3 +12,4 @@ pub mod inactivity;
 pub mod mode;
 pub mod status;
 pub mod telemetry;
+pub mod validate;

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use portcullis::config::{Config, Mode};
-use portcullis::{admin, app, db, demo, import, inactivity, mode, status, telemetry};
+use portcullis::{
+    admin, app, db, demo, import, inactivity, mode, status, telemetry, validate,
+};
 use portcullis_core::clock::SystemClock;
 use portcullis_core::service::SupportScope;
 use tokio::net::TcpListener;
@@ -56,7 +58,9 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
-    /// Check the configuration and print it (secrets are files and are not printed).
+    /// Check the configuration before a (re)start: production mode's refusals, the secrets
+    /// folder, the files it names, the database and its schema. Changes nothing; exit
+    /// status 1 listing every problem.
     ValidateConfig,
     /// The status page: incidents, planned maintenance and maintenance mode.
     Status {
@@ -400,12 +404,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::ValidateConfig => {
             let config = command_config(&cli)?;
-            println!("configuration is valid");
-            println!("database_url = {}", app::redact_url(&config.database_url));
-            println!("listen = {}", config.listen);
-            println!("secrets_dir = {}", config.secrets_dir.display());
-            println!("password.profile = {}", config.password.profile);
-            Ok(ExitCode::SUCCESS)
+            validate::run(&config).await
         }
     }
 }
