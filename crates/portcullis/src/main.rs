@@ -8,9 +8,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use portcullis::config::{Config, Mode};
-use portcullis::{
-    admin, app, db, demo, import, inactivity, mode, status, telemetry, validate,
-};
+use portcullis::{admin, app, db, demo, import, inactivity, mode, status, telemetry, validate};
 use portcullis_core::clock::SystemClock;
 use portcullis_core::service::SupportScope;
 use tokio::net::TcpListener;

@@ -48,7 +48,10 @@ pub async fn findings(config: &Config) -> Findings {
         ));
     }
     for (key, path) in [
-        ("notify.smtp_password_file", &config.notify.smtp_password_file),
+        (
+            "notify.smtp_password_file",
+            &config.notify.smtp_password_file,
+        ),
         (
             "notify.sms_auth_header_file",
             &config.notify.sms_auth_header_file,
@@ -88,7 +91,11 @@ pub async fn findings(config: &Config) -> Findings {
              of a deployment needs the same files.",
             config.secrets_dir.display(),
             missing_keys.join(", "),
-            if missing_keys.len() == 1 { "it" } else { "them" }
+            if missing_keys.len() == 1 {
+                "it"
+            } else {
+                "them"
+            }
         ));
     }
     f

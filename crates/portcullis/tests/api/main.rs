@@ -14,6 +14,7 @@ mod import;
 mod lifecycle;
 mod metrics;
 mod mfa;
+mod operations;
 mod overload;
 mod pages;
 mod races;
