@@ -122,7 +122,7 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>, demo: bool) -> anyhow
             .clone()
             .map(|o| Arc::new(OutboxAdapter(o)) as Arc<dyn DemoOutbox>),
         status: Default::default(),
-        metrics: Default::default(),
+        metrics: database_pool_metrics(&store),
         maintenance: Default::default(),
         delivery: Some(delivery_source(delivery.stats())),
     };
@@ -169,6 +169,17 @@ async fn refuse_new_keys_for_old_data(config: &Config, store: &SqlStore) -> anyh
         config.secrets_dir.display(),
         missing.join(" or ")
     )
+}
+
+/// `/metrics`' counters, reading the database pool's use from `store`.
+fn database_pool_metrics(store: &Arc<SqlStore>) -> Arc<portcullis_web::metrics::Metrics> {
+    let metrics = Arc::new(portcullis_web::metrics::Metrics::default());
+    let store = store.clone();
+    metrics.set_database_pool(Box::new(move || {
+        let u = store.pool_usage();
+        (u.open, u.idle, u.max)
+    }));
+    metrics
 }
 
 /// The delivery worker's counters, as the status prober and `/metrics` read them.

@@ -94,11 +94,44 @@ async fn locks_and_codes(backend: Backend) {
         counter(&after, codes, sms),
         counter(&before, codes, sms) + 1.0
     );
+    // RED per route: the eight refused sign-ins are 4xx answers of the sign-in route.
+    let refused = after
+        .samples
+        .iter()
+        .find(|s| {
+            s.metric == "portcullis_http_requests_total"
+                && s.labels.get("route") == Some("/api/v1/sessions")
+                && s.labels.get("method") == Some("POST")
+                && s.labels.get("status_class") == Some("4xx")
+        })
+        .map(|s| match s.value {
+            Metric::Counter(v) => v,
+            ref other => panic!("not a counter: {other:?}"),
+        });
+    assert!(refused.is_some_and(|n| n >= 8.0), "{refused:?}");
+    // The database pool: this node holds at least the connection that answered.
+    let pool = |state: &str| {
+        after
+            .samples
+            .iter()
+            .find(|s| {
+                s.metric == "portcullis_db_pool_connections" && s.labels.get("state") == Some(state)
+            })
+            .map(|s| match s.value {
+                Metric::Gauge(v) => v,
+                ref other => panic!("not a gauge: {other:?}"),
+            })
+            .unwrap_or_else(|| panic!("portcullis_db_pool_connections{{state={state:?}}}"))
+    };
+    assert!(pool("in_use") + pool("idle") >= 1.0);
     // Every family the document declares parsed (histograms included).
     for family in [
         "portcullis_sign_ins_total",
         "portcullis_outbox_pending",
         "portcullis_http_request_duration_seconds",
+        "portcullis_http_requests_total",
+        "portcullis_hash_refusals_total",
+        "portcullis_db_pool_max_connections",
     ] {
         assert!(
             after.samples.iter().any(|s| s.metric == family),
