@@ -143,3 +143,80 @@ both!(
     metrics_count_locks_and_codes_by_channel_as_they_happen,
     locks_and_codes
 );
+
+/// The names `/metrics` declares (`# TYPE` lines), with a histogram's three series.
+fn declared(text: &str) -> std::collections::BTreeSet<String> {
+    let mut names = std::collections::BTreeSet::new();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix("# TYPE ") else {
+            continue;
+        };
+        let mut parts = rest.split_whitespace();
+        let (Some(name), Some(kind)) = (parts.next(), parts.next()) else {
+            continue;
+        };
+        names.insert(name.to_owned());
+        if kind == "histogram" {
+            for suffix in ["_bucket", "_sum", "_count"] {
+                names.insert(format!("{name}{suffix}"));
+            }
+        }
+    }
+    names
+}
+
+/// Every `portcullis_…` name in a file.
+fn referenced(text: &str) -> std::collections::BTreeSet<String> {
+    let mut names = std::collections::BTreeSet::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("portcullis_") {
+        let tail = &rest[at..];
+        let end = tail
+            .find(|c: char| !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'))
+            .unwrap_or(tail.len());
+        names.insert(tail[..end].to_owned());
+        rest = &tail[end..];
+    }
+    names
+}
+
+/// The alert rules and the dashboard in deploy/ name only metrics the service exports, so
+/// a renamed metric cannot silently blind an alert.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploy_files_name_only_metrics_the_service_exports() {
+    let Some(app) = spawn_app(Backend::Sqlite).await else {
+        return;
+    };
+    let text = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let exported = declared(&text);
+    let deploy = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy");
+    let files = [
+        "prometheus/portcullis-alerts.yml",
+        "prometheus/portcullis-alerts.test.yml",
+        "grafana/portcullis-dashboard.json",
+    ];
+    let mut checked = 0;
+    for file in files {
+        let body = std::fs::read_to_string(deploy.join(file)).unwrap();
+        for name in referenced(&body) {
+            // The scrape job's name and the dashboard's uid are not metrics.
+            if name == "portcullis_" || !name.contains('_') || name.ends_with('_') {
+                continue;
+            }
+            assert!(
+                exported.contains(&name),
+                "{file} names {name}, which /metrics does not export"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 15, "only {checked} names were checked");
+}
