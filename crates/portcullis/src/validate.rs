@@ -191,3 +191,47 @@ pub async fn run(config: &Config) -> anyhow::Result<ExitCode> {
         Ok(ExitCode::FAILURE)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{env_name, Config, KEYS};
+
+    /// The sample configuration the Debian package installs.
+    const SAMPLE: &str = include_str!("../../../deploy/portcullis.toml");
+
+    #[test]
+    fn the_sample_configuration_documents_every_key_and_loads() {
+        let mut section = String::new();
+        let mut found = std::collections::BTreeSet::new();
+        for raw in SAMPLE.lines() {
+            let line = raw.trim_start_matches('#').trim();
+            // Sections are never commented out (a commented one is an example).
+            if let Some(name) = raw.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+                section = name.to_owned();
+            } else if let Some((key, _)) = line.split_once(" = ") {
+                if key.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
+                    found.insert((section.clone(), key.to_owned()));
+                }
+            }
+        }
+        for (s, k) in KEYS {
+            assert!(
+                found.contains(&(s.to_string(), k.to_string())),
+                "deploy/portcullis.toml does not document {} ({})",
+                if s.is_empty() {
+                    k.to_string()
+                } else {
+                    format!("{s}.{k}")
+                },
+                env_name(s, k)
+            );
+        }
+        let table: toml::Table = SAMPLE.parse().unwrap();
+        let config: Config = toml::Value::Table(table).try_into().unwrap();
+        config.validate().unwrap();
+        assert_eq!(
+            config.secrets_dir.to_str(),
+            Some("/var/lib/portcullis/secrets")
+        );
+    }
+}
