@@ -46,6 +46,7 @@ pub struct Config {
     /// turns on); unset means "production, or demo with `--demo`". See [`crate::mode`].
     pub mode: Option<Mode>,
     pub log: LogConfig,
+    pub telemetry: TelemetryConfig,
 }
 
 impl Default for Config {
@@ -72,6 +73,7 @@ impl Default for Config {
             theme: ThemeConfig::default(),
             mode: None,
             log: LogConfig::default(),
+            telemetry: TelemetryConfig::default(),
         }
     }
 }
@@ -103,6 +105,15 @@ pub struct LogConfig {
     /// `auto` (readable lines when standard error is a terminal, JSON lines otherwise),
     /// `json` or `text`. `RUST_LOG` still chooses what is logged.
     pub format: String,
+}
+
+/// OpenTelemetry traces (builds with the `otel` feature; see [`crate::telemetry`]).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    /// Where spans go, over OTLP/HTTP (protobuf), e.g. `http://127.0.0.1:4318/v1/traces`
+    /// (a collector on the host); unset: no traces.
+    pub otlp_endpoint: Option<String>,
 }
 
 impl Default for LogConfig {
@@ -588,6 +599,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("theme", "brand_ink_dark"),
     ("", "mode"),
     ("log", "format"),
+    ("telemetry", "otlp_endpoint"),
 ];
 
 pub fn env_name(section: &str, key: &str) -> String {
@@ -677,6 +689,14 @@ impl Config {
         }
         self.notify.validate()?;
         self.theme.theme()?;
+        if let Some(url) = &self.telemetry.otlp_endpoint {
+            if !url.starts_with("http://") {
+                bail!(
+                    "telemetry.otlp_endpoint must be an http:// address of a collector on this \
+                     host or network (OTLP over HTTP; the collector forwards with TLS), not {url:?}"
+                );
+            }
+        }
         if !matches!(self.log.format.as_str(), "auto" | "json" | "text") {
             bail!(
                 "log.format must be auto, json or text, not {:?}",

@@ -247,7 +247,8 @@ fn load_config(cli: &Cli) -> anyhow::Result<Config> {
 /// configuration belong to `serve` and `validate-config`).
 fn command_config(cli: &Cli) -> anyhow::Result<Config> {
     let config = load_config(cli)?;
-    telemetry::init(&config.log.format, "error");
+    // Traces are for the service; a one-shot command exports none.
+    let _ = telemetry::init(&config.log.format, "error", None);
     Ok(config)
 }
 
@@ -255,7 +256,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
         Command::Serve { demo, listen } => {
             let mut config = load_config(&cli)?;
-            telemetry::init(&config.log.format, "info,sqlx=warn");
+            // Held until the service stops: dropping it sends the last buffered spans.
+            let _telemetry = telemetry::init(
+                &config.log.format,
+                "info,sqlx=warn",
+                config.telemetry.otlp_endpoint.as_deref(),
+            )?;
             if let Some(listen) = listen {
                 config.listen = listen.clone();
             }

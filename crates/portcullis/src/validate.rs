@@ -36,6 +36,13 @@ pub async fn findings(config: &Config) -> Findings {
         f.problems.extend(mode::production_problems(config));
         f.notes.extend(mode::production_notes(config));
     }
+    if config.telemetry.otlp_endpoint.is_some() && !crate::telemetry::TRACES_BUILT_IN {
+        f.problems.push(
+            "telemetry.otlp_endpoint is set, but this build has no OpenTelemetry support \
+             (build with --features otel, or unset it)"
+                .into(),
+        );
+    }
     let listen_ok = config.listen.parse::<std::net::SocketAddr>().is_ok()
         || config
             .listen
