@@ -7,6 +7,7 @@
     clippy::indexing_slicing
 )]
 
+mod backup;
 mod crash;
 mod defences;
 mod delivery;
