@@ -64,6 +64,8 @@ impl Setup {
             }
         }
         cmd.env("PORTCULLIS_DATABASE_URL", &self.database_url)
+            // The outbox and the throttle switched off below are not production settings.
+            .env("PORTCULLIS_MODE", "development")
             .env("PORTCULLIS_SECRETS_DIR", self.dir.join("secrets"))
             // Each run's own management port: runs may overlap.
             .env("PORTCULLIS_MANAGEMENT_LISTEN", "127.0.0.1:0")

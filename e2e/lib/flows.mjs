@@ -6,11 +6,11 @@ import { randomBytes } from 'node:crypto';
 
 /** The demo registry `portcullis serve --demo` loads. One card can hold one online account. */
 export const CARDS = {
-  ann: { accountType: 'personal', number: '378282246310005', verification: '1234', product: 'Platinum Card', last4: '0005' },
-  ben: { accountType: 'personal', number: '371449635398431', verification: '5678', product: 'Gold Card', last4: '8431' },
+  ann: { accountType: 'personal', number: '378282246310005', verification: '1234', product: 'Platinum Card', last4: '0005', holder: 'Ann Example' },
+  ben: { accountType: 'personal', number: '371449635398431', verification: '5678', product: 'Gold Card', last4: '8431', holder: 'Ben Sample' },
   // Ann's second card (same holder): for "link another card".
-  annBlue: { accountType: 'personal', number: '5555555555554444', verification: '321', product: 'Blue Cash Card', last4: '4444' },
-  shop: { accountType: 'merchant', number: '1234567890', verification: 'SHOP42' },
+  annBlue: { accountType: 'personal', number: '5555555555554444', verification: '321', product: 'Blue Cash Card', last4: '4444', holder: 'Ann Example' },
+  shop: { accountType: 'merchant', number: '1234567890', verification: 'SHOP42', holder: 'Corner Coffee Ltd' },
 };
 
 /** A User ID no other test uses (6–32 of letters, digits and . _ - @). */

@@ -14,7 +14,7 @@ export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)
 
 const STARTUP_TIMEOUT_MS = 20_000;
 const SHUTDOWN_TIMEOUT_MS = 10_000;
-const RUNNING_LINE = /^Portcullis is running at (http:\/\/127\.0\.0\.1:\d+)\/\s*$/;
+const RUNNING_LINE = /^Portcullis is running at (http:\/\/localhost:\d+)\/\s*$/;
 
 function serverBinary() {
   const bin = process.env.PORTCULLIS_BIN ?? path.join(repoRoot, 'target', 'debug', 'portcullis');

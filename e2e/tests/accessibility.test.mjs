@@ -78,7 +78,7 @@ for (const vp of VIEWPORTS) {
 
     await page.goto(s.url('/'));
     await signIn(page, userId, PASSWORD);
-    await check('account', `Welcome, ${userId}`);
+    await check('account', `Welcome, ${CARDS.ann.holder}`);
     await page.goto(s.url('/security'));
     await check('security', 'Security');
     await page.goto(s.url('/demo/outbox'));

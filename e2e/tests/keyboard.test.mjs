@@ -46,7 +46,7 @@ for (const vp of VIEWPORTS) {
     let r = await navigate(page, () => page.keyboard.press('Space'));
     assert.equal(pathOf(page), '/account');
     assert.equal(r.status(), 200);
-    assert.equal(await heading(page), `Welcome, ${userId}`);
+    assert.equal(await heading(page), `Welcome, ${CARDS.ann.holder}`);
     await s.shot('c-account');
 
     await tabTo(page, 'the Security link in the header', byText('a', 'Security'));

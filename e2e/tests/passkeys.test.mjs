@@ -61,7 +61,7 @@ for (const vp of VIEWPORTS) {
     await s.shot('i-signin-with-passkey');
     r = await navigate(page, () => passkeyButton.click());
     assert.equal(pathOf(page), '/account', await page.locator('main').innerText());
-    assert.equal(await heading(page), `Welcome, ${userId}`);
+    assert.equal(await heading(page), `Welcome, ${CARDS.ann.holder}`);
 
     // Sign out; a password sign-in now asks for the passkey as the second step.
     await navigate(page, () => nav.getByRole('button', { name: 'Sign out' }).click());

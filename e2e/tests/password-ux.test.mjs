@@ -167,7 +167,7 @@ for (const vp of VIEWPORTS) {
     assert.equal(await page.locator('button.reveal[aria-controls=password]').count(), 1, 'sign-in has the button too');
     const signedIn = await signIn(page, userId, PASSWORD);
     assert.equal(signedIn.status(), 200);
-    assert.equal(await heading(page), `Welcome, ${userId}`);
+    assert.equal(await heading(page), `Welcome, ${CARDS.ann.holder}`);
   });
 
   test(`j. security page: the checklist knows the User ID; change the password after showing it [${vp.name}]`, async (t) => {

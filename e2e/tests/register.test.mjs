@@ -52,7 +52,7 @@ for (const vp of VIEWPORTS) {
     r = await signIn(page, userId, PASSWORD);
     assert.equal(pathOf(page), '/account');
     assert.equal(r.status(), 200);
-    assert.equal(await heading(page), `Welcome, ${userId}`);
+    assert.equal(await heading(page), `Welcome, ${CARDS.ann.holder}`);
     const cardArticle = page.locator('article.card', { hasText: card.product });
     assert.equal(await cardArticle.count(), 1, 'the account home shows the Platinum Card once');
     assert.match(await cardArticle.locator('h3').innerText(), new RegExp(`${card.product}\\s+ending ${card.last4}`));

@@ -187,6 +187,8 @@ struct Inner {
     busy: Arc<AtomicUsize>,
     /// Places reserved: jobs queued or being hashed, and places held for a job to come.
     in_flight: AtomicUsize,
+    /// Jobs refused because every place was taken (answered 503), since start.
+    refused: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for HashPool {
@@ -241,6 +243,7 @@ impl HashPool {
                 queue,
                 busy,
                 in_flight: AtomicUsize::new(0),
+                refused: std::sync::atomic::AtomicU64::new(0),
             }),
         })
     }
@@ -272,6 +275,16 @@ impl HashPool {
         self.inner.in_flight.load(Ordering::Acquire)
     }
 
+    /// Jobs refused since start because every place was taken (`/metrics`).
+    pub fn refusals(&self) -> u64 {
+        self.inner.refused.load(Ordering::Relaxed)
+    }
+
+    fn refuse(&self) -> HashError {
+        self.inner.refused.fetch_add(1, Ordering::Relaxed);
+        HashError::Overloaded
+    }
+
     /// Reserves a place for one job, or answers [`HashError::Overloaded`] at once when all
     /// `workers + queue` places are taken. Costs two atomic operations: call it before any
     /// other work a refused request would waste.
@@ -282,7 +295,7 @@ impl HashPool {
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                 (n < capacity).then_some(n + 1)
             })
-            .map_err(|_| HashError::Overloaded)?;
+            .map_err(|_| self.refuse())?;
         Ok(Slot { pool: self.clone() })
     }
 
@@ -312,7 +325,7 @@ impl HashPool {
     fn submit(&self, job: Job) -> Result<(), HashError> {
         match self.inner.tx.try_send(job) {
             Ok(()) => Ok(()),
-            Err(TrySendError::Full(_)) => Err(HashError::Overloaded),
+            Err(TrySendError::Full(_)) => Err(self.refuse()),
             Err(TrySendError::Disconnected(_)) => Err(HashError::Stopped),
         }
     }
@@ -625,6 +638,7 @@ mod tests {
         // Full: refused at once, before any hashing, and so is a job that did not reserve.
         assert!(matches!(pool.reserve(), Err(HashError::Overloaded)));
         assert!(matches!(pool.hash(b"x").await, Err(HashError::Overloaded)));
+        assert_eq!(pool.refusals(), 2, "each refusal is counted");
         // An unused place is given back when dropped.
         drop(b);
         assert_eq!(pool.in_flight(), 1);

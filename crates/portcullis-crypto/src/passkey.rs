@@ -69,10 +69,18 @@ impl PasskeyRp {
     /// host. `any_port` accepts the origin's host on any port (local development).
     pub fn new(origin: &str, rp_name: &str, any_port: bool) -> Result<Self, PasskeyError> {
         let url = Url::parse(origin).map_err(|e| PasskeyError::Config(e.to_string()))?;
+        // Checked here rather than left to webauthn-rs, which logs an ERROR of its own for
+        // an IP address before refusing it.
         let rp_id = url
             .host_str()
             .ok_or_else(|| PasskeyError::Config("the public URL has no host".into()))?
             .to_owned();
+        if rp_id.starts_with('[') || rp_id.parse::<std::net::IpAddr>().is_ok() {
+            return Err(PasskeyError::Config(format!(
+                "the public URL's host {rp_id} is an IP address; browsers offer passkeys only \
+                 on a host name (set public_url, e.g. http://localhost:8080)"
+            )));
+        }
         let webauthn = WebauthnBuilder::new(&rp_id, &url)
             .map_err(|e| PasskeyError::Config(e.to_string()))?
             .rp_name(rp_name)
@@ -253,5 +261,17 @@ mod tests {
         assert!(rp.finish_registration("{}", &started.state_json).is_err());
         assert!(rp.identify("not json").is_err());
         assert!(PasskeyRp::new("not a url", "x", false).is_err());
+    }
+
+    #[test]
+    fn an_ip_address_is_refused_with_the_reason() {
+        for origin in [
+            "http://127.0.0.1:8080",
+            "http://[::1]:8080",
+            "https://10.0.0.1",
+        ] {
+            let err = PasskeyRp::new(origin, "x", true).unwrap_err().to_string();
+            assert!(err.contains("is an IP address"), "{origin}: {err}");
+        }
     }
 }

@@ -46,6 +46,27 @@ pub fn load_or_create_key(dir: &Path, name: &str) -> Result<Zeroizing<[u8; 32]>,
     }
 }
 
+/// Reads the key `name` from `dir` without creating anything: `None` when the file is
+/// missing (checks and restores must not mint a key that the data was not written under).
+pub fn load_existing_key(
+    dir: &Path,
+    name: &str,
+) -> Result<Option<Zeroizing<[u8; 32]>>, SecretsError> {
+    let path = dir.join(name);
+    match fs::read_to_string(&path) {
+        Ok(text) => parse_key(text.trim())
+            .map(Some)
+            .ok_or_else(|| SecretsError::Malformed {
+                path: path.display().to_string(),
+            }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(SecretsError::Io {
+            path: path.display().to_string(),
+            source,
+        }),
+    }
+}
+
 fn parse_key(text: &str) -> Option<Zeroizing<[u8; 32]>> {
     let mut key = Zeroizing::new([0u8; 32]);
     hex::decode_to_slice(text, key.as_mut()).ok()?;
@@ -120,6 +141,26 @@ mod tests {
         fs::write(dir.path().join("k"), "not hex").unwrap();
         assert!(matches!(
             load_or_create_key(dir.path(), "k"),
+            Err(SecretsError::Malformed { .. })
+        ));
+    }
+
+    #[test]
+    fn an_existing_key_is_read_and_a_missing_one_is_not_made() {
+        let dir = tempfile::tempdir().unwrap();
+        let secrets = dir.path().join("secrets");
+        assert!(load_existing_key(&secrets, "registry.key")
+            .unwrap()
+            .is_none());
+        assert!(!secrets.exists(), "nothing was created");
+        let made = load_or_create_key(&secrets, "registry.key").unwrap();
+        let read = load_existing_key(&secrets, "registry.key")
+            .unwrap()
+            .unwrap();
+        assert_eq!(*made, *read);
+        fs::write(secrets.join("bad.key"), "zz").unwrap();
+        assert!(matches!(
+            load_existing_key(&secrets, "bad.key"),
             Err(SecretsError::Malformed { .. })
         ));
     }

@@ -58,8 +58,8 @@ macro_rules! account_columns {
 /// The card columns of a card summary, in [`CardRecord`]'s names.
 macro_rules! card_columns {
     () => {
-        "r.id AS card_id, r.last4, r.product, r.balance, r.credit_limit, r.payment_due_date, \
-         r.minimum_due"
+        "r.id AS card_id, r.last4, r.product, r.holder_name, r.balance, r.credit_limit, \
+         r.payment_due_date, r.minimum_due"
     };
 }
 
@@ -197,6 +197,7 @@ struct CardRecord {
     card_id: i64,
     last4: String,
     product: String,
+    holder_name: String,
     balance: Option<i64>,
     credit_limit: Option<i64>,
     payment_due_date: Option<String>,
@@ -209,6 +210,7 @@ impl From<CardRecord> for CardSummary {
             id: r.card_id,
             last4: r.last4,
             product: r.product,
+            holder_name: r.holder_name,
             balance: r.balance,
             credit_limit: r.credit_limit,
             payment_due_date: r.payment_due_date,
@@ -225,6 +227,7 @@ struct HomeRecord {
     card_id: Option<i64>,
     last4: Option<String>,
     product: Option<String>,
+    holder_name: Option<String>,
     balance: Option<i64>,
     credit_limit: Option<i64>,
     payment_due_date: Option<String>,
@@ -237,6 +240,7 @@ impl HomeRecord {
             id: self.card_id?,
             last4: self.last4.clone()?,
             product: self.product.clone()?,
+            holder_name: self.holder_name.clone()?,
             balance: self.balance,
             credit_limit: self.credit_limit,
             payment_due_date: self.payment_due_date.clone(),

@@ -25,6 +25,7 @@ mod factors;
 mod health;
 mod jobs;
 mod lockout;
+mod ops;
 mod outbox;
 mod registry;
 mod sessions;
@@ -47,6 +48,10 @@ use sqlx::{AnyPool, ConnectOptions, Executor};
 
 pub use error::db_err;
 pub use health::SessionTimeouts;
+pub use ops::{
+    check_sqlite_file, restrict_to_owner, sqlite_file_in_use, sync_dir, FileCheck, Holdings,
+    PoolUsage, SchemaStatus,
+};
 pub use registry::IMPORT_BATCH;
 pub use work::SqlWork;
 
@@ -102,6 +107,14 @@ impl SqlStore {
     /// Connects to `url` (`sqlite://path` or `postgres://…`), creating a SQLite file and its
     /// folder when missing, and applies the migrations.
     pub async fn connect(url: &str, options: StoreOptions) -> StoreResult<Self> {
+        let store = Self::open(url, options).await?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Connects without applying migrations (checks and backups, which must not change
+    /// the database they look at).
+    pub async fn open(url: &str, options: StoreOptions) -> StoreResult<Self> {
         sqlx::any::install_default_drivers();
         let backend = if url.starts_with("sqlite:") {
             Backend::Sqlite
@@ -156,13 +169,11 @@ impl SqlStore {
             });
         }
         let pool = pool.connect_with(connect_options).await.map_err(db_err)?;
-        let store = Self {
+        Ok(Self {
             pool,
             backend,
             outbox_seal: None,
-        };
-        store.migrate().await?;
-        Ok(store)
+        })
     }
 
     async fn migrate(&self) -> StoreResult<()> {
@@ -289,6 +300,7 @@ pub fn statements(backend: Backend) -> Vec<(String, String)> {
         factors::STATEMENTS,
         health::STATEMENTS,
         jobs::STATEMENTS,
+        ops::STATEMENTS,
         lockout::STATEMENTS,
         outbox::STATEMENTS,
         registry::STATEMENTS,

@@ -46,6 +46,16 @@ impl TestDb {
     /// A fresh database on `backend`. PostgreSQL needs `PORTCULLIS_TEST_POSTGRES` (panics
     /// with a clear message without it).
     pub async fn new(backend: Backend) -> Self {
+        Self::create(backend, true).await
+    }
+
+    /// A fresh database with no schema at all (PostgreSQL: not copied from the migrated
+    /// template), for restoring a dump into.
+    pub async fn empty(backend: Backend) -> Self {
+        Self::create(backend, false).await
+    }
+
+    async fn create(backend: Backend, migrated: bool) -> Self {
         let dir = tempfile::tempdir().unwrap();
         match backend {
             Backend::Sqlite => {
@@ -60,14 +70,18 @@ impl TestDb {
             }
             Backend::Postgres => {
                 let server = require_postgres_url();
-                let template = migrated_template(&server).await;
+                let template = if migrated {
+                    Some(migrated_template(&server).await)
+                } else {
+                    None
+                };
                 let name = format!(
                     "pc_test_{}_{}",
                     SystemClock.now().0,
                     hex(&portcullis_crypto::token::random_bytes::<6>())
                 );
                 let mut conn = connect_pg(&server).await;
-                create_database(&mut conn, &name, Some(&template)).await;
+                create_database(&mut conn, &name, template.as_deref()).await;
                 drop_stale_databases(&mut conn).await;
                 Self {
                     url: replace_db(&server, &name),

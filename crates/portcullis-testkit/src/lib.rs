@@ -446,7 +446,9 @@ impl RealServer {
                 dir.path().join("outbox.jsonl"),
             );
         } else {
-            cmd.env_remove("PORTCULLIS_NOTIFY_OUTBOX_FILE");
+            // Production mode (the default without --demo) needs a public URL.
+            cmd.env_remove("PORTCULLIS_NOTIFY_OUTBOX_FILE")
+                .env("PORTCULLIS_PUBLIC_URL", "http://localhost");
         }
         for (k, v) in env {
             cmd.env(k, v);
@@ -487,6 +489,11 @@ impl RealServer {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
+    }
+
+    /// A URL on the management listener (`/metrics`, `/healthz`, `/readyz`).
+    pub fn management_url(&self, path: &str) -> String {
+        format!("{}{}", self.management, path)
     }
 
     /// Peak resident memory so far (VmHWM), in KiB.

@@ -1,7 +1,9 @@
 //! `/metrics` in the Prometheus text format (written by hand: a few counters and one
 //! histogram family do not need a registry), and the middleware that counts what the web
-//! layer knows: sign-in answers by outcome and request latency by route. Locks and one-time
-//! codes are counted by the use cases as they happen (`portcullis_core::counters`).
+//! layer knows: sign-in answers by outcome, and requests by route (RED: how many, how many
+//! failed, how long they took). Locks and one-time codes are counted by the use cases as
+//! they happen (`portcullis_core::counters`). The alert rules and the dashboard in
+//! `deploy/` are written against these names: rename one and `scripts/check-deploy` fails.
 //!
 //! The route label is axum's [`MatchedPath`] (the route template, e.g.
 //! `/api/v1/admin/accounts/{user_id}`), never the raw path, so the label set stays small
@@ -28,18 +30,36 @@ pub const LATENCY_BUCKETS: [f64; 11] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
+/// Status classes, in label order (`1xx` … `5xx`).
+const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
 #[derive(Debug, Default, Clone)]
 struct Histogram {
     buckets: [u64; LATENCY_BUCKETS.len()],
     count: u64,
     sum: f64,
+    /// Answers by status class (index 0 is 1xx).
+    classes: [u64; STATUS_CLASSES.len()],
 }
 
+/// The connection pool's use as the store reports it: (open, idle, max).
+pub type PoolSource = Box<dyn Fn() -> (u32, u32, u32) + Send + Sync>;
+
 /// This node's counters; held in [`AppState`], shared by clones of it.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Metrics {
     sign_ins: [AtomicU64; 5],
     latency: Mutex<BTreeMap<(String, String), Histogram>>,
+    /// The database pool's use (set once by the binary, which owns the store).
+    pool: std::sync::OnceLock<PoolSource>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics")
+            .field("sign_ins", &self.sign_ins)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Metrics {
@@ -60,7 +80,12 @@ impl Metrics {
             .map_or(0, |c| c.load(Ordering::Relaxed))
     }
 
-    fn observe(&self, method: &str, route: &str, secs: f64) {
+    /// Where `/metrics` reads the database pool's use from (the first call wins).
+    pub fn set_database_pool(&self, source: PoolSource) {
+        let _ = self.pool.set(source);
+    }
+
+    fn observe(&self, method: &str, route: &str, status: StatusCode, secs: f64) {
         let mut map = match self.latency.lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
@@ -75,6 +100,10 @@ impl Metrics {
         }
         h.count += 1;
         h.sum += secs;
+        let class = usize::from(status.as_u16() / 100).saturating_sub(1);
+        if let Some(n) = h.classes.get_mut(class) {
+            *n += 1;
+        }
     }
 }
 
@@ -109,7 +138,9 @@ pub async fn track(State(state): State<AppState>, request: Request, next: Next) 
     if let Some(outcome) = sign_in_outcome(&method, &route, response.status()) {
         state.metrics.sign_in(outcome);
     }
-    state.metrics.observe(method.as_str(), &route, secs);
+    state
+        .metrics
+        .observe(method.as_str(), &route, response.status(), secs);
     response
 }
 
@@ -348,6 +379,39 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         "Hashing workers.",
     );
     let _ = writeln!(out, "portcullis_hash_workers {}", pool.workers());
+    family(
+        &mut out,
+        "portcullis_hash_refusals_total",
+        "counter",
+        "Hashing jobs refused because every place was taken (answered 503 with Retry-After).",
+    );
+    let _ = writeln!(out, "portcullis_hash_refusals_total {}", pool.refusals());
+
+    if let Some(source) = m.pool.get() {
+        let (open, idle, max) = source();
+        family(
+            &mut out,
+            "portcullis_db_pool_connections",
+            "gauge",
+            "Database connections this node holds, by state.",
+        );
+        let _ = writeln!(
+            out,
+            "portcullis_db_pool_connections{{state=\"in_use\"}} {}",
+            open.saturating_sub(idle)
+        );
+        let _ = writeln!(
+            out,
+            "portcullis_db_pool_connections{{state=\"idle\"}} {idle}"
+        );
+        family(
+            &mut out,
+            "portcullis_db_pool_max_connections",
+            "gauge",
+            "The most database connections this node may open (database.max_connections).",
+        );
+        let _ = writeln!(out, "portcullis_db_pool_max_connections {max}");
+    }
 
     let snapshot = state.status.snapshot();
     family(
@@ -365,16 +429,34 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         );
     }
 
+    let hist = match m.latency.lock() {
+        Ok(g) => g.clone(),
+        Err(p) => p.into_inner().clone(),
+    };
+    family(
+        &mut out,
+        "portcullis_http_requests_total",
+        "counter",
+        "Answers by route and status class (errors: status_class=\"5xx\").",
+    );
+    for ((method, route), h) in &hist {
+        for (class, n) in STATUS_CLASSES.iter().zip(h.classes) {
+            if n > 0 {
+                let _ = writeln!(
+                    out,
+                    "portcullis_http_requests_total{{method=\"{}\",route=\"{}\",status_class=\"{class}\"}} {n}",
+                    escape(method),
+                    escape(route)
+                );
+            }
+        }
+    }
     family(
         &mut out,
         "portcullis_http_request_duration_seconds",
         "histogram",
         "Request latency by route.",
     );
-    let hist = match m.latency.lock() {
-        Ok(g) => g.clone(),
-        Err(p) => p.into_inner().clone(),
-    };
     for ((method, route), h) in &hist {
         let labels = format!("method=\"{}\",route=\"{}\"", escape(method), escape(route));
         for (bound, n) in LATENCY_BUCKETS.iter().zip(h.buckets) {
@@ -441,12 +523,14 @@ mod tests {
     #[test]
     fn latency_is_bucketed_cumulatively() {
         let m = Metrics::default();
-        m.observe("GET", "/x", 0.02);
+        m.observe("GET", "/x", StatusCode::OK, 0.02);
+        m.observe("GET", "/x", StatusCode::SERVICE_UNAVAILABLE, 0.001);
         let map = m.latency.lock().unwrap();
         let h = map.get(&("GET".into(), "/x".into())).unwrap();
-        assert_eq!(h.buckets[0], 0);
-        assert_eq!(h.buckets[2], 1);
-        assert_eq!(h.buckets[10], 1);
-        assert_eq!(h.count, 1);
+        assert_eq!(h.buckets[0], 1);
+        assert_eq!(h.buckets[2], 2);
+        assert_eq!(h.buckets[10], 2);
+        assert_eq!(h.count, 2);
+        assert_eq!(h.classes, [0, 1, 0, 0, 1], "one 2xx and one 5xx");
     }
 }

@@ -53,6 +53,22 @@ impl DemoOutbox for OutboxAdapter {
 
 /// Opens the store, loads the keys and starts the hashing pool.
 pub async fn build(config: &Config, clock: Arc<dyn Clock>, demo: bool) -> anyhow::Result<Built> {
+    let store = SqlStore::connect(
+        &config.database_url,
+        StoreOptions {
+            max_connections: config.database.max_connections,
+            acquire_timeout: std::time::Duration::from_secs(config.database.acquire_timeout_secs),
+            session_timeouts: config.database.session_timeouts(),
+        },
+    )
+    .await
+    .with_context(|| {
+        format!(
+            "opening the database ({})",
+            redact_url(&config.database_url)
+        )
+    })?;
+    refuse_new_keys_for_old_data(config, &store).await?;
     let registry_key = load_or_create_key(&config.secrets_dir, REGISTRY_KEY)
         .context("loading the registry key")?;
     let csrf_key =
@@ -61,26 +77,7 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>, demo: bool) -> anyhow
         load_or_create_key(&config.secrets_dir, OUTBOX_KEY).context("loading the outbox key")?;
     let factor_key =
         load_or_create_key(&config.secrets_dir, FACTOR_KEY).context("loading the factor key")?;
-    let store = Arc::new(
-        SqlStore::connect(
-            &config.database_url,
-            StoreOptions {
-                max_connections: config.database.max_connections,
-                acquire_timeout: std::time::Duration::from_secs(
-                    config.database.acquire_timeout_secs,
-                ),
-                session_timeouts: config.database.session_timeouts(),
-            },
-        )
-        .await
-        .with_context(|| {
-            format!(
-                "opening the database ({})",
-                redact_url(&config.database_url)
-            )
-        })?
-        .with_outbox_key(&outbox_key),
-    );
+    let store = Arc::new(store.with_outbox_key(&outbox_key));
     let workers = config.hash_workers();
     let hasher = HashPool::start_with_nice(
         config.hash_params(),
@@ -128,7 +125,7 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>, demo: bool) -> anyhow
             .clone()
             .map(|o| Arc::new(OutboxAdapter(o)) as Arc<dyn DemoOutbox>),
         status: Default::default(),
-        metrics: Default::default(),
+        metrics: database_pool_metrics(&store),
         maintenance: Default::default(),
         delivery: Some(delivery_source(delivery.stats())),
         load: Arc::new(portcullis_web::limits::Load::new(
@@ -142,6 +139,53 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>, demo: bool) -> anyhow
         outbox,
         delivery,
     })
+}
+
+/// The keys without which the data already written cannot be read: card numbers and IDs
+/// are found by their HMAC under the registry key (which also keys the audit chain), and
+/// authenticator-app secrets are sealed under the factor key. The CSRF and outbox keys
+/// protect only what is in flight, so a new one costs a retried form or a resent code.
+pub const KEYS_THE_DATA_NEEDS: [&str; 2] = [REGISTRY_KEY, FACTOR_KEY];
+
+/// Refuses to mint a new registry or factor key for a database that already holds data:
+/// that is a restore without its secrets folder, and going on would quietly unlink every
+/// card and break every authenticator app and the audit chain's proof.
+async fn refuse_new_keys_for_old_data(config: &Config, store: &SqlStore) -> anyhow::Result<()> {
+    let mut missing = Vec::new();
+    for name in KEYS_THE_DATA_NEEDS {
+        if portcullis_crypto::secrets::load_existing_key(&config.secrets_dir, name)
+            .with_context(|| format!("reading {name}"))?
+            .is_none()
+        {
+            missing.push(name);
+        }
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let holdings = store.holdings().await.context("reading the database")?;
+    if holdings.is_empty() {
+        return Ok(());
+    }
+    anyhow::bail!(
+        "the secrets folder {} has no {} but the database already holds data ({holdings}): \
+         the keys it was written under are missing. Restore the secrets folder from the same \
+         backup as the database (docs/operations.md, \"Back up and restore\"); new keys would \
+         unlink every card, break every authenticator app and the audit chain's proof.",
+        config.secrets_dir.display(),
+        missing.join(" or ")
+    )
+}
+
+/// `/metrics`' counters, reading the database pool's use from `store`.
+fn database_pool_metrics(store: &Arc<SqlStore>) -> Arc<portcullis_web::metrics::Metrics> {
+    let metrics = Arc::new(portcullis_web::metrics::Metrics::default());
+    let store = store.clone();
+    metrics.set_database_pool(Box::new(move || {
+        let u = store.pool_usage();
+        (u.open, u.idle, u.max)
+    }));
+    metrics
 }
 
 /// The delivery worker's counters, as the status prober and `/metrics` read them.
@@ -272,6 +316,12 @@ impl Listeners {
         let public = TcpListener::bind(&config.listen)
             .await
             .with_context(|| format!("listening on {}", config.listen))?;
+        Self::with_public(public, config).await
+    }
+
+    /// The public listener already bound (its port goes into the demo's public URL), and
+    /// `management_listen` bound now.
+    pub async fn with_public(public: TcpListener, config: &Config) -> anyhow::Result<Self> {
         let management = TcpListener::bind(&config.management_listen)
             .await
             .with_context(|| {

@@ -44,6 +44,12 @@ pub struct Config {
     pub inactivity: InactivityConfig,
     pub theme: ThemeConfig,
     pub server: ServerConfig,
+    // Operating it (issue 18): the mode's start-up checks and the log format.
+    /// `production` (the default without `--demo`), `development` or `demo` (what `--demo`
+    /// turns on); unset means "production, or demo with `--demo`". See [`crate::mode`].
+    pub mode: Option<Mode>,
+    pub log: LogConfig,
+    pub telemetry: TelemetryConfig,
 }
 
 impl Default for Config {
@@ -70,6 +76,9 @@ impl Default for Config {
             inactivity: InactivityConfig::default(),
             theme: ThemeConfig::default(),
             server: ServerConfig::default(),
+            mode: None,
+            log: LogConfig::default(),
+            telemetry: TelemetryConfig::default(),
         }
     }
 }
@@ -178,6 +187,52 @@ impl ServerConfig {
             idle_timeout: secs(self.idle_timeout_secs),
             max_connections: self.max_connections,
             drain: secs(self.drain_secs),
+        }
+    }
+}
+
+/// What the service is run for; production refuses settings that are only safe in a demo
+/// or on a developer's machine (see [`crate::mode`]).
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    Production,
+    Development,
+    Demo,
+}
+
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Production => "production",
+            Self::Development => "development",
+            Self::Demo => "demo",
+        })
+    }
+}
+
+/// How log lines are written on standard error.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `auto` (readable lines when standard error is a terminal, JSON lines otherwise),
+    /// `json` or `text`. `RUST_LOG` still chooses what is logged.
+    pub format: String,
+}
+
+/// OpenTelemetry traces (builds with the `otel` feature; see [`crate::telemetry`]).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    /// Where spans go, over OTLP/HTTP (protobuf), e.g. `http://127.0.0.1:4318/v1/traces`
+    /// (a collector on the host); unset: no traces.
+    pub otlp_endpoint: Option<String>,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: "auto".into(),
         }
     }
 }
@@ -705,6 +760,9 @@ pub const KEYS: &[(&str, &str)] = &[
     ("server", "max_requests_in_flight"),
     ("server", "request_deadline_secs"),
     ("server", "drain_secs"),
+    ("", "mode"),
+    ("log", "format"),
+    ("telemetry", "otlp_endpoint"),
 ];
 
 pub fn env_name(section: &str, key: &str) -> String {
@@ -796,6 +854,20 @@ impl Config {
         self.server.validate()?;
         self.database.validate()?;
         self.theme.theme()?;
+        if let Some(url) = &self.telemetry.otlp_endpoint {
+            if !url.starts_with("http://") {
+                bail!(
+                    "telemetry.otlp_endpoint must be an http:// address of a collector on this \
+                     host or network (OTLP over HTTP; the collector forwards with TLS), not {url:?}"
+                );
+            }
+        }
+        if !matches!(self.log.format.as_str(), "auto" | "json" | "text") {
+            bail!(
+                "log.format must be auto, json or text, not {:?}",
+                self.log.format
+            );
+        }
         Ok(())
     }
 

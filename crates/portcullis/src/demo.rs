@@ -15,7 +15,7 @@ pub struct DemoCard {
     pub product: &'static str,
 }
 
-pub const DEMO_CARDS: [DemoCard; 5] = [
+pub static DEMO_CARDS: [DemoCard; 5] = [
     DemoCard {
         account_type: "personal",
         number: "378282246310005",
@@ -53,6 +53,42 @@ pub const DEMO_CARDS: [DemoCard; 5] = [
         product: "Blue Cash Card",
     },
 ];
+
+impl DemoCard {
+    /// The account type in the product's words (what the sign-in page offers).
+    pub fn account_type_name(&self) -> &'static str {
+        match self.account_type {
+            "merchant" => "Merchant Account",
+            "corporate" => "at Work",
+            _ => "Card – My Account",
+        }
+    }
+
+    /// One line for the start-up banner: the type, then what step 1 of registration asks.
+    pub fn describe(&self) -> String {
+        let (number, verification) = if self.account_type == "merchant" {
+            ("merchant number", "verification code")
+        } else {
+            ("card number", "card ID")
+        };
+        format!(
+            "{:<17} {:<11}  {number} {}  {verification} {}  ({}, {})",
+            self.account_type_name(),
+            format!("({})", self.account_type),
+            self.number,
+            self.verification,
+            self.holder,
+            self.product
+        )
+    }
+}
+
+/// The first demo card of each account type, in the sign-in page's order.
+pub fn one_of_each_type() -> impl Iterator<Item = &'static DemoCard> {
+    ["personal", "merchant", "corporate"]
+        .into_iter()
+        .filter_map(|kind| DEMO_CARDS.iter().find(|c| c.account_type == kind))
+}
 
 fn raw(card: &DemoCard, index: usize) -> RawRecord {
     let uses_card = card.account_type != "merchant";
@@ -120,6 +156,15 @@ pub async fn load(store: &dyn Store, keys: &KeyedHasher) -> StoreResult<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_banner_shows_one_card_of_each_account_type() {
+        let lines: Vec<String> = one_of_each_type().map(DemoCard::describe).collect();
+        assert_eq!(lines.len(), 3);
+        assert!(lines[0].contains("(personal) ") && lines[0].contains("card ID 1234"));
+        assert!(lines[1].contains("(merchant) ") && lines[1].contains("verification code SHOP42"));
+        assert!(lines[2].contains("(corporate) ") && lines[2].contains("card ID 2468"));
+    }
 
     #[test]
     fn demo_records_are_valid() {

@@ -4,9 +4,13 @@
 pub mod admin;
 pub mod app;
 pub mod config;
+pub mod db;
 pub mod demo;
 pub mod gen;
 pub mod import;
 pub mod inactivity;
+pub mod mode;
 pub mod serve;
 pub mod status;
+pub mod telemetry;
+pub mod validate;

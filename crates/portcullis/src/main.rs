@@ -7,10 +7,13 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use portcullis::config::Config;
-use portcullis::{admin, app, demo, import, inactivity, serve, status};
+use portcullis::config::{Config, Mode};
+use portcullis::{
+    admin, app, db, demo, import, inactivity, mode, serve, status, telemetry, validate,
+};
 use portcullis_core::clock::SystemClock;
 use portcullis_core::service::SupportScope;
+use tokio::net::TcpListener;
 
 #[derive(Parser)]
 #[command(
@@ -55,13 +58,37 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
-    /// Check the configuration and print it (secrets are files and are not printed).
+    /// Check the configuration before a (re)start: production mode's refusals, the secrets
+    /// folder, the files it names, the database and its schema. Changes nothing; exit
+    /// status 1 listing every problem.
     ValidateConfig,
     /// The status page: incidents, planned maintenance and maintenance mode.
     Status {
         #[command(subcommand)]
         command: StatusCommand,
     },
+    /// Backups, restores and checks of the database.
+    Db {
+        #[command(subcommand)]
+        command: DbCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum DbCommand {
+    /// Copy a SQLite database to FILE while the service runs (consistent: one moment);
+    /// for PostgreSQL, print the pg_dump and base-backup commands.
+    Backup { file: PathBuf },
+    /// Restore a SQLite backup into database_url, with the service stopped; checks it first.
+    Restore {
+        file: PathBuf,
+        /// Move an existing database aside (never deleted) and restore in its place.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Check the database: schema version against this binary, integrity and foreign keys,
+    /// the audit chain under the registry key, the keys in secrets_dir. Changes nothing.
+    Check,
 }
 
 #[derive(Subcommand)]
@@ -217,32 +244,68 @@ fn load_config(cli: &Cli) -> anyhow::Result<Config> {
     Ok(config)
 }
 
+/// The configuration for a one-shot command, with logging at `error` (its answer is on
+/// standard output and its refusals on standard error; the service's warnings about its
+/// configuration belong to `serve` and `validate-config`).
+fn command_config(cli: &Cli) -> anyhow::Result<Config> {
+    let config = load_config(cli)?;
+    // Traces are for the service; a one-shot command exports none.
+    let _ = telemetry::init(&config.log.format, "error", None);
+    Ok(config)
+}
+
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
         Command::Serve { demo, listen } => {
-            init_tracing();
             let mut config = load_config(&cli)?;
+            // Held until the service stops: dropping it sends the last buffered spans.
+            let _telemetry = telemetry::init(
+                &config.log.format,
+                "info,sqlx=warn",
+                config.telemetry.otlp_endpoint.as_deref(),
+            )?;
             if let Some(listen) = listen {
                 config.listen = listen.clone();
             }
-            if *demo {
-                if config.database_url == Config::default().database_url
-                    && cli.database_url.is_none()
-                {
-                    config.database_url = "sqlite://./portcullis-data/demo.db".into();
+            let mode = mode::effective(&config, *demo)?;
+            match mode {
+                Mode::Production => {
+                    let problems = mode::production_problems(&config);
+                    if !problems.is_empty() {
+                        eprintln!(
+                            "error: production mode refuses this configuration \
+                             (`portcullis validate-config` lists the same):"
+                        );
+                        for problem in &problems {
+                            eprintln!("  - {problem}");
+                        }
+                        eprintln!(
+                            "For a demo run `portcullis serve --demo`; for tests and \
+                             benchmarks set mode = \"development\" (docs/operations.md)."
+                        );
+                        return Ok(ExitCode::FAILURE);
+                    }
                 }
-                if config.notify.outbox_file.is_none() {
-                    config.notify.outbox_file =
-                        Some(PathBuf::from("./portcullis-data/outbox.jsonl"));
+                Mode::Demo => {
+                    if config.database_url == Config::default().database_url
+                        && cli.database_url.is_none()
+                    {
+                        config.database_url = "sqlite://./portcullis-data/demo.db".into();
+                    }
+                    if config.notify.outbox_file.is_none() {
+                        config.notify.outbox_file =
+                            Some(PathBuf::from("./portcullis-data/outbox.jsonl"));
+                    }
                 }
+                Mode::Development => {}
             }
-            serve(config, *demo).await?;
+            serve(config, mode).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Registry {
             command: RegistryCommand::Import { file },
         } => {
-            let config = load_config(&cli)?;
+            let config = command_config(&cli)?;
             let built = app::build(&config, Arc::new(SystemClock), false).await?;
             match import::import_file(built.store.as_ref(), built.app.keys(), file).await {
                 Ok(report) => {
@@ -260,7 +323,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Admin { command } => {
-            let config = load_config(&cli)?;
+            let config = command_config(&cli)?;
             let built = app::build(&config, Arc::new(SystemClock), false).await?;
             let actor = admin::cli_actor();
             let result = match command {
@@ -295,12 +358,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Audit {
             command: AuditCommand::Verify,
         } => {
-            let config = load_config(&cli)?;
+            let config = command_config(&cli)?;
             let built = app::build(&config, Arc::new(SystemClock), false).await?;
             admin::verify_audit(&built.app, &admin::cli_actor()).await
         }
         Command::Status { command } => {
-            let config = load_config(&cli)?;
+            let config = command_config(&cli)?;
             let built = app::build(&config, Arc::new(SystemClock), false).await?;
             let actor = admin::cli_actor();
             let app = &built.app;
@@ -337,41 +400,73 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 },
             }
         }
+        Command::Db { command } => {
+            let config = command_config(&cli)?;
+            match command {
+                DbCommand::Backup { file } => db::backup(&config, file).await,
+                DbCommand::Restore { file, force } => db::restore(&config, file, *force).await,
+                DbCommand::Check => db::check_database(&config).await,
+            }
+        }
         Command::ValidateConfig => {
-            let config = load_config(&cli)?;
-            println!("configuration is valid");
-            println!("database_url = {}", app::redact_url(&config.database_url));
-            println!("listen = {}", config.listen);
-            println!("management_listen = {}", config.management_listen);
-            println!("secrets_dir = {}", config.secrets_dir.display());
-            println!("password.profile = {}", config.password.profile);
-            Ok(ExitCode::SUCCESS)
+            let config = command_config(&cli)?;
+            validate::run(&config).await
         }
     }
 }
 
-async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
+async fn serve(mut config: Config, mode: Mode) -> anyhow::Result<()> {
+    let demo = mode == Mode::Demo;
+    // Bound first, so the demo's public URL carries the real port (`--listen …:0` too).
+    let listener = TcpListener::bind(&config.listen)
+        .await
+        .with_context(|| format!("listening on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    // Browsers offer passkeys only on a host name, never on an IP address: the demo is
+    // `http://localhost:PORT`, whatever address it listens on.
+    let local = format!("http://localhost:{}", addr.port());
+    if demo && config.public_url.is_none() {
+        config.public_url = Some(local.clone());
+    }
     let built = app::build(&config, Arc::new(SystemClock), demo).await?;
     if demo {
         demo::load(built.store.as_ref(), built.app.keys())
             .await
             .context("loading the demo registry")?;
-    }
-    let listeners = app::Listeners::bind(&config).await?;
-    let addr = listeners.public.local_addr()?;
-    let management = listeners.management.local_addr()?;
-    println!("Portcullis is running at http://{addr}/");
-    println!("Management (metrics, health) at http://{management}/");
-    if demo {
-        println!("Demo mode: notifications go to the outbox at http://{addr}/demo/outbox");
-        println!("Demo cards (create an online account at http://{addr}/register):");
-        for card in demo::DEMO_CARDS.iter().take(2) {
-            println!(
-                "  {:<9} card number {}  card ID {}  ({}, {})",
-                card.account_type, card.number, card.verification, card.holder, card.product
-            );
+        println!("Portcullis is running at {local}/");
+        let public = config.policies().public_url;
+        if public != local {
+            println!("(public URL {public}, set in the configuration)");
         }
+        if !addr.ip().is_loopback() {
+            println!("(listening on {addr})");
+        }
+        let outbox = config
+            .notify
+            .outbox_file
+            .as_deref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        println!(
+            "Demo mode: every email and text message goes to the outbox, at \
+             {local}/demo/outbox and in {outbox}"
+        );
+        println!(
+            "Demo cards, one of each account type (create an online account at \
+             {local}/register):"
+        );
+        for card in demo::one_of_each_type() {
+            println!("  {}", card.describe());
+        }
+    } else {
+        println!("Portcullis is running at http://{addr}/");
+        tracing::info!(%mode, public_url = %config.policies().public_url, "serving");
     }
+    let listeners = app::Listeners::with_public(listener, &config).await?;
+    println!(
+        "Management (metrics, health) at http://{}/",
+        listeners.management.local_addr()?
+    );
     // Retries, leases and give-up decisions on a steady clock: a wall clock set back or
     // forward neither holds messages nor gives them up early.
     let delivery = built.delivery.clone().with_steady_time().spawn();
@@ -433,17 +528,4 @@ async fn shutdown_signal() {
         () = term => {},
     }
     tracing::info!("shutting down: finishing requests in flight");
-}
-
-fn init_tracing() {
-    use tracing_subscriber::EnvFilter;
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(filter)
-        .with_current_span(true)
-        .with_span_list(false)
-        .with_writer(std::io::stderr)
-        .init();
 }

@@ -17,6 +17,8 @@ pub struct CardSummary {
     pub id: i64,
     pub last4: String,
     pub product: String,
+    /// The holder's name on the registry record (a merchant's trading name).
+    pub holder_name: String,
     pub balance: Option<i64>,
     pub credit_limit: Option<i64>,
     pub payment_due_date: Option<String>,

@@ -11,6 +11,9 @@ use crate::ServiceError;
 
 pub struct AccountHome {
     pub user_id: String,
+    /// The holder's name from the registry (the first linked card's; every linked card
+    /// has the same holder), for the greeting; `None` when no card is linked.
+    pub holder_name: Option<String>,
     pub account_type: AccountType,
     pub email: Option<String>,
     pub phone: Option<String>,
@@ -36,6 +39,7 @@ impl Portcullis {
             .ok_or(ServiceError::Unauthenticated)?;
         Ok(AccountHome {
             user_id: account.user_id,
+            holder_name: cards.first().map(|c| c.holder_name.clone()),
             account_type: account.account_type,
             email: account.email,
             phone: account.phone,

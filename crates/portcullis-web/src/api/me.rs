@@ -30,6 +30,9 @@ pub struct CardOut {
 #[derive(Serialize, ToSchema)]
 pub struct MeOut {
     pub user_id: String,
+    /// The holder's name from the issuer's registry (a merchant's trading name), for a
+    /// greeting; null when no card is linked.
+    pub holder_name: Option<String>,
     pub account_type: String,
     /// Where messages go (changed through `POST /me/contact`).
     pub email: Option<String>,
@@ -67,6 +70,7 @@ pub async fn me(
     let home = state.app.account_home(&ctx).await?;
     Ok(Json(MeOut {
         user_id: home.user_id,
+        holder_name: home.holder_name,
         account_type: home.account_type.as_str().to_owned(),
         email: home.email,
         phone: home.phone,

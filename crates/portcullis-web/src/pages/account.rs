@@ -29,7 +29,8 @@ pub struct CardView {
 #[template(path = "account.html")]
 pub struct AccountPage {
     pub chrome: Chrome,
-    pub user_id: String,
+    /// Who the page greets: the holder's name from the registry, else the User ID.
+    pub greeting_name: String,
     pub account_label: String,
     pub email: String,
     pub phone: String,
@@ -51,7 +52,7 @@ pub async fn home(
     };
     let page = AccountPage {
         chrome: chrome(&state, &csrf, true),
-        user_id: home.user_id,
+        greeting_name: home.holder_name.unwrap_or(home.user_id),
         account_label: super::account_type_name(home.account_type).to_owned(),
         email: home
             .email

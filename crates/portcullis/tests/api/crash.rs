@@ -19,7 +19,7 @@ use sqlx::{Connection, Row};
 mod notices;
 
 const KILLS: usize = 10;
-const CARDS: usize = 400;
+pub(crate) const CARDS: usize = 400;
 const WORKERS: usize = 6;
 
 fn bin() -> &'static str {
@@ -63,11 +63,11 @@ fn luhn_complete(partial: &str) -> String {
     format!("{partial}{}", (10 - sum % 10) % 10)
 }
 
-fn card_number(i: usize) -> String {
+pub(crate) fn card_number(i: usize) -> String {
     luhn_complete(&format!("37{:012}", 555_000_000 + i as u64 * 7919))
 }
 
-fn card_id(i: usize) -> String {
+pub(crate) fn card_id(i: usize) -> String {
     format!("{:04}", 1000 + i)
 }
 
@@ -76,7 +76,7 @@ fn email(i: usize) -> String {
 }
 
 /// A registry file of `CARDS` personal cards in the contract's CSV format.
-fn registry_file(dir: &Path) -> PathBuf {
+pub(crate) fn registry_file(dir: &Path) -> PathBuf {
     let mut csv = COLUMNS.join(",");
     csv.push('\n');
     for i in 0..CARDS {
@@ -434,7 +434,7 @@ async fn check_acknowledged(t: &Target, ledger: &Ledger) -> usize {
     checked
 }
 
-const HALF_WRITTEN_ACCOUNTS: &str = "SELECT COUNT(*) AS n FROM online_accounts a \
+pub(crate) const HALF_WRITTEN_ACCOUNTS: &str = "SELECT COUNT(*) AS n FROM online_accounts a \
      WHERE (SELECT COUNT(*) FROM security_answers s WHERE s.account_id = a.id) <> 3";
 const CODES_WITHOUT_MESSAGE: &str = "SELECT COUNT(*) AS n FROM one_time_codes c \
      JOIN online_accounts a ON a.id = c.account_id \
@@ -486,7 +486,7 @@ async fn check_database(url: &str, backend: Backend) {
     assert_eq!(orphans, 0, "a one-time code without its message");
 }
 
-fn import(url: &str, secrets: &Path, file: &Path) {
+pub(crate) fn import(url: &str, secrets: &Path, file: &Path) {
     let out = std::process::Command::new(bin())
         .args(["registry", "import"])
         .arg(file)

@@ -7,6 +7,7 @@
     clippy::indexing_slicing
 )]
 
+mod backup;
 mod crash;
 mod defences;
 mod delivery;
@@ -16,6 +17,7 @@ mod lifecycle;
 mod limits;
 mod metrics;
 mod mfa;
+mod operations;
 mod overload;
 mod pages;
 mod races;

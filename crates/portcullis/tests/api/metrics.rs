@@ -97,11 +97,44 @@ async fn locks_and_codes(backend: Backend) {
         counter(&after, codes, sms),
         counter(&before, codes, sms) + 1.0
     );
+    // RED per route: the eight refused sign-ins are 4xx answers of the sign-in route.
+    let refused = after
+        .samples
+        .iter()
+        .find(|s| {
+            s.metric == "portcullis_http_requests_total"
+                && s.labels.get("route") == Some("/api/v1/sessions")
+                && s.labels.get("method") == Some("POST")
+                && s.labels.get("status_class") == Some("4xx")
+        })
+        .map(|s| match s.value {
+            Metric::Counter(v) => v,
+            ref other => panic!("not a counter: {other:?}"),
+        });
+    assert!(refused.is_some_and(|n| n >= 8.0), "{refused:?}");
+    // The database pool: this node holds at least the connection that answered.
+    let pool = |state: &str| {
+        after
+            .samples
+            .iter()
+            .find(|s| {
+                s.metric == "portcullis_db_pool_connections" && s.labels.get("state") == Some(state)
+            })
+            .map(|s| match s.value {
+                Metric::Gauge(v) => v,
+                ref other => panic!("not a gauge: {other:?}"),
+            })
+            .unwrap_or_else(|| panic!("portcullis_db_pool_connections{{state={state:?}}}"))
+    };
+    assert!(pool("in_use") + pool("idle") >= 1.0);
     // Every family the document declares parsed (histograms included).
     for family in [
         "portcullis_sign_ins_total",
         "portcullis_outbox_pending",
         "portcullis_http_request_duration_seconds",
+        "portcullis_http_requests_total",
+        "portcullis_hash_refusals_total",
+        "portcullis_db_pool_max_connections",
     ] {
         assert!(
             after.samples.iter().any(|s| s.metric == family),
@@ -143,4 +176,79 @@ async fn metrics_are_served_on_the_management_listener_only() {
         .await
         .unwrap();
     assert_eq!(res.status(), 404);
+}
+
+/// The names `/metrics` declares (`# TYPE` lines), with a histogram's three series.
+fn declared(text: &str) -> std::collections::BTreeSet<String> {
+    let mut names = std::collections::BTreeSet::new();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix("# TYPE ") else {
+            continue;
+        };
+        let mut parts = rest.split_whitespace();
+        let (Some(name), Some(kind)) = (parts.next(), parts.next()) else {
+            continue;
+        };
+        names.insert(name.to_owned());
+        if kind == "histogram" {
+            for suffix in ["_bucket", "_sum", "_count"] {
+                names.insert(format!("{name}{suffix}"));
+            }
+        }
+    }
+    names
+}
+
+/// Every `portcullis_…` name in a file.
+fn referenced(text: &str) -> std::collections::BTreeSet<String> {
+    let mut names = std::collections::BTreeSet::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("portcullis_") {
+        let tail = &rest[at..];
+        let end = tail
+            .find(|c: char| !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'))
+            .unwrap_or(tail.len());
+        names.insert(tail[..end].to_owned());
+        rest = &tail[end..];
+    }
+    names
+}
+
+/// The alert rules and the dashboard in deploy/ name only metrics the service exports, so
+/// a renamed metric cannot silently blind an alert.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploy_files_name_only_metrics_the_service_exports() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let text = app
+        .client
+        .get(app.management_url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let exported = declared(&text);
+    let deploy = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy");
+    let files = [
+        "prometheus/portcullis-alerts.yml",
+        "prometheus/portcullis-alerts.test.yml",
+        "grafana/portcullis-dashboard.json",
+    ];
+    let mut checked = 0;
+    for file in files {
+        let body = std::fs::read_to_string(deploy.join(file)).unwrap();
+        for name in referenced(&body) {
+            // A prefix alone (e.g. in a comment) names no metric.
+            if name.ends_with('_') {
+                continue;
+            }
+            assert!(
+                exported.contains(&name),
+                "{file} names {name}, which /metrics does not export"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 15, "only {checked} names were checked");
 }

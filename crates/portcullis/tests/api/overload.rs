@@ -104,6 +104,26 @@ async fn excess_sign_ins_get_fast_503s_and_memory_stays_bounded() {
         median < Duration::from_millis(1000),
         "refusals came back fast (median {median:?})"
     );
+    // /metrics counts each refusal of the hashing pool (what the HashPoolRefusing alert
+    // in deploy/ watches).
+    let text = client
+        .get(server.management_url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let counted: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("portcullis_hash_refusals_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("portcullis_hash_refusals_total");
+    assert_eq!(
+        counted,
+        refused.len() as f64,
+        "every 503 was a counted refusal"
+    );
     // Two workers × 19 MiB of argon2 memory plus the process itself; unbounded hashing of
     // 200 requests would need about 3.8 GiB.
     assert!(peak_kib < 160 * 1024, "peak RSS {} MiB", peak_kib / 1024);

@@ -108,6 +108,8 @@ async fn register_and_sign_in(backend: Backend) {
     assert_eq!(status, 200);
     assert!(html.contains("ending 0005"), "{html}");
     assert!(html.contains("Platinum Card"));
+    // The greeting is the holder's name from the registry, not the User ID.
+    assert!(html.contains("Welcome, Ann Example"), "{html}");
     assert!(!html.contains("378282246310005"));
 
     // The CSRF token from before sign-in no longer works (the cookie was rotated).

@@ -5,9 +5,10 @@
 use portcullis_testkit::{input_value, Jar, RealServer};
 use serde_json::{json, Value};
 
-// The demo's corporate card: loaded by --demo but, unlike the first two, not printed.
-const PAN: &str = "378734493671000";
-const CID: &str = "2468";
+// The demo's second personal card (Ben's): loaded by --demo but, unlike the first card of
+// each account type, not printed.
+const PAN: &str = "371449635398431";
+const CID: &str = "5678";
 const PASSWORD: &str = "Unusual-Pass-913";
 const ANSWER: &str = "Quokka Reginald";
 
@@ -34,7 +35,7 @@ async fn no_secret_in_clear_in_database_logs_or_outbox() {
     // Register and use the account through the API...
     let res = post(
         "/api/v1/registration/verify-card",
-        json!({"account_type": "corporate", "number": PAN, "verification": CID}),
+        json!({"account_type": "personal", "number": PAN, "verification": CID}),
     )
     .await
     .unwrap();
@@ -54,7 +55,7 @@ async fn no_secret_in_clear_in_database_logs_or_outbox() {
     assert_eq!(res.status(), 201);
     let res = post(
         "/api/v1/sessions",
-        json!({"user_id": "ben.sample", "password": PASSWORD, "account_type": "corporate"}),
+        json!({"user_id": "ben.sample", "password": PASSWORD, "account_type": "personal"}),
     )
     .await
     .unwrap();
@@ -96,11 +97,11 @@ async fn no_secret_in_clear_in_database_logs_or_outbox() {
     );
     // ...with failures and bad input on the way...
     for _ in 0..3 {
-        post("/api/v1/sessions", json!({"user_id": "ben.sample", "password": format!("{PASSWORD}x"), "account_type": "corporate"})).await.unwrap();
+        post("/api/v1/sessions", json!({"user_id": "ben.sample", "password": format!("{PASSWORD}x"), "account_type": "personal"})).await.unwrap();
     }
     post(
         "/api/v1/registration/verify-card",
-        json!({"account_type": "corporate", "number": PAN, "verification": "0000"}),
+        json!({"account_type": "personal", "number": PAN, "verification": "0000"}),
     )
     .await
     .unwrap();
@@ -108,7 +109,7 @@ async fn no_secret_in_clear_in_database_logs_or_outbox() {
         .post(server.url("/api/v1/registration/verify-card"))
         .header("content-type", "application/json")
         .body(format!(
-            r#"{{"account_type":"corporate","number":{PAN},"verification":{CID}}}"#
+            r#"{{"account_type":"personal","number":{PAN},"verification":{CID}}}"#
         ))
         .send()
         .await
@@ -125,7 +126,7 @@ async fn no_secret_in_clear_in_database_logs_or_outbox() {
             ("csrf", csrf.as_str()),
             ("user_id", "ben.sample"),
             ("password", PASSWORD),
-            ("account_type", "corporate"),
+            ("account_type", "personal"),
         ])
         .send()
         .await
