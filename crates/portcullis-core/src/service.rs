@@ -212,7 +212,11 @@ impl Portcullis {
     /// A real committed write (this node's row of the write probe), for the status prober:
     /// a full disk or a held lock shows here, not in a ping.
     pub async fn probe_write(&self, node: &str) -> Result<(), ServiceError> {
-        Ok(self.ports.health.probe_write(node, self.clock.now()).await?)
+        Ok(self
+            .ports
+            .health
+            .probe_write(node, self.clock.now())
+            .await?)
     }
 
     /// The outbox at a glance, for `/metrics` and the status prober.

@@ -101,11 +101,11 @@ impl SqlStore {
     pub async fn write_probe(&self, node: &str, now: UnixTime) -> StoreResult<()> {
         let mut tx = tx::begin(&self.pool, self.backend).await?;
         sqlx::query(WRITE_PROBE)
-        .bind(node)
-        .bind(now.0)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err)?;
+            .bind(node)
+            .bind(now.0)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
         tx::commit(tx).await
     }
 }

@@ -162,9 +162,9 @@ where
     }
     // `success` is a boolean on PostgreSQL and 0/1 on SQLite: compared the same way.
     let rows = sqlx::query(APPLIED_MIGRATIONS)
-    .fetch_all(exec)
-    .await
-    .map_err(db_err)?;
+        .fetch_all(exec)
+        .await
+        .map_err(db_err)?;
     for row in rows {
         let version: i64 = row.try_get("version").map_err(db_err)?;
         let ok: i32 = row.try_get("ok").map_err(db_err)?;
@@ -194,9 +194,9 @@ where
     E: sqlx::Executor<'c, Database = sqlx::Any>,
 {
     let row = sqlx::query(HOLDINGS)
-    .fetch_one(exec)
-    .await
-    .map_err(db_err)?;
+        .fetch_one(exec)
+        .await
+        .map_err(db_err)?;
     Ok(Holdings {
         registry_records: row.try_get("registry_records").map_err(db_err)?,
         accounts: row.try_get("accounts").map_err(db_err)?,
@@ -249,11 +249,11 @@ pub async fn check_sqlite_file(path: &Path) -> StoreResult<FileCheck> {
     let mut conn = options.connect().await.map_err(db_err)?;
     let problems = sqlite_problems(&mut conn).await?;
     let has_table: i64 = sqlx::query(HAS_MIGRATIONS_SQLITE)
-    .fetch_one(&mut conn)
-    .await
-    .map_err(db_err)?
-    .try_get(0)
-    .map_err(db_err)?;
+        .fetch_one(&mut conn)
+        .await
+        .map_err(db_err)?
+        .try_get(0)
+        .map_err(db_err)?;
     conn.close().await.map_err(db_err)?;
     // The schema and counts through the `Any` driver, as the store reads them.
     sqlx::any::install_default_drivers();
@@ -319,20 +319,20 @@ impl SqlStore {
         let has_table = match self.backend {
             Backend::Sqlite => {
                 sqlx::query(HAS_MIGRATIONS_SQLITE)
-                .fetch_one(&self.pool)
-                .await
-                .map_err(db_err)?
-                .try_get::<i64, _>("n")
-                .map_err(db_err)?
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(db_err)?
+                    .try_get::<i64, _>("n")
+                    .map_err(db_err)?
                     > 0
             }
             Backend::Postgres => {
                 sqlx::query(HAS_MIGRATIONS_POSTGRES)
-                .fetch_one(&self.pool)
-                .await
-                .map_err(db_err)?
-                .try_get::<i64, _>("n")
-                .map_err(db_err)?
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(db_err)?
+                    .try_get::<i64, _>("n")
+                    .map_err(db_err)?
                     > 0
             }
         };
@@ -377,9 +377,9 @@ impl SqlStore {
             }
             Backend::Postgres => {
                 let rows = sqlx::query(UNVALIDATED_FOREIGN_KEYS)
-                .fetch_all(&self.pool)
-                .await
-                .map_err(db_err)?;
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(db_err)?;
                 rows.iter()
                     .map(|r| {
                         r.try_get::<String, _>("name")

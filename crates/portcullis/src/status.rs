@@ -53,11 +53,7 @@ pub async fn gather(state: &AppState, memory: &mut ProbeMemory) -> ProbeSignals 
         Ok(Ok(())) => {
             let millis = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
             // A real committed write: a full disk or a held lock shows here, not in a ping.
-            let write = tokio::time::timeout(
-                timeout,
-                app.probe_write(&memory.node),
-            )
-            .await;
+            let write = tokio::time::timeout(timeout, app.probe_write(&memory.node)).await;
             match write {
                 Ok(Ok(())) => DatabaseProbe::Answered { millis },
                 Ok(Err(e)) => {

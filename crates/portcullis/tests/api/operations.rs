@@ -24,6 +24,9 @@ pub(crate) fn clean(dir: &Path) -> std::process::Command {
             cmd.env_remove(name.as_ref());
         }
     }
+    // Tests run side by side: each takes a free management port (as each passes
+    // `--listen 127.0.0.1:0`) instead of the default 127.0.0.1:9464.
+    cmd.env("PORTCULLIS_MANAGEMENT_LISTEN", "127.0.0.1:0");
     cmd.current_dir(dir);
     cmd
 }
