@@ -92,6 +92,22 @@ pub fn venv_python() -> Option<PathBuf> {
     ok.then_some(python)
 }
 
+/// Whether the run promised the venv (`scripts/test` sets `PORTCULLIS_TEST_VENV=required`
+/// once `scripts/test-deps` has installed aiosmtpd and pyotp): then a test that cannot use it
+/// fails instead of skipping itself.
+pub fn venv_required() -> bool {
+    std::env::var("PORTCULLIS_TEST_VENV").is_ok_and(|v| v == "required")
+}
+
+/// Skips (loudly) a test that needs the venv, or fails it when the run promised the venv.
+pub fn skip_without_venv(what: &str) {
+    assert!(
+        !venv_required(),
+        "{what} needs .venv (aiosmtpd, pyotp), which scripts/test-deps installed, but it is not usable"
+    );
+    eprintln!("\n########## SKIPPED: {what} needs .venv; run scripts/test-deps (python3 with venv) ##########\n");
+}
+
 /// A free loopback port (bound then released).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -114,10 +130,7 @@ impl SmtpSink {
     /// Starts the server on a free port; `None` (printed loudly) without the venv.
     pub async fn start(delay_ms: u64) -> Option<SmtpSink> {
         let Some(python) = venv_python() else {
-            eprintln!(
-                "\n########## SKIPPED: this SMTP delivery test needs aiosmtpd in .venv; \
-                 run scripts/test-deps (python3 with venv) ##########\n"
-            );
+            skip_without_venv("this SMTP delivery test (aiosmtpd)");
             return None;
         };
         let dir = tempfile::tempdir().unwrap();

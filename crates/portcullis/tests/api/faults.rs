@@ -34,6 +34,8 @@ fn base_env() -> Vec<(&'static str, String)> {
         ("PORTCULLIS_RISK_NEW_DEVICE_STEP_UP", "false".into()),
         ("PORTCULLIS_STATUS_PROBE_SECS", "0.5".into()),
         ("RUST_LOG", "info,sqlx=warn".into()),
+        // Cheap hashing and no throttling are refused in production mode.
+        ("PORTCULLIS_MODE", "development".into()),
     ]
 }
 
@@ -52,8 +54,15 @@ fn env_refs(env: &[(&'static str, String)]) -> Vec<(&'static str, String)> {
     env.to_vec()
 }
 
+/// The server's IPv4 loopback address (the base URL names `localhost`, which may also
+/// resolve to `::1`, where nothing listens).
 fn addr_of(base: &str) -> SocketAddr {
-    base.trim_start_matches("http://").parse().unwrap()
+    use std::net::ToSocketAddrs;
+    base.trim_start_matches("http://")
+        .to_socket_addrs()
+        .unwrap()
+        .find(SocketAddr::is_ipv4)
+        .expect("an IPv4 address for the server")
 }
 
 fn client() -> reqwest::Client {

@@ -3,7 +3,7 @@
 //! "This was not me" link and "Remember me".
 
 use portcullis_core::clock::Clock;
-use portcullis_testkit::smtp::venv_python;
+use portcullis_testkit::smtp::{skip_without_venv, venv_python};
 use portcullis_testkit::{
     both, input_value, spawn_app, spawn_app_with, Backend, Jar, TestApp, ANN, PASSWORD,
 };
@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 /// `None` (with a loud line) when the venv has no pyotp.
 fn pyotp_code(secret: &str, at: i64) -> Option<String> {
     let Some(python) = venv_python() else {
-        eprintln!("SKIPPED: pyotp checks (no .venv; run scripts/test-deps)");
+        skip_without_venv("the pyotp checks");
         return None;
     };
     let out = std::process::Command::new(python)
@@ -26,10 +26,10 @@ fn pyotp_code(secret: &str, at: i64) -> Option<String> {
         .output()
         .unwrap();
     if !out.status.success() {
-        eprintln!(
-            "SKIPPED: pyotp checks (pyotp missing: {})",
+        skip_without_venv(&format!(
+            "the pyotp checks (pyotp missing: {})",
             String::from_utf8_lossy(&out.stderr)
-        );
+        ));
         return None;
     }
     Some(String::from_utf8(out.stdout).unwrap().trim().to_owned())
