@@ -137,7 +137,7 @@ async fn start_serving(
     let state = built.state.clone();
     let limits = config.server.connection_limits();
     let server = tokio::spawn(async move {
-        app::serve(listeners, state, limits, async {
+        app::serve(listeners, state, limits, None, async {
             let _ = rx.await;
         })
         .await

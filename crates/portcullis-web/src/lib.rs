@@ -114,10 +114,14 @@ pub fn router(state: AppState) -> Router {
             metrics::track,
         ))
         .layer(axum::middleware::from_fn_with_state(
-            state,
+            state.clone(),
             middleware::request_context,
         ))
         .layer(axum::middleware::from_fn(middleware::security_headers))
+        .layer(axum::middleware::from_fn_with_state(
+            state,
+            middleware::hsts,
+        ))
         .layer(axum::middleware::from_fn(middleware::request_span))
 }
 
@@ -128,6 +132,10 @@ pub fn management_router(state: AppState) -> Router {
     Router::new()
         .route("/metrics", axum::routing::get(metrics::metrics))
         .merge(api::health::router())
-        .with_state(state)
+        .with_state(state.clone())
         .layer(axum::middleware::from_fn(middleware::security_headers))
+        .layer(axum::middleware::from_fn_with_state(
+            state,
+            middleware::hsts,
+        ))
 }

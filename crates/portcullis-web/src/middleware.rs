@@ -26,12 +26,6 @@ pub async fn security_headers(request: Request, next: Next) -> Response {
         HeaderValue::from_static("nosniff"),
     );
     h.insert("x-frame-options", HeaderValue::from_static("DENY"));
-    // HSTS (ASVS 3.4.1): browsers ignore it over plain HTTP, so it is sent always; behind
-    // the TLS-terminating proxy it pins the site to HTTPS for a year.
-    h.insert(
-        header::STRICT_TRANSPORT_SECURITY,
-        HeaderValue::from_static("max-age=31536000; includeSubDomains"),
-    );
     h.insert("referrer-policy", HeaderValue::from_static("same-origin"));
     h.insert(
         "cross-origin-opener-policy",
@@ -52,6 +46,47 @@ pub async fn security_headers(request: Request, next: Next) -> Response {
         );
     }
     response
+}
+
+/// Marks a request that came over a TLS connection (the serve loop sets it).
+#[derive(Clone, Copy, Debug)]
+pub struct OverTls;
+
+/// The HSTS header (ASVS 3.4.1): a year, subdomains included.
+pub const HSTS: &str = "max-age=31536000; includeSubDomains";
+
+/// `Strict-Transport-Security` on answers that travel over TLS only (RFC 6797 §7.2: never
+/// over plain HTTP): the connection is TLS, or a trusted proxy (`limits.trusted_proxies`)
+/// that terminated TLS says so with `X-Forwarded-Proto: https`.
+pub async fn hsts(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let secure = request.extensions().get::<OverTls>().is_some()
+        || forwarded_https(&request, &state.web.trusted_proxies);
+    let mut response = next.run(request).await;
+    if secure {
+        response.headers_mut().insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static(HSTS),
+        );
+    }
+    response
+}
+
+/// Whether the socket peer is a trusted proxy whose `X-Forwarded-Proto` (its own, the last
+/// value) is `https`.
+fn forwarded_https(request: &Request, trusted: &[std::net::IpAddr]) -> bool {
+    let from_proxy = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .is_some_and(|c| trusted.contains(&c.0.ip()));
+    from_proxy
+        && request
+            .headers()
+            .get_all("x-forwarded-proto")
+            .iter()
+            .next_back()
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.rsplit(',').next())
+            .is_some_and(|p| p.trim().eq_ignore_ascii_case("https"))
 }
 
 /// The path as logged: the one path that carries a token (the "This was not me" link from a

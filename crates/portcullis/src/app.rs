@@ -19,6 +19,7 @@ use tokio::net::TcpListener;
 
 use crate::config::Config;
 use crate::serve::{ConnectionLimits, PlainTcp};
+use crate::tls::Tls;
 
 /// The registry key: HMAC-SHA-256 of card numbers and card IDs.
 pub const REGISTRY_KEY: &str = "registry.key";
@@ -338,15 +339,18 @@ impl Listeners {
 const MANAGEMENT_CONNECTIONS: usize = 32;
 
 /// Serves both listeners until `shutdown` resolves, then drains (bounded by
-/// `limits.drain`): stops accepting, lets requests in flight finish, closes the rest.
+/// `limits.drain`): stops accepting, lets requests in flight finish, closes the rest. With
+/// `tls`, both listeners speak HTTPS and the certificate files are watched for renewals.
 pub async fn serve(
     listeners: Listeners,
     state: AppState,
     limits: ConnectionLimits,
+    tls: Option<Arc<Tls>>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     // The status prober runs for as long as this node serves.
     let prober = crate::status::spawn_prober(state.clone());
+    let reloader = tls.as_ref().map(|t| t.spawn_reloader());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
@@ -355,18 +359,18 @@ pub async fn serve(
         max_connections: MANAGEMENT_CONNECTIONS,
         ..limits.clone()
     };
-    let management = tokio::spawn(crate::serve::serve(
+    let management = tokio::spawn(serve_on(
         listeners.management,
-        Arc::new(PlainTcp),
+        tls.clone(),
         portcullis_web::management_router(state.clone()),
         Arc::new(portcullis_web::limits::Load::new(MANAGEMENT_CONNECTIONS)),
         management_limits,
         stopped(stop_rx.clone()),
     ));
     let load = state.load.clone();
-    let public = crate::serve::serve(
+    let public = serve_on(
         listeners.public,
-        Arc::new(PlainTcp),
+        tls,
         portcullis_web::router(state.clone()),
         state.load.clone(),
         limits,
@@ -381,7 +385,37 @@ pub async fn serve(
     let _ = stop_tx.send(true);
     let _ = management.await;
     prober.abort();
+    if let Some(reloader) = reloader {
+        reloader.abort();
+    }
     served
+}
+
+/// One listener, over TLS or plain TCP.
+async fn serve_on(
+    listener: TcpListener,
+    tls: Option<Arc<Tls>>,
+    router: axum::Router,
+    load: Arc<portcullis_web::limits::Load>,
+    limits: ConnectionLimits,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> std::io::Result<()> {
+    match tls {
+        Some(tls) => {
+            crate::serve::serve(
+                listener,
+                Arc::new(tls.acceptor()),
+                router,
+                load,
+                limits,
+                shutdown,
+            )
+            .await
+        }
+        None => {
+            crate::serve::serve(listener, Arc::new(PlainTcp), router, load, limits, shutdown).await
+        }
+    }
 }
 
 /// A database URL without its password, for messages.

@@ -29,7 +29,7 @@ pub struct Config {
     /// The management listener: `/metrics`, `/healthz`, `/readyz` (never on the public one).
     pub management_listen: String,
     /// The address people reach the service at, for links in messages (default:
-    /// `http://` + `listen`).
+    /// `http://` + `listen`, `https://` with `[tls]`).
     pub public_url: Option<String>,
     pub issuer_name: String,
     pub support_phone: String,
@@ -55,6 +55,8 @@ pub struct Config {
     pub mode: Option<Mode>,
     pub log: LogConfig,
     pub telemetry: TelemetryConfig,
+    /// HTTPS on both listeners when `cert_file` and `key_file` are set ([`crate::tls`]).
+    pub tls: crate::tls::TlsConfig,
 }
 
 impl Default for Config {
@@ -84,6 +86,7 @@ impl Default for Config {
             mode: None,
             log: LogConfig::default(),
             telemetry: TelemetryConfig::default(),
+            tls: crate::tls::TlsConfig::default(),
         }
     }
 }
@@ -487,6 +490,9 @@ pub const KEYS: &[(&str, &str)] = &[
     ("", "mode"),
     ("log", "format"),
     ("telemetry", "otlp_endpoint"),
+    ("tls", "cert_file"),
+    ("tls", "key_file"),
+    ("tls", "reload_interval_secs"),
 ];
 
 pub fn env_name(section: &str, key: &str) -> String {
@@ -577,6 +583,7 @@ impl Config {
         self.notify.validate()?;
         self.server.validate()?;
         self.database.validate()?;
+        self.tls.validate()?;
         self.theme.theme()?;
         if let Some(url) = &self.telemetry.otlp_endpoint {
             if !url.starts_with("http://") {
@@ -651,7 +658,7 @@ impl Config {
             public_url: self
                 .public_url
                 .clone()
-                .unwrap_or_else(|| format!("http://{}", self.listen))
+                .unwrap_or_else(|| format!("{}://{}", self.tls.scheme(), self.listen))
                 .trim_end_matches('/')
                 .to_owned(),
             inactivity: InactivityPolicy {

@@ -13,4 +13,5 @@ pub mod mode;
 pub mod serve;
 pub mod status;
 pub mod telemetry;
+pub mod tls;
 pub mod validate;

@@ -9,7 +9,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use portcullis::config::{Config, Mode};
 use portcullis::{
-    admin, app, db, demo, import, inactivity, mode, serve, status, telemetry, validate,
+    admin, app, db, demo, import, inactivity, mode, serve, status, telemetry, tls, validate,
 };
 use portcullis_core::clock::SystemClock;
 use portcullis_core::service::SupportScope;
@@ -417,6 +417,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 async fn serve(mut config: Config, mode: Mode) -> anyhow::Result<()> {
     let demo = mode == Mode::Demo;
+    // The certificate first: a pair that does not load stops the start before anything binds.
+    let tls = tls::Tls::from_config(&config.tls)?;
+    let scheme = config.tls.scheme();
     // Bound first, so the demo's public URL carries the real port (`--listen …:0` too).
     let listener = TcpListener::bind(&config.listen)
         .await
@@ -424,7 +427,7 @@ async fn serve(mut config: Config, mode: Mode) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     // Browsers offer passkeys only on a host name, never on an IP address: the demo is
     // `http://localhost:PORT`, whatever address it listens on.
-    let local = format!("http://localhost:{}", addr.port());
+    let local = format!("{scheme}://localhost:{}", addr.port());
     if demo && config.public_url.is_none() {
         config.public_url = Some(local.clone());
     }
@@ -459,12 +462,12 @@ async fn serve(mut config: Config, mode: Mode) -> anyhow::Result<()> {
             println!("  {}", card.describe());
         }
     } else {
-        println!("Portcullis is running at http://{addr}/");
+        println!("Portcullis is running at {scheme}://{addr}/");
         tracing::info!(%mode, public_url = %config.policies().public_url, "serving");
     }
     let listeners = app::Listeners::with_public(listener, &config).await?;
     println!(
-        "Management (metrics, health) at http://{}/",
+        "Management (metrics, health) at {scheme}://{}/",
         listeners.management.local_addr()?
     );
     // Retries, leases and give-up decisions on a steady clock: a wall clock set back or
@@ -494,7 +497,7 @@ async fn serve(mut config: Config, mode: Mode) -> anyhow::Result<()> {
     }
     limits.max_connections = cap;
     let drain = limits.drain;
-    let served = app::serve(listeners, built.state, limits, shutdown_signal()).await;
+    let served = app::serve(listeners, built.state, limits, tls, shutdown_signal()).await;
     if let Some(job) = job {
         job.abort();
     }

@@ -2,7 +2,7 @@
 //!
 //! `production` is the default without `--demo`. It refuses to start with a setting that is
 //! only safe in a demo or on a developer's machine: passwords over plain HTTP on a public
-//! address, messages written to a file instead of sent, throttling off, cookies without
+//! address (TLS on the listener, or a TLS-terminating proxy in front, is required), messages written to a file instead of sent, throttling off, cookies without
 //! `Secure`, hashing weaker than OWASP's minimum, no email transport, no public URL. `demo`
 //! is what `--demo` turns on (demo registry, outbox, `/demo/outbox`); `development` checks
 //! nothing and changes nothing else (tests, benchmarks, a staging copy).
@@ -65,10 +65,11 @@ const ARGON2ID_MINIMUMS: [(u32, u32); 5] = [
 pub fn production_problems(config: &Config) -> Vec<String> {
     let mut problems = Vec::new();
     let public_listener = !is_loopback_listen(&config.listen);
-    if public_listener && config.limits.trusted_proxies.is_empty() {
+    if public_listener && config.limits.trusted_proxies.is_empty() && !config.tls.enabled() {
         problems.push(format!(
-            "listen = {:?} is not a loopback address and no TLS-terminating proxy is \
-             configured: passwords would cross the network in clear. Listen on 127.0.0.1 \
+            "listen = {:?} is not a loopback address, without TLS (tls.cert_file and \
+             tls.key_file) and without a TLS-terminating proxy: passwords would cross the \
+             network in clear. Set tls.cert_file and tls.key_file, or listen on 127.0.0.1 \
              behind a reverse proxy that terminates TLS and name it in \
              limits.trusted_proxies.",
             config.listen
@@ -226,6 +227,20 @@ mod tests {
         );
         c.limits.trusted_proxies = vec!["10.0.0.2".into()];
         assert!(production_problems(&c).is_empty());
+    }
+
+    #[test]
+    fn tls_on_the_listener_counts_as_no_plain_http() {
+        let mut c = production();
+        c.listen = "0.0.0.0:443".into();
+        c.tls.cert_file = Some(PathBuf::from("/etc/portcullis/tls/cert.pem"));
+        assert_eq!(
+            production_problems(&c).len(),
+            1,
+            "a certificate without its key"
+        );
+        c.tls.key_file = Some(PathBuf::from("/etc/portcullis/tls/key.pem"));
+        assert_eq!(production_problems(&c), Vec::<String>::new());
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //!   accept ─► open < cap? ──no──► "503 + Retry-After", closed at once
 //!               │ yes
 //!               ▼
-//!   Acceptor::accept (plain TCP today; a TLS handshake later), within header_read_timeout
+//!   Acceptor::accept (plain TCP, or the TLS handshake: crate::tls), within header_read_timeout
 //!               ▼
 //!   hyper (HTTP/1.1 or HTTP/2) ─► the router (per-request limits: portcullis_web::limits)
 //!               │
@@ -33,6 +33,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use portcullis_web::limits::Load;
+use portcullis_web::middleware::OverTls;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
@@ -65,15 +66,19 @@ impl Default for ConnectionLimits {
     }
 }
 
-/// The step between accepting a TCP connection and speaking HTTP on it. Plain TCP today; a
-/// TLS acceptor (with certificate reload) slots in here, and its handshake runs under the
-/// header read timeout.
+/// The step between accepting a TCP connection and speaking HTTP on it: plain TCP, or a
+/// TLS handshake ([`crate::tls::TlsAcceptor`]), which runs under the header read timeout.
 pub trait Acceptor: Send + Sync + 'static {
     type Io: AsyncRead + AsyncWrite + Unpin + Send + 'static;
     fn accept(
         &self,
         stream: TcpStream,
     ) -> Pin<Box<dyn Future<Output = io::Result<Self::Io>> + Send + 'static>>;
+
+    /// Whether connections are TLS: their requests carry [`OverTls`] (HSTS is sent then).
+    fn secure(&self) -> bool {
+        false
+    }
 }
 
 /// HTTP over plain TCP.
@@ -380,11 +385,15 @@ async fn connection<A: Acceptor>(
         activity: activity.clone(),
     });
     let service_activity = activity.clone();
+    let secure = acceptor.secure();
     let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
         let router = router.clone();
         service_activity.request_started();
         let guard = RequestGuard(service_activity.clone());
         request.extensions_mut().insert(ConnectInfo(remote));
+        if secure {
+            request.extensions_mut().insert(OverTls);
+        }
         async move {
             let _guard = guard;
             router.oneshot(request.map(axum::body::Body::new)).await

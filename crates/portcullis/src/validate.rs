@@ -2,8 +2,9 @@
 //!
 //! The configuration has already parsed (unknown keys and bad values fail earlier). This
 //! adds what only the host can tell: production mode's refusals, the secrets folder, the
-//! files the configuration names, and the database (reachable, and its schema against this
-//! binary's migrations). Nothing is created or changed.
+//! files the configuration names (the TLS certificate and key: they exist, parse and match),
+//! and the database (reachable, and its schema against this binary's migrations). Nothing
+//! is created or changed.
 
 use std::process::ExitCode;
 
@@ -69,6 +70,12 @@ pub async fn findings(config: &Config) -> Findings {
                 f.problems
                     .push(format!("{key} = {:?} cannot be read: {e}", path.display()));
             }
+        }
+    }
+    if let Some((cert, key)) = config.tls.files() {
+        // Exists, parses, and the key is the certificate's: what `serve` would refuse.
+        if let Err(e) = crate::tls::load_pair(cert, key) {
+            f.problems.push(format!("{e:#}"));
         }
     }
     let mut missing_keys = Vec::new();
@@ -178,6 +185,10 @@ pub async fn run(config: &Config) -> anyhow::Result<ExitCode> {
     println!("listen = {}", config.listen);
     println!("management_listen = {}", config.management_listen);
     println!("public_url = {}", config.policies().public_url);
+    if let Some((cert, key)) = config.tls.files() {
+        println!("tls.cert_file = {}", cert.display());
+        println!("tls.key_file = {}", key.display());
+    }
     println!("database_url = {}", redact_url(&config.database_url));
     println!("secrets_dir = {}", config.secrets_dir.display());
     println!("password.profile = {}", config.password.profile);

@@ -28,3 +28,4 @@ mod sessions;
 mod signin;
 mod status;
 mod support;
+mod tls;

@@ -200,15 +200,51 @@ async fn every_response_carries_the_security_headers() {
             assert_eq!(h["cache-control"], "no-store", "{path}");
         }
         assert!(h.contains_key("x-request-id"), "{path}");
-        let hsts = h["strict-transport-security"].to_str().unwrap();
+        // Plain HTTP: never HSTS (RFC 6797 §7.2); over TLS see tls.rs.
+        assert!(!h.contains_key("strict-transport-security"), "{path}");
+    }
+}
+
+/// Behind a TLS-terminating proxy named in `limits.trusted_proxies`, its
+/// `X-Forwarded-Proto: https` brings HSTS (a year, subdomains); the same header from anyone
+/// else does not.
+#[tokio::test]
+async fn hsts_follows_a_trusted_proxy_that_terminated_tls() {
+    let proxied = spawn_app_with(Backend::Sqlite, |c| {
+        c.limits.trusted_proxies = vec!["127.0.0.1".into()];
+    })
+    .await;
+    let direct = spawn_app(Backend::Sqlite).await;
+    for path in ["/", "/healthz", "/api/v1/security-questions"] {
+        let res = proxied
+            .client
+            .get(proxied.url(path))
+            .header("x-forwarded-proto", "https")
+            .send()
+            .await
+            .unwrap();
+        let hsts = res.headers()["strict-transport-security"].to_str().unwrap();
         let max_age: u64 = hsts
             .split(';')
             .find_map(|d| d.trim().strip_prefix("max-age="))
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
         assert!(
-            max_age >= 31_536_000,
+            max_age >= 31_536_000 && hsts.contains("includeSubDomains"),
             "{path}: HSTS for at least a year: {hsts}"
+        );
+        let res = proxied.client.get(proxied.url(path)).send().await.unwrap();
+        assert!(!res.headers().contains_key("strict-transport-security"));
+        let res = direct
+            .client
+            .get(direct.url(path))
+            .header("x-forwarded-proto", "https")
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            !res.headers().contains_key("strict-transport-security"),
+            "{path}: an untrusted peer's header counts for nothing"
         );
     }
 }
