@@ -208,13 +208,12 @@ async fn every_response_carries_the_security_headers() {
 /// Behind a TLS-terminating proxy named in `limits.trusted_proxies`, its
 /// `X-Forwarded-Proto: https` brings HSTS (a year, subdomains); the same header from anyone
 /// else does not.
-#[tokio::test]
-async fn hsts_follows_a_trusted_proxy_that_terminated_tls() {
-    let proxied = spawn_app_with(Backend::Sqlite, |c| {
+async fn hsts_behind_a_proxy(backend: Backend) {
+    let proxied = spawn_app_with(backend, |c| {
         c.limits.trusted_proxies = vec!["127.0.0.1".into()];
     })
     .await;
-    let direct = spawn_app(Backend::Sqlite).await;
+    let direct = spawn_app(backend).await;
     for path in ["/", "/healthz", "/api/v1/security-questions"] {
         let res = proxied
             .client
@@ -248,6 +247,11 @@ async fn hsts_follows_a_trusted_proxy_that_terminated_tls() {
         );
     }
 }
+
+both!(
+    hsts_follows_a_trusted_proxy_that_terminated_tls,
+    hsts_behind_a_proxy
+);
 
 /// No session fixation: a session cookie the browser already holds (planted by an attacker,
 /// or left from an earlier session) never becomes the signed-in session. Sign-in always

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use portcullis_testkit::RealServer;
+use portcullis_testkit::{both, Backend, RealServer, TestDb};
 use tokio::io::AsyncReadExt;
 
 use crate::operations::{clean, run};
@@ -112,13 +112,17 @@ async fn served(ca: &Ca, url: &str) -> (Vec<u8>, reqwest::Version, u16) {
 /// Both listeners speak HTTPS with the configured certificate, HTTP/2 by ALPN (HTTP/1.1 for
 /// a client that offers only that), HSTS on every answer; a certificate replaced on disk is
 /// served within the poll interval without a restart, and a broken replacement never is.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn https_with_http2_hsts_and_certificates_renewed_without_a_restart() {
+async fn https_renewal(backend: Backend) {
+    let db = TestDb::new(backend).await;
     let ca = Ca::new();
     let files = tempfile::tempdir().unwrap();
     let first = ca.issue("portcullis-one");
     let (cert, key) = install(&first, files.path());
-    let server = RealServer::start(bin(), &tls_env(&cert, &key));
+    let mut env = tls_env(&cert, &key);
+    if backend == Backend::Postgres {
+        env.push(("PORTCULLIS_DATABASE_URL", db.url.clone()));
+    }
+    let server = RealServer::start(bin(), &env);
     assert!(
         server.base.starts_with("https://localhost:"),
         "{}",
@@ -210,6 +214,11 @@ async fn https_with_http2_hsts_and_certificates_renewed_without_a_restart() {
     );
     assert!(log.contains("tls.key_file is not the key"), "{log}");
 }
+
+both!(
+    https_with_http2_hsts_and_certificates_renewed_without_a_restart,
+    https_renewal
+);
 
 /// The handshake runs under `server.header_read_timeout_secs`: a client that connects and
 /// never sends a ClientHello, or stops halfway through one, is closed then.
