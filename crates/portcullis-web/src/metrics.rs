@@ -45,6 +45,20 @@ struct Histogram {
 /// The connection pool's use as the store reports it: (open, idle, max).
 pub type PoolSource = Box<dyn Fn() -> (u32, u32, u32) + Send + Sync>;
 
+/// The served TLS certificate and its reloads, as the binary reports them (`[tls]`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TlsReading {
+    /// When the served certificate expires (Unix seconds; 0 when it could not be read).
+    pub not_after_unix: i64,
+    /// Changes of the files that were loaded.
+    pub reloads: u64,
+    /// Changes of the files that did not load (the previous pair stayed in service).
+    pub reload_failures: u64,
+}
+
+/// Where `/metrics` reads [`TlsReading`] from.
+pub type TlsSource = Box<dyn Fn() -> TlsReading + Send + Sync>;
+
 /// This node's counters; held in [`AppState`], shared by clones of it.
 #[derive(Default)]
 pub struct Metrics {
@@ -52,6 +66,8 @@ pub struct Metrics {
     latency: Mutex<BTreeMap<(String, String), Histogram>>,
     /// The database pool's use (set once by the binary, which owns the store).
     pool: std::sync::OnceLock<PoolSource>,
+    /// The TLS certificate (set by the binary when the listeners speak HTTPS).
+    tls: std::sync::OnceLock<TlsSource>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -83,6 +99,11 @@ impl Metrics {
     /// Where `/metrics` reads the database pool's use from (the first call wins).
     pub fn set_database_pool(&self, source: PoolSource) {
         let _ = self.pool.set(source);
+    }
+
+    /// Where `/metrics` reads the TLS certificate's state from (the first call wins).
+    pub fn set_tls(&self, source: TlsSource) {
+        let _ = self.tls.set(source);
     }
 
     fn observe(&self, method: &str, route: &str, status: StatusCode, secs: f64) {
@@ -411,6 +432,38 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
             "The most database connections this node may open (database.max_connections).",
         );
         let _ = writeln!(out, "portcullis_db_pool_max_connections {max}");
+    }
+
+    // Declared always (alert rules name them); samples only with `[tls]`.
+    let tls = m.tls.get().map(|source| source());
+    family(
+        &mut out,
+        "portcullis_tls_certificate_expiry_timestamp_seconds",
+        "gauge",
+        "When the served TLS certificate expires (Unix time); no sample without [tls].",
+    );
+    family(
+        &mut out,
+        "portcullis_tls_reloads_total",
+        "counter",
+        "Changes of the TLS certificate files: loaded, or failed (the previous pair stays in service).",
+    );
+    if let Some(t) = tls {
+        let _ = writeln!(
+            out,
+            "portcullis_tls_certificate_expiry_timestamp_seconds {}",
+            t.not_after_unix
+        );
+        let _ = writeln!(
+            out,
+            "portcullis_tls_reloads_total{{result=\"loaded\"}} {}",
+            t.reloads
+        );
+        let _ = writeln!(
+            out,
+            "portcullis_tls_reloads_total{{result=\"failed\"}} {}",
+            t.reload_failures
+        );
     }
 
     let snapshot = state.status.snapshot();

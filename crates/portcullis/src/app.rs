@@ -350,7 +350,11 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     // The status prober runs for as long as this node serves.
     let prober = crate::status::spawn_prober(state.clone());
-    let reloader = tls.as_ref().map(|t| t.spawn_reloader());
+    let reloader = tls.as_ref().map(|t| {
+        let reading = t.clone();
+        state.metrics.set_tls(Box::new(move || reading.reading()));
+        t.spawn_reloader()
+    });
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;

@@ -17,10 +17,12 @@ use std::future::Future;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
+use portcullis_web::metrics::TlsReading;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -157,6 +159,14 @@ fn fingerprint(pair: &CertifiedKey) -> String {
         .unwrap_or_default()
 }
 
+/// When the pair's certificate expires (Unix seconds; 0 when it cannot be read).
+fn not_after(pair: &CertifiedKey) -> i64 {
+    pair.cert
+        .first()
+        .and_then(|c| x509_parser::parse_x509_certificate(c.as_ref()).ok())
+        .map_or(0, |(_, cert)| cert.validity().not_after.timestamp())
+}
+
 /// What a look at the files found.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Reload {
@@ -174,6 +184,9 @@ pub struct CertStore {
     current: RwLock<Arc<CertifiedKey>>,
     /// The digest of the files last looked at (`None`: they could not be read).
     seen: Mutex<Option<[u8; 32]>>,
+    not_after: AtomicI64,
+    reloads: AtomicU64,
+    failures: AtomicU64,
 }
 
 impl CertStore {
@@ -185,9 +198,21 @@ impl CertStore {
         Ok(Self {
             cert_file: cert_file.to_owned(),
             key_file: key_file.to_owned(),
+            not_after: AtomicI64::new(not_after(&pair)),
             current: RwLock::new(Arc::new(pair)),
             seen: Mutex::new(Some(digest(&cert_pem, &key_pem))),
+            reloads: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
         })
+    }
+
+    /// For `/metrics`: the served certificate's expiry and the reloads so far.
+    pub fn reading(&self) -> TlsReading {
+        TlsReading {
+            not_after_unix: self.not_after.load(Ordering::Relaxed),
+            reloads: self.reloads.load(Ordering::Relaxed),
+            reload_failures: self.failures.load(Ordering::Relaxed),
+        }
     }
 
     pub fn current(&self) -> Arc<CertifiedKey> {
@@ -209,6 +234,7 @@ impl CertStore {
             Err(e) => {
                 let why = format!("{e:#}");
                 if seen.take().is_some() {
+                    self.failures.fetch_add(1, Ordering::Relaxed);
                     tracing::error!(error = %why, "TLS certificate not reloaded: still serving the previous one");
                 }
                 return Reload::Kept(why);
@@ -222,6 +248,8 @@ impl CertStore {
         match parse_pair(&cert_pem, &key_pem) {
             Ok(pair) => {
                 tracing::info!(sha256 = %fingerprint(&pair), "TLS certificate reloaded");
+                self.not_after.store(not_after(&pair), Ordering::Relaxed);
+                self.reloads.fetch_add(1, Ordering::Relaxed);
                 *self
                     .current
                     .write()
@@ -230,6 +258,7 @@ impl CertStore {
             }
             Err(e) => {
                 let why = format!("{e:#}");
+                self.failures.fetch_add(1, Ordering::Relaxed);
                 tracing::error!(error = %why, "TLS certificate not reloaded: still serving the previous one");
                 Reload::Kept(why)
             }
@@ -285,6 +314,11 @@ impl Tls {
                 let _ = tokio::task::spawn_blocking(move || store.check()).await;
             }
         })
+    }
+
+    /// For `/metrics`: the served certificate's expiry and the reloads so far.
+    pub fn reading(&self) -> TlsReading {
+        self.store.reading()
     }
 
     pub fn acceptor(&self) -> TlsAcceptor {

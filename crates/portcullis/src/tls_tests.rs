@@ -40,6 +40,10 @@ fn the_store_swaps_on_a_good_change_and_keeps_the_old_pair_on_a_bad_one() {
     let store = CertStore::open(&cert_path, &key_path).unwrap();
     let first = store.current();
     assert_eq!(store.check(), Reload::Unchanged);
+    let reading = store.reading();
+    // rcgen's default validity ends in 4096.
+    assert!(reading.not_after_unix > 4_000_000_000, "{reading:?}");
+    assert_eq!((reading.reloads, reading.reload_failures), (0, 0));
 
     // Replaced one file at a time: the half-written pair is skipped, the whole one loads.
     let (cert2, key2) = pair("two.example");
@@ -57,6 +61,8 @@ fn the_store_swaps_on_a_good_change_and_keeps_the_old_pair_on_a_bad_one() {
     std::fs::remove_file(&key_path).unwrap();
     assert!(matches!(store.check(), Reload::Kept(_)));
     assert_eq!(store.current().cert, second.cert);
+    let reading = store.reading();
+    assert_eq!((reading.reloads, reading.reload_failures), (1, 3));
 }
 
 #[test]

@@ -37,9 +37,9 @@ impl Ca {
         Self { cert, key }
     }
 
-    /// A server certificate for localhost and 127.0.0.1 named `name`: (cert PEM, key PEM,
-    /// cert DER).
-    fn issue(&self, name: &str) -> Leaf {
+    /// A server certificate for localhost and 127.0.0.1 named `name`, valid until the
+    /// first of January of `until`.
+    fn issue(&self, name: &str, until: i32) -> Leaf {
         let key = rcgen::KeyPair::generate().unwrap();
         let mut params =
             rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
@@ -47,6 +47,8 @@ impl Ca {
         params
             .distinguished_name
             .push(rcgen::DnType::CommonName, name);
+        params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        params.not_after = rcgen::date_time_ymd(until, 1, 1);
         let cert = params.signed_by(&key, &self.cert, &self.key).unwrap();
         Leaf {
             cert_pem: cert.pem(),
@@ -116,7 +118,7 @@ async fn https_renewal(backend: Backend) {
     let db = TestDb::new(backend).await;
     let ca = Ca::new();
     let files = tempfile::tempdir().unwrap();
-    let first = ca.issue("portcullis-one");
+    let first = ca.issue("portcullis-one", 2098);
     let (cert, key) = install(&first, files.path());
     let mut env = tls_env(&cert, &key);
     if backend == Backend::Postgres {
@@ -149,6 +151,8 @@ async fn https_renewal(backend: Backend) {
     }
     let (der, _, _) = served(&ca, &server.url("/healthz")).await;
     assert_eq!(der, first.der);
+    // 2098-01-01T00:00:00Z
+    assert_eq!(tls_metrics(&client, &server).await, (4_039_372_800, 0, 0));
 
     // A client that offers only HTTP/1.1 gets it.
     let h1 = reqwest::Client::builder()
@@ -171,7 +175,7 @@ async fn https_renewal(backend: Backend) {
     assert!(stranger.get(server.url("/healthz")).send().await.is_err());
 
     // Renewal: new files, same paths, no restart.
-    let second = ca.issue("portcullis-two");
+    let second = ca.issue("portcullis-two", 2099);
     assert_ne!(second.der, first.der);
     let replaced = Instant::now();
     install(&second, files.path());
@@ -202,7 +206,7 @@ async fn https_renewal(backend: Backend) {
     let (der, _, status) = served(&ca, &server.url("/healthz")).await;
     assert_eq!((status, der == second.der), (200, true));
     std::fs::write(&cert, &second.cert_pem).unwrap();
-    std::fs::write(&key, ca.issue("portcullis-three").key_pem).unwrap();
+    std::fs::write(&key, ca.issue("portcullis-three", 2099).key_pem).unwrap();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let (der, _, status) = served(&ca, &server.url("/healthz")).await;
     assert_eq!((status, der == second.der), (200, true));
@@ -213,6 +217,36 @@ async fn https_renewal(backend: Backend) {
         "{log}"
     );
     assert!(log.contains("tls.key_file is not the key"), "{log}");
+    // 2099-01-01T00:00:00Z; one or two loads of the second pair (a look may fall between the
+    // two writes of the repair), at least two failed changes.
+    let (expiry, loaded, failed) = tls_metrics(&client, &server).await;
+    assert_eq!(expiry, 4_070_908_800);
+    assert!(
+        (1..=3).contains(&loaded) && failed >= 2,
+        "{loaded} {failed}"
+    );
+}
+
+/// The TLS samples of the management listener's `/metrics`: (expiry, loaded, failed).
+async fn tls_metrics(client: &reqwest::Client, server: &RealServer) -> (i64, i64, i64) {
+    let text = client
+        .get(server.management_url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let sample = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse::<i64>().ok())
+            .unwrap_or_else(|| panic!("{name} missing from:\n{text}"))
+    };
+    (
+        sample("portcullis_tls_certificate_expiry_timestamp_seconds"),
+        sample("portcullis_tls_reloads_total{result=\"loaded\"}"),
+        sample("portcullis_tls_reloads_total{result=\"failed\"}"),
+    )
 }
 
 both!(
@@ -226,7 +260,7 @@ both!(
 async fn a_silent_client_is_closed_within_the_handshake_timeout() {
     let ca = Ca::new();
     let files = tempfile::tempdir().unwrap();
-    let (cert, key) = install(&ca.issue("portcullis"), files.path());
+    let (cert, key) = install(&ca.issue("portcullis", 2099), files.path());
     let server = RealServer::start(bin(), &tls_env(&cert, &key));
     let addr = server
         .base
@@ -274,7 +308,7 @@ async fn a_silent_client_is_closed_within_the_handshake_timeout() {
 async fn production_mode_serves_https_on_a_public_address_and_validates_the_files() {
     let ca = Ca::new();
     let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = install(&ca.issue("login.bank.example"), dir.path());
+    let (cert, key) = install(&ca.issue("login.bank.example", 2099), dir.path());
     let production = |cmd: &mut std::process::Command| {
         cmd.env("PORTCULLIS_PUBLIC_URL", "https://login.bank.example")
             .env("PORTCULLIS_NOTIFY_SMTP_HOST", "127.0.0.1")
@@ -306,7 +340,7 @@ async fn production_mode_serves_https_on_a_public_address_and_validates_the_file
     assert_eq!(code, 0, "{stdout}");
     assert!(stdout.contains("configuration is valid"), "{stdout}");
     let other_key = dir.path().join("other-key.pem");
-    std::fs::write(&other_key, ca.issue("elsewhere").key_pem).unwrap();
+    std::fs::write(&other_key, ca.issue("elsewhere", 2099).key_pem).unwrap();
     write_config(&cert, &other_key);
     let (code, stdout, _) = validate();
     assert_eq!(code, 1, "{stdout}");
