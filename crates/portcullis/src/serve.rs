@@ -157,7 +157,7 @@ pub async fn serve<A: Acceptor>(
                         }
                         Err(_) => {
                             load.refused_connections.fetch_add(1, Ordering::Relaxed);
-                            tasks.spawn(refuse(stream));
+                            tasks.spawn(refuse(stream, acceptor.secure()));
                         }
                     }
                 }
@@ -197,8 +197,12 @@ pub async fn serve<A: Acceptor>(
 }
 
 /// A connection over the cap: a short 503 and close (HTTP/1.1 framing; a client that
-/// speaks HTTP/2 first sees the connection closed, which it retries as well).
-async fn refuse(mut stream: TcpStream) {
+/// speaks HTTP/2 first sees the connection closed, which it retries as well). Over TLS it is
+/// only closed: a handshake for a refusal would spend the very CPU the cap protects.
+async fn refuse(mut stream: TcpStream, secure: bool) {
+    if secure {
+        return;
+    }
     const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
         Retry-After: 2\r\n\
         Content-Type: text/plain; charset=utf-8\r\n\
