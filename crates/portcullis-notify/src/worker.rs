@@ -432,8 +432,7 @@ impl DeliveryWorker {
             // An open breaker (opened before this pass or during it): a code with another
             // way to go takes it; everything else waits, its attempt given back.
             if let Gate::OpenUntil(_) = breaker.gate(Instant::now()) {
-                if row.channel == CodeChannel::Sms && row.sensitive && row.fallback_email.is_some()
-                {
+                if row.sensitive && row.fallback().is_some() {
                     self.deliver(node, row, elapsed(), breaker, true).await;
                 } else {
                     left_unsent = true;
@@ -487,7 +486,7 @@ impl DeliveryWorker {
     ) {
         let id = row.id;
         let outcome = if fall_back {
-            self.code_by_email(node, &row).await
+            self.code_by_other_channel(node, &row).await
         } else {
             match row.channel {
                 CodeChannel::Email => self
@@ -515,17 +514,14 @@ impl DeliveryWorker {
             }
             _ => {}
         }
-        // A code that failed by text goes by email at once when it can: a retry in a few
-        // minutes may be past its ten-minute life.
+        // A code that failed on its channel goes by the other at once when it can (text to
+        // email, email to text): a retry in a few minutes may be past its ten-minute life.
         let outcome = match outcome {
             Err(SendError::Retry(error))
-                if !fall_back
-                    && row.channel == CodeChannel::Sms
-                    && row.sensitive
-                    && row.fallback_email.is_some() =>
+                if !fall_back && row.sensitive && row.fallback().is_some() =>
             {
-                tracing::warn!(outbox_id = id, error = %error, "a code could not go by text: sending it by email");
-                self.code_by_email(node, &row).await
+                tracing::warn!(outbox_id = id, channel = row.channel.as_str(), error = %error, "a code could not go on its channel: sending it by the other");
+                self.code_by_other_channel(node, &row).await
             }
             other => other,
         };
@@ -568,6 +564,55 @@ impl DeliveryWorker {
                 tracing::error!(outbox_id = id, error = %e, "recording a delivery outcome failed")
             }
         }
+    }
+
+    /// Moves a code to the other channel's fallback address and sends it there.
+    async fn code_by_other_channel(
+        &self,
+        node: &str,
+        row: &OutboxRow,
+    ) -> Result<CodeChannel, SendError> {
+        match row.channel {
+            CodeChannel::Sms => self.code_by_email(node, row).await,
+            CodeChannel::Email => self.code_by_sms(node, row).await,
+        }
+    }
+
+    /// Moves a code by email to its fallback phone and sends it there, through the SMS cost
+    /// controls like any text message. Once moved it is a text message: if the gateway fails
+    /// too, the SMS worker retries it.
+    async fn code_by_sms(&self, node: &str, row: &OutboxRow) -> Result<CodeChannel, SendError> {
+        let Some(phone) = row.fallback_phone.as_deref() else {
+            return Err(SendError::Retry("no phone to fall back to".into()));
+        };
+        if self.transports.sms.is_none() {
+            return Err(SendError::Retry(
+                "the relay is failing and no SMS gateway is configured to fall back to".into(),
+            ));
+        }
+        let moved = self
+            .store
+            .fall_back_to_sms(
+                row.id,
+                node,
+                "the email relay is failing; the code was sent by text",
+            )
+            .await
+            .map_err(|e| SendError::Retry(format!("falling back to text: {e}")))?;
+        if !moved {
+            return Err(SendError::Retry(
+                "the row changed while falling back to text".into(),
+            ));
+        }
+        self.stats.code_fallback();
+        let moved_row = OutboxRow {
+            channel: CodeChannel::Sms,
+            recipient: phone.to_owned(),
+            fallback_email: None,
+            fallback_phone: None,
+            ..row.clone()
+        };
+        self.deliver_sms(node, &moved_row).await
     }
 
     /// Moves a text-message code to its email fallback and sends it there.

@@ -45,6 +45,8 @@ macro_rules! row_columns {
             $p,
             "fallback_email, ",
             $p,
+            "fallback_phone, ",
+            $p,
             "sensitive, ",
             $p,
             "attempts, ",
@@ -72,8 +74,8 @@ macro_rules! due {
 
 statements! {
     ENQUEUE = "INSERT INTO outbox (channel, recipient, subject, body, fallback_email, \
-        sensitive, state, attempts, next_attempt_at, created_at) \
-        VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $7, $7) RETURNING id";
+        fallback_phone, sensitive, state, attempts, next_attempt_at, created_at) \
+        VALUES ($1, $2, $3, $4, $5, $8, $6, 'pending', 0, $7, $7) RETURNING id";
     /// PostgreSQL: concurrent claimers skip each other's rows instead of waiting on them.
     CLAIM_POSTGRES: postgres = concat!("WITH due AS (", due!(), " FOR UPDATE SKIP LOCKED) \
         UPDATE outbox SET claimed_by = $3, claimed_until = $4, attempts = outbox.attempts + 1 \
@@ -96,6 +98,11 @@ statements! {
         fallback_email = NULL, last_error = $3 \
         WHERE id = $1 AND claimed_by = $2 AND state = 'pending' \
         AND channel = 'sms' AND fallback_email IS NOT NULL";
+    /// A code by email goes by text instead, once: no fallback is left either way.
+    FALL_BACK_SMS = "UPDATE outbox SET channel = 'sms', recipient = fallback_phone, \
+        fallback_phone = NULL, fallback_email = NULL, last_error = $3 \
+        WHERE id = $1 AND claimed_by = $2 AND state = 'pending' \
+        AND channel = 'email' AND fallback_phone IS NOT NULL";
     /// A released row was claimed but not attempted: the claim's count is taken back.
     RELEASE_CLAIMS = "UPDATE outbox SET claimed_by = NULL, claimed_until = NULL, \
         attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END \
@@ -186,6 +193,7 @@ pub(crate) async fn enqueue(
             .bind(out.fallback_email.as_deref())
             .bind(i64::from(m.sensitive))
             .bind(now.0)
+            .bind(out.fallback_phone.as_deref())
             .fetch_one(&mut *conn)
             .await
             .map_err(db_err)?;
@@ -202,6 +210,7 @@ struct OutboxRecord {
     subject: String,
     body: String,
     fallback_email: Option<String>,
+    fallback_phone: Option<String>,
     sensitive: i64,
     attempts: i64,
     created_at: i64,
@@ -222,6 +231,7 @@ impl TryFrom<OutboxRecord> for OutboxRow {
             subject: r.subject,
             body: r.body,
             fallback_email: r.fallback_email,
+            fallback_phone: r.fallback_phone,
             sensitive: r.sensitive != 0,
             attempts: u32::try_from(r.attempts).unwrap_or(u32::MAX),
             created_at: UnixTime(r.created_at),
@@ -373,6 +383,17 @@ impl OutboxStore for SqlStore {
 
     async fn fall_back_to_email(&self, id: i64, node: &str, reason: &str) -> StoreResult<bool> {
         let done = sqlx::query(FALL_BACK)
+            .bind(id)
+            .bind(node)
+            .bind(clip(reason))
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn fall_back_to_sms(&self, id: i64, node: &str, reason: &str) -> StoreResult<bool> {
+        let done = sqlx::query(FALL_BACK_SMS)
             .bind(id)
             .bind(node)
             .bind(clip(reason))

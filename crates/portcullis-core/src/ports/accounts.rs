@@ -64,13 +64,16 @@ impl AccountRow {
     /// A message to this account, with its email as the fall-back for a text message the
     /// SMS quotas refuse.
     pub fn outgoing(&self, message: Message) -> Outgoing {
-        let fallback_email = match message.channel {
-            CodeChannel::Sms => self.email.clone(),
-            CodeChannel::Email => None,
+        let (fallback_email, fallback_phone) = match message.channel {
+            CodeChannel::Sms => (self.email.clone(), None),
+            // Only a code is worth a text message when the relay fails: it dies in minutes.
+            CodeChannel::Email if message.sensitive => (None, self.phone.clone()),
+            CodeChannel::Email => (None, None),
         };
         Outgoing {
             message,
             fallback_email,
+            fallback_phone,
         }
     }
 

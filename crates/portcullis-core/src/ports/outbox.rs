@@ -20,11 +20,13 @@ pub struct Message {
 }
 
 /// A message as queued for delivery: a text message may name an email address to fall back
-/// to when the SMS cost controls refuse it.
+/// to when the SMS cost controls refuse it or the gateway fails; a code by email may name a
+/// phone to fall back to when the relay fails.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Outgoing {
     pub message: Message,
     pub fallback_email: Option<String>,
+    pub fallback_phone: Option<String>,
 }
 
 impl From<Message> for Outgoing {
@@ -32,6 +34,7 @@ impl From<Message> for Outgoing {
         Self {
             message,
             fallback_email: None,
+            fallback_phone: None,
         }
     }
 }
@@ -85,12 +88,23 @@ pub struct OutboxRow {
     pub subject: String,
     pub body: String,
     pub fallback_email: Option<String>,
+    pub fallback_phone: Option<String>,
     pub sensitive: bool,
     /// Attempts so far, this one included (a claim counts as an attempt).
     pub attempts: u32,
     pub created_at: UnixTime,
     pub claimed_until: UnixTime,
     pub last_error: Option<String>,
+}
+
+impl OutboxRow {
+    /// The address on the other channel this message may fall back to, if any.
+    pub fn fallback(&self) -> Option<&str> {
+        match self.channel {
+            CodeChannel::Sms => self.fallback_email.as_deref(),
+            CodeChannel::Email => self.fallback_phone.as_deref(),
+        }
+    }
 }
 
 /// The outbox at a glance, for `/metrics` and the status prober.
@@ -165,6 +179,9 @@ pub trait OutboxStore: OutboxReads {
     async fn mark_failed(&self, id: i64, node: &str, error: &str) -> StoreResult<bool>;
     /// Turns a text message the cost controls refused into an email to its fallback address.
     async fn fall_back_to_email(&self, id: i64, node: &str, reason: &str) -> StoreResult<bool>;
+    /// Turns a code by email the relay could not take into a text message to its fallback
+    /// phone (once: the row then has no fallback either way).
+    async fn fall_back_to_sms(&self, id: i64, node: &str, reason: &str) -> StoreResult<bool>;
     /// Releases every lease `node` holds without counting the attempt (graceful shutdown).
     async fn release_claims(&self, node: &str) -> StoreResult<u64>;
     /// Takes one place in each counter for `day` (days since the epoch, UTC), all or

@@ -282,6 +282,7 @@ impl Portcullis {
                 CodeChannel::Sms => record.email.clone(),
                 CodeChannel::Email => None,
             },
+            fallback_phone: None,
             message: Message {
                 channel,
                 to,

@@ -152,6 +152,48 @@ async fn lifecycle(backend: Backend) {
 }
 both!(outbox_lifecycle_conformance, lifecycle);
 
+/// Issue 20: a code by email whose relay fails goes by text to the account's phone, once,
+/// and only by the node that holds it.
+async fn email_code_falls_back_to_text(backend: Backend) {
+    let (s, _db) = store(backend).await;
+    let mut code = msg(7, CodeChannel::Email, true);
+    code.fallback_phone = Some("+15555550199".into());
+    let plain = msg(8, CodeChannel::Email, false);
+    let ids = s.enqueue(&[code, plain], T).await.unwrap();
+    let rows = s
+        .claim_channel("a", T, 60, 10, Some(CodeChannel::Email))
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0].id, ids[0]);
+    assert_eq!(rows[0].fallback(), Some("+15555550199"));
+    assert_eq!(rows[1].fallback(), None);
+    // Not the holder, or no phone: nothing moves.
+    assert!(!s.fall_back_to_sms(ids[0], "b", "relay").await.unwrap());
+    assert!(!s.fall_back_to_sms(ids[1], "a", "relay").await.unwrap());
+    assert!(s.fall_back_to_sms(ids[0], "a", "relay down").await.unwrap());
+    assert_eq!(column(&s, ids[0], "channel").await.as_deref(), Some("sms"));
+    assert_eq!(
+        column(&s, ids[0], "recipient").await.as_deref(),
+        Some("+15555550199")
+    );
+    assert_eq!(column(&s, ids[0], "fallback_phone").await, None);
+    assert_eq!(column(&s, ids[0], "fallback_email").await, None);
+    assert_eq!(
+        column(&s, ids[0], "last_error").await.as_deref(),
+        Some("relay down")
+    );
+    // Once: it is a text message now, with nowhere else to go.
+    assert!(!s.fall_back_to_sms(ids[0], "a", "again").await.unwrap());
+    assert!(!s.fall_back_to_email(ids[0], "a", "again").await.unwrap());
+    assert!(s.mark_sent(ids[0], "a", T).await.unwrap());
+}
+
+both!(
+    outbox_email_code_falls_back_to_text_conformance,
+    email_code_falls_back_to_text
+);
+
 /// Issue 20: a row queued under a wall clock that had jumped forward is still due (it was
 /// never attempted), the database tells its own time on PostgreSQL, and a committed write
 /// probe is possible.

@@ -54,6 +54,7 @@ fn sms(to: &str, fallback: Option<&str>) -> Outgoing {
             sensitive: true,
         },
         fallback_email: fallback.map(str::to_owned),
+        fallback_phone: None,
     }
 }
 

@@ -737,13 +737,17 @@ async fn hanging_gateway() -> (u16, tokio::task::JoinHandle<()>) {
     (port, task)
 }
 
-/// The registry file with Ann's card (what `serve --demo` would load).
-fn registry_csv(dir: &Path) -> PathBuf {
+/// Ann's phone on file, where her codes go when the relay fails.
+const ANN_PHONE: &str = "+15550100100";
+
+/// The registry file with Ann's card (what `serve --demo` would load), with `phone` on file
+/// (`""`: email only, so her codes have nowhere else to go).
+fn registry_csv(dir: &Path, phone: &str) -> PathBuf {
     let path = dir.join("registry.csv");
     std::fs::write(
         &path,
         format!(
-            "{}\npersonal,{},{},2030-12,Ann Smith,ann@example.com,+15550100100,Gold Card,\
+            "{}\npersonal,{},{},2030-12,Ann Smith,ann@example.com,{phone},Gold Card,\
              120.50,5000.00,2030-01-15,25.00\n",
             portcullis_core::registry::COLUMNS.join(","),
             ANN.number,
@@ -759,12 +763,13 @@ async fn provider_server(
     dir: &Path,
     relay: &Relay,
     sms_port: u16,
+    phone: &str,
 ) -> (RealServer, Vec<(&'static str, String)>) {
     let db = format!("sqlite://{}", dir.join("portcullis.db").display());
     let secrets = dir.join("secrets").display().to_string();
     let out = std::process::Command::new(bin())
         .args(["registry", "import"])
-        .arg(registry_csv(dir))
+        .arg(registry_csv(dir, phone))
         .env("PORTCULLIS_DATABASE_URL", &db)
         .env("PORTCULLIS_SECRETS_DIR", &secrets)
         .output()
@@ -836,7 +841,7 @@ async fn faults_hanging_sms_gateway_holds_up_no_email_code() {
     let relay = Relay::start(false).await;
     let (sms_port, _gateway) = hanging_gateway().await;
     let dir = tempfile::tempdir().unwrap();
-    let (server, env) = provider_server(dir.path(), &relay, sms_port).await;
+    let (server, env) = provider_server(dir.path(), &relay, sms_port, ANN_PHONE).await;
     register_ann(&server.base).await;
     // Thirty routine text messages queued ahead, to a gateway that never answers.
     let db = env
@@ -914,7 +919,8 @@ async fn faults_relay_refusing_with_554_then_recovering_delivers_each_message_on
     let relay = Relay::start(true).await;
     let (sms_port, _gateway) = hanging_gateway().await;
     let dir = tempfile::tempdir().unwrap();
-    let (server, env) = provider_server(dir.path(), &relay, sms_port).await;
+    // Email only: the code has no other way to go, so it waits for the relay.
+    let (server, env) = provider_server(dir.path(), &relay, sms_port, "").await;
     let db = env
         .iter()
         .find(|(k, _)| *k == "PORTCULLIS_DATABASE_URL")
@@ -967,6 +973,117 @@ async fn faults_relay_refusing_with_554_then_recovering_delivers_each_message_on
     assert_eq!(ids.len(), unique.len(), "a message was sent twice: {ids:?}");
     assert_eq!(ids.len(), emails.len());
     wait_state(&server.base, "email", "operational", 90).await;
+}
+
+/// A stand-in SMS gateway that takes every message (201) and keeps its bodies.
+async fn accepting_gateway() -> (u16, Arc<Mutex<Vec<String>>>, tokio::task::JoinHandle<()>) {
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let record = seen.clone();
+    let router = axum::Router::new().route(
+        "/send",
+        axum::routing::post(move |body: String| {
+            let record = record.clone();
+            async move {
+                record.lock().unwrap().push(body);
+                axum::http::StatusCode::CREATED
+            }
+        }),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let task = tokio::spawn(async move {
+        axum::serve(listener, router).await.unwrap();
+    });
+    (port, seen, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn faults_relay_refusing_sends_an_email_code_by_text_to_the_phone_on_file() {
+    let relay = Relay::start(true).await;
+    let (sms_port, texts, _gateway) = accepting_gateway().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (server, env) = provider_server(dir.path(), &relay, sms_port, ANN_PHONE).await;
+    let db = env
+        .iter()
+        .find(|(k, _)| *k == "PORTCULLIS_DATABASE_URL")
+        .unwrap()
+        .1
+        .clone();
+    register_ann(&server.base).await;
+    // The code is asked for by email (her channel); the relay refuses every connection.
+    let asked = Instant::now();
+    reset_code_requested(&server.base).await;
+    loop {
+        let got = texts.lock().unwrap().clone();
+        if let Some(body) = got.iter().find(|b| b.contains("security code")) {
+            assert!(body.contains(&ANN_PHONE[1..]), "{body}");
+            break;
+        }
+        assert!(
+            asked.elapsed() < Duration::from_secs(30),
+            "the email code never went by text: {got:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!(
+        "email code delivered by text {:?} after it was asked for",
+        asked.elapsed()
+    );
+    // The code's row is a sent text message now, saying why; the registration notice (not
+    // a code) waits for the relay.
+    let mut conn = sqlx::SqliteConnection::connect(&db).await.unwrap();
+    let rows: Vec<(String, String, i64, Option<String>)> =
+        sqlx::query("SELECT channel, state, sensitive, last_error FROM outbox ORDER BY id")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+            .collect();
+    let code = rows.iter().find(|r| r.2 == 1).expect("the code's row");
+    assert_eq!(
+        (code.0.as_str(), code.1.as_str()),
+        ("sms", "sent"),
+        "{rows:?}"
+    );
+    assert!(
+        code.3
+            .as_deref()
+            .unwrap_or("")
+            .contains("email relay is failing"),
+        "{rows:?}"
+    );
+    assert!(
+        rows.iter()
+            .filter(|r| r.2 == 0)
+            .all(|r| r.0 == "email" && r.1 == "pending"),
+        "{rows:?}"
+    );
+    // The relay comes back: the notice goes by email, the code is not sent twice.
+    relay.refusing.store(false, Ordering::SeqCst);
+    let back = Instant::now();
+    while relay.message_ids().is_empty() {
+        assert!(
+            back.elapsed() < Duration::from_secs(90),
+            "the notice never went"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        relay.message_ids().len(),
+        1,
+        "only the notice goes by email"
+    );
+    assert_eq!(
+        texts
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|b| b.contains("security code"))
+            .count(),
+        1
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1025,7 +1142,7 @@ async fn faults_clock_jumps_back_and_forward_and_codes_are_delivered() {
     let secrets = dir.path().join("secrets").display().to_string();
     let out = std::process::Command::new(bin())
         .args(["registry", "import"])
-        .arg(registry_csv(dir.path()))
+        .arg(registry_csv(dir.path(), ""))
         .env("PORTCULLIS_DATABASE_URL", &db)
         .env("PORTCULLIS_SECRETS_DIR", &secrets)
         .output()
