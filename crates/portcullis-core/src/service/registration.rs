@@ -3,9 +3,11 @@
 use portcullis_crypto::{ct_eq, Token};
 use secrecy::SecretString;
 
+use super::card_guard::CardCheck;
 use super::{ClientInfo, Portcullis};
 use crate::audit::{AuditEvent, AuditKind};
 use crate::card::Credential;
+use crate::card_guard::Verdict;
 use crate::contact::{self, CodeChannel};
 use crate::ids::{AccountType, UserId};
 use crate::password::Password;
@@ -51,38 +53,60 @@ impl Portcullis {
         })?;
         let credential =
             Credential::parse(account_type, number, verification).map_err(ServiceError::Invalid)?;
-        // Failed card checks are throttled like failed sign-ins.
+        // Failed card checks are throttled like failed sign-ins (per address); wrong card
+        // IDs are also limited per card, across every address and flow (`card_guard`).
         let throttle = self
             .throttle_claim(ThrottleAction::CardCheck, client, now)
             .await?;
         let (number_hash, verification_hash) = credential_hashes(&self.keys, &credential);
-        let record = match self.ports.registry.find_record(&number_hash).await? {
-            Some(r)
-                if ct_eq(&r.verification_hash, &verification_hash)
-                    && r.account_type == account_type =>
-            {
-                r
-            }
-            _ => {
-                self.audit_alone(
+        let Some(record) = self.ports.registry.find_record(&number_hash).await? else {
+            self.audit_alone(
+                now,
+                AuditEvent::new(AuditKind::CardVerificationFailed, None)
+                    .ip(client.ip.as_deref())
+                    .detail("registration: no such card"),
+            )
+            .await;
+            return Err(ServiceError::CardNotRecognised);
+        };
+        let claim = self.card_claim(record.id, now).await?;
+        let right = ct_eq(&record.verification_hash, &verification_hash);
+        let check = CardCheck {
+            flow: "registration",
+            account_id: None,
+            ip: client.ip.as_deref(),
+        };
+        if self.card_checked(&record, claim, right, check, now).await? != Verdict::Accepted {
+            return Err(ServiceError::CardNotRecognised);
+        }
+        // From here the card ID was right, but a card that cannot be used answers exactly as
+        // a wrong card ID does (no card-ID oracle); its holder is told instead. The address's
+        // throttle place is kept, as for a failure.
+        if record.account_type != account_type {
+            self.card_misused(
+                &record,
+                "to register it as another account type",
+                check,
+                now,
+            )
+            .await?;
+            return Err(ServiceError::CardNotRecognised);
+        }
+        let reactivation = match record.account_id {
+            None => false,
+            Some(id) if self.deactivated(id).await? => true,
+            Some(_) => {
+                self.card_misused(
+                    &record,
+                    "to register it, but it already has an online account",
+                    check,
                     now,
-                    AuditEvent::new(AuditKind::CardVerificationFailed, None)
-                        .ip(client.ip.as_deref()),
                 )
-                .await;
+                .await?;
                 return Err(ServiceError::CardNotRecognised);
             }
         };
         self.throttle_release(throttle).await;
-        let reactivation = match record.account_id {
-            None => false,
-            Some(id) => {
-                if !self.deactivated(id).await? {
-                    return Err(ServiceError::CardAlreadyRegistered);
-                }
-                true
-            }
-        };
         let token = Token::generate();
         let mut work = self.begin(now);
         work.create_step(
