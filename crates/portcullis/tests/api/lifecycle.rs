@@ -463,7 +463,7 @@ async fn link_page(backend: Backend) {
         .text()
         .await
         .unwrap()
-        .contains("We could not verify this card"));
+        .contains("We could not link this card"));
     let res = post(
         &app,
         &mut jar,
