@@ -55,22 +55,29 @@ impl Portcullis {
 
     /// Acts on a card ID check of `record` whose claim was `claim` and whose card ID was
     /// `right`; returns the verdict ([`Verdict::Accepted`] is the only one that may go on).
+    ///
+    /// `unusable` says why a right card ID cannot be used here (the card already has an
+    /// online account, is another holder's, …), decided from the record alone, whatever the
+    /// card ID. Such a right card ID is answered and counted exactly as a wrong one — the
+    /// same claim, the same one unit of work — and its holder is told instead.
     pub(crate) async fn card_checked(
         &self,
         record: &RegistryRow,
         claim: GuardClaim,
         right: bool,
+        unusable: Option<&str>,
         check: CardCheck<'_>,
         now: UnixTime,
     ) -> Result<Verdict, ServiceError> {
         let policy = self.policies.card_guard;
-        let v = verdict(claim, right, policy);
+        let v = verdict(claim, right && unusable.is_none(), policy);
         let account = record.account_id.or(check.account_id);
         let failed = |what: String| {
             AuditEvent::new(AuditKind::CardVerificationFailed, account)
                 .ip(check.ip)
                 .detail(format!("{}: card ••••{}: {what}", check.flow, record.last4))
         };
+        let issuer = &self.policies.issuer_name;
         match v {
             Verdict::Accepted => {
                 if let Err(e) = self.ports.claims.card_guard_release(record.id).await {
@@ -81,45 +88,58 @@ impl Portcullis {
                 self.audit_alone(now, failed("paused, card ID not checked".into()))
                     .await;
             }
-            Verdict::Wrong { pause: false } => {
+            Verdict::Wrong { pause } => {
                 let n = match claim {
                     GuardClaim::Granted(n) => n,
                     GuardClaim::Refused => 0,
                 };
-                self.audit_alone(
-                    now,
-                    failed(format!("wrong card ID ({n} of {})", policy.failures)),
-                )
-                .await;
-            }
-            Verdict::Wrong { pause: true } => {
                 let mut work = self.begin(now);
-                let paused = work.pause_card(record.id).await?;
-                work.audit(failed(format!(
-                    "wrong card ID ({} of {})",
-                    policy.failures, policy.failures
-                )));
+                let paused = pause && work.pause_card(record.id).await?;
+                match unusable.filter(|_| right) {
+                    Some(what) => {
+                        work.audit(failed(format!(
+                            "right card ID, refused: {what} ({n} of {})",
+                            policy.failures
+                        )));
+                        if let Some(notice) = registry_notice(
+                            record,
+                            format!("Someone used your {issuer} card details"),
+                            format!(
+                                "Someone entered the number and card ID of your card ending {} \
+                                 and tried {what}. It was refused. If this was you, no action \
+                                 is needed. If not, call {} at once: your card details may be \
+                                 known to someone else.",
+                                record.last4, self.policies.support_phone
+                            ),
+                        ) {
+                            work.send(notice);
+                        }
+                    }
+                    None => work.audit(failed(format!(
+                        "wrong card ID ({n} of {})",
+                        policy.failures
+                    ))),
+                }
                 if paused {
                     work.audit(
                         AuditEvent::new(AuditKind::CardPaused, account)
                             .ip(check.ip)
                             .detail(format!(
-                                "card ••••{} takes no card ID online: {} wrong in {} h ({})",
+                                "card ••••{} takes no card ID online: {} tries in {} h ({})",
                                 record.last4,
                                 policy.failures,
                                 policy.window_secs / 3600,
                                 check.flow
                             )),
                     );
-                    let issuer = &self.policies.issuer_name;
                     if let Some(notice) = registry_notice(
                         record,
                         format!("Someone is trying to guess your {issuer} card ID"),
                         format!(
-                            "The card ID of your card ending {} was entered wrongly {} times \
-                             within {} hours (while {}). To protect you, the card no longer \
-                             accepts its card ID online. Your card itself still works. To \
-                             use it online again, call {}.",
+                            "The card ID of your card ending {} was tried {} times within {} \
+                             hours (while {}). To protect you, the card no longer accepts its \
+                             card ID online. Your card itself still works. To use it online \
+                             again, call {}.",
                             record.last4,
                             policy.failures,
                             policy.window_secs / 3600,
@@ -134,45 +154,6 @@ impl Portcullis {
             }
         }
         Ok(v)
-    }
-
-    /// Tells the holder of `record` (at the registry's email or phone) that someone used its
-    /// right card ID where it could not be used — the answer they got was the same as for a
-    /// wrong one — and audits it. `what` says what was tried.
-    pub(crate) async fn card_misused(
-        &self,
-        record: &RegistryRow,
-        what: &str,
-        check: CardCheck<'_>,
-        now: UnixTime,
-    ) -> Result<(), ServiceError> {
-        let mut work = self.begin(now);
-        work.audit(
-            AuditEvent::new(
-                AuditKind::CardVerificationFailed,
-                record.account_id.or(check.account_id),
-            )
-            .ip(check.ip)
-            .detail(format!(
-                "{}: card ••••{}: right card ID, refused: {what}",
-                check.flow, record.last4
-            )),
-        );
-        let issuer = &self.policies.issuer_name;
-        if let Some(notice) = registry_notice(
-            record,
-            format!("Someone used your {issuer} card details"),
-            format!(
-                "Someone entered the number and card ID of your card ending {} and tried {what}. \
-                 It was refused. If this was you, no action is needed. If not, call {} at once: \
-                 your card details may be known to someone else.",
-                record.last4, self.policies.support_phone
-            ),
-        ) {
-            work.send(notice);
-        }
-        work.commit().await?;
-        Ok(())
     }
 
     /// Support: the card with `number` accepts card IDs online again (scope

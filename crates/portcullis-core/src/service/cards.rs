@@ -55,27 +55,16 @@ impl Portcullis {
             .await;
             return Err(ServiceError::CardNotRecognised);
         };
-        let claim = self.card_claim(record.id, now).await?;
-        let right = ct_eq(&record.verification_hash, &verification_hash);
-        let check = CardCheck {
-            flow: "linking a card",
-            account_id: Some(account.id),
-            ip: client.ip.as_deref(),
-        };
-        if self.card_checked(&record, claim, right, check, now).await? != Verdict::Accepted {
-            return Err(ServiceError::CardNotRecognised);
-        }
-        // Already this account's card: nothing to hide from its own holder.
-        if record.account_id == Some(account.id) {
-            self.throttle_release(throttle).await;
-            return Err(ServiceError::CardAlreadyRegistered);
-        }
-        // A right card ID on a card that cannot be linked here (another account type,
-        // another holder's card, a card with an online account) answers exactly as a wrong
-        // one (no card-ID oracle); the card's holder is told. The throttle place is kept.
+        // Whether a right card ID could be linked here, decided from the record and the
+        // account alone (the same reads whatever the card ID): one that cannot (another
+        // account type, another holder's card, a card with an online account) is answered
+        // as a wrong one (no card-ID oracle) and the card's holder is told.
         let linked = self.ports.registry.linked_records(account.id).await?;
         let holder = holder_key(&record.holder_name);
-        let refusal = if record.account_type != account.account_type {
+        let own = record.account_id == Some(account.id);
+        let unusable = if own {
+            None
+        } else if record.account_type != account.account_type {
             Some("to link it to an online account of another type")
         } else if !linked.iter().any(|r| holder_key(&r.holder_name) == holder) {
             Some("to link it to another person's online account")
@@ -84,9 +73,24 @@ impl Portcullis {
         } else {
             None
         };
-        if let Some(what) = refusal {
-            self.card_misused(&record, what, check, now).await?;
+        let claim = self.card_claim(record.id, now).await?;
+        let right = ct_eq(&record.verification_hash, &verification_hash);
+        let check = CardCheck {
+            flow: "linking a card",
+            account_id: Some(account.id),
+            ip: client.ip.as_deref(),
+        };
+        if self
+            .card_checked(&record, claim, right, unusable, check, now)
+            .await?
+            != Verdict::Accepted
+        {
             return Err(ServiceError::CardNotRecognised);
+        }
+        // Already this account's card: nothing to hide from its own holder.
+        if own {
+            self.throttle_release(throttle).await;
+            return Err(ServiceError::CardAlreadyRegistered);
         }
         self.throttle_release(throttle).await;
         let mut work = self.begin(now);

@@ -591,7 +591,7 @@ impl Portcullis {
             ip: client.ip.as_deref(),
         };
         for (record, claim, _) in checks {
-            self.card_checked(record, claim, matched, check, now)
+            self.card_checked(record, claim, matched, None, check, now)
                 .await?;
         }
         Ok(matched)

@@ -69,6 +69,20 @@ impl Portcullis {
             .await;
             return Err(ServiceError::CardNotRecognised);
         };
+        // Whether a right card ID could be used, decided from the record alone (the same
+        // reads whatever the card ID): one that cannot is answered as a wrong one (no
+        // card-ID oracle) and its holder is told.
+        let unusable = if record.account_type != account_type {
+            Some("to register it as another account type")
+        } else {
+            match record.account_id {
+                Some(id) if !self.deactivated(id).await? => {
+                    Some("to register it, but it already has an online account")
+                }
+                _ => None,
+            }
+        };
+        let reactivation = record.account_id.is_some();
         let claim = self.card_claim(record.id, now).await?;
         let right = ct_eq(&record.verification_hash, &verification_hash);
         let check = CardCheck {
@@ -76,36 +90,13 @@ impl Portcullis {
             account_id: None,
             ip: client.ip.as_deref(),
         };
-        if self.card_checked(&record, claim, right, check, now).await? != Verdict::Accepted {
+        if self
+            .card_checked(&record, claim, right, unusable, check, now)
+            .await?
+            != Verdict::Accepted
+        {
             return Err(ServiceError::CardNotRecognised);
         }
-        // From here the card ID was right, but a card that cannot be used answers exactly as
-        // a wrong card ID does (no card-ID oracle); its holder is told instead. The address's
-        // throttle place is kept, as for a failure.
-        if record.account_type != account_type {
-            self.card_misused(
-                &record,
-                "to register it as another account type",
-                check,
-                now,
-            )
-            .await?;
-            return Err(ServiceError::CardNotRecognised);
-        }
-        let reactivation = match record.account_id {
-            None => false,
-            Some(id) if self.deactivated(id).await? => true,
-            Some(_) => {
-                self.card_misused(
-                    &record,
-                    "to register it, but it already has an online account",
-                    check,
-                    now,
-                )
-                .await?;
-                return Err(ServiceError::CardNotRecognised);
-            }
-        };
         self.throttle_release(throttle).await;
         let token = Token::generate();
         let mut work = self.begin(now);
