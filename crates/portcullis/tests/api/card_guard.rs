@@ -422,3 +422,43 @@ both!(
     support_clears_a_paused_card_from_the_command_line,
     cli_clears_a_card
 );
+
+/// The registration page answers a right card ID of a registered card as it answers a
+/// wrong one: the same status and the same page.
+async fn register_page_alike(backend: Backend) {
+    use crate::pages::{get, post};
+    use portcullis_testkit::{input_value, Jar};
+    let app = app(backend).await;
+    app.register(&ANN, "ann.example", PASSWORD).await;
+    let mut jar = Jar::default();
+    let (_, html) = get(&app, &mut jar, "/register").await;
+    let csrf = input_value(&html, "csrf").unwrap();
+    let mut pages = Vec::new();
+    for cid in ["9999", ANN.verification] {
+        let res = post(
+            &app,
+            &mut jar,
+            "/register",
+            &[
+                ("csrf", &csrf),
+                ("account_type", "personal"),
+                ("number", ANN.number),
+                ("verification", cid),
+            ],
+        )
+        .await;
+        pages.push((res.status().as_u16(), res.text().await.unwrap()));
+    }
+    assert_eq!(pages[0].0, 400);
+    assert!(pages[0]
+        .1
+        .contains("We could not verify these card details"));
+    assert_eq!(
+        pages[0], pages[1],
+        "the same page for a wrong and a right card ID"
+    );
+}
+both!(
+    the_register_page_answers_a_registered_card_as_a_wrong_card_id,
+    register_page_alike
+);
