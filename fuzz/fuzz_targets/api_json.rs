@@ -16,7 +16,7 @@ fuzz_target!(|input: &[u8]| {
     let Some((&which, data)) = input.split_first() else {
         return;
     };
-    match which % 27 {
+    match which % 28 {
         0 => check::<registration::VerifyCardIn>(data),
         1 => check::<registration::CompleteIn>(data),
         2 => check::<recovery::StartIn>(data),
@@ -43,6 +43,7 @@ fuzz_target!(|input: &[u8]| {
         23 => check::<factors::NameIn>(data),
         24 => check::<status::IncidentIn>(data),
         25 => check::<status::IncidentUpdateIn>(data),
+        26 => check::<admin::ClearCardIn>(data),
         _ => check::<sessions::SignInIn>(data),
     }
     if let Ok(s) = std::str::from_utf8(data) {

@@ -19,6 +19,10 @@ pub enum AuditKind {
     SessionEnded,
     PasswordChanged,
     CardVerificationFailed,
+    /// A card stopped accepting its card ID online (too many wrong ones).
+    CardPaused,
+    /// Support set a paused card to accept its card ID again.
+    CardCleared,
     SupportAction,
     /// A support request refused: a revoked admin token, or one without the scope needed.
     SupportDenied,
@@ -63,6 +67,8 @@ impl AuditKind {
             Self::SessionEnded => "session.ended",
             Self::PasswordChanged => "password.changed",
             Self::CardVerificationFailed => "registration.card_failed",
+            Self::CardPaused => "card.paused",
+            Self::CardCleared => "card.cleared",
             Self::SupportAction => "support.action",
             Self::SupportDenied => "support.denied",
             Self::AdminTokenCreated => "admin_token.created",

@@ -1,5 +1,6 @@
 //! The domain's settings, gathered from configuration by the binary.
 
+use crate::card_guard::CardGuardPolicy;
 use crate::inactivity::InactivityPolicy;
 use crate::lockout::LockoutPolicy;
 use crate::password::PasswordPolicy;
@@ -14,6 +15,8 @@ pub struct Policies {
     pub lockout: LockoutPolicy,
     pub session: SessionPolicy,
     pub throttle: ThrottlePolicy,
+    /// Wrong card IDs per card (across every address and flow) before it is paused.
+    pub card_guard: CardGuardPolicy,
     /// How long a verified card may wait for step 2 of registration.
     pub registration_step_secs: i64,
     /// Whether security questions are offered at all.
@@ -58,6 +61,7 @@ impl Default for Policies {
             lockout: LockoutPolicy::default(),
             session: SessionPolicy::default(),
             throttle: ThrottlePolicy::default(),
+            card_guard: CardGuardPolicy::default(),
             registration_step_secs: 20 * 60,
             security_questions_enabled: true,
             mfa: MfaPolicy::default(),

@@ -3,8 +3,8 @@
 //! - [`ids`], [`card`], [`contact`], [`money`]: parsed newtypes ("parse, don't validate");
 //!   [`contact`] also holds the one masking rule and the one channel choice.
 //! - [`password`], [`security_questions`]: the password policy and security answers.
-//! - [`session`], [`lockout`], [`throttle`], [`inactivity`], [`otp`]: the rules, pure
-//!   functions of time.
+//! - [`session`], [`lockout`], [`throttle`], [`card_guard`], [`inactivity`], [`otp`]: the
+//!   rules, pure functions of time.
 //! - [`registry`]: issuer registry records and their validation.
 //! - [`steps`], [`support`], [`device`], [`audit`]: shared domain types (the flow steps and
 //!   code purposes, support authority and scopes, device descriptions, audit events).
@@ -17,6 +17,7 @@
 
 pub mod audit;
 pub mod card;
+pub mod card_guard;
 pub mod clock;
 pub mod config;
 pub mod contact;

@@ -14,6 +14,7 @@
 //!    outside one.
 
 mod account;
+mod card_guard;
 mod cards;
 mod codes;
 mod contact_change;
@@ -49,6 +50,7 @@ use crate::ServiceError;
 pub use crate::device::describe_device;
 pub use crate::support::{SupportAuthority, SupportScope};
 pub use account::{AccountHome, SessionInfo};
+pub use card_guard::ClearCardOutcome;
 pub use codes::CodeSent;
 pub use contact_change::ContactChangeStarted;
 pub use inactivity::InactivityRun;

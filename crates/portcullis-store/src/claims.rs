@@ -3,12 +3,13 @@
 //! module; this gathers them behind the one trait.
 
 use async_trait::async_trait;
+use portcullis_core::card_guard::{CardGuardPolicy, GuardClaim};
 use portcullis_core::clock::UnixTime;
 use portcullis_core::lockout::Claim;
-use portcullis_core::ports::{Claims, CodeAttempt, Counter, StoreResult};
+use portcullis_core::ports::{CardGuardClaims, Claims, CodeAttempt, Counter, StoreResult};
 use portcullis_core::steps::StepKind;
 
-use crate::{codes, jobs, lockout, steps, throttle, SqlStore};
+use crate::{card_guard, codes, jobs, lockout, steps, throttle, SqlStore};
 
 #[async_trait]
 impl Claims for SqlStore {
@@ -65,5 +66,21 @@ impl Claims for SqlStore {
         until: UnixTime,
     ) -> StoreResult<bool> {
         jobs::claim(&self.pool, job, node, now, until).await
+    }
+}
+
+#[async_trait]
+impl CardGuardClaims for SqlStore {
+    async fn card_guard_claim(
+        &self,
+        record_id: i64,
+        now: UnixTime,
+        policy: CardGuardPolicy,
+    ) -> StoreResult<GuardClaim> {
+        card_guard::claim(&self.pool, record_id, now, policy).await
+    }
+
+    async fn card_guard_release(&self, record_id: i64) -> StoreResult<()> {
+        card_guard::release(&self.pool, record_id).await
     }
 }

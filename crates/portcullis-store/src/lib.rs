@@ -17,6 +17,7 @@
 mod accounts;
 mod admin;
 mod audit;
+mod card_guard;
 mod claims;
 mod codes;
 mod devices;
@@ -295,6 +296,7 @@ pub fn statements(backend: Backend) -> Vec<(String, String)> {
         accounts::STATEMENTS,
         admin::STATEMENTS,
         audit::STATEMENTS,
+        card_guard::STATEMENTS,
         codes::STATEMENTS,
         devices::STATEMENTS,
         factors::STATEMENTS,

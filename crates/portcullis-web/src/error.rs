@@ -279,7 +279,9 @@ impl From<ServiceError> for ApiError {
             ServiceError::SignInFailed => SIGN_IN_FAILED.to_owned(),
             ServiceError::Locked { .. } => lock_detail(&support_phone()),
             ServiceError::CardNotRecognised => "We could not verify these card details. Check \
-                the card number and the card ID and try again."
+                the card number and the card ID and try again. A card that cannot be used here \
+                (it already has an online account, or it stopped accepting its card ID online \
+                after too many wrong ones) gets this answer too; its holder is told."
                 .into(),
             ServiceError::CardAlreadyRegistered => "This card already has an online account. \
                 Sign in, or use \"Forgot your User ID?\" to find it."

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use portcullis_core::clock::UnixTime;
 use portcullis_core::service::{
-    Portcullis, ReactivateOutcome, SupportAuthority, SupportScope, UnlockOutcome,
+    ClearCardOutcome, Portcullis, ReactivateOutcome, SupportAuthority, SupportScope, UnlockOutcome,
 };
 use portcullis_core::ServiceError;
 use secrecy::ExposeSecret;
@@ -57,6 +57,33 @@ pub async fn unlock(
         }
         UnlockOutcome::NoSuchAccount => {
             eprintln!("no online account with User ID {user_id}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+/// Clears a paused card; the number comes on standard input (one line).
+pub async fn clear_card(app: &Portcullis, reason: &str, actor: &str) -> anyhow::Result<ExitCode> {
+    let mut number = String::new();
+    std::io::stdin().read_line(&mut number)?;
+    let outcome = match app
+        .support_clear_card(&SupportAuthority::operator(actor), number.trim(), reason)
+        .await
+    {
+        Ok(outcome) => outcome,
+        Err(e) => return refused(e),
+    };
+    match outcome {
+        ClearCardOutcome::Cleared => {
+            println!("the card accepts its card ID online again; its holder was told");
+            Ok(ExitCode::SUCCESS)
+        }
+        ClearCardOutcome::NotPaused => {
+            println!("the card was not paused; its count of wrong card IDs was cleared");
+            Ok(ExitCode::SUCCESS)
+        }
+        ClearCardOutcome::NoSuchCard => {
+            eprintln!("no card in the registry has this number");
             Ok(ExitCode::FAILURE)
         }
     }

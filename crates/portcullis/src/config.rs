@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
+use portcullis_core::card_guard::CardGuardPolicy;
 use portcullis_core::config::Policies;
 use portcullis_core::inactivity::InactivityPolicy;
 use portcullis_core::lockout::LockoutPolicy;
@@ -373,16 +374,24 @@ pub struct LimitsConfig {
     pub window_secs: i64,
     /// Client addresses (reverse proxies) whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<String>,
+    /// Wrong card IDs per card, from anywhere, before the card stops accepting card IDs
+    /// online (on even when `enabled` is off: it is a lockout, not a throttle).
+    pub card_id_failures: u32,
+    /// The window those wrong card IDs are counted in.
+    pub card_id_window_secs: i64,
 }
 
 impl Default for LimitsConfig {
     fn default() -> Self {
         let p = ThrottlePolicy::default();
+        let card = CardGuardPolicy::default();
         Self {
             enabled: p.enabled,
             failures_per_window: p.failures_per_window,
             window_secs: p.window_secs,
             trusted_proxies: Vec::new(),
+            card_id_failures: card.failures,
+            card_id_window_secs: card.window_secs,
         }
     }
 }
@@ -464,6 +473,8 @@ pub const KEYS: &[(&str, &str)] = &[
     ("limits", "failures_per_window"),
     ("limits", "window_secs"),
     ("limits", "trusted_proxies"),
+    ("limits", "card_id_failures"),
+    ("limits", "card_id_window_secs"),
     ("database", "max_connections"),
     ("database", "acquire_timeout_secs"),
     ("database", "statement_timeout_secs"),
@@ -548,6 +559,12 @@ impl Config {
         }
         if self.limits.failures_per_window == 0 || self.limits.window_secs < 1 {
             bail!("limits.failures_per_window and limits.window_secs must be positive");
+        }
+        if self.limits.card_id_failures == 0 || self.limits.card_id_failures > 100 {
+            bail!("limits.card_id_failures must be 1 to 100");
+        }
+        if self.limits.card_id_window_secs < 60 {
+            bail!("limits.card_id_window_secs must be at least 60");
         }
         for proxy in &self.limits.trusted_proxies {
             if proxy.parse::<std::net::IpAddr>().is_err() {
@@ -642,6 +659,10 @@ impl Config {
                 enabled: self.limits.enabled,
                 failures_per_window: self.limits.failures_per_window,
                 window_secs: self.limits.window_secs,
+            },
+            card_guard: CardGuardPolicy {
+                failures: self.limits.card_id_failures,
+                window_secs: self.limits.card_id_window_secs,
             },
             session: SessionPolicy {
                 idle_secs: self.session.idle_secs,

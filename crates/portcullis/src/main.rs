@@ -165,6 +165,14 @@ enum AdminCommand {
         #[arg(long)]
         reason: String,
     },
+    /// Let a card paused after too many wrong card IDs accept its card ID online again.
+    /// The card number is read from standard input, so it stays out of the process list
+    /// and the shell history.
+    ClearCard {
+        /// Why (kept in the audit log).
+        #[arg(long)]
+        reason: String,
+    },
     /// Show an account's state, lock and recent audit events.
     Show { user_id: String },
     /// Reactivate an account deactivated after inactivity.
@@ -329,6 +337,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let result = match command {
                 AdminCommand::Unlock { user_id, reason } => {
                     admin::unlock(&built.app, user_id, reason, &actor).await
+                }
+                AdminCommand::ClearCard { reason } => {
+                    admin::clear_card(&built.app, reason, &actor).await
                 }
                 AdminCommand::Show { user_id } => admin::show(&built.app, user_id, &actor).await,
                 AdminCommand::Reactivate { user_id, reason } => {

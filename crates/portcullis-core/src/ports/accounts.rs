@@ -197,8 +197,8 @@ pub trait AccountReads: Send + Sync {
         &self,
         account_id: i64,
     ) -> StoreResult<Option<(AccountRow, Vec<CardSummary>)>>;
-    /// The keyed hashes (number, verification) of the account's linked cards.
-    async fn card_hashes(&self, account_id: i64) -> StoreResult<Vec<(Vec<u8>, Vec<u8>)>>;
+    /// The account's linked cards: (registry record id, number hash, verification hash).
+    async fn card_hashes(&self, account_id: i64) -> StoreResult<Vec<(i64, Vec<u8>, Vec<u8>)>>;
     /// The account's security answers: (question id, answer hash).
     async fn security_answers(&self, account_id: i64) -> StoreResult<Vec<(i64, String)>>;
     /// Accounts whose contact email is `email` (lower-cased), oldest first.

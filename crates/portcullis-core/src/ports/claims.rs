@@ -7,6 +7,7 @@
 
 use async_trait::async_trait;
 
+use super::card_guard::CardGuardClaims;
 use super::lockout::Counter;
 use super::StoreResult;
 use crate::clock::UnixTime;
@@ -23,7 +24,7 @@ pub struct CodeAttempt {
 }
 
 #[async_trait]
-pub trait Claims: Send + Sync {
+pub trait Claims: CardGuardClaims + Send + Sync {
     /// Claims a place in `bucket`'s window of `window_secs` holding `limit` places. `None`
     /// when granted; `Some(window_start)` when the bucket is full.
     async fn throttle_claim(

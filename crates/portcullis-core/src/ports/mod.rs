@@ -17,6 +17,7 @@
 mod accounts;
 mod admin;
 mod audit;
+mod card_guard;
 mod claims;
 mod devices;
 mod factors;
@@ -37,6 +38,7 @@ pub use admin::{
     NewAdminToken,
 };
 pub use audit::AuditReads;
+pub use card_guard::{CardGuardClaims, CardGuardWrites};
 pub use claims::{Claims, CodeAttempt};
 pub use devices::{DeviceReads, DeviceRow, DeviceWrites};
 pub use factors::{FactorKind, FactorReads, FactorRow, FactorWrites, NewFactor};

@@ -25,6 +25,7 @@ use portcullis_crypto::KeyedHasher;
 
 use super::accounts::AccountWrites;
 use super::admin::AdminTokenWrites;
+use super::card_guard::CardGuardWrites;
 use super::devices::DeviceWrites;
 use super::factors::FactorWrites;
 use super::lockout::LockWrites;
@@ -57,6 +58,7 @@ pub trait UnitOfWork:
     + SessionWrites
     + AdminTokenWrites
     + StatusWrites
+    + CardGuardWrites
     + Send
 {
     /// The time the unit of work was opened with; every row it writes carries it.

@@ -1,13 +1,16 @@
 //! Flow 9: linking more cards of the same holder (card number + card ID, checked against
-//! the registry exactly like registration and throttled with its card checks), and
-//! unlinking one, never the last.
+//! the registry exactly like registration, throttled with its card checks and limited per
+//! card with them), and unlinking one, never the last. A card that cannot be linked here
+//! answers exactly as a wrong card ID does; its holder is told.
 
 use portcullis_crypto::ct_eq;
 
+use super::card_guard::CardCheck;
 use super::sessions::SessionContext;
 use super::{ClientInfo, Portcullis};
 use crate::audit::{AuditEvent, AuditKind};
 use crate::card::Credential;
+use crate::card_guard::Verdict;
 use crate::ports::{AccountRow, CardSummary, Outgoing, Unlink};
 use crate::registry::credential_hashes;
 use crate::throttle::ThrottleAction;
@@ -36,56 +39,64 @@ impl Portcullis {
         let account = self.session_account(ctx).await?;
         let credential = Credential::parse(account.account_type, number, verification)
             .map_err(ServiceError::Invalid)?;
-        // Failed card checks are throttled like registration's (the same bucket).
+        // Failed card checks are throttled like registration's (the same bucket), and wrong
+        // card IDs count on the card itself, whichever flow they come through.
         let throttle = self
             .throttle_claim(ThrottleAction::CardCheck, client, now)
             .await?;
         let (number_hash, verification_hash) = credential_hashes(&self.keys, &credential);
-        let record = match self.ports.registry.find_record(&number_hash).await? {
-            Some(r)
-                if ct_eq(&r.verification_hash, &verification_hash)
-                    && r.account_type == account.account_type =>
-            {
-                r
-            }
-            _ => {
-                self.audit_alone(
-                    now,
-                    AuditEvent::new(AuditKind::CardVerificationFailed, Some(account.id))
-                        .ip(client.ip.as_deref())
-                        .detail("linking a card: details not recognised"),
-                )
-                .await;
-                return Err(ServiceError::CardNotRecognised);
-            }
-        };
-        let linked = self.ports.registry.linked_records(account.id).await?;
-        let holder = holder_key(&record.holder_name);
-        if !linked.iter().any(|r| holder_key(&r.holder_name) == holder) {
-            // Counts as a failed check: the bucket place is not given back.
+        let Some(record) = self.ports.registry.find_record(&number_hash).await? else {
             self.audit_alone(
                 now,
                 AuditEvent::new(AuditKind::CardVerificationFailed, Some(account.id))
                     .ip(client.ip.as_deref())
-                    .detail(format!(
-                        "linking a card: ••••{} is another holder's",
-                        record.last4
-                    )),
+                    .detail("linking a card: no such card"),
             )
             .await;
-            return Err(ServiceError::field(
-                "number",
-                "This card is not in the name of this online account's holder. Each \
-                 cardmember needs an online account of their own.",
-            ));
+            return Err(ServiceError::CardNotRecognised);
+        };
+        // Whether a right card ID could be linked here, decided from the record and the
+        // account alone (the same reads whatever the card ID): one that cannot (another
+        // account type, another holder's card, a card with an online account) is answered
+        // as a wrong one (no card-ID oracle) and the card's holder is told.
+        let linked = self.ports.registry.linked_records(account.id).await?;
+        let holder = holder_key(&record.holder_name);
+        let own = record.account_id == Some(account.id);
+        let unusable = if own {
+            None
+        } else if record.account_type != account.account_type {
+            Some("to link it to an online account of another type")
+        } else if !linked.iter().any(|r| holder_key(&r.holder_name) == holder) {
+            Some("to link it to another person's online account")
+        } else if record.account_id.is_some() {
+            Some("to link it to a second online account")
+        } else {
+            None
+        };
+        let claim = self.card_claim(record.id, now).await?;
+        let right = ct_eq(&record.verification_hash, &verification_hash);
+        let check = CardCheck {
+            flow: "linking a card",
+            account_id: Some(account.id),
+            ip: client.ip.as_deref(),
+        };
+        if self
+            .card_checked(&record, claim, right, unusable, check, now)
+            .await?
+            != Verdict::Accepted
+        {
+            return Err(ServiceError::CardNotRecognised);
+        }
+        // Already this account's card: nothing to hide from its own holder.
+        if own {
+            self.throttle_release(throttle).await;
+            return Err(ServiceError::CardAlreadyRegistered);
         }
         self.throttle_release(throttle).await;
-        if record.account_id.is_some() {
-            return Err(ServiceError::CardAlreadyRegistered);
-        }
         let mut work = self.begin(now);
         if !work.link_card(account.id, record.id).await? {
-            return Err(ServiceError::CardAlreadyRegistered);
+            // Linked elsewhere meanwhile: the same answer as any card that cannot be used.
+            return Err(ServiceError::CardNotRecognised);
         }
         if let Some(notice) = self.card_notice(
             &account,

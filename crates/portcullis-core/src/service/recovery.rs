@@ -12,9 +12,12 @@
 use portcullis_crypto::{ct_eq, sha256, Token};
 use secrecy::{ExposeSecret, SecretString};
 
+use super::card_guard::CardCheck;
 use super::{ClientInfo, Portcullis};
 use crate::audit::{AuditEvent, AuditKind};
 use crate::card::{CardId, VERIFICATION_DOMAIN};
+use crate::card_guard::GuardClaim;
+use crate::clock::UnixTime;
 use crate::contact::{CodeChannel, Email};
 use crate::ids::UserId;
 use crate::otp::{self, CodePolicy, Resend};
@@ -156,7 +159,10 @@ impl Portcullis {
             None
         };
         let matched = match (&proof, &card_id) {
-            (Proof::CardId(_), Some(cid)) => self.card_id_matches(account.as_ref(), cid).await?,
+            (Proof::CardId(_), Some(cid)) => {
+                self.card_id_matches(account.as_ref(), cid, client, now)
+                    .await?
+            }
             (Proof::Answers(answers), _) => self.answers_match(account.as_ref(), answers).await?,
             (Proof::CardId(_), None) => false,
         };
@@ -543,10 +549,15 @@ impl Portcullis {
         Ok(user_ids)
     }
 
+    /// Whether `cid` is the card ID of one of the account's cards. Each card's guard is
+    /// claimed first (a paused card matches nothing, exactly as a wrong card ID); a miss
+    /// counts on every card, a match gives every try back.
     async fn card_id_matches(
         &self,
         account: Option<&AccountRow>,
         cid: &CardId,
+        client: &ClientInfo,
+        now: UnixTime,
     ) -> Result<bool, ServiceError> {
         let Some(account) = account else {
             // The same keyed hash as a real check, so the timing is alike.
@@ -555,13 +566,33 @@ impl Portcullis {
                 .hash(VERIFICATION_DOMAIN, &[&[0u8; 32], cid.digits().as_bytes()]);
             return Ok(false);
         };
-        let mut matched = false;
-        for (number_hash, verification_hash) in self.ports.accounts.card_hashes(account.id).await? {
+        let records = self.ports.registry.linked_records(account.id).await?;
+        let mut checks = Vec::new();
+        for (record_id, number_hash, verification_hash) in
+            self.ports.accounts.card_hashes(account.id).await?
+        {
             let candidate = self.keys.hash(
                 VERIFICATION_DOMAIN,
                 &[&number_hash, cid.digits().as_bytes()],
             );
-            matched |= ct_eq(&candidate, &verification_hash);
+            let right = ct_eq(&candidate, &verification_hash);
+            let Some(record) = records.iter().find(|r| r.id == record_id) else {
+                continue;
+            };
+            let claim = self.card_claim(record_id, now).await?;
+            checks.push((record, claim, right));
+        }
+        let matched = checks
+            .iter()
+            .any(|(_, claim, right)| *right && matches!(claim, GuardClaim::Granted(_)));
+        let check = CardCheck {
+            flow: "forgot password",
+            account_id: Some(account.id),
+            ip: client.ip.as_deref(),
+        };
+        for (record, claim, _) in checks {
+            self.card_checked(record, claim, matched, None, check, now)
+                .await?;
         }
         Ok(matched)
     }

@@ -3,9 +3,11 @@
 use portcullis_crypto::{ct_eq, Token};
 use secrecy::SecretString;
 
+use super::card_guard::CardCheck;
 use super::{ClientInfo, Portcullis};
 use crate::audit::{AuditEvent, AuditKind};
 use crate::card::Credential;
+use crate::card_guard::Verdict;
 use crate::contact::{self, CodeChannel};
 use crate::ids::{AccountType, UserId};
 use crate::password::Password;
@@ -51,38 +53,51 @@ impl Portcullis {
         })?;
         let credential =
             Credential::parse(account_type, number, verification).map_err(ServiceError::Invalid)?;
-        // Failed card checks are throttled like failed sign-ins.
+        // Failed card checks are throttled like failed sign-ins (per address); wrong card
+        // IDs are also limited per card, across every address and flow (`card_guard`).
         let throttle = self
             .throttle_claim(ThrottleAction::CardCheck, client, now)
             .await?;
         let (number_hash, verification_hash) = credential_hashes(&self.keys, &credential);
-        let record = match self.ports.registry.find_record(&number_hash).await? {
-            Some(r)
-                if ct_eq(&r.verification_hash, &verification_hash)
-                    && r.account_type == account_type =>
-            {
-                r
-            }
-            _ => {
-                self.audit_alone(
-                    now,
-                    AuditEvent::new(AuditKind::CardVerificationFailed, None)
-                        .ip(client.ip.as_deref()),
-                )
-                .await;
-                return Err(ServiceError::CardNotRecognised);
-            }
+        let Some(record) = self.ports.registry.find_record(&number_hash).await? else {
+            self.audit_alone(
+                now,
+                AuditEvent::new(AuditKind::CardVerificationFailed, None)
+                    .ip(client.ip.as_deref())
+                    .detail("registration: no such card"),
+            )
+            .await;
+            return Err(ServiceError::CardNotRecognised);
         };
-        self.throttle_release(throttle).await;
-        let reactivation = match record.account_id {
-            None => false,
-            Some(id) => {
-                if !self.deactivated(id).await? {
-                    return Err(ServiceError::CardAlreadyRegistered);
+        // Whether a right card ID could be used, decided from the record alone (the same
+        // reads whatever the card ID): one that cannot is answered as a wrong one (no
+        // card-ID oracle) and its holder is told.
+        let unusable = if record.account_type != account_type {
+            Some("to register it as another account type")
+        } else {
+            match record.account_id {
+                Some(id) if !self.deactivated(id).await? => {
+                    Some("to register it, but it already has an online account")
                 }
-                true
+                _ => None,
             }
         };
+        let reactivation = record.account_id.is_some();
+        let claim = self.card_claim(record.id, now).await?;
+        let right = ct_eq(&record.verification_hash, &verification_hash);
+        let check = CardCheck {
+            flow: "registration",
+            account_id: None,
+            ip: client.ip.as_deref(),
+        };
+        if self
+            .card_checked(&record, claim, right, unusable, check, now)
+            .await?
+            != Verdict::Accepted
+        {
+            return Err(ServiceError::CardNotRecognised);
+        }
+        self.throttle_release(throttle).await;
         let token = Token::generate();
         let mut work = self.begin(now);
         work.create_step(

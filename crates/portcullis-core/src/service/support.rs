@@ -143,7 +143,7 @@ pub struct IssuedAdminToken {
 }
 
 /// A reason for a support action: trimmed, whitespace runs (newlines too) made one space.
-fn reason(input: &str) -> Result<String, ServiceError> {
+pub(super) fn reason(input: &str) -> Result<String, ServiceError> {
     let reason = input.split_whitespace().collect::<Vec<_>>().join(" ");
     let len = reason.chars().count();
     if len < REASON_MIN_CHARS {
@@ -249,7 +249,7 @@ impl Portcullis {
     }
 
     /// Refuses (and audits the refusal) unless `authority` carries `scope`.
-    async fn require(
+    pub(super) async fn require(
         &self,
         authority: &SupportAuthority,
         scope: SupportScope,
@@ -277,8 +277,8 @@ impl Portcullis {
         }
     }
 
-    /// Unlocks `user_id` (scope `accounts:unlock`), clearing its failure count, and tells
-    /// the person on their channel. `reason` is required and kept in the audit log. The
+    /// Unlocks `user_id` (scope `accounts:unlock`), clearing its failure count and any
+    /// pause of its cards' card IDs, and tells the person on their channel. `reason` is required and kept in the audit log. The
     /// unlock, the notice and both audit events commit together.
     pub async fn support_unlock(
         &self,
@@ -294,8 +294,17 @@ impl Portcullis {
         let Some(account) = self.ports.accounts.find_account(id.canonical()).await? else {
             return Ok(UnlockOutcome::NoSuchAccount);
         };
+        // Support unlock also sets the account's paused cards to accept card IDs again.
+        let cards = self.ports.registry.linked_records(account.id).await?;
         let mut work = self.begin(now);
-        let unlocked = work.unlock_account(account.id).await?;
+        let mut cards_cleared = false;
+        for card in &cards {
+            if work.clear_card_guard(card.id).await? {
+                cards_cleared = true;
+                self.card_cleared(&mut work, card, true, authority, &reason);
+            }
+        }
+        let unlocked = work.unlock_account(account.id).await? || cards_cleared;
         work.audit(
             authority
                 .event(AuditKind::SupportAction, Some(account.id))

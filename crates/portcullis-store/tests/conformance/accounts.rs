@@ -50,7 +50,7 @@ async fn account_creation_rules(backend: Backend) {
     );
     let hashes = s.card_hashes(id).await.unwrap();
     assert_eq!(hashes.len(), 1);
-    assert_eq!(hashes[0].0.len(), 32);
+    assert_eq!(hashes[0].1.len(), 32);
     assert_eq!(
         s.accounts_by_email("holder@example.com")
             .await

@@ -8,6 +8,7 @@ const PORT_FILES: &[&str] = &[
     "accounts.rs",
     "admin.rs",
     "audit.rs",
+    "card_guard.rs",
     "claims.rs",
     "devices.rs",
     "factors.rs",

@@ -17,6 +17,7 @@ mod support;
 mod accounts;
 mod admin;
 mod audit;
+mod card_guard;
 mod codes;
 mod coverage;
 mod factors;

@@ -15,7 +15,9 @@ use axum::http::header;
 use axum::http::request::Parts;
 use axum::Json;
 use portcullis_core::audit::{AuditEntry, AuditKind};
-use portcullis_core::service::{ReactivateOutcome, SupportAuthority, SupportScope, UnlockOutcome};
+use portcullis_core::service::{
+    ClearCardOutcome, ReactivateOutcome, SupportAuthority, SupportScope, UnlockOutcome,
+};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -232,6 +234,54 @@ pub async fn unlock_account(
         UnlockOutcome::Unlocked => Ok(Json(UnlockOut { unlocked: true })),
         UnlockOutcome::NotLocked => Ok(Json(UnlockOut { unlocked: false })),
         UnlockOutcome::NoSuchAccount => Err(no_such_account()),
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClearCardIn {
+    /// The card number (or merchant number): in the body, never in a URL.
+    pub number: String,
+    /// Why (at least 3 characters): kept in the audit log with who cleared it.
+    pub reason: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ClearCardOut {
+    /// True when the card was paused (too many wrong card IDs) and accepts its card ID
+    /// online again (its holder is told); false when it was not paused (any count of
+    /// wrong card IDs is forgotten all the same).
+    pub cleared: bool,
+}
+
+/// Let a card paused after too many wrong card IDs accept its card ID online again (scope
+/// `accounts:unlock`). Audited with the token's name and the reason. `POST
+/// /admin/accounts/{user_id}/unlock` also clears the account's own cards.
+#[utoipa::path(post, path = "/admin/cards/clear", tag = "admin",
+    security(("admin_bearer" = [])),
+    request_body = ClearCardIn,
+    responses(
+        (status = 200, body = ClearCardOut),
+        (status = 400, description = "No reason, or a malformed number", body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The token lacks accounts:unlock", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such card in the registry", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn clear_card(
+    State(state): State<AppState>,
+    admin: Admin<AccountsUnlock>,
+    ApiJson(body): ApiJson<ClearCardIn>,
+) -> Result<Json<ClearCardOut>, ApiError> {
+    let outcome = state
+        .app
+        .support_clear_card(admin.authority(), &body.number, &body.reason)
+        .await?;
+    match outcome {
+        ClearCardOutcome::Cleared => Ok(Json(ClearCardOut { cleared: true })),
+        ClearCardOutcome::NotPaused => Ok(Json(ClearCardOut { cleared: false })),
+        ClearCardOutcome::NoSuchCard => Err(ApiError::not_found_because(
+            "No card in the registry has this number.",
+        )),
     }
 }
 

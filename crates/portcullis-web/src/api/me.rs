@@ -326,9 +326,9 @@ pub struct LinkCardIn {
     request_body = LinkCardIn,
     responses(
         (status = 201, body = CardOut),
-        (status = 400, description = "Not recognised, or another holder's card", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "`card-not-recognised`: the same answer for a wrong card ID, an unknown card, and a right card ID that cannot be linked (another holder's card, another account type, a card that backs another online account, a paused card); the card's holder is told", body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The card already backs an online account", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The card is already linked to this account", body = Problem, content_type = "application/problem+json"),
         (status = 429, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn link_card(

@@ -97,6 +97,7 @@ pub fn router() -> (Router<AppState>, OpenApiDoc) {
         .routes(routes!(recovery::user_id_resend))
         .routes(routes!(admin::show_account))
         .routes(routes!(admin::unlock_account))
+        .routes(routes!(admin::clear_card))
         .routes(routes!(admin::reactivate_account))
         .routes(routes!(admin::account_audit))
         .routes(routes!(admin::audit_entries))

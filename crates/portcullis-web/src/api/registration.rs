@@ -63,8 +63,7 @@ pub struct VerifyCardOut {
     request_body = VerifyCardIn,
     responses(
         (status = 200, body = VerifyCardOut),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The card already has an online account", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "`card-not-recognised`: the same answer for a wrong card ID, an unknown card, and a right card ID that cannot be used (the card already has an online account, another account type, or the card is paused after too many wrong card IDs); the holder of a real card is told at the registry's email or phone", body = Problem, content_type = "application/problem+json"),
         (status = 429, body = Problem, content_type = "application/problem+json"),
         (status = 503, body = Problem, content_type = "application/problem+json"),
     ))]

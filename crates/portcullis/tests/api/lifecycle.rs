@@ -345,12 +345,13 @@ async fn link_and_unlink(backend: Backend) {
         res.json::<Value>().await.unwrap()["code"],
         "card-not-recognised"
     );
-    // Ben's card is another holder's (and already has its own account).
+    // Ben's card is another holder's (and already has its own account): refused with the
+    // answer a wrong card ID gets (no card-ID oracle).
     let res = post_bearer(&app, "/api/v1/me/cards", &token, &link_body(&BEN)).await;
     assert_eq!(res.status(), 400);
     assert_eq!(
-        res.json::<Value>().await.unwrap()["errors"][0]["field"],
-        "number"
+        res.json::<Value>().await.unwrap()["code"],
+        "card-not-recognised"
     );
 
     let res = post_bearer(&app, "/api/v1/me/cards", &token, &link_body(&ANN_BLUE)).await;
@@ -462,7 +463,7 @@ async fn link_page(backend: Backend) {
         .text()
         .await
         .unwrap()
-        .contains("We could not verify this card"));
+        .contains("We could not link this card"));
     let res = post(
         &app,
         &mut jar,
@@ -732,8 +733,8 @@ async fn card_reactivates(backend: Backend) {
     );
     let entries = app.built.store.audit_entries(0, 1000).await.unwrap();
     assert!(entries.iter().any(|e| e.kind == "account.reactivated"));
-    // An active account's card is still refused.
-    assert_eq!(app.verify_card(&ANN).await.status(), 409);
+    // An active account's card is still refused (as a wrong card ID is).
+    assert_eq!(app.verify_card(&ANN).await.status(), 400);
 }
 both!(
     card_verification_reactivates_a_deactivated_account,

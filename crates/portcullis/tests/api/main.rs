@@ -8,6 +8,7 @@
 )]
 
 mod backup;
+mod card_guard;
 mod crash;
 mod defences;
 mod delivery;

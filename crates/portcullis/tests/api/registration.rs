@@ -96,13 +96,28 @@ async fn wrong_card_id(backend: Backend) {
 }
 both!(wrong_card_id_and_unknown_card_answer_alike, wrong_card_id);
 
+/// A card that has an online account is refused with the answer a wrong card ID gets (no
+/// card-ID oracle: issue 13); its holder is told.
 async fn second_account_refused(backend: Backend) {
     let app = spawn_app(backend).await;
     app.register(&ANN, "ann.example", PASSWORD).await;
     let res = app.verify_card(&ANN).await;
-    assert_eq!(res.status(), 409);
+    assert_eq!(res.status(), 400);
     let body: Value = res.json().await.unwrap();
-    assert_eq!(body["code"], "card-already-registered");
+    assert_eq!(body["code"], "card-not-recognised");
+    let res = app
+        .post_json(
+            "/api/v1/registration/verify-card",
+            &json!({"account_type": "personal", "number": ANN.number, "verification": "9999"}),
+        )
+        .await;
+    assert_eq!(res.json::<Value>().await.unwrap(), body);
+    let told = app.wait_for_messages(2).await;
+    assert!(told.iter().any(|m| m["to"] == "ann@example.com"
+        && m["body"]
+            .as_str()
+            .unwrap()
+            .contains("already has an online account")));
 }
 both!(
     a_second_account_for_the_same_card_is_refused,
