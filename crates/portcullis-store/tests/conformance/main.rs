@@ -22,6 +22,7 @@ mod coverage;
 mod factors;
 mod limits;
 mod lockout;
+mod not_me;
 mod outbox;
 mod registry;
 mod schema;
