@@ -43,8 +43,9 @@ enum Op {
 fn op() -> impl Strategy<Value = Op> {
     let ip = 0..ADDRESSES.len();
     prop_oneof![
-        5 => (any::<bool>(), ip.clone()).prop_map(|(right, ip)| Op::SignIn { right, ip }),
-        4 => (any::<bool>(), any::<bool>(), ip.clone())
+        // Mostly wrong answers, so that cases reach the lock often.
+        5 => (prop::bool::weighted(0.15), ip.clone()).prop_map(|(right, ip)| Op::SignIn { right, ip }),
+        4 => (prop::bool::weighted(0.25), any::<bool>(), ip.clone())
             .prop_map(|(right, contact, ip)| Op::CurrentPassword { right: right && contact, contact, ip }),
         2 => prop_oneof![Just(60), Just(LOCK_FOR - 1), Just(LOCK_FOR)].prop_map(Op::Advance),
         1 => ip.prop_map(|ip| Op::Reset { ip }),
@@ -79,7 +80,9 @@ fn lock_notices(app: &TestApp) -> usize {
         .count()
 }
 
-async fn run_case(backend: Backend, ops: &[Op]) {
+/// Runs one case; how many locks it set (and saw end), and how many of them a current
+/// password set.
+async fn run_case(backend: Backend, ops: &[Op]) -> (usize, usize) {
     let app = app_with_addresses(backend, |c| {
         c.lockout.lock_for_secs = LOCK_FOR;
         // Only the lockout rule is under test: no per-address throttle, and sessions that
@@ -97,6 +100,7 @@ async fn run_case(backend: Backend, ops: &[Op]) {
     };
     let mut state = LockState::default();
     let mut locks = 0;
+    let mut by_current_password = 0;
     let mut password = PASSWORD;
     let mut session: Option<String> = None;
     let mut emails = 0;
@@ -127,6 +131,7 @@ async fn run_case(backend: Backend, ops: &[Op]) {
                 let given = if *right { password } else { "Wrong-Horse-42" };
                 let (ok, locked) = model_answer(&mut state, &policy, *right, now);
                 locks += usize::from(locked);
+                by_current_password += usize::from(locked);
                 let (status, body) = if *contact {
                     emails += 1;
                     post(
@@ -210,24 +215,39 @@ async fn run_case(backend: Backend, ops: &[Op]) {
     app.clock.advance(LOCK_FOR);
     let (status, body) = sign_in_from(&app, ADDRESSES[0], password, None).await;
     assert_eq!(status, 201, "the lock ended after {ops:?}: {body}");
+    (locks, by_current_password)
 }
 
 async fn lockout_state_machine(backend: Backend) {
     let cases = std::env::var("PROPTEST_CASES")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(8);
+        .unwrap_or(12);
     let mut runner = TestRunner::new_with_rng(
         ProptestConfig::default(),
         proptest::test_runner::TestRng::deterministic_rng(
             proptest::test_runner::RngAlgorithm::ChaCha,
         ),
     );
-    let strategy = proptest::collection::vec(op(), 10..40);
+    let strategy = proptest::collection::vec(op(), 20..60);
+    let (mut locks, mut by_current_password) = (0, 0);
     for _ in 0..cases {
         let ops = strategy.new_tree(&mut runner).unwrap().current();
-        run_case(backend, &ops).await;
+        let (l, c) = run_case(backend, &ops).await;
+        locks += l;
+        by_current_password += c;
     }
+    // The cases reach the lock, through sign-ins and current passwords alike, not only the
+    // counts below it.
+    eprintln!("{cases} cases, {locks} locks, {by_current_password} by a current password");
+    assert!(
+        locks > by_current_password,
+        "{locks} locks, {by_current_password} by current passwords"
+    );
+    assert!(
+        by_current_password >= 1,
+        "{locks} locks, none by a current password"
+    );
 }
 both!(
     the_lockout_rule_holds_under_random_interleavings,

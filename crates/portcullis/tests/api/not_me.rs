@@ -242,7 +242,7 @@ async fn not_me_is_recovery(backend: Backend) {
     let (status, challenge) =
         sign_in_from(&app, INTRUDER_IP, PASSWORD, Some(&intruder_device)).await;
     assert_eq!(status, 200, "{challenge}");
-    assert_eq!(challenge["methods"], json!(["totp"]));
+    assert_eq!(challenge["methods"], json!(["totp", "recovery_code"]));
     let (status, trusted) = post(
         &app,
         INTRUDER_IP,
