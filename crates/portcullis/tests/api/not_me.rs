@@ -736,3 +736,111 @@ both!(
     security_answers_are_limited_per_account_across_steps,
     answers_per_account
 );
+
+/// The same through the pages: the "not me" page locks, the recovery pages then say the old
+/// password no longer works and never "your account is unlocked", and only a new password
+/// (not the old one) gets back in.
+async fn not_me_pages(backend: Backend) {
+    use crate::pages::{get, post as form};
+    use portcullis_testkit::{input_value, Jar};
+    let app = app_with_addresses(backend, |_| {}).await;
+    app.register(&ANN, "ann.example", PASSWORD).await;
+    assert_eq!(sign_in_from(&app, OWNER_IP, PASSWORD, None).await.0, 201);
+    assert_eq!(sign_in_from(&app, INTRUDER_IP, PASSWORD, None).await.0, 201);
+    let body = message(&app, "New sign-in")["body"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let link = body
+        .split_whitespace()
+        .find(|w| w.contains("/not-me/"))
+        .unwrap();
+    let not_me = link.rsplit('/').next().unwrap().to_owned();
+    let mut jar = Jar::default();
+    let (status, html) = get(&app, &mut jar, &format!("/not-me/{not_me}")).await;
+    assert_eq!(status, 200);
+    let csrf = input_value(&html, "csrf").unwrap();
+    let res = form(
+        &app,
+        &mut jar,
+        "/not-me",
+        &[("csrf", &csrf), ("token", &not_me)],
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    let html = res.text().await.unwrap();
+    assert!(html.contains("Your old password no longer works"), "{html}");
+    assert!(
+        html.contains("Choose a new password with your card"),
+        "{html}"
+    );
+    // Recovery through the pages.
+    let (_, html) = get(&app, &mut jar, "/recover/password").await;
+    let csrf = input_value(&html, "csrf").unwrap();
+    let res = form(
+        &app,
+        &mut jar,
+        "/recover/password",
+        &[("csrf", &csrf), ("user_id", "ann.example")],
+    )
+    .await;
+    let token = input_value(&res.text().await.unwrap(), "token").unwrap();
+    let res = form(
+        &app,
+        &mut jar,
+        "/recover/password/verify",
+        &[
+            ("csrf", &csrf),
+            ("token", &token),
+            ("method", "card"),
+            ("card_id", ANN.verification),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    let code = code_in(&message(&app, "security code"));
+    let res = form(
+        &app,
+        &mut jar,
+        "/recover/password/code",
+        &[("csrf", &csrf), ("token", &token), ("code", &code)],
+    )
+    .await;
+    let html = res.text().await.unwrap();
+    assert!(!html.contains("Your account is unlocked"), "{html}");
+    assert!(
+        html.contains("Your account stays locked until you choose a new password"),
+        "{html}"
+    );
+    let reset = input_value(&html, "token").unwrap();
+    assert_eq!(sign_in_from(&app, OWNER_IP, PASSWORD, None).await.0, 423);
+    let res = form(
+        &app,
+        &mut jar,
+        "/recover/password/reset",
+        &[
+            ("csrf", &csrf),
+            ("token", &reset),
+            ("new_password", PASSWORD),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), 400);
+    let res = form(
+        &app,
+        &mut jar,
+        "/recover/password/reset",
+        &[
+            ("csrf", &csrf),
+            ("token", &reset),
+            ("new_password", NEW_PASSWORD),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        sign_in_from(&app, OWNER_IP, NEW_PASSWORD, None).await.0,
+        201
+    );
+}
+both!(not_me_and_recovery_through_the_pages, not_me_pages);
