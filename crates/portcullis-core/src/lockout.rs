@@ -23,6 +23,11 @@
 
 use crate::clock::UnixTime;
 
+/// Wrong security answers an account allows, across every recovery step (not per step),
+/// before answers are refused for `lock_for_secs` and the owner is told. The same machine as
+/// the password's count, on a counter of its own (`Counter::Answers`).
+pub const ANSWER_FAILURES: u32 = 5;
+
 #[derive(Clone, Copy, Debug)]
 pub struct LockoutPolicy {
     pub lock_after_failures: u32,

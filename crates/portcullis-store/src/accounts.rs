@@ -50,7 +50,9 @@ macro_rules! account_columns {
             $prefix,
             "inactivity_warned_at, ",
             $prefix,
-            "deactivated_at"
+            "deactivated_at, ",
+            $prefix,
+            "password_compromised_at"
         )
     };
 }
@@ -118,7 +120,11 @@ statements! {
         WHERE id = $1 AND password_hash = $3";
     COPY_TO_HISTORY = "INSERT INTO password_history (account_id, password_hash, created_at) \
         SELECT id, password_hash, $2 FROM online_accounts WHERE id = $1";
-    SET_PASSWORD = "UPDATE online_accounts SET password_hash = $2 WHERE id = $1";
+    /// A new password clears a "not me" compromise mark: the old one is what was known.
+    SET_PASSWORD = "UPDATE online_accounts SET password_hash = $2, \
+        password_compromised_at = NULL WHERE id = $1";
+    /// "This was not me": the password is known to someone else.
+    MARK_COMPROMISED = "UPDATE online_accounts SET password_compromised_at = $2 WHERE id = $1";
     TRIM_HISTORY = "DELETE FROM password_history WHERE account_id = $1 AND id NOT IN \
         (SELECT id FROM password_history WHERE account_id = $1 ORDER BY id DESC LIMIT $2)";
     /// An unlock by support or by card ID + code also lifts the locks of the account's
@@ -164,6 +170,7 @@ pub(crate) struct AccountRecord {
     last_active_at: Option<i64>,
     inactivity_warned_at: Option<i64>,
     deactivated_at: Option<i64>,
+    password_compromised_at: Option<i64>,
 }
 
 impl TryFrom<AccountRecord> for AccountRow {
@@ -187,6 +194,7 @@ impl TryFrom<AccountRecord> for AccountRow {
             last_active_at: UnixTime(r.last_active_at.unwrap_or(r.created_at)),
             inactivity_warned_at: r.inactivity_warned_at.map(UnixTime),
             deactivated_at: r.deactivated_at.map(UnixTime),
+            password_compromised_at: r.password_compromised_at.map(UnixTime),
         })
     }
 }
@@ -515,6 +523,17 @@ impl AccountWrites for SqlWork {
             .await
             .map_err(db_err)?;
         Ok(done.rows_affected() == 1)
+    }
+
+    async fn mark_password_compromised(&mut self, account_id: i64) -> StoreResult<()> {
+        let now = self.stamp();
+        sqlx::query(MARK_COMPROMISED)
+            .bind(account_id)
+            .bind(now)
+            .execute(self.conn().await?)
+            .await
+            .map_err(db_err)?;
+        Ok(())
     }
 
     async fn change_password(

@@ -22,6 +22,8 @@ statements! {
     TOUCH_DEVICE = "UPDATE devices SET last_seen_at = $2 WHERE id = $1 AND last_seen_at < $2";
     SET_DEVICE_TRUST = "UPDATE devices SET trusted_until = $3 WHERE id = $1 AND account_id = $2";
     FORGET_DEVICES = "DELETE FROM devices WHERE account_id = $1";
+    UNTRUST_DEVICES = "UPDATE devices SET trusted_until = NULL \
+        WHERE account_id = $1 AND trusted_until IS NOT NULL";
 }
 
 #[derive(sqlx::FromRow)]
@@ -130,5 +132,14 @@ impl DeviceWrites for SqlWork {
             .await
             .map_err(db_err)?;
         Ok(())
+    }
+
+    async fn untrust_devices(&mut self, account_id: i64) -> StoreResult<u64> {
+        let done = sqlx::query(UNTRUST_DEVICES)
+            .bind(account_id)
+            .execute(self.conn().await?)
+            .await
+            .map_err(db_err)?;
+        Ok(done.rows_affected())
     }
 }

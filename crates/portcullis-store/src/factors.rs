@@ -42,6 +42,10 @@ statements! {
     RENAME_FACTOR = "UPDATE factors SET name = $3 WHERE id = $1 AND account_id = $2";
     DELETE_FACTOR = "DELETE FROM factors WHERE id = $1 AND account_id = $2";
     DELETE_RECOVERY_CODES = "DELETE FROM recovery_codes WHERE account_id = $1";
+    /// "This was not me": what was added since the disputed sign-in goes.
+    DELETE_FACTORS_SINCE = "DELETE FROM factors WHERE account_id = $1 AND created_at >= $2";
+    DELETE_RECOVERY_CODES_SINCE = "DELETE FROM recovery_codes \
+        WHERE account_id = $1 AND created_at >= $2";
     INSERT_RECOVERY_CODE = "INSERT INTO recovery_codes (account_id, hint, code_hash, created_at) \
         VALUES ($1, $2, $3, $4)";
     USE_RECOVERY_CODE = "UPDATE recovery_codes SET used_at = $3 \
@@ -212,6 +216,23 @@ impl FactorWrites for SqlWork {
             .await
             .map_err(db_err)?;
         Ok(done.rows_affected() == 1)
+    }
+
+    async fn remove_factors_since(&mut self, account_id: i64, since: UnixTime) -> StoreResult<u64> {
+        let conn = self.conn().await?;
+        let factors = sqlx::query(DELETE_FACTORS_SINCE)
+            .bind(account_id)
+            .bind(since.0)
+            .execute(&mut *conn)
+            .await
+            .map_err(db_err)?;
+        let codes = sqlx::query(DELETE_RECOVERY_CODES_SINCE)
+            .bind(account_id)
+            .bind(since.0)
+            .execute(&mut *conn)
+            .await
+            .map_err(db_err)?;
+        Ok(factors.rows_affected() + codes.rows_affected())
     }
 
     async fn delete_factor(&mut self, id: i64, account_id: i64) -> StoreResult<bool> {

@@ -1,5 +1,6 @@
-//! The lockout counters of accounts and known devices. Both tables carry `failed_count` and
-//! `locked_until`, and each transition of `portcullis_core::lockout::LockState` is one
+//! The lockout counters of accounts, known devices and an account's security answers. Each
+//! is a count and a lock time (`failed_count`/`locked_until`; the answers'
+//! `answer_failed_count`/`answers_locked_until` on the account's row), and each transition of `portcullis_core::lockout::LockState` is one
 //! statement here: the claim and its release are claims (their own statements, taken before
 //! the password is checked); setting the lock and the reset after a success are state
 //! changes, inside a unit of work. `tests/conformance/lockout.rs` proves the statements and
@@ -18,14 +19,34 @@ use crate::{db_err, SqlWork};
 /// taken only below the limit.
 macro_rules! claim {
     ($table:literal) => {
+        claim!($table, "failed_count", "locked_until")
+    };
+    ($table:literal, $count:literal, $until:literal) => {
         concat!(
-            "UPDATE ", $table, " SET \
-               failed_count = CASE WHEN locked_until IS NOT NULL THEN 1 ELSE failed_count + 1 END, \
-               locked_until = NULL \
+            "UPDATE ",
+            $table,
+            " SET ",
+            $count,
+            " = CASE WHEN ",
+            $until,
+            " IS NOT NULL THEN 1 ELSE ",
+            $count,
+            " + 1 END, ",
+            $until,
+            " = NULL \
              WHERE id = $1 \
-               AND (locked_until IS NULL OR locked_until <= $2) \
-               AND (failed_count < $3 OR locked_until IS NOT NULL) \
-             RETURNING failed_count"
+               AND (",
+            $until,
+            " IS NULL OR ",
+            $until,
+            " <= $2) \
+               AND (",
+            $count,
+            " < $3 OR ",
+            $until,
+            " IS NOT NULL) \
+             RETURNING ",
+            $count
         )
     };
 }
@@ -45,6 +66,15 @@ statements! {
     RESET_ACCOUNT = "UPDATE online_accounts SET failed_count = 0 \
         WHERE id = $1 AND failed_count <> 0";
     RESET_DEVICE = "UPDATE devices SET failed_count = 0 WHERE id = $1 AND failed_count <> 0";
+    /// Security answers: the account's own counter for them, across recovery steps.
+    CLAIM_ANSWERS = claim!("online_accounts", "answer_failed_count", "answers_locked_until");
+    LOCKED_UNTIL_ANSWERS = "SELECT answers_locked_until FROM online_accounts WHERE id = $1";
+    LOCK_ANSWERS = "UPDATE online_accounts SET answers_locked_until = $2 \
+        WHERE id = $1 AND answers_locked_until IS NULL";
+    RELEASE_ANSWERS = "UPDATE online_accounts SET answer_failed_count = CASE \
+        WHEN answer_failed_count > 0 THEN answer_failed_count - 1 ELSE 0 END WHERE id = $1";
+    RESET_ANSWERS = "UPDATE online_accounts SET answer_failed_count = 0 \
+        WHERE id = $1 AND answer_failed_count <> 0";
 }
 
 /// The counter's id and its statements: (claim, locked until, lock, release, reset).
@@ -68,6 +98,16 @@ fn on(counter: Counter) -> (i64, [&'static str; 5]) {
                 LOCK_DEVICE,
                 RELEASE_DEVICE,
                 RESET_DEVICE,
+            ],
+        ),
+        Counter::Answers(id) => (
+            id,
+            [
+                CLAIM_ANSWERS,
+                LOCKED_UNTIL_ANSWERS,
+                LOCK_ANSWERS,
+                RELEASE_ANSWERS,
+                RESET_ANSWERS,
             ],
         ),
     }

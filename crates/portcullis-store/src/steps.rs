@@ -16,6 +16,7 @@ statements! {
     CREATE_STEP = "INSERT INTO steps (token_hash, kind, subject_id, data, expires_at) \
         VALUES ($1, $2, $3, $4, $5)";
     CONSUME_STEP = "DELETE FROM steps WHERE token_hash = $1 AND kind = $2";
+    DROP_ACCOUNT_STEPS = "DELETE FROM steps WHERE subject_id = $1 AND kind = $2";
     /// A wrong answer counted on the step, only below `max` (a claim).
     STEP_ATTEMPT = "UPDATE steps SET attempts = attempts + 1 \
         WHERE token_hash = $1 AND kind = $2 AND attempts < $3 RETURNING attempts";
@@ -110,5 +111,15 @@ impl StepWrites for SqlWork {
             .await
             .map_err(db_err)?;
         Ok(done.rows_affected() == 1)
+    }
+
+    async fn drop_account_steps(&mut self, account_id: i64, kind: StepKind) -> StoreResult<u64> {
+        let done = sqlx::query(DROP_ACCOUNT_STEPS)
+            .bind(account_id)
+            .bind(kind.as_str())
+            .execute(self.conn().await?)
+            .await
+            .map_err(db_err)?;
+        Ok(done.rows_affected())
     }
 }

@@ -44,6 +44,9 @@ pub struct AccountRow {
     pub inactivity_warned_at: Option<UnixTime>,
     /// Set while the account is deactivated (flow 10).
     pub deactivated_at: Option<UnixTime>,
+    /// Set by "This was not me": the password is known to someone else, and sign-in refuses
+    /// it until a new one is set.
+    pub password_compromised_at: Option<UnixTime>,
 }
 
 impl AccountRow {
@@ -238,7 +241,11 @@ pub trait AccountWrites: Send {
     /// stored hash is still `old`: a password reset or change that landed meanwhile wins.
     async fn rehash_password(&mut self, account_id: i64, old: &str, new: &str)
         -> StoreResult<bool>;
-    /// A new password: the old hash moves to the history, keeping the newest `keep`.
+    /// "This was not me": the password is known to someone else; sign-in refuses it until a
+    /// new one is set (which clears the mark).
+    async fn mark_password_compromised(&mut self, account_id: i64) -> StoreResult<()>;
+    /// A new password: the old hash moves to the history, keeping the newest `keep`; a
+    /// compromise mark is cleared.
     async fn change_password(
         &mut self,
         account_id: i64,

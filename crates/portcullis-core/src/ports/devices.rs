@@ -48,4 +48,7 @@ pub trait DeviceWrites: Send {
     /// Forgets every device of the account: each must sign in as a new device again (and so
     /// meets the account's lock rather than its own allowance).
     async fn forget_devices(&mut self, account_id: i64) -> StoreResult<()>;
+    /// Ends "Trust this device" on every device of the account (a password reset); how
+    /// many were trusted.
+    async fn untrust_devices(&mut self, account_id: i64) -> StoreResult<u64>;
 }

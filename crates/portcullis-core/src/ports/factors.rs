@@ -98,6 +98,9 @@ pub trait FactorWrites: Send {
     async fn touch_factor(&mut self, id: i64, secret: Option<&str>) -> StoreResult<()>;
     /// Renames the account's factor; false when there is none.
     async fn rename_factor(&mut self, id: i64, account_id: i64, name: &str) -> StoreResult<bool>;
+    /// Removes every factor (authenticator, passkey, code channel) and recovery code the
+    /// account gained at or after `since` ("This was not me"); how many went.
+    async fn remove_factors_since(&mut self, account_id: i64, since: UnixTime) -> StoreResult<u64>;
     /// Removes the account's factor; false when there was none.
     async fn delete_factor(&mut self, id: i64, account_id: i64) -> StoreResult<bool>;
     /// Replaces every recovery code of the account with `codes` (hint, argon2id hash).

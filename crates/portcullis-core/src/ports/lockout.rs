@@ -5,11 +5,14 @@ use async_trait::async_trait;
 use super::StoreResult;
 use crate::clock::UnixTime;
 
-/// Whose failure counter an attempt uses: the account's, or a known device's own allowance.
+/// Whose failure counter an attempt uses: the account's (passwords, current passwords,
+/// second-step codes), a known device's own allowance, or the account's security answers
+/// (counted across every recovery step, not per step).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Counter {
     Account(i64),
     Device(i64),
+    Answers(i64),
 }
 
 /// The lockout transitions that are state changes, inside a unit of work (each one

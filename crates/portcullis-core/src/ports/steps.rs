@@ -52,6 +52,8 @@ pub trait StepWrites: Send {
     ) -> StoreResult<()>;
     /// Removes the step; true for the one caller that removed it.
     async fn consume_step(&mut self, token_hash: &[u8; 32], kind: StepKind) -> StoreResult<bool>;
+    /// Removes every step of `kind` held for the account (the links a reset makes void).
+    async fn drop_account_steps(&mut self, account_id: i64, kind: StepKind) -> StoreResult<u64>;
 }
 
 #[async_trait]

@@ -57,6 +57,7 @@ impl Portcullis {
         match counter {
             Counter::Account(_) => self.policies.lockout.lock_after_failures,
             Counter::Device(_) => self.policies.lockout.device_allowance,
+            Counter::Answers(_) => crate::lockout::ANSWER_FAILURES,
         }
     }
 
@@ -102,18 +103,51 @@ impl Portcullis {
                 format!("locked until {}", until.to_rfc3339())
             }
             Counter::Device(id) => format!("device {id} locked out until {}", until.to_rfc3339()),
+            Counter::Answers(_) => {
+                if let Some(notice) = self.answers_notice(account, until) {
+                    work.send(notice);
+                }
+                format!(
+                    "security answers refused until {} after {} wrong answers",
+                    until.to_rfc3339(),
+                    crate::lockout::ANSWER_FAILURES
+                )
+            }
         };
         work.audit(
             AuditEvent::new(AuditKind::AccountLocked, Some(account.id))
                 .ip(client.ip.as_deref())
                 .detail(detail),
         );
-        work.count(match counter {
-            Counter::Account(_) => CountedEvent::AccountLocked,
-            Counter::Device(_) => CountedEvent::DeviceLocked,
-        });
+        match counter {
+            Counter::Account(_) => work.count(CountedEvent::AccountLocked),
+            Counter::Device(_) => work.count(CountedEvent::DeviceLocked),
+            Counter::Answers(_) => {}
+        }
         work.commit().await?;
         Ok(())
+    }
+
+    /// The owner's notice that their security answers are being guessed.
+    fn answers_notice(
+        &self,
+        account: &AccountRow,
+        until: UnixTime,
+    ) -> Option<crate::ports::Outgoing> {
+        let issuer = &self.policies.issuer_name;
+        account.notice(
+            format!("Someone is guessing your {issuer} security answers"),
+            format!(
+                "There were {} wrong answers to the security questions of your {issuer} \
+                 online account {} in \"Forgot your password?\". Security questions are \
+                 switched off for this account until {}; your card ID and a one-time code \
+                 still work. Your password is unchanged. If this was not you, call {}.",
+                crate::lockout::ANSWER_FAILURES,
+                account.user_id,
+                until.to_rfc3339(),
+                self.policies.support_phone
+            ),
+        )
     }
 
     /// The owner's notice of a lock.

@@ -391,6 +391,12 @@ impl Portcullis {
             // The passkey proved who this is, so the lock may be told.
             return Err(ServiceError::Locked { until });
         }
+        if account.password_compromised_at.is_some() {
+            // "This was not me": the way back is a new password, whatever else is held.
+            return Err(ServiceError::Locked {
+                until: super::signin::compromised_until(&account, &self.policies.lockout, now),
+            });
+        }
         let device = match device_token.filter(|t| !t.is_empty() && t.len() <= 128) {
             Some(t) => self
                 .ports

@@ -20,9 +20,10 @@ use crate::card_guard::GuardClaim;
 use crate::clock::UnixTime;
 use crate::contact::{CodeChannel, Email};
 use crate::ids::UserId;
+use crate::lockout::{Claim, ANSWER_FAILURES};
 use crate::otp::{self, CodePolicy, Resend};
 use crate::password::{Password, PasswordRule};
-use crate::ports::{AccountRow, StepRow};
+use crate::ports::{AccountRow, Counter, StepRow};
 use crate::security_questions::{
     check_answer, question, SecurityQuestion, QUESTIONS, REQUIRED_ANSWERS,
 };
@@ -54,6 +55,9 @@ pub struct CodeAccepted {
     pub reset_token: SecretString,
     /// The account was locked and card ID + code unlocked it.
     pub unlocked: bool,
+    /// The password is marked compromised ("This was not me"): the account stays locked
+    /// until a new password is set with the reset token; the old one is never accepted.
+    pub new_password_required: bool,
 }
 
 impl Portcullis {
@@ -158,12 +162,28 @@ impl Portcullis {
         } else {
             None
         };
+        // Answers count on the account's own counter, across every recovery step.
+        let answers_claim = match (&proof, &account) {
+            (Proof::Answers(_), Some(a)) => Some(self.claim_answers(a, now).await?),
+            _ => None,
+        };
         let matched = match (&proof, &card_id) {
             (Proof::CardId(_), Some(cid)) => {
                 self.card_id_matches(account.as_ref(), cid, client, now)
                     .await?
             }
-            (Proof::Answers(answers), _) => self.answers_match(account.as_ref(), answers).await?,
+            (Proof::Answers(answers), _) => {
+                // A refused claim: checked against nothing (the same work), never a match.
+                let usable = account.as_ref().filter(|_| answers_claim != Some(None));
+                let matched = self.answers_match(usable, answers).await?;
+                if let (Some(a), Some(Some(n))) = (&account, answers_claim) {
+                    if !matched && n >= ANSWER_FAILURES {
+                        self.lock_counter(a, Counter::Answers(a.id), client, now)
+                            .await?;
+                    }
+                }
+                matched
+            }
             (Proof::CardId(_), None) => false,
         };
         let Some(account) = account.filter(|_| matched) else {
@@ -209,6 +229,9 @@ impl Portcullis {
         {
             return Err(ServiceError::StepExpired);
         }
+        if answers_claim.is_some() {
+            work.reset_failures(Counter::Answers(account.id)).await?;
+        }
         // The same token moves on to the code step, with a fresh count of tries.
         work.create_step(
             &step_hash,
@@ -253,14 +276,19 @@ impl Portcullis {
         let checked = self
             .check_code(&step_hash, &step, code, client, now)
             .await?;
-        let account = if checked.purpose == Some(CodePurpose::RecoveryByCard) {
-            self.ports
-                .accounts
-                .account_by_id(checked.account_id)
-                .await?
-        } else {
-            None
-        };
+        let account = self
+            .ports
+            .accounts
+            .account_by_id(checked.account_id)
+            .await?;
+        let new_password_required = account
+            .as_ref()
+            .is_some_and(|a| a.password_compromised_at.is_some());
+        // Card ID + code unlocks an account locked by guessing, keeping its password; never
+        // one whose password is compromised: that one the new password unlocks.
+        let account = account.filter(|_| {
+            checked.purpose == Some(CodePurpose::RecoveryByCard) && !new_password_required
+        });
         let mut work = self.begin(now);
         self.take_code(&mut work, &step_hash).await?;
         work.consume_step(&step_hash, StepKind::RecoveryCode)
@@ -299,6 +327,7 @@ impl Portcullis {
         Ok(CodeAccepted {
             reset_token: reset.secret,
             unlocked,
+            new_password_required,
         })
     }
 
@@ -360,7 +389,8 @@ impl Portcullis {
         }
     }
 
-    /// Forgot password, step 4: the new password. Every session ends, the lock is lifted
+    /// Forgot password, step 4: the new password. Every session ends, every device trust
+    /// ends, the lock (and a "not me" compromise mark) is lifted, earlier "not me" links die,
     /// and the owner is told, all in one unit of work.
     pub async fn reset_password(
         &self,
@@ -396,6 +426,21 @@ impl Portcullis {
         }
         let last_n = self.policies.password.profile.history();
         let older = last_n.saturating_sub(1);
+        if account.password_compromised_at.is_some() {
+            // "This was not me": the old password is known to someone else; a reset that
+            // kept it would let them back in.
+            if self
+                .hasher
+                .verify(password.expose().as_bytes(), Some(&account.password_hash))
+                .await?
+                .is_match()
+            {
+                return Err(ServiceError::field(
+                    "new_password",
+                    "Choose a new password: your old one may be known to someone else.",
+                ));
+            }
+        }
         if last_n > 0 {
             let mut earlier = vec![account.password_hash.clone()];
             earlier.extend(
@@ -426,9 +471,14 @@ impl Portcullis {
         {
             return Err(ServiceError::StepExpired);
         }
+        // The new password clears a "not me" compromise mark with the old one.
         work.change_password(account.id, &hash, older).await?;
         work.unlock_account(account.id).await?;
         let ended = work.delete_account_sessions(account.id, None).await?;
+        // A reset ends "Trust this device" everywhere, and the "not me" links of earlier
+        // new-device notices die with the password they were about.
+        let untrusted = work.untrust_devices(account.id).await?;
+        work.drop_account_steps(account.id, StepKind::NotMe).await?;
         let issuer = &self.policies.issuer_name;
         if let Some(notice) = account.notice(
             format!("Your {issuer} password was reset"),
@@ -443,7 +493,9 @@ impl Portcullis {
         work.audit(
             AuditEvent::new(AuditKind::PasswordReset, Some(account.id))
                 .ip(client.ip.as_deref())
-                .detail(format!("{ended} sessions ended")),
+                .detail(format!(
+                    "{ended} sessions ended; {untrusted} devices no longer trusted"
+                )),
         );
         work.commit().await?;
         Ok(())
@@ -547,6 +599,28 @@ impl Portcullis {
         work.commit().await?;
         self.throttle_release(checked.throttle).await;
         Ok(user_ids)
+    }
+
+    /// Claims an attempt on the account's answer counter: `Some(n)` for the `n`th
+    /// consecutive wrong answer it may be, `None` when answers are refused (locked, or the
+    /// last slots are being evaluated: the one that fails locks).
+    async fn claim_answers(
+        &self,
+        account: &AccountRow,
+        now: UnixTime,
+    ) -> Result<Option<u32>, ServiceError> {
+        let counter = Counter::Answers(account.id);
+        Ok(
+            match self
+                .ports
+                .claims
+                .claim_attempt(counter, now, ANSWER_FAILURES)
+                .await?
+            {
+                Claim::Granted(n) => Some(n),
+                Claim::Locked(_) | Claim::Exhausted => None,
+            },
+        )
     }
 
     /// Whether `cid` is the card ID of one of the account's cards. Each card's guard is

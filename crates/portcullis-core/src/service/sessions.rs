@@ -142,7 +142,10 @@ impl Portcullis {
     }
 
     /// Tells the owner of a sign-in from a device the account has not seen, with a "This
-    /// was not me" link (a step written in the same unit of work).
+    /// was not me" link (a step written in the same unit of work, held by the hash of its
+    /// token; its data is the sign-in's time, from which "not me" removes what was added).
+    /// The message is `sensitive`: its body, which carries the token, is sealed in the
+    /// outbox and blanked once delivered, so the token is never in the database in clear.
     async fn new_device_notice(
         &self,
         work: &mut Work<'_>,
@@ -153,8 +156,15 @@ impl Portcullis {
         let device = describe_or(client.user_agent.as_deref(), "an unknown device");
         let token = Token::generate();
         let until = work.now().plus_secs(self.policies.mfa.not_me_secs);
-        work.create_step(&token.hash, StepKind::NotMe, account.id, "", until)
-            .await?;
+        let signed_in_at = work.now().0.to_string();
+        work.create_step(
+            &token.hash,
+            StepKind::NotMe,
+            account.id,
+            &signed_in_at,
+            until,
+        )
+        .await?;
         let link = format!("{}/not-me/{}", self.policies.public_url, token.expose());
         let body = format!(
             "Your {issuer} online account {} was just signed in to from {device}{}. If this \
@@ -169,8 +179,10 @@ impl Portcullis {
                 .unwrap_or_default(),
             self.policies.support_phone
         );
-        if let Some(notice) = account.notice(format!("New sign-in to your {issuer} account"), body)
+        if let Some(mut notice) =
+            account.notice(format!("New sign-in to your {issuer} account"), body)
         {
+            notice.message.sensitive = true;
             work.send(notice);
         }
         Ok(())

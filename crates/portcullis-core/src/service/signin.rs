@@ -128,7 +128,9 @@ impl Portcullis {
         };
         match verification {
             Verification::Match { needs_rehash }
-                if Some(account.account_type) == account_type && !account.is_deactivated() =>
+                if Some(account.account_type) == account_type
+                    && !account.is_deactivated()
+                    && account.password_compromised_at.is_none() =>
             {
                 // A rehash at new parameters, computed before any transaction is open.
                 let rehash = if needs_rehash {
@@ -179,6 +181,26 @@ impl Portcullis {
                 .await
                 .map(SignInOutcome::SignedIn)
             }
+            Verification::Match { .. }
+                if account.password_compromised_at.is_some()
+                    && Some(account.account_type) == account_type
+                    && !account.is_deactivated() =>
+            {
+                // "This was not me": this password is known to someone else. Its holder
+                // learns only that the account is locked and how to get back in, which is
+                // with a new password (recovery or support), never with this one.
+                self.ports.claims.release_attempt(counter).await?;
+                self.audit_alone(
+                    now,
+                    AuditEvent::new(AuditKind::SignInLocked, Some(account.id))
+                        .ip(client.ip.as_deref())
+                        .detail("correct password, marked compromised (\"not me\")"),
+                )
+                .await;
+                Err(ServiceError::Locked {
+                    until: compromised_until(&account, &policy, now),
+                })
+            }
             Verification::Match { .. } => {
                 // The right password with the wrong account type: not a password failure,
                 // so the slot goes back, but the answer is the same as any failure.
@@ -220,6 +242,7 @@ impl Portcullis {
     }
 
     /// A sign-in attempt on a locked account: only the correct password learns of the lock.
+    /// A password marked compromised stays refused after the lock runs out.
     async fn locked_attempt(
         &self,
         account: &AccountRow,
@@ -249,4 +272,17 @@ impl Portcullis {
             Err(ServiceError::SignInFailed)
         }
     }
+}
+
+/// The end to tell the holder of a compromised password: the lock's, or, once the lock has
+/// run out, a full lock period from now (the password is refused until it is replaced).
+pub(crate) fn compromised_until(
+    account: &AccountRow,
+    policy: &crate::lockout::LockoutPolicy,
+    now: UnixTime,
+) -> UnixTime {
+    account
+        .locked_until
+        .filter(|t| *t > now)
+        .unwrap_or_else(|| now.plus_secs(policy.lock_for_secs))
 }

@@ -324,14 +324,24 @@ impl Portcullis {
                     .detail(format!("by {}", authority.actor())),
             );
             let issuer = &self.policies.issuer_name;
-            if let Some(notice) = account.notice(
-                format!("Your {issuer} account is unlocked"),
+            let body = if account.password_compromised_at.is_some() {
+                // "This was not me": the unlock does not bring the old password back.
+                format!(
+                    "Your {issuer} online account was unlocked by our customer support team. \
+                     Because you told us a sign-in was not you, your old password no longer \
+                     works: choose a new one with \"Forgot your password?\" and your card. \
+                     If you did not ask for this, call {} at once.",
+                    self.policies.support_phone
+                )
+            } else {
                 format!(
                     "Your {issuer} online account was unlocked by our customer support team, \
                      and you can sign in again. If you did not ask for this, call {} at once.",
                     self.policies.support_phone
-                ),
-            ) {
+                )
+            };
+            if let Some(notice) = account.notice(format!("Your {issuer} account is unlocked"), body)
+            {
                 work.send(notice);
             }
         }

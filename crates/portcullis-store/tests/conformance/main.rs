@@ -23,6 +23,7 @@ mod coverage;
 mod factors;
 mod limits;
 mod lockout;
+mod not_me;
 mod outbox;
 mod registry;
 mod schema;

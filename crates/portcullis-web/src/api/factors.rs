@@ -276,11 +276,15 @@ pub struct NotMeIn {
     pub token: String,
 }
 
-/// "This was not me": ends every session of the account and locks it.
+/// "This was not me": the account is treated as compromised. Every session ends, every
+/// device (and device trust) is forgotten, every second factor, passkey and recovery code
+/// added since the disputed sign-in is removed, the account is locked and its password is
+/// refused from then on (423 to it): the only way back is a new password, set through
+/// `/recovery/password/*` (card ID + code) or by support.
 #[utoipa::path(post, path = "/not-me", tag = "factors",
     request_body = NotMeIn,
     responses(
-        (status = 204, description = "Every session ended; the account is locked"),
+        (status = 204, description = "Every session ended, devices and new factors removed; the account is locked until a new password is set"),
         (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 410, description = "The link expired or was used", body = Problem, content_type = "application/problem+json"),
         (status = 503, body = Problem, content_type = "application/problem+json"),

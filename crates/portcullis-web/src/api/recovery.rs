@@ -95,9 +95,15 @@ pub struct VerifyOut {
     /// Present after the code: carries the person to the new password.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reset_token: Option<String>,
-    /// After card ID + code: the account was locked and is now unlocked.
+    /// After card ID + code: the account was locked and is now unlocked (its password
+    /// works again). Never after "This was not me": see `new_password_required`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unlocked: Option<bool>,
+    /// Present after the code: true when the account's password is marked compromised
+    /// ("This was not me"). The account stays locked and the old password stays refused
+    /// until `POST /recovery/password/reset` sets a new one (which may not be the old one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub new_password_required: Option<bool>,
 }
 
 /// Forgot password, steps 2 and 3: prove it is you, then enter the code.
@@ -136,6 +142,7 @@ pub async fn password_verify(
             destination: None,
             reset_token: Some(accepted.reset_token.expose_secret().to_owned()),
             unlocked: Some(accepted.unlocked),
+            new_password_required: Some(accepted.new_password_required),
         }));
     }
     let answers: Vec<(i64, String)> = body
@@ -158,6 +165,7 @@ pub async fn password_verify(
         destination: Some(sent.destination),
         reset_token: None,
         unlocked: None,
+        new_password_required: None,
     }))
 }
 

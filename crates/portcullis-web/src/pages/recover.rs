@@ -57,6 +57,8 @@ pub struct ResetPage {
     pub chrome: Chrome,
     pub token: String,
     pub unlocked: bool,
+    /// "This was not me": only a new password gets the person back in.
+    pub new_password_required: bool,
     pub checklist: Checklist,
     pub errors: Errors,
 }
@@ -373,6 +375,7 @@ pub async fn password_code(
                 chrome: chrome(&state, &csrf, false),
                 token: accepted.reset_token.expose_secret().to_owned(),
                 unlocked: accepted.unlocked,
+                new_password_required: accepted.new_password_required,
                 checklist: Checklist::new(
                     &state.app.policies().password,
                     "new-password-rules",
@@ -462,6 +465,7 @@ pub async fn password_reset(
             chrome: chrome(&state, &csrf, false),
             token: form.token.clone(),
             unlocked: false,
+            new_password_required: false,
             checklist: Checklist::new(
                 &state.app.policies().password,
                 "new-password-rules",

@@ -3,6 +3,7 @@
 use portcullis_crypto::sha256;
 
 use crate::audit::{AuditEvent, AuditKind};
+use crate::clock::UnixTime;
 use crate::counters::CountedEvent;
 use crate::ports::Counter;
 use crate::service::sessions::SessionContext;
@@ -34,9 +35,12 @@ impl Portcullis {
         Ok(())
     }
 
-    /// "This was not me": every session ends, every device is forgotten and the account
-    /// is locked until its owner unlocks it (card ID and a code, or support), all in one
-    /// unit of work with the owner's notice.
+    /// "This was not me" means the account is compromised (recovery, not a pause): every
+    /// session ends, every device is forgotten (and with it every device trust), every
+    /// second factor, passkey and recovery code added since the disputed sign-in is
+    /// removed, the account is locked, and its password is marked compromised, so the only
+    /// way back is a new password (card ID + code, or support) — an unlock that keeps the
+    /// old password is refused. All in one unit of work with the owner's notice.
     pub async fn not_me(&self, token: &str, client: &ClientInfo) -> Result<(), ServiceError> {
         if token.is_empty() || token.len() > 128 {
             return Err(ServiceError::StepExpired);
@@ -55,6 +59,13 @@ impl Portcullis {
             .account_by_id(step.subject_id)
             .await?
             .ok_or(ServiceError::StepExpired)?;
+        // The disputed sign-in's time: the step's data, or (a step written before it was
+        // kept there) the step's creation, which is its expiry less its life.
+        let since = step
+            .data
+            .parse::<i64>()
+            .map(UnixTime)
+            .unwrap_or_else(|_| step.expires_at.plus_secs(-self.policies.mfa.not_me_secs));
         let until = now.plus_secs(self.policies.lockout.lock_for_secs);
         let mut work = self.begin(now);
         // The account's row first, as every unit of work on an account takes it.
@@ -63,28 +74,32 @@ impl Portcullis {
             return Err(ServiceError::StepExpired);
         }
         let ended = work.delete_account_sessions(account.id, None).await?;
-        // Known devices would keep their own allowance past the lock: forget them all.
+        // Known devices would keep their own allowance past the lock, and trusted ones would
+        // skip the second step: forget them all.
         work.forget_devices(account.id).await?;
-        if locked {
-            let issuer = &self.policies.issuer_name;
-            if let Some(notice) = account.notice(
-                format!("We locked your {issuer} account as you asked"),
-                format!(
-                    "You told us a sign-in to your {issuer} online account was not you. We \
-                     signed out every device and locked the account. To get back in, use \
-                     \"Forgot your password?\" on the sign-in page with your card and a \
-                     one-time code, and choose a new password; or call {}.",
-                    self.policies.support_phone
-                ),
-            ) {
-                work.send(notice);
-            }
+        let removed = work.remove_factors_since(account.id, since).await?;
+        work.mark_password_compromised(account.id).await?;
+        let issuer = &self.policies.issuer_name;
+        if let Some(notice) = account.notice(
+            format!("We locked your {issuer} account as you asked"),
+            format!(
+                "You told us a sign-in to your {issuer} online account was not you. We signed \
+                 out every device, removed every sign-in method added since then, and locked \
+                 the account. Your password is no longer accepted: to get back in, use \
+                 \"Forgot your password?\" on the sign-in page with your card and a one-time \
+                 code, and choose a new password; or call {}.",
+                self.policies.support_phone
+            ),
+        ) {
+            work.send(notice);
         }
         work.audit(
             AuditEvent::new(AuditKind::NotMe, Some(account.id))
                 .ip(client.ip.as_deref())
                 .detail(format!(
-                    "{ended} sessions ended; locked until {}",
+                    "{ended} sessions ended; devices forgotten; {removed} factors added since \
+                     {} removed; password marked compromised; locked until {}",
+                    since.to_rfc3339(),
                     until.to_rfc3339()
                 )),
         );

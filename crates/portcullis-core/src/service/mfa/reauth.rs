@@ -72,7 +72,9 @@ impl Portcullis {
     }
 
     /// The current password, for a change made while signed in (`what` names the change in
-    /// the audit log): claimed on the account's failure counter like a sign-in.
+    /// the audit log): claimed on the account's failure counter like a sign-in, and under
+    /// the same rule: the failure that reaches the limit locks the account (with the
+    /// owner's notice), and the lock ends after `lock_for_secs`.
     pub(crate) async fn check_current_password(
         &self,
         account: &AccountRow,
@@ -83,15 +85,16 @@ impl Portcullis {
     ) -> Result<(), ServiceError> {
         let counter = Counter::Account(account.id);
         let limit = self.policies.lockout.lock_after_failures;
-        if !matches!(
-            self.ports.claims.claim_attempt(counter, now, limit).await?,
-            Claim::Granted(_)
-        ) {
-            return Err(ServiceError::field(
-                "current_password",
-                "Too many wrong attempts. Your account is locked for your protection.",
-            ));
-        }
+        let claimed = match self.ports.claims.claim_attempt(counter, now, limit).await? {
+            Claim::Granted(n) => n,
+            // Locked, or the last slots are being evaluated (the one that fails locks).
+            Claim::Locked(_) | Claim::Exhausted => {
+                return Err(ServiceError::field(
+                    "current_password",
+                    "Too many wrong attempts. Your account is locked for your protection.",
+                ));
+            }
+        };
         let current = Password::new(current);
         match self
             .hasher
@@ -109,9 +112,15 @@ impl Portcullis {
                     now,
                     AuditEvent::new(AuditKind::SignInFailed, Some(account.id))
                         .ip(client.ip.as_deref())
-                        .detail(format!("wrong current password on {what}")),
+                        .detail(format!(
+                            "wrong current password on {what} ({claimed} of {limit}, account)"
+                        )),
                 )
                 .await;
+                // The claim stands as the failure; lock at the threshold, as a sign-in does.
+                if claimed >= limit {
+                    self.lock_counter(account, counter, client, now).await?;
+                }
                 Err(ServiceError::field(
                     "current_password",
                     "That is not your current password.",
