@@ -5,10 +5,10 @@
 use async_trait::async_trait;
 use portcullis_core::clock::UnixTime;
 use portcullis_core::lockout::Claim;
-use portcullis_core::ports::{Claims, CodeAttempt, Counter, StoreResult};
+use portcullis_core::ports::{Claims, CodeAttempt, Counter, StoreResult, SweepCutoffs, Swept};
 use portcullis_core::steps::StepKind;
 
-use crate::{codes, jobs, lockout, steps, throttle, SqlStore};
+use crate::{codes, jobs, lockout, steps, sweep, throttle, SqlStore};
 
 #[async_trait]
 impl Claims for SqlStore {
@@ -65,5 +65,9 @@ impl Claims for SqlStore {
         until: UnixTime,
     ) -> StoreResult<bool> {
         jobs::claim(&self.pool, job, node, now, until).await
+    }
+
+    async fn sweep_expired(&self, cutoffs: SweepCutoffs) -> StoreResult<Swept> {
+        sweep::sweep(&self.pool, cutoffs).await
     }
 }

@@ -37,7 +37,7 @@ pub use admin::{
     NewAdminToken,
 };
 pub use audit::AuditReads;
-pub use claims::{Claims, CodeAttempt};
+pub use claims::{Claims, CodeAttempt, SweepCutoffs, Swept};
 pub use devices::{DeviceReads, DeviceRow, DeviceWrites};
 pub use factors::{FactorKind, FactorReads, FactorRow, FactorWrites, NewFactor};
 pub use lockout::{Counter, LockWrites};

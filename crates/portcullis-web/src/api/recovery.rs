@@ -35,6 +35,7 @@ pub struct StartOut {
     responses(
         (status = 200, body = StartOut),
         (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many from this client address", body = Problem, content_type = "application/problem+json"),
         (status = 503, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn password_start(

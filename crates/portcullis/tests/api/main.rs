@@ -20,6 +20,7 @@ mod mfa;
 mod operations;
 mod overload;
 mod pages;
+mod peraddr;
 mod races;
 pub mod recovery;
 mod registration;
