@@ -896,11 +896,8 @@ impl Config {
         Ok(())
     }
 
-    /// The anonymous limits sit below the SMS gateway's quotas (a quota of 0 is none), so
-    /// strangers can never use up what the owner's own codes need.
     fn validate_destination_limits(&self) -> anyhow::Result<()> {
         let l = &self.limits;
-        let n = &self.notify;
         if l.per_destination_per_hour == 0
             || l.per_destination_per_day == 0
             || l.texts_per_prefix_per_day == 0
@@ -911,34 +908,26 @@ impl Config {
                  texts_per_prefix_per_day and anonymous_texts_per_day must be at least 1"
             );
         }
-        for (mine, theirs, name, quota) in [
-            (
-                l.per_destination_per_day,
-                n.sms_per_number_per_day,
-                "limits.per_destination_per_day",
-                "notify.sms_per_number_per_day",
-            ),
-            (
-                l.texts_per_prefix_per_day,
-                n.sms_per_prefix_per_day,
-                "limits.texts_per_prefix_per_day",
-                "notify.sms_per_prefix_per_day",
-            ),
-            (
-                l.anonymous_texts_per_day,
-                n.sms_per_day,
-                "limits.anonymous_texts_per_day",
-                "notify.sms_per_day",
-            ),
-        ] {
-            if theirs > 0 && mine >= theirs {
-                bail!(
-                    "{name} ({mine}) must be below {quota} ({theirs}): otherwise strangers \
-                     asking for codes could use up the owner's own texts"
-                );
-            }
-        }
         Ok(())
+    }
+
+    /// The anonymous limits as they apply: each kept below the SMS gateway's matching
+    /// quota (a quota of 0 is none), so strangers can never use up what the owner's own
+    /// codes need, however the two are configured.
+    fn anonymous_limits(&self) -> (u32, u32, u32) {
+        let below = |mine: u32, quota: u32| {
+            if quota == 0 {
+                mine
+            } else {
+                mine.min(quota - 1)
+            }
+        };
+        let (l, n) = (&self.limits, &self.notify);
+        (
+            below(l.per_destination_per_day, n.sms_per_number_per_day),
+            below(l.texts_per_prefix_per_day, n.sms_per_prefix_per_day),
+            below(l.anonymous_texts_per_day, n.sms_per_day),
+        )
     }
 
     /// Whose `X-Forwarded-For` is believed, and the IPv6 prefix limits count on.
@@ -987,9 +976,9 @@ impl Config {
                 failures_per_window: self.limits.failures_per_window,
                 window_secs: self.limits.window_secs,
                 per_destination_per_hour: self.limits.per_destination_per_hour,
-                per_destination_per_day: self.limits.per_destination_per_day,
-                texts_per_prefix_per_day: self.limits.texts_per_prefix_per_day,
-                anonymous_texts_per_day: self.limits.anonymous_texts_per_day,
+                per_destination_per_day: self.anonymous_limits().0,
+                texts_per_prefix_per_day: self.anonymous_limits().1,
+                anonymous_texts_per_day: self.anonymous_limits().2,
             },
             session: SessionPolicy {
                 idle_secs: self.session.idle_secs,
@@ -1189,6 +1178,44 @@ mod tests {
                 .nice,
             0
         );
+    }
+
+    #[test]
+    fn anonymous_limits_stay_below_the_gateway_quotas() {
+        let c = load_with("", &[]).unwrap();
+        let t = c.policies().throttle;
+        assert_eq!(
+            (
+                t.per_destination_per_hour,
+                t.per_destination_per_day,
+                t.texts_per_prefix_per_day,
+                t.anonymous_texts_per_day
+            ),
+            (3, 3, 500, 2500)
+        );
+        let c = load_with(
+            "[notify]\nsms_per_number_per_day = 2\nsms_per_prefix_per_day = 100\nsms_per_day = 50",
+            &[],
+        )
+        .unwrap();
+        let t = c.policies().throttle;
+        assert_eq!(
+            (
+                t.per_destination_per_day,
+                t.texts_per_prefix_per_day,
+                t.anonymous_texts_per_day
+            ),
+            (1, 99, 49)
+        );
+        assert!(load_with("[limits]\nper_destination_per_hour = 0", &[]).is_err());
+        assert!(load_with("[limits]\nipv6_prefix = 16", &[]).is_err());
+        assert!(load_with("[limits]\ntrusted_proxies = [\"10.0.0.1/8\"]", &[]).is_err());
+        let c = load_with(
+            "[limits]\ntrusted_proxies = [\"10.0.0.0/8\", \"::1/128\", \"127.0.0.1\"]",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.client_addressing().trusted_proxies.len(), 3);
     }
 
     #[test]

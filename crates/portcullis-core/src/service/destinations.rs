@@ -1,7 +1,7 @@
 //! Messages per destination: what an anonymous request (forgot User ID, forgot password)
 //! can make the service send is limited per phone number or email address, and texts per
 //! country prefix and in all, *before* the message reaches the SMS gateway's own quotas.
-//! Those quotas stay above these limits (the configuration refuses otherwise), so strangers
+//! Those quotas stay above these limits (`Config::policies` caps them below), so strangers
 //! can use up only their own allowance and never the owner's: a sign-in code the owner
 //! asks for after their password never passes through here.
 //!

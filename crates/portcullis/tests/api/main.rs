@@ -21,7 +21,7 @@ mod operations;
 mod overload;
 mod pages;
 mod peraddr;
-mod races;
+pub mod races;
 pub mod recovery;
 mod registration;
 mod secrets;
