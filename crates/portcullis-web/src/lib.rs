@@ -15,6 +15,7 @@ pub mod limits;
 pub mod maintenance;
 pub mod metrics;
 pub mod middleware;
+pub mod pace;
 pub mod pages;
 pub mod text;
 pub mod theme;

@@ -205,13 +205,21 @@ impl Portcullis {
             // used, or ran out of tries). A User ID step may have none at all (an unknown
             // address): it answers like a wrong code until a real code would have expired.
             let code_would_expire = step.expires_at.0 - STEP_SECS + policy.ttl_secs;
-            return Err(
-                if step.kind == StepKind::RecoveryUserId && now.0 < code_would_expire {
-                    wrong(tries)
-                } else {
-                    ServiceError::CodeSpent
-                },
-            );
+            if step.kind == StepKind::RecoveryUserId && now.0 < code_would_expire {
+                if step.subject_id <= 0 {
+                    // An unknown address: audited as a wrong code for a known one is, so
+                    // both do the same statements (and take the same time).
+                    self.audit_alone(
+                        now,
+                        AuditEvent::new(AuditKind::RecoveryCodeFailed, None)
+                            .ip(client.ip.as_deref())
+                            .detail("forgot User ID: unknown address"),
+                    )
+                    .await;
+                }
+                return Err(wrong(tries));
+            }
+            return Err(ServiceError::CodeSpent);
         };
         let expected = otp::code_hash(&self.keys, step_hash, &code);
         if !ct_eq(&expected, &attempt.code_hash) {
