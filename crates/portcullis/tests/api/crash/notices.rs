@@ -705,7 +705,10 @@ async fn a_crash_after_the_commit_loses_no_notice(backend: Backend) {
         let pending: Vec<_> = rows
             .iter()
             .filter(|(to, subject, state)| {
-                *to == n.to && subject.contains(&n.subject) && state == "pending"
+                // Pending, perhaps after a send that timed out on the held FIFO (a
+                // node under load, or anonymous recovery answers at their 25 ms floor,
+                // reaches the send timeout before the last answer): never delivered.
+                *to == n.to && subject.contains(&n.subject) && state.starts_with("pending")
             })
             .cloned()
             .collect();
@@ -759,7 +762,8 @@ async fn a_crash_after_the_commit_loses_no_notice(backend: Backend) {
         let unsent: Vec<_> = rows
             .iter()
             .filter(|(to, subject, state)| {
-                state != "sent"
+                // A row keeps the error of an earlier try ("sent: … timed out").
+                !state.starts_with("sent")
                     && expected
                         .iter()
                         .any(|n| *to == n.to && subject.contains(&n.subject))
