@@ -16,6 +16,7 @@
 mod hash;
 mod load;
 mod pg;
+mod recovery;
 mod report;
 mod seed;
 mod server;
@@ -42,8 +43,8 @@ struct Cli {
     /// Everything tiny (a few seconds), for CI: proves the program runs, not the speed.
     #[arg(long)]
     smoke: bool,
-    /// Run one figure: 1-6 and 8 on SQLite; 7 is figures 1-3 and 5 on PostgreSQL.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=8))]
+    /// Run one figure: 1-6, 8 and 9 on SQLite; 7 is figures 1-3 and 5 on PostgreSQL.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=9))]
     only: Option<u8>,
     /// A PostgreSQL server for figure 7; a database is created for the run and dropped at the
     /// end.
@@ -112,6 +113,7 @@ async fn main() -> anyhow::Result<()> {
         overload: run(3),
         latency: run(5),
         timing: run(8),
+        recovery: run(9),
     };
     suite::backend(&mut ctx, None, "SQLite", "", sqlite).await?;
     if run(7) {
@@ -124,6 +126,7 @@ async fn main() -> anyhow::Result<()> {
                     overload: true,
                     latency: true,
                     timing: false,
+                    recovery: false,
                 };
                 let result = suite::backend(&mut ctx, Some(&db.url), "PostgreSQL", "7.", all).await;
                 let dropped = db.drop_now().await;

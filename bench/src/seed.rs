@@ -24,6 +24,8 @@ pub struct Card {
     pub account_type: String,
     pub number: String,
     pub verification: String,
+    /// The holder's email address on the record (forgot User ID).
+    pub email: String,
 }
 
 /// A registered, signed-in account.
@@ -82,6 +84,7 @@ pub fn write_registry(path: &Path, rows: u64, cards: usize) -> anyhow::Result<Ve
             account_type: cell(0),
             number: cell(1),
             verification: cell(2),
+            email: cell(5),
         });
     }
     ensure!(

@@ -15,7 +15,7 @@ use crate::report::{ms, thousands, Report};
 use crate::seed;
 use crate::server::Setup;
 use crate::sys::{CpuMark, CpuUse};
-use crate::{sign_in, traffic};
+use crate::{recovery, sign_in, traffic};
 
 /// Waiting places per hashing worker: the server's default (`hashing.queue_per_worker`).
 pub const QUEUE_PER_WORKER: usize = 4;
@@ -88,11 +88,12 @@ pub struct Wanted {
     pub overload: bool,
     pub latency: bool,
     pub timing: bool,
+    pub recovery: bool,
 }
 
 impl Wanted {
     fn any(self) -> bool {
-        self.sign_ins || self.me || self.overload || self.latency || self.timing
+        self.sign_ins || self.me || self.overload || self.latency || self.timing || self.recovery
     }
 }
 
@@ -256,7 +257,7 @@ pub async fn import(ctx: &mut Ctx) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Figures 1, 2, 3, 5 and 8 on one backend: one server, seeded once.
+/// Figures 1, 2, 3, 5, 8 and 9 on one backend: one server, seeded once.
 pub async fn backend(
     ctx: &mut Ctx,
     database_url: Option<&str>,
@@ -305,6 +306,10 @@ pub async fn backend(
     }
     if wanted.timing {
         sign_in::timing(ctx, &server, &accounts, &fig("8"), label).await?;
+        server.check_alive()?;
+    }
+    if wanted.recovery {
+        recovery::timing(ctx, &server, &accounts, &cards, &fig("9"), label).await?;
         server.check_alive()?;
     }
     if wanted.me {

@@ -149,6 +149,33 @@ pub fn destination(
     }
 }
 
+/// The country calling code of an E.164 number, with its `+` (`+1`, `+44`, `+353`): the
+/// prefix the per-prefix quotas count (the gateway's, and the limit on texts anonymous requests
+/// cause). Calling codes are prefix-free, one to three digits;
+/// which length applies follows from the ITU-T E.164 assignment, zone by zone.
+pub fn country_prefix(number: &str) -> String {
+    let digits: String = number
+        .trim_start_matches('+')
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .take(3)
+        .collect();
+    let mut it = digits.chars();
+    let len = match (it.next(), it.next()) {
+        (Some('1'), _) | (Some('7'), _) => 1,
+        (Some('2'), Some('0' | '7')) => 2,
+        (Some('3'), Some('0'..='4' | '6' | '9')) => 2,
+        (Some('4'), Some(d)) if d != '2' => 2,
+        (Some('5'), Some('1'..='8')) => 2,
+        (Some('6'), Some('0'..='6')) => 2,
+        (Some('8'), Some('1' | '2' | '4' | '6')) => 2,
+        (Some('9'), Some('0'..='5' | '8')) => 2,
+        _ => 3,
+    };
+    let code: String = digits.chars().take(len).collect();
+    format!("+{code}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

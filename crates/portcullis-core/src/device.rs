@@ -22,13 +22,18 @@ pub fn describe_device(ua: &str) -> String {
     .iter()
     .find(|(needle, _)| ua.contains(needle))
     .map(|(_, name)| *name);
+    // Only names from the lists above: a user agent is the client's own text, and any of
+    // it repeated in a message from the bank would let a stranger write into that message.
     match (browser, os) {
         (Some(b), Some(o)) => format!("{b} on {o}"),
         (Some(b), None) => b.to_owned(),
-        (None, Some(o)) => o.to_owned(),
-        (None, None) => ua.chars().take(60).collect(),
+        (None, Some(o)) => format!("a browser on {o}"),
+        (None, None) => UNKNOWN_BROWSER.to_owned(),
     }
 }
+
+/// What an unrecognised user agent is called.
+pub const UNKNOWN_BROWSER: &str = "a browser";
 
 /// A device's description, or `fallback` when it sent no user agent.
 pub fn describe_or(user_agent: Option<&str>, fallback: &str) -> String {
@@ -50,7 +55,15 @@ mod tests {
             "Chrome on Android"
         );
         assert_eq!(describe_device("Firefox/128.0"), "Firefox");
-        assert_eq!(describe_device("curl/8"), "curl/8");
+        assert_eq!(describe_device("curl/8"), "a browser");
+        assert_eq!(
+            describe_device("Call +1 555 0100 now: your account is at risk (Windows NT 10.0)"),
+            "a browser on Windows"
+        );
+        assert_eq!(
+            describe_device("Visit evil.example to keep your card active"),
+            "a browser"
+        );
         assert_eq!(describe_or(None, "Unknown device"), "Unknown device");
     }
 }

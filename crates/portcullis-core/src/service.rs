@@ -18,6 +18,7 @@ mod card_guard;
 mod cards;
 mod codes;
 mod contact_change;
+mod destinations;
 mod inactivity;
 mod limits;
 mod mfa;
@@ -29,6 +30,7 @@ mod sessions;
 mod signin;
 pub mod status;
 mod support;
+mod sweep;
 
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
@@ -69,7 +71,11 @@ pub use support::{AuditCheck, IssuedAdminToken, ReactivateOutcome, SupportView, 
 /// authorisation.
 #[derive(Clone, Debug, Default)]
 pub struct ClientInfo {
+    /// The client's address (IPv4-mapped addresses as IPv4), as audited.
     pub ip: Option<String>,
+    /// What its per-address limits count on: the IPv4 address, or the IPv6 network (a /64
+    /// by default). `None` falls back to `ip`.
+    pub limit_key: Option<String>,
     pub user_agent: Option<String>,
 }
 

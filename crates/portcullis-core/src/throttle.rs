@@ -13,6 +13,12 @@ pub enum ThrottleAction {
     SignIn,
     CardCheck,
     Recovery,
+    /// Forgot-password step 1: writes a step, so every call counts (never given back).
+    RecoveryStart,
+    /// Passkey sign-in options: writes a step, so every call counts.
+    PasskeyOptions,
+    /// Registration step 2: four argon2 hashes a call.
+    RegistrationComplete,
 }
 
 impl ThrottleAction {
@@ -21,6 +27,9 @@ impl ThrottleAction {
             Self::SignIn => "signin",
             Self::CardCheck => "card",
             Self::Recovery => "recovery",
+            Self::RecoveryStart => "recovery-start",
+            Self::PasskeyOptions => "passkey-options",
+            Self::RegistrationComplete => "registration",
         }
     }
 }
@@ -33,6 +42,18 @@ pub struct ThrottlePolicy {
     pub failures_per_window: u32,
     /// The window (default 10 minutes).
     pub window_secs: i64,
+    /// Messages an anonymous request may have sent to one phone number or email address
+    /// in an hour (default 3) ...
+    pub per_destination_per_hour: u32,
+    /// ... and in a day (default 3, below the SMS gateway's per-number quota, so strangers
+    /// can never use up the owner's own texts).
+    pub per_destination_per_day: u32,
+    /// Texts an anonymous request may have sent to one country prefix in a day (default
+    /// 500, below the gateway's per-prefix quota).
+    pub texts_per_prefix_per_day: u32,
+    /// Texts anonymous requests may have sent in all in a day (default 2,500, below the
+    /// gateway's daily quota).
+    pub anonymous_texts_per_day: u32,
 }
 
 impl Default for ThrottlePolicy {
@@ -41,6 +62,10 @@ impl Default for ThrottlePolicy {
             enabled: true,
             failures_per_window: 100,
             window_secs: 600,
+            per_destination_per_hour: 3,
+            per_destination_per_day: 3,
+            texts_per_prefix_per_day: 500,
+            anonymous_texts_per_day: 2500,
         }
     }
 }

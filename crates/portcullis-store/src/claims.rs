@@ -6,10 +6,12 @@ use async_trait::async_trait;
 use portcullis_core::card_guard::{CardGuardPolicy, GuardClaim};
 use portcullis_core::clock::UnixTime;
 use portcullis_core::lockout::Claim;
-use portcullis_core::ports::{CardGuardClaims, Claims, CodeAttempt, Counter, StoreResult};
+use portcullis_core::ports::{
+    CardGuardClaims, Claims, CodeAttempt, Counter, StoreResult, SweepCutoffs, Swept,
+};
 use portcullis_core::steps::StepKind;
 
-use crate::{card_guard, codes, jobs, lockout, steps, throttle, SqlStore};
+use crate::{card_guard, codes, jobs, lockout, steps, sweep, throttle, SqlStore};
 
 #[async_trait]
 impl Claims for SqlStore {
@@ -66,6 +68,10 @@ impl Claims for SqlStore {
         until: UnixTime,
     ) -> StoreResult<bool> {
         jobs::claim(&self.pool, job, node, now, until).await
+    }
+
+    async fn sweep_expired(&self, cutoffs: SweepCutoffs) -> StoreResult<Swept> {
+        sweep::sweep(&self.pool, cutoffs).await
     }
 }
 

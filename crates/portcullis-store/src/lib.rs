@@ -33,6 +33,7 @@ mod sessions;
 pub mod sql;
 mod status;
 mod steps;
+mod sweep;
 mod throttle;
 mod tx;
 mod work;
@@ -309,6 +310,7 @@ pub fn statements(backend: Backend) -> Vec<(String, String)> {
         sessions::STATEMENTS,
         status::STATEMENTS,
         steps::STATEMENTS,
+        sweep::STATEMENTS,
         throttle::STATEMENTS,
         tx::STATEMENTS,
     ];

@@ -15,6 +15,7 @@ pub mod limits;
 pub mod maintenance;
 pub mod metrics;
 pub mod middleware;
+pub mod pace;
 pub mod pages;
 pub mod text;
 pub mod theme;
@@ -39,8 +40,9 @@ pub struct WebConfig {
     pub secure_cookies: bool,
     /// Demo mode: shows the outbox page and the demo banner.
     pub demo: bool,
-    /// Client addresses whose `X-Forwarded-For` is believed.
-    pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Whose `X-Forwarded-For` is believed (CIDR ranges), and the IPv6 prefix limits
+    /// count on.
+    pub addressing: client::ClientAddressing,
     /// How often the status prober runs (`status.probe_secs`).
     pub status_probe: std::time::Duration,
     /// The issuer's colours, served as `/static/theme.css`.
@@ -54,7 +56,7 @@ impl Default for WebConfig {
         Self {
             secure_cookies: true,
             demo: false,
-            trusted_proxies: Vec::new(),
+            addressing: client::ClientAddressing::default(),
             status_probe: std::time::Duration::from_secs(15),
             theme: theme::Theme::default(),
             requests: limits::RequestLimits::default(),

@@ -60,7 +60,7 @@ pub const HSTS: &str = "max-age=31536000; includeSubDomains";
 /// that terminated TLS says so with `X-Forwarded-Proto: https`.
 pub async fn hsts(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let secure = request.extensions().get::<OverTls>().is_some()
-        || forwarded_https(&request, &state.web.trusted_proxies);
+        || forwarded_https(&request, &state.web.addressing.trusted_proxies);
     let mut response = next.run(request).await;
     if secure {
         response.headers_mut().insert(
@@ -73,11 +73,14 @@ pub async fn hsts(State(state): State<AppState>, request: Request, next: Next) -
 
 /// Whether the socket peer is a trusted proxy whose `X-Forwarded-Proto` (its own, the last
 /// value) is `https`.
-fn forwarded_https(request: &Request, trusted: &[std::net::IpAddr]) -> bool {
+fn forwarded_https(request: &Request, trusted: &[ipnet::IpNet]) -> bool {
     let from_proxy = request
         .extensions()
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .is_some_and(|c| trusted.contains(&c.0.ip()));
+        .is_some_and(|c| {
+            let peer = crate::client::normalise(c.0.ip());
+            trusted.iter().any(|net| net.contains(&peer))
+        });
     from_proxy
         && request
             .headers()

@@ -115,7 +115,7 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>, demo: bool) -> anyhow
         web: Arc::new(WebConfig {
             secure_cookies: config.secure_cookies,
             demo,
-            trusted_proxies: config.trusted_proxies(),
+            addressing: config.client_addressing(),
             status_probe: std::time::Duration::try_from_secs_f64(config.status.probe_secs)
                 .unwrap_or(std::time::Duration::from_secs(15)),
             theme: config.theme.theme()?,

@@ -372,13 +372,24 @@ pub struct LimitsConfig {
     /// Failed attempts allowed from one address per window, per action.
     pub failures_per_window: u32,
     pub window_secs: i64,
-    /// Client addresses (reverse proxies) whose `X-Forwarded-For` is believed.
+    /// Reverse proxies whose `X-Forwarded-For` is believed: addresses or CIDR ranges.
     pub trusted_proxies: Vec<String>,
     /// Wrong card IDs per card, from anywhere, before the card stops accepting card IDs
     /// online (on even when `enabled` is off: it is a lockout, not a throttle).
     pub card_id_failures: u32,
     /// The window those wrong card IDs are counted in.
     pub card_id_window_secs: i64,
+    /// The prefix length an IPv6 client is limited by (one subscriber holds a /64).
+    pub ipv6_prefix: u8,
+    /// Messages anonymous requests may cause to one phone or email address per hour...
+    pub per_destination_per_hour: u32,
+    /// ... and per day (below `notify.sms_per_number_per_day`).
+    pub per_destination_per_day: u32,
+    /// Texts anonymous requests may cause to one country prefix per day (below
+    /// `notify.sms_per_prefix_per_day`).
+    pub texts_per_prefix_per_day: u32,
+    /// Texts anonymous requests may cause in all per day (below `notify.sms_per_day`).
+    pub anonymous_texts_per_day: u32,
 }
 
 impl Default for LimitsConfig {
@@ -392,6 +403,11 @@ impl Default for LimitsConfig {
             trusted_proxies: Vec::new(),
             card_id_failures: card.failures,
             card_id_window_secs: card.window_secs,
+            ipv6_prefix: 64,
+            per_destination_per_hour: p.per_destination_per_hour,
+            per_destination_per_day: p.per_destination_per_day,
+            texts_per_prefix_per_day: p.texts_per_prefix_per_day,
+            anonymous_texts_per_day: p.anonymous_texts_per_day,
         }
     }
 }
@@ -475,6 +491,11 @@ pub const KEYS: &[(&str, &str)] = &[
     ("limits", "trusted_proxies"),
     ("limits", "card_id_failures"),
     ("limits", "card_id_window_secs"),
+    ("limits", "ipv6_prefix"),
+    ("limits", "per_destination_per_hour"),
+    ("limits", "per_destination_per_day"),
+    ("limits", "texts_per_prefix_per_day"),
+    ("limits", "anonymous_texts_per_day"),
     ("database", "max_connections"),
     ("database", "acquire_timeout_secs"),
     ("database", "statement_timeout_secs"),
@@ -567,10 +588,14 @@ impl Config {
             bail!("limits.card_id_window_secs must be at least 60");
         }
         for proxy in &self.limits.trusted_proxies {
-            if proxy.parse::<std::net::IpAddr>().is_err() {
-                bail!("limits.trusted_proxies: {proxy:?} is not an IP address");
+            if let Err(e) = portcullis_web::client::parse_proxy(proxy) {
+                bail!("limits.trusted_proxies: {e}");
             }
         }
+        if !(32..=128).contains(&self.limits.ipv6_prefix) {
+            bail!("limits.ipv6_prefix must be between 32 and 128");
+        }
+        self.validate_destination_limits()?;
         if self.lockout.lock_for_secs < 1 {
             bail!("lockout.lock_for_secs must be positive");
         }
@@ -619,12 +644,51 @@ impl Config {
         Ok(())
     }
 
-    pub fn trusted_proxies(&self) -> Vec<std::net::IpAddr> {
-        self.limits
-            .trusted_proxies
-            .iter()
-            .filter_map(|p| p.parse().ok())
-            .collect()
+    fn validate_destination_limits(&self) -> anyhow::Result<()> {
+        let l = &self.limits;
+        if l.per_destination_per_hour == 0
+            || l.per_destination_per_day == 0
+            || l.texts_per_prefix_per_day == 0
+            || l.anonymous_texts_per_day == 0
+        {
+            bail!(
+                "limits.per_destination_per_hour, per_destination_per_day, \
+                 texts_per_prefix_per_day and anonymous_texts_per_day must be at least 1"
+            );
+        }
+        Ok(())
+    }
+
+    /// The anonymous limits as they apply: each kept below the SMS gateway's matching
+    /// quota (a quota of 0 is none), so strangers can never use up what the owner's own
+    /// codes need, however the two are configured.
+    fn anonymous_limits(&self) -> (u32, u32, u32) {
+        let below = |mine: u32, quota: u32| {
+            if quota == 0 {
+                mine
+            } else {
+                mine.min(quota - 1)
+            }
+        };
+        let (l, n) = (&self.limits, &self.notify);
+        (
+            below(l.per_destination_per_day, n.sms_per_number_per_day),
+            below(l.texts_per_prefix_per_day, n.sms_per_prefix_per_day),
+            below(l.anonymous_texts_per_day, n.sms_per_day),
+        )
+    }
+
+    /// Whose `X-Forwarded-For` is believed, and the IPv6 prefix limits count on.
+    pub fn client_addressing(&self) -> portcullis_web::client::ClientAddressing {
+        portcullis_web::client::ClientAddressing {
+            trusted_proxies: self
+                .limits
+                .trusted_proxies
+                .iter()
+                .filter_map(|p| portcullis_web::client::parse_proxy(p).ok())
+                .collect(),
+            ipv6_prefix: self.limits.ipv6_prefix,
+        }
     }
 
     pub fn hash_params(&self) -> HashParams {
@@ -659,6 +723,10 @@ impl Config {
                 enabled: self.limits.enabled,
                 failures_per_window: self.limits.failures_per_window,
                 window_secs: self.limits.window_secs,
+                per_destination_per_hour: self.limits.per_destination_per_hour,
+                per_destination_per_day: self.anonymous_limits().0,
+                texts_per_prefix_per_day: self.anonymous_limits().1,
+                anonymous_texts_per_day: self.anonymous_limits().2,
             },
             card_guard: CardGuardPolicy {
                 failures: self.limits.card_id_failures,

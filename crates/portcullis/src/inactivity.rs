@@ -1,6 +1,7 @@
 //! Flow 10 in the binary: the inactivity job, scheduled inside every serving node (a lease
 //! row in the database lets one node run it per interval), and `portcullis admin
-//! run-inactivity [--dry-run]`.
+//! run-inactivity [--dry-run]`. The node that holds the lease also sweeps expired steps,
+//! codes, throttle buckets and forgotten devices.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -28,11 +29,24 @@ pub fn spawn_job(app: Portcullis, interval: Duration) -> tokio::task::JoinHandle
         loop {
             tick.tick().await;
             match app.run_scheduled_inactivity(&node, lease_secs).await {
-                Ok(Some(run)) => tracing::info!(
-                    warned = run.warned.len(),
-                    deactivated = run.deactivated.len(),
-                    "inactivity job ran"
-                ),
+                Ok(Some(run)) => {
+                    tracing::info!(
+                        warned = run.warned.len(),
+                        deactivated = run.deactivated.len(),
+                        "inactivity job ran"
+                    );
+                    // The lease holder also sweeps what has expired.
+                    match app.sweep_expired().await {
+                        Ok(swept) => tracing::info!(
+                            steps = swept.steps,
+                            codes = swept.codes,
+                            throttle = swept.throttle,
+                            devices = swept.devices,
+                            "expired rows swept"
+                        ),
+                        Err(e) => tracing::warn!(error = %e, "sweep failed"),
+                    }
+                }
                 Ok(None) => tracing::debug!("inactivity job: another node holds the lease"),
                 Err(e) => tracing::warn!(error = %e, "inactivity job failed"),
             }

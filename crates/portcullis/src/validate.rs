@@ -229,7 +229,10 @@ mod tests {
             if let Some(name) = raw.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
                 section = name.to_owned();
             } else if let Some((key, _)) = line.split_once(" = ") {
-                if key.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
+                if key
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+                {
                     found.insert((section.clone(), key.to_owned()));
                 }
             }

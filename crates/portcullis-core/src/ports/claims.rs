@@ -23,6 +23,31 @@ pub struct CodeAttempt {
     pub attempts: u32,
 }
 
+/// What the background sweep deletes: each kind of row that has outlived its use before
+/// its own cutoff.
+#[derive(Clone, Copy, Debug)]
+pub struct SweepCutoffs {
+    /// Flow steps that expired at or before this.
+    pub steps_before: UnixTime,
+    /// One-time codes that expired at or before this (later than their step's end, so a
+    /// live step never loses its code).
+    pub codes_before: UnixTime,
+    /// Throttle and destination buckets whose window opened at or before this (the
+    /// longest window ago).
+    pub throttle_before: UnixTime,
+    /// Devices last seen at or before this, and not trusted beyond it.
+    pub devices_before: UnixTime,
+}
+
+/// How many rows one sweep deleted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Swept {
+    pub steps: u64,
+    pub codes: u64,
+    pub throttle: u64,
+    pub devices: u64,
+}
+
 #[async_trait]
 pub trait Claims: CardGuardClaims + Send + Sync {
     /// Claims a place in `bucket`'s window of `window_secs` holding `limit` places. `None`
@@ -70,4 +95,7 @@ pub trait Claims: CardGuardClaims + Send + Sync {
         now: UnixTime,
         until: UnixTime,
     ) -> StoreResult<bool>;
+    /// Deletes expired steps, codes, buckets and devices in short batches (each its own
+    /// statement, never holding a long transaction).
+    async fn sweep_expired(&self, cutoffs: SweepCutoffs) -> StoreResult<Swept>;
 }

@@ -39,7 +39,7 @@ pub use admin::{
 };
 pub use audit::AuditReads;
 pub use card_guard::{CardGuardClaims, CardGuardWrites};
-pub use claims::{Claims, CodeAttempt};
+pub use claims::{Claims, CodeAttempt, SweepCutoffs, Swept};
 pub use devices::{DeviceReads, DeviceRow, DeviceWrites};
 pub use factors::{FactorKind, FactorReads, FactorRow, FactorWrites, NewFactor};
 pub use lockout::{Counter, LockWrites};

@@ -13,7 +13,7 @@ use crate::counters::CountedEvent;
 use crate::otp::{self, CodePolicy};
 use crate::ports::{AccountRow, Message, NewCode, Outgoing, StepRow};
 use crate::steps::{CodePurpose, StepKind};
-use crate::throttle::ThrottleAction;
+use crate::throttle::{self, ThrottleAction};
 use crate::ServiceError;
 
 /// How long a recovery step lives (it outlives its code, so a resend stays possible).
@@ -44,6 +44,36 @@ impl Portcullis {
         purpose: CodePurpose,
         preferred: Option<CodeChannel>,
     ) -> Result<CodeSent, ServiceError> {
+        self.store_code(work, step_hash, account, purpose, preferred, true)
+            .await
+    }
+
+    /// Claims the destination limits for a code an anonymous request (a recovery) sends to
+    /// `account` on `preferred`, before its unit of work begins: `Some(retry_after)` when
+    /// the destination has had its share. A code for a signed-in owner never comes here.
+    pub(crate) async fn claim_code_destination(
+        &self,
+        account: &AccountRow,
+        preferred: Option<CodeChannel>,
+        now: UnixTime,
+    ) -> Result<Option<u64>, ServiceError> {
+        match account.destination(preferred) {
+            Some((channel, to)) => self.destination_claim(channel, &to, now).await,
+            None => Ok(None),
+        }
+    }
+
+    /// [`Self::send_code`], or with `deliver` false the same code stored without its
+    /// message (a destination past its limit: the step answers as if it was sent).
+    pub(crate) async fn store_code(
+        &self,
+        work: &mut Work<'_>,
+        step_hash: &[u8; 32],
+        account: &AccountRow,
+        purpose: CodePurpose,
+        preferred: Option<CodeChannel>,
+        deliver: bool,
+    ) -> Result<CodeSent, ServiceError> {
         let (channel, to) = account
             .destination(preferred)
             .ok_or_else(|| ServiceError::Internal("account has no contact channel".into()))?;
@@ -61,11 +91,47 @@ impl Portcullis {
             expires_at,
         })
         .await?;
-        self.queue_code(work, message);
+        if deliver {
+            self.queue_code(work, message);
+        }
         Ok(CodeSent {
             channel,
             destination,
         })
+    }
+
+    /// Paces the resends of a step that an unknown address can hold too (forgot User ID):
+    /// at most one send a minute and five in all, counted on the step's own buckets (one
+    /// atomic claim each), so a step with a code behind it and one without answer alike.
+    /// The first send (the step's start) claims too.
+    pub(crate) async fn pace_resend(
+        &self,
+        step_hash: &[u8; 32],
+        now: UnixTime,
+    ) -> Result<(), ServiceError> {
+        let policy = CodePolicy::default();
+        let id: String = step_hash
+            .iter()
+            .take(16)
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let pacing = [
+            (format!("resend:{id}"), policy.resend_after_secs, 1),
+            (format!("sends:{id}"), STEP_SECS, policy.max_sends),
+        ];
+        for (bucket, window, limit) in pacing {
+            if let Some(start) = self
+                .ports
+                .claims
+                .throttle_claim(&bucket, now, window, limit)
+                .await?
+            {
+                return Err(ServiceError::TooManyRequests {
+                    retry_after: throttle::retry_after(start, window, now.0),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Queues a code's message in `work` and counts it once committed.
@@ -139,13 +205,21 @@ impl Portcullis {
             // used, or ran out of tries). A User ID step may have none at all (an unknown
             // address): it answers like a wrong code until a real code would have expired.
             let code_would_expire = step.expires_at.0 - STEP_SECS + policy.ttl_secs;
-            return Err(
-                if step.kind == StepKind::RecoveryUserId && now.0 < code_would_expire {
-                    wrong(tries)
-                } else {
-                    ServiceError::CodeSpent
-                },
-            );
+            if step.kind == StepKind::RecoveryUserId && now.0 < code_would_expire {
+                if step.subject_id <= 0 {
+                    // An unknown address: audited as a wrong code for a known one is, so
+                    // both do the same statements (and take the same time).
+                    self.audit_alone(
+                        now,
+                        AuditEvent::new(AuditKind::RecoveryCodeFailed, None)
+                            .ip(client.ip.as_deref())
+                            .detail("forgot User ID: unknown address"),
+                    )
+                    .await;
+                }
+                return Err(wrong(tries));
+            }
+            return Err(ServiceError::CodeSpent);
         };
         let expected = otp::code_hash(&self.keys, step_hash, &code);
         if !ct_eq(&expected, &attempt.code_hash) {

@@ -26,10 +26,16 @@ impl Portcullis {
         now: UnixTime,
     ) -> Result<Option<String>, ServiceError> {
         let policy = self.policies.throttle;
-        let Some(ip) = client.ip.as_deref().filter(|_| policy.enabled) else {
+        // The IPv6 network (a /64 by default) or the IPv4 address, as the web layer keyed it.
+        let Some(key) = client
+            .limit_key
+            .as_deref()
+            .or(client.ip.as_deref())
+            .filter(|_| policy.enabled)
+        else {
             return Ok(None);
         };
-        let bucket = throttle::bucket(action, ip);
+        let bucket = throttle::bucket(action, key);
         match self
             .ports
             .claims

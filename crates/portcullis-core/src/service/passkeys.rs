@@ -289,8 +289,15 @@ impl Portcullis {
     }
 
     /// Starts a sign-in with a passkey alone.
-    pub async fn passkey_sign_in_options(&self) -> Result<PasskeyOptions, ServiceError> {
+    /// Every call writes a step, so every call counts on the client's bucket.
+    pub async fn passkey_sign_in_options(
+        &self,
+        client: &ClientInfo,
+    ) -> Result<PasskeyOptions, ServiceError> {
         let now = self.clock.now();
+        let _ = self
+            .throttle_claim(crate::throttle::ThrottleAction::PasskeyOptions, client, now)
+            .await?;
         let started = self
             .rp()?
             .start_discoverable()

@@ -69,24 +69,25 @@ impl Portcullis {
     ) -> Result<RecoveryStart, ServiceError> {
         let now = self.clock.now();
         let id = UserId::parse(user_id).map_err(|m| ServiceError::field("user_id", m))?;
+        // Every start writes a step, so every start counts (it is never given back).
+        let _ = self
+            .throttle_claim(ThrottleAction::RecoveryStart, client, now)
+            .await?;
         let account = self.ports.accounts.find_account(id.canonical()).await?;
-        let questions = match &account {
-            Some(a) => {
-                let mut q: Vec<SecurityQuestion> = self
-                    .ports
-                    .accounts
-                    .security_answers(a.id)
-                    .await?
-                    .iter()
-                    .filter_map(|(qid, _)| question(*qid))
-                    .collect();
-                if q.len() != REQUIRED_ANSWERS {
-                    q = decoy_questions(self, id.canonical());
-                }
-                q
-            }
-            None => decoy_questions(self, id.canonical()),
-        };
+        // The same statements whether or not the User ID exists (an unknown one reads the
+        // answers of no account, and is audited without one), so the timing does not tell.
+        let stored = self
+            .ports
+            .accounts
+            .security_answers(account.as_ref().map_or(0, |a| a.id))
+            .await?;
+        let mut questions: Vec<SecurityQuestion> = stored
+            .iter()
+            .filter_map(|(qid, _)| question(*qid))
+            .collect();
+        if account.is_none() || questions.len() != REQUIRED_ANSWERS {
+            questions = decoy_questions(self, id.canonical());
+        }
         let token = Token::generate();
         let data = questions
             .iter()
@@ -102,11 +103,14 @@ impl Portcullis {
             now.plus_secs(STEP_SECS),
         )
         .await?;
-        if let Some(a) = &account {
-            work.audit(
-                AuditEvent::new(AuditKind::RecoveryStarted, Some(a.id)).ip(client.ip.as_deref()),
-            );
-        }
+        work.audit(match &account {
+            Some(a) => {
+                AuditEvent::new(AuditKind::RecoveryStarted, Some(a.id)).ip(client.ip.as_deref())
+            }
+            None => AuditEvent::new(AuditKind::RecoveryStarted, None)
+                .ip(client.ip.as_deref())
+                .detail("unknown User ID"),
+        });
         work.commit().await?;
         let mut methods = vec!["card_id"];
         if self.policies.security_questions_enabled {
@@ -222,6 +226,9 @@ impl Portcullis {
         } else {
             CodePurpose::RecoveryByAnswers
         };
+        if let Some(retry_after) = self.claim_code_destination(&account, None, now).await? {
+            return Err(ServiceError::TooManyRequests { retry_after });
+        }
         let mut work = self.begin(now);
         if !work
             .consume_step(&step_hash, StepKind::RecoveryPassword)
@@ -332,6 +339,9 @@ impl Portcullis {
     }
 
     /// Sends a fresh code for a recovery step (at most once a minute, five times in all).
+    /// A forgot-User-ID step is paced on the step itself, so a known and an unknown
+    /// address answer alike (202, or 429 with the same `Retry-After`); its message is an
+    /// anonymous request's, held back silently once the destination has had its share.
     pub async fn resend_recovery_code(
         &self,
         token: &str,
@@ -350,6 +360,9 @@ impl Portcullis {
             .find_step(&step_hash, kind, now)
             .await?
             .ok_or(ServiceError::StepExpired)?;
+        if for_user_id {
+            self.pace_resend(&step_hash, now).await?;
+        }
         let policy = CodePolicy::default();
         let code = otp::generate();
         let hash = otp::code_hash(&self.keys, &step_hash, code.expose_secret());
@@ -358,25 +371,40 @@ impl Portcullis {
         } else {
             None
         };
-        let message = self
-            .ports
-            .accounts
-            .account_by_id(step.subject_id)
-            .await?
-            .and_then(|account| {
-                let (channel, to) = account.destination(preferred)?;
-                Some(account.outgoing(self.code_message(channel, to, &code)))
-            });
-        let mut work = self.begin(now);
-        match work.resend_code(&step_hash, &hash, &policy).await? {
-            Resend::Sent => {
-                // The new code's message commits with the new code.
-                if let Some(message) = message {
-                    self.queue_code(&mut work, message);
-                }
-                work.commit().await?;
+        let account = self.ports.accounts.account_by_id(step.subject_id).await?;
+        let destination = account.as_ref().and_then(|a| a.destination(preferred));
+        let held = match &destination {
+            Some((channel, to)) => self.destination_claim(*channel, to, now).await?,
+            None => None,
+        };
+        if let Some(retry_after) = held {
+            return if for_user_id {
                 Ok(())
+            } else {
+                Err(ServiceError::TooManyRequests { retry_after })
+            };
+        }
+        let message = account
+            .as_ref()
+            .zip(destination.clone())
+            .map(|(a, (channel, to))| a.outgoing(self.code_message(channel, to, &code)));
+        let mut work = self.begin(now);
+        let outcome = work.resend_code(&step_hash, &hash, &policy).await?;
+        if outcome == Resend::Sent {
+            // The new code's message commits with the new code.
+            if let Some(message) = message {
+                self.queue_code(&mut work, message);
             }
+            work.commit().await?;
+            return Ok(());
+        }
+        // Nothing was sent: the destination's places go back (the unit first, so the
+        // release never waits behind it).
+        drop(work);
+        if let Some((channel, to)) = &destination {
+            self.destination_release(*channel, to).await;
+        }
+        match outcome {
             Resend::TooSoon { retry_after } => Err(ServiceError::TooManyRequests { retry_after }),
             Resend::TooMany => Err(ServiceError::TooManyRequests {
                 retry_after: u64::try_from(step.expires_at.0 - now.0)
@@ -385,7 +413,7 @@ impl Portcullis {
             }),
             // No code behind the step (an unknown address, or not verified yet): answer as
             // if one was sent, so the answer tells nothing.
-            Resend::NoCode => Ok(()),
+            Resend::NoCode | Resend::Sent => Ok(()),
         }
     }
 
@@ -502,7 +530,9 @@ impl Portcullis {
     }
 
     /// Forgot User ID, step 1: a code goes to the email or the phone on file. The answer is
-    /// the same whether or not the address is known.
+    /// the same whether or not the address is known, and so is the work: the same claims
+    /// (the address's bucket, the step's resend pacing, the destination's limits), the same
+    /// step and an audit event; only a known address gets a code and its message.
     pub async fn start_user_id_recovery(
         &self,
         email: &str,
@@ -522,31 +552,50 @@ impl Portcullis {
             .accounts
             .accounts_by_email(email.as_str())
             .await?;
+        let account = accounts.first();
         let token = Token::generate();
-        let subject = accounts.first().map_or(-1, |a| a.id);
+        // The resend pacing starts with the step, for known and unknown addresses alike.
+        self.pace_resend(&token.hash, now).await?;
+        // A stranger can ask for anyone's address: the code is held back (silently) once
+        // the destination has had its share. An unknown address claims the address typed.
+        let held = match account {
+            Some(a) => self.claim_code_destination(a, Some(preferred), now).await?,
+            None => {
+                self.destination_claim(CodeChannel::Email, email.as_str(), now)
+                    .await?
+            }
+        };
         let mut work = self.begin(now);
         work.create_step(
             &token.hash,
             StepKind::RecoveryUserId,
-            subject,
+            account.map_or(-1, |a| a.id),
             preferred.as_str(),
             now.plus_secs(STEP_SECS),
         )
         .await?;
-        if let Some(account) = accounts.first() {
-            work.audit(
-                AuditEvent::new(AuditKind::RecoveryStarted, Some(account.id))
+        match account {
+            Some(account) => {
+                work.audit(
+                    AuditEvent::new(AuditKind::RecoveryStarted, Some(account.id))
+                        .ip(client.ip.as_deref())
+                        .detail("forgot User ID"),
+                );
+                self.store_code(
+                    &mut work,
+                    &token.hash,
+                    account,
+                    CodePurpose::RecoveryUserId,
+                    Some(preferred),
+                    held.is_none(),
+                )
+                .await?;
+            }
+            None => work.audit(
+                AuditEvent::new(AuditKind::RecoveryStarted, None)
                     .ip(client.ip.as_deref())
-                    .detail("forgot User ID"),
-            );
-            self.send_code(
-                &mut work,
-                &token.hash,
-                account,
-                CodePurpose::RecoveryUserId,
-                Some(preferred),
-            )
-            .await?;
+                    .detail("forgot User ID: unknown address"),
+            ),
         }
         work.commit().await?;
         Ok(token.secret)

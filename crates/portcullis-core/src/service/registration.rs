@@ -128,6 +128,10 @@ impl Portcullis {
     ) -> Result<UserId, ServiceError> {
         let token_hash = portcullis_crypto::sha256(input.token.as_bytes());
         let now = self.clock.now();
+        // Four argon2 hashes a call: every call counts on the client's bucket.
+        let _ = self
+            .throttle_claim(ThrottleAction::RegistrationComplete, client, now)
+            .await?;
         let step = self
             .ports
             .steps

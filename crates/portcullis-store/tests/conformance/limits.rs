@@ -210,3 +210,45 @@ both!(
     job_leases_have_one_winner_conformance,
     job_leases_have_one_winner
 );
+
+async fn sweep(backend: Backend) {
+    use portcullis_core::ports::{SweepCutoffs, Swept};
+    let (s, _db) = store(backend).await;
+    // Two steps (expiring at T + 600), two buckets, 2,500 more buckets to see batches.
+    step(&s, [1; 32], StepKind::RecoveryUserId, -1, "email").await;
+    step(&s, [2; 32], StepKind::RecoveryUserId, -1, "email").await;
+    for i in 0..2_500 {
+        s.throttle_claim(&format!("sweep:{i}"), T, 600, 1)
+            .await
+            .unwrap();
+    }
+    s.throttle_claim("fresh", T.plus_secs(1000), 600, 1)
+        .await
+        .unwrap();
+    let cutoffs = |at: i64| SweepCutoffs {
+        steps_before: T.plus_secs(at),
+        codes_before: T.plus_secs(at),
+        throttle_before: T.plus_secs(at),
+        devices_before: T.plus_secs(at),
+    };
+    assert_eq!(
+        s.sweep_expired(cutoffs(-1)).await.unwrap(),
+        Swept::default(),
+        "nothing before its time"
+    );
+    let swept = s.sweep_expired(cutoffs(600)).await.unwrap();
+    assert_eq!(swept.steps, 2);
+    assert_eq!(swept.throttle, 2_500, "in batches, every one");
+    // The fresh bucket stays.
+    assert_eq!(
+        s.throttle_claim("fresh", T.plus_secs(1001), 600, 1)
+            .await
+            .unwrap(),
+        Some(T.0 + 1000)
+    );
+    assert_eq!(
+        s.sweep_expired(cutoffs(600)).await.unwrap(),
+        Swept::default()
+    );
+}
+both!(the_sweep_deletes_in_batches_conformance, sweep);

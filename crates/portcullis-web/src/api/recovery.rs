@@ -35,6 +35,7 @@ pub struct StartOut {
     responses(
         (status = 200, body = StartOut),
         (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many from this client address", body = Problem, content_type = "application/problem+json"),
         (status = 503, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn password_start(
@@ -42,10 +43,11 @@ pub async fn password_start(
     Client(client): Client,
     ApiJson(body): ApiJson<StartIn>,
 ) -> Result<Json<StartOut>, ApiError> {
-    let start = state
-        .app
-        .start_password_recovery(&body.user_id, &client)
-        .await?;
+    let start = crate::pace::at_least(
+        crate::pace::RECOVERY_FLOOR,
+        state.app.start_password_recovery(&body.user_id, &client),
+    )
+    .await?;
     Ok(Json(StartOut {
         recovery_token: start.token.expose_secret().to_owned(),
         methods: start.methods.iter().map(|m| (*m).to_owned()).collect(),
@@ -188,10 +190,11 @@ pub async fn password_resend(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<ResendIn>,
 ) -> Result<StatusCode, ApiError> {
-    state
-        .app
-        .resend_recovery_code(&body.recovery_token, false)
-        .await?;
+    crate::pace::at_least(
+        crate::pace::RECOVERY_FLOOR,
+        state.app.resend_recovery_code(&body.recovery_token, false),
+    )
+    .await?;
     Ok(StatusCode::ACCEPTED)
 }
 
@@ -249,10 +252,13 @@ pub async fn user_id_start(
     Client(client): Client,
     ApiJson(body): ApiJson<UserIdStartIn>,
 ) -> Result<(StatusCode, Json<UserIdStartOut>), ApiError> {
-    let token = state
-        .app
-        .start_user_id_recovery(&body.email, &body.channel, &client)
-        .await?;
+    let token = crate::pace::at_least(
+        crate::pace::RECOVERY_FLOOR,
+        state
+            .app
+            .start_user_id_recovery(&body.email, &body.channel, &client),
+    )
+    .await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(UserIdStartOut {
@@ -290,10 +296,13 @@ pub async fn user_id_verify(
     Client(client): Client,
     ApiJson(body): ApiJson<UserIdVerifyIn>,
 ) -> Result<Json<UserIdVerifyOut>, ApiError> {
-    let user_ids = state
-        .app
-        .verify_user_id_code(&body.recovery_token, &body.code, &client)
-        .await?;
+    let user_ids = crate::pace::at_least(
+        crate::pace::RECOVERY_FLOOR,
+        state
+            .app
+            .verify_user_id_code(&body.recovery_token, &body.code, &client),
+    )
+    .await?;
     let user_id = user_ids.first().cloned().unwrap_or_default();
     Ok(Json(UserIdVerifyOut { user_id, user_ids }))
 }
@@ -311,9 +320,10 @@ pub async fn user_id_resend(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<ResendIn>,
 ) -> Result<StatusCode, ApiError> {
-    state
-        .app
-        .resend_recovery_code(&body.recovery_token, true)
-        .await?;
+    crate::pace::at_least(
+        crate::pace::RECOVERY_FLOOR,
+        state.app.resend_recovery_code(&body.recovery_token, true),
+    )
+    .await?;
     Ok(StatusCode::ACCEPTED)
 }

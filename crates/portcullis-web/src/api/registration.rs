@@ -129,6 +129,7 @@ pub struct CompleteOut {
         (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "User ID taken, or the card already has an account", body = Problem, content_type = "application/problem+json"),
         (status = 410, description = "The registration token expired or was used", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many from this client address", body = Problem, content_type = "application/problem+json"),
         (status = 503, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn complete(

@@ -293,12 +293,14 @@ pub struct PasskeySignInOptionsOut {
     responses(
         (status = 200, body = PasskeySignInOptionsOut),
         (status = 400, description = "Passkeys are not available at this address", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many from this client address", body = Problem, content_type = "application/problem+json"),
         (status = 503, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn passkey_options(
     State(state): State<AppState>,
+    Client(client): Client,
 ) -> Result<Json<PasskeySignInOptionsOut>, ApiError> {
-    let o = state.app.passkey_sign_in_options().await?;
+    let o = state.app.passkey_sign_in_options(&client).await?;
     Ok(Json(PasskeySignInOptionsOut {
         passkey_token: o.token.expose_secret().to_owned(),
         options: serde_json::from_str(&o.options_json).unwrap_or_default(),

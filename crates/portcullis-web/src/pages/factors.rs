@@ -531,6 +531,7 @@ pub async fn rename(
 
 pub async fn sign_in_passkey_options(
     State(state): State<AppState>,
+    Client(client): Client,
     csrf: CsrfCookie,
     headers: HeaderMap,
     PageForm(form): PageForm<OptionsForm>,
@@ -538,7 +539,7 @@ pub async fn sign_in_passkey_options(
     if !csrf.check(&state, &headers, &form.csrf) {
         return options_error(StatusCode::FORBIDDEN, csrf_failed());
     }
-    match state.app.passkey_sign_in_options().await {
+    match state.app.passkey_sign_in_options(&client).await {
         Ok(o) => options_json(Some(o.token.expose_secret()), &o.options_json),
         Err(e) => options_failed(e),
     }

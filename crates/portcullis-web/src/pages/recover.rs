@@ -133,10 +133,11 @@ pub async fn password_start(
             vec![FieldError::new("form", csrf_failed())],
         );
     }
-    match state
-        .app
-        .start_password_recovery(&form.user_id, &client)
-        .await
+    match crate::pace::at_least(
+        crate::pace::RECOVERY_FLOOR,
+        state.app.start_password_recovery(&form.user_id, &client),
+    )
+    .await
     {
         Ok(start) => {
             let page = VerifyPage {
@@ -425,10 +426,11 @@ async fn resend(
             Some(csrf_failed().into()),
         );
     }
-    match state
-        .app
-        .resend_recovery_code(&form.token, user_id_flow)
-        .await
+    match crate::pace::at_least(
+        crate::pace::RECOVERY_FLOOR,
+        state.app.resend_recovery_code(&form.token, user_id_flow),
+    )
+    .await
     {
         Ok(()) => code_page(
             &state,
@@ -549,10 +551,13 @@ pub async fn user_id_start(
             vec![FieldError::new("form", csrf_failed())],
         );
     }
-    match state
-        .app
-        .start_user_id_recovery(&form.email, &form.channel, &client)
-        .await
+    match crate::pace::at_least(
+        crate::pace::RECOVERY_FLOOR,
+        state
+            .app
+            .start_user_id_recovery(&form.email, &form.channel, &client),
+    )
+    .await
     {
         Ok(token) => code_page(
             &state,
@@ -588,10 +593,13 @@ pub async fn user_id_code(
             Some(csrf_failed().into()),
         );
     }
-    match state
-        .app
-        .verify_user_id_code(&form.token, &form.code, &client)
-        .await
+    match crate::pace::at_least(
+        crate::pace::RECOVERY_FLOOR,
+        state
+            .app
+            .verify_user_id_code(&form.token, &form.code, &client),
+    )
+    .await
     {
         Ok(user_ids) => {
             let page = UserIdDonePage {

@@ -204,3 +204,41 @@ fn bad_notify_values_are_refused() {
     // The password is never a key.
     assert!(load_with("[notify]\nsmtp_password = \"x\"", &[]).is_err());
 }
+
+#[test]
+fn anonymous_limits_stay_below_the_gateway_quotas() {
+    let c = load_with("", &[]).unwrap();
+    let t = c.policies().throttle;
+    assert_eq!(
+        (
+            t.per_destination_per_hour,
+            t.per_destination_per_day,
+            t.texts_per_prefix_per_day,
+            t.anonymous_texts_per_day
+        ),
+        (3, 3, 500, 2500)
+    );
+    let c = load_with(
+        "[notify]\nsms_per_number_per_day = 2\nsms_per_prefix_per_day = 100\nsms_per_day = 50",
+        &[],
+    )
+    .unwrap();
+    let t = c.policies().throttle;
+    assert_eq!(
+        (
+            t.per_destination_per_day,
+            t.texts_per_prefix_per_day,
+            t.anonymous_texts_per_day
+        ),
+        (1, 99, 49)
+    );
+    assert!(load_with("[limits]\nper_destination_per_hour = 0", &[]).is_err());
+    assert!(load_with("[limits]\nipv6_prefix = 16", &[]).is_err());
+    assert!(load_with("[limits]\ntrusted_proxies = [\"10.0.0.1/8\"]", &[]).is_err());
+    let c = load_with(
+        "[limits]\ntrusted_proxies = [\"10.0.0.0/8\", \"::1/128\", \"127.0.0.1\"]",
+        &[],
+    )
+    .unwrap();
+    assert_eq!(c.client_addressing().trusted_proxies.len(), 3);
+}

@@ -3,7 +3,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use portcullis_testkit::{both, is_problem, spawn_app, Backend, TestApp, ANN, BEN, PASSWORD};
+use portcullis_testkit::{
+    both, is_problem, spawn_app, spawn_app_with, Backend, TestApp, ANN, BEN, PASSWORD,
+};
 use serde_json::{json, Value};
 
 /// The code in the newest message to `to`, waiting for it to be delivered.
@@ -264,7 +266,7 @@ both!(
 );
 
 async fn racing_code_uses(backend: Backend) {
-    let app = spawn_app(backend).await;
+    let app = spawn_app_with(backend, crate::races::many_codes_to_one_address).await;
     app.register(&ANN, "ann.example", PASSWORD).await;
     let app = Arc::new(app);
     for _ in 0..5 {

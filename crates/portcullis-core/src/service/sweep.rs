@@ -1,0 +1,36 @@
+//! The background sweep, run by the node that holds the scheduled job's lease: rows that
+//! have outlived their use are deleted ([`crate::ports::Claims::sweep_expired`]).
+//!
+//! | rows | deleted when |
+//! |---|---|
+//! | flow steps | expired |
+//! | one-time codes | expired a day ago (their step is long gone: a live step keeps its code for a resend) |
+//! | throttle and destination buckets | their window opened more than a day ago (the longest window) |
+//! | devices | not seen for 400 days (browsers drop the device cookie by then) |
+
+use super::Portcullis;
+use crate::ports::{SweepCutoffs, Swept};
+use crate::ServiceError;
+
+const DAY: i64 = 86_400;
+/// Browsers keep a cookie at most 400 days: a device unseen that long cannot come back.
+pub const DEVICE_FORGOTTEN_SECS: i64 = 400 * DAY;
+
+impl Portcullis {
+    /// Deletes what has expired by now.
+    pub async fn sweep_expired(&self) -> Result<Swept, ServiceError> {
+        let now = self.clock.now();
+        let longest_window = self.policies.throttle.window_secs.max(DAY);
+        let swept = self
+            .ports
+            .claims
+            .sweep_expired(SweepCutoffs {
+                steps_before: now,
+                codes_before: now.plus_secs(-DAY),
+                throttle_before: now.plus_secs(-longest_window),
+                devices_before: now.plus_secs(-DEVICE_FORGOTTEN_SECS),
+            })
+            .await?;
+        Ok(swept)
+    }
+}

@@ -1,0 +1,50 @@
+//! The background sweep: rows that have outlived their use (expired steps and codes,
+//! buckets whose window closed long ago, devices whose cookie browsers have dropped) are
+//! deleted in batches of [`BATCH`], one short statement each, so a large backlog never
+//! holds a long transaction or a lock other requests wait on.
+
+use portcullis_core::ports::{StoreResult, SweepCutoffs, Swept};
+use sqlx::AnyPool;
+
+use crate::db_err;
+use crate::sql::statements;
+
+/// Rows deleted per statement.
+const BATCH: i64 = 1000;
+
+statements! {
+    SWEEP_STEPS = "DELETE FROM steps WHERE token_hash IN \
+        (SELECT token_hash FROM steps WHERE expires_at <= $1 LIMIT $2)";
+    SWEEP_CODES = "DELETE FROM one_time_codes WHERE step_hash IN \
+        (SELECT step_hash FROM one_time_codes WHERE expires_at <= $1 LIMIT $2)";
+    SWEEP_THROTTLE = "DELETE FROM throttle WHERE bucket IN \
+        (SELECT bucket FROM throttle WHERE window_start <= $1 LIMIT $2)";
+    SWEEP_DEVICES = "DELETE FROM devices WHERE id IN \
+        (SELECT id FROM devices WHERE last_seen_at <= $1 LIMIT $2)";
+}
+
+async fn batches(pool: &AnyPool, sql: &'static str, cutoff: i64) -> StoreResult<u64> {
+    let mut total = 0;
+    loop {
+        let done = sqlx::query(sql)
+            .bind(cutoff)
+            .bind(BATCH)
+            .execute(pool)
+            .await
+            .map_err(db_err)?
+            .rows_affected();
+        total += done;
+        if done < u64::try_from(BATCH).unwrap_or(u64::MAX) {
+            return Ok(total);
+        }
+    }
+}
+
+pub(crate) async fn sweep(pool: &AnyPool, cutoffs: SweepCutoffs) -> StoreResult<Swept> {
+    Ok(Swept {
+        steps: batches(pool, SWEEP_STEPS, cutoffs.steps_before.0).await?,
+        codes: batches(pool, SWEEP_CODES, cutoffs.codes_before.0).await?,
+        throttle: batches(pool, SWEEP_THROTTLE, cutoffs.throttle_before.0).await?,
+        devices: batches(pool, SWEEP_DEVICES, cutoffs.devices_before.0).await?,
+    })
+}
