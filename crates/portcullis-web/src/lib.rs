@@ -100,6 +100,7 @@ pub fn router(state: AppState) -> Router {
         .merge(pages::router())
         .merge(api::health::router())
         .with_state(state.clone())
+        .layer(axum::middleware::from_fn(pace::recovery_floor))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             maintenance::guard,
