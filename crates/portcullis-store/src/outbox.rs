@@ -202,6 +202,21 @@ pub(crate) async fn enqueue(
     Ok(ids)
 }
 
+impl SqlStore {
+    /// Runs one of the statements that settle a row still held by `node` (`$1` id, `$2`
+    /// node, `$3` a reason or error, clipped): whether the row was still `node`'s.
+    async fn settle(&self, statement: &str, id: i64, node: &str, text: &str) -> StoreResult<bool> {
+        let done = sqlx::query(statement)
+            .bind(id)
+            .bind(node)
+            .bind(clip(text))
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(done.rows_affected() == 1)
+    }
+}
+
 #[derive(sqlx::FromRow)]
 struct OutboxRecord {
     id: i64,
@@ -371,36 +386,15 @@ impl OutboxStore for SqlStore {
     }
 
     async fn mark_failed(&self, id: i64, node: &str, error: &str) -> StoreResult<bool> {
-        let done = sqlx::query(MARK_FAILED)
-            .bind(id)
-            .bind(node)
-            .bind(clip(error))
-            .execute(&self.pool)
-            .await
-            .map_err(db_err)?;
-        Ok(done.rows_affected() == 1)
+        self.settle(MARK_FAILED, id, node, error).await
     }
 
     async fn fall_back_to_email(&self, id: i64, node: &str, reason: &str) -> StoreResult<bool> {
-        let done = sqlx::query(FALL_BACK)
-            .bind(id)
-            .bind(node)
-            .bind(clip(reason))
-            .execute(&self.pool)
-            .await
-            .map_err(db_err)?;
-        Ok(done.rows_affected() == 1)
+        self.settle(FALL_BACK, id, node, reason).await
     }
 
     async fn fall_back_to_sms(&self, id: i64, node: &str, reason: &str) -> StoreResult<bool> {
-        let done = sqlx::query(FALL_BACK_SMS)
-            .bind(id)
-            .bind(node)
-            .bind(clip(reason))
-            .execute(&self.pool)
-            .await
-            .map_err(db_err)?;
-        Ok(done.rows_affected() == 1)
+        self.settle(FALL_BACK_SMS, id, node, reason).await
     }
 
     async fn release_claims(&self, node: &str) -> StoreResult<u64> {
