@@ -14,6 +14,7 @@ mod defences;
 mod delivery;
 mod faults;
 mod import;
+mod keys;
 mod lifecycle;
 mod limits;
 mod lockout_model;
