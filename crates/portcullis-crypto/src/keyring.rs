@@ -32,6 +32,8 @@ use crate::secrets::SecretsError;
 #[derive(Clone)]
 pub struct KeyRing {
     current: u32,
+    /// The current key (also in `keys`), kept apart so reading it cannot fail.
+    current_key: Zeroizing<[u8; 32]>,
     keys: BTreeMap<u32, Zeroizing<[u8; 32]>>,
 }
 
@@ -49,6 +51,7 @@ impl KeyRing {
     pub fn single(key: Zeroizing<[u8; 32]>) -> Self {
         Self {
             current: 1,
+            current_key: key.clone(),
             keys: BTreeMap::from([(1, key)]),
         }
     }
@@ -60,8 +63,7 @@ impl KeyRing {
 
     /// The current key.
     pub fn current(&self) -> &Zeroizing<[u8; 32]> {
-        // Parsing and rotation keep `current` among the keys.
-        &self.keys[&self.current]
+        &self.current_key
     }
 
     /// The key with id `id`, if the ring holds it.
@@ -92,12 +94,19 @@ impl KeyRing {
         )
     }
 
+    /// HMAC-SHA-256 under each key, the current one first.
+    pub fn hashers(&self) -> impl Iterator<Item = crate::KeyedHasher> + '_ {
+        self.current_first()
+            .map(|(_, key)| crate::KeyedHasher::new(key.clone()))
+    }
+
     /// Adds a fresh random key with the next id and makes it current; its id.
     pub fn add_current(&mut self) -> u32 {
         let id = self.keys.keys().next_back().copied().unwrap_or(0) + 1;
-        self.keys
-            .insert(id, Zeroizing::new(crate::token::random_bytes::<32>()));
+        let key = Zeroizing::new(crate::token::random_bytes::<32>());
+        self.keys.insert(id, key.clone());
         self.current = id;
+        self.current_key = key;
         id
     }
 
@@ -140,8 +149,12 @@ impl KeyRing {
             }
         }
         let current = current?;
-        keys.contains_key(&current)
-            .then_some(Self { current, keys })
+        let current_key = keys.get(&current)?.clone();
+        Some(Self {
+            current,
+            current_key,
+            keys,
+        })
     }
 }
 
@@ -382,6 +395,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::disallowed_methods)] // a real wait for the recheck interval
     fn a_live_ring_follows_its_file() {
         let dir = tempfile::tempdir().unwrap();
         let live = LiveRing::open(dir.path(), "csrf.key").unwrap();

@@ -205,8 +205,13 @@ mod tests {
         assert_eq!(Sealer::key_id(&moved), Some(2));
         assert_eq!(s.open(&moved).unwrap().as_slice(), b"old");
         assert!(s.reseal(&moved).is_none(), "already under the current key");
-        assert_eq!(Sealer::like_patterns(1), vec!["sealed:v2:1:%", "sealed:v1:%"]);
+        assert_eq!(
+            Sealer::like_patterns(1),
+            vec!["sealed:v2:1:%", "sealed:v1:%"]
+        );
         // A key id no ring holds is refused.
-        assert!(s.open(&under_two.replace("sealed:v2:2:", "sealed:v2:9:")).is_none());
+        assert!(s
+            .open(&under_two.replace("sealed:v2:2:", "sealed:v2:9:"))
+            .is_none());
     }
 }

@@ -12,14 +12,16 @@ use portcullis_crypto::{ct_eq, token::random_bytes, KeyRing, KeyedHasher};
 
 const DOMAIN: &str = "portcullis/csrf/v1";
 
-fn token_under(key: &[u8; 32], anchor: &str) -> String {
-    let key = KeyedHasher::new(zeroize::Zeroizing::new(*key));
+fn token_under(key: &KeyedHasher, anchor: &str) -> String {
     URL_SAFE_NO_PAD.encode(key.hash(DOMAIN, &[anchor.as_bytes()]))
 }
 
 /// The token a form must carry for the cookie value `anchor`, under the current CSRF key.
 pub fn token_for(keys: &KeyRing, anchor: &str) -> String {
-    token_under(keys.current(), anchor)
+    keys.hashers()
+        .next()
+        .map(|key| token_under(&key, anchor))
+        .unwrap_or_default()
 }
 
 pub fn new_anchor() -> String {
@@ -31,9 +33,11 @@ pub fn new_anchor() -> String {
 /// not, so the time taken says nothing about which key matched.
 pub fn verify(keys: &KeyRing, anchor: Option<&str>, submitted: &str) -> bool {
     match anchor {
-        Some(a) if !a.is_empty() => keys.current_first().fold(false, |found, (_, key)| {
-            ct_eq(token_under(key, a).as_bytes(), submitted.as_bytes()) | found
-        }),
+        Some(a) if !a.is_empty() && !submitted.is_empty() => {
+            keys.hashers().fold(false, |found, key| {
+                ct_eq(token_under(&key, a).as_bytes(), submitted.as_bytes()) | found
+            })
+        }
         _ => false,
     }
 }

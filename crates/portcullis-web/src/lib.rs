@@ -26,7 +26,6 @@ use std::sync::Arc;
 
 use axum::Router;
 use portcullis_core::service::Portcullis;
-use portcullis_crypto::KeyedHasher;
 
 /// The demo outbox, as the web layer sees it (the notify crate implements it).
 pub trait DemoOutbox: Send + Sync {

@@ -351,7 +351,11 @@ pub async fn check_database(config: &Config) -> anyhow::Result<ExitCode> {
         Ok((line, found)) => {
             println!(
                 "key ids       {}",
-                if found.is_empty() { "all known" } else { "UNKNOWN" }
+                if found.is_empty() {
+                    "all known"
+                } else {
+                    "UNKNOWN"
+                }
             );
             if !line.is_empty() {
                 println!("              {line}");

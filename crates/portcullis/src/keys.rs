@@ -106,11 +106,7 @@ fn column_of(name: &str) -> Option<SealedColumn> {
         .find(|column| column.key_name() == name)
 }
 
-async fn rows_under(
-    store: &dyn SealedValues,
-    column: SealedColumn,
-    id: u32,
-) -> StoreResult<i64> {
+async fn rows_under(store: &dyn SealedValues, column: SealedColumn, id: u32) -> StoreResult<i64> {
     let mut total = 0;
     for pattern in Sealer::like_patterns(id) {
         total += store.count_sealed(column, &pattern).await?;
@@ -297,9 +293,7 @@ pub fn spawn_job(
     interval: Duration,
 ) -> tokio::task::JoinHandle<()> {
     let node = crate::inactivity::node_name();
-    let lease_secs = i64::try_from(interval.as_secs())
-        .unwrap_or(i64::MAX)
-        .max(1);
+    let lease_secs = i64::try_from(interval.as_secs()).unwrap_or(i64::MAX).max(1);
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -347,7 +341,11 @@ pub async fn check_key_ids(
             known += rows_under(store, column, id).await?;
         }
         let ids: Vec<String> = ring.ids().iter().map(u32::to_string).collect();
-        seen.push(format!("{name} {} (current {})", ids.join(","), ring.current_id()));
+        seen.push(format!(
+            "{name} {} (current {})",
+            ids.join(","),
+            ring.current_id()
+        ));
         if total > known {
             problems.push(format!(
                 "{} values are sealed under a key id {name} in {} does not hold (it holds {}): \

@@ -3,8 +3,7 @@
 
 use portcullis_core::contact::CodeChannel;
 use portcullis_core::ports::{
-    FactorKind, Message, NewFactor, OutboxStore, Outgoing, SealedColumn, SealedValues,
-    Transactions,
+    FactorKind, Message, NewFactor, OutboxStore, Outgoing, SealedColumn, SealedValues, Transactions,
 };
 use portcullis_testkit::{both, Backend};
 
@@ -57,21 +56,38 @@ async fn sealed_values(backend: Backend) {
         .sealed_not_under(SealedColumn::FactorSecret, "sealed:v2:2:%", one, 10)
         .await
         .unwrap();
-    assert_eq!(rest.iter().map(|v| v.row_id).collect::<Vec<_>>(), vec![twelve]);
+    assert_eq!(
+        rest.iter().map(|v| v.row_id).collect::<Vec<_>>(),
+        vec![twelve]
+    );
     assert!(!rest.iter().any(|v| v.row_id == two));
 
     // A move happens only over the value that was read.
     assert!(s
-        .replace_sealed(SealedColumn::FactorSecret, legacy, "sealed:v1:AAAA", "sealed:v2:2:EEEE")
+        .replace_sealed(
+            SealedColumn::FactorSecret,
+            legacy,
+            "sealed:v1:AAAA",
+            "sealed:v2:2:EEEE"
+        )
         .await
         .unwrap());
     assert!(!s
-        .replace_sealed(SealedColumn::FactorSecret, one, "sealed:v2:1:stale", "sealed:v2:2:FFFF")
+        .replace_sealed(
+            SealedColumn::FactorSecret,
+            one,
+            "sealed:v2:1:stale",
+            "sealed:v2:2:FFFF"
+        )
         .await
         .unwrap());
     assert_eq!(count("sealed:v1:%").await, 0);
     assert_eq!(count("sealed:v2:2:%").await, 2);
-    assert_eq!(count("sealed:v2:1:%").await, 1, "the stale move changed nothing");
+    assert_eq!(
+        count("sealed:v2:1:%").await,
+        1,
+        "the stale move changed nothing"
+    );
 
     // Outbox bodies: only sensitive rows count, the others are never touched.
     let message = |body: &str, sensitive: bool| {
@@ -85,20 +101,41 @@ async fn sealed_values(backend: Backend) {
     };
     let s = s.with_outbox_key(&[3; 32]);
     let ids = s
-        .enqueue(&[message("code 1", true), message("sealed:v2:1:plain", false)], T)
+        .enqueue(
+            &[message("code 1", true), message("sealed:v2:1:plain", false)],
+            T,
+        )
         .await
         .unwrap();
-    assert_eq!(s.count_sealed(SealedColumn::OutboxBody, "sealed:v2:1:%").await.unwrap(), 1);
+    assert_eq!(
+        s.count_sealed(SealedColumn::OutboxBody, "sealed:v2:1:%")
+            .await
+            .unwrap(),
+        1
+    );
     let rows = s
         .sealed_not_under(SealedColumn::OutboxBody, "sealed:v2:2:%", 0, 10)
         .await
         .unwrap();
-    assert_eq!(rows.iter().map(|r| r.row_id).collect::<Vec<_>>(), vec![ids[0]]);
+    assert_eq!(
+        rows.iter().map(|r| r.row_id).collect::<Vec<_>>(),
+        vec![ids[0]]
+    );
     assert!(s
-        .replace_sealed(SealedColumn::OutboxBody, ids[0], &rows[0].value, "sealed:v2:2:GGGG")
+        .replace_sealed(
+            SealedColumn::OutboxBody,
+            ids[0],
+            &rows[0].value,
+            "sealed:v2:2:GGGG"
+        )
         .await
         .unwrap());
-    assert_eq!(s.count_sealed(SealedColumn::OutboxBody, "sealed:v2:2:%").await.unwrap(), 1);
+    assert_eq!(
+        s.count_sealed(SealedColumn::OutboxBody, "sealed:v2:2:%")
+            .await
+            .unwrap(),
+        1
+    );
     assert!(s
         .sealed_not_under(SealedColumn::OutboxBody, "sealed:v2:2:%", 0, 10)
         .await

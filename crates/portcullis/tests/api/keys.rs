@@ -12,8 +12,9 @@ use portcullis::keys::{self, KeyStatus, Sealers};
 use portcullis_core::clock::{Clock, UnixTime};
 use portcullis_core::contact::CodeChannel;
 use portcullis_core::ports::{Message, OutboxStore, Outgoing, SealedColumn, SealedValues};
-use portcullis_testkit::{both, input_value, spawn_app_with, Backend, Jar, TestApp, ANN, BEN,
-    CARA, PASSWORD};
+use portcullis_testkit::{
+    both, input_value, spawn_app_with, Backend, Jar, TestApp, ANN, BEN, CARA, PASSWORD,
+};
 use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 
@@ -38,8 +39,17 @@ impl Load {
     /// Waits until every loop has done `more` more rounds than at `from`.
     async fn rounds(&self, from: [usize; 4], more: usize) {
         let deadline = Instant::now() + Duration::from_secs(60);
-        while self.counts().iter().zip(from).any(|(now, then)| *now < then + more) {
-            assert!(Instant::now() < deadline, "loops stalled at {:?}", self.counts());
+        while self
+            .counts()
+            .iter()
+            .zip(from)
+            .any(|(now, then)| *now < then + more)
+        {
+            assert!(
+                Instant::now() < deadline,
+                "loops stalled at {:?}",
+                self.counts()
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -69,7 +79,13 @@ fn totp_code(app: &TestApp, secret: &str) -> String {
 /// Turns on an authenticator app for `user_id`; its secret (base32).
 async fn enrol_totp(app: &TestApp, user_id: &str) -> String {
     let token = app.token(user_id, PASSWORD, "personal").await;
-    let (status, enrol) = bearer(app, reqwest::Method::POST, "/api/v1/me/factors/totp", &token).await;
+    let (status, enrol) = bearer(
+        app,
+        reqwest::Method::POST,
+        "/api/v1/me/factors/totp",
+        &token,
+    )
+    .await;
     assert_eq!(status, 201, "{enrol}");
     let secret = enrol["secret"].as_str().unwrap().to_owned();
     let res = app
@@ -129,7 +145,10 @@ fn codes_to(app: &TestApp, to: &str) -> Vec<String> {
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
         .filter(|m| {
             m["to"].as_str().unwrap_or("").starts_with(to)
-                && m["subject"].as_str().unwrap_or("").contains("security code")
+                && m["subject"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("security code")
         })
         .filter_map(|m| {
             m["body"]
@@ -253,7 +272,11 @@ async fn rotation_under_load(backend: Backend) {
         .await,
     );
     let secrets = app.config.secrets_dir.clone();
-    import(&app.config.database_url, &secrets, &registry_file(app.dir.path()));
+    import(
+        &app.config.database_url,
+        &secrets,
+        &registry_file(app.dir.path()),
+    );
     app.register(&ANN, "ann.example", PASSWORD).await;
     app.register(&BEN, "ben.sample", PASSWORD).await;
     app.register(&CARA, "cara.corp", PASSWORD).await;
@@ -275,7 +298,10 @@ async fn rotation_under_load(backend: Backend) {
         async move {
             let mut n = 0;
             for p in portcullis_crypto::Sealer::like_patterns(id) {
-                n += store.count_sealed(SealedColumn::FactorSecret, &p).await.unwrap();
+                n += store
+                    .count_sealed(SealedColumn::FactorSecret, &p)
+                    .await
+                    .unwrap();
             }
             n
         }
@@ -304,7 +330,10 @@ async fn rotation_under_load(backend: Backend) {
     let statuses = keys::status(&secrets, store.as_ref()).await.unwrap();
     for name in keys::ROTATABLE {
         let s = status_of(&statuses, name);
-        assert_eq!((s.current, s.old.iter().map(|o| o.0).collect::<Vec<_>>()), (2, vec![1]));
+        assert_eq!(
+            (s.current, s.old.iter().map(|o| o.0).collect::<Vec<_>>()),
+            (2, vec![1])
+        );
     }
     // Before the re-seal, Ann's secret and the queued code are still under key 1 and
     // still work: her sign-ins above used it.
@@ -365,7 +394,10 @@ async fn rotation_under_load(backend: Backend) {
         .unwrap_or_default()
         .contains("246810")
     {
-        assert!(Instant::now() < deadline, "the re-sealed code was never sent");
+        assert!(
+            Instant::now() < deadline,
+            "the re-sealed code was never sent"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
@@ -400,21 +432,31 @@ async fn cli_rotate_and_status(backend: Backend) {
             .any(|l| l.starts_with("factor.key") && l.contains("current 1 (1 rows); no old keys")),
         "{out}"
     );
-    assert!(out.lines().any(|l| l.starts_with("csrf.key") && l.contains("nothing stored")), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("csrf.key") && l.contains("nothing stored")),
+        "{out}"
+    );
 
     // The registry key and unknown names are refused, and nothing changes.
     let before = std::fs::read(app.config.secrets_dir.join("registry.key")).unwrap();
     let (code, _, err) = run(cli(&app, &["keys", "rotate", "registry.key"]));
     assert_eq!(code, 1);
     assert!(err.contains("cannot be rotated yet"), "{err}");
-    assert_eq!(std::fs::read(app.config.secrets_dir.join("registry.key")).unwrap(), before);
+    assert_eq!(
+        std::fs::read(app.config.secrets_dir.join("registry.key")).unwrap(),
+        before
+    );
     let (code, _, err) = run(cli(&app, &["keys", "rotate", "nonsense.key"]));
     assert_eq!(code, 1);
     assert!(err.contains("no key is named"), "{err}");
 
     let (code, out, err) = run(cli(&app, &["keys", "rotate", "factor.key"]));
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains("factor.key: key 2 is current; old keys kept for reading: 1"), "{out}");
+    assert!(
+        out.contains("factor.key: key 2 is current; old keys kept for reading: 1"),
+        "{out}"
+    );
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -427,7 +469,8 @@ async fn cli_rotate_and_status(backend: Backend) {
     let (_, out, _) = run(cli(&app, &["keys", "status"]));
     assert!(
         out.lines()
-            .any(|l| l.starts_with("factor.key") && l.contains("current 2 (0 rows); old: 1 (1 rows)")),
+            .any(|l| l.starts_with("factor.key")
+                && l.contains("current 2 (0 rows); old: 1 (1 rows)")),
         "{out}"
     );
     // The running app took the new key without a restart: a new authenticator is sealed
@@ -444,14 +487,21 @@ async fn cli_rotate_and_status(backend: Backend) {
     let (_, out, _) = run(cli(&app, &["keys", "status"]));
     assert!(
         out.lines()
-            .any(|l| l.starts_with("factor.key") && l.contains("current 2 (1 rows); old: 1 (0 rows)")),
+            .any(|l| l.starts_with("factor.key")
+                && l.contains("current 2 (1 rows); old: 1 (0 rows)")),
         "{out}"
     );
     app.clock.advance(30);
     let (_, challenge) = sign_in(&app, "ann.example", PASSWORD, "personal").await;
     let (status, _) = second_step(&app, &challenge, "totp", &totp_code(&app, &secret)).await;
-    assert_eq!(status, 201, "her secret, moved to key 2, still signs her in");
+    assert_eq!(
+        status, 201,
+        "her secret, moved to key 2, still signs her in"
+    );
     let (code, out, _) = run(cli(&app, &["audit", "verify"]));
     assert_eq!(code, 0, "{out}");
 }
-both!(keys_rotate_status_and_reseal_from_the_command_line, cli_rotate_and_status);
+both!(
+    keys_rotate_status_and_reseal_from_the_command_line,
+    cli_rotate_and_status
+);
