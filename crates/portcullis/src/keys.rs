@@ -208,7 +208,8 @@ pub async fn reseal_column(
     batch: u32,
 ) -> StoreResult<Resealed> {
     let mut done = Resealed::default();
-    let current = sealer.ring().snapshot().current_id();
+    // The file as it is now, not as last looked at: a rotation a moment ago counts.
+    let current = sealer.ring().refresh().current_id();
     let pattern = format!("sealed:v2:{current}:%");
     let mut after = 0;
     loop {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use portcullis::keys::{self, KeyStatus, Sealers};
-use portcullis_core::clock::{Clock, UnixTime};
+use portcullis_core::clock::Clock;
 use portcullis_core::contact::CodeChannel;
 use portcullis_core::ports::{Message, OutboxStore, Outgoing, SealedColumn, SealedValues};
 use portcullis_testkit::{
@@ -249,9 +249,8 @@ fn status_of(statuses: &[KeyStatus], name: &str) -> KeyStatus {
         .unwrap_or_else(|| panic!("no {name} in {statuses:?}"))
 }
 
-/// A code message queued for tomorrow, so no worker sends it meanwhile: it stays sealed in
-/// the queue across the rotation.
-async fn queue_for_tomorrow(app: &TestApp) -> i64 {
+/// A code message in the queue.
+async fn queue_code(app: &TestApp) -> i64 {
     let message = Outgoing::from(Message {
         channel: CodeChannel::Email,
         to: "later@example.com".into(),
@@ -259,8 +258,11 @@ async fn queue_for_tomorrow(app: &TestApp) -> i64 {
         body: "Your security code is 246810.".into(),
         sensitive: true,
     });
-    let tomorrow = UnixTime(app.clock.now().0 + 86_400);
-    app.built.store.enqueue(&[message], tomorrow).await.unwrap()[0]
+    app.built
+        .store
+        .enqueue(&[message], app.clock.now())
+        .await
+        .unwrap()[0]
 }
 
 async fn rotation_under_load(backend: Backend) {
@@ -291,7 +293,6 @@ async fn rotation_under_load(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(res.status(), 204);
-    let queued = queue_for_tomorrow(&app).await;
     let store = app.built.store.clone();
     let factor_on = |id: u32| {
         let store = store.clone();
@@ -322,9 +323,24 @@ async fn rotation_under_load(backend: Backend) {
     let (_, html) = crate::pages::get(&app, &mut old_form, "/").await;
     let old_csrf = input_value(&html, "csrf").unwrap();
 
-    for name in keys::ROTATABLE {
+    let sealers = Sealers::of(&app.built);
+    let live = [
+        sealers.factor.ring().clone(),
+        sealers.outbox.as_ref().unwrap().ring().clone(),
+        app.built.state.csrf.clone(),
+    ];
+    for (name, ring) in keys::ROTATABLE.into_iter().zip(&live) {
         keys::rotate(&app.config, name).unwrap();
-        // Every loop goes on across the change, with no restart.
+        // The running app takes the new key within a second, with no restart...
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while ring.snapshot().current_id() != 2 {
+            assert!(
+                Instant::now() < deadline,
+                "{name}: the new key was not picked up"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // ... and every loop goes on under it.
         load.rounds(load.counts(), 3).await;
     }
     let statuses = keys::status(&secrets, store.as_ref()).await.unwrap();
@@ -335,11 +351,16 @@ async fn rotation_under_load(backend: Backend) {
             (2, vec![1])
         );
     }
-    // Before the re-seal, Ann's secret and the queued code are still under key 1 and
-    // still work: her sign-ins above used it.
+    // Before the re-seal, Ann's secret is still under key 1 and still works: her sign-ins
+    // above used it. (Codes queued under key 1 were opened and sent by the delivery worker
+    // across the rotation: Ben's sign-ins above; how many are still queued at this moment
+    // depends on timing, so only the CLI test counts them.)
     let factor = status_of(&statuses, "factor.key");
     assert_eq!(factor.old, vec![(1, Some(1))], "{statuses:?}");
-    assert_eq!(status_of(&statuses, "outbox.key").old, vec![(1, Some(1))]);
+    assert!(matches!(
+        status_of(&statuses, "outbox.key").old[..],
+        [(1, Some(_))]
+    ));
     assert_eq!(status_of(&statuses, "csrf.key").old, vec![(1, None)]);
     // New forms carry the new key's token, and the old form's still counts.
     let res = crate::pages::post(
@@ -360,7 +381,7 @@ async fn rotation_under_load(backend: Backend) {
     let done = keys::reseal_all(store.as_ref(), &Sealers::of(&app.built))
         .await
         .unwrap();
-    assert!(done.moved >= 2, "{done:?}");
+    assert!(done.moved >= 1, "{done:?}");
     assert_eq!(done.unopenable, 0);
     load.rounds(load.counts(), 3).await;
     let statuses = keys::status(&secrets, store.as_ref()).await.unwrap();
@@ -369,7 +390,6 @@ async fn rotation_under_load(backend: Backend) {
         assert_eq!(s.rows_on_old(), 0, "{statuses:?}");
     }
     assert_eq!(status_of(&statuses, "factor.key").on_current, Some(1));
-    assert!(status_of(&statuses, "outbox.key").on_current >= Some(1));
 
     load.stop.store(true, Ordering::SeqCst);
     for task in tasks {
@@ -380,26 +400,6 @@ async fn rotation_under_load(backend: Backend) {
         "{backend:?}: {totp} authenticator sign-ins, {email} emailed-code sign-ins, \
          {pages} page sign-ins, {registered} registrations across the rotation"
     );
-
-    // The queued code, now under key 2, is delivered as written.
-    let sealed: String = sqlx::query_scalar("SELECT body FROM outbox WHERE id = $1")
-        .bind(queued)
-        .fetch_one(store.pool())
-        .await
-        .unwrap();
-    assert!(sealed.starts_with("sealed:v2:2:"), "{sealed}");
-    app.clock.advance(86_400 * 2);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !std::fs::read_to_string(&app.outbox)
-        .unwrap_or_default()
-        .contains("246810")
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the re-sealed code was never sent"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 
     // The audit chain verifies across the rotation.
     let (code, out, err) = run(cli(&app, &["audit", "verify"]));
@@ -421,9 +421,14 @@ fn cli(app: &TestApp, args: &[&str]) -> std::process::Command {
 }
 
 async fn cli_rotate_and_status(backend: Backend) {
-    let app = spawn_app_with(backend, |_| {}).await;
+    let mut app = spawn_app_with(backend, |_| {}).await;
     app.register(&ANN, "ann.example", PASSWORD).await;
     let secret = enrol_totp(&app, "ann.example").await;
+    // No delivery worker from here on: a code queued now stays queued, sealed under the
+    // outbox key, across the rotation.
+    let _ = app.outbox_messages();
+    app.delivery.take().unwrap().abort();
+    let queued = queue_code(&app).await;
 
     let (code, out, err) = run(cli(&app, &["keys", "status"]));
     assert_eq!(code, 0, "{err}");
@@ -435,6 +440,11 @@ async fn cli_rotate_and_status(backend: Backend) {
     assert!(
         out.lines()
             .any(|l| l.starts_with("csrf.key") && l.contains("nothing stored")),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("outbox.key") && l.contains("current 1 (1 rows)")),
         "{out}"
     );
 
@@ -466,31 +476,92 @@ async fn cli_rotate_and_status(backend: Backend) {
             .mode();
         assert_eq!(mode & 0o777, 0o600, "owner-only after the rotation");
     }
+    let (code, out, err) = run(cli(&app, &["keys", "rotate", "outbox.key"]));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("outbox.key: key 2 is current"), "{out}");
     let (_, out, _) = run(cli(&app, &["keys", "status"]));
-    assert!(
-        out.lines()
-            .any(|l| l.starts_with("factor.key")
-                && l.contains("current 2 (0 rows); old: 1 (1 rows)")),
-        "{out}"
-    );
-    // The running app took the new key without a restart: a new authenticator is sealed
-    // under key 2 while Ann's, under key 1, still signs her in.
+    for name in ["factor.key", "outbox.key"] {
+        assert!(
+            out.lines()
+                .any(|l| l.starts_with(name) && l.contains("current 2 (0 rows); old: 1 (1 rows)")),
+            "{out}"
+        );
+    }
+    // The running app took the new key without a restart: Ann's secret, under key 1,
+    // still signs her in, and a new authenticator (Ben's) is sealed under key 2.
     app.clock.advance(30);
     let (status, challenge) = sign_in(&app, "ann.example", PASSWORD, "personal").await;
     assert_eq!(status, 200);
     let (status, _) = second_step(&app, &challenge, "totp", &totp_code(&app, &secret)).await;
     assert_eq!(status, 201);
+    app.register(&BEN, "ben.sample", PASSWORD).await;
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let ben = app.token("ben.sample", PASSWORD, "personal").await;
+        let (status, enrol) =
+            bearer(&app, reqwest::Method::POST, "/api/v1/me/factors/totp", &ben).await;
+        assert_eq!(status, 201, "{enrol}");
+        let under_two = app
+            .built
+            .store
+            .count_sealed(SealedColumn::FactorSecret, "sealed:v2:2:%")
+            .await
+            .unwrap();
+        if under_two == 1 {
+            break;
+        }
+        // The app looks at the file at most every half second.
+        assert!(Instant::now() < deadline, "the new key was not picked up");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
+    // What is still under key 1: Ann's secret and the queued code at least (Ben's
+    // registration queued its own messages, and no worker sends them here).
+    let mut on_old = 0;
+    for column in SealedColumn::ALL {
+        for p in portcullis_crypto::Sealer::like_patterns(1) {
+            on_old += app.built.store.count_sealed(column, &p).await.unwrap();
+        }
+    }
+    assert!(on_old >= 2, "{on_old}");
     let (code, out, err) = run(cli(&app, &["keys", "reseal"]));
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains("moved 1 sealed values"), "{out}");
-    let (_, out, _) = run(cli(&app, &["keys", "status"]));
     assert!(
-        out.lines()
-            .any(|l| l.starts_with("factor.key")
-                && l.contains("current 2 (1 rows); old: 1 (0 rows)")),
+        out.contains(&format!("moved {on_old} sealed values")),
         "{out}"
     );
+    let (_, out, _) = run(cli(&app, &["keys", "status"]));
+    for name in ["factor.key", "outbox.key"] {
+        assert!(
+            out.lines()
+                .any(|l| l.starts_with(name) && l.contains("; old: 1 (0 rows)")),
+            "{out}"
+        );
+    }
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("factor.key") && l.contains("current 2 (2 rows)")),
+        "{out}"
+    );
+    // The queued code, moved to key 2, opens to what was written.
+    let sealed: String = sqlx::query_scalar("SELECT body FROM outbox WHERE id = $1")
+        .bind(queued)
+        .fetch_one(app.built.store.pool())
+        .await
+        .unwrap();
+    assert!(sealed.starts_with("sealed:v2:2:"), "{sealed}");
+    let rows = app
+        .built
+        .store
+        .claim("test", app.clock.now(), 60, 100)
+        .await
+        .unwrap();
+    let row = rows
+        .iter()
+        .find(|r| r.id == queued)
+        .expect("the queued code");
+    assert_eq!(row.body, "Your security code is 246810.");
+
     app.clock.advance(30);
     let (_, challenge) = sign_in(&app, "ann.example", PASSWORD, "personal").await;
     let (status, _) = second_step(&app, &challenge, "totp", &totp_code(&app, &secret)).await;
@@ -500,6 +571,18 @@ async fn cli_rotate_and_status(backend: Backend) {
     );
     let (code, out, _) = run(cli(&app, &["audit", "verify"]));
     assert_eq!(code, 0, "{out}");
+    let (code, out, err) = run(cli(&app, &["db", "check"]));
+    assert!(out.contains("key ids       all known"), "{out}{err}");
+    assert_eq!(code, 0, "{out}{err}");
+    // A keyring that lost its old key (a folder from another backup): db check names it.
+    std::fs::write(
+        app.config.secrets_dir.join("factor.key"),
+        "current 3\nkey 3 ".to_owned() + &"ab".repeat(32) + "\n",
+    )
+    .unwrap();
+    let (code, out, _) = run(cli(&app, &["db", "check"]));
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("key ids       UNKNOWN"), "{out}");
 }
 both!(
     keys_rotate_status_and_reseal_from_the_command_line,
