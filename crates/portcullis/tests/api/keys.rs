@@ -588,3 +588,58 @@ both!(
     keys_rotate_status_and_reseal_from_the_command_line,
     cli_rotate_and_status
 );
+
+/// The re-seal job as `serve` runs it, on two nodes at once: the lease lets one of them
+/// move the values, and no row is left on the old key.
+async fn reseal_job(backend: Backend) {
+    let app = spawn_app_with(backend, |_| {}).await;
+    app.register(&ANN, "ann.example", PASSWORD).await;
+    let secret = enrol_totp(&app, "ann.example").await;
+    keys::rotate(&app.config, "factor.key").unwrap();
+    let store = app.built.store.clone();
+    let nodes = [
+        keys::spawn_job(
+            store.clone(),
+            Sealers::of(&app.built),
+            Duration::from_secs(1),
+        ),
+        keys::spawn_job(
+            store.clone(),
+            Sealers::of(&app.built),
+            Duration::from_secs(1),
+        ),
+    ];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let statuses = keys::status(&app.config.secrets_dir, store.as_ref())
+            .await
+            .unwrap();
+        let factor = status_of(&statuses, "factor.key");
+        if factor.rows_on_old() == 0 {
+            assert_eq!(factor.on_current, Some(1));
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the job moved nothing: {statuses:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let holder: Option<String> =
+        sqlx::query_scalar("SELECT holder FROM job_leases WHERE name = 'reseal'")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+    assert!(holder.is_some_and(|h| !h.is_empty()), "the lease was taken");
+    for node in nodes {
+        node.abort();
+    }
+    app.clock.advance(30);
+    let (_, challenge) = sign_in(&app, "ann.example", PASSWORD, "personal").await;
+    let (status, _) = second_step(&app, &challenge, "totp", &totp_code(&app, &secret)).await;
+    assert_eq!(status, 201);
+}
+both!(
+    the_reseal_job_moves_sealed_values_under_its_lease,
+    reseal_job
+);
