@@ -311,9 +311,18 @@ impl LiveRing {
         let Some(path) = &self.inner.path else {
             return;
         };
-        // One looker at a time; the others use the keys in hand.
-        let Ok(mut seen) = self.inner.seen.try_lock() else {
-            return;
+        // One looker at a time: on use, the others go on with the keys in hand; asked to
+        // look now (a value under an unknown key id), wait for the looker.
+        let mut seen = if now {
+            match self.inner.seen.lock() {
+                Ok(seen) => seen,
+                Err(poisoned) => poisoned.into_inner(),
+            }
+        } else {
+            match self.inner.seen.try_lock() {
+                Ok(seen) => seen,
+                Err(_) => return,
+            }
         };
         if !now && seen.1.elapsed() < RECHECK {
             return;

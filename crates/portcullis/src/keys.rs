@@ -155,6 +155,9 @@ pub fn describe(statuses: &[KeyStatus]) -> String {
     for s in statuses {
         let rows = |n: Option<i64>| match n {
             Some(n) => format!("{n} rows"),
+            None if s.name == REGISTRY_KEY => {
+                "every registry row and the audit chain; cannot be rotated yet".to_owned()
+            }
             None => "nothing stored".to_owned(),
         };
         out.push_str(&format!(

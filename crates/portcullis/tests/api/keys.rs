@@ -447,6 +447,11 @@ async fn cli_rotate_and_status(backend: Backend) {
             .any(|l| l.starts_with("outbox.key") && l.contains("current 1 (1 rows)")),
         "{out}"
     );
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("registry.key") && l.contains("cannot be rotated yet")),
+        "{out}"
+    );
 
     // The registry key and unknown names are refused, and nothing changes.
     let before = std::fs::read(app.config.secrets_dir.join("registry.key")).unwrap();
