@@ -1,6 +1,7 @@
 //! The issuer registry: the cards and merchant accounts an issuer has issued, as loaded by
 //! the operator. A record is validated here; the store keeps only its keyed hashes.
 
+use portcullis_crypto::keyring::KeyRing;
 use portcullis_crypto::KeyedHasher;
 
 use crate::card::{Credential, VERIFICATION_DOMAIN};
@@ -74,6 +75,11 @@ pub struct HashedRecord {
     pub credit_limit: Option<i64>,
     pub payment_due_date: Option<String>,
     pub minimum_due: Option<i64>,
+    /// The registry key id both hashes are under (the ring's current key).
+    pub key_id: i64,
+    /// The number's HMAC under each other key of the ring: the import moves a row found
+    /// under an old key to `key_id` (docs/design/keys.md, "The registry key").
+    pub old_number_hashes: Vec<(i64, [u8; 32])>,
 }
 
 impl RegistryRecord {
@@ -158,7 +164,37 @@ impl RegistryRecord {
         }
     }
 
+    /// The record under one key, taken as key id 1 (a ring of one key).
     pub fn hashed(&self, keys: &KeyedHasher) -> HashedRecord {
+        self.hashed_as(keys, 1, Vec::new())
+    }
+
+    /// The record under the ring's current key, with the number's HMAC under every old key
+    /// (so the import can move a row written under one of them).
+    pub fn hashed_under(&self, ring: &KeyRing) -> HashedRecord {
+        let (domain, number) = self.credential.number_material();
+        let old = ring
+            .old_ids()
+            .into_iter()
+            .filter_map(|id| {
+                let key = ring.get(id)?;
+                let hash = KeyedHasher::new(key.clone()).hash(domain, &[number.as_bytes()]);
+                Some((i64::from(id), hash))
+            })
+            .collect();
+        self.hashed_as(
+            &KeyedHasher::new(ring.current().clone()),
+            i64::from(ring.current_id()),
+            old,
+        )
+    }
+
+    fn hashed_as(
+        &self,
+        keys: &KeyedHasher,
+        key_id: i64,
+        old_number_hashes: Vec<(i64, [u8; 32])>,
+    ) -> HashedRecord {
         let (number_hash, verification_hash) = credential_hashes(keys, &self.credential);
         let last4 = match &self.credential {
             Credential::Card { number, .. } => number.last4(),
@@ -178,6 +214,8 @@ impl RegistryRecord {
             credit_limit: self.credit_limit.map(|m| m.0),
             payment_due_date: self.payment_due_date.clone(),
             minimum_due: self.minimum_due.map(|m| m.0),
+            key_id,
+            old_number_hashes,
         }
     }
 }

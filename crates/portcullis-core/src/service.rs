@@ -15,6 +15,7 @@
 
 mod account;
 mod card_guard;
+mod card_lookup;
 mod cards;
 mod codes;
 mod contact_change;
@@ -127,6 +128,10 @@ pub struct Portcullis {
     pub(crate) ports: Ports,
     pub(crate) hasher: HashPool,
     pub(crate) keys: KeyedHasher,
+    /// The registry keyring for card lookups (`registry.key`, followed as it is rotated);
+    /// `None`: `keys` alone, as key id 1. One-time codes, buckets, recovery-code hints and
+    /// the audit chain stay under `keys`, the ring's first key (docs/design/keys.md).
+    registry_ring: Option<portcullis_crypto::LiveRing>,
     pub(crate) clock: Arc<dyn Clock>,
     notifier: Arc<dyn Notifier>,
     pub(crate) policies: Arc<Policies>,
@@ -176,6 +181,7 @@ impl Portcullis {
             // Until `with_factor_key` is called, a key derived from the registry key.
             factor_seal: Sealer::new(&keys.hash("portcullis/factor-key/v1", &[]), FACTOR_SEAL_AAD),
             keys,
+            registry_ring: None,
             clock,
             notifier,
             passkeys: passkey_rp(&policies),
@@ -188,6 +194,13 @@ impl Portcullis {
     /// every node must share it).
     pub fn with_factor_key(mut self, key: &[u8; 32]) -> Self {
         self.factor_seal = Sealer::new(key, FACTOR_SEAL_AAD);
+        self
+    }
+
+    /// Looks cards up under every key of `registry.key`'s keyring, followed as it is
+    /// rotated (each registry row names its key id).
+    pub fn with_registry_ring(mut self, ring: portcullis_crypto::LiveRing) -> Self {
+        self.registry_ring = Some(ring);
         self
     }
 

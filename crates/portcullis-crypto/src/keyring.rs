@@ -66,6 +66,12 @@ impl KeyRing {
         &self.current_key
     }
 
+    /// The key with the lowest id (id 1 unless the file was written by hand): the key
+    /// `registry.key`'s fixed uses stay under, whatever is current.
+    pub fn first(&self) -> &Zeroizing<[u8; 32]> {
+        self.keys.values().next().unwrap_or(&self.current_key)
+    }
+
     /// The key with id `id`, if the ring holds it.
     pub fn get(&self, id: u32) -> Option<&Zeroizing<[u8; 32]>> {
         self.keys.get(&id)

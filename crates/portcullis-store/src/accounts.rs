@@ -87,7 +87,7 @@ statements! {
          LEFT JOIN account_cards c ON c.account_id = a.id \
          LEFT JOIN registry_records r ON r.id = c.registry_record_id \
          WHERE a.id = $1 ORDER BY c.linked_at, r.id");
-    CARD_HASHES = "SELECT r.id, r.number_hash, r.verification_hash FROM account_cards c \
+    CARD_HASHES = "SELECT r.id, r.number_hash, r.verification_hash, r.key_id FROM account_cards c \
         JOIN registry_records r ON r.id = c.registry_record_id WHERE c.account_id = $1";
     SECURITY_ANSWERS = "SELECT question_id, answer_hash FROM security_answers \
         WHERE account_id = $1 ORDER BY question_id";
@@ -342,7 +342,10 @@ impl AccountReads for SqlStore {
         Ok(Some((AccountRow::try_from(first.account)?, cards)))
     }
 
-    async fn card_hashes(&self, account_id: i64) -> StoreResult<Vec<(i64, Vec<u8>, Vec<u8>)>> {
+    async fn card_hashes(
+        &self,
+        account_id: i64,
+    ) -> StoreResult<Vec<(i64, Vec<u8>, Vec<u8>, i64)>> {
         sqlx::query_as(CARD_HASHES)
             .bind(account_id)
             .fetch_all(&self.pool)

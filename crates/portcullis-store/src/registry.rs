@@ -14,23 +14,31 @@ use crate::sql::statements;
 use crate::tx::{self, Tx};
 use crate::{db_err, Backend, SqlStore};
 
-const COLUMNS: usize = 13;
-/// Rows per INSERT: 13 parameters each keeps us well under both backends' limits.
+const COLUMNS: usize = 14;
+/// Rows per INSERT: 14 parameters each keeps us well under both backends' limits.
 pub const IMPORT_BATCH: usize = 1_000;
 
 macro_rules! record_select {
     () => {
         "SELECT r.id, r.account_type, r.verification_hash, r.last4, r.holder_name, r.email, \
-         r.phone, r.product, c.account_id \
+         r.phone, r.product, c.account_id, r.key_id \
          FROM registry_records r LEFT JOIN account_cards c ON c.registry_record_id = r.id"
     };
 }
 
 statements! {
-    FIND_RECORD = concat!(record_select!(), " WHERE r.number_hash = $1");
+    FIND_RECORD = concat!(record_select!(), " WHERE r.key_id = $1 AND r.number_hash = $2");
     RECORD_BY_ID = concat!(record_select!(), " WHERE r.id = $1");
     LINKED_RECORDS = concat!(record_select!(), " WHERE c.account_id = $1 ORDER BY c.linked_at, r.id");
     COUNT_RECORDS = "SELECT COUNT(*) FROM registry_records";
+    /// Rows per registry key id (`keys status`).
+    COUNT_BY_KEY = "SELECT key_id, COUNT(*) FROM registry_records GROUP BY key_id ORDER BY key_id";
+    /// Whether any row is under another key than the import's (then the import moves them).
+    COUNT_NOT_UNDER = "SELECT COUNT(*) FROM registry_records WHERE key_id <> $1";
+    /// Moves a row found under an old key to the current one (the import, which has the
+    /// number in hand); the upsert that follows rewrites its card-ID hash.
+    MOVE_RECORD = "UPDATE registry_records SET number_hash = $1, key_id = $2 \
+        WHERE key_id = $3 AND number_hash = $4";
     /// A large page cache for the bulk upsert into the keyed-hash index (256 MiB at most,
     /// for the importing connection only).
     IMPORT_CACHE: sqlite = "PRAGMA cache_size = -262144";
@@ -52,6 +60,7 @@ struct RecordRow {
     phone: Option<String>,
     product: String,
     account_id: Option<i64>,
+    key_id: i64,
 }
 
 impl TryFrom<RecordRow> for RegistryRow {
@@ -68,6 +77,7 @@ impl TryFrom<RecordRow> for RegistryRow {
             phone: r.phone,
             product: r.product,
             account_id: r.account_id,
+            key_id: r.key_id,
         })
     }
 }
@@ -75,11 +85,43 @@ impl TryFrom<RecordRow> for RegistryRow {
 pub struct SqlImport {
     tx: Tx,
     backend: Backend,
+    /// Whether rows under another key than the import's exist (asked once, at the first
+    /// batch): only then does each record look for its row under the old keys.
+    old_rows: Option<bool>,
 }
 
 #[async_trait]
 impl RegistryImport for SqlImport {
     async fn upsert(&mut self, batch: &[HashedRecord]) -> StoreResult<()> {
+        let Some(first) = batch.first() else {
+            return Ok(());
+        };
+        let old_rows = match self.old_rows {
+            Some(known) => known,
+            None => {
+                let n: i64 = sqlx::query_scalar(COUNT_NOT_UNDER)
+                    .bind(first.key_id)
+                    .fetch_one(&mut *self.tx)
+                    .await
+                    .map_err(db_err)?;
+                self.old_rows = Some(n > 0);
+                n > 0
+            }
+        };
+        if old_rows {
+            for r in batch {
+                for (old_id, old_hash) in &r.old_number_hashes {
+                    sqlx::query(MOVE_RECORD)
+                        .bind(r.number_hash.to_vec())
+                        .bind(r.key_id)
+                        .bind(*old_id)
+                        .bind(old_hash.to_vec())
+                        .execute(&mut *self.tx)
+                        .await
+                        .map_err(db_err)?;
+                }
+            }
+        }
         for chunk in batch.chunks(IMPORT_BATCH) {
             // The one statement built at run time (see `upsert_sql`).
             let upsert = upsert_sql(chunk.len(), self.backend);
@@ -98,7 +140,8 @@ impl RegistryImport for SqlImport {
                     .bind(r.balance)
                     .bind(r.credit_limit)
                     .bind(r.payment_due_date.clone())
-                    .bind(r.minimum_due);
+                    .bind(r.minimum_due)
+                    .bind(r.key_id);
             }
             q.execute(&mut *self.tx).await.map_err(db_err)?;
         }
@@ -119,7 +162,7 @@ pub(crate) fn upsert_sql(rows: usize, backend: Backend) -> String {
     sql.push_str(
         "INSERT INTO registry_records (account_type, number_hash, verification_hash, last4, \
          expiry, holder_name, email, phone, product, balance, credit_limit, payment_due_date, \
-         minimum_due) VALUES ",
+         minimum_due, key_id) VALUES ",
     );
     for i in 0..rows {
         if i > 0 {
@@ -146,7 +189,7 @@ pub(crate) fn upsert_sql(rows: usize, backend: Backend) -> String {
          expiry = excluded.expiry, holder_name = excluded.holder_name, email = excluded.email, \
          phone = excluded.phone, product = excluded.product, balance = excluded.balance, \
          credit_limit = excluded.credit_limit, payment_due_date = excluded.payment_due_date, \
-         minimum_due = excluded.minimum_due",
+         minimum_due = excluded.minimum_due, key_id = excluded.key_id",
     );
     sql
 }
@@ -164,14 +207,20 @@ impl RegistryImports for SqlStore {
         Ok(Box::new(SqlImport {
             tx,
             backend: self.backend,
+            old_rows: None,
         }))
     }
 }
 
 #[async_trait]
 impl RegistryReads for SqlStore {
-    async fn find_record(&self, number_hash: &[u8; 32]) -> StoreResult<Option<RegistryRow>> {
+    async fn find_record(
+        &self,
+        key_id: i64,
+        number_hash: &[u8; 32],
+    ) -> StoreResult<Option<RegistryRow>> {
         let row: Option<RecordRow> = sqlx::query_as(FIND_RECORD)
+            .bind(key_id)
             .bind(number_hash.to_vec())
             .fetch_optional(&self.pool)
             .await
@@ -191,6 +240,13 @@ impl RegistryReads for SqlStore {
     async fn count_records(&self) -> StoreResult<i64> {
         sqlx::query_scalar(COUNT_RECORDS)
             .fetch_one(&self.pool)
+            .await
+            .map_err(db_err)
+    }
+
+    async fn count_by_key(&self) -> StoreResult<Vec<(i64, i64)>> {
+        sqlx::query_as(COUNT_BY_KEY)
+            .fetch_all(&self.pool)
             .await
             .map_err(db_err)
     }

@@ -15,7 +15,7 @@ use portcullis::gen::write_demo_registry;
 use portcullis::import::{import_file, ImportReport};
 use portcullis_core::ports::RegistryReads;
 use portcullis_crypto::secrets::load_or_create_key;
-use portcullis_crypto::KeyedHasher;
+use portcullis_crypto::KeyRing;
 use portcullis_store::{SqlStore, StoreOptions};
 
 struct Options {
@@ -88,7 +88,7 @@ async fn main() -> anyhow::Result<()> {
         .unwrap_or_else(|| format!("sqlite://{}", dir.path().join("bench.db").display()));
     let store = SqlStore::connect(&url, StoreOptions::default()).await?;
     println!("database   {}", store_label(&url));
-    let keys = KeyedHasher::new(load_or_create_key(
+    let keys = KeyRing::single(load_or_create_key(
         &dir.path().join("secrets"),
         "registry.key",
     )?);

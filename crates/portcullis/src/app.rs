@@ -7,7 +7,6 @@ use anyhow::Context;
 use portcullis_core::clock::Clock;
 use portcullis_core::ports::{Notifier, OutboxStore};
 use portcullis_core::service::Portcullis;
-use portcullis_crypto::secrets::load_or_create_key;
 use portcullis_crypto::{HashPool, KeyedHasher, LiveRing};
 use portcullis_notify::{
     DeliveryConfig, DeliveryWorker, OutboxFile, SmsFormat, SmsGateway, SmsGatewaySettings,
@@ -70,8 +69,12 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>, demo: bool) -> anyhow
         )
     })?;
     refuse_new_keys_for_old_data(config, &store).await?;
-    let registry_key = load_or_create_key(&config.secrets_dir, REGISTRY_KEY)
-        .context("loading the registry key")?;
+    // Card lookups use every key of the ring (followed as it is rotated); one-time codes,
+    // destination buckets, recovery-code hints and the audit chain stay under its first
+    // key, which a rotation keeps (docs/design/keys.md, "The registry key").
+    let registry_keys =
+        LiveRing::open(&config.secrets_dir, REGISTRY_KEY).context("loading the registry key")?;
+    let registry_key = registry_keys.snapshot().first().clone();
     // Keyrings, followed while the process runs (`portcullis keys rotate`).
     let csrf_keys =
         LiveRing::open(&config.secrets_dir, CSRF_KEY).context("loading the CSRF key")?;
@@ -110,7 +113,8 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>, demo: bool) -> anyhow
         notifier,
         config.policies(),
     )
-    .with_factor_ring(factor_keys);
+    .with_factor_ring(factor_keys)
+    .with_registry_ring(registry_keys);
     let state = AppState {
         app: app.clone(),
         web: Arc::new(WebConfig {

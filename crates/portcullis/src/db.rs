@@ -288,9 +288,11 @@ pub async fn check_database(config: &Config) -> anyhow::Result<ExitCode> {
             Err(e) => problems.push(e.to_string()),
         }
     }
-    match load_existing_key(&config.secrets_dir, REGISTRY_KEY) {
-        Ok(Some(key)) => {
-            let check = verify_audit_chain(config, store.clone(), KeyedHasher::new(key)).await?;
+    // The audit chain is under the registry keyring's first key, whatever is current.
+    match portcullis_crypto::keyring::load_ring(&config.secrets_dir, REGISTRY_KEY) {
+        Ok(Some(ring)) => {
+            let key = KeyedHasher::new(ring.first().clone());
+            let check = verify_audit_chain(config, store.clone(), key).await?;
             match check.first_bad {
                 None => println!(
                     "audit chain   intact: {} entries, verified under {REGISTRY_KEY}",

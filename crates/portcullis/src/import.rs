@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use portcullis_core::ids::AccountType;
 use portcullis_core::ports::{Store, StoreError};
 use portcullis_core::registry::{HashedRecord, RawRecord, RegistryRecord, COLUMNS};
-use portcullis_crypto::KeyedHasher;
+use portcullis_crypto::KeyRing;
 use tokio::sync::mpsc;
 
 /// Records per `upsert` call: the store writes this many in one statement.
@@ -108,10 +108,12 @@ fn invalid_summary(errors: &[LineError]) -> String {
 }
 
 /// Imports the registry file at `path` in one transaction: every record is inserted or, when
-/// its number is already known, updated. With any bad line, nothing is imported.
+/// its number is already known, updated. With any bad line, nothing is imported. Records
+/// are hashed under the registry keyring's current key; a record stored under an old key is
+/// moved to the current one (docs/design/keys.md, "The registry key").
 pub async fn import_file(
     store: &dyn Store,
-    keys: &KeyedHasher,
+    keys: &KeyRing,
     path: &Path,
 ) -> Result<ImportReport, ImportError> {
     // A duration for the operator's report, not a point in time the rules depend on.
@@ -149,7 +151,7 @@ pub async fn import_file(
 /// Reads and validates the file at `path` exactly as [`import_file`] does, but writes
 /// nothing: the number of records when every line is good. Synchronous and free of the
 /// database, so the fuzz targets (`fuzz/`) drive the real parser through it.
-pub fn validate_file(path: &Path, keys: &KeyedHasher) -> Result<u64, ImportError> {
+pub fn validate_file(path: &Path, keys: &KeyRing) -> Result<u64, ImportError> {
     let (sender, mut batches) = mpsc::channel::<Vec<HashedRecord>>(QUEUED_BATCHES);
     let drain = std::thread::spawn(move || while batches.blocking_recv().is_some() {});
     let result = parse_file(path, keys, &sender);
@@ -162,7 +164,7 @@ pub fn validate_file(path: &Path, keys: &KeyedHasher) -> Result<u64, ImportError
 /// batches while it is clean; the number of records when every line was good.
 fn parse_file(
     path: &Path,
-    keys: &KeyedHasher,
+    keys: &KeyRing,
     sender: &mpsc::Sender<Vec<HashedRecord>>,
 ) -> Result<u64, ImportError> {
     let file = File::open(path).map_err(|source| ImportError::Io {
@@ -216,7 +218,7 @@ fn is_json_lines(path: &Path) -> bool {
 
 /// Validation, hashing and the duplicate check, row by row, in file order.
 struct Checker<'k> {
-    keys: &'k KeyedHasher,
+    keys: &'k KeyRing,
     /// Where each number was first seen. The keys are keyed hashes, never numbers.
     first_line: HashMap<[u8; 32], u64>,
     batch: Vec<HashedRecord>,
@@ -225,7 +227,7 @@ struct Checker<'k> {
 }
 
 impl<'k> Checker<'k> {
-    fn new(keys: &'k KeyedHasher) -> Self {
+    fn new(keys: &'k KeyRing) -> Self {
         Self {
             keys,
             first_line: HashMap::new(),
@@ -247,7 +249,7 @@ impl<'k> Checker<'k> {
                 return;
             }
         };
-        let hashed = record.hashed(self.keys);
+        let hashed = record.hashed_under(self.keys);
         match self.first_line.entry(hashed.number_hash) {
             Entry::Occupied(first) => {
                 let message = format!("the same number as line {}", first.get());

@@ -334,7 +334,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             let config = command_config(&cli)?;
             let built = app::build(&config, Arc::new(SystemClock), false).await?;
-            match import::import_file(built.store.as_ref(), built.app.keys(), file).await {
+            // The keyring as it is now: records under its current key, rows under an old
+            // one moved (docs/design/keys.md, "The registry key").
+            let ring = portcullis_crypto::keyring::load_or_create_ring(
+                &config.secrets_dir,
+                app::REGISTRY_KEY,
+            )
+            .context("reading the registry key")?;
+            match import::import_file(built.store.as_ref(), &ring, file).await {
                 Ok(report) => {
                     println!(
                         "imported {} records in {:.2}s",

@@ -19,13 +19,22 @@ pub struct RegistryRow {
     pub product: String,
     /// The online account this record backs, if any.
     pub account_id: Option<i64>,
+    /// The registry key id the record's hashes are under.
+    pub key_id: i64,
 }
 
 #[async_trait]
 pub trait RegistryReads: Send + Sync {
-    async fn find_record(&self, number_hash: &[u8; 32]) -> StoreResult<Option<RegistryRow>>;
+    /// The record whose number HMAC under registry key `key_id` is `number_hash`.
+    async fn find_record(
+        &self,
+        key_id: i64,
+        number_hash: &[u8; 32],
+    ) -> StoreResult<Option<RegistryRow>>;
     async fn record_by_id(&self, id: i64) -> StoreResult<Option<RegistryRow>>;
     async fn count_records(&self) -> StoreResult<i64>;
+    /// Records per registry key id, lowest id first.
+    async fn count_by_key(&self) -> StoreResult<Vec<(i64, i64)>>;
     /// Every registry record linked to the account, oldest link first.
     async fn linked_records(&self, account_id: i64) -> StoreResult<Vec<RegistryRow>>;
 }
@@ -34,7 +43,8 @@ pub trait RegistryReads: Send + Sync {
 /// audit events: the command line reports it); dropped without `commit`, it leaves nothing.
 #[async_trait]
 pub trait RegistryImport: Send {
-    /// Inserts or updates (matched on the number's keyed hash) a batch of records.
+    /// Inserts or updates (matched on the number's keyed hash) a batch of records; a record
+    /// stored under an old key (`old_number_hashes`) is moved to the batch's key first.
     async fn upsert(&mut self, batch: &[HashedRecord]) -> StoreResult<()>;
     async fn commit(self: Box<Self>) -> StoreResult<()>;
 }

@@ -169,18 +169,18 @@ impl Portcullis {
         self.require(authority, SupportScope::AccountsUnlock, now)
             .await?;
         let reason = reason(reason_input)?;
-        let number_hash = if let Ok(n) = CardNumber::parse(number) {
-            self.keys.hash(NUMBER_DOMAIN_CARD, &[n.digits().as_bytes()])
+        let found = if let Ok(n) = CardNumber::parse(number) {
+            self.find_by_number(NUMBER_DOMAIN_CARD, n.digits()).await?
         } else if let Ok(n) = MerchantNumber::parse(number) {
-            self.keys
-                .hash(NUMBER_DOMAIN_MERCHANT, &[n.digits().as_bytes()])
+            self.find_by_number(NUMBER_DOMAIN_MERCHANT, n.digits())
+                .await?
         } else {
             return Err(ServiceError::field(
                 "number",
                 "Enter the card number (13 to 19 digits) or the merchant number.",
             ));
         };
-        let Some(record) = self.ports.registry.find_record(&number_hash).await? else {
+        let Some((record, _, _)) = found else {
             return Ok(ClearCardOutcome::NoSuchCard);
         };
         let mut work = self.begin(now);

@@ -12,7 +12,6 @@ use crate::audit::{AuditEvent, AuditKind};
 use crate::card::Credential;
 use crate::card_guard::Verdict;
 use crate::ports::{AccountRow, CardSummary, Outgoing, Unlink};
-use crate::registry::credential_hashes;
 use crate::throttle::ThrottleAction;
 use crate::ServiceError;
 
@@ -44,8 +43,8 @@ impl Portcullis {
         let throttle = self
             .throttle_claim(ThrottleAction::CardCheck, client, now)
             .await?;
-        let (number_hash, verification_hash) = credential_hashes(&self.keys, &credential);
-        let Some(record) = self.ports.registry.find_record(&number_hash).await? else {
+        let (record, verification_hash) = self.find_card(&credential).await?;
+        let Some(record) = record else {
             self.audit_alone(
                 now,
                 AuditEvent::new(AuditKind::CardVerificationFailed, Some(account.id))

@@ -691,14 +691,16 @@ impl Portcullis {
         };
         let records = self.ports.registry.linked_records(account.id).await?;
         let mut checks = Vec::new();
-        for (record_id, number_hash, verification_hash) in
+        for (record_id, number_hash, verification_hash, key_id) in
             self.ports.accounts.card_hashes(account.id).await?
         {
-            let candidate = self.keys.hash(
+            // Under the key the card's row names (a key this node cannot find: no match).
+            let key = self.registry_key(key_id);
+            let candidate = key.as_ref().unwrap_or(&self.keys).hash(
                 VERIFICATION_DOMAIN,
                 &[&number_hash, cid.digits().as_bytes()],
             );
-            let right = ct_eq(&candidate, &verification_hash);
+            let right = key.is_some() && ct_eq(&candidate, &verification_hash);
             let Some(record) = records.iter().find(|r| r.id == record_id) else {
                 continue;
             };

@@ -12,7 +12,6 @@ use crate::contact::{self, CodeChannel};
 use crate::ids::{AccountType, UserId};
 use crate::password::Password;
 use crate::ports::{Message, NewAccount, Outgoing, RegistryRow, Reregistration};
-use crate::registry::credential_hashes;
 use crate::security_questions::{check_answer, question, REQUIRED_ANSWERS};
 use crate::steps::StepKind;
 use crate::throttle::ThrottleAction;
@@ -58,8 +57,8 @@ impl Portcullis {
         let throttle = self
             .throttle_claim(ThrottleAction::CardCheck, client, now)
             .await?;
-        let (number_hash, verification_hash) = credential_hashes(&self.keys, &credential);
-        let Some(record) = self.ports.registry.find_record(&number_hash).await? else {
+        let (record, verification_hash) = self.find_card(&credential).await?;
+        let Some(record) = record else {
             self.audit_alone(
                 now,
                 AuditEvent::new(AuditKind::CardVerificationFailed, None)

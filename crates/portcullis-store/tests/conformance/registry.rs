@@ -4,7 +4,10 @@
 use portcullis_core::ports::{RegistryImports, RegistryReads};
 use portcullis_testkit::{both, Backend};
 
-use crate::support::{record, store};
+use portcullis_crypto::KeyRing;
+use zeroize::Zeroizing;
+
+use crate::support::{parsed, record, seed_record, store};
 
 async fn import_is_all_or_nothing_and_upserts(backend: Backend) {
     let (s, _db) = store(backend).await;
@@ -35,7 +38,7 @@ async fn import_is_all_or_nothing_and_upserts(backend: Backend) {
     import.commit().await.unwrap();
     assert_eq!(s.count_records().await.unwrap(), 2);
     let r = s
-        .find_record(&record("378282246310005", "x").number_hash)
+        .find_record(1, &record("378282246310005", "x").number_hash)
         .await
         .unwrap()
         .unwrap();
@@ -63,6 +66,39 @@ async fn import_is_all_or_nothing_and_upserts(backend: Backend) {
 both!(
     import_is_all_or_nothing_and_upserts_conformance,
     import_is_all_or_nothing_and_upserts
+);
+
+/// After `registry.key` is rotated, a row is found only under its own key id, and the next
+/// import moves it (same row, same id) to the current key; rows per key id say so.
+async fn import_moves_rows_off_an_old_registry_key(backend: Backend) {
+    let (s, _db) = store(backend).await;
+    // Key 1 is the suite's key (`support::keys`): the seeded row is under it.
+    let id = seed_record(&s, "378282246310005").await;
+    seed_record(&s, "371449635398431").await;
+    assert_eq!(s.count_by_key().await.unwrap(), vec![(1, 2)]);
+    let mut ring = KeyRing::single(Zeroizing::new([7; 32]));
+    assert_eq!(ring.add_current(), 2);
+    let moved = parsed("378282246310005", "Moved").hashed_under(&ring);
+    assert_eq!(moved.key_id, 2);
+    let old_hash = record("378282246310005", "x").number_hash;
+    assert_eq!(moved.old_number_hashes, vec![(1, old_hash)]);
+    // Under key 2 the row is not there yet; under key 1 it is.
+    assert!(s.find_record(2, &moved.number_hash).await.unwrap().is_none());
+    assert!(s.find_record(2, &old_hash).await.unwrap().is_none());
+    assert_eq!(s.find_record(1, &old_hash).await.unwrap().unwrap().id, id);
+    let mut import = s.begin_import().await.unwrap();
+    import.upsert(std::slice::from_ref(&moved)).await.unwrap();
+    import.commit().await.unwrap();
+    assert_eq!(s.count_records().await.unwrap(), 2);
+    assert_eq!(s.count_by_key().await.unwrap(), vec![(1, 1), (2, 1)]);
+    let row = s.find_record(2, &moved.number_hash).await.unwrap().unwrap();
+    assert_eq!((row.id, row.key_id, row.product.as_str()), (id, 2, "Moved"));
+    assert_eq!(row.verification_hash, moved.verification_hash.to_vec());
+    assert!(s.find_record(1, &old_hash).await.unwrap().is_none());
+}
+both!(
+    import_moves_rows_off_an_old_registry_key_conformance,
+    import_moves_rows_off_an_old_registry_key
 );
 
 /// `body` with its Luhn check digit.

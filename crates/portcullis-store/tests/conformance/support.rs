@@ -39,6 +39,11 @@ pub async fn commit(w: Box<dyn UnitOfWork>) -> Committed {
 }
 
 pub fn record(number: &str, product: &str) -> HashedRecord {
+    parsed(number, product).hashed(&keys())
+}
+
+/// The registry record for `number`, not hashed yet.
+pub fn parsed(number: &str, product: &str) -> RegistryRecord {
     RegistryRecord::parse(&RawRecord {
         account_type: "personal".into(),
         number: number.into(),
@@ -51,7 +56,6 @@ pub fn record(number: &str, product: &str) -> HashedRecord {
         ..Default::default()
     })
     .unwrap()
-    .hashed(&keys())
 }
 
 /// A registry record for `number` (a Luhn-valid card number); its id.
@@ -60,7 +64,7 @@ pub async fn seed_record(s: &SqlStore, number: &str) -> i64 {
     let mut import = s.begin_import().await.unwrap();
     import.upsert(std::slice::from_ref(&r)).await.unwrap();
     import.commit().await.unwrap();
-    s.find_record(&r.number_hash).await.unwrap().unwrap().id
+    s.find_record(r.key_id, &r.number_hash).await.unwrap().unwrap().id
 }
 
 pub fn new_account(user: &str, record_id: i64, step: [u8; 32]) -> NewAccount {

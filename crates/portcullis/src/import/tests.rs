@@ -5,6 +5,7 @@ use portcullis_core::ids::AccountType;
 use portcullis_core::ports::RegistryReads;
 use portcullis_core::registry::credential_hashes;
 use portcullis_crypto::secrets::load_or_create_key;
+use portcullis_crypto::KeyedHasher;
 use portcullis_store::{SqlStore, StoreOptions};
 
 use super::*;
@@ -18,7 +19,7 @@ const SHOP: &str = "merchant,1234567890,AB12CD,,Corner Shop,shop@example.com,,,,
 struct Fixture {
     dir: tempfile::TempDir,
     store: SqlStore,
-    keys: KeyedHasher,
+    keys: KeyRing,
 }
 
 impl Fixture {
@@ -32,7 +33,7 @@ impl Fixture {
         Self {
             dir,
             store,
-            keys: KeyedHasher::new(key),
+            keys: KeyRing::single(key),
         }
     }
 
@@ -60,9 +61,10 @@ impl Fixture {
         verification: &str,
     ) -> Option<String> {
         let credential = Credential::parse(kind, number, verification).unwrap();
-        let (number_hash, _) = credential_hashes(&self.keys, &credential);
+        let current = KeyedHasher::new(self.keys.current().clone());
+        let (number_hash, _) = credential_hashes(&current, &credential);
         self.store
-            .find_record(&number_hash)
+            .find_record(i64::from(self.keys.current_id()), &number_hash)
             .await
             .unwrap()
             .map(|r| r.product)
