@@ -90,7 +90,12 @@ pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -
     let built = app::build(&config, Arc::new(clock.clone()), true)
         .await
         .expect("building the app");
-    portcullis::demo::load(built.store.as_ref(), built.app.keys())
+    let ring = portcullis_crypto::keyring::load_or_create_ring(
+        &config.secrets_dir,
+        portcullis::app::REGISTRY_KEY,
+    )
+    .expect("reading the registry key");
+    portcullis::demo::load(built.store.as_ref(), &ring)
         .await
         .expect("loading demo cards");
     let delivery = built.delivery.spawn();

@@ -4,7 +4,7 @@
 use portcullis_core::ports::Store;
 use portcullis_core::ports::StoreResult;
 use portcullis_core::registry::{RawRecord, RegistryRecord};
-use portcullis_crypto::KeyedHasher;
+use portcullis_crypto::KeyRing;
 
 /// A demo card, as printed at start.
 pub struct DemoCard {
@@ -135,12 +135,13 @@ fn raw(card: &DemoCard, index: usize) -> RawRecord {
     }
 }
 
-/// Loads the demo records (an upsert, so starting the demo twice is harmless).
-pub async fn load(store: &dyn Store, keys: &KeyedHasher) -> StoreResult<()> {
+/// Loads the demo records (an upsert, so starting the demo twice is harmless), under the
+/// registry keyring's current key (a record under an old key is moved, like an import).
+pub async fn load(store: &dyn Store, keys: &KeyRing) -> StoreResult<()> {
     let mut records = Vec::new();
     for (i, card) in DEMO_CARDS.iter().enumerate() {
         match RegistryRecord::parse(&raw(card, i)) {
-            Ok(r) => records.push(r.hashed(keys)),
+            Ok(r) => records.push(r.hashed_under(keys)),
             Err(errors) => {
                 return Err(portcullis_core::ports::StoreError::Internal(format!(
                     "demo record {i} is invalid: {errors:?}"

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use portcullis_core::clock::{Clock, SystemClock, UnixTime};
-use portcullis_core::ports::{Claims, SealedColumn, SealedValues, StoreResult};
+use portcullis_core::ports::{Claims, RegistryReads, SealedColumn, SealedValues, StoreResult};
 use portcullis_crypto::keyring::{load_ring, rotate_ring};
 use portcullis_crypto::Sealer;
 use portcullis_store::SqlStore;
@@ -19,7 +19,7 @@ use crate::app::{CSRF_KEY, FACTOR_KEY, OUTBOX_KEY, REGISTRY_KEY};
 use crate::config::Config;
 
 /// The key names `keys rotate` takes.
-pub const ROTATABLE: [&str; 3] = [FACTOR_KEY, OUTBOX_KEY, CSRF_KEY];
+pub const ROTATABLE: [&str; 4] = [REGISTRY_KEY, FACTOR_KEY, OUTBOX_KEY, CSRF_KEY];
 
 /// Every key name, as `keys status` lists them.
 pub const ALL: [&str; 4] = [REGISTRY_KEY, FACTOR_KEY, OUTBOX_KEY, CSRF_KEY];
@@ -33,17 +33,10 @@ pub const RESEAL_BATCH: u32 = 100;
 /// How often a serving node tries to take the re-seal lease.
 pub const RESEAL_INTERVAL: Duration = Duration::from_secs(60);
 
-/// Why a key name cannot be rotated yet, or `None` when it can.
+/// Why a key name cannot be rotated, or `None` when it can.
 pub fn refusal(name: &str) -> Option<String> {
     if ROTATABLE.contains(&name) {
         return None;
-    }
-    if name == REGISTRY_KEY {
-        return Some(format!(
-            "{REGISTRY_KEY} cannot be rotated yet: card lookups, one-time codes, recovery-code \
-             hints and the audit chain are keyed by it, and only the issuer's file holds the \
-             card numbers to key again (docs/design/keys.md, \"The registry key\")"
-        ));
     }
     Some(format!(
         "no key is named {name:?}: the key names are {}",
@@ -71,7 +64,13 @@ pub fn rotate(config: &Config, name: &str) -> anyhow::Result<ExitCode> {
          \"Rotate keys\").",
         config.secrets_dir.join(name).display()
     );
-    if name != CSRF_KEY {
+    if name == REGISTRY_KEY {
+        println!(
+            "Cards are found under every key; registry rows move to the new key when the \
+             issuer's file is next imported (`portcullis registry import FILE`), and \
+             `portcullis keys status` counts the rows left on old keys."
+        );
+    } else if name != CSRF_KEY {
         println!(
             "The re-seal job moves what is sealed under the old keys; `portcullis keys \
              reseal` does it now, and `portcullis keys status` shows what is left."
@@ -116,9 +115,9 @@ async fn rows_under(store: &dyn SealedValues, column: SealedColumn, id: u32) -> 
 
 /// Every key name's current id, old ids and rows per id (keys missing from the folder are
 /// left out).
-pub async fn status(
+pub async fn status<S: SealedValues + RegistryReads>(
     secrets: &std::path::Path,
-    store: &dyn SealedValues,
+    store: &S,
 ) -> anyhow::Result<Vec<KeyStatus>> {
     let mut out = Vec::new();
     for name in ALL {
@@ -126,6 +125,10 @@ pub async fn status(
         else {
             continue;
         };
+        if name == REGISTRY_KEY {
+            out.push(registry_status(&ring, store).await?);
+            continue;
+        }
         let column = column_of(name);
         let mut old = Vec::new();
         for id in ring.old_ids() {
@@ -149,15 +152,48 @@ pub async fn status(
     Ok(out)
 }
 
+/// The registry rows per key id (card lookups; one-time codes, buckets, hints and the audit
+/// chain stay under the ring's first key and are not counted).
+async fn registry_status(
+    ring: &portcullis_crypto::KeyRing,
+    store: &(impl RegistryReads + ?Sized),
+) -> anyhow::Result<KeyStatus> {
+    let counts = store.count_by_key().await?;
+    let rows = |id: u32| {
+        counts
+            .iter()
+            .filter(|(k, _)| *k == i64::from(id))
+            .map(|(_, n)| *n)
+            .sum::<i64>()
+    };
+    let mut old: Vec<(u32, Option<i64>)> = ring
+        .old_ids()
+        .into_iter()
+        .map(|id| (id, Some(rows(id))))
+        .collect();
+    // Rows under an id the file no longer holds: shown, so they are not missed.
+    for (id, n) in &counts {
+        if let Ok(id) = u32::try_from(*id) {
+            if ring.get(id).is_none() {
+                old.push((id, Some(*n)));
+            }
+        }
+    }
+    Ok(KeyStatus {
+        name: REGISTRY_KEY,
+        current: ring.current_id(),
+        old,
+        on_current: Some(rows(ring.current_id())),
+    })
+}
+
 /// `keys status` as printed.
 pub fn describe(statuses: &[KeyStatus]) -> String {
     let mut out = String::new();
     for s in statuses {
         let rows = |n: Option<i64>| match n {
+            Some(n) if s.name == REGISTRY_KEY => format!("{n} registry rows"),
             Some(n) => format!("{n} rows"),
-            None if s.name == REGISTRY_KEY => {
-                "every registry row and the audit chain; cannot be rotated yet".to_owned()
-            }
             None => "nothing stored".to_owned(),
         };
         out.push_str(&format!(
@@ -175,6 +211,17 @@ pub fn describe(statuses: &[KeyStatus]) -> String {
                 .map(|(id, n)| format!("{id} ({})", rows(*n)))
                 .collect();
             out.push_str(&format!("; old: {}", old.join(", ")));
+            if s.name == REGISTRY_KEY && s.rows_on_old() > 0 {
+                out.push_str(
+                    "; the next `portcullis registry import` of the issuer's file moves them",
+                );
+            }
+        }
+        if s.name == REGISTRY_KEY {
+            out.push_str(
+                " (one-time codes, destination buckets, recovery-code hints and the audit \
+                 chain stay under key 1, which is kept)",
+            );
         }
         out.push('\n');
     }

@@ -484,7 +484,12 @@ async fn serve(mut config: Config, mode: Mode) -> anyhow::Result<()> {
     }
     let built = app::build(&config, Arc::new(SystemClock), demo).await?;
     if demo {
-        demo::load(built.store.as_ref(), built.app.keys())
+        let ring = portcullis_crypto::keyring::load_or_create_ring(
+            &config.secrets_dir,
+            app::REGISTRY_KEY,
+        )
+        .context("reading the registry key")?;
+        demo::load(built.store.as_ref(), &ring)
             .await
             .context("loading the demo registry")?;
         println!("Portcullis is running at {local}/");

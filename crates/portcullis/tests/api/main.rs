@@ -15,6 +15,7 @@ mod delivery;
 mod faults;
 mod import;
 mod keys;
+mod keys_registry;
 mod lifecycle;
 mod limits;
 mod lockout_model;
