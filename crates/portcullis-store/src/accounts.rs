@@ -342,10 +342,7 @@ impl AccountReads for SqlStore {
         Ok(Some((AccountRow::try_from(first.account)?, cards)))
     }
 
-    async fn card_hashes(
-        &self,
-        account_id: i64,
-    ) -> StoreResult<Vec<(i64, Vec<u8>, Vec<u8>, i64)>> {
+    async fn card_hashes(&self, account_id: i64) -> StoreResult<Vec<(i64, Vec<u8>, Vec<u8>, i64)>> {
         sqlx::query_as(CARD_HASHES)
             .bind(account_id)
             .fetch_all(&self.pool)

@@ -81,8 +81,8 @@ enum Command {
 
 #[derive(Subcommand)]
 enum KeysCommand {
-    /// Add a new current key to the keyring NAME (factor.key, outbox.key or csrf.key); the
-    /// old keys stay for reading. Running nodes pick it up without a restart.
+    /// Add a new current key to the keyring NAME (registry.key, factor.key, outbox.key or
+    /// csrf.key); the old keys stay for reading. Running nodes pick it up without a restart.
     Rotate {
         #[arg(value_name = "NAME")]
         name: String,
@@ -484,11 +484,9 @@ async fn serve(mut config: Config, mode: Mode) -> anyhow::Result<()> {
     }
     let built = app::build(&config, Arc::new(SystemClock), demo).await?;
     if demo {
-        let ring = portcullis_crypto::keyring::load_or_create_ring(
-            &config.secrets_dir,
-            app::REGISTRY_KEY,
-        )
-        .context("reading the registry key")?;
+        let ring =
+            portcullis_crypto::keyring::load_or_create_ring(&config.secrets_dir, app::REGISTRY_KEY)
+                .context("reading the registry key")?;
         demo::load(built.store.as_ref(), &ring)
             .await
             .context("loading the demo registry")?;

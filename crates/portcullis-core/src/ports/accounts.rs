@@ -202,8 +202,7 @@ pub trait AccountReads: Send + Sync {
     ) -> StoreResult<Option<(AccountRow, Vec<CardSummary>)>>;
     /// The account's linked cards: (registry record id, number hash, verification hash, the
     /// registry key id both hashes are under).
-    async fn card_hashes(&self, account_id: i64)
-        -> StoreResult<Vec<(i64, Vec<u8>, Vec<u8>, i64)>>;
+    async fn card_hashes(&self, account_id: i64) -> StoreResult<Vec<(i64, Vec<u8>, Vec<u8>, i64)>>;
     /// The account's security answers: (question id, answer hash).
     async fn security_answers(&self, account_id: i64) -> StoreResult<Vec<(i64, String)>>;
     /// Accounts whose contact email is `email` (lower-cased), oldest first.

@@ -6,8 +6,8 @@ use portcullis_crypto::KeyedHasher;
 
 use super::Portcullis;
 use crate::card::Credential;
-use crate::ports::{RegistryRow, StoreResult};
 use crate::card::VERIFICATION_DOMAIN;
+use crate::ports::{RegistryRow, StoreResult};
 
 impl Portcullis {
     /// The registry keys, the current one first, with their ids.

@@ -83,7 +83,11 @@ async fn import_moves_rows_off_an_old_registry_key(backend: Backend) {
     let old_hash = record("378282246310005", "x").number_hash;
     assert_eq!(moved.old_number_hashes, vec![(1, old_hash)]);
     // Under key 2 the row is not there yet; under key 1 it is.
-    assert!(s.find_record(2, &moved.number_hash).await.unwrap().is_none());
+    assert!(s
+        .find_record(2, &moved.number_hash)
+        .await
+        .unwrap()
+        .is_none());
     assert!(s.find_record(2, &old_hash).await.unwrap().is_none());
     assert_eq!(s.find_record(1, &old_hash).await.unwrap().unwrap().id, id);
     let mut import = s.begin_import().await.unwrap();

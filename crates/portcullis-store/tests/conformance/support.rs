@@ -64,7 +64,11 @@ pub async fn seed_record(s: &SqlStore, number: &str) -> i64 {
     let mut import = s.begin_import().await.unwrap();
     import.upsert(std::slice::from_ref(&r)).await.unwrap();
     import.commit().await.unwrap();
-    s.find_record(r.key_id, &r.number_hash).await.unwrap().unwrap().id
+    s.find_record(r.key_id, &r.number_hash)
+        .await
+        .unwrap()
+        .unwrap()
+        .id
 }
 
 pub fn new_account(user: &str, record_id: i64, step: [u8; 32]) -> NewAccount {
