@@ -1,5 +1,6 @@
 //! Rotating `registry.key` (docs/design/keys.md, "The registry key"): while registrations
-//! (a wrong card ID, then the right one, per card) and password recoveries by card ID run
+//! (a wrong card ID, then the right one, per card), card linking (the same) and password
+//! recoveries by card ID run
 //! against the app, the key is rotated and the issuer's file imported again; every request
 //! is answered correctly at every moment (cards found under the old key, then under the new
 //! one), the import leaves no row on the old key, `audit verify` passes, and the command
@@ -24,11 +25,12 @@ struct Load {
     stop: AtomicBool,
     registered: AtomicUsize,
     recovered: AtomicUsize,
+    linked: AtomicUsize,
 }
 
 impl Load {
-    fn counts(&self) -> [usize; 2] {
-        [&self.registered, &self.recovered].map(|n| n.load(Ordering::SeqCst))
+    fn counts(&self) -> [usize; 3] {
+        [&self.registered, &self.recovered, &self.linked].map(|n| n.load(Ordering::SeqCst))
     }
 
     /// Waits until both loops have done `more` more rounds than now.
@@ -48,6 +50,121 @@ impl Load {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+}
+
+/// Holders with two cards each (card linking): how many.
+const LINKS: usize = 200;
+
+fn luhn(partial: &str) -> String {
+    let sum: u32 = partial
+        .chars()
+        .rev()
+        .enumerate()
+        .map(|(i, c)| {
+            let d = c.to_digit(10).unwrap();
+            if i % 2 == 0 {
+                let d2 = d * 2;
+                if d2 > 9 {
+                    d2 - 9
+                } else {
+                    d2
+                }
+            } else {
+                d
+            }
+        })
+        .sum();
+    format!("{partial}{}", (10 - sum % 10) % 10)
+}
+
+/// Card `which` (0 or 1) of linking holder `k`, and its card ID.
+fn link_card(k: usize, which: usize) -> (String, String) {
+    let n = 777_000_000 + (2 * k + which) as u64 * 7919;
+    (
+        luhn(&format!("37{n:012}")),
+        format!("{:04}", 2000 + 2 * k + which),
+    )
+}
+
+/// The registry file of the linking holders (two cards each, one name).
+fn link_file(dir: &std::path::Path) -> std::path::PathBuf {
+    let mut csv = portcullis_core::registry::COLUMNS.join(",");
+    csv.push('\n');
+    for k in 0..LINKS {
+        for which in 0..2 {
+            let (number, id) = link_card(k, which);
+            let row: Vec<String> = portcullis_core::registry::COLUMNS
+                .iter()
+                .map(|c| match *c {
+                    "account_type" => "personal".into(),
+                    "number" => number.clone(),
+                    "verification" => id.clone(),
+                    "expiry" => "2029-08".into(),
+                    "holder_name" => format!("Link Holder {k}"),
+                    "email" => format!("link{k}@example.com"),
+                    "product" => "Gold Card".into(),
+                    _ => String::new(),
+                })
+                .collect();
+            csv.push_str(&row.join(","));
+            csv.push('\n');
+        }
+    }
+    let path = dir.join("links.csv");
+    std::fs::write(&path, csv).unwrap();
+    path
+}
+
+/// Holders register with their first card, then link their second: a wrong card ID
+/// refused, the right one linked.
+async fn linking_loop(app: Arc<TestApp>, load: Arc<Load>) {
+    let mut k = 0;
+    while !load.stop.load(Ordering::SeqCst) && k < LINKS {
+        let (first, first_id) = link_card(k, 0);
+        let res = app
+            .post_json(
+                "/api/v1/registration/verify-card",
+                &json!({"account_type": "personal", "number": first, "verification": first_id}),
+            )
+            .await;
+        assert_eq!(
+            res.status(),
+            200,
+            "holder {k}: {}",
+            res.text().await.unwrap()
+        );
+        let token = res.json::<Value>().await.unwrap()["registration_token"].clone();
+        let user = format!("linker.{k}");
+        let res = app
+            .post_json(
+                "/api/v1/registration/complete",
+                &json!({"registration_token": token, "user_id": user,
+                        "password": PASSWORD, "security_answers": answers(),
+                        "code_channel": "email"}),
+            )
+            .await;
+        assert_eq!(res.status(), 201, "{}", res.text().await.unwrap());
+        let session = app.token(&user, PASSWORD, "personal").await;
+        let (second, second_id) = link_card(k, 1);
+        let link = |verification: String| {
+            app.client
+                .post(app.url("/api/v1/me/cards"))
+                .bearer_auth(&session)
+                .json(&json!({"number": second, "verification": verification}))
+                .send()
+        };
+        let wrong = link(format!("{:04}", 9000 + k)).await.unwrap();
+        assert_eq!(wrong.status(), 400, "holder {k}: a wrong card ID linked");
+        let right = link(second_id).await.unwrap();
+        assert_eq!(
+            right.status(),
+            201,
+            "holder {k}: {}",
+            right.text().await.unwrap()
+        );
+        k += 1;
+        load.linked.fetch_add(1, Ordering::SeqCst);
     }
 }
 
@@ -152,10 +269,12 @@ async fn registry_rotation(backend: Backend) {
     );
     let secrets = app.config.secrets_dir.clone();
     let file = registry_file(app.dir.path());
+    let links = link_file(app.dir.path());
     import(&app.config.database_url, &secrets, &file);
+    import(&app.config.database_url, &secrets, &links);
     let store = app.built.store.clone();
     let demo_cards = portcullis::demo::DEMO_CARDS.len() as i64;
-    let all = CARDS as i64 + demo_cards;
+    let all = (CARDS + 2 * LINKS) as i64 + demo_cards;
     let registry = |statuses: &[keys::KeyStatus]| {
         statuses
             .iter()
@@ -171,6 +290,7 @@ async fn registry_rotation(backend: Backend) {
     let tasks = vec![
         tokio::spawn(registration_loop(app.clone(), load.clone())),
         tokio::spawn(recovery_loop(app.clone(), load.clone())),
+        tokio::spawn(linking_loop(app.clone(), load.clone())),
     ];
     load.more(3).await;
 
@@ -190,6 +310,7 @@ async fn registry_rotation(backend: Backend) {
     // The issuer's file imported again (the demo cards are their own "file"): every row
     // moves to key 2 while the loops run, and the cards are then found under it.
     import(&app.config.database_url, &secrets, &file);
+    import(&app.config.database_url, &secrets, &links);
     portcullis::demo::load(store.as_ref(), &ring).await.unwrap();
     let after = registry(&keys::status(&secrets, store.as_ref()).await.unwrap());
     assert_eq!(after.on_current, Some(all), "{after:?}");
@@ -201,10 +322,10 @@ async fn registry_rotation(backend: Backend) {
     for task in tasks {
         task.await.expect("a loop got a wrong answer");
     }
-    let [registered, recovered] = load.counts();
+    let [registered, recovered, linked] = load.counts();
     eprintln!(
-        "{backend:?}: {registered} registrations, {recovered} recoveries by card ID across \
-         the registry key's rotation"
+        "{backend:?}: {registered} registrations, {recovered} recoveries by card ID, \
+         {linked} cards linked across the registry key's rotation"
     );
     // An account registered before the rotation signs in; a demo card registers under the
     // new key.
@@ -229,6 +350,6 @@ async fn registry_rotation(backend: Backend) {
     assert_eq!(code, 0, "{out}{err}");
 }
 both!(
-    registry_key_rotates_under_registration_and_recovery_load,
+    registry_key_rotates_under_registration_linking_and_recovery_load,
     registry_rotation
 );
