@@ -171,7 +171,7 @@ impl Load {
         while !self.stop.load(Ordering::SeqCst) {
             round += 1;
             let base = &self.bases[(n + round) % self.bases.len()];
-            if round % 2 == 0 {
+            if round.is_multiple_of(2) {
                 let i = self.next_card.fetch_add(1, Ordering::SeqCst);
                 if i >= CARDS {
                     return;
@@ -344,23 +344,24 @@ async fn failover_under_load_answers_only_success_or_503_and_loses_nothing() {
         killed = node;
         stop_load(&load, workers).await;
         next_card = load.next_card.load(Ordering::SeqCst).min(CARDS);
-        let t = load.tally.lock().unwrap();
-        eprintln!(
-            "failover {round} (node {killed} killed): promoted {promotion:?} after the kill; registrations again \
-             {writes_back:?} after the promotion; {} ok, {} answered 503 + Retry-After, {} \
-             registrations acknowledged",
-            t.ok,
-            t.unavailable,
-            t.acknowledged.len()
-        );
-        assert!(
-            t.bad.is_empty(),
-            "failover {round}: answers other than 200/201 or 503 + Retry-After:\n{}",
-            t.bad.join("\n")
-        );
-        assert!(writes_back < Duration::from_secs(30));
-        acknowledged.extend(t.acknowledged.iter().map(|(u, _)| u.clone()));
-        drop(t);
+        {
+            let t = load.tally.lock().unwrap();
+            eprintln!(
+                "failover {round} (node {killed} killed): promoted {promotion:?} after the kill; registrations again \
+                 {writes_back:?} after the promotion; {} ok, {} answered 503 + Retry-After, {} \
+                 registrations acknowledged",
+                t.ok,
+                t.unavailable,
+                t.acknowledged.len()
+            );
+            assert!(
+                t.bad.is_empty(),
+                "failover {round}: answers other than 200/201 or 503 + Retry-After:\n{}",
+                t.bad.join("\n")
+            );
+            assert!(writes_back < Duration::from_secs(30));
+            acknowledged.extend(t.acknowledged.iter().map(|(u, _)| u.clone()));
+        }
         all_sign_in(&bases, &acknowledged).await;
     }
     for n in &nodes {
