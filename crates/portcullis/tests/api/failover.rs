@@ -89,7 +89,15 @@ fn client() -> reqwest::Client {
 struct Tally {
     /// Registrations answered 201: (user id, when).
     acknowledged: Vec<(String, Instant)>,
-    /// Answers that are neither 200/201 nor 503 + `Retry-After`, and dropped connections.
+    /// Acknowledged users the sign-in load uses (their password never changes).
+    stable: Vec<String>,
+    /// Acknowledged users waiting for a password change.
+    to_change: Vec<String>,
+    /// Password changes answered 204.
+    changed: Vec<String>,
+    /// Password changes answered 503: either password may hold, never neither.
+    uncertain: Vec<String>,
+    /// Answers that are neither 200/201/204 nor 503 + `Retry-After`, and dropped connections.
     bad: Vec<String>,
     ok: usize,
     unavailable: usize,
@@ -103,7 +111,7 @@ struct Load {
 }
 
 impl Load {
-    /// Records an answer; `Some(body)` for 200/201.
+    /// Records an answer; `Some(body)` for 200, 201 and 204.
     async fn answer(&self, what: &str, res: reqwest::Result<reqwest::Response>) -> Option<Value> {
         let res = match res {
             Ok(r) => r,
@@ -117,10 +125,10 @@ impl Load {
         let body = res.text().await.unwrap_or_default();
         let mut t = self.tally.lock().unwrap();
         match status {
-            200 | 201 => {
+            200 | 201 | 204 => {
                 t.ok += 1;
                 drop(t);
-                serde_json::from_str(&body).ok()
+                Some(serde_json::from_str(&body).unwrap_or(Value::Null))
             }
             503 if retry_after => {
                 t.unavailable += 1;
@@ -158,11 +166,44 @@ impl Load {
             .send()
             .await;
         if self.answer("registration/complete", res).await.is_some() {
-            self.tally
-                .lock()
-                .unwrap()
-                .acknowledged
-                .push((user, Instant::now()));
+            let mut t = self.tally.lock().unwrap();
+            // One in four changes its password later.
+            if t.acknowledged.len() % 4 == 3 {
+                t.to_change.push(user.clone());
+            } else {
+                t.stable.push(user.clone());
+            }
+            t.acknowledged.push((user, Instant::now()));
+        }
+    }
+
+    /// Signs `user` in and changes the password to [`NEW_PASSWORD`].
+    async fn change_password(&self, base: &str, user: String) {
+        let res = sign_in(base, &user, PASSWORD).await;
+        let Some(body) = self.answer("sessions (before a change)", res).await else {
+            // Not signed in: nothing changed; back in the queue.
+            self.tally.lock().unwrap().to_change.push(user);
+            return;
+        };
+        let token = body["session_token"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let res = client()
+            .post(format!("{base}/api/v1/me/password"))
+            .bearer_auth(token)
+            .json(&json!({"current_password": PASSWORD, "new_password": NEW_PASSWORD}))
+            .send()
+            .await;
+        let outcome = match &res {
+            Ok(r) => Some(r.status().as_u16()),
+            Err(_) => None,
+        };
+        self.answer("me/password", res).await;
+        let mut t = self.tally.lock().unwrap();
+        match outcome {
+            Some(204) => t.changed.push(user),
+            _ => t.uncertain.push(user),
         }
     }
 
@@ -171,7 +212,12 @@ impl Load {
         while !self.stop.load(Ordering::SeqCst) {
             round += 1;
             let base = &self.bases[(n + round) % self.bases.len()];
-            if round.is_multiple_of(2) {
+            let change = (round % 6 == 5)
+                .then(|| self.tally.lock().unwrap().to_change.pop())
+                .flatten();
+            if let Some(user) = change {
+                self.change_password(base, user).await;
+            } else if round.is_multiple_of(2) {
                 let i = self.next_card.fetch_add(1, Ordering::SeqCst);
                 if i >= CARDS {
                     return;
@@ -180,11 +226,11 @@ impl Load {
             } else {
                 let user = {
                     let t = self.tally.lock().unwrap();
-                    let len = t.acknowledged.len();
-                    (len > 0).then(|| t.acknowledged[(n * 7 + round) % len].0.clone())
+                    let len = t.stable.len();
+                    (len > 0).then(|| t.stable[(n * 7 + round) % len].clone())
                 };
                 if let Some(user) = user {
-                    let res = sign_in(base, &user).await;
+                    let res = sign_in(base, &user, PASSWORD).await;
                     self.answer("sessions", res).await;
                 }
             }
@@ -192,10 +238,12 @@ impl Load {
     }
 }
 
-async fn sign_in(base: &str, user: &str) -> reqwest::Result<reqwest::Response> {
+const NEW_PASSWORD: &str = "Battery-Staple-77";
+
+async fn sign_in(base: &str, user: &str, password: &str) -> reqwest::Result<reqwest::Response> {
     client()
         .post(format!("{base}/api/v1/sessions"))
-        .json(&json!({"user_id": user, "password": PASSWORD, "account_type": "personal", "remember_me": false}))
+        .json(&json!({"user_id": user, "password": password, "account_type": "personal", "remember_me": false}))
         .send()
         .await
 }
@@ -265,18 +313,53 @@ async fn stop_load(load: &Arc<Load>, workers: Vec<tokio::task::JoinHandle<()>>) 
     }
 }
 
-/// Every acknowledged registration signs in, on either node.
-async fn all_sign_in(bases: &[String], users: &[String]) {
-    for (k, user) in users.iter().enumerate() {
+/// The status a sign-in of `user` with `password` gets (201 or 401 expected).
+async fn sign_in_status(base: &str, user: &str, password: &str) -> u16 {
+    sign_in(base, user, password)
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// Every acknowledged registration signs in, on either node, with the password it has:
+/// the new one after an acknowledged change (and the old one no more), one of the two
+/// after a change whose answer was 503.
+async fn all_sign_in(bases: &[String], accounts: &Accounts) {
+    for (k, user) in accounts.stable.iter().enumerate() {
+        let status = sign_in_status(&bases[k % bases.len()], user, PASSWORD).await;
+        assert_eq!(status, 201, "{user}, acknowledged, does not sign in");
+    }
+    for (k, user) in accounts.changed.iter().enumerate() {
         let base = &bases[k % bases.len()];
-        let res = sign_in(base, user).await.unwrap();
         assert_eq!(
-            res.status(),
+            sign_in_status(base, user, NEW_PASSWORD).await,
             201,
-            "{user}, acknowledged, does not sign in: {}",
-            res.text().await.unwrap()
+            "{user}: the acknowledged password change did not hold"
+        );
+        assert_eq!(
+            sign_in_status(base, user, PASSWORD).await,
+            401,
+            "{user}: the old password still works"
         );
     }
+    for (k, user) in accounts.uncertain.iter().enumerate() {
+        let base = &bases[k % bases.len()];
+        let new = sign_in_status(base, user, NEW_PASSWORD).await;
+        let old = sign_in_status(base, user, PASSWORD).await;
+        assert!(
+            (new == 201) != (old == 201),
+            "{user}: after a change answered 503, new password {new}, old {old}"
+        );
+    }
+}
+
+/// The accounts of every round so far, by what their password should be.
+#[derive(Default)]
+struct Accounts {
+    stable: Vec<String>,
+    changed: Vec<String>,
+    uncertain: Vec<String>,
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -315,7 +398,7 @@ async fn failover_under_load_answers_only_success_or_503_and_loses_nothing() {
     ];
     let bases: Vec<String> = nodes.iter().map(|n| n.base.clone()).collect();
 
-    let mut acknowledged: Vec<String> = Vec::new();
+    let mut accounts = Accounts::default();
     let mut next_card = 0;
     let mut killed = String::new();
     for round in 1..=2 {
@@ -349,20 +432,26 @@ async fn failover_under_load_answers_only_success_or_503_and_loses_nothing() {
             eprintln!(
                 "failover {round} (node {killed} killed): promoted {promotion:?} after the kill; registrations again \
                  {writes_back:?} after the promotion; {} ok, {} answered 503 + Retry-After, {} \
-                 registrations acknowledged",
+                 registrations acknowledged, {} password changes acknowledged, {} answered 503",
                 t.ok,
                 t.unavailable,
-                t.acknowledged.len()
+                t.acknowledged.len(),
+                t.changed.len(),
+                t.uncertain.len()
             );
             assert!(
                 t.bad.is_empty(),
-                "failover {round}: answers other than 200/201 or 503 + Retry-After:\n{}",
+                "failover {round}: answers other than 200/201/204 or 503 + Retry-After:\n{}",
                 t.bad.join("\n")
             );
             assert!(writes_back < Duration::from_secs(30));
-            acknowledged.extend(t.acknowledged.iter().map(|(u, _)| u.clone()));
+            accounts.stable.extend(t.stable.iter().cloned());
+            // Waiting for a change that never came: the password is still the first.
+            accounts.stable.extend(t.to_change.iter().cloned());
+            accounts.changed.extend(t.changed.iter().cloned());
+            accounts.uncertain.extend(t.uncertain.iter().cloned());
         }
-        all_sign_in(&bases, &acknowledged).await;
+        all_sign_in(&bases, &accounts).await;
     }
     for n in &nodes {
         let log = std::fs::read_to_string(&n.stderr).unwrap_or_default()
