@@ -136,17 +136,20 @@ impl SqlStore {
         // A multi-host URL (or one asking for a read-write session): the host is chosen
         // here, after connecting, as libpq does (see `failover.rs`).
         let choice = match backend {
-            Backend::Postgres => {
-                let parsed = pg_url::PgUrl::parse(url)
-                    .map_err(|e| portcullis_core::ports::StoreError::Internal(e.to_string()))?;
-                if parsed.needs_host_choice() {
+            Backend::Postgres => match pg_url::PgUrl::parse(url) {
+                Ok(parsed) if parsed.needs_host_choice() => {
                     let choice = Arc::new(failover::HostChoice::new(parsed)?);
                     choice.choose().await?;
                     Some(choice)
-                } else {
-                    None
                 }
-            }
+                Ok(_) => None,
+                // A URL this parser refuses but that names one host and asks for no
+                // session check goes to sqlx as before, which has the last word on it.
+                Err(e) if pg_url::asks_for_host_choice(url) => {
+                    return Err(portcullis_core::ports::StoreError::Internal(e.to_string()))
+                }
+                Err(_) => None,
+            },
             Backend::Sqlite => None,
         };
         let connect_options = match &choice {

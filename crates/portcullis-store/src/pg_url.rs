@@ -254,6 +254,13 @@ fn parse_hosts(list: &str) -> Result<Vec<PgHost>, PgUrlError> {
     }
 }
 
+/// Whether `url` names several hosts or a `target_session_attrs` (then it must parse).
+pub fn asks_for_host_choice(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?']).next().unwrap_or("");
+    authority.contains(',') || url.contains("target_session_attrs")
+}
+
 /// `%XX` decoded; anything else kept. Invalid UTF-8 is replaced, never panics.
 fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();

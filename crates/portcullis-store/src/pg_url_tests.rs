@@ -123,6 +123,16 @@ fn bad_urls_are_refused_without_showing_the_password() {
     }
 }
 
+#[test]
+fn only_a_multi_host_or_checked_url_must_parse_here() {
+    assert!(asks_for_host_choice("postgres://u@h1,h2/d"));
+    assert!(asks_for_host_choice(
+        "postgres://u@h/d?target_session_attrs=any"
+    ));
+    assert!(!asks_for_host_choice("postgres://u@h:5432/d?options=a,b"));
+    assert!(!asks_for_host_choice("postgres://u@h/d"));
+}
+
 fn host_name() -> impl Strategy<Value = (String, bool)> {
     prop_oneof![
         "[a-z][a-z0-9-]{0,12}(\\.[a-z][a-z0-9]{0,6}){0,2}".prop_map(|h| (h, false)),
