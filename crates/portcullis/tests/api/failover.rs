@@ -453,6 +453,21 @@ async fn failover_under_load_answers_only_success_or_503_and_loses_nothing() {
         }
         all_sign_in(&bases, &accounts).await;
     }
+    // A command after two failovers finds today's primary.
+    let out = std::process::Command::new(bin())
+        .arg("validate-config")
+        .env("PORTCULLIS_DATABASE_URL", &url)
+        .env("PORTCULLIS_SECRETS_DIR", &secrets)
+        .env("PORTCULLIS_MODE", "development")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let primary = primary_port().unwrap();
+    assert!(
+        text.contains(&format!("the writable one now is 127.0.0.1:{primary}")),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     for n in &nodes {
         let log = std::fs::read_to_string(&n.stderr).unwrap_or_default()
             + &std::fs::read_to_string(&n.stdout).unwrap_or_default();
