@@ -123,6 +123,11 @@ impl PgUrl {
                         )))
                     }
                 };
+            } else if matches!(percent_decode(key).as_str(), "host" | "hostaddr" | "port")
+                && percent_decode(value).contains(',')
+            {
+                return Err(err("a list of hosts or ports goes in the URL's host part \
+                     (postgres://user@h1:5432,h2:5432/db), not in a query parameter"));
             } else {
                 params.push(param.to_owned());
             }
@@ -254,11 +259,18 @@ fn parse_hosts(list: &str) -> Result<Vec<PgHost>, PgUrlError> {
     }
 }
 
-/// Whether `url` names several hosts or a `target_session_attrs` (then it must parse).
+/// Whether `url` names several hosts (in its host part or in `host`/`port` parameters) or
+/// a `target_session_attrs`: then it must parse here.
 pub fn asks_for_host_choice(url: &str) -> bool {
     let rest = url.split_once("://").map_or(url, |(_, r)| r);
     let authority = rest.split(['/', '?']).next().unwrap_or("");
-    authority.contains(',') || url.contains("target_session_attrs")
+    let query = url.split_once('?').map_or("", |(_, q)| q);
+    let listed = query.split('&').any(|p| {
+        let (k, v) = p.split_once('=').unwrap_or((p, ""));
+        matches!(percent_decode(k).as_str(), "host" | "hostaddr" | "port")
+            && percent_decode(v).contains(',')
+    });
+    authority.contains(',') || url.contains("target_session_attrs") || listed
 }
 
 /// `%XX` decoded; anything else kept. Invalid UTF-8 is replaced, never panics.

@@ -117,6 +117,8 @@ fn bad_urls_are_refused_without_showing_the_password() {
         "postgres://u:secret@h1:0/d",
         "postgres://u:secret@h1/d?target_session_attrs=standby",
         "postgres://u:secret@h1/d#frag",
+        "postgres://u:secret@/d?host=h1,h2",
+        "postgres://u:secret@h1,h2/d?port=5432%2C5433",
     ] {
         let e = PgUrl::parse(bad).expect_err(bad);
         assert!(!e.to_string().contains("secret"), "{bad}: {e}");
@@ -131,6 +133,8 @@ fn only_a_multi_host_or_checked_url_must_parse_here() {
     ));
     assert!(!asks_for_host_choice("postgres://u@h:5432/d?options=a,b"));
     assert!(!asks_for_host_choice("postgres://u@h/d"));
+    assert!(asks_for_host_choice("postgres:///d?host=h1,h2"));
+    assert!(asks_for_host_choice("postgres://u@h/d?port=1%2C2"));
 }
 
 fn host_name() -> impl Strategy<Value = (String, bool)> {
