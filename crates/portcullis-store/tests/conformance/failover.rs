@@ -22,6 +22,7 @@ use tokio::sync::Notify;
 struct Proxy {
     port: u16,
     read_only: Arc<AtomicBool>,
+    down: Arc<AtomicBool>,
     kill: Arc<Notify>,
 }
 
@@ -30,10 +31,15 @@ impl Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let read_only = Arc::new(AtomicBool::new(read_only));
+        let down = Arc::new(AtomicBool::new(false));
         let kill = Arc::new(Notify::new());
-        let (ro, k) = (read_only.clone(), kill.clone());
+        let (ro, k, d) = (read_only.clone(), kill.clone(), down.clone());
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
+                if d.load(Ordering::SeqCst) {
+                    drop(client);
+                    continue;
+                }
                 let (ro, k) = (ro.clone(), k.clone());
                 tokio::spawn(async move {
                     let killed = k.notified();
@@ -47,7 +53,16 @@ impl Proxy {
         Proxy {
             port,
             read_only,
+            down,
             kill,
+        }
+    }
+
+    /// The host goes away (every connection dropped, new ones closed at once) or comes back.
+    fn set_down(&self, down: bool) {
+        self.down.store(down, Ordering::SeqCst);
+        if down {
+            self.kill.notify_waiters();
         }
     }
 
@@ -263,5 +278,64 @@ async fn a_demoted_primary_is_left_for_the_new_one_with_only_unavailable_meanwhi
             .unwrap();
     }
     eprintln!("failover through proxies: writes again after {recovered:?} ({unavailable} refused)");
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[cfg_attr(
+    not(portcullis_postgres),
+    ignore = "needs PostgreSQL: PORTCULLIS_TEST_POSTGRES was not set when the tests were built"
+)]
+async fn the_only_host_gone_for_a_while_and_back_is_found_again() {
+    let db = TestDb::new(Backend::Postgres).await;
+    let (user, addr, name) = parts(&db.url);
+    let only = Proxy::start(addr, false).await;
+    let hosts = [format!("127.0.0.1:{}", only.port)];
+    let store = SqlStore::connect(&url(&user, &hosts, &name, "read-write"), options())
+        .await
+        .unwrap();
+    for i in 0..8 {
+        store.write_probe("warm", UnixTime(i)).await.unwrap();
+    }
+    only.set_down(true);
+    let went = Instant::now();
+    let mut n = 100;
+    let mut refused = 0;
+    while went.elapsed() < Duration::from_secs(3) {
+        n += 1;
+        let started = Instant::now();
+        match store.write_probe("n1", UnixTime(n)).await {
+            Err(StoreError::Unavailable(_)) => refused += 1,
+            other => panic!("with the database gone a write answered {other:?}"),
+        }
+        assert!(started.elapsed() < Duration::from_secs(5), "a write hung");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    only.set_down(false);
+    let back = Instant::now();
+    loop {
+        n += 1;
+        match store.write_probe("n1", UnixTime(n)).await {
+            Ok(()) => break,
+            Err(StoreError::Unavailable(_)) => {}
+            Err(e) => panic!("a write answered {e:?}"),
+        }
+        assert!(
+            back.elapsed() < Duration::from_secs(10),
+            "the store did not recover by itself"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // No broken connection from before is handed out again: every write lands.
+    for i in 0..20 {
+        store
+            .write_probe("after", UnixTime(1000 + i))
+            .await
+            .unwrap();
+    }
+    eprintln!(
+        "the only host back: writes again after {:?} ({refused} refused while it was gone)",
+        back.elapsed()
+    );
     store.close().await;
 }
