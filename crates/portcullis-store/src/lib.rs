@@ -26,6 +26,7 @@ mod factors;
 mod failover;
 mod health;
 mod jobs;
+mod keys;
 mod lockout;
 mod ops;
 mod outbox;
@@ -371,6 +372,7 @@ pub fn statements(backend: Backend) -> Vec<(String, String)> {
         failover::STATEMENTS,
         health::STATEMENTS,
         jobs::STATEMENTS,
+        keys::STATEMENTS,
         ops::STATEMENTS,
         lockout::STATEMENTS,
         outbox::STATEMENTS,

@@ -22,6 +22,7 @@ mod codes;
 mod coverage;
 mod factors;
 mod failover;
+mod keys;
 mod limits;
 mod lockout;
 mod not_me;

@@ -15,6 +15,7 @@ mod delivery;
 mod failover;
 mod faults;
 mod import;
+mod keys;
 mod lifecycle;
 mod limits;
 mod lockout_model;
