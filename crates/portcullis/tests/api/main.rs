@@ -12,6 +12,7 @@ mod card_guard;
 mod crash;
 mod defences;
 mod delivery;
+mod failover;
 mod faults;
 mod import;
 mod keys;
