@@ -347,8 +347,8 @@ pub async fn check_database(config: &Config) -> anyhow::Result<ExitCode> {
             needed.join(" or ")
         ));
     }
-    // Key ids: every sealed value names the key it was sealed under; each must be in its
-    // keyring here.
+    // Key ids: every sealed value and registry row names the key it is under; each must be
+    // in its keyring here.
     match crate::keys::check_key_ids(&config.secrets_dir, store.as_ref()).await {
         Ok((line, found)) => {
             println!(

@@ -371,15 +371,42 @@ pub fn spawn_job(
     })
 }
 
-/// `db check`'s key-id check: for each sealed column, the values under a key id its
-/// keyring in `secrets` does not hold (a rotated keyring not copied to this folder, or a
+/// `db check`'s key-id check: the registry rows, and for each sealed column the values,
+/// under a key id its keyring in `secrets` does not hold (a rotated keyring not copied to this folder, or a
 /// keyring from another backup). One line for the report, and the problems found.
-pub async fn check_key_ids(
+pub async fn check_key_ids<S: SealedValues + RegistryReads>(
     secrets: &std::path::Path,
-    store: &dyn SealedValues,
+    store: &S,
 ) -> anyhow::Result<(String, Vec<String>)> {
     let mut seen = Vec::new();
     let mut problems = Vec::new();
+    // Registry rows name the key their HMACs are under.
+    if let Some(ring) =
+        load_ring(secrets, REGISTRY_KEY).with_context(|| format!("reading {REGISTRY_KEY}"))?
+    {
+        let unknown: i64 = store
+            .count_by_key()
+            .await?
+            .iter()
+            .filter(|(id, _)| u32::try_from(*id).map_or(true, |id| ring.get(id).is_none()))
+            .map(|(_, n)| *n)
+            .sum();
+        let ids: Vec<String> = ring.ids().iter().map(u32::to_string).collect();
+        seen.push(format!(
+            "{REGISTRY_KEY} {} (current {})",
+            ids.join(","),
+            ring.current_id()
+        ));
+        if unknown > 0 {
+            problems.push(format!(
+                "{unknown} registry rows are under a key id {REGISTRY_KEY} in {} does not hold \
+                 (it holds {}): those cards are not found; copy the keyring from the node that \
+                 rotated it, or restore the secrets folder from the same backup as the database",
+                secrets.display(),
+                ids.join(", ")
+            ));
+        }
+    }
     for column in SealedColumn::ALL {
         let name = column.key_name();
         let Some(ring) = load_ring(secrets, name).with_context(|| format!("reading {name}"))?

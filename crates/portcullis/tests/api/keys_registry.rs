@@ -348,6 +348,23 @@ async fn registry_rotation(backend: Backend) {
     );
     let (code, out, err) = run(cli(&app, &["db", "check"]));
     assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("key ids       all known"), "{out}{err}");
+    // A keyring without the key the rows are under (a folder from another backup): db
+    // check names it.
+    std::fs::write(
+        secrets.join("registry.key"),
+        "current 3\nkey 3 ".to_owned() + &"cd".repeat(32) + "\n",
+    )
+    .unwrap();
+    let (code, out, _) = run(cli(&app, &["db", "check"]));
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("key ids       UNKNOWN"), "{out}");
+    assert!(
+        out.contains(&format!(
+            "{all} registry rows are under a key id registry.key"
+        )),
+        "{out}"
+    );
 }
 both!(
     registry_key_rotates_under_registration_linking_and_recovery_load,
