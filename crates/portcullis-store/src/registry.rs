@@ -6,13 +6,14 @@
 use async_trait::async_trait;
 use portcullis_core::ids::AccountType;
 use portcullis_core::ports::{
-    RegistryImport, RegistryImports, RegistryReads, RegistryRow, StoreError, StoreResult,
+    RegistryImport, RegistryImports, RegistryReads, RegistryRow, RegistryWrites, StoreError,
+    StoreResult,
 };
 use portcullis_core::registry::HashedRecord;
 
 use crate::sql::statements;
 use crate::tx::{self, Tx};
-use crate::{db_err, Backend, SqlStore};
+use crate::{db_err, Backend, SqlStore, SqlWork};
 
 const COLUMNS: usize = 14;
 /// Rows per INSERT: 14 parameters each keeps us well under both backends' limits.
@@ -37,6 +38,9 @@ statements! {
     COUNT_NOT_UNDER = "SELECT COUNT(*) FROM registry_records WHERE key_id <> $1";
     /// Moves a row found under an old key to the current one (the import, which has the
     /// number in hand); the upsert that follows rewrites its card-ID hash.
+    /// Moves a row found under an old key at a lookup (a use case's unit of work).
+    MOVE_FOUND = "UPDATE registry_records SET number_hash = $1, verification_hash = $2, \
+        key_id = $3 WHERE id = $4 AND key_id = $5";
     MOVE_RECORD = "UPDATE registry_records SET number_hash = $1, key_id = $2 \
         WHERE key_id = $3 AND number_hash = $4";
     /// A large page cache for the bulk upsert into the keyed-hash index (256 MiB at most,
@@ -258,5 +262,28 @@ impl RegistryReads for SqlStore {
             .await
             .map_err(db_err)?;
         rows.into_iter().map(RegistryRow::try_from).collect()
+    }
+}
+
+#[async_trait]
+impl RegistryWrites for SqlWork {
+    async fn move_record(
+        &mut self,
+        id: i64,
+        from_key_id: i64,
+        to_key_id: i64,
+        number_hash: &[u8; 32],
+        verification_hash: &[u8; 32],
+    ) -> StoreResult<bool> {
+        let done = sqlx::query(MOVE_FOUND)
+            .bind(number_hash.to_vec())
+            .bind(verification_hash.to_vec())
+            .bind(to_key_id)
+            .bind(id)
+            .bind(from_key_id)
+            .execute(self.conn().await?)
+            .await
+            .map_err(db_err)?;
+        Ok(done.rows_affected() == 1)
     }
 }

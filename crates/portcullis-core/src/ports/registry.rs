@@ -39,6 +39,22 @@ pub trait RegistryReads: Send + Sync {
     async fn linked_records(&self, account_id: i64) -> StoreResult<Vec<RegistryRow>>;
 }
 
+/// A registry row's move to the current registry key, inside a use case's unit of work
+/// (the number is in hand when a card is found under an old key and its card ID is right).
+#[async_trait]
+pub trait RegistryWrites: Send {
+    /// Rewrites record `id`'s HMACs under registry key `to_key_id`; false when the record is
+    /// no longer under `from_key_id` (an import or another node moved it first).
+    async fn move_record(
+        &mut self,
+        id: i64,
+        from_key_id: i64,
+        to_key_id: i64,
+        number_hash: &[u8; 32],
+        verification_hash: &[u8; 32],
+    ) -> StoreResult<bool>;
+}
+
 /// An import in progress: one transaction of its own (millions of rows, no messages, no
 /// audit events: the command line reports it); dropped without `commit`, it leaves nothing.
 #[async_trait]

@@ -57,11 +57,9 @@ impl Portcullis {
 
     /// The card's record and the HMAC of the given card ID (or merchant code) under the
     /// record's key, to compare with the stored one; without a record, the HMAC under the
-    /// current key (computed all the same, so the timing is alike).
-    pub(crate) async fn find_card(
-        &self,
-        credential: &Credential,
-    ) -> StoreResult<(Option<RegistryRow>, [u8; 32])> {
+    /// current key (computed all the same, so the timing is alike). With the hashes under
+    /// the current key, for moving a record found under an old one (`move_card`).
+    pub(crate) async fn find_card(&self, credential: &Credential) -> StoreResult<FoundCard> {
         let (domain, number) = credential.number_material();
         let verification = |key: &KeyedHasher, number_hash: &[u8; 32]| {
             key.hash(
@@ -69,16 +67,60 @@ impl Portcullis {
                 &[number_hash, credential.verification_value().as_bytes()],
             )
         };
-        match self.find_by_number(domain, number).await? {
-            Some((row, key, hash)) => {
-                let v = verification(&key, &hash);
-                Ok((Some(row), v))
-            }
-            None => {
-                let key = self.keys.clone();
-                let hash = key.hash(domain, &[number.as_bytes()]);
-                Ok((None, verification(&key, &hash)))
-            }
-        }
+        let (current_id, current) = self
+            .registry_keys()
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| (1, self.keys.clone()));
+        let current_hash = current.hash(domain, &[number.as_bytes()]);
+        let current = (
+            current_id,
+            current_hash,
+            verification(&current, &current_hash),
+        );
+        Ok(match self.find_by_number(domain, number).await? {
+            Some((row, key, hash)) => FoundCard {
+                verification_hash: verification(&key, &hash),
+                record: Some(row),
+                current,
+            },
+            None => FoundCard {
+                verification_hash: current.2,
+                record: None,
+                current,
+            },
+        })
     }
+
+    /// Moves a card found under an old registry key to the current one, in `work` (called
+    /// once its card ID was found right, so the hashes under the current key are the
+    /// card's). A row moved meanwhile (an import, another node) is left as it is.
+    pub(crate) async fn move_card(
+        &self,
+        work: &mut super::Work<'_>,
+        record: &RegistryRow,
+        found: &FoundCard,
+    ) -> StoreResult<()> {
+        let (to, number_hash, verification_hash) = &found.current;
+        if record.key_id != *to {
+            work.move_record(
+                record.id,
+                record.key_id,
+                *to,
+                number_hash,
+                verification_hash,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+}
+
+/// A card looked up by number (`find_card`).
+pub(crate) struct FoundCard {
+    pub(crate) record: Option<RegistryRow>,
+    /// The given card ID's HMAC under the record's key (the current key without a record).
+    pub(crate) verification_hash: [u8; 32],
+    /// The current key's id and the number's and the given card ID's HMACs under it.
+    current: (i64, [u8; 32], [u8; 32]),
 }

@@ -43,8 +43,9 @@ impl Portcullis {
         let throttle = self
             .throttle_claim(ThrottleAction::CardCheck, client, now)
             .await?;
-        let (record, verification_hash) = self.find_card(&credential).await?;
-        let Some(record) = record else {
+        let found = self.find_card(&credential).await?;
+        let verification_hash = found.verification_hash;
+        let Some(record) = found.record.clone() else {
             self.audit_alone(
                 now,
                 AuditEvent::new(AuditKind::CardVerificationFailed, Some(account.id))
@@ -97,6 +98,8 @@ impl Portcullis {
             // Linked elsewhere meanwhile: the same answer as any card that cannot be used.
             return Err(ServiceError::CardNotRecognised);
         }
+        // A card under an old registry key moves to the current one (its number is here).
+        self.move_card(&mut work, &record, &found).await?;
         if let Some(notice) = self.card_notice(
             &account,
             format!(

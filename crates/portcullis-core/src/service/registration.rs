@@ -57,8 +57,9 @@ impl Portcullis {
         let throttle = self
             .throttle_claim(ThrottleAction::CardCheck, client, now)
             .await?;
-        let (record, verification_hash) = self.find_card(&credential).await?;
-        let Some(record) = record else {
+        let found = self.find_card(&credential).await?;
+        let verification_hash = found.verification_hash;
+        let Some(record) = found.record.clone() else {
             self.audit_alone(
                 now,
                 AuditEvent::new(AuditKind::CardVerificationFailed, None)
@@ -107,6 +108,8 @@ impl Portcullis {
             now.plus_secs(self.policies.registration_step_secs),
         )
         .await?;
+        // A card under an old registry key moves to the current one (its number is here).
+        self.move_card(&mut work, &record, &found).await?;
         work.commit().await?;
         Ok(CardVerified {
             token: token.secret,

@@ -1,13 +1,13 @@
 //! The registry: an import is all or nothing and upserts by the number's keyed hash; a
 //! record is found by that hash or its id.
 
-use portcullis_core::ports::{RegistryImports, RegistryReads};
+use portcullis_core::ports::{RegistryImports, RegistryReads, Transactions};
 use portcullis_testkit::{both, Backend};
 
 use portcullis_crypto::KeyRing;
 use zeroize::Zeroizing;
 
-use crate::support::{parsed, record, seed_record, store};
+use crate::support::{commit, parsed, record, seed_record, store, T};
 
 async fn import_is_all_or_nothing_and_upserts(backend: Backend) {
     let (s, _db) = store(backend).await;
@@ -103,6 +103,39 @@ async fn import_moves_rows_off_an_old_registry_key(backend: Backend) {
 both!(
     import_moves_rows_off_an_old_registry_key_conformance,
     import_moves_rows_off_an_old_registry_key
+);
+
+/// A card found under an old key at a lookup moves in the use case's unit of work; a
+/// second move from the same old key finds nothing (it moved meanwhile).
+async fn a_found_card_moves_to_the_current_key(backend: Backend) {
+    let (s, _db) = store(backend).await;
+    let id = seed_record(&s, "378282246310005").await;
+    let mut ring = KeyRing::single(Zeroizing::new([7; 32]));
+    ring.add_current();
+    let moved = parsed("378282246310005", "Gold").hashed_under(&ring);
+    let mut w = s.begin(T);
+    assert!(w
+        .move_record(id, 1, 2, &moved.number_hash, &moved.verification_hash)
+        .await
+        .unwrap());
+    assert!(!w
+        .move_record(id, 1, 2, &moved.number_hash, &moved.verification_hash)
+        .await
+        .unwrap());
+    commit(w).await;
+    let row = s.find_record(2, &moved.number_hash).await.unwrap().unwrap();
+    assert_eq!((row.id, row.key_id), (id, 2));
+    assert_eq!(row.verification_hash, moved.verification_hash.to_vec());
+    assert_eq!(s.count_by_key().await.unwrap(), vec![(2, 1)]);
+    // Dropped without a commit, a move leaves nothing.
+    let mut w = s.begin(T);
+    assert!(w.move_record(id, 2, 3, &[1; 32], &[2; 32]).await.unwrap());
+    drop(w);
+    assert_eq!(s.count_by_key().await.unwrap(), vec![(2, 1)]);
+}
+both!(
+    a_found_card_moves_to_the_current_key_conformance,
+    a_found_card_moves_to_the_current_key
 );
 
 /// `body` with its Luhn check digit.
