@@ -187,3 +187,21 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn the_way_back_takes_limited_card_ids_and_only_on_a_paused_card() {
+    let mut g = CardGuard::default();
+    assert_eq!(g.unpause_claim(POLICY), None, "not guessed at");
+    check(&mut g, 1000, false);
+    assert_eq!(g.unpause_claim(POLICY), None, "not paused");
+    for i in 1..5 {
+        check(&mut g, 1000 + i, false);
+    }
+    assert!(g.paused);
+    for n in 1..=POLICY.failures {
+        assert_eq!(g.unpause_claim(POLICY), Some(n));
+    }
+    assert_eq!(g.unpause_claim(POLICY), None, "support only now");
+    assert!(g.clear());
+    assert_eq!(g, CardGuard::default());
+}

@@ -9,6 +9,7 @@
 
 mod backup;
 mod card_guard;
+mod card_unpause;
 mod crash;
 mod defences;
 mod delivery;
@@ -23,6 +24,7 @@ mod not_me;
 mod operations;
 mod overload;
 mod pages;
+mod per_account;
 mod peraddr;
 pub mod races;
 pub mod recovery;
