@@ -335,3 +335,67 @@ both!(
     wrong_card_ids_on_the_way_back_count_on_the_card_and_close_it,
     way_back_limited
 );
+
+/// The same way back through the pages: `/recover/card`, then the code and the card ID; the
+/// answer page for a card that is not paused is the same as for a paused one.
+async fn way_back_through_the_pages(backend: Backend) {
+    use crate::pages::{get, post};
+    use portcullis_testkit::{input_value, Jar};
+    let app = app_with_limit(backend, 5).await;
+    pause(&app, &BEN, 5).await;
+    let mut jar = Jar::default();
+    let (status, html) = get(&app, &mut jar, "/recover/card").await;
+    assert_eq!(status, 200);
+    let csrf = input_value(&html, "csrf").unwrap();
+    let mut pages = Vec::new();
+    for card in [&ANN, &BEN] {
+        let res = post(
+            &app,
+            &mut jar,
+            "/recover/card",
+            &[
+                ("csrf", &csrf),
+                ("account_type", "personal"),
+                ("number", card.number),
+            ],
+        )
+        .await;
+        pages.push((res.status().as_u16(), res.text().await.unwrap()));
+    }
+    assert_eq!(pages[0].0, 200, "{}", pages[0].1);
+    let token = input_value(&pages[1].1, "token").unwrap();
+    let strip = |html: &str, token: &str| html.replace(token, "TOKEN");
+    let ann_token = input_value(&pages[0].1, "token").unwrap();
+    assert_eq!(
+        strip(&pages[0].1, &ann_token),
+        strip(&pages[1].1, &token),
+        "the same page for a card that is not paused"
+    );
+    let code = last_code(&app, "ben@example.com");
+    let res = post(
+        &app,
+        &mut jar,
+        "/recover/card/verify",
+        &[
+            ("csrf", &csrf),
+            ("token", &token),
+            ("code", &code),
+            ("verification", BEN.verification),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    assert!(res
+        .text()
+        .await
+        .unwrap()
+        .contains("Your card works online again"));
+    assert_eq!(
+        verify_card_from(&app, "198.51.100.70", &BEN, BEN.verification).await,
+        200
+    );
+}
+both!(
+    a_paused_card_comes_back_through_the_pages,
+    way_back_through_the_pages
+);

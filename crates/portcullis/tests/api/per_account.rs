@@ -216,3 +216,62 @@ both!(
     a_reset_token_takes_five_tries_then_it_is_dead,
     reset_tries_bounded
 );
+
+/// Sign-in second steps: wrong email codes and wrong recovery codes, one or two per
+/// challenge, each challenge from its own client address, count on Ann's account: the sixth
+/// locks it (423 to the right password from anywhere) and Ann is told.
+async fn second_step_codes_lock(backend: Backend) {
+    let app = app(backend).await;
+    app.register(&ANN, "ann.example", PASSWORD).await;
+    let token = app.token("ann.example", PASSWORD, "personal").await;
+    let res = app
+        .client
+        .post(app.url("/api/v1/me/factors/code"))
+        .bearer_auth(&token)
+        .json(&json!({"channel": "email"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204);
+    let res = app
+        .client
+        .post(app.url("/api/v1/me/factors/recovery-codes"))
+        .bearer_auth(&token)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let sign_in =
+        json!({"user_id": "ann.example", "password": PASSWORD, "account_type": "personal"});
+    for i in 0..6 {
+        let ip = format!("203.0.113.{}", 120 + i);
+        let (status, challenge) = post_from(&app, &ip, "/api/v1/sessions", &sign_in).await;
+        assert_eq!(status, 200, "challenge {i}: {challenge}");
+        let (method, code) = if i % 2 == 0 {
+            ("email", "000000")
+        } else {
+            ("recovery_code", "aaaa-bbbb-cccc")
+        };
+        let (status, body) = post_from(
+            &app,
+            &ip,
+            "/api/v1/sessions/mfa",
+            &json!({"challenge_token": challenge["challenge_token"], "method": method,
+                    "code": code, "trust_device": false}),
+        )
+        .await;
+        assert!(status == 400 || status == 410, "{status} {body}");
+    }
+    let (status, body) = post_from(&app, "192.0.2.99", "/api/v1/sessions", &sign_in).await;
+    assert_eq!(status, 423, "locked after six wrong second steps: {body}");
+    assert!(app
+        .outbox_messages()
+        .iter()
+        .any(|m| m["to"] == "ann@example.com"
+            && m["subject"].as_str().unwrap_or("").contains("locked")));
+}
+both!(
+    wrong_second_step_and_recovery_codes_lock_the_account_across_challenges_and_addresses,
+    second_step_codes_lock
+);
