@@ -199,6 +199,19 @@ async fn paused_card_comes_back(backend: Backend) {
     );
     // The card's count starts afresh: registration works again.
     app.register(&BEN, "ben.sample", PASSWORD).await;
+    // Both steps are in the API document.
+    let doc: Value = app
+        .client
+        .get(app.url("/api/v1/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for path in ["/recovery/card/start", "/recovery/card/verify"] {
+        assert!(doc["paths"][path]["post"].is_object(), "{path}");
+    }
 }
 both!(
     a_paused_card_comes_back_with_a_code_to_the_registry_email_and_its_card_id,
