@@ -6,7 +6,7 @@
 use portcullis_core::lockout::Claim;
 use portcullis_core::ports::{
     AccountReads, Claims, Counter, DeviceReads, FactorKind, FactorReads, NewFactor, StepReads,
-    Transactions,
+    SweepCutoffs, Transactions,
 };
 use portcullis_core::steps::StepKind;
 use portcullis_testkit::{both, Backend};
@@ -263,6 +263,19 @@ async fn contact_reverted(backend: Backend) {
     let a = s.account_by_id(id).await.unwrap().unwrap();
     assert_eq!(a.email, before.email);
     assert_eq!(a.phone.as_deref(), Some("+15550100111"));
+    // The one change kept (T + 10) goes once no "not me" link can reach back to it.
+    let cutoffs = |at: i64| SweepCutoffs {
+        steps_before: T,
+        codes_before: T,
+        throttle_before: T,
+        devices_before: T,
+        contacts_before: T.plus_secs(at),
+    };
+    assert_eq!(s.sweep_expired(cutoffs(9)).await.unwrap().contacts, 0);
+    assert_eq!(s.sweep_expired(cutoffs(10)).await.unwrap().contacts, 1);
+    let mut w = s.begin(T.plus_secs(500));
+    assert_eq!(w.revert_contact_since(id, T).await.unwrap(), None, "swept");
+    commit(w).await;
 }
 both!(
     contact_changes_since_a_time_are_reverted_conformance,
