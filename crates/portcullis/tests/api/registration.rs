@@ -346,7 +346,27 @@ async fn complete_tries_bounded(backend: Backend) {
             .status(),
         401
     );
-    app.register(&BEN, "ben.sample", PASSWORD).await;
+    // A fresh token: a taken User ID, then a free one, on the same token.
+    let res = app.verify_card(&BEN).await;
+    let token = res.json::<Value>().await.unwrap()["registration_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for (user_id, status) in [("ann.example", 409), ("ben.sample", 201)] {
+        let res = app
+            .post_json(
+                "/api/v1/registration/complete",
+                &json!({
+                    "registration_token": token,
+                    "user_id": user_id,
+                    "password": PASSWORD,
+                    "security_answers": TestApp::answers(),
+                    "code_channel": "email"
+                }),
+            )
+            .await;
+        assert_eq!(res.status(), status, "{user_id}");
+    }
 }
 both!(
     a_registration_token_takes_five_tries_and_a_taken_user_id_costs_no_hashing,
