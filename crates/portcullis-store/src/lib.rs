@@ -25,6 +25,7 @@ mod error;
 mod factors;
 mod health;
 mod jobs;
+mod keys;
 mod lockout;
 mod ops;
 mod outbox;
@@ -303,6 +304,7 @@ pub fn statements(backend: Backend) -> Vec<(String, String)> {
         factors::STATEMENTS,
         health::STATEMENTS,
         jobs::STATEMENTS,
+        keys::STATEMENTS,
         ops::STATEMENTS,
         lockout::STATEMENTS,
         outbox::STATEMENTS,

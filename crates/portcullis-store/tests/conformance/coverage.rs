@@ -12,6 +12,7 @@ const PORT_FILES: &[&str] = &[
     "claims.rs",
     "devices.rs",
     "factors.rs",
+    "keys.rs",
     "lockout.rs",
     "mod.rs",
     "outbox.rs",
