@@ -151,7 +151,15 @@ impl Portcullis {
         let reactivate = match record.account_id {
             None => None,
             Some(id) if self.deactivated(id).await? => Some(id),
-            Some(_) => return Err(ServiceError::CardAlreadyRegistered),
+            Some(_) => {
+                // The card has an online account now (a parallel registration won): this
+                // token can never be used, so it dies rather than answer again and again.
+                let mut work = self.begin(now);
+                work.consume_step(&token_hash, StepKind::Registration)
+                    .await?;
+                work.commit().await?;
+                return Err(ServiceError::CardAlreadyRegistered);
+            }
         };
 
         let mut errors = Vec::new();

@@ -347,13 +347,24 @@ async fn complete_tries_bounded(backend: Backend) {
             .status(),
         401
     );
-    // A fresh token: a taken User ID, then a free one, on the same token.
-    let res = app.verify_card(&BEN).await;
-    let token = res.json::<Value>().await.unwrap()["registration_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    for (user_id, status) in [("ann.example", 409), ("ben.sample", 201)] {
+    // Fresh tokens: on one, a taken User ID, then a free one; the other then finds the card
+    // registered (409) once, and dead after (410).
+    let mut tokens = Vec::new();
+    for _ in 0..2 {
+        let res = app.verify_card(&BEN).await;
+        tokens.push(
+            res.json::<Value>().await.unwrap()["registration_token"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    for (token, user_id, status) in [
+        (&tokens[0], "ann.example", 409),
+        (&tokens[0], "ben.sample", 201),
+        (&tokens[1], "ben.other", 409),
+        (&tokens[1], "ben.other", 410),
+    ] {
         let res = app
             .post_json(
                 "/api/v1/registration/complete",
