@@ -337,6 +337,12 @@ pub struct CardStartIn {
     pub number: String,
 }
 
+#[derive(Serialize, ToSchema)]
+pub struct CardStartOut {
+    /// Carries the way back to `POST /recovery/card/verify` (10 minutes, the code's life).
+    pub recovery_token: String,
+}
+
 /// A paused card's way back, step 1. A card whose card ID was guessed wrong too often takes
 /// no card ID online; its holder gets it back here: a one-time code goes to the email (or
 /// phone) the card issuer has on file for the card. The answer is the same for any number —
@@ -344,7 +350,7 @@ pub struct CardStartIn {
 #[utoipa::path(post, path = "/recovery/card/start", tag = "recovery",
     request_body = CardStartIn,
     responses(
-        (status = 202, body = UserIdStartOut),
+        (status = 202, body = CardStartOut),
         (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Too many from this client address", body = Problem, content_type = "application/problem+json"),
         (status = 503, body = Problem, content_type = "application/problem+json"),
@@ -353,7 +359,7 @@ pub async fn card_start(
     State(state): State<AppState>,
     Client(client): Client,
     ApiJson(body): ApiJson<CardStartIn>,
-) -> Result<(StatusCode, Json<UserIdStartOut>), ApiError> {
+) -> Result<(StatusCode, Json<CardStartOut>), ApiError> {
     let token = crate::pace::at_least(
         crate::pace::RECOVERY_FLOOR,
         state
@@ -363,7 +369,7 @@ pub async fn card_start(
     .await?;
     Ok((
         StatusCode::ACCEPTED,
-        Json(UserIdStartOut {
+        Json(CardStartOut {
             recovery_token: token.expose_secret().to_owned(),
         }),
     ))
