@@ -13,6 +13,7 @@ mod card_unpause;
 mod crash;
 mod defences;
 mod delivery;
+mod failover;
 mod faults;
 mod import;
 mod keys;
