@@ -14,7 +14,9 @@
 //! flight exactly, even when the caller stops waiting.
 //!
 //! Hashes are PHC strings (`$argon2id$v=19$m=…,t=…,p=…$salt$hash`), so a change of parameters
-//! is detected on verification (`needs_rehash`) and old hashes keep working.
+//! is detected on verification (`needs_rehash`) and old hashes keep working. Hashes imported
+//! from an earlier login system (bcrypt, PBKDF2, scrypt, other argon2: [`crate::legacy`]) are
+//! checked by the same workers, and always answer `needs_rehash`.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -399,11 +401,18 @@ fn verify_one(
         return Ok(Verification::Mismatch);
     };
     let Some(phc) = decode_phc(stored) else {
+        // A hash imported from an earlier login system (see `legacy`): checked as it is, and
+        // always asks for a rehash, so the first success replaces it with our argon2id.
+        match crate::legacy::verify(secret, stored) {
+            Ok(true) => return Ok(Verification::Match { needs_rehash: true }),
+            Ok(false) => return Ok(Verification::Mismatch),
+            Err(_) => {}
+        }
         // A malformed stored hash must not be a way in; still spend the effort.
         let salt = random_bytes::<SALT_LEN>();
         compute(current_argon, secret, &salt, memory)?;
         return Err(HashError::Internal(
-            "stored hash is not a valid argon2id PHC string".into(),
+            "stored hash is neither an argon2id PHC string nor an importable form".into(),
         ));
     };
     let argon_params = phc.params.to_argon2()?;
@@ -566,6 +575,27 @@ mod tests {
         assert!(Argon2::default()
             .verify_password(b"interop", &parsed)
             .is_ok());
+    }
+
+    #[tokio::test]
+    async fn imported_hashes_verify_on_the_pool_and_ask_for_rehash() {
+        // Made by Python's bcrypt 5.0.0 and passlib 1.7.4 (see legacy/tests.rs).
+        let pool = pool();
+        let password = "Tr0ub4dor&3 pässword".as_bytes();
+        for stored in [
+            "$2b$04$F9RP/7EwMVz/Pdspc4VFAeFvp1KLB2bZvihYovlB9FSDAQjhq0RRC",
+            "$pbkdf2-sha256$1000$U.q9N8b4f09prdX63xvjHA$LZ9WjfPuO6AxtlvP7EzRAHETmc3Ahpi1/8eLDqLlS7s",
+        ] {
+            assert_eq!(
+                pool.verify(password, Some(stored)).await.unwrap(),
+                Verification::Match { needs_rehash: true }
+            );
+            assert_eq!(
+                pool.verify(b"wrong", Some(stored)).await.unwrap(),
+                Verification::Mismatch
+            );
+        }
+        assert!(pool.verify(password, Some("plaintext")).await.is_err());
     }
 
     #[tokio::test]
