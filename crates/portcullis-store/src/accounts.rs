@@ -52,7 +52,9 @@ macro_rules! account_columns {
             $prefix,
             "deactivated_at, ",
             $prefix,
-            "password_compromised_at"
+            "password_compromised_at, ",
+            $prefix,
+            "must_change_password_at"
         )
     };
 }
@@ -122,7 +124,7 @@ statements! {
         SELECT id, password_hash, $2 FROM online_accounts WHERE id = $1";
     /// A new password clears a "not me" compromise mark: the old one is what was known.
     SET_PASSWORD = "UPDATE online_accounts SET password_hash = $2, \
-        password_compromised_at = NULL WHERE id = $1";
+        password_compromised_at = NULL, must_change_password_at = NULL WHERE id = $1";
     /// "This was not me": the password is known to someone else.
     MARK_COMPROMISED = "UPDATE online_accounts SET password_compromised_at = $2 WHERE id = $1";
     TRIM_HISTORY = "DELETE FROM password_history WHERE account_id = $1 AND id NOT IN \
@@ -171,6 +173,7 @@ pub(crate) struct AccountRecord {
     inactivity_warned_at: Option<i64>,
     deactivated_at: Option<i64>,
     password_compromised_at: Option<i64>,
+    must_change_password_at: Option<i64>,
 }
 
 impl TryFrom<AccountRecord> for AccountRow {
@@ -195,6 +198,7 @@ impl TryFrom<AccountRecord> for AccountRow {
             inactivity_warned_at: r.inactivity_warned_at.map(UnixTime),
             deactivated_at: r.deactivated_at.map(UnixTime),
             password_compromised_at: r.password_compromised_at.map(UnixTime),
+            must_change_password_at: r.must_change_password_at.map(UnixTime),
         })
     }
 }

@@ -47,6 +47,9 @@ pub struct AccountRow {
     /// Set by "This was not me": the password is known to someone else, and sign-in refuses
     /// it until a new one is set.
     pub password_compromised_at: Option<UnixTime>,
+    /// Set for an account imported with the earlier system's "must change password": a
+    /// sign-in sends the person to change it; a new password clears it.
+    pub must_change_password_at: Option<UnixTime>,
 }
 
 impl AccountRow {

@@ -23,6 +23,9 @@ pub struct SignedIn {
     pub user_id: String,
     /// The device this session is on.
     pub device_id: i64,
+    /// The account was imported with the earlier system's "must change password": the
+    /// client sends the person to change it before anything else.
+    pub password_change_required: bool,
 }
 
 /// An authenticated request's session.
@@ -138,6 +141,7 @@ impl Portcullis {
             account_id: account.id,
             user_id: account.user_id.clone(),
             device_id,
+            password_change_required: account.must_change_password_at.is_some(),
         })
     }
 
