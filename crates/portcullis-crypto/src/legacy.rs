@@ -250,6 +250,64 @@ pub fn verify(secret: &[u8], stored: &str) -> Result<bool, FormError> {
     }
 }
 
+/// A hash of the same form and cost as `form` that no password matches: what an unknown
+/// User ID is checked against while most imported accounts still carry that form, so that
+/// a sign-in costs the same for both (the same-time rule; docs/abuse.md).
+pub fn dummy_like(form: Form) -> String {
+    let zeros = |n: usize| STANDARD_NO_PAD.encode(vec![0u8; n]);
+    let ab = |n: usize| zeros(n).replace('+', ".");
+    match (form.scheme, form.cost) {
+        (Scheme::Bcrypt, Cost::BcryptCost(c)) => format!("$2b${c:02}${}", ".".repeat(53)),
+        (Scheme::PasslibPbkdf2Sha256, Cost::Iterations(n)) => {
+            format!("$pbkdf2-sha256${n}${}${}", ab(16), ab(32))
+        }
+        (Scheme::PasslibPbkdf2Sha512, Cost::Iterations(n)) => {
+            format!("$pbkdf2-sha512${n}${}${}", ab(16), ab(64))
+        }
+        (Scheme::DjangoPbkdf2Sha256, Cost::Iterations(n)) => {
+            format!(
+                "pbkdf2_sha256${n}$unknownuserdummysalt${}",
+                STANDARD.encode([0u8; 32])
+            )
+        }
+        (Scheme::PasslibScrypt, Cost::Scrypt { log_n, r, p }) => {
+            format!("$scrypt$ln={log_n},r={r},p={p}${}${}", zeros(16), zeros(32))
+        }
+        (
+            _,
+            Cost::Argon2 {
+                memory_kib,
+                iterations,
+                parallelism,
+            },
+        ) => format!(
+            "$argon2id$v=19$m={memory_kib},t={iterations},p={parallelism}${}${}",
+            zeros(16),
+            zeros(32)
+        ),
+        // A scheme with another scheme's cost cannot come out of `parse`.
+        _ => format!("$2b$10${}", ".".repeat(53)),
+    }
+}
+
+/// The dummy for the most common form among `sample` (hashes of imported accounts not yet
+/// signed in to); `None` when none of them parses (an unknown User ID then costs the
+/// current argon2id, as before any import).
+pub fn unknown_user_hash<'a>(sample: impl IntoIterator<Item = &'a str>) -> Option<String> {
+    let mut counts: Vec<(Form, u64)> = Vec::new();
+    for stored in sample {
+        let Ok(form) = parse(stored) else { continue };
+        match counts.iter_mut().find(|(f, _)| *f == form) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((form, 1)),
+        }
+    }
+    counts
+        .into_iter()
+        .max_by_key(|(_, n)| *n)
+        .map(|(form, _)| dummy_like(form))
+}
+
 fn pbkdf2_matches(
     algorithm: ring::pbkdf2::Algorithm,
     iterations: u32,

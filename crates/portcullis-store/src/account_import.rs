@@ -2,11 +2,13 @@
 //! linked, inside the import's one unit of work (`portcullis accounts import`).
 
 use async_trait::async_trait;
-use portcullis_core::ports::{AccountImportWrites, CreateAccountError, ImportedAccount};
+use portcullis_core::ports::{
+    AccountImportReads, AccountImportWrites, CreateAccountError, ImportedAccount, StoreResult,
+};
 
 use crate::error::is_unique_violation;
 use crate::sql::statements;
-use crate::{db_err, SqlWork};
+use crate::{db_err, SqlStore, SqlWork};
 
 statements! {
     /// The earlier system's creation time is kept; inactivity counts from the import.
@@ -17,6 +19,21 @@ statements! {
     /// The record's primary key in account_cards is the rule: one account per card.
     LINK_IMPORTED = "INSERT INTO account_cards (registry_record_id, account_id, linked_at) \
         VALUES ($1, $2, $3)";
+    /// Imported accounts still on their old hash (the first sign-in rehashes).
+    IMPORTED_HASH_SAMPLE = "SELECT password_hash FROM online_accounts \
+        WHERE imported_at IS NOT NULL AND password_hash NOT LIKE $1 LIMIT $2";
+}
+
+#[async_trait]
+impl AccountImportReads for SqlStore {
+    async fn imported_hash_sample(&self, current: &str, limit: i64) -> StoreResult<Vec<String>> {
+        sqlx::query_scalar(IMPORTED_HASH_SAMPLE)
+            .bind(current)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)
+    }
 }
 
 #[async_trait]

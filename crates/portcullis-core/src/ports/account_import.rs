@@ -4,6 +4,7 @@
 use async_trait::async_trait;
 
 use super::accounts::CreateAccountError;
+use super::StoreResult;
 use crate::clock::UnixTime;
 use crate::contact::CodeChannel;
 use crate::ids::AccountType;
@@ -36,4 +37,11 @@ pub trait AccountImportWrites: Send {
         &mut self,
         account: &ImportedAccount,
     ) -> Result<i64, CreateAccountError>;
+}
+
+#[async_trait]
+pub trait AccountImportReads: Send + Sync {
+    /// Up to `limit` password hashes of imported accounts whose hash does not match the SQL
+    /// `LIKE` pattern `current` (the current argon2id's prefix): those not yet signed in to.
+    async fn imported_hash_sample(&self, current: &str, limit: i64) -> StoreResult<Vec<String>>;
 }

@@ -30,7 +30,7 @@ mod status;
 mod steps;
 pub mod work;
 
-pub use account_import::{AccountImportWrites, ImportedAccount};
+pub use account_import::{AccountImportReads, AccountImportWrites, ImportedAccount};
 pub use accounts::{
     AccountReads, AccountRow, AccountWrites, CardSummary, ContactField, CreateAccountError,
     NewAccount, Reregistration, Unlink,

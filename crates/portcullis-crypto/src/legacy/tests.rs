@@ -3,6 +3,7 @@
 //! password below; the API tests (accounts_import.rs) make fresh ones at every run.
 
 use super::*;
+use crate::hashing::{HashParams, HashPool, Verification};
 
 const PASSWORD: &str = "Tr0ub4dor&3 pässword";
 
@@ -156,6 +157,154 @@ fn messages_never_echo_the_hash() {
         };
         assert!(
             !message.contains("short") && !message.contains("hunter2") && !message.contains("CDF4")
+        );
+    }
+}
+
+#[test]
+fn dummies_keep_the_form_and_cost_and_match_nothing() {
+    for (stored, _) in ALL {
+        let form = parse(stored).unwrap();
+        let dummy = dummy_like(form);
+        assert_eq!(parse(&dummy).unwrap().cost, form.cost, "{dummy}");
+        assert!(
+            !matches!(verify(PASSWORD.as_bytes(), &dummy), Ok(true)),
+            "{dummy}"
+        );
+    }
+}
+
+#[test]
+fn the_unknown_user_hash_follows_the_most_common_form() {
+    let sample = [BCRYPT_2B, PASSLIB_SHA256, BCRYPT_2A, "not a hash"];
+    let dummy = unknown_user_hash(sample).unwrap();
+    assert_eq!(parse(&dummy).unwrap().cost, Cost::BcryptCost(4));
+    assert_eq!(unknown_user_hash(["not a hash"]), None);
+    assert_eq!(unknown_user_hash([]), None);
+}
+
+#[tokio::test]
+async fn imported_hashes_verify_on_the_pool_and_ask_for_rehash() {
+    // Made by Python's bcrypt 5.0.0 and passlib 1.7.4 (see legacy/tests.rs).
+    let pool = HashPool::start(HashParams::insecure_for_tests(), 1, 4).unwrap();
+    let password = "Tr0ub4dor&3 pässword".as_bytes();
+    for stored in [
+        "$2b$04$F9RP/7EwMVz/Pdspc4VFAeFvp1KLB2bZvihYovlB9FSDAQjhq0RRC",
+        "$pbkdf2-sha256$1000$U.q9N8b4f09prdX63xvjHA$LZ9WjfPuO6AxtlvP7EzRAHETmc3Ahpi1/8eLDqLlS7s",
+    ] {
+        assert_eq!(
+            pool.verify(password, Some(stored)).await.unwrap(),
+            Verification::Match { needs_rehash: true }
+        );
+        assert_eq!(
+            pool.verify(b"wrong", Some(stored)).await.unwrap(),
+            Verification::Mismatch
+        );
+    }
+    assert!(pool.verify(password, Some("plaintext")).await.is_err());
+}
+
+#[tokio::test]
+async fn an_unknown_user_can_be_checked_against_an_imported_form() {
+    let pool = HashPool::start(HashParams::insecure_for_tests(), 1, 4).unwrap();
+    let bcrypt = "$2b$04$F9RP/7EwMVz/Pdspc4VFAeFvp1KLB2bZvihYovlB9FSDAQjhq0RRC";
+    // Even a dummy the password would match answers Mismatch.
+    pool.set_unknown_user_hash(Some(bcrypt.to_owned()));
+    let password = "Tr0ub4dor&3 pässword".as_bytes();
+    assert_eq!(
+        pool.verify(password, None).await.unwrap(),
+        Verification::Mismatch
+    );
+    pool.set_unknown_user_hash(Some("garbage".to_owned()));
+    assert_eq!(
+        pool.verify(password, None).await.unwrap(),
+        Verification::Mismatch
+    );
+    pool.set_unknown_user_hash(None);
+    assert_eq!(
+        pool.verify(password, None).await.unwrap(),
+        Verification::Mismatch
+    );
+    // Known users are unaffected.
+    assert!(pool
+        .verify(password, Some(bcrypt))
+        .await
+        .unwrap()
+        .is_match());
+}
+
+/// What one check costs per scheme at the libraries' usual settings, against the argon2id
+/// an unknown User ID costs (docs/abuse.md, "Imported accounts and the same-time rule").
+/// Run: `cargo nextest run -p portcullis-crypto measure_check_costs --run-ignored only
+/// --no-capture`. The digests are dummies: a wrong digest costs the full computation.
+#[test]
+#[ignore = "a measurement, not a check"]
+fn measure_check_costs() {
+    use std::time::Instant;
+    let salt16 = STANDARD_NO_PAD.encode([7u8; 16]);
+    let ab = |bytes: &[u8]| STANDARD_NO_PAD.encode(bytes).replace('+', ".");
+    let cases = [
+        ("bcrypt cost 10", bcrypt::hash("x", 10).unwrap()),
+        ("bcrypt cost 12", bcrypt::hash("x", 12).unwrap()),
+        (
+            "passlib pbkdf2-sha256 29000 (passlib default)",
+            format!("$pbkdf2-sha256$29000${}${}", ab(&[7u8; 16]), ab(&[1u8; 32])),
+        ),
+        (
+            "passlib pbkdf2-sha512 25000 (passlib default)",
+            format!("$pbkdf2-sha512$25000${}${}", ab(&[7u8; 16]), ab(&[1u8; 64])),
+        ),
+        (
+            "django pbkdf2_sha256 1000000 (Django 5.2 default)",
+            format!(
+                "pbkdf2_sha256$1000000$abcdefghijklmnopqrstuv${}",
+                STANDARD.encode([1u8; 32])
+            ),
+        ),
+        (
+            "passlib scrypt ln=16,r=8,p=1 (passlib default)",
+            format!(
+                "$scrypt$ln=16,r=8,p=1${salt16}${}",
+                STANDARD_NO_PAD.encode([1u8; 32])
+            ),
+        ),
+        (
+            "argon2-cffi argon2id m=65536,t=3,p=4 (its default)",
+            format!(
+                "$argon2id$v=19$m=65536,t=3,p=4${salt16}${}",
+                STANDARD_NO_PAD.encode([1u8; 32])
+            ),
+        ),
+    ];
+    let time = |f: &dyn Fn()| {
+        f();
+        let runs = 5;
+        let start = Instant::now();
+        for _ in 0..runs {
+            f();
+        }
+        start.elapsed().as_secs_f64() * 1000.0 / f64::from(runs)
+    };
+    // The unknown-User-ID cost: argon2id at the default parameters (19 MiB, t=2, p=1).
+    let argon = argon2::Argon2::new(
+        argon2::Algorithm::Argon2id,
+        argon2::Version::V0x13,
+        argon2::Params::new(19_456, 2, 1, Some(32)).unwrap(),
+    );
+    let dummy = time(&|| {
+        let mut out = [0u8; 32];
+        argon
+            .hash_password_into(b"x", &[7u8; 16], &mut out)
+            .unwrap();
+    });
+    println!("argon2id m=19456,t=2,p=1 (unknown User ID): {dummy:.1} ms");
+    for (name, stored) in cases {
+        let ms = time(&|| {
+            let _ = verify(b"y", &stored);
+        });
+        println!(
+            "{name}: {ms:.1} ms ({:+.0}% against the unknown User ID)",
+            (ms / dummy - 1.0) * 100.0
         );
     }
 }

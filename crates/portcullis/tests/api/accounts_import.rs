@@ -9,7 +9,7 @@ use std::process::{Command, Output};
 
 use portcullis_core::ports::AccountReads;
 use portcullis_testkit::smtp::skip_without_venv;
-use portcullis_testkit::{spawn_app, spawn_app_with, Backend, TestApp};
+use portcullis_testkit::{spawn_app, spawn_app_on, spawn_app_with, Backend, TestApp};
 use serde_json::{json, Value};
 
 const PASSWORD: &str = "Old-System-Pass 7ü";
@@ -183,6 +183,26 @@ async fn imported_hashes_sign_in_and_are_upgraded(backend: Backend) {
         stdout.contains(&format!("imported {} accounts", hashes.len())),
         "{stdout}"
     );
+
+    // The same-time rule: a node started after the import checks unknown User IDs against
+    // a dummy of the most common imported form (three bcrypt cost-4 hashes here); the node
+    // started before it still uses the current argon2id until restarted.
+    assert_eq!(app.built.app.hasher().unknown_user_hash(), None);
+    let second = spawn_app_on(&app, |c| c.limits.enabled = false).await;
+    let dummy = second.built.app.hasher().unknown_user_hash().unwrap();
+    assert_eq!(
+        portcullis_crypto::legacy::parse(&dummy).unwrap().cost,
+        portcullis_crypto::legacy::Cost::BcryptCost(4),
+        "{dummy}"
+    );
+    assert_eq!(
+        second
+            .sign_in("nobody.here", PASSWORD, "personal")
+            .await
+            .status(),
+        401
+    );
+    drop(second);
 
     for (i, (label, hash)) in hashes.iter().enumerate() {
         let user = format!("legacy{i}");
