@@ -153,14 +153,23 @@ impl Slot {
         stored: Option<&str>,
     ) -> Result<Verification, HashError> {
         let secret = Zeroizing::new(secret.to_vec());
-        let (stored, dummy) = match stored {
-            Some(s) => (Some(s.to_owned()), false),
-            None => {
-                let dummy = self.pool.unknown_user_hash();
-                let is_dummy = dummy.is_some();
-                (dummy, is_dummy)
-            }
-        };
+        let stored = stored.map(str::to_owned);
+        self.run(|reply| Work::Verify {
+            secret,
+            stored,
+            dummy: false,
+            reply,
+        })
+        .await
+    }
+
+    /// A sign-in's check for a User ID that has no account: always `Mismatch`, at the cost of
+    /// the pool's unknown-user hash when one is set ([`HashPool::set_unknown_user_hash`]),
+    /// else of the current argon2id (as `verify(_, None)`).
+    pub async fn verify_unknown_user(self, secret: &[u8]) -> Result<Verification, HashError> {
+        let secret = Zeroizing::new(secret.to_vec());
+        let stored = self.pool.unknown_user_hash();
+        let dummy = stored.is_some();
         self.run(|reply| Work::Verify {
             secret,
             stored,
@@ -268,7 +277,8 @@ impl HashPool {
         self.inner.params
     }
 
-    /// Makes an unknown user's check (`verify(_, None)`) run against `stored` (see
+    /// Makes an unknown user's sign-in check ([`Slot::verify_unknown_user`]) run against
+    /// `stored` (see
     /// [`crate::legacy::unknown_user_hash`]) and answer `Mismatch`; `None` goes back to the
     /// current argon2id. The same-time rule while imported accounts keep their old hashes.
     pub fn set_unknown_user_hash(&self, stored: Option<String>) {

@@ -212,17 +212,29 @@ async fn an_unknown_user_can_be_checked_against_an_imported_form() {
     pool.set_unknown_user_hash(Some(bcrypt.to_owned()));
     let password = "Tr0ub4dor&3 pässword".as_bytes();
     assert_eq!(
-        pool.verify(password, None).await.unwrap(),
+        pool.reserve()
+            .unwrap()
+            .verify_unknown_user(password)
+            .await
+            .unwrap(),
         Verification::Mismatch
     );
     pool.set_unknown_user_hash(Some("garbage".to_owned()));
     assert_eq!(
-        pool.verify(password, None).await.unwrap(),
+        pool.reserve()
+            .unwrap()
+            .verify_unknown_user(password)
+            .await
+            .unwrap(),
         Verification::Mismatch
     );
     pool.set_unknown_user_hash(None);
     assert_eq!(
-        pool.verify(password, None).await.unwrap(),
+        pool.reserve()
+            .unwrap()
+            .verify_unknown_user(password)
+            .await
+            .unwrap(),
         Verification::Mismatch
     );
     // Known users are unaffected.
