@@ -440,17 +440,6 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::redact_url;
-
-    #[test]
-    fn passwords_are_removed_from_urls() {
-        assert_eq!(redact_url("postgres://u:secret@h/db"), "postgres://u@h/db");
-        assert_eq!(redact_url("sqlite://./x.db"), "sqlite://./x.db");
-    }
-}
-
 /// The same-time rule with imported accounts: while accounts migrated from an earlier login
 /// system still carry their old hashes, an unknown User ID is checked against a dummy in the
 /// most common of those forms (a sample of up to 1,000), so it costs what they cost. Read at
@@ -478,5 +467,16 @@ async fn unknown_user_hash(store: &SqlStore, hasher: &HashPool) {
             hasher.set_unknown_user_hash(dummy);
         }
         Err(e) => tracing::warn!(error = %e, "could not read the imported accounts' hash forms"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn passwords_are_removed_from_urls() {
+        assert_eq!(redact_url("postgres://u:secret@h/db"), "postgres://u@h/db");
+        assert_eq!(redact_url("sqlite://./x.db"), "sqlite://./x.db");
     }
 }
