@@ -27,6 +27,7 @@ mod passkeys;
 mod password_change;
 mod recovery;
 mod registration;
+mod security_answers;
 mod sessions;
 mod signin;
 pub mod status;

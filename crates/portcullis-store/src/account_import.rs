@@ -14,8 +14,8 @@ statements! {
     /// The earlier system's creation time is kept; inactivity counts from the import.
     INSERT_IMPORTED = "INSERT INTO online_accounts (user_id, user_id_canonical, account_type, \
         password_hash, code_channel, email, phone, created_at, last_active_at, imported_at, \
-        must_change_password_at) \
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10) RETURNING id";
+        must_change_password_at, security_questions_required_at) \
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10, $9) RETURNING id";
     /// The record's primary key in account_cards is the rule: one account per card.
     LINK_IMPORTED = "INSERT INTO account_cards (registry_record_id, account_id, linked_at) \
         VALUES ($1, $2, $3)";

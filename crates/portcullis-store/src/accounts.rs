@@ -54,7 +54,9 @@ macro_rules! account_columns {
             $prefix,
             "password_compromised_at, ",
             $prefix,
-            "must_change_password_at"
+            "must_change_password_at, ",
+            $prefix,
+            "security_questions_required_at"
         )
     };
 }
@@ -108,6 +110,8 @@ statements! {
     INSERT_ANSWER = "INSERT INTO security_answers (account_id, question_id, answer_hash) \
         VALUES ($1, $2, $3)";
     DELETE_ANSWERS = "DELETE FROM security_answers WHERE account_id = $1";
+    ANSWERS_CHOSEN = "UPDATE online_accounts SET security_questions_required_at = NULL \
+        WHERE id = $1";
     REREGISTER = "UPDATE online_accounts SET user_id = $2, user_id_canonical = $3, \
         password_hash = $4, code_channel = $5, status = 'active', deactivated_at = NULL, \
         inactivity_warned_at = NULL, last_active_at = $6, failed_count = 0, locked_until = NULL \
@@ -174,6 +178,7 @@ pub(crate) struct AccountRecord {
     deactivated_at: Option<i64>,
     password_compromised_at: Option<i64>,
     must_change_password_at: Option<i64>,
+    security_questions_required_at: Option<i64>,
 }
 
 impl TryFrom<AccountRecord> for AccountRow {
@@ -199,6 +204,7 @@ impl TryFrom<AccountRecord> for AccountRow {
             deactivated_at: r.deactivated_at.map(UnixTime),
             password_compromised_at: r.password_compromised_at.map(UnixTime),
             must_change_password_at: r.must_change_password_at.map(UnixTime),
+            security_questions_required_at: r.security_questions_required_at.map(UnixTime),
         })
     }
 }
@@ -461,6 +467,26 @@ impl AccountWrites for SqlWork {
         }
         insert_answers(conn, account_id, &new.security_answers).await?;
         Ok(account_id)
+    }
+
+    async fn replace_security_answers(
+        &mut self,
+        account_id: i64,
+        answers: &[(i64, String)],
+    ) -> StoreResult<()> {
+        let conn = self.conn().await?;
+        sqlx::query(DELETE_ANSWERS)
+            .bind(account_id)
+            .execute(&mut *conn)
+            .await
+            .map_err(db_err)?;
+        insert_answers(conn, account_id, answers).await?;
+        sqlx::query(ANSWERS_CHOSEN)
+            .bind(account_id)
+            .execute(&mut *conn)
+            .await
+            .map_err(db_err)?;
+        Ok(())
     }
 
     async fn reregister_account(&mut self, r: Reregistration) -> Result<(), CreateAccountError> {

@@ -26,6 +26,9 @@ pub struct SignedIn {
     /// The account was imported with the earlier system's "must change password": the
     /// client sends the person to change it before anything else.
     pub password_change_required: bool,
+    /// The account was imported without security answers: the client asks the person to
+    /// choose them (`set_security_answers`).
+    pub security_questions_required: bool,
 }
 
 /// An authenticated request's session.
@@ -142,6 +145,8 @@ impl Portcullis {
             user_id: account.user_id.clone(),
             device_id,
             password_change_required: account.must_change_password_at.is_some(),
+            security_questions_required: account.security_questions_required_at.is_some()
+                && self.policies.security_questions_enabled,
         })
     }
 

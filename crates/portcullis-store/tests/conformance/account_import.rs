@@ -96,6 +96,27 @@ async fn import_rules(backend: Backend) {
     commit(w).await;
     assert_eq!(s.imported_hash_sample(current, 10).await.unwrap(), [BCRYPT]);
 
+    // Imported without answers: questions required until chosen.
+    assert_eq!(found.security_questions_required_at, Some(T));
+    assert!(s.security_answers(id).await.unwrap().is_empty());
+    let mut w = s.begin(T);
+    w.replace_security_answers(id, &[(1, "a1".into()), (4, "a4".into()), (6, "a6".into())])
+        .await
+        .unwrap();
+    commit(w).await;
+    let found = s.account_by_id(id).await.unwrap().unwrap();
+    assert_eq!(found.security_questions_required_at, None);
+    let mut w = s.begin(T);
+    w.replace_security_answers(id, &[(2, "b2".into()), (3, "b3".into()), (5, "b5".into())])
+        .await
+        .unwrap();
+    commit(w).await;
+    assert_eq!(
+        s.security_answers(id).await.unwrap(),
+        vec![(2, "b2".into()), (3, "b3".into()), (5, "b5".into())],
+        "replaced, not added"
+    );
+
     // A new password clears "must change password".
     let mut w = s.begin(T);
     w.change_password(id, HASH, 5).await.unwrap();

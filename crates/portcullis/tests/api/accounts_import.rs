@@ -456,3 +456,80 @@ portcullis_testkit::both!(
     must_change_password_sends_the_person_to_change_it,
     must_change_password
 );
+
+async fn questions_are_chosen_after_sign_in(backend: Backend) {
+    let Some(python) = venv_python() else {
+        return;
+    };
+    let hashes = python_hashes(&python, PASSWORD, 4);
+    let app = spawn_app(backend).await;
+    registry_cards(&app, 1);
+    let file = write_lines(
+        &app,
+        "q.jsonl",
+        &[line("no.answers", &card_number(0), &hashes[0].1)],
+    );
+    let out = cli(&app, &["accounts", "import"], &file, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let res = app.sign_in("no.answers", PASSWORD, "personal").await;
+    assert_eq!(res.status(), 201);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["security_questions_required"], true, "{body}");
+    let token = body["session_token"].as_str().unwrap().to_owned();
+    let answers = json!([
+        {"question_id": 1, "answer": "Rex"},
+        {"question_id": 2, "answer": "Springfield"},
+        {"question_id": 3, "answer": "Blue"},
+    ]);
+    let put = |current: &'static str, answers: Value| {
+        let app = &app;
+        let token = token.clone();
+        async move {
+            app.client
+                .put(app.url("/api/v1/me/security-answers"))
+                .bearer_auth(token)
+                .json(&json!({"current_password": current, "security_answers": answers}))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    // The current password first; two answers are not three.
+    assert_eq!(put(WRONG, answers.clone()).await.status(), 400);
+    let two = json!([answers[0].clone(), answers[1].clone()]);
+    assert_eq!(put(PASSWORD, two).await.status(), 400);
+    let res = put(PASSWORD, answers).await;
+    assert_eq!(res.status(), 204, "{}", res.text().await.unwrap());
+
+    let res = app.sign_in("no.answers", PASSWORD, "personal").await;
+    let body: Value = res.json().await.unwrap();
+    assert!(body.get("security_questions_required").is_none(), "{body}");
+    // Recovery now asks the questions chosen, not decoys.
+    let (status, start) = {
+        let res = app
+            .post_json(
+                "/api/v1/recovery/password/start",
+                &json!({"user_id": "no.answers"}),
+            )
+            .await;
+        (res.status(), res.json::<Value>().await.unwrap())
+    };
+    assert_eq!(status, 200);
+    let mut ids: Vec<i64> = start["questions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|q| q["id"].as_i64().unwrap())
+        .collect();
+    ids.sort();
+    assert_eq!(ids, [1, 2, 3], "{start}");
+}
+portcullis_testkit::both!(
+    an_account_imported_without_answers_chooses_questions_after_sign_in,
+    questions_are_chosen_after_sign_in
+);
