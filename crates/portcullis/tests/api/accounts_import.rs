@@ -422,6 +422,20 @@ async fn must_change_password(backend: Backend) {
     let body: Value = res.json().await.unwrap();
     assert!(body.get("password_change_required").is_none(), "{body}");
 
+    // The sign-in page leads to the security page's password form first.
+    let mut jar = portcullis_testkit::Jar::default();
+    let (_, html) = crate::pages::get(&app, &mut jar, "/").await;
+    let csrf = portcullis_testkit::input_value(&html, "csrf").unwrap();
+    let form = [
+        ("csrf", csrf.as_str()),
+        ("user_id", "change.me"),
+        ("password", PASSWORD),
+        ("account_type", "personal"),
+    ];
+    let res = crate::pages::post(&app, &mut jar, "/", &form).await;
+    assert_eq!(res.status(), 303);
+    assert_eq!(res.headers()["location"], "/security");
+
     let res = app.sign_in("change.me", PASSWORD, "personal").await;
     assert_eq!(res.status(), 201);
     let body: Value = res.json().await.unwrap();
