@@ -207,9 +207,9 @@ pub(crate) fn signed_in_response(
     remember: Option<Option<&str>>,
 ) -> Response {
     let secure = state.web.secure_cookies;
-    // An account migrated with the earlier system's "must change password" goes to the
-    // password form first.
-    let home = if signed_in.password_change_required {
+    // An account migrated with the earlier system's "must change password", or without
+    // security answers, goes to the security page's forms first.
+    let home = if signed_in.password_change_required || signed_in.security_questions_required {
         "/security"
     } else {
         "/account"

@@ -547,3 +547,84 @@ portcullis_testkit::both!(
     an_account_imported_without_answers_chooses_questions_after_sign_in,
     questions_are_chosen_after_sign_in
 );
+
+async fn questions_on_the_security_page(backend: Backend) {
+    let Some(python) = venv_python() else {
+        return;
+    };
+    let hashes = python_hashes(&python, PASSWORD, 4);
+    let app = spawn_app(backend).await;
+    registry_cards(&app, 1);
+    let file = write_lines(
+        &app,
+        "p.jsonl",
+        &[line("page.person", &card_number(0), &hashes[4].1)],
+    );
+    let out = cli(&app, &["accounts", "import"], &file, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let mut jar = portcullis_testkit::Jar::default();
+    let (_, html) = crate::pages::get(&app, &mut jar, "/").await;
+    let csrf = portcullis_testkit::input_value(&html, "csrf").unwrap();
+    let res = crate::pages::post(
+        &app,
+        &mut jar,
+        "/",
+        &[
+            ("csrf", csrf.as_str()),
+            ("user_id", "page.person"),
+            ("password", PASSWORD),
+            ("account_type", "personal"),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), 303);
+    assert_eq!(res.headers()["location"], "/security", "asked first");
+    let (status, html) = crate::pages::get(&app, &mut jar, "/security").await;
+    assert_eq!(status, 200);
+    assert!(html.contains("Choose your security questions"), "{html}");
+    let csrf = portcullis_testkit::input_value(&html, "csrf").unwrap();
+    let mut form = vec![
+        ("csrf", csrf.as_str()),
+        ("question_0", "4"),
+        ("answer_0", "Lisbon"),
+        ("question_1", "5"),
+        ("answer_1", "Ms Park"),
+        ("question_2", "6"),
+        ("answer_2", "Toast"),
+        ("current_password", WRONG),
+    ];
+    let res = crate::pages::post(&app, &mut jar, "/security/answers", &form).await;
+    assert_eq!(res.status(), 400);
+    let html = res.text().await.unwrap();
+    assert!(
+        html.contains("That is not your current password."),
+        "{html}"
+    );
+    form.pop();
+    form.push(("current_password", PASSWORD));
+    let res = crate::pages::post(&app, &mut jar, "/security/answers", &form).await;
+    assert_eq!(res.status(), 200);
+    let html = res.text().await.unwrap();
+    assert!(
+        html.contains("Your security questions are saved."),
+        "{html}"
+    );
+    assert!(
+        !html.contains("Choose your security questions"),
+        "asked no more"
+    );
+    let (_, html) = crate::pages::get(&app, &mut jar, "/security").await;
+    assert!(
+        html.contains("Security questions chosen"),
+        "in the activity list"
+    );
+}
+portcullis_testkit::both!(
+    the_security_page_asks_an_imported_account_for_questions,
+    questions_on_the_security_page
+);
