@@ -22,6 +22,8 @@ mod card_guard;
 mod codes;
 mod coverage;
 mod factors;
+mod failover;
+mod keys;
 mod limits;
 mod lockout;
 mod not_me;
