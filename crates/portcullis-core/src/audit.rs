@@ -52,6 +52,8 @@ pub enum AuditKind {
     InactivityWarned,
     AccountDeactivated,
     AccountReactivated,
+    /// Security questions chosen or replaced while signed in.
+    SecurityAnswersChanged,
 }
 
 impl AuditKind {
@@ -96,6 +98,7 @@ impl AuditKind {
             Self::InactivityWarned => "account.inactivity_warned",
             Self::AccountDeactivated => "account.deactivated",
             Self::AccountReactivated => "account.reactivated",
+            Self::SecurityAnswersChanged => "security_answers.changed",
         }
     }
 
@@ -111,6 +114,7 @@ impl AuditKind {
             "session.signed_out" => "Signed out",
             "session.ended" => "Session ended",
             "password.changed" => "Password changed",
+            "security_answers.changed" => "Security questions chosen",
             "support.action" => "Action by customer support",
             "support.denied" => "Customer support request refused",
             "admin_token.created" => "Support token created",

@@ -14,8 +14,10 @@
 //!    outside one.
 
 mod account;
+mod account_import;
 mod card_guard;
 mod card_lookup;
+mod card_unpause;
 mod cards;
 mod codes;
 mod contact_change;
@@ -26,7 +28,9 @@ mod mfa;
 mod passkeys;
 mod password_change;
 mod recovery;
+mod recovery_user_id;
 mod registration;
+mod security_answers;
 mod sessions;
 mod signin;
 pub mod status;
@@ -53,6 +57,9 @@ use crate::ServiceError;
 pub use crate::device::describe_device;
 pub use crate::support::{SupportAuthority, SupportScope};
 pub use account::{AccountHome, SessionInfo};
+pub use account_import::{
+    AccountImportError, AccountImportLine, AccountImportReport, ImportLineError, MAX_IMPORT_ERRORS,
+};
 pub use card_guard::ClearCardOutcome;
 pub use codes::CodeSent;
 pub use contact_change::ContactChangeStarted;

@@ -52,7 +52,11 @@ macro_rules! account_columns {
             $prefix,
             "deactivated_at, ",
             $prefix,
-            "password_compromised_at"
+            "password_compromised_at, ",
+            $prefix,
+            "must_change_password_at, ",
+            $prefix,
+            "security_questions_required_at"
         )
     };
 }
@@ -106,6 +110,8 @@ statements! {
     INSERT_ANSWER = "INSERT INTO security_answers (account_id, question_id, answer_hash) \
         VALUES ($1, $2, $3)";
     DELETE_ANSWERS = "DELETE FROM security_answers WHERE account_id = $1";
+    ANSWERS_CHOSEN = "UPDATE online_accounts SET security_questions_required_at = NULL \
+        WHERE id = $1";
     REREGISTER = "UPDATE online_accounts SET user_id = $2, user_id_canonical = $3, \
         password_hash = $4, code_channel = $5, status = 'active', deactivated_at = NULL, \
         inactivity_warned_at = NULL, last_active_at = $6, failed_count = 0, locked_until = NULL \
@@ -122,7 +128,7 @@ statements! {
         SELECT id, password_hash, $2 FROM online_accounts WHERE id = $1";
     /// A new password clears a "not me" compromise mark: the old one is what was known.
     SET_PASSWORD = "UPDATE online_accounts SET password_hash = $2, \
-        password_compromised_at = NULL WHERE id = $1";
+        password_compromised_at = NULL, must_change_password_at = NULL WHERE id = $1";
     /// "This was not me": the password is known to someone else.
     MARK_COMPROMISED = "UPDATE online_accounts SET password_compromised_at = $2 WHERE id = $1";
     TRIM_HISTORY = "DELETE FROM password_history WHERE account_id = $1 AND id NOT IN \
@@ -136,6 +142,24 @@ statements! {
     /// The column comes from the enum, never from input: one statement per field.
     CHANGE_EMAIL = "UPDATE online_accounts SET email = $2 WHERE id = $1";
     CHANGE_PHONE = "UPDATE online_accounts SET phone = $2 WHERE id = $1";
+    /// The value a contact change replaces, kept for "This was not me".
+    KEEP_EMAIL = "INSERT INTO contact_history (account_id, field, old_value, changed_at) \
+        SELECT id, 'email', email, $2 FROM online_accounts WHERE id = $1";
+    KEEP_PHONE = "INSERT INTO contact_history (account_id, field, old_value, changed_at) \
+        SELECT id, 'phone', phone, $2 FROM online_accounts WHERE id = $1";
+    /// Each field back to its value before the first change at or after $2.
+    REVERT_EMAIL = "UPDATE online_accounts SET email = (SELECT h.old_value FROM contact_history h \
+        WHERE h.account_id = $1 AND h.field = 'email' AND h.changed_at >= $2 \
+        ORDER BY h.changed_at, h.id LIMIT 1) \
+        WHERE id = $1 AND EXISTS (SELECT 1 FROM contact_history h \
+        WHERE h.account_id = $1 AND h.field = 'email' AND h.changed_at >= $2)";
+    REVERT_PHONE = "UPDATE online_accounts SET phone = (SELECT h.old_value FROM contact_history h \
+        WHERE h.account_id = $1 AND h.field = 'phone' AND h.changed_at >= $2 \
+        ORDER BY h.changed_at, h.id LIMIT 1) \
+        WHERE id = $1 AND EXISTS (SELECT 1 FROM contact_history h \
+        WHERE h.account_id = $1 AND h.field = 'phone' AND h.changed_at >= $2)";
+    DROP_REVERTED = "DELETE FROM contact_history WHERE account_id = $1 AND changed_at >= $2";
+    CONTACT_OF = "SELECT email, phone FROM online_accounts WHERE id = $1";
     LINK_CARD = "INSERT INTO account_cards (registry_record_id, account_id, linked_at) \
         VALUES ($1, $2, $3) ON CONFLICT (registry_record_id) DO NOTHING";
     /// A write first: the account's row lock (PostgreSQL), so a parallel unlink waits and
@@ -171,6 +195,8 @@ pub(crate) struct AccountRecord {
     inactivity_warned_at: Option<i64>,
     deactivated_at: Option<i64>,
     password_compromised_at: Option<i64>,
+    must_change_password_at: Option<i64>,
+    security_questions_required_at: Option<i64>,
 }
 
 impl TryFrom<AccountRecord> for AccountRow {
@@ -195,6 +221,8 @@ impl TryFrom<AccountRecord> for AccountRow {
             inactivity_warned_at: r.inactivity_warned_at.map(UnixTime),
             deactivated_at: r.deactivated_at.map(UnixTime),
             password_compromised_at: r.password_compromised_at.map(UnixTime),
+            must_change_password_at: r.must_change_password_at.map(UnixTime),
+            security_questions_required_at: r.security_questions_required_at.map(UnixTime),
         })
     }
 }
@@ -459,6 +487,26 @@ impl AccountWrites for SqlWork {
         Ok(account_id)
     }
 
+    async fn replace_security_answers(
+        &mut self,
+        account_id: i64,
+        answers: &[(i64, String)],
+    ) -> StoreResult<()> {
+        let conn = self.conn().await?;
+        sqlx::query(DELETE_ANSWERS)
+            .bind(account_id)
+            .execute(&mut *conn)
+            .await
+            .map_err(db_err)?;
+        insert_answers(conn, account_id, answers).await?;
+        sqlx::query(ANSWERS_CHOSEN)
+            .bind(account_id)
+            .execute(&mut *conn)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
     async fn reregister_account(&mut self, r: Reregistration) -> Result<(), CreateAccountError> {
         let now = self.stamp();
         let conn = self.conn().await?;
@@ -583,16 +631,55 @@ impl AccountWrites for SqlWork {
         Ok(done.rows_affected() == 1)
     }
 
+    async fn revert_contact_since(
+        &mut self,
+        account_id: i64,
+        since: UnixTime,
+    ) -> StoreResult<Option<(Option<String>, Option<String>)>> {
+        let mut reverted = 0;
+        for sql in [REVERT_EMAIL, REVERT_PHONE] {
+            reverted += sqlx::query(sql)
+                .bind(account_id)
+                .bind(since.0)
+                .execute(self.conn().await?)
+                .await
+                .map_err(db_err)?
+                .rows_affected();
+        }
+        if reverted == 0 {
+            return Ok(None);
+        }
+        sqlx::query(DROP_REVERTED)
+            .bind(account_id)
+            .bind(since.0)
+            .execute(self.conn().await?)
+            .await
+            .map_err(db_err)?;
+        let contact: Option<(Option<String>, Option<String>)> = sqlx::query_as(CONTACT_OF)
+            .bind(account_id)
+            .fetch_optional(self.conn().await?)
+            .await
+            .map_err(db_err)?;
+        Ok(contact)
+    }
+
     async fn change_contact(
         &mut self,
         account_id: i64,
         field: ContactField,
         value: &str,
     ) -> StoreResult<bool> {
-        let sql = match field {
-            ContactField::Email => CHANGE_EMAIL,
-            ContactField::Phone => CHANGE_PHONE,
+        let (keep, sql) = match field {
+            ContactField::Email => (KEEP_EMAIL, CHANGE_EMAIL),
+            ContactField::Phone => (KEEP_PHONE, CHANGE_PHONE),
         };
+        let now = self.stamp();
+        sqlx::query(keep)
+            .bind(account_id)
+            .bind(now)
+            .execute(self.conn().await?)
+            .await
+            .map_err(db_err)?;
         let done = sqlx::query(sql)
             .bind(account_id)
             .bind(value)

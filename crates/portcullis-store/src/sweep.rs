@@ -21,6 +21,8 @@ statements! {
         (SELECT bucket FROM throttle WHERE window_start <= $1 LIMIT $2)";
     SWEEP_DEVICES = "DELETE FROM devices WHERE id IN \
         (SELECT id FROM devices WHERE last_seen_at <= $1 LIMIT $2)";
+    SWEEP_CONTACTS = "DELETE FROM contact_history WHERE id IN \
+        (SELECT id FROM contact_history WHERE changed_at <= $1 LIMIT $2)";
 }
 
 async fn batches(pool: &AnyPool, sql: &'static str, cutoff: i64) -> StoreResult<u64> {
@@ -46,5 +48,6 @@ pub(crate) async fn sweep(pool: &AnyPool, cutoffs: SweepCutoffs) -> StoreResult<
         codes: batches(pool, SWEEP_CODES, cutoffs.codes_before.0).await?,
         throttle: batches(pool, SWEEP_THROTTLE, cutoffs.throttle_before.0).await?,
         devices: batches(pool, SWEEP_DEVICES, cutoffs.devices_before.0).await?,
+        contacts: batches(pool, SWEEP_CONTACTS, cutoffs.contacts_before.0).await?,
     })
 }

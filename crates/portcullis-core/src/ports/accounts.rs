@@ -47,6 +47,12 @@ pub struct AccountRow {
     /// Set by "This was not me": the password is known to someone else, and sign-in refuses
     /// it until a new one is set.
     pub password_compromised_at: Option<UnixTime>,
+    /// Set for an account imported with the earlier system's "must change password": a
+    /// sign-in sends the person to change it; a new password clears it.
+    pub must_change_password_at: Option<UnixTime>,
+    /// Set for an account imported without security answers: a sign-in asks the person to
+    /// choose questions; choosing them clears it.
+    pub security_questions_required_at: Option<UnixTime>,
 }
 
 impl AccountRow {
@@ -231,6 +237,13 @@ pub trait AccountWrites: Send {
     /// Consumes the registration step, creates the account, links its card and stores its
     /// answers.
     async fn create_account(&mut self, new: NewAccount) -> Result<i64, CreateAccountError>;
+    /// Replaces the account's security answers (question id, answer hash) and clears
+    /// "security questions required".
+    async fn replace_security_answers(
+        &mut self,
+        account_id: i64,
+        answers: &[(i64, String)],
+    ) -> StoreResult<()>;
     /// A deactivated account back with new sign-in details, consuming the registration step.
     async fn reregister_account(&mut self, r: Reregistration) -> Result<(), CreateAccountError>;
     /// A successful sign-in: records the time and restarts the account's failure count (a
@@ -256,7 +269,16 @@ pub trait AccountWrites: Send {
     /// Clears the account's lock and count, and those of its known devices; true when there
     /// was something to clear.
     async fn unlock_account(&mut self, account_id: i64) -> StoreResult<bool>;
-    /// Replaces the account's email or phone.
+    /// "This was not me": every change of the email or phone made at or after `since` is
+    /// undone (each field back to its value before the first such change). The account's
+    /// email and phone afterwards when anything was undone.
+    async fn revert_contact_since(
+        &mut self,
+        account_id: i64,
+        since: UnixTime,
+    ) -> StoreResult<Option<(Option<String>, Option<String>)>>;
+    /// Replaces the account's email or phone, keeping the value it replaces (for
+    /// [`Self::revert_contact_since`]).
     async fn change_contact(
         &mut self,
         account_id: i64,

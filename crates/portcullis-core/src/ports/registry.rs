@@ -35,6 +35,8 @@ pub trait RegistryReads: Send + Sync {
     async fn count_records(&self) -> StoreResult<i64>;
     /// Records per registry key id, lowest id first.
     async fn count_by_key(&self) -> StoreResult<Vec<(i64, i64)>>;
+    /// Whether the card takes no card ID online (paused by the card ID limit per card).
+    async fn card_paused(&self, record_id: i64) -> StoreResult<bool>;
     /// Every registry record linked to the account, oldest link first.
     async fn linked_records(&self, account_id: i64) -> StoreResult<Vec<RegistryRow>>;
 }

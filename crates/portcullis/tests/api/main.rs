@@ -7,8 +7,10 @@
     clippy::indexing_slicing
 )]
 
+mod accounts_import;
 mod backup;
 mod card_guard;
+mod card_unpause;
 mod crash;
 mod defences;
 mod delivery;
@@ -23,9 +25,11 @@ mod lockout_model;
 mod metrics;
 mod mfa;
 mod not_me;
+mod not_me_passkeys;
 mod operations;
 mod overload;
 mod pages;
+mod per_account;
 mod peraddr;
 pub mod races;
 pub mod recovery;
@@ -33,6 +37,7 @@ mod registration;
 mod secrets;
 mod sessions;
 mod signin;
+mod soft_passkey;
 mod status;
 mod support;
 mod tls;
