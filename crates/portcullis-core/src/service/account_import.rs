@@ -113,7 +113,9 @@ impl Portcullis {
                     {
                         clash.push(("user_id", format!("the same User ID as line {first}")));
                     }
-                    if let Some(first) = cards.insert(c.number_hashes[0].1, c.line) {
+                    // The HMAC under the current key (the ring is never empty).
+                    let card = c.number_hashes.first().map(|(_, hash)| *hash);
+                    if let Some(first) = card.and_then(|hash| cards.insert(hash, c.line)) {
                         clash.push(("card_number", format!("the same card as line {first}")));
                     }
                     errors.extend(clash.into_iter().map(|(field, message)| ImportLineError {
