@@ -412,3 +412,47 @@ both!(
     a_paused_card_comes_back_through_the_pages,
     way_back_through_the_pages
 );
+
+/// After `registry.key` is rotated, a card paused under the old key comes back the same
+/// way: found under its old key, a wrong card ID refused, the right one accepted; then its
+/// registration moves it to the new key (docs/design/keys.md, "The registry key").
+async fn way_back_across_a_registry_key_rotation(backend: Backend) {
+    use portcullis_core::ports::RegistryReads;
+    let app = app_with_limit(backend, 5).await;
+    pause(&app, &BEN, 5).await;
+    portcullis::keys::rotate(&app.config, "registry.key").unwrap();
+    // The app looks at the keyring file at most every half second.
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    let (status, body) = start(&app, "198.51.100.2", &BEN).await;
+    assert_eq!(status, 202, "{body}");
+    let code = last_code(&app, "ben@example.com");
+    let (status, wrong) =
+        finish(&app, "198.51.100.2", &body["recovery_token"], &code, "0000").await;
+    assert_eq!(status, 400, "{wrong}");
+    assert_eq!(wrong["code"], "card-not-recognised");
+    let (status, body) = start(&app, "198.51.100.3", &BEN).await;
+    assert_eq!(status, 202, "{body}");
+    let code = last_code(&app, "ben@example.com");
+    let (status, right) = finish(
+        &app,
+        "198.51.100.3",
+        &body["recovery_token"],
+        &code,
+        BEN.verification,
+    )
+    .await;
+    assert_eq!(status, 204, "{right}");
+    let store = &app.built.store;
+    let before = store.count_by_key().await.unwrap();
+    assert!(before.iter().all(|(id, _)| *id == 1), "{before:?}");
+    app.register(&BEN, "ben.sample", PASSWORD).await;
+    let after = store.count_by_key().await.unwrap();
+    assert!(
+        after.contains(&(2, 1)),
+        "Ben's card moved to key 2: {after:?}"
+    );
+}
+both!(
+    a_paused_card_comes_back_across_a_registry_key_rotation,
+    way_back_across_a_registry_key_rotation
+);
