@@ -3,7 +3,10 @@
 
 use portcullis_crypto::KeyedHasher;
 
-use crate::card::{Credential, VERIFICATION_DOMAIN};
+use crate::card::{
+    CardNumber, Credential, MerchantNumber, NUMBER_DOMAIN_CARD, NUMBER_DOMAIN_MERCHANT,
+    VERIFICATION_DOMAIN,
+};
 use crate::contact::{Email, Phone};
 use crate::ids::AccountType;
 use crate::money::Money;
@@ -25,6 +28,44 @@ pub const COLUMNS: [&str; 12] = [
     "minimum_due",
 ];
 
+/// The two optional columns that follow a card's life at the issuer (contract: "Registry
+/// import columns"); a file or push without them means `active` and no replacement.
+pub const OPTIONAL_COLUMNS: [&str; 2] = ["status", "replaces"];
+
+/// A card's status at the issuer. Only an `active` card proves anything online: the others
+/// cannot be used to register, link or recover, and answer exactly as an unknown card does
+/// (docs/design/cards.md).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CardStatus {
+    #[default]
+    Active,
+    Blocked,
+    LostStolen,
+    Closed,
+}
+
+impl CardStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Blocked => "blocked",
+            Self::LostStolen => "lost_stolen",
+            Self::Closed => "closed",
+        }
+    }
+
+    /// A cell's value; empty is `active`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.trim() {
+            "" | "active" => Some(Self::Active),
+            "blocked" => Some(Self::Blocked),
+            "lost_stolen" => Some(Self::LostStolen),
+            "closed" => Some(Self::Closed),
+            _ => None,
+        }
+    }
+}
+
 /// One row as text, before validation; `None` or empty for a missing cell.
 #[derive(Clone, Debug, Default)]
 pub struct RawRecord {
@@ -40,6 +81,10 @@ pub struct RawRecord {
     pub credit_limit: String,
     pub payment_due_date: String,
     pub minimum_due: String,
+    /// `active` (or empty), `blocked`, `lost_stolen` or `closed`.
+    pub status: String,
+    /// The number of the card this one replaces, or empty.
+    pub replaces: String,
 }
 
 /// A validated registry record. Holds the card number and card ID only until it is hashed.
@@ -56,6 +101,23 @@ pub struct RegistryRecord {
     pub credit_limit: Option<Money>,
     pub payment_due_date: Option<String>,
     pub minimum_due: Option<Money>,
+    pub status: CardStatus,
+    /// The number this card replaces, as its keyed-hash material (domain, digits): held
+    /// only until it is hashed.
+    replaces: Option<ReplacedNumber>,
+}
+
+/// The number a card replaces, as its keyed-hash material; never shown by `Debug`.
+#[derive(Clone)]
+struct ReplacedNumber {
+    domain: &'static str,
+    digits: String,
+}
+
+impl std::fmt::Debug for ReplacedNumber {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ReplacedNumber(hidden)")
+    }
 }
 
 /// What the store keeps of a record: keyed hashes instead of the number and card ID.
@@ -74,6 +136,9 @@ pub struct HashedRecord {
     pub credit_limit: Option<i64>,
     pub payment_due_date: Option<String>,
     pub minimum_due: Option<i64>,
+    pub status: CardStatus,
+    /// The keyed hash of the replaced card's number (as its `number_hash`).
+    pub replaces_hash: Option<[u8; 32]>,
 }
 
 impl RegistryRecord {
@@ -140,6 +205,34 @@ impl RegistryRecord {
                 err("payment_due_date", "must be a date YYYY-MM-DD");
             }
         }
+        let status = CardStatus::parse(&raw.status).unwrap_or_else(|| {
+            err("status", "must be active, blocked, lost_stolen or closed");
+            CardStatus::Active
+        });
+        let replaces = optional(&raw.replaces).and_then(|s| {
+            let parsed = match account_type {
+                Some(AccountType::Merchant) => MerchantNumber::parse(&s)
+                    .map(|n| ReplacedNumber {
+                        domain: NUMBER_DOMAIN_MERCHANT,
+                        digits: n.digits().to_owned(),
+                    })
+                    .map_err(|_| "must be the merchant number this one replaces"),
+                _ => CardNumber::parse(&s)
+                    .map(|n| ReplacedNumber {
+                        domain: NUMBER_DOMAIN_CARD,
+                        digits: n.digits().to_owned(),
+                    })
+                    .map_err(|_| {
+                        "must be the number (13 to 19 digits) of the card this one replaces"
+                    }),
+            };
+            parsed.map_err(|m| err("replaces", m)).ok()
+        });
+        if let (Some(old), Some(c)) = (&replaces, &credential) {
+            if c.number_material().1 == old.digits {
+                err("replaces", "a card cannot replace itself");
+            }
+        }
         match (account_type, credential) {
             (Some(account_type), Some(credential)) if errors.is_empty() => Ok(Self {
                 account_type,
@@ -153,6 +246,8 @@ impl RegistryRecord {
                 credit_limit,
                 payment_due_date,
                 minimum_due,
+                status,
+                replaces,
             }),
             _ => Err(errors),
         }
@@ -178,6 +273,11 @@ impl RegistryRecord {
             credit_limit: self.credit_limit.map(|m| m.0),
             payment_due_date: self.payment_due_date.clone(),
             minimum_due: self.minimum_due.map(|m| m.0),
+            status: self.status,
+            replaces_hash: self
+                .replaces
+                .as_ref()
+                .map(|r| keys.hash(r.domain, &[r.digits.as_bytes()])),
         }
     }
 }
@@ -242,6 +342,7 @@ mod tests {
             credit_limit: "10000".into(),
             payment_due_date: "2026-12-20".into(),
             minimum_due: "35".into(),
+            ..Default::default()
         }
     }
 
@@ -295,5 +396,39 @@ mod tests {
         // Same card ID, different card: different verification hash.
         assert_ne!(a.verification_hash, b.verification_hash);
         assert_eq!(a.last4, "0005");
+    }
+
+    #[test]
+    fn status_and_replaces_parse_and_hash_like_a_number() {
+        let keys = KeyedHasher::new(Zeroizing::new([9; 32]));
+        let old = RegistryRecord::parse(&card_row()).unwrap().hashed(&keys);
+        assert_eq!(old.status, CardStatus::Active);
+        assert_eq!(old.replaces_hash, None);
+        let mut row = card_row();
+        row.number = "371449635398431".into();
+        row.status = "lost_stolen".into();
+        row.replaces = "3782 8224 6310 005".into();
+        let new = RegistryRecord::parse(&row).unwrap().hashed(&keys);
+        assert_eq!(new.status, CardStatus::LostStolen);
+        assert_eq!(new.replaces_hash, Some(old.number_hash));
+    }
+
+    #[test]
+    fn bad_status_and_replaces_are_named() {
+        let mut row = card_row();
+        row.status = "stolen".into();
+        row.replaces = "378282246310005".into();
+        let fields: Vec<String> = RegistryRecord::parse(&row)
+            .unwrap_err()
+            .into_iter()
+            .map(|e| e.field)
+            .collect();
+        assert_eq!(fields, ["status", "replaces"]);
+        row.status = "closed".into();
+        row.replaces = "1234".into();
+        assert_eq!(
+            RegistryRecord::parse(&row).unwrap_err()[0].field,
+            "replaces"
+        );
     }
 }

@@ -25,6 +25,7 @@ mod error;
 mod factors;
 mod health;
 mod jobs;
+mod lifecycle;
 mod lockout;
 mod ops;
 mod outbox;
@@ -303,6 +304,7 @@ pub fn statements(backend: Backend) -> Vec<(String, String)> {
         factors::STATEMENTS,
         health::STATEMENTS,
         jobs::STATEMENTS,
+        lifecycle::STATEMENTS,
         ops::STATEMENTS,
         lockout::STATEMENTS,
         outbox::STATEMENTS,
@@ -327,7 +329,7 @@ pub fn statements(backend: Backend) -> Vec<(String, String)> {
     for rows in [1, IMPORT_BATCH] {
         out.push((
             format!("registry::upsert_sql({rows})"),
-            registry::upsert_sql(rows, backend),
+            registry::upsert_sql(rows, backend, UnixTime(0), 1),
         ));
     }
     out

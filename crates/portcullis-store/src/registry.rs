@@ -4,24 +4,33 @@
 //! SQLite gets anonymous `?` placeholders and a larger page cache (see [`upsert_sql`]).
 
 use async_trait::async_trait;
+use portcullis_core::audit::AuditEvent;
+use portcullis_core::clock::UnixTime;
 use portcullis_core::ids::AccountType;
 use portcullis_core::ports::{
-    RegistryImport, RegistryImports, RegistryReads, RegistryRow, StoreError, StoreResult,
+    AccountRow, Committed, Outgoing, PushKey, RegistryImport, RegistryImports, RegistryReads,
+    RegistryRow, Settled, StoreError, StoreResult,
 };
-use portcullis_core::registry::HashedRecord;
+use portcullis_core::registry::{CardStatus, HashedRecord};
+use portcullis_crypto::KeyedHasher;
 
+use crate::outbox::OutboxSeal;
 use crate::sql::statements;
 use crate::tx::{self, Tx};
 use crate::{db_err, Backend, SqlStore};
 
-const COLUMNS: usize = 13;
-/// Rows per INSERT: 13 parameters each keeps us well under both backends' limits.
+/// Bound parameters per row; `status_since` and `changed_in` are the load's own numbers,
+/// written into the statement.
+const COLUMNS: usize = 15;
+/// Rows per INSERT: 15 parameters each keeps us well under both backends' limits.
 pub const IMPORT_BATCH: usize = 1_000;
 
 macro_rules! record_select {
     () => {
         "SELECT r.id, r.account_type, r.verification_hash, r.last4, r.holder_name, r.email, \
-         r.phone, r.product, c.account_id \
+         r.phone, r.product, c.account_id, r.status, \
+         (SELECT COUNT(*) FROM registry_records n WHERE n.replaces_hash = r.number_hash) \
+         AS replacements \
          FROM registry_records r LEFT JOIN account_cards c ON c.registry_record_id = r.id"
     };
 }
@@ -52,6 +61,13 @@ struct RecordRow {
     phone: Option<String>,
     product: String,
     account_id: Option<i64>,
+    status: String,
+    replacements: i64,
+}
+
+pub(crate) fn card_status(s: &str) -> Result<CardStatus, StoreError> {
+    CardStatus::parse(s)
+        .ok_or_else(|| StoreError::Internal(format!("unknown card status {s:?} in database")))
 }
 
 impl TryFrom<RecordRow> for RegistryRow {
@@ -68,21 +84,34 @@ impl TryFrom<RecordRow> for RegistryRow {
             phone: r.phone,
             product: r.product,
             account_id: r.account_id,
+            status: card_status(&r.status)?,
+            replaced: r.replacements > 0,
         })
     }
 }
 
+/// A registry load: its transaction, its number (`changed_in` of the records whose status
+/// it changed), and the messages and audit events its commit writes.
 pub struct SqlImport {
-    tx: Tx,
+    pub(crate) tx: Tx,
     backend: Backend,
+    pub(crate) now: UnixTime,
+    pub(crate) load: i64,
+    seal: Option<OutboxSeal>,
+    outgoing: Vec<Outgoing>,
+    events: Vec<AuditEvent>,
 }
 
 #[async_trait]
 impl RegistryImport for SqlImport {
+    fn now(&self) -> UnixTime {
+        self.now
+    }
+
     async fn upsert(&mut self, batch: &[HashedRecord]) -> StoreResult<()> {
         for chunk in batch.chunks(IMPORT_BATCH) {
             // The one statement built at run time (see `upsert_sql`).
-            let upsert = upsert_sql(chunk.len(), self.backend);
+            let upsert = upsert_sql(chunk.len(), self.backend, self.now, self.load);
             let mut q = sqlx::query(&upsert);
             for r in chunk {
                 q = q
@@ -98,15 +127,46 @@ impl RegistryImport for SqlImport {
                     .bind(r.balance)
                     .bind(r.credit_limit)
                     .bind(r.payment_due_date.clone())
-                    .bind(r.minimum_due);
+                    .bind(r.minimum_due)
+                    .bind(r.status.as_str())
+                    .bind(r.replaces_hash.map(|h| h.to_vec()));
             }
             q.execute(&mut *self.tx).await.map_err(db_err)?;
         }
         Ok(())
     }
 
-    async fn commit(self: Box<Self>) -> StoreResult<()> {
-        tx::commit(self.tx).await
+    async fn settle(&mut self) -> StoreResult<Settled> {
+        crate::lifecycle::settle(self).await
+    }
+
+    async fn claim_push_key(
+        &mut self,
+        key: &str,
+        request_hash: &[u8; 32],
+        response: &str,
+    ) -> StoreResult<PushKey> {
+        crate::lifecycle::claim_push_key(self, key, request_hash, response).await
+    }
+
+    fn send(&mut self, message: Outgoing) {
+        self.outgoing.push(message);
+    }
+
+    fn audit(&mut self, event: AuditEvent) {
+        self.events.push(event);
+    }
+
+    async fn commit(mut self: Box<Self>, audit_key: &KeyedHasher) -> StoreResult<Committed> {
+        let messages = std::mem::take(&mut self.outgoing);
+        let events = std::mem::take(&mut self.events);
+        crate::outbox::enqueue(&mut self.tx, self.seal.as_ref(), &messages, self.now).await?;
+        crate::audit::append(&mut self.tx, &events, self.now, audit_key).await?;
+        tx::commit(self.tx).await?;
+        Ok(Committed {
+            messages: messages.len(),
+            audited: events.len(),
+        })
     }
 }
 
@@ -114,13 +174,18 @@ impl RegistryImport for SqlImport {
 /// looks each numbered parameter up by name, which SQLite does by a linear scan, so 13,000
 /// `$n` parameters cost ~10^8 steps per statement (measured: 3,000 records/s instead of
 /// tens of thousands).
-pub(crate) fn upsert_sql(rows: usize, backend: Backend) -> String {
+///
+/// A row's `status_since` is the load's time when it is new or its status changes, and
+/// `changed_in` the load's number when its status changes; `replaces` is kept once set (a
+/// later record without it does not bring the replaced card back).
+pub(crate) fn upsert_sql(rows: usize, backend: Backend, now: UnixTime, load: i64) -> String {
     let mut sql = String::with_capacity(200 + rows * 80);
     sql.push_str(
         "INSERT INTO registry_records (account_type, number_hash, verification_hash, last4, \
          expiry, holder_name, email, phone, product, balance, credit_limit, payment_due_date, \
-         minimum_due) VALUES ",
+         minimum_due, status, replaces_hash, status_since, changed_in) VALUES ",
     );
+    let stamps = format!(",{},NULL)", now.0);
     for i in 0..rows {
         if i > 0 {
             sql.push(',');
@@ -138,7 +203,7 @@ pub(crate) fn upsert_sql(rows: usize, backend: Backend) -> String {
                 }
             }
         }
-        sql.push(')');
+        sql.push_str(&stamps);
     }
     sql.push_str(
         " ON CONFLICT (number_hash) DO UPDATE SET account_type = excluded.account_type, \
@@ -146,14 +211,21 @@ pub(crate) fn upsert_sql(rows: usize, backend: Backend) -> String {
          expiry = excluded.expiry, holder_name = excluded.holder_name, email = excluded.email, \
          phone = excluded.phone, product = excluded.product, balance = excluded.balance, \
          credit_limit = excluded.credit_limit, payment_due_date = excluded.payment_due_date, \
-         minimum_due = excluded.minimum_due",
+         minimum_due = excluded.minimum_due, \
+         replaces_hash = COALESCE(excluded.replaces_hash, registry_records.replaces_hash), \
+         status_since = CASE WHEN registry_records.status = excluded.status \
+         THEN registry_records.status_since ELSE excluded.status_since END, ",
     );
+    sql.push_str(&format!(
+        "changed_in = CASE WHEN registry_records.status = excluded.status \
+         THEN registry_records.changed_in ELSE {load} END, status = excluded.status"
+    ));
     sql
 }
 
 #[async_trait]
 impl RegistryImports for SqlStore {
-    async fn begin_import(&self) -> StoreResult<Box<dyn RegistryImport>> {
+    async fn begin_import(&self, now: UnixTime) -> StoreResult<Box<dyn RegistryImport>> {
         let mut tx = tx::begin(&self.pool, self.backend).await?;
         if self.backend == Backend::Sqlite {
             sqlx::query(IMPORT_CACHE)
@@ -161,9 +233,16 @@ impl RegistryImports for SqlStore {
                 .await
                 .map_err(db_err)?;
         }
+        // A load's number: random, so loads on several nodes never share one.
+        let load = i64::from_le_bytes(portcullis_crypto::token::random_bytes::<8>()) & i64::MAX;
         Ok(Box::new(SqlImport {
             tx,
             backend: self.backend,
+            now,
+            load,
+            seal: self.outbox_seal.clone(),
+            outgoing: Vec::new(),
+            events: Vec::new(),
         }))
     }
 }
@@ -202,5 +281,13 @@ impl RegistryReads for SqlStore {
             .await
             .map_err(db_err)?;
         rows.into_iter().map(RegistryRow::try_from).collect()
+    }
+
+    async fn accounts_with_cards_closed(
+        &self,
+        closed_before: UnixTime,
+        limit: i64,
+    ) -> StoreResult<Vec<AccountRow>> {
+        crate::lifecycle::accounts_with_cards_closed(&self.pool, closed_before, limit).await
     }
 }

@@ -90,7 +90,7 @@ pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -
     let built = app::build(&config, Arc::new(clock.clone()), true)
         .await
         .expect("building the app");
-    portcullis::demo::load(built.store.as_ref(), built.app.keys())
+    portcullis::demo::load(built.store.as_ref(), built.app.keys(), clock.now())
         .await
         .expect("loading demo cards");
     let delivery = built.delivery.spawn();

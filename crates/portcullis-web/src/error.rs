@@ -36,6 +36,9 @@ pub struct Problem {
 /// One field that failed a rule.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct FieldErrorDoc {
+    /// In a batch (`POST /admin/registry/records`): the 0-based index of the bad record.
+    #[schema(nullable = false)]
+    pub index: Option<usize>,
     pub field: String,
     pub message: String,
 }
@@ -115,6 +118,16 @@ impl ApiError {
             "An online account keeps at least one card.",
         )];
         e
+    }
+
+    /// 422: an `Idempotency-Key` used before with another request.
+    pub fn idempotency_key_reused() -> Self {
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "idempotency-key-reused",
+            "Idempotency-Key used with another request",
+            "This Idempotency-Key was used with a different request body. Use a new key for a new request; nothing was applied.",
+        )
     }
 
     /// A 404 that says what is missing.

@@ -15,11 +15,15 @@ use portcullis_core::throttle::ThrottlePolicy;
 use portcullis_crypto::HashParams;
 use serde::Deserialize;
 
+mod cards;
 mod database;
 mod notify;
 
-pub use database::{DatabaseConfig, StatusConfig, ThemeConfig};
 pub use notify::NotifyConfig;
+pub use {
+    cards::CardsConfig,
+    database::{DatabaseConfig, StatusConfig, ThemeConfig},
+};
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -48,6 +52,7 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub status: StatusConfig,
     pub inactivity: InactivityConfig,
+    pub cards: CardsConfig,
     pub theme: ThemeConfig,
     pub server: ServerConfig,
     // Operating it (issue 18): the mode's start-up checks and the log format.
@@ -82,6 +87,7 @@ impl Default for Config {
             database: DatabaseConfig::default(),
             status: StatusConfig::default(),
             inactivity: InactivityConfig::default(),
+            cards: CardsConfig::default(),
             theme: ThemeConfig::default(),
             server: ServerConfig::default(),
             mode: None,
@@ -506,6 +512,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("inactivity", "warn_after_secs"),
     ("inactivity", "deactivate_after_secs"),
     ("inactivity", "interval_secs"),
+    ("cards", "closed_read_only_days"),
     ("theme", "brand"),
     ("theme", "brand_ink"),
     ("theme", "brand_dark"),
@@ -625,6 +632,7 @@ impl Config {
         self.notify.validate()?;
         self.server.validate()?;
         self.database.validate()?;
+        self.cards.validate()?;
         self.tls.validate()?;
         self.theme.theme()?;
         if let Some(url) = &self.telemetry.otlp_endpoint {
@@ -753,6 +761,7 @@ impl Config {
             inactivity: InactivityPolicy {
                 warn_after_secs: self.inactivity.warn_after_secs,
                 deactivate_after_secs: self.inactivity.deactivate_after_secs,
+                closed_read_only_secs: self.cards.closed_read_only_secs(),
             },
         }
     }

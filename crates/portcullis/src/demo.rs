@@ -1,6 +1,7 @@
 //! Demo registry records: well-known test card numbers (published by card networks for
 //! testing; they can never be charged) with made-up holders.
 
+use portcullis_core::clock::UnixTime;
 use portcullis_core::ports::Store;
 use portcullis_core::ports::StoreResult;
 use portcullis_core::registry::{RawRecord, RegistryRecord};
@@ -132,11 +133,12 @@ fn raw(card: &DemoCard, index: usize) -> RawRecord {
         } else {
             String::new()
         },
+        ..RawRecord::default()
     }
 }
 
 /// Loads the demo records (an upsert, so starting the demo twice is harmless).
-pub async fn load(store: &dyn Store, keys: &KeyedHasher) -> StoreResult<()> {
+pub async fn load(store: &dyn Store, keys: &KeyedHasher, now: UnixTime) -> StoreResult<()> {
     let mut records = Vec::new();
     for (i, card) in DEMO_CARDS.iter().enumerate() {
         match RegistryRecord::parse(&raw(card, i)) {
@@ -148,9 +150,12 @@ pub async fn load(store: &dyn Store, keys: &KeyedHasher) -> StoreResult<()> {
             }
         }
     }
-    let mut import = store.begin_import().await?;
+    let mut import = store.begin_import(now).await?;
     import.upsert(&records).await?;
-    import.commit().await
+    import
+        .commit(&portcullis_core::audit::audit_key(keys))
+        .await
+        .map(|_| ())
 }
 
 #[cfg(test)]

@@ -315,12 +315,23 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             let config = command_config(&cli)?;
             let built = app::build(&config, Arc::new(SystemClock), false).await?;
-            match import::import_file(built.store.as_ref(), built.app.keys(), file).await {
+            let actor = admin::cli_actor();
+            let ctx = import::ImportContext {
+                store: built.store.as_ref(),
+                keys: built.app.keys(),
+                policies: built.app.policies(),
+                actor: &actor,
+                now: built.app.clock().now(),
+            };
+            match import::import_file(&ctx, file).await {
                 Ok(report) => {
                     println!(
-                        "imported {} records in {:.2}s",
+                        "imported {} records in {:.2}s ({} reissued cards moved online \
+                         accounts, {} linked cards changed status)",
                         report.records,
-                        report.elapsed.as_secs_f64()
+                        report.elapsed.as_secs_f64(),
+                        report.load.reissues,
+                        report.load.status_changes
                     );
                     Ok(ExitCode::SUCCESS)
                 }
@@ -444,9 +455,13 @@ async fn serve(mut config: Config, mode: Mode) -> anyhow::Result<()> {
     }
     let built = app::build(&config, Arc::new(SystemClock), demo).await?;
     if demo {
-        demo::load(built.store.as_ref(), built.app.keys())
-            .await
-            .context("loading the demo registry")?;
+        demo::load(
+            built.store.as_ref(),
+            built.app.keys(),
+            built.app.clock().now(),
+        )
+        .await
+        .context("loading the demo registry")?;
         println!("Portcullis is running at {local}/");
         let public = config.policies().public_url;
         if public != local {

@@ -47,7 +47,10 @@ pub use outbox::{
     Message, Notifier, NotifyError, OutboxReads, OutboxRow, OutboxState, OutboxStats, OutboxStore,
     Outgoing, QuotaClaim,
 };
-pub use registry::{RegistryImport, RegistryImports, RegistryReads, RegistryRow};
+pub use registry::{
+    CardReissue, CardStatusChange, PushKey, RegistryImport, RegistryImports, RegistryReads,
+    RegistryRow, RegistryWrites, Settled,
+};
 pub use sessions::{NewSession, SessionReads, SessionRow, SessionWrites};
 pub use status::{
     IncidentRow, MaintenanceRow, NewIncident, StatusChange, StatusReads, StatusWrites,

@@ -30,6 +30,7 @@ use super::devices::DeviceWrites;
 use super::factors::FactorWrites;
 use super::lockout::LockWrites;
 use super::outbox::Outgoing;
+use super::registry::RegistryWrites;
 use super::sessions::SessionWrites;
 use super::status::StatusWrites;
 use super::steps::{CodeWrites, StepWrites};
@@ -59,6 +60,7 @@ pub trait UnitOfWork:
     + AdminTokenWrites
     + StatusWrites
     + CardGuardWrites
+    + RegistryWrites
     + Send
 {
     /// The time the unit of work was opened with; every row it writes carries it.

@@ -45,12 +45,17 @@ impl Portcullis {
             .throttle_claim(ThrottleAction::CardCheck, client, now)
             .await?;
         let (number_hash, verification_hash) = credential_hashes(&self.keys, &credential);
-        let Some(record) = self.ports.registry.find_record(&number_hash).await? else {
+        // Not active at the issuer, or replaced by a reissue: the unknown card's path.
+        let found = self.ports.registry.find_record(&number_hash).await?;
+        let Some(record) = found.as_ref().filter(|r| r.usable()).cloned() else {
             self.audit_alone(
                 now,
                 AuditEvent::new(AuditKind::CardVerificationFailed, Some(account.id))
                     .ip(client.ip.as_deref())
-                    .detail("linking a card: no such card"),
+                    .detail(super::registration::unusable_detail(
+                        "linking a card",
+                        found.as_ref(),
+                    )),
             )
             .await;
             return Err(ServiceError::CardNotRecognised);

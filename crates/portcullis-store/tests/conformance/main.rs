@@ -21,6 +21,7 @@ mod card_guard;
 mod codes;
 mod coverage;
 mod factors;
+mod lifecycle;
 mod limits;
 mod lockout;
 mod not_me;

@@ -4,11 +4,13 @@
 use portcullis_core::ports::{RegistryImports, RegistryReads};
 use portcullis_testkit::{both, Backend};
 
-use crate::support::{record, store};
+use portcullis_core::clock::UnixTime;
+
+use crate::support::{keys, record, store};
 
 async fn import_is_all_or_nothing_and_upserts(backend: Backend) {
     let (s, _db) = store(backend).await;
-    let mut import = s.begin_import().await.unwrap();
+    let mut import = s.begin_import(UnixTime(1_700_000_000)).await.unwrap();
     import
         .upsert(&[
             record("378282246310005", "A"),
@@ -18,7 +20,7 @@ async fn import_is_all_or_nothing_and_upserts(backend: Backend) {
         .unwrap();
     drop(import); // never committed
     assert_eq!(s.count_records().await.unwrap(), 0);
-    let mut import = s.begin_import().await.unwrap();
+    let mut import = s.begin_import(UnixTime(1_700_000_000)).await.unwrap();
     import
         .upsert(&[
             record("378282246310005", "A"),
@@ -26,13 +28,13 @@ async fn import_is_all_or_nothing_and_upserts(backend: Backend) {
         ])
         .await
         .unwrap();
-    import.commit().await.unwrap();
-    let mut import = s.begin_import().await.unwrap();
+    import.commit(&keys()).await.unwrap();
+    let mut import = s.begin_import(UnixTime(1_700_000_000)).await.unwrap();
     import
         .upsert(&[record("378282246310005", "A2")])
         .await
         .unwrap();
-    import.commit().await.unwrap();
+    import.commit(&keys()).await.unwrap();
     assert_eq!(s.count_records().await.unwrap(), 2);
     let r = s
         .find_record(&record("378282246310005", "x").number_hash)
@@ -55,9 +57,9 @@ async fn import_is_all_or_nothing_and_upserts(backend: Backend) {
             record(&luhn(&body), "Bulk")
         })
         .collect();
-    let mut import = s.begin_import().await.unwrap();
+    let mut import = s.begin_import(UnixTime(1_700_000_000)).await.unwrap();
     import.upsert(&many).await.unwrap();
-    import.commit().await.unwrap();
+    import.commit(&keys()).await.unwrap();
     assert_eq!(s.count_records().await.unwrap(), 1_502);
 }
 both!(

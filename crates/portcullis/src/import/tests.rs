@@ -46,7 +46,15 @@ impl Fixture {
     }
 
     async fn import(&self, path: &Path) -> Result<ImportReport, ImportError> {
-        import_file(&self.store, &self.keys, path).await
+        let policies = portcullis_core::config::Policies::default();
+        let ctx = ImportContext {
+            store: &self.store,
+            keys: &self.keys,
+            policies: &policies,
+            actor: "cli:test",
+            now: portcullis_core::clock::UnixTime(1_700_000_000),
+        };
+        import_file(&ctx, path).await
     }
 
     async fn count(&self) -> i64 {

@@ -9,6 +9,7 @@
 
 mod backup;
 mod card_guard;
+mod cards;
 mod crash;
 mod defences;
 mod delivery;
