@@ -326,12 +326,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             match import::import_file(&ctx, file).await {
                 Ok(report) => {
                     println!(
-                        "imported {} records in {:.2}s ({} reissued cards moved online \
-                         accounts, {} linked cards changed status)",
+                        "imported {} records in {:.2}s",
                         report.records,
-                        report.elapsed.as_secs_f64(),
-                        report.load.reissues,
-                        report.load.status_changes
+                        report.elapsed.as_secs_f64()
+                    );
+                    println!(
+                        "{} reissued cards took over online accounts; {} linked cards changed \
+                         status",
+                        report.load.reissues, report.load.status_changes
                     );
                     Ok(ExitCode::SUCCESS)
                 }
