@@ -57,7 +57,7 @@ fn record(i: u64) -> Value {
         "credit_limit": "5000.00",
         "payment_due_date": "2026-12-20",
         "minimum_due": "25.00",
-        "status": if i % 50 == 0 { "closed" } else { "active" },
+        "status": if i.is_multiple_of(50) { "closed" } else { "active" },
         "replaces": "",
     })
 }
@@ -100,7 +100,10 @@ pub async fn figure(ctx: &mut Ctx) -> anyhow::Result<()> {
                     String::from_utf8_lossy(&body)
                 );
                 let answer: Value = serde_json::from_slice(&body)?;
-                pushed += answer["records"].as_u64().context("no record count")?;
+                pushed += answer
+                    .get("records")
+                    .and_then(Value::as_u64)
+                    .context("no record count")?;
             }
         }));
     }

@@ -108,20 +108,21 @@ pub async fn push_records(
             "Send the body as JSON with Content-Type: application/json.",
         ));
     }
-    let key = idempotency_key(&headers)?;
+    let key = idempotency_key(&headers).map_err(ApiError::bad_request)?;
     let request_hash = portcullis_crypto::sha256(&body);
     let app = state.app.clone();
     // Decoding, validation and the keyed hashes: CPU work, off the async runtime and on
     // every core.
     let hashed = tokio::task::spawn_blocking(move || {
         let raws = decode(&body)?;
-        if raws.len() > MAX_PUSH_RECORDS {
-            return Err(rejected(vec![too_many(raws.len())]));
-        }
-        hash_records(&raws, app.keys()).map_err(rejected)
+        hash_records(&raws, app.keys()).map_err(Bad::Records)
     })
     .await
-    .map_err(|e| ApiError::from(portcullis_core::ServiceError::Internal(e.to_string())))??;
+    .map_err(|e| ApiError::from(portcullis_core::ServiceError::Internal(e.to_string())))?
+    .map_err(|bad| match bad {
+        Bad::Body(detail) => ApiError::bad_request(detail),
+        Bad::Records(errors) => rejected(errors),
+    })?;
     let outcome = state
         .app
         .push_registry(admin.authority(), &hashed, key.as_deref(), &request_hash)
@@ -147,15 +148,13 @@ fn json(body: String, replayed: bool) -> Response {
     response
 }
 
-fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, &'static str> {
     let Some(value) = headers.get("idempotency-key") else {
         return Ok(None);
     };
     let key = value.to_str().unwrap_or_default().trim();
     if key.is_empty() || key.len() > MAX_KEY_LEN || !key.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(ApiError::bad_request(
-            "Idempotency-Key must be 1 to 200 visible ASCII characters.",
-        ));
+        return Err("Idempotency-Key must be 1 to 200 visible ASCII characters.");
     }
     Ok(Some(key.to_owned()))
 }
@@ -169,23 +168,31 @@ fn rejected(errors: Vec<RecordError>) -> ApiError {
     )
 }
 
+/// What is wrong with a push before the store sees it.
+enum Bad {
+    /// The body is not a JSON array of objects.
+    Body(String),
+    /// Records that break a rule, by index.
+    Records(Vec<RecordError>),
+}
+
 /// The body as records, or what is wrong with it (never echoing a value: it could be a
 /// card number).
-fn decode(body: &[u8]) -> Result<Vec<RawRecord>, ApiError> {
+fn decode(body: &[u8]) -> Result<Vec<RawRecord>, Bad> {
     let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| {
-        ApiError::bad_request(format!(
+        Bad::Body(format!(
             "The body is not valid JSON (line {}, column {}).",
             e.line(),
             e.column()
         ))
     })?;
     let serde_json::Value::Array(items) = value else {
-        return Err(ApiError::bad_request(
-            "The body must be a JSON array of records.",
+        return Err(Bad::Body(
+            "The body must be a JSON array of records.".into(),
         ));
     };
     if items.len() > MAX_PUSH_RECORDS {
-        return Err(rejected(vec![too_many(items.len())]));
+        return Err(Bad::Records(vec![too_many(items.len())]));
     }
     let mut records = Vec::with_capacity(items.len());
     let mut errors = Vec::new();
@@ -232,7 +239,7 @@ fn decode(body: &[u8]) -> Result<Vec<RawRecord>, ApiError> {
     if errors.is_empty() {
         Ok(records)
     } else {
-        Err(rejected(errors))
+        Err(Bad::Records(errors))
     }
 }
 
