@@ -19,11 +19,8 @@ mod cards;
 mod database;
 mod notify;
 
+pub use database::{DatabaseConfig, StatusConfig, ThemeConfig};
 pub use notify::NotifyConfig;
-pub use {
-    cards::CardsConfig,
-    database::{DatabaseConfig, StatusConfig, ThemeConfig},
-};
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -52,7 +49,7 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub status: StatusConfig,
     pub inactivity: InactivityConfig,
-    pub cards: CardsConfig,
+    pub cards: cards::CardsConfig,
     pub theme: ThemeConfig,
     pub server: ServerConfig,
     // Operating it (issue 18): the mode's start-up checks and the log format.
@@ -87,7 +84,7 @@ impl Default for Config {
             database: DatabaseConfig::default(),
             status: StatusConfig::default(),
             inactivity: InactivityConfig::default(),
-            cards: CardsConfig::default(),
+            cards: cards::CardsConfig::default(),
             theme: ThemeConfig::default(),
             server: ServerConfig::default(),
             mode: None,
