@@ -227,11 +227,17 @@ fn parse_file(
         if checker.errors.len() >= MAX_ERRORS {
             break;
         }
+        if checker.parsed.len() >= BATCH_ROWS {
+            checker.flush();
+        }
         if checker.batch.len() >= BATCH_ROWS && !send(sender, &mut checker.batch) {
             return Err(ImportError::Interrupted("the database side stopped".into()));
         }
     }
+    checker.flush();
     if !checker.errors.is_empty() {
+        // A repeated number is found when its batch is hashed, after later lines' errors.
+        checker.errors.sort_by_key(|e| e.line);
         checker.errors.truncate(MAX_ERRORS);
         return Err(ImportError::Invalid(checker.errors));
     }
@@ -253,11 +259,14 @@ fn is_json_lines(path: &Path) -> bool {
         .is_some_and(|e| e.eq_ignore_ascii_case("jsonl") || e.eq_ignore_ascii_case("ndjson"))
 }
 
-/// Validation, hashing and the duplicate check, row by row, in file order.
+/// Validation row by row; the keyed hashes a batch at a time on every core
+/// ([`portcullis_core::par::map`]); then the duplicate check, in file order.
 struct Checker<'k> {
     keys: &'k KeyedHasher,
     /// Where each number was first seen. The keys are keyed hashes, never numbers.
     first_line: HashMap<[u8; 32], u64>,
+    /// Valid rows waiting for their hashes, with their lines.
+    parsed: Vec<(u64, RegistryRecord)>,
     batch: Vec<HashedRecord>,
     errors: Vec<LineError>,
     records: u64,
@@ -268,6 +277,7 @@ impl<'k> Checker<'k> {
         Self {
             keys,
             first_line: HashMap::new(),
+            parsed: Vec::with_capacity(BATCH_ROWS),
             batch: Vec::with_capacity(BATCH_ROWS),
             errors: Vec::new(),
             records: 0,
@@ -275,33 +285,39 @@ impl<'k> Checker<'k> {
     }
 
     fn check(&mut self, line: u64, raw: &RawRecord) {
-        let record = match RegistryRecord::parse(raw) {
-            Ok(record) => record,
-            Err(fields) => {
-                self.reject(fields.into_iter().map(|f| LineError {
-                    line,
-                    column: f.field,
-                    message: f.message,
-                }));
-                return;
-            }
-        };
-        let hashed = record.hashed(self.keys);
-        match self.first_line.entry(hashed.number_hash) {
-            Entry::Occupied(first) => {
-                let message = format!("the same number as line {}", first.get());
-                self.reject([LineError {
-                    line,
-                    column: "number".into(),
-                    message,
-                }]);
-            }
-            Entry::Vacant(slot) => {
-                slot.insert(line);
-                // Once a line is bad nothing will be committed, so stop collecting records.
-                if self.errors.is_empty() {
-                    self.batch.push(hashed);
-                    self.records += 1;
+        match RegistryRecord::parse(raw) {
+            Ok(record) => self.parsed.push((line, record)),
+            Err(fields) => self.reject(fields.into_iter().map(|f| LineError {
+                line,
+                column: f.field,
+                message: f.message,
+            })),
+        }
+    }
+
+    /// Hashes the parsed rows on every core, then checks their numbers in file order.
+    fn flush(&mut self) {
+        let parsed = std::mem::take(&mut self.parsed);
+        let keys = self.keys;
+        let hashed = portcullis_core::par::map(&parsed, |(_, record)| record.hashed(keys));
+        for ((line, _), hashed) in parsed.iter().zip(hashed) {
+            let line = *line;
+            match self.first_line.entry(hashed.number_hash) {
+                Entry::Occupied(first) => {
+                    let message = format!("the same number as line {}", first.get());
+                    self.reject([LineError {
+                        line,
+                        column: "number".into(),
+                        message,
+                    }]);
+                }
+                Entry::Vacant(slot) => {
+                    slot.insert(line);
+                    // Once a line is bad nothing will be committed, so stop collecting.
+                    if self.errors.is_empty() {
+                        self.batch.push(hashed);
+                        self.records += 1;
+                    }
                 }
             }
         }
