@@ -329,7 +329,7 @@ pub fn statements(backend: Backend) -> Vec<(String, String)> {
     for rows in [1, IMPORT_BATCH] {
         out.push((
             format!("registry::upsert_sql({rows})"),
-            registry::upsert_sql(rows, backend, UnixTime(0), 1),
+            registry::upsert_sql(rows, backend, 1),
         ));
     }
     out

@@ -1,6 +1,12 @@
-//! The issuer registry's storage: imports in one transaction of their own, lookups by keyed
-//! hash. The import's multi-row upsert is the one statement built at run time (its row
-//! count varies), and the one place besides the outbox claim where the dialects differ:
+//! The issuer registry's storage: loads (file imports, API pushes) in one transaction of
+//! their own, lookups by keyed hash.
+//!
+//! A load is set-based: its batches are appended to `registry_staging` (multi-row INSERTs
+//! into a table with no index), and before anything reads them one statement
+//! ([`MERGE_STAGED`]) upserts the load's rows into `registry_records` sorted by
+//! `number_hash` — sorted inserts into the unique index instead of random ones — and the
+//! staged rows are deleted. The staging INSERT is the one statement built at run time (its
+//! row count varies), and the one place besides the outbox claim where the dialects differ:
 //! SQLite gets anonymous `?` placeholders and a larger page cache (see [`upsert_sql`]).
 
 use async_trait::async_trait;
@@ -19,8 +25,7 @@ use crate::sql::statements;
 use crate::tx::{self, Tx};
 use crate::{db_err, Backend, SqlStore};
 
-/// Bound parameters per row; `status_since` and `changed_in` are the load's own numbers,
-/// written into the statement.
+/// Bound parameters per staged row; the load's number is written into the statement.
 const COLUMNS: usize = 15;
 /// Rows per INSERT: 15 parameters each keeps us well under both backends' limits.
 pub const IMPORT_BATCH: usize = 1_000;
@@ -40,6 +45,30 @@ statements! {
     RECORD_BY_ID = concat!(record_select!(), " WHERE r.id = $1");
     LINKED_RECORDS = concat!(record_select!(), " WHERE c.account_id = $1 ORDER BY c.linked_at, r.id");
     COUNT_RECORDS = "SELECT COUNT(*) FROM registry_records";
+    /// The load's staged rows into the registry, sorted by the unique key. A row's
+    /// `status_since` is the load's time (`$2`) when it is new or its status changes, and
+    /// `changed_in` the load's number (`$1`) when its status changes; `replaces` is kept once
+    /// set (a later record without it does not bring the replaced card back). The WHERE
+    /// clause also settles SQLite's parse of `INSERT … SELECT … ON CONFLICT`.
+    MERGE_STAGED = "INSERT INTO registry_records (account_type, number_hash, \
+        verification_hash, last4, expiry, holder_name, email, phone, product, balance, \
+        credit_limit, payment_due_date, minimum_due, status, replaces_hash, status_since, \
+        changed_in) SELECT account_type, number_hash, verification_hash, last4, expiry, \
+        holder_name, email, phone, product, balance, credit_limit, payment_due_date, \
+        minimum_due, status, replaces_hash, $2, CAST(NULL AS BIGINT) FROM registry_staging \
+        WHERE load = $1 ORDER BY number_hash \
+        ON CONFLICT (number_hash) DO UPDATE SET account_type = excluded.account_type, \
+        verification_hash = excluded.verification_hash, last4 = excluded.last4, \
+        expiry = excluded.expiry, holder_name = excluded.holder_name, email = excluded.email, \
+        phone = excluded.phone, product = excluded.product, balance = excluded.balance, \
+        credit_limit = excluded.credit_limit, payment_due_date = excluded.payment_due_date, \
+        minimum_due = excluded.minimum_due, \
+        replaces_hash = COALESCE(excluded.replaces_hash, registry_records.replaces_hash), \
+        status_since = CASE WHEN registry_records.status = excluded.status \
+        THEN registry_records.status_since ELSE excluded.status_since END, \
+        changed_in = CASE WHEN registry_records.status = excluded.status \
+        THEN registry_records.changed_in ELSE $1 END, status = excluded.status";
+    DELETE_STAGED = "DELETE FROM registry_staging WHERE load = $1";
     /// A large page cache for the bulk upsert into the keyed-hash index (256 MiB at most,
     /// for the importing connection only).
     IMPORT_CACHE: sqlite = "PRAGMA cache_size = -262144";
@@ -100,6 +129,32 @@ pub struct SqlImport {
     seal: Option<OutboxSeal>,
     outgoing: Vec<Outgoing>,
     events: Vec<AuditEvent>,
+    /// Rows are staged that [`SqlImport::merge`] has not moved into the registry yet.
+    staged: bool,
+}
+
+impl SqlImport {
+    /// Upserts the load's staged rows into the registry in one sorted statement and clears
+    /// them; nothing to do when none are staged. Runs before anything reads the registry in
+    /// this load (`settle`) and at the latest before the commit.
+    pub(crate) async fn merge(&mut self) -> StoreResult<()> {
+        if !self.staged {
+            return Ok(());
+        }
+        sqlx::query(MERGE_STAGED)
+            .bind(self.load)
+            .bind(self.now.0)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(db_err)?;
+        sqlx::query(DELETE_STAGED)
+            .bind(self.load)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(db_err)?;
+        self.staged = false;
+        Ok(())
+    }
 }
 
 #[async_trait]
@@ -111,7 +166,7 @@ impl RegistryImport for SqlImport {
     async fn upsert(&mut self, batch: &[HashedRecord]) -> StoreResult<()> {
         for chunk in batch.chunks(IMPORT_BATCH) {
             // The one statement built at run time (see `upsert_sql`).
-            let upsert = upsert_sql(chunk.len(), self.backend, self.now, self.load);
+            let upsert = upsert_sql(chunk.len(), self.backend, self.load);
             let mut q = sqlx::query(&upsert);
             for r in chunk {
                 q = q
@@ -132,11 +187,13 @@ impl RegistryImport for SqlImport {
                     .bind(r.replaces_hash.map(|h| h.to_vec()));
             }
             q.execute(&mut *self.tx).await.map_err(db_err)?;
+            self.staged = true;
         }
         Ok(())
     }
 
     async fn settle(&mut self) -> StoreResult<Settled> {
+        self.merge().await?;
         crate::lifecycle::settle(self).await
     }
 
@@ -158,6 +215,7 @@ impl RegistryImport for SqlImport {
     }
 
     async fn commit(mut self: Box<Self>, audit_key: &KeyedHasher) -> StoreResult<Committed> {
+        self.merge().await?;
         let messages = std::mem::take(&mut self.outgoing);
         let events = std::mem::take(&mut self.events);
         crate::outbox::enqueue(&mut self.tx, self.seal.as_ref(), &messages, self.now).await?;
@@ -170,27 +228,23 @@ impl RegistryImport for SqlImport {
     }
 }
 
-/// The multi-row upsert of `rows` records. SQLite gets anonymous `?` placeholders: sqlx
-/// looks each numbered parameter up by name, which SQLite does by a linear scan, so 13,000
-/// `$n` parameters cost ~10^8 steps per statement (measured: 3,000 records/s instead of
-/// tens of thousands).
-///
-/// A row's `status_since` is the load's time when it is new or its status changes, and
-/// `changed_in` the load's number when its status changes; `replaces` is kept once set (a
-/// later record without it does not bring the replaced card back).
-pub(crate) fn upsert_sql(rows: usize, backend: Backend, now: UnixTime, load: i64) -> String {
+/// The multi-row INSERT of `rows` records into the staging table for load `load`. SQLite
+/// gets anonymous `?` placeholders: sqlx looks each numbered parameter up by name, which
+/// SQLite does by a linear scan, so 13,000 `$n` parameters cost ~10^8 steps per statement
+/// (measured: 3,000 records/s instead of tens of thousands).
+pub(crate) fn upsert_sql(rows: usize, backend: Backend, load: i64) -> String {
     let mut sql = String::with_capacity(200 + rows * 80);
     sql.push_str(
-        "INSERT INTO registry_records (account_type, number_hash, verification_hash, last4, \
-         expiry, holder_name, email, phone, product, balance, credit_limit, payment_due_date, \
-         minimum_due, status, replaces_hash, status_since, changed_in) VALUES ",
+        "INSERT INTO registry_staging (load, account_type, number_hash, verification_hash, \
+         last4, expiry, holder_name, email, phone, product, balance, credit_limit, \
+         payment_due_date, minimum_due, status, replaces_hash) VALUES ",
     );
-    let stamps = format!(",{},NULL)", now.0);
+    let load = format!("({load},");
     for i in 0..rows {
         if i > 0 {
             sql.push(',');
         }
-        sql.push('(');
+        sql.push_str(&load);
         for c in 0..COLUMNS {
             if c > 0 {
                 sql.push(',');
@@ -203,23 +257,8 @@ pub(crate) fn upsert_sql(rows: usize, backend: Backend, now: UnixTime, load: i64
                 }
             }
         }
-        sql.push_str(&stamps);
+        sql.push(')');
     }
-    sql.push_str(
-        " ON CONFLICT (number_hash) DO UPDATE SET account_type = excluded.account_type, \
-         verification_hash = excluded.verification_hash, last4 = excluded.last4, \
-         expiry = excluded.expiry, holder_name = excluded.holder_name, email = excluded.email, \
-         phone = excluded.phone, product = excluded.product, balance = excluded.balance, \
-         credit_limit = excluded.credit_limit, payment_due_date = excluded.payment_due_date, \
-         minimum_due = excluded.minimum_due, \
-         replaces_hash = COALESCE(excluded.replaces_hash, registry_records.replaces_hash), \
-         status_since = CASE WHEN registry_records.status = excluded.status \
-         THEN registry_records.status_since ELSE excluded.status_since END, ",
-    );
-    sql.push_str(&format!(
-        "changed_in = CASE WHEN registry_records.status = excluded.status \
-         THEN registry_records.changed_in ELSE {load} END, status = excluded.status"
-    ));
     sql
 }
 
@@ -243,6 +282,7 @@ impl RegistryImports for SqlStore {
             seal: self.outbox_seal.clone(),
             outgoing: Vec::new(),
             events: Vec::new(),
+            staged: false,
         }))
     }
 }
