@@ -18,6 +18,7 @@ mod accounts;
 mod admin;
 mod audit;
 mod card_guard;
+mod card_lifecycle;
 mod claims;
 mod devices;
 mod factors;
@@ -39,6 +40,7 @@ pub use admin::{
 };
 pub use audit::AuditReads;
 pub use card_guard::{CardGuardClaims, CardGuardWrites};
+pub use card_lifecycle::RegistryWrites;
 pub use claims::{Claims, CodeAttempt, SweepCutoffs, Swept};
 pub use devices::{DeviceReads, DeviceRow, DeviceWrites};
 pub use factors::{FactorKind, FactorReads, FactorRow, FactorWrites, NewFactor};
@@ -49,7 +51,7 @@ pub use outbox::{
 };
 pub use registry::{
     CardReissue, CardStatusChange, PushKey, RegistryImport, RegistryImports, RegistryReads,
-    RegistryRow, RegistryWrites, Settled,
+    RegistryRow, Settled,
 };
 pub use sessions::{NewSession, SessionReads, SessionRow, SessionWrites};
 pub use status::{

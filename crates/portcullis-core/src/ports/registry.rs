@@ -126,15 +126,3 @@ pub trait RegistryImport: Send {
 pub trait RegistryImports: Send + Sync {
     async fn begin_import(&self, now: UnixTime) -> StoreResult<Box<dyn RegistryImport>>;
 }
-
-/// The registry's writes inside a use case's unit of work.
-#[async_trait]
-pub trait RegistryWrites: Send {
-    /// Deactivates the account when it is still active and every card of it is still
-    /// closed since `closed_before` at the latest; true for the one caller that did.
-    async fn deactivate_closed_account(
-        &mut self,
-        account_id: i64,
-        closed_before: UnixTime,
-    ) -> StoreResult<bool>;
-}
