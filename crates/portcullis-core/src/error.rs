@@ -72,6 +72,10 @@ pub enum ServiceError {
     /// The action needs the password re-entered (within the last few minutes).
     #[error("re-authentication required")]
     ReauthRequired,
+    /// Every card of the account is closed at the issuer: it signs in read-only until it is
+    /// deactivated (docs/design/cards.md).
+    #[error("account read-only: every card is closed")]
+    ReadOnly,
     /// The thing named does not exist for this account.
     #[error("not found")]
     NotFound,

@@ -135,7 +135,7 @@ impl Portcullis {
         client: &ClientInfo,
     ) -> Result<Unlink, ServiceError> {
         let now = self.clock.now();
-        let account = self.session_account(ctx).await?;
+        let account = self.writable_account(ctx).await?;
         let Some(record) = self
             .ports
             .registry

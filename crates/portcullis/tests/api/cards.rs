@@ -235,6 +235,20 @@ async fn closed_then_deactivated(backend: Backend) {
     assert_eq!(home["read_only"], true);
     assert_eq!(home["cards"][0]["status"], "closed");
     assert_eq!(home["cards"][0]["balance"], "10.00");
+    // Read-only: changing the account's settings is refused, with its own problem code.
+    let res = app
+        .client
+        .post(app.url("/api/v1/me/contact"))
+        .bearer_auth(&session)
+        .json(&json!({"current_password": PASSWORD, "field": "email", "value": "ann.new@example.com"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+    assert_eq!(
+        res.json::<Value>().await.unwrap()["code"],
+        "account-read-only"
+    );
     let core = &app.built.app;
     app.clock.advance(29 * DAY);
     let run = core.run_inactivity(false, "test").await.unwrap();
