@@ -225,6 +225,7 @@ pub struct ContactChangeOut {
     security(("bearer" = [])),
     request_body = ContactChangeIn,
     responses(
+        (status = 403, description = "`account-read-only`: every card of the account is closed", body = Problem, content_type = "application/problem+json"),
         (status = 202, description = "A code was sent to the new address", body = ContactChangeOut),
         (status = 400, description = "A bad address, or the wrong current password", body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
@@ -270,6 +271,7 @@ pub struct ContactConfirmIn {
     security(("bearer" = [])),
     request_body = ContactConfirmIn,
     responses(
+        (status = 403, description = "`account-read-only`: every card of the account is closed", body = Problem, content_type = "application/problem+json"),
         (status = 204, description = "Changed"),
         (status = 400, description = "A wrong code (with tries_left)", body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
@@ -356,6 +358,7 @@ pub async fn link_card(
     security(("bearer" = [])),
     params(("id" = i64, Path, description = "The card's id from GET /me")),
     responses(
+        (status = 403, description = "`account-read-only`: every card of the account is closed", body = Problem, content_type = "application/problem+json"),
         (status = 204, description = "Unlinked"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
