@@ -1,5 +1,6 @@
 //! The background sweep: rows that have outlived their use (expired steps and codes,
-//! buckets whose window closed long ago, devices whose cookie browsers have dropped) are
+//! buckets whose window closed long ago, devices whose cookie browsers have dropped, old
+//! registry push keys) are
 //! deleted in batches of [`BATCH`], one short statement each, so a large backlog never
 //! holds a long transaction or a lock other requests wait on.
 
@@ -21,6 +22,8 @@ statements! {
         (SELECT bucket FROM throttle WHERE window_start <= $1 LIMIT $2)";
     SWEEP_DEVICES = "DELETE FROM devices WHERE id IN \
         (SELECT id FROM devices WHERE last_seen_at <= $1 LIMIT $2)";
+    SWEEP_PUSH_KEYS = "DELETE FROM registry_pushes WHERE idempotency_key IN \
+        (SELECT idempotency_key FROM registry_pushes WHERE created_at <= $1 LIMIT $2)";
 }
 
 async fn batches(pool: &AnyPool, sql: &'static str, cutoff: i64) -> StoreResult<u64> {
@@ -46,5 +49,6 @@ pub(crate) async fn sweep(pool: &AnyPool, cutoffs: SweepCutoffs) -> StoreResult<
         codes: batches(pool, SWEEP_CODES, cutoffs.codes_before.0).await?,
         throttle: batches(pool, SWEEP_THROTTLE, cutoffs.throttle_before.0).await?,
         devices: batches(pool, SWEEP_DEVICES, cutoffs.devices_before.0).await?,
+        push_keys: batches(pool, SWEEP_PUSH_KEYS, cutoffs.push_keys_before.0).await?,
     })
 }

@@ -37,6 +37,8 @@ pub struct SweepCutoffs {
     pub throttle_before: UnixTime,
     /// Devices last seen at or before this, and not trusted beyond it.
     pub devices_before: UnixTime,
+    /// Registry push `Idempotency-Key`s stored at or before this.
+    pub push_keys_before: UnixTime,
 }
 
 /// How many rows one sweep deleted.
@@ -46,6 +48,7 @@ pub struct Swept {
     pub codes: u64,
     pub throttle: u64,
     pub devices: u64,
+    pub push_keys: u64,
 }
 
 #[async_trait]

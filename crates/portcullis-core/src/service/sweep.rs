@@ -7,6 +7,7 @@
 //! | one-time codes | expired a day ago (their step is long gone: a live step keeps its code for a resend) |
 //! | throttle and destination buckets | their window opened more than a day ago (the longest window) |
 //! | devices | not seen for 400 days (browsers drop the device cookie by then) |
+//! | registry push `Idempotency-Key`s | kept 7 days (a retry comes within minutes; issue 17) |
 
 use super::Portcullis;
 use crate::ports::{SweepCutoffs, Swept};
@@ -15,6 +16,8 @@ use crate::ServiceError;
 const DAY: i64 = 86_400;
 /// Browsers keep a cookie at most 400 days: a device unseen that long cannot come back.
 pub const DEVICE_FORGOTTEN_SECS: i64 = 400 * DAY;
+/// How long a registry push's `Idempotency-Key` answers a retry.
+pub const PUSH_KEY_KEPT_SECS: i64 = 7 * DAY;
 
 impl Portcullis {
     /// Deletes what has expired by now.
@@ -29,6 +32,7 @@ impl Portcullis {
                 codes_before: now.plus_secs(-DAY),
                 throttle_before: now.plus_secs(-longest_window),
                 devices_before: now.plus_secs(-DEVICE_FORGOTTEN_SECS),
+                push_keys_before: now.plus_secs(-PUSH_KEY_KEPT_SECS),
             })
             .await?;
         Ok(swept)
