@@ -195,6 +195,18 @@ impl Portcullis {
         self
     }
 
+    /// Seals authenticator-app secrets under `factor.key`'s keyring, followed as it is
+    /// rotated (each secret names its key id; secrets under an old key still open).
+    pub fn with_factor_ring(mut self, keys: portcullis_crypto::LiveRing) -> Self {
+        self.factor_seal = Sealer::with_ring(keys, FACTOR_SEAL_AAD);
+        self
+    }
+
+    /// The sealer of factor secrets (the re-seal job's).
+    pub fn factor_sealer(&self) -> &Sealer {
+        &self.factor_seal
+    }
+
     /// This node's counts of locks and codes, for `/metrics`.
     pub fn counters(&self) -> crate::counters::CountersSnapshot {
         self.counters.snapshot()

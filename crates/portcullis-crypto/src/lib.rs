@@ -5,6 +5,7 @@
 pub mod ct;
 pub mod hashing;
 pub mod keyed;
+pub mod keyring;
 pub mod passkey;
 pub mod seal;
 pub mod secrets;
@@ -14,5 +15,6 @@ pub mod totp;
 pub use ct::ct_eq;
 pub use hashing::{HashError, HashParams, HashPool, Verification};
 pub use keyed::KeyedHasher;
+pub use keyring::{KeyRing, LiveRing};
 pub use seal::Sealer;
 pub use token::{sha256, Token};

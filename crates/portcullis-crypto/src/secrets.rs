@@ -19,7 +19,7 @@ pub enum SecretsError {
     Malformed { path: String },
 }
 
-/// Reads the key `name` from `dir`, creating the directory (0700) and the key (0600) when
+/// Reads the current key of the keyring `name` from `dir` (see [`crate::keyring`]), creating the directory (0700) and the key (0600) when
 /// they are missing.
 pub fn load_or_create_key(dir: &Path, name: &str) -> Result<Zeroizing<[u8; 32]>, SecretsError> {
     let io = |path: &Path| {
@@ -67,10 +67,9 @@ pub fn load_existing_key(
     }
 }
 
+/// The current key of a keyring file (or of an older one-key file).
 fn parse_key(text: &str) -> Option<Zeroizing<[u8; 32]>> {
-    let mut key = Zeroizing::new([0u8; 32]);
-    hex::decode_to_slice(text, key.as_mut()).ok()?;
-    Some(key)
+    crate::keyring::KeyRing::parse(text).map(|ring| ring.current().clone())
 }
 
 fn create_private_dir(dir: &Path) -> std::io::Result<()> {

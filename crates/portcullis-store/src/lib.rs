@@ -25,6 +25,7 @@ mod error;
 mod factors;
 mod health;
 mod jobs;
+mod keys;
 mod lifecycle;
 mod lockout;
 mod ops;
@@ -304,6 +305,7 @@ pub fn statements(backend: Backend) -> Vec<(String, String)> {
         factors::STATEMENTS,
         health::STATEMENTS,
         jobs::STATEMENTS,
+        keys::STATEMENTS,
         lifecycle::STATEMENTS,
         ops::STATEMENTS,
         lockout::STATEMENTS,

@@ -133,6 +133,10 @@ impl OutboxSeal {
         Some(Self(Sealer::new(key, SEAL_AAD)))
     }
 
+    fn with_ring(keys: portcullis_crypto::LiveRing) -> Self {
+        Self(Sealer::with_ring(keys, SEAL_AAD))
+    }
+
     fn seal(&self, body: &str) -> Option<String> {
         self.0.seal(body.as_bytes())
     }
@@ -149,6 +153,18 @@ impl SqlStore {
     pub fn with_outbox_key(mut self, key: &[u8; 32]) -> Self {
         self.outbox_seal = OutboxSeal::new(key);
         self
+    }
+
+    /// Seals those bodies under `outbox.key`'s keyring, followed as it is rotated (each
+    /// body names its key id; bodies under an old key still open).
+    pub fn with_outbox_ring(mut self, keys: portcullis_crypto::LiveRing) -> Self {
+        self.outbox_seal = Some(OutboxSeal::with_ring(keys));
+        self
+    }
+
+    /// The sealer of outbox bodies, if a key was given (the re-seal job's).
+    pub fn outbox_sealer(&self) -> Option<Sealer> {
+        self.outbox_seal.as_ref().map(|s| s.0.clone())
     }
 
     /// Opens a claimed row's sealed body; false when it cannot be opened (the key changed

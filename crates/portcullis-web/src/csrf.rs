@@ -8,23 +8,36 @@
 use axum::http::HeaderMap;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use portcullis_crypto::{ct_eq, token::random_bytes, KeyedHasher};
+use portcullis_crypto::{ct_eq, token::random_bytes, KeyRing, KeyedHasher};
 
 const DOMAIN: &str = "portcullis/csrf/v1";
 
-/// The token a form must carry for the cookie value `anchor`.
-pub fn token_for(key: &KeyedHasher, anchor: &str) -> String {
+fn token_under(key: &KeyedHasher, anchor: &str) -> String {
     URL_SAFE_NO_PAD.encode(key.hash(DOMAIN, &[anchor.as_bytes()]))
+}
+
+/// The token a form must carry for the cookie value `anchor`, under the current CSRF key.
+pub fn token_for(keys: &KeyRing, anchor: &str) -> String {
+    keys.hashers()
+        .next()
+        .map(|key| token_under(&key, anchor))
+        .unwrap_or_default()
 }
 
 pub fn new_anchor() -> String {
     URL_SAFE_NO_PAD.encode(random_bytes::<32>())
 }
 
-/// Checks a submitted token against the cookie.
-pub fn verify(key: &KeyedHasher, anchor: Option<&str>, submitted: &str) -> bool {
+/// Checks a submitted token against the cookie, under every key of the ring (a form shown
+/// before a rotation stays good until its cookie expires). Every key is tried, matched or
+/// not, so the time taken says nothing about which key matched.
+pub fn verify(keys: &KeyRing, anchor: Option<&str>, submitted: &str) -> bool {
     match anchor {
-        Some(a) if !a.is_empty() => ct_eq(token_for(key, a).as_bytes(), submitted.as_bytes()),
+        Some(a) if !a.is_empty() && !submitted.is_empty() => {
+            keys.hashers().fold(false, |found, key| {
+                ct_eq(token_under(&key, a).as_bytes(), submitted.as_bytes()) | found
+            })
+        }
         _ => false,
     }
 }
@@ -57,15 +70,28 @@ mod tests {
 
     #[test]
     fn token_matches_only_its_cookie() {
-        let key = KeyedHasher::new(Zeroizing::new([1; 32]));
+        let key = KeyRing::single(Zeroizing::new([1; 32]));
         let a = new_anchor();
         let t = token_for(&key, &a);
         assert!(verify(&key, Some(&a), &t));
         assert!(!verify(&key, Some(&new_anchor()), &t));
         assert!(!verify(&key, None, &t));
         assert!(!verify(&key, Some(&a), ""));
-        let other = KeyedHasher::new(Zeroizing::new([2; 32]));
+        let other = KeyRing::single(Zeroizing::new([2; 32]));
         assert!(!verify(&other, Some(&a), &t));
+    }
+
+    #[test]
+    fn a_token_from_before_a_rotation_stays_good() {
+        let mut ring = KeyRing::single(Zeroizing::new([1; 32]));
+        let a = new_anchor();
+        let old = token_for(&ring, &a);
+        ring.add_current();
+        let new = token_for(&ring, &a);
+        assert_ne!(old, new, "new forms carry the new key's token");
+        assert!(verify(&ring, Some(&a), &old));
+        assert!(verify(&ring, Some(&a), &new));
+        assert!(!verify(&ring, Some(&new_anchor()), &old));
     }
 
     #[test]

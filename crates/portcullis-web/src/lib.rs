@@ -26,7 +26,6 @@ use std::sync::Arc;
 
 use axum::Router;
 use portcullis_core::service::Portcullis;
-use portcullis_crypto::KeyedHasher;
 
 /// The demo outbox, as the web layer sees it (the notify crate implements it).
 pub trait DemoOutbox: Send + Sync {
@@ -68,8 +67,8 @@ impl Default for WebConfig {
 pub struct AppState {
     pub app: Portcullis,
     pub web: Arc<WebConfig>,
-    /// Keys the CSRF tokens.
-    pub csrf: KeyedHasher,
+    /// Keys the CSRF tokens: `csrf.key`'s ring, followed when it is rotated.
+    pub csrf: portcullis_crypto::LiveRing,
     pub outbox: Option<Arc<dyn DemoOutbox>>,
     /// This node's latest view of each part, written by the background prober.
     pub status: portcullis_core::service::status::StatusBoard,

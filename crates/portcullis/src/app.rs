@@ -8,7 +8,7 @@ use portcullis_core::clock::Clock;
 use portcullis_core::ports::{Notifier, OutboxStore};
 use portcullis_core::service::Portcullis;
 use portcullis_crypto::secrets::load_or_create_key;
-use portcullis_crypto::{HashPool, KeyedHasher};
+use portcullis_crypto::{HashPool, KeyedHasher, LiveRing};
 use portcullis_notify::{
     DeliveryConfig, DeliveryWorker, OutboxFile, SmsFormat, SmsGateway, SmsGatewaySettings,
     SmsPolicy, SmtpMailer, SmtpMode, SmtpServer, SmtpSettings, Transport, Transports,
@@ -72,13 +72,14 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>, demo: bool) -> anyhow
     refuse_new_keys_for_old_data(config, &store).await?;
     let registry_key = load_or_create_key(&config.secrets_dir, REGISTRY_KEY)
         .context("loading the registry key")?;
-    let csrf_key =
-        load_or_create_key(&config.secrets_dir, CSRF_KEY).context("loading the CSRF key")?;
-    let outbox_key =
-        load_or_create_key(&config.secrets_dir, OUTBOX_KEY).context("loading the outbox key")?;
-    let factor_key =
-        load_or_create_key(&config.secrets_dir, FACTOR_KEY).context("loading the factor key")?;
-    let store = Arc::new(store.with_outbox_key(&outbox_key));
+    // Keyrings, followed while the process runs (`portcullis keys rotate`).
+    let csrf_keys =
+        LiveRing::open(&config.secrets_dir, CSRF_KEY).context("loading the CSRF key")?;
+    let outbox_keys =
+        LiveRing::open(&config.secrets_dir, OUTBOX_KEY).context("loading the outbox key")?;
+    let factor_keys =
+        LiveRing::open(&config.secrets_dir, FACTOR_KEY).context("loading the factor key")?;
+    let store = Arc::new(store.with_outbox_ring(outbox_keys));
     let workers = config.hash_workers();
     let hasher = HashPool::start_with_nice(
         config.hash_params(),
@@ -109,7 +110,7 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>, demo: bool) -> anyhow
         notifier,
         config.policies(),
     )
-    .with_factor_key(&factor_key);
+    .with_factor_ring(factor_keys);
     let state = AppState {
         app: app.clone(),
         web: Arc::new(WebConfig {
@@ -121,7 +122,7 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>, demo: bool) -> anyhow
             theme: config.theme.theme()?,
             requests: config.server.request_limits(),
         }),
-        csrf: KeyedHasher::new(csrf_key),
+        csrf: csrf_keys,
         outbox: outbox
             .clone()
             .map(|o| Arc::new(OutboxAdapter(o)) as Arc<dyn DemoOutbox>),

@@ -345,9 +345,25 @@ pub async fn check_database(config: &Config) -> anyhow::Result<ExitCode> {
             needed.join(" or ")
         ));
     }
-    // Key ids: every key is, for now, the one file of its name. Key rotation records a key
-    // id with what each key protects; this check then lists ids the secrets folder lacks.
-    println!("key ids       not recorded yet (they come with key rotation)");
+    // Key ids: every sealed value names the key it was sealed under; each must be in its
+    // keyring here.
+    match crate::keys::check_key_ids(&config.secrets_dir, store.as_ref()).await {
+        Ok((line, found)) => {
+            println!(
+                "key ids       {}",
+                if found.is_empty() {
+                    "all known"
+                } else {
+                    "UNKNOWN"
+                }
+            );
+            if !line.is_empty() {
+                println!("              {line}");
+            }
+            problems.extend(found);
+        }
+        Err(e) => problems.push(format!("cannot check key ids: {e:#}")),
+    }
     Ok(report(problems, &store).await)
 }
 

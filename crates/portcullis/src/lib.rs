@@ -9,6 +9,7 @@ pub mod demo;
 pub mod gen;
 pub mod import;
 pub mod inactivity;
+pub mod keys;
 pub mod mode;
 pub mod serve;
 pub mod status;

@@ -9,7 +9,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use portcullis::config::{Config, Mode};
 use portcullis::{
-    admin, app, db, demo, import, inactivity, mode, serve, status, telemetry, tls, validate,
+    admin, app, db, demo, import, inactivity, keys, mode, serve, status, telemetry, tls, validate,
 };
 use portcullis_core::clock::SystemClock;
 use portcullis_core::service::SupportScope;
@@ -72,6 +72,25 @@ enum Command {
         #[command(subcommand)]
         command: DbCommand,
     },
+    /// Key rotation: keyrings in secrets_dir, never in the database.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Add a new current key to the keyring NAME (factor.key, outbox.key or csrf.key); the
+    /// old keys stay for reading. Running nodes pick it up without a restart.
+    Rotate {
+        #[arg(value_name = "NAME")]
+        name: String,
+    },
+    /// Each key name's current id, old ids, and how many rows still use each old id.
+    Status,
+    /// Move every sealed value to its current key now (what the re-seal job does).
+    Reseal,
 }
 
 #[derive(Subcommand)]
@@ -432,6 +451,20 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 DbCommand::Check => db::check_database(&config).await,
             }
         }
+        Command::Keys { command } => {
+            let config = command_config(&cli)?;
+            match command {
+                KeysCommand::Rotate { name } => keys::rotate(&config, name),
+                KeysCommand::Status => {
+                    let built = app::build(&config, Arc::new(SystemClock), false).await?;
+                    keys::status_cli(&config, &built.store).await
+                }
+                KeysCommand::Reseal => {
+                    let built = app::build(&config, Arc::new(SystemClock), false).await?;
+                    keys::reseal_cli(&built.store, &keys::Sealers::of(&built)).await
+                }
+            }
+        }
         Command::ValidateConfig => {
             let config = command_config(&cli)?;
             validate::run(&config).await
@@ -509,6 +542,11 @@ async fn serve(mut config: Config, mode: Mode) -> anyhow::Result<()> {
             ),
         )
     });
+    let reseal = keys::spawn_job(
+        built.store.clone(),
+        keys::Sealers::of(&built),
+        keys::RESEAL_INTERVAL,
+    );
     let mut limits = config.server.connection_limits();
     // A full house of connections must leave descriptors for the database, the management
     // listener and files: three per SQLite connection (database, WAL, shared memory).
@@ -529,6 +567,7 @@ async fn serve(mut config: Config, mode: Mode) -> anyhow::Result<()> {
     if let Some(job) = job {
         job.abort();
     }
+    reseal.abort();
     // After the last request: finish the message in hand and release the other claims, but
     // never wait on a hanging provider for longer than the drain allows.
     delivery

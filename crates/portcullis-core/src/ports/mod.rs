@@ -22,6 +22,7 @@ mod card_lifecycle;
 mod claims;
 mod devices;
 mod factors;
+mod keys;
 mod lockout;
 mod outbox;
 mod registry;
@@ -44,6 +45,7 @@ pub use card_lifecycle::RegistryWrites;
 pub use claims::{Claims, CodeAttempt, SweepCutoffs, Swept};
 pub use devices::{DeviceReads, DeviceRow, DeviceWrites};
 pub use factors::{FactorKind, FactorReads, FactorRow, FactorWrites, NewFactor};
+pub use keys::{SealedColumn, SealedValue, SealedValues};
 pub use lockout::{Counter, LockWrites};
 pub use outbox::{
     Message, Notifier, NotifyError, OutboxReads, OutboxRow, OutboxState, OutboxStats, OutboxStore,

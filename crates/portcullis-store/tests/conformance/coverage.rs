@@ -13,6 +13,7 @@ const PORT_FILES: &[&str] = &[
     "claims.rs",
     "devices.rs",
     "factors.rs",
+    "keys.rs",
     "lockout.rs",
     "mod.rs",
     "outbox.rs",

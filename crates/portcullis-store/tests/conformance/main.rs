@@ -21,6 +21,7 @@ mod card_guard;
 mod codes;
 mod coverage;
 mod factors;
+mod keys;
 mod lifecycle;
 mod limits;
 mod lockout;

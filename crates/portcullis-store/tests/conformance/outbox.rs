@@ -365,7 +365,7 @@ async fn sealed_bodies(backend: Backend) {
         .await
         .unwrap();
     let stored = column(&s, ids[0], "body").await.unwrap();
-    assert!(stored.starts_with("sealed:v1:"), "{stored}");
+    assert!(stored.starts_with("sealed:v2:1:"), "{stored}");
     assert!(!stored.contains("493817"));
     assert_eq!(column(&s, ids[1], "body").await.as_deref(), Some("body 1"));
     let rows = s.claim("a", T, 60, 10).await.unwrap();

@@ -154,7 +154,7 @@ async fn sealed_in_a_unit(backend: Backend) {
         .fetch_one(s.pool())
         .await
         .unwrap();
-    assert!(stored.starts_with("sealed:v1:") && !stored.contains("493817"));
+    assert!(stored.starts_with("sealed:v2:1:") && !stored.contains("493817"));
     let rows = s.claim("a", T, 60, 10).await.unwrap();
     assert_eq!(rows[0].body, "Your code is 493817.");
 }

@@ -196,14 +196,14 @@ impl FromRequestParts<AppState> for CsrfCookie {
 
 impl CsrfCookie {
     pub fn token(&self, state: &AppState) -> String {
-        csrf::token_for(&state.csrf, &self.anchor)
+        csrf::token_for(&state.csrf.snapshot(), &self.anchor)
     }
 
     /// Whether a submitted form is genuine: same site, and the token matches the cookie.
     pub fn check(&self, state: &AppState, headers: &HeaderMap, submitted: &str) -> bool {
         !self.fresh
             && !csrf::cross_site(headers)
-            && csrf::verify(&state.csrf, Some(&self.anchor), submitted)
+            && csrf::verify(&state.csrf.snapshot(), Some(&self.anchor), submitted)
     }
 
     /// A new cookie (at sign-in and sign-out), so no token from before remains valid.

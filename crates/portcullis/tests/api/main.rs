@@ -15,6 +15,7 @@ mod defences;
 mod delivery;
 mod faults;
 mod import;
+mod keys;
 mod lifecycle;
 mod limits;
 mod lockout_model;

@@ -1,0 +1,365 @@
+//! Key rotation (docs/design/keys.md): `portcullis keys rotate NAME` adds a new current key
+//! to a keyring in the secrets folder (running nodes follow the file, no restart),
+//! `portcullis keys status` shows each key name's current and old ids and how many rows
+//! still use each old id, and the re-seal job (a lease, one node at a time; also
+//! `portcullis keys reseal`) moves sealed values to the current key in small batches.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use portcullis_core::clock::{Clock, SystemClock, UnixTime};
+use portcullis_core::ports::{Claims, SealedColumn, SealedValues, StoreResult};
+use portcullis_crypto::keyring::{load_ring, rotate_ring};
+use portcullis_crypto::Sealer;
+use portcullis_store::SqlStore;
+
+use crate::app::{CSRF_KEY, FACTOR_KEY, OUTBOX_KEY, REGISTRY_KEY};
+use crate::config::Config;
+
+/// The key names `keys rotate` takes.
+pub const ROTATABLE: [&str; 3] = [FACTOR_KEY, OUTBOX_KEY, CSRF_KEY];
+
+/// Every key name, as `keys status` lists them.
+pub const ALL: [&str; 4] = [REGISTRY_KEY, FACTOR_KEY, OUTBOX_KEY, CSRF_KEY];
+
+/// The re-seal job's lease row (migration 0015).
+pub const RESEAL_JOB: &str = "reseal";
+
+/// How many values one statement of the re-seal reads (and then moves one by one).
+pub const RESEAL_BATCH: u32 = 100;
+
+/// How often a serving node tries to take the re-seal lease.
+pub const RESEAL_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Why a key name cannot be rotated yet, or `None` when it can.
+pub fn refusal(name: &str) -> Option<String> {
+    if ROTATABLE.contains(&name) {
+        return None;
+    }
+    if name == REGISTRY_KEY {
+        return Some(format!(
+            "{REGISTRY_KEY} cannot be rotated yet: card lookups, one-time codes, recovery-code \
+             hints and the audit chain are keyed by it, and only the issuer's file holds the \
+             card numbers to key again (docs/design/keys.md, \"The registry key\")"
+        ));
+    }
+    Some(format!(
+        "no key is named {name:?}: the key names are {}",
+        ALL.join(", ")
+    ))
+}
+
+/// `portcullis keys rotate NAME`.
+pub fn rotate(config: &Config, name: &str) -> anyhow::Result<ExitCode> {
+    if let Some(why) = refusal(name) {
+        eprintln!("error: {why}");
+        return Ok(ExitCode::FAILURE);
+    }
+    let ring = rotate_ring(&config.secrets_dir, name)
+        .with_context(|| format!("rotating {name} in {}", config.secrets_dir.display()))?;
+    let old: Vec<String> = ring.old_ids().iter().map(u32::to_string).collect();
+    println!(
+        "{name}: key {} is current; old keys kept for reading: {}",
+        ring.current_id(),
+        old.join(", ")
+    );
+    println!(
+        "Running nodes use it within a second (they re-read {}). Copy the file to every \
+         node's secrets folder first when nodes do not share it (docs/operations.md, \
+         \"Rotate keys\").",
+        config.secrets_dir.join(name).display()
+    );
+    if name != CSRF_KEY {
+        println!(
+            "The re-seal job moves what is sealed under the old keys; `portcullis keys \
+             reseal` does it now, and `portcullis keys status` shows what is left."
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One key name's state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyStatus {
+    pub name: &'static str,
+    pub current: u32,
+    /// Each old id, with how many rows still use it (`None`: nothing stored uses this key,
+    /// as for the CSRF key, whose tokens live only in forms).
+    pub old: Vec<(u32, Option<i64>)>,
+    /// Rows on the current key.
+    pub on_current: Option<i64>,
+}
+
+impl KeyStatus {
+    /// Rows still on an old key.
+    pub fn rows_on_old(&self) -> i64 {
+        self.old.iter().filter_map(|(_, n)| *n).sum()
+    }
+}
+
+/// The column sealed under `name`, if any.
+fn column_of(name: &str) -> Option<SealedColumn> {
+    SealedColumn::ALL
+        .into_iter()
+        .find(|column| column.key_name() == name)
+}
+
+async fn rows_under(store: &dyn SealedValues, column: SealedColumn, id: u32) -> StoreResult<i64> {
+    let mut total = 0;
+    for pattern in Sealer::like_patterns(id) {
+        total += store.count_sealed(column, &pattern).await?;
+    }
+    Ok(total)
+}
+
+/// Every key name's current id, old ids and rows per id (keys missing from the folder are
+/// left out).
+pub async fn status(
+    secrets: &std::path::Path,
+    store: &dyn SealedValues,
+) -> anyhow::Result<Vec<KeyStatus>> {
+    let mut out = Vec::new();
+    for name in ALL {
+        let Some(ring) = load_ring(secrets, name).with_context(|| format!("reading {name}"))?
+        else {
+            continue;
+        };
+        let column = column_of(name);
+        let mut old = Vec::new();
+        for id in ring.old_ids() {
+            let rows = match column {
+                Some(column) => Some(rows_under(store, column, id).await?),
+                None => None,
+            };
+            old.push((id, rows));
+        }
+        let on_current = match column {
+            Some(column) => Some(rows_under(store, column, ring.current_id()).await?),
+            None => None,
+        };
+        out.push(KeyStatus {
+            name,
+            current: ring.current_id(),
+            old,
+            on_current,
+        });
+    }
+    Ok(out)
+}
+
+/// `keys status` as printed.
+pub fn describe(statuses: &[KeyStatus]) -> String {
+    let mut out = String::new();
+    for s in statuses {
+        let rows = |n: Option<i64>| match n {
+            Some(n) => format!("{n} rows"),
+            None if s.name == REGISTRY_KEY => {
+                "every registry row and the audit chain; cannot be rotated yet".to_owned()
+            }
+            None => "nothing stored".to_owned(),
+        };
+        out.push_str(&format!(
+            "{:<13} current {} ({})",
+            s.name,
+            s.current,
+            rows(s.on_current)
+        ));
+        if s.old.is_empty() {
+            out.push_str("; no old keys");
+        } else {
+            let old: Vec<String> = s
+                .old
+                .iter()
+                .map(|(id, n)| format!("{id} ({})", rows(*n)))
+                .collect();
+            out.push_str(&format!("; old: {}", old.join(", ")));
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// `portcullis keys status`.
+pub async fn status_cli(config: &Config, store: &SqlStore) -> anyhow::Result<ExitCode> {
+    let statuses = status(&config.secrets_dir, store).await?;
+    print!("{}", describe(&statuses));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What one pass of the re-seal did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Resealed {
+    /// Values moved to the current key.
+    pub moved: u64,
+    /// Values no key of the ring opens (a key removed from the file, or damage): left as
+    /// they are, and counted.
+    pub unopenable: u64,
+    /// Values changed by a use case between the read and the move (already under the new
+    /// key by then): left to it.
+    pub raced: u64,
+}
+
+/// Moves every value of `column` that is not under `sealer`'s current key, `batch` at a
+/// time: one read per batch, then one conditional UPDATE per value, never a long
+/// transaction.
+pub async fn reseal_column(
+    store: &dyn SealedValues,
+    column: SealedColumn,
+    sealer: &Sealer,
+    batch: u32,
+) -> StoreResult<Resealed> {
+    let mut done = Resealed::default();
+    // The file as it is now, not as last looked at: a rotation a moment ago counts.
+    let current = sealer.ring().refresh().current_id();
+    let pattern = format!("sealed:v2:{current}:%");
+    let mut after = 0;
+    loop {
+        let values = store
+            .sealed_not_under(column, &pattern, after, batch)
+            .await?;
+        let Some(last) = values.last() else {
+            break;
+        };
+        after = last.row_id;
+        for value in &values {
+            match sealer.reseal(&value.value) {
+                Some(new) => {
+                    if store
+                        .replace_sealed(column, value.row_id, &value.value, &new)
+                        .await?
+                    {
+                        done.moved += 1;
+                    } else {
+                        done.raced += 1;
+                    }
+                }
+                None => done.unopenable += 1,
+            }
+        }
+    }
+    Ok(done)
+}
+
+/// The sealers of each sealed column, as the serving process holds them.
+#[derive(Clone, Debug)]
+pub struct Sealers {
+    pub factor: Sealer,
+    pub outbox: Option<Sealer>,
+}
+
+impl Sealers {
+    pub fn of(built: &crate::app::Built) -> Self {
+        Self {
+            factor: built.app.factor_sealer().clone(),
+            outbox: built.store.outbox_sealer(),
+        }
+    }
+}
+
+/// One pass over every sealed column.
+pub async fn reseal_all(store: &dyn SealedValues, sealers: &Sealers) -> StoreResult<Resealed> {
+    let mut total = Resealed::default();
+    let columns = [
+        (SealedColumn::FactorSecret, Some(&sealers.factor)),
+        (SealedColumn::OutboxBody, sealers.outbox.as_ref()),
+    ];
+    for (column, sealer) in columns {
+        let Some(sealer) = sealer else { continue };
+        let done = reseal_column(store, column, sealer, RESEAL_BATCH).await?;
+        total.moved += done.moved;
+        total.unopenable += done.unopenable;
+        total.raced += done.raced;
+    }
+    Ok(total)
+}
+
+/// `portcullis keys reseal`: one pass now, whatever the lease.
+pub async fn reseal_cli(store: &SqlStore, sealers: &Sealers) -> anyhow::Result<ExitCode> {
+    let done = reseal_all(store, sealers).await?;
+    println!(
+        "moved {} sealed values to the current keys ({} could not be opened, {} changed \
+         meanwhile)",
+        done.moved, done.unopenable, done.raced
+    );
+    Ok(if done.unopenable == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// Runs the re-seal every `interval` on the node that takes the lease.
+pub fn spawn_job(
+    store: Arc<SqlStore>,
+    sealers: Sealers,
+    interval: Duration,
+) -> tokio::task::JoinHandle<()> {
+    let node = crate::inactivity::node_name();
+    let lease_secs = i64::try_from(interval.as_secs()).unwrap_or(i64::MAX).max(1);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let now = SystemClock.now();
+            match store
+                .claim_job(RESEAL_JOB, &node, now, UnixTime(now.0 + lease_secs))
+                .await
+            {
+                Ok(true) => match reseal_all(store.as_ref(), &sealers).await {
+                    Ok(done) if done.moved > 0 || done.unopenable > 0 => tracing::info!(
+                        moved = done.moved,
+                        unopenable = done.unopenable,
+                        "re-seal job moved values to the current keys"
+                    ),
+                    Ok(_) => tracing::debug!("re-seal job: nothing to move"),
+                    Err(e) => tracing::warn!(error = %e, "re-seal job failed"),
+                },
+                Ok(false) => tracing::debug!("re-seal job: another node holds the lease"),
+                Err(e) => tracing::warn!(error = %e, "re-seal job could not take its lease"),
+            }
+        }
+    })
+}
+
+/// `db check`'s key-id check: for each sealed column, the values under a key id its
+/// keyring in `secrets` does not hold (a rotated keyring not copied to this folder, or a
+/// keyring from another backup). One line for the report, and the problems found.
+pub async fn check_key_ids(
+    secrets: &std::path::Path,
+    store: &dyn SealedValues,
+) -> anyhow::Result<(String, Vec<String>)> {
+    let mut seen = Vec::new();
+    let mut problems = Vec::new();
+    for column in SealedColumn::ALL {
+        let name = column.key_name();
+        let Some(ring) = load_ring(secrets, name).with_context(|| format!("reading {name}"))?
+        else {
+            continue;
+        };
+        let total = store.count_sealed(column, "sealed:%").await?;
+        let mut known = 0;
+        for id in ring.ids() {
+            known += rows_under(store, column, id).await?;
+        }
+        let ids: Vec<String> = ring.ids().iter().map(u32::to_string).collect();
+        seen.push(format!(
+            "{name} {} (current {})",
+            ids.join(","),
+            ring.current_id()
+        ));
+        if total > known {
+            problems.push(format!(
+                "{} values are sealed under a key id {name} in {} does not hold (it holds {}): \
+                 copy the keyring from the node that rotated it, or restore the secrets folder \
+                 from the same backup as the database",
+                total - known,
+                secrets.display(),
+                ids.join(", ")
+            ));
+        }
+    }
+    Ok((seen.join("; "), problems))
+}
