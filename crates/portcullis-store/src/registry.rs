@@ -2,8 +2,8 @@
 //! their own, lookups by keyed hash.
 //!
 //! A load is set-based: its batches are appended to `registry_staging` (multi-row INSERTs
-//! into a table with no index), and before anything reads them one statement
-//! ([`MERGE_STAGED`]) upserts the load's rows into `registry_records` sorted by
+//! into a table with no index); every 50,000 rows, and before anything reads them, one
+//! statement ([`MERGE_STAGED`]) upserts the staged rows into `registry_records` sorted by
 //! `number_hash` — sorted inserts into the unique index instead of random ones — and the
 //! staged rows are deleted. The staging INSERT is the one statement built at run time (its
 //! row count varies), and the one place besides the outbox claim where the dialects differ:
@@ -29,6 +29,9 @@ use crate::{db_err, Backend, SqlStore};
 const COLUMNS: usize = 15;
 /// Rows per INSERT: 15 parameters each keeps us well under both backends' limits.
 pub const IMPORT_BATCH: usize = 1_000;
+/// Staged rows merged into the registry per statement: sorted runs long enough to help the
+/// index, short enough for PostgreSQL's per-statement timeout (`database.statement_timeout_secs`).
+const MERGE_EVERY: usize = 50_000;
 
 macro_rules! record_select {
     () => {
@@ -129,8 +132,8 @@ pub struct SqlImport {
     seal: Option<OutboxSeal>,
     outgoing: Vec<Outgoing>,
     events: Vec<AuditEvent>,
-    /// Rows are staged that [`SqlImport::merge`] has not moved into the registry yet.
-    staged: bool,
+    /// Rows staged that [`SqlImport::merge`] has not moved into the registry yet.
+    staged: usize,
 }
 
 impl SqlImport {
@@ -138,7 +141,7 @@ impl SqlImport {
     /// them; nothing to do when none are staged. Runs before anything reads the registry in
     /// this load (`settle`) and at the latest before the commit.
     pub(crate) async fn merge(&mut self) -> StoreResult<()> {
-        if !self.staged {
+        if self.staged == 0 {
             return Ok(());
         }
         sqlx::query(MERGE_STAGED)
@@ -152,7 +155,7 @@ impl SqlImport {
             .execute(&mut *self.tx)
             .await
             .map_err(db_err)?;
-        self.staged = false;
+        self.staged = 0;
         Ok(())
     }
 }
@@ -187,7 +190,10 @@ impl RegistryImport for SqlImport {
                     .bind(r.replaces_hash.map(|h| h.to_vec()));
             }
             q.execute(&mut *self.tx).await.map_err(db_err)?;
-            self.staged = true;
+            self.staged += chunk.len();
+            if self.staged >= MERGE_EVERY {
+                self.merge().await?;
+            }
         }
         Ok(())
     }
@@ -282,7 +288,7 @@ impl RegistryImports for SqlStore {
             seal: self.outbox_seal.clone(),
             outgoing: Vec::new(),
             events: Vec::new(),
-            staged: false,
+            staged: 0,
         }))
     }
 }
