@@ -41,14 +41,15 @@ statements! {
         account_columns!("a."),
         " FROM registry_records r JOIN account_cards c ON c.registry_record_id = r.id \
          JOIN online_accounts a ON a.id = c.account_id WHERE r.changed_in = $1 ORDER BY r.id");
-    /// Linked cards that another record replaces, whose replacement backs no account yet.
+    /// Linked cards that a record of this load replaces, whose replacement backs no account
+    /// yet.
     REISSUES = concat!("SELECT o.id AS old_id, o.last4 AS old_last4, n.id AS new_id, \
          n.last4 AS new_last4, ",
         account_columns!("a."),
         " FROM registry_records n JOIN registry_records o ON o.number_hash = n.replaces_hash \
          JOIN account_cards c ON c.registry_record_id = o.id \
          JOIN online_accounts a ON a.id = c.account_id \
-         WHERE n.replaces_hash IS NOT NULL AND NOT EXISTS \
+         WHERE n.reissued_in = $1 AND NOT EXISTS \
          (SELECT 1 FROM account_cards x WHERE x.registry_record_id = n.id) ORDER BY n.id");
     MOVE_CARD = "UPDATE account_cards SET registry_record_id = $2, linked_at = $3 \
         WHERE registry_record_id = $1";
@@ -99,6 +100,7 @@ pub(crate) async fn settle(import: &mut SqlImport) -> StoreResult<Settled> {
     // along the chain one step per round.
     for _ in 0..MAX_CHAIN {
         let rows: Vec<ReissueRow> = sqlx::query_as(REISSUES)
+            .bind(import.load)
             .fetch_all(&mut *import.tx)
             .await
             .map_err(db_err)?;

@@ -50,15 +50,18 @@ statements! {
     COUNT_RECORDS = "SELECT COUNT(*) FROM registry_records";
     /// The load's staged rows into the registry, sorted by the unique key. A row's
     /// `status_since` is the load's time (`$2`) when it is new or its status changes, and
-    /// `changed_in` the load's number (`$1`) when its status changes; `replaces` is kept once
-    /// set (a later record without it does not bring the replaced card back). The WHERE
+    /// `changed_in` the load's number (`$1`) when its status changes, `reissued_in` when it
+    /// names a card it replaces; `replaces` is kept once set (a later record without it does
+    /// not bring the replaced card back). The WHERE
     /// clause also settles SQLite's parse of `INSERT … SELECT … ON CONFLICT`.
     MERGE_STAGED = "INSERT INTO registry_records (account_type, number_hash, \
         verification_hash, last4, expiry, holder_name, email, phone, product, balance, \
         credit_limit, payment_due_date, minimum_due, status, replaces_hash, status_since, \
-        changed_in) SELECT account_type, number_hash, verification_hash, last4, expiry, \
-        holder_name, email, phone, product, balance, credit_limit, payment_due_date, \
-        minimum_due, status, replaces_hash, $2, CAST(NULL AS BIGINT) FROM registry_staging \
+        changed_in, reissued_in) SELECT account_type, number_hash, verification_hash, last4, \
+        expiry, holder_name, email, phone, product, balance, credit_limit, payment_due_date, \
+        minimum_due, status, replaces_hash, $2, CAST(NULL AS BIGINT), \
+        CASE WHEN replaces_hash IS NULL THEN CAST(NULL AS BIGINT) ELSE $1 END \
+        FROM registry_staging \
         WHERE load = $1 ORDER BY number_hash \
         ON CONFLICT (number_hash) DO UPDATE SET account_type = excluded.account_type, \
         verification_hash = excluded.verification_hash, last4 = excluded.last4, \
@@ -67,6 +70,7 @@ statements! {
         credit_limit = excluded.credit_limit, payment_due_date = excluded.payment_due_date, \
         minimum_due = excluded.minimum_due, \
         replaces_hash = COALESCE(excluded.replaces_hash, registry_records.replaces_hash), \
+        reissued_in = COALESCE(excluded.reissued_in, registry_records.reissued_in), \
         status_since = CASE WHEN registry_records.status = excluded.status \
         THEN registry_records.status_since ELSE excluded.status_since END, \
         changed_in = CASE WHEN registry_records.status = excluded.status \

@@ -8,10 +8,15 @@ ALTER TABLE registry_records ADD COLUMN status TEXT NOT NULL DEFAULT 'active';
 ALTER TABLE registry_records ADD COLUMN replaces_hash BYTEA;
 ALTER TABLE registry_records ADD COLUMN status_since BIGINT;
 ALTER TABLE registry_records ADD COLUMN changed_in BIGINT;
+-- The load that last named this record's `replaces`: each load looks for reissues to apply
+-- among its own records only, not among every reissue ever made.
+ALTER TABLE registry_records ADD COLUMN reissued_in BIGINT;
 CREATE INDEX registry_records_replaces ON registry_records (replaces_hash)
     WHERE replaces_hash IS NOT NULL;
 CREATE INDEX registry_records_changed_in ON registry_records (changed_in)
     WHERE changed_in IS NOT NULL;
+CREATE INDEX registry_records_reissued_in ON registry_records (reissued_in)
+    WHERE reissued_in IS NOT NULL;
 
 -- Registry pushes over the API with an Idempotency-Key: the key, a hash of the request
 -- it came with and the answer given, so a retried push is applied once (and the same key
