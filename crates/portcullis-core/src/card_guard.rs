@@ -20,8 +20,16 @@
 //!   Open(tries) ──release──► Open(tries − 1)                     (the card ID was right)
 //!   Open(tries = limit) ──pause──► Paused                         (the holder is told)
 //!   Paused ──claim──► refused, whatever the card ID and however long after
-//!   any ──clear (support)──► (none)
+//!   Paused(unpause < limit) ──unpause claim──► Paused(unpause + 1)  (the holder's way back)
+//!   Paused(unpause = limit) ──unpause claim──► refused             (support only)
+//!   not paused ──unpause claim──► refused
+//!   any ──clear (support, or code + right card ID)──► (none)
 //! ```
+//!
+//! The holder's own way back (`service/card_unpause.rs`): a one-time code to the registry's
+//! email or phone, then the right card ID. That card ID check claims an *unpause* try on the
+//! paused card (its own count, so the guesses that paused the card do not use it up); a
+//! wrong one keeps its try, and after `failures` wrong ones only support can clear the card.
 
 /// How many wrong card IDs a card takes, and in what window.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -85,6 +93,8 @@ pub struct CardGuard {
     pub window_start: Option<i64>,
     pub tries: u32,
     pub paused: bool,
+    /// Card IDs tried on the holder's way back while paused (see [`CardGuard::unpause_claim`]).
+    pub unpause_tries: u32,
 }
 
 impl CardGuard {
@@ -107,6 +117,7 @@ impl CardGuard {
                     window_start: Some(now),
                     tries: 1,
                     paused: false,
+                    unpause_tries: 0,
                 };
                 GuardClaim::Granted(1)
             }
@@ -121,6 +132,17 @@ impl CardGuard {
     /// Pauses the card; `true` when it was not paused before (the holder is told once).
     pub fn pause(&mut self) -> bool {
         !std::mem::replace(&mut self.paused, true)
+    }
+
+    /// Claims a card ID try on the holder's way back: granted (its number) only while the
+    /// card is paused and fewer than `policy.failures` were tried; never given back (a right
+    /// card ID clears the card, and with it the count).
+    pub fn unpause_claim(&mut self, policy: CardGuardPolicy) -> Option<u32> {
+        if !self.paused || self.unpause_tries >= policy.failures {
+            return None;
+        }
+        self.unpause_tries += 1;
+        Some(self.unpause_tries)
     }
 
     /// Support cleared the card: it accepts card IDs again, with a fresh count. `true` when

@@ -15,6 +15,7 @@
 
 mod account;
 mod card_guard;
+mod card_unpause;
 mod cards;
 mod codes;
 mod contact_change;
@@ -25,6 +26,7 @@ mod mfa;
 mod passkeys;
 mod password_change;
 mod recovery;
+mod recovery_user_id;
 mod registration;
 pub mod registry_load;
 mod sessions;

@@ -29,10 +29,13 @@ pub enum StepKind {
     PasskeyMfa,
     /// A sign-in with a passkey alone.
     PasskeySignIn,
+    /// A paused card's way back: a code went to the registry's contact; the code and the
+    /// card ID come next.
+    CardUnpause,
 }
 
 impl StepKind {
-    pub const ALL: [StepKind; 11] = [
+    pub const ALL: [StepKind; 12] = [
         StepKind::Registration,
         StepKind::SignInMfa,
         StepKind::NotMe,
@@ -44,6 +47,7 @@ impl StepKind {
         StepKind::PasskeyRegister,
         StepKind::PasskeyMfa,
         StepKind::PasskeySignIn,
+        StepKind::CardUnpause,
     ];
 
     /// The stored name.
@@ -60,6 +64,7 @@ impl StepKind {
             Self::PasskeyRegister => "passkey.register",
             Self::PasskeyMfa => "passkey.mfa",
             Self::PasskeySignIn => "passkey.signin",
+            Self::CardUnpause => "card.unpause",
         }
     }
 

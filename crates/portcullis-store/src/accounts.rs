@@ -138,6 +138,24 @@ statements! {
     /// The column comes from the enum, never from input: one statement per field.
     CHANGE_EMAIL = "UPDATE online_accounts SET email = $2 WHERE id = $1";
     CHANGE_PHONE = "UPDATE online_accounts SET phone = $2 WHERE id = $1";
+    /// The value a contact change replaces, kept for "This was not me".
+    KEEP_EMAIL = "INSERT INTO contact_history (account_id, field, old_value, changed_at) \
+        SELECT id, 'email', email, $2 FROM online_accounts WHERE id = $1";
+    KEEP_PHONE = "INSERT INTO contact_history (account_id, field, old_value, changed_at) \
+        SELECT id, 'phone', phone, $2 FROM online_accounts WHERE id = $1";
+    /// Each field back to its value before the first change at or after $2.
+    REVERT_EMAIL = "UPDATE online_accounts SET email = (SELECT h.old_value FROM contact_history h \
+        WHERE h.account_id = $1 AND h.field = 'email' AND h.changed_at >= $2 \
+        ORDER BY h.changed_at, h.id LIMIT 1) \
+        WHERE id = $1 AND EXISTS (SELECT 1 FROM contact_history h \
+        WHERE h.account_id = $1 AND h.field = 'email' AND h.changed_at >= $2)";
+    REVERT_PHONE = "UPDATE online_accounts SET phone = (SELECT h.old_value FROM contact_history h \
+        WHERE h.account_id = $1 AND h.field = 'phone' AND h.changed_at >= $2 \
+        ORDER BY h.changed_at, h.id LIMIT 1) \
+        WHERE id = $1 AND EXISTS (SELECT 1 FROM contact_history h \
+        WHERE h.account_id = $1 AND h.field = 'phone' AND h.changed_at >= $2)";
+    DROP_REVERTED = "DELETE FROM contact_history WHERE account_id = $1 AND changed_at >= $2";
+    CONTACT_OF = "SELECT email, phone FROM online_accounts WHERE id = $1";
     LINK_CARD = "INSERT INTO account_cards (registry_record_id, account_id, linked_at) \
         VALUES ($1, $2, $3) ON CONFLICT (registry_record_id) DO NOTHING";
     /// A write first: the account's row lock (PostgreSQL), so a parallel unlink waits and
@@ -589,16 +607,55 @@ impl AccountWrites for SqlWork {
         Ok(done.rows_affected() == 1)
     }
 
+    async fn revert_contact_since(
+        &mut self,
+        account_id: i64,
+        since: UnixTime,
+    ) -> StoreResult<Option<(Option<String>, Option<String>)>> {
+        let mut reverted = 0;
+        for sql in [REVERT_EMAIL, REVERT_PHONE] {
+            reverted += sqlx::query(sql)
+                .bind(account_id)
+                .bind(since.0)
+                .execute(self.conn().await?)
+                .await
+                .map_err(db_err)?
+                .rows_affected();
+        }
+        if reverted == 0 {
+            return Ok(None);
+        }
+        sqlx::query(DROP_REVERTED)
+            .bind(account_id)
+            .bind(since.0)
+            .execute(self.conn().await?)
+            .await
+            .map_err(db_err)?;
+        let contact: Option<(Option<String>, Option<String>)> = sqlx::query_as(CONTACT_OF)
+            .bind(account_id)
+            .fetch_optional(self.conn().await?)
+            .await
+            .map_err(db_err)?;
+        Ok(contact)
+    }
+
     async fn change_contact(
         &mut self,
         account_id: i64,
         field: ContactField,
         value: &str,
     ) -> StoreResult<bool> {
-        let sql = match field {
-            ContactField::Email => CHANGE_EMAIL,
-            ContactField::Phone => CHANGE_PHONE,
+        let (keep, sql) = match field {
+            ContactField::Email => (KEEP_EMAIL, CHANGE_EMAIL),
+            ContactField::Phone => (KEEP_PHONE, CHANGE_PHONE),
         };
+        let now = self.stamp();
+        sqlx::query(keep)
+            .bind(account_id)
+            .bind(now)
+            .execute(self.conn().await?)
+            .await
+            .map_err(db_err)?;
         let done = sqlx::query(sql)
             .bind(account_id)
             .bind(value)

@@ -30,6 +30,12 @@ statements! {
     PAUSE = "UPDATE card_guard SET paused_at = $2 \
         WHERE registry_record_id = $1 AND paused_at IS NULL";
     CLEAR = "DELETE FROM card_guard WHERE registry_record_id = $1 RETURNING paused_at";
+    /// The holder's way back: a card ID try counted on a paused card, below the limit.
+    UNPAUSE_CLAIM = "UPDATE card_guard SET unpause_tries = unpause_tries + 1 \
+        WHERE registry_record_id = $1 AND paused_at IS NOT NULL AND unpause_tries < $2 \
+        RETURNING unpause_tries";
+    PAUSED = "SELECT COUNT(*) FROM card_guard \
+        WHERE registry_record_id = $1 AND paused_at IS NOT NULL";
 }
 
 pub(crate) async fn claim(
@@ -59,6 +65,29 @@ pub(crate) async fn release(pool: &AnyPool, record_id: i64) -> StoreResult<()> {
         .await
         .map_err(db_err)?;
     Ok(())
+}
+
+pub(crate) async fn unpause_claim(
+    pool: &AnyPool,
+    record_id: i64,
+    policy: CardGuardPolicy,
+) -> StoreResult<Option<u32>> {
+    let claimed: Option<i64> = sqlx::query_scalar(UNPAUSE_CLAIM)
+        .bind(record_id)
+        .bind(i64::from(policy.failures))
+        .fetch_optional(pool)
+        .await
+        .map_err(db_err)?;
+    Ok(claimed.map(|n| u32::try_from(n).unwrap_or(u32::MAX)))
+}
+
+pub(crate) async fn paused(pool: &AnyPool, record_id: i64) -> StoreResult<bool> {
+    let n: i64 = sqlx::query_scalar(PAUSED)
+        .bind(record_id)
+        .fetch_one(pool)
+        .await
+        .map_err(db_err)?;
+    Ok(n > 0)
 }
 
 #[async_trait]

@@ -89,4 +89,12 @@ impl CardGuardClaims for SqlStore {
     async fn card_guard_release(&self, record_id: i64) -> StoreResult<()> {
         card_guard::release(&self.pool, record_id).await
     }
+
+    async fn card_unpause_claim(
+        &self,
+        record_id: i64,
+        policy: CardGuardPolicy,
+    ) -> StoreResult<Option<u32>> {
+        card_guard::unpause_claim(&self.pool, record_id, policy).await
+    }
 }

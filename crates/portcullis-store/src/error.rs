@@ -30,7 +30,8 @@ pub fn db_err(e: sqlx::Error) -> StoreError {
 /// file system remounted read-only), 10 IOERR, 13 FULL, 14 CANTOPEN. PostgreSQL: class 08
 /// (connection), 53 (resources: disk full, out of memory, too many connections), 57P0x
 /// (shutdown), 57014 (statement timeout), 55P03 (lock timeout), 25P03 (idle in transaction
-/// too long), 58 (system I/O), 40001/40P01 (serialisation, deadlock).
+/// too long), 58 (system I/O), 40001/40P01 (serialisation, deadlock), 25006 (a read-only
+/// transaction: the host became a standby in a failover; the pool moves, see `failover.rs`).
 pub(crate) fn is_transient(code: &str) -> bool {
     const SQLITE: [i32; 6] = [5, 6, 8, 10, 13, 14];
     code.parse::<i32>()
@@ -39,7 +40,10 @@ pub(crate) fn is_transient(code: &str) -> bool {
         || code.starts_with("53")
         || code.starts_with("57P0")
         || code.starts_with("58")
-        || matches!(code, "57014" | "55P03" | "25P03" | "40001" | "40P01")
+        || matches!(
+            code,
+            "57014" | "55P03" | "25P03" | "40001" | "40P01" | "25006"
+        )
 }
 
 /// Whether `e` is a unique-constraint violation mentioning `needle` (a column or
@@ -65,7 +69,7 @@ mod tests {
         }
         // PostgreSQL: statement and lock timeouts, idle in transaction, disk full, shutdown.
         for code in [
-            "57014", "55P03", "25P03", "53100", "57P01", "08006", "58030", "40P01",
+            "57014", "55P03", "25P03", "53100", "57P01", "08006", "58030", "40P01", "25006",
         ] {
             assert!(is_transient(code), "{code}");
         }

@@ -70,7 +70,9 @@ pub(crate) fn failed_commit(e: sqlx::Error) -> StoreError {
             return db_err(e);
         }
     }
-    tracing::warn!(error = %e, "commit failed: rolled back; the write was not made");
+    // A COMMIT refused by the server rolled back; a connection lost during the COMMIT leaves
+    // the outcome unknown (docs/design/availability.md says how each write stays safe then).
+    tracing::warn!(error = %e, "commit failed: not acknowledged (rolled back, or its outcome unknown if the connection was lost)");
     StoreError::Unavailable(format!("commit failed: {e}"))
 }
 

@@ -23,6 +23,7 @@ mod codes;
 mod devices;
 mod error;
 mod factors;
+mod failover;
 mod health;
 mod jobs;
 mod keys;
@@ -30,6 +31,7 @@ mod lifecycle;
 mod lockout;
 mod ops;
 mod outbox;
+pub mod pg_url;
 mod registry;
 mod sessions;
 pub mod sql;
@@ -42,6 +44,7 @@ mod work;
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -86,6 +89,8 @@ pub struct SqlStore {
     backend: Backend,
     /// Seals outbox bodies that carry a one-time code (see `outbox.rs`).
     outbox_seal: Option<outbox::OutboxSeal>,
+    /// A multi-host PostgreSQL URL: the watcher that keeps the pool on the writable host.
+    watcher: Option<Arc<failover::Watcher>>,
 }
 
 /// Connection settings.
@@ -130,13 +135,39 @@ impl SqlStore {
                 url.split(':').next().unwrap_or("")
             )));
         };
-        let url = match backend {
-            Backend::Sqlite => prepare_sqlite_url(url)?,
-            Backend::Postgres => url.to_owned(),
+        // A multi-host URL (or one asking for a read-write session): the host is chosen
+        // here, after connecting, as libpq does (see `failover.rs`).
+        let choice = match backend {
+            Backend::Postgres => match pg_url::PgUrl::parse(url) {
+                Ok(parsed) if parsed.needs_host_choice() => {
+                    let choice = Arc::new(failover::HostChoice::new(parsed)?);
+                    choice.choose().await?;
+                    Some(choice)
+                }
+                Ok(_) => None,
+                // A URL this parser refuses but that names one host and asks for no
+                // session check goes to sqlx as before, which has the last word on it.
+                Err(e) if pg_url::asks_for_host_choice(url) => {
+                    return Err(portcullis_core::ports::StoreError::Internal(e.to_string()))
+                }
+                Err(_) => None,
+            },
+            Backend::Sqlite => None,
         };
-        let connect_options = AnyConnectOptions::from_str(&url)
-            .map_err(db_err)?
-            .disable_statement_logging();
+        let connect_options = match &choice {
+            Some(choice) => choice.current_options().ok_or_else(|| {
+                portcullis_core::ports::StoreError::Internal("database_url has no host".into())
+            })?,
+            None => {
+                let url = match backend {
+                    Backend::Sqlite => prepare_sqlite_url(url)?,
+                    Backend::Postgres => url.to_owned(),
+                };
+                AnyConnectOptions::from_str(&url)
+                    .map_err(db_err)?
+                    .disable_statement_logging()
+            }
+        };
         let mut pool = AnyPoolOptions::new()
             .max_connections(match backend {
                 Backend::Sqlite => options.max_connections.min(8),
@@ -148,13 +179,41 @@ impl SqlStore {
             // broken connection fails its query, which answers 503, and is then dropped.
             .test_before_acquire(false)
             // Never hand out a connection again that is still inside a transaction.
-            .after_release(move |conn, _meta| {
-                Box::pin(async move { Ok(health::clean_for_reuse(conn, backend).await) })
+            .after_release({
+                let choice = choice.clone();
+                move |conn, meta| {
+                    let choice = choice.clone();
+                    Box::pin(async move {
+                        let clean = health::clean_for_reuse(conn, backend).await;
+                        if let Some(choice) = choice {
+                            if !clean {
+                                // A broken connection: perhaps the host is gone.
+                                choice.suspect();
+                            }
+                            return Ok(clean && !choice.stale(&meta));
+                        }
+                        Ok(clean)
+                    })
+                }
             });
         if backend == Backend::Postgres {
             let timeouts = options.session_timeouts;
+            let check = choice.clone();
             pool = pool.after_connect(move |conn, _meta| {
-                Box::pin(async move { timeouts.apply(conn).await })
+                let check = check.clone();
+                Box::pin(async move {
+                    if let Some(choice) = check {
+                        choice.check_new(conn).await?;
+                    }
+                    timeouts.apply(conn).await
+                })
+            });
+        }
+        if let Some(choice) = choice.clone() {
+            // Connections made before the pool moved to a new host are closed, not used.
+            pool = pool.before_acquire(move |_conn, meta| {
+                let stale = choice.stale(&meta);
+                Box::pin(async move { Ok(!stale) })
             });
         }
         if backend == Backend::Sqlite {
@@ -173,10 +232,12 @@ impl SqlStore {
             });
         }
         let pool = pool.connect_with(connect_options).await.map_err(db_err)?;
+        let watcher = choice.map(|c| Arc::new(failover::Watcher::start(c, pool.clone())));
         Ok(Self {
             pool,
             backend,
             outbox_seal: None,
+            watcher,
         })
     }
 
@@ -192,6 +253,12 @@ impl SqlStore {
 
     pub fn kind(&self) -> Backend {
         self.backend
+    }
+
+    /// The PostgreSQL host the pool uses, `host:port`, when `database_url` names several
+    /// (or asks for a read-write session); `None` otherwise.
+    pub fn chosen_host(&self) -> Option<String> {
+        self.watcher.as_ref().map(|w| w.choice.current_host())
     }
 
     pub async fn close(&self) {
@@ -303,6 +370,7 @@ pub fn statements(backend: Backend) -> Vec<(String, String)> {
         codes::STATEMENTS,
         devices::STATEMENTS,
         factors::STATEMENTS,
+        failover::STATEMENTS,
         health::STATEMENTS,
         jobs::STATEMENTS,
         keys::STATEMENTS,

@@ -324,6 +324,10 @@ impl RegistryReads for SqlStore {
             .map_err(db_err)
     }
 
+    async fn card_paused(&self, record_id: i64) -> StoreResult<bool> {
+        crate::card_guard::paused(&self.pool, record_id).await
+    }
+
     async fn linked_records(&self, account_id: i64) -> StoreResult<Vec<RegistryRow>> {
         let rows: Vec<RecordRow> = sqlx::query_as(LINKED_RECORDS)
             .bind(account_id)

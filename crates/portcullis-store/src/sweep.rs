@@ -22,6 +22,8 @@ statements! {
         (SELECT bucket FROM throttle WHERE window_start <= $1 LIMIT $2)";
     SWEEP_DEVICES = "DELETE FROM devices WHERE id IN \
         (SELECT id FROM devices WHERE last_seen_at <= $1 LIMIT $2)";
+    SWEEP_CONTACTS = "DELETE FROM contact_history WHERE id IN \
+        (SELECT id FROM contact_history WHERE changed_at <= $1 LIMIT $2)";
     SWEEP_PUSH_KEYS = "DELETE FROM registry_pushes WHERE idempotency_key IN \
         (SELECT idempotency_key FROM registry_pushes WHERE created_at <= $1 LIMIT $2)";
 }
@@ -49,6 +51,7 @@ pub(crate) async fn sweep(pool: &AnyPool, cutoffs: SweepCutoffs) -> StoreResult<
         codes: batches(pool, SWEEP_CODES, cutoffs.codes_before.0).await?,
         throttle: batches(pool, SWEEP_THROTTLE, cutoffs.throttle_before.0).await?,
         devices: batches(pool, SWEEP_DEVICES, cutoffs.devices_before.0).await?,
+        contacts: batches(pool, SWEEP_CONTACTS, cutoffs.contacts_before.0).await?,
         push_keys: batches(pool, SWEEP_PUSH_KEYS, cutoffs.push_keys_before.0).await?,
     })
 }

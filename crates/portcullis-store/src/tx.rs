@@ -34,8 +34,9 @@ pub(crate) async fn begin(pool: &AnyPool, backend: Backend) -> StoreResult<Tx> {
 }
 
 /// Commits `tx`: the one COMMIT of the store. A failed commit (disk full, I/O error, a
-/// lock, a lost connection) is `Unavailable`: nothing was acknowledged, and the client may
-/// try again. The transaction is rolled back as it drops, and the pool's release check
+/// lock, a lost connection) is `Unavailable`: nothing was acknowledged. A COMMIT the server
+/// refused was rolled back; one whose connection was lost may have been made, so a retry must
+/// be safe either way (unique constraints, single-use tokens: docs/design/availability.md). The transaction is rolled back as it drops, and the pool's release check
 /// (`health::clean_for_reuse`) closes its connection unless the rollback left it clean, so
 /// it never returns to the pool inside a transaction.
 pub(crate) async fn commit(tx: Tx) -> StoreResult<()> {

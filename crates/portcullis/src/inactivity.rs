@@ -42,6 +42,7 @@ pub fn spawn_job(app: Portcullis, interval: Duration) -> tokio::task::JoinHandle
                             codes = swept.codes,
                             throttle = swept.throttle,
                             devices = swept.devices,
+                            contacts = swept.contacts,
                             push_keys = swept.push_keys,
                             "expired rows swept"
                         ),

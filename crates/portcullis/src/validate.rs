@@ -154,6 +154,11 @@ async fn database(config: &Config, f: &mut Findings) -> bool {
             return false;
         }
     };
+    if let Some(host) = store.chosen_host() {
+        f.notes.push(format!(
+            "database_url names several hosts (or a session check): the writable one now is {host}"
+        ));
+    }
     let mut holds_data = false;
     match store.schema_status().await {
         Ok(schema) => {

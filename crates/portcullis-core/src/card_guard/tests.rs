@@ -108,6 +108,8 @@ enum Op {
     Wait(i64),
     /// Support clears the card.
     Clear,
+    /// The holder's way back with a right code: one card ID, right or wrong.
+    WayBack(bool),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -120,16 +122,18 @@ fn op() -> impl Strategy<Value = Op> {
         4 => prop::collection::vec((flow, any::<bool>(), any::<u8>()), 1..13).prop_map(Op::Guesses),
         1 => (0i64..(2 * 24 * 3600)).prop_map(Op::Wait),
         1 => Just(Op::Clear),
+        1 => any::<bool>().prop_map(Op::WayBack),
     ]
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
 
-    /// Random interleavings of wrong and right card IDs across the three flows, time and
-    /// support clears: no window ever evaluates more wrong card IDs than the limit, nothing
-    /// is evaluated while the card is paused (a right card ID included), and once paused
-    /// the card stays paused until support clears it.
+    /// Random interleavings of wrong and right card IDs across the three flows, time,
+    /// support clears and the holder's way back: no window ever evaluates more wrong card
+    /// IDs than the limit, nothing is evaluated while the card is paused (a right card ID
+    /// included), once paused the card stays paused until support or a right card ID on the
+    /// way back clears it, and the way back takes no more than the limit of card IDs.
     #[test]
     fn the_limit_holds_under_any_interleaving(ops in prop::collection::vec(op(), 1..40)) {
         let mut g = CardGuard::default();
@@ -138,14 +142,37 @@ proptest! {
         let mut wrong_in_window = 0u32;
         let mut window: Option<i64> = None;
         let mut paused = false;
+        let mut way_back_tries = 0u32;
         for op in ops {
             match op {
+                Op::WayBack(right) => {
+                    let claim = g.unpause_claim(POLICY);
+                    if !paused {
+                        prop_assert_eq!(claim, None, "the way back of a card that is not paused");
+                    }
+                    if let Some(n) = claim {
+                        way_back_tries += 1;
+                        prop_assert_eq!(n, way_back_tries);
+                        prop_assert!(n <= POLICY.failures);
+                        if right {
+                            prop_assert!(g.clear());
+                            paused = false;
+                            window = None;
+                            wrong_in_window = 0;
+                            way_back_tries = 0;
+                        }
+                    } else if paused {
+                        prop_assert_eq!(way_back_tries, POLICY.failures, "refused below the limit");
+                    }
+                    prop_assert_eq!(g.paused, paused);
+                }
                 Op::Wait(dt) => now += dt,
                 Op::Clear => {
                     g.clear();
                     paused = false;
                     window = None;
                     wrong_in_window = 0;
+                    way_back_tries = 0;
                 }
                 Op::Guesses(guesses) => {
                     let mut claims = Vec::new();
@@ -186,4 +213,22 @@ proptest! {
             }
         }
     }
+}
+
+#[test]
+fn the_way_back_takes_limited_card_ids_and_only_on_a_paused_card() {
+    let mut g = CardGuard::default();
+    assert_eq!(g.unpause_claim(POLICY), None, "not guessed at");
+    check(&mut g, 1000, false);
+    assert_eq!(g.unpause_claim(POLICY), None, "not paused");
+    for i in 1..5 {
+        check(&mut g, 1000 + i, false);
+    }
+    assert!(g.paused);
+    for n in 1..=POLICY.failures {
+        assert_eq!(g.unpause_claim(POLICY), Some(n));
+    }
+    assert_eq!(g.unpause_claim(POLICY), None, "support only now");
+    assert!(g.clear());
+    assert_eq!(g, CardGuard::default());
 }

@@ -257,7 +257,16 @@ pub trait AccountWrites: Send {
     /// Clears the account's lock and count, and those of its known devices; true when there
     /// was something to clear.
     async fn unlock_account(&mut self, account_id: i64) -> StoreResult<bool>;
-    /// Replaces the account's email or phone.
+    /// "This was not me": every change of the email or phone made at or after `since` is
+    /// undone (each field back to its value before the first such change). The account's
+    /// email and phone afterwards when anything was undone.
+    async fn revert_contact_since(
+        &mut self,
+        account_id: i64,
+        since: UnixTime,
+    ) -> StoreResult<Option<(Option<String>, Option<String>)>>;
+    /// Replaces the account's email or phone, keeping the value it replaces (for
+    /// [`Self::revert_contact_since`]).
     async fn change_contact(
         &mut self,
         account_id: i64,

@@ -22,6 +22,14 @@ pub trait CardGuardClaims: Send + Sync {
     ) -> StoreResult<GuardClaim>;
     /// Gives a try back (the card ID was right).
     async fn card_guard_release(&self, record_id: i64) -> StoreResult<()>;
+    /// Claims a card ID try on the holder's way back to a paused card (one conditional
+    /// update): its number, or `None` when the card is not paused or has had
+    /// `policy.failures` such tries (see [`crate::card_guard::CardGuard::unpause_claim`]).
+    async fn card_unpause_claim(
+        &self,
+        record_id: i64,
+        policy: CardGuardPolicy,
+    ) -> StoreResult<Option<u32>>;
 }
 
 /// Pausing and clearing, inside a unit of work.

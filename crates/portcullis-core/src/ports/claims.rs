@@ -37,6 +37,9 @@ pub struct SweepCutoffs {
     pub throttle_before: UnixTime,
     /// Devices last seen at or before this, and not trusted beyond it.
     pub devices_before: UnixTime,
+    /// Replaced contact details kept for "This was not me", changed at or before this (no
+    /// "not me" link that old is still valid).
+    pub contacts_before: UnixTime,
     /// Registry push `Idempotency-Key`s stored at or before this.
     pub push_keys_before: UnixTime,
 }
@@ -48,6 +51,7 @@ pub struct Swept {
     pub codes: u64,
     pub throttle: u64,
     pub devices: u64,
+    pub contacts: u64,
     pub push_keys: u64,
 }
 

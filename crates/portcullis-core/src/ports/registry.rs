@@ -45,6 +45,8 @@ pub trait RegistryReads: Send + Sync {
     async fn find_record(&self, number_hash: &[u8; 32]) -> StoreResult<Option<RegistryRow>>;
     async fn record_by_id(&self, id: i64) -> StoreResult<Option<RegistryRow>>;
     async fn count_records(&self) -> StoreResult<i64>;
+    /// Whether the card takes no card ID online (paused by the card ID limit per card).
+    async fn card_paused(&self, record_id: i64) -> StoreResult<bool>;
     /// Every registry record linked to the account, oldest link first.
     async fn linked_records(&self, account_id: i64) -> StoreResult<Vec<RegistryRow>>;
     /// Active accounts with at least one card, every one of them `closed`, the last of

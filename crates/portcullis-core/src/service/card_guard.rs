@@ -139,11 +139,13 @@ impl Portcullis {
                             "The card ID of your card ending {} was tried {} times within {} \
                              hours (while {}). To protect you, the card no longer accepts its \
                              card ID online. Your card itself still works. To use it online \
-                             again, call {}.",
+                             again, ask for a code at {}/recover/card (we send it here), or \
+                             call {}.",
                             record.last4,
                             policy.failures,
                             policy.window_secs / 3600,
                             check.flow,
+                            self.policies.public_url.trim_end_matches('/'),
                             self.policies.support_phone
                         ),
                     ) {
@@ -244,7 +246,11 @@ impl Portcullis {
 }
 
 /// A notice to the card holder at the registry's email (or phone when there is none).
-fn registry_notice(record: &RegistryRow, subject: String, body: String) -> Option<Outgoing> {
+pub(crate) fn registry_notice(
+    record: &RegistryRow,
+    subject: String,
+    body: String,
+) -> Option<Outgoing> {
     let (channel, to) = contact::destination(
         CodeChannel::Email,
         record.email.as_deref(),

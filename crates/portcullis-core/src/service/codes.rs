@@ -34,20 +34,6 @@ pub(crate) struct CheckedCode {
 }
 
 impl Portcullis {
-    /// A new code for the step `step_hash` to `account` (on `preferred` when it has it),
-    /// stored with its message in `work`: no code without its message.
-    pub(crate) async fn send_code(
-        &self,
-        work: &mut Work<'_>,
-        step_hash: &[u8; 32],
-        account: &AccountRow,
-        purpose: CodePurpose,
-        preferred: Option<CodeChannel>,
-    ) -> Result<CodeSent, ServiceError> {
-        self.store_code(work, step_hash, account, purpose, preferred, true)
-            .await
-    }
-
     /// Claims the destination limits for a code an anonymous request (a recovery) sends to
     /// `account` on `preferred`, before its unit of work begins: `Some(retry_after)` when
     /// the destination has had its share. A code for a signed-in owner never comes here.
@@ -63,16 +49,17 @@ impl Portcullis {
         }
     }
 
-    /// [`Self::send_code`], or with `deliver` false the same code stored without its
-    /// message (a destination past its limit: the step answers as if it was sent).
-    pub(crate) async fn store_code(
+    /// A new code for the step `step_hash` to `account` (on `preferred` when it has it),
+    /// stored with its message in `work`: no code without its message. (A destination past
+    /// its limit gets no code at all: a code nobody was sent could still be guessed, and
+    /// would let a stranger open steps with guessable codes without end.)
+    pub(crate) async fn send_code(
         &self,
         work: &mut Work<'_>,
         step_hash: &[u8; 32],
         account: &AccountRow,
         purpose: CodePurpose,
         preferred: Option<CodeChannel>,
-        deliver: bool,
     ) -> Result<CodeSent, ServiceError> {
         let (channel, to) = account
             .destination(preferred)
@@ -91,9 +78,7 @@ impl Portcullis {
             expires_at,
         })
         .await?;
-        if deliver {
-            self.queue_code(work, message);
-        }
+        self.queue_code(work, message);
         Ok(CodeSent {
             channel,
             destination,
@@ -206,17 +191,24 @@ impl Portcullis {
             // address): it answers like a wrong code until a real code would have expired.
             let code_would_expire = step.expires_at.0 - STEP_SECS + policy.ttl_secs;
             if step.kind == StepKind::RecoveryUserId && now.0 < code_would_expire {
-                if step.subject_id <= 0 {
-                    // An unknown address: audited as a wrong code for a known one is, so
-                    // both do the same statements (and take the same time).
-                    self.audit_alone(
-                        now,
-                        AuditEvent::new(AuditKind::RecoveryCodeFailed, None)
-                            .ip(client.ip.as_deref())
-                            .detail("forgot User ID: unknown address"),
+                // An unknown address, or a known one whose destination had had its share
+                // (no code was made): audited as a wrong code is, so every kind of step
+                // does the same statements (and takes the same time).
+                let known = step.subject_id > 0;
+                self.audit_alone(
+                    now,
+                    AuditEvent::new(
+                        AuditKind::RecoveryCodeFailed,
+                        known.then_some(step.subject_id),
                     )
-                    .await;
-                }
+                    .ip(client.ip.as_deref())
+                    .detail(if known {
+                        "forgot User ID: no code (the destination had had its share)"
+                    } else {
+                        "forgot User ID: unknown address"
+                    }),
+                )
+                .await;
                 return Err(wrong(tries));
             }
             return Err(ServiceError::CodeSpent);

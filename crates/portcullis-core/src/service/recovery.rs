@@ -1,4 +1,5 @@
-//! Flows 3 (self-service unlock), 4 (forgot password) and 5 (forgot User ID).
+//! Flows 3 (self-service unlock) and 4 (forgot password); flow 5 (forgot User ID) is
+//! `recovery_user_id.rs`, with the same rules.
 //!
 //! Forgot password: User ID → card ID *or* the three security answers → a one-time code to
 //! the registered channel → a new password. Security answers are never enough on their own:
@@ -18,7 +19,7 @@ use crate::audit::{AuditEvent, AuditKind};
 use crate::card::{CardId, VERIFICATION_DOMAIN};
 use crate::card_guard::GuardClaim;
 use crate::clock::UnixTime;
-use crate::contact::{CodeChannel, Email};
+use crate::contact::CodeChannel;
 use crate::ids::UserId;
 use crate::lockout::{Claim, ANSWER_FAILURES};
 use crate::otp::{self, CodePolicy, Resend};
@@ -36,6 +37,8 @@ use super::codes::{CodeSent, STEP_SECS};
 /// Wrong card IDs or answers allowed on one recovery step.
 const MAX_PROOF_TRIES: u32 = 5;
 const RESET_SECS: i64 = 15 * 60;
+/// New passwords tried on one reset token (past the policy's own checks) before it is dead.
+const RESET_TRIES: u32 = 5;
 
 /// The answer to the first step of forgot-password.
 pub struct RecoveryStart {
@@ -452,6 +455,21 @@ impl Portcullis {
         if !broken.is_empty() {
             return Err(ServiceError::Invalid(broken));
         }
+        // Past the policy's own checks every try counts on the reset token (each costs
+        // argon2 comparisons): after `RESET_TRIES` the token is dead.
+        if self
+            .ports
+            .claims
+            .step_attempt(&step_hash, StepKind::RecoveryReset, RESET_TRIES)
+            .await?
+            .is_none()
+        {
+            let mut work = self.begin(now);
+            work.consume_step(&step_hash, StepKind::RecoveryReset)
+                .await?;
+            work.commit().await?;
+            return Err(ServiceError::StepExpired);
+        }
         let last_n = self.policies.password.profile.history();
         let older = last_n.saturating_sub(1);
         if account.password_compromised_at.is_some() {
@@ -527,127 +545,6 @@ impl Portcullis {
         );
         work.commit().await?;
         Ok(())
-    }
-
-    /// Forgot User ID, step 1: a code goes to the email or the phone on file. The answer is
-    /// the same whether or not the address is known, and so is the work: the same claims
-    /// (the address's bucket, the step's resend pacing, the destination's limits), the same
-    /// step and an audit event; only a known address gets a code and its message.
-    pub async fn start_user_id_recovery(
-        &self,
-        email: &str,
-        channel: &str,
-        client: &ClientInfo,
-    ) -> Result<SecretString, ServiceError> {
-        let now = self.clock.now();
-        let email = Email::parse(email).map_err(|m| ServiceError::field("email", m))?;
-        let preferred = CodeChannel::parse(channel)
-            .ok_or_else(|| ServiceError::field("channel", "Choose email or text message."))?;
-        // Every start counts: it can send a message.
-        let _ = self
-            .throttle_claim(ThrottleAction::Recovery, client, now)
-            .await?;
-        let accounts = self
-            .ports
-            .accounts
-            .accounts_by_email(email.as_str())
-            .await?;
-        let account = accounts.first();
-        let token = Token::generate();
-        // The resend pacing starts with the step, for known and unknown addresses alike.
-        self.pace_resend(&token.hash, now).await?;
-        // A stranger can ask for anyone's address: the code is held back (silently) once
-        // the destination has had its share. An unknown address claims the address typed.
-        let held = match account {
-            Some(a) => self.claim_code_destination(a, Some(preferred), now).await?,
-            None => {
-                self.destination_claim(CodeChannel::Email, email.as_str(), now)
-                    .await?
-            }
-        };
-        let mut work = self.begin(now);
-        work.create_step(
-            &token.hash,
-            StepKind::RecoveryUserId,
-            account.map_or(-1, |a| a.id),
-            preferred.as_str(),
-            now.plus_secs(STEP_SECS),
-        )
-        .await?;
-        match account {
-            Some(account) => {
-                work.audit(
-                    AuditEvent::new(AuditKind::RecoveryStarted, Some(account.id))
-                        .ip(client.ip.as_deref())
-                        .detail("forgot User ID"),
-                );
-                self.store_code(
-                    &mut work,
-                    &token.hash,
-                    account,
-                    CodePurpose::RecoveryUserId,
-                    Some(preferred),
-                    held.is_none(),
-                )
-                .await?;
-            }
-            None => work.audit(
-                AuditEvent::new(AuditKind::RecoveryStarted, None)
-                    .ip(client.ip.as_deref())
-                    .detail("forgot User ID: unknown address"),
-            ),
-        }
-        work.commit().await?;
-        Ok(token.secret)
-    }
-
-    /// Forgot User ID, step 2: the code shows the User ID(s) registered with the address.
-    pub async fn verify_user_id_code(
-        &self,
-        token: &str,
-        code: &str,
-        client: &ClientInfo,
-    ) -> Result<Vec<String>, ServiceError> {
-        let step_hash = sha256(token.as_bytes());
-        let now = self.clock.now();
-        let step = self
-            .ports
-            .steps
-            .find_step(&step_hash, StepKind::RecoveryUserId, now)
-            .await?
-            .ok_or(ServiceError::StepExpired)?;
-        let checked = self
-            .check_code(&step_hash, &step, code, client, now)
-            .await?;
-        let Some(account) = self
-            .ports
-            .accounts
-            .account_by_id(checked.account_id)
-            .await?
-        else {
-            return Err(ServiceError::StepExpired);
-        };
-        let user_ids: Vec<String> = match &account.email {
-            Some(email) => self
-                .ports
-                .accounts
-                .accounts_by_email(email)
-                .await?
-                .into_iter()
-                .map(|a| a.user_id)
-                .collect(),
-            None => vec![account.user_id.clone()],
-        };
-        let mut work = self.begin(now);
-        self.take_code(&mut work, &step_hash).await?;
-        work.consume_step(&step_hash, StepKind::RecoveryUserId)
-            .await?;
-        work.audit(
-            AuditEvent::new(AuditKind::UserIdRecovered, Some(account.id)).ip(client.ip.as_deref()),
-        );
-        work.commit().await?;
-        self.throttle_release(checked.throttle).await;
-        Ok(user_ids)
     }
 
     /// Claims an attempt on the account's answer counter: `Some(n)` for the `n`th

@@ -18,6 +18,9 @@ use crate::steps::StepKind;
 use crate::throttle::ThrottleAction;
 use crate::{FieldError, ServiceError};
 
+/// Tries of step 2 per registration token (past the form's own checks) before it is dead.
+const COMPLETE_TRIES: u32 = 5;
+
 /// Step 1 passed: the token to carry into step 2, and what the form can show.
 pub struct CardVerified {
     pub token: SecretString,
@@ -152,7 +155,15 @@ impl Portcullis {
         let reactivate = match record.account_id {
             None => None,
             Some(id) if self.deactivated(id).await? => Some(id),
-            Some(_) => return Err(ServiceError::CardAlreadyRegistered),
+            Some(_) => {
+                // The card has an online account now (a parallel registration won): this
+                // token can never be used, so it dies rather than answer again and again.
+                let mut work = self.begin(now);
+                work.consume_step(&token_hash, StepKind::Registration)
+                    .await?;
+                work.commit().await?;
+                return Err(ServiceError::CardAlreadyRegistered);
+            }
         };
 
         let mut errors = Vec::new();
@@ -199,6 +210,32 @@ impl Portcullis {
         let (Some(user_id), Some(channel), true) = (user_id, channel, errors.is_empty()) else {
             return Err(ServiceError::Invalid(errors));
         };
+        // Every call that gets past the form's own checks counts on the token: after
+        // `COMPLETE_TRIES` the token is dead, so it cannot be replayed without end.
+        if self
+            .ports
+            .claims
+            .step_attempt(&token_hash, StepKind::Registration, COMPLETE_TRIES)
+            .await?
+            .is_none()
+        {
+            let mut work = self.begin(now);
+            work.consume_step(&token_hash, StepKind::Registration)
+                .await?;
+            work.commit().await?;
+            return Err(ServiceError::StepExpired);
+        }
+        // A User ID already taken answers before any hashing (the database enforces it again
+        // on insert, for a race).
+        if self
+            .ports
+            .accounts
+            .find_account(user_id.canonical())
+            .await?
+            .is_some_and(|a| Some(a.id) != reactivate)
+        {
+            return Err(ServiceError::UserIdTaken);
+        }
 
         let mut secrets: Vec<&[u8]> = vec![password.expose().as_bytes()];
         secrets.extend(answers.iter().map(|(_, a)| a.as_bytes()));

@@ -7,6 +7,7 @@
 //! | one-time codes | expired a day ago (their step is long gone: a live step keeps its code for a resend) |
 //! | throttle and destination buckets | their window opened more than a day ago (the longest window) |
 //! | devices | not seen for 400 days (browsers drop the device cookie by then) |
+//! | replaced contact details | older than a "not me" link lives (`mfa.not_me_secs`): nothing can revert to them |
 //! | registry push `Idempotency-Key`s | kept 7 days (a retry comes within minutes; issue 17) |
 
 use super::Portcullis;
@@ -32,6 +33,7 @@ impl Portcullis {
                 codes_before: now.plus_secs(-DAY),
                 throttle_before: now.plus_secs(-longest_window),
                 devices_before: now.plus_secs(-DEVICE_FORGOTTEN_SECS),
+                contacts_before: now.plus_secs(-self.policies.mfa.not_me_secs),
                 push_keys_before: now.plus_secs(-PUSH_KEY_KEPT_SECS),
             })
             .await?;

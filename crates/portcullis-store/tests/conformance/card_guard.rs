@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use portcullis_core::card_guard::{CardGuard, CardGuardPolicy, GuardClaim};
 use portcullis_core::clock::UnixTime;
-use portcullis_core::ports::{CardGuardClaims, Transactions};
+use portcullis_core::ports::{CardGuardClaims, RegistryReads, Transactions};
 use portcullis_store::SqlStore;
 use portcullis_testkit::{both, Backend};
 use proptest::prelude::*;
@@ -62,6 +62,18 @@ async fn parallel_guesses(backend: Backend) {
         s.card_guard_claim(card, later, POLICY).await.unwrap(),
         GuardClaim::Refused
     );
+    // The holder's way back: its own count of card IDs, on a paused card only.
+    assert!(s.card_paused(card).await.unwrap());
+    assert!(!s.card_paused(other).await.unwrap());
+    assert_eq!(s.card_unpause_claim(other, POLICY).await.unwrap(), None);
+    for n in 1..=POLICY.failures {
+        assert_eq!(s.card_unpause_claim(card, POLICY).await.unwrap(), Some(n));
+    }
+    assert_eq!(
+        s.card_unpause_claim(card, POLICY).await.unwrap(),
+        None,
+        "support only now"
+    );
     // Support clears it: a fresh count.
     let mut w = s.begin(later);
     assert!(w.clear_card_guard(card).await.unwrap(), "it was paused");
@@ -88,6 +100,7 @@ enum GuardOp {
     Release,
     Pause,
     Clear,
+    Unpause,
     Advance(i64),
 }
 
@@ -97,6 +110,7 @@ fn guard_op() -> impl Strategy<Value = GuardOp> {
         2 => Just(GuardOp::Release),
         1 => Just(GuardOp::Pause),
         1 => Just(GuardOp::Clear),
+        2 => Just(GuardOp::Unpause),
         2 => (0i64..40).prop_map(GuardOp::Advance),
     ]
 }
@@ -143,6 +157,12 @@ async fn run_guard(s: &SqlStore, card: i64, ops: &[GuardOp]) -> Result<(), TestC
                 let got = w.clear_card_guard(card).await.unwrap();
                 commit(w).await;
                 prop_assert_eq!(got, expected, "clear at {}", now);
+            }
+            GuardOp::Unpause => {
+                let expected = model.unpause_claim(policy);
+                let got = s.card_unpause_claim(card, policy).await.unwrap();
+                prop_assert_eq!(got, expected, "unpause claim at {}", now);
+                prop_assert_eq!(s.card_paused(card).await.unwrap(), model.paused);
             }
             GuardOp::Advance(secs) => now += secs,
         }

@@ -237,6 +237,7 @@ async fn sweep(backend: Backend) {
         codes_before: T.plus_secs(at),
         throttle_before: T.plus_secs(at),
         devices_before: T.plus_secs(at),
+        contacts_before: T.plus_secs(at),
         push_keys_before: T.plus_secs(at),
     };
     assert_eq!(

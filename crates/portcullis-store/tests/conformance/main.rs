@@ -21,6 +21,7 @@ mod card_guard;
 mod codes;
 mod coverage;
 mod factors;
+mod failover;
 mod keys;
 mod lifecycle;
 mod limits;

@@ -6,7 +6,7 @@
 use portcullis_core::lockout::Claim;
 use portcullis_core::ports::{
     AccountReads, Claims, Counter, DeviceReads, FactorKind, FactorReads, NewFactor, StepReads,
-    Transactions,
+    SweepCutoffs, Transactions,
 };
 use portcullis_core::steps::StepKind;
 use portcullis_testkit::{both, Backend};
@@ -212,4 +212,73 @@ async fn answers_counter(backend: Backend) {
 both!(
     security_answers_have_a_lockout_counter_of_their_own_conformance,
     answers_counter
+);
+
+/// "This was not me" undoes contact changes made at or after the disputed sign-in (each
+/// field back to its value before the first such change), never earlier ones; a dropped
+/// unit of work undoes nothing.
+async fn contact_reverted(backend: Backend) {
+    use portcullis_core::ports::ContactField;
+    let (s, _db) = store(backend).await;
+    let id = account(&s, "alice1", "378282246310005").await;
+    let before = s.account_by_id(id).await.unwrap().unwrap();
+    // Before the disputed sign-in (T + 100): stays.
+    let mut w = s.begin(T.plus_secs(10));
+    assert!(w
+        .change_contact(id, ContactField::Phone, "+15550100111")
+        .await
+        .unwrap());
+    commit(w).await;
+    // After it: the email twice, the phone once.
+    for (at, field, value) in [
+        (200, ContactField::Email, "evil@example.net"),
+        (300, ContactField::Email, "evil2@example.net"),
+        (300, ContactField::Phone, "+15550100999"),
+    ] {
+        let mut w = s.begin(T.plus_secs(at));
+        assert!(w.change_contact(id, field, value).await.unwrap());
+        commit(w).await;
+    }
+    // A dropped unit of work reverts nothing.
+    let mut w = s.begin(T.plus_secs(400));
+    assert!(w
+        .revert_contact_since(id, T.plus_secs(100))
+        .await
+        .unwrap()
+        .is_some());
+    drop(w);
+    let a = s.account_by_id(id).await.unwrap().unwrap();
+    assert_eq!(a.email.as_deref(), Some("evil2@example.net"));
+    let mut w = s.begin(T.plus_secs(400));
+    assert_eq!(
+        w.revert_contact_since(id, T.plus_secs(100)).await.unwrap(),
+        Some((before.email.clone(), Some("+15550100111".to_owned())))
+    );
+    assert_eq!(
+        w.revert_contact_since(id, T.plus_secs(100)).await.unwrap(),
+        None,
+        "nothing left to revert"
+    );
+    commit(w).await;
+    let a = s.account_by_id(id).await.unwrap().unwrap();
+    assert_eq!(a.email, before.email);
+    assert_eq!(a.phone.as_deref(), Some("+15550100111"));
+    // The one change kept (T + 10) goes once no "not me" link can reach back to it.
+    let cutoffs = |at: i64| SweepCutoffs {
+        steps_before: T,
+        codes_before: T,
+        throttle_before: T,
+        devices_before: T,
+        contacts_before: T.plus_secs(at),
+        push_keys_before: T,
+    };
+    assert_eq!(s.sweep_expired(cutoffs(9)).await.unwrap().contacts, 0);
+    assert_eq!(s.sweep_expired(cutoffs(10)).await.unwrap().contacts, 1);
+    let mut w = s.begin(T.plus_secs(500));
+    assert_eq!(w.revert_contact_since(id, T).await.unwrap(), None, "swept");
+    commit(w).await;
+}
+both!(
+    contact_changes_since_a_time_are_reverted_conformance,
+    contact_reverted
 );

@@ -96,6 +96,8 @@ pub fn router() -> (Router<AppState>, OpenApiDoc) {
         .routes(routes!(recovery::user_id_start))
         .routes(routes!(recovery::user_id_verify))
         .routes(routes!(recovery::user_id_resend))
+        .routes(routes!(recovery::card_start))
+        .routes(routes!(recovery::card_verify))
         .routes(routes!(admin::show_account))
         .routes(routes!(admin::unlock_account))
         .routes(routes!(admin::clear_card))

@@ -327,3 +327,90 @@ pub async fn user_id_resend(
     .await?;
     Ok(StatusCode::ACCEPTED)
 }
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CardStartIn {
+    /// `personal`, `merchant` or `corporate`.
+    pub account_type: String,
+    /// The card number (or the merchant number).
+    pub number: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CardStartOut {
+    /// Carries the way back to `POST /recovery/card/verify` (10 minutes, the code's life).
+    pub recovery_token: String,
+}
+
+/// A paused card's way back, step 1. A card whose card ID was guessed wrong too often takes
+/// no card ID online; its holder gets it back here: a one-time code goes to the email (or
+/// phone) the card issuer has on file for the card. The answer is the same for any number —
+/// unknown, not paused, or paused — and only a paused card's holder is sent a code.
+#[utoipa::path(post, path = "/recovery/card/start", tag = "recovery",
+    request_body = CardStartIn,
+    responses(
+        (status = 202, body = CardStartOut),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many from this client address", body = Problem, content_type = "application/problem+json"),
+        (status = 503, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn card_start(
+    State(state): State<AppState>,
+    Client(client): Client,
+    ApiJson(body): ApiJson<CardStartIn>,
+) -> Result<(StatusCode, Json<CardStartOut>), ApiError> {
+    let token = crate::pace::at_least(
+        crate::pace::RECOVERY_FLOOR,
+        state
+            .app
+            .start_card_unpause(&body.account_type, &body.number, &client),
+    )
+    .await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(CardStartOut {
+            recovery_token: token.expose_secret().to_owned(),
+        }),
+    ))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CardVerifyIn {
+    pub recovery_token: String,
+    /// The code sent to the card's email or phone on file.
+    pub code: String,
+    /// The card ID (or the merchant verification code).
+    pub verification: String,
+}
+
+/// A paused card's way back, step 2: the code and the card ID. On success the card accepts
+/// its card ID online again (registration, linking, forgot password) and its holder is told.
+/// One card ID per code; a wrong one answers `card-not-recognised` and counts on the card.
+#[utoipa::path(post, path = "/recovery/card/verify", tag = "recovery",
+    request_body = CardVerifyIn,
+    responses(
+        (status = 204, description = "The card accepts its card ID online again"),
+        (status = 400, description = "Bad input, a wrong code, or the card ID not recognised", body = Problem, content_type = "application/problem+json"),
+        (status = 410, description = "The step or the code expired, or the code was used", body = Problem, content_type = "application/problem+json"),
+        (status = 429, body = Problem, content_type = "application/problem+json"),
+        (status = 503, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn card_verify(
+    State(state): State<AppState>,
+    Client(client): Client,
+    ApiJson(body): ApiJson<CardVerifyIn>,
+) -> Result<StatusCode, ApiError> {
+    crate::pace::at_least(
+        crate::pace::RECOVERY_FLOOR,
+        state.app.finish_card_unpause(
+            &body.recovery_token,
+            &body.code,
+            &body.verification,
+            &client,
+        ),
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -6,6 +6,7 @@ pub mod checklist;
 pub mod factors;
 pub mod lifecycle;
 pub mod recover;
+pub mod recover_card;
 pub mod register;
 pub mod signin;
 pub mod status;
@@ -66,6 +67,11 @@ pub fn router() -> Router<AppState> {
         )
         .route("/recover/user-id/code", post(recover::user_id_code))
         .route("/recover/user-id/resend", post(recover::user_id_resend))
+        .route(
+            "/recover/card",
+            get(recover_card::form).post(recover_card::start),
+        )
+        .route("/recover/card/verify", post(recover_card::verify))
         .route("/account", get(account::home))
         .route("/security", get(account::security))
         .route("/security/sessions/{id}/end", post(account::end_session))

@@ -106,7 +106,7 @@ fn totp_now(app: &TestApp, secret: &str) -> String {
 }
 
 /// The newest message whose subject contains `subject`.
-fn message(app: &TestApp, subject: &str) -> Value {
+pub(crate) fn message(app: &TestApp, subject: &str) -> Value {
     let msgs = app.outbox_messages();
     msgs.iter()
         .rev()
@@ -115,7 +115,7 @@ fn message(app: &TestApp, subject: &str) -> Value {
         .unwrap_or_else(|| panic!("no message about {subject:?}: {msgs:#?}"))
 }
 
-fn code_in(message: &Value) -> String {
+pub(crate) fn code_in(message: &Value) -> String {
     message["body"]
         .as_str()
         .unwrap()

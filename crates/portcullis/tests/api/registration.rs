@@ -294,3 +294,93 @@ async fn security_questions_are_listed() {
     assert!(qs.len() >= 3);
     assert!(qs.iter().all(|q| q["id"].is_i64() && q["text"].is_string()));
 }
+
+/// Issue 13: a taken User ID answers 409 (checked before any hashing: by the code's order,
+/// not measured here), and a registration token takes
+/// five tries past the form's own checks: the sixth finds it dead (410), even with a free
+/// User ID. A fresh token (a new card check) works.
+async fn complete_tries_bounded(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.register(&ANN, "ann.example", PASSWORD).await;
+    let res = app.verify_card(&BEN).await;
+    let token = res.json::<Value>().await.unwrap()["registration_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let complete = |user_id: &'static str| {
+        json!({
+            "registration_token": token,
+            "user_id": user_id,
+            "password": PASSWORD,
+            "security_answers": TestApp::answers(),
+            "code_channel": "email"
+        })
+    };
+    // A form error costs no try.
+    let res = app
+        .post_json(
+            "/api/v1/registration/complete",
+            &json!({
+                "registration_token": token, "user_id": "x", "password": PASSWORD,
+                "security_answers": TestApp::answers(), "code_channel": "email"
+            }),
+        )
+        .await;
+    assert_eq!(res.status(), 400);
+    for _ in 0..5 {
+        let res = app
+            .post_json("/api/v1/registration/complete", &complete("ANN.example"))
+            .await;
+        assert_eq!(res.status(), 409);
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body["code"], "user-id-taken", "{body}");
+    }
+    for user_id in ["ann.example", "ben.sample"] {
+        let res = app
+            .post_json("/api/v1/registration/complete", &complete(user_id))
+            .await;
+        assert_eq!(res.status(), 410, "the token is dead");
+    }
+    assert_eq!(
+        app.sign_in("ben.sample", PASSWORD, "personal")
+            .await
+            .status(),
+        401
+    );
+    // Fresh tokens: on one, a taken User ID, then a free one; the other then finds the card
+    // registered (409) once, and dead after (410).
+    let mut tokens = Vec::new();
+    for _ in 0..2 {
+        let res = app.verify_card(&BEN).await;
+        tokens.push(
+            res.json::<Value>().await.unwrap()["registration_token"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    for (token, user_id, status) in [
+        (&tokens[0], "ann.example", 409),
+        (&tokens[0], "ben.sample", 201),
+        (&tokens[1], "ben.other", 409),
+        (&tokens[1], "ben.other", 410),
+    ] {
+        let res = app
+            .post_json(
+                "/api/v1/registration/complete",
+                &json!({
+                    "registration_token": token,
+                    "user_id": user_id,
+                    "password": PASSWORD,
+                    "security_answers": TestApp::answers(),
+                    "code_channel": "email"
+                }),
+            )
+            .await;
+        assert_eq!(res.status(), status, "{user_id}");
+    }
+}
+both!(
+    a_registration_token_takes_five_tries_then_it_is_dead_and_a_taken_user_id_answers_409,
+    complete_tries_bounded
+);

@@ -53,7 +53,7 @@ impl Portcullis {
             .find_step(&hash, StepKind::NotMe, now)
             .await?
             .ok_or(ServiceError::StepExpired)?;
-        let account = self
+        let mut account = self
             .ports
             .accounts
             .account_by_id(step.subject_id)
@@ -79,15 +79,30 @@ impl Portcullis {
         work.forget_devices(account.id).await?;
         let removed = work.remove_factors_since(account.id, since).await?;
         work.mark_password_compromised(account.id).await?;
+        // An email or phone changed since then goes back to what it was: the recovery code
+        // must reach the owner, not the intruder's address; the notice goes there too.
+        let reverted = match work.revert_contact_since(account.id, since).await? {
+            Some((email, phone)) => {
+                account.email = email;
+                account.phone = phone;
+                true
+            }
+            None => false,
+        };
         let issuer = &self.policies.issuer_name;
         if let Some(notice) = account.notice(
             format!("We locked your {issuer} account as you asked"),
             format!(
                 "You told us a sign-in to your {issuer} online account was not you. We signed \
-                 out every device, removed every sign-in method added since then, and locked \
-                 the account. Your password is no longer accepted: to get back in, use \
+                 out every device, removed every sign-in method added since then,{} and \
+                 locked the account. Your password is no longer accepted: to get back in, use \
                  \"Forgot your password?\" on the sign-in page with your card and a one-time \
                  code, and choose a new password; or call {}.",
+                if reverted {
+                    " put back the contact details changed since then,"
+                } else {
+                    ""
+                },
                 self.policies.support_phone
             ),
         ) {
@@ -98,8 +113,13 @@ impl Portcullis {
                 .ip(client.ip.as_deref())
                 .detail(format!(
                     "{ended} sessions ended; devices forgotten; {removed} factors added since \
-                     {} removed; password marked compromised; locked until {}",
+                     {} removed;{} password marked compromised; locked until {}",
                     since.to_rfc3339(),
+                    if reverted {
+                        " contact changes since then reverted;"
+                    } else {
+                        ""
+                    },
                     until.to_rfc3339()
                 )),
         );
