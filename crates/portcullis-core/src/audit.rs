@@ -52,6 +52,8 @@ pub enum AuditKind {
     InactivityWarned,
     AccountDeactivated,
     AccountReactivated,
+    /// Security questions chosen or replaced while signed in.
+    SecurityAnswersChanged,
     /// The issuer changed the status of a linked card (a registry load).
     CardStatusChanged,
     /// A card replaced by a reissue: its online account now holds the new card.
@@ -104,6 +106,7 @@ impl AuditKind {
             Self::InactivityWarned => "account.inactivity_warned",
             Self::AccountDeactivated => "account.deactivated",
             Self::AccountReactivated => "account.reactivated",
+            Self::SecurityAnswersChanged => "security_answers.changed",
             Self::CardStatusChanged => "card.status_changed",
             Self::CardReissued => "card.reissued",
             Self::RegistryLoaded => "registry.loaded",
@@ -123,6 +126,7 @@ impl AuditKind {
             "session.signed_out" => "Signed out",
             "session.ended" => "Session ended",
             "password.changed" => "Password changed",
+            "security_answers.changed" => "Security questions chosen",
             "support.action" => "Action by customer support",
             "support.denied" => "Customer support request refused",
             "admin_token.created" => "Support token created",

@@ -14,6 +14,7 @@
 //!    outside one.
 
 mod account;
+mod account_import;
 mod card_guard;
 mod card_unpause;
 mod cards;
@@ -28,6 +29,7 @@ mod password_change;
 mod recovery;
 mod recovery_user_id;
 mod registration;
+mod security_answers;
 pub mod registry_load;
 mod sessions;
 mod signin;
@@ -55,6 +57,9 @@ use crate::ServiceError;
 pub use crate::device::describe_device;
 pub use crate::support::{SupportAuthority, SupportScope};
 pub use account::{AccountHome, SessionInfo};
+pub use account_import::{
+    AccountImportError, AccountImportLine, AccountImportReport, ImportLineError, MAX_IMPORT_ERRORS,
+};
 pub use card_guard::ClearCardOutcome;
 pub use codes::CodeSent;
 pub use contact_change::ContactChangeStarted;

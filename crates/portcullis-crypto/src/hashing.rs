@@ -14,7 +14,9 @@
 //! flight exactly, even when the caller stops waiting.
 //!
 //! Hashes are PHC strings (`$argon2id$v=19$m=…,t=…,p=…$salt$hash`), so a change of parameters
-//! is detected on verification (`needs_rehash`) and old hashes keep working.
+//! is detected on verification (`needs_rehash`) and old hashes keep working. Hashes imported
+//! from an earlier login system (bcrypt, PBKDF2, scrypt, other argon2: [`crate::legacy`]) are
+//! checked by the same workers, and always answer `needs_rehash`.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -106,6 +108,8 @@ enum Work {
     Verify {
         secret: Zeroizing<Vec<u8>>,
         stored: Option<String>,
+        /// `stored` is the unknown-user dummy: whatever it answers, the answer is `Mismatch`.
+        dummy: bool,
         reply: oneshot::Sender<Result<Verification, HashError>>,
     },
 }
@@ -153,6 +157,23 @@ impl Slot {
         self.run(|reply| Work::Verify {
             secret,
             stored,
+            dummy: false,
+            reply,
+        })
+        .await
+    }
+
+    /// A sign-in's check for a User ID that has no account: always `Mismatch`, at the cost of
+    /// the pool's unknown-user hash when one is set ([`HashPool::set_unknown_user_hash`]),
+    /// else of the current argon2id (as `verify(_, None)`).
+    pub async fn verify_unknown_user(self, secret: &[u8]) -> Result<Verification, HashError> {
+        let secret = Zeroizing::new(secret.to_vec());
+        let stored = self.pool.unknown_user_hash();
+        let dummy = stored.is_some();
+        self.run(|reply| Work::Verify {
+            secret,
+            stored,
+            dummy,
             reply,
         })
         .await
@@ -189,6 +210,9 @@ struct Inner {
     in_flight: AtomicUsize,
     /// Jobs refused because every place was taken (answered 503), since start.
     refused: std::sync::atomic::AtomicU64,
+    /// What an unknown user's check runs against instead of a fresh argon2id: a dummy in
+    /// the form most imported accounts still carry ([`HashPool::set_unknown_user_hash`]).
+    unknown_user_hash: std::sync::RwLock<Option<String>>,
 }
 
 impl std::fmt::Debug for HashPool {
@@ -244,12 +268,32 @@ impl HashPool {
                 busy,
                 in_flight: AtomicUsize::new(0),
                 refused: std::sync::atomic::AtomicU64::new(0),
+                unknown_user_hash: std::sync::RwLock::new(None),
             }),
         })
     }
 
     pub fn params(&self) -> HashParams {
         self.inner.params
+    }
+
+    /// Makes an unknown user's sign-in check ([`Slot::verify_unknown_user`]) run against
+    /// `stored` (see
+    /// [`crate::legacy::unknown_user_hash`]) and answer `Mismatch`; `None` goes back to the
+    /// current argon2id. The same-time rule while imported accounts keep their old hashes.
+    pub fn set_unknown_user_hash(&self, stored: Option<String>) {
+        if let Ok(mut slot) = self.inner.unknown_user_hash.write() {
+            *slot = stored;
+        }
+    }
+
+    /// The dummy an unknown user's check runs against, if one is set.
+    pub fn unknown_user_hash(&self) -> Option<String> {
+        self.inner
+            .unknown_user_hash
+            .read()
+            .ok()
+            .and_then(|s| s.clone())
     }
 
     pub fn workers(&self) -> usize {
@@ -369,6 +413,7 @@ fn worker(rx: Receiver<Job>, params: HashParams, argon_params: Params, busy: Arc
             Work::Verify {
                 secret,
                 stored,
+                dummy,
                 reply,
             } => {
                 let result = verify_one(
@@ -378,6 +423,11 @@ fn worker(rx: Receiver<Job>, params: HashParams, argon_params: Params, busy: Arc
                     stored.as_deref(),
                     &mut memory,
                 );
+                let result = if dummy {
+                    Ok(Verification::Mismatch)
+                } else {
+                    result
+                };
                 busy.fetch_sub(1, Ordering::Relaxed);
                 drop(slot);
                 let _ = reply.send(result);
@@ -399,11 +449,18 @@ fn verify_one(
         return Ok(Verification::Mismatch);
     };
     let Some(phc) = decode_phc(stored) else {
+        // A hash imported from an earlier login system (see `legacy`): checked as it is, and
+        // always asks for a rehash, so the first success replaces it with our argon2id.
+        match crate::legacy::verify(secret, stored) {
+            Ok(true) => return Ok(Verification::Match { needs_rehash: true }),
+            Ok(false) => return Ok(Verification::Mismatch),
+            Err(_) => {}
+        }
         // A malformed stored hash must not be a way in; still spend the effort.
         let salt = random_bytes::<SALT_LEN>();
         compute(current_argon, secret, &salt, memory)?;
         return Err(HashError::Internal(
-            "stored hash is not a valid argon2id PHC string".into(),
+            "stored hash is neither an argon2id PHC string nor an importable form".into(),
         ));
     };
     let argon_params = phc.params.to_argon2()?;

@@ -6,6 +6,7 @@ pub mod ct;
 pub mod hashing;
 pub mod keyed;
 pub mod keyring;
+pub mod legacy;
 pub mod passkey;
 pub mod seal;
 pub mod secrets;

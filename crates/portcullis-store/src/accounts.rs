@@ -52,7 +52,11 @@ macro_rules! account_columns {
             $prefix,
             "deactivated_at, ",
             $prefix,
-            "password_compromised_at"
+            "password_compromised_at, ",
+            $prefix,
+            "must_change_password_at, ",
+            $prefix,
+            "security_questions_required_at"
         )
     };
 }
@@ -108,6 +112,8 @@ statements! {
     INSERT_ANSWER = "INSERT INTO security_answers (account_id, question_id, answer_hash) \
         VALUES ($1, $2, $3)";
     DELETE_ANSWERS = "DELETE FROM security_answers WHERE account_id = $1";
+    ANSWERS_CHOSEN = "UPDATE online_accounts SET security_questions_required_at = NULL \
+        WHERE id = $1";
     REREGISTER = "UPDATE online_accounts SET user_id = $2, user_id_canonical = $3, \
         password_hash = $4, code_channel = $5, status = 'active', deactivated_at = NULL, \
         inactivity_warned_at = NULL, last_active_at = $6, failed_count = 0, locked_until = NULL \
@@ -124,7 +130,7 @@ statements! {
         SELECT id, password_hash, $2 FROM online_accounts WHERE id = $1";
     /// A new password clears a "not me" compromise mark: the old one is what was known.
     SET_PASSWORD = "UPDATE online_accounts SET password_hash = $2, \
-        password_compromised_at = NULL WHERE id = $1";
+        password_compromised_at = NULL, must_change_password_at = NULL WHERE id = $1";
     /// "This was not me": the password is known to someone else.
     MARK_COMPROMISED = "UPDATE online_accounts SET password_compromised_at = $2 WHERE id = $1";
     TRIM_HISTORY = "DELETE FROM password_history WHERE account_id = $1 AND id NOT IN \
@@ -191,6 +197,8 @@ pub(crate) struct AccountRecord {
     inactivity_warned_at: Option<i64>,
     deactivated_at: Option<i64>,
     password_compromised_at: Option<i64>,
+    must_change_password_at: Option<i64>,
+    security_questions_required_at: Option<i64>,
 }
 
 impl TryFrom<AccountRecord> for AccountRow {
@@ -215,6 +223,8 @@ impl TryFrom<AccountRecord> for AccountRow {
             inactivity_warned_at: r.inactivity_warned_at.map(UnixTime),
             deactivated_at: r.deactivated_at.map(UnixTime),
             password_compromised_at: r.password_compromised_at.map(UnixTime),
+            must_change_password_at: r.must_change_password_at.map(UnixTime),
+            security_questions_required_at: r.security_questions_required_at.map(UnixTime),
         })
     }
 }
@@ -481,6 +491,26 @@ impl AccountWrites for SqlWork {
         }
         insert_answers(conn, account_id, &new.security_answers).await?;
         Ok(account_id)
+    }
+
+    async fn replace_security_answers(
+        &mut self,
+        account_id: i64,
+        answers: &[(i64, String)],
+    ) -> StoreResult<()> {
+        let conn = self.conn().await?;
+        sqlx::query(DELETE_ANSWERS)
+            .bind(account_id)
+            .execute(&mut *conn)
+            .await
+            .map_err(db_err)?;
+        insert_answers(conn, account_id, answers).await?;
+        sqlx::query(ANSWERS_CHOSEN)
+            .bind(account_id)
+            .execute(&mut *conn)
+            .await
+            .map_err(db_err)?;
+        Ok(())
     }
 
     async fn reregister_account(&mut self, r: Reregistration) -> Result<(), CreateAccountError> {

@@ -14,6 +14,7 @@
 //! One file per area: its statements, its row types, its reads (on [`SqlStore`]) and its
 //! writes (on [`SqlWork`]).
 
+mod account_import;
 mod accounts;
 mod admin;
 mod audit;
@@ -363,6 +364,7 @@ impl Store for SqlStore {
 pub fn statements(backend: Backend) -> Vec<(String, String)> {
     let all: &[&[Statement]] = &[
         STATEMENTS,
+        account_import::STATEMENTS,
         accounts::STATEMENTS,
         admin::STATEMENTS,
         audit::STATEMENTS,

@@ -88,6 +88,7 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>, demo: bool) -> anyhow
         config.hashing.nice,
     )
     .context("starting the hashing pool")?;
+    unknown_user_hash(store.as_ref(), &hasher).await;
     let outbox = config
         .notify
         .outbox_file
@@ -437,6 +438,36 @@ pub fn redact_url(url: &str) -> String {
             )
         }
         _ => url.to_owned(),
+    }
+}
+
+/// The same-time rule with imported accounts: while accounts migrated from an earlier login
+/// system still carry their old hashes, an unknown User ID is checked against a dummy in the
+/// most common of those forms (a sample of up to 1,000), so it costs what they cost. Read at
+/// start: after an import, restart the nodes (docs/operations.md, "Migrate accounts").
+async fn unknown_user_hash(store: &SqlStore, hasher: &HashPool) {
+    use portcullis_core::ports::AccountImportReads;
+    let p = hasher.params();
+    let current = format!(
+        "$argon2id$v=19$m={},t={},p={}$%",
+        p.memory_kib, p.iterations, p.parallelism
+    );
+    match store.imported_hash_sample(&current, 1_000).await {
+        Ok(sample) => {
+            let dummy =
+                portcullis_crypto::legacy::unknown_user_hash(sample.iter().map(String::as_str));
+            if let Some(form) = dummy
+                .as_deref()
+                .and_then(|d| portcullis_crypto::legacy::parse(d).ok())
+            {
+                tracing::info!(
+                    scheme = form.scheme.as_str(),
+                    "unknown User IDs are checked at the cost of the most common imported hash"
+                );
+            }
+            hasher.set_unknown_user_hash(dummy);
+        }
+        Err(e) => tracing::warn!(error = %e, "could not read the imported accounts' hash forms"),
     }
 }
 

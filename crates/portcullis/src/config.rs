@@ -15,11 +15,16 @@ use portcullis_core::throttle::ThrottlePolicy;
 use portcullis_crypto::HashParams;
 use serde::Deserialize;
 
+mod accounts_import;
 mod cards;
 mod database;
+mod env;
 mod notify;
 
+pub use accounts_import::AccountsImportConfig;
 pub use database::{DatabaseConfig, StatusConfig, ThemeConfig};
+pub use env::env_name;
+use env::overlay_env;
 pub use notify::NotifyConfig;
 
 #[derive(Clone, Debug, Deserialize)]
@@ -60,6 +65,8 @@ pub struct Config {
     pub telemetry: TelemetryConfig,
     /// HTTPS on both listeners when `cert_file` and `key_file` are set ([`crate::tls`]).
     pub tls: crate::tls::TlsConfig,
+    /// Ceilings on imported password hashes (`portcullis accounts import`).
+    pub accounts_import: AccountsImportConfig,
 }
 
 impl Default for Config {
@@ -91,6 +98,7 @@ impl Default for Config {
             log: LogConfig::default(),
             telemetry: TelemetryConfig::default(),
             tls: crate::tls::TlsConfig::default(),
+            accounts_import: AccountsImportConfig::default(),
         }
     }
 }
@@ -529,19 +537,12 @@ pub const KEYS: &[(&str, &str)] = &[
     ("tls", "cert_file"),
     ("tls", "key_file"),
     ("tls", "reload_interval_secs"),
+    ("accounts_import", "max_bcrypt_cost"),
+    ("accounts_import", "max_pbkdf2_iterations"),
+    ("accounts_import", "max_scrypt_log_n"),
+    ("accounts_import", "max_argon2_memory_kib"),
+    ("accounts_import", "max_argon2_iterations"),
 ];
-
-pub fn env_name(section: &str, key: &str) -> String {
-    if section.is_empty() {
-        format!("PORTCULLIS_{}", key.to_ascii_uppercase())
-    } else {
-        format!(
-            "PORTCULLIS_{}_{}",
-            section.to_ascii_uppercase(),
-            key.to_ascii_uppercase()
-        )
-    }
-}
 
 impl Config {
     /// Loads the file (if any) and the environment.
@@ -631,6 +632,7 @@ impl Config {
         self.database.validate()?;
         self.cards.validate()?;
         self.tls.validate()?;
+        self.accounts_import.validate()?;
         self.theme.theme()?;
         if let Some(url) = &self.telemetry.otlp_endpoint {
             if !url.starts_with("http://") {
@@ -762,38 +764,6 @@ impl Config {
             },
         }
     }
-}
-
-/// Applies `PORTCULLIS_*` variables over the file's table. Values are read as TOML literals
-/// (so `true`, `6` and `"x"` work) and otherwise as plain strings.
-fn overlay_env(table: &mut toml::Table, get: impl Fn(&str) -> Option<String>) {
-    for (section, key) in KEYS {
-        let Some(raw) = get(&env_name(section, key)) else {
-            continue;
-        };
-        let value = parse_literal(&raw);
-        let target = if section.is_empty() {
-            &mut *table
-        } else {
-            let entry = table
-                .entry(section.to_string())
-                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-            match entry {
-                toml::Value::Table(t) => t,
-                _ => continue,
-            }
-        };
-        target.insert(key.to_string(), value);
-    }
-}
-
-fn parse_literal(raw: &str) -> toml::Value {
-    format!("v = {raw}")
-        .parse::<toml::Table>()
-        .ok()
-        .and_then(|mut t| t.remove("v"))
-        .filter(|v| !matches!(v, toml::Value::Table(_)))
-        .unwrap_or_else(|| toml::Value::String(raw.to_owned()))
 }
 
 #[cfg(test)]

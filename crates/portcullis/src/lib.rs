@@ -1,6 +1,7 @@
 //! The Portcullis binary's library: configuration, wiring and the commands, so that tests
 //! can build the same application the binary runs.
 
+pub mod accounts_import;
 pub mod admin;
 pub mod app;
 pub mod config;

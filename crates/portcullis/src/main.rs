@@ -9,7 +9,8 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use portcullis::config::{Config, Mode};
 use portcullis::{
-    admin, app, db, demo, import, inactivity, keys, mode, serve, status, telemetry, tls, validate,
+    accounts_import, admin, app, db, demo, import, inactivity, keys, mode, serve, status,
+    telemetry, tls, validate,
 };
 use portcullis_core::clock::SystemClock;
 use portcullis_core::service::SupportScope;
@@ -47,6 +48,11 @@ enum Command {
     Registry {
         #[command(subcommand)]
         command: RegistryCommand,
+    },
+    /// Online accounts.
+    Accounts {
+        #[command(subcommand)]
+        command: AccountsCommand,
     },
     /// Support actions.
     Admin {
@@ -172,6 +178,15 @@ enum MaintenanceCommand {
 #[derive(Subcommand)]
 enum RegistryCommand {
     /// Load records from CSV (header row) or JSON Lines (.jsonl); all or nothing.
+    Import { file: PathBuf },
+}
+
+#[derive(Subcommand)]
+enum AccountsCommand {
+    /// Migrate online accounts from an earlier login system (JSON Lines: user_id,
+    /// account_type, card_number, password_hash, email, phone, created_at and optionally
+    /// must_change_password); all or nothing. Password hashes are kept as they are and
+    /// replaced by argon2id at each account's first sign-in.
     Import { file: PathBuf },
 }
 
@@ -353,6 +368,32 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         "{} reissued cards took over online accounts; {} linked cards changed \
                          status",
                         report.load.reissues, report.load.status_changes
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("nothing was imported:\n{e}");
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+        Command::Accounts {
+            command: AccountsCommand::Import { file },
+        } => {
+            let config = command_config(&cli)?;
+            let built = app::build(&config, Arc::new(SystemClock), false).await?;
+            let ceilings = config.accounts_import.ceilings();
+            match accounts_import::import_file(&built.app, &ceilings, file).await {
+                Ok(report) => {
+                    let schemes: Vec<String> = report
+                        .by_scheme
+                        .iter()
+                        .map(|(scheme, n)| format!("{scheme}: {n}"))
+                        .collect();
+                    println!(
+                        "imported {} accounts ({})",
+                        report.accounts,
+                        schemes.join(", ")
                     );
                     Ok(ExitCode::SUCCESS)
                 }

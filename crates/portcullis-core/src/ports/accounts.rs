@@ -49,6 +49,12 @@ pub struct AccountRow {
     /// Set by "This was not me": the password is known to someone else, and sign-in refuses
     /// it until a new one is set.
     pub password_compromised_at: Option<UnixTime>,
+    /// Set for an account imported with the earlier system's "must change password": a
+    /// sign-in sends the person to change it; a new password clears it.
+    pub must_change_password_at: Option<UnixTime>,
+    /// Set for an account imported without security answers: a sign-in asks the person to
+    /// choose questions; choosing them clears it.
+    pub security_questions_required_at: Option<UnixTime>,
 }
 
 impl AccountRow {
@@ -232,6 +238,13 @@ pub trait AccountWrites: Send {
     /// Consumes the registration step, creates the account, links its card and stores its
     /// answers.
     async fn create_account(&mut self, new: NewAccount) -> Result<i64, CreateAccountError>;
+    /// Replaces the account's security answers (question id, answer hash) and clears
+    /// "security questions required".
+    async fn replace_security_answers(
+        &mut self,
+        account_id: i64,
+        answers: &[(i64, String)],
+    ) -> StoreResult<()>;
     /// A deactivated account back with new sign-in details, consuming the registration step.
     async fn reregister_account(&mut self, r: Reregistration) -> Result<(), CreateAccountError>;
     /// A successful sign-in: records the time and restarts the account's failure count (a

@@ -14,6 +14,7 @@
 //! limit. [`Store`] gathers everything one database offers; the use cases reach it through
 //! the narrow traits only (see `service::Ports`).
 
+mod account_import;
 mod accounts;
 mod admin;
 mod audit;
@@ -31,6 +32,7 @@ mod status;
 mod steps;
 pub mod work;
 
+pub use account_import::{AccountImportReads, AccountImportWrites, ImportedAccount};
 pub use accounts::{
     AccountReads, AccountRow, AccountWrites, CardSummary, ContactField, CreateAccountError,
     NewAccount, Reregistration, Unlink,

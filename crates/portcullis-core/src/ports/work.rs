@@ -23,6 +23,7 @@
 use async_trait::async_trait;
 use portcullis_crypto::KeyedHasher;
 
+use super::account_import::AccountImportWrites;
 use super::accounts::AccountWrites;
 use super::admin::AdminTokenWrites;
 use super::card_guard::CardGuardWrites;
@@ -51,6 +52,7 @@ pub struct Committed {
 #[async_trait]
 pub trait UnitOfWork:
     AccountWrites
+    + AccountImportWrites
     + LockWrites
     + DeviceWrites
     + FactorWrites

@@ -18,6 +18,8 @@ pub struct AccountHome {
     pub email: Option<String>,
     pub phone: Option<String>,
     pub cards: Vec<CardSummary>,
+    /// Imported without security answers: the security page asks for them.
+    pub security_questions_required: bool,
 }
 
 pub struct SessionInfo {
@@ -44,6 +46,8 @@ impl Portcullis {
             email: account.email,
             phone: account.phone,
             cards,
+            security_questions_required: account.security_questions_required_at.is_some()
+                && self.policies.security_questions_enabled,
         })
     }
 

@@ -354,7 +354,7 @@ impl Portcullis {
     }
 }
 
-fn check_answers(
+pub(crate) fn check_answers(
     answers: &[(i64, String)],
     errors: &mut Vec<FieldError>,
 ) -> Vec<(i64, zeroize::Zeroizing<String>)> {

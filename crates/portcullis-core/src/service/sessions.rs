@@ -23,6 +23,12 @@ pub struct SignedIn {
     pub user_id: String,
     /// The device this session is on.
     pub device_id: i64,
+    /// The account was imported with the earlier system's "must change password": the
+    /// client sends the person to change it before anything else.
+    pub password_change_required: bool,
+    /// The account was imported without security answers: the client asks the person to
+    /// choose them (`set_security_answers`).
+    pub security_questions_required: bool,
 }
 
 /// An authenticated request's session.
@@ -138,6 +144,9 @@ impl Portcullis {
             account_id: account.id,
             user_id: account.user_id.clone(),
             device_id,
+            password_change_required: account.must_change_password_at.is_some(),
+            security_questions_required: account.security_questions_required_at.is_some()
+                && self.policies.security_questions_enabled,
         })
     }
 

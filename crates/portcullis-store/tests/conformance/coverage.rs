@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 
 /// The ports the store implements (the notifier is the delivery worker's).
 const PORT_FILES: &[&str] = &[
+    "account_import.rs",
     "accounts.rs",
     "admin.rs",
     "audit.rs",

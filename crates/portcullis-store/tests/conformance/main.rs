@@ -14,6 +14,7 @@
 
 mod support;
 
+mod account_import;
 mod accounts;
 mod admin;
 mod audit;

@@ -201,6 +201,43 @@ pub async fn change_password(
 
 #[derive(serde::Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+pub struct SecurityAnswersIn {
+    pub current_password: String,
+    /// Three different questions (`GET /security-questions`) with their answers.
+    pub security_answers: Vec<super::registration::AnswerIn>,
+}
+
+/// Choose (or replace) the security questions: what an account migrated from the issuer's
+/// earlier login system is asked at sign-in (`security_questions_required`).
+#[utoipa::path(put, path = "/me/security-answers", tag = "account",
+    security(("bearer" = [])),
+    request_body = SecurityAnswersIn,
+    responses(
+        (status = 204, description = "Chosen"),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 503, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn set_security_answers(
+    State(state): State<AppState>,
+    crate::client::Client(client): crate::client::Client,
+    Bearer(ctx): Bearer,
+    super::extract::ApiJson(body): super::extract::ApiJson<SecurityAnswersIn>,
+) -> Result<StatusCode, ApiError> {
+    let answers: Vec<(i64, String)> = body
+        .security_answers
+        .into_iter()
+        .map(|a| (a.question_id, a.answer))
+        .collect();
+    state
+        .app
+        .set_security_answers(&ctx, &body.current_password, &answers, &client)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ContactChangeIn {
     pub current_password: String,
     /// What to change: `email` or `phone`.

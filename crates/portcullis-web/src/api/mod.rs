@@ -84,6 +84,7 @@ pub fn router() -> (Router<AppState>, OpenApiDoc) {
         .routes(routes!(me::list_sessions, me::end_other_sessions))
         .routes(routes!(me::delete_session))
         .routes(routes!(me::change_password))
+        .routes(routes!(me::set_security_answers))
         .routes(routes!(me::start_contact_change))
         .routes(routes!(me::confirm_contact_change))
         .routes(routes!(me::resend_contact_code))

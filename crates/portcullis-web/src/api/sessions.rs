@@ -40,6 +40,14 @@ pub struct SessionOut {
     /// with later sign-ins.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub device_token: Option<String>,
+    /// Present (true) for an account migrated from the issuer's earlier login system with
+    /// "must change password": send the person to `POST /me/password` before anything else.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub password_change_required: bool,
+    /// Present (true) for an account migrated without security answers: ask the person to
+    /// choose three (`PUT /me/security-answers`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub security_questions_required: bool,
 }
 
 impl SessionOut {
@@ -48,6 +56,8 @@ impl SessionOut {
             session_token: signed_in.token.expose_secret().to_owned(),
             expires_at: signed_in.expires_at.to_rfc3339(),
             device_token: signed_in.device_token.map(|t| t.expose_secret().to_owned()),
+            password_change_required: signed_in.password_change_required,
+            security_questions_required: signed_in.security_questions_required,
         }
     }
 }

@@ -126,6 +126,15 @@ pub struct SecurityPage {
     pub checklist: Checklist,
     pub errors: super::Errors,
     pub notice: Option<String>,
+    /// An account imported without security answers chooses them here.
+    pub ask_questions: bool,
+    pub questions: Vec<portcullis_core::security_questions::SecurityQuestion>,
+}
+
+impl SecurityPage {
+    pub fn answer_error(&self, slot: &usize) -> Option<&str> {
+        self.errors.get(&format!("security_answers[{slot}]"))
+    }
 }
 
 pub async fn security(
@@ -185,6 +194,8 @@ pub(super) async fn security_page(
                 product: c.product,
             })
             .collect(),
+        ask_questions: home.security_questions_required,
+        questions: portcullis_core::security_questions::QUESTIONS.to_vec(),
         checklist: Checklist::new(
             &state.app.policies().password,
             "new-password-rules",
@@ -266,6 +277,93 @@ pub async fn change_password(
             .await
         }
         Err(portcullis_core::ServiceError::Invalid(errors)) => {
+            security_page(
+                &state,
+                &csrf,
+                &ctx,
+                StatusCode::BAD_REQUEST,
+                super::Errors(errors),
+                None,
+            )
+            .await
+        }
+        Err(e) => error_page(&state, &csrf, e),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct AnswersForm {
+    #[serde(default)]
+    current_password: String,
+    #[serde(default)]
+    question_0: String,
+    #[serde(default)]
+    answer_0: String,
+    #[serde(default)]
+    question_1: String,
+    #[serde(default)]
+    answer_1: String,
+    #[serde(default)]
+    question_2: String,
+    #[serde(default)]
+    answer_2: String,
+    #[serde(default)]
+    csrf: String,
+}
+
+/// Security questions chosen on the security page (an account imported without them).
+pub async fn set_answers(
+    State(state): State<AppState>,
+    csrf: CsrfCookie,
+    Client(client): Client,
+    headers: HeaderMap,
+    PageSession(ctx): PageSession,
+    PageForm(form): PageForm<AnswersForm>,
+) -> Response {
+    if !csrf.check(&state, &headers, &form.csrf) {
+        let errors = super::Errors(vec![portcullis_core::FieldError::new(
+            "form",
+            super::csrf_failed(),
+        )]);
+        return security_page(&state, &csrf, &ctx, StatusCode::FORBIDDEN, errors, None).await;
+    }
+    // An unchosen question is 0, which no question has: its slot's error says so.
+    let answers: Vec<(i64, String)> = [
+        (&form.question_0, &form.answer_0),
+        (&form.question_1, &form.answer_1),
+        (&form.question_2, &form.answer_2),
+    ]
+    .iter()
+    .map(|(q, a)| (q.trim().parse().unwrap_or(0), (*a).clone()))
+    .collect();
+    match state
+        .app
+        .set_security_answers(&ctx, &form.current_password, &answers, &client)
+        .await
+    {
+        Ok(()) => {
+            let notice = Some(text::t("security.answers_chosen").to_owned());
+            security_page(
+                &state,
+                &csrf,
+                &ctx,
+                StatusCode::OK,
+                super::Errors::default(),
+                notice,
+            )
+            .await
+        }
+        Err(portcullis_core::ServiceError::Invalid(errors)) => {
+            // The password of this form, not of the change-password form below it.
+            let errors = errors
+                .into_iter()
+                .map(|mut e| {
+                    if e.field == "current_password" {
+                        e.field = "answers_password".into();
+                    }
+                    e
+                })
+                .collect();
             security_page(
                 &state,
                 &csrf,

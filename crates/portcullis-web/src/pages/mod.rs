@@ -80,6 +80,7 @@ pub fn router() -> Router<AppState> {
             post(account::end_other_sessions),
         )
         .route("/security/password", post(account::change_password))
+        .route("/security/answers", post(account::set_answers))
         .route("/security/contact", post(lifecycle::contact_start))
         .route(
             "/security/contact/confirm",

@@ -207,7 +207,14 @@ pub(crate) fn signed_in_response(
     remember: Option<Option<&str>>,
 ) -> Response {
     let secure = state.web.secure_cookies;
-    let mut response = Redirect::to("/account").into_response();
+    // An account migrated with the earlier system's "must change password", or without
+    // security answers, goes to the security page's forms first.
+    let home = if signed_in.password_change_required || signed_in.security_questions_required {
+        "/security"
+    } else {
+        "/account"
+    };
+    let mut response = Redirect::to(home).into_response();
     let headers = response.headers_mut();
     headers.append(
         header::SET_COOKIE,

@@ -7,6 +7,7 @@
     clippy::indexing_slicing
 )]
 
+mod accounts_import;
 mod backup;
 mod card_guard;
 mod card_unpause;
