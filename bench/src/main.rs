@@ -16,6 +16,7 @@
 mod hash;
 mod load;
 mod pg;
+mod push;
 mod recovery;
 mod report;
 mod seed;
@@ -43,8 +44,8 @@ struct Cli {
     /// Everything tiny (a few seconds), for CI: proves the program runs, not the speed.
     #[arg(long)]
     smoke: bool,
-    /// Run one figure: 1-6, 8 and 9 on SQLite; 7 is figures 1-3 and 5 on PostgreSQL.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=9))]
+    /// Run one figure: 1-6, 8, 9 and 10 on SQLite; 7 is figures 1-3 and 5 on PostgreSQL.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=10))]
     only: Option<u8>,
     /// A PostgreSQL server for figure 7; a database is created for the run and dropped at the
     /// end.
@@ -148,6 +149,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if run(6) {
         suite::import(&mut ctx).await?;
+    }
+    if run(10) {
+        push::figure(&mut ctx).await?;
     }
 
     print_header(&ctx, cli.smoke, postgres.as_deref(), &load_at_start);

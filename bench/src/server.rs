@@ -126,6 +126,26 @@ impl Setup {
         })
     }
 
+    /// `portcullis admin token create --name NAME --scope SCOPE`: the token it printed.
+    pub async fn admin_token(&self, name: &str, scope: &str) -> anyhow::Result<String> {
+        let mut cmd = self.command(
+            &["admin", "token", "create", "--name", name, "--scope", scope],
+            "admin.log",
+        )?;
+        let out = cmd
+            .output()
+            .await
+            .context("running portcullis admin token create")?;
+        if !out.status.success() {
+            bail!(
+                "portcullis admin token create failed ({})\n{}",
+                out.status,
+                log_tail(&self.dir.join("admin.log"))
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    }
+
     /// Starts `portcullis serve` and waits until `/readyz` answers 200.
     pub async fn start(&self) -> anyhow::Result<Server> {
         let log = self.dir.join("server.log");

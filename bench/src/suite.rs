@@ -40,6 +40,8 @@ pub struct Sizes {
     pub starts: usize,
     pub idle_wait: Duration,
     pub import_rows: u64,
+    /// Figure 10: records pushed through the registry API.
+    pub push_rows: u64,
 }
 
 impl Sizes {
@@ -58,6 +60,7 @@ impl Sizes {
             starts: 5,
             idle_wait: Duration::from_secs(2),
             import_rows: 1_000_000,
+            push_rows: 1_000_000,
         }
     }
 
@@ -76,6 +79,7 @@ impl Sizes {
             starts: 1,
             idle_wait: Duration::from_millis(200),
             import_rows: 10_000,
+            push_rows: 20_000,
         }
     }
 }

@@ -49,6 +49,8 @@ fuzz_target!(|data: &[u8]| {
         credit_limit: next(),
         payment_due_date: next(),
         minimum_due: next(),
+        status: next(),
+        replaces: next(),
     };
     match RegistryRecord::parse(&raw) {
         Ok(record) => drop(record.hashed(&portcullis_fuzz::keys())),

@@ -54,6 +54,14 @@ pub enum AuditKind {
     AccountReactivated,
     /// Security questions chosen or replaced while signed in.
     SecurityAnswersChanged,
+    /// The issuer changed the status of a linked card (a registry load).
+    CardStatusChanged,
+    /// A card replaced by a reissue: its online account now holds the new card.
+    CardReissued,
+    /// A registry load (file import or push) committed.
+    RegistryLoaded,
+    /// Every card of the account is closed: deactivated after the read-only time.
+    AccountDeactivatedCardsClosed,
 }
 
 impl AuditKind {
@@ -99,6 +107,10 @@ impl AuditKind {
             Self::AccountDeactivated => "account.deactivated",
             Self::AccountReactivated => "account.reactivated",
             Self::SecurityAnswersChanged => "security_answers.changed",
+            Self::CardStatusChanged => "card.status_changed",
+            Self::CardReissued => "card.reissued",
+            Self::RegistryLoaded => "registry.loaded",
+            Self::AccountDeactivatedCardsClosed => "account.deactivated_cards_closed",
         }
     }
 
@@ -141,6 +153,10 @@ impl AuditKind {
             "account.inactivity_warned" => "Inactivity warning sent",
             "account.deactivated" => "Account deactivated after inactivity",
             "account.reactivated" => "Account reactivated",
+            "card.status_changed" => "Card status changed by the issuer",
+            "card.reissued" => "Card replaced by a new card",
+            "registry.loaded" => "Card registry updated",
+            "account.deactivated_cards_closed" => "Account deactivated: every card closed",
             _ => "Security event",
         }
     }

@@ -6,6 +6,9 @@ use crate::clock::UnixTime;
 /// One field that failed one rule, with words a person can act on.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct FieldError {
+    /// In a batch (a registry push), the 0-based index of the record the field belongs to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub index: Option<usize>,
     pub field: String,
     pub message: String,
 }
@@ -13,8 +16,17 @@ pub struct FieldError {
 impl FieldError {
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
         Self {
+            index: None,
             field: field.into(),
             message: message.into(),
+        }
+    }
+
+    /// The field of the record at `index` of a batch.
+    pub fn at(index: usize, field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            index: Some(index),
+            ..Self::new(field, message)
         }
     }
 }
@@ -60,6 +72,10 @@ pub enum ServiceError {
     /// The action needs the password re-entered (within the last few minutes).
     #[error("re-authentication required")]
     ReauthRequired,
+    /// Every card of the account is closed at the issuer: it signs in read-only until it is
+    /// deactivated (docs/design/cards.md).
+    #[error("account read-only: every card is closed")]
+    ReadOnly,
     /// The thing named does not exist for this account.
     #[error("not found")]
     NotFound,

@@ -23,13 +23,20 @@ pub struct InactivityPolicy {
     pub warn_after_secs: i64,
     /// This long after the warning, still without a sign-in, the account is deactivated.
     pub deactivate_after_secs: i64,
+    /// An account whose every card is closed signs in read-only this long after its last
+    /// card closed, then is deactivated (issue 17, `cards.closed_read_only_days`).
+    pub closed_read_only_secs: i64,
 }
+
+/// 90 days of statements after the last card closes.
+pub const DEFAULT_CLOSED_READ_ONLY_SECS: i64 = 90 * 86_400;
 
 impl Default for InactivityPolicy {
     fn default() -> Self {
         Self {
             warn_after_secs: DEFAULT_WARN_AFTER_SECS,
             deactivate_after_secs: DEFAULT_DEACTIVATE_AFTER_SECS,
+            closed_read_only_secs: DEFAULT_CLOSED_READ_ONLY_SECS,
         }
     }
 }
@@ -38,6 +45,11 @@ impl InactivityPolicy {
     /// Accounts last active at or before this are due a warning at `now`.
     pub fn warn_cutoff(&self, now: UnixTime) -> UnixTime {
         now.plus_secs(-self.warn_after_secs)
+    }
+
+    /// Accounts whose every card closed at or before this are due deactivation at `now`.
+    pub fn closed_cutoff(&self, now: UnixTime) -> UnixTime {
+        now.plus_secs(-self.closed_read_only_secs)
     }
 
     /// Accounts warned at or before this are due deactivation at `now`.
@@ -99,8 +111,10 @@ mod tests {
         let p = InactivityPolicy {
             warn_after_secs: 10,
             deactivate_after_secs: 5,
+            closed_read_only_secs: 20,
         };
         let now = UnixTime(100);
+        assert_eq!(p.closed_cutoff(now), UnixTime(80));
         assert_eq!(p.due(UnixTime(90), None, now), Some(false));
         assert_eq!(p.due(UnixTime(91), None, now), None);
         assert_eq!(p.due(UnixTime(0), Some(UnixTime(95)), now), Some(true));

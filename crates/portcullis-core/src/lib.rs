@@ -29,6 +29,7 @@ pub mod inactivity;
 pub mod lockout;
 pub mod money;
 pub mod otp;
+pub mod par;
 pub mod password;
 pub mod ports;
 pub mod registry;

@@ -4,7 +4,10 @@
 use portcullis_crypto::keyring::KeyRing;
 use portcullis_crypto::KeyedHasher;
 
-use crate::card::{Credential, VERIFICATION_DOMAIN};
+use crate::card::{
+    CardNumber, Credential, MerchantNumber, NUMBER_DOMAIN_CARD, NUMBER_DOMAIN_MERCHANT,
+    VERIFICATION_DOMAIN,
+};
 use crate::contact::{Email, Phone};
 use crate::ids::AccountType;
 use crate::money::Money;
@@ -26,6 +29,44 @@ pub const COLUMNS: [&str; 12] = [
     "minimum_due",
 ];
 
+/// The two optional columns that follow a card's life at the issuer (contract: "Registry
+/// import columns"); a file or push without them means `active` and no replacement.
+pub const OPTIONAL_COLUMNS: [&str; 2] = ["status", "replaces"];
+
+/// A card's status at the issuer. Only an `active` card proves anything online: the others
+/// cannot be used to register, link or recover, and answer exactly as an unknown card does
+/// (docs/design/cards.md).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CardStatus {
+    #[default]
+    Active,
+    Blocked,
+    LostStolen,
+    Closed,
+}
+
+impl CardStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Blocked => "blocked",
+            Self::LostStolen => "lost_stolen",
+            Self::Closed => "closed",
+        }
+    }
+
+    /// A cell's value; empty is `active`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.trim() {
+            "" | "active" => Some(Self::Active),
+            "blocked" => Some(Self::Blocked),
+            "lost_stolen" => Some(Self::LostStolen),
+            "closed" => Some(Self::Closed),
+            _ => None,
+        }
+    }
+}
+
 /// One row as text, before validation; `None` or empty for a missing cell.
 #[derive(Clone, Debug, Default)]
 pub struct RawRecord {
@@ -41,6 +82,10 @@ pub struct RawRecord {
     pub credit_limit: String,
     pub payment_due_date: String,
     pub minimum_due: String,
+    /// `active` (or empty), `blocked`, `lost_stolen` or `closed`.
+    pub status: String,
+    /// The number of the card this one replaces, or empty.
+    pub replaces: String,
 }
 
 /// A validated registry record. Holds the card number and card ID only until it is hashed.
@@ -57,6 +102,23 @@ pub struct RegistryRecord {
     pub credit_limit: Option<Money>,
     pub payment_due_date: Option<String>,
     pub minimum_due: Option<Money>,
+    pub status: CardStatus,
+    /// The number this card replaces, as its keyed-hash material (domain, digits): held
+    /// only until it is hashed.
+    replaces: Option<ReplacedNumber>,
+}
+
+/// The number a card replaces, as its keyed-hash material; never shown by `Debug`.
+#[derive(Clone)]
+struct ReplacedNumber {
+    domain: &'static str,
+    digits: String,
+}
+
+impl std::fmt::Debug for ReplacedNumber {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ReplacedNumber(hidden)")
+    }
 }
 
 /// What the store keeps of a record: keyed hashes instead of the number and card ID.
@@ -80,6 +142,12 @@ pub struct HashedRecord {
     /// The number's HMAC under each other key of the ring: the import moves a row found
     /// under an old key to `key_id` (docs/design/keys.md, "The registry key").
     pub old_number_hashes: Vec<(i64, [u8; 32])>,
+    pub status: CardStatus,
+    /// The keyed hash of the replaced card's number (as its `number_hash`), current key.
+    pub replaces_hash: Option<[u8; 32]>,
+    /// The replaced card's number HMAC under each other key of the ring: the import moves
+    /// a replaced row still under an old key to `key_id`, so `replaces_hash` finds it.
+    pub old_replaces_hashes: Vec<(i64, [u8; 32])>,
 }
 
 impl RegistryRecord {
@@ -146,6 +214,34 @@ impl RegistryRecord {
                 err("payment_due_date", "must be a date YYYY-MM-DD");
             }
         }
+        let status = CardStatus::parse(&raw.status).unwrap_or_else(|| {
+            err("status", "must be active, blocked, lost_stolen or closed");
+            CardStatus::Active
+        });
+        let replaces = optional(&raw.replaces).and_then(|s| {
+            let parsed = match account_type {
+                Some(AccountType::Merchant) => MerchantNumber::parse(&s)
+                    .map(|n| ReplacedNumber {
+                        domain: NUMBER_DOMAIN_MERCHANT,
+                        digits: n.digits().to_owned(),
+                    })
+                    .map_err(|_| "must be the merchant number this one replaces"),
+                _ => CardNumber::parse(&s)
+                    .map(|n| ReplacedNumber {
+                        domain: NUMBER_DOMAIN_CARD,
+                        digits: n.digits().to_owned(),
+                    })
+                    .map_err(|_| {
+                        "must be the number (13 to 19 digits) of the card this one replaces"
+                    }),
+            };
+            parsed.map_err(|m| err("replaces", m)).ok()
+        });
+        if let (Some(old), Some(c)) = (&replaces, &credential) {
+            if c.number_material().1 == old.digits {
+                err("replaces", "a card cannot replace itself");
+            }
+        }
         match (account_type, credential) {
             (Some(account_type), Some(credential)) if errors.is_empty() => Ok(Self {
                 account_type,
@@ -159,6 +255,8 @@ impl RegistryRecord {
                 credit_limit,
                 payment_due_date,
                 minimum_due,
+                status,
+                replaces,
             }),
             _ => Err(errors),
         }
@@ -166,36 +264,39 @@ impl RegistryRecord {
 
     /// The record under one key, taken as key id 1 (a ring of one key).
     pub fn hashed(&self, keys: &KeyedHasher) -> HashedRecord {
-        self.hashed_as(keys, 1, Vec::new())
+        self.hashed_as(keys, 1, &[])
     }
 
     /// The record under the ring's current key, with the number's HMAC under every old key
     /// (so the import can move a row written under one of them).
     pub fn hashed_under(&self, ring: &KeyRing) -> HashedRecord {
-        let (domain, number) = self.credential.number_material();
-        let old = ring
-            .old_ids()
-            .into_iter()
-            .filter_map(|id| {
-                let key = ring.get(id)?;
-                let hash = KeyedHasher::new(key.clone()).hash(domain, &[number.as_bytes()]);
-                Some((i64::from(id), hash))
-            })
-            .collect();
-        self.hashed_as(
-            &KeyedHasher::new(ring.current().clone()),
-            i64::from(ring.current_id()),
-            old,
-        )
+        self.hashed_with(&RecordKeys::of(ring))
+    }
+
+    /// The record under `keys.current`, with the number's HMAC under each old key.
+    pub fn hashed_with(&self, keys: &RecordKeys) -> HashedRecord {
+        self.hashed_as(&keys.current, keys.current_id, &keys.old)
     }
 
     fn hashed_as(
         &self,
         keys: &KeyedHasher,
         key_id: i64,
-        old_number_hashes: Vec<(i64, [u8; 32])>,
+        old_keys: &[(i64, KeyedHasher)],
     ) -> HashedRecord {
         let (number_hash, verification_hash) = credential_hashes(keys, &self.credential);
+        let (domain, number) = self.credential.number_material();
+        let old_number_hashes = old_keys
+            .iter()
+            .map(|(id, k)| (*id, k.hash(domain, &[number.as_bytes()])))
+            .collect();
+        let old_replaces_hashes = match &self.replaces {
+            Some(r) => old_keys
+                .iter()
+                .map(|(id, k)| (*id, k.hash(r.domain, &[r.digits.as_bytes()])))
+                .collect(),
+            None => Vec::new(),
+        };
         let last4 = match &self.credential {
             Credential::Card { number, .. } => number.last4(),
             Credential::Merchant { number, .. } => number.last4(),
@@ -216,6 +317,39 @@ impl RegistryRecord {
             minimum_due: self.minimum_due.map(|m| m.0),
             key_id,
             old_number_hashes,
+            status: self.status,
+            replaces_hash: self
+                .replaces
+                .as_ref()
+                .map(|r| keys.hash(r.domain, &[r.digits.as_bytes()])),
+            old_replaces_hashes,
+        }
+    }
+}
+
+/// The registry keys a record is hashed under ([`RegistryRecord::hashed_with`]): the
+/// keyring's current key and each other one, with their ids.
+#[derive(Clone)]
+pub struct RecordKeys {
+    pub current_id: i64,
+    pub current: KeyedHasher,
+    pub old: Vec<(i64, KeyedHasher)>,
+}
+
+impl RecordKeys {
+    /// The keys of `ring`.
+    pub fn of(ring: &KeyRing) -> Self {
+        Self {
+            current_id: i64::from(ring.current_id()),
+            current: KeyedHasher::new(ring.current().clone()),
+            old: ring
+                .old_ids()
+                .into_iter()
+                .filter_map(|id| {
+                    let key = ring.get(id)?;
+                    Some((i64::from(id), KeyedHasher::new(key.clone())))
+                })
+                .collect(),
         }
     }
 }
@@ -280,6 +414,7 @@ mod tests {
             credit_limit: "10000".into(),
             payment_due_date: "2026-12-20".into(),
             minimum_due: "35".into(),
+            ..Default::default()
         }
     }
 
@@ -333,5 +468,39 @@ mod tests {
         // Same card ID, different card: different verification hash.
         assert_ne!(a.verification_hash, b.verification_hash);
         assert_eq!(a.last4, "0005");
+    }
+
+    #[test]
+    fn status_and_replaces_parse_and_hash_like_a_number() {
+        let keys = KeyedHasher::new(Zeroizing::new([9; 32]));
+        let old = RegistryRecord::parse(&card_row()).unwrap().hashed(&keys);
+        assert_eq!(old.status, CardStatus::Active);
+        assert_eq!(old.replaces_hash, None);
+        let mut row = card_row();
+        row.number = "371449635398431".into();
+        row.status = "lost_stolen".into();
+        row.replaces = "3782 8224 6310 005".into();
+        let new = RegistryRecord::parse(&row).unwrap().hashed(&keys);
+        assert_eq!(new.status, CardStatus::LostStolen);
+        assert_eq!(new.replaces_hash, Some(old.number_hash));
+    }
+
+    #[test]
+    fn bad_status_and_replaces_are_named() {
+        let mut row = card_row();
+        row.status = "stolen".into();
+        row.replaces = "378282246310005".into();
+        let fields: Vec<String> = RegistryRecord::parse(&row)
+            .unwrap_err()
+            .into_iter()
+            .map(|e| e.field)
+            .collect();
+        assert_eq!(fields, ["status", "replaces"]);
+        row.status = "closed".into();
+        row.replaces = "1234".into();
+        assert_eq!(
+            RegistryRecord::parse(&row).unwrap_err()[0].field,
+            "replaces"
+        );
     }
 }

@@ -30,6 +30,7 @@ mod password_change;
 mod recovery;
 mod recovery_user_id;
 mod registration;
+pub mod registry_load;
 mod security_answers;
 mod sessions;
 mod signin;
@@ -48,8 +49,8 @@ use crate::config::Policies;
 use crate::counters::CountedEvent;
 use crate::ports::{
     AccountReads, AdminTokenReads, AuditReads, Claims, Committed, DeviceReads, FactorReads,
-    Notifier, OutboxReads, OutboxStats, RegistryReads, SessionReads, StatusReads, StepReads, Store,
-    Transactions, UnitOfWork,
+    Notifier, OutboxReads, OutboxStats, RegistryImports, RegistryReads, SessionReads, StatusReads,
+    StepReads, Store, Transactions, UnitOfWork,
 };
 use crate::steps::StepKind;
 use crate::ServiceError;
@@ -71,6 +72,7 @@ pub use mfa::{
 pub use passkeys::PasskeyOptions;
 pub use recovery::{CodeAccepted, Proof, RecoveryStart};
 pub use registration::{CardVerified, Registration};
+pub use registry_load::{LoadReport, PushOutcome, RecordError, MAX_PUSH_RECORDS};
 pub use sessions::{SessionContext, SignedIn};
 pub use signin::SignInRequest;
 pub use support::{AuditCheck, IssuedAdminToken, ReactivateOutcome, SupportView, UnlockOutcome};
@@ -95,6 +97,7 @@ pub struct ClientInfo {
 pub(crate) struct Ports {
     pub(crate) accounts: Arc<dyn AccountReads>,
     pub(crate) registry: Arc<dyn RegistryReads>,
+    pub(crate) imports: Arc<dyn RegistryImports>,
     pub(crate) devices: Arc<dyn DeviceReads>,
     pub(crate) factors: Arc<dyn FactorReads>,
     pub(crate) steps: Arc<dyn StepReads>,
@@ -114,6 +117,7 @@ impl Ports {
         Self {
             accounts: store.clone(),
             registry: store.clone(),
+            imports: store.clone(),
             devices: store.clone(),
             factors: store.clone(),
             steps: store.clone(),

@@ -22,14 +22,17 @@ pub enum SupportScope {
     AuditRead,
     /// Post and update incidents and planned maintenance on the status page.
     StatusWrite,
+    /// Push issuer registry records (`POST /api/v1/admin/registry/records`).
+    RegistryWrite,
 }
 
 impl SupportScope {
-    pub const ALL: [SupportScope; 4] = [
+    pub const ALL: [SupportScope; 5] = [
         SupportScope::AccountsRead,
         SupportScope::AccountsUnlock,
         SupportScope::AuditRead,
         SupportScope::StatusWrite,
+        SupportScope::RegistryWrite,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -38,6 +41,7 @@ impl SupportScope {
             SupportScope::AccountsUnlock => "accounts:unlock",
             SupportScope::AuditRead => "audit:read",
             SupportScope::StatusWrite => "status:write",
+            SupportScope::RegistryWrite => "registry:write",
         }
     }
 

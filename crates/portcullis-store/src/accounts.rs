@@ -61,11 +61,13 @@ macro_rules! account_columns {
     };
 }
 
+pub(crate) use account_columns;
+
 /// The card columns of a card summary, in [`CardRecord`]'s names.
 macro_rules! card_columns {
     () => {
         "r.id AS card_id, r.last4, r.product, r.holder_name, r.balance, r.credit_limit, \
-         r.payment_due_date, r.minimum_due"
+         r.payment_due_date, r.minimum_due, r.status AS card_status"
     };
 }
 
@@ -238,6 +240,7 @@ struct CardRecord {
     credit_limit: Option<i64>,
     payment_due_date: Option<String>,
     minimum_due: Option<i64>,
+    card_status: String,
 }
 
 impl From<CardRecord> for CardSummary {
@@ -251,6 +254,7 @@ impl From<CardRecord> for CardSummary {
             credit_limit: r.credit_limit,
             payment_due_date: r.payment_due_date,
             minimum_due: r.minimum_due,
+            status: r.card_status,
         }
     }
 }
@@ -268,6 +272,7 @@ struct HomeRecord {
     credit_limit: Option<i64>,
     payment_due_date: Option<String>,
     minimum_due: Option<i64>,
+    card_status: Option<String>,
 }
 
 impl HomeRecord {
@@ -281,6 +286,7 @@ impl HomeRecord {
             credit_limit: self.credit_limit,
             payment_due_date: self.payment_due_date.clone(),
             minimum_due: self.minimum_due,
+            status: self.card_status.clone()?,
         })
     }
 }

@@ -28,6 +28,7 @@ mod failover;
 mod health;
 mod jobs;
 mod keys;
+mod lifecycle;
 mod lockout;
 mod ops;
 mod outbox;
@@ -375,6 +376,7 @@ pub fn statements(backend: Backend) -> Vec<(String, String)> {
         health::STATEMENTS,
         jobs::STATEMENTS,
         keys::STATEMENTS,
+        lifecycle::STATEMENTS,
         ops::STATEMENTS,
         lockout::STATEMENTS,
         outbox::STATEMENTS,
@@ -399,7 +401,7 @@ pub fn statements(backend: Backend) -> Vec<(String, String)> {
     for rows in [1, IMPORT_BATCH] {
         out.push((
             format!("registry::upsert_sql({rows})"),
-            registry::upsert_sql(rows, backend),
+            registry::upsert_sql(rows, backend, 1),
         ));
     }
     out

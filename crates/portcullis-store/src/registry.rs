@@ -1,28 +1,44 @@
-//! The issuer registry's storage: imports in one transaction of their own, lookups by keyed
-//! hash. The import's multi-row upsert is the one statement built at run time (its row
-//! count varies), and the one place besides the outbox claim where the dialects differ:
+//! The issuer registry's storage: loads (file imports, API pushes) in one transaction of
+//! their own, lookups by keyed hash.
+//!
+//! A load is set-based: its batches are appended to `registry_staging` (multi-row INSERTs
+//! into a table with no index); every 50,000 rows, and before anything reads them, one
+//! statement ([`MERGE_STAGED`]) upserts the staged rows into `registry_records` sorted by
+//! `number_hash` — sorted inserts into the unique index instead of random ones — and the
+//! staged rows are deleted. The staging INSERT is the one statement built at run time (its
+//! row count varies), and the one place besides the outbox claim where the dialects differ:
 //! SQLite gets anonymous `?` placeholders and a larger page cache (see [`upsert_sql`]).
 
 use async_trait::async_trait;
+use portcullis_core::audit::AuditEvent;
+use portcullis_core::clock::UnixTime;
 use portcullis_core::ids::AccountType;
 use portcullis_core::ports::{
-    RegistryImport, RegistryImports, RegistryReads, RegistryRow, RegistryWrites, StoreError,
-    StoreResult,
+    AccountRow, Committed, Outgoing, PushKey, RegistryImport, RegistryImports, RegistryReads,
+    RegistryRow, Settled, StoreError, StoreResult,
 };
-use portcullis_core::registry::HashedRecord;
+use portcullis_core::registry::{CardStatus, HashedRecord};
+use portcullis_crypto::KeyedHasher;
 
+use crate::outbox::OutboxSeal;
 use crate::sql::statements;
 use crate::tx::{self, Tx};
 use crate::{db_err, Backend, SqlStore, SqlWork};
 
-const COLUMNS: usize = 14;
-/// Rows per INSERT: 14 parameters each keeps us well under both backends' limits.
+/// Bound parameters per staged row; the load's number is written into the statement.
+const COLUMNS: usize = 16;
+/// Rows per INSERT: 16 parameters each keeps us well under both backends' limits.
 pub const IMPORT_BATCH: usize = 1_000;
+/// Staged rows merged into the registry per statement: sorted runs long enough to help the
+/// index, short enough for PostgreSQL's per-statement timeout (`database.statement_timeout_secs`).
+const MERGE_EVERY: usize = 50_000;
 
 macro_rules! record_select {
     () => {
         "SELECT r.id, r.account_type, r.verification_hash, r.last4, r.holder_name, r.email, \
-         r.phone, r.product, c.account_id, r.key_id \
+         r.phone, r.product, c.account_id, r.key_id, r.status, \
+         (SELECT COUNT(*) FROM registry_records n WHERE n.replaces_hash = r.number_hash) \
+         AS replacements \
          FROM registry_records r LEFT JOIN account_cards c ON c.registry_record_id = r.id"
     };
 }
@@ -36,13 +52,45 @@ statements! {
     COUNT_BY_KEY = "SELECT key_id, COUNT(*) FROM registry_records GROUP BY key_id ORDER BY key_id";
     /// Whether any row is under another key than the import's (then the import moves them).
     COUNT_NOT_UNDER = "SELECT COUNT(*) FROM registry_records WHERE key_id <> $1";
-    /// Moves a row found under an old key to the current one (the import, which has the
-    /// number in hand); the upsert that follows rewrites its card-ID hash.
     /// Moves a row found under an old key at a lookup (a use case's unit of work).
     MOVE_FOUND = "UPDATE registry_records SET number_hash = $1, verification_hash = $2, \
         key_id = $3 WHERE id = $4 AND key_id = $5";
+    /// Moves a row found under an old key to the current one (the import, which has the
+    /// number in hand, before staging); the merge that follows rewrites its card-ID hash.
     MOVE_RECORD = "UPDATE registry_records SET number_hash = $1, key_id = $2 \
         WHERE key_id = $3 AND number_hash = $4";
+    /// After a move: the records naming the moved number in `replaces` name it under the
+    /// current key too (a replaced card stays replaced).
+    MOVE_REPLACES = "UPDATE registry_records SET replaces_hash = $1 WHERE replaces_hash = $2";
+    /// The load's staged rows into the registry, sorted by the unique key. A row's
+    /// `status_since` is the load's time (`$2`) when it is new or its status changes, and
+    /// `changed_in` the load's number (`$1`) when its status changes, `reissued_in` when it
+    /// names a card it replaces; `key_id` is the load's (the ring's current key: a row
+    /// under an old key was moved to it before staging); `replaces` is kept once set (a later record without it does
+    /// not bring the replaced card back). The WHERE
+    /// clause also settles SQLite's parse of `INSERT … SELECT … ON CONFLICT`.
+    MERGE_STAGED = "INSERT INTO registry_records (account_type, number_hash, \
+        verification_hash, last4, expiry, holder_name, email, phone, product, balance, \
+        credit_limit, payment_due_date, minimum_due, status, replaces_hash, key_id, \
+        status_since, changed_in, reissued_in) SELECT account_type, number_hash, \
+        verification_hash, last4, expiry, holder_name, email, phone, product, balance, \
+        credit_limit, payment_due_date, minimum_due, status, replaces_hash, key_id, $2, CAST(NULL AS BIGINT), \
+        CASE WHEN replaces_hash IS NULL THEN CAST(NULL AS BIGINT) ELSE $1 END \
+        FROM registry_staging \
+        WHERE load = $1 ORDER BY number_hash \
+        ON CONFLICT (number_hash) DO UPDATE SET account_type = excluded.account_type, \
+        verification_hash = excluded.verification_hash, last4 = excluded.last4, \
+        expiry = excluded.expiry, holder_name = excluded.holder_name, email = excluded.email, \
+        phone = excluded.phone, product = excluded.product, balance = excluded.balance, \
+        credit_limit = excluded.credit_limit, payment_due_date = excluded.payment_due_date, \
+        minimum_due = excluded.minimum_due, key_id = excluded.key_id, \
+        replaces_hash = COALESCE(excluded.replaces_hash, registry_records.replaces_hash), \
+        reissued_in = COALESCE(excluded.reissued_in, registry_records.reissued_in), \
+        status_since = CASE WHEN registry_records.status = excluded.status \
+        THEN registry_records.status_since ELSE excluded.status_since END, \
+        changed_in = CASE WHEN registry_records.status = excluded.status \
+        THEN registry_records.changed_in ELSE $1 END, status = excluded.status";
+    DELETE_STAGED = "DELETE FROM registry_staging WHERE load = $1";
     /// A large page cache for the bulk upsert into the keyed-hash index (256 MiB at most,
     /// for the importing connection only).
     IMPORT_CACHE: sqlite = "PRAGMA cache_size = -262144";
@@ -65,6 +113,13 @@ struct RecordRow {
     product: String,
     account_id: Option<i64>,
     key_id: i64,
+    status: String,
+    replacements: i64,
+}
+
+pub(crate) fn card_status(s: &str) -> Result<CardStatus, StoreError> {
+    CardStatus::parse(s)
+        .ok_or_else(|| StoreError::Internal(format!("unknown card status {s:?} in database")))
 }
 
 impl TryFrom<RecordRow> for RegistryRow {
@@ -82,20 +137,87 @@ impl TryFrom<RecordRow> for RegistryRow {
             product: r.product,
             account_id: r.account_id,
             key_id: r.key_id,
+            status: card_status(&r.status)?,
+            replaced: r.replacements > 0,
         })
     }
 }
 
+/// A registry load: its transaction, its number (`changed_in` of the records whose status
+/// it changed), and the messages and audit events its commit writes.
 pub struct SqlImport {
-    tx: Tx,
+    pub(crate) tx: Tx,
     backend: Backend,
-    /// Whether rows under another key than the import's exist (asked once, at the first
+    pub(crate) now: UnixTime,
+    pub(crate) load: i64,
+    seal: Option<OutboxSeal>,
+    outgoing: Vec<Outgoing>,
+    events: Vec<AuditEvent>,
+    /// Rows staged that [`SqlImport::merge`] has not moved into the registry yet.
+    staged: usize,
+    /// Whether rows under another key than the load's exist (asked once, at the first
     /// batch): only then does each record look for its row under the old keys.
     old_rows: Option<bool>,
 }
 
+impl SqlImport {
+    /// Upserts the load's staged rows into the registry in one sorted statement and clears
+    /// them; nothing to do when none are staged. Runs before anything reads the registry in
+    /// this load (`settle`) and at the latest before the commit.
+    pub(crate) async fn merge(&mut self) -> StoreResult<()> {
+        if self.staged == 0 {
+            return Ok(());
+        }
+        sqlx::query(MERGE_STAGED)
+            .bind(self.load)
+            .bind(self.now.0)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(db_err)?;
+        sqlx::query(DELETE_STAGED)
+            .bind(self.load)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(db_err)?;
+        self.staged = 0;
+        Ok(())
+    }
+
+    /// Moves the row whose number HMAC under old key `old_id` is `old_hash` to key `key_id`
+    /// (`number_hash`), and the `replaces` naming it along (nothing when no such row).
+    async fn move_old(
+        &mut self,
+        old_id: i64,
+        old_hash: &[u8; 32],
+        key_id: i64,
+        number_hash: &[u8; 32],
+    ) -> StoreResult<()> {
+        let moved = sqlx::query(MOVE_RECORD)
+            .bind(number_hash.to_vec())
+            .bind(key_id)
+            .bind(old_id)
+            .bind(old_hash.to_vec())
+            .execute(&mut *self.tx)
+            .await
+            .map_err(db_err)?;
+        if moved.rows_affected() > 0 {
+            sqlx::query(MOVE_REPLACES)
+                .bind(number_hash.to_vec())
+                .bind(old_hash.to_vec())
+                .execute(&mut *self.tx)
+                .await
+                .map_err(db_err)?;
+        }
+        Ok(())
+    }
+}
+
 #[async_trait]
 impl RegistryImport for SqlImport {
+    fn now(&self) -> UnixTime {
+        self.now
+    }
+
     async fn upsert(&mut self, batch: &[HashedRecord]) -> StoreResult<()> {
         let Some(first) = batch.first() else {
             return Ok(());
@@ -115,20 +237,23 @@ impl RegistryImport for SqlImport {
         if old_rows {
             for r in batch {
                 for (old_id, old_hash) in &r.old_number_hashes {
-                    sqlx::query(MOVE_RECORD)
-                        .bind(r.number_hash.to_vec())
-                        .bind(r.key_id)
-                        .bind(*old_id)
-                        .bind(old_hash.to_vec())
-                        .execute(&mut *self.tx)
-                        .await
-                        .map_err(db_err)?;
+                    self.move_old(*old_id, old_hash, r.key_id, &r.number_hash)
+                        .await?;
+                }
+                // The card this one replaces may still be under an old key, where
+                // `replaces_hash` (the current key's) would not find it: its number moves
+                // to the current key (its card-ID hash stays: a replaced card proves
+                // nothing, docs/design/cards.md).
+                if let Some(replaces) = &r.replaces_hash {
+                    for (old_id, old_hash) in &r.old_replaces_hashes {
+                        self.move_old(*old_id, old_hash, r.key_id, replaces).await?;
+                    }
                 }
             }
         }
         for chunk in batch.chunks(IMPORT_BATCH) {
             // The one statement built at run time (see `upsert_sql`).
-            let upsert = upsert_sql(chunk.len(), self.backend);
+            let upsert = upsert_sql(chunk.len(), self.backend, self.load);
             let mut q = sqlx::query(&upsert);
             for r in chunk {
                 q = q
@@ -145,34 +270,72 @@ impl RegistryImport for SqlImport {
                     .bind(r.credit_limit)
                     .bind(r.payment_due_date.clone())
                     .bind(r.minimum_due)
+                    .bind(r.status.as_str())
+                    .bind(r.replaces_hash.map(|h| h.to_vec()))
                     .bind(r.key_id);
             }
             q.execute(&mut *self.tx).await.map_err(db_err)?;
+            self.staged += chunk.len();
+            if self.staged >= MERGE_EVERY {
+                self.merge().await?;
+            }
         }
         Ok(())
     }
 
-    async fn commit(self: Box<Self>) -> StoreResult<()> {
-        tx::commit(self.tx).await
+    async fn settle(&mut self) -> StoreResult<Settled> {
+        self.merge().await?;
+        crate::lifecycle::settle(self).await
+    }
+
+    async fn claim_push_key(
+        &mut self,
+        key: &str,
+        request_hash: &[u8; 32],
+        response: &str,
+    ) -> StoreResult<PushKey> {
+        crate::lifecycle::claim_push_key(self, key, request_hash, response).await
+    }
+
+    fn send(&mut self, message: Outgoing) {
+        self.outgoing.push(message);
+    }
+
+    fn audit(&mut self, event: AuditEvent) {
+        self.events.push(event);
+    }
+
+    async fn commit(mut self: Box<Self>, audit_key: &KeyedHasher) -> StoreResult<Committed> {
+        self.merge().await?;
+        let messages = std::mem::take(&mut self.outgoing);
+        let events = std::mem::take(&mut self.events);
+        crate::outbox::enqueue(&mut self.tx, self.seal.as_ref(), &messages, self.now).await?;
+        crate::audit::append(&mut self.tx, &events, self.now, audit_key).await?;
+        tx::commit(self.tx).await?;
+        Ok(Committed {
+            messages: messages.len(),
+            audited: events.len(),
+        })
     }
 }
 
-/// The multi-row upsert of `rows` records. SQLite gets anonymous `?` placeholders: sqlx
-/// looks each numbered parameter up by name, which SQLite does by a linear scan, so 13,000
-/// `$n` parameters cost ~10^8 steps per statement (measured: 3,000 records/s instead of
-/// tens of thousands).
-pub(crate) fn upsert_sql(rows: usize, backend: Backend) -> String {
+/// The multi-row INSERT of `rows` records into the staging table for load `load`. SQLite
+/// gets anonymous `?` placeholders: sqlx looks each numbered parameter up by name, which
+/// SQLite does by a linear scan, so 13,000 `$n` parameters cost ~10^8 steps per statement
+/// (measured: 3,000 records/s instead of tens of thousands).
+pub(crate) fn upsert_sql(rows: usize, backend: Backend, load: i64) -> String {
     let mut sql = String::with_capacity(200 + rows * 80);
     sql.push_str(
-        "INSERT INTO registry_records (account_type, number_hash, verification_hash, last4, \
-         expiry, holder_name, email, phone, product, balance, credit_limit, payment_due_date, \
-         minimum_due, key_id) VALUES ",
+        "INSERT INTO registry_staging (load, account_type, number_hash, verification_hash, \
+         last4, expiry, holder_name, email, phone, product, balance, credit_limit, \
+         payment_due_date, minimum_due, status, replaces_hash, key_id) VALUES ",
     );
+    let load = format!("({load},");
     for i in 0..rows {
         if i > 0 {
             sql.push(',');
         }
-        sql.push('(');
+        sql.push_str(&load);
         for c in 0..COLUMNS {
             if c > 0 {
                 sql.push(',');
@@ -187,20 +350,12 @@ pub(crate) fn upsert_sql(rows: usize, backend: Backend) -> String {
         }
         sql.push(')');
     }
-    sql.push_str(
-        " ON CONFLICT (number_hash) DO UPDATE SET account_type = excluded.account_type, \
-         verification_hash = excluded.verification_hash, last4 = excluded.last4, \
-         expiry = excluded.expiry, holder_name = excluded.holder_name, email = excluded.email, \
-         phone = excluded.phone, product = excluded.product, balance = excluded.balance, \
-         credit_limit = excluded.credit_limit, payment_due_date = excluded.payment_due_date, \
-         minimum_due = excluded.minimum_due, key_id = excluded.key_id",
-    );
     sql
 }
 
 #[async_trait]
 impl RegistryImports for SqlStore {
-    async fn begin_import(&self) -> StoreResult<Box<dyn RegistryImport>> {
+    async fn begin_import(&self, now: UnixTime) -> StoreResult<Box<dyn RegistryImport>> {
         let mut tx = tx::begin(&self.pool, self.backend).await?;
         if self.backend == Backend::Sqlite {
             sqlx::query(IMPORT_CACHE)
@@ -208,9 +363,17 @@ impl RegistryImports for SqlStore {
                 .await
                 .map_err(db_err)?;
         }
+        // A load's number: random, so loads on several nodes never share one.
+        let load = i64::from_le_bytes(portcullis_crypto::token::random_bytes::<8>()) & i64::MAX;
         Ok(Box::new(SqlImport {
             tx,
             backend: self.backend,
+            now,
+            load,
+            seal: self.outbox_seal.clone(),
+            outgoing: Vec::new(),
+            events: Vec::new(),
+            staged: 0,
             old_rows: None,
         }))
     }
@@ -267,27 +430,34 @@ impl RegistryReads for SqlStore {
             .map_err(db_err)?;
         rows.into_iter().map(RegistryRow::try_from).collect()
     }
+
+    async fn accounts_with_cards_closed(
+        &self,
+        closed_before: UnixTime,
+        limit: i64,
+    ) -> StoreResult<Vec<AccountRow>> {
+        crate::lifecycle::accounts_with_cards_closed(&self.pool, closed_before, limit).await
+    }
 }
 
-#[async_trait]
-impl RegistryWrites for SqlWork {
-    async fn move_record(
-        &mut self,
-        id: i64,
-        from_key_id: i64,
-        to_key_id: i64,
-        number_hash: &[u8; 32],
-        verification_hash: &[u8; 32],
-    ) -> StoreResult<bool> {
-        let done = sqlx::query(MOVE_FOUND)
-            .bind(number_hash.to_vec())
-            .bind(verification_hash.to_vec())
-            .bind(to_key_id)
-            .bind(id)
-            .bind(from_key_id)
-            .execute(self.conn().await?)
-            .await
-            .map_err(db_err)?;
-        Ok(done.rows_affected() == 1)
-    }
+/// Moves a row found under an old key at a lookup to the current one, in a use case's
+/// unit of work (`RegistryWrites::move_record`, implemented in `lifecycle.rs`).
+pub(crate) async fn move_found(
+    work: &mut SqlWork,
+    id: i64,
+    from_key_id: i64,
+    to_key_id: i64,
+    number_hash: &[u8; 32],
+    verification_hash: &[u8; 32],
+) -> StoreResult<bool> {
+    let done = sqlx::query(MOVE_FOUND)
+        .bind(number_hash.to_vec())
+        .bind(verification_hash.to_vec())
+        .bind(to_key_id)
+        .bind(id)
+        .bind(from_key_id)
+        .execute(work.conn().await?)
+        .await
+        .map_err(db_err)?;
+    Ok(done.rows_affected() == 1)
 }

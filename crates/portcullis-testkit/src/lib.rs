@@ -95,7 +95,7 @@ pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -
         portcullis::app::REGISTRY_KEY,
     )
     .expect("reading the registry key");
-    portcullis::demo::load(built.store.as_ref(), &ring)
+    portcullis::demo::load(built.store.as_ref(), &ring, clock.now())
         .await
         .expect("loading demo cards");
     let delivery = built.delivery.spawn();

@@ -36,6 +36,9 @@ pub struct Problem {
 /// One field that failed a rule.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct FieldErrorDoc {
+    /// In a batch (`POST /admin/registry/records`): the 0-based index of the bad record.
+    #[schema(nullable = false)]
+    pub index: Option<usize>,
     pub field: String,
     pub message: String,
 }
@@ -115,6 +118,16 @@ impl ApiError {
             "An online account keeps at least one card.",
         )];
         e
+    }
+
+    /// 422: an `Idempotency-Key` used before with another request.
+    pub fn idempotency_key_reused() -> Self {
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "idempotency-key-reused",
+            "Idempotency-Key used with another request",
+            "This Idempotency-Key was used with a different request body. Use a new key for a new request; nothing was applied.",
+        )
     }
 
     /// A 404 that says what is missing.
@@ -239,6 +252,11 @@ pub fn status_of(e: &ServiceError) -> (StatusCode, &'static str, &'static str) {
             "reauthentication-required",
             "Enter your password again",
         ),
+        ServiceError::ReadOnly => (
+            StatusCode::FORBIDDEN,
+            "account-read-only",
+            "The account is read-only",
+        ),
         ServiceError::NotFound => (StatusCode::NOT_FOUND, "not-found", "Not found"),
         ServiceError::TooManyRequests { .. } => (
             StatusCode::TOO_MANY_REQUESTS,
@@ -313,6 +331,10 @@ impl From<ServiceError> for ApiError {
                 change your sign-in settings (POST /api/v1/me/reauthenticate), then repeat \
                 this request."
                 .into(),
+            ServiceError::ReadOnly => "Every card of this online account is closed at the \
+                issuer: it can be read (GET /api/v1/me) but its settings cannot be changed until \
+                a new card is linked; it is deactivated after cards.closed_read_only_days."
+                .into(),
             ServiceError::NotFound => "There is no such item on this account.".into(),
             ServiceError::TooManyRequests { .. } => {
                 "Too many attempts from this connection. Wait a little and try again.".into()
@@ -356,6 +378,7 @@ impl From<ServiceError> for ApiError {
             | ServiceError::CodeSpent
             | ServiceError::Forbidden
             | ServiceError::ReauthRequired
+            | ServiceError::ReadOnly
             | ServiceError::NotFound
             | ServiceError::Internal(_) => {}
         }

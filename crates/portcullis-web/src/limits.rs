@@ -182,13 +182,19 @@ pub async fn guard(State(state): State<AppState>, request: Request, next: Next) 
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limits.body_limit as u64) {
+    // Registry pushes carry up to 10,000 records: their route reads a larger body.
+    let body_limit = if path == crate::api::registry::PATH {
+        limits.body_limit.max(crate::api::registry::BODY_LIMIT)
+    } else {
+        limits.body_limit
+    };
+    if declared.is_some_and(|n| n > body_limit as u64) {
         load.too_large.fetch_add(1, Ordering::Relaxed);
         return too_large(&state, &path);
     }
     let (parts, body) = request.into_parts();
     let timed = TimedBody::new(body, limits.body_grace, limits.body_min_bytes_per_sec);
-    let bytes = match axum::body::to_bytes(Body::new(timed), limits.body_limit).await {
+    let bytes = match axum::body::to_bytes(Body::new(timed), body_limit).await {
         Ok(bytes) => bytes,
         Err(e) => {
             if find_source::<BodyTooSlow>(&e).is_some() {

@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 use portcullis::gen::write_demo_registry;
-use portcullis::import::{import_file, ImportReport};
+use portcullis::import::{import_file, ImportContext, ImportReport};
 use portcullis_core::ports::RegistryReads;
 use portcullis_crypto::secrets::load_or_create_key;
 use portcullis_crypto::KeyRing;
@@ -93,9 +93,17 @@ async fn main() -> anyhow::Result<()> {
         "registry.key",
     )?);
 
-    let first = import_file(&store, &keys, &file).await?;
+    let policies = portcullis_core::config::Policies::default();
+    let ctx = ImportContext {
+        store: &store,
+        keys: &keys,
+        policies: &policies,
+        actor: "cli:bench",
+        now: portcullis_core::clock::UnixTime(1_700_000_000),
+    };
+    let first = import_file(&ctx, &file).await?;
     print_pass("import", &first);
-    let second = import_file(&store, &keys, &file).await?;
+    let second = import_file(&ctx, &file).await?;
     print_pass("re-import", &second);
 
     let stored = store.count_records().await?;

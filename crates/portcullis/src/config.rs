@@ -16,6 +16,7 @@ use portcullis_crypto::HashParams;
 use serde::Deserialize;
 
 mod accounts_import;
+mod cards;
 mod database;
 mod env;
 mod notify;
@@ -53,6 +54,7 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub status: StatusConfig,
     pub inactivity: InactivityConfig,
+    pub cards: cards::CardsConfig,
     pub theme: ThemeConfig,
     pub server: ServerConfig,
     // Operating it (issue 18): the mode's start-up checks and the log format.
@@ -89,6 +91,7 @@ impl Default for Config {
             database: DatabaseConfig::default(),
             status: StatusConfig::default(),
             inactivity: InactivityConfig::default(),
+            cards: cards::CardsConfig::default(),
             theme: ThemeConfig::default(),
             server: ServerConfig::default(),
             mode: None,
@@ -514,6 +517,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("inactivity", "warn_after_secs"),
     ("inactivity", "deactivate_after_secs"),
     ("inactivity", "interval_secs"),
+    ("cards", "closed_read_only_days"),
     ("theme", "brand"),
     ("theme", "brand_ink"),
     ("theme", "brand_dark"),
@@ -626,6 +630,7 @@ impl Config {
         self.notify.validate()?;
         self.server.validate()?;
         self.database.validate()?;
+        self.cards.validate()?;
         self.tls.validate()?;
         self.accounts_import.validate()?;
         self.theme.theme()?;
@@ -755,6 +760,7 @@ impl Config {
             inactivity: InactivityPolicy {
                 warn_after_secs: self.inactivity.warn_after_secs,
                 deactivate_after_secs: self.inactivity.deactivate_after_secs,
+                closed_read_only_secs: self.cards.closed_read_only_secs(),
             },
         }
     }

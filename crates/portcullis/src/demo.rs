@@ -1,10 +1,11 @@
 //! Demo registry records: well-known test card numbers (published by card networks for
 //! testing; they can never be charged) with made-up holders.
 
+use portcullis_core::clock::UnixTime;
 use portcullis_core::ports::Store;
 use portcullis_core::ports::StoreResult;
 use portcullis_core::registry::{RawRecord, RegistryRecord};
-use portcullis_crypto::KeyRing;
+use portcullis_crypto::{KeyRing, KeyedHasher};
 
 /// A demo card, as printed at start.
 pub struct DemoCard {
@@ -132,12 +133,13 @@ fn raw(card: &DemoCard, index: usize) -> RawRecord {
         } else {
             String::new()
         },
+        ..RawRecord::default()
     }
 }
 
 /// Loads the demo records (an upsert, so starting the demo twice is harmless), under the
 /// registry keyring's current key (a record under an old key is moved, like an import).
-pub async fn load(store: &dyn Store, keys: &KeyRing) -> StoreResult<()> {
+pub async fn load(store: &dyn Store, keys: &KeyRing, now: UnixTime) -> StoreResult<()> {
     let mut records = Vec::new();
     for (i, card) in DEMO_CARDS.iter().enumerate() {
         match RegistryRecord::parse(&raw(card, i)) {
@@ -149,9 +151,14 @@ pub async fn load(store: &dyn Store, keys: &KeyRing) -> StoreResult<()> {
             }
         }
     }
-    let mut import = store.begin_import().await?;
+    let mut import = store.begin_import(now).await?;
     import.upsert(&records).await?;
-    import.commit().await
+    import
+        .commit(&portcullis_core::audit::audit_key(&KeyedHasher::new(
+            keys.first().clone(),
+        )))
+        .await
+        .map(|_| ())
 }
 
 #[cfg(test)]

@@ -281,6 +281,7 @@ mod tests {
                     credit_limit: c(9),
                     payment_due_date: c(10),
                     minimum_due: c(11),
+                    ..RawRecord::default()
                 }
             })
             .collect()

@@ -24,10 +24,14 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use portcullis_core::config::Policies;
 use portcullis_core::ids::AccountType;
 use portcullis_core::ports::{Store, StoreError};
-use portcullis_core::registry::{HashedRecord, RawRecord, RegistryRecord, COLUMNS};
-use portcullis_crypto::KeyRing;
+use portcullis_core::registry::{
+    HashedRecord, RawRecord, RecordKeys, RegistryRecord, COLUMNS, OPTIONAL_COLUMNS,
+};
+use portcullis_core::service::registry_load::{finish_load, LoadReport};
+use portcullis_crypto::{KeyRing, KeyedHasher};
 use tokio::sync::mpsc;
 
 /// Records per `upsert` call: the store writes this many in one statement.
@@ -44,6 +48,21 @@ pub struct ImportReport {
     /// Records inserted or updated.
     pub records: u64,
     pub elapsed: Duration,
+    /// What the records did to online accounts (reissues moved, status changes).
+    pub load: LoadReport,
+}
+
+/// Who imports, and the settings the import's notices need.
+pub struct ImportContext<'a> {
+    pub store: &'a dyn Store,
+    /// The registry keyring: records are hashed under its current key, rows under an old
+    /// one moved; the audit chain stays under its first key.
+    pub keys: &'a KeyRing,
+    pub policies: &'a Policies,
+    /// `cli:<user>`, named in the audit log.
+    pub actor: &'a str,
+    /// The load's time (the clock's `now`).
+    pub now: portcullis_core::clock::UnixTime,
 }
 
 /// One problem on one line of the file. `column` is a contract column name, or empty when
@@ -108,14 +127,16 @@ fn invalid_summary(errors: &[LineError]) -> String {
 }
 
 /// Imports the registry file at `path` in one transaction: every record is inserted or, when
-/// its number is already known, updated. With any bad line, nothing is imported. Records
-/// are hashed under the registry keyring's current key; a record stored under an old key is
-/// moved to the current one (docs/design/keys.md, "The registry key").
+/// its number is already known, updated; then the records' effects on online accounts
+/// (reissues, status changes: docs/design/cards.md) with their notices and audit events,
+/// in the same transaction. With any bad line, nothing is imported. Records are hashed
+/// under the registry keyring's current key; a record stored under an old key is moved to
+/// the current one (docs/design/keys.md, "The registry key").
 pub async fn import_file(
-    store: &dyn Store,
-    keys: &KeyRing,
+    ctx: &ImportContext<'_>,
     path: &Path,
 ) -> Result<ImportReport, ImportError> {
+    let (store, keys) = (ctx.store, ctx.keys);
     // A duration for the operator's report, not a point in time the rules depend on.
     let started = Instant::now();
     let (sender, mut batches) = mpsc::channel::<Vec<HashedRecord>>(QUEUED_BATCHES);
@@ -125,7 +146,7 @@ pub async fn import_file(
         tokio::task::spawn_blocking(move || parse_file(&path, &keys, &sender))
     };
 
-    let mut import = store.begin_import().await?;
+    let mut import = store.begin_import(ctx.now).await?;
     while let Some(batch) = batches.recv().await {
         if let Err(e) = import.upsert(&batch).await {
             // Closing the channel makes the parser stop at its next batch.
@@ -137,7 +158,24 @@ pub async fn import_file(
     let records = parser
         .await
         .map_err(|e| ImportError::Interrupted(e.to_string()))??;
-    import.commit().await?;
+    let source = format!(
+        "file {}",
+        path.file_name()
+            .and_then(|n| n.to_str())
+            .and_then(printable_name)
+            .unwrap_or("(name not shown)")
+    );
+    // The audit chain stays under the ring's first key (docs/design/keys.md).
+    let audit_key = portcullis_core::audit::audit_key(&KeyedHasher::new(keys.first().clone()));
+    let (load, _) = finish_load(
+        import,
+        ctx.policies,
+        &audit_key,
+        ctx.actor,
+        &source,
+        records,
+    )
+    .await?;
 
     let elapsed = started.elapsed();
     tracing::info!(
@@ -145,7 +183,11 @@ pub async fn import_file(
         elapsed_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
         "registry imported"
     );
-    Ok(ImportReport { records, elapsed })
+    Ok(ImportReport {
+        records,
+        elapsed,
+        load,
+    })
 }
 
 /// Reads and validates the file at `path` exactly as [`import_file`] does, but writes
@@ -190,11 +232,17 @@ fn parse_file(
         if checker.errors.len() >= MAX_ERRORS {
             break;
         }
+        if checker.parsed.len() >= BATCH_ROWS {
+            checker.flush();
+        }
         if checker.batch.len() >= BATCH_ROWS && !send(sender, &mut checker.batch) {
             return Err(ImportError::Interrupted("the database side stopped".into()));
         }
     }
+    checker.flush();
     if !checker.errors.is_empty() {
+        // A repeated number is found when its batch is hashed, after later lines' errors.
+        checker.errors.sort_by_key(|e| e.line);
         checker.errors.truncate(MAX_ERRORS);
         return Err(ImportError::Invalid(checker.errors));
     }
@@ -216,21 +264,26 @@ fn is_json_lines(path: &Path) -> bool {
         .is_some_and(|e| e.eq_ignore_ascii_case("jsonl") || e.eq_ignore_ascii_case("ndjson"))
 }
 
-/// Validation, hashing and the duplicate check, row by row, in file order.
-struct Checker<'k> {
-    keys: &'k KeyRing,
+/// Validation row by row; the keyed hashes a batch at a time on every core
+/// ([`portcullis_core::par::map`]); then the duplicate check, in file order.
+struct Checker {
+    /// The registry keys: the current one, and the old ones a row may still be under.
+    keys: RecordKeys,
     /// Where each number was first seen. The keys are keyed hashes, never numbers.
     first_line: HashMap<[u8; 32], u64>,
+    /// Valid rows waiting for their hashes, with their lines.
+    parsed: Vec<(u64, RegistryRecord)>,
     batch: Vec<HashedRecord>,
     errors: Vec<LineError>,
     records: u64,
 }
 
-impl<'k> Checker<'k> {
-    fn new(keys: &'k KeyRing) -> Self {
+impl Checker {
+    fn new(keys: &KeyRing) -> Self {
         Self {
-            keys,
+            keys: RecordKeys::of(keys),
             first_line: HashMap::new(),
+            parsed: Vec::with_capacity(BATCH_ROWS),
             batch: Vec::with_capacity(BATCH_ROWS),
             errors: Vec::new(),
             records: 0,
@@ -238,33 +291,39 @@ impl<'k> Checker<'k> {
     }
 
     fn check(&mut self, line: u64, raw: &RawRecord) {
-        let record = match RegistryRecord::parse(raw) {
-            Ok(record) => record,
-            Err(fields) => {
-                self.reject(fields.into_iter().map(|f| LineError {
-                    line,
-                    column: f.field,
-                    message: f.message,
-                }));
-                return;
-            }
-        };
-        let hashed = record.hashed_under(self.keys);
-        match self.first_line.entry(hashed.number_hash) {
-            Entry::Occupied(first) => {
-                let message = format!("the same number as line {}", first.get());
-                self.reject([LineError {
-                    line,
-                    column: "number".into(),
-                    message,
-                }]);
-            }
-            Entry::Vacant(slot) => {
-                slot.insert(line);
-                // Once a line is bad nothing will be committed, so stop collecting records.
-                if self.errors.is_empty() {
-                    self.batch.push(hashed);
-                    self.records += 1;
+        match RegistryRecord::parse(raw) {
+            Ok(record) => self.parsed.push((line, record)),
+            Err(fields) => self.reject(fields.into_iter().map(|f| LineError {
+                line,
+                column: f.field,
+                message: f.message,
+            })),
+        }
+    }
+
+    /// Hashes the parsed rows on every core, then checks their numbers in file order.
+    fn flush(&mut self) {
+        let parsed = std::mem::take(&mut self.parsed);
+        let keys = &self.keys;
+        let hashed = portcullis_core::par::map(&parsed, |(_, record)| record.hashed_with(keys));
+        for ((line, _), hashed) in parsed.iter().zip(hashed) {
+            let line = *line;
+            match self.first_line.entry(hashed.number_hash) {
+                Entry::Occupied(first) => {
+                    let message = format!("the same number as line {}", first.get());
+                    self.reject([LineError {
+                        line,
+                        column: "number".into(),
+                        message,
+                    }]);
+                }
+                Entry::Vacant(slot) => {
+                    slot.insert(line);
+                    // Once a line is bad nothing will be committed, so stop collecting.
+                    if self.errors.is_empty() {
+                        self.batch.push(hashed);
+                        self.records += 1;
+                    }
                 }
             }
         }
@@ -294,8 +353,11 @@ trait Rows {
     fn next_row(&mut self, raw: &mut RawRecord) -> Result<Next, ImportError>;
 }
 
-/// Builds a record from cells in [`COLUMNS`] order.
-fn raw_record(cells: [String; 12]) -> RawRecord {
+/// Every column a file may have: the contract's twelve, then the optional ones.
+const ALL_COLUMNS: usize = 14;
+
+/// Builds a record from cells in [`COLUMNS`] then [`OPTIONAL_COLUMNS`] order.
+fn raw_record(cells: [String; ALL_COLUMNS]) -> RawRecord {
     let mut cells = cells.into_iter();
     // Struct fields are evaluated in the order written, which is the order of `COLUMNS`.
     let mut next = || cells.next().unwrap_or_default();
@@ -312,11 +374,26 @@ fn raw_record(cells: [String; 12]) -> RawRecord {
         credit_limit: next(),
         payment_due_date: next(),
         minimum_due: next(),
+        status: next(),
+        replaces: next(),
     }
 }
 
 fn column_index(name: &str) -> Option<usize> {
-    COLUMNS.iter().position(|c| c.eq_ignore_ascii_case(name))
+    COLUMNS
+        .iter()
+        .chain(OPTIONAL_COLUMNS.iter())
+        .position(|c| c.eq_ignore_ascii_case(name))
+}
+
+/// A column's name by its index in [`raw_record`]'s order.
+fn column_name(index: usize) -> &'static str {
+    COLUMNS
+        .iter()
+        .chain(OPTIONAL_COLUMNS.iter())
+        .nth(index)
+        .copied()
+        .unwrap_or_default()
 }
 
 /// `name` when it is safe and useful to echo in a message. A header or key written by
@@ -344,8 +421,9 @@ fn describe_name(name: &str, position: Option<usize>) -> String {
 struct CsvRows {
     reader: csv::Reader<File>,
     lines: LineCounter<BufReader<File>>,
-    /// For each contract column, its position in the file's rows.
-    positions: [usize; 12],
+    /// For each column, its position in the file's rows (`None`: an optional column the
+    /// file does not have).
+    positions: [Option<usize>; ALL_COLUMNS],
     record: csv::StringRecord,
     path: PathBuf,
 }
@@ -366,7 +444,7 @@ impl CsvRows {
                 .buffer_capacity(1 << 16)
                 .from_reader(file),
             lines: LineCounter::new(BufReader::with_capacity(1 << 16, second)),
-            positions: [0; 12],
+            positions: [None; ALL_COLUMNS],
             record: csv::StringRecord::new(),
             path: path.to_owned(),
         };
@@ -471,7 +549,7 @@ impl<R: BufRead> LineCounter<R> {
 }
 
 /// Maps the header row to the contract's columns, or says everything wrong with it.
-fn header_positions(headers: &csv::StringRecord) -> Result<[usize; 12], String> {
+fn header_positions(headers: &csv::StringRecord) -> Result<[Option<usize>; ALL_COLUMNS], String> {
     let looks_like_data = headers.iter().any(|cell| {
         AccountType::parse(cell).is_some() || cell.chars().filter(char::is_ascii_digit).count() >= 3
     });
@@ -481,16 +559,13 @@ fn header_positions(headers: &csv::StringRecord) -> Result<[usize; 12], String> 
             COLUMNS.join(",")
         ));
     }
-    let mut positions: [Option<usize>; 12] = [None; 12];
+    let mut positions: [Option<usize>; ALL_COLUMNS] = [None; ALL_COLUMNS];
     let mut problems = Vec::new();
     for (position, name) in headers.iter().enumerate() {
         match column_index(name) {
             Some(i) => match positions.get_mut(i) {
                 Some(slot) if slot.is_none() => *slot = Some(position),
-                _ => problems.push(format!(
-                    "column {} appears twice",
-                    COLUMNS.get(i).copied().unwrap_or_default()
-                )),
+                _ => problems.push(format!("column {} appears twice", column_name(i))),
             },
             None => problems.push(format!(
                 "unknown column {} (the columns are {})",
@@ -515,7 +590,7 @@ fn header_positions(headers: &csv::StringRecord) -> Result<[usize; 12], String> 
     if !problems.is_empty() {
         return Err(problems.join("; "));
     }
-    Ok(positions.map(|p| p.unwrap_or_default()))
+    Ok(positions)
 }
 
 impl Rows for CsvRows {
@@ -528,7 +603,7 @@ impl Rows for CsvRows {
                 let record = &self.record;
                 let cells = self
                     .positions
-                    .map(|p| record.get(p).unwrap_or_default().to_owned());
+                    .map(|p| p.and_then(|p| record.get(p)).unwrap_or_default().to_owned());
                 *raw = raw_record(cells);
                 Ok(Next::Row { line })
             }
@@ -608,11 +683,12 @@ fn json_row(
     object: serde_json::Map<String, serde_json::Value>,
     raw: &mut RawRecord,
 ) -> Next {
-    let mut cells: [String; 12] = Default::default();
+    let mut cells: [String; ALL_COLUMNS] = Default::default();
     let mut errors = Vec::new();
     for (key, value) in object {
-        let Some((column, cell)) =
-            column_index(&key).and_then(|i| COLUMNS.get(i).copied().zip(cells.get_mut(i)))
+        let Some((column, cell)) = column_index(&key)
+            .map(|i| (column_name(i), i))
+            .and_then(|(c, i)| Some(c).zip(cells.get_mut(i)))
         else {
             errors.push(LineError {
                 line,

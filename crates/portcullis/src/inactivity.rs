@@ -43,6 +43,7 @@ pub fn spawn_job(app: Portcullis, interval: Duration) -> tokio::task::JoinHandle
                             throttle = swept.throttle,
                             devices = swept.devices,
                             contacts = swept.contacts,
+                            push_keys = swept.push_keys,
                             "expired rows swept"
                         ),
                         Err(e) => tracing::warn!(error = %e, "sweep failed"),

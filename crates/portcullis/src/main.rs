@@ -356,12 +356,25 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 app::REGISTRY_KEY,
             )
             .context("reading the registry key")?;
-            match import::import_file(built.store.as_ref(), &ring, file).await {
+            let actor = admin::cli_actor();
+            let ctx = import::ImportContext {
+                store: built.store.as_ref(),
+                keys: &ring,
+                policies: built.app.policies(),
+                actor: &actor,
+                now: built.app.clock().now(),
+            };
+            match import::import_file(&ctx, file).await {
                 Ok(report) => {
                     println!(
                         "imported {} records in {:.2}s",
                         report.records,
                         report.elapsed.as_secs_f64()
+                    );
+                    println!(
+                        "{} reissued cards took over online accounts; {} linked cards changed \
+                         status",
+                        report.load.reissues, report.load.status_changes
                     );
                     Ok(ExitCode::SUCCESS)
                 }
@@ -528,7 +541,7 @@ async fn serve(mut config: Config, mode: Mode) -> anyhow::Result<()> {
         let ring =
             portcullis_crypto::keyring::load_or_create_ring(&config.secrets_dir, app::REGISTRY_KEY)
                 .context("reading the registry key")?;
-        demo::load(built.store.as_ref(), &ring)
+        demo::load(built.store.as_ref(), &ring, built.app.clock().now())
             .await
             .context("loading the demo registry")?;
         println!("Portcullis is running at {local}/");

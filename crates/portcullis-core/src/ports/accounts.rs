@@ -23,6 +23,8 @@ pub struct CardSummary {
     pub credit_limit: Option<i64>,
     pub payment_due_date: Option<String>,
     pub minimum_due: Option<i64>,
+    /// The card's status at the issuer (`active`, `blocked`, `lost_stolen`, `closed`).
+    pub status: String,
 }
 
 #[derive(Clone, Debug)]

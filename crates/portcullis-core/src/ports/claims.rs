@@ -40,6 +40,8 @@ pub struct SweepCutoffs {
     /// Replaced contact details kept for "This was not me", changed at or before this (no
     /// "not me" link that old is still valid).
     pub contacts_before: UnixTime,
+    /// Registry push `Idempotency-Key`s stored at or before this.
+    pub push_keys_before: UnixTime,
 }
 
 /// How many rows one sweep deleted.
@@ -50,6 +52,7 @@ pub struct Swept {
     pub throttle: u64,
     pub devices: u64,
     pub contacts: u64,
+    pub push_keys: u64,
 }
 
 #[async_trait]

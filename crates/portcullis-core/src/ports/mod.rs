@@ -19,6 +19,7 @@ mod accounts;
 mod admin;
 mod audit;
 mod card_guard;
+mod card_lifecycle;
 mod claims;
 mod devices;
 mod factors;
@@ -42,6 +43,7 @@ pub use admin::{
 };
 pub use audit::AuditReads;
 pub use card_guard::{CardGuardClaims, CardGuardWrites};
+pub use card_lifecycle::RegistryWrites;
 pub use claims::{Claims, CodeAttempt, SweepCutoffs, Swept};
 pub use devices::{DeviceReads, DeviceRow, DeviceWrites};
 pub use factors::{FactorKind, FactorReads, FactorRow, FactorWrites, NewFactor};
@@ -51,7 +53,10 @@ pub use outbox::{
     Message, Notifier, NotifyError, OutboxReads, OutboxRow, OutboxState, OutboxStats, OutboxStore,
     Outgoing, QuotaClaim,
 };
-pub use registry::{RegistryImport, RegistryImports, RegistryReads, RegistryRow, RegistryWrites};
+pub use registry::{
+    CardReissue, CardStatusChange, PushKey, RegistryImport, RegistryImports, RegistryReads,
+    RegistryRow, Settled,
+};
 pub use sessions::{NewSession, SessionReads, SessionRow, SessionWrites};
 pub use status::{
     IncidentRow, MaintenanceRow, NewIncident, StatusChange, StatusReads, StatusWrites,

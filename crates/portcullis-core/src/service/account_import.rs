@@ -163,6 +163,17 @@ impl Portcullis {
                     "card_number",
                     "the card already backs an online account",
                 )),
+                // A card that proves nothing online (docs/design/cards.md) cannot back a
+                // migrated account either: import it with the card that replaced it.
+                Some(r) if !r.usable() => {
+                    errors.push(error(
+                        "card_number",
+                        &format!(
+                        "the card is {} in the registry; import the account with its current card",
+                        if r.replaced { "replaced" } else { r.status.as_str() }
+                    ),
+                    ))
+                }
                 Some(r) => {
                     c.account.registry_record_id = r.id;
                 }

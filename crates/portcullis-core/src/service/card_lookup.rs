@@ -8,8 +8,21 @@ use super::Portcullis;
 use crate::card::Credential;
 use crate::card::VERIFICATION_DOMAIN;
 use crate::ports::{RegistryRow, StoreResult};
+use crate::registry::RecordKeys;
 
 impl Portcullis {
+    /// The keys a loaded record is hashed under (the registry push API).
+    pub fn record_keys(&self) -> RecordKeys {
+        match &self.registry_ring {
+            None => RecordKeys {
+                current_id: 1,
+                current: self.keys.clone(),
+                old: Vec::new(),
+            },
+            Some(ring) => RecordKeys::of(&ring.snapshot()),
+        }
+    }
+
     /// The registry keys, the current one first, with their ids.
     pub(crate) fn registry_keys(&self) -> Vec<(i64, KeyedHasher)> {
         match &self.registry_ring {

@@ -98,7 +98,9 @@ impl Portcullis {
             .registry
             .card_paused(record.as_ref().map_or(0, |r| r.id))
             .await?;
-        let holder = record.filter(|r| paused && r.account_type == account_type);
+        // A card that proves nothing any more (not active at the issuer, or replaced: issue
+        // 17) has no way back: it is answered as a card that is not paused.
+        let holder = record.filter(|r| paused && r.account_type == account_type && r.usable());
         let destination = holder.as_ref().and_then(|r| {
             contact::destination(CodeChannel::Email, r.email.as_deref(), r.phone.as_deref())
         });

@@ -45,12 +45,16 @@ impl Portcullis {
             .await?;
         let found = self.find_card(&credential).await?;
         let verification_hash = found.verification_hash;
-        let Some(record) = found.record.clone() else {
+        // Not active at the issuer, or replaced by a reissue: the unknown card's path.
+        let Some(record) = found.record.as_ref().filter(|r| r.usable()).cloned() else {
             self.audit_alone(
                 now,
                 AuditEvent::new(AuditKind::CardVerificationFailed, Some(account.id))
                     .ip(client.ip.as_deref())
-                    .detail("linking a card: no such card"),
+                    .detail(super::registration::unusable_detail(
+                        "linking a card",
+                        found.record.as_ref(),
+                    )),
             )
             .await;
             return Err(ServiceError::CardNotRecognised);
@@ -132,7 +136,7 @@ impl Portcullis {
         client: &ClientInfo,
     ) -> Result<Unlink, ServiceError> {
         let now = self.clock.now();
-        let account = self.session_account(ctx).await?;
+        let account = self.writable_account(ctx).await?;
         let Some(record) = self
             .ports
             .registry

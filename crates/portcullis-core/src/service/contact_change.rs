@@ -48,7 +48,7 @@ impl Portcullis {
         client: &ClientInfo,
     ) -> Result<ContactChangeStarted, ServiceError> {
         let now = self.clock.now();
-        let account = self.session_account(ctx).await?;
+        let account = self.writable_account(ctx).await?;
         let mut errors = Vec::new();
         let field = ContactField::parse(field);
         let new_value = match field {
@@ -167,7 +167,7 @@ impl Portcullis {
         if checked.account_id != ctx.account_id {
             return Err(ServiceError::StepExpired);
         }
-        let account = self.session_account(ctx).await?;
+        let account = self.writable_account(ctx).await?;
         let mut work = self.begin(now);
         self.take_code(&mut work, &step_hash).await?;
         if !work

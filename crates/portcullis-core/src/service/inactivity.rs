@@ -84,6 +84,14 @@ impl Portcullis {
                 .into_iter()
                 .map(|a| a.user_id)
                 .collect();
+            run.deactivated.extend(
+                self.ports
+                    .registry
+                    .accounts_with_cards_closed(policy.closed_cutoff(now), DRY_RUN_MAX)
+                    .await?
+                    .into_iter()
+                    .map(|a| a.user_id),
+            );
             return Ok(run);
         }
         // Deactivations first: an account warned in this run is not due for 30 days.
@@ -151,7 +159,61 @@ impl Portcullis {
                 break;
             }
         }
+        self.deactivate_closed(actor, now, &mut run).await?;
         Ok(run)
+    }
+
+    /// Issue 17: accounts whose every card has been closed for the read-only time are
+    /// deactivated with notice, each in a unit of work of its own.
+    async fn deactivate_closed(
+        &self,
+        actor: &str,
+        now: UnixTime,
+        run: &mut InactivityRun,
+    ) -> Result<(), ServiceError> {
+        let cutoff = self.policies.inactivity.closed_cutoff(now);
+        loop {
+            let due = self
+                .ports
+                .registry
+                .accounts_with_cards_closed(cutoff, BATCH)
+                .await?;
+            let mut progressed = false;
+            for account in &due {
+                let mut work = self.begin(now);
+                if !work.deactivate_closed_account(account.id, cutoff).await? {
+                    continue;
+                }
+                let issuer = &self.policies.issuer_name;
+                if let Some(notice) = account.notice(
+                    format!("Your {issuer} online account was closed"),
+                    format!(
+                        "Every card of your {issuer} online account {} is closed, and the \
+                         time to read your statements online has ended, so the online \
+                         account was deactivated. If you have a new card, create an online \
+                         account with it, or call {}.",
+                        account.user_id, self.policies.support_phone
+                    ),
+                ) {
+                    work.send(notice);
+                }
+                work.audit(
+                    AuditEvent::new(AuditKind::AccountDeactivatedCardsClosed, Some(account.id))
+                        .actor(actor)
+                        .detail(format!(
+                            "every card closed since {} or earlier",
+                            cutoff.to_rfc3339()
+                        )),
+                );
+                work.commit().await?;
+                progressed = true;
+                run.deactivated.push(account.user_id.clone());
+            }
+            if (due.len() as i64) < BATCH || !progressed {
+                break;
+            }
+        }
+        Ok(())
     }
 
     fn inactivity_warning(&self, account: &AccountRow) -> Option<Outgoing> {

@@ -91,7 +91,7 @@ impl Portcullis {
     ) -> Result<PasskeyOptions, ServiceError> {
         let now = self.clock.now();
         self.require_recent_auth(ctx, now)?;
-        let account = self.session_account(ctx).await?;
+        let account = self.writable_account(ctx).await?;
         let existing = self
             .passkey_factors(account.id)
             .await?
@@ -130,7 +130,7 @@ impl Portcullis {
     ) -> Result<(), ServiceError> {
         let now = self.clock.now();
         self.require_recent_auth(ctx, now)?;
-        let account = self.session_account(ctx).await?;
+        let account = self.writable_account(ctx).await?;
         let name = passkey_name(name)?;
         let hash = sha256(token.as_bytes());
         let step = self

@@ -598,7 +598,9 @@ impl Portcullis {
                 &[&number_hash, cid.digits().as_bytes()],
             );
             let right = key.is_some() && ct_eq(&candidate, &verification_hash);
-            let Some(record) = records.iter().find(|r| r.id == record_id) else {
+            // A card not active at the issuer, or replaced, proves nothing: its card ID
+            // matches as no card does (and costs its guard nothing).
+            let Some(record) = records.iter().find(|r| r.id == record_id && r.usable()) else {
                 continue;
             };
             let claim = self.card_claim(record_id, now).await?;

@@ -62,12 +62,14 @@ impl Portcullis {
             .await?;
         let found = self.find_card(&credential).await?;
         let verification_hash = found.verification_hash;
-        let Some(record) = found.record.clone() else {
+        // A card that is not active at the issuer, or that a reissue replaced, takes the
+        // unknown card's path: the same reads, no card-ID check, the same answer.
+        let Some(record) = found.record.as_ref().filter(|r| r.usable()).cloned() else {
             self.audit_alone(
                 now,
                 AuditEvent::new(AuditKind::CardVerificationFailed, None)
                     .ip(client.ip.as_deref())
-                    .detail("registration: no such card"),
+                    .detail(unusable_detail("registration", found.record.as_ref())),
             )
             .await;
             return Err(ServiceError::CardNotRecognised);
@@ -148,6 +150,7 @@ impl Portcullis {
             .registry
             .record_by_id(step.subject_id)
             .await?
+            .filter(RegistryRow::usable)
             .ok_or(ServiceError::StepExpired)?;
         // Cheap check before the slow hashing; the database enforces it again on insert.
         let reactivate = match record.account_id {
@@ -382,4 +385,18 @@ pub(crate) fn check_answers(
         }
     }
     out
+}
+
+/// The audit detail of a card check that found no usable card: no such card, or why the
+/// card it found proves nothing (the caller is answered alike either way).
+pub(crate) fn unusable_detail(flow: &str, found: Option<&RegistryRow>) -> String {
+    match found {
+        None => format!("{flow}: no such card"),
+        Some(r) if r.replaced => format!("{flow}: card ••••{} was replaced by a new card", r.last4),
+        Some(r) => format!(
+            "{flow}: card ••••{} is {} at the issuer",
+            r.last4,
+            r.status.as_str()
+        ),
+    }
 }

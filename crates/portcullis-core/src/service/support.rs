@@ -448,7 +448,10 @@ impl Portcullis {
             inactivity_warned_at: a.inactivity_warned_at.map(|t| t.to_rfc3339()),
             cards: cards
                 .iter()
-                .map(|c| format!("{} ••••{}", c.product, c.last4))
+                .map(|c| match c.status.as_str() {
+                    "active" => format!("{} ••••{}", c.product, c.last4),
+                    status => format!("{} ••••{} ({status})", c.product, c.last4),
+                })
                 .collect(),
             sessions: sessions
                 .iter()

@@ -8,6 +8,7 @@
 //! | throttle and destination buckets | their window opened more than a day ago (the longest window) |
 //! | devices | not seen for 400 days (browsers drop the device cookie by then) |
 //! | replaced contact details | older than a "not me" link lives (`mfa.not_me_secs`): nothing can revert to them |
+//! | registry push `Idempotency-Key`s | kept 7 days (a retry comes within minutes; issue 17) |
 
 use super::Portcullis;
 use crate::ports::{SweepCutoffs, Swept};
@@ -16,6 +17,8 @@ use crate::ServiceError;
 const DAY: i64 = 86_400;
 /// Browsers keep a cookie at most 400 days: a device unseen that long cannot come back.
 pub const DEVICE_FORGOTTEN_SECS: i64 = 400 * DAY;
+/// How long a registry push's `Idempotency-Key` answers a retry.
+pub const PUSH_KEY_KEPT_SECS: i64 = 7 * DAY;
 
 impl Portcullis {
     /// Deletes what has expired by now.
@@ -31,6 +34,7 @@ impl Portcullis {
                 throttle_before: now.plus_secs(-longest_window),
                 devices_before: now.plus_secs(-DEVICE_FORGOTTEN_SECS),
                 contacts_before: now.plus_secs(-self.policies.mfa.not_me_secs),
+                push_keys_before: now.plus_secs(-PUSH_KEY_KEPT_SECS),
             })
             .await?;
         Ok(swept)

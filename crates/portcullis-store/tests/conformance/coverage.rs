@@ -10,6 +10,7 @@ const PORT_FILES: &[&str] = &[
     "admin.rs",
     "audit.rs",
     "card_guard.rs",
+    "card_lifecycle.rs",
     "claims.rs",
     "devices.rs",
     "factors.rs",

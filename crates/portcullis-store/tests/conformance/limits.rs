@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use portcullis_core::ports::Claims;
+use portcullis_core::ports::{Claims, RegistryImports};
 use portcullis_core::steps::StepKind;
 use portcullis_core::throttle::Bucket;
 use portcullis_store::SqlStore;
@@ -225,12 +225,20 @@ async fn sweep(backend: Backend) {
     s.throttle_claim("fresh", T.plus_secs(1000), 600, 1)
         .await
         .unwrap();
+    // A registry push key stored at T.
+    let mut import = s.begin_import(T).await.unwrap();
+    import
+        .claim_push_key("old-push", &[3; 32], "{}")
+        .await
+        .unwrap();
+    import.commit(&crate::support::keys()).await.unwrap();
     let cutoffs = |at: i64| SweepCutoffs {
         steps_before: T.plus_secs(at),
         codes_before: T.plus_secs(at),
         throttle_before: T.plus_secs(at),
         devices_before: T.plus_secs(at),
         contacts_before: T.plus_secs(at),
+        push_keys_before: T.plus_secs(at),
     };
     assert_eq!(
         s.sweep_expired(cutoffs(-1)).await.unwrap(),
@@ -240,6 +248,7 @@ async fn sweep(backend: Backend) {
     let swept = s.sweep_expired(cutoffs(600)).await.unwrap();
     assert_eq!(swept.steps, 2);
     assert_eq!(swept.throttle, 2_500, "in batches, every one");
+    assert_eq!(swept.push_keys, 1);
     // The fresh bucket stays.
     assert_eq!(
         s.throttle_claim("fresh", T.plus_secs(1001), 600, 1)

@@ -24,6 +24,7 @@ mod coverage;
 mod factors;
 mod failover;
 mod keys;
+mod lifecycle;
 mod limits;
 mod lockout;
 mod not_me;

@@ -4,14 +4,15 @@
 use portcullis_core::ports::{RegistryImports, RegistryReads, Transactions};
 use portcullis_testkit::{both, Backend};
 
+use portcullis_core::clock::UnixTime;
 use portcullis_crypto::KeyRing;
 use zeroize::Zeroizing;
 
-use crate::support::{commit, parsed, record, seed_record, store, T};
+use crate::support::{commit, keys, parsed, record, seed_record, store, T};
 
 async fn import_is_all_or_nothing_and_upserts(backend: Backend) {
     let (s, _db) = store(backend).await;
-    let mut import = s.begin_import().await.unwrap();
+    let mut import = s.begin_import(UnixTime(1_700_000_000)).await.unwrap();
     import
         .upsert(&[
             record("378282246310005", "A"),
@@ -21,7 +22,7 @@ async fn import_is_all_or_nothing_and_upserts(backend: Backend) {
         .unwrap();
     drop(import); // never committed
     assert_eq!(s.count_records().await.unwrap(), 0);
-    let mut import = s.begin_import().await.unwrap();
+    let mut import = s.begin_import(UnixTime(1_700_000_000)).await.unwrap();
     import
         .upsert(&[
             record("378282246310005", "A"),
@@ -29,13 +30,13 @@ async fn import_is_all_or_nothing_and_upserts(backend: Backend) {
         ])
         .await
         .unwrap();
-    import.commit().await.unwrap();
-    let mut import = s.begin_import().await.unwrap();
+    import.commit(&keys()).await.unwrap();
+    let mut import = s.begin_import(UnixTime(1_700_000_000)).await.unwrap();
     import
         .upsert(&[record("378282246310005", "A2")])
         .await
         .unwrap();
-    import.commit().await.unwrap();
+    import.commit(&keys()).await.unwrap();
     assert_eq!(s.count_records().await.unwrap(), 2);
     let r = s
         .find_record(1, &record("378282246310005", "x").number_hash)
@@ -58,9 +59,9 @@ async fn import_is_all_or_nothing_and_upserts(backend: Backend) {
             record(&luhn(&body), "Bulk")
         })
         .collect();
-    let mut import = s.begin_import().await.unwrap();
+    let mut import = s.begin_import(UnixTime(1_700_000_000)).await.unwrap();
     import.upsert(&many).await.unwrap();
-    import.commit().await.unwrap();
+    import.commit(&keys()).await.unwrap();
     assert_eq!(s.count_records().await.unwrap(), 1_502);
 }
 both!(
@@ -90,11 +91,15 @@ async fn import_moves_rows_off_an_old_registry_key(backend: Backend) {
         .is_none());
     assert!(s.find_record(2, &old_hash).await.unwrap().is_none());
     assert_eq!(s.find_record(1, &old_hash).await.unwrap().unwrap().id, id);
-    let mut import = s.begin_import().await.unwrap();
-    import.upsert(std::slice::from_ref(&moved)).await.unwrap();
-    import.commit().await.unwrap();
-    assert_eq!(s.count_records().await.unwrap(), 2);
-    assert_eq!(s.count_by_key().await.unwrap(), vec![(1, 1), (2, 1)]);
+    // A new record in the same load is staged and merged under the load's key too.
+    let new = parsed("6011111111111117", "New").hashed_under(&ring);
+    let mut import = s.begin_import(T).await.unwrap();
+    import.upsert(&[moved.clone(), new.clone()]).await.unwrap();
+    import.commit(&keys()).await.unwrap();
+    assert_eq!(s.count_records().await.unwrap(), 3);
+    assert_eq!(s.count_by_key().await.unwrap(), vec![(1, 1), (2, 2)]);
+    let row = s.find_record(2, &new.number_hash).await.unwrap().unwrap();
+    assert_eq!(row.key_id, 2);
     let row = s.find_record(2, &moved.number_hash).await.unwrap().unwrap();
     assert_eq!((row.id, row.key_id, row.product.as_str()), (id, 2, "Moved"));
     assert_eq!(row.verification_hash, moved.verification_hash.to_vec());

@@ -61,9 +61,9 @@ pub fn parsed(number: &str, product: &str) -> RegistryRecord {
 /// A registry record for `number` (a Luhn-valid card number); its id.
 pub async fn seed_record(s: &SqlStore, number: &str) -> i64 {
     let r = record(number, "Gold");
-    let mut import = s.begin_import().await.unwrap();
+    let mut import = s.begin_import(UnixTime(1_700_000_000)).await.unwrap();
     import.upsert(std::slice::from_ref(&r)).await.unwrap();
-    import.commit().await.unwrap();
+    import.commit(&keys()).await.unwrap();
     s.find_record(r.key_id, &r.number_hash)
         .await
         .unwrap()

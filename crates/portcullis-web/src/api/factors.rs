@@ -124,7 +124,7 @@ pub struct TotpOut {
     responses(
         (status = 201, body = TotpOut),
         (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Enter the password again first", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`reauthentication-required`: enter the password again first; `account-read-only`: every card of the account is closed", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn begin_totp(
     State(state): State<AppState>,
@@ -154,7 +154,7 @@ pub struct CodeIn {
         (status = 204, description = "Active"),
         (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`reauthentication-required`, or `account-read-only` (every card of the account is closed)", body = Problem, content_type = "application/problem+json"),
         (status = 410, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn confirm_totp(
@@ -182,7 +182,7 @@ pub struct CodeFactorIn {
         (status = 204, description = "On"),
         (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`reauthentication-required`, or `account-read-only` (every card of the account is closed)", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn enable_code_factor(
     State(state): State<AppState>,
@@ -204,7 +204,7 @@ pub async fn enable_code_factor(
     responses(
         (status = 204, description = "Removed"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`reauthentication-required`, or `account-read-only` (every card of the account is closed)", body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn remove_factor(
@@ -231,7 +231,7 @@ pub struct RecoveryCodesOut {
     responses(
         (status = 201, body = RecoveryCodesOut),
         (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`reauthentication-required`, or `account-read-only` (every card of the account is closed)", body = Problem, content_type = "application/problem+json"),
         (status = 503, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn recovery_codes(
@@ -314,7 +314,7 @@ pub struct PasskeyRegistrationOut {
         (status = 200, body = PasskeyRegistrationOut),
         (status = 400, description = "Passkeys are not available at this address", body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`reauthentication-required`, or `account-read-only` (every card of the account is closed)", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn passkey_options(
     State(state): State<AppState>,
@@ -347,7 +347,7 @@ pub struct PasskeyIn {
         (status = 201, description = "Added"),
         (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`reauthentication-required`, or `account-read-only` (every card of the account is closed)", body = Problem, content_type = "application/problem+json"),
         (status = 410, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn add_passkey(

@@ -25,6 +25,8 @@ pub struct CardOut {
     /// YYYY-MM-DD
     pub payment_due_date: Option<String>,
     pub minimum_due: Option<String>,
+    /// The card's status at the issuer: `active`, `blocked`, `lost_stolen` or `closed`.
+    pub status: String,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -38,6 +40,9 @@ pub struct MeOut {
     pub email: Option<String>,
     pub phone: Option<String>,
     pub cards: Vec<CardOut>,
+    /// Every card is closed: the account keeps its statements readable for
+    /// `cards.closed_read_only_days`, then is deactivated.
+    pub read_only: bool,
 }
 
 fn money(m: Option<i64>) -> Option<String> {
@@ -53,6 +58,7 @@ fn card_out(c: CardSummary) -> CardOut {
         credit_limit: money(c.credit_limit),
         payment_due_date: c.payment_due_date,
         minimum_due: money(c.minimum_due),
+        status: c.status,
     }
 }
 
@@ -74,6 +80,7 @@ pub async fn me(
         account_type: home.account_type.as_str().to_owned(),
         email: home.email,
         phone: home.phone,
+        read_only: !home.cards.is_empty() && home.cards.iter().all(|c| c.status == "closed"),
         cards: home.cards.into_iter().map(card_out).collect(),
     }))
 }
@@ -255,6 +262,7 @@ pub struct ContactChangeOut {
     security(("bearer" = [])),
     request_body = ContactChangeIn,
     responses(
+        (status = 403, description = "`account-read-only`: every card of the account is closed", body = Problem, content_type = "application/problem+json"),
         (status = 202, description = "A code was sent to the new address", body = ContactChangeOut),
         (status = 400, description = "A bad address, or the wrong current password", body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
@@ -300,6 +308,7 @@ pub struct ContactConfirmIn {
     security(("bearer" = [])),
     request_body = ContactConfirmIn,
     responses(
+        (status = 403, description = "`account-read-only`: every card of the account is closed", body = Problem, content_type = "application/problem+json"),
         (status = 204, description = "Changed"),
         (status = 400, description = "A wrong code (with tries_left)", body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
@@ -386,6 +395,7 @@ pub async fn link_card(
     security(("bearer" = [])),
     params(("id" = i64, Path, description = "The card's id from GET /me")),
     responses(
+        (status = 403, description = "`account-read-only`: every card of the account is closed", body = Problem, content_type = "application/problem+json"),
         (status = 204, description = "Unlinked"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),

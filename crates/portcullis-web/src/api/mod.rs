@@ -8,6 +8,7 @@ pub mod health;
 pub mod me;
 pub mod recovery;
 pub mod registration;
+pub mod registry;
 pub mod sessions;
 pub mod status;
 
@@ -105,6 +106,7 @@ pub fn router() -> (Router<AppState>, OpenApiDoc) {
         .routes(routes!(admin::account_audit))
         .routes(routes!(admin::audit_entries))
         .routes(routes!(admin::verify_audit))
+        .routes(routes!(registry::push_records))
         .routes(routes!(status::status))
         .routes(routes!(status::create_incident))
         .routes(routes!(status::update_incident))

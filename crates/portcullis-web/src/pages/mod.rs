@@ -516,6 +516,10 @@ pub fn error_page(state: &AppState, csrf: &CsrfCookie, e: ServiceError) -> Respo
             text::t("problem.reauth_title"),
             text::t("problem.reauth").to_owned(),
         ),
+        ServiceError::ReadOnly => (
+            text::t("problem.read_only_title"),
+            text::t("problem.read_only").to_owned(),
+        ),
         ServiceError::NotFound => (
             text::t("page.not_found_title"),
             text::t("problem.not_found").to_owned(),

@@ -47,7 +47,15 @@ impl Fixture {
     }
 
     async fn import(&self, path: &Path) -> Result<ImportReport, ImportError> {
-        import_file(&self.store, &self.keys, path).await
+        let policies = portcullis_core::config::Policies::default();
+        let ctx = ImportContext {
+            store: &self.store,
+            keys: &self.keys,
+            policies: &policies,
+            actor: "cli:test",
+            now: portcullis_core::clock::UnixTime(1_700_000_000),
+        };
+        import_file(&ctx, path).await
     }
 
     async fn count(&self) -> i64 {
@@ -448,4 +456,133 @@ async fn error_messages_never_contain_card_numbers_or_ids() {
         }
     }
     assert_eq!(fx.count().await, 0);
+}
+
+const LIFECYCLE_HEADER: &str = "account_type,number,verification,expiry,holder_name,email,phone,product,balance,credit_limit,payment_due_date,minimum_due,status,replaces";
+
+impl Fixture {
+    async fn record(&self, number: &str) -> portcullis_core::ports::RegistryRow {
+        let credential = Credential::parse(AccountType::Personal, number, "8642").unwrap();
+        let current = KeyedHasher::new(self.keys.current().clone());
+        let (number_hash, _) = credential_hashes(&current, &credential);
+        self.store
+            .find_record(i64::from(self.keys.current_id()), &number_hash)
+            .await
+            .unwrap()
+            .unwrap()
+    }
+
+    /// An online account on the card `number` (already imported), as registration makes it.
+    async fn account_on(&self, number: &str) -> i64 {
+        use portcullis_core::ports::{NewAccount, Transactions};
+        let record = self.record(number).await;
+        let now = portcullis_core::clock::UnixTime(1_700_000_000);
+        let step = [5u8; 32];
+        let mut w = self.store.begin(now);
+        w.create_step(
+            &step,
+            portcullis_core::steps::StepKind::Registration,
+            record.id,
+            "",
+            now.plus_secs(600),
+        )
+        .await
+        .unwrap();
+        let id = w
+            .create_account(NewAccount {
+                user_id: "ann1".into(),
+                user_id_canonical: "ann1".into(),
+                account_type: AccountType::Personal,
+                password_hash: "x".into(),
+                security_answers: Vec::new(),
+                code_channel: portcullis_core::contact::CodeChannel::Email,
+                email: Some("ann@example.com".into()),
+                phone: None,
+                registry_record_id: record.id,
+                step_token_hash: step,
+            })
+            .await
+            .unwrap();
+        w.commit(&portcullis_core::audit::audit_key(&KeyedHasher::new(
+            self.keys.first().clone(),
+        )))
+        .await
+        .unwrap();
+        id
+    }
+}
+
+#[tokio::test]
+async fn status_and_replaces_columns_move_the_account_in_the_import() {
+    use portcullis_core::ports::{AccountReads, AuditReads, OutboxReads};
+    use portcullis_core::registry::CardStatus;
+    let fx = Fixture::new().await;
+    // Files without the two columns keep working; the card is active.
+    let path = fx.file("registry.csv", &[HEADER, ANN]);
+    fx.import(&path).await.unwrap();
+    assert_eq!(
+        fx.record("378282246310005").await.status,
+        CardStatus::Active
+    );
+    let id = fx.account_on("378282246310005").await;
+    let now = portcullis_core::clock::UnixTime(1_700_000_000);
+    let pending = fx.store.outbox_stats(now).await.unwrap().pending;
+    let audited = fx.store.audit_head().await.unwrap().0;
+
+    let path = fx.file(
+        "reissue.csv",
+        &[
+            LIFECYCLE_HEADER,
+            "personal,378282246310005,8642,2029-08,Ann Example,ann@example.com,,Gold Card,,,,,lost_stolen,",
+            "personal,4111111111111111,8642,2031-08,Ann Example,ann@example.com,,Gold Card,,,,,,3782 8224 6310 005",
+        ],
+    );
+    let report = fx.import(&path).await.unwrap();
+    assert_eq!((report.load.reissues, report.load.status_changes), (1, 1));
+    let cards = fx.store.cards_for_account(id).await.unwrap();
+    assert_eq!(
+        cards.iter().map(|c| c.last4.as_str()).collect::<Vec<_>>(),
+        ["1111"]
+    );
+    let old = fx.record("378282246310005").await;
+    assert_eq!(
+        (old.status, old.replaced, old.account_id),
+        (CardStatus::LostStolen, true, None)
+    );
+    // The notices (lost card, new card) and the audit events (status change, reissue, the
+    // load) committed with the records.
+    assert_eq!(
+        fx.store.outbox_stats(now).await.unwrap().pending,
+        pending + 2
+    );
+    assert_eq!(fx.store.audit_head().await.unwrap().0, audited + 3);
+    // Importing the same file again changes nothing more.
+    let again = fx.import(&path).await.unwrap();
+    assert_eq!((again.load.reissues, again.load.status_changes), (0, 0));
+}
+
+#[tokio::test]
+async fn a_bad_status_or_replaces_names_its_line_and_column() {
+    let fx = Fixture::new().await;
+    let path = fx.file(
+        "registry.csv",
+        &[
+            LIFECYCLE_HEADER,
+            "personal,378282246310005,8642,2029-08,Ann Example,ann@example.com,,Gold Card,,,,,stolen,",
+            "personal,4111111111111111,8642,2031-08,Ann Example,ann@example.com,,Gold Card,,,,,,1234",
+        ],
+    );
+    let errors = invalid(fx.import(&path).await);
+    let named: Vec<(u64, &str)> = errors.iter().map(|e| (e.line, e.column.as_str())).collect();
+    assert_eq!(named, [(2, "status"), (3, "replaces")]);
+    assert_eq!(fx.count().await, 0);
+    let path = fx.file(
+        "registry.jsonl",
+        &[r#"{"account_type":"personal","number":"378282246310005","verification":"8642","expiry":"2029-08","holder_name":"Ann Example","email":"ann@example.com","status":"closed"}"#],
+    );
+    fx.import(&path).await.unwrap();
+    assert_eq!(
+        fx.record("378282246310005").await.status,
+        portcullis_core::registry::CardStatus::Closed
+    );
 }

@@ -396,6 +396,38 @@ async fn bad_line_imports_nothing(backend: Backend) {
             && stderr.contains("line 1, field user_id: already taken"),
         "{stderr}"
     );
+
+    // A card reported lost (docs/design/cards.md) proves nothing, so it cannot back a
+    // migrated account either.
+    let lost = app.dir.path().join("lost.csv");
+    std::fs::write(
+        &lost,
+        format!(
+            "account_type,number,verification,expiry,holder_name,email,phone,product,balance,credit_limit,payment_due_date,minimum_due,status,replaces\n\
+             personal,{},102,2031-01,Holder 2,h2@example.com,,Classic,,,,,lost_stolen,\n",
+            card_number(2)
+        ),
+    )
+    .unwrap();
+    let out = cli(&app, &["registry", "import"], &lost, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let file = write_lines(
+        &app,
+        "lost.jsonl",
+        &[line("lost.card", &card_number(2), &bcrypt)],
+    );
+    let out = cli(&app, &["accounts", "import"], &file, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("line 1, field card_number: the card is lost_stolen in the registry"),
+        "{stderr}"
+    );
+    assert_eq!(stored_hash(&app, "lost.card").await, None);
 }
 portcullis_testkit::both!(a_bad_line_imports_nothing, bad_line_imports_nothing);
 

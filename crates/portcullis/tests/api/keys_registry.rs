@@ -333,7 +333,13 @@ async fn registry_rotation(backend: Backend) {
     // moves to key 2 while the loops run, and the cards are then found under it.
     import(&app.config.database_url, &secrets, &file);
     import(&app.config.database_url, &secrets, &links);
-    portcullis::demo::load(store.as_ref(), &ring).await.unwrap();
+    portcullis::demo::load(
+        store.as_ref(),
+        &ring,
+        portcullis_core::clock::UnixTime(1_800_000_000),
+    )
+    .await
+    .unwrap();
     let after = registry(&keys::status(&secrets, store.as_ref()).await.unwrap());
     assert_eq!(after.on_current, Some(all), "{after:?}");
     assert_eq!(after.rows_on_old(), 0, "{after:?}");

@@ -11,6 +11,7 @@ mod accounts_import;
 mod backup;
 mod card_guard;
 mod card_unpause;
+mod cards;
 mod crash;
 mod defences;
 mod delivery;

@@ -65,7 +65,7 @@ impl Portcullis {
     ) -> Result<(), ServiceError> {
         let now = self.clock.now();
         self.require_recent_auth(ctx, now)?;
-        let account = self.session_account(ctx).await?;
+        let account = self.writable_account(ctx).await?;
         let channel = CodeChannel::parse(channel)
             .ok_or_else(|| ServiceError::field("channel", "Choose email or text message."))?;
         let (_, to) = account
@@ -110,7 +110,7 @@ impl Portcullis {
     ) -> Result<(), ServiceError> {
         let now = self.clock.now();
         self.require_recent_auth(ctx, now)?;
-        let account = self.session_account(ctx).await?;
+        let account = self.writable_account(ctx).await?;
         let mut work = self.begin(now);
         if !work.delete_factor(factor_id, account.id).await? {
             return Err(ServiceError::NotFound);

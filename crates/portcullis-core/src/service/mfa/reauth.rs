@@ -155,4 +155,20 @@ impl Portcullis {
             .await?
             .ok_or(ServiceError::Unauthenticated)
     }
+
+    /// The session's account for a change of its settings (factors, contact details,
+    /// cards): refused while the account is read-only because every card of it is closed at
+    /// the issuer (docs/design/cards.md). Reading, signing out and changing the password
+    /// stay open.
+    pub(crate) async fn writable_account(
+        &self,
+        ctx: &SessionContext,
+    ) -> Result<AccountRow, ServiceError> {
+        let account = self.session_account(ctx).await?;
+        let cards = self.ports.accounts.cards_for_account(account.id).await?;
+        if !cards.is_empty() && cards.iter().all(|c| c.status == "closed") {
+            return Err(ServiceError::ReadOnly);
+        }
+        Ok(account)
+    }
 }

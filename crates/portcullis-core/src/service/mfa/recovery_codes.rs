@@ -38,7 +38,7 @@ impl Portcullis {
     ) -> Result<Vec<SecretString>, ServiceError> {
         let now = self.clock.now();
         self.require_recent_auth(ctx, now)?;
-        let account = self.session_account(ctx).await?;
+        let account = self.writable_account(ctx).await?;
         let codes: Vec<SecretString> = (0..RECOVERY_CODES)
             .map(|_| random_from(RECOVERY_ALPHABET, RECOVERY_LEN))
             .collect();

@@ -19,7 +19,7 @@ impl Portcullis {
     pub async fn begin_totp(&self, ctx: &SessionContext) -> Result<TotpEnrolment, ServiceError> {
         let now = self.clock.now();
         self.require_recent_auth(ctx, now)?;
-        let account = self.session_account(ctx).await?;
+        let account = self.writable_account(ctx).await?;
         let secret = totp::generate_secret();
         let sealed = self
             .factor_seal
@@ -53,7 +53,7 @@ impl Portcullis {
     ) -> Result<(), ServiceError> {
         let now = self.clock.now();
         self.require_recent_auth(ctx, now)?;
-        let account = self.session_account(ctx).await?;
+        let account = self.writable_account(ctx).await?;
         let wrong = || {
             ServiceError::field(
                 "code",
