@@ -1,10 +1,11 @@
 //! The registry: an import is all or nothing and upserts by the number's keyed hash; a
-//! record is found by that hash or its id.
+//! record is found by that hash or its id, under its registry key id.
 
 use portcullis_core::ports::{RegistryImports, RegistryReads, Transactions};
 use portcullis_testkit::{both, Backend};
 
 use portcullis_core::clock::UnixTime;
+use portcullis_core::registry::{HashedRecord, RawRecord, RegistryRecord};
 use portcullis_crypto::KeyRing;
 use zeroize::Zeroizing;
 
@@ -141,6 +142,82 @@ async fn a_found_card_moves_to_the_current_key(backend: Backend) {
 both!(
     a_found_card_moves_to_the_current_key_conformance,
     a_found_card_moves_to_the_current_key
+);
+
+/// A card record replacing `replaces` (or none), not hashed yet.
+fn reissue(number: &str, replaces: &str) -> RegistryRecord {
+    RegistryRecord::parse(&RawRecord {
+        account_type: "personal".into(),
+        number: number.into(),
+        verification: "1234".into(),
+        expiry: "2030-01".into(),
+        holder_name: "Test Holder".into(),
+        email: "holder@example.com".into(),
+        product: "Gold".into(),
+        replaces: replaces.into(),
+        ..Default::default()
+    })
+    .unwrap()
+}
+
+async fn load_all(s: &portcullis_store::SqlStore, records: &[HashedRecord]) {
+    let mut import = s.begin_import(T).await.unwrap();
+    import.upsert(records).await.unwrap();
+    import.commit(&keys()).await.unwrap();
+}
+
+/// Across a registry key rotation a replaced card stays replaced: a reissue loaded under
+/// the new key moves the replaced card's row off the old key (so `replaces` finds it), and
+/// a replaced card's row moved by a later load takes the `replaces` naming it along.
+async fn replaced_cards_follow_a_registry_key_rotation(backend: Backend) {
+    const OLD: &str = "378282246310005";
+    const NEW: &str = "371449635398431";
+    const LATER_OLD: &str = "6011111111111117";
+    const LATER_NEW: &str = "4111111111111111";
+    let (s, _db) = store(backend).await;
+    let mut ring = KeyRing::single(Zeroizing::new([7; 32]));
+    // Under key 1: OLD replaced by NEW; LATER_OLD not replaced yet.
+    load_all(
+        &s,
+        &[
+            reissue(OLD, "").hashed_under(&ring),
+            reissue(NEW, OLD).hashed_under(&ring),
+            reissue(LATER_OLD, "").hashed_under(&ring),
+        ],
+    )
+    .await;
+    let old1 = reissue(OLD, "").hashed_under(&ring).number_hash;
+    assert!(s.find_record(1, &old1).await.unwrap().unwrap().replaced);
+    ring.add_current();
+    // OLD loaded again under key 2 (without NEW): it moves, and is still replaced.
+    load_all(&s, &[reissue(OLD, "").hashed_under(&ring)]).await;
+    let old2 = reissue(OLD, "").hashed_under(&ring).number_hash;
+    let row = s.find_record(2, &old2).await.unwrap().unwrap();
+    assert_eq!(row.key_id, 2);
+    assert!(row.replaced && !row.usable());
+    // LATER_NEW loaded under key 2 replaces LATER_OLD, still under key 1: found and moved.
+    let later = reissue(LATER_NEW, LATER_OLD).hashed_under(&ring);
+    assert_eq!(later.old_replaces_hashes.len(), 1);
+    load_all(&s, &[later]).await;
+    let later_old = reissue(LATER_OLD, "").hashed_under(&ring);
+    assert!(s
+        .find_record(1, &later_old.old_number_hashes[0].1)
+        .await
+        .unwrap()
+        .is_none());
+    let row = s
+        .find_record(2, &later_old.number_hash)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(row.replaced && !row.usable());
+    // NEW was never in a key-2 load: still under key 1, and usable.
+    let new1 = reissue(NEW, "").hashed(&keys()).number_hash;
+    assert!(s.find_record(1, &new1).await.unwrap().unwrap().usable());
+}
+both!(
+    replaced_cards_follow_a_registry_key_rotation_conformance,
+    replaced_cards_follow_a_registry_key_rotation
 );
 
 /// `body` with its Luhn check digit.
