@@ -20,33 +20,10 @@ use crate::sys::CpuMark;
 const BATCH: u64 = 10_000;
 const PATH: &str = "/api/v1/admin/registry/records";
 
-/// `body` followed by its Luhn check digit.
-fn luhn(body: &str) -> String {
-    let sum: u32 = body
-        .bytes()
-        .rev()
-        .enumerate()
-        .map(|(i, b)| {
-            let d = u32::from(b - b'0');
-            if i % 2 == 0 {
-                let x = d * 2;
-                if x > 9 {
-                    x - 9
-                } else {
-                    x
-                }
-            } else {
-                d
-            }
-        })
-        .sum();
-    format!("{body}{}", (10 - sum % 10) % 10)
-}
-
 fn record(i: u64) -> Value {
     json!({
         "account_type": "personal",
-        "number": luhn(&format!("5{i:014}")),
+        "number": portcullis_core::card::with_luhn_check_digit(&format!("5{i:014}")),
         "verification": format!("{:03}", i % 1000),
         "expiry": "2030-01",
         "holder_name": format!("Holder {i}"),

@@ -226,10 +226,45 @@ pub fn luhn_valid(digits: &str) -> bool {
     !digits.is_empty() && sum.is_multiple_of(10)
 }
 
+/// The digit that makes `payload` (ASCII digits) followed by it pass the Luhn check.
+pub fn luhn_check_digit(payload: &str) -> u32 {
+    // The check digit takes the last place, so doubling starts at the payload's last digit.
+    let mut sum = 0u32;
+    for (i, b) in payload.bytes().rev().enumerate() {
+        let mut d = u32::from(b.wrapping_sub(b'0'));
+        if i % 2 == 0 {
+            d *= 2;
+            if d > 9 {
+                d -= 9;
+            }
+        }
+        sum += d;
+    }
+    (10 - sum % 10) % 10
+}
+
+/// `payload` (ASCII digits) followed by its Luhn check digit: card numbers for generated
+/// registries, benchmarks and tests.
+pub fn with_luhn_check_digit(payload: &str) -> String {
+    format!("{payload}{}", luhn_check_digit(payload))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn a_payload_with_its_check_digit_passes_luhn(payload in "[0-9]{1,18}") {
+            let number = with_luhn_check_digit(&payload);
+            prop_assert!(luhn_valid(&number));
+            // Any other last digit fails.
+            let last = luhn_check_digit(&payload);
+            let other = format!("{payload}{}", (last + 1) % 10);
+            prop_assert!(!luhn_valid(&other));
+        }
+    }
 
     #[test]
     fn well_known_test_numbers_pass_luhn() {

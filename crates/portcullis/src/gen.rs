@@ -11,6 +11,7 @@ use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
 
+use portcullis_core::card::luhn_check_digit;
 use portcullis_core::registry::COLUMNS;
 
 /// 15-digit card numbers: a 2-digit prefix, this many account digits, a check digit.
@@ -178,23 +179,6 @@ fn cents(total: u64) -> String {
 fn pick<'a>(rng: &mut SplitMix64, items: &[&'a str]) -> &'a str {
     let i = usize::try_from(rng.below(items.len() as u64)).unwrap_or_default();
     items.get(i).copied().unwrap_or_default()
-}
-
-/// The digit that makes `payload` followed by it pass the Luhn check.
-fn luhn_check_digit(payload: &str) -> u32 {
-    // The check digit will take the last place, so doubling starts at the payload's last digit.
-    let mut double = true;
-    let mut sum = 0u32;
-    for b in payload.bytes().rev() {
-        let d = u32::from(b.wrapping_sub(b'0'));
-        sum += match (double, d * 2) {
-            (true, doubled) if doubled > 9 => doubled - 9,
-            (true, doubled) => doubled,
-            (false, _) => d,
-        };
-        double = !double;
-    }
-    (10 - sum % 10) % 10
 }
 
 /// `index -> index * a + b (mod space)` with `a` coprime to `space` (a power of ten), a

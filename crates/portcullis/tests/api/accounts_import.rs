@@ -75,26 +75,7 @@ fn python_hashes(python: &Path, password: &str, bcrypt_cost: u32) -> Vec<(String
 /// A Luhn-valid 16-digit card number starting with `4000` and ending in `n` before the
 /// check digit.
 fn card_number(n: u32) -> String {
-    let body = format!("4000{n:011}");
-    let sum: u32 = body
-        .chars()
-        .rev()
-        .enumerate()
-        .map(|(i, c)| {
-            let d = c.to_digit(10).unwrap();
-            if i % 2 == 0 {
-                let dd = d * 2;
-                if dd > 9 {
-                    dd - 9
-                } else {
-                    dd
-                }
-            } else {
-                d
-            }
-        })
-        .sum();
-    format!("{body}{}", (10 - sum % 10) % 10)
+    portcullis_core::card::with_luhn_check_digit(&format!("4000{n:011}"))
 }
 
 fn cli(app: &TestApp, args: &[&str], file: &Path, env: &[(&str, &str)]) -> Output {

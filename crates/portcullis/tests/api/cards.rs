@@ -388,7 +388,14 @@ async fn pushes(backend: Backend) {
 
     // More than 10,000 records are refused before anything is read into the registry.
     let many: Vec<Value> = (0..10_001u64)
-        .map(|i| ann("", "", &luhn(&format!("4{i:014}")), "123"))
+        .map(|i| {
+            ann(
+                "",
+                "",
+                &portcullis_core::card::with_luhn_check_digit(&format!("4{i:014}")),
+                "123",
+            )
+        })
         .collect();
     let res = push(&app, &issuer, None, &Value::Array(many)).await;
     assert_eq!(res.status(), 400);
@@ -404,26 +411,3 @@ both!(
     a_registry_push_is_bounded_all_or_nothing_and_applied_once_per_key,
     pushes
 );
-
-/// `body` followed by its Luhn check digit.
-fn luhn(body: &str) -> String {
-    let sum: u32 = body
-        .chars()
-        .rev()
-        .enumerate()
-        .map(|(i, c)| {
-            let d = c.to_digit(10).unwrap();
-            if i % 2 == 0 {
-                let x = d * 2;
-                if x > 9 {
-                    x - 9
-                } else {
-                    x
-                }
-            } else {
-                d
-            }
-        })
-        .sum();
-    format!("{body}{}", (10 - sum % 10) % 10)
-}

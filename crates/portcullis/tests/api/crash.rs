@@ -41,30 +41,11 @@ fn random(below: u64) -> u64 {
     x % below.max(1)
 }
 
-fn luhn_complete(partial: &str) -> String {
-    let sum: u32 = partial
-        .chars()
-        .rev()
-        .enumerate()
-        .map(|(i, c)| {
-            let d = c.to_digit(10).unwrap();
-            if i % 2 == 0 {
-                let d2 = d * 2;
-                if d2 > 9 {
-                    d2 - 9
-                } else {
-                    d2
-                }
-            } else {
-                d
-            }
-        })
-        .sum();
-    format!("{partial}{}", (10 - sum % 10) % 10)
-}
-
 pub(crate) fn card_number(i: usize) -> String {
-    luhn_complete(&format!("37{:012}", 555_000_000 + i as u64 * 7919))
+    portcullis_core::card::with_luhn_check_digit(&format!(
+        "37{:012}",
+        555_000_000 + i as u64 * 7919
+    ))
 }
 
 pub(crate) fn card_id(i: usize) -> String {

@@ -56,33 +56,11 @@ impl Load {
 /// Holders with two cards each (card linking): how many.
 const LINKS: usize = 200;
 
-fn luhn(partial: &str) -> String {
-    let sum: u32 = partial
-        .chars()
-        .rev()
-        .enumerate()
-        .map(|(i, c)| {
-            let d = c.to_digit(10).unwrap();
-            if i % 2 == 0 {
-                let d2 = d * 2;
-                if d2 > 9 {
-                    d2 - 9
-                } else {
-                    d2
-                }
-            } else {
-                d
-            }
-        })
-        .sum();
-    format!("{partial}{}", (10 - sum % 10) % 10)
-}
-
 /// Card `which` (0 or 1) of linking holder `k`, and its card ID.
 fn link_card(k: usize, which: usize) -> (String, String) {
     let n = 777_000_000 + (2 * k + which) as u64 * 7919;
     (
-        luhn(&format!("37{n:012}")),
+        portcullis_core::card::with_luhn_check_digit(&format!("37{n:012}")),
         format!("{:04}", 2000 + 2 * k + which),
     )
 }
