@@ -246,7 +246,10 @@ impl Portcullis {
             .as_ref()
             .unwrap_or(&self.keys)
             .hash(VERIFICATION_DOMAIN, &[&number_hash, value.as_bytes()]);
-        let right = key.is_some() && ct_eq(&candidate, &record.verification_hash);
+        // A card reported (blocked, lost, closed) or replaced since the start proves nothing:
+        // its right card ID answers as a wrong one.
+        let right =
+            key.is_some() && record.usable() && ct_eq(&candidate, &record.verification_hash);
         let mut work = self.begin(now);
         if !work.consume_step(&step_hash, KIND).await? {
             return Err(ServiceError::StepExpired);
