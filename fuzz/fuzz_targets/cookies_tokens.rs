@@ -8,7 +8,7 @@ use portcullis_web::api::extract::bearer_token;
 use portcullis_web::{cookies, csrf};
 
 fuzz_target!(|data: &[u8]| {
-    let keys = portcullis_fuzz::keys();
+    let keys = portcullis_fuzz::ring();
     let mut headers = HeaderMap::new();
     if let Ok(v) = HeaderValue::from_bytes(data) {
         headers.insert("cookie", v.clone());

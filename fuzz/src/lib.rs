@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use portcullis::import::{validate_file, ImportError};
-use portcullis_crypto::KeyedHasher;
+use portcullis_crypto::{KeyRing, KeyedHasher};
 
 pub enum Format {
     Csv,
@@ -15,6 +15,11 @@ pub enum Format {
 /// A fixed key: the fuzz targets check parsing, not secrecy.
 pub fn keys() -> KeyedHasher {
     KeyedHasher::new(zeroize::Zeroizing::new([7u8; 32]))
+}
+
+/// The same fixed key as a keyring of one key (id 1), for what takes a ring.
+pub fn ring() -> KeyRing {
+    KeyRing::single(zeroize::Zeroizing::new([7u8; 32]))
 }
 
 fn scratch(format: &Format) -> PathBuf {
@@ -36,7 +41,7 @@ pub fn check_import(data: &[u8], format: Format) {
         return;
     }
     drop(file);
-    match validate_file(&path, &keys()) {
+    match validate_file(&path, &ring()) {
         Ok(_) => {}
         Err(e) => {
             let message = e.to_string();
