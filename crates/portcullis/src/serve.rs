@@ -2,7 +2,7 @@
 //! send a request head, and in how long it may sit idle; a bounded drain on shutdown.
 //!
 //! ```text
-//!   accept ─► open < cap? ──no──► "503 + Retry-After", closed at once
+//!   accept ─► open < cap? ──no──► "503 + Retry-After", closed at once (32 refusals at once; beyond, closed unanswered)
 //!               │ yes
 //!               ▼
 //!   Acceptor::accept (plain TCP, or the TLS handshake: crate::tls), within header_read_timeout
@@ -130,6 +130,10 @@ pub async fn serve<A: Acceptor>(
 ) -> io::Result<()> {
     let limits = Arc::new(limits);
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    // Refusals under way at once: each holds a descriptor until its 503 is written, so a flood
+    // past the cap must not turn into a flood of refusals (it would take the descriptors the
+    // cap keeps free). Beyond these, a connection over the cap is closed at once.
+    let refusals = Arc::new(Semaphore::new(REFUSALS_AT_ONCE));
     load.connection_cap
         .store(limits.max_connections.max(1), Ordering::Relaxed);
     let (drain_tx, drain_rx) = watch::channel(false);
@@ -157,7 +161,15 @@ pub async fn serve<A: Acceptor>(
                         }
                         Err(_) => {
                             load.refused_connections.fetch_add(1, Ordering::Relaxed);
-                            tasks.spawn(refuse(stream, acceptor.secure()));
+                            if let Ok(permit) = refusals.clone().try_acquire_owned() {
+                                let secure = acceptor.secure();
+                                tasks.spawn(async move {
+                                    refuse(stream, secure).await;
+                                    drop(permit);
+                                });
+                            } else {
+                                drop(stream);
+                            }
                         }
                     }
                 }
@@ -195,6 +207,9 @@ pub async fn serve<A: Acceptor>(
     }
     Ok(())
 }
+
+/// Connections over the cap answered 503 at once; more are closed without an answer.
+const REFUSALS_AT_ONCE: usize = 32;
 
 /// A connection over the cap: a short 503 and close (HTTP/1.1 framing; a client that
 /// speaks HTTP/2 first sees the connection closed, which it retries as well). Over TLS it is
