@@ -19,7 +19,7 @@ use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 
 use crate::crash::{card_id, card_number, import, registry_file, CARDS};
-use crate::operations::{answers, clean, run};
+use crate::operations::{clean, run};
 
 /// What the loops have done, and the signal to stop.
 #[derive(Default)]
@@ -228,24 +228,14 @@ async fn registration_loop(app: Arc<TestApp>, load: Arc<Load>) {
     let mut i = 0;
     while !load.stop.load(Ordering::SeqCst) && i < CARDS {
         let _still = load.clock.read().await;
-        let res = app
-            .post_json(
-                "/api/v1/registration/verify-card",
-                &json!({"account_type": "personal", "number": card_number(i),
-                        "verification": card_id(i)}),
-            )
-            .await;
-        assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
-        let token = res.json::<Value>().await.unwrap()["registration_token"].clone();
-        let res = app
-            .post_json(
-                "/api/v1/registration/complete",
-                &json!({"registration_token": token, "user_id": format!("keys.{i}"),
-                        "password": PASSWORD, "security_answers": answers(),
-                        "code_channel": "email"}),
-            )
-            .await;
-        assert_eq!(res.status(), 201, "{}", res.text().await.unwrap());
+        app.register_number(
+            "personal",
+            &card_number(i),
+            &card_id(i),
+            &format!("keys.{i}"),
+            PASSWORD,
+        )
+        .await;
         i += 1;
         load.registered.fetch_add(1, Ordering::SeqCst);
     }

@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 
 use crate::crash::{card_id, card_number, import, registry_file, CARDS};
 use crate::keys::cli;
-use crate::operations::{answers, run};
+use crate::operations::run;
 
 #[derive(Default)]
 struct Load {
@@ -100,29 +100,9 @@ async fn linking_loop(app: Arc<TestApp>, load: Arc<Load>) {
     let mut k = 0;
     while !load.stop.load(Ordering::SeqCst) && k < LINKS {
         let (first, first_id) = link_card(k, 0);
-        let res = app
-            .post_json(
-                "/api/v1/registration/verify-card",
-                &json!({"account_type": "personal", "number": first, "verification": first_id}),
-            )
-            .await;
-        assert_eq!(
-            res.status(),
-            200,
-            "holder {k}: {}",
-            res.text().await.unwrap()
-        );
-        let token = res.json::<Value>().await.unwrap()["registration_token"].clone();
         let user = format!("linker.{k}");
-        let res = app
-            .post_json(
-                "/api/v1/registration/complete",
-                &json!({"registration_token": token, "user_id": user,
-                        "password": PASSWORD, "security_answers": answers(),
-                        "code_channel": "email"}),
-            )
+        app.register_number("personal", &first, &first_id, &user, PASSWORD)
             .await;
-        assert_eq!(res.status(), 201, "{}", res.text().await.unwrap());
         let session = app.token(&user, PASSWORD, "personal").await;
         let (second, second_id) = link_card(k, 1);
         let link = |verification: String| {
@@ -164,24 +144,14 @@ async fn registration_loop(app: Arc<TestApp>, load: Arc<Load>) {
             )
             .await;
         assert_eq!(wrong.status(), 400, "card {i}: a wrong card ID accepted");
-        let res = app
-            .post_json(
-                "/api/v1/registration/verify-card",
-                &json!({"account_type": "personal", "number": card_number(i),
-                        "verification": card_id(i)}),
-            )
-            .await;
-        assert_eq!(res.status(), 200, "card {i}: {}", res.text().await.unwrap());
-        let token = res.json::<Value>().await.unwrap()["registration_token"].clone();
-        let res = app
-            .post_json(
-                "/api/v1/registration/complete",
-                &json!({"registration_token": token, "user_id": format!("regkey.{i}"),
-                        "password": PASSWORD, "security_answers": answers(),
-                        "code_channel": "email"}),
-            )
-            .await;
-        assert_eq!(res.status(), 201, "{}", res.text().await.unwrap());
+        app.register_number(
+            "personal",
+            &card_number(i),
+            &card_id(i),
+            &format!("regkey.{i}"),
+            PASSWORD,
+        )
+        .await;
         i += 1;
         load.registered.fetch_add(1, Ordering::SeqCst);
     }
