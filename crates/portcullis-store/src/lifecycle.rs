@@ -194,14 +194,24 @@ impl RegistryWrites for SqlWork {
         closed_before: UnixTime,
     ) -> StoreResult<bool> {
         let now = self.stamp();
+        let conn = self.conn().await?;
         let done = sqlx::query(DEACTIVATE_CLOSED)
             .bind(closed_before.0)
             .bind(account_id)
             .bind(now)
-            .execute(self.conn().await?)
+            .execute(&mut *conn)
             .await
             .map_err(db_err)?;
-        Ok(done.rows_affected() == 1)
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        // A deactivated account keeps no session (as the inactivity deactivation).
+        sqlx::query(crate::accounts::END_SESSIONS)
+            .bind(account_id)
+            .execute(&mut *conn)
+            .await
+            .map_err(db_err)?;
+        Ok(true)
     }
 
     async fn move_record(

@@ -312,9 +312,13 @@ async fn closed_then_deactivated(backend: Backend) {
 
     // After the read-only time: deactivated, with notice.
     app.clock.advance(DAY + 1);
+    let open = app.token("ann.example", PASSWORD, "personal").await;
     let seen = app.outbox_messages().len();
     let run = core.run_inactivity(false, "test").await.unwrap();
     assert_eq!(run.deactivated, ["ann.example"]);
+    // The deactivation ends the sessions it finds open.
+    let res = app.get_bearer("/api/v1/me", &open).await;
+    assert_eq!(res.status(), 401, "a deactivated account keeps no session");
     let told = app.wait_for_messages(seen + 1).await;
     assert!(
         told[seen..].iter().any(|m| m["to"] == "ann@example.com"
