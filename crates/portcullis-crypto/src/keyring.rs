@@ -200,12 +200,14 @@ pub fn load_or_create_ring(dir: &Path, name: &str) -> Result<KeyRing, SecretsErr
 /// Adds a new current key to the keyring `name` (created first if missing) and writes it
 /// back atomically (a temporary owner-only file renamed over the old one): the old keys
 /// stay for reading. The ring as written.
+///
+/// The temporary file is also the lock: it is created before the ring is read, so two
+/// rotations at once (two nodes sharing the folder) cannot both add a key N + 1 and lose
+/// one of them; the second is refused while the first is under way. A rotation that died
+/// half way leaves the file, and the next is refused naming it (remove it by hand).
 pub fn rotate_ring(dir: &Path, name: &str) -> Result<KeyRing, SecretsError> {
-    let mut ring = load_or_create_ring(dir, name)?;
-    ring.add_current();
     let path = dir.join(name);
     let temporary = dir.join(format!(".{name}.rotating"));
-    let _ = fs::remove_file(&temporary);
     let mut options = fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
@@ -214,11 +216,19 @@ pub fn rotate_ring(dir: &Path, name: &str) -> Result<KeyRing, SecretsError> {
         options.mode(0o600);
     }
     let mut file = options.open(&temporary).map_err(io_error(&temporary))?;
-    file.write_all(ring.render().as_bytes())
-        .and_then(|()| file.sync_all())
-        .map_err(io_error(&temporary))?;
-    fs::rename(&temporary, &path).map_err(io_error(&path))?;
-    Ok(ring)
+    let written = (|| {
+        let mut ring = load_or_create_ring(dir, name)?;
+        ring.add_current();
+        file.write_all(ring.render().as_bytes())
+            .and_then(|()| file.sync_all())
+            .map_err(io_error(&temporary))?;
+        fs::rename(&temporary, &path).map_err(io_error(&path))?;
+        Ok(ring)
+    })();
+    if written.is_err() {
+        let _ = fs::remove_file(&temporary);
+    }
+    written
 }
 
 /// What tells that the file changed: its inode (a rotation renames a new file in), size
