@@ -132,6 +132,16 @@ impl Form {
             Cost::Scrypt { log_n, .. } if log_n > ceilings.scrypt_log_n => Err(
                 FormError::OverCeiling("scrypt ln (log2 N)", ceilings.scrypt_log_n.into()),
             ),
+            // Memory and work grow with r × p as with N: the ceiling's N at passlib's r = 8,
+            // p = 1 bounds them all (r = 32, p = 4 at the ceiling's N would be 16 times that).
+            Cost::Scrypt { log_n, r, p }
+                if (u64::from(r) * u64::from(p)) << log_n > 8u64 << ceilings.scrypt_log_n =>
+            {
+                Err(FormError::OverCeiling(
+                    "scrypt work (r × p × N, as N at r = 8, p = 1)",
+                    ceilings.scrypt_log_n.into(),
+                ))
+            }
             Cost::Argon2 { memory_kib, .. } if memory_kib > ceilings.argon2_memory_kib => Err(
                 FormError::OverCeiling("argon2 memory (KiB)", ceilings.argon2_memory_kib.into()),
             ),

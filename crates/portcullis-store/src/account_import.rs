@@ -17,8 +17,6 @@ statements! {
         must_change_password_at, security_questions_required_at) \
         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10, $9) RETURNING id";
     /// The record's primary key in account_cards is the rule: one account per card.
-    LINK_IMPORTED = "INSERT INTO account_cards (registry_record_id, account_id, linked_at) \
-        VALUES ($1, $2, $3)";
     /// Imported accounts still on their old hash (the first sign-in rehashes).
     IMPORTED_HASH_SAMPLE = "SELECT password_hash FROM online_accounts \
         WHERE imported_at IS NOT NULL AND password_hash NOT LIKE $1 LIMIT $2";
@@ -61,7 +59,7 @@ impl AccountImportWrites for SqlWork {
             }
             Err(e) => return Err(db_err(e).into()),
         };
-        let linked = sqlx::query(LINK_IMPORTED)
+        let linked = sqlx::query(crate::accounts::INSERT_ACCOUNT_CARD)
             .bind(a.registry_record_id)
             .bind(account_id)
             .bind(now)

@@ -11,7 +11,8 @@ use crate::ids::AccountType;
 
 /// One imported online account, validated: its card found in the registry, its password
 /// hash in a form sign-in can check (kept as it is until the first successful sign-in).
-#[derive(Clone, Debug)]
+/// Debug leaves out the password hash.
+#[derive(Clone)]
 pub struct ImportedAccount {
     pub user_id: String,
     pub user_id_canonical: String,
@@ -26,6 +27,18 @@ pub struct ImportedAccount {
     pub created_at: UnixTime,
     /// The earlier system wanted the password changed: sign-in sends the person to change it.
     pub must_change_password: bool,
+}
+
+impl std::fmt::Debug for ImportedAccount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ImportedAccount")
+            .field("user_id", &self.user_id)
+            .field("account_type", &self.account_type)
+            .field("password_hash", &"[redacted]")
+            .field("registry_record_id", &self.registry_record_id)
+            .field("must_change_password", &self.must_change_password)
+            .finish_non_exhaustive()
+    }
 }
 
 #[async_trait]

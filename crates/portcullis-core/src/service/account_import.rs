@@ -29,7 +29,8 @@ use crate::ServiceError;
 pub const MAX_IMPORT_ERRORS: usize = 100;
 
 /// One line of the file, as read (the file format is the binary's business).
-#[derive(Clone, Debug, Default)]
+/// Debug leaves out the password hash and all but the card's last four (as `CardNumber`).
+#[derive(Clone, Default)]
 pub struct AccountImportLine {
     /// The 1-based line of the file.
     pub line: u64,
@@ -42,6 +43,21 @@ pub struct AccountImportLine {
     /// RFC 3339, or Unix seconds.
     pub created_at: String,
     pub must_change_password: bool,
+}
+
+impl std::fmt::Debug for AccountImportLine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let digits = self.card_number.trim();
+        let last4 = digits.get(digits.len().saturating_sub(4)..).unwrap_or("");
+        f.debug_struct("AccountImportLine")
+            .field("line", &self.line)
+            .field("user_id", &self.user_id)
+            .field("account_type", &self.account_type)
+            .field("card_number", &format_args!("••••{last4}"))
+            .field("password_hash", &"[redacted]")
+            .field("must_change_password", &self.must_change_password)
+            .finish_non_exhaustive()
+    }
 }
 
 /// One problem on one line; `field` is a contract field name.
