@@ -51,15 +51,25 @@ fn unhex32(s: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
-/// What a step holds: the code's keyed hash and the card number's keyed hash (to check the
-/// card ID against).
-fn step_data(code_hash: &[u8; 32], number_hash: &[u8; 32]) -> String {
-    format!("{} {}", hex(code_hash), hex(number_hash))
+/// What a step holds: the code's keyed hash, the card number's keyed hash (to check the
+/// card ID against) and whether the number was typed as a merchant's (the form of the second
+/// step's code comes from what the person typed, never from what the registry holds: else a
+/// shape error would tell a paused merchant account from an unknown number, for free).
+fn step_data(code_hash: &[u8; 32], number_hash: &[u8; 32], merchant: bool) -> String {
+    let kind = if merchant { "m" } else { "c" };
+    format!("{} {} {kind}", hex(code_hash), hex(number_hash))
 }
 
-fn parse_step_data(data: &str) -> Option<([u8; 32], [u8; 32])> {
-    let (code, number) = data.split_once(' ')?;
-    Some((unhex32(code)?, unhex32(number)?))
+fn parse_step_data(data: &str) -> Option<([u8; 32], [u8; 32], bool)> {
+    let mut parts = data.split(' ');
+    let code = unhex32(parts.next()?)?;
+    let number = unhex32(parts.next()?)?;
+    let merchant = match parts.next()? {
+        "m" => true,
+        "c" => false,
+        _ => return None,
+    };
+    parts.next().is_none().then_some((code, number, merchant))
 }
 
 impl Portcullis {
@@ -129,7 +139,7 @@ impl Portcullis {
             &token.hash,
             KIND,
             subject.map_or(-1, |r| r.id),
-            &step_data(&code_hash, &number_hash),
+            &step_data(&code_hash, &number_hash, !account_type.uses_cards()),
             now.plus_secs(policy.ttl_secs),
         )
         .await?;
@@ -178,19 +188,17 @@ impl Portcullis {
             .find_step(&step_hash, KIND, now)
             .await?
             .ok_or(ServiceError::StepExpired)?;
-        let (stored_code, number_hash) =
+        let (stored_code, number_hash, merchant) =
             parse_step_data(&step.data).ok_or(ServiceError::StepExpired)?;
-        let record = if step.subject_id > 0 {
-            self.ports.registry.record_by_id(step.subject_id).await?
-        } else {
-            None
-        };
+        // The same read whether or not a code was sent (no record has id 0).
+        let record = self
+            .ports
+            .registry
+            .record_by_id(step.subject_id.max(0))
+            .await?;
         // Shape errors first: they cost no try.
         let code = otp::normalise(code)
             .ok_or_else(|| ServiceError::field("code", "The code is the 6 digits we sent you."))?;
-        let merchant = record
-            .as_ref()
-            .is_some_and(|r| !r.account_type.uses_cards());
         let value: String = if merchant {
             MerchantCode::parse(verification)
                 .map_err(|m| ServiceError::field("verification", m))?
@@ -351,8 +359,19 @@ mod tests {
     #[test]
     fn step_data_round_trips() {
         let (a, b) = ([7u8; 32], [200u8; 32]);
-        assert_eq!(parse_step_data(&step_data(&a, &b)), Some((a, b)));
+        assert_eq!(
+            parse_step_data(&step_data(&a, &b, true)),
+            Some((a, b, true))
+        );
+        assert_eq!(
+            parse_step_data(&step_data(&a, &b, false)),
+            Some((a, b, false))
+        );
         assert_eq!(parse_step_data(""), None);
         assert_eq!(parse_step_data("zz 00"), None);
+        assert_eq!(
+            parse_step_data(&format!("{} x", step_data(&a, &b, true))),
+            None
+        );
     }
 }
