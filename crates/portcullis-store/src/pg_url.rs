@@ -60,8 +60,8 @@ impl fmt::Display for PgHost {
     }
 }
 
-/// A `postgres://` URL with one or more hosts.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A `postgres://` URL with one or more hosts. Debug leaves out the password.
+#[derive(Clone, PartialEq, Eq)]
 pub struct PgUrl {
     scheme: String,
     /// `user[:password]` as written, without the `@`.
@@ -72,6 +72,18 @@ pub struct PgUrl {
     /// The query parameters as written, `target_session_attrs` taken out.
     params: Vec<String>,
     pub target: TargetSession,
+}
+
+impl std::fmt::Debug for PgUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgUrl")
+            .field("scheme", &self.scheme)
+            .field("user", &self.user())
+            .field("hosts", &self.hosts)
+            .field("path", &self.path)
+            .field("target", &self.target)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Why a URL was refused. Never holds the password.
@@ -227,7 +239,7 @@ fn parse_hosts(list: &str) -> Result<Vec<PgHost>, PgUrlError> {
             return Err(err("an empty host in the host list".into()));
         }
         if raw.contains(['[', ']', '@', '/']) {
-            return Err(err(format!("{raw:?} is not a host name")));
+            return Err(err("a host in the host list is not a host name".into()));
         }
         let (port, after) = match after.strip_prefix(':') {
             Some(p) => {
@@ -240,7 +252,9 @@ fn parse_hosts(list: &str) -> Result<Vec<PgHost>, PgUrlError> {
                         .parse::<u16>()
                         .ok()
                         .filter(|p| *p > 0 && digits.bytes().all(|b| b.is_ascii_digit()))
-                        .ok_or_else(|| err(format!("{digits:?} is not a port")))?
+                        .ok_or_else(|| {
+                            err("a port in the host list is not a number from 1 to 65535".into())
+                        })?
                 };
                 (port, p.get(end..).unwrap_or_default())
             }
@@ -254,7 +268,7 @@ fn parse_hosts(list: &str) -> Result<Vec<PgHost>, PgUrlError> {
         match after.strip_prefix(',') {
             Some(next) => rest = next,
             None if after.is_empty() => return Ok(hosts),
-            None => return Err(err(format!("unexpected {after:?} after a host"))),
+            None => return Err(err("unexpected text after a host in the host list".into())),
         }
     }
 }
