@@ -64,7 +64,7 @@ pub use account_import::{
 pub use card_guard::ClearCardOutcome;
 pub use codes::CodeSent;
 pub use contact_change::ContactChangeStarted;
-pub use inactivity::InactivityRun;
+pub use inactivity::{InactivityRun, INACTIVITY_JOB};
 pub use mfa::{
     FactorInfo, MfaChallenge, MfaMethod, SecuritySettings, SignInOutcome, TotpEnrolment,
     TrustedDevice,

@@ -70,6 +70,10 @@ impl Claims for SqlStore {
         jobs::claim(&self.pool, job, node, now, until).await
     }
 
+    async fn release_job(&self, job: &str, node: &str) -> StoreResult<bool> {
+        jobs::release(&self.pool, job, node).await
+    }
+
     async fn sweep_expired(&self, cutoffs: SweepCutoffs) -> StoreResult<Swept> {
         sweep::sweep(&self.pool, cutoffs).await
     }

@@ -4,9 +4,12 @@
 //! codes, throttle buckets and forgotten devices.
 
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
-use portcullis_core::service::{InactivityRun, Portcullis};
+use portcullis_core::ports::Claims;
+use portcullis_core::service::{InactivityRun, Portcullis, INACTIVITY_JOB};
 
 /// This process's name in the job's lease row.
 pub fn node_name() -> String {
@@ -18,16 +21,73 @@ pub fn node_name() -> String {
     format!("{host}-{}-{tag}", std::process::id())
 }
 
+/// A scheduled job leased in the database (the inactivity job, the re-seal job), running
+/// in this node. Stopped at shutdown with [`LeasedJob::stop`]: a run cut short gives its
+/// lease back, so that the next node to try (a node restarted in its place tries at once)
+/// runs the job instead of waiting out the lease.
+pub struct LeasedJob {
+    task: tokio::task::JoinHandle<()>,
+    /// Set from the claim until the run ends.
+    running: Arc<AtomicBool>,
+    name: &'static str,
+    node: String,
+}
+
+impl LeasedJob {
+    /// Spawns `tick` every `interval` (the first one at once), with a fresh node name; the
+    /// tick is given the node name.
+    pub fn spawn<F, Fut>(name: &'static str, interval: Duration, tick: F) -> LeasedJob
+    where
+        F: Fn(String) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send,
+    {
+        let node = node_name();
+        let running = Arc::new(AtomicBool::new(false));
+        let (n, r) = (node.clone(), running.clone());
+        let task = tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(interval);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                r.store(true, Ordering::SeqCst);
+                tick(n.clone()).await;
+                r.store(false, Ordering::SeqCst);
+            }
+        });
+        LeasedJob {
+            task,
+            running,
+            name,
+            node,
+        }
+    }
+
+    /// Stops the job; when it was in the middle of a run, gives the lease back.
+    pub async fn stop(self, claims: &dyn Claims) {
+        self.task.abort();
+        let _ = self.task.await;
+        if !self.running.load(Ordering::SeqCst) {
+            return;
+        }
+        match claims.release_job(self.name, &self.node).await {
+            Ok(true) => tracing::info!(job = self.name, "job stopped mid-run; lease released"),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(
+                job = self.name,
+                error = %e,
+                "job stopped mid-run; lease not released (it runs out by itself)"
+            ),
+        }
+    }
+}
+
 /// Runs the job every `interval` (the first run shortly after start) for as long as the
 /// node serves. A run that fails is logged and tried again at the next tick.
-pub fn spawn_job(app: Portcullis, interval: Duration) -> tokio::task::JoinHandle<()> {
-    let node = node_name();
+pub fn spawn_job(app: Portcullis, interval: Duration) -> LeasedJob {
     let lease_secs = i64::try_from(interval.as_secs()).unwrap_or(i64::MAX).max(1);
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
+    LeasedJob::spawn(INACTIVITY_JOB, interval, move |node| {
+        let app = app.clone();
+        async move {
             match app.run_scheduled_inactivity(&node, lease_secs).await {
                 Ok(Some(run)) => {
                     tracing::info!(

@@ -342,14 +342,12 @@ pub fn spawn_job(
     store: Arc<SqlStore>,
     sealers: Sealers,
     interval: Duration,
-) -> tokio::task::JoinHandle<()> {
-    let node = crate::inactivity::node_name();
+) -> crate::inactivity::LeasedJob {
     let lease_secs = i64::try_from(interval.as_secs()).unwrap_or(i64::MAX).max(1);
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
+    let sealers = Arc::new(sealers);
+    crate::inactivity::LeasedJob::spawn(RESEAL_JOB, interval, move |node| {
+        let (store, sealers) = (store.clone(), sealers.clone());
+        async move {
             let now = SystemClock.now();
             match store
                 .claim_job(RESEAL_JOB, &node, now, UnixTime(now.0 + lease_secs))

@@ -611,10 +611,12 @@ async fn serve(mut config: Config, mode: Mode) -> anyhow::Result<()> {
     limits.max_connections = cap;
     let drain = limits.drain;
     let served = app::serve(listeners, built.state, limits, tls, shutdown_signal()).await;
+    // A job stopped in the middle of a run gives its lease back: the next node to try
+    // (the one restarted in this one's place tries at once) runs it.
     if let Some(job) = job {
-        job.abort();
+        job.stop(built.store.as_ref()).await;
     }
-    reseal.abort();
+    reseal.stop(built.store.as_ref()).await;
     // After the last request: finish the message in hand and release the other claims, but
     // never wait on a hanging provider for longer than the drain allows.
     delivery

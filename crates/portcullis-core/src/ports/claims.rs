@@ -102,6 +102,9 @@ pub trait Claims: CardGuardClaims + Send + Sync {
         now: UnixTime,
         until: UnixTime,
     ) -> StoreResult<bool>;
+    /// Ends `node`'s lease of `job` at once (a run cut short by a shutdown), so that the
+    /// next node to try takes it; false when another node holds it.
+    async fn release_job(&self, job: &str, node: &str) -> StoreResult<bool>;
     /// Deletes expired steps, codes, buckets and devices in short batches (each its own
     /// statement, never holding a long transaction).
     async fn sweep_expired(&self, cutoffs: SweepCutoffs) -> StoreResult<Swept>;

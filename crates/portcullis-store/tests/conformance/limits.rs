@@ -211,6 +211,36 @@ both!(
     job_leases_have_one_winner
 );
 
+/// A node stopped mid-run gives its lease back; only the holder can, and the next node
+/// claims it at once, within what would have been the lease.
+async fn job_leases_are_released_by_their_holder(backend: Backend) {
+    let (s, _db) = store(backend).await;
+    assert!(s
+        .claim_job("inactivity", "a", T, T.plus_secs(3600))
+        .await
+        .unwrap());
+    assert!(!s.release_job("inactivity", "b").await.unwrap());
+    assert!(!s
+        .claim_job("inactivity", "b", T.plus_secs(10), T.plus_secs(3610))
+        .await
+        .unwrap());
+    assert!(s.release_job("inactivity", "a").await.unwrap());
+    assert!(s
+        .claim_job("inactivity", "b", T.plus_secs(10), T.plus_secs(3610))
+        .await
+        .unwrap());
+    // "a" no longer holds it: its release is a no-op and "b" keeps it.
+    assert!(!s.release_job("inactivity", "a").await.unwrap());
+    assert!(!s
+        .claim_job("inactivity", "c", T.plus_secs(20), T.plus_secs(3620))
+        .await
+        .unwrap());
+}
+both!(
+    job_leases_are_released_by_their_holder_conformance,
+    job_leases_are_released_by_their_holder
+);
+
 async fn sweep(backend: Backend) {
     use portcullis_core::ports::{SweepCutoffs, Swept};
     let (s, _db) = store(backend).await;

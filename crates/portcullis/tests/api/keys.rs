@@ -645,7 +645,7 @@ async fn reseal_job(backend: Backend) {
             .unwrap();
     assert!(holder.is_some_and(|h| !h.is_empty()), "the lease was taken");
     for node in nodes {
-        node.abort();
+        node.stop(store.as_ref()).await;
     }
     app.clock.advance(30);
     let (_, challenge) = sign_in(&app, "ann.example", PASSWORD, "personal").await;
