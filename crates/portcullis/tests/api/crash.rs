@@ -565,8 +565,9 @@ portcullis_testkit::both!(
 // PostgreSQL stopped for ten seconds under load, on a private cluster of this test's own.
 
 /// A PostgreSQL cluster in a temporary folder on a random port, run as the `postgres` user
-/// (the server refuses to run as root). Stopped and removed on drop.
-struct PrivatePg {
+/// (the server refuses to run as root). Stopped and removed on drop. Also used by the
+/// outage and rolling-restart tests (`outage.rs`, `rolling.rs`).
+pub(crate) struct PrivatePg {
     bin: PathBuf,
     data: PathBuf,
     port: u16,
@@ -589,7 +590,7 @@ fn as_postgres(program: &Path) -> std::process::Command {
 }
 
 impl PrivatePg {
-    fn start() -> Result<Self, String> {
+    pub(crate) fn start() -> Result<Self, String> {
         let bin = std::fs::read_dir("/usr/lib/postgresql")
             .map_err(|_| "no /usr/lib/postgresql (PostgreSQL server binaries)".to_owned())?
             .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
@@ -626,11 +627,11 @@ impl PrivatePg {
         Ok(pg)
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
     }
 
-    fn up(&self) -> Result<(), String> {
+    pub(crate) fn up(&self) -> Result<(), String> {
         let opts = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
             self.port,
@@ -654,7 +655,7 @@ impl PrivatePg {
         }
     }
 
-    fn down(&self) {
+    pub(crate) fn down(&self) {
         let _ = as_postgres(&self.bin.join("pg_ctl"))
             .args(["-w", "-m", "immediate", "-D"])
             .arg(&self.data)

@@ -1,80 +1,36 @@
 //! A database outage (issue 16) on the real binary: two Portcullis nodes on a private
-//! PostgreSQL (`scripts/pgsolo`: its own cluster on a free loopback port, never the
-//! machine's), under registration, sign-in and password-change load; the database stopped
+//! PostgreSQL (its own cluster on a free loopback port, never the machine's; the crash
+//! test's `PrivatePg`), under registration, sign-in and password-change load; the database stopped
 //! with `pg_ctl stop -m immediate` (every connection cut, as a crash), left down 20 s and
 //! started again. Only 200/201/204 or 503 + `Retry-After` meanwhile, no hang, no dropped
 //! connection; the nodes recover by themselves; nothing acknowledged is lost.
 //!
 //! Ignored by default: `scripts/outage` runs it with `--run-ignored only` (a step of
-//! `.ci/run`). Where PostgreSQL's server binaries cannot be had the test says SKIPPED, loudly.
+//! `.ci/run`, which installs Debian's `postgresql-15` when the server binaries are missing).
+//! Where they cannot be had the test says SKIPPED, loudly.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use portcullis_testkit::RealServer;
 
+use crate::crash::PrivatePg;
 use crate::ha_load::{
     all_sign_in, bin, import_registry, node_env, start_load, stop_load, Accounts,
 };
 
-fn pgsolo(args: &[&str]) -> String {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/pgsolo");
-    let out = std::process::Command::new(script)
-        .args(args)
-        .output()
-        .expect("running scripts/pgsolo");
-    assert!(
-        out.status.success(),
-        "scripts/pgsolo {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
-/// A private PostgreSQL, stopped and removed on drop.
-pub struct Solo {
-    pub dir: String,
-    pub url: String,
-}
-
-impl Solo {
-    /// Starts one; `None` (after a SKIPPED banner) where the binaries cannot be had.
-    pub fn start(test: &str) -> Option<Solo> {
-        let out = pgsolo(&["start"]);
-        let value = |key: &str| {
-            out.lines()
-                .find_map(|l| l.strip_prefix(key))
-                .map(str::to_owned)
-        };
-        if let Some(reason) = value("PGSOLO_SKIPPED=") {
+/// A private PostgreSQL (the crash test's: `initdb` and `pg_ctl` as the `postgres` user in
+/// a temporary folder, on a free loopback port); `None`, after a SKIPPED banner, where its
+/// server binaries cannot be had.
+pub fn private_pg(test: &str) -> Option<PrivatePg> {
+    match PrivatePg::start() {
+        Ok(pg) => Some(pg),
+        Err(reason) => {
             eprintln!(
                 "\n{0}\n# SKIPPED: {test}\n# Reason: {reason}\n{0}\n",
                 "#".repeat(80)
             );
-            return None;
+            None
         }
-        Some(Solo {
-            dir: value("PGSOLO_DIR=").expect("PGSOLO_DIR"),
-            url: value("PGSOLO_URL=").expect("PGSOLO_URL"),
-        })
-    }
-
-    pub fn halt(&self) {
-        pgsolo(&["halt", &self.dir]);
-    }
-
-    pub fn resume(&self) {
-        pgsolo(&["resume", &self.dir]);
-    }
-}
-
-impl Drop for Solo {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new(
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/pgsolo"),
-        )
-        .args(["stop", &self.dir])
-        .output();
     }
 }
 
@@ -83,13 +39,14 @@ const OUTAGE: Duration = Duration::from_secs(20);
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "starts and stops a private PostgreSQL: run scripts/outage"]
 async fn database_outage_under_load_answers_only_success_or_503_and_loses_nothing() {
-    let Some(db) = Solo::start("the database outage test (tests/api/outage.rs)") else {
+    let Some(db) = private_pg("the database outage test (tests/api/outage.rs)") else {
         return;
     };
+    let url = db.url();
     let dir = tempfile::tempdir().unwrap();
     let secrets = dir.path().join("secrets").display().to_string();
-    import_registry(dir.path(), &db.url, &secrets);
-    let env = node_env(&db.url, &secrets);
+    import_registry(dir.path(), &url, &secrets);
+    let env = node_env(&url, &secrets);
     let mut nodes = [
         RealServer::start(bin(), &env),
         RealServer::start(bin(), &env),
@@ -100,11 +57,11 @@ async fn database_outage_under_load_answers_only_success_or_503_and_loses_nothin
     tokio::time::sleep(Duration::from_secs(4)).await;
     let before = load.tally.lock().unwrap().acknowledged.len();
     assert!(before > 0, "no registration acknowledged before the outage");
-    db.halt();
+    db.down();
     let halted = Instant::now();
     tokio::time::sleep(OUTAGE).await;
     let unavailable_during = load.tally.lock().unwrap().unavailable;
-    db.resume();
+    db.up().unwrap();
     let resumed = Instant::now();
     let back = loop {
         if let Some(at) = load.first_registration_after(resumed) {

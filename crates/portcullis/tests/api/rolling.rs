@@ -1,5 +1,5 @@
 //! A rolling restart (issue 16) on the real binary: three Portcullis nodes on one private
-//! PostgreSQL (`scripts/pgsolo`), under registration, sign-in and password-change load
+//! PostgreSQL (the crash test's `PrivatePg`), under registration, sign-in and password-change load
 //! spread over them; each node in turn sent SIGTERM, waited for (it must drain and exit by
 //! itself, with status 0) and started again. No request fails except with 503 +
 //! `Retry-After`, no request in flight is dropped, nothing acknowledged is lost.
@@ -20,7 +20,7 @@ use portcullis_testkit::RealServer;
 use crate::ha_load::{
     all_sign_in, bin, import_registry, node_env, start_load, stop_load, Accounts,
 };
-use crate::outage::Solo;
+use crate::outage::private_pg;
 
 /// Sends SIGTERM and waits for the process to exit by itself; its exit status and how long
 /// it took.
@@ -48,13 +48,14 @@ fn terminate(node: &mut RealServer) -> (std::process::ExitStatus, Duration) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "starts a private PostgreSQL: run scripts/outage"]
 async fn rolling_restart_under_load_fails_nothing_and_loses_nothing() {
-    let Some(db) = Solo::start("the rolling-restart test (tests/api/rolling.rs)") else {
+    let Some(db) = private_pg("the rolling-restart test (tests/api/rolling.rs)") else {
         return;
     };
+    let url = db.url();
     let dir = tempfile::tempdir().unwrap();
     let secrets = dir.path().join("secrets").display().to_string();
-    import_registry(dir.path(), &db.url, &secrets);
-    let env = node_env(&db.url, &secrets);
+    import_registry(dir.path(), &url, &secrets);
+    let env = node_env(&url, &secrets);
     let mut nodes: Vec<RealServer> = (0..3).map(|_| RealServer::start(bin(), &env)).collect();
     let bases: Vec<String> = nodes.iter().map(|n| n.base.clone()).collect();
 
