@@ -53,18 +53,7 @@ fn registry_csv(dir: &Path) -> PathBuf {
 /// Imports the [`CARDS`] cards into the database at `url` with the real binary (which also
 /// migrates it), with the keyring in `secrets`.
 pub fn import_registry(dir: &Path, url: &str, secrets: &str) {
-    let out = std::process::Command::new(bin())
-        .args(["registry", "import"])
-        .arg(registry_csv(dir))
-        .env("PORTCULLIS_DATABASE_URL", url)
-        .env("PORTCULLIS_SECRETS_DIR", secrets)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    crate::crash::import(url, Path::new(secrets), &registry_csv(dir));
 }
 
 /// The environment of a node on `url` with the keyring in `secrets`: cheap hashing, no
@@ -208,6 +197,15 @@ impl Load {
         }
     }
 
+    /// A sign-in of `user` with the first password, on node `pick` (or the next).
+    async fn sign_in(&self, pick: usize, user: &str) -> reqwest::Result<reqwest::Response> {
+        self.send(
+            pick,
+            |base| async move { sign_in(&base, user, PASSWORD).await },
+        )
+        .await
+    }
+
     /// One registration: verify the card, then complete.
     async fn register(&self, pick: usize, i: usize) {
         let res = self
@@ -251,13 +249,7 @@ impl Load {
 
     /// Signs `user` in and changes the password to [`NEW_PASSWORD`].
     async fn change_password(&self, pick: usize, user: String) {
-        let who = &user;
-        let res = self
-            .send(
-                pick,
-                |base| async move { sign_in(&base, who, PASSWORD).await },
-            )
-            .await;
+        let res = self.sign_in(pick, &user).await;
         let Some(body) = self.answer("sessions (before a change)", res).await else {
             // Not signed in: nothing changed; back in the queue.
             self.tally.lock().unwrap().to_change.push(user);
@@ -311,13 +303,7 @@ impl Load {
                     (len > 0).then(|| t.stable[(n * 7 + round) % len].clone())
                 };
                 if let Some(user) = user {
-                    let who = &user;
-                    let res = self
-                        .send(
-                            pick,
-                            |base| async move { sign_in(&base, who, PASSWORD).await },
-                        )
-                        .await;
+                    let res = self.sign_in(pick, &user).await;
                     self.answer("sessions", res).await;
                 }
             }
@@ -340,7 +326,7 @@ impl Load {
     }
 
     /// When the first registration acknowledged after `since` was, if there was one.
-    pub fn first_registration_after(&self, since: Instant) -> Option<Instant> {
+    fn first_registration_after(&self, since: Instant) -> Option<Instant> {
         self.tally
             .lock()
             .unwrap()
@@ -348,6 +334,22 @@ impl Load {
             .iter()
             .find(|(_, at)| *at > since)
             .map(|(_, at)| *at)
+    }
+
+    /// Waits for the first registration acknowledged after `since`, at most 30 s from now;
+    /// when it was. `after` names `since` in the failure.
+    pub async fn registration_after(&self, since: Instant, after: &str) -> Instant {
+        let started = Instant::now();
+        loop {
+            if let Some(at) = self.first_registration_after(since) {
+                return at;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "no registration acknowledged within 30 s of {after}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 }
 
@@ -385,6 +387,21 @@ pub async fn stop_load(load: &Arc<Load>, workers: Vec<tokio::task::JoinHandle<()
     for w in workers {
         w.await.unwrap();
     }
+}
+
+/// Stops the load, prints what it saw after `what`, asserts that every answer was
+/// acceptable, and adds what it acknowledged to `accounts`.
+pub async fn finish_load(
+    load: &Arc<Load>,
+    workers: Vec<tokio::task::JoinHandle<()>>,
+    what: &str,
+    accounts: &mut Accounts,
+) {
+    stop_load(load, workers).await;
+    let t = load.tally.lock().unwrap();
+    eprintln!("{what}: {}", t.summary());
+    t.assert_no_bad(what);
+    accounts.absorb(&t);
 }
 
 /// The status a sign-in of `user` with `password` gets (201 or 401 expected).

@@ -15,23 +15,40 @@ use portcullis_testkit::RealServer;
 
 use crate::crash::PrivatePg;
 use crate::ha_load::{
-    all_sign_in, bin, import_registry, node_env, start_load, stop_load, Accounts,
+    all_sign_in, bin, finish_load, import_registry, node_env, start_load, Accounts,
 };
 
 /// A private PostgreSQL (the crash test's: `initdb` and `pg_ctl` as the `postgres` user in
-/// a temporary folder, on a free loopback port); `None`, after a SKIPPED banner, where its
+/// a temporary folder, on a free loopback port) with the cards imported, and the
+/// environment of nodes on it (keyring in `_dir`).
+pub struct Site {
+    pub db: PrivatePg,
+    pub env: Vec<(&'static str, String)>,
+    _dir: tempfile::TempDir,
+}
+
+/// Sets up a [`Site`]; `None`, after a SKIPPED banner naming `test`, where PostgreSQL's
 /// server binaries cannot be had.
-pub fn private_pg(test: &str) -> Option<PrivatePg> {
-    match PrivatePg::start() {
-        Ok(pg) => Some(pg),
+pub fn private_site(test: &str) -> Option<Site> {
+    let db = match PrivatePg::start() {
+        Ok(pg) => pg,
         Err(reason) => {
             eprintln!(
                 "\n{0}\n# SKIPPED: {test}\n# Reason: {reason}\n{0}\n",
                 "#".repeat(80)
             );
-            None
+            return None;
         }
-    }
+    };
+    let url = db.url();
+    let dir = tempfile::tempdir().unwrap();
+    let secrets = dir.path().join("secrets").display().to_string();
+    import_registry(dir.path(), &url, &secrets);
+    Some(Site {
+        env: node_env(&url, &secrets),
+        db,
+        _dir: dir,
+    })
 }
 
 const OUTAGE: Duration = Duration::from_secs(20);
@@ -39,14 +56,11 @@ const OUTAGE: Duration = Duration::from_secs(20);
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "starts and stops a private PostgreSQL: run scripts/outage"]
 async fn database_outage_under_load_answers_only_success_or_503_and_loses_nothing() {
-    let Some(db) = private_pg("the database outage test (tests/api/outage.rs)") else {
+    let Some(Site { db, env, _dir }) =
+        private_site("the database outage test (tests/api/outage.rs)")
+    else {
         return;
     };
-    let url = db.url();
-    let dir = tempfile::tempdir().unwrap();
-    let secrets = dir.path().join("secrets").display().to_string();
-    import_registry(dir.path(), &url, &secrets);
-    let env = node_env(&url, &secrets);
     let mut nodes = [
         RealServer::start(bin(), &env),
         RealServer::start(bin(), &env),
@@ -63,35 +77,22 @@ async fn database_outage_under_load_answers_only_success_or_503_and_loses_nothin
     let unavailable_during = load.tally.lock().unwrap().unavailable;
     db.up().unwrap();
     let resumed = Instant::now();
-    let back = loop {
-        if let Some(at) = load.first_registration_after(resumed) {
-            break at;
-        }
-        assert!(
-            resumed.elapsed() < Duration::from_secs(30),
-            "no registration succeeded within 30 s of the database's return"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let back = load
+        .registration_after(resumed, "the database's return")
+        .await;
     // A little more load on the database back.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    stop_load(&load, workers).await;
+    assert!(
+        unavailable_during > 0,
+        "no 503 while the database was down: the load did not reach it"
+    );
     let mut accounts = Accounts::default();
-    {
-        let t = load.tally.lock().unwrap();
-        eprintln!(
-            "database down {:?}; registrations again {:?} after its return; {}",
-            resumed - halted,
-            back - resumed,
-            t.summary()
-        );
-        t.assert_no_bad("the database outage");
-        assert!(
-            unavailable_during > 0,
-            "no 503 while the database was down: the load did not reach it"
-        );
-        accounts.absorb(&t);
-    }
+    let what = format!(
+        "database down {:?}; registrations again {:?} after its return",
+        resumed - halted,
+        back - resumed
+    );
+    finish_load(&load, workers, &what, &mut accounts).await;
     // The same processes, never restarted, serve again and lost nothing acknowledged.
     for n in &mut nodes {
         assert!(

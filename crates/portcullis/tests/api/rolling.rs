@@ -17,10 +17,8 @@ use std::time::{Duration, Instant};
 
 use portcullis_testkit::RealServer;
 
-use crate::ha_load::{
-    all_sign_in, bin, import_registry, node_env, start_load, stop_load, Accounts,
-};
-use crate::outage::private_pg;
+use crate::ha_load::{all_sign_in, bin, finish_load, start_load, Accounts};
+use crate::outage::private_site;
 
 /// Sends SIGTERM and waits for the process to exit by itself; its exit status and how long
 /// it took.
@@ -48,15 +46,11 @@ fn terminate(node: &mut RealServer) -> (std::process::ExitStatus, Duration) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "starts a private PostgreSQL: run scripts/outage"]
 async fn rolling_restart_under_load_fails_nothing_and_loses_nothing() {
-    let Some(db) = private_pg("the rolling-restart test (tests/api/rolling.rs)") else {
+    let Some(site) = private_site("the rolling-restart test (tests/api/rolling.rs)") else {
         return;
     };
-    let url = db.url();
-    let dir = tempfile::tempdir().unwrap();
-    let secrets = dir.path().join("secrets").display().to_string();
-    import_registry(dir.path(), &url, &secrets);
-    let env = node_env(&url, &secrets);
-    let mut nodes: Vec<RealServer> = (0..3).map(|_| RealServer::start(bin(), &env)).collect();
+    let env = &site.env;
+    let mut nodes: Vec<RealServer> = (0..3).map(|_| RealServer::start(bin(), env)).collect();
     let bases: Vec<String> = nodes.iter().map(|n| n.base.clone()).collect();
 
     let (load, workers) = start_load(&bases, 0, true);
@@ -73,28 +67,16 @@ async fn rolling_restart_under_load_fails_nothing_and_loses_nothing() {
             "node {i} did not drain: {log}"
         );
         eprintln!("node {i} drained and exited {took:?} after SIGTERM");
-        let restarted = tokio::task::block_in_place(|| RealServer::start(bin(), &env));
+        let restarted = tokio::task::block_in_place(|| RealServer::start(bin(), env));
         load.replace_node(&old_base, &restarted.base);
         *node = restarted;
         // The load goes on: registrations acknowledged since the stop began.
-        let since = Instant::now();
-        while load.first_registration_after(before).is_none() {
-            assert!(
-                since.elapsed() < Duration::from_secs(30),
-                "no registration acknowledged within 30 s of node {i}'s restart"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        load.registration_after(before, &format!("node {i}'s restart"))
+            .await;
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
-    stop_load(&load, workers).await;
     let mut accounts = Accounts::default();
-    {
-        let t = load.tally.lock().unwrap();
-        eprintln!("rolling restart of 3 nodes: {}", t.summary());
-        t.assert_no_bad("the rolling restart");
-        accounts.absorb(&t);
-    }
+    finish_load(&load, workers, "rolling restart of 3 nodes", &mut accounts).await;
     let bases: Vec<String> = nodes.iter().map(|n| n.base.clone()).collect();
     all_sign_in(&bases, &accounts).await;
 }
