@@ -31,6 +31,9 @@ pub use notify::NotifyConfig;
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub database_url: String,
+    /// PostgreSQL: a replica for reads that may be a little stale (status history, admin
+    /// views); unset, every read goes to `database_url`.
+    pub database_read_url: Option<String>,
     pub secrets_dir: PathBuf,
     pub listen: String,
     /// The management listener: `/metrics`, `/healthz`, `/readyz` (never on the public one).
@@ -73,6 +76,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             database_url: "sqlite://./portcullis-data/portcullis.db".into(),
+            database_read_url: None,
             secrets_dir: PathBuf::from("./portcullis-data/secrets/"),
             listen: "127.0.0.1:8080".into(),
             management_listen: "127.0.0.1:9464".into(),
@@ -453,6 +457,7 @@ impl Default for InactivityConfig {
 /// reference in `docs/configuration.md` follow this list.
 pub const KEYS: &[(&str, &str)] = &[
     ("", "database_url"),
+    ("", "database_read_url"),
     ("", "secrets_dir"),
     ("", "listen"),
     ("", "management_listen"),
