@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 
 use super::{at_once, count, on_three_nodes, sorted, Nodes, ROUNDS};
 use crate::races::{complete, many_codes_to_one_address, recovery_token_with_code};
+use crate::support::admin_token;
 
 const WRONG: &str = "Wrong-Horse-42";
 
@@ -350,14 +351,68 @@ async fn recovery_code() {
 }
 on_three_nodes!(three_nodes_accept_a_recovery_code_once, recovery_code);
 
+/// A Luhn-valid 16-digit card number ending in `n` (before its check digit).
+fn card_number(n: usize) -> String {
+    let payload = format!("400000000000{n:03}");
+    let sum: u32 = payload
+        .chars()
+        .rev()
+        .enumerate()
+        .map(|(i, c)| {
+            let d = c.to_digit(10).unwrap();
+            if i % 2 == 0 {
+                let d = d * 2;
+                if d > 9 {
+                    d - 9
+                } else {
+                    d
+                }
+            } else {
+                d
+            }
+        })
+        .sum();
+    format!("{payload}{}", (10 - sum % 10) % 10)
+}
+
 /// Three registrations of one card at once, one a node, each with its own verified step:
-/// one account (the 201's), two 409s. A fresh database each round.
+/// one account (the 201's), two 409s. A card of its own each round, pushed to the registry
+/// first.
 async fn one_account_per_card() {
+    let nodes = Nodes::start(|_| {}).await;
+    let admin = admin_token(nodes.node(0), "registry", &["registry:write"]).await;
+    let records: Vec<Value> = (0..ROUNDS)
+        .map(|n| {
+            json!({
+                "account_type": "personal", "number": card_number(n), "verification": "4321",
+                "expiry": "2031-02", "holder_name": "Racer Example",
+                "email": format!("racer{n}@example.com"), "phone": "",
+                "product": "Classic Card", "balance": "0.00", "credit_limit": "500.00",
+                "payment_due_date": "2026-12-20", "minimum_due": "0.00",
+                "status": "active", "replaces": ""
+            })
+        })
+        .collect();
+    let res = nodes
+        .node(0)
+        .client
+        .post(nodes.node(0).url("/api/v1/admin/registry/records"))
+        .bearer_auth(&admin)
+        .json(&records)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
     for round in 0..ROUNDS {
-        let nodes = Nodes::start(|_| {}).await;
+        let number = card_number(round);
         let mut tokens = Vec::new();
         for node in nodes.all() {
-            let res = node.verify_card(&BEN).await;
+            let res = node
+                .post_json(
+                    "/api/v1/registration/verify-card",
+                    &json!({"account_type": "personal", "number": number, "verification": "4321"}),
+                )
+                .await;
             assert_eq!(res.status(), 200, "round {round}");
             let body: Value = res.json().await.unwrap();
             tokens.push(body["registration_token"].as_str().unwrap().to_owned());
@@ -365,18 +420,18 @@ async fn one_account_per_card() {
         let answers = at_once(3, |i| {
             let nodes = nodes.clone();
             let token = tokens[i].clone();
-            async move { complete(nodes.node(i), &token, &format!("racer.{i}")).await }
+            async move { complete(nodes.node(i), &token, &format!("racer.{round}.{i}")).await }
         })
         .await;
         assert_eq!(sorted(answers.clone()), [201, 409, 409], "round {round}");
         for (i, answer) in answers.iter().enumerate() {
             let signed_in = nodes
                 .node(i + 1)
-                .sign_in(&format!("racer.{i}"), PASSWORD, "personal")
+                .sign_in(&format!("racer.{round}.{i}"), PASSWORD, "personal")
                 .await
                 .status();
             let expected = if *answer == 201 { 201 } else { 401 };
-            assert_eq!(signed_in, expected, "round {round}: racer.{i}");
+            assert_eq!(signed_in, expected, "round {round}: racer.{round}.{i}");
         }
     }
 }
