@@ -1,13 +1,16 @@
-//! Issue 16: registration completion with an `Idempotency-Key`. A client whose answer was
-//! lost retries with the same key and body and gets the first answer again
-//! (`Idempotent-Replayed: true`), applied once; the same key with another body is 422;
-//! retries racing the first all get its answer; keys are swept after a day.
+//! Issue 16: `Idempotency-Key`s on the POSTs that create something — registration
+//! completion and posting a status incident. A client whose answer was lost retries with
+//! the same key and body and gets the first answer again (`Idempotent-Replayed: true`),
+//! applied once; the same key with another body is 422; retries racing the first all get
+//! its answer; keys are swept after a day.
 
 use std::sync::Arc;
 
 use portcullis_core::ports::AuditReads;
 use portcullis_testkit::{both, is_problem, spawn_app, Backend, Card, TestApp, ANN, BEN};
 use serde_json::{json, Value};
+
+use crate::support::admin_token;
 
 fn body(token: &str, user_id: &str) -> Value {
     json!({
@@ -155,4 +158,62 @@ async fn racing_retries(backend: Backend) {
 both!(
     racing_copies_of_a_keyed_registration_make_one_account,
     racing_retries
+);
+
+async fn post_incident(app: &TestApp, token: &str, key: &str, body: &Value) -> reqwest::Response {
+    app.client
+        .post(app.url("/api/v1/admin/status/incidents"))
+        .bearer_auth(token)
+        .header("Idempotency-Key", key)
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// An operator's tool retrying an incident post: one incident, the same answer; the same
+/// key with another post, or from another operator, is 422.
+async fn incident_retry(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let ops = admin_token(&app, "ops", &["status:write"]).await;
+    let post = json!({"title": "Slow sign-in", "message": "Looking into it."});
+    let res = post_incident(&app, &ops, "inc-1", &post).await;
+    assert_eq!(res.status(), 201);
+    assert!(!replayed(&res));
+    let first: Value = res.json().await.unwrap();
+    let res = post_incident(&app, &ops, "inc-1", &post).await;
+    assert_eq!(res.status(), 201);
+    assert!(replayed(&res));
+    assert_eq!(res.json::<Value>().await.unwrap()["id"], first["id"]);
+    let other = json!({"title": "Slow sign-in", "message": "Fixed."});
+    assert_eq!(
+        post_incident(&app, &ops, "inc-1", &other).await.status(),
+        422
+    );
+    let desk = admin_token(&app, "desk", &["status:write"]).await;
+    assert_eq!(
+        post_incident(&app, &desk, "inc-1", &post).await.status(),
+        422,
+        "another operator's key space is not this one's"
+    );
+    let status: Value = app
+        .client
+        .get(app.url("/api/v1/status"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let posted = status["incidents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["title"] == "Slow sign-in")
+        .count();
+    assert_eq!(posted, 1, "one incident: {status}");
+}
+both!(
+    an_incident_posted_twice_with_one_idempotency_key_is_posted_once,
+    incident_retry
 );
