@@ -10,6 +10,7 @@ use portcullis_core::ports::AuditReads;
 use portcullis_testkit::{both, is_problem, spawn_app, Backend, Card, TestApp, ANN, BEN};
 use serde_json::{json, Value};
 
+use crate::status::status_json;
 use crate::support::admin_token;
 
 fn body(token: &str, user_id: &str) -> Value {
@@ -196,15 +197,7 @@ async fn incident_retry(backend: Backend) {
         422,
         "another operator's key space is not this one's"
     );
-    let status: Value = app
-        .client
-        .get(app.url("/api/v1/status"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let status = status_json(&app).await;
     let posted = status["incidents"]
         .as_array()
         .unwrap()

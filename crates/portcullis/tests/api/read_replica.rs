@@ -1,129 +1,56 @@
-//! Issue 16: `database_read_url`. The "replica" here is a second PostgreSQL database made
-//! from the migrated template and set `default_transaction_read_only = on` (as a hot
+//! Issue 16: `database_read_url`. The "replica" here is a second PostgreSQL database (a
+//! fresh copy of the migrated schema) set `default_transaction_read_only = on` (as a hot
 //! standby refuses writes), holding one incident the primary does not have, so each answer
 //! shows which database it was read from: the status history and the admin views come from
 //! the replica; sign-in, sessions and every write go to the primary.
 
-use portcullis_testkit::{
-    postgres_url, spawn_app, spawn_app_on, Backend, TestApp, ANN, BEN, PASSWORD,
-};
+use portcullis_testkit::{spawn_app, spawn_app_on, Backend, TestApp, TestDb, ANN, BEN, PASSWORD};
 use serde_json::Value;
 use sqlx::Connection;
 
+use crate::status::status_json;
 use crate::support::admin_token;
 
-/// `url` with its database name replaced by `name`.
-fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = url
-        .split_once('?')
-        .map_or((url, None), |(b, q)| (b, Some(q)));
-    let cut = base.rfind('/').unwrap();
-    let mut out = format!("{}/{name}", &base[..cut]);
-    if let Some(q) = query {
-        out.push('?');
-        out.push_str(q);
-    }
-    out
-}
-
-/// A read-only copy of the empty migrated schema with one incident of its own; dropped
-/// when the test ends.
-struct Replica {
-    server: String,
-    name: String,
-    url: String,
-}
-
-impl Replica {
-    async fn create() -> Self {
-        let server = postgres_url().expect("PORTCULLIS_TEST_POSTGRES");
-        let fingerprint =
-            portcullis_store::migrations_fingerprint(portcullis_store::Backend::Postgres);
-        let name = format!(
-            "pc_test_{}_replica",
-            portcullis_core::clock::Clock::now(&portcullis_core::clock::SystemClock).0
-        );
-        let mut conn = sqlx::PgConnection::connect(&server).await.unwrap();
-        let mut tries = 0;
-        loop {
-            match sqlx::query(&format!(
-                "CREATE DATABASE {name} TEMPLATE pc_tmpl_{fingerprint}"
-            ))
-            .execute(&mut conn)
-            .await
-            {
-                Ok(_) => break,
-                Err(e) if tries < 50 && e.to_string().contains("being accessed") => {
-                    tries += 1;
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                }
-                Err(e) => panic!("creating the replica: {e}"),
-            }
-        }
-        let url = with_database(&server, &name);
-        let mut db = sqlx::PgConnection::connect(&url).await.unwrap();
-        sqlx::query(
-            "INSERT INTO status_incidents (kind, title, message, state, created_at, updated_at) \
-             VALUES ('incident', 'Seen on the replica', 'Only the replica has this row.', \
-             'investigating', 0, 0)",
-        )
-        .execute(&mut db)
+/// A read-only database standing in for a replica: a fresh copy of the migrated schema,
+/// holding one incident of its own, then set `default_transaction_read_only = on`.
+async fn replica() -> TestDb {
+    let db = TestDb::new(Backend::Postgres).await;
+    let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    sqlx::query(
+        "INSERT INTO status_incidents (kind, title, message, state, created_at, updated_at) \
+         VALUES ('incident', 'Seen on the replica', 'Only the replica has this row.', \
+         'investigating', 0, 0)",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let name: String = sqlx::query_scalar("SELECT current_database()")
+        .fetch_one(&mut conn)
         .await
         .unwrap();
-        db.close().await.unwrap();
-        sqlx::query(&format!(
-            "ALTER DATABASE {name} SET default_transaction_read_only = on"
-        ))
+    sqlx::query(&format!(
+        "ALTER DATABASE {name} SET default_transaction_read_only = on"
+    ))
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    conn.close().await.unwrap();
+    // Read-only it is: a write there fails as on a standby.
+    let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    let refused = sqlx::query("DELETE FROM status_incidents")
         .execute(&mut conn)
         .await
-        .unwrap();
-        // Read-only it is: a write there fails as on a standby.
-        let mut db = sqlx::PgConnection::connect(&url).await.unwrap();
-        let refused = sqlx::query("DELETE FROM status_incidents")
-            .execute(&mut db)
-            .await
-            .unwrap_err();
-        assert!(
-            refused.to_string().contains("read-only transaction"),
-            "{refused}"
-        );
-        db.close().await.unwrap();
-        Self { server, name, url }
-    }
-}
-
-impl Drop for Replica {
-    fn drop(&mut self) {
-        let (server, name) = (self.server.clone(), self.name.clone());
-        let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            rt.block_on(async {
-                if let Ok(mut conn) = sqlx::PgConnection::connect(&server).await {
-                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                        .execute(&mut conn)
-                        .await;
-                }
-            });
-        })
-        .join();
-    }
+        .unwrap_err();
+    assert!(
+        refused.to_string().contains("read-only transaction"),
+        "{refused}"
+    );
+    conn.close().await.unwrap();
+    db
 }
 
 async fn incident_titles(app: &TestApp) -> Vec<String> {
-    let res = app
-        .client
-        .get(app.url("/api/v1/status"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
-    let body: Value = res.json().await.unwrap();
-    body["incidents"]
+    status_json(app).await["incidents"]
         .as_array()
         .unwrap()
         .iter()
@@ -161,7 +88,7 @@ async fn audit_view(app: &TestApp, token: &str, user_id: &str) -> Vec<Value> {
 )]
 async fn read_replica_serves_status_and_admin_views_while_writes_go_to_the_primary() {
     let primary = spawn_app(Backend::Postgres).await;
-    let replica = Replica::create().await;
+    let replica = replica().await;
     let node = spawn_app_on(&primary, |c| {
         c.database_read_url = Some(replica.url.clone());
     })

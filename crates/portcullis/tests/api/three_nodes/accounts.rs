@@ -1,6 +1,8 @@
 //! Three nodes, one account's guarantees: the lockout threshold, the per-card limit on card
 //! IDs, throttling per address, single-use one-time codes, single-use recovery codes, one
-//! online account per card, and a revoked session refused everywhere at once.
+//! online account per card, and a revoked session refused everywhere at once. Requests
+//! from a client address go through `card_guard::post_from` (`X-Forwarded-For`, believed
+//! where the nodes trust 127.0.0.1 as a proxy).
 
 use portcullis_core::service::ClearCardOutcome;
 use portcullis_core::support::SupportAuthority;
@@ -8,25 +10,11 @@ use portcullis_testkit::{TestApp, ANN, BEN, PASSWORD};
 use serde_json::{json, Value};
 
 use super::{at_once, count, on_three_nodes, sorted, Nodes, ROUNDS};
+use crate::card_guard::post_from;
 use crate::races::{complete, many_codes_to_one_address, recovery_token_with_code};
 use crate::support::admin_token;
 
 const WRONG: &str = "Wrong-Horse-42";
-
-/// `POST path` with `body` from client address `ip` (the nodes trust 127.0.0.1, the test's
-/// own address, as a proxy).
-async fn post_from(app: &TestApp, ip: &str, path: &str, body: &Value) -> (u16, Value) {
-    let res = app
-        .client
-        .post(app.url(path))
-        .header("x-forwarded-for", ip)
-        .json(body)
-        .send()
-        .await
-        .unwrap();
-    let status = res.status().as_u16();
-    (status, res.json().await.unwrap_or(Value::Null))
-}
 
 /// Nine wrong passwords at once, three a node: exactly the threshold is evaluated, the
 /// account locks once, every node then refuses the right password; when the lock has run
@@ -115,6 +103,7 @@ async fn card_limit() {
                     nodes.node(i),
                     &format!("203.0.{round}.{}", 10 + i),
                     "/api/v1/registration/verify-card",
+                    None,
                     &json!({"account_type": BEN.account_type, "number": BEN.number,
                             "verification": format!("{:04}", 1000 + i)}),
                 )
@@ -148,6 +137,7 @@ async fn card_limit() {
                 node,
                 &format!("198.51.{round}.{n}"),
                 "/api/v1/registration/verify-card",
+                None,
                 &json!({"account_type": BEN.account_type, "number": BEN.number,
                         "verification": BEN.verification}),
             )
@@ -166,6 +156,7 @@ async fn card_limit() {
             nodes.node(round + 2),
             &format!("198.51.{round}.9"),
             "/api/v1/registration/verify-card",
+            None,
             &json!({"account_type": BEN.account_type, "number": BEN.number,
                     "verification": BEN.verification}),
         )
@@ -194,6 +185,7 @@ async fn throttling() {
                     nodes.node(i),
                     &ip,
                     "/api/v1/sessions",
+                    None,
                     &json!({"user_id": format!("sprayed{i:02}"), "password": PASSWORD,
                             "account_type": "personal"}),
                 )
@@ -212,6 +204,7 @@ async fn throttling() {
                 node,
                 &ip,
                 "/api/v1/sessions",
+                None,
                 &json!({"user_id": "sprayed99", "password": PASSWORD, "account_type": "personal"}),
             )
             .await;
@@ -260,25 +253,13 @@ async fn one_time_code() {
 }
 on_three_nodes!(three_nodes_accept_a_one_time_code_once, one_time_code);
 
-async fn post_bearer(app: &TestApp, path: &str, token: &str, body: &Value) -> (u16, Value) {
-    let res = app
-        .client
-        .post(app.url(path))
-        .bearer_auth(token)
-        .json(body)
-        .send()
-        .await
-        .unwrap();
-    let status = res.status().as_u16();
-    (status, res.json().await.unwrap_or(Value::Null))
-}
-
 /// Ten fresh recovery codes, made with `session` (which signed in within five minutes).
 async fn new_recovery_codes(app: &TestApp, session: &str) -> Vec<String> {
-    let (status, body) = post_bearer(
+    let (status, body) = post_from(
         app,
+        "127.0.0.1",
         "/api/v1/me/factors/recovery-codes",
-        session,
+        Some(session),
         &json!({}),
     )
     .await;
@@ -299,10 +280,11 @@ async fn recovery_code() {
     let first = nodes.node(0);
     first.register(&ANN, "ann.example", PASSWORD).await;
     let mut session = first.token("ann.example", PASSWORD, "personal").await;
-    let (status, body) = post_bearer(
+    let (status, body) = post_from(
         first,
+        "127.0.0.1",
         "/api/v1/me/factors/code",
-        &session,
+        Some(&session),
         &json!({"channel": "email"}),
     )
     .await;
