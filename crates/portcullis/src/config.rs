@@ -582,6 +582,12 @@ impl Config {
                 self.password.profile
             );
         }
+        let pg = |u: &str| u.starts_with("postgres:") || u.starts_with("postgresql:");
+        if let Some(read) = &self.database_read_url {
+            if !pg(read) || !pg(&self.database_url) {
+                bail!("database_read_url is for PostgreSQL only: a postgres:// URL, with a postgres:// database_url");
+            }
+        }
         if self.lockout.lock_after_failures == 0 || self.lockout.lock_after_failures > 100 {
             bail!("lockout.lock_after_failures must be 1 to 100 (NIST SP 800-63B §3.2.2)");
         }
