@@ -3,6 +3,7 @@
 //! job runs on one node per interval.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use portcullis_core::clock::UnixTime;
@@ -25,6 +26,15 @@ async fn register_page(app: &TestApp) -> u16 {
         .as_u16()
 }
 
+/// `/register` on the three nodes at once.
+async fn register_pages(nodes: &Arc<Nodes>) -> Vec<u16> {
+    at_once(3, |i| {
+        let nodes = nodes.clone();
+        async move { register_page(nodes.node(i)).await }
+    })
+    .await
+}
+
 /// Maintenance switched on through one node and off through another: within
 /// `maintenance::REFRESH_SECS` every node answers 503, then 200 again.
 async fn maintenance() {
@@ -33,11 +43,7 @@ async fn maintenance() {
     let refresh = portcullis_web::maintenance::REFRESH_SECS;
     for round in 0..ROUNDS {
         // Every node has read the row ("off") and caches it.
-        let open = at_once(3, |i| {
-            let nodes = nodes.clone();
-            async move { register_page(nodes.node(i)).await }
-        })
-        .await;
+        let open = register_pages(&nodes).await;
         assert_eq!(open, [200, 200, 200], "round {round}");
         let until = UnixTime(nodes.now() + 600);
         nodes
@@ -48,11 +54,7 @@ async fn maintenance() {
             .await
             .unwrap();
         nodes.advance(refresh);
-        let shut = at_once(3, |i| {
-            let nodes = nodes.clone();
-            async move { register_page(nodes.node(i)).await }
-        })
-        .await;
+        let shut = register_pages(&nodes).await;
         assert_eq!(shut, [503, 503, 503], "round {round}: seen by all");
         nodes
             .node(round + 1)
@@ -63,11 +65,7 @@ async fn maintenance() {
             .unwrap();
         nodes.advance(refresh);
     }
-    let open = at_once(3, |i| {
-        let nodes = nodes.clone();
-        async move { register_page(nodes.node(i)).await }
-    })
-    .await;
+    let open = register_pages(&nodes).await;
     assert_eq!(open, [200, 200, 200], "off for all");
 }
 on_three_nodes!(three_nodes_all_follow_maintenance_mode, maintenance);
