@@ -56,6 +56,7 @@ use sqlx::{AnyPool, ConnectOptions, Executor};
 
 pub use error::db_err;
 pub use health::SessionTimeouts;
+pub use ops::is_contracting;
 pub use ops::{
     check_sqlite_file, restrict_to_owner, sqlite_file_in_use, sync_dir, FileCheck, Holdings,
     PoolUsage, SchemaStatus,
@@ -276,8 +277,28 @@ impl SqlStore {
         self.replica.as_ref().map_or(&self.pool, |r| &r.pool)
     }
 
+    /// Applies this binary's pending migrations. A database a newer release has migrated
+    /// with expand-only migrations is run on as it is (the previous release during a rolling
+    /// upgrade, docs/design/availability.md); contracting, failed or changed migrations
+    /// refuse the start.
     async fn migrate(&self) -> StoreResult<()> {
-        migrator(self.backend).run(&self.pool).await.map_err(|e| {
+        let status = self.schema_status().await?;
+        let refusals = status.start_problems();
+        if !refusals.is_empty() {
+            return Err(portcullis_core::ports::StoreError::Internal(
+                refusals.join("; "),
+            ));
+        }
+        let mut migrator = migrator(self.backend);
+        if !status.unknown.is_empty() {
+            tracing::info!(
+                newer = ?status.unknown,
+                "the schema has expand-only migrations of a newer release; this release runs \
+                 on it (a rolling upgrade)"
+            );
+            migrator.set_ignore_missing(true);
+        }
+        migrator.run(&self.pool).await.map_err(|e| {
             portcullis_core::ports::StoreError::Internal(format!("migration failed: {e}"))
         })
     }

@@ -19,8 +19,8 @@ use crate::{db_err, migrator, Backend, SqlStore};
 statements! {
     /// The migrations applied; `success` is a boolean on PostgreSQL and 0/1 on SQLite,
     /// compared the same way.
-    APPLIED_MIGRATIONS = "SELECT version, CASE WHEN success THEN 1 ELSE 0 END AS ok, checksum \
-        FROM _sqlx_migrations ORDER BY version";
+    APPLIED_MIGRATIONS = "SELECT version, description, CASE WHEN success THEN 1 ELSE 0 END AS ok, \
+        checksum FROM _sqlx_migrations ORDER BY version";
     HOLDINGS = "SELECT (SELECT COUNT(*) FROM registry_records) AS registry_records, \
         (SELECT COUNT(*) FROM online_accounts) AS accounts, \
         (SELECT COUNT(*) FROM audit_log) AS audit_entries";
@@ -48,9 +48,14 @@ pub struct SchemaStatus {
     pub applied: Vec<i64>,
     /// This binary's migrations (version, description).
     pub known: Vec<(i64, String)>,
-    /// Applied versions this binary does not know: the database was written by a newer
-    /// Portcullis, which this one must not run against.
+    /// Applied versions this binary does not know: the database was migrated by a newer
+    /// Portcullis (a rolling upgrade under way, or this binary is older than the data).
     pub unknown: Vec<i64>,
+    /// Those of `unknown` that contract the schema (a file named `NNNN_contract_…`): they
+    /// drop or tighten what an older release uses, so an older binary must not run on them.
+    /// The others only expand it, and the previous release runs on them
+    /// (docs/design/availability.md, "Rolling upgrades").
+    pub contracting: Vec<i64>,
     /// Known versions not applied yet: the next start applies them.
     pub pending: Vec<i64>,
     /// Migrations that started and failed (the database needs attention).
@@ -70,17 +75,27 @@ impl SchemaStatus {
         self.known.last().map_or(0, |(v, _)| *v)
     }
 
-    /// What is wrong with the schema, one sentence each; pending migrations are not wrong.
-    pub fn problems(&self) -> Vec<String> {
-        let list = |v: &[i64]| v.iter().map(i64::to_string).collect::<Vec<_>>().join(", ");
+    /// What keeps `serve` (and every command that migrates) from running on this database,
+    /// one sentence each: a newer release's contracting migrations, failed ones, changed
+    /// ones. A newer release's expand-only migrations do not: that is the previous release
+    /// running during a rolling upgrade.
+    pub fn start_problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
-        if !self.unknown.is_empty() {
+        if !self.contracting.is_empty() {
             problems.push(format!(
-                "the database has migrations this binary does not know ({}): it was written \
-                 by a newer Portcullis; run that version (or newer)",
-                list(&self.unknown)
+                "the database has contracting migrations this binary does not know ({}): a \
+                 newer Portcullis dropped or tightened what this one uses; run that version \
+                 (or newer)",
+                list(&self.contracting)
             ));
         }
+        problems.extend(self.damage());
+        problems
+    }
+
+    /// Failed and changed migrations.
+    fn damage(&self) -> Vec<String> {
+        let mut problems = Vec::new();
         if !self.failed.is_empty() {
             problems.push(format!(
                 "migrations {} started and failed: restore from a backup or repair by hand",
@@ -96,6 +111,40 @@ impl SchemaStatus {
         }
         problems
     }
+
+    /// What is wrong with the schema for a check or a restore, one sentence each: any
+    /// migration this binary does not know (it cannot vouch for what it cannot read), failed
+    /// and changed ones. Pending migrations are not wrong.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if !self.unknown.is_empty() {
+            problems.push(format!(
+                "the database has migrations this binary does not know ({}): it was written \
+                 by a newer Portcullis; run that version (or newer)",
+                list(&self.unknown)
+            ));
+        }
+        problems.extend(self.damage());
+        problems
+    }
+}
+
+/// Versions, comma-separated.
+fn list(versions: &[i64]) -> String {
+    versions
+        .iter()
+        .map(i64::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Whether a migration's description (sqlx's: the file name after the number, `_` as
+/// spaces) marks it as contracting the schema.
+pub fn is_contracting(description: &str) -> bool {
+    description
+        .split([' ', '_'])
+        .next()
+        .is_some_and(|w| w.eq_ignore_ascii_case("contract"))
 }
 
 /// Counts of what a database holds, for backup and restore summaries.
@@ -167,6 +216,7 @@ where
         .map_err(db_err)?;
     for row in rows {
         let version: i64 = row.try_get("version").map_err(db_err)?;
+        let description: String = row.try_get("description").map_err(db_err)?;
         let ok: i32 = row.try_get("ok").map_err(db_err)?;
         let checksum: Vec<u8> = row.try_get("checksum").map_err(db_err)?;
         if ok == 0 {
@@ -175,7 +225,12 @@ where
         }
         status.applied.push(version);
         match migrator.iter().find(|m| m.version == version) {
-            None => status.unknown.push(version),
+            None => {
+                status.unknown.push(version);
+                if is_contracting(&description) {
+                    status.contracting.push(version);
+                }
+            }
             Some(m) if m.checksum.as_ref() != checksum.as_slice() => status.changed.push(version),
             Some(_) => {}
         }

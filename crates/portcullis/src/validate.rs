@@ -162,7 +162,19 @@ async fn database(config: &Config, f: &mut Findings) -> bool {
     let mut holds_data = false;
     match store.schema_status().await {
         Ok(schema) => {
-            f.problems.extend(schema.problems());
+            f.problems.extend(schema.start_problems());
+            if !schema.unknown.is_empty() && schema.contracting.is_empty() {
+                f.notes.push(format!(
+                    "the database has expand-only migrations of a newer release ({}): this \
+                     binary runs on them (a rolling upgrade); finish the upgrade soon",
+                    schema
+                        .unknown
+                        .iter()
+                        .map(i64::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
             if !schema.pending.is_empty() && !schema.applied.is_empty() {
                 f.notes.push(format!(
                     "the database schema is version {}; the next start applies this binary's \
