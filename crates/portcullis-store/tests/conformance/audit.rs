@@ -39,7 +39,7 @@ async fn audit_chain(backend: Backend) {
     assert_eq!(entries.len(), 60);
     let mut prev = GENESIS_HASH.to_vec();
     let mut seq = 0;
-    portcullis_core::audit::verify_run(&keys(), &entries, &mut prev, &mut seq).unwrap();
+    portcullis_core::audit::verify_run(&keys().into(), &entries, &mut prev, &mut seq).unwrap();
     assert_eq!(s.audit_head().await.unwrap(), (60, prev));
     // A unit's events are consecutive in the chain.
     for account in 0..30 {

@@ -231,7 +231,7 @@ async fn sweep(backend: Backend) {
         .claim_push_key("old-push", &[3; 32], "{}")
         .await
         .unwrap();
-    import.commit(&crate::support::keys()).await.unwrap();
+    import.commit(&crate::support::keys().into()).await.unwrap();
     let cutoffs = |at: i64| SweepCutoffs {
         steps_before: T.plus_secs(at),
         codes_before: T.plus_secs(at),

@@ -81,7 +81,7 @@ fn totp_code(app: &TestApp, secret: &str) -> String {
 }
 
 /// Turns on an authenticator app for `user_id`; its secret (base32).
-async fn enrol_totp(app: &TestApp, user_id: &str) -> String {
+pub(crate) async fn enrol_totp(app: &TestApp, user_id: &str) -> String {
     let token = app.token(user_id, PASSWORD, "personal").await;
     let (status, enrol) = bearer(
         app,
@@ -380,7 +380,7 @@ async fn rotation_under_load(backend: Backend) {
     assert_eq!(res.status(), 303, "a form from before the rotation");
 
     // The re-seal moves them while the loops run.
-    let done = keys::reseal_all(store.as_ref(), &Sealers::of(&app.built))
+    let done = keys::reseal_all(store.as_ref(), &Sealers::of(&app.built), 100)
         .await
         .unwrap();
     assert!(done.moved >= 1, "{done:?}");
@@ -615,11 +615,15 @@ async fn reseal_job(backend: Backend) {
             store.clone(),
             Sealers::of(&app.built),
             Duration::from_secs(1),
+            // Small reads: the job walks the column in several batches.
+            1,
         ),
         keys::spawn_job(
             store.clone(),
             Sealers::of(&app.built),
             Duration::from_secs(1),
+            // Small reads: the job walks the column in several batches.
+            1,
         ),
     ];
     let deadline = Instant::now() + Duration::from_secs(10);

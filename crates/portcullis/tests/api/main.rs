@@ -19,6 +19,8 @@ mod failover;
 mod faults;
 mod import;
 mod keys;
+mod keys_audit;
+mod keys_env;
 mod keys_registry;
 mod lifecycle;
 mod limits;
