@@ -19,6 +19,7 @@ mod card_guard;
 mod card_lookup;
 mod card_unpause;
 mod cards;
+mod code_keys;
 mod codes;
 mod contact_change;
 mod destinations;
@@ -140,8 +141,9 @@ pub struct Portcullis {
     pub(crate) hasher: HashPool,
     pub(crate) keys: KeyedHasher,
     /// The registry keyring for card lookups (`registry.key`, followed as it is rotated);
-    /// `None`: `keys` alone, as key id 1. One-time codes, buckets and recovery-code hints
-    /// stay under `keys`, the ring's first key (docs/design/keys.md).
+    /// `None`: `keys` alone, as key id 1. One-time codes are made under its current key and
+    /// checked under every key; buckets and recovery-code hints stay under `keys`, the
+    /// ring's first key (docs/design/keys.md).
     registry_ring: Option<portcullis_crypto::LiveRing>,
     pub(crate) clock: Arc<dyn Clock>,
     notifier: Arc<dyn Notifier>,

@@ -72,9 +72,9 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>, demo: bool) -> anyhow
         )
     })?;
     refuse_new_keys_for_old_data(config, &store).await?;
-    // Card lookups use every key of the ring (followed as it is rotated); one-time codes,
-    // destination buckets and recovery-code hints stay under its first key, which a
-    // rotation keeps (docs/design/keys.md, "The registry key").
+    // Card lookups and one-time codes use every key of the ring (followed as it is
+    // rotated); destination buckets and recovery-code hints stay under its first key,
+    // which a rotation keeps (docs/design/keys.md, "The registry key").
     let registry_keys =
         LiveRing::open(&config.secrets_dir, REGISTRY_KEY).context("loading the registry key")?;
     let registry_key = registry_keys.snapshot().first().clone();
@@ -154,7 +154,7 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>, demo: bool) -> anyhow
 }
 
 /// The keys without which the data already written cannot be read: card numbers and IDs
-/// are found by their HMAC under the registry key (which also keys the audit chain), and
+/// are found by their HMAC under the registry key (whose key 1 `audit.key` is made from), and
 /// authenticator-app secrets are sealed under the factor key. The CSRF and outbox keys
 /// protect only what is in flight, so a new one costs a retried form or a resent code.
 pub const KEYS_THE_DATA_NEEDS: [&str; 2] = [REGISTRY_KEY, FACTOR_KEY];

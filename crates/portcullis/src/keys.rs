@@ -278,8 +278,8 @@ pub fn describe(statuses: &[KeyStatus]) -> String {
         }
         if s.name == REGISTRY_KEY {
             out.push_str(
-                " (one-time codes, destination buckets and recovery-code hints stay under \
-                 key 1, which is kept)",
+                " (destination buckets and recovery-code hints stay under key 1, which is \
+                 kept)",
             );
         }
         out.push('\n');

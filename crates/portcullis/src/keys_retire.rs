@@ -72,9 +72,9 @@ pub async fn retire_refusal<S: SealedValues + RegistryReads + AuditReads>(
     }
     if name == REGISTRY_KEY && ring.ids().first() == Some(&id) {
         return Ok(Some(format!(
-            "{REGISTRY_KEY}'s key {id} is the ring's first key, which one-time codes, \
-             destination buckets and recovery-code hints stay under (docs/design/keys.md, \
-             \"The registry key\"): it is kept"
+            "{REGISTRY_KEY}'s key {id} is the ring's first key, which destination buckets \
+             and recovery-code hints stay under (docs/design/keys.md, \"The registry key\"): \
+             it is kept"
         )));
     }
     if name == CSRF_KEY {

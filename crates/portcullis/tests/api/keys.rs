@@ -104,13 +104,23 @@ pub(crate) async fn enrol_totp(app: &TestApp, user_id: &str) -> String {
     secret
 }
 
-async fn sign_in(app: &TestApp, user_id: &str, password: &str, kind: &str) -> (u16, Value) {
+pub(crate) async fn sign_in(
+    app: &TestApp,
+    user_id: &str,
+    password: &str,
+    kind: &str,
+) -> (u16, Value) {
     let res = app.sign_in(user_id, password, kind).await;
     let status = res.status().as_u16();
     (status, res.json().await.unwrap())
 }
 
-async fn second_step(app: &TestApp, challenge: &Value, method: &str, code: &str) -> (u16, Value) {
+pub(crate) async fn second_step(
+    app: &TestApp,
+    challenge: &Value,
+    method: &str,
+    code: &str,
+) -> (u16, Value) {
     let res = app
         .post_json(
             "/api/v1/sessions/mfa",
@@ -145,7 +155,7 @@ async fn totp_loop(app: Arc<TestApp>, load: Arc<Load>, secret: String) {
 }
 
 /// The codes in the outbox file sent to an address starting `to`.
-fn codes_to(app: &TestApp, to: &str) -> Vec<String> {
+pub(crate) fn codes_to(app: &TestApp, to: &str) -> Vec<String> {
     std::fs::read_to_string(&app.outbox)
         .unwrap_or_default()
         .lines()

@@ -20,6 +20,7 @@ mod faults;
 mod import;
 mod keys;
 mod keys_audit;
+mod keys_codes;
 mod keys_env;
 mod keys_registry;
 mod lifecycle;
