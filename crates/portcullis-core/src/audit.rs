@@ -475,36 +475,41 @@ pub fn verify_run(
 mod tests {
     use super::*;
 
+    /// Entry `seq` after `prev`, hashed under `key`, naming `key_id`.
+    fn entry(key: &KeyedHasher, key_id: i64, prev: &[u8], seq: i64) -> AuditEntry {
+        let hash = chain_hash(
+            key,
+            &ChainInput {
+                prev,
+                seq,
+                at: UnixTime(seq),
+                kind: "signin.succeeded",
+                account_id: Some(1),
+                actor: "self",
+                client_ip: None,
+                detail: "",
+            },
+        );
+        AuditEntry {
+            seq,
+            at: UnixTime(seq),
+            kind: "signin.succeeded".into(),
+            account_id: Some(1),
+            actor: "self".into(),
+            client_ip: None,
+            detail: String::new(),
+            prev_hash: prev.to_vec(),
+            hash: hash.to_vec(),
+            key_id,
+        }
+    }
+
     fn chain(n: i64) -> Vec<AuditEntry> {
         let mut prev = GENESIS_HASH.to_vec();
         (1..=n)
             .map(|seq| {
-                let hash = chain_hash(
-                    &key(),
-                    &ChainInput {
-                        prev: &prev,
-                        seq,
-                        at: UnixTime(seq),
-                        kind: "signin.succeeded",
-                        account_id: Some(1),
-                        actor: "self",
-                        client_ip: None,
-                        detail: "",
-                    },
-                );
-                let e = AuditEntry {
-                    seq,
-                    at: UnixTime(seq),
-                    kind: "signin.succeeded".into(),
-                    account_id: Some(1),
-                    actor: "self".into(),
-                    client_ip: None,
-                    detail: String::new(),
-                    prev_hash: prev.clone(),
-                    hash: hash.to_vec(),
-                    key_id: 1,
-                };
-                prev = hash.to_vec();
+                let e = entry(&key(), 1, &prev, seq);
+                prev = e.hash.clone();
                 e
             })
             .collect()
@@ -574,34 +579,9 @@ mod tests {
         // Entries 1-2 under key 1, 3-4 under key 2 (a rotation in between).
         let two = KeyedHasher::new(zeroize::Zeroizing::new([7; 32]));
         let mut c = chain(2);
-        let mut prev = c[1].hash.clone();
         for seq in 3..=4 {
-            let hash = chain_hash(
-                &two,
-                &ChainInput {
-                    prev: &prev,
-                    seq,
-                    at: UnixTime(seq),
-                    kind: "signin.succeeded",
-                    account_id: Some(1),
-                    actor: "self",
-                    client_ip: None,
-                    detail: "",
-                },
-            );
-            c.push(AuditEntry {
-                seq,
-                at: UnixTime(seq),
-                kind: "signin.succeeded".into(),
-                account_id: Some(1),
-                actor: "self".into(),
-                client_ip: None,
-                detail: String::new(),
-                prev_hash: prev.clone(),
-                hash: hash.to_vec(),
-                key_id: 2,
-            });
-            prev = hash.to_vec();
+            let e = entry(&two, 2, &c[c.len() - 1].hash, seq);
+            c.push(e);
         }
         let ring = KeyRing::parse(&format!(
             "current 2\nkey 1 {}\nkey 2 {}\n",

@@ -141,9 +141,9 @@ pub struct Portcullis {
     pub(crate) hasher: HashPool,
     pub(crate) keys: KeyedHasher,
     /// The registry keyring for card lookups (`registry.key`, followed as it is rotated);
-    /// `None`: `keys` alone, as key id 1. One-time codes are made under its current key and
-    /// checked under every key; buckets and recovery-code hints stay under `keys`, the
-    /// ring's first key (docs/design/keys.md).
+    /// `None`: `keys` alone, as key id 1. One-time codes and recovery-code hints are made
+    /// under its current key and checked under every key; destination buckets stay under
+    /// `keys`, the ring's first key (docs/design/keys.md).
     registry_ring: Option<portcullis_crypto::LiveRing>,
     pub(crate) clock: Arc<dyn Clock>,
     notifier: Arc<dyn Notifier>,

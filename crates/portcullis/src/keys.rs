@@ -278,8 +278,8 @@ pub fn describe(statuses: &[KeyStatus]) -> String {
         }
         if s.name == REGISTRY_KEY {
             out.push_str(
-                " (destination buckets and recovery-code hints stay under key 1, which is \
-                 kept)",
+                " (destination buckets, and recovery-code hints made before a rotation, stay \
+                 under key 1, which is kept)",
             );
         }
         out.push('\n');
@@ -449,57 +449,30 @@ pub async fn check_key_ids<S: SealedValues + RegistryReads + AuditReads>(
 ) -> anyhow::Result<(String, Vec<String>)> {
     let mut seen = Vec::new();
     let mut problems = Vec::new();
-    // Registry rows name the key their HMACs are under.
+    // Registry rows and audit entries name the key they are under.
     if let Some(ring) =
         load_ring(secrets, REGISTRY_KEY).with_context(|| format!("reading {REGISTRY_KEY}"))?
     {
-        let unknown: i64 = store
-            .count_by_key()
-            .await?
-            .iter()
-            .filter(|(id, _)| u32::try_from(*id).map_or(true, |id| ring.get(id).is_none()))
-            .map(|(_, n)| *n)
-            .sum();
-        let ids: Vec<String> = ring.ids().iter().map(u32::to_string).collect();
-        seen.push(format!(
-            "{REGISTRY_KEY} {} (current {})",
-            ids.join(","),
-            ring.current_id()
+        let counts = store.count_by_key().await?;
+        seen.push(ring_line(REGISTRY_KEY, &ring));
+        problems.extend(unknown_key_rows(
+            secrets,
+            (REGISTRY_KEY, &ring),
+            &counts,
+            "registry rows",
+            "those cards are not found",
         ));
-        if unknown > 0 {
-            problems.push(format!(
-                "{unknown} registry rows are under a key id {REGISTRY_KEY} in {} does not hold \
-                 (it holds {}): those cards are not found; copy the keyring from the node that \
-                 rotated it, or restore the secrets folder from the same backup as the database",
-                secrets.display(),
-                ids.join(", ")
-            ));
-        }
     }
-    // Audit entries name the key their hash is under.
     if let Some(ring) = audit_ring(secrets)? {
-        let unknown: i64 = store
-            .count_audit_by_key()
-            .await?
-            .iter()
-            .filter(|(id, _)| u32::try_from(*id).map_or(true, |id| ring.get(id).is_none()))
-            .map(|(_, n)| *n)
-            .sum();
-        let ids: Vec<String> = ring.ids().iter().map(u32::to_string).collect();
-        seen.push(format!(
-            "{AUDIT_KEY} {} (current {})",
-            ids.join(","),
-            ring.current_id()
+        let counts = store.count_audit_by_key().await?;
+        seen.push(ring_line(AUDIT_KEY, &ring));
+        problems.extend(unknown_key_rows(
+            secrets,
+            (AUDIT_KEY, &ring),
+            &counts,
+            "audit entries",
+            "they cannot be verified",
         ));
-        if unknown > 0 {
-            problems.push(format!(
-                "{unknown} audit entries are under a key id {AUDIT_KEY} in {} does not hold \
-                 (it holds {}): they cannot be verified; copy the keyring from the node that \
-                 rotated it, or restore the secrets folder from the same backup as the database",
-                secrets.display(),
-                ids.join(", ")
-            ));
-        }
     }
     for column in SealedColumn::ALL {
         let name = column.key_name();
@@ -512,12 +485,8 @@ pub async fn check_key_ids<S: SealedValues + RegistryReads + AuditReads>(
         for id in ring.ids() {
             known += rows_under(store, column, id).await?;
         }
+        seen.push(ring_line(name, &ring));
         let ids: Vec<String> = ring.ids().iter().map(u32::to_string).collect();
-        seen.push(format!(
-            "{name} {} (current {})",
-            ids.join(","),
-            ring.current_id()
-        ));
         if total > known {
             problems.push(format!(
                 "{} values are sealed under a key id {name} in {} does not hold (it holds {}): \
@@ -530,4 +499,36 @@ pub async fn check_key_ids<S: SealedValues + RegistryReads + AuditReads>(
         }
     }
     Ok((seen.join("; "), problems))
+}
+
+/// `db check`'s line for one keyring: `registry.key 1,2 (current 2)`.
+fn ring_line(name: &str, ring: &KeyRing) -> String {
+    let ids: Vec<String> = ring.ids().iter().map(u32::to_string).collect();
+    format!("{name} {} (current {})", ids.join(","), ring.current_id())
+}
+
+/// The problem, if any, of the rows in `counts` (per key id) under an id the keyring
+/// `name` does not hold.
+fn unknown_key_rows(
+    secrets: &std::path::Path,
+    (name, ring): (&str, &KeyRing),
+    counts: &[(i64, i64)],
+    rows: &str,
+    consequence: &str,
+) -> Option<String> {
+    let unknown: i64 = counts
+        .iter()
+        .filter(|(id, _)| u32::try_from(*id).map_or(true, |id| ring.get(id).is_none()))
+        .map(|(_, n)| *n)
+        .sum();
+    let ids: Vec<String> = ring.ids().iter().map(u32::to_string).collect();
+    (unknown > 0).then(|| {
+        format!(
+            "{unknown} {rows} are under a key id {name} in {} does not hold (it holds {}): \
+             {consequence}; copy the keyring from the node that rotated it, or restore the \
+             secrets folder from the same backup as the database",
+            secrets.display(),
+            ids.join(", ")
+        )
+    })
 }

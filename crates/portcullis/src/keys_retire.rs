@@ -73,8 +73,8 @@ pub async fn retire_refusal<S: SealedValues + RegistryReads + AuditReads>(
     if name == REGISTRY_KEY && ring.ids().first() == Some(&id) {
         return Ok(Some(format!(
             "{REGISTRY_KEY}'s key {id} is the ring's first key, which destination buckets \
-             and recovery-code hints stay under (docs/design/keys.md, \"The registry key\"): \
-             it is kept"
+             and the hints of recovery codes made before a rotation stay under \
+             (docs/design/keys.md, \"The registry key\"): it is kept"
         )));
     }
     if name == CSRF_KEY {

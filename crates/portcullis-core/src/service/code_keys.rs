@@ -1,7 +1,8 @@
-//! One-time codes under the registry keyring (docs/design/keys.md, "The registry key"): a
-//! code's hash is made under the ring's current key and checked under every key, so a code
-//! sent just before a rotation is still good after it, and ten minutes (the longest code
-//! lifetime) after a rotation no live code is under the old key.
+//! One-time codes and recovery-code hints under the registry keyring (docs/design/keys.md,
+//! "The registry key"): a code's hash is made under the ring's current key and checked
+//! under every key, so a code sent just before a rotation is still good after it, and ten
+//! minutes (the longest code lifetime) after a rotation no live code is under the old key.
+//! A recovery code's hint is made under the current key and looked up under every key.
 
 use portcullis_crypto::{ct_eq, KeyedHasher};
 
@@ -9,8 +10,8 @@ use super::Portcullis;
 use crate::otp;
 
 impl Portcullis {
-    /// The key new codes are hashed under: the registry ring's current key.
-    fn code_key(&self) -> KeyedHasher {
+    /// The key new codes and hints are made under: the registry ring's current key.
+    pub(crate) fn code_key(&self) -> KeyedHasher {
         self.registry_keys()
             .into_iter()
             .next()
@@ -29,5 +30,18 @@ impl Portcullis {
         self.registry_keys().iter().fold(false, |found, (_, key)| {
             ct_eq(&otp::code_hash(key, step_hash, code), stored) | found
         })
+    }
+
+    /// `parts`' keyed hash in `domain` under every key of the ring, the current one first,
+    /// without repeats.
+    pub(crate) fn hashes_under_every_key(&self, domain: &str, parts: &[&[u8]]) -> Vec<[u8; 32]> {
+        let mut out: Vec<[u8; 32]> = Vec::new();
+        for (_, key) in self.registry_keys() {
+            let hash = key.hash(domain, parts);
+            if !out.contains(&hash) {
+                out.push(hash);
+            }
+        }
+        out
     }
 }

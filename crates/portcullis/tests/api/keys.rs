@@ -177,30 +177,35 @@ pub(crate) fn codes_to(app: &TestApp, to: &str) -> Vec<String> {
         .collect()
 }
 
+/// Ben signs in and asks for a code by email: the challenge and the code delivered.
+pub(crate) async fn emailed_code(app: &TestApp) -> (Value, String) {
+    let before = codes_to(app, "ben@").len();
+    let (status, challenge) = sign_in(app, "ben.sample", PASSWORD, "personal").await;
+    assert_eq!(status, 200, "{challenge}");
+    let res = app
+        .post_json(
+            "/api/v1/sessions/mfa/send",
+            &json!({"challenge_token": challenge["challenge_token"], "method": "email"}),
+        )
+        .await;
+    assert_eq!(res.status(), 202, "{}", res.text().await.unwrap());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let codes = codes_to(app, "ben@");
+        if codes.len() > before {
+            return (challenge, codes[codes.len() - 1].clone());
+        }
+        assert!(Instant::now() < deadline, "the code was never delivered");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// Ben signs in with a code by email: the code's message is sealed under the outbox key in
 /// the queue and opened by the delivery worker.
 async fn email_loop(app: Arc<TestApp>, load: Arc<Load>) {
     while !load.stop.load(Ordering::SeqCst) {
         let _still = load.clock.read().await;
-        let before = codes_to(&app, "ben@").len();
-        let (status, challenge) = sign_in(&app, "ben.sample", PASSWORD, "personal").await;
-        assert_eq!(status, 200, "{challenge}");
-        let res = app
-            .post_json(
-                "/api/v1/sessions/mfa/send",
-                &json!({"challenge_token": challenge["challenge_token"], "method": "email"}),
-            )
-            .await;
-        assert_eq!(res.status(), 202, "{}", res.text().await.unwrap());
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let code = loop {
-            let codes = codes_to(&app, "ben@");
-            if codes.len() > before {
-                break codes[codes.len() - 1].clone();
-            }
-            assert!(Instant::now() < deadline, "the code was never delivered");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        };
+        let (challenge, code) = emailed_code(&app).await;
         let (status, session) = second_step(&app, &challenge, "email", &code).await;
         assert_eq!(status, 201, "emailed code refused: {session}");
         load.email.fetch_add(1, Ordering::SeqCst);

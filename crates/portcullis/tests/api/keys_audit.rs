@@ -33,6 +33,16 @@ async fn more_rounds(done: &AtomicUsize, more: usize) {
     }
 }
 
+/// Changes entry `seq` in the database (`set`: an SQL assignment), as someone with write
+/// access could (the append-only triggers dropped first).
+async fn edit(app: &TestApp, set: &str, seq: i64) {
+    sqlx::query(&format!("UPDATE audit_log SET {set} WHERE seq = $1"))
+        .bind(seq)
+        .execute(app.built.store.pool())
+        .await
+        .unwrap();
+}
+
 async fn audit_key_rotation(backend: Backend) {
     let app = Arc::new(spawn_app_with(backend, |_| {}).await);
     let store = app.built.store.clone();
@@ -121,40 +131,28 @@ async fn audit_key_rotation(backend: Backend) {
     .await
     .unwrap();
     crate::support::drop_audit_triggers(&app, backend).await;
-    sqlx::query("UPDATE audit_log SET detail = 'nothing to see here' WHERE seq = $1")
-        .bind(seq)
-        .execute(store.pool())
-        .await
-        .unwrap();
+    edit(&app, "detail = 'nothing to see here'", seq).await;
     let (code, out, _) = run(cli(&app, &["audit", "verify"]));
     assert_eq!(code, 1, "{out}");
     assert!(
         out.contains("TAMPERED") && out.contains(&format!("entry {seq}:")),
         "{out}"
     );
-    sqlx::query("UPDATE audit_log SET detail = $1 WHERE seq = $2")
-        .bind(detail)
-        .bind(seq)
-        .execute(store.pool())
-        .await
-        .unwrap();
+    edit(
+        &app,
+        &format!("detail = '{}'", detail.replace('\'', "''")),
+        seq,
+    )
+    .await;
     let (code, out, _) = run(cli(&app, &["audit", "verify"]));
     assert_eq!(code, 0, "the edit undone: {out}");
     // Claiming an entry is under the other key does not make it verify.
-    sqlx::query("UPDATE audit_log SET key_id = 1 WHERE seq = $1")
-        .bind(seq)
-        .execute(store.pool())
-        .await
-        .unwrap();
+    edit(&app, "key_id = 1", seq).await;
     let (code, out, _) = run(cli(&app, &["audit", "verify"]));
     assert_eq!(code, 1, "{out}");
     assert!(out.contains(&format!("entry {seq}:")), "{out}");
     // Nor under a key the ring does not hold; db check names it.
-    sqlx::query("UPDATE audit_log SET key_id = 9 WHERE seq = $1")
-        .bind(seq)
-        .execute(store.pool())
-        .await
-        .unwrap();
+    edit(&app, "key_id = 9", seq).await;
     let (code, out, _) = run(cli(&app, &["db", "check"]));
     assert_eq!(code, 1, "{out}");
     assert!(

@@ -1,37 +1,28 @@
-//! One-time codes across a rotation of `registry.key` (docs/design/keys.md, "The registry
-//! key"): a code sent before the rotation is taken after it (checked under every key of the
-//! ring), and a code sent after it is under the new key alone (it is taken once the old key
-//! is gone from the file).
+//! One-time codes and recovery codes across a rotation of `registry.key`
+//! (docs/design/keys.md, "The registry key"): a code sent and recovery codes made before the
+//! rotation are taken after it (checked under every key of the ring), and those made after
+//! it are under the new key alone (they are taken once the old key is gone from the file).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use portcullis::keys;
 use portcullis_testkit::{both, spawn_app_with, Backend, TestApp, BEN, PASSWORD};
 use serde_json::{json, Value};
 
-use crate::keys::{codes_to, second_step, sign_in};
+use crate::keys::{emailed_code, second_step, sign_in};
 
-/// Ben signs in and asks for a code by email: the challenge and the code delivered.
-async fn emailed_code(app: &TestApp) -> (Value, String) {
-    let before = codes_to(app, "ben@").len();
-    let (status, challenge) = sign_in(app, "ben.sample", PASSWORD, "personal").await;
-    assert_eq!(status, 200, "{challenge}");
+/// New recovery codes for the session `token`.
+async fn recovery_codes(app: &TestApp, token: &str) -> Vec<String> {
     let res = app
-        .post_json(
-            "/api/v1/sessions/mfa/send",
-            &json!({"challenge_token": challenge["challenge_token"], "method": "email"}),
-        )
-        .await;
-    assert_eq!(res.status(), 202, "{}", res.text().await.unwrap());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let codes = codes_to(app, "ben@");
-        if codes.len() > before {
-            return (challenge, codes[codes.len() - 1].clone());
-        }
-        assert!(Instant::now() < deadline, "the code was never delivered");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+        .client
+        .post(app.url("/api/v1/me/factors/recovery-codes"))
+        .bearer_auth(token)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    serde_json::from_value(res.json::<Value>().await.unwrap()["codes"].clone()).unwrap()
 }
 
 async fn codes_across_rotation(backend: Backend) {
@@ -42,15 +33,8 @@ async fn codes_across_rotation(backend: Backend) {
     .await;
     app.register(&BEN, "ben.sample", PASSWORD).await;
     let token = app.token("ben.sample", PASSWORD, "personal").await;
-    let res = app
-        .client
-        .post(app.url("/api/v1/me/factors/code"))
-        .bearer_auth(&token)
-        .json(&json!({"channel": "email"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 204);
+    crate::mfa::enable_email_codes(&app, &token).await;
+    let before = recovery_codes(&app, &token).await;
 
     let (challenge, code) = emailed_code(&app).await;
     keys::rotate(&app.config, "registry.key").unwrap();
@@ -58,6 +42,13 @@ async fn codes_across_rotation(backend: Backend) {
     tokio::time::sleep(Duration::from_millis(600)).await;
     let (status, session) = second_step(&app, &challenge, "email", &code).await;
     assert_eq!(status, 201, "a code from before the rotation: {session}");
+    let (_, challenge) = sign_in(&app, "ben.sample", PASSWORD, "personal").await;
+    let (status, body) = second_step(&app, &challenge, "recovery_code", &before[0]).await;
+    assert_eq!(
+        status, 201,
+        "a recovery code from before the rotation: {body}"
+    );
+    let after = recovery_codes(&app, session["session_token"].as_str().unwrap()).await;
 
     // A code sent now is under key 2: taken with key 1 gone from the file.
     let (challenge, code) = emailed_code(&app).await;
@@ -81,8 +72,15 @@ async fn codes_across_rotation(backend: Backend) {
     assert_ne!(status, 201);
     let (status, session) = second_step(&app, &challenge, "email", &code).await;
     assert_eq!(status, 201, "a code from after the rotation: {session}");
+    // A recovery code made after the rotation: its hint is under key 2.
+    let (_, challenge) = sign_in(&app, "ben.sample", PASSWORD, "personal").await;
+    let (status, body) = second_step(&app, &challenge, "recovery_code", &after[0]).await;
+    assert_eq!(
+        status, 201,
+        "a recovery code from after the rotation: {body}"
+    );
 }
 both!(
-    a_code_sent_before_a_registry_rotation_is_taken_after_it_and_new_codes_use_the_new_key,
+    codes_and_recovery_codes_from_before_a_registry_rotation_are_taken_after_it_new_ones_use_the_new_key,
     codes_across_rotation
 );
