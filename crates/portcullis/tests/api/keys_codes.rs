@@ -50,13 +50,46 @@ async fn codes_across_rotation(backend: Backend) {
     );
     let after = recovery_codes(&app, session["session_token"].as_str().unwrap()).await;
 
-    // A code sent now is under key 2: taken with key 1 gone from the file.
+    // A code sent now is under key 2, and taken with key 1 gone from the file.
     let (challenge, code) = emailed_code(&app).await;
     let secrets = &app.config.secrets_dir;
     let ring = portcullis_crypto::keyring::load_ring(secrets, "registry.key")
         .unwrap()
         .unwrap();
     assert_eq!(ring.current_id(), 2);
+    // The database holds the code's HMAC under key 2, and the new recovery codes' hints
+    // are under key 2.
+    let under = |id: u32| portcullis_crypto::KeyedHasher::new(ring.get(id).unwrap().clone());
+    let step_hash =
+        portcullis_crypto::sha256(challenge["challenge_token"].as_str().unwrap().as_bytes());
+    let stored: Vec<u8> =
+        sqlx::query_scalar("SELECT code_hash FROM one_time_codes WHERE step_hash = $1")
+            .bind(step_hash.to_vec())
+            .fetch_one(app.built.store.pool())
+            .await
+            .unwrap();
+    let code_under = |id| portcullis_core::otp::code_hash(&under(id), &step_hash, &code);
+    assert_eq!(stored, code_under(2).to_vec());
+    assert_ne!(stored, code_under(1).to_vec());
+    let mut hints: Vec<i64> = sqlx::query_scalar("SELECT hint FROM recovery_codes")
+        .fetch_all(app.built.store.pool())
+        .await
+        .unwrap();
+    hints.sort_unstable();
+    let hints_under = |id| {
+        let mut hints: Vec<i64> = after
+            .iter()
+            .map(|c| {
+                let typed = c.replace('-', "").to_lowercase();
+                let h = under(id).hash("portcullis/recovery-code-hint/v1", &[typed.as_bytes()]);
+                i64::from(h[0])
+            })
+            .collect();
+        hints.sort_unstable();
+        hints
+    };
+    assert_eq!(hints, hints_under(2));
+    assert_ne!(hints, hints_under(1));
     let two: String = ring
         .get(2)
         .unwrap()
