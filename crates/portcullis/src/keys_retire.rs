@@ -10,7 +10,8 @@ use std::time::{Duration, UNIX_EPOCH};
 use anyhow::Context;
 use portcullis_core::clock::UnixTime;
 use portcullis_core::ports::{AuditReads, RegistryReads, SealedValues};
-use portcullis_crypto::keyring::{last_rotated, load_ring, retire_key};
+use portcullis_crypto::keyring::{env_var, last_rotated, load_ring, retire_key};
+use portcullis_crypto::secrets::SecretsError;
 
 use crate::app::{AUDIT_KEY, CSRF_KEY, REGISTRY_KEY};
 use crate::config::Config;
@@ -27,6 +28,16 @@ pub async fn retire_refusal<S: SealedValues + RegistryReads + AuditReads>(
 ) -> anyhow::Result<Option<String>> {
     if let Some(why) = refusal(name) {
         return Ok(Some(why));
+    }
+    let var = env_var(name);
+    if std::env::var_os(&var).is_some() {
+        return Ok(Some(
+            SecretsError::FromEnvironment {
+                name: name.to_owned(),
+                var,
+            }
+            .to_string(),
+        ));
     }
     let secrets = &config.secrets_dir;
     let Some(ring) = load_ring(secrets, name).with_context(|| format!("reading {name}"))? else {

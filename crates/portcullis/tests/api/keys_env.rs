@@ -89,6 +89,10 @@ async fn keys_from_the_environment(backend: Backend) {
     );
     let (code, _, err) = run(command(&["keys", "retire", "registry.key", "1"]));
     assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("the environment variable PORTCULLIS_KEY_REGISTRY"),
+        "{err}"
+    );
     assert!(!secrets.join("registry.key").exists());
     // `keys status` and `db check` read the same keys.
     let (code, out, err) = run(command(&["keys", "status"]));
