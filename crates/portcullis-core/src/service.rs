@@ -142,8 +142,9 @@ pub struct Portcullis {
     pub(crate) keys: KeyedHasher,
     /// The registry keyring for card lookups (`registry.key`, followed as it is rotated);
     /// `None`: `keys` alone, as key id 1. One-time codes and recovery-code hints are made
-    /// under its current key and checked under every key; destination buckets stay under
-    /// `keys`, the ring's first key (docs/design/keys.md).
+    /// under its current key and checked under every key, destination buckets counted under
+    /// every key; decoy questions and a paused card's step stay under `keys`, the ring's
+    /// first key (docs/design/keys.md).
     registry_ring: Option<portcullis_crypto::LiveRing>,
     pub(crate) clock: Arc<dyn Clock>,
     notifier: Arc<dyn Notifier>,

@@ -72,9 +72,9 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>, demo: bool) -> anyhow
         )
     })?;
     refuse_new_keys_for_old_data(config, &store).await?;
-    // Card lookups, one-time codes and recovery-code hints use every key of the ring
-    // (followed as it is rotated); destination buckets stay under its first key, which a
-    // rotation keeps (docs/design/keys.md, "The registry key").
+    // Card lookups, one-time codes, recovery-code hints and destination buckets use every
+    // key of the ring (followed as it is rotated); decoy questions and a paused card's step
+    // stay under its first key, which a rotation keeps (docs/design/keys.md).
     let registry_keys =
         LiveRing::open(&config.secrets_dir, REGISTRY_KEY).context("loading the registry key")?;
     let registry_key = registry_keys.snapshot().first().clone();

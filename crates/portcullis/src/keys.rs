@@ -277,10 +277,7 @@ pub fn describe(statuses: &[KeyStatus]) -> String {
             }
         }
         if s.name == REGISTRY_KEY {
-            out.push_str(
-                " (destination buckets, and recovery-code hints made before a rotation, stay \
-                 under key 1, which is kept)",
-            );
+            out.push_str(" (recovery-code hints made under an old key keep it: old keys are kept)");
         }
         out.push('\n');
     }

@@ -81,11 +81,14 @@ pub async fn retire_refusal<S: SealedValues + RegistryReads + AuditReads>(
         };
         return Ok(Some(format!("{rows} {what} (`portcullis keys status`)")));
     }
-    if name == REGISTRY_KEY && ring.ids().first() == Some(&id) {
+    if name == REGISTRY_KEY {
+        // Recovery codes made while this key was current carry their hint under it with no
+        // key id to count them by, and the ring's first key also keys the decoy questions
+        // and a paused card's step.
         return Ok(Some(format!(
-            "{REGISTRY_KEY}'s key {id} is the ring's first key, which destination buckets \
-             and the hints of recovery codes made before a rotation stay under \
-             (docs/design/keys.md, \"The registry key\"): it is kept"
+            "recovery codes made while {REGISTRY_KEY}'s key {id} was current carry hints \
+             under it, which nothing counts yet (docs/design/keys.md, \"The registry \
+             key\"): an old registry key is kept"
         )));
     }
     if name == CSRF_KEY {

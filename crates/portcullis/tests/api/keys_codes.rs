@@ -9,7 +9,7 @@ use portcullis::keys;
 use portcullis_testkit::{both, spawn_app_with, Backend, TestApp, BEN, PASSWORD};
 use serde_json::{json, Value};
 
-use crate::keys::{emailed_code, second_step, sign_in};
+use crate::keys::{codes_to, emailed_code, second_step, sign_in};
 
 /// New recovery codes for the session `token`.
 async fn recovery_codes(app: &TestApp, token: &str) -> Vec<String> {
@@ -117,3 +117,75 @@ both!(
     codes_and_recovery_codes_from_before_a_registry_rotation_are_taken_after_it_new_ones_use_the_new_key,
     codes_across_rotation
 );
+
+/// The `dest-hour` bucket of an email address under the registry key `key`, as the
+/// throttle table names it.
+fn hour_bucket(key: &portcullis_crypto::KeyedHasher, email: &str) -> String {
+    let digest = key.hash("portcullis/destination/v1", &[b"email", email.as_bytes()]);
+    let id: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
+    format!("dest-hour:{id}")
+}
+
+async fn bucket_count(app: &TestApp, bucket: &str) -> Option<i64> {
+    sqlx::query_scalar("SELECT count FROM throttle WHERE bucket = $1")
+        .bind(bucket)
+        .fetch_optional(app.built.store.pool())
+        .await
+        .unwrap()
+}
+
+/// Codes sent to one address on anonymous requests are counted under every key of the
+/// registry ring: a rotation neither resets the hour's count nor leaves the new key's
+/// buckets empty.
+async fn buckets_across_rotation(backend: Backend) {
+    let app = spawn_app_with(backend, |c| {
+        c.limits.per_destination_per_hour = 3;
+        c.limits.trusted_proxies = vec!["127.0.0.0/8".into()];
+    })
+    .await;
+    app.register(&BEN, "ben.sample", PASSWORD).await;
+    let forgot = |i: usize| {
+        app.client
+            .post(app.url("/api/v1/recovery/user-id/start"))
+            .header("x-forwarded-for", format!("203.0.113.{}", 10 + i))
+            .json(&json!({"email": "ben@example.com", "channel": "email"}))
+            .send()
+    };
+    let sent = || codes_to(&app, "ben@").len();
+    for i in 0..2 {
+        assert_eq!(forgot(i).await.unwrap().status(), 202);
+    }
+    wait_for_codes(&app, 2).await;
+    keys::rotate(&app.config, "registry.key").unwrap();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    for i in 2..5 {
+        assert_eq!(forgot(i).await.unwrap().status(), 202, "answered alike");
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(sent(), 3, "the hour's count went on across the rotation");
+    let ring = portcullis_crypto::keyring::load_ring(&app.config.secrets_dir, "registry.key")
+        .unwrap()
+        .unwrap();
+    let under = |id: u32| portcullis_crypto::KeyedHasher::new(ring.get(id).unwrap().clone());
+    assert_eq!(
+        bucket_count(&app, &hour_bucket(&under(1), "ben@example.com")).await,
+        Some(3)
+    );
+    assert_eq!(
+        bucket_count(&app, &hour_bucket(&under(2), "ben@example.com")).await,
+        Some(1),
+        "the one message after the rotation, under the new key too"
+    );
+}
+both!(
+    destination_limits_count_under_every_registry_key_across_a_rotation,
+    buckets_across_rotation
+);
+
+async fn wait_for_codes(app: &TestApp, n: usize) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while codes_to(app, "ben@").len() < n {
+        assert!(std::time::Instant::now() < deadline, "codes not delivered");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
