@@ -265,3 +265,28 @@ fn the_reseal_job_is_configured_and_checked() {
         assert!(e.contains("keys.reseal_"), "{bad}: {e}");
     }
 }
+
+#[test]
+fn a_read_replica_is_for_postgresql_only() {
+    let pg = "database_url = \"postgres://app@db1/portcullis\"\n";
+    let c = load_with(
+        pg,
+        &[(
+            "PORTCULLIS_DATABASE_READ_URL",
+            "postgres://reader@replica1/portcullis",
+        )],
+    )
+    .unwrap();
+    assert_eq!(
+        c.database_read_url.as_deref(),
+        Some("postgres://reader@replica1/portcullis")
+    );
+    assert!(load_with(pg, &[]).unwrap().database_read_url.is_none());
+    for (file, read) in [
+        ("", "postgres://reader@replica1/portcullis"),
+        (pg, "sqlite://./replica.db"),
+    ] {
+        let e = load_with(file, &[("PORTCULLIS_DATABASE_READ_URL", read)]).unwrap_err();
+        assert!(e.to_string().contains("PostgreSQL only"), "{e}");
+    }
+}
