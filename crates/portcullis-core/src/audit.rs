@@ -2,7 +2,9 @@
 //! by a SHA-256 over the previous entry's hash and this entry's fields, so any edit,
 //! deletion or reordering breaks the chain at the first entry it touches.
 
-use portcullis_crypto::KeyedHasher;
+use std::collections::BTreeMap;
+
+use portcullis_crypto::{KeyRing, KeyedHasher, LiveRing};
 
 use crate::clock::UnixTime;
 
@@ -211,6 +213,9 @@ pub struct AuditEntry {
     pub detail: String,
     pub prev_hash: Vec<u8>,
     pub hash: Vec<u8>,
+    /// The id, in `audit.key`'s keyring, of the key the entry's hash is under (1 for
+    /// entries written before the chain had a key of its own).
+    pub key_id: i64,
 }
 
 pub const GENESIS_HASH: [u8; 32] = [0u8; 32];
@@ -228,16 +233,101 @@ pub struct ChainInput<'a> {
     pub detail: &'a str,
 }
 
-/// The audit key's domain. The chain is keyed (HMAC-SHA-256 under a key derived from the
-/// registry key, which lives outside the database), so someone who can write to the database
-/// cannot recompute a consistent chain after an edit.
+/// The audit key's domain. The chain is keyed (HMAC-SHA-256 under `audit.key`, which lives
+/// outside the database), so someone who can write to the database cannot recompute a
+/// consistent chain after an edit.
 const CHAIN_DOMAIN: &str = "portcullis/audit-chain/v1";
 
-/// The key the chain is computed under, derived from the registry key.
+/// The key the chain was computed under before it had a keyring of its own: derived from
+/// the registry key's first key. It is `audit.key`'s key 1 (the file is created with it),
+/// so chains written before stay valid.
+pub fn derived_key(registry_key: &KeyedHasher) -> zeroize::Zeroizing<[u8; 32]> {
+    zeroize::Zeroizing::new(registry_key.hash("portcullis/audit-key/v1", &[]))
+}
+
+/// [`derived_key`] as a hasher.
 pub fn audit_key(registry_key: &KeyedHasher) -> KeyedHasher {
-    KeyedHasher::new(zeroize::Zeroizing::new(
-        registry_key.hash("portcullis/audit-key/v1", &[]),
-    ))
+    KeyedHasher::new(derived_key(registry_key))
+}
+
+/// The key a unit of work appends its entries under: its id in `audit.key`'s keyring
+/// (stored with each entry, `audit_log.key_id`) and the key.
+#[derive(Clone, Debug)]
+pub struct ChainKey {
+    pub id: u32,
+    pub key: KeyedHasher,
+}
+
+impl From<KeyedHasher> for ChainKey {
+    /// A lone key is key 1.
+    fn from(key: KeyedHasher) -> Self {
+        Self { id: 1, key }
+    }
+}
+
+/// The keys entries are verified under, by key id: each entry under the key it names.
+#[derive(Clone, Debug, Default)]
+pub struct ChainKeys(BTreeMap<i64, KeyedHasher>);
+
+impl ChainKeys {
+    /// Every key of `ring`.
+    pub fn of_ring(ring: &KeyRing) -> Self {
+        Self(
+            ring.ids()
+                .into_iter()
+                .filter_map(|id| Some((i64::from(id), KeyedHasher::new(ring.get(id)?.clone()))))
+                .collect(),
+        )
+    }
+
+    pub fn get(&self, id: i64) -> Option<&KeyedHasher> {
+        self.0.get(&id)
+    }
+}
+
+impl From<KeyedHasher> for ChainKeys {
+    /// A lone key is key 1.
+    fn from(key: KeyedHasher) -> Self {
+        Self(BTreeMap::from([(1, key)]))
+    }
+}
+
+/// The audit chain's keyring (`audit.key`, followed as it is rotated): new entries are
+/// appended under its current key, and each entry is verified under the key id it names.
+#[derive(Clone, Debug)]
+pub struct AuditKeys {
+    ring: LiveRing,
+}
+
+impl AuditKeys {
+    pub fn new(ring: LiveRing) -> Self {
+        Self { ring }
+    }
+
+    /// A fixed ring of one key, id 1, derived from the registry key (a process built
+    /// without the secrets folder's `audit.key`: tests, tools).
+    pub fn derived(registry_key: &KeyedHasher) -> Self {
+        Self::new(LiveRing::fixed(KeyRing::single(derived_key(registry_key))))
+    }
+
+    /// The key new entries are appended under.
+    pub fn current(&self) -> ChainKey {
+        let ring = self.ring.snapshot();
+        ChainKey {
+            id: ring.current_id(),
+            key: KeyedHasher::new(ring.current().clone()),
+        }
+    }
+
+    /// Every key, the file looked at now (a verification must know a key another node
+    /// rotated a moment ago).
+    pub fn all(&self) -> ChainKeys {
+        ChainKeys::of_ring(&self.ring.refresh())
+    }
+
+    pub fn ring(&self) -> &LiveRing {
+        &self.ring
+    }
 }
 
 /// The chain hash of an entry: SHA-256 over the previous hash and every field, each
@@ -281,6 +371,9 @@ pub enum ChainBreak {
     /// The last entry is not the one the chain's head recorded: the chain was rewritten
     /// from some point on.
     Rewritten { seq: i64 },
+    /// The entry names a key id `audit.key` does not hold: a keyring not copied from the
+    /// node that rotated it, or a key id edited in the database.
+    UnknownKey { seq: i64, key_id: i64 },
 }
 
 impl ChainBreak {
@@ -290,7 +383,8 @@ impl ChainBreak {
             ChainBreak::Altered { seq }
             | ChainBreak::Broken { seq }
             | ChainBreak::Truncated { seq }
-            | ChainBreak::Rewritten { seq } => seq,
+            | ChainBreak::Rewritten { seq }
+            | ChainBreak::UnknownKey { seq, .. } => seq,
         }
     }
 
@@ -301,6 +395,7 @@ impl ChainBreak {
             ChainBreak::Broken { .. } => "broken",
             ChainBreak::Truncated { .. } => "truncated",
             ChainBreak::Rewritten { .. } => "rewritten",
+            ChainBreak::UnknownKey { .. } => "unknown_key",
         }
     }
 }
@@ -312,6 +407,7 @@ impl std::fmt::Display for ChainBreak {
             ChainBreak::Broken { seq } => write!(f, "entry {seq}: it does not follow the entry before it (deleted, inserted or reordered)"),
             ChainBreak::Truncated { seq } => write!(f, "entry {seq}: missing, and so is every entry after it, up to the chain's head (deleted from the end)"),
             ChainBreak::Rewritten { seq } => write!(f, "entry {seq}: it is not the entry the chain's head recorded (the chain was rewritten)"),
+            ChainBreak::UnknownKey { seq, key_id } => write!(f, "entry {seq}: it names audit key {key_id}, which audit.key does not hold (a keyring not copied from the node that rotated it, or an edited key id)"),
         }
     }
 }
@@ -334,9 +430,11 @@ pub fn verify_head(
     Ok(())
 }
 
-/// Checks a run of entries in order, continuing from `prev` (hash) and `prev_seq`.
+/// Checks a run of entries in order, continuing from `prev` (hash) and `prev_seq`, each
+/// entry under the key its `key_id` names (an id `keys` does not hold is
+/// [`ChainBreak::UnknownKey`]).
 pub fn verify_run(
-    key: &KeyedHasher,
+    keys: &ChainKeys,
     entries: &[AuditEntry],
     prev: &mut Vec<u8>,
     prev_seq: &mut i64,
@@ -345,6 +443,12 @@ pub fn verify_run(
         if e.seq != *prev_seq + 1 || e.prev_hash != *prev {
             return Err(ChainBreak::Broken { seq: e.seq });
         }
+        let Some(key) = keys.get(e.key_id) else {
+            return Err(ChainBreak::UnknownKey {
+                seq: e.seq,
+                key_id: e.key_id,
+            });
+        };
         let expected = chain_hash(
             key,
             &ChainInput {
@@ -371,35 +475,41 @@ pub fn verify_run(
 mod tests {
     use super::*;
 
+    /// Entry `seq` after `prev`, hashed under `key`, naming `key_id`.
+    fn entry(key: &KeyedHasher, key_id: i64, prev: &[u8], seq: i64) -> AuditEntry {
+        let hash = chain_hash(
+            key,
+            &ChainInput {
+                prev,
+                seq,
+                at: UnixTime(seq),
+                kind: "signin.succeeded",
+                account_id: Some(1),
+                actor: "self",
+                client_ip: None,
+                detail: "",
+            },
+        );
+        AuditEntry {
+            seq,
+            at: UnixTime(seq),
+            kind: "signin.succeeded".into(),
+            account_id: Some(1),
+            actor: "self".into(),
+            client_ip: None,
+            detail: String::new(),
+            prev_hash: prev.to_vec(),
+            hash: hash.to_vec(),
+            key_id,
+        }
+    }
+
     fn chain(n: i64) -> Vec<AuditEntry> {
         let mut prev = GENESIS_HASH.to_vec();
         (1..=n)
             .map(|seq| {
-                let hash = chain_hash(
-                    &key(),
-                    &ChainInput {
-                        prev: &prev,
-                        seq,
-                        at: UnixTime(seq),
-                        kind: "signin.succeeded",
-                        account_id: Some(1),
-                        actor: "self",
-                        client_ip: None,
-                        detail: "",
-                    },
-                );
-                let e = AuditEntry {
-                    seq,
-                    at: UnixTime(seq),
-                    kind: "signin.succeeded".into(),
-                    account_id: Some(1),
-                    actor: "self".into(),
-                    client_ip: None,
-                    detail: String::new(),
-                    prev_hash: prev.clone(),
-                    hash: hash.to_vec(),
-                };
-                prev = hash.to_vec();
+                let e = entry(&key(), 1, &prev, seq);
+                prev = e.hash.clone();
                 e
             })
             .collect()
@@ -410,7 +520,7 @@ mod tests {
     }
 
     fn verify(entries: &[AuditEntry]) -> Result<(), ChainBreak> {
-        verify_run(&key(), entries, &mut GENESIS_HASH.to_vec(), &mut 0)
+        verify_run(&key().into(), entries, &mut GENESIS_HASH.to_vec(), &mut 0)
     }
 
     #[test]
@@ -420,7 +530,7 @@ mod tests {
         let c = chain(3);
         let other = KeyedHasher::new(zeroize::Zeroizing::new([6; 32]));
         assert_eq!(
-            verify_run(&other, &c, &mut GENESIS_HASH.to_vec(), &mut 0),
+            verify_run(&other.into(), &c, &mut GENESIS_HASH.to_vec(), &mut 0),
             Err(ChainBreak::Altered { seq: 1 })
         );
     }
@@ -450,7 +560,7 @@ mod tests {
         let head = c[4].hash.clone();
         let mut prev = GENESIS_HASH.to_vec();
         let mut seq = 0;
-        verify_run(&key(), &c[..3], &mut prev, &mut seq).unwrap();
+        verify_run(&key().into(), &c[..3], &mut prev, &mut seq).unwrap();
         assert_eq!(
             verify_head(seq, &prev, 5, &head),
             Err(ChainBreak::Truncated { seq: 4 })
@@ -462,6 +572,38 @@ mod tests {
         assert_eq!(verify_head(5, &head, 5, &head), Ok(()));
         assert_eq!(ChainBreak::Truncated { seq: 4 }.seq(), 4);
         assert_eq!(ChainBreak::Altered { seq: 2 }.problem(), "altered");
+    }
+
+    #[test]
+    fn each_entry_is_verified_under_the_key_it_names() {
+        // Entries 1-2 under key 1, 3-4 under key 2 (a rotation in between).
+        let two = KeyedHasher::new(zeroize::Zeroizing::new([7; 32]));
+        let mut c = chain(2);
+        for seq in 3..=4 {
+            let e = entry(&two, 2, &c[c.len() - 1].hash, seq);
+            c.push(e);
+        }
+        let ring = KeyRing::parse(&format!(
+            "current 2\nkey 1 {}\nkey 2 {}\n",
+            "05".repeat(32),
+            "07".repeat(32)
+        ))
+        .unwrap();
+        let keys = ChainKeys::of_ring(&ring);
+        let run = |c: &[AuditEntry]| verify_run(&keys, c, &mut GENESIS_HASH.to_vec(), &mut 0);
+        assert_eq!(run(&c), Ok(()));
+        // Under key 1 alone, the first entry under key 2 is not verifiable.
+        assert_eq!(
+            verify(&c),
+            Err(ChainBreak::UnknownKey { seq: 3, key_id: 2 })
+        );
+        // An entry moved to the other key by editing its id does not verify.
+        let mut moved = c.clone();
+        moved[3].key_id = 1;
+        assert_eq!(run(&moved), Err(ChainBreak::Altered { seq: 4 }));
+        let mut edited = c;
+        edited[2].detail = "changed".into();
+        assert_eq!(run(&edited), Err(ChainBreak::Altered { seq: 3 }));
     }
 
     #[test]

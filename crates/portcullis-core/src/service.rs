@@ -19,6 +19,7 @@ mod card_guard;
 mod card_lookup;
 mod card_unpause;
 mod cards;
+mod code_keys;
 mod codes;
 mod contact_change;
 mod destinations;
@@ -142,13 +143,16 @@ pub struct Portcullis {
     pub(crate) hasher: HashPool,
     pub(crate) keys: KeyedHasher,
     /// The registry keyring for card lookups (`registry.key`, followed as it is rotated);
-    /// `None`: `keys` alone, as key id 1. One-time codes, buckets, recovery-code hints and
-    /// the audit chain stay under `keys`, the ring's first key (docs/design/keys.md).
+    /// `None`: `keys` alone, as key id 1. One-time codes and recovery-code hints are made
+    /// under its current key and checked under every key, destination buckets counted under
+    /// every key; decoy questions and a paused card's step stay under `keys`, the ring's
+    /// first key (docs/design/keys.md).
     registry_ring: Option<portcullis_crypto::LiveRing>,
     pub(crate) clock: Arc<dyn Clock>,
     notifier: Arc<dyn Notifier>,
     pub(crate) policies: Arc<Policies>,
-    audit_key: KeyedHasher,
+    /// The audit chain's keyring (`audit.key`): appended under its current key.
+    pub(crate) audit_keys: crate::audit::AuditKeys,
     /// Seals authenticator-app secrets at rest.
     pub(crate) factor_seal: Sealer,
     /// The WebAuthn relying party; `None` when the public URL cannot be one (an IP address).
@@ -190,7 +194,8 @@ impl Portcullis {
         Self {
             ports: Ports::new(store),
             hasher,
-            audit_key: crate::audit::audit_key(&keys),
+            // Until `with_audit_ring` is called, key 1 derived from the registry key.
+            audit_keys: crate::audit::AuditKeys::derived(&keys),
             // Until `with_factor_key` is called, a key derived from the registry key.
             factor_seal: Sealer::new(&keys.hash("portcullis/factor-key/v1", &[]), FACTOR_SEAL_AAD),
             keys,
@@ -215,6 +220,18 @@ impl Portcullis {
     pub fn with_registry_ring(mut self, ring: portcullis_crypto::LiveRing) -> Self {
         self.registry_ring = Some(ring);
         self
+    }
+
+    /// Chains the audit log under `audit.key`'s keyring, followed as it is rotated (each
+    /// entry names its key id and is verified under it).
+    pub fn with_audit_ring(mut self, ring: portcullis_crypto::LiveRing) -> Self {
+        self.audit_keys = crate::audit::AuditKeys::new(ring);
+        self
+    }
+
+    /// The audit chain's keys.
+    pub fn audit_keys(&self) -> &crate::audit::AuditKeys {
+        &self.audit_keys
     }
 
     /// Seals authenticator-app secrets under `factor.key`'s keyring, followed as it is
@@ -329,7 +346,7 @@ impl Work<'_> {
     /// delivery worker about the messages and counts what happened.
     pub(crate) async fn commit(self) -> Result<Committed, ServiceError> {
         let Work { uow, app, counted } = self;
-        let done = uow.commit(&app.audit_key).await?;
+        let done = uow.commit(&app.audit_keys.current()).await?;
         if done.messages > 0 {
             app.notifier.queued(done.messages);
         }

@@ -175,8 +175,45 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> SecretsError {
     move |source| SecretsError::Io { path, source }
 }
 
-/// Reads the keyring `name` in `dir`; `None` when the file is missing.
+/// The environment variable that, when set, holds the keyring `name` instead of its file:
+/// `PORTCULLIS_KEY_` and the name without `.key`, upper-cased (`registry.key`:
+/// `PORTCULLIS_KEY_REGISTRY`).
+pub fn env_var(name: &str) -> String {
+    let stem = name.strip_suffix(".key").unwrap_or(name);
+    format!(
+        "PORTCULLIS_KEY_{}",
+        stem.to_ascii_uppercase().replace(['.', '-'], "_")
+    )
+}
+
+/// The keyring `name` from its environment variable, when it is set: the file's text (or
+/// its older one line of 64 hexadecimal digits), or one key as the base64 of 32 bytes
+/// (key 1). A malformed value is named by its variable only, never shown.
+pub fn from_env(name: &str) -> Option<Result<KeyRing, SecretsError>> {
+    let var = env_var(name);
+    let text = Zeroizing::new(std::env::var(&var).ok()?);
+    let ring = KeyRing::parse(&text).or_else(|| {
+        use base64::Engine;
+        let bytes = Zeroizing::new(
+            base64::engine::general_purpose::STANDARD
+                .decode(text.trim())
+                .ok()?,
+        );
+        let mut key = Zeroizing::new([0u8; 32]);
+        (bytes.len() == 32).then(|| {
+            key.copy_from_slice(&bytes);
+            KeyRing::single(key)
+        })
+    });
+    Some(ring.ok_or(SecretsError::MalformedEnvironment { var }))
+}
+
+/// Reads the keyring `name` in `dir` (or from its environment variable, [`env_var`], which
+/// overrides the file); `None` when neither is there.
 pub fn load_ring(dir: &Path, name: &str) -> Result<Option<KeyRing>, SecretsError> {
+    if let Some(ring) = from_env(name) {
+        return ring.map(Some);
+    }
     let path = dir.join(name);
     match fs::read_to_string(&path) {
         Ok(text) => KeyRing::parse(&text)
@@ -197,6 +234,70 @@ pub fn load_or_create_ring(dir: &Path, name: &str) -> Result<KeyRing, SecretsErr
     Ok(load_ring(dir, name)?.unwrap_or_else(|| KeyRing::single(key)))
 }
 
+/// As [`load_or_create_ring`], a missing file created with the one key `make` gives (a key
+/// derived from another, the same on every node that creates it).
+pub fn load_or_create_ring_with(
+    dir: &Path,
+    name: &str,
+    make: impl FnOnce() -> Zeroizing<[u8; 32]>,
+) -> Result<KeyRing, SecretsError> {
+    let key = crate::secrets::load_or_create_key_with(dir, name, make)?;
+    Ok(load_ring(dir, name)?.unwrap_or_else(|| KeyRing::single(key)))
+}
+
+/// Why a key cannot be removed from its keyring.
+#[derive(Debug, thiserror::Error)]
+pub enum RetireError {
+    #[error("{name} has no key {id} (it holds {held})")]
+    Unknown { name: String, id: u32, held: String },
+    #[error("key {id} is {name}'s current key: rotate first, then retire the old one")]
+    Current { name: String, id: u32 },
+    #[error(transparent)]
+    Secrets(#[from] SecretsError),
+}
+
+/// Removes the old key `id` from the keyring `name` and writes the file back atomically,
+/// under the same lock as [`rotate_ring`] (its temporary file). The current key cannot be
+/// removed. The file keeps its modification time, which stays the time of the last
+/// rotation (what `keys retire` measures a short-lived use's window from). The ring as
+/// written.
+pub fn retire_key(dir: &Path, name: &str, id: u32) -> Result<KeyRing, RetireError> {
+    let path = dir.join(name);
+    let modified = fs::metadata(&path).and_then(|m| m.modified()).ok();
+    let ring = rewrite_locked(dir, name, |ring| {
+        if ring.get(id).is_none() {
+            let held: Vec<String> = ring.ids().iter().map(u32::to_string).collect();
+            return Err(RetireError::Unknown {
+                name: name.to_owned(),
+                id,
+                held: held.join(", "),
+            });
+        }
+        if ring.current_id() == id {
+            return Err(RetireError::Current {
+                name: name.to_owned(),
+                id,
+            });
+        }
+        ring.keys.remove(&id);
+        Ok(())
+    })?;
+    if let Some(modified) = modified {
+        // Best effort: a later time only makes the next retirement wait longer.
+        let _ = fs::File::options()
+            .write(true)
+            .open(&path)
+            .and_then(|f| f.set_modified(modified));
+    }
+    Ok(ring)
+}
+
+/// When the keyring `name` was last rotated, as its file says (its modification time; a
+/// copy made without keeping times only makes it later).
+pub fn last_rotated(dir: &Path, name: &str) -> Option<SystemTime> {
+    fs::metadata(dir.join(name)).and_then(|m| m.modified()).ok()
+}
+
 /// Adds a new current key to the keyring `name` (created first if missing) and writes it
 /// back atomically (a temporary owner-only file renamed over the old one): the old keys
 /// stay for reading. The ring as written.
@@ -206,6 +307,27 @@ pub fn load_or_create_ring(dir: &Path, name: &str) -> Result<KeyRing, SecretsErr
 /// one of them; the second is refused while the first is under way. A rotation that died
 /// half way leaves the file, and the next is refused naming it (remove it by hand).
 pub fn rotate_ring(dir: &Path, name: &str) -> Result<KeyRing, SecretsError> {
+    rewrite_locked(dir, name, |ring| {
+        ring.add_current();
+        Ok::<(), SecretsError>(())
+    })
+}
+
+/// Reads the keyring `name` (created first if missing), changes it with `change` and
+/// writes it back atomically, holding the lock (the temporary file, created before the
+/// read) throughout. Nothing is written when `change` refuses.
+fn rewrite_locked<E: From<SecretsError>>(
+    dir: &Path,
+    name: &str,
+    change: impl FnOnce(&mut KeyRing) -> Result<(), E>,
+) -> Result<KeyRing, E> {
+    if std::env::var_os(env_var(name)).is_some() {
+        return Err(SecretsError::FromEnvironment {
+            name: name.to_owned(),
+            var: env_var(name),
+        }
+        .into());
+    }
     let path = dir.join(name);
     let temporary = dir.join(format!(".{name}.rotating"));
     let mut options = fs::OpenOptions::new();
@@ -215,10 +337,13 @@ pub fn rotate_ring(dir: &Path, name: &str) -> Result<KeyRing, SecretsError> {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    let mut file = options.open(&temporary).map_err(io_error(&temporary))?;
-    let written = (|| {
+    let mut file = options
+        .open(&temporary)
+        .map_err(io_error(&temporary))
+        .map_err(E::from)?;
+    let written: Result<KeyRing, E> = (|| {
         let mut ring = load_or_create_ring(dir, name)?;
-        ring.add_current();
+        change(&mut ring)?;
         file.write_all(ring.render().as_bytes())
             .and_then(|()| file.sync_all())
             .map_err(io_error(&temporary))?;
@@ -290,8 +415,13 @@ impl LiveRing {
         }
     }
 
-    /// The keyring `name` in `dir` (created when missing), followed from now on.
+    /// The keyring `name` in `dir` (created when missing), followed from now on; from its
+    /// environment variable instead when that is set (then fixed: a process's environment
+    /// does not change).
     pub fn open(dir: &Path, name: &str) -> Result<Self, SecretsError> {
+        if let Some(ring) = from_env(name) {
+            return ring.map(Self::fixed);
+        }
         let path = dir.join(name);
         let ring = load_or_create_ring(dir, name)?;
         Ok(Self {
@@ -417,6 +547,60 @@ mod tests {
                 .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
+    }
+
+    #[test]
+    fn an_old_key_is_retired_the_current_one_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        load_or_create_ring(dir.path(), "audit.key").unwrap();
+        rotate_ring(dir.path(), "audit.key").unwrap();
+        let rotated_at = last_rotated(dir.path(), "audit.key").unwrap();
+        assert!(matches!(
+            retire_key(dir.path(), "audit.key", 2),
+            Err(RetireError::Current { id: 2, .. })
+        ));
+        assert!(matches!(
+            retire_key(dir.path(), "audit.key", 7),
+            Err(RetireError::Unknown { id: 7, .. })
+        ));
+        // The lock is rotation's: refused while another change is under way.
+        let lock = dir.path().join(".audit.key.rotating");
+        fs::write(&lock, "").unwrap();
+        assert!(matches!(
+            retire_key(dir.path(), "audit.key", 1),
+            Err(RetireError::Secrets(_))
+        ));
+        fs::remove_file(&lock).unwrap();
+        let ring = retire_key(dir.path(), "audit.key", 1).unwrap();
+        assert_eq!(ring.ids(), vec![2]);
+        let read = load_ring(dir.path(), "audit.key").unwrap().unwrap();
+        assert_eq!((read.ids(), read.current_id()), (vec![2], 2));
+        assert_eq!(
+            last_rotated(dir.path(), "audit.key").unwrap(),
+            rotated_at,
+            "the file keeps the rotation's time"
+        );
+        // The next rotation does not reuse a retired id below the highest.
+        assert_eq!(
+            rotate_ring(dir.path(), "audit.key").unwrap().current_id(),
+            3
+        );
+    }
+
+    #[test]
+    fn a_missing_ring_is_created_with_the_key_given() {
+        let dir = tempfile::tempdir().unwrap();
+        let ring =
+            load_or_create_ring_with(dir.path(), "audit.key", || Zeroizing::new([9; 32])).unwrap();
+        assert_eq!(ring.ids(), vec![1]);
+        assert_eq!(ring.current().as_ref(), &[9; 32]);
+        let again =
+            load_or_create_ring_with(dir.path(), "audit.key", || Zeroizing::new([8; 32])).unwrap();
+        assert_eq!(
+            again.current().as_ref(),
+            &[9; 32],
+            "an existing file is kept"
+        );
     }
 
     #[test]

@@ -17,11 +17,37 @@ pub enum SecretsError {
     },
     #[error("secret file {path} is not 64 hexadecimal characters")]
     Malformed { path: String },
+    /// The value is never shown, only the variable's name.
+    #[error(
+        "the environment variable {var} is not a keyring (the file's text) nor one key (64 \
+         hexadecimal digits or the base64 of 32 bytes)"
+    )]
+    MalformedEnvironment { var: String },
+    #[error(
+        "{name} comes from the environment variable {var}, not from a file: change it where \
+         the environment is managed (add a key, make it current, restart the nodes)"
+    )]
+    FromEnvironment { name: String, var: String },
 }
 
 /// Reads the current key of the keyring `name` from `dir` (see [`crate::keyring`]), creating the directory (0700) and the key (0600) when
 /// they are missing.
 pub fn load_or_create_key(dir: &Path, name: &str) -> Result<Zeroizing<[u8; 32]>, SecretsError> {
+    load_or_create_key_with(dir, name, || {
+        Zeroizing::new(crate::token::random_bytes::<32>())
+    })
+}
+
+/// As [`load_or_create_key`], with the key a missing file is created with made by `make`
+/// (a key derived from another, so that every node creating it makes the same one).
+pub fn load_or_create_key_with(
+    dir: &Path,
+    name: &str,
+    make: impl FnOnce() -> Zeroizing<[u8; 32]>,
+) -> Result<Zeroizing<[u8; 32]>, SecretsError> {
+    if let Some(ring) = crate::keyring::from_env(name) {
+        return ring.map(|ring| ring.current().clone());
+    }
     let io = |path: &Path| {
         let path = path.display().to_string();
         move |source| SecretsError::Io { path, source }
@@ -33,7 +59,7 @@ pub fn load_or_create_key(dir: &Path, name: &str) -> Result<Zeroizing<[u8; 32]>,
             path: path.display().to_string(),
         }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let key = Zeroizing::new(crate::token::random_bytes::<32>());
+            let key = make();
             let hexed = Zeroizing::new(hex::encode(key.as_ref()));
             write_private_file(&path, hexed.as_bytes()).map_err(io(&path))?;
             // Another process may have won the race to create it: read back what is there.
@@ -52,6 +78,9 @@ pub fn load_existing_key(
     dir: &Path,
     name: &str,
 ) -> Result<Option<Zeroizing<[u8; 32]>>, SecretsError> {
+    if let Some(ring) = crate::keyring::from_env(name) {
+        return ring.map(|ring| Some(ring.current().clone()));
+    }
     let path = dir.join(name);
     match fs::read_to_string(&path) {
         Ok(text) => parse_key(text.trim())

@@ -5,10 +5,9 @@
 //! few statements that follow.
 
 use async_trait::async_trait;
-use portcullis_core::audit::{chain_hash, AuditEntry, AuditEvent, ChainInput};
+use portcullis_core::audit::{chain_hash, AuditEntry, AuditEvent, ChainInput, ChainKey};
 use portcullis_core::clock::UnixTime;
 use portcullis_core::ports::{AuditReads, StoreResult};
-use portcullis_crypto::KeyedHasher;
 use sqlx::AnyConnection;
 
 use crate::sql::statements;
@@ -16,7 +15,8 @@ use crate::{db_err, SqlStore};
 
 macro_rules! entry_select {
     () => {
-        "SELECT seq, at, kind, account_id, actor, client_ip, detail, prev_hash, hash FROM audit_log"
+        "SELECT seq, at, kind, account_id, actor, client_ip, detail, prev_hash, hash, key_id \
+         FROM audit_log"
     };
 }
 
@@ -27,7 +27,8 @@ statements! {
     /// Reserves `$1` sequence numbers: the head's new `seq` is the last of them.
     RESERVE = "UPDATE audit_head SET seq = seq + $1 WHERE id = 1 RETURNING seq, hash";
     APPEND = "INSERT INTO audit_log (seq, at, kind, account_id, actor, client_ip, detail, \
-        prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+        prev_hash, hash, key_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+    COUNT_BY_KEY = "SELECT key_id, COUNT(*) FROM audit_log GROUP BY key_id ORDER BY key_id";
     SET_HEAD_HASH = "UPDATE audit_head SET hash = $1 WHERE id = 1";
 }
 
@@ -42,6 +43,7 @@ struct EntryRecord {
     detail: String,
     prev_hash: Vec<u8>,
     hash: Vec<u8>,
+    key_id: i64,
 }
 
 impl From<EntryRecord> for AuditEntry {
@@ -56,6 +58,7 @@ impl From<EntryRecord> for AuditEntry {
             detail: r.detail,
             prev_hash: r.prev_hash,
             hash: r.hash,
+            key_id: r.key_id,
         }
     }
 }
@@ -65,7 +68,7 @@ pub(crate) async fn append(
     conn: &mut AnyConnection,
     events: &[AuditEvent],
     now: UnixTime,
-    key: &KeyedHasher,
+    key: &ChainKey,
 ) -> StoreResult<()> {
     if events.is_empty() {
         return Ok(());
@@ -81,7 +84,7 @@ pub(crate) async fn append(
         seq += 1;
         let kind = event.kind.as_str();
         let hash = chain_hash(
-            key,
+            &key.key,
             &ChainInput {
                 prev: &prev,
                 seq,
@@ -103,6 +106,7 @@ pub(crate) async fn append(
             .bind(event.detail.as_str())
             .bind(prev)
             .bind(hash.to_vec())
+            .bind(i64::from(key.id))
             .execute(&mut *conn)
             .await
             .map_err(db_err)?;
@@ -141,6 +145,13 @@ impl AuditReads for SqlStore {
     async fn audit_head(&self) -> StoreResult<(i64, Vec<u8>)> {
         sqlx::query_as(AUDIT_HEAD)
             .fetch_one(&self.pool)
+            .await
+            .map_err(db_err)
+    }
+
+    async fn count_audit_by_key(&self) -> StoreResult<Vec<(i64, i64)>> {
+        sqlx::query_as(COUNT_BY_KEY)
+            .fetch_all(&self.pool)
             .await
             .map_err(db_err)
     }

@@ -18,7 +18,6 @@ use portcullis_core::ports::{
     RegistryRow, Settled, StoreError, StoreResult,
 };
 use portcullis_core::registry::{CardStatus, HashedRecord};
-use portcullis_crypto::KeyedHasher;
 
 use crate::outbox::OutboxSeal;
 use crate::sql::statements;
@@ -305,7 +304,10 @@ impl RegistryImport for SqlImport {
         self.events.push(event);
     }
 
-    async fn commit(mut self: Box<Self>, audit_key: &KeyedHasher) -> StoreResult<Committed> {
+    async fn commit(
+        mut self: Box<Self>,
+        audit_key: &portcullis_core::audit::ChainKey,
+    ) -> StoreResult<Committed> {
         self.merge().await?;
         let messages = std::mem::take(&mut self.outgoing);
         let events = std::mem::take(&mut self.events);

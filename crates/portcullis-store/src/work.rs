@@ -12,7 +12,6 @@ use async_trait::async_trait;
 use portcullis_core::audit::AuditEvent;
 use portcullis_core::clock::UnixTime;
 use portcullis_core::ports::{Committed, Outgoing, StoreError, StoreResult, UnitOfWork};
-use portcullis_crypto::KeyedHasher;
 use sqlx::{AnyConnection, AnyPool};
 
 use crate::outbox::OutboxSeal;
@@ -78,7 +77,10 @@ impl UnitOfWork for SqlWork {
         self.events.push(event);
     }
 
-    async fn commit(mut self: Box<Self>, audit_key: &KeyedHasher) -> StoreResult<Committed> {
+    async fn commit(
+        mut self: Box<Self>,
+        audit_key: &portcullis_core::audit::ChainKey,
+    ) -> StoreResult<Committed> {
         let messages = std::mem::take(&mut self.outgoing);
         let events = std::mem::take(&mut self.events);
         if self.tx.is_none() && messages.is_empty() && events.is_empty() {

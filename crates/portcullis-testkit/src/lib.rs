@@ -95,9 +95,14 @@ pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -
         portcullis::app::REGISTRY_KEY,
     )
     .expect("reading the registry key");
-    portcullis::demo::load(built.store.as_ref(), &ring, clock.now())
-        .await
-        .expect("loading demo cards");
+    portcullis::demo::load(
+        built.store.as_ref(),
+        &ring,
+        &built.app.audit_keys().current(),
+        clock.now(),
+    )
+    .await
+    .expect("loading demo cards");
     let delivery = built.delivery.spawn();
     let (addr, management, tx, server) = start_serving(&config, &built).await;
     let client = reqwest::Client::builder()

@@ -94,9 +94,14 @@ async fn main() -> anyhow::Result<()> {
     )?);
 
     let policies = portcullis_core::config::Policies::default();
+    let audit = portcullis_core::audit::audit_key(&portcullis_crypto::KeyedHasher::new(
+        keys.first().clone(),
+    ))
+    .into();
     let ctx = ImportContext {
         store: &store,
         keys: &keys,
+        audit: &audit,
         policies: &policies,
         actor: "cli:bench",
         now: portcullis_core::clock::UnixTime(1_700_000_000),

@@ -28,6 +28,9 @@ pub const CSRF_KEY: &str = "csrf.key";
 pub const OUTBOX_KEY: &str = "outbox.key";
 /// Seals authenticator-app secrets at rest.
 pub const FACTOR_KEY: &str = "factor.key";
+/// Keys the audit chain's hashes (created with the key the chain was under before it had
+/// its own: derived from the registry key's key 1).
+pub const AUDIT_KEY: &str = "audit.key";
 
 /// A built application.
 pub struct Built {
@@ -78,12 +81,13 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>, demo: bool) -> anyhow
             })?;
     }
     refuse_new_keys_for_old_data(config, &store).await?;
-    // Card lookups use every key of the ring (followed as it is rotated); one-time codes,
-    // destination buckets, recovery-code hints and the audit chain stay under its first
-    // key, which a rotation keeps (docs/design/keys.md, "The registry key").
+    // Card lookups, one-time codes, recovery-code hints and destination buckets use every
+    // key of the ring (followed as it is rotated); decoy questions and a paused card's step
+    // stay under its first key, which a rotation keeps (docs/design/keys.md).
     let registry_keys =
         LiveRing::open(&config.secrets_dir, REGISTRY_KEY).context("loading the registry key")?;
     let registry_key = registry_keys.snapshot().first().clone();
+    let audit_keys = open_audit_ring(config, &store, &registry_keys.snapshot()).await?;
     // Keyrings, followed while the process runs (`portcullis keys rotate`).
     let csrf_keys =
         LiveRing::open(&config.secrets_dir, CSRF_KEY).context("loading the CSRF key")?;
@@ -124,7 +128,8 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>, demo: bool) -> anyhow
         config.policies(),
     )
     .with_factor_ring(factor_keys)
-    .with_registry_ring(registry_keys);
+    .with_registry_ring(registry_keys)
+    .with_audit_ring(audit_keys);
     let state = AppState {
         app: app.clone(),
         web: Arc::new(WebConfig {
@@ -158,7 +163,7 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>, demo: bool) -> anyhow
 }
 
 /// The keys without which the data already written cannot be read: card numbers and IDs
-/// are found by their HMAC under the registry key (which also keys the audit chain), and
+/// are found by their HMAC under the registry key (whose key 1 `audit.key` is made from), and
 /// authenticator-app secrets are sealed under the factor key. The CSRF and outbox keys
 /// protect only what is in flight, so a new one costs a retried form or a resent code.
 pub const KEYS_THE_DATA_NEEDS: [&str; 2] = [REGISTRY_KEY, FACTOR_KEY];
@@ -191,6 +196,43 @@ async fn refuse_new_keys_for_old_data(config: &Config, store: &SqlStore) -> anyh
         config.secrets_dir.display(),
         missing.join(" or ")
     )
+}
+
+/// `audit.key`, followed as it is rotated; created when missing with the key the chain was
+/// under before it had its own (derived from the registry key's key 1), so an existing
+/// chain still verifies. Refuses to create it for a log that has entries under a later key
+/// id: that file was lost, and entries under those keys could no longer be verified.
+async fn open_audit_ring(
+    config: &Config,
+    store: &SqlStore,
+    registry: &portcullis_crypto::KeyRing,
+) -> anyhow::Result<LiveRing> {
+    use portcullis_core::ports::AuditReads;
+    let dir = &config.secrets_dir;
+    if portcullis_crypto::keyring::load_ring(dir, AUDIT_KEY)
+        .context("reading the audit key")?
+        .is_none()
+    {
+        let later: i64 = store
+            .count_audit_by_key()
+            .await
+            .context("reading the audit log")?
+            .iter()
+            .filter(|(id, _)| *id != 1)
+            .map(|(_, n)| *n)
+            .sum();
+        if later > 0 {
+            anyhow::bail!(
+                "the secrets folder {} has no {AUDIT_KEY} but {later} audit entries are under                  a rotated audit key: restore the secrets folder from the same backup as the                  database (docs/operations.md, \"Back up and restore\")",
+                dir.display()
+            );
+        }
+        portcullis_crypto::keyring::load_or_create_ring_with(dir, AUDIT_KEY, || {
+            portcullis_core::audit::derived_key(&KeyedHasher::new(registry.first().clone()))
+        })
+        .context("creating the audit key")?;
+    }
+    LiveRing::open(dir, AUDIT_KEY).context("loading the audit key")
 }
 
 /// `/metrics`' counters, reading the database pool's use from `store`.

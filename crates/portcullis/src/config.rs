@@ -22,7 +22,7 @@ mod env;
 mod notify;
 
 pub use accounts_import::AccountsImportConfig;
-pub use database::{DatabaseConfig, StatusConfig, ThemeConfig};
+pub use database::{DatabaseConfig, KeysConfig, StatusConfig, ThemeConfig};
 pub use env::env_name;
 use env::overlay_env;
 pub use notify::NotifyConfig;
@@ -56,6 +56,8 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub database: DatabaseConfig,
     pub status: StatusConfig,
+    /// The re-seal job after a key rotation.
+    pub keys: KeysConfig,
     pub inactivity: InactivityConfig,
     pub cards: cards::CardsConfig,
     pub theme: ThemeConfig,
@@ -94,6 +96,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             database: DatabaseConfig::default(),
             status: StatusConfig::default(),
+            keys: KeysConfig::default(),
             inactivity: InactivityConfig::default(),
             cards: cards::CardsConfig::default(),
             theme: ThemeConfig::default(),
@@ -518,6 +521,8 @@ pub const KEYS: &[(&str, &str)] = &[
     ("database", "lock_timeout_secs"),
     ("database", "idle_in_transaction_timeout_secs"),
     ("status", "probe_secs"),
+    ("keys", "reseal_interval_secs"),
+    ("keys", "reseal_batch"),
     ("inactivity", "enabled"),
     ("inactivity", "warn_after_secs"),
     ("inactivity", "deactivate_after_secs"),
@@ -641,6 +646,7 @@ impl Config {
         self.notify.validate()?;
         self.server.validate()?;
         self.database.validate()?;
+        self.keys.validate()?;
         self.cards.validate()?;
         self.tls.validate()?;
         self.accounts_import.validate()?;

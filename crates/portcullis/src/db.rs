@@ -18,12 +18,12 @@ use portcullis_core::clock::{Clock, SystemClock};
 use portcullis_core::ports::OutboxStore;
 use portcullis_core::service::{Portcullis, SupportAuthority};
 use portcullis_crypto::secrets::load_existing_key;
-use portcullis_crypto::{HashParams, HashPool, KeyedHasher};
+use portcullis_crypto::{HashParams, HashPool, KeyRing, KeyedHasher, LiveRing};
 use portcullis_store::{
     check_sqlite_file, restrict_to_owner, sqlite_file_in_use, sync_dir, SqlStore, StoreOptions,
 };
 
-use crate::app::{redact_url, CSRF_KEY, FACTOR_KEY, OUTBOX_KEY, REGISTRY_KEY};
+use crate::app::{redact_url, AUDIT_KEY, REGISTRY_KEY};
 use crate::config::Config;
 
 /// The SQLite file a `sqlite:` URL names; `None` for PostgreSQL.
@@ -226,7 +226,7 @@ fn sqlite_family(db: &Path, suffix: &str) -> Vec<(PathBuf, PathBuf)> {
 }
 
 /// `portcullis db check`: the schema against this binary, integrity and foreign keys, the
-/// audit chain under the registry key, and which keys are present. Changes nothing.
+/// audit chain under the audit key, and which keys are present. Changes nothing.
 pub async fn check_database(config: &Config) -> anyhow::Result<ExitCode> {
     let mut problems: Vec<String> = Vec::new();
     let url = &config.database_url;
@@ -281,27 +281,30 @@ pub async fn check_database(config: &Config) -> anyhow::Result<ExitCode> {
     }
     let mut present = Vec::new();
     let mut missing = Vec::new();
-    for name in [REGISTRY_KEY, FACTOR_KEY, OUTBOX_KEY, CSRF_KEY] {
+    for name in crate::keys::ALL {
         match load_existing_key(&config.secrets_dir, name) {
             Ok(Some(_)) => present.push(name),
             Ok(None) => missing.push(name),
             Err(e) => problems.push(e.to_string()),
         }
     }
-    // The audit chain is under the registry keyring's first key, whatever is current.
-    match portcullis_crypto::keyring::load_ring(&config.secrets_dir, REGISTRY_KEY) {
+    // The audit chain: each entry under the key id it names in audit.key.
+    match crate::keys::audit_ring(&config.secrets_dir) {
         Ok(Some(ring)) => {
-            let key = KeyedHasher::new(ring.first().clone());
-            let check = verify_audit_chain(config, store.clone(), key).await?;
+            let check = verify_audit_chain(config, store.clone(), ring).await?;
+            let per_key = crate::keys::audit_rows_text(store.as_ref())
+                .await
+                .context("counting audit entries per key")?;
             match check.first_bad {
                 None => println!(
-                    "audit chain   intact: {} entries, verified under {REGISTRY_KEY}",
+                    "audit chain   intact: {} entries, each verified under its {AUDIT_KEY} \
+                     key ({per_key})",
                     check.entries
                 ),
                 Some(bad) => {
-                    println!("audit chain   BROKEN");
+                    println!("audit chain   BROKEN ({per_key})");
                     problems.push(format!(
-                        "the audit chain does not verify under {}/{REGISTRY_KEY}: {bad} \
+                        "the audit chain does not verify under {}/{AUDIT_KEY}: {bad} \
                          ({} entries verified before it). Either the log was tampered \
                          with, or the secrets folder is not the one this database was \
                          written with.",
@@ -312,9 +315,9 @@ pub async fn check_database(config: &Config) -> anyhow::Result<ExitCode> {
             }
         }
         Ok(None) => {
-            println!("audit chain   not checked: no {REGISTRY_KEY}");
+            println!("audit chain   not checked: no {AUDIT_KEY} and no {REGISTRY_KEY}");
         }
-        Err(e) => problems.push(e.to_string()),
+        Err(e) => problems.push(format!("{e:#}")),
     }
     println!(
         "keys          {} in {}{}",
@@ -389,8 +392,10 @@ async fn report(problems: Vec<String>, store: &SqlStore) -> ExitCode {
 async fn verify_audit_chain(
     config: &Config,
     store: Arc<SqlStore>,
-    registry_key: KeyedHasher,
+    audit: KeyRing,
 ) -> anyhow::Result<portcullis_core::service::AuditCheck> {
+    // Nothing is looked up or hashed but the chain: any key will do for the registry's.
+    let registry_key = KeyedHasher::new(audit.current().clone());
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     // Nothing is hashed: the smallest pool there is.
     let hasher = HashPool::start(HashParams::insecure_for_tests(), 1, 1)
@@ -411,7 +416,8 @@ async fn verify_audit_chain(
         clock,
         Arc::new(delivery.notifier()),
         config.policies(),
-    );
+    )
+    .with_audit_ring(LiveRing::fixed(audit));
     app.verify_audit(&SupportAuthority::operator(&crate::admin::cli_actor()))
         .await
         .context("walking the audit chain")

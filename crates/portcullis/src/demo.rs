@@ -5,7 +5,7 @@ use portcullis_core::clock::UnixTime;
 use portcullis_core::ports::Store;
 use portcullis_core::ports::StoreResult;
 use portcullis_core::registry::{RawRecord, RegistryRecord};
-use portcullis_crypto::{KeyRing, KeyedHasher};
+use portcullis_crypto::KeyRing;
 
 /// A demo card, as printed at start.
 pub struct DemoCard {
@@ -139,7 +139,12 @@ fn raw(card: &DemoCard, index: usize) -> RawRecord {
 
 /// Loads the demo records (an upsert, so starting the demo twice is harmless), under the
 /// registry keyring's current key (a record under an old key is moved, like an import).
-pub async fn load(store: &dyn Store, keys: &KeyRing, now: UnixTime) -> StoreResult<()> {
+pub async fn load(
+    store: &dyn Store,
+    keys: &KeyRing,
+    audit: &portcullis_core::audit::ChainKey,
+    now: UnixTime,
+) -> StoreResult<()> {
     let mut records = Vec::new();
     for (i, card) in DEMO_CARDS.iter().enumerate() {
         match RegistryRecord::parse(&raw(card, i)) {
@@ -153,12 +158,7 @@ pub async fn load(store: &dyn Store, keys: &KeyRing, now: UnixTime) -> StoreResu
     }
     let mut import = store.begin_import(now).await?;
     import.upsert(&records).await?;
-    import
-        .commit(&portcullis_core::audit::audit_key(&KeyedHasher::new(
-            keys.first().clone(),
-        )))
-        .await
-        .map(|_| ())
+    import.commit(audit).await.map(|_| ())
 }
 
 #[cfg(test)]

@@ -31,7 +31,7 @@ use portcullis_core::registry::{
     HashedRecord, RawRecord, RecordKeys, RegistryRecord, COLUMNS, OPTIONAL_COLUMNS,
 };
 use portcullis_core::service::registry_load::{finish_load, LoadReport};
-use portcullis_crypto::{KeyRing, KeyedHasher};
+use portcullis_crypto::KeyRing;
 use tokio::sync::mpsc;
 
 /// Records per `upsert` call: the store writes this many in one statement.
@@ -56,8 +56,10 @@ pub struct ImportReport {
 pub struct ImportContext<'a> {
     pub store: &'a dyn Store,
     /// The registry keyring: records are hashed under its current key, rows under an old
-    /// one moved; the audit chain stays under its first key.
+    /// one moved.
     pub keys: &'a KeyRing,
+    /// The audit chain's current key (`audit.key`).
+    pub audit: &'a portcullis_core::audit::ChainKey,
     pub policies: &'a Policies,
     /// `cli:<user>`, named in the audit log.
     pub actor: &'a str,
@@ -165,17 +167,8 @@ pub async fn import_file(
             .and_then(printable_name)
             .unwrap_or("(name not shown)")
     );
-    // The audit chain stays under the ring's first key (docs/design/keys.md).
-    let audit_key = portcullis_core::audit::audit_key(&KeyedHasher::new(keys.first().clone()));
-    let (load, _) = finish_load(
-        import,
-        ctx.policies,
-        &audit_key,
-        ctx.actor,
-        &source,
-        records,
-    )
-    .await?;
+    let (load, _) =
+        finish_load(import, ctx.policies, ctx.audit, ctx.actor, &source, records).await?;
 
     let elapsed = started.elapsed();
     tracing::info!(

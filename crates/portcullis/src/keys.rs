@@ -10,28 +10,25 @@ use std::time::Duration;
 
 use anyhow::Context;
 use portcullis_core::clock::{Clock, SystemClock, UnixTime};
-use portcullis_core::ports::{Claims, RegistryReads, SealedColumn, SealedValues, StoreResult};
+use portcullis_core::ports::{
+    AuditReads, Claims, RegistryReads, SealedColumn, SealedValues, StoreResult,
+};
 use portcullis_crypto::keyring::{load_ring, rotate_ring};
-use portcullis_crypto::Sealer;
+use portcullis_crypto::{KeyRing, KeyedHasher, Sealer};
 use portcullis_store::SqlStore;
 
-use crate::app::{CSRF_KEY, FACTOR_KEY, OUTBOX_KEY, REGISTRY_KEY};
+use crate::app::{AUDIT_KEY, CSRF_KEY, FACTOR_KEY, OUTBOX_KEY, REGISTRY_KEY};
 use crate::config::Config;
 
 /// The key names `keys rotate` takes.
-pub const ROTATABLE: [&str; 4] = [REGISTRY_KEY, FACTOR_KEY, OUTBOX_KEY, CSRF_KEY];
+pub const ROTATABLE: [&str; 5] = [REGISTRY_KEY, FACTOR_KEY, OUTBOX_KEY, CSRF_KEY, AUDIT_KEY];
 
 /// Every key name, as `keys status` lists them.
-pub const ALL: [&str; 4] = [REGISTRY_KEY, FACTOR_KEY, OUTBOX_KEY, CSRF_KEY];
+pub const ALL: [&str; 5] = [REGISTRY_KEY, FACTOR_KEY, OUTBOX_KEY, CSRF_KEY, AUDIT_KEY];
 
-/// The re-seal job's lease row (migration 0015).
+/// The re-seal job's lease row (migration 0015). How often it runs and how many values
+/// one statement reads (then moved one by one) are `[keys]` settings.
 pub const RESEAL_JOB: &str = "reseal";
-
-/// How many values one statement of the re-seal reads (and then moves one by one).
-pub const RESEAL_BATCH: u32 = 100;
-
-/// How often a serving node tries to take the re-seal lease.
-pub const RESEAL_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Why a key name cannot be rotated, or `None` when it can.
 pub fn refusal(name: &str) -> Option<String> {
@@ -50,8 +47,27 @@ pub fn rotate(config: &Config, name: &str) -> anyhow::Result<ExitCode> {
         eprintln!("error: {why}");
         return Ok(ExitCode::FAILURE);
     }
-    let ring = rotate_ring(&config.secrets_dir, name)
-        .with_context(|| format!("rotating {name} in {}", config.secrets_dir.display()))?;
+    if name == AUDIT_KEY {
+        // Never a random key 1: the chain written so far is under the derived one.
+        if let Some(ring) = audit_ring(&config.secrets_dir)? {
+            if let Some(key) = ring.get(1) {
+                portcullis_crypto::keyring::load_or_create_ring_with(
+                    &config.secrets_dir,
+                    AUDIT_KEY,
+                    || key.clone(),
+                )
+                .context("creating the audit key")?;
+            }
+        }
+    }
+    let ring = match rotate_ring(&config.secrets_dir, name) {
+        Err(e @ portcullis_crypto::secrets::SecretsError::FromEnvironment { .. }) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::FAILURE);
+        }
+        rotated => rotated
+            .with_context(|| format!("rotating {name} in {}", config.secrets_dir.display()))?,
+    };
     let old: Vec<String> = ring.old_ids().iter().map(u32::to_string).collect();
     println!(
         "{name}: key {} is current; old keys kept for reading: {}",
@@ -64,7 +80,13 @@ pub fn rotate(config: &Config, name: &str) -> anyhow::Result<ExitCode> {
          \"Rotate keys\").",
         config.secrets_dir.join(name).display()
     );
-    if name == REGISTRY_KEY {
+    if name == AUDIT_KEY {
+        println!(
+            "New audit entries are chained under key {}; each entry names its key and \
+             `portcullis audit verify` checks it under that key, so the old keys stay.",
+            ring.current_id()
+        );
+    } else if name == REGISTRY_KEY {
         println!(
             "Cards are found under every key; registry rows move to the new key when the \
              issuer's file is next imported (`portcullis registry import FILE`), and \
@@ -113,20 +135,91 @@ async fn rows_under(store: &dyn SealedValues, column: SealedColumn, id: u32) -> 
     Ok(total)
 }
 
+/// `audit.key` as it is in `secrets`, or, before a first start has created it, the ring of
+/// the one key it will be created with (derived from `registry.key`'s key 1, the key the
+/// chain was under before it had its own); `None` without either file.
+pub fn audit_ring(secrets: &std::path::Path) -> anyhow::Result<Option<KeyRing>> {
+    if let Some(ring) = load_ring(secrets, AUDIT_KEY).context("reading the audit key")? {
+        return Ok(Some(ring));
+    }
+    Ok(load_ring(secrets, REGISTRY_KEY)
+        .context("reading the registry key")?
+        .map(|registry| {
+            KeyRing::single(portcullis_core::audit::derived_key(&KeyedHasher::new(
+                registry.first().clone(),
+            )))
+        }))
+}
+
+/// The audit entries per key id, as `db check` prints them: `key 1: 120, key 2: 8`.
+pub async fn audit_rows_text(store: &dyn AuditReads) -> StoreResult<String> {
+    let counts = store.count_audit_by_key().await?;
+    if counts.is_empty() {
+        return Ok("no entries".to_owned());
+    }
+    Ok(counts
+        .iter()
+        .map(|(id, n)| format!("key {id}: {n}"))
+        .collect::<Vec<_>>()
+        .join(", "))
+}
+
+/// Rows per key id in `counts` shown against `ring`: the current id's, and each old id's
+/// (ids the file no longer holds included, so they are not missed).
+fn by_key_status(name: &'static str, ring: &KeyRing, counts: &[(i64, i64)]) -> KeyStatus {
+    let rows = |id: u32| {
+        counts
+            .iter()
+            .filter(|(k, _)| *k == i64::from(id))
+            .map(|(_, n)| *n)
+            .sum::<i64>()
+    };
+    let mut old: Vec<(u32, Option<i64>)> = ring
+        .old_ids()
+        .into_iter()
+        .map(|id| (id, Some(rows(id))))
+        .collect();
+    for (id, n) in counts {
+        if let Ok(id) = u32::try_from(*id) {
+            if ring.get(id).is_none() {
+                old.push((id, Some(*n)));
+            }
+        }
+    }
+    KeyStatus {
+        name,
+        current: ring.current_id(),
+        old,
+        on_current: Some(rows(ring.current_id())),
+    }
+}
+
 /// Every key name's current id, old ids and rows per id (keys missing from the folder are
 /// left out).
-pub async fn status<S: SealedValues + RegistryReads>(
+pub async fn status<S: SealedValues + RegistryReads + AuditReads>(
     secrets: &std::path::Path,
     store: &S,
 ) -> anyhow::Result<Vec<KeyStatus>> {
     let mut out = Vec::new();
     for name in ALL {
-        let Some(ring) = load_ring(secrets, name).with_context(|| format!("reading {name}"))?
-        else {
+        let ring = if name == AUDIT_KEY {
+            audit_ring(secrets)?
+        } else {
+            load_ring(secrets, name).with_context(|| format!("reading {name}"))?
+        };
+        let Some(ring) = ring else {
             continue;
         };
         if name == REGISTRY_KEY {
-            out.push(registry_status(&ring, store).await?);
+            out.push(by_key_status(name, &ring, &store.count_by_key().await?));
+            continue;
+        }
+        if name == AUDIT_KEY {
+            out.push(by_key_status(
+                name,
+                &ring,
+                &store.count_audit_by_key().await?,
+            ));
             continue;
         }
         let column = column_of(name);
@@ -152,47 +245,13 @@ pub async fn status<S: SealedValues + RegistryReads>(
     Ok(out)
 }
 
-/// The registry rows per key id (card lookups; one-time codes, buckets, hints and the audit
-/// chain stay under the ring's first key and are not counted).
-async fn registry_status(
-    ring: &portcullis_crypto::KeyRing,
-    store: &(impl RegistryReads + ?Sized),
-) -> anyhow::Result<KeyStatus> {
-    let counts = store.count_by_key().await?;
-    let rows = |id: u32| {
-        counts
-            .iter()
-            .filter(|(k, _)| *k == i64::from(id))
-            .map(|(_, n)| *n)
-            .sum::<i64>()
-    };
-    let mut old: Vec<(u32, Option<i64>)> = ring
-        .old_ids()
-        .into_iter()
-        .map(|id| (id, Some(rows(id))))
-        .collect();
-    // Rows under an id the file no longer holds: shown, so they are not missed.
-    for (id, n) in &counts {
-        if let Ok(id) = u32::try_from(*id) {
-            if ring.get(id).is_none() {
-                old.push((id, Some(*n)));
-            }
-        }
-    }
-    Ok(KeyStatus {
-        name: REGISTRY_KEY,
-        current: ring.current_id(),
-        old,
-        on_current: Some(rows(ring.current_id())),
-    })
-}
-
 /// `keys status` as printed.
 pub fn describe(statuses: &[KeyStatus]) -> String {
     let mut out = String::new();
     for s in statuses {
         let rows = |n: Option<i64>| match n {
             Some(n) if s.name == REGISTRY_KEY => format!("{n} registry rows"),
+            Some(n) if s.name == AUDIT_KEY => format!("{n} audit entries"),
             Some(n) => format!("{n} rows"),
             None => "nothing stored".to_owned(),
         };
@@ -218,10 +277,7 @@ pub fn describe(statuses: &[KeyStatus]) -> String {
             }
         }
         if s.name == REGISTRY_KEY {
-            out.push_str(
-                " (one-time codes, destination buckets, recovery-code hints and the audit \
-                 chain stay under key 1, which is kept)",
-            );
+            out.push_str(" (recovery-code hints made under an old key keep it: old keys are kept)");
         }
         out.push('\n');
     }
@@ -305,8 +361,12 @@ impl Sealers {
     }
 }
 
-/// One pass over every sealed column.
-pub async fn reseal_all(store: &dyn SealedValues, sealers: &Sealers) -> StoreResult<Resealed> {
+/// One pass over every sealed column, `batch` values per read.
+pub async fn reseal_all(
+    store: &dyn SealedValues,
+    sealers: &Sealers,
+    batch: u32,
+) -> StoreResult<Resealed> {
     let mut total = Resealed::default();
     let columns = [
         (SealedColumn::FactorSecret, Some(&sealers.factor)),
@@ -314,7 +374,7 @@ pub async fn reseal_all(store: &dyn SealedValues, sealers: &Sealers) -> StoreRes
     ];
     for (column, sealer) in columns {
         let Some(sealer) = sealer else { continue };
-        let done = reseal_column(store, column, sealer, RESEAL_BATCH).await?;
+        let done = reseal_column(store, column, sealer, batch).await?;
         total.moved += done.moved;
         total.unopenable += done.unopenable;
         total.raced += done.raced;
@@ -323,8 +383,12 @@ pub async fn reseal_all(store: &dyn SealedValues, sealers: &Sealers) -> StoreRes
 }
 
 /// `portcullis keys reseal`: one pass now, whatever the lease.
-pub async fn reseal_cli(store: &SqlStore, sealers: &Sealers) -> anyhow::Result<ExitCode> {
-    let done = reseal_all(store, sealers).await?;
+pub async fn reseal_cli(
+    store: &SqlStore,
+    sealers: &Sealers,
+    batch: u32,
+) -> anyhow::Result<ExitCode> {
+    let done = reseal_all(store, sealers, batch).await?;
     println!(
         "moved {} sealed values to the current keys ({} could not be opened, {} changed \
          meanwhile)",
@@ -337,11 +401,13 @@ pub async fn reseal_cli(store: &SqlStore, sealers: &Sealers) -> anyhow::Result<E
     })
 }
 
-/// Runs the re-seal every `interval` on the node that takes the lease.
+/// Runs the re-seal every `interval` on the node that takes the lease, `batch` values per
+/// read.
 pub fn spawn_job(
     store: Arc<SqlStore>,
     sealers: Sealers,
     interval: Duration,
+    batch: u32,
 ) -> crate::inactivity::LeasedJob {
     let lease_secs = i64::try_from(interval.as_secs()).unwrap_or(i64::MAX).max(1);
     let sealers = Arc::new(sealers);
@@ -353,7 +419,7 @@ pub fn spawn_job(
                 .claim_job(RESEAL_JOB, &node, now, UnixTime(now.0 + lease_secs))
                 .await
             {
-                Ok(true) => match reseal_all(store.as_ref(), &sealers).await {
+                Ok(true) => match reseal_all(store.as_ref(), &sealers, batch).await {
                     Ok(done) if done.moved > 0 || done.unopenable > 0 => tracing::info!(
                         moved = done.moved,
                         unopenable = done.unopenable,
@@ -372,38 +438,36 @@ pub fn spawn_job(
 /// `db check`'s key-id check: the registry rows, and for each sealed column the values,
 /// under a key id its keyring in `secrets` does not hold (a rotated keyring not copied to this folder, or a
 /// keyring from another backup). One line for the report, and the problems found.
-pub async fn check_key_ids<S: SealedValues + RegistryReads>(
+pub async fn check_key_ids<S: SealedValues + RegistryReads + AuditReads>(
     secrets: &std::path::Path,
     store: &S,
 ) -> anyhow::Result<(String, Vec<String>)> {
     let mut seen = Vec::new();
     let mut problems = Vec::new();
-    // Registry rows name the key their HMACs are under.
+    // Registry rows and audit entries name the key they are under.
     if let Some(ring) =
         load_ring(secrets, REGISTRY_KEY).with_context(|| format!("reading {REGISTRY_KEY}"))?
     {
-        let unknown: i64 = store
-            .count_by_key()
-            .await?
-            .iter()
-            .filter(|(id, _)| u32::try_from(*id).map_or(true, |id| ring.get(id).is_none()))
-            .map(|(_, n)| *n)
-            .sum();
-        let ids: Vec<String> = ring.ids().iter().map(u32::to_string).collect();
-        seen.push(format!(
-            "{REGISTRY_KEY} {} (current {})",
-            ids.join(","),
-            ring.current_id()
+        let counts = store.count_by_key().await?;
+        seen.push(ring_line(REGISTRY_KEY, &ring));
+        problems.extend(unknown_key_rows(
+            secrets,
+            (REGISTRY_KEY, &ring),
+            &counts,
+            "registry rows",
+            "those cards are not found",
         ));
-        if unknown > 0 {
-            problems.push(format!(
-                "{unknown} registry rows are under a key id {REGISTRY_KEY} in {} does not hold \
-                 (it holds {}): those cards are not found; copy the keyring from the node that \
-                 rotated it, or restore the secrets folder from the same backup as the database",
-                secrets.display(),
-                ids.join(", ")
-            ));
-        }
+    }
+    if let Some(ring) = audit_ring(secrets)? {
+        let counts = store.count_audit_by_key().await?;
+        seen.push(ring_line(AUDIT_KEY, &ring));
+        problems.extend(unknown_key_rows(
+            secrets,
+            (AUDIT_KEY, &ring),
+            &counts,
+            "audit entries",
+            "they cannot be verified",
+        ));
     }
     for column in SealedColumn::ALL {
         let name = column.key_name();
@@ -416,12 +480,8 @@ pub async fn check_key_ids<S: SealedValues + RegistryReads>(
         for id in ring.ids() {
             known += rows_under(store, column, id).await?;
         }
+        seen.push(ring_line(name, &ring));
         let ids: Vec<String> = ring.ids().iter().map(u32::to_string).collect();
-        seen.push(format!(
-            "{name} {} (current {})",
-            ids.join(","),
-            ring.current_id()
-        ));
         if total > known {
             problems.push(format!(
                 "{} values are sealed under a key id {name} in {} does not hold (it holds {}): \
@@ -434,4 +494,36 @@ pub async fn check_key_ids<S: SealedValues + RegistryReads>(
         }
     }
     Ok((seen.join("; "), problems))
+}
+
+/// `db check`'s line for one keyring: `registry.key 1,2 (current 2)`.
+fn ring_line(name: &str, ring: &KeyRing) -> String {
+    let ids: Vec<String> = ring.ids().iter().map(u32::to_string).collect();
+    format!("{name} {} (current {})", ids.join(","), ring.current_id())
+}
+
+/// The problem, if any, of the rows in `counts` (per key id) under an id the keyring
+/// `name` does not hold.
+fn unknown_key_rows(
+    secrets: &std::path::Path,
+    (name, ring): (&str, &KeyRing),
+    counts: &[(i64, i64)],
+    rows: &str,
+    consequence: &str,
+) -> Option<String> {
+    let unknown: i64 = counts
+        .iter()
+        .filter(|(id, _)| u32::try_from(*id).map_or(true, |id| ring.get(id).is_none()))
+        .map(|(_, n)| *n)
+        .sum();
+    let ids: Vec<String> = ring.ids().iter().map(u32::to_string).collect();
+    (unknown > 0).then(|| {
+        format!(
+            "{unknown} {rows} are under a key id {name} in {} does not hold (it holds {}): \
+             {consequence}; copy the keyring from the node that rotated it, or restore the \
+             secrets folder from the same backup as the database",
+            secrets.display(),
+            ids.join(", ")
+        )
+    })
 }

@@ -11,6 +11,7 @@ pub mod gen;
 pub mod import;
 pub mod inactivity;
 pub mod keys;
+pub mod keys_retire;
 pub mod mode;
 pub mod serve;
 pub mod status;

@@ -87,8 +87,9 @@ enum Command {
 
 #[derive(Subcommand)]
 enum KeysCommand {
-    /// Add a new current key to the keyring NAME (registry.key, factor.key, outbox.key or
-    /// csrf.key); the old keys stay for reading. Running nodes pick it up without a restart.
+    /// Add a new current key to the keyring NAME (registry.key, factor.key, outbox.key,
+    /// csrf.key or audit.key); the old keys stay for reading. Running nodes pick it up
+    /// without a restart.
     Rotate {
         #[arg(value_name = "NAME")]
         name: String,
@@ -97,6 +98,14 @@ enum KeysCommand {
     Status,
     /// Move every sealed value to its current key now (what the re-seal job does).
     Reseal,
+    /// Remove the old key ID from the keyring NAME; refused while `keys status` shows rows
+    /// under it, or while a short-lived use of it may still be in flight.
+    Retire {
+        #[arg(value_name = "NAME")]
+        name: String,
+        #[arg(value_name = "ID")]
+        id: u32,
+    },
 }
 
 #[derive(Subcommand)]
@@ -357,9 +366,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             )
             .context("reading the registry key")?;
             let actor = admin::cli_actor();
+            let audit = built.app.audit_keys().current();
             let ctx = import::ImportContext {
                 store: built.store.as_ref(),
                 keys: &ring,
+                audit: &audit,
                 policies: built.app.policies(),
                 actor: &actor,
                 now: built.app.clock().now(),
@@ -509,7 +520,24 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
                 KeysCommand::Reseal => {
                     let built = app::build(&config, Arc::new(SystemClock), false).await?;
-                    keys::reseal_cli(&built.store, &keys::Sealers::of(&built)).await
+                    keys::reseal_cli(
+                        &built.store,
+                        &keys::Sealers::of(&built),
+                        config.keys.reseal_batch,
+                    )
+                    .await
+                }
+                KeysCommand::Retire { name, id } => {
+                    let built = app::build(&config, Arc::new(SystemClock), false).await?;
+                    let now = built.app.clock().now();
+                    portcullis::keys_retire::retire_cli(
+                        &config,
+                        built.store.as_ref(),
+                        name,
+                        *id,
+                        now,
+                    )
+                    .await
                 }
             }
         }
@@ -541,9 +569,14 @@ async fn serve(mut config: Config, mode: Mode) -> anyhow::Result<()> {
         let ring =
             portcullis_crypto::keyring::load_or_create_ring(&config.secrets_dir, app::REGISTRY_KEY)
                 .context("reading the registry key")?;
-        demo::load(built.store.as_ref(), &ring, built.app.clock().now())
-            .await
-            .context("loading the demo registry")?;
+        demo::load(
+            built.store.as_ref(),
+            &ring,
+            &built.app.audit_keys().current(),
+            built.app.clock().now(),
+        )
+        .await
+        .context("loading the demo registry")?;
         println!("Portcullis is running at {local}/");
         let public = config.policies().public_url;
         if public != local {
@@ -592,7 +625,8 @@ async fn serve(mut config: Config, mode: Mode) -> anyhow::Result<()> {
     let reseal = keys::spawn_job(
         built.store.clone(),
         keys::Sealers::of(&built),
-        keys::RESEAL_INTERVAL,
+        config.keys.reseal_interval(),
+        config.keys.reseal_batch,
     );
     let mut limits = config.server.connection_limits();
     // A full house of connections must leave descriptors for the database, the management

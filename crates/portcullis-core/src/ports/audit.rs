@@ -15,4 +15,6 @@ pub trait AuditReads: Send + Sync {
     /// The chain's head: the last appended `seq` and its hash (`0` and the genesis hash
     /// before the first append).
     async fn audit_head(&self) -> StoreResult<(i64, Vec<u8>)>;
+    /// How many entries are under each key id of `audit.key`, by id.
+    async fn count_audit_by_key(&self) -> StoreResult<Vec<(i64, i64)>>;
 }

@@ -2,7 +2,6 @@
 //! the registry API), and what a load does to the online accounts of the cards it changes.
 
 use async_trait::async_trait;
-use portcullis_crypto::KeyedHasher;
 
 use super::accounts::AccountRow;
 use super::outbox::Outgoing;
@@ -130,7 +129,7 @@ pub trait RegistryImport: Send {
     fn send(&mut self, message: Outgoing);
     /// Queues an audit event, appended to the chain by the commit.
     fn audit(&mut self, event: AuditEvent);
-    async fn commit(self: Box<Self>, audit_key: &KeyedHasher) -> StoreResult<Committed>;
+    async fn commit(self: Box<Self>, audit_key: &crate::audit::ChainKey) -> StoreResult<Committed>;
 }
 
 #[async_trait]

@@ -21,7 +21,6 @@
 //!   use case: drop the unit of work rather than committing a half-done change.
 
 use async_trait::async_trait;
-use portcullis_crypto::KeyedHasher;
 
 use super::account_import::AccountImportWrites;
 use super::accounts::AccountWrites;
@@ -73,8 +72,8 @@ pub trait UnitOfWork:
     /// just before COMMIT, so the chain's head is held as briefly as possible).
     fn audit(&mut self, event: AuditEvent);
     /// Writes the messages and audit events and commits, through the store's one commit
-    /// path. `audit_key` keys the chain's hashes.
-    async fn commit(self: Box<Self>, audit_key: &KeyedHasher) -> StoreResult<Committed>;
+    /// path. `audit_key` keys the chain's hashes (its id is stored with each entry).
+    async fn commit(self: Box<Self>, audit_key: &crate::audit::ChainKey) -> StoreResult<Committed>;
 }
 
 /// Opens units of work.

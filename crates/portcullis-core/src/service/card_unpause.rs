@@ -130,7 +130,7 @@ impl Portcullis {
         let token = Token::generate();
         // A code is made either way; only a paused card's holder is sent it.
         let code = otp::generate();
-        let code_hash = otp::code_hash(&self.keys, &token.hash, code.expose_secret());
+        let code_hash = self.code_hash(&token.hash, code.expose_secret());
         let send = destination.filter(|_| held.is_none());
         let subject = holder.as_ref().filter(|_| send.is_some());
         let policy = CodePolicy::default();
@@ -222,8 +222,8 @@ impl Portcullis {
         else {
             return Err(ServiceError::CodeSpent);
         };
-        let expected = otp::code_hash(&self.keys, &step_hash, &code);
-        let Some(record) = record.filter(|_| ct_eq(&expected, &stored_code)) else {
+        let right = self.code_matches(&step_hash, &code, &stored_code);
+        let Some(record) = record.filter(|_| right) else {
             let left = policy.max_tries.saturating_sub(tries);
             let mut work = self.begin(now);
             work.audit(

@@ -2,7 +2,6 @@
 //! same unit of work, checking one (every try counted first, on the step and on the code),
 //! and taking it (once, by exactly one caller).
 
-use portcullis_crypto::ct_eq;
 use secrecy::{ExposeSecret, SecretString};
 
 use super::{ClientInfo, Portcullis, Work};
@@ -73,7 +72,7 @@ impl Portcullis {
             step_hash: *step_hash,
             account_id: account.id,
             purpose,
-            code_hash: otp::code_hash(&self.keys, step_hash, code.expose_secret()),
+            code_hash: self.code_hash(step_hash, code.expose_secret()),
             channel,
             expires_at,
         })
@@ -213,8 +212,7 @@ impl Portcullis {
             }
             return Err(ServiceError::CodeSpent);
         };
-        let expected = otp::code_hash(&self.keys, step_hash, &code);
-        if !ct_eq(&expected, &attempt.code_hash) {
+        if !self.code_matches(step_hash, &code, &attempt.code_hash) {
             self.audit_alone(
                 now,
                 AuditEvent::new(AuditKind::RecoveryCodeFailed, Some(attempt.account_id))

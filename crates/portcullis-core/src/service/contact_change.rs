@@ -118,7 +118,7 @@ impl Portcullis {
             step_hash: step.hash,
             account_id: account.id,
             purpose,
-            code_hash: otp::code_hash(&self.keys, &step.hash, code.expose_secret()),
+            code_hash: self.code_hash(&step.hash, code.expose_secret()),
             channel,
             expires_at: now.plus_secs(policy.ttl_secs),
         })
@@ -215,7 +215,7 @@ impl Portcullis {
         let channel = field.channel();
         let policy = CodePolicy::default();
         let code = otp::generate();
-        let hash = otp::code_hash(&self.keys, &step_hash, code.expose_secret());
+        let hash = self.code_hash(&step_hash, code.expose_secret());
         let mut work = self.begin(now);
         match work.resend_code(&step_hash, &hash, &policy).await? {
             Resend::Sent => {

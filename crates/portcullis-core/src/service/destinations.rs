@@ -9,6 +9,13 @@
 //! a keyed hash of the destination, so no phone number or address is stored in clear for
 //! it. A message is claimed on every bucket or none: a refusal gives back the places taken
 //! before it.
+//!
+//! The keyed buckets are counted under **every** key of the registry keyring
+//! (docs/design/keys.md, "The registry key"): after a rotation each message takes a place
+//! under the old key's buckets, which carry the count from before it, and under the new
+//! key's, which start from the rotation; once the longest window (a day) has passed since
+//! the rotation, the new key's buckets hold the whole count and the old key is needed no
+//! more for them.
 
 use portcullis_crypto::KeyedHasher;
 
@@ -66,6 +73,25 @@ pub(crate) fn destination_buckets(
 }
 
 impl Portcullis {
+    /// The buckets of one destination under every key of the registry ring, the current
+    /// key's first; the buckets that are not keyed (texts per prefix, in all) once.
+    fn destination_buckets_every_key(
+        &self,
+        policy: &throttle::ThrottlePolicy,
+        channel: CodeChannel,
+        to: &str,
+    ) -> Vec<(String, i64, u32)> {
+        let mut out: Vec<(String, i64, u32)> = Vec::new();
+        for (_, key) in self.registry_keys() {
+            for bucket in destination_buckets(&key, policy, channel, to) {
+                if !out.iter().any(|b| b.0 == bucket.0) {
+                    out.push(bucket);
+                }
+            }
+        }
+        out
+    }
+
     /// Claims a place for one message an anonymous request causes to `to`: `None` when it
     /// may go, `Some(retry_after)` when a limit is reached (then nothing stays claimed).
     pub(crate) async fn destination_claim(
@@ -78,7 +104,7 @@ impl Portcullis {
         if !policy.enabled {
             return Ok(None);
         }
-        let buckets = destination_buckets(&self.keys, &policy, channel, to);
+        let buckets = self.destination_buckets_every_key(&policy, channel, to);
         let mut taken: Vec<&str> = Vec::with_capacity(buckets.len());
         for (bucket, window, limit) in &buckets {
             match self
@@ -113,7 +139,7 @@ impl Portcullis {
         if !policy.enabled {
             return;
         }
-        for (bucket, _, _) in destination_buckets(&self.keys, &policy, channel, to) {
+        for (bucket, _, _) in self.destination_buckets_every_key(&policy, channel, to) {
             if let Err(e) = self.ports.claims.throttle_release(&bucket).await {
                 tracing::warn!(error = %e, "destination release failed");
             }

@@ -368,7 +368,7 @@ impl Portcullis {
         }
         let policy = CodePolicy::default();
         let code = otp::generate();
-        let hash = otp::code_hash(&self.keys, &step_hash, code.expose_secret());
+        let hash = self.code_hash(&step_hash, code.expose_secret());
         let preferred = if for_user_id {
             CodeChannel::parse(&step.data)
         } else {

@@ -5,8 +5,6 @@
 //! and every status change of a linked card, and commit it all together. The rules and
 //! their reasons are in docs/design/cards.md.
 
-use portcullis_crypto::KeyedHasher;
-
 use super::Portcullis;
 use crate::audit::{AuditEvent, AuditKind};
 use crate::config::Policies;
@@ -55,7 +53,7 @@ pub enum PushOutcome {
 pub async fn finish_load(
     mut import: Box<dyn RegistryImport>,
     policies: &Policies,
-    audit_key: &KeyedHasher,
+    audit_key: &crate::audit::ChainKey,
     actor: &str,
     source: &str,
     records: u64,
@@ -196,7 +194,7 @@ impl Portcullis {
         let (report, messages) = finish_load(
             import,
             &self.policies,
-            &self.audit_key,
+            &self.audit_keys.current(),
             actor,
             source,
             records,

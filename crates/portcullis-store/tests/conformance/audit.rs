@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use portcullis_core::audit::{AuditEvent, AuditKind, GENESIS_HASH};
+use portcullis_core::audit::{AuditEvent, AuditKind, ChainKey, ChainKeys, GENESIS_HASH};
 use portcullis_core::ports::{AuditReads, Store, Transactions};
 use portcullis_testkit::{both, Backend};
 
@@ -39,7 +39,7 @@ async fn audit_chain(backend: Backend) {
     assert_eq!(entries.len(), 60);
     let mut prev = GENESIS_HASH.to_vec();
     let mut seq = 0;
-    portcullis_core::audit::verify_run(&keys(), &entries, &mut prev, &mut seq).unwrap();
+    portcullis_core::audit::verify_run(&keys().into(), &entries, &mut prev, &mut seq).unwrap();
     assert_eq!(s.audit_head().await.unwrap(), (60, prev));
     // A unit's events are consecutive in the chain.
     for account in 0..30 {
@@ -81,3 +81,37 @@ async fn audit_chain(backend: Backend) {
     s.ping().await.unwrap();
 }
 both!(audit_chain_conformance, audit_chain);
+
+/// Each entry names the key it was appended under (`audit.key`'s id), the chain runs on
+/// across a change of key, and the entries are counted per key id.
+async fn audit_key_ids(backend: Backend) {
+    let (s, _db) = store(backend).await;
+    let two = portcullis_crypto::KeyedHasher::new(zeroize::Zeroizing::new([8; 32]));
+    assert!(s.count_audit_by_key().await.unwrap().is_empty());
+    for (n, key) in [
+        (3, ChainKey::from(keys())),
+        (2, ChainKey { id: 2, key: two }),
+    ] {
+        for _ in 0..n {
+            let mut w = s.begin(T);
+            w.audit(AuditEvent::new(AuditKind::SignIn, Some(1)));
+            w.commit(&key).await.unwrap();
+        }
+    }
+    assert_eq!(s.count_audit_by_key().await.unwrap(), vec![(1, 3), (2, 2)]);
+    let entries = s.audit_entries(0, 10).await.unwrap();
+    let ids: Vec<i64> = entries.iter().map(|e| e.key_id).collect();
+    assert_eq!(ids, vec![1, 1, 1, 2, 2]);
+    let ring = portcullis_crypto::KeyRing::parse(&format!(
+        "current 2\nkey 1 {}\nkey 2 {}\n",
+        "07".repeat(32),
+        "08".repeat(32)
+    ))
+    .unwrap();
+    let mut prev = GENESIS_HASH.to_vec();
+    let mut seq = 0;
+    portcullis_core::audit::verify_run(&ChainKeys::of_ring(&ring), &entries, &mut prev, &mut seq)
+        .unwrap();
+    assert_eq!(seq, 5);
+}
+both!(audit_entries_name_their_key, audit_key_ids);

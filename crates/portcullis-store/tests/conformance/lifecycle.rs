@@ -76,7 +76,7 @@ async fn reissue_moves_the_account_and_status_changes_are_reported(backend: Back
         body: "b".into(),
         sensitive: false,
     }));
-    let done = import.commit(&keys()).await.unwrap();
+    let done = import.commit(&keys().into()).await.unwrap();
     assert_eq!((done.audited, done.messages), (1, 1));
     assert_eq!(audited(&s).await, before_audit + 1);
     assert_eq!(pending(&s).await, before_out + 1);
@@ -109,7 +109,7 @@ async fn reissue_moves_the_account_and_status_changes_are_reported(backend: Back
         ]
     );
     assert!(settled.reissues.iter().all(|r| r.account.id == id));
-    import.commit(&keys()).await.unwrap();
+    import.commit(&keys().into()).await.unwrap();
     let cards = s.cards_for_account(id).await.unwrap();
     assert_eq!(
         cards.iter().map(|c| c.last4.as_str()).collect::<Vec<_>>(),
@@ -139,7 +139,7 @@ async fn reissue_moves_the_account_and_status_changes_are_reported(backend: Back
     // A later record without `replaces` does not bring the old number back.
     let mut import = load(&s, 40, &[card(NEW, "active", "")]).await;
     assert!(import.settle().await.unwrap().reissues.is_empty());
-    import.commit(&keys()).await.unwrap();
+    import.commit(&keys().into()).await.unwrap();
     assert!(
         s.find_record(1, &card(NEW, "", "").number_hash)
             .await
@@ -172,7 +172,7 @@ async fn a_push_key_applies_once(backend: Backend) {
             .unwrap(),
         PushKey::Fresh
     );
-    import.commit(&keys()).await.unwrap();
+    import.commit(&keys().into()).await.unwrap();
     let mut import = s.begin_import(T).await.unwrap();
     assert_eq!(
         import
@@ -198,7 +198,7 @@ async fn accounts_whose_every_card_is_closed(backend: Backend) {
         &[card(OLD, "closed", ""), card(NEW, "blocked", "")],
     )
     .await;
-    import.commit(&keys()).await.unwrap();
+    import.commit(&keys().into()).await.unwrap();
     // Closed at T+100: not due before the read-only time has passed.
     assert!(s
         .accounts_with_cards_closed(T.plus_secs(99), 10)

@@ -261,7 +261,7 @@ async fn sweep(backend: Backend) {
         .claim_push_key("old-push", &[3; 32], "{}")
         .await
         .unwrap();
-    import.commit(&crate::support::keys()).await.unwrap();
+    import.commit(&crate::support::keys().into()).await.unwrap();
     // An API Idempotency-Key kept at T.
     let mut w = s.begin(T);
     w.keep_idempotency_key("registration", "old-key", &[4; 32], "ann.example")

@@ -31,13 +31,13 @@ async fn import_is_all_or_nothing_and_upserts(backend: Backend) {
         ])
         .await
         .unwrap();
-    import.commit(&keys()).await.unwrap();
+    import.commit(&keys().into()).await.unwrap();
     let mut import = s.begin_import(UnixTime(1_700_000_000)).await.unwrap();
     import
         .upsert(&[record("378282246310005", "A2")])
         .await
         .unwrap();
-    import.commit(&keys()).await.unwrap();
+    import.commit(&keys().into()).await.unwrap();
     assert_eq!(s.count_records().await.unwrap(), 2);
     let r = s
         .find_record(1, &record("378282246310005", "x").number_hash)
@@ -62,7 +62,7 @@ async fn import_is_all_or_nothing_and_upserts(backend: Backend) {
         .collect();
     let mut import = s.begin_import(UnixTime(1_700_000_000)).await.unwrap();
     import.upsert(&many).await.unwrap();
-    import.commit(&keys()).await.unwrap();
+    import.commit(&keys().into()).await.unwrap();
     assert_eq!(s.count_records().await.unwrap(), 1_502);
 }
 both!(
@@ -96,7 +96,7 @@ async fn import_moves_rows_off_an_old_registry_key(backend: Backend) {
     let new = parsed("6011111111111117", "New").hashed_under(&ring);
     let mut import = s.begin_import(T).await.unwrap();
     import.upsert(&[moved.clone(), new.clone()]).await.unwrap();
-    import.commit(&keys()).await.unwrap();
+    import.commit(&keys().into()).await.unwrap();
     assert_eq!(s.count_records().await.unwrap(), 3);
     assert_eq!(s.count_by_key().await.unwrap(), vec![(1, 1), (2, 2)]);
     let row = s.find_record(2, &new.number_hash).await.unwrap().unwrap();
@@ -163,7 +163,7 @@ fn reissue(number: &str, replaces: &str) -> RegistryRecord {
 async fn load_all(s: &portcullis_store::SqlStore, records: &[HashedRecord]) {
     let mut import = s.begin_import(T).await.unwrap();
     import.upsert(records).await.unwrap();
-    import.commit(&keys()).await.unwrap();
+    import.commit(&keys().into()).await.unwrap();
 }
 
 /// Across a registry key rotation a replaced card stays replaced: a reissue loaded under

@@ -35,7 +35,7 @@ pub fn keys() -> KeyedHasher {
 
 /// Commits `w`, which must succeed.
 pub async fn commit(w: Box<dyn UnitOfWork>) -> Committed {
-    w.commit(&keys()).await.unwrap()
+    w.commit(&keys().into()).await.unwrap()
 }
 
 pub fn record(number: &str, product: &str) -> HashedRecord {
@@ -63,7 +63,7 @@ pub async fn seed_record(s: &SqlStore, number: &str) -> i64 {
     let r = record(number, "Gold");
     let mut import = s.begin_import(UnixTime(1_700_000_000)).await.unwrap();
     import.upsert(std::slice::from_ref(&r)).await.unwrap();
-    import.commit(&keys()).await.unwrap();
+    import.commit(&keys().into()).await.unwrap();
     s.find_record(r.key_id, &r.number_hash)
         .await
         .unwrap()

@@ -433,8 +433,9 @@ pub async fn audit_entries(
 pub struct FirstBadOut {
     pub seq: i64,
     /// `altered` (contents do not match the hash), `broken` (does not follow the entry
-    /// before: deleted, inserted or reordered), `truncated` (entries deleted from the end) or
-    /// `rewritten` (the chain does not end where its head says).
+    /// before: deleted, inserted or reordered), `truncated` (entries deleted from the end),
+    /// `rewritten` (the chain does not end where its head says) or `unknown_key` (the entry
+    /// names an audit key id the server's `audit.key` does not hold).
     pub problem: String,
     /// The problem in words.
     pub description: String,

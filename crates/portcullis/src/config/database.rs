@@ -71,6 +71,41 @@ impl Default for StatusConfig {
     }
 }
 
+/// The re-seal job (docs/design/keys.md, "Sealed values"): how often a serving node tries
+/// to take its lease, and how many values one statement reads.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeysConfig {
+    pub reseal_interval_secs: u64,
+    pub reseal_batch: u32,
+}
+
+impl Default for KeysConfig {
+    fn default() -> Self {
+        Self {
+            reseal_interval_secs: 60,
+            reseal_batch: 100,
+        }
+    }
+}
+
+impl KeysConfig {
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if !(1..=86_400).contains(&self.reseal_interval_secs) {
+            anyhow::bail!("keys.reseal_interval_secs must be between 1 and 86400");
+        }
+        if !(1..=10_000).contains(&self.reseal_batch) {
+            anyhow::bail!("keys.reseal_batch must be between 1 and 10000");
+        }
+        Ok(())
+    }
+
+    /// How often the job runs.
+    pub fn reseal_interval(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.reseal_interval_secs)
+    }
+}
+
 /// The issuer's colours on the pages, each `#rrggbb`. The defaults are the stylesheet's own.
 /// A scheme whose text would be hard to read (below 4.5:1) is refused at start-up.
 #[derive(Clone, Debug, Deserialize)]

@@ -244,6 +244,29 @@ fn anonymous_limits_stay_below_the_gateway_quotas() {
 }
 
 #[test]
+fn the_reseal_job_is_configured_and_checked() {
+    let c = load_with("", &[]).unwrap();
+    assert_eq!(
+        (c.keys.reseal_interval(), c.keys.reseal_batch),
+        (std::time::Duration::from_secs(60), 100)
+    );
+    let c = load_with(
+        "[keys]\nreseal_interval_secs = 5\n",
+        &[("PORTCULLIS_KEYS_RESEAL_BATCH", "20")],
+    )
+    .unwrap();
+    assert_eq!((c.keys.reseal_interval_secs, c.keys.reseal_batch), (5, 20));
+    for bad in [
+        "[keys]\nreseal_interval_secs = 0\n",
+        "[keys]\nreseal_batch = 0\n",
+        "[keys]\nreseal_batch = 100000\n",
+    ] {
+        let e = load_with(bad, &[]).unwrap_err().to_string();
+        assert!(e.contains("keys.reseal_"), "{bad}: {e}");
+    }
+}
+
+#[test]
 fn a_read_replica_is_for_postgresql_only() {
     let pg = "database_url = \"postgres://app@db1/portcullis\"\n";
     let c = load_with(

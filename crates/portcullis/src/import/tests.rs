@@ -46,11 +46,18 @@ impl Fixture {
         path
     }
 
+    /// The audit chain's key as a server without `audit.key` has it: key 1, derived.
+    fn audit_key(&self) -> portcullis_core::audit::ChainKey {
+        portcullis_core::audit::audit_key(&KeyedHasher::new(self.keys.first().clone())).into()
+    }
+
     async fn import(&self, path: &Path) -> Result<ImportReport, ImportError> {
         let policies = portcullis_core::config::Policies::default();
+        let audit = self.audit_key();
         let ctx = ImportContext {
             store: &self.store,
             keys: &self.keys,
+            audit: &audit,
             policies: &policies,
             actor: "cli:test",
             now: portcullis_core::clock::UnixTime(1_700_000_000),
@@ -503,11 +510,7 @@ impl Fixture {
             })
             .await
             .unwrap();
-        w.commit(&portcullis_core::audit::audit_key(&KeyedHasher::new(
-            self.keys.first().clone(),
-        )))
-        .await
-        .unwrap();
+        w.commit(&self.audit_key()).await.unwrap();
         id
     }
 }

@@ -81,7 +81,7 @@ fn totp_code(app: &TestApp, secret: &str) -> String {
 }
 
 /// Turns on an authenticator app for `user_id`; its secret (base32).
-async fn enrol_totp(app: &TestApp, user_id: &str) -> String {
+pub(crate) async fn enrol_totp(app: &TestApp, user_id: &str) -> String {
     let token = app.token(user_id, PASSWORD, "personal").await;
     let (status, enrol) = bearer(
         app,
@@ -104,13 +104,23 @@ async fn enrol_totp(app: &TestApp, user_id: &str) -> String {
     secret
 }
 
-async fn sign_in(app: &TestApp, user_id: &str, password: &str, kind: &str) -> (u16, Value) {
+pub(crate) async fn sign_in(
+    app: &TestApp,
+    user_id: &str,
+    password: &str,
+    kind: &str,
+) -> (u16, Value) {
     let res = app.sign_in(user_id, password, kind).await;
     let status = res.status().as_u16();
     (status, res.json().await.unwrap())
 }
 
-async fn second_step(app: &TestApp, challenge: &Value, method: &str, code: &str) -> (u16, Value) {
+pub(crate) async fn second_step(
+    app: &TestApp,
+    challenge: &Value,
+    method: &str,
+    code: &str,
+) -> (u16, Value) {
     let res = app
         .post_json(
             "/api/v1/sessions/mfa",
@@ -145,7 +155,7 @@ async fn totp_loop(app: Arc<TestApp>, load: Arc<Load>, secret: String) {
 }
 
 /// The codes in the outbox file sent to an address starting `to`.
-fn codes_to(app: &TestApp, to: &str) -> Vec<String> {
+pub(crate) fn codes_to(app: &TestApp, to: &str) -> Vec<String> {
     std::fs::read_to_string(&app.outbox)
         .unwrap_or_default()
         .lines()
@@ -167,30 +177,35 @@ fn codes_to(app: &TestApp, to: &str) -> Vec<String> {
         .collect()
 }
 
+/// Ben signs in and asks for a code by email: the challenge and the code delivered.
+pub(crate) async fn emailed_code(app: &TestApp) -> (Value, String) {
+    let before = codes_to(app, "ben@").len();
+    let (status, challenge) = sign_in(app, "ben.sample", PASSWORD, "personal").await;
+    assert_eq!(status, 200, "{challenge}");
+    let res = app
+        .post_json(
+            "/api/v1/sessions/mfa/send",
+            &json!({"challenge_token": challenge["challenge_token"], "method": "email"}),
+        )
+        .await;
+    assert_eq!(res.status(), 202, "{}", res.text().await.unwrap());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let codes = codes_to(app, "ben@");
+        if codes.len() > before {
+            return (challenge, codes[codes.len() - 1].clone());
+        }
+        assert!(Instant::now() < deadline, "the code was never delivered");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// Ben signs in with a code by email: the code's message is sealed under the outbox key in
 /// the queue and opened by the delivery worker.
 async fn email_loop(app: Arc<TestApp>, load: Arc<Load>) {
     while !load.stop.load(Ordering::SeqCst) {
         let _still = load.clock.read().await;
-        let before = codes_to(&app, "ben@").len();
-        let (status, challenge) = sign_in(&app, "ben.sample", PASSWORD, "personal").await;
-        assert_eq!(status, 200, "{challenge}");
-        let res = app
-            .post_json(
-                "/api/v1/sessions/mfa/send",
-                &json!({"challenge_token": challenge["challenge_token"], "method": "email"}),
-            )
-            .await;
-        assert_eq!(res.status(), 202, "{}", res.text().await.unwrap());
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let code = loop {
-            let codes = codes_to(&app, "ben@");
-            if codes.len() > before {
-                break codes[codes.len() - 1].clone();
-            }
-            assert!(Instant::now() < deadline, "the code was never delivered");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        };
+        let (challenge, code) = emailed_code(&app).await;
         let (status, session) = second_step(&app, &challenge, "email", &code).await;
         assert_eq!(status, 201, "emailed code refused: {session}");
         load.email.fetch_add(1, Ordering::SeqCst);
@@ -380,7 +395,7 @@ async fn rotation_under_load(backend: Backend) {
     assert_eq!(res.status(), 303, "a form from before the rotation");
 
     // The re-seal moves them while the loops run.
-    let done = keys::reseal_all(store.as_ref(), &Sealers::of(&app.built))
+    let done = keys::reseal_all(store.as_ref(), &Sealers::of(&app.built), 100)
         .await
         .unwrap();
     assert!(done.moved >= 1, "{done:?}");
@@ -615,11 +630,15 @@ async fn reseal_job(backend: Backend) {
             store.clone(),
             Sealers::of(&app.built),
             Duration::from_secs(1),
+            // Small reads: the job walks the column in several batches.
+            1,
         ),
         keys::spawn_job(
             store.clone(),
             Sealers::of(&app.built),
             Duration::from_secs(1),
+            // Small reads: the job walks the column in several batches.
+            1,
         ),
     ];
     let deadline = Instant::now() + Duration::from_secs(10);

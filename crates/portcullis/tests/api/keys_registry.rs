@@ -284,6 +284,7 @@ async fn registry_rotation(backend: Backend) {
     portcullis::demo::load(
         store.as_ref(),
         &ring,
+        &app.built.app.audit_keys().current(),
         portcullis_core::clock::UnixTime(1_800_000_000),
     )
     .await

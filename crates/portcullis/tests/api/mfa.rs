@@ -104,7 +104,7 @@ fn latest_code(app: &TestApp, subject: &str) -> String {
         .to_owned()
 }
 
-async fn enable_email_codes(app: &TestApp, token: &str) {
+pub(crate) async fn enable_email_codes(app: &TestApp, token: &str) {
     let res = post_bearer(
         app,
         "/api/v1/me/factors/code",

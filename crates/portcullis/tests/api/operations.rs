@@ -55,16 +55,16 @@ pub(crate) fn answers() -> Value {
 
 /// A demo card as `serve --demo` printed it.
 #[derive(Debug)]
-struct PrintedCard {
-    account_type: String,
-    number: String,
-    verification: String,
-    holder: String,
+pub(crate) struct PrintedCard {
+    pub(crate) account_type: String,
+    pub(crate) number: String,
+    pub(crate) verification: String,
+    pub(crate) holder: String,
 }
 
 /// Reads `  Merchant Account  (merchant)   merchant number 1234567890  verification code
 /// SHOP42  (Corner Coffee Ltd, Merchant Services)`.
-fn parse_card(line: &str) -> Option<PrintedCard> {
+pub(crate) fn parse_card(line: &str) -> Option<PrintedCard> {
     let account_type = line.split('(').nth(1)?.split(')').next()?.to_owned();
     let after = |label: &str| {
         line.split(label)

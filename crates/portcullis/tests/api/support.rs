@@ -502,7 +502,7 @@ async fn tokens(backend: Backend) {
 both!(admin_tokens_are_scoped_revocable_and_never_stored, tokens);
 
 /// The SQL an attacker with database access runs to get past the append-only triggers.
-async fn drop_audit_triggers(app: &TestApp, backend: Backend) {
+pub(crate) async fn drop_audit_triggers(app: &TestApp, backend: Backend) {
     let statements: &[&str] = match backend {
         Backend::Sqlite => &[
             "DROP TRIGGER audit_log_no_update",

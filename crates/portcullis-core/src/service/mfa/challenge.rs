@@ -314,7 +314,7 @@ impl Portcullis {
         let destination = mask(channel, &to);
         let policy = CodePolicy::default();
         let code = otp::generate();
-        let code_hash = otp::code_hash(&self.keys, &step_hash, code.expose_secret());
+        let code_hash = self.code_hash(&step_hash, code.expose_secret());
         let message = account.outgoing(self.code_message(channel, to, &code));
         let mut work = self.begin(now);
         match work.resend_code(&step_hash, &code_hash, &policy).await? {
@@ -519,12 +519,11 @@ impl Portcullis {
         else {
             return Ok(None);
         };
-        let expected = otp::code_hash(&self.keys, step_hash, &code);
-        Ok(
-            portcullis_crypto::ct_eq(&expected, &attempt.code_hash).then_some(Answer::Code {
+        Ok(self
+            .code_matches(step_hash, &code, &attempt.code_hash)
+            .then_some(Answer::Code {
                 step_hash: *step_hash,
-            }),
-        )
+            }))
     }
 }
 

@@ -87,11 +87,21 @@ impl Portcullis {
         let Some(code) = normalise_recovery_code(code) else {
             return Ok(None);
         };
-        let candidates = self
-            .ports
-            .factors
-            .recovery_code_candidates(account.id, self.recovery_hint(&code))
-            .await?;
+        // Codes made before a rotation of the registry key carry a hint under an old key:
+        // the candidates under every key's hint (one read per key, whatever the code).
+        let mut candidates: Vec<(i64, String)> = Vec::new();
+        for hint in self.recovery_hints(&code) {
+            for found in self
+                .ports
+                .factors
+                .recovery_code_candidates(account.id, hint)
+                .await?
+            {
+                if !candidates.iter().any(|(id, _)| *id == found.0) {
+                    candidates.push(found);
+                }
+            }
+        }
         if candidates.is_empty() {
             self.hasher.verify(code.as_bytes(), None).await?;
             return Ok(None);
@@ -136,11 +146,24 @@ impl Portcullis {
         }
     }
 
+    /// A new code's hint, under the registry ring's current key.
     fn recovery_hint(&self, normalised: &str) -> i64 {
         let h = self
-            .keys
+            .code_key()
             .hash(RECOVERY_HINT_DOMAIN, &[normalised.as_bytes()]);
         i64::from(h.first().copied().unwrap_or(0))
+    }
+
+    /// The hints a code may have been stored with: under each key of the ring.
+    fn recovery_hints(&self, normalised: &str) -> Vec<i64> {
+        let mut hints: Vec<i64> = Vec::new();
+        for h in self.hashes_under_every_key(RECOVERY_HINT_DOMAIN, &[normalised.as_bytes()]) {
+            let hint = i64::from(h.first().copied().unwrap_or(0));
+            if !hints.contains(&hint) {
+                hints.push(hint);
+            }
+        }
+        hints
     }
 }
 
