@@ -37,6 +37,7 @@ mod signin;
 pub mod status;
 mod support;
 mod sweep;
+mod webhooks;
 
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
@@ -50,7 +51,7 @@ use crate::counters::CountedEvent;
 use crate::ports::{
     AccountReads, AdminTokenReads, AuditReads, Claims, Committed, DeviceReads, FactorReads,
     Notifier, OutboxReads, OutboxStats, RegistryImports, RegistryReads, SessionReads, StatusReads,
-    StepReads, Store, Transactions, UnitOfWork,
+    StepReads, Store, Transactions, UnitOfWork, WebhookStore,
 };
 use crate::steps::StepKind;
 use crate::ServiceError;
@@ -76,6 +77,7 @@ pub use registry_load::{LoadReport, PushOutcome, RecordError, MAX_PUSH_RECORDS};
 pub use sessions::{SessionContext, SignedIn};
 pub use signin::SignInRequest;
 pub use support::{AuditCheck, IssuedAdminToken, ReactivateOutcome, SupportView, UnlockOutcome};
+pub use webhooks::NewWebhook;
 
 /// Who is asking: used for audit, throttling and the sessions list. Never trusted for
 /// authorisation.
@@ -108,6 +110,7 @@ pub(crate) struct Ports {
     pub(crate) outbox: Arc<dyn OutboxReads>,
     pub(crate) claims: Arc<dyn Claims>,
     pub(crate) work: Arc<dyn Transactions>,
+    pub(crate) webhooks: Arc<dyn WebhookStore>,
     /// For readiness only (`ping`).
     health: Arc<dyn Store>,
 }
@@ -128,6 +131,7 @@ impl Ports {
             outbox: store.clone(),
             claims: store.clone(),
             work: store.clone(),
+            webhooks: store.clone(),
             health: store,
         }
     }

@@ -273,7 +273,7 @@ impl TryFrom<OutboxRecord> for OutboxRow {
 }
 
 /// Error texts are stored for operators; keep them short.
-fn clip(error: &str) -> &str {
+pub(crate) fn clip(error: &str) -> &str {
     match error.char_indices().nth(500) {
         Some((at, _)) => error.get(..at).unwrap_or(error),
         None => error,

@@ -42,3 +42,4 @@ mod soft_passkey;
 mod status;
 mod support;
 mod tls;
+mod webhooks;
