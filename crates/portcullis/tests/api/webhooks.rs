@@ -633,11 +633,20 @@ async fn outages(backend: Backend) {
     second.clock.advance(lag + 11);
     let expected = expected_types(&app).await;
     let got = receiver.wait_for("in", expected.len()).await;
-    let copies: Vec<Got> = receiver
-        .all("in")
-        .into_iter()
-        .filter(|g| g.id == held.id)
-        .collect();
+    let copies_of = |id: &str| -> Vec<Got> {
+        receiver
+            .all("in")
+            .into_iter()
+            .filter(|g| g.id == id)
+            .collect()
+    };
+    for _ in 0..200 {
+        if copies_of(&held.id).len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let copies = copies_of(&held.id);
     assert_eq!(copies.len(), 2, "sent again under the same webhook-id");
     verify(&secret, copies.last().unwrap(), &second);
     assert_eq!(
