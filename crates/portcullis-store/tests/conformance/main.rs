@@ -34,4 +34,5 @@ mod schema;
 mod sessions;
 mod statements;
 mod status;
+mod webhooks;
 mod work;
