@@ -193,23 +193,6 @@ impl SqlStore {
         self.outbox_sealer()
             .map(|s| Sealer::with_ring(s.ring().clone(), SECRET_AAD))
     }
-
-    async fn settle_webhook(
-        &self,
-        statement: &str,
-        id: i64,
-        node: &str,
-        text: &str,
-    ) -> StoreResult<bool> {
-        let done = sqlx::query(statement)
-            .bind(id)
-            .bind(node)
-            .bind(crate::outbox::clip(text))
-            .execute(&self.pool)
-            .await
-            .map_err(db_err)?;
-        Ok(done.rows_affected() == 1)
-    }
 }
 
 type SubscriptionRecord = (i64, String, String, i64, i64, i64, i64, Option<String>);
@@ -364,14 +347,7 @@ impl WebhookStore for SqlStore {
     }
 
     async fn webhook_sent(&self, id: i64, node: &str, now: UnixTime) -> StoreResult<bool> {
-        let done = sqlx::query(MARK_SENT)
-            .bind(id)
-            .bind(node)
-            .bind(now.0)
-            .execute(&self.pool)
-            .await
-            .map_err(db_err)?;
-        Ok(done.rows_affected() == 1)
+        self.settle_at(MARK_SENT, id, node, now, None).await
     }
 
     async fn webhook_retry(
@@ -381,19 +357,12 @@ impl WebhookStore for SqlStore {
         error: &str,
         next_attempt_at: UnixTime,
     ) -> StoreResult<bool> {
-        let done = sqlx::query(MARK_RETRY)
-            .bind(id)
-            .bind(node)
-            .bind(next_attempt_at.0)
-            .bind(crate::outbox::clip(error))
-            .execute(&self.pool)
+        self.settle_at(MARK_RETRY, id, node, next_attempt_at, Some(error))
             .await
-            .map_err(db_err)?;
-        Ok(done.rows_affected() == 1)
     }
 
     async fn webhook_failed(&self, id: i64, node: &str, error: &str) -> StoreResult<bool> {
-        self.settle_webhook(MARK_FAILED, id, node, error).await
+        self.settle(MARK_FAILED, id, node, error).await
     }
 
     async fn release_webhook_claims(&self, node: &str) -> StoreResult<u64> {
