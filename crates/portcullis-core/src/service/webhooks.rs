@@ -6,7 +6,7 @@ use secrecy::SecretString;
 
 use super::Portcullis;
 use crate::audit::AuditKind;
-use crate::ports::WebhookSubscription;
+use crate::ports::{WebhookStats, WebhookSubscription};
 use crate::support::{SupportAuthority, SupportScope};
 use crate::webhooks::{check_url, EventFilter};
 use crate::{FieldError, ServiceError};
@@ -18,6 +18,11 @@ pub struct NewWebhook {
 }
 
 impl Portcullis {
+    /// Deliveries pending and given up, all subscriptions, for `/metrics`.
+    pub async fn webhook_stats(&self) -> Result<WebhookStats, ServiceError> {
+        Ok(self.ports.webhooks.webhook_stats(self.clock.now()).await?)
+    }
+
     /// Every subscription, with its deliveries by state (never a secret).
     pub async fn webhooks_list(
         &self,

@@ -664,6 +664,20 @@ async fn outages(backend: Backend) {
         }
     }
     assert_eq!(pending_and_sent(&second, &admin, dead).await, (0, 0, 1));
+    let metrics = second
+        .client
+        .get(second.management_url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("\nportcullis_webhook_deliveries_failed 1\n"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("\nportcullis_webhook_deliveries_pending 0\n"));
     let run = cli(&second, &["webhooks", "list"]).await;
     assert_eq!(run.code, 0, "{}", run.stderr);
     let listed: Vec<Value> = run
