@@ -176,6 +176,58 @@ fn verify(secret: &str, got: &Got, app: &TestApp) -> Value {
     serde_json::from_str(&got.body).unwrap()
 }
 
+/// The same checks by the Standard Webhooks reference library (Python `standardwebhooks`,
+/// from scripts/test-deps): signature and timestamp of each delivery. How many it accepted;
+/// `None` (skipped loudly) without the venv.
+fn reference_verifies(secret: &str, got: &[&Got]) -> Option<usize> {
+    let python = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python");
+    let usable = python.exists()
+        && std::process::Command::new(&python)
+            .args(["-c", "import standardwebhooks"])
+            .output()
+            .is_ok_and(|o| o.status.success());
+    if !usable {
+        portcullis_testkit::smtp::skip_without_venv("the standardwebhooks checks");
+        return None;
+    }
+    let deliveries: Vec<Value> = got
+        .iter()
+        .map(|g| json!({"id": g.id, "timestamp": g.timestamp, "signature": g.signature, "body": g.body}))
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("deliveries.json");
+    std::fs::write(&file, serde_json::to_vec(&deliveries).unwrap()).unwrap();
+    let script = concat!(
+        "import json, sys\n",
+        "from standardwebhooks.webhooks import Webhook\n",
+        "wh = Webhook(sys.argv[1])\n",
+        "n = 0\n",
+        "for d in json.load(open(sys.argv[2])):\n",
+        "    headers = {'webhook-id': d['id'], 'webhook-timestamp': d['timestamp'],\n",
+        "               'webhook-signature': d['signature']}\n",
+        "    wh.verify(d['body'], headers)\n",
+        "    n += 1\n",
+        "print(n)\n",
+    );
+    let out = std::process::Command::new(&python)
+        .args(["-c", script, secret])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "standardwebhooks refused a delivery: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap(),
+    )
+}
+
 fn tweak(c: &mut portcullis::config::Config) {
     c.webhooks.poll_secs = 0.05;
     c.webhooks.timeout_secs = 2.0;
@@ -492,6 +544,15 @@ async fn scripted_session(backend: Backend) {
     }
     types.sort();
     assert_eq!(types, expected);
+    // And by the reference library; a tampered body is refused by it too.
+    let all: Vec<&Got> = got.values().collect();
+    if let Some(n) = reference_verifies(&secret, &all) {
+        assert_eq!(n, expected.len());
+        let mut forged = (*all.first().unwrap()).clone();
+        forged.body = forged.body.replace("personal", "corporate");
+        let python_refuses = std::panic::catch_unwind(|| reference_verifies(&secret, &[&forged]));
+        assert!(python_refuses.is_err(), "a changed body must not verify");
+    }
     // One opaque id for the whole session.
     let accounts: std::collections::BTreeSet<String> = got
         .values()
