@@ -262,8 +262,8 @@ enum TokenCommand {
         /// The support agent the token belongs to (audited as support:NAME).
         #[arg(long)]
         name: String,
-        /// What the token may do: accounts:read, accounts:unlock, audit:read, status:write
-        /// (repeatable).
+        /// What the token may do: accounts:read, accounts:unlock, audit:read, status:write,
+        /// registry:write, webhooks:write (repeatable).
         #[arg(long = "scope", required = true, value_name = "SCOPE")]
         scopes: Vec<SupportScope>,
     },
