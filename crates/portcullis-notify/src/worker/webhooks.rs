@@ -86,7 +86,7 @@ impl WebhookSender {
     }
 
     /// Posts one delivery; `Ok` on a 2xx.
-    async fn post(&self, d: &WebhookDelivery, timestamp: i64) -> Result<(), String> {
+    async fn post(&self, d: &WebhookDelivery, timestamp: i64) -> Result<(), Failure> {
         let id = webhook_id(d.id);
         let signature = portcullis_crypto::webhook::sign(
             d.secret.expose_secret(),
@@ -94,7 +94,7 @@ impl WebhookSender {
             timestamp,
             d.body.as_bytes(),
         )
-        .ok_or_else(|| "the subscription's secret is malformed".to_owned())?;
+        .ok_or_else(|| Failure::GiveUp("the subscription's secret is malformed".into()))?;
         let response = self
             .client
             .post(&d.url)
@@ -105,14 +105,25 @@ impl WebhookSender {
             .body(d.body.clone())
             .send()
             .await
-            .map_err(|e| format!("POST failed: {}", without_url(&e)))?;
+            .map_err(|e| Failure::Retry(format!("POST failed: {}", without_url(&e))))?;
         let status = response.status();
         if status.is_success() {
             Ok(())
+        } else if status == reqwest::StatusCode::GONE {
+            Err(Failure::GiveUp(
+                "the endpoint answered 410 Gone: it takes no more deliveries".into(),
+            ))
         } else {
-            Err(format!("the endpoint answered {status}"))
+            Err(Failure::Retry(format!("the endpoint answered {status}")))
         }
     }
+}
+
+/// Why a POST did not deliver: worth another attempt, or not (410 Gone, as Standard
+/// Webhooks asks; a secret that cannot sign).
+enum Failure {
+    Retry(String),
+    GiveUp(String),
 }
 
 /// The `webhook-id` of a delivery row: one per event per subscription, the same on every
@@ -225,9 +236,13 @@ impl DeliveryWorker {
                     );
                     sender.store.webhook_sent(delivery.id, node, now).await
                 }
-                Err(error) => {
+                Err(Failure::Retry(error)) => {
                     self.webhook_retry_or_give_up(node, sender, &delivery, now, &error)
                         .await
+                }
+                Err(Failure::GiveUp(error)) => {
+                    tracing::warn!(delivery_id = delivery.id, error = %error, "webhook given up");
+                    sender.store.webhook_failed(delivery.id, node, &error).await
                 }
             };
             match settled {

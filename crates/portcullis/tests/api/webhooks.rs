@@ -124,6 +124,9 @@ async fn take(
     body: String,
 ) -> StatusCode {
     inbox.hits.fetch_add(1, Ordering::SeqCst);
+    if path == "gone" {
+        return StatusCode::GONE;
+    }
     let mode = inbox.mode.load(Ordering::SeqCst);
     if mode == DOWN {
         return StatusCode::SERVICE_UNAVAILABLE;
@@ -620,6 +623,8 @@ async fn outages(backend: Backend) {
     let (id, secret) = subscribe(&app, &receiver.url("in"), "all").await;
     // Nothing listens on port 9 of the loopback: every attempt is refused.
     let (dead, _) = subscribe(&app, "http://127.0.0.1:9/in", "account.created").await;
+    // An endpoint that answers 410 Gone is not retried.
+    let (answers_410, _) = subscribe(&app, &receiver.url("gone"), "account.created").await;
     let admin = admin_token(&app, "ops", &["webhooks:write"]).await;
 
     // The receiver is down for a minute of the node's clock while events happen.
@@ -638,6 +643,7 @@ async fn outages(backend: Backend) {
         receiver.hits()
     );
     assert!(receiver.unique("in").is_empty());
+    assert_eq!(pending_and_sent(&app, &admin, answers_410).await, (0, 0, 1));
     let expected = expected_types(&app).await;
     assert_eq!(expected, ["account.created", "account.locked"]);
     let (pending, sent, _) = pending_and_sent(&app, &admin, id).await;
@@ -734,8 +740,9 @@ async fn outages(backend: Backend) {
         .text()
         .await
         .unwrap();
+    // Given up: the endpoint that never answered and the one that answered 410.
     assert!(
-        metrics.contains("\nportcullis_webhook_deliveries_failed 1\n"),
+        metrics.contains("\nportcullis_webhook_deliveries_failed 2\n"),
         "{metrics}"
     );
     assert!(metrics.contains("\nportcullis_webhook_deliveries_pending 0\n"));
@@ -765,8 +772,10 @@ async fn outages(backend: Backend) {
         .await;
         assert_eq!(status, expected);
     }
-    let run = cli(&second, &["webhooks", "remove", &id.to_string()]).await;
-    assert_eq!(run.code, 0, "{}", run.stderr);
+    for id in [id, answers_410] {
+        let run = cli(&second, &["webhooks", "remove", &id.to_string()]).await;
+        assert_eq!(run.code, 0, "{}", run.stderr);
+    }
     let run = cli(&second, &["webhooks", "list"]).await;
     assert_eq!(run.stdout.trim(), "");
 }
