@@ -22,6 +22,7 @@ mod cards;
 mod codes;
 mod contact_change;
 mod destinations;
+mod idempotency;
 mod inactivity;
 mod limits;
 mod mfa;
@@ -65,6 +66,7 @@ pub use account_import::{
 pub use card_guard::ClearCardOutcome;
 pub use codes::CodeSent;
 pub use contact_change::ContactChangeStarted;
+pub use idempotency::{Keyed, IDEMPOTENCY_KEY_MAX_LEN};
 pub use inactivity::InactivityRun;
 pub use mfa::{
     FactorInfo, MfaChallenge, MfaMethod, SecuritySettings, SignInOutcome, TotpEnrolment,

@@ -90,7 +90,7 @@ impl AdminTokenReads for SqlStore {
 
     async fn list_admin_tokens(&self) -> StoreResult<Vec<AdminTokenRow>> {
         let rows: Vec<TokenRecord> = sqlx::query_as(LIST_TOKENS)
-            .fetch_all(&self.pool)
+            .fetch_all(self.reads())
             .await
             .map_err(db_err)?;
         rows.into_iter().map(AdminTokenRow::try_from).collect()

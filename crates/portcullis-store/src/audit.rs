@@ -132,7 +132,7 @@ impl AuditReads for SqlStore {
         let rows: Vec<EntryRecord> = sqlx::query_as(ACCOUNT_AUDIT)
             .bind(account_id)
             .bind(limit)
-            .fetch_all(&self.pool)
+            .fetch_all(self.reads())
             .await
             .map_err(db_err)?;
         Ok(rows.into_iter().map(AuditEntry::from).collect())

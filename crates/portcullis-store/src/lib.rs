@@ -93,6 +93,9 @@ pub struct SqlStore {
     outbox_seal: Option<outbox::OutboxSeal>,
     /// A multi-host PostgreSQL URL: the watcher that keeps the pool on the writable host.
     watcher: Option<Arc<failover::Watcher>>,
+    /// `database_read_url`: a replica for the reads that may be a little stale (see
+    /// [`SqlStore::reads`]); `None` reads everything from `pool`.
+    replica: Option<Arc<SqlStore>>,
 }
 
 /// Connection settings.
@@ -240,7 +243,38 @@ impl SqlStore {
             backend,
             outbox_seal: None,
             watcher,
+            replica: None,
         })
+    }
+
+    /// Reads that may be a little stale go to the PostgreSQL at `url` (a hot standby, or a
+    /// role whose sessions are read-only): the service status history and incidents, and
+    /// the admin views of an account's audit trail and of admin tokens
+    /// (docs/design/availability.md, "Read replicas"). Everything else — sessions, limits,
+    /// sign-in, admin authentication, every write — stays on the primary. No migrations
+    /// are run there.
+    pub async fn with_read_replica(
+        mut self,
+        url: &str,
+        options: StoreOptions,
+    ) -> StoreResult<Self> {
+        if self.backend != Backend::Postgres
+            || !(url.starts_with("postgres:") || url.starts_with("postgresql:"))
+        {
+            return Err(portcullis_core::ports::StoreError::Internal(
+                "database_read_url is for PostgreSQL only (a postgres:// URL, with a \
+                 postgres:// database_url)"
+                    .into(),
+            ));
+        }
+        self.replica = Some(Arc::new(Self::open(url, options).await?));
+        Ok(self)
+    }
+
+    /// The pool for reads that may be a little stale: the replica's when
+    /// `database_read_url` is set, the primary's otherwise.
+    pub fn reads(&self) -> &AnyPool {
+        self.replica.as_ref().map_or(&self.pool, |r| &r.pool)
     }
 
     async fn migrate(&self) -> StoreResult<()> {
@@ -265,6 +299,9 @@ impl SqlStore {
 
     pub async fn close(&self) {
         self.pool.close().await;
+        if let Some(replica) = &self.replica {
+            replica.pool.close().await;
+        }
     }
 }
 

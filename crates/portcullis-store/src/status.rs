@@ -101,7 +101,7 @@ impl StatusReads for SqlStore {
         let rows: Vec<IncidentRecord> = sqlx::query_as(LIST_INCIDENTS)
             .bind(since.0)
             .bind(limit)
-            .fetch_all(&self.pool)
+            .fetch_all(self.reads())
             .await
             .map_err(db_err)?;
         Ok(rows.into_iter().map(IncidentRow::from).collect())
@@ -110,7 +110,7 @@ impl StatusReads for SqlStore {
     async fn status_changes(&self, since: UnixTime) -> StoreResult<Vec<StatusChange>> {
         let rows: Vec<ChangeRecord> = sqlx::query_as(STATUS_CHANGES)
             .bind(since.0)
-            .fetch_all(&self.pool)
+            .fetch_all(self.reads())
             .await
             .map_err(db_err)?;
         Ok(rows

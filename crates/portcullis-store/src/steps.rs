@@ -3,10 +3,11 @@
 
 use async_trait::async_trait;
 use portcullis_core::clock::UnixTime;
-use portcullis_core::ports::{StepReads, StepRow, StepWrites, StoreError, StoreResult};
+use portcullis_core::ports::{KeptAnswer, StepReads, StepRow, StepWrites, StoreError, StoreResult};
 use portcullis_core::steps::StepKind;
 use sqlx::AnyPool;
 
+use crate::error::is_unique_violation;
 use crate::sql::statements;
 use crate::{db_err, SqlStore, SqlWork};
 
@@ -20,6 +21,10 @@ statements! {
     /// A wrong answer counted on the step, only below `max` (a claim).
     STEP_ATTEMPT = "UPDATE steps SET attempts = attempts + 1 \
         WHERE token_hash = $1 AND kind = $2 AND attempts < $3 RETURNING attempts";
+    FIND_IDEMPOTENCY_KEY = "SELECT request_hash, response FROM idempotency_keys \
+        WHERE scope = $1 AND idempotency_key = $2";
+    KEEP_IDEMPOTENCY_KEY = "INSERT INTO idempotency_keys \
+        (scope, idempotency_key, request_hash, response, created_at) VALUES ($1, $2, $3, $4, $5)";
 }
 
 #[derive(sqlx::FromRow)]
@@ -79,6 +84,23 @@ impl StepReads for SqlStore {
             .map_err(db_err)?;
         row.map(StepRow::try_from).transpose()
     }
+
+    async fn find_idempotency_key(
+        &self,
+        scope: &str,
+        key: &str,
+    ) -> StoreResult<Option<KeptAnswer>> {
+        let found: Option<(Vec<u8>, String)> = sqlx::query_as(FIND_IDEMPOTENCY_KEY)
+            .bind(scope)
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(found.map(|(request_hash, response)| KeptAnswer {
+            request_hash,
+            response,
+        }))
+    }
 }
 
 #[async_trait]
@@ -121,5 +143,35 @@ impl StepWrites for SqlWork {
             .await
             .map_err(db_err)?;
         Ok(done.rows_affected())
+    }
+
+    async fn keep_idempotency_key(
+        &mut self,
+        scope: &str,
+        key: &str,
+        request_hash: &[u8; 32],
+        response: &str,
+    ) -> StoreResult<()> {
+        let now = self.stamp();
+        // On PostgreSQL a parallel request with the same key waits here on the key's index
+        // entry until this one commits or rolls back, then fails as a duplicate.
+        sqlx::query(KEEP_IDEMPOTENCY_KEY)
+            .bind(scope)
+            .bind(key)
+            .bind(request_hash.to_vec())
+            .bind(response)
+            .bind(now)
+            .execute(self.conn().await?)
+            .await
+            .map_err(|e| {
+                if is_unique_violation(&e, "idempotency_keys") {
+                    StoreError::Unavailable(
+                        "a request with the same Idempotency-Key is in progress".into(),
+                    )
+                } else {
+                    db_err(e)
+                }
+            })?;
+        Ok(())
     }
 }

@@ -1,6 +1,6 @@
 //! The background sweep: rows that have outlived their use (expired steps and codes,
 //! buckets whose window closed long ago, devices whose cookie browsers have dropped, old
-//! registry push keys) are
+//! registry push keys, API idempotency keys) are
 //! deleted in batches of [`BATCH`], one short statement each, so a large backlog never
 //! holds a long transaction or a lock other requests wait on.
 
@@ -26,6 +26,8 @@ statements! {
         (SELECT id FROM contact_history WHERE changed_at <= $1 LIMIT $2)";
     SWEEP_PUSH_KEYS = "DELETE FROM registry_pushes WHERE idempotency_key IN \
         (SELECT idempotency_key FROM registry_pushes WHERE created_at <= $1 LIMIT $2)";
+    SWEEP_IDEMPOTENCY_KEYS = "DELETE FROM idempotency_keys WHERE (scope, idempotency_key) IN \
+        (SELECT scope, idempotency_key FROM idempotency_keys WHERE created_at <= $1 LIMIT $2)";
 }
 
 async fn batches(pool: &AnyPool, sql: &'static str, cutoff: i64) -> StoreResult<u64> {
@@ -53,5 +55,11 @@ pub(crate) async fn sweep(pool: &AnyPool, cutoffs: SweepCutoffs) -> StoreResult<
         devices: batches(pool, SWEEP_DEVICES, cutoffs.devices_before.0).await?,
         contacts: batches(pool, SWEEP_CONTACTS, cutoffs.contacts_before.0).await?,
         push_keys: batches(pool, SWEEP_PUSH_KEYS, cutoffs.push_keys_before.0).await?,
+        idempotency_keys: batches(
+            pool,
+            SWEEP_IDEMPOTENCY_KEYS,
+            cutoffs.idempotency_keys_before.0,
+        )
+        .await?,
     })
 }

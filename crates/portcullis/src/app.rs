@@ -54,21 +54,30 @@ impl DemoOutbox for OutboxAdapter {
 
 /// Opens the store, loads the keys and starts the hashing pool.
 pub async fn build(config: &Config, clock: Arc<dyn Clock>, demo: bool) -> anyhow::Result<Built> {
-    let store = SqlStore::connect(
-        &config.database_url,
-        StoreOptions {
-            max_connections: config.database.max_connections,
-            acquire_timeout: std::time::Duration::from_secs(config.database.acquire_timeout_secs),
-            session_timeouts: config.database.session_timeouts(),
-        },
-    )
-    .await
-    .with_context(|| {
-        format!(
-            "opening the database ({})",
-            redact_url(&config.database_url)
-        )
-    })?;
+    let options = StoreOptions {
+        max_connections: config.database.max_connections,
+        acquire_timeout: std::time::Duration::from_secs(config.database.acquire_timeout_secs),
+        session_timeouts: config.database.session_timeouts(),
+    };
+    let mut store = SqlStore::connect(&config.database_url, options.clone())
+        .await
+        .with_context(|| {
+            format!(
+                "opening the database ({})",
+                redact_url(&config.database_url)
+            )
+        })?;
+    if let Some(read_url) = &config.database_read_url {
+        store = store
+            .with_read_replica(read_url, options)
+            .await
+            .with_context(|| {
+                format!(
+                    "opening the read replica database_read_url ({})",
+                    redact_url(read_url)
+                )
+            })?;
+    }
     refuse_new_keys_for_old_data(config, &store).await?;
     // Card lookups use every key of the ring (followed as it is rotated); one-time codes,
     // destination buckets, recovery-code hints and the audit chain stay under its first

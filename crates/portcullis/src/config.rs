@@ -33,6 +33,9 @@ pub use webhooks::WebhooksConfig;
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub database_url: String,
+    /// PostgreSQL: a replica for reads that may be a little stale (status history, admin
+    /// views); unset, every read goes to `database_url`.
+    pub database_read_url: Option<String>,
     pub secrets_dir: PathBuf,
     pub listen: String,
     /// The management listener: `/metrics`, `/healthz`, `/readyz` (never on the public one).
@@ -77,6 +80,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             database_url: "sqlite://./portcullis-data/portcullis.db".into(),
+            database_read_url: None,
             secrets_dir: PathBuf::from("./portcullis-data/secrets/"),
             listen: "127.0.0.1:8080".into(),
             management_listen: "127.0.0.1:9464".into(),
@@ -458,6 +462,7 @@ impl Default for InactivityConfig {
 /// reference in `docs/configuration.md` follow this list.
 pub const KEYS: &[(&str, &str)] = &[
     ("", "database_url"),
+    ("", "database_read_url"),
     ("", "secrets_dir"),
     ("", "listen"),
     ("", "management_listen"),
@@ -589,6 +594,12 @@ impl Config {
                 "password.profile must be issuer, nist-800-63b or pci-dss-4, not {:?}",
                 self.password.profile
             );
+        }
+        let pg = |u: &str| u.starts_with("postgres:") || u.starts_with("postgresql:");
+        if let Some(read) = &self.database_read_url {
+            if !pg(read) || !pg(&self.database_url) {
+                bail!("database_read_url is for PostgreSQL only: a postgres:// URL, with a postgres:// database_url");
+            }
         }
         if self.lockout.lock_after_failures == 0 || self.lockout.lock_after_failures > 100 {
             bail!("lockout.lock_after_failures must be 1 to 100 (NIST SP 800-63B §3.2.2)");

@@ -44,6 +44,7 @@ pub fn spawn_job(app: Portcullis, interval: Duration) -> tokio::task::JoinHandle
                             devices = swept.devices,
                             contacts = swept.contacts,
                             push_keys = swept.push_keys,
+                            idempotency_keys = swept.idempotency_keys,
                             "expired rows swept"
                         ),
                         Err(e) => tracing::warn!(error = %e, "sweep failed"),

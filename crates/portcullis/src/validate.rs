@@ -195,6 +195,9 @@ pub async fn run(config: &Config) -> anyhow::Result<ExitCode> {
         println!("tls.key_file = {}", key.display());
     }
     println!("database_url = {}", redact_url(&config.database_url));
+    if let Some(read) = &config.database_read_url {
+        println!("database_read_url = {}", redact_url(read));
+    }
     println!("secrets_dir = {}", config.secrets_dir.display());
     println!("password.profile = {}", config.password.profile);
     let f = findings(config).await;

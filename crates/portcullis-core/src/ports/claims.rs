@@ -42,6 +42,8 @@ pub struct SweepCutoffs {
     pub contacts_before: UnixTime,
     /// Registry push `Idempotency-Key`s stored at or before this.
     pub push_keys_before: UnixTime,
+    /// API `Idempotency-Key`s (registration) stored at or before this.
+    pub idempotency_keys_before: UnixTime,
 }
 
 /// How many rows one sweep deleted.
@@ -53,6 +55,7 @@ pub struct Swept {
     pub devices: u64,
     pub contacts: u64,
     pub push_keys: u64,
+    pub idempotency_keys: u64,
 }
 
 #[async_trait]

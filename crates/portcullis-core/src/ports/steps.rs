@@ -29,8 +29,19 @@ pub struct NewCode {
     pub expires_at: UnixTime,
 }
 
+/// An `Idempotency-Key` already used: the hash of the request it came with and the answer
+/// that request was given.
+#[derive(Clone, Debug)]
+pub struct KeptAnswer {
+    pub request_hash: Vec<u8>,
+    pub response: String,
+}
+
 #[async_trait]
 pub trait StepReads: Send + Sync {
+    /// The answer kept for `key` in `scope` (e.g. `registration`), if any.
+    async fn find_idempotency_key(&self, scope: &str, key: &str)
+        -> StoreResult<Option<KeptAnswer>>;
     /// The step if it exists, is of `kind` and has not expired at `now`.
     async fn find_step(
         &self,
@@ -54,6 +65,16 @@ pub trait StepWrites: Send {
     async fn consume_step(&mut self, token_hash: &[u8; 32], kind: StepKind) -> StoreResult<bool>;
     /// Removes every step of `kind` held for the account (the links a reset makes void).
     async fn drop_account_steps(&mut self, account_id: i64, kind: StepKind) -> StoreResult<u64>;
+    /// Keeps `key` in `scope` with the request's hash and its answer, committed with the
+    /// write it answers. A key already kept (a parallel request with the same key committed
+    /// first) is [`StoreError::Unavailable`](super::StoreError): the caller looks again.
+    async fn keep_idempotency_key(
+        &mut self,
+        scope: &str,
+        key: &str,
+        request_hash: &[u8; 32],
+        response: &str,
+    ) -> StoreResult<()>;
 }
 
 #[async_trait]

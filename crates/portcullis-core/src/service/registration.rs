@@ -133,6 +133,17 @@ impl Portcullis {
         input: Registration<'_>,
         client: &ClientInfo,
     ) -> Result<UserId, ServiceError> {
+        self.register_account(input, client, None).await
+    }
+
+    /// [`Self::complete_registration`], keeping `keep`'s `Idempotency-Key` with the answer
+    /// in the account's own unit of work when given.
+    pub(crate) async fn register_account(
+        &self,
+        input: Registration<'_>,
+        client: &ClientInfo,
+        keep: Option<super::idempotency::Keep<'_>>,
+    ) -> Result<UserId, ServiceError> {
         let token_hash = portcullis_crypto::sha256(input.token.as_bytes());
         let now = self.clock.now();
         // Four argon2 hashes a call: every call counts on the client's bucket.
@@ -292,6 +303,10 @@ impl Portcullis {
             work.send(message);
         }
         work.audit(event.ip(client.ip.as_deref()));
+        if let Some(keep) = keep {
+            work.keep_idempotency_key(keep.scope, keep.key, keep.request_hash, user_id.as_str())
+                .await?;
+        }
         work.commit().await?;
         Ok(user_id)
     }

@@ -542,6 +542,17 @@ impl Portcullis {
         authority: &SupportAuthority,
         input: IncidentInput,
     ) -> Result<IncidentRow, ServiceError> {
+        self.post_incident(authority, input, None).await
+    }
+
+    /// [`Self::create_incident`], keeping `keep`'s `Idempotency-Key` with the new
+    /// incident's id in the same unit of work when given.
+    pub(crate) async fn post_incident(
+        &self,
+        authority: &SupportAuthority,
+        input: IncidentInput,
+        keep: Option<super::idempotency::Keep<'_>>,
+    ) -> Result<IncidentRow, ServiceError> {
         require_status_write(authority)?;
         let kind = IncidentKind::parse(&input.kind)
             .ok_or_else(|| ServiceError::field("kind", "Use incident or maintenance."))?;
@@ -580,6 +591,10 @@ impl Portcullis {
             authority,
             format!("status {} #{} posted", kind.as_str(), row.id),
         );
+        if let Some(keep) = keep {
+            work.keep_idempotency_key(keep.scope, keep.key, keep.request_hash, &row.id.to_string())
+                .await?;
+        }
         work.commit().await?;
         Ok(row)
     }
@@ -710,7 +725,7 @@ fn invalid_state(kind: IncidentKind) -> ServiceError {
     )
 }
 
-fn require_status_write(authority: &SupportAuthority) -> Result<(), ServiceError> {
+pub(super) fn require_status_write(authority: &SupportAuthority) -> Result<(), ServiceError> {
     if authority.allows(SupportScope::StatusWrite) {
         Ok(())
     } else {

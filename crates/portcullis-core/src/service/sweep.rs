@@ -9,6 +9,7 @@
 //! | devices | not seen for 400 days (browsers drop the device cookie by then) |
 //! | replaced contact details | older than a "not me" link lives (`mfa.not_me_secs`): nothing can revert to them |
 //! | registry push `Idempotency-Key`s | kept 7 days (a retry comes within minutes; issue 17) |
+//! | API `Idempotency-Key`s (registration) | kept a day (the registration step lives minutes; issue 16) |
 
 use super::Portcullis;
 use crate::ports::{SweepCutoffs, Swept};
@@ -19,6 +20,10 @@ const DAY: i64 = 86_400;
 pub const DEVICE_FORGOTTEN_SECS: i64 = 400 * DAY;
 /// How long a registry push's `Idempotency-Key` answers a retry.
 pub const PUSH_KEY_KEPT_SECS: i64 = 7 * DAY;
+/// How long an API request's `Idempotency-Key` (registration) answers a retry: far longer
+/// than the registration step it completes lives, so a retry of a step that could still
+/// succeed always finds its answer.
+pub const IDEMPOTENCY_KEY_KEPT_SECS: i64 = DAY;
 
 impl Portcullis {
     /// Deletes what has expired by now.
@@ -35,6 +40,7 @@ impl Portcullis {
                 devices_before: now.plus_secs(-DEVICE_FORGOTTEN_SECS),
                 contacts_before: now.plus_secs(-self.policies.mfa.not_me_secs),
                 push_keys_before: now.plus_secs(-PUSH_KEY_KEPT_SECS),
+                idempotency_keys_before: now.plus_secs(-IDEMPOTENCY_KEY_KEPT_SECS),
             })
             .await?;
         Ok(swept)

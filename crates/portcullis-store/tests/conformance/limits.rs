@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use portcullis_core::ports::{Claims, RegistryImports};
+use portcullis_core::ports::{Claims, RegistryImports, StepReads, Transactions};
 use portcullis_core::steps::StepKind;
 use portcullis_core::throttle::Bucket;
 use portcullis_store::SqlStore;
@@ -232,6 +232,12 @@ async fn sweep(backend: Backend) {
         .await
         .unwrap();
     import.commit(&crate::support::keys()).await.unwrap();
+    // An API Idempotency-Key kept at T.
+    let mut w = s.begin(T);
+    w.keep_idempotency_key("registration", "old-key", &[4; 32], "ann.example")
+        .await
+        .unwrap();
+    crate::support::commit(w).await;
     let cutoffs = |at: i64| SweepCutoffs {
         steps_before: T.plus_secs(at),
         codes_before: T.plus_secs(at),
@@ -239,6 +245,7 @@ async fn sweep(backend: Backend) {
         devices_before: T.plus_secs(at),
         contacts_before: T.plus_secs(at),
         push_keys_before: T.plus_secs(at),
+        idempotency_keys_before: T.plus_secs(at),
     };
     assert_eq!(
         s.sweep_expired(cutoffs(-1)).await.unwrap(),
@@ -249,6 +256,12 @@ async fn sweep(backend: Backend) {
     assert_eq!(swept.steps, 2);
     assert_eq!(swept.throttle, 2_500, "in batches, every one");
     assert_eq!(swept.push_keys, 1);
+    assert_eq!(swept.idempotency_keys, 1);
+    assert!(s
+        .find_idempotency_key("registration", "old-key")
+        .await
+        .unwrap()
+        .is_none());
     // The fresh bucket stays.
     assert_eq!(
         s.throttle_claim("fresh", T.plus_secs(1001), 600, 1)
@@ -262,3 +275,49 @@ async fn sweep(backend: Backend) {
     );
 }
 both!(the_sweep_deletes_in_batches_conformance, sweep);
+
+/// An Idempotency-Key is kept with its request's hash and answer, found under its own
+/// scope only, and a second keep of the same key (a parallel request) is refused as
+/// retryable, not stored twice.
+async fn idempotency_keys(backend: Backend) {
+    use portcullis_core::ports::StoreError;
+    let (s, _db) = store(backend).await;
+    assert!(s
+        .find_idempotency_key("registration", "k-1")
+        .await
+        .unwrap()
+        .is_none());
+    let mut w = s.begin(T);
+    w.keep_idempotency_key("registration", "k-1", &[7; 32], "ann.example")
+        .await
+        .unwrap();
+    crate::support::commit(w).await;
+    let kept = s
+        .find_idempotency_key("registration", "k-1")
+        .await
+        .unwrap()
+        .expect("kept");
+    assert_eq!(kept.request_hash, vec![7; 32]);
+    assert_eq!(kept.response, "ann.example");
+    assert!(s
+        .find_idempotency_key("other", "k-1")
+        .await
+        .unwrap()
+        .is_none());
+    let mut w = s.begin(T);
+    let again = w
+        .keep_idempotency_key("registration", "k-1", &[8; 32], "ben.example")
+        .await;
+    assert!(
+        matches!(again, Err(StoreError::Unavailable(_))),
+        "{again:?}"
+    );
+    drop(w);
+    let kept = s
+        .find_idempotency_key("registration", "k-1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(kept.response, "ann.example", "the first answer stays");
+}
+both!(idempotency_keys_are_kept_once_conformance, idempotency_keys);

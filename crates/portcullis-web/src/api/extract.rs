@@ -123,6 +123,24 @@ impl FromRequestParts<AppState> for Bearer {
     }
 }
 
+/// The request's `Idempotency-Key` header, if any: 1 to 200 visible ASCII characters
+/// (the registry push and registration completion take one).
+pub(crate) fn idempotency_key(
+    headers: &axum::http::HeaderMap,
+) -> Result<Option<String>, &'static str> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = value.to_str().unwrap_or_default().trim();
+    if key.is_empty()
+        || key.len() > portcullis_core::service::IDEMPOTENCY_KEY_MAX_LEN
+        || !key.bytes().all(|b| b.is_ascii_graphic())
+    {
+        return Err("Idempotency-Key must be 1 to 200 visible ASCII characters.");
+    }
+    Ok(Some(key.to_owned()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

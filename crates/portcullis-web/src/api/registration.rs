@@ -1,15 +1,16 @@
 //! Flow 1 over JSON: the security questions, card verification, and account creation.
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use portcullis_core::security_questions::QUESTIONS;
-use portcullis_core::service::Registration;
+use portcullis_core::service::{Keyed, Registration};
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::extract::ApiJson;
+use super::extract::{idempotency_key, ApiJson};
 use crate::client::Client;
 use crate::error::{ApiError, Problem};
 use crate::AppState;
@@ -121,44 +122,68 @@ pub struct CompleteOut {
     pub user_id: String,
 }
 
-/// Step 2: choose a User ID, a password and security questions.
+/// Step 2: choose a User ID, a password and security questions. With an
+/// `Idempotency-Key` header (1 to 200 visible ASCII characters), a retry of the same request
+/// (after a lost answer) gets the first answer again, `Idempotent-Replayed: true`, without
+/// being applied again; the same key with another request is 422. Keys are kept a day.
 #[utoipa::path(post, path = "/registration/complete", tag = "registration",
+    params(("Idempotency-Key" = Option<String>, Header,
+        description = "Makes a retried completion apply once (kept a day with a hash of the request)")),
     request_body = CompleteIn,
     responses(
-        (status = 201, body = CompleteOut),
+        (status = 201, description = "The account was made (by this request, or by the first with this Idempotency-Key: then `Idempotent-Replayed: true`)", body = CompleteOut),
         (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "User ID taken, or the card already has an account", body = Problem, content_type = "application/problem+json"),
         (status = 410, description = "The registration token expired or was used", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The Idempotency-Key was used with another request", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Too many from this client address", body = Problem, content_type = "application/problem+json"),
         (status = 503, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn complete(
     State(state): State<AppState>,
     Client(client): Client,
+    headers: HeaderMap,
     ApiJson(body): ApiJson<CompleteIn>,
-) -> Result<(StatusCode, Json<CompleteOut>), ApiError> {
+) -> Result<Response, ApiError> {
+    let key = idempotency_key(&headers).map_err(ApiError::bad_request)?;
     let answers: Vec<(i64, String)> = body
         .security_answers
         .into_iter()
         .map(|a| (a.question_id, a.answer))
         .collect();
-    let user_id = state
-        .app
-        .complete_registration(
-            Registration {
-                token: &body.registration_token,
-                user_id: &body.user_id,
-                password: &body.password,
-                security_answers: &answers,
-                code_channel: &body.code_channel,
-            },
-            &client,
-        )
-        .await?;
-    Ok((
+    let input = Registration {
+        token: &body.registration_token,
+        user_id: &body.user_id,
+        password: &body.password,
+        security_answers: &answers,
+        code_channel: &body.code_channel,
+    };
+    let (user_id, replayed) = match key {
+        None => (
+            state.app.complete_registration(input, &client).await?,
+            false,
+        ),
+        Some(key) => match state
+            .app
+            .complete_registration_keyed(input, &client, &key)
+            .await?
+        {
+            Keyed::Applied(user_id) => (user_id, false),
+            Keyed::Replayed(user_id) => (user_id, true),
+            Keyed::KeyConflict => return Err(ApiError::idempotency_key_reused()),
+        },
+    };
+    let mut response = (
         StatusCode::CREATED,
         Json(CompleteOut {
             user_id: user_id.as_str().to_owned(),
         }),
-    ))
+    )
+        .into_response();
+    if replayed {
+        response
+            .headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    Ok(response)
 }

@@ -16,7 +16,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::admin::{Admin, Scope};
-use super::extract::is_json_type;
+use super::extract::{idempotency_key, is_json_type};
 use crate::error::{ApiError, Problem};
 use crate::AppState;
 
@@ -24,9 +24,6 @@ use crate::AppState;
 pub const PATH: &str = "/api/v1/admin/registry/records";
 /// The largest body this route reads: 10,000 records of up to ~1.6 kB each.
 pub const BODY_LIMIT: usize = 16 * 1024 * 1024;
-/// The longest `Idempotency-Key` kept.
-const MAX_KEY_LEN: usize = 200;
-
 /// `registry:write`: push registry records.
 pub struct RegistryWrite;
 
@@ -146,17 +143,6 @@ fn json(body: String, replayed: bool) -> Response {
         headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
     }
     response
-}
-
-fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, &'static str> {
-    let Some(value) = headers.get("idempotency-key") else {
-        return Ok(None);
-    };
-    let key = value.to_str().unwrap_or_default().trim();
-    if key.is_empty() || key.len() > MAX_KEY_LEN || !key.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err("Idempotency-Key must be 1 to 200 visible ASCII characters.");
-    }
-    Ok(Some(key.to_owned()))
 }
 
 fn rejected(errors: Vec<RecordError>) -> ApiError {

@@ -2,16 +2,17 @@
 //! `/admin/status/incidents` (scope `status:write`).
 
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use portcullis_core::ports::IncidentRow;
 use portcullis_core::service::status::{parse_time, IncidentInput, StatusReport};
-use portcullis_core::service::SupportScope;
+use portcullis_core::service::{Keyed, SupportScope};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::admin::{Admin, Scope};
-use super::extract::ApiJson;
+use super::extract::{idempotency_key, ApiJson};
 use crate::error::{ApiError, Problem};
 use crate::AppState;
 
@@ -170,21 +171,30 @@ pub struct IncidentUpdateIn {
     pub message: Option<String>,
 }
 
-/// Post an incident or planned maintenance (scope `status:write`). Audited.
+/// Post an incident or planned maintenance (scope `status:write`). Audited. With an
+/// `Idempotency-Key` header (1 to 200 visible ASCII characters), a retry of the same post
+/// by the same token's operator answers with the incident the first made, as it is now
+/// (`Idempotent-Replayed: true`), posting nothing; the same key with another post is 422.
+/// Keys are kept a day.
 #[utoipa::path(post, path = "/admin/status/incidents", tag = "admin",
     security(("admin_bearer" = [])),
+    params(("Idempotency-Key" = Option<String>, Header,
+        description = "Makes a retried post create one incident (kept a day with a hash of the post)")),
     request_body = IncidentIn,
     responses(
-        (status = 201, body = IncidentOut),
+        (status = 201, description = "Posted (by this request, or by the first with this Idempotency-Key: then `Idempotent-Replayed: true`)", body = IncidentOut),
         (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The token lacks status:write", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The Idempotency-Key was used with another post", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn create_incident(
     State(state): State<AppState>,
     admin: Admin<StatusWrite>,
+    headers: HeaderMap,
     ApiJson(body): ApiJson<IncidentIn>,
-) -> Result<(StatusCode, Json<IncidentOut>), ApiError> {
+) -> Result<Response, ApiError> {
+    let key = idempotency_key(&headers).map_err(ApiError::bad_request)?;
     let time = |field: &str, v: Option<String>| v.map(|v| parse_time(field, &v)).transpose();
     let times =
         time("starts_at", body.starts_at).and_then(|a| Ok((a, time("ends_at", body.ends_at)?)))?;
@@ -196,8 +206,28 @@ pub async fn create_incident(
         starts_at: times.0,
         ends_at: times.1,
     };
-    let row = state.app.create_incident(admin.authority(), input).await?;
-    Ok((StatusCode::CREATED, Json(row.into())))
+    let (row, replayed) = match key {
+        None => (
+            state.app.create_incident(admin.authority(), input).await?,
+            false,
+        ),
+        Some(key) => match state
+            .app
+            .create_incident_keyed(admin.authority(), input, &key)
+            .await?
+        {
+            Keyed::Applied(row) => (row, false),
+            Keyed::Replayed(row) => (row, true),
+            Keyed::KeyConflict => return Err(ApiError::idempotency_key_reused()),
+        },
+    };
+    let mut response = (StatusCode::CREATED, Json(IncidentOut::from(row))).into_response();
+    if replayed {
+        response
+            .headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    Ok(response)
 }
 
 /// Move an incident on, e.g. to `resolved` (scope `status:write`). Audited.

@@ -242,3 +242,28 @@ fn anonymous_limits_stay_below_the_gateway_quotas() {
     .unwrap();
     assert_eq!(c.client_addressing().trusted_proxies.len(), 3);
 }
+
+#[test]
+fn a_read_replica_is_for_postgresql_only() {
+    let pg = "database_url = \"postgres://app@db1/portcullis\"\n";
+    let c = load_with(
+        pg,
+        &[(
+            "PORTCULLIS_DATABASE_READ_URL",
+            "postgres://reader@replica1/portcullis",
+        )],
+    )
+    .unwrap();
+    assert_eq!(
+        c.database_read_url.as_deref(),
+        Some("postgres://reader@replica1/portcullis")
+    );
+    assert!(load_with(pg, &[]).unwrap().database_read_url.is_none());
+    for (file, read) in [
+        ("", "postgres://reader@replica1/portcullis"),
+        (pg, "sqlite://./replica.db"),
+    ] {
+        let e = load_with(file, &[("PORTCULLIS_DATABASE_READ_URL", read)]).unwrap_err();
+        assert!(e.to_string().contains("PostgreSQL only"), "{e}");
+    }
+}

@@ -29,7 +29,7 @@ async fn app_with_limit(backend: Backend, limit: u32) -> TestApp {
 }
 
 /// `POST path` with `body` from client address `ip` (and a bearer token if given).
-async fn post_from(
+pub(crate) async fn post_from(
     app: &TestApp,
     ip: &str,
     path: &str,

@@ -12,7 +12,7 @@ use crate::recovery::latest_code;
 
 const ROUNDS: usize = 20;
 
-async fn complete(app: &TestApp, token: &str, user_id: &str) -> u16 {
+pub(crate) async fn complete(app: &TestApp, token: &str, user_id: &str) -> u16 {
     app.post_json(
         "/api/v1/registration/complete",
         &json!({
@@ -71,7 +71,7 @@ both!(
     two_registrations
 );
 
-async fn recovery_token_with_code(app: &TestApp, user_id: &str) -> (String, String) {
+pub(crate) async fn recovery_token_with_code(app: &TestApp, user_id: &str) -> (String, String) {
     let res = app
         .post_json(
             "/api/v1/recovery/password/start",

@@ -59,7 +59,7 @@ async fn admin_token(app: &TestApp, scope: &str) -> String {
     run.stdout.trim().to_owned()
 }
 
-async fn status_json(app: &TestApp) -> Value {
+pub(crate) async fn status_json(app: &TestApp) -> Value {
     let res = app
         .client
         .get(app.url("/api/v1/status"))
