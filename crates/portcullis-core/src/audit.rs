@@ -64,6 +64,11 @@ pub enum AuditKind {
     RegistryLoaded,
     /// Every card of the account is closed: deactivated after the read-only time.
     AccountDeactivatedCardsClosed,
+    /// A sign-in from a device the account had not seen (its owner was told).
+    DeviceNew,
+    /// A webhook subscription added or removed (by the operator or an admin token).
+    WebhookAdded,
+    WebhookRemoved,
 }
 
 impl AuditKind {
@@ -113,6 +118,9 @@ impl AuditKind {
             Self::CardReissued => "card.reissued",
             Self::RegistryLoaded => "registry.loaded",
             Self::AccountDeactivatedCardsClosed => "account.deactivated_cards_closed",
+            Self::DeviceNew => "device.new",
+            Self::WebhookAdded => "webhook.added",
+            Self::WebhookRemoved => "webhook.removed",
         }
     }
 
@@ -159,6 +167,9 @@ impl AuditKind {
             "card.reissued" => "Card replaced by a new card",
             "registry.loaded" => "Card registry updated",
             "account.deactivated_cards_closed" => "Account deactivated: every card closed",
+            "device.new" => "Signed in from a new device",
+            "webhook.added" => "Webhook subscription added",
+            "webhook.removed" => "Webhook subscription removed",
             _ => "Security event",
         }
     }

@@ -26,6 +26,8 @@ pub struct Policies {
     pub public_url: String,
     /// Flow 10: when inactive accounts are warned and deactivated.
     pub inactivity: InactivityPolicy,
+    /// Webhook endpoints may be `http://` to any host (`webhooks.allow_http`: tests, demos).
+    pub webhooks_allow_http: bool,
 }
 
 /// Second factors, step-up and re-authentication.
@@ -67,6 +69,7 @@ impl Default for Policies {
             mfa: MfaPolicy::default(),
             public_url: "http://127.0.0.1:8080".into(),
             inactivity: InactivityPolicy::default(),
+            webhooks_allow_http: false,
         }
     }
 }

@@ -39,5 +39,6 @@ pub mod session;
 pub mod steps;
 pub mod support;
 pub mod throttle;
+pub mod webhooks;
 
 pub use error::{FieldError, ServiceError};

@@ -39,6 +39,7 @@ mod signin;
 pub mod status;
 mod support;
 mod sweep;
+mod webhooks;
 
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
@@ -52,7 +53,7 @@ use crate::counters::CountedEvent;
 use crate::ports::{
     AccountReads, AdminTokenReads, AuditReads, Claims, Committed, DeviceReads, FactorReads,
     Notifier, OutboxReads, OutboxStats, RegistryImports, RegistryReads, SessionReads, StatusReads,
-    StepReads, Store, Transactions, UnitOfWork,
+    StepReads, Store, Transactions, UnitOfWork, WebhookStore,
 };
 use crate::steps::StepKind;
 use crate::ServiceError;
@@ -79,6 +80,7 @@ pub use registry_load::{LoadReport, PushOutcome, RecordError, MAX_PUSH_RECORDS};
 pub use sessions::{SessionContext, SignedIn};
 pub use signin::SignInRequest;
 pub use support::{AuditCheck, IssuedAdminToken, ReactivateOutcome, SupportView, UnlockOutcome};
+pub use webhooks::NewWebhook;
 
 /// Who is asking: used for audit, throttling and the sessions list. Never trusted for
 /// authorisation.
@@ -111,6 +113,7 @@ pub(crate) struct Ports {
     pub(crate) outbox: Arc<dyn OutboxReads>,
     pub(crate) claims: Arc<dyn Claims>,
     pub(crate) work: Arc<dyn Transactions>,
+    pub(crate) webhooks: Arc<dyn WebhookStore>,
     /// For readiness only (`ping`).
     health: Arc<dyn Store>,
 }
@@ -131,6 +134,7 @@ impl Ports {
             outbox: store.clone(),
             claims: store.clone(),
             work: store.clone(),
+            webhooks: store.clone(),
             health: store,
         }
     }

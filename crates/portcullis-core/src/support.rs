@@ -24,15 +24,18 @@ pub enum SupportScope {
     StatusWrite,
     /// Push issuer registry records (`POST /api/v1/admin/registry/records`).
     RegistryWrite,
+    /// List, add and remove webhook subscriptions (`/api/v1/admin/webhooks`).
+    WebhooksWrite,
 }
 
 impl SupportScope {
-    pub const ALL: [SupportScope; 5] = [
+    pub const ALL: [SupportScope; 6] = [
         SupportScope::AccountsRead,
         SupportScope::AccountsUnlock,
         SupportScope::AuditRead,
         SupportScope::StatusWrite,
         SupportScope::RegistryWrite,
+        SupportScope::WebhooksWrite,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -42,6 +45,7 @@ impl SupportScope {
             SupportScope::AuditRead => "audit:read",
             SupportScope::StatusWrite => "status:write",
             SupportScope::RegistryWrite => "registry:write",
+            SupportScope::WebhooksWrite => "webhooks:write",
         }
     }
 

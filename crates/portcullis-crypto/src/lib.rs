@@ -12,6 +12,7 @@ pub mod seal;
 pub mod secrets;
 pub mod token;
 pub mod totp;
+pub mod webhook;
 
 pub use ct::ct_eq;
 pub use hashing::{HashError, HashParams, HashPool, Verification};

@@ -29,7 +29,7 @@ pub use sms::{SmsFormat, SmsGateway, SmsGatewaySettings, SmsPolicy};
 pub use smtp::{SmtpMailer, SmtpMode, SmtpServer, SmtpSettings};
 pub use stats::{SmsBlock, Stats, StatsSnapshot};
 pub use transport::{Outbound, SendError, Transport, Transports};
-pub use worker::{DeliveryConfig, DeliveryHandle, DeliveryWorker};
+pub use worker::{DeliveryConfig, DeliveryHandle, DeliveryWorker, WebhookConfig, WebhookSender};
 
 /// Wakes this node's delivery workers (one per channel) when something was queued. Each
 /// worker has its own `Notify`, so a wake-up is kept for a worker that is busy.

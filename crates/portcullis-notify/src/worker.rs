@@ -37,70 +37,16 @@ use rand::Rng;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::breaker::{Breaker, BreakerPolicy, Gate, SteadyClock};
-use crate::sms::SmsPolicy;
+use crate::breaker::{Breaker, Gate, SteadyClock};
 use crate::stats::{SmsBlock, Stats};
 use crate::transport::{Outbound, SendError, Transports};
 use crate::{OutboxNotifier, Wake};
 
-/// How the worker paces itself.
-#[derive(Clone, Debug)]
-pub struct DeliveryConfig {
-    /// How often to look for due rows when nothing wakes the worker (retries, and messages
-    /// queued by other nodes or by store transactions).
-    pub poll_interval: Duration,
-    /// How long a claim holds a row.
-    pub lease_secs: i64,
-    /// Rows claimed at once.
-    pub batch_size: u32,
-    /// The longest one send may take (each transport is built with it).
-    pub send_timeout: Duration,
-    /// The first retry waits this long; each later one twice the one before.
-    pub backoff_base_secs: i64,
-    pub backoff_max_secs: i64,
-    /// A message still unsent this long after it was queued is given up …
-    pub give_up_after_secs: i64,
-    /// … once at least this many attempts were made (so a jump of the clock, or a short
-    /// outage, never gives a message up after an attempt or two).
-    pub min_attempts: u32,
-    /// Each provider's circuit breaker.
-    pub breaker: BreakerPolicy,
-    /// Time retries, leases and give-up decisions with a steady clock (the database's on
-    /// PostgreSQL) instead of the injected one. On in `serve`; tests that drive a fake clock
-    /// leave it off.
-    pub steady_time: bool,
-    pub sms: SmsPolicy,
-    /// The start of this node's id (a random part is added per worker started).
-    pub node_name: String,
-}
+mod config;
+mod webhooks;
 
-impl Default for DeliveryConfig {
-    fn default() -> Self {
-        Self {
-            poll_interval: Duration::from_secs(2),
-            lease_secs: 60,
-            batch_size: 10,
-            send_timeout: Duration::from_secs(15),
-            backoff_base_secs: 5,
-            backoff_max_secs: 3600,
-            give_up_after_secs: 24 * 3600,
-            min_attempts: 5,
-            breaker: BreakerPolicy::default(),
-            steady_time: false,
-            sms: SmsPolicy::default(),
-            node_name: default_node_name(),
-        }
-    }
-}
-
-/// The host's name, or `node`.
-pub fn default_node_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|s| s.trim().to_owned())
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "node".into())
-}
+pub use config::{default_node_name, DeliveryConfig};
+pub use webhooks::{WebhookConfig, WebhookSender};
 
 /// The delay before attempt `attempts + 1`: `base · 2^(attempts-1)` capped at `max`, plus up
 /// to a quarter more at random so that many rows failed together do not retry together.
@@ -121,6 +67,8 @@ pub struct DeliveryWorker {
     config: Arc<DeliveryConfig>,
     stats: Stats,
     wake: Wake,
+    /// Webhook deliveries, when this node sends them (`webhooks.rs`).
+    webhooks: Option<WebhookSender>,
 }
 
 /// A node's running workers (one per channel).
@@ -130,6 +78,7 @@ pub struct DeliveryHandle {
     /// Each channel's worker and the node id its claims carry.
     tasks: Vec<(String, tokio::task::JoinHandle<()>)>,
     store: Arc<dyn OutboxStore>,
+    webhooks: Option<Arc<dyn portcullis_core::ports::WebhookStore>>,
 }
 
 impl DeliveryHandle {
@@ -161,6 +110,9 @@ impl DeliveryHandle {
                 Ok(Err(e)) => tracing::error!(error = %e, "delivery worker ended abnormally"),
                 Err(_) => {
                     task.abort();
+                    if let Some(store) = &self.webhooks {
+                        let _ = store.release_webhook_claims(node).await;
+                    }
                     match self.store.release_claims(node).await {
                         Ok(n) => tracing::warn!(
                             node = %node,
@@ -200,6 +152,7 @@ impl DeliveryWorker {
             config: Arc::new(config),
             stats: Stats::default(),
             wake: Wake::default(),
+            webhooks: None,
         }
     }
 
@@ -236,7 +189,7 @@ impl DeliveryWorker {
             rand::thread_rng().gen::<u32>()
         );
         let (shutdown, rx) = watch::channel(false);
-        let tasks = [CodeChannel::Email, CodeChannel::Sms]
+        let mut tasks = [CodeChannel::Email, CodeChannel::Sms]
             .into_iter()
             .map(|channel| {
                 let worker = self.clone();
@@ -246,13 +199,21 @@ impl DeliveryWorker {
                 let task = tokio::spawn(async move { worker.run(task_node, channel, rx).await });
                 (id, task)
             })
-            .collect();
-        tracing::info!(node = %node, "delivery workers started (email, sms)");
+            .collect::<Vec<_>>();
+        if let Some(sender) = self.webhooks.clone() {
+            let worker = self.clone();
+            let task_node = format!("{node}-webhooks");
+            let id = task_node.clone();
+            let task = tokio::spawn(worker.run_webhooks(task_node, sender, rx));
+            tasks.push((id, task));
+        }
+        tracing::info!(node = %node, webhooks = self.webhooks.is_some(), "delivery workers started (email, sms)");
         DeliveryHandle {
             node,
             shutdown,
             tasks,
             store: self.store.clone(),
+            webhooks: self.webhooks.as_ref().map(|w| w.store().clone()),
         }
     }
 

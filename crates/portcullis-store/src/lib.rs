@@ -41,6 +41,7 @@ mod steps;
 mod sweep;
 mod throttle;
 mod tx;
+mod webhooks;
 mod work;
 
 use std::path::Path;
@@ -445,6 +446,7 @@ pub fn statements(backend: Backend) -> Vec<(String, String)> {
         sweep::STATEMENTS,
         throttle::STATEMENTS,
         tx::STATEMENTS,
+        webhooks::STATEMENTS,
     ];
     let wanted = match backend {
         Backend::Sqlite => Dialect::Sqlite,

@@ -221,7 +221,13 @@ pub(crate) async fn enqueue(
 impl SqlStore {
     /// Runs one of the statements that settle a row still held by `node` (`$1` id, `$2`
     /// node, `$3` a reason or error, clipped): whether the row was still `node`'s.
-    async fn settle(&self, statement: &str, id: i64, node: &str, text: &str) -> StoreResult<bool> {
+    pub(crate) async fn settle(
+        &self,
+        statement: &str,
+        id: i64,
+        node: &str,
+        text: &str,
+    ) -> StoreResult<bool> {
         let done = sqlx::query(statement)
             .bind(id)
             .bind(node)
@@ -229,6 +235,25 @@ impl SqlStore {
             .execute(&self.pool)
             .await
             .map_err(db_err)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Runs a statement that settles a row still held by `node` at a time (`$1` id, `$2`
+    /// node, `$3` the time, `$4` the error, clipped, when given): whether the row was still
+    /// `node`'s.
+    pub(crate) async fn settle_at(
+        &self,
+        statement: &str,
+        id: i64,
+        node: &str,
+        at: UnixTime,
+        error: Option<&str>,
+    ) -> StoreResult<bool> {
+        let mut query = sqlx::query(statement).bind(id).bind(node).bind(at.0);
+        if let Some(error) = error {
+            query = query.bind(clip(error));
+        }
+        let done = query.execute(&self.pool).await.map_err(db_err)?;
         Ok(done.rows_affected() == 1)
     }
 }
@@ -373,14 +398,7 @@ impl OutboxStore for SqlStore {
     }
 
     async fn mark_sent(&self, id: i64, node: &str, now: UnixTime) -> StoreResult<bool> {
-        let done = sqlx::query(MARK_SENT)
-            .bind(id)
-            .bind(node)
-            .bind(now.0)
-            .execute(&self.pool)
-            .await
-            .map_err(db_err)?;
-        Ok(done.rows_affected() == 1)
+        self.settle_at(MARK_SENT, id, node, now, None).await
     }
 
     async fn mark_retry(
@@ -390,15 +408,8 @@ impl OutboxStore for SqlStore {
         error: &str,
         next_attempt_at: UnixTime,
     ) -> StoreResult<bool> {
-        let done = sqlx::query(MARK_RETRY)
-            .bind(id)
-            .bind(node)
-            .bind(next_attempt_at.0)
-            .bind(clip(error))
-            .execute(&self.pool)
+        self.settle_at(MARK_RETRY, id, node, next_attempt_at, Some(error))
             .await
-            .map_err(db_err)?;
-        Ok(done.rows_affected() == 1)
     }
 
     async fn mark_failed(&self, id: i64, node: &str, error: &str) -> StoreResult<bool> {

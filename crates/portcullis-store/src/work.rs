@@ -90,6 +90,7 @@ impl UnitOfWork for SqlWork {
         let seal = self.seal.clone();
         let conn = self.conn().await?;
         crate::outbox::enqueue(conn, seal.as_ref(), &messages, now).await?;
+        crate::webhooks::enqueue_events(conn, &events, now, &audit_key.key).await?;
         crate::audit::append(conn, &events, now, audit_key).await?;
         let tx = self
             .tx

@@ -359,6 +359,27 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         "portcullis_outbox_oldest_pending_age_seconds {}",
         stats.oldest_pending_age_secs
     );
+    let webhooks = state.app.webhook_stats().await.unwrap_or_default();
+    for (name, help, value) in [
+        (
+            "portcullis_webhook_deliveries_pending",
+            "Webhook deliveries not yet accepted by their endpoint (all nodes).",
+            webhooks.pending,
+        ),
+        (
+            "portcullis_webhook_deliveries_failed",
+            "Webhook deliveries given up after webhooks.give_up_after_secs (all nodes).",
+            webhooks.failed,
+        ),
+        (
+            "portcullis_webhook_oldest_pending_age_seconds",
+            "Age of the oldest webhook delivery not yet accepted.",
+            webhooks.oldest_pending_age_secs,
+        ),
+    ] {
+        family(&mut out, name, "gauge", help);
+        let _ = writeln!(out, "{name} {value}");
+    }
     family(
         &mut out,
         "portcullis_database_up",

@@ -21,7 +21,7 @@ pub fn cli_actor() -> String {
 
 /// Bad input becomes a message naming the field and the rule, with exit status 1; every
 /// other error goes up as an error.
-fn refused(e: ServiceError) -> anyhow::Result<ExitCode> {
+pub(crate) fn refused(e: ServiceError) -> anyhow::Result<ExitCode> {
     match e {
         ServiceError::Invalid(errors) => {
             for err in errors {

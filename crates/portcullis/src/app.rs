@@ -5,12 +5,13 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use portcullis_core::clock::Clock;
-use portcullis_core::ports::{Notifier, OutboxStore};
+use portcullis_core::ports::{Notifier, OutboxStore, WebhookStore};
 use portcullis_core::service::Portcullis;
 use portcullis_crypto::{HashPool, KeyedHasher, LiveRing};
 use portcullis_notify::{
     DeliveryConfig, DeliveryWorker, OutboxFile, SmsFormat, SmsGateway, SmsGatewaySettings,
     SmsPolicy, SmtpMailer, SmtpMode, SmtpServer, SmtpSettings, Transport, Transports,
+    WebhookSender,
 };
 use portcullis_store::{SqlStore, StoreOptions};
 use portcullis_web::{AppState, DemoOutbox, WebConfig};
@@ -115,6 +116,13 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>, demo: bool) -> anyhow
         clock.clone(),
         transports(config, outbox.as_ref())?,
         delivery_config(config),
+    )
+    .with_webhooks(
+        WebhookSender::new(
+            store.clone() as Arc<dyn WebhookStore>,
+            config.webhooks.sender_config(),
+        )
+        .map_err(anyhow::Error::msg)?,
     );
     // Messages are committed to the outbox by the use cases' units of work; the notifier
     // only wakes this process's delivery worker when one commits some.

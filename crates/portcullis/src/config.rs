@@ -20,12 +20,14 @@ mod cards;
 mod database;
 mod env;
 mod notify;
+mod webhooks;
 
 pub use accounts_import::AccountsImportConfig;
 pub use database::{DatabaseConfig, KeysConfig, StatusConfig, ThemeConfig};
 pub use env::env_name;
 use env::overlay_env;
 pub use notify::NotifyConfig;
+pub use webhooks::WebhooksConfig;
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -72,6 +74,8 @@ pub struct Config {
     pub tls: crate::tls::TlsConfig,
     /// Ceilings on imported password hashes (`portcullis accounts import`).
     pub accounts_import: AccountsImportConfig,
+    /// Delivery of security events to webhook subscribers.
+    pub webhooks: WebhooksConfig,
 }
 
 impl Default for Config {
@@ -106,6 +110,7 @@ impl Default for Config {
             telemetry: TelemetryConfig::default(),
             tls: crate::tls::TlsConfig::default(),
             accounts_import: AccountsImportConfig::default(),
+            webhooks: WebhooksConfig::default(),
         }
     }
 }
@@ -552,6 +557,14 @@ pub const KEYS: &[(&str, &str)] = &[
     ("accounts_import", "max_scrypt_log_n"),
     ("accounts_import", "max_argon2_memory_kib"),
     ("accounts_import", "max_argon2_iterations"),
+    ("webhooks", "allow_http"),
+    ("webhooks", "timeout_secs"),
+    ("webhooks", "poll_secs"),
+    ("webhooks", "lease_secs"),
+    ("webhooks", "backoff_base_secs"),
+    ("webhooks", "backoff_max_secs"),
+    ("webhooks", "give_up_after_secs"),
+    ("webhooks", "min_attempts"),
 ];
 
 impl Config {
@@ -650,6 +663,7 @@ impl Config {
         self.cards.validate()?;
         self.tls.validate()?;
         self.accounts_import.validate()?;
+        self.webhooks.validate()?;
         self.theme.theme()?;
         if let Some(url) = &self.telemetry.otlp_endpoint {
             if !url.starts_with("http://") {
@@ -733,6 +747,7 @@ impl Config {
 
     pub fn policies(&self) -> Policies {
         Policies {
+            webhooks_allow_http: self.webhooks.allow_http,
             issuer_name: self.issuer_name.clone(),
             support_phone: self.support_phone.clone(),
             password: PasswordPolicy::new(

@@ -18,3 +18,4 @@ pub mod status;
 pub mod telemetry;
 pub mod tls;
 pub mod validate;
+pub mod webhooks;

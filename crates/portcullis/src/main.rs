@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 use portcullis::config::{Config, Mode};
 use portcullis::{
     accounts_import, admin, app, db, demo, import, inactivity, keys, mode, serve, status,
-    telemetry, tls, validate,
+    telemetry, tls, validate, webhooks,
 };
 use portcullis_core::clock::SystemClock;
 use portcullis_core::service::SupportScope;
@@ -82,6 +82,31 @@ enum Command {
     Keys {
         #[command(subcommand)]
         command: KeysCommand,
+    },
+    /// Subscriptions to security events, delivered as signed webhooks.
+    Webhooks {
+        #[command(subcommand)]
+        command: WebhooksCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum WebhooksCommand {
+    /// Subscribe an endpoint; prints {"id","secret"} (the signing secret, shown once).
+    Add {
+        /// https:// (http:// only to loopback, or with webhooks.allow_http).
+        #[arg(long)]
+        url: String,
+        /// `all`, or a comma-separated list of event types (docs/design/webhooks.md).
+        #[arg(long)]
+        events: String,
+    },
+    /// One JSON line per subscription, with its deliveries pending, sent and failed.
+    List,
+    /// Remove a subscription and its deliveries not yet made.
+    Remove {
+        #[arg(value_name = "ID")]
+        id: i64,
     },
 }
 
@@ -246,8 +271,8 @@ enum TokenCommand {
         /// The support agent the token belongs to (audited as support:NAME).
         #[arg(long)]
         name: String,
-        /// What the token may do: accounts:read, accounts:unlock, audit:read, status:write
-        /// (repeatable).
+        /// What the token may do: accounts:read, accounts:unlock, audit:read, status:write,
+        /// registry:write, webhooks:write (repeatable).
         #[arg(long = "scope", required = true, value_name = "SCOPE")]
         scopes: Vec<SupportScope>,
     },
@@ -456,6 +481,18 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .deliver_due(std::time::Duration::from_secs(10))
                 .await;
             result
+        }
+        Command::Webhooks { command } => {
+            let config = command_config(&cli)?;
+            let built = app::build(&config, Arc::new(SystemClock), false).await?;
+            let actor = admin::cli_actor();
+            match command {
+                WebhooksCommand::Add { url, events } => {
+                    webhooks::add(&built.app, url, events, &actor).await
+                }
+                WebhooksCommand::List => webhooks::list(&built.app, &actor).await,
+                WebhooksCommand::Remove { id } => webhooks::remove(&built.app, *id, &actor).await,
+            }
         }
         Command::Audit {
             command: AuditCommand::Verify,

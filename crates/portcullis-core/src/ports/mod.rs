@@ -30,6 +30,7 @@ mod registry;
 mod sessions;
 mod status;
 mod steps;
+mod webhooks;
 pub mod work;
 
 pub use account_import::{AccountImportReads, AccountImportWrites, ImportedAccount};
@@ -62,6 +63,7 @@ pub use status::{
     IncidentRow, MaintenanceRow, NewIncident, StatusChange, StatusReads, StatusWrites,
 };
 pub use steps::{CodeWrites, KeptAnswer, NewCode, StepReads, StepRow, StepWrites};
+pub use webhooks::{WebhookDelivery, WebhookStats, WebhookStore, WebhookSubscription};
 pub use work::{Committed, Transactions, UnitOfWork};
 
 use async_trait::async_trait;
@@ -106,6 +108,7 @@ pub trait Store:
     + AdminTokenReads
     + StatusReads
     + OutboxReads
+    + WebhookStore
     + Claims
     + Transactions
 {

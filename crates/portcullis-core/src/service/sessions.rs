@@ -111,6 +111,11 @@ impl Portcullis {
                     .await?;
                 if start.has_devices {
                     self.new_device_notice(&mut work, account, client).await?;
+                    work.audit(
+                        AuditEvent::new(AuditKind::DeviceNew, Some(account.id))
+                            .ip(client.ip.as_deref())
+                            .detail(format!("device {id}")),
+                    );
                 }
                 (id, Some(device.secret))
             }

@@ -22,6 +22,7 @@ const PORT_FILES: &[&str] = &[
     "sessions.rs",
     "status.rs",
     "steps.rs",
+    "webhooks.rs",
     "work.rs",
 ];
 

@@ -35,4 +35,5 @@ mod sessions;
 mod statements;
 mod status;
 mod upgrade;
+mod webhooks;
 mod work;

@@ -11,6 +11,7 @@ pub mod registration;
 pub mod registry;
 pub mod sessions;
 pub mod status;
+pub mod webhooks;
 
 use axum::Router;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -107,6 +108,8 @@ pub fn router() -> (Router<AppState>, OpenApiDoc) {
         .routes(routes!(admin::audit_entries))
         .routes(routes!(admin::verify_audit))
         .routes(routes!(registry::push_records))
+        .routes(routes!(webhooks::list_webhooks, webhooks::add_webhook))
+        .routes(routes!(webhooks::remove_webhook))
         .routes(routes!(status::status))
         .routes(routes!(status::create_incident))
         .routes(routes!(status::update_incident))

@@ -52,3 +52,4 @@ mod status;
 mod support;
 mod three_nodes;
 mod tls;
+mod webhooks;

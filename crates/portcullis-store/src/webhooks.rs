@@ -1,0 +1,376 @@
+//! Webhook subscriptions and the delivery rows of security events (docs/design/webhooks.md).
+//!
+//! The rows are written by a unit of work's commit from the audit events it carries
+//! ([`enqueue_events`]), one per event per matching subscription, in the same transaction
+//! as the change: an event is delivered only for a change that committed, and never lost
+//! for one that did. They are then leased to one node at a time exactly as the outbox's
+//! rows are (`outbox.rs`): PostgreSQL claims with `FOR UPDATE SKIP LOCKED`, SQLite with one
+//! `UPDATE … RETURNING` under its single writer, and every later transition applies only
+//! while `claimed_by` still names the caller.
+
+use async_trait::async_trait;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use portcullis_core::audit::AuditEvent;
+use portcullis_core::clock::UnixTime;
+use portcullis_core::ports::{
+    StoreError, StoreResult, WebhookDelivery, WebhookStats, WebhookStore, WebhookSubscription,
+};
+use portcullis_core::webhooks::{event_type, EventFilter};
+use portcullis_crypto::{KeyedHasher, Sealer};
+use secrecy::{ExposeSecret, SecretString};
+use sqlx::AnyConnection;
+
+use crate::sql::statements;
+use crate::{db_err, tx, Backend, SqlStore};
+
+macro_rules! due {
+    () => {
+        "SELECT id FROM webhook_deliveries WHERE state = 'pending' \
+         AND (next_attempt_at <= $1 OR attempts = 0) \
+         AND (claimed_until IS NULL OR claimed_until < $1) \
+         ORDER BY next_attempt_at, id LIMIT $2"
+    };
+}
+
+statements! {
+    SUBSCRIPTION_FILTERS = "SELECT id, events FROM webhook_subscriptions ORDER BY id";
+    ACCOUNT_TYPE = "SELECT account_type FROM online_accounts WHERE id = $1";
+    INSERT_DELIVERY = "INSERT INTO webhook_deliveries (subscription_id, event_type, body, \
+        state, attempts, next_attempt_at, created_at) VALUES ($1, $2, $3, 'pending', 0, $4, $4)";
+    INSERT_SUBSCRIPTION = "INSERT INTO webhook_subscriptions (url, events, secret, created_at) \
+        VALUES ($1, $2, $3, $4) RETURNING id";
+    LIST_SUBSCRIPTIONS = "SELECT s.id, s.url, s.events, s.created_at, \
+        (SELECT COUNT(*) FROM webhook_deliveries d WHERE d.subscription_id = s.id \
+           AND d.state = 'pending') AS pending, \
+        (SELECT COUNT(*) FROM webhook_deliveries d WHERE d.subscription_id = s.id \
+           AND d.state = 'sent') AS sent, \
+        (SELECT COUNT(*) FROM webhook_deliveries d WHERE d.subscription_id = s.id \
+           AND d.state = 'failed') AS failed, \
+        (SELECT d.last_error FROM webhook_deliveries d WHERE d.subscription_id = s.id \
+           AND d.state = 'failed' ORDER BY d.id DESC LIMIT 1) AS last_error \
+        FROM webhook_subscriptions s ORDER BY s.id";
+    DELETE_DELIVERIES = "DELETE FROM webhook_deliveries WHERE subscription_id = $1";
+    DELETE_SUBSCRIPTION = "DELETE FROM webhook_subscriptions WHERE id = $1";
+    SUBSCRIPTION_SECRETS = "SELECT id, url, secret FROM webhook_subscriptions";
+    STATS = "SELECT state, COUNT(*) AS n, MIN(created_at) AS oldest FROM webhook_deliveries \
+        WHERE state <> 'sent' GROUP BY state";
+    CLAIM_POSTGRES: postgres = concat!("WITH due AS (", due!(), " FOR UPDATE SKIP LOCKED) \
+        UPDATE webhook_deliveries SET claimed_by = $3, claimed_until = $4, \
+        attempts = webhook_deliveries.attempts + 1 FROM due \
+        WHERE webhook_deliveries.id = due.id RETURNING webhook_deliveries.id, \
+        webhook_deliveries.subscription_id, webhook_deliveries.event_type, \
+        webhook_deliveries.body, webhook_deliveries.attempts, webhook_deliveries.created_at");
+    CLAIM_SQLITE: sqlite = concat!("UPDATE webhook_deliveries SET claimed_by = $3, \
+        claimed_until = $4, attempts = attempts + 1 WHERE id IN (", due!(), ") \
+        AND state = 'pending' AND (claimed_until IS NULL OR claimed_until < $1) \
+        RETURNING id, subscription_id, event_type, body, attempts, created_at");
+    MARK_SENT = "UPDATE webhook_deliveries SET state = 'sent', sent_at = $3, claimed_by = NULL, \
+        claimed_until = NULL WHERE id = $1 AND claimed_by = $2 AND state = 'pending'";
+    MARK_RETRY = "UPDATE webhook_deliveries SET next_attempt_at = $3, last_error = $4, \
+        claimed_by = NULL, claimed_until = NULL \
+        WHERE id = $1 AND claimed_by = $2 AND state = 'pending'";
+    MARK_FAILED = "UPDATE webhook_deliveries SET state = 'failed', last_error = $3, \
+        claimed_by = NULL, claimed_until = NULL \
+        WHERE id = $1 AND claimed_by = $2 AND state = 'pending'";
+    RELEASE_CLAIMS = "UPDATE webhook_deliveries SET claimed_by = NULL, claimed_until = NULL, \
+        attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END \
+        WHERE claimed_by = $1 AND state = 'pending'";
+}
+
+/// What the secrets are sealed as (a value sealed for another purpose does not open).
+const SECRET_AAD: &[u8] = b"portcullis webhook secret v1";
+
+/// The opaque account id in payloads: a keyed hash of the internal id under the audit key
+/// (stable for an account, meaningless without the key, and not a count of accounts).
+pub(crate) fn opaque_account(key: &KeyedHasher, account_id: i64) -> String {
+    let hash = key.hash(
+        "portcullis/webhook-account/v1",
+        &[&account_id.to_be_bytes()],
+    );
+    format!(
+        "acct_{}",
+        URL_SAFE_NO_PAD.encode(hash.get(..16).unwrap_or(hash.as_slice()))
+    )
+}
+
+/// The payload of one event: `{"type", "timestamp", "data": {…}}`. The data carry the
+/// account's opaque id and type, and the audit entry's actor, client address and detail,
+/// which never hold a secret (contact details are masked, cards are last four).
+fn payload(
+    kind: &str,
+    event: &AuditEvent,
+    account_type: Option<&str>,
+    key: &KeyedHasher,
+    now: UnixTime,
+) -> String {
+    let mut data = serde_json::Map::new();
+    if let Some(id) = event.account_id {
+        data.insert("account".into(), opaque_account(key, id).into());
+    }
+    if let Some(t) = account_type {
+        data.insert("account_type".into(), t.into());
+    }
+    data.insert("actor".into(), event.actor.clone().into());
+    if let Some(ip) = &event.client_ip {
+        data.insert("client_ip".into(), ip.clone().into());
+    }
+    if !event.detail.is_empty() {
+        data.insert("detail".into(), event.detail.clone().into());
+    }
+    serde_json::json!({
+        "type": kind,
+        "timestamp": now.to_rfc3339(),
+        "data": data,
+    })
+    .to_string()
+}
+
+/// Writes the delivery rows of `events` inside the caller's transaction (a unit of work's
+/// commit): one per event that has a webhook type, per subscription that wants it. Reads
+/// the subscriptions only when some event has a type. The number of rows written.
+pub(crate) async fn enqueue_events(
+    conn: &mut AnyConnection,
+    events: &[AuditEvent],
+    now: UnixTime,
+    key: &KeyedHasher,
+) -> StoreResult<usize> {
+    let typed: Vec<(&'static str, &AuditEvent)> = events
+        .iter()
+        .filter_map(|e| event_type(e.kind).map(|t| (t, e)))
+        .collect();
+    if typed.is_empty() {
+        return Ok(0);
+    }
+    let subscriptions: Vec<(i64, String)> = sqlx::query_as(SUBSCRIPTION_FILTERS)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db_err)?;
+    if subscriptions.is_empty() {
+        return Ok(0);
+    }
+    let subscriptions: Vec<(i64, EventFilter)> = subscriptions
+        .into_iter()
+        .map(|(id, events)| (id, EventFilter::from_stored(&events)))
+        .collect();
+    let mut written = 0;
+    for (kind, event) in typed {
+        let wanted: Vec<i64> = subscriptions
+            .iter()
+            .filter(|(_, f)| f.matches(kind))
+            .map(|(id, _)| *id)
+            .collect();
+        if wanted.is_empty() {
+            continue;
+        }
+        let account_type: Option<String> = match event.account_id {
+            Some(id) => sqlx::query_scalar(ACCOUNT_TYPE)
+                .bind(id)
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(db_err)?,
+            None => None,
+        };
+        let body = payload(kind, event, account_type.as_deref(), key, now);
+        for subscription in wanted {
+            sqlx::query(INSERT_DELIVERY)
+                .bind(subscription)
+                .bind(kind)
+                .bind(body.as_str())
+                .bind(now.0)
+                .execute(&mut *conn)
+                .await
+                .map_err(db_err)?;
+            written += 1;
+        }
+    }
+    Ok(written)
+}
+
+impl SqlStore {
+    /// The sealer of webhook secrets: the outbox keyring under this purpose's label.
+    fn webhook_sealer(&self) -> Option<Sealer> {
+        self.outbox_sealer()
+            .map(|s| Sealer::with_ring(s.ring().clone(), SECRET_AAD))
+    }
+}
+
+type SubscriptionRecord = (i64, String, String, i64, i64, i64, i64, Option<String>);
+type DeliveryRecord = (i64, i64, String, String, i64, i64);
+
+#[async_trait]
+impl WebhookStore for SqlStore {
+    async fn add_subscription(
+        &self,
+        url: &str,
+        events: &EventFilter,
+        secret: &SecretString,
+        now: UnixTime,
+    ) -> StoreResult<i64> {
+        let sealer = self.webhook_sealer().ok_or_else(|| {
+            StoreError::Internal("webhook secrets need the outbox key to be sealed".into())
+        })?;
+        let sealed = sealer
+            .seal(secret.expose_secret().as_bytes())
+            .ok_or_else(|| StoreError::Internal("sealing a webhook secret failed".into()))?;
+        sqlx::query_scalar(INSERT_SUBSCRIPTION)
+            .bind(url)
+            .bind(events.stored())
+            .bind(sealed)
+            .bind(now.0)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db_err)
+    }
+
+    async fn list_subscriptions(&self) -> StoreResult<Vec<WebhookSubscription>> {
+        let rows: Vec<SubscriptionRecord> = sqlx::query_as(LIST_SUBSCRIPTIONS)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(id, url, events, created_at, pending, sent, failed, last_error)| {
+                    WebhookSubscription {
+                        id,
+                        url,
+                        events: EventFilter::from_stored(&events),
+                        created_at: UnixTime(created_at),
+                        pending,
+                        sent,
+                        failed,
+                        last_error,
+                    }
+                },
+            )
+            .collect())
+    }
+
+    async fn remove_subscription(&self, id: i64) -> StoreResult<bool> {
+        let mut tx = tx::begin(&self.pool, self.backend).await?;
+        sqlx::query(DELETE_DELIVERIES)
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        let done = sqlx::query(DELETE_SUBSCRIPTION)
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        tx::commit(tx).await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn webhook_stats(&self, now: UnixTime) -> StoreResult<WebhookStats> {
+        let rows: Vec<(String, i64, Option<i64>)> = sqlx::query_as(STATS)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?;
+        let mut stats = WebhookStats::default();
+        for (state, n, oldest) in rows {
+            match state.as_str() {
+                "pending" => {
+                    stats.pending = n;
+                    stats.oldest_pending_age_secs =
+                        oldest.map_or(0, |t| now.0.saturating_sub(t).max(0));
+                }
+                _ => stats.failed = n,
+            }
+        }
+        Ok(stats)
+    }
+
+    async fn claim_webhooks(
+        &self,
+        node: &str,
+        now: UnixTime,
+        lease_secs: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<WebhookDelivery>> {
+        let sql = match self.backend {
+            Backend::Postgres => CLAIM_POSTGRES,
+            Backend::Sqlite => CLAIM_SQLITE,
+        };
+        let mut claimed: Vec<DeliveryRecord> = sqlx::query_as(sql)
+            .bind(now.0)
+            .bind(i64::from(limit))
+            .bind(node)
+            .bind(now.0.saturating_add(lease_secs))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?;
+        if claimed.is_empty() {
+            return Ok(Vec::new());
+        }
+        claimed.sort_by_key(|r| r.0);
+        let subscriptions: Vec<(i64, String, String)> = sqlx::query_as(SUBSCRIPTION_SECRETS)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?;
+        let sealer = self.webhook_sealer();
+        let mut out = Vec::with_capacity(claimed.len());
+        for (id, subscription_id, event_type, body, attempts, created_at) in claimed {
+            let found = subscriptions.iter().find(|s| s.0 == subscription_id);
+            let secret = found.and_then(|(_, _, sealed)| {
+                let plain = sealer.as_ref()?.open(sealed)?;
+                String::from_utf8(plain.to_vec()).ok()
+            });
+            match (found, secret) {
+                (Some((_, url, _)), Some(secret)) => out.push(WebhookDelivery {
+                    id,
+                    subscription_id,
+                    url: url.clone(),
+                    secret: SecretString::from(secret),
+                    event_type,
+                    body,
+                    attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+                    created_at: UnixTime(created_at),
+                }),
+                _ => {
+                    tracing::error!(
+                        delivery_id = id,
+                        "webhook secret cannot be opened with this node's outbox key"
+                    );
+                    self.webhook_failed(
+                        id,
+                        node,
+                        "the subscription's secret cannot be opened: outbox.key differs \
+                         between nodes or changed",
+                    )
+                    .await?;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn webhook_sent(&self, id: i64, node: &str, now: UnixTime) -> StoreResult<bool> {
+        self.settle_at(MARK_SENT, id, node, now, None).await
+    }
+
+    async fn webhook_retry(
+        &self,
+        id: i64,
+        node: &str,
+        error: &str,
+        next_attempt_at: UnixTime,
+    ) -> StoreResult<bool> {
+        self.settle_at(MARK_RETRY, id, node, next_attempt_at, Some(error))
+            .await
+    }
+
+    async fn webhook_failed(&self, id: i64, node: &str, error: &str) -> StoreResult<bool> {
+        self.settle(MARK_FAILED, id, node, error).await
+    }
+
+    async fn release_webhook_claims(&self, node: &str) -> StoreResult<u64> {
+        let done = sqlx::query(RELEASE_CLAIMS)
+            .bind(node)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(done.rows_affected())
+    }
+}

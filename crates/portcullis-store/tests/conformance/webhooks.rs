@@ -1,0 +1,143 @@
+//! Webhook subscriptions and deliveries: rows written by the unit of work's commit from its
+//! audit events (one per matching subscription, nothing for a dropped unit), leases like the
+//! outbox's, sealed secrets, and removal.
+
+use portcullis_core::audit::{AuditEvent, AuditKind};
+use portcullis_core::ports::{Transactions, WebhookStore};
+use portcullis_core::webhooks::EventFilter;
+use portcullis_testkit::{both, Backend};
+use secrecy::{ExposeSecret, SecretString};
+use sqlx::Row;
+
+use crate::support::{commit, store, T};
+
+async fn deliveries(backend: Backend) {
+    let (s, _db) = store(backend).await;
+    let secret = SecretString::from("whsec_c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0");
+    // Secrets are sealed, so a store without the outbox key refuses to keep one.
+    assert!(s
+        .add_subscription("https://a.example/in", &EventFilter::All, &secret, T)
+        .await
+        .is_err());
+    let s = s.with_outbox_key(&[9; 32]);
+    let all = s
+        .add_subscription("https://a.example/in", &EventFilter::All, &secret, T)
+        .await
+        .unwrap();
+    let locks = s
+        .add_subscription(
+            "https://b.example/in",
+            &EventFilter::parse("account.locked").unwrap(),
+            &SecretString::from("whsec_b3RoZXI="),
+            T,
+        )
+        .await
+        .unwrap();
+    let stored: String = sqlx::query("SELECT secret FROM webhook_subscriptions WHERE id = $1")
+        .bind(all)
+        .fetch_one(s.pool())
+        .await
+        .unwrap()
+        .get("secret");
+    assert!(stored.starts_with("sealed:"), "{stored}");
+
+    // A dropped unit of work writes nothing; a committed one a row per event per
+    // subscription that wants it (a sign-in is no webhook event).
+    let mut w = s.begin(T);
+    w.audit(AuditEvent::new(AuditKind::AccountLocked, Some(42)));
+    drop(w);
+    assert!(s.claim_webhooks("a", T, 60, 10).await.unwrap().is_empty());
+    let mut w = s.begin(T);
+    w.audit(AuditEvent::new(AuditKind::SignIn, Some(42)));
+    w.audit(AuditEvent::new(AuditKind::AccountCreated, Some(42)).detail("type=personal"));
+    w.audit(AuditEvent::new(AuditKind::AccountLocked, Some(42)));
+    commit(w).await;
+
+    let claimed = s.claim_webhooks("a", T, 60, 10).await.unwrap();
+    let mut seen: Vec<(i64, String)> = claimed
+        .iter()
+        .map(|d| (d.subscription_id, d.event_type.clone()))
+        .collect();
+    seen.sort();
+    let mut want = vec![
+        (all, "account.created".to_owned()),
+        (all, "account.locked".to_owned()),
+        (locks, "account.locked".to_owned()),
+    ];
+    want.sort();
+    assert_eq!(seen, want);
+    let first = claimed.first().unwrap();
+    assert_eq!(first.attempts, 1);
+    assert_eq!(first.url, "https://a.example/in");
+    assert_eq!(first.secret.expose_secret(), secret.expose_secret());
+    let body: serde_json::Value = serde_json::from_str(&first.body).unwrap();
+    assert_eq!(body["type"], "account.created");
+    assert_eq!(body["data"]["detail"], "type=personal");
+    assert!(body["data"]["account"]
+        .as_str()
+        .unwrap()
+        .starts_with("acct_"));
+
+    // Leased: another node gets nothing, and cannot settle them.
+    assert!(s.claim_webhooks("b", T, 60, 10).await.unwrap().is_empty());
+    assert!(!s.webhook_sent(first.id, "b", T).await.unwrap());
+    assert!(s.webhook_sent(first.id, "a", T).await.unwrap());
+    let second = claimed.get(1).unwrap();
+    let third = claimed.get(2).unwrap();
+    assert!(s
+        .webhook_retry(second.id, "a", "503", T.plus_secs(30))
+        .await
+        .unwrap());
+    assert!(s
+        .claim_webhooks("b", T.plus_secs(10), 60, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    // The retry is due and the third row's lease has run out (its node died).
+    let again = s
+        .claim_webhooks("b", T.plus_secs(61), 60, 10)
+        .await
+        .unwrap();
+    let mut ids: Vec<i64> = again.iter().map(|d| d.id).collect();
+    ids.sort();
+    let mut want = vec![second.id, third.id];
+    want.sort();
+    assert_eq!(ids, want);
+    assert!(again.iter().all(|d| d.attempts == 2));
+    assert!(!s.webhook_failed(third.id, "a", "late").await.unwrap());
+    assert!(s.webhook_failed(third.id, "b", "gave up").await.unwrap());
+    assert_eq!(s.release_webhook_claims("b").await.unwrap(), 1);
+
+    let stats = s.webhook_stats(T.plus_secs(100)).await.unwrap();
+    assert_eq!((stats.pending, stats.failed), (1, 1));
+    assert_eq!(stats.oldest_pending_age_secs, 100);
+    let list = s.list_subscriptions().await.unwrap();
+    assert_eq!(list.len(), 2);
+    let counts: Vec<(i64, i64, i64, i64)> = list
+        .iter()
+        .map(|l| (l.id, l.pending, l.sent, l.failed))
+        .collect();
+    let failed_sub = third.subscription_id;
+    for (id, pending, sent, failed) in counts {
+        assert_eq!(pending + sent + failed, if id == all { 2 } else { 1 });
+        assert_eq!(failed, i64::from(id == failed_sub));
+    }
+    let with_error = list.iter().find(|l| l.id == failed_sub).unwrap();
+    assert_eq!(with_error.last_error.as_deref(), Some("gave up"));
+    assert_eq!(list.first().unwrap().events, EventFilter::All);
+
+    // Removal takes the subscription's deliveries with it.
+    assert!(s.remove_subscription(all).await.unwrap());
+    assert!(!s.remove_subscription(all).await.unwrap());
+    assert_eq!(s.list_subscriptions().await.unwrap().len(), 1);
+    let left: i64 = sqlx::query("SELECT COUNT(*) AS n FROM webhook_deliveries")
+        .fetch_one(s.pool())
+        .await
+        .unwrap()
+        .get("n");
+    assert_eq!(left, 1);
+}
+both!(
+    webhook_deliveries_are_leased_settled_and_removed,
+    deliveries
+);
