@@ -12,6 +12,7 @@ pub mod import;
 pub mod inactivity;
 pub mod keys;
 pub mod mode;
+pub mod oidc;
 pub mod serve;
 pub mod status;
 pub mod telemetry;

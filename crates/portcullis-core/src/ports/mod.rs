@@ -25,6 +25,7 @@ mod devices;
 mod factors;
 mod keys;
 mod lockout;
+mod oidc;
 mod outbox;
 mod registry;
 mod sessions;
@@ -49,6 +50,10 @@ pub use devices::{DeviceReads, DeviceRow, DeviceWrites};
 pub use factors::{FactorKind, FactorReads, FactorRow, FactorWrites, NewFactor};
 pub use keys::{SealedColumn, SealedValue, SealedValues};
 pub use lockout::{Counter, LockWrites};
+pub use oidc::{
+    CodeTake, NewOidcClient, NewOidcCode, NewOidcToken, OidcCodeRow, OidcStore, OidcTokenRow,
+    StoredRequest, TokenKind,
+};
 pub use outbox::{
     Message, Notifier, NotifyError, OutboxReads, OutboxRow, OutboxState, OutboxStats, OutboxStore,
     Outgoing, QuotaClaim,
@@ -106,6 +111,7 @@ pub trait Store:
     + AdminTokenReads
     + StatusReads
     + OutboxReads
+    + OidcStore
     + Claims
     + Transactions
 {
