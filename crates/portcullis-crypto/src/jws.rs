@@ -220,7 +220,7 @@ mod tests {
         // RFC 7636 appendix B.
         assert_eq!(
             s256("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
-            "E9-cqm7Ekq6-dz1ot9Mz_yLjRH5AH8s8GCgmCbZzPbc"
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
         );
     }
 }

@@ -207,7 +207,7 @@ mod tests {
             redirect_uri: Some("https://rp.example/cb".into()),
             scope: Some("openid email bogus".into()),
             state: Some("s".into()),
-            code_challenge: Some("E9-cqm7Ekq6-dz1ot9Mz_yLjRH5AH8s8GCgmCbZzPbc".into()),
+            code_challenge: Some("E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM".into()),
             code_challenge_method: Some("S256".into()),
             ..Default::default()
         }
