@@ -5,7 +5,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Json;
 use portcullis_core::oidc::{OidcError, RawAuthRequest};
-use portcullis_core::service::oidc::{AuthorizeStep, TokenForm};
+use portcullis_core::service::oidc::{AuthorizeStep, ClientCredentials, TokenForm};
 use portcullis_core::service::SessionContext;
 use portcullis_core::ServiceError;
 
@@ -56,6 +56,32 @@ fn form_content(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"))
 }
 
+/// A client's form post to one of the client-authenticated endpoints: its parameters, its
+/// credentials and the endpoint's URL (what an assertion's `aud` and a proof's `htu` name).
+struct ClientCall {
+    params: Params,
+    creds: ClientCredentials,
+    url: String,
+}
+
+fn client_call(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: &[u8],
+    path: &str,
+) -> Result<ClientCall, OidcError> {
+    if !form_content(headers) {
+        return Err(OidcError::invalid_request("a form body is required"));
+    }
+    let params = form_params(body)?;
+    let creds = parse::credentials(headers, &params)?;
+    Ok(ClientCall {
+        params,
+        creds,
+        url: endpoint(state, path),
+    })
+}
+
 /// `POST /oidc/par` (RFC 9126).
 pub async fn par(
     State(state): State<AppState>,
@@ -63,15 +89,13 @@ pub async fn par(
     RawForm(body): RawForm,
 ) -> Response {
     let run = async {
-        if !form_content(&headers) {
-            return Err(OidcError::invalid_request("a form body is required"));
-        }
-        let params = form_params(&body)?;
-        let creds = parse::credentials(&headers, &params)?;
-        let url = endpoint(&state, "/oidc/par");
-        let dpop = parse::dpop(&headers, "POST", url.clone())?;
-        let raw: RawAuthRequest = params.to()?;
-        state.app.push_authorization(creds, &url, raw, dpop).await
+        let call = client_call(&state, &headers, &body, "/oidc/par")?;
+        let dpop = parse::dpop(&headers, "POST", call.url.clone())?;
+        let raw: RawAuthRequest = call.params.to()?;
+        state
+            .app
+            .push_authorization(call.creds, &call.url, raw, dpop)
+            .await
     };
     match run.await {
         Ok((request_uri, expires_in)) => no_store(
@@ -176,15 +200,13 @@ pub async fn token(
     RawForm(body): RawForm,
 ) -> Response {
     let run = async {
-        if !form_content(&headers) {
-            return Err(OidcError::invalid_request("a form body is required"));
-        }
-        let params = form_params(&body)?;
-        let creds = parse::credentials(&headers, &params)?;
-        let url = endpoint(&state, "/oidc/token");
-        let dpop = parse::dpop(&headers, "POST", url.clone())?;
-        let form: TokenForm = params.to()?;
-        state.app.oidc_token(creds, &url, form, dpop).await
+        let call = client_call(&state, &headers, &body, "/oidc/token")?;
+        let dpop = parse::dpop(&headers, "POST", call.url.clone())?;
+        let form: TokenForm = call.params.to()?;
+        state
+            .app
+            .oidc_token(call.creds, &call.url, form, dpop)
+            .await
     };
     match run.await {
         Ok(answer) => no_store(
@@ -220,30 +242,13 @@ pub async fn userinfo(
     }
 }
 
-async fn token_param(
-    state: &AppState,
-    headers: &HeaderMap,
-    body: &[u8],
-    path: &str,
-) -> Result<
-    (
-        portcullis_core::service::oidc::ClientCredentials,
-        String,
-        String,
-    ),
-    OidcError,
-> {
-    if !form_content(headers) {
-        return Err(OidcError::invalid_request("a form body is required"));
-    }
-    let params = form_params(body)?;
-    let creds = parse::credentials(headers, &params)?;
-    let token = params
+/// The `token` parameter of revocation and introspection.
+fn token_of(call: &ClientCall) -> Result<String, OidcError> {
+    call.params
         .get("token")
         .filter(|t| t.len() <= 256)
-        .ok_or(OidcError::invalid_request("token is required"))?
-        .to_owned();
-    Ok((creds, endpoint(state, path), token))
+        .map(str::to_owned)
+        .ok_or(OidcError::invalid_request("token is required"))
 }
 
 /// `POST /oidc/revoke` (RFC 7009).
@@ -253,8 +258,9 @@ pub async fn revoke(
     RawForm(body): RawForm,
 ) -> Response {
     let run = async {
-        let (creds, url, token) = token_param(&state, &headers, &body, "/oidc/revoke").await?;
-        state.app.oidc_revoke(creds, &url, &token).await
+        let call = client_call(&state, &headers, &body, "/oidc/revoke")?;
+        let token = token_of(&call)?;
+        state.app.oidc_revoke(call.creds, &call.url, &token).await
     };
     match run.await {
         Ok(()) => no_store(StatusCode::OK, serde_json::json!({})),
@@ -269,8 +275,12 @@ pub async fn introspect(
     RawForm(body): RawForm,
 ) -> Response {
     let run = async {
-        let (creds, url, token) = token_param(&state, &headers, &body, "/oidc/introspect").await?;
-        state.app.oidc_introspect(creds, &url, &token).await
+        let call = client_call(&state, &headers, &body, "/oidc/introspect")?;
+        let token = token_of(&call)?;
+        state
+            .app
+            .oidc_introspect(call.creds, &call.url, &token)
+            .await
     };
     match run.await {
         Ok(answer) => no_store(StatusCode::OK, answer),
