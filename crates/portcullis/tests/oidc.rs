@@ -48,6 +48,15 @@ async fn discovery_code_flow_refresh(backend: Backend) {
         String::from_utf8_lossy(&out.stderr)
     );
     let client_id = line["client_id"].as_str().unwrap().to_owned();
+    // FAPI 2.0 needs private_key_jwt; redirect URIs must be https (or loopback).
+    for refused in [
+        &["--name", "F", "--redirect-uri", RP, "--profile", "fapi2"][..],
+        &["--name", "H", "--redirect-uri", "http://rp.example/cb"][..],
+    ] {
+        let (out, _) = cli_client_add(&app, refused);
+        assert!(!out.status.success(), "{refused:?}");
+        assert!(out.stdout.is_empty());
+    }
     let secret = line["client_secret"].as_str().unwrap().to_owned();
     assert!(secret.len() >= 43);
 
