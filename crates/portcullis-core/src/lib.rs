@@ -28,6 +28,7 @@ pub mod ids;
 pub mod inactivity;
 pub mod lockout;
 pub mod money;
+pub mod oidc;
 pub mod otp;
 pub mod par;
 pub mod password;

@@ -27,6 +27,7 @@ mod idempotency;
 mod inactivity;
 mod limits;
 mod mfa;
+pub mod oidc;
 mod passkeys;
 mod password_change;
 mod recovery;
@@ -52,8 +53,8 @@ use crate::config::Policies;
 use crate::counters::CountedEvent;
 use crate::ports::{
     AccountReads, AdminTokenReads, AuditReads, Claims, Committed, DeviceReads, FactorReads,
-    Notifier, OutboxReads, OutboxStats, RegistryImports, RegistryReads, SessionReads, StatusReads,
-    StepReads, Store, Transactions, UnitOfWork, WebhookStore,
+    Notifier, OidcStore, OutboxReads, OutboxStats, RegistryImports, RegistryReads, SessionReads,
+    StatusReads, StepReads, Store, Transactions, UnitOfWork, WebhookStore,
 };
 use crate::steps::StepKind;
 use crate::ServiceError;
@@ -111,6 +112,7 @@ pub(crate) struct Ports {
     pub(crate) admin_tokens: Arc<dyn AdminTokenReads>,
     pub(crate) status: Arc<dyn StatusReads>,
     pub(crate) outbox: Arc<dyn OutboxReads>,
+    pub(crate) oidc: Arc<dyn OidcStore>,
     pub(crate) claims: Arc<dyn Claims>,
     pub(crate) work: Arc<dyn Transactions>,
     pub(crate) webhooks: Arc<dyn WebhookStore>,
@@ -132,6 +134,7 @@ impl Ports {
             admin_tokens: store.clone(),
             status: store.clone(),
             outbox: store.clone(),
+            oidc: store.clone(),
             claims: store.clone(),
             work: store.clone(),
             webhooks: store.clone(),
@@ -162,6 +165,8 @@ pub struct Portcullis {
     /// The WebAuthn relying party; `None` when the public URL cannot be one (an IP address).
     pub(crate) passkeys: Option<Arc<portcullis_crypto::passkey::PasskeyRp>>,
     pub(crate) counters: Arc<crate::counters::EventCounters>,
+    /// The keys that sign ID tokens (`oidc-signing.key`, followed as it is rotated).
+    pub(crate) oidc_keys: Option<portcullis_crypto::LiveRing>,
 }
 
 /// The relying party for passkeys at the public URL (any port on localhost, for
@@ -209,6 +214,7 @@ impl Portcullis {
             passkeys: passkey_rp(&policies),
             policies: Arc::new(policies),
             counters: Arc::default(),
+            oidc_keys: None,
         }
     }
 
@@ -216,6 +222,12 @@ impl Portcullis {
     /// every node must share it).
     pub fn with_factor_key(mut self, key: &[u8; 32]) -> Self {
         self.factor_seal = Sealer::new(key, FACTOR_SEAL_AAD);
+        self
+    }
+
+    /// Signs ID tokens with the keys of `ring` (`oidc-signing.key` in the secrets folder).
+    pub fn with_oidc_keys(mut self, ring: portcullis_crypto::LiveRing) -> Self {
+        self.oidc_keys = Some(ring);
         self
     }
 

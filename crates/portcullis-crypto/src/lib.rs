@@ -4,6 +4,7 @@
 
 pub mod ct;
 pub mod hashing;
+pub mod jws;
 pub mod keyed;
 pub mod keyring;
 pub mod legacy;

@@ -30,6 +30,7 @@ mod jobs;
 mod keys;
 mod lifecycle;
 mod lockout;
+mod oidc;
 mod ops;
 mod outbox;
 pub mod pg_url;
@@ -438,6 +439,7 @@ pub fn statements(backend: Backend) -> Vec<(String, String)> {
         lifecycle::STATEMENTS,
         ops::STATEMENTS,
         lockout::STATEMENTS,
+        oidc::STATEMENTS,
         outbox::STATEMENTS,
         registry::STATEMENTS,
         sessions::STATEMENTS,

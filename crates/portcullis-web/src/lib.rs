@@ -15,6 +15,7 @@ pub mod limits;
 pub mod maintenance;
 pub mod metrics;
 pub mod middleware;
+pub mod oidc;
 pub mod pace;
 pub mod pages;
 pub mod text;
@@ -96,6 +97,7 @@ pub fn router(state: AppState) -> Router {
                 async move { axum::Json(doc.as_ref().clone()) }
             }),
         )
+        .merge(oidc::router())
         .merge(pages::router())
         .merge(api::health::router())
         .with_state(state.clone())

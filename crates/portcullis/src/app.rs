@@ -137,7 +137,14 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>, demo: bool) -> anyhow
     )
     .with_factor_ring(factor_keys)
     .with_registry_ring(registry_keys)
-    .with_audit_ring(audit_keys);
+    .with_audit_ring(audit_keys)
+    .with_oidc_keys(
+        LiveRing::open(
+            &config.secrets_dir,
+            portcullis_core::service::oidc::SIGNING_RING,
+        )
+        .context("loading the OpenID Connect signing key")?,
+    );
     let state = AppState {
         app: app.clone(),
         web: Arc::new(WebConfig {

@@ -13,6 +13,7 @@ pub mod inactivity;
 pub mod keys;
 pub mod keys_retire;
 pub mod mode;
+pub mod oidc;
 pub mod serve;
 pub mod status;
 pub mod telemetry;

@@ -25,6 +25,7 @@ mod devices;
 mod factors;
 mod keys;
 mod lockout;
+mod oidc;
 mod outbox;
 mod registry;
 mod sessions;
@@ -50,6 +51,10 @@ pub use devices::{DeviceReads, DeviceRow, DeviceWrites};
 pub use factors::{FactorKind, FactorReads, FactorRow, FactorWrites, NewFactor};
 pub use keys::{SealedColumn, SealedValue, SealedValues};
 pub use lockout::{Counter, LockWrites};
+pub use oidc::{
+    CodeTake, NewOidcClient, NewOidcCode, NewOidcToken, OidcCodeRow, OidcStore, OidcTokenRow,
+    StoredRequest, TokenKind,
+};
 pub use outbox::{
     Message, Notifier, NotifyError, OutboxReads, OutboxRow, OutboxState, OutboxStats, OutboxStore,
     Outgoing, QuotaClaim,
@@ -109,6 +114,7 @@ pub trait Store:
     + StatusReads
     + OutboxReads
     + WebhookStore
+    + OidcStore
     + Claims
     + Transactions
 {

@@ -592,7 +592,7 @@ pub async fn sign_in_passkey(
     {
         Ok(signed_in) => {
             csrf.rotate();
-            let response = super::signin::signed_in_response(&state, signed_in, None);
+            let response = super::signin::signed_in_response(&state, &headers, signed_in, None);
             csrf.apply(response)
         }
         Err(ServiceError::SignInFailed | ServiceError::StepExpired) => back(

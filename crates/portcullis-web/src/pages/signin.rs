@@ -65,6 +65,8 @@ pub struct LockedPage {
 #[derive(Deserialize)]
 pub struct SignInQuery {
     ended: Option<String>,
+    /// An OpenID Connect request asked for the password again (`prompt=login`, `max_age`).
+    login: Option<String>,
     signed_out: Option<String>,
 }
 
@@ -75,7 +77,7 @@ pub async fn show(
     headers: HeaderMap,
 ) -> Response {
     let session_cookie = cookies::name(cookies::SESSION, state.web.secure_cookies);
-    if let Some(token) = cookies::get(&headers, &session_cookie) {
+    if let Some(token) = cookies::get(&headers, &session_cookie).filter(|_| q.login.is_none()) {
         if state.app.authenticate(&token).await.is_ok() {
             return Redirect::to("/account").into_response();
         }
@@ -161,7 +163,7 @@ pub async fn submit(
         Ok(SignInOutcome::SignedIn(signed_in)) => {
             csrf.rotate();
             let remember = form.remember.is_some().then_some(form.user_id.trim());
-            let response = signed_in_response(&state, signed_in, Some(remember));
+            let response = signed_in_response(&state, &headers, signed_in, Some(remember));
             csrf.apply(response)
         }
         Ok(SignInOutcome::MfaRequired(challenge)) => {
@@ -203,14 +205,24 @@ pub async fn submit(
 /// leaves it as it is.
 pub(crate) fn signed_in_response(
     state: &AppState,
+    request_headers: &HeaderMap,
     signed_in: SignedIn,
     remember: Option<Option<&str>>,
 ) -> Response {
     let secure = state.web.secure_cookies;
     // An account migrated with the earlier system's "must change password", or without
     // security answers, goes to the security page's forms first.
+    // A sign-in that an OpenID Connect authorization request sent here goes back to it (a
+    // fixed local path: the request and its registered redirect URI are in the database).
+    let oidc_return = cookies::get(
+        request_headers,
+        &cookies::name(crate::oidc::RETURN_COOKIE, secure),
+    )
+    .is_some_and(|v| !v.is_empty());
     let home = if signed_in.password_change_required || signed_in.security_questions_required {
         "/security"
+    } else if oidc_return {
+        "/oidc/resume"
     } else {
         "/account"
     };
@@ -473,6 +485,7 @@ pub async fn mfa(
             csrf.rotate();
             let response = signed_in_response(
                 &state,
+                &headers,
                 signed_in,
                 Some(remember.then_some(form.user_id.trim())),
             );

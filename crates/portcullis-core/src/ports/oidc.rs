@@ -1,0 +1,158 @@
+//! OpenID Connect state (issue 15): clients, pushed and pending authorization requests,
+//! codes, tokens and one-time JWT ids, all in the database so any node can carry on what
+//! another began. Each single-use step is one atomic statement (a conditional `UPDATE` or
+//! an `INSERT … ON CONFLICT DO NOTHING`), so two nodes racing on the same code, request,
+//! refresh token or proof id cannot both win.
+
+use async_trait::async_trait;
+
+use crate::clock::UnixTime;
+use crate::oidc::OidcClient;
+
+use super::StoreResult;
+
+/// A client to register.
+pub struct NewOidcClient<'a> {
+    pub client: &'a OidcClient,
+    pub now: UnixTime,
+}
+
+/// A stored authorization request (pushed, or waiting for a sign-in).
+#[derive(Clone, Debug)]
+pub struct StoredRequest {
+    pub client_id: String,
+    /// The checked request, as JSON (`oidc::AuthRequest`).
+    pub request: String,
+    pub pushed: bool,
+    pub expires_at: UnixTime,
+}
+
+/// An authorization code to store.
+pub struct NewOidcCode<'a> {
+    pub code_hash: [u8; 32],
+    pub client_id: &'a str,
+    pub account_id: i64,
+    pub session_id: i64,
+    pub request: &'a str,
+    pub auth_time: UnixTime,
+    pub now: UnixTime,
+    pub expires_at: UnixTime,
+}
+
+/// A stored authorization code.
+#[derive(Clone, Debug)]
+pub struct OidcCodeRow {
+    pub id: i64,
+    pub client_id: String,
+    pub account_id: i64,
+    pub session_id: i64,
+    pub request: String,
+    pub auth_time: UnixTime,
+    pub expires_at: UnixTime,
+}
+
+/// What taking a code found.
+#[derive(Clone, Debug)]
+pub enum CodeTake {
+    /// This call took it (its first use).
+    Taken(OidcCodeRow),
+    /// It had been used before: a replay.
+    Replayed(OidcCodeRow),
+    Unknown,
+}
+
+/// Whether a token is an access or a refresh token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenKind {
+    Access,
+    Refresh,
+}
+
+impl TokenKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenKind::Access => "access",
+            TokenKind::Refresh => "refresh",
+        }
+    }
+}
+
+/// A token to store.
+pub struct NewOidcToken<'a> {
+    pub token_hash: [u8; 32],
+    pub kind: TokenKind,
+    /// The grant the token belongs to: one per code, carried through refreshes.
+    pub family: &'a str,
+    pub code_id: Option<i64>,
+    pub client_id: &'a str,
+    pub account_id: i64,
+    pub session_id: i64,
+    pub scope: &'a str,
+    pub dpop_jkt: Option<&'a str>,
+    pub auth_time: UnixTime,
+    pub now: UnixTime,
+    pub expires_at: UnixTime,
+}
+
+/// A stored token.
+#[derive(Clone, Debug)]
+pub struct OidcTokenRow {
+    pub id: i64,
+    pub kind: TokenKind,
+    pub family: String,
+    pub client_id: String,
+    pub account_id: i64,
+    pub session_id: i64,
+    pub scope: String,
+    pub dpop_jkt: Option<String>,
+    pub auth_time: UnixTime,
+    pub created_at: UnixTime,
+    pub expires_at: UnixTime,
+    pub used_at: Option<UnixTime>,
+    pub revoked_at: Option<UnixTime>,
+}
+
+#[async_trait]
+pub trait OidcStore: Send + Sync {
+    /// Registers a client; `false` when its `client_id` is taken.
+    async fn add_oidc_client(&self, new: NewOidcClient<'_>) -> StoreResult<bool>;
+    async fn oidc_client(&self, client_id: &str) -> StoreResult<Option<OidcClient>>;
+
+    async fn put_oidc_request(
+        &self,
+        handle_hash: &[u8; 32],
+        stored: &StoredRequest,
+        now: UnixTime,
+    ) -> StoreResult<()>;
+    /// A request not yet used (expiry is the caller's to check).
+    async fn oidc_request(&self, handle_hash: &[u8; 32]) -> StoreResult<Option<StoredRequest>>;
+    /// Uses a request: `true` for the one call that did.
+    async fn use_oidc_request(&self, handle_hash: &[u8; 32], now: UnixTime) -> StoreResult<bool>;
+
+    async fn put_oidc_code(&self, new: NewOidcCode<'_>) -> StoreResult<()>;
+    /// Marks a code used and returns it; a second use answers `Replayed`.
+    async fn take_oidc_code(&self, code_hash: &[u8; 32], now: UnixTime) -> StoreResult<CodeTake>;
+
+    async fn put_oidc_token(&self, new: NewOidcToken<'_>) -> StoreResult<()>;
+    async fn oidc_token(&self, token_hash: &[u8; 32]) -> StoreResult<Option<OidcTokenRow>>;
+    /// Marks an unused, unrevoked refresh token used: `true` for the one call that did.
+    async fn use_oidc_refresh(&self, token_hash: &[u8; 32], now: UnixTime) -> StoreResult<bool>;
+    /// Revokes every token of a grant.
+    async fn revoke_oidc_family(&self, family: &str, now: UnixTime) -> StoreResult<u64>;
+    /// Revokes every token issued from a code (a replayed code).
+    async fn revoke_oidc_code_tokens(&self, code_id: i64, now: UnixTime) -> StoreResult<u64>;
+    /// Revokes one token.
+    async fn revoke_oidc_token(&self, token_hash: &[u8; 32], now: UnixTime) -> StoreResult<()>;
+
+    /// Records a one-time JWT id (a DPoP proof's or a client assertion's) until
+    /// `expires_at`: `false` when it was seen before (a replay). Forgets expired ones.
+    async fn claim_oidc_jti(
+        &self,
+        jti_hash: &[u8; 32],
+        expires_at: UnixTime,
+        now: UnixTime,
+    ) -> StoreResult<bool>;
+
+    /// Whether a session is still open (an OIDC token lives only as long as its session).
+    async fn session_open(&self, session_id: i64) -> StoreResult<bool>;
+}

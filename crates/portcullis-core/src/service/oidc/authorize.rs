@@ -1,0 +1,336 @@
+//! The authorization endpoint and PAR: a request is checked once (at PAR, or when it
+//! arrives at the authorization endpoint of a client not held to FAPI 2.0), kept in the
+//! database while the person signs in, and ends in a single-use code sent to the exact
+//! registered redirect URI with `state` and `iss` (RFC 9207).
+
+use portcullis_crypto::{sha256, Token};
+use serde::{Deserialize, Serialize};
+
+use crate::clock::UnixTime;
+use crate::oidc::{
+    AuthRequest, OidcClient, OidcError, RawAuthRequest, CODE_TTL_SECS, LOGIN_TTL_SECS,
+    PAR_TTL_SECS, REQUEST_URI_PREFIX,
+};
+use crate::ports::{NewOidcCode, StoredRequest};
+use crate::service::{Portcullis, SessionContext};
+
+use super::client_auth::ClientCredentials;
+use super::dpop::DpopProof;
+
+/// A stored request: the checked request and, after `prompt=login` or `max_age`, the
+/// time the password must have been entered after.
+#[derive(Serialize, Deserialize)]
+struct Pending {
+    request: AuthRequest,
+    login_after: Option<i64>,
+}
+
+/// Where the browser goes next.
+#[derive(Debug)]
+pub enum AuthorizeStep {
+    /// To the client's registered redirect URI (a code, or an error it may be told).
+    Redirect(String),
+    /// To the sign-in page, then back to the request (`handle`).
+    Login(LoginNeeded),
+    /// The request cannot go back to the client (unknown client, unregistered redirect
+    /// URI): shown on a page, never redirected.
+    Refused(OidcError),
+}
+
+/// A request waiting for a sign-in.
+#[derive(Debug)]
+pub struct LoginNeeded {
+    pub handle: String,
+    /// The password must be entered again even with a session (`prompt=login`, `max_age`).
+    pub force: bool,
+}
+
+fn append_query(uri: &str, params: &[(&str, &str)]) -> String {
+    let mut out = uri.to_owned();
+    let mut sep = if uri.contains('?') { '&' } else { '?' };
+    for (k, v) in params {
+        out.push(sep);
+        out.push_str(k);
+        out.push('=');
+        out.push_str(&form_encode(v));
+        sep = '&';
+    }
+    out
+}
+
+/// `application/x-www-form-urlencoded` encoding of one value.
+pub(crate) fn form_encode(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for b in v.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+impl Portcullis {
+    fn error_back(&self, req: &AuthRequest, code: &str, description: &str) -> AuthorizeStep {
+        let iss = self.oidc_issuer();
+        let mut params = vec![("error", code), ("error_description", description)];
+        if let Some(state) = &req.state {
+            params.push(("state", state));
+        }
+        params.push(("iss", &iss));
+        AuthorizeStep::Redirect(append_query(&req.redirect_uri, &params))
+    }
+
+    /// A pushed authorization request (RFC 9126): the client authenticates, the request
+    /// is checked in full, and a `request_uri` valid for 60 s and one use is returned. A
+    /// DPoP proof sent with it binds the code to its key (RFC 9449 §10.1).
+    pub async fn push_authorization(
+        &self,
+        creds: ClientCredentials,
+        endpoint: &str,
+        raw: RawAuthRequest,
+        dpop: Option<DpopProof>,
+    ) -> Result<(String, i64), OidcError> {
+        let client = self.authenticate_oidc_client(creds, endpoint).await?;
+        if raw
+            .client_id
+            .as_deref()
+            .is_some_and(|id| id != client.client_id)
+        {
+            return Err(OidcError::invalid_request("client_id does not match"));
+        }
+        if raw.request_uri.is_some() {
+            return Err(OidcError::invalid_request(
+                "request_uri is not allowed at PAR",
+            ));
+        }
+        let mut request = raw.check(&client).map_err(|r| r.error)?;
+        if let Some(proof) = dpop {
+            let jkt = self.check_dpop(&proof, None).await?;
+            if request.dpop_jkt.as_ref().is_some_and(|j| *j != jkt) {
+                return Err(OidcError::invalid_dpop("dpop_jkt does not match the proof"));
+            }
+            request.dpop_jkt = Some(jkt);
+        }
+        if client.fapi2 && request.dpop_jkt.is_none() {
+            return Err(OidcError::invalid_request(
+                "this client must bind its tokens with DPoP (dpop_jkt or a DPoP proof)",
+            ));
+        }
+        let now = self.oidc_now();
+        let handle = self
+            .store_pending(&request, None, true, now, PAR_TTL_SECS)
+            .await?;
+        Ok((format!("{REQUEST_URI_PREFIX}{handle}"), PAR_TTL_SECS))
+    }
+
+    async fn store_pending(
+        &self,
+        request: &AuthRequest,
+        login_after: Option<i64>,
+        pushed: bool,
+        now: UnixTime,
+        ttl: i64,
+    ) -> Result<String, OidcError> {
+        let handle = Token::generate();
+        let pending = Pending {
+            request: request.clone(),
+            login_after,
+        };
+        let text = serde_json::to_string(&pending)
+            .map_err(|_| OidcError::new("server_error", "cannot store request", 500))?;
+        self.ports
+            .oidc
+            .put_oidc_request(
+                &handle.hash,
+                &StoredRequest {
+                    client_id: request.client_id.clone(),
+                    request: text,
+                    pushed,
+                    expires_at: UnixTime(now.0 + ttl),
+                },
+                now,
+            )
+            .await?;
+        Ok(handle.expose().to_owned())
+    }
+
+    /// Takes a stored request for one use: unknown, used or expired is `None`.
+    async fn take_pending(
+        &self,
+        handle: &str,
+        now: UnixTime,
+    ) -> Result<Option<Pending>, OidcError> {
+        if handle.is_empty() || handle.len() > 128 {
+            return Ok(None);
+        }
+        let hash = sha256(handle.as_bytes());
+        let Some(stored) = self.ports.oidc.oidc_request(&hash).await? else {
+            return Ok(None);
+        };
+        if stored.expires_at.0 < now.0 || !self.ports.oidc.use_oidc_request(&hash, now).await? {
+            return Ok(None);
+        }
+        Ok(serde_json::from_str(&stored.request).ok())
+    }
+
+    /// The authorization endpoint: `session` is the browser's, when it has one.
+    pub async fn authorize(
+        &self,
+        raw: RawAuthRequest,
+        session: Option<SessionContext>,
+    ) -> Result<AuthorizeStep, OidcError> {
+        let refused = |d| Ok(AuthorizeStep::Refused(OidcError::invalid_request(d)));
+        let Some(client_id) = raw.client_id.as_deref().filter(|c| c.len() <= 128) else {
+            return refused("client_id is required");
+        };
+        let client = match self.ports.oidc.oidc_client(client_id).await? {
+            Some(c) if !c.revoked => c,
+            _ => return refused("unknown client"),
+        };
+        let now = self.oidc_now();
+        let pending = if let Some(uri) = raw.request_uri.as_deref() {
+            let handle = uri.strip_prefix(REQUEST_URI_PREFIX).unwrap_or("");
+            match self.take_pending(handle, now).await? {
+                Some(p) if p.request.client_id == client.client_id => p,
+                _ => return refused("request_uri is unknown, used or expired"),
+            }
+        } else {
+            if client.fapi2 {
+                return refused("this client must use pushed authorization requests");
+            }
+            match raw.check(&client) {
+                Ok(request) => Pending {
+                    request,
+                    login_after: None,
+                },
+                Err(r) if r.redirect => {
+                    // The redirect URI was checked as registered before any redirecting error.
+                    let req = AuthRequest {
+                        client_id: client.client_id.clone(),
+                        redirect_uri: raw.redirect_uri.clone().unwrap_or_default(),
+                        scope: String::new(),
+                        state: raw.state.clone(),
+                        nonce: None,
+                        code_challenge: String::new(),
+                        prompt: None,
+                        max_age: None,
+                        dpop_jkt: None,
+                    };
+                    return Ok(self.error_back(&req, r.error.code, r.error.description));
+                }
+                Err(r) => return Ok(AuthorizeStep::Refused(r.error)),
+            }
+        };
+        self.continue_authorization(&client, pending, session, now)
+            .await
+    }
+
+    /// Back from the sign-in page: the request kept under `handle`.
+    pub async fn resume_authorization(
+        &self,
+        handle: &str,
+        session: Option<SessionContext>,
+    ) -> Result<AuthorizeStep, OidcError> {
+        let now = self.oidc_now();
+        let refused = || {
+            Ok(AuthorizeStep::Refused(OidcError::invalid_request(
+                "the sign-in took too long; start again from the site you came from",
+            )))
+        };
+        let Some(pending) = self.take_pending(handle, now).await? else {
+            return refused();
+        };
+        let client = match self
+            .ports
+            .oidc
+            .oidc_client(&pending.request.client_id)
+            .await?
+        {
+            Some(c) if !c.revoked => c,
+            _ => return refused(),
+        };
+        self.continue_authorization(&client, pending, session, now)
+            .await
+    }
+
+    async fn continue_authorization(
+        &self,
+        client: &OidcClient,
+        pending: Pending,
+        session: Option<SessionContext>,
+        now: UnixTime,
+    ) -> Result<AuthorizeStep, OidcError> {
+        let req = &pending.request;
+        let prompt_none = req.prompt.as_deref() == Some("none");
+        let Some(session) = session else {
+            if prompt_none {
+                return Ok(self.error_back(req, "login_required", "no session"));
+            }
+            let handle = self
+                .store_pending(req, pending.login_after, false, now, LOGIN_TTL_SECS)
+                .await?;
+            return Ok(AuthorizeStep::Login(LoginNeeded {
+                handle,
+                force: false,
+            }));
+        };
+        // `prompt=login` wants a password entered after the request; `max_age` one
+        // entered within that many seconds.
+        let mut login_after = pending.login_after;
+        if login_after.is_none() && req.prompt.as_deref() == Some("login") {
+            login_after = Some(now.0);
+        }
+        if let Some(max_age) = req.max_age {
+            let since = now.0 - max_age;
+            login_after = Some(login_after.map_or(since, |l| l.max(since)));
+        }
+        if login_after.is_some_and(|after| session.auth_at.0 < after) {
+            if prompt_none {
+                return Ok(self.error_back(req, "login_required", "a new sign-in is needed"));
+            }
+            let handle = self
+                .store_pending(req, login_after, false, now, LOGIN_TTL_SECS)
+                .await?;
+            return Ok(AuthorizeStep::Login(LoginNeeded {
+                handle,
+                force: true,
+            }));
+        }
+        if !client.first_party {
+            // The consent screen is not built yet: a client that would need one is told so.
+            return Ok(self.error_back(
+                req,
+                "consent_required",
+                "this client needs consent, which is not offered yet",
+            ));
+        }
+        let code = Token::generate();
+        let request_text = serde_json::to_string(req)
+            .map_err(|_| OidcError::new("server_error", "cannot store code", 500))?;
+        self.ports
+            .oidc
+            .put_oidc_code(NewOidcCode {
+                code_hash: code.hash,
+                client_id: &client.client_id,
+                account_id: session.account_id,
+                session_id: session.session_id,
+                request: &request_text,
+                auth_time: session.auth_at,
+                now,
+                expires_at: UnixTime(now.0 + CODE_TTL_SECS),
+            })
+            .await?;
+        let iss = self.oidc_issuer();
+        let mut params = vec![("code", code.expose())];
+        if let Some(state) = &req.state {
+            params.push(("state", state));
+        }
+        params.push(("iss", &iss));
+        Ok(AuthorizeStep::Redirect(append_query(
+            &req.redirect_uri,
+            &params,
+        )))
+    }
+}

@@ -1,0 +1,169 @@
+//! Client authentication at the token, PAR, revocation and introspection endpoints:
+//! `client_secret_basic`, `private_key_jwt` (RFC 7523, with `aud`, `exp` and `jti` replay
+//! checked) and public clients.
+
+use portcullis_crypto::{ct_eq, jws, sha256};
+use serde_json::Value;
+
+use crate::clock::UnixTime;
+use crate::oidc::{
+    ClientAuth, OidcClient, OidcError, ASSERTION_MAX_LIFE_SECS, JWT_IAT_WINDOW_SECS,
+};
+use crate::service::Portcullis;
+
+const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/// What a request presented to say which client it is.
+pub enum ClientCredentials {
+    /// HTTP Basic (`client_id:client_secret`, form-urlencoded then base64, RFC 6749 §2.3.1).
+    Basic {
+        client_id: String,
+        secret: String,
+    },
+    /// `client_assertion` and its type, with the `client_id` of the form when given.
+    Assertion {
+        client_id: Option<String>,
+        assertion_type: Option<String>,
+        assertion: String,
+    },
+    /// Only a `client_id`: a public client.
+    Public {
+        client_id: String,
+    },
+    Nothing,
+}
+
+impl Portcullis {
+    /// Authenticates the client calling `endpoint` (its URL: an assertion's `aud` may name
+    /// it or the issuer). Every failure is the same `invalid_client`.
+    pub async fn authenticate_oidc_client(
+        &self,
+        creds: ClientCredentials,
+        endpoint: &str,
+    ) -> Result<OidcClient, OidcError> {
+        let now = self.oidc_now();
+        let client_id = match &creds {
+            ClientCredentials::Basic { client_id, .. }
+            | ClientCredentials::Public { client_id } => Some(client_id.clone()),
+            ClientCredentials::Assertion {
+                client_id,
+                assertion,
+                ..
+            } => client_id.clone().or_else(|| {
+                jws::decode(assertion).ok().and_then(|u| {
+                    u.claims
+                        .get("iss")
+                        .and_then(Value::as_str)
+                        .map(str::to_owned)
+                })
+            }),
+            ClientCredentials::Nothing => None,
+        };
+        let client_id = client_id
+            .filter(|id| !id.is_empty() && id.len() <= 128)
+            .ok_or(OidcError::invalid_client())?;
+        let client = self.ports.oidc.oidc_client(&client_id).await?;
+        match (creds, client) {
+            (ClientCredentials::Basic { secret, .. }, client) => {
+                // The hash is computed whether or not the client exists: no timing tell.
+                let presented = self.oidc_secret_hash(&secret);
+                match client {
+                    Some(c)
+                        if c.auth == ClientAuth::SecretBasic
+                            && !c.revoked
+                            && c.secret_hash
+                                .as_deref()
+                                .is_some_and(|h| ct_eq(h, &presented)) =>
+                    {
+                        Ok(c)
+                    }
+                    _ => Err(OidcError::invalid_client()),
+                }
+            }
+            (
+                ClientCredentials::Assertion {
+                    assertion_type,
+                    assertion,
+                    ..
+                },
+                Some(c),
+            ) if c.auth == ClientAuth::PrivateKeyJwt && !c.revoked => {
+                if assertion_type.as_deref() != Some(ASSERTION_TYPE) {
+                    return Err(OidcError::invalid_client());
+                }
+                self.check_assertion(&c, &assertion, endpoint, now).await?;
+                Ok(c)
+            }
+            (ClientCredentials::Public { .. }, Some(c))
+                if c.auth == ClientAuth::None && !c.revoked =>
+            {
+                Ok(c)
+            }
+            _ => Err(OidcError::invalid_client()),
+        }
+    }
+
+    async fn check_assertion(
+        &self,
+        client: &OidcClient,
+        assertion: &str,
+        endpoint: &str,
+        now: UnixTime,
+    ) -> Result<(), OidcError> {
+        let bad = OidcError::invalid_client;
+        let jwt = jws::decode(assertion).map_err(|_| bad())?;
+        let keys = client
+            .jwks
+            .as_ref()
+            .and_then(|j| j.get("keys"))
+            .and_then(Value::as_array)
+            .ok_or(bad())?;
+        let kid = jwt.header.get("kid").and_then(Value::as_str);
+        let verified = keys
+            .iter()
+            .filter(|k| kid.is_none() || k.get("kid").and_then(Value::as_str) == kid)
+            .any(|k| jwt.verify(k).is_ok());
+        if !verified {
+            return Err(bad());
+        }
+        let claim = |name: &str| jwt.claims.get(name);
+        let text = |name: &str| claim(name).and_then(Value::as_str);
+        if text("iss") != Some(client.client_id.as_str())
+            || text("sub") != Some(client.client_id.as_str())
+        {
+            return Err(bad());
+        }
+        let issuer = self.oidc_issuer();
+        let aud_ok = |a: &str| a == issuer || a == endpoint;
+        let aud = match claim("aud") {
+            Some(Value::String(a)) => aud_ok(a),
+            Some(Value::Array(list)) => list.iter().filter_map(Value::as_str).any(aud_ok),
+            _ => false,
+        };
+        if !aud {
+            return Err(bad());
+        }
+        let exp = claim("exp").and_then(Value::as_i64).ok_or(bad())?;
+        if exp <= now.0 || exp > now.0 + ASSERTION_MAX_LIFE_SECS + JWT_IAT_WINDOW_SECS {
+            return Err(bad());
+        }
+        if let Some(iat) = claim("iat").and_then(Value::as_i64) {
+            if iat > now.0 + JWT_IAT_WINDOW_SECS {
+                return Err(bad());
+            }
+        }
+        let jti = text("jti")
+            .filter(|j| !j.is_empty() && j.len() <= 256)
+            .ok_or(bad())?;
+        let key = sha256(format!("assertion\0{}\0{jti}", client.client_id).as_bytes());
+        if !self
+            .ports
+            .oidc
+            .claim_oidc_jti(&key, UnixTime(exp), now)
+            .await?
+        {
+            return Err(bad());
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,229 @@
+//! The OpenID Connect provider's use cases (issue 15): client registration, discovery and
+//! JWKS, pushed and plain authorization requests, the code and refresh grants, userinfo,
+//! revocation and introspection. The rules are in [`crate::oidc`], the state behind
+//! [`crate::ports::OidcStore`]; HTTP is the web crate's.
+
+mod authorize;
+mod client_auth;
+mod dpop;
+mod token;
+
+use portcullis_crypto::jws::Es256Key;
+use portcullis_crypto::Token;
+use secrecy::SecretString;
+use serde_json::{json, Value};
+
+use crate::clock::UnixTime;
+use crate::oidc::{check_redirect_registration, ClientAuth, OidcClient, OidcError};
+use crate::ports::{NewOidcClient, StoreError};
+use crate::service::Portcullis;
+
+pub use authorize::{AuthorizeStep, LoginNeeded};
+pub use client_auth::ClientCredentials;
+pub use dpop::DpopProof;
+pub use token::{TokenForm, TokenResponse};
+
+/// The keyring in the secrets folder whose keys sign ID tokens (each a P-256 key derived
+/// from the ring's 256-bit key; see `portcullis_crypto::jws`).
+pub const SIGNING_RING: &str = "oidc-signing.key";
+
+impl From<StoreError> for OidcError {
+    fn from(e: StoreError) -> Self {
+        tracing::error!(error = %e, "oidc: store error");
+        OidcError::new("temporarily_unavailable", "try again later", 503)
+    }
+}
+
+/// What `oidc client add` registers.
+pub struct ClientRegistration {
+    pub name: String,
+    pub redirect_uris: Vec<String>,
+    pub post_logout_uris: Vec<String>,
+    pub auth: ClientAuth,
+    pub jwks: Option<Value>,
+    pub first_party: bool,
+    pub fapi2: bool,
+}
+
+/// A registered client: its id and, for `client_secret_basic`, the secret (shown once).
+pub struct RegisteredClient {
+    pub client_id: String,
+    pub client_secret: Option<SecretString>,
+}
+
+fn random_id() -> String {
+    let t = Token::generate();
+    t.expose().chars().take(22).collect()
+}
+
+impl Portcullis {
+    /// The issuer identifier: the public URL without a trailing slash.
+    pub fn oidc_issuer(&self) -> String {
+        self.policies.public_url.trim_end_matches('/').to_owned()
+    }
+
+    /// The key that signs now (the signing ring's current key).
+    fn oidc_signing_key(&self) -> Result<Es256Key, OidcError> {
+        let ring = self
+            .oidc_keys
+            .as_ref()
+            .ok_or(OidcError::new("server_error", "no signing key", 500))?
+            .snapshot();
+        Es256Key::from_seed(ring.current_id().to_string(), ring.current()).ok_or(OidcError::new(
+            "server_error",
+            "unusable signing key",
+            500,
+        ))
+    }
+
+    /// The published keys: the current one and the one before it, so ID tokens signed just
+    /// before a rotation still verify until they expire.
+    pub fn oidc_jwks(&self) -> Value {
+        let Some(live) = &self.oidc_keys else {
+            return json!({"keys": []});
+        };
+        let ring = live.snapshot();
+        let mut ids = ring.ids();
+        ids.sort_unstable();
+        let current = ring.current_id();
+        let previous = ids.iter().copied().filter(|id| *id < current).max();
+        let keys: Vec<Value> = [Some(current), previous]
+            .into_iter()
+            .flatten()
+            .filter_map(|id| {
+                ring.get(id)
+                    .and_then(|k| Es256Key::from_seed(id.to_string(), k))
+            })
+            .map(|k| k.public_jwk())
+            .collect();
+        json!({ "keys": keys })
+    }
+
+    /// `/.well-known/openid-configuration`.
+    pub fn oidc_discovery(&self) -> Value {
+        let iss = self.oidc_issuer();
+        json!({
+            "issuer": iss,
+            "authorization_endpoint": format!("{iss}/oidc/authorize"),
+            "pushed_authorization_request_endpoint": format!("{iss}/oidc/par"),
+            "token_endpoint": format!("{iss}/oidc/token"),
+            "userinfo_endpoint": format!("{iss}/oidc/userinfo"),
+            "jwks_uri": format!("{iss}/oidc/jwks"),
+            "revocation_endpoint": format!("{iss}/oidc/revoke"),
+            "introspection_endpoint": format!("{iss}/oidc/introspect"),
+            "response_types_supported": ["code"],
+            "response_modes_supported": ["query"],
+            "grant_types_supported": ["authorization_code", "refresh_token"],
+            "subject_types_supported": ["public"],
+            "id_token_signing_alg_values_supported": ["ES256"],
+            "code_challenge_methods_supported": ["S256"],
+            "token_endpoint_auth_methods_supported":
+                ["private_key_jwt", "client_secret_basic", "none"],
+            "token_endpoint_auth_signing_alg_values_supported": ["ES256"],
+            "revocation_endpoint_auth_methods_supported":
+                ["private_key_jwt", "client_secret_basic", "none"],
+            "introspection_endpoint_auth_methods_supported":
+                ["private_key_jwt", "client_secret_basic"],
+            "dpop_signing_alg_values_supported": ["ES256"],
+            "scopes_supported": crate::oidc::SCOPES,
+            "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce",
+                "amr", "acr", "account_type", "email", "phone_number"],
+            "prompt_values_supported": ["none", "login"],
+            "authorization_response_iss_parameter_supported": true,
+            "require_pushed_authorization_requests": false,
+            "request_parameter_supported": false,
+            "request_uri_parameter_supported": false,
+        })
+    }
+
+    /// The keyed hash a client secret is stored as (secrets are 256-bit random, so one
+    /// HMAC is enough: no password hash).
+    pub(crate) fn oidc_secret_hash(&self, secret: &str) -> [u8; 32] {
+        self.keys
+            .hash("portcullis/oidc-client-secret/v1", &[secret.as_bytes()])
+    }
+
+    /// The `sub` of an account: stable and opaque (a keyed hash of its row id, never the
+    /// User ID).
+    pub fn oidc_subject(&self, account_id: i64) -> String {
+        let h = self
+            .keys
+            .hash("portcullis/oidc-sub/v1", &[&account_id.to_be_bytes()]);
+        h.iter().take(16).map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// Registers a relying party (`portcullis oidc client add`).
+    pub async fn register_oidc_client(
+        &self,
+        r: ClientRegistration,
+    ) -> Result<RegisteredClient, String> {
+        if r.name.trim().is_empty() || r.name.len() > 200 {
+            return Err("--name must be 1 to 200 characters".into());
+        }
+        if r.redirect_uris.is_empty() {
+            return Err("at least one --redirect-uri is needed".into());
+        }
+        let public = r.auth == ClientAuth::None;
+        for uri in r.redirect_uris.iter().chain(&r.post_logout_uris) {
+            check_redirect_registration(uri, public).map_err(|e| format!("{e}: {uri}"))?;
+        }
+        if r.fapi2 && r.auth != ClientAuth::PrivateKeyJwt {
+            return Err("--profile fapi2 requires --auth private_key_jwt".into());
+        }
+        match (r.auth, &r.jwks) {
+            (ClientAuth::PrivateKeyJwt, None) => {
+                return Err("--auth private_key_jwt needs --jwks-file".into())
+            }
+            (ClientAuth::PrivateKeyJwt, Some(jwks)) => {
+                let usable = jwks
+                    .get("keys")
+                    .and_then(Value::as_array)
+                    .is_some_and(|keys| {
+                        keys.iter()
+                            .any(|k| portcullis_crypto::jws::verifying_key(k).is_ok())
+                    });
+                if !usable {
+                    return Err("the JWKS file has no public EC P-256 key".into());
+                }
+            }
+            (_, Some(_)) => return Err("--jwks-file is only for private_key_jwt".into()),
+            _ => {}
+        }
+        let secret = (r.auth == ClientAuth::SecretBasic).then(Token::generate);
+        let client = OidcClient {
+            client_id: random_id(),
+            name: r.name.trim().to_owned(),
+            auth: r.auth,
+            secret_hash: secret
+                .as_ref()
+                .map(|s| self.oidc_secret_hash(s.expose()).to_vec()),
+            jwks: r.jwks,
+            redirect_uris: r.redirect_uris,
+            post_logout_uris: r.post_logout_uris,
+            first_party: r.first_party,
+            fapi2: r.fapi2,
+            revoked: false,
+        };
+        let now = self.clock.now();
+        let added = self
+            .ports
+            .oidc
+            .add_oidc_client(NewOidcClient {
+                client: &client,
+                now,
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        if !added {
+            return Err("client id collision; run the command again".into());
+        }
+        Ok(RegisteredClient {
+            client_id: client.client_id,
+            client_secret: secret.map(|s| s.secret),
+        })
+    }
+
+    pub(crate) fn oidc_now(&self) -> UnixTime {
+        self.clock.now()
+    }
+}

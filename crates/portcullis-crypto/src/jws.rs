@@ -1,0 +1,226 @@
+//! ES256 compact JWS (RFC 7515, RFC 7518 §3.4) for OpenID Connect: signing ID tokens with a
+//! P-256 key derived from a keyring key, verifying client assertions and DPoP proofs
+//! against a JWK, and JWK thumbprints (RFC 7638). Only ES256 is accepted: the algorithm
+//! is never taken from the token.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use base64::Engine;
+use p256::ecdsa::signature::{Signer, Verifier};
+use p256::ecdsa::{Signature, SigningKey, VerifyingKey};
+use p256::EncodedPoint;
+use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
+
+/// Why a JWS was refused (deliberately coarse: callers answer one error to the client).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum JwsError {
+    #[error("malformed JWS")]
+    Malformed,
+    #[error("unsupported algorithm")]
+    Algorithm,
+    #[error("unusable key")]
+    Key,
+    #[error("bad signature")]
+    Signature,
+}
+
+/// One ES256 signing key and its key id.
+pub struct Es256Key {
+    kid: String,
+    key: SigningKey,
+}
+
+impl std::fmt::Debug for Es256Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Es256Key")
+            .field("kid", &self.kid)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Es256Key {
+    /// The P-256 key derived from a 256-bit keyring key (a domain-separated SHA-256 of it,
+    /// used as the private scalar). `None` in the negligible case the digest is not a valid
+    /// scalar.
+    pub fn from_seed(kid: impl Into<String>, seed: &[u8; 32]) -> Option<Self> {
+        let mut h = Sha256::new();
+        h.update(b"portcullis/oidc-es256/v1");
+        h.update(seed);
+        let scalar = h.finalize();
+        let key = SigningKey::from_slice(scalar.as_slice()).ok()?;
+        Some(Self {
+            kid: kid.into(),
+            key,
+        })
+    }
+
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+
+    /// The public key as a JWK (with `kid`, `use`, `alg`).
+    pub fn public_jwk(&self) -> Value {
+        let mut jwk = jwk_of(self.key.verifying_key());
+        if let Value::Object(m) = &mut jwk {
+            m.insert("kid".into(), Value::String(self.kid.clone()));
+            m.insert("use".into(), Value::String("sig".into()));
+            m.insert("alg".into(), Value::String("ES256".into()));
+        }
+        jwk
+    }
+
+    /// Signs `claims` as a compact JWS with header `{"alg":"ES256","typ":typ,"kid":…}`.
+    pub fn sign(&self, typ: &str, claims: &Value) -> String {
+        let header = json!({"alg": "ES256", "typ": typ, "kid": self.kid});
+        sign_with(&self.key, &header, claims)
+    }
+}
+
+/// Signs with any P-256 key and header (tests and tools use it to play a client).
+pub fn sign_with(key: &SigningKey, header: &Value, claims: &Value) -> String {
+    let input = format!(
+        "{}.{}",
+        B64.encode(header.to_string()),
+        B64.encode(claims.to_string())
+    );
+    let sig: Signature = key.sign(input.as_bytes());
+    format!("{input}.{}", B64.encode(sig.to_bytes()))
+}
+
+/// The public JWK (`kty`, `crv`, `x`, `y`) of a P-256 key.
+pub fn jwk_of(key: &VerifyingKey) -> Value {
+    let point = key.to_encoded_point(false);
+    let x = point.x().map(|x| B64.encode(x)).unwrap_or_default();
+    let y = point.y().map(|y| B64.encode(y)).unwrap_or_default();
+    json!({"kty": "EC", "crv": "P-256", "x": x, "y": y})
+}
+
+/// The parts of a compact JWS, decoded but not verified.
+pub struct Unverified {
+    pub header: Map<String, Value>,
+    pub claims: Map<String, Value>,
+    input: String,
+    signature: Vec<u8>,
+}
+
+/// Splits and decodes a compact JWS; the header's `alg` must be ES256.
+pub fn decode(jws: &str) -> Result<Unverified, JwsError> {
+    if jws.len() > 8192 {
+        return Err(JwsError::Malformed);
+    }
+    let mut parts = jws.split('.');
+    let (Some(h), Some(c), Some(s), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(JwsError::Malformed);
+    };
+    let object = |part: &str| -> Result<Map<String, Value>, JwsError> {
+        let bytes = B64.decode(part).map_err(|_| JwsError::Malformed)?;
+        match serde_json::from_slice(&bytes) {
+            Ok(Value::Object(m)) => Ok(m),
+            _ => Err(JwsError::Malformed),
+        }
+    };
+    let header = object(h)?;
+    if header.get("alg").and_then(Value::as_str) != Some("ES256") {
+        return Err(JwsError::Algorithm);
+    }
+    Ok(Unverified {
+        claims: object(c)?,
+        header,
+        input: format!("{h}.{c}"),
+        signature: B64.decode(s).map_err(|_| JwsError::Malformed)?,
+    })
+}
+
+impl Unverified {
+    /// Checks the signature against a public JWK (EC P-256).
+    pub fn verify(&self, jwk: &Value) -> Result<(), JwsError> {
+        let key = verifying_key(jwk)?;
+        let sig = Signature::from_slice(&self.signature).map_err(|_| JwsError::Signature)?;
+        key.verify(self.input.as_bytes(), &sig)
+            .map_err(|_| JwsError::Signature)
+    }
+}
+
+fn coordinate(jwk: &Value, name: &str) -> Result<[u8; 32], JwsError> {
+    let text = jwk.get(name).and_then(Value::as_str).ok_or(JwsError::Key)?;
+    let bytes = B64.decode(text).map_err(|_| JwsError::Key)?;
+    <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| JwsError::Key)
+}
+
+/// The verifying key of a public EC P-256 JWK; a JWK carrying a private part (`d`) is
+/// refused, as RFC 9449 requires of DPoP proofs.
+pub fn verifying_key(jwk: &Value) -> Result<VerifyingKey, JwsError> {
+    if jwk.get("kty").and_then(Value::as_str) != Some("EC")
+        || jwk.get("crv").and_then(Value::as_str) != Some("P-256")
+        || jwk.get("d").is_some()
+    {
+        return Err(JwsError::Key);
+    }
+    let x = coordinate(jwk, "x")?;
+    let y = coordinate(jwk, "y")?;
+    let point = EncodedPoint::from_affine_coordinates(&x.into(), &y.into(), false);
+    VerifyingKey::from_encoded_point(&point).map_err(|_| JwsError::Key)
+}
+
+/// The JWK SHA-256 thumbprint (RFC 7638) of a public EC key, base64url.
+pub fn thumbprint(jwk: &Value) -> Result<String, JwsError> {
+    let key = verifying_key(jwk)?;
+    let canonical = jwk_of(&key);
+    let text = format!(
+        r#"{{"crv":"P-256","kty":"EC","x":"{}","y":"{}"}}"#,
+        canonical
+            .get("x")
+            .and_then(Value::as_str)
+            .unwrap_or_default(),
+        canonical
+            .get("y")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+    );
+    Ok(B64.encode(Sha256::digest(text.as_bytes())))
+}
+
+/// base64url of SHA-256, as PKCE S256 (RFC 7636) and DPoP `ath` use it.
+pub fn s256(text: &str) -> String {
+    B64.encode(Sha256::digest(text.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signs_and_verifies_and_refuses_tampering() {
+        let key = Es256Key::from_seed("1", &[7u8; 32]).expect("key");
+        let jws = key.sign("JWT", &json!({"sub": "a"}));
+        let u = decode(&jws).expect("decode");
+        assert!(u.verify(&key.public_jwk()).is_ok());
+        let other = Es256Key::from_seed("2", &[8u8; 32]).expect("key");
+        assert_eq!(u.verify(&other.public_jwk()), Err(JwsError::Signature));
+        let mut parts: Vec<&str> = jws.split('.').collect();
+        let forged = B64.encode(json!({"sub": "b"}).to_string());
+        parts[1] = &forged;
+        let tampered = decode(&parts.join(".")).expect("decode");
+        assert_eq!(tampered.verify(&key.public_jwk()), Err(JwsError::Signature));
+        let none = format!("{}.{}.", B64.encode(r#"{"alg":"none"}"#), B64.encode("{}"));
+        assert!(matches!(decode(&none), Err(JwsError::Algorithm)));
+    }
+
+    #[test]
+    fn thumbprint_matches_rfc7638_shape_and_refuses_private_keys() {
+        let key = Es256Key::from_seed("1", &[1u8; 32]).expect("key");
+        let jwk = key.public_jwk();
+        let t = thumbprint(&jwk).expect("thumbprint");
+        assert_eq!(t.len(), 43);
+        let mut private = jwk.clone();
+        private["d"] = Value::String("AAAA".into());
+        assert_eq!(thumbprint(&private), Err(JwsError::Key));
+        // RFC 7636 appendix B.
+        assert_eq!(
+            s256("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+        );
+    }
+}

@@ -1,0 +1,368 @@
+//! OpenID Connect state (see `portcullis_core::ports::OidcStore`): every single-use step
+//! is one conditional statement, so concurrent nodes cannot both use the same code,
+//! request, refresh token or proof id.
+
+use async_trait::async_trait;
+use portcullis_core::clock::UnixTime;
+use portcullis_core::oidc::{ClientAuth, OidcClient};
+use portcullis_core::ports::{
+    CodeTake, NewOidcClient, NewOidcCode, NewOidcToken, OidcCodeRow, OidcStore, OidcTokenRow,
+    StoreError, StoreResult, StoredRequest, TokenKind,
+};
+
+use crate::sql::statements;
+use crate::{db_err, SqlStore};
+
+statements! {
+    INSERT_CLIENT = "INSERT INTO oidc_clients (client_id, name, auth_method, secret_hash, jwks, \
+        redirect_uris, post_logout_uris, first_party, profile, created_at) \
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (client_id) DO NOTHING";
+    CLIENT_BY_ID = "SELECT client_id, name, auth_method, secret_hash, jwks, redirect_uris, \
+        post_logout_uris, first_party, profile, revoked_at FROM oidc_clients WHERE client_id = $1";
+    INSERT_REQUEST = "INSERT INTO oidc_requests (handle_hash, client_id, request, pushed, \
+        created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)";
+    REQUEST_BY_HANDLE = "SELECT client_id, request, pushed, expires_at FROM oidc_requests \
+        WHERE handle_hash = $1 AND used_at IS NULL";
+    USE_REQUEST = "UPDATE oidc_requests SET used_at = $2 WHERE handle_hash = $1 AND used_at IS NULL";
+    INSERT_CODE = "INSERT INTO oidc_codes (code_hash, client_id, account_id, session_id, request, \
+        auth_time, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+    USE_CODE = "UPDATE oidc_codes SET used_at = $2 WHERE code_hash = $1 AND used_at IS NULL";
+    CODE_BY_HASH = "SELECT id, client_id, account_id, session_id, request, auth_time, expires_at \
+        FROM oidc_codes WHERE code_hash = $1";
+    INSERT_TOKEN = "INSERT INTO oidc_tokens (token_hash, kind, family, code_id, client_id, \
+        account_id, session_id, scope, dpop_jkt, auth_time, created_at, expires_at) \
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
+    TOKEN_BY_HASH = "SELECT id, kind, family, client_id, account_id, session_id, scope, dpop_jkt, \
+        auth_time, created_at, expires_at, used_at, revoked_at FROM oidc_tokens \
+        WHERE token_hash = $1";
+    USE_REFRESH = "UPDATE oidc_tokens SET used_at = $2 WHERE token_hash = $1 AND kind = 'refresh' \
+        AND used_at IS NULL AND revoked_at IS NULL";
+    REVOKE_FAMILY = "UPDATE oidc_tokens SET revoked_at = $2 WHERE family = $1 AND revoked_at IS NULL";
+    REVOKE_CODE_TOKENS = "UPDATE oidc_tokens SET revoked_at = $2 WHERE family IN \
+        (SELECT family FROM oidc_tokens WHERE code_id = $1) AND revoked_at IS NULL";
+    REVOKE_TOKEN = "UPDATE oidc_tokens SET revoked_at = $2 WHERE token_hash = $1 AND revoked_at IS NULL";
+    CLAIM_JTI = "INSERT INTO oidc_jti (jti_hash, expires_at) VALUES ($1, $2) \
+        ON CONFLICT (jti_hash) DO NOTHING";
+    FORGET_JTIS = "DELETE FROM oidc_jti WHERE expires_at < $1";
+    SESSION_OPEN = "SELECT COUNT(*) FROM sessions WHERE id = $1";
+}
+
+#[derive(sqlx::FromRow)]
+struct ClientRecord {
+    client_id: String,
+    name: String,
+    auth_method: String,
+    secret_hash: Option<Vec<u8>>,
+    jwks: Option<String>,
+    redirect_uris: String,
+    post_logout_uris: String,
+    first_party: i64,
+    profile: String,
+    revoked_at: Option<i64>,
+}
+
+fn internal(what: &str) -> StoreError {
+    StoreError::Internal(format!("oidc: unreadable {what}"))
+}
+
+impl TryFrom<ClientRecord> for OidcClient {
+    type Error = StoreError;
+    fn try_from(r: ClientRecord) -> Result<Self, StoreError> {
+        let list = |text: &str| -> Result<Vec<String>, StoreError> {
+            serde_json::from_str(text).map_err(|_| internal("URI list"))
+        };
+        Ok(OidcClient {
+            auth: ClientAuth::parse(&r.auth_method).ok_or_else(|| internal("auth method"))?,
+            redirect_uris: list(&r.redirect_uris)?,
+            post_logout_uris: list(&r.post_logout_uris)?,
+            jwks: match r.jwks {
+                Some(text) => Some(serde_json::from_str(&text).map_err(|_| internal("JWKS"))?),
+                None => None,
+            },
+            client_id: r.client_id,
+            name: r.name,
+            secret_hash: r.secret_hash,
+            first_party: r.first_party != 0,
+            fapi2: r.profile == "fapi2",
+            revoked: r.revoked_at.is_some(),
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct RequestRecord {
+    client_id: String,
+    request: String,
+    pushed: i64,
+    expires_at: i64,
+}
+
+#[derive(sqlx::FromRow)]
+struct CodeRecord {
+    id: i64,
+    client_id: String,
+    account_id: i64,
+    session_id: i64,
+    request: String,
+    auth_time: i64,
+    expires_at: i64,
+}
+
+impl From<CodeRecord> for OidcCodeRow {
+    fn from(r: CodeRecord) -> Self {
+        OidcCodeRow {
+            id: r.id,
+            client_id: r.client_id,
+            account_id: r.account_id,
+            session_id: r.session_id,
+            request: r.request,
+            auth_time: UnixTime(r.auth_time),
+            expires_at: UnixTime(r.expires_at),
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct TokenRecord {
+    id: i64,
+    kind: String,
+    family: String,
+    client_id: String,
+    account_id: i64,
+    session_id: i64,
+    scope: String,
+    dpop_jkt: Option<String>,
+    auth_time: i64,
+    created_at: i64,
+    expires_at: i64,
+    used_at: Option<i64>,
+    revoked_at: Option<i64>,
+}
+
+#[async_trait]
+impl OidcStore for SqlStore {
+    async fn add_oidc_client(&self, new: NewOidcClient<'_>) -> StoreResult<bool> {
+        let c = new.client;
+        let uris = |list: &[String]| serde_json::to_string(list).unwrap_or_else(|_| "[]".into());
+        let done = sqlx::query(INSERT_CLIENT)
+            .bind(c.client_id.clone())
+            .bind(c.name.clone())
+            .bind(c.auth.as_str())
+            .bind(c.secret_hash.clone())
+            .bind(c.jwks.as_ref().map(|j| j.to_string()))
+            .bind(uris(&c.redirect_uris))
+            .bind(uris(&c.post_logout_uris))
+            .bind(i64::from(c.first_party))
+            .bind(if c.fapi2 { "fapi2" } else { "" })
+            .bind(new.now.0)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn oidc_client(&self, client_id: &str) -> StoreResult<Option<OidcClient>> {
+        let row: Option<ClientRecord> = sqlx::query_as(CLIENT_BY_ID)
+            .bind(client_id.to_owned())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+        row.map(OidcClient::try_from).transpose()
+    }
+
+    async fn put_oidc_request(
+        &self,
+        handle_hash: &[u8; 32],
+        stored: &StoredRequest,
+        now: UnixTime,
+    ) -> StoreResult<()> {
+        sqlx::query(INSERT_REQUEST)
+            .bind(handle_hash.to_vec())
+            .bind(stored.client_id.clone())
+            .bind(stored.request.clone())
+            .bind(i64::from(stored.pushed))
+            .bind(now.0)
+            .bind(stored.expires_at.0)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn oidc_request(&self, handle_hash: &[u8; 32]) -> StoreResult<Option<StoredRequest>> {
+        let row: Option<RequestRecord> = sqlx::query_as(REQUEST_BY_HANDLE)
+            .bind(handle_hash.to_vec())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(row.map(|r| StoredRequest {
+            client_id: r.client_id,
+            request: r.request,
+            pushed: r.pushed != 0,
+            expires_at: UnixTime(r.expires_at),
+        }))
+    }
+
+    async fn use_oidc_request(&self, handle_hash: &[u8; 32], now: UnixTime) -> StoreResult<bool> {
+        let done = sqlx::query(USE_REQUEST)
+            .bind(handle_hash.to_vec())
+            .bind(now.0)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn put_oidc_code(&self, new: NewOidcCode<'_>) -> StoreResult<()> {
+        sqlx::query(INSERT_CODE)
+            .bind(new.code_hash.to_vec())
+            .bind(new.client_id.to_owned())
+            .bind(new.account_id)
+            .bind(new.session_id)
+            .bind(new.request.to_owned())
+            .bind(new.auth_time.0)
+            .bind(new.now.0)
+            .bind(new.expires_at.0)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn take_oidc_code(&self, code_hash: &[u8; 32], now: UnixTime) -> StoreResult<CodeTake> {
+        let taken = sqlx::query(USE_CODE)
+            .bind(code_hash.to_vec())
+            .bind(now.0)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?
+            .rows_affected()
+            == 1;
+        let row: Option<CodeRecord> = sqlx::query_as(CODE_BY_HASH)
+            .bind(code_hash.to_vec())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(match row {
+            Some(r) if taken => CodeTake::Taken(r.into()),
+            Some(r) => CodeTake::Replayed(r.into()),
+            None => CodeTake::Unknown,
+        })
+    }
+
+    async fn put_oidc_token(&self, new: NewOidcToken<'_>) -> StoreResult<()> {
+        sqlx::query(INSERT_TOKEN)
+            .bind(new.token_hash.to_vec())
+            .bind(new.kind.as_str())
+            .bind(new.family.to_owned())
+            .bind(new.code_id)
+            .bind(new.client_id.to_owned())
+            .bind(new.account_id)
+            .bind(new.session_id)
+            .bind(new.scope.to_owned())
+            .bind(new.dpop_jkt.map(str::to_owned))
+            .bind(new.auth_time.0)
+            .bind(new.now.0)
+            .bind(new.expires_at.0)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn oidc_token(&self, token_hash: &[u8; 32]) -> StoreResult<Option<OidcTokenRow>> {
+        let row: Option<TokenRecord> = sqlx::query_as(TOKEN_BY_HASH)
+            .bind(token_hash.to_vec())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(row.map(|r| OidcTokenRow {
+            id: r.id,
+            kind: if r.kind == "refresh" {
+                TokenKind::Refresh
+            } else {
+                TokenKind::Access
+            },
+            family: r.family,
+            client_id: r.client_id,
+            account_id: r.account_id,
+            session_id: r.session_id,
+            scope: r.scope,
+            dpop_jkt: r.dpop_jkt,
+            auth_time: UnixTime(r.auth_time),
+            created_at: UnixTime(r.created_at),
+            expires_at: UnixTime(r.expires_at),
+            used_at: r.used_at.map(UnixTime),
+            revoked_at: r.revoked_at.map(UnixTime),
+        }))
+    }
+
+    async fn use_oidc_refresh(&self, token_hash: &[u8; 32], now: UnixTime) -> StoreResult<bool> {
+        let done = sqlx::query(USE_REFRESH)
+            .bind(token_hash.to_vec())
+            .bind(now.0)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn revoke_oidc_family(&self, family: &str, now: UnixTime) -> StoreResult<u64> {
+        let done = sqlx::query(REVOKE_FAMILY)
+            .bind(family.to_owned())
+            .bind(now.0)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn revoke_oidc_code_tokens(&self, code_id: i64, now: UnixTime) -> StoreResult<u64> {
+        let done = sqlx::query(REVOKE_CODE_TOKENS)
+            .bind(code_id)
+            .bind(now.0)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn revoke_oidc_token(&self, token_hash: &[u8; 32], now: UnixTime) -> StoreResult<()> {
+        sqlx::query(REVOKE_TOKEN)
+            .bind(token_hash.to_vec())
+            .bind(now.0)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn claim_oidc_jti(
+        &self,
+        jti_hash: &[u8; 32],
+        expires_at: UnixTime,
+        now: UnixTime,
+    ) -> StoreResult<bool> {
+        sqlx::query(FORGET_JTIS)
+            .bind(now.0)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        let done = sqlx::query(CLAIM_JTI)
+            .bind(jti_hash.to_vec())
+            .bind(expires_at.0)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn session_open(&self, session_id: i64) -> StoreResult<bool> {
+        let n: i64 = sqlx::query_scalar(SESSION_OPEN)
+            .bind(session_id)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(n > 0)
+    }
+}

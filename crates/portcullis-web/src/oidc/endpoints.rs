@@ -1,0 +1,289 @@
+//! The endpoint handlers.
+
+use axum::extract::{Query, RawForm, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::Json;
+use portcullis_core::oidc::{OidcError, RawAuthRequest};
+use portcullis_core::service::oidc::{AuthorizeStep, ClientCredentials, TokenForm};
+use portcullis_core::service::SessionContext;
+use portcullis_core::ServiceError;
+
+use super::parse::{self, Params};
+use super::{no_store, ErrorAnswer};
+use crate::cookies::{self, SameSite};
+use crate::pages::{message_page, unavailable_page};
+use crate::AppState;
+
+/// The cookie that remembers, across the sign-in page, which authorization request the
+/// browser came with (a random handle; the request itself is in the database).
+pub const RETURN_COOKIE: &str = "portcullis_oidc";
+
+fn endpoint(state: &AppState, path: &str) -> String {
+    format!("{}{path}", state.app.oidc_issuer())
+}
+
+pub async fn discovery(State(state): State<AppState>) -> Json<serde_json::Value> {
+    Json(state.app.oidc_discovery())
+}
+
+pub async fn jwks(State(state): State<AppState>) -> Json<serde_json::Value> {
+    Json(state.app.oidc_jwks())
+}
+
+fn form_params(body: &[u8]) -> Result<Params, OidcError> {
+    let pairs: Vec<(String, String)> = serde_urlencoded_pairs(body)?;
+    Params::new(pairs)
+}
+
+fn serde_urlencoded_pairs(body: &[u8]) -> Result<Vec<(String, String)>, OidcError> {
+    let text = std::str::from_utf8(body).map_err(|_| OidcError::invalid_request("not UTF-8"))?;
+    let mut out = Vec::new();
+    for pair in text.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let dec = |s: &str| {
+            super::parse::form_decode(s).ok_or(OidcError::invalid_request("bad form encoding"))
+        };
+        out.push((dec(k)?, dec(v)?));
+    }
+    Ok(out)
+}
+
+fn form_content(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"))
+}
+
+/// A client's form post to one of the client-authenticated endpoints: its parameters, its
+/// credentials and the endpoint's URL (what an assertion's `aud` and a proof's `htu` name).
+struct ClientCall {
+    params: Params,
+    creds: ClientCredentials,
+    url: String,
+}
+
+fn client_call(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: &[u8],
+    path: &str,
+) -> Result<ClientCall, OidcError> {
+    if !form_content(headers) {
+        return Err(OidcError::invalid_request("a form body is required"));
+    }
+    let params = form_params(body)?;
+    let creds = parse::credentials(headers, &params)?;
+    Ok(ClientCall {
+        params,
+        creds,
+        url: endpoint(state, path),
+    })
+}
+
+/// `POST /oidc/par` (RFC 9126).
+pub async fn par(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawForm(body): RawForm,
+) -> Response {
+    let run = async {
+        let call = client_call(&state, &headers, &body, "/oidc/par")?;
+        let dpop = parse::dpop(&headers, "POST", call.url.clone())?;
+        let raw: RawAuthRequest = call.params.to()?;
+        state
+            .app
+            .push_authorization(call.creds, &call.url, raw, dpop)
+            .await
+    };
+    match run.await {
+        Ok((request_uri, expires_in)) => no_store(
+            StatusCode::CREATED,
+            serde_json::json!({"request_uri": request_uri, "expires_in": expires_in}),
+        ),
+        Err(e) => ErrorAnswer(e).into_response(),
+    }
+}
+
+/// The browser's session, if it has a live one.
+async fn browser_session(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<Option<SessionContext>, Response> {
+    let name = cookies::name(cookies::SESSION, state.web.secure_cookies);
+    let Some(token) = cookies::get(headers, &name) else {
+        return Ok(None);
+    };
+    match state.app.authenticate(&token).await {
+        Ok(ctx) => Ok(Some(ctx)),
+        Err(ServiceError::Unavailable(_)) => Err(unavailable_page(state)),
+        Err(_) => Ok(None),
+    }
+}
+
+fn step_response(state: &AppState, step: Result<AuthorizeStep, OidcError>) -> Response {
+    let secure = state.web.secure_cookies;
+    match step {
+        Ok(AuthorizeStep::Redirect(to)) => {
+            let mut r = Redirect::to(&to).into_response();
+            r.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            r
+        }
+        Ok(AuthorizeStep::Login(login)) => {
+            let target = if login.force { "/?login=1" } else { "/" };
+            let mut r = Redirect::to(target).into_response();
+            r.headers_mut().append(
+                header::SET_COOKIE,
+                cookies::set(
+                    &cookies::name(RETURN_COOKIE, secure),
+                    &login.handle,
+                    Some(portcullis_core::oidc::LOGIN_TTL_SECS),
+                    SameSite::Lax,
+                    secure,
+                ),
+            );
+            r
+        }
+        Ok(AuthorizeStep::Refused(e)) | Err(e) => message_page(
+            state,
+            StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST),
+            "This sign-in request cannot be used",
+            e.description,
+        ),
+    }
+}
+
+/// `GET /oidc/authorize`.
+pub async fn authorize(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(pairs): Query<Vec<(String, String)>>,
+) -> Response {
+    let raw = match Params::new(pairs).and_then(|p| p.to::<RawAuthRequest>()) {
+        Ok(raw) => raw,
+        Err(e) => return step_response(&state, Err(e)),
+    };
+    let session = match browser_session(&state, &headers).await {
+        Ok(s) => s,
+        Err(page) => return page,
+    };
+    let step = state.app.authorize(raw, session).await;
+    step_response(&state, step)
+}
+
+/// `GET /oidc/resume`: back from the sign-in page to the request the cookie names.
+pub async fn resume(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let secure = state.web.secure_cookies;
+    let name = cookies::name(RETURN_COOKIE, secure);
+    let handle = cookies::get(&headers, &name).unwrap_or_default();
+    let session = match browser_session(&state, &headers).await {
+        Ok(s) => s,
+        Err(page) => return page,
+    };
+    let step = state.app.resume_authorization(&handle, session).await;
+    let mut response = step_response(&state, step);
+    if !response.headers().contains_key(header::SET_COOKIE) {
+        response.headers_mut().append(
+            header::SET_COOKIE,
+            cookies::set(&name, "", Some(0), SameSite::Lax, secure),
+        );
+    }
+    response
+}
+
+/// `POST /oidc/token`.
+pub async fn token(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawForm(body): RawForm,
+) -> Response {
+    let run = async {
+        let call = client_call(&state, &headers, &body, "/oidc/token")?;
+        let dpop = parse::dpop(&headers, "POST", call.url.clone())?;
+        let form: TokenForm = call.params.to()?;
+        state
+            .app
+            .oidc_token(call.creds, &call.url, form, dpop)
+            .await
+    };
+    match run.await {
+        Ok(answer) => no_store(
+            StatusCode::OK,
+            serde_json::to_value(answer).unwrap_or_default(),
+        ),
+        Err(e) => ErrorAnswer(e).into_response(),
+    }
+}
+
+/// `GET|POST /oidc/userinfo`: `Authorization: DPoP …` with a proof, or `Bearer …` for a
+/// token not bound to a key.
+pub async fn userinfo(
+    State(state): State<AppState>,
+    method: axum::http::Method,
+    headers: HeaderMap,
+) -> Response {
+    let run = async {
+        let auth = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or(OidcError::invalid_token("an access token is required"))?;
+        let (scheme, token) = auth
+            .split_once(' ')
+            .ok_or(OidcError::invalid_token("an access token is required"))?;
+        let url = endpoint(&state, "/oidc/userinfo");
+        let dpop = parse::dpop(&headers, method.as_str(), url)?;
+        state.app.oidc_userinfo(scheme, token.trim(), dpop).await
+    };
+    match run.await {
+        Ok(claims) => no_store(StatusCode::OK, claims),
+        Err(e) => ErrorAnswer(e).into_response(),
+    }
+}
+
+/// The `token` parameter of revocation and introspection.
+fn token_of(call: &ClientCall) -> Result<String, OidcError> {
+    call.params
+        .get("token")
+        .filter(|t| t.len() <= 256)
+        .map(str::to_owned)
+        .ok_or(OidcError::invalid_request("token is required"))
+}
+
+/// `POST /oidc/revoke` (RFC 7009).
+pub async fn revoke(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawForm(body): RawForm,
+) -> Response {
+    let run = async {
+        let call = client_call(&state, &headers, &body, "/oidc/revoke")?;
+        let token = token_of(&call)?;
+        state.app.oidc_revoke(call.creds, &call.url, &token).await
+    };
+    match run.await {
+        Ok(()) => no_store(StatusCode::OK, serde_json::json!({})),
+        Err(e) => ErrorAnswer(e).into_response(),
+    }
+}
+
+/// `POST /oidc/introspect` (RFC 7662).
+pub async fn introspect(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawForm(body): RawForm,
+) -> Response {
+    let run = async {
+        let call = client_call(&state, &headers, &body, "/oidc/introspect")?;
+        let token = token_of(&call)?;
+        state
+            .app
+            .oidc_introspect(call.creds, &call.url, &token)
+            .await
+    };
+    match run.await {
+        Ok(answer) => no_store(StatusCode::OK, answer),
+        Err(e) => ErrorAnswer(e).into_response(),
+    }
+}

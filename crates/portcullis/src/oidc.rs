@@ -1,0 +1,103 @@
+//! `portcullis oidc …`: registering relying parties and rotating the ID-token signing keys.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use portcullis_core::oidc::ClientAuth;
+use portcullis_core::service::oidc::{ClientRegistration, SIGNING_RING};
+use portcullis_core::service::Portcullis;
+use portcullis_crypto::keyring::rotate_ring;
+use secrecy::ExposeSecret;
+
+use crate::config::Config;
+
+/// What `oidc client add` was given.
+pub struct ClientAdd {
+    pub name: String,
+    pub redirect_uris: Vec<String>,
+    pub post_logout_uris: Vec<String>,
+    pub public: bool,
+    pub auth: Option<String>,
+    pub jwks_file: Option<PathBuf>,
+    pub first_party: bool,
+    pub profile: Option<String>,
+}
+
+/// `portcullis oidc client add …`: prints one JSON line `{"client_id", "client_secret"?}`.
+pub async fn client_add(app: &Portcullis, args: ClientAdd) -> anyhow::Result<ExitCode> {
+    let refuse = |why: String| {
+        eprintln!("error: {why}");
+        Ok(ExitCode::FAILURE)
+    };
+    let auth = match (args.public, args.auth.as_deref()) {
+        (true, None) => ClientAuth::None,
+        (true, Some(_)) => return refuse("--public clients have no --auth".into()),
+        (false, None) => ClientAuth::SecretBasic,
+        (false, Some(a)) => match ClientAuth::parse(a) {
+            Some(ClientAuth::None) | None => {
+                return refuse(format!(
+                    "--auth must be client_secret_basic or private_key_jwt, not {a:?}"
+                ))
+            }
+            Some(auth) => auth,
+        },
+    };
+    let fapi2 = match args.profile.as_deref() {
+        None => false,
+        Some("fapi2") => true,
+        Some(p) => return refuse(format!("--profile must be fapi2, not {p:?}")),
+    };
+    let jwks = match &args.jwks_file {
+        None => None,
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            match serde_json::from_str::<serde_json::Value>(&text) {
+                Ok(v) => Some(v),
+                Err(e) => return refuse(format!("{} is not JSON: {e}", path.display())),
+            }
+        }
+    };
+    let registration = ClientRegistration {
+        name: args.name,
+        redirect_uris: args.redirect_uris,
+        post_logout_uris: args.post_logout_uris,
+        auth,
+        jwks,
+        first_party: args.first_party,
+        fapi2,
+    };
+    match app.register_oidc_client(registration).await {
+        Ok(client) => {
+            let mut line = serde_json::json!({ "client_id": client.client_id });
+            if let (Some(secret), serde_json::Value::Object(m)) = (&client.client_secret, &mut line)
+            {
+                m.insert(
+                    "client_secret".into(),
+                    serde_json::Value::String(secret.expose_secret().to_owned()),
+                );
+            }
+            println!("{line}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(why) => refuse(why),
+    }
+}
+
+/// `portcullis oidc keys rotate`: a new current signing key; the previous one stays
+/// published in the JWKS so ID tokens it signed still verify until they expire.
+pub fn keys_rotate(config: &Config) -> anyhow::Result<ExitCode> {
+    let ring = rotate_ring(&config.secrets_dir, SIGNING_RING).with_context(|| {
+        format!(
+            "rotating {SIGNING_RING} in {}",
+            config.secrets_dir.display()
+        )
+    })?;
+    println!(
+        "{SIGNING_RING}: key {} signs ID tokens now; the previous key stays in the JWKS. \
+         Running nodes pick it up within a second.",
+        ring.current_id()
+    );
+    Ok(ExitCode::SUCCESS)
+}

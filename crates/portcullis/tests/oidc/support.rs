@@ -1,0 +1,258 @@
+//! Helpers of the OpenID Connect tests: the relying party's HTTP client, the browser that
+//! follows an authorization request through the sign-in page, PKCE, and a P-256 key that
+//! signs client assertions and DPoP proofs.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use base64::Engine;
+use p256::ecdsa::signature::Signer;
+use p256::ecdsa::{Signature, SigningKey};
+use portcullis_core::oidc::ClientAuth;
+use portcullis_core::service::oidc::ClientRegistration;
+use portcullis_testkit::{input_value, spawn_app_with, Backend, Jar, TestApp, ANN, PASSWORD};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+/// The issuer (`public_url`) the server is configured with; requests to it are sent to
+/// the test server's real address.
+pub const ISSUER: &str = "http://localhost:1";
+pub const RP: &str = "https://rp.example/cb";
+
+pub async fn app(backend: Backend) -> TestApp {
+    let app = spawn_app_with(backend, |c| c.public_url = Some(ISSUER.into())).await;
+    app.register(&ANN, "ann.example", PASSWORD).await;
+    app
+}
+
+pub fn real(app: &TestApp, url: &str) -> String {
+    url.replacen(ISSUER, &app.base, 1)
+}
+
+/// The relying party's HTTP client for `openidconnect`: the issuer's URLs, sent to the test
+/// server; no redirects followed.
+pub async fn send(
+    base: String,
+    req: openidconnect::HttpRequest,
+) -> Result<openidconnect::HttpResponse, reqwest::Error> {
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    let url = req.uri().to_string().replacen(ISSUER, &base, 1);
+    let mut rb = client.request(req.method().clone(), url);
+    for (k, v) in req.headers() {
+        rb = rb.header(k, v);
+    }
+    let res = rb.body(req.body().clone()).send().await?;
+    let mut out = openidconnect::http::Response::builder().status(res.status());
+    for (k, v) in res.headers() {
+        out = out.header(k, v);
+    }
+    Ok(out.body(res.bytes().await?.to_vec()).unwrap())
+}
+
+/// `portcullis oidc client add …` as an operator runs it: one JSON line.
+pub fn cli_client_add(app: &TestApp, args: &[&str]) -> (std::process::Output, Value) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args([
+            "--database-url",
+            &app.config.database_url,
+            "oidc",
+            "client",
+            "add",
+        ])
+        .args(args)
+        .env("PORTCULLIS_SECRETS_DIR", &app.config.secrets_dir)
+        .env("PORTCULLIS_PUBLIC_URL", ISSUER)
+        .output()
+        .unwrap();
+    let line = String::from_utf8_lossy(&out.stdout).to_string();
+    let value = serde_json::from_str(line.trim()).unwrap_or(Value::Null);
+    (out, value)
+}
+
+pub async fn register(app: &TestApp, auth: ClientAuth, jwks: Option<Value>, fapi2: bool) -> String {
+    app.built
+        .app
+        .register_oidc_client(ClientRegistration {
+            name: "Statements".into(),
+            redirect_uris: vec![RP.into()],
+            post_logout_uris: vec![],
+            auth,
+            jwks,
+            first_party: true,
+            fapi2,
+        })
+        .await
+        .unwrap()
+        .client_id
+}
+
+/// The browser: follows an authorization URL through the real sign-in page and back;
+/// answers the final `Location` (the relying party's redirect URI with the result).
+pub async fn browser(app: &TestApp, jar: &mut Jar, authorize_url: &str) -> String {
+    let get = |url: String, jar: &Jar| app.client.get(url).header("cookie", jar.header()).send();
+    let mut res = get(real(app, authorize_url), jar).await.unwrap();
+    jar.absorb(&res);
+    let mut location = res.headers()["location"].to_str().unwrap().to_owned();
+    if location.starts_with('/') {
+        // The sign-in page, the same one as for Portcullis itself.
+        res = get(app.url(&location), jar).await.unwrap();
+        jar.absorb(&res);
+        let html = res.text().await.unwrap();
+        assert!(html.contains("User ID"), "{html}");
+        let csrf = input_value(&html, "csrf").unwrap();
+        res = app
+            .client
+            .post(app.url("/"))
+            .header("cookie", jar.header())
+            .form(&[
+                ("csrf", csrf.as_str()),
+                ("user_id", "ann.example"),
+                ("password", PASSWORD),
+                ("account_type", "personal"),
+            ])
+            .send()
+            .await
+            .unwrap();
+        jar.absorb(&res);
+        assert_eq!(res.headers()["location"], "/oidc/resume");
+        res = get(app.url("/oidc/resume"), jar).await.unwrap();
+        jar.absorb(&res);
+        location = res.headers()["location"].to_str().unwrap().to_owned();
+    }
+    location
+}
+
+pub fn query(url: &str, name: &str) -> Option<String> {
+    let q = url.split_once('?')?.1;
+    q.split('&')
+        .filter_map(|p| p.split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| {
+            let v = v.replace('+', " ");
+            let mut out = Vec::new();
+            let b = v.as_bytes();
+            let mut i = 0;
+            while i < b.len() {
+                if b[i] == b'%' {
+                    out.push(u8::from_str_radix(&v[i + 1..i + 3], 16).unwrap());
+                    i += 3;
+                } else {
+                    out.push(b[i]);
+                    i += 1;
+                }
+            }
+            String::from_utf8(out).unwrap()
+        })
+}
+
+pub fn claims_of(jwt: &str) -> Value {
+    let part = jwt.split('.').nth(1).unwrap();
+    serde_json::from_slice(&B64.decode(part).unwrap()).unwrap()
+}
+
+/// A public client's authorization URL with PKCE, built by hand.
+pub fn authorize_url(client_id: &str, redirect: &str, challenge: &str, extra: &str) -> String {
+    format!(
+        "{ISSUER}/oidc/authorize?response_type=code&client_id={client_id}&redirect_uri={}\
+         &scope=openid&state=st&code_challenge={challenge}&code_challenge_method=S256{extra}",
+        urlencode(redirect)
+    )
+}
+
+pub fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+pub fn pkce() -> (String, String) {
+    let verifier = B64.encode(random32());
+    let challenge = B64.encode(Sha256::digest(verifier.as_bytes()));
+    (verifier, challenge)
+}
+
+pub fn random32() -> [u8; 32] {
+    use ring::rand::SecureRandom;
+    let mut b = [0u8; 32];
+    ring::rand::SystemRandom::new().fill(&mut b).unwrap();
+    b
+}
+
+pub async fn token(
+    app: &TestApp,
+    form: &[(&str, &str)],
+    dpop: Option<String>,
+) -> reqwest::Response {
+    let mut rb = app.client.post(app.url("/oidc/token")).form(form);
+    if let Some(p) = dpop {
+        rb = rb.header("DPoP", p);
+    }
+    rb.send().await.unwrap()
+}
+
+/// A P-256 key of the relying party (its JWKS entry and its thumbprint).
+pub struct RpKey {
+    pub key: SigningKey,
+    pub jwk: Value,
+}
+
+impl RpKey {
+    pub fn new(kid: &str) -> Self {
+        let key = SigningKey::from_slice(&random32()).unwrap();
+        let point = key.verifying_key().to_encoded_point(false);
+        let jwk = json!({
+            "kty": "EC", "crv": "P-256", "kid": kid,
+            "x": B64.encode(point.x().unwrap()), "y": B64.encode(point.y().unwrap()),
+        });
+        Self { key, jwk }
+    }
+
+    pub fn thumbprint(&self) -> String {
+        let canonical = format!(
+            r#"{{"crv":"P-256","kty":"EC","x":"{}","y":"{}"}}"#,
+            self.jwk["x"].as_str().unwrap(),
+            self.jwk["y"].as_str().unwrap()
+        );
+        B64.encode(Sha256::digest(canonical.as_bytes()))
+    }
+
+    pub fn sign(&self, header: Value, claims: Value) -> String {
+        let input = format!(
+            "{}.{}",
+            B64.encode(header.to_string()),
+            B64.encode(claims.to_string())
+        );
+        let sig: Signature = self.key.sign(input.as_bytes());
+        format!("{input}.{}", B64.encode(sig.to_bytes()))
+    }
+
+    pub fn assertion(&self, client_id: &str, aud: &str, now: i64) -> String {
+        self.sign(
+            json!({"alg": "ES256", "typ": "JWT", "kid": self.jwk["kid"]}),
+            json!({"iss": client_id, "sub": client_id, "aud": aud, "exp": now + 60,
+                   "iat": now, "jti": B64.encode(random32())}),
+        )
+    }
+
+    pub fn proof(&self, method: &str, url: &str, now: i64, ath: Option<&str>) -> String {
+        let mut claims =
+            json!({"htm": method, "htu": url, "iat": now, "jti": B64.encode(random32())});
+        if let Some(token) = ath {
+            claims["ath"] = json!(B64.encode(Sha256::digest(token.as_bytes())));
+        }
+        let mut public = self.jwk.clone();
+        public.as_object_mut().unwrap().remove("kid");
+        self.sign(
+            json!({"alg": "ES256", "typ": "dpop+jwt", "jwk": public}),
+            claims,
+        )
+    }
+}
+
+pub const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
