@@ -163,9 +163,9 @@ impl<'de> Visitor<'de> for ItemSeed<'_> {
         while let Some(key) = map.next_key::<Key>()? {
             let cell = map.next_value::<Cell>()?;
             let (cell, key) = match (cell, key) {
-                (Cell::Text(text), Key::Column(c)) => {
+                (Cell::Text(text), Key::Column(c, name)) => {
                     if !bad.is_empty() {
-                        bad.retain(|(k, _)| k != COLUMN_NAMES[c]);
+                        bad.retain(|(k, _)| k != name);
                     }
                     *cell_mut(&mut raw, c) = text;
                     continue;
@@ -268,16 +268,17 @@ fn cell_mut(raw: &mut RawRecord, column: usize) -> &mut String {
     }
 }
 
-/// A record's key: a column (no allocation) or an unknown name.
+/// A record's key: a column (its index into [`cell_mut`] and its name; no allocation) or
+/// an unknown name.
 enum Key {
-    Column(usize),
+    Column(usize, &'static str),
     Unknown(String),
 }
 
 impl Key {
     fn into_name(self) -> String {
         match self {
-            Key::Column(c) => COLUMN_NAMES[c].to_owned(),
+            Key::Column(_, name) => name.to_owned(),
             Key::Unknown(name) => name,
         }
     }
@@ -294,10 +295,12 @@ impl<'de> serde::Deserialize<'de> for Key {
             }
 
             fn visit_str<E>(self, key: &str) -> Result<Key, E> {
-                Ok(match COLUMN_NAMES.iter().position(|c| *c == key) {
-                    Some(c) => Key::Column(c),
-                    None => Key::Unknown(key.to_owned()),
-                })
+                Ok(
+                    match COLUMN_NAMES.iter().enumerate().find(|(_, c)| **c == key) {
+                        Some((c, name)) => Key::Column(c, name),
+                        None => Key::Unknown(key.to_owned()),
+                    },
+                )
             }
         }
         deserializer.deserialize_str(KeyVisitor)
