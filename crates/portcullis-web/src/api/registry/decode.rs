@@ -231,24 +231,7 @@ impl<'de> Visitor<'de> for ItemSeed<'_> {
     }
 }
 
-/// The registry columns a record's keys name, by index into [`cell_mut`].
-const COLUMN_NAMES: [&str; 14] = [
-    "account_type",
-    "number",
-    "verification",
-    "expiry",
-    "holder_name",
-    "email",
-    "phone",
-    "product",
-    "balance",
-    "credit_limit",
-    "payment_due_date",
-    "minimum_due",
-    "status",
-    "replaces",
-];
-
+/// A record's cell by column: [`COLUMNS`] then [`OPTIONAL_COLUMNS`], in their order.
 fn cell_mut(raw: &mut RawRecord, column: usize) -> &mut String {
     match column {
         0 => &mut raw.account_type,
@@ -268,7 +251,7 @@ fn cell_mut(raw: &mut RawRecord, column: usize) -> &mut String {
     }
 }
 
-/// A record's key: a column (its index into [`cell_mut`] and its name; no allocation) or
+/// A record's key: a column (its index for [`cell_mut`] and its name; no allocation) or
 /// an unknown name.
 enum Key {
     Column(usize, &'static str),
@@ -296,7 +279,12 @@ impl<'de> serde::Deserialize<'de> for Key {
 
             fn visit_str<E>(self, key: &str) -> Result<Key, E> {
                 Ok(
-                    match COLUMN_NAMES.iter().enumerate().find(|(_, c)| **c == key) {
+                    match COLUMNS
+                        .iter()
+                        .chain(OPTIONAL_COLUMNS.iter())
+                        .enumerate()
+                        .find(|(_, c)| **c == key)
+                    {
                         Some((c, name)) => Key::Column(c, name),
                         None => Key::Unknown(key.to_owned()),
                     },
