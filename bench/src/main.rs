@@ -44,11 +44,12 @@ struct Cli {
     /// Everything tiny (a few seconds), for CI: proves the program runs, not the speed.
     #[arg(long)]
     smoke: bool,
-    /// Run one figure: 1-6, 8, 9 and 10 on SQLite; 7 is figures 1-3 and 5 on PostgreSQL.
+    /// Run one figure: 1-6, 8, 9 and 10 on SQLite; 7 is figures 1-3 and 5 on PostgreSQL; 6
+    /// and 10 run on PostgreSQL too when it is configured.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=10))]
     only: Option<u8>,
-    /// A PostgreSQL server for figure 7; a database is created for the run and dropped at the
-    /// end.
+    /// A PostgreSQL server for figure 7 (and figures 6 and 10 on PostgreSQL); a database is
+    /// created for each and dropped at its end.
     #[arg(long, value_name = "URL", env = "PORTCULLIS_TEST_POSTGRES")]
     postgres: Option<String>,
     /// The portcullis release binary (default: next to this program).
@@ -148,10 +149,22 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     if run(6) {
-        suite::import(&mut ctx).await?;
+        suite::import(&mut ctx, None, "SQLite").await?;
+        if let Some(server_url) = &postgres {
+            let db = pg::BenchDb::create(server_url).await?;
+            let result = suite::import(&mut ctx, Some(&db.url), "PostgreSQL").await;
+            db.drop_now().await?;
+            result?;
+        }
     }
     if run(10) {
-        push::figure(&mut ctx).await?;
+        push::figure(&mut ctx, None, "SQLite").await?;
+        if let Some(server_url) = &postgres {
+            let db = pg::BenchDb::create(server_url).await?;
+            let result = push::figure(&mut ctx, Some(&db.url), "PostgreSQL").await;
+            db.drop_now().await?;
+            result?;
+        }
     }
 
     print_header(&ctx, cli.smoke, postgres.as_deref(), &load_at_start);

@@ -39,14 +39,23 @@ fn record(i: u64) -> Value {
     })
 }
 
-pub async fn figure(ctx: &mut Ctx) -> anyhow::Result<()> {
+/// Figure 10 on a fresh SQLite file when `database_url` is `None`, else on that (fresh)
+/// PostgreSQL database, named `label`.
+pub async fn figure(ctx: &mut Ctx, database_url: Option<&str>, label: &str) -> anyhow::Result<()> {
     let rows = ctx.sizes.push_rows;
     progress(&format!(
-        "figure 10: {rows} registry records pushed through the API in batches of {BATCH}"
+        "figure 10: {label}, {rows} registry records pushed through the API in batches of {BATCH}"
     ));
-    let dir = ctx.root.join("push");
+    let dir = ctx.root.join(if database_url.is_some() {
+        "push-pg"
+    } else {
+        "push"
+    });
     std::fs::create_dir_all(&dir)?;
-    let setup = Setup::sqlite(&ctx.bin, &dir, &ctx.wrap);
+    let mut setup = Setup::sqlite(&ctx.bin, &dir, &ctx.wrap);
+    if let Some(url) = database_url {
+        setup.database_url = url.to_owned();
+    }
     let token = setup.admin_token("bench.issuer", "registry:write").await?;
     let server = setup.start().await?;
     let bodies: Vec<Req> = (0..rows.div_ceil(BATCH))
@@ -95,7 +104,7 @@ pub async fn figure(ctx: &mut Ctx) -> anyhow::Result<()> {
     ctx.report.check(
         "10",
         format!(
-            "SQLite: registry API push, records/s ({} in batches of {})",
+            "{label}: registry API push, records/s ({} in batches of {})",
             thousands(rows as f64),
             thousands(BATCH as f64)
         ),

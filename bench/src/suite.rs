@@ -210,11 +210,18 @@ pub async fn startup(ctx: &mut Ctx) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Figure 6: `portcullis registry import` of a generated file into a fresh SQLite database.
-pub async fn import(ctx: &mut Ctx) -> anyhow::Result<()> {
+/// Figure 6: `portcullis registry import` of a generated file into a fresh database: SQLite
+/// when `database_url` is `None`, else that (fresh) PostgreSQL database, named `label`.
+pub async fn import(ctx: &mut Ctx, database_url: Option<&str>, label: &str) -> anyhow::Result<()> {
     let rows = ctx.sizes.import_rows;
-    progress(&format!("figure 6: registry import of {rows} records"));
-    let dir = ctx.dir("import")?;
+    progress(&format!(
+        "figure 6: {label} registry import of {rows} records"
+    ));
+    let dir = ctx.dir(if database_url.is_some() {
+        "import-pg"
+    } else {
+        "import"
+    })?;
     let file = dir.join("registry.csv");
     let generated = Instant::now();
     {
@@ -223,7 +230,10 @@ pub async fn import(ctx: &mut Ctx) -> anyhow::Result<()> {
     }
     let generated = generated.elapsed();
     let size = std::fs::metadata(&file)?.len();
-    let setup = Setup::sqlite(&ctx.bin, &dir, &ctx.wrap);
+    let mut setup = Setup::sqlite(&ctx.bin, &dir, &ctx.wrap);
+    if let Some(url) = database_url {
+        setup.database_url = url.to_owned();
+    }
     let mark = CpuMark::now(None);
     let run = setup.import(&file).await?;
     let cpu = mark.used_since(None, ctx.ticks);
@@ -236,7 +246,7 @@ pub async fn import(ctx: &mut Ctx) -> anyhow::Result<()> {
     ctx.report.check(
         "6",
         format!(
-            "SQLite: registry import, records/s ({} records)",
+            "{label}: registry import, records/s ({} records)",
             thousands(rows as f64)
         ),
         format!("{}/s", thousands(rate)),
@@ -247,14 +257,20 @@ pub async fn import(ctx: &mut Ctx) -> anyhow::Result<()> {
     ctx.report.note(
         "6",
         format!(
-            "import took {:.2} s by its own report, {:.2} s for the whole command (process start, \
+            "{}: import took {:.2} s by its own report, {:.2} s for the whole command (process start, \
              migrations, commit: {}/s); the {:.0} MB CSV was generated in {:.2} s beforehand; \
-             CPU: the import is a separate process, shown under 'other'",
+             CPU: the import is a separate process, shown under 'other'{}",
+            label,
             run.reported.as_secs_f64(),
             run.wall.as_secs_f64(),
             thousands(run.records as f64 / run.wall.as_secs_f64().max(1e-9)),
             size as f64 / 1e6,
-            generated.as_secs_f64()
+            generated.as_secs_f64(),
+            if database_url.is_some() {
+                " (PostgreSQL's backend too)"
+            } else {
+                ""
+            }
         ),
     );
     let _ = std::fs::remove_file(&file);

@@ -8,9 +8,8 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use portcullis_core::registry::{RawRecord, COLUMNS, OPTIONAL_COLUMNS};
-use portcullis_core::service::registry_load::{hash_records, too_many};
-use portcullis_core::service::{PushOutcome, RecordError, SupportScope, MAX_PUSH_RECORDS};
+use portcullis_core::service::registry_load::hash_records;
+use portcullis_core::service::{PushOutcome, RecordError, SupportScope};
 use portcullis_core::FieldError;
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -19,6 +18,9 @@ use super::admin::{Admin, Scope};
 use super::extract::{idempotency_key, is_json_type};
 use crate::error::{ApiError, Problem};
 use crate::AppState;
+
+mod decode;
+use decode::decode;
 
 /// The path, for the larger body limit it gets (`limits.rs`).
 pub const PATH: &str = "/api/v1/admin/registry/records";
@@ -160,91 +162,4 @@ enum Bad {
     Body(String),
     /// Records that break a rule, by index.
     Records(Vec<RecordError>),
-}
-
-/// The body as records, or what is wrong with it (never echoing a value: it could be a
-/// card number).
-fn decode(body: &[u8]) -> Result<Vec<RawRecord>, Bad> {
-    let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| {
-        Bad::Body(format!(
-            "The body is not valid JSON (line {}, column {}).",
-            e.line(),
-            e.column()
-        ))
-    })?;
-    let serde_json::Value::Array(items) = value else {
-        return Err(Bad::Body(
-            "The body must be a JSON array of records.".into(),
-        ));
-    };
-    if items.len() > MAX_PUSH_RECORDS {
-        return Err(Bad::Records(vec![too_many(items.len())]));
-    }
-    let mut records = Vec::with_capacity(items.len());
-    let mut errors = Vec::new();
-    for (index, item) in items.into_iter().enumerate() {
-        let serde_json::Value::Object(object) = item else {
-            errors.push(RecordError {
-                index,
-                field: String::new(),
-                message: "must be an object with the registry columns as keys".into(),
-            });
-            continue;
-        };
-        let mut raw = RawRecord::default();
-        for (key, value) in object {
-            let text = match value {
-                serde_json::Value::String(s) => s,
-                serde_json::Value::Number(n) => n.to_string(),
-                serde_json::Value::Null => String::new(),
-                _ => {
-                    errors.push(RecordError {
-                        index,
-                        field: key,
-                        message: "must be a string or a number".into(),
-                    });
-                    continue;
-                }
-            };
-            let Some(cell) = cell(&mut raw, &key) else {
-                errors.push(RecordError {
-                    index,
-                    field: String::new(),
-                    message: format!(
-                        "unknown key (the keys are {}, {})",
-                        COLUMNS.join(", "),
-                        OPTIONAL_COLUMNS.join(", ")
-                    ),
-                });
-                continue;
-            };
-            *cell = text;
-        }
-        records.push(raw);
-    }
-    if errors.is_empty() {
-        Ok(records)
-    } else {
-        Err(Bad::Records(errors))
-    }
-}
-
-fn cell<'a>(raw: &'a mut RawRecord, key: &str) -> Option<&'a mut String> {
-    Some(match key {
-        "account_type" => &mut raw.account_type,
-        "number" => &mut raw.number,
-        "verification" => &mut raw.verification,
-        "expiry" => &mut raw.expiry,
-        "holder_name" => &mut raw.holder_name,
-        "email" => &mut raw.email,
-        "phone" => &mut raw.phone,
-        "product" => &mut raw.product,
-        "balance" => &mut raw.balance,
-        "credit_limit" => &mut raw.credit_limit,
-        "payment_due_date" => &mut raw.payment_due_date,
-        "minimum_due" => &mut raw.minimum_due,
-        "status" => &mut raw.status,
-        "replaces" => &mut raw.replaces,
-        _ => return None,
-    })
 }
