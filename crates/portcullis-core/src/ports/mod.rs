@@ -67,7 +67,7 @@ pub use sessions::{NewSession, SessionReads, SessionRow, SessionWrites};
 pub use status::{
     IncidentRow, MaintenanceRow, NewIncident, StatusChange, StatusReads, StatusWrites,
 };
-pub use steps::{CodeWrites, KeptAnswer, NewCode, StepReads, StepRow, StepWrites};
+pub use steps::{CodeWrites, IdempotencyKeep, KeptAnswer, NewCode, StepReads, StepRow, StepWrites};
 pub use webhooks::{WebhookDelivery, WebhookStats, WebhookStore, WebhookSubscription};
 pub use work::{Committed, Transactions, UnitOfWork};
 

@@ -29,6 +29,15 @@ pub struct NewCode {
     pub expires_at: UnixTime,
 }
 
+/// An `Idempotency-Key` to keep with its answer in a write's own unit of work (the use
+/// cases that take one: registration, status incidents).
+#[derive(Clone, Copy, Debug)]
+pub struct IdempotencyKeep<'a> {
+    pub scope: &'static str,
+    pub key: &'a str,
+    pub request_hash: &'a [u8; 32],
+}
+
 /// An `Idempotency-Key` already used: the hash of the request it came with and the answer
 /// that request was given.
 #[derive(Clone, Debug)]

@@ -13,7 +13,7 @@ use portcullis_crypto::ct_eq;
 use super::status::{require_status_write, IncidentInput};
 use super::{ClientInfo, Portcullis, Registration};
 use crate::ids::UserId;
-use crate::ports::{IncidentRow, KeptAnswer};
+use crate::ports::{IdempotencyKeep as Keep, IncidentRow, KeptAnswer};
 use crate::support::SupportAuthority;
 use crate::ServiceError;
 
@@ -24,14 +24,6 @@ pub const IDEMPOTENCY_KEY_MAX_LEN: usize = 200;
 const REGISTRATION: &str = "registration";
 /// The scope of a status incident's key (`POST /admin/status/incidents`).
 const INCIDENT: &str = "incident";
-
-/// A key to keep with the answer, in the write's own unit of work.
-#[derive(Clone, Copy)]
-pub(crate) struct Keep<'a> {
-    pub scope: &'static str,
-    pub key: &'a str,
-    pub request_hash: &'a [u8; 32],
-}
 
 /// What a request with an `Idempotency-Key` got.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -142,7 +142,7 @@ impl Portcullis {
         &self,
         input: Registration<'_>,
         client: &ClientInfo,
-        keep: Option<super::idempotency::Keep<'_>>,
+        keep: Option<crate::ports::IdempotencyKeep<'_>>,
     ) -> Result<UserId, ServiceError> {
         let token_hash = portcullis_crypto::sha256(input.token.as_bytes());
         let now = self.clock.now();

@@ -551,7 +551,7 @@ impl Portcullis {
         &self,
         authority: &SupportAuthority,
         input: IncidentInput,
-        keep: Option<super::idempotency::Keep<'_>>,
+        keep: Option<crate::ports::IdempotencyKeep<'_>>,
     ) -> Result<IncidentRow, ServiceError> {
         require_status_write(authority)?;
         let kind = IncidentKind::parse(&input.kind)
