@@ -18,6 +18,11 @@ statements! {
         ORDER BY id LIMIT $3";
     MOVE_FACTOR_SECRET = "UPDATE factors SET secret = $3 WHERE id = $1 AND secret = $2";
     MOVE_OUTBOX_BODY = "UPDATE outbox SET body = $3 WHERE id = $1 AND body = $2";
+    COUNT_WEBHOOK_SECRETS = "SELECT COUNT(*) FROM webhook_subscriptions WHERE secret LIKE $1";
+    WEBHOOK_SECRETS_TO_MOVE = "SELECT id, secret FROM webhook_subscriptions \
+        WHERE secret LIKE 'sealed:%' AND secret NOT LIKE $1 AND id > $2 ORDER BY id LIMIT $3";
+    MOVE_WEBHOOK_SECRET = "UPDATE webhook_subscriptions SET secret = $3 \
+        WHERE id = $1 AND secret = $2";
 }
 
 #[async_trait]
@@ -26,6 +31,7 @@ impl SealedValues for SqlStore {
         let sql = match column {
             SealedColumn::FactorSecret => COUNT_FACTOR_SECRETS,
             SealedColumn::OutboxBody => COUNT_OUTBOX_BODIES,
+            SealedColumn::WebhookSecret => COUNT_WEBHOOK_SECRETS,
         };
         let row = sqlx::query(sql)
             .bind(pattern)
@@ -45,6 +51,7 @@ impl SealedValues for SqlStore {
         let sql = match column {
             SealedColumn::FactorSecret => FACTOR_SECRETS_TO_MOVE,
             SealedColumn::OutboxBody => OUTBOX_BODIES_TO_MOVE,
+            SealedColumn::WebhookSecret => WEBHOOK_SECRETS_TO_MOVE,
         };
         let rows = sqlx::query(sql)
             .bind(current)
@@ -73,6 +80,7 @@ impl SealedValues for SqlStore {
         let sql = match column {
             SealedColumn::FactorSecret => MOVE_FACTOR_SECRET,
             SealedColumn::OutboxBody => MOVE_OUTBOX_BODY,
+            SealedColumn::WebhookSecret => MOVE_WEBHOOK_SECRET,
         };
         let done = sqlx::query(sql)
             .bind(row_id)

@@ -188,8 +188,9 @@ pub(crate) async fn enqueue_events(
 }
 
 impl SqlStore {
-    /// The sealer of webhook secrets: the outbox keyring under this purpose's label.
-    fn webhook_sealer(&self) -> Option<Sealer> {
+    /// The sealer of webhook secrets: the outbox keyring under this purpose's label (also
+    /// the re-seal job's, which moves them to the current key).
+    pub fn webhook_sealer(&self) -> Option<Sealer> {
         self.outbox_sealer()
             .map(|s| Sealer::with_ring(s.ring().clone(), SECRET_AAD))
     }

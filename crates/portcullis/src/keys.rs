@@ -350,6 +350,8 @@ pub async fn reseal_column(
 pub struct Sealers {
     pub factor: Sealer,
     pub outbox: Option<Sealer>,
+    /// Webhook signing secrets: the outbox keyring under their own label.
+    pub webhook: Option<Sealer>,
 }
 
 impl Sealers {
@@ -357,6 +359,7 @@ impl Sealers {
         Self {
             factor: built.app.factor_sealer().clone(),
             outbox: built.store.outbox_sealer(),
+            webhook: built.store.webhook_sealer(),
         }
     }
 }
@@ -371,6 +374,7 @@ pub async fn reseal_all(
     let columns = [
         (SealedColumn::FactorSecret, Some(&sealers.factor)),
         (SealedColumn::OutboxBody, sealers.outbox.as_ref()),
+        (SealedColumn::WebhookSecret, sealers.webhook.as_ref()),
     ];
     for (column, sealer) in columns {
         let Some(sealer) = sealer else { continue };

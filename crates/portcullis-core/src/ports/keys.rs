@@ -15,16 +15,22 @@ pub enum SealedColumn {
     FactorSecret,
     /// Queued message bodies that carry a one-time code (`outbox.key`).
     OutboxBody,
+    /// Webhook subscriptions' signing secrets (`outbox.key`, under their own label).
+    WebhookSecret,
 }
 
 impl SealedColumn {
-    pub const ALL: [SealedColumn; 2] = [SealedColumn::FactorSecret, SealedColumn::OutboxBody];
+    pub const ALL: [SealedColumn; 3] = [
+        SealedColumn::FactorSecret,
+        SealedColumn::OutboxBody,
+        SealedColumn::WebhookSecret,
+    ];
 
     /// The keyring (file name in the secrets folder) the column is sealed under.
     pub fn key_name(self) -> &'static str {
         match self {
             SealedColumn::FactorSecret => "factor.key",
-            SealedColumn::OutboxBody => "outbox.key",
+            SealedColumn::OutboxBody | SealedColumn::WebhookSecret => "outbox.key",
         }
     }
 }

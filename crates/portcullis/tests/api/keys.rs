@@ -11,11 +11,14 @@ use std::time::{Duration, Instant};
 use portcullis::keys::{self, KeyStatus, Sealers};
 use portcullis_core::clock::Clock;
 use portcullis_core::contact::CodeChannel;
-use portcullis_core::ports::{Message, OutboxStore, Outgoing, SealedColumn, SealedValues};
+use portcullis_core::ports::{
+    Message, OutboxStore, Outgoing, SealedColumn, SealedValues, WebhookStore,
+};
+use portcullis_core::webhooks::EventFilter;
 use portcullis_testkit::{
     both, input_value, spawn_app_with, Backend, Jar, TestApp, ANN, BEN, CARA, PASSWORD,
 };
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 
 use crate::crash::{card_id, card_number, import, registry_file, CARDS};
@@ -323,6 +326,17 @@ async fn rotation_under_load(backend: Backend) {
         }
     };
     assert_eq!(factor_on(1).await, 1, "Ann's secret, under key 1");
+    // A webhook subscription's signing secret is sealed under the outbox keyring too.
+    let hook_secret = "whsec_cm90YXRpb24tdGVzdC1zaWduaW5nLXNlY3JldA==";
+    let hook = store
+        .add_subscription(
+            "https://hooks.example/in",
+            &EventFilter::parse("card.linked").unwrap(),
+            &SecretString::from(hook_secret),
+            app.clock.now(),
+        )
+        .await
+        .unwrap();
 
     let load = Arc::new(Load::default());
     let tasks = vec![
@@ -407,6 +421,16 @@ async fn rotation_under_load(backend: Backend) {
         assert_eq!(s.rows_on_old(), 0, "{statuses:?}");
     }
     assert_eq!(status_of(&statuses, "factor.key").on_current, Some(1));
+    // The webhook secret moved to the new outbox key and still opens to the same secret.
+    let sealed: String =
+        sqlx::query_scalar("SELECT secret FROM webhook_subscriptions WHERE id = $1")
+            .bind(hook)
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+    assert!(sealed.starts_with("sealed:v2:2:"), "{sealed}");
+    let opened = store.webhook_sealer().unwrap().open(&sealed).unwrap();
+    assert_eq!(opened.as_slice(), hook_secret.as_bytes());
 
     load.stop.store(true, Ordering::SeqCst);
     for task in tasks {
