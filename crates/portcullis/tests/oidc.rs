@@ -13,6 +13,9 @@
 #[path = "oidc/support.rs"]
 mod support;
 
+#[path = "oidc/rotation.rs"]
+mod rotation;
+
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
 use openidconnect::core::{
