@@ -13,6 +13,9 @@
 #[path = "oidc/support.rs"]
 mod support;
 
+#[path = "oidc/grants.rs"]
+mod grants;
+
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
 use openidconnect::core::{
@@ -201,7 +204,7 @@ async fn code_checks(backend: Backend) {
     let app = app(backend).await;
     let client_id = register(&app, ClientAuth::None, None, false).await;
     let mut jar = Jar::default();
-    let (verifier, challenge) = pkce();
+    let (_, challenge) = pkce();
 
     // Unregistered redirect URIs (other host, longer path, added query, other scheme):
     // refused on a page, never redirected (no open redirect).
@@ -247,43 +250,75 @@ async fn code_checks(backend: Backend) {
     assert_eq!(query(&back, "error").as_deref(), Some("login_required"));
     assert_eq!(query(&back, "state").as_deref(), Some("st"));
 
-    // A code: wrong verifier, missing verifier, wrong redirect_uri are refused…
-    let back = browser(
-        &app,
-        &mut jar,
-        &authorize_url(&client_id, RP, &challenge, ""),
-    )
-    .await;
-    let code = query(&back, "code").unwrap();
+    // Wrong verifier, missing verifier, wrong or missing redirect_uri: each on a fresh code
+    // (an earlier refusal must not be what refuses a later case), each invalid_grant, and
+    // none of them uses the code up: the right request still succeeds afterwards.
     let wrong = B64.encode(random32());
-    for form in [
-        vec![("code_verifier", wrong.as_str()), ("redirect_uri", RP)],
-        vec![("redirect_uri", RP)],
-    ] {
+    let cases: [(&str, Vec<(&str, &str)>); 4] = [
+        (
+            "wrong verifier",
+            vec![("code_verifier", wrong.as_str()), ("redirect_uri", RP)],
+        ),
+        ("no verifier", vec![("redirect_uri", RP)]),
+        (
+            "wrong redirect_uri",
+            vec![
+                ("code_verifier", ""),
+                ("redirect_uri", "https://rp.example/other"),
+            ],
+        ),
+        ("no redirect_uri", vec![("code_verifier", "")]),
+    ];
+    for (name, form) in cases {
+        let (verifier, challenge) = pkce();
+        let back = browser(
+            &app,
+            &mut jar,
+            &authorize_url(&client_id, RP, &challenge, ""),
+        )
+        .await;
+        let code = query(&back, "code").unwrap();
         let mut f = vec![
             ("grant_type", "authorization_code"),
             ("code", code.as_str()),
             ("client_id", client_id.as_str()),
         ];
-        f.extend(form);
+        f.extend(form.into_iter().map(|(k, v)| {
+            if v.is_empty() {
+                (k, verifier.as_str())
+            } else {
+                (k, v)
+            }
+        }));
         let res = token(&app, &f, None).await;
-        assert_eq!(res.status(), 400);
-        assert_eq!(res.json::<Value>().await.unwrap()["error"], "invalid_grant");
-    }
-    // …and a code is single use: the first attempt used it up.
-    let res = token(
-        &app,
-        &[
+        assert_eq!(res.status(), 400, "{name}");
+        assert_eq!(
+            res.json::<Value>().await.unwrap()["error"],
+            "invalid_grant",
+            "{name}"
+        );
+        let right = [
             ("grant_type", "authorization_code"),
-            ("code", &code),
-            ("client_id", &client_id),
-            ("code_verifier", &verifier),
+            ("code", code.as_str()),
+            ("client_id", client_id.as_str()),
+            ("code_verifier", verifier.as_str()),
             ("redirect_uri", RP),
-        ],
-        None,
-    )
-    .await;
-    assert_eq!(res.status(), 400);
+        ];
+        let res = token(&app, &right, None).await;
+        assert_eq!(
+            res.status(),
+            200,
+            "{name}: the refusal did not burn the code"
+        );
+        // …and a code is single use.
+        let res = token(&app, &right, None).await;
+        assert_eq!(res.status(), 400, "{name}");
+        assert_eq!(
+            res.json::<Value>().await.unwrap()["error"],
+            "invalid_grant",
+            "{name}"
+        );
+    }
 
     // An expired code (over 60 s) is refused even with the right verifier.
     let (verifier, challenge) = pkce();
