@@ -16,6 +16,9 @@ mod support;
 #[path = "oidc/grants.rs"]
 mod grants;
 
+#[path = "oidc/assertions.rs"]
+mod assertions;
+
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
 use openidconnect::core::{
@@ -582,7 +585,7 @@ async fn fapi2(backend: Backend) {
         .unwrap();
     assert_eq!(res.status(), 401, "a proof by another key");
 
-    // Introspection: active for its own client, inactive for another.
+    // Introspection: active for its own client; a public client may not introspect.
     let introspect = |assertion: String| {
         app.client
             .post(app.url("/oidc/introspect"))
@@ -606,7 +609,11 @@ async fn fapi2(backend: Backend) {
         .send()
         .await
         .unwrap();
-    assert_eq!(res.json::<Value>().await.unwrap()["active"], false);
+    assert_eq!(res.status(), 401, "a public client cannot introspect");
+    assert_eq!(
+        res.json::<Value>().await.unwrap()["error"],
+        "invalid_client"
+    );
 
     // Revocation: the refresh token's whole grant ends, its access token with it.
     let res = app

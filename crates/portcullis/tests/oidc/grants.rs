@@ -187,6 +187,23 @@ async fn no_burning(backend: Backend) {
             .send()
     };
     assert_eq!(userinfo(access.clone()).await.unwrap().status(), 200);
+    // A proof of the right key whose `ath` is another token's hash: refused.
+    let res = app
+        .client
+        .get(app.url("/oidc/userinfo"))
+        .header("authorization", format!("DPoP {access}"))
+        .header(
+            "DPoP",
+            key.proof("GET", &info_url, now, Some("another token")),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        error_of(res).await,
+        (400, "invalid_dpop_proof".to_owned()),
+        "ath mismatch"
+    );
 
     // The used code replayed by another client: refused, and A's grant lives on…
     let res = exchange(&app, &b, &code, &verifier, None).await;

@@ -88,11 +88,10 @@ impl Portcullis {
     pub async fn push_authorization(
         &self,
         creds: ClientCredentials,
-        endpoint: &str,
         raw: RawAuthRequest,
         dpop: Option<DpopProof>,
     ) -> Result<(String, i64), OidcError> {
-        let client = self.authenticate_oidc_client(creds, endpoint).await?;
+        let client = self.authenticate_oidc_client(creds).await?;
         if raw
             .client_id
             .as_deref()

@@ -9,7 +9,8 @@ use serde_json::{json, Value};
 
 use crate::clock::UnixTime;
 use crate::oidc::{
-    AuthRequest, OidcClient, OidcError, ACCESS_TTL_SECS, ID_TOKEN_TTL_SECS, REFRESH_TTL_SECS,
+    AuthRequest, ClientAuth, OidcClient, OidcError, ACCESS_TTL_SECS, ID_TOKEN_TTL_SECS,
+    REFRESH_TTL_SECS,
 };
 use crate::ports::{NewOidcToken, OidcTokenRow, TokenKind};
 use crate::service::Portcullis;
@@ -115,11 +116,10 @@ impl Portcullis {
     pub async fn oidc_token(
         &self,
         creds: ClientCredentials,
-        endpoint: &str,
         form: TokenForm,
         dpop: Option<DpopProof>,
     ) -> Result<TokenResponse, OidcError> {
-        let client = self.authenticate_oidc_client(creds, endpoint).await?;
+        let client = self.authenticate_oidc_client(creds).await?;
         let jkt = match &dpop {
             Some(proof) => Some(self.check_dpop(proof, None).await?),
             None => None,
@@ -432,10 +432,9 @@ impl Portcullis {
     pub async fn oidc_revoke(
         &self,
         creds: ClientCredentials,
-        endpoint: &str,
         token: &str,
     ) -> Result<(), OidcError> {
-        let client = self.authenticate_oidc_client(creds, endpoint).await?;
+        let client = self.authenticate_oidc_client(creds).await?;
         let now = self.oidc_now();
         let hash = sha256(token.as_bytes());
         if let Some(row) = self.ports.oidc.oidc_token(&hash).await? {
@@ -451,15 +450,19 @@ impl Portcullis {
         Ok(())
     }
 
-    /// `POST /oidc/introspect` (RFC 7662): active only for the client the token was issued
-    /// to, while unexpired, unrevoked and its session open.
+    /// `POST /oidc/introspect` (RFC 7662), for confidential clients only: active only for
+    /// the client the token was issued to, while unexpired, unrevoked and its session open.
     pub async fn oidc_introspect(
         &self,
         creds: ClientCredentials,
-        endpoint: &str,
         token: &str,
     ) -> Result<Value, OidcError> {
-        let client = self.authenticate_oidc_client(creds, endpoint).await?;
+        let client = self.authenticate_oidc_client(creds).await?;
+        // Introspection is for confidential clients (RFC 7662 §4): a public client, which
+        // proves nothing but its id, may not ask.
+        if client.auth == ClientAuth::None {
+            return Err(OidcError::invalid_client());
+        }
         let now = self.oidc_now();
         let inactive = json!({"active": false});
         let Some(row) = self
