@@ -219,3 +219,29 @@ both!(
     a_wrong_client_verifier_or_dpop_key_cannot_burn_a_code_or_refresh_token,
     no_burning
 );
+
+async fn max_age_resume(backend: Backend) {
+    let app = app(backend).await;
+    let client_id = register(&app, ClientAuth::None, None, false).await;
+    let mut jar = Jar::default();
+    let (_, challenge) = pkce();
+    let back = browser(
+        &app,
+        &mut jar,
+        &authorize_url(&client_id, RP, &challenge, ""),
+    )
+    .await;
+    assert!(query(&back, "code").is_some());
+    // 100 s later, a request with max_age=30: the session's sign-in is too old, so the
+    // browser signs in again; the resume comes 40 s after that sign-in. The new sign-in
+    // was made for this request: a code, not another sign-in page.
+    app.clock.advance(100);
+    let url = authorize_url(&client_id, RP, &challenge, "&max_age=30");
+    let back = browser_slow(&app, &mut jar, &url, 40).await;
+    assert!(back.starts_with(RP), "{back}");
+    assert!(query(&back, "code").is_some(), "{back}");
+}
+both!(
+    max_age_is_fixed_when_the_request_arrives_so_a_slow_resume_still_gets_a_code,
+    max_age_resume
+);

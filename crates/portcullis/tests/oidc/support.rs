@@ -89,6 +89,12 @@ pub async fn register(app: &TestApp, auth: ClientAuth, jwks: Option<Value>, fapi
 /// The browser: follows an authorization URL through the real sign-in page and back;
 /// answers the final `Location` (the relying party's redirect URI with the result).
 pub async fn browser(app: &TestApp, jar: &mut Jar, authorize_url: &str) -> String {
+    browser_slow(app, jar, authorize_url, 0).await
+}
+
+/// As `browser`, with `secs` passing between the sign-in and the resume (a slow second
+/// step, a slow network).
+pub async fn browser_slow(app: &TestApp, jar: &mut Jar, authorize_url: &str, secs: i64) -> String {
     let get = |url: String, jar: &Jar| app.client.get(url).header("cookie", jar.header()).send();
     let mut res = get(real(app, authorize_url), jar).await.unwrap();
     jar.absorb(&res);
@@ -115,6 +121,7 @@ pub async fn browser(app: &TestApp, jar: &mut Jar, authorize_url: &str) -> Strin
             .unwrap();
         jar.absorb(&res);
         assert_eq!(res.headers()["location"], "/oidc/resume");
+        app.clock.advance(secs);
         res = get(app.url("/oidc/resume"), jar).await.unwrap();
         jar.absorb(&res);
         location = res.headers()["location"].to_str().unwrap().to_owned();
