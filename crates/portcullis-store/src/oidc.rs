@@ -10,6 +10,9 @@ use portcullis_core::ports::{
     StoreResult, StoredRequest, TokenKind,
 };
 use portcullis_core::session::SessionPolicy;
+use sqlx::any::AnyArguments;
+use sqlx::query::Query;
+use sqlx::Any;
 
 use crate::sql::statements;
 use crate::tx::{self, Tx};
@@ -127,9 +130,27 @@ impl From<CodeRecord> for OidcCodeRow {
     }
 }
 
-/// Stores the tokens of one exchange inside its transaction: they become visible together
-/// with the use of the code or refresh token that issued them, so a replay that sees the
-/// use also sees (and revokes) every token it issued.
+impl SqlStore {
+    /// One transaction: `used` (a conditional `UPDATE` that uses a code or refresh token),
+    /// then, when it changed a row, the tokens it issues. They become visible together, so
+    /// a replay that sees the use also sees (and revokes) every token it issued. `false`,
+    /// nothing stored, when the `UPDATE` changed nothing (used already).
+    async fn use_then_store<'q>(
+        &self,
+        used: Query<'q, Any, AnyArguments<'q>>,
+        tokens: &[NewOidcToken<'_>],
+    ) -> StoreResult<bool> {
+        let mut tx = tx::begin(&self.pool, self.backend).await?;
+        let done = used.execute(&mut *tx).await.map_err(db_err)?;
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        insert_tokens(&mut tx, tokens).await?;
+        tx::commit(tx).await?;
+        Ok(true)
+    }
+}
+
 async fn insert_tokens(tx: &mut Tx, tokens: &[NewOidcToken<'_>]) -> StoreResult<()> {
     for new in tokens {
         sqlx::query(INSERT_TOKEN)
@@ -274,21 +295,8 @@ impl OidcStore for SqlStore {
         now: UnixTime,
         tokens: &[NewOidcToken<'_>],
     ) -> StoreResult<bool> {
-        let mut tx = tx::begin(&self.pool, self.backend).await?;
-        let taken = sqlx::query(USE_CODE)
-            .bind(code_id)
-            .bind(now.0)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?
-            .rows_affected()
-            == 1;
-        if !taken {
-            return Ok(false);
-        }
-        insert_tokens(&mut tx, tokens).await?;
-        tx::commit(tx).await?;
-        Ok(true)
+        let used = sqlx::query(USE_CODE).bind(code_id).bind(now.0);
+        self.use_then_store(used, tokens).await
     }
 
     async fn oidc_token(&self, token_hash: &[u8; 32]) -> StoreResult<Option<OidcTokenRow>> {
@@ -324,21 +332,10 @@ impl OidcStore for SqlStore {
         now: UnixTime,
         tokens: &[NewOidcToken<'_>],
     ) -> StoreResult<bool> {
-        let mut tx = tx::begin(&self.pool, self.backend).await?;
         let used = sqlx::query(USE_REFRESH)
             .bind(token_hash.to_vec())
-            .bind(now.0)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?
-            .rows_affected()
-            == 1;
-        if !used {
-            return Ok(false);
-        }
-        insert_tokens(&mut tx, tokens).await?;
-        tx::commit(tx).await?;
-        Ok(true)
+            .bind(now.0);
+        self.use_then_store(used, tokens).await
     }
 
     async fn revoke_oidc_family(&self, family: &str, now: UnixTime) -> StoreResult<u64> {
