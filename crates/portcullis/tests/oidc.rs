@@ -189,14 +189,11 @@ async fn discovery_code_flow_refresh(backend: Backend) {
         .request_async(&http)
         .await
         .is_err());
-    let res = app
-        .client
-        .get(app.url("/account"))
-        .header("cookie", jar.header())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 303, "the session behind the family has ended");
+    assert_eq!(
+        account_status(&app, &jar).await,
+        303,
+        "the session behind the family has ended"
+    );
 }
 both!(
     discovery_code_flow_id_token_userinfo_and_refresh_with_an_independent_client,
@@ -293,34 +290,21 @@ async fn code_checks(backend: Backend) {
                 (k, v)
             }
         }));
-        let res = token(&app, &f, None).await;
-        assert_eq!(res.status(), 400, "{name}");
+        let refused = (400, "invalid_grant".to_owned());
         assert_eq!(
-            res.json::<Value>().await.unwrap()["error"],
-            "invalid_grant",
+            error_of(token(&app, &f, None).await).await,
+            refused,
             "{name}"
         );
-        let right = [
-            ("grant_type", "authorization_code"),
-            ("code", code.as_str()),
-            ("client_id", client_id.as_str()),
-            ("code_verifier", verifier.as_str()),
-            ("redirect_uri", RP),
-        ];
-        let res = token(&app, &right, None).await;
+        let res = exchange(&app, &client_id, &code, &verifier, None).await;
         assert_eq!(
             res.status(),
             200,
             "{name}: the refusal did not burn the code"
         );
         // …and a code is single use.
-        let res = token(&app, &right, None).await;
-        assert_eq!(res.status(), 400, "{name}");
-        assert_eq!(
-            res.json::<Value>().await.unwrap()["error"],
-            "invalid_grant",
-            "{name}"
-        );
+        let res = exchange(&app, &client_id, &code, &verifier, None).await;
+        assert_eq!(error_of(res).await, refused, "{name}");
     }
 
     // An expired code (over 60 s) is refused even with the right verifier.

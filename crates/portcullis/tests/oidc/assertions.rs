@@ -27,12 +27,7 @@ async fn with_assertion(app: &TestApp, assertion: &str) -> (u16, String) {
         None,
     )
     .await;
-    let status = res.status().as_u16();
-    let body: Value = res.json().await.unwrap();
-    (
-        status,
-        body["error"].as_str().unwrap_or_default().to_owned(),
-    )
+    error_of(res).await
 }
 
 async fn assertions(backend: Backend) {

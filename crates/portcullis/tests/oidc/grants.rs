@@ -18,46 +18,6 @@ async fn offline_code(app: &TestApp, jar: &mut Jar, client_id: &str) -> (String,
     (query(&back, "code").unwrap(), verifier)
 }
 
-async fn exchange(
-    app: &TestApp,
-    client_id: &str,
-    code: &str,
-    verifier: &str,
-    dpop: Option<String>,
-) -> reqwest::Response {
-    let form = [
-        ("grant_type", "authorization_code"),
-        ("code", code),
-        ("client_id", client_id),
-        ("code_verifier", verifier),
-        ("redirect_uri", RP),
-    ];
-    token(app, &form, dpop).await
-}
-
-async fn refresh(
-    app: &TestApp,
-    client_id: &str,
-    refresh_token: &str,
-    dpop: Option<String>,
-) -> reqwest::Response {
-    let form = [
-        ("grant_type", "refresh_token"),
-        ("refresh_token", refresh_token),
-        ("client_id", client_id),
-    ];
-    token(app, &form, dpop).await
-}
-
-async fn error_of(res: reqwest::Response) -> (u16, String) {
-    let status = res.status().as_u16();
-    let body: Value = res.json().await.unwrap();
-    (
-        status,
-        body["error"].as_str().unwrap_or_default().to_owned(),
-    )
-}
-
 async fn session_lifetime(backend: Backend) {
     let app = app(backend).await;
     let client_id = register(&app, ClientAuth::None, None, false).await;
@@ -71,14 +31,7 @@ async fn session_lifetime(backend: Backend) {
     // The person keeps using Portcullis every 10 minutes (never idle) for 11 h 50 min.
     for _ in 0..71 {
         app.clock.advance(600);
-        let res = app
-            .client
-            .get(app.url("/account"))
-            .header("cookie", jar.header())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), 200);
+        assert_eq!(account_status(&app, &jar).await, 200);
     }
     // 12 h − 50 s after sign-in the session is open: the refresh works.
     app.clock.advance(550);
@@ -108,14 +61,11 @@ async fn session_lifetime(backend: Backend) {
         (400, "invalid_grant".to_owned()),
         "refresh after the session's absolute end"
     );
-    let res = app
-        .client
-        .get(app.url("/account"))
-        .header("cookie", jar.header())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 303, "the sign-in session itself has ended");
+    assert_eq!(
+        account_status(&app, &jar).await,
+        303,
+        "the sign-in session itself has ended"
+    );
 }
 both!(
     oidc_tokens_end_with_the_sessions_absolute_lifetime,

@@ -203,6 +203,61 @@ pub async fn token(
     rb.send().await.unwrap()
 }
 
+/// A code exchanged at the token endpoint by a public client.
+pub async fn exchange(
+    app: &TestApp,
+    client_id: &str,
+    code: &str,
+    verifier: &str,
+    dpop: Option<String>,
+) -> reqwest::Response {
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", code),
+        ("client_id", client_id),
+        ("code_verifier", verifier),
+        ("redirect_uri", RP),
+    ];
+    token(app, &form, dpop).await
+}
+
+/// A refresh grant by a public client.
+pub async fn refresh(
+    app: &TestApp,
+    client_id: &str,
+    refresh_token: &str,
+    dpop: Option<String>,
+) -> reqwest::Response {
+    let form = [
+        ("grant_type", "refresh_token"),
+        ("refresh_token", refresh_token),
+        ("client_id", client_id),
+    ];
+    token(app, &form, dpop).await
+}
+
+/// The status and the `error` of a refused request.
+pub async fn error_of(res: reqwest::Response) -> (u16, String) {
+    let status = res.status().as_u16();
+    let body: Value = res.json().await.unwrap();
+    (
+        status,
+        body["error"].as_str().unwrap_or_default().to_owned(),
+    )
+}
+
+/// The status of the account page with the browser's cookies (200 signed in, 303 not).
+pub async fn account_status(app: &TestApp, jar: &Jar) -> u16 {
+    app.client
+        .get(app.url("/account"))
+        .header("cookie", jar.header())
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
 /// A P-256 key of the relying party (its JWKS entry and its thumbprint).
 pub struct RpKey {
     pub key: SigningKey,
