@@ -6,11 +6,16 @@ use async_trait::async_trait;
 use portcullis_core::clock::UnixTime;
 use portcullis_core::oidc::{ClientAuth, OidcClient};
 use portcullis_core::ports::{
-    CodeTake, NewOidcClient, NewOidcCode, NewOidcToken, OidcCodeRow, OidcStore, OidcTokenRow,
-    StoreError, StoreResult, StoredRequest, TokenKind,
+    NewOidcClient, NewOidcCode, NewOidcToken, OidcCodeRow, OidcStore, OidcTokenRow, StoreError,
+    StoreResult, StoredRequest, TokenKind,
 };
+use portcullis_core::session::SessionPolicy;
+use sqlx::any::AnyArguments;
+use sqlx::query::Query;
+use sqlx::Any;
 
 use crate::sql::statements;
+use crate::tx::{self, Tx};
 use crate::{db_err, SqlStore};
 
 statements! {
@@ -26,9 +31,9 @@ statements! {
     USE_REQUEST = "UPDATE oidc_requests SET used_at = $2 WHERE handle_hash = $1 AND used_at IS NULL";
     INSERT_CODE = "INSERT INTO oidc_codes (code_hash, client_id, account_id, session_id, request, \
         auth_time, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
-    USE_CODE = "UPDATE oidc_codes SET used_at = $2 WHERE code_hash = $1 AND used_at IS NULL";
-    CODE_BY_HASH = "SELECT id, client_id, account_id, session_id, request, auth_time, expires_at \
-        FROM oidc_codes WHERE code_hash = $1";
+    USE_CODE = "UPDATE oidc_codes SET used_at = $2 WHERE id = $1 AND used_at IS NULL";
+    CODE_BY_HASH = "SELECT id, client_id, account_id, session_id, request, auth_time, expires_at, \
+        used_at FROM oidc_codes WHERE code_hash = $1";
     INSERT_TOKEN = "INSERT INTO oidc_tokens (token_hash, kind, family, code_id, client_id, \
         account_id, session_id, scope, dpop_jkt, auth_time, created_at, expires_at) \
         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
@@ -44,7 +49,8 @@ statements! {
     CLAIM_JTI = "INSERT INTO oidc_jti (jti_hash, expires_at) VALUES ($1, $2) \
         ON CONFLICT (jti_hash) DO NOTHING";
     FORGET_JTIS = "DELETE FROM oidc_jti WHERE expires_at < $1";
-    SESSION_OPEN = "SELECT COUNT(*) FROM sessions WHERE id = $1";
+    SESSION_OPEN = "SELECT COUNT(*) FROM sessions WHERE id = $1 AND created_at > $2 \
+        AND last_seen_at > $3";
 }
 
 #[derive(sqlx::FromRow)]
@@ -106,6 +112,7 @@ struct CodeRecord {
     request: String,
     auth_time: i64,
     expires_at: i64,
+    used_at: Option<i64>,
 }
 
 impl From<CodeRecord> for OidcCodeRow {
@@ -118,8 +125,52 @@ impl From<CodeRecord> for OidcCodeRow {
             request: r.request,
             auth_time: UnixTime(r.auth_time),
             expires_at: UnixTime(r.expires_at),
+            used: r.used_at.is_some(),
         }
     }
+}
+
+impl SqlStore {
+    /// One transaction: `used` (a conditional `UPDATE` that uses a code or refresh token),
+    /// then, when it changed a row, the tokens it issues. They become visible together, so
+    /// a replay that sees the use also sees (and revokes) every token it issued. `false`,
+    /// nothing stored, when the `UPDATE` changed nothing (used already).
+    async fn use_then_store<'q>(
+        &self,
+        used: Query<'q, Any, AnyArguments<'q>>,
+        tokens: &[NewOidcToken<'_>],
+    ) -> StoreResult<bool> {
+        let mut tx = tx::begin(&self.pool, self.backend).await?;
+        let done = used.execute(&mut *tx).await.map_err(db_err)?;
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        insert_tokens(&mut tx, tokens).await?;
+        tx::commit(tx).await?;
+        Ok(true)
+    }
+}
+
+async fn insert_tokens(tx: &mut Tx, tokens: &[NewOidcToken<'_>]) -> StoreResult<()> {
+    for new in tokens {
+        sqlx::query(INSERT_TOKEN)
+            .bind(new.token_hash.to_vec())
+            .bind(new.kind.as_str())
+            .bind(new.family.to_owned())
+            .bind(new.code_id)
+            .bind(new.client_id.to_owned())
+            .bind(new.account_id)
+            .bind(new.session_id)
+            .bind(new.scope.to_owned())
+            .bind(new.dpop_jkt.map(str::to_owned))
+            .bind(new.auth_time.0)
+            .bind(new.now.0)
+            .bind(new.expires_at.0)
+            .execute(&mut **tx)
+            .await
+            .map_err(db_err)?;
+    }
+    Ok(())
 }
 
 #[derive(sqlx::FromRow)]
@@ -229,45 +280,23 @@ impl OidcStore for SqlStore {
         Ok(())
     }
 
-    async fn take_oidc_code(&self, code_hash: &[u8; 32], now: UnixTime) -> StoreResult<CodeTake> {
-        let taken = sqlx::query(USE_CODE)
-            .bind(code_hash.to_vec())
-            .bind(now.0)
-            .execute(&self.pool)
-            .await
-            .map_err(db_err)?
-            .rows_affected()
-            == 1;
+    async fn oidc_code(&self, code_hash: &[u8; 32]) -> StoreResult<Option<OidcCodeRow>> {
         let row: Option<CodeRecord> = sqlx::query_as(CODE_BY_HASH)
             .bind(code_hash.to_vec())
             .fetch_optional(&self.pool)
             .await
             .map_err(db_err)?;
-        Ok(match row {
-            Some(r) if taken => CodeTake::Taken(r.into()),
-            Some(r) => CodeTake::Replayed(r.into()),
-            None => CodeTake::Unknown,
-        })
+        Ok(row.map(OidcCodeRow::from))
     }
 
-    async fn put_oidc_token(&self, new: NewOidcToken<'_>) -> StoreResult<()> {
-        sqlx::query(INSERT_TOKEN)
-            .bind(new.token_hash.to_vec())
-            .bind(new.kind.as_str())
-            .bind(new.family.to_owned())
-            .bind(new.code_id)
-            .bind(new.client_id.to_owned())
-            .bind(new.account_id)
-            .bind(new.session_id)
-            .bind(new.scope.to_owned())
-            .bind(new.dpop_jkt.map(str::to_owned))
-            .bind(new.auth_time.0)
-            .bind(new.now.0)
-            .bind(new.expires_at.0)
-            .execute(&self.pool)
-            .await
-            .map_err(db_err)?;
-        Ok(())
+    async fn exchange_oidc_code(
+        &self,
+        code_id: i64,
+        now: UnixTime,
+        tokens: &[NewOidcToken<'_>],
+    ) -> StoreResult<bool> {
+        let used = sqlx::query(USE_CODE).bind(code_id).bind(now.0);
+        self.use_then_store(used, tokens).await
     }
 
     async fn oidc_token(&self, token_hash: &[u8; 32]) -> StoreResult<Option<OidcTokenRow>> {
@@ -297,14 +326,16 @@ impl OidcStore for SqlStore {
         }))
     }
 
-    async fn use_oidc_refresh(&self, token_hash: &[u8; 32], now: UnixTime) -> StoreResult<bool> {
-        let done = sqlx::query(USE_REFRESH)
+    async fn rotate_oidc_refresh(
+        &self,
+        token_hash: &[u8; 32],
+        now: UnixTime,
+        tokens: &[NewOidcToken<'_>],
+    ) -> StoreResult<bool> {
+        let used = sqlx::query(USE_REFRESH)
             .bind(token_hash.to_vec())
-            .bind(now.0)
-            .execute(&self.pool)
-            .await
-            .map_err(db_err)?;
-        Ok(done.rows_affected() == 1)
+            .bind(now.0);
+        self.use_then_store(used, tokens).await
     }
 
     async fn revoke_oidc_family(&self, family: &str, now: UnixTime) -> StoreResult<u64> {
@@ -357,9 +388,18 @@ impl OidcStore for SqlStore {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn session_open(&self, session_id: i64) -> StoreResult<bool> {
+    async fn session_open(
+        &self,
+        session_id: i64,
+        policy: SessionPolicy,
+        now: UnixTime,
+    ) -> StoreResult<bool> {
+        // The same rule as `SessionPolicy::state`: open while now < created + absolute and
+        // now < last seen + idle.
         let n: i64 = sqlx::query_scalar(SESSION_OPEN)
             .bind(session_id)
+            .bind(now.0.saturating_sub(policy.absolute_secs))
+            .bind(now.0.saturating_sub(policy.idle_secs))
             .fetch_one(&self.pool)
             .await
             .map_err(db_err)?;

@@ -13,6 +13,12 @@
 #[path = "oidc/support.rs"]
 mod support;
 
+#[path = "oidc/grants.rs"]
+mod grants;
+
+#[path = "oidc/assertions.rs"]
+mod assertions;
+
 #[path = "oidc/rotation.rs"]
 mod rotation;
 
@@ -186,14 +192,11 @@ async fn discovery_code_flow_refresh(backend: Backend) {
         .request_async(&http)
         .await
         .is_err());
-    let res = app
-        .client
-        .get(app.url("/account"))
-        .header("cookie", jar.header())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 303, "the session behind the family has ended");
+    assert_eq!(
+        account_status(&app, &jar).await,
+        303,
+        "the session behind the family has ended"
+    );
 }
 both!(
     discovery_code_flow_id_token_userinfo_and_refresh_with_an_independent_client,
@@ -204,7 +207,7 @@ async fn code_checks(backend: Backend) {
     let app = app(backend).await;
     let client_id = register(&app, ClientAuth::None, None, false).await;
     let mut jar = Jar::default();
-    let (verifier, challenge) = pkce();
+    let (_, challenge) = pkce();
 
     // Unregistered redirect URIs (other host, longer path, added query, other scheme):
     // refused on a page, never redirected (no open redirect).
@@ -250,43 +253,62 @@ async fn code_checks(backend: Backend) {
     assert_eq!(query(&back, "error").as_deref(), Some("login_required"));
     assert_eq!(query(&back, "state").as_deref(), Some("st"));
 
-    // A code: wrong verifier, missing verifier, wrong redirect_uri are refused…
-    let back = browser(
-        &app,
-        &mut jar,
-        &authorize_url(&client_id, RP, &challenge, ""),
-    )
-    .await;
-    let code = query(&back, "code").unwrap();
+    // Wrong verifier, missing verifier, wrong or missing redirect_uri: each on a fresh code
+    // (an earlier refusal must not be what refuses a later case), each invalid_grant, and
+    // none of them uses the code up: the right request still succeeds afterwards.
     let wrong = B64.encode(random32());
-    for form in [
-        vec![("code_verifier", wrong.as_str()), ("redirect_uri", RP)],
-        vec![("redirect_uri", RP)],
-    ] {
+    let cases: [(&str, Vec<(&str, &str)>); 4] = [
+        (
+            "wrong verifier",
+            vec![("code_verifier", wrong.as_str()), ("redirect_uri", RP)],
+        ),
+        ("no verifier", vec![("redirect_uri", RP)]),
+        (
+            "wrong redirect_uri",
+            vec![
+                ("code_verifier", ""),
+                ("redirect_uri", "https://rp.example/other"),
+            ],
+        ),
+        ("no redirect_uri", vec![("code_verifier", "")]),
+    ];
+    for (name, form) in cases {
+        let (verifier, challenge) = pkce();
+        let back = browser(
+            &app,
+            &mut jar,
+            &authorize_url(&client_id, RP, &challenge, ""),
+        )
+        .await;
+        let code = query(&back, "code").unwrap();
         let mut f = vec![
             ("grant_type", "authorization_code"),
             ("code", code.as_str()),
             ("client_id", client_id.as_str()),
         ];
-        f.extend(form);
-        let res = token(&app, &f, None).await;
-        assert_eq!(res.status(), 400);
-        assert_eq!(res.json::<Value>().await.unwrap()["error"], "invalid_grant");
+        f.extend(form.into_iter().map(|(k, v)| {
+            if v.is_empty() {
+                (k, verifier.as_str())
+            } else {
+                (k, v)
+            }
+        }));
+        let refused = (400, "invalid_grant".to_owned());
+        assert_eq!(
+            error_of(token(&app, &f, None).await).await,
+            refused,
+            "{name}"
+        );
+        let res = exchange(&app, &client_id, &code, &verifier, None).await;
+        assert_eq!(
+            res.status(),
+            200,
+            "{name}: the refusal did not burn the code"
+        );
+        // …and a code is single use.
+        let res = exchange(&app, &client_id, &code, &verifier, None).await;
+        assert_eq!(error_of(res).await, refused, "{name}");
     }
-    // …and a code is single use: the first attempt used it up.
-    let res = token(
-        &app,
-        &[
-            ("grant_type", "authorization_code"),
-            ("code", &code),
-            ("client_id", &client_id),
-            ("code_verifier", &verifier),
-            ("redirect_uri", RP),
-        ],
-        None,
-    )
-    .await;
-    assert_eq!(res.status(), 400);
 
     // An expired code (over 60 s) is refused even with the right verifier.
     let (verifier, challenge) = pkce();
@@ -550,7 +572,7 @@ async fn fapi2(backend: Backend) {
         .unwrap();
     assert_eq!(res.status(), 401, "a proof by another key");
 
-    // Introspection: active for its own client, inactive for another.
+    // Introspection: active for its own client; a public client may not introspect.
     let introspect = |assertion: String| {
         app.client
             .post(app.url("/oidc/introspect"))
@@ -574,7 +596,11 @@ async fn fapi2(backend: Backend) {
         .send()
         .await
         .unwrap();
-    assert_eq!(res.json::<Value>().await.unwrap()["active"], false);
+    assert_eq!(res.status(), 401, "a public client cannot introspect");
+    assert_eq!(
+        res.json::<Value>().await.unwrap()["error"],
+        "invalid_client"
+    );
 
     // Revocation: the refresh token's whole grant ends, its access token with it.
     let res = app

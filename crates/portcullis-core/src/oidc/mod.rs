@@ -86,8 +86,9 @@ impl OidcClient {
     }
 }
 
-/// Checks a redirect URI given at registration: absolute, no fragment; `https`, or for a
-/// public client (RFC 8252) an `http` loopback address or a private-use scheme
+/// Checks a redirect URI given at registration: absolute, no fragment, no user
+/// information; `https`, or for a public client (RFC 8252) `http` on a loopback IP literal
+/// (`127.0.0.1` or `[::1]`, any port; not `localhost`) or a private-use scheme
 /// (`com.example.app:/path`, with a dot in the scheme). Returns what is wrong.
 pub fn check_redirect_registration(uri: &str, public: bool) -> Result<(), &'static str> {
     if uri.is_empty() || uri.len() > MAX_PARAM {
@@ -103,22 +104,36 @@ pub fn check_redirect_registration(uri: &str, public: bool) -> Result<(), &'stat
         return Err("redirect URI must be absolute");
     };
     let scheme = scheme.to_ascii_lowercase();
-    if scheme == "https" {
-        return if rest.starts_with("//") && rest.len() > 2 {
-            Ok(())
-        } else {
-            Err("redirect URI must have a host")
+    if scheme == "https" || scheme == "http" {
+        // The authority: between "//" and the path, query or end.
+        let Some(after) = rest.strip_prefix("//") else {
+            return Err("redirect URI must have a host");
         };
-    }
-    if scheme == "http" {
-        let loopback = ["//127.0.0.1", "//[::1]", "//localhost"].iter().any(|h| {
-            rest.strip_prefix(h)
-                .is_some_and(|r| r.is_empty() || r.starts_with(':') || r.starts_with('/'))
-        });
-        return if loopback {
+        let authority = after.split(['/', '?']).next().unwrap_or_default();
+        if authority.contains('@') {
+            return Err("redirect URI must not carry user information");
+        }
+        if authority.is_empty() || authority.contains(['\\', '%']) {
+            return Err("redirect URI must have a host");
+        }
+        if scheme == "https" {
+            return Ok(());
+        }
+        // RFC 8252 §7.3, §8.3: http only for a public (native) client, on a loopback IP
+        // literal with any port; not `localhost`, which a resolver may point elsewhere.
+        let port_ok = |p: &str| {
+            p.is_empty()
+                || p.strip_prefix(':').is_some_and(|d| {
+                    !d.is_empty() && d.len() <= 5 && d.bytes().all(|b| b.is_ascii_digit())
+                })
+        };
+        let loopback = ["127.0.0.1", "[::1]"]
+            .iter()
+            .any(|h| authority.strip_prefix(h).is_some_and(port_ok));
+        return if public && loopback {
             Ok(())
         } else {
-            Err("an http redirect URI must be a loopback address")
+            Err("an http redirect URI must be a loopback IP address of a public client")
         };
     }
     let private_use = scheme.contains('.')
@@ -178,7 +193,16 @@ mod tests {
     fn redirect_registration_rules() {
         assert!(check_redirect_registration("https://rp.example/cb", false).is_ok());
         assert!(check_redirect_registration("http://127.0.0.1:5000/cb", true).is_ok());
-        assert!(check_redirect_registration("http://localhost/cb", false).is_ok());
+        assert!(check_redirect_registration("http://[::1]:8080/cb", true).is_ok());
+        // Loopback http only for public clients, only as an IP literal.
+        assert!(check_redirect_registration("http://127.0.0.1:5000/cb", false).is_err());
+        assert!(check_redirect_registration("http://localhost/cb", true).is_err());
+        assert!(check_redirect_registration("http://127.0.0.1.evil.example/cb", true).is_err());
+        assert!(check_redirect_registration("http://127.0.0.1:80x/cb", true).is_err());
+        // No user information (a host that is not the one it seems).
+        assert!(check_redirect_registration("https://rp.example@evil.example/cb", false).is_err());
+        assert!(check_redirect_registration("http://127.0.0.1@evil.example/", true).is_err());
+        assert!(check_redirect_registration("https:///cb", false).is_err());
         assert!(check_redirect_registration("com.example.app:/cb", true).is_ok());
         assert!(check_redirect_registration("com.example.app:/cb", false).is_err());
         assert!(check_redirect_registration("http://evil.example/cb", false).is_err());

@@ -8,6 +8,7 @@ use async_trait::async_trait;
 
 use crate::clock::UnixTime;
 use crate::oidc::OidcClient;
+use crate::session::SessionPolicy;
 
 use super::StoreResult;
 
@@ -49,16 +50,8 @@ pub struct OidcCodeRow {
     pub request: String,
     pub auth_time: UnixTime,
     pub expires_at: UnixTime,
-}
-
-/// What taking a code found.
-#[derive(Clone, Debug)]
-pub enum CodeTake {
-    /// This call took it (its first use).
-    Taken(OidcCodeRow),
-    /// It had been used before: a replay.
-    Replayed(OidcCodeRow),
-    Unknown,
+    /// Exchanged already.
+    pub used: bool,
 }
 
 /// Whether a token is an access or a refresh token.
@@ -130,13 +123,26 @@ pub trait OidcStore: Send + Sync {
     async fn use_oidc_request(&self, handle_hash: &[u8; 32], now: UnixTime) -> StoreResult<bool>;
 
     async fn put_oidc_code(&self, new: NewOidcCode<'_>) -> StoreResult<()>;
-    /// Marks a code used and returns it; a second use answers `Replayed`.
-    async fn take_oidc_code(&self, code_hash: &[u8; 32], now: UnixTime) -> StoreResult<CodeTake>;
+    /// A code, used or not (nothing is changed: the caller checks it first).
+    async fn oidc_code(&self, code_hash: &[u8; 32]) -> StoreResult<Option<OidcCodeRow>>;
+    /// In one transaction: marks the code used (a conditional `UPDATE`) and stores the
+    /// tokens it issues. `false` (nothing stored) when it had been used already.
+    async fn exchange_oidc_code(
+        &self,
+        code_id: i64,
+        now: UnixTime,
+        tokens: &[NewOidcToken<'_>],
+    ) -> StoreResult<bool>;
 
-    async fn put_oidc_token(&self, new: NewOidcToken<'_>) -> StoreResult<()>;
     async fn oidc_token(&self, token_hash: &[u8; 32]) -> StoreResult<Option<OidcTokenRow>>;
-    /// Marks an unused, unrevoked refresh token used: `true` for the one call that did.
-    async fn use_oidc_refresh(&self, token_hash: &[u8; 32], now: UnixTime) -> StoreResult<bool>;
+    /// In one transaction: marks an unused, unrevoked refresh token used and stores the
+    /// tokens that replace it. `false` (nothing stored) when it was used or revoked.
+    async fn rotate_oidc_refresh(
+        &self,
+        token_hash: &[u8; 32],
+        now: UnixTime,
+        tokens: &[NewOidcToken<'_>],
+    ) -> StoreResult<bool>;
     /// Revokes every token of a grant.
     async fn revoke_oidc_family(&self, family: &str, now: UnixTime) -> StoreResult<u64>;
     /// Revokes every token issued from a code (a replayed code).
@@ -153,6 +159,12 @@ pub trait OidcStore: Send + Sync {
         now: UnixTime,
     ) -> StoreResult<bool>;
 
-    /// Whether a session is still open (an OIDC token lives only as long as its session).
-    async fn session_open(&self, session_id: i64) -> StoreResult<bool>;
+    /// Whether a session is still open at `now` under `policy` (neither idle nor past its
+    /// absolute lifetime): an OIDC token lives only as long as its session.
+    async fn session_open(
+        &self,
+        session_id: i64,
+        policy: SessionPolicy,
+        now: UnixTime,
+    ) -> StoreResult<bool>;
 }

@@ -92,10 +92,7 @@ pub async fn par(
         let call = client_call(&state, &headers, &body, "/oidc/par")?;
         let dpop = parse::dpop(&headers, "POST", call.url.clone())?;
         let raw: RawAuthRequest = call.params.to()?;
-        state
-            .app
-            .push_authorization(call.creds, &call.url, raw, dpop)
-            .await
+        state.app.push_authorization(call.creds, raw, dpop).await
     };
     match run.await {
         Ok((request_uri, expires_in)) => no_store(
@@ -203,10 +200,7 @@ pub async fn token(
         let call = client_call(&state, &headers, &body, "/oidc/token")?;
         let dpop = parse::dpop(&headers, "POST", call.url.clone())?;
         let form: TokenForm = call.params.to()?;
-        state
-            .app
-            .oidc_token(call.creds, &call.url, form, dpop)
-            .await
+        state.app.oidc_token(call.creds, form, dpop).await
     };
     match run.await {
         Ok(answer) => no_store(
@@ -260,7 +254,7 @@ pub async fn revoke(
     let run = async {
         let call = client_call(&state, &headers, &body, "/oidc/revoke")?;
         let token = token_of(&call)?;
-        state.app.oidc_revoke(call.creds, &call.url, &token).await
+        state.app.oidc_revoke(call.creds, &token).await
     };
     match run.await {
         Ok(()) => no_store(StatusCode::OK, serde_json::json!({})),
@@ -277,10 +271,7 @@ pub async fn introspect(
     let run = async {
         let call = client_call(&state, &headers, &body, "/oidc/introspect")?;
         let token = token_of(&call)?;
-        state
-            .app
-            .oidc_introspect(call.creds, &call.url, &token)
-            .await
+        state.app.oidc_introspect(call.creds, &token).await
     };
     match run.await {
         Ok(answer) => no_store(StatusCode::OK, answer),

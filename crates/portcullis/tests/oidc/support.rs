@@ -89,6 +89,12 @@ pub async fn register(app: &TestApp, auth: ClientAuth, jwks: Option<Value>, fapi
 /// The browser: follows an authorization URL through the real sign-in page and back;
 /// answers the final `Location` (the relying party's redirect URI with the result).
 pub async fn browser(app: &TestApp, jar: &mut Jar, authorize_url: &str) -> String {
+    browser_slow(app, jar, authorize_url, 0).await
+}
+
+/// As `browser`, with `secs` passing between the sign-in and the resume (a slow second
+/// step, a slow network).
+pub async fn browser_slow(app: &TestApp, jar: &mut Jar, authorize_url: &str, secs: i64) -> String {
     let get = |url: String, jar: &Jar| app.client.get(url).header("cookie", jar.header()).send();
     let mut res = get(real(app, authorize_url), jar).await.unwrap();
     jar.absorb(&res);
@@ -115,6 +121,7 @@ pub async fn browser(app: &TestApp, jar: &mut Jar, authorize_url: &str) -> Strin
             .unwrap();
         jar.absorb(&res);
         assert_eq!(res.headers()["location"], "/oidc/resume");
+        app.clock.advance(secs);
         res = get(app.url("/oidc/resume"), jar).await.unwrap();
         jar.absorb(&res);
         location = res.headers()["location"].to_str().unwrap().to_owned();
@@ -194,6 +201,61 @@ pub async fn token(
         rb = rb.header("DPoP", p);
     }
     rb.send().await.unwrap()
+}
+
+/// A code exchanged at the token endpoint by a public client.
+pub async fn exchange(
+    app: &TestApp,
+    client_id: &str,
+    code: &str,
+    verifier: &str,
+    dpop: Option<String>,
+) -> reqwest::Response {
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", code),
+        ("client_id", client_id),
+        ("code_verifier", verifier),
+        ("redirect_uri", RP),
+    ];
+    token(app, &form, dpop).await
+}
+
+/// A refresh grant by a public client.
+pub async fn refresh(
+    app: &TestApp,
+    client_id: &str,
+    refresh_token: &str,
+    dpop: Option<String>,
+) -> reqwest::Response {
+    let form = [
+        ("grant_type", "refresh_token"),
+        ("refresh_token", refresh_token),
+        ("client_id", client_id),
+    ];
+    token(app, &form, dpop).await
+}
+
+/// The status and the `error` of a refused request.
+pub async fn error_of(res: reqwest::Response) -> (u16, String) {
+    let status = res.status().as_u16();
+    let body: Value = res.json().await.unwrap();
+    (
+        status,
+        body["error"].as_str().unwrap_or_default().to_owned(),
+    )
+}
+
+/// The status of the account page with the browser's cookies (200 signed in, 303 not).
+pub async fn account_status(app: &TestApp, jar: &Jar) -> u16 {
+    app.client
+        .get(app.url("/account"))
+        .header("cookie", jar.header())
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
 }
 
 /// A P-256 key of the relying party (its JWKS entry and its thumbprint).

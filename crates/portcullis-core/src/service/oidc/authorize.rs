@@ -25,6 +25,25 @@ struct Pending {
     login_after: Option<i64>,
 }
 
+impl Pending {
+    /// At the request's arrival at the authorization endpoint: `prompt=login` wants a
+    /// password entered after now; `max_age` one entered within that many seconds of now.
+    /// Not recomputed on resume (else `max_age=0` could never be met: the sign-in always
+    /// precedes the resume).
+    fn arrived(mut self, now: UnixTime) -> Self {
+        let mut after = self.login_after;
+        if self.request.prompt.as_deref() == Some("login") {
+            after = Some(after.map_or(now.0, |a| a.max(now.0)));
+        }
+        if let Some(max_age) = self.request.max_age {
+            let since = now.0.saturating_sub(max_age);
+            after = Some(after.map_or(since, |a| a.max(since)));
+        }
+        self.login_after = after;
+        self
+    }
+}
+
 /// Where the browser goes next.
 #[derive(Debug)]
 pub enum AuthorizeStep {
@@ -88,11 +107,10 @@ impl Portcullis {
     pub async fn push_authorization(
         &self,
         creds: ClientCredentials,
-        endpoint: &str,
         raw: RawAuthRequest,
         dpop: Option<DpopProof>,
     ) -> Result<(String, i64), OidcError> {
-        let client = self.authenticate_oidc_client(creds, endpoint).await?;
+        let client = self.authenticate_oidc_client(creds).await?;
         if raw
             .client_id
             .as_deref()
@@ -223,6 +241,7 @@ impl Portcullis {
                 Err(r) => return Ok(AuthorizeStep::Refused(r.error)),
             }
         };
+        let pending = pending.arrived(now);
         self.continue_authorization(&client, pending, session, now)
             .await
     }
@@ -276,16 +295,9 @@ impl Portcullis {
                 force: false,
             }));
         };
-        // `prompt=login` wants a password entered after the request; `max_age` one
-        // entered within that many seconds.
-        let mut login_after = pending.login_after;
-        if login_after.is_none() && req.prompt.as_deref() == Some("login") {
-            login_after = Some(now.0);
-        }
-        if let Some(max_age) = req.max_age {
-            let since = now.0 - max_age;
-            login_after = Some(login_after.map_or(since, |l| l.max(since)));
-        }
+        // Fixed once, when the request arrived (`Pending::arrived`): a sign-in made for this
+        // request always satisfies it, however long the sign-in and resume took.
+        let login_after = pending.login_after;
         if login_after.is_some_and(|after| session.auth_at.0 < after) {
             if prompt_none {
                 return Ok(self.error_back(req, "login_required", "a new sign-in is needed"));

@@ -34,12 +34,11 @@ pub enum ClientCredentials {
 }
 
 impl Portcullis {
-    /// Authenticates the client calling `endpoint` (its URL: an assertion's `aud` may name
-    /// it or the issuer). Every failure is the same `invalid_client`.
+    /// Authenticates the calling client (an assertion's `aud` must be the issuer). Every
+    /// failure is the same `invalid_client`.
     pub async fn authenticate_oidc_client(
         &self,
         creds: ClientCredentials,
-        endpoint: &str,
     ) -> Result<OidcClient, OidcError> {
         let now = self.oidc_now();
         let client_id = match &creds {
@@ -91,7 +90,7 @@ impl Portcullis {
                 if assertion_type.as_deref() != Some(ASSERTION_TYPE) {
                     return Err(OidcError::invalid_client());
                 }
-                self.check_assertion(&c, &assertion, endpoint, now).await?;
+                self.check_assertion(&c, &assertion, now).await?;
                 Ok(c)
             }
             (ClientCredentials::Public { .. }, Some(c))
@@ -107,7 +106,6 @@ impl Portcullis {
         &self,
         client: &OidcClient,
         assertion: &str,
-        endpoint: &str,
         now: UnixTime,
     ) -> Result<(), OidcError> {
         let bad = OidcError::invalid_client;
@@ -133,14 +131,11 @@ impl Portcullis {
         {
             return Err(bad());
         }
+        // The issuer identifier as the sole audience, a JSON string: never an endpoint URL
+        // and never an array (FAPI 2.0 Security Profile 5.3.2.1; draft-ietf-oauth-rfc7523bis:
+        // an assertion made for another server's endpoint must not be replayable here).
         let issuer = self.oidc_issuer();
-        let aud_ok = |a: &str| a == issuer || a == endpoint;
-        let aud = match claim("aud") {
-            Some(Value::String(a)) => aud_ok(a),
-            Some(Value::Array(list)) => list.iter().filter_map(Value::as_str).any(aud_ok),
-            _ => false,
-        };
-        if !aud {
+        if !matches!(claim("aud"), Some(Value::String(a)) if *a == issuer) {
             return Err(bad());
         }
         let exp = claim("exp").and_then(Value::as_i64).ok_or(bad())?;

@@ -39,7 +39,7 @@ impl Portcullis {
         }
         let htu = text("htu").unwrap_or_default();
         let htu = htu.split(['?', '#']).next().unwrap_or_default();
-        if htu != proof.url {
+        if normalise_htu(htu).is_none() || normalise_htu(htu) != normalise_htu(&proof.url) {
             return Err(bad("htu does not match the request"));
         }
         let iat = jwt
@@ -69,5 +69,53 @@ impl Portcullis {
             return Err(bad("proof replayed"));
         }
         Ok(jkt)
+    }
+}
+
+/// An `htu` (or the request's URL) compared as RFC 9449 §4.3 asks (RFC 3986 §6.2.2–6.2.3
+/// normalisation): scheme and host case-insensitive, the scheme's default port the same as
+/// none. The path is compared exactly. `None` for what is not an http(s) URL.
+fn normalise_htu(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let scheme = scheme.to_ascii_lowercase();
+    let default_port = match scheme.as_str() {
+        "https" => ":443",
+        "http" => ":80",
+        _ => return None,
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    if authority.is_empty() || authority.contains('@') {
+        return None;
+    }
+    let authority = authority.to_ascii_lowercase();
+    let authority = authority.strip_suffix(default_port).unwrap_or(&authority);
+    let path = if path.is_empty() { "/" } else { path };
+    Some(format!("{scheme}://{authority}{path}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalise_htu;
+
+    #[test]
+    fn htu_scheme_host_case_and_default_port() {
+        let n = |u: &str| normalise_htu(u);
+        let want = n("https://op.example/oidc/token");
+        assert!(want.is_some());
+        assert_eq!(n("HTTPS://OP.Example/oidc/token"), want);
+        assert_eq!(n("https://op.example:443/oidc/token"), want);
+        assert_ne!(n("https://op.example:8443/oidc/token"), want);
+        assert_ne!(
+            n("https://op.example/OIDC/token"),
+            want,
+            "the path is exact"
+        );
+        assert_ne!(n("http://op.example/oidc/token"), want);
+        assert_eq!(n("http://op.example:80/x"), n("http://op.example/x"));
+        assert_eq!(n("ftp://op.example/x"), None);
+        assert_eq!(n("https://user@op.example/x"), None);
     }
 }

@@ -9,9 +9,10 @@ use serde_json::{json, Value};
 
 use crate::clock::UnixTime;
 use crate::oidc::{
-    AuthRequest, OidcClient, OidcError, ACCESS_TTL_SECS, ID_TOKEN_TTL_SECS, REFRESH_TTL_SECS,
+    AuthRequest, ClientAuth, OidcClient, OidcError, ACCESS_TTL_SECS, ID_TOKEN_TTL_SECS,
+    REFRESH_TTL_SECS,
 };
-use crate::ports::{CodeTake, NewOidcToken, OidcTokenRow, TokenKind};
+use crate::ports::{NewOidcToken, OidcTokenRow, TokenKind};
 use crate::service::Portcullis;
 
 use super::client_auth::ClientCredentials;
@@ -52,6 +53,58 @@ struct Grant<'a> {
     auth_time: UnixTime,
 }
 
+/// The tokens of one exchange, before they are stored.
+struct Minted {
+    access: Token,
+    refresh: Option<Token>,
+}
+
+impl Minted {
+    fn new(g: &Grant<'_>) -> Self {
+        Minted {
+            access: Token::generate(),
+            refresh: g
+                .scope
+                .split(' ')
+                .any(|s| s == "offline_access")
+                .then(Token::generate),
+        }
+    }
+
+    fn rows<'a>(&self, g: &'a Grant<'a>, now: UnixTime) -> Vec<NewOidcToken<'a>> {
+        let new = |hash, kind, ttl| NewOidcToken {
+            token_hash: hash,
+            kind,
+            family: &g.family,
+            code_id: g.code_id,
+            client_id: &g.client.client_id,
+            account_id: g.account_id,
+            session_id: g.session_id,
+            scope: g.scope,
+            dpop_jkt: g.jkt.as_deref(),
+            auth_time: g.auth_time,
+            now,
+            expires_at: UnixTime(now.0 + ttl),
+        };
+        let mut rows = vec![new(self.access.hash, TokenKind::Access, ACCESS_TTL_SECS)];
+        if let Some(refresh) = &self.refresh {
+            rows.push(new(refresh.hash, TokenKind::Refresh, REFRESH_TTL_SECS));
+        }
+        rows
+    }
+
+    fn response(&self, g: &Grant<'_>) -> TokenResponse {
+        TokenResponse {
+            access_token: self.access.expose().to_owned(),
+            token_type: if g.jkt.is_some() { "DPoP" } else { "Bearer" },
+            expires_in: ACCESS_TTL_SECS,
+            refresh_token: self.refresh.as_ref().map(|r| r.expose().to_owned()),
+            id_token: None,
+            scope: g.scope.to_owned(),
+        }
+    }
+}
+
 fn verifier_ok(v: &str) -> bool {
     (43..=128).contains(&v.len())
         && v.bytes()
@@ -63,11 +116,10 @@ impl Portcullis {
     pub async fn oidc_token(
         &self,
         creds: ClientCredentials,
-        endpoint: &str,
         form: TokenForm,
         dpop: Option<DpopProof>,
     ) -> Result<TokenResponse, OidcError> {
-        let client = self.authenticate_oidc_client(creds, endpoint).await?;
+        let client = self.authenticate_oidc_client(creds).await?;
         let jkt = match &dpop {
             Some(proof) => Some(self.check_dpop(proof, None).await?),
             None => None,
@@ -100,23 +152,19 @@ impl Portcullis {
             .code
             .filter(|c| c.len() <= 128)
             .ok_or(bad("code is required"))?;
-        let row = match self
+        // Every check runs before the code is used, so a caller that fails one (another
+        // client, a wrong verifier or DPoP key) cannot burn someone else's code.
+        let row = self
             .ports
             .oidc
-            .take_oidc_code(&sha256(code.as_bytes()), now)
+            .oidc_code(&sha256(code.as_bytes()))
             .await?
-        {
-            CodeTake::Taken(row) => row,
-            CodeTake::Replayed(row) => {
-                // RFC 6749 §4.1.2: a code used twice revokes what its first use issued.
-                let n = self.ports.oidc.revoke_oidc_code_tokens(row.id, now).await?;
-                tracing::warn!(client = %row.client_id, revoked = n, "oidc: authorization code replayed");
-                return Err(bad("code already used"));
-            }
-            CodeTake::Unknown => return Err(bad("unknown code")),
-        };
+            .ok_or(bad("unknown code"))?;
         if row.client_id != client.client_id {
             return Err(bad("code was issued to another client"));
+        }
+        if row.used {
+            return Err(self.code_replayed(row.id, client, now).await);
         }
         if row.expires_at.0 < now.0 {
             return Err(bad("code expired"));
@@ -142,7 +190,7 @@ impl Portcullis {
                 ));
             }
         }
-        if !self.ports.oidc.session_open(row.session_id).await? {
+        if !self.oidc_session_open(row.session_id, now).await? {
             return Err(bad("the sign-in session has ended"));
         }
         let grant = Grant {
@@ -155,9 +203,35 @@ impl Portcullis {
             jkt,
             auth_time: row.auth_time,
         };
-        let mut response = self.issue(&grant, now).await?;
-        response.id_token = Some(self.id_token(&grant, req.nonce.as_deref(), now).await?);
+        let id_token = self.id_token(&grant, req.nonce.as_deref(), now).await?;
+        let minted = Minted::new(&grant);
+        let tokens = minted.rows(&grant, now);
+        if !self
+            .ports
+            .oidc
+            .exchange_oidc_code(row.id, now, &tokens)
+            .await?
+        {
+            // Another exchange of the same code won the race: a replay.
+            return Err(self.code_replayed(row.id, client, now).await);
+        }
+        let mut response = minted.response(&grant);
+        response.id_token = Some(id_token);
         Ok(response)
+    }
+
+    /// RFC 6749 §4.1.2: a code used twice revokes what its first use issued. Only the
+    /// client the code was issued to gets here (another client's call changes nothing).
+    /// The tokens of an exchange are stored in the transaction that uses the code, so once
+    /// the use is visible so are they.
+    async fn code_replayed(&self, code_id: i64, client: &OidcClient, now: UnixTime) -> OidcError {
+        match self.ports.oidc.revoke_oidc_code_tokens(code_id, now).await {
+            Ok(n) => {
+                tracing::warn!(client = %client.client_id, revoked = n, "oidc: authorization code replayed");
+                OidcError::invalid_grant("code already used")
+            }
+            Err(e) => e.into(),
+        }
     }
 
     async fn refresh_grant(
@@ -173,6 +247,8 @@ impl Portcullis {
             .filter(|t| t.len() <= 128)
             .ok_or(bad("refresh_token is required"))?;
         let hash = sha256(token.as_bytes());
+        // Every check runs before the token is used (another client or DPoP key cannot
+        // burn it); the use and the new tokens are then one transaction.
         let row = match self.ports.oidc.oidc_token(&hash).await? {
             Some(r) if r.kind == TokenKind::Refresh && r.client_id == client.client_id => r,
             _ => return Err(bad("unknown refresh token")),
@@ -180,19 +256,19 @@ impl Portcullis {
         if row.revoked_at.is_some() {
             return Err(bad("refresh token revoked"));
         }
-        if row.used_at.is_some() || !self.ports.oidc.use_oidc_refresh(&hash, now).await? {
+        if row.dpop_jkt.is_some() && row.dpop_jkt != jkt {
+            return Err(OidcError::invalid_dpop(
+                "the refresh token is bound to another DPoP key",
+            ));
+        }
+        if row.used_at.is_some() {
             self.refresh_reused(&row, now).await?;
             return Err(bad("refresh token already used"));
         }
         if row.expires_at.0 < now.0 {
             return Err(bad("refresh token expired"));
         }
-        if row.dpop_jkt.is_some() && row.dpop_jkt != jkt {
-            return Err(OidcError::invalid_dpop(
-                "the refresh token is bound to another DPoP key",
-            ));
-        }
-        if !self.ports.oidc.session_open(row.session_id).await? {
+        if !self.oidc_session_open(row.session_id, now).await? {
             return Err(bad("the sign-in session has ended"));
         }
         let grant = Grant {
@@ -205,7 +281,33 @@ impl Portcullis {
             jkt: row.dpop_jkt.clone(),
             auth_time: row.auth_time,
         };
-        self.issue(&grant, now).await
+        let minted = Minted::new(&grant);
+        let tokens = minted.rows(&grant, now);
+        if !self
+            .ports
+            .oidc
+            .rotate_oidc_refresh(&hash, now, &tokens)
+            .await?
+        {
+            // Used (or revoked) by a concurrent call since it was read.
+            let again = self.ports.oidc.oidc_token(&hash).await?;
+            if again.as_ref().is_some_and(|r| r.used_at.is_some()) {
+                self.refresh_reused(&row, now).await?;
+                return Err(bad("refresh token already used"));
+            }
+            return Err(bad("refresh token revoked"));
+        }
+        Ok(minted.response(&grant))
+    }
+
+    /// Whether the sign-in session behind a grant is still open now: neither idle nor past
+    /// its absolute lifetime (the same policy as the sign-in session itself).
+    async fn oidc_session_open(&self, session_id: i64, now: UnixTime) -> Result<bool, OidcError> {
+        Ok(self
+            .ports
+            .oidc
+            .session_open(session_id, self.policies.session, now)
+            .await?)
     }
 
     /// A refresh token used twice: someone holds a stolen copy. The whole family is
@@ -222,46 +324,6 @@ impl Portcullis {
         })?;
         tracing::warn!(client = %row.client_id, revoked = n, "oidc: refresh token reused; family revoked, session ended");
         Ok(())
-    }
-
-    async fn issue(&self, g: &Grant<'_>, now: UnixTime) -> Result<TokenResponse, OidcError> {
-        let access = Token::generate();
-        let new = |hash, kind, ttl| NewOidcToken {
-            token_hash: hash,
-            kind,
-            family: &g.family,
-            code_id: g.code_id,
-            client_id: &g.client.client_id,
-            account_id: g.account_id,
-            session_id: g.session_id,
-            scope: g.scope,
-            dpop_jkt: g.jkt.as_deref(),
-            auth_time: g.auth_time,
-            now,
-            expires_at: UnixTime(now.0 + ttl),
-        };
-        self.ports
-            .oidc
-            .put_oidc_token(new(access.hash, TokenKind::Access, ACCESS_TTL_SECS))
-            .await?;
-        let refresh = if g.scope.split(' ').any(|s| s == "offline_access") {
-            let refresh = Token::generate();
-            self.ports
-                .oidc
-                .put_oidc_token(new(refresh.hash, TokenKind::Refresh, REFRESH_TTL_SECS))
-                .await?;
-            Some(refresh.expose().to_owned())
-        } else {
-            None
-        };
-        Ok(TokenResponse {
-            access_token: access.expose().to_owned(),
-            token_type: if g.jkt.is_some() { "DPoP" } else { "Bearer" },
-            expires_in: ACCESS_TTL_SECS,
-            refresh_token: refresh,
-            id_token: None,
-            scope: g.scope.to_owned(),
-        })
     }
 
     async fn id_token(
@@ -326,7 +388,7 @@ impl Portcullis {
             (None, "bearer") => {}
             _ => return Err(bad("wrong authorization scheme for this token")),
         }
-        if !self.ports.oidc.session_open(row.session_id).await? {
+        if !self.oidc_session_open(row.session_id, now).await? {
             return Err(bad("the session has ended"));
         }
         Ok(row)
@@ -370,10 +432,9 @@ impl Portcullis {
     pub async fn oidc_revoke(
         &self,
         creds: ClientCredentials,
-        endpoint: &str,
         token: &str,
     ) -> Result<(), OidcError> {
-        let client = self.authenticate_oidc_client(creds, endpoint).await?;
+        let client = self.authenticate_oidc_client(creds).await?;
         let now = self.oidc_now();
         let hash = sha256(token.as_bytes());
         if let Some(row) = self.ports.oidc.oidc_token(&hash).await? {
@@ -389,15 +450,19 @@ impl Portcullis {
         Ok(())
     }
 
-    /// `POST /oidc/introspect` (RFC 7662): active only for the client the token was issued
-    /// to, while unexpired, unrevoked and its session open.
+    /// `POST /oidc/introspect` (RFC 7662), for confidential clients only: active only for
+    /// the client the token was issued to, while unexpired, unrevoked and its session open.
     pub async fn oidc_introspect(
         &self,
         creds: ClientCredentials,
-        endpoint: &str,
         token: &str,
     ) -> Result<Value, OidcError> {
-        let client = self.authenticate_oidc_client(creds, endpoint).await?;
+        let client = self.authenticate_oidc_client(creds).await?;
+        // Introspection is for confidential clients (RFC 7662 §4): a public client, which
+        // proves nothing but its id, may not ask.
+        if client.auth == ClientAuth::None {
+            return Err(OidcError::invalid_client());
+        }
         let now = self.oidc_now();
         let inactive = json!({"active": false});
         let Some(row) = self
@@ -412,7 +477,7 @@ impl Portcullis {
             && row.revoked_at.is_none()
             && row.expires_at.0 >= now.0
             && (row.kind == TokenKind::Access || row.used_at.is_none())
-            && self.ports.oidc.session_open(row.session_id).await?;
+            && self.oidc_session_open(row.session_id, now).await?;
         if !live {
             return Ok(inactive);
         }
