@@ -100,7 +100,7 @@ impl WebhookSender {
         // The URL was checked when added; the rules (or this node's) may have changed since.
         check_url(&d.url, self.config.rules)
             .map_err(|e| Failure::GiveUp(format!("the endpoint URL is not allowed: {e}")))?;
-        let id = webhook_id(d.id);
+        let id = d.message_id.clone();
         let signature = portcullis_crypto::webhook::sign(
             d.secret.expose_secret(),
             &id,
@@ -137,12 +137,6 @@ impl WebhookSender {
 enum Failure {
     Retry(String),
     GiveUp(String),
-}
-
-/// The `webhook-id` of a delivery row: one per event per subscription, the same on every
-/// attempt.
-pub fn webhook_id(row: i64) -> String {
-    format!("msg_{row}")
 }
 
 /// Resolves an endpoint's host name and keeps only the addresses a webhook may reach

@@ -141,3 +141,53 @@ both!(
     webhook_deliveries_are_leased_settled_and_removed,
     deliveries
 );
+
+/// A delivery's `webhook-id` is random and fixed at enqueue: the same on every attempt, and
+/// never given again, even when SQLite reuses a removed row's id.
+async fn message_ids(backend: Backend) {
+    let (s, _db) = store(backend).await;
+    let s = s.with_outbox_key(&[9; 32]);
+    let secret = SecretString::from("whsec_c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0");
+    let mut seen = Vec::new();
+    let mut rows = Vec::new();
+    for round in 0..3 {
+        let sub = s
+            .add_subscription("https://a.example/in", &EventFilter::All, &secret, T)
+            .await
+            .unwrap();
+        let mut w = s.begin(T);
+        w.audit(AuditEvent::new(AuditKind::AccountLocked, Some(42)));
+        commit(w).await;
+        let claimed = s.claim_webhooks("a", T, 60, 10).await.unwrap();
+        let [d] = &claimed[..] else {
+            panic!("one delivery in round {round}: {}", claimed.len());
+        };
+        let id = &d.message_id;
+        assert!(
+            id.len() == 36
+                && id.starts_with("msg_")
+                && id[4..].chars().all(|c| c.is_ascii_hexdigit()),
+            "{id}"
+        );
+        // A retry goes under the same id.
+        assert!(s
+            .webhook_retry(d.id, "a", "503", T.plus_secs(1))
+            .await
+            .unwrap());
+        let again = s.claim_webhooks("a", T.plus_secs(2), 60, 10).await.unwrap();
+        assert_eq!(again.len(), 1);
+        assert_eq!(&again[0].message_id, id);
+        seen.push(id.clone());
+        rows.push(d.id);
+        assert!(s.remove_subscription(sub).await.unwrap());
+    }
+    let mut unique = seen.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(
+        unique.len(),
+        seen.len(),
+        "ids never repeat: {seen:?} (rows {rows:?})"
+    );
+}
+both!(webhook_ids_are_random_and_never_reused, message_ids);
