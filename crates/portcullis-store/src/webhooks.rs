@@ -340,18 +340,29 @@ impl WebhookStore for SqlStore {
                     attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
                     created_at: UnixTime(created_at),
                 }),
-                _ => {
+                (Some(_), None) => {
+                    // Another node (with the right key) may open it, or this one once its
+                    // key file is fixed: the claim is released for a later attempt, never
+                    // given up for this node's fault. Nothing of the secret is logged.
                     tracing::error!(
                         delivery_id = id,
-                        "webhook secret cannot be opened with this node's outbox key"
+                        subscription_id,
+                        "webhook secret cannot be opened with this node's outbox key; \
+                         released for another attempt"
                     );
-                    self.webhook_failed(
+                    self.webhook_retry(
                         id,
                         node,
-                        "the subscription's secret cannot be opened: outbox.key differs \
-                         between nodes or changed",
+                        "a node's outbox.key could not open the subscription's secret \
+                         (outbox.key differs between nodes or changed)",
+                        now.plus_secs(lease_secs.max(1)),
                     )
                     .await?;
+                }
+                (None, _) => {
+                    // The subscription was removed after the claim (its rows go with it).
+                    self.webhook_failed(id, node, "the subscription was removed")
+                        .await?;
                 }
             }
         }

@@ -191,3 +191,50 @@ async fn message_ids(backend: Backend) {
     );
 }
 both!(webhook_ids_are_random_and_never_reused, message_ids);
+
+/// A node whose outbox key cannot open a subscription's secret releases its claim for a
+/// later attempt: the delivery is not failed, and a node with the right key sends it.
+async fn wrong_key(backend: Backend) {
+    let (s, _db) = store(backend).await;
+    let good = s.clone().with_outbox_key(&[9; 32]);
+    let wrong = s.with_outbox_key(&[7; 32]);
+    let secret = SecretString::from("whsec_c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0");
+    good.add_subscription("https://a.example/in", &EventFilter::All, &secret, T)
+        .await
+        .unwrap();
+    let mut w = good.begin(T);
+    w.audit(AuditEvent::new(AuditKind::AccountLocked, Some(42)));
+    commit(w).await;
+    assert!(wrong
+        .claim_webhooks("w", T, 60, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    let stats = good.webhook_stats(T).await.unwrap();
+    assert_eq!(
+        (stats.pending, stats.failed),
+        (1, 0),
+        "released, not failed"
+    );
+    // Not claimed again before a lease has passed (no busy loop on the wrong node) …
+    assert!(good
+        .claim_webhooks("g", T.plus_secs(30), 60, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    // … then a node with the right key gets it, with its secret.
+    let claimed = good
+        .claim_webhooks("g", T.plus_secs(61), 60, 10)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].secret.expose_secret(), secret.expose_secret());
+    assert!(good
+        .webhook_sent(claimed[0].id, "g", T.plus_secs(61))
+        .await
+        .unwrap());
+}
+both!(
+    a_node_that_cannot_open_a_secret_releases_the_delivery,
+    wrong_key
+);
