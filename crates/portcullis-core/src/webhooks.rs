@@ -186,6 +186,21 @@ pub fn check_url(raw: &str, rules: UrlRules) -> Result<(), String> {
     Ok(())
 }
 
+/// `scheme://host[:port]` of an endpoint URL, for the audit log: its path and query may
+/// carry a token, so they are never recorded.
+pub fn scheme_and_host(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(url) => {
+            let host = url.host_str().unwrap_or_default();
+            match url.port() {
+                Some(port) => format!("{}://{host}:{port}", url.scheme()),
+                None => format!("{}://{host}", url.scheme()),
+            }
+        }
+        Err(_) => "(unparsable URL)".to_owned(),
+    }
+}
+
 /// The host as written in `raw` (between `://` and the port, path, query or fragment),
 /// lower-cased; `None` when there is no `://` or there is a user part (both refused: the
 /// parser would otherwise take `https:///x` as host `x`, or `https:\\h` as `https://h`).
@@ -345,6 +360,18 @@ mod tests {
         assert!(check_url("https://100.128.0.1/in", strict).is_ok());
         assert!(check_url("https://172.32.0.1/in", strict).is_ok());
         assert!(check_url("https://198.20.0.1/in", strict).is_ok());
+    }
+
+    #[test]
+    fn audit_records_scheme_and_host_only() {
+        assert_eq!(
+            scheme_and_host("https://hooks.example.com:8443/in/T0KEN?sig=abc#x"),
+            "https://hooks.example.com:8443"
+        );
+        assert_eq!(
+            scheme_and_host("https://Hooks.Example.com/path?token=s3cret"),
+            "https://hooks.example.com"
+        );
     }
 
     #[test]

@@ -8,7 +8,7 @@ use super::Portcullis;
 use crate::audit::AuditKind;
 use crate::ports::{WebhookStats, WebhookSubscription};
 use crate::support::{SupportAuthority, SupportScope};
-use crate::webhooks::{check_url, EventFilter, UrlRules};
+use crate::webhooks::{check_url, scheme_and_host, EventFilter, UrlRules};
 use crate::{FieldError, ServiceError};
 
 /// A subscription just added: its id and its signing secret, shown this once.
@@ -74,7 +74,11 @@ impl Portcullis {
             now,
             authority
                 .event(AuditKind::WebhookAdded, None)
-                .detail(format!("subscription {id}: {url} ({})", filter.display())),
+                .detail(format!(
+                    "subscription {id}: {} ({})",
+                    scheme_and_host(url),
+                    filter.display()
+                )),
         )
         .await;
         Ok(NewWebhook { id, secret })
