@@ -3,7 +3,7 @@
 //! outbox's, sealed secrets, and removal.
 
 use portcullis_core::audit::{AuditEvent, AuditKind};
-use portcullis_core::ports::{Transactions, WebhookStore};
+use portcullis_core::ports::{Claims, SweepCutoffs, Transactions, WebhookStore};
 use portcullis_core::webhooks::EventFilter;
 use portcullis_testkit::{both, Backend};
 use secrecy::{ExposeSecret, SecretString};
@@ -238,3 +238,54 @@ both!(
     a_node_that_cannot_open_a_secret_releases_the_delivery,
     wrong_key
 );
+
+/// The sweep deletes sent deliveries some time after they were sent and given-up ones
+/// some time after their event; a pending one is never swept.
+async fn swept(backend: Backend) {
+    let (s, _db) = store(backend).await;
+    let s = s.with_outbox_key(&[9; 32]);
+    let secret = SecretString::from("whsec_c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0");
+    s.add_subscription("https://a.example/in", &EventFilter::All, &secret, T)
+        .await
+        .unwrap();
+    let mut w = s.begin(T);
+    w.audit(AuditEvent::new(AuditKind::AccountLocked, Some(42)));
+    w.audit(AuditEvent::new(AuditKind::AccountUnlocked, Some(42)));
+    w.audit(AuditEvent::new(AuditKind::PasswordChanged, Some(42)));
+    commit(w).await;
+    let claimed = s.claim_webhooks("a", T, 60, 10).await.unwrap();
+    assert_eq!(claimed.len(), 3);
+    assert!(s
+        .webhook_sent(claimed[0].id, "a", T.plus_secs(10))
+        .await
+        .unwrap());
+    assert!(s
+        .webhook_failed(claimed[1].id, "a", "gave up")
+        .await
+        .unwrap());
+    assert!(s
+        .webhook_retry(claimed[2].id, "a", "503", T.plus_secs(30))
+        .await
+        .unwrap());
+    let cutoffs = |sent: i64, failed: i64| SweepCutoffs {
+        steps_before: T.plus_secs(-1_000),
+        codes_before: T.plus_secs(-1_000),
+        throttle_before: T.plus_secs(-1_000),
+        devices_before: T.plus_secs(-1_000),
+        contacts_before: T.plus_secs(-1_000),
+        push_keys_before: T.plus_secs(-1_000),
+        idempotency_keys_before: T.plus_secs(-1_000),
+        webhooks_sent_before: T.plus_secs(sent),
+        webhooks_failed_before: T.plus_secs(failed),
+    };
+    let none = s.sweep_expired(cutoffs(9, -1)).await.unwrap();
+    assert_eq!((none.webhooks_sent, none.webhooks_failed), (0, 0));
+    let once = s.sweep_expired(cutoffs(10, 0)).await.unwrap();
+    assert_eq!((once.webhooks_sent, once.webhooks_failed), (1, 1));
+    let again = s.sweep_expired(cutoffs(1_000, 1_000)).await.unwrap();
+    assert_eq!((again.webhooks_sent, again.webhooks_failed), (0, 0));
+    let list = s.list_subscriptions().await.unwrap();
+    let counts: Vec<(i64, i64, i64)> = list.iter().map(|l| (l.pending, l.sent, l.failed)).collect();
+    assert_eq!(counts, [(1, 0, 0)], "the pending delivery stays");
+}
+both!(settled_webhook_deliveries_are_swept, swept);
