@@ -243,6 +243,16 @@ fn tweak(c: &mut portcullis::config::Config) {
     c.webhooks.min_attempts = 3;
 }
 
+/// `portcullis webhooks list`, one JSON object per subscription.
+pub(crate) async fn listed(app: &TestApp) -> Vec<Value> {
+    let run = cli(app, &["webhooks", "list"]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    run.stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
 /// Subscribes `url` to `events` through the command line: `{"id","secret"}`.
 async fn subscribe(app: &TestApp, url: &str, events: &str) -> (i64, String) {
     let run = cli_with(
@@ -753,13 +763,7 @@ async fn outages(backend: Backend) {
         "{metrics}"
     );
     assert!(metrics.contains("\nportcullis_webhook_deliveries_pending 0\n"));
-    let run = cli(&second, &["webhooks", "list"]).await;
-    assert_eq!(run.code, 0, "{}", run.stderr);
-    let listed: Vec<Value> = run
-        .stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let listed = listed(&second).await;
     let gone = listed.iter().find(|s| s["id"] == dead).unwrap();
     assert_eq!(gone["failed"], 1);
     assert!(
