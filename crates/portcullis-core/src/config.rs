@@ -28,6 +28,8 @@ pub struct Policies {
     pub inactivity: InactivityPolicy,
     /// Webhook endpoints may be `http://` to any host (`webhooks.allow_http`: tests, demos).
     pub webhooks_allow_http: bool,
+    /// Webhook endpoints may be loopback hosts (`webhooks.allow_loopback`: tests).
+    pub webhooks_allow_loopback: bool,
 }
 
 /// Second factors, step-up and re-authentication.
@@ -70,6 +72,7 @@ impl Default for Policies {
             public_url: "http://127.0.0.1:8080".into(),
             inactivity: InactivityPolicy::default(),
             webhooks_allow_http: false,
+            webhooks_allow_loopback: false,
         }
     }
 }

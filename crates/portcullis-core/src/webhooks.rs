@@ -4,6 +4,8 @@
 //! commits, so each is written (as one delivery row per matching subscription) in the
 //! same transaction as the change it reports (docs/design/webhooks.md).
 
+use std::net::{IpAddr, Ipv4Addr};
+
 use crate::audit::AuditKind;
 
 /// Every event type a subscription may name, in the order documented.
@@ -109,74 +111,158 @@ impl EventFilter {
     }
 }
 
-/// Checks an endpoint URL: `https://`, or `http://` to a loopback host, or any `http://`
-/// when `allow_http` (tests and demos). A literal private, link-local, unspecified or
-/// multicast address is refused (SSRF: the node must not be made to post into its own
-/// network); a name is not resolved here, so an operator who points a name at an internal
-/// address is trusted (only admins add subscriptions).
-pub fn check_url(url: &str, allow_http: bool) -> Result<(), String> {
-    let (scheme, rest) = url
-        .split_once("://")
-        .ok_or_else(|| "the URL must start with https://".to_owned())?;
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    if authority.is_empty() || authority.contains('@') {
-        return Err("the URL needs a host (and no user or password)".into());
-    }
-    if url.chars().any(|c| c.is_whitespace() || c.is_control()) || url.len() > 2000 {
+/// Which endpoint URLs are allowed: `webhooks.allow_http` and `webhooks.allow_loopback`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UrlRules {
+    /// `http://` to any (public) host: tests and demos.
+    pub allow_http: bool,
+    /// Loopback hosts (`127.0.0.0/8`, `::1`, `localhost`), over `http://` or `https://`:
+    /// tests and a receiver on the same machine. Off by default.
+    pub allow_loopback: bool,
+}
+
+/// Checks an endpoint URL (SSRF: the node must not be made to post into its own network).
+/// It is parsed as a browser would (the `url` crate) and must be `https://` (or `http://`
+/// with `allow_http`, or to loopback with `allow_loopback`), carry no user or password, and
+/// name a host. An IPv4 host must be written as four decimal numbers (a decimal, octal, hex
+/// or short form is refused), and an address host must be public ([`public_ip`]). A name is
+/// not resolved here: the sender resolves it at send time and connects only to the public
+/// addresses it resolves to (docs/design/webhooks.md), so a name pointed (or rebound) at an
+/// internal address reaches nothing.
+pub fn check_url(raw: &str, rules: UrlRules) -> Result<(), String> {
+    if raw.chars().any(|c| c.is_whitespace() || c.is_control()) || raw.len() > 2000 {
         return Err("the URL has spaces or control characters, or is too long".into());
     }
-    let host = match authority.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or_default(),
-        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    let url = url::Url::parse(raw).map_err(|_| "the URL must start with https://".to_owned())?;
+    let written = written_host(raw).unwrap_or_default();
+    if written.is_empty() || !url.username().is_empty() || url.password().is_some() {
+        return Err("the URL needs a host (and no user or password)".into());
+    }
+    let loopback = match url.host() {
+        None => return Err("the URL needs a host (and no user or password)".into()),
+        Some(url::Host::Domain(name)) => {
+            let name = name.trim_end_matches('.').to_ascii_lowercase();
+            name == "localhost" || name.ends_with(".localhost")
+        }
+        Some(url::Host::Ipv4(v4)) => {
+            if written != v4.to_string() {
+                return Err("write an IPv4 address as four decimal numbers (a.b.c.d)".into());
+            }
+            v4.is_loopback()
+        }
+        Some(url::Host::Ipv6(v6)) => v6.is_loopback(),
     };
-    let ip: Option<std::net::IpAddr> = host.parse().ok();
-    let loopback = host.eq_ignore_ascii_case("localhost") || ip.is_some_and(|ip| ip.is_loopback());
-    match scheme.to_ascii_lowercase().as_str() {
+    if loopback && !rules.allow_loopback {
+        return Err(
+            "the URL names a loopback host; webhooks go to public endpoints (loopback only \
+             with webhooks.allow_loopback)"
+                .into(),
+        );
+    }
+    match url.scheme() {
         "https" => {}
-        "http" if loopback || allow_http => {}
+        "http" if loopback || rules.allow_http => {}
         "http" => {
             return Err(
-                "the URL must be https:// (http:// only to a loopback address, or with \
+                "the URL must be https:// (http:// only to an allowed loopback host, or with \
                  webhooks.allow_http)"
                     .into(),
             )
         }
         _ => return Err("the URL must start with https://".into()),
     }
-    if let Some(ip) = ip.filter(|ip| !ip.is_loopback()) {
-        if internal(ip) {
-            return Err(
-                "the URL names a private, link-local or unspecified address; webhooks go \
-                 to public endpoints (or loopback)"
-                    .into(),
-            );
-        }
+    let ip = match url.host() {
+        Some(url::Host::Ipv4(v4)) => Some(IpAddr::V4(v4)),
+        Some(url::Host::Ipv6(v6)) => Some(IpAddr::V6(v6)),
+        _ => None,
+    };
+    if ip.is_some_and(|ip| !public_ip(ip, rules.allow_loopback)) {
+        return Err(
+            "the URL names a private, link-local, reserved or unspecified address; webhooks \
+             go to public endpoints"
+                .into(),
+        );
     }
     Ok(())
 }
 
-fn internal(ip: std::net::IpAddr) -> bool {
-    match ip {
-        std::net::IpAddr::V4(v4) => {
-            let [a, b, ..] = v4.octets();
-            v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_multicast()
-                || v4.is_broadcast()
-                // 100.64.0.0/10, carrier-grade NAT.
-                || (a == 100 && (b & 0xc0) == 64)
+/// `scheme://host[:port]` of an endpoint URL, for the audit log: its path and query may
+/// carry a token, so they are never recorded.
+pub fn scheme_and_host(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(url) => {
+            let host = url.host_str().unwrap_or_default();
+            match url.port() {
+                Some(port) => format!("{}://{host}:{port}", url.scheme()),
+                None => format!("{}://{host}", url.scheme()),
+            }
         }
-        std::net::IpAddr::V6(v6) => {
-            let [first, ..] = v6.segments();
-            v6.is_unspecified()
-                || v6.is_multicast()
-                // fc00::/7 unique local, fe80::/10 link-local.
-                || (first & 0xfe00) == 0xfc00
-                || (first & 0xffc0) == 0xfe80
-                || v6.to_ipv4_mapped().is_some_and(|v4| internal(std::net::IpAddr::V4(v4)))
+        Err(_) => "(unparsable URL)".to_owned(),
+    }
+}
+
+/// The host as written in `raw` (between `://` and the port, path, query or fragment),
+/// lower-cased; `None` when there is no `://` or there is a user part (both refused: the
+/// parser would otherwise take `https:///x` as host `x`, or `https:\\h` as `https://h`).
+fn written_host(raw: &str) -> Option<String> {
+    let rest = raw.split_once("://")?.1;
+    let authority = rest.split(['/', '?', '#', '\\']).next()?;
+    if authority.contains('@') {
+        return None;
+    }
+    let host = authority.rsplit_once(':').map_or(authority, |(h, _)| h);
+    Some(host.to_ascii_lowercase())
+}
+
+/// Whether a webhook may be sent to `ip`: not unspecified, private, shared (CGN),
+/// link-local, reserved, benchmarking, multicast or IPv4-mapped/compatible, and not
+/// loopback unless `allow_loopback`; a NAT64 (`64:ff9b::/96`) or 6to4 (`2002::/16`) address
+/// is judged by the IPv4 address it carries. The same rule holds when a URL is added and
+/// for every address a host name resolves to when it is sent.
+pub fn public_ip(ip: IpAddr, allow_loopback: bool) -> bool {
+    match ip {
+        IpAddr::V4(v4) => public_v4(v4, allow_loopback),
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            if v6.is_loopback() {
+                return allow_loopback;
+            }
+            if s[..6] == [0; 6] || s[..6] == [0, 0, 0, 0, 0, 0xffff] {
+                // ::, ::a.b.c.d (compatible) and ::ffff:a.b.c.d (mapped): never an endpoint.
+                return false;
+            }
+            if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+                return public_v4(embedded_v4(s[6], s[7]), false);
+            }
+            if s[0] == 0x2002 {
+                return public_v4(embedded_v4(s[1], s[2]), false);
+            }
+            // fc00::/7 unique local, fe80::/10 link-local, ff00::/8 multicast.
+            !((s[0] & 0xfe00) == 0xfc00 || (s[0] & 0xffc0) == 0xfe80 || (s[0] & 0xff00) == 0xff00)
         }
     }
+}
+
+fn embedded_v4(high: u16, low: u16) -> Ipv4Addr {
+    let [a, b] = high.to_be_bytes();
+    let [c, d] = low.to_be_bytes();
+    Ipv4Addr::new(a, b, c, d)
+}
+
+fn public_v4(v4: Ipv4Addr, allow_loopback: bool) -> bool {
+    let [a, b, c, _] = v4.octets();
+    if a == 127 {
+        return allow_loopback;
+    }
+    !(a == 0
+        || a == 10
+        || (a == 100 && (b & 0xc0) == 64)
+        || (a == 169 && b == 254)
+        || (a == 172 && (b & 0xf0) == 16)
+        || (a == 192 && b == 0 && c == 0)
+        || (a == 192 && b == 168)
+        || (a == 198 && (b & 0xfe) == 18)
+        || a >= 224)
 }
 
 #[cfg(test)]
@@ -197,19 +283,95 @@ mod tests {
     }
 
     #[test]
-    fn urls_are_https_or_loopback_and_not_internal() {
-        assert!(check_url("https://hooks.example.com/in", false).is_ok());
-        assert!(check_url("http://127.0.0.1:9000/in", false).is_ok());
-        assert!(check_url("http://[::1]:9000/in", false).is_ok());
-        assert!(check_url("http://localhost/in", false).is_ok());
-        assert!(check_url("http://hooks.example.com/in", false).is_err());
-        assert!(check_url("http://hooks.example.com/in", true).is_ok());
-        assert!(check_url("https://10.0.0.8/in", false).is_err());
-        assert!(check_url("https://169.254.169.254/latest", false).is_err());
-        assert!(check_url("https://[fe80::1]/in", false).is_err());
-        assert!(check_url("https://user:pw@hooks.example.com/", false).is_err());
-        assert!(check_url("ftp://hooks.example.com/", false).is_err());
-        assert!(check_url("hooks.example.com", false).is_err());
+    fn urls_are_https_and_public_and_loopback_only_when_allowed() {
+        let strict = UrlRules::default();
+        let lo = UrlRules {
+            allow_loopback: true,
+            ..UrlRules::default()
+        };
+        let http = UrlRules {
+            allow_http: true,
+            ..UrlRules::default()
+        };
+        assert!(check_url("https://hooks.example.com/in", strict).is_ok());
+        assert!(check_url("https://93.184.215.14/in", strict).is_ok());
+        assert!(check_url("https://[2606:4700::1]/in", strict).is_ok());
+        for loopback in [
+            "http://127.0.0.1:9000/in",
+            "http://[::1]:9000/in",
+            "http://localhost/in",
+            "http://LOCALHOST./in",
+            "https://a.localhost/in",
+        ] {
+            assert!(check_url(loopback, strict).is_err(), "{loopback}");
+            assert!(check_url(loopback, lo).is_ok(), "{loopback}");
+        }
+        assert!(check_url("http://hooks.example.com/in", lo).is_err());
+        assert!(check_url("http://hooks.example.com/in", http).is_ok());
+        for refused in [
+            // Decimal, octal, hex and short IPv4 forms (127.0.0.1, 10.0.0.8, 93.184.215.14).
+            "http://2130706433/in",
+            "http://0177.0.0.1/in",
+            "http://0x7f.1/in",
+            "http://127.1/in",
+            "https://012.0.0.8/in",
+            "https://1572394766/in",
+            "https://0.0.0.0/in",
+            "https://0.1.2.3/in",
+            "https://10.0.0.8/in",
+            "https://100.64.0.1/in",
+            "https://100.127.255.255/in",
+            "https://169.254.169.254/latest",
+            "https://172.16.0.1/in",
+            "https://172.31.255.255/in",
+            "https://192.0.0.8/in",
+            "https://192.168.1.1/in",
+            "https://198.18.0.1/in",
+            "https://198.19.255.255/in",
+            "https://224.0.0.1/in",
+            "https://240.0.0.1/in",
+            "https://255.255.255.255/in",
+            "https://[::]/in",
+            "https://[fc00::1]/in",
+            "https://[fd12::1]/in",
+            "https://[fe80::1]/in",
+            "https://[ff02::1]/in",
+            "https://[::ffff:127.0.0.1]/in",
+            "https://[::ffff:93.184.215.14]/in",
+            "https://[::10.0.0.1]/in",
+            "https://[64:ff9b::a00:1]/in",
+            "https://[64:ff9b::127.0.0.1]/in",
+            "https://[2002:a9fe:a9fe::1]/in",
+            "https://[2002:7f00:1::]/in",
+            "https://user:pw@hooks.example.com/",
+            "https://user@hooks.example.com/",
+            "https://hooks.example.com@10.0.0.1/",
+            "ftp://hooks.example.com/",
+            "hooks.example.com",
+            "https:///in",
+            "https://hooks.example.com/ in",
+        ] {
+            assert!(check_url(refused, lo).is_err(), "{refused}");
+        }
+        // Loopback inside a mapped or embedded form is refused even when loopback is allowed.
+        assert!(check_url("http://[::ffff:127.0.0.1]/in", lo).is_err());
+        assert!(check_url("https://[64:ff9b::5db8:d70e]/in", strict).is_ok());
+        assert!(check_url("https://[2002:5db8:d70e::1]/in", strict).is_ok());
+        assert!(check_url("https://100.128.0.1/in", strict).is_ok());
+        assert!(check_url("https://172.32.0.1/in", strict).is_ok());
+        assert!(check_url("https://198.20.0.1/in", strict).is_ok());
+    }
+
+    #[test]
+    fn audit_records_scheme_and_host_only() {
+        assert_eq!(
+            scheme_and_host("https://hooks.example.com:8443/in/T0KEN?sig=abc#x"),
+            "https://hooks.example.com:8443"
+        );
+        assert_eq!(
+            scheme_and_host("https://Hooks.Example.com/path?token=s3cret"),
+            "https://hooks.example.com"
+        );
     }
 
     #[test]

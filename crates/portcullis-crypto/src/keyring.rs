@@ -188,10 +188,18 @@ pub fn env_var(name: &str) -> String {
 
 /// The keyring `name` from its environment variable, when it is set: the file's text (or
 /// its older one line of 64 hexadecimal digits), or one key as the base64 of 32 bytes
-/// (key 1). A malformed value is named by its variable only, never shown.
+/// (key 1). A malformed value (not UTF-8 included: it is set, so it is never ignored for
+/// the file) is named by its variable only, never shown.
 pub fn from_env(name: &str) -> Option<Result<KeyRing, SecretsError>> {
     let var = env_var(name);
-    let text = Zeroizing::new(std::env::var(&var).ok()?);
+    let text = match std::env::var(&var) {
+        Ok(text) => Zeroizing::new(text),
+        Err(std::env::VarError::NotPresent) => return None,
+        Err(std::env::VarError::NotUnicode(raw)) => {
+            drop(Zeroizing::new(raw.into_encoded_bytes()));
+            return Some(Err(SecretsError::MalformedEnvironment { var }));
+        }
+    };
     let ring = KeyRing::parse(&text).or_else(|| {
         use base64::Engine;
         let bytes = Zeroizing::new(

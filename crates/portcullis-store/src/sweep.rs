@@ -1,6 +1,6 @@
 //! The background sweep: rows that have outlived their use (expired steps and codes,
 //! buckets whose window closed long ago, devices whose cookie browsers have dropped, old
-//! registry push keys, API idempotency keys) are
+//! registry push keys, API idempotency keys, settled webhook deliveries) are
 //! deleted in batches of [`BATCH`], one short statement each, so a large backlog never
 //! holds a long transaction or a lock other requests wait on.
 
@@ -28,6 +28,11 @@ statements! {
         (SELECT idempotency_key FROM registry_pushes WHERE created_at <= $1 LIMIT $2)";
     SWEEP_IDEMPOTENCY_KEYS = "DELETE FROM idempotency_keys WHERE (scope, idempotency_key) IN \
         (SELECT scope, idempotency_key FROM idempotency_keys WHERE created_at <= $1 LIMIT $2)";
+    SWEEP_WEBHOOKS_SENT = "DELETE FROM webhook_deliveries WHERE id IN \
+        (SELECT id FROM webhook_deliveries WHERE state = 'sent' AND sent_at <= $1 LIMIT $2)";
+    SWEEP_WEBHOOKS_FAILED = "DELETE FROM webhook_deliveries WHERE id IN \
+        (SELECT id FROM webhook_deliveries WHERE state = 'failed' AND created_at <= $1 \
+        LIMIT $2)";
 }
 
 async fn batches(pool: &AnyPool, sql: &'static str, cutoff: i64) -> StoreResult<u64> {
@@ -59,6 +64,13 @@ pub(crate) async fn sweep(pool: &AnyPool, cutoffs: SweepCutoffs) -> StoreResult<
             pool,
             SWEEP_IDEMPOTENCY_KEYS,
             cutoffs.idempotency_keys_before.0,
+        )
+        .await?,
+        webhooks_sent: batches(pool, SWEEP_WEBHOOKS_SENT, cutoffs.webhooks_sent_before.0).await?,
+        webhooks_failed: batches(
+            pool,
+            SWEEP_WEBHOOKS_FAILED,
+            cutoffs.webhooks_failed_before.0,
         )
         .await?,
     })

@@ -37,7 +37,8 @@ statements! {
     SUBSCRIPTION_FILTERS = "SELECT id, events FROM webhook_subscriptions ORDER BY id";
     ACCOUNT_TYPE = "SELECT account_type FROM online_accounts WHERE id = $1";
     INSERT_DELIVERY = "INSERT INTO webhook_deliveries (subscription_id, event_type, body, \
-        state, attempts, next_attempt_at, created_at) VALUES ($1, $2, $3, 'pending', 0, $4, $4)";
+        state, attempts, next_attempt_at, created_at, message_id) \
+        VALUES ($1, $2, $3, 'pending', 0, $4, $4, $5)";
     INSERT_SUBSCRIPTION = "INSERT INTO webhook_subscriptions (url, events, secret, created_at) \
         VALUES ($1, $2, $3, $4) RETURNING id";
     LIST_SUBSCRIPTIONS = "SELECT s.id, s.url, s.events, s.created_at, \
@@ -60,11 +61,12 @@ statements! {
         attempts = webhook_deliveries.attempts + 1 FROM due \
         WHERE webhook_deliveries.id = due.id RETURNING webhook_deliveries.id, \
         webhook_deliveries.subscription_id, webhook_deliveries.event_type, \
-        webhook_deliveries.body, webhook_deliveries.attempts, webhook_deliveries.created_at");
+        webhook_deliveries.body, webhook_deliveries.attempts, webhook_deliveries.created_at, \
+        webhook_deliveries.message_id");
     CLAIM_SQLITE: sqlite = concat!("UPDATE webhook_deliveries SET claimed_by = $3, \
         claimed_until = $4, attempts = attempts + 1 WHERE id IN (", due!(), ") \
         AND state = 'pending' AND (claimed_until IS NULL OR claimed_until < $1) \
-        RETURNING id, subscription_id, event_type, body, attempts, created_at");
+        RETURNING id, subscription_id, event_type, body, attempts, created_at, message_id");
     MARK_SENT = "UPDATE webhook_deliveries SET state = 'sent', sent_at = $3, claimed_by = NULL, \
         claimed_until = NULL WHERE id = $1 AND claimed_by = $2 AND state = 'pending'";
     MARK_RETRY = "UPDATE webhook_deliveries SET next_attempt_at = $3, last_error = $4, \
@@ -178,6 +180,7 @@ pub(crate) async fn enqueue_events(
                 .bind(kind)
                 .bind(body.as_str())
                 .bind(now.0)
+                .bind(message_id())
                 .execute(&mut *conn)
                 .await
                 .map_err(db_err)?;
@@ -197,7 +200,14 @@ impl SqlStore {
 }
 
 type SubscriptionRecord = (i64, String, String, i64, i64, i64, i64, Option<String>);
-type DeliveryRecord = (i64, i64, String, String, i64, i64);
+type DeliveryRecord = (i64, i64, String, String, i64, i64, String);
+
+/// A delivery's `webhook-id`: `msg_` + 128 random bits in hex, fixed at enqueue.
+fn message_id() -> String {
+    let bytes: [u8; 16] = portcullis_crypto::token::random_bytes();
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("msg_{hex}")
+}
 
 #[async_trait]
 impl WebhookStore for SqlStore {
@@ -312,7 +322,7 @@ impl WebhookStore for SqlStore {
             .map_err(db_err)?;
         let sealer = self.webhook_sealer();
         let mut out = Vec::with_capacity(claimed.len());
-        for (id, subscription_id, event_type, body, attempts, created_at) in claimed {
+        for (id, subscription_id, event_type, body, attempts, created_at, message_id) in claimed {
             let found = subscriptions.iter().find(|s| s.0 == subscription_id);
             let secret = found.and_then(|(_, _, sealed)| {
                 let plain = sealer.as_ref()?.open(sealed)?;
@@ -321,6 +331,7 @@ impl WebhookStore for SqlStore {
             match (found, secret) {
                 (Some((_, url, _)), Some(secret)) => out.push(WebhookDelivery {
                     id,
+                    message_id,
                     subscription_id,
                     url: url.clone(),
                     secret: SecretString::from(secret),
@@ -329,18 +340,29 @@ impl WebhookStore for SqlStore {
                     attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
                     created_at: UnixTime(created_at),
                 }),
-                _ => {
+                (Some(_), None) => {
+                    // Another node (with the right key) may open it, or this one once its
+                    // key file is fixed: the claim is released for a later attempt, never
+                    // given up for this node's fault. Nothing of the secret is logged.
                     tracing::error!(
                         delivery_id = id,
-                        "webhook secret cannot be opened with this node's outbox key"
+                        subscription_id,
+                        "webhook secret cannot be opened with this node's outbox key; \
+                         released for another attempt"
                     );
-                    self.webhook_failed(
+                    self.webhook_retry(
                         id,
                         node,
-                        "the subscription's secret cannot be opened: outbox.key differs \
-                         between nodes or changed",
+                        "a node's outbox.key could not open the subscription's secret \
+                         (outbox.key differs between nodes or changed)",
+                        now.plus_secs(lease_secs.max(1)),
                     )
                     .await?;
+                }
+                (None, _) => {
+                    // The subscription was removed after the claim (its rows go with it).
+                    self.webhook_failed(id, node, "the subscription was removed")
+                        .await?;
                 }
             }
         }

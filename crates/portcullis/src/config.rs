@@ -558,6 +558,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("accounts_import", "max_argon2_memory_kib"),
     ("accounts_import", "max_argon2_iterations"),
     ("webhooks", "allow_http"),
+    ("webhooks", "allow_loopback"),
     ("webhooks", "timeout_secs"),
     ("webhooks", "poll_secs"),
     ("webhooks", "lease_secs"),
@@ -748,6 +749,7 @@ impl Config {
     pub fn policies(&self) -> Policies {
         Policies {
             webhooks_allow_http: self.webhooks.allow_http,
+            webhooks_allow_loopback: self.webhooks.allow_loopback,
             issuer_name: self.issuer_name.clone(),
             support_phone: self.support_phone.clone(),
             password: PasswordPolicy::new(

@@ -105,6 +105,8 @@ pub fn spawn_job(app: Portcullis, interval: Duration) -> LeasedJob {
                             contacts = swept.contacts,
                             push_keys = swept.push_keys,
                             idempotency_keys = swept.idempotency_keys,
+                            webhooks_sent = swept.webhooks_sent,
+                            webhooks_failed = swept.webhooks_failed,
                             "expired rows swept"
                         ),
                         Err(e) => tracing::warn!(error = %e, "sweep failed"),

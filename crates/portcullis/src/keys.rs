@@ -120,17 +120,37 @@ impl KeyStatus {
     }
 }
 
-/// The column sealed under `name`, if any.
-fn column_of(name: &str) -> Option<SealedColumn> {
+/// Every column sealed under `name` (`outbox.key` seals two: queued messages and webhook
+/// signing secrets); empty when nothing stored uses the key.
+fn columns_of(name: &str) -> Vec<SealedColumn> {
     SealedColumn::ALL
         .into_iter()
-        .find(|column| column.key_name() == name)
+        .filter(|column| column.key_name() == name)
+        .collect()
 }
 
-async fn rows_under(store: &dyn SealedValues, column: SealedColumn, id: u32) -> StoreResult<i64> {
+/// The key names that seal columns, each once, in [`SealedColumn::ALL`]'s order.
+fn sealing_key_names() -> Vec<&'static str> {
+    let mut names: Vec<&'static str> = Vec::new();
+    for column in SealedColumn::ALL {
+        if !names.contains(&column.key_name()) {
+            names.push(column.key_name());
+        }
+    }
+    names
+}
+
+/// Values sealed under key `id` in all of `columns`.
+async fn rows_under(
+    store: &dyn SealedValues,
+    columns: &[SealedColumn],
+    id: u32,
+) -> StoreResult<i64> {
     let mut total = 0;
-    for pattern in Sealer::like_patterns(id) {
-        total += store.count_sealed(column, &pattern).await?;
+    for column in columns {
+        for pattern in Sealer::like_patterns(id) {
+            total += store.count_sealed(*column, &pattern).await?;
+        }
     }
     Ok(total)
 }
@@ -222,18 +242,20 @@ pub async fn status<S: SealedValues + RegistryReads + AuditReads>(
             ));
             continue;
         }
-        let column = column_of(name);
+        let columns = columns_of(name);
         let mut old = Vec::new();
         for id in ring.old_ids() {
-            let rows = match column {
-                Some(column) => Some(rows_under(store, column, id).await?),
-                None => None,
+            let rows = if columns.is_empty() {
+                None
+            } else {
+                Some(rows_under(store, &columns, id).await?)
             };
             old.push((id, rows));
         }
-        let on_current = match column {
-            Some(column) => Some(rows_under(store, column, ring.current_id()).await?),
-            None => None,
+        let on_current = if columns.is_empty() {
+            None
+        } else {
+            Some(rows_under(store, &columns, ring.current_id()).await?)
         };
         out.push(KeyStatus {
             name,
@@ -473,16 +495,19 @@ pub async fn check_key_ids<S: SealedValues + RegistryReads + AuditReads>(
             "they cannot be verified",
         ));
     }
-    for column in SealedColumn::ALL {
-        let name = column.key_name();
+    for name in sealing_key_names() {
         let Some(ring) = load_ring(secrets, name).with_context(|| format!("reading {name}"))?
         else {
             continue;
         };
-        let total = store.count_sealed(column, "sealed:%").await?;
+        let columns = columns_of(name);
+        let mut total = 0;
+        for column in &columns {
+            total += store.count_sealed(*column, "sealed:%").await?;
+        }
         let mut known = 0;
         for id in ring.ids() {
-            known += rows_under(store, column, id).await?;
+            known += rows_under(store, &columns, id).await?;
         }
         seen.push(ring_line(name, &ring));
         let ids: Vec<String> = ring.ids().iter().map(u32::to_string).collect();

@@ -99,7 +99,8 @@ enum Command {
 enum WebhooksCommand {
     /// Subscribe an endpoint; prints {"id","secret"} (the signing secret, shown once).
     Add {
-        /// https:// (http:// only to loopback, or with webhooks.allow_http).
+        /// https:// to a public host (http:// with webhooks.allow_http; loopback only with
+        /// webhooks.allow_loopback).
         #[arg(long)]
         url: String,
         /// `all`, or a comma-separated list of event types (docs/design/webhooks.md).

@@ -44,6 +44,10 @@ pub struct SweepCutoffs {
     pub push_keys_before: UnixTime,
     /// API `Idempotency-Key`s (registration) stored at or before this.
     pub idempotency_keys_before: UnixTime,
+    /// Webhook deliveries sent at or before this.
+    pub webhooks_sent_before: UnixTime,
+    /// Webhook deliveries given up (`failed`) whose event is from at or before this.
+    pub webhooks_failed_before: UnixTime,
 }
 
 /// How many rows one sweep deleted.
@@ -56,6 +60,8 @@ pub struct Swept {
     pub contacts: u64,
     pub push_keys: u64,
     pub idempotency_keys: u64,
+    pub webhooks_sent: u64,
+    pub webhooks_failed: u64,
 }
 
 #[async_trait]

@@ -33,7 +33,7 @@ pub struct NewCode {
 /// cases that take one: registration, status incidents).
 #[derive(Clone, Copy, Debug)]
 pub struct IdempotencyKeep<'a> {
-    pub scope: &'static str,
+    pub scope: &'a str,
     pub key: &'a str,
     pub request_hash: &'a [u8; 32],
 }

@@ -28,6 +28,9 @@ pub struct WebhookSubscription {
 #[derive(Clone, Debug)]
 pub struct WebhookDelivery {
     pub id: i64,
+    /// The `webhook-id` (`msg_` + 128 random bits in hex), fixed when the row was written:
+    /// the same on every attempt, never reused.
+    pub message_id: String,
     pub subscription_id: i64,
     pub url: String,
     /// The subscription's signing secret, opened from its sealed form.

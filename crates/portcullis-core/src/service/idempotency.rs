@@ -20,10 +20,29 @@ use crate::ServiceError;
 /// The longest `Idempotency-Key` kept (the registry push API allows the same).
 pub const IDEMPOTENCY_KEY_MAX_LEN: usize = 200;
 
-/// The scope a registration's key is kept under (a key names one request of one kind).
-const REGISTRATION: &str = "registration";
-/// The scope of a status incident's key (`POST /admin/status/incidents`).
-const INCIDENT: &str = "incident";
+/// The scope a registration's key is kept under: `registration:` + SHA-256 of the
+/// registration token (hex), so a key names one request of one client; another client using
+/// the same key is a separate key, and no one without the token can probe or block it.
+fn registration_scope(token: &str) -> String {
+    format!(
+        "registration:{}",
+        hex(&portcullis_crypto::sha256(token.as_bytes()))
+    )
+}
+
+/// The scope of a status incident's key (`POST /admin/status/incidents`): `incident:` +
+/// SHA-256 of the actor (the admin token's or operator's name), so one admin's keys neither
+/// block nor are answered to another's.
+fn incident_scope(authority: &SupportAuthority) -> String {
+    format!(
+        "incident:{}",
+        hex(&portcullis_crypto::sha256(authority.actor().as_bytes()))
+    )
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
 
 /// What a request with an `Idempotency-Key` got.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -113,16 +132,12 @@ impl Portcullis {
     ) -> Result<Keyed<UserId>, ServiceError> {
         check_key(key)?;
         let request_hash = registration_hash(&input);
-        if let Some(kept) = self
-            .ports
-            .steps
-            .find_idempotency_key(REGISTRATION, key)
-            .await?
-        {
+        let scope = registration_scope(input.token);
+        if let Some(kept) = self.ports.steps.find_idempotency_key(&scope, key).await? {
             return replay(kept, &request_hash);
         }
         let keep = Keep {
-            scope: REGISTRATION,
+            scope: &scope,
             key,
             request_hash: &request_hash,
         };
@@ -132,12 +147,7 @@ impl Portcullis {
                 // A request with the same key may have committed while this one ran (a retry
                 // sent before the first answered): then this one failed on the first's
                 // account or consumed step, and the first's answer is the answer.
-                match self
-                    .ports
-                    .steps
-                    .find_idempotency_key(REGISTRATION, key)
-                    .await
-                {
+                match self.ports.steps.find_idempotency_key(&scope, key).await {
                     Ok(Some(kept)) => replay(kept, &request_hash),
                     _ => Err(e),
                 }
@@ -157,17 +167,18 @@ impl Portcullis {
         require_status_write(authority)?;
         check_key(key)?;
         let request_hash = incident_hash(authority, &input);
-        if let Some(kept) = self.ports.steps.find_idempotency_key(INCIDENT, key).await? {
+        let scope = incident_scope(authority);
+        if let Some(kept) = self.ports.steps.find_idempotency_key(&scope, key).await? {
             return self.incident_replay(kept, &request_hash).await;
         }
         let keep = Keep {
-            scope: INCIDENT,
+            scope: &scope,
             key,
             request_hash: &request_hash,
         };
         match self.post_incident(authority, input, Some(keep)).await {
             Ok(row) => Ok(Keyed::Applied(row)),
-            Err(e) => match self.ports.steps.find_idempotency_key(INCIDENT, key).await {
+            Err(e) => match self.ports.steps.find_idempotency_key(&scope, key).await {
                 // A copy of this request committed first (its key blocked this one's).
                 Ok(Some(kept)) => self.incident_replay(kept, &request_hash).await,
                 _ => Err(e),

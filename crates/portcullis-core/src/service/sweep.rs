@@ -10,6 +10,8 @@
 //! | replaced contact details | older than a "not me" link lives (`mfa.not_me_secs`): nothing can revert to them |
 //! | registry push `Idempotency-Key`s | kept 7 days (a retry comes within minutes; issue 17) |
 //! | API `Idempotency-Key`s (registration) | kept a day (the registration step lives minutes; issue 16) |
+//! | sent webhook deliveries | sent 3 days ago (a receiver de-duplicates within minutes; the counts in `webhooks list` cover the recent past) |
+//! | failed webhook deliveries | their event is 30 days old (long enough to see and act on in `webhooks list`) |
 
 use super::Portcullis;
 use crate::ports::{SweepCutoffs, Swept};
@@ -24,6 +26,11 @@ pub const PUSH_KEY_KEPT_SECS: i64 = 7 * DAY;
 /// than the registration step it completes lives, so a retry of a step that could still
 /// succeed always finds its answer.
 pub const IDEMPOTENCY_KEY_KEPT_SECS: i64 = DAY;
+/// How long a sent webhook delivery is kept after it was sent.
+pub const WEBHOOK_SENT_KEPT_SECS: i64 = 3 * DAY;
+/// How long a given-up webhook delivery is kept after its event (it is given up a day
+/// after by default: `webhooks.give_up_after_secs`).
+pub const WEBHOOK_FAILED_KEPT_SECS: i64 = 30 * DAY;
 
 impl Portcullis {
     /// Deletes what has expired by now.
@@ -41,6 +48,8 @@ impl Portcullis {
                 contacts_before: now.plus_secs(-self.policies.mfa.not_me_secs),
                 push_keys_before: now.plus_secs(-PUSH_KEY_KEPT_SECS),
                 idempotency_keys_before: now.plus_secs(-IDEMPOTENCY_KEY_KEPT_SECS),
+                webhooks_sent_before: now.plus_secs(-WEBHOOK_SENT_KEPT_SECS),
+                webhooks_failed_before: now.plus_secs(-WEBHOOK_FAILED_KEPT_SECS),
             })
             .await?;
         Ok(swept)

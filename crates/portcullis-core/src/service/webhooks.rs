@@ -8,7 +8,7 @@ use super::Portcullis;
 use crate::audit::AuditKind;
 use crate::ports::{WebhookStats, WebhookSubscription};
 use crate::support::{SupportAuthority, SupportScope};
-use crate::webhooks::{check_url, EventFilter};
+use crate::webhooks::{check_url, scheme_and_host, EventFilter, UrlRules};
 use crate::{FieldError, ServiceError};
 
 /// A subscription just added: its id and its signing secret, shown this once.
@@ -47,7 +47,13 @@ impl Portcullis {
             .await?;
         let url = url.trim();
         let mut errors = Vec::new();
-        if let Err(e) = check_url(url, self.policies.webhooks_allow_http) {
+        if let Err(e) = check_url(
+            url,
+            UrlRules {
+                allow_http: self.policies.webhooks_allow_http,
+                allow_loopback: self.policies.webhooks_allow_loopback,
+            },
+        ) {
             errors.push(FieldError::new("url", e));
         }
         let filter = EventFilter::parse(events);
@@ -68,7 +74,11 @@ impl Portcullis {
             now,
             authority
                 .event(AuditKind::WebhookAdded, None)
-                .detail(format!("subscription {id}: {url} ({})", filter.display())),
+                .detail(format!(
+                    "subscription {id}: {} ({})",
+                    scheme_and_host(url),
+                    filter.display()
+                )),
         )
         .await;
         Ok(NewWebhook { id, secret })

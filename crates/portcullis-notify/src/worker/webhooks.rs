@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use portcullis_core::clock::{Clock, UnixTime};
 use portcullis_core::ports::{WebhookDelivery, WebhookStore};
+use portcullis_core::webhooks::{check_url, public_ip, UrlRules};
 use secrecy::ExposeSecret;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -38,6 +39,9 @@ pub struct WebhookConfig {
     pub give_up_after_secs: i64,
     /// … once at least this many attempts were made.
     pub min_attempts: u32,
+    /// Which endpoints may be reached (`webhooks.allow_http`, `webhooks.allow_loopback`):
+    /// each URL is checked again before every send, and each address its host resolves to.
+    pub rules: UrlRules,
 }
 
 impl Default for WebhookConfig {
@@ -51,6 +55,7 @@ impl Default for WebhookConfig {
             backoff_max_secs: 3600,
             give_up_after_secs: 24 * 3600,
             min_attempts: 5,
+            rules: UrlRules::default(),
         }
     }
 }
@@ -65,10 +70,15 @@ pub struct WebhookSender {
 }
 
 impl WebhookSender {
-    /// No redirects are followed (a receiver cannot bounce a signed event elsewhere).
+    /// No redirects are followed (a receiver cannot bounce a signed event elsewhere), no
+    /// proxy from the environment is used, and host names are resolved by [`PublicOnly`].
     pub fn new(store: Arc<dyn WebhookStore>, config: WebhookConfig) -> Result<Self, String> {
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .dns_resolver(Arc::new(PublicOnly {
+                allow_loopback: config.rules.allow_loopback,
+            }))
             .timeout(config.timeout)
             .connect_timeout(config.timeout)
             .user_agent("portcullis-webhooks")
@@ -87,7 +97,10 @@ impl WebhookSender {
 
     /// Posts one delivery; `Ok` on a 2xx.
     async fn post(&self, d: &WebhookDelivery, timestamp: i64) -> Result<(), Failure> {
-        let id = webhook_id(d.id);
+        // The URL was checked when added; the rules (or this node's) may have changed since.
+        check_url(&d.url, self.config.rules)
+            .map_err(|e| Failure::GiveUp(format!("the endpoint URL is not allowed: {e}")))?;
+        let id = d.message_id.clone();
         let signature = portcullis_crypto::webhook::sign(
             d.secret.expose_secret(),
             &id,
@@ -126,10 +139,38 @@ enum Failure {
     GiveUp(String),
 }
 
-/// The `webhook-id` of a delivery row: one per event per subscription, the same on every
-/// attempt.
-pub fn webhook_id(row: i64) -> String {
-    format!("msg_{row}")
+/// Resolves an endpoint's host name and keeps only the addresses a webhook may reach
+/// ([`public_ip`]), so neither a name pointed at an internal address nor one rebound to it
+/// between the check and the connection reaches the node's own network. A name with no
+/// such address fails the attempt (retried, like any refused connection).
+struct PublicOnly {
+    allow_loopback: bool,
+}
+
+impl reqwest::dns::Resolve for PublicOnly {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let allow_loopback = self.allow_loopback;
+        let host = name.as_str().to_owned();
+        Box::pin(async move {
+            let all: Vec<std::net::SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let public = public_addresses(all, allow_loopback);
+            if public.is_empty() {
+                return Err(format!("{host} resolves to no public address").into());
+            }
+            Ok(Box::new(public.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
+/// The addresses of `all` a webhook may reach.
+fn public_addresses(
+    all: Vec<std::net::SocketAddr>,
+    allow_loopback: bool,
+) -> Vec<std::net::SocketAddr> {
+    all.into_iter()
+        .filter(|a| public_ip(a.ip(), allow_loopback))
+        .collect()
 }
 
 /// reqwest's error text without the URL (which may carry a token in its query).
@@ -292,5 +333,52 @@ impl DeliveryWorker {
         };
         tracing::info!(delivery_id = d.id, attempt = d.attempts, retry_in_secs = next.0 - now.0, error = %error, "webhook will be retried");
         sender.store.webhook_retry(d.id, node, error, next).await
+    }
+}
+
+#[cfg(test)]
+mod resolver_tests {
+    #![allow(clippy::unwrap_used)]
+    use std::str::FromStr;
+
+    use reqwest::dns::{Name, Resolve};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn names_resolve_to_public_addresses_only() {
+        let strict = PublicOnly {
+            allow_loopback: false,
+        };
+        let lo = PublicOnly {
+            allow_loopback: true,
+        };
+        // `localhost` resolves to loopback only: nothing is left unless loopback is allowed.
+        assert!(strict
+            .resolve(Name::from_str("localhost").unwrap())
+            .await
+            .is_err());
+        let addrs: Vec<_> = lo
+            .resolve(Name::from_str("localhost").unwrap())
+            .await
+            .unwrap()
+            .collect();
+        assert!(addrs.iter().all(|a| a.ip().is_loopback()) && !addrs.is_empty());
+        let mixed: Vec<std::net::SocketAddr> = [
+            "10.0.0.1:0",
+            "169.254.169.254:0",
+            "93.184.215.14:0",
+            "[::ffff:10.0.0.1]:0",
+            "[2606:4700::1]:0",
+            "127.0.0.1:0",
+        ]
+        .iter()
+        .map(|a| a.parse().unwrap())
+        .collect();
+        let kept: Vec<String> = public_addresses(mixed, false)
+            .iter()
+            .map(|a| a.ip().to_string())
+            .collect();
+        assert_eq!(kept, ["93.184.215.14", "2606:4700::1"]);
     }
 }

@@ -16,6 +16,10 @@ CREATE TABLE webhook_subscriptions (
 CREATE TABLE webhook_deliveries (
     id              INTEGER PRIMARY KEY,
     subscription_id BIGINT  NOT NULL REFERENCES webhook_subscriptions (id) ON DELETE CASCADE,
+    -- The `webhook-id` the receiver de-duplicates by: `msg_` + 128 random bits in hex,
+    -- written at enqueue and the same on every attempt (never derived from the row id,
+    -- which SQLite reuses after deletes).
+    message_id      TEXT    NOT NULL UNIQUE,
     event_type      TEXT    NOT NULL,
     body            TEXT    NOT NULL,
     state           TEXT    NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'sent', 'failed')),

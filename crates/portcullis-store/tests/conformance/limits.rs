@@ -276,6 +276,8 @@ async fn sweep(backend: Backend) {
         contacts_before: T.plus_secs(at),
         push_keys_before: T.plus_secs(at),
         idempotency_keys_before: T.plus_secs(at),
+        webhooks_sent_before: T.plus_secs(at),
+        webhooks_failed_before: T.plus_secs(at),
     };
     assert_eq!(
         s.sweep_expired(cutoffs(-1)).await.unwrap(),

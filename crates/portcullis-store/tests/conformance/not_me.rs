@@ -272,6 +272,8 @@ async fn contact_reverted(backend: Backend) {
         contacts_before: T.plus_secs(at),
         push_keys_before: T,
         idempotency_keys_before: T,
+        webhooks_sent_before: T,
+        webhooks_failed_before: T,
     };
     assert_eq!(s.sweep_expired(cutoffs(9)).await.unwrap().contacts, 0);
     assert_eq!(s.sweep_expired(cutoffs(10)).await.unwrap().contacts, 1);

@@ -3,7 +3,7 @@
 //! outbox's, sealed secrets, and removal.
 
 use portcullis_core::audit::{AuditEvent, AuditKind};
-use portcullis_core::ports::{Transactions, WebhookStore};
+use portcullis_core::ports::{Claims, SweepCutoffs, Transactions, WebhookStore};
 use portcullis_core::webhooks::EventFilter;
 use portcullis_testkit::{both, Backend};
 use secrecy::{ExposeSecret, SecretString};
@@ -141,3 +141,151 @@ both!(
     webhook_deliveries_are_leased_settled_and_removed,
     deliveries
 );
+
+/// A delivery's `webhook-id` is random and fixed at enqueue: the same on every attempt, and
+/// never given again, even when SQLite reuses a removed row's id.
+async fn message_ids(backend: Backend) {
+    let (s, _db) = store(backend).await;
+    let s = s.with_outbox_key(&[9; 32]);
+    let secret = SecretString::from("whsec_c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0");
+    let mut seen = Vec::new();
+    let mut rows = Vec::new();
+    for round in 0..3 {
+        let sub = s
+            .add_subscription("https://a.example/in", &EventFilter::All, &secret, T)
+            .await
+            .unwrap();
+        let mut w = s.begin(T);
+        w.audit(AuditEvent::new(AuditKind::AccountLocked, Some(42)));
+        commit(w).await;
+        let claimed = s.claim_webhooks("a", T, 60, 10).await.unwrap();
+        let [d] = &claimed[..] else {
+            panic!("one delivery in round {round}: {}", claimed.len());
+        };
+        let id = &d.message_id;
+        assert!(
+            id.len() == 36
+                && id.starts_with("msg_")
+                && id[4..].chars().all(|c| c.is_ascii_hexdigit()),
+            "{id}"
+        );
+        // A retry goes under the same id.
+        assert!(s
+            .webhook_retry(d.id, "a", "503", T.plus_secs(1))
+            .await
+            .unwrap());
+        let again = s.claim_webhooks("a", T.plus_secs(2), 60, 10).await.unwrap();
+        assert_eq!(again.len(), 1);
+        assert_eq!(&again[0].message_id, id);
+        seen.push(id.clone());
+        rows.push(d.id);
+        assert!(s.remove_subscription(sub).await.unwrap());
+    }
+    let mut unique = seen.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(
+        unique.len(),
+        seen.len(),
+        "ids never repeat: {seen:?} (rows {rows:?})"
+    );
+}
+both!(webhook_ids_are_random_and_never_reused, message_ids);
+
+/// A node whose outbox key cannot open a subscription's secret releases its claim for a
+/// later attempt: the delivery is not failed, and a node with the right key sends it.
+async fn wrong_key(backend: Backend) {
+    let (s, _db) = store(backend).await;
+    let good = s.clone().with_outbox_key(&[9; 32]);
+    let wrong = s.with_outbox_key(&[7; 32]);
+    let secret = SecretString::from("whsec_c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0");
+    good.add_subscription("https://a.example/in", &EventFilter::All, &secret, T)
+        .await
+        .unwrap();
+    let mut w = good.begin(T);
+    w.audit(AuditEvent::new(AuditKind::AccountLocked, Some(42)));
+    commit(w).await;
+    assert!(wrong
+        .claim_webhooks("w", T, 60, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    let stats = good.webhook_stats(T).await.unwrap();
+    assert_eq!(
+        (stats.pending, stats.failed),
+        (1, 0),
+        "released, not failed"
+    );
+    // Not claimed again before a lease has passed (no busy loop on the wrong node) …
+    assert!(good
+        .claim_webhooks("g", T.plus_secs(30), 60, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    // … then a node with the right key gets it, with its secret.
+    let claimed = good
+        .claim_webhooks("g", T.plus_secs(61), 60, 10)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].secret.expose_secret(), secret.expose_secret());
+    assert!(good
+        .webhook_sent(claimed[0].id, "g", T.plus_secs(61))
+        .await
+        .unwrap());
+}
+both!(
+    a_node_that_cannot_open_a_secret_releases_the_delivery,
+    wrong_key
+);
+
+/// The sweep deletes sent deliveries some time after they were sent and given-up ones
+/// some time after their event; a pending one is never swept.
+async fn swept(backend: Backend) {
+    let (s, _db) = store(backend).await;
+    let s = s.with_outbox_key(&[9; 32]);
+    let secret = SecretString::from("whsec_c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0");
+    s.add_subscription("https://a.example/in", &EventFilter::All, &secret, T)
+        .await
+        .unwrap();
+    let mut w = s.begin(T);
+    w.audit(AuditEvent::new(AuditKind::AccountLocked, Some(42)));
+    w.audit(AuditEvent::new(AuditKind::AccountUnlocked, Some(42)));
+    w.audit(AuditEvent::new(AuditKind::PasswordChanged, Some(42)));
+    commit(w).await;
+    let claimed = s.claim_webhooks("a", T, 60, 10).await.unwrap();
+    assert_eq!(claimed.len(), 3);
+    assert!(s
+        .webhook_sent(claimed[0].id, "a", T.plus_secs(10))
+        .await
+        .unwrap());
+    assert!(s
+        .webhook_failed(claimed[1].id, "a", "gave up")
+        .await
+        .unwrap());
+    assert!(s
+        .webhook_retry(claimed[2].id, "a", "503", T.plus_secs(30))
+        .await
+        .unwrap());
+    let cutoffs = |sent: i64, failed: i64| SweepCutoffs {
+        steps_before: T.plus_secs(-1_000),
+        codes_before: T.plus_secs(-1_000),
+        throttle_before: T.plus_secs(-1_000),
+        devices_before: T.plus_secs(-1_000),
+        contacts_before: T.plus_secs(-1_000),
+        push_keys_before: T.plus_secs(-1_000),
+        idempotency_keys_before: T.plus_secs(-1_000),
+        webhooks_sent_before: T.plus_secs(sent),
+        webhooks_failed_before: T.plus_secs(failed),
+    };
+    let none = s.sweep_expired(cutoffs(9, -1)).await.unwrap();
+    assert_eq!((none.webhooks_sent, none.webhooks_failed), (0, 0));
+    let once = s.sweep_expired(cutoffs(10, 0)).await.unwrap();
+    assert_eq!((once.webhooks_sent, once.webhooks_failed), (1, 1));
+    let again = s.sweep_expired(cutoffs(1_000, 1_000)).await.unwrap();
+    assert_eq!((again.webhooks_sent, again.webhooks_failed), (0, 0));
+    let list = s.list_subscriptions().await.unwrap();
+    let counts: Vec<(i64, i64, i64)> = list.iter().map(|l| (l.pending, l.sent, l.failed)).collect();
+    assert_eq!(counts, [(1, 0, 0)], "the pending delivery stays");
+}
+both!(settled_webhook_deliveries_are_swept, swept);

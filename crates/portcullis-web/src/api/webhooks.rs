@@ -73,8 +73,9 @@ pub async fn list_webhooks(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookIn {
-    /// `https://…` (`http://` only to a loopback address, or with `webhooks.allow_http`);
-    /// a literal private or link-local address is refused.
+    /// `https://…` to a public host (`http://` with `webhooks.allow_http`; loopback only with
+    /// `webhooks.allow_loopback`); no user or password; a private, link-local or reserved
+    /// address (in any IPv4 notation, or embedded in IPv6) is refused.
     pub url: String,
     /// `all`, or a comma-separated list of: account.created, account.locked,
     /// account.unlocked, password.changed, password.reset, account.not_me, device.new,

@@ -3,6 +3,7 @@
 //! `/api/v1/admin/webhooks`), not configuration.
 
 use anyhow::bail;
+use portcullis_core::webhooks::UrlRules;
 use portcullis_notify::WebhookConfig;
 use serde::Deserialize;
 
@@ -11,6 +12,9 @@ use serde::Deserialize;
 pub struct WebhooksConfig {
     /// Allows `http://` endpoints that are not loopback (tests and demos only).
     pub allow_http: bool,
+    /// Allows loopback endpoints (`127.0.0.0/8`, `::1`, `localhost`): tests, a receiver on
+    /// the same machine. Off by default (SSRF).
+    pub allow_loopback: bool,
     /// The longest one POST may take, in seconds (fractions allowed).
     pub timeout_secs: f64,
     /// How often each node looks for due deliveries, in seconds (fractions allowed).
@@ -32,6 +36,7 @@ impl Default for WebhooksConfig {
         let d = WebhookConfig::default();
         Self {
             allow_http: false,
+            allow_loopback: false,
             timeout_secs: d.timeout.as_secs_f64(),
             poll_secs: d.poll_interval.as_secs_f64(),
             lease_secs: d.lease_secs,
@@ -77,6 +82,10 @@ impl WebhooksConfig {
             backoff_max_secs: self.backoff_max_secs,
             give_up_after_secs: self.give_up_after_secs,
             min_attempts: self.min_attempts,
+            rules: UrlRules {
+                allow_http: self.allow_http,
+                allow_loopback: self.allow_loopback,
+            },
             ..WebhookConfig::default()
         }
     }

@@ -118,6 +118,28 @@ both!(
     retry_and_conflict
 );
 
+/// Registration keys are scoped by the registration token: another client using the same
+/// key is applied normally (not 422, not someone else's answer).
+async fn keys_per_token(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let ben = step_token(&app, &BEN).await;
+    let ann = step_token(&app, &ANN).await;
+    let res = complete(&app, Some("shared-key"), &body(&ben, "ben.example")).await;
+    assert_eq!(res.status(), 201);
+    let res = complete(&app, Some("shared-key"), &body(&ann, "ann.example")).await;
+    assert_eq!(res.status(), 201, "another token's key is its own");
+    assert!(!replayed(&res));
+    assert_eq!(
+        res.json::<Value>().await.unwrap(),
+        json!({"user_id": "ann.example"})
+    );
+    assert_eq!(accounts_created(&app).await, 2);
+}
+both!(
+    registration_keys_are_scoped_by_the_registration_token,
+    keys_per_token
+);
+
 /// Four copies of one keyed request at once (a client retrying before the first answered):
 /// one applies, the others get its answer; one account.
 async fn racing_retries(backend: Backend) {
@@ -173,7 +195,8 @@ async fn post_incident(app: &TestApp, token: &str, key: &str, body: &Value) -> r
 }
 
 /// An operator's tool retrying an incident post: one incident, the same answer; the same
-/// key with another post, or from another operator, is 422.
+/// key with another post is 422; another operator's same key is theirs (keys are scoped
+/// per actor): applied normally.
 async fn incident_retry(backend: Backend) {
     let app = spawn_app(backend).await;
     let ops = admin_token(&app, "ops", &["status:write"]).await;
@@ -192,11 +215,14 @@ async fn incident_retry(backend: Backend) {
         422
     );
     let desk = admin_token(&app, "desk", &["status:write"]).await;
+    let res = post_incident(&app, &desk, "inc-1", &post).await;
     assert_eq!(
-        post_incident(&app, &desk, "inc-1", &post).await.status(),
-        422,
+        res.status(),
+        201,
         "another operator's key space is not this one's"
     );
+    assert!(!replayed(&res));
+    assert_ne!(res.json::<Value>().await.unwrap()["id"], first["id"]);
     let status = status_json(&app).await;
     let posted = status["incidents"]
         .as_array()
@@ -204,7 +230,7 @@ async fn incident_retry(backend: Backend) {
         .iter()
         .filter(|i| i["title"] == "Slow sign-in")
         .count();
-    assert_eq!(posted, 1, "one incident: {status}");
+    assert_eq!(posted, 2, "one incident per operator: {status}");
 }
 both!(
     an_incident_posted_twice_with_one_idempotency_key_is_posted_once,

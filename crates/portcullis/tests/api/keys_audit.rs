@@ -241,3 +241,51 @@ both!(
     keys_retire_refuses_while_a_key_is_needed_then_removes_it,
     retire
 );
+
+/// `outbox.key` seals two columns (queued messages and webhook signing secrets): status,
+/// retire and `db check` count both.
+async fn retire_outbox_key(backend: Backend) {
+    let app = spawn_app_with(backend, |_| {}).await;
+    let (code, out, err) = run(cli(
+        &app,
+        &[
+            "webhooks",
+            "add",
+            "--url",
+            "https://hooks.example.com/in",
+            "--events",
+            "all",
+        ],
+    ));
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, _, err) = run(cli(&app, &["keys", "rotate", "outbox.key"]));
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = run(cli(&app, &["keys", "status"]));
+    assert_eq!(code, 0, "{err}");
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("outbox.key"))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        line.contains("old: 1 (1 rows)"),
+        "the webhook secret is counted: {out}"
+    );
+    let (code, _, err) = run(cli(&app, &["keys", "retire", "outbox.key", "1"]));
+    assert_eq!(code, 1, "a webhook secret is still under key 1: {err}");
+    assert!(
+        err.contains("1 sealed values are still under it: `portcullis keys reseal`"),
+        "{err}"
+    );
+    let (code, out, err) = run(cli(&app, &["keys", "reseal"]));
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = run(cli(&app, &["keys", "retire", "outbox.key", "1"]));
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = run(cli(&app, &["db", "check"]));
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(
+        out.matches("outbox.key 2 (current 2)").count(),
+        1,
+        "outbox.key's ids are listed once: {out}"
+    );
+}
+both!(retire_counts_every_column_of_a_key, retire_outbox_key);

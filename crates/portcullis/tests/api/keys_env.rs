@@ -111,6 +111,15 @@ async fn keys_from_the_environment(backend: Backend) {
     assert_eq!(code, 1, "{out}");
     assert!(err.contains("PORTCULLIS_KEY_FACTOR"), "{err}");
     assert!(!err.contains("not-a-key-0123456789"), "{err}");
+    // So does a value that is not UTF-8 (it is set: never ignored for the file).
+    let mut not_utf8 = command(&["keys", "status"]);
+    not_utf8.env(
+        "PORTCULLIS_KEY_FACTOR",
+        <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(b"\xff\xfekey"),
+    );
+    let (code, out, err) = run(not_utf8);
+    assert_eq!(code, 1, "{out}");
+    assert!(err.contains("PORTCULLIS_KEY_FACTOR"), "{err}");
 
     server.stop();
     let logs = std::fs::read_to_string(&server.stderr).unwrap();

@@ -52,4 +52,5 @@ mod status;
 mod support;
 mod three_nodes;
 mod tls;
+mod webhook_rules;
 mod webhooks;

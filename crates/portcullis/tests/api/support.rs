@@ -17,7 +17,13 @@ pub(crate) struct Run {
 /// Runs the real binary against the test app's database, secrets and outbox, as the
 /// operating-system user `operator.one`.
 pub(crate) async fn cli(app: &TestApp, args: &[&str]) -> Run {
+    cli_with(app, args, &[]).await
+}
+
+/// [`cli`] with some more `PORTCULLIS_*` settings in its environment.
+pub(crate) async fn cli_with(app: &TestApp, args: &[&str], env: &[(&str, &str)]) -> Run {
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .envs(env.iter().copied())
         .arg("--database-url")
         .arg(&app.db.url)
         .args(args)
