@@ -104,7 +104,7 @@ impl Tally {
     pub fn summary(&self) -> String {
         format!(
             "{} ok, {} answered 503 + Retry-After, {} refused connections sent to another node, \
-             {} registrations acknowledged, {} password changes acknowledged, {} answered 503",
+             {} registrations acknowledged, {} password changes acknowledged, {} password changes answered 503 (either password may hold)",
             self.ok,
             self.unavailable,
             self.rerouted,
