@@ -129,6 +129,11 @@ const SEAL_AAD: &[u8] = b"portcullis outbox body v1";
 pub(crate) struct OutboxSeal(Sealer);
 
 impl OutboxSeal {
+    /// The outbox keyring's sealer (other purposes re-label it with their own AAD).
+    pub(crate) fn sealer(&self) -> &Sealer {
+        &self.0
+    }
+
     fn new(key: &[u8; 32]) -> Option<Self> {
         Some(Self(Sealer::new(key, SEAL_AAD)))
     }
@@ -381,15 +386,19 @@ impl OutboxStore for SqlStore {
             if self.open_body(&mut row) {
                 readable.push(row);
             } else {
-                // Never send a sealed blob: this row cannot be delivered with this key.
+                // Never send a sealed blob. Another node (with the right key) may open it, or
+                // this one once its key file is fixed: the claim is released for a later
+                // attempt, never given up for this node's fault (as webhooks do).
                 tracing::error!(
                     outbox_id = row.id,
-                    "outbox body cannot be opened with this node's outbox key"
+                    "outbox body cannot be opened with this node's outbox key; \
+                     released for another attempt"
                 );
-                self.mark_failed(
+                self.mark_retry(
                     row.id,
                     node,
                     "the sealed body cannot be opened: outbox.key differs between nodes or changed",
+                    now.plus_secs(lease_secs.max(1)),
                 )
                 .await?;
             }

@@ -371,14 +371,28 @@ async fn sealed_bodies(backend: Backend) {
     let rows = s.claim("a", T, 60, 10).await.unwrap();
     assert_eq!(rows[0].body, "Your code is 493817.");
     assert_eq!(s.release_claims("a").await.unwrap(), 2);
-    // A node with another key cannot open it: the row fails instead of sending a blob.
+    // A node with another key cannot open it: it never sends the blob, and never gives the
+    // message up for its own fault; the claim is released for a later attempt.
     let other = portcullis_store::SqlStore::connect(&db.url, Default::default())
         .await
         .unwrap()
         .with_outbox_key(&[8; 32]);
     let rows = other.claim("b", T, 60, 10).await.unwrap();
     assert_eq!(rows.iter().map(|r| r.id).collect::<Vec<_>>(), vec![ids[1]]);
-    assert_eq!(column(&s, ids[0], "state").await.as_deref(), Some("failed"));
-    assert_eq!(column(&s, ids[0], "body").await.as_deref(), Some(""));
+    assert_eq!(
+        column(&s, ids[0], "state").await.as_deref(),
+        Some("pending")
+    );
+    assert_eq!(column(&s, ids[0], "body").await, Some(stored));
+    assert!(other.mark_sent(ids[1], "b", T).await.unwrap());
+    // Not before the lease would have ended; then a node with the right key sends it.
+    assert!(s
+        .claim("a", T.plus_secs(30), 60, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    let rows = s.claim("a", T.plus_secs(61), 60, 10).await.unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].body, "Your code is 493817.");
 }
 both!(outbox_code_bodies_are_sealed_conformance, sealed_bodies);
