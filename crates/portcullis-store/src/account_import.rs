@@ -14,8 +14,8 @@ statements! {
     /// The earlier system's creation time is kept; inactivity counts from the import.
     INSERT_IMPORTED = "INSERT INTO online_accounts (user_id, user_id_canonical, account_type, \
         password_hash, code_channel, email, phone, created_at, last_active_at, imported_at, \
-        must_change_password_at, security_questions_required_at) \
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10, $9) RETURNING id";
+        must_change_password_at, security_questions_required_at, public_id) \
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10, $9, $11) RETURNING id";
     /// The record's primary key in account_cards is the rule: one account per card.
     /// Imported accounts still on their old hash (the first sign-in rehashes).
     IMPORTED_HASH_SAMPLE = "SELECT password_hash FROM online_accounts \
@@ -50,6 +50,7 @@ impl AccountImportWrites for SqlWork {
             .bind(a.created_at.0)
             .bind(now)
             .bind(a.must_change_password.then_some(now))
+            .bind(crate::accounts::new_public_id())
             .fetch_one(&mut *conn)
             .await;
         let account_id = match inserted {

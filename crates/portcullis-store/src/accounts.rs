@@ -104,8 +104,8 @@ statements! {
     CONSUME_STEP = "DELETE FROM steps WHERE token_hash = $1 AND kind = $2";
     CARD_TAKEN = "SELECT account_id FROM account_cards WHERE registry_record_id = $1";
     INSERT_ACCOUNT = "INSERT INTO online_accounts (user_id, user_id_canonical, account_type, \
-        password_hash, code_channel, email, phone, created_at, last_active_at) \
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) RETURNING id";
+        password_hash, code_channel, email, phone, created_at, last_active_at, public_id) \
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9) RETURNING id";
     /// The record's primary key in account_cards is the rule: one account per card.
     INSERT_ACCOUNT_CARD = "INSERT INTO account_cards (registry_record_id, account_id, linked_at) \
         VALUES ($1, $2, $3)";
@@ -464,6 +464,7 @@ impl AccountWrites for SqlWork {
             .bind(new.email)
             .bind(new.phone)
             .bind(now)
+            .bind(new_public_id())
             .fetch_one(&mut *conn)
             .await;
         let account_id = match inserted {
@@ -788,4 +789,12 @@ impl AccountWrites for SqlWork {
             .map_err(db_err)?;
         Ok(done.rows_affected() == 1)
     }
+}
+
+/// A new account's public id (`acct_` and 32 hex digits of randomness): what security events
+/// carry, fixed for the account's life and unrelated to its User ID, row number or any key.
+pub(crate) fn new_public_id() -> String {
+    let bytes: [u8; 16] = portcullis_crypto::token::random_bytes();
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("acct_{hex}")
 }

@@ -315,7 +315,7 @@ impl RegistryImport for SqlImport {
         let messages = std::mem::take(&mut self.outgoing);
         let events = std::mem::take(&mut self.events);
         crate::outbox::enqueue(&mut self.tx, self.seal.as_ref(), &messages, self.now).await?;
-        crate::webhooks::enqueue_events(&mut self.tx, &events, self.now, &audit_key.key).await?;
+        crate::webhooks::enqueue_events(&mut self.tx, &events, self.now).await?;
         crate::audit::append(&mut self.tx, &events, self.now, audit_key).await?;
         tx::commit(self.tx).await?;
         Ok(Committed {

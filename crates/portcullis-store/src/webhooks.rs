@@ -9,20 +9,19 @@
 //! while `claimed_by` still names the caller.
 
 use async_trait::async_trait;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use portcullis_core::audit::AuditEvent;
 use portcullis_core::clock::UnixTime;
 use portcullis_core::ports::{
     StoreError, StoreResult, WebhookDelivery, WebhookStats, WebhookStore, WebhookSubscription,
+    WebhookWrites,
 };
 use portcullis_core::webhooks::{event_type, EventFilter};
-use portcullis_crypto::{KeyedHasher, Sealer};
+use portcullis_crypto::Sealer;
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::AnyConnection;
 
 use crate::sql::statements;
-use crate::{db_err, tx, Backend, SqlStore};
+use crate::{db_err, Backend, SqlStore, SqlWork};
 
 macro_rules! due {
     () => {
@@ -35,7 +34,11 @@ macro_rules! due {
 
 statements! {
     SUBSCRIPTION_FILTERS = "SELECT id, events FROM webhook_subscriptions ORDER BY id";
-    ACCOUNT_TYPE = "SELECT account_type FROM online_accounts WHERE id = $1";
+    ACCOUNT_OF_EVENT = "SELECT public_id, account_type FROM online_accounts WHERE id = $1";
+    ACCOUNT_OF_EVENT_ID = "SELECT public_id FROM online_accounts WHERE id = $1";
+    /// An account created by a previous release (expand-only upgrade) gets its id here.
+    FILL_PUBLIC_ID = "UPDATE online_accounts SET public_id = $2 \
+        WHERE id = $1 AND public_id IS NULL";
     INSERT_DELIVERY = "INSERT INTO webhook_deliveries (subscription_id, event_type, body, \
         state, attempts, next_attempt_at, created_at, message_id) \
         VALUES ($1, $2, $3, 'pending', 0, $4, $4, $5)";
@@ -83,35 +86,19 @@ statements! {
 /// What the secrets are sealed as (a value sealed for another purpose does not open).
 const SECRET_AAD: &[u8] = b"portcullis webhook secret v1";
 
-/// The opaque account id in payloads: a keyed hash of the internal id under the audit key
-/// (stable for an account, meaningless without the key, and not a count of accounts).
-pub(crate) fn opaque_account(key: &KeyedHasher, account_id: i64) -> String {
-    let hash = key.hash(
-        "portcullis/webhook-account/v1",
-        &[&account_id.to_be_bytes()],
-    );
-    format!(
-        "acct_{}",
-        URL_SAFE_NO_PAD.encode(hash.get(..16).unwrap_or(hash.as_slice()))
-    )
-}
-
 /// The payload of one event: `{"type", "timestamp", "data": {…}}`. The data carry the
-/// account's opaque id and type, and the audit entry's actor, client address and detail,
+/// account's public id (random, fixed for its life: `online_accounts.public_id`) and type, and the audit entry's actor, client address and detail,
 /// which never hold a secret (contact details are masked, cards are last four).
 fn payload(
     kind: &str,
     event: &AuditEvent,
-    account_type: Option<&str>,
-    key: &KeyedHasher,
+    account: Option<&(String, String)>,
     now: UnixTime,
 ) -> String {
     let mut data = serde_json::Map::new();
-    if let Some(id) = event.account_id {
-        data.insert("account".into(), opaque_account(key, id).into());
-    }
-    if let Some(t) = account_type {
-        data.insert("account_type".into(), t.into());
+    if let Some((public_id, account_type)) = account {
+        data.insert("account".into(), public_id.clone().into());
+        data.insert("account_type".into(), account_type.clone().into());
     }
     data.insert("actor".into(), event.actor.clone().into());
     if let Some(ip) = &event.client_ip {
@@ -135,7 +122,6 @@ pub(crate) async fn enqueue_events(
     conn: &mut AnyConnection,
     events: &[AuditEvent],
     now: UnixTime,
-    key: &KeyedHasher,
 ) -> StoreResult<usize> {
     let typed: Vec<(&'static str, &AuditEvent)> = events
         .iter()
@@ -165,15 +151,11 @@ pub(crate) async fn enqueue_events(
         if wanted.is_empty() {
             continue;
         }
-        let account_type: Option<String> = match event.account_id {
-            Some(id) => sqlx::query_scalar(ACCOUNT_TYPE)
-                .bind(id)
-                .fetch_optional(&mut *conn)
-                .await
-                .map_err(db_err)?,
+        let account = match event.account_id {
+            Some(id) => account_of_event(conn, id).await?,
             None => None,
         };
-        let body = payload(kind, event, account_type.as_deref(), key, now);
+        let body = payload(kind, event, account.as_ref(), now);
         for subscription in wanted {
             sqlx::query(INSERT_DELIVERY)
                 .bind(subscription)
@@ -203,6 +185,38 @@ type SubscriptionRecord = (i64, String, String, i64, i64, i64, i64, Option<Strin
 type DeliveryRecord = (i64, i64, String, String, i64, i64, String);
 
 /// A delivery's `webhook-id`: `msg_` + 128 random bits in hex, fixed at enqueue.
+/// The public id and type of an event's account (none once the account is gone). An
+/// account a previous release created has no public id yet: it is given one here, in the
+/// event's transaction, so every event of the account carries the same id from then on.
+async fn account_of_event(
+    conn: &mut AnyConnection,
+    account_id: i64,
+) -> StoreResult<Option<(String, String)>> {
+    let row: Option<(Option<String>, String)> = sqlx::query_as(ACCOUNT_OF_EVENT)
+        .bind(account_id)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db_err)?;
+    let Some((public_id, account_type)) = row else {
+        return Ok(None);
+    };
+    if let Some(public_id) = public_id {
+        return Ok(Some((public_id, account_type)));
+    }
+    sqlx::query(FILL_PUBLIC_ID)
+        .bind(account_id)
+        .bind(crate::accounts::new_public_id())
+        .execute(&mut *conn)
+        .await
+        .map_err(db_err)?;
+    let filled: Option<Option<String>> = sqlx::query_scalar(ACCOUNT_OF_EVENT_ID)
+        .bind(account_id)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db_err)?;
+    Ok(filled.flatten().map(|id| (id, account_type)))
+}
+
 fn message_id() -> String {
     let bytes: [u8; 16] = portcullis_crypto::token::random_bytes();
     let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
@@ -210,30 +224,51 @@ fn message_id() -> String {
 }
 
 #[async_trait]
-impl WebhookStore for SqlStore {
+impl WebhookWrites for SqlWork {
     async fn add_subscription(
-        &self,
+        &mut self,
         url: &str,
         events: &EventFilter,
         secret: &SecretString,
-        now: UnixTime,
     ) -> StoreResult<i64> {
-        let sealer = self.webhook_sealer().ok_or_else(|| {
-            StoreError::Internal("webhook secrets need the outbox key to be sealed".into())
-        })?;
+        let sealer = self
+            .outbox_sealer()
+            .map(|s| Sealer::with_ring(s.ring().clone(), SECRET_AAD))
+            .ok_or_else(|| {
+                StoreError::Internal("webhook secrets need the outbox key to be sealed".into())
+            })?;
         let sealed = sealer
             .seal(secret.expose_secret().as_bytes())
             .ok_or_else(|| StoreError::Internal("sealing a webhook secret failed".into()))?;
+        let now = self.stamp();
         sqlx::query_scalar(INSERT_SUBSCRIPTION)
             .bind(url)
             .bind(events.stored())
             .bind(sealed)
-            .bind(now.0)
-            .fetch_one(&self.pool)
+            .bind(now)
+            .fetch_one(self.conn().await?)
             .await
             .map_err(db_err)
     }
 
+    async fn remove_subscription(&mut self, id: i64) -> StoreResult<bool> {
+        let conn = self.conn().await?;
+        sqlx::query(DELETE_DELIVERIES)
+            .bind(id)
+            .execute(&mut *conn)
+            .await
+            .map_err(db_err)?;
+        let done = sqlx::query(DELETE_SUBSCRIPTION)
+            .bind(id)
+            .execute(&mut *conn)
+            .await
+            .map_err(db_err)?;
+        Ok(done.rows_affected() == 1)
+    }
+}
+
+#[async_trait]
+impl WebhookStore for SqlStore {
     async fn list_subscriptions(&self) -> StoreResult<Vec<WebhookSubscription>> {
         let rows: Vec<SubscriptionRecord> = sqlx::query_as(LIST_SUBSCRIPTIONS)
             .fetch_all(&self.pool)
@@ -256,22 +291,6 @@ impl WebhookStore for SqlStore {
                 },
             )
             .collect())
-    }
-
-    async fn remove_subscription(&self, id: i64) -> StoreResult<bool> {
-        let mut tx = tx::begin(&self.pool, self.backend).await?;
-        sqlx::query(DELETE_DELIVERIES)
-            .bind(id)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
-        let done = sqlx::query(DELETE_SUBSCRIPTION)
-            .bind(id)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
-        tx::commit(tx).await?;
-        Ok(done.rows_affected() == 1)
     }
 
     async fn webhook_stats(&self, now: UnixTime) -> StoreResult<WebhookStats> {

@@ -57,6 +57,11 @@ impl SqlWork {
         }
     }
 
+    /// The outbox keyring's sealer, when the store has one.
+    pub(crate) fn outbox_sealer(&self) -> Option<&portcullis_crypto::Sealer> {
+        self.seal.as_ref().map(OutboxSeal::sealer)
+    }
+
     /// The unit of work's time, for the statements that stamp rows.
     pub(crate) fn stamp(&self) -> i64 {
         self.now.0
@@ -90,7 +95,7 @@ impl UnitOfWork for SqlWork {
         let seal = self.seal.clone();
         let conn = self.conn().await?;
         crate::outbox::enqueue(conn, seal.as_ref(), &messages, now).await?;
-        crate::webhooks::enqueue_events(conn, &events, now, &audit_key.key).await?;
+        crate::webhooks::enqueue_events(conn, &events, now).await?;
         crate::audit::append(conn, &events, now, audit_key).await?;
         let tx = self
             .tx

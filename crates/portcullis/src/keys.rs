@@ -264,6 +264,17 @@ pub async fn status<S: SealedValues + RegistryReads + AuditReads>(
             on_current,
         });
     }
+    // The OpenID Connect signing keys: rotated by `portcullis oidc keys rotate`, they seal
+    // nothing (the JWKS publishes the current key and the one before it).
+    let oidc = portcullis_core::service::oidc::SIGNING_RING;
+    if let Some(ring) = load_ring(secrets, oidc).with_context(|| format!("reading {oidc}"))? {
+        out.push(KeyStatus {
+            name: oidc,
+            current: ring.current_id(),
+            old: ring.old_ids().into_iter().map(|id| (id, None)).collect(),
+            on_current: None,
+        });
+    }
     Ok(out)
 }
 
@@ -300,6 +311,9 @@ pub fn describe(statuses: &[KeyStatus]) -> String {
         }
         if s.name == REGISTRY_KEY {
             out.push_str(" (recovery-code hints made under an old key keep it: old keys are kept)");
+        }
+        if s.name == portcullis_core::service::oidc::SIGNING_RING {
+            out.push_str(" (signs ID tokens; rotated by `portcullis oidc keys rotate`)");
         }
         out.push('\n');
     }

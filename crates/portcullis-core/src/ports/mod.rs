@@ -68,7 +68,9 @@ pub use status::{
     IncidentRow, MaintenanceRow, NewIncident, StatusChange, StatusReads, StatusWrites,
 };
 pub use steps::{CodeWrites, IdempotencyKeep, KeptAnswer, NewCode, StepReads, StepRow, StepWrites};
-pub use webhooks::{WebhookDelivery, WebhookStats, WebhookStore, WebhookSubscription};
+pub use webhooks::{
+    WebhookDelivery, WebhookStats, WebhookStore, WebhookSubscription, WebhookWrites,
+};
 pub use work::{Committed, Transactions, UnitOfWork};
 
 use async_trait::async_trait;

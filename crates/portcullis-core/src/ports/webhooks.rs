@@ -51,19 +51,24 @@ pub struct WebhookStats {
     pub oldest_pending_age_secs: i64,
 }
 
+/// Subscription changes, made in a unit of work so the operator's audit entry commits with
+/// them (or neither does).
 #[async_trait]
-pub trait WebhookStore: Send + Sync {
+pub trait WebhookWrites: Send {
     /// Adds a subscription; its secret is sealed under the outbox keyring. Its id.
     async fn add_subscription(
-        &self,
+        &mut self,
         url: &str,
         events: &EventFilter,
         secret: &SecretString,
-        now: UnixTime,
     ) -> StoreResult<i64>;
-    async fn list_subscriptions(&self) -> StoreResult<Vec<WebhookSubscription>>;
     /// Removes a subscription and its deliveries not yet made; false when there is none.
-    async fn remove_subscription(&self, id: i64) -> StoreResult<bool>;
+    async fn remove_subscription(&mut self, id: i64) -> StoreResult<bool>;
+}
+
+#[async_trait]
+pub trait WebhookStore: Send + Sync {
+    async fn list_subscriptions(&self) -> StoreResult<Vec<WebhookSubscription>>;
     async fn webhook_stats(&self, now: UnixTime) -> StoreResult<WebhookStats>;
     /// Claims up to `limit` due deliveries (pending, due at `now`, no live lease), leasing
     /// them to `node` until `now + lease_secs` and counting an attempt. PostgreSQL skips rows

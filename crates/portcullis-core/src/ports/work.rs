@@ -34,6 +34,7 @@ use super::outbox::Outgoing;
 use super::sessions::SessionWrites;
 use super::status::StatusWrites;
 use super::steps::{CodeWrites, StepWrites};
+use super::webhooks::WebhookWrites;
 use super::StoreResult;
 use crate::audit::AuditEvent;
 use crate::clock::UnixTime;
@@ -62,6 +63,7 @@ pub trait UnitOfWork:
     + StatusWrites
     + CardGuardWrites
     + RegistryWrites
+    + WebhookWrites
     + Send
 {
     /// The time the unit of work was opened with; every row it writes carries it.

@@ -65,13 +65,10 @@ impl Portcullis {
             _ => return Err(ServiceError::Invalid(errors)),
         };
         let secret = portcullis_crypto::webhook::new_secret();
-        let id = self
-            .ports
-            .webhooks
-            .add_subscription(url, &filter, &secret, now)
-            .await?;
-        self.audit_alone(
-            now,
+        // The subscription and the operator's audit entry commit together, or neither.
+        let mut work = self.begin(now);
+        let id = work.add_subscription(url, &filter, &secret).await?;
+        work.audit(
             authority
                 .event(AuditKind::WebhookAdded, None)
                 .detail(format!(
@@ -79,8 +76,8 @@ impl Portcullis {
                     scheme_and_host(url),
                     filter.display()
                 )),
-        )
-        .await;
+        );
+        work.commit().await?;
         Ok(NewWebhook { id, secret })
     }
 
@@ -93,15 +90,15 @@ impl Portcullis {
         let now = self.clock.now();
         self.require(authority, SupportScope::WebhooksWrite, now)
             .await?;
-        let removed = self.ports.webhooks.remove_subscription(id).await?;
+        let mut work = self.begin(now);
+        let removed = work.remove_subscription(id).await?;
         if removed {
-            self.audit_alone(
-                now,
+            work.audit(
                 authority
                     .event(AuditKind::WebhookRemoved, None)
                     .detail(format!("subscription {id}")),
-            )
-            .await;
+            );
+            work.commit().await?;
         }
         Ok(removed)
     }

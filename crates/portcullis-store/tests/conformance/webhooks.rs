@@ -5,34 +5,65 @@
 use portcullis_core::audit::{AuditEvent, AuditKind};
 use portcullis_core::ports::{Claims, SweepCutoffs, Transactions, WebhookStore};
 use portcullis_core::webhooks::EventFilter;
+use portcullis_crypto::KeyedHasher;
+use portcullis_store::SqlStore;
 use portcullis_testkit::{both, Backend};
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::Row;
+use zeroize::Zeroizing;
 
-use crate::support::{commit, store, T};
+use crate::support::{account, commit, store, T};
+
+/// Adds a subscription in a unit of work of its own.
+async fn add(
+    s: &SqlStore,
+    url: &str,
+    events: &EventFilter,
+    secret: &SecretString,
+) -> portcullis_core::ports::StoreResult<i64> {
+    let mut w = s.begin(T);
+    let id = w.add_subscription(url, events, secret).await?;
+    commit(w).await;
+    Ok(id)
+}
+
+/// The account's public id as stored.
+async fn public_id_of(s: &SqlStore, account: i64) -> Option<String> {
+    sqlx::query("SELECT public_id FROM online_accounts WHERE id = $1")
+        .bind(account)
+        .fetch_one(s.pool())
+        .await
+        .unwrap()
+        .get("public_id")
+}
+
+/// Removes a subscription in a unit of work of its own; false when there was none.
+async fn remove(s: &SqlStore, id: i64) -> bool {
+    let mut w = s.begin(T);
+    let removed = w.remove_subscription(id).await.unwrap();
+    commit(w).await;
+    removed
+}
 
 async fn deliveries(backend: Backend) {
     let (s, _db) = store(backend).await;
     let secret = SecretString::from("whsec_c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0");
     // Secrets are sealed, so a store without the outbox key refuses to keep one.
-    assert!(s
-        .add_subscription("https://a.example/in", &EventFilter::All, &secret, T)
+    assert!(add(&s, "https://a.example/in", &EventFilter::All, &secret)
         .await
         .is_err());
     let s = s.with_outbox_key(&[9; 32]);
-    let all = s
-        .add_subscription("https://a.example/in", &EventFilter::All, &secret, T)
+    let all = add(&s, "https://a.example/in", &EventFilter::All, &secret)
         .await
         .unwrap();
-    let locks = s
-        .add_subscription(
-            "https://b.example/in",
-            &EventFilter::parse("account.locked").unwrap(),
-            &SecretString::from("whsec_b3RoZXI="),
-            T,
-        )
-        .await
-        .unwrap();
+    let locks = add(
+        &s,
+        "https://b.example/in",
+        &EventFilter::parse("account.locked").unwrap(),
+        &SecretString::from("whsec_b3RoZXI="),
+    )
+    .await
+    .unwrap();
     let stored: String = sqlx::query("SELECT secret FROM webhook_subscriptions WHERE id = $1")
         .bind(all)
         .fetch_one(s.pool())
@@ -43,14 +74,17 @@ async fn deliveries(backend: Backend) {
 
     // A dropped unit of work writes nothing; a committed one a row per event per
     // subscription that wants it (a sign-in is no webhook event).
+    let ann = account(&s, "ann.example", "371449635398431").await;
+    // (Making the account committed no webhook event: none was in its unit of work.)
+    assert!(s.claim_webhooks("a", T, 60, 10).await.unwrap().is_empty());
     let mut w = s.begin(T);
-    w.audit(AuditEvent::new(AuditKind::AccountLocked, Some(42)));
+    w.audit(AuditEvent::new(AuditKind::AccountLocked, Some(ann)));
     drop(w);
     assert!(s.claim_webhooks("a", T, 60, 10).await.unwrap().is_empty());
     let mut w = s.begin(T);
-    w.audit(AuditEvent::new(AuditKind::SignIn, Some(42)));
-    w.audit(AuditEvent::new(AuditKind::AccountCreated, Some(42)).detail("type=personal"));
-    w.audit(AuditEvent::new(AuditKind::AccountLocked, Some(42)));
+    w.audit(AuditEvent::new(AuditKind::SignIn, Some(ann)));
+    w.audit(AuditEvent::new(AuditKind::AccountCreated, Some(ann)).detail("type=personal"));
+    w.audit(AuditEvent::new(AuditKind::AccountLocked, Some(ann)));
     commit(w).await;
 
     let claimed = s.claim_webhooks("a", T, 60, 10).await.unwrap();
@@ -73,10 +107,14 @@ async fn deliveries(backend: Backend) {
     let body: serde_json::Value = serde_json::from_str(&first.body).unwrap();
     assert_eq!(body["type"], "account.created");
     assert_eq!(body["data"]["detail"], "type=personal");
-    assert!(body["data"]["account"]
-        .as_str()
-        .unwrap()
-        .starts_with("acct_"));
+    // The account's public id: random, fixed, in every event whatever the chain's key.
+    let public_id = public_id_of(&s, ann).await.unwrap();
+    assert!(
+        public_id.starts_with("acct_") && public_id.len() == 37,
+        "{public_id}"
+    );
+    assert_eq!(body["data"]["account"], public_id.as_str());
+    assert_eq!(body["data"]["account_type"], "personal");
 
     // Leased: another node gets nothing, and cannot settle them.
     assert!(s.claim_webhooks("b", T, 60, 10).await.unwrap().is_empty());
@@ -127,8 +165,8 @@ async fn deliveries(backend: Backend) {
     assert_eq!(list.first().unwrap().events, EventFilter::All);
 
     // Removal takes the subscription's deliveries with it.
-    assert!(s.remove_subscription(all).await.unwrap());
-    assert!(!s.remove_subscription(all).await.unwrap());
+    assert!(remove(&s, all).await);
+    assert!(!remove(&s, all).await);
     assert_eq!(s.list_subscriptions().await.unwrap().len(), 1);
     let left: i64 = sqlx::query("SELECT COUNT(*) AS n FROM webhook_deliveries")
         .fetch_one(s.pool())
@@ -151,8 +189,7 @@ async fn message_ids(backend: Backend) {
     let mut seen = Vec::new();
     let mut rows = Vec::new();
     for round in 0..3 {
-        let sub = s
-            .add_subscription("https://a.example/in", &EventFilter::All, &secret, T)
+        let sub = add(&s, "https://a.example/in", &EventFilter::All, &secret)
             .await
             .unwrap();
         let mut w = s.begin(T);
@@ -179,7 +216,7 @@ async fn message_ids(backend: Backend) {
         assert_eq!(&again[0].message_id, id);
         seen.push(id.clone());
         rows.push(d.id);
-        assert!(s.remove_subscription(sub).await.unwrap());
+        assert!(remove(&s, sub).await);
     }
     let mut unique = seen.clone();
     unique.sort();
@@ -199,7 +236,7 @@ async fn wrong_key(backend: Backend) {
     let good = s.clone().with_outbox_key(&[9; 32]);
     let wrong = s.with_outbox_key(&[7; 32]);
     let secret = SecretString::from("whsec_c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0");
-    good.add_subscription("https://a.example/in", &EventFilter::All, &secret, T)
+    add(&good, "https://a.example/in", &EventFilter::All, &secret)
         .await
         .unwrap();
     let mut w = good.begin(T);
@@ -245,7 +282,7 @@ async fn swept(backend: Backend) {
     let (s, _db) = store(backend).await;
     let s = s.with_outbox_key(&[9; 32]);
     let secret = SecretString::from("whsec_c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0");
-    s.add_subscription("https://a.example/in", &EventFilter::All, &secret, T)
+    add(&s, "https://a.example/in", &EventFilter::All, &secret)
         .await
         .unwrap();
     let mut w = s.begin(T);
@@ -289,3 +326,54 @@ async fn swept(backend: Backend) {
     assert_eq!(counts, [(1, 0, 0)], "the pending delivery stays");
 }
 both!(settled_webhook_deliveries_are_swept, swept);
+
+/// The account id in events is the account's public id: the same under any audit key (a
+/// rotation of `audit.key` changes nothing a receiver sees), and given, once, to an account
+/// a previous release created without one (expand-only upgrade).
+async fn public_ids(backend: Backend) {
+    let (s, _db) = store(backend).await;
+    let s = s.with_outbox_key(&[9; 32]);
+    let secret = SecretString::from("whsec_c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0");
+    add(&s, "https://a.example/in", &EventFilter::All, &secret)
+        .await
+        .unwrap();
+    let ann = account(&s, "ann.example", "371449635398431").await;
+    let bob = account(&s, "bob.example", "378282246310005").await;
+    let ann_id = public_id_of(&s, ann).await.unwrap();
+    assert_ne!(Some(ann_id.clone()), public_id_of(&s, bob).await);
+    // Bob's account as a previous release would have left it.
+    sqlx::query("UPDATE online_accounts SET public_id = NULL WHERE id = $1")
+        .bind(bob)
+        .execute(s.pool())
+        .await
+        .unwrap();
+    let key_a = KeyedHasher::new(Zeroizing::new([1; 32]));
+    let key_b = KeyedHasher::new(Zeroizing::new([2; 32]));
+    for key in [key_a, key_b] {
+        let mut w = s.begin(T);
+        w.audit(AuditEvent::new(AuditKind::AccountLocked, Some(ann)));
+        w.audit(AuditEvent::new(AuditKind::AccountLocked, Some(bob)));
+        w.commit(&key.into()).await.unwrap();
+    }
+    let claimed = s.claim_webhooks("a", T, 60, 10).await.unwrap();
+    assert_eq!(claimed.len(), 4);
+    let bob_id = public_id_of(&s, bob)
+        .await
+        .expect("filled by the first event");
+    assert_ne!(bob_id, ann_id);
+    let mut seen: Vec<String> = claimed
+        .iter()
+        .map(|d| {
+            let body: serde_json::Value = serde_json::from_str(&d.body).unwrap();
+            body["data"]["account"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    seen.sort();
+    let mut want = vec![ann_id.clone(), ann_id, bob_id.clone(), bob_id];
+    want.sort();
+    assert_eq!(seen, want);
+}
+both!(
+    events_name_the_account_by_its_public_id_under_any_audit_key,
+    public_ids
+);

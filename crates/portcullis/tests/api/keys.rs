@@ -11,14 +11,12 @@ use std::time::{Duration, Instant};
 use portcullis::keys::{self, KeyStatus, Sealers};
 use portcullis_core::clock::Clock;
 use portcullis_core::contact::CodeChannel;
-use portcullis_core::ports::{
-    Message, OutboxStore, Outgoing, SealedColumn, SealedValues, WebhookStore,
-};
+use portcullis_core::ports::{Message, OutboxStore, Outgoing, SealedColumn, SealedValues};
 use portcullis_core::webhooks::EventFilter;
 use portcullis_testkit::{
     both, input_value, spawn_app_with, Backend, Jar, TestApp, ANN, BEN, CARA, PASSWORD,
 };
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 
 use crate::crash::{card_id, card_number, import, registry_file, CARDS};
@@ -328,15 +326,14 @@ async fn rotation_under_load(backend: Backend) {
     assert_eq!(factor_on(1).await, 1, "Ann's secret, under key 1");
     // A webhook subscription's signing secret is sealed under the outbox keyring too.
     let hook_secret = "whsec_cm90YXRpb24tdGVzdC1zaWduaW5nLXNlY3JldA==";
-    let hook = store
-        .add_subscription(
-            "https://hooks.example/in",
-            &EventFilter::parse("card.linked").unwrap(),
-            &SecretString::from(hook_secret),
-            app.clock.now(),
-        )
-        .await
-        .unwrap();
+    let hook = crate::support::subscribe_in_store(
+        &store,
+        "https://hooks.example/in",
+        &EventFilter::parse("card.linked").unwrap(),
+        hook_secret,
+        app.clock.now(),
+    )
+    .await;
 
     let load = Arc::new(Load::default());
     let tasks = vec![
@@ -699,3 +696,27 @@ both!(
     the_reseal_job_moves_sealed_values_under_its_lease,
     reseal_job
 );
+
+/// `keys status` lists the ID-token signing keys too (they seal nothing: no row counts).
+async fn oidc_keys_in_status(backend: Backend) {
+    let app = spawn_app_with(backend, |_| {}).await;
+    for _ in 0..2 {
+        let mut rotate = cli(&app, &["oidc", "keys", "rotate"]);
+        rotate.env("PORTCULLIS_PUBLIC_URL", "https://login.bank.example");
+        let (code, _, err) = run(rotate);
+        assert_eq!(code, 0, "{err}");
+    }
+    let (code, out, err) = run(cli(&app, &["keys", "status"]));
+    assert_eq!(code, 0, "{err}");
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("oidc-signing.key"))
+        .unwrap_or_else(|| panic!("no oidc-signing.key line: {out}"));
+    assert!(line.contains("(nothing stored)"), "{line}");
+    assert!(
+        line.contains("; old: "),
+        "the previous key is listed: {line}"
+    );
+    assert!(line.contains("oidc keys rotate"), "{line}");
+}
+both!(keys_status_lists_the_oidc_signing_keys, oidc_keys_in_status);

@@ -45,6 +45,26 @@ pub(crate) async fn cli_with(app: &TestApp, args: &[&str], env: &[(&str, &str)])
     }
 }
 
+/// Adds a webhook subscription straight through the store (past the URL rules), in a unit
+/// of work of its own. Its id.
+pub(crate) async fn subscribe_in_store(
+    store: &portcullis_store::SqlStore,
+    url: &str,
+    events: &portcullis_core::webhooks::EventFilter,
+    secret: &str,
+    now: portcullis_core::clock::UnixTime,
+) -> i64 {
+    use portcullis_core::ports::Transactions;
+    let mut work = store.begin(now);
+    let id = work
+        .add_subscription(url, events, &secrecy::SecretString::from(secret.to_owned()))
+        .await
+        .unwrap();
+    let key = portcullis_crypto::KeyedHasher::new(zeroize::Zeroizing::new([1; 32]));
+    work.commit(&key.into()).await.unwrap();
+    id
+}
+
 /// Creates an admin token through the command line; returns the token it printed.
 pub(crate) async fn admin_token(app: &TestApp, name: &str, scopes: &[&str]) -> String {
     let mut args = vec!["admin", "token", "create", "--name", name];

@@ -8,10 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use portcullis_core::clock::Clock;
-use portcullis_core::ports::WebhookStore;
 use portcullis_core::webhooks::EventFilter;
 use portcullis_testkit::{both, Backend, ANN, PASSWORD};
-use secrecy::SecretString;
 use serde_json::Value;
 
 use crate::not_me::app_with_addresses;
@@ -69,12 +67,14 @@ async fn loopback_is_never_reached(backend: Backend) {
         format!("http://127.0.0.1:{port}/literal"),
         format!("http://localhost:{port}/name"),
     ] {
-        let id = app
-            .built
-            .store
-            .add_subscription(&url, &filter, &SecretString::from(SECRET), app.clock.now())
-            .await
-            .unwrap();
+        let id = crate::support::subscribe_in_store(
+            &app.built.store,
+            &url,
+            &filter,
+            SECRET,
+            app.clock.now(),
+        )
+        .await;
         ids.push(id);
     }
     app.register(&ANN, "ann.example", PASSWORD).await;
