@@ -26,7 +26,7 @@ use crate::ha_load::{
 };
 
 /// How long each turn's load runs.
-const TURN: Duration = Duration::from_secs(3);
+const TURN: Duration = Duration::from_secs(2);
 
 fn previous_bin() -> String {
     std::env::var("PORTCULLIS_PREVIOUS_BIN").unwrap_or_else(|_| {
