@@ -131,6 +131,8 @@ impl Portcullis {
         key: &str,
     ) -> Result<Keyed<UserId>, ServiceError> {
         check_key(key)?;
+        // The per-address limit before the key is looked up: a replay counts like any call.
+        self.claim_registration_complete(client).await?;
         let request_hash = registration_hash(&input);
         let scope = registration_scope(input.token);
         if let Some(kept) = self.ports.steps.find_idempotency_key(&scope, key).await? {

@@ -133,11 +133,32 @@ impl Portcullis {
         input: Registration<'_>,
         client: &ClientInfo,
     ) -> Result<UserId, ServiceError> {
+        self.claim_registration_complete(client).await?;
         self.register_account(input, client, None).await
     }
 
-    /// [`Self::complete_registration`], keeping `keep`'s `Idempotency-Key` with the answer
-    /// in the account's own unit of work when given.
+    /// Takes the client's place on the per-address bucket of registration completions:
+    /// four argon2 hashes a call, so every call counts (never given back). Taken first, before
+    /// anything is looked up — an `Idempotency-Key`'s kept answer included (a replay is
+    /// answered only within the limit, so the replay is no unthrottled way to test guesses
+    /// of a registration's password against its kept request hash).
+    pub(crate) async fn claim_registration_complete(
+        &self,
+        client: &ClientInfo,
+    ) -> Result<(), ServiceError> {
+        let _ = self
+            .throttle_claim(
+                ThrottleAction::RegistrationComplete,
+                client,
+                self.clock.now(),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// [`Self::complete_registration`] once the client's place is claimed
+    /// ([`Self::claim_registration_complete`]), keeping `keep`'s `Idempotency-Key` with the
+    /// answer in the account's own unit of work when given.
     pub(crate) async fn register_account(
         &self,
         input: Registration<'_>,
@@ -146,10 +167,6 @@ impl Portcullis {
     ) -> Result<UserId, ServiceError> {
         let token_hash = portcullis_crypto::sha256(input.token.as_bytes());
         let now = self.clock.now();
-        // Four argon2 hashes a call: every call counts on the client's bucket.
-        let _ = self
-            .throttle_claim(ThrottleAction::RegistrationComplete, client, now)
-            .await?;
         let step = self
             .ports
             .steps

@@ -126,6 +126,7 @@ pub struct CompleteOut {
 /// `Idempotency-Key` header (1 to 200 visible ASCII characters), a retry of the same request
 /// (after a lost answer) gets the first answer again, `Idempotent-Replayed: true`, without
 /// being applied again; the same key with another request is 422. Keys are kept a day.
+/// Every call, a replay too, counts on the client address's limit first (429).
 #[utoipa::path(post, path = "/registration/complete", tag = "registration",
     params(("Idempotency-Key" = Option<String>, Header,
         description = "Makes a retried completion apply once (kept a day with a hash of the request)")),
@@ -136,7 +137,7 @@ pub struct CompleteOut {
         (status = 409, description = "User ID taken, or the card already has an account", body = Problem, content_type = "application/problem+json"),
         (status = 410, description = "The registration token expired or was used", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "The Idempotency-Key was used with another request", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Too many from this client address", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many from this client address (replays of an Idempotency-Key count too)", body = Problem, content_type = "application/problem+json"),
         (status = 503, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn complete(

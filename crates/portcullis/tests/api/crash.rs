@@ -468,7 +468,12 @@ async fn check_database(url: &str, backend: Backend) {
 }
 
 pub(crate) fn import(url: &str, secrets: &Path, file: &Path) {
-    let out = std::process::Command::new(bin())
+    import_with(bin(), url, secrets, file);
+}
+
+/// [`import`] with the binary `bin` (the previous release's, in the upgrade test).
+pub(crate) fn import_with(bin: &str, url: &str, secrets: &Path, file: &Path) {
+    let out = std::process::Command::new(bin)
         .args(["registry", "import"])
         .arg(file)
         .env("PORTCULLIS_DATABASE_URL", url)

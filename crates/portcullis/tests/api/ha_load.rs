@@ -53,7 +53,12 @@ fn registry_csv(dir: &Path) -> PathBuf {
 /// Imports the [`CARDS`] cards into the database at `url` with the real binary (which also
 /// migrates it), with the keyring in `secrets`.
 pub fn import_registry(dir: &Path, url: &str, secrets: &str) {
-    crate::crash::import(url, Path::new(secrets), &registry_csv(dir));
+    import_registry_with(bin(), dir, url, secrets);
+}
+
+/// [`import_registry`] with the binary `bin` (the previous release's, in the upgrade test).
+pub fn import_registry_with(bin: &str, dir: &Path, url: &str, secrets: &str) {
+    crate::crash::import_with(bin, url, Path::new(secrets), &registry_csv(dir));
 }
 
 /// The environment of a node on `url` with the keyring in `secrets`: cheap hashing, no
@@ -434,32 +439,57 @@ impl Accounts {
 
 /// Every acknowledged registration signs in, on any node, with the password it has:
 /// the new one after an acknowledged change (and the old one no more), one of the two
-/// after a change whose answer was 503.
+/// after a change whose answer was 503. Eight accounts are checked at a time.
 pub async fn all_sign_in(bases: &[String], accounts: &Accounts) {
-    for (k, user) in accounts.stable.iter().enumerate() {
-        let status = sign_in_status(&bases[k % bases.len()], user, PASSWORD).await;
-        assert_eq!(status, 201, "{user}, acknowledged, does not sign in");
+    #[derive(Clone, Copy)]
+    enum Expect {
+        First,
+        Changed,
+        Either,
     }
-    for (k, user) in accounts.changed.iter().enumerate() {
-        let base = &bases[k % bases.len()];
-        assert_eq!(
-            sign_in_status(base, user, NEW_PASSWORD).await,
-            201,
-            "{user}: the acknowledged password change did not hold"
-        );
-        assert_eq!(
-            sign_in_status(base, user, PASSWORD).await,
-            401,
-            "{user}: the old password still works"
-        );
+    let all = accounts
+        .stable
+        .iter()
+        .map(|u| (u, Expect::First))
+        .chain(accounts.changed.iter().map(|u| (u, Expect::Changed)))
+        .chain(accounts.uncertain.iter().map(|u| (u, Expect::Either)));
+    let mut checks = tokio::task::JoinSet::new();
+    for (k, (user, expect)) in all.enumerate() {
+        if checks.len() >= 8 {
+            checks.join_next().await.unwrap().unwrap();
+        }
+        let base = bases[k % bases.len()].clone();
+        let user = user.clone();
+        checks.spawn(async move {
+            match expect {
+                Expect::First => {
+                    let status = sign_in_status(&base, &user, PASSWORD).await;
+                    assert_eq!(status, 201, "{user}, acknowledged, does not sign in");
+                }
+                Expect::Changed => {
+                    assert_eq!(
+                        sign_in_status(&base, &user, NEW_PASSWORD).await,
+                        201,
+                        "{user}: the acknowledged password change did not hold"
+                    );
+                    assert_eq!(
+                        sign_in_status(&base, &user, PASSWORD).await,
+                        401,
+                        "{user}: the old password still works"
+                    );
+                }
+                Expect::Either => {
+                    let new = sign_in_status(&base, &user, NEW_PASSWORD).await;
+                    let old = sign_in_status(&base, &user, PASSWORD).await;
+                    assert!(
+                        (new == 201) != (old == 201),
+                        "{user}: after a change answered 503, new password {new}, old {old}"
+                    );
+                }
+            }
+        });
     }
-    for (k, user) in accounts.uncertain.iter().enumerate() {
-        let base = &bases[k % bases.len()];
-        let new = sign_in_status(base, user, NEW_PASSWORD).await;
-        let old = sign_in_status(base, user, PASSWORD).await;
-        assert!(
-            (new == 201) != (old == 201),
-            "{user}: after a change answered 503, new password {new}, old {old}"
-        );
+    while let Some(done) = checks.join_next().await {
+        done.unwrap();
     }
 }

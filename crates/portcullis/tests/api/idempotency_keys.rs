@@ -7,7 +7,9 @@
 use std::sync::Arc;
 
 use portcullis_core::ports::AuditReads;
-use portcullis_testkit::{both, is_problem, spawn_app, Backend, Card, TestApp, ANN, BEN};
+use portcullis_testkit::{
+    both, is_problem, spawn_app, spawn_app_with, Backend, Card, TestApp, ANN, BEN,
+};
 use serde_json::{json, Value};
 
 use crate::status::status_json;
@@ -181,6 +183,49 @@ async fn racing_retries(backend: Backend) {
 both!(
     racing_copies_of_a_keyed_registration_make_one_account,
     racing_retries
+);
+
+/// The per-address limit comes before a key's kept answer. Every completion call counts
+/// on the address's bucket, a replay too: with the bucket full, a replay and a probe under
+/// the kept key with another password (which would otherwise answer 422 or a replay, telling
+/// whether the guess matched the kept request) both get 429 + `Retry-After`. The client's
+/// honest retry gets its kept answer once the window has passed, long after its
+/// registration token expired.
+async fn limit_before_replay(backend: Backend) {
+    let app = spawn_app_with(backend, |c| c.limits.failures_per_window = 3).await;
+    let token = step_token(&app, &BEN).await;
+    let first = body(&token, "ben.example");
+    let mut guess = first.clone();
+    guess["password"] = json!("Another-Guess-993");
+    let res = complete(&app, Some("reg-limit-1"), &first).await;
+    assert_eq!(res.status(), 201);
+    let res = complete(&app, Some("reg-limit-1"), &first).await;
+    assert_eq!(res.status(), 201);
+    assert!(replayed(&res));
+    let res = complete(&app, Some("reg-limit-1"), &guess).await;
+    assert_eq!(res.status(), 422, "another request under the key");
+
+    // Three calls from this address: the bucket is full.
+    for (what, request) in [("a probe", &guess), ("a replay", &first)] {
+        let res = complete(&app, Some("reg-limit-1"), request).await;
+        assert_eq!(res.status(), 429, "{what} past the limit");
+        assert!(res.headers().get("retry-after").is_some(), "{what}");
+        assert!(!replayed(&res), "{what}");
+    }
+
+    app.clock.advance(601);
+    let res = complete(&app, Some("reg-limit-1"), &first).await;
+    assert_eq!(res.status(), 201, "the retry after the window");
+    assert!(replayed(&res));
+    assert_eq!(
+        res.json::<Value>().await.unwrap(),
+        json!({"user_id": "ben.example"})
+    );
+    assert_eq!(accounts_created(&app).await, 1);
+}
+both!(
+    a_registration_replay_counts_on_the_per_address_limit_and_is_answered_within_it,
+    limit_before_replay
 );
 
 async fn post_incident(app: &TestApp, token: &str, key: &str, body: &Value) -> reqwest::Response {

@@ -52,5 +52,6 @@ mod status;
 mod support;
 mod three_nodes;
 mod tls;
+mod upgrade;
 mod webhook_rules;
 mod webhooks;
