@@ -4,9 +4,9 @@
 //! a grant answers `consent_required`; the form is CSRF-checked and single use.
 
 use portcullis_core::oidc::ClientAuth;
-use portcullis_core::ports::AuditReads;
+use portcullis_core::ports::{AuditReads, OidcStore};
 use portcullis_core::service::oidc::ClientRegistration;
-use portcullis_testkit::{both, input_value, Backend, Jar, TestApp};
+use portcullis_testkit::{both, input_value, Backend, Jar, TestApp, PASSWORD};
 
 use super::support::*;
 
@@ -162,3 +162,50 @@ both!(
     consent_shown_allowed_denied_skipped_and_forced,
     consent_screen
 );
+
+/// "This was not me" ends the account's grants: whoever signed in may have allowed sites
+/// in the owner's name.
+async fn not_me_ends_grants(backend: Backend) {
+    let app = app(backend).await;
+    let client_id = third_party(&app).await;
+    let mut jar = Jar::default();
+    let (url, _) = url_with(&client_id, "openid", "");
+    let res = follow(&app, &mut jar, &url, 0).await;
+    let (csrf, handle) = consent_form(res, &[]).await;
+    let res = answer(&app, &mut jar, &csrf, &handle, "allow").await;
+    assert!(query(&location(&res), "code").is_some());
+    let entries = app.built.store.audit_entries(0, 1000).await.unwrap();
+    let account_id = entries
+        .iter()
+        .find(|e| e.kind == "oidc.grant_given")
+        .and_then(|e| e.account_id)
+        .unwrap();
+    let grants = app.built.store.oidc_grants(account_id).await.unwrap();
+    assert_eq!(grants.len(), 1);
+    assert_eq!(grants[0].client_id, client_id);
+
+    // A sign-in from another device: the owner's notice carries the "not me" link.
+    let before = app.wait_for_messages(0).await.len();
+    let _ = app.token("ann.example", PASSWORD, "personal").await;
+    let messages = app.wait_for_messages(before + 1).await;
+    let link = messages
+        .iter()
+        .filter_map(|m| m["body"].as_str())
+        .flat_map(str::split_whitespace)
+        .find(|w| w.contains("/not-me/"))
+        .unwrap()
+        .to_owned();
+    let token = link.rsplit('/').next().unwrap();
+    let res = app
+        .post_json("/api/v1/not-me", &serde_json::json!({ "token": token }))
+        .await;
+    assert!(res.status().is_success(), "{}", res.status());
+    assert!(app
+        .built
+        .store
+        .oidc_grants(account_id)
+        .await
+        .unwrap()
+        .is_empty());
+}
+both!(not_me_ends_the_accounts_oidc_grants, not_me_ends_grants);
