@@ -14,7 +14,8 @@ use super::{no_store, ErrorAnswer};
 use crate::client::Client;
 use crate::cookies::{self, SameSite};
 use crate::pages::oidc::{
-    browser_session, consent_page, logout_response, no_store_redirect, request_refused_page,
+    browser_session, consent_page, continue_page, logout_response, no_store_redirect,
+    request_refused_page,
 };
 use crate::pages::CsrfCookie;
 use crate::AppState;
@@ -171,7 +172,11 @@ pub async fn resume(
         Err(page) => return page,
     };
     let step = state.app.resume_authorization(&handle, session).await;
-    let mut response = step_response(&state, &csrf, step);
+    // Reached at the end of the sign-in form's redirects: the way to the client is a page.
+    let mut response = match step {
+        Ok(AuthorizeStep::Redirect(to)) => continue_page(&state, &to),
+        step => step_response(&state, &csrf, step),
+    };
     if !response.headers().contains_key(header::SET_COOKIE) {
         response.headers_mut().append(
             header::SET_COOKIE,
@@ -292,12 +297,12 @@ pub async fn end_session(
     };
     let request = match params.and_then(|p| p.to::<LogoutRequest>()) {
         Ok(r) => r,
-        Err(e) => return logout_response(&state, &mut csrf, Err(e)),
+        Err(e) => return logout_response(&state, &mut csrf, Err(e), false),
     };
     let session = match browser_session(&state, &headers).await {
         Ok(s) => s,
         Err(page) => return page,
     };
     let step = state.app.oidc_end_session(&request, session, &client).await;
-    logout_response(&state, &mut csrf, step)
+    logout_response(&state, &mut csrf, step, false)
 }

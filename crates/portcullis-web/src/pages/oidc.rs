@@ -140,12 +140,35 @@ pub async fn consent_submit(
         .consent_decision(&form.handle, allow, session, &client)
         .await;
     match step {
-        Ok(AuthorizeStep::Redirect(to)) => no_store_redirect(&to),
+        Ok(AuthorizeStep::Redirect(to)) => continue_page(&state, &to),
         Ok(AuthorizeStep::Consent(needed)) => consent_page(&state, &csrf, needed),
         // The session changed its sign-in under the page: sign in again, then back here.
         Ok(AuthorizeStep::Login(login)) => crate::oidc::login_redirect(&state, &login),
         Ok(AuthorizeStep::Refused(e)) | Err(e) => request_refused_page(&state, &e),
     }
+}
+
+#[derive(Template)]
+#[template(path = "oidc_continue.html")]
+pub struct ContinuePage {
+    pub chrome: Chrome,
+    pub to: String,
+}
+
+/// The way back to the client at the end of a form's journey (sign-in, second step,
+/// consent, sign-out confirmation). A 303 there would be a redirect of the form's
+/// submission, which the pages' CSP (`form-action 'self'`) forbids browsers to follow to
+/// another origin; this page's refresh is a navigation of its own.
+pub fn continue_page(state: &AppState, to: &str) -> Response {
+    let page = ContinuePage {
+        chrome: super::chrome_without_form(state),
+        to: to.to_owned(),
+    };
+    let mut response = render(StatusCode::OK, &page);
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
 }
 
 pub fn no_store_redirect(to: &str) -> Response {
@@ -161,12 +184,14 @@ pub fn logout_response(
     state: &AppState,
     csrf: &mut CsrfCookie,
     step: Result<LogoutStep, OidcError>,
+    from_form: bool,
 ) -> Response {
     let secure = state.web.secure_cookies;
     let response = match step {
         Ok(LogoutStep::Done { redirect }) => {
             csrf.rotate();
             let mut response = match redirect {
+                Some(to) if from_form => continue_page(state, &to),
                 Some(to) => no_store_redirect(&to),
                 None => {
                     let page = MessagePage {
@@ -254,5 +279,5 @@ pub async fn logout_confirm(
         .app
         .oidc_confirm_end_session(&request, session, &client)
         .await;
-    logout_response(&state, &mut csrf, step)
+    logout_response(&state, &mut csrf, step, true)
 }

@@ -76,10 +76,6 @@ async fn answer(
     res
 }
 
-fn location(res: &reqwest::Response) -> String {
-    res.headers()["location"].to_str().unwrap().to_owned()
-}
-
 async fn consent_screen(backend: Backend) {
     let app = app(backend).await;
     let client_id = third_party(&app).await;
@@ -97,8 +93,7 @@ async fn consent_screen(backend: Backend) {
 
     // "Allow": back to the client with a code, state and iss; the code works.
     let res = answer(&app, &mut jar, &csrf, &handle, "allow").await;
-    assert_eq!(res.status(), 303);
-    let back = location(&res);
+    let back = landing(res).await;
     assert!(back.starts_with(RP), "{back}");
     assert_eq!(query(&back, "state").as_deref(), Some("st"));
     assert_eq!(query(&back, "iss").as_deref(), Some(ISSUER));
@@ -125,7 +120,7 @@ async fn consent_screen(backend: Backend) {
     let res = follow(&app, &mut jar, &url, 0).await;
     let (csrf, handle) = consent_form(res, &[]).await;
     let res = answer(&app, &mut jar, &csrf, &handle, "deny").await;
-    let back = location(&res);
+    let back = landing(res).await;
     assert!(back.starts_with(RP), "{back}");
     assert_eq!(query(&back, "error").as_deref(), Some("access_denied"));
     assert_eq!(query(&back, "state").as_deref(), Some("st"));
@@ -147,7 +142,7 @@ async fn consent_screen(backend: Backend) {
 
     // The grant widens: afterwards openid, email and phone need no page.
     let res = answer(&app, &mut jar, &csrf, &handle, "allow").await;
-    assert!(query(&location(&res), "code").is_some());
+    assert!(query(&landing(res).await, "code").is_some());
     let (url, _) = url_with(&client_id, "openid email phone", "&prompt=none");
     let back = browser(&app, &mut jar, &url).await;
     assert!(query(&back, "code").is_some(), "{back}");
@@ -173,7 +168,7 @@ async fn not_me_ends_grants(backend: Backend) {
     let res = follow(&app, &mut jar, &url, 0).await;
     let (csrf, handle) = consent_form(res, &[]).await;
     let res = answer(&app, &mut jar, &csrf, &handle, "allow").await;
-    assert!(query(&location(&res), "code").is_some());
+    assert!(query(&landing(res).await, "code").is_some());
     let entries = app.built.store.audit_entries(0, 1000).await.unwrap();
     let account_id = entries
         .iter()

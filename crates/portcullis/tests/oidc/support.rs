@@ -106,7 +106,29 @@ pub async fn browser(app: &TestApp, jar: &mut Jar, authorize_url: &str) -> Strin
 /// step, a slow network).
 pub async fn browser_slow(app: &TestApp, jar: &mut Jar, authorize_url: &str, secs: i64) -> String {
     let res = follow(app, jar, authorize_url, secs).await;
-    res.headers()["location"].to_str().unwrap().to_owned()
+    landing(res).await
+}
+
+/// Where an answer sends the browser back to the client: a redirect's `Location`, or the
+/// "Taking you back" page's link (the end of a form's journey: sign-in, consent, sign-out).
+pub async fn landing(res: reqwest::Response) -> String {
+    if let Some(l) = res.headers().get("location") {
+        return l.to_str().unwrap().to_owned();
+    }
+    let html = res.text().await.unwrap();
+    let start = html
+        .find(r#"<meta http-equiv="refresh" content="0;url="#)
+        .unwrap_or_else(|| panic!("neither a redirect nor the way back: {html}"));
+    let rest = &html[start..];
+    let link = rest
+        .split("id=\"continue\" href=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap_or_else(|| panic!("no link back: {html}"));
+    // HTML character references as the templates write them (numeric, or named).
+    [("&#38;", "&"), ("&amp;", "&"), ("&#34;", "\""), ("&#39;", "'")]
+        .iter()
+        .fold(link.to_owned(), |l, (from, to)| l.replace(from, to))
 }
 
 /// As `browser_slow`, answering the last response: a redirect to the relying party, or a
