@@ -93,6 +93,16 @@ pub async fn browser_session(
     }
 }
 
+/// A form whose CSRF token does not match (forged, or from before a sign-in).
+fn form_expired(state: &AppState) -> Response {
+    message_page(
+        state,
+        StatusCode::FORBIDDEN,
+        text::t("page.try_again"),
+        csrf_failed(),
+    )
+}
+
 #[derive(Deserialize)]
 pub struct ConsentForm {
     #[serde(default)]
@@ -112,12 +122,7 @@ pub async fn consent_submit(
     PageForm(form): PageForm<ConsentForm>,
 ) -> Response {
     if !csrf.check(&state, &headers, &form.csrf) {
-        return message_page(
-            &state,
-            StatusCode::FORBIDDEN,
-            text::t("page.try_again"),
-            csrf_failed(),
-        );
+        return form_expired(&state);
     }
     let allow = match form.decision.as_str() {
         "allow" => true,
@@ -258,12 +263,7 @@ pub async fn logout_confirm(
     PageForm(form): PageForm<LogoutForm>,
 ) -> Response {
     if !csrf.check(&state, &headers, &form.csrf) {
-        return message_page(
-            &state,
-            StatusCode::FORBIDDEN,
-            text::t("page.try_again"),
-            csrf_failed(),
-        );
+        return form_expired(&state);
     }
     let session = match browser_session(&state, &headers).await {
         Ok(s) => s,

@@ -126,9 +126,14 @@ pub async fn landing(res: reqwest::Response) -> String {
         .and_then(|r| r.split('"').next())
         .unwrap_or_else(|| panic!("no link back: {html}"));
     // HTML character references as the templates write them (numeric, or named).
-    [("&#38;", "&"), ("&amp;", "&"), ("&#34;", "\""), ("&#39;", "'")]
-        .iter()
-        .fold(link.to_owned(), |l, (from, to)| l.replace(from, to))
+    [
+        ("&#38;", "&"),
+        ("&amp;", "&"),
+        ("&#34;", "\""),
+        ("&#39;", "'"),
+    ]
+    .iter()
+    .fold(link.to_owned(), |l, (from, to)| l.replace(from, to))
 }
 
 /// As `browser_slow`, answering the last response: a redirect to the relying party, or a

@@ -198,6 +198,19 @@ impl Portcullis {
         Ok(handle.expose().to_owned())
     }
 
+    /// A registered client that is not revoked.
+    pub(super) async fn live_oidc_client(
+        &self,
+        client_id: &str,
+    ) -> Result<Option<OidcClient>, OidcError> {
+        Ok(self
+            .ports
+            .oidc
+            .oidc_client(client_id)
+            .await?
+            .filter(|c| !c.revoked))
+    }
+
     /// Takes a stored request for one use: unknown, used or expired is `None`.
     pub(super) async fn take_pending(
         &self,
@@ -227,9 +240,8 @@ impl Portcullis {
         let Some(client_id) = raw.client_id.as_deref().filter(|c| c.len() <= 128) else {
             return refused("client_id is required");
         };
-        let client = match self.ports.oidc.oidc_client(client_id).await? {
-            Some(c) if !c.revoked => c,
-            _ => return refused("unknown client"),
+        let Some(client) = self.live_oidc_client(client_id).await? else {
+            return refused("unknown client");
         };
         let now = self.oidc_now();
         let pending = if let Some(uri) = raw.request_uri.as_deref() {
@@ -286,14 +298,8 @@ impl Portcullis {
         let Some(pending) = self.take_pending(handle, now).await? else {
             return refused();
         };
-        let client = match self
-            .ports
-            .oidc
-            .oidc_client(&pending.request.client_id)
-            .await?
-        {
-            Some(c) if !c.revoked => c,
-            _ => return refused(),
+        let Some(client) = self.live_oidc_client(&pending.request.client_id).await? else {
+            return refused();
         };
         self.continue_authorization(&client, pending, session, now, false)
             .await

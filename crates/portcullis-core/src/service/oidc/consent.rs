@@ -62,14 +62,8 @@ impl Portcullis {
         if pending.consent_for != Some(session.account_id) {
             return refused();
         }
-        let client = match self
-            .ports
-            .oidc
-            .oidc_client(&pending.request.client_id)
-            .await?
-        {
-            Some(c) if !c.revoked => c,
-            _ => return refused(),
+        let Some(client) = self.live_oidc_client(&pending.request.client_id).await? else {
+            return refused();
         };
         let req = &pending.request;
         let detail = format!(

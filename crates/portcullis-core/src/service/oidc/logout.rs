@@ -95,9 +95,9 @@ impl Portcullis {
             (None, None) => None,
         };
         let client = match client_id.as_deref().filter(|c| c.len() <= 128) {
-            Some(id) => match self.ports.oidc.oidc_client(id).await? {
-                Some(c) if !c.revoked => Some(c),
-                _ => return refuse("unknown client"),
+            Some(id) => match self.live_oidc_client(id).await? {
+                Some(c) => Some(c),
+                None => return refuse("unknown client"),
             },
             None if client_id.is_some() => return refuse("unknown client"),
             None => None,
