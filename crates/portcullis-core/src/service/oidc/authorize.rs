@@ -17,9 +17,9 @@ use crate::service::{Portcullis, SessionContext};
 use super::client_auth::ClientCredentials;
 use super::dpop::DpopProof;
 
-/// A stored request: the checked request, after `prompt=login` or `max_age` the time the
-/// password must have been entered after,
-/// and, once the consent page was shown, the account it was shown to.
+/// A stored request: the checked request; after `prompt=login` or `max_age`, the time the
+/// password must have been entered after; once the consent page was shown, the account it
+/// was shown to.
 #[derive(Serialize, Deserialize)]
 pub(super) struct Pending {
     pub(super) request: AuthRequest,
