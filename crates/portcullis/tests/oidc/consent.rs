@@ -147,11 +147,36 @@ async fn consent_screen(backend: Backend) {
     let back = browser(&app, &mut jar, &url).await;
     assert!(query(&back, "code").is_some(), "{back}");
 
-    // Audited: two grants given, one refused.
+    // The person sees the grant through the JSON API and withdraws it: the next request
+    // asks again.
+    let bearer = app.token("ann.example", PASSWORD, "personal").await;
+    let res = app.get_bearer("/api/v1/me/oidc-grants", &bearer).await;
+    assert_eq!(res.status(), 200);
+    let listed: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(listed[0]["client_id"], client_id.as_str());
+    assert_eq!(listed[0]["client_name"], "Budget Planner");
+    assert_eq!(
+        listed[0]["scopes"],
+        serde_json::json!(["email", "openid", "phone"])
+    );
+    let gone = |id: String| {
+        app.client
+            .delete(app.url(&format!("/api/v1/me/oidc-grants/{id}")))
+            .bearer_auth(&bearer)
+            .send()
+    };
+    assert_eq!(gone(client_id.clone()).await.unwrap().status(), 204);
+    assert_eq!(gone(client_id.clone()).await.unwrap().status(), 404);
+    let (url, _) = url_with(&client_id, "openid", "&prompt=none");
+    let back = browser(&app, &mut jar, &url).await;
+    assert_eq!(query(&back, "error").as_deref(), Some("consent_required"));
+
+    // Audited: two grants given, one refused, one withdrawn.
     let entries = app.built.store.audit_entries(0, 1000).await.unwrap();
     let count = |kind: &str| entries.iter().filter(|e| e.kind == kind).count();
     assert_eq!(count("oidc.grant_given"), 2);
     assert_eq!(count("oidc.grant_denied"), 1);
+    assert_eq!(count("oidc.grant_revoked"), 1);
 }
 both!(
     consent_shown_allowed_denied_skipped_and_forced,
