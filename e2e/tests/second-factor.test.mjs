@@ -4,39 +4,12 @@
 // signs in again with the second step, trusting the device. axe runs on each new page.
 
 import assert from 'node:assert/strict';
-import crypto from 'node:crypto';
 import { test } from 'node:test';
 
 import { describeViolations, runAxe } from '../lib/axe.mjs';
 import { openSession, VIEWPORTS } from '../lib/browser.mjs';
 import { CARDS, heading, navigate, pathOf, PASSWORD, registerViaApi, signIn, uniqueUserId } from '../lib/flows.mjs';
-
-/** RFC 4648 base32 (no padding) to bytes. */
-function base32(s) {
-  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
-  let bits = 0;
-  let value = 0;
-  const out = [];
-  for (const c of s.replace(/=+$/, '').toUpperCase()) {
-    value = (value << 5) | alphabet.indexOf(c);
-    bits += 5;
-    if (bits >= 8) {
-      out.push((value >>> (bits - 8)) & 0xff);
-      bits -= 8;
-    }
-  }
-  return Buffer.from(out);
-}
-
-/** The RFC 6238 code (SHA-1, 6 digits, 30 s) for `secret` at `unixSeconds`. */
-function totp(secret, unixSeconds) {
-  const counter = Buffer.alloc(8);
-  counter.writeBigUInt64BE(BigInt(Math.floor(unixSeconds / 30)));
-  const mac = crypto.createHmac('sha1', base32(secret)).update(counter).digest();
-  const offset = mac[mac.length - 1] & 0x0f;
-  const n = (mac.readUInt32BE(offset) & 0x7fffffff) % 1_000_000;
-  return String(n).padStart(6, '0');
-}
+import { totp } from '../lib/totp.mjs';
 
 async function axeClean(page, name) {
   const result = await runAxe(page);

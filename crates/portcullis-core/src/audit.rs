@@ -69,6 +69,12 @@ pub enum AuditKind {
     /// A webhook subscription added or removed (by the operator or an admin token).
     WebhookAdded,
     WebhookRemoved,
+    /// The person allowed a relying party (not first-party) the scopes it asked for.
+    OidcGrantGiven,
+    /// The person refused a relying party on the consent page.
+    OidcGrantDenied,
+    /// The person withdrew a relying party's access.
+    OidcGrantRevoked,
 }
 
 impl AuditKind {
@@ -121,6 +127,9 @@ impl AuditKind {
             Self::DeviceNew => "device.new",
             Self::WebhookAdded => "webhook.added",
             Self::WebhookRemoved => "webhook.removed",
+            Self::OidcGrantGiven => "oidc.grant_given",
+            Self::OidcGrantDenied => "oidc.grant_denied",
+            Self::OidcGrantRevoked => "oidc.grant_revoked",
         }
     }
 
@@ -170,6 +179,9 @@ impl AuditKind {
             "device.new" => "Signed in from a new device",
             "webhook.added" => "Webhook subscription added",
             "webhook.removed" => "Webhook subscription removed",
+            "oidc.grant_given" => "Access given to a site or app",
+            "oidc.grant_denied" => "Access refused to a site or app",
+            "oidc.grant_revoked" => "Access withdrawn from a site or app",
             _ => "Security event",
         }
     }

@@ -6,8 +6,8 @@ use async_trait::async_trait;
 use portcullis_core::clock::UnixTime;
 use portcullis_core::oidc::{ClientAuth, OidcClient};
 use portcullis_core::ports::{
-    NewOidcClient, NewOidcCode, NewOidcToken, OidcCodeRow, OidcStore, OidcTokenRow, StoreError,
-    StoreResult, StoredRequest, TokenKind,
+    NewOidcClient, NewOidcCode, NewOidcToken, OidcCodeRow, OidcGrantRow, OidcGrantWrites,
+    OidcStore, OidcTokenRow, StoreError, StoreResult, StoredRequest, TokenKind,
 };
 use portcullis_core::session::SessionPolicy;
 use sqlx::any::AnyArguments;
@@ -16,7 +16,7 @@ use sqlx::Any;
 
 use crate::sql::statements;
 use crate::tx::{self, Tx};
-use crate::{db_err, SqlStore};
+use crate::{db_err, SqlStore, SqlWork};
 
 statements! {
     INSERT_CLIENT = "INSERT INTO oidc_clients (client_id, name, auth_method, secret_hash, jwks, \
@@ -49,6 +49,17 @@ statements! {
     CLAIM_JTI = "INSERT INTO oidc_jti (jti_hash, expires_at) VALUES ($1, $2) \
         ON CONFLICT (jti_hash) DO NOTHING";
     FORGET_JTIS = "DELETE FROM oidc_jti WHERE expires_at < $1";
+    SAVE_GRANT = "INSERT INTO oidc_grants (account_id, client_id, scope, created_at, updated_at) \
+        VALUES ($1, $2, $3, $4, $5) ON CONFLICT (account_id, client_id) DO UPDATE \
+        SET scope = excluded.scope, updated_at = excluded.updated_at, revoked_at = NULL";
+    REVOKE_GRANTS = "UPDATE oidc_grants SET revoked_at = $2 WHERE account_id = $1 \
+        AND revoked_at IS NULL";
+    REVOKE_GRANT = "UPDATE oidc_grants SET revoked_at = $3 WHERE account_id = $1 \
+        AND client_id = $2 AND revoked_at IS NULL";
+    GRANT_OF = "SELECT client_id, scope, created_at, updated_at FROM oidc_grants \
+        WHERE account_id = $1 AND client_id = $2 AND revoked_at IS NULL";
+    GRANTS_OF = "SELECT client_id, scope, created_at, updated_at FROM oidc_grants \
+        WHERE account_id = $1 AND revoked_at IS NULL ORDER BY updated_at DESC, id DESC";
     SESSION_OPEN = "SELECT COUNT(*) FROM sessions WHERE id = $1 AND created_at > $2 \
         AND last_seen_at > $3";
 }
@@ -188,6 +199,70 @@ struct TokenRecord {
     expires_at: i64,
     used_at: Option<i64>,
     revoked_at: Option<i64>,
+}
+
+#[derive(sqlx::FromRow)]
+struct GrantRecord {
+    client_id: String,
+    scope: String,
+    created_at: i64,
+    updated_at: i64,
+}
+
+impl From<GrantRecord> for OidcGrantRow {
+    fn from(r: GrantRecord) -> Self {
+        OidcGrantRow {
+            client_id: r.client_id,
+            scope: r.scope,
+            created_at: UnixTime(r.created_at),
+            updated_at: UnixTime(r.updated_at),
+        }
+    }
+}
+
+#[async_trait]
+impl OidcGrantWrites for SqlWork {
+    async fn save_oidc_grant(
+        &mut self,
+        account_id: i64,
+        client_id: &str,
+        scope: &str,
+    ) -> StoreResult<()> {
+        let now = self.stamp();
+        sqlx::query(SAVE_GRANT)
+            .bind(account_id)
+            .bind(client_id.to_owned())
+            .bind(scope.to_owned())
+            .bind(now)
+            .bind(now)
+            .execute(self.conn().await?)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn revoke_oidc_grants(&mut self, account_id: i64) -> StoreResult<u64> {
+        let now = self.stamp();
+        let done = sqlx::query(REVOKE_GRANTS)
+            .bind(account_id)
+            .bind(now)
+            .execute(self.conn().await?)
+            .await
+            .map_err(db_err)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn revoke_oidc_grant(&mut self, account_id: i64, client_id: &str) -> StoreResult<bool> {
+        let now = self.stamp();
+        let done = sqlx::query(REVOKE_GRANT)
+            .bind(account_id)
+            .bind(client_id.to_owned())
+            .bind(now)
+            .execute(self.conn().await?)
+            .await
+            .map_err(db_err)?;
+        Ok(done.rows_affected() == 1)
+    }
 }
 
 #[async_trait]
@@ -386,6 +461,29 @@ impl OidcStore for SqlStore {
             .await
             .map_err(db_err)?;
         Ok(done.rows_affected() == 1)
+    }
+
+    async fn oidc_grant(
+        &self,
+        account_id: i64,
+        client_id: &str,
+    ) -> StoreResult<Option<OidcGrantRow>> {
+        let row: Option<GrantRecord> = sqlx::query_as(GRANT_OF)
+            .bind(account_id)
+            .bind(client_id.to_owned())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(row.map(OidcGrantRow::from))
+    }
+
+    async fn oidc_grants(&self, account_id: i64) -> StoreResult<Vec<OidcGrantRow>> {
+        let rows: Vec<GrantRecord> = sqlx::query_as(GRANTS_OF)
+            .bind(account_id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(rows.into_iter().map(OidcGrantRow::from).collect())
     }
 
     async fn session_open(

@@ -22,6 +22,12 @@ mod assertions;
 #[path = "oidc/rotation.rs"]
 mod rotation;
 
+#[path = "oidc/consent.rs"]
+mod consent;
+
+#[path = "oidc/logout.rs"]
+mod logout;
+
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
 use openidconnect::core::{

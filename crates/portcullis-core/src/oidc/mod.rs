@@ -3,8 +3,10 @@
 //! no HTTP, no SQL, no clock. The use cases are in `service::oidc`; the stored state (PAR
 //! requests, codes, tokens, one-time JWT ids) behind `ports::OidcStore`.
 
+mod consent;
 mod request;
 
+pub use consent::{scope_union, scopes_within};
 pub use request::{AuthRequest, RawAuthRequest, Refused, MAX_PARAM};
 
 /// How long a pushed authorization request (RFC 9126) may wait to be used.

@@ -150,9 +150,14 @@ impl RawAuthRequest {
             }
         };
         let prompt = match self.prompt.as_deref() {
-            None | Some("") | Some("consent") => None,
-            Some(p @ ("none" | "login")) => Some(p.to_owned()),
-            Some(_) => return Err(back("invalid_request", "prompt must be none or login")),
+            None | Some("") => None,
+            Some(p @ ("none" | "login" | "consent")) => Some(p.to_owned()),
+            Some(_) => {
+                return Err(back(
+                    "invalid_request",
+                    "prompt must be none, login or consent",
+                ))
+            }
         };
         let max_age = match self.max_age.as_deref() {
             None | Some("") => None,

@@ -105,6 +105,33 @@ pub struct OidcTokenRow {
     pub revoked_at: Option<UnixTime>,
 }
 
+/// What a person allowed a client (the consent screen): live while `revoked_at` is unset.
+#[derive(Clone, Debug)]
+pub struct OidcGrantRow {
+    pub client_id: String,
+    /// Space-separated scopes.
+    pub scope: String,
+    pub created_at: UnixTime,
+    pub updated_at: UnixTime,
+}
+
+/// Consent records, written in a unit of work with their audit events.
+#[async_trait]
+pub trait OidcGrantWrites: Send {
+    /// Records (or widens) the grant of `account_id` to `client_id`: `scope` replaces the
+    /// scopes kept (the caller passes the union) and a revoked grant becomes live again.
+    async fn save_oidc_grant(
+        &mut self,
+        account_id: i64,
+        client_id: &str,
+        scope: &str,
+    ) -> StoreResult<()>;
+    /// Revokes every live grant of an account; how many.
+    async fn revoke_oidc_grants(&mut self, account_id: i64) -> StoreResult<u64>;
+    /// Revokes one client's grant of an account; `false` when there was no live one.
+    async fn revoke_oidc_grant(&mut self, account_id: i64, client_id: &str) -> StoreResult<bool>;
+}
+
 #[async_trait]
 pub trait OidcStore: Send + Sync {
     /// Registers a client; `false` when its `client_id` is taken.
@@ -158,6 +185,15 @@ pub trait OidcStore: Send + Sync {
         expires_at: UnixTime,
         now: UnixTime,
     ) -> StoreResult<bool>;
+
+    /// The live grant of an account to a client, if any.
+    async fn oidc_grant(
+        &self,
+        account_id: i64,
+        client_id: &str,
+    ) -> StoreResult<Option<OidcGrantRow>>;
+    /// Every live grant of an account, newest first.
+    async fn oidc_grants(&self, account_id: i64) -> StoreResult<Vec<OidcGrantRow>>;
 
     /// Whether a session is still open at `now` under `policy` (neither idle nor past its
     /// absolute lifetime): an OIDC token lives only as long as its session.

@@ -30,6 +30,7 @@ use super::card_lifecycle::RegistryWrites;
 use super::devices::DeviceWrites;
 use super::factors::FactorWrites;
 use super::lockout::LockWrites;
+use super::oidc::OidcGrantWrites;
 use super::outbox::Outgoing;
 use super::sessions::SessionWrites;
 use super::status::StatusWrites;
@@ -64,6 +65,7 @@ pub trait UnitOfWork:
     + CardGuardWrites
     + RegistryWrites
     + WebhookWrites
+    + OidcGrantWrites
     + Send
 {
     /// The time the unit of work was opened with; every row it writes carries it.

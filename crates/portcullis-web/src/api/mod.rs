@@ -6,6 +6,7 @@ pub mod extract;
 pub mod factors;
 pub mod health;
 pub mod me;
+pub mod oidc_grants;
 pub mod recovery;
 pub mod registration;
 pub mod registry;
@@ -84,6 +85,8 @@ pub fn router() -> (Router<AppState>, OpenApiDoc) {
         .routes(routes!(me::me))
         .routes(routes!(me::list_sessions, me::end_other_sessions))
         .routes(routes!(me::delete_session))
+        .routes(routes!(oidc_grants::list_grants))
+        .routes(routes!(oidc_grants::revoke_grant))
         .routes(routes!(me::change_password))
         .routes(routes!(me::set_security_answers))
         .routes(routes!(me::start_contact_change))

@@ -1,18 +1,23 @@
 //! The endpoint handlers.
 
 use axum::extract::{Query, RawForm, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Json;
 use portcullis_core::oidc::{OidcError, RawAuthRequest};
-use portcullis_core::service::oidc::{AuthorizeStep, ClientCredentials, TokenForm};
-use portcullis_core::service::SessionContext;
-use portcullis_core::ServiceError;
+use portcullis_core::service::oidc::{
+    AuthorizeStep, ClientCredentials, LoginNeeded, LogoutRequest, TokenForm,
+};
 
 use super::parse::{self, Params};
 use super::{no_store, ErrorAnswer};
+use crate::client::Client;
 use crate::cookies::{self, SameSite};
-use crate::pages::{message_page, unavailable_page};
+use crate::pages::oidc::{
+    browser_session, consent_page, continue_page, logout_response, no_store_redirect,
+    request_refused_page,
+};
+use crate::pages::CsrfCookie;
 use crate::AppState;
 
 /// The cookie that remembers, across the sign-in page, which authorization request the
@@ -103,75 +108,62 @@ pub async fn par(
     }
 }
 
-/// The browser's session, if it has a live one.
-async fn browser_session(
-    state: &AppState,
-    headers: &HeaderMap,
-) -> Result<Option<SessionContext>, Response> {
-    let name = cookies::name(cookies::SESSION, state.web.secure_cookies);
-    let Some(token) = cookies::get(headers, &name) else {
-        return Ok(None);
-    };
-    match state.app.authenticate(&token).await {
-        Ok(ctx) => Ok(Some(ctx)),
-        Err(ServiceError::Unavailable(_)) => Err(unavailable_page(state)),
-        Err(_) => Ok(None),
-    }
+/// To the sign-in page, with the cookie that names the waiting request.
+pub fn login_redirect(state: &AppState, login: &LoginNeeded) -> Response {
+    let secure = state.web.secure_cookies;
+    let target = if login.force { "/?login=1" } else { "/" };
+    let mut r = Redirect::to(target).into_response();
+    r.headers_mut().append(
+        header::SET_COOKIE,
+        cookies::set(
+            &cookies::name(RETURN_COOKIE, secure),
+            &login.handle,
+            Some(portcullis_core::oidc::LOGIN_TTL_SECS),
+            SameSite::Lax,
+            secure,
+        ),
+    );
+    r
 }
 
-fn step_response(state: &AppState, step: Result<AuthorizeStep, OidcError>) -> Response {
-    let secure = state.web.secure_cookies;
+fn step_response(
+    state: &AppState,
+    csrf: &CsrfCookie,
+    step: Result<AuthorizeStep, OidcError>,
+) -> Response {
     match step {
-        Ok(AuthorizeStep::Redirect(to)) => {
-            let mut r = Redirect::to(&to).into_response();
-            r.headers_mut()
-                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            r
-        }
-        Ok(AuthorizeStep::Login(login)) => {
-            let target = if login.force { "/?login=1" } else { "/" };
-            let mut r = Redirect::to(target).into_response();
-            r.headers_mut().append(
-                header::SET_COOKIE,
-                cookies::set(
-                    &cookies::name(RETURN_COOKIE, secure),
-                    &login.handle,
-                    Some(portcullis_core::oidc::LOGIN_TTL_SECS),
-                    SameSite::Lax,
-                    secure,
-                ),
-            );
-            r
-        }
-        Ok(AuthorizeStep::Refused(e)) | Err(e) => message_page(
-            state,
-            StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST),
-            "This sign-in request cannot be used",
-            e.description,
-        ),
+        Ok(AuthorizeStep::Redirect(to)) => no_store_redirect(&to),
+        Ok(AuthorizeStep::Login(login)) => login_redirect(state, &login),
+        Ok(AuthorizeStep::Consent(needed)) => consent_page(state, csrf, needed),
+        Ok(AuthorizeStep::Refused(e)) | Err(e) => request_refused_page(state, &e),
     }
 }
 
 /// `GET /oidc/authorize`.
 pub async fn authorize(
     State(state): State<AppState>,
+    csrf: CsrfCookie,
     headers: HeaderMap,
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Response {
     let raw = match Params::new(pairs).and_then(|p| p.to::<RawAuthRequest>()) {
         Ok(raw) => raw,
-        Err(e) => return step_response(&state, Err(e)),
+        Err(e) => return step_response(&state, &csrf, Err(e)),
     };
     let session = match browser_session(&state, &headers).await {
         Ok(s) => s,
         Err(page) => return page,
     };
     let step = state.app.authorize(raw, session).await;
-    step_response(&state, step)
+    step_response(&state, &csrf, step)
 }
 
 /// `GET /oidc/resume`: back from the sign-in page to the request the cookie names.
-pub async fn resume(State(state): State<AppState>, headers: HeaderMap) -> Response {
+pub async fn resume(
+    State(state): State<AppState>,
+    csrf: CsrfCookie,
+    headers: HeaderMap,
+) -> Response {
     let secure = state.web.secure_cookies;
     let name = cookies::name(RETURN_COOKIE, secure);
     let handle = cookies::get(&headers, &name).unwrap_or_default();
@@ -180,7 +172,11 @@ pub async fn resume(State(state): State<AppState>, headers: HeaderMap) -> Respon
         Err(page) => return page,
     };
     let step = state.app.resume_authorization(&handle, session).await;
-    let mut response = step_response(&state, step);
+    // Reached at the end of the sign-in form's redirects: the way to the client is a page.
+    let mut response = match step {
+        Ok(AuthorizeStep::Redirect(to)) => continue_page(&state, &to),
+        step => step_response(&state, &csrf, step),
+    };
     if !response.headers().contains_key(header::SET_COOKIE) {
         response.headers_mut().append(
             header::SET_COOKIE,
@@ -277,4 +273,36 @@ pub async fn introspect(
         Ok(answer) => no_store(StatusCode::OK, answer),
         Err(e) => ErrorAnswer(e).into_response(),
     }
+}
+
+/// `GET /oidc/logout` and `POST /oidc/logout` (RP-Initiated Logout 1.0): the parameters in
+/// the query or in a form body.
+pub async fn end_session(
+    State(state): State<AppState>,
+    mut csrf: CsrfCookie,
+    Client(client): Client,
+    method: axum::http::Method,
+    headers: HeaderMap,
+    Query(pairs): Query<Vec<(String, String)>>,
+    RawForm(body): RawForm,
+) -> Response {
+    let params = if method == axum::http::Method::POST {
+        if !form_content(&headers) {
+            Err(OidcError::invalid_request("a form body is required"))
+        } else {
+            form_params(&body)
+        }
+    } else {
+        Params::new(pairs)
+    };
+    let request = match params.and_then(|p| p.to::<LogoutRequest>()) {
+        Ok(r) => r,
+        Err(e) => return logout_response(&state, &mut csrf, Err(e), false),
+    };
+    let session = match browser_session(&state, &headers).await {
+        Ok(s) => s,
+        Err(page) => return page,
+    };
+    let step = state.app.oidc_end_session(&request, session, &client).await;
+    logout_response(&state, &mut csrf, step, false)
 }

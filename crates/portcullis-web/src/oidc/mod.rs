@@ -14,7 +14,7 @@ use portcullis_core::oidc::OidcError;
 
 use crate::AppState;
 
-pub use endpoints::RETURN_COOKIE;
+pub use endpoints::{login_redirect, RETURN_COOKIE};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -33,6 +33,15 @@ pub fn router() -> Router<AppState> {
         )
         .route("/oidc/revoke", post(endpoints::revoke))
         .route("/oidc/introspect", post(endpoints::introspect))
+        .route(
+            "/oidc/logout",
+            get(endpoints::end_session).post(endpoints::end_session),
+        )
+        .route(
+            "/oidc/logout/confirm",
+            post(crate::pages::oidc::logout_confirm),
+        )
+        .route("/oidc/consent", post(crate::pages::oidc::consent_submit))
 }
 
 /// A protocol error as JSON (RFC 6749 §5.2), never cached; 401s say how to authenticate.

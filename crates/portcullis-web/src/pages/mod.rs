@@ -5,6 +5,7 @@ pub mod account;
 pub mod checklist;
 pub mod factors;
 pub mod lifecycle;
+pub mod oidc;
 pub mod recover;
 pub mod recover_card;
 pub mod register;

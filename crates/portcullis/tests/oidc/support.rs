@@ -70,9 +70,9 @@ pub fn cli_client_add(app: &TestApp, args: &[&str]) -> (std::process::Output, Va
 }
 
 pub async fn register(app: &TestApp, auth: ClientAuth, jwks: Option<Value>, fapi2: bool) -> String {
-    app.built
-        .app
-        .register_oidc_client(ClientRegistration {
+    register_client(
+        app,
+        ClientRegistration {
             name: "Statements".into(),
             redirect_uris: vec![RP.into()],
             post_logout_uris: vec![],
@@ -80,10 +80,20 @@ pub async fn register(app: &TestApp, auth: ClientAuth, jwks: Option<Value>, fapi
             jwks,
             first_party: true,
             fapi2,
-        })
-        .await
-        .unwrap()
-        .client_id
+        },
+    )
+    .await
+    .0
+}
+
+/// Registers a client as given: its id and, for `client_secret_basic`, its secret.
+pub async fn register_client(app: &TestApp, r: ClientRegistration) -> (String, String) {
+    let done = app.built.app.register_oidc_client(r).await.unwrap();
+    let secret = done
+        .client_secret
+        .map(|s| secrecy::ExposeSecret::expose_secret(&s).to_owned())
+        .unwrap_or_default();
+    (done.client_id, secret)
 }
 
 /// The browser: follows an authorization URL through the real sign-in page and back;
@@ -95,10 +105,53 @@ pub async fn browser(app: &TestApp, jar: &mut Jar, authorize_url: &str) -> Strin
 /// As `browser`, with `secs` passing between the sign-in and the resume (a slow second
 /// step, a slow network).
 pub async fn browser_slow(app: &TestApp, jar: &mut Jar, authorize_url: &str, secs: i64) -> String {
+    let res = follow(app, jar, authorize_url, secs).await;
+    landing(res).await
+}
+
+/// Where an answer sends the browser back to the client: a redirect's `Location`, or the
+/// "Taking you back" page's link (the end of a form's journey: sign-in, consent, sign-out).
+pub async fn landing(res: reqwest::Response) -> String {
+    if let Some(l) = res.headers().get("location") {
+        return l.to_str().unwrap().to_owned();
+    }
+    let html = res.text().await.unwrap();
+    let start = html
+        .find(r#"<meta http-equiv="refresh" content="0;url="#)
+        .unwrap_or_else(|| panic!("neither a redirect nor the way back: {html}"));
+    let rest = &html[start..];
+    let link = rest
+        .split("id=\"continue\" href=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap_or_else(|| panic!("no link back: {html}"));
+    // HTML character references as the templates write them (numeric, or named).
+    [
+        ("&#38;", "&"),
+        ("&amp;", "&"),
+        ("&#34;", "\""),
+        ("&#39;", "'"),
+    ]
+    .iter()
+    .fold(link.to_owned(), |l, (from, to)| l.replace(from, to))
+}
+
+/// As `browser_slow`, answering the last response: a redirect to the relying party, or a
+/// page (the consent page, a refusal).
+pub async fn follow(
+    app: &TestApp,
+    jar: &mut Jar,
+    authorize_url: &str,
+    secs: i64,
+) -> reqwest::Response {
     let get = |url: String, jar: &Jar| app.client.get(url).header("cookie", jar.header()).send();
     let mut res = get(real(app, authorize_url), jar).await.unwrap();
     jar.absorb(&res);
-    let mut location = res.headers()["location"].to_str().unwrap().to_owned();
+    let location = res
+        .headers()
+        .get("location")
+        .map(|l| l.to_str().unwrap().to_owned())
+        .unwrap_or_default();
     if location.starts_with('/') {
         // The sign-in page, the same one as for Portcullis itself.
         res = get(app.url(&location), jar).await.unwrap();
@@ -124,9 +177,8 @@ pub async fn browser_slow(app: &TestApp, jar: &mut Jar, authorize_url: &str, sec
         app.clock.advance(secs);
         res = get(app.url("/oidc/resume"), jar).await.unwrap();
         jar.absorb(&res);
-        location = res.headers()["location"].to_str().unwrap().to_owned();
     }
-    location
+    res
 }
 
 pub fn query(url: &str, name: &str) -> Option<String> {

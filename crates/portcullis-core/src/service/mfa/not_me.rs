@@ -74,6 +74,9 @@ impl Portcullis {
             return Err(ServiceError::StepExpired);
         }
         let ended = work.delete_account_sessions(account.id, None).await?;
+        // Whoever signed in may have allowed sites and apps in the owner's name: those
+        // consents go too (the owner is asked again at the next request).
+        work.revoke_oidc_grants(account.id).await?;
         // Known devices would keep their own allowance past the lock, and trusted ones would
         // skip the second step: forget them all.
         work.forget_devices(account.id).await?;

@@ -17,12 +17,16 @@ use crate::service::{Portcullis, SessionContext};
 use super::client_auth::ClientCredentials;
 use super::dpop::DpopProof;
 
-/// A stored request: the checked request and, after `prompt=login` or `max_age`, the
-/// time the password must have been entered after.
+/// A stored request: the checked request; after `prompt=login` or `max_age`, the time the
+/// password must have been entered after; once the consent page was shown, the account it
+/// was shown to.
 #[derive(Serialize, Deserialize)]
-struct Pending {
-    request: AuthRequest,
-    login_after: Option<i64>,
+pub(super) struct Pending {
+    pub(super) request: AuthRequest,
+    pub(super) login_after: Option<i64>,
+    /// The account the consent page was shown to: only its session may answer it.
+    #[serde(default)]
+    pub(super) consent_for: Option<i64>,
 }
 
 impl Pending {
@@ -54,6 +58,20 @@ pub enum AuthorizeStep {
     /// The request cannot go back to the client (unknown client, unregistered redirect
     /// URI): shown on a page, never redirected.
     Refused(OidcError),
+    /// A client not registered first-party, without a grant covering the scopes asked
+    /// (or `prompt=consent`): the consent page.
+    Consent(ConsentNeeded),
+}
+
+/// A request waiting for the person's "Allow" or "Deny".
+#[derive(Debug)]
+pub struct ConsentNeeded {
+    /// Names the stored request; the consent form carries it back.
+    pub handle: String,
+    /// The client's registered name.
+    pub client_name: String,
+    /// The scopes asked, as sent.
+    pub scopes: Vec<String>,
 }
 
 /// A request waiting for a sign-in.
@@ -64,7 +82,7 @@ pub struct LoginNeeded {
     pub force: bool,
 }
 
-fn append_query(uri: &str, params: &[(&str, &str)]) -> String {
+pub(super) fn append_query(uri: &str, params: &[(&str, &str)]) -> String {
     let mut out = uri.to_owned();
     let mut sep = if uri.contains('?') { '&' } else { '?' };
     for (k, v) in params {
@@ -91,7 +109,12 @@ pub(crate) fn form_encode(v: &str) -> String {
 }
 
 impl Portcullis {
-    fn error_back(&self, req: &AuthRequest, code: &str, description: &str) -> AuthorizeStep {
+    pub(super) fn error_back(
+        &self,
+        req: &AuthRequest,
+        code: &str,
+        description: &str,
+    ) -> AuthorizeStep {
         let iss = self.oidc_issuer();
         let mut params = vec![("error", code), ("error_description", description)];
         if let Some(state) = &req.state {
@@ -137,26 +160,27 @@ impl Portcullis {
             ));
         }
         let now = self.oidc_now();
+        let pending = Pending {
+            request,
+            login_after: None,
+            consent_for: None,
+        };
         let handle = self
-            .store_pending(&request, None, true, now, PAR_TTL_SECS)
+            .store_pending(&pending, true, now, PAR_TTL_SECS)
             .await?;
         Ok((format!("{REQUEST_URI_PREFIX}{handle}"), PAR_TTL_SECS))
     }
 
     async fn store_pending(
         &self,
-        request: &AuthRequest,
-        login_after: Option<i64>,
+        pending: &Pending,
         pushed: bool,
         now: UnixTime,
         ttl: i64,
     ) -> Result<String, OidcError> {
         let handle = Token::generate();
-        let pending = Pending {
-            request: request.clone(),
-            login_after,
-        };
-        let text = serde_json::to_string(&pending)
+        let request = &pending.request;
+        let text = serde_json::to_string(pending)
             .map_err(|_| OidcError::new("server_error", "cannot store request", 500))?;
         self.ports
             .oidc
@@ -174,8 +198,21 @@ impl Portcullis {
         Ok(handle.expose().to_owned())
     }
 
+    /// A registered client that is not revoked.
+    pub(super) async fn live_oidc_client(
+        &self,
+        client_id: &str,
+    ) -> Result<Option<OidcClient>, OidcError> {
+        Ok(self
+            .ports
+            .oidc
+            .oidc_client(client_id)
+            .await?
+            .filter(|c| !c.revoked))
+    }
+
     /// Takes a stored request for one use: unknown, used or expired is `None`.
-    async fn take_pending(
+    pub(super) async fn take_pending(
         &self,
         handle: &str,
         now: UnixTime,
@@ -203,9 +240,8 @@ impl Portcullis {
         let Some(client_id) = raw.client_id.as_deref().filter(|c| c.len() <= 128) else {
             return refused("client_id is required");
         };
-        let client = match self.ports.oidc.oidc_client(client_id).await? {
-            Some(c) if !c.revoked => c,
-            _ => return refused("unknown client"),
+        let Some(client) = self.live_oidc_client(client_id).await? else {
+            return refused("unknown client");
         };
         let now = self.oidc_now();
         let pending = if let Some(uri) = raw.request_uri.as_deref() {
@@ -222,6 +258,7 @@ impl Portcullis {
                 Ok(request) => Pending {
                     request,
                     login_after: None,
+                    consent_for: None,
                 },
                 Err(r) if r.redirect => {
                     // The redirect URI was checked as registered before any redirecting error.
@@ -242,7 +279,7 @@ impl Portcullis {
             }
         };
         let pending = pending.arrived(now);
-        self.continue_authorization(&client, pending, session, now)
+        self.continue_authorization(&client, pending, session, now, false)
             .await
     }
 
@@ -261,25 +298,22 @@ impl Portcullis {
         let Some(pending) = self.take_pending(handle, now).await? else {
             return refused();
         };
-        let client = match self
-            .ports
-            .oidc
-            .oidc_client(&pending.request.client_id)
-            .await?
-        {
-            Some(c) if !c.revoked => c,
-            _ => return refused(),
+        let Some(client) = self.live_oidc_client(&pending.request.client_id).await? else {
+            return refused();
         };
-        self.continue_authorization(&client, pending, session, now)
+        self.continue_authorization(&client, pending, session, now, false)
             .await
     }
 
-    async fn continue_authorization(
+    /// Sign-in, then consent, then the code. `consented`: the person has just pressed
+    /// "Allow" on the consent page for this request.
+    pub(super) async fn continue_authorization(
         &self,
         client: &OidcClient,
         pending: Pending,
         session: Option<SessionContext>,
         now: UnixTime,
+        consented: bool,
     ) -> Result<AuthorizeStep, OidcError> {
         let req = &pending.request;
         let prompt_none = req.prompt.as_deref() == Some("none");
@@ -288,7 +322,7 @@ impl Portcullis {
                 return Ok(self.error_back(req, "login_required", "no session"));
             }
             let handle = self
-                .store_pending(req, pending.login_after, false, now, LOGIN_TTL_SECS)
+                .store_pending(&pending, false, now, LOGIN_TTL_SECS)
                 .await?;
             return Ok(AuthorizeStep::Login(LoginNeeded {
                 handle,
@@ -303,20 +337,35 @@ impl Portcullis {
                 return Ok(self.error_back(req, "login_required", "a new sign-in is needed"));
             }
             let handle = self
-                .store_pending(req, login_after, false, now, LOGIN_TTL_SECS)
+                .store_pending(&pending, false, now, LOGIN_TTL_SECS)
                 .await?;
             return Ok(AuthorizeStep::Login(LoginNeeded {
                 handle,
                 force: true,
             }));
         }
-        if !client.first_party {
-            // The consent screen is not built yet: a client that would need one is told so.
-            return Ok(self.error_back(
-                req,
-                "consent_required",
-                "this client needs consent, which is not offered yet",
-            ));
+        if !client.first_party && !consented && self.needs_consent(client, req, &session).await? {
+            if prompt_none {
+                return Ok(self.error_back(req, "consent_required", "consent is needed"));
+            }
+            let shown = Pending {
+                request: pending.request.clone(),
+                login_after,
+                consent_for: Some(session.account_id),
+            };
+            let handle = self
+                .store_pending(&shown, false, now, LOGIN_TTL_SECS)
+                .await?;
+            return Ok(AuthorizeStep::Consent(ConsentNeeded {
+                handle,
+                client_name: client.name.clone(),
+                scopes: req
+                    .scope
+                    .split(' ')
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
+            }));
         }
         let code = Token::generate();
         let request_text = serde_json::to_string(req)

@@ -5,7 +5,9 @@
 
 mod authorize;
 mod client_auth;
+mod consent;
 mod dpop;
+mod logout;
 mod token;
 
 use portcullis_crypto::jws::Es256Key;
@@ -18,9 +20,10 @@ use crate::oidc::{check_redirect_registration, ClientAuth, OidcClient, OidcError
 use crate::ports::{NewOidcClient, StoreError};
 use crate::service::Portcullis;
 
-pub use authorize::{AuthorizeStep, LoginNeeded};
+pub use authorize::{AuthorizeStep, ConsentNeeded, LoginNeeded};
 pub use client_auth::ClientCredentials;
 pub use dpop::DpopProof;
+pub use logout::{LogoutRequest, LogoutStep};
 pub use token::{TokenForm, TokenResponse};
 
 /// The keyring in the secrets folder whose keys sign ID tokens (each a P-256 key derived
@@ -111,6 +114,7 @@ impl Portcullis {
             "jwks_uri": format!("{iss}/oidc/jwks"),
             "revocation_endpoint": format!("{iss}/oidc/revoke"),
             "introspection_endpoint": format!("{iss}/oidc/introspect"),
+            "end_session_endpoint": format!("{iss}/oidc/logout"),
             "response_types_supported": ["code"],
             "response_modes_supported": ["query"],
             "grant_types_supported": ["authorization_code", "refresh_token"],
@@ -128,7 +132,7 @@ impl Portcullis {
             "scopes_supported": crate::oidc::SCOPES,
             "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce",
                 "amr", "acr", "account_type", "email", "phone_number"],
-            "prompt_values_supported": ["none", "login"],
+            "prompt_values_supported": ["none", "login", "consent"],
             "authorization_response_iss_parameter_supported": true,
             "require_pushed_authorization_requests": false,
             "request_parameter_supported": false,
