@@ -1,13 +1,15 @@
 //! The issuer registry's storage: loads (file imports, API pushes) in one transaction of
 //! their own, lookups by keyed hash.
 //!
-//! A load is set-based: its batches are appended to `registry_staging` (multi-row INSERTs
-//! into a table with no index); every 50,000 rows, and before anything reads them, one
-//! statement ([`MERGE_STAGED`]) upserts the staged rows into `registry_records` sorted by
+//! A load is set-based: its batches are appended to `registry_staging` (a table with no
+//! index); every 50,000 rows, and before anything reads them, one statement
+//! ([`MERGE_STAGED`]) upserts the staged rows into `registry_records` sorted by
 //! `number_hash` — sorted inserts into the unique index instead of random ones — and the
-//! staged rows are deleted. The staging INSERT is the one statement built at run time (its
-//! row count varies), and the one place besides the outbox claim where the dialects differ:
-//! SQLite gets anonymous `?` placeholders and a larger page cache (see [`upsert_sql`]).
+//! staged rows are deleted. How rows reach staging differs by dialect: SQLite loads run on
+//! one connection of their own ([`loads_pool`]: a warm 256 MiB page cache, and a `TEMP`
+//! staging table in memory) with multi-row INSERTs, the one statement built at run time (its
+//! row count varies; anonymous `?` placeholders, see [`upsert_sql`]); PostgreSQL gets the
+//! rows by COPY over a connection of its own (`registry_copy.rs`).
 
 use async_trait::async_trait;
 use portcullis_core::audit::AuditEvent;
@@ -125,7 +127,8 @@ pub(crate) fn loads_pool(options: &sqlx::any::AnyConnectOptions) -> sqlx::AnyPoo
         .min_connections(0)
         // A load waits for the one before it as it would for the write lock.
         .acquire_timeout(std::time::Duration::from_secs(30))
-        .idle_timeout(None)
+        // Kept while pushes keep coming; its cache memory is given back after 10 idle minutes.
+        .idle_timeout(std::time::Duration::from_secs(600))
         .test_before_acquire(false)
         .after_connect(|conn, _meta| {
             Box::pin(async move {
