@@ -246,12 +246,13 @@ fn text(out: &mut Vec<u8>, v: Option<&str>) {
 
 fn bytes(out: &mut Vec<u8>, v: Option<&[u8; 32]>) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
+    let digit = |n: u8| HEX.get(usize::from(n)).copied().unwrap_or(b'0');
     match v {
         Some(v) => {
             out.extend_from_slice(b"\\\\x");
             for &b in v {
-                out.push(HEX[usize::from(b >> 4)]);
-                out.push(HEX[usize::from(b & 15)]);
+                out.push(digit(b >> 4));
+                out.push(digit(b & 15));
             }
         }
         None => out.extend_from_slice(b"\\N"),
