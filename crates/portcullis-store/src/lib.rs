@@ -35,6 +35,7 @@ mod ops;
 mod outbox;
 pub mod pg_url;
 mod registry;
+mod registry_copy;
 mod sessions;
 pub mod sql;
 mod status;
@@ -80,6 +81,19 @@ statements! {
     PING = "SELECT 1";
 }
 
+/// The settings of every SQLite connection.
+pub(crate) async fn sqlite_setup(conn: &mut sqlx::AnyConnection) -> Result<(), sqlx::Error> {
+    for pragma in [
+        SQLITE_WAL,
+        SQLITE_SYNCHRONOUS,
+        SQLITE_BUSY_TIMEOUT,
+        SQLITE_FOREIGN_KEYS,
+    ] {
+        conn.execute(pragma).await?;
+    }
+    Ok(())
+}
+
 /// Which database is behind the pool.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
@@ -98,6 +112,11 @@ pub struct SqlStore {
     /// `database_read_url`: a replica for the reads that may be a little stale (see
     /// [`SqlStore::reads`]); `None` reads everything from `pool`.
     replica: Option<Arc<SqlStore>>,
+    /// PostgreSQL: the connections that COPY a registry load's rows (`registry_copy.rs`).
+    copy: Option<Arc<registry_copy::CopyPools>>,
+    /// SQLite: the one connection registry loads run on, so its page cache stays warm
+    /// from one load to the next (`registry.rs`); `None` on PostgreSQL.
+    loads: Option<AnyPool>,
 }
 
 /// Connection settings.
@@ -224,20 +243,19 @@ impl SqlStore {
             });
         }
         if backend == Backend::Sqlite {
-            pool = pool.after_connect(|conn, _meta| {
-                Box::pin(async move {
-                    for pragma in [
-                        SQLITE_WAL,
-                        SQLITE_SYNCHRONOUS,
-                        SQLITE_BUSY_TIMEOUT,
-                        SQLITE_FOREIGN_KEYS,
-                    ] {
-                        conn.execute(pragma).await?;
-                    }
-                    Ok(())
-                })
-            });
+            pool = pool.after_connect(|conn, _meta| Box::pin(sqlite_setup(conn)));
         }
+        let (copy, loads) = match backend {
+            Backend::Postgres => {
+                let fixed = choice.is_none().then(|| connect_options.clone());
+                let copy =
+                    registry_copy::CopyPools::new(fixed, choice.clone(), options.session_timeouts);
+                (Some(Arc::new(copy)), None)
+            }
+            // An in-memory database is the connection's own: loads share the pool then.
+            Backend::Sqlite if url.contains(":memory:") => (None, None),
+            Backend::Sqlite => (None, Some(registry::loads_pool(&connect_options))),
+        };
         let pool = pool.connect_with(connect_options).await.map_err(db_err)?;
         let watcher = choice.map(|c| Arc::new(failover::Watcher::start(c, pool.clone())));
         Ok(Self {
@@ -246,6 +264,8 @@ impl SqlStore {
             outbox_seal: None,
             watcher,
             replica: None,
+            copy,
+            loads,
         })
     }
 
@@ -320,6 +340,12 @@ impl SqlStore {
     }
 
     pub async fn close(&self) {
+        if let Some(loads) = &self.loads {
+            loads.close().await;
+        }
+        if let Some(copy) = &self.copy {
+            copy.close().await;
+        }
         self.pool.close().await;
         if let Some(replica) = &self.replica {
             replica.pool.close().await;
@@ -442,6 +468,7 @@ pub fn statements(backend: Backend) -> Vec<(String, String)> {
         oidc::STATEMENTS,
         outbox::STATEMENTS,
         registry::STATEMENTS,
+        registry_copy::STATEMENTS,
         sessions::STATEMENTS,
         status::STATEMENTS,
         steps::STATEMENTS,

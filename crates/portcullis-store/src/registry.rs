@@ -1,13 +1,15 @@
 //! The issuer registry's storage: loads (file imports, API pushes) in one transaction of
 //! their own, lookups by keyed hash.
 //!
-//! A load is set-based: its batches are appended to `registry_staging` (multi-row INSERTs
-//! into a table with no index); every 50,000 rows, and before anything reads them, one
-//! statement ([`MERGE_STAGED`]) upserts the staged rows into `registry_records` sorted by
+//! A load is set-based: its batches are appended to `registry_staging` (a table with no
+//! index); every 50,000 rows, and before anything reads them, one statement
+//! ([`MERGE_STAGED`]) upserts the staged rows into `registry_records` sorted by
 //! `number_hash` — sorted inserts into the unique index instead of random ones — and the
-//! staged rows are deleted. The staging INSERT is the one statement built at run time (its
-//! row count varies), and the one place besides the outbox claim where the dialects differ:
-//! SQLite gets anonymous `?` placeholders and a larger page cache (see [`upsert_sql`]).
+//! staged rows are deleted. How rows reach staging differs by dialect: SQLite loads run on
+//! one connection of their own ([`loads_pool`]: a warm 256 MiB page cache, and a `TEMP`
+//! staging table in memory) with multi-row INSERTs, the one statement built at run time (its
+//! row count varies; anonymous `?` placeholders, see [`upsert_sql`]); PostgreSQL gets the
+//! rows by COPY over a connection of its own (`registry_copy.rs`).
 
 use async_trait::async_trait;
 use portcullis_core::audit::AuditEvent;
@@ -94,8 +96,59 @@ statements! {
         THEN registry_records.changed_in ELSE $1 END, status = excluded.status";
     DELETE_STAGED = "DELETE FROM registry_staging WHERE load = $1";
     /// A large page cache for the bulk upsert into the keyed-hash index (256 MiB at most,
-    /// for the importing connection only).
+    /// for the loads' connection only) …
     IMPORT_CACHE: sqlite = "PRAGMA cache_size = -262144";
+    /// … pages read through a memory map (256 MiB at most), so a cache reset by another
+    /// connection's write costs no read calls …
+    IMPORT_MMAP: sqlite = "PRAGMA mmap_size = 268435456";
+    /// … temporary tables and sorts in memory …
+    IMPORT_TEMP: sqlite = "PRAGMA temp_store = MEMORY";
+    /// … a staging table of the connection's own, in memory, with the columns of the
+    /// file's (which it hides: the load's statements name `registry_staging` and SQLite
+    /// looks in `temp` first), so staged rows cost no writes to the write-ahead log …
+    IMPORT_STAGING: sqlite = "CREATE TEMP TABLE IF NOT EXISTS registry_staging AS \
+        SELECT * FROM main.registry_staging WHERE 0";
+    /// … and a checkpoint every 80 MB of log instead of every 4 MB: a push rewrites most
+    /// leaves of the keyed-hash index, so fewer checkpoints copy each leaf fewer times.
+    IMPORT_CHECKPOINT: sqlite = "PRAGMA wal_autocheckpoint = 20000";
+    /// PostgreSQL: the merge's sort of up to [`MERGE_EVERY`] rows in memory, not on disk
+    /// (the default 4 MB spilled a 50,000-row sort to a temporary file).
+    MERGE_WORK_MEM: postgres = "SET LOCAL work_mem = '64MB'";
+}
+
+/// SQLite: the pool of one connection that registry loads run on. Loads take the single
+/// writer's lock anyway, so one connection costs them nothing, and its page cache (256 MiB,
+/// [`IMPORT_CACHE`]) stays warm from one load to the next: with the loads spread over the
+/// main pool, each push started on a connection whose cache another connection's write
+/// had reset (docs/benchmarks.md, figure 10). Connected when first used.
+pub(crate) fn loads_pool(options: &sqlx::any::AnyConnectOptions) -> sqlx::AnyPool {
+    sqlx::any::AnyPoolOptions::new()
+        .max_connections(1)
+        .min_connections(0)
+        // A load waits for the one before it as it would for the write lock.
+        .acquire_timeout(std::time::Duration::from_secs(30))
+        // Kept while pushes keep coming; its cache memory is given back after 10 idle minutes.
+        .idle_timeout(std::time::Duration::from_secs(600))
+        .test_before_acquire(false)
+        .after_connect(|conn, _meta| {
+            Box::pin(async move {
+                crate::sqlite_setup(conn).await?;
+                for pragma in [
+                    IMPORT_CACHE,
+                    IMPORT_MMAP,
+                    IMPORT_TEMP,
+                    IMPORT_STAGING,
+                    IMPORT_CHECKPOINT,
+                ] {
+                    sqlx::Executor::execute(&mut *conn, pragma).await?;
+                }
+                Ok(())
+            })
+        })
+        .after_release(|conn, _meta| {
+            Box::pin(async move { Ok(crate::health::clean_for_reuse(conn, Backend::Sqlite).await) })
+        })
+        .connect_lazy_with(options.clone())
 }
 
 pub(crate) fn account_type(s: &str) -> Result<AccountType, StoreError> {
@@ -160,6 +213,13 @@ pub struct SqlImport {
     /// Whether rows under another key than the load's exist (asked once, at the first
     /// batch): only then does each record look for its row under the old keys.
     old_rows: Option<bool>,
+    /// PostgreSQL: the load's rows go to the staging table by COPY (`registry_copy.rs`):
+    /// the pool, the rows not sent yet (COPY text) and how many, and the guard that deletes
+    /// the sent rows unless the load commits.
+    copy: Option<sqlx::PgPool>,
+    unsent: Vec<u8>,
+    unsent_rows: usize,
+    sent: Option<crate::registry_copy::StagedRows>,
 }
 
 impl SqlImport {
@@ -167,6 +227,7 @@ impl SqlImport {
     /// them; nothing to do when none are staged. Runs before anything reads the registry in
     /// this load (`settle`) and at the latest before the commit.
     pub(crate) async fn merge(&mut self) -> StoreResult<()> {
+        self.send_copy().await?;
         if self.staged == 0 {
             return Ok(());
         }
@@ -182,6 +243,27 @@ impl SqlImport {
             .await
             .map_err(db_err)?;
         self.staged = 0;
+        Ok(())
+    }
+
+    /// PostgreSQL: sends the rows buffered for COPY (nothing when none are).
+    async fn send_copy(&mut self) -> StoreResult<()> {
+        let Some(pool) = &self.copy else {
+            return Ok(());
+        };
+        if self.unsent_rows == 0 {
+            return Ok(());
+        }
+        if self.sent.is_none() {
+            self.sent = Some(crate::registry_copy::StagedRows::new(
+                pool.clone(),
+                self.load,
+            ));
+        }
+        let data = std::mem::take(&mut self.unsent);
+        crate::registry_copy::copy_rows(pool, data).await?;
+        self.staged += self.unsent_rows;
+        self.unsent_rows = 0;
         Ok(())
     }
 
@@ -253,6 +335,17 @@ impl RegistryImport for SqlImport {
                 }
             }
         }
+        if self.copy.is_some() {
+            crate::registry_copy::encode_rows(&mut self.unsent, self.load, batch);
+            self.unsent_rows += batch.len();
+            if self.unsent_rows >= crate::registry_copy::COPY_EVERY {
+                self.send_copy().await?;
+                if self.staged >= MERGE_EVERY {
+                    self.merge().await?;
+                }
+            }
+            return Ok(());
+        }
         for chunk in batch.chunks(IMPORT_BATCH) {
             // The one statement built at run time (see `upsert_sql`).
             let upsert = upsert_sql(chunk.len(), self.backend, self.load);
@@ -317,7 +410,11 @@ impl RegistryImport for SqlImport {
         crate::outbox::enqueue(&mut self.tx, self.seal.as_ref(), &messages, self.now).await?;
         crate::webhooks::enqueue_events(&mut self.tx, &events, self.now).await?;
         crate::audit::append(&mut self.tx, &events, self.now, audit_key).await?;
+        let sent = self.sent.take();
         tx::commit(self.tx).await?;
+        if let Some(sent) = sent {
+            sent.disarm();
+        }
         Ok(Committed {
             messages: messages.len(),
             audited: events.len(),
@@ -362,15 +459,36 @@ pub(crate) fn upsert_sql(rows: usize, backend: Backend, load: i64) -> String {
 #[async_trait]
 impl RegistryImports for SqlStore {
     async fn begin_import(&self, now: UnixTime) -> StoreResult<Box<dyn RegistryImport>> {
-        let mut tx = tx::begin(&self.pool, self.backend).await?;
-        if self.backend == Backend::Sqlite {
-            sqlx::query(IMPORT_CACHE)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_err)?;
-        }
-        // A load's number: random, so loads on several nodes never share one.
-        let load = i64::from_le_bytes(portcullis_crypto::token::random_bytes::<8>()) & i64::MAX;
+        let load = crate::registry_copy::load_number(now.0);
+        let tx = match (&self.loads, self.backend) {
+            (Some(loads), _) => tx::begin(loads, self.backend).await?,
+            (None, Backend::Sqlite) => {
+                let mut tx = tx::begin(&self.pool, self.backend).await?;
+                sqlx::query(IMPORT_CACHE)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
+                tx
+            }
+            (None, Backend::Postgres) => {
+                let mut tx = tx::begin(&self.pool, self.backend).await?;
+                sqlx::query(MERGE_WORK_MEM)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
+                // The staged rows of loads whose process died (see `registry_copy.rs`).
+                sqlx::query(crate::registry_copy::SWEEP_STAGED)
+                    .bind(crate::registry_copy::sweep_below(now.0))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
+                tx
+            }
+        };
+        let copy = match &self.copy {
+            Some(pools) => Some(pools.get()?),
+            None => None,
+        };
         Ok(Box::new(SqlImport {
             tx,
             backend: self.backend,
@@ -381,6 +499,10 @@ impl RegistryImports for SqlStore {
             events: Vec::new(),
             staged: 0,
             old_rows: None,
+            copy,
+            unsent: Vec::new(),
+            unsent_rows: 0,
+            sent: None,
         }))
     }
 }

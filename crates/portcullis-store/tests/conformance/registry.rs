@@ -70,6 +70,60 @@ both!(
     import_is_all_or_nothing_and_upserts
 );
 
+/// A load's rows reach the staging table by COPY on PostgreSQL (its text format): text with
+/// the format's special characters comes back as it went in, NULL stays NULL; a load that
+/// sent rows (more than one COPY carries) and never committed leaves neither records nor
+/// staged rows behind.
+async fn staged_rows_round_trip_and_vanish_without_commit(backend: Backend) {
+    let (s, _db) = store(backend).await;
+    let mut odd = record("378282246310005", "Pro\\duct\t1");
+    odd.holder_name = "O\\Brien\tTab\nLine\rCR \\N \u{e9}".into();
+    odd.email = None;
+    odd.phone = Some("\\N".into());
+    let mut import = s.begin_import(T).await.unwrap();
+    import.upsert(&[odd.clone()]).await.unwrap();
+    import.commit(&keys().into()).await.unwrap();
+    let r = s.find_record(1, &odd.number_hash).await.unwrap().unwrap();
+    assert_eq!(r.holder_name, odd.holder_name);
+    assert_eq!(r.product, "Pro\\duct\t1");
+    assert_eq!(r.email, None);
+    assert_eq!(r.phone.as_deref(), Some("\\N"));
+    assert_eq!(r.verification_hash, odd.verification_hash.to_vec());
+
+    let many: Vec<_> = (0..12_000u64)
+        .map(|i| {
+            let body = format!("5{:014}", i);
+            record(&portcullis_core::card::with_luhn_check_digit(&body), "Bulk")
+        })
+        .collect();
+    let mut import = s.begin_import(T).await.unwrap();
+    import.upsert(&many).await.unwrap();
+    drop(import); // never committed
+    assert_eq!(s.count_records().await.unwrap(), 1);
+    // The staged rows are deleted as the load drops (on PostgreSQL by a task of its own).
+    let mut staged = -1i64;
+    for _ in 0..100 {
+        staged = sqlx::query_scalar("SELECT COUNT(*) FROM registry_staging")
+            .fetch_one(s.pool())
+            .await
+            .unwrap();
+        if staged == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(staged, 0, "a load that never committed left staged rows");
+    // The same rows committed: all of them arrive.
+    let mut import = s.begin_import(T).await.unwrap();
+    import.upsert(&many).await.unwrap();
+    import.commit(&keys().into()).await.unwrap();
+    assert_eq!(s.count_records().await.unwrap(), 12_001);
+}
+both!(
+    staged_rows_round_trip_and_vanish_without_commit_conformance,
+    staged_rows_round_trip_and_vanish_without_commit
+);
+
 /// After `registry.key` is rotated, a row is found only under its own key id, and the next
 /// import moves it (same row, same id) to the current key; rows per key id say so.
 async fn import_moves_rows_off_an_old_registry_key(backend: Backend) {
