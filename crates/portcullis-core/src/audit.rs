@@ -69,6 +69,20 @@ pub enum AuditKind {
     /// A webhook subscription added or removed (by the operator or an admin token).
     WebhookAdded,
     WebhookRemoved,
+    /// OpenID Connect: tokens issued for an authorization code.
+    OidcTokenIssued,
+    /// OpenID Connect: a refresh token used, and replaced.
+    OidcRefreshRotated,
+    /// OpenID Connect: a used refresh token presented again; its family revoked and the
+    /// session behind it ended.
+    OidcRefreshReused,
+    /// OpenID Connect: a used authorization code presented again; what it issued revoked.
+    OidcCodeReplayed,
+    /// OpenID Connect: a client revoked a token (RFC 7009).
+    OidcTokenRevoked,
+    /// OpenID Connect: a registered client failed to authenticate (at most one entry per
+    /// client a minute).
+    OidcClientAuthFailed,
 }
 
 impl AuditKind {
@@ -121,6 +135,12 @@ impl AuditKind {
             Self::DeviceNew => "device.new",
             Self::WebhookAdded => "webhook.added",
             Self::WebhookRemoved => "webhook.removed",
+            Self::OidcTokenIssued => "oidc.token_issued",
+            Self::OidcRefreshRotated => "oidc.refresh_rotated",
+            Self::OidcRefreshReused => "oidc.refresh_reused",
+            Self::OidcCodeReplayed => "oidc.code_replayed",
+            Self::OidcTokenRevoked => "oidc.token_revoked",
+            Self::OidcClientAuthFailed => "oidc.client_auth_failed",
         }
     }
 
@@ -170,6 +190,12 @@ impl AuditKind {
             "device.new" => "Signed in from a new device",
             "webhook.added" => "Webhook subscription added",
             "webhook.removed" => "Webhook subscription removed",
+            "oidc.token_issued" => "Signed in to a site or app",
+            "oidc.refresh_rotated" => "A site or app renewed its access",
+            "oidc.refresh_reused" => "A site or app's access was ended: a copied token was used",
+            "oidc.code_replayed" => "A site or app's access was ended: a sign-in code was reused",
+            "oidc.token_revoked" => "A site or app gave up its access",
+            "oidc.client_auth_failed" => "A site or app failed to authenticate",
             _ => "Security event",
         }
     }

@@ -20,6 +20,7 @@ mod cards;
 mod database;
 mod env;
 mod notify;
+mod oidc;
 mod webhooks;
 
 pub use accounts_import::AccountsImportConfig;
@@ -27,6 +28,7 @@ pub use database::{DatabaseConfig, KeysConfig, StatusConfig, ThemeConfig};
 pub use env::env_name;
 use env::overlay_env;
 pub use notify::NotifyConfig;
+pub use oidc::OidcConfig;
 pub use webhooks::WebhooksConfig;
 
 #[derive(Clone, Debug, Deserialize)]
@@ -76,6 +78,8 @@ pub struct Config {
     pub accounts_import: AccountsImportConfig,
     /// Delivery of security events to webhook subscribers.
     pub webhooks: WebhooksConfig,
+    /// The OpenID Connect provider.
+    pub oidc: OidcConfig,
 }
 
 impl Default for Config {
@@ -111,6 +115,7 @@ impl Default for Config {
             tls: crate::tls::TlsConfig::default(),
             accounts_import: AccountsImportConfig::default(),
             webhooks: WebhooksConfig::default(),
+            oidc: OidcConfig::default(),
         }
     }
 }
@@ -557,6 +562,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("accounts_import", "max_scrypt_log_n"),
     ("accounts_import", "max_argon2_memory_kib"),
     ("accounts_import", "max_argon2_iterations"),
+    ("oidc", "dpop_nonce"),
     ("webhooks", "allow_http"),
     ("webhooks", "allow_loopback"),
     ("webhooks", "timeout_secs"),
@@ -791,6 +797,7 @@ impl Config {
                 .unwrap_or_else(|| format!("{}://{}", self.tls.scheme(), self.listen))
                 .trim_end_matches('/')
                 .to_owned(),
+            oidc_dpop_nonce: self.oidc.dpop_nonce,
             inactivity: InactivityPolicy {
                 warn_after_secs: self.inactivity.warn_after_secs,
                 deactivate_after_secs: self.inactivity.deactivate_after_secs,

@@ -157,6 +157,9 @@ enum OidcClientCommand {
         /// fapi2: PAR, PKCE S256, DPoP and private_key_jwt required.
         #[arg(long)]
         profile: Option<String>,
+        /// How its ID tokens are signed: ES256 (the default) or EdDSA.
+        #[arg(long = "id-token-alg", value_name = "ALG")]
+        id_token_alg: Option<String>,
     },
 }
 
@@ -656,6 +659,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                             jwks_file,
                             first_party,
                             profile,
+                            id_token_alg,
                         },
                 },
         } => {
@@ -672,6 +676,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     jwks_file: jwks_file.clone(),
                     first_party: *first_party,
                     profile: profile.clone(),
+                    id_token_alg: id_token_alg.clone(),
                 },
             )
             .await

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use portcullis_core::oidc::ClientAuth;
+use portcullis_core::oidc::{ClientAuth, IdTokenAlg};
 use portcullis_core::service::oidc::{ClientRegistration, SIGNING_RING};
 use portcullis_core::service::Portcullis;
 use portcullis_crypto::keyring::rotate_ring;
@@ -22,6 +22,7 @@ pub struct ClientAdd {
     pub jwks_file: Option<PathBuf>,
     pub first_party: bool,
     pub profile: Option<String>,
+    pub id_token_alg: Option<String>,
 }
 
 /// `portcullis oidc client add …`: prints one JSON line `{"client_id", "client_secret"?}`.
@@ -48,6 +49,13 @@ pub async fn client_add(app: &Portcullis, args: ClientAdd) -> anyhow::Result<Exi
         Some("fapi2") => true,
         Some(p) => return refuse(format!("--profile must be fapi2, not {p:?}")),
     };
+    let id_token_alg = match args.id_token_alg.as_deref() {
+        None => IdTokenAlg::Es256,
+        Some(a) => match IdTokenAlg::parse(a) {
+            Some(alg) => alg,
+            None => return refuse(format!("--id-token-alg must be ES256 or EdDSA, not {a:?}")),
+        },
+    };
     let jwks = match &args.jwks_file {
         None => None,
         Some(path) => {
@@ -67,6 +75,7 @@ pub async fn client_add(app: &Portcullis, args: ClientAdd) -> anyhow::Result<Exi
         jwks,
         first_party: args.first_party,
         fapi2,
+        id_token_alg,
     };
     match app.register_oidc_client(registration).await {
         Ok(client) => {

@@ -22,6 +22,12 @@ mod assertions;
 #[path = "oidc/rotation.rs"]
 mod rotation;
 
+#[path = "oidc/stepup.rs"]
+mod stepup;
+
+#[path = "oidc/nonce.rs"]
+mod nonce;
+
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
 use openidconnect::core::{

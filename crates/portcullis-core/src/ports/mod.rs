@@ -52,8 +52,8 @@ pub use factors::{FactorKind, FactorReads, FactorRow, FactorWrites, NewFactor};
 pub use keys::{SealedColumn, SealedValue, SealedValues};
 pub use lockout::{Counter, LockWrites};
 pub use oidc::{
-    NewOidcClient, NewOidcCode, NewOidcToken, OidcCodeRow, OidcStore, OidcTokenRow, StoredRequest,
-    TokenKind,
+    NewOidcClient, NewOidcCode, NewOidcToken, OidcCodeRow, OidcStore, OidcTokenRow, OidcWrites,
+    StoredRequest, TokenKind,
 };
 pub use outbox::{
     Message, Notifier, NotifyError, OutboxReads, OutboxRow, OutboxState, OutboxStats, OutboxStore,

@@ -6,13 +6,14 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::Json;
 use portcullis_core::oidc::{OidcError, RawAuthRequest};
 use portcullis_core::service::oidc::{AuthorizeStep, ClientCredentials, TokenForm};
-use portcullis_core::service::SessionContext;
+use portcullis_core::service::{ClientInfo, SessionContext};
 use portcullis_core::ServiceError;
 
 use super::parse::{self, Params};
 use super::{no_store, ErrorAnswer};
+use crate::client::Client;
 use crate::cookies::{self, SameSite};
-use crate::pages::{message_page, unavailable_page};
+use crate::pages::{message_page, unavailable_page, CsrfCookie};
 use crate::AppState;
 
 /// The cookie that remembers, across the sign-in page, which authorization request the
@@ -82,6 +83,19 @@ fn client_call(
     })
 }
 
+/// With `oidc.dpop_nonce` on, every answer of an endpoint that takes DPoP proofs carries
+/// the current server nonce (RFC 9449 §8.2, §9).
+fn with_nonce(state: &AppState, mut response: Response) -> Response {
+    if let Some(v) = state
+        .app
+        .oidc_dpop_nonce()
+        .and_then(|n| HeaderValue::from_str(&n).ok())
+    {
+        response.headers_mut().insert("dpop-nonce", v);
+    }
+    response
+}
+
 /// `POST /oidc/par` (RFC 9126).
 pub async fn par(
     State(state): State<AppState>,
@@ -94,13 +108,14 @@ pub async fn par(
         let raw: RawAuthRequest = call.params.to()?;
         state.app.push_authorization(call.creds, raw, dpop).await
     };
-    match run.await {
+    let response = match run.await {
         Ok((request_uri, expires_in)) => no_store(
             StatusCode::CREATED,
             serde_json::json!({"request_uri": request_uri, "expires_in": expires_in}),
         ),
         Err(e) => ErrorAnswer(e).into_response(),
-    }
+    };
+    with_nonce(&state, response)
 }
 
 /// The browser's session, if it has a live one.
@@ -143,6 +158,7 @@ fn step_response(state: &AppState, step: Result<AuthorizeStep, OidcError>) -> Re
             );
             r
         }
+        Ok(AuthorizeStep::SecondFactor(_)) => unavailable_page(state),
         Ok(AuthorizeStep::Refused(e)) | Err(e) => message_page(
             state,
             StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST),
@@ -152,9 +168,57 @@ fn step_response(state: &AppState, step: Result<AuthorizeStep, OidcError>) -> Re
     }
 }
 
+/// The second step asked of a browser signed in with the password alone (a request for a
+/// second factor): the second-step page, whose success goes back to the request.
+async fn second_factor(
+    state: &AppState,
+    csrf: &CsrfCookie,
+    client: &ClientInfo,
+    headers: &HeaderMap,
+    session: Option<&SessionContext>,
+    handle: &str,
+) -> Response {
+    let secure = state.web.secure_cookies;
+    let device = cookies::get(headers, &cookies::name(cookies::DEVICE, secure));
+    let challenge = match session {
+        Some(s) => {
+            state
+                .app
+                .oidc_second_step(s, device.as_deref(), client)
+                .await
+        }
+        None => Ok(None),
+    };
+    let mut response = match challenge {
+        Ok(Some(c)) => crate::pages::signin::second_step_page(state, csrf, headers, &c),
+        Ok(None) => {
+            return step_response(
+                state,
+                Ok(AuthorizeStep::Refused(OidcError::invalid_request(
+                    "a second factor is needed and none is set up",
+                ))),
+            )
+        }
+        Err(_) => return unavailable_page(state),
+    };
+    response.headers_mut().append(
+        header::SET_COOKIE,
+        cookies::set(
+            &cookies::name(RETURN_COOKIE, secure),
+            handle,
+            Some(portcullis_core::oidc::LOGIN_TTL_SECS),
+            SameSite::Lax,
+            secure,
+        ),
+    );
+    response
+}
+
 /// `GET /oidc/authorize`.
 pub async fn authorize(
     State(state): State<AppState>,
+    csrf: CsrfCookie,
+    Client(client): Client,
     headers: HeaderMap,
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Response {
@@ -166,12 +230,28 @@ pub async fn authorize(
         Ok(s) => s,
         Err(page) => return page,
     };
-    let step = state.app.authorize(raw, session).await;
+    let step = state.app.authorize(raw, session.clone()).await;
+    if let Ok(AuthorizeStep::SecondFactor(login)) = &step {
+        return second_factor(
+            &state,
+            &csrf,
+            &client,
+            &headers,
+            session.as_ref(),
+            &login.handle,
+        )
+        .await;
+    }
     step_response(&state, step)
 }
 
 /// `GET /oidc/resume`: back from the sign-in page to the request the cookie names.
-pub async fn resume(State(state): State<AppState>, headers: HeaderMap) -> Response {
+pub async fn resume(
+    State(state): State<AppState>,
+    csrf: CsrfCookie,
+    Client(client): Client,
+    headers: HeaderMap,
+) -> Response {
     let secure = state.web.secure_cookies;
     let name = cookies::name(RETURN_COOKIE, secure);
     let handle = cookies::get(&headers, &name).unwrap_or_default();
@@ -179,7 +259,21 @@ pub async fn resume(State(state): State<AppState>, headers: HeaderMap) -> Respon
         Ok(s) => s,
         Err(page) => return page,
     };
-    let step = state.app.resume_authorization(&handle, session).await;
+    let step = state
+        .app
+        .resume_authorization(&handle, session.clone())
+        .await;
+    if let Ok(AuthorizeStep::SecondFactor(login)) = &step {
+        return second_factor(
+            &state,
+            &csrf,
+            &client,
+            &headers,
+            session.as_ref(),
+            &login.handle,
+        )
+        .await;
+    }
     let mut response = step_response(&state, step);
     if !response.headers().contains_key(header::SET_COOKIE) {
         response.headers_mut().append(
@@ -202,13 +296,14 @@ pub async fn token(
         let form: TokenForm = call.params.to()?;
         state.app.oidc_token(call.creds, form, dpop).await
     };
-    match run.await {
+    let response = match run.await {
         Ok(answer) => no_store(
             StatusCode::OK,
             serde_json::to_value(answer).unwrap_or_default(),
         ),
         Err(e) => ErrorAnswer(e).into_response(),
-    }
+    };
+    with_nonce(&state, response)
 }
 
 /// `GET|POST /oidc/userinfo`: `Authorization: DPoP …` with a proof, or `Bearer …` for a
@@ -230,10 +325,11 @@ pub async fn userinfo(
         let dpop = parse::dpop(&headers, method.as_str(), url)?;
         state.app.oidc_userinfo(scheme, token.trim(), dpop).await
     };
-    match run.await {
+    let response = match run.await {
         Ok(claims) => no_store(StatusCode::OK, claims),
         Err(e) => ErrorAnswer(e).into_response(),
-    }
+    };
+    with_nonce(&state, response)
 }
 
 /// The `token` parameter of revocation and introspection.

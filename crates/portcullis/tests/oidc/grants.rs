@@ -155,9 +155,19 @@ async fn no_burning(backend: Backend) {
         .send()
         .await
         .unwrap();
+    // RFC 9449 §7.1: the proof is not for this token, so the token is refused.
+    assert_eq!(
+        res.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .split_once(' ')
+            .unwrap(),
+        ("DPoP", "algs=\"ES256\", error=\"invalid_token\""),
+        "ath mismatch"
+    );
     assert_eq!(
         error_of(res).await,
-        (400, "invalid_dpop_proof".to_owned()),
+        (401, "invalid_token".to_owned()),
         "ath mismatch"
     );
 
