@@ -125,11 +125,7 @@ impl Ed25519Key {
     /// Signs `claims` as a compact JWS with header `{"alg":"EdDSA","typ":typ,"kid":…}`.
     pub fn sign(&self, typ: &str, claims: &Value) -> String {
         let header = json!({"alg": "EdDSA", "typ": typ, "kid": self.kid});
-        let input = format!(
-            "{}.{}",
-            B64.encode(header.to_string()),
-            B64.encode(claims.to_string())
-        );
+        let input = signing_input(&header, claims);
         let sig = self.pair.sign(input.as_bytes());
         format!("{input}.{}", B64.encode(sig.as_ref()))
     }
@@ -137,13 +133,18 @@ impl Ed25519Key {
 
 /// Signs with any P-256 key and header (tests and tools use it to play a client).
 pub fn sign_with(key: &SigningKey, header: &Value, claims: &Value) -> String {
-    let input = format!(
+    let input = signing_input(header, claims);
+    let sig: Signature = key.sign(input.as_bytes());
+    format!("{input}.{}", B64.encode(sig.to_bytes()))
+}
+
+/// What a compact JWS signs: the encoded header and claims (RFC 7515 §5.1).
+fn signing_input(header: &Value, claims: &Value) -> String {
+    format!(
         "{}.{}",
         B64.encode(header.to_string()),
         B64.encode(claims.to_string())
-    );
-    let sig: Signature = key.sign(input.as_bytes());
-    format!("{input}.{}", B64.encode(sig.to_bytes()))
+    )
 }
 
 /// The public JWK (`kty`, `crv`, `x`, `y`) of a P-256 key.

@@ -10,7 +10,9 @@ use portcullis_core::ports::{
     StoreError, StoreResult, StoredRequest, TokenKind,
 };
 use portcullis_core::session::SessionPolicy;
-use sqlx::AnyConnection;
+use sqlx::any::AnyArguments;
+use sqlx::query::Query;
+use sqlx::{Any, AnyConnection};
 
 use crate::sql::statements;
 use crate::{db_err, SqlStore, SqlWork};
@@ -330,6 +332,26 @@ impl OidcStore for SqlStore {
     }
 }
 
+impl SqlWork {
+    /// `used` (a conditional `UPDATE` that uses a code or refresh token), then, when it
+    /// changed a row, the tokens it issues, in the unit of work's transaction: they become
+    /// visible together, so a replay that sees the use also sees (and revokes) every token
+    /// it issued. `false`, nothing stored, when the `UPDATE` changed nothing.
+    async fn use_then_store<'q>(
+        &mut self,
+        used: Query<'q, Any, AnyArguments<'q>>,
+        tokens: &[NewOidcToken<'_>],
+    ) -> StoreResult<bool> {
+        let conn = self.conn().await?;
+        let done = used.execute(&mut *conn).await.map_err(db_err)?;
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        insert_tokens(conn, tokens).await?;
+        Ok(true)
+    }
+}
+
 #[async_trait]
 impl OidcWrites for SqlWork {
     async fn exchange_oidc_code(
@@ -337,19 +359,8 @@ impl OidcWrites for SqlWork {
         code_id: i64,
         tokens: &[NewOidcToken<'_>],
     ) -> StoreResult<bool> {
-        let now = self.stamp();
-        let conn = self.conn().await?;
-        let done = sqlx::query(USE_CODE)
-            .bind(code_id)
-            .bind(now)
-            .execute(&mut *conn)
-            .await
-            .map_err(db_err)?;
-        if done.rows_affected() != 1 {
-            return Ok(false);
-        }
-        insert_tokens(conn, tokens).await?;
-        Ok(true)
+        let used = sqlx::query(USE_CODE).bind(code_id).bind(self.stamp());
+        self.use_then_store(used, tokens).await
     }
 
     async fn rotate_oidc_refresh(
@@ -357,19 +368,10 @@ impl OidcWrites for SqlWork {
         token_hash: &[u8; 32],
         tokens: &[NewOidcToken<'_>],
     ) -> StoreResult<bool> {
-        let now = self.stamp();
-        let conn = self.conn().await?;
-        let done = sqlx::query(USE_REFRESH)
+        let used = sqlx::query(USE_REFRESH)
             .bind(token_hash.to_vec())
-            .bind(now)
-            .execute(&mut *conn)
-            .await
-            .map_err(db_err)?;
-        if done.rows_affected() != 1 {
-            return Ok(false);
-        }
-        insert_tokens(conn, tokens).await?;
-        Ok(true)
+            .bind(self.stamp());
+        self.use_then_store(used, tokens).await
     }
 
     async fn revoke_oidc_family(&mut self, family: &str) -> StoreResult<u64> {

@@ -5,7 +5,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Json;
 use portcullis_core::oidc::{OidcError, RawAuthRequest};
-use portcullis_core::service::oidc::{AuthorizeStep, ClientCredentials, TokenForm};
+use portcullis_core::service::oidc::{AuthorizeStep, ClientCredentials, LoginNeeded, TokenForm};
 use portcullis_core::service::{ClientInfo, SessionContext};
 use portcullis_core::ServiceError;
 
@@ -146,16 +146,8 @@ fn step_response(state: &AppState, step: Result<AuthorizeStep, OidcError>) -> Re
         Ok(AuthorizeStep::Login(login)) => {
             let target = if login.force { "/?login=1" } else { "/" };
             let mut r = Redirect::to(target).into_response();
-            r.headers_mut().append(
-                header::SET_COOKIE,
-                cookies::set(
-                    &cookies::name(RETURN_COOKIE, secure),
-                    &login.handle,
-                    Some(portcullis_core::oidc::LOGIN_TTL_SECS),
-                    SameSite::Lax,
-                    secure,
-                ),
-            );
+            r.headers_mut()
+                .append(header::SET_COOKIE, return_cookie(&login.handle, secure));
             r
         }
         Ok(AuthorizeStep::SecondFactor(_)) => unavailable_page(state),
@@ -170,14 +162,16 @@ fn step_response(state: &AppState, step: Result<AuthorizeStep, OidcError>) -> Re
 
 /// The second step asked of a browser signed in with the password alone (a request for a
 /// second factor): the second-step page, whose success goes back to the request.
+/// `None` for any other step.
 async fn second_factor(
     state: &AppState,
-    csrf: &CsrfCookie,
-    client: &ClientInfo,
-    headers: &HeaderMap,
-    session: Option<&SessionContext>,
-    handle: &str,
-) -> Response {
+    (csrf, client, headers): (&CsrfCookie, &ClientInfo, &HeaderMap),
+    session: &Option<SessionContext>,
+    step: &Result<AuthorizeStep, OidcError>,
+) -> Option<Response> {
+    let Ok(AuthorizeStep::SecondFactor(LoginNeeded { handle, .. })) = step else {
+        return None;
+    };
     let secure = state.web.secure_cookies;
     let device = cookies::get(headers, &cookies::name(cookies::DEVICE, secure));
     let challenge = match session {
@@ -192,26 +186,30 @@ async fn second_factor(
     let mut response = match challenge {
         Ok(Some(c)) => crate::pages::signin::second_step_page(state, csrf, headers, &c),
         Ok(None) => {
-            return step_response(
+            return Some(step_response(
                 state,
                 Ok(AuthorizeStep::Refused(OidcError::invalid_request(
                     "a second factor is needed and none is set up",
                 ))),
-            )
+            ))
         }
-        Err(_) => return unavailable_page(state),
+        Err(_) => return Some(unavailable_page(state)),
     };
-    response.headers_mut().append(
-        header::SET_COOKIE,
-        cookies::set(
-            &cookies::name(RETURN_COOKIE, secure),
-            handle,
-            Some(portcullis_core::oidc::LOGIN_TTL_SECS),
-            SameSite::Lax,
-            secure,
-        ),
-    );
     response
+        .headers_mut()
+        .append(header::SET_COOKIE, return_cookie(handle, secure));
+    Some(response)
+}
+
+/// The cookie naming the authorization request that waits for the sign-in.
+fn return_cookie(handle: &str, secure: bool) -> HeaderValue {
+    cookies::set(
+        &cookies::name(RETURN_COOKIE, secure),
+        handle,
+        Some(portcullis_core::oidc::LOGIN_TTL_SECS),
+        SameSite::Lax,
+        secure,
+    )
 }
 
 /// `GET /oidc/authorize`.
@@ -231,16 +229,8 @@ pub async fn authorize(
         Err(page) => return page,
     };
     let step = state.app.authorize(raw, session.clone()).await;
-    if let Ok(AuthorizeStep::SecondFactor(login)) = &step {
-        return second_factor(
-            &state,
-            &csrf,
-            &client,
-            &headers,
-            session.as_ref(),
-            &login.handle,
-        )
-        .await;
+    if let Some(page) = second_factor(&state, (&csrf, &client, &headers), &session, &step).await {
+        return page;
     }
     step_response(&state, step)
 }
@@ -263,16 +253,8 @@ pub async fn resume(
         .app
         .resume_authorization(&handle, session.clone())
         .await;
-    if let Ok(AuthorizeStep::SecondFactor(login)) = &step {
-        return second_factor(
-            &state,
-            &csrf,
-            &client,
-            &headers,
-            session.as_ref(),
-            &login.handle,
-        )
-        .await;
+    if let Some(page) = second_factor(&state, (&csrf, &client, &headers), &session, &step).await {
+        return page;
     }
     let mut response = step_response(&state, step);
     if !response.headers().contains_key(header::SET_COOKIE) {

@@ -11,15 +11,6 @@ use serde_json::Value;
 
 use super::support::*;
 
-/// A public client's code with `offline_access`, after signing in in `jar`.
-async fn offline_code(app: &TestApp, jar: &mut Jar, client_id: &str) -> (String, String) {
-    let (verifier, challenge) = pkce();
-    let url = authorize_url(client_id, RP, &challenge, "")
-        .replace("scope=openid", "scope=openid%20offline_access");
-    let back = browser(app, jar, &url).await;
-    (query(&back, "code").unwrap(), verifier)
-}
-
 fn nonce_of(res: &reqwest::Response) -> String {
     res.headers()["dpop-nonce"].to_str().unwrap().to_owned()
 }

@@ -142,6 +142,15 @@ pub async fn browser_slow(app: &TestApp, jar: &mut Jar, authorize_url: &str, sec
     location
 }
 
+/// A public client's code with `offline_access`, after signing in in `jar`.
+pub async fn offline_code(app: &TestApp, jar: &mut Jar, client_id: &str) -> (String, String) {
+    let (verifier, challenge) = pkce();
+    let url = authorize_url(client_id, RP, &challenge, "")
+        .replace("scope=openid", "scope=openid%20offline_access");
+    let back = browser(app, jar, &url).await;
+    (query(&back, "code").unwrap(), verifier)
+}
+
 pub fn query(url: &str, name: &str) -> Option<String> {
     let q = url.split_once('?')?.1;
     q.split('&')
