@@ -166,7 +166,14 @@ enum OidcClientCommand {
 #[derive(Subcommand)]
 enum OidcKeysCommand {
     /// A new current signing key; the previous one stays in the JWKS.
-    Rotate,
+    Rotate {
+        /// Publish the new key in the JWKS without signing with it yet.
+        #[arg(long, conflicts_with = "activate")]
+        prepare: bool,
+        /// Sign with the key published by --prepare from now on.
+        #[arg(long)]
+        activate: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -640,11 +647,16 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Oidc {
             command:
                 OidcCommand::Keys {
-                    command: OidcKeysCommand::Rotate,
+                    command: OidcKeysCommand::Rotate { prepare, activate },
                 },
         } => {
             let config = command_config(&cli)?;
-            oidc::keys_rotate(&config)
+            let how = match (prepare, activate) {
+                (true, _) => oidc::Rotation::Prepare,
+                (_, true) => oidc::Rotation::Activate,
+                _ => oidc::Rotation::Now,
+            };
+            oidc::keys_rotate(&config, how)
         }
         Command::Oidc {
             command:

@@ -7,7 +7,7 @@ use anyhow::Context;
 use portcullis_core::oidc::{ClientAuth, IdTokenAlg};
 use portcullis_core::service::oidc::{ClientRegistration, SIGNING_RING};
 use portcullis_core::service::Portcullis;
-use portcullis_crypto::keyring::rotate_ring;
+use portcullis_crypto::keyring::{activate_ring, prepare_ring, rotate_ring, ActivateError};
 use secrecy::ExposeSecret;
 
 use crate::config::Config;
@@ -94,19 +94,54 @@ pub async fn client_add(app: &Portcullis, args: ClientAdd) -> anyhow::Result<Exi
     }
 }
 
-/// `portcullis oidc keys rotate`: a new current signing key; the previous one stays
-/// published in the JWKS so ID tokens it signed still verify until they expire.
-pub fn keys_rotate(config: &Config) -> anyhow::Result<ExitCode> {
-    let ring = rotate_ring(&config.secrets_dir, SIGNING_RING).with_context(|| {
-        format!(
-            "rotating {SIGNING_RING} in {}",
-            config.secrets_dir.display()
-        )
-    })?;
-    println!(
-        "{SIGNING_RING}: key {} signs ID tokens now; the previous key stays in the JWKS. \
-         Running nodes pick it up within a second.",
-        ring.current_id()
-    );
+/// What `oidc keys rotate` does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rotation {
+    /// A new key, current at once (the previous one stays published).
+    Now,
+    /// A new key published in the JWKS but not signing yet.
+    Prepare,
+    /// The prepared key signs from now on.
+    Activate,
+}
+
+/// `portcullis oidc keys rotate [--prepare | --activate]`: the previous key stays published
+/// in the JWKS so ID tokens it signed still verify until they expire; a prepared key is
+/// published before it signs, so relying parties that cache the JWKS have it in time.
+pub fn keys_rotate(config: &Config, how: Rotation) -> anyhow::Result<ExitCode> {
+    let dir = &config.secrets_dir;
+    let context = || format!("rotating {SIGNING_RING} in {}", dir.display());
+    match how {
+        Rotation::Now => {
+            let ring = rotate_ring(dir, SIGNING_RING).with_context(context)?;
+            println!(
+                "{SIGNING_RING}: key {} signs ID tokens now; the previous key stays in the \
+                 JWKS. Running nodes pick it up within a second.",
+                ring.current_id()
+            );
+        }
+        Rotation::Prepare => {
+            let ring = prepare_ring(dir, SIGNING_RING).with_context(context)?;
+            println!(
+                "{SIGNING_RING}: key {} is published in the JWKS and signs nothing yet; key {} \
+                 still signs. Run `oidc keys rotate --activate` once relying parties have \
+                 refreshed their copy of the JWKS.",
+                ring.next_id().unwrap_or_default(),
+                ring.current_id()
+            );
+        }
+        Rotation::Activate => match activate_ring(dir, SIGNING_RING) {
+            Ok(ring) => println!(
+                "{SIGNING_RING}: key {} signs ID tokens now; the previous key stays in the \
+                 JWKS. Running nodes pick it up within a second.",
+                ring.current_id()
+            ),
+            Err(e @ ActivateError::NothingPrepared) => {
+                eprintln!("error: {e}");
+                return Ok(ExitCode::FAILURE);
+            }
+            Err(e) => return Err(anyhow::Error::new(e).context(context())),
+        },
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -101,9 +101,9 @@ impl Portcullis {
         })
     }
 
-    /// The published keys: the current one and the one before it (each as a P-256 and an
-    /// Ed25519 key), so ID tokens signed just before a rotation still verify until they
-    /// expire.
+    /// The published keys: the current one, the one before it (so ID tokens signed just
+    /// before a rotation still verify until they expire) and a prepared next one (so
+    /// relying parties have it before it signs), each as a P-256 and an Ed25519 key.
     pub fn oidc_jwks(&self) -> Value {
         let Some(live) = &self.oidc_keys else {
             return json!({"keys": []});
@@ -113,8 +113,10 @@ impl Portcullis {
         ids.sort_unstable();
         let current = ring.current_id();
         let previous = ids.iter().copied().filter(|id| *id < current).max();
+        // A key prepared for the next rotation is published before it signs anything.
+        let next = ring.next_id();
         let mut keys = Vec::new();
-        for id in [Some(current), previous].into_iter().flatten() {
+        for id in [Some(current), previous, next].into_iter().flatten() {
             let Some(seed) = ring.get(id) else { continue };
             if let Some(k) = Es256Key::from_seed(id.to_string(), seed) {
                 keys.push(k.public_jwk());
