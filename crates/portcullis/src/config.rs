@@ -21,6 +21,7 @@ mod database;
 mod env;
 mod notify;
 mod oidc;
+mod risk;
 mod webhooks;
 
 pub use accounts_import::AccountsImportConfig;
@@ -29,6 +30,7 @@ pub use env::env_name;
 use env::overlay_env;
 pub use notify::NotifyConfig;
 pub use oidc::OidcConfig;
+pub use risk::RiskConfig;
 pub use webhooks::WebhooksConfig;
 
 #[derive(Clone, Debug, Deserialize)]
@@ -367,27 +369,6 @@ impl Default for RegistrationConfig {
         Self {
             step_secs: 20 * 60,
             security_questions: true,
-        }
-    }
-}
-
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RiskConfig {
-    /// Ask a device the account has not seen for a code, even without a second factor.
-    pub new_device_step_up: bool,
-    /// How long "Trust this device" skips the second factor.
-    pub trust_device_days: i64,
-    /// How recently the password must have been entered to add or remove a factor.
-    pub reauth_secs: i64,
-}
-
-impl Default for RiskConfig {
-    fn default() -> Self {
-        Self {
-            new_device_step_up: true,
-            trust_device_days: 30,
-            reauth_secs: 300,
         }
     }
 }

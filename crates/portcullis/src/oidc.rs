@@ -2,8 +2,11 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
+use clap::Subcommand;
+use portcullis_core::clock::SystemClock;
 use portcullis_core::oidc::{ClientAuth, IdTokenAlg};
 use portcullis_core::service::oidc::{ClientRegistration, SIGNING_RING};
 use portcullis_core::service::Portcullis;
@@ -11,6 +14,113 @@ use portcullis_crypto::keyring::{activate_ring, prepare_ring, rotate_ring, Activ
 use secrecy::ExposeSecret;
 
 use crate::config::Config;
+
+#[derive(Subcommand)]
+pub enum OidcCommand {
+    /// Relying parties.
+    Client {
+        #[command(subcommand)]
+        command: OidcClientCommand,
+    },
+    /// ID-token signing keys.
+    Keys {
+        #[command(subcommand)]
+        command: OidcKeysCommand,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum OidcClientCommand {
+    /// Register a relying party; prints one JSON line {"client_id", "client_secret"?}.
+    Add {
+        #[arg(long)]
+        name: String,
+        /// An exact redirect URI (repeat for more).
+        #[arg(long = "redirect-uri", value_name = "URI", num_args = 1.., required = true)]
+        redirect_uri: Vec<String>,
+        /// An exact post-logout redirect URI (repeat for more).
+        #[arg(long = "post-logout-redirect-uri", value_name = "URI", num_args = 1..)]
+        post_logout_redirect_uri: Vec<String>,
+        /// A public client (the mobile app): no secret, PKCE and DPoP.
+        #[arg(long)]
+        public: bool,
+        /// client_secret_basic (the default) or private_key_jwt.
+        #[arg(long)]
+        auth: Option<String>,
+        /// The client's public keys (a JWKS document) for private_key_jwt.
+        #[arg(long = "jwks-file", value_name = "FILE")]
+        jwks_file: Option<PathBuf>,
+        /// Skip the consent screen.
+        #[arg(long = "first-party")]
+        first_party: bool,
+        /// fapi2: PAR, PKCE S256, DPoP and private_key_jwt required.
+        #[arg(long)]
+        profile: Option<String>,
+        /// How its ID tokens are signed: ES256 (the default) or EdDSA.
+        #[arg(long = "id-token-alg", value_name = "ALG")]
+        id_token_alg: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum OidcKeysCommand {
+    /// A new current signing key; the previous one stays in the JWKS.
+    Rotate {
+        /// Publish the new key in the JWKS without signing with it yet.
+        #[arg(long, conflicts_with = "activate")]
+        prepare: bool,
+        /// Sign with the key published by --prepare from now on.
+        #[arg(long)]
+        activate: bool,
+    },
+}
+
+/// Runs `portcullis oidc …`.
+pub async fn run(config: &Config, command: &OidcCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        OidcCommand::Keys {
+            command: OidcKeysCommand::Rotate { prepare, activate },
+        } => {
+            let how = match (prepare, activate) {
+                (true, _) => Rotation::Prepare,
+                (_, true) => Rotation::Activate,
+                _ => Rotation::Now,
+            };
+            keys_rotate(config, how)
+        }
+        OidcCommand::Client {
+            command:
+                OidcClientCommand::Add {
+                    name,
+                    redirect_uri,
+                    post_logout_redirect_uri,
+                    public,
+                    auth,
+                    jwks_file,
+                    first_party,
+                    profile,
+                    id_token_alg,
+                },
+        } => {
+            let built = crate::app::build(config, Arc::new(SystemClock), false).await?;
+            client_add(
+                &built.app,
+                ClientAdd {
+                    name: name.clone(),
+                    redirect_uris: redirect_uri.clone(),
+                    post_logout_uris: post_logout_redirect_uri.clone(),
+                    public: *public,
+                    auth: auth.clone(),
+                    jwks_file: jwks_file.clone(),
+                    first_party: *first_party,
+                    profile: profile.clone(),
+                    id_token_alg: id_token_alg.clone(),
+                },
+            )
+            .await
+        }
+    }
+}
 
 /// What `oidc client add` was given.
 pub struct ClientAdd {
