@@ -75,6 +75,20 @@ pub enum AuditKind {
     OidcGrantDenied,
     /// The person withdrew a relying party's access.
     OidcGrantRevoked,
+    /// OpenID Connect: tokens issued for an authorization code.
+    OidcTokenIssued,
+    /// OpenID Connect: a refresh token used, and replaced.
+    OidcRefreshRotated,
+    /// OpenID Connect: a used refresh token presented again; its family revoked and the
+    /// session behind it ended.
+    OidcRefreshReused,
+    /// OpenID Connect: a used authorization code presented again; what it issued revoked.
+    OidcCodeReplayed,
+    /// OpenID Connect: a client revoked a token (RFC 7009).
+    OidcTokenRevoked,
+    /// OpenID Connect: a registered client failed to authenticate (at most one entry per
+    /// client a minute).
+    OidcClientAuthFailed,
 }
 
 impl AuditKind {
@@ -130,6 +144,12 @@ impl AuditKind {
             Self::OidcGrantGiven => "oidc.grant_given",
             Self::OidcGrantDenied => "oidc.grant_denied",
             Self::OidcGrantRevoked => "oidc.grant_revoked",
+            Self::OidcTokenIssued => "oidc.token_issued",
+            Self::OidcRefreshRotated => "oidc.refresh_rotated",
+            Self::OidcRefreshReused => "oidc.refresh_reused",
+            Self::OidcCodeReplayed => "oidc.code_replayed",
+            Self::OidcTokenRevoked => "oidc.token_revoked",
+            Self::OidcClientAuthFailed => "oidc.client_auth_failed",
         }
     }
 
@@ -182,6 +202,12 @@ impl AuditKind {
             "oidc.grant_given" => "Access given to a site or app",
             "oidc.grant_denied" => "Access refused to a site or app",
             "oidc.grant_revoked" => "Access withdrawn from a site or app",
+            "oidc.token_issued" => "Signed in to a site or app",
+            "oidc.refresh_rotated" => "A site or app renewed its access",
+            "oidc.refresh_reused" => "A site or app's access was ended: a copied token was used",
+            "oidc.code_replayed" => "A site or app's access was ended: a sign-in code was reused",
+            "oidc.token_revoked" => "A site or app gave up its access",
+            "oidc.client_auth_failed" => "A site or app failed to authenticate",
             _ => "Security event",
         }
     }

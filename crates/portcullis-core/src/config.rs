@@ -24,6 +24,8 @@ pub struct Policies {
     pub mfa: MfaPolicy,
     /// Where people reach the service, for links in messages ("This was not me").
     pub public_url: String,
+    /// DPoP proofs must carry a server nonce (`oidc.dpop_nonce`, RFC 9449 §8).
+    pub oidc_dpop_nonce: bool,
     /// Flow 10: when inactive accounts are warned and deactivated.
     pub inactivity: InactivityPolicy,
     /// Webhook endpoints may be `http://` to any host (`webhooks.allow_http`: tests, demos).
@@ -70,6 +72,7 @@ impl Default for Policies {
             security_questions_enabled: true,
             mfa: MfaPolicy::default(),
             public_url: "http://127.0.0.1:8080".into(),
+            oidc_dpop_nonce: false,
             inactivity: InactivityPolicy::default(),
             webhooks_allow_http: false,
             webhooks_allow_loopback: false,

@@ -1,5 +1,5 @@
 //! ES256 compact JWS (RFC 7515, RFC 7518 §3.4) for OpenID Connect: signing ID tokens with a
-//! P-256 key derived from a keyring key, verifying client assertions and DPoP proofs
+//! P-256 key derived from a keyring key (or, for clients that ask, an Ed25519 key, RFC 8037), verifying client assertions and DPoP proofs
 //! against a JWK, and JWK thumbprints (RFC 7638). Only ES256 is accepted: the algorithm
 //! is never taken from the token.
 
@@ -76,15 +76,75 @@ impl Es256Key {
     }
 }
 
+/// One Ed25519 signing key (EdDSA, RFC 8037) and its key id.
+pub struct Ed25519Key {
+    kid: String,
+    pair: ring::signature::Ed25519KeyPair,
+}
+
+impl std::fmt::Debug for Ed25519Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ed25519Key")
+            .field("kid", &self.kid)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Ed25519Key {
+    /// The Ed25519 key derived from a 256-bit keyring key (a domain-separated SHA-256 of
+    /// it, used as the seed): another key than the ES256 one of the same keyring key.
+    pub fn from_seed(kid: impl Into<String>, seed: &[u8; 32]) -> Option<Self> {
+        let mut h = Sha256::new();
+        h.update(b"portcullis/oidc-ed25519/v1");
+        h.update(seed);
+        let derived = h.finalize();
+        let pair = ring::signature::Ed25519KeyPair::from_seed_unchecked(derived.as_slice()).ok()?;
+        Some(Self {
+            kid: kid.into(),
+            pair,
+        })
+    }
+
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+
+    /// The public key as an OKP JWK (RFC 8037 §2, with `kid`, `use`, `alg`).
+    pub fn public_jwk(&self) -> Value {
+        use ring::signature::KeyPair;
+        json!({
+            "kty": "OKP",
+            "crv": "Ed25519",
+            "x": B64.encode(self.pair.public_key().as_ref()),
+            "kid": self.kid,
+            "use": "sig",
+            "alg": "EdDSA",
+        })
+    }
+
+    /// Signs `claims` as a compact JWS with header `{"alg":"EdDSA","typ":typ,"kid":…}`.
+    pub fn sign(&self, typ: &str, claims: &Value) -> String {
+        let header = json!({"alg": "EdDSA", "typ": typ, "kid": self.kid});
+        let input = signing_input(&header, claims);
+        let sig = self.pair.sign(input.as_bytes());
+        format!("{input}.{}", B64.encode(sig.as_ref()))
+    }
+}
+
 /// Signs with any P-256 key and header (tests and tools use it to play a client).
 pub fn sign_with(key: &SigningKey, header: &Value, claims: &Value) -> String {
-    let input = format!(
+    let input = signing_input(header, claims);
+    let sig: Signature = key.sign(input.as_bytes());
+    format!("{input}.{}", B64.encode(sig.to_bytes()))
+}
+
+/// What a compact JWS signs: the encoded header and claims (RFC 7515 §5.1).
+fn signing_input(header: &Value, claims: &Value) -> String {
+    format!(
         "{}.{}",
         B64.encode(header.to_string()),
         B64.encode(claims.to_string())
-    );
-    let sig: Signature = key.sign(input.as_bytes());
-    format!("{input}.{}", B64.encode(sig.to_bytes()))
+    )
 }
 
 /// The public JWK (`kty`, `crv`, `x`, `y`) of a P-256 key.
@@ -206,6 +266,29 @@ mod tests {
         assert_eq!(tampered.verify(&key.public_jwk()), Err(JwsError::Signature));
         let none = format!("{}.{}.", B64.encode(r#"{"alg":"none"}"#), B64.encode("{}"));
         assert!(matches!(decode(&none), Err(JwsError::Algorithm)));
+    }
+
+    #[test]
+    fn ed25519_signs_what_ring_verifies() {
+        let key = Ed25519Key::from_seed("7-ed25519", &[7u8; 32]).unwrap();
+        let jwt = key.sign("JWT", &json!({"sub": "x"}));
+        let jwk = key.public_jwk();
+        assert_eq!(
+            (jwk["kty"].as_str(), jwk["crv"].as_str()),
+            (Some("OKP"), Some("Ed25519"))
+        );
+        let public = B64.decode(jwk["x"].as_str().unwrap()).unwrap();
+        let (input, sig) = jwt.rsplit_once('.').unwrap();
+        let verifier = ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, public);
+        assert!(verifier
+            .verify(input.as_bytes(), &B64.decode(sig).unwrap())
+            .is_ok());
+        assert!(verifier
+            .verify(b"other", &B64.decode(sig).unwrap())
+            .is_err());
+        // Another key than the ES256 one of the same seed.
+        let es = Es256Key::from_seed("7", &[7u8; 32]).unwrap();
+        assert_ne!(es.public_jwk()["x"], jwk["x"]);
     }
 
     #[test]

@@ -116,6 +116,29 @@ impl KeyRing {
         id
     }
 
+    /// Adds a fresh random key with the next id *without* making it current: published
+    /// ahead of its use (an OpenID Connect signing key, `oidc keys rotate --prepare`); its
+    /// id.
+    pub fn add_next(&mut self) -> u32 {
+        let id = self.keys.keys().next_back().copied().unwrap_or(0) + 1;
+        self.keys
+            .insert(id, Zeroizing::new(crate::token::random_bytes::<32>()));
+        id
+    }
+
+    /// The first key after the current one (prepared by [`KeyRing::add_next`]), if any.
+    pub fn next_id(&self) -> Option<u32> {
+        self.keys.keys().copied().find(|id| *id > self.current)
+    }
+
+    /// Makes the prepared key current; its id, or `None` when none was prepared.
+    pub fn activate_next(&mut self) -> Option<u32> {
+        let id = self.next_id()?;
+        self.current_key = self.keys.get(&id)?.clone();
+        self.current = id;
+        Some(id)
+    }
+
     /// The file's text (see the module's documentation).
     fn render(&self) -> Zeroizing<String> {
         let mut out = Zeroizing::new(String::from(
@@ -321,6 +344,34 @@ pub fn rotate_ring(dir: &Path, name: &str) -> Result<KeyRing, SecretsError> {
     })
 }
 
+/// Adds a key to the keyring `name` that is published but not yet current (see
+/// [`KeyRing::add_next`]), as [`rotate_ring`] does (atomically, under its lock).
+pub fn prepare_ring(dir: &Path, name: &str) -> Result<KeyRing, SecretsError> {
+    rewrite_locked(dir, name, |ring| {
+        ring.add_next();
+        Ok::<(), SecretsError>(())
+    })
+}
+
+/// Why a prepared key could not be made current.
+#[derive(Debug, thiserror::Error)]
+pub enum ActivateError {
+    #[error(transparent)]
+    Secrets(#[from] SecretsError),
+    #[error("no key was prepared (run the rotation with --prepare first)")]
+    NothingPrepared,
+}
+
+/// Makes the prepared key of the keyring `name` current (see [`KeyRing::activate_next`]),
+/// as [`rotate_ring`] does (atomically, under its lock).
+pub fn activate_ring(dir: &Path, name: &str) -> Result<KeyRing, ActivateError> {
+    rewrite_locked(dir, name, |ring| {
+        ring.activate_next()
+            .map(|_| ())
+            .ok_or(ActivateError::NothingPrepared)
+    })
+}
+
 /// Reads the keyring `name` (created first if missing), changes it with `change` and
 /// writes it back atomically, holding the lock (the temporary file, created before the
 /// read) throughout. Nothing is written when `change` refuses.
@@ -504,6 +555,20 @@ impl LiveRing {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_prepared_key_is_kept_but_not_current_until_activated() {
+        let mut ring = KeyRing::single(Zeroizing::new([1u8; 32]));
+        assert_eq!(ring.next_id(), None);
+        assert_eq!(ring.add_next(), 2);
+        assert_eq!((ring.current_id(), ring.next_id()), (1, Some(2)));
+        let again = KeyRing::parse(&ring.render()).unwrap();
+        assert_eq!((again.current_id(), again.next_id()), (1, Some(2)));
+        assert_eq!(ring.activate_next(), Some(2));
+        assert_eq!((ring.current_id(), ring.next_id()), (2, None));
+        assert_eq!(ring.current().as_ref(), ring.get(2).unwrap().as_ref());
+        assert_eq!(ring.activate_next(), None);
+    }
 
     #[test]
     fn an_old_one_key_file_is_key_one() {

@@ -4,26 +4,26 @@
 
 use async_trait::async_trait;
 use portcullis_core::clock::UnixTime;
-use portcullis_core::oidc::{ClientAuth, OidcClient};
+use portcullis_core::oidc::{ClientAuth, IdTokenAlg, OidcClient};
 use portcullis_core::ports::{
     NewOidcClient, NewOidcCode, NewOidcToken, OidcCodeRow, OidcGrantRow, OidcGrantWrites,
-    OidcStore, OidcTokenRow, StoreError, StoreResult, StoredRequest, TokenKind,
+    OidcStore, OidcTokenRow, OidcWrites, StoreError, StoreResult, StoredRequest, TokenKind,
 };
 use portcullis_core::session::SessionPolicy;
 use sqlx::any::AnyArguments;
 use sqlx::query::Query;
-use sqlx::Any;
+use sqlx::{Any, AnyConnection};
 
 use crate::sql::statements;
-use crate::tx::{self, Tx};
 use crate::{db_err, SqlStore, SqlWork};
 
 statements! {
     INSERT_CLIENT = "INSERT INTO oidc_clients (client_id, name, auth_method, secret_hash, jwks, \
-        redirect_uris, post_logout_uris, first_party, profile, created_at) \
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (client_id) DO NOTHING";
+        redirect_uris, post_logout_uris, first_party, profile, created_at, id_token_alg) \
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (client_id) DO NOTHING";
     CLIENT_BY_ID = "SELECT client_id, name, auth_method, secret_hash, jwks, redirect_uris, \
-        post_logout_uris, first_party, profile, revoked_at FROM oidc_clients WHERE client_id = $1";
+        post_logout_uris, first_party, profile, revoked_at, id_token_alg FROM oidc_clients \
+        WHERE client_id = $1";
     INSERT_REQUEST = "INSERT INTO oidc_requests (handle_hash, client_id, request, pushed, \
         created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)";
     REQUEST_BY_HANDLE = "SELECT client_id, request, pushed, expires_at FROM oidc_requests \
@@ -48,7 +48,6 @@ statements! {
     REVOKE_TOKEN = "UPDATE oidc_tokens SET revoked_at = $2 WHERE token_hash = $1 AND revoked_at IS NULL";
     CLAIM_JTI = "INSERT INTO oidc_jti (jti_hash, expires_at) VALUES ($1, $2) \
         ON CONFLICT (jti_hash) DO NOTHING";
-    FORGET_JTIS = "DELETE FROM oidc_jti WHERE expires_at < $1";
     SAVE_GRANT = "INSERT INTO oidc_grants (account_id, client_id, scope, created_at, updated_at) \
         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (account_id, client_id) DO UPDATE \
         SET scope = excluded.scope, updated_at = excluded.updated_at, revoked_at = NULL";
@@ -76,6 +75,7 @@ struct ClientRecord {
     first_party: i64,
     profile: String,
     revoked_at: Option<i64>,
+    id_token_alg: String,
 }
 
 fn internal(what: &str) -> StoreError {
@@ -101,6 +101,8 @@ impl TryFrom<ClientRecord> for OidcClient {
             secret_hash: r.secret_hash,
             first_party: r.first_party != 0,
             fapi2: r.profile == "fapi2",
+            id_token_alg: IdTokenAlg::parse(&r.id_token_alg)
+                .ok_or_else(|| internal("ID token algorithm"))?,
             revoked: r.revoked_at.is_some(),
         })
     }
@@ -141,28 +143,7 @@ impl From<CodeRecord> for OidcCodeRow {
     }
 }
 
-impl SqlStore {
-    /// One transaction: `used` (a conditional `UPDATE` that uses a code or refresh token),
-    /// then, when it changed a row, the tokens it issues. They become visible together, so
-    /// a replay that sees the use also sees (and revokes) every token it issued. `false`,
-    /// nothing stored, when the `UPDATE` changed nothing (used already).
-    async fn use_then_store<'q>(
-        &self,
-        used: Query<'q, Any, AnyArguments<'q>>,
-        tokens: &[NewOidcToken<'_>],
-    ) -> StoreResult<bool> {
-        let mut tx = tx::begin(&self.pool, self.backend).await?;
-        let done = used.execute(&mut *tx).await.map_err(db_err)?;
-        if done.rows_affected() != 1 {
-            return Ok(false);
-        }
-        insert_tokens(&mut tx, tokens).await?;
-        tx::commit(tx).await?;
-        Ok(true)
-    }
-}
-
-async fn insert_tokens(tx: &mut Tx, tokens: &[NewOidcToken<'_>]) -> StoreResult<()> {
+async fn insert_tokens(conn: &mut AnyConnection, tokens: &[NewOidcToken<'_>]) -> StoreResult<()> {
     for new in tokens {
         sqlx::query(INSERT_TOKEN)
             .bind(new.token_hash.to_vec())
@@ -177,7 +158,7 @@ async fn insert_tokens(tx: &mut Tx, tokens: &[NewOidcToken<'_>]) -> StoreResult<
             .bind(new.auth_time.0)
             .bind(new.now.0)
             .bind(new.expires_at.0)
-            .execute(&mut **tx)
+            .execute(&mut *conn)
             .await
             .map_err(db_err)?;
     }
@@ -281,6 +262,7 @@ impl OidcStore for SqlStore {
             .bind(i64::from(c.first_party))
             .bind(if c.fapi2 { "fapi2" } else { "" })
             .bind(new.now.0)
+            .bind(c.id_token_alg.as_str())
             .execute(&self.pool)
             .await
             .map_err(db_err)?;
@@ -364,16 +346,6 @@ impl OidcStore for SqlStore {
         Ok(row.map(OidcCodeRow::from))
     }
 
-    async fn exchange_oidc_code(
-        &self,
-        code_id: i64,
-        now: UnixTime,
-        tokens: &[NewOidcToken<'_>],
-    ) -> StoreResult<bool> {
-        let used = sqlx::query(USE_CODE).bind(code_id).bind(now.0);
-        self.use_then_store(used, tokens).await
-    }
-
     async fn oidc_token(&self, token_hash: &[u8; 32]) -> StoreResult<Option<OidcTokenRow>> {
         let row: Option<TokenRecord> = sqlx::query_as(TOKEN_BY_HASH)
             .bind(token_hash.to_vec())
@@ -401,59 +373,12 @@ impl OidcStore for SqlStore {
         }))
     }
 
-    async fn rotate_oidc_refresh(
-        &self,
-        token_hash: &[u8; 32],
-        now: UnixTime,
-        tokens: &[NewOidcToken<'_>],
-    ) -> StoreResult<bool> {
-        let used = sqlx::query(USE_REFRESH)
-            .bind(token_hash.to_vec())
-            .bind(now.0);
-        self.use_then_store(used, tokens).await
-    }
-
-    async fn revoke_oidc_family(&self, family: &str, now: UnixTime) -> StoreResult<u64> {
-        let done = sqlx::query(REVOKE_FAMILY)
-            .bind(family.to_owned())
-            .bind(now.0)
-            .execute(&self.pool)
-            .await
-            .map_err(db_err)?;
-        Ok(done.rows_affected())
-    }
-
-    async fn revoke_oidc_code_tokens(&self, code_id: i64, now: UnixTime) -> StoreResult<u64> {
-        let done = sqlx::query(REVOKE_CODE_TOKENS)
-            .bind(code_id)
-            .bind(now.0)
-            .execute(&self.pool)
-            .await
-            .map_err(db_err)?;
-        Ok(done.rows_affected())
-    }
-
-    async fn revoke_oidc_token(&self, token_hash: &[u8; 32], now: UnixTime) -> StoreResult<()> {
-        sqlx::query(REVOKE_TOKEN)
-            .bind(token_hash.to_vec())
-            .bind(now.0)
-            .execute(&self.pool)
-            .await
-            .map_err(db_err)?;
-        Ok(())
-    }
-
     async fn claim_oidc_jti(
         &self,
         jti_hash: &[u8; 32],
         expires_at: UnixTime,
-        now: UnixTime,
+        _now: UnixTime,
     ) -> StoreResult<bool> {
-        sqlx::query(FORGET_JTIS)
-            .bind(now.0)
-            .execute(&self.pool)
-            .await
-            .map_err(db_err)?;
         let done = sqlx::query(CLAIM_JTI)
             .bind(jti_hash.to_vec())
             .bind(expires_at.0)
@@ -502,5 +427,81 @@ impl OidcStore for SqlStore {
             .await
             .map_err(db_err)?;
         Ok(n > 0)
+    }
+}
+
+impl SqlWork {
+    /// `used` (a conditional `UPDATE` that uses a code or refresh token), then, when it
+    /// changed a row, the tokens it issues, in the unit of work's transaction: they become
+    /// visible together, so a replay that sees the use also sees (and revokes) every token
+    /// it issued. `false`, nothing stored, when the `UPDATE` changed nothing.
+    async fn use_then_store<'q>(
+        &mut self,
+        used: Query<'q, Any, AnyArguments<'q>>,
+        tokens: &[NewOidcToken<'_>],
+    ) -> StoreResult<bool> {
+        let conn = self.conn().await?;
+        let done = used.execute(&mut *conn).await.map_err(db_err)?;
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        insert_tokens(conn, tokens).await?;
+        Ok(true)
+    }
+}
+
+#[async_trait]
+impl OidcWrites for SqlWork {
+    async fn exchange_oidc_code(
+        &mut self,
+        code_id: i64,
+        tokens: &[NewOidcToken<'_>],
+    ) -> StoreResult<bool> {
+        let used = sqlx::query(USE_CODE).bind(code_id).bind(self.stamp());
+        self.use_then_store(used, tokens).await
+    }
+
+    async fn rotate_oidc_refresh(
+        &mut self,
+        token_hash: &[u8; 32],
+        tokens: &[NewOidcToken<'_>],
+    ) -> StoreResult<bool> {
+        let used = sqlx::query(USE_REFRESH)
+            .bind(token_hash.to_vec())
+            .bind(self.stamp());
+        self.use_then_store(used, tokens).await
+    }
+
+    async fn revoke_oidc_family(&mut self, family: &str) -> StoreResult<u64> {
+        let now = self.stamp();
+        let done = sqlx::query(REVOKE_FAMILY)
+            .bind(family.to_owned())
+            .bind(now)
+            .execute(self.conn().await?)
+            .await
+            .map_err(db_err)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn revoke_oidc_code_tokens(&mut self, code_id: i64) -> StoreResult<u64> {
+        let now = self.stamp();
+        let done = sqlx::query(REVOKE_CODE_TOKENS)
+            .bind(code_id)
+            .bind(now)
+            .execute(self.conn().await?)
+            .await
+            .map_err(db_err)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn revoke_oidc_token(&mut self, token_hash: &[u8; 32]) -> StoreResult<bool> {
+        let now = self.stamp();
+        let done = sqlx::query(REVOKE_TOKEN)
+            .bind(token_hash.to_vec())
+            .bind(now)
+            .execute(self.conn().await?)
+            .await
+            .map_err(db_err)?;
+        Ok(done.rows_affected() == 1)
     }
 }

@@ -10,8 +10,8 @@ use crate::{db_err, SqlStore, SqlWork};
 
 macro_rules! session_select {
     () => {
-        "SELECT id, account_id, created_at, last_seen_at, user_agent, client_ip, reauth_at \
-         FROM sessions"
+        "SELECT id, account_id, created_at, last_seen_at, user_agent, client_ip, reauth_at, \
+         amr FROM sessions"
     };
 }
 
@@ -20,7 +20,7 @@ statements! {
     LIST_SESSIONS = concat!(session_select!(),
         " WHERE account_id = $1 ORDER BY last_seen_at DESC, id DESC");
     CREATE_SESSION = "INSERT INTO sessions (token_hash, account_id, created_at, last_seen_at, \
-        user_agent, client_ip) VALUES ($1, $2, $3, $3, $4, $5) RETURNING id";
+        user_agent, client_ip, amr) VALUES ($1, $2, $3, $3, $4, $5, $6) RETURNING id";
     TOUCH_SESSION = "UPDATE sessions SET last_seen_at = $2 WHERE id = $1 AND last_seen_at < $2";
     MARK_REAUTH = "UPDATE sessions SET reauth_at = $2 WHERE id = $1";
     DELETE_SESSION = "DELETE FROM sessions WHERE id = $1";
@@ -36,6 +36,7 @@ struct SessionRecord {
     user_agent: Option<String>,
     client_ip: Option<String>,
     reauth_at: Option<i64>,
+    amr: String,
 }
 
 impl From<SessionRecord> for SessionRow {
@@ -48,6 +49,7 @@ impl From<SessionRecord> for SessionRow {
             user_agent: r.user_agent,
             client_ip: r.client_ip,
             reauth_at: r.reauth_at.map(UnixTime),
+            amr: r.amr,
         }
     }
 }
@@ -83,6 +85,7 @@ impl SessionWrites for SqlWork {
             .bind(now)
             .bind(clip_user_agent(new.user_agent.as_deref()))
             .bind(new.client_ip)
+            .bind(new.amr)
             .fetch_one(self.conn().await?)
             .await
             .map_err(db_err)

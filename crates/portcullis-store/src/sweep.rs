@@ -1,6 +1,7 @@
 //! The background sweep: rows that have outlived their use (expired steps and codes,
 //! buckets whose window closed long ago, devices whose cookie browsers have dropped, old
-//! registry push keys, API idempotency keys, settled webhook deliveries) are
+//! registry push keys, API idempotency keys, settled webhook deliveries, expired OpenID
+//! Connect state) are
 //! deleted in batches of [`BATCH`], one short statement each, so a large backlog never
 //! holds a long transaction or a lock other requests wait on.
 
@@ -33,6 +34,14 @@ statements! {
     SWEEP_WEBHOOKS_FAILED = "DELETE FROM webhook_deliveries WHERE id IN \
         (SELECT id FROM webhook_deliveries WHERE state = 'failed' AND created_at <= $1 \
         LIMIT $2)";
+    SWEEP_OIDC_REQUESTS = "DELETE FROM oidc_requests WHERE id IN \
+        (SELECT id FROM oidc_requests WHERE expires_at <= $1 LIMIT $2)";
+    SWEEP_OIDC_CODES = "DELETE FROM oidc_codes WHERE id IN \
+        (SELECT id FROM oidc_codes WHERE expires_at <= $1 LIMIT $2)";
+    SWEEP_OIDC_TOKENS = "DELETE FROM oidc_tokens WHERE id IN \
+        (SELECT id FROM oidc_tokens WHERE expires_at <= $1 LIMIT $2)";
+    SWEEP_OIDC_JTI = "DELETE FROM oidc_jti WHERE jti_hash IN \
+        (SELECT jti_hash FROM oidc_jti WHERE expires_at <= $1 LIMIT $2)";
 }
 
 async fn batches(pool: &AnyPool, sql: &'static str, cutoff: i64) -> StoreResult<u64> {
@@ -73,5 +82,9 @@ pub(crate) async fn sweep(pool: &AnyPool, cutoffs: SweepCutoffs) -> StoreResult<
             cutoffs.webhooks_failed_before.0,
         )
         .await?,
+        oidc: batches(pool, SWEEP_OIDC_REQUESTS, cutoffs.oidc_before.0).await?
+            + batches(pool, SWEEP_OIDC_CODES, cutoffs.oidc_before.0).await?
+            + batches(pool, SWEEP_OIDC_TOKENS, cutoffs.oidc_before.0).await?
+            + batches(pool, SWEEP_OIDC_JTI, cutoffs.steps_before.0).await?,
     })
 }

@@ -20,6 +20,8 @@ mod cards;
 mod database;
 mod env;
 mod notify;
+mod oidc;
+mod risk;
 mod webhooks;
 
 pub use accounts_import::AccountsImportConfig;
@@ -27,6 +29,8 @@ pub use database::{DatabaseConfig, KeysConfig, StatusConfig, ThemeConfig};
 pub use env::env_name;
 use env::overlay_env;
 pub use notify::NotifyConfig;
+pub use oidc::OidcConfig;
+pub use risk::RiskConfig;
 pub use webhooks::WebhooksConfig;
 
 #[derive(Clone, Debug, Deserialize)]
@@ -76,6 +80,8 @@ pub struct Config {
     pub accounts_import: AccountsImportConfig,
     /// Delivery of security events to webhook subscribers.
     pub webhooks: WebhooksConfig,
+    /// The OpenID Connect provider.
+    pub oidc: OidcConfig,
 }
 
 impl Default for Config {
@@ -111,6 +117,7 @@ impl Default for Config {
             tls: crate::tls::TlsConfig::default(),
             accounts_import: AccountsImportConfig::default(),
             webhooks: WebhooksConfig::default(),
+            oidc: OidcConfig::default(),
         }
     }
 }
@@ -368,27 +375,6 @@ impl Default for RegistrationConfig {
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct RiskConfig {
-    /// Ask a device the account has not seen for a code, even without a second factor.
-    pub new_device_step_up: bool,
-    /// How long "Trust this device" skips the second factor.
-    pub trust_device_days: i64,
-    /// How recently the password must have been entered to add or remove a factor.
-    pub reauth_secs: i64,
-}
-
-impl Default for RiskConfig {
-    fn default() -> Self {
-        Self {
-            new_device_step_up: true,
-            trust_device_days: 30,
-            reauth_secs: 300,
-        }
-    }
-}
-
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
     /// Throttling per client address (lockout stays on regardless).
     pub enabled: bool,
@@ -557,6 +543,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("accounts_import", "max_scrypt_log_n"),
     ("accounts_import", "max_argon2_memory_kib"),
     ("accounts_import", "max_argon2_iterations"),
+    ("oidc", "dpop_nonce"),
     ("webhooks", "allow_http"),
     ("webhooks", "allow_loopback"),
     ("webhooks", "timeout_secs"),
@@ -791,6 +778,7 @@ impl Config {
                 .unwrap_or_else(|| format!("{}://{}", self.tls.scheme(), self.listen))
                 .trim_end_matches('/')
                 .to_owned(),
+            oidc_dpop_nonce: self.oidc.dpop_nonce,
             inactivity: InactivityPolicy {
                 warn_after_secs: self.inactivity.warn_after_secs,
                 deactivate_after_secs: self.inactivity.deactivate_after_secs,

@@ -107,6 +107,7 @@ pub fn spawn_job(app: Portcullis, interval: Duration) -> LeasedJob {
                             idempotency_keys = swept.idempotency_keys,
                             webhooks_sent = swept.webhooks_sent,
                             webhooks_failed = swept.webhooks_failed,
+                            oidc = swept.oidc,
                             "expired rows swept"
                         ),
                         Err(e) => tracing::warn!(error = %e, "sweep failed"),

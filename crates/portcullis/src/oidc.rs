@@ -2,15 +2,125 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
-use portcullis_core::oidc::ClientAuth;
+use clap::Subcommand;
+use portcullis_core::clock::SystemClock;
+use portcullis_core::oidc::{ClientAuth, IdTokenAlg};
 use portcullis_core::service::oidc::{ClientRegistration, SIGNING_RING};
 use portcullis_core::service::Portcullis;
-use portcullis_crypto::keyring::rotate_ring;
+use portcullis_crypto::keyring::{activate_ring, prepare_ring, rotate_ring, ActivateError};
 use secrecy::ExposeSecret;
 
 use crate::config::Config;
+
+#[derive(Subcommand)]
+pub enum OidcCommand {
+    /// Relying parties.
+    Client {
+        #[command(subcommand)]
+        command: OidcClientCommand,
+    },
+    /// ID-token signing keys.
+    Keys {
+        #[command(subcommand)]
+        command: OidcKeysCommand,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum OidcClientCommand {
+    /// Register a relying party; prints one JSON line {"client_id", "client_secret"?}.
+    Add {
+        #[arg(long)]
+        name: String,
+        /// An exact redirect URI (repeat for more).
+        #[arg(long = "redirect-uri", value_name = "URI", num_args = 1.., required = true)]
+        redirect_uri: Vec<String>,
+        /// An exact post-logout redirect URI (repeat for more).
+        #[arg(long = "post-logout-redirect-uri", value_name = "URI", num_args = 1..)]
+        post_logout_redirect_uri: Vec<String>,
+        /// A public client (the mobile app): no secret, PKCE and DPoP.
+        #[arg(long)]
+        public: bool,
+        /// client_secret_basic (the default) or private_key_jwt.
+        #[arg(long)]
+        auth: Option<String>,
+        /// The client's public keys (a JWKS document) for private_key_jwt.
+        #[arg(long = "jwks-file", value_name = "FILE")]
+        jwks_file: Option<PathBuf>,
+        /// Skip the consent screen.
+        #[arg(long = "first-party")]
+        first_party: bool,
+        /// fapi2: PAR, PKCE S256, DPoP and private_key_jwt required.
+        #[arg(long)]
+        profile: Option<String>,
+        /// How its ID tokens are signed: ES256 (the default) or EdDSA.
+        #[arg(long = "id-token-alg", value_name = "ALG")]
+        id_token_alg: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum OidcKeysCommand {
+    /// A new current signing key; the previous one stays in the JWKS.
+    Rotate {
+        /// Publish the new key in the JWKS without signing with it yet.
+        #[arg(long, conflicts_with = "activate")]
+        prepare: bool,
+        /// Sign with the key published by --prepare from now on.
+        #[arg(long)]
+        activate: bool,
+    },
+}
+
+/// Runs `portcullis oidc …`.
+pub async fn run(config: &Config, command: &OidcCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        OidcCommand::Keys {
+            command: OidcKeysCommand::Rotate { prepare, activate },
+        } => {
+            let how = match (prepare, activate) {
+                (true, _) => Rotation::Prepare,
+                (_, true) => Rotation::Activate,
+                _ => Rotation::Now,
+            };
+            keys_rotate(config, how)
+        }
+        OidcCommand::Client {
+            command:
+                OidcClientCommand::Add {
+                    name,
+                    redirect_uri,
+                    post_logout_redirect_uri,
+                    public,
+                    auth,
+                    jwks_file,
+                    first_party,
+                    profile,
+                    id_token_alg,
+                },
+        } => {
+            let built = crate::app::build(config, Arc::new(SystemClock), false).await?;
+            client_add(
+                &built.app,
+                ClientAdd {
+                    name: name.clone(),
+                    redirect_uris: redirect_uri.clone(),
+                    post_logout_uris: post_logout_redirect_uri.clone(),
+                    public: *public,
+                    auth: auth.clone(),
+                    jwks_file: jwks_file.clone(),
+                    first_party: *first_party,
+                    profile: profile.clone(),
+                    id_token_alg: id_token_alg.clone(),
+                },
+            )
+            .await
+        }
+    }
+}
 
 /// What `oidc client add` was given.
 pub struct ClientAdd {
@@ -22,6 +132,7 @@ pub struct ClientAdd {
     pub jwks_file: Option<PathBuf>,
     pub first_party: bool,
     pub profile: Option<String>,
+    pub id_token_alg: Option<String>,
 }
 
 /// `portcullis oidc client add …`: prints one JSON line `{"client_id", "client_secret"?}`.
@@ -48,6 +159,13 @@ pub async fn client_add(app: &Portcullis, args: ClientAdd) -> anyhow::Result<Exi
         Some("fapi2") => true,
         Some(p) => return refuse(format!("--profile must be fapi2, not {p:?}")),
     };
+    let id_token_alg = match args.id_token_alg.as_deref() {
+        None => IdTokenAlg::Es256,
+        Some(a) => match IdTokenAlg::parse(a) {
+            Some(alg) => alg,
+            None => return refuse(format!("--id-token-alg must be ES256 or EdDSA, not {a:?}")),
+        },
+    };
     let jwks = match &args.jwks_file {
         None => None,
         Some(path) => {
@@ -67,6 +185,7 @@ pub async fn client_add(app: &Portcullis, args: ClientAdd) -> anyhow::Result<Exi
         jwks,
         first_party: args.first_party,
         fapi2,
+        id_token_alg,
     };
     match app.register_oidc_client(registration).await {
         Ok(client) => {
@@ -85,19 +204,54 @@ pub async fn client_add(app: &Portcullis, args: ClientAdd) -> anyhow::Result<Exi
     }
 }
 
-/// `portcullis oidc keys rotate`: a new current signing key; the previous one stays
-/// published in the JWKS so ID tokens it signed still verify until they expire.
-pub fn keys_rotate(config: &Config) -> anyhow::Result<ExitCode> {
-    let ring = rotate_ring(&config.secrets_dir, SIGNING_RING).with_context(|| {
-        format!(
-            "rotating {SIGNING_RING} in {}",
-            config.secrets_dir.display()
-        )
-    })?;
-    println!(
-        "{SIGNING_RING}: key {} signs ID tokens now; the previous key stays in the JWKS. \
-         Running nodes pick it up within a second.",
-        ring.current_id()
-    );
+/// What `oidc keys rotate` does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rotation {
+    /// A new key, current at once (the previous one stays published).
+    Now,
+    /// A new key published in the JWKS but not signing yet.
+    Prepare,
+    /// The prepared key signs from now on.
+    Activate,
+}
+
+/// `portcullis oidc keys rotate [--prepare | --activate]`: the previous key stays published
+/// in the JWKS so ID tokens it signed still verify until they expire; a prepared key is
+/// published before it signs, so relying parties that cache the JWKS have it in time.
+pub fn keys_rotate(config: &Config, how: Rotation) -> anyhow::Result<ExitCode> {
+    let dir = &config.secrets_dir;
+    let context = || format!("rotating {SIGNING_RING} in {}", dir.display());
+    match how {
+        Rotation::Now => {
+            let ring = rotate_ring(dir, SIGNING_RING).with_context(context)?;
+            println!(
+                "{SIGNING_RING}: key {} signs ID tokens now; the previous key stays in the \
+                 JWKS. Running nodes pick it up within a second.",
+                ring.current_id()
+            );
+        }
+        Rotation::Prepare => {
+            let ring = prepare_ring(dir, SIGNING_RING).with_context(context)?;
+            println!(
+                "{SIGNING_RING}: key {} is published in the JWKS and signs nothing yet; key {} \
+                 still signs. Run `oidc keys rotate --activate` once relying parties have \
+                 refreshed their copy of the JWKS.",
+                ring.next_id().unwrap_or_default(),
+                ring.current_id()
+            );
+        }
+        Rotation::Activate => match activate_ring(dir, SIGNING_RING) {
+            Ok(ring) => println!(
+                "{SIGNING_RING}: key {} signs ID tokens now; the previous key stays in the \
+                 JWKS. Running nodes pick it up within a second.",
+                ring.current_id()
+            ),
+            Err(e @ ActivateError::NothingPrepared) => {
+                eprintln!("error: {e}");
+                return Ok(ExitCode::FAILURE);
+            }
+            Err(e) => return Err(anyhow::Error::new(e).context(context())),
+        },
+    }
     Ok(ExitCode::SUCCESS)
 }

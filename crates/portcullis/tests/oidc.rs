@@ -28,6 +28,15 @@ mod consent;
 #[path = "oidc/logout.rs"]
 mod logout;
 
+#[path = "oidc/stepup.rs"]
+mod stepup;
+
+#[path = "oidc/nonce.rs"]
+mod nonce;
+
+#[path = "oidc/eddsa.rs"]
+mod eddsa;
+
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
 use openidconnect::core::{

@@ -3,6 +3,7 @@
 //! no HTTP, no SQL, no clock. The use cases are in `service::oidc`; the stored state (PAR
 //! requests, codes, tokens, one-time JWT ids) behind `ports::OidcStore`.
 
+pub mod amr;
 mod consent;
 mod request;
 
@@ -58,6 +59,33 @@ impl ClientAuth {
     }
 }
 
+/// How a client's ID tokens are signed (`id_token_signed_response_alg`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum IdTokenAlg {
+    /// ECDSA P-256 (the default; FAPI 2.0 allows PS256, ES256 and EdDSA).
+    #[default]
+    Es256,
+    /// Ed25519 (RFC 8037).
+    EdDsa,
+}
+
+impl IdTokenAlg {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IdTokenAlg::Es256 => "ES256",
+            IdTokenAlg::EdDsa => "EdDSA",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "ES256" => Some(IdTokenAlg::Es256),
+            "EdDSA" => Some(IdTokenAlg::EdDsa),
+            _ => None,
+        }
+    }
+}
+
 /// A registered relying party.
 #[derive(Clone, Debug)]
 pub struct OidcClient {
@@ -73,6 +101,8 @@ pub struct OidcClient {
     pub first_party: bool,
     /// Held to the FAPI 2.0 Security Profile: PAR, DPoP and `private_key_jwt` required.
     pub fapi2: bool,
+    /// How its ID tokens are signed.
+    pub id_token_alg: IdTokenAlg,
     pub revoked: bool,
 }
 
@@ -226,6 +256,7 @@ mod tests {
             post_logout_uris: vec![],
             first_party: true,
             fapi2: false,
+            id_token_alg: IdTokenAlg::Es256,
             revoked: false,
         };
         assert!(c.redirect_registered("https://rp.example/cb"));

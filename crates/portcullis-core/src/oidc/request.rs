@@ -45,6 +45,9 @@ pub struct AuthRequest {
     pub max_age: Option<i64>,
     /// The DPoP key the code must be redeemed with (RFC 9449 §10).
     pub dpop_jkt: Option<String>,
+    /// `acr_values` asked for a second factor ([`super::amr::ACR_MFA`]).
+    #[serde(default)]
+    pub mfa: bool,
 }
 
 impl AuthRequest {
@@ -181,6 +184,7 @@ impl RawAuthRequest {
             prompt,
             max_age,
             dpop_jkt,
+            mfa: super::amr::asks_mfa(self.acr_values.as_deref()),
         })
     }
 }
@@ -201,6 +205,7 @@ mod tests {
             post_logout_uris: vec![],
             first_party: true,
             fapi2: false,
+            id_token_alg: crate::oidc::IdTokenAlg::Es256,
             revoked: false,
         }
     }

@@ -48,6 +48,9 @@ pub struct SweepCutoffs {
     pub webhooks_sent_before: UnixTime,
     /// Webhook deliveries given up (`failed`) whose event is from at or before this.
     pub webhooks_failed_before: UnixTime,
+    /// OpenID Connect requests, codes and tokens that expired at or before this; one-time
+    /// JWT ids expire at `steps_before`.
+    pub oidc_before: UnixTime,
 }
 
 /// How many rows one sweep deleted.
@@ -62,6 +65,8 @@ pub struct Swept {
     pub idempotency_keys: u64,
     pub webhooks_sent: u64,
     pub webhooks_failed: u64,
+    /// OpenID Connect requests, codes, tokens and one-time JWT ids.
+    pub oidc: u64,
 }
 
 #[async_trait]

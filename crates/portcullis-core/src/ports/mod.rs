@@ -53,7 +53,7 @@ pub use keys::{SealedColumn, SealedValue, SealedValues};
 pub use lockout::{Counter, LockWrites};
 pub use oidc::{
     NewOidcClient, NewOidcCode, NewOidcToken, OidcCodeRow, OidcGrantRow, OidcGrantWrites,
-    OidcStore, OidcTokenRow, StoredRequest, TokenKind,
+    OidcStore, OidcTokenRow, OidcWrites, StoredRequest, TokenKind,
 };
 pub use outbox::{
     Message, Notifier, NotifyError, OutboxReads, OutboxRow, OutboxState, OutboxStats, OutboxStore,

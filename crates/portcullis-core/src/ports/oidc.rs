@@ -152,33 +152,10 @@ pub trait OidcStore: Send + Sync {
     async fn put_oidc_code(&self, new: NewOidcCode<'_>) -> StoreResult<()>;
     /// A code, used or not (nothing is changed: the caller checks it first).
     async fn oidc_code(&self, code_hash: &[u8; 32]) -> StoreResult<Option<OidcCodeRow>>;
-    /// In one transaction: marks the code used (a conditional `UPDATE`) and stores the
-    /// tokens it issues. `false` (nothing stored) when it had been used already.
-    async fn exchange_oidc_code(
-        &self,
-        code_id: i64,
-        now: UnixTime,
-        tokens: &[NewOidcToken<'_>],
-    ) -> StoreResult<bool>;
-
     async fn oidc_token(&self, token_hash: &[u8; 32]) -> StoreResult<Option<OidcTokenRow>>;
-    /// In one transaction: marks an unused, unrevoked refresh token used and stores the
-    /// tokens that replace it. `false` (nothing stored) when it was used or revoked.
-    async fn rotate_oidc_refresh(
-        &self,
-        token_hash: &[u8; 32],
-        now: UnixTime,
-        tokens: &[NewOidcToken<'_>],
-    ) -> StoreResult<bool>;
-    /// Revokes every token of a grant.
-    async fn revoke_oidc_family(&self, family: &str, now: UnixTime) -> StoreResult<u64>;
-    /// Revokes every token issued from a code (a replayed code).
-    async fn revoke_oidc_code_tokens(&self, code_id: i64, now: UnixTime) -> StoreResult<u64>;
-    /// Revokes one token.
-    async fn revoke_oidc_token(&self, token_hash: &[u8; 32], now: UnixTime) -> StoreResult<()>;
-
     /// Records a one-time JWT id (a DPoP proof's or a client assertion's) until
-    /// `expires_at`: `false` when it was seen before (a replay). Forgets expired ones.
+    /// `expires_at`: `false` when it was seen before (a replay). The sweep forgets expired
+    /// ones.
     async fn claim_oidc_jti(
         &self,
         jti_hash: &[u8; 32],
@@ -203,4 +180,30 @@ pub trait OidcStore: Send + Sync {
         policy: SessionPolicy,
         now: UnixTime,
     ) -> StoreResult<bool>;
+}
+
+/// The OpenID Connect writes that change a grant, inside a unit of work (so the audit
+/// event that reports each goes in the same transaction). Each stamps `now` of the work.
+#[async_trait]
+pub trait OidcWrites: Send {
+    /// Marks the code used (a conditional `UPDATE`) and stores the tokens it issues.
+    /// `false` (nothing stored; drop the work) when it had been used already.
+    async fn exchange_oidc_code(
+        &mut self,
+        code_id: i64,
+        tokens: &[NewOidcToken<'_>],
+    ) -> StoreResult<bool>;
+    /// Marks an unused, unrevoked refresh token used and stores the tokens that replace it.
+    /// `false` (nothing stored; drop the work) when it was used or revoked.
+    async fn rotate_oidc_refresh(
+        &mut self,
+        token_hash: &[u8; 32],
+        tokens: &[NewOidcToken<'_>],
+    ) -> StoreResult<bool>;
+    /// Revokes every token of a grant; how many.
+    async fn revoke_oidc_family(&mut self, family: &str) -> StoreResult<u64>;
+    /// Revokes every token issued from a code (a replayed code); how many.
+    async fn revoke_oidc_code_tokens(&mut self, code_id: i64) -> StoreResult<u64>;
+    /// Revokes one token: `true` when it was live.
+    async fn revoke_oidc_token(&mut self, token_hash: &[u8; 32]) -> StoreResult<bool>;
 }

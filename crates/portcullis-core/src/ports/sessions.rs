@@ -11,6 +11,9 @@ pub struct NewSession {
     pub account_id: i64,
     pub user_agent: Option<String>,
     pub client_ip: Option<String>,
+    /// How the sign-in was authenticated: RFC 8176 method references, space-separated
+    /// (`pwd`, `pwd otp mfa`, `swk mfa`, ...).
+    pub amr: String,
 }
 
 #[derive(Clone, Debug)]
@@ -23,6 +26,8 @@ pub struct SessionRow {
     pub client_ip: Option<String>,
     /// When the password was last re-entered in this session.
     pub reauth_at: Option<UnixTime>,
+    /// How the sign-in was authenticated (see [`NewSession::amr`]).
+    pub amr: String,
 }
 
 #[async_trait]

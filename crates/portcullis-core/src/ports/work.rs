@@ -31,6 +31,7 @@ use super::devices::DeviceWrites;
 use super::factors::FactorWrites;
 use super::lockout::LockWrites;
 use super::oidc::OidcGrantWrites;
+use super::oidc::OidcWrites;
 use super::outbox::Outgoing;
 use super::sessions::SessionWrites;
 use super::status::StatusWrites;
@@ -66,6 +67,7 @@ pub trait UnitOfWork:
     + RegistryWrites
     + WebhookWrites
     + OidcGrantWrites
+    + OidcWrites
     + Send
 {
     /// The time the unit of work was opened with; every row it writes carries it.

@@ -404,15 +404,7 @@ impl Portcullis {
                 until: super::signin::compromised_until(&account, &self.policies.lockout, now),
             });
         }
-        let device = match device_token.filter(|t| !t.is_empty() && t.len() <= 128) {
-            Some(t) => self
-                .ports
-                .devices
-                .device_by_token(&sha256(t.as_bytes()))
-                .await?
-                .filter(|d| d.account_id == account.id),
-            None => None,
-        };
+        let device = self.known_device(account.id, device_token).await?;
         let has_devices = device.is_some() || self.has_devices(account.id).await?;
         let mut work = self.begin(now);
         work.touch_factor(
@@ -430,6 +422,8 @@ impl Portcullis {
                     has_devices,
                     verified_hash: &account.password_hash,
                     trust_until: None,
+                    amr: crate::oidc::amr::PASSKEY.into(),
+                    replaces: None,
                 },
                 client,
             )

@@ -8,7 +8,7 @@ use super::{ClientInfo, Portcullis, Work};
 use crate::audit::{AuditEvent, AuditKind};
 use crate::clock::UnixTime;
 use crate::device::describe_or;
-use crate::ports::{AccountRow, NewSession};
+use crate::ports::{AccountRow, DeviceRow, NewSession};
 use crate::session::SessionState;
 use crate::steps::StepKind;
 use crate::ServiceError;
@@ -40,6 +40,8 @@ pub struct SessionContext {
     pub expires_at: UnixTime,
     /// When the password was last presented in this session (sign-in or re-entry).
     pub auth_at: UnixTime,
+    /// How the sign-in was authenticated: RFC 8176 method references, space-separated.
+    pub amr: String,
 }
 
 /// What a session start needs, all read before its unit of work opens.
@@ -54,6 +56,11 @@ pub(crate) struct SessionStart<'a> {
     pub verified_hash: &'a str,
     /// "Trust this device" until then (a passed second step that asked for it).
     pub trust_until: Option<UnixTime>,
+    /// How it was authenticated (RFC 8176 method references, see `crate::oidc::amr`).
+    pub amr: String,
+    /// A signed-in session this one replaces (a second step asked for by an OpenID Connect
+    /// request): ended in the same unit of work.
+    pub replaces: Option<i64>,
 }
 
 impl Portcullis {
@@ -65,6 +72,23 @@ impl Portcullis {
             .list_devices(account_id)
             .await?
             .is_empty())
+    }
+
+    /// The device a device cookie names, if it has signed in to this account before.
+    pub(crate) async fn known_device(
+        &self,
+        account_id: i64,
+        device_token: Option<&str>,
+    ) -> Result<Option<DeviceRow>, ServiceError> {
+        let Some(token) = device_token.filter(|t| !t.is_empty() && t.len() <= 128) else {
+            return Ok(None);
+        };
+        Ok(self
+            .ports
+            .devices
+            .device_by_token(&sha256(token.as_bytes()))
+            .await?
+            .filter(|d| d.account_id == account_id))
     }
 
     /// Finishes a sign-in in `work` (which may already hold the caller's writes: a consumed
@@ -120,12 +144,16 @@ impl Portcullis {
                 (id, Some(device.secret))
             }
         };
+        if let Some(old) = start.replaces {
+            work.delete_session(old).await?;
+        }
         let token = Token::generate();
         work.create_session(NewSession {
             token_hash: token.hash,
             account_id: account.id,
             user_agent: client.user_agent.clone(),
             client_ip: client.ip.clone(),
+            amr: start.amr,
         })
         .await?;
         if let Some(until) = start.trust_until {
@@ -241,6 +269,7 @@ impl Portcullis {
             auth_at: session
                 .reauth_at
                 .map_or(session.created_at, |r| r.max(session.created_at)),
+            amr: session.amr,
         })
     }
 

@@ -6,7 +6,7 @@
 //! tells them apart.
 
 use portcullis_crypto::hashing::Slot;
-use portcullis_crypto::{sha256, Verification};
+use portcullis_crypto::Verification;
 
 use super::mfa::SignInOutcome;
 use super::sessions::{SessionStart, SignedIn};
@@ -83,15 +83,7 @@ impl Portcullis {
 
         // A device that has signed in to this account before uses its own allowance, so a
         // stranger's failures (which lock the account) do not lock its owner out here.
-        let device = match req.device_token.filter(|t| !t.is_empty() && t.len() <= 128) {
-            Some(token) => self
-                .ports
-                .devices
-                .device_by_token(&sha256(token.as_bytes()))
-                .await?
-                .filter(|d| d.account_id == account.id),
-            None => None,
-        };
+        let device = self.known_device(account.id, req.device_token).await?;
         let (counter, limit) = match &device {
             Some(d) => (Counter::Device(d.id), policy.device_allowance),
             None => (Counter::Account(account.id), policy.lock_after_failures),
@@ -178,6 +170,8 @@ impl Portcullis {
                         has_devices,
                         verified_hash,
                         trust_until: None,
+                        amr: crate::oidc::amr::PASSWORD.into(),
+                        replaces: None,
                     },
                     client,
                 )

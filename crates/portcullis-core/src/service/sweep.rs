@@ -12,6 +12,8 @@
 //! | API `Idempotency-Key`s (registration) | kept a day (the registration step lives minutes; issue 16) |
 //! | sent webhook deliveries | sent 3 days ago (a receiver de-duplicates within minutes; the counts in `webhooks list` cover the recent past) |
 //! | failed webhook deliveries | their event is 30 days old (long enough to see and act on in `webhooks list`) |
+//! | OpenID Connect requests, codes, access and refresh tokens | expired a day ago (a refresh token's reuse is detected while it lives; once expired it is refused anyway) |
+//! | DPoP proof and client assertion ids | expired (a proof or assertion that old is refused by its time) |
 
 use super::Portcullis;
 use crate::ports::{SweepCutoffs, Swept};
@@ -50,6 +52,7 @@ impl Portcullis {
                 idempotency_keys_before: now.plus_secs(-IDEMPOTENCY_KEY_KEPT_SECS),
                 webhooks_sent_before: now.plus_secs(-WEBHOOK_SENT_KEPT_SECS),
                 webhooks_failed_before: now.plus_secs(-WEBHOOK_FAILED_KEPT_SECS),
+                oidc_before: now.plus_secs(-DAY),
             })
             .await?;
         Ok(swept)

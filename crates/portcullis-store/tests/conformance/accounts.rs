@@ -312,6 +312,7 @@ async fn warn_deactivate_and_come_back(backend: Backend) {
         account_id: id,
         user_agent: None,
         client_ip: None,
+        amr: "pwd".into(),
     })
     .await
     .unwrap();

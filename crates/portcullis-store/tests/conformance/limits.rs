@@ -278,6 +278,7 @@ async fn sweep(backend: Backend) {
         idempotency_keys_before: T.plus_secs(at),
         webhooks_sent_before: T.plus_secs(at),
         webhooks_failed_before: T.plus_secs(at),
+        oidc_before: T,
     };
     assert_eq!(
         s.sweep_expired(cutoffs(-1)).await.unwrap(),

@@ -274,6 +274,7 @@ async fn contact_reverted(backend: Backend) {
         idempotency_keys_before: T,
         webhooks_sent_before: T,
         webhooks_failed_before: T,
+        oidc_before: T,
     };
     assert_eq!(s.sweep_expired(cutoffs(9)).await.unwrap().contacts, 0);
     assert_eq!(s.sweep_expired(cutoffs(10)).await.unwrap().contacts, 1);

@@ -13,6 +13,7 @@ async fn sessions(backend: Backend) {
         account_id: id,
         user_agent: Some("Test".into()),
         client_ip: Some("127.0.0.1".into()),
+        amr: "pwd otp mfa".into(),
     };
     let mut w = s.begin(T);
     let a = w.create_session(new(1)).await.unwrap();
@@ -24,6 +25,7 @@ async fn sessions(backend: Backend) {
     assert_eq!((found.id, found.account_id, found.created_at), (a, id, T));
     assert_eq!(found.user_agent.as_deref(), Some("Test"));
     assert_eq!(found.reauth_at, None);
+    assert_eq!(found.amr, "pwd otp mfa");
     // Seen times never go backwards.
     let mut w = s.begin(T.plus_secs(50));
     w.touch_session(a).await.unwrap();

@@ -314,6 +314,7 @@ async fn swept(backend: Backend) {
         idempotency_keys_before: T.plus_secs(-1_000),
         webhooks_sent_before: T.plus_secs(sent),
         webhooks_failed_before: T.plus_secs(failed),
+        oidc_before: T,
     };
     let none = s.sweep_expired(cutoffs(9, -1)).await.unwrap();
     assert_eq!((none.webhooks_sent, none.webhooks_failed), (0, 0));

@@ -1,13 +1,14 @@
 //! The endpoint handlers.
 
 use axum::extract::{Query, RawForm, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Json;
 use portcullis_core::oidc::{OidcError, RawAuthRequest};
 use portcullis_core::service::oidc::{
     AuthorizeStep, ClientCredentials, LoginNeeded, LogoutRequest, TokenForm,
 };
+use portcullis_core::service::{ClientInfo, SessionContext};
 
 use super::parse::{self, Params};
 use super::{no_store, ErrorAnswer};
@@ -17,7 +18,7 @@ use crate::pages::oidc::{
     browser_session, consent_page, continue_page, logout_response, no_store_redirect,
     request_refused_page,
 };
-use crate::pages::CsrfCookie;
+use crate::pages::{unavailable_page, CsrfCookie};
 use crate::AppState;
 
 /// The cookie that remembers, across the sign-in page, which authorization request the
@@ -87,6 +88,19 @@ fn client_call(
     })
 }
 
+/// With `oidc.dpop_nonce` on, every answer of an endpoint that takes DPoP proofs carries
+/// the current server nonce (RFC 9449 §8.2, §9).
+fn with_nonce(state: &AppState, mut response: Response) -> Response {
+    if let Some(v) = state
+        .app
+        .oidc_dpop_nonce()
+        .and_then(|n| HeaderValue::from_str(&n).ok())
+    {
+        response.headers_mut().insert("dpop-nonce", v);
+    }
+    response
+}
+
 /// `POST /oidc/par` (RFC 9126).
 pub async fn par(
     State(state): State<AppState>,
@@ -99,13 +113,14 @@ pub async fn par(
         let raw: RawAuthRequest = call.params.to()?;
         state.app.push_authorization(call.creds, raw, dpop).await
     };
-    match run.await {
+    let response = match run.await {
         Ok((request_uri, expires_in)) => no_store(
             StatusCode::CREATED,
             serde_json::json!({"request_uri": request_uri, "expires_in": expires_in}),
         ),
         Err(e) => ErrorAnswer(e).into_response(),
-    }
+    };
+    with_nonce(&state, response)
 }
 
 /// To the sign-in page, with the cookie that names the waiting request.
@@ -113,16 +128,8 @@ pub fn login_redirect(state: &AppState, login: &LoginNeeded) -> Response {
     let secure = state.web.secure_cookies;
     let target = if login.force { "/?login=1" } else { "/" };
     let mut r = Redirect::to(target).into_response();
-    r.headers_mut().append(
-        header::SET_COOKIE,
-        cookies::set(
-            &cookies::name(RETURN_COOKIE, secure),
-            &login.handle,
-            Some(portcullis_core::oidc::LOGIN_TTL_SECS),
-            SameSite::Lax,
-            secure,
-        ),
-    );
+    r.headers_mut()
+        .append(header::SET_COOKIE, return_cookie(&login.handle, secure));
     r
 }
 
@@ -135,14 +142,69 @@ fn step_response(
         Ok(AuthorizeStep::Redirect(to)) => no_store_redirect(&to),
         Ok(AuthorizeStep::Login(login)) => login_redirect(state, &login),
         Ok(AuthorizeStep::Consent(needed)) => consent_page(state, csrf, needed),
+        Ok(AuthorizeStep::SecondFactor(_)) => unavailable_page(state),
         Ok(AuthorizeStep::Refused(e)) | Err(e) => request_refused_page(state, &e),
     }
+}
+
+/// The second step asked of a browser signed in with the password alone (a request for a
+/// second factor): the second-step page, whose success goes back to the request.
+/// `None` for any other step.
+async fn second_factor(
+    state: &AppState,
+    (csrf, client, headers): (&CsrfCookie, &ClientInfo, &HeaderMap),
+    session: &Option<SessionContext>,
+    step: &Result<AuthorizeStep, OidcError>,
+) -> Option<Response> {
+    let Ok(AuthorizeStep::SecondFactor(LoginNeeded { handle, .. })) = step else {
+        return None;
+    };
+    let secure = state.web.secure_cookies;
+    let device = cookies::get(headers, &cookies::name(cookies::DEVICE, secure));
+    let challenge = match session {
+        Some(s) => {
+            state
+                .app
+                .oidc_second_step(s, device.as_deref(), client)
+                .await
+        }
+        None => Ok(None),
+    };
+    let mut response = match challenge {
+        Ok(Some(c)) => crate::pages::signin::second_step_page(state, csrf, headers, &c),
+        Ok(None) => {
+            return Some(step_response(
+                state,
+                csrf,
+                Ok(AuthorizeStep::Refused(OidcError::invalid_request(
+                    "a second factor is needed and none is set up",
+                ))),
+            ))
+        }
+        Err(_) => return Some(unavailable_page(state)),
+    };
+    response
+        .headers_mut()
+        .append(header::SET_COOKIE, return_cookie(handle, secure));
+    Some(response)
+}
+
+/// The cookie naming the authorization request that waits for the sign-in.
+fn return_cookie(handle: &str, secure: bool) -> HeaderValue {
+    cookies::set(
+        &cookies::name(RETURN_COOKIE, secure),
+        handle,
+        Some(portcullis_core::oidc::LOGIN_TTL_SECS),
+        SameSite::Lax,
+        secure,
+    )
 }
 
 /// `GET /oidc/authorize`.
 pub async fn authorize(
     State(state): State<AppState>,
     csrf: CsrfCookie,
+    Client(client): Client,
     headers: HeaderMap,
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Response {
@@ -154,7 +216,10 @@ pub async fn authorize(
         Ok(s) => s,
         Err(page) => return page,
     };
-    let step = state.app.authorize(raw, session).await;
+    let step = state.app.authorize(raw, session.clone()).await;
+    if let Some(page) = second_factor(&state, (&csrf, &client, &headers), &session, &step).await {
+        return page;
+    }
     step_response(&state, &csrf, step)
 }
 
@@ -162,6 +227,7 @@ pub async fn authorize(
 pub async fn resume(
     State(state): State<AppState>,
     csrf: CsrfCookie,
+    Client(client): Client,
     headers: HeaderMap,
 ) -> Response {
     let secure = state.web.secure_cookies;
@@ -171,7 +237,13 @@ pub async fn resume(
         Ok(s) => s,
         Err(page) => return page,
     };
-    let step = state.app.resume_authorization(&handle, session).await;
+    let step = state
+        .app
+        .resume_authorization(&handle, session.clone())
+        .await;
+    if let Some(page) = second_factor(&state, (&csrf, &client, &headers), &session, &step).await {
+        return page;
+    }
     // Reached at the end of the sign-in form's redirects: the way to the client is a page.
     let mut response = match step {
         Ok(AuthorizeStep::Redirect(to)) => continue_page(&state, &to),
@@ -198,13 +270,14 @@ pub async fn token(
         let form: TokenForm = call.params.to()?;
         state.app.oidc_token(call.creds, form, dpop).await
     };
-    match run.await {
+    let response = match run.await {
         Ok(answer) => no_store(
             StatusCode::OK,
             serde_json::to_value(answer).unwrap_or_default(),
         ),
         Err(e) => ErrorAnswer(e).into_response(),
-    }
+    };
+    with_nonce(&state, response)
 }
 
 /// `GET|POST /oidc/userinfo`: `Authorization: DPoP …` with a proof, or `Bearer …` for a
@@ -226,10 +299,11 @@ pub async fn userinfo(
         let dpop = parse::dpop(&headers, method.as_str(), url)?;
         state.app.oidc_userinfo(scheme, token.trim(), dpop).await
     };
-    match run.await {
+    let response = match run.await {
         Ok(claims) => no_store(StatusCode::OK, claims),
         Err(e) => ErrorAnswer(e).into_response(),
-    }
+    };
+    with_nonce(&state, response)
 }
 
 /// The `token` parameter of revocation and introspection.

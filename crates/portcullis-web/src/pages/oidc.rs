@@ -149,6 +149,8 @@ pub async fn consent_submit(
         Ok(AuthorizeStep::Consent(needed)) => consent_page(&state, &csrf, needed),
         // The session changed its sign-in under the page: sign in again, then back here.
         Ok(AuthorizeStep::Login(login)) => crate::oidc::login_redirect(&state, &login),
+        // The second step is asked before the consent page, never after it.
+        Ok(AuthorizeStep::SecondFactor(_)) => super::unavailable_page(&state),
         Ok(AuthorizeStep::Refused(e)) | Err(e) => request_refused_page(&state, &e),
     }
 }

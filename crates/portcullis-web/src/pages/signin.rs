@@ -82,8 +82,7 @@ pub async fn show(
             return Redirect::to("/account").into_response();
         }
     }
-    let remembered = cookies::get(&headers, &cookies::name(REMEMBER, state.web.secure_cookies))
-        .filter(|v| !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_graphic()));
+    let remembered = remembered_user_id(&state, &headers);
     let page = SignInPage {
         chrome: chrome(&state, &csrf, false),
         remembered: remembered.is_some(),
@@ -99,6 +98,33 @@ pub async fn show(
         },
         error: None,
     };
+    csrf.apply(render(StatusCode::OK, &page))
+}
+
+/// The User ID remembered on this device ("Remember me"), if any.
+fn remembered_user_id(state: &AppState, headers: &HeaderMap) -> Option<String> {
+    cookies::get(headers, &cookies::name(REMEMBER, state.web.secure_cookies))
+        .filter(|v| !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_graphic()))
+}
+
+/// The second-step page for a browser already signed in with the password, when an OpenID
+/// Connect request asks for a second factor. "Remember me" stays as it is.
+pub(crate) fn second_step_page(
+    state: &AppState,
+    csrf: &CsrfCookie,
+    headers: &HeaderMap,
+    challenge: &MfaChallenge,
+) -> Response {
+    let remembered = remembered_user_id(state, headers);
+    let page = mfa_page(
+        state,
+        csrf,
+        &challenge_view(challenge),
+        remembered.is_some(),
+        remembered.as_deref().unwrap_or_default(),
+        None,
+        None,
+    );
     csrf.apply(render(StatusCode::OK, &page))
 }
 

@@ -76,26 +76,7 @@ pub async fn sign_in_from(
     post(app, ip, "/api/v1/sessions", None, &body).await
 }
 
-pub(crate) fn base32_decode(s: &str) -> Vec<u8> {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-    let mut bits = 0u64;
-    let mut n = 0;
-    let mut out = Vec::new();
-    for c in s.trim_end_matches('=').bytes() {
-        let v = ALPHABET
-            .iter()
-            .position(|a| *a == c.to_ascii_uppercase())
-            .unwrap() as u64;
-        bits = (bits << 5) | v;
-        n += 5;
-        if n >= 8 {
-            n -= 8;
-            out.push((bits >> n) as u8);
-            bits &= (1 << n) - 1;
-        }
-    }
-    out
-}
+pub(crate) use portcullis_testkit::base32_decode;
 
 fn totp_now(app: &TestApp, secret: &str) -> String {
     let step = u64::try_from(app.clock.now().0).unwrap() / 30;

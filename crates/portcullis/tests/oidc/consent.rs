@@ -22,6 +22,7 @@ async fn third_party(app: &TestApp) -> String {
             jwks: None,
             first_party: false,
             fapi2: false,
+            id_token_alg: Default::default(),
         },
     )
     .await

@@ -107,6 +107,7 @@ async fn rp_initiated_logout(backend: Backend) {
             jwks: None,
             first_party: true,
             fapi2: false,
+            id_token_alg: Default::default(),
         },
     )
     .await;

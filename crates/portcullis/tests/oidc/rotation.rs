@@ -58,11 +58,14 @@ async fn jwks(app: &TestApp) -> Value {
         .unwrap()
 }
 
+/// The ids of the ES256 keys of a JWKS (each ring key is also published as an Ed25519
+/// key, for clients registered with EdDSA).
 fn kids(set: &Value) -> Vec<String> {
     set["keys"]
         .as_array()
         .unwrap()
         .iter()
+        .filter(|k| k["alg"] == "ES256")
         .map(|k| k["kid"].as_str().unwrap().to_owned())
         .collect()
 }
@@ -91,6 +94,23 @@ fn verify(jwt: &str, set: &Value) -> (String, bool) {
     (kid, key.verify(signed.as_bytes(), &signature).is_ok())
 }
 
+/// `portcullis oidc keys rotate` with `flags`, as an operator runs it.
+fn rotate(app: &TestApp, flags: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args([
+            "--database-url",
+            &app.config.database_url,
+            "oidc",
+            "keys",
+            "rotate",
+        ])
+        .args(flags)
+        .env("PORTCULLIS_SECRETS_DIR", &app.config.secrets_dir)
+        .env("PORTCULLIS_PUBLIC_URL", ISSUER)
+        .output()
+        .unwrap()
+}
+
 async fn signing_key_rotates_under_flows(backend: Backend) {
     let app = Arc::new(app(backend).await);
     let client_id = register(&app, ClientAuth::None, None, false).await;
@@ -114,18 +134,7 @@ async fn signing_key_rotates_under_flows(backend: Backend) {
         })
     };
 
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
-        .args([
-            "--database-url",
-            &app.config.database_url,
-            "oidc",
-            "keys",
-            "rotate",
-        ])
-        .env("PORTCULLIS_SECRETS_DIR", &app.config.secrets_dir)
-        .env("PORTCULLIS_PUBLIC_URL", ISSUER)
-        .output()
-        .unwrap();
+    let out = rotate(&app, &[]);
     assert!(
         out.status.success(),
         "{}",
@@ -176,4 +185,58 @@ async fn signing_key_rotates_under_flows(backend: Backend) {
 both!(
     the_signing_key_rotates_while_flows_run_and_every_id_token_verifies,
     signing_key_rotates_under_flows
+);
+
+async fn prepared_key(backend: Backend) {
+    let app = app(backend).await;
+    let client_id = register(&app, ClientAuth::None, None, false).await;
+    let first = jwks(&app).await;
+    let (old_kid, ok) = verify(&flow(&app, &client_id).await, &first);
+    assert!(ok);
+    let out = rotate(&app, &["--activate"]);
+    assert!(!out.status.success(), "nothing was prepared");
+
+    // Prepared: published within moments, but the old key still signs.
+    assert!(rotate(&app, &["--prepare"]).status.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let published = loop {
+        let set = jwks(&app).await;
+        if kids(&set).len() == 2 {
+            break set;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the prepared key was never published"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let new_kid = kids(&published)
+        .into_iter()
+        .find(|k| *k != old_kid)
+        .unwrap();
+    for _ in 0..3 {
+        let (kid, ok) = verify(&flow(&app, &client_id).await, &published);
+        assert_eq!(kid, old_kid, "a prepared key signs nothing");
+        assert!(ok);
+    }
+
+    // Activated: the prepared key signs, and relying parties already had it.
+    assert!(rotate(&app, &["--activate"]).status.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (kid, ok) = verify(&flow(&app, &client_id).await, &published);
+        assert!(ok, "verifies under the JWKS fetched before the activation");
+        if kid == new_kid {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the prepared key never signed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let after = jwks(&app).await;
+    assert_eq!(kids(&after).len(), 2, "the previous key stays published");
+    assert!(kids(&after).contains(&old_kid));
+}
+both!(
+    a_prepared_signing_key_is_published_before_it_signs,
+    prepared_key
 );

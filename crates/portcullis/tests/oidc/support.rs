@@ -18,7 +18,19 @@ pub const ISSUER: &str = "http://localhost:1";
 pub const RP: &str = "https://rp.example/cb";
 
 pub async fn app(backend: Backend) -> TestApp {
-    let app = spawn_app_with(backend, |c| c.public_url = Some(ISSUER.into())).await;
+    app_with(backend, |_| {}).await
+}
+
+/// As `app`, with more configuration.
+pub async fn app_with(
+    backend: Backend,
+    tweak: impl FnOnce(&mut portcullis::config::Config),
+) -> TestApp {
+    let app = spawn_app_with(backend, |c| {
+        c.public_url = Some(ISSUER.into());
+        tweak(c);
+    })
+    .await;
     app.register(&ANN, "ann.example", PASSWORD).await;
     app
 }
@@ -80,6 +92,7 @@ pub async fn register(app: &TestApp, auth: ClientAuth, jwks: Option<Value>, fapi
             jwks,
             first_party: true,
             fapi2,
+            id_token_alg: Default::default(),
         },
     )
     .await
@@ -179,6 +192,15 @@ pub async fn follow(
         jar.absorb(&res);
     }
     res
+}
+
+/// A public client's code with `offline_access`, after signing in in `jar`.
+pub async fn offline_code(app: &TestApp, jar: &mut Jar, client_id: &str) -> (String, String) {
+    let (verifier, challenge) = pkce();
+    let url = authorize_url(client_id, RP, &challenge, "")
+        .replace("scope=openid", "scope=openid%20offline_access");
+    let back = browser(app, jar, &url).await;
+    (query(&back, "code").unwrap(), verifier)
 }
 
 pub fn query(url: &str, name: &str) -> Option<String> {
@@ -355,10 +377,25 @@ impl RpKey {
     }
 
     pub fn proof(&self, method: &str, url: &str, now: i64, ath: Option<&str>) -> String {
+        self.proof_with_nonce(method, url, now, ath, None)
+    }
+
+    /// A proof carrying the server's `nonce` (RFC 9449 §8) when given.
+    pub fn proof_with_nonce(
+        &self,
+        method: &str,
+        url: &str,
+        now: i64,
+        ath: Option<&str>,
+        nonce: Option<&str>,
+    ) -> String {
         let mut claims =
             json!({"htm": method, "htu": url, "iat": now, "jti": B64.encode(random32())});
         if let Some(token) = ath {
             claims["ath"] = json!(B64.encode(Sha256::digest(token.as_bytes())));
+        }
+        if let Some(nonce) = nonce {
+            claims["nonce"] = json!(nonce);
         }
         let mut public = self.jwk.clone();
         public.as_object_mut().unwrap().remove("kid");

@@ -13,7 +13,7 @@ use crate::clock::UnixTime;
 use crate::contact::{mask, CodeChannel};
 use crate::otp::{self, CodePolicy, Resend};
 use crate::ports::{AccountRow, Counter, DeviceRow, FactorKind, FactorRow, NewCode};
-use crate::service::sessions::{SessionStart, SignedIn};
+use crate::service::sessions::{SessionContext, SessionStart, SignedIn};
 use crate::service::{ClientInfo, Portcullis, Work};
 use crate::steps::{CodePurpose, StepKind};
 use crate::throttle::ThrottleAction;
@@ -28,27 +28,39 @@ struct ChallengeData {
     device_id: Option<i64>,
     methods: Vec<String>,
     password: String,
+    /// The signed-in session the second step was asked of (an OpenID Connect request for a
+    /// second factor): passing it replaces that session.
+    replaces: Option<i64>,
 }
 
 impl ChallengeData {
     fn encode(&self) -> String {
-        format!(
+        let mut out = format!(
             "{}|{}|{}",
             self.device_id.unwrap_or(0),
             self.methods.join(","),
             self.password
-        )
+        );
+        if let Some(id) = self.replaces {
+            out.push_str(&format!("|{id}"));
+        }
+        out
     }
 
     fn decode(s: &str) -> Option<Self> {
-        let mut parts = s.splitn(3, '|');
+        let mut parts = s.splitn(4, '|');
         let device: i64 = parts.next()?.parse().ok()?;
         let methods = parts.next()?;
         let password = parts.next()?.to_owned();
+        let replaces = match parts.next() {
+            Some(id) => Some(id.parse().ok()?),
+            None => None,
+        };
         Some(Self {
             device_id: (device > 0).then_some(device),
             methods: methods.split(',').map(str::to_owned).collect(),
             password,
+            replaces,
         })
     }
 }
@@ -75,6 +87,15 @@ pub(crate) enum Answer {
         factor: i64,
         updated_secret: Option<String>,
     },
+}
+
+/// A challenge about to be stored.
+struct Challenge<'a> {
+    account: &'a AccountRow,
+    device: Option<&'a DeviceRow>,
+    methods: Vec<MfaMethod>,
+    step_up: bool,
+    replaces: Option<i64>,
 }
 
 fn code_method(channel: CodeChannel, to: &str) -> MfaMethod {
@@ -127,6 +148,73 @@ impl Portcullis {
         if methods.is_empty() {
             return Ok(None);
         }
+        let challenge = Challenge {
+            account,
+            device,
+            methods,
+            step_up,
+            replaces: None,
+        };
+        self.store_challenge(challenge, rehash, client, now)
+            .await
+            .map(Some)
+    }
+
+    /// The second step asked of a session signed in with the password alone, because an
+    /// OpenID Connect request asked for a second factor (`acr_values`): the account's
+    /// factors are offered even on a trusted device, and passing the step replaces the
+    /// session with one whose `amr` names the factor. `None` when the account has no
+    /// second factor.
+    pub async fn oidc_second_step(
+        &self,
+        session: &SessionContext,
+        device_token: Option<&str>,
+        client: &ClientInfo,
+    ) -> Result<Option<MfaChallenge>, ServiceError> {
+        let now = self.clock.now();
+        let Some(account) = self
+            .ports
+            .accounts
+            .account_by_id(session.account_id)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let factors = self.confirmed_factors(account.id).await?;
+        if factors.is_empty() {
+            return Ok(None);
+        }
+        let device = self.known_device(account.id, device_token).await?;
+        let codes_left = self.ports.factors.recovery_codes_left(account.id).await?;
+        let methods = self.factor_methods(&account, &factors, codes_left);
+        let challenge = Challenge {
+            account: &account,
+            device: device.as_ref(),
+            methods,
+            step_up: false,
+            replaces: Some(session.session_id),
+        };
+        self.store_challenge(challenge, None, client, now)
+            .await
+            .map(Some)
+    }
+
+    /// Stores a second step's challenge (with the rehash at new parameters, when there is
+    /// one, so the challenge remembers the hash that will be current) and audits it.
+    async fn store_challenge(
+        &self,
+        c: Challenge<'_>,
+        rehash: Option<&str>,
+        client: &ClientInfo,
+        now: UnixTime,
+    ) -> Result<MfaChallenge, ServiceError> {
+        let Challenge {
+            account,
+            device,
+            methods,
+            step_up,
+            replaces,
+        } = c;
         let token = Token::generate();
         let expires_at = now.plus_secs(MFA_STEP_SECS);
         let mut work = self.begin(now);
@@ -144,6 +232,7 @@ impl Portcullis {
             device_id: device.map(|d| d.id),
             methods: methods.iter().map(|m| m.as_str().to_owned()).collect(),
             password: password_fingerprint(current_hash),
+            replaces,
         };
         work.create_step(
             &token.hash,
@@ -163,12 +252,12 @@ impl Portcullis {
                 }),
         );
         work.commit().await?;
-        Ok(Some(MfaChallenge {
+        Ok(MfaChallenge {
             token: token.secret,
             methods,
             step_up,
             expires_at,
-        }))
+        })
     }
 
     fn factor_methods(
@@ -463,6 +552,8 @@ impl Portcullis {
                     has_devices,
                     verified_hash: &account.password_hash,
                     trust_until,
+                    amr: crate::oidc::amr::with_second_step(method),
+                    replaces: data.replaces,
                 },
                 client,
             )
@@ -537,6 +628,7 @@ mod tests {
             device_id: Some(12),
             methods: vec!["totp".into(), "recovery_code".into()],
             password: password_fingerprint("$argon2id$x"),
+            replaces: None,
         };
         let back = ChallengeData::decode(&d.encode()).unwrap();
         assert_eq!(back.device_id, Some(12));
@@ -544,5 +636,14 @@ mod tests {
         assert_eq!(back.password.len(), 16);
         let none = ChallengeData::decode("0|email|00").unwrap();
         assert_eq!(none.device_id, None);
+        assert_eq!(none.replaces, None);
+        let again = ChallengeData {
+            replaces: Some(7),
+            ..back
+        };
+        assert_eq!(
+            ChallengeData::decode(&again.encode()).unwrap().replaces,
+            Some(7)
+        );
     }
 }

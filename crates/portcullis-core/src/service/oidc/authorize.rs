@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::UnixTime;
 use crate::oidc::{
-    AuthRequest, OidcClient, OidcError, RawAuthRequest, CODE_TTL_SECS, LOGIN_TTL_SECS,
+    amr, AuthRequest, OidcClient, OidcError, RawAuthRequest, CODE_TTL_SECS, LOGIN_TTL_SECS,
     PAR_TTL_SECS, REQUEST_URI_PREFIX,
 };
 use crate::ports::{NewOidcCode, StoredRequest};
@@ -48,6 +48,16 @@ impl Pending {
     }
 }
 
+/// What a code was issued for: the request and how the person signed in (kept with the
+/// code; codes stored before `amr` was recorded have none and read as the password).
+#[derive(Serialize, Deserialize)]
+pub(super) struct IssuedFor {
+    #[serde(flatten)]
+    pub request: AuthRequest,
+    #[serde(default)]
+    pub amr: Option<String>,
+}
+
 /// Where the browser goes next.
 #[derive(Debug)]
 pub enum AuthorizeStep {
@@ -55,6 +65,10 @@ pub enum AuthorizeStep {
     Redirect(String),
     /// To the sign-in page, then back to the request (`handle`).
     Login(LoginNeeded),
+    /// The person is signed in with the password alone and the request asks for a second
+    /// factor (`acr_values`): the second step only (`oidc_second_step`), then back to the
+    /// request (`handle`).
+    SecondFactor(LoginNeeded),
     /// The request cannot go back to the client (unknown client, unregistered redirect
     /// URI): shown on a page, never redirected.
     Refused(OidcError),
@@ -272,6 +286,7 @@ impl Portcullis {
                         prompt: None,
                         max_age: None,
                         dpop_jkt: None,
+                        mfa: false,
                     };
                     return Ok(self.error_back(&req, r.error.code, r.error.description));
                 }
@@ -344,6 +359,33 @@ impl Portcullis {
                 force: true,
             }));
         }
+        if req.mfa && !amr::is_mfa(&session.amr) {
+            if prompt_none {
+                return Ok(self.error_back(
+                    req,
+                    "interaction_required",
+                    "a second factor is needed",
+                ));
+            }
+            let factors = self.ports.factors.list_factors(session.account_id).await?;
+            if !factors.iter().any(|f| f.confirmed) {
+                // "OpenID Connect Core Error Code unmet_authentication_requirements 1.0": the
+                // request's authentication cannot be met. Setting a factor up is for the
+                // security page, not the middle of a relying party's sign-in.
+                return Ok(self.error_back(
+                    req,
+                    "unmet_authentication_requirements",
+                    "the account has no second factor set up",
+                ));
+            }
+            let handle = self
+                .store_pending(&pending, false, now, LOGIN_TTL_SECS)
+                .await?;
+            return Ok(AuthorizeStep::SecondFactor(LoginNeeded {
+                handle,
+                force: false,
+            }));
+        }
         if !client.first_party && !consented && self.needs_consent(client, req, &session).await? {
             if prompt_none {
                 return Ok(self.error_back(req, "consent_required", "consent is needed"));
@@ -368,7 +410,11 @@ impl Portcullis {
             }));
         }
         let code = Token::generate();
-        let request_text = serde_json::to_string(req)
+        let issued = IssuedFor {
+            request: req.clone(),
+            amr: Some(session.amr.clone()),
+        };
+        let request_text = serde_json::to_string(&issued)
             .map_err(|_| OidcError::new("server_error", "cannot store code", 500))?;
         self.ports
             .oidc

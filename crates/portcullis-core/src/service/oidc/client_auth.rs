@@ -5,6 +5,7 @@
 use portcullis_crypto::{ct_eq, jws, sha256};
 use serde_json::Value;
 
+use crate::audit::{AuditEvent, AuditKind};
 use crate::clock::UnixTime;
 use crate::oidc::{
     ClientAuth, OidcClient, OidcError, ASSERTION_MAX_LIFE_SECS, JWT_IAT_WINDOW_SECS,
@@ -62,6 +63,42 @@ impl Portcullis {
             .filter(|id| !id.is_empty() && id.len() <= 128)
             .ok_or(OidcError::invalid_client())?;
         let client = self.ports.oidc.oidc_client(&client_id).await?;
+        let registered = client.is_some();
+        let outcome = self.check_credentials(creds, client, now).await;
+        if registered && outcome.as_ref().is_err_and(|e| e.code == "invalid_client") {
+            self.client_auth_failed(&client_id, now).await;
+        }
+        outcome
+    }
+
+    /// A registered client's failed authentication, audited at most once per client a
+    /// minute across every node (the minute is claimed like a one-time JWT id), so a
+    /// flood of bad credentials cannot flood the audit chain.
+    async fn client_auth_failed(&self, client_id: &str, now: UnixTime) {
+        let minute = now.0.div_euclid(60);
+        let key = sha256(format!("client-auth-failed\0{client_id}\0{minute}").as_bytes());
+        let first = self
+            .ports
+            .oidc
+            .claim_oidc_jti(&key, UnixTime((minute + 1) * 60), now)
+            .await;
+        if matches!(first, Ok(true)) {
+            self.audit_alone(
+                now,
+                AuditEvent::new(AuditKind::OidcClientAuthFailed, None)
+                    .actor(super::token::client_actor(client_id))
+                    .detail("the first failure of this client in this minute"),
+            )
+            .await;
+        }
+    }
+
+    async fn check_credentials(
+        &self,
+        creds: ClientCredentials,
+        client: Option<OidcClient>,
+        now: UnixTime,
+    ) -> Result<OidcClient, OidcError> {
         match (creds, client) {
             (ClientCredentials::Basic { secret, .. }, client) => {
                 // The hash is computed whether or not the client exists: no timing tell.

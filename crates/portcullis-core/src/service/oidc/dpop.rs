@@ -2,7 +2,7 @@
 //! `htu`, `iat` within a window, `jti` seen once across every node (the database), and
 //! `ath` when an access token goes with it.
 
-use portcullis_crypto::{jws, sha256};
+use portcullis_crypto::{ct_eq, jws, sha256};
 use serde_json::Value;
 
 use crate::clock::UnixTime;
@@ -50,9 +50,23 @@ impl Portcullis {
         if (iat - now.0).abs() > JWT_IAT_WINDOW_SECS {
             return Err(bad("iat outside the accepted window"));
         }
+        if self.policies.oidc_dpop_nonce
+            && !text("nonce").is_some_and(|n| self.dpop_nonce_current(n, now))
+        {
+            return Err(OidcError::new(
+                "use_dpop_nonce",
+                "the proof must carry the nonce of the DPoP-Nonce header",
+                400,
+            ));
+        }
         match (access_token, text("ath")) {
-            (Some(token), Some(ath)) if ath == jws::s256(token) => {}
-            (Some(_), _) => return Err(bad("ath does not match the access token")),
+            (Some(token), Some(ath)) if ct_eq(ath.as_bytes(), jws::s256(token).as_bytes()) => {}
+            // RFC 9449 §7.1: the proof does not go with this access token.
+            (Some(_), _) => {
+                return Err(OidcError::invalid_token(
+                    "ath does not match the access token",
+                ))
+            }
             (None, _) => {}
         }
         let jti = text("jti")
@@ -71,6 +85,36 @@ impl Portcullis {
         Ok(jkt)
     }
 }
+
+impl Portcullis {
+    /// The server nonce of a time window: a keyed MAC of the window's number, so every node
+    /// hands out and accepts the same nonces without sharing state.
+    fn dpop_nonce_of(&self, window: i64) -> String {
+        let h = self
+            .keys
+            .hash("portcullis/dpop-nonce/v1", &[&window.to_be_bytes()]);
+        h.iter().take(16).map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// The nonce to give clients now (`DPoP-Nonce`), when `oidc.dpop_nonce` is on.
+    pub fn oidc_dpop_nonce(&self) -> Option<String> {
+        self.policies
+            .oidc_dpop_nonce
+            .then(|| self.dpop_nonce_of(self.oidc_now().0.div_euclid(DPOP_NONCE_WINDOW_SECS)))
+    }
+
+    /// Whether `nonce` is the current window's or the previous one's.
+    fn dpop_nonce_current(&self, nonce: &str, now: UnixTime) -> bool {
+        let window = now.0.div_euclid(DPOP_NONCE_WINDOW_SECS);
+        [window, window - 1]
+            .iter()
+            .any(|w| ct_eq(self.dpop_nonce_of(*w).as_bytes(), nonce.as_bytes()))
+    }
+}
+
+/// How long a server nonce is handed out (RFC 9449 §8); the previous window's stays
+/// accepted, so a nonce lives between one and two windows.
+pub const DPOP_NONCE_WINDOW_SECS: i64 = 300;
 
 /// An `htu` (or the request's URL) compared as RFC 9449 §4.3 asks (RFC 3986 §6.2.2–6.2.3
 /// normalisation): scheme and host case-insensitive, the scheme's default port the same as

@@ -10,13 +10,13 @@ mod dpop;
 mod logout;
 mod token;
 
-use portcullis_crypto::jws::Es256Key;
+use portcullis_crypto::jws::{Ed25519Key, Es256Key};
 use portcullis_crypto::Token;
 use secrecy::SecretString;
 use serde_json::{json, Value};
 
 use crate::clock::UnixTime;
-use crate::oidc::{check_redirect_registration, ClientAuth, OidcClient, OidcError};
+use crate::oidc::{check_redirect_registration, ClientAuth, IdTokenAlg, OidcClient, OidcError};
 use crate::ports::{NewOidcClient, StoreError};
 use crate::service::Portcullis;
 
@@ -37,6 +37,13 @@ impl From<StoreError> for OidcError {
     }
 }
 
+impl From<crate::ServiceError> for OidcError {
+    fn from(e: crate::ServiceError) -> Self {
+        tracing::error!(error = %e, "oidc: a unit of work failed");
+        OidcError::new("temporarily_unavailable", "try again later", 503)
+    }
+}
+
 /// What `oidc client add` registers.
 pub struct ClientRegistration {
     pub name: String,
@@ -46,12 +53,20 @@ pub struct ClientRegistration {
     pub jwks: Option<Value>,
     pub first_party: bool,
     pub fapi2: bool,
+    /// How its ID tokens are signed (`id_token_signed_response_alg`).
+    pub id_token_alg: IdTokenAlg,
 }
 
 /// A registered client: its id and, for `client_secret_basic`, the secret (shown once).
 pub struct RegisteredClient {
     pub client_id: String,
     pub client_secret: Option<SecretString>,
+}
+
+/// The key id of the Ed25519 key derived from the ring's key `id` (its P-256 key's id is
+/// `id` itself).
+fn ed25519_kid(id: impl std::fmt::Display) -> String {
+    format!("{id}-ed25519")
 }
 
 fn random_id() -> String {
@@ -65,22 +80,33 @@ impl Portcullis {
         self.policies.public_url.trim_end_matches('/').to_owned()
     }
 
-    /// The key that signs now (the signing ring's current key).
-    fn oidc_signing_key(&self) -> Result<Es256Key, OidcError> {
+    /// Signs `claims` with the signing ring's current key, as `alg` asks.
+    pub(crate) fn oidc_sign(
+        &self,
+        alg: IdTokenAlg,
+        typ: &str,
+        claims: &Value,
+    ) -> Result<String, OidcError> {
         let ring = self
             .oidc_keys
             .as_ref()
             .ok_or(OidcError::new("server_error", "no signing key", 500))?
             .snapshot();
-        Es256Key::from_seed(ring.current_id().to_string(), ring.current()).ok_or(OidcError::new(
-            "server_error",
-            "unusable signing key",
-            500,
-        ))
+        let (id, seed) = (ring.current_id(), ring.current());
+        let unusable = OidcError::new("server_error", "unusable signing key", 500);
+        Ok(match alg {
+            IdTokenAlg::Es256 => Es256Key::from_seed(id.to_string(), seed)
+                .ok_or(unusable)?
+                .sign(typ, claims),
+            IdTokenAlg::EdDsa => Ed25519Key::from_seed(ed25519_kid(id), seed)
+                .ok_or(unusable)?
+                .sign(typ, claims),
+        })
     }
 
-    /// The published keys: the current one and the one before it, so ID tokens signed just
-    /// before a rotation still verify until they expire.
+    /// The published keys: the current one, the one before it (so ID tokens signed just
+    /// before a rotation still verify until they expire) and a prepared next one (so
+    /// relying parties have it before it signs), each as a P-256 and an Ed25519 key.
     pub fn oidc_jwks(&self) -> Value {
         let Some(live) = &self.oidc_keys else {
             return json!({"keys": []});
@@ -90,15 +116,18 @@ impl Portcullis {
         ids.sort_unstable();
         let current = ring.current_id();
         let previous = ids.iter().copied().filter(|id| *id < current).max();
-        let keys: Vec<Value> = [Some(current), previous]
-            .into_iter()
-            .flatten()
-            .filter_map(|id| {
-                ring.get(id)
-                    .and_then(|k| Es256Key::from_seed(id.to_string(), k))
-            })
-            .map(|k| k.public_jwk())
-            .collect();
+        // A key prepared for the next rotation is published before it signs anything.
+        let next = ring.next_id();
+        let mut keys = Vec::new();
+        for id in [Some(current), previous, next].into_iter().flatten() {
+            let Some(seed) = ring.get(id) else { continue };
+            if let Some(k) = Es256Key::from_seed(id.to_string(), seed) {
+                keys.push(k.public_jwk());
+            }
+            if let Some(k) = Ed25519Key::from_seed(ed25519_kid(id), seed) {
+                keys.push(k.public_jwk());
+            }
+        }
         json!({ "keys": keys })
     }
 
@@ -119,7 +148,7 @@ impl Portcullis {
             "response_modes_supported": ["query"],
             "grant_types_supported": ["authorization_code", "refresh_token"],
             "subject_types_supported": ["public"],
-            "id_token_signing_alg_values_supported": ["ES256"],
+            "id_token_signing_alg_values_supported": ["ES256", "EdDSA"],
             "code_challenge_methods_supported": ["S256"],
             "token_endpoint_auth_methods_supported":
                 ["private_key_jwt", "client_secret_basic", "none"],
@@ -133,6 +162,7 @@ impl Portcullis {
             "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce",
                 "amr", "acr", "account_type", "email", "phone_number"],
             "prompt_values_supported": ["none", "login", "consent"],
+            "acr_values_supported": crate::oidc::amr::ACR_VALUES,
             "authorization_response_iss_parameter_supported": true,
             "require_pushed_authorization_requests": false,
             "request_parameter_supported": false,
@@ -206,6 +236,7 @@ impl Portcullis {
             post_logout_uris: r.post_logout_uris,
             first_party: r.first_party,
             fapi2: r.fapi2,
+            id_token_alg: r.id_token_alg,
             revoked: false,
         };
         let now = self.clock.now();

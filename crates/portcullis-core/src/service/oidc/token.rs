@@ -7,14 +7,15 @@ use portcullis_crypto::{ct_eq, jws, sha256, Token};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::audit::{AuditEvent, AuditKind};
 use crate::clock::UnixTime;
 use crate::oidc::{
-    AuthRequest, ClientAuth, OidcClient, OidcError, ACCESS_TTL_SECS, ID_TOKEN_TTL_SECS,
-    REFRESH_TTL_SECS,
+    amr, ClientAuth, OidcClient, OidcError, ACCESS_TTL_SECS, ID_TOKEN_TTL_SECS, REFRESH_TTL_SECS,
 };
-use crate::ports::{NewOidcToken, OidcTokenRow, TokenKind};
+use crate::ports::{NewOidcToken, OidcCodeRow, OidcTokenRow, TokenKind};
 use crate::service::Portcullis;
 
+use super::authorize::IssuedFor;
 use super::client_auth::ClientCredentials;
 use super::dpop::DpopProof;
 
@@ -105,6 +106,25 @@ impl Minted {
     }
 }
 
+/// Who acts in an OpenID Connect audit entry: the client.
+pub(super) fn client_actor(client_id: &str) -> String {
+    format!("oidc-client:{client_id}")
+}
+
+/// An audit event about a grant's tokens.
+fn grant_event(kind: AuditKind, g: &Grant<'_>) -> AuditEvent {
+    AuditEvent::new(kind, Some(g.account_id)).actor(client_actor(&g.client.client_id))
+}
+
+/// How the grant's tokens are bound, for the audit detail.
+fn token_kind(g: &Grant<'_>) -> &'static str {
+    if g.jkt.is_some() {
+        "DPoP-bound"
+    } else {
+        "bearer"
+    }
+}
+
 fn verifier_ok(v: &str) -> bool {
     (43..=128).contains(&v.len())
         && v.bytes()
@@ -164,13 +184,14 @@ impl Portcullis {
             return Err(bad("code was issued to another client"));
         }
         if row.used {
-            return Err(self.code_replayed(row.id, client, now).await);
+            return Err(self.code_replayed(&row, client, now).await);
         }
         if row.expires_at.0 < now.0 {
             return Err(bad("code expired"));
         }
-        let req: AuthRequest = serde_json::from_str(&row.request)
+        let IssuedFor { request: req, amr } = serde_json::from_str(&row.request)
             .map_err(|_| OidcError::new("server_error", "unreadable code", 500))?;
+        let amr = amr.unwrap_or_else(|| amr::PASSWORD.to_owned());
         if form.redirect_uri.as_deref() != Some(req.redirect_uri.as_str()) {
             return Err(bad("redirect_uri does not match the authorization request"));
         }
@@ -203,18 +224,25 @@ impl Portcullis {
             jkt,
             auth_time: row.auth_time,
         };
-        let id_token = self.id_token(&grant, req.nonce.as_deref(), now).await?;
+        let id_token = self
+            .id_token(&grant, req.nonce.as_deref(), &amr, now)
+            .await?;
         let minted = Minted::new(&grant);
         let tokens = minted.rows(&grant, now);
-        if !self
-            .ports
-            .oidc
-            .exchange_oidc_code(row.id, now, &tokens)
-            .await?
-        {
+        let mut work = self.begin(now);
+        if !work.exchange_oidc_code(row.id, &tokens).await? {
             // Another exchange of the same code won the race: a replay.
-            return Err(self.code_replayed(row.id, client, now).await);
+            drop(work);
+            return Err(self.code_replayed(&row, client, now).await);
         }
+        work.audit(
+            grant_event(AuditKind::OidcTokenIssued, &grant).detail(format!(
+                "scope {}; {}",
+                grant.scope,
+                token_kind(&grant)
+            )),
+        );
+        work.commit().await?;
         let mut response = minted.response(&grant);
         response.id_token = Some(id_token);
         Ok(response)
@@ -224,14 +252,27 @@ impl Portcullis {
     /// client the code was issued to gets here (another client's call changes nothing).
     /// The tokens of an exchange are stored in the transaction that uses the code, so once
     /// the use is visible so are they.
-    async fn code_replayed(&self, code_id: i64, client: &OidcClient, now: UnixTime) -> OidcError {
-        match self.ports.oidc.revoke_oidc_code_tokens(code_id, now).await {
-            Ok(n) => {
-                tracing::warn!(client = %client.client_id, revoked = n, "oidc: authorization code replayed");
-                OidcError::invalid_grant("code already used")
-            }
-            Err(e) => e.into(),
+    async fn code_replayed(
+        &self,
+        code: &OidcCodeRow,
+        client: &OidcClient,
+        now: UnixTime,
+    ) -> OidcError {
+        let mut work = self.begin(now);
+        let revoked = match work.revoke_oidc_code_tokens(code.id).await {
+            Ok(n) => n,
+            Err(e) => return e.into(),
+        };
+        work.audit(
+            AuditEvent::new(AuditKind::OidcCodeReplayed, Some(code.account_id))
+                .actor(client_actor(&client.client_id))
+                .detail(format!("{revoked} tokens revoked")),
+        );
+        if let Err(e) = work.commit().await {
+            return e.into();
         }
+        tracing::warn!(client = %client.client_id, revoked, "oidc: authorization code replayed");
+        OidcError::invalid_grant("code already used")
     }
 
     async fn refresh_grant(
@@ -283,12 +324,18 @@ impl Portcullis {
         };
         let minted = Minted::new(&grant);
         let tokens = minted.rows(&grant, now);
-        if !self
-            .ports
-            .oidc
-            .rotate_oidc_refresh(&hash, now, &tokens)
-            .await?
-        {
+        let mut work = self.begin(now);
+        if work.rotate_oidc_refresh(&hash, &tokens).await? {
+            work.audit(
+                grant_event(AuditKind::OidcRefreshRotated, &grant).detail(format!(
+                    "scope {}; {}",
+                    grant.scope,
+                    token_kind(&grant)
+                )),
+            );
+            work.commit().await?;
+        } else {
+            drop(work);
             // Used (or revoked) by a concurrent call since it was read.
             let again = self.ports.oidc.oidc_token(&hash).await?;
             if again.as_ref().is_some_and(|r| r.used_at.is_some()) {
@@ -313,15 +360,15 @@ impl Portcullis {
     /// A refresh token used twice: someone holds a stolen copy. The whole family is
     /// revoked and the session behind it ended.
     async fn refresh_reused(&self, row: &OidcTokenRow, now: UnixTime) -> Result<(), OidcError> {
-        let n = self.ports.oidc.revoke_oidc_family(&row.family, now).await?;
         let mut work = self.begin(now);
-        work.delete_session(row.session_id)
-            .await
-            .map_err(OidcError::from)?;
-        work.commit().await.map_err(|e| {
-            tracing::error!(error = %e, "oidc: ending the session of a reused refresh token");
-            OidcError::new("temporarily_unavailable", "try again later", 503)
-        })?;
+        let n = work.revoke_oidc_family(&row.family).await?;
+        work.delete_session(row.session_id).await?;
+        work.audit(
+            AuditEvent::new(AuditKind::OidcRefreshReused, Some(row.account_id))
+                .actor(client_actor(&row.client_id))
+                .detail(format!("{n} tokens revoked; session ended")),
+        );
+        work.commit().await?;
         tracing::warn!(client = %row.client_id, revoked = n, "oidc: refresh token reused; family revoked, session ended");
         Ok(())
     }
@@ -330,6 +377,7 @@ impl Portcullis {
         &self,
         g: &Grant<'_>,
         nonce: Option<&str>,
+        session_amr: &str,
         now: UnixTime,
     ) -> Result<String, OidcError> {
         let account = self
@@ -345,14 +393,14 @@ impl Portcullis {
             "iat": now.0,
             "exp": now.0 + ID_TOKEN_TTL_SECS,
             "auth_time": g.auth_time.0,
-            "amr": ["pwd"],
-            "acr": "urn:portcullis:acr:password",
+            "amr": amr::claim(session_amr),
+            "acr": amr::acr(session_amr),
             "account_type": account.account_type.as_str(),
         });
         if let (Some(nonce), Value::Object(m)) = (nonce, &mut claims) {
             m.insert("nonce".into(), Value::String(nonce.to_owned()));
         }
-        Ok(self.oidc_signing_key()?.sign("JWT", &claims))
+        self.oidc_sign(g.client.id_token_alg, "JWT", &claims)
     }
 
     /// An access token presented to a resource (`userinfo`): `scheme` is `Bearer` or
@@ -379,8 +427,18 @@ impl Portcullis {
         }
         match (&row.dpop_jkt, scheme.to_ascii_lowercase().as_str()) {
             (Some(bound), "dpop") => {
-                let proof = dpop.ok_or(OidcError::invalid_dpop("a DPoP proof is required"))?;
-                let jkt = self.check_dpop(&proof, Some(token)).await?;
+                // RFC 9449 §7.1: a resource answers a bad proof with 401 and a challenge.
+                let unauthorized = |e: OidcError| match e.status {
+                    400 => OidcError { status: 401, ..e },
+                    _ => e,
+                };
+                let proof = dpop.ok_or(unauthorized(OidcError::invalid_dpop(
+                    "a DPoP proof is required",
+                )))?;
+                let jkt = self
+                    .check_dpop(&proof, Some(token))
+                    .await
+                    .map_err(unauthorized)?;
                 if jkt != *bound {
                     return Err(bad("the token is bound to another key"));
                 }
@@ -437,15 +495,24 @@ impl Portcullis {
         let client = self.authenticate_oidc_client(creds).await?;
         let now = self.oidc_now();
         let hash = sha256(token.as_bytes());
-        if let Some(row) = self.ports.oidc.oidc_token(&hash).await? {
-            if row.client_id == client.client_id {
-                match row.kind {
-                    TokenKind::Refresh => {
-                        self.ports.oidc.revoke_oidc_family(&row.family, now).await?;
-                    }
-                    TokenKind::Access => self.ports.oidc.revoke_oidc_token(&hash, now).await?,
-                }
-            }
+        let Some(row) = self.ports.oidc.oidc_token(&hash).await? else {
+            return Ok(());
+        };
+        if row.client_id != client.client_id {
+            return Ok(());
+        }
+        let mut work = self.begin(now);
+        let revoked = match row.kind {
+            TokenKind::Refresh => work.revoke_oidc_family(&row.family).await?,
+            TokenKind::Access => u64::from(work.revoke_oidc_token(&hash).await?),
+        };
+        if revoked > 0 {
+            work.audit(
+                AuditEvent::new(AuditKind::OidcTokenRevoked, Some(row.account_id))
+                    .actor(client_actor(&row.client_id))
+                    .detail(format!("{} token; {revoked} revoked", row.kind.as_str())),
+            );
+            work.commit().await?;
         }
         Ok(())
     }
