@@ -69,6 +69,9 @@ pub enum AuditKind {
     /// A webhook subscription added or removed (by the operator or an admin token).
     WebhookAdded,
     WebhookRemoved,
+    /// An OpenID Connect client registered or revoked (by the operator or an admin token).
+    OidcClientAdded,
+    OidcClientRevoked,
 }
 
 impl AuditKind {
@@ -121,6 +124,8 @@ impl AuditKind {
             Self::DeviceNew => "device.new",
             Self::WebhookAdded => "webhook.added",
             Self::WebhookRemoved => "webhook.removed",
+            Self::OidcClientAdded => "oidc_client.added",
+            Self::OidcClientRevoked => "oidc_client.revoked",
         }
     }
 
@@ -170,6 +175,8 @@ impl AuditKind {
             "device.new" => "Signed in from a new device",
             "webhook.added" => "Webhook subscription added",
             "webhook.removed" => "Webhook subscription removed",
+            "oidc_client.added" => "Sign-in client registered",
+            "oidc_client.revoked" => "Sign-in client revoked",
             _ => "Security event",
         }
     }

@@ -18,12 +18,20 @@ use crate::sql::statements;
 use crate::tx::{self, Tx};
 use crate::{db_err, SqlStore};
 
+/// The columns [`ClientRecord`] reads.
+macro_rules! client_columns {
+    () => {
+        "client_id, name, auth_method, secret_hash, jwks, redirect_uris, post_logout_uris, \
+        first_party, profile, revoked_at"
+    };
+}
+pub(crate) use client_columns;
+
 statements! {
     INSERT_CLIENT = "INSERT INTO oidc_clients (client_id, name, auth_method, secret_hash, jwks, \
         redirect_uris, post_logout_uris, first_party, profile, created_at) \
         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (client_id) DO NOTHING";
-    CLIENT_BY_ID = "SELECT client_id, name, auth_method, secret_hash, jwks, redirect_uris, \
-        post_logout_uris, first_party, profile, revoked_at FROM oidc_clients WHERE client_id = $1";
+    CLIENT_BY_ID = concat!("SELECT ", client_columns!(), " FROM oidc_clients WHERE client_id = $1");
     INSERT_REQUEST = "INSERT INTO oidc_requests (handle_hash, client_id, request, pushed, \
         created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)";
     REQUEST_BY_HANDLE = "SELECT client_id, request, pushed, expires_at FROM oidc_requests \
@@ -54,7 +62,7 @@ statements! {
 }
 
 #[derive(sqlx::FromRow)]
-struct ClientRecord {
+pub(crate) struct ClientRecord {
     client_id: String,
     name: String,
     auth_method: String,
@@ -64,7 +72,26 @@ struct ClientRecord {
     post_logout_uris: String,
     first_party: i64,
     profile: String,
-    revoked_at: Option<i64>,
+    pub(crate) revoked_at: Option<i64>,
+}
+
+/// The statement that registers `c` at `now` (nothing when its `client_id` is taken).
+pub(crate) fn insert_client(
+    c: &OidcClient,
+    now: i64,
+) -> Query<'static, Any, AnyArguments<'static>> {
+    let uris = |list: &[String]| serde_json::to_string(list).unwrap_or_else(|_| "[]".into());
+    sqlx::query(INSERT_CLIENT)
+        .bind(c.client_id.clone())
+        .bind(c.name.clone())
+        .bind(c.auth.as_str())
+        .bind(c.secret_hash.clone())
+        .bind(c.jwks.as_ref().map(|j| j.to_string()))
+        .bind(uris(&c.redirect_uris))
+        .bind(uris(&c.post_logout_uris))
+        .bind(i64::from(c.first_party))
+        .bind(if c.fapi2 { "fapi2" } else { "" })
+        .bind(now)
 }
 
 fn internal(what: &str) -> StoreError {
@@ -193,19 +220,7 @@ struct TokenRecord {
 #[async_trait]
 impl OidcStore for SqlStore {
     async fn add_oidc_client(&self, new: NewOidcClient<'_>) -> StoreResult<bool> {
-        let c = new.client;
-        let uris = |list: &[String]| serde_json::to_string(list).unwrap_or_else(|_| "[]".into());
-        let done = sqlx::query(INSERT_CLIENT)
-            .bind(c.client_id.clone())
-            .bind(c.name.clone())
-            .bind(c.auth.as_str())
-            .bind(c.secret_hash.clone())
-            .bind(c.jwks.as_ref().map(|j| j.to_string()))
-            .bind(uris(&c.redirect_uris))
-            .bind(uris(&c.post_logout_uris))
-            .bind(i64::from(c.first_party))
-            .bind(if c.fapi2 { "fapi2" } else { "" })
-            .bind(new.now.0)
+        let done = insert_client(new.client, new.now.0)
             .execute(&self.pool)
             .await
             .map_err(db_err)?;
@@ -219,6 +234,17 @@ impl OidcStore for SqlStore {
             .await
             .map_err(db_err)?;
         row.map(OidcClient::try_from).transpose()
+    }
+
+    async fn oidc_clients(&self) -> StoreResult<Vec<portcullis_core::ports::OidcClientRow>> {
+        crate::oidc_clients::list(&self.pool).await
+    }
+
+    async fn oidc_client_row(
+        &self,
+        client_id: &str,
+    ) -> StoreResult<Option<portcullis_core::ports::OidcClientRow>> {
+        crate::oidc_clients::one(&self.pool, client_id).await
     }
 
     async fn put_oidc_request(

@@ -91,7 +91,7 @@ enum Command {
     /// The OpenID Connect provider: relying parties and signing keys.
     Oidc {
         #[command(subcommand)]
-        command: OidcCommand,
+        command: oidc::OidcCommand,
     },
 }
 
@@ -114,56 +114,6 @@ enum WebhooksCommand {
         #[arg(value_name = "ID")]
         id: i64,
     },
-}
-
-#[derive(Subcommand)]
-enum OidcCommand {
-    /// Relying parties.
-    Client {
-        #[command(subcommand)]
-        command: OidcClientCommand,
-    },
-    /// ID-token signing keys.
-    Keys {
-        #[command(subcommand)]
-        command: OidcKeysCommand,
-    },
-}
-
-#[derive(Subcommand)]
-enum OidcClientCommand {
-    /// Register a relying party; prints one JSON line {"client_id", "client_secret"?}.
-    Add {
-        #[arg(long)]
-        name: String,
-        /// An exact redirect URI (repeat for more).
-        #[arg(long = "redirect-uri", value_name = "URI", num_args = 1.., required = true)]
-        redirect_uri: Vec<String>,
-        /// An exact post-logout redirect URI (repeat for more).
-        #[arg(long = "post-logout-redirect-uri", value_name = "URI", num_args = 1..)]
-        post_logout_redirect_uri: Vec<String>,
-        /// A public client (the mobile app): no secret, PKCE and DPoP.
-        #[arg(long)]
-        public: bool,
-        /// client_secret_basic (the default) or private_key_jwt.
-        #[arg(long)]
-        auth: Option<String>,
-        /// The client's public keys (a JWKS document) for private_key_jwt.
-        #[arg(long = "jwks-file", value_name = "FILE")]
-        jwks_file: Option<PathBuf>,
-        /// Skip the consent screen.
-        #[arg(long = "first-party")]
-        first_party: bool,
-        /// fapi2: PAR, PKCE S256, DPoP and private_key_jwt required.
-        #[arg(long)]
-        profile: Option<String>,
-    },
-}
-
-#[derive(Subcommand)]
-enum OidcKeysCommand {
-    /// A new current signing key; the previous one stays in the JWKS.
-    Rotate,
 }
 
 #[derive(Subcommand)]
@@ -328,7 +278,7 @@ enum TokenCommand {
         #[arg(long)]
         name: String,
         /// What the token may do: accounts:read, accounts:unlock, audit:read, status:write,
-        /// registry:write, webhooks:write (repeatable).
+        /// registry:write, webhooks:write, clients:write (repeatable).
         #[arg(long = "scope", required = true, value_name = "SCOPE")]
         scopes: Vec<SupportScope>,
     },
@@ -634,47 +584,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        Command::Oidc {
-            command:
-                OidcCommand::Keys {
-                    command: OidcKeysCommand::Rotate,
-                },
-        } => {
+        Command::Oidc { command } => {
             let config = command_config(&cli)?;
-            oidc::keys_rotate(&config)
-        }
-        Command::Oidc {
-            command:
-                OidcCommand::Client {
-                    command:
-                        OidcClientCommand::Add {
-                            name,
-                            redirect_uri,
-                            post_logout_redirect_uri,
-                            public,
-                            auth,
-                            jwks_file,
-                            first_party,
-                            profile,
-                        },
-                },
-        } => {
-            let config = command_config(&cli)?;
-            let built = app::build(&config, Arc::new(SystemClock), false).await?;
-            oidc::client_add(
-                &built.app,
-                oidc::ClientAdd {
-                    name: name.clone(),
-                    redirect_uris: redirect_uri.clone(),
-                    post_logout_uris: post_logout_redirect_uri.clone(),
-                    public: *public,
-                    auth: auth.clone(),
-                    jwks_file: jwks_file.clone(),
-                    first_party: *first_party,
-                    profile: profile.clone(),
-                },
-            )
-            .await
+            oidc::run(&config, command).await
         }
         Command::ValidateConfig => {
             let config = command_config(&cli)?;

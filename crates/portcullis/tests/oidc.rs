@@ -22,6 +22,9 @@ mod assertions;
 #[path = "oidc/rotation.rs"]
 mod rotation;
 
+#[path = "oidc/clients.rs"]
+mod clients;
+
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
 use openidconnect::core::{

@@ -30,6 +30,7 @@ use super::card_lifecycle::RegistryWrites;
 use super::devices::DeviceWrites;
 use super::factors::FactorWrites;
 use super::lockout::LockWrites;
+use super::oidc_clients::OidcClientWrites;
 use super::outbox::Outgoing;
 use super::sessions::SessionWrites;
 use super::status::StatusWrites;
@@ -62,6 +63,7 @@ pub trait UnitOfWork:
     + StatusWrites
     + CardGuardWrites
     + RegistryWrites
+    + OidcClientWrites
     + Send
 {
     /// The time the unit of work was opened with; every row it writes carries it.
