@@ -25,6 +25,9 @@ mod rotation;
 #[path = "oidc/clients.rs"]
 mod clients;
 
+#[path = "oidc/authlib.rs"]
+mod authlib;
+
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
 use openidconnect::core::{
