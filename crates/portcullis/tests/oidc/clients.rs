@@ -344,6 +344,26 @@ async fn clients_admin_api(backend: Backend) {
     assert!(revoked[0].1.contains("2 tokens revoked"), "{revoked:?}");
     assert_eq!(revoked[1].0, "cli:operator.one");
     assert!(!format!("{entries}").contains(&secret), "no secret audited");
+
+    // The API document describes the four operations.
+    let doc: Value = app
+        .client
+        .get(app.url("/api/v1/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let paths = &doc["paths"];
+    for (path, method) in [
+        ("/admin/oidc/clients", "get"),
+        ("/admin/oidc/clients", "post"),
+        ("/admin/oidc/clients/{client_id}", "get"),
+        ("/admin/oidc/clients/{client_id}", "delete"),
+    ] {
+        assert!(paths[path][method].is_object(), "{method} {path}");
+    }
 }
 both!(
     oidc_clients_are_registered_listed_and_revoked_through_the_admin_api,
