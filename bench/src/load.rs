@@ -10,8 +10,8 @@ use anyhow::Context;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::{self, SendRequest};
-use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, HOST};
-use hyper::Method;
+use hyper::header::{HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE, HOST};
+use hyper::{HeaderMap, Method};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
@@ -83,27 +83,47 @@ impl Conn {
 
     /// Sends `req` and reads the whole answer: its status and body.
     pub async fn send(&mut self, req: &Req) -> anyhow::Result<(u16, Bytes)> {
+        let mut headers = Vec::new();
+        if let Some(bearer) = &req.bearer {
+            headers.push((AUTHORIZATION, bearer.clone()));
+        }
+        if req.json.is_some() {
+            headers.push((CONTENT_TYPE, HeaderValue::from_static("application/json")));
+        }
+        let body = req.json.clone().unwrap_or_default();
+        let (status, _, body) = self
+            .send_with(req.method.clone(), req.path, &headers, body)
+            .await?;
+        Ok((status, body))
+    }
+
+    /// Sends any request and reads the whole answer: its status, headers and body.
+    pub async fn send_with(
+        &mut self,
+        method: Method,
+        path: &str,
+        headers: &[(HeaderName, HeaderValue)],
+        body: Bytes,
+    ) -> anyhow::Result<(u16, HeaderMap, Bytes)> {
         let mut sender = match self.sender.take() {
             Some(s) if !s.is_closed() => s,
             _ => self.connect().await?,
         };
         sender.ready().await?;
         let mut builder = hyper::Request::builder()
-            .method(req.method.clone())
-            .uri(req.path)
+            .method(method)
+            .uri(path)
             .header(HOST, self.host.clone());
-        if let Some(bearer) = &req.bearer {
-            builder = builder.header(AUTHORIZATION, bearer.clone());
+        for (name, value) in headers {
+            builder = builder.header(name, value.clone());
         }
-        if req.json.is_some() {
-            builder = builder.header(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        }
-        let request = builder.body(Full::new(req.json.clone().unwrap_or_default()))?;
+        let request = builder.body(Full::new(body))?;
         let response = sender.send_request(request).await?;
         let status = response.status().as_u16();
-        let body = response.into_body().collect().await?.to_bytes();
+        let (parts, body) = response.into_parts();
+        let body = body.collect().await?.to_bytes();
         self.sender = Some(sender);
-        Ok((status, body))
+        Ok((status, parts.headers, body))
     }
 
     /// [`Self::send`] bounded by [`ANSWER_TIMEOUT`]; `None` when no answer came (timeout or

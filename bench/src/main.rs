@@ -15,6 +15,7 @@
 
 mod hash;
 mod load;
+mod oidc;
 mod pg;
 mod push;
 mod recovery;
@@ -44,9 +45,9 @@ struct Cli {
     /// Everything tiny (a few seconds), for CI: proves the program runs, not the speed.
     #[arg(long)]
     smoke: bool,
-    /// Run one figure: 1-6, 8, 9 and 10 on SQLite; 7 is figures 1-3 and 5 on PostgreSQL; 6
+    /// Run one figure: 1-6 and 8-11 on SQLite; 7 is figures 1-3 and 5 on PostgreSQL; 6
     /// and 10 run on PostgreSQL too when it is configured.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=10))]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=11))]
     only: Option<u8>,
     /// A PostgreSQL server for figure 7 (and figures 6 and 10 on PostgreSQL); a database is
     /// created for each and dropped at its end.
@@ -116,6 +117,7 @@ async fn main() -> anyhow::Result<()> {
         latency: run(5),
         timing: run(8),
         recovery: run(9),
+        oidc: run(11),
     };
     suite::backend(&mut ctx, None, "SQLite", "", sqlite).await?;
     if run(7) {
@@ -129,6 +131,7 @@ async fn main() -> anyhow::Result<()> {
                     latency: true,
                     timing: false,
                     recovery: false,
+                    oidc: false,
                 };
                 let result = suite::backend(&mut ctx, Some(&db.url), "PostgreSQL", "7.", all).await;
                 let dropped = db.drop_now().await;

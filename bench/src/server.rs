@@ -128,19 +128,40 @@ impl Setup {
 
     /// `portcullis admin token create --name NAME --scope SCOPE`: the token it printed.
     pub async fn admin_token(&self, name: &str, scope: &str) -> anyhow::Result<String> {
-        let mut cmd = self.command(
+        self.one_line(
             &["admin", "token", "create", "--name", name, "--scope", scope],
-            "admin.log",
-        )?;
+            "admin",
+        )
+        .await
+    }
+
+    /// `portcullis oidc client add ARGS…`: the `client_id` of the JSON line it printed.
+    pub async fn oidc_client(&self, args: &[&str]) -> anyhow::Result<String> {
+        let mut all = vec!["oidc", "client", "add"];
+        all.extend_from_slice(args);
+        let line = self.one_line(&all, "oidc").await?;
+        let v: serde_json::Value = serde_json::from_str(&line)
+            .with_context(|| format!("oidc client add printed {line:?}"))?;
+        v.get("client_id")
+            .and_then(|c| c.as_str())
+            .map(str::to_owned)
+            .context("oidc client add printed no client_id")
+    }
+
+    /// Runs a one-shot command (logging to `<what>.log`): what it printed, trimmed.
+    async fn one_line(&self, args: &[&str], what: &str) -> anyhow::Result<String> {
+        let log = format!("{what}.log");
+        let mut cmd = self.command(args, &log)?;
         let out = cmd
             .output()
             .await
-            .context("running portcullis admin token create")?;
+            .with_context(|| format!("running portcullis {}", args.join(" ")))?;
         if !out.status.success() {
             bail!(
-                "portcullis admin token create failed ({})\n{}",
+                "portcullis {} failed ({})\n{}",
+                args.iter().take(3).copied().collect::<Vec<_>>().join(" "),
                 out.status,
-                log_tail(&self.dir.join("admin.log"))
+                log_tail(&self.dir.join(&log))
             );
         }
         Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())

@@ -15,7 +15,7 @@ use crate::report::{ms, thousands, Report};
 use crate::seed;
 use crate::server::Setup;
 use crate::sys::{CpuMark, CpuUse};
-use crate::{recovery, sign_in, traffic};
+use crate::{oidc, recovery, sign_in, traffic};
 
 /// Waiting places per hashing worker: the server's default (`hashing.queue_per_worker`).
 pub const QUEUE_PER_WORKER: usize = 4;
@@ -93,11 +93,19 @@ pub struct Wanted {
     pub latency: bool,
     pub timing: bool,
     pub recovery: bool,
+    /// Figure 11: OpenID Connect flows and refresh tokens.
+    pub oidc: bool,
 }
 
 impl Wanted {
     fn any(self) -> bool {
-        self.sign_ins || self.me || self.overload || self.latency || self.timing || self.recovery
+        self.sign_ins
+            || self.me
+            || self.overload
+            || self.latency
+            || self.timing
+            || self.recovery
+            || self.oidc
     }
 }
 
@@ -277,7 +285,7 @@ pub async fn import(ctx: &mut Ctx, database_url: Option<&str>, label: &str) -> a
     Ok(())
 }
 
-/// Figures 1, 2, 3, 5, 8 and 9 on one backend: one server, seeded once.
+/// Figures 1, 2, 3, 5, 8, 9 and 11 on one backend: one server, seeded once.
 pub async fn backend(
     ctx: &mut Ctx,
     database_url: Option<&str>,
@@ -330,6 +338,10 @@ pub async fn backend(
     }
     if wanted.recovery {
         recovery::timing(ctx, &server, &accounts, &cards, &fig("9"), label).await?;
+        server.check_alive()?;
+    }
+    if wanted.oidc {
+        oidc::figure(ctx, &setup, &server, &accounts).await?;
         server.check_alive()?;
     }
     if wanted.me {

@@ -89,6 +89,9 @@ pub enum AuditKind {
     /// OpenID Connect: a registered client failed to authenticate (at most one entry per
     /// client a minute).
     OidcClientAuthFailed,
+    /// An OpenID Connect client registered or revoked (by the operator or an admin token).
+    OidcClientAdded,
+    OidcClientRevoked,
 }
 
 impl AuditKind {
@@ -150,6 +153,8 @@ impl AuditKind {
             Self::OidcCodeReplayed => "oidc.code_replayed",
             Self::OidcTokenRevoked => "oidc.token_revoked",
             Self::OidcClientAuthFailed => "oidc.client_auth_failed",
+            Self::OidcClientAdded => "oidc_client.added",
+            Self::OidcClientRevoked => "oidc_client.revoked",
         }
     }
 
@@ -208,6 +213,8 @@ impl AuditKind {
             "oidc.code_replayed" => "A site or app's access was ended: a sign-in code was reused",
             "oidc.token_revoked" => "A site or app gave up its access",
             "oidc.client_auth_failed" => "A site or app failed to authenticate",
+            "oidc_client.added" => "Sign-in client registered",
+            "oidc_client.revoked" => "Sign-in client revoked",
             _ => "Security event",
         }
     }

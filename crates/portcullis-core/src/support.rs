@@ -26,16 +26,19 @@ pub enum SupportScope {
     RegistryWrite,
     /// List, add and remove webhook subscriptions (`/api/v1/admin/webhooks`).
     WebhooksWrite,
+    /// List, register and revoke OpenID Connect clients (`/api/v1/admin/oidc/clients`).
+    ClientsWrite,
 }
 
 impl SupportScope {
-    pub const ALL: [SupportScope; 6] = [
+    pub const ALL: [SupportScope; 7] = [
         SupportScope::AccountsRead,
         SupportScope::AccountsUnlock,
         SupportScope::AuditRead,
         SupportScope::StatusWrite,
         SupportScope::RegistryWrite,
         SupportScope::WebhooksWrite,
+        SupportScope::ClientsWrite,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -46,6 +49,7 @@ impl SupportScope {
             SupportScope::StatusWrite => "status:write",
             SupportScope::RegistryWrite => "registry:write",
             SupportScope::WebhooksWrite => "webhooks:write",
+            SupportScope::ClientsWrite => "clients:write",
         }
     }
 

@@ -31,6 +31,7 @@ mod keys;
 mod lifecycle;
 mod lockout;
 mod oidc;
+mod oidc_clients;
 mod ops;
 mod outbox;
 pub mod pg_url;
@@ -466,6 +467,7 @@ pub fn statements(backend: Backend) -> Vec<(String, String)> {
         ops::STATEMENTS,
         lockout::STATEMENTS,
         oidc::STATEMENTS,
+        oidc_clients::STATEMENTS,
         outbox::STATEMENTS,
         registry::STATEMENTS,
         registry_copy::STATEMENTS,

@@ -17,13 +17,20 @@ use sqlx::{Any, AnyConnection};
 use crate::sql::statements;
 use crate::{db_err, SqlStore, SqlWork};
 
+/// The columns [`ClientRecord`] reads.
+macro_rules! client_columns {
+    () => {
+        "client_id, name, auth_method, secret_hash, jwks, redirect_uris, post_logout_uris, \
+        first_party, profile, revoked_at, id_token_alg"
+    };
+}
+pub(crate) use client_columns;
+
 statements! {
     INSERT_CLIENT = "INSERT INTO oidc_clients (client_id, name, auth_method, secret_hash, jwks, \
         redirect_uris, post_logout_uris, first_party, profile, created_at, id_token_alg) \
         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (client_id) DO NOTHING";
-    CLIENT_BY_ID = "SELECT client_id, name, auth_method, secret_hash, jwks, redirect_uris, \
-        post_logout_uris, first_party, profile, revoked_at, id_token_alg FROM oidc_clients \
-        WHERE client_id = $1";
+    CLIENT_BY_ID = concat!("SELECT ", client_columns!(), " FROM oidc_clients WHERE client_id = $1");
     INSERT_REQUEST = "INSERT INTO oidc_requests (handle_hash, client_id, request, pushed, \
         created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)";
     REQUEST_BY_HANDLE = "SELECT client_id, request, pushed, expires_at FROM oidc_requests \
@@ -64,7 +71,7 @@ statements! {
 }
 
 #[derive(sqlx::FromRow)]
-struct ClientRecord {
+pub(crate) struct ClientRecord {
     client_id: String,
     name: String,
     auth_method: String,
@@ -74,8 +81,28 @@ struct ClientRecord {
     post_logout_uris: String,
     first_party: i64,
     profile: String,
-    revoked_at: Option<i64>,
+    pub(crate) revoked_at: Option<i64>,
     id_token_alg: String,
+}
+
+/// The statement that registers `c` at `now` (nothing when its `client_id` is taken).
+pub(crate) fn insert_client(
+    c: &OidcClient,
+    now: i64,
+) -> Query<'static, Any, AnyArguments<'static>> {
+    let uris = |list: &[String]| serde_json::to_string(list).unwrap_or_else(|_| "[]".into());
+    sqlx::query(INSERT_CLIENT)
+        .bind(c.client_id.clone())
+        .bind(c.name.clone())
+        .bind(c.auth.as_str())
+        .bind(c.secret_hash.clone())
+        .bind(c.jwks.as_ref().map(|j| j.to_string()))
+        .bind(uris(&c.redirect_uris))
+        .bind(uris(&c.post_logout_uris))
+        .bind(i64::from(c.first_party))
+        .bind(if c.fapi2 { "fapi2" } else { "" })
+        .bind(now)
+        .bind(c.id_token_alg.as_str())
 }
 
 fn internal(what: &str) -> StoreError {
@@ -249,20 +276,7 @@ impl OidcGrantWrites for SqlWork {
 #[async_trait]
 impl OidcStore for SqlStore {
     async fn add_oidc_client(&self, new: NewOidcClient<'_>) -> StoreResult<bool> {
-        let c = new.client;
-        let uris = |list: &[String]| serde_json::to_string(list).unwrap_or_else(|_| "[]".into());
-        let done = sqlx::query(INSERT_CLIENT)
-            .bind(c.client_id.clone())
-            .bind(c.name.clone())
-            .bind(c.auth.as_str())
-            .bind(c.secret_hash.clone())
-            .bind(c.jwks.as_ref().map(|j| j.to_string()))
-            .bind(uris(&c.redirect_uris))
-            .bind(uris(&c.post_logout_uris))
-            .bind(i64::from(c.first_party))
-            .bind(if c.fapi2 { "fapi2" } else { "" })
-            .bind(new.now.0)
-            .bind(c.id_token_alg.as_str())
+        let done = insert_client(new.client, new.now.0)
             .execute(&self.pool)
             .await
             .map_err(db_err)?;
@@ -276,6 +290,17 @@ impl OidcStore for SqlStore {
             .await
             .map_err(db_err)?;
         row.map(OidcClient::try_from).transpose()
+    }
+
+    async fn oidc_clients(&self) -> StoreResult<Vec<portcullis_core::ports::OidcClientRow>> {
+        crate::oidc_clients::list(&self.pool).await
+    }
+
+    async fn oidc_client_row(
+        &self,
+        client_id: &str,
+    ) -> StoreResult<Option<portcullis_core::ports::OidcClientRow>> {
+        crate::oidc_clients::one(&self.pool, client_id).await
     }
 
     async fn put_oidc_request(

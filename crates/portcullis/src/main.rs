@@ -278,7 +278,7 @@ enum TokenCommand {
         #[arg(long)]
         name: String,
         /// What the token may do: accounts:read, accounts:unlock, audit:read, status:write,
-        /// registry:write, webhooks:write (repeatable).
+        /// registry:write, webhooks:write, clients:write (repeatable).
         #[arg(long = "scope", required = true, value_name = "SCOPE")]
         scopes: Vec<SupportScope>,
     },

@@ -1,4 +1,6 @@
-//! `portcullis oidc …`: registering relying parties and rotating the ID-token signing keys.
+//! `portcullis oidc …`: registering, listing and revoking relying parties, and rotating
+//! the ID-token signing keys. `list` and `revoke` act as the operator (`cli:<user>`), the
+//! same as `/api/v1/admin/oidc/clients` with a `clients:write` token.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -8,11 +10,14 @@ use anyhow::Context;
 use clap::Subcommand;
 use portcullis_core::clock::SystemClock;
 use portcullis_core::oidc::{ClientAuth, IdTokenAlg};
+use portcullis_core::ports::OidcClientRow;
 use portcullis_core::service::oidc::{ClientRegistration, SIGNING_RING};
-use portcullis_core::service::Portcullis;
+use portcullis_core::service::{Portcullis, SupportAuthority};
 use portcullis_crypto::keyring::{activate_ring, prepare_ring, rotate_ring, ActivateError};
 use secrecy::ExposeSecret;
 
+use crate::admin::{cli_actor, refused};
+use crate::app;
 use crate::config::Config;
 
 #[derive(Subcommand)]
@@ -60,6 +65,13 @@ pub enum OidcClientCommand {
         #[arg(long = "id-token-alg", value_name = "ALG")]
         id_token_alg: Option<String>,
     },
+    /// One JSON line per client (revoked ones too), never a secret.
+    List,
+    /// Revoke a client: every token issued to it stops working at once.
+    Revoke {
+        #[arg(value_name = "CLIENT_ID")]
+        client_id: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -77,7 +89,7 @@ pub enum OidcKeysCommand {
 
 /// Runs `portcullis oidc …`.
 pub async fn run(config: &Config, command: &OidcCommand) -> anyhow::Result<ExitCode> {
-    match command {
+    let command = match command {
         OidcCommand::Keys {
             command: OidcKeysCommand::Rotate { prepare, activate },
         } => {
@@ -86,23 +98,24 @@ pub async fn run(config: &Config, command: &OidcCommand) -> anyhow::Result<ExitC
                 (_, true) => Rotation::Activate,
                 _ => Rotation::Now,
             };
-            keys_rotate(config, how)
+            return keys_rotate(config, how);
         }
-        OidcCommand::Client {
-            command:
-                OidcClientCommand::Add {
-                    name,
-                    redirect_uri,
-                    post_logout_redirect_uri,
-                    public,
-                    auth,
-                    jwks_file,
-                    first_party,
-                    profile,
-                    id_token_alg,
-                },
+        OidcCommand::Client { command } => command,
+    };
+    let built = app::build(config, Arc::new(SystemClock), false).await?;
+    let operator = SupportAuthority::operator(&cli_actor());
+    match command {
+        OidcClientCommand::Add {
+            name,
+            redirect_uri,
+            post_logout_redirect_uri,
+            public,
+            auth,
+            jwks_file,
+            first_party,
+            profile,
+            id_token_alg,
         } => {
-            let built = crate::app::build(config, Arc::new(SystemClock), false).await?;
             client_add(
                 &built.app,
                 ClientAdd {
@@ -119,7 +132,43 @@ pub async fn run(config: &Config, command: &OidcCommand) -> anyhow::Result<ExitC
             )
             .await
         }
+        OidcClientCommand::List => {
+            for row in built.app.oidc_clients_list(&operator).await? {
+                println!("{}", describe(&row));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        OidcClientCommand::Revoke { client_id } => {
+            match built.app.oidc_client_revoke(&operator, client_id).await {
+                Ok(true) => {
+                    println!("client {client_id} revoked; every token issued to it is revoked");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Ok(false) => {
+                    eprintln!("error: no client has the id {client_id:?}");
+                    Ok(ExitCode::FAILURE)
+                }
+                Err(e) => refused(e),
+            }
+        }
     }
+}
+
+/// A client as `oidc client list` shows it (one JSON line; never a secret).
+pub fn describe(row: &OidcClientRow) -> serde_json::Value {
+    let c = &row.client;
+    serde_json::json!({
+        "client_id": c.client_id,
+        "name": c.name,
+        "token_endpoint_auth_method": c.auth.as_str(),
+        "redirect_uris": c.redirect_uris,
+        "post_logout_redirect_uris": c.post_logout_uris,
+        "first_party": c.first_party,
+        "profile": c.fapi2.then_some("fapi2"),
+        "id_token_signed_response_alg": c.id_token_alg.as_str(),
+        "created_at": row.created_at.to_rfc3339(),
+        "revoked_at": row.revoked_at.map(|t| t.to_rfc3339()),
+    })
 }
 
 /// What `oidc client add` was given.

@@ -34,8 +34,13 @@ mod stepup;
 #[path = "oidc/nonce.rs"]
 mod nonce;
 
+#[path = "oidc/clients.rs"]
+mod clients;
 #[path = "oidc/eddsa.rs"]
 mod eddsa;
+
+#[path = "oidc/authlib.rs"]
+mod authlib;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;

@@ -26,6 +26,7 @@ mod factors;
 mod keys;
 mod lockout;
 mod oidc;
+mod oidc_clients;
 mod outbox;
 mod registry;
 mod sessions;
@@ -55,6 +56,7 @@ pub use oidc::{
     NewOidcClient, NewOidcCode, NewOidcToken, OidcCodeRow, OidcGrantRow, OidcGrantWrites,
     OidcStore, OidcTokenRow, OidcWrites, StoredRequest, TokenKind,
 };
+pub use oidc_clients::{OidcClientRow, OidcClientWrites};
 pub use outbox::{
     Message, Notifier, NotifyError, OutboxReads, OutboxRow, OutboxState, OutboxStats, OutboxStore,
     Outgoing, QuotaClaim,

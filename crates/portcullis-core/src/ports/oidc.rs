@@ -137,6 +137,10 @@ pub trait OidcStore: Send + Sync {
     /// Registers a client; `false` when its `client_id` is taken.
     async fn add_oidc_client(&self, new: NewOidcClient<'_>) -> StoreResult<bool>;
     async fn oidc_client(&self, client_id: &str) -> StoreResult<Option<OidcClient>>;
+    /// Every registered client, revoked ones included, oldest first.
+    async fn oidc_clients(&self) -> StoreResult<Vec<super::OidcClientRow>>;
+    /// One registered client with its dates, revoked or not.
+    async fn oidc_client_row(&self, client_id: &str) -> StoreResult<Option<super::OidcClientRow>>;
 
     async fn put_oidc_request(
         &self,

@@ -32,6 +32,7 @@ use super::factors::FactorWrites;
 use super::lockout::LockWrites;
 use super::oidc::OidcGrantWrites;
 use super::oidc::OidcWrites;
+use super::oidc_clients::OidcClientWrites;
 use super::outbox::Outgoing;
 use super::sessions::SessionWrites;
 use super::status::StatusWrites;
@@ -68,6 +69,7 @@ pub trait UnitOfWork:
     + WebhookWrites
     + OidcGrantWrites
     + OidcWrites
+    + OidcClientWrites
     + Send
 {
     /// The time the unit of work was opened with; every row it writes carries it.

@@ -6,6 +6,7 @@ pub mod extract;
 pub mod factors;
 pub mod health;
 pub mod me;
+pub mod oidc_clients;
 pub mod oidc_grants;
 pub mod recovery;
 pub mod registration;
@@ -113,6 +114,14 @@ pub fn router() -> (Router<AppState>, OpenApiDoc) {
         .routes(routes!(registry::push_records))
         .routes(routes!(webhooks::list_webhooks, webhooks::add_webhook))
         .routes(routes!(webhooks::remove_webhook))
+        .routes(routes!(
+            oidc_clients::list_clients,
+            oidc_clients::add_client
+        ))
+        .routes(routes!(
+            oidc_clients::show_client,
+            oidc_clients::revoke_client
+        ))
         .routes(routes!(status::status))
         .routes(routes!(status::create_incident))
         .routes(routes!(status::update_incident))

@@ -10,6 +10,7 @@
 //! `.config/nextest.toml` runs them without retries: a race lost once is a failure.
 
 mod accounts;
+mod oidc;
 mod operations;
 
 use std::future::Future;

@@ -86,7 +86,7 @@ impl Portcullis {
             self.audit_alone(
                 now,
                 AuditEvent::new(AuditKind::OidcClientAuthFailed, None)
-                    .actor(super::token::client_actor(client_id))
+                    .actor(client_actor(client_id))
                     .detail("the first failure of this client in this minute"),
             )
             .await;
@@ -198,4 +198,9 @@ impl Portcullis {
         }
         Ok(())
     }
+}
+
+/// Who acts in an OpenID Connect audit entry: the client.
+pub(super) fn client_actor(client_id: &str) -> String {
+    format!("oidc-client:{client_id}")
 }

@@ -5,6 +5,7 @@
 
 mod authorize;
 mod client_auth;
+mod clients;
 mod consent;
 mod dpop;
 mod logout;
@@ -186,11 +187,12 @@ impl Portcullis {
         h.iter().take(16).map(|b| format!("{b:02x}")).collect()
     }
 
-    /// Registers a relying party (`portcullis oidc client add`).
-    pub async fn register_oidc_client(
+    /// Checks a registration and makes the client it registers, with its secret (for
+    /// `client_secret_basic`, shown once: only its keyed hash is kept).
+    pub(crate) fn oidc_client_from(
         &self,
         r: ClientRegistration,
-    ) -> Result<RegisteredClient, String> {
+    ) -> Result<(OidcClient, Option<Token>), String> {
         if r.name.trim().is_empty() || r.name.len() > 200 {
             return Err("--name must be 1 to 200 characters".into());
         }
@@ -239,6 +241,15 @@ impl Portcullis {
             id_token_alg: r.id_token_alg,
             revoked: false,
         };
+        Ok((client, secret))
+    }
+
+    /// Registers a relying party (`portcullis oidc client add`).
+    pub async fn register_oidc_client(
+        &self,
+        r: ClientRegistration,
+    ) -> Result<RegisteredClient, String> {
+        let (client, secret) = self.oidc_client_from(r)?;
         let now = self.clock.now();
         let added = self
             .ports

@@ -16,7 +16,7 @@ use crate::ports::{NewOidcToken, OidcCodeRow, OidcTokenRow, TokenKind};
 use crate::service::Portcullis;
 
 use super::authorize::IssuedFor;
-use super::client_auth::ClientCredentials;
+use super::client_auth::{client_actor, ClientCredentials};
 use super::dpop::DpopProof;
 
 /// The token endpoint's form (client credentials apart).
@@ -104,11 +104,6 @@ impl Minted {
             scope: g.scope.to_owned(),
         }
     }
-}
-
-/// Who acts in an OpenID Connect audit entry: the client.
-pub(super) fn client_actor(client_id: &str) -> String {
-    format!("oidc-client:{client_id}")
 }
 
 /// An audit event about a grant's tokens.
