@@ -29,6 +29,7 @@ fn client(auth: ClientAuth, fapi2: bool) -> OidcClient {
         first_party: true,
         fapi2,
         revoked: false,
+        id_token_alg: Default::default(),
     }
 }
 
