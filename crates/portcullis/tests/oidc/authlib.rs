@@ -7,6 +7,7 @@
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
 use portcullis_core::oidc::ClientAuth;
+use portcullis_core::service::oidc::ClientRegistration;
 use portcullis_testkit::smtp::venv_python;
 use portcullis_testkit::{both, Backend, PASSWORD};
 use serde_json::json;
@@ -35,6 +36,9 @@ fn authlib_python() -> Option<std::path::PathBuf> {
     Some(python)
 }
 
+/// Where the app lands after RP-Initiated Logout (registered for it).
+const AFTER_LOGOUT: &str = "https://rp.example/signed-out";
+
 async fn authlib_rp(backend: Backend) {
     let Some(python) = authlib_python() else {
         return;
@@ -48,7 +52,21 @@ async fn authlib_rp(backend: Backend) {
         true,
     )
     .await;
-    let public = register(&app, ClientAuth::None, None, false).await;
+    // The mobile app, with a registered place to land after signing out.
+    let (public, _) = register_client(
+        &app,
+        ClientRegistration {
+            name: "Mobile app".into(),
+            redirect_uris: vec![RP.into()],
+            post_logout_uris: vec![AFTER_LOGOUT.into()],
+            auth: ClientAuth::None,
+            jwks: None,
+            first_party: true,
+            fapi2: false,
+            id_token_alg: Default::default(),
+        },
+    )
+    .await;
     let mut private = rp.jwk.clone();
     private["d"] = json!(B64.encode(rp.key.to_bytes()));
     let config = json!({
@@ -56,6 +74,7 @@ async fn authlib_rp(backend: Backend) {
         "fapi_key": private,
         "public_client": public,
         "redirect_uri": RP,
+        "post_logout_redirect_uri": AFTER_LOGOUT,
         "user_id": "ann.example",
         "password": PASSWORD,
         "account_type": "personal",
@@ -74,7 +93,7 @@ async fn authlib_rp(backend: Backend) {
         "authlib relying party failed\n--- stdout\n{stdout}\n--- stderr\n{stderr}"
     );
     // Every step ran (a check that silently stopped early would not print all of them).
-    assert!(stdout.matches("ok: ").count() >= 30, "{stdout}");
+    assert!(stdout.matches("ok: ").count() >= 40, "{stdout}");
     eprintln!("{stdout}");
 }
 both!(

@@ -307,6 +307,25 @@ def main():
                            token_type_hint="access_token")
     check(res.status_code == 200, "the public client revokes its access token")
     check(app.get(userinfo_ep).status_code == 401, "a revoked access token is refused at userinfo")
+
+    # RP-Initiated Logout 1.0: the app's ID token as the hint, back to its registered URI with
+    # its state; then prompt=none finds no session (login_required, no code).
+    end_ep = meta["end_session_endpoint"]
+    after = CONF["post_logout_redirect_uri"]
+    res = browser.send("GET", real(end_ep) + "?" + urlencode(
+        {"id_token_hint": token["id_token"], "post_logout_redirect_uri": after, "state": "bye"}))
+    check(res.status_code in (302, 303) and res.headers.get("location") == after + "?state=bye",
+          "end session: signed out and sent to the registered URI with the state")
+    res = browser.send("GET", real(end_ep) + "?" + urlencode(
+        {"id_token_hint": token["id_token"], "post_logout_redirect_uri": "https://evil.example/x"}))
+    check("evil.example" not in res.headers.get("location", ""),
+          "end session never sends the browser to an unregistered URI")
+    url, _state = app.create_authorization_url(
+        meta["authorization_endpoint"], code_verifier=generate_token(48),
+        nonce=generate_token(16), prompt="none")
+    back = browser.authorize(url)
+    check(back.startswith(RP) and query(back, "error") == "login_required"
+          and query(back, "code") is None, "prompt=none after the logout: login_required")
     print("authlib relying party: all checks passed", flush=True)
 
 
