@@ -237,11 +237,22 @@ impl SqlImport {
             .execute(&mut *self.tx)
             .await
             .map_err(db_err)?;
-        sqlx::query(DELETE_STAGED)
+        let seen = sqlx::query(DELETE_STAGED)
             .bind(self.load)
             .execute(&mut *self.tx)
             .await
-            .map_err(db_err)?;
+            .map_err(db_err)?
+            .rows_affected();
+        // Every row sent must have been seen by the load's transaction (PostgreSQL's COPY
+        // commits on a connection of its own: another host after a failover, or a snapshot
+        // older than the COPY, would merge nothing). Fail the load rather than commit it,
+        // its audit and its events for rows it never merged.
+        if seen != self.staged as u64 {
+            return Err(StoreError::Internal(format!(
+                "registry load: {seen} staged rows seen of {} sent; the load is refused",
+                self.staged
+            )));
+        }
         self.staged = 0;
         Ok(())
     }

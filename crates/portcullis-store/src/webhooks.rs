@@ -176,15 +176,19 @@ impl SqlStore {
     /// The sealer of webhook secrets: the outbox keyring under this purpose's label (also
     /// the re-seal job's, which moves them to the current key).
     pub fn webhook_sealer(&self) -> Option<Sealer> {
-        self.outbox_sealer()
-            .map(|s| Sealer::with_ring(s.ring().clone(), SECRET_AAD))
+        self.outbox_sealer().as_ref().map(secret_sealer)
     }
+}
+
+/// The outbox keyring's sealer relabelled for webhook secrets (a value sealed for another
+/// purpose does not open as a secret).
+fn secret_sealer(outbox: &Sealer) -> Sealer {
+    Sealer::with_ring(outbox.ring().clone(), SECRET_AAD)
 }
 
 type SubscriptionRecord = (i64, String, String, i64, i64, i64, i64, Option<String>);
 type DeliveryRecord = (i64, i64, String, String, i64, i64, String);
 
-/// A delivery's `webhook-id`: `msg_` + 128 random bits in hex, fixed at enqueue.
 /// The public id and type of an event's account (none once the account is gone). An
 /// account a previous release created has no public id yet: it is given one here, in the
 /// event's transaction, so every event of the account carries the same id from then on.
@@ -217,6 +221,7 @@ async fn account_of_event(
     Ok(filled.flatten().map(|id| (id, account_type)))
 }
 
+/// A delivery's `webhook-id`: `msg_` + 128 random bits in hex, fixed at enqueue.
 fn message_id() -> String {
     let bytes: [u8; 16] = portcullis_crypto::token::random_bytes();
     let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
@@ -231,12 +236,9 @@ impl WebhookWrites for SqlWork {
         events: &EventFilter,
         secret: &SecretString,
     ) -> StoreResult<i64> {
-        let sealer = self
-            .outbox_sealer()
-            .map(|s| Sealer::with_ring(s.ring().clone(), SECRET_AAD))
-            .ok_or_else(|| {
-                StoreError::Internal("webhook secrets need the outbox key to be sealed".into())
-            })?;
+        let sealer = self.outbox_sealer().map(secret_sealer).ok_or_else(|| {
+            StoreError::Internal("webhook secrets need the outbox key to be sealed".into())
+        })?;
         let sealed = sealer
             .seal(secret.expose_secret().as_bytes())
             .ok_or_else(|| StoreError::Internal("sealing a webhook secret failed".into()))?;

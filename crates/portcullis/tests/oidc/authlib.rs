@@ -14,13 +14,14 @@ use serde_json::json;
 
 use super::support::*;
 
-/// The venv's python when it has authlib; otherwise a LOUD skip line and `None`.
+/// The venv's python when it has authlib; otherwise a LOUD skip line and `None` — or a
+/// failure, when the run promised the venv (`PORTCULLIS_TEST_VENV=required`, as
+/// `scripts/test` sets once scripts/test-deps installed it).
 fn authlib_python() -> Option<std::path::PathBuf> {
     let skip = |why: &str| {
-        eprintln!(
-            "\n########## SKIPPED: the authlib relying-party test: {why}; \
-             run scripts/test-deps (it installs the pinned Authlib from PyPI) ##########\n"
-        );
+        portcullis_testkit::smtp::skip_without_venv(&format!(
+            "the authlib relying-party test ({why}; scripts/test-deps installs the pinned Authlib)"
+        ));
         None
     };
     let Some(python) = venv_python() else {

@@ -13,10 +13,6 @@ use crate::ServiceError;
 
 use super::authorize::AuthorizeStep;
 
-fn unavailable(_: ServiceError) -> OidcError {
-    OidcError::new("temporarily_unavailable", "try again later", 503)
-}
-
 impl Portcullis {
     /// Whether the request needs the consent page: `prompt=consent`, or no live grant of
     /// the session's account to this client covering every scope asked.
@@ -97,7 +93,7 @@ impl Portcullis {
                 .ip(ip)
                 .detail(detail),
         );
-        work.commit().await.map_err(unavailable)?;
+        work.commit().await?;
         self.continue_authorization(&client, pending, Some(session), now, true)
             .await
     }

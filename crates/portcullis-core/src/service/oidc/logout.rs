@@ -56,6 +56,10 @@ fn refuse(description: &'static str) -> Result<Checked, OidcError> {
     Err(OidcError::invalid_request(description))
 }
 
+/// One answer for an unknown or revoked client and for a URI not registered for a real one,
+/// so this unauthenticated endpoint tells no one which client ids exist.
+const NOT_REGISTERED: &str = "the client or its post_logout_redirect_uri is not registered";
+
 impl Portcullis {
     /// Verifies an ID token we issued: our signature (current or previous key) and our
     /// `iss`. An expired one is accepted, as the specification allows. Its `sub` and `aud`.
@@ -97,9 +101,9 @@ impl Portcullis {
         let client = match client_id.as_deref().filter(|c| c.len() <= 128) {
             Some(id) => match self.live_oidc_client(id).await? {
                 Some(c) => Some(c),
-                None => return refuse("unknown client"),
+                None => return refuse(NOT_REGISTERED),
             },
-            None if client_id.is_some() => return refuse("unknown client"),
+            None if client_id.is_some() => return refuse(NOT_REGISTERED),
             None => None,
         };
         let redirect = match r.post_logout_redirect_uri.as_deref() {
@@ -112,9 +116,7 @@ impl Portcullis {
                     }
                     Some(append_query(uri, &params))
                 }
-                Some(_) => {
-                    return refuse("post_logout_redirect_uri is not registered for this client")
-                }
+                Some(_) => return refuse(NOT_REGISTERED),
                 None => return refuse("post_logout_redirect_uri needs client_id or id_token_hint"),
             },
         };
@@ -191,8 +193,7 @@ impl Portcullis {
         session: &SessionContext,
         client_info: &ClientInfo,
     ) -> Result<(), OidcError> {
-        self.sign_out(session, client_info)
-            .await
-            .map_err(|_| OidcError::new("temporarily_unavailable", "try again later", 503))
+        // A failure is logged and answered 503 by `From<ServiceError> for OidcError`.
+        Ok(self.sign_out(session, client_info).await?)
     }
 }
