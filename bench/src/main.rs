@@ -16,6 +16,7 @@
 mod hash;
 mod load;
 mod oidc;
+mod peer;
 mod pg;
 mod push;
 mod recovery;
@@ -61,6 +62,10 @@ struct Cli {
     /// distorted (memory and CPU belong to the wrapper); use it with --only.
     #[arg(long, value_name = "COMMAND")]
     wrap: Option<String>,
+    /// Figure 13 only: Portcullis against the peer in this folder (Django + django-allauth +
+    /// argon2-cffi under gunicorn; `scripts/bench --peer` sets it up and passes `bench/peer`).
+    #[arg(long, value_name = "DIR")]
+    peer: Option<PathBuf>,
 }
 
 #[tokio::main]
@@ -107,6 +112,12 @@ async fn main() -> anyhow::Result<()> {
     let run = |n: u8| cli.only.is_none_or(|only| only == n);
 
     let load_at_start = sys::load_average();
+    if let Some(peer_dir) = &cli.peer {
+        peer::figure(&mut ctx, peer_dir).await?;
+        print_header(&ctx, cli.smoke, postgres.as_deref(), &load_at_start);
+        ctx.report.print();
+        return Ok(());
+    }
     if run(4) {
         suite::startup(&mut ctx).await?;
     }

@@ -127,7 +127,7 @@ impl Ctx {
         self.cores + self.cores * QUEUE_PER_WORKER
     }
 
-    fn dir(&self, name: &str) -> anyhow::Result<PathBuf> {
+    pub fn dir(&self, name: &str) -> anyhow::Result<PathBuf> {
         let dir = self.root.join(name);
         std::fs::create_dir_all(&dir)?;
         Ok(dir)
@@ -296,32 +296,18 @@ pub async fn backend(
     if !wanted.any() {
         return Ok(());
     }
-    let dir = ctx.dir(&label.to_ascii_lowercase())?;
-    let mut setup = Setup::sqlite(&ctx.bin, &dir, &ctx.wrap);
-    if let Some(url) = database_url {
-        setup.database_url = url.to_owned();
-    }
-    progress(&format!(
-        "{label}: seeding the registry and {} accounts",
-        ctx.sizes.accounts
-    ));
-    let registry = dir.join("registry.csv");
-    let cards = seed::write_registry(&registry, ctx.sizes.registry_rows, ctx.sizes.accounts)?;
-    let imported = setup.import(&registry).await?;
-    let mut server = setup.start().await?;
-    let seeding = Instant::now();
-    let accounts = seed::register(server.addr, &cards, 2 * ctx.cores).await?;
-    ctx.report.note(
+    let Seeded {
+        setup,
+        mut server,
+        cards,
+        accounts,
+    } = seeded(
+        ctx,
+        database_url,
+        label,
         if prefix.is_empty() { "seed" } else { "7 seed" },
-        format!(
-            "{label}: {} registry records imported in {:.2} s; {} accounts registered through \
-             the API and signed in once in {:.1} s",
-            imported.records,
-            imported.reported.as_secs_f64(),
-            accounts.len(),
-            seeding.elapsed().as_secs_f64()
-        ),
-    );
+    )
+    .await?;
     let fig = |n: &str| format!("{prefix}{n}");
     if wanted.sign_ins {
         let postgres = database_url.is_some();
@@ -353,6 +339,56 @@ pub async fn backend(
         server.check_alive()?;
     }
     server.stop().await
+}
+
+/// A started server with its registry imported and `sizes.accounts` accounts registered.
+pub struct Seeded {
+    pub setup: Setup,
+    pub server: crate::server::Server,
+    pub cards: Vec<seed::Card>,
+    pub accounts: Vec<seed::Account>,
+}
+
+/// Starts a server in a folder of its own (named after `label`), imports a generated registry
+/// and registers `sizes.accounts` accounts through the API; the seeding is noted under `fig`.
+pub async fn seeded(
+    ctx: &mut Ctx,
+    database_url: Option<&str>,
+    label: &str,
+    fig: &str,
+) -> anyhow::Result<Seeded> {
+    let dir = ctx.dir(&label.to_ascii_lowercase())?;
+    let mut setup = Setup::sqlite(&ctx.bin, &dir, &ctx.wrap);
+    if let Some(url) = database_url {
+        setup.database_url = url.to_owned();
+    }
+    progress(&format!(
+        "{label}: seeding the registry and {} accounts",
+        ctx.sizes.accounts
+    ));
+    let registry = dir.join("registry.csv");
+    let cards = seed::write_registry(&registry, ctx.sizes.registry_rows, ctx.sizes.accounts)?;
+    let imported = setup.import(&registry).await?;
+    let server = setup.start().await?;
+    let seeding = Instant::now();
+    let accounts = seed::register(server.addr, &cards, 2 * ctx.cores).await?;
+    ctx.report.note(
+        fig,
+        format!(
+            "{label}: {} registry records imported in {:.2} s; {} accounts registered through \
+             the API and signed in once in {:.1} s",
+            imported.records,
+            imported.reported.as_secs_f64(),
+            accounts.len(),
+            seeding.elapsed().as_secs_f64()
+        ),
+    );
+    Ok(Seeded {
+        setup,
+        server,
+        cards,
+        accounts,
+    })
 }
 
 /// The mean of several phases' CPU use (equal lengths); context switches are summed.

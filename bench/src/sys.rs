@@ -163,3 +163,25 @@ impl CpuMark {
         }
     }
 }
+
+/// The direct children of a process (`/proc/*/stat`'s parent field), e.g. a pre-forking
+/// server's workers.
+pub fn children(pid: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|name| name.bytes().all(|b| b.is_ascii_digit()))
+        .filter(|child| parent_of(child) == Some(pid))
+        .filter_map(|child| child.parse().ok())
+        .collect()
+}
+
+/// The parent process id of a process (field 4 of `/proc/PID/stat`).
+fn parent_of(pid: &str) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_name = stat.get(stat.rfind(')')? + 1..)?;
+    after_name.split_whitespace().nth(1)?.parse().ok()
+}

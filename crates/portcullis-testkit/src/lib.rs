@@ -683,3 +683,15 @@ pub fn base32_decode(s: &str) -> Vec<u8> {
     }
     out
 }
+
+/// The authenticator app's code for a base32 `secret` at the app's (fake) clock now, as a
+/// phone set to the same time would show it (the second-factor tests that are not about
+/// TOTP itself; `tests/api/mfa.rs` checks the codes against pyotp).
+pub fn totp_now(app: &TestApp, secret: &str) -> String {
+    use secrecy::ExposeSecret;
+    let step = u64::try_from(app.clock.now().0).unwrap_or(0) / 30;
+    portcullis_crypto::totp::code_at_step(&base32_decode(secret), step, 6)
+        .expect("a valid TOTP secret")
+        .expose_secret()
+        .to_owned()
+}

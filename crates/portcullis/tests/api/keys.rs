@@ -16,7 +16,6 @@ use portcullis_core::webhooks::EventFilter;
 use portcullis_testkit::{
     both, input_value, spawn_app_with, Backend, Jar, TestApp, ANN, BEN, CARA, PASSWORD,
 };
-use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 
 use crate::crash::{card_id, card_number, import, registry_file, CARDS};
@@ -73,14 +72,6 @@ async fn bearer(app: &TestApp, method: reqwest::Method, path: &str, token: &str)
     (status, res.json().await.unwrap_or(Value::Null))
 }
 
-fn totp_code(app: &TestApp, secret: &str) -> String {
-    let step = u64::try_from(app.clock.now().0).unwrap() / 30;
-    portcullis_crypto::totp::code_at_step(&crate::not_me::base32_decode(secret), step, 6)
-        .unwrap()
-        .expose_secret()
-        .to_owned()
-}
-
 /// Turns on an authenticator app for `user_id`; its secret (base32).
 pub(crate) async fn enrol_totp(app: &TestApp, user_id: &str) -> String {
     let token = app.token(user_id, PASSWORD, "personal").await;
@@ -97,7 +88,7 @@ pub(crate) async fn enrol_totp(app: &TestApp, user_id: &str) -> String {
         .client
         .post(app.url("/api/v1/me/factors/totp/confirm"))
         .bearer_auth(&token)
-        .json(&json!({"code": totp_code(app, &secret)}))
+        .json(&json!({"code": portcullis_testkit::totp_now(app, &secret)}))
         .send()
         .await
         .unwrap();
@@ -144,8 +135,13 @@ async fn totp_loop(app: Arc<TestApp>, load: Arc<Load>, secret: String) {
         let (status, challenge) = sign_in(&app, "ann.example", PASSWORD, "personal").await;
         assert_eq!(status, 200, "{challenge}");
         assert_eq!(challenge["methods"], json!(["totp"]), "{challenge}");
-        let (status, session) =
-            second_step(&app, &challenge, "totp", &totp_code(&app, &secret)).await;
+        let (status, session) = second_step(
+            &app,
+            &challenge,
+            "totp",
+            &portcullis_testkit::totp_now(&app, &secret),
+        )
+        .await;
         assert_eq!(status, 201, "authenticator code refused: {session}");
         let me = app
             .get_bearer("/api/v1/me", session["session_token"].as_str().unwrap())
@@ -541,7 +537,13 @@ async fn cli_rotate_and_status(backend: Backend) {
     app.clock.advance(30);
     let (status, challenge) = sign_in(&app, "ann.example", PASSWORD, "personal").await;
     assert_eq!(status, 200);
-    let (status, _) = second_step(&app, &challenge, "totp", &totp_code(&app, &secret)).await;
+    let (status, _) = second_step(
+        &app,
+        &challenge,
+        "totp",
+        &portcullis_testkit::totp_now(&app, &secret),
+    )
+    .await;
     assert_eq!(status, 201);
     app.register(&BEN, "ben.sample", PASSWORD).await;
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -613,7 +615,13 @@ async fn cli_rotate_and_status(backend: Backend) {
 
     app.clock.advance(30);
     let (_, challenge) = sign_in(&app, "ann.example", PASSWORD, "personal").await;
-    let (status, _) = second_step(&app, &challenge, "totp", &totp_code(&app, &secret)).await;
+    let (status, _) = second_step(
+        &app,
+        &challenge,
+        "totp",
+        &portcullis_testkit::totp_now(&app, &secret),
+    )
+    .await;
     assert_eq!(
         status, 201,
         "her secret, moved to key 2, still signs her in"
@@ -689,7 +697,13 @@ async fn reseal_job(backend: Backend) {
     }
     app.clock.advance(30);
     let (_, challenge) = sign_in(&app, "ann.example", PASSWORD, "personal").await;
-    let (status, _) = second_step(&app, &challenge, "totp", &totp_code(&app, &secret)).await;
+    let (status, _) = second_step(
+        &app,
+        &challenge,
+        "totp",
+        &portcullis_testkit::totp_now(&app, &secret),
+    )
+    .await;
     assert_eq!(status, 201);
 }
 both!(

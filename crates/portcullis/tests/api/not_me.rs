@@ -4,9 +4,7 @@
 //! account across recovery steps. Each test plays several client addresses (the app trusts
 //! the loopback proxy, so `X-Forwarded-For` names the client).
 
-use portcullis_core::clock::Clock;
 use portcullis_testkit::{both, spawn_app_with, Backend, TestApp, ANN, PASSWORD};
-use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 use sqlx::Row;
 
@@ -74,16 +72,6 @@ pub async fn sign_in_from(
         body["device_token"] = json!(d);
     }
     post(app, ip, "/api/v1/sessions", None, &body).await
-}
-
-pub(crate) use portcullis_testkit::base32_decode;
-
-fn totp_now(app: &TestApp, secret: &str) -> String {
-    let step = u64::try_from(app.clock.now().0).unwrap() / 30;
-    portcullis_crypto::totp::code_at_step(&base32_decode(secret), step, 6)
-        .unwrap()
-        .expose_secret()
-        .to_owned()
 }
 
 /// The newest message whose subject contains `subject`.
@@ -199,7 +187,7 @@ async fn not_me_is_recovery(backend: Backend) {
     .await;
     assert_eq!(status, 201, "{enrol}");
     let secret = enrol["secret"].as_str().unwrap().to_owned();
-    let code = totp_now(&app, &secret);
+    let code = portcullis_testkit::totp_now(&app, &secret);
     let (status, answer) = post(
         &app,
         INTRUDER_IP,
@@ -230,7 +218,7 @@ async fn not_me_is_recovery(backend: Backend) {
         "/api/v1/sessions/mfa",
         None,
         &json!({"challenge_token": challenge["challenge_token"], "method": "totp",
-                "code": totp_now(&app, &secret), "trust_device": true}),
+                "code": portcullis_testkit::totp_now(&app, &secret), "trust_device": true}),
     )
     .await;
     assert_eq!(status, 201, "{trusted}");
@@ -409,7 +397,7 @@ async fn reset_ends_trust(backend: Backend) {
     .await;
     assert_eq!(status, 201, "{enrol}");
     let secret = enrol["secret"].as_str().unwrap().to_owned();
-    let code = totp_now(&app, &secret);
+    let code = portcullis_testkit::totp_now(&app, &secret);
     assert_eq!(
         post(
             &app,
@@ -430,7 +418,7 @@ async fn reset_ends_trust(backend: Backend) {
         "/api/v1/sessions/mfa",
         None,
         &json!({"challenge_token": challenge["challenge_token"], "method": "totp",
-                "code": totp_now(&app, &secret), "trust_device": true}),
+                "code": portcullis_testkit::totp_now(&app, &secret), "trust_device": true}),
     )
     .await;
     assert_eq!(status, 201);

@@ -2,23 +2,13 @@
 //! second factor (only the second step when the browser is already signed in with the
 //! password), and the ID token's `amr` and `acr` say what was used (RFC 8176).
 
-use portcullis_core::clock::Clock;
 use portcullis_core::oidc::ClientAuth;
-use portcullis_testkit::{base32_decode, both, input_value, Backend, Jar, TestApp, PASSWORD};
-use secrecy::ExposeSecret;
+use portcullis_testkit::{both, input_value, totp_now, Backend, Jar, TestApp, PASSWORD};
 use serde_json::{json, Value};
 
 use super::support::*;
 
 const MFA: &str = "&acr_values=urn%3Aportcullis%3Aacr%3Amfa";
-
-fn totp(app: &TestApp, secret: &str) -> String {
-    let step = u64::try_from(app.clock.now().0).unwrap() / 30;
-    portcullis_crypto::totp::code_at_step(&base32_decode(secret), step, 6)
-        .unwrap()
-        .expose_secret()
-        .to_owned()
-}
 
 /// Turns on an authenticator app for Ann through the API; its base32 secret.
 async fn enrol_totp(app: &TestApp) -> String {
@@ -40,7 +30,7 @@ async fn enrol_totp(app: &TestApp) -> String {
         .client
         .post(app.url("/api/v1/me/factors/totp/confirm"))
         .bearer_auth(&token)
-        .json(&json!({"code": totp(app, &secret)}))
+        .json(&json!({"code": totp_now(app, &secret)}))
         .send()
         .await
         .unwrap();
@@ -135,7 +125,7 @@ async fn step_up(backend: Backend) {
             ("csrf", csrf.as_str()),
             ("challenge", step.as_str()),
             ("method", "totp"),
-            ("code", totp(&app, &secret).as_str()),
+            ("code", totp_now(&app, &secret).as_str()),
             ("remember", "false"),
         ])
         .send()
