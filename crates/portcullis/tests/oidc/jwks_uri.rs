@@ -17,6 +17,7 @@ use portcullis_core::clock::Clock;
 use portcullis_testkit::{both, Backend, Jar, TestApp};
 use serde_json::{json, Value};
 
+use super::assertions::with_assertion;
 use super::clients::{admin_token, api};
 use super::support::*;
 
@@ -139,27 +140,11 @@ fn add_client(app: &TestApp, uri: &str) -> String {
     line["client_id"].as_str().unwrap().to_owned()
 }
 
-/// A client assertion at the token endpoint (a refresh grant with an unknown token):
-/// `(400, invalid_grant)` once the client is authenticated, `(401, invalid_client)` when
-/// the assertion is refused.
-async fn authenticate(app: &TestApp, assertion: &str) -> (u16, String) {
-    let res = token(
-        app,
-        &[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", "no-such-token"),
-            ("client_assertion_type", ASSERTION_TYPE),
-            ("client_assertion", assertion),
-        ],
-        None,
-    )
-    .await;
-    error_of(res).await
-}
-
+/// A fresh assertion of `key` for `client_id` at the token endpoint: [`authenticated`] or
+/// [`refused`].
 async fn assert_with(app: &TestApp, key: &RpKey, client_id: &str) -> (u16, String) {
     let now = app.clock.now().0;
-    authenticate(app, &key.assertion(client_id, ISSUER, now)).await
+    with_assertion(app, &key.assertion(client_id, ISSUER, now)).await
 }
 
 fn authenticated() -> (u16, String) {
@@ -251,14 +236,20 @@ both!(
     code_flow_and_rotation
 );
 
-/// Assertions naming random kids, all at once: at most one refetch per interval.
-async fn unknown_kid_flood(backend: Backend) {
+/// A client whose key server serves its one key, after the assertion that fetched it.
+async fn first_fetch(backend: Backend) -> (TestApp, RpKey, KeyServer, String) {
     let app = jwks_app(backend).await;
     let rp = RpKey::new("rp-1");
     let server = KeyServer::start(Answer::Keys(set(&[&rp]))).await;
     let client_id = add_client(&app, &server.uri);
     assert_eq!(assert_with(&app, &rp, &client_id).await, authenticated());
     assert_eq!(server.hits(), 1);
+    (app, rp, server, client_id)
+}
+
+/// Assertions naming random kids, all at once: at most one refetch per interval.
+async fn unknown_kid_flood(backend: Backend) {
+    let (app, rp, server, client_id) = first_fetch(backend).await;
 
     for round in 1..=2 {
         app.clock.advance(INTERVAL + 1);
@@ -304,11 +295,7 @@ both!(
 /// The key server stops answering: the token endpoint answers `invalid_client` within
 /// the timeout; a cached set younger than the maximum age is still used.
 async fn server_down(backend: Backend) {
-    let app = jwks_app(backend).await;
-    let rp = RpKey::new("rp-1");
-    let server = KeyServer::start(Answer::Keys(set(&[&rp]))).await;
-    let client_id = add_client(&app, &server.uri);
-    assert_eq!(assert_with(&app, &rp, &client_id).await, authenticated());
+    let (app, rp, server, client_id) = first_fetch(backend).await;
 
     // Stale (past the TTL) and the server hangs: the refetch times out, the cached set works.
     server.answer(Answer::Hang);

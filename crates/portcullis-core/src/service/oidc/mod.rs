@@ -216,11 +216,12 @@ impl Portcullis {
             (ClientAuth::PrivateKeyJwt, Some(_), Some(_)) => {
                 return Err("give --jwks-file or --jwks-uri, not both".into())
             }
-            (ClientAuth::PrivateKeyJwt, Some(jwks), None) => {
-                if crate::oidc::usable_keys(jwks).is_empty() {
-                    return Err("the JWKS file has no public EC P-256 key".into());
-                }
+            (ClientAuth::PrivateKeyJwt, Some(jwks), None)
+                if crate::oidc::usable_keys(jwks).is_empty() =>
+            {
+                return Err("the JWKS file has no public EC P-256 key".into())
             }
+            (ClientAuth::PrivateKeyJwt, Some(_), None) => {}
             (ClientAuth::PrivateKeyJwt, None, Some(uri)) => {
                 // Checked now, fetched at the first assertion: the relying party's key
                 // server need not be up when the operator registers it.
