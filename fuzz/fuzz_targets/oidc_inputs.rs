@@ -24,6 +24,7 @@ fn client(auth: ClientAuth, fapi2: bool) -> OidcClient {
         auth,
         secret_hash: None,
         jwks: None,
+        jwks_uri: None,
         redirect_uris: vec![RP.into(), APP.into(), "http://127.0.0.1:8080/cb".into()],
         post_logout_uris: vec![],
         first_party: true,

@@ -26,6 +26,8 @@ pub struct Policies {
     pub public_url: String,
     /// DPoP proofs must carry a server nonce (`oidc.dpop_nonce`, RFC 9449 §8).
     pub oidc_dpop_nonce: bool,
+    /// How `private_key_jwt` key sets are fetched from `jwks_uri`s and cached (`oidc.jwks_*`).
+    pub oidc_jwks: crate::oidc::JwksPolicy,
     /// Flow 10: when inactive accounts are warned and deactivated.
     pub inactivity: InactivityPolicy,
     /// Webhook endpoints may be `http://` to any host (`webhooks.allow_http`: tests, demos).
@@ -73,6 +75,7 @@ impl Default for Policies {
             mfa: MfaPolicy::default(),
             public_url: "http://127.0.0.1:8080".into(),
             oidc_dpop_nonce: false,
+            oidc_jwks: Default::default(),
             inactivity: InactivityPolicy::default(),
             webhooks_allow_http: false,
             webhooks_allow_loopback: false,

@@ -53,8 +53,8 @@ use crate::config::Policies;
 use crate::counters::CountedEvent;
 use crate::ports::{
     AccountReads, AdminTokenReads, AuditReads, Claims, Committed, DeviceReads, FactorReads,
-    Notifier, OidcStore, OutboxReads, OutboxStats, RegistryImports, RegistryReads, SessionReads,
-    StatusReads, StepReads, Store, Transactions, UnitOfWork, WebhookStore,
+    Notifier, OidcJwksCache, OidcStore, OutboxReads, OutboxStats, RegistryImports, RegistryReads,
+    SessionReads, StatusReads, StepReads, Store, Transactions, UnitOfWork, WebhookStore,
 };
 use crate::steps::StepKind;
 use crate::ServiceError;
@@ -113,6 +113,7 @@ pub(crate) struct Ports {
     pub(crate) status: Arc<dyn StatusReads>,
     pub(crate) outbox: Arc<dyn OutboxReads>,
     pub(crate) oidc: Arc<dyn OidcStore>,
+    pub(crate) jwks_cache: Arc<dyn OidcJwksCache>,
     pub(crate) claims: Arc<dyn Claims>,
     pub(crate) work: Arc<dyn Transactions>,
     pub(crate) webhooks: Arc<dyn WebhookStore>,
@@ -135,6 +136,7 @@ impl Ports {
             status: store.clone(),
             outbox: store.clone(),
             oidc: store.clone(),
+            jwks_cache: store.clone(),
             claims: store.clone(),
             work: store.clone(),
             webhooks: store.clone(),
@@ -167,6 +169,9 @@ pub struct Portcullis {
     pub(crate) counters: Arc<crate::counters::EventCounters>,
     /// The keys that sign ID tokens (`oidc-signing.key`, followed as it is rotated).
     pub(crate) oidc_keys: Option<portcullis_crypto::LiveRing>,
+    /// Fetches `private_key_jwt` clients' key sets from their `jwks_uri`; `None`: such
+    /// clients cannot authenticate.
+    pub(crate) jwks_fetcher: Option<Arc<dyn crate::ports::JwksFetcher>>,
 }
 
 /// The relying party for passkeys at the public URL (any port on localhost, for
@@ -215,6 +220,7 @@ impl Portcullis {
             policies: Arc::new(policies),
             counters: Arc::default(),
             oidc_keys: None,
+            jwks_fetcher: None,
         }
     }
 
@@ -228,6 +234,12 @@ impl Portcullis {
     /// Signs ID tokens with the keys of `ring` (`oidc-signing.key` in the secrets folder).
     pub fn with_oidc_keys(mut self, ring: portcullis_crypto::LiveRing) -> Self {
         self.oidc_keys = Some(ring);
+        self
+    }
+
+    /// Fetches `private_key_jwt` clients' key sets from their `jwks_uri` with `fetcher`.
+    pub fn with_jwks_fetcher(mut self, fetcher: Arc<dyn crate::ports::JwksFetcher>) -> Self {
+        self.jwks_fetcher = Some(fetcher);
         self
     }
 

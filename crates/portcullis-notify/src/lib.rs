@@ -9,6 +9,7 @@
 //! and tests: one JSON line per message) for both.
 
 pub mod breaker;
+pub mod jwks;
 pub mod sms;
 pub mod smtp;
 pub mod stats;

@@ -43,7 +43,7 @@ use crate::transport::{Outbound, SendError, Transports};
 use crate::{OutboxNotifier, Wake};
 
 mod config;
-mod webhooks;
+pub(crate) mod webhooks;
 
 pub use config::{default_node_name, DeliveryConfig};
 pub use webhooks::{WebhookConfig, WebhookSender};

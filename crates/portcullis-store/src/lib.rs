@@ -32,6 +32,7 @@ mod lifecycle;
 mod lockout;
 mod oidc;
 mod oidc_clients;
+mod oidc_jwks;
 mod ops;
 mod outbox;
 pub mod pg_url;
@@ -468,6 +469,7 @@ pub fn statements(backend: Backend) -> Vec<(String, String)> {
         lockout::STATEMENTS,
         oidc::STATEMENTS,
         oidc_clients::STATEMENTS,
+        oidc_jwks::STATEMENTS,
         outbox::STATEMENTS,
         registry::STATEMENTS,
         registry_copy::STATEMENTS,

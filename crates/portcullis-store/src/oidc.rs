@@ -21,15 +21,15 @@ use crate::{db_err, SqlStore, SqlWork};
 macro_rules! client_columns {
     () => {
         "client_id, name, auth_method, secret_hash, jwks, redirect_uris, post_logout_uris, \
-        first_party, profile, revoked_at, id_token_alg"
+        first_party, profile, revoked_at, id_token_alg, jwks_uri"
     };
 }
 pub(crate) use client_columns;
 
 statements! {
     INSERT_CLIENT = "INSERT INTO oidc_clients (client_id, name, auth_method, secret_hash, jwks, \
-        redirect_uris, post_logout_uris, first_party, profile, created_at, id_token_alg) \
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (client_id) DO NOTHING";
+        redirect_uris, post_logout_uris, first_party, profile, created_at, id_token_alg, \
+        jwks_uri) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (client_id) DO NOTHING";
     CLIENT_BY_ID = concat!("SELECT ", client_columns!(), " FROM oidc_clients WHERE client_id = $1");
     INSERT_REQUEST = "INSERT INTO oidc_requests (handle_hash, client_id, request, pushed, \
         created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)";
@@ -83,6 +83,7 @@ pub(crate) struct ClientRecord {
     profile: String,
     pub(crate) revoked_at: Option<i64>,
     id_token_alg: String,
+    jwks_uri: Option<String>,
 }
 
 /// The statement that registers `c` at `now` (nothing when its `client_id` is taken).
@@ -103,6 +104,7 @@ pub(crate) fn insert_client(
         .bind(if c.fapi2 { "fapi2" } else { "" })
         .bind(now)
         .bind(c.id_token_alg.as_str())
+        .bind(c.jwks_uri.clone())
 }
 
 fn internal(what: &str) -> StoreError {
@@ -123,6 +125,7 @@ impl TryFrom<ClientRecord> for OidcClient {
                 Some(text) => Some(serde_json::from_str(&text).map_err(|_| internal("JWKS"))?),
                 None => None,
             },
+            jwks_uri: r.jwks_uri,
             client_id: r.client_id,
             name: r.name,
             secret_hash: r.secret_hash,

@@ -544,6 +544,11 @@ pub const KEYS: &[(&str, &str)] = &[
     ("accounts_import", "max_argon2_memory_kib"),
     ("accounts_import", "max_argon2_iterations"),
     ("oidc", "dpop_nonce"),
+    ("oidc", "jwks_ttl_secs"),
+    ("oidc", "jwks_refetch_interval_secs"),
+    ("oidc", "jwks_max_age_secs"),
+    ("oidc", "jwks_timeout_ms"),
+    ("oidc", "jwks_allow_http_loopback"),
     ("webhooks", "allow_http"),
     ("webhooks", "allow_loopback"),
     ("webhooks", "timeout_secs"),
@@ -779,6 +784,7 @@ impl Config {
                 .trim_end_matches('/')
                 .to_owned(),
             oidc_dpop_nonce: self.oidc.dpop_nonce,
+            oidc_jwks: self.oidc.jwks_policy(),
             inactivity: InactivityPolicy {
                 warn_after_secs: self.inactivity.warn_after_secs,
                 deactivate_after_secs: self.inactivity.deactivate_after_secs,

@@ -53,8 +53,12 @@ pub enum OidcClientCommand {
         #[arg(long)]
         auth: Option<String>,
         /// The client's public keys (a JWKS document) for private_key_jwt.
-        #[arg(long = "jwks-file", value_name = "FILE")]
+        #[arg(long = "jwks-file", value_name = "FILE", conflicts_with = "jwks_uri")]
         jwks_file: Option<PathBuf>,
+        /// Where the client publishes its public keys (https), for private_key_jwt:
+        /// fetched at its first assertion and cached (the oidc.jwks_* keys).
+        #[arg(long = "jwks-uri", value_name = "URL")]
+        jwks_uri: Option<String>,
         /// Skip the consent screen.
         #[arg(long = "first-party")]
         first_party: bool,
@@ -112,6 +116,7 @@ pub async fn run(config: &Config, command: &OidcCommand) -> anyhow::Result<ExitC
             public,
             auth,
             jwks_file,
+            jwks_uri,
             first_party,
             profile,
             id_token_alg,
@@ -125,6 +130,7 @@ pub async fn run(config: &Config, command: &OidcCommand) -> anyhow::Result<ExitC
                     public: *public,
                     auth: auth.clone(),
                     jwks_file: jwks_file.clone(),
+                    jwks_uri: jwks_uri.clone(),
                     first_party: *first_party,
                     profile: profile.clone(),
                     id_token_alg: id_token_alg.clone(),
@@ -161,6 +167,13 @@ pub fn describe(row: &OidcClientRow) -> serde_json::Value {
         "client_id": c.client_id,
         "name": c.name,
         "token_endpoint_auth_method": c.auth.as_str(),
+        // Where a private_key_jwt client's keys come from: "file" (registered) or "uri".
+        "jwks": match (&c.jwks, &c.jwks_uri) {
+            (_, Some(_)) => Some("uri"),
+            (Some(_), None) => Some("file"),
+            (None, None) => None,
+        },
+        "jwks_uri": c.jwks_uri,
         "redirect_uris": c.redirect_uris,
         "post_logout_redirect_uris": c.post_logout_uris,
         "first_party": c.first_party,
@@ -179,6 +192,7 @@ pub struct ClientAdd {
     pub public: bool,
     pub auth: Option<String>,
     pub jwks_file: Option<PathBuf>,
+    pub jwks_uri: Option<String>,
     pub first_party: bool,
     pub profile: Option<String>,
     pub id_token_alg: Option<String>,
@@ -232,6 +246,7 @@ pub async fn client_add(app: &Portcullis, args: ClientAdd) -> anyhow::Result<Exi
         post_logout_uris: args.post_logout_uris,
         auth,
         jwks,
+        jwks_uri: args.jwks_uri,
         first_party: args.first_party,
         fapi2,
         id_token_alg,

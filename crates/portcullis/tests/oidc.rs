@@ -38,6 +38,8 @@ mod nonce;
 mod clients;
 #[path = "oidc/eddsa.rs"]
 mod eddsa;
+#[path = "oidc/jwks_uri.rs"]
+mod jwks_uri;
 
 #[path = "oidc/authlib.rs"]
 mod authlib;

@@ -5,9 +5,11 @@
 
 pub mod amr;
 mod consent;
+mod jwks_uri;
 mod request;
 
 pub use consent::{scope_union, scopes_within};
+pub use jwks_uri::{check_jwks_uri, kid_of, usable_keys, JwksPolicy, JWKS_MAX_BYTES};
 pub use request::{AuthRequest, RawAuthRequest, Refused, MAX_PARAM};
 
 /// How long a pushed authorization request (RFC 9126) may wait to be used.
@@ -94,8 +96,11 @@ pub struct OidcClient {
     pub auth: ClientAuth,
     /// The keyed hash of the secret (`SecretBasic` only).
     pub secret_hash: Option<Vec<u8>>,
-    /// The registered JWKS document (`PrivateKeyJwt` only).
+    /// The registered JWKS document (`PrivateKeyJwt` with a file; `None` with a URI).
     pub jwks: Option<serde_json::Value>,
+    /// Where the client publishes its JWKS (`PrivateKeyJwt` without a file): fetched and
+    /// cached in the database (`service::oidc::jwks_uri`).
+    pub jwks_uri: Option<String>,
     pub redirect_uris: Vec<String>,
     pub post_logout_uris: Vec<String>,
     pub first_party: bool,
@@ -252,6 +257,7 @@ mod tests {
             auth: ClientAuth::None,
             secret_hash: None,
             jwks: None,
+            jwks_uri: None,
             redirect_uris: vec!["https://rp.example/cb".into()],
             post_logout_uris: vec![],
             first_party: true,

@@ -201,6 +201,7 @@ mod tests {
             auth: ClientAuth::None,
             secret_hash: None,
             jwks: None,
+            jwks_uri: None,
             redirect_uris: vec!["https://rp.example/cb".into()],
             post_logout_uris: vec![],
             first_party: true,

@@ -27,6 +27,7 @@ mod keys;
 mod lockout;
 mod oidc;
 mod oidc_clients;
+mod oidc_jwks;
 mod outbox;
 mod registry;
 mod sessions;
@@ -57,6 +58,7 @@ pub use oidc::{
     OidcStore, OidcTokenRow, OidcWrites, StoredRequest, TokenKind,
 };
 pub use oidc_clients::{OidcClientRow, OidcClientWrites};
+pub use oidc_jwks::{CachedJwks, JwksFetchError, JwksFetcher, OidcJwksCache};
 pub use outbox::{
     Message, Notifier, NotifyError, OutboxReads, OutboxRow, OutboxState, OutboxStats, OutboxStore,
     Outgoing, QuotaClaim,
@@ -119,6 +121,7 @@ pub trait Store:
     + OutboxReads
     + WebhookStore
     + OidcStore
+    + OidcJwksCache
     + Claims
     + Transactions
 {

@@ -143,8 +143,8 @@ enum Failure {
 /// ([`public_ip`]), so neither a name pointed at an internal address nor one rebound to it
 /// between the check and the connection reaches the node's own network. A name with no
 /// such address fails the attempt (retried, like any refused connection).
-struct PublicOnly {
-    allow_loopback: bool,
+pub(crate) struct PublicOnly {
+    pub(crate) allow_loopback: bool,
 }
 
 impl reqwest::dns::Resolve for PublicOnly {

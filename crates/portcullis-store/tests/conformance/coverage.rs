@@ -17,6 +17,7 @@ const PORT_FILES: &[&str] = &[
     "keys.rs",
     "lockout.rs",
     "mod.rs",
+    "oidc_jwks.rs",
     "outbox.rs",
     "registry.rs",
     "sessions.rs",
@@ -26,8 +27,9 @@ const PORT_FILES: &[&str] = &[
     "work.rs",
 ];
 
-/// Trait methods that are not storage: the notifier is implemented by the worker.
-const NOT_STORAGE: &[&str] = &["queued"];
+/// Trait methods that are not storage: the notifier is implemented by the worker, the
+/// JWKS fetcher by the HTTP adapter.
+const NOT_STORAGE: &[&str] = &["queued", "fetch_jwks"];
 
 /// The methods declared inside `pub trait … { … }` blocks of `src`.
 fn trait_methods(src: &str) -> Vec<String> {

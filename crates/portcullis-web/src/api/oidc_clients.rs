@@ -40,6 +40,11 @@ pub struct OidcClientOut {
     pub profile: Option<String>,
     /// How its ID tokens are signed: `ES256` or `EdDSA`.
     pub id_token_signed_response_alg: String,
+    /// Where a `private_key_jwt` client's keys come from: `file` (a JWKS document given at
+    /// registration) or `uri` (fetched from `jwks_uri` and cached); absent otherwise.
+    pub jwks: Option<String>,
+    /// The URL its keys are fetched from, when `jwks` is `uri`.
+    pub jwks_uri: Option<String>,
     /// RFC 3339.
     pub created_at: String,
     /// RFC 3339; absent while the client is active.
@@ -57,6 +62,12 @@ impl From<OidcClientRow> for OidcClientOut {
             first_party: r.client.first_party,
             profile: r.client.fapi2.then(|| "fapi2".to_owned()),
             id_token_signed_response_alg: r.client.id_token_alg.as_str().to_owned(),
+            jwks: match (&r.client.jwks, &r.client.jwks_uri) {
+                (_, Some(_)) => Some("uri".to_owned()),
+                (Some(_), None) => Some("file".to_owned()),
+                (None, None) => None,
+            },
+            jwks_uri: r.client.jwks_uri,
             created_at: r.created_at.to_rfc3339(),
             revoked_at: r.revoked_at.map(|t| t.to_rfc3339()),
         }
@@ -73,7 +84,7 @@ pub struct OidcClientIn {
     pub redirect_uris: Vec<String>,
     #[serde(default)]
     pub post_logout_redirect_uris: Vec<String>,
-    /// `client_secret_basic` (the default), `private_key_jwt` (with `jwks`) or `none` (a
+    /// `client_secret_basic` (the default), `private_key_jwt` (with `jwks` or `jwks_uri`) or `none` (a
     /// public client: PKCE, DPoP recommended).
     #[serde(default)]
     pub token_endpoint_auth_method: Option<String>,
@@ -82,6 +93,12 @@ pub struct OidcClientIn {
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     pub jwks: Option<serde_json::Value>,
+    /// Instead of `jwks`: the `https` URL where the client publishes its JWKS, fetched at
+    /// its first assertion and cached (`oidc.jwks_*`). A private, link-local or reserved
+    /// address is refused; `http` only to a loopback IP address, with
+    /// `oidc.jwks_allow_http_loopback`.
+    #[serde(default)]
+    pub jwks_uri: Option<String>,
     #[serde(default)]
     pub first_party: bool,
     /// `fapi2`: PAR, PKCE S256, DPoP and `private_key_jwt` required.
@@ -125,7 +142,7 @@ pub async fn list_clients(
     request_body = OidcClientIn,
     responses(
         (status = 201, body = OidcClientCreated),
-        (status = 400, description = "A redirect URI that is not exact https (or, for a public client, loopback or a private-use scheme), fapi2 without private_key_jwt, private_key_jwt without a usable JWKS", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "A redirect URI that is not exact https (or, for a public client, loopback or a private-use scheme), fapi2 without private_key_jwt, private_key_jwt without a usable JWKS, or with both jwks and jwks_uri, or a jwks_uri that is not https to a public host", body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The token lacks clients:write", body = Problem, content_type = "application/problem+json"),
     ))]
@@ -166,6 +183,7 @@ pub async fn add_client(
         post_logout_uris: body.post_logout_redirect_uris,
         auth,
         jwks: body.jwks,
+        jwks_uri: body.jwks_uri,
         first_party: body.first_party,
         fapi2,
         id_token_alg,

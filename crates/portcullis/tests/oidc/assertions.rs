@@ -15,7 +15,7 @@ use super::support::*;
 
 /// A refresh grant with an unknown token: `invalid_grant` (400) once the client is
 /// authenticated, `invalid_client` (401) when the assertion is refused.
-async fn with_assertion(app: &TestApp, assertion: &str) -> (u16, String) {
+pub(super) async fn with_assertion(app: &TestApp, assertion: &str) -> (u16, String) {
     let res = token(
         app,
         &[

@@ -62,6 +62,7 @@ async fn authlib_rp(backend: Backend) {
             post_logout_uris: vec![AFTER_LOGOUT.into()],
             auth: ClientAuth::None,
             jwks: None,
+            jwks_uri: None,
             first_party: true,
             fapi2: false,
             id_token_alg: Default::default(),

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use super::support::*;
 
 /// `portcullis …` as the operator runs it: (exit code, stdout, stderr).
-fn cli(app: &TestApp, args: &[&str]) -> (i32, String, String) {
+pub(super) fn cli(app: &TestApp, args: &[&str]) -> (i32, String, String) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
         .args(["--database-url", &app.config.database_url])
         .args(args)
@@ -28,7 +28,7 @@ fn cli(app: &TestApp, args: &[&str]) -> (i32, String, String) {
 }
 
 /// An admin token with `scopes`, made on the command line.
-fn admin_token(app: &TestApp, name: &str, scopes: &[&str]) -> String {
+pub(super) fn admin_token(app: &TestApp, name: &str, scopes: &[&str]) -> String {
     let mut args = vec!["admin", "token", "create", "--name", name];
     for scope in scopes {
         args.extend(["--scope", scope]);
@@ -38,7 +38,7 @@ fn admin_token(app: &TestApp, name: &str, scopes: &[&str]) -> String {
     out.trim().to_owned()
 }
 
-async fn api(
+pub(super) async fn api(
     app: &TestApp,
     method: reqwest::Method,
     path: &str,

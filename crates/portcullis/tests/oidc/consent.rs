@@ -20,6 +20,7 @@ async fn third_party(app: &TestApp) -> String {
             post_logout_uris: vec![],
             auth: ClientAuth::None,
             jwks: None,
+            jwks_uri: None,
             first_party: false,
             fapi2: false,
             id_token_alg: Default::default(),

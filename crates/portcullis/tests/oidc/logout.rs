@@ -105,6 +105,7 @@ async fn rp_initiated_logout(backend: Backend) {
             post_logout_uris: vec![AFTER.into()],
             auth: ClientAuth::SecretBasic,
             jwks: None,
+            jwks_uri: None,
             first_party: true,
             fapi2: false,
             id_token_alg: Default::default(),

@@ -156,6 +156,7 @@ async fn audit_and_sweep(backend: Backend) {
             post_logout_uris: vec![],
             auth: ClientAuth::SecretBasic,
             jwks: None,
+            jwks_uri: None,
             first_party: true,
             fapi2: false,
             id_token_alg: Default::default(),

@@ -63,6 +63,15 @@ pub async fn send(
 
 /// `portcullis oidc client add …` as an operator runs it: one JSON line.
 pub fn cli_client_add(app: &TestApp, args: &[&str]) -> (std::process::Output, Value) {
+    cli_client_add_with(app, args, &[])
+}
+
+/// As `cli_client_add`, with more environment (configuration keys).
+pub fn cli_client_add_with(
+    app: &TestApp,
+    args: &[&str],
+    envs: &[(&str, &str)],
+) -> (std::process::Output, Value) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
         .args([
             "--database-url",
@@ -74,6 +83,7 @@ pub fn cli_client_add(app: &TestApp, args: &[&str]) -> (std::process::Output, Va
         .args(args)
         .env("PORTCULLIS_SECRETS_DIR", &app.config.secrets_dir)
         .env("PORTCULLIS_PUBLIC_URL", ISSUER)
+        .envs(envs.iter().copied())
         .output()
         .unwrap();
     let line = String::from_utf8_lossy(&out.stdout).to_string();
@@ -90,6 +100,7 @@ pub async fn register(app: &TestApp, auth: ClientAuth, jwks: Option<Value>, fapi
             post_logout_uris: vec![],
             auth,
             jwks,
+            jwks_uri: None,
             first_party: true,
             fapi2,
             id_token_alg: Default::default(),

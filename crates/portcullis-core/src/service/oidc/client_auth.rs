@@ -8,7 +8,7 @@ use serde_json::Value;
 use crate::audit::{AuditEvent, AuditKind};
 use crate::clock::UnixTime;
 use crate::oidc::{
-    ClientAuth, OidcClient, OidcError, ASSERTION_MAX_LIFE_SECS, JWT_IAT_WINDOW_SECS,
+    kid_of, ClientAuth, OidcClient, OidcError, ASSERTION_MAX_LIFE_SECS, JWT_IAT_WINDOW_SECS,
 };
 use crate::service::Portcullis;
 
@@ -147,20 +147,6 @@ impl Portcullis {
     ) -> Result<(), OidcError> {
         let bad = OidcError::invalid_client;
         let jwt = jws::decode(assertion).map_err(|_| bad())?;
-        let keys = client
-            .jwks
-            .as_ref()
-            .and_then(|j| j.get("keys"))
-            .and_then(Value::as_array)
-            .ok_or(bad())?;
-        let kid = jwt.header.get("kid").and_then(Value::as_str);
-        let verified = keys
-            .iter()
-            .filter(|k| kid.is_none() || k.get("kid").and_then(Value::as_str) == kid)
-            .any(|k| jwt.verify(k).is_ok());
-        if !verified {
-            return Err(bad());
-        }
         let claim = |name: &str| jwt.claims.get(name);
         let text = |name: &str| claim(name).and_then(Value::as_str);
         if text("iss") != Some(client.client_id.as_str())
@@ -183,6 +169,17 @@ impl Portcullis {
             if iat > now.0 + JWT_IAT_WINDOW_SECS {
                 return Err(bad());
             }
+        }
+        // The signature last but one (it may need a fetch from the client's jwks_uri), and
+        // the `jti` claimed only once the assertion is proven the client's.
+        let kid = jwt.header.get("kid").and_then(Value::as_str);
+        let keys = self.client_keys(client, kid, now).await?;
+        let verified = keys
+            .iter()
+            .filter(|k| kid.is_none() || kid_of(k) == kid)
+            .any(|k| jwt.verify(k).is_ok());
+        if !verified {
+            return Err(bad());
         }
         let jti = text("jti")
             .filter(|j| !j.is_empty() && j.len() <= 256)

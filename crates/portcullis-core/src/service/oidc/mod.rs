@@ -8,6 +8,7 @@ mod client_auth;
 mod clients;
 mod consent;
 mod dpop;
+mod jwks_uri;
 mod logout;
 mod token;
 
@@ -52,6 +53,8 @@ pub struct ClientRegistration {
     pub post_logout_uris: Vec<String>,
     pub auth: ClientAuth,
     pub jwks: Option<Value>,
+    /// Where the client publishes its JWKS (`private_key_jwt`, instead of `jwks`).
+    pub jwks_uri: Option<String>,
     pub first_party: bool,
     pub fapi2: bool,
     /// How its ID tokens are signed (`id_token_signed_response_alg`).
@@ -206,23 +209,27 @@ impl Portcullis {
         if r.fapi2 && r.auth != ClientAuth::PrivateKeyJwt {
             return Err("--profile fapi2 requires --auth private_key_jwt".into());
         }
-        match (r.auth, &r.jwks) {
-            (ClientAuth::PrivateKeyJwt, None) => {
-                return Err("--auth private_key_jwt needs --jwks-file".into())
+        match (r.auth, &r.jwks, &r.jwks_uri) {
+            (ClientAuth::PrivateKeyJwt, None, None) => {
+                return Err("--auth private_key_jwt needs --jwks-file or --jwks-uri".into())
             }
-            (ClientAuth::PrivateKeyJwt, Some(jwks)) => {
-                let usable = jwks
-                    .get("keys")
-                    .and_then(Value::as_array)
-                    .is_some_and(|keys| {
-                        keys.iter()
-                            .any(|k| portcullis_crypto::jws::verifying_key(k).is_ok())
-                    });
-                if !usable {
-                    return Err("the JWKS file has no public EC P-256 key".into());
-                }
+            (ClientAuth::PrivateKeyJwt, Some(_), Some(_)) => {
+                return Err("give --jwks-file or --jwks-uri, not both".into())
             }
-            (_, Some(_)) => return Err("--jwks-file is only for private_key_jwt".into()),
+            (ClientAuth::PrivateKeyJwt, Some(jwks), None)
+                if crate::oidc::usable_keys(jwks).is_empty() =>
+            {
+                return Err("the JWKS file has no public EC P-256 key".into())
+            }
+            (ClientAuth::PrivateKeyJwt, Some(_), None) => {}
+            (ClientAuth::PrivateKeyJwt, None, Some(uri)) => {
+                // Checked now, fetched at the first assertion: the relying party's key
+                // server need not be up when the operator registers it.
+                crate::oidc::check_jwks_uri(uri, self.policies.oidc_jwks.allow_http_loopback)
+                    .map_err(|e| format!("{e}: {uri}"))?;
+            }
+            (_, Some(_), _) => return Err("--jwks-file is only for private_key_jwt".into()),
+            (_, _, Some(_)) => return Err("--jwks-uri is only for private_key_jwt".into()),
             _ => {}
         }
         let secret = (r.auth == ClientAuth::SecretBasic).then(Token::generate);
@@ -234,6 +241,7 @@ impl Portcullis {
                 .as_ref()
                 .map(|s| self.oidc_secret_hash(s.expose()).to_vec()),
             jwks: r.jwks,
+            jwks_uri: r.jwks_uri,
             redirect_uris: r.redirect_uris,
             post_logout_uris: r.post_logout_uris,
             first_party: r.first_party,
