@@ -67,6 +67,15 @@ pub const BUILD: &str = if cfg!(feature = "opt-native") {
     "ref.c, portable"
 };
 
+/// [`BUILD`], and the `CFLAGS` the C code was compiled with when some were set (a measurement
+/// can narrow `-march=native` with e.g. `CFLAGS=-mno-avx512f`).
+pub fn build() -> String {
+    match option_env!("CFLAGS").filter(|f| !f.trim().is_empty()) {
+        Some(flags) => format!("{BUILD}, CFLAGS={flags}"),
+        None => BUILD.to_owned(),
+    }
+}
+
 /// argon2id (version 0x13) of `secret` with `salt` into `out`, filling `memory` (grown when
 /// too small, then reused).
 pub fn hash_into(

@@ -52,7 +52,11 @@ fn a_reused_block_gives_the_same_tags_as_a_fresh_one() {
     )
     .unwrap();
     assert_eq!(hex::encode(again), RFC9106_TAG);
-    assert_eq!(reused.bytes(), 256 * 1024, "no new block for a smaller hash");
+    assert_eq!(
+        reused.bytes(),
+        256 * 1024,
+        "no new block for a smaller hash"
+    );
 }
 
 #[test]
