@@ -49,6 +49,30 @@ const CANDIDATES: [Candidate; 4] = [
     Candidate::ReferenceC,
 ];
 
+/// One thread's hasher from a release of the `argon2` crate (0.5 and 0.6 share this API but
+/// not their types), reusing its memory block.
+macro_rules! crate_hasher {
+    ($argon2:ident, $cost:expr, $key:expr, $ad:expr) => {{
+        use $argon2::{Algorithm, Argon2, AssociatedData, Block, ParamsBuilder, Version};
+        let params = ParamsBuilder::new()
+            .m_cost($cost.memory_kib)
+            .t_cost($cost.iterations)
+            .p_cost($cost.parallelism)
+            .output_len(32)
+            .data(AssociatedData::new($ad).map_err(anyhow::Error::msg)?)
+            .build()
+            .map_err(anyhow::Error::msg)?;
+        let argon = Argon2::new_with_secret($key, Algorithm::Argon2id, Version::V0x13, params)
+            .map_err(anyhow::Error::msg)?;
+        let mut memory = vec![Block::default(); argon.params().block_count()];
+        Box::new(move |password: &[u8], salt: &[u8], out: &mut [u8]| {
+            argon
+                .hash_password_into_with_memory(password, salt, out, &mut memory)
+                .map_err(anyhow::Error::msg)
+        })
+    }};
+}
+
 impl Candidate {
     fn name(self) -> String {
         match self {
@@ -66,48 +90,8 @@ impl Candidate {
     /// memory block where the candidate's API allows.
     fn hasher(self, cost: Cost, key: &'static [u8], ad: &'static [u8]) -> anyhow::Result<Hasher> {
         Ok(match self {
-            Self::Crate => {
-                use argon2::{Algorithm, Argon2, AssociatedData, Block, ParamsBuilder, Version};
-                let params = ParamsBuilder::new()
-                    .m_cost(cost.memory_kib)
-                    .t_cost(cost.iterations)
-                    .p_cost(cost.parallelism)
-                    .output_len(32)
-                    .data(AssociatedData::new(ad).map_err(anyhow::Error::msg)?)
-                    .build()
-                    .map_err(anyhow::Error::msg)?;
-                let argon =
-                    Argon2::new_with_secret(key, Algorithm::Argon2id, Version::V0x13, params)
-                        .map_err(anyhow::Error::msg)?;
-                let mut memory = vec![Block::default(); argon.params().block_count()];
-                Box::new(move |password, salt, out| {
-                    argon
-                        .hash_password_into_with_memory(password, salt, out, &mut memory)
-                        .map_err(anyhow::Error::msg)
-                })
-            }
-            Self::CrateNext => {
-                use argon2_next::{
-                    Algorithm, Argon2, AssociatedData, Block, ParamsBuilder, Version,
-                };
-                let params = ParamsBuilder::new()
-                    .m_cost(cost.memory_kib)
-                    .t_cost(cost.iterations)
-                    .p_cost(cost.parallelism)
-                    .output_len(32)
-                    .data(AssociatedData::new(ad).map_err(anyhow::Error::msg)?)
-                    .build()
-                    .map_err(anyhow::Error::msg)?;
-                let argon =
-                    Argon2::new_with_secret(key, Algorithm::Argon2id, Version::V0x13, params)
-                        .map_err(anyhow::Error::msg)?;
-                let mut memory = vec![Block::default(); argon.params().block_count()];
-                Box::new(move |password, salt, out| {
-                    argon
-                        .hash_password_into_with_memory(password, salt, out, &mut memory)
-                        .map_err(anyhow::Error::msg)
-                })
-            }
+            Self::Crate => crate_hasher!(argon2, cost, key, ad),
+            Self::CrateNext => crate_hasher!(argon2_next, cost, key, ad),
             Self::RustArgon2 => {
                 let config = rust_argon2::Config {
                     ad,
