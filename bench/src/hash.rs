@@ -39,8 +39,12 @@ impl Rate {
     }
 }
 
+/// One thread's hash function: (password, salt, out). It owns whatever memory it reuses.
+pub type Hasher = Box<dyn FnMut(&[u8], &[u8], &mut [u8]) -> anyhow::Result<()>>;
+
 /// Runs `threads` hashing threads for about `run_for` (at most `max_per_thread` hashes each)
-/// after one untimed warm-up hash each (which also allocates the memory block).
+/// after one untimed warm-up hash each (which also allocates the memory block), with the
+/// server's kernel (the `argon2` crate).
 pub fn measure(
     cost: Cost,
     threads: usize,
@@ -49,14 +53,32 @@ pub fn measure(
 ) -> anyhow::Result<Rate> {
     let params = Params::new(cost.memory_kib, cost.iterations, cost.parallelism, Some(32))
         .map_err(|e| anyhow::anyhow!("argon2 parameters: {e}"))?;
+    let make = |_index: usize| -> anyhow::Result<Hasher> {
+        let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
+        let mut memory = vec![Block::default(); params.block_count()];
+        Ok(Box::new(move |password, salt, out| {
+            argon
+                .hash_password_into_with_memory(password, salt, out, &mut memory)
+                .map_err(|e| anyhow::anyhow!("argon2: {e}"))
+        }))
+    };
+    measure_kernel(threads, run_for, max_per_thread, &make)
+}
+
+/// [`measure`] with any kernel: `make(thread_index)` builds each thread's hash function.
+pub fn measure_kernel(
+    threads: usize,
+    run_for: Duration,
+    max_per_thread: u64,
+    make: &(dyn Fn(usize) -> anyhow::Result<Hasher> + Sync),
+) -> anyhow::Result<Rate> {
     let threads = threads.max(1);
     let barrier = Barrier::new(threads);
     let results: Vec<anyhow::Result<(u64, Instant, Instant)>> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
             .map(|index| {
-                let params = params.clone();
                 let barrier = &barrier;
-                scope.spawn(move || hash_loop(index, &params, barrier, run_for, max_per_thread))
+                scope.spawn(move || hash_loop(index, make, barrier, run_for, max_per_thread))
             })
             .collect();
         handles
@@ -85,30 +107,23 @@ pub fn measure(
 
 fn hash_loop(
     index: usize,
-    params: &Params,
+    make: &(dyn Fn(usize) -> anyhow::Result<Hasher> + Sync),
     barrier: &Barrier,
     run_for: Duration,
     max: u64,
 ) -> anyhow::Result<(u64, Instant, Instant)> {
-    let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
-    let mut memory = vec![Block::default(); params.block_count()];
     let mut out = [0u8; 32];
     let salt = [u8::try_from(index % 256).unwrap_or(0); 16];
     let password = b"Bench-Kestrel-7391!";
-    let mut hash = |out: &mut [u8]| {
-        argon
-            .hash_password_into_with_memory(password, &salt, out, &mut memory)
-            .map_err(|e| anyhow::anyhow!("argon2: {e}"))
-    };
-    let warm_up = hash(&mut out);
+    let warm_up = make(index).and_then(|mut hash| hash(password, &salt, &mut out).map(|()| hash));
     // Every thread reaches the barrier, even one whose warm-up failed, so none waits forever.
     barrier.wait();
-    warm_up.context("warm-up hash")?;
+    let mut hash = warm_up.context("warm-up hash")?;
     let started = Instant::now();
     let deadline = started + run_for;
     let mut n = 0;
     while n < max && Instant::now() < deadline {
-        hash(&mut out)?;
+        hash(password, &salt, &mut out)?;
         n += 1;
     }
     Ok((n, started, Instant::now()))

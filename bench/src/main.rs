@@ -14,6 +14,7 @@
 //! See `docs/benchmarks.md` for the figures, the last run and what limits each.
 
 mod hash;
+mod kernels;
 mod load;
 mod oidc;
 mod peer;
@@ -47,8 +48,9 @@ struct Cli {
     #[arg(long)]
     smoke: bool,
     /// Run one figure: 1-6 and 8-11 on SQLite; 7 is figures 1-3 and 5 on PostgreSQL; 6
-    /// and 10 run on PostgreSQL too when it is configured.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=11))]
+    /// and 10 run on PostgreSQL too when it is configured; 12 is the argon2id kernel
+    /// candidates (no server).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=12))]
     only: Option<u8>,
     /// A PostgreSQL server for figure 7 (and figures 6 and 10 on PostgreSQL); a database is
     /// created for each and dropped at its end.
@@ -179,6 +181,9 @@ async fn main() -> anyhow::Result<()> {
             db.drop_now().await?;
             result?;
         }
+    }
+    if run(12) {
+        kernels::figure(&mut ctx).await?;
     }
 
     print_header(&ctx, cli.smoke, postgres.as_deref(), &load_at_start);

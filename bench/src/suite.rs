@@ -42,6 +42,8 @@ pub struct Sizes {
     pub import_rows: u64,
     /// Figure 10: records pushed through the registry API.
     pub push_rows: u64,
+    /// Figure 12: each candidate's chunk of hashing, `rounds` chunks each.
+    pub kernel_chunk: Duration,
 }
 
 impl Sizes {
@@ -61,6 +63,7 @@ impl Sizes {
             idle_wait: Duration::from_secs(2),
             import_rows: 1_000_000,
             push_rows: 1_000_000,
+            kernel_chunk: Duration::from_secs(3),
         }
     }
 
@@ -80,6 +83,7 @@ impl Sizes {
             idle_wait: Duration::from_millis(200),
             import_rows: 10_000,
             push_rows: 20_000,
+            kernel_chunk: Duration::from_millis(150),
         }
     }
 }
