@@ -108,8 +108,8 @@ pub(crate) async fn append(
     let mut seq = last - count;
     let key_id = i64::from(key.id);
     for chunk in events.chunks(APPEND_CHUNK) {
-        let sql = append_sql(chunk.len(), backend);
-        let mut q = sqlx::query(&sql);
+        let statement = append_sql(chunk.len(), backend);
+        let mut q = sqlx::query(&statement);
         for event in chunk {
             seq += 1;
             let kind = event.kind.as_str();
