@@ -524,7 +524,6 @@ impl OidcStore for SqlStore {
             .map_err(db_err)?;
         Ok(rows.into_iter().map(OidcGrantRow::from).collect())
     }
-
 }
 
 impl SqlWork {

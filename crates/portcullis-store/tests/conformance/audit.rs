@@ -133,7 +133,9 @@ async fn audit_large_append(backend: Backend) {
     commit(w).await;
     let mut entries = Vec::new();
     while entries.len() < 2_346 {
-        let after = entries.last().map_or(0, |e: &portcullis_core::audit::AuditEntry| e.seq);
+        let after = entries
+            .last()
+            .map_or(0, |e: &portcullis_core::audit::AuditEntry| e.seq);
         let page = s.audit_entries(after, 1_000).await.unwrap();
         assert!(!page.is_empty(), "{} entries", entries.len());
         entries.extend(page);
