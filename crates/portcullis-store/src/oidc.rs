@@ -11,7 +11,7 @@ use portcullis_core::ports::{
 };
 use portcullis_core::session::SessionPolicy;
 use sqlx::any::AnyArguments;
-use sqlx::query::Query;
+use sqlx::query::{Query, QueryAs};
 use sqlx::{Any, AnyConnection};
 
 use crate::sql::statements;
@@ -273,13 +273,22 @@ impl From<TokenRecord> for OidcTokenRow {
     }
 }
 
-/// The bounds a session's times must be above to be open at `now`: the same rule as
-/// `SessionPolicy::state`, open while now < created + absolute and now < last seen + idle.
-fn session_bounds(policy: SessionPolicy, now: UnixTime) -> (i64, i64) {
-    (
-        now.0.saturating_sub(policy.absolute_secs),
-        now.0.saturating_sub(policy.idle_secs),
-    )
+/// A `…_IN_SESSION` statement with its row's hash and the bounds a session's times must be
+/// above to be open at `now`: the same rule as `SessionPolicy::state`, open while
+/// now < created + absolute and now < last seen + idle.
+fn in_session<O>(
+    statement: &'static str,
+    hash: &[u8; 32],
+    policy: SessionPolicy,
+    now: UnixTime,
+) -> QueryAs<'static, Any, O, AnyArguments<'static>>
+where
+    O: for<'r> sqlx::FromRow<'r, sqlx::any::AnyRow>,
+{
+    sqlx::query_as(statement)
+        .bind(hash.to_vec())
+        .bind(now.0.saturating_sub(policy.absolute_secs))
+        .bind(now.0.saturating_sub(policy.idle_secs))
 }
 
 #[derive(sqlx::FromRow)]
@@ -450,11 +459,7 @@ impl OidcStore for SqlStore {
         policy: SessionPolicy,
         now: UnixTime,
     ) -> StoreResult<Option<(OidcCodeRow, bool)>> {
-        let (absolute, idle) = session_bounds(policy, now);
-        let row: Option<CodeInSession> = sqlx::query_as(CODE_IN_SESSION)
-            .bind(code_hash.to_vec())
-            .bind(absolute)
-            .bind(idle)
+        let row: Option<CodeInSession> = in_session(CODE_IN_SESSION, code_hash, policy, now)
             .fetch_optional(&self.pool)
             .await
             .map_err(db_err)?;
@@ -476,11 +481,7 @@ impl OidcStore for SqlStore {
         policy: SessionPolicy,
         now: UnixTime,
     ) -> StoreResult<Option<(OidcTokenRow, bool)>> {
-        let (absolute, idle) = session_bounds(policy, now);
-        let row: Option<TokenInSession> = sqlx::query_as(TOKEN_IN_SESSION)
-            .bind(token_hash.to_vec())
-            .bind(absolute)
-            .bind(idle)
+        let row: Option<TokenInSession> = in_session(TOKEN_IN_SESSION, token_hash, policy, now)
             .fetch_optional(&self.pool)
             .await
             .map_err(db_err)?;
