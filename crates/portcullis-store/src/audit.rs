@@ -1,8 +1,18 @@
-//! The audit chain. A unit of work appends its events last, just before COMMIT: one
-//! `UPDATE audit_head … RETURNING` takes the head row's lock on PostgreSQL (SQLite's
-//! transaction already holds the write lock) and reserves the events' sequence numbers, so
-//! two units of work never share a `seq` or a previous hash, and the head is held for the
-//! few statements that follow.
+//! The audit chain. A unit of work appends its events last, just before COMMIT, in two
+//! statements whatever their number:
+//!
+//! 1. `UPDATE audit_head … RETURNING` (RESERVE) takes the head row's lock on PostgreSQL
+//!    (SQLite's transaction already holds the write lock), reserves the events' sequence
+//!    numbers and returns the previous hash, so two units of work never share a `seq` or a
+//!    previous hash;
+//! 2. one multi-row `INSERT` of every event, each hashed over the one before it (see
+//!    [`append_sql`]; a chunk per [`APPEND_CHUNK`] events, so only a registry load with
+//!    thousands of events takes more than one).
+//!
+//! The head's hash follows the log by itself: the `AFTER INSERT` trigger of migration 0039
+//! copies the hash of the row whose `seq` is the head's (the last reserved) into the head,
+//! in the same statement and transaction. Earlier releases set it with a third statement;
+//! one running during a rolling upgrade writes the same value again, harmlessly.
 
 use async_trait::async_trait;
 use portcullis_core::audit::{chain_hash, AuditEntry, AuditEvent, ChainInput, ChainKey};
@@ -10,8 +20,13 @@ use portcullis_core::clock::UnixTime;
 use portcullis_core::ports::{AuditReads, StoreResult};
 use sqlx::AnyConnection;
 
-use crate::sql::statements;
-use crate::{db_err, SqlStore};
+use crate::sql::{push_rows, statements};
+use crate::{db_err, Backend, SqlStore};
+
+/// Bound parameters per event row.
+const COLUMNS: usize = 10;
+/// Events per `INSERT`: far under both backends' bound-parameter limits.
+pub(crate) const APPEND_CHUNK: usize = 1_000;
 
 macro_rules! entry_select {
     () => {
@@ -26,10 +41,7 @@ statements! {
     AUDIT_HEAD = "SELECT seq, hash FROM audit_head WHERE id = 1";
     /// Reserves `$1` sequence numbers: the head's new `seq` is the last of them.
     RESERVE = "UPDATE audit_head SET seq = seq + $1 WHERE id = 1 RETURNING seq, hash";
-    APPEND = "INSERT INTO audit_log (seq, at, kind, account_id, actor, client_ip, detail, \
-        prev_hash, hash, key_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
     COUNT_BY_KEY = "SELECT key_id, COUNT(*) FROM audit_log GROUP BY key_id ORDER BY key_id";
-    SET_HEAD_HASH = "UPDATE audit_head SET hash = $1 WHERE id = 1";
 }
 
 #[derive(sqlx::FromRow)]
@@ -63,9 +75,23 @@ impl From<EntryRecord> for AuditEntry {
     }
 }
 
-/// Appends `events`, in order, to the chain inside the caller's transaction.
+/// The multi-row `INSERT` of `rows` audit entries (the one audit statement built at run
+/// time, by its row count; the conformance suite prepares it at several sizes).
+pub(crate) fn append_sql(rows: usize, backend: Backend) -> String {
+    let mut sql = String::with_capacity(120 + rows * 40);
+    sql.push_str(
+        "INSERT INTO audit_log (seq, at, kind, account_id, actor, client_ip, detail, \
+         prev_hash, hash, key_id) VALUES ",
+    );
+    push_rows(&mut sql, rows, COLUMNS, backend, "(");
+    sql
+}
+
+/// Appends `events`, in order, to the chain inside the caller's transaction: RESERVE, then
+/// one `INSERT` (per [`APPEND_CHUNK`] events); the trigger moves the head's hash.
 pub(crate) async fn append(
     conn: &mut AnyConnection,
+    backend: Backend,
     events: &[AuditEvent],
     now: UnixTime,
     key: &ChainKey,
@@ -80,43 +106,41 @@ pub(crate) async fn append(
         .await
         .map_err(db_err)?;
     let mut seq = last - count;
-    for event in events {
-        seq += 1;
-        let kind = event.kind.as_str();
-        let hash = chain_hash(
-            &key.key,
-            &ChainInput {
-                prev: &prev,
-                seq,
-                at: now,
-                kind,
-                account_id: event.account_id,
-                actor: &event.actor,
-                client_ip: event.client_ip.as_deref(),
-                detail: &event.detail,
-            },
-        );
-        sqlx::query(APPEND)
-            .bind(seq)
-            .bind(now.0)
-            .bind(kind)
-            .bind(event.account_id)
-            .bind(event.actor.as_str())
-            .bind(event.client_ip.as_deref())
-            .bind(event.detail.as_str())
-            .bind(prev)
-            .bind(hash.to_vec())
-            .bind(i64::from(key.id))
-            .execute(&mut *conn)
-            .await
-            .map_err(db_err)?;
-        prev = hash.to_vec();
+    let key_id = i64::from(key.id);
+    for chunk in events.chunks(APPEND_CHUNK) {
+        let statement = append_sql(chunk.len(), backend);
+        let mut q = sqlx::query(&statement);
+        for event in chunk {
+            seq += 1;
+            let kind = event.kind.as_str();
+            let hash = chain_hash(
+                &key.key,
+                &ChainInput {
+                    prev: &prev,
+                    seq,
+                    at: now,
+                    kind,
+                    account_id: event.account_id,
+                    actor: &event.actor,
+                    client_ip: event.client_ip.as_deref(),
+                    detail: &event.detail,
+                },
+            )
+            .to_vec();
+            q = q
+                .bind(seq)
+                .bind(now.0)
+                .bind(kind)
+                .bind(event.account_id)
+                .bind(event.actor.as_str())
+                .bind(event.client_ip.as_deref())
+                .bind(event.detail.as_str())
+                .bind(std::mem::replace(&mut prev, hash.clone()))
+                .bind(hash)
+                .bind(key_id);
+        }
+        q.execute(&mut *conn).await.map_err(db_err)?;
     }
-    sqlx::query(SET_HEAD_HASH)
-        .bind(prev)
-        .execute(&mut *conn)
-        .await
-        .map_err(db_err)?;
     Ok(())
 }
 

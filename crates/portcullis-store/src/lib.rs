@@ -497,5 +497,11 @@ pub fn statements(backend: Backend) -> Vec<(String, String)> {
             registry::upsert_sql(rows, backend, 1),
         ));
     }
+    for rows in [1, 2, audit::APPEND_CHUNK] {
+        out.push((
+            format!("audit::append_sql({rows})"),
+            audit::append_sql(rows, backend),
+        ));
+    }
     out
 }

@@ -11,7 +11,7 @@ use portcullis_core::ports::{
 };
 use portcullis_core::session::SessionPolicy;
 use sqlx::any::AnyArguments;
-use sqlx::query::Query;
+use sqlx::query::{Query, QueryAs};
 use sqlx::{Any, AnyConnection};
 
 use crate::sql::statements;
@@ -26,6 +26,31 @@ macro_rules! client_columns {
 }
 pub(crate) use client_columns;
 
+/// The columns [`TokenRecord`] reads.
+macro_rules! token_columns {
+    () => {
+        "id, kind, family, client_id, account_id, session_id, scope, dpop_jkt, auth_time, \
+        created_at, expires_at, used_at, revoked_at"
+    };
+}
+
+macro_rules! token_insert {
+    () => {
+        "INSERT INTO oidc_tokens (token_hash, kind, family, code_id, client_id, account_id, \
+        session_id, scope, dpop_jkt, auth_time, created_at, expires_at)"
+    };
+}
+
+/// One row of [`token_insert!`]'s twelve placeholders, numbered from `$n`.
+macro_rules! token_values {
+    (1) => {
+        "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+    };
+    (13) => {
+        "($13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24)"
+    };
+}
+
 statements! {
     INSERT_CLIENT = "INSERT INTO oidc_clients (client_id, name, auth_method, secret_hash, jwks, \
         redirect_uris, post_logout_uris, first_party, profile, created_at, id_token_alg, \
@@ -33,20 +58,30 @@ statements! {
     CLIENT_BY_ID = concat!("SELECT ", client_columns!(), " FROM oidc_clients WHERE client_id = $1");
     INSERT_REQUEST = "INSERT INTO oidc_requests (handle_hash, client_id, request, pushed, \
         created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)";
-    REQUEST_BY_HANDLE = "SELECT client_id, request, pushed, expires_at FROM oidc_requests \
-        WHERE handle_hash = $1 AND used_at IS NULL";
-    USE_REQUEST = "UPDATE oidc_requests SET used_at = $2 WHERE handle_hash = $1 AND used_at IS NULL";
+    /// Uses a live request and returns it, in one statement.
+    TAKE_REQUEST = "UPDATE oidc_requests SET used_at = $2 WHERE handle_hash = $1 \
+        AND used_at IS NULL AND expires_at >= $2 \
+        RETURNING client_id, request, pushed, expires_at";
     INSERT_CODE = "INSERT INTO oidc_codes (code_hash, client_id, account_id, session_id, request, \
         auth_time, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
     USE_CODE = "UPDATE oidc_codes SET used_at = $2 WHERE id = $1 AND used_at IS NULL";
-    CODE_BY_HASH = "SELECT id, client_id, account_id, session_id, request, auth_time, expires_at, \
-        used_at FROM oidc_codes WHERE code_hash = $1";
-    INSERT_TOKEN = "INSERT INTO oidc_tokens (token_hash, kind, family, code_id, client_id, \
-        account_id, session_id, scope, dpop_jkt, auth_time, created_at, expires_at) \
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
-    TOKEN_BY_HASH = "SELECT id, kind, family, client_id, account_id, session_id, scope, dpop_jkt, \
-        auth_time, created_at, expires_at, used_at, revoked_at FROM oidc_tokens \
-        WHERE token_hash = $1";
+    /// A code and its session's openness (`$2`, `$3`: the oldest open session's creation
+    /// and last use, as in `TOKEN_IN_SESSION`).
+    CODE_IN_SESSION = "SELECT id, client_id, account_id, session_id, request, auth_time, \
+        expires_at, used_at, (SELECT COUNT(*) FROM sessions s WHERE s.id = oidc_codes.session_id \
+        AND s.created_at > $2 AND s.last_seen_at > $3) AS session_open \
+        FROM oidc_codes WHERE code_hash = $1";
+    INSERT_TOKEN = concat!(token_insert!(), " VALUES ", token_values!(1));
+    /// An exchange's access and refresh tokens in one statement.
+    INSERT_TOKEN_PAIR = concat!(token_insert!(), " VALUES ", token_values!(1), ", ",
+        token_values!(13));
+    TOKEN_BY_HASH = concat!("SELECT ", token_columns!(), " FROM oidc_tokens WHERE token_hash = $1");
+    /// A token and its session's openness: open while `$2` (now − the absolute lifetime)
+    /// < created and `$3` (now − the idle timeout) < last seen, the rule of
+    /// `SessionPolicy::state`.
+    TOKEN_IN_SESSION = concat!("SELECT ", token_columns!(), ", (SELECT COUNT(*) FROM sessions s \
+        WHERE s.id = oidc_tokens.session_id AND s.created_at > $2 AND s.last_seen_at > $3) \
+        AS session_open FROM oidc_tokens WHERE token_hash = $1");
     USE_REFRESH = "UPDATE oidc_tokens SET used_at = $2 WHERE token_hash = $1 AND kind = 'refresh' \
         AND used_at IS NULL AND revoked_at IS NULL";
     REVOKE_FAMILY = "UPDATE oidc_tokens SET revoked_at = $2 WHERE family = $1 AND revoked_at IS NULL";
@@ -66,8 +101,6 @@ statements! {
         WHERE account_id = $1 AND client_id = $2 AND revoked_at IS NULL";
     GRANTS_OF = "SELECT client_id, scope, created_at, updated_at FROM oidc_grants \
         WHERE account_id = $1 AND revoked_at IS NULL ORDER BY updated_at DESC, id DESC";
-    SESSION_OPEN = "SELECT COUNT(*) FROM sessions WHERE id = $1 AND created_at > $2 \
-        AND last_seen_at > $3";
 }
 
 #[derive(sqlx::FromRow)]
@@ -173,24 +206,31 @@ impl From<CodeRecord> for OidcCodeRow {
     }
 }
 
+/// Stores an exchange's tokens: one statement for the usual one or two (access, then
+/// refresh), one per pair beyond.
 async fn insert_tokens(conn: &mut AnyConnection, tokens: &[NewOidcToken<'_>]) -> StoreResult<()> {
-    for new in tokens {
-        sqlx::query(INSERT_TOKEN)
-            .bind(new.token_hash.to_vec())
-            .bind(new.kind.as_str())
-            .bind(new.family.to_owned())
-            .bind(new.code_id)
-            .bind(new.client_id.to_owned())
-            .bind(new.account_id)
-            .bind(new.session_id)
-            .bind(new.scope.to_owned())
-            .bind(new.dpop_jkt.map(str::to_owned))
-            .bind(new.auth_time.0)
-            .bind(new.now.0)
-            .bind(new.expires_at.0)
-            .execute(&mut *conn)
-            .await
-            .map_err(db_err)?;
+    for pair in tokens.chunks(2) {
+        let mut q = sqlx::query(if pair.len() == 2 {
+            INSERT_TOKEN_PAIR
+        } else {
+            INSERT_TOKEN
+        });
+        for new in pair {
+            q = q
+                .bind(new.token_hash.to_vec())
+                .bind(new.kind.as_str())
+                .bind(new.family.to_owned())
+                .bind(new.code_id)
+                .bind(new.client_id.to_owned())
+                .bind(new.account_id)
+                .bind(new.session_id)
+                .bind(new.scope.to_owned())
+                .bind(new.dpop_jkt.map(str::to_owned))
+                .bind(new.auth_time.0)
+                .bind(new.now.0)
+                .bind(new.expires_at.0);
+        }
+        q.execute(&mut *conn).await.map_err(db_err)?;
     }
     Ok(())
 }
@@ -210,6 +250,62 @@ struct TokenRecord {
     expires_at: i64,
     used_at: Option<i64>,
     revoked_at: Option<i64>,
+}
+
+impl From<TokenRecord> for OidcTokenRow {
+    fn from(r: TokenRecord) -> Self {
+        OidcTokenRow {
+            id: r.id,
+            kind: if r.kind == "refresh" {
+                TokenKind::Refresh
+            } else {
+                TokenKind::Access
+            },
+            family: r.family,
+            client_id: r.client_id,
+            account_id: r.account_id,
+            session_id: r.session_id,
+            scope: r.scope,
+            dpop_jkt: r.dpop_jkt,
+            auth_time: UnixTime(r.auth_time),
+            created_at: UnixTime(r.created_at),
+            expires_at: UnixTime(r.expires_at),
+            used_at: r.used_at.map(UnixTime),
+            revoked_at: r.revoked_at.map(UnixTime),
+        }
+    }
+}
+
+/// A `…_IN_SESSION` statement with its row's hash and the bounds a session's times must be
+/// above to be open at `now`: the same rule as `SessionPolicy::state`, open while
+/// now < created + absolute and now < last seen + idle.
+fn in_session<O>(
+    statement: &'static str,
+    hash: &[u8; 32],
+    policy: SessionPolicy,
+    now: UnixTime,
+) -> QueryAs<'static, Any, O, AnyArguments<'static>>
+where
+    O: for<'r> sqlx::FromRow<'r, sqlx::any::AnyRow>,
+{
+    sqlx::query_as(statement)
+        .bind(hash.to_vec())
+        .bind(now.0.saturating_sub(policy.absolute_secs))
+        .bind(now.0.saturating_sub(policy.idle_secs))
+}
+
+#[derive(sqlx::FromRow)]
+struct CodeInSession {
+    #[sqlx(flatten)]
+    code: CodeRecord,
+    session_open: i64,
+}
+
+#[derive(sqlx::FromRow)]
+struct TokenInSession {
+    #[sqlx(flatten)]
+    token: TokenRecord,
+    session_open: i64,
 }
 
 #[derive(sqlx::FromRow)]
@@ -325,9 +421,14 @@ impl OidcStore for SqlStore {
         Ok(())
     }
 
-    async fn oidc_request(&self, handle_hash: &[u8; 32]) -> StoreResult<Option<StoredRequest>> {
-        let row: Option<RequestRecord> = sqlx::query_as(REQUEST_BY_HANDLE)
+    async fn take_oidc_request(
+        &self,
+        handle_hash: &[u8; 32],
+        now: UnixTime,
+    ) -> StoreResult<Option<StoredRequest>> {
+        let row: Option<RequestRecord> = sqlx::query_as(TAKE_REQUEST)
             .bind(handle_hash.to_vec())
+            .bind(now.0)
             .fetch_optional(&self.pool)
             .await
             .map_err(db_err)?;
@@ -337,16 +438,6 @@ impl OidcStore for SqlStore {
             pushed: r.pushed != 0,
             expires_at: UnixTime(r.expires_at),
         }))
-    }
-
-    async fn use_oidc_request(&self, handle_hash: &[u8; 32], now: UnixTime) -> StoreResult<bool> {
-        let done = sqlx::query(USE_REQUEST)
-            .bind(handle_hash.to_vec())
-            .bind(now.0)
-            .execute(&self.pool)
-            .await
-            .map_err(db_err)?;
-        Ok(done.rows_affected() == 1)
     }
 
     async fn put_oidc_code(&self, new: NewOidcCode<'_>) -> StoreResult<()> {
@@ -365,13 +456,17 @@ impl OidcStore for SqlStore {
         Ok(())
     }
 
-    async fn oidc_code(&self, code_hash: &[u8; 32]) -> StoreResult<Option<OidcCodeRow>> {
-        let row: Option<CodeRecord> = sqlx::query_as(CODE_BY_HASH)
-            .bind(code_hash.to_vec())
+    async fn oidc_code_in_session(
+        &self,
+        code_hash: &[u8; 32],
+        policy: SessionPolicy,
+        now: UnixTime,
+    ) -> StoreResult<Option<(OidcCodeRow, bool)>> {
+        let row: Option<CodeInSession> = in_session(CODE_IN_SESSION, code_hash, policy, now)
             .fetch_optional(&self.pool)
             .await
             .map_err(db_err)?;
-        Ok(row.map(OidcCodeRow::from))
+        Ok(row.map(|r| (OidcCodeRow::from(r.code), r.session_open > 0)))
     }
 
     async fn oidc_token(&self, token_hash: &[u8; 32]) -> StoreResult<Option<OidcTokenRow>> {
@@ -380,25 +475,20 @@ impl OidcStore for SqlStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(db_err)?;
-        Ok(row.map(|r| OidcTokenRow {
-            id: r.id,
-            kind: if r.kind == "refresh" {
-                TokenKind::Refresh
-            } else {
-                TokenKind::Access
-            },
-            family: r.family,
-            client_id: r.client_id,
-            account_id: r.account_id,
-            session_id: r.session_id,
-            scope: r.scope,
-            dpop_jkt: r.dpop_jkt,
-            auth_time: UnixTime(r.auth_time),
-            created_at: UnixTime(r.created_at),
-            expires_at: UnixTime(r.expires_at),
-            used_at: r.used_at.map(UnixTime),
-            revoked_at: r.revoked_at.map(UnixTime),
-        }))
+        Ok(row.map(OidcTokenRow::from))
+    }
+
+    async fn oidc_token_in_session(
+        &self,
+        token_hash: &[u8; 32],
+        policy: SessionPolicy,
+        now: UnixTime,
+    ) -> StoreResult<Option<(OidcTokenRow, bool)>> {
+        let row: Option<TokenInSession> = in_session(TOKEN_IN_SESSION, token_hash, policy, now)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(row.map(|r| (OidcTokenRow::from(r.token), r.session_open > 0)))
     }
 
     async fn claim_oidc_jti(
@@ -437,24 +527,6 @@ impl OidcStore for SqlStore {
             .await
             .map_err(db_err)?;
         Ok(rows.into_iter().map(OidcGrantRow::from).collect())
-    }
-
-    async fn session_open(
-        &self,
-        session_id: i64,
-        policy: SessionPolicy,
-        now: UnixTime,
-    ) -> StoreResult<bool> {
-        // The same rule as `SessionPolicy::state`: open while now < created + absolute and
-        // now < last seen + idle.
-        let n: i64 = sqlx::query_scalar(SESSION_OPEN)
-            .bind(session_id)
-            .bind(now.0.saturating_sub(policy.absolute_secs))
-            .bind(now.0.saturating_sub(policy.idle_secs))
-            .fetch_one(&self.pool)
-            .await
-            .map_err(db_err)?;
-        Ok(n > 0)
     }
 }
 

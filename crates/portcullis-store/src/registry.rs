@@ -420,7 +420,7 @@ impl RegistryImport for SqlImport {
         let events = std::mem::take(&mut self.events);
         crate::outbox::enqueue(&mut self.tx, self.seal.as_ref(), &messages, self.now).await?;
         crate::webhooks::enqueue_events(&mut self.tx, &events, self.now).await?;
-        crate::audit::append(&mut self.tx, &events, self.now, audit_key).await?;
+        crate::audit::append(&mut self.tx, self.backend, &events, self.now, audit_key).await?;
         let sent = self.sent.take();
         tx::commit(self.tx).await?;
         if let Some(sent) = sent {
@@ -433,10 +433,8 @@ impl RegistryImport for SqlImport {
     }
 }
 
-/// The multi-row INSERT of `rows` records into the staging table for load `load`. SQLite
-/// gets anonymous `?` placeholders: sqlx looks each numbered parameter up by name, which
-/// SQLite does by a linear scan, so 13,000 `$n` parameters cost ~10^8 steps per statement
-/// (measured: 3,000 records/s instead of tens of thousands).
+/// The multi-row INSERT of `rows` records into the staging table for load `load` (the
+/// placeholders by [`crate::sql::push_rows`]).
 pub(crate) fn upsert_sql(rows: usize, backend: Backend, load: i64) -> String {
     let mut sql = String::with_capacity(200 + rows * 80);
     sql.push_str(
@@ -444,26 +442,7 @@ pub(crate) fn upsert_sql(rows: usize, backend: Backend, load: i64) -> String {
          last4, expiry, holder_name, email, phone, product, balance, credit_limit, \
          payment_due_date, minimum_due, status, replaces_hash, key_id) VALUES ",
     );
-    let load = format!("({load},");
-    for i in 0..rows {
-        if i > 0 {
-            sql.push(',');
-        }
-        sql.push_str(&load);
-        for c in 0..COLUMNS {
-            if c > 0 {
-                sql.push(',');
-            }
-            match backend {
-                Backend::Sqlite => sql.push('?'),
-                Backend::Postgres => {
-                    sql.push('$');
-                    sql.push_str(&(i * COLUMNS + c + 1).to_string());
-                }
-            }
-        }
-        sql.push(')');
-    }
+    crate::sql::push_rows(&mut sql, rows, COLUMNS, backend, &format!("({load},"));
     sql
 }
 

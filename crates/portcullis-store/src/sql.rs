@@ -42,3 +42,37 @@ macro_rules! statements {
 }
 
 pub(crate) use statements;
+
+/// Appends `rows` parenthesised rows of `columns` placeholders each to a multi-row
+/// `INSERT`, each row opened by `open` (`"("`, or `"(constant, "` for a value written into
+/// the statement). SQLite gets anonymous `?` placeholders: sqlx looks each numbered
+/// parameter up by name, which SQLite does by a linear scan, so thousands of `$n`
+/// parameters cost ~10^8 steps per statement (measured on the registry import: 3,000
+/// records/s instead of tens of thousands). PostgreSQL gets `$1 … $n`.
+pub(crate) fn push_rows(
+    sql: &mut String,
+    rows: usize,
+    columns: usize,
+    backend: crate::Backend,
+    open: &str,
+) {
+    for i in 0..rows {
+        if i > 0 {
+            sql.push(',');
+        }
+        sql.push_str(open);
+        for c in 0..columns {
+            if c > 0 {
+                sql.push(',');
+            }
+            match backend {
+                crate::Backend::Sqlite => sql.push('?'),
+                crate::Backend::Postgres => {
+                    sql.push('$');
+                    sql.push_str(&(i * columns + c + 1).to_string());
+                }
+            }
+        }
+        sql.push(')');
+    }
+}

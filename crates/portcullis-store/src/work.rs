@@ -93,10 +93,11 @@ impl UnitOfWork for SqlWork {
         }
         let now = self.now;
         let seal = self.seal.clone();
+        let backend = self.backend;
         let conn = self.conn().await?;
         crate::outbox::enqueue(conn, seal.as_ref(), &messages, now).await?;
         crate::webhooks::enqueue_events(conn, &events, now).await?;
-        crate::audit::append(conn, &events, now, audit_key).await?;
+        crate::audit::append(conn, backend, &events, now, audit_key).await?;
         let tx = self
             .tx
             .take()

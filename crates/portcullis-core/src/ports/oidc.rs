@@ -148,15 +148,34 @@ pub trait OidcStore: Send + Sync {
         stored: &StoredRequest,
         now: UnixTime,
     ) -> StoreResult<()>;
-    /// A request not yet used (expiry is the caller's to check).
-    async fn oidc_request(&self, handle_hash: &[u8; 32]) -> StoreResult<Option<StoredRequest>>;
-    /// Uses a request: `true` for the one call that did.
-    async fn use_oidc_request(&self, handle_hash: &[u8; 32], now: UnixTime) -> StoreResult<bool>;
+    /// Uses a request that is neither used nor expired at `now` and returns it: one
+    /// conditional statement, so of concurrent calls only one gets it; `None` for the
+    /// others and for an unknown, used or expired handle (which stays as it was).
+    async fn take_oidc_request(
+        &self,
+        handle_hash: &[u8; 32],
+        now: UnixTime,
+    ) -> StoreResult<Option<StoredRequest>>;
 
     async fn put_oidc_code(&self, new: NewOidcCode<'_>) -> StoreResult<()>;
-    /// A code, used or not (nothing is changed: the caller checks it first).
-    async fn oidc_code(&self, code_hash: &[u8; 32]) -> StoreResult<Option<OidcCodeRow>>;
+    /// A code, used or not (nothing is changed: the caller checks it first), and whether
+    /// the session it was issued in is open at `now` under `policy`, in one read.
+    async fn oidc_code_in_session(
+        &self,
+        code_hash: &[u8; 32],
+        policy: SessionPolicy,
+        now: UnixTime,
+    ) -> StoreResult<Option<(OidcCodeRow, bool)>>;
     async fn oidc_token(&self, token_hash: &[u8; 32]) -> StoreResult<Option<OidcTokenRow>>;
+    /// A token and whether the session behind it is open at `now` under `policy` (neither
+    /// idle nor past its absolute lifetime: an OIDC token lives only as long as its
+    /// session), in one read: the refresh grant, userinfo and introspection need both.
+    async fn oidc_token_in_session(
+        &self,
+        token_hash: &[u8; 32],
+        policy: SessionPolicy,
+        now: UnixTime,
+    ) -> StoreResult<Option<(OidcTokenRow, bool)>>;
     /// Records a one-time JWT id (a DPoP proof's or a client assertion's) until
     /// `expires_at`: `false` when it was seen before (a replay). The sweep forgets expired
     /// ones.
@@ -175,15 +194,6 @@ pub trait OidcStore: Send + Sync {
     ) -> StoreResult<Option<OidcGrantRow>>;
     /// Every live grant of an account, newest first.
     async fn oidc_grants(&self, account_id: i64) -> StoreResult<Vec<OidcGrantRow>>;
-
-    /// Whether a session is still open at `now` under `policy` (neither idle nor past its
-    /// absolute lifetime): an OIDC token lives only as long as its session.
-    async fn session_open(
-        &self,
-        session_id: i64,
-        policy: SessionPolicy,
-        now: UnixTime,
-    ) -> StoreResult<bool>;
 }
 
 /// The OpenID Connect writes that change a grant, inside a unit of work (so the audit

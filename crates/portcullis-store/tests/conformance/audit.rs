@@ -115,3 +115,37 @@ async fn audit_key_ids(backend: Backend) {
     assert_eq!(seq, 5);
 }
 both!(audit_entries_name_their_key, audit_key_ids);
+
+/// One unit of work with more events than one `INSERT` carries (a registry load's): the
+/// events go in several statements, the chain still verifies across them, and the head
+/// (kept by the `AFTER INSERT` trigger) names the last event, before and after a second
+/// unit appends to it.
+async fn audit_large_append(backend: Backend) {
+    let (s, _db) = store(backend).await;
+    let many = 2_345;
+    let mut w = s.begin(T);
+    for n in 0..many {
+        w.audit(AuditEvent::new(AuditKind::SignIn, Some(n)).detail(format!("{n}")));
+    }
+    assert_eq!(commit(w).await.audited, 2_345);
+    let mut w = s.begin(T);
+    w.audit(AuditEvent::new(AuditKind::SignOut, Some(1)));
+    commit(w).await;
+    let mut entries = Vec::new();
+    while entries.len() < 2_346 {
+        let after = entries
+            .last()
+            .map_or(0, |e: &portcullis_core::audit::AuditEntry| e.seq);
+        let page = s.audit_entries(after, 1_000).await.unwrap();
+        assert!(!page.is_empty(), "{} entries", entries.len());
+        entries.extend(page);
+    }
+    let details: Vec<&str> = entries.iter().take(3).map(|e| e.detail.as_str()).collect();
+    assert_eq!(details, ["0", "1", "2"], "in the order appended");
+    let mut prev = GENESIS_HASH.to_vec();
+    let mut seq = 0;
+    portcullis_core::audit::verify_run(&keys().into(), &entries, &mut prev, &mut seq).unwrap();
+    assert_eq!(seq, 2_346);
+    assert_eq!(s.audit_head().await.unwrap(), (2_346, prev));
+}
+both!(audit_append_larger_than_one_statement, audit_large_append);

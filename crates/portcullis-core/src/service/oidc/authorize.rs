@@ -235,12 +235,9 @@ impl Portcullis {
             return Ok(None);
         }
         let hash = sha256(handle.as_bytes());
-        let Some(stored) = self.ports.oidc.oidc_request(&hash).await? else {
+        let Some(stored) = self.ports.oidc.take_oidc_request(&hash, now).await? else {
             return Ok(None);
         };
-        if stored.expires_at.0 < now.0 || !self.ports.oidc.use_oidc_request(&hash, now).await? {
-            return Ok(None);
-        }
         Ok(serde_json::from_str(&stored.request).ok())
     }
 

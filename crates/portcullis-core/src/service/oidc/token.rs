@@ -169,10 +169,10 @@ impl Portcullis {
             .ok_or(bad("code is required"))?;
         // Every check runs before the code is used, so a caller that fails one (another
         // client, a wrong verifier or DPoP key) cannot burn someone else's code.
-        let row = self
+        let (row, session_open) = self
             .ports
             .oidc
-            .oidc_code(&sha256(code.as_bytes()))
+            .oidc_code_in_session(&sha256(code.as_bytes()), self.policies.session, now)
             .await?
             .ok_or(bad("unknown code"))?;
         if row.client_id != client.client_id {
@@ -206,7 +206,7 @@ impl Portcullis {
                 ));
             }
         }
-        if !self.oidc_session_open(row.session_id, now).await? {
+        if !session_open {
             return Err(bad("the sign-in session has ended"));
         }
         let grant = Grant {
@@ -284,9 +284,12 @@ impl Portcullis {
             .ok_or(bad("refresh_token is required"))?;
         let hash = sha256(token.as_bytes());
         // Every check runs before the token is used (another client or DPoP key cannot
-        // burn it); the use and the new tokens are then one transaction.
-        let row = match self.ports.oidc.oidc_token(&hash).await? {
-            Some(r) if r.kind == TokenKind::Refresh && r.client_id == client.client_id => r,
+        // burn it); the use and the new tokens are then one transaction. The token and its
+        // session's openness are one read.
+        let (row, session_open) = match self.token_in_session(&hash, now).await? {
+            Some((r, open)) if r.kind == TokenKind::Refresh && r.client_id == client.client_id => {
+                (r, open)
+            }
             _ => return Err(bad("unknown refresh token")),
         };
         if row.revoked_at.is_some() {
@@ -304,7 +307,7 @@ impl Portcullis {
         if row.expires_at.0 < now.0 {
             return Err(bad("refresh token expired"));
         }
-        if !self.oidc_session_open(row.session_id, now).await? {
+        if !session_open {
             return Err(bad("the sign-in session has ended"));
         }
         let grant = Grant {
@@ -342,13 +345,18 @@ impl Portcullis {
         Ok(minted.response(&grant))
     }
 
-    /// Whether the sign-in session behind a grant is still open now: neither idle nor past
-    /// its absolute lifetime (the same policy as the sign-in session itself).
-    async fn oidc_session_open(&self, session_id: i64, now: UnixTime) -> Result<bool, OidcError> {
+    /// A token by its hash, with whether the sign-in session behind it is still open now
+    /// (neither idle nor past its absolute lifetime: the same policy as the sign-in
+    /// session itself), in one read.
+    async fn token_in_session(
+        &self,
+        hash: &[u8; 32],
+        now: UnixTime,
+    ) -> Result<Option<(OidcTokenRow, bool)>, OidcError> {
         Ok(self
             .ports
             .oidc
-            .session_open(session_id, self.policies.session, now)
+            .oidc_token_in_session(hash, self.policies.session, now)
             .await?)
     }
 
@@ -408,13 +416,11 @@ impl Portcullis {
     ) -> Result<OidcTokenRow, OidcError> {
         let bad = OidcError::invalid_token;
         let now = self.oidc_now();
-        let row = match self
-            .ports
-            .oidc
-            .oidc_token(&sha256(token.as_bytes()))
+        let (row, session_open) = match self
+            .token_in_session(&sha256(token.as_bytes()), now)
             .await?
         {
-            Some(r) if r.kind == TokenKind::Access => r,
+            Some((r, open)) if r.kind == TokenKind::Access => (r, open),
             _ => return Err(bad("unknown token")),
         };
         if row.revoked_at.is_some() || row.expires_at.0 < now.0 {
@@ -441,7 +447,7 @@ impl Portcullis {
             (None, "bearer") => {}
             _ => return Err(bad("wrong authorization scheme for this token")),
         }
-        if !self.oidc_session_open(row.session_id, now).await? {
+        if !session_open {
             return Err(bad("the session has ended"));
         }
         Ok(row)
@@ -527,10 +533,8 @@ impl Portcullis {
         }
         let now = self.oidc_now();
         let inactive = json!({"active": false});
-        let Some(row) = self
-            .ports
-            .oidc
-            .oidc_token(&sha256(token.as_bytes()))
+        let Some((row, session_open)) = self
+            .token_in_session(&sha256(token.as_bytes()), now)
             .await?
         else {
             return Ok(inactive);
@@ -539,7 +543,7 @@ impl Portcullis {
             && row.revoked_at.is_none()
             && row.expires_at.0 >= now.0
             && (row.kind == TokenKind::Access || row.used_at.is_none())
-            && self.oidc_session_open(row.session_id, now).await?;
+            && session_open;
         if !live {
             return Ok(inactive);
         }
