@@ -117,8 +117,9 @@ pub struct SqlStore {
     /// PostgreSQL: the connections that COPY a registry load's rows (`registry_copy.rs`).
     copy: Option<Arc<registry_copy::CopyPools>>,
     /// SQLite: the one connection registry loads run on, so its page cache stays warm
-    /// from one load to the next (`registry.rs`); `None` on PostgreSQL.
-    loads: Option<AnyPool>,
+    /// from one load to the next (`registry.rs`), and the checkpointer that copies their
+    /// pages into the file after each commit; `None` on PostgreSQL.
+    loads: Option<(AnyPool, registry::Checkpointer)>,
 }
 
 /// Connection settings.
@@ -259,6 +260,7 @@ impl SqlStore {
             Backend::Sqlite => (None, Some(registry::loads_pool(&connect_options))),
         };
         let pool = pool.connect_with(connect_options).await.map_err(db_err)?;
+        let loads = loads.map(|l| (l, registry::Checkpointer::new(pool.clone())));
         let watcher = choice.map(|c| Arc::new(failover::Watcher::start(c, pool.clone())));
         Ok(Self {
             pool,
@@ -342,7 +344,7 @@ impl SqlStore {
     }
 
     pub async fn close(&self) {
-        if let Some(loads) = &self.loads {
+        if let Some((loads, _)) = &self.loads {
             loads.close().await;
         }
         if let Some(copy) = &self.copy {

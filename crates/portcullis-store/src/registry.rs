@@ -109,8 +109,12 @@ statements! {
     IMPORT_STAGING: sqlite = "CREATE TEMP TABLE IF NOT EXISTS registry_staging AS \
         SELECT * FROM main.registry_staging WHERE 0";
     /// … and a checkpoint every 80 MB of log instead of every 4 MB: a push rewrites most
-    /// leaves of the keyed-hash index, so fewer checkpoints copy each leaf fewer times.
+    /// leaves of the keyed-hash index, so fewer checkpoints copy each leaf fewer times. A
+    /// backstop: after each commit a [`Checkpointer`] copies the log in the background.
     IMPORT_CHECKPOINT: sqlite = "PRAGMA wal_autocheckpoint = 20000";
+    /// SQLite: copies the write-ahead log into the database file as far as it can without
+    /// waiting for anyone (see [`Checkpointer`]).
+    CHECKPOINT_PASSIVE: sqlite = "PRAGMA wal_checkpoint(PASSIVE)";
     /// PostgreSQL: the merge's sort of up to [`MERGE_EVERY`] rows in memory, not on disk
     /// (the default 4 MB spilled a 50,000-row sort to a temporary file).
     MERGE_WORK_MEM: postgres = "SET LOCAL work_mem = '64MB'";
@@ -149,6 +153,47 @@ pub(crate) fn loads_pool(options: &sqlx::any::AnyConnectOptions) -> sqlx::AnyPoo
             Box::pin(async move { Ok(crate::health::clean_for_reuse(conn, Backend::Sqlite).await) })
         })
         .connect_lazy_with(options.clone())
+}
+
+/// SQLite: after a load commits, its pages are copied from the write-ahead log into the
+/// database file (a passive checkpoint) on a connection of the main pool, in the
+/// background, instead of by the loads' connection when its log reaches
+/// `wal_autocheckpoint` ([`IMPORT_CHECKPOINT`], now the backstop): the copy then runs on
+/// another core while the next load writes (docs/benchmarks.md, figure 10). One at a time;
+/// a load that commits while one runs starts none (the running one, or the next, copies its
+/// pages). A passive checkpoint waits for no reader or writer; one that fails is logged and
+/// left to the next.
+#[derive(Clone, Debug)]
+pub(crate) struct Checkpointer {
+    pool: sqlx::AnyPool,
+    running: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Checkpointer {
+    pub(crate) fn new(pool: sqlx::AnyPool) -> Self {
+        Self {
+            pool,
+            running: std::sync::Arc::default(),
+        }
+    }
+
+    fn start(&self) {
+        use std::sync::atomic::Ordering;
+        if self.running.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let (pool, running) = (self.pool.clone(), self.running.clone());
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            running.store(false, Ordering::Release);
+            return;
+        };
+        runtime.spawn(async move {
+            if let Err(e) = sqlx::query(CHECKPOINT_PASSIVE).execute(&pool).await {
+                tracing::warn!(error = %e, "background checkpoint after a registry load failed; the next load starts another");
+            }
+            running.store(false, Ordering::Release);
+        });
+    }
 }
 
 pub(crate) fn account_type(s: &str) -> Result<AccountType, StoreError> {
@@ -220,6 +265,8 @@ pub struct SqlImport {
     unsent: Vec<u8>,
     unsent_rows: usize,
     sent: Option<crate::registry_copy::StagedRows>,
+    /// SQLite with a loads connection of its own: the checkpoint started after the commit.
+    checkpointer: Option<Checkpointer>,
 }
 
 impl SqlImport {
@@ -426,6 +473,9 @@ impl RegistryImport for SqlImport {
         if let Some(sent) = sent {
             sent.disarm();
         }
+        if let Some(checkpointer) = &self.checkpointer {
+            checkpointer.start();
+        }
         Ok(Committed {
             messages: messages.len(),
             audited: events.len(),
@@ -451,7 +501,7 @@ impl RegistryImports for SqlStore {
     async fn begin_import(&self, now: UnixTime) -> StoreResult<Box<dyn RegistryImport>> {
         let load = crate::registry_copy::load_number(now.0);
         let tx = match (&self.loads, self.backend) {
-            (Some(loads), _) => tx::begin(loads, self.backend).await?,
+            (Some((loads, _)), _) => tx::begin(loads, self.backend).await?,
             (None, Backend::Sqlite) => {
                 let mut tx = tx::begin(&self.pool, self.backend).await?;
                 sqlx::query(IMPORT_CACHE)
@@ -493,6 +543,7 @@ impl RegistryImports for SqlStore {
             unsent: Vec::new(),
             unsent_rows: 0,
             sent: None,
+            checkpointer: self.loads.as_ref().map(|(_, c)| c.clone()),
         }))
     }
 }
