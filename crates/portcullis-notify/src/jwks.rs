@@ -21,13 +21,18 @@ pub struct HttpJwksFetcher {
 }
 
 impl HttpJwksFetcher {
-    /// `timeout` bounds connecting, sending and reading the whole answer; `allow_loopback`
-    /// lets a loopback address be reached (`oidc.jwks_allow_http_loopback`: tests).
-    pub fn new(timeout: Duration, allow_loopback: bool) -> Result<Self, String> {
+    /// `timeout` bounds connecting, sending and reading the whole answer. Host names always
+    /// resolve to public addresses only: a loopback `jwks_uri` is allowed only as an IP
+    /// literal (`oidc.jwks_allow_http_loopback`, checked by `check_jwks_uri` before every
+    /// fetch), which the client connects to without resolving, so a name that resolves (or
+    /// is rebound) to a loopback address is never fetched, whatever the setting.
+    pub fn new(timeout: Duration) -> Result<Self, String> {
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
-            .dns_resolver(Arc::new(PublicOnly { allow_loopback }))
+            .dns_resolver(Arc::new(PublicOnly {
+                allow_loopback: false,
+            }))
             .timeout(timeout)
             .connect_timeout(timeout)
             .user_agent("portcullis-jwks")

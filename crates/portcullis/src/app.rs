@@ -146,10 +146,9 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>, demo: bool) -> anyhow
         .context("loading the OpenID Connect signing key")?,
     )
     .with_jwks_fetcher(Arc::new(
-        portcullis_notify::jwks::HttpJwksFetcher::new(
-            std::time::Duration::from_millis(config.oidc.jwks_policy().timeout_ms),
-            config.oidc.jwks_allow_http_loopback,
-        )
+        portcullis_notify::jwks::HttpJwksFetcher::new(std::time::Duration::from_millis(
+            config.oidc.jwks_policy().timeout_ms,
+        ))
         .map_err(anyhow::Error::msg)?,
     ));
     let state = AppState {
