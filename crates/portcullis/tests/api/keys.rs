@@ -135,13 +135,7 @@ async fn totp_loop(app: Arc<TestApp>, load: Arc<Load>, secret: String) {
         let (status, challenge) = sign_in(&app, "ann.example", PASSWORD, "personal").await;
         assert_eq!(status, 200, "{challenge}");
         assert_eq!(challenge["methods"], json!(["totp"]), "{challenge}");
-        let (status, session) = second_step(
-            &app,
-            &challenge,
-            "totp",
-            &portcullis_testkit::totp_now(&app, &secret),
-        )
-        .await;
+        let (status, session) = totp_step(&app, &challenge, &secret).await;
         assert_eq!(status, 201, "authenticator code refused: {session}");
         let me = app
             .get_bearer("/api/v1/me", session["session_token"].as_str().unwrap())
@@ -537,13 +531,7 @@ async fn cli_rotate_and_status(backend: Backend) {
     app.clock.advance(30);
     let (status, challenge) = sign_in(&app, "ann.example", PASSWORD, "personal").await;
     assert_eq!(status, 200);
-    let (status, _) = second_step(
-        &app,
-        &challenge,
-        "totp",
-        &portcullis_testkit::totp_now(&app, &secret),
-    )
-    .await;
+    let (status, _) = totp_step(&app, &challenge, &secret).await;
     assert_eq!(status, 201);
     app.register(&BEN, "ben.sample", PASSWORD).await;
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -615,13 +603,7 @@ async fn cli_rotate_and_status(backend: Backend) {
 
     app.clock.advance(30);
     let (_, challenge) = sign_in(&app, "ann.example", PASSWORD, "personal").await;
-    let (status, _) = second_step(
-        &app,
-        &challenge,
-        "totp",
-        &portcullis_testkit::totp_now(&app, &secret),
-    )
-    .await;
+    let (status, _) = totp_step(&app, &challenge, &secret).await;
     assert_eq!(
         status, 201,
         "her secret, moved to key 2, still signs her in"
@@ -697,13 +679,7 @@ async fn reseal_job(backend: Backend) {
     }
     app.clock.advance(30);
     let (_, challenge) = sign_in(&app, "ann.example", PASSWORD, "personal").await;
-    let (status, _) = second_step(
-        &app,
-        &challenge,
-        "totp",
-        &portcullis_testkit::totp_now(&app, &secret),
-    )
-    .await;
+    let (status, _) = totp_step(&app, &challenge, &secret).await;
     assert_eq!(status, 201);
 }
 both!(
@@ -734,3 +710,14 @@ async fn oidc_keys_in_status(backend: Backend) {
     assert!(line.contains("oidc keys rotate"), "{line}");
 }
 both!(keys_status_lists_the_oidc_signing_keys, oidc_keys_in_status);
+
+/// The second step of a sign-in with the authenticator app's code for `secret` now.
+async fn totp_step(app: &TestApp, challenge: &Value, secret: &str) -> (u16, Value) {
+    second_step(
+        app,
+        challenge,
+        "totp",
+        &portcullis_testkit::totp_now(app, secret),
+    )
+    .await
+}

@@ -44,7 +44,12 @@ impl Portcullis {
             return Ok(keys.clone());
         }
         let not_since = UnixTime(now.0.saturating_sub(policy.refetch_interval_secs));
-        if cache.claim_oidc_jwks_fetch(id, now, not_since).await? {
+        // A set fetched within the interval means its claim is within it too, so a claim now
+        // would lose: skip the write (a flood of unknown kids then costs reads, not row locks).
+        let fetched_lately = cached
+            .as_ref()
+            .is_some_and(|c| age(c) < policy.refetch_interval_secs);
+        if !fetched_lately && cache.claim_oidc_jwks_fetch(id, now, not_since).await? {
             match self
                 .fetch_client_jwks(uri, policy.allow_http_loopback)
                 .await
