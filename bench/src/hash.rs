@@ -7,7 +7,6 @@ use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use argon2::{Algorithm, Argon2, Block, Params, Version};
 
 /// argon2id cost parameters, as the server's configuration names them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,22 +43,24 @@ pub type Hasher = Box<dyn FnMut(&[u8], &[u8], &mut [u8]) -> anyhow::Result<()>>;
 
 /// Runs `threads` hashing threads for about `run_for` (at most `max_per_thread` hashes each)
 /// after one untimed warm-up hash each (which also allocates the memory block), with the
-/// server's kernel (the `argon2` crate).
+/// server's kernel (`portcullis-argon2`: the reference C's fill loop for the widest vectors
+/// this CPU has, as the server's hashing pool calls it).
 pub fn measure(
     cost: Cost,
     threads: usize,
     run_for: Duration,
     max_per_thread: u64,
 ) -> anyhow::Result<Rate> {
-    let params = Params::new(cost.memory_kib, cost.iterations, cost.parallelism, Some(32))
-        .map_err(|e| anyhow::anyhow!("argon2 parameters: {e}"))?;
+    let params = portcullis_argon2::Params {
+        memory_kib: cost.memory_kib,
+        iterations: cost.iterations,
+        parallelism: cost.parallelism,
+    };
     let make = |_index: usize| -> anyhow::Result<Hasher> {
-        let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
-        let mut memory = vec![Block::default(); params.block_count()];
+        let mut memory = portcullis_argon2::Memory::new();
         Ok(Box::new(move |password, salt, out| {
-            argon
-                .hash_password_into_with_memory(password, salt, out, &mut memory)
-                .map_err(|e| anyhow::anyhow!("argon2: {e}"))
+            portcullis_argon2::hash_into(params, password, salt, out, &mut memory)
+                .map_err(anyhow::Error::msg)
         }))
     };
     measure_kernel(threads, run_for, max_per_thread, &make)

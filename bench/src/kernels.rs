@@ -32,22 +32,34 @@ const CFFI_SCRIPT: &str = include_str!("../kernels_cffi.py");
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Candidate {
-    /// The `argon2` crate the server uses (workspace version).
+    /// The `argon2` crate (workspace version; the server's kernel until figure 12 chose the
+    /// reference C, and still its kernel for imported argon2i/argon2d hashes).
     Crate,
     /// The `argon2` crate's next release.
     CrateNext,
     /// `rust-argon2`, the other maintained pure-Rust implementation.
     RustArgon2,
-    /// The reference C implementation through `portcullis-argon2` (argon2-sys).
-    ReferenceC,
+    /// The reference C implementation through `portcullis-argon2`, with one of its fill
+    /// loops; the widest this CPU runs (`Kernel::best`) is the server's kernel.
+    ReferenceC(portcullis_argon2::Kernel),
 }
 
-const CANDIDATES: [Candidate; 4] = [
-    Candidate::Crate,
-    Candidate::CrateNext,
-    Candidate::RustArgon2,
-    Candidate::ReferenceC,
-];
+/// Every candidate this machine runs: the Rust crates, and each build of the reference C's
+/// fill loop the CPU supports.
+fn candidates() -> Vec<Candidate> {
+    let mut all = vec![
+        Candidate::Crate,
+        Candidate::CrateNext,
+        Candidate::RustArgon2,
+    ];
+    all.extend(
+        portcullis_argon2::Kernel::ALL
+            .into_iter()
+            .filter(|k| k.runs())
+            .map(Candidate::ReferenceC),
+    );
+    all
+}
 
 /// One thread's hasher from a release of the `argon2` crate (0.5 and 0.6 share this API but
 /// not their types), reusing its memory block.
@@ -76,12 +88,17 @@ macro_rules! crate_hasher {
 impl Candidate {
     fn name(self) -> String {
         match self {
-            Self::Crate => "argon2 0.5 (the server's kernel), AVX2 chosen at run time".into(),
+            Self::Crate => "argon2 0.5.3, AVX2 chosen at run time".into(),
             Self::CrateNext => "argon2 0.6.0, AVX2 chosen at run time".into(),
             Self::RustArgon2 => "rust-argon2 3.0.0 (portable, allocates per hash)".into(),
-            Self::ReferenceC => format!(
-                "reference C via argon2-sys 0.1.0, {}",
-                portcullis_argon2::build()
+            Self::ReferenceC(kernel) => format!(
+                "reference C (portcullis-argon2), {}{}",
+                kernel.describe(),
+                if kernel == portcullis_argon2::Kernel::best() {
+                    ": the server's kernel, chosen at run time"
+                } else {
+                    ""
+                }
             ),
         }
     }
@@ -116,7 +133,7 @@ impl Candidate {
                     Ok(())
                 })
             }
-            Self::ReferenceC => {
+            Self::ReferenceC(kernel) => {
                 let params = portcullis_argon2::Params {
                     memory_kib: cost.memory_kib,
                     iterations: cost.iterations,
@@ -124,16 +141,14 @@ impl Candidate {
                 };
                 let mut memory = portcullis_argon2::Memory::new();
                 Box::new(move |password, salt, out| {
-                    portcullis_argon2::hash_into_keyed(
-                        params,
-                        password,
+                    let input = portcullis_argon2::Input {
+                        secret: password,
                         salt,
                         key,
                         ad,
-                        out,
-                        &mut memory,
-                    )
-                    .map_err(anyhow::Error::msg)
+                    };
+                    portcullis_argon2::hash_with(kernel, params, input, out, &mut memory)
+                        .map_err(anyhow::Error::msg)
                 })
             }
         })
@@ -157,7 +172,7 @@ struct Cffi {
 }
 
 /// The venv scripts/test-deps makes (argon2-cffi is pinned there).
-fn python() -> String {
+pub fn python() -> String {
     std::env::var("PORTCULLIS_BENCH_PYTHON").unwrap_or_else(|_| ".venv/bin/python".into())
 }
 
@@ -270,7 +285,17 @@ fn check(candidate: Candidate, cffi: Option<&Cffi>) -> Checks {
 }
 
 /// argon2-cffi's rate: one Python process per core, started together.
-fn cffi_rate(cost: Cost, cores: usize, run_for: Duration, most: u64) -> anyhow::Result<Rate> {
+/// Whether the venv's Python has argon2-cffi (figure 1 divides sign-ins by its rate too).
+pub fn cffi_ready() -> bool {
+    Command::new(python())
+        .args(["-c", "import argon2"])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// argon2-cffi's hashes/s at `cost`, one process per core, for about `run_for`.
+pub fn cffi_rate(cost: Cost, cores: usize, run_for: Duration, most: u64) -> anyhow::Result<Rate> {
     let python = python();
     let args = [
         cost.memory_kib.to_string(),
@@ -350,7 +375,7 @@ pub async fn figure(ctx: &mut Ctx) -> anyhow::Result<()> {
         ),
     }
     let mut fastest: Option<(Candidate, f64)> = None;
-    let mut crate_rate = None;
+    let mut server_rate = None;
     for (candidate, checks, rate) in &rows {
         let rate = per_core(rate);
         let ratio = cffi_per_core.map_or_else(
@@ -368,18 +393,18 @@ pub async fn figure(ctx: &mut Ctx) -> anyhow::Result<()> {
             "vectors pass",
             checks.pass(),
         );
-        if *candidate == Candidate::Crate {
-            crate_rate = Some(rate);
+        if *candidate == Candidate::ReferenceC(portcullis_argon2::Kernel::best()) {
+            server_rate = Some(rate);
         }
         if checks.pass() && fastest.is_none_or(|(_, best)| rate > best) {
             fastest = Some((*candidate, rate));
         }
     }
-    if let (Some((best, rate)), Some(crate_rate)) = (fastest, crate_rate) {
+    if let (Some((best, rate)), Some(server_rate)) = (fastest, server_rate) {
         ctx.report.info(
             "12",
             "fastest candidate that passes ÷ the server's kernel",
-            format!("{:.3} ({})", rate / crate_rate.max(1e-9), best.name()),
+            format!("{:.3} ({})", rate / server_rate.max(1e-9), best.name()),
         );
     }
     ctx.report.note(
@@ -414,7 +439,8 @@ fn run(cost: Cost, cores: usize, run_for: Duration, rounds: usize) -> anyhow::Re
             None
         }
     };
-    let checks: Vec<Checks> = CANDIDATES
+    let candidates = candidates();
+    let checks: Vec<Checks> = candidates
         .iter()
         .map(|&c| check(c, cffi.as_ref()))
         .collect();
@@ -428,19 +454,19 @@ fn run(cost: Cost, cores: usize, run_for: Duration, rounds: usize) -> anyhow::Re
         elapsed: Duration::ZERO,
     };
     let mut cffi_total = cffi.as_ref().map(|_| zero());
-    let mut totals: Vec<Rate> = CANDIDATES.iter().map(|_| zero()).collect();
+    let mut totals: Vec<Rate> = candidates.iter().map(|_| zero()).collect();
     for _ in 0..rounds.max(1) {
         if let Some(total) = cffi_total.as_mut() {
             add(total, cffi_rate(cost, cores, run_for, MAX_PER_CONNECTION)?);
         }
-        for (candidate, total) in CANDIDATES.iter().zip(totals.iter_mut()) {
+        for (candidate, total) in candidates.iter().zip(totals.iter_mut()) {
             let make = |_: usize| candidate.hasher(cost, &[], &[]);
             let rate = hash::measure_kernel(cores, run_for, MAX_PER_CONNECTION, &make)
                 .with_context(|| format!("measuring {}", candidate.name()))?;
             add(total, rate);
         }
     }
-    let rows = CANDIDATES
+    let rows = candidates
         .into_iter()
         .zip(checks)
         .zip(totals)

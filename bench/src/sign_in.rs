@@ -45,6 +45,27 @@ pub async fn throughput(
     let mut raw_rates = Vec::new();
     let mut round_ratios = Vec::new();
     let (first, first_cpu) = ctx.raw_hashing().await?;
+    // argon2-cffi (the reference C as Python ships it), one process per core, in the same
+    // rounds: issue 19's "sign-ins ÷ the reference hash".
+    let cffi_on = crate::kernels::cffi_ready();
+    let mut cffi = Rate {
+        hashes: 0,
+        elapsed: Duration::ZERO,
+    };
+    let mut add_cffi = |ctx: &Ctx| -> anyhow::Result<()> {
+        if cffi_on {
+            let r = crate::kernels::cffi_rate(
+                ctx.cost,
+                ctx.cores,
+                ctx.sizes.raw_hashing,
+                MAX_PER_CONNECTION,
+            )?;
+            cffi.hashes += r.hashes;
+            cffi.elapsed += r.elapsed;
+        }
+        Ok(())
+    };
+    add_cffi(ctx)?;
     let mut previous = first;
     let mut add_raw = |rate: Rate, c: CpuUse| {
         raw.hashes += rate.hashes;
@@ -74,6 +95,7 @@ pub async fn throughput(
         switches += used.server_switches;
         cpu.push(used);
         let (next, next_cpu) = ctx.raw_hashing().await?;
+        add_cffi(ctx)?;
         let around = (previous.per_second() + next.per_second()) / 2.0;
         round_ratios.push(format!("{:.3}", chunk.rate(201) / around.max(1e-9)));
         add_raw(next, next_cpu);
@@ -108,6 +130,33 @@ pub async fn throughput(
         "≥ 0.90",
         ratio >= 0.90,
     );
+    if cffi_on {
+        let over_cffi = sign_ins / cffi.per_second().max(1e-9);
+        ctx.report.info(
+            fig,
+            format!(
+                "argon2-cffi hashes/s ({} processes, same parameters, same rounds)",
+                ctx.cores
+            ),
+            format!("{:.1}/s", cffi.per_second()),
+        );
+        ctx.report.check(
+            fig,
+            format!("{label}: sign-ins/s ÷ argon2-cffi hashes/s"),
+            format!("{over_cffi:.3}"),
+            "≥ 1.0",
+            over_cffi >= 1.0,
+        );
+    } else {
+        ctx.report.note(
+            fig,
+            format!(
+                "{label}: SKIPPED sign-ins ÷ argon2-cffi: no argon2-cffi in {} (run \
+                 scripts/test-deps)",
+                crate::kernels::python()
+            ),
+        );
+    }
     // The same comparison per CPU-second (server CPU per sign-in against this process's CPU
     // per raw hash): it holds when other work on the machine takes cores from either phase.
     let per_cpu = (out.count(201) as f64 / sign_in_cpu_seconds.max(1e-9))

@@ -8,18 +8,22 @@ use std::ffi::CStr;
 
 use argon2_sys as sys;
 
-use crate::{Error, Params};
+use crate::{Error, Input, Kernel, Params};
+
+// This crate's own build of the vendored C (build.rs), every global symbol prefixed
+// (c/portcullis_prefix.h). The types and constants are argon2-sys's, made from the same header.
+unsafe extern "C" {
+    fn portcullis_a2_argon2_ctx(
+        context: *mut sys::argon2_context,
+        kind: sys::argon2_type,
+    ) -> libc::c_int;
+    fn portcullis_a2_argon2_error_message(code: libc::c_int) -> *const libc::c_char;
+    /// Which fill loop `fill_segment` calls on this thread (c/dispatch.c).
+    fn portcullis_a2_use(kernel: libc::c_int);
+}
 
 pub const MEMORY_ALLOCATION_ERROR: i32 = sys::ARGON2_MEMORY_ALLOCATION_ERROR;
-
-/// What one hash reads.
-pub struct Inputs<'a> {
-    pub params: Params,
-    pub secret: &'a [u8],
-    pub salt: &'a [u8],
-    pub key: &'a [u8],
-    pub ad: &'a [u8],
-}
+pub const INCORRECT_PARAMETER: i32 = sys::ARGON2_INCORRECT_PARAMETER;
 
 thread_local! {
     /// The caller's block, lent to the C library for one `argon2_ctx` call on this thread.
@@ -59,7 +63,13 @@ fn len32(what: &str, bytes: &[u8]) -> Result<u32, Error> {
 }
 
 /// argon2id v0x13 into `out`, in `memory` (at least `params.block_count()` KiB).
-pub fn argon2id(input: Inputs<'_>, out: &mut [u8], memory: &mut [u64]) -> Result<(), Error> {
+pub fn argon2id(
+    kernel: Kernel,
+    params: Params,
+    input: Input<'_>,
+    out: &mut [u8],
+    memory: &mut [u64],
+) -> Result<(), Error> {
     // The library takes `uint8_t *` for inputs it only reads (it writes to them only with
     // the ARGON2_FLAG_CLEAR_* flags, which stay off), so copies are not needed.
     let mut ctx = sys::argon2_context {
@@ -73,22 +83,28 @@ pub fn argon2id(input: Inputs<'_>, out: &mut [u8], memory: &mut [u64]) -> Result
         secretlen: len32("key", input.key)?,
         ad: input.ad.as_ptr().cast_mut(),
         adlen: len32("associated data", input.ad)?,
-        t_cost: input.params.iterations,
-        m_cost: input.params.memory_kib,
-        lanes: input.params.parallelism,
-        threads: input.params.parallelism,
+        t_cost: params.iterations,
+        m_cost: params.memory_kib,
+        lanes: params.parallelism,
+        // The lanes are filled one after another on this thread: the fill loop is chosen per
+        // thread (c/dispatch.c), and the server's pool gives the parallelism across hashes.
+        // The tag does not depend on the thread count (RFC 9106 §3.4).
+        threads: 1,
         version: sys::ARGON2_VERSION_13,
         allocate_cbk: Some(lend),
         free_cbk: Some(give_back),
         flags: sys::ARGON2_DEFAULT_FLAGS,
     };
     LENT.with(|cell| cell.set((memory.as_mut_ptr().cast::<u8>(), memory.len() * 8)));
+    // SAFETY: sets a thread-local int the dispatcher reads; `Kernel::code` is one of the
+    // values it knows, and the caller only passes a kernel this CPU runs (`Kernel::runs`).
+    unsafe { portcullis_a2_use(kernel.code()) };
     // SAFETY: every pointer in `ctx` points into a live slice of the stated length for the
     // whole call (`out` and `memory` are exclusive borrows; the inputs are only read, as the
     // clear flags are off); the lent block stays borrowed until the call returns and the
     // library frees it through `give_back`, which keeps no pointer. Empty slices give
     // dangling but non-null pointers with length 0, which the library never dereferences.
-    let code = unsafe { sys::argon2_ctx(&mut ctx, sys::Argon2_id) };
+    let code = unsafe { portcullis_a2_argon2_ctx(&mut ctx, sys::Argon2_id) };
     // A call that failed before allocating leaves the loan here: end it.
     LENT.with(|cell| cell.set((std::ptr::null_mut(), 0)));
     if code == sys::ARGON2_OK {
@@ -96,7 +112,7 @@ pub fn argon2id(input: Inputs<'_>, out: &mut [u8], memory: &mut [u64]) -> Result
     }
     // SAFETY: argon2_error_message returns a pointer to a static NUL-terminated string for
     // every code (a generic one for unknown codes), never null.
-    let message = unsafe { CStr::from_ptr(sys::argon2_error_message(code)) }
+    let message = unsafe { CStr::from_ptr(portcullis_a2_argon2_error_message(code)) }
         .to_string_lossy()
         .into_owned();
     Err(Error { code, message })

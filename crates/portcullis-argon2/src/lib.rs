@@ -1,10 +1,15 @@
 //! The reference C implementation of argon2id (the P-H-C `phc-winner-argon2` sources, CC0 or
-//! Apache-2.0, compiled by the `argon2-sys` crate with `cc`), behind a safe API that reuses a
-//! memory block the caller owns, as the server's hashing workers do with the `argon2` crate.
+//! Apache-2.0, vendored unchanged in `c/` and compiled by `build.rs` with `cc`), behind a safe
+//! API that reuses a memory block the caller owns, as the server's hashing workers do.
 //!
-//! It exists to be measured against the `argon2` crate (the benchmark's figure 12, the
-//! candidates table). Its unsafe calls live in the private `ffi` module, the only place in
-//! the workspace where `unsafe` is allowed; everything public here is safe.
+//! The reference's fill loop is compiled four times: its SIMD `opt.c` for AVX-512F, for AVX2
+//! and for the x86-64 baseline (SSE2), and its portable `ref.c`. [`Kernel::best`] picks the
+//! widest this CPU runs, once; the same binary runs on any x86-64 (or, with `ref.c` only, any
+//! other architecture). Everything else (BLAKE2b, the index computation, the finalisation)
+//! is the reference's one build.
+//!
+//! Its unsafe calls live in the private `ffi` module, the only place in the workspace where
+//! `unsafe` is allowed; everything public here is safe.
 
 mod ffi;
 
@@ -59,25 +64,99 @@ impl std::fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
-/// Which of the reference's two fill loops this build compiled: `opt.c` (SIMD, with the
-/// build machine's instruction set) or `ref.c` (portable).
-pub const BUILD: &str = if cfg!(feature = "opt-native") {
-    "opt.c, -march=native"
-} else {
-    "ref.c, portable"
-};
+/// One compilation of the reference's fill loop (c/dispatch.c numbers them the same way).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kernel {
+    /// `ref.c`: portable C, no SIMD.
+    Portable,
+    /// `opt.c` at the x86-64 baseline (SSE2).
+    Sse2,
+    /// `opt.c` with AVX2.
+    Avx2,
+    /// `opt.c` with AVX-512F.
+    Avx512f,
+}
 
-/// [`BUILD`], and the `CFLAGS` the C code was compiled with when some were set (a measurement
-/// can narrow `-march=native` with e.g. `CFLAGS=-mno-avx512f`).
-pub fn build() -> String {
-    match option_env!("CFLAGS").filter(|f| !f.trim().is_empty()) {
-        Some(flags) => format!("{BUILD}, CFLAGS={flags}"),
-        None => BUILD.to_owned(),
+impl Kernel {
+    /// Every kernel this build holds, narrowest first.
+    pub const ALL: [Kernel; 4] = [
+        Kernel::Portable,
+        Kernel::Sse2,
+        Kernel::Avx2,
+        Kernel::Avx512f,
+    ];
+
+    pub(crate) fn code(self) -> i32 {
+        match self {
+            Kernel::Portable => 0,
+            Kernel::Sse2 => 1,
+            Kernel::Avx2 => 2,
+            Kernel::Avx512f => 3,
+        }
+    }
+
+    /// Whether this build holds the kernel and this CPU (and its operating system, for the
+    /// wider registers) runs it.
+    pub fn runs(self) -> bool {
+        match self {
+            Kernel::Portable => true,
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Sse2 => true,
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2 => std::arch::is_x86_feature_detected!("avx2"),
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512f => std::arch::is_x86_feature_detected!("avx512f"),
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => false,
+        }
+    }
+
+    /// The widest kernel this machine runs, found once.
+    pub fn best() -> Kernel {
+        static BEST: std::sync::OnceLock<Kernel> = std::sync::OnceLock::new();
+        *BEST.get_or_init(|| {
+            Kernel::ALL
+                .into_iter()
+                .rev()
+                .find(|k| k.runs())
+                .unwrap_or(Kernel::Portable)
+        })
+    }
+
+    /// How the kernel was built, for reports and logs.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Kernel::Portable => "ref.c, portable",
+            Kernel::Sse2 => "opt.c, x86-64 baseline (SSE2)",
+            Kernel::Avx2 => "opt.c, AVX2",
+            Kernel::Avx512f => "opt.c, AVX-512F",
+        }
+    }
+}
+
+/// What one hash reads: the password (or other secret), the salt, and RFC 9106's optional
+/// key K and associated data X (empty unless set).
+#[derive(Clone, Copy)]
+pub struct Input<'a> {
+    pub secret: &'a [u8],
+    pub salt: &'a [u8],
+    pub key: &'a [u8],
+    pub ad: &'a [u8],
+}
+
+impl<'a> Input<'a> {
+    pub fn new(secret: &'a [u8], salt: &'a [u8]) -> Self {
+        Self {
+            secret,
+            salt,
+            key: &[],
+            ad: &[],
+        }
     }
 }
 
 /// argon2id (version 0x13) of `secret` with `salt` into `out`, filling `memory` (grown when
-/// too small, then reused).
+/// too small, then reused), with [`Kernel::best`].
 pub fn hash_into(
     params: Params,
     secret: &[u8],
@@ -85,20 +164,30 @@ pub fn hash_into(
     out: &mut [u8],
     memory: &mut Memory,
 ) -> Result<(), Error> {
-    hash_into_keyed(params, secret, salt, &[], &[], out, memory)
+    hash_with(
+        Kernel::best(),
+        params,
+        Input::new(secret, salt),
+        out,
+        memory,
+    )
 }
 
-/// [`hash_into`] with RFC 9106's optional inputs: a `key` (the "secret" K) and associated
-/// data `ad` (X).
-pub fn hash_into_keyed(
+/// [`hash_into`] with a chosen kernel and every input. A kernel this machine does not run is
+/// refused (an `ARGON2_INCORRECT_PARAMETER` error), never called.
+pub fn hash_with(
+    kernel: Kernel,
     params: Params,
-    secret: &[u8],
-    salt: &[u8],
-    key: &[u8],
-    ad: &[u8],
+    input: Input<'_>,
     out: &mut [u8],
     memory: &mut Memory,
 ) -> Result<(), Error> {
+    if !kernel.runs() {
+        return Err(Error {
+            code: ffi::INCORRECT_PARAMETER,
+            message: format!("{} is not available on this machine", kernel.describe()),
+        });
+    }
     let blocks = params.block_count();
     if memory.blocks.len() < blocks {
         memory.blocks.resize(blocks, [0u64; 128]);
@@ -107,17 +196,7 @@ pub fn hash_into_keyed(
         code: ffi::MEMORY_ALLOCATION_ERROR,
         message: "memory block too small".into(),
     })?;
-    ffi::argon2id(
-        ffi::Inputs {
-            params,
-            secret,
-            salt,
-            key,
-            ad,
-        },
-        out,
-        region.as_flattened_mut(),
-    )
+    ffi::argon2id(kernel, params, input, out, region.as_flattened_mut())
 }
 
 #[cfg(test)]

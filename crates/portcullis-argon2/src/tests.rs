@@ -11,25 +11,120 @@ fn rfc_params() -> Params {
     }
 }
 
-/// The RFC 9106 §5.3 inputs hashed in `memory`, as hex.
-fn rfc_tag(memory: &mut Memory) -> String {
+/// The RFC 9106 §5.3 inputs hashed in `memory` by `kernel`, as hex.
+fn rfc_tag_with(kernel: Kernel, memory: &mut Memory) -> String {
     let mut out = [0u8; 32];
-    hash_into_keyed(
-        rfc_params(),
-        &[1u8; 32],
-        &[2u8; 16],
-        &[3u8; 8],
-        &[4u8; 12],
-        &mut out,
-        memory,
-    )
-    .unwrap();
+    let input = Input {
+        secret: &[1u8; 32],
+        salt: &[2u8; 16],
+        key: &[3u8; 8],
+        ad: &[4u8; 12],
+    };
+    hash_with(kernel, rfc_params(), input, &mut out, memory).unwrap();
     hex::encode(out)
 }
 
+fn rfc_tag(memory: &mut Memory) -> String {
+    rfc_tag_with(Kernel::best(), memory)
+}
+
+fn runnable() -> Vec<Kernel> {
+    Kernel::ALL.into_iter().filter(|k| k.runs()).collect()
+}
+
 #[test]
-fn rfc9106_argon2id_test_vector() {
+fn rfc9106_argon2id_test_vector_on_every_kernel_this_machine_runs() {
+    let kernels = runnable();
+    assert!(kernels.contains(&Kernel::Portable));
+    #[cfg(target_arch = "x86_64")]
+    assert!(kernels.contains(&Kernel::Sse2), "x86-64 always has SSE2");
+    for kernel in kernels {
+        assert_eq!(
+            rfc_tag_with(kernel, &mut Memory::new()),
+            RFC9106_TAG,
+            "{kernel:?}"
+        );
+    }
     assert_eq!(rfc_tag(&mut Memory::new()), RFC9106_TAG);
+}
+
+#[test]
+fn every_kernel_gives_the_same_tags_at_the_servers_parameters() {
+    // The production shape (m = 19 MiB, t = 2, p = 1) and a two-lane one, several inputs each:
+    // the kernels are the same algorithm, so any difference is a build defect.
+    let shapes = [
+        Params {
+            memory_kib: 19_456,
+            iterations: 2,
+            parallelism: 1,
+        },
+        Params {
+            memory_kib: 256,
+            iterations: 3,
+            parallelism: 2,
+        },
+    ];
+    let mut memory = Memory::new();
+    for params in shapes {
+        for (secret, salt) in [
+            (
+                &b"correct horse battery staple"[..],
+                &b"0123456789abcdef"[..],
+            ),
+            (b"", b"saltsalt"),
+            (&[0xffu8; 200][..], &[7u8; 32][..]),
+        ] {
+            let tags: Vec<(Kernel, [u8; 32])> = runnable()
+                .into_iter()
+                .map(|kernel| {
+                    let mut out = [0u8; 32];
+                    hash_with(
+                        kernel,
+                        params,
+                        Input::new(secret, salt),
+                        &mut out,
+                        &mut memory,
+                    )
+                    .unwrap();
+                    (kernel, out)
+                })
+                .collect();
+            let first = tags[0].1;
+            for (kernel, tag) in &tags {
+                assert_eq!(*tag, first, "{kernel:?} differs at {params:?}");
+            }
+        }
+    }
+}
+
+#[test]
+fn the_best_kernel_is_one_this_machine_runs_and_the_widest() {
+    let best = Kernel::best();
+    assert!(best.runs());
+    for kernel in Kernel::ALL {
+        if kernel.runs() {
+            assert!(
+                kernel.code() <= best.code(),
+                "{kernel:?} is wider than {best:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_kernel_this_machine_lacks_is_refused_not_called() {
+    let mut out = [0u8; 32];
+    for kernel in Kernel::ALL.into_iter().filter(|k| !k.runs()) {
+        let err = hash_with(
+            kernel,
+            rfc_params(),
+            Input::new(b"pw", b"somesalt"),
+            &mut out,
+            &mut Memory::new(),
+        )
+        .unwrap_err();
+        assert_eq!(err.code, ffi::INCORRECT_PARAMETER);
+    }
 }
 
 #[test]

@@ -21,10 +21,10 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use argon2::{Algorithm, Argon2, Block, Params, Version};
 use base64::engine::general_purpose::STANDARD_NO_PAD;
 use base64::Engine;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
+use portcullis_argon2::{Kernel, Memory, Params};
 use tokio::sync::oneshot;
 use zeroize::Zeroizing;
 
@@ -62,14 +62,21 @@ impl HashParams {
         }
     }
 
-    fn to_argon2(self) -> Result<Params, HashError> {
-        Params::new(
+    /// The kernel's parameters, once the `argon2` crate's rules (RFC 9106's bounds) accept
+    /// them: a stored hash's parameters are checked this way before any memory is taken.
+    fn to_kernel(self) -> Result<Params, HashError> {
+        argon2::Params::new(
             self.memory_kib,
             self.iterations,
             self.parallelism,
             Some(OUTPUT_LEN),
         )
-        .map_err(|e| HashError::Internal(format!("invalid argon2 parameters: {e}")))
+        .map_err(|e| HashError::Internal(format!("invalid argon2 parameters: {e}")))?;
+        Ok(Params {
+            memory_kib: self.memory_kib,
+            iterations: self.iterations,
+            parallelism: self.parallelism,
+        })
     }
 }
 
@@ -242,7 +249,7 @@ impl HashPool {
         queue: usize,
         nice: i32,
     ) -> Result<Self, HashError> {
-        let argon_params = params.to_argon2()?;
+        let argon_params = params.to_kernel()?;
         let workers = workers.max(1);
         // The places (`in_flight`) bound the jobs; the channel only needs room for them all.
         let (tx, rx) = crossbeam_channel::bounded::<Job>(workers + queue);
@@ -250,7 +257,6 @@ impl HashPool {
         for index in 0..workers {
             let rx = rx.clone();
             let busy = busy.clone();
-            let argon_params = argon_params.clone();
             std::thread::Builder::new()
                 .name(format!("argon2-{index}"))
                 .spawn(move || {
@@ -391,7 +397,7 @@ fn lower_priority(nice: i32) {
 
 /// One worker: owns its argon2 memory and reuses it for every job.
 fn worker(rx: Receiver<Job>, params: HashParams, argon_params: Params, busy: Arc<AtomicUsize>) {
-    let mut memory: Vec<Block> = Vec::new();
+    let mut memory = Memory::new();
     while let Ok(Job { work, _slot: slot }) = rx.recv() {
         busy.fetch_add(1, Ordering::Relaxed);
         // The place is given back once the work is done and before the answer goes out, so a
@@ -441,7 +447,7 @@ fn verify_one(
     current_argon: &Params,
     secret: &[u8],
     stored: Option<&str>,
-    memory: &mut Vec<Block>,
+    memory: &mut Memory,
 ) -> Result<Verification, HashError> {
     let Some(stored) = stored else {
         let salt = random_bytes::<SALT_LEN>();
@@ -463,7 +469,7 @@ fn verify_one(
             "stored hash is neither an argon2id PHC string nor an importable form".into(),
         ));
     };
-    let argon_params = phc.params.to_argon2()?;
+    let argon_params = phc.params.to_kernel()?;
     let out = compute(&argon_params, secret, &phc.salt, memory)?;
     if ct_eq(&out[..], &phc.hash) {
         Ok(Verification::Match {
@@ -474,24 +480,24 @@ fn verify_one(
     }
 }
 
+/// argon2id v0x13 of `secret` with `salt`, in the worker's reused `memory`, by the reference
+/// C's fill loop for the widest vectors this CPU has (`portcullis-argon2`, figure 12 of the
+/// benchmark); the library wipes the block when the hash is done.
 fn compute(
     params: &Params,
     secret: &[u8],
     salt: &[u8],
-    memory: &mut Vec<Block>,
+    memory: &mut Memory,
 ) -> Result<Zeroizing<[u8; OUTPUT_LEN]>, HashError> {
-    let blocks = params.block_count();
-    if memory.len() < blocks {
-        memory.resize(blocks, Block::default());
-    }
-    let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
     let mut out = Zeroizing::new([0u8; OUTPUT_LEN]);
-    let region = memory
-        .get_mut(..blocks)
-        .ok_or_else(|| HashError::Internal("argon2 memory too small".into()))?;
-    argon
-        .hash_password_into_with_memory(secret, salt, out.as_mut(), region)
-        .map_err(|e| HashError::Internal(format!("argon2: {e}")))?;
+    portcullis_argon2::hash_with(
+        Kernel::best(),
+        *params,
+        portcullis_argon2::Input::new(secret, salt),
+        out.as_mut(),
+        memory,
+    )
+    .map_err(|e| HashError::Internal(e.to_string()))?;
     Ok(out)
 }
 
@@ -620,7 +626,7 @@ mod tests {
         use argon2::password_hash::{PasswordHash, PasswordVerifier};
         let phc = pool().hash(b"interop").await.unwrap();
         let parsed = PasswordHash::new(&phc).unwrap();
-        assert!(Argon2::default()
+        assert!(argon2::Argon2::default()
             .verify_password(b"interop", &parsed)
             .is_ok());
     }
@@ -749,24 +755,72 @@ mod tests {
 
     #[test]
     fn rfc9106_argon2id_test_vector() {
-        // RFC 9106 §5.3: checks the engine under our pool against the published tag.
-        let params = argon2::ParamsBuilder::new()
-            .m_cost(32)
-            .t_cost(3)
-            .p_cost(4)
-            .output_len(32)
-            .data(argon2::AssociatedData::new(&[4u8; 12]).unwrap())
-            .build()
-            .unwrap();
-        let argon = Argon2::new_with_secret(&[3u8; 8], Algorithm::Argon2id, Version::V0x13, params)
-            .unwrap();
+        // RFC 9106 §5.3: checks the engine under our pool (the kernel `compute` uses) against
+        // the published tag.
         let mut out = [0u8; 32];
-        argon
-            .hash_password_into(&[1u8; 32], &[2u8; 16], &mut out)
+        let input = portcullis_argon2::Input {
+            secret: &[1u8; 32],
+            salt: &[2u8; 16],
+            key: &[3u8; 8],
+            ad: &[4u8; 12],
+        };
+        let params = Params {
+            memory_kib: 32,
+            iterations: 3,
+            parallelism: 4,
+        };
+        portcullis_argon2::hash_with(Kernel::best(), params, input, &mut out, &mut Memory::new())
             .unwrap();
         assert_eq!(
             hex::encode(out),
             "0d640df58d78766c08c037a34a8b53c9d01ef0452d75b65eb52520e96b01e659"
         );
+    }
+
+    #[test]
+    fn the_pools_kernel_agrees_with_the_argon2_crate_at_the_servers_parameters() {
+        // An independent implementation (the `argon2` crate) must make the same tag as the
+        // kernel the workers call, at the production parameters and at a two-lane shape.
+        for (m, t, p) in [(19_456, 2, 1), (1_024, 3, 2)] {
+            let ours = HashParams {
+                memory_kib: m,
+                iterations: t,
+                parallelism: p,
+            };
+            let mut memory = Memory::new();
+            let tag = compute(
+                &ours.to_kernel().unwrap(),
+                b"pw 1234",
+                b"saltsaltsalt",
+                &mut memory,
+            )
+            .unwrap();
+            let theirs = argon2::Argon2::new(
+                argon2::Algorithm::Argon2id,
+                argon2::Version::V0x13,
+                argon2::Params::new(m, t, p, Some(OUTPUT_LEN)).unwrap(),
+            );
+            let mut out = [0u8; OUTPUT_LEN];
+            theirs
+                .hash_password_into(b"pw 1234", b"saltsaltsalt", &mut out)
+                .unwrap();
+            assert_eq!(*tag, out, "m={m} t={t} p={p}");
+        }
+    }
+
+    #[test]
+    fn parameters_outside_rfc9106_are_refused_before_hashing() {
+        let bad = HashParams {
+            memory_kib: 4,
+            iterations: 1,
+            parallelism: 1,
+        };
+        assert!(bad.to_kernel().is_err());
+        let none = HashParams {
+            memory_kib: 64,
+            iterations: 0,
+            parallelism: 1,
+        };
+        assert!(none.to_kernel().is_err());
     }
 }
