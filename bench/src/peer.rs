@@ -149,8 +149,17 @@ async fn compare(
         .sum();
     ctx.report.info(
         FIG,
-        "peak resident memory during the sign-ins: Portcullis / peer (all processes)",
+        "peak resident memory during the sign-ins: Portcullis / peer (sum over its processes, \
+         shared pages counted in each: an upper bound)",
         format!("{:.1} / {:.1} MB", mb(ours_peak), mb(peer_peak)),
+    );
+    // Right after the last round, with shared pages divided among the peer's processes.
+    let ours_pss = sys::pss_kib(server.pid).unwrap_or(0);
+    let peer_pss: u64 = peer.pids().into_iter().filter_map(sys::pss_kib).sum();
+    ctx.report.info(
+        FIG,
+        "proportional set size after the sign-ins (Pss): Portcullis / peer (sum over its processes)",
+        format!("{:.1} / {:.1} MB", mb(ours_pss), mb(peer_pss)),
     );
     ctx.report.note(
         FIG,

@@ -14,6 +14,18 @@ pub fn status_kib(pid: u32, key: &str) -> Option<u64> {
         .and_then(|v| v.parse().ok())
 }
 
+/// A process's proportional set size in KiB (`Pss:` of `/proc/PID/smaps_rollup`, Linux ≥ 4.14):
+/// its resident pages with each shared page divided among the processes that map it, so the
+/// sum over a group of forked workers counts their shared pages once.
+pub fn pss_kib(pid: u32) -> Option<u64> {
+    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+    rollup
+        .lines()
+        .find(|l| l.starts_with("Pss:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+}
+
 /// Resets the process's peak resident memory (VmHWM) to its current RSS, so the next peak
 /// belongs to the next phase (`echo 5 > /proc/PID/clear_refs`, Linux ≥ 4.0).
 pub fn reset_peak(pid: u32) -> bool {
