@@ -20,6 +20,8 @@ statements! {
         WHERE client_id = $1 AND revoked_at IS NULL";
     REVOKE_CLIENT_TOKENS = "UPDATE oidc_tokens SET revoked_at = $2 \
         WHERE client_id = $1 AND revoked_at IS NULL";
+    /// A revoked client's keys fetched from its `jwks_uri` are of no further use.
+    DROP_CLIENT_JWKS = "DELETE FROM oidc_jwks_cache WHERE client_id = $1";
 }
 
 #[derive(sqlx::FromRow)]
@@ -78,6 +80,11 @@ impl OidcClientWrites for SqlWork {
         let tokens = sqlx::query(REVOKE_CLIENT_TOKENS)
             .bind(client_id.to_owned())
             .bind(now)
+            .execute(self.conn().await?)
+            .await
+            .map_err(db_err)?;
+        sqlx::query(DROP_CLIENT_JWKS)
+            .bind(client_id.to_owned())
             .execute(self.conn().await?)
             .await
             .map_err(db_err)?;

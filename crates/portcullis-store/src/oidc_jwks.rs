@@ -5,15 +5,15 @@
 
 use async_trait::async_trait;
 use portcullis_core::clock::UnixTime;
-use portcullis_core::ports::{CachedJwks, OidcJwksCache, StoreError, StoreResult};
+use portcullis_core::ports::{CachedJwks, JwksCacheRow, OidcJwksCache, StoreError, StoreResult};
 use serde_json::Value;
 
 use crate::sql::statements;
 use crate::{db_err, SqlStore};
 
 statements! {
-    CACHED_JWKS = "SELECT jwks, fetched_at FROM oidc_jwks_cache \
-        WHERE client_id = $1 AND jwks IS NOT NULL AND fetched_at IS NOT NULL";
+    CACHED_JWKS = "SELECT attempted_at, jwks, fetched_at FROM oidc_jwks_cache \
+        WHERE client_id = $1";
     CLAIM_JWKS_FETCH = "INSERT INTO oidc_jwks_cache (client_id, attempted_at) VALUES ($1, $2) \
         ON CONFLICT (client_id) DO UPDATE SET attempted_at = excluded.attempted_at \
         WHERE oidc_jwks_cache.attempted_at <= $3";
@@ -24,24 +24,31 @@ statements! {
 
 #[derive(sqlx::FromRow)]
 struct CachedRecord {
-    jwks: String,
-    fetched_at: i64,
+    attempted_at: i64,
+    jwks: Option<String>,
+    fetched_at: Option<i64>,
 }
 
 #[async_trait]
 impl OidcJwksCache for SqlStore {
-    async fn oidc_jwks_cached(&self, client_id: &str) -> StoreResult<Option<CachedJwks>> {
+    async fn oidc_jwks_cached(&self, client_id: &str) -> StoreResult<Option<JwksCacheRow>> {
         let row: Option<CachedRecord> = sqlx::query_as(CACHED_JWKS)
             .bind(client_id.to_owned())
             .fetch_optional(&self.pool)
             .await
             .map_err(db_err)?;
         row.map(|r| {
-            let jwks: Value = serde_json::from_str(&r.jwks)
-                .map_err(|_| StoreError::Internal("oidc: unreadable cached JWKS".into()))?;
-            Ok(CachedJwks {
-                jwks,
-                fetched_at: UnixTime(r.fetched_at),
+            let set = match (r.jwks, r.fetched_at) {
+                (Some(jwks), Some(fetched_at)) => Some(CachedJwks {
+                    jwks: serde_json::from_str(&jwks)
+                        .map_err(|_| StoreError::Internal("oidc: unreadable cached JWKS".into()))?,
+                    fetched_at: UnixTime(fetched_at),
+                }),
+                _ => None,
+            };
+            Ok(JwksCacheRow {
+                attempted_at: UnixTime(r.attempted_at),
+                set,
             })
         })
         .transpose()

@@ -58,7 +58,7 @@ pub use oidc::{
     OidcStore, OidcTokenRow, OidcWrites, StoredRequest, TokenKind,
 };
 pub use oidc_clients::{OidcClientRow, OidcClientWrites};
-pub use oidc_jwks::{CachedJwks, JwksFetchError, JwksFetcher, OidcJwksCache};
+pub use oidc_jwks::{CachedJwks, JwksCacheRow, JwksFetchError, JwksFetcher, OidcJwksCache};
 pub use outbox::{
     Message, Notifier, NotifyError, OutboxReads, OutboxRow, OutboxState, OutboxStats, OutboxStore,
     Outgoing, QuotaClaim,

@@ -16,10 +16,20 @@ pub struct CachedJwks {
     pub fetched_at: UnixTime,
 }
 
+/// A client's row of the shared cache: the last fetch claimed, and the set it stored.
+#[derive(Clone, Debug)]
+pub struct JwksCacheRow {
+    /// When the last fetch was claimed (whether or not it succeeded): a claim before
+    /// `now − interval` can win, a later one cannot, so a reader skips the write.
+    pub attempted_at: UnixTime,
+    /// The last set fetched; none until a fetch succeeded.
+    pub set: Option<CachedJwks>,
+}
+
 #[async_trait]
 pub trait OidcJwksCache: Send + Sync {
-    /// The cached key set of a client, if one was ever fetched.
-    async fn oidc_jwks_cached(&self, client_id: &str) -> StoreResult<Option<CachedJwks>>;
+    /// A client's cache row, if a fetch was ever claimed for it.
+    async fn oidc_jwks_cached(&self, client_id: &str) -> StoreResult<Option<JwksCacheRow>>;
     /// Claims the right to fetch a client's key set now: one atomic conditional write that
     /// succeeds only when no fetch was claimed after `not_since`, so across every node at
     /// most one request per interval wins. `true` for the winner.

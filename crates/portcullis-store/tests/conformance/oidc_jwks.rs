@@ -3,11 +3,12 @@
 
 use std::sync::Arc;
 
-use portcullis_core::ports::OidcJwksCache;
+use portcullis_core::oidc::{ClientAuth, IdTokenAlg, OidcClient};
+use portcullis_core::ports::{OidcClientWrites, OidcJwksCache, Transactions};
 use portcullis_testkit::{both, Backend};
 use serde_json::json;
 
-use crate::support::{store, T};
+use crate::support::{commit, store, T};
 
 async fn jwks_cache(backend: Backend) {
     let (s, _db) = store(backend).await;
@@ -28,11 +29,19 @@ async fn jwks_cache(backend: Backend) {
         won += usize::from(h.await.unwrap());
     }
     assert_eq!(won, 1, "one fetch for the whole race");
-    // Claimed but not stored yet: nothing cached.
-    assert!(s.oidc_jwks_cached("rp").await.unwrap().is_none());
+    // Claimed but not stored yet (or the fetch failed): the claim is read back, no set.
+    let row = s.oidc_jwks_cached("rp").await.unwrap().unwrap();
+    assert_eq!(row.attempted_at, T);
+    assert!(row.set.is_none());
     let first = json!({"keys": [{"kid": "a"}]});
     s.save_oidc_jwks("rp", &first, T).await.unwrap();
-    let cached = s.oidc_jwks_cached("rp").await.unwrap().unwrap();
+    let cached = s
+        .oidc_jwks_cached("rp")
+        .await
+        .unwrap()
+        .unwrap()
+        .set
+        .unwrap();
     assert_eq!((cached.jwks, cached.fetched_at), (first.clone(), T));
 
     // Within the interval: refused; once it has passed, one claim again.
@@ -62,7 +71,52 @@ async fn jwks_cache(backend: Backend) {
     s.save_oidc_jwks("rp", &first, T.plus_secs(1))
         .await
         .unwrap();
-    let cached = s.oidc_jwks_cached("rp").await.unwrap().unwrap();
+    let row = s.oidc_jwks_cached("rp").await.unwrap().unwrap();
+    assert_eq!(row.attempted_at, later);
+    let cached = row.set.unwrap();
     assert_eq!((cached.jwks, cached.fetched_at), (second, later));
 }
 both!(jwks_uri_fetch_claims_are_one_per_interval, jwks_cache);
+
+/// Revoking a client drops the keys fetched from its `jwks_uri`, with its tokens.
+async fn revoked_client_cache(backend: Backend) {
+    let (s, _db) = store(backend).await;
+    let client = OidcClient {
+        client_id: "rp".into(),
+        name: "RP".into(),
+        auth: ClientAuth::PrivateKeyJwt,
+        secret_hash: None,
+        jwks: None,
+        jwks_uri: Some("https://rp.example/jwks".into()),
+        redirect_uris: vec!["https://rp.example/cb".into()],
+        post_logout_uris: Vec::new(),
+        first_party: false,
+        fapi2: false,
+        id_token_alg: IdTokenAlg::Es256,
+        revoked: false,
+    };
+    let mut w = s.begin(T);
+    assert!(w.insert_oidc_client(&client).await.unwrap());
+    commit(w).await;
+    for id in ["rp", "other"] {
+        assert!(s
+            .claim_oidc_jwks_fetch(id, T, T.plus_secs(-60))
+            .await
+            .unwrap());
+        s.save_oidc_jwks(id, &json!({"keys": [{"kid": "a"}]}), T)
+            .await
+            .unwrap();
+    }
+    let mut w = s.begin(T);
+    assert_eq!(w.revoke_oidc_client("rp").await.unwrap(), Some(0));
+    commit(w).await;
+    assert!(s.oidc_jwks_cached("rp").await.unwrap().is_none());
+    assert!(
+        s.oidc_jwks_cached("other").await.unwrap().is_some(),
+        "only its own row"
+    );
+}
+both!(
+    revoking_a_client_drops_its_fetched_keys,
+    revoked_client_cache
+);

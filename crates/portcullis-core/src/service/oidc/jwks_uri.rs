@@ -32,7 +32,9 @@ impl Portcullis {
         let policy = self.policies.oidc_jwks;
         let cache = &self.ports.jwks_cache;
         let id = client.client_id.as_str();
-        let cached = cache.oidc_jwks_cached(id).await?;
+        let row = cache.oidc_jwks_cached(id).await?;
+        let claimed_at = row.as_ref().map(|r| r.attempted_at);
+        let cached = row.and_then(|r| r.set);
         let keys = cached.as_ref().map(|c| usable_keys(&c.jwks));
         let age = |c: &CachedJwks| now.0.saturating_sub(c.fetched_at.0);
         let fresh = cached.as_ref().is_some_and(|c| age(c) < policy.ttl_secs);
@@ -44,12 +46,11 @@ impl Portcullis {
             return Ok(keys.clone());
         }
         let not_since = UnixTime(now.0.saturating_sub(policy.refetch_interval_secs));
-        // A set fetched within the interval means its claim is within it too, so a claim now
-        // would lose: skip the write (a flood of unknown kids then costs reads, not row locks).
-        let fetched_lately = cached
-            .as_ref()
-            .is_some_and(|c| age(c) < policy.refetch_interval_secs);
-        if !fetched_lately && cache.claim_oidc_jwks_fetch(id, now, not_since).await? {
+        // A fetch claimed within the interval (by any node, whether it succeeded or the key
+        // server was down) means a claim now would lose: skip the write, so a flood of
+        // unknown kids costs reads, not row locks, even while the key server is down.
+        let claimed_lately = claimed_at.is_some_and(|at| at.0 > not_since.0);
+        if !claimed_lately && cache.claim_oidc_jwks_fetch(id, now, not_since).await? {
             match self
                 .fetch_client_jwks(uri, policy.allow_http_loopback)
                 .await
@@ -70,7 +71,7 @@ impl Portcullis {
         // another node: read what it stored), or it failed: the cached set, if not too old.
         let latest = match cached {
             Some(c) if age(&c) < policy.refetch_interval_secs => Some(c),
-            _ => cache.oidc_jwks_cached(id).await?,
+            _ => cache.oidc_jwks_cached(id).await?.and_then(|r| r.set),
         };
         match latest {
             Some(c) if age(&c) < policy.max_age_secs => Ok(usable_keys(&c.jwks)),
