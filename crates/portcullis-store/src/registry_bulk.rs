@@ -98,6 +98,10 @@ pub(crate) async fn begin(import: &mut SqlImport) -> StoreResult<Bulk> {
     for ddl in [DROP_NUMBER_UNIQUE, DROP_KEY_ID_INDEX, BULK_RELEASE] {
         sqlx::query(ddl).execute(&mut **tx).await.map_err(db_err)?;
     }
+    tracing::info!(
+        load = import.load,
+        "registry load into an empty registry: its indexes are built after its rows"
+    );
     Ok(Bulk::Active)
 }
 
