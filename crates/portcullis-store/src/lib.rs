@@ -37,6 +37,7 @@ mod ops;
 mod outbox;
 pub mod pg_url;
 mod registry;
+mod registry_bulk;
 mod registry_copy;
 mod sessions;
 pub mod sql;
@@ -474,6 +475,7 @@ pub fn statements(backend: Backend) -> Vec<(String, String)> {
         oidc_jwks::STATEMENTS,
         outbox::STATEMENTS,
         registry::STATEMENTS,
+        registry_bulk::STATEMENTS,
         registry_copy::STATEMENTS,
         sessions::STATEMENTS,
         status::STATEMENTS,

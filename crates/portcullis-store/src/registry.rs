@@ -22,6 +22,7 @@ use portcullis_core::ports::{
 use portcullis_core::registry::{CardStatus, HashedRecord};
 
 use crate::outbox::OutboxSeal;
+use crate::registry_bulk::Bulk;
 use crate::sql::statements;
 use crate::tx::{self, Tx};
 use crate::{db_err, Backend, SqlStore, SqlWork};
@@ -41,6 +42,21 @@ macro_rules! record_select {
          (SELECT COUNT(*) FROM registry_records n WHERE n.replaces_hash = r.number_hash) \
          AS replacements \
          FROM registry_records r LEFT JOIN account_cards c ON c.registry_record_id = r.id"
+    };
+}
+
+/// The staged rows of load `$1` into the registry, `$2` the load's time (see
+/// [`MERGE_STAGED`]).
+macro_rules! merge_insert {
+    () => {
+        "INSERT INTO registry_records (account_type, number_hash, \
+        verification_hash, last4, expiry, holder_name, email, phone, product, balance, \
+        credit_limit, payment_due_date, minimum_due, status, replaces_hash, key_id, \
+        status_since, changed_in, reissued_in) SELECT account_type, number_hash, \
+        verification_hash, last4, expiry, holder_name, email, phone, product, balance, \
+        credit_limit, payment_due_date, minimum_due, status, replaces_hash, key_id, $2, CAST(NULL AS BIGINT), \
+        CASE WHEN replaces_hash IS NULL THEN CAST(NULL AS BIGINT) ELSE $1 END \
+        FROM registry_staging WHERE load = $1"
     };
 }
 
@@ -73,15 +89,7 @@ statements! {
     /// under an old key was moved to it before staging); `replaces` is kept once set (a later record without it does
     /// not bring the replaced card back). The WHERE
     /// clause also settles SQLite's parse of `INSERT … SELECT … ON CONFLICT`.
-    MERGE_STAGED = "INSERT INTO registry_records (account_type, number_hash, \
-        verification_hash, last4, expiry, holder_name, email, phone, product, balance, \
-        credit_limit, payment_due_date, minimum_due, status, replaces_hash, key_id, \
-        status_since, changed_in, reissued_in) SELECT account_type, number_hash, \
-        verification_hash, last4, expiry, holder_name, email, phone, product, balance, \
-        credit_limit, payment_due_date, minimum_due, status, replaces_hash, key_id, $2, CAST(NULL AS BIGINT), \
-        CASE WHEN replaces_hash IS NULL THEN CAST(NULL AS BIGINT) ELSE $1 END \
-        FROM registry_staging \
-        WHERE load = $1 ORDER BY number_hash \
+    MERGE_STAGED = concat!(merge_insert!(), " ORDER BY number_hash \
         ON CONFLICT (number_hash) DO UPDATE SET account_type = excluded.account_type, \
         verification_hash = excluded.verification_hash, last4 = excluded.last4, \
         expiry = excluded.expiry, holder_name = excluded.holder_name, email = excluded.email, \
@@ -93,7 +101,10 @@ statements! {
         status_since = CASE WHEN registry_records.status = excluded.status \
         THEN registry_records.status_since ELSE excluded.status_since END, \
         changed_in = CASE WHEN registry_records.status = excluded.status \
-        THEN registry_records.changed_in ELSE $1 END, status = excluded.status";
+        THEN registry_records.changed_in ELSE $1 END, status = excluded.status");
+    /// The first large load into an empty registry (`registry_bulk.rs`): the staged rows
+    /// appended, with the table's unique index dropped until the load's end.
+    BULK_MERGE: postgres = merge_insert!();
     DELETE_STAGED = "DELETE FROM registry_staging WHERE load = $1";
     /// A large page cache for the bulk upsert into the keyed-hash index (256 MiB at most,
     /// for the loads' connection only) …
@@ -267,6 +278,9 @@ pub struct SqlImport {
     sent: Option<crate::registry_copy::StagedRows>,
     /// SQLite with a loads connection of its own: the checkpoint started after the commit.
     checkpointer: Option<Checkpointer>,
+    /// PostgreSQL: whether the load appends to an empty registry with its indexes dropped
+    /// (`registry_bulk.rs`).
+    pub(crate) bulk: Bulk,
 }
 
 impl SqlImport {
@@ -278,7 +292,19 @@ impl SqlImport {
         if self.staged == 0 {
             return Ok(());
         }
-        sqlx::query(MERGE_STAGED)
+        if self.bulk == Bulk::Maybe {
+            // Only a load that reaches its first merge with a full run of rows (a large one).
+            self.bulk = if self.staged >= MERGE_EVERY {
+                crate::registry_bulk::begin(self).await?
+            } else {
+                Bulk::No
+            };
+        }
+        let merge = match self.bulk {
+            Bulk::Active => BULK_MERGE,
+            Bulk::Maybe | Bulk::No => MERGE_STAGED,
+        };
+        sqlx::query(merge)
             .bind(self.load)
             .bind(self.now.0)
             .execute(&mut *self.tx)
@@ -372,6 +398,9 @@ impl RegistryImport for SqlImport {
                     .await
                     .map_err(db_err)?;
                 let old = [low, high].iter().flatten().any(|&k| k != first.key_id);
+                if low.is_some() {
+                    self.bulk = Bulk::No;
+                }
                 self.old_rows = Some(old);
                 old
             }
@@ -438,6 +467,7 @@ impl RegistryImport for SqlImport {
 
     async fn settle(&mut self) -> StoreResult<Settled> {
         self.merge().await?;
+        crate::registry_bulk::finish(self).await?;
         crate::lifecycle::settle(self).await
     }
 
@@ -463,6 +493,7 @@ impl RegistryImport for SqlImport {
         audit_key: &portcullis_core::audit::ChainKey,
     ) -> StoreResult<Committed> {
         self.merge().await?;
+        crate::registry_bulk::finish(&mut self).await?;
         let messages = std::mem::take(&mut self.outgoing);
         let events = std::mem::take(&mut self.events);
         crate::outbox::enqueue(&mut self.tx, self.seal.as_ref(), &messages, self.now).await?;
@@ -544,6 +575,10 @@ impl RegistryImports for SqlStore {
             unsent_rows: 0,
             sent: None,
             checkpointer: self.loads.as_ref().map(|(_, c)| c.clone()),
+            bulk: match self.backend {
+                Backend::Postgres => Bulk::Maybe,
+                Backend::Sqlite => Bulk::No,
+            },
         }))
     }
 }
