@@ -102,7 +102,7 @@ impl SqlStore {
     /// A real committed write: this node's row in `write_probe`. Fails while the database
     /// takes no writes (a full disk, a read-only file system, a lock held too long).
     pub async fn write_probe(&self, node: &str, now: UnixTime) -> StoreResult<()> {
-        let mut tx = tx::begin(&self.pool, self.backend).await?;
+        let mut tx = tx::begin(&self.pool, self.backend, &self.gate).await?;
         sqlx::query(WRITE_PROBE)
             .bind(node)
             .bind(now.0)

@@ -108,6 +108,8 @@ pub enum Backend {
 pub struct SqlStore {
     pool: AnyPool,
     backend: Backend,
+    /// SQLite: the queue of this store's write transactions (see `tx.rs`).
+    gate: tx::WriteGate,
     /// Seals outbox bodies that carry a one-time code (see `outbox.rs`).
     outbox_seal: Option<outbox::OutboxSeal>,
     /// A multi-host PostgreSQL URL: the watcher that keeps the pool on the writable host.
@@ -266,6 +268,7 @@ impl SqlStore {
         Ok(Self {
             pool,
             backend,
+            gate: tx::WriteGate::new(backend),
             outbox_seal: None,
             watcher,
             replica: None,
@@ -416,7 +419,7 @@ impl Transactions for SqlStore {
     fn begin(&self, now: UnixTime) -> Box<dyn UnitOfWork> {
         Box::new(SqlWork::new(
             self.pool.clone(),
-            self.backend,
+            (self.backend, self.gate.clone()),
             self.outbox_seal.clone(),
             now,
         ))

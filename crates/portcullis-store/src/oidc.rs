@@ -408,6 +408,7 @@ impl OidcStore for SqlStore {
         stored: &StoredRequest,
         now: UnixTime,
     ) -> StoreResult<()> {
+        let _turn = self.gate.turn().await?;
         sqlx::query(INSERT_REQUEST)
             .bind(handle_hash.to_vec())
             .bind(stored.client_id.clone())
@@ -426,6 +427,7 @@ impl OidcStore for SqlStore {
         handle_hash: &[u8; 32],
         now: UnixTime,
     ) -> StoreResult<Option<StoredRequest>> {
+        let _turn = self.gate.turn().await?;
         let row: Option<RequestRecord> = sqlx::query_as(TAKE_REQUEST)
             .bind(handle_hash.to_vec())
             .bind(now.0)
@@ -441,6 +443,7 @@ impl OidcStore for SqlStore {
     }
 
     async fn put_oidc_code(&self, new: NewOidcCode<'_>) -> StoreResult<()> {
+        let _turn = self.gate.turn().await?;
         sqlx::query(INSERT_CODE)
             .bind(new.code_hash.to_vec())
             .bind(new.client_id.to_owned())
@@ -497,6 +500,7 @@ impl OidcStore for SqlStore {
         expires_at: UnixTime,
         _now: UnixTime,
     ) -> StoreResult<bool> {
+        let _turn = self.gate.turn().await?;
         let done = sqlx::query(CLAIM_JTI)
             .bind(jti_hash.to_vec())
             .bind(expires_at.0)

@@ -335,7 +335,7 @@ impl OutboxReads for SqlStore {
 #[async_trait]
 impl OutboxStore for SqlStore {
     async fn enqueue(&self, messages: &[Outgoing], now: UnixTime) -> StoreResult<Vec<i64>> {
-        let mut tx = tx::begin(&self.pool, self.backend).await?;
+        let mut tx = tx::begin(&self.pool, self.backend, &self.gate).await?;
         let ids = enqueue(&mut tx, self.outbox_seal.as_ref(), messages, now).await?;
         tx::commit(tx).await?;
         Ok(ids)
@@ -446,7 +446,7 @@ impl OutboxStore for SqlStore {
         // All counters in one transaction, always in the caller's order (number, prefix,
         // service), so two claimers cannot deadlock and a refused claim takes nothing (its
         // transaction is dropped, so rolled back).
-        let mut tx = tx::begin(&self.pool, self.backend).await?;
+        let mut tx = tx::begin(&self.pool, self.backend, &self.gate).await?;
         for (i, claim) in claims.iter().enumerate() {
             let granted: Option<i64> = sqlx::query_scalar(CLAIM_QUOTA)
                 .bind(claim.key.as_str())
@@ -464,7 +464,7 @@ impl OutboxStore for SqlStore {
     }
 
     async fn release_sms_quota(&self, keys: &[String], day: i64) -> StoreResult<()> {
-        let mut tx = tx::begin(&self.pool, self.backend).await?;
+        let mut tx = tx::begin(&self.pool, self.backend, &self.gate).await?;
         for key in keys {
             sqlx::query(RELEASE_QUOTA)
                 .bind(key.as_str())

@@ -532,9 +532,9 @@ impl RegistryImports for SqlStore {
     async fn begin_import(&self, now: UnixTime) -> StoreResult<Box<dyn RegistryImport>> {
         let load = crate::registry_copy::load_number(now.0);
         let tx = match (&self.loads, self.backend) {
-            (Some((loads, _)), _) => tx::begin(loads, self.backend).await?,
+            (Some((loads, _)), _) => tx::begin(loads, self.backend, &self.gate).await?,
             (None, Backend::Sqlite) => {
-                let mut tx = tx::begin(&self.pool, self.backend).await?;
+                let mut tx = tx::begin(&self.pool, self.backend, &self.gate).await?;
                 sqlx::query(IMPORT_CACHE)
                     .execute(&mut *tx)
                     .await
@@ -542,7 +542,7 @@ impl RegistryImports for SqlStore {
                 tx
             }
             (None, Backend::Postgres) => {
-                let mut tx = tx::begin(&self.pool, self.backend).await?;
+                let mut tx = tx::begin(&self.pool, self.backend, &self.gate).await?;
                 sqlx::query(MERGE_WORK_MEM)
                     .execute(&mut *tx)
                     .await

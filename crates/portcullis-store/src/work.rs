@@ -15,12 +15,13 @@ use portcullis_core::ports::{Committed, Outgoing, StoreError, StoreResult, UnitO
 use sqlx::{AnyConnection, AnyPool};
 
 use crate::outbox::OutboxSeal;
-use crate::tx::{self, Tx};
+use crate::tx::{self, Tx, WriteGate};
 use crate::Backend;
 
 pub struct SqlWork {
     pool: AnyPool,
     backend: Backend,
+    gate: WriteGate,
     seal: Option<OutboxSeal>,
     now: UnixTime,
     tx: Option<Tx>,
@@ -31,13 +32,14 @@ pub struct SqlWork {
 impl SqlWork {
     pub(crate) fn new(
         pool: AnyPool,
-        backend: Backend,
+        (backend, gate): (Backend, WriteGate),
         seal: Option<OutboxSeal>,
         now: UnixTime,
     ) -> Self {
         Self {
             pool,
             backend,
+            gate,
             seal,
             now,
             tx: None,
@@ -49,7 +51,7 @@ impl SqlWork {
     /// The transaction's connection, beginning the transaction at the first statement.
     pub(crate) async fn conn(&mut self) -> StoreResult<&mut AnyConnection> {
         if self.tx.is_none() {
-            self.tx = Some(tx::begin(&self.pool, self.backend).await?);
+            self.tx = Some(tx::begin(&self.pool, self.backend, &self.gate).await?);
         }
         match self.tx.as_mut() {
             Some(tx) => Ok(&mut **tx),

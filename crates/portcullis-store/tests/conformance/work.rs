@@ -159,3 +159,39 @@ async fn sealed_in_a_unit(backend: Backend) {
     assert_eq!(rows[0].body, "Your code is 493817.");
 }
 both!(sealed_in_a_unit_conformance, sealed_in_a_unit);
+
+/// Many units of work at once, each pausing inside its transaction: every one commits (on
+/// SQLite they queue for the writer in the process instead of polling SQLite's busy
+/// handler), none is lost, and the audit chain holds one entry per unit, in sequence.
+async fn concurrent_units_all_commit(backend: Backend) {
+    let (s, _db) = store(backend).await;
+    let units = 24u8;
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..units {
+        let s = s.clone();
+        tasks.spawn(async move {
+            let mut w = s.begin(T);
+            w.create_step(&[i; 32], StepKind::NotMe, 1, "", T.plus_secs(60))
+                .await
+                .unwrap();
+            tokio::task::yield_now().await;
+            w.audit(event());
+            commit(w).await
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        assert_eq!(done.unwrap().audited, 1);
+    }
+    for i in 0..units {
+        assert!(s
+            .find_step(&[i; 32], StepKind::NotMe, T)
+            .await
+            .unwrap()
+            .is_some());
+    }
+    assert_eq!(audited(&s).await, i64::from(units));
+}
+both!(
+    concurrent_units_all_commit_conformance,
+    concurrent_units_all_commit
+);
