@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use portcullis_core::oidc::{ClientAuth, IdTokenAlg, OidcClient};
-use portcullis_core::ports::{OidcClientWrites, OidcJwksCache, Transactions};
+use portcullis_core::ports::{OidcJwksCache, Transactions};
 use portcullis_testkit::{both, Backend};
 use serde_json::json;
 
