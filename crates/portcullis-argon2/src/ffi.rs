@@ -88,7 +88,7 @@ pub fn argon2id(
         lanes: params.parallelism,
         // The lanes are filled one after another on this thread: the fill loop is chosen per
         // thread (c/dispatch.c), and the server's pool gives the parallelism across hashes.
-        // The tag does not depend on the thread count (RFC 9106 §3.4).
+        // The tag depends on the lanes (p), not on how many threads fill them (RFC 9106).
         threads: 1,
         version: sys::ARGON2_VERSION_13,
         allocate_cbk: Some(lend),
