@@ -33,6 +33,18 @@ pub struct Rate {
 }
 
 impl Rate {
+    /// Nothing measured yet: the start of a sum over rounds.
+    pub const ZERO: Rate = Rate {
+        hashes: 0,
+        elapsed: Duration::ZERO,
+    };
+
+    /// Adds another round's hashes and time.
+    pub fn add(&mut self, other: Rate) {
+        self.hashes += other.hashes;
+        self.elapsed += other.elapsed;
+    }
+
     pub fn per_second(&self) -> f64 {
         self.hashes as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }

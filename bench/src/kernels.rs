@@ -445,25 +445,17 @@ fn run(cost: Cost, cores: usize, run_for: Duration, rounds: usize) -> anyhow::Re
         .map(|&c| check(c, cffi.as_ref()))
         .collect();
     // Rounds of every contender in turn, so a disturbance late in the run hits all alike.
-    let add = |total: &mut Rate, r: Rate| {
-        total.hashes += r.hashes;
-        total.elapsed += r.elapsed;
-    };
-    let zero = || Rate {
-        hashes: 0,
-        elapsed: Duration::ZERO,
-    };
-    let mut cffi_total = cffi.as_ref().map(|_| zero());
-    let mut totals: Vec<Rate> = candidates.iter().map(|_| zero()).collect();
+    let mut cffi_total = cffi.as_ref().map(|_| Rate::ZERO);
+    let mut totals: Vec<Rate> = candidates.iter().map(|_| Rate::ZERO).collect();
     for _ in 0..rounds.max(1) {
         if let Some(total) = cffi_total.as_mut() {
-            add(total, cffi_rate(cost, cores, run_for, MAX_PER_CONNECTION)?);
+            total.add(cffi_rate(cost, cores, run_for, MAX_PER_CONNECTION)?);
         }
         for (candidate, total) in candidates.iter().zip(totals.iter_mut()) {
             let make = |_: usize| candidate.hasher(cost, &[], &[]);
             let rate = hash::measure_kernel(cores, run_for, MAX_PER_CONNECTION, &make)
                 .with_context(|| format!("measuring {}", candidate.name()))?;
-            add(total, rate);
+            total.add(rate);
         }
     }
     let rows = candidates

@@ -1,7 +1,7 @@
 //! The sign-in figures: throughput against raw argon2id (1), latency at concurrency 2 (5),
 //! and issue 3's timing figure, unknown against known User IDs (8).
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{ensure, Context};
 
@@ -35,10 +35,7 @@ pub async fn throughput(
         accounts.iter().map(|a| a.sign_in(PASSWORD)).collect(),
         conns,
     )?;
-    let mut raw = Rate {
-        hashes: 0,
-        elapsed: Duration::ZERO,
-    };
+    let mut raw = Rate::ZERO;
     let (mut raw_cpu_seconds, mut raw_cpu) = (0.0, Vec::new());
     let (mut out, mut cpu) = (Outcome::default(), Vec::new());
     let (mut sign_in_cpu_seconds, mut switches) = (0.0, 0);
@@ -48,10 +45,7 @@ pub async fn throughput(
     // argon2-cffi (the reference C as Python ships it), one process per core, in the same
     // rounds: issue 19's "sign-ins ÷ the reference hash".
     let cffi_on = crate::kernels::cffi_ready();
-    let mut cffi = Rate {
-        hashes: 0,
-        elapsed: Duration::ZERO,
-    };
+    let mut cffi = Rate::ZERO;
     let mut add_cffi = |ctx: &Ctx| -> anyhow::Result<()> {
         if cffi_on {
             let r = crate::kernels::cffi_rate(
@@ -60,16 +54,14 @@ pub async fn throughput(
                 ctx.sizes.raw_hashing,
                 MAX_PER_CONNECTION,
             )?;
-            cffi.hashes += r.hashes;
-            cffi.elapsed += r.elapsed;
+            cffi.add(r);
         }
         Ok(())
     };
     add_cffi(ctx)?;
     let mut previous = first;
     let mut add_raw = |rate: Rate, c: CpuUse| {
-        raw.hashes += rate.hashes;
-        raw.elapsed += rate.elapsed;
+        raw.add(rate);
         raw_cpu_seconds += c.bench * rate.elapsed.as_secs_f64();
         raw_cpu.push(c);
         raw_rates.push(format!("{:.1}", rate.per_second()));
