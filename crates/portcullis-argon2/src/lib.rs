@@ -173,6 +173,18 @@ pub fn hash_into(
     )
 }
 
+/// The error for a kernel this machine does not run (`runs` is `Kernel::runs`, a parameter
+/// so that the refusal is tested on every machine, not only on one that lacks a kernel).
+fn refuse_unless_runs(kernel: Kernel, runs: bool) -> Result<(), Error> {
+    if runs {
+        return Ok(());
+    }
+    Err(Error {
+        code: ffi::INCORRECT_PARAMETER,
+        message: format!("{} is not available on this machine", kernel.describe()),
+    })
+}
+
 /// [`hash_into`] with a chosen kernel and every input. A kernel this machine does not run is
 /// refused (an `ARGON2_INCORRECT_PARAMETER` error), never called.
 pub fn hash_with(
@@ -182,12 +194,7 @@ pub fn hash_with(
     out: &mut [u8],
     memory: &mut Memory,
 ) -> Result<(), Error> {
-    if !kernel.runs() {
-        return Err(Error {
-            code: ffi::INCORRECT_PARAMETER,
-            message: format!("{} is not available on this machine", kernel.describe()),
-        });
-    }
+    refuse_unless_runs(kernel, kernel.runs())?;
     let blocks = params.block_count();
     if memory.blocks.len() < blocks {
         memory.blocks.resize(blocks, [0u64; 128]);

@@ -113,6 +113,15 @@ fn the_best_kernel_is_one_this_machine_runs_and_the_widest() {
 
 #[test]
 fn a_kernel_this_machine_lacks_is_refused_not_called() {
+    // The refusal itself, on any machine: a kernel the CPU lacks is an error, never a call.
+    for kernel in Kernel::ALL {
+        let err = refuse_unless_runs(kernel, false).unwrap_err();
+        assert_eq!(err.code, ffi::INCORRECT_PARAMETER);
+        assert!(err.message.contains(kernel.describe()), "{err}");
+        assert!(refuse_unless_runs(kernel, true).is_ok());
+    }
+    // And through `hash_with`, for each kernel this machine really lacks (none on one with
+    // AVX-512F).
     let mut out = [0u8; 32];
     for kernel in Kernel::ALL.into_iter().filter(|k| !k.runs()) {
         let err = hash_with(
