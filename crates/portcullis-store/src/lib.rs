@@ -14,6 +14,14 @@
 //! One file per area: its statements, its row types, its reads (on [`SqlStore`]) and its
 //! writes (on [`SqlWork`]).
 
+/// How long a SQLite writer waits for the write lock, in ms: the connections'
+/// `busy_timeout` and the in-process write queue's wait (`tx.rs`) are both this one number.
+macro_rules! sqlite_busy_timeout_ms {
+    () => {
+        5000
+    };
+}
+
 mod account_import;
 mod accounts;
 mod admin;
@@ -77,7 +85,7 @@ statements! {
     SQLITE_WAL: sqlite = "PRAGMA journal_mode = WAL";
     SQLITE_SYNCHRONOUS: sqlite = "PRAGMA synchronous = NORMAL";
     /// … a wait of up to 5 s for the write lock, …
-    SQLITE_BUSY_TIMEOUT: sqlite = "PRAGMA busy_timeout = 5000";
+    SQLITE_BUSY_TIMEOUT: sqlite = concat!("PRAGMA busy_timeout = ", sqlite_busy_timeout_ms!());
     /// … and foreign keys enforced.
     SQLITE_FOREIGN_KEYS: sqlite = "PRAGMA foreign_keys = ON";
     /// Readiness.

@@ -40,11 +40,11 @@ statements! {
 }
 
 /// How long a SQLite transaction waits for its turn: the connections' `busy_timeout`.
-const GATE_TIMEOUT: Duration = Duration::from_secs(5);
+const GATE_TIMEOUT: Duration = Duration::from_millis(sqlite_busy_timeout_ms!());
 
 /// The queue of one store's SQLite write transactions (nothing on PostgreSQL, whose
 /// writers lock rows, not the database).
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub(crate) struct WriteGate(Option<Arc<Semaphore>>);
 
 impl WriteGate {
