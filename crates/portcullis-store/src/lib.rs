@@ -507,10 +507,16 @@ pub fn statements(backend: Backend) -> Vec<(String, String)> {
         .map(|s| (s.name.to_owned(), s.sql.to_owned()))
         .collect();
     for rows in [1, IMPORT_BATCH] {
-        out.push((
-            format!("registry::upsert_sql({rows})"),
-            registry::upsert_sql(rows, backend, 1),
-        ));
+        out.push(match backend {
+            Backend::Postgres => (
+                format!("registry::upsert_sql({rows})"),
+                registry::upsert_sql(rows, backend, 1),
+            ),
+            Backend::Sqlite => (
+                format!("registry::sqlite_merge_sql({rows})"),
+                registry::sqlite_merge_sql(rows),
+            ),
+        });
     }
     for rows in [1, 2, audit::APPEND_CHUNK] {
         out.push((

@@ -1,15 +1,14 @@
 //! The issuer registry's storage: loads (file imports, API pushes) in one transaction of
 //! their own, lookups by keyed hash.
 //!
-//! A load is set-based: its batches are appended to `registry_staging` (a table with no
-//! index); every 50,000 rows, and before anything reads them, one statement
-//! ([`MERGE_STAGED`]) upserts the staged rows into `registry_records` sorted by
-//! `number_hash` — sorted inserts into the unique index instead of random ones — and the
-//! staged rows are deleted. How rows reach staging differs by dialect: SQLite loads run on
-//! one connection of their own ([`loads_pool`]: a warm 256 MiB page cache, and a `TEMP`
-//! staging table in memory) with multi-row INSERTs, the one statement built at run time (its
-//! row count varies; anonymous `?` placeholders, see [`upsert_sql`]); PostgreSQL gets the
-//! rows by COPY over a connection of its own (`registry_copy.rs`).
+//! A load is set-based: every 50,000 rows, and before anything reads them, its rows are
+//! upserted into `registry_records` sorted by `number_hash` — sorted inserts into the
+//! unique index instead of random ones. Where the rows wait differs by dialect. PostgreSQL
+//! gets them by COPY over a connection of its own (`registry_copy.rs`) into
+//! `registry_staging` (a table with no index), and one statement ([`MERGE_STAGED`])
+//! upserts them and the staged rows are deleted. SQLite holds them in memory, sorts them
+//! there and upserts them in multi-row statements ([`sqlite_merge_sql`]), on one connection
+//! of its own ([`loads_pool`]: a warm 256 MiB page cache).
 
 use async_trait::async_trait;
 use portcullis_core::audit::AuditEvent;
@@ -60,6 +59,26 @@ macro_rules! merge_insert {
     };
 }
 
+/// What a merged row that is already in the registry takes from the load (`$1` the load's
+/// number): shared by the staged merge ([`MERGE_STAGED`]) and SQLite's direct one
+/// ([`sqlite_merge_sql`]).
+macro_rules! merge_update {
+    () => {
+        "ON CONFLICT (number_hash) DO UPDATE SET account_type = excluded.account_type, \
+        verification_hash = excluded.verification_hash, last4 = excluded.last4, \
+        expiry = excluded.expiry, holder_name = excluded.holder_name, email = excluded.email, \
+        phone = excluded.phone, product = excluded.product, balance = excluded.balance, \
+        credit_limit = excluded.credit_limit, payment_due_date = excluded.payment_due_date, \
+        minimum_due = excluded.minimum_due, key_id = excluded.key_id, \
+        replaces_hash = COALESCE(excluded.replaces_hash, registry_records.replaces_hash), \
+        reissued_in = COALESCE(excluded.reissued_in, registry_records.reissued_in), \
+        status_since = CASE WHEN registry_records.status = excluded.status \
+        THEN registry_records.status_since ELSE excluded.status_since END, \
+        changed_in = CASE WHEN registry_records.status = excluded.status \
+        THEN registry_records.changed_in ELSE $1 END, status = excluded.status"
+    };
+}
+
 statements! {
     FIND_RECORD = concat!(record_select!(), " WHERE r.key_id = $1 AND r.number_hash = $2");
     RECORD_BY_ID = concat!(record_select!(), " WHERE r.id = $1");
@@ -89,40 +108,30 @@ statements! {
     /// under an old key was moved to it before staging); `replaces` is kept once set (a later record without it does
     /// not bring the replaced card back). The WHERE
     /// clause also settles SQLite's parse of `INSERT … SELECT … ON CONFLICT`.
-    MERGE_STAGED = concat!(merge_insert!(), " ORDER BY number_hash \
-        ON CONFLICT (number_hash) DO UPDATE SET account_type = excluded.account_type, \
-        verification_hash = excluded.verification_hash, last4 = excluded.last4, \
-        expiry = excluded.expiry, holder_name = excluded.holder_name, email = excluded.email, \
-        phone = excluded.phone, product = excluded.product, balance = excluded.balance, \
-        credit_limit = excluded.credit_limit, payment_due_date = excluded.payment_due_date, \
-        minimum_due = excluded.minimum_due, key_id = excluded.key_id, \
-        replaces_hash = COALESCE(excluded.replaces_hash, registry_records.replaces_hash), \
-        reissued_in = COALESCE(excluded.reissued_in, registry_records.reissued_in), \
-        status_since = CASE WHEN registry_records.status = excluded.status \
-        THEN registry_records.status_since ELSE excluded.status_since END, \
-        changed_in = CASE WHEN registry_records.status = excluded.status \
-        THEN registry_records.changed_in ELSE $1 END, status = excluded.status");
+    MERGE_STAGED: postgres = concat!(merge_insert!(), " ORDER BY number_hash ", merge_update!());
     /// The first large load into an empty registry (`registry_bulk.rs`): the staged rows
     /// appended, with the table's unique index dropped until the load's end.
     BULK_MERGE: postgres = merge_insert!();
-    DELETE_STAGED = "DELETE FROM registry_staging WHERE load = $1";
+    DELETE_STAGED: postgres = "DELETE FROM registry_staging WHERE load = $1";
     /// A large page cache for the bulk upsert into the keyed-hash index (256 MiB at most,
     /// for the loads' connection only) …
     IMPORT_CACHE: sqlite = "PRAGMA cache_size = -262144";
     /// … pages read through a memory map (256 MiB at most), so a cache reset by another
     /// connection's write costs no read calls …
     IMPORT_MMAP: sqlite = "PRAGMA mmap_size = 268435456";
-    /// … temporary tables and sorts in memory …
+    /// … statement journals in memory …
     IMPORT_TEMP: sqlite = "PRAGMA temp_store = MEMORY";
-    /// … a staging table of the connection's own, in memory, with the columns of the
-    /// file's (which it hides: the load's statements name `registry_staging` and SQLite
-    /// looks in `temp` first), so staged rows cost no writes to the write-ahead log …
-    IMPORT_STAGING: sqlite = "CREATE TEMP TABLE IF NOT EXISTS registry_staging AS \
-        SELECT * FROM main.registry_staging WHERE 0";
-    /// … and a checkpoint every 80 MB of log instead of every 4 MB: a push rewrites most
-    /// leaves of the keyed-hash index, so fewer checkpoints copy each leaf fewer times. A
-    /// backstop: after each commit a [`Checkpointer`] copies the log in the background.
-    IMPORT_CHECKPOINT: sqlite = "PRAGMA wal_autocheckpoint = 20000";
+    /// … and no checkpoint of its own until the log holds 100,000 pages (about 400 MB):
+    /// after each commit a [`Checkpointer`] copies the log on another connection, in the
+    /// background; this is the backstop for when loads come faster than it copies. At
+    /// 20,000 pages the loads' connection checkpointed every fourth push of 10,000 records
+    /// itself, waiting on `fsync` while holding the single writer (SQLite pushes: 53,205/s
+    /// against 69,865/s at 100,000 and 70,557/s with none at all, docs/benchmarks.md,
+    /// figure 10). The log file keeps the size it grew to (at most this plus one load)
+    /// until the last connection closes: a `journal_size_limit` of 64 MB, which cuts the
+    /// log at the first commit after it starts over, cost the pushes more than it saved
+    /// (49,608–56,248/s: each cut log is grown again, block by block, by the next push).
+    IMPORT_CHECKPOINT: sqlite = "PRAGMA wal_autocheckpoint = 100000";
     /// SQLite: copies the write-ahead log into the database file as far as it can without
     /// waiting for anyone (see [`Checkpointer`]).
     CHECKPOINT_PASSIVE: sqlite = "PRAGMA wal_checkpoint(PASSIVE)";
@@ -148,13 +157,7 @@ pub(crate) fn loads_pool(options: &sqlx::any::AnyConnectOptions) -> sqlx::AnyPoo
         .after_connect(|conn, _meta| {
             Box::pin(async move {
                 crate::sqlite_setup(conn).await?;
-                for pragma in [
-                    IMPORT_CACHE,
-                    IMPORT_MMAP,
-                    IMPORT_TEMP,
-                    IMPORT_STAGING,
-                    IMPORT_CHECKPOINT,
-                ] {
+                for pragma in [IMPORT_CACHE, IMPORT_MMAP, IMPORT_TEMP, IMPORT_CHECKPOINT] {
                     sqlx::Executor::execute(&mut *conn, pragma).await?;
                 }
                 Ok(())
@@ -266,6 +269,9 @@ pub struct SqlImport {
     events: Vec<AuditEvent>,
     /// Rows staged that [`SqlImport::merge`] has not moved into the registry yet.
     staged: usize,
+    /// SQLite: the load's rows not merged yet, held here instead of in a staging table
+    /// (see [`SqlImport::merge_direct`]).
+    held: Vec<HashedRecord>,
     /// Whether rows under another key than the load's exist (asked once, at the first
     /// batch): only then does each record look for its row under the old keys.
     old_rows: Option<bool>,
@@ -288,6 +294,9 @@ impl SqlImport {
     /// them; nothing to do when none are staged. Runs before anything reads the registry in
     /// this load (`settle`) and at the latest before the commit.
     pub(crate) async fn merge(&mut self) -> StoreResult<()> {
+        if self.backend == Backend::Sqlite {
+            return self.merge_direct().await;
+        }
         self.send_copy().await?;
         if self.staged == 0 {
             return Ok(());
@@ -325,6 +334,36 @@ impl SqlImport {
                 "registry load: {seen} staged rows seen of {} sent; the load is refused",
                 self.staged
             )));
+        }
+        self.staged = 0;
+        Ok(())
+    }
+
+    /// SQLite: the held rows into the registry, sorted by `number_hash`, by multi-row
+    /// upserts ([`sqlite_merge_sql`]) whose text depends only on their row count, so each
+    /// size is prepared once per connection. A staging table bought SQLite nothing the
+    /// sort in memory does not: on one connection the rows were written to it, sorted back
+    /// out of it and deleted from it while the load held the single writer, and each
+    /// load's statement, with the load's number written in, was prepared again.
+    async fn merge_direct(&mut self) -> StoreResult<()> {
+        if self.held.is_empty() {
+            return Ok(());
+        }
+        let mut held = std::mem::take(&mut self.held);
+        held.sort_unstable_by_key(|r| r.number_hash);
+        for chunk in held.chunks(SQLITE_MERGE_BATCH) {
+            // The one statement built at run time on SQLite (see `sqlite_merge_sql`).
+            let merge = sqlite_merge_sql(chunk.len());
+            let mut q = sqlx::query(&merge);
+            for r in chunk {
+                q = bind_record(q, r)
+                    .bind(self.now.0)
+                    .bind(r.replaces_hash.map(|_| self.load));
+            }
+            q.bind(self.load)
+                .execute(&mut *self.tx)
+                .await
+                .map_err(db_err)?;
         }
         self.staged = 0;
         Ok(())
@@ -422,6 +461,14 @@ impl RegistryImport for SqlImport {
                 }
             }
         }
+        if self.backend == Backend::Sqlite {
+            self.held.extend_from_slice(batch);
+            self.staged += batch.len();
+            if self.staged >= MERGE_EVERY {
+                self.merge().await?;
+            }
+            return Ok(());
+        }
         if self.copy.is_some() {
             crate::registry_copy::encode_rows(&mut self.unsent, self.load, batch);
             self.unsent_rows += batch.len();
@@ -438,23 +485,7 @@ impl RegistryImport for SqlImport {
             let upsert = upsert_sql(chunk.len(), self.backend, self.load);
             let mut q = sqlx::query(&upsert);
             for r in chunk {
-                q = q
-                    .bind(r.account_type.as_str())
-                    .bind(r.number_hash.to_vec())
-                    .bind(r.verification_hash.to_vec())
-                    .bind(r.last4.clone())
-                    .bind(r.expiry.clone())
-                    .bind(r.holder_name.clone())
-                    .bind(r.email.clone())
-                    .bind(r.phone.clone())
-                    .bind(r.product.clone())
-                    .bind(r.balance)
-                    .bind(r.credit_limit)
-                    .bind(r.payment_due_date.clone())
-                    .bind(r.minimum_due)
-                    .bind(r.status.as_str())
-                    .bind(r.replaces_hash.map(|h| h.to_vec()))
-                    .bind(r.key_id);
+                q = bind_record(q, r);
             }
             q.execute(&mut *self.tx).await.map_err(db_err)?;
             self.staged += chunk.len();
@@ -514,6 +545,56 @@ impl RegistryImport for SqlImport {
     }
 }
 
+/// Binds a record's 16 columns, in the order of the staging table's and of
+/// [`sqlite_merge_sql`]'s rows.
+fn bind_record<'q>(
+    q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    r: &'q HashedRecord,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    q.bind(r.account_type.as_str())
+        .bind(&r.number_hash[..])
+        .bind(&r.verification_hash[..])
+        .bind(r.last4.as_str())
+        .bind(r.expiry.as_deref())
+        .bind(r.holder_name.as_str())
+        .bind(r.email.as_deref())
+        .bind(r.phone.as_deref())
+        .bind(r.product.as_str())
+        .bind(r.balance)
+        .bind(r.credit_limit)
+        .bind(r.payment_due_date.as_deref())
+        .bind(r.minimum_due)
+        .bind(r.status.as_str())
+        .bind(r.replaces_hash.as_ref().map(|h| &h[..]))
+        .bind(r.key_id)
+}
+
+/// SQLite: rows per direct upsert ([`sqlite_merge_sql`]); 18 parameters each keeps the
+/// statement under SQLite's 32,766.
+const SQLITE_MERGE_BATCH: usize = 1_000;
+/// Bound parameters per row of [`sqlite_merge_sql`].
+const SQLITE_MERGE_COLUMNS: usize = 18;
+
+/// SQLite: the multi-row upsert of `rows` held records into the registry, with the same
+/// conflict rule as the staged merge ([`MERGE_STAGED`]). Each row binds its 16 columns,
+/// `status_since` (the load's time) and `reissued_in` (the load's number when the record
+/// names a card it replaces); the one parameter after the rows is the load's number, for
+/// `changed_in` when a status changes. Anonymous `?` placeholders only (see
+/// [`crate::sql::push_rows`]), the last one numbered after every row's.
+pub(crate) fn sqlite_merge_sql(rows: usize) -> String {
+    let mut sql = String::with_capacity(1_200 + rows * 40);
+    sql.push_str(
+        "INSERT INTO registry_records (account_type, number_hash, verification_hash, last4, \
+         expiry, holder_name, email, phone, product, balance, credit_limit, \
+         payment_due_date, minimum_due, status, replaces_hash, key_id, status_since, \
+         reissued_in) VALUES ",
+    );
+    crate::sql::push_rows(&mut sql, rows, SQLITE_MERGE_COLUMNS, Backend::Sqlite, "(");
+    sql.push(' ');
+    sql.push_str(&merge_update!().replace("$1", "?"));
+    sql
+}
+
 /// The multi-row INSERT of `rows` records into the staging table for load `load` (the
 /// placeholders by [`crate::sql::push_rows`]).
 pub(crate) fn upsert_sql(rows: usize, backend: Backend, load: i64) -> String {
@@ -569,6 +650,7 @@ impl RegistryImports for SqlStore {
             outgoing: Vec::new(),
             events: Vec::new(),
             staged: 0,
+            held: Vec::new(),
             old_rows: None,
             copy,
             unsent: Vec::new(),
