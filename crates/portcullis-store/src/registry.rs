@@ -106,8 +106,7 @@ statements! {
     /// `changed_in` the load's number (`$1`) when its status changes, `reissued_in` when it
     /// names a card it replaces; `key_id` is the load's (the ring's current key: a row
     /// under an old key was moved to it before staging); `replaces` is kept once set (a later record without it does
-    /// not bring the replaced card back). The WHERE
-    /// clause also settles SQLite's parse of `INSERT … SELECT … ON CONFLICT`.
+    /// not bring the replaced card back).
     MERGE_STAGED: postgres = concat!(merge_insert!(), " ORDER BY number_hash ", merge_update!());
     /// The first large load into an empty registry (`registry_bulk.rs`): the staged rows
     /// appended, with the table's unique index dropped until the load's end.
@@ -125,12 +124,11 @@ statements! {
     /// after each commit a [`Checkpointer`] copies the log on another connection, in the
     /// background; this is the backstop for when loads come faster than it copies. At
     /// 20,000 pages the loads' connection checkpointed every fourth push of 10,000 records
-    /// itself, waiting on `fsync` while holding the single writer (SQLite pushes: 53,205/s
-    /// against 69,865/s at 100,000 and 70,557/s with none at all, docs/benchmarks.md,
-    /// figure 10). The log file keeps the size it grew to (at most this plus one load)
-    /// until the last connection closes: a `journal_size_limit` of 64 MB, which cuts the
-    /// log at the first commit after it starts over, cost the pushes more than it saved
-    /// (49,608–56,248/s: each cut log is grown again, block by block, by the next push).
+    /// itself, waiting on `fsync` while holding the single writer (SQLite pushes in
+    /// alternating runs: 62,035 and 53,199/s at 20,000, 63,776 and 60,993/s at 100,000;
+    /// docs/benchmarks.md, figure 10). The log file keeps the size it grew to (at most this
+    /// plus one load) until the last connection closes; no `journal_size_limit` is set
+    /// (see docs/benchmarks.md for why).
     IMPORT_CHECKPOINT: sqlite = "PRAGMA wal_autocheckpoint = 100000";
     /// SQLite: copies the write-ahead log into the database file as far as it can without
     /// waiting for anyone (see [`Checkpointer`]).

@@ -69,8 +69,8 @@ fn without_blocks(src: &str, openers: &[&str]) -> String {
 /// No SQL outside the named statements: every `sqlx::query…(` takes a constant, and no
 /// string literal holding SQL is written anywhere else in the store's source (the column
 /// lists of `macro_rules!` feed the statements; `registry::upsert_sql`,
-/// `registry::sqlite_merge_sql` and `audit::append_sql` are the statements built at run time, by their row count, and are
-/// prepared above at several sizes).
+/// `registry::sqlite_merge_sql` and `audit::append_sql` are the statements built at run
+/// time, by their row count, and are prepared above at several sizes).
 #[test]
 fn no_sql_outside_named_statements() {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src");
