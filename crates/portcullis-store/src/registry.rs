@@ -265,7 +265,8 @@ pub struct SqlImport {
     seal: Option<OutboxSeal>,
     outgoing: Vec<Outgoing>,
     events: Vec<AuditEvent>,
-    /// Rows staged that [`SqlImport::merge`] has not moved into the registry yet.
+    /// Rows staged (SQLite: held) that [`SqlImport::merge`] has not moved into the registry
+    /// yet.
     staged: usize,
     /// SQLite: the load's rows not merged yet, held here instead of in a staging table
     /// (see [`SqlImport::merge_direct`]).
