@@ -44,18 +44,31 @@ macro_rules! record_select {
     };
 }
 
+/// A record's 16 columns as a load writes them, in the order [`bind_record`] binds them:
+/// the staging table's rows ([`upsert_sql`]; COPY's list in `registry_copy.rs` follows its
+/// own encoder), the staged merge ([`merge_insert!`]) and SQLite's direct one
+/// ([`sqlite_merge_sql`]).
+macro_rules! record_columns {
+    () => {
+        "account_type, number_hash, verification_hash, last4, expiry, holder_name, email, \
+        phone, product, balance, credit_limit, payment_due_date, minimum_due, status, \
+        replaces_hash, key_id"
+    };
+}
+
 /// The staged rows of load `$1` into the registry, `$2` the load's time (see
 /// [`MERGE_STAGED`]).
 macro_rules! merge_insert {
     () => {
-        "INSERT INTO registry_records (account_type, number_hash, \
-        verification_hash, last4, expiry, holder_name, email, phone, product, balance, \
-        credit_limit, payment_due_date, minimum_due, status, replaces_hash, key_id, \
-        status_since, changed_in, reissued_in) SELECT account_type, number_hash, \
-        verification_hash, last4, expiry, holder_name, email, phone, product, balance, \
-        credit_limit, payment_due_date, minimum_due, status, replaces_hash, key_id, $2, CAST(NULL AS BIGINT), \
-        CASE WHEN replaces_hash IS NULL THEN CAST(NULL AS BIGINT) ELSE $1 END \
-        FROM registry_staging WHERE load = $1"
+        concat!(
+            "INSERT INTO registry_records (",
+            record_columns!(),
+            ", status_since, changed_in, reissued_in) SELECT ",
+            record_columns!(),
+            ", $2, CAST(NULL AS BIGINT), \
+            CASE WHEN replaces_hash IS NULL THEN CAST(NULL AS BIGINT) ELSE $1 END \
+            FROM registry_staging WHERE load = $1"
+        )
     };
 }
 
@@ -353,7 +366,10 @@ impl SqlImport {
         for chunk in held.chunks(SQLITE_MERGE_BATCH) {
             // The one statement built at run time on SQLite (see `sqlite_merge_sql`).
             let merge = sqlite_merge_sql(chunk.len());
-            let mut q = sqlx::query(&merge);
+            // Only the full size stays prepared on the connection: a statement of up to
+            // 18,000 parameters for every remainder size a load ends with would fill its
+            // statement cache with programs used once.
+            let mut q = sqlx::query(&merge).persistent(chunk.len() == SQLITE_MERGE_BATCH);
             for r in chunk {
                 q = bind_record(q, r)
                     .bind(self.now.0)
@@ -544,8 +560,7 @@ impl RegistryImport for SqlImport {
     }
 }
 
-/// Binds a record's 16 columns, in the order of the staging table's and of
-/// [`sqlite_merge_sql`]'s rows.
+/// Binds a record's 16 columns, in the order of [`record_columns!`].
 fn bind_record<'q>(
     q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
     r: &'q HashedRecord,
@@ -582,12 +597,11 @@ const SQLITE_MERGE_COLUMNS: usize = 18;
 /// [`crate::sql::push_rows`]), the last one numbered after every row's.
 pub(crate) fn sqlite_merge_sql(rows: usize) -> String {
     let mut sql = String::with_capacity(1_200 + rows * 40);
-    sql.push_str(
-        "INSERT INTO registry_records (account_type, number_hash, verification_hash, last4, \
-         expiry, holder_name, email, phone, product, balance, credit_limit, \
-         payment_due_date, minimum_due, status, replaces_hash, key_id, status_since, \
-         reissued_in) VALUES ",
-    );
+    sql.push_str(concat!(
+        "INSERT INTO registry_records (",
+        record_columns!(),
+        ", status_since, reissued_in) VALUES "
+    ));
     crate::sql::push_rows(&mut sql, rows, SQLITE_MERGE_COLUMNS, Backend::Sqlite, "(");
     sql.push(' ');
     sql.push_str(&merge_update!().replace("$1", "?"));
@@ -598,11 +612,11 @@ pub(crate) fn sqlite_merge_sql(rows: usize) -> String {
 /// placeholders by [`crate::sql::push_rows`]).
 pub(crate) fn upsert_sql(rows: usize, backend: Backend, load: i64) -> String {
     let mut sql = String::with_capacity(200 + rows * 80);
-    sql.push_str(
-        "INSERT INTO registry_staging (load, account_type, number_hash, verification_hash, \
-         last4, expiry, holder_name, email, phone, product, balance, credit_limit, \
-         payment_due_date, minimum_due, status, replaces_hash, key_id) VALUES ",
-    );
+    sql.push_str(concat!(
+        "INSERT INTO registry_staging (load, ",
+        record_columns!(),
+        ") VALUES "
+    ));
     crate::sql::push_rows(&mut sql, rows, COLUMNS, backend, &format!("({load},"));
     sql
 }
