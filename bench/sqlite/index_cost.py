@@ -58,7 +58,9 @@ def run(mode):
         insert = f"INSERT INTO registry_records ({COLUMNS}) VALUES ({VALUES})"
         wal = path + "-wal"
         start = time.perf_counter()
-        for load in range(ROWS // per_load):
+        loads = ROWS // per_load
+        first = last = 0
+        for load in range(loads):
             if mode == "int64":
                 keys = [int.from_bytes(os.urandom(8), "big") >> 1 for _ in range(per_load)]
             elif mode == "sequential":
@@ -66,15 +68,21 @@ def run(mode):
             else:
                 keys = [os.urandom(32) for _ in range(per_load)]
             keys.sort()
+            before = os.path.getsize(wal) if os.path.exists(wal) else 0
             db.execute("BEGIN IMMEDIATE")
             db.executemany(insert, ((k,) for k in keys))
             db.execute("COMMIT")
+            grown = os.path.getsize(wal) - before
+            if load == 0:
+                first = grown
+            last = grown
         seconds = time.perf_counter() - start
         written = os.path.getsize(wal)
         db.close()
     print(
         f"{mode:<11} {ROWS:,} rows, {per_load:,} a load: {seconds:5.1f} s "
-        f"({ROWS / seconds:,.0f} rows/s), write-ahead log {written / 1e9:.2f} GB"
+        f"({ROWS / seconds:,.0f} rows/s), write-ahead log {written / 1e9:.2f} GB "
+        f"(first load {first / 1e6:.1f} MB, last {last / 1e6:.1f} MB)"
     )
 
 

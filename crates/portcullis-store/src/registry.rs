@@ -137,10 +137,10 @@ statements! {
     /// after each commit a [`Checkpointer`] copies the log on another connection, in the
     /// background; this is the backstop for when loads come faster than it copies. At
     /// 20,000 pages (80 MB) the loads' connection checkpointed itself every few pushes of
-    /// 10,000 records (each writes 11–33 MB of log, `bench/sqlite/index_cost.py`), waiting
-    /// on `fsync` while holding the single writer (SQLite pushes in
-    /// alternating runs: 62,035 and 53,199/s at 20,000, 63,776 and 60,993/s at 100,000;
-    /// docs/benchmarks.md, figure 10). The log file keeps the size it grew to (at most this
+    /// 10,000 records (each writes 3–33 MB of log as the registry grows to 1,000,000,
+    /// `bench/sqlite/index_cost.py blob32`), waiting on `fsync` while holding the single
+    /// writer (SQLite pushes in alternating runs: 62,035 and 53,199/s at 20,000, 63,776 and
+    /// 60,993/s at 100,000; docs/benchmarks.md, figure 10). The log file keeps the size it grew to (at most this
     /// plus one load) until the last connection closes; no `journal_size_limit` is set
     /// (see docs/benchmarks.md for why).
     IMPORT_CHECKPOINT: sqlite = "PRAGMA wal_autocheckpoint = 100000";
