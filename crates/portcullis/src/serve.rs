@@ -11,8 +11,9 @@
 //!               │
 //!   watchdog: no request head within header_read_timeout of connecting or of its first
 //!             byte, or idle longer than idle_timeout ─► closed
-//!   shutdown: stop accepting, ask every connection to finish (graceful), and after `drain`
-//!             close whatever is still open
+//!   shutdown: stop accepting (taking what waits in the backlog), ask every connection to
+//!             finish (graceful: a connection yet to begin its first request is answered
+//!             first, for up to a second), and after `drain` close whatever is still open
 //! ```
 //!
 //! Time here is the runtime's monotonic clock: a wall-clock jump neither closes nor keeps
@@ -138,41 +139,43 @@ pub async fn serve<A: Acceptor>(
         .store(limits.max_connections.max(1), Ordering::Relaxed);
     let (drain_tx, drain_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
+    // A connection taken from the kernel: served under the cap, else refused.
+    let admit = |stream: TcpStream, remote: SocketAddr, tasks: &mut JoinSet<()>| {
+        let _ = stream.set_nodelay(true);
+        match slots.clone().try_acquire_owned() {
+            Ok(permit) => {
+                tasks.spawn(connection(
+                    stream,
+                    remote,
+                    acceptor.clone(),
+                    router.clone(),
+                    load.clone(),
+                    limits.clone(),
+                    drain_rx.clone(),
+                    permit,
+                ));
+            }
+            Err(_) => {
+                load.refused_connections.fetch_add(1, Ordering::Relaxed);
+                if let Ok(permit) = refusals.clone().try_acquire_owned() {
+                    let secure = acceptor.secure();
+                    tasks.spawn(async move {
+                        refuse(stream, secure).await;
+                        drop(permit);
+                    });
+                } else {
+                    drop(stream);
+                }
+            }
+        }
+    };
     let mut accept_errors: u64 = 0;
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
-                Ok((stream, remote)) => {
-                    let _ = stream.set_nodelay(true);
-                    match slots.clone().try_acquire_owned() {
-                        Ok(permit) => {
-                            tasks.spawn(connection(
-                                stream,
-                                remote,
-                                acceptor.clone(),
-                                router.clone(),
-                                load.clone(),
-                                limits.clone(),
-                                drain_rx.clone(),
-                                permit,
-                            ));
-                        }
-                        Err(_) => {
-                            load.refused_connections.fetch_add(1, Ordering::Relaxed);
-                            if let Ok(permit) = refusals.clone().try_acquire_owned() {
-                                let secure = acceptor.secure();
-                                tasks.spawn(async move {
-                                    refuse(stream, secure).await;
-                                    drop(permit);
-                                });
-                            } else {
-                                drop(stream);
-                            }
-                        }
-                    }
-                }
+                Ok((stream, remote)) => admit(stream, remote, &mut tasks),
                 Err(e) => {
                     // EMFILE and friends: back off a little rather than spin; the connections
                     // already open keep being served and the cap frees descriptors.
@@ -186,10 +189,20 @@ pub async fn serve<A: Acceptor>(
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
         }
     }
-    drop(listener);
+    // Connections the kernel has completed but this loop has not yet accepted would be reset
+    // when the listener closes, after their clients sent a request: they are taken now and
+    // answered like the rest. Only one that completes between the last of them and the close
+    // is left to chance (microseconds); after the close a connection is refused, which a
+    // client or balancer retries elsewhere with nothing sent.
+    let backlog = take_backlog(listener);
+    let from_backlog = backlog.len();
+    for (stream, remote) in backlog {
+        admit(stream, remote, &mut tasks);
+    }
     let open = tasks.len();
     tracing::info!(
         open,
+        from_backlog,
         drain_secs = limits.drain.as_secs_f64(),
         "stopped accepting; draining connections"
     );
@@ -206,6 +219,24 @@ pub async fn serve<A: Acceptor>(
         tasks.shutdown().await;
     }
     Ok(())
+}
+
+/// Accepts what waits in `listener`'s backlog, without waiting, and closes it.
+fn take_backlog(listener: TcpListener) -> Vec<(TcpStream, SocketAddr)> {
+    let mut taken = Vec::new();
+    // Out of the runtime's reactor, still non-blocking: `accept` says `WouldBlock` when the
+    // backlog is empty.
+    let Ok(listener) = listener.into_std() else {
+        return taken;
+    };
+    while let Ok((stream, remote)) = listener.accept() {
+        if stream.set_nonblocking(true).is_ok() {
+            if let Ok(stream) = TcpStream::from_std(stream) {
+                taken.push((stream, remote));
+            }
+        }
+    }
+    taken
 }
 
 /// Connections over the cap answered 503 at once; more are closed without an answer.
@@ -434,13 +465,20 @@ async fn connection<A: Acceptor>(
     let conn = builder.serve_connection(io, service);
     tokio::pin!(conn);
     let mut closing: Option<Instant> = None;
+    // Asked to drain before this connection's first request began: its client may well have
+    // sent it already (a connection accepted just before the stop, or taken from the
+    // backlog), and a close now would reset it unanswered. So the drain waits for that
+    // request, until this time at most, answers it with `Connection: close`, then closes.
+    let mut first_by: Option<Instant> = None;
     loop {
-        let wake = match (closing, activity.deadline(&limits)) {
+        let wake = match (closing, first_by, activity.deadline(&limits)) {
             // A connection asked to close gets a moment to finish its answer, then goes.
-            (Some(at), _) => at,
-            (None, Some((ms, _))) => activity.opened + Duration::from_millis(ms),
+            (Some(at), _, _) => at,
+            // Waiting for the first request: looked for often, it is usually there.
+            (None, Some(by), _) => by.min(Instant::now() + FIRST_REQUEST_POLL),
+            (None, None, Some((ms, _))) => activity.opened + Duration::from_millis(ms),
             // A request is in flight: look again later.
-            (None, None) => Instant::now() + limits.header_read_timeout,
+            (None, None, None) => Instant::now() + limits.header_read_timeout,
         };
         tokio::select! {
             result = conn.as_mut() => {
@@ -449,17 +487,32 @@ async fn connection<A: Acceptor>(
                 }
                 break;
             }
-            changed = drain.changed(), if closing.is_none() => {
+            changed = drain.changed(), if closing.is_none() && first_by.is_none() => {
                 if changed.is_ok() {
-                    conn.as_mut().graceful_shutdown();
-                    // The serve loop closes this connection when the drain is up (and says
-                    // so); this is only a backstop.
-                    closing = Some(Instant::now() + limits.drain + Duration::from_secs(5));
+                    if activity.requests.load(Ordering::Acquire) == 0 {
+                        first_by = Some(
+                            Instant::now() + limits.header_read_timeout.min(FIRST_REQUEST_GRACE),
+                        );
+                    } else {
+                        conn.as_mut().graceful_shutdown();
+                        // The serve loop closes this connection when the drain is up (and
+                        // says so); this is only a backstop.
+                        closing = Some(Instant::now() + limits.drain + Duration::from_secs(5));
+                    }
                 }
             }
             () = tokio::time::sleep_until(wake) => {
                 if closing.is_some() {
                     break;
+                }
+                if let Some(by) = first_by {
+                    // Begun (hyper then closes after its answer), or not coming.
+                    if activity.requests.load(Ordering::Acquire) > 0 || Instant::now() >= by {
+                        first_by = None;
+                        conn.as_mut().graceful_shutdown();
+                        closing = Some(Instant::now() + limits.drain + Duration::from_secs(5));
+                    }
+                    continue;
                 }
                 if let Some((ms, why)) = activity.deadline(&limits) {
                     if activity.now_ms() >= ms {
@@ -475,6 +528,11 @@ async fn connection<A: Acceptor>(
         }
     }
 }
+
+/// How long a drain waits for the first request of a connection that has not begun one.
+const FIRST_REQUEST_GRACE: Duration = Duration::from_secs(1);
+/// How often it looks.
+const FIRST_REQUEST_POLL: Duration = Duration::from_millis(5);
 
 #[cfg(test)]
 mod tests {
