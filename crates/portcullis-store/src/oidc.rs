@@ -90,9 +90,15 @@ statements! {
     REVOKE_TOKEN = "UPDATE oidc_tokens SET revoked_at = $2 WHERE token_hash = $1 AND revoked_at IS NULL";
     CLAIM_JTI = "INSERT INTO oidc_jti (jti_hash, expires_at) VALUES ($1, $2) \
         ON CONFLICT (jti_hash) DO NOTHING";
+    /// Compare and set: the grant is written only if it is still as read (`$6`: the live
+    /// grant's scopes, or NULL for no live grant), so two answers at once cannot drop each
+    /// other's scopes (on PostgreSQL the `WHERE` is checked against the row a concurrent
+    /// answer committed).
     SAVE_GRANT = "INSERT INTO oidc_grants (account_id, client_id, scope, created_at, updated_at) \
         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (account_id, client_id) DO UPDATE \
-        SET scope = excluded.scope, updated_at = excluded.updated_at, revoked_at = NULL";
+        SET scope = excluded.scope, updated_at = excluded.updated_at, revoked_at = NULL \
+        WHERE (oidc_grants.revoked_at IS NULL AND oidc_grants.scope = $6) \
+        OR (oidc_grants.revoked_at IS NOT NULL AND $6 IS NULL)";
     REVOKE_GRANTS = "UPDATE oidc_grants SET revoked_at = $2 WHERE account_id = $1 \
         AND revoked_at IS NULL";
     REVOKE_GRANT = "UPDATE oidc_grants SET revoked_at = $3 WHERE account_id = $1 \
@@ -177,6 +183,17 @@ struct RequestRecord {
     request: String,
     pushed: i64,
     expires_at: i64,
+}
+
+impl From<RequestRecord> for StoredRequest {
+    fn from(r: RequestRecord) -> Self {
+        StoredRequest {
+            client_id: r.client_id,
+            request: r.request,
+            pushed: r.pushed != 0,
+            expires_at: UnixTime(r.expires_at),
+        }
+    }
 }
 
 #[derive(sqlx::FromRow)]
@@ -329,23 +346,53 @@ impl From<GrantRecord> for OidcGrantRow {
 
 #[async_trait]
 impl OidcGrantWrites for SqlWork {
+    async fn use_oidc_request(
+        &mut self,
+        handle_hash: &[u8; 32],
+        now: UnixTime,
+    ) -> StoreResult<Option<StoredRequest>> {
+        let row: Option<RequestRecord> = sqlx::query_as(TAKE_REQUEST)
+            .bind(handle_hash.to_vec())
+            .bind(now.0)
+            .fetch_optional(self.conn().await?)
+            .await
+            .map_err(db_err)?;
+        Ok(row.map(StoredRequest::from))
+    }
+
+    async fn live_oidc_grant_scope(
+        &mut self,
+        account_id: i64,
+        client_id: &str,
+    ) -> StoreResult<Option<String>> {
+        let row: Option<GrantRecord> = sqlx::query_as(GRANT_OF)
+            .bind(account_id)
+            .bind(client_id.to_owned())
+            .fetch_optional(self.conn().await?)
+            .await
+            .map_err(db_err)?;
+        Ok(row.map(|r| r.scope))
+    }
+
     async fn save_oidc_grant(
         &mut self,
         account_id: i64,
         client_id: &str,
+        expected: Option<&str>,
         scope: &str,
-    ) -> StoreResult<()> {
+    ) -> StoreResult<bool> {
         let now = self.stamp();
-        sqlx::query(SAVE_GRANT)
+        let done = sqlx::query(SAVE_GRANT)
             .bind(account_id)
             .bind(client_id.to_owned())
             .bind(scope.to_owned())
             .bind(now)
             .bind(now)
+            .bind(expected.map(str::to_owned))
             .execute(self.conn().await?)
             .await
             .map_err(db_err)?;
-        Ok(())
+        Ok(done.rows_affected() == 1)
     }
 
     async fn revoke_oidc_grants(&mut self, account_id: i64) -> StoreResult<u64> {
@@ -434,12 +481,7 @@ impl OidcStore for SqlStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(db_err)?;
-        Ok(row.map(|r| StoredRequest {
-            client_id: r.client_id,
-            request: r.request,
-            pushed: r.pushed != 0,
-            expires_at: UnixTime(r.expires_at),
-        }))
+        Ok(row.map(StoredRequest::from))
     }
 
     async fn put_oidc_code(&self, new: NewOidcCode<'_>) -> StoreResult<()> {

@@ -118,14 +118,33 @@ pub struct OidcGrantRow {
 /// Consent records, written in a unit of work with their audit events.
 #[async_trait]
 pub trait OidcGrantWrites: Send {
-    /// Records (or widens) the grant of `account_id` to `client_id`: `scope` replaces the
-    /// scopes kept (the caller passes the union) and a revoked grant becomes live again.
+    /// Uses a stored request that is neither used nor expired at `now` and returns it, as
+    /// [`OidcStore::take_oidc_request`] does, but inside this unit of work: the use commits
+    /// with the rest of it, or not at all.
+    async fn use_oidc_request(
+        &mut self,
+        handle_hash: &[u8; 32],
+        now: UnixTime,
+    ) -> StoreResult<Option<StoredRequest>>;
+    /// The scopes of the live grant of `account_id` to `client_id`, read in this unit of
+    /// work.
+    async fn live_oidc_grant_scope(
+        &mut self,
+        account_id: i64,
+        client_id: &str,
+    ) -> StoreResult<Option<String>>;
+    /// Records (or widens) the grant of `account_id` to `client_id` if it is still as the
+    /// caller read it: `expected` the live grant's scopes, or `None` for no live grant (none
+    /// at all, or a revoked one, which becomes live again). `scope` replaces the scopes kept
+    /// (the caller passes the union). `false`, writing nothing, when another answer changed
+    /// the grant since: read again and retry.
     async fn save_oidc_grant(
         &mut self,
         account_id: i64,
         client_id: &str,
+        expected: Option<&str>,
         scope: &str,
-    ) -> StoreResult<()>;
+    ) -> StoreResult<bool>;
     /// Revokes every live grant of an account; how many.
     async fn revoke_oidc_grants(&mut self, account_id: i64) -> StoreResult<u64>;
     /// Revokes one client's grant of an account; `false` when there was no live one.

@@ -28,6 +28,7 @@ mod lifecycle;
 mod limits;
 mod lockout;
 mod not_me;
+mod oidc_grants;
 mod oidc_jwks;
 mod outbox;
 mod registry;

@@ -46,6 +46,16 @@ impl Pending {
         self.login_after = after;
         self
     }
+
+    /// A stored request read back (`None` if it does not parse, as if unknown).
+    pub(super) fn of(stored: &StoredRequest) -> Option<Self> {
+        serde_json::from_str(&stored.request).ok()
+    }
+}
+
+/// The stored form of a request's handle; `None` for one no request can have.
+pub(super) fn pending_hash(handle: &str) -> Option<[u8; 32]> {
+    (!handle.is_empty() && handle.len() <= 128).then(|| sha256(handle.as_bytes()))
 }
 
 /// What a code was issued for: the request and how the person signed in (kept with the
@@ -231,14 +241,13 @@ impl Portcullis {
         handle: &str,
         now: UnixTime,
     ) -> Result<Option<Pending>, OidcError> {
-        if handle.is_empty() || handle.len() > 128 {
+        let Some(hash) = pending_hash(handle) else {
             return Ok(None);
-        }
-        let hash = sha256(handle.as_bytes());
+        };
         let Some(stored) = self.ports.oidc.take_oidc_request(&hash, now).await? else {
             return Ok(None);
         };
-        Ok(serde_json::from_str(&stored.request).ok())
+        Ok(Pending::of(&stored))
     }
 
     /// The authorization endpoint: `session` is the browser's, when it has one.

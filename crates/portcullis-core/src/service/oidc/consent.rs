@@ -1,8 +1,9 @@
 //! The consent screen (issue 15): a client not registered first-party gets a code only
 //! after the person allowed it the scopes asked. An "Allow" is kept as a grant (account,
 //! client, scopes) so a later request within it skips the page; `prompt=consent` asks
-//! again; "Deny" sends `access_denied` back. Both answers are audited; the grant and its
-//! audit event are written in one unit of work.
+//! again; "Deny" sends `access_denied` back. Both answers are audited: the use of the
+//! pending request, the grant (for "Allow") and the audit event are one unit of work, and
+//! the grant is widened by compare and set, so two answers at once keep both their scopes.
 
 use crate::audit::{AuditEvent, AuditKind};
 use crate::clock::UnixTime;
@@ -11,7 +12,11 @@ use crate::ports::OidcGrantRow;
 use crate::service::{ClientInfo, Portcullis, SessionContext};
 use crate::ServiceError;
 
-use super::authorize::AuthorizeStep;
+use super::authorize::{pending_hash, AuthorizeStep, Pending};
+
+/// Reads and writes of one "Allow" before it gives up on a grant other answers keep
+/// changing (each miss means another answer committed).
+const GRANT_ATTEMPTS: usize = 4;
 
 impl Portcullis {
     /// Whether the request needs the consent page: `prompt=consent`, or no live grant of
@@ -52,9 +57,21 @@ impl Portcullis {
         let Some(session) = session else {
             return refused();
         };
-        let Some(pending) = self.take_pending(handle, now).await? else {
+        let Some(hash) = pending_hash(handle) else {
             return refused();
         };
+        // The request is used in the same unit of work as the answer's grant and audit entry:
+        // both are kept, or neither (and the request can be answered again).
+        let mut work = self.begin(now);
+        let Some(pending) = work
+            .use_oidc_request(&hash, now)
+            .await?
+            .as_ref()
+            .and_then(Pending::of)
+        else {
+            return refused();
+        };
+        // Another account's session: refused, and the request is left to its own account.
         if pending.consent_for != Some(session.account_id) {
             return refused();
         }
@@ -68,26 +85,40 @@ impl Portcullis {
         );
         let ip = client_info.ip.as_deref();
         if !allow {
-            self.audit_alone(
-                now,
+            work.audit(
                 AuditEvent::new(AuditKind::OidcGrantDenied, Some(session.account_id))
                     .ip(ip)
                     .detail(detail),
-            )
-            .await;
+            );
+            work.commit().await?;
             return Ok(self.error_back(req, "access_denied", "the person did not allow it"));
         }
-        let granted = self
-            .ports
-            .oidc
-            .oidc_grant(session.account_id, &client.client_id)
-            .await?
-            .map(|g| g.scope)
-            .unwrap_or_default();
-        let scope = scope_union(&granted, &req.scope);
-        let mut work = self.begin(now);
-        work.save_oidc_grant(session.account_id, &client.client_id, &scope)
-            .await?;
+        // Widened by compare and set: an answer for other scopes committed meanwhile (another
+        // tab) makes the write miss, and the union is taken again over what it kept.
+        let mut saved = false;
+        for _ in 0..GRANT_ATTEMPTS {
+            let granted = work
+                .live_oidc_grant_scope(session.account_id, &client.client_id)
+                .await?;
+            let scope = scope_union(granted.as_deref().unwrap_or(""), &req.scope);
+            if work
+                .save_oidc_grant(
+                    session.account_id,
+                    &client.client_id,
+                    granted.as_deref(),
+                    &scope,
+                )
+                .await?
+            {
+                saved = true;
+                break;
+            }
+        }
+        if !saved {
+            return Err(OidcError::from(ServiceError::Unavailable(
+                "the grant kept changing under concurrent answers".into(),
+            )));
+        }
         work.audit(
             AuditEvent::new(AuditKind::OidcGrantGiven, Some(session.account_id))
                 .ip(ip)
