@@ -430,6 +430,70 @@ pub enum ChainBreak {
     /// The entry names a key id `audit.key` does not hold: a keyring not copied from the
     /// node that rotated it, or a key id edited in the database.
     UnknownKey { seq: i64, key_id: i64 },
+    /// The entry is under an older key than one the chain had already moved to, later than
+    /// a node's keyring can lag a rotation ([`KEY_LAG_SECS`], [`CLOCK_SKEW_SECS`]): appended
+    /// by someone holding an old key (a leaked key stays able to make entries that verify
+    /// only within that window of its successor's first use), or by a node whose keyring
+    /// was not updated.
+    OldKey { seq: i64, key_id: i64, newer: i64 },
+}
+
+/// How long after the first entry under a newer audit key an entry under an older one is
+/// still accepted: every node must be appending under the rotated key within this time
+/// (nodes re-read `audit.key` within half a second, but a secret store may take minutes to
+/// copy it, and a ring from the environment changes by a rolling restart).
+pub const KEY_LAG_SECS: i64 = 3_600;
+/// How far behind the latest entry seen an entry under an older key may be dated (the
+/// nodes' clocks differ): without it, one backdated into the window above could be
+/// appended at any later time.
+pub const CLOCK_SKEW_SECS: i64 = 60;
+
+/// Where a walk of the chain stands: the last verified entry's hash and sequence number,
+/// the newest key it has seen (with the time of its first entry), and the latest time.
+#[derive(Clone, Debug)]
+pub struct ChainWalk {
+    pub prev: Vec<u8>,
+    pub seq: i64,
+    newest: Option<(i64, i64)>,
+    latest_at: i64,
+}
+
+impl Default for ChainWalk {
+    /// Before the first entry.
+    fn default() -> Self {
+        Self {
+            prev: GENESIS_HASH.to_vec(),
+            seq: 0,
+            newest: None,
+            latest_at: i64::MIN,
+        }
+    }
+}
+
+impl ChainWalk {
+    /// Whether an entry under `key_id` at `at` is in key order; the walk moves past it.
+    fn in_key_order(&mut self, key_id: i64, at: i64) -> Result<(), i64> {
+        let ok = match self.newest {
+            None => {
+                self.newest = Some((key_id, at));
+                true
+            }
+            Some((newest, _)) if key_id > newest => {
+                self.newest = Some((key_id, at));
+                true
+            }
+            Some((newest, _)) if key_id == newest => true,
+            Some((_, first_at)) => {
+                at <= first_at.saturating_add(KEY_LAG_SECS)
+                    && at >= self.latest_at.saturating_sub(CLOCK_SKEW_SECS)
+            }
+        };
+        self.latest_at = self.latest_at.max(at);
+        match (ok, self.newest) {
+            (false, Some((newest, _))) => Err(newest),
+            _ => Ok(()),
+        }
+    }
 }
 
 impl ChainBreak {
@@ -440,7 +504,8 @@ impl ChainBreak {
             | ChainBreak::Broken { seq }
             | ChainBreak::Truncated { seq }
             | ChainBreak::Rewritten { seq }
-            | ChainBreak::UnknownKey { seq, .. } => seq,
+            | ChainBreak::UnknownKey { seq, .. }
+            | ChainBreak::OldKey { seq, .. } => seq,
         }
     }
 
@@ -452,6 +517,7 @@ impl ChainBreak {
             ChainBreak::Truncated { .. } => "truncated",
             ChainBreak::Rewritten { .. } => "rewritten",
             ChainBreak::UnknownKey { .. } => "unknown_key",
+            ChainBreak::OldKey { .. } => "old_key",
         }
     }
 }
@@ -464,6 +530,7 @@ impl std::fmt::Display for ChainBreak {
             ChainBreak::Truncated { seq } => write!(f, "entry {seq}: missing, and so is every entry after it, up to the chain's head (deleted from the end)"),
             ChainBreak::Rewritten { seq } => write!(f, "entry {seq}: it is not the entry the chain's head recorded (the chain was rewritten)"),
             ChainBreak::UnknownKey { seq, key_id } => write!(f, "entry {seq}: it names audit key {key_id}, which audit.key does not hold (a keyring not copied from the node that rotated it, or an edited key id)"),
+            ChainBreak::OldKey { seq, key_id, newer } => write!(f, "entry {seq}: it is under audit key {key_id}, after the chain had moved to key {newer} for longer than a keyring can lag ({KEY_LAG_SECS} s; made with an old key, or by a node whose audit.key was not updated)"),
         }
     }
 }
@@ -486,17 +553,18 @@ pub fn verify_head(
     Ok(())
 }
 
-/// Checks a run of entries in order, continuing from `prev` (hash) and `prev_seq`, each
-/// entry under the key its `key_id` names (an id `keys` does not hold is
-/// [`ChainBreak::UnknownKey`]).
+/// Checks a run of entries in order, continuing from where `walk` stands, each entry under
+/// the key its `key_id` names (an id `keys` does not hold is [`ChainBreak::UnknownKey`]),
+/// and the keys in the order they were made current (an entry under an older key than one
+/// already used, outside the window a rotation needs to reach every node, is
+/// [`ChainBreak::OldKey`]).
 pub fn verify_run(
     keys: &ChainKeys,
     entries: &[AuditEntry],
-    prev: &mut Vec<u8>,
-    prev_seq: &mut i64,
+    walk: &mut ChainWalk,
 ) -> Result<(), ChainBreak> {
     for e in entries {
-        if e.seq != *prev_seq + 1 || e.prev_hash != *prev {
+        if e.seq != walk.seq + 1 || e.prev_hash != walk.prev {
             return Err(ChainBreak::Broken { seq: e.seq });
         }
         let Some(key) = keys.get(e.key_id) else {
@@ -521,8 +589,15 @@ pub fn verify_run(
         if expected.as_slice() != e.hash.as_slice() {
             return Err(ChainBreak::Altered { seq: e.seq });
         }
-        *prev = e.hash.clone();
-        *prev_seq = e.seq;
+        if let Err(newer) = walk.in_key_order(e.key_id, e.at.0) {
+            return Err(ChainBreak::OldKey {
+                seq: e.seq,
+                key_id: e.key_id,
+                newer,
+            });
+        }
+        walk.prev = e.hash.clone();
+        walk.seq = e.seq;
     }
     Ok(())
 }
@@ -533,12 +608,17 @@ mod tests {
 
     /// Entry `seq` after `prev`, hashed under `key`, naming `key_id`.
     fn entry(key: &KeyedHasher, key_id: i64, prev: &[u8], seq: i64) -> AuditEntry {
+        entry_at(key, key_id, prev, seq, seq)
+    }
+
+    /// The same, dated `at`.
+    fn entry_at(key: &KeyedHasher, key_id: i64, prev: &[u8], seq: i64, at: i64) -> AuditEntry {
         let hash = chain_hash(
             key,
             &ChainInput {
                 prev,
                 seq,
-                at: UnixTime(seq),
+                at: UnixTime(at),
                 kind: "signin.succeeded",
                 account_id: Some(1),
                 actor: "self",
@@ -548,7 +628,7 @@ mod tests {
         );
         AuditEntry {
             seq,
-            at: UnixTime(seq),
+            at: UnixTime(at),
             kind: "signin.succeeded".into(),
             account_id: Some(1),
             actor: "self".into(),
@@ -575,8 +655,19 @@ mod tests {
         KeyedHasher::new(zeroize::Zeroizing::new([5; 32]))
     }
 
+    /// A ring of [`key`] as key 1 and `[7; 32]` as key 2, the current one.
+    fn two_keys() -> ChainKeys {
+        let ring = KeyRing::parse(&format!(
+            "current 2\nkey 1 {}\nkey 2 {}\n",
+            "05".repeat(32),
+            "07".repeat(32)
+        ))
+        .unwrap();
+        ChainKeys::of_ring(&ring)
+    }
+
     fn verify(entries: &[AuditEntry]) -> Result<(), ChainBreak> {
-        verify_run(&key().into(), entries, &mut GENESIS_HASH.to_vec(), &mut 0)
+        verify_run(&key().into(), entries, &mut ChainWalk::default())
     }
 
     #[test]
@@ -586,7 +677,7 @@ mod tests {
         let c = chain(3);
         let other = KeyedHasher::new(zeroize::Zeroizing::new([6; 32]));
         assert_eq!(
-            verify_run(&other.into(), &c, &mut GENESIS_HASH.to_vec(), &mut 0),
+            verify_run(&other.into(), &c, &mut ChainWalk::default()),
             Err(ChainBreak::Altered { seq: 1 })
         );
     }
@@ -614,11 +705,11 @@ mod tests {
     fn a_deletion_from_the_end_is_found_by_the_head() {
         let c = chain(5);
         let head = c[4].hash.clone();
-        let mut prev = GENESIS_HASH.to_vec();
-        let mut seq = 0;
-        verify_run(&key().into(), &c[..3], &mut prev, &mut seq).unwrap();
+        let mut walk = ChainWalk::default();
+        verify_run(&key().into(), &c[..3], &mut walk).unwrap();
+        let prev = walk.prev.clone();
         assert_eq!(
-            verify_head(seq, &prev, 5, &head),
+            verify_head(walk.seq, &prev, 5, &head),
             Err(ChainBreak::Truncated { seq: 4 })
         );
         assert_eq!(
@@ -639,14 +730,8 @@ mod tests {
             let e = entry(&two, 2, &c[c.len() - 1].hash, seq);
             c.push(e);
         }
-        let ring = KeyRing::parse(&format!(
-            "current 2\nkey 1 {}\nkey 2 {}\n",
-            "05".repeat(32),
-            "07".repeat(32)
-        ))
-        .unwrap();
-        let keys = ChainKeys::of_ring(&ring);
-        let run = |c: &[AuditEntry]| verify_run(&keys, c, &mut GENESIS_HASH.to_vec(), &mut 0);
+        let keys = two_keys();
+        let run = |c: &[AuditEntry]| verify_run(&keys, c, &mut ChainWalk::default());
         assert_eq!(run(&c), Ok(()));
         // Under key 1 alone, the first entry under key 2 is not verifiable.
         assert_eq!(
@@ -660,6 +745,72 @@ mod tests {
         let mut edited = c;
         edited[2].detail = "changed".into();
         assert_eq!(run(&edited), Err(ChainBreak::Altered { seq: 3 }));
+    }
+
+    #[test]
+    fn an_old_key_is_accepted_only_while_a_rotation_reaches_every_node() {
+        let two = KeyedHasher::new(zeroize::Zeroizing::new([7; 32]));
+        let keys = two_keys();
+        // (key, at) of each entry after the first two under key 1 at times 1 and 2.
+        let build = |tail: &[(i64, i64)]| {
+            let mut c = chain(2);
+            for (n, &(id, at)) in tail.iter().enumerate() {
+                let k = if id == 1 { key() } else { two.clone() };
+                let seq = 3 + i64::try_from(n).unwrap();
+                let e = entry_at(&k, id, &c[c.len() - 1].hash, seq, at);
+                c.push(e);
+            }
+            c
+        };
+        let run = |c: &[AuditEntry]| verify_run(&keys, c, &mut ChainWalk::default());
+        let past = 1_000 + KEY_LAG_SECS + 1;
+        // Key 2 first used at 1,000; a node still on key 1 appends within the lag: fine.
+        let within = 1_000 + KEY_LAG_SECS;
+        assert_eq!(
+            run(&build(&[(2, 1_000), (1, 1_001), (2, 1_002), (1, within)])),
+            Ok(())
+        );
+        // Past the lag, an entry under key 1 (a leaked old key, or a node never updated).
+        assert_eq!(
+            run(&build(&[(2, 1_000), (2, past - 1), (1, past)])),
+            Err(ChainBreak::OldKey {
+                seq: 5,
+                key_id: 1,
+                newer: 2
+            })
+        );
+        // Backdated into the lag but appended after later entries: found too.
+        assert_eq!(
+            run(&build(&[(2, 1_000), (2, past), (1, 1_100)])),
+            Err(ChainBreak::OldKey {
+                seq: 5,
+                key_id: 1,
+                newer: 2
+            })
+        );
+        // A little behind the latest entry (clocks differ between nodes): fine.
+        assert_eq!(run(&build(&[(2, 1_000), (2, 1_030), (1, 1_000)])), Ok(()));
+        // The walk carries the newest key across runs (the support API walks in pages).
+        let c = build(&[(2, 1_000), (2, past - 1), (1, past)]);
+        let mut walk = ChainWalk::default();
+        assert_eq!(verify_run(&keys, &c[..4], &mut walk), Ok(()));
+        assert_eq!(
+            verify_run(&keys, &c[4..], &mut walk),
+            Err(ChainBreak::OldKey {
+                seq: 5,
+                key_id: 1,
+                newer: 2
+            })
+        );
+        assert_eq!(
+            ChainBreak::OldKey {
+                seq: 5,
+                key_id: 1,
+                newer: 2
+            }
+            .problem(),
+            "old_key"
+        );
     }
 
     #[test]

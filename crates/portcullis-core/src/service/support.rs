@@ -15,7 +15,7 @@ use portcullis_crypto::{sha256, Token};
 use secrecy::SecretString;
 
 use super::{ClientInfo, Portcullis};
-use crate::audit::{verify_head, verify_run, AuditEntry, AuditKind, ChainBreak, GENESIS_HASH};
+use crate::audit::{verify_head, verify_run, AuditEntry, AuditKind, ChainBreak, ChainWalk};
 use crate::clock::UnixTime;
 use crate::ids::UserId;
 use crate::ports::{AdminTokenRef, AdminTokenRow, CreateAdminTokenError, NewAdminToken};
@@ -521,24 +521,23 @@ impl Portcullis {
         let (head_seq, head_hash) = self.ports.audit.audit_head().await?;
         // Read after the head: every key an entry up to the head is under is in the file.
         let keys = self.audit_keys.all();
-        let mut prev = GENESIS_HASH.to_vec();
-        let mut prev_seq = 0i64;
-        while prev_seq < head_seq {
-            let mut batch = self.ports.audit.audit_entries(prev_seq, 1000).await?;
+        let mut walk = ChainWalk::default();
+        while walk.seq < head_seq {
+            let mut batch = self.ports.audit.audit_entries(walk.seq, 1000).await?;
             batch.retain(|e| e.seq <= head_seq);
             if batch.is_empty() {
                 break;
             }
-            if let Err(bad) = verify_run(&keys, &batch, &mut prev, &mut prev_seq) {
+            if let Err(bad) = verify_run(&keys, &batch, &mut walk) {
                 return Ok(AuditCheck {
-                    entries: prev_seq,
+                    entries: walk.seq,
                     first_bad: Some(bad),
                 });
             }
         }
         Ok(AuditCheck {
-            entries: prev_seq,
-            first_bad: verify_head(prev_seq, &prev, head_seq, &head_hash).err(),
+            entries: walk.seq,
+            first_bad: verify_head(walk.seq, &walk.prev, head_seq, &head_hash).err(),
         })
     }
 

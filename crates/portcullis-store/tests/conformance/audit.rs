@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use portcullis_core::audit::{AuditEvent, AuditKind, ChainKey, ChainKeys, GENESIS_HASH};
+use portcullis_core::audit::{AuditEvent, AuditKind, ChainKey, ChainKeys, ChainWalk, GENESIS_HASH};
 use portcullis_core::ports::{AuditReads, Store, Transactions};
 use portcullis_testkit::{both, Backend};
 
@@ -37,10 +37,9 @@ async fn audit_chain(backend: Backend) {
     assert_eq!(audited, 60);
     let entries = s.audit_entries(0, 100).await.unwrap();
     assert_eq!(entries.len(), 60);
-    let mut prev = GENESIS_HASH.to_vec();
-    let mut seq = 0;
-    portcullis_core::audit::verify_run(&keys().into(), &entries, &mut prev, &mut seq).unwrap();
-    assert_eq!(s.audit_head().await.unwrap(), (60, prev));
+    let mut walk = ChainWalk::default();
+    portcullis_core::audit::verify_run(&keys().into(), &entries, &mut walk).unwrap();
+    assert_eq!(s.audit_head().await.unwrap(), (60, walk.prev));
     // A unit's events are consecutive in the chain.
     for account in 0..30 {
         let seqs: Vec<i64> = entries
@@ -108,11 +107,9 @@ async fn audit_key_ids(backend: Backend) {
         "08".repeat(32)
     ))
     .unwrap();
-    let mut prev = GENESIS_HASH.to_vec();
-    let mut seq = 0;
-    portcullis_core::audit::verify_run(&ChainKeys::of_ring(&ring), &entries, &mut prev, &mut seq)
-        .unwrap();
-    assert_eq!(seq, 5);
+    let mut walk = ChainWalk::default();
+    portcullis_core::audit::verify_run(&ChainKeys::of_ring(&ring), &entries, &mut walk).unwrap();
+    assert_eq!(walk.seq, 5);
 }
 both!(audit_entries_name_their_key, audit_key_ids);
 
@@ -142,10 +139,9 @@ async fn audit_large_append(backend: Backend) {
     }
     let details: Vec<&str> = entries.iter().take(3).map(|e| e.detail.as_str()).collect();
     assert_eq!(details, ["0", "1", "2"], "in the order appended");
-    let mut prev = GENESIS_HASH.to_vec();
-    let mut seq = 0;
-    portcullis_core::audit::verify_run(&keys().into(), &entries, &mut prev, &mut seq).unwrap();
-    assert_eq!(seq, 2_346);
-    assert_eq!(s.audit_head().await.unwrap(), (2_346, prev));
+    let mut walk = ChainWalk::default();
+    portcullis_core::audit::verify_run(&keys().into(), &entries, &mut walk).unwrap();
+    assert_eq!(walk.seq, 2_346);
+    assert_eq!(s.audit_head().await.unwrap(), (2_346, walk.prev));
 }
 both!(audit_append_larger_than_one_statement, audit_large_append);

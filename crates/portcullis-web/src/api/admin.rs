@@ -434,8 +434,10 @@ pub struct FirstBadOut {
     pub seq: i64,
     /// `altered` (contents do not match the hash), `broken` (does not follow the entry
     /// before: deleted, inserted or reordered), `truncated` (entries deleted from the end),
-    /// `rewritten` (the chain does not end where its head says) or `unknown_key` (the entry
-    /// names an audit key id the server's `audit.key` does not hold).
+    /// `rewritten` (the chain does not end where its head says), `unknown_key` (the entry
+    /// names an audit key id the server's `audit.key` does not hold) or `old_key` (the entry
+    /// is under an older audit key than one the chain had moved to, past the hour a
+    /// rotation may take to reach every node).
     pub problem: String,
     /// The problem in words.
     pub description: String,

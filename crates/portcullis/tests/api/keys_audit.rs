@@ -160,6 +160,73 @@ async fn audit_key_rotation(backend: Backend) {
         "{out}"
     );
     assert!(out.contains("1 audit entries are under a key id"), "{out}");
+    edit(&app, "key_id = 2", seq).await;
+    let (code, out, _) = run(cli(&app, &["audit", "verify"]));
+    assert_eq!(code, 0, "the key id undone: {out}");
+
+    // Someone holding the old key 1 (leaked) and write access appends an entry under it,
+    // correctly chained and hashed, with the head moved to match, once the chain has been
+    // under key 2 for longer than a rotation may take to reach every node: found.
+    let tail = store.audit_entries(seq - 1, 100_000).await.unwrap();
+    let last = tail.last().unwrap().clone();
+    let first_under_2 = store
+        .audit_entries(0, 100_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|e| e.key_id == 2)
+        .unwrap();
+    let at = UnixTime(
+        last.at
+            .0
+            .max(first_under_2.at.0 + portcullis_core::audit::KEY_LAG_SECS)
+            + 1,
+    );
+    let old = portcullis_core::audit::ChainKeys::of_ring(
+        &portcullis_crypto::keyring::load_ring(secrets, "audit.key")
+            .unwrap()
+            .unwrap(),
+    );
+    let forged_seq = last.seq + 1;
+    let forged = portcullis_core::audit::chain_hash(
+        old.get(1).unwrap(),
+        &portcullis_core::audit::ChainInput {
+            prev: &last.hash,
+            seq: forged_seq,
+            at,
+            kind: "account.unlocked",
+            account_id: Some(1),
+            actor: "support:someone",
+            client_ip: None,
+            detail: "unlocked",
+        },
+    );
+    sqlx::query(
+        "INSERT INTO audit_log (seq, at, kind, account_id, actor, client_ip, detail, \
+         prev_hash, hash, key_id) VALUES ($1, $2, 'account.unlocked', 1, 'support:someone', \
+         NULL, 'unlocked', $3, $4, 1)",
+    )
+    .bind(forged_seq)
+    .bind(at.0)
+    .bind(last.hash.clone())
+    .bind(forged.to_vec())
+    .execute(store.pool())
+    .await
+    .unwrap();
+    sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
+        .bind(forged_seq)
+        .bind(forged.to_vec())
+        .execute(store.pool())
+        .await
+        .unwrap();
+    let (code, out, _) = run(cli(&app, &["audit", "verify"]));
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains(&format!(
+            "entry {forged_seq}: it is under audit key 1, after the chain had moved to key 2"
+        )),
+        "{out}"
+    );
 }
 both!(
     the_audit_key_rotates_under_load_and_edits_after_it_are_found,
