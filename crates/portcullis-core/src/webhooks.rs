@@ -21,6 +21,9 @@ pub const EVENT_TYPES: &[&str] = &[
     "factor.added",
     "factor.removed",
     "card.linked",
+    "oidc.grant_given",
+    "oidc.refresh_reused",
+    "oidc.code_replayed",
 ];
 
 /// The webhook event type of an audit event, if it is one subscribers are told of.
@@ -37,6 +40,12 @@ pub fn event_type(kind: AuditKind) -> Option<&'static str> {
         AuditKind::FactorAdded => "factor.added",
         AuditKind::FactorRemoved => "factor.removed",
         AuditKind::CardLinked | AuditKind::CardReissued => "card.linked",
+        // Through the OpenID provider: a site given access to the account, and the two
+        // signs of a stolen token (its family revoked and the session ended, or the code's
+        // tokens revoked).
+        AuditKind::OidcGrantGiven => "oidc.grant_given",
+        AuditKind::OidcRefreshReused => "oidc.refresh_reused",
+        AuditKind::OidcCodeReplayed => "oidc.code_replayed",
         _ => return None,
     })
 }
@@ -388,6 +397,9 @@ mod tests {
             AuditKind::FactorAdded,
             AuditKind::FactorRemoved,
             AuditKind::CardLinked,
+            AuditKind::OidcGrantGiven,
+            AuditKind::OidcRefreshReused,
+            AuditKind::OidcCodeReplayed,
         ];
         let mapped: Vec<_> = kinds.iter().filter_map(|k| event_type(*k)).collect();
         assert_eq!(mapped, EVENT_TYPES);

@@ -79,7 +79,8 @@ pub struct WebhookIn {
     pub url: String,
     /// `all`, or a comma-separated list of: account.created, account.locked,
     /// account.unlocked, password.changed, password.reset, account.not_me, device.new,
-    /// contact.changed, factor.added, factor.removed, card.linked.
+    /// contact.changed, factor.added, factor.removed, card.linked, oidc.grant_given,
+    /// oidc.refresh_reused, oidc.code_replayed.
     pub events: String,
 }
 

@@ -120,6 +120,17 @@ async fn audit_and_sweep(backend: Backend) {
     let res = exchange(&app, &client_id, &code, &verifier, None).await;
     let body: Value = res.json().await.unwrap();
     let first = body["refresh_token"].as_str().unwrap().to_owned();
+    // The issuer's fraud system listens for stolen tokens (docs/design/webhooks.md).
+    let hook = app
+        .built
+        .app
+        .webhook_add(
+            &portcullis_core::support::SupportAuthority::operator("cli:test"),
+            "https://fraud.example/hooks",
+            "oidc.refresh_reused,oidc.code_replayed",
+        )
+        .await
+        .unwrap();
     let res = refresh(&app, &client_id, &first, None).await;
     let body: Value = res.json().await.unwrap();
     let access = body["access_token"].as_str().unwrap().to_owned();
@@ -145,6 +156,26 @@ async fn audit_and_sweep(backend: Backend) {
     .map(|k| ((*k).to_owned(), actor.clone()))
     .collect();
     assert_eq!(kinds, expected);
+    // The reuse, and nothing before it, went to the subscriber, written with the change.
+    let sent: Vec<(String, String)> = sqlx::query_as(
+        "SELECT event_type, body FROM webhook_deliveries WHERE subscription_id = $1",
+    )
+    .bind(hook.id)
+    .fetch_all(app.built.store.pool())
+    .await
+    .unwrap();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0].0, "oidc.refresh_reused");
+    let event: Value = serde_json::from_str(&sent[0].1).unwrap();
+    assert_eq!(event["type"], "oidc.refresh_reused");
+    assert_eq!(event["data"]["actor"], actor.as_str());
+    assert!(
+        event["data"]["detail"]
+            .as_str()
+            .unwrap()
+            .ends_with("tokens revoked; session ended"),
+        "{event}"
+    );
 
     // A confidential client's failed authentication: one entry a minute, however many.
     let confidential = app
