@@ -449,12 +449,12 @@ pub const KEY_LAG_SECS: i64 = 3_600;
 pub const CLOCK_SKEW_SECS: i64 = 60;
 
 /// Where a walk of the chain stands: the last verified entry's hash and sequence number,
-/// the newest key it has seen (with the time of its first entry), and the latest time.
+/// when each key id was first used, and the latest time seen.
 #[derive(Clone, Debug)]
 pub struct ChainWalk {
     pub prev: Vec<u8>,
     pub seq: i64,
-    newest: Option<(i64, i64)>,
+    first_used: BTreeMap<i64, i64>,
     latest_at: i64,
 }
 
@@ -464,35 +464,37 @@ impl Default for ChainWalk {
         Self {
             prev: GENESIS_HASH.to_vec(),
             seq: 0,
-            newest: None,
+            first_used: BTreeMap::new(),
             latest_at: i64::MIN,
         }
     }
 }
 
 impl ChainWalk {
-    /// Whether an entry under `key_id` at `at` is in key order; the walk moves past it.
+    /// Whether an entry under `key_id` at `at` is in key order (else the newest key id the
+    /// chain had moved to); the walk moves past it.
     fn in_key_order(&mut self, key_id: i64, at: i64) -> Result<(), i64> {
-        let ok = match self.newest {
-            None => {
-                self.newest = Some((key_id, at));
-                true
-            }
-            Some((newest, _)) if key_id > newest => {
-                self.newest = Some((key_id, at));
-                true
-            }
-            Some((newest, _)) if key_id == newest => true,
-            Some((_, first_at)) => {
-                at <= first_at.saturating_add(KEY_LAG_SECS)
-                    && at >= self.latest_at.saturating_sub(CLOCK_SKEW_SECS)
-            }
-        };
-        self.latest_at = self.latest_at.max(at);
-        match (ok, self.newest) {
-            (false, Some((newest, _))) => Err(newest),
-            _ => Ok(()),
+        // The first use of a key newer than this one: when this one was superseded.
+        let superseded = self
+            .first_used
+            .range(key_id.saturating_add(1)..)
+            .map(|(_, first)| *first)
+            .min();
+        let ok = superseded.is_none_or(|since| {
+            at <= since.saturating_add(KEY_LAG_SECS)
+                && at >= self.latest_at.saturating_sub(CLOCK_SKEW_SECS)
+        });
+        if !ok {
+            return Err(self
+                .first_used
+                .keys()
+                .next_back()
+                .copied()
+                .unwrap_or(key_id));
         }
+        self.first_used.entry(key_id).or_insert(at);
+        self.latest_at = self.latest_at.max(at);
+        Ok(())
     }
 }
 
@@ -790,7 +792,33 @@ mod tests {
         );
         // A little behind the latest entry (clocks differ between nodes): fine.
         assert_eq!(run(&build(&[(2, 1_000), (2, 1_030), (1, 1_000)])), Ok(()));
-        // The walk carries the newest key across runs (the support API walks in pages).
+        // Two rotations: key 1 is measured from key 2's first use, not key 3's.
+        let three = KeyedHasher::new(zeroize::Zeroizing::new([8; 32]));
+        let ring = KeyRing::parse(&format!(
+            "current 3\nkey 1 {}\nkey 2 {}\nkey 3 {}\n",
+            "05".repeat(32),
+            "07".repeat(32),
+            "08".repeat(32)
+        ))
+        .unwrap();
+        let mut c = chain(2);
+        for (seq, k, id, at) in [
+            (3, &two, 2, 1_000),
+            (4, &three, 3, past),
+            (5, &key(), 1, past),
+        ] {
+            let e = entry_at(k, id, &c[c.len() - 1].hash, seq, at);
+            c.push(e);
+        }
+        assert_eq!(
+            verify_run(&ChainKeys::of_ring(&ring), &c, &mut ChainWalk::default()),
+            Err(ChainBreak::OldKey {
+                seq: 5,
+                key_id: 1,
+                newer: 3
+            })
+        );
+        // The walk carries the keys' first uses across runs (the support API walks in pages).
         let c = build(&[(2, 1_000), (2, past - 1), (1, past)]);
         let mut walk = ChainWalk::default();
         assert_eq!(verify_run(&keys, &c[..4], &mut walk), Ok(()));
