@@ -185,6 +185,16 @@ struct RequestRecord {
     expires_at: i64,
 }
 
+/// The live grant of `account_id` to `client_id`, read in or outside a unit of work.
+fn grant_of(
+    account_id: i64,
+    client_id: &str,
+) -> sqlx::query::QueryAs<'static, sqlx::Any, GrantRecord, sqlx::any::AnyArguments<'static>> {
+    sqlx::query_as(GRANT_OF)
+        .bind(account_id)
+        .bind(client_id.to_owned())
+}
+
 impl From<RequestRecord> for StoredRequest {
     fn from(r: RequestRecord) -> Self {
         StoredRequest {
@@ -365,9 +375,7 @@ impl OidcGrantWrites for SqlWork {
         account_id: i64,
         client_id: &str,
     ) -> StoreResult<Option<String>> {
-        let row: Option<GrantRecord> = sqlx::query_as(GRANT_OF)
-            .bind(account_id)
-            .bind(client_id.to_owned())
+        let row: Option<GrantRecord> = grant_of(account_id, client_id)
             .fetch_optional(self.conn().await?)
             .await
             .map_err(db_err)?;
@@ -557,9 +565,7 @@ impl OidcStore for SqlStore {
         account_id: i64,
         client_id: &str,
     ) -> StoreResult<Option<OidcGrantRow>> {
-        let row: Option<GrantRecord> = sqlx::query_as(GRANT_OF)
-            .bind(account_id)
-            .bind(client_id.to_owned())
+        let row: Option<GrantRecord> = grant_of(account_id, client_id)
             .fetch_optional(&self.pool)
             .await
             .map_err(db_err)?;
