@@ -79,17 +79,36 @@ pub(crate) fn failed_commit(e: sqlx::Error) -> StoreError {
 /// Whether a connection may go back to the pool: it answers, and it is outside any
 /// transaction by sqlx's count and (SQLite) by the database's own state.
 ///
-/// On SQLite this is one hand-off to the connection's thread, not three (a ping, `BEGIN`,
-/// `ROLLBACK`): the thread runs its commands in order, so the rollback a dropped
-/// transaction queued has run (and sqlx's count is settled) once `BEGIN; ROLLBACK` answers,
-/// and that answer is also the proof the connection works. Every pooled statement outside
-/// a unit of work pays this check, so it was two thirds of the hand-offs of a plain read.
-pub(crate) async fn clean_for_reuse(conn: &mut AnyConnection, backend: Backend) -> bool {
+/// sqlx itself pings every connection it takes back, right after this check
+/// (`return_to_pool` in sqlx-core 0.8): on PostgreSQL that ping sends the rollback a dropped
+/// transaction queued and waits for it; on SQLite the connection's thread runs it first, as
+/// it runs every command in order. A connection that does not answer is closed there. So
+/// this check adds a round trip only where the ping cannot answer the question:
+///
+/// - SQLite, when sqlx still counts the connection inside a transaction as it comes back:
+///   a dropped transaction whose rollback is queued, or one the database already ended by
+///   itself (`SQLITE_FULL`). One hand-off, `BEGIN; ROLLBACK`, runs the queued rollback
+///   (settling the count) and fails if the database is still inside a transaction. A
+///   connection that comes back at a count of 0 (a plain statement, a committed or rolled
+///   back transaction) has nothing queued that could change it: no hand-off.
+/// - PostgreSQL, only when `watched` (a pool that fails over, `failover.rs`): a connection
+///   that does not answer must also wake the watcher. Elsewhere sqlx's ping does it all, and
+///   `start_rollback` lowers the count at once, so the count below is already settled.
+///
+/// A second round trip on every release was a third of those of a one-statement read
+/// (figure 7.2) and two of the three hand-offs of a pooled SQLite read.
+pub(crate) async fn clean_for_reuse(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    watched: bool,
+) -> bool {
     let answers = match backend {
         // `BEGIN` fails inside a transaction, and then `ROLLBACK` is not run.
-        Backend::Sqlite => conn.execute(SQLITE_BEGIN_ROLLBACK).await.is_ok(),
-        // Runs the rollback a dropped transaction queued.
-        Backend::Postgres => conn.ping().await.is_ok(),
+        Backend::Sqlite if conn.is_in_transaction() => {
+            conn.execute(SQLITE_BEGIN_ROLLBACK).await.is_ok()
+        }
+        Backend::Postgres if watched => conn.ping().await.is_ok(),
+        Backend::Sqlite | Backend::Postgres => true,
     };
     if !answers || conn.is_in_transaction() {
         tracing::warn!("a connection left inside a transaction was closed, not reused");

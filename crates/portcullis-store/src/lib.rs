@@ -224,7 +224,7 @@ impl SqlStore {
                 move |conn, meta| {
                     let choice = choice.clone();
                     Box::pin(async move {
-                        let clean = health::clean_for_reuse(conn, backend).await;
+                        let clean = health::clean_for_reuse(conn, backend, choice.is_some()).await;
                         if let Some(choice) = choice {
                             if !clean {
                                 // A broken connection: perhaps the host is gone.

@@ -176,7 +176,9 @@ pub(crate) fn loads_pool(options: &sqlx::any::AnyConnectOptions) -> sqlx::AnyPoo
             })
         })
         .after_release(|conn, _meta| {
-            Box::pin(async move { Ok(crate::health::clean_for_reuse(conn, Backend::Sqlite).await) })
+            Box::pin(async move {
+                Ok(crate::health::clean_for_reuse(conn, Backend::Sqlite, false).await)
+            })
         })
         .connect_lazy_with(options.clone())
 }
