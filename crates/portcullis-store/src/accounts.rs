@@ -9,7 +9,7 @@ use portcullis_core::clock::UnixTime;
 use portcullis_core::contact::CodeChannel;
 use portcullis_core::ports::{
     AccountReads, AccountRow, AccountWrites, CardSummary, ContactField, CreateAccountError,
-    NewAccount, Reregistration, StoreError, StoreResult, Unlink,
+    NewAccount, Reregistration, SessionRow, StoreError, StoreResult, Unlink,
 };
 use portcullis_core::steps::StepKind;
 use sqlx::AnyConnection;
@@ -64,6 +64,14 @@ macro_rules! account_columns {
 pub(crate) use account_columns;
 
 /// The card columns of a card summary, in [`CardRecord`]'s names.
+/// The account's cards beside the account `a`: one row per card, one with no card.
+macro_rules! home_cards_join {
+    () => {
+        "LEFT JOIN account_cards c ON c.account_id = a.id \
+         LEFT JOIN registry_records r ON r.id = c.registry_record_id"
+    };
+}
+
 macro_rules! card_columns {
     () => {
         "r.id AS card_id, r.last4, r.product, r.holder_name, r.balance, r.credit_limit, \
@@ -88,11 +96,17 @@ statements! {
          WHERE c.account_id = $1 ORDER BY c.linked_at, r.id");
     /// The account row repeated beside each linked card (or once, with NULL card columns,
     /// when it has none): the account home in one statement.
+    /// The session a token's hash names, its account and the account's cards, in the order
+    /// of `ACCOUNT_HOME` (`GET /api/v1/me`).
+    SESSION_HOME_BY_TOKEN = concat!("SELECT s.id AS session_id, \
+        s.created_at AS session_created_at, s.last_seen_at AS session_last_seen_at, \
+        s.user_agent AS session_user_agent, s.client_ip AS session_client_ip, \
+        s.reauth_at AS session_reauth_at, s.amr AS session_amr, ",
+        account_columns!("a."), ", ", card_columns!(),
+        " FROM sessions s JOIN online_accounts a ON a.id = s.account_id ", home_cards_join!(),
+        " WHERE s.token_hash = $1 ORDER BY c.linked_at, r.id");
     ACCOUNT_HOME = concat!("SELECT ", account_columns!("a."), ", ", card_columns!(),
-        " FROM online_accounts a \
-         LEFT JOIN account_cards c ON c.account_id = a.id \
-         LEFT JOIN registry_records r ON r.id = c.registry_record_id \
-         WHERE a.id = $1 ORDER BY c.linked_at, r.id");
+        " FROM online_accounts a ", home_cards_join!(), " WHERE a.id = $1 ORDER BY c.linked_at, r.id");
     CARD_HASHES = "SELECT r.id, r.number_hash, r.verification_hash, r.key_id FROM account_cards c \
         JOIN registry_records r ON r.id = c.registry_record_id WHERE c.account_id = $1";
     SECURITY_ANSWERS = "SELECT question_id, answer_hash FROM security_answers \
@@ -261,7 +275,7 @@ impl From<CardRecord> for CardSummary {
 
 /// One row of the account home: the account, and one card or none.
 #[derive(sqlx::FromRow)]
-struct HomeRecord {
+pub(crate) struct HomeRecord {
     #[sqlx(flatten)]
     account: AccountRecord,
     card_id: Option<i64>,
@@ -276,7 +290,16 @@ struct HomeRecord {
 }
 
 impl HomeRecord {
-    fn card(&self) -> Option<CardSummary> {
+    /// The account of the first row (every row has the same) and the card of each row.
+    pub(crate) fn home(rows: Vec<Self>) -> StoreResult<Option<(AccountRow, Vec<CardSummary>)>> {
+        let cards = rows.iter().filter_map(Self::card).collect();
+        let Some(first) = rows.into_iter().next() else {
+            return Ok(None);
+        };
+        Ok(Some((AccountRow::try_from(first.account)?, cards)))
+    }
+
+    pub(crate) fn card(&self) -> Option<CardSummary> {
         Some(CardSummary {
             id: self.card_id?,
             last4: self.last4.clone()?,
@@ -288,6 +311,43 @@ impl HomeRecord {
             minimum_due: self.minimum_due,
             status: self.card_status.clone()?,
         })
+    }
+}
+
+/// One row of a session's home: the session, its account, and one card or none.
+#[derive(sqlx::FromRow)]
+pub(crate) struct SessionHomeRecord {
+    session_id: i64,
+    session_created_at: i64,
+    session_last_seen_at: i64,
+    session_user_agent: Option<String>,
+    session_client_ip: Option<String>,
+    session_reauth_at: Option<i64>,
+    session_amr: String,
+    #[sqlx(flatten)]
+    home: HomeRecord,
+}
+
+impl SessionHomeRecord {
+    /// The session of the first row (every row has the same), its account and cards.
+    pub(crate) fn session_home(
+        mut rows: Vec<Self>,
+    ) -> StoreResult<Option<(SessionRow, AccountRow, Vec<CardSummary>)>> {
+        let Some(first) = rows.first_mut() else {
+            return Ok(None);
+        };
+        let session = SessionRow {
+            id: first.session_id,
+            account_id: first.home.account.id,
+            created_at: UnixTime(first.session_created_at),
+            last_seen_at: UnixTime(first.session_last_seen_at),
+            user_agent: first.session_user_agent.take(),
+            client_ip: first.session_client_ip.take(),
+            reauth_at: first.session_reauth_at.map(UnixTime),
+            amr: std::mem::take(&mut first.session_amr),
+        };
+        let home = HomeRecord::home(rows.into_iter().map(|r| r.home).collect())?;
+        Ok(home.map(|(account, cards)| (session, account, cards)))
     }
 }
 
@@ -369,11 +429,7 @@ impl AccountReads for SqlStore {
             .fetch_all(&self.pool)
             .await
             .map_err(db_err)?;
-        let cards = rows.iter().filter_map(HomeRecord::card).collect();
-        let Some(first) = rows.into_iter().next() else {
-            return Ok(None);
-        };
-        Ok(Some((AccountRow::try_from(first.account)?, cards)))
+        HomeRecord::home(rows)
     }
 
     async fn card_hashes(&self, account_id: i64) -> StoreResult<Vec<(i64, Vec<u8>, Vec<u8>, i64)>> {

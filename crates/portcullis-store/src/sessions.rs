@@ -2,7 +2,11 @@
 
 use async_trait::async_trait;
 use portcullis_core::clock::UnixTime;
-use portcullis_core::ports::{NewSession, SessionReads, SessionRow, SessionWrites, StoreResult};
+use portcullis_core::ports::{
+    AccountRow, CardSummary, NewSession, SessionReads, SessionRow, SessionWrites, StoreResult,
+};
+
+use crate::accounts::{SessionHomeRecord, SESSION_HOME_BY_TOKEN};
 
 use crate::devices::clip_user_agent;
 use crate::sql::statements;
@@ -63,6 +67,18 @@ impl SessionReads for SqlStore {
             .await
             .map_err(db_err)?;
         Ok(row.map(SessionRow::from))
+    }
+
+    async fn session_home_by_token(
+        &self,
+        token_hash: &[u8; 32],
+    ) -> StoreResult<Option<(SessionRow, AccountRow, Vec<CardSummary>)>> {
+        let rows: Vec<SessionHomeRecord> = sqlx::query_as(SESSION_HOME_BY_TOKEN)
+            .bind(token_hash.to_vec())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?;
+        SessionHomeRecord::session_home(rows)
     }
 
     async fn list_sessions(&self, account_id: i64) -> StoreResult<Vec<SessionRow>> {

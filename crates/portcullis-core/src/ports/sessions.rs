@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 
-use super::StoreResult;
+use super::{AccountRow, CardSummary, StoreResult};
 use crate::clock::UnixTime;
 
 #[derive(Clone, Debug)]
@@ -33,6 +33,12 @@ pub struct SessionRow {
 #[async_trait]
 pub trait SessionReads: Send + Sync {
     async fn session_by_token(&self, token_hash: &[u8; 32]) -> StoreResult<Option<SessionRow>>;
+    /// The session named by `token_hash` with its account and the account's cards (in the
+    /// order of [`super::AccountReads::account_home`]), in one read: `GET /api/v1/me`.
+    async fn session_home_by_token(
+        &self,
+        token_hash: &[u8; 32],
+    ) -> StoreResult<Option<(SessionRow, AccountRow, Vec<CardSummary>)>>;
     /// The account's sessions, most recently seen first.
     async fn list_sessions(&self, account_id: i64) -> StoreResult<Vec<SessionRow>>;
 }

@@ -8,7 +8,7 @@ use super::{ClientInfo, Portcullis, Work};
 use crate::audit::{AuditEvent, AuditKind};
 use crate::clock::UnixTime;
 use crate::device::describe_or;
-use crate::ports::{AccountRow, DeviceRow, NewSession};
+use crate::ports::{AccountRow, DeviceRow, NewSession, SessionRow};
 use crate::session::SessionState;
 use crate::steps::StepKind;
 use crate::ServiceError;
@@ -232,17 +232,24 @@ impl Portcullis {
 
     /// The session a bearer token or cookie names, if it is still active.
     pub async fn authenticate(&self, token: &str) -> Result<SessionContext, ServiceError> {
-        if token.is_empty() || token.len() > 128 {
-            return Err(ServiceError::Unauthenticated);
-        }
-        let now = self.clock.now();
-        let token_hash = sha256(token.as_bytes());
+        let token_hash = session_token_hash(token)?;
         let session = self
             .ports
             .sessions
             .session_by_token(&token_hash)
             .await?
             .ok_or(ServiceError::Unauthenticated)?;
+        self.admit(session, token_hash).await
+    }
+
+    /// The context of a session read by its token's hash, if it is still active: an expired
+    /// one is deleted, an active one marked seen (at most once per touch interval).
+    pub(crate) async fn admit(
+        &self,
+        session: SessionRow,
+        token_hash: [u8; 32],
+    ) -> Result<SessionContext, ServiceError> {
+        let now = self.clock.now();
         let policy = self.policies.session;
         match policy.state(session.created_at, session.last_seen_at, now) {
             SessionState::Active => {}
@@ -286,4 +293,13 @@ impl Portcullis {
         work.commit().await?;
         Ok(())
     }
+}
+
+/// The SHA-256 a session is held by, of a token of a plausible length (any other names no
+/// session, and is not hashed).
+pub(crate) fn session_token_hash(token: &str) -> Result<[u8; 32], ServiceError> {
+    if token.is_empty() || token.len() > 128 {
+        return Err(ServiceError::Unauthenticated);
+    }
+    Ok(sha256(token.as_bytes()))
 }

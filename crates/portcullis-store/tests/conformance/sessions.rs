@@ -1,9 +1,9 @@
 //! Sessions and known devices.
 
-use portcullis_core::ports::{DeviceReads, NewSession, SessionReads, Transactions};
+use portcullis_core::ports::{AccountReads, DeviceReads, NewSession, SessionReads, Transactions};
 use portcullis_testkit::{both, Backend};
 
-use crate::support::{account, commit, store, T};
+use crate::support::{account, commit, seed_record, store, T};
 
 async fn sessions(backend: Backend) {
     let (s, _db) = store(backend).await;
@@ -26,6 +26,34 @@ async fn sessions(backend: Backend) {
     assert_eq!(found.user_agent.as_deref(), Some("Test"));
     assert_eq!(found.reauth_at, None);
     assert_eq!(found.amr, "pwd otp mfa");
+    // The session, its account and the account's cards in one read (`GET /api/v1/me`): the
+    // same as the two reads give, with every card once, in the order they were linked.
+    let second = seed_record(&s, "5555555555554444").await;
+    let mut w = s.begin(T);
+    assert!(w.link_card(id, second).await.unwrap());
+    commit(w).await;
+    let (session, home, cards) = s.session_home_by_token(&[1; 32]).await.unwrap().unwrap();
+    let (account_row, account_cards) = s.account_home(id).await.unwrap().unwrap();
+    assert_eq!(
+        (session.id, session.account_id, session.created_at),
+        (found.id, found.account_id, found.created_at)
+    );
+    assert_eq!(
+        (
+            session.last_seen_at,
+            session.reauth_at,
+            session.amr.as_str()
+        ),
+        (found.last_seen_at, found.reauth_at, "pwd otp mfa")
+    );
+    assert_eq!(
+        (session.user_agent, session.client_ip),
+        (found.user_agent.clone(), found.client_ip.clone())
+    );
+    assert_eq!((home.id, &home.user_id), (id, &account_row.user_id));
+    assert_eq!(cards.len(), 2);
+    assert_eq!(cards, account_cards);
+    assert!(s.session_home_by_token(&[9; 32]).await.unwrap().is_none());
     // Seen times never go backwards.
     let mut w = s.begin(T.plus_secs(50));
     w.touch_session(a).await.unwrap();

@@ -101,6 +101,27 @@ fn describe(e: &serde_json::Error) -> String {
 /// The session named by `Authorization: Bearer …`.
 pub struct Bearer(pub SessionContext);
 
+/// The token of `Authorization: Bearer …` (empty when there is none), not yet looked up:
+/// for a handler that reads the session together with what it answers.
+pub struct BearerToken(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for BearerToken {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(request_bearer(parts).to_owned()))
+    }
+}
+
+fn request_bearer(parts: &Parts) -> &str {
+    bearer_token(
+        parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok()),
+    )
+}
+
 impl FromRequestParts<AppState> for Bearer {
     type Rejection = ApiError;
 
@@ -108,15 +129,9 @@ impl FromRequestParts<AppState> for Bearer {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let token = bearer_token(
-            parts
-                .headers
-                .get(header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok()),
-        );
         state
             .app
-            .authenticate(token)
+            .authenticate(request_bearer(parts))
             .await
             .map(Bearer)
             .map_err(ApiError::from)
