@@ -247,6 +247,11 @@ impl Server {
         crate::sys::status_kib(self.pid, "VmRSS")
     }
 
+    /// Where the resident memory is (`exe`: the binary started, to tell its pages apart).
+    pub fn resident(&self, exe: &std::path::Path) -> Option<crate::sys::Resident> {
+        crate::sys::Resident::of(self.pid, exe)
+    }
+
     pub fn peak_rss_kib(&self) -> Option<u64> {
         crate::sys::status_kib(self.pid, "VmHWM")
     }

@@ -26,6 +26,79 @@ pub fn pss_kib(pid: u32) -> Option<u64> {
         .and_then(|v| v.parse().ok())
 }
 
+/// Where a process's resident memory is, from `/proc/PID/smaps` (KiB): the pages of its own
+/// executable (`text`: code, `rodata`: read-only data and unwind tables, `data`: relocated
+/// and written data), of shared libraries, the main heap, other anonymous memory (the
+/// malloc arenas of threads other than the main one, thread stacks), and the rest; with
+/// the number of threads and of database connection threads (`sqlx-sqlite-worker`).
+#[derive(Clone, Debug, Default)]
+pub struct Resident {
+    pub text: u64,
+    pub rodata: u64,
+    pub data: u64,
+    pub libs: u64,
+    pub heap: u64,
+    pub anon: u64,
+    pub other: u64,
+    pub threads: usize,
+    pub sqlite_threads: usize,
+}
+
+impl Resident {
+    pub fn of(pid: u32, exe: &std::path::Path) -> Option<Self> {
+        let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).ok()?;
+        let exe = std::fs::canonicalize(exe).ok()?;
+        let exe = exe.to_string_lossy();
+        let mut r = Self::default();
+        let mut slot: Option<&str> = None;
+        for line in smaps.lines() {
+            let mut fields = line.split_whitespace();
+            let first = fields.next().unwrap_or_default();
+            if first.contains('-') && first.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-') {
+                let perms = fields.next().unwrap_or_default();
+                let name = fields.nth(3).unwrap_or_default();
+                slot = Some(if name == exe.as_ref() {
+                    match perms {
+                        p if p.contains('x') => "text",
+                        p if p.contains('w') => "data",
+                        _ => "rodata",
+                    }
+                } else if name == "[heap]" {
+                    "heap"
+                } else if name.is_empty() {
+                    "anon"
+                } else if name.starts_with('/') {
+                    "libs"
+                } else {
+                    "other"
+                });
+            } else if first == "Rss:" {
+                let kib: u64 = fields.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+                match slot {
+                    Some("text") => r.text += kib,
+                    Some("rodata") => r.rodata += kib,
+                    Some("data") => r.data += kib,
+                    Some("libs") => r.libs += kib,
+                    Some("heap") => r.heap += kib,
+                    Some("anon") => r.anon += kib,
+                    _ => r.other += kib,
+                }
+            }
+        }
+        for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+            .ok()?
+            .flatten()
+        {
+            r.threads += 1;
+            let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+            if comm.starts_with("sqlx-sqlite") {
+                r.sqlite_threads += 1;
+            }
+        }
+        Some(r)
+    }
+}
+
 /// Resets the process's peak resident memory (VmHWM) to its current RSS, so the next peak
 /// belongs to the next phase (`echo 5 > /proc/PID/clear_refs`, Linux ≥ 4.0).
 pub fn reset_peak(pid: u32) -> bool {
