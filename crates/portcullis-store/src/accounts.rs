@@ -63,7 +63,6 @@ macro_rules! account_columns {
 
 pub(crate) use account_columns;
 
-/// The card columns of a card summary, in [`CardRecord`]'s names.
 /// The account's cards beside the account `a`: one row per card, one with no card.
 macro_rules! home_cards_join {
     () => {
@@ -72,6 +71,7 @@ macro_rules! home_cards_join {
     };
 }
 
+/// The card columns of a card summary, in [`CardRecord`]'s names.
 macro_rules! card_columns {
     () => {
         "r.id AS card_id, r.last4, r.product, r.holder_name, r.balance, r.credit_limit, \
@@ -94,8 +94,6 @@ statements! {
     CARDS_FOR_ACCOUNT = concat!("SELECT ", card_columns!(),
         " FROM account_cards c JOIN registry_records r ON r.id = c.registry_record_id \
          WHERE c.account_id = $1 ORDER BY c.linked_at, r.id");
-    /// The account row repeated beside each linked card (or once, with NULL card columns,
-    /// when it has none): the account home in one statement.
     /// The session a token's hash names, its account and the account's cards, in the order
     /// of `ACCOUNT_HOME` (`GET /api/v1/me`).
     SESSION_HOME_BY_TOKEN = concat!("SELECT s.id AS session_id, \
@@ -105,6 +103,8 @@ statements! {
         account_columns!("a."), ", ", card_columns!(),
         " FROM sessions s JOIN online_accounts a ON a.id = s.account_id ", home_cards_join!(),
         " WHERE s.token_hash = $1 ORDER BY c.linked_at, r.id");
+    /// The account row repeated beside each linked card (or once, with NULL card columns,
+    /// when it has none): the account home in one statement.
     ACCOUNT_HOME = concat!("SELECT ", account_columns!("a."), ", ", card_columns!(),
         " FROM online_accounts a ", home_cards_join!(), " WHERE a.id = $1 ORDER BY c.linked_at, r.id");
     CARD_HASHES = "SELECT r.id, r.number_hash, r.verification_hash, r.key_id FROM account_cards c \

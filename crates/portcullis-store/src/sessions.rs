@@ -7,7 +7,6 @@ use portcullis_core::ports::{
 };
 
 use crate::accounts::{SessionHomeRecord, SESSION_HOME_BY_TOKEN};
-
 use crate::devices::clip_user_agent;
 use crate::sql::statements;
 use crate::{db_err, SqlStore, SqlWork};

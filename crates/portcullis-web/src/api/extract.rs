@@ -103,13 +103,13 @@ pub struct Bearer(pub SessionContext);
 
 /// The token of `Authorization: Bearer …` (empty when there is none), not yet looked up:
 /// for a handler that reads the session together with what it answers.
-pub struct BearerToken(pub String);
+pub struct BearerToken(pub secrecy::SecretString);
 
 impl<S: Send + Sync> FromRequestParts<S> for BearerToken {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        Ok(Self(request_bearer(parts).to_owned()))
+        Ok(Self(request_bearer(parts).into()))
     }
 }
 

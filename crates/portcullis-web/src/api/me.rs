@@ -75,7 +75,7 @@ pub async fn me(
 ) -> Result<Json<MeOut>, ApiError> {
     // The session, the account and its cards in one read (what the `Bearer` extractor and
     // `account_home` would read in two).
-    let (_ctx, home) = state.app.authenticated_home(&token).await?;
+    let (_ctx, home) = state.app.authenticated_home(token.expose_secret()).await?;
     Ok(Json(MeOut {
         user_id: home.user_id,
         holder_name: home.holder_name,
