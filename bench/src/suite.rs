@@ -215,7 +215,7 @@ pub async fn startup(ctx: &mut Ctx) -> anyhow::Result<()> {
                 "idle RSS by part (/proc/PID/smaps): the binary's code {:.1} MB, its read-only \
                  data and unwind tables {:.1} MB, its written data {:.1} MB (code and \
                  read-only data are clean pages of the file that the start touched, shared by \
-                 every process running it and dropped first under memory pressure); shared \
+                 every process running it, which the kernel may reclaim); shared \
                  libraries {:.1} MB; heap {:.1} MB; other anonymous memory (threads' malloc \
                  arenas and stacks) {:.1} MB; the rest {:.1} MB; {} threads, {} of them SQLite \
                  connections",

@@ -50,39 +50,29 @@ impl Resident {
         let exe = std::fs::canonicalize(exe).ok()?;
         let exe = exe.to_string_lossy();
         let mut r = Self::default();
-        let mut slot: Option<&str> = None;
+        // The part the mapping read last belongs to (`None` before the first mapping).
+        let mut part: Option<fn(&mut Self) -> &mut u64> = None;
         for line in smaps.lines() {
             let mut fields = line.split_whitespace();
             let first = fields.next().unwrap_or_default();
-            if first.contains('-') && first.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-') {
+            if first == "Rss:" {
+                let kib: u64 = fields.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+                *part.unwrap_or(|r| &mut r.other)(&mut r) += kib;
+            } else if first.contains('-')
+                && first.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-')
+            {
+                // A mapping's header: range, permissions, offset, device, inode, path.
                 let perms = fields.next().unwrap_or_default();
                 let name = fields.nth(3).unwrap_or_default();
-                slot = Some(if name == exe.as_ref() {
-                    match perms {
-                        p if p.contains('x') => "text",
-                        p if p.contains('w') => "data",
-                        _ => "rodata",
-                    }
-                } else if name == "[heap]" {
-                    "heap"
-                } else if name.is_empty() {
-                    "anon"
-                } else if name.starts_with('/') {
-                    "libs"
-                } else {
-                    "other"
+                part = Some(match name {
+                    n if n == exe.as_ref() && perms.contains('x') => |r| &mut r.text,
+                    n if n == exe.as_ref() && perms.contains('w') => |r| &mut r.data,
+                    n if n == exe.as_ref() => |r| &mut r.rodata,
+                    "[heap]" => |r| &mut r.heap,
+                    "" => |r| &mut r.anon,
+                    n if n.starts_with('/') => |r| &mut r.libs,
+                    _ => |r| &mut r.other,
                 });
-            } else if first == "Rss:" {
-                let kib: u64 = fields.next().and_then(|v| v.parse().ok()).unwrap_or(0);
-                match slot {
-                    Some("text") => r.text += kib,
-                    Some("rodata") => r.rodata += kib,
-                    Some("data") => r.data += kib,
-                    Some("libs") => r.libs += kib,
-                    Some("heap") => r.heap += kib,
-                    Some("anon") => r.anon += kib,
-                    _ => r.other += kib,
-                }
             }
         }
         for task in std::fs::read_dir(format!("/proc/{pid}/task"))

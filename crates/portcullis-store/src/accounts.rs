@@ -9,7 +9,7 @@ use portcullis_core::clock::UnixTime;
 use portcullis_core::contact::CodeChannel;
 use portcullis_core::ports::{
     AccountReads, AccountRow, AccountWrites, CardSummary, ContactField, CreateAccountError,
-    NewAccount, Reregistration, SessionRow, StoreError, StoreResult, Unlink,
+    NewAccount, Reregistration, StoreError, StoreResult, Unlink,
 };
 use portcullis_core::steps::StepKind;
 use sqlx::AnyConnection;
@@ -79,6 +79,8 @@ macro_rules! card_columns {
     };
 }
 
+pub(crate) use {card_columns, home_cards_join};
+
 statements! {
     FIND_ACCOUNT = concat!("SELECT ", account_columns!(""),
         " FROM online_accounts WHERE user_id_canonical = $1");
@@ -94,15 +96,6 @@ statements! {
     CARDS_FOR_ACCOUNT = concat!("SELECT ", card_columns!(),
         " FROM account_cards c JOIN registry_records r ON r.id = c.registry_record_id \
          WHERE c.account_id = $1 ORDER BY c.linked_at, r.id");
-    /// The session a token's hash names, its account and the account's cards, in the order
-    /// of `ACCOUNT_HOME` (`GET /api/v1/me`).
-    SESSION_HOME_BY_TOKEN = concat!("SELECT s.id AS session_id, \
-        s.created_at AS session_created_at, s.last_seen_at AS session_last_seen_at, \
-        s.user_agent AS session_user_agent, s.client_ip AS session_client_ip, \
-        s.reauth_at AS session_reauth_at, s.amr AS session_amr, ",
-        account_columns!("a."), ", ", card_columns!(),
-        " FROM sessions s JOIN online_accounts a ON a.id = s.account_id ", home_cards_join!(),
-        " WHERE s.token_hash = $1 ORDER BY c.linked_at, r.id");
     /// The account row repeated beside each linked card (or once, with NULL card columns,
     /// when it has none): the account home in one statement.
     ACCOUNT_HOME = concat!("SELECT ", account_columns!("a."), ", ", card_columns!(),
@@ -311,43 +304,6 @@ impl HomeRecord {
             minimum_due: self.minimum_due,
             status: self.card_status.clone()?,
         })
-    }
-}
-
-/// One row of a session's home: the session, its account, and one card or none.
-#[derive(sqlx::FromRow)]
-pub(crate) struct SessionHomeRecord {
-    session_id: i64,
-    session_created_at: i64,
-    session_last_seen_at: i64,
-    session_user_agent: Option<String>,
-    session_client_ip: Option<String>,
-    session_reauth_at: Option<i64>,
-    session_amr: String,
-    #[sqlx(flatten)]
-    home: HomeRecord,
-}
-
-impl SessionHomeRecord {
-    /// The session of the first row (every row has the same), its account and cards.
-    pub(crate) fn session_home(
-        mut rows: Vec<Self>,
-    ) -> StoreResult<Option<(SessionRow, AccountRow, Vec<CardSummary>)>> {
-        let Some(first) = rows.first_mut() else {
-            return Ok(None);
-        };
-        let session = SessionRow {
-            id: first.session_id,
-            account_id: first.home.account.id,
-            created_at: UnixTime(first.session_created_at),
-            last_seen_at: UnixTime(first.session_last_seen_at),
-            user_agent: first.session_user_agent.take(),
-            client_ip: first.session_client_ip.take(),
-            reauth_at: first.session_reauth_at.map(UnixTime),
-            amr: std::mem::take(&mut first.session_amr),
-        };
-        let home = HomeRecord::home(rows.into_iter().map(|r| r.home).collect())?;
-        Ok(home.map(|(account, cards)| (session, account, cards)))
     }
 }
 

@@ -6,22 +6,47 @@ use portcullis_core::ports::{
     AccountRow, CardSummary, NewSession, SessionReads, SessionRow, SessionWrites, StoreResult,
 };
 
-use crate::accounts::{SessionHomeRecord, SESSION_HOME_BY_TOKEN};
+use crate::accounts::{account_columns, card_columns, home_cards_join, HomeRecord};
 use crate::devices::clip_user_agent;
 use crate::sql::statements;
 use crate::{db_err, SqlStore, SqlWork};
 
-macro_rules! session_select {
-    () => {
-        "SELECT id, account_id, created_at, last_seen_at, user_agent, client_ip, reauth_at, \
-         amr FROM sessions"
+/// The session columns, of the table or of `$prefix` in a join, in [`SessionRecord`]'s
+/// names (prefixed, so that they stand beside the account's in one row).
+macro_rules! session_columns {
+    ($prefix:literal) => {
+        concat!(
+            $prefix,
+            "id AS session_id, ",
+            $prefix,
+            "account_id AS session_account_id, ",
+            $prefix,
+            "created_at AS session_created_at, ",
+            $prefix,
+            "last_seen_at AS session_last_seen_at, ",
+            $prefix,
+            "user_agent AS session_user_agent, ",
+            $prefix,
+            "client_ip AS session_client_ip, ",
+            $prefix,
+            "reauth_at AS session_reauth_at, ",
+            $prefix,
+            "amr AS session_amr"
+        )
     };
 }
 
 statements! {
-    SESSION_BY_TOKEN = concat!(session_select!(), " WHERE token_hash = $1");
-    LIST_SESSIONS = concat!(session_select!(),
-        " WHERE account_id = $1 ORDER BY last_seen_at DESC, id DESC");
+    SESSION_BY_TOKEN = concat!("SELECT ", session_columns!(""),
+        " FROM sessions WHERE token_hash = $1");
+    /// The session a token's hash names, its account and the account's cards, in the order
+    /// of `accounts::ACCOUNT_HOME` (`GET /api/v1/me`).
+    SESSION_HOME_BY_TOKEN = concat!("SELECT ", session_columns!("s."), ", ",
+        account_columns!("a."), ", ", card_columns!(),
+        " FROM sessions s JOIN online_accounts a ON a.id = s.account_id ", home_cards_join!(),
+        " WHERE s.token_hash = $1 ORDER BY c.linked_at, r.id");
+    LIST_SESSIONS = concat!("SELECT ", session_columns!(""),
+        " FROM sessions WHERE account_id = $1 ORDER BY last_seen_at DESC, id DESC");
     CREATE_SESSION = "INSERT INTO sessions (token_hash, account_id, created_at, last_seen_at, \
         user_agent, client_ip, amr) VALUES ($1, $2, $3, $3, $4, $5, $6) RETURNING id";
     TOUCH_SESSION = "UPDATE sessions SET last_seen_at = $2 WHERE id = $1 AND last_seen_at < $2";
@@ -32,29 +57,38 @@ statements! {
 
 #[derive(sqlx::FromRow)]
 struct SessionRecord {
-    id: i64,
-    account_id: i64,
-    created_at: i64,
-    last_seen_at: i64,
-    user_agent: Option<String>,
-    client_ip: Option<String>,
-    reauth_at: Option<i64>,
-    amr: String,
+    session_id: i64,
+    session_account_id: i64,
+    session_created_at: i64,
+    session_last_seen_at: i64,
+    session_user_agent: Option<String>,
+    session_client_ip: Option<String>,
+    session_reauth_at: Option<i64>,
+    session_amr: String,
 }
 
 impl From<SessionRecord> for SessionRow {
     fn from(r: SessionRecord) -> Self {
         SessionRow {
-            id: r.id,
-            account_id: r.account_id,
-            created_at: UnixTime(r.created_at),
-            last_seen_at: UnixTime(r.last_seen_at),
-            user_agent: r.user_agent,
-            client_ip: r.client_ip,
-            reauth_at: r.reauth_at.map(UnixTime),
-            amr: r.amr,
+            id: r.session_id,
+            account_id: r.session_account_id,
+            created_at: UnixTime(r.session_created_at),
+            last_seen_at: UnixTime(r.session_last_seen_at),
+            user_agent: r.session_user_agent,
+            client_ip: r.session_client_ip,
+            reauth_at: r.session_reauth_at.map(UnixTime),
+            amr: r.session_amr,
         }
     }
+}
+
+/// One row of a session's home: the session, its account, and one card or none.
+#[derive(sqlx::FromRow)]
+struct SessionHomeRecord {
+    #[sqlx(flatten)]
+    session: SessionRecord,
+    #[sqlx(flatten)]
+    home: HomeRecord,
 }
 
 #[async_trait]
@@ -77,7 +111,15 @@ impl SessionReads for SqlStore {
             .fetch_all(&self.pool)
             .await
             .map_err(db_err)?;
-        SessionHomeRecord::session_home(rows)
+        // Every row names the same session; the account and cards as `account_home` reads them.
+        let mut rows = rows.into_iter();
+        let Some(first) = rows.next() else {
+            return Ok(None);
+        };
+        let session = SessionRow::from(first.session);
+        let homes = std::iter::once(first.home).chain(rows.map(|r| r.home));
+        let home = HomeRecord::home(homes.collect())?;
+        Ok(home.map(|(account, cards)| (session, account, cards)))
     }
 
     async fn list_sessions(&self, account_id: i64) -> StoreResult<Vec<SessionRow>> {
