@@ -9,11 +9,12 @@ use portcullis_core::clock::UnixTime;
 use portcullis_core::contact::CodeChannel;
 use portcullis_core::ports::{
     AccountReads, AccountRow, AccountWrites, CardSummary, ContactField, CreateAccountError,
-    NewAccount, Reregistration, StoreError, StoreResult, Unlink,
+    DeviceRow, NewAccount, Reregistration, StoreError, StoreResult, Unlink,
 };
 use portcullis_core::steps::StepKind;
 use sqlx::AnyConnection;
 
+use crate::devices::{device_columns_as, JoinedDeviceRecord};
 use crate::error::is_unique_violation;
 use crate::registry::account_type;
 use crate::sql::statements;
@@ -84,6 +85,12 @@ pub(crate) use {card_columns, home_cards_join};
 statements! {
     FIND_ACCOUNT = concat!("SELECT ", account_columns!(""),
         " FROM online_accounts WHERE user_id_canonical = $1");
+    /// The account by User ID and the one of its devices whose token hash is `$2` (none when
+    /// `$2` is NULL): the two reads of a sign-in before its hash, in one.
+    FIND_ACCOUNT_ON_DEVICE = concat!("SELECT ", account_columns!("a."), ", ",
+        device_columns_as!("d."),
+        " FROM online_accounts a LEFT JOIN devices d ON d.account_id = a.id AND d.token_hash = $2 \
+         WHERE a.user_id_canonical = $1");
     ACCOUNT_BY_ID = concat!("SELECT ", account_columns!(""), " FROM online_accounts WHERE id = $1");
     ACCOUNTS_BY_EMAIL = concat!("SELECT ", account_columns!(""),
         " FROM online_accounts WHERE email = $1 ORDER BY id");
@@ -184,6 +191,15 @@ statements! {
     END_SESSIONS = "DELETE FROM sessions WHERE account_id = $1";
     REACTIVATE = "UPDATE online_accounts SET status = 'active', deactivated_at = NULL, \
         inactivity_warned_at = NULL, last_active_at = $2 WHERE id = $1 AND status = 'deactivated'";
+}
+
+/// An account and the device of [`FIND_ACCOUNT_ON_DEVICE`]'s outer join.
+#[derive(sqlx::FromRow)]
+struct AccountOnDeviceRecord {
+    #[sqlx(flatten)]
+    account: AccountRecord,
+    #[sqlx(flatten)]
+    device: JoinedDeviceRecord,
 }
 
 /// An `online_accounts` row as read.
@@ -356,6 +372,25 @@ impl AccountReads for SqlStore {
             .await
             .map_err(db_err)?;
         row.map(AccountRow::try_from).transpose()
+    }
+
+    async fn find_account_on_device(
+        &self,
+        user_id_canonical: &str,
+        device_token_hash: Option<&[u8; 32]>,
+    ) -> StoreResult<Option<(AccountRow, Option<DeviceRow>)>> {
+        let row: Option<AccountOnDeviceRecord> = sqlx::query_as(FIND_ACCOUNT_ON_DEVICE)
+            .bind(user_id_canonical)
+            .bind(device_token_hash.map(|h| h.to_vec()))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+        let Some(AccountOnDeviceRecord { account, device }) = row else {
+            return Ok(None);
+        };
+        let account = AccountRow::try_from(account)?;
+        let device = device.device(account.id);
+        Ok(Some((account, device)))
     }
 
     async fn account_by_id(&self, id: i64) -> StoreResult<Option<AccountRow>> {

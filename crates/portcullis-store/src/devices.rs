@@ -26,6 +26,60 @@ statements! {
         WHERE account_id = $1 AND trusted_until IS NOT NULL";
 }
 
+/// A device's columns beside another table's, each named `device_*` (`prefix` is the
+/// devices table's alias with its dot), for [`JoinedDeviceRecord`].
+macro_rules! device_columns_as {
+    ($prefix:literal) => {
+        concat!(
+            $prefix,
+            "id AS device_id, ",
+            $prefix,
+            "created_at AS device_created_at, ",
+            $prefix,
+            "last_seen_at AS device_last_seen_at, ",
+            $prefix,
+            "user_agent AS device_user_agent, ",
+            $prefix,
+            "failed_count AS device_failed_count, ",
+            $prefix,
+            "locked_until AS device_locked_until, ",
+            $prefix,
+            "trusted_until AS device_trusted_until"
+        )
+    };
+}
+
+pub(crate) use device_columns_as;
+
+/// A device as read through an outer join ([`device_columns_as`]): every column absent when
+/// no device matched.
+#[derive(sqlx::FromRow)]
+pub(crate) struct JoinedDeviceRecord {
+    device_id: Option<i64>,
+    device_created_at: Option<i64>,
+    device_last_seen_at: Option<i64>,
+    device_user_agent: Option<String>,
+    device_failed_count: Option<i64>,
+    device_locked_until: Option<i64>,
+    device_trusted_until: Option<i64>,
+}
+
+impl JoinedDeviceRecord {
+    /// The device, if one matched, as a device of `account_id`.
+    pub(crate) fn device(self, account_id: i64) -> Option<DeviceRow> {
+        Some(DeviceRow::from(DeviceRecord {
+            id: self.device_id?,
+            account_id,
+            created_at: self.device_created_at?,
+            last_seen_at: self.device_last_seen_at?,
+            user_agent: self.device_user_agent,
+            failed_count: self.device_failed_count?,
+            locked_until: self.device_locked_until,
+            trusted_until: self.device_trusted_until,
+        }))
+    }
+}
+
 #[derive(sqlx::FromRow)]
 struct DeviceRecord {
     id: i64,

@@ -3,6 +3,7 @@
 
 use async_trait::async_trait;
 
+use super::devices::DeviceRow;
 use super::outbox::{Message, Outgoing};
 use super::{StoreError, StoreResult};
 use crate::clock::UnixTime;
@@ -200,6 +201,13 @@ pub enum Unlink {
 #[async_trait]
 pub trait AccountReads: Send + Sync {
     async fn find_account(&self, user_id_canonical: &str) -> StoreResult<Option<AccountRow>>;
+    /// The account with this User ID and, when `device_token_hash` is the hash of one of its
+    /// devices' tokens, that device, in one read (a sign-in reads both before the hash).
+    async fn find_account_on_device(
+        &self,
+        user_id_canonical: &str,
+        device_token_hash: Option<&[u8; 32]>,
+    ) -> StoreResult<Option<(AccountRow, Option<DeviceRow>)>>;
     async fn account_by_id(&self, id: i64) -> StoreResult<Option<AccountRow>>;
     async fn cards_for_account(&self, account_id: i64) -> StoreResult<Vec<CardSummary>>;
     /// The account and its cards in one read (the account home and `GET /me`, the most

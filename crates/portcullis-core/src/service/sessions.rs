@@ -80,13 +80,13 @@ impl Portcullis {
         account_id: i64,
         device_token: Option<&str>,
     ) -> Result<Option<DeviceRow>, ServiceError> {
-        let Some(token) = device_token.filter(|t| !t.is_empty() && t.len() <= 128) else {
+        let Some(hash) = device_token_hash(device_token) else {
             return Ok(None);
         };
         Ok(self
             .ports
             .devices
-            .device_by_token(&sha256(token.as_bytes()))
+            .device_by_token(&hash)
             .await?
             .filter(|d| d.account_id == account_id))
     }
@@ -302,4 +302,12 @@ pub(crate) fn session_token_hash(token: &str) -> Result<[u8; 32], ServiceError> 
         return Err(ServiceError::Unauthenticated);
     }
     Ok(sha256(token.as_bytes()))
+}
+
+/// The hash a device cookie's token is stored under; `None` for no token, or one no device
+/// could have (empty, or longer than any we issue), which then names no device.
+pub(crate) fn device_token_hash(device_token: Option<&str>) -> Option<[u8; 32]> {
+    device_token
+        .filter(|t| !t.is_empty() && t.len() <= 128)
+        .map(|t| sha256(t.as_bytes()))
 }

@@ -9,7 +9,7 @@ use portcullis_crypto::hashing::Slot;
 use portcullis_crypto::Verification;
 
 use super::mfa::SignInOutcome;
-use super::sessions::{SessionStart, SignedIn};
+use super::sessions::{device_token_hash, SessionStart, SignedIn};
 use super::{ClientInfo, Portcullis};
 use crate::audit::{AuditEvent, AuditKind};
 use crate::clock::UnixTime;
@@ -60,9 +60,19 @@ impl Portcullis {
         let password = Password::new(req.password);
         // Bound the work an attacker can make us do before hashing.
         let usable = !password.is_empty() && password.char_count() <= PASSWORD_MAX * 4;
-        let account = match UserId::parse(req.user_id) {
-            Ok(id) => self.ports.accounts.find_account(id.canonical()).await?,
-            Err(_) => None,
+        // The account and, when the device cookie names one of its devices, that device:
+        // one read. A device that has signed in to this account before uses its own
+        // allowance, so a stranger's failures (which lock the account) do not lock its owner
+        // out here.
+        let device_hash = device_token_hash(req.device_token);
+        let (account, device) = match UserId::parse(req.user_id) {
+            Ok(id) => self
+                .ports
+                .accounts
+                .find_account_on_device(id.canonical(), device_hash.as_ref())
+                .await?
+                .map_or((None, None), |(a, d)| (Some(a), d)),
+            Err(_) => (None, None),
         };
         let account_type = AccountType::parse(req.account_type);
         let Some(account) = account.filter(|_| usable) else {
@@ -80,10 +90,6 @@ impl Portcullis {
             return Err(ServiceError::SignInFailed);
         };
         let policy = self.policies.lockout;
-
-        // A device that has signed in to this account before uses its own allowance, so a
-        // stranger's failures (which lock the account) do not lock its owner out here.
-        let device = self.known_device(account.id, req.device_token).await?;
         let (counter, limit) = match &device {
             Some(d) => (Counter::Device(d.id), policy.device_allowance),
             None => (Counter::Account(account.id), policy.lock_after_failures),

@@ -120,6 +120,66 @@ async fn devices(backend: Backend) {
     );
     assert_eq!(found.user_agent.as_deref(), Some("Phone"));
     assert!(s.device_by_token(&[7; 32]).await.unwrap().is_none());
+    // The sign-in's one read: the account, and the device only when it is this account's.
+    let alice = s.find_account("alice1").await.unwrap().unwrap();
+    let (a, d) = s
+        .find_account_on_device("alice1", Some(&[5; 32]))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (a.id, a.password_hash.as_str()),
+        (id, alice.password_hash.as_str())
+    );
+    let d = d.unwrap();
+    assert_eq!(
+        (
+            d.id,
+            d.account_id,
+            d.created_at,
+            d.last_seen_at,
+            d.failed_count
+        ),
+        (
+            found.id,
+            found.account_id,
+            found.created_at,
+            found.last_seen_at,
+            found.failed_count
+        )
+    );
+    assert_eq!(
+        (d.user_agent, d.locked_until, d.trusted_until),
+        (
+            found.user_agent.clone(),
+            found.locked_until,
+            found.trusted_until
+        )
+    );
+    for token in [None, Some(&[7; 32]), Some(&[6; 32])] {
+        let (a, d) = s
+            .find_account_on_device("alice1", token)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(a.id, id);
+        assert_eq!(
+            d.map(|d| d.id),
+            token.filter(|t| **t == [6; 32]).map(|_| laptop)
+        );
+    }
+    // Another account's device is not this account's.
+    let (b, d) = s
+        .find_account_on_device("bob123", Some(&[5; 32]))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((b.id, d.map(|d| d.id)), (other, None));
+    assert!(s
+        .find_account_on_device("nobody", Some(&[5; 32]))
+        .await
+        .unwrap()
+        .is_none());
     // Most recently seen first; seen times never go backwards.
     let ids =
         |v: Vec<portcullis_core::ports::DeviceRow>| v.iter().map(|d| d.id).collect::<Vec<_>>();

@@ -122,11 +122,13 @@ impl Portcullis {
         let trusted = device
             .and_then(|d| d.trusted_until)
             .is_some_and(|t| t > now);
-        let codes_left = self.ports.factors.recovery_codes_left(account.id).await?;
+        // The recovery codes are counted only where a challenge is made: a sign-in with no
+        // second step (no factor, or a trusted device) does not read them.
         let (methods, step_up) = if !factors.is_empty() {
             if trusted {
                 return Ok(None);
             }
+            let codes_left = self.ports.factors.recovery_codes_left(account.id).await?;
             (self.factor_methods(account, &factors, codes_left), false)
         } else if device.is_none()
             && self.policies.mfa.step_up_new_devices
@@ -138,7 +140,7 @@ impl Portcullis {
             if let Some((channel, to)) = account.destination(None) {
                 methods.push(code_method(channel, &to));
             }
-            if codes_left > 0 {
+            if self.ports.factors.recovery_codes_left(account.id).await? > 0 {
                 methods.push(MfaMethod::RecoveryCode);
             }
             (methods, true)
