@@ -115,12 +115,18 @@ pub async fn throughput(
         server: 0.0,
         ..mean_cpu(&raw_cpu)
     });
+    // Issue 19's targets: PostgreSQL's backends share the cores with the hashing.
+    let (target, floor) = if postgres {
+        ("≥ 0.90", 0.90)
+    } else {
+        ("≥ 0.95", 0.95)
+    };
     ctx.report.check(
         fig,
         format!("{label}: sign-ins/s ÷ raw argon2id hashes/s"),
         format!("{ratio:.3}"),
-        "≥ 0.90",
-        ratio >= 0.90,
+        target,
+        ratio >= floor,
     );
     if cffi_on {
         let over_cffi = sign_ins / cffi.per_second().max(1e-9);

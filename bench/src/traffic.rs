@@ -23,6 +23,7 @@ pub async fn me_vs_healthz(
     accounts: &[Account],
     fig: &str,
     label: &str,
+    postgres: bool,
 ) -> anyhow::Result<()> {
     const CONNS: usize = 64;
     progress(&format!(
@@ -80,6 +81,12 @@ pub async fn me_vs_healthz(
         format!("{}/s", thousands(m_rate)),
     );
     ctx.report.cpu(mean_cpu(&m_cpu));
+    // Issue 19's targets: on PostgreSQL a `/me` is a round trip to another process.
+    let (target, floor) = if postgres {
+        ("≥ 0.4", 0.4)
+    } else {
+        ("≥ 0.5", 0.5)
+    };
     ctx.report.check(
         fig,
         format!("{label}: GET /api/v1/me p50 / p99"),
@@ -91,8 +98,8 @@ pub async fn me_vs_healthz(
         fig,
         format!("{label}: /me ÷ /healthz throughput"),
         format!("{ratio:.3}"),
-        "≥ 0.5",
-        ratio >= 0.5,
+        target,
+        ratio >= floor,
     );
     let (h_mean, m_mean) = (mean_cpu(&h_cpu), mean_cpu(&m_cpu));
     let cpu_ms = |c: CpuUse, out: &Outcome| {
