@@ -311,9 +311,14 @@ async fn log_format_text_writes_readable_lines() {
     assert_eq!(res.status(), 200);
     assert!(terminate(&mut child).success());
     let logs = std::fs::read_to_string(&err).unwrap();
-    let line = logs.lines().next().unwrap();
-    assert!(serde_json::from_str::<Value>(line).is_err(), "{line}");
-    assert!(line.contains(" INFO "), "{line}");
+    // Every line is text, not JSON, and the start's INFO lines are among them; which line
+    // comes first is not this test's business (it failed once, beside a release build,
+    // when it read only the first line; twelve runs after could not repeat it).
+    assert!(logs.lines().next().is_some(), "no log lines");
+    for line in logs.lines() {
+        assert!(serde_json::from_str::<Value>(line).is_err(), "{line}");
+    }
+    assert!(logs.lines().any(|l| l.contains(" INFO ")), "{logs}");
 }
 
 pub(crate) fn run(mut cmd: std::process::Command) -> (i32, String, String) {
