@@ -1,6 +1,8 @@
 //! Sessions and known devices.
 
-use portcullis_core::ports::{AccountReads, DeviceReads, NewSession, SessionReads, Transactions};
+use portcullis_core::ports::{
+    AccountReads, Claims, Counter, DeviceReads, NewSession, SessionReads, Transactions,
+};
 use portcullis_testkit::{both, Backend};
 
 use crate::support::{account, commit, seed_record, store, T};
@@ -211,6 +213,50 @@ async fn devices(backend: Backend) {
             .unwrap()
             .trusted_until,
         Some(T.plus_secs(100))
+    );
+    // The join reads every column where the plain read does, now that none is a default:
+    // seen after it was made, two failures, locked, trusted.
+    for _ in 0..2 {
+        s.claim_attempt(Counter::Device(phone), T, 4).await.unwrap();
+    }
+    let mut w = s.begin(T);
+    assert!(w
+        .lock(Counter::Device(phone), T.plus_secs(30))
+        .await
+        .unwrap());
+    commit(w).await;
+    let plain = s.device_by_token(&[5; 32]).await.unwrap().unwrap();
+    let (_, joined) = s
+        .find_account_on_device("alice1", Some(&[5; 32]))
+        .await
+        .unwrap()
+        .unwrap();
+    let joined = joined.unwrap();
+    let fields = |d: &portcullis_core::ports::DeviceRow| {
+        (
+            d.id,
+            d.account_id,
+            d.created_at,
+            d.last_seen_at,
+            d.user_agent.clone(),
+            d.failed_count,
+            d.locked_until,
+            d.trusted_until,
+        )
+    };
+    assert_eq!(fields(&joined), fields(&plain));
+    assert_eq!(
+        fields(&joined),
+        (
+            phone,
+            id,
+            T,
+            T.plus_secs(9),
+            Some("Phone".into()),
+            2,
+            Some(T.plus_secs(30)),
+            Some(T.plus_secs(100))
+        )
     );
     let mut w = s.begin(T);
     assert!(w.set_device_trust(phone, id, None).await.unwrap());
