@@ -340,8 +340,8 @@ pub async fn backend(
     )
     .await?;
     let fig = |n: &str| format!("{prefix}{n}");
+    let postgres = database_url.is_some();
     if wanted.sign_ins {
-        let postgres = database_url.is_some();
         sign_in::throughput(ctx, &server, &accounts, &fig("1"), label, postgres).await?;
         server.check_alive()?;
     }
@@ -362,7 +362,6 @@ pub async fn backend(
         server.check_alive()?;
     }
     if wanted.me {
-        let postgres = database_url.is_some();
         traffic::me_vs_healthz(ctx, &server, &accounts, &fig("2"), label, postgres).await?;
         server.check_alive()?;
     }

@@ -14,7 +14,7 @@ use portcullis_core::ports::{
 use portcullis_core::steps::StepKind;
 use sqlx::AnyConnection;
 
-use crate::devices::{device_columns_as, JoinedDeviceRecord};
+use crate::devices::{device_columns, JoinedDeviceRecord};
 use crate::error::is_unique_violation;
 use crate::registry::account_type;
 use crate::sql::statements;
@@ -88,7 +88,7 @@ statements! {
     /// The account by User ID and the one of its devices whose token hash is `$2` (none when
     /// `$2` is NULL): the two reads of a sign-in before its hash, in one.
     FIND_ACCOUNT_ON_DEVICE = concat!("SELECT ", account_columns!("a."), ", ",
-        device_columns_as!("d."),
+        device_columns!("d."),
         " FROM online_accounts a LEFT JOIN devices d ON d.account_id = a.id AND d.token_hash = $2 \
          WHERE a.user_id_canonical = $1");
     ACCOUNT_BY_ID = concat!("SELECT ", account_columns!(""), " FROM online_accounts WHERE id = $1");
@@ -388,9 +388,7 @@ impl AccountReads for SqlStore {
         let Some(AccountOnDeviceRecord { account, device }) = row else {
             return Ok(None);
         };
-        let account = AccountRow::try_from(account)?;
-        let device = device.device(account.id);
-        Ok(Some((account, device)))
+        Ok(Some((AccountRow::try_from(account)?, device.device())))
     }
 
     async fn account_by_id(&self, id: i64) -> StoreResult<Option<AccountRow>> {

@@ -7,32 +7,15 @@ use portcullis_core::ports::{DeviceReads, DeviceRow, DeviceWrites, StoreResult};
 use crate::sql::statements;
 use crate::{db_err, SqlStore, SqlWork};
 
-macro_rules! device_select {
-    () => {
-        "SELECT id, account_id, created_at, last_seen_at, user_agent, failed_count, \
-         locked_until, trusted_until FROM devices"
-    };
-}
-
-statements! {
-    DEVICE_BY_TOKEN = concat!(device_select!(), " WHERE token_hash = $1");
-    LIST_DEVICES = concat!(device_select!(), " WHERE account_id = $1 ORDER BY last_seen_at DESC");
-    CREATE_DEVICE = "INSERT INTO devices (account_id, token_hash, created_at, last_seen_at, \
-        user_agent) VALUES ($1, $2, $3, $3, $4) RETURNING id";
-    TOUCH_DEVICE = "UPDATE devices SET last_seen_at = $2 WHERE id = $1 AND last_seen_at < $2";
-    SET_DEVICE_TRUST = "UPDATE devices SET trusted_until = $3 WHERE id = $1 AND account_id = $2";
-    FORGET_DEVICES = "DELETE FROM devices WHERE account_id = $1";
-    UNTRUST_DEVICES = "UPDATE devices SET trusted_until = NULL \
-        WHERE account_id = $1 AND trusted_until IS NOT NULL";
-}
-
-/// A device's columns beside another table's, each named `device_*` (`prefix` is the
-/// devices table's alias with its dot), for [`JoinedDeviceRecord`].
-macro_rules! device_columns_as {
+/// A device's columns, of the table or of `$prefix` in a join, in [`DeviceRecord`]'s names
+/// (prefixed, so that they stand beside an account's in one row).
+macro_rules! device_columns {
     ($prefix:literal) => {
         concat!(
             $prefix,
             "id AS device_id, ",
+            $prefix,
+            "account_id AS device_account_id, ",
             $prefix,
             "created_at AS device_created_at, ",
             $prefix,
@@ -49,13 +32,55 @@ macro_rules! device_columns_as {
     };
 }
 
-pub(crate) use device_columns_as;
+pub(crate) use device_columns;
 
-/// A device as read through an outer join ([`device_columns_as`]): every column absent when
-/// no device matched.
+statements! {
+    DEVICE_BY_TOKEN = concat!("SELECT ", device_columns!(""),
+        " FROM devices WHERE token_hash = $1");
+    LIST_DEVICES = concat!("SELECT ", device_columns!(""),
+        " FROM devices WHERE account_id = $1 ORDER BY last_seen_at DESC");
+    CREATE_DEVICE = "INSERT INTO devices (account_id, token_hash, created_at, last_seen_at, \
+        user_agent) VALUES ($1, $2, $3, $3, $4) RETURNING id";
+    TOUCH_DEVICE = "UPDATE devices SET last_seen_at = $2 WHERE id = $1 AND last_seen_at < $2";
+    SET_DEVICE_TRUST = "UPDATE devices SET trusted_until = $3 WHERE id = $1 AND account_id = $2";
+    FORGET_DEVICES = "DELETE FROM devices WHERE account_id = $1";
+    UNTRUST_DEVICES = "UPDATE devices SET trusted_until = NULL \
+        WHERE account_id = $1 AND trusted_until IS NOT NULL";
+}
+
+#[derive(sqlx::FromRow)]
+struct DeviceRecord {
+    device_id: i64,
+    device_account_id: i64,
+    device_created_at: i64,
+    device_last_seen_at: i64,
+    device_user_agent: Option<String>,
+    device_failed_count: i64,
+    device_locked_until: Option<i64>,
+    device_trusted_until: Option<i64>,
+}
+
+impl From<DeviceRecord> for DeviceRow {
+    fn from(r: DeviceRecord) -> Self {
+        DeviceRow {
+            id: r.device_id,
+            account_id: r.device_account_id,
+            created_at: UnixTime(r.device_created_at),
+            last_seen_at: UnixTime(r.device_last_seen_at),
+            user_agent: r.device_user_agent,
+            failed_count: u32::try_from(r.device_failed_count).unwrap_or(u32::MAX),
+            locked_until: r.device_locked_until.map(UnixTime),
+            trusted_until: r.device_trusted_until.map(UnixTime),
+        }
+    }
+}
+
+/// [`DeviceRecord`] as read through an outer join ([`device_columns`]): every column absent
+/// when no device matched.
 #[derive(sqlx::FromRow)]
 pub(crate) struct JoinedDeviceRecord {
     device_id: Option<i64>,
+    device_account_id: Option<i64>,
     device_created_at: Option<i64>,
     device_last_seen_at: Option<i64>,
     device_user_agent: Option<String>,
@@ -65,45 +90,18 @@ pub(crate) struct JoinedDeviceRecord {
 }
 
 impl JoinedDeviceRecord {
-    /// The device, if one matched, as a device of `account_id`.
-    pub(crate) fn device(self, account_id: i64) -> Option<DeviceRow> {
+    /// The device, if one matched.
+    pub(crate) fn device(self) -> Option<DeviceRow> {
         Some(DeviceRow::from(DeviceRecord {
-            id: self.device_id?,
-            account_id,
-            created_at: self.device_created_at?,
-            last_seen_at: self.device_last_seen_at?,
-            user_agent: self.device_user_agent,
-            failed_count: self.device_failed_count?,
-            locked_until: self.device_locked_until,
-            trusted_until: self.device_trusted_until,
+            device_id: self.device_id?,
+            device_account_id: self.device_account_id?,
+            device_created_at: self.device_created_at?,
+            device_last_seen_at: self.device_last_seen_at?,
+            device_user_agent: self.device_user_agent,
+            device_failed_count: self.device_failed_count?,
+            device_locked_until: self.device_locked_until,
+            device_trusted_until: self.device_trusted_until,
         }))
-    }
-}
-
-#[derive(sqlx::FromRow)]
-struct DeviceRecord {
-    id: i64,
-    account_id: i64,
-    created_at: i64,
-    last_seen_at: i64,
-    user_agent: Option<String>,
-    failed_count: i64,
-    locked_until: Option<i64>,
-    trusted_until: Option<i64>,
-}
-
-impl From<DeviceRecord> for DeviceRow {
-    fn from(r: DeviceRecord) -> Self {
-        DeviceRow {
-            id: r.id,
-            account_id: r.account_id,
-            created_at: UnixTime(r.created_at),
-            last_seen_at: UnixTime(r.last_seen_at),
-            user_agent: r.user_agent,
-            failed_count: u32::try_from(r.failed_count).unwrap_or(u32::MAX),
-            locked_until: r.locked_until.map(UnixTime),
-            trusted_until: r.trusted_until.map(UnixTime),
-        }
     }
 }
 
