@@ -169,6 +169,8 @@ pub struct Portcullis {
     pub(crate) counters: Arc<crate::counters::EventCounters>,
     /// The keys that sign ID tokens (`oidc-signing.key`, followed as it is rotated).
     pub(crate) oidc_keys: Option<portcullis_crypto::LiveRing>,
+    /// The keys derived from `oidc_keys`' current key.
+    pub(crate) oidc_signers: Arc<oidc::SignerCache>,
     /// Fetches `private_key_jwt` clients' key sets from their `jwks_uri`; `None`: such
     /// clients cannot authenticate.
     pub(crate) jwks_fetcher: Option<Arc<dyn crate::ports::JwksFetcher>>,
@@ -220,6 +222,7 @@ impl Portcullis {
             policies: Arc::new(policies),
             counters: Arc::default(),
             oidc_keys: None,
+            oidc_signers: Arc::default(),
             jwks_fetcher: None,
         }
     }

@@ -14,7 +14,7 @@ use portcullis_notify::{
     WebhookSender,
 };
 use portcullis_store::{SqlStore, StoreOptions};
-use portcullis_web::{AppState, DemoOutbox, WebConfig};
+use portcullis_web::{AppParts, AppState, DemoOutbox, WebConfig};
 use tokio::net::TcpListener;
 
 use crate::config::Config;
@@ -151,7 +151,7 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>, demo: bool) -> anyhow
         ))
         .map_err(anyhow::Error::msg)?,
     ));
-    let state = AppState {
+    let state = AppState::new(AppParts {
         app: app.clone(),
         web: Arc::new(WebConfig {
             secure_cookies: config.secure_cookies,
@@ -173,7 +173,7 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>, demo: bool) -> anyhow
         load: Arc::new(portcullis_web::limits::Load::new(
             config.server.max_requests_in_flight,
         )),
-    };
+    });
     Ok(Built {
         app,
         store,

@@ -12,8 +12,11 @@ mod jwks_uri;
 mod logout;
 mod token;
 
+use std::sync::Arc;
+
 use portcullis_crypto::jws::{Ed25519Key, Es256Key};
 use portcullis_crypto::Token;
+use portcullis_crypto::{ct_eq, sha256};
 use secrecy::SecretString;
 use serde_json::{json, Value};
 
@@ -67,6 +70,46 @@ pub struct RegisteredClient {
     pub client_secret: Option<SecretString>,
 }
 
+/// The keys derived from the signing ring's current key, kept while it stays current:
+/// deriving the P-256 key costs a scalar multiplication, as much as a signature, and every
+/// code exchange signs an ID token.
+#[derive(Default)]
+pub(crate) struct SignerCache(std::sync::Mutex<Option<Arc<Signers>>>);
+
+/// Both keys of one ring key.
+pub(crate) struct Signers {
+    id: u32,
+    /// SHA-256 of the ring key the keys came from (a key file replaced whole may reuse
+    /// an id).
+    fingerprint: [u8; 32],
+    es256: Es256Key,
+    eddsa: Ed25519Key,
+}
+
+impl SignerCache {
+    /// The keys of ring key `id` whose value is `seed`, derived at its first use.
+    fn current(&self, id: u32, seed: &[u8; 32]) -> Option<Arc<Signers>> {
+        let fingerprint = sha256(seed);
+        let mut slot = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(s) = slot.as_ref() {
+            if s.id == id && ct_eq(&s.fingerprint, &fingerprint) {
+                return Some(s.clone());
+            }
+        }
+        let fresh = Arc::new(Signers {
+            id,
+            fingerprint,
+            es256: Es256Key::from_seed(id.to_string(), seed)?,
+            eddsa: Ed25519Key::from_seed(ed25519_kid(id), seed)?,
+        });
+        *slot = Some(fresh.clone());
+        Some(fresh)
+    }
+}
+
 /// The key id of the Ed25519 key derived from the ring's key `id` (its P-256 key's id is
 /// `id` itself).
 fn ed25519_kid(id: impl std::fmt::Display) -> String {
@@ -97,14 +140,14 @@ impl Portcullis {
             .ok_or(OidcError::new("server_error", "no signing key", 500))?
             .snapshot();
         let (id, seed) = (ring.current_id(), ring.current());
-        let unusable = OidcError::new("server_error", "unusable signing key", 500);
+        let signers = self.oidc_signers.current(id, seed).ok_or(OidcError::new(
+            "server_error",
+            "unusable signing key",
+            500,
+        ))?;
         Ok(match alg {
-            IdTokenAlg::Es256 => Es256Key::from_seed(id.to_string(), seed)
-                .ok_or(unusable)?
-                .sign(typ, claims),
-            IdTokenAlg::EdDsa => Ed25519Key::from_seed(ed25519_kid(id), seed)
-                .ok_or(unusable)?
-                .sign(typ, claims),
+            IdTokenAlg::Es256 => signers.es256.sign(typ, claims),
+            IdTokenAlg::EdDsa => signers.eddsa.sign(typ, claims),
         })
     }
 
