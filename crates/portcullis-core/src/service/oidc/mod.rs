@@ -324,3 +324,31 @@ impl Portcullis {
         self.clock.now()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signer_cache_keeps_the_keys_of_one_ring_key_and_follows_a_change_of_id_or_value() {
+        let cache = SignerCache::default();
+        let first = cache.current(1, &[1u8; 32]).expect("keys");
+        let again = cache.current(1, &[1u8; 32]).expect("keys");
+        assert!(Arc::ptr_eq(&first, &again));
+        // A rotation: the next id.
+        let rotated = cache.current(2, &[2u8; 32]).expect("keys");
+        assert!(!Arc::ptr_eq(&first, &rotated));
+        assert_eq!(rotated.es256.kid(), "2");
+        assert_eq!(rotated.eddsa.kid(), "2-ed25519");
+        // A key file replaced whole: the same id with another value is not served stale.
+        let replaced = cache.current(2, &[3u8; 32]).expect("keys");
+        assert_ne!(
+            replaced.es256.public_jwk()["x"],
+            rotated.es256.public_jwk()["x"]
+        );
+        assert_eq!(
+            replaced.es256.public_jwk(),
+            Es256Key::from_seed("2", &[3u8; 32]).unwrap().public_jwk()
+        );
+    }
+}
