@@ -27,11 +27,12 @@ pub enum JwsError {
 /// One ES256 signing key and its key id. It signs with *ring* (P-256 in assembly with a
 /// precomputed base-point table: a fraction of the pure-Rust `p256`'s time per signature,
 /// which figure 11's flows showed in every code exchange); `p256` derives the public key
-/// and writes the JWK.
+/// and writes the JWK. ring's key pair is made at the first signature, so a key derived
+/// only for its JWK (the JWKS, a logout's `id_token_hint`) costs what it did before.
 pub struct Es256Key {
     kid: String,
     key: SigningKey,
-    pair: ring::signature::EcdsaKeyPair,
+    pair: std::sync::OnceLock<Option<ring::signature::EcdsaKeyPair>>,
 }
 
 impl std::fmt::Debug for Es256Key {
@@ -52,19 +53,28 @@ impl Es256Key {
         h.update(seed);
         let scalar = h.finalize();
         let key = SigningKey::from_slice(scalar.as_slice()).ok()?;
-        let public = key.verifying_key().to_encoded_point(false);
-        let pair = ring::signature::EcdsaKeyPair::from_private_key_and_public_key(
-            &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
-            scalar.as_slice(),
-            public.as_bytes(),
-            &ring::rand::SystemRandom::new(),
-        )
-        .ok()?;
         Some(Self {
             kid: kid.into(),
             key,
-            pair,
+            pair: std::sync::OnceLock::new(),
         })
+    }
+
+    /// ring's key pair of the same scalar (`None` if ring refuses it: `p256` then signs).
+    fn pair(&self) -> Option<&ring::signature::EcdsaKeyPair> {
+        self.pair
+            .get_or_init(|| {
+                let scalar = zeroize::Zeroizing::new(self.key.to_bytes());
+                let public = self.key.verifying_key().to_encoded_point(false);
+                ring::signature::EcdsaKeyPair::from_private_key_and_public_key(
+                    &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+                    scalar.as_slice(),
+                    public.as_bytes(),
+                    &ring::rand::SystemRandom::new(),
+                )
+                .ok()
+            })
+            .as_ref()
     }
 
     pub fn kid(&self) -> &str {
@@ -89,12 +99,10 @@ impl Es256Key {
         // The fixed encoding is JWS's (RFC 7518 §3.4: R and S, 32 bytes each). ring fails
         // only when the system's random source does; `p256` (RFC 6979, no randomness) then
         // signs instead.
-        match self
-            .pair
-            .sign(&ring::rand::SystemRandom::new(), input.as_bytes())
-        {
-            Ok(sig) => format!("{input}.{}", B64.encode(sig.as_ref())),
-            Err(_) => sign_with(&self.key, &header, claims),
+        let rng = ring::rand::SystemRandom::new();
+        match self.pair().map(|p| p.sign(&rng, input.as_bytes())) {
+            Some(Ok(sig)) => format!("{input}.{}", B64.encode(sig.as_ref())),
+            _ => sign_with(&self.key, &header, claims),
         }
     }
 }
@@ -302,7 +310,9 @@ mod tests {
             public,
         );
         // ring's randomized signature, then the `p256` fallback's, under the one JWK.
+        assert!(key.pair.get().is_none(), "made only at the first signature");
         let signed = key.sign("JWT", &json!({"sub": "x"}));
+        assert!(key.pair.get().is_some_and(Option::is_some), "ring signed");
         let fallback = sign_with(
             &key.key,
             &json!({"alg": "ES256", "typ": "JWT", "kid": "3"}),
