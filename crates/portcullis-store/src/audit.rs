@@ -18,7 +18,9 @@ use async_trait::async_trait;
 use portcullis_core::audit::{chain_hash, AuditEntry, AuditEvent, ChainInput, ChainKey};
 use portcullis_core::clock::UnixTime;
 use portcullis_core::ports::{AuditReads, StoreResult};
-use sqlx::AnyConnection;
+use sqlx::any::AnyArguments;
+use sqlx::query::Query;
+use sqlx::{Any, AnyConnection};
 
 use crate::sql::{push_rows, statements};
 use crate::{db_err, Backend, SqlStore};
@@ -41,6 +43,9 @@ statements! {
     AUDIT_HEAD = "SELECT seq, hash FROM audit_head WHERE id = 1";
     /// Reserves `$1` sequence numbers: the head's new `seq` is the last of them.
     RESERVE = "UPDATE audit_head SET seq = seq + $1 WHERE id = 1 RETURNING seq, hash";
+    /// SQLite, with the head read at `BEGIN IMMEDIATE`: the head's number after the entries
+    /// appended with it (`append_then_commit`).
+    SET_HEAD_SEQ: sqlite = "UPDATE audit_head SET seq = ? WHERE id = 1";
     COUNT_BY_KEY = "SELECT key_id, COUNT(*) FROM audit_log GROUP BY key_id ORDER BY key_id";
 }
 
@@ -106,42 +111,91 @@ pub(crate) async fn append(
         .await
         .map_err(db_err)?;
     let mut seq = last - count;
-    let key_id = i64::from(key.id);
     for chunk in events.chunks(APPEND_CHUNK) {
         let statement = append_sql(chunk.len(), backend);
-        let mut q = sqlx::query(&statement);
-        for event in chunk {
-            seq += 1;
-            let kind = event.kind.as_str();
-            let hash = chain_hash(
-                &key.key,
-                &ChainInput {
-                    prev: &prev,
-                    seq,
-                    at: now,
-                    kind,
-                    account_id: event.account_id,
-                    actor: &event.actor,
-                    client_ip: event.client_ip.as_deref(),
-                    detail: &event.detail,
-                },
-            )
-            .to_vec();
-            q = q
-                .bind(seq)
-                .bind(now.0)
-                .bind(kind)
-                .bind(event.account_id)
-                .bind(event.actor.as_str())
-                .bind(event.client_ip.as_deref())
-                .bind(event.detail.as_str())
-                .bind(std::mem::replace(&mut prev, hash.clone()))
-                .bind(hash)
-                .bind(key_id);
-        }
+        let q = bind_entries(
+            sqlx::query(&statement),
+            chunk,
+            (&mut seq, &mut prev),
+            now,
+            key,
+        );
         q.execute(&mut *conn).await.map_err(db_err)?;
     }
     Ok(())
+}
+
+/// SQLite, inside a transaction that read the chain's `head` (sequence number, hash) at its
+/// `BEGIN IMMEDIATE` and has held the one writer since: `events` (at most
+/// [`APPEND_CHUNK`]) appended after it, the head's sequence number moved past them, and the
+/// `COMMIT`, in one statement list and so one hand-off to the connection's thread. The head's
+/// number moves first, so the trigger gives the head the last entry's hash. A statement that
+/// fails stops the list before its `COMMIT`.
+pub(crate) async fn append_then_commit(
+    conn: &mut AnyConnection,
+    head: (i64, Vec<u8>),
+    events: &[AuditEvent],
+    now: UnixTime,
+    key: &ChainKey,
+) -> Result<(), sqlx::Error> {
+    let (mut seq, mut prev) = head;
+    let count = i64::try_from(events.len()).unwrap_or(i64::MAX);
+    let statement = append_commit_sql(events.len());
+    let q = sqlx::query(&statement).bind(seq.saturating_add(count));
+    let q = bind_entries(q, events, (&mut seq, &mut prev), now, key);
+    q.execute(conn).await.map(|_| ())
+}
+
+/// Binds `events` as consecutive entries after `seq` and `prev` (the last entry's number and
+/// hash, moved past them), each hashed over the one before it.
+fn bind_entries<'q>(
+    mut q: Query<'q, Any, AnyArguments<'q>>,
+    events: &'q [AuditEvent],
+    (seq, prev): (&mut i64, &mut Vec<u8>),
+    now: UnixTime,
+    key: &ChainKey,
+) -> Query<'q, Any, AnyArguments<'q>> {
+    let key_id = i64::from(key.id);
+    for event in events {
+        *seq += 1;
+        let kind = event.kind.as_str();
+        let hash = chain_hash(
+            &key.key,
+            &ChainInput {
+                prev,
+                seq: *seq,
+                at: now,
+                kind,
+                account_id: event.account_id,
+                actor: &event.actor,
+                client_ip: event.client_ip.as_deref(),
+                detail: &event.detail,
+            },
+        )
+        .to_vec();
+        q = q
+            .bind(*seq)
+            .bind(now.0)
+            .bind(kind)
+            .bind(event.account_id)
+            .bind(event.actor.as_str())
+            .bind(event.client_ip.as_deref())
+            .bind(event.detail.as_str())
+            .bind(std::mem::replace(prev, hash.clone()))
+            .bind(hash)
+            .bind(key_id);
+    }
+    q
+}
+
+/// The statement list of [`append_then_commit`] for `rows` entries (SQLite's anonymous
+/// parameters: the head's new number first, then the rows).
+pub(crate) fn append_commit_sql(rows: usize) -> String {
+    format!(
+        "{SET_HEAD_SEQ}; {}; {}",
+        append_sql(rows, Backend::Sqlite),
+        crate::tx::COMMIT
+    )
 }
 
 #[async_trait]

@@ -85,7 +85,9 @@ pub(crate) fn failed_commit(e: sqlx::Error) -> StoreError {
 /// it runs every command in order. A connection that does not answer is closed there. So
 /// this check adds a round trip only where the ping cannot answer the question:
 ///
-/// - SQLite, when sqlx still counts the connection inside a transaction as it comes back:
+/// - SQLite, when sqlx still counts the connection inside a transaction as it comes back
+///   (the store's own SQLite transactions are outside sqlx's count: `tx.rs` rolls a dropped
+///   one back before its connection returns):
 ///   a dropped transaction whose rollback is queued, or one the database already ended by
 ///   itself (`SQLITE_FULL`). One hand-off, `BEGIN; ROLLBACK`, runs the queued rollback
 ///   (settling the count) and fails if the database is still inside a transaction. A
@@ -125,7 +127,7 @@ impl SqlStore {
         sqlx::query(WRITE_PROBE)
             .bind(node)
             .bind(now.0)
-            .execute(&mut *tx)
+            .execute(tx.conn()?)
             .await
             .map_err(db_err)?;
         tx::commit(tx).await

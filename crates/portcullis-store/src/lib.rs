@@ -523,6 +523,12 @@ pub fn statements(backend: Backend) -> Vec<(String, String)> {
             format!("audit::append_sql({rows})"),
             audit::append_sql(rows, backend),
         ));
+        if backend == Backend::Sqlite {
+            out.push((
+                format!("audit::append_commit_sql({rows})"),
+                audit::append_commit_sql(rows),
+            ));
+        }
     }
     out
 }

@@ -84,7 +84,7 @@ struct ReissueRow {
 pub(crate) async fn settle(import: &mut SqlImport) -> StoreResult<Settled> {
     let rows: Vec<StatusChangeRow> = sqlx::query_as(STATUS_CHANGES)
         .bind(import.load)
-        .fetch_all(&mut *import.tx)
+        .fetch_all(import.tx.conn()?)
         .await
         .map_err(db_err)?;
     let mut settled = Settled::default();
@@ -101,7 +101,7 @@ pub(crate) async fn settle(import: &mut SqlImport) -> StoreResult<Settled> {
     for _ in 0..MAX_CHAIN {
         let rows: Vec<ReissueRow> = sqlx::query_as(REISSUES)
             .bind(import.load)
-            .fetch_all(&mut *import.tx)
+            .fetch_all(import.tx.conn()?)
             .await
             .map_err(db_err)?;
         if rows.is_empty() {
@@ -117,7 +117,7 @@ pub(crate) async fn settle(import: &mut SqlImport) -> StoreResult<Settled> {
                 .bind(r.old_id)
                 .bind(r.new_id)
                 .bind(import.now.0)
-                .execute(&mut *import.tx)
+                .execute(import.tx.conn()?)
                 .await
                 .map_err(db_err)?;
             settled.reissues.push(CardReissue {
@@ -140,7 +140,7 @@ pub(crate) async fn claim_push_key(
 ) -> StoreResult<PushKey> {
     let found: Option<(Vec<u8>, String)> = sqlx::query_as(FIND_PUSH)
         .bind(key)
-        .fetch_optional(&mut *import.tx)
+        .fetch_optional(import.tx.conn()?)
         .await
         .map_err(db_err)?;
     if let Some((hash, response)) = found {
@@ -158,7 +158,7 @@ pub(crate) async fn claim_push_key(
         .bind(request_hash.to_vec())
         .bind(response)
         .bind(import.now.0)
-        .execute(&mut *import.tx)
+        .execute(import.tx.conn()?)
         .await
         .map_err(|e| {
             if is_unique_violation(&e, "registry_pushes") {

@@ -15,6 +15,7 @@ use sqlx::query::{Query, QueryAs};
 use sqlx::{Any, AnyConnection};
 
 use crate::sql::statements;
+use crate::Backend;
 use crate::{db_err, SqlStore, SqlWork};
 
 /// The columns [`ClientRecord`] reads.
@@ -49,6 +50,35 @@ macro_rules! token_values {
     (13) => {
         "($13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24)"
     };
+    (3) => {
+        "($3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+    };
+    (15) => {
+        "($15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26)"
+    };
+}
+
+/// SQLite: a use (`$1`, `$2`) and the tokens it issues (from `$3`), one statement list and
+/// so one hand-off; the tokens are inserted only if the use changed its row (`changes()` is
+/// the last finished statement's count, the use's, while the `INSERT` runs).
+macro_rules! use_then_insert {
+    ($use:expr, $($values:expr),+) => {
+        concat!($use, "; ", token_insert!(), " SELECT * FROM (VALUES ", $($values,)+
+            ") WHERE changes() = 1")
+    };
+}
+
+macro_rules! use_code {
+    () => {
+        "UPDATE oidc_codes SET used_at = $2 WHERE id = $1 AND used_at IS NULL"
+    };
+}
+
+macro_rules! use_refresh {
+    () => {
+        "UPDATE oidc_tokens SET used_at = $2 WHERE token_hash = $1 AND kind = 'refresh' \
+        AND used_at IS NULL AND revoked_at IS NULL"
+    };
 }
 
 statements! {
@@ -64,7 +94,14 @@ statements! {
         RETURNING client_id, request, pushed, expires_at";
     INSERT_CODE = "INSERT INTO oidc_codes (code_hash, client_id, account_id, session_id, request, \
         auth_time, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
-    USE_CODE = "UPDATE oidc_codes SET used_at = $2 WHERE id = $1 AND used_at IS NULL";
+    USE_CODE = use_code!();
+    USE_CODE_THEN_TOKEN: sqlite = use_then_insert!(use_code!(), token_values!(3));
+    USE_CODE_THEN_PAIR: sqlite =
+        use_then_insert!(use_code!(), token_values!(3), ", ", token_values!(15));
+    BEGIN_USE_CODE_THEN_TOKEN: sqlite =
+        crate::tx::begin_then!(use_then_insert!(use_code!(), token_values!(3)));
+    BEGIN_USE_CODE_THEN_PAIR: sqlite = crate::tx::begin_then!(use_then_insert!(use_code!(),
+        token_values!(3), ", ", token_values!(15)));
     /// A code and its session's openness (`$2`, `$3`: the oldest open session's creation
     /// and last use, as in `TOKEN_IN_SESSION`).
     CODE_IN_SESSION = "SELECT id, client_id, account_id, session_id, request, auth_time, \
@@ -82,8 +119,15 @@ statements! {
     TOKEN_IN_SESSION = concat!("SELECT ", token_columns!(), ", (SELECT COUNT(*) FROM sessions s \
         WHERE s.id = oidc_tokens.session_id AND s.created_at > $2 AND s.last_seen_at > $3) \
         AS session_open FROM oidc_tokens WHERE token_hash = $1");
-    USE_REFRESH = "UPDATE oidc_tokens SET used_at = $2 WHERE token_hash = $1 AND kind = 'refresh' \
-        AND used_at IS NULL AND revoked_at IS NULL";
+    USE_REFRESH = use_refresh!();
+    USE_REFRESH_THEN_TOKEN: sqlite = use_then_insert!(use_refresh!(), token_values!(3));
+    USE_REFRESH_THEN_PAIR: sqlite =
+        use_then_insert!(use_refresh!(), token_values!(3), ", ", token_values!(15));
+    BEGIN_USE_REFRESH_THEN_TOKEN: sqlite =
+        crate::tx::begin_then!(use_then_insert!(use_refresh!(), token_values!(3)));
+    BEGIN_USE_REFRESH_THEN_PAIR: sqlite =
+        crate::tx::begin_then!(use_then_insert!(use_refresh!(), token_values!(3), ", ",
+            token_values!(15)));
     REVOKE_FAMILY = "UPDATE oidc_tokens SET revoked_at = $2 WHERE family = $1 AND revoked_at IS NULL";
     REVOKE_CODE_TOKENS = "UPDATE oidc_tokens SET revoked_at = $2 WHERE family IN \
         (SELECT family FROM oidc_tokens WHERE code_id = $1) AND revoked_at IS NULL";
@@ -237,29 +281,38 @@ impl From<CodeRecord> for OidcCodeRow {
 /// refresh), one per pair beyond.
 async fn insert_tokens(conn: &mut AnyConnection, tokens: &[NewOidcToken<'_>]) -> StoreResult<()> {
     for pair in tokens.chunks(2) {
-        let mut q = sqlx::query(if pair.len() == 2 {
+        let q = sqlx::query(if pair.len() == 2 {
             INSERT_TOKEN_PAIR
         } else {
             INSERT_TOKEN
         });
-        for new in pair {
-            q = q
-                .bind(new.token_hash.to_vec())
-                .bind(new.kind.as_str())
-                .bind(new.family.to_owned())
-                .bind(new.code_id)
-                .bind(new.client_id.to_owned())
-                .bind(new.account_id)
-                .bind(new.session_id)
-                .bind(new.scope.to_owned())
-                .bind(new.dpop_jkt.map(str::to_owned))
-                .bind(new.auth_time.0)
-                .bind(new.now.0)
-                .bind(new.expires_at.0);
-        }
+        let q = bind_tokens(q, pair);
         q.execute(&mut *conn).await.map_err(db_err)?;
     }
     Ok(())
+}
+
+/// Binds each token's twelve columns, in `token_insert!`'s order.
+fn bind_tokens<'q>(
+    mut q: Query<'q, Any, AnyArguments<'q>>,
+    tokens: &[NewOidcToken<'_>],
+) -> Query<'q, Any, AnyArguments<'q>> {
+    for new in tokens {
+        q = q
+            .bind(new.token_hash.to_vec())
+            .bind(new.kind.as_str())
+            .bind(new.family.to_owned())
+            .bind(new.code_id)
+            .bind(new.client_id.to_owned())
+            .bind(new.account_id)
+            .bind(new.session_id)
+            .bind(new.scope.to_owned())
+            .bind(new.dpop_jkt.map(str::to_owned))
+            .bind(new.auth_time.0)
+            .bind(new.now.0)
+            .bind(new.expires_at.0);
+    }
+    q
 }
 
 #[derive(sqlx::FromRow)]
@@ -587,18 +640,66 @@ impl SqlWork {
     /// changed a row, the tokens it issues, in the unit of work's transaction: they become
     /// visible together, so a replay that sees the use also sees (and revokes) every token
     /// it issued. `false`, nothing stored, when the `UPDATE` changed nothing.
-    async fn use_then_store<'q>(
+    async fn use_then_store(
         &mut self,
-        used: Query<'q, Any, AnyArguments<'q>>,
+        used: Use<'_>,
         tokens: &[NewOidcToken<'_>],
     ) -> StoreResult<bool> {
+        let stamp = self.stamp();
+        if self.backend() == Backend::Sqlite && matches!(tokens.len(), 1 | 2) {
+            // The unit's first statements begin its transaction in the same hand-off.
+            let (first, inside) = match (&used, tokens.len()) {
+                (Use::Code(_), 1) => (BEGIN_USE_CODE_THEN_TOKEN, USE_CODE_THEN_TOKEN),
+                (Use::Code(_), _) => (BEGIN_USE_CODE_THEN_PAIR, USE_CODE_THEN_PAIR),
+                (Use::Refresh(_), 1) => (BEGIN_USE_REFRESH_THEN_TOKEN, USE_REFRESH_THEN_TOKEN),
+                (Use::Refresh(_), _) => (BEGIN_USE_REFRESH_THEN_PAIR, USE_REFRESH_THEN_PAIR),
+            };
+            let q = bind_tokens(used.bind(sqlx::query(first), stamp), tokens);
+            // The list's last statement is the tokens' `INSERT`: it inserted only if the
+            // use changed its row.
+            if let Some(inserted) = self.begin_with(q).await? {
+                return Ok(inserted > 0);
+            }
+            let q = bind_tokens(used.bind(sqlx::query(inside), stamp), tokens);
+            let done = q.execute(self.conn().await?).await.map_err(db_err)?;
+            return Ok(done.rows_affected() > 0);
+        }
         let conn = self.conn().await?;
-        let done = used.execute(&mut *conn).await.map_err(db_err)?;
+        let statement = match &used {
+            Use::Code(_) => USE_CODE,
+            Use::Refresh(_) => USE_REFRESH,
+        };
+        let done = used
+            .bind(sqlx::query(statement), stamp)
+            .execute(&mut *conn)
+            .await
+            .map_err(db_err)?;
         if done.rows_affected() != 1 {
             return Ok(false);
         }
         insert_tokens(conn, tokens).await?;
         Ok(true)
+    }
+}
+
+/// What an exchange uses up: a code (by id) or a refresh token (by hash).
+enum Use<'a> {
+    Code(i64),
+    Refresh(&'a [u8; 32]),
+}
+
+impl Use<'_> {
+    /// Binds the use's `$1` (the code or token) and `$2` (now).
+    fn bind<'q>(
+        &self,
+        q: Query<'q, Any, AnyArguments<'q>>,
+        now: i64,
+    ) -> Query<'q, Any, AnyArguments<'q>> {
+        match self {
+            Use::Code(id) => q.bind(*id),
+            Use::Refresh(hash) => q.bind(hash.to_vec()),
+        }
+        .bind(now)
     }
 }
 
@@ -609,8 +710,7 @@ impl OidcWrites for SqlWork {
         code_id: i64,
         tokens: &[NewOidcToken<'_>],
     ) -> StoreResult<bool> {
-        let used = sqlx::query(USE_CODE).bind(code_id).bind(self.stamp());
-        self.use_then_store(used, tokens).await
+        self.use_then_store(Use::Code(code_id), tokens).await
     }
 
     async fn rotate_oidc_refresh(
@@ -618,10 +718,7 @@ impl OidcWrites for SqlWork {
         token_hash: &[u8; 32],
         tokens: &[NewOidcToken<'_>],
     ) -> StoreResult<bool> {
-        let used = sqlx::query(USE_REFRESH)
-            .bind(token_hash.to_vec())
-            .bind(self.stamp());
-        self.use_then_store(used, tokens).await
+        self.use_then_store(Use::Refresh(token_hash), tokens).await
     }
 
     async fn revoke_oidc_family(&mut self, family: &str) -> StoreResult<u64> {

@@ -336,7 +336,7 @@ impl OutboxReads for SqlStore {
 impl OutboxStore for SqlStore {
     async fn enqueue(&self, messages: &[Outgoing], now: UnixTime) -> StoreResult<Vec<i64>> {
         let mut tx = tx::begin(&self.pool, self.backend, &self.gate).await?;
-        let ids = enqueue(&mut tx, self.outbox_seal.as_ref(), messages, now).await?;
+        let ids = enqueue(tx.conn()?, self.outbox_seal.as_ref(), messages, now).await?;
         tx::commit(tx).await?;
         Ok(ids)
     }
@@ -452,7 +452,7 @@ impl OutboxStore for SqlStore {
                 .bind(claim.key.as_str())
                 .bind(day)
                 .bind(i64::from(claim.limit))
-                .fetch_optional(&mut *tx)
+                .fetch_optional(tx.conn()?)
                 .await
                 .map_err(db_err)?;
             if granted.is_none() || claim.limit == 0 {
@@ -469,7 +469,7 @@ impl OutboxStore for SqlStore {
             sqlx::query(RELEASE_QUOTA)
                 .bind(key.as_str())
                 .bind(day)
-                .execute(&mut *tx)
+                .execute(tx.conn()?)
                 .await
                 .map_err(db_err)?;
         }

@@ -331,12 +331,12 @@ impl SqlImport {
         sqlx::query(merge)
             .bind(self.load)
             .bind(self.now.0)
-            .execute(&mut *self.tx)
+            .execute(self.tx.conn()?)
             .await
             .map_err(db_err)?;
         let seen = sqlx::query(DELETE_STAGED)
             .bind(self.load)
-            .execute(&mut *self.tx)
+            .execute(self.tx.conn()?)
             .await
             .map_err(db_err)?
             .rows_affected();
@@ -379,7 +379,7 @@ impl SqlImport {
                     .bind(r.replaces_hash.map(|_| self.load));
             }
             q.bind(self.load)
-                .execute(&mut *self.tx)
+                .execute(self.tx.conn()?)
                 .await
                 .map_err(db_err)?;
         }
@@ -422,14 +422,14 @@ impl SqlImport {
             .bind(key_id)
             .bind(old_id)
             .bind(old_hash.to_vec())
-            .execute(&mut *self.tx)
+            .execute(self.tx.conn()?)
             .await
             .map_err(db_err)?;
         if moved.rows_affected() > 0 {
             sqlx::query(MOVE_REPLACES)
                 .bind(number_hash.to_vec())
                 .bind(old_hash.to_vec())
-                .execute(&mut *self.tx)
+                .execute(self.tx.conn()?)
                 .await
                 .map_err(db_err)?;
         }
@@ -451,7 +451,7 @@ impl RegistryImport for SqlImport {
             Some(known) => known,
             None => {
                 let (low, high): (Option<i64>, Option<i64>) = sqlx::query_as(KEY_RANGE)
-                    .fetch_one(&mut *self.tx)
+                    .fetch_one(self.tx.conn()?)
                     .await
                     .map_err(db_err)?;
                 let old = [low, high].iter().flatten().any(|&k| k != first.key_id);
@@ -505,7 +505,7 @@ impl RegistryImport for SqlImport {
             for r in chunk {
                 q = bind_record(q, r);
             }
-            q.execute(&mut *self.tx).await.map_err(db_err)?;
+            q.execute(self.tx.conn()?).await.map_err(db_err)?;
             self.staged += chunk.len();
             if self.staged >= MERGE_EVERY {
                 self.merge().await?;
@@ -545,11 +545,10 @@ impl RegistryImport for SqlImport {
         crate::registry_bulk::finish(&mut self).await?;
         let messages = std::mem::take(&mut self.outgoing);
         let events = std::mem::take(&mut self.events);
-        crate::outbox::enqueue(&mut self.tx, self.seal.as_ref(), &messages, self.now).await?;
-        crate::webhooks::enqueue_events(&mut self.tx, &events, self.now).await?;
-        crate::audit::append(&mut self.tx, self.backend, &events, self.now, audit_key).await?;
+        crate::outbox::enqueue(self.tx.conn()?, self.seal.as_ref(), &messages, self.now).await?;
+        crate::webhooks::enqueue_events(self.tx.conn()?, &events, self.now).await?;
         let sent = self.sent.take();
-        tx::commit(self.tx).await?;
+        tx::commit_audited(self.tx, &events, self.now, Some(audit_key)).await?;
         if let Some(sent) = sent {
             sent.disarm();
         }
@@ -633,7 +632,7 @@ impl RegistryImports for SqlStore {
             (None, Backend::Sqlite) => {
                 let mut tx = tx::begin(&self.pool, self.backend, &self.gate).await?;
                 sqlx::query(IMPORT_CACHE)
-                    .execute(&mut *tx)
+                    .execute(tx.conn()?)
                     .await
                     .map_err(db_err)?;
                 tx
@@ -641,13 +640,13 @@ impl RegistryImports for SqlStore {
             (None, Backend::Postgres) => {
                 let mut tx = tx::begin(&self.pool, self.backend, &self.gate).await?;
                 sqlx::query(MERGE_WORK_MEM)
-                    .execute(&mut *tx)
+                    .execute(tx.conn()?)
                     .await
                     .map_err(db_err)?;
                 // The staged rows of loads whose process died (see `registry_copy.rs`).
                 sqlx::query(crate::registry_copy::SWEEP_STAGED)
                     .bind(crate::registry_copy::sweep_below(now.0))
-                    .execute(&mut *tx)
+                    .execute(tx.conn()?)
                     .await
                     .map_err(db_err)?;
                 tx

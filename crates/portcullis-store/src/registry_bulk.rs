@@ -74,29 +74,29 @@ pub(crate) enum Bulk {
 pub(crate) async fn begin(import: &mut SqlImport) -> StoreResult<Bulk> {
     let tx = &mut import.tx;
     sqlx::query(BULK_SAVEPOINT)
-        .execute(&mut **tx)
+        .execute(tx.conn()?)
         .await
         .map_err(db_err)?;
-    let locked = sqlx::query(BULK_LOCK).execute(&mut **tx).await.is_ok();
+    let locked = sqlx::query(BULK_LOCK).execute(tx.conn()?).await.is_ok();
     let empty = locked
         && sqlx::query_scalar::<_, bool>(BULK_EMPTY)
-            .fetch_one(&mut **tx)
+            .fetch_one(tx.conn()?)
             .await
             .map_err(db_err)?;
     if !empty {
         // Releases the lock (when taken) and clears the failed LOCK's error state.
         sqlx::query(BULK_ROLLBACK)
-            .execute(&mut **tx)
+            .execute(tx.conn()?)
             .await
             .map_err(db_err)?;
         sqlx::query(BULK_RELEASE)
-            .execute(&mut **tx)
+            .execute(tx.conn()?)
             .await
             .map_err(db_err)?;
         return Ok(Bulk::No);
     }
     for ddl in [DROP_NUMBER_UNIQUE, DROP_KEY_ID_INDEX, BULK_RELEASE] {
-        sqlx::query(ddl).execute(&mut **tx).await.map_err(db_err)?;
+        sqlx::query(ddl).execute(tx.conn()?).await.map_err(db_err)?;
     }
     tracing::info!(
         load = import.load,
@@ -118,7 +118,7 @@ pub(crate) async fn finish(import: &mut SqlImport) -> StoreResult<()> {
         BUILD_TIMEOUT_RESET,
     ] {
         sqlx::query(statement)
-            .execute(&mut *import.tx)
+            .execute(import.tx.conn()?)
             .await
             .map_err(db_err)?;
     }

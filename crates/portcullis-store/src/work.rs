@@ -4,7 +4,8 @@
 //! and a read-only use case never takes a connection for it), every write of the use case
 //! runs in it, and the commit writes the queued messages to the outbox, then appends the
 //! queued audit events to the chain — last, because the chain's head row serialises
-//! appends and should be held as briefly as possible — then COMMITs through [`crate::tx`].
+//! appends and should be held as briefly as possible — and COMMITs, through
+//! [`crate::tx::commit_audited`] (on SQLite the entries and the COMMIT are one hand-off).
 //! Dropped without a commit, the transaction rolls back when its connection returns to the
 //! pool. Each area's writes are implemented on [`SqlWork`] in that area's module.
 
@@ -12,7 +13,9 @@ use async_trait::async_trait;
 use portcullis_core::audit::AuditEvent;
 use portcullis_core::clock::UnixTime;
 use portcullis_core::ports::{Committed, Outgoing, StoreError, StoreResult, UnitOfWork};
-use sqlx::{AnyConnection, AnyPool};
+use sqlx::any::AnyArguments;
+use sqlx::query::Query;
+use sqlx::{Any, AnyConnection, AnyPool};
 
 use crate::outbox::OutboxSeal;
 use crate::tx::{self, Tx, WriteGate};
@@ -54,14 +57,34 @@ impl SqlWork {
             self.tx = Some(tx::begin(&self.pool, self.backend, &self.gate).await?);
         }
         match self.tx.as_mut() {
-            Some(tx) => Ok(&mut **tx),
+            Some(tx) => tx.conn(),
             None => Err(StoreError::Internal("no transaction".into())),
         }
+    }
+
+    /// SQLite, before the unit's first statement (`None` once the transaction has begun):
+    /// begins the transaction with `first`, a [`crate::tx::begin_then!`] list, in one
+    /// hand-off; the rows the list's last statement changed.
+    pub(crate) async fn begin_with<'q>(
+        &mut self,
+        first: Query<'q, Any, AnyArguments<'q>>,
+    ) -> StoreResult<Option<u64>> {
+        if self.tx.is_some() || self.backend != Backend::Sqlite {
+            return Ok(None);
+        }
+        let (tx, changed) = tx::begin_with(&self.pool, &self.gate, first).await?;
+        self.tx = Some(tx);
+        Ok(Some(changed))
     }
 
     /// The outbox keyring's sealer, when the store has one.
     pub(crate) fn outbox_sealer(&self) -> Option<&portcullis_crypto::Sealer> {
         self.seal.as_ref().map(OutboxSeal::sealer)
+    }
+
+    /// Which database the unit of work writes to.
+    pub(crate) fn backend(&self) -> Backend {
+        self.backend
     }
 
     /// The unit of work's time, for the statements that stamp rows.
@@ -95,16 +118,14 @@ impl UnitOfWork for SqlWork {
         }
         let now = self.now;
         let seal = self.seal.clone();
-        let backend = self.backend;
         let conn = self.conn().await?;
         crate::outbox::enqueue(conn, seal.as_ref(), &messages, now).await?;
         crate::webhooks::enqueue_events(conn, &events, now).await?;
-        crate::audit::append(conn, backend, &events, now, audit_key).await?;
         let tx = self
             .tx
             .take()
             .ok_or_else(|| StoreError::Internal("no transaction".into()))?;
-        tx::commit(tx).await?;
+        tx::commit_audited(tx, &events, now, Some(audit_key)).await?;
         Ok(Committed {
             messages: messages.len(),
             audited: events.len(),

@@ -195,3 +195,45 @@ both!(
     concurrent_units_all_commit_conformance,
     concurrent_units_all_commit
 );
+
+/// More units dropped part-way than the pool has connections, some while their statement is
+/// still running: each is rolled back before its connection is used again (on SQLite, where
+/// the store writes its transactions out itself, a connection left inside one would hold the
+/// writer and refuse every later `BEGIN`), so the next units commit and nothing of the
+/// dropped ones is left.
+async fn dropped_units_free_their_connections(backend: Backend) {
+    let (s, _db) = store(backend).await;
+    for i in 0..20u8 {
+        let mut w = s.begin(T);
+        if i % 2 == 0 {
+            w.create_step(&[i; 32], StepKind::NotMe, 1, "", T.plus_secs(60))
+                .await
+                .unwrap();
+        } else {
+            // Dropped mid-statement: the write is polled once, then dropped.
+            let hash = [i; 32];
+            let write = w.create_step(&hash, StepKind::NotMe, 1, "", T.plus_secs(60));
+            let _ = tokio::time::timeout(std::time::Duration::ZERO, write).await;
+        }
+        w.audit(event());
+        drop(w);
+    }
+    let mut w = s.begin(T);
+    w.create_step(&[99; 32], StepKind::NotMe, 1, "", T.plus_secs(60))
+        .await
+        .unwrap();
+    w.audit(event());
+    assert_eq!(commit(w).await.audited, 1);
+    for i in 0..20u8 {
+        assert!(s
+            .find_step(&[i; 32], StepKind::NotMe, T)
+            .await
+            .unwrap()
+            .is_none());
+    }
+    assert_eq!(audited(&s).await, 1);
+}
+both!(
+    dropped_units_free_their_connections_conformance,
+    dropped_units_free_their_connections
+);
