@@ -548,7 +548,7 @@ impl RegistryImport for SqlImport {
         crate::outbox::enqueue(self.tx.conn()?, self.seal.as_ref(), &messages, self.now).await?;
         crate::webhooks::enqueue_events(self.tx.conn()?, &events, self.now).await?;
         let sent = self.sent.take();
-        tx::commit_audited(self.tx, &events, self.now, Some(audit_key)).await?;
+        tx::commit_audited(self.tx, &events, self.now, audit_key).await?;
         if let Some(sent) = sent {
             sent.disarm();
         }

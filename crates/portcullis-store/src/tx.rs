@@ -168,38 +168,26 @@ fn roll_back(conn: PoolConnection<Any>, turn: Option<OwnedSemaphorePermit>) {
 
 /// Begins a transaction on a connection from `pool`, after its turn at `gate`.
 pub(crate) async fn begin(pool: &AnyPool, backend: Backend, gate: &WriteGate) -> StoreResult<Tx> {
-    let turn = gate.turn().await?;
-    let open = match backend {
+    match backend {
         Backend::Sqlite => {
-            let conn = pool.acquire().await.map_err(db_err)?;
-            // Held by the `Tx` first: if the head's read fails after the BEGIN, the
-            // transaction is rolled back as it drops.
-            let mut tx = Tx {
-                open: Some(Open::Sqlite { conn, head: None }),
-                turn,
-            };
-            let head: Vec<(i64, Vec<u8>)> = sqlx::query_as(BEGIN_READ_HEAD)
-                .bind(1_i64)
-                .fetch_all(tx.conn()?)
-                .await
-                .map_err(db_err)?;
-            if let Some(Open::Sqlite { head: read, .. }) = &mut tx.open {
-                *read = head.into_iter().next();
-            }
-            return Ok(tx);
+            let first = sqlx::query(BEGIN_READ_HEAD).bind(1_i64);
+            Ok(begin_with(pool, gate, first).await?.0)
         }
-        Backend::Postgres => Open::Postgres(pool.begin().await.map_err(db_err)?),
-    };
-    Ok(Tx {
-        open: Some(open),
-        turn,
-    })
+        Backend::Postgres => {
+            let turn = gate.turn().await?;
+            Ok(Tx {
+                open: Some(Open::Postgres(pool.begin().await.map_err(db_err)?)),
+                turn,
+            })
+        }
+    }
 }
 
-/// SQLite: begins a transaction with `first`, a statement list written with
-/// [`begin_then!`] (so its first row is the chain's head), in one hand-off: the transaction
-/// and the rows the list's last statement changed. On an error the transaction, begun or not, is
-/// rolled back as it drops.
+/// SQLite: begins a transaction with `first`, [`BEGIN_READ_HEAD`] or a statement list
+/// written with [`begin_then!`] (so its first row is the chain's head), in one hand-off: the
+/// transaction and the rows the list's last statement changed. The `Tx` holds the connection
+/// before the list runs, so on an error the transaction, begun or not, is rolled back as it
+/// drops.
 pub(crate) async fn begin_with<'q>(
     pool: &AnyPool,
     gate: &WriteGate,
@@ -243,54 +231,11 @@ pub(crate) async fn begin_with<'q>(
 /// Commits `tx`: the one COMMIT of the store. A failed commit (disk full, I/O error, a
 /// lock, a lost connection) is `Unavailable`: nothing was acknowledged. A COMMIT the server
 /// refused was rolled back; one whose connection was lost may have been made, so a retry must
-/// be safe either way (unique constraints, single-use tokens: docs/design/availability.md). The transaction is rolled back as it drops, and the pool's release check
-/// (`health::clean_for_reuse`) closes its connection unless the rollback left it clean, so
-/// it never returns to the pool inside a transaction. The writer's turn ends after the
-/// COMMIT has answered.
-pub(crate) async fn commit(tx: Tx) -> StoreResult<()> {
-    commit_audited(tx, &[], UnixTime(0), None).await
-}
-
-/// Appends `events` to the audit chain (signed with `key`, stamped `now`) and commits `tx`,
-/// as [`commit`] does. On SQLite the entries, the head's sequence number and the `COMMIT`
-/// are one hand-off when they fit one statement ([`crate::audit::APPEND_CHUNK`]); a
-/// statement that fails leaves the `COMMIT` unrun, and the transaction rolls back as it
-/// drops.
-pub(crate) async fn commit_audited(
-    mut tx: Tx,
-    events: &[AuditEvent],
-    now: UnixTime,
-    key: Option<&ChainKey>,
-) -> StoreResult<()> {
-    let backend = match &tx.open {
-        Some(Open::Postgres(_)) => Backend::Postgres,
-        Some(Open::Sqlite { .. }) => Backend::Sqlite,
-        None => return Err(StoreError::Internal("the transaction has ended".into())),
-    };
-    let key = match (events.is_empty(), key) {
-        (true, _) => None,
-        (false, Some(key)) => Some(key),
-        (false, None) => {
-            return Err(StoreError::Internal(
-                "audit events without the chain's key".into(),
-            ))
-        }
-    };
-    if let Some(key) = key {
-        let head = match &tx.open {
-            Some(Open::Sqlite { head, .. }) if events.len() <= crate::audit::APPEND_CHUNK => {
-                head.clone()
-            }
-            _ => None,
-        };
-        if let Some(head) = head {
-            crate::audit::append_then_commit(tx.conn()?, head, events, now, key)
-                .await
-                .map_err(crate::health::failed_commit)?;
-            return ended(tx);
-        }
-        crate::audit::append(tx.conn()?, backend, events, now, key).await?;
-    }
+/// be safe either way (unique constraints, single-use tokens: docs/design/availability.md).
+/// A transaction whose COMMIT failed is rolled back as it drops (sqlx's on PostgreSQL, the
+/// task of [`roll_back`] on SQLite), so its connection never returns to the pool inside a
+/// transaction. The writer's turn ends after the COMMIT has answered.
+pub(crate) async fn commit(mut tx: Tx) -> StoreResult<()> {
     match tx.open.take() {
         Some(Open::Postgres(inner)) => inner.commit().await.map_err(crate::health::failed_commit),
         Some(Open::Sqlite { mut conn, head }) => match (&mut *conn).execute(COMMIT).await {
@@ -304,9 +249,37 @@ pub(crate) async fn commit_audited(
     }
 }
 
-/// The transaction committed by a statement of its own: its connection goes back to the
-/// pool, and its turn at the writer ends, without a rollback.
-fn ended(mut tx: Tx) -> StoreResult<()> {
-    tx.open = None;
-    Ok(())
+/// Appends `events` to the audit chain (signed with `key`, stamped `now`) and commits `tx`,
+/// as [`commit`] does. On SQLite the entries, the head's sequence number and the `COMMIT`
+/// are one hand-off when they fit one statement ([`crate::audit::APPEND_CHUNK`]); a
+/// statement that fails leaves the `COMMIT` unrun, and the transaction rolls back as it
+/// drops.
+pub(crate) async fn commit_audited(
+    mut tx: Tx,
+    events: &[AuditEvent],
+    now: UnixTime,
+    key: &ChainKey,
+) -> StoreResult<()> {
+    if events.is_empty() {
+        return commit(tx).await;
+    }
+    let backend = match &tx.open {
+        Some(Open::Sqlite {
+            head: Some(head), ..
+        }) if events.len() <= crate::audit::APPEND_CHUNK => {
+            let head = head.clone();
+            crate::audit::append_then_commit(tx.conn()?, head, events, now, key)
+                .await
+                .map_err(crate::health::failed_commit)?;
+            // Committed by the list: the connection goes back to the pool without a
+            // rollback, then the writer's turn ends as `tx` drops.
+            tx.open = None;
+            return Ok(());
+        }
+        Some(Open::Sqlite { .. }) => Backend::Sqlite,
+        Some(Open::Postgres(_)) => Backend::Postgres,
+        None => return Err(StoreError::Internal("the transaction has ended".into())),
+    };
+    crate::audit::append(tx.conn()?, backend, events, now, key).await?;
+    commit(tx).await
 }

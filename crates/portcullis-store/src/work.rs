@@ -125,7 +125,7 @@ impl UnitOfWork for SqlWork {
             .tx
             .take()
             .ok_or_else(|| StoreError::Internal("no transaction".into()))?;
-        tx::commit_audited(tx, &events, now, Some(audit_key)).await?;
+        tx::commit_audited(tx, &events, now, audit_key).await?;
         Ok(Committed {
             messages: messages.len(),
             audited: events.len(),
