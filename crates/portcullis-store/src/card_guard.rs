@@ -4,11 +4,11 @@
 //! `tests/conformance/card_guard.rs` proves the statements and the pure `CardGuard` equal
 //! on both databases, and that parallel guesses never get past the limit.
 
+use crate::Db;
 use async_trait::async_trait;
 use portcullis_core::card_guard::{CardGuardPolicy, GuardClaim};
 use portcullis_core::clock::UnixTime;
 use portcullis_core::ports::{CardGuardWrites, StoreResult};
-use sqlx::AnyPool;
 
 use crate::sql::statements;
 use crate::{db_err, SqlWork};
@@ -39,7 +39,7 @@ statements! {
 }
 
 pub(crate) async fn claim(
-    pool: &AnyPool,
+    pool: &Db,
     record_id: i64,
     now: UnixTime,
     policy: CardGuardPolicy,
@@ -58,7 +58,7 @@ pub(crate) async fn claim(
     })
 }
 
-pub(crate) async fn release(pool: &AnyPool, record_id: i64) -> StoreResult<()> {
+pub(crate) async fn release(pool: &Db, record_id: i64) -> StoreResult<()> {
     sqlx::query(RELEASE)
         .bind(record_id)
         .execute(pool)
@@ -68,7 +68,7 @@ pub(crate) async fn release(pool: &AnyPool, record_id: i64) -> StoreResult<()> {
 }
 
 pub(crate) async fn unpause_claim(
-    pool: &AnyPool,
+    pool: &Db,
     record_id: i64,
     policy: CardGuardPolicy,
 ) -> StoreResult<Option<u32>> {
@@ -81,7 +81,7 @@ pub(crate) async fn unpause_claim(
     Ok(claimed.map(|n| u32::try_from(n).unwrap_or(u32::MAX)))
 }
 
-pub(crate) async fn paused(pool: &AnyPool, record_id: i64) -> StoreResult<bool> {
+pub(crate) async fn paused(pool: &Db, record_id: i64) -> StoreResult<bool> {
     let n: i64 = sqlx::query_scalar(PAUSED)
         .bind(record_id)
         .fetch_one(pool)

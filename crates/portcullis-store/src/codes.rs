@@ -2,11 +2,11 @@
 //! claim), so parallel guesses cannot exceed the limit, and marking a code used is a
 //! conditional update that exactly one caller wins.
 
+use crate::Db;
 use async_trait::async_trait;
 use portcullis_core::clock::UnixTime;
 use portcullis_core::otp::{CodePolicy, Resend};
 use portcullis_core::ports::{CodeAttempt, CodeWrites, NewCode, StoreResult};
-use sqlx::AnyPool;
 
 use crate::sql::statements;
 use crate::{db_err, SqlWork};
@@ -48,7 +48,7 @@ struct CodeState {
 
 /// Counts one try against the step's live code; `None` when there is none.
 pub(crate) async fn try_code(
-    pool: &AnyPool,
+    pool: &Db,
     step_hash: &[u8; 32],
     now: UnixTime,
     max_tries: u32,

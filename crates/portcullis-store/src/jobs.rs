@@ -3,9 +3,9 @@
 //! condition is evaluated — so of two nodes one wins. A node stopped in the middle of a
 //! run gives its lease back (`release`), so that the next node to try runs the job.
 
+use crate::Db;
 use portcullis_core::clock::UnixTime;
 use portcullis_core::ports::StoreResult;
-use sqlx::AnyPool;
 
 use crate::db_err;
 use crate::sql::statements;
@@ -17,7 +17,7 @@ statements! {
 }
 
 pub(crate) async fn claim(
-    pool: &AnyPool,
+    pool: &Db,
     job: &str,
     node: &str,
     now: UnixTime,
@@ -35,7 +35,7 @@ pub(crate) async fn claim(
 }
 
 /// Ends `node`'s lease of `job` now; false when another node holds it.
-pub(crate) async fn release(pool: &AnyPool, job: &str, node: &str) -> StoreResult<bool> {
+pub(crate) async fn release(pool: &Db, job: &str, node: &str) -> StoreResult<bool> {
     let done = sqlx::query(RELEASE_JOB)
         .bind(job)
         .bind(node)

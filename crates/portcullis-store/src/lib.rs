@@ -29,6 +29,7 @@ mod audit;
 mod card_guard;
 mod claims;
 mod codes;
+mod db;
 mod devices;
 mod error;
 mod factors;
@@ -66,7 +67,7 @@ use async_trait::async_trait;
 use portcullis_core::clock::UnixTime;
 use portcullis_core::ports::{Store, StoreResult, Transactions, UnitOfWork};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{AnyPool, ConnectOptions, Executor};
+use sqlx::{ConnectOptions, Executor};
 
 pub use error::db_err;
 pub use health::SessionTimeouts;
@@ -78,6 +79,7 @@ pub use ops::{
 pub use registry::IMPORT_BATCH;
 pub use work::SqlWork;
 
+pub use crate::db::{Db, Lease};
 use crate::sql::{statements, Dialect, Statement};
 
 statements! {
@@ -114,7 +116,7 @@ pub enum Backend {
 
 #[derive(Clone, Debug)]
 pub struct SqlStore {
-    pool: AnyPool,
+    pool: Db,
     backend: Backend,
     /// SQLite: the queue of this store's write transactions (see `tx.rs`).
     gate: tx::WriteGate,
@@ -130,7 +132,7 @@ pub struct SqlStore {
     /// SQLite: the one connection registry loads run on, so its page cache stays warm
     /// from one load to the next (`registry.rs`), and the checkpointer that copies their
     /// pages into the file after each commit; `None` on PostgreSQL.
-    loads: Option<(AnyPool, registry::Checkpointer)>,
+    loads: Option<(Db, registry::Checkpointer)>,
 }
 
 /// Connection settings.
@@ -210,7 +212,7 @@ impl SqlStore {
         };
         let mut pool = AnyPoolOptions::new()
             .max_connections(match backend {
-                Backend::Sqlite => options.max_connections.min(8),
+                Backend::Sqlite => options.max_connections.min(8) + db::SPARE,
                 Backend::Postgres => options.max_connections,
             })
             .min_connections(1)
@@ -271,8 +273,16 @@ impl SqlStore {
             Backend::Sqlite => (None, Some(registry::loads_pool(&connect_options))),
         };
         let pool = pool.connect_with(connect_options).await.map_err(db_err)?;
-        let loads = loads.map(|l| (l, registry::Checkpointer::new(pool.clone())));
+        let loads = loads.map(|l| (Db::pooled(l), registry::Checkpointer::new(pool.clone())));
         let watcher = choice.map(|c| Arc::new(failover::Watcher::start(c, pool.clone())));
+        let pool = match backend {
+            Backend::Sqlite => Db::kept(
+                pool,
+                options.max_connections.min(8),
+                options.acquire_timeout,
+            ),
+            Backend::Postgres => Db::pooled(pool),
+        };
         Ok(Self {
             pool,
             backend,
@@ -311,7 +321,7 @@ impl SqlStore {
 
     /// The pool for reads that may be a little stale: the replica's when
     /// `database_read_url` is set, the primary's otherwise.
-    pub fn reads(&self) -> &AnyPool {
+    pub fn reads(&self) -> &Db {
         self.replica.as_ref().map_or(&self.pool, |r| &r.pool)
     }
 
@@ -336,12 +346,12 @@ impl SqlStore {
             );
             migrator.set_ignore_missing(true);
         }
-        migrator.run(&self.pool).await.map_err(|e| {
+        migrator.run(self.pool.pool()).await.map_err(|e| {
             portcullis_core::ports::StoreError::Internal(format!("migration failed: {e}"))
         })
     }
 
-    pub fn pool(&self) -> &AnyPool {
+    pub fn pool(&self) -> &Db {
         &self.pool
     }
 

@@ -4,12 +4,12 @@
 //! card is closed. All set-based: each question is one indexed statement over the load's
 //! records (`changed_in`, `replaces_hash`), never a statement per record.
 
+use crate::Db;
 use async_trait::async_trait;
 use portcullis_core::clock::UnixTime;
 use portcullis_core::ports::{
     AccountRow, CardReissue, CardStatusChange, PushKey, RegistryWrites, Settled, StoreResult,
 };
-use sqlx::AnyPool;
 
 use crate::accounts::{account_columns, AccountRecord};
 use crate::error::is_unique_violation;
@@ -173,7 +173,7 @@ pub(crate) async fn claim_push_key(
 }
 
 pub(crate) async fn accounts_with_cards_closed(
-    pool: &AnyPool,
+    pool: &Db,
     closed_before: UnixTime,
     limit: i64,
 ) -> StoreResult<Vec<AccountRow>> {

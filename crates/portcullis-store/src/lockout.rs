@@ -6,11 +6,11 @@
 //! changes, inside a unit of work. `tests/conformance/lockout.rs` proves the statements and
 //! the pure machine equal, step by step, on both databases.
 
+use crate::Db;
 use async_trait::async_trait;
 use portcullis_core::clock::UnixTime;
 use portcullis_core::lockout::Claim;
 use portcullis_core::ports::{Counter, LockWrites, StoreResult};
-use sqlx::AnyPool;
 
 use crate::sql::statements;
 use crate::{db_err, SqlWork};
@@ -115,7 +115,7 @@ fn on(counter: Counter) -> (i64, [&'static str; 5]) {
 
 /// Takes an attempt slot ([`Claim`]); when none is taken, reads why.
 pub(crate) async fn claim(
-    pool: &AnyPool,
+    pool: &Db,
     counter: Counter,
     now: UnixTime,
     limit: u32,
@@ -143,7 +143,7 @@ pub(crate) async fn claim(
 }
 
 /// Gives back a claimed slot.
-pub(crate) async fn release(pool: &AnyPool, counter: Counter) -> StoreResult<()> {
+pub(crate) async fn release(pool: &Db, counter: Counter) -> StoreResult<()> {
     let (id, [.., release, _]) = on(counter);
     sqlx::query(release)
         .bind(id)

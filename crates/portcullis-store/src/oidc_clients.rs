@@ -2,11 +2,11 @@
 //! `portcullis_core::ports::OidcClientWrites`). Revoking a client revokes every token issued
 //! to it in the same transaction.
 
+use crate::Db;
 use async_trait::async_trait;
 use portcullis_core::clock::UnixTime;
 use portcullis_core::oidc::OidcClient;
 use portcullis_core::ports::{OidcClientRow, OidcClientWrites, StoreResult};
-use sqlx::AnyPool;
 
 use crate::oidc::{client_columns, ClientRecord};
 use crate::sql::statements;
@@ -40,7 +40,7 @@ fn row(r: RowRecord) -> StoreResult<OidcClientRow> {
     })
 }
 
-pub(crate) async fn list(pool: &AnyPool) -> StoreResult<Vec<OidcClientRow>> {
+pub(crate) async fn list(pool: &Db) -> StoreResult<Vec<OidcClientRow>> {
     let rows: Vec<RowRecord> = sqlx::query_as(LIST_CLIENTS)
         .fetch_all(pool)
         .await
@@ -48,7 +48,7 @@ pub(crate) async fn list(pool: &AnyPool) -> StoreResult<Vec<OidcClientRow>> {
     rows.into_iter().map(row).collect()
 }
 
-pub(crate) async fn one(pool: &AnyPool, client_id: &str) -> StoreResult<Option<OidcClientRow>> {
+pub(crate) async fn one(pool: &Db, client_id: &str) -> StoreResult<Option<OidcClientRow>> {
     let found: Option<RowRecord> = sqlx::query_as(CLIENT_ROW)
         .bind(client_id.to_owned())
         .fetch_optional(pool)

@@ -490,10 +490,11 @@ impl SqlStore {
 
     /// The connection pool's use, for `/metrics`.
     pub fn pool_usage(&self) -> PoolUsage {
+        let (open, idle, max) = self.pool.counts();
         PoolUsage {
-            open: self.pool.size(),
-            idle: u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX),
-            max: self.pool.options().get_max_connections(),
+            open,
+            idle: u32::try_from(idle).unwrap_or(u32::MAX),
+            max,
         }
     }
 }

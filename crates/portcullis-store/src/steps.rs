@@ -1,11 +1,11 @@
 //! Short-lived flow steps, held by token hash and found only under their own kind
 //! (`portcullis_core::steps::StepKind`, bound as a parameter: the store never spells a kind).
 
+use crate::Db;
 use async_trait::async_trait;
 use portcullis_core::clock::UnixTime;
 use portcullis_core::ports::{KeptAnswer, StepReads, StepRow, StepWrites, StoreError, StoreResult};
 use portcullis_core::steps::StepKind;
-use sqlx::AnyPool;
 
 use crate::error::is_unique_violation;
 use crate::sql::statements;
@@ -52,7 +52,7 @@ impl TryFrom<StepRecord> for StepRow {
 /// Counts a wrong answer on the step: the new count, or `None` when the step is gone or
 /// out of tries.
 pub(crate) async fn attempt(
-    pool: &AnyPool,
+    pool: &Db,
     token_hash: &[u8; 32],
     kind: StepKind,
     max: u32,

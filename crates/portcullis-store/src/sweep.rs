@@ -5,8 +5,8 @@
 //! deleted in batches of [`BATCH`], one short statement each, so a large backlog never
 //! holds a long transaction or a lock other requests wait on.
 
+use crate::Db;
 use portcullis_core::ports::{StoreResult, SweepCutoffs, Swept};
-use sqlx::AnyPool;
 
 use crate::db_err;
 use crate::sql::statements;
@@ -44,7 +44,7 @@ statements! {
         (SELECT jti_hash FROM oidc_jti WHERE expires_at <= $1 LIMIT $2)";
 }
 
-async fn batches(pool: &AnyPool, sql: &'static str, cutoff: i64) -> StoreResult<u64> {
+async fn batches(pool: &Db, sql: &'static str, cutoff: i64) -> StoreResult<u64> {
     let mut total = 0;
     loop {
         let done = sqlx::query(sql)
@@ -61,7 +61,7 @@ async fn batches(pool: &AnyPool, sql: &'static str, cutoff: i64) -> StoreResult<
     }
 }
 
-pub(crate) async fn sweep(pool: &AnyPool, cutoffs: SweepCutoffs) -> StoreResult<Swept> {
+pub(crate) async fn sweep(pool: &Db, cutoffs: SweepCutoffs) -> StoreResult<Swept> {
     Ok(Swept {
         steps: batches(pool, SWEEP_STEPS, cutoffs.steps_before.0).await?,
         codes: batches(pool, SWEEP_CODES, cutoffs.codes_before.0).await?,

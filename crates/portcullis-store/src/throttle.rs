@@ -3,9 +3,9 @@
 //! `portcullis_core::ports::Claims`). `tests/conformance/limits.rs` proves the statements
 //! and the pure `portcullis_core::throttle::Bucket` equal on both databases.
 
+use crate::Db;
 use portcullis_core::clock::UnixTime;
 use portcullis_core::ports::StoreResult;
-use sqlx::AnyPool;
 
 use crate::db_err;
 use crate::sql::statements;
@@ -25,7 +25,7 @@ statements! {
 
 /// `None` when a place was taken; `Some(window_start)` when the bucket is full.
 pub(crate) async fn claim(
-    pool: &AnyPool,
+    pool: &Db,
     bucket: &str,
     now: UnixTime,
     window_secs: i64,
@@ -49,7 +49,7 @@ pub(crate) async fn claim(
         .map_err(db_err)
 }
 
-pub(crate) async fn release(pool: &AnyPool, bucket: &str) -> StoreResult<()> {
+pub(crate) async fn release(pool: &Db, bucket: &str) -> StoreResult<()> {
     sqlx::query(RELEASE)
         .bind(bucket)
         .execute(pool)

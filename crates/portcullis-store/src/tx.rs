@@ -32,14 +32,14 @@
 //! writer until the `ROLLBACK` has answered, and closes the connection if the database is
 //! still inside a transaction after it; so no connection goes back to the pool inside one.
 
+use crate::{Db, Lease};
 use futures_util::TryStreamExt;
 use portcullis_core::audit::{AuditEvent, ChainKey};
 use portcullis_core::clock::UnixTime;
 use portcullis_core::ports::{StoreError, StoreResult};
 use sqlx::any::AnyArguments;
-use sqlx::pool::PoolConnection;
 use sqlx::query::Query;
-use sqlx::{Any, AnyConnection, AnyPool, Connection, Either, Executor, Row, Transaction};
+use sqlx::{Any, AnyConnection, Either, Executor, Row, Transaction};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -110,7 +110,7 @@ enum Open {
     /// A pooled connection inside `BEGIN IMMEDIATE`, and the audit chain's head as it
     /// was read at BEGIN (sequence number, hash).
     Sqlite {
-        conn: PoolConnection<Any>,
+        conn: Lease,
         head: Option<(i64, Vec<u8>)>,
     },
 }
@@ -144,7 +144,7 @@ impl Drop for Tx {
 /// Rolls a dropped SQLite transaction back on its connection, then lets the connection go
 /// back to the pool (or closes it, if the database is still inside a transaction) and the
 /// next writer in; without a runtime to run it, the connection is closed, which rolls back.
-fn roll_back(conn: PoolConnection<Any>, turn: Option<OwnedSemaphorePermit>) {
+fn roll_back(conn: Lease, turn: Option<OwnedSemaphorePermit>) {
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
         drop(conn.detach());
         return;
@@ -160,14 +160,14 @@ fn roll_back(conn: PoolConnection<Any>, turn: Option<OwnedSemaphorePermit>) {
                 .is_ok();
         if !rolled_back {
             tracing::warn!("a connection left inside a transaction was closed, not reused");
-            let _ = conn.detach().close().await;
+            conn.close().await;
         }
         drop(turn);
     });
 }
 
 /// Begins a transaction on a connection from `pool`, after its turn at `gate`.
-pub(crate) async fn begin(pool: &AnyPool, backend: Backend, gate: &WriteGate) -> StoreResult<Tx> {
+pub(crate) async fn begin(pool: &Db, backend: Backend, gate: &WriteGate) -> StoreResult<Tx> {
     match backend {
         Backend::Sqlite => {
             let first = sqlx::query(BEGIN_READ_HEAD).bind(1_i64);
@@ -176,7 +176,7 @@ pub(crate) async fn begin(pool: &AnyPool, backend: Backend, gate: &WriteGate) ->
         Backend::Postgres => {
             let turn = gate.turn().await?;
             Ok(Tx {
-                open: Some(Open::Postgres(pool.begin().await.map_err(db_err)?)),
+                open: Some(Open::Postgres(pool.pool().begin().await.map_err(db_err)?)),
                 turn,
             })
         }
@@ -189,7 +189,7 @@ pub(crate) async fn begin(pool: &AnyPool, backend: Backend, gate: &WriteGate) ->
 /// before the list runs, so on an error the transaction, begun or not, is rolled back as it
 /// drops.
 pub(crate) async fn begin_with<'q>(
-    pool: &AnyPool,
+    pool: &Db,
     gate: &WriteGate,
     first: Query<'q, Any, AnyArguments<'q>>,
 ) -> StoreResult<(Tx, u64)> {

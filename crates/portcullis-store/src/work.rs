@@ -15,14 +15,14 @@ use portcullis_core::clock::UnixTime;
 use portcullis_core::ports::{Committed, Outgoing, StoreError, StoreResult, UnitOfWork};
 use sqlx::any::AnyArguments;
 use sqlx::query::Query;
-use sqlx::{Any, AnyConnection, AnyPool};
+use sqlx::{Any, AnyConnection};
 
 use crate::outbox::OutboxSeal;
 use crate::tx::{self, Tx, WriteGate};
-use crate::Backend;
+use crate::{Backend, Db};
 
 pub struct SqlWork {
-    pool: AnyPool,
+    pool: Db,
     backend: Backend,
     gate: WriteGate,
     seal: Option<OutboxSeal>,
@@ -34,7 +34,7 @@ pub struct SqlWork {
 
 impl SqlWork {
     pub(crate) fn new(
-        pool: AnyPool,
+        pool: Db,
         (backend, gate): (Backend, WriteGate),
         seal: Option<OutboxSeal>,
         now: UnixTime,

@@ -237,3 +237,46 @@ both!(
     dropped_units_free_their_connections_conformance,
     dropped_units_free_their_connections
 );
+
+/// Reads and units of work one after another use the same connection again, many at once
+/// no more than the pool may open, and every connection comes back: on SQLite the store
+/// keeps them itself (`db.rs`), and closing the store still ends with all of them closed.
+async fn connections_come_back(backend: Backend) {
+    let (s, _db) = store(backend).await;
+    for i in 0..30u8 {
+        let mut w = s.begin(T);
+        w.create_step(&[i; 32], StepKind::NotMe, 1, "", T.plus_secs(60))
+            .await
+            .unwrap();
+        w.audit(event());
+        commit(w).await;
+        assert!(s
+            .find_step(&[i; 32], StepKind::NotMe, T)
+            .await
+            .unwrap()
+            .is_some());
+    }
+    let used = s.pool_usage();
+    // PostgreSQL's connections go back through a task of sqlx's, so a third may open while
+    // one is on its way back.
+    let bound = if backend == Backend::Sqlite { 2 } else { 4 };
+    assert!(used.open <= bound, "one after another: {used:?}");
+    let mut reads = tokio::task::JoinSet::new();
+    for i in 0..40u8 {
+        let s = s.clone();
+        reads.spawn(async move { s.find_step(&[i % 30; 32], StepKind::NotMe, T).await });
+    }
+    while let Some(read) = reads.join_next().await {
+        assert!(read.unwrap().unwrap().is_some());
+    }
+    let used = s.pool_usage();
+    // SQLite's pool holds two connections beyond the store's leases (`db::SPARE`).
+    assert!(used.open <= used.max + 2, "at once: {used:?}");
+    if backend == Backend::Sqlite {
+        assert_eq!(used.idle, used.open, "every lease ended: {used:?}");
+    }
+    tokio::time::timeout(std::time::Duration::from_secs(10), s.close())
+        .await
+        .expect("the store closes with its connections back");
+}
+both!(connections_come_back_conformance, connections_come_back);

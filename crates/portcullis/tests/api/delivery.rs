@@ -69,7 +69,7 @@ struct Stored {
     last_error: Option<String>,
 }
 
-async fn outbox_rows(pool: &sqlx::AnyPool) -> Vec<Stored> {
+async fn outbox_rows(pool: &portcullis_store::Db) -> Vec<Stored> {
     sqlx::query(
         "SELECT id, state, attempts, channel, recipient, last_error FROM outbox ORDER BY id",
     )
@@ -90,7 +90,7 @@ async fn outbox_rows(pool: &sqlx::AnyPool) -> Vec<Stored> {
 
 /// Polls the outbox table until `done` holds (or panics after `secs`).
 async fn wait_rows(
-    pool: &sqlx::AnyPool,
+    pool: &portcullis_store::Db,
     secs: u64,
     what: &str,
     done: impl Fn(&[Stored]) -> bool,
