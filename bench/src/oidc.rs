@@ -1,5 +1,6 @@
 //! Figure 11, the OpenID Connect provider: full authorization-code flows per second (PAR →
-//! authorize → the sign-in page with the password → resume → code → token) against direct
+//! authorize → the sign-in page → the password, whose answer leads back with the code →
+//! token) against direct
 //! sign-ins per second in the same run (each flow costs one argon2id hash, the password's,
 //! so the target is ≥ 0.9), and refresh-token requests per second (a rotation each; no
 //! hashing, target ≥ 2,000/s on SQLite).
@@ -175,17 +176,16 @@ impl Flow {
         ]);
         let (status, headers, page) = self.send(Method::POST, "/", Some(&jar), Some(form)).await?;
         jar.absorb(&headers);
-        let next = location_of(&headers);
-        ensure!(
-            next == "/oidc/resume",
-            "sign-in answered {status} to {next:?}: {}",
-            String::from_utf8_lossy(&page)
-                .lines()
-                .filter(|l| l.contains("<h1") || l.contains("<p") || l.contains("role="))
-                .collect::<Vec<_>>()
-                .join(" ")
-        );
-        let back = self.way_back(&mut jar).await?;
+        let back = way_back(status, &headers, &page).with_context(|| {
+            format!(
+                "sign-in answered {status}: {}",
+                String::from_utf8_lossy(&page)
+                    .lines()
+                    .filter(|l| l.contains("<h1") || l.contains("<p") || l.contains("role="))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            )
+        })?;
         let code = query(&back, "code").with_context(|| format!("no code in {back}"))?;
         let token = encode(&[
             ("grant_type", "authorization_code"),
@@ -208,27 +208,6 @@ impl Flow {
         Ok(location_of(&headers))
     }
 
-    /// `/oidc/resume` at the end of the sign-in form's journey: the way back to the client is
-    /// a page (a refresh and a link, since the pages' CSP forbids a form's redirect to leave
-    /// the origin), or a redirect when no form came before it.
-    async fn way_back(&mut self, jar: &mut Jar) -> anyhow::Result<String> {
-        let (status, headers, page) = self
-            .send(Method::GET, "/oidc/resume", Some(jar), None)
-            .await?;
-        jar.absorb(&headers);
-        if (300..400).contains(&status) {
-            return Ok(location_of(&headers));
-        }
-        ensure!(status == 200, "/oidc/resume answered {status}");
-        let page = String::from_utf8_lossy(&page);
-        let link = page
-            .split("id=\"continue\" href=\"")
-            .nth(1)
-            .and_then(|rest| rest.split('"').next())
-            .with_context(|| "no way back on the resume page".to_owned())?;
-        Ok(link.replace("&#38;", "&").replace("&amp;", "&"))
-    }
-
     /// One refresh: the rotated refresh token.
     async fn refresh(&mut self, token: &str) -> anyhow::Result<(u16, Option<String>)> {
         let form = encode(&[
@@ -241,6 +220,23 @@ impl Flow {
             .await?;
         Ok((status, json_field(&body, "refresh_token").ok()))
     }
+}
+
+/// The sign-in form's answer goes on with the request: the way back to the client is a page
+/// (a refresh and a link, since the pages' CSP forbids a form's redirect to leave the
+/// origin), or a redirect.
+fn way_back(status: u16, headers: &HeaderMap, page: &[u8]) -> anyhow::Result<String> {
+    if (300..400).contains(&status) {
+        return Ok(location_of(headers));
+    }
+    ensure!(status == 200, "the sign-in answered {status}");
+    let page = String::from_utf8_lossy(page);
+    let link = page
+        .split("id=\"continue\" href=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .with_context(|| "no way back on the sign-in's answer".to_owned())?;
+    Ok(link.replace("&#38;", "&").replace("&amp;", "&"))
 }
 
 fn location_of(headers: &HeaderMap) -> String {
@@ -332,7 +328,7 @@ pub async fn figure(
     let direct_rate = (before.rate(201) + after.rate(201)) / 2.0;
     ctx.report.info(
         "11",
-        format!("SQLite: full authorization-code flows/s (PAR → authorize → sign-in page → code → token; c={conns})"),
+        format!("SQLite: full authorization-code flows/s (PAR → authorize → sign-in page → sign-in with the code → token; c={conns})"),
         format!("{flow_rate:.1}/s"),
     );
     ctx.report.cpu(flow_cpu);
@@ -404,7 +400,7 @@ pub async fn figure(
     ctx.report.note(
         "11",
         format!(
-            "{done} flows in {:.2} s, each one argon2id hash (the password's) and 6 requests; \
+            "{done} flows in {:.2} s, each one argon2id hash (the password's) and 5 requests; \
              {ok} refreshes; the public client is registered with `oidc client add --public \
              --first-party`; a flow sends the account's device cookie, as the direct sign-ins \
              send its device token",

@@ -29,6 +29,9 @@ pub struct SignedIn {
     /// The account was imported without security answers: the client asks the person to
     /// choose them (`set_security_answers`).
     pub security_questions_required: bool,
+    /// The new session, as a request bearing its token would find it (an OpenID Connect
+    /// request that sent the person to sign in goes on with it at once).
+    pub session: SessionContext,
 }
 
 /// An authenticated request's session.
@@ -148,14 +151,15 @@ impl Portcullis {
             work.delete_session(old).await?;
         }
         let token = Token::generate();
-        work.create_session(NewSession {
-            token_hash: token.hash,
-            account_id: account.id,
-            user_agent: client.user_agent.clone(),
-            client_ip: client.ip.clone(),
-            amr: start.amr,
-        })
-        .await?;
+        let session_id = work
+            .create_session(NewSession {
+                token_hash: token.hash,
+                account_id: account.id,
+                user_agent: client.user_agent.clone(),
+                client_ip: client.ip.clone(),
+                amr: start.amr.clone(),
+            })
+            .await?;
         if let Some(until) = start.trust_until {
             if work
                 .set_device_trust(device_id, account.id, Some(until))
@@ -170,16 +174,26 @@ impl Portcullis {
         }
         work.audit(AuditEvent::new(AuditKind::SignIn, Some(account.id)).ip(client.ip.as_deref()));
         work.commit().await?;
+        let expires_at = self.policies.session.expires_at(now, now);
         Ok(SignedIn {
             token: token.secret,
             device_token,
-            expires_at: self.policies.session.expires_at(now, now),
+            expires_at,
             account_id: account.id,
             user_id: account.user_id.clone(),
             device_id,
             password_change_required: account.must_change_password_at.is_some(),
             security_questions_required: account.security_questions_required_at.is_some()
                 && self.policies.security_questions_enabled,
+            // As `admit` makes it from the row just written: created now, signed in now.
+            session: SessionContext {
+                session_id,
+                account_id: account.id,
+                token_hash: token.hash,
+                expires_at,
+                auth_at: now,
+                amr: start.amr,
+            },
         })
     }
 

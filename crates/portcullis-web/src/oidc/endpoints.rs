@@ -230,24 +230,37 @@ pub async fn resume(
     Client(client): Client,
     headers: HeaderMap,
 ) -> Response {
-    let secure = state.web.secure_cookies;
-    let name = cookies::name(RETURN_COOKIE, secure);
-    let handle = cookies::get(&headers, &name).unwrap_or_default();
     let session = match browser_session(&state, &headers).await {
         Ok(s) => s,
         Err(page) => return page,
     };
+    resume_with(&state, &csrf, &client, &headers, session).await
+}
+
+/// The request the cookie names, for `session` (the browser's, or the one its sign-in has
+/// just made: `pages::signin::signed_in_answer`): its code, consent page, second step or
+/// refusal, and the cookie cleared unless the answer sets it again.
+pub(crate) async fn resume_with(
+    state: &AppState,
+    csrf: &CsrfCookie,
+    client: &ClientInfo,
+    headers: &HeaderMap,
+    session: Option<SessionContext>,
+) -> Response {
+    let secure = state.web.secure_cookies;
+    let name = cookies::name(RETURN_COOKIE, secure);
+    let handle = cookies::get(headers, &name).unwrap_or_default();
     let step = state
         .app
         .resume_authorization(&handle, session.clone())
         .await;
-    if let Some(page) = second_factor(&state, (&csrf, &client, &headers), &session, &step).await {
+    if let Some(page) = second_factor(state, (csrf, client, headers), &session, &step).await {
         return page;
     }
-    // Reached at the end of the sign-in form's redirects: the way to the client is a page.
+    // Reached at the end of a form's journey: the way to the client is a page.
     let mut response = match step {
-        Ok(AuthorizeStep::Redirect(to)) => continue_page(&state, &to),
-        step => step_response(&state, &csrf, step),
+        Ok(AuthorizeStep::Redirect(to)) => continue_page(state, &to),
+        step => step_response(state, csrf, step),
     };
     if !response.headers().contains_key(header::SET_COOKIE) {
         response.headers_mut().append(

@@ -14,6 +14,7 @@ use portcullis_core::oidc::OidcError;
 
 use crate::AppState;
 
+pub(crate) use endpoints::resume_with;
 pub use endpoints::{login_redirect, RETURN_COOKIE};
 
 pub fn router() -> Router<AppState> {

@@ -592,7 +592,8 @@ pub async fn sign_in_passkey(
     {
         Ok(signed_in) => {
             csrf.rotate();
-            let response = super::signin::signed_in_response(&state, &headers, signed_in, None);
+            let to = (&csrf, &client, &headers);
+            let response = super::signin::signed_in_answer(&state, to, signed_in, None).await;
             csrf.apply(response)
         }
         Err(ServiceError::SignInFailed | ServiceError::StepExpired) => back(

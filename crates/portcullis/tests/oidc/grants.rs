@@ -4,7 +4,7 @@
 
 use portcullis_core::clock::Clock;
 use portcullis_core::oidc::ClientAuth;
-use portcullis_testkit::{both, Backend, Jar};
+use portcullis_testkit::{both, Backend, Jar, PASSWORD};
 use serde_json::Value;
 
 use super::support::*;
@@ -190,11 +190,47 @@ async fn max_age_resume(backend: Backend) {
     .await;
     assert!(query(&back, "code").is_some());
     // 100 s later, a request with max_age=30: the session's sign-in is too old, so the
-    // browser signs in again; the resume comes 40 s after that sign-in. The new sign-in
-    // was made for this request: a code, not another sign-in page.
+    // browser signs in again, 40 s after the request arrived (more than max_age). The new
+    // sign-in was made for this request: a code, not another sign-in page.
     app.clock.advance(100);
     let url = authorize_url(&client_id, RP, &challenge, "&max_age=30");
     let back = browser_slow(&app, &mut jar, &url, 40).await;
+    assert!(back.starts_with(RP), "{back}");
+    assert!(query(&back, "code").is_some(), "{back}");
+
+    // The same through `/oidc/resume` (where a sign-in's answer sent the browser before it
+    // went on with the request itself, and where a redirect of such a node still may): a
+    // request with max_age=30 waits for a sign-in; the sign-in comes, and the browser comes
+    // back to the request 40 s after it. max_age was fixed when the request arrived, so
+    // the sign-in made for it still gets a code.
+    app.clock.advance(100);
+    let res = app
+        .client
+        .get(real(&app, &url))
+        .header("cookie", jar.header())
+        .send()
+        .await
+        .unwrap();
+    jar.absorb(&res);
+    assert!(res.headers()["location"].to_str().unwrap().starts_with('/'));
+    let session = app.token("ann.example", PASSWORD, "personal").await;
+    app.clock.advance(40);
+    // The browser's session cookie (under the name the server gave it) now holds it.
+    let mut cookies = jar.clone();
+    let slot = cookies
+        .0
+        .iter_mut()
+        .find(|(n, _)| n.ends_with("portcullis_session"))
+        .expect("the browser's session cookie");
+    slot.1 = session;
+    let res = app
+        .client
+        .get(app.url("/oidc/resume"))
+        .header("cookie", cookies.header())
+        .send()
+        .await
+        .unwrap();
+    let back = landing(res).await;
     assert!(back.starts_with(RP), "{back}");
     assert!(query(&back, "code").is_some(), "{back}");
 }
