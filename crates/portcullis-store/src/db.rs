@@ -8,9 +8,12 @@
 //! transaction, and each hand-off wakes two threads (figure 11: a third of an OpenID Connect
 //! flow's wake-ups; docs/benchmarks.md). So on SQLite the store takes a connection from sqlx
 //! once and keeps it: a [`Lease`] that ends puts its connection back on the store's own list,
-//! where the next lease takes it, with no hand-off. A connection that ends its lease inside a
-//! transaction (which `tx.rs` never leaves, but a cancelled query could) goes back through
-//! sqlx instead, whose `after_release` check closes it.
+//! where the next lease takes it, with no hand-off. The store's own SQLite transactions end
+//! before their lease does (`tx.rs` rolls a dropped one back first, and closes a connection
+//! it cannot bring out of one). A connection that sqlx counts as inside a transaction of its
+//! own goes back through sqlx instead, whose `after_release` check closes it. A read dropped
+//! mid-query leaves nothing behind: the connection's thread runs its commands in order, so
+//! the next lease's query waits behind the abandoned one.
 //!
 //! sqlx's pool still makes the connections (`after_connect`, the acquire timeout). Its size
 //! is the leases' limit plus [`SPARE`], so whatever takes a connection from it directly (the
@@ -192,7 +195,8 @@ impl Drop for Lease {
             return;
         };
         if conn.is_in_transaction() || kept.leases.is_closed() {
-            // sqlx's way back: its `after_release` closes a connection still in a transaction.
+            // sqlx's way back: its `after_release` closes a connection still inside a
+            // transaction of sqlx's, and its closed pool closes every connection.
             drop(conn);
         } else if let Ok(mut idle) = kept.idle.lock() {
             idle.push(conn);
