@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
-use futures_util::{StreamExt, TryStreamExt};
+use futures_util::TryStreamExt;
 use sqlx::any::{AnyQueryResult, AnyRow, AnyStatement, AnyTypeInfo};
 use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyConnection, AnyPool, Connection, Describe, Either, Execute, Executor};
@@ -117,16 +117,12 @@ impl Db {
         })
     }
 
-    /// Connections open and idle, as sqlx counts them plus the store's kept ones.
+    /// Connections open, idle (sqlx's idle ones and the store's kept ones) and the most the
+    /// pool may open.
     pub(crate) fn counts(&self) -> (u32, usize, u32) {
         let kept_idle = self.kept.as_ref().map_or(0, |k| k.idle_count());
         let max = self.pool.options().get_max_connections();
-        let leases = if self.kept.is_some() {
-            max.saturating_sub(SPARE)
-        } else {
-            max
-        };
-        (self.pool.size(), self.pool.num_idle() + kept_idle, leases)
+        (self.pool.size(), self.pool.num_idle() + kept_idle, max)
     }
 
     /// Closes every connection: the kept ones, then sqlx's pool, which waits for the ones
@@ -227,16 +223,13 @@ impl<'c> Executor<'c> for &'c Db {
         if self.kept.is_none() {
             return (&self.pool).fetch_many(query);
         }
-        Box::pin(
-            async_stream::try_stream! {
-                let mut conn = self.acquire().await?;
-                let mut results = (&mut *conn).fetch_many(query);
-                while let Some(result) = results.try_next().await? {
-                    yield result;
-                }
+        Box::pin(async_stream::try_stream! {
+            let mut conn = self.acquire().await?;
+            let mut results = (&mut *conn).fetch_many(query);
+            while let Some(result) = results.try_next().await? {
+                yield result;
             }
-            .boxed(),
-        )
+        })
     }
 
     fn fetch_optional<'e, 'q: 'e, E>(

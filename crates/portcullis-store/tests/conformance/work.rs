@@ -270,8 +270,7 @@ async fn connections_come_back(backend: Backend) {
         assert!(read.unwrap().unwrap().is_some());
     }
     let used = s.pool_usage();
-    // SQLite's pool holds two connections beyond the store's leases (`db::SPARE`).
-    assert!(used.open <= used.max + 2, "at once: {used:?}");
+    assert!(used.open <= used.max, "at once: {used:?}");
     if backend == Backend::Sqlite {
         assert_eq!(used.idle, used.open, "every lease ended: {used:?}");
     }

@@ -229,67 +229,62 @@ pub async fn submit(
     }
 }
 
-/// The answer to a form that signed the browser in: [`signed_in_response`]'s cookies, and
-/// where it leads. A sign-in that an OpenID Connect authorization request sent here goes on
-/// with that request in this same answer (its code on the way back to the client, its
-/// consent page or its second step), instead of a redirect to `/oidc/resume` that would do
-/// the same: one round trip fewer for the person on a slow phone, one request fewer for the
-/// server (figure 11, docs/benchmarks.md).
+/// The answer to a form that signed the browser in: the session cookie, the device cookie
+/// when the device is new, the remembered User ID (`Some(Some(id))` sets it, `Some(None)`
+/// removes it, `None` leaves it as it is), and where the browser goes next. A sign-in that an
+/// OpenID Connect authorization request sent here goes on with that request in this same
+/// answer (its code on the way back to the client, its consent page or its second step)
+/// rather than by a redirect to `/oidc/resume`: one round trip fewer for the person on a
+/// slow phone, one request fewer for the server (figure 11, docs/benchmarks.md).
 pub(crate) async fn signed_in_answer(
     state: &AppState,
     (csrf, client, headers): (&CsrfCookie, &ClientInfo, &HeaderMap),
     signed_in: SignedIn,
     remember: Option<Option<&str>>,
 ) -> Response {
-    let session = signed_in.session.clone();
-    let redirect = signed_in_response(state, headers, signed_in, remember);
-    let to_resume = redirect
-        .headers()
-        .get(header::LOCATION)
-        .is_some_and(|l| l.as_bytes() == OIDC_RESUME.as_bytes());
-    if !to_resume {
-        return redirect;
-    }
-    let mut answer = crate::oidc::resume_with(state, csrf, client, headers, Some(session)).await;
-    for cookie in redirect.headers().get_all(header::SET_COOKIE) {
-        answer
-            .headers_mut()
-            .append(header::SET_COOKIE, cookie.clone());
-    }
+    let mut answer = match home(state, headers, &signed_in) {
+        Some(page) => Redirect::to(page).into_response(),
+        None => {
+            let session = Some(signed_in.session.clone());
+            crate::oidc::resume_with(state, csrf, client, headers, session).await
+        }
+    };
+    set_sign_in_cookies(state, answer.headers_mut(), &signed_in, remember);
     answer
 }
 
-/// Where a sign-in goes back to an OpenID Connect request.
-const OIDC_RESUME: &str = "/oidc/resume";
-
-/// Where a signed-in browser goes: the session cookie, the device cookie when the device is
-/// new, and the remembered User ID: `Some(Some(id))` sets it, `Some(None)` removes it, `None`
-/// leaves it as it is.
-pub(crate) fn signed_in_response(
+/// The page a signed-in browser goes to; `None` when it goes on with the OpenID Connect
+/// request its `portcullis_oidc` cookie names (the request and its registered redirect URI
+/// are in the database). An account migrated with the earlier system's "must change
+/// password", or without security answers, goes to the security page's forms first.
+fn home(
     state: &AppState,
     request_headers: &HeaderMap,
-    signed_in: SignedIn,
-    remember: Option<Option<&str>>,
-) -> Response {
+    signed_in: &SignedIn,
+) -> Option<&'static str> {
     let secure = state.web.secure_cookies;
-    // An account migrated with the earlier system's "must change password", or without
-    // security answers, goes to the security page's forms first.
-    // A sign-in that an OpenID Connect authorization request sent here goes back to it (a
-    // fixed local path: the request and its registered redirect URI are in the database).
     let oidc_return = cookies::get(
         request_headers,
         &cookies::name(crate::oidc::RETURN_COOKIE, secure),
     )
     .is_some_and(|v| !v.is_empty());
-    let home = if signed_in.password_change_required || signed_in.security_questions_required {
-        "/security"
+    if signed_in.password_change_required || signed_in.security_questions_required {
+        Some("/security")
     } else if oidc_return {
-        OIDC_RESUME
+        None
     } else {
-        "/account"
-    };
-    let mut response = Redirect::to(home).into_response();
-    let headers = response.headers_mut();
+        Some("/account")
+    }
+}
+
+/// A sign-in's cookies, added to `headers` (see [`signed_in_answer`]).
+fn set_sign_in_cookies(
+    state: &AppState,
+    headers: &mut HeaderMap,
+    signed_in: &SignedIn,
+    remember: Option<Option<&str>>,
+) {
+    let secure = state.web.secure_cookies;
     headers.append(
         header::SET_COOKIE,
         cookies::set(
@@ -313,7 +308,7 @@ pub(crate) fn signed_in_response(
         );
     }
     let Some(remember) = remember else {
-        return response;
+        return;
     };
     let remember_name = cookies::name(REMEMBER, secure);
     match remember.filter(|u| {
@@ -337,7 +332,6 @@ pub(crate) fn signed_in_response(
             cookies::set(&remember_name, "", Some(0), SameSite::Strict, secure),
         ),
     };
-    response
 }
 
 /// "Forget me": removes the remembered User ID from this device.
