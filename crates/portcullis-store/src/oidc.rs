@@ -12,20 +12,95 @@ use portcullis_core::ports::{
 use portcullis_core::session::SessionPolicy;
 use sqlx::any::AnyArguments;
 use sqlx::query::{Query, QueryAs};
-use sqlx::{Any, AnyConnection};
+use sqlx::{Any, AnyConnection, FromRow, Row};
 
 use crate::sql::statements;
 use crate::Backend;
 use crate::{db_err, SqlStore, SqlWork};
 
-/// The columns [`ClientRecord`] reads.
+/// The columns [`ClientRecord`] reads; `rest $t`: all but `client_id`, of the table `$t`
+/// in a join (whose other side has the `client_id`).
 macro_rules! client_columns {
     () => {
         "client_id, name, auth_method, secret_hash, jwks, redirect_uris, post_logout_uris, \
         first_party, profile, revoked_at, id_token_alg, jwks_uri"
     };
+    (rest $t:literal) => {
+        concat!(
+            $t,
+            "name, ",
+            $t,
+            "auth_method, ",
+            $t,
+            "secret_hash, ",
+            $t,
+            "jwks, ",
+            $t,
+            "redirect_uris, ",
+            $t,
+            "post_logout_uris, ",
+            $t,
+            "first_party, ",
+            $t,
+            "profile, ",
+            $t,
+            "revoked_at, ",
+            $t,
+            "id_token_alg, ",
+            $t,
+            "jwks_uri"
+        )
+    };
 }
 pub(crate) use client_columns;
+
+/// A client by its id, the parameter `$n`.
+macro_rules! client_by_id {
+    ($n:literal) => {
+        concat!(
+            "SELECT ",
+            client_columns!(),
+            " FROM oidc_clients WHERE client_id = $",
+            $n
+        )
+    };
+}
+
+/// A code by its hash (`$1`), with its session's openness (`$2`, `$3`, as in
+/// [`token_in_session!`]) and its account's type.
+macro_rules! code_in_session {
+    () => {
+        "SELECT id, client_id, account_id, session_id, request, auth_time, \
+        expires_at, used_at, (SELECT COUNT(*) FROM sessions s WHERE s.id = oidc_codes.session_id \
+        AND s.created_at > $2 AND s.last_seen_at > $3) AS session_open, \
+        (SELECT a.account_type FROM online_accounts a WHERE a.id = oidc_codes.account_id) \
+        AS account_type FROM oidc_codes WHERE code_hash = $1"
+    };
+}
+
+/// A token by its hash (`$1`) and its session's openness: open while `$2` (now − the
+/// absolute lifetime) < created and `$3` (now − the idle timeout) < last seen, the rule of
+/// `SessionPolicy::state`.
+macro_rules! token_in_session {
+    () => {
+        concat!(
+            "SELECT ",
+            token_columns!(),
+            ", (SELECT COUNT(*) FROM sessions s \
+            WHERE s.id = oidc_tokens.session_id AND s.created_at > $2 AND s.last_seen_at > $3) \
+            AS session_open FROM oidc_tokens WHERE token_hash = $1"
+        )
+    };
+}
+
+/// Uses a live request (`$1`: its handle's hash, `$2`: now) and returns it.
+macro_rules! take_request {
+    () => {
+        "UPDATE oidc_requests SET used_at = $2 WHERE handle_hash = $1 \
+        AND used_at IS NULL AND expires_at >= $2 \
+        RETURNING client_id, request, pushed, expires_at"
+    };
+}
 
 /// The columns [`TokenRecord`] reads.
 macro_rules! token_columns {
@@ -85,13 +160,29 @@ statements! {
     INSERT_CLIENT = "INSERT INTO oidc_clients (client_id, name, auth_method, secret_hash, jwks, \
         redirect_uris, post_logout_uris, first_party, profile, created_at, id_token_alg, \
         jwks_uri) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (client_id) DO NOTHING";
-    CLIENT_BY_ID = concat!("SELECT ", client_columns!(), " FROM oidc_clients WHERE client_id = $1");
+    CLIENT_BY_ID = client_by_id!(1);
     INSERT_REQUEST = "INSERT INTO oidc_requests (handle_hash, client_id, request, pushed, \
-        created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)";
+        created_at, expires_at, login_as_is) VALUES ($1, $2, $3, $4, $5, $6, $7)";
+    /// A pushed request handed to the sign-in as it is: a new handle, a new expiry, and
+    /// nothing left of its pushed state (it reads as one stored for the sign-in).
+    REKEY_REQUEST = "UPDATE oidc_requests SET handle_hash = $2, expires_at = $5, pushed = 0, \
+        login_as_is = 0 WHERE handle_hash = $1 AND client_id = $3 AND login_as_is = 1 \
+        AND used_at IS NULL AND expires_at >= $4 AND EXISTS (SELECT 1 FROM oidc_clients c \
+        WHERE c.client_id = $3 AND c.revoked_at IS NULL)";
     /// Uses a live request and returns it, in one statement.
-    TAKE_REQUEST = "UPDATE oidc_requests SET used_at = $2 WHERE handle_hash = $1 \
-        AND used_at IS NULL AND expires_at >= $2 \
-        RETURNING client_id, request, pushed, expires_at";
+    TAKE_REQUEST = take_request!();
+    /// SQLite: uses a live request and returns it, then its client, in one hand-off (a
+    /// statement list: SQLite's `RETURNING` cannot join). The client is read whether or not
+    /// the use took the request; only a taken request's is kept.
+    TAKE_REQUEST_WITH_CLIENT_SQLITE: sqlite = concat!(take_request!(), "; SELECT ", client_columns!(),
+        " FROM oidc_clients WHERE client_id = \
+        (SELECT client_id FROM oidc_requests WHERE handle_hash = $1)");
+    /// PostgreSQL: the same in one statement, one row holding both (`client_row` is NULL
+    /// when the client is not registered).
+    TAKE_REQUEST_WITH_CLIENT_POSTGRES: postgres = concat!("WITH taken AS (", take_request!(),
+        ") SELECT taken.client_id, taken.request, taken.pushed, taken.expires_at, \
+        c.id AS client_row, ", client_columns!(rest "c."),
+        " FROM taken LEFT JOIN oidc_clients c ON c.client_id = taken.client_id");
     INSERT_CODE = "INSERT INTO oidc_codes (code_hash, client_id, account_id, session_id, request, \
         auth_time, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
     USE_CODE = use_code!();
@@ -102,23 +193,21 @@ statements! {
         crate::tx::begin_then!(use_then_insert!(use_code!(), token_values!(3)));
     BEGIN_USE_CODE_THEN_PAIR: sqlite = crate::tx::begin_then!(use_then_insert!(use_code!(),
         token_values!(3), ", ", token_values!(15)));
-    /// A code and its session's openness (`$2`, `$3`: the oldest open session's creation
-    /// and last use, as in `TOKEN_IN_SESSION`).
-    CODE_IN_SESSION = "SELECT id, client_id, account_id, session_id, request, auth_time, \
-        expires_at, used_at, (SELECT COUNT(*) FROM sessions s WHERE s.id = oidc_codes.session_id \
-        AND s.created_at > $2 AND s.last_seen_at > $3) AS session_open \
-        FROM oidc_codes WHERE code_hash = $1";
+    /// A code, its session's openness (`$2`, `$3`: the oldest open session's creation
+    /// and last use, as in `TOKEN_IN_SESSION`) and its account's type (the ID token's
+    /// `account_type`), in one read.
+    CODE_IN_SESSION = code_in_session!();
+    /// SQLite: [`CODE_IN_SESSION`], then the client `$4`, in one hand-off.
+    CODE_IN_SESSION_THEN_CLIENT: sqlite = concat!(code_in_session!(), "; ", client_by_id!(4));
     INSERT_TOKEN = concat!(token_insert!(), " VALUES ", token_values!(1));
     /// An exchange's access and refresh tokens in one statement.
     INSERT_TOKEN_PAIR = concat!(token_insert!(), " VALUES ", token_values!(1), ", ",
         token_values!(13));
     TOKEN_BY_HASH = concat!("SELECT ", token_columns!(), " FROM oidc_tokens WHERE token_hash = $1");
-    /// A token and its session's openness: open while `$2` (now − the absolute lifetime)
-    /// < created and `$3` (now − the idle timeout) < last seen, the rule of
-    /// `SessionPolicy::state`.
-    TOKEN_IN_SESSION = concat!("SELECT ", token_columns!(), ", (SELECT COUNT(*) FROM sessions s \
-        WHERE s.id = oidc_tokens.session_id AND s.created_at > $2 AND s.last_seen_at > $3) \
-        AS session_open FROM oidc_tokens WHERE token_hash = $1");
+    /// A token and its session's openness (see [`token_in_session!`]).
+    TOKEN_IN_SESSION = token_in_session!();
+    /// SQLite: [`TOKEN_IN_SESSION`], then the client `$4`, in one hand-off.
+    TOKEN_IN_SESSION_THEN_CLIENT: sqlite = concat!(token_in_session!(), "; ", client_by_id!(4));
     USE_REFRESH = use_refresh!();
     USE_REFRESH_THEN_TOKEN: sqlite = use_then_insert!(use_refresh!(), token_values!(3));
     USE_REFRESH_THEN_PAIR: sqlite =
@@ -246,6 +335,7 @@ impl From<RequestRecord> for StoredRequest {
             request: r.request,
             pushed: r.pushed != 0,
             expires_at: UnixTime(r.expires_at),
+            login_as_is: false,
         }
     }
 }
@@ -273,6 +363,7 @@ impl From<CodeRecord> for OidcCodeRow {
             auth_time: UnixTime(r.auth_time),
             expires_at: UnixTime(r.expires_at),
             used: r.used_at.is_some(),
+            account_type: None,
         }
     }
 }
@@ -374,11 +465,89 @@ where
         .bind(now.0.saturating_sub(policy.idle_secs))
 }
 
+/// SQLite: a `…_IN_SESSION_THEN_CLIENT` list, in one hand-off: the row it found (if any)
+/// and the client (if registered).
+async fn in_session_then_client<O>(
+    db: &crate::Db,
+    list: &'static str,
+    (hash, client_id): (&[u8; 32], &str),
+    policy: SessionPolicy,
+    now: UnixTime,
+) -> StoreResult<(Option<OidcClient>, Option<O>)>
+where
+    O: for<'r> sqlx::FromRow<'r, sqlx::any::AnyRow>,
+{
+    let q = sqlx::query(list)
+        .bind(hash.to_vec())
+        .bind(now.0.saturating_sub(policy.absolute_secs))
+        .bind(now.0.saturating_sub(policy.idle_secs))
+        .bind(client_id.to_owned());
+    let mut lists = crate::db::rows_per_statement(q, db).await?.into_iter();
+    let found = lists.next().and_then(|rows| rows.into_iter().next());
+    let client = lists.next().and_then(|rows| rows.into_iter().next());
+    let found = found
+        .map(|row| O::from_row(&row).map_err(db_err))
+        .transpose()?;
+    let client = client
+        .map(|row| ClientRecord::from_row(&row).map_err(db_err))
+        .transpose()?
+        .map(OidcClient::try_from)
+        .transpose()?;
+    Ok((client, found))
+}
+
+impl SqlStore {
+    /// A client and a `…_IN_SESSION` row: on SQLite the `(list, _)` that reads both in one
+    /// hand-off, on PostgreSQL the client, then the `(_, statement)`.
+    async fn client_and_in_session<O>(
+        &self,
+        (list, statement): (&'static str, &'static str),
+        (hash, client_id): (&[u8; 32], &str),
+        policy: SessionPolicy,
+        now: UnixTime,
+    ) -> StoreResult<(Option<OidcClient>, Option<O>)>
+    where
+        O: for<'r> sqlx::FromRow<'r, sqlx::any::AnyRow> + Send + Unpin,
+    {
+        match self.backend {
+            Backend::Sqlite => {
+                in_session_then_client(&self.pool, list, (hash, client_id), policy, now).await
+            }
+            Backend::Postgres => {
+                let client = self.oidc_client(client_id).await?;
+                let found: Option<O> = in_session(statement, hash, policy, now)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(db_err)?;
+                Ok((client, found))
+            }
+        }
+    }
+}
+
 #[derive(sqlx::FromRow)]
 struct CodeInSession {
     #[sqlx(flatten)]
     code: CodeRecord,
     session_open: i64,
+    account_type: Option<String>,
+}
+
+impl CodeInSession {
+    /// The code, its account's type and whether its session is open.
+    fn read(self) -> StoreResult<(OidcCodeRow, bool)> {
+        let account_type = self
+            .account_type
+            .map(|t| crate::registry::account_type(&t))
+            .transpose()?;
+        Ok((
+            OidcCodeRow {
+                account_type,
+                ..OidcCodeRow::from(self.code)
+            },
+            self.session_open > 0,
+        ))
+    }
 }
 
 #[derive(sqlx::FromRow)]
@@ -524,25 +693,76 @@ impl OidcStore for SqlStore {
             .bind(i64::from(stored.pushed))
             .bind(now.0)
             .bind(stored.expires_at.0)
+            .bind(i64::from(stored.login_as_is))
             .execute(&self.pool)
             .await
             .map_err(db_err)?;
         Ok(())
     }
 
+    async fn rekey_oidc_request(
+        &self,
+        (old_hash, new_hash): (&[u8; 32], &[u8; 32]),
+        client_id: &str,
+        now: UnixTime,
+        expires_at: UnixTime,
+    ) -> StoreResult<bool> {
+        let _turn = self.gate.turn().await?;
+        let done = sqlx::query(REKEY_REQUEST)
+            .bind(old_hash.to_vec())
+            .bind(new_hash.to_vec())
+            .bind(client_id.to_owned())
+            .bind(now.0)
+            .bind(expires_at.0)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(done.rows_affected() == 1)
+    }
+
     async fn take_oidc_request(
         &self,
         handle_hash: &[u8; 32],
         now: UnixTime,
-    ) -> StoreResult<Option<StoredRequest>> {
+    ) -> StoreResult<Option<(StoredRequest, Option<OidcClient>)>> {
         let _turn = self.gate.turn().await?;
-        let row: Option<RequestRecord> = sqlx::query_as(TAKE_REQUEST)
-            .bind(handle_hash.to_vec())
-            .bind(now.0)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db_err)?;
-        Ok(row.map(StoredRequest::from))
+        let (request, client) = match self.backend {
+            Backend::Sqlite => {
+                let q = sqlx::query(TAKE_REQUEST_WITH_CLIENT_SQLITE)
+                    .bind(handle_hash.to_vec())
+                    .bind(now.0);
+                let mut lists = crate::db::rows_per_statement(q, &self.pool).await?;
+                let client = lists.pop().and_then(|rows| rows.into_iter().next());
+                let request = lists.pop().and_then(|rows| rows.into_iter().next());
+                (request, client)
+            }
+            Backend::Postgres => {
+                let row = sqlx::query(TAKE_REQUEST_WITH_CLIENT_POSTGRES)
+                    .bind(handle_hash.to_vec())
+                    .bind(now.0)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(db_err)?;
+                let registered = match &row {
+                    Some(row) => row
+                        .try_get::<Option<i64>, _>("client_row")
+                        .map_err(db_err)?
+                        .is_some(),
+                    None => false,
+                };
+                (row.clone(), row.filter(|_| registered))
+            }
+        };
+        let Some(request) = request else {
+            return Ok(None);
+        };
+        let request = RequestRecord::from_row(&request).map_err(db_err)?;
+        let client = client
+            .map(|row| ClientRecord::from_row(&row).map_err(db_err))
+            .transpose()?
+            .map(OidcClient::try_from)
+            .transpose()?;
+        Ok(Some((StoredRequest::from(request), client)))
     }
 
     async fn put_oidc_code(&self, new: NewOidcCode<'_>) -> StoreResult<()> {
@@ -562,17 +782,40 @@ impl OidcStore for SqlStore {
         Ok(())
     }
 
-    async fn oidc_code_in_session(
+    async fn oidc_client_and_code(
         &self,
+        client_id: &str,
         code_hash: &[u8; 32],
         policy: SessionPolicy,
         now: UnixTime,
-    ) -> StoreResult<Option<(OidcCodeRow, bool)>> {
-        let row: Option<CodeInSession> = in_session(CODE_IN_SESSION, code_hash, policy, now)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db_err)?;
-        Ok(row.map(|r| (OidcCodeRow::from(r.code), r.session_open > 0)))
+    ) -> StoreResult<(Option<OidcClient>, Option<(OidcCodeRow, bool)>)> {
+        let statements = (CODE_IN_SESSION_THEN_CLIENT, CODE_IN_SESSION);
+        let (client, code) = self
+            .client_and_in_session::<CodeInSession>(statements, (code_hash, client_id), policy, now)
+            .await?;
+        Ok((client, code.map(CodeInSession::read).transpose()?))
+    }
+
+    async fn oidc_client_and_token(
+        &self,
+        client_id: &str,
+        token_hash: &[u8; 32],
+        policy: SessionPolicy,
+        now: UnixTime,
+    ) -> StoreResult<(Option<OidcClient>, Option<(OidcTokenRow, bool)>)> {
+        let statements = (TOKEN_IN_SESSION_THEN_CLIENT, TOKEN_IN_SESSION);
+        let (client, token) = self
+            .client_and_in_session::<TokenInSession>(
+                statements,
+                (token_hash, client_id),
+                policy,
+                now,
+            )
+            .await?;
+        Ok((
+            client,
+            token.map(|r| (OidcTokenRow::from(r.token), r.session_open > 0)),
+        ))
     }
 
     async fn oidc_token(&self, token_hash: &[u8; 32]) -> StoreResult<Option<OidcTokenRow>> {

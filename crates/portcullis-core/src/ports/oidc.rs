@@ -26,6 +26,11 @@ pub struct StoredRequest {
     pub request: String,
     pub pushed: bool,
     pub expires_at: UnixTime,
+    /// Pushed, and for a browser without a session its only answer is the sign-in, with
+    /// nothing in it depending on when it reaches the authorization endpoint: it may be
+    /// handed to the sign-in unchanged ([`OidcStore::rekey_oidc_request`]). Written at PAR;
+    /// read back as `false`.
+    pub login_as_is: bool,
 }
 
 /// An authorization code to store.
@@ -52,6 +57,8 @@ pub struct OidcCodeRow {
     pub expires_at: UnixTime,
     /// Exchanged already.
     pub used: bool,
+    /// The account's type, read with the code (`None`: not read, or the account is gone).
+    pub account_type: Option<crate::ids::AccountType>,
 }
 
 /// Whether a token is an access or a refresh token.
@@ -167,24 +174,50 @@ pub trait OidcStore: Send + Sync {
         stored: &StoredRequest,
         now: UnixTime,
     ) -> StoreResult<()>;
-    /// Uses a request that is neither used nor expired at `now` and returns it: one
-    /// conditional statement, so of concurrent calls only one gets it; `None` for the
-    /// others and for an unknown, used or expired handle (which stays as it was).
+    /// Uses a request that is neither used nor expired at `now` and returns it with its
+    /// client as registered (revoked or not; `None` if unknown), in one hand-off: one
+    /// conditional statement uses it, so of concurrent calls only one gets it; `None` for
+    /// the others and for an unknown, used or expired handle (which stays as it was).
     async fn take_oidc_request(
         &self,
         handle_hash: &[u8; 32],
         now: UnixTime,
-    ) -> StoreResult<Option<StoredRequest>>;
+    ) -> StoreResult<Option<(StoredRequest, Option<OidcClient>)>>;
+
+    /// Hands a pushed request that is `login_as_is`, neither used nor expired at `now`, of
+    /// `client_id`, a client registered and not revoked, to the sign-in: it moves to
+    /// `new_hash` (the old handle names nothing from now on) until `expires_at`, unchanged.
+    /// One conditional statement; `false`, changing nothing, when any of that does not hold.
+    async fn rekey_oidc_request(
+        &self,
+        (old_hash, new_hash): (&[u8; 32], &[u8; 32]),
+        client_id: &str,
+        now: UnixTime,
+        expires_at: UnixTime,
+    ) -> StoreResult<bool>;
 
     async fn put_oidc_code(&self, new: NewOidcCode<'_>) -> StoreResult<()>;
-    /// A code, used or not (nothing is changed: the caller checks it first), and whether
-    /// the session it was issued in is open at `now` under `policy`, in one read.
-    async fn oidc_code_in_session(
+    /// The token endpoint's reads for a code exchange, in one hand-off where the database
+    /// allows: the client `client_id` as registered (revoked or not); the code, used or not
+    /// (nothing is changed: the caller checks it first), with its account's type (`None`:
+    /// the account is gone), and whether the session it was issued in is open at `now`
+    /// under `policy`.
+    async fn oidc_client_and_code(
         &self,
+        client_id: &str,
         code_hash: &[u8; 32],
         policy: SessionPolicy,
         now: UnixTime,
-    ) -> StoreResult<Option<(OidcCodeRow, bool)>>;
+    ) -> StoreResult<(Option<OidcClient>, Option<(OidcCodeRow, bool)>)>;
+    /// The same for a refresh: the client, and what [`OidcStore::oidc_token_in_session`]
+    /// reads of the token.
+    async fn oidc_client_and_token(
+        &self,
+        client_id: &str,
+        token_hash: &[u8; 32],
+        policy: SessionPolicy,
+        now: UnixTime,
+    ) -> StoreResult<(Option<OidcClient>, Option<(OidcTokenRow, bool)>)>;
     async fn oidc_token(&self, token_hash: &[u8; 32]) -> StoreResult<Option<OidcTokenRow>>;
     /// A token and whether the session behind it is open at `now` under `policy` (neither
     /// idle nor past its absolute lifetime: an OIDC token lives only as long as its

@@ -30,6 +30,7 @@ mod lockout;
 mod not_me;
 mod oidc_grants;
 mod oidc_jwks;
+mod oidc_requests;
 mod oidc_tokens;
 mod outbox;
 mod registry;

@@ -121,6 +121,7 @@ async fn request_in_work(backend: Backend) {
         request: "{}".into(),
         pushed: false,
         expires_at: UnixTime(T.0 + 600),
+        login_as_is: false,
     };
     s.put_oidc_request(&hash, &stored, T).await.unwrap();
     // Used in a unit of work dropped without its commit: still there.

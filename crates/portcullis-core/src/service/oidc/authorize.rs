@@ -47,6 +47,16 @@ impl Pending {
         self
     }
 
+    /// Without a session, its one answer is the sign-in (no `prompt=none`), and that
+    /// answer is this request unchanged: nothing in it depends on when it arrives (no
+    /// `prompt=login`, no `max_age`, the only things [`Pending::arrived`] reads).
+    fn login_as_is(&self) -> bool {
+        self.login_after.is_none()
+            && self.consent_for.is_none()
+            && self.request.max_age.is_none()
+            && matches!(self.request.prompt.as_deref(), None | Some("consent"))
+    }
+
     /// A stored request read back (`None` if it does not parse, as if unknown).
     pub(super) fn of(stored: &StoredRequest) -> Option<Self> {
         serde_json::from_str(&stored.request).ok()
@@ -215,6 +225,7 @@ impl Portcullis {
                     request: text,
                     pushed,
                     expires_at: UnixTime(now.0 + ttl),
+                    login_as_is: pushed && pending.login_as_is(),
                 },
                 now,
             )
@@ -235,19 +246,20 @@ impl Portcullis {
             .filter(|c| !c.revoked))
     }
 
-    /// Takes a stored request for one use: unknown, used or expired is `None`.
+    /// Takes a stored request for one use, with its client if the client is registered
+    /// and not revoked: unknown, used or expired is `None`.
     pub(super) async fn take_pending(
         &self,
         handle: &str,
         now: UnixTime,
-    ) -> Result<Option<Pending>, OidcError> {
+    ) -> Result<Option<(Pending, Option<OidcClient>)>, OidcError> {
         let Some(hash) = pending_hash(handle) else {
             return Ok(None);
         };
-        let Some(stored) = self.ports.oidc.take_oidc_request(&hash, now).await? else {
+        let Some((stored, client)) = self.ports.oidc.take_oidc_request(&hash, now).await? else {
             return Ok(None);
         };
-        Ok(Pending::of(&stored))
+        Ok(Pending::of(&stored).map(|p| (p, client.filter(|c| !c.revoked))))
     }
 
     /// The authorization endpoint: `session` is the browser's, when it has one.
@@ -260,26 +272,38 @@ impl Portcullis {
         let Some(client_id) = raw.client_id.as_deref().filter(|c| c.len() <= 128) else {
             return refused("client_id is required");
         };
-        let Some(client) = self.live_oidc_client(client_id).await? else {
-            return refused("unknown client");
-        };
         let now = self.oidc_now();
-        let pending = if let Some(uri) = raw.request_uri.as_deref() {
+        let (client, pending) = if let Some(uri) = raw.request_uri.as_deref() {
             let handle = uri.strip_prefix(REQUEST_URI_PREFIX).unwrap_or("");
+            if session.is_none() {
+                if let Some(login) = self.login_as_is(handle, client_id, now).await? {
+                    return Ok(AuthorizeStep::Login(login));
+                }
+            }
+            // The pushed request and its client in one read.
             match self.take_pending(handle, now).await? {
-                Some(p) if p.request.client_id == client.client_id => p,
+                Some((p, client)) if p.request.client_id == client_id => match client {
+                    Some(c) => (c, p),
+                    None => return refused("unknown client"),
+                },
                 _ => return refused("request_uri is unknown, used or expired"),
             }
         } else {
+            let Some(client) = self.live_oidc_client(client_id).await? else {
+                return refused("unknown client");
+            };
             if client.fapi2 {
                 return refused("this client must use pushed authorization requests");
             }
             match raw.check(&client) {
-                Ok(request) => Pending {
-                    request,
-                    login_after: None,
-                    consent_for: None,
-                },
+                Ok(request) => (
+                    client,
+                    Pending {
+                        request,
+                        login_after: None,
+                        consent_for: None,
+                    },
+                ),
                 Err(r) if r.redirect => {
                     // The redirect URI was checked as registered before any redirecting error.
                     let req = AuthRequest {
@@ -304,6 +328,38 @@ impl Portcullis {
             .await
     }
 
+    /// A browser without a session, with a pushed request that waits for a sign-in as it
+    /// is (`Pending::login_as_is`): the request moves to a new handle for the sign-in in
+    /// one statement, where using it and storing it again would take two. What
+    /// `continue_authorization` would answer: the sign-in, not forced. `None` when the
+    /// request is not such a one (or is unknown, used, expired, another client's, or its
+    /// client's is revoked): the caller goes the long way, which tells those apart.
+    async fn login_as_is(
+        &self,
+        handle: &str,
+        client_id: &str,
+        now: UnixTime,
+    ) -> Result<Option<LoginNeeded>, OidcError> {
+        let Some(old) = pending_hash(handle) else {
+            return Ok(None);
+        };
+        let new = Token::generate();
+        let moved = self
+            .ports
+            .oidc
+            .rekey_oidc_request(
+                (&old, &new.hash),
+                client_id,
+                now,
+                UnixTime(now.0 + LOGIN_TTL_SECS),
+            )
+            .await?;
+        Ok(moved.then(|| LoginNeeded {
+            handle: new.expose().to_owned(),
+            force: false,
+        }))
+    }
+
     /// Back from the sign-in page: the request kept under `handle`.
     pub async fn resume_authorization(
         &self,
@@ -316,10 +372,7 @@ impl Portcullis {
                 "the sign-in took too long; start again from the site you came from",
             )))
         };
-        let Some(pending) = self.take_pending(handle, now).await? else {
-            return refused();
-        };
-        let Some(client) = self.live_oidc_client(&pending.request.client_id).await? else {
+        let Some((pending, Some(client))) = self.take_pending(handle, now).await? else {
             return refused();
         };
         self.continue_authorization(&client, pending, session, now, false)

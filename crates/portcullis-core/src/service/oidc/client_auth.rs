@@ -41,32 +41,26 @@ impl Portcullis {
         &self,
         creds: ClientCredentials,
     ) -> Result<OidcClient, OidcError> {
-        let now = self.oidc_now();
-        let client_id = match &creds {
-            ClientCredentials::Basic { client_id, .. }
-            | ClientCredentials::Public { client_id } => Some(client_id.clone()),
-            ClientCredentials::Assertion {
-                client_id,
-                assertion,
-                ..
-            } => client_id.clone().or_else(|| {
-                jws::decode(assertion).ok().and_then(|u| {
-                    u.claims
-                        .get("iss")
-                        .and_then(Value::as_str)
-                        .map(str::to_owned)
-                })
-            }),
-            ClientCredentials::Nothing => None,
-        };
-        let client_id = client_id
-            .filter(|id| !id.is_empty() && id.len() <= 128)
-            .ok_or(OidcError::invalid_client())?;
+        let client_id = claimed_client_id(&creds)?;
         let client = self.ports.oidc.oidc_client(&client_id).await?;
+        self.authenticate_read_client(creds, &client_id, client)
+            .await
+    }
+
+    /// Authenticates the calling client against `client`, its registration as read for
+    /// `client_id` (the id the credentials claim: [`claimed_client_id`]) with what the call
+    /// reads beside it.
+    pub(super) async fn authenticate_read_client(
+        &self,
+        creds: ClientCredentials,
+        client_id: &str,
+        client: Option<OidcClient>,
+    ) -> Result<OidcClient, OidcError> {
+        let now = self.oidc_now();
         let registered = client.is_some();
         let outcome = self.check_credentials(creds, client, now).await;
         if registered && outcome.as_ref().is_err_and(|e| e.code == "invalid_client") {
-            self.client_auth_failed(&client_id, now).await;
+            self.client_auth_failed(client_id, now).await;
         }
         outcome
     }
@@ -195,6 +189,32 @@ impl Portcullis {
         }
         Ok(())
     }
+}
+
+/// The client the credentials say the caller is (not yet proven): `invalid_client` when
+/// they name none.
+pub(super) fn claimed_client_id(creds: &ClientCredentials) -> Result<String, OidcError> {
+    let client_id = match creds {
+        ClientCredentials::Basic { client_id, .. } | ClientCredentials::Public { client_id } => {
+            Some(client_id.clone())
+        }
+        ClientCredentials::Assertion {
+            client_id,
+            assertion,
+            ..
+        } => client_id.clone().or_else(|| {
+            jws::decode(assertion).ok().and_then(|u| {
+                u.claims
+                    .get("iss")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+            })
+        }),
+        ClientCredentials::Nothing => None,
+    };
+    client_id
+        .filter(|id| !id.is_empty() && id.len() <= 128)
+        .ok_or(OidcError::invalid_client())
 }
 
 /// Who acts in an OpenID Connect audit entry: the client.

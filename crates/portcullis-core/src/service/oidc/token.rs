@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 
 use crate::audit::{AuditEvent, AuditKind};
 use crate::clock::UnixTime;
+use crate::ids::AccountType;
 use crate::oidc::{
     amr, ClientAuth, OidcClient, OidcError, ACCESS_TTL_SECS, ID_TOKEN_TTL_SECS, REFRESH_TTL_SECS,
 };
@@ -16,8 +17,16 @@ use crate::ports::{NewOidcToken, OidcCodeRow, OidcTokenRow, TokenKind};
 use crate::service::Portcullis;
 
 use super::authorize::IssuedFor;
-use super::client_auth::{client_actor, ClientCredentials};
+use super::client_auth::{claimed_client_id, client_actor, ClientCredentials};
 use super::dpop::DpopProof;
+
+/// What the token endpoint read with the client, for the grant the form asks for.
+enum GrantRead {
+    Code(Option<(OidcCodeRow, bool)>),
+    /// The refresh token's hash, and the token.
+    Refresh([u8; 32], Option<(OidcTokenRow, bool)>),
+    Nothing,
+}
 
 /// The token endpoint's form (client credentials apart).
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -134,7 +143,39 @@ impl Portcullis {
         form: TokenForm,
         dpop: Option<DpopProof>,
     ) -> Result<TokenResponse, OidcError> {
-        let client = self.authenticate_oidc_client(creds).await?;
+        // The client and the code or refresh token named are read together, before the
+        // client is authenticated; nothing about them is used or answered until it is.
+        let now = self.oidc_now();
+        let client_id = claimed_client_id(&creds)?;
+        let policy = self.policies.session;
+        let named = |t: &Option<String>| {
+            t.as_deref()
+                .filter(|t| t.len() <= 128)
+                .map(|t| sha256(t.as_bytes()))
+        };
+        let oidc = &self.ports.oidc;
+        let (client, read) = match (
+            form.grant_type.as_deref(),
+            named(&form.code),
+            named(&form.refresh_token),
+        ) {
+            (Some("authorization_code"), Some(hash), _) => {
+                let (client, code) = oidc
+                    .oidc_client_and_code(&client_id, &hash, policy, now)
+                    .await?;
+                (client, GrantRead::Code(code))
+            }
+            (Some("refresh_token"), _, Some(hash)) => {
+                let (client, token) = oidc
+                    .oidc_client_and_token(&client_id, &hash, policy, now)
+                    .await?;
+                (client, GrantRead::Refresh(hash, token))
+            }
+            _ => (oidc.oidc_client(&client_id).await?, GrantRead::Nothing),
+        };
+        let client = self
+            .authenticate_read_client(creds, &client_id, client)
+            .await?;
         let jkt = match &dpop {
             Some(proof) => Some(self.check_dpop(proof, None).await?),
             None => None,
@@ -144,9 +185,17 @@ impl Portcullis {
                 "this client must send a DPoP proof",
             ));
         }
-        match form.grant_type.as_deref() {
-            Some("authorization_code") => self.code_grant(&client, form, jkt).await,
-            Some("refresh_token") => self.refresh_grant(&client, form, jkt).await,
+        match (form.grant_type.as_deref(), read) {
+            (Some("authorization_code"), GrantRead::Code(row)) => {
+                self.code_grant(&client, form, jkt, (row, now)).await
+            }
+            (Some("refresh_token"), GrantRead::Refresh(hash, row)) => {
+                self.refresh_grant(&client, jkt, (hash, row), now).await
+            }
+            (Some("authorization_code"), _) => Err(OidcError::invalid_grant("code is required")),
+            (Some("refresh_token"), _) => {
+                Err(OidcError::invalid_grant("refresh_token is required"))
+            }
             _ => Err(OidcError::new(
                 "unsupported_grant_type",
                 "grant_type must be authorization_code or refresh_token",
@@ -155,26 +204,18 @@ impl Portcullis {
         }
     }
 
+    /// `read`: the code as `oidc_client_and_code` read it (`None`: unknown) and when.
     async fn code_grant(
         &self,
         client: &OidcClient,
         form: TokenForm,
         jkt: Option<String>,
+        (read, now): (Option<(OidcCodeRow, bool)>, UnixTime),
     ) -> Result<TokenResponse, OidcError> {
-        let now = self.oidc_now();
         let bad = OidcError::invalid_grant;
-        let code = form
-            .code
-            .filter(|c| c.len() <= 128)
-            .ok_or(bad("code is required"))?;
         // Every check runs before the code is used, so a caller that fails one (another
         // client, a wrong verifier or DPoP key) cannot burn someone else's code.
-        let (row, session_open) = self
-            .ports
-            .oidc
-            .oidc_code_in_session(&sha256(code.as_bytes()), self.policies.session, now)
-            .await?
-            .ok_or(bad("unknown code"))?;
+        let (row, session_open) = read.ok_or(bad("unknown code"))?;
         if row.client_id != client.client_id {
             return Err(bad("code was issued to another client"));
         }
@@ -219,9 +260,8 @@ impl Portcullis {
             jkt,
             auth_time: row.auth_time,
         };
-        let id_token = self
-            .id_token(&grant, req.nonce.as_deref(), &amr, now)
-            .await?;
+        let account_type = row.account_type.ok_or(bad("the account is gone"))?;
+        let id_token = self.id_token(&grant, req.nonce.as_deref(), (&amr, account_type), now)?;
         let minted = Minted::new(&grant);
         let tokens = minted.rows(&grant, now);
         let mut work = self.begin(now);
@@ -270,23 +310,20 @@ impl Portcullis {
         OidcError::invalid_grant("code already used")
     }
 
+    /// `read`: the token's hash and the token as `oidc_client_and_token` read it at `now`
+    /// (`None`: unknown).
     async fn refresh_grant(
         &self,
         client: &OidcClient,
-        form: TokenForm,
         jkt: Option<String>,
+        (hash, read): ([u8; 32], Option<(OidcTokenRow, bool)>),
+        now: UnixTime,
     ) -> Result<TokenResponse, OidcError> {
-        let now = self.oidc_now();
         let bad = OidcError::invalid_grant;
-        let token = form
-            .refresh_token
-            .filter(|t| t.len() <= 128)
-            .ok_or(bad("refresh_token is required"))?;
-        let hash = sha256(token.as_bytes());
         // Every check runs before the token is used (another client or DPoP key cannot
         // burn it); the use and the new tokens are then one transaction. The token and its
-        // session's openness are one read.
-        let (row, session_open) = match self.token_in_session(&hash, now).await? {
+        // session's openness were one read, with the client.
+        let (row, session_open) = match read {
             Some((r, open)) if r.kind == TokenKind::Refresh && r.client_id == client.client_id => {
                 (r, open)
             }
@@ -376,19 +413,15 @@ impl Portcullis {
         Ok(())
     }
 
-    async fn id_token(
+    /// The ID token of a code's exchange: `session` is how the person signed in (`amr`)
+    /// and the account's type, both read with the code.
+    fn id_token(
         &self,
         g: &Grant<'_>,
         nonce: Option<&str>,
-        session_amr: &str,
+        (session_amr, account_type): (&str, AccountType),
         now: UnixTime,
     ) -> Result<String, OidcError> {
-        let account = self
-            .ports
-            .accounts
-            .account_by_id(g.account_id)
-            .await?
-            .ok_or(OidcError::invalid_grant("the account is gone"))?;
         let mut claims = json!({
             "iss": self.oidc_issuer(),
             "sub": self.oidc_subject(g.account_id),
@@ -398,7 +431,7 @@ impl Portcullis {
             "auth_time": g.auth_time.0,
             "amr": amr::claim(session_amr),
             "acr": amr::acr(session_amr),
-            "account_type": account.account_type.as_str(),
+            "account_type": account_type.as_str(),
         });
         if let (Some(nonce), Value::Object(m)) = (nonce, &mut claims) {
             m.insert("nonce".into(), Value::String(nonce.to_owned()));
