@@ -465,40 +465,9 @@ where
         .bind(now.0.saturating_sub(policy.idle_secs))
 }
 
-/// SQLite: a `…_IN_SESSION_THEN_CLIENT` list, in one hand-off: the row it found (if any)
-/// and the client (if registered).
-async fn in_session_then_client<O>(
-    db: &crate::Db,
-    list: &'static str,
-    (hash, client_id): (&[u8; 32], &str),
-    policy: SessionPolicy,
-    now: UnixTime,
-) -> StoreResult<(Option<OidcClient>, Option<O>)>
-where
-    O: for<'r> sqlx::FromRow<'r, sqlx::any::AnyRow>,
-{
-    let q = sqlx::query(list)
-        .bind(hash.to_vec())
-        .bind(now.0.saturating_sub(policy.absolute_secs))
-        .bind(now.0.saturating_sub(policy.idle_secs))
-        .bind(client_id.to_owned());
-    let mut lists = crate::db::rows_per_statement(q, db).await?.into_iter();
-    let found = lists.next().and_then(|rows| rows.into_iter().next());
-    let client = lists.next().and_then(|rows| rows.into_iter().next());
-    let found = found
-        .map(|row| O::from_row(&row).map_err(db_err))
-        .transpose()?;
-    let client = client
-        .map(|row| ClientRecord::from_row(&row).map_err(db_err))
-        .transpose()?
-        .map(OidcClient::try_from)
-        .transpose()?;
-    Ok((client, found))
-}
-
 impl SqlStore {
-    /// A client and a `…_IN_SESSION` row: on SQLite the `(list, _)` that reads both in one
-    /// hand-off, on PostgreSQL the client, then the `(_, statement)`.
+    /// A client and a `…_IN_SESSION` row: on SQLite the `(list, _)` that reads the row, then
+    /// the client, in one hand-off; on PostgreSQL the client, then the `(_, statement)`.
     async fn client_and_in_session<O>(
         &self,
         (list, statement): (&'static str, &'static str),
@@ -511,7 +480,25 @@ impl SqlStore {
     {
         match self.backend {
             Backend::Sqlite => {
-                in_session_then_client(&self.pool, list, (hash, client_id), policy, now).await
+                let q = sqlx::query(list)
+                    .bind(hash.to_vec())
+                    .bind(now.0.saturating_sub(policy.absolute_secs))
+                    .bind(now.0.saturating_sub(policy.idle_secs))
+                    .bind(client_id.to_owned());
+                let mut lists = crate::db::rows_per_statement(q, &self.pool)
+                    .await?
+                    .into_iter();
+                let found = lists.next().and_then(|rows| rows.into_iter().next());
+                let client = lists.next().and_then(|rows| rows.into_iter().next());
+                let found = found
+                    .map(|row| O::from_row(&row).map_err(db_err))
+                    .transpose()?;
+                let client = client
+                    .map(|row| ClientRecord::from_row(&row).map_err(db_err))
+                    .transpose()?
+                    .map(OidcClient::try_from)
+                    .transpose()?;
+                Ok((client, found))
             }
             Backend::Postgres => {
                 let client = self.oidc_client(client_id).await?;

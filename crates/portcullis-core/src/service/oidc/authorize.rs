@@ -276,7 +276,7 @@ impl Portcullis {
         let (client, pending) = if let Some(uri) = raw.request_uri.as_deref() {
             let handle = uri.strip_prefix(REQUEST_URI_PREFIX).unwrap_or("");
             if session.is_none() {
-                if let Some(login) = self.login_as_is(handle, client_id, now).await? {
+                if let Some(login) = self.hand_to_sign_in(handle, client_id, now).await? {
                     return Ok(AuthorizeStep::Login(login));
                 }
             }
@@ -334,7 +334,7 @@ impl Portcullis {
     /// `continue_authorization` would answer: the sign-in, not forced. `None` when the
     /// request is not such a one (or is unknown, used, expired, another client's, or its
     /// client's is revoked): the caller goes the long way, which tells those apart.
-    async fn login_as_is(
+    async fn hand_to_sign_in(
         &self,
         handle: &str,
         client_id: &str,

@@ -145,7 +145,7 @@ impl Portcullis {
     ) -> Result<TokenResponse, OidcError> {
         // The client and the code or refresh token named are read together, before the
         // client is authenticated; nothing about them is used or answered until it is.
-        let now = self.oidc_now();
+        let read_at = self.oidc_now();
         let client_id = claimed_client_id(&creds)?;
         let policy = self.policies.session;
         let named = |t: &Option<String>| {
@@ -161,13 +161,13 @@ impl Portcullis {
         ) {
             (Some("authorization_code"), Some(hash), _) => {
                 let (client, code) = oidc
-                    .oidc_client_and_code(&client_id, &hash, policy, now)
+                    .oidc_client_and_code(&client_id, &hash, policy, read_at)
                     .await?;
                 (client, GrantRead::Code(code))
             }
             (Some("refresh_token"), _, Some(hash)) => {
                 let (client, token) = oidc
-                    .oidc_client_and_token(&client_id, &hash, policy, now)
+                    .oidc_client_and_token(&client_id, &hash, policy, read_at)
                     .await?;
                 (client, GrantRead::Refresh(hash, token))
             }
@@ -176,6 +176,9 @@ impl Portcullis {
         let client = self
             .authenticate_read_client(creds, &client_id, client)
             .await?;
+        // The grant's expiry is judged, and its tokens stamped, once the client is proven
+        // (which may have waited for its `jwks_uri`), as before the reads were joined.
+        let now = self.oidc_now();
         let jkt = match &dpop {
             Some(proof) => Some(self.check_dpop(proof, None).await?),
             None => None,
@@ -204,7 +207,8 @@ impl Portcullis {
         }
     }
 
-    /// `read`: the code as `oidc_client_and_code` read it (`None`: unknown) and when.
+    /// `read`: the code as `oidc_client_and_code` read it (`None`: unknown); `now`: the time
+    /// the grant is judged at.
     async fn code_grant(
         &self,
         client: &OidcClient,
@@ -310,8 +314,8 @@ impl Portcullis {
         OidcError::invalid_grant("code already used")
     }
 
-    /// `read`: the token's hash and the token as `oidc_client_and_token` read it at `now`
-    /// (`None`: unknown).
+    /// `read`: the token's hash and the token as `oidc_client_and_token` read it (`None`:
+    /// unknown); `now`: the time the grant is judged at.
     async fn refresh_grant(
         &self,
         client: &OidcClient,
