@@ -525,6 +525,60 @@ impl Tmpfs {
     }
 }
 
+/// Takes away the space SQLite already holds, so that a full disk refuses every write.
+///
+/// A WAL file keeps its size (no `journal_size_limit` is set), and after a checkpoint SQLite
+/// writes its new frames over the old ones: on a full disk it goes on committing, for as
+/// long as the file's old frames last (about ten sign-ins here, more or fewer as the
+/// migrations and the demo data grow). So the test first truncates the WAL (a `TRUNCATE`
+/// checkpoint), commits one frame of its own, and holds a read transaction on that
+/// snapshot: no writer may restart the WAL under a reader, so every commit must grow the
+/// file. [`WalPin::release`] ends the read before space comes back.
+struct WalPin {
+    conn: sqlx::SqliteConnection,
+}
+
+impl WalPin {
+    async fn hold(db: &Path) -> Self {
+        let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
+            .await
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            // (busy, frames in the WAL, frames checkpointed); busy is 0 once it truncated.
+            let busy: i64 = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                .fetch_one(&mut conn)
+                .await
+                .unwrap()
+                .get(0);
+            if busy == 0 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the WAL was never truncated");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        sqlx::query(
+            "INSERT INTO write_probe (node, probed_at) VALUES ('fault-test', 0) \
+             ON CONFLICT (node) DO UPDATE SET probed_at = write_probe.probed_at + 1",
+        )
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        sqlx::query("BEGIN").execute(&mut conn).await.unwrap();
+        let _: i64 = sqlx::query("SELECT count(*) FROM write_probe")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap()
+            .get(0);
+        Self { conn }
+    }
+
+    async fn release(mut self) {
+        sqlx::query("COMMIT").execute(&mut self.conn).await.unwrap();
+        self.conn.close().await.unwrap();
+    }
+}
+
 impl Drop for Tmpfs {
     fn drop(&mut self) {
         let _ = std::process::Command::new("umount")
@@ -567,6 +621,7 @@ async fn faults_sqlite_disk_full_then_freed_loses_nothing_and_recovers() {
     register_ann(&server.base).await;
     wait_state(&server.base, "database", "operational", 5).await;
 
+    let pin = WalPin::hold(&db).await;
     let filler = disk.fill();
     let mut acknowledged: Vec<String> = Vec::new();
     // Wrong passwords (each logs an audit append), then right ones, while the disk is full.
@@ -621,6 +676,7 @@ async fn faults_sqlite_disk_full_then_freed_loses_nothing_and_recovers() {
     wait_state(&server.base, "sign-in", "outage", 5).await;
 
     // Space comes back: within 30 s every right sign-in succeeds, with no restart.
+    pin.release().await;
     std::fs::remove_file(&filler).unwrap();
     let freed = Instant::now();
     loop {
