@@ -53,8 +53,9 @@ use crate::config::Policies;
 use crate::counters::CountedEvent;
 use crate::ports::{
     AccountReads, AdminTokenReads, AuditReads, Claims, Committed, DeviceReads, FactorReads,
-    Notifier, OidcJwksCache, OidcStore, OutboxReads, OutboxStats, RegistryImports, RegistryReads,
-    SessionReads, StatusReads, StepReads, Store, Transactions, UnitOfWork, WebhookStore,
+    GrantUse, NewOidcToken, Notifier, OidcJwksCache, OidcStore, OutboxReads, OutboxStats,
+    RegistryImports, RegistryReads, SessionReads, StatusReads, StepReads, Store, Transactions,
+    UnitOfWork, WebhookStore,
 };
 use crate::steps::StepKind;
 use crate::ServiceError;
@@ -385,6 +386,26 @@ impl Work<'_> {
             app.counters.record(event);
         }
         Ok(done)
+    }
+
+    /// An exchange at the token endpoint, to its end ([`crate::ports::OidcWrites::use_grant_then_commit`]):
+    /// `false`, nothing committed, when the code or refresh token was used since it was
+    /// read. The unit of work holds no messages, so no delivery worker is woken.
+    pub(crate) async fn use_grant_then_commit(
+        self,
+        used: GrantUse<'_>,
+        tokens: &[NewOidcToken<'_>],
+        event: AuditEvent,
+    ) -> Result<bool, ServiceError> {
+        let Work { uow, app, counted } = self;
+        let key = app.audit_keys.current();
+        if !uow.use_grant_then_commit(used, tokens, event, &key).await? {
+            return Ok(false);
+        }
+        for event in counted {
+            app.counters.record(event);
+        }
+        Ok(true)
     }
 }
 

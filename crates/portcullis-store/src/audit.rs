@@ -130,25 +130,26 @@ pub(crate) async fn append(
 /// [`APPEND_CHUNK`]) appended after it, the head's sequence number moved past them, and the
 /// `COMMIT`, in one statement list and so one hand-off to the connection's thread. The head's
 /// number moves first, so the trigger gives the head the last entry's hash. A statement that
-/// fails stops the list before its `COMMIT`.
+/// fails stops the list before its `COMMIT`. The head the commit left.
 pub(crate) async fn append_then_commit(
     conn: &mut AnyConnection,
     head: (i64, Vec<u8>),
     events: &[AuditEvent],
     now: UnixTime,
     key: &ChainKey,
-) -> Result<(), sqlx::Error> {
+) -> Result<(i64, Vec<u8>), sqlx::Error> {
     let (mut seq, mut prev) = head;
     let count = i64::try_from(events.len()).unwrap_or(i64::MAX);
     let statement = append_commit_sql(events.len());
     let q = sqlx::query(&statement).bind(seq.saturating_add(count));
     let q = bind_entries(q, events, (&mut seq, &mut prev), now, key);
-    q.execute(conn).await.map(|_| ())
+    q.execute(conn).await?;
+    Ok((seq, prev))
 }
 
 /// Binds `events` as consecutive entries after `seq` and `prev` (the last entry's number and
 /// hash, moved past them), each hashed over the one before it.
-fn bind_entries<'q>(
+pub(crate) fn bind_entries<'q>(
     mut q: Query<'q, Any, AnyArguments<'q>>,
     events: &'q [AuditEvent],
     (seq, prev): (&mut i64, &mut Vec<u8>),

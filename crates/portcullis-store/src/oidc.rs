@@ -3,11 +3,13 @@
 //! request, refresh token or proof id.
 
 use async_trait::async_trait;
+use portcullis_core::audit::{AuditEvent, ChainKey};
 use portcullis_core::clock::UnixTime;
 use portcullis_core::oidc::{ClientAuth, IdTokenAlg, OidcClient};
 use portcullis_core::ports::{
-    NewOidcClient, NewOidcCode, NewOidcToken, OidcCodeRow, OidcGrantRow, OidcGrantWrites,
+    GrantUse, NewOidcClient, NewOidcCode, NewOidcToken, OidcCodeRow, OidcGrantRow, OidcGrantWrites,
     OidcStore, OidcTokenRow, OidcWrites, StoreError, StoreResult, StoredRequest, TokenKind,
+    UnitOfWork,
 };
 use portcullis_core::session::SessionPolicy;
 use sqlx::any::AnyArguments;
@@ -143,6 +145,60 @@ macro_rules! use_then_insert {
     };
 }
 
+/// SQLite: a whole exchange in one statement list, and so one hand-off: `BEGIN`, the
+/// chain's head read under the write lock, the use (`$1`, `$2`) only if the head is still
+/// the one this store last left (`$h`: its number, `$h + 1`: its hash), the tokens (from
+/// `$3`) only if the use changed its row, the head's number moved to `$h + 2` only if they
+/// were all inserted (`$n` of them), the audit entry (from `$h + 3`) only if it moved, and
+/// `COMMIT`. A use that lost, or a head another process moved, writes nothing: the last
+/// write's count is 0. Each `changes()` is the count of the statement before (the last to
+/// finish while it runs).
+macro_rules! use_then_commit {
+    ($use:expr, $n:literal, $values:expr, $seq:literal, $hash:literal, $next:literal, $entry:literal) => {
+        crate::tx::begin_then!(concat!(
+            $use,
+            " AND EXISTS (SELECT 1 FROM audit_head WHERE id = 1 AND seq = ",
+            $seq,
+            " AND hash = ",
+            $hash,
+            "); ",
+            token_insert!(),
+            " SELECT * FROM (VALUES ",
+            $values,
+            ") WHERE changes() = 1; UPDATE audit_head SET seq = ",
+            $next,
+            " WHERE id = 1 AND changes() = ",
+            $n,
+            "; INSERT INTO audit_log (seq, at, kind, account_id, actor, client_ip, detail, \
+            prev_hash, hash, key_id) SELECT * FROM (VALUES ",
+            $entry,
+            ") WHERE changes() = 1; COMMIT"
+        ))
+    };
+    ($use:expr, 1) => {
+        use_then_commit!(
+            $use,
+            "1",
+            token_values!(3),
+            "$15",
+            "$16",
+            "$17",
+            "($18, $19, $20, $21, $22, $23, $24, $25, $26, $27)"
+        )
+    };
+    ($use:expr, 2) => {
+        use_then_commit!(
+            $use,
+            "2",
+            concat!(token_values!(3), ", ", token_values!(15)),
+            "$27",
+            "$28",
+            "$29",
+            "($30, $31, $32, $33, $34, $35, $36, $37, $38, $39)"
+        )
+    };
+}
+
 macro_rules! use_code {
     () => {
         "UPDATE oidc_codes SET used_at = $2 WHERE id = $1 AND used_at IS NULL"
@@ -217,6 +273,12 @@ statements! {
     BEGIN_USE_REFRESH_THEN_PAIR: sqlite =
         crate::tx::begin_then!(use_then_insert!(use_refresh!(), token_values!(3), ", ",
             token_values!(15)));
+    /// SQLite: a code's whole exchange, one token or two (see [`use_then_commit!`]).
+    USE_CODE_THEN_COMMIT_TOKEN: sqlite = use_then_commit!(use_code!(), 1);
+    USE_CODE_THEN_COMMIT_PAIR: sqlite = use_then_commit!(use_code!(), 2);
+    /// SQLite: a refresh token's whole rotation, one token or two.
+    USE_REFRESH_THEN_COMMIT_TOKEN: sqlite = use_then_commit!(use_refresh!(), 1);
+    USE_REFRESH_THEN_COMMIT_PAIR: sqlite = use_then_commit!(use_refresh!(), 2);
     REVOKE_FAMILY = "UPDATE oidc_tokens SET revoked_at = $2 WHERE family = $1 AND revoked_at IS NULL";
     REVOKE_CODE_TOKENS = "UPDATE oidc_tokens SET revoked_at = $2 WHERE family IN \
         (SELECT family FROM oidc_tokens WHERE code_id = $1) AND revoked_at IS NULL";
@@ -884,13 +946,13 @@ impl SqlWork {
                 (Use::Refresh(_), 1) => (BEGIN_USE_REFRESH_THEN_TOKEN, USE_REFRESH_THEN_TOKEN),
                 (Use::Refresh(_), _) => (BEGIN_USE_REFRESH_THEN_PAIR, USE_REFRESH_THEN_PAIR),
             };
-            let q = bind_tokens(used.bind(sqlx::query(first), stamp), tokens);
+            let q = bind_tokens(bind_use(&used, sqlx::query(first), stamp), tokens);
             // The list's last statement is the tokens' `INSERT`: it inserted only if the
             // use changed its row.
             if let Some(inserted) = self.begin_with(q).await? {
                 return Ok(inserted > 0);
             }
-            let q = bind_tokens(used.bind(sqlx::query(inside), stamp), tokens);
+            let q = bind_tokens(bind_use(&used, sqlx::query(inside), stamp), tokens);
             let done = q.execute(self.conn().await?).await.map_err(db_err)?;
             return Ok(done.rows_affected() > 0);
         }
@@ -899,8 +961,7 @@ impl SqlWork {
             Use::Code(_) => USE_CODE,
             Use::Refresh(_) => USE_REFRESH,
         };
-        let done = used
-            .bind(sqlx::query(statement), stamp)
+        let done = bind_use(&used, sqlx::query(statement), stamp)
             .execute(&mut *conn)
             .await
             .map_err(db_err)?;
@@ -912,43 +973,90 @@ impl SqlWork {
     }
 }
 
-/// What an exchange uses up: a code (by id) or a refresh token (by hash).
-enum Use<'a> {
-    Code(i64),
-    Refresh(&'a [u8; 32]),
+/// What an exchange uses up.
+type Use<'a> = GrantUse<'a>;
+
+impl SqlWork {
+    /// SQLite, a unit of work that holds nothing yet, when this store knows the chain's
+    /// head: the whole exchange in one hand-off ([`use_then_commit!`]), the tokens and the
+    /// audit entry hashed over the known head. `None` when it cannot be used, or when the
+    /// head had moved (another process appended: nothing was written, and the caller goes
+    /// the usual way); else whether the use changed its row and so committed.
+    async fn use_then_commit_at_once(
+        &mut self,
+        used: Use<'_>,
+        tokens: &[NewOidcToken<'_>],
+        event: &AuditEvent,
+        key: &ChainKey,
+    ) -> StoreResult<Option<bool>> {
+        if self.backend() != Backend::Sqlite
+            || !self.is_fresh()
+            || portcullis_core::webhooks::event_type(event.kind).is_some()
+        {
+            return Ok(None);
+        }
+        let list = match (&used, tokens.len()) {
+            (Use::Code(_), 1) => USE_CODE_THEN_COMMIT_TOKEN,
+            (Use::Code(_), 2) => USE_CODE_THEN_COMMIT_PAIR,
+            (Use::Refresh(_), 1) => USE_REFRESH_THEN_COMMIT_TOKEN,
+            (Use::Refresh(_), 2) => USE_REFRESH_THEN_COMMIT_PAIR,
+            _ => return Ok(None),
+        };
+        let stamp = self.stamp();
+        let now = self.now();
+        crate::tx::audited_at_once(self.pool(), self.gate(), |(seq, hash)| {
+            let q = bind_tokens(bind_use(&used, sqlx::query(list), stamp), tokens)
+                .bind(*seq)
+                .bind(hash.clone())
+                .bind(seq.saturating_add(1));
+            let (mut next, mut prev) = (*seq, hash.clone());
+            let q = crate::audit::bind_entries(
+                q,
+                std::slice::from_ref(event),
+                (&mut next, &mut prev),
+                now,
+                key,
+            );
+            (q, (next, prev))
+        })
+        .await
+    }
 }
 
-impl Use<'_> {
-    /// Binds the use's `$1` (the code or token) and `$2` (now).
-    fn bind<'q>(
-        &self,
-        q: Query<'q, Any, AnyArguments<'q>>,
-        now: i64,
-    ) -> Query<'q, Any, AnyArguments<'q>> {
-        match self {
-            Use::Code(id) => q.bind(*id),
-            Use::Refresh(hash) => q.bind(hash.to_vec()),
-        }
-        .bind(now)
+/// Binds a use's `$1` (the code or token) and `$2` (now).
+fn bind_use<'q>(
+    used: &Use<'_>,
+    q: Query<'q, Any, AnyArguments<'q>>,
+    now: i64,
+) -> Query<'q, Any, AnyArguments<'q>> {
+    match used {
+        Use::Code(id) => q.bind(*id),
+        Use::Refresh(hash) => q.bind(hash.to_vec()),
     }
+    .bind(now)
 }
 
 #[async_trait]
 impl OidcWrites for SqlWork {
-    async fn exchange_oidc_code(
-        &mut self,
-        code_id: i64,
+    async fn use_grant_then_commit(
+        mut self: Box<Self>,
+        used: GrantUse<'_>,
         tokens: &[NewOidcToken<'_>],
+        event: AuditEvent,
+        audit_key: &ChainKey,
     ) -> StoreResult<bool> {
-        self.use_then_store(Use::Code(code_id), tokens).await
-    }
-
-    async fn rotate_oidc_refresh(
-        &mut self,
-        token_hash: &[u8; 32],
-        tokens: &[NewOidcToken<'_>],
-    ) -> StoreResult<bool> {
-        self.use_then_store(Use::Refresh(token_hash), tokens).await
+        if let Some(committed) = self
+            .use_then_commit_at_once(used, tokens, &event, audit_key)
+            .await?
+        {
+            return Ok(committed);
+        }
+        if !self.use_then_store(used, tokens).await? {
+            return Ok(false);
+        }
+        self.audit(event);
+        self.commit(audit_key).await?;
+        Ok(true)
     }
 
     async fn revoke_oidc_family(&mut self, family: &str) -> StoreResult<u64> {

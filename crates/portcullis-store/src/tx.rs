@@ -74,23 +74,54 @@ pub(crate) use begin_then;
 /// How long a SQLite transaction waits for its turn: the connections' `busy_timeout`.
 const GATE_TIMEOUT: Duration = Duration::from_millis(sqlite_busy_timeout_ms!());
 
+/// SQLite: the audit chain's head (sequence number, hash) as this store's last audited
+/// commit left it, or `None` when not known. Only a hint: another process (a CLI command)
+/// may have appended since, which a transaction that relies on it finds out under the
+/// write lock ([`audited_at_once`]).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct KnownHead(Arc<std::sync::Mutex<Option<Head>>>);
+
+/// The audit chain's head: the last entry's sequence number and hash.
+pub(crate) type Head = (i64, Vec<u8>);
+
+impl KnownHead {
+    /// The head as last known.
+    pub(crate) fn get(&self) -> Option<Head> {
+        self.0.lock().ok().and_then(|h| h.clone())
+    }
+
+    /// Records the head a commit left (`None`: forget it).
+    pub(crate) fn set(&self, head: Option<Head>) {
+        if let Ok(mut known) = self.0.lock() {
+            *known = head;
+        }
+    }
+}
+
 /// The queue of one store's SQLite write transactions (nothing on PostgreSQL, whose
-/// writers lock rows, not the database).
+/// writers lock rows, not the database), and the chain's head as its last audited commit
+/// left it.
 #[derive(Clone, Debug)]
-pub(crate) struct WriteGate(Option<Arc<Semaphore>>);
+pub(crate) struct WriteGate {
+    queue: Option<Arc<Semaphore>>,
+    head: KnownHead,
+}
 
 impl WriteGate {
     pub(crate) fn new(backend: Backend) -> Self {
-        match backend {
-            Backend::Sqlite => Self(Some(Arc::new(Semaphore::new(1)))),
-            Backend::Postgres => Self(None),
+        Self {
+            queue: match backend {
+                Backend::Sqlite => Some(Arc::new(Semaphore::new(1))),
+                Backend::Postgres => None,
+            },
+            head: KnownHead::default(),
         }
     }
 
     /// This store's turn at the writer, for a transaction or a single write outside one
     /// (held until dropped; `None` on PostgreSQL).
     pub(crate) async fn turn(&self) -> StoreResult<Option<OwnedSemaphorePermit>> {
-        let Some(queue) = &self.0 else {
+        let Some(queue) = &self.queue else {
             return Ok(None);
         };
         match tokio::time::timeout(GATE_TIMEOUT, queue.clone().acquire_owned()).await {
@@ -120,6 +151,8 @@ pub(crate) struct Tx {
     /// `None` only once the transaction has ended.
     open: Option<Open>,
     turn: Option<OwnedSemaphorePermit>,
+    /// SQLite: where an audited commit records the head it leaves (while the turn is held).
+    known: KnownHead,
 }
 
 impl Tx {
@@ -178,6 +211,7 @@ pub(crate) async fn begin(pool: &Db, backend: Backend, gate: &WriteGate) -> Stor
             Ok(Tx {
                 open: Some(Open::Postgres(pool.pool().begin().await.map_err(db_err)?)),
                 turn,
+                known: gate.head.clone(),
             })
         }
     }
@@ -193,39 +227,96 @@ pub(crate) async fn begin_with<'q>(
     gate: &WriteGate,
     first: Query<'q, Any, AnyArguments<'q>>,
 ) -> StoreResult<(Tx, u64)> {
-    let turn = gate.turn().await?;
-    let conn = pool.acquire().await.map_err(db_err)?;
-    let mut tx = Tx {
-        open: Some(Open::Sqlite { conn, head: None }),
-        turn,
-    };
-    // SQLite reports each statement's count as that of the last INSERT, UPDATE or DELETE to
-    // finish, so `BEGIN` and the head's `SELECT` repeat an earlier statement's: only the
-    // list's last statement, a write, has a count of its own.
-    let (mut head, mut changed) = (None, 0);
-    {
-        // sqlx 0.8 marks a list of statements in one query deprecated on SQLite, its one
-        // driver that runs them (launchbadge/sqlx#3108); the conformance suite prepares and
-        // runs every list this store sends, so an upgrade that drops them fails there.
-        #[allow(deprecated)]
-        let mut results = first.fetch_many(tx.conn()?);
-        while let Some(result) = results.try_next().await.map_err(db_err)? {
-            match result {
-                Either::Left(done) => changed = done.rows_affected(),
-                Either::Right(row) if head.is_none() => {
-                    head = Some((
-                        row.try_get::<i64, _>(0).map_err(db_err)?,
-                        row.try_get::<Vec<u8>, _>(1).map_err(db_err)?,
-                    ));
-                }
-                Either::Right(_) => {}
-            }
-        }
-    }
+    let mut tx = sqlite_tx(pool, gate).await?;
+    let (head, changed) = run_list(tx.conn()?, first).await.map_err(db_err)?;
     if let Some(Open::Sqlite { head: read, .. }) = &mut tx.open {
         *read = head;
     }
     Ok((tx, changed))
+}
+
+/// SQLite: a pooled connection with this store's turn at the writer, for a transaction
+/// that is yet to begin (dropped, it rolls back whatever began).
+async fn sqlite_tx(pool: &Db, gate: &WriteGate) -> StoreResult<Tx> {
+    let turn = gate.turn().await?;
+    let conn = pool.acquire().await.map_err(db_err)?;
+    Ok(Tx {
+        open: Some(Open::Sqlite { conn, head: None }),
+        turn,
+        known: gate.head.clone(),
+    })
+}
+
+/// Runs a statement list that begins with [`begin_then!`]: the chain's head its `SELECT`
+/// read, and the count of the list's last write.
+///
+/// SQLite reports each statement's count as that of the last INSERT, UPDATE or DELETE to
+/// finish, so `BEGIN`, the head's `SELECT` (and a `COMMIT`) repeat an earlier statement's:
+/// the last count is the last write's.
+async fn run_list<'q>(
+    conn: &mut AnyConnection,
+    list: Query<'q, Any, AnyArguments<'q>>,
+) -> Result<(Option<(i64, Vec<u8>)>, u64), sqlx::Error> {
+    let (mut head, mut changed) = (None, 0);
+    // sqlx 0.8 marks a list of statements in one query deprecated on SQLite, its one
+    // driver that runs them (launchbadge/sqlx#3108); the conformance suite prepares and
+    // runs every list this store sends, so an upgrade that drops them fails there.
+    #[allow(deprecated)]
+    let mut results = list.fetch_many(conn);
+    while let Some(result) = results.try_next().await? {
+        match result {
+            Either::Left(done) => changed = done.rows_affected(),
+            Either::Right(row) if head.is_none() => {
+                head = Some((row.try_get::<i64, _>(0)?, row.try_get::<Vec<u8>, _>(1)?));
+            }
+            Either::Right(_) => {}
+        }
+    }
+    Ok((head, changed))
+}
+
+/// SQLite: a whole audited transaction in one hand-off, when this store knows the chain's
+/// head. Once it has its turn at the writer (so no writer of this store moves the head
+/// meanwhile), `build` gets the head and makes the list, which begins with [`begin_then!`],
+/// makes its writes and appends over that head only if the head is still it (another
+/// process may have appended), and ends with `COMMIT`; `build` also answers the head the
+/// list leaves when its last write (the audit entry's `INSERT`) changed a row.
+///
+/// `None` when the head is not known, or had moved (nothing written; it is recorded as
+/// read, for the next writer); else whether the last write changed a row. The head left is
+/// recorded before the turn ends. A statement that fails stops the list before its
+/// `COMMIT` (an error, `Unavailable` as a failed commit is), and the transaction rolls back
+/// as it drops.
+pub(crate) async fn audited_at_once<'q>(
+    pool: &Db,
+    gate: &WriteGate,
+    build: impl FnOnce(&Head) -> (Query<'q, Any, AnyArguments<'q>>, Head),
+) -> StoreResult<Option<bool>> {
+    let turn = gate.turn().await?;
+    let Some(known) = gate.head.get() else {
+        return Ok(None);
+    };
+    let (list, left) = build(&known);
+    let conn = pool.acquire().await.map_err(db_err)?;
+    let mut tx = Tx {
+        open: Some(Open::Sqlite { conn, head: None }),
+        turn,
+        known: gate.head.clone(),
+    };
+    let (read, changed) = run_list(tx.conn()?, list)
+        .await
+        .map_err(crate::health::failed_commit)?;
+    // Committed by the list: the connection goes back to the pool without a rollback, then
+    // the writer's turn ends as `tx` drops, after the head is recorded.
+    tx.open = None;
+    if read.as_ref() != Some(&known) {
+        tx.known.set(read);
+        return Ok(None);
+    }
+    if changed == 1 {
+        tx.known.set(Some(left));
+    }
+    Ok(Some(changed == 1))
 }
 
 /// Commits `tx`: the one COMMIT of the store. A failed commit (disk full, I/O error, a
@@ -268,18 +359,22 @@ pub(crate) async fn commit_audited(
             head: Some(head), ..
         }) if events.len() <= crate::audit::APPEND_CHUNK => {
             let head = head.clone();
-            crate::audit::append_then_commit(tx.conn()?, head, events, now, key)
+            let left = crate::audit::append_then_commit(tx.conn()?, head, events, now, key)
                 .await
                 .map_err(crate::health::failed_commit)?;
             // Committed by the list: the connection goes back to the pool without a
-            // rollback, then the writer's turn ends as `tx` drops.
+            // rollback, then the writer's turn ends as `tx` drops (after the head it left
+            // is recorded).
             tx.open = None;
+            tx.known.set(Some(left));
             return Ok(());
         }
         Some(Open::Sqlite { .. }) => Backend::Sqlite,
         Some(Open::Postgres(_)) => Backend::Postgres,
         None => return Err(StoreError::Internal("the transaction has ended".into())),
     };
+    // The head moves by more than one list: forgotten, read again at the next BEGIN.
+    tx.known.set(None);
     crate::audit::append(tx.conn()?, backend, events, now, key).await?;
     commit(tx).await
 }

@@ -91,6 +91,21 @@ impl SqlWork {
     pub(crate) fn stamp(&self) -> i64 {
         self.now.0
     }
+
+    /// Nothing done or queued yet: no transaction, no message, no audit event.
+    pub(crate) fn is_fresh(&self) -> bool {
+        self.tx.is_none() && self.outgoing.is_empty() && self.events.is_empty()
+    }
+
+    /// The pool the unit of work's transaction runs on.
+    pub(crate) fn pool(&self) -> &Db {
+        &self.pool
+    }
+
+    /// This store's writer queue (and the chain's head as last known).
+    pub(crate) fn gate(&self) -> &WriteGate {
+        &self.gate
+    }
 }
 
 #[async_trait]

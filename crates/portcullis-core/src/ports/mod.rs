@@ -54,7 +54,7 @@ pub use factors::{FactorKind, FactorReads, FactorRow, FactorWrites, NewFactor};
 pub use keys::{SealedColumn, SealedValue, SealedValues};
 pub use lockout::{Counter, LockWrites};
 pub use oidc::{
-    NewOidcClient, NewOidcCode, NewOidcToken, OidcCodeRow, OidcGrantRow, OidcGrantWrites,
+    GrantUse, NewOidcClient, NewOidcCode, NewOidcToken, OidcCodeRow, OidcGrantRow, OidcGrantWrites,
     OidcStore, OidcTokenRow, OidcWrites, StoredRequest, TokenKind,
 };
 pub use oidc_clients::{OidcClientRow, OidcClientWrites};

@@ -6,6 +6,7 @@
 
 use async_trait::async_trait;
 
+use crate::audit::{AuditEvent, ChainKey};
 use crate::clock::UnixTime;
 use crate::oidc::OidcClient;
 use crate::session::SessionPolicy;
@@ -75,6 +76,15 @@ impl TokenKind {
             TokenKind::Refresh => "refresh",
         }
     }
+}
+
+/// What an exchange at the token endpoint uses up.
+#[derive(Clone, Copy, Debug)]
+pub enum GrantUse<'a> {
+    /// An unused code, by id.
+    Code(i64),
+    /// An unused, unrevoked refresh token, by hash.
+    Refresh(&'a [u8; 32]),
 }
 
 /// A token to store.
@@ -252,19 +262,18 @@ pub trait OidcStore: Send + Sync {
 /// event that reports each goes in the same transaction). Each stamps `now` of the work.
 #[async_trait]
 pub trait OidcWrites: Send {
-    /// Marks the code used (a conditional `UPDATE`) and stores the tokens it issues.
-    /// `false` (nothing stored; drop the work) when it had been used already.
-    async fn exchange_oidc_code(
-        &mut self,
-        code_id: i64,
+    /// An exchange at the token endpoint, to its end: marks the code or refresh token used
+    /// (a conditional `UPDATE`), stores the tokens it issues, appends `event` and commits
+    /// the unit of work with anything else it holds, as `UnitOfWork::commit` does (keyed
+    /// by `audit_key`). `true` once committed; `false`, with nothing committed, when the
+    /// use changed no row (used, or a refresh token revoked, since it was read). The store
+    /// may make it one round trip.
+    async fn use_grant_then_commit(
+        self: Box<Self>,
+        used: GrantUse<'_>,
         tokens: &[NewOidcToken<'_>],
-    ) -> StoreResult<bool>;
-    /// Marks an unused, unrevoked refresh token used and stores the tokens that replace it.
-    /// `false` (nothing stored; drop the work) when it was used or revoked.
-    async fn rotate_oidc_refresh(
-        &mut self,
-        token_hash: &[u8; 32],
-        tokens: &[NewOidcToken<'_>],
+        event: AuditEvent,
+        audit_key: &ChainKey,
     ) -> StoreResult<bool>;
     /// Revokes every token of a grant; how many.
     async fn revoke_oidc_family(&mut self, family: &str) -> StoreResult<u64>;

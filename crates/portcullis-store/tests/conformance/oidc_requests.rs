@@ -5,15 +5,17 @@
 
 use std::sync::Arc;
 
+use portcullis_core::audit::{AuditEvent, AuditKind};
 use portcullis_core::ids::AccountType;
 use portcullis_core::oidc::{ClientAuth, IdTokenAlg, OidcClient};
 use portcullis_core::ports::{
-    NewOidcCode, NewOidcToken, NewSession, OidcStore, StoredRequest, TokenKind, Transactions,
+    GrantUse, NewOidcCode, NewOidcToken, NewSession, OidcStore, StoredRequest, TokenKind,
+    Transactions,
 };
 use portcullis_core::session::SessionPolicy;
 use portcullis_testkit::{both, Backend};
 
-use crate::support::{account, commit, store, T};
+use crate::support::{account, commit, keys, store, T};
 
 fn client(id: &str) -> OidcClient {
     OidcClient {
@@ -281,9 +283,12 @@ async fn token_with_client(backend: Backend) {
         now: T,
         expires_at: T.plus_secs(600),
     };
-    let mut w = s.begin(T);
-    assert!(w.exchange_oidc_code(code_id, &[token]).await.unwrap());
-    commit(w).await;
+    let event = AuditEvent::new(AuditKind::OidcTokenIssued, Some(account_id));
+    assert!(s
+        .begin(T)
+        .use_grant_then_commit(GrantUse::Code(code_id), &[token], event, &keys().into())
+        .await
+        .unwrap());
     let policy = SessionPolicy::default();
     let (client, token) = s
         .oidc_client_and_token("rp", &[7; 32], policy, T.plus_secs(10))

@@ -13,7 +13,7 @@ use crate::ids::AccountType;
 use crate::oidc::{
     amr, ClientAuth, OidcClient, OidcError, ACCESS_TTL_SECS, ID_TOKEN_TTL_SECS, REFRESH_TTL_SECS,
 };
-use crate::ports::{NewOidcToken, OidcCodeRow, OidcTokenRow, TokenKind};
+use crate::ports::{GrantUse, NewOidcToken, OidcCodeRow, OidcTokenRow, TokenKind};
 use crate::service::Portcullis;
 
 use super::authorize::IssuedFor;
@@ -115,18 +115,16 @@ impl Minted {
     }
 }
 
-/// An audit event about a grant's tokens.
+/// The audit event of tokens issued for a grant: its scope and how they are bound.
 fn grant_event(kind: AuditKind, g: &Grant<'_>) -> AuditEvent {
-    AuditEvent::new(kind, Some(g.account_id)).actor(client_actor(&g.client.client_id))
-}
-
-/// How the grant's tokens are bound, for the audit detail.
-fn token_kind(g: &Grant<'_>) -> &'static str {
-    if g.jkt.is_some() {
+    let bound = if g.jkt.is_some() {
         "DPoP-bound"
     } else {
         "bearer"
-    }
+    };
+    AuditEvent::new(kind, Some(g.account_id))
+        .actor(client_actor(&g.client.client_id))
+        .detail(format!("scope {}; {bound}", g.scope))
 }
 
 fn verifier_ok(v: &str) -> bool {
@@ -268,20 +266,15 @@ impl Portcullis {
         let id_token = self.id_token(&grant, req.nonce.as_deref(), (&amr, account_type), now)?;
         let minted = Minted::new(&grant);
         let tokens = minted.rows(&grant, now);
-        let mut work = self.begin(now);
-        if !work.exchange_oidc_code(row.id, &tokens).await? {
+        let issued = grant_event(AuditKind::OidcTokenIssued, &grant);
+        if !self
+            .begin(now)
+            .use_grant_then_commit(GrantUse::Code(row.id), &tokens, issued)
+            .await?
+        {
             // Another exchange of the same code won the race: a replay.
-            drop(work);
             return Err(self.code_replayed(&row, client, now).await);
         }
-        work.audit(
-            grant_event(AuditKind::OidcTokenIssued, &grant).detail(format!(
-                "scope {}; {}",
-                grant.scope,
-                token_kind(&grant)
-            )),
-        );
-        work.commit().await?;
         let mut response = minted.response(&grant);
         response.id_token = Some(id_token);
         Ok(response)
@@ -363,18 +356,12 @@ impl Portcullis {
         };
         let minted = Minted::new(&grant);
         let tokens = minted.rows(&grant, now);
-        let mut work = self.begin(now);
-        if work.rotate_oidc_refresh(&hash, &tokens).await? {
-            work.audit(
-                grant_event(AuditKind::OidcRefreshRotated, &grant).detail(format!(
-                    "scope {}; {}",
-                    grant.scope,
-                    token_kind(&grant)
-                )),
-            );
-            work.commit().await?;
-        } else {
-            drop(work);
+        let rotated = grant_event(AuditKind::OidcRefreshRotated, &grant);
+        if !self
+            .begin(now)
+            .use_grant_then_commit(GrantUse::Refresh(&hash), &tokens, rotated)
+            .await?
+        {
             // Used (or revoked) by a concurrent call since it was read.
             let again = self.ports.oidc.oidc_token(&hash).await?;
             if again.as_ref().is_some_and(|r| r.used_at.is_some()) {
