@@ -344,6 +344,17 @@ impl Portcullis {
         Ok(consumed)
     }
 
+    /// After a unit of work committed: wakes the delivery worker for its messages and
+    /// counts its events.
+    fn committed(&self, done: Committed, counted: Vec<CountedEvent>) {
+        if done.messages > 0 {
+            self.notifier.queued(done.messages);
+        }
+        for event in counted {
+            self.counters.record(event);
+        }
+    }
+
     /// Records an event that comes with no state change (a refused attempt, a failed check,
     /// a look at an account) in a unit of work of its own. The answer is already decided by
     /// then, so a failure to write it is logged loudly, not returned.
@@ -379,18 +390,13 @@ impl Work<'_> {
     pub(crate) async fn commit(self) -> Result<Committed, ServiceError> {
         let Work { uow, app, counted } = self;
         let done = uow.commit(&app.audit_keys.current()).await?;
-        if done.messages > 0 {
-            app.notifier.queued(done.messages);
-        }
-        for event in counted {
-            app.counters.record(event);
-        }
+        app.committed(done, counted);
         Ok(done)
     }
 
-    /// An exchange at the token endpoint, to its end ([`crate::ports::OidcWrites::use_grant_then_commit`]):
-    /// `false`, nothing committed, when the code or refresh token was used since it was
-    /// read. The unit of work holds no messages, so no delivery worker is woken.
+    /// An exchange at the token endpoint, to its end ([`crate::ports::OidcWrites::use_grant_then_commit`]),
+    /// then what [`Work::commit`] does after a commit: `false`, nothing committed, when the
+    /// code or refresh token was used since it was read.
     pub(crate) async fn use_grant_then_commit(
         self,
         used: GrantUse<'_>,
@@ -399,12 +405,10 @@ impl Work<'_> {
     ) -> Result<bool, ServiceError> {
         let Work { uow, app, counted } = self;
         let key = app.audit_keys.current();
-        if !uow.use_grant_then_commit(used, tokens, event, &key).await? {
+        let Some(done) = uow.use_grant_then_commit(used, tokens, event, &key).await? else {
             return Ok(false);
-        }
-        for event in counted {
-            app.counters.record(event);
-        }
+        };
+        app.committed(done, counted);
         Ok(true)
     }
 }

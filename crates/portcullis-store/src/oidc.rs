@@ -7,9 +7,9 @@ use portcullis_core::audit::{AuditEvent, ChainKey};
 use portcullis_core::clock::UnixTime;
 use portcullis_core::oidc::{ClientAuth, IdTokenAlg, OidcClient};
 use portcullis_core::ports::{
-    GrantUse, NewOidcClient, NewOidcCode, NewOidcToken, OidcCodeRow, OidcGrantRow, OidcGrantWrites,
-    OidcStore, OidcTokenRow, OidcWrites, StoreError, StoreResult, StoredRequest, TokenKind,
-    UnitOfWork,
+    Committed, GrantUse, NewOidcClient, NewOidcCode, NewOidcToken, OidcCodeRow, OidcGrantRow,
+    OidcGrantWrites, OidcStore, OidcTokenRow, OidcWrites, StoreError, StoreResult, StoredRequest,
+    TokenKind, UnitOfWork,
 };
 use portcullis_core::session::SessionPolicy;
 use sqlx::any::AnyArguments;
@@ -934,17 +934,17 @@ impl SqlWork {
     /// it issued. `false`, nothing stored, when the `UPDATE` changed nothing.
     async fn use_then_store(
         &mut self,
-        used: Use<'_>,
+        used: GrantUse<'_>,
         tokens: &[NewOidcToken<'_>],
     ) -> StoreResult<bool> {
         let stamp = self.stamp();
         if self.backend() == Backend::Sqlite && matches!(tokens.len(), 1 | 2) {
             // The unit's first statements begin its transaction in the same hand-off.
             let (first, inside) = match (&used, tokens.len()) {
-                (Use::Code(_), 1) => (BEGIN_USE_CODE_THEN_TOKEN, USE_CODE_THEN_TOKEN),
-                (Use::Code(_), _) => (BEGIN_USE_CODE_THEN_PAIR, USE_CODE_THEN_PAIR),
-                (Use::Refresh(_), 1) => (BEGIN_USE_REFRESH_THEN_TOKEN, USE_REFRESH_THEN_TOKEN),
-                (Use::Refresh(_), _) => (BEGIN_USE_REFRESH_THEN_PAIR, USE_REFRESH_THEN_PAIR),
+                (GrantUse::Code(_), 1) => (BEGIN_USE_CODE_THEN_TOKEN, USE_CODE_THEN_TOKEN),
+                (GrantUse::Code(_), _) => (BEGIN_USE_CODE_THEN_PAIR, USE_CODE_THEN_PAIR),
+                (GrantUse::Refresh(_), 1) => (BEGIN_USE_REFRESH_THEN_TOKEN, USE_REFRESH_THEN_TOKEN),
+                (GrantUse::Refresh(_), _) => (BEGIN_USE_REFRESH_THEN_PAIR, USE_REFRESH_THEN_PAIR),
             };
             let q = bind_tokens(bind_use(&used, sqlx::query(first), stamp), tokens);
             // The list's last statement is the tokens' `INSERT`: it inserted only if the
@@ -958,8 +958,8 @@ impl SqlWork {
         }
         let conn = self.conn().await?;
         let statement = match &used {
-            Use::Code(_) => USE_CODE,
-            Use::Refresh(_) => USE_REFRESH,
+            GrantUse::Code(_) => USE_CODE,
+            GrantUse::Refresh(_) => USE_REFRESH,
         };
         let done = bind_use(&used, sqlx::query(statement), stamp)
             .execute(&mut *conn)
@@ -973,9 +973,6 @@ impl SqlWork {
     }
 }
 
-/// What an exchange uses up.
-type Use<'a> = GrantUse<'a>;
-
 impl SqlWork {
     /// SQLite, a unit of work that holds nothing yet, when this store knows the chain's
     /// head: the whole exchange in one hand-off ([`use_then_commit!`]), the tokens and the
@@ -984,7 +981,7 @@ impl SqlWork {
     /// the usual way); else whether the use changed its row and so committed.
     async fn use_then_commit_at_once(
         &mut self,
-        used: Use<'_>,
+        used: GrantUse<'_>,
         tokens: &[NewOidcToken<'_>],
         event: &AuditEvent,
         key: &ChainKey,
@@ -996,10 +993,10 @@ impl SqlWork {
             return Ok(None);
         }
         let list = match (&used, tokens.len()) {
-            (Use::Code(_), 1) => USE_CODE_THEN_COMMIT_TOKEN,
-            (Use::Code(_), 2) => USE_CODE_THEN_COMMIT_PAIR,
-            (Use::Refresh(_), 1) => USE_REFRESH_THEN_COMMIT_TOKEN,
-            (Use::Refresh(_), 2) => USE_REFRESH_THEN_COMMIT_PAIR,
+            (GrantUse::Code(_), 1) => USE_CODE_THEN_COMMIT_TOKEN,
+            (GrantUse::Code(_), 2) => USE_CODE_THEN_COMMIT_PAIR,
+            (GrantUse::Refresh(_), 1) => USE_REFRESH_THEN_COMMIT_TOKEN,
+            (GrantUse::Refresh(_), 2) => USE_REFRESH_THEN_COMMIT_PAIR,
             _ => return Ok(None),
         };
         let stamp = self.stamp();
@@ -1025,13 +1022,13 @@ impl SqlWork {
 
 /// Binds a use's `$1` (the code or token) and `$2` (now).
 fn bind_use<'q>(
-    used: &Use<'_>,
+    used: &GrantUse<'_>,
     q: Query<'q, Any, AnyArguments<'q>>,
     now: i64,
 ) -> Query<'q, Any, AnyArguments<'q>> {
     match used {
-        Use::Code(id) => q.bind(*id),
-        Use::Refresh(hash) => q.bind(hash.to_vec()),
+        GrantUse::Code(id) => q.bind(*id),
+        GrantUse::Refresh(hash) => q.bind(hash.to_vec()),
     }
     .bind(now)
 }
@@ -1044,19 +1041,22 @@ impl OidcWrites for SqlWork {
         tokens: &[NewOidcToken<'_>],
         event: AuditEvent,
         audit_key: &ChainKey,
-    ) -> StoreResult<bool> {
+    ) -> StoreResult<Option<Committed>> {
         if let Some(committed) = self
             .use_then_commit_at_once(used, tokens, &event, audit_key)
             .await?
         {
-            return Ok(committed);
+            // The list writes no outbox row and one audit entry.
+            return Ok(committed.then_some(Committed {
+                messages: 0,
+                audited: 1,
+            }));
         }
         if !self.use_then_store(used, tokens).await? {
-            return Ok(false);
+            return Ok(None);
         }
         self.audit(event);
-        self.commit(audit_key).await?;
-        Ok(true)
+        Ok(Some(self.commit(audit_key).await?))
     }
 
     async fn revoke_oidc_family(&mut self, family: &str) -> StoreResult<u64> {

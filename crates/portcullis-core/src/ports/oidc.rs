@@ -265,16 +265,16 @@ pub trait OidcWrites: Send {
     /// An exchange at the token endpoint, to its end: marks the code or refresh token used
     /// (a conditional `UPDATE`), stores the tokens it issues, appends `event` and commits
     /// the unit of work with anything else it holds, as `UnitOfWork::commit` does (keyed
-    /// by `audit_key`). `true` once committed; `false`, with nothing committed, when the
-    /// use changed no row (used, or a refresh token revoked, since it was read). The store
-    /// may make it one round trip.
+    /// by `audit_key`): what it committed; `None`, with nothing committed, when the use
+    /// changed no row (used, or a refresh token revoked, since it was read). The store may
+    /// make it one round trip.
     async fn use_grant_then_commit(
         self: Box<Self>,
         used: GrantUse<'_>,
         tokens: &[NewOidcToken<'_>],
         event: AuditEvent,
         audit_key: &ChainKey,
-    ) -> StoreResult<bool>;
+    ) -> StoreResult<Option<super::Committed>>;
     /// Revokes every token of a grant; how many.
     async fn revoke_oidc_family(&mut self, family: &str) -> StoreResult<u64>;
     /// Revokes every token issued from a code (a replayed code); how many.

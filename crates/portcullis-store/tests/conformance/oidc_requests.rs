@@ -288,7 +288,8 @@ async fn token_with_client(backend: Backend) {
         .begin(T)
         .use_grant_then_commit(GrantUse::Code(code_id), &[token], event, &keys().into())
         .await
-        .unwrap());
+        .unwrap()
+        .is_some());
     let policy = SessionPolicy::default();
     let (client, token) = s
         .oidc_client_and_token("rp", &[7; 32], policy, T.plus_secs(10))
