@@ -21,6 +21,7 @@ mod audit;
 mod card_guard;
 mod card_lifecycle;
 mod claims;
+mod committed;
 mod devices;
 mod factors;
 mod keys;
@@ -49,6 +50,7 @@ pub use audit::AuditReads;
 pub use card_guard::{CardGuardClaims, CardGuardWrites};
 pub use card_lifecycle::RegistryWrites;
 pub use claims::{Claims, CodeAttempt, SweepCutoffs, Swept};
+pub use committed::Committed;
 pub use devices::{DeviceReads, DeviceRow, DeviceWrites};
 pub use factors::{FactorKind, FactorReads, FactorRow, FactorWrites, NewFactor};
 pub use keys::{SealedColumn, SealedValue, SealedValues};
@@ -75,7 +77,7 @@ pub use steps::{CodeWrites, IdempotencyKeep, KeptAnswer, NewCode, StepReads, Ste
 pub use webhooks::{
     WebhookDelivery, WebhookStats, WebhookStore, WebhookSubscription, WebhookWrites,
 };
-pub use work::{Committed, Transactions, UnitOfWork};
+pub use work::{Transactions, UnitOfWork};
 
 use async_trait::async_trait;
 

@@ -274,7 +274,7 @@ pub trait OidcWrites: Send {
         tokens: &[NewOidcToken<'_>],
         event: AuditEvent,
         audit_key: &ChainKey,
-    ) -> StoreResult<Option<super::Committed>>;
+    ) -> StoreResult<Option<super::committed::Committed>>;
     /// Revokes every token of a grant; how many.
     async fn revoke_oidc_family(&mut self, family: &str) -> StoreResult<u64>;
     /// Revokes every token issued from a code (a replayed code); how many.

@@ -4,8 +4,8 @@
 use async_trait::async_trait;
 
 use super::accounts::AccountRow;
+use super::committed::Committed;
 use super::outbox::Outgoing;
-use super::work::Committed;
 use super::StoreResult;
 use crate::audit::AuditEvent;
 use crate::clock::UnixTime;

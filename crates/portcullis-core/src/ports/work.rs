@@ -27,6 +27,7 @@ use super::accounts::AccountWrites;
 use super::admin::AdminTokenWrites;
 use super::card_guard::CardGuardWrites;
 use super::card_lifecycle::RegistryWrites;
+use super::committed::Committed;
 use super::devices::DeviceWrites;
 use super::factors::FactorWrites;
 use super::lockout::LockWrites;
@@ -41,15 +42,6 @@ use super::webhooks::WebhookWrites;
 use super::StoreResult;
 use crate::audit::AuditEvent;
 use crate::clock::UnixTime;
-
-/// What a commit wrote besides the state change.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Committed {
-    /// Outbox rows (the delivery worker is woken when there are any).
-    pub messages: usize,
-    /// Audit entries appended to the chain.
-    pub audited: usize,
-}
 
 /// One use case's state change, in one database transaction.
 #[async_trait]
