@@ -9,6 +9,7 @@
 
 mod accounts_import;
 mod backup;
+mod binary;
 mod card_guard;
 mod card_unpause;
 mod cards;

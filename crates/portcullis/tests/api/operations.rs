@@ -1,43 +1,16 @@
 //! Operating it (issue 18), through the real binary: the demo as a newcomer first sees it,
-//! text logs on request, production mode's refusals, `validate-config`, and traces. (The
-//! backup under load is in `backup.rs`.)
+//! text logs on request, production mode's refusals and `validate-config`. (The backup under
+//! load is in `backup.rs`; traces are in `tests/otel.rs`.)
 
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_portcullis")
-}
-
-/// The binary as a newcomer runs it: in `dir`, with none of the caller's `PORTCULLIS_*`
-/// settings or `RUST_LOG`.
-pub(crate) fn clean(dir: &Path) -> std::process::Command {
-    let mut cmd = std::process::Command::new(bin());
-    for (name, _) in std::env::vars_os() {
-        let name = name.to_string_lossy();
-        if name.starts_with("PORTCULLIS_") || name == "RUST_LOG" {
-            cmd.env_remove(name.as_ref());
-        }
-    }
-    // Tests run side by side: each takes a free management port (as each passes
-    // `--listen 127.0.0.1:0`) instead of the default 127.0.0.1:9464.
-    cmd.env("PORTCULLIS_MANAGEMENT_LISTEN", "127.0.0.1:0");
-    cmd.current_dir(dir);
-    cmd
-}
-
-pub(crate) fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(20))
-        .build()
-        .unwrap()
-}
+use crate::binary::{base_of, terminate, wait_for};
+pub(crate) use crate::binary::{clean, client};
 
 pub(crate) async fn post(c: &reqwest::Client, url: String, body: Value) -> (u16, Value) {
     let res = c.post(url).json(&body).send().await.unwrap();
@@ -81,30 +54,6 @@ pub(crate) fn parse_card(line: &str) -> Option<PrintedCard> {
         verification,
         holder,
     })
-}
-
-#[allow(clippy::disallowed_methods)] // test support: polls the child's output
-fn wait_for(path: &Path, what: &str, done: impl Fn(&str) -> bool, err: &Path) -> String {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let text = std::fs::read_to_string(path).unwrap_or_default();
-        if done(&text) {
-            return text;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what} did not appear:\n{text}\n{}",
-            std::fs::read_to_string(err).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn terminate(child: &mut std::process::Child) -> std::process::ExitStatus {
-    let _ = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    child.wait().unwrap()
 }
 
 /// The signed-in session of a just-registered account: a device the account has not seen
@@ -194,12 +143,7 @@ async fn demo_first_start_is_clean_with_passkeys_and_every_account_type() {
         },
         &err,
     );
-    let base = banner
-        .lines()
-        .find_map(|l| l.strip_prefix("Portcullis is running at "))
-        .unwrap()
-        .trim_end_matches('/')
-        .to_owned();
+    let base = base_of(&banner);
     assert!(
         base.starts_with("http://localhost:"),
         "the demo's address is a host name: {base}"
@@ -300,12 +244,7 @@ async fn log_format_text_writes_readable_lines() {
         .spawn()
         .unwrap();
     let banner = wait_for(&out, "the address", |t| t.contains("running at"), &err);
-    let base = banner
-        .lines()
-        .find_map(|l| l.strip_prefix("Portcullis is running at "))
-        .unwrap()
-        .trim_end_matches('/')
-        .to_owned();
+    let base = base_of(&banner);
     // Serving (so SIGTERM is a graceful stop, not the default kill).
     let res = client().get(format!("{base}/readyz")).send().await.unwrap();
     assert_eq!(res.status(), 200);
@@ -400,12 +339,7 @@ async fn production_mode_refuses_plain_http_on_a_public_address_and_demo_setting
         .spawn()
         .unwrap();
     let banner = wait_for(&out, "the address", |t| t.contains("running at"), &err);
-    let base = banner
-        .lines()
-        .find_map(|l| l.strip_prefix("Portcullis is running at "))
-        .unwrap()
-        .trim_end_matches('/')
-        .to_owned();
+    let base = base_of(&banner);
     assert!(base.starts_with("http://127.0.0.1:"), "{base}");
     let res = client().get(format!("{base}/readyz")).send().await.unwrap();
     assert_eq!(res.status(), 200);
@@ -464,77 +398,4 @@ async fn validate_config_lists_every_problem_before_a_restart() {
         !dir.path().join("portcullis-data").exists(),
         "nothing created"
     );
-}
-
-/// OpenTelemetry: a build with the `otel` feature sends each request's span to the OTLP
-/// endpoint (here a fake collector on loopback); a build without it refuses a configuration
-/// that asks for traces instead of ignoring it. CI runs this test both ways.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn traces_go_to_the_otlp_endpoint_only_from_a_build_with_otel() {
-    type Seen = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
-    let seen: Seen = Arc::default();
-    let collector = axum::Router::new()
-        .route(
-            "/v1/traces",
-            axum::routing::post(
-                |axum::extract::State(seen): axum::extract::State<Seen>,
-                 headers: axum::http::HeaderMap,
-                 body: axum::body::Bytes| async move {
-                    let kind = headers
-                        .get("content-type")
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or("")
-                        .to_owned();
-                    seen.lock().unwrap().push((kind, body.to_vec()));
-                    axum::http::StatusCode::OK
-                },
-            ),
-        )
-        .with_state(seen.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let endpoint = format!("http://{}/v1/traces", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, collector).await });
-
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("stdout.log");
-    let err = dir.path().join("stderr.log");
-    let mut child = clean(dir.path())
-        .args(["serve", "--demo", "--listen", "127.0.0.1:0"])
-        .env("PORTCULLIS_TELEMETRY_OTLP_ENDPOINT", &endpoint)
-        .stdout(std::fs::File::create(&out).unwrap())
-        .stderr(std::fs::File::create(&err).unwrap())
-        .spawn()
-        .unwrap();
-    if !cfg!(feature = "otel") {
-        let status = child.wait().unwrap();
-        let stderr = std::fs::read_to_string(&err).unwrap();
-        assert_eq!(status.code(), Some(1), "{stderr}");
-        assert!(stderr.contains("no OpenTelemetry support"), "{stderr}");
-        return;
-    }
-    let banner = wait_for(&out, "the address", |t| t.contains("running at"), &err);
-    let base = banner
-        .lines()
-        .find_map(|l| l.strip_prefix("Portcullis is running at "))
-        .unwrap()
-        .trim_end_matches('/')
-        .to_owned();
-    let res = client()
-        .get(format!("{base}/api/v1/status"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
-    // Stopping flushes the spans still buffered.
-    assert!(terminate(&mut child).success());
-    let seen = seen.lock().unwrap();
-    assert!(!seen.is_empty(), "no spans reached the collector");
-    assert!(seen
-        .iter()
-        .all(|(kind, _)| kind == "application/x-protobuf"));
-    let all: Vec<u8> = seen.iter().flat_map(|(_, b)| b.clone()).collect();
-    let has = |needle: &[u8]| all.windows(needle.len()).any(|w| w == needle);
-    assert!(has(b"portcullis"), "the service name");
-    assert!(has(b"request"), "the request span");
-    assert!(has(b"/api/v1/status"), "the request's path");
 }
