@@ -73,8 +73,8 @@ pub use error::db_err;
 pub use health::SessionTimeouts;
 pub use ops::is_contracting;
 pub use ops::{
-    check_sqlite_file, restrict_to_owner, sqlite_file_in_use, sync_dir, FileCheck, Holdings,
-    PoolUsage, SchemaStatus,
+    check_sqlite_file, restrict_to_owner, sqlite_file_in_use, sync_dir, FileCheck, GrantUses,
+    Holdings, PoolUsage, SchemaStatus,
 };
 pub use registry::IMPORT_BATCH;
 pub use work::SqlWork;

@@ -1042,10 +1042,12 @@ impl OidcWrites for SqlWork {
         event: AuditEvent,
         audit_key: &ChainKey,
     ) -> StoreResult<Option<Committed>> {
-        if let Some(committed) = self
+        let at_once = self
             .use_then_commit_at_once(used, tokens, &event, audit_key)
-            .await?
-        {
+            .await?;
+        let way = &self.gate().grant_uses[usize::from(at_once.is_none())];
+        way.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if let Some(committed) = at_once {
             // The list writes no outbox row and one audit entry.
             return Ok(committed.then_some(Committed {
                 messages: 0,

@@ -179,6 +179,17 @@ pub struct PoolUsage {
     pub max: u32,
 }
 
+/// The codes and refresh tokens the token endpoint presented to this store for use (won or
+/// lost), by how each was written: `one_list`, on SQLite, the use, its tokens and its audit
+/// entry sent as one statement list (one hand-off; `tx::audited_at_once`); `unit_of_work`, the
+/// usual transaction (PostgreSQL always; on SQLite when this store does not know the audit
+/// chain's head, or another process has appended to it since).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GrantUses {
+    pub one_list: u64,
+    pub unit_of_work: u64,
+}
+
 /// The result of checking a SQLite file on its own (a backup before it is restored).
 #[derive(Clone, Debug)]
 pub struct FileCheck {
@@ -486,6 +497,15 @@ impl SqlStore {
         std::fs::rename(&partial, path).map_err(io)?;
         sync_dir(path);
         Ok(())
+    }
+
+    /// The token endpoint's uses so far, by how they were written, for `/metrics`.
+    pub fn grant_uses(&self) -> GrantUses {
+        let [one_list, unit_of_work] = &*self.gate.grant_uses;
+        GrantUses {
+            one_list: one_list.load(std::sync::atomic::Ordering::Relaxed),
+            unit_of_work: unit_of_work.load(std::sync::atomic::Ordering::Relaxed),
+        }
     }
 
     /// The connection pool's use, for `/metrics`.

@@ -105,6 +105,9 @@ impl KnownHead {
 pub(crate) struct WriteGate {
     queue: Option<Arc<Semaphore>>,
     head: KnownHead,
+    /// The token endpoint's uses written, by way: one statement list, or a unit of work
+    /// ([`crate::ops::GrantUses`]).
+    pub(crate) grant_uses: Arc<[std::sync::atomic::AtomicU64; 2]>,
 }
 
 impl WriteGate {
@@ -115,6 +118,7 @@ impl WriteGate {
                 Backend::Postgres => None,
             },
             head: KnownHead::default(),
+            grant_uses: Arc::default(),
         }
     }
 

@@ -42,8 +42,21 @@ struct Histogram {
     classes: [u64; STATUS_CLASSES.len()],
 }
 
-/// The connection pool's use as the store reports it: (open, idle, max).
-pub type PoolSource = Box<dyn Fn() -> (u32, u32, u32) + Send + Sync>;
+/// The database as the store reports it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DatabaseReading {
+    /// The pool's connections: open, idle, and the most it may open.
+    pub open: u32,
+    pub idle: u32,
+    pub max: u32,
+    /// The token endpoint's uses of codes and refresh tokens, by how they were written: one
+    /// statement list (SQLite), or a unit of work.
+    pub grant_uses_one_list: u64,
+    pub grant_uses_unit_of_work: u64,
+}
+
+/// Where `/metrics` reads [`DatabaseReading`] from.
+pub type PoolSource = Box<dyn Fn() -> DatabaseReading + Send + Sync>;
 
 /// The served TLS certificate and its reloads, as the binary reports them (`[tls]`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -430,7 +443,13 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     let _ = writeln!(out, "portcullis_hash_refusals_total {}", pool.refusals());
 
     if let Some(source) = m.pool.get() {
-        let (open, idle, max) = source();
+        let DatabaseReading {
+            open,
+            idle,
+            max,
+            grant_uses_one_list,
+            grant_uses_unit_of_work,
+        } = source();
         family(
             &mut out,
             "portcullis_db_pool_connections",
@@ -453,6 +472,22 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
             "The most database connections this node may open (database.max_connections).",
         );
         let _ = writeln!(out, "portcullis_db_pool_max_connections {max}");
+        family(
+            &mut out,
+            "portcullis_oidc_grant_uses_total",
+            "counter",
+            "Codes and refresh tokens used at the token endpoint (won or lost), by how the use was \
+             written: one_list (SQLite: the use, its tokens and its audit entry in one hand-off) \
+             or unit_of_work (PostgreSQL; SQLite after another process appended to the audit log).",
+        );
+        let _ = writeln!(
+            out,
+            "portcullis_oidc_grant_uses_total{{way=\"one_list\"}} {grant_uses_one_list}"
+        );
+        let _ = writeln!(
+            out,
+            "portcullis_oidc_grant_uses_total{{way=\"unit_of_work\"}} {grant_uses_unit_of_work}"
+        );
     }
 
     // Declared always (alert rules name them); samples only with `[tls]`.

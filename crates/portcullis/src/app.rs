@@ -256,13 +256,21 @@ async fn open_audit_ring(
     LiveRing::open(dir, AUDIT_KEY).context("loading the audit key")
 }
 
-/// `/metrics`' counters, reading the database pool's use from `store`.
+/// `/metrics`' counters, reading the database pool's use and the token endpoint's ways of
+/// writing from `store`.
 fn database_pool_metrics(store: &Arc<SqlStore>) -> Arc<portcullis_web::metrics::Metrics> {
     let metrics = Arc::new(portcullis_web::metrics::Metrics::default());
     let store = store.clone();
     metrics.set_database_pool(Box::new(move || {
         let u = store.pool_usage();
-        (u.open, u.idle, u.max)
+        let g = store.grant_uses();
+        portcullis_web::metrics::DatabaseReading {
+            open: u.open,
+            idle: u.idle,
+            max: u.max,
+            grant_uses_one_list: g.one_list,
+            grant_uses_unit_of_work: g.unit_of_work,
+        }
     }));
     metrics
 }

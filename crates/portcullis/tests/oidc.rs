@@ -219,6 +219,20 @@ async fn discovery_code_flow_refresh(backend: Backend) {
         303,
         "the session behind the family has ended"
     );
+    // Two exchanges and a rotation at least were written: on SQLite each in one hand-off
+    // (the use, its tokens and its audit entry as one statement list, the server knowing
+    // the audit chain's head since its own commits), on PostgreSQL as a unit of work.
+    let (one_list, unit_of_work) = grant_uses(&app).await;
+    match backend {
+        Backend::Sqlite => assert!(
+            one_list >= 3 && unit_of_work == 0,
+            "{one_list}, {unit_of_work}"
+        ),
+        Backend::Postgres => assert!(
+            one_list == 0 && unit_of_work >= 3,
+            "{one_list}, {unit_of_work}"
+        ),
+    }
 }
 both!(
     discovery_code_flow_id_token_userinfo_and_refresh_with_an_independent_client,

@@ -79,6 +79,17 @@ async fn put_codes(s: &SqlStore, codes: &[u8]) {
     }
 }
 
+/// The store's count of the uses written so far: on SQLite `one_list` of them as one
+/// statement list and `unit_of_work` the usual way; on PostgreSQL all the usual way.
+fn assert_ways(s: &SqlStore, backend: Backend, (one_list, unit_of_work): (u64, u64)) {
+    let expected = match backend {
+        Backend::Sqlite => (one_list, unit_of_work),
+        Backend::Postgres => (0, one_list + unit_of_work),
+    };
+    let uses = s.grant_uses();
+    assert_eq!((uses.one_list, uses.unit_of_work), expected);
+}
+
 async fn a_use_stores_its_tokens_once(backend: Backend) {
     let (s, _db) = store(backend).await;
     put_codes(&s, &[1, 2]).await;
@@ -93,6 +104,7 @@ async fn a_use_stores_its_tokens_once(backend: Backend) {
     assert!(exchange(&s, GrantUse::Code(2), &one).await);
     assert!(stored(&s, 10).await && stored(&s, 11).await && stored(&s, 20).await);
     assert_eq!(audited(&s).await, 2);
+    assert_ways(&s, backend, (1, 1));
     for attempt in 0..10u8 {
         let again = [
             token(100 + attempt, TokenKind::Access, Some(1)),
@@ -104,8 +116,9 @@ async fn a_use_stores_its_tokens_once(backend: Backend) {
         assert!(!stored(&s, 100 + attempt).await && !stored(&s, 150 + attempt).await);
         assert!(!stored(&s, 200 + attempt).await);
     }
-    // A refused use audits nothing.
+    // A refused use audits nothing (and went as a list: the head was known).
     assert_eq!(audited(&s).await, 2);
+    assert_ways(&s, backend, (21, 1));
     // The refresh token rotates once; the used one is refused after, and issues nothing.
     let next = [
         token(12, TokenKind::Access, None),
@@ -190,6 +203,9 @@ async fn exchanges_follow_another_writers_appends(backend: Backend) {
         assert_eq!(audited(&s).await, expected);
     }
     chain_holds(&s).await;
+    // On SQLite: the first use, before any audited commit of `s`, and each first use after
+    // the other's appends went the usual way; the rest, replays included, as one list.
+    assert_ways(&s, backend, (8, 4));
 }
 both!(
     exchanges_follow_another_writers_appends_conformance,

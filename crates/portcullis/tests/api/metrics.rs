@@ -135,6 +135,7 @@ async fn locks_and_codes(backend: Backend) {
         "portcullis_http_requests_total",
         "portcullis_hash_refusals_total",
         "portcullis_db_pool_max_connections",
+        "portcullis_oidc_grant_uses_total",
     ] {
         assert!(
             after.samples.iter().any(|s| s.metric == family),

@@ -308,6 +308,29 @@ pub async fn exchange(
     token(app, &form, dpop).await
 }
 
+/// `/metrics`' count of the token endpoint's uses of codes and refresh tokens, by how they
+/// were written: (one statement list, unit of work).
+pub async fn grant_uses(app: &TestApp) -> (u64, u64) {
+    let text = app
+        .client
+        .get(app.management_url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let way = |name: &str| {
+        let prefix = format!("portcullis_oidc_grant_uses_total{{way=\"{name}\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(prefix.as_str()))
+            .unwrap_or_else(|| panic!("no {prefix}in /metrics"))
+            .parse::<u64>()
+            .unwrap()
+    };
+    (way("one_list"), way("unit_of_work"))
+}
+
 /// A refresh grant by a public client.
 pub async fn refresh(
     app: &TestApp,
