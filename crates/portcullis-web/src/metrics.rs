@@ -478,7 +478,8 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
             "counter",
             "Codes and refresh tokens used at the token endpoint (won or lost), by how the use was \
              written: one_list (SQLite: the use, its tokens and its audit entry in one hand-off) \
-             or unit_of_work (PostgreSQL; SQLite after another process appended to the audit log).",
+             or unit_of_work (PostgreSQL; SQLite while this node does not know the audit log's \
+             head, as after another process appended to it).",
         );
         let _ = writeln!(
             out,
