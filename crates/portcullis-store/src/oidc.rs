@@ -1045,8 +1045,7 @@ impl OidcWrites for SqlWork {
         let at_once = self
             .use_then_commit_at_once(used, tokens, &event, audit_key)
             .await?;
-        let way = &self.gate().grant_uses[usize::from(at_once.is_none())];
-        way.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.gate().grant_uses.count(at_once.is_some());
         if let Some(committed) = at_once {
             // The list writes no outbox row and one audit entry.
             return Ok(committed.then_some(Committed {

@@ -8,6 +8,7 @@
 //! database's job, not one client's.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use portcullis_core::ports::{StoreError, StoreResult};
 use sqlx::sqlite::SqliteConnectOptions;
@@ -188,6 +189,32 @@ pub struct PoolUsage {
 pub struct GrantUses {
     pub one_list: u64,
     pub unit_of_work: u64,
+}
+
+/// The counters behind [`GrantUses`], shared by a store's units of work.
+#[derive(Debug, Default)]
+pub(crate) struct GrantUseCounts {
+    one_list: AtomicU64,
+    unit_of_work: AtomicU64,
+}
+
+impl GrantUseCounts {
+    /// Counts one use, written as one statement list or not.
+    pub(crate) fn count(&self, one_list: bool) {
+        let way = if one_list {
+            &self.one_list
+        } else {
+            &self.unit_of_work
+        };
+        way.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn read(&self) -> GrantUses {
+        GrantUses {
+            one_list: self.one_list.load(Ordering::Relaxed),
+            unit_of_work: self.unit_of_work.load(Ordering::Relaxed),
+        }
+    }
 }
 
 /// The result of checking a SQLite file on its own (a backup before it is restored).
@@ -501,11 +528,7 @@ impl SqlStore {
 
     /// The token endpoint's uses so far, by how they were written, for `/metrics`.
     pub fn grant_uses(&self) -> GrantUses {
-        let [one_list, unit_of_work] = &*self.gate.grant_uses;
-        GrantUses {
-            one_list: one_list.load(std::sync::atomic::Ordering::Relaxed),
-            unit_of_work: unit_of_work.load(std::sync::atomic::Ordering::Relaxed),
-        }
+        self.gate.grant_uses.read()
     }
 
     /// The connection pool's use, for `/metrics`.

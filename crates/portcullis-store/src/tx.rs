@@ -107,7 +107,7 @@ pub(crate) struct WriteGate {
     head: KnownHead,
     /// The token endpoint's uses written, by way: one statement list, or a unit of work
     /// ([`crate::ops::GrantUses`]).
-    pub(crate) grant_uses: Arc<[std::sync::atomic::AtomicU64; 2]>,
+    pub(crate) grant_uses: Arc<crate::ops::GrantUseCounts>,
 }
 
 impl WriteGate {
