@@ -217,6 +217,18 @@ impl TestApp {
         format!("http://{}{}", self.management, path)
     }
 
+    /// The management listener's `/metrics` document (asserted answered 200).
+    pub async fn metrics_text(&self) -> String {
+        let res = self
+            .client
+            .get(self.management_url("/metrics"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200, "/metrics");
+        res.text().await.unwrap()
+    }
+
     pub async fn post_json(&self, path: &str, body: &Value) -> reqwest::Response {
         self.client
             .post(self.url(path))

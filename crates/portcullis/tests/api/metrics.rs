@@ -6,14 +6,7 @@ use prometheus_parse::{Scrape, Value as Metric};
 use serde_json::{json, Value};
 
 async fn scrape(app: &TestApp) -> Scrape {
-    let res = app
-        .client
-        .get(app.management_url("/metrics"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
-    let text = res.text().await.unwrap();
+    let text = app.metrics_text().await;
     Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).expect("valid Prometheus text")
 }
 
@@ -220,15 +213,7 @@ fn referenced(text: &str) -> std::collections::BTreeSet<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deploy_files_name_only_metrics_the_service_exports() {
     let app = spawn_app(Backend::Sqlite).await;
-    let text = app
-        .client
-        .get(app.management_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics_text().await;
     let exported = declared(&text);
     let deploy = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy");
     let files = [

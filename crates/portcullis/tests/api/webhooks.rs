@@ -753,15 +753,7 @@ async fn outages(backend: Backend) {
         }
     }
     assert_eq!(pending_and_sent(&second, &admin, dead).await, (0, 0, 1));
-    let metrics = second
-        .client
-        .get(second.management_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = second.metrics_text().await;
     // Given up: the endpoint that never answered and the one that answered 410.
     assert!(
         metrics.contains("\nportcullis_webhook_deliveries_failed 2\n"),

@@ -311,15 +311,7 @@ pub async fn exchange(
 /// `/metrics`' count of the token endpoint's uses of codes and refresh tokens, by how they
 /// were written: (one statement list, unit of work).
 pub async fn grant_uses(app: &TestApp) -> (u64, u64) {
-    let text = app
-        .client
-        .get(app.management_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics_text().await;
     let way = |name: &str| {
         let prefix = format!("portcullis_oidc_grant_uses_total{{way=\"{name}\"}} ");
         text.lines()
