@@ -86,9 +86,9 @@ statements! {
     /// Each SQLite connection: the write-ahead log, …
     SQLITE_WAL: sqlite = "PRAGMA journal_mode = WAL";
     SQLITE_SYNCHRONOUS: sqlite = "PRAGMA synchronous = NORMAL";
-    /// … a wait of up to 5 s for the write lock, …
-    SQLITE_BUSY_TIMEOUT: sqlite = concat!("PRAGMA busy_timeout = ", sqlite_busy_timeout_ms!());
-    /// … and foreign keys enforced.
+    /// … and foreign keys enforced. (The wait of up to 5 s for the write lock is the driver's
+    /// busy handler, `vendor/sqlx-sqlite`: a `PRAGMA busy_timeout` would put SQLite's own,
+    /// which sleeps on the calling thread, back in its place.)
     SQLITE_FOREIGN_KEYS: sqlite = "PRAGMA foreign_keys = ON";
     /// Readiness.
     PING = "SELECT 1";
@@ -96,12 +96,7 @@ statements! {
 
 /// The settings of every SQLite connection.
 pub(crate) async fn sqlite_setup(conn: &mut sqlx::AnyConnection) -> Result<(), sqlx::Error> {
-    for pragma in [
-        SQLITE_WAL,
-        SQLITE_SYNCHRONOUS,
-        SQLITE_BUSY_TIMEOUT,
-        SQLITE_FOREIGN_KEYS,
-    ] {
+    for pragma in [SQLITE_WAL, SQLITE_SYNCHRONOUS, SQLITE_FOREIGN_KEYS] {
         conn.execute(pragma).await?;
     }
     Ok(())

@@ -279,3 +279,130 @@ async fn connections_come_back(backend: Backend) {
         .expect("the store closes with its connections back");
 }
 both!(connections_come_back_conformance, connections_come_back);
+
+/// SQLite's statements run on the caller's thread (`vendor/sqlx-sqlite`), so a writer that
+/// finds the write lock held by another connection (a CLI command's, here a raw one) must
+/// wait off the runtime: on a runtime of *one* worker, a ticker and a read still run while
+/// the unit waits, the unit commits once the lock is let go, and a lock held past the busy
+/// timeout (5 s, as before) makes the unit `Unavailable` after that long, not sooner.
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn a_writer_waiting_for_another_connections_lock_holds_no_worker() {
+    use crate::support::keys;
+    use portcullis_core::ports::StoreError;
+    use portcullis_store::SqlStore;
+    use sqlx::Connection;
+    use std::time::{Duration, Instant};
+
+    let (s, db) = store(Backend::Sqlite).await;
+    step(&s, [1; 32], StepKind::NotMe, 1, "").await;
+    let path = db.sqlite_path.clone().expect("a SQLite file");
+    let mut other = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+
+    let write = |s: &SqlStore, n: u8| {
+        let s = s.clone();
+        tokio::spawn(async move {
+            let mut w = s.begin(T);
+            let started = Instant::now();
+            let made = w
+                .create_step(&[n; 32], StepKind::NotMe, 1, "", T.plus_secs(60))
+                .await;
+            let done = match made {
+                Ok(()) => {
+                    w.audit(event());
+                    w.commit(&keys().into()).await.map(|_| ())
+                }
+                Err(e) => Err(e),
+            };
+            (done, started.elapsed())
+        })
+    };
+
+    // 1. Held for 400 ms: the runtime's one worker goes on with other tasks meanwhile.
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut other)
+        .await
+        .unwrap();
+    let ticks = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let ticker = {
+        let ticks = ticks.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                ticks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        })
+    };
+    let writer = write(&s, 2);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let read_started = Instant::now();
+    assert!(s
+        .find_step(&[1; 32], StepKind::NotMe, T)
+        .await
+        .unwrap()
+        .is_some());
+    assert!(
+        read_started.elapsed() < Duration::from_millis(250),
+        "a read waited {:?} behind a writer's wait",
+        read_started.elapsed()
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let ticked = ticks.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        ticked >= 10,
+        "the ticker ran {ticked} times in 400 ms while a writer waited"
+    );
+    assert!(!writer.is_finished(), "the write did not wait for the lock");
+    sqlx::query("COMMIT").execute(&mut other).await.unwrap();
+    let (done, waited) = writer.await.unwrap();
+    done.unwrap();
+    assert!(
+        waited >= Duration::from_millis(350),
+        "waited only {waited:?}"
+    );
+    assert!(s
+        .find_step(&[2; 32], StepKind::NotMe, T)
+        .await
+        .unwrap()
+        .is_some());
+
+    // 2. Held past the busy timeout: `Unavailable`, after it.
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut other)
+        .await
+        .unwrap();
+    let (done, waited) = write(&s, 3).await.unwrap();
+    assert!(matches!(done, Err(StoreError::Unavailable(_))), "{done:?}");
+    assert!(
+        (Duration::from_millis(4_500)..Duration::from_secs(9)).contains(&waited),
+        "gave up after {waited:?}"
+    );
+    sqlx::query("ROLLBACK").execute(&mut other).await.unwrap();
+    ticker.abort();
+}
+
+/// The write-ahead log is still checkpointed into the database file as it grows (the driver
+/// replaces SQLite's automatic checkpoint with its own hook, which runs the same checkpoint
+/// off the runtime): 1,200 commits of a 4 KiB row each reach the main file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_is_checkpointed_as_it_grows() {
+    let (s, db) = store(Backend::Sqlite).await;
+    let path = db.sqlite_path.clone().expect("a SQLite file");
+    sqlx::query("CREATE TABLE ballast (id INTEGER PRIMARY KEY, body BLOB NOT NULL)")
+        .execute(s.pool())
+        .await
+        .unwrap();
+    let before = std::fs::metadata(&path).unwrap().len();
+    for _ in 0..1_200 {
+        sqlx::query("INSERT INTO ballast (body) VALUES (zeroblob(4096))")
+            .execute(s.pool())
+            .await
+            .unwrap();
+    }
+    let after = std::fs::metadata(&path).unwrap().len();
+    assert!(
+        after >= before + 3_000_000,
+        "the database file grew from {before} to {after} bytes only: no checkpoint"
+    );
+}

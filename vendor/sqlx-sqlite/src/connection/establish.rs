@@ -4,11 +4,11 @@ use crate::connection::{ConnectionState, Statements};
 use crate::error::Error;
 use crate::{SqliteConnectOptions, SqliteError};
 use libsqlite3_sys::{
-    sqlite3, sqlite3_busy_timeout, sqlite3_db_config, sqlite3_extended_result_codes, sqlite3_free,
-    sqlite3_load_extension, sqlite3_open_v2, SQLITE_DBCONFIG_ENABLE_LOAD_EXTENSION, SQLITE_OK,
-    SQLITE_OPEN_CREATE, SQLITE_OPEN_FULLMUTEX, SQLITE_OPEN_MEMORY, SQLITE_OPEN_NOMUTEX,
-    SQLITE_OPEN_PRIVATECACHE, SQLITE_OPEN_READONLY, SQLITE_OPEN_READWRITE, SQLITE_OPEN_SHAREDCACHE,
-    SQLITE_OPEN_URI,
+    sqlite3, sqlite3_busy_handler, sqlite3_db_config, sqlite3_extended_result_codes, sqlite3_free,
+    sqlite3_load_extension, sqlite3_open_v2, sqlite3_wal_hook,
+    SQLITE_DBCONFIG_ENABLE_LOAD_EXTENSION, SQLITE_OK, SQLITE_OPEN_CREATE, SQLITE_OPEN_FULLMUTEX,
+    SQLITE_OPEN_MEMORY, SQLITE_OPEN_NOMUTEX, SQLITE_OPEN_PRIVATECACHE, SQLITE_OPEN_READONLY,
+    SQLITE_OPEN_READWRITE, SQLITE_OPEN_SHAREDCACHE, SQLITE_OPEN_URI,
 };
 use percent_encoding::NON_ALPHANUMERIC;
 use sqlx_core::IndexMap;
@@ -17,13 +17,7 @@ use std::ffi::{c_void, CStr, CString};
 use std::io;
 use std::os::raw::c_int;
 use std::ptr::{addr_of_mut, null, null_mut};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
-
-// This was originally `AtomicU64` but that's not supported on MIPS (or PowerPC):
-// https://github.com/launchbadge/sqlx/issues/2859
-// https://doc.rust-lang.org/stable/std/sync/atomic/index.html#portability
-static THREAD_ID: AtomicUsize = AtomicUsize::new(0);
 
 #[derive(Copy, Clone)]
 enum SqliteLoadExtensionMode {
@@ -49,8 +43,6 @@ pub struct EstablishParams {
     statement_cache_capacity: usize,
     log_settings: LogSettings,
     extensions: IndexMap<CString, Option<CString>>,
-    pub(crate) thread_name: String,
-    pub(crate) command_channel_size: usize,
     #[cfg(feature = "regexp")]
     register_regexp_function: bool,
 }
@@ -151,8 +143,6 @@ impl EstablishParams {
             })
             .collect::<Result<IndexMap<CString, Option<CString>>, io::Error>>()?;
 
-        let thread_id = THREAD_ID.fetch_add(1, Ordering::AcqRel);
-
         Ok(Self {
             filename,
             open_flags: flags,
@@ -160,8 +150,6 @@ impl EstablishParams {
             statement_cache_capacity: options.statement_cache_capacity,
             log_settings: options.log_settings.clone(),
             extensions,
-            thread_name: (options.thread_name)(thread_id as u64),
-            command_channel_size: options.command_channel_size,
             #[cfg(feature = "regexp")]
             register_regexp_function: options.register_regexp_function,
         })
@@ -274,18 +262,32 @@ impl EstablishParams {
             }
         }
 
-        // Configure a busy timeout
-        // This causes SQLite to automatically sleep in increasing intervals until the time
-        // when there is something locked during [sqlite3_step].
-        //
-        // We also need to convert the u128 value to i32, checking we're not overflowing.
+        // Portcullis: the statements run on the caller's thread (worker.rs), so SQLite's own
+        // waits must not hold a tokio worker: the busy handler and the WAL's checkpoint after a
+        // commit run off the runtime (`off_runtime`). The busy handler waits as SQLite's
+        // `busy_timeout` does, up to `busy_timeout` in all. (A later `PRAGMA busy_timeout` or
+        // `PRAGMA wal_autocheckpoint` puts SQLite's own handler or hook back.)
         let ms = i32::try_from(self.busy_timeout.as_millis())
             .expect("Given busy timeout value is too big.");
 
-        status = unsafe { sqlite3_busy_timeout(handle.as_ptr(), ms) };
+        status = unsafe {
+            sqlite3_busy_handler(
+                handle.as_ptr(),
+                Some(super::off_runtime::busy_handler),
+                ms as usize as *mut std::ffi::c_void,
+            )
+        };
 
         if status != SQLITE_OK {
             return Err(Error::Database(Box::new(handle.expect_error())));
+        }
+
+        unsafe {
+            sqlite3_wal_hook(
+                handle.as_ptr(),
+                Some(super::off_runtime::wal_hook),
+                std::ptr::null_mut(),
+            );
         }
 
         Ok(ConnectionState {

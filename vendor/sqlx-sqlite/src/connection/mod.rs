@@ -44,6 +44,7 @@ mod preupdate_hook;
 pub(crate) mod serialize;
 
 mod worker;
+mod off_runtime;
 
 /// A connection to an open [Sqlite] database.
 ///
