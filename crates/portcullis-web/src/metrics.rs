@@ -477,7 +477,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
             "portcullis_oidc_grant_uses_total",
             "counter",
             "Codes and refresh tokens used at the token endpoint (won or lost), by how the use was \
-             written: one_list (SQLite: the use, its tokens and its audit entry in one hand-off) \
+             written: one_list (SQLite: the use, its tokens and its audit entry in one statement list) \
              or unit_of_work (PostgreSQL; SQLite while this node does not know the audit log's \
              head, as after another process appended to it).",
         );

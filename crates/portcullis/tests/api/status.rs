@@ -306,13 +306,7 @@ async fn assert_in_maintenance(app: &TestApp, token: &str) {
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["code"], "maintenance");
 
-    let res = app
-        .client
-        .get(app.management_url("/metrics"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200, "/metrics on the management listener");
+    app.metrics_text().await;
     for path in [
         "/healthz",
         "/readyz",

@@ -119,7 +119,7 @@ impl ConnectionWorker {
         &mut self,
         statement: Option<Cow<'static, str>>,
     ) -> Result<(), Error> {
-        let shared = Arc::clone(&self.shared);
+        let shared = &*self.shared;
         let mut conn = shared.conn.lock().await;
         let depth = shared.transaction_depth.load(Ordering::Acquire);
         let statement = match statement {
@@ -135,7 +135,7 @@ impl ConnectionWorker {
     }
 
     pub(crate) async fn commit(&mut self) -> Result<(), Error> {
-        let shared = Arc::clone(&self.shared);
+        let shared = &*self.shared;
         let mut conn = shared.conn.lock().await;
         let depth = shared.transaction_depth.load(Ordering::Acquire);
         if depth > 0 {
@@ -150,21 +150,21 @@ impl ConnectionWorker {
     }
 
     pub(crate) async fn rollback(&mut self) -> Result<(), Error> {
-        let shared = Arc::clone(&self.shared);
+        let shared = &*self.shared;
         let mut conn = shared.conn.lock().await;
-        rollback(&mut conn, &shared)
+        rollback(&mut conn, shared)
     }
 
     /// A `Transaction` dropped without its end. (The published driver also skipped one
     /// here after a `COMMIT` or `ROLLBACK` its thread ran but nobody received; a command
     /// that runs within the caller's poll cannot be left unreceived.)
     pub(crate) fn start_rollback(&mut self) -> Result<(), Error> {
-        let shared = Arc::clone(&self.shared);
+        let shared = &*self.shared;
         // `&mut self`: nobody else holds the connection, so the lock is free.
         let Some(mut conn) = shared.conn.try_lock() else {
             return Err(Error::WorkerCrashed);
         };
-        rollback(&mut conn, &shared)
+        rollback(&mut conn, shared)
     }
 
     pub(crate) async fn ping(&mut self) -> Result<(), Error> {
